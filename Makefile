@@ -1,0 +1,70 @@
+# slm - build, test, benchmark.  `make help` lists the targets.
+
+CC      ?= cc
+OPT     ?= -O2
+MARCH   ?= -march=native
+CSTD    ?= -std=c99
+WARN    ?= -Wall -Wextra -Wshadow -Wstrict-prototypes
+OPENMP  ?= 1
+CFLAGS  ?=
+LDFLAGS ?=
+
+# OpenMP when the compiler has it (make OPENMP=0 builds without)
+ifeq ($(OPENMP),1)
+  OMP_OK := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1)
+  ifeq ($(OMP_OK),1)
+    OMPFLAGS := -fopenmp
+  endif
+endif
+
+ALL_CFLAGS = $(CSTD) $(OPT) $(MARCH) $(WARN) $(OMPFLAGS) $(CFLAGS)
+LIBS       = -lm
+
+VERSION  := $(shell sed -n 's/^\#define SLM_VERSION_STRING "\(.*\)"/\1/p' slm.h)
+SOMAJOR  := $(word 1,$(subst ., ,$(VERSION)))
+
+BUILD    ?= build
+LIB_A    = $(BUILD)/libslm.a
+LIB_SO   = $(BUILD)/libslm.so
+CLI      = $(BUILD)/slm
+TESTBIN  = $(BUILD)/run_tests
+
+TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c
+
+.PHONY: all lib cli test clean help
+
+all: $(LIB_A) $(LIB_SO) $(CLI)
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+$(BUILD)/slm.o: slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c slm.c -o $@
+
+$(BUILD)/slm.pic.o: slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c slm.c -o $@
+
+$(LIB_A): $(BUILD)/slm.o
+	rm -f $@ && ar rcs $@ $<
+
+$(LIB_SO): $(BUILD)/slm.pic.o
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libslm.so.$(SOMAJOR) $< -o $@ $(LDFLAGS) $(LIBS)
+
+$(CLI): examples/slm.c $(LIB_A)
+	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
+
+# The test runner includes slm.c itself (to reach the static kernels).
+$(TESTBIN): $(TEST_SRC) tests/test.h slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS)
+
+test: all $(TESTBIN)
+	./$(TESTBIN)
+
+clean:
+	rm -rf $(BUILD)
+
+help:
+	@echo "make            library ($(LIB_A), $(LIB_SO)) and CLI ($(CLI))"
+	@echo "make test       build and run every test (ends with 'N passed, N failed')"
+	@echo "make OPENMP=0   build without OpenMP"
+	@echo "make clean      remove $(BUILD)/"

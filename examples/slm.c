@@ -1,0 +1,278 @@
+/*
+ * slm - command-line tool for the slm library.
+ *
+ *   slm info   -m FILE [-c CTX]            describe a GGUF model
+ *   slm logits -m FILE --ids "1 2 3" [--all] --out FILE.f32
+ *
+ * Every error prints one line to stderr and exits non-zero.
+ */
+#include "slm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *prog = "slm";
+
+static void die(const char *fmt, const char *arg) {
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+/* ---- option parsing shared by the subcommands ---------------------------- */
+
+typedef struct opts {
+    const char *model, *ids, *out;
+    int all, n_ctx, threads, kv_f32, no_mmap;
+} opts;
+
+static int parse_int(const char *s, const char *flag) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < -2147483647L || v > 2147483647L) die("invalid number for %s", flag);
+    return (int)v;
+}
+
+static const char *need_arg(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) die("option %s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+static const char *INFO_HELP =
+    "usage: slm info -m FILE [-c CTX] [--meta] [--tensors]\n"
+    "  Print the architecture, hyperparameters, parameter count, tensor type\n"
+    "  histogram, file size and the memory a session of CTX tokens needs.\n"
+    "  -m, --model FILE   GGUF model file\n"
+    "  -c, --ctx N        context for the memory estimate (default: 4096 or the\n"
+    "                     training context if smaller)\n"
+    "  --meta             also list every metadata key and value\n"
+    "  --tensors          also list every tensor\n"
+    "  --no-mmap          read the file instead of mapping it\n";
+
+static const char *LOGITS_HELP =
+    "usage: slm logits -m FILE --ids \"ID ID ...\" [--all] --out FILE.f32\n"
+    "  Run the token ids through the model and write float32 little-endian\n"
+    "  logits: the last position's n_vocab values, or with --all every\n"
+    "  position's (row-major [n_ids][n_vocab]).\n"
+    "  -m, --model FILE   GGUF model file\n"
+    "  --ids \"...\"        token ids separated by spaces or commas\n"
+    "  --all              write the logits of every position\n"
+    "  -o, --out FILE     output file\n"
+    "  -t, --threads N    threads (default: all)\n"
+    "  --kv-f32           keep the KV cache in F32 (default F16)\n"
+    "  --no-mmap          read the file instead of mapping it\n";
+
+static void parse_opts(int argc, char **argv, const char *help, opts *o) {
+    memset(o, 0, sizeof *o);
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(help, stdout);
+            exit(0);
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "--ids")) o->ids = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "--all")) o->all = 1;
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "--kv-f32")) o->kv_f32 = 1;
+        else if (!strcmp(a, "--no-mmap")) o->no_mmap = 1;
+        else if (!strcmp(a, "--meta")) o->all |= 2;
+        else if (!strcmp(a, "--tensors")) o->all |= 4;
+        else die("unknown option '%s' (see --help)", a);
+    }
+    if (!o->model) die("%s", "no model given (-m FILE)");
+}
+
+static slm_model *load(const opts *o, int vocab_only) {
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.use_mmap = !o->no_mmap;
+    mp.vocab_only = vocab_only;
+    slm_model *m = NULL;
+    slm_error err;
+    if (slm_model_load_file(o->model, &mp, &m, &err) != SLM_OK) die("%s", err.message);
+    return m;
+}
+
+static void human(double bytes, char *buf, size_t n) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (bytes >= 1024 && i < 4) bytes /= 1024, i++;
+    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
+}
+
+/* ---- info ------------------------------------------------------------------- */
+
+static int cmd_info(int argc, char **argv) {
+    opts o;
+    parse_opts(argc, argv, INFO_HELP, &o);
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.use_mmap = !o.no_mmap;
+    slm_model *m = NULL;
+    slm_error err;
+    int vocab_only = 0;
+    if (slm_model_load_file(o.model, &mp, &m, &err) != SLM_OK) {
+        /* still describe files we cannot run (unknown arch, unsupported types) */
+        if (err.status != SLM_ERR_UNSUPPORTED) die("%s", err.message);
+        fprintf(stderr, "%s: note: %s\n", prog, err.message);
+        mp.vocab_only = 1;
+        vocab_only = 1;
+        if (slm_model_load_file(o.model, &mp, &m, &err) != SLM_OK) die("%s", err.message);
+    }
+    slm_model_info in;
+    slm_model_get_info(m, &in);
+    char b1[32], b2[32];
+    human((double)in.file_size, b1, sizeof b1);
+    printf("file:          %s (%s, GGUF v%d)\n", o.model, b1, in.gguf_version);
+    printf("architecture:  %s%s\n", in.arch, vocab_only ? " (cannot run: see note)" : "");
+    if (in.name[0]) printf("name:          %s\n", in.name);
+    /* parameters and types from the tensor directory */
+    uint64_t nparams = 0, bytes = 0, count[64] = {0}, elems[64] = {0};
+    int64_t nt = slm_tensor_count(m);
+    for (int64_t i = 0; i < nt; i++) {
+        slm_tensor_info ti;
+        slm_tensor_get_info(m, i, &ti);
+        uint64_t ne = (uint64_t)ti.ne[0] * ti.ne[1] * ti.ne[2] * ti.ne[3];
+        nparams += ne;
+        bytes += ti.nbytes;
+        if (ti.type >= 0 && ti.type < 64) count[ti.type]++, elems[ti.type] += ne;
+    }
+    human((double)bytes, b1, sizeof b1);
+    printf("parameters:    %llu (%.1f M), %s of tensor data, %.2f bits/weight\n", (unsigned long long)nparams,
+           nparams / 1e6, b1, nparams ? bytes * 8.0 / nparams : 0.0);
+    printf("tensor types: ");
+    for (int t = 0; t < 64; t++)
+        if (count[t]) printf(" %s: %llu tensors (%.1f%% of weights);", slm_type_name(t) ? slm_type_name(t) : "?",
+                             (unsigned long long)count[t], 100.0 * elems[t] / (nparams ? nparams : 1));
+    printf("\n");
+    if (!vocab_only) {
+        printf("vocab:         %d\n", in.n_vocab);
+        printf("context:       %d (training)\n", in.n_ctx_train);
+        printf("layers:        %d, embd %d, ffn %d\n", in.n_layer, in.n_embd, in.n_ff);
+        printf("attention:     %d heads, %d kv heads, head dim %d, rope dims %d, rope base %g\n", in.n_head,
+               in.n_head_kv, in.head_dim, in.n_rot, in.rope_freq_base);
+        printf("norm eps:      %g\n", in.norm_eps);
+        slm_session_params sp;
+        slm_session_params_init(&sp);
+        sp.n_ctx = o.n_ctx;
+        size_t f16 = slm_session_memory_size(m, &sp);
+        sp.kv_type = SLM_TYPE_F32;
+        size_t f32 = slm_session_memory_size(m, &sp);
+        int ctx = o.n_ctx ? o.n_ctx : (in.n_ctx_train < 4096 ? in.n_ctx_train : 4096);
+        human((double)f16, b1, sizeof b1);
+        human((double)f32, b2, sizeof b2);
+        printf("session:       %s at context %d with F16 KV cache (%s with F32)\n", b1, ctx, b2);
+        human((double)f16 + (double)in.weight_bytes, b1, sizeof b1);
+        printf("memory:        %s in all (weights mapped from the file + session)\n", b1);
+    }
+    if (o.all & 2) {
+        printf("\nmetadata (%lld keys):\n", (long long)slm_meta_count(m));
+        for (int64_t i = 0; i < slm_meta_count(m); i++) {
+            char v[160];
+            slm_meta_format(m, i, v, sizeof v);
+            printf("  %-44s %s\n", slm_meta_key(m, i), v);
+        }
+    }
+    if (o.all & 4) {
+        printf("\ntensors (%lld):\n", (long long)nt);
+        for (int64_t i = 0; i < nt; i++) {
+            slm_tensor_info ti;
+            slm_tensor_get_info(m, i, &ti);
+            printf("  %-40s %-7s [", ti.name, slm_type_name(ti.type));
+            for (int d = 0; d < ti.n_dims; d++) printf(d ? ", %lld" : "%lld", (long long)ti.ne[d]);
+            printf("] at %llu\n", (unsigned long long)ti.offset);
+        }
+    }
+    slm_model_free(m);
+    return 0;
+}
+
+/* ---- logits ------------------------------------------------------------------- */
+
+static int cmd_logits(int argc, char **argv) {
+    opts o;
+    parse_opts(argc, argv, LOGITS_HELP, &o);
+    if (!o.ids) die("%s", "no token ids given (--ids \"1 2 3\")");
+    if (!o.out) die("%s", "no output file given (--out FILE.f32)");
+    int32_t *ids = NULL;
+    int n = 0, cap = 0;
+    for (const char *p = o.ids; *p;) {
+        if (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') {
+            p++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 2147483647L) die("invalid token id in --ids near '%s'", p);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            ids = (int32_t *)realloc(ids, (size_t)cap * sizeof *ids);
+            if (!ids) die("%s", "out of memory");
+        }
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    if (n == 0) die("%s", "--ids holds no token ids");
+    slm_model *m = load(&o, 0);
+    slm_session_params sp;
+    slm_session_params_init(&sp);
+    sp.n_ctx = o.n_ctx ? o.n_ctx : n;
+    sp.n_threads = o.threads;
+    sp.logits_all = o.all;
+    if (o.kv_f32) sp.kv_type = SLM_TYPE_F32;
+    slm_session *s = NULL;
+    slm_error err;
+    if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
+    if (slm_decode(s, ids, n, &err) != SLM_OK) die("%s", err.message);
+    slm_model_info in;
+    slm_model_get_info(m, &in);
+    FILE *f = fopen(o.out, "wb");
+    if (!f) die("cannot open '%s' for writing", o.out);
+    /* float32 little-endian, whatever the host order */
+    for (int i = o.all ? 0 : n - 1; i < n; i++) {
+        const float *lg = slm_session_logits(s, i);
+        for (int j = 0; j < in.n_vocab; j++) {
+            uint32_t u;
+            unsigned char b[4];
+            memcpy(&u, &lg[j], 4);
+            b[0] = (unsigned char)u, b[1] = (unsigned char)(u >> 8), b[2] = (unsigned char)(u >> 16),
+            b[3] = (unsigned char)(u >> 24);
+            if (fwrite(b, 1, 4, f) != 4) die("write error on '%s'", o.out);
+        }
+    }
+    if (fclose(f) != 0) die("write error on '%s'", o.out);
+    slm_session_free(s);
+    slm_model_free(m);
+    free(ids);
+    return 0;
+}
+
+static const char *MAIN_HELP =
+    "usage: slm COMMAND [options]   (slm COMMAND --help for details)\n"
+    "commands:\n"
+    "  info     describe a GGUF model file\n"
+    "  logits   write the logits of a sequence of token ids\n"
+    "  version  print the library version and build configuration\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        fputs(MAIN_HELP, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
+    if (!strcmp(cmd, "logits")) return cmd_logits(argc, argv);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("slm %s (%s)\n", slm_version(), slm_build_info());
+        return 0;
+    }
+    die("unknown command '%s' (see slm --help)", cmd);
+    return 1;
+}

@@ -1,0 +1,274 @@
+/* GGUF reader: a hand-built file, every truncation of it and of a real
+   model, and hostile variants (each must fail with a clear message, never
+   crash). Run it under the sanitizers too (make test-sanitize). */
+#include "test.h"
+#include "../slm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a small GGUF builder ---------------------------------------------------- */
+
+typedef struct buf {
+    unsigned char *p;
+    size_t n, cap;
+} buf;
+
+static void put(buf *b, const void *d, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = (unsigned char *)realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static void u32(buf *b, uint32_t v) {
+    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    put(b, x, 4);
+}
+static void u64(buf *b, uint64_t v) {
+    u32(b, (uint32_t)v);
+    u32(b, (uint32_t)(v >> 32));
+}
+static void str(buf *b, const char *s) {
+    u64(b, strlen(s));
+    put(b, s, strlen(s));
+}
+static void f32(buf *b, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u32(b, u);
+}
+static void pad(buf *b, size_t al) {
+    while (b->n % al) put(b, "", 1);
+}
+
+/* A valid llama model: vocab 8, embd 32, 1 layer, 2 heads, 1 kv head, ffn 32,
+   all F32; `variant` injects one defect. */
+enum {
+    V_OK, V_DUP_KEY, V_DUP_TENSOR, V_BAD_TYPE, V_MISALIGNED, V_OUTSIDE, V_OVERLAP, V_ZERO_DIM, V_HUGE_DIM,
+    V_BAD_ALIGN_KEY, V_ALIGN_WRONG_TYPE, V_WRONG_KEY_TYPE, V_MISSING_TENSOR, V_BAD_SHAPE, V_DEEP_ARRAY,
+    V_UNKNOWN_ARCH, V_BAD_VALUE_TYPE, V_TOO_MANY_DIMS, V_UNSUPPORTED_TYPE, V_HUGE_COUNT, V_HEADS_MISMATCH,
+    V_BIG_ENDIAN, V_VERSION1, V_COUNT
+};
+
+static const char *VNAMES[V_COUNT] = {
+    "ok", "duplicate key", "duplicate tensor", "unknown type id", "misaligned offset", "data outside file",
+    "overlapping tensors", "zero dim", "huge dim", "alignment not pow2", "alignment wrong type", "wrong key type",
+    "missing tensor", "bad shape", "deep nested array", "unknown arch", "bad value type", "5 dims",
+    "unsupported type", "huge tensor count", "head count mismatch", "big endian", "version 1"};
+
+typedef struct tdesc {
+    const char *name;
+    int64_t ne0, ne1;
+} tdesc;
+
+static buf build(int variant) {
+    buf b = {0};
+    static const tdesc T[] = {
+        {"token_embd.weight", 32, 8},      {"output_norm.weight", 32, 1},   {"blk.0.attn_norm.weight", 32, 1},
+        {"blk.0.attn_q.weight", 32, 32},   {"blk.0.attn_k.weight", 32, 16}, {"blk.0.attn_v.weight", 32, 16},
+        {"blk.0.attn_output.weight", 32, 32}, {"blk.0.ffn_norm.weight", 32, 1}, {"blk.0.ffn_gate.weight", 32, 32},
+        {"blk.0.ffn_up.weight", 32, 32},   {"blk.0.ffn_down.weight", 32, 32},
+    };
+    const int nt = (int)(sizeof T / sizeof T[0]);
+    int ntw = variant == V_MISSING_TENSOR ? nt - 1 : nt;
+    u32(&b, 0x46554747u);
+    u32(&b, variant == V_BIG_ENDIAN ? 0x03000000u : variant == V_VERSION1 ? 1u : 3u);
+    u64(&b, variant == V_HUGE_COUNT ? (uint64_t)1 << 60 : (uint64_t)ntw);
+    int nkv = 9 + (variant == V_DUP_KEY) + (variant == V_DEEP_ARRAY) + (variant == V_BAD_ALIGN_KEY ||
+                                                                       variant == V_ALIGN_WRONG_TYPE) +
+              (variant == V_BAD_VALUE_TYPE);
+    u64(&b, (uint64_t)nkv);
+    str(&b, "general.architecture"); u32(&b, 8); str(&b, variant == V_UNKNOWN_ARCH ? "mamba9" : "llama");
+    str(&b, "llama.embedding_length"); u32(&b, 4); u32(&b, 32);
+    str(&b, "llama.block_count"); u32(&b, 4); u32(&b, 1);
+    str(&b, "llama.feed_forward_length"); u32(&b, 4); u32(&b, 32);
+    str(&b, "llama.attention.head_count");
+    if (variant == V_WRONG_KEY_TYPE) { u32(&b, 8); str(&b, "two"); } else { u32(&b, 4); u32(&b, 2); }
+    str(&b, "llama.attention.head_count_kv"); u32(&b, 4); u32(&b, variant == V_HEADS_MISMATCH ? 3 : 1);
+    str(&b, "llama.attention.layer_norm_rms_epsilon"); u32(&b, 6); f32(&b, 1e-5f);
+    str(&b, "llama.context_length"); u32(&b, 4); u32(&b, 64);
+    /* an array of strings and a nested array, both legal */
+    str(&b, "test.strings"); u32(&b, 9); u32(&b, 8); u64(&b, 3); str(&b, "a"); str(&b, ""); str(&b, "ccc");
+    if (variant == V_DUP_KEY) { str(&b, "llama.block_count"); u32(&b, 4); u32(&b, 1); }
+    if (variant == V_DEEP_ARRAY) {
+        str(&b, "test.deep"); u32(&b, 9);
+        for (int d = 0; d < 10; d++) { u32(&b, 9); u64(&b, 1); }
+        u32(&b, 4); u64(&b, 1); u32(&b, 7);
+    }
+    if (variant == V_BAD_ALIGN_KEY) { str(&b, "general.alignment"); u32(&b, 4); u32(&b, 24); }
+    if (variant == V_ALIGN_WRONG_TYPE) { str(&b, "general.alignment"); u32(&b, 10); u64(&b, 32); }
+    if (variant == V_BAD_VALUE_TYPE) { str(&b, "test.bad"); u32(&b, 13); u32(&b, 0); }
+    uint64_t off = 0;
+    for (int i = 0; i < ntw; i++) {
+        str(&b, variant == V_DUP_TENSOR && i == 2 ? T[1].name : T[i].name);
+        int nd = T[i].ne1 == 1 ? 1 : 2;
+        if (variant == V_TOO_MANY_DIMS && i == 0) nd = 5;
+        u32(&b, (uint32_t)nd);
+        u64(&b, variant == V_ZERO_DIM && i == 3 ? 0 : (uint64_t)T[i].ne0);
+        if (nd >= 2) u64(&b, variant == V_HUGE_DIM && i == 3 ? (uint64_t)1 << 62 : (uint64_t)T[i].ne1);
+        for (int d = 2; d < nd; d++) u64(&b, 1);
+        u32(&b, variant == V_BAD_TYPE && i == 4 ? 77 : variant == V_UNSUPPORTED_TYPE && i == 4 ? 16 : 0);
+        uint64_t o = off;
+        if (variant == V_MISALIGNED && i == 5) o += 4;
+        if (variant == V_OUTSIDE && i == ntw - 1) o += 1 << 20;
+        if (variant == V_OVERLAP && i == 6) o -= 32;
+        u64(&b, o);
+        off += (uint64_t)(T[i].ne0 * T[i].ne1 * 4);
+        off = (off + 31) & ~(uint64_t)31;
+    }
+    pad(&b, 32);
+    uint64_t s = 1;
+    size_t start = b.n;
+    for (uint64_t i = 0; i < off / 4; i++) f32(&b, t_randf(&s) * 0.1f + (i < 8 ? 1.0f : 0.0f));
+    (void)start;
+    if (variant == V_BAD_SHAPE) { /* q projection claims 16 outputs: patch its dims in place */
+        unsigned char *p = b.p;
+        for (size_t i = 0; i + 19 < b.n; i++)
+            if (!memcmp(p + i, "blk.0.attn_q.weight", 19)) {
+                p[i + 19 + 4 + 8] = 16;
+                break;
+            }
+    }
+    return b;
+}
+
+static void check_variants(void) {
+    for (int v = 0; v < V_COUNT; v++) {
+        buf b = build(v);
+        slm_model *m = NULL;
+        slm_error err;
+        slm_status st = slm_model_load_memory(b.p, b.n, NULL, &m, &err);
+        if (v == V_OK) {
+            CHECK(st == SLM_OK, "valid hand-built file: %s", err.message);
+            if (m) {
+                int64_t k = slm_meta_find(m, "test.strings");
+                const char *s;
+                size_t len;
+                CHECK(k >= 0 && slm_meta_type(m, k) == SLM_META_ARRAY && slm_meta_array_count(m, k) == 3,
+                      "string array");
+                CHECK(slm_meta_get_string(m, k, 2, &s, &len) == SLM_OK && !strcmp(s, "ccc") && len == 3, "elem 2");
+                CHECK(slm_meta_get_string(m, k, 1, &s, &len) == SLM_OK && len == 0, "empty elem");
+                CHECK(slm_meta_get_string(m, k, 3, &s, &len) == SLM_ERR_INVALID_ARG, "out of range elem");
+                int64_t iv;
+                double dv;
+                k = slm_meta_find(m, "llama.block_count");
+                CHECK(slm_meta_get_int(m, k, -1, &iv) == SLM_OK && iv == 1, "int key");
+                CHECK(slm_meta_get_string(m, k, -1, &s, &len) == SLM_ERR_TYPE, "type mismatch");
+                k = slm_meta_find(m, "llama.attention.layer_norm_rms_epsilon");
+                CHECK(slm_meta_get_float(m, k, -1, &dv) == SLM_OK && dv > 0.9e-5 && dv < 1.1e-5, "float key");
+                CHECK(slm_meta_find(m, "nope") == -1, "absent key");
+                char txt[64];
+                k = slm_meta_find(m, "test.strings");
+                slm_meta_format(m, k, txt, sizeof txt);
+                CHECK(!strcmp(txt, "[string x 3: \"a\", \"\", \"ccc\"]"), "format: %s", txt);
+                CHECK(slm_tensor_count(m) == 11 && slm_tensor_find(m, "blk.0.ffn_up.weight") == 9, "tensors");
+                slm_tensor_info ti;
+                CHECK(slm_tensor_get_info(m, 4, &ti) == SLM_OK && ti.ne[0] == 32 && ti.ne[1] == 16 &&
+                          ti.nbytes == 32 * 16 * 4 && !strcmp(ti.name, "blk.0.attn_k.weight"), "tensor info");
+                slm_session *ss = NULL;
+                CHECK(slm_session_create(m, NULL, &ss, &err) == SLM_OK, "session: %s", err.message);
+                int32_t ids[3] = {1, 2, 7};
+                CHECK(ss && slm_decode(ss, ids, 3, &err) == SLM_OK, "decode: %s", err.message);
+                slm_session_free(ss);
+                slm_model_free(m);
+            }
+            /* every truncation fails cleanly */
+            int bad = 0;
+            for (size_t n = 0; n < b.n; n++) {
+                unsigned char *cp = (unsigned char *)malloc(n ? n : 1);
+                memcpy(cp, b.p, n);
+                m = NULL;
+                if (slm_model_load_memory(cp, n, NULL, &m, &err) == SLM_OK || !err.message[0]) bad++;
+                slm_model_free(m);
+                free(cp);
+            }
+            CHECK(bad == 0, "%d truncations of the hand-built file were accepted", bad);
+        } else {
+            CHECK(st != SLM_OK && m == NULL, "variant '%s' was accepted", VNAMES[v]);
+            CHECK(err.message[0] != 0, "variant '%s' gave no message", VNAMES[v]);
+            if (st != SLM_OK && getenv("SLM_TEST_VERBOSE")) printf("  %-22s -> %s\n", VNAMES[v], err.message);
+            slm_model_free(m);
+        }
+        free(b.p);
+    }
+}
+
+/* Truncations and byte flips of a real model file's header region. */
+static void check_real_file(void) {
+    size_t n;
+    unsigned char *p = read_all(data_path("models/tiny-llama-Q4_0.gguf"), &n);
+    if (!p) {
+        CHECK(0, "fixture missing");
+        return;
+    }
+    slm_model *m = NULL;
+    slm_error err;
+    CHECK(slm_model_load_memory(p, n, NULL, &m, &err) == SLM_OK, "load: %s", err.message);
+    slm_tensor_info ti;
+    slm_tensor_get_info(m, 0, &ti);
+    size_t data_start = (size_t)ti.offset;
+    slm_model_free(m);
+    int accepted = 0;
+    for (size_t k = 0; k < data_start + 64 && k < n; k += (k < 4096 ? 1 : 97)) {
+        unsigned char *cp = (unsigned char *)malloc(k ? k : 1);
+        memcpy(cp, p, k);
+        m = NULL;
+        if (slm_model_load_memory(cp, k, NULL, &m, &err) == SLM_OK) accepted++;
+        slm_model_free(m);
+        free(cp);
+    }
+    CHECK(accepted == 0, "%d truncated copies of a real file were accepted", accepted);
+    /* flip bytes of the directory: either a clean error or a model that still runs */
+    uint64_t s = 7;
+    int crashes_avoided = 0;
+    unsigned char *cp = (unsigned char *)malloc(n);
+    for (int it = 0; it < 3000; it++) {
+        memcpy(cp, p, n);
+        size_t at = (size_t)(t_rand(&s) % data_start);
+        cp[at] ^= (unsigned char)(1u << (t_rand(&s) % 8));
+        if (it % 3 == 0) cp[(size_t)(t_rand(&s) % data_start)] = 0xff;
+        m = NULL;
+        if (slm_model_load_memory(cp, n, NULL, &m, &err) == SLM_OK) {
+            slm_session *ss = NULL;
+            slm_session_params sp;
+            slm_session_params_init(&sp);
+            sp.n_ctx = 8;
+            if (slm_session_create(m, &sp, &ss, &err) == SLM_OK) {
+                int32_t id = 1;
+                slm_decode(ss, &id, 1, &err);
+                slm_session_free(ss);
+            }
+            slm_model_free(m);
+        } else {
+            crashes_avoided += err.message[0] != 0;
+        }
+    }
+    free(cp);
+    CHECK(crashes_avoided > 0, "flipped files: every failure has a message");
+    free(p);
+}
+
+static void check_api_args(void) {
+    slm_model *m = (slm_model *)1;
+    slm_error err;
+    CHECK(slm_model_load_file("/nonexistent/x.gguf", NULL, &m, &err) == SLM_ERR_IO && m == NULL, "missing file");
+    CHECK(strstr(err.message, "/nonexistent/x.gguf") != NULL, "message names the file: %s", err.message);
+    CHECK(slm_model_load_memory("GGUF", 4, NULL, &m, &err) == SLM_ERR_FORMAT, "4 bytes");
+    CHECK(slm_model_load_memory("GGML\3\0\0\0", 8, NULL, &m, &err) == SLM_ERR_FORMAT, "bad magic");
+    CHECK(strstr(err.message, "magic") != NULL, "magic message: %s", err.message);
+    CHECK(slm_model_load_memory(NULL, 0, NULL, &m, &err) != SLM_OK, "empty");
+    CHECK(slm_model_load_memory("x", 1, NULL, NULL, &err) == SLM_ERR_INVALID_ARG, "NULL out");
+    slm_model_free(NULL);
+    slm_session_free(NULL);
+    CHECK(slm_type_name(SLM_TYPE_Q4_0) && !strcmp(slm_type_name(SLM_TYPE_Q4_0), "Q4_0"), "type name");
+    CHECK(slm_type_name(4) == NULL && slm_type_name(1000) == NULL && slm_type_name(-1) == NULL, "unknown ids");
+    CHECK(slm_status_string(SLM_ERR_CONTEXT_FULL)[0] != 0, "status string");
+}
+
+void test_gguf(void) {
+    check_api_args();
+    check_variants();
+    check_real_file();
+}

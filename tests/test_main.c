@@ -1,0 +1,32 @@
+/* Test runner: runs every suite (or those named on the command line) and
+   ends with the line "N passed, N failed". */
+#include "test.h"
+
+#include <string.h>
+
+void test_gguf(void);
+void test_kernels(void);
+void test_models(void);
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} SUITES[] = {
+    {"gguf", test_gguf},
+    {"kernels", test_kernels},
+    {"models", test_models},
+};
+
+int main(int argc, char **argv) {
+    for (size_t i = 0; i < sizeof SUITES / sizeof SUITES[0]; i++) {
+        int run = argc < 2;
+        for (int a = 1; a < argc; a++) run |= !strcmp(argv[a], SUITES[i].name);
+        if (!run) continue;
+        int p0 = t_pass, f0 = t_fail;
+        SUITES[i].fn();
+        printf("suite %-10s %d passed, %d failed\n", SUITES[i].name, t_pass - p0, t_fail - f0);
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed\n", t_pass, t_fail);
+    return t_fail ? 1 : 0;
+}
