@@ -1213,11 +1213,23 @@ typedef struct arch_info {
     int neox;         /* rope on (i, i + n_rot/2) pairs */
     int act;          /* gated FFN activation */
     int embd_scale;   /* multiply embeddings by sqrt(n_embd) */
-    int swa_pattern;  /* default sliding-window pattern (0 = none) */
+    int swa_pattern;  /* every swa_pattern-th layer is global, the others use
+                         the sliding window (0 = no sliding window) */
+    float swa_base;   /* rope base of sliding layers (0 = the global base) */
+    int big_layers;   /* n_layer of the variant whose query scale is
+                         1/sqrt(n_embd/n_head) (gemma 27B), 0 = none */
 } arch_info;
 
+/* Mistral, SmolLM2, TinyLlama and Llama 3 GGUFs use "llama"; phi3 covers
+   Phi-3, Phi-3.5 and Phi-4-mini. */
 static const arch_info ARCHS[] = {
-    {"llama", 0, ACT_SILU, 0, 0},
+    {"llama", 0, ACT_SILU, 0, 0, 0.0f, 0},
+    {"qwen2", 1, ACT_SILU, 0, 0, 0.0f, 0},
+    {"qwen3", 1, ACT_SILU, 0, 0, 0.0f, 0},
+    {"phi3", 1, ACT_SILU, 0, 0, 0.0f, 0},
+    {"gemma", 1, ACT_GELU, 1, 0, 0.0f, 0},
+    {"gemma2", 1, ACT_GELU, 1, 2, 0.0f, 46},
+    {"gemma3", 1, ACT_GELU, 1, 6, 10000.0f, 62},
 };
 
 enum { SRC_MMAP = 0, SRC_OWNED = 1, SRC_CALLER = 2 };
@@ -1225,7 +1237,7 @@ enum { SRC_MMAP = 0, SRC_OWNED = 1, SRC_CALLER = 2 };
 typedef struct layer {
     const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
     const float *bq, *bk, *bv;
-    weight wq, wk, wv, wo, w_gate, w_up, w_down;
+    weight wq, wk, wv, wqkv, wo, w_gate, w_up, w_down; /* wqkv / fused up: phi3 */
     int swa;          /* sliding-window attention layer */
     float rope_base, rope_freq_scale;
 } layer;
@@ -1244,12 +1256,13 @@ struct slm_model {
     const arch_info *arch;
     int n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, n_ff, head_dim, n_rot;
     int q_dim, kv_dim;
-    float eps, rope_base, attn_scale, attn_softcap, final_softcap, embd_mult;
+    float eps, rope_base, rope_base_swa, attn_scale, attn_softcap, final_softcap, embd_mult;
     int n_swa;        /* sliding window size, 0 = none */
     /* rope scaling */
     float rope_freq_scale, rope_ext_factor, rope_attn_factor, yarn_lo, yarn_hi;
     int n_ctx_orig;
     const float *rope_freqs;  /* llama 3: per-pair frequency divisors */
+    const float *rope_long, *rope_short; /* phi3 LongRoPE divisors */
 
     weight tok_embd, output;
     const float *output_norm;
@@ -1362,29 +1375,64 @@ static slm_status load_hparams(slm_model *m, slm_error *err) {
         HP(hp_float(m, "attention.scale", 0.0, &s, err));
         if (s != 0) m->attn_scale = s;
     }
+    if (m->arch->big_layers && m->n_layer == m->arch->big_layers)
+        m->attn_scale = 1.0f / sqrtf((float)(m->n_embd / m->n_head));
     m->embd_mult = m->arch->embd_scale ? sqrtf((float)m->n_embd) : 1.0f;
 
-    /* rope scaling: none, linear or yarn */
+    /* rope scaling, as llama.cpp reads it: the type defaults to linear; a
+       factor scales the frequencies unless the type is "none"; yarn also
+       blends per dimension; longrope (phi3) brings its factors as tensors */
     float factor = 0;
     const char *stype = hp_str(m, "rope.scaling.type");
     HP(hp_float(m, "rope.scaling.factor", 0.0, &factor, err));
     HP(hp_int(m, "rope.scaling.original_context_length", 0, m->n_ctx_train, 1, 1 << 24, &m->n_ctx_orig, err));
     HP(hp_float(m, "rope.scaling.attn_factor", 1.0, &m->rope_attn_factor, err));
+    HP(hp_float(m, "rope.swa_freq_base", m->arch->swa_base > 0 ? m->arch->swa_base : m->rope_base, &m->rope_base_swa,
+                err));
+    if (!stype) stype = "linear";
     m->rope_freq_scale = 1.0f;
     m->rope_ext_factor = 0.0f;
-    if (stype && strcmp(stype, "none") != 0) {
-        if (strcmp(stype, "linear") != 0 && strcmp(stype, "yarn") != 0)
-            return seterr(err, SLM_ERR_UNSUPPORTED, "rope scaling type '%s' is not supported", stype);
+    if (strcmp(stype, "linear") == 0 || strcmp(stype, "yarn") == 0 || strcmp(stype, "longrope") == 0) {
         if (factor > 0) m->rope_freq_scale = 1.0f / factor;
         if (strcmp(stype, "yarn") == 0) {
             m->rope_ext_factor = 1.0f;
             m->yarn_lo = SLM_MAX(0.0f, floorf(yarn_corr_dim(m->n_rot, m->n_ctx_orig, 32.0f, m->rope_base)));
             m->yarn_hi = SLM_MIN((float)(m->n_rot - 1), ceilf(yarn_corr_dim(m->n_rot, m->n_ctx_orig, 1.0f, m->rope_base)));
         }
-    } else if (factor > 0 && factor != 1) {
-        m->rope_freq_scale = 1.0f / factor;
+    } else if (strcmp(stype, "none") != 0) {
+        return seterr(err, SLM_ERR_UNSUPPORTED, "rope scaling type '%s' is not supported", stype);
     }
 #undef HP
+    return SLM_OK;
+}
+
+/* Which layers use the sliding window: from the sliding_window_pattern key
+   (a period n: every n-th layer is global; or one flag per layer), else the
+   architecture's default period. Needs m->layers allocated. */
+static slm_status swa_layers(slm_model *m, slm_error *err) {
+    /* only architectures trained with a sliding window use it (llama.cpp
+       ignores the key for phi3 and qwen2, and so do we) */
+    if (!m->arch->swa_pattern) m->n_swa = 0;
+    if (m->n_swa <= 0) return SLM_OK;
+    const gguf_kv *kv = arch_key(m, "attention.sliding_window_pattern");
+    int64_t period = m->arch->swa_pattern;
+    if (kv && kv->type == SLM_META_ARRAY) {
+        if (kv->count != (uint64_t)m->n_layer)
+            return seterr(err, SLM_ERR_FORMAT, "key '%s' has %llu entries for %d layers", kv->key,
+                          (unsigned long long)kv->count, m->n_layer);
+        for (int il = 0; il < m->n_layer; il++) {
+            int64_t v;
+            if (kv_int(&m->g, kv, il, &v) != SLM_OK)
+                return seterr(err, SLM_ERR_FORMAT, "key '%s' is not an array of flags", kv->key);
+            m->layers[il].swa = v != 0;
+        }
+        return SLM_OK;
+    }
+    if (kv && (kv_int(&m->g, kv, -1, &period) != SLM_OK || period < 0 || period > m->n_layer + 1))
+        return seterr(err, SLM_ERR_FORMAT, "key '%s' is not a layer period", kv->key);
+    /* llama.cpp: layer il slides if il % period < period - 1 (period 0: all) */
+    for (int il = 0; il < m->n_layer; il++)
+        m->layers[il].swa = period == 0 || (il % period < period - 1);
     return SLM_OK;
 }
 
@@ -1473,16 +1521,25 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
     B(bind_w(m, "output.weight", E, m->n_vocab, 0, &m->output, err));
     if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
     B(bind_v(m, "rope_freqs.weight", m->n_rot / 2, 0, &m->rope_freqs, err));
+    B(bind_v(m, "rope_factors_long.weight", m->n_rot / 2, 0, &m->rope_long, err));
+    B(bind_v(m, "rope_factors_short.weight", m->n_rot / 2, 0, &m->rope_short, err));
+    if (!m->rope_long != !m->rope_short)
+        return seterr(err, SLM_ERR_FORMAT, "rope_factors_long and rope_factors_short must come together");
 
     m->layers = (layer *)xcalloc(&m->a, (size_t)m->n_layer, sizeof(layer));
     if (!m->layers) return seterr(err, SLM_ERR_NOMEM, "out of memory");
+    B(swa_layers(m, err));
     for (int il = 0; il < m->n_layer; il++) {
         layer *L = &m->layers[il];
 #define NM(s) (snprintf(name, sizeof name, "blk.%d.%s", il, s), name)
         B(bind_v(m, NM("attn_norm.weight"), E, 1, &L->attn_norm, err));
-        B(bind_w(m, NM("attn_q.weight"), E, Q, 1, &L->wq, err));
-        B(bind_w(m, NM("attn_k.weight"), E, KV, 1, &L->wk, err));
-        B(bind_w(m, NM("attn_v.weight"), E, KV, 1, &L->wv, err));
+        /* q, k, v as three matrices, or fused into one (phi3) */
+        B(bind_w(m, NM("attn_qkv.weight"), E, Q + 2 * KV, 0, &L->wqkv, err));
+        B(bind_w(m, NM("attn_q.weight"), E, Q, !L->wqkv.data, &L->wq, err));
+        B(bind_w(m, NM("attn_k.weight"), E, KV, !L->wqkv.data, &L->wk, err));
+        B(bind_w(m, NM("attn_v.weight"), E, KV, !L->wqkv.data, &L->wv, err));
+        if (L->wqkv.data && (L->wq.data || L->wk.data || L->wv.data))
+            return seterr(err, SLM_ERR_FORMAT, "layer %d has both attn_qkv and separate q/k/v weights", il);
         B(bind_w(m, NM("attn_output.weight"), Q, E, 1, &L->wo, err));
         B(bind_v(m, NM("attn_q.bias"), Q, 0, &L->bq, err));
         B(bind_v(m, NM("attn_k.bias"), KV, 0, &L->bk, err));
@@ -1491,14 +1548,15 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
         B(bind_v(m, NM("attn_k_norm.weight"), m->head_dim, 0, &L->k_norm, err));
         B(bind_v(m, NM("post_attention_norm.weight"), E, 0, &L->post_attn_norm, err));
         B(bind_v(m, NM("ffn_norm.weight"), E, 1, &L->ffn_norm, err));
-        B(bind_w(m, NM("ffn_gate.weight"), E, F, 1, &L->w_gate, err));
-        B(bind_w(m, NM("ffn_up.weight"), E, F, 1, &L->w_up, err));
+        /* gate and up as two matrices, or one of 2F rows, gate first (phi3) */
+        B(bind_w(m, NM("ffn_gate.weight"), E, F, 0, &L->w_gate, err));
+        B(bind_w(m, NM("ffn_up.weight"), E, L->w_gate.data ? F : 2 * F, 1, &L->w_up, err));
         B(bind_w(m, NM("ffn_down.weight"), F, E, 1, &L->w_down, err));
         B(bind_v(m, NM("post_ffw_norm.weight"), E, 0, &L->post_ffn_norm, err));
 #undef NM
-        L->swa = 0;
-        L->rope_base = m->rope_base;
-        L->rope_freq_scale = m->rope_freq_scale;
+        /* sliding layers have their own rope base and no frequency scaling */
+        L->rope_base = L->swa ? m->rope_base_swa : m->rope_base;
+        L->rope_freq_scale = L->swa ? 1.0f : m->rope_freq_scale;
     }
 #undef B
     for (uint64_t i = 0; i < m->g.n_tensors; i++) {
@@ -2019,6 +2077,9 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
         return seterr(err, SLM_ERR_NOMEM, "out of memory for a session of %zu bytes (n_ctx %d)", pl.total, pl.n_ctx);
     }
     memset(s->kv, 0, pl.kv_bytes);
+    /* LongRoPE: the long factors once the context exceeds the original one
+       (llama.cpp compares its context padded to 256) */
+    if (m->rope_long) s->rope_factors = ((s->n_ctx + 255) / 256 * 256 > m->n_ctx_orig) ? m->rope_long : m->rope_short;
     s->scratch_bytes = pl.total;
     *out = s;
     return SLM_OK;
@@ -2193,23 +2254,29 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         /* attention block */
         for (int64_t t = t0; t < t1; t++) rmsnorm(xb + t * E, x + t * E, L->attn_norm, E, m->eps);
         BARRIER();
-        a0 = act_for(s, &L->wq, xb, E, n, 0, ith, nth, &rb0);
-        /* k and v share q's converted rows when their dot type is the same */
-        int dk = TRAITS[L->wk.type].dot_type, dq = TRAITS[L->wq.type].dot_type, dv = TRAITS[L->wv.type].dot_type;
-        a1 = dk == dq ? (rb1 = rb0, a0) : act_for(s, &L->wk, xb, E, n, 1, ith, nth, &rb1);
-        BARRIER();
-        matmul(&L->wq, a0, rb0, n, qkv, QKV, ith, nth);
-        matmul(&L->wk, a1, rb1, n, qkv + QD, QKV, ith, nth);
-        if (dv == dq) {
-            a2 = a0, rb2 = rb0;
-        } else if (dv == dk) {
-            a2 = a1, rb2 = rb1;
-        } else { /* a third dot type: convert again into slot 1 once k is done */
+        if (L->wqkv.data) {
+            a0 = act_for(s, &L->wqkv, xb, E, n, 0, ith, nth, &rb0);
             BARRIER();
-            a2 = act_for(s, &L->wv, xb, E, n, 1, ith, nth, &rb2);
+            matmul(&L->wqkv, a0, rb0, n, qkv, QKV, ith, nth);
+        } else {
+            /* k and v share q's converted rows when their dot type is the same */
+            int dq = TRAITS[L->wq.type].dot_type, dk = TRAITS[L->wk.type].dot_type, dv = TRAITS[L->wv.type].dot_type;
+            a0 = act_for(s, &L->wq, xb, E, n, 0, ith, nth, &rb0);
+            a1 = dk == dq ? (rb1 = rb0, a0) : act_for(s, &L->wk, xb, E, n, 1, ith, nth, &rb1);
             BARRIER();
+            matmul(&L->wq, a0, rb0, n, qkv, QKV, ith, nth);
+            matmul(&L->wk, a1, rb1, n, qkv + QD, QKV, ith, nth);
+            if (dv == dq) {
+                a2 = a0, rb2 = rb0;
+            } else if (dv == dk) {
+                a2 = a1, rb2 = rb1;
+            } else { /* a third dot type: convert again into slot 1 once k is done */
+                BARRIER();
+                a2 = act_for(s, &L->wv, xb, E, n, 1, ith, nth, &rb2);
+                BARRIER();
+            }
+            matmul(&L->wv, a2, rb2, n, qkv + QD + KVD, QKV, ith, nth);
         }
-        matmul(&L->wv, a2, rb2, n, qkv + QD + KVD, QKV, ith, nth);
         BARRIER();
 
         /* biases, q/k norms, rope, then into the cache */
@@ -2252,14 +2319,21 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         }
         BARRIER();
 
-        /* feed-forward block: gate in gu[t][0, F), up in gu[t][F, 2F) */
-        a0 = act_for(s, &L->w_gate, xb, E, n, 0, ith, nth, &rb0);
-        a1 = TRAITS[L->w_up.type].dot_type == TRAITS[L->w_gate.type].dot_type
-                 ? (rb1 = rb0, a0)
-                 : act_for(s, &L->w_up, xb, E, n, 1, ith, nth, &rb1);
-        BARRIER();
-        matmul(&L->w_gate, a0, rb0, n, gu, 2 * F, ith, nth);
-        matmul(&L->w_up, a1, rb1, n, gu + F, 2 * F, ith, nth);
+        /* feed-forward block: gate in gu[t][0, F), up in gu[t][F, 2F); a fused
+           up matrix (phi3) writes both at once */
+        if (!L->w_gate.data) {
+            a0 = act_for(s, &L->w_up, xb, E, n, 0, ith, nth, &rb0);
+            BARRIER();
+            matmul(&L->w_up, a0, rb0, n, gu, 2 * F, ith, nth);
+        } else {
+            a0 = act_for(s, &L->w_gate, xb, E, n, 0, ith, nth, &rb0);
+            a1 = TRAITS[L->w_up.type].dot_type == TRAITS[L->w_gate.type].dot_type
+                     ? (rb1 = rb0, a0)
+                     : act_for(s, &L->w_up, xb, E, n, 1, ith, nth, &rb1);
+            BARRIER();
+            matmul(&L->w_gate, a0, rb0, n, gu, 2 * F, ith, nth);
+            matmul(&L->w_up, a1, rb1, n, gu + F, 2 * F, ith, nth);
+        }
         BARRIER();
         for (int64_t t = t0; t < t1; t++) ffn_act(m, gu + t * 2 * F, gu + t * 2 * F + F, F);
         BARRIER();

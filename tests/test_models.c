@@ -22,6 +22,8 @@ static const fixture FIXTURES[] = {
     {"tiny-llama-BF16", 3e-3, 0},
     {"tiny-llama-Q8_0", 3e-2, 1},
     {"tiny-llama-Q4_0", 3e-2, 1},
+    {"tiny-qwen2-Q8_0", 3e-2, 1},
+    {"tiny-phi3-Q4_0", 3e-2, 1},
 };
 
 typedef struct ref {
