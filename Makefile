@@ -19,6 +19,7 @@ endif
 
 ALL_CFLAGS = $(CSTD) $(OPT) $(MARCH) $(WARN) $(OMPFLAGS) $(CFLAGS)
 LIBS       = -lm
+TEST_LIBS  = -lpthread
 
 VERSION  := $(shell sed -n 's/^\#define SLM_VERSION_STRING "\(.*\)"/\1/p' slm.h)
 SOMAJOR  := $(word 1,$(subst ., ,$(VERSION)))
@@ -29,9 +30,9 @@ LIB_SO   = $(BUILD)/libslm.so
 CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
 
-TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c
+TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c tests/test_robust.c tests/gguf_build.c
 
-.PHONY: all lib cli test clean help
+.PHONY: all lib cli test test-sanitize fuzz fuzz-seeds test-fuzz clean help
 
 all: $(LIB_A) $(LIB_SO) $(CLI)
 
@@ -54,11 +55,46 @@ $(CLI): examples/slm.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
-$(TESTBIN): $(TEST_SRC) tests/test.h slm.c slm.h | $(BUILD)
-	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS)
+$(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
 test: all $(TESTBIN)
 	./$(TESTBIN)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
+# leak checking), -O1 for usable reports.
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
+$(BUILD)/san/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h slm.c slm.h
+	mkdir -p $(BUILD)/san
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(OMPFLAGS) $(CFLAGS) $(SAN_FLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
+
+test-sanitize: $(BUILD)/san/run_tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/san/run_tests
+
+# Fuzzing. `make fuzz` builds the libFuzzer targets (clang); `make test-fuzz`
+# replays the corpus (fuzz/corpus/ plus the test models) under the
+# sanitizers with the plain compiler, as CI does.
+FUZZ_CC ?= clang
+$(BUILD)/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c slm.c slm.h
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_gguf.c slm.c -o $@ -lm
+
+$(BUILD)/fuzz/replay_gguf: fuzz/fuzz_gguf.c slm.c slm.h
+	mkdir -p $(BUILD)/fuzz
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE -I. fuzz/fuzz_gguf.c slm.c -o $@ -lm
+
+$(BUILD)/fuzz/make_seeds: fuzz/make_seeds.c tests/gguf_build.c tests/util.c tests/gguf_build.h
+	mkdir -p $(BUILD)/fuzz
+	$(CC) $(CSTD) -O1 $(WARN) -I. fuzz/make_seeds.c tests/gguf_build.c tests/util.c -o $@
+
+fuzz: $(BUILD)/fuzz/fuzz_gguf
+
+fuzz-seeds: $(BUILD)/fuzz/make_seeds
+	mkdir -p fuzz/corpus/gguf
+	./$(BUILD)/fuzz/make_seeds fuzz/corpus/gguf
+
+test-fuzz: $(BUILD)/fuzz/replay_gguf
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
 
 clean:
 	rm -rf $(BUILD)
@@ -66,5 +102,8 @@ clean:
 help:
 	@echo "make            library ($(LIB_A), $(LIB_SO)) and CLI ($(CLI))"
 	@echo "make test       build and run every test (ends with 'N passed, N failed')"
+	@echo "make test-sanitize  the test suite under ASan+UBSan with leak checking"
+	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"
+	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
 	@echo "make OPENMP=0   build without OpenMP"
 	@echo "make clean      remove $(BUILD)/"

@@ -271,6 +271,12 @@ static inline int round_even(float x) {
 
 static SLM_PRINTF(4, 5) void fmt_append(char *buf, size_t size, size_t *pos, const char *fmt, ...);
 
+/* Clamp to [-127, 127]; NaN (from an inf or NaN activation) becomes 0, so
+   that hostile weights give garbage numbers but never undefined behaviour. */
+static inline float clamp127(float v) {
+    return v >= -127.0f ? (v <= 127.0f ? v : 127.0f) : (v < -127.0f ? -127.0f : 0.0f);
+}
+
 static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) {
@@ -1007,7 +1013,7 @@ static void q8_0_from_float(const float *src, void *dst, int64_t n) {
         for (int j = 0; j < QK8_0; j++) amax = SLM_MAX(amax, fabsf(src[j]));
         float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         st_u16(b, f32_to_fp16(d));
-        for (int j = 0; j < QK8_0; j++) b[2 + j] = (uint8_t)(int8_t)round_even(src[j] * id);
+        for (int j = 0; j < QK8_0; j++) b[2 + j] = (uint8_t)(int8_t)round_even(clamp127(src[j] * id));
     }
 }
 
@@ -1048,9 +1054,10 @@ static void q4_0_from_float(const float *src, void *dst, int64_t n) {
         float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
         st_u16(b, f32_to_fp16(d));
         for (int j = 0; j < 16; j++) {
-            int q0 = (int)(src[j] * id + 8.5f), q1 = (int)(src[j + 16] * id + 8.5f);
-            q0 = SLM_MIN(15, SLM_MAX(0, q0));
-            q1 = SLM_MIN(15, SLM_MAX(0, q1));
+            float f0 = src[j] * id + 8.5f, f1 = src[j + 16] * id + 8.5f;
+            /* clamp in float: a NaN weight becomes 0 instead of an undefined cast */
+            int q0 = f0 >= 0.0f ? (f0 < 15.0f ? (int)f0 : 15) : 0;
+            int q1 = f1 >= 0.0f ? (f1 < 15.0f ? (int)f1 : 15) : 0;
             b[2 + j] = (uint8_t)(q0 | (q1 << 4));
         }
     }
@@ -1969,6 +1976,16 @@ static int default_threads(void) {
 #endif
 }
 
+/* More threads than 4 per processor only adds barrier time: asking for a
+   huge count gets this many. */
+static int max_threads(void) {
+#if SLM_OPENMP
+    return SLM_MAX(1, SLM_MIN(256, 4 * omp_get_num_procs()));
+#else
+    return 1;
+#endif
+}
+
 /* Resolved parameters and the size of every buffer a session allocates. */
 typedef struct session_plan {
     int n_ctx, n_batch, n_threads, kv_type, logits_all;
@@ -1989,7 +2006,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
         return seterr(err, SLM_ERR_INVALID_ARG, "negative n_ctx, n_batch or n_threads");
     pl->n_ctx = p->n_ctx ? p->n_ctx : SLM_MIN(m->n_ctx_train, 4096);
     pl->n_batch = SLM_MIN(p->n_batch ? p->n_batch : 64, pl->n_ctx);
-    pl->n_threads = p->n_threads ? SLM_MIN(p->n_threads, 256) : default_threads();
+    pl->n_threads = p->n_threads ? SLM_MIN(p->n_threads, max_threads()) : default_threads();
     if (pl->n_threads < 1) pl->n_threads = 1;
     pl->kv_type = p->kv_type;
     if (pl->kv_type != SLM_TYPE_F32 && pl->kv_type != SLM_TYPE_F16)

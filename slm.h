@@ -207,7 +207,8 @@ typedef struct slm_session slm_session;
 
 typedef struct slm_session_params {
     int32_t n_ctx;      /* context length in tokens; 0 = min(training context, 4096) */
-    int32_t n_threads;  /* 0 = all available; ignored without OpenMP */
+    int32_t n_threads;  /* 0 = all available (OMP_NUM_THREADS); at most 4 per
+                           processor; 1 without OpenMP */
     int32_t n_batch;    /* tokens per forward chunk during prefill; 0 = 64 */
     int32_t kv_type;    /* SLM_TYPE_F32 or SLM_TYPE_F16 (default F16) */
     int32_t logits_all; /* 1: keep logits for every token of a decode call */
@@ -237,6 +238,8 @@ SLM_API int32_t slm_session_pos(const slm_session *session);
 SLM_API int32_t slm_session_n_ctx(const slm_session *session);
 /* Forget everything from position `pos` on (0 clears the conversation). */
 SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
+/* Change the thread count for later decode calls: 0 = all available, at most
+   the count the session was created with (its scratch is sized for those). */
 SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
 SLM_API const slm_model *slm_session_model(const slm_session *session);
 
