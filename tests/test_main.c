@@ -7,6 +7,9 @@
 void test_gguf(void);
 void test_kernels(void);
 void test_models(void);
+void test_tokenizer(void);
+void test_sampler(void);
+void test_generate(void);
 
 static const struct {
     const char *name;
@@ -15,6 +18,9 @@ static const struct {
     {"gguf", test_gguf},
     {"kernels", test_kernels},
     {"models", test_models},
+    {"tokenizer", test_tokenizer},
+    {"sampler", test_sampler},
+    {"generate", test_generate},
 };
 
 int main(int argc, char **argv) {
