@@ -3261,3 +3261,537 @@ const char *slm_token_text(const slm_model *m, int32_t token, size_t *len) {
     if (len) *len = v->len[token];
     return v->text[token];
 }
+
+/* ========================================================================== */
+/* 12. Sampler                                                                */
+/* ========================================================================== */
+/*
+ * Chain (the order of llama.cpp's default chain, see slm.h): penalties ->
+ * greedy if temperature <= 0 -> top-k -> top-p -> min-p -> temperature ->
+ * draw. top-p and min-p look at the probabilities at temperature 1.
+ *
+ * Same seed, same tokens, on every platform (given the same logits): the
+ * RNG is xoshiro256** seeded by splitmix64; probabilities are computed in
+ * double with exp_neg() below (only +, *, floor and ldexp, which IEEE
+ * arithmetic defines exactly; each step is its own statement so that a
+ * compiler does not fuse them into FMAs); candidates are ordered by (logit
+ * descending, id ascending), a total order; sums run in that order.
+ */
+
+typedef struct cand {
+    float logit;
+    int32_t id;
+} cand;
+
+struct slm_sampler {
+    allocator a;
+    slm_sampler_params p;
+    int32_t n_vocab;
+    cand *c;          /* working candidates, n_vocab */
+    int32_t *count;   /* occurrence counters, all zero between calls */
+    int32_t *hist;    /* ring of the last repeat_last_n accepted tokens */
+    int32_t hist_cap, hist_n, hist_pos;
+    uint64_t rng[4];
+};
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(uint64_t *s) {
+    uint64_t r = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return r;
+}
+
+static void rng_seed(uint64_t *s, uint64_t seed) {
+    for (int i = 0; i < 4; i++) s[i] = splitmix64(&seed);
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double rng_uniform(uint64_t *s) { return (double)(xoshiro_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* e^x for x <= 0 (larger x is clamped to 0), the same bits everywhere. */
+static double exp_neg(double x) {
+    static const double C[13] = {1.0,
+                                 1.0,
+                                 1.0 / 2,
+                                 1.0 / 6,
+                                 1.0 / 24,
+                                 1.0 / 120,
+                                 1.0 / 720,
+                                 1.0 / 5040,
+                                 1.0 / 40320,
+                                 1.0 / 362880,
+                                 1.0 / 3628800,
+                                 1.0 / 39916800,
+                                 1.0 / 479001600};
+    if (!(x > -745.0)) return 0.0; /* also NaN */
+    if (x > 0) x = 0;
+    double t = x * 1.4426950408889634; /* log2(e) */
+    t = t + 0.5;
+    double kf = floor(t);
+    double hi = kf * 6.93147180369123816490e-01, lo = kf * 1.90821492927058770002e-10; /* ln 2 split */
+    double r = x - hi;
+    r = r - lo; /* |r| <= ln2 / 2 */
+    double p = C[12];
+    for (int i = 11; i >= 0; i--) {
+        p = p * r;
+        p = p + C[i];
+    }
+    return ldexp(p, (int)kf);
+}
+
+/* Candidate order: higher logit first, then lower id. */
+static int cand_before(const cand *a, const cand *b) {
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
+/* Max-heap (by cand_before) over c[0, n). */
+static void cand_sift(cand *c, size_t n, size_t i) {
+    cand x = c[i];
+    for (;;) {
+        size_t l = 2 * i + 1, best = i;
+        const cand *bb = &x;
+        if (l < n && cand_before(&c[l], bb)) best = l, bb = &c[l];
+        if (l + 1 < n && cand_before(&c[l + 1], bb)) best = l + 1;
+        if (best == i) break;
+        c[i] = c[best];
+        i = best;
+    }
+    c[i] = x;
+}
+
+static void cand_heapify(cand *c, size_t n) {
+    for (size_t i = n / 2; i-- > 0;) cand_sift(c, n, i);
+}
+
+/* Pop the best of the heap c[0, n) into c[n - 1]; the heap shrinks to n - 1. */
+static void cand_pop(cand *c, size_t n) {
+    cand t = c[0];
+    c[0] = c[n - 1];
+    c[n - 1] = t;
+    if (n > 2) cand_sift(c, n - 1, 0);
+}
+
+/* Move the k popped items from the tail c[n - k, n) (best last) to the
+   front in best-first order. */
+static void cand_front(cand *c, size_t n, size_t k) {
+    for (size_t i = 0; i < k; i++) {
+        size_t j = n - 1 - i;
+        if (i >= j) break;
+        cand t = c[i];
+        c[i] = c[j];
+        c[j] = t;
+    }
+    /* when 2k > n the swaps above stop halfway: the rest is already placed */
+}
+
+void slm_sampler_params_init(slm_sampler_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->temperature = 0.8f;
+    p->top_k = 40;
+    p->top_p = 0.95f;
+    p->min_p = 0.05f;
+    p->repeat_penalty = 1.0f;
+    p->repeat_last_n = 64;
+}
+
+void slm_sampler_free(slm_sampler *s) {
+    if (!s) return;
+    allocator a = s->a;
+    xfree(&a, s->c, (size_t)s->n_vocab * sizeof(cand));
+    xfree(&a, s->count, (size_t)s->n_vocab * sizeof(int32_t));
+    xfree(&a, s->hist, (size_t)(s->hist_cap ? s->hist_cap : 1) * sizeof(int32_t));
+    xfree(&a, s, sizeof *s);
+}
+
+static slm_status sampler_new(const allocator *a, const slm_sampler_params *p, int32_t n_vocab, slm_sampler **out,
+                              slm_error *err) {
+    slm_sampler_params dp;
+    if (!p) {
+        slm_sampler_params_init(&dp);
+        p = &dp;
+    }
+    if (n_vocab <= 0) return seterr(err, SLM_ERR_INVALID_ARG, "sampler: n_vocab %d", n_vocab);
+    if (!(p->temperature == p->temperature) || !(p->top_p == p->top_p) || !(p->min_p == p->min_p) ||
+        !(p->repeat_penalty > 0) || !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty))
+        return seterr(err, SLM_ERR_INVALID_ARG, "sampler: NaN parameter or repeat_penalty <= 0");
+    if (p->repeat_last_n > (1 << 20)) return seterr(err, SLM_ERR_INVALID_ARG, "sampler: repeat_last_n too large");
+    slm_sampler *s = (slm_sampler *)xcalloc(a, 1, sizeof *s);
+    if (!s) return seterr(err, SLM_ERR_NOMEM, "out of memory for the sampler");
+    s->a = *a;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->hist_cap = p->repeat_last_n > 0 ? p->repeat_last_n : 0;
+    s->c = (cand *)xalloc(a, (size_t)n_vocab * sizeof(cand));
+    s->count = (int32_t *)xcalloc(a, (size_t)n_vocab, sizeof(int32_t));
+    s->hist = (int32_t *)xalloc(a, (size_t)(s->hist_cap ? s->hist_cap : 1) * sizeof(int32_t));
+    if (!s->c || !s->count || !s->hist) {
+        slm_sampler_free(s);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for a sampler over %d tokens", n_vocab);
+    }
+    rng_seed(s->rng, p->seed);
+    *out = s;
+    return SLM_OK;
+}
+
+slm_status slm_sampler_create(const slm_sampler_params *p, int32_t n_vocab, const slm_allocator *hook,
+                              slm_sampler **out, slm_error *err) {
+    clearerr_(err);
+    if (!out) return seterr(err, SLM_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    allocator a;
+    alloc_init(&a, hook);
+    return sampler_new(&a, p, n_vocab, out, err);
+}
+
+void slm_sampler_accept(slm_sampler *s, int32_t token) {
+    if (!s || s->hist_cap == 0) return;
+    s->hist[s->hist_pos] = token;
+    s->hist_pos = (s->hist_pos + 1) % s->hist_cap;
+    if (s->hist_n < s->hist_cap) s->hist_n++;
+}
+
+void slm_sampler_reset(slm_sampler *s, uint64_t seed) {
+    if (!s) return;
+    s->hist_n = s->hist_pos = 0;
+    s->p.seed = seed;
+    rng_seed(s->rng, seed);
+}
+
+/* Repetition, frequency and presence penalties over the window. c[] is in
+   id order here (c[id].id == id). */
+static void apply_penalties(slm_sampler *s, cand *c) {
+    const slm_sampler_params *p = &s->p;
+    if (s->hist_n == 0 || (p->repeat_penalty == 1.0f && p->frequency_penalty == 0 && p->presence_penalty == 0))
+        return;
+    for (int32_t i = 0; i < s->hist_n; i++) {
+        int32_t t = s->hist[i];
+        if (t >= 0 && t < s->n_vocab) s->count[t]++;
+    }
+    for (int32_t i = 0; i < s->hist_n; i++) {
+        int32_t t = s->hist[i];
+        if (t < 0 || t >= s->n_vocab || s->count[t] == 0) continue;
+        float l = c[t].logit;
+        if (p->repeat_penalty != 1.0f) l = l <= 0 ? l * p->repeat_penalty : l / p->repeat_penalty;
+        l -= (float)s->count[t] * p->frequency_penalty + p->presence_penalty;
+        c[t].logit = l;
+        s->count[t] = 0;
+    }
+}
+
+int32_t slm_sampler_sample(slm_sampler *s, const float *logits) {
+    if (!s || !logits) return -1;
+    const slm_sampler_params *p = &s->p;
+    cand *c = s->c;
+    size_t n = (size_t)s->n_vocab;
+    for (size_t i = 0; i < n; i++) {
+        float l = logits[i];
+        c[i].logit = l == l ? l : -INFINITY; /* NaN never wins */
+        c[i].id = (int32_t)i;
+    }
+    apply_penalties(s, c);
+
+    if (!(p->temperature > 0)) { /* greedy: lowest id among equal maxima */
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (c[i].logit > c[best].logit) best = i;
+        return c[best].id;
+    }
+
+    int sorted = 0;
+    if (p->top_k > 0 && (size_t)p->top_k < n) {
+        size_t k = (size_t)p->top_k;
+        cand_heapify(c, n);
+        for (size_t i = 0; i < k; i++) cand_pop(c, n - i);
+        cand_front(c, n, k);
+        n = k;
+        sorted = 1;
+    }
+    if (p->top_p < 1.0f && n > 1) {
+        /* probabilities at temperature 1 over the current set */
+        double mx = -INFINITY, z = 0;
+        for (size_t i = 0; i < n; i++)
+            if (c[i].logit > mx) mx = c[i].logit;
+        for (size_t i = 0; i < n; i++) z += exp_neg((double)c[i].logit - mx);
+        if (z > 0) {
+            const double target = (double)p->top_p * z;
+            double cum = 0;
+            size_t keep = n;
+            if (sorted) {
+                for (size_t i = 0; i < n; i++) {
+                    cum += exp_neg((double)c[i].logit - mx);
+                    if (cum >= target) {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+            } else { /* pop best-first until the mass is reached */
+                cand_heapify(c, n);
+                size_t i = 0;
+                for (; i < n; i++) {
+                    cand_pop(c, n - i);
+                    cum += exp_neg((double)c[n - 1 - i].logit - mx);
+                    if (cum >= target) {
+                        i++;
+                        break;
+                    }
+                }
+                cand_front(c, n, i);
+                keep = i;
+                sorted = 1;
+            }
+            n = keep ? keep : 1;
+        }
+    }
+    if (p->min_p > 0 && n > 1) {
+        double mx = -INFINITY;
+        for (size_t i = 0; i < n; i++)
+            if (c[i].logit > mx) mx = c[i].logit;
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (exp_neg((double)c[i].logit - mx) >= (double)p->min_p) c[j++] = c[i];
+            else if (sorted) break;
+        }
+        n = j ? j : 1; /* the best token always passes */
+    }
+
+    /* temperature, then the draw */
+    double mx = -INFINITY, z = 0;
+    for (size_t i = 0; i < n; i++) {
+        c[i].logit = c[i].logit / p->temperature;
+        if (c[i].logit > mx) mx = c[i].logit;
+    }
+    for (size_t i = 0; i < n; i++) z += exp_neg((double)c[i].logit - mx);
+    double u = rng_uniform(s->rng) * z, cum = 0;
+    if (!(z > 0)) { /* every logit -inf: take the first best */
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (cand_before(&c[i], &c[best])) best = i;
+        return c[best].id;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cum += exp_neg((double)c[i].logit - mx);
+        if (u < cum) return c[i].id;
+    }
+    for (size_t i = n; i-- > 0;) /* rounding left u at the very top */
+        if (exp_neg((double)c[i].logit - mx) > 0) return c[i].id;
+    return c[0].id;
+}
+
+/* ========================================================================== */
+/* 13. Generate                                                               */
+/* ========================================================================== */
+/*
+ * prompt -> tokens -> decode -> loop { sample, stop checks, stream text,
+ * decode the token }. Text goes through the streaming detokenizer (whole
+ * UTF-8 characters only), then through a hold-back buffer: the longest tail
+ * that could still grow into a stop string is kept until it cannot, so a
+ * stop string is never emitted, not even in part.
+ */
+
+void slm_generate_params_init(slm_generate_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->max_tokens = 256;
+    p->add_special = 1;
+    slm_sampler_params_init(&p->sampler);
+}
+
+typedef struct gen_text {
+    const slm_generate_params *p;
+    const allocator *a;
+    char *buf;        /* held-back text */
+    size_t n, cap;
+    size_t max_stop;  /* longest stop string */
+    int stop;         /* SLM_STOP_STRING / SLM_STOP_CALLBACK once hit */
+} gen_text;
+
+static void gen_emit(gen_text *g, const char *s, size_t n) {
+    if (n == 0 || g->stop || !g->p->on_text) return;
+    if (g->p->on_text(g->p->user, s, n) != 0) g->stop = SLM_STOP_CALLBACK;
+}
+
+/* Add text; emit what can no longer be part of a stop string. */
+static int gen_add(gen_text *g, const char *s, size_t n) {
+    if (g->stop) return 1;
+    if (g->max_stop == 0) {
+        gen_emit(g, s, n);
+        return 1;
+    }
+    if (g->n + n > g->cap) {
+        size_t nc = (g->n + n) * 2 + 64;
+        char *nb = (char *)xalloc(g->a, nc);
+        if (!nb) return 0;
+        if (g->n) memcpy(nb, g->buf, g->n);
+        xfree(g->a, g->buf, g->cap);
+        g->buf = nb;
+        g->cap = nc;
+    }
+    memcpy(g->buf + g->n, s, n);
+    g->n += n;
+    /* the earliest complete stop string ends the text */
+    size_t first = SIZE_MAX;
+    for (int32_t i = 0; i < g->p->n_stop; i++) {
+        const char *st = g->p->stop[i];
+        size_t sl = st ? strlen(st) : 0;
+        size_t at = sl ? find_bytes(g->buf, 0, g->n, st, sl) : SIZE_MAX;
+        if (at < first) first = at;
+    }
+    if (first != SIZE_MAX) {
+        gen_emit(g, g->buf, first);
+        if (!g->stop) g->stop = SLM_STOP_STRING;
+        g->n = 0;
+        return 1;
+    }
+    /* hold back the longest tail that is a proper prefix of a stop string */
+    size_t keep = 0;
+    for (size_t k = SLM_MIN(g->n, g->max_stop - 1); k > 0 && !keep; k--)
+        for (int32_t i = 0; i < g->p->n_stop; i++) {
+            const char *st = g->p->stop[i];
+            if (st && strlen(st) > k && memcmp(g->buf + g->n - k, st, k) == 0) {
+                keep = k;
+                break;
+            }
+        }
+    gen_emit(g, g->buf, g->n - keep);
+    memmove(g->buf, g->buf + g->n - keep, keep);
+    g->n = keep;
+    return 1;
+}
+
+slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, const int32_t *prompt_ids,
+                        int32_t n_prompt_ids, const slm_generate_params *params, slm_generate_result *res,
+                        slm_error *err) {
+    clearerr_(err);
+    slm_generate_result r;
+    memset(&r, 0, sizeof r);
+    if (res) *res = r;
+    if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
+    slm_generate_params dp;
+    if (!params) {
+        slm_generate_params_init(&dp);
+        params = &dp;
+    }
+    if (n_prompt_ids < 0 || (n_prompt_ids > 0 && !prompt_ids) || (!prompt && prompt_len) ||
+        (params->n_stop > 0 && !params->stop) || params->n_stop < 0)
+        return seterr(err, SLM_ERR_INVALID_ARG, "invalid prompt or stop-string arguments");
+    const slm_model *m = s->m;
+    const allocator *a = &s->a;
+    r.load_ms = m->load_ms;
+    double t0 = now_ms();
+
+    /* the prompt */
+    int32_t *ids = NULL, n = 0;
+    size_t ids_bytes = 0;
+    slm_status st = SLM_OK;
+    if (n_prompt_ids > 0) {
+        ids = (int32_t *)prompt_ids;
+        n = n_prompt_ids;
+    } else if (prompt_len > 0 || (params->add_special && s->pos == 0 && slm_vocab_add_bos(m))) {
+        int add = params->add_special && s->pos == 0;
+        st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, NULL, 0, &n, err);
+        if (st != SLM_OK && st != SLM_ERR_BUFFER) return st;
+        ids_bytes = (size_t)(n ? n : 1) * sizeof(int32_t);
+        ids = (int32_t *)xalloc(a, ids_bytes);
+        if (!ids) return seterr(err, SLM_ERR_NOMEM, "out of memory for %d prompt tokens", n);
+        st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, ids, n, &n, err);
+        if (st != SLM_OK) {
+            xfree(a, ids, ids_bytes);
+            return st;
+        }
+    }
+    if (n > 0) {
+        st = slm_decode(s, ids, n, err); /* refuses, unchanged, what does not fit */
+    } else if (!slm_session_logits(s, -1)) {
+        st = seterr(err, SLM_ERR_INVALID_ARG, "empty prompt and no logits to continue from");
+    }
+    if (st != SLM_OK) {
+        if (ids_bytes) xfree(a, ids, ids_bytes);
+        return st;
+    }
+    r.n_prompt = n;
+    double t1 = now_ms();
+    r.prompt_ms = t1 - t0;
+    r.prompt_tps = n > 0 && r.prompt_ms > 0 ? n * 1e3 / r.prompt_ms : 0;
+
+    slm_sampler *smp = NULL;
+    st = sampler_new(a, &params->sampler, m->n_vocab, &smp, err);
+    if (st != SLM_OK) {
+        if (ids_bytes) xfree(a, ids, ids_bytes);
+        return st;
+    }
+    for (int32_t i = 0; i < n; i++) slm_sampler_accept(smp, ids[i]);
+    if (ids_bytes) xfree(a, ids, ids_bytes);
+
+    gen_text g;
+    memset(&g, 0, sizeof g);
+    g.p = params;
+    g.a = a;
+    for (int32_t i = 0; i < params->n_stop; i++)
+        if (params->stop[i]) g.max_stop = SLM_MAX(g.max_stop, strlen(params->stop[i]));
+    slm_text_stream ts;
+    slm_text_stream_init(&ts, m, params->emit_special ? SLM_STREAM_SPECIAL : 0);
+    size_t chunk_cap = (size_t)slm_vocab_max_piece(m) + 8;
+    char *chunk = (char *)xalloc(a, chunk_cap);
+    if (!chunk) st = seterr(err, SLM_ERR_NOMEM, "out of memory");
+
+    int reason = SLM_STOP_NONE;
+    int32_t ngen = 0;
+    while (st == SLM_OK) {
+        if (params->max_tokens > 0 && ngen >= params->max_tokens) {
+            reason = SLM_STOP_MAX_TOKENS;
+            break;
+        }
+        int32_t tok = slm_sampler_sample(smp, slm_session_logits(s, -1));
+        if (slm_token_is_eog(m, tok)) {
+            /* into the session too, so that a conversation can go on */
+            if (s->pos < s->n_ctx) st = slm_decode(s, &tok, 1, err);
+            reason = SLM_STOP_EOG;
+            break;
+        }
+        slm_sampler_accept(smp, tok);
+        if (params->tokens_out && ngen < params->tokens_cap) params->tokens_out[ngen] = tok;
+        ngen++;
+        size_t cl = 0;
+        if (slm_text_stream_push(&ts, tok, chunk, chunk_cap, &cl) == SLM_OK && !gen_add(&g, chunk, cl))
+            st = seterr(err, SLM_ERR_NOMEM, "out of memory");
+        if (s->pos >= s->n_ctx) {
+            reason = g.stop ? g.stop : SLM_STOP_CONTEXT_FULL;
+            break;
+        }
+        if (st == SLM_OK) st = slm_decode(s, &tok, 1, err);
+        if (g.stop) {
+            reason = g.stop;
+            break;
+        }
+    }
+    if (st == SLM_OK && !g.stop) { /* what was held back is text after all */
+        size_t fl = slm_text_stream_flush(&ts, chunk, chunk_cap);
+        gen_emit(&g, g.buf, g.n);
+        gen_emit(&g, chunk, fl);
+        if (g.stop == SLM_STOP_CALLBACK) reason = SLM_STOP_CALLBACK;
+    }
+    xfree(a, chunk, chunk_cap);
+    xfree(a, g.buf, g.cap);
+    slm_sampler_free(smp);
+
+    r.stop_reason = reason;
+    r.n_generated = ngen;
+    r.gen_ms = now_ms() - t1;
+    r.gen_tps = ngen > 0 && r.gen_ms > 0 ? ngen * 1e3 / r.gen_ms : 0;
+    if (res) *res = r;
+    return st;
+}
