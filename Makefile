@@ -32,7 +32,13 @@ TESTBIN  = $(BUILD)/run_tests
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c
 
-.PHONY: all lib cli test clean help
+.PHONY: all lib cli test run clean help
+
+# The built-in demo: a 1M-parameter llama model trained on the King James Bible
+# (tests/data/demo/README.md). One thread: the model is too small to share.
+DEMO_MODEL  ?= tests/data/demo/kjv-1m-q8_0.gguf
+DEMO_PROMPT ?= And the LORD said
+DEMO_ARGS   ?= -n 128 --seed 42 -t 1
 
 all: $(LIB_A) $(LIB_SO) $(CLI)
 
@@ -61,11 +67,15 @@ $(TESTBIN): $(TEST_SRC) tests/test.h slm.c slm.h | $(BUILD)
 test: all $(TESTBIN)
 	./$(TESTBIN)
 
+run: all
+	./$(CLI) run -m $(DEMO_MODEL) -p "$(DEMO_PROMPT)" $(DEMO_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
 help:
 	@echo "make            library ($(LIB_A), $(LIB_SO)) and CLI ($(CLI))"
+	@echo "make run        build, then generate text with the built-in demo model"
 	@echo "make test       build and run every test (ends with 'N passed, N failed')"
 	@echo "make OPENMP=0   build without OpenMP"
 	@echo "make clean      remove $(BUILD)/"

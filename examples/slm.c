@@ -301,6 +301,10 @@ static int cmd_info(int argc, char **argv) {
         printf("attention:     %d heads, %d kv heads, head dim %d, rope dims %d, rope base %g\n", in.n_head,
                in.n_head_kv, in.head_dim, in.n_rot, in.rope_freq_base);
         printf("norm eps:      %g\n", in.norm_eps);
+        static const char *VT[] = {"none", "SentencePiece", "BPE (tokenizing not supported yet)", "other (not supported)"};
+        int vt = slm_vocab_type(m);
+        printf("tokenizer:     %s, %d tokens, bos %d, eos %d%s\n", VT[vt >= 0 && vt <= 3 ? vt : 0], slm_vocab_size(m),
+               slm_token_bos(m), slm_token_eos(m), slm_vocab_add_bos(m) ? ", adds BOS" : "");
         slm_session_params sp;
         slm_session_params_init(&sp);
         sp.n_ctx = o.n_ctx;
@@ -457,6 +461,16 @@ static int cmd_run(int argc, char **argv) {
 
 /* ---- tokenize ------------------------------------------------------------------- */
 
+/* Length of a valid multi-byte UTF-8 sequence at s, else 0 or 1. */
+static size_t utf8_seq(const char *s, size_t n) {
+    unsigned char b = (unsigned char)s[0];
+    size_t need = b >= 0xf0 && b < 0xf5 ? 4 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xc2 && b < 0xe0 ? 2 : 1;
+    if (need == 1 || need > n) return 1;
+    for (size_t i = 1; i < need; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80) return 1;
+    return need;
+}
+
 static int cmd_tokenize(int argc, char **argv) {
     opts o;
     parse_opts(argc, argv, TOKENIZE_HELP, C_TOKENIZE, &o);
@@ -477,14 +491,21 @@ static int cmd_tokenize(int argc, char **argv) {
         size_t pl = 0;
         slm_token_to_piece(m, ids[i], 1, piece, cap, &pl);
         printf("%6d -> '", ids[i]);
-        for (size_t k = 0; k < pl; k++) {
+        for (size_t k = 0; k < pl;) {
             unsigned char c = (unsigned char)piece[k];
+            size_t u = utf8_seq(piece + k, pl - k);
+            if (u > 1) {
+                fwrite(piece + k, 1, u, stdout);
+                k += u;
+                continue;
+            }
             if (c == '\n') fputs("\\n", stdout);
             else if (c == '\t') fputs("\\t", stdout);
             else if (c == '\r') fputs("\\r", stdout);
             else if (c == '\\') fputs("\\\\", stdout);
-            else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+            else if (c < 0x20 || c >= 0x7f) printf("\\x%02x", c);
             else putchar(c);
+            k++;
         }
         printf("'\n");
     }
