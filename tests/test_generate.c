@@ -341,6 +341,64 @@ static void test_stops(const char *js) {
     slm_model_free(m);
 }
 
+/* A counting allocator: every free must give back the size that was asked
+   and everything must be returned at the end. */
+typedef struct counting {
+    long long live, bad;
+} counting;
+
+static void *c_alloc(void *u, size_t size, size_t align) {
+    counting *c = (counting *)u;
+    unsigned char *raw = (unsigned char *)malloc(size + 2 * align + 16);
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)raw + 16 + align - 1) & ~(uintptr_t)(align - 1);
+    ((void **)p)[-1] = raw;
+    ((size_t *)p)[-2] = size;
+    c->live += (long long)size;
+    return (void *)p;
+}
+
+static void c_free(void *u, void *ptr, size_t size) {
+    counting *c = (counting *)u;
+    if (((size_t *)ptr)[-2] != size) c->bad++;
+    c->live -= (long long)size;
+    free(((void **)ptr)[-1]);
+}
+
+static void test_allocator(void) {
+    counting cnt = {0, 0};
+    slm_allocator hook = {c_alloc, c_free, &cnt};
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.allocator = &hook;
+    slm_model *m = NULL;
+    slm_error err;
+    if (slm_model_load_file(data_path("demo/kjv-1m-q4_0.gguf"), &mp, &m, &err) != SLM_OK) {
+        CHECK(0, "load: %s", err.message);
+        return;
+    }
+    slm_session *s = session(m, SLM_TYPE_F16, 64);
+    capture c;
+    slm_generate_params gp;
+    slm_generate_params_init(&gp);
+    const char *stop[] = {"zzz"};
+    gp.stop = stop;
+    gp.n_stop = 1;
+    gp.max_tokens = 20;
+    gp.on_text = on_text;
+    gp.user = &c;
+    memset(&c, 0, sizeof c);
+    slm_generate_result res;
+    CHECK(slm_generate(s, "<s>In the <0x41> beginning", 26, NULL, 0, &gp, &res, &err) == SLM_OK, "generate: %s",
+          err.message);
+    int32_t ids[64], n = 0;
+    slm_tokenize(m, "some text \xff\xfe", 12, 1, 1, ids, 64, &n, NULL);
+    slm_session_free(s);
+    slm_model_free(m);
+    CHECK(cnt.live == 0 && cnt.bad == 0, "allocator balance: %lld bytes live, %lld size mismatches", cnt.live,
+          cnt.bad);
+}
+
 void test_generate(void) {
     size_t jn;
     char *js = (char *)read_all(data_path("demo/kjv-1m.ref.json"), &jn);
@@ -348,5 +406,6 @@ void test_generate(void) {
     if (!js) return;
     test_demo_greedy(js);
     test_stops(js);
+    test_allocator();
     free(js);
 }
