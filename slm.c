@@ -5,7 +5,7 @@
  *
  *   1. Configuration and platform detection
  *   2. Status codes, errors, allocation
- *   3. Small utilities (fp16/bf16, hashing)
+ *   3. Small utilities (fp16/bf16, hashing, clock)
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
  *   5. Tensor types: block layouts and the traits table
  *   6. Kernels: scalar reference (SIMD paths slot in behind the same signatures)
