@@ -2598,11 +2598,10 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     }
 
     /* special ids and flags from the file */
-    for (int k = 0; k < 7; k++) {
-        int32_t *id = k == 0 ? &v->bos : k == 1 ? &v->eos : k == 2 ? &v->unk : k == 3 ? &v->pad : k == 4 ? &v->sep
-                                                                                                : k == 5 ? &v->eot
-                                                                                                         : &v->eom;
-        if (*id >= n) *id = -1;
+    {
+        int32_t *ids[7] = {&v->bos, &v->eos, &v->unk, &v->pad, &v->sep, &v->eot, &v->eom};
+        for (int k = 0; k < 7; k++)
+            if (*ids[k] >= n) *ids[k] = -1; /* a default outside a small vocabulary */
     }
     vocab_id_key(m, "tokenizer.ggml.bos_token_id", &v->bos);
     vocab_id_key(m, "tokenizer.ggml.eos_token_id", &v->eos);
