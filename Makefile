@@ -30,9 +30,16 @@ LIB_SO   = $(BUILD)/libslm.so
 CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
 
-TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c tests/test_robust.c tests/gguf_build.c
+TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
+           tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c
 
-.PHONY: all lib cli test test-sanitize fuzz fuzz-seeds test-fuzz clean help
+.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz clean help
+
+# The built-in demo: a 1M-parameter llama model trained on the King James Bible
+# (tests/data/demo/README.md). One thread: the model is too small to share.
+DEMO_MODEL  ?= tests/data/demo/kjv-1m-q8_0.gguf
+DEMO_PROMPT ?= And the LORD said
+DEMO_ARGS   ?= -n 128 --seed 42 -t 1
 
 all: $(LIB_A) $(LIB_SO) $(CLI)
 
@@ -96,11 +103,15 @@ fuzz-seeds: $(BUILD)/fuzz/make_seeds
 test-fuzz: $(BUILD)/fuzz/replay_gguf
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
 
+run: all
+	./$(CLI) run -m $(DEMO_MODEL) -p "$(DEMO_PROMPT)" $(DEMO_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
 help:
 	@echo "make            library ($(LIB_A), $(LIB_SO)) and CLI ($(CLI))"
+	@echo "make run        build, then generate text with the built-in demo model"
 	@echo "make test       build and run every test (ends with 'N passed, N failed')"
 	@echo "make test-sanitize  the test suite under ASan+UBSan with leak checking"
 	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"

@@ -5,13 +5,16 @@
  *
  *   1. Configuration and platform detection
  *   2. Status codes, errors, allocation
- *   3. Small utilities (fp16/bf16, hashing)
+ *   3. Small utilities (fp16/bf16, hashing, clock)
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
  *   5. Tensor types: block layouts and the traits table
  *   6. Kernels: scalar reference (SIMD paths slot in behind the same signatures)
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
+ *  10. Tokenizer: vocabulary, SentencePiece-style encoder, detokenizer
+ *  12. Sampler: penalties, top-k, top-p, min-p, temperature, seeded draw
+ *  13. Generate: prompt -> streamed text, stop conditions, timings
  *
  * Build: C99. Define SLM_NO_MMAP to read files instead of mapping them.
  * OpenMP (-fopenmp) parallelises the forward pass; without it slm runs on
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if !defined(SLM_NO_MMAP) && (defined(__unix__) || defined(__APPLE__))
 #define SLM_HAVE_MMAP 1
@@ -320,6 +324,18 @@ static int64_t strmap_find(const strmap *m, const char *const *keys, const size_
         }
         i = (i + 1) & (m->cap - 1);
     }
+}
+
+/* Wall-clock milliseconds from an arbitrary origin (for timings only). */
+static double now_ms(void) {
+#if defined(CLOCK_MONOTONIC) && (defined(__unix__) || defined(__APPLE__))
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && defined(TIME_UTC)
+    struct timespec ts;
+    if (timespec_get(&ts, TIME_UTC) == TIME_UTC) return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+#endif
+    return (double)clock() * 1e3 / CLOCKS_PER_SEC; /* processor time: the best C99 offers */
 }
 
 /* ========================================================================== */
@@ -1241,6 +1257,11 @@ static const arch_info ARCHS[] = {
 
 enum { SRC_MMAP = 0, SRC_OWNED = 1, SRC_CALLER = 2 };
 
+/* The vocabulary lives in section 10. */
+struct vocab;
+static slm_status vocab_load(slm_model *m, slm_error *err);
+static void vocab_free(slm_model *m);
+
 typedef struct layer {
     const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
     const float *bq, *bk, *bv;
@@ -1281,6 +1302,8 @@ struct slm_model {
 
     uint64_t n_params, weight_bytes;
     int max_in;       /* widest matrix input, for activation scratch */
+    struct vocab *vocab; /* NULL if the file has no vocabulary */
+    double load_ms;
     unsigned dot_types; /* bit per dot-partner type used */
 };
 
@@ -1585,6 +1608,7 @@ void slm_model_params_init(slm_model_params *p) {
 
 static void model_release(slm_model *m) {
     allocator a = m->a;
+    vocab_free(m);
     gguf_free(&m->g, &a);
     xfree(&a, m->layers, (size_t)m->n_layer * sizeof(layer));
     xfree(&a, m->vecs, (m->vecs_len ? m->vecs_len : 1) * sizeof(float));
@@ -1611,7 +1635,11 @@ static slm_status model_init(slm_model *m, slm_error *err) {
     if (strlen(ak->str[0]) >= sizeof m->arch_name)
         return seterr(err, SLM_ERR_FORMAT, "general.architecture is too long");
     strcpy(m->arch_name, ak->str[0]);
-    if (m->vocab_only) return SLM_OK;
+    if ((st = vocab_load(m, err)) != SLM_OK) return st;
+    if (m->vocab_only) {
+        m->n_vocab = slm_vocab_size(m);
+        return SLM_OK;
+    }
     for (size_t i = 0; i < sizeof ARCHS / sizeof ARCHS[0]; i++)
         if (strcmp(ARCHS[i].name, m->arch_name) == 0) m->arch = &ARCHS[i];
     if (!m->arch) return seterr(err, SLM_ERR_UNSUPPORTED, "architecture '%s' is not supported", m->arch_name);
@@ -1658,6 +1686,7 @@ slm_status slm_model_load_memory(const void *data, size_t size, const slm_model_
     if (!out) return seterr(err, SLM_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!data && size) return seterr(err, SLM_ERR_INVALID_ARG, "data is NULL");
+    double t0 = now_ms();
     slm_model *m = model_new(params, err);
     if (!m) return SLM_ERR_NOMEM;
     m->bytes = (const uint8_t *)data;
@@ -1668,6 +1697,7 @@ slm_status slm_model_load_memory(const void *data, size_t size, const slm_model_
         model_release(m);
         return st;
     }
+    m->load_ms = now_ms() - t0;
     *out = m;
     return SLM_OK;
 }
@@ -1733,6 +1763,7 @@ slm_status slm_model_load_file(const char *path, const slm_model_params *params,
     if (!out) return seterr(err, SLM_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!path) return seterr(err, SLM_ERR_INVALID_ARG, "path is NULL");
+    double t0 = now_ms();
     slm_model *m = model_new(params, err);
     if (!m) return SLM_ERR_NOMEM;
     slm_status st = SLM_OK;
@@ -1763,6 +1794,7 @@ slm_status slm_model_load_file(const char *path, const slm_model_params *params,
         model_release(m);
         return st;
     }
+    m->load_ms = now_ms() - t0;
     *out = m;
     return SLM_OK;
 }
@@ -1792,6 +1824,7 @@ void slm_model_get_info(const slm_model *m, slm_model_info *o) {
     o->file_size = m->size;
     o->gguf_version = (int32_t)m->g.version;
     o->n_tensors = (int32_t)m->g.n_tensors;
+    o->load_ms = m->load_ms;
 }
 
 int64_t slm_meta_count(const slm_model *m) { return m ? (int64_t)m->g.n_kv : 0; }
@@ -2425,4 +2458,1430 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
     s->last_n = n;
     s->logits_rows = s->logits_all ? n : 1;
     return SLM_OK;
+}
+
+/* ========================================================================== */
+/* 10. Tokenizer                                                              */
+/* ========================================================================== */
+/*
+ * One vocabulary structure serves every tokenizer kind: piece bytes with
+ * lengths, scores, attributes, a piece -> id map, the special-token list
+ * (control, user-defined and unknown tokens, longest first) and the special
+ * ids. `kind` selects the encoder and the piece decoder:
+ *
+ *   SPM  tokenizer.ggml.model "llama": SentencePiece-style, as llama.cpp's
+ *        llm_tokenizer_spm: spaces become U+2581, a space is prefixed to
+ *        text that starts the input or follows a special token
+ *        (add_space_prefix), UTF-8 characters are merged pairwise by the
+ *        highest piece score, and characters that form no piece fall back
+ *        to <0xNN> byte tokens (or the unknown token).
+ *   BPE  tokenizer.ggml.model "gpt2": byte-level BPE. Not implemented yet;
+ *        it slots in beside spm_encode(): load tokenizer.ggml.merges into a
+ *        rank map next to `map`, pick the pre-tokenizer from `pre`, add a
+ *        bpe_encode() and the byte-to-unicode piece decoding in
+ *        piece_decode(). The special-token splitting, special ids, EOG set
+ *        and the public API are shared.
+ *
+ * Tokenizing is (1) splitting the text around special tokens
+ * (split_special), then (2) the kind's encoder on each raw fragment. The
+ * model is read-only: all working memory is local to a call.
+ */
+
+/* Attribute bits beyond the public SLM_TOKEN_* ones. */
+enum { TA_LSTRIP = 1 << 7, TA_RSTRIP = 1 << 8 };
+
+typedef struct vocab {
+    int kind;                 /* SLM_VOCAB_* */
+    int32_t n;                /* tokens */
+    const char **text;        /* piece bytes (the GGUF strings, owned by m->g) */
+    size_t *len;
+    float *score;
+    uint16_t *attr;           /* SLM_TOKEN_* | TA_* */
+    strmap map;               /* piece -> id (first id wins on duplicates) */
+    int32_t *special;         /* ids matched whole in the input, longest first */
+    int32_t n_special;
+    int32_t *eog;             /* end-of-generation ids, ascending */
+    int32_t n_eog;
+    int32_t bos, eos, eot, eom, unk, pad, sep;
+    int add_bos, add_eos, add_space_prefix;
+    int32_t byte_tok[256];    /* byte -> token for byte fallback, -1 = none */
+    int32_t max_piece;        /* longest decoded piece (special = 1) */
+    const char *pre;          /* tokenizer.ggml.pre, "" if absent (BPE pre-tokenizer) */
+} vocab;
+
+static const vocab *vocab_of(const slm_model *m) { return m ? m->vocab : NULL; }
+
+static void vocab_free(slm_model *m) {
+    vocab *v = m->vocab;
+    if (!v) return;
+    const allocator *a = &m->a;
+    size_t n = (size_t)v->n;
+    xfree(a, (void *)v->text, (n ? n : 1) * sizeof(char *));
+    xfree(a, v->len, (n ? n : 1) * sizeof(size_t));
+    xfree(a, v->score, (n ? n : 1) * sizeof(float));
+    xfree(a, v->attr, (n ? n : 1) * sizeof(uint16_t));
+    if (v->map.slots) strmap_free(&v->map, a);
+    xfree(a, v->special, (n ? n : 1) * sizeof(int32_t));
+    xfree(a, v->eog, (n ? n : 1) * sizeof(int32_t));
+    xfree(a, v, sizeof *v);
+    m->vocab = NULL;
+}
+
+static int32_t vocab_find(const vocab *v, const char *s, size_t n) {
+    if (!v->map.slots || n == 0) return -1;
+    return (int32_t)strmap_find(&v->map, v->text, v->len, s, n, NULL);
+}
+
+static int vocab_is(const vocab *v, int32_t id, const char *s) {
+    return v->len[id] == strlen(s) && memcmp(v->text[id], s, v->len[id]) == 0;
+}
+
+/* Optional integer key; out-of-range token ids keep the default. */
+static void vocab_id_key(slm_model *m, const char *key, int32_t *id) {
+    const gguf_kv *kv = gguf_get(&m->g, key);
+    int64_t x;
+    if (!kv || kv->type == SLM_META_ARRAY || kv_int(&m->g, kv, -1, &x) != SLM_OK) return;
+    if (x < 0 || x >= m->vocab->n) {
+        logf_(m, SLM_LOG_WARN, "%s = %lld is outside the vocabulary; keeping %d", key, (long long)x, *id);
+        return;
+    }
+    *id = (int32_t)x;
+}
+
+static void vocab_bool_key(slm_model *m, const char *key, int *b) {
+    const gguf_kv *kv = gguf_get(&m->g, key);
+    int64_t x;
+    if (kv && kv->type != SLM_META_ARRAY && kv_int(&m->g, kv, -1, &x) == SLM_OK) *b = x != 0;
+}
+
+static size_t piece_decode(const vocab *v, int32_t id, int special, int lstrip, char *buf, size_t size);
+
+/* Sort order of the special list: longest text first, then lower id (a
+   total order, so qsort gives the same list everywhere). */
+typedef struct special_key {
+    size_t len;
+    int32_t id;
+} special_key;
+
+static int cmp_special(const void *pa, const void *pb) {
+    const special_key *a = (const special_key *)pa, *b = (const special_key *)pb;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* Tokens that end generation, by text (as llama.cpp finds them). */
+static const char *const EOG_TEXTS[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", "<|fim_pad|>", "<|file_sep|>",
+};
+static const char *const EOT_TEXTS[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>",
+    "_<EOT>", "[EOT]", "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>",
+    "<end_of_utterance>",
+};
+
+static int text_in(const vocab *v, int32_t id, const char *const *list, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (vocab_is(v, id, list[i])) return 1;
+    return 0;
+}
+
+static void eog_add(vocab *v, int32_t id) {
+    if (id < 0) return;
+    for (int32_t i = 0; i < v->n_eog; i++)
+        if (v->eog[i] == id) return;
+    int32_t i = v->n_eog++;
+    while (i > 0 && v->eog[i - 1] > id) { /* keep ascending */
+        v->eog[i] = v->eog[i - 1];
+        i--;
+    }
+    v->eog[i] = id;
+}
+
+static void eog_remove(vocab *v, int32_t id) {
+    for (int32_t i = 0; i < v->n_eog; i++)
+        if (v->eog[i] == id) {
+            memmove(v->eog + i, v->eog + i + 1, (size_t)(v->n_eog - i - 1) * sizeof(int32_t));
+            v->n_eog--;
+            return;
+        }
+}
+
+static slm_status vocab_load(slm_model *m, slm_error *err) {
+    const gguf_file *g = &m->g;
+    const gguf_kv *kmodel = gguf_get(g, "tokenizer.ggml.model");
+    const gguf_kv *ktok = gguf_get(g, "tokenizer.ggml.tokens");
+    const char *model = kmodel && kmodel->type == SLM_META_STRING ? kmodel->str[0] : NULL;
+    if (kmodel && !model)
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.model has type %s, expected string",
+                      meta_type_name(kmodel->type));
+    if (!ktok || (model && (!strcmp(model, "none") || !strcmp(model, "no_vocab")))) return SLM_OK;
+    if (ktok->type != SLM_META_ARRAY || ktok->arr_type != SLM_META_STRING)
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.tokens is not an array of strings");
+    if (ktok->count == 0 || ktok->count >= (uint64_t)INT32_MAX)
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.tokens has %llu entries",
+                      (unsigned long long)ktok->count);
+    const int32_t n = (int32_t)ktok->count;
+    const allocator *a = &m->a;
+    vocab *v = (vocab *)xcalloc(a, 1, sizeof *v);
+    if (!v) return seterr(err, SLM_ERR_NOMEM, "out of memory for the vocabulary");
+    m->vocab = v;
+    v->n = n;
+    v->text = (const char **)xalloc(a, (size_t)n * sizeof(char *));
+    v->len = (size_t *)xalloc(a, (size_t)n * sizeof(size_t));
+    v->score = (float *)xcalloc(a, (size_t)n, sizeof(float));
+    v->attr = (uint16_t *)xalloc(a, (size_t)n * sizeof(uint16_t));
+    v->special = (int32_t *)xalloc(a, (size_t)n * sizeof(int32_t));
+    v->eog = (int32_t *)xalloc(a, (size_t)n * sizeof(int32_t));
+    if (!v->text || !v->len || !v->score || !v->attr || !v->special || !v->eog || !strmap_init(&v->map, a, (size_t)n))
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for a vocabulary of %d tokens", n);
+
+    /* kind and its defaults (llama.cpp's) */
+    v->bos = v->eos = v->eot = v->eom = v->unk = v->pad = v->sep = -1;
+    if (!model || !strcmp(model, "llama")) {
+        v->kind = SLM_VOCAB_SPM;
+        v->bos = 1, v->eos = 2, v->unk = 0;
+        v->add_bos = 1, v->add_space_prefix = 1;
+    } else if (!strcmp(model, "gpt2")) {
+        v->kind = SLM_VOCAB_BPE;
+        v->bos = 11, v->eos = 11;
+    } else {
+        v->kind = SLM_VOCAB_OTHER;
+        logf_(m, SLM_LOG_WARN, "tokenizer '%s' is not supported: token pieces only", model);
+    }
+    const gguf_kv *kpre = gguf_get(g, "tokenizer.ggml.pre");
+    v->pre = kpre && kpre->type == SLM_META_STRING ? kpre->str[0] : "";
+
+    /* pieces, scores, attributes */
+    const gguf_kv *ksc = gguf_get(g, "tokenizer.ggml.scores");
+    const gguf_kv *kty = gguf_get(g, "tokenizer.ggml.token_type");
+    if (ksc && (ksc->type != SLM_META_ARRAY || (ksc->arr_type != SLM_META_F32 && ksc->arr_type != SLM_META_I32) ||
+                ksc->count < (uint64_t)n))
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.scores must be an array of at least %d f32 or i32", n);
+    if (kty && (kty->type != SLM_META_ARRAY || kty->arr_type != SLM_META_I32 || kty->count < (uint64_t)n))
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.token_type must be an array of at least %d i32", n);
+    for (int32_t i = 0; i < n; i++) {
+        v->text[i] = ktok->str[i];
+        v->len[i] = (size_t)ld_u64(g->data + ktok->elem_off[i]);
+        if (ksc) {
+            const uint8_t *p = g->data + ksc->value_off + 4 * (size_t)i;
+            v->score[i] = ksc->arr_type == SLM_META_F32 ? bits_f32(ld_u32(p)) : (float)(int32_t)ld_u32(p);
+        }
+        int type = kty ? (int)(int32_t)ld_u32(g->data + kty->value_off + 4 * (size_t)i) : 1;
+        switch (type) {
+        case 1: v->attr[i] = SLM_TOKEN_NORMAL; break;
+        case 2: v->attr[i] = SLM_TOKEN_UNKNOWN; break;
+        case 3: v->attr[i] = SLM_TOKEN_CONTROL; break;
+        case 4: v->attr[i] = SLM_TOKEN_USER_DEFINED; break;
+        case 5: v->attr[i] = SLM_TOKEN_UNUSED; break;
+        case 6: v->attr[i] = SLM_TOKEN_BYTE; break;
+        default: v->attr[i] = 0; break; /* undefined */
+        }
+        if (v->len[i] == 0) continue; /* an empty piece can never be matched */
+        size_t slot;
+        if (strmap_find(&v->map, v->text, v->len, v->text[i], v->len[i], &slot) >= 0) {
+            logf_(m, SLM_LOG_WARN, "duplicate piece for token %d; the first id is used", i);
+            continue;
+        }
+        v->map.slots[slot] = i;
+    }
+
+    /* special ids and flags from the file */
+    {
+        int32_t *ids[7] = {&v->bos, &v->eos, &v->unk, &v->pad, &v->sep, &v->eot, &v->eom};
+        for (int k = 0; k < 7; k++)
+            if (*ids[k] >= n) *ids[k] = -1; /* a default outside a small vocabulary */
+    }
+    vocab_id_key(m, "tokenizer.ggml.bos_token_id", &v->bos);
+    vocab_id_key(m, "tokenizer.ggml.eos_token_id", &v->eos);
+    vocab_id_key(m, "tokenizer.ggml.eot_token_id", &v->eot);
+    vocab_id_key(m, "tokenizer.ggml.eom_token_id", &v->eom);
+    vocab_id_key(m, "tokenizer.ggml.unknown_token_id", &v->unk);
+    vocab_id_key(m, "tokenizer.ggml.seperator_token_id", &v->sep);
+    vocab_id_key(m, "tokenizer.ggml.padding_token_id", &v->pad);
+    vocab_bool_key(m, "tokenizer.ggml.add_bos_token", &v->add_bos);
+    vocab_bool_key(m, "tokenizer.ggml.add_eos_token", &v->add_eos);
+    vocab_bool_key(m, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
+    if (v->add_bos && v->bos < 0) v->add_bos = 0;
+    if (v->add_eos && v->eos < 0) v->add_eos = 0;
+
+    /* end-of-generation tokens found by their text; they become control
+       tokens (llama.cpp does the same, so that they are never plain text) */
+    int has_return = 0, has_call = 0, has_tool_response = 0;
+    int32_t end_id = -1, s_id = -1;
+    for (int32_t i = 0; i < n; i++) {
+        if (v->len[i] < 3 || v->len[i] > 32 || v->text[i][0] == 0) continue;
+        if (v->eot < 0 && text_in(v, i, EOT_TEXTS, sizeof EOT_TEXTS / sizeof EOT_TEXTS[0])) {
+            v->eot = i;
+            v->attr[i] |= SLM_TOKEN_CONTROL;
+        }
+        if (v->eom < 0 && vocab_is(v, i, "<|eom_id|>")) {
+            v->eom = i;
+            v->attr[i] |= SLM_TOKEN_CONTROL;
+        }
+        if (text_in(v, i, EOG_TEXTS, sizeof EOG_TEXTS / sizeof EOG_TEXTS[0])) {
+            eog_add(v, i);
+            v->attr[i] |= SLM_TOKEN_CONTROL;
+            if (vocab_is(v, i, "<|return|>")) has_return = 1;
+            if (vocab_is(v, i, "<|call|>") || vocab_is(v, i, "<|calls|>") || vocab_is(v, i, "<|flush|>")) has_call = 1;
+            if (vocab_is(v, i, "<|tool_response>")) has_tool_response = 1;
+            if (vocab_is(v, i, "<|end|>")) end_id = i;
+            if (vocab_is(v, i, "</s>")) s_id = i;
+        }
+        /* gpt-oss: these are always rendered */
+        if (vocab_is(v, i, "<|channel|>") || vocab_is(v, i, "<|message|>") || vocab_is(v, i, "<|start|>") ||
+            vocab_is(v, i, "<|constrain|>"))
+            v->attr[i] = SLM_TOKEN_USER_DEFINED;
+    }
+    eog_add(v, v->eos);
+    eog_add(v, v->eot);
+    eog_add(v, v->eom);
+    if (has_return && has_call && end_id >= 0) { /* harmony: <|end|> ends a message, not the turn */
+        eog_remove(v, end_id);
+        v->attr[end_id] = SLM_TOKEN_USER_DEFINED;
+    }
+    if (has_tool_response && s_id >= 0) {
+        eog_remove(v, s_id);
+        v->attr[s_id] = SLM_TOKEN_NORMAL;
+    }
+
+    /* the special-token list, longest first */
+    {
+        special_key *keys = (special_key *)xalloc(a, (size_t)n * sizeof(special_key));
+        if (!keys) return seterr(err, SLM_ERR_NOMEM, "out of memory");
+        int32_t ns = 0;
+        for (int32_t i = 0; i < n; i++)
+            if ((v->attr[i] & (SLM_TOKEN_CONTROL | SLM_TOKEN_USER_DEFINED | SLM_TOKEN_UNKNOWN)) && v->len[i] > 0) {
+                keys[ns].len = v->len[i];
+                keys[ns].id = i;
+                ns++;
+            }
+        qsort(keys, (size_t)ns, sizeof *keys, cmp_special);
+        for (int32_t i = 0; i < ns; i++) v->special[i] = keys[i].id;
+        v->n_special = ns;
+        xfree(a, keys, (size_t)n * sizeof(special_key));
+    }
+
+    /* per-model attributes llama.cpp sets by name: Phi-3 strips the spaces
+       after its special tokens */
+    {
+        const gguf_kv *kn = gguf_get(g, "general.name");
+        char name[128] = {0};
+        if (kn && kn->type == SLM_META_STRING) {
+            size_t i = 0;
+            for (; kn->str[0][i] && i + 1 < sizeof name; i++) {
+                char c = kn->str[0][i];
+                name[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+            }
+            name[i] = 0;
+        }
+        if (strstr(name, "phi-3") || strstr(name, "phi3")) {
+            for (int32_t i = 0; i < v->n_special; i++) v->attr[v->special[i]] |= TA_RSTRIP;
+            int32_t id;
+            if ((id = vocab_find(v, "</s>", 4)) >= 0) v->attr[id] |= TA_RSTRIP;
+            if ((id = vocab_find(v, "<unk>", 5)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
+            if ((id = vocab_find(v, "<s>", 3)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
+            if ((id = vocab_find(v, "<|endoftext|>", 13)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
+        }
+    }
+
+    /* byte fallback: <0xNN>, else the byte itself as a piece */
+    for (int b = 0; b < 256; b++) {
+        char hex[7];
+        snprintf(hex, sizeof hex, "<0x%02X>", b);
+        int32_t id = vocab_find(v, hex, 6);
+        if (id < 0) {
+            char c = (char)b;
+            id = vocab_find(v, &c, 1);
+        }
+        v->byte_tok[b] = id;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        size_t l = piece_decode(v, i, 1, 0, NULL, 0);
+        if (l > (size_t)v->max_piece) v->max_piece = (int32_t)SLM_MIN(l, (size_t)INT32_MAX / 2);
+    }
+    logf_(m, SLM_LOG_INFO, "vocabulary: %d tokens (%s), %d special, %d end-of-generation", n,
+          model ? model : "llama", v->n_special, v->n_eog);
+    return SLM_OK;
+}
+
+/* --- special-token splitting ---------------------------------------------- */
+
+typedef struct frag {
+    int32_t tok; /* >= 0: a special token; -1: raw text [off, off + len) */
+    size_t off, len;
+} frag;
+
+typedef struct frag_list {
+    frag *f;
+    size_t n, cap;
+} frag_list;
+
+static int frag_push(const allocator *a, frag_list *l, int32_t tok, size_t off, size_t len) {
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        frag *nf = (frag *)xalloc(a, nc * sizeof(frag));
+        if (!nf) return 0;
+        if (l->n) memcpy(nf, l->f, l->n * sizeof(frag));
+        xfree(a, l->f, l->cap * sizeof(frag));
+        l->f = nf;
+        l->cap = nc;
+    }
+    l->f[l->n].tok = tok;
+    l->f[l->n].off = off;
+    l->f[l->n].len = len;
+    l->n++;
+    return 1;
+}
+
+/* First occurrence of needle in hay[from, to), or SIZE_MAX. */
+static size_t find_bytes(const char *hay, size_t from, size_t to, const char *needle, size_t nl) {
+    if (nl == 0 || to < from || to - from < nl) return SIZE_MAX;
+    for (size_t i = from; i + nl <= to; i++) {
+        const char *p = (const char *)memchr(hay + i, needle[0], to - nl + 1 - i);
+        if (!p) return SIZE_MAX;
+        i = (size_t)(p - hay);
+        if (memcmp(p, needle, nl) == 0) return i;
+    }
+    return SIZE_MAX;
+}
+
+static int is_space_c(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/* Split the text around special tokens, one token at a time in the order of
+   the special list (llama.cpp's tokenizer_st_partition): control and unknown
+   tokens only when parse_special, user-defined ones always. */
+static int split_special(const vocab *v, const allocator *a, const char *text, size_t len, int parse_special,
+                         frag_list *out) {
+    frag_list cur = {0}, nxt = {0};
+    int ok = 1;
+    if (!frag_push(a, &cur, -1, 0, len)) return 0;
+    for (int32_t s = 0; s < v->n_special && ok; s++) {
+        int32_t id = v->special[s];
+        uint16_t at = v->attr[id];
+        if (!parse_special && (at & (SLM_TOKEN_CONTROL | SLM_TOKEN_UNKNOWN))) continue;
+        const char *st = v->text[id];
+        size_t sl = v->len[id];
+        int hit = 0;
+        nxt.n = 0;
+        for (size_t k = 0; k < cur.n && ok; k++) {
+            frag fr = cur.f[k];
+            if (fr.tok >= 0) {
+                ok = frag_push(a, &nxt, fr.tok, 0, 0);
+                continue;
+            }
+            size_t off = fr.off, flen = fr.len;
+            for (;;) {
+                size_t mpos = find_bytes(text, off, off + flen, st, sl);
+                if (mpos == SIZE_MAX) {
+                    if (flen > 0) ok = ok && frag_push(a, &nxt, -1, off, flen);
+                    break;
+                }
+                hit = 1;
+                size_t ll = mpos - off;
+                if (at & TA_LSTRIP)
+                    while (ll > 0 && is_space_c(text[off + ll - 1])) ll--;
+                if (ll > 0) ok = ok && frag_push(a, &nxt, -1, off, ll);
+                ok = ok && frag_push(a, &nxt, id, 0, 0);
+                size_t roff = mpos + sl, rlen = off + flen - roff;
+                if (at & TA_RSTRIP)
+                    while (rlen > 0 && is_space_c(text[roff])) roff++, rlen--;
+                off = roff;
+                flen = rlen;
+                if (flen == 0) break;
+            }
+        }
+        if (hit) {
+            frag_list t = cur;
+            cur = nxt;
+            nxt = t;
+        }
+    }
+    xfree(a, nxt.f, nxt.cap * sizeof(frag));
+    if (!ok) {
+        xfree(a, cur.f, cur.cap * sizeof(frag));
+        return 0;
+    }
+    *out = cur;
+    return 1;
+}
+
+/* --- output collection ------------------------------------------------------ */
+
+typedef struct tok_out {
+    int32_t *ids;
+    int64_t max, n; /* n counts every token, also those past max */
+} tok_out;
+
+static void tok_push(tok_out *o, int32_t id) {
+    if (id < 0) return;
+    if (o->n < o->max) o->ids[o->n] = id;
+    o->n++;
+}
+
+/* --- SentencePiece-style encoder (SPM) ---------------------------------------- */
+
+typedef struct spm_sym {
+    int32_t prev, next;
+    size_t off, n; /* bytes of the escaped text; n = 0 once merged away */
+} spm_sym;
+
+typedef struct spm_bigram {
+    float score;
+    int32_t left, right;
+    size_t size;
+} spm_bigram;
+
+/* Heap order: higher score first, then the leftmost pair. */
+static int bigram_before(const spm_bigram *a, const spm_bigram *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+typedef struct spm_ctx {
+    const vocab *v;
+    const allocator *a;
+    const char *s;
+    spm_sym *sym;
+    spm_bigram *heap;
+    size_t nheap, capheap;
+    int oom;
+} spm_ctx;
+
+static void heap_push(spm_ctx *c, spm_bigram b) {
+    if (c->nheap == c->capheap) {
+        size_t nc = c->capheap ? c->capheap * 2 : 64;
+        spm_bigram *nh = (spm_bigram *)xalloc(c->a, nc * sizeof *nh);
+        if (!nh) {
+            c->oom = 1;
+            return;
+        }
+        if (c->nheap) memcpy(nh, c->heap, c->nheap * sizeof *nh);
+        xfree(c->a, c->heap, c->capheap * sizeof *nh);
+        c->heap = nh;
+        c->capheap = nc;
+    }
+    size_t i = c->nheap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!bigram_before(&b, &c->heap[p])) break;
+        c->heap[i] = c->heap[p];
+        i = p;
+    }
+    c->heap[i] = b;
+}
+
+static spm_bigram heap_pop(spm_ctx *c) {
+    spm_bigram top = c->heap[0], last = c->heap[--c->nheap];
+    size_t i = 0, n = c->nheap;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        const spm_bigram *bb = &last;
+        if (l < n && bigram_before(&c->heap[l], bb)) best = l, bb = &c->heap[l];
+        if (r < n && bigram_before(&c->heap[r], bb)) best = r;
+        if (best == i) break;
+        c->heap[i] = c->heap[best];
+        i = best;
+    }
+    if (n) c->heap[i] = last;
+    return top;
+}
+
+static void spm_try_bigram(spm_ctx *c, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return;
+    size_t size = c->sym[left].n + c->sym[right].n;
+    int32_t id = vocab_find(c->v, c->s + c->sym[left].off, size);
+    if (id < 0) return;
+    spm_bigram b;
+    b.score = c->v->score[id];
+    b.left = left;
+    b.right = right;
+    b.size = size;
+    heap_push(c, b);
+}
+
+/* UTF-8 sequence length from the lead byte (continuation bytes count as 1). */
+static size_t utf8_len(unsigned char b) {
+    static const uint8_t L[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    return L[b >> 4];
+}
+
+/* Encode one escaped fragment s[0, n). */
+static int spm_encode(const vocab *v, const allocator *a, const char *s, size_t n, tok_out *o) {
+    if (n == 0) return 1;
+    spm_ctx c;
+    memset(&c, 0, sizeof c);
+    c.v = v;
+    c.a = a;
+    c.s = s;
+    c.sym = (spm_sym *)xalloc(a, n * sizeof(spm_sym));
+    if (!c.sym) return 0;
+    int32_t ns = 0;
+    for (size_t off = 0; off < n; ns++) {
+        size_t l = SLM_MIN(utf8_len((unsigned char)s[off]), n - off);
+        c.sym[ns].off = off;
+        c.sym[ns].n = l;
+        c.sym[ns].prev = ns - 1;
+        off += l;
+        c.sym[ns].next = off == n ? -1 : ns + 1;
+    }
+    for (int32_t i = 1; i < ns; i++) spm_try_bigram(&c, i - 1, i);
+    while (c.nheap && !c.oom) {
+        spm_bigram b = heap_pop(&c);
+        spm_sym *l = &c.sym[b.left], *r = &c.sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) c.sym[r->next].prev = b.left;
+        spm_try_bigram(&c, l->prev, b.left);
+        spm_try_bigram(&c, b.left, l->next);
+    }
+    /* Every merged symbol is a piece by construction (a pair is merged only
+       if its text is one), so llama.cpp's resegmentation through the reverse
+       merge map never has to split a symbol: only single characters that are
+       no piece remain, and those fall back to their bytes. */
+    for (int32_t i = 0; i != -1 && !c.oom; i = c.sym[i].next) {
+        const spm_sym *y = &c.sym[i];
+        int32_t id = vocab_find(v, s + y->off, y->n);
+        if (id >= 0) {
+            tok_push(o, id);
+            continue;
+        }
+        for (size_t j = 0; j < y->n; j++) {
+            int32_t bt = v->byte_tok[(unsigned char)s[y->off + j]];
+            tok_push(o, bt >= 0 ? bt : v->unk);
+        }
+    }
+    xfree(a, c.heap, c.capheap * sizeof(spm_bigram));
+    xfree(a, c.sym, n * sizeof(spm_sym));
+    return !c.oom;
+}
+
+/* --- the public tokenizer ----------------------------------------------------- */
+
+/* ' ' -> U+2581 in place; buf has room for 3 bytes per input byte. */
+static size_t escape_spaces(char *buf, size_t n) {
+    size_t sp = 0;
+    for (size_t i = 0; i < n; i++) sp += buf[i] == ' ';
+    size_t out = n + 2 * sp;
+    for (size_t i = n, o = out; i-- > 0;) {
+        if (buf[i] == ' ') {
+            buf[--o] = (char)0x81, buf[--o] = (char)0x96, buf[--o] = (char)0xe2;
+        } else {
+            buf[--o] = buf[i];
+        }
+    }
+    return out;
+}
+
+static slm_status tokenize_impl(const slm_model *m, const char *text, size_t len, int add_special, int parse_special,
+                                tok_out *o, slm_error *err) {
+    const vocab *v = vocab_of(m);
+    if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "model is NULL");
+    if (!text && len) return seterr(err, SLM_ERR_INVALID_ARG, "text is NULL");
+    if (!v) return seterr(err, SLM_ERR_UNSUPPORTED, "the model has no vocabulary (tokenizer.ggml.tokens)");
+    if (v->kind != SLM_VOCAB_SPM) {
+        const gguf_kv *k = gguf_get(&m->g, "tokenizer.ggml.model");
+        return seterr(err, SLM_ERR_UNSUPPORTED, "tokenizer '%s' is not supported yet",
+                      k && k->type == SLM_META_STRING ? k->str[0] : "?");
+    }
+    const allocator *a = &m->a;
+    frag_list fl = {0};
+    if (len > 0 && !split_special(v, a, text, len, parse_special, &fl))
+        return seterr(err, SLM_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
+    slm_status st = SLM_OK;
+    if (add_special && v->add_bos) tok_push(o, v->bos);
+    int prev_special = 1; /* the start counts as after a special token */
+    char *buf = NULL;
+    size_t bufcap = 0;
+    for (size_t k = 0; k < fl.n; k++) {
+        const frag *f = &fl.f[k];
+        if (f->tok >= 0) {
+            tok_push(o, f->tok);
+            prev_special = 1;
+            continue;
+        }
+        /* escape: optional leading space, then ' ' -> U+2581 (3 bytes) */
+        size_t need = (f->len + 1) * 3;
+        if (need > bufcap) {
+            xfree(a, buf, bufcap);
+            buf = (char *)xalloc(a, need);
+            bufcap = buf ? need : 0;
+            if (!buf) {
+                st = seterr(err, SLM_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
+                break;
+            }
+        }
+        size_t bl = 0;
+        if (v->add_space_prefix && prev_special) buf[bl++] = ' ';
+        memcpy(buf + bl, text + f->off, f->len);
+        bl += f->len;
+        bl = escape_spaces(buf, bl);
+        if (!spm_encode(v, a, buf, bl, o)) {
+            st = seterr(err, SLM_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
+            break;
+        }
+        prev_special = 0;
+    }
+    if (st == SLM_OK && add_special && v->add_eos) tok_push(o, v->eos);
+    xfree(a, buf, bufcap);
+    xfree(a, fl.f, fl.cap * sizeof(frag));
+    return st;
+}
+
+slm_status slm_tokenize(const slm_model *m, const char *text, size_t len, int add_special, int parse_special,
+                        int32_t *out, int32_t max, int32_t *n_out, slm_error *err) {
+    clearerr_(err);
+    if (n_out) *n_out = 0;
+    if (max < 0 || (max > 0 && !out)) return seterr(err, SLM_ERR_INVALID_ARG, "out is NULL or max is negative");
+    tok_out o;
+    o.ids = out;
+    o.max = max;
+    o.n = 0;
+    slm_status st = tokenize_impl(m, text, len, add_special, parse_special, &o, err);
+    if (st != SLM_OK) return st;
+    if (o.n > INT32_MAX) return seterr(err, SLM_ERR_INVALID_ARG, "the text gives more than 2^31 tokens");
+    if (n_out) *n_out = (int32_t)o.n;
+    if (o.n > max) return seterr(err, SLM_ERR_BUFFER, "%lld tokens do not fit in %d", (long long)o.n, max);
+    return SLM_OK;
+}
+
+/* --- detokenizer ------------------------------------------------------------ */
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decoded bytes of a token; writes them to buf if they fit in size (buf may
+   be NULL to measure). lstrip: drop one leading space. Returns the length. */
+static size_t piece_decode(const vocab *v, int32_t id, int special, int lstrip, char *buf, size_t size) {
+    if (!v || id < 0 || id >= v->n) return 0;
+    uint16_t at = v->attr[id];
+    const char *t = v->text[id];
+    size_t n = v->len[id];
+    if (!special && (at & (SLM_TOKEN_UNKNOWN | SLM_TOKEN_CONTROL))) return 0;
+    if (at & (SLM_TOKEN_UNKNOWN | SLM_TOKEN_CONTROL | SLM_TOKEN_USER_DEFINED)) {
+        /* as written */
+    } else if (at & SLM_TOKEN_BYTE) {
+        int h1 = n == 6 && t[0] == '<' && t[1] == '0' && t[2] == 'x' && t[5] == '>' ? hexval(t[3]) : -1;
+        int h2 = h1 >= 0 ? hexval(t[4]) : -1;
+        if (h2 >= 0) {
+            char b = (char)(h1 * 16 + h2);
+            if (lstrip && b == ' ') return 0;
+            if (buf && size >= 1) buf[0] = b;
+            return 1;
+        }
+    } else if (at & SLM_TOKEN_NORMAL) {
+        if (v->kind == SLM_VOCAB_SPM || v->kind == SLM_VOCAB_OTHER) {
+            /* U+2581 -> ' ' */
+            size_t out = 0, i = 0;
+            int fits = buf != NULL;
+            while (i < n) {
+                char ch;
+                if (i + 3 <= n && (unsigned char)t[i] == 0xe2 && (unsigned char)t[i + 1] == 0x96 &&
+                    (unsigned char)t[i + 2] == 0x81) {
+                    ch = ' ';
+                    i += 3;
+                } else {
+                    ch = t[i++];
+                }
+                if (lstrip && out == 0 && ch == ' ') {
+                    lstrip = 0;
+                    continue;
+                }
+                lstrip = 0;
+                if (fits && out < size) buf[out] = ch;
+                out++;
+            }
+            return out;
+        }
+        /* BPE pieces (byte-to-unicode decoding) come with the BPE tokenizer */
+    } else {
+        return 0; /* unused / undefined */
+    }
+    if (lstrip && n > 0 && t[0] == ' ') t++, n--;
+    if (buf && n <= size) memcpy(buf, t, n);
+    return n;
+}
+
+slm_status slm_token_to_piece(const slm_model *m, int32_t token, int special, char *buf, size_t size, size_t *len) {
+    if (len) *len = 0;
+    const vocab *v = vocab_of(m);
+    if (!v || token < 0 || token >= v->n) return SLM_ERR_INVALID_ARG;
+    size_t n = piece_decode(v, token, special, 0, NULL, 0);
+    if (len) *len = n;
+    if (n > size || (n && !buf)) return SLM_ERR_BUFFER;
+    piece_decode(v, token, special, 0, buf, size);
+    return SLM_OK;
+}
+
+slm_status slm_detokenize(const slm_model *m, const int32_t *tokens, int32_t n, int remove_special,
+                          int unparse_special, char *buf, size_t size, size_t *len, slm_error *err) {
+    clearerr_(err);
+    if (len) *len = 0;
+    const vocab *v = vocab_of(m);
+    if (!m || n < 0 || (n > 0 && !tokens)) return seterr(err, SLM_ERR_INVALID_ARG, "model or tokens is NULL");
+    if (!v) return seterr(err, SLM_ERR_UNSUPPORTED, "the model has no vocabulary");
+    int strip = v->add_space_prefix;
+    if (remove_special && v->add_bos && n > 0 && tokens[0] == v->bos) {
+        strip = 0;
+        tokens++, n--;
+    }
+    if (remove_special && v->add_eos && n > 0 && tokens[n - 1] == v->eos) n--;
+    size_t total = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= v->n)
+            return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", i,
+                          tokens[i], v->n);
+        size_t room = buf && total < size ? size - total : 0;
+        size_t l = piece_decode(v, tokens[i], unparse_special, strip, NULL, 0);
+        if (l <= room) piece_decode(v, tokens[i], unparse_special, strip, buf + total, room);
+        total += l;
+        strip = 0;
+    }
+    if (len) *len = total;
+    if (!buf || total >= size) return seterr(err, SLM_ERR_BUFFER, "the text needs %zu bytes and a NUL", total);
+    buf[total] = 0;
+    return SLM_OK;
+}
+
+/* --- streaming ---------------------------------------------------------------- */
+
+/* Bytes at the end of s[0, n) that start a UTF-8 character still missing
+   continuation bytes (0 if the text ends on a boundary or is invalid). */
+static size_t utf8_incomplete_tail(const char *s, size_t n) {
+    for (size_t k = 1; k <= 4 && k <= n; k++) {
+        unsigned char b = (unsigned char)s[n - k];
+        if ((b & 0xc0) == 0x80) continue; /* continuation: keep looking for the lead */
+        size_t need = b >= 0xf0 && b < 0xf8 ? 4 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xc0 && b < 0xe0 ? 2 : 1;
+        return need > k ? k : 0;
+    }
+    return 0;
+}
+
+void slm_text_stream_init(slm_text_stream *st, const slm_model *m, int flags) {
+    if (!st) return;
+    memset(st, 0, sizeof *st);
+    st->model = m;
+    st->flags = flags;
+}
+
+slm_status slm_text_stream_push(slm_text_stream *st, int32_t token, char *buf, size_t size, size_t *len) {
+    if (len) *len = 0;
+    if (!st) return SLM_ERR_INVALID_ARG;
+    const vocab *v = vocab_of(st->model);
+    if (!v || token < 0 || token >= v->n) return SLM_ERR_INVALID_ARG;
+    int special = (st->flags & SLM_STREAM_SPECIAL) != 0;
+    int strip = (st->flags & SLM_STREAM_STRIP_SPACE) && st->n_tokens == 0 && v->add_space_prefix;
+    size_t pl = piece_decode(v, token, special, strip, NULL, 0);
+    size_t total = st->n_pending + pl;
+    if (total > size || !buf) {
+        if (len) *len = total;
+        return SLM_ERR_BUFFER;
+    }
+    memcpy(buf, st->pending, st->n_pending);
+    piece_decode(v, token, special, strip, buf + st->n_pending, pl);
+    size_t hold = utf8_incomplete_tail(buf, total);
+    memcpy(st->pending, buf + total - hold, hold);
+    st->n_pending = (uint32_t)hold;
+    st->n_tokens++;
+    if (len) *len = total - hold;
+    return SLM_OK;
+}
+
+size_t slm_text_stream_flush(slm_text_stream *st, char *buf, size_t size) {
+    if (!st) return 0;
+    size_t n = st->n_pending;
+    if (buf && n <= size) memcpy(buf, st->pending, n);
+    else n = 0;
+    st->n_pending = 0;
+    return n;
+}
+
+/* --- vocabulary queries --------------------------------------------------------- */
+
+int slm_vocab_type(const slm_model *m) {
+    const vocab *v = vocab_of(m);
+    return v ? v->kind : SLM_VOCAB_NONE;
+}
+
+int32_t slm_vocab_size(const slm_model *m) {
+    const vocab *v = vocab_of(m);
+    return v ? v->n : 0;
+}
+
+int32_t slm_vocab_max_piece(const slm_model *m) {
+    const vocab *v = vocab_of(m);
+    return v ? v->max_piece : 0;
+}
+
+int32_t slm_token_bos(const slm_model *m) { return vocab_of(m) ? m->vocab->bos : -1; }
+int32_t slm_token_eos(const slm_model *m) { return vocab_of(m) ? m->vocab->eos : -1; }
+int32_t slm_token_eot(const slm_model *m) { return vocab_of(m) ? m->vocab->eot : -1; }
+int32_t slm_token_unk(const slm_model *m) { return vocab_of(m) ? m->vocab->unk : -1; }
+int32_t slm_token_pad(const slm_model *m) { return vocab_of(m) ? m->vocab->pad : -1; }
+int slm_vocab_add_bos(const slm_model *m) { return vocab_of(m) ? m->vocab->add_bos : 0; }
+int slm_vocab_add_eos(const slm_model *m) { return vocab_of(m) ? m->vocab->add_eos : 0; }
+
+int slm_token_is_eog(const slm_model *m, int32_t token) {
+    const vocab *v = vocab_of(m);
+    if (!v) return 0;
+    for (int32_t i = 0; i < v->n_eog; i++)
+        if (v->eog[i] == token) return 1;
+    return 0;
+}
+
+int slm_token_attr(const slm_model *m, int32_t token) {
+    const vocab *v = vocab_of(m);
+    if (!v || token < 0 || token >= v->n) return 0;
+    return v->attr[token] & 0x7f;
+}
+
+const char *slm_token_text(const slm_model *m, int32_t token, size_t *len) {
+    const vocab *v = vocab_of(m);
+    if (len) *len = 0;
+    if (!v || token < 0 || token >= v->n) return NULL;
+    if (len) *len = v->len[token];
+    return v->text[token];
+}
+
+/* ========================================================================== */
+/* 12. Sampler                                                                */
+/* ========================================================================== */
+/*
+ * Chain (the order of llama.cpp's default chain, see slm.h): penalties ->
+ * greedy if temperature <= 0 -> top-k -> top-p -> min-p -> temperature ->
+ * draw. top-p and min-p look at the probabilities at temperature 1.
+ *
+ * Same seed, same tokens, on every platform (given the same logits): the
+ * RNG is xoshiro256** seeded by splitmix64; probabilities are computed in
+ * double with exp_neg() below (only +, *, floor and ldexp, which IEEE
+ * arithmetic defines exactly; each step is its own statement so that a
+ * compiler does not fuse them into FMAs); candidates are ordered by (logit
+ * descending, id ascending), a total order; sums run in that order.
+ */
+
+typedef struct cand {
+    float logit;
+    int32_t id;
+} cand;
+
+struct slm_sampler {
+    allocator a;
+    slm_sampler_params p;
+    int32_t n_vocab;
+    cand *c;          /* working candidates, n_vocab */
+    int32_t *count;   /* occurrence counters, all zero between calls */
+    int32_t *hist;    /* ring of the last repeat_last_n accepted tokens */
+    int32_t hist_cap, hist_n, hist_pos;
+    uint64_t rng[4];
+};
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(uint64_t *s) {
+    uint64_t r = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return r;
+}
+
+static void rng_seed(uint64_t *s, uint64_t seed) {
+    for (int i = 0; i < 4; i++) s[i] = splitmix64(&seed);
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double rng_uniform(uint64_t *s) { return (double)(xoshiro_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* e^x for x <= 0 (larger x is clamped to 0), the same bits everywhere. */
+static double exp_neg(double x) {
+    static const double C[13] = {1.0,
+                                 1.0,
+                                 1.0 / 2,
+                                 1.0 / 6,
+                                 1.0 / 24,
+                                 1.0 / 120,
+                                 1.0 / 720,
+                                 1.0 / 5040,
+                                 1.0 / 40320,
+                                 1.0 / 362880,
+                                 1.0 / 3628800,
+                                 1.0 / 39916800,
+                                 1.0 / 479001600};
+    if (!(x > -745.0)) return 0.0; /* also NaN */
+    if (x > 0) x = 0;
+    double t = x * 1.4426950408889634; /* log2(e) */
+    t = t + 0.5;
+    double kf = floor(t);
+    double hi = kf * 6.93147180369123816490e-01, lo = kf * 1.90821492927058770002e-10; /* ln 2 split */
+    double r = x - hi;
+    r = r - lo; /* |r| <= ln2 / 2 */
+    double p = C[12];
+    for (int i = 11; i >= 0; i--) {
+        p = p * r;
+        p = p + C[i];
+    }
+    return ldexp(p, (int)kf);
+}
+
+/* Candidate order: higher logit first, then lower id. */
+static int cand_before(const cand *a, const cand *b) {
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
+/* Max-heap (by cand_before) over c[0, n). */
+static void cand_sift(cand *c, size_t n, size_t i) {
+    cand x = c[i];
+    for (;;) {
+        size_t l = 2 * i + 1, best = i;
+        const cand *bb = &x;
+        if (l < n && cand_before(&c[l], bb)) best = l, bb = &c[l];
+        if (l + 1 < n && cand_before(&c[l + 1], bb)) best = l + 1;
+        if (best == i) break;
+        c[i] = c[best];
+        i = best;
+    }
+    c[i] = x;
+}
+
+static void cand_heapify(cand *c, size_t n) {
+    for (size_t i = n / 2; i-- > 0;) cand_sift(c, n, i);
+}
+
+/* Pop the best of the heap c[0, n) into c[n - 1]; the heap shrinks to n - 1. */
+static void cand_pop(cand *c, size_t n) {
+    cand t = c[0];
+    c[0] = c[n - 1];
+    c[n - 1] = t;
+    if (n > 2) cand_sift(c, n - 1, 0);
+}
+
+/* Move the k popped items from the tail c[n - k, n) (best last) to the
+   front in best-first order. */
+static void cand_front(cand *c, size_t n, size_t k) {
+    for (size_t i = 0; i < k; i++) {
+        size_t j = n - 1 - i;
+        if (i >= j) break;
+        cand t = c[i];
+        c[i] = c[j];
+        c[j] = t;
+    }
+    /* when 2k > n the swaps above stop halfway: the rest is already placed */
+}
+
+void slm_sampler_params_init(slm_sampler_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->temperature = 0.8f;
+    p->top_k = 40;
+    p->top_p = 0.95f;
+    p->min_p = 0.05f;
+    p->repeat_penalty = 1.0f;
+    p->repeat_last_n = 64;
+}
+
+void slm_sampler_free(slm_sampler *s) {
+    if (!s) return;
+    allocator a = s->a;
+    xfree(&a, s->c, (size_t)s->n_vocab * sizeof(cand));
+    xfree(&a, s->count, (size_t)s->n_vocab * sizeof(int32_t));
+    xfree(&a, s->hist, (size_t)(s->hist_cap ? s->hist_cap : 1) * sizeof(int32_t));
+    xfree(&a, s, sizeof *s);
+}
+
+static slm_status sampler_new(const allocator *a, const slm_sampler_params *p, int32_t n_vocab, slm_sampler **out,
+                              slm_error *err) {
+    slm_sampler_params dp;
+    if (!p) {
+        slm_sampler_params_init(&dp);
+        p = &dp;
+    }
+    if (n_vocab <= 0) return seterr(err, SLM_ERR_INVALID_ARG, "sampler: n_vocab %d", n_vocab);
+    if (!(p->temperature == p->temperature) || !(p->top_p == p->top_p) || !(p->min_p == p->min_p) ||
+        !(p->repeat_penalty > 0) || !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty))
+        return seterr(err, SLM_ERR_INVALID_ARG, "sampler: NaN parameter or repeat_penalty <= 0");
+    if (p->repeat_last_n > (1 << 20)) return seterr(err, SLM_ERR_INVALID_ARG, "sampler: repeat_last_n too large");
+    slm_sampler *s = (slm_sampler *)xcalloc(a, 1, sizeof *s);
+    if (!s) return seterr(err, SLM_ERR_NOMEM, "out of memory for the sampler");
+    s->a = *a;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->hist_cap = p->repeat_last_n > 0 ? p->repeat_last_n : 0;
+    s->c = (cand *)xalloc(a, (size_t)n_vocab * sizeof(cand));
+    s->count = (int32_t *)xcalloc(a, (size_t)n_vocab, sizeof(int32_t));
+    s->hist = (int32_t *)xalloc(a, (size_t)(s->hist_cap ? s->hist_cap : 1) * sizeof(int32_t));
+    if (!s->c || !s->count || !s->hist) {
+        slm_sampler_free(s);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for a sampler over %d tokens", n_vocab);
+    }
+    rng_seed(s->rng, p->seed);
+    *out = s;
+    return SLM_OK;
+}
+
+slm_status slm_sampler_create(const slm_sampler_params *p, int32_t n_vocab, const slm_allocator *hook,
+                              slm_sampler **out, slm_error *err) {
+    clearerr_(err);
+    if (!out) return seterr(err, SLM_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    allocator a;
+    alloc_init(&a, hook);
+    return sampler_new(&a, p, n_vocab, out, err);
+}
+
+void slm_sampler_accept(slm_sampler *s, int32_t token) {
+    if (!s || s->hist_cap == 0) return;
+    s->hist[s->hist_pos] = token;
+    s->hist_pos = (s->hist_pos + 1) % s->hist_cap;
+    if (s->hist_n < s->hist_cap) s->hist_n++;
+}
+
+void slm_sampler_reset(slm_sampler *s, uint64_t seed) {
+    if (!s) return;
+    s->hist_n = s->hist_pos = 0;
+    s->p.seed = seed;
+    rng_seed(s->rng, seed);
+}
+
+/* Repetition, frequency and presence penalties over the window. c[] is in
+   id order here (c[id].id == id). */
+static void apply_penalties(slm_sampler *s, cand *c) {
+    const slm_sampler_params *p = &s->p;
+    if (s->hist_n == 0 || (p->repeat_penalty == 1.0f && p->frequency_penalty == 0 && p->presence_penalty == 0))
+        return;
+    for (int32_t i = 0; i < s->hist_n; i++) {
+        int32_t t = s->hist[i];
+        if (t >= 0 && t < s->n_vocab) s->count[t]++;
+    }
+    for (int32_t i = 0; i < s->hist_n; i++) {
+        int32_t t = s->hist[i];
+        if (t < 0 || t >= s->n_vocab || s->count[t] == 0) continue;
+        float l = c[t].logit;
+        if (p->repeat_penalty != 1.0f) l = l <= 0 ? l * p->repeat_penalty : l / p->repeat_penalty;
+        l -= (float)s->count[t] * p->frequency_penalty + p->presence_penalty;
+        c[t].logit = l;
+        s->count[t] = 0;
+    }
+}
+
+int32_t slm_sampler_sample(slm_sampler *s, const float *logits) {
+    if (!s || !logits) return -1;
+    const slm_sampler_params *p = &s->p;
+    cand *c = s->c;
+    size_t n = (size_t)s->n_vocab;
+    for (size_t i = 0; i < n; i++) {
+        float l = logits[i];
+        c[i].logit = l == l ? l : -INFINITY; /* NaN never wins */
+        c[i].id = (int32_t)i;
+    }
+    apply_penalties(s, c);
+
+    if (!(p->temperature > 0)) { /* greedy: lowest id among equal maxima */
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (c[i].logit > c[best].logit) best = i;
+        return c[best].id;
+    }
+
+    int sorted = 0;
+    if (p->top_k > 0 && (size_t)p->top_k < n) {
+        size_t k = (size_t)p->top_k;
+        cand_heapify(c, n);
+        for (size_t i = 0; i < k; i++) cand_pop(c, n - i);
+        cand_front(c, n, k);
+        n = k;
+        sorted = 1;
+    }
+    if (p->top_p < 1.0f && n > 1) {
+        /* probabilities at temperature 1 over the current set */
+        double mx = -INFINITY, z = 0;
+        for (size_t i = 0; i < n; i++)
+            if (c[i].logit > mx) mx = c[i].logit;
+        for (size_t i = 0; i < n; i++) z += exp_neg((double)c[i].logit - mx);
+        if (z > 0) {
+            const double target = (double)p->top_p * z;
+            double cum = 0;
+            size_t keep = n;
+            if (sorted) {
+                for (size_t i = 0; i < n; i++) {
+                    cum += exp_neg((double)c[i].logit - mx);
+                    if (cum >= target) {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+            } else { /* pop best-first until the mass is reached */
+                cand_heapify(c, n);
+                size_t i = 0;
+                for (; i < n; i++) {
+                    cand_pop(c, n - i);
+                    cum += exp_neg((double)c[n - 1 - i].logit - mx);
+                    if (cum >= target) {
+                        i++;
+                        break;
+                    }
+                }
+                cand_front(c, n, i);
+                keep = i;
+                sorted = 1;
+            }
+            n = keep ? keep : 1;
+        }
+    }
+    if (p->min_p > 0 && n > 1) {
+        double mx = -INFINITY;
+        for (size_t i = 0; i < n; i++)
+            if (c[i].logit > mx) mx = c[i].logit;
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (exp_neg((double)c[i].logit - mx) >= (double)p->min_p) c[j++] = c[i];
+            else if (sorted) break;
+        }
+        n = j ? j : 1; /* the best token always passes */
+    }
+
+    /* temperature, then the draw */
+    double mx = -INFINITY, z = 0;
+    for (size_t i = 0; i < n; i++) {
+        c[i].logit = c[i].logit / p->temperature;
+        if (c[i].logit > mx) mx = c[i].logit;
+    }
+    for (size_t i = 0; i < n; i++) z += exp_neg((double)c[i].logit - mx);
+    double u = rng_uniform(s->rng) * z, cum = 0;
+    if (!(z > 0)) { /* every logit -inf: take the first best */
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (cand_before(&c[i], &c[best])) best = i;
+        return c[best].id;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cum += exp_neg((double)c[i].logit - mx);
+        if (u < cum) return c[i].id;
+    }
+    for (size_t i = n; i-- > 0;) /* rounding left u at the very top */
+        if (exp_neg((double)c[i].logit - mx) > 0) return c[i].id;
+    return c[0].id;
+}
+
+/* ========================================================================== */
+/* 13. Generate                                                               */
+/* ========================================================================== */
+/*
+ * prompt -> tokens -> decode -> loop { sample, stop checks, stream text,
+ * decode the token }. Text goes through the streaming detokenizer (whole
+ * UTF-8 characters only), then through a hold-back buffer: the longest tail
+ * that could still grow into a stop string is kept until it cannot, so a
+ * stop string is never emitted, not even in part.
+ */
+
+void slm_generate_params_init(slm_generate_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->max_tokens = 256;
+    p->add_special = 1;
+    slm_sampler_params_init(&p->sampler);
+}
+
+typedef struct gen_text {
+    const slm_generate_params *p;
+    const allocator *a;
+    char *buf;        /* held-back text */
+    size_t n, cap;
+    size_t max_stop;  /* longest stop string */
+    int stop;         /* SLM_STOP_STRING / SLM_STOP_CALLBACK once hit */
+} gen_text;
+
+static void gen_emit(gen_text *g, const char *s, size_t n) {
+    if (n == 0 || g->stop || !g->p->on_text) return;
+    if (g->p->on_text(g->p->user, s, n) != 0) g->stop = SLM_STOP_CALLBACK;
+}
+
+/* Add text; emit what can no longer be part of a stop string. */
+static int gen_add(gen_text *g, const char *s, size_t n) {
+    if (g->stop) return 1;
+    if (g->max_stop == 0) {
+        gen_emit(g, s, n);
+        return 1;
+    }
+    if (g->n + n > g->cap) {
+        size_t nc = (g->n + n) * 2 + 64;
+        char *nb = (char *)xalloc(g->a, nc);
+        if (!nb) return 0;
+        if (g->n) memcpy(nb, g->buf, g->n);
+        xfree(g->a, g->buf, g->cap);
+        g->buf = nb;
+        g->cap = nc;
+    }
+    memcpy(g->buf + g->n, s, n);
+    g->n += n;
+    /* the earliest complete stop string ends the text */
+    size_t first = SIZE_MAX;
+    for (int32_t i = 0; i < g->p->n_stop; i++) {
+        const char *st = g->p->stop[i];
+        size_t sl = st ? strlen(st) : 0;
+        size_t at = sl ? find_bytes(g->buf, 0, g->n, st, sl) : SIZE_MAX;
+        if (at < first) first = at;
+    }
+    if (first != SIZE_MAX) {
+        gen_emit(g, g->buf, first);
+        if (!g->stop) g->stop = SLM_STOP_STRING;
+        g->n = 0;
+        return 1;
+    }
+    /* hold back the longest tail that is a proper prefix of a stop string */
+    size_t keep = 0;
+    for (size_t k = SLM_MIN(g->n, g->max_stop - 1); k > 0 && !keep; k--)
+        for (int32_t i = 0; i < g->p->n_stop; i++) {
+            const char *st = g->p->stop[i];
+            if (st && strlen(st) > k && memcmp(g->buf + g->n - k, st, k) == 0) {
+                keep = k;
+                break;
+            }
+        }
+    gen_emit(g, g->buf, g->n - keep);
+    memmove(g->buf, g->buf + g->n - keep, keep);
+    g->n = keep;
+    return 1;
+}
+
+slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, const int32_t *prompt_ids,
+                        int32_t n_prompt_ids, const slm_generate_params *params, slm_generate_result *res,
+                        slm_error *err) {
+    clearerr_(err);
+    slm_generate_result r;
+    memset(&r, 0, sizeof r);
+    if (res) *res = r;
+    if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
+    slm_generate_params dp;
+    if (!params) {
+        slm_generate_params_init(&dp);
+        params = &dp;
+    }
+    if (n_prompt_ids < 0 || (n_prompt_ids > 0 && !prompt_ids) || (!prompt && prompt_len) ||
+        (params->n_stop > 0 && !params->stop) || params->n_stop < 0)
+        return seterr(err, SLM_ERR_INVALID_ARG, "invalid prompt or stop-string arguments");
+    const slm_model *m = s->m;
+    const allocator *a = &s->a;
+    r.load_ms = m->load_ms;
+    double t0 = now_ms();
+
+    /* the prompt */
+    int32_t *ids = NULL, n = 0;
+    size_t ids_bytes = 0;
+    slm_status st = SLM_OK;
+    if (n_prompt_ids > 0) {
+        ids = (int32_t *)prompt_ids;
+        n = n_prompt_ids;
+    } else if (prompt_len > 0 || (params->add_special && s->pos == 0 && slm_vocab_add_bos(m))) {
+        int add = params->add_special && s->pos == 0;
+        st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, NULL, 0, &n, err);
+        if (st != SLM_OK && st != SLM_ERR_BUFFER) return st;
+        ids_bytes = (size_t)(n ? n : 1) * sizeof(int32_t);
+        ids = (int32_t *)xalloc(a, ids_bytes);
+        if (!ids) return seterr(err, SLM_ERR_NOMEM, "out of memory for %d prompt tokens", n);
+        st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, ids, n, &n, err);
+        if (st != SLM_OK) {
+            xfree(a, ids, ids_bytes);
+            return st;
+        }
+    }
+    if (n > 0) {
+        st = slm_decode(s, ids, n, err); /* refuses, unchanged, what does not fit */
+    } else if (!slm_session_logits(s, -1)) {
+        st = seterr(err, SLM_ERR_INVALID_ARG, "empty prompt and no logits to continue from");
+    }
+    if (st != SLM_OK) {
+        if (ids_bytes) xfree(a, ids, ids_bytes);
+        return st;
+    }
+    r.n_prompt = n;
+    double t1 = now_ms();
+    r.prompt_ms = t1 - t0;
+    r.prompt_tps = n > 0 && r.prompt_ms > 0 ? n * 1e3 / r.prompt_ms : 0;
+
+    slm_sampler *smp = NULL;
+    st = sampler_new(a, &params->sampler, m->n_vocab, &smp, err);
+    if (st != SLM_OK) {
+        if (ids_bytes) xfree(a, ids, ids_bytes);
+        return st;
+    }
+    for (int32_t i = 0; i < n; i++) slm_sampler_accept(smp, ids[i]);
+    if (ids_bytes) xfree(a, ids, ids_bytes);
+
+    gen_text g;
+    memset(&g, 0, sizeof g);
+    g.p = params;
+    g.a = a;
+    for (int32_t i = 0; i < params->n_stop; i++)
+        if (params->stop[i]) g.max_stop = SLM_MAX(g.max_stop, strlen(params->stop[i]));
+    slm_text_stream ts;
+    slm_text_stream_init(&ts, m, params->emit_special ? SLM_STREAM_SPECIAL : 0);
+    size_t chunk_cap = (size_t)slm_vocab_max_piece(m) + 8;
+    char *chunk = (char *)xalloc(a, chunk_cap);
+    if (!chunk) st = seterr(err, SLM_ERR_NOMEM, "out of memory");
+
+    int reason = SLM_STOP_NONE;
+    int32_t ngen = 0;
+    while (st == SLM_OK) {
+        if (params->max_tokens > 0 && ngen >= params->max_tokens) {
+            reason = SLM_STOP_MAX_TOKENS;
+            break;
+        }
+        int32_t tok = slm_sampler_sample(smp, slm_session_logits(s, -1));
+        if (slm_token_is_eog(m, tok)) {
+            /* into the session too, so that a conversation can go on */
+            if (s->pos < s->n_ctx) st = slm_decode(s, &tok, 1, err);
+            reason = SLM_STOP_EOG;
+            break;
+        }
+        slm_sampler_accept(smp, tok);
+        if (params->tokens_out && ngen < params->tokens_cap) params->tokens_out[ngen] = tok;
+        ngen++;
+        size_t cl = 0;
+        if (slm_text_stream_push(&ts, tok, chunk, chunk_cap, &cl) == SLM_OK && !gen_add(&g, chunk, cl))
+            st = seterr(err, SLM_ERR_NOMEM, "out of memory");
+        if (s->pos >= s->n_ctx) {
+            reason = g.stop ? g.stop : SLM_STOP_CONTEXT_FULL;
+            break;
+        }
+        if (st == SLM_OK) st = slm_decode(s, &tok, 1, err);
+        if (g.stop) {
+            reason = g.stop;
+            break;
+        }
+    }
+    if (st == SLM_OK && !g.stop) { /* what was held back is text after all */
+        size_t fl = slm_text_stream_flush(&ts, chunk, chunk_cap);
+        gen_emit(&g, g.buf, g.n);
+        gen_emit(&g, chunk, fl);
+        if (g.stop == SLM_STOP_CALLBACK) reason = SLM_STOP_CALLBACK;
+    }
+    xfree(a, chunk, chunk_cap);
+    xfree(a, g.buf, g.cap);
+    slm_sampler_free(smp);
+
+    r.stop_reason = reason;
+    r.n_generated = ngen;
+    r.gen_ms = now_ms() - t1;
+    r.gen_tps = ngen > 0 && r.gen_ms > 0 ? ngen * 1e3 / r.gen_ms : 0;
+    if (res) *res = r;
+    return st;
 }

@@ -149,6 +149,7 @@ typedef struct slm_model_info {
     uint64_t file_size;
     int32_t gguf_version;
     int32_t n_tensors;
+    double load_ms;        /* wall time the load call took, in milliseconds */
 } slm_model_info;
 
 SLM_API void slm_model_get_info(const slm_model *model, slm_model_info *out);
@@ -242,6 +243,211 @@ SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
    the count the session was created with (its scratch is sized for those). */
 SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
 SLM_API const slm_model *slm_session_model(const slm_session *session);
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizer                                                                */
+/* ------------------------------------------------------------------------ */
+/*
+ * The vocabulary is read from the GGUF tokenizer.ggml.* keys when a model is
+ * loaded (also with vocab_only = 1). Token ids index the tokenizer's pieces;
+ * slm_vocab_size() can be smaller than slm_model_info.n_vocab (the logits
+ * row) when the embedding matrix is padded.
+ */
+
+enum {
+    SLM_VOCAB_NONE = 0, /* the file has no vocabulary */
+    SLM_VOCAB_SPM = 1,  /* SentencePiece-style (tokenizer.ggml.model "llama") */
+    SLM_VOCAB_BPE = 2,  /* byte-level BPE ("gpt2"); tokenizing is not available yet */
+    SLM_VOCAB_OTHER = 3 /* another tokenizer.ggml.model: pieces only */
+};
+
+/* Token attributes (bit flags, from tokenizer.ggml.token_type). */
+enum {
+    SLM_TOKEN_UNKNOWN = 1 << 0,
+    SLM_TOKEN_UNUSED = 1 << 1,
+    SLM_TOKEN_NORMAL = 1 << 2,
+    SLM_TOKEN_CONTROL = 1 << 3,      /* <s>, </s>, <|im_end|>: text only when asked */
+    SLM_TOKEN_USER_DEFINED = 1 << 4, /* matched as a whole piece in the input */
+    SLM_TOKEN_BYTE = 1 << 5          /* <0xNN>: one raw byte */
+};
+
+SLM_API int slm_vocab_type(const slm_model *model);
+/* Number of tokens in the vocabulary (0 if none). */
+SLM_API int32_t slm_vocab_size(const slm_model *model);
+/* Special ids, or -1 when the model has none. */
+SLM_API int32_t slm_token_bos(const slm_model *model);
+SLM_API int32_t slm_token_eos(const slm_model *model);
+SLM_API int32_t slm_token_eot(const slm_model *model);
+SLM_API int32_t slm_token_unk(const slm_model *model);
+SLM_API int32_t slm_token_pad(const slm_model *model);
+/* 1 if the token ends generation (EOS, EOT, EOM and tokens such as <|im_end|>). */
+SLM_API int slm_token_is_eog(const slm_model *model, int32_t token);
+/* SLM_TOKEN_* flags of a token, 0 if the id is out of range. */
+SLM_API int slm_token_attr(const slm_model *model, int32_t token);
+/* Whether tokenizing with add_special adds BOS / EOS (tokenizer.ggml.add_*_token). */
+SLM_API int slm_vocab_add_bos(const slm_model *model);
+SLM_API int slm_vocab_add_eos(const slm_model *model);
+/* The raw vocabulary piece (SentencePiece pieces spell spaces as U+2581),
+   not NUL-safe: *len receives its length. NULL for an id out of range. */
+SLM_API const char *slm_token_text(const slm_model *model, int32_t token, size_t *len);
+
+/* Text -> token ids. add_special: add BOS/EOS as the model asks
+   (slm_vocab_add_bos/eos). parse_special: control tokens written in the text
+   ("<s>", "<|im_end|>") become those tokens; otherwise they are ordinary
+   text (user-defined tokens are always matched whole, as in llama.cpp).
+   Any bytes are accepted; invalid UTF-8 falls back to byte tokens.
+   *n_out receives the number of tokens; if it exceeds max, nothing useful is
+   in out and the call returns SLM_ERR_BUFFER (out may be NULL with max 0 to
+   ask for the count). */
+SLM_API slm_status slm_tokenize(const slm_model *model, const char *text, size_t len, int add_special,
+                                int parse_special, int32_t *out, int32_t max, int32_t *n_out,
+                                slm_error *err);
+
+/* The text of one token: U+2581 becomes a space, <0xNN> the byte NN.
+   Control and unknown tokens give "" unless `special` is 1. Writes *len bytes
+   (no NUL) if they fit in `size`, else returns SLM_ERR_BUFFER with *len set to
+   the size needed. */
+SLM_API slm_status slm_token_to_piece(const slm_model *model, int32_t token, int special, char *buf,
+                                      size_t size, size_t *len);
+
+/* Token ids -> text, as llama.cpp's detokenizer: with add_space_prefix the
+   leading space of the first piece is dropped (unless the first token is a
+   removed BOS); remove_special drops a leading BOS and trailing EOS (when the
+   model adds them); unparse_special renders control tokens as their text.
+   Writes a NUL-terminated string if *len + 1 <= size, else SLM_ERR_BUFFER
+   with *len set to the text length. */
+SLM_API slm_status slm_detokenize(const slm_model *model, const int32_t *tokens, int32_t n,
+                                  int remove_special, int unparse_special, char *buf, size_t size,
+                                  size_t *len, slm_error *err);
+
+/* Streaming detokenizer: feed tokens one at a time and get text that never
+   ends in the middle of a UTF-8 character (bytes of an incomplete character
+   are held back until the rest arrives; invalid sequences pass through as
+   they are). The struct lives wherever the caller likes; its fields are
+   private. */
+enum {
+    SLM_STREAM_SPECIAL = 1,     /* render control tokens as their text */
+    SLM_STREAM_STRIP_SPACE = 2  /* drop the first piece's leading space (as slm_detokenize) */
+};
+typedef struct slm_text_stream {
+    const slm_model *model;
+    int flags;
+    int32_t n_tokens;
+    uint32_t n_pending;
+    char pending[4];
+} slm_text_stream;
+
+SLM_API void slm_text_stream_init(slm_text_stream *stream, const slm_model *model, int flags);
+/* Append the text that `token` completes to buf (*len bytes, no NUL). With
+   size >= slm_vocab_max_piece(model) + 4 it always fits; otherwise
+   SLM_ERR_BUFFER, *len = the size needed, and the token is not consumed. */
+SLM_API slm_status slm_text_stream_push(slm_text_stream *stream, int32_t token, char *buf, size_t size,
+                                        size_t *len);
+/* Bytes still held back (an incomplete character at the very end); resets. */
+SLM_API size_t slm_text_stream_flush(slm_text_stream *stream, char *buf, size_t size);
+/* Longest decoded piece of the vocabulary, in bytes (with special = 1). */
+SLM_API int32_t slm_vocab_max_piece(const slm_model *model);
+
+/* ------------------------------------------------------------------------ */
+/* Sampler                                                                  */
+/* ------------------------------------------------------------------------ */
+/*
+ * Chain, in this order (llama.cpp's default order):
+ *   1. penalties: repetition (over the last repeat_last_n accepted tokens:
+ *      a positive logit is divided by repeat_penalty, a negative one
+ *      multiplied), then frequency (count * frequency_penalty) and presence
+ *      (presence_penalty once) subtracted;
+ *   2. temperature <= 0: greedy (the highest logit, lowest id on ties);
+ *   3. top-k; 4. top-p (the smallest set, by probability at temperature 1,
+ *      whose mass reaches top_p); 5. min-p (drop tokens whose probability is
+ *      below min_p times the top one's); 6. temperature; 7. a draw from the
+ *      softmax of what is left.
+ * The draw uses slm's own RNG (xoshiro256** seeded with splitmix64), its own
+ * exp, a fixed sort order (logit, then id) and a fixed summation order, so a
+ * seed gives the same tokens on every platform for the same logits.
+ */
+
+typedef struct slm_sampler_params {
+    float temperature;       /* default 0.8; <= 0: greedy */
+    int32_t top_k;           /* default 40; <= 0: off */
+    float top_p;             /* default 0.95; >= 1: off */
+    float min_p;             /* default 0.05; <= 0: off */
+    float repeat_penalty;    /* default 1.0 (off) */
+    int32_t repeat_last_n;   /* default 64; tokens the penalties look at */
+    float frequency_penalty; /* default 0 */
+    float presence_penalty;  /* default 0 */
+    uint64_t seed;           /* default 0 */
+} slm_sampler_params;
+
+typedef struct slm_sampler slm_sampler;
+
+SLM_API void slm_sampler_params_init(slm_sampler_params *params);
+/* A sampler for logits rows of n_vocab floats. `allocator` may be NULL. */
+SLM_API slm_status slm_sampler_create(const slm_sampler_params *params, int32_t n_vocab,
+                                      const slm_allocator *allocator, slm_sampler **out,
+                                      slm_error *err);
+SLM_API void slm_sampler_free(slm_sampler *sampler);
+/* Choose a token from a row of logits (not modified). Returns -1 if
+   sampler or logits is NULL. Does not accept the token. */
+SLM_API int32_t slm_sampler_sample(slm_sampler *sampler, const float *logits);
+/* Record a token in the penalty window (prompt tokens too, if wanted). */
+SLM_API void slm_sampler_accept(slm_sampler *sampler, int32_t token);
+/* Forget the accepted tokens and restart the RNG from `seed`. */
+SLM_API void slm_sampler_reset(slm_sampler *sampler, uint64_t seed);
+
+/* ------------------------------------------------------------------------ */
+/* Generate                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Streaming callback: `len` bytes of text (complete UTF-8 characters, not
+   NUL-terminated). Return non-zero to stop. */
+typedef int (*slm_text_fn)(void *user, const char *text, size_t len);
+
+enum {
+    SLM_STOP_NONE = 0,
+    SLM_STOP_EOG = 1,          /* an end-of-generation token (not emitted) */
+    SLM_STOP_MAX_TOKENS = 2,   /* max_tokens were generated */
+    SLM_STOP_STRING = 3,       /* a stop string appeared (it and what follows are not emitted) */
+    SLM_STOP_CALLBACK = 4,     /* on_text returned non-zero */
+    SLM_STOP_CONTEXT_FULL = 5  /* the session context is full */
+};
+
+typedef struct slm_generate_params {
+    int32_t max_tokens;        /* default 256; <= 0: until EOG or a full context */
+    const char *const *stop;   /* n_stop stop strings (NUL-terminated), may be NULL */
+    int32_t n_stop;
+    int add_special;           /* default 1: add BOS (if the model wants it) when the session is empty */
+    int parse_special;         /* default 0: control-token text in the prompt stays text */
+    int emit_special;          /* default 0: control tokens produce no text */
+    slm_sampler_params sampler;
+    slm_text_fn on_text;       /* may be NULL */
+    void *user;
+    int32_t *tokens_out;       /* optional: the generated ids (up to tokens_cap) */
+    int32_t tokens_cap;
+} slm_generate_params;
+
+typedef struct slm_generate_result {
+    int32_t stop_reason;       /* SLM_STOP_* */
+    int32_t n_prompt;          /* prompt tokens decoded */
+    int32_t n_generated;       /* tokens sampled (an ending EOG token not counted) */
+    double load_ms;            /* the model's load time (slm_model_info.load_ms) */
+    double prompt_ms, prompt_tps;  /* prompt processing */
+    double gen_ms, gen_tps;        /* sampling and decoding of the generated tokens */
+} slm_generate_result;
+
+SLM_API void slm_generate_params_init(slm_generate_params *params);
+/* Append a prompt to the session and generate from it. The prompt is either
+   text (prompt, prompt_len; tokenized with add_special/parse_special) or
+   token ids (prompt_ids, n_prompt_ids > 0, used as they are). With an empty
+   prompt, generation continues from the session's last logits. Every
+   generated token is decoded into the session (so a conversation can go on),
+   except one that no longer fits in the context. `result` may be NULL.
+   Returns SLM_OK whatever the stop reason; SLM_ERR_CONTEXT_FULL if the prompt
+   itself does not fit (the session unchanged). */
+SLM_API slm_status slm_generate(slm_session *session, const char *prompt, size_t prompt_len,
+                                const int32_t *prompt_ids, int32_t n_prompt_ids,
+                                const slm_generate_params *params, slm_generate_result *result,
+                                slm_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,10 @@
 /*
  * slm - command-line tool for the slm library.
  *
- *   slm info   -m FILE [-c CTX]            describe a GGUF model
- *   slm logits -m FILE --ids "1 2 3" [--all] --out FILE.f32
+ *   slm run      -m FILE -p PROMPT [-n N] [sampler options]   generate text
+ *   slm tokenize -m FILE -p TEXT [--no-bos] [--special]       show the tokens
+ *   slm info     -m FILE [-c CTX]            describe a GGUF model
+ *   slm logits   -m FILE --ids "1 2 3" [--all] --out FILE.f32
  *
  * Every error prints one line to stderr and exits non-zero.
  */
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *prog = "slm";
 
@@ -24,9 +27,18 @@ static void die(const char *fmt, const char *arg) {
 
 /* ---- option parsing shared by the subcommands ---------------------------- */
 
+enum { C_INFO = 1, C_LOGITS = 2, C_RUN = 4, C_TOKENIZE = 8 };
+
 typedef struct opts {
-    const char *model, *ids, *out;
+    const char *cmd;
+    const char *model, *ids, *out, *prompt;
     int all, n_ctx, threads, kv_f32, no_mmap;
+    /* run / tokenize */
+    int n_predict, no_bos, special, no_echo, have_seed;
+    unsigned long long seed;
+    slm_sampler_params sp;
+    const char *stop[16];
+    int n_stop;
 } opts;
 
 static int parse_int(const char *s, const char *flag) {
@@ -37,6 +49,14 @@ static int parse_int(const char *s, const char *flag) {
     return (int)v;
 }
 
+static float parse_float(const char *s, const char *flag) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v == v) || v > 1e30 || v < -1e30) die("invalid number for %s", flag);
+    return (float)v;
+}
+
 static const char *need_arg(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) die("option %s needs a value", argv[*i]);
     return argv[++*i];
@@ -45,7 +65,8 @@ static const char *need_arg(int argc, char **argv, int *i) {
 static const char *INFO_HELP =
     "usage: slm info -m FILE [-c CTX] [--meta] [--tensors]\n"
     "  Print the architecture, hyperparameters, parameter count, tensor type\n"
-    "  histogram, file size and the memory a session of CTX tokens needs.\n"
+    "  histogram, vocabulary, file size and the memory a session of CTX tokens\n"
+    "  needs.\n"
     "  -m, --model FILE   GGUF model file\n"
     "  -c, --ctx N        context for the memory estimate (default: 4096 or the\n"
     "                     training context if smaller)\n"
@@ -66,26 +87,142 @@ static const char *LOGITS_HELP =
     "  --kv-f32           keep the KV cache in F32 (default F16)\n"
     "  --no-mmap          read the file instead of mapping it\n";
 
-static void parse_opts(int argc, char **argv, const char *help, opts *o) {
+static const char *RUN_HELP =
+    "usage: slm run -m FILE -p PROMPT [options]\n"
+    "  Generate text: the prompt is printed, then the generated text streams to\n"
+    "  stdout as it is made. One timing line goes to stderr at the end (load\n"
+    "  time, prompt and generation speed, why it stopped, the seed).\n"
+    "  Generation stops at an end-of-generation token, after N tokens, at a\n"
+    "  stop string, or when the context is full.\n"
+    "  -m, --model FILE         GGUF model file\n"
+    "  -p, --prompt TEXT        the prompt (BOS is added if the model asks for it)\n"
+    "  -n, --n-predict N        tokens to generate (default 128; -1: no limit)\n"
+    "  -c, --ctx N              context length (default: training context, at most 4096)\n"
+    "  -t, --threads N          threads (default: all)\n"
+    "  --temp T                 temperature (default 0.8; 0: greedy)\n"
+    "  --top-k K                keep the K most likely tokens (default 40; 0: off)\n"
+    "  --top-p P                keep the smallest set with probability >= P (default 0.95; 1: off)\n"
+    "  --min-p P                drop tokens below P x the top probability (default 0.05; 0: off)\n"
+    "  --repeat-penalty R       penalize tokens seen in the last N (default 1.0: off)\n"
+    "  --repeat-last-n N        window of the penalties (default 64)\n"
+    "  --presence-penalty P     subtract P from seen tokens (default 0)\n"
+    "  --frequency-penalty F    subtract F x count from seen tokens (default 0)\n"
+    "  --seed S                 random seed (default: from the clock); the same seed\n"
+    "                           and options give the same text\n"
+    "  --stop TEXT              stop when TEXT appears (not printed); up to 16 times\n"
+    "  --special                parse special tokens (\"<s>\") in the prompt and print\n"
+    "                           control tokens\n"
+    "  --no-echo                do not print the prompt\n"
+    "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
+    "  --no-mmap                read the file instead of mapping it\n"
+    "  Sampler order: penalties, top-k, top-p, min-p, temperature, draw.\n";
+
+static const char *TOKENIZE_HELP =
+    "usage: slm tokenize -m FILE -p TEXT [--no-bos] [--special]\n"
+    "  Print the tokens of TEXT, one per line: the id and the piece it\n"
+    "  decodes to (control characters escaped), then the count on stderr.\n"
+    "  Only the vocabulary is loaded.\n"
+    "  -m, --model FILE   GGUF model file\n"
+    "  -p, --prompt TEXT  the text\n"
+    "  --no-bos           do not add BOS/EOS even if the model asks for them\n"
+    "  --special          parse special tokens (\"<s>\", \"<|im_end|>\") in the text\n"
+    "  --no-mmap          read the file instead of mapping it\n";
+
+/* Every option: names, whether it takes a value, the commands it applies to. */
+typedef struct optdef {
+    const char *s, *l;
+    int arg, cmds;
+} optdef;
+
+static const optdef OPTS[] = {
+    {"-m", "--model", 1, C_INFO | C_LOGITS | C_RUN | C_TOKENIZE},
+    {NULL, "--ids", 1, C_LOGITS},
+    {"-o", "--out", 1, C_LOGITS},
+    {NULL, "--all", 0, C_LOGITS},
+    {"-c", "--ctx", 1, C_INFO | C_RUN},
+    {"-t", "--threads", 1, C_LOGITS | C_RUN},
+    {NULL, "--kv-f32", 0, C_LOGITS | C_RUN},
+    {NULL, "--no-mmap", 0, C_INFO | C_LOGITS | C_RUN | C_TOKENIZE},
+    {NULL, "--meta", 0, C_INFO},
+    {NULL, "--tensors", 0, C_INFO},
+    {"-p", "--prompt", 1, C_RUN | C_TOKENIZE},
+    {"-n", "--n-predict", 1, C_RUN},
+    {NULL, "--temp", 1, C_RUN},
+    {NULL, "--top-k", 1, C_RUN},
+    {NULL, "--top-p", 1, C_RUN},
+    {NULL, "--min-p", 1, C_RUN},
+    {NULL, "--repeat-penalty", 1, C_RUN},
+    {NULL, "--repeat-last-n", 1, C_RUN},
+    {NULL, "--presence-penalty", 1, C_RUN},
+    {NULL, "--frequency-penalty", 1, C_RUN},
+    {NULL, "--seed", 1, C_RUN},
+    {NULL, "--stop", 1, C_RUN},
+    {NULL, "--special", 0, C_RUN | C_TOKENIZE},
+    {NULL, "--no-echo", 0, C_RUN},
+    {NULL, "--no-bos", 0, C_TOKENIZE},
+};
+
+static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o) {
     memset(o, 0, sizeof *o);
+    o->cmd = argv[1];
+    o->n_predict = 128;
+    slm_sampler_params_init(&o->sp);
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(help, stdout);
             exit(0);
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = need_arg(argc, argv, &i);
-        else if (!strcmp(a, "--ids")) o->ids = need_arg(argc, argv, &i);
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out = need_arg(argc, argv, &i);
-        else if (!strcmp(a, "--all")) o->all = 1;
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = parse_int(need_arg(argc, argv, &i), a);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = parse_int(need_arg(argc, argv, &i), a);
-        else if (!strcmp(a, "--kv-f32")) o->kv_f32 = 1;
-        else if (!strcmp(a, "--no-mmap")) o->no_mmap = 1;
-        else if (!strcmp(a, "--meta")) o->all |= 2;
-        else if (!strcmp(a, "--tensors")) o->all |= 4;
-        else die("unknown option '%s' (see --help)", a);
+        }
+        const optdef *d = NULL;
+        for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++)
+            if ((OPTS[k].s && !strcmp(a, OPTS[k].s)) || !strcmp(a, OPTS[k].l)) d = &OPTS[k];
+        if (!d) {
+            fprintf(stderr, "%s %s: unknown option '%s' (see slm %s --help)\n", prog, o->cmd, a, o->cmd);
+            exit(1);
+        }
+        if (!(d->cmds & cmd)) {
+            fprintf(stderr, "%s %s: option '%s' does not apply to '%s' (see slm %s --help)\n", prog, o->cmd, a,
+                    o->cmd, o->cmd);
+            exit(1);
+        }
+        const char *v = d->arg ? need_arg(argc, argv, &i) : NULL;
+        const char *l = d->l;
+        if (!strcmp(l, "--model")) o->model = v;
+        else if (!strcmp(l, "--ids")) o->ids = v;
+        else if (!strcmp(l, "--out")) o->out = v;
+        else if (!strcmp(l, "--all")) o->all |= 1;
+        else if (!strcmp(l, "--ctx")) o->n_ctx = parse_int(v, a);
+        else if (!strcmp(l, "--threads")) o->threads = parse_int(v, a);
+        else if (!strcmp(l, "--kv-f32")) o->kv_f32 = 1;
+        else if (!strcmp(l, "--no-mmap")) o->no_mmap = 1;
+        else if (!strcmp(l, "--meta")) o->all |= 2;
+        else if (!strcmp(l, "--tensors")) o->all |= 4;
+        else if (!strcmp(l, "--prompt")) o->prompt = v;
+        else if (!strcmp(l, "--n-predict")) o->n_predict = parse_int(v, a);
+        else if (!strcmp(l, "--temp")) o->sp.temperature = parse_float(v, a);
+        else if (!strcmp(l, "--top-k")) o->sp.top_k = parse_int(v, a);
+        else if (!strcmp(l, "--top-p")) o->sp.top_p = parse_float(v, a);
+        else if (!strcmp(l, "--min-p")) o->sp.min_p = parse_float(v, a);
+        else if (!strcmp(l, "--repeat-penalty")) o->sp.repeat_penalty = parse_float(v, a);
+        else if (!strcmp(l, "--repeat-last-n")) o->sp.repeat_last_n = parse_int(v, a);
+        else if (!strcmp(l, "--presence-penalty")) o->sp.presence_penalty = parse_float(v, a);
+        else if (!strcmp(l, "--frequency-penalty")) o->sp.frequency_penalty = parse_float(v, a);
+        else if (!strcmp(l, "--seed")) {
+            char *end;
+            errno = 0;
+            o->seed = strtoull(v, &end, 10);
+            if (errno || *end || end == v || *v == '-') die("invalid number for %s", a);
+            o->have_seed = 1;
+        } else if (!strcmp(l, "--stop")) {
+            if (o->n_stop == 16) die("%s", "at most 16 --stop strings");
+            o->stop[o->n_stop++] = v;
+        } else if (!strcmp(l, "--special")) o->special = 1;
+        else if (!strcmp(l, "--no-echo")) o->no_echo = 1;
+        else if (!strcmp(l, "--no-bos")) o->no_bos = 1;
     }
     if (!o->model) die("%s", "no model given (-m FILE)");
+    if (o->sp.repeat_penalty <= 0) die("%s", "--repeat-penalty must be positive");
+    if (o->sp.repeat_last_n < 0) die("%s", "--repeat-last-n must be >= 0");
 }
 
 static slm_model *load(const opts *o, int vocab_only) {
@@ -99,6 +236,12 @@ static slm_model *load(const opts *o, int vocab_only) {
     return m;
 }
 
+static double load_ms(const slm_model *m) {
+    slm_model_info in;
+    slm_model_get_info(m, &in);
+    return in.load_ms;
+}
+
 static void human(double bytes, char *buf, size_t n) {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int i = 0;
@@ -110,7 +253,7 @@ static void human(double bytes, char *buf, size_t n) {
 
 static int cmd_info(int argc, char **argv) {
     opts o;
-    parse_opts(argc, argv, INFO_HELP, &o);
+    parse_opts(argc, argv, INFO_HELP, C_INFO, &o);
     slm_model_params mp;
     slm_model_params_init(&mp);
     mp.use_mmap = !o.no_mmap;
@@ -158,6 +301,10 @@ static int cmd_info(int argc, char **argv) {
         printf("attention:     %d heads, %d kv heads, head dim %d, rope dims %d, rope base %g\n", in.n_head,
                in.n_head_kv, in.head_dim, in.n_rot, in.rope_freq_base);
         printf("norm eps:      %g\n", in.norm_eps);
+        static const char *VT[] = {"none", "SentencePiece", "BPE (tokenizing not supported yet)", "other (not supported)"};
+        int vt = slm_vocab_type(m);
+        printf("tokenizer:     %s, %d tokens, bos %d, eos %d%s\n", VT[vt >= 0 && vt <= 3 ? vt : 0], slm_vocab_size(m),
+               slm_token_bos(m), slm_token_eos(m), slm_vocab_add_bos(m) ? ", adds BOS" : "");
         slm_session_params sp;
         slm_session_params_init(&sp);
         sp.n_ctx = o.n_ctx;
@@ -197,7 +344,7 @@ static int cmd_info(int argc, char **argv) {
 
 static int cmd_logits(int argc, char **argv) {
     opts o;
-    parse_opts(argc, argv, LOGITS_HELP, &o);
+    parse_opts(argc, argv, LOGITS_HELP, C_LOGITS, &o);
     if (!o.ids) die("%s", "no token ids given (--ids \"1 2 3\")");
     if (!o.out) die("%s", "no output file given (--out FILE.f32)");
     int32_t *ids = NULL;
@@ -254,12 +401,131 @@ static int cmd_logits(int argc, char **argv) {
     return 0;
 }
 
+/* ---- run ------------------------------------------------------------------------ */
+
+static int write_out(void *user, const char *text, size_t len) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static const char *STOP_NAMES[] = {"none", "end of generation", "max tokens", "stop string", "callback",
+                                   "context full"};
+
+static int cmd_run(int argc, char **argv) {
+    opts o;
+    parse_opts(argc, argv, RUN_HELP, C_RUN, &o);
+    if (!o.prompt) die("%s", "no prompt given (-p TEXT)");
+    if (!o.have_seed) o.seed = (unsigned long long)time(NULL) ^ ((unsigned long long)clock() << 20);
+    slm_model *m = load(&o, 0);
+    slm_session_params sp;
+    slm_session_params_init(&sp);
+    sp.n_ctx = o.n_ctx;
+    sp.n_threads = o.threads;
+    if (o.kv_f32) sp.kv_type = SLM_TYPE_F32;
+    slm_session *s = NULL;
+    slm_error err;
+    if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
+    slm_generate_params gp;
+    slm_generate_params_init(&gp);
+    gp.max_tokens = o.n_predict < 0 ? 0 : o.n_predict;
+    gp.sampler = o.sp;
+    gp.sampler.seed = o.seed;
+    gp.parse_special = o.special;
+    gp.emit_special = o.special;
+    gp.stop = o.stop;
+    gp.n_stop = o.n_stop;
+    gp.on_text = write_out;
+    if (!o.no_echo) {
+        fputs(o.prompt, stdout);
+        fflush(stdout);
+    }
+    slm_generate_result r;
+    if (o.n_predict != 0 && slm_generate(s, o.prompt, strlen(o.prompt), NULL, 0, &gp, &r, &err) != SLM_OK) {
+        fputc('\n', stdout);
+        die("%s", err.message);
+    }
+    if (o.n_predict == 0) memset(&r, 0, sizeof r);
+    fputc('\n', stdout);
+    fflush(stdout);
+    fprintf(stderr,
+            "%s: load %.1f ms | prompt %d tokens in %.1f ms, %.1f tok/s | generated %d tokens in %.1f ms, "
+            "%.1f tok/s | stop: %s | seed %llu\n",
+            prog, load_ms(m), r.n_prompt, r.prompt_ms, r.prompt_tps, r.n_generated, r.gen_ms,
+            r.gen_tps, r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", o.seed);
+    slm_session_free(s);
+    slm_model_free(m);
+    return 0;
+}
+
+/* ---- tokenize ------------------------------------------------------------------- */
+
+/* Length of a valid multi-byte UTF-8 sequence at s, else 0 or 1. */
+static size_t utf8_seq(const char *s, size_t n) {
+    unsigned char b = (unsigned char)s[0];
+    size_t need = b >= 0xf0 && b < 0xf5 ? 4 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xc2 && b < 0xe0 ? 2 : 1;
+    if (need == 1 || need > n) return 1;
+    for (size_t i = 1; i < need; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80) return 1;
+    return need;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    opts o;
+    parse_opts(argc, argv, TOKENIZE_HELP, C_TOKENIZE, &o);
+    if (!o.prompt) die("%s", "no text given (-p TEXT)");
+    slm_model *m = load(&o, 1);
+    slm_error err;
+    int32_t n = 0;
+    size_t len = strlen(o.prompt);
+    slm_status st = slm_tokenize(m, o.prompt, len, !o.no_bos, o.special, NULL, 0, &n, &err);
+    if (st != SLM_OK && st != SLM_ERR_BUFFER) die("%s", err.message);
+    int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    if (!ids) die("%s", "out of memory");
+    if (slm_tokenize(m, o.prompt, len, !o.no_bos, o.special, ids, n, &n, &err) != SLM_OK) die("%s", err.message);
+    size_t cap = (size_t)slm_vocab_max_piece(m) + 1;
+    char *piece = (char *)malloc(cap);
+    if (!piece) die("%s", "out of memory");
+    for (int32_t i = 0; i < n; i++) {
+        size_t pl = 0;
+        slm_token_to_piece(m, ids[i], 1, piece, cap, &pl);
+        printf("%6d -> '", ids[i]);
+        for (size_t k = 0; k < pl;) {
+            unsigned char c = (unsigned char)piece[k];
+            size_t u = utf8_seq(piece + k, pl - k);
+            if (u > 1) {
+                fwrite(piece + k, 1, u, stdout);
+                k += u;
+                continue;
+            }
+            if (c == '\n') fputs("\\n", stdout);
+            else if (c == '\t') fputs("\\t", stdout);
+            else if (c == '\r') fputs("\\r", stdout);
+            else if (c == '\\') fputs("\\\\", stdout);
+            else if (c < 0x20 || c >= 0x7f) printf("\\x%02x", c);
+            else putchar(c);
+            k++;
+        }
+        printf("'\n");
+    }
+    fprintf(stderr, "%s: %d tokens\n", prog, n);
+    free(piece);
+    free(ids);
+    slm_model_free(m);
+    return 0;
+}
+
 static const char *MAIN_HELP =
     "usage: slm COMMAND [options]   (slm COMMAND --help for details)\n"
     "commands:\n"
-    "  info     describe a GGUF model file\n"
-    "  logits   write the logits of a sequence of token ids\n"
-    "  version  print the library version and build configuration\n";
+    "  run       generate text from a prompt, streamed to stdout\n"
+    "  tokenize  show the token ids and pieces of a text\n"
+    "  info      describe a GGUF model file\n"
+    "  logits    write the logits of a sequence of token ids\n"
+    "  version   print the library version and build configuration\n"
+    "example:\n"
+    "  slm run -m tests/data/demo/kjv-1m-q8_0.gguf -p \"And the LORD said\" -n 64 --seed 1\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -269,6 +535,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc, argv);
+    if (!strcmp(cmd, "run")) return cmd_run(argc, argv);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("slm %s (%s)\n", slm_version(), slm_build_info());
         return 0;

@@ -8,6 +8,9 @@ void test_gguf(void);
 void test_kernels(void);
 void test_models(void);
 void test_robust(void);
+void test_tokenizer(void);
+void test_sampler(void);
+void test_generate(void);
 
 static const struct {
     const char *name;
@@ -17,6 +20,9 @@ static const struct {
     {"kernels", test_kernels},
     {"models", test_models},
     {"robust", test_robust},
+    {"tokenizer", test_tokenizer},
+    {"sampler", test_sampler},
+    {"generate", test_generate},
 };
 
 int main(int argc, char **argv) {
