@@ -33,7 +33,7 @@ TESTBIN  = $(BUILD)/run_tests
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c
 
-.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz clean help
+.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz clean help pretok-check unicode-tables
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -103,6 +103,18 @@ fuzz-seeds: $(BUILD)/fuzz/make_seeds
 test-fuzz: $(BUILD)/fuzz/replay_gguf
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
 
+# Development checks of the tokenizer: slm's pre-tokenizers against the
+# regular expressions they implement (needs Python with the `regex` module),
+# and regeneration of the Unicode tables in slm.c.
+$(BUILD)/pretok_dump: tools/pretok_dump.c slm.c slm.h | $(BUILD)
+	$(CC) $(CSTD) -O1 $(WARN) -Wno-unused-function -I. tools/pretok_dump.c -o $@ $(LIBS)
+
+pretok-check: $(BUILD)/pretok_dump
+	python3 tools/pretok_check.py
+
+unicode-tables:
+	python3 tools/gen_unicode.py --write
+
 run: all
 	./$(CLI) run -m $(DEMO_MODEL) -p "$(DEMO_PROMPT)" $(DEMO_ARGS)
 
@@ -116,5 +128,7 @@ help:
 	@echo "make test-sanitize  the test suite under ASan+UBSan with leak checking"
 	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"
 	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
+	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"
+	@echo "make unicode-tables  regenerate the Unicode tables in slm.c (tools/gen_unicode.py)"
 	@echo "make OPENMP=0   build without OpenMP"
 	@echo "make clean      remove $(BUILD)/"

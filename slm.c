@@ -2475,16 +2475,19 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
  *        (add_space_prefix), UTF-8 characters are merged pairwise by the
  *        highest piece score, and characters that form no piece fall back
  *        to <0xNN> byte tokens (or the unknown token).
- *   BPE  tokenizer.ggml.model "gpt2": byte-level BPE. Not implemented yet;
- *        it slots in beside spm_encode(): load tokenizer.ggml.merges into a
- *        rank map next to `map`, pick the pre-tokenizer from `pre`, add a
- *        bpe_encode() and the byte-to-unicode piece decoding in
- *        piece_decode(). The special-token splitting, special ids, EOG set
- *        and the public API are shared.
+ *   BPE  tokenizer.ggml.model "gpt2": byte-level BPE, as llama.cpp's
+ *        llm_tokenizer_bpe: a pre-tokenizer chosen by tokenizer.ggml.pre
+ *        splits the text into words (hand-written matchers for the regular
+ *        expressions of each model family, no regex engine; one table of
+ *        Unicode classes), every byte of a word becomes a visible character
+ *        (GPT-2's byte-to-unicode map), and neighbours are merged by the
+ *        rank of their pair in tokenizer.ggml.merges, lowest rank first.
+ *        Pieces decode back to bytes through the inverse map.
  *
  * Tokenizing is (1) splitting the text around special tokens
  * (split_special), then (2) the kind's encoder on each raw fragment. The
- * model is read-only: all working memory is local to a call.
+ * special-token splitting, special ids, EOG set and the public API are
+ * shared. The model is read-only: all working memory is local to a call.
  */
 
 /* Attribute bits beyond the public SLM_TOKEN_* ones. */
@@ -2507,6 +2510,15 @@ typedef struct vocab {
     int32_t byte_tok[256];    /* byte -> token for byte fallback, -1 = none */
     int32_t max_piece;        /* longest decoded piece (special = 1) */
     const char *pre;          /* tokenizer.ggml.pre, "" if absent (BPE pre-tokenizer) */
+    /* byte-level BPE */
+    int pre_kind;             /* PRE_* */
+    int pre_fallback;         /* pre was missing or unknown */
+    int ignore_merges;        /* a word that is a piece is not merged (llama3) */
+    int clean_spaces;         /* the detokenizer drops spaces before ?!., */
+    int32_t n_merges;
+    const char **mtext;       /* "left right" merge strings (owned by m->g); index = rank */
+    size_t *mlen;
+    strmap mmap;              /* merge string -> rank (first rank wins on duplicates) */
 } vocab;
 
 static const vocab *vocab_of(const slm_model *m) { return m ? m->vocab : NULL; }
@@ -2523,6 +2535,9 @@ static void vocab_free(slm_model *m) {
     if (v->map.slots) strmap_free(&v->map, a);
     xfree(a, v->special, (n ? n : 1) * sizeof(int32_t));
     xfree(a, v->eog, (n ? n : 1) * sizeof(int32_t));
+    if (v->mmap.slots) strmap_free(&v->mmap, a);
+    xfree(a, (void *)v->mtext, (size_t)v->n_merges * sizeof(char *));
+    xfree(a, v->mlen, (size_t)v->n_merges * sizeof(size_t));
     xfree(a, v, sizeof *v);
     m->vocab = NULL;
 }
@@ -2609,6 +2624,100 @@ static void eog_remove(vocab *v, int32_t id) {
         }
 }
 
+/* Byte-level BPE pre-tokenizers (the regular expressions they implement are
+   written above their matchers, in the BPE subsection below). */
+enum { PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_STARCODER, PRE_DEFAULT, PRE_FALCON, PRE_DEEPSEEK_LLM,
+       PRE_DEEPSEEK_CODER, PRE_GPT4O, PRE_TEKKEN };
+static const char *const PRE_KIND_NAMES[] = {"gpt2", "llama3", "qwen2", "starcoder", "default", "falcon",
+                                             "deepseek-llm", "deepseek-coder", "gpt-4o", "tekken"};
+enum { PF_IGNORE_MERGES = 1, PF_ADD_BOS = 2, PF_NO_CLEAN = 4 };
+
+/* tokenizer.ggml.pre values and their pre-tokenizer, with llama.cpp's
+   per-value flags (ignore_merges, add_bos default, clean_spaces off). */
+static const struct {
+    const char *name;
+    uint8_t kind, flags;
+} PRE_NAMES[] = {
+    {"default", PRE_DEFAULT, 0},
+    {"gpt-2", PRE_GPT2, 0}, {"gpt2", PRE_GPT2, 0}, {"phi-2", PRE_GPT2, 0}, {"mpt", PRE_GPT2, 0},
+    {"olmo", PRE_GPT2, 0}, {"jais", PRE_GPT2, 0}, {"exaone4", PRE_GPT2, 0}, {"mellum", PRE_GPT2, 0},
+    {"a.x-4.0", PRE_GPT2, 0}, {"gigachat", PRE_GPT2, 0}, {"trillion", PRE_GPT2, PF_NO_CLEAN},
+    {"granite-docling", PRE_GPT2, PF_NO_CLEAN},
+    {"llama3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"llama-v3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"llama-bpe", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"falcon3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"falcon-h1", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"pixtral", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"midm-2.0", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"lfm2", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"dbrx", PRE_LLAMA3, 0}, {"smaug-bpe", PRE_LLAMA3, 0},
+    {"qwen2", PRE_QWEN2, PF_NO_CLEAN}, {"deepseek-r1-qwen", PRE_QWEN2, PF_NO_CLEAN}, {"kormo", PRE_QWEN2, PF_NO_CLEAN},
+    {"stablelm2", PRE_QWEN2, 0}, {"megrez", PRE_QWEN2, 0}, {"hunyuan", PRE_QWEN2, PF_NO_CLEAN},
+    {"solar-open", PRE_QWEN2, PF_NO_CLEAN}, {"grok-2", PRE_QWEN2, PF_NO_CLEAN},
+    {"starcoder", PRE_STARCODER, 0}, {"refact", PRE_STARCODER, 0}, {"command-r", PRE_STARCODER, PF_NO_CLEAN},
+    {"smollm", PRE_STARCODER, PF_NO_CLEAN}, {"codeshell", PRE_STARCODER, 0}, {"exaone", PRE_STARCODER, 0},
+    {"minerva-7b", PRE_STARCODER, 0}, {"mellum2", PRE_STARCODER, 0},
+    {"falcon", PRE_FALCON, 0},
+    {"deepseek-llm", PRE_DEEPSEEK_LLM, PF_NO_CLEAN}, {"deepseek-coder", PRE_DEEPSEEK_CODER, PF_NO_CLEAN},
+    {"gpt-4o", PRE_GPT4O, PF_NO_CLEAN}, {"llama4", PRE_GPT4O, PF_NO_CLEAN}, {"minimax-m2", PRE_GPT4O, PF_NO_CLEAN},
+    {"tekken", PRE_TEKKEN, PF_NO_CLEAN | PF_IGNORE_MERGES | PF_ADD_BOS},
+};
+
+/* Pre-tokenizer, flags and merge ranks of a byte-level BPE vocabulary.
+   Unknown pre values fall back to the gpt2 pattern (llama.cpp refuses the
+   file): the merges still apply, and most patterns differ from gpt2's only
+   in details (digit grouping, case of contractions), so the result stays
+   usable; the warning says so. */
+static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
+    const gguf_file *g = &m->g;
+    int flags = 0;
+    v->pre_kind = -1;
+    for (size_t i = 0; i < sizeof PRE_NAMES / sizeof PRE_NAMES[0]; i++)
+        if (!strcmp(v->pre, PRE_NAMES[i].name)) {
+            v->pre_kind = PRE_NAMES[i].kind;
+            flags = PRE_NAMES[i].flags;
+        }
+    if (v->pre_kind < 0) {
+        v->pre_fallback = 1;
+        if (!v->pre[0]) {
+            v->pre_kind = PRE_DEFAULT;
+            logf_(m, SLM_LOG_WARN, "tokenizer.ggml.pre is missing: using the 'default' pre-tokenizer (as llama.cpp); "
+                                   "tokens may differ from the model's own tokenizer");
+        } else {
+            v->pre_kind = PRE_GPT2;
+            logf_(m, SLM_LOG_WARN, "pre-tokenizer '%s' is not known to slm: using the gpt2 pattern; "
+                                   "tokens may differ from the model's own tokenizer", v->pre);
+        }
+    }
+    v->ignore_merges = (flags & PF_IGNORE_MERGES) != 0;
+    v->add_bos = (flags & PF_ADD_BOS) != 0;
+    v->clean_spaces = !(flags & PF_NO_CLEAN);
+
+    const gguf_kv *k = gguf_get(g, "tokenizer.ggml.merges");
+    if (!k) {
+        logf_(m, SLM_LOG_WARN, "byte-level BPE vocabulary without tokenizer.ggml.merges: words stay single characters");
+        return SLM_OK;
+    }
+    if (k->type != SLM_META_ARRAY || k->arr_type != SLM_META_STRING)
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.merges is not an array of strings");
+    if (k->count >= (uint64_t)INT32_MAX)
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.merges has %llu entries", (unsigned long long)k->count);
+    int32_t n = (int32_t)k->count;
+    if (n == 0) return SLM_OK;
+    const allocator *a = &m->a;
+    v->mtext = (const char **)xalloc(a, (size_t)n * sizeof(char *));
+    v->mlen = (size_t *)xalloc(a, (size_t)n * sizeof(size_t));
+    v->n_merges = n;
+    if (!v->mtext || !v->mlen || !strmap_init(&v->mmap, a, (size_t)n))
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for %d merges", n);
+    for (int32_t i = 0; i < n; i++) {
+        size_t slot;
+        v->mtext[i] = k->str[i];
+        v->mlen[i] = (size_t)ld_u64(g->data + k->elem_off[i]);
+        if (v->mlen[i] < 3) continue; /* no "a b": can never match */
+        if (strmap_find(&v->mmap, v->mtext, v->mlen, v->mtext[i], v->mlen[i], &slot) >= 0) continue;
+        v->mmap.slots[slot] = i;
+    }
+    return SLM_OK;
+}
+
 static slm_status vocab_load(slm_model *m, slm_error *err) {
     const gguf_file *g = &m->g;
     const gguf_kv *kmodel = gguf_get(g, "tokenizer.ggml.model");
@@ -2653,6 +2762,10 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     }
     const gguf_kv *kpre = gguf_get(g, "tokenizer.ggml.pre");
     v->pre = kpre && kpre->type == SLM_META_STRING ? kpre->str[0] : "";
+    if (v->kind == SLM_VOCAB_BPE) {
+        slm_status st = bpe_load(m, v, err);
+        if (st != SLM_OK) return st;
+    }
 
     /* pieces, scores, attributes */
     const gguf_kv *ksc = gguf_get(g, "tokenizer.ggml.scores");
@@ -3061,6 +3174,797 @@ static int spm_encode(const vocab *v, const allocator *a, const char *s, size_t 
     return !c.oom;
 }
 
+/* --- Unicode classes for the BPE pre-tokenizers -------------------------------- */
+/*
+ * The pre-tokenizer patterns ask whether a code point is a letter \p{L}, a
+ * number \p{N}, punctuation \p{P} or white space \s. One table of general
+ * category ranges answers the first ones (UCD_CLASS: 2205 ranges, 8.8 KB);
+ * white space is the Unicode White_Space property (llama.cpp's set). The
+ * tables come from tools/gen_unicode.py; code points assigned after their
+ * Unicode version (UCD_VERSION) count as "other".
+ */
+
+/* BEGIN gen_unicode */
+/* Generated by tools/gen_unicode.py from Python 3.11.7 unicodedata (Unicode 14.0.0). */
+#define UCD_VERSION "14.0.0"
+static const uint32_t UCD_CLASS[2205] = {
+    0x000000, 0x00010b, 0x000124, 0x00012b, 0x00015c, 0x000163, 0x000182, 0x0001d3, 0x0001e4, 0x0001fb, 0x000209,
+    0x0002db, 0x0002f4, 0x0002fb, 0x000304, 0x000309, 0x0003db, 0x0003e4, 0x0003eb, 0x0003f4, 0x0003f8, 0x00050b,
+    0x000514, 0x00053b, 0x000544, 0x000551, 0x00055b, 0x000564, 0x000568, 0x000574, 0x000592, 0x0005a4, 0x0005a9,
+    0x0005b3, 0x0005c4, 0x0005ca, 0x0005d1, 0x0005db, 0x0005e2, 0x0005fb, 0x000601, 0x0006bc, 0x0006c1, 0x0007bc,
+    0x0007c1, 0x001614, 0x001631, 0x001694, 0x001701, 0x00172c, 0x001761, 0x00176c, 0x001771, 0x00177c, 0x001805,
+    0x001b81, 0x001bac, 0x001bb1, 0x001bc0, 0x001bd1, 0x001bf3, 0x001bf9, 0x001c00, 0x001c24, 0x001c31, 0x001c3b,
+    0x001c41, 0x001c58, 0x001c61, 0x001c68, 0x001c71, 0x001d10, 0x001d19, 0x001fb4, 0x001fb9, 0x002414, 0x00241d,
+    0x002451, 0x002980, 0x002989, 0x002ab8, 0x002ac9, 0x002ad3, 0x002b01, 0x002c4b, 0x002c58, 0x002c6c, 0x002c80,
+    0x002c8d, 0x002df3, 0x002dfd, 0x002e03, 0x002e0d, 0x002e1b, 0x002e25, 0x002e33, 0x002e3d, 0x002e40, 0x002e81,
+    0x002f58, 0x002f79, 0x002f9b, 0x002fa8, 0x003034, 0x00304b, 0x00305c, 0x003063, 0x003074, 0x003085, 0x0030db,
+    0x0030e0, 0x0030eb, 0x003101, 0x00325d, 0x003302, 0x003353, 0x003371, 0x003385, 0x003389, 0x0036a3, 0x0036a9,
+    0x0036b5, 0x0036e8, 0x0036f4, 0x0036fd, 0x003729, 0x00373d, 0x00374c, 0x003755, 0x003771, 0x003782, 0x0037d1,
+    0x0037ec, 0x0037f9, 0x003803, 0x003870, 0x003881, 0x00388d, 0x003891, 0x003985, 0x003a58, 0x003a69, 0x003d35,
+    0x003d89, 0x003d90, 0x003e02, 0x003e51, 0x003f5d, 0x003fa1, 0x003fb4, 0x003fbb, 0x003fd1, 0x003fd8, 0x003fed,
+    0x003ff4, 0x004001, 0x0040b5, 0x0040d1, 0x0040dd, 0x004121, 0x00412d, 0x004141, 0x00414d, 0x004170, 0x004183,
+    0x0041f8, 0x004201, 0x0042cd, 0x0042e0, 0x0042f3, 0x0042f8, 0x004301, 0x004358, 0x004381, 0x004444, 0x004449,
+    0x004478, 0x0044c5, 0x004501, 0x004655, 0x004710, 0x00471d, 0x004821, 0x0049d5, 0x0049e9, 0x0049f5, 0x004a81,
+    0x004a8d, 0x004ac1, 0x004b15, 0x004b23, 0x004b32, 0x004b83, 0x004b89, 0x004c0d, 0x004c20, 0x004c29, 0x004c68,
+    0x004c79, 0x004c88, 0x004c99, 0x004d48, 0x004d51, 0x004d88, 0x004d91, 0x004d98, 0x004db1, 0x004dd0, 0x004de5,
+    0x004de9, 0x004df5, 0x004e28, 0x004e3d, 0x004e48, 0x004e5d, 0x004e71, 0x004e78, 0x004ebd, 0x004ec0, 0x004ee1,
+    0x004ef0, 0x004ef9, 0x004f15, 0x004f20, 0x004f32, 0x004f81, 0x004f94, 0x004fa2, 0x004fd4, 0x004fe1, 0x004feb,
+    0x004ff5, 0x004ff8, 0x00500d, 0x005020, 0x005029, 0x005058, 0x005079, 0x005088, 0x005099, 0x005148, 0x005151,
+    0x005188, 0x005191, 0x0051a0, 0x0051a9, 0x0051b8, 0x0051c1, 0x0051d0, 0x0051e5, 0x0051e8, 0x0051f5, 0x005218,
+    0x00523d, 0x005248, 0x00525d, 0x005270, 0x00528d, 0x005290, 0x0052c9, 0x0052e8, 0x0052f1, 0x0052f8, 0x005332,
+    0x005385, 0x005391, 0x0053ad, 0x0053b3, 0x0053b8, 0x00540d, 0x005420, 0x005429, 0x005470, 0x005479, 0x005490,
+    0x005499, 0x005548, 0x005551, 0x005588, 0x005591, 0x0055a0, 0x0055a9, 0x0055d0, 0x0055e5, 0x0055e9, 0x0055f5,
+    0x005630, 0x00563d, 0x005650, 0x00565d, 0x005670, 0x005681, 0x005688, 0x005701, 0x005715, 0x005720, 0x005732,
+    0x005783, 0x00578c, 0x005790, 0x0057c9, 0x0057d5, 0x005800, 0x00580d, 0x005820, 0x005829, 0x005868, 0x005879,
+    0x005888, 0x005899, 0x005948, 0x005951, 0x005988, 0x005991, 0x0059a0, 0x0059a9, 0x0059d0, 0x0059e5, 0x0059e9,
+    0x0059f5, 0x005a28, 0x005a3d, 0x005a48, 0x005a5d, 0x005a70, 0x005aad, 0x005ac0, 0x005ae1, 0x005af0, 0x005af9,
+    0x005b15, 0x005b20, 0x005b32, 0x005b84, 0x005b89, 0x005b92, 0x005bc0, 0x005c15, 0x005c19, 0x005c20, 0x005c29,
+    0x005c58, 0x005c71, 0x005c88, 0x005c91, 0x005cb0, 0x005cc9, 0x005cd8, 0x005ce1, 0x005ce8, 0x005cf1, 0x005d00,
+    0x005d19, 0x005d28, 0x005d41, 0x005d58, 0x005d71, 0x005dd0, 0x005df5, 0x005e18, 0x005e35, 0x005e48, 0x005e55,
+    0x005e70, 0x005e81, 0x005e88, 0x005ebd, 0x005ec0, 0x005f32, 0x005f9c, 0x005fd8, 0x006005, 0x006029, 0x006068,
+    0x006071, 0x006088, 0x006091, 0x006148, 0x006151, 0x0061d0, 0x0061e5, 0x0061e9, 0x0061f5, 0x006228, 0x006235,
+    0x006248, 0x006255, 0x006270, 0x0062ad, 0x0062b8, 0x0062c1, 0x0062d8, 0x0062e9, 0x0062f0, 0x006301, 0x006315,
+    0x006320, 0x006332, 0x006380, 0x0063bb, 0x0063c2, 0x0063fc, 0x006401, 0x00640d, 0x006423, 0x006429, 0x006468,
+    0x006471, 0x006488, 0x006491, 0x006548, 0x006551, 0x0065a0, 0x0065a9, 0x0065d0, 0x0065e5, 0x0065e9, 0x0065f5,
+    0x006628, 0x006635, 0x006648, 0x006655, 0x006670, 0x0066ad, 0x0066b8, 0x0066e9, 0x0066f8, 0x006701, 0x006715,
+    0x006720, 0x006732, 0x006780, 0x006789, 0x006798, 0x006805, 0x006821, 0x006868, 0x006871, 0x006888, 0x006891,
+    0x0069dd, 0x0069e9, 0x0069f5, 0x006a28, 0x006a35, 0x006a48, 0x006a55, 0x006a71, 0x006a7c, 0x006a80, 0x006aa1,
+    0x006abd, 0x006ac2, 0x006af9, 0x006b15, 0x006b20, 0x006b32, 0x006bcc, 0x006bd1, 0x006c00, 0x006c0d, 0x006c20,
+    0x006c29, 0x006cb8, 0x006cd1, 0x006d90, 0x006d99, 0x006de0, 0x006de9, 0x006df0, 0x006e01, 0x006e38, 0x006e55,
+    0x006e58, 0x006e7d, 0x006ea8, 0x006eb5, 0x006eb8, 0x006ec5, 0x006f00, 0x006f32, 0x006f80, 0x006f95, 0x006fa3,
+    0x006fa8, 0x007009, 0x00718d, 0x007191, 0x0071a5, 0x0071d8, 0x0071fc, 0x007201, 0x00723d, 0x00727b, 0x007282,
+    0x0072d3, 0x0072e0, 0x007409, 0x007418, 0x007421, 0x007428, 0x007431, 0x007458, 0x007461, 0x007520, 0x007529,
+    0x007530, 0x007539, 0x00758d, 0x007591, 0x0075a5, 0x0075e9, 0x0075f0, 0x007601, 0x007628, 0x007631, 0x007638,
+    0x007645, 0x007670, 0x007682, 0x0076d0, 0x0076e1, 0x007700, 0x007801, 0x00780c, 0x007823, 0x00789c, 0x0078a3,
+    0x0078ac, 0x0078c5, 0x0078d4, 0x007902, 0x0079a4, 0x0079ad, 0x0079b4, 0x0079bd, 0x0079c4, 0x0079cd, 0x0079d3,
+    0x0079f5, 0x007a01, 0x007a40, 0x007a49, 0x007b68, 0x007b8d, 0x007c2b, 0x007c35, 0x007c41, 0x007c6d, 0x007cc0,
+    0x007ccd, 0x007de8, 0x007df4, 0x007e35, 0x007e3c, 0x007e68, 0x007e74, 0x007e83, 0x007eac, 0x007ecb, 0x007ed8,
+    0x008001, 0x00815d, 0x0081f9, 0x008202, 0x008253, 0x008281, 0x0082b5, 0x0082d1, 0x0082f5, 0x008309, 0x008315,
+    0x008329, 0x00833d, 0x008371, 0x00838d, 0x0083a9, 0x008415, 0x008471, 0x00847d, 0x008482, 0x0084d5, 0x0084f4,
+    0x008501, 0x008630, 0x008639, 0x008640, 0x008669, 0x008670, 0x008681, 0x0087db, 0x0087e1, 0x009248, 0x009251,
+    0x009270, 0x009281, 0x0092b8, 0x0092c1, 0x0092c8, 0x0092d1, 0x0092f0, 0x009301, 0x009448, 0x009451, 0x009470,
+    0x009481, 0x009588, 0x009591, 0x0095b0, 0x0095c1, 0x0095f8, 0x009601, 0x009608, 0x009611, 0x009630, 0x009641,
+    0x0096b8, 0x0096c1, 0x009888, 0x009891, 0x0098b0, 0x0098c1, 0x009ad8, 0x009aed, 0x009b03, 0x009b4a, 0x009be8,
+    0x009c01, 0x009c84, 0x009cd0, 0x009d01, 0x009fb0, 0x009fc1, 0x009ff0, 0x00a003, 0x00a009, 0x00b36c, 0x00b373,
+    0x00b379, 0x00b400, 0x00b409, 0x00b4db, 0x00b4e8, 0x00b501, 0x00b75b, 0x00b772, 0x00b789, 0x00b7c8, 0x00b801,
+    0x00b895, 0x00b8b0, 0x00b8f9, 0x00b995, 0x00b9ab, 0x00b9b8, 0x00ba01, 0x00ba95, 0x00baa0, 0x00bb01, 0x00bb68,
+    0x00bb71, 0x00bb88, 0x00bb95, 0x00bba0, 0x00bc01, 0x00bda5, 0x00bea3, 0x00beb9, 0x00bec3, 0x00bedc, 0x00bee1,
+    0x00beed, 0x00bef0, 0x00bf02, 0x00bf50, 0x00bf82, 0x00bfd0, 0x00c003, 0x00c05d, 0x00c070, 0x00c07d, 0x00c082,
+    0x00c0d0, 0x00c101, 0x00c3c8, 0x00c401, 0x00c42d, 0x00c439, 0x00c54d, 0x00c551, 0x00c558, 0x00c581, 0x00c7b0,
+    0x00c801, 0x00c8f8, 0x00c905, 0x00c960, 0x00c985, 0x00c9e0, 0x00ca04, 0x00ca08, 0x00ca23, 0x00ca32, 0x00ca81,
+    0x00cb70, 0x00cb81, 0x00cba8, 0x00cc01, 0x00cd60, 0x00cd81, 0x00ce50, 0x00ce82, 0x00ced8, 0x00cef4, 0x00d001,
+    0x00d0bd, 0x00d0e0, 0x00d0f3, 0x00d101, 0x00d2ad, 0x00d2f8, 0x00d305, 0x00d3e8, 0x00d3fd, 0x00d402, 0x00d450,
+    0x00d482, 0x00d4d0, 0x00d503, 0x00d539, 0x00d543, 0x00d570, 0x00d585, 0x00d678, 0x00d805, 0x00d829, 0x00d9a5,
+    0x00da29, 0x00da68, 0x00da82, 0x00dad3, 0x00db0c, 0x00db5d, 0x00dba4, 0x00dbeb, 0x00dbf8, 0x00dc05, 0x00dc19,
+    0x00dd0d, 0x00dd71, 0x00dd82, 0x00ddd1, 0x00df35, 0x00dfa0, 0x00dfe3, 0x00e001, 0x00e125, 0x00e1c0, 0x00e1db,
+    0x00e202, 0x00e250, 0x00e269, 0x00e282, 0x00e2d1, 0x00e3f3, 0x00e401, 0x00e448, 0x00e481, 0x00e5d8, 0x00e5e9,
+    0x00e603, 0x00e640, 0x00e685, 0x00e69b, 0x00e6a5, 0x00e749, 0x00e76d, 0x00e771, 0x00e7a5, 0x00e7a9, 0x00e7bd,
+    0x00e7d1, 0x00e7d8, 0x00e801, 0x00ee05, 0x00f001, 0x00f8b0, 0x00f8c1, 0x00f8f0, 0x00f901, 0x00fa30, 0x00fa41,
+    0x00fa70, 0x00fa81, 0x00fac0, 0x00fac9, 0x00fad0, 0x00fad9, 0x00fae0, 0x00fae9, 0x00faf0, 0x00faf9, 0x00fbf0,
+    0x00fc01, 0x00fda8, 0x00fdb1, 0x00fdec, 0x00fdf1, 0x00fdfc, 0x00fe11, 0x00fe28, 0x00fe31, 0x00fe6c, 0x00fe81,
+    0x00fea0, 0x00feb1, 0x00fee0, 0x00feec, 0x00ff01, 0x00ff6c, 0x00ff80, 0x00ff91, 0x00ffa8, 0x00ffb1, 0x00ffec,
+    0x00fff8, 0x010083, 0x010140, 0x010183, 0x010224, 0x01022b, 0x010294, 0x01029b, 0x0102f8, 0x010382, 0x010389,
+    0x010390, 0x0103a2, 0x0103d4, 0x0103eb, 0x0103f9, 0x010402, 0x010454, 0x01046b, 0x010478, 0x010481, 0x0104e8,
+    0x010504, 0x010608, 0x010685, 0x010788, 0x010804, 0x010811, 0x01081c, 0x010839, 0x010844, 0x010851, 0x0108a4,
+    0x0108a9, 0x0108b4, 0x0108c9, 0x0108f4, 0x010921, 0x01092c, 0x010931, 0x01093c, 0x010941, 0x01094c, 0x010951,
+    0x010974, 0x010979, 0x0109d4, 0x0109e1, 0x010a04, 0x010a29, 0x010a54, 0x010a71, 0x010a7c, 0x010a82, 0x010c19,
+    0x010c2a, 0x010c54, 0x010c60, 0x010c84, 0x011843, 0x011864, 0x01194b, 0x01195c, 0x012138, 0x012204, 0x012258,
+    0x012302, 0x0124e4, 0x012752, 0x012804, 0x013b43, 0x013bb2, 0x013ca4, 0x013e2b, 0x013e3c, 0x013f33, 0x013f84,
+    0x014c1b, 0x014ccc, 0x014ec3, 0x014ee4, 0x014fe3, 0x014ff4, 0x015ba0, 0x015bb4, 0x015cb0, 0x015cbc, 0x016001,
+    0x01672c, 0x016759, 0x01677d, 0x016791, 0x0167a0, 0x0167cb, 0x0167ea, 0x0167f3, 0x016801, 0x016930, 0x016939,
+    0x016940, 0x016969, 0x016970, 0x016981, 0x016b40, 0x016b79, 0x016b83, 0x016b88, 0x016bfd, 0x016c01, 0x016cb8,
+    0x016d01, 0x016d38, 0x016d41, 0x016d78, 0x016d81, 0x016db8, 0x016dc1, 0x016df8, 0x016e01, 0x016e38, 0x016e41,
+    0x016e78, 0x016e81, 0x016eb8, 0x016ec1, 0x016ef8, 0x016f05, 0x017003, 0x017179, 0x017183, 0x017284, 0x017293,
+    0x0172f0, 0x017404, 0x0174d0, 0x0174dc, 0x0177a0, 0x017804, 0x017eb0, 0x017f84, 0x017fe0, 0x01800b, 0x018024,
+    0x018029, 0x01803a, 0x018043, 0x018094, 0x0180a3, 0x018104, 0x01810a, 0x018155, 0x018183, 0x018189, 0x0181b4,
+    0x0181c2, 0x0181d9, 0x0181eb, 0x0181f4, 0x018200, 0x018209, 0x0184b8, 0x0184cd, 0x0184dc, 0x0184e9, 0x018503,
+    0x018509, 0x0187db, 0x0187e1, 0x018800, 0x018829, 0x018980, 0x018989, 0x018c78, 0x018c84, 0x018c92, 0x018cb4,
+    0x018d01, 0x018e04, 0x018f20, 0x018f81, 0x019004, 0x0190f8, 0x019102, 0x019154, 0x019242, 0x019284, 0x01928a,
+    0x019304, 0x019402, 0x019454, 0x01958a, 0x019604, 0x01a001, 0x026e04, 0x027001, 0x052468, 0x052484, 0x052638,
+    0x052681, 0x0527f3, 0x052801, 0x05306b, 0x053081, 0x053102, 0x053151, 0x053160, 0x053201, 0x05337d, 0x05339b,
+    0x0533a5, 0x0533f3, 0x0533f9, 0x0534f5, 0x053501, 0x053732, 0x053785, 0x053793, 0x0537c0, 0x053804, 0x0538b9,
+    0x053904, 0x053911, 0x053c4c, 0x053c59, 0x053e58, 0x053e81, 0x053e90, 0x053e99, 0x053ea0, 0x053ea9, 0x053ed0,
+    0x053f91, 0x054015, 0x054019, 0x054035, 0x054039, 0x05405d, 0x054061, 0x05411d, 0x054144, 0x054165, 0x054168,
+    0x054182, 0x0541b4, 0x0541d0, 0x054201, 0x0543a3, 0x0543c0, 0x054405, 0x054411, 0x0545a5, 0x054630, 0x054673,
+    0x054682, 0x0546d0, 0x054705, 0x054791, 0x0547c3, 0x0547d9, 0x0547e3, 0x0547e9, 0x0547fd, 0x054802, 0x054851,
+    0x054935, 0x054973, 0x054981, 0x054a3d, 0x054aa0, 0x054afb, 0x054b01, 0x054be8, 0x054c05, 0x054c21, 0x054d9d,
+    0x054e0b, 0x054e70, 0x054e79, 0x054e82, 0x054ed0, 0x054ef3, 0x054f01, 0x054f2d, 0x054f31, 0x054f82, 0x054fd1,
+    0x054ff8, 0x055001, 0x05514d, 0x0551b8, 0x055201, 0x05521d, 0x055221, 0x055265, 0x055270, 0x055282, 0x0552d0,
+    0x0552e3, 0x055301, 0x0553bc, 0x0553d1, 0x0553dd, 0x0553f1, 0x055585, 0x055589, 0x055595, 0x0555a9, 0x0555bd,
+    0x0555c9, 0x0555f5, 0x055601, 0x05560d, 0x055611, 0x055618, 0x0556d9, 0x0556f3, 0x055701, 0x05575d, 0x055783,
+    0x055791, 0x0557ad, 0x0557b8, 0x055809, 0x055838, 0x055849, 0x055878, 0x055889, 0x0558b8, 0x055901, 0x055938,
+    0x055941, 0x055978, 0x055981, 0x055adc, 0x055ae1, 0x055b54, 0x055b60, 0x055b81, 0x055f1d, 0x055f5b, 0x055f65,
+    0x055f70, 0x055f82, 0x055fd0, 0x056001, 0x06bd20, 0x06bd81, 0x06be38, 0x06be59, 0x06bfe0, 0x07c801, 0x07d370,
+    0x07d381, 0x07d6d0, 0x07d801, 0x07d838, 0x07d899, 0x07d8c0, 0x07d8e9, 0x07d8f5, 0x07d8f9, 0x07d94c, 0x07d951,
+    0x07d9b8, 0x07d9c1, 0x07d9e8, 0x07d9f1, 0x07d9f8, 0x07da01, 0x07da10, 0x07da19, 0x07da28, 0x07da31, 0x07dd94,
+    0x07de18, 0x07de99, 0x07e9f3, 0x07ea04, 0x07ea81, 0x07ec80, 0x07ec91, 0x07ee40, 0x07ee7c, 0x07ee80, 0x07ef81,
+    0x07efe4, 0x07f005, 0x07f083, 0x07f0d0, 0x07f105, 0x07f183, 0x07f298, 0x07f2a3, 0x07f314, 0x07f31b, 0x07f324,
+    0x07f338, 0x07f343, 0x07f34c, 0x07f353, 0x07f360, 0x07f381, 0x07f3a8, 0x07f3b1, 0x07f7e8, 0x07f80b, 0x07f824,
+    0x07f82b, 0x07f85c, 0x07f863, 0x07f882, 0x07f8d3, 0x07f8e4, 0x07f8fb, 0x07f909, 0x07f9db, 0x07f9f4, 0x07f9fb,
+    0x07fa04, 0x07fa09, 0x07fadb, 0x07fae4, 0x07faeb, 0x07faf4, 0x07fafb, 0x07fb31, 0x07fdf8, 0x07fe11, 0x07fe40,
+    0x07fe51, 0x07fe80, 0x07fe91, 0x07fec0, 0x07fed1, 0x07fee8, 0x07ff04, 0x07ff38, 0x07ff44, 0x07ff78, 0x07ffe4,
+    0x07fff0, 0x080001, 0x080060, 0x080069, 0x080138, 0x080141, 0x0801d8, 0x0801e1, 0x0801f0, 0x0801f9, 0x080270,
+    0x080281, 0x0802f0, 0x080401, 0x0807d8, 0x080803, 0x080818, 0x08083a, 0x0809a0, 0x0809bc, 0x080a02, 0x080bcc,
+    0x080c52, 0x080c64, 0x080c78, 0x080c84, 0x080ce8, 0x080d04, 0x080d08, 0x080e84, 0x080fed, 0x080ff0, 0x081401,
+    0x0814e8, 0x081501, 0x081688, 0x081705, 0x08170a, 0x0817e0, 0x081801, 0x081902, 0x081920, 0x081969, 0x081a0a,
+    0x081a11, 0x081a52, 0x081a58, 0x081a81, 0x081bb5, 0x081bd8, 0x081c01, 0x081cf0, 0x081cfb, 0x081d01, 0x081e20,
+    0x081e41, 0x081e83, 0x081e8a, 0x081eb0, 0x082001, 0x0824f0, 0x082502, 0x082550, 0x082581, 0x0826a0, 0x0826c1,
+    0x0827e0, 0x082801, 0x082940, 0x082981, 0x082b20, 0x082b7b, 0x082b81, 0x082bd8, 0x082be1, 0x082c58, 0x082c61,
+    0x082c98, 0x082ca1, 0x082cb0, 0x082cb9, 0x082d10, 0x082d19, 0x082d90, 0x082d99, 0x082dd0, 0x082dd9, 0x082de8,
+    0x083001, 0x0839b8, 0x083a01, 0x083ab0, 0x083b01, 0x083b40, 0x083c01, 0x083c30, 0x083c39, 0x083d88, 0x083d91,
+    0x083dd8, 0x084001, 0x084030, 0x084041, 0x084048, 0x084051, 0x0841b0, 0x0841b9, 0x0841c8, 0x0841e1, 0x0841e8,
+    0x0841f9, 0x0842b0, 0x0842bb, 0x0842c2, 0x084301, 0x0843bc, 0x0843ca, 0x084401, 0x0844f8, 0x08453a, 0x084580,
+    0x084701, 0x084798, 0x0847a1, 0x0847b0, 0x0847da, 0x084801, 0x0848b2, 0x0848e0, 0x0848fb, 0x084901, 0x0849d0,
+    0x0849fb, 0x084a00, 0x084c01, 0x084dc0, 0x084de2, 0x084df1, 0x084e02, 0x084e80, 0x084e92, 0x085001, 0x08500d,
+    0x085020, 0x08502d, 0x085038, 0x085065, 0x085081, 0x0850a0, 0x0850a9, 0x0850c0, 0x0850c9, 0x0851b0, 0x0851c5,
+    0x0851d8, 0x0851fd, 0x085202, 0x085248, 0x085283, 0x0852c8, 0x085301, 0x0853ea, 0x0853fb, 0x085401, 0x0854ea,
+    0x085500, 0x085601, 0x085644, 0x085649, 0x08572d, 0x085738, 0x08575a, 0x085783, 0x0857b8, 0x085801, 0x0859b0,
+    0x0859cb, 0x085a01, 0x085ab0, 0x085ac2, 0x085b01, 0x085b98, 0x085bc2, 0x085c01, 0x085c90, 0x085ccb, 0x085ce8,
+    0x085d4a, 0x085d80, 0x086001, 0x086248, 0x086401, 0x086598, 0x086601, 0x086798, 0x0867d2, 0x086801, 0x086925,
+    0x086940, 0x086982, 0x0869d0, 0x087302, 0x0873f8, 0x087401, 0x087550, 0x08755d, 0x08756b, 0x087570, 0x087581,
+    0x087590, 0x087801, 0x0878ea, 0x087939, 0x087940, 0x087981, 0x087a35, 0x087a8a, 0x087aab, 0x087ad0, 0x087b81,
+    0x087c15, 0x087c33, 0x087c50, 0x087d81, 0x087e2a, 0x087e60, 0x087f01, 0x087fb8, 0x088005, 0x088019, 0x0881c5,
+    0x08823b, 0x088270, 0x088292, 0x088385, 0x088389, 0x08839d, 0x0883a9, 0x0883b0, 0x0883fd, 0x088419, 0x088585,
+    0x0885db, 0x0885e8, 0x0885f3, 0x088615, 0x088618, 0x088681, 0x088748, 0x088782, 0x0887d0, 0x088805, 0x088819,
+    0x08893d, 0x0889a8, 0x0889b2, 0x088a03, 0x088a21, 0x088a2d, 0x088a39, 0x088a40, 0x088a81, 0x088b9d, 0x088ba3,
+    0x088bb1, 0x088bb8, 0x088c05, 0x088c19, 0x088d9d, 0x088e09, 0x088e2b, 0x088e4d, 0x088e6b, 0x088e75, 0x088e82,
+    0x088ed1, 0x088edb, 0x088ee1, 0x088eeb, 0x088f00, 0x088f0a, 0x088fa8, 0x089001, 0x089090, 0x089099, 0x089165,
+    0x0891c3, 0x0891f5, 0x0891f8, 0x089401, 0x089438, 0x089441, 0x089448, 0x089451, 0x089470, 0x089479, 0x0894f0,
+    0x0894f9, 0x08954b, 0x089550, 0x089581, 0x0896fd, 0x089758, 0x089782, 0x0897d0, 0x089805, 0x089820, 0x089829,
+    0x089868, 0x089879, 0x089888, 0x089899, 0x089948, 0x089951, 0x089988, 0x089991, 0x0899a0, 0x0899a9, 0x0899d0,
+    0x0899dd, 0x0899e9, 0x0899f5, 0x089a28, 0x089a3d, 0x089a48, 0x089a5d, 0x089a70, 0x089a81, 0x089a88, 0x089abd,
+    0x089ac0, 0x089ae9, 0x089b15, 0x089b20, 0x089b35, 0x089b68, 0x089b85, 0x089ba8, 0x08a001, 0x08a1ad, 0x08a239,
+    0x08a25b, 0x08a282, 0x08a2d3, 0x08a2e0, 0x08a2eb, 0x08a2f5, 0x08a2f9, 0x08a310, 0x08a401, 0x08a585, 0x08a621,
+    0x08a633, 0x08a639, 0x08a640, 0x08a682, 0x08a6d0, 0x08ac01, 0x08ad7d, 0x08adb0, 0x08adc5, 0x08ae0b, 0x08aec1,
+    0x08aee5, 0x08aef0, 0x08b001, 0x08b185, 0x08b20b, 0x08b221, 0x08b228, 0x08b282, 0x08b2d0, 0x08b303, 0x08b368,
+    0x08b401, 0x08b55d, 0x08b5c1, 0x08b5cb, 0x08b5d0, 0x08b602, 0x08b650, 0x08b801, 0x08b8d8, 0x08b8ed, 0x08b960,
+    0x08b982, 0x08b9e3, 0x08b9fc, 0x08ba01, 0x08ba38, 0x08c001, 0x08c165, 0x08c1db, 0x08c1e0, 0x08c501, 0x08c702,
+    0x08c798, 0x08c7f9, 0x08c838, 0x08c849, 0x08c850, 0x08c861, 0x08c8a0, 0x08c8a9, 0x08c8b8, 0x08c8c1, 0x08c985,
+    0x08c9b0, 0x08c9bd, 0x08c9c8, 0x08c9dd, 0x08c9f9, 0x08ca05, 0x08ca09, 0x08ca15, 0x08ca23, 0x08ca38, 0x08ca82,
+    0x08cad0, 0x08cd01, 0x08cd40, 0x08cd51, 0x08ce8d, 0x08cec0, 0x08ced5, 0x08cf09, 0x08cf13, 0x08cf19, 0x08cf25,
+    0x08cf28, 0x08d001, 0x08d00d, 0x08d059, 0x08d19d, 0x08d1d1, 0x08d1dd, 0x08d1fb, 0x08d23d, 0x08d240, 0x08d281,
+    0x08d28d, 0x08d2e1, 0x08d455, 0x08d4d3, 0x08d4e9, 0x08d4f3, 0x08d518, 0x08d581, 0x08d7c8, 0x08e001, 0x08e048,
+    0x08e051, 0x08e17d, 0x08e1b8, 0x08e1c5, 0x08e201, 0x08e20b, 0x08e230, 0x08e282, 0x08e368, 0x08e383, 0x08e391,
+    0x08e480, 0x08e495, 0x08e540, 0x08e54d, 0x08e5b8, 0x08e801, 0x08e838, 0x08e841, 0x08e850, 0x08e859, 0x08e98d,
+    0x08e9b8, 0x08e9d5, 0x08e9d8, 0x08e9e5, 0x08e9f0, 0x08e9fd, 0x08ea31, 0x08ea3d, 0x08ea40, 0x08ea82, 0x08ead0,
+    0x08eb01, 0x08eb30, 0x08eb39, 0x08eb48, 0x08eb51, 0x08ec55, 0x08ec78, 0x08ec85, 0x08ec90, 0x08ec9d, 0x08ecc1,
+    0x08ecc8, 0x08ed02, 0x08ed50, 0x08f701, 0x08f79d, 0x08f7bb, 0x08f7c8, 0x08fd81, 0x08fd88, 0x08fe02, 0x08feac,
+    0x08ff90, 0x08fffb, 0x090001, 0x091cd0, 0x092002, 0x092378, 0x092383, 0x0923a8, 0x092401, 0x092a20, 0x097c81,
+    0x097f8b, 0x097f98, 0x098001, 0x09a178, 0x0a2001, 0x0a3238, 0x0b4001, 0x0b51c8, 0x0b5201, 0x0b52f8, 0x0b5302,
+    0x0b5350, 0x0b5373, 0x0b5381, 0x0b55f8, 0x0b5602, 0x0b5650, 0x0b5681, 0x0b5770, 0x0b5785, 0x0b57ab, 0x0b57b0,
+    0x0b5801, 0x0b5985, 0x0b59bb, 0x0b59e4, 0x0b5a01, 0x0b5a23, 0x0b5a2c, 0x0b5a30, 0x0b5a82, 0x0b5ad0, 0x0b5ada,
+    0x0b5b10, 0x0b5b19, 0x0b5bc0, 0x0b5be9, 0x0b5c80, 0x0b7201, 0x0b7402, 0x0b74bb, 0x0b74d8, 0x0b7801, 0x0b7a58,
+    0x0b7a7d, 0x0b7a81, 0x0b7a8d, 0x0b7c40, 0x0b7c7d, 0x0b7c99, 0x0b7d00, 0x0b7f01, 0x0b7f13, 0x0b7f19, 0x0b7f25,
+    0x0b7f28, 0x0b7f85, 0x0b7f90, 0x0b8001, 0x0c3fc0, 0x0c4001, 0x0c66b0, 0x0c6801, 0x0c6848, 0x0d7f81, 0x0d7fa0,
+    0x0d7fa9, 0x0d7fe0, 0x0d7fe9, 0x0d7ff8, 0x0d8001, 0x0d8918, 0x0d8a81, 0x0d8a98, 0x0d8b21, 0x0d8b40, 0x0d8b81,
+    0x0d97e0, 0x0de001, 0x0de358, 0x0de381, 0x0de3e8, 0x0de401, 0x0de448, 0x0de481, 0x0de4d0, 0x0de4e4, 0x0de4ed,
+    0x0de4fb, 0x0de500, 0x0e7805, 0x0e7970, 0x0e7985, 0x0e7a38, 0x0e7a84, 0x0e7e20, 0x0e8004, 0x0e87b0, 0x0e8804,
+    0x0e8938, 0x0e894c, 0x0e8b2d, 0x0e8b54, 0x0e8b6d, 0x0e8b98, 0x0e8bdd, 0x0e8c1c, 0x0e8c2d, 0x0e8c64, 0x0e8d55,
+    0x0e8d74, 0x0e8f58, 0x0e9004, 0x0e9215, 0x0e922c, 0x0e9230, 0x0e9702, 0x0e97a0, 0x0e9804, 0x0e9ab8, 0x0e9b02,
+    0x0e9bc8, 0x0ea001, 0x0ea2a8, 0x0ea2b1, 0x0ea4e8, 0x0ea4f1, 0x0ea500, 0x0ea511, 0x0ea518, 0x0ea529, 0x0ea538,
+    0x0ea549, 0x0ea568, 0x0ea571, 0x0ea5d0, 0x0ea5d9, 0x0ea5e0, 0x0ea5e9, 0x0ea620, 0x0ea629, 0x0ea830, 0x0ea839,
+    0x0ea858, 0x0ea869, 0x0ea8a8, 0x0ea8b1, 0x0ea8e8, 0x0ea8f1, 0x0ea9d0, 0x0ea9d9, 0x0ea9f8, 0x0eaa01, 0x0eaa28,
+    0x0eaa31, 0x0eaa38, 0x0eaa51, 0x0eaa88, 0x0eaa91, 0x0eb530, 0x0eb541, 0x0eb60c, 0x0eb611, 0x0eb6dc, 0x0eb6e1,
+    0x0eb7dc, 0x0eb7e1, 0x0eb8ac, 0x0eb8b1, 0x0eb9ac, 0x0eb9b1, 0x0eba7c, 0x0eba81, 0x0ebb7c, 0x0ebb81, 0x0ebc4c,
+    0x0ebc51, 0x0ebd4c, 0x0ebd51, 0x0ebe1c, 0x0ebe21, 0x0ebe60, 0x0ebe72, 0x0ec004, 0x0ed005, 0x0ed1bc, 0x0ed1dd,
+    0x0ed36c, 0x0ed3ad, 0x0ed3b4, 0x0ed425, 0x0ed42c, 0x0ed43b, 0x0ed460, 0x0ed4dd, 0x0ed500, 0x0ed50d, 0x0ed580,
+    0x0ef801, 0x0ef8f8, 0x0f0005, 0x0f0038, 0x0f0045, 0x0f00c8, 0x0f00dd, 0x0f0110, 0x0f011d, 0x0f0128, 0x0f0135,
+    0x0f0158, 0x0f0801, 0x0f0968, 0x0f0985, 0x0f09b9, 0x0f09f0, 0x0f0a02, 0x0f0a50, 0x0f0a71, 0x0f0a7c, 0x0f0a80,
+    0x0f1481, 0x0f1575, 0x0f1578, 0x0f1601, 0x0f1765, 0x0f1782, 0x0f17d0, 0x0f17fc, 0x0f1800, 0x0f3f01, 0x0f3f38,
+    0x0f3f41, 0x0f3f60, 0x0f3f69, 0x0f3f78, 0x0f3f81, 0x0f3ff8, 0x0f4001, 0x0f4628, 0x0f463a, 0x0f4685, 0x0f46b8,
+    0x0f4801, 0x0f4a25, 0x0f4a59, 0x0f4a60, 0x0f4a82, 0x0f4ad0, 0x0f4af3, 0x0f4b00, 0x0f638a, 0x0f6564, 0x0f656a,
+    0x0f6584, 0x0f658a, 0x0f65a8, 0x0f680a, 0x0f6974, 0x0f697a, 0x0f69f0, 0x0f7001, 0x0f7020, 0x0f7029, 0x0f7100,
+    0x0f7109, 0x0f7118, 0x0f7121, 0x0f7128, 0x0f7139, 0x0f7140, 0x0f7149, 0x0f7198, 0x0f71a1, 0x0f71c0, 0x0f71c9,
+    0x0f71d0, 0x0f71d9, 0x0f71e0, 0x0f7211, 0x0f7218, 0x0f7239, 0x0f7240, 0x0f7249, 0x0f7250, 0x0f7259, 0x0f7260,
+    0x0f7269, 0x0f7280, 0x0f7289, 0x0f7298, 0x0f72a1, 0x0f72a8, 0x0f72b9, 0x0f72c0, 0x0f72c9, 0x0f72d0, 0x0f72d9,
+    0x0f72e0, 0x0f72e9, 0x0f72f0, 0x0f72f9, 0x0f7300, 0x0f7309, 0x0f7318, 0x0f7321, 0x0f7328, 0x0f7339, 0x0f7358,
+    0x0f7361, 0x0f7398, 0x0f73a1, 0x0f73c0, 0x0f73c9, 0x0f73e8, 0x0f73f1, 0x0f73f8, 0x0f7401, 0x0f7450, 0x0f7459,
+    0x0f74e0, 0x0f7509, 0x0f7520, 0x0f7529, 0x0f7550, 0x0f7559, 0x0f75e0, 0x0f7784, 0x0f7790, 0x0f8004, 0x0f8160,
+    0x0f8184, 0x0f84a0, 0x0f8504, 0x0f8578, 0x0f858c, 0x0f8600, 0x0f860c, 0x0f8680, 0x0f868c, 0x0f87b0, 0x0f8802,
+    0x0f886c, 0x0f8d70, 0x0f8f34, 0x0f9018, 0x0f9084, 0x0f91e0, 0x0f9204, 0x0f9248, 0x0f9284, 0x0f9290, 0x0f9304,
+    0x0f9330, 0x0f9804, 0x0fb6c0, 0x0fb6ec, 0x0fb768, 0x0fb784, 0x0fb7e8, 0x0fb804, 0x0fbba0, 0x0fbc04, 0x0fbec8,
+    0x0fbf04, 0x0fbf60, 0x0fbf84, 0x0fbf88, 0x0fc004, 0x0fc060, 0x0fc084, 0x0fc240, 0x0fc284, 0x0fc2d0, 0x0fc304,
+    0x0fc440, 0x0fc484, 0x0fc570, 0x0fc584, 0x0fc590, 0x0fc804, 0x0fd2a0, 0x0fd304, 0x0fd370, 0x0fd384, 0x0fd3a8,
+    0x0fd3c4, 0x0fd3e8, 0x0fd404, 0x0fd438, 0x0fd484, 0x0fd568, 0x0fd584, 0x0fd5d8, 0x0fd604, 0x0fd630, 0x0fd684,
+    0x0fd6d0, 0x0fd704, 0x0fd740, 0x0fd784, 0x0fd7b8, 0x0fd804, 0x0fdc98, 0x0fdca4, 0x0fde58, 0x0fdf82, 0x0fdfd0,
+    0x100001, 0x153700, 0x153801, 0x15b9c8, 0x15ba01, 0x15c0f0, 0x15c101, 0x167510, 0x167581, 0x175f08, 0x17c001,
+    0x17d0f0, 0x180001, 0x189a58, 0x700805, 0x700f80,
+};
+static const uint32_t UCD_DSLETTER[84][2] = {
+    {0x00041, 0x0005a}, {0x00061, 0x0007a}, {0x000b5, 0x000b5}, {0x000c0, 0x000d6}, {0x000d8, 0x000f6},
+    {0x000f8, 0x001ba}, {0x001bc, 0x001bf}, {0x001c4, 0x00293}, {0x00295, 0x002af}, {0x00370, 0x00373},
+    {0x00376, 0x00377}, {0x0037b, 0x0037d}, {0x0037f, 0x0037f}, {0x00386, 0x00386}, {0x00388, 0x0038a},
+    {0x0038c, 0x0038c}, {0x0038e, 0x003a1}, {0x003a3, 0x003f5}, {0x003f7, 0x00481}, {0x0048a, 0x0052f},
+    {0x00531, 0x00556}, {0x010a0, 0x010c5}, {0x013a0, 0x013f5}, {0x013f8, 0x013fd}, {0x01c90, 0x01cba},
+    {0x01cbd, 0x01cbf}, {0x01d00, 0x01d2b}, {0x01d6b, 0x01d77}, {0x01d79, 0x01d9a}, {0x01e00, 0x01f15},
+    {0x01f18, 0x01f1d}, {0x01f20, 0x01f45}, {0x01f48, 0x01f4d}, {0x01f50, 0x01f57}, {0x01f59, 0x01f59},
+    {0x01f5b, 0x01f5b}, {0x01f5d, 0x01f5d}, {0x01f5f, 0x01f7d}, {0x01f80, 0x01fb4}, {0x01fb6, 0x01fbc},
+    {0x01fbe, 0x01fbe}, {0x01fc2, 0x01fc4}, {0x01fc6, 0x01fcc}, {0x01fd0, 0x01fd3}, {0x01fd6, 0x01fdb},
+    {0x01fe0, 0x01fec}, {0x01ff2, 0x01ff4}, {0x01ff6, 0x01ffc}, {0x02102, 0x02102}, {0x02107, 0x02107},
+    {0x0210a, 0x02113}, {0x02115, 0x02115}, {0x02119, 0x0211d}, {0x02124, 0x02124}, {0x02126, 0x02126},
+    {0x02128, 0x02128}, {0x0212a, 0x0212d}, {0x0212f, 0x02134}, {0x02139, 0x02139}, {0x0213c, 0x0213f},
+    {0x02145, 0x02149}, {0x0214e, 0x0214e}, {0x02183, 0x02184}, {0x02c00, 0x02c7b}, {0x02c7e, 0x02ce4},
+    {0x02ceb, 0x02cee}, {0x02cf2, 0x02cf3}, {0x0a640, 0x0a66d}, {0x0a680, 0x0a69b}, {0x0a722, 0x0a76f},
+    {0x0a771, 0x0a787}, {0x0a78b, 0x0a78e}, {0x0ab70, 0x0abbf}, {0x0fb00, 0x0fb06}, {0x0fb13, 0x0fb17},
+    {0x0ff21, 0x0ff3a}, {0x0ff41, 0x0ff5a}, {0x10400, 0x1044f}, {0x104b0, 0x104d3}, {0x104d8, 0x104fb},
+    {0x10c80, 0x10cb2}, {0x10cc0, 0x10cf2}, {0x118a0, 0x118df}, {0x1e900, 0x1e943},
+};
+/* END gen_unicode */
+
+enum { UC_L = 1, UC_N = 2, UC_P = 4, UC_S = 8, UC_M = 16, UC_WS = 32 };
+
+static int ucd_space(uint32_t c) {
+    return (c >= 9 && c <= 13) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+           c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+static unsigned ucd_flags(uint32_t c) {
+    static const uint8_t BITS[8] = {0, UC_L, UC_N, UC_P, UC_S, UC_M, 0, 0};
+    unsigned f = 0;
+    if (c < 0x110000) {
+        size_t lo = 0, hi = sizeof UCD_CLASS / sizeof UCD_CLASS[0];
+        while (hi - lo > 1) { /* the last range starting at or before c */
+            size_t mid = lo + (hi - lo) / 2;
+            if ((UCD_CLASS[mid] >> 3) <= c) lo = mid;
+            else hi = mid;
+        }
+        f = BITS[UCD_CLASS[lo] & 7];
+    }
+    return ucd_space(c) ? f | UC_WS : f;
+}
+
+static int in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c < r[mid][0]) hi = mid;
+        else if (c > r[mid][1]) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+
+/* One code point of s[0, n), decoded as llama.cpp does: only the structure
+   is checked (lead byte, continuation bytes, enough bytes), so overlong
+   forms and surrogates pass; a byte that starts no such sequence is one
+   U+FFFD of length 1. */
+static uint32_t utf8_cpt(const unsigned char *s, size_t n, size_t *len) {
+    unsigned b = s[0];
+    size_t k = b < 0x80 ? 1 : b < 0xc0 ? 0 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : b < 0xf8 ? 4 : 0;
+    uint32_t c = k == 2 ? (b & 0x1f) : k == 3 ? (b & 0x0f) : (b & 0x07);
+    *len = 1;
+    if (k == 1) return b;
+    if (k == 0 || k > n) return 0xfffd;
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0xfffd;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    *len = k;
+    return c;
+}
+
+/* --- byte-level BPE (GPT-2 style) ----------------------------------------------- */
+
+/* GPT-2's byte-to-unicode map: printable Latin-1 bytes stand for
+   themselves, the other 68 (controls, space, 0x7f-0xa0, 0xad) for U+0100..
+   U+0143 in byte order, so that every byte is a visible character. */
+static uint32_t bpe_byte_cpt(unsigned b) {
+    if ((b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae) return b;
+    if (b <= 0x20) return 0x100 + b;
+    if (b <= 0xa0) return 0x121 + (b - 0x7f);
+    return 0x143; /* 0xad */
+}
+
+static int bpe_cpt_byte(uint32_t c) {
+    if ((c >= 0x21 && c <= 0x7e) || (c >= 0xa1 && c <= 0xac) || (c >= 0xae && c <= 0xff)) return (int)c;
+    if (c >= 0x100 && c <= 0x120) return (int)(c - 0x100);
+    if (c >= 0x121 && c <= 0x142) return (int)(c - 0x121 + 0x7f);
+    return c == 0x143 ? 0xad : -1;
+}
+
+/*
+ * Pre-tokenizers. llama.cpp runs a list of regular expressions per family,
+ * each one over every fragment the previous one left (matches and the gaps
+ * between them both become fragments). slm does the same with one matcher
+ * function per expression: it gets the fragment's code points and flags,
+ * a position p and the fragment end e, and returns the length of the match
+ * at p (0: none; *skip then says how far to move on, normally 1). The
+ * matchers follow the leftmost-alternative, backtracking semantics of the
+ * expressions exactly; the comments give the expression.
+ */
+typedef struct pre_text {
+    const uint32_t *cp; /* code points */
+    const uint8_t *fl;  /* UC_* flags */
+} pre_text;
+
+typedef size_t (*pre_fn)(const pre_text *t, size_t p, size_t e, size_t *skip);
+
+static int is_crlf(uint32_t c) { return c == '\r' || c == '\n'; }
+static int pt_is(const pre_text *t, size_t i, unsigned f) { return (t->fl[i] & f) != 0; }
+/* [^\s\p{L}\p{N}] */
+static int pt_other(const pre_text *t, size_t i) { return !(t->fl[i] & (UC_WS | UC_L | UC_N)); }
+static size_t pt_run(const pre_text *t, size_t p, size_t e, unsigned f) {
+    size_t r = p;
+    while (r < e && (t->fl[r] & f)) r++;
+    return r;
+}
+static size_t pt_run_other(const pre_text *t, size_t p, size_t e) {
+    size_t r = p;
+    while (r < e && pt_other(t, r)) r++;
+    return r;
+}
+
+/* 's|'t|'re|'ve|'m|'ll|'d, case-insensitive if icase ((?i:...) or [sS]) */
+static size_t m_contraction(const pre_text *t, size_t p, size_t e, int icase) {
+    if (p + 1 >= e || t->cp[p] != '\'') return 0;
+    uint32_t a = t->cp[p + 1], b = p + 2 < e ? t->cp[p + 2] : 0;
+    if (icase) {
+        if (a >= 'A' && a <= 'Z') a += 32;
+        if (b >= 'A' && b <= 'Z') b += 32;
+    }
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    return 0;
+}
+
+/* \s+(?!\S)|\s+ at a white-space run starting at p: all of it at the end of
+   the fragment, else all but the last (which goes with the next word). */
+static size_t m_space_run(const pre_text *t, size_t p, size_t e) {
+    size_t r = pt_run(t, p, e, UC_WS);
+    return r - p > 1 && r < e ? r - p - 1 : r - p;
+}
+
+/* gpt2:  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
+   (a lone white space before a word is left unmatched by the expression;
+   it becomes a fragment of its own either way) */
+static size_t m_gpt2(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    size_t k = m_contraction(t, p, e, 0);
+    if (k) return k;
+    size_t q = p + (t->cp[p] == ' ' && p + 1 < e);
+    if (pt_is(t, q, UC_L)) return pt_run(t, q, e, UC_L) - p;
+    if (pt_is(t, q, UC_N)) return pt_run(t, q, e, UC_N) - p;
+    if (pt_other(t, q)) return pt_run_other(t, q, e) - p;
+    return m_space_run(t, p, e);
+}
+
+/* The llama3 family of patterns:
+   llama3  (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+   qwen2   the same with \p{N} (single digits)
+   gpt-4o  [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|...)?|
+           [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|...)?|
+           \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+   tekken  gpt-4o without the contractions, with \p{N}
+   For gpt-4o and tekken slm follows llama.cpp's rewriting of the classes:
+   "upper" = a letter that is not a-z, "lower" = a letter that is not A-Z
+   (no marks), which is what llama.cpp's tokens are made with. */
+typedef struct pre_opts {
+    int cased;        /* gpt-4o style words (upper* lower+ | upper+ lower*) */
+    int contractions; /* 0 none, 1 before words (llama3), 2 after words (gpt-4o) */
+    size_t max_digits;
+    int slash;        /* [\r\n/]* after punctuation instead of [\r\n]* */
+} pre_opts;
+
+static int pt_upper(const pre_text *t, size_t i) { return (t->fl[i] & UC_L) && !(t->cp[i] >= 'a' && t->cp[i] <= 'z'); }
+static int pt_lower(const pre_text *t, size_t i) { return (t->fl[i] & UC_L) && !(t->cp[i] >= 'A' && t->cp[i] <= 'Z'); }
+
+static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opts *o) {
+    uint32_t c = t->cp[p];
+    unsigned f = t->fl[p];
+    size_t k = o->contractions == 1 ? m_contraction(t, p, e, 1) : 0;
+    if (k) return k;
+    /* a word, with one optional leading character that is no CR, LF, letter or number */
+    size_t s = SIZE_MAX;
+    if (f & UC_L) s = p;
+    else if (!is_crlf(c) && !(f & UC_N) && p + 1 < e && pt_is(t, p + 1, UC_L)) s = p + 1;
+    if (s != SIZE_MAX) {
+        size_t end = 0;
+        if (!o->cased) {
+            end = pt_run(t, s, e, UC_L);
+        } else {
+            size_t u = s;
+            while (u < e && pt_upper(t, u)) u++;
+            /* upper* lower+: give back uppers until a lower can follow */
+            for (size_t j = u + 1; j-- > s && !end;)
+                if (j < e && pt_lower(t, j)) {
+                    end = j;
+                    while (end < e && pt_lower(t, end)) end++;
+                }
+            /* upper+ lower* */
+            if (!end && u > s) {
+                end = u;
+                while (end < e && pt_lower(t, end)) end++;
+            }
+        }
+        if (end) {
+            if (o->contractions == 2) end += m_contraction(t, end, e, 1);
+            return end - p;
+        }
+    }
+    if (f & UC_N) {
+        size_t r = p;
+        while (r < e && r - p < o->max_digits && pt_is(t, r, UC_N)) r++;
+        return r - p;
+    }
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+    size_t q = c == ' ' && p + 1 < e && pt_other(t, p + 1) ? p + 1 : p;
+    if (pt_other(t, q)) {
+        size_t r = pt_run_other(t, q, e);
+        while (r < e && (is_crlf(t->cp[r]) || (o->slash && t->cp[r] == '/'))) r++;
+        return r - p;
+    }
+    /* \s*[\r\n]+ : up to the last CR/LF of the white-space run */
+    size_t r = p, nl = 0;
+    for (; r < e && pt_is(t, r, UC_WS); r++)
+        if (is_crlf(t->cp[r])) nl = r + 1;
+    if (nl) return nl - p;
+    return m_space_run(t, p, e);
+}
+
+static size_t m_llama3(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 1, 3, 0};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+static size_t m_qwen2(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 1, 1, 0};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+static size_t m_gpt4o(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {1, 2, 3, 1};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+static size_t m_tekken(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {1, 0, 1, 1};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+
+/* \p{N} */
+static size_t m_digit(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)e, (void)skip;
+    return pt_is(t, p, UC_N) ? 1 : 0;
+}
+/* \p{N}+ */
+static size_t m_digits(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    return pt_run(t, p, e, UC_N) - p;
+}
+/* [0-9][0-9][0-9] */
+static size_t m_ascii3(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    for (size_t i = 0; i < 3; i++)
+        if (p + i >= e || t->cp[p + i] < '0' || t->cp[p + i] > '9') return 0;
+    return 3;
+}
+/* [\p{P}\$\+<=>\^~\|]+ (default) and [\p{P}\$\+<=>\^~\|`]+ (falcon) */
+static size_t punct_run(const pre_text *t, size_t p, size_t e, const char *extra) {
+    size_t r = p;
+    while (r < e && (pt_is(t, r, UC_P) || (t->cp[r] < 128 && t->cp[r] && strchr(extra, (int)t->cp[r])))) r++;
+    return r - p;
+}
+static size_t m_punct_default(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    return punct_run(t, p, e, "$+<=>^~|");
+}
+static size_t m_punct_falcon(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    return punct_run(t, p, e, "$+<=>^~|`");
+}
+/* [\r\n] */
+static size_t m_crlf(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)e, (void)skip;
+    return is_crlf(t->cp[p]) ? 1 : 0;
+}
+/* \s+$ : a white-space run that reaches the end of the fragment */
+static size_t m_space_end(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = pt_run(t, p, e, UC_WS);
+    if (r == e) return r - p;
+    if (r > p) *skip = r - p; /* no later start inside this run can reach the end either */
+    return 0;
+}
+
+/* deepseek's classes */
+static int ds_letter(uint32_t c) { return in_ranges(UCD_DSLETTER, sizeof UCD_DSLETTER / sizeof UCD_DSLETTER[0], c); }
+/* [!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002] */
+static int ds_punct(uint32_t c) {
+    return (c >= 0x21 && c <= 0x2f) || (c >= 0x3a && c <= 0x7e) || (c >= 0xff01 && c <= 0xff0f) ||
+           (c >= 0xff1a && c <= 0xff5e) || (c >= 0x2018 && c <= 0x201f) || (c >= 0x3000 && c <= 0x3002);
+}
+/* [\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff] */
+static int ds_cjk(uint32_t c) { return (c >= 0x800 && c <= 0x9fa5) || (c >= 0xac00 && c <= 0xd7ff); }
+
+/* \s?C+ for a class C given by `in` (code point test) or by flags `f` */
+static size_t space_opt_run(const pre_text *t, size_t p, size_t e, int (*in)(uint32_t), unsigned f) {
+#define IN_C(i) (in ? in(t->cp[i]) : pt_is(t, i, f))
+    size_t q = p;
+    if (pt_is(t, p, UC_WS) && p + 1 < e && IN_C(p + 1)) q = p + 1;
+    else if (!IN_C(p)) return 0;
+    while (q < e && IN_C(q)) q++;
+    return q - p;
+#undef IN_C
+}
+static size_t m_ds_letters(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    return space_opt_run(t, p, e, ds_letter, 0);
+}
+static size_t m_ds_punct(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    return space_opt_run(t, p, e, ds_punct, 0);
+}
+static size_t m_ds_cjk(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    (void)skip;
+    while (r < e && ds_cjk(t->cp[r])) r++;
+    return r - p;
+}
+/* \s?\p{L}+ and \s?\p{P}+ */
+static size_t m_space_letters(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    return space_opt_run(t, p, e, NULL, UC_L);
+}
+static size_t m_space_punct(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    return space_opt_run(t, p, e, NULL, UC_P);
+}
+
+/* The expressions of each pre-tokenizer, in order (llama.cpp's lists). */
+static const pre_fn PRE_GPT2_FNS[] = {m_gpt2, NULL};
+static const pre_fn PRE_LLAMA3_FNS[] = {m_llama3, NULL};
+static const pre_fn PRE_QWEN2_FNS[] = {m_qwen2, NULL};
+static const pre_fn PRE_STARCODER_FNS[] = {m_digit, m_gpt2, NULL};
+static const pre_fn PRE_DEFAULT_FNS[] = {m_punct_default, m_gpt2, m_digits, m_ascii3, NULL};
+static const pre_fn PRE_FALCON_FNS[] = {m_punct_falcon, m_gpt2, m_ascii3, NULL};
+static const pre_fn PRE_DEEPSEEK_LLM_FNS[] = {m_crlf, m_ds_letters, m_ds_punct, m_space_end, m_ds_cjk, m_digits, NULL};
+static const pre_fn PRE_DEEPSEEK_CODER_FNS[] = {m_crlf, m_space_letters, m_space_punct, m_ds_cjk, m_digit, NULL};
+static const pre_fn PRE_GPT4O_FNS[] = {m_gpt4o, NULL};
+static const pre_fn PRE_TEKKEN_FNS[] = {m_tekken, NULL};
+static const pre_fn *const PRE_FNS[] = {PRE_GPT2_FNS, PRE_LLAMA3_FNS, PRE_QWEN2_FNS, PRE_STARCODER_FNS,
+                                        PRE_DEFAULT_FNS, PRE_FALCON_FNS, PRE_DEEPSEEK_LLM_FNS,
+                                        PRE_DEEPSEEK_CODER_FNS, PRE_GPT4O_FNS, PRE_TEKKEN_FNS};
+
+/* Merging. A word's symbols start as its mapped characters; the pair of
+   neighbours with the lowest merge rank (leftmost on ties) merges first. */
+typedef struct bpe_sym {
+    int32_t prev, next;
+    size_t off, n; /* bytes of the mapped word; n = 0 once merged away */
+} bpe_sym;
+
+typedef struct bpe_pair {
+    int32_t rank, left, right;
+    size_t size;
+} bpe_pair;
+
+typedef struct bpe_ctx {
+    const vocab *v;
+    const allocator *a;
+    tok_out *o;
+    pre_text t;
+    const uint8_t *blen;  /* input bytes of each code point */
+    const char *src;      /* the fragment's bytes */
+    size_t bpos;          /* next byte to encode */
+    char *w;              /* the mapped word */
+    size_t wcap;
+    bpe_sym *sym;
+    size_t symcap;
+    bpe_pair *heap;
+    size_t nheap, heapcap;
+    char *key;            /* "left right" for the rank lookup */
+    size_t keycap;
+    int oom;
+} bpe_ctx;
+
+static int grow(const allocator *a, void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 1;
+    size_t nc = *cap ? *cap : 16;
+    while (nc < need) nc *= 2;
+    void *np = xalloc(a, nc * elem);
+    if (!np) return 0;
+    if (*cap) memcpy(np, *p, *cap * elem);
+    xfree(a, *p, *cap * elem);
+    *p = np;
+    *cap = nc;
+    return 1;
+}
+
+static int pair_before(const bpe_pair *a, const bpe_pair *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static void bpe_try_pair(bpe_ctx *c, int32_t l, int32_t r) {
+    if (l < 0 || r < 0 || c->v->n_merges == 0) return;
+    const bpe_sym *L = &c->sym[l], *R = &c->sym[r];
+    /* merges are "left right" with the left part free of spaces (a space in
+       it would split the merge string elsewhere, as llama.cpp splits it) */
+    if (L->n > 1 && memchr(c->w + L->off + 1, ' ', L->n - 1)) return;
+    size_t kl = L->n + 1 + R->n;
+    memcpy(c->key, c->w + L->off, L->n);
+    c->key[L->n] = ' ';
+    memcpy(c->key + L->n + 1, c->w + R->off, R->n);
+    int64_t rank = strmap_find(&c->v->mmap, c->v->mtext, c->v->mlen, c->key, kl, NULL);
+    if (rank < 0) return;
+    if (!grow(c->a, (void **)&c->heap, &c->heapcap, c->nheap + 1, sizeof(bpe_pair))) {
+        c->oom = 1;
+        return;
+    }
+    bpe_pair b;
+    b.rank = (int32_t)rank;
+    b.left = l;
+    b.right = r;
+    b.size = L->n + R->n;
+    size_t i = c->nheap++;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!pair_before(&b, &c->heap[up])) break;
+        c->heap[i] = c->heap[up];
+        i = up;
+    }
+    c->heap[i] = b;
+}
+
+static bpe_pair bpe_pop(bpe_ctx *c) {
+    bpe_pair top = c->heap[0], last = c->heap[--c->nheap];
+    size_t i = 0, n = c->nheap;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        const bpe_pair *bb = &last;
+        if (l < n && pair_before(&c->heap[l], bb)) best = l, bb = &c->heap[l];
+        if (r < n && pair_before(&c->heap[r], bb)) best = r;
+        if (best == i) break;
+        c->heap[i] = c->heap[best];
+        i = best;
+    }
+    if (n) c->heap[i] = last;
+    return top;
+}
+
+/* Encode the next `nb` input bytes (one pre-tokenized word). */
+static void bpe_word(bpe_ctx *c, size_t nb) {
+    const vocab *v = c->v;
+    const unsigned char *s = (const unsigned char *)c->src + c->bpos;
+    c->bpos += nb;
+    if (c->oom || nb == 0) return;
+    if (!grow(c->a, (void **)&c->w, &c->wcap, 2 * nb, 1) || !grow(c->a, (void **)&c->sym, &c->symcap, nb, sizeof(bpe_sym)) ||
+        !grow(c->a, (void **)&c->key, &c->keycap, 2 * nb + 1, 1)) {
+        c->oom = 1;
+        return;
+    }
+    size_t wl = 0;
+    int32_t ns = 0;
+    for (size_t i = 0; i < nb; i++) {
+        uint32_t u = bpe_byte_cpt(s[i]);
+        c->sym[ns].off = wl;
+        if (u < 0x80) {
+            c->w[wl++] = (char)u;
+        } else {
+            c->w[wl++] = (char)(0xc0 | (u >> 6));
+            c->w[wl++] = (char)(0x80 | (u & 0x3f));
+        }
+        c->sym[ns].n = wl - c->sym[ns].off;
+        c->sym[ns].prev = ns - 1;
+        c->sym[ns].next = i + 1 < nb ? ns + 1 : -1;
+        ns++;
+    }
+    int32_t whole = v->ignore_merges ? vocab_find(v, c->w, wl) : -1;
+    if (whole >= 0) {
+        tok_push(c->o, whole);
+        return;
+    }
+    c->nheap = 0;
+    for (int32_t i = 1; i < ns; i++) bpe_try_pair(c, i - 1, i);
+    while (c->nheap && !c->oom) {
+        bpe_pair b = bpe_pop(c);
+        bpe_sym *l = &c->sym[b.left], *r = &c->sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) c->sym[r->next].prev = b.left;
+        bpe_try_pair(c, l->prev, b.left);
+        bpe_try_pair(c, b.left, l->next);
+    }
+    for (int32_t i = 0; i != -1; i = c->sym[i].next) {
+        const bpe_sym *y = &c->sym[i];
+        int32_t id = vocab_find(v, c->w + y->off, y->n);
+        if (id >= 0) {
+            tok_push(c->o, id);
+            continue;
+        }
+        /* a symbol that is no piece (only in a vocabulary without all 256
+           byte characters): its characters one by one, else unknown */
+        for (size_t j = 0; j < y->n;) {
+            size_t cl = (unsigned char)c->w[y->off + j] < 0x80 ? 1 : 2;
+            if (j + cl > y->n) cl = y->n - j;
+            id = vocab_find(v, c->w + y->off + j, cl);
+            tok_push(c->o, id >= 0 ? id : v->unk);
+            j += cl;
+        }
+    }
+}
+
+/* Apply expression fns[0] to the code points [s, e); what it matches and
+   the gaps between matches go to the next expression, or become words. */
+static void bpe_split(bpe_ctx *c, const pre_fn *fns, size_t s, size_t e) {
+    if (!*fns) {
+        size_t nb = 0;
+        for (size_t i = s; i < e; i++) nb += c->blen[i];
+        bpe_word(c, nb);
+        return;
+    }
+    size_t gap = s, p = s;
+    while (p < e && !c->oom) {
+        size_t skip = 1, m = fns[0](&c->t, p, e, &skip);
+        if (!m) {
+            p += skip;
+            continue;
+        }
+        if (gap < p) bpe_split(c, fns + 1, gap, p);
+        bpe_split(c, fns + 1, p, p + m);
+        p += m;
+        gap = p;
+    }
+    if (gap < e && !c->oom) bpe_split(c, fns + 1, gap, e);
+}
+
+/* Encode one raw fragment s[0, n). */
+static int bpe_encode(const vocab *v, const allocator *a, const char *s, size_t n, tok_out *o) {
+    if (n == 0) return 1;
+    uint32_t *cp = (uint32_t *)xalloc(a, n * sizeof(uint32_t));
+    uint8_t *fl = (uint8_t *)xalloc(a, n), *bl = (uint8_t *)xalloc(a, n);
+    bpe_ctx c;
+    memset(&c, 0, sizeof c);
+    c.oom = !cp || !fl || !bl;
+    if (!c.oom) {
+        size_t ncp = 0;
+        for (size_t off = 0; off < n; ncp++) {
+            size_t l;
+            cp[ncp] = utf8_cpt((const unsigned char *)s + off, n - off, &l);
+            fl[ncp] = (uint8_t)ucd_flags(cp[ncp]);
+            bl[ncp] = (uint8_t)l;
+            off += l;
+        }
+        c.v = v;
+        c.a = a;
+        c.o = o;
+        c.t.cp = cp;
+        c.t.fl = fl;
+        c.blen = bl;
+        c.src = s;
+        int k = v->pre_kind >= 0 && v->pre_kind < (int)(sizeof PRE_FNS / sizeof PRE_FNS[0]) ? v->pre_kind : PRE_GPT2;
+        bpe_split(&c, PRE_FNS[k], 0, ncp);
+    }
+    xfree(a, c.w, c.wcap);
+    xfree(a, c.sym, c.symcap * sizeof(bpe_sym));
+    xfree(a, c.heap, c.heapcap * sizeof(bpe_pair));
+    xfree(a, c.key, c.keycap);
+    xfree(a, cp, n * sizeof(uint32_t));
+    xfree(a, fl, n);
+    xfree(a, bl, n);
+    return !c.oom;
+}
+
 /* --- the public tokenizer ----------------------------------------------------- */
 
 /* ' ' -> U+2581 in place; buf has room for 3 bytes per input byte. */
@@ -3084,9 +3988,9 @@ static slm_status tokenize_impl(const slm_model *m, const char *text, size_t len
     if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "model is NULL");
     if (!text && len) return seterr(err, SLM_ERR_INVALID_ARG, "text is NULL");
     if (!v) return seterr(err, SLM_ERR_UNSUPPORTED, "the model has no vocabulary (tokenizer.ggml.tokens)");
-    if (v->kind != SLM_VOCAB_SPM) {
+    if (v->kind != SLM_VOCAB_SPM && v->kind != SLM_VOCAB_BPE) {
         const gguf_kv *k = gguf_get(&m->g, "tokenizer.ggml.model");
-        return seterr(err, SLM_ERR_UNSUPPORTED, "tokenizer '%s' is not supported yet",
+        return seterr(err, SLM_ERR_UNSUPPORTED, "tokenizer '%s' is not supported",
                       k && k->type == SLM_META_STRING ? k->str[0] : "?");
     }
     const allocator *a = &m->a;
@@ -3103,6 +4007,13 @@ static slm_status tokenize_impl(const slm_model *m, const char *text, size_t len
         if (f->tok >= 0) {
             tok_push(o, f->tok);
             prev_special = 1;
+            continue;
+        }
+        if (v->kind == SLM_VOCAB_BPE) { /* no space prefix, no escaping */
+            if (!bpe_encode(v, a, text + f->off, f->len, o)) {
+                st = seterr(err, SLM_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
+                break;
+            }
             continue;
         }
         /* escape: optional leading space, then ' ' -> U+2581 (3 bytes) */
@@ -3202,7 +4113,29 @@ static size_t piece_decode(const vocab *v, int32_t id, int special, int lstrip, 
             }
             return out;
         }
-        /* BPE pieces (byte-to-unicode decoding) come with the BPE tokenizer */
+        /* byte-level BPE: every character stands for a byte; a character
+           outside the byte map (an added token typed normal) is kept as it is */
+        size_t out = 0;
+        for (size_t i = 0; i < n;) {
+            size_t cl;
+            uint32_t c = utf8_cpt((const unsigned char *)t + i, n - i, &cl);
+            int b = bpe_cpt_byte(c);
+            if (b >= 0) {
+                if (lstrip && out == 0 && b == ' ') {
+                    lstrip = 0;
+                    i += cl;
+                    continue;
+                }
+                if (buf && out < size) buf[out] = (char)b;
+                out++;
+            } else {
+                for (size_t j = 0; j < cl; j++, out++)
+                    if (buf && out < size) buf[out] = t[i + j];
+            }
+            lstrip = 0;
+            i += cl;
+        }
+        return out;
     } else {
         return 0; /* unused / undefined */
     }
@@ -3220,6 +4153,38 @@ slm_status slm_token_to_piece(const slm_model *m, int32_t token, int special, ch
     if (n > size || (n && !buf)) return SLM_ERR_BUFFER;
     piece_decode(v, token, special, 0, buf, size);
     return SLM_OK;
+}
+
+/* clean_up_tokenization_spaces, as llama.cpp: " ?" " !" " ." " ," lose
+   the space, " ' " loses both, " 's" " 'm" " 're" " 've" the one before. */
+static size_t clean_spaces(char *t, size_t n) {
+    size_t o = n ? 1 : 0;
+    for (size_t i = 1; i < n; i++) {
+        char x = t[i];
+        if (t[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ',')) o--;
+        t[o++] = x;
+    }
+    n = o;
+    o = n ? 1 : 0;
+    for (size_t i = 1; i < n; i++) {
+        char x = t[i];
+        if (x == '\'' && i + 1 < n && t[i - 1] == ' ' && t[i + 1] == ' ') {
+            o--;
+            t[++i] = 0; /* the next space goes too: i skips it */
+        }
+        t[o++] = x;
+    }
+    n = o;
+    o = n ? 1 : 0;
+    for (size_t i = 1; i < n; i++) {
+        char x = t[i];
+        if (t[i - 1] == ' ' && x == '\'' && i + 1 < n) {
+            char x1 = t[i + 1], x2 = i + 2 < n ? t[i + 2] : 0;
+            if (x1 == 's' || x1 == 'm' || (x1 == 'r' && x2 == 'e') || (x1 == 'v' && x2 == 'e')) o--;
+        }
+        t[o++] = x;
+    }
+    return o;
 }
 
 slm_status slm_detokenize(const slm_model *m, const int32_t *tokens, int32_t n, int remove_special,
@@ -3248,6 +4213,8 @@ slm_status slm_detokenize(const slm_model *m, const int32_t *tokens, int32_t n, 
     }
     if (len) *len = total;
     if (!buf || total >= size) return seterr(err, SLM_ERR_BUFFER, "the text needs %zu bytes and a NUL", total);
+    if (v->clean_spaces) total = clean_spaces(buf, total);
+    if (len) *len = total;
     buf[total] = 0;
     return SLM_OK;
 }
@@ -3327,6 +4294,13 @@ int32_t slm_token_eos(const slm_model *m) { return vocab_of(m) ? m->vocab->eos :
 int32_t slm_token_eot(const slm_model *m) { return vocab_of(m) ? m->vocab->eot : -1; }
 int32_t slm_token_unk(const slm_model *m) { return vocab_of(m) ? m->vocab->unk : -1; }
 int32_t slm_token_pad(const slm_model *m) { return vocab_of(m) ? m->vocab->pad : -1; }
+const char *slm_vocab_pretokenizer(const slm_model *m, int *fallback) {
+    const vocab *v = vocab_of(m);
+    int bpe = v && v->kind == SLM_VOCAB_BPE && v->pre_kind >= 0;
+    if (fallback) *fallback = bpe && v->pre_fallback;
+    return bpe ? PRE_KIND_NAMES[v->pre_kind] : "";
+}
+
 int slm_vocab_add_bos(const slm_model *m) { return vocab_of(m) ? m->vocab->add_bos : 0; }
 int slm_vocab_add_eos(const slm_model *m) { return vocab_of(m) ? m->vocab->add_eos : 0; }
 

@@ -257,7 +257,7 @@ SLM_API const slm_model *slm_session_model(const slm_session *session);
 enum {
     SLM_VOCAB_NONE = 0, /* the file has no vocabulary */
     SLM_VOCAB_SPM = 1,  /* SentencePiece-style (tokenizer.ggml.model "llama") */
-    SLM_VOCAB_BPE = 2,  /* byte-level BPE ("gpt2"); tokenizing is not available yet */
+    SLM_VOCAB_BPE = 2,  /* byte-level BPE (tokenizer.ggml.model "gpt2") */
     SLM_VOCAB_OTHER = 3 /* another tokenizer.ggml.model: pieces only */
 };
 
@@ -284,6 +284,13 @@ SLM_API int32_t slm_token_pad(const slm_model *model);
 SLM_API int slm_token_is_eog(const slm_model *model, int32_t token);
 /* SLM_TOKEN_* flags of a token, 0 if the id is out of range. */
 SLM_API int slm_token_attr(const slm_model *model, int32_t token);
+/* The pre-tokenizer a byte-level BPE vocabulary uses, chosen by
+   tokenizer.ggml.pre: "gpt2", "llama3", "qwen2", "starcoder", "default",
+   "falcon", "deepseek-llm", "deepseek-coder", "gpt-4o" or "tekken" ("" for
+   other vocabularies). An unknown tokenizer.ggml.pre value falls back to
+   "gpt2", a missing one to "default" (as llama.cpp), with a warning through
+   the log callback; *fallback (may be NULL) is set to 1 in those cases. */
+SLM_API const char *slm_vocab_pretokenizer(const slm_model *model, int *fallback);
 /* Whether tokenizing with add_special adds BOS / EOS (tokenizer.ggml.add_*_token). */
 SLM_API int slm_vocab_add_bos(const slm_model *model);
 SLM_API int slm_vocab_add_eos(const slm_model *model);
@@ -295,7 +302,9 @@ SLM_API const char *slm_token_text(const slm_model *model, int32_t token, size_t
    (slm_vocab_add_bos/eos). parse_special: control tokens written in the text
    ("<s>", "<|im_end|>") become those tokens; otherwise they are ordinary
    text (user-defined tokens are always matched whole, as in llama.cpp).
-   Any bytes are accepted; invalid UTF-8 falls back to byte tokens.
+   Any bytes are accepted: invalid UTF-8 falls back to byte tokens (SPM) or
+   keeps its bytes (byte-level BPE, where llama.cpp would substitute U+FFFD),
+   so that detokenizing gives the bytes back.
    *n_out receives the number of tokens; if it exceeds max, nothing useful is
    in out and the call returns SLM_ERR_BUFFER (out may be NULL with max 0 to
    ask for the count). */
@@ -314,8 +323,12 @@ SLM_API slm_status slm_token_to_piece(const slm_model *model, int32_t token, int
    leading space of the first piece is dropped (unless the first token is a
    removed BOS); remove_special drops a leading BOS and trailing EOS (when the
    model adds them); unparse_special renders control tokens as their text.
-   Writes a NUL-terminated string if *len + 1 <= size, else SLM_ERR_BUFFER
-   with *len set to the text length. */
+   BPE vocabularies whose tokenizer cleans up spaces (gpt2, llama3,
+   starcoder, ...: clean_up_tokenization_spaces) drop the space before
+   ? ! . , and some apostrophe contractions, as llama.cpp and Hugging Face
+   do. Writes a NUL-terminated string if *len + 1 <= size, else
+   SLM_ERR_BUFFER with *len set to the text length (before that clean-up: a
+   buffer of *len + 1 bytes is always enough). */
 SLM_API slm_status slm_detokenize(const slm_model *model, const int32_t *tokens, int32_t n,
                                   int remove_special, int unparse_special, char *buf, size_t size,
                                   size_t *len, slm_error *err);
@@ -323,8 +336,8 @@ SLM_API slm_status slm_detokenize(const slm_model *model, const int32_t *tokens,
 /* Streaming detokenizer: feed tokens one at a time and get text that never
    ends in the middle of a UTF-8 character (bytes of an incomplete character
    are held back until the rest arrives; invalid sequences pass through as
-   they are). The struct lives wherever the caller likes; its fields are
-   private. */
+   they are). No space clean-up (it would need to see the next piece). The
+   struct lives wherever the caller likes; its fields are private. */
 enum {
     SLM_STREAM_SPECIAL = 1,     /* render control tokens as their text */
     SLM_STREAM_STRIP_SPACE = 2  /* drop the first piece's leading space (as slm_detokenize) */
@@ -347,6 +360,82 @@ SLM_API slm_status slm_text_stream_push(slm_text_stream *stream, int32_t token, 
 SLM_API size_t slm_text_stream_flush(slm_text_stream *stream, char *buf, size_t size);
 /* Longest decoded piece of the vocabulary, in bytes (with special = 1). */
 SLM_API int32_t slm_vocab_max_piece(const slm_model *model);
+
+/* ------------------------------------------------------------------------ */
+/* Chat templates                                                           */
+/* ------------------------------------------------------------------------ */
+/*
+ * A conversation (role, content messages) becomes prompt text in the format
+ * the model was trained with. slm does not run Jinja: it recognizes the
+ * family of the model's tokenizer.chat_template by distinctive substrings
+ * and renders that family's published template in C. The text holds the
+ * model's special tokens as text ("<|im_start|>"), so tokenize it with
+ * parse_special = 1; it never starts with BOS: tokenizing with add_special
+ * (as slm_generate does on an empty session) adds BOS if the model wants it.
+ *
+ * Families and what they render (S system, U user, A assistant):
+ *   CHATML   <|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n
+ *            ... generation prompt <|im_start|>assistant\n (Qwen, SmolLM, ...)
+ *   LLAMA3   <|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|> (content
+ *            trimmed) ... <|start_header_id|>assistant<|end_header_id|>\n\n
+ *   GEMMA    <start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n
+ *            (no system role: S is folded into the first turn, as Gemma 3)
+ *   PHI3     <|system|>\nS<|end|>\n<|user|>\nU<|end|>\n<|assistant|>\n
+ *   ZEPHYR   <|user|>\nU</s>\n<|assistant|>\n with the model's EOS text
+ *            (Zephyr, TinyLlama-Chat, StableLM-Zephyr)
+ *   MISTRAL  [INST] S\n\nU [/INST]A</s>[INST] U [/INST] (v0.1/v0.2 style; S
+ *            is folded into the first user turn)
+ *   LLAMA2   [INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST] A </s><s>[INST] U [/INST]
+ * Roles other than system/user/assistant are written as given where the
+ * format names roles, and as user turns in the [INST] formats.
+ */
+
+enum {
+    SLM_CHAT_AUTO = 0, /* the model's own template (detected) */
+    SLM_CHAT_CHATML = 1,
+    SLM_CHAT_LLAMA3 = 2,
+    SLM_CHAT_GEMMA = 3,
+    SLM_CHAT_PHI3 = 4,
+    SLM_CHAT_ZEPHYR = 5,
+    SLM_CHAT_MISTRAL = 6,
+    SLM_CHAT_LLAMA2 = 7
+};
+
+typedef struct slm_chat_message {
+    const char *role;    /* "system", "user", "assistant" (NUL-terminated) */
+    const char *content; /* NUL-terminated */
+} slm_chat_message;
+
+/* The family of a Jinja chat template text, or SLM_CHAT_AUTO (0) if no
+   family is recognized. */
+SLM_API int slm_chat_detect(const char *tmpl);
+/* The family of the model's tokenizer.chat_template. If the file has none or
+   it is not recognized: SLM_CHAT_CHATML, *fallback (may be NULL) = 1 and a
+   warning through the log callback; otherwise *fallback = 0. */
+SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
+/* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
+   "zephyr" (also "tinyllama"), "mistral", "llama2"; 0 if unknown. */
+SLM_API int slm_chat_family_from_name(const char *name);
+/* Name of a family ("chatml", ...), "auto" for 0, NULL if unknown. */
+SLM_API const char *slm_chat_family_name(int family);
+
+/* Format messages[0, n) as prompt text. family: SLM_CHAT_AUTO (needs the
+   model) or a family; model may be NULL with an explicit family (then EOS
+   is written "</s>" and BOS "<s>"). add_generation_prompt: end with the
+   opening of the assistant's turn.
+   n_past > 0 formats incrementally, for a conversation kept in a session:
+   messages[0, n_past) are already in the context and the last of them,
+   messages[n_past - 1], is the assistant reply the model generated (its
+   end-of-generation token removed from the session with
+   slm_session_rewind). The text is then the part of the full formatting
+   that follows that reply's content (its end-of-turn markup, the new turns,
+   the generation prompt): always a suffix of the full text.
+   *fallback (may be NULL): 1 if family was AUTO and the model's template
+   was not recognized (ChatML was used). Writes a NUL-terminated string if
+   *len + 1 <= size, else SLM_ERR_BUFFER with *len set to the text length. */
+SLM_API slm_status slm_chat_format(const slm_model *model, int family, const slm_chat_message *messages,
+                                   int32_t n, int32_t n_past, int add_generation_prompt, char *buf,
+                                   size_t size, size_t *len, int *fallback, slm_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Sampler                                                                  */
