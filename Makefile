@@ -31,7 +31,8 @@ CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
-           tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c
+           tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
+           tests/vocab_build.c tests/test_chat.c
 
 .PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz clean help pretok-check unicode-tables
 
@@ -62,7 +63,7 @@ $(CLI): examples/slm.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
-$(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h slm.c slm.h | $(BUILD)
+$(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
 test: all $(TESTBIN)
@@ -71,7 +72,7 @@ test: all $(TESTBIN)
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
 # leak checking), -O1 for usable reports.
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
-$(BUILD)/san/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h slm.c slm.h
+$(BUILD)/san/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h
 	mkdir -p $(BUILD)/san
 	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(OMPFLAGS) $(CFLAGS) $(SAN_FLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 

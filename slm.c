@@ -12,7 +12,9 @@
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
- *  10. Tokenizer: vocabulary, SentencePiece-style encoder, detokenizer
+ *  10. Tokenizer: vocabulary, SentencePiece-style encoder, byte-level BPE with
+ *      pre-tokenizers and Unicode tables, detokenizer
+ *  11. Chat templates: family detection, formatting, incremental turns
  *  12. Sampler: penalties, top-k, top-p, min-p, temperature, seeded draw
  *  13. Generate: prompt -> streamed text, stop conditions, timings
  *
@@ -4324,6 +4326,267 @@ const char *slm_token_text(const slm_model *m, int32_t token, size_t *len) {
     if (!v || token < 0 || token >= v->n) return NULL;
     if (len) *len = v->len[token];
     return v->text[token];
+}
+
+/* ========================================================================== */
+/* 11. Chat templates                                                         */
+/* ========================================================================== */
+/*
+ * slm does not evaluate Jinja. slm_chat_detect() names the family of a
+ * tokenizer.chat_template by distinctive substrings (as llama.cpp's
+ * llm_chat_detect_template does) and chat_render() writes that family's
+ * published template in C: the Hugging Face template of the family's
+ * reference model, without the leading BOS (the tokenizer adds it). The
+ * expected strings in tests/test_chat.c spell each one out.
+ *
+ * Output goes through a sink that can drop a prefix: incremental formatting
+ * renders the whole conversation twice, once to find where the last old
+ * message's content ends, once writing only what follows.
+ */
+
+typedef struct chat_out {
+    char *buf;
+    size_t size;
+    size_t pos;      /* bytes of the full text so far */
+    size_t skip;     /* leading bytes of the full text not written */
+    int32_t mark_at; /* message whose content end is wanted, -1 none */
+    size_t mark;     /* the full-text offset after that content */
+} chat_out;
+
+static void co_put(chat_out *o, const char *s, size_t n) {
+    size_t from = o->pos >= o->skip ? 0 : SLM_MIN(n, o->skip - o->pos);
+    size_t at = o->pos + from - o->skip; /* where s[from] goes in buf */
+    if (o->buf && from < n && at < o->size) memcpy(o->buf + at, s + from, SLM_MIN(n - from, o->size - at));
+    o->pos += n;
+}
+
+static void co_str(chat_out *o, const char *s) { co_put(o, s, strlen(s)); }
+
+static int chat_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* Message content, optionally trimmed (Jinja's |trim, Python's strip()). */
+static void co_content(chat_out *o, int32_t i, const char *s, int trim) {
+    size_t b = 0, e = strlen(s);
+    if (trim) {
+        while (b < e && chat_space(s[b])) b++;
+        while (e > b && chat_space(s[e - 1])) e--;
+    }
+    co_put(o, s + b, e - b);
+    if (i == o->mark_at) o->mark = o->pos;
+}
+
+static int role_is(const slm_chat_message *m, const char *r) { return strcmp(m->role, r) == 0; }
+
+static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32_t n, int add_gen, const char *bos,
+                        const char *eos) {
+    int32_t sys = -1; /* a system message waiting for the next turn (gemma, mistral) */
+    switch (fam) {
+    case SLM_CHAT_CHATML:
+        for (int32_t i = 0; i < n; i++) {
+            co_str(o, "<|im_start|>");
+            co_str(o, msg[i].role);
+            co_str(o, "\n");
+            co_content(o, i, msg[i].content, 0);
+            co_str(o, "<|im_end|>\n");
+        }
+        if (add_gen) co_str(o, "<|im_start|>assistant\n");
+        break;
+    case SLM_CHAT_LLAMA3:
+        for (int32_t i = 0; i < n; i++) {
+            co_str(o, "<|start_header_id|>");
+            co_str(o, msg[i].role);
+            co_str(o, "<|end_header_id|>\n\n");
+            co_content(o, i, msg[i].content, 1);
+            co_str(o, "<|eot_id|>");
+        }
+        if (add_gen) co_str(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+        break;
+    case SLM_CHAT_GEMMA:
+        /* Gemma 3: the system text and "\n\n" open the first turn */
+        for (int32_t i = 0; i < n; i++) {
+            if (role_is(&msg[i], "system")) {
+                sys = i;
+                continue;
+            }
+            co_str(o, "<start_of_turn>");
+            co_str(o, role_is(&msg[i], "assistant") ? "model" : msg[i].role);
+            co_str(o, "\n");
+            if (sys >= 0) {
+                co_content(o, sys, msg[sys].content, 0);
+                co_str(o, "\n\n");
+                sys = -1;
+            }
+            co_content(o, i, msg[i].content, 1);
+            co_str(o, "<end_of_turn>\n");
+        }
+        if (add_gen) co_str(o, "<start_of_turn>model\n");
+        break;
+    case SLM_CHAT_PHI3:
+    case SLM_CHAT_ZEPHYR:
+        for (int32_t i = 0; i < n; i++) {
+            co_str(o, "<|");
+            co_str(o, msg[i].role);
+            co_str(o, "|>\n");
+            co_content(o, i, msg[i].content, 0);
+            co_str(o, fam == SLM_CHAT_PHI3 ? "<|end|>\n" : eos);
+            if (fam == SLM_CHAT_ZEPHYR) co_str(o, "\n");
+        }
+        if (add_gen) co_str(o, "<|assistant|>\n");
+        break;
+    case SLM_CHAT_MISTRAL:
+        /* Mistral's tokenizer-V1 template (Mistral-7B-Instruct v0.1/v0.2,
+           Mixtral-8x7B); a system prompt goes before the first user text,
+           as mistral_common does */
+        for (int32_t i = 0; i < n; i++) {
+            if (role_is(&msg[i], "system")) {
+                sys = i;
+            } else if (role_is(&msg[i], "assistant")) {
+                co_str(o, " ");
+                co_content(o, i, msg[i].content, 0);
+                co_str(o, eos);
+            } else {
+                co_str(o, " [INST] ");
+                if (sys >= 0) {
+                    co_content(o, sys, msg[sys].content, 0);
+                    co_str(o, "\n\n");
+                    sys = -1;
+                }
+                co_content(o, i, msg[i].content, 0);
+                co_str(o, " [/INST]");
+            }
+        }
+        break;
+    case SLM_CHAT_LLAMA2: {
+        /* Llama-2-chat: BOS before every [INST] (but the first, which the
+           tokenizer adds); the system block opens the first user turn and
+           the whole turn text is strip()ped */
+        int32_t first = n > 0 && role_is(&msg[0], "system") ? 1 : 0;
+        for (int32_t i = first; i < n; i++) {
+            if (role_is(&msg[i], "assistant")) {
+                co_str(o, " ");
+                co_content(o, i, msg[i].content, 1);
+                co_str(o, " ");
+                co_str(o, eos);
+            } else if (!role_is(&msg[i], "system")) {
+                if (o->pos > 0) co_str(o, bos);
+                co_str(o, "[INST] ");
+                if (first && i == 1) {
+                    /* strip() of "<<SYS>>\n" + S + "\n<</SYS>>\n\n" + U: the
+                       block starts with '<', so only U's end is trimmed,
+                       unless U is all white space */
+                    const char *u = msg[i].content;
+                    size_t ul = strlen(u), ue = ul;
+                    while (ue > 0 && chat_space(u[ue - 1])) ue--;
+                    co_str(o, "<<SYS>>\n");
+                    if (ue == 0) {
+                        const char *s = msg[0].content;
+                        size_t se = strlen(s);
+                        while (se > 0 && chat_space(s[se - 1])) se--;
+                        co_put(o, s, se); /* "\n<</SYS>>" ends in '>' */
+                        co_str(o, "\n<</SYS>>");
+                    } else {
+                        co_str(o, msg[0].content);
+                        co_str(o, "\n<</SYS>>\n\n");
+                        co_put(o, u, ue);
+                    }
+                    if (i == o->mark_at) o->mark = o->pos;
+                } else {
+                    co_content(o, i, msg[i].content, 1);
+                }
+                co_str(o, " [/INST]");
+            }
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* Detection, in llama.cpp's order where the families overlap. */
+int slm_chat_detect(const char *t) {
+    if (!t) return SLM_CHAT_AUTO;
+#define HAS(s) (strstr(t, s) != NULL)
+    if (HAS("<|im_start|>")) return HAS("<|im_sep|>") || HAS("<end_of_utterance>") ? SLM_CHAT_AUTO : SLM_CHAT_CHATML;
+    if (HAS("[INST]")) return HAS("<<SYS>>") ? SLM_CHAT_LLAMA2 : SLM_CHAT_MISTRAL;
+    if (HAS("<|user|>") && HAS("<|end|>")) return SLM_CHAT_PHI3;
+    if (HAS("<|user|>") && (HAS("eos_token") || HAS("</s>") || HAS("<|endoftext|>"))) return SLM_CHAT_ZEPHYR;
+    if (HAS("<start_of_turn>")) return SLM_CHAT_GEMMA;
+    if (HAS("<|start_header_id|>") && HAS("<|end_header_id|>")) return SLM_CHAT_LLAMA3;
+#undef HAS
+    return SLM_CHAT_AUTO;
+}
+
+static const char *const CHAT_NAMES[] = {"auto", "chatml", "llama3", "gemma", "phi3", "zephyr", "mistral", "llama2"};
+
+const char *slm_chat_family_name(int f) {
+    return f >= 0 && f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]) ? CHAT_NAMES[f] : NULL;
+}
+
+int slm_chat_family_from_name(const char *name) {
+    if (!name) return SLM_CHAT_AUTO;
+    if (!strcmp(name, "qwen")) return SLM_CHAT_CHATML;
+    if (!strcmp(name, "tinyllama")) return SLM_CHAT_ZEPHYR;
+    for (int f = 1; f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]); f++)
+        if (!strcmp(name, CHAT_NAMES[f])) return f;
+    return SLM_CHAT_AUTO;
+}
+
+int slm_chat_model_family(const slm_model *m, int *fallback) {
+    const gguf_kv *k = m ? gguf_get(&m->g, "tokenizer.chat_template") : NULL;
+    const char *t = k && k->type == SLM_META_STRING ? k->str[0] : NULL;
+    int f = slm_chat_detect(t);
+    if (fallback) *fallback = f == SLM_CHAT_AUTO;
+    if (f != SLM_CHAT_AUTO) return f;
+    if (m)
+        logf_(m, SLM_LOG_WARN, t ? "the chat template of the model is not one slm knows: using ChatML"
+                                 : "the model has no chat template (tokenizer.chat_template): using ChatML");
+    return SLM_CHAT_CHATML;
+}
+
+/* Text of a special token of the model, or the default. */
+static const char *chat_token(const slm_model *m, int32_t id, const char *dflt) {
+    const vocab *v = vocab_of(m);
+    if (!v || id < 0 || id >= v->n || v->len[id] == 0 || strlen(v->text[id]) != v->len[id]) return dflt;
+    return v->text[id];
+}
+
+slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_message *msg, int32_t n, int32_t n_past,
+                           int add_gen, char *buf, size_t size, size_t *len, int *fallback, slm_error *err) {
+    clearerr_(err);
+    if (len) *len = 0;
+    if (fallback) *fallback = 0;
+    if (n < 0 || (n > 0 && !msg) || n_past < 0 || n_past > n)
+        return seterr(err, SLM_ERR_INVALID_ARG, "messages is NULL or n / n_past out of range");
+    for (int32_t i = 0; i < n; i++)
+        if (!msg[i].role || !msg[i].content) return seterr(err, SLM_ERR_INVALID_ARG, "message %d has a NULL role or content", i);
+    if (family == SLM_CHAT_AUTO) {
+        if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "SLM_CHAT_AUTO needs a model");
+        family = slm_chat_model_family(m, fallback);
+    }
+    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_LLAMA2)
+        return seterr(err, SLM_ERR_INVALID_ARG, "unknown chat template family %d", family);
+    if (n_past > 0 && strcmp(msg[n_past - 1].role, "assistant") != 0)
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_past = %d: message %d must be the assistant's reply", n_past,
+                      n_past - 1);
+    const char *bos = chat_token(m, slm_token_bos(m), "<s>"), *eos = chat_token(m, slm_token_eos(m), "</s>");
+    chat_out o;
+    memset(&o, 0, sizeof o);
+    o.mark_at = n_past - 1;
+    if (n_past > 0) { /* where does the old conversation end? */
+        chat_render(&o, family, msg, n, add_gen, bos, eos);
+        o.skip = o.mark;
+        o.pos = 0;
+        o.mark_at = -1;
+    }
+    o.buf = buf;
+    o.size = size;
+    chat_render(&o, family, msg, n, add_gen, bos, eos);
+    size_t total = o.pos - o.skip;
+    if (len) *len = total;
+    if (!buf || total >= size) return seterr(err, SLM_ERR_BUFFER, "the text needs %zu bytes and a NUL", total);
+    buf[total] = 0;
+    return SLM_OK;
 }
 
 /* ========================================================================== */

@@ -383,8 +383,9 @@ SLM_API int32_t slm_vocab_max_piece(const slm_model *model);
  *   PHI3     <|system|>\nS<|end|>\n<|user|>\nU<|end|>\n<|assistant|>\n
  *   ZEPHYR   <|user|>\nU</s>\n<|assistant|>\n with the model's EOS text
  *            (Zephyr, TinyLlama-Chat, StableLM-Zephyr)
- *   MISTRAL  [INST] S\n\nU [/INST]A</s>[INST] U [/INST] (v0.1/v0.2 style; S
- *            is folded into the first user turn)
+ *   MISTRAL   [INST] S\n\nU [/INST] A</s> [INST] U [/INST] (Mistral's tokenizer
+ *            V1 template: Mistral-7B-Instruct v0.1/v0.2, Mixtral; S goes
+ *            before the first user text)
  *   LLAMA2   [INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST] A </s><s>[INST] U [/INST]
  * Roles other than system/user/assistant are written as given where the
  * format names roles, and as user turns in the [INST] formats.

@@ -2,8 +2,9 @@
  * slm - command-line tool for the slm library.
  *
  *   slm run      -m FILE -p PROMPT [-n N] [sampler options]   generate text
+ *   slm chat     -m FILE [-s SYSTEM] [sampler options]        chat in the terminal
  *   slm tokenize -m FILE -p TEXT [--no-bos] [--special]       show the tokens
- *   slm info     -m FILE [-c CTX]            describe a GGUF model
+ *   slm info     -m FILE [-c CTX]            describe a GGUF model (or a vocabulary)
  *   slm logits   -m FILE --ids "1 2 3" [--all] --out FILE.f32
  *
  * Every error prints one line to stderr and exits non-zero.
@@ -11,10 +12,21 @@
 #include "slm.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#if defined(_WIN32)
+#include <io.h>
+#define stdin_is_tty() _isatty(_fileno(stdin))
+#elif defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#define stdin_is_tty() isatty(0)
+#else
+#define stdin_is_tty() 1
+#endif
 
 static const char *prog = "slm";
 
@@ -27,14 +39,17 @@ static void die(const char *fmt, const char *arg) {
 
 /* ---- option parsing shared by the subcommands ---------------------------- */
 
-enum { C_INFO = 1, C_LOGITS = 2, C_RUN = 4, C_TOKENIZE = 8 };
+enum { C_INFO = 1, C_LOGITS = 2, C_RUN = 4, C_TOKENIZE = 8, C_CHAT = 16 };
 
 typedef struct opts {
     const char *cmd;
     const char *model, *ids, *out, *prompt;
     int all, n_ctx, threads, kv_f32, no_mmap;
     /* run / tokenize */
-    int n_predict, no_bos, special, no_echo, have_seed;
+    int n_predict, no_bos, special, no_echo, have_seed, have_n;
+    /* chat */
+    const char *system, *tmpl;
+    int verbose;
     unsigned long long seed;
     slm_sampler_params sp;
     const char *stop[16];
@@ -65,8 +80,9 @@ static const char *need_arg(int argc, char **argv, int *i) {
 static const char *INFO_HELP =
     "usage: slm info -m FILE [-c CTX] [--meta] [--tensors]\n"
     "  Print the architecture, hyperparameters, parameter count, tensor type\n"
-    "  histogram, vocabulary, file size and the memory a session of CTX tokens\n"
-    "  needs.\n"
+    "  histogram, tokenizer (kind, pre-tokenizer, special tokens), chat template\n"
+    "  family, file size and the memory a session of CTX tokens needs. Files\n"
+    "  slm cannot run and vocabulary-only files are described as far as they go.\n"
     "  -m, --model FILE   GGUF model file\n"
     "  -c, --ctx N        context for the memory estimate (default: 4096 or the\n"
     "                     training context if smaller)\n"
@@ -128,34 +144,61 @@ static const char *TOKENIZE_HELP =
     "  --special          parse special tokens (\"<s>\", \"<|im_end|>\") in the text\n"
     "  --no-mmap          read the file instead of mapping it\n";
 
+static const char *CHAT_HELP =
+    "usage: slm chat -m FILE [-s SYSTEM] [-c CTX] [-t N] [options]\n"
+    "  Chat with the model: type a message, the reply streams back. The\n"
+    "  conversation stays in the session (KV cache), so each turn processes only\n"
+    "  its own new text. Messages are formatted with the model's chat template\n"
+    "  (tokenizer.chat_template) when slm knows its family, else with ChatML.\n"
+    "  One message per line; input from a pipe works too. Ctrl-D (end of input)\n"
+    "  quits, Ctrl-C stops a reply. Commands: /reset starts a new conversation\n"
+    "  (keeping the system prompt), /quit quits.\n"
+    "  -m, --model FILE         GGUF model file\n"
+    "  -s, --system TEXT        system prompt\n"
+    "  -c, --ctx N              context length (default: training context, at most 4096)\n"
+    "  -n, --n-predict N        longest reply in tokens (default: until the end of the turn)\n"
+    "  -t, --threads N          threads (default: all)\n"
+    "  --template NAME          chatml, llama3, gemma, phi3, zephyr, mistral or llama2\n"
+    "                           (default: the model's own)\n"
+    "  -v, --verbose            after each turn, a line on stderr: prompt and reply\n"
+    "                           tokens, speeds, why the reply ended, context used\n"
+    "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
+    "  --presence-penalty, --frequency-penalty, --seed   sampler options as for run\n"
+    "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
+    "  --no-mmap                read the file instead of mapping it\n";
+
 /* Every option: names, whether it takes a value, the commands it applies to. */
 typedef struct optdef {
     const char *s, *l;
     int arg, cmds;
 } optdef;
 
+#define C_GEN (C_RUN | C_CHAT)
 static const optdef OPTS[] = {
-    {"-m", "--model", 1, C_INFO | C_LOGITS | C_RUN | C_TOKENIZE},
+    {"-m", "--model", 1, C_INFO | C_LOGITS | C_GEN | C_TOKENIZE},
     {NULL, "--ids", 1, C_LOGITS},
     {"-o", "--out", 1, C_LOGITS},
     {NULL, "--all", 0, C_LOGITS},
-    {"-c", "--ctx", 1, C_INFO | C_RUN},
-    {"-t", "--threads", 1, C_LOGITS | C_RUN},
-    {NULL, "--kv-f32", 0, C_LOGITS | C_RUN},
-    {NULL, "--no-mmap", 0, C_INFO | C_LOGITS | C_RUN | C_TOKENIZE},
+    {"-c", "--ctx", 1, C_INFO | C_GEN},
+    {"-t", "--threads", 1, C_LOGITS | C_GEN},
+    {NULL, "--kv-f32", 0, C_LOGITS | C_GEN},
+    {NULL, "--no-mmap", 0, C_INFO | C_LOGITS | C_GEN | C_TOKENIZE},
     {NULL, "--meta", 0, C_INFO},
     {NULL, "--tensors", 0, C_INFO},
     {"-p", "--prompt", 1, C_RUN | C_TOKENIZE},
-    {"-n", "--n-predict", 1, C_RUN},
-    {NULL, "--temp", 1, C_RUN},
-    {NULL, "--top-k", 1, C_RUN},
-    {NULL, "--top-p", 1, C_RUN},
-    {NULL, "--min-p", 1, C_RUN},
-    {NULL, "--repeat-penalty", 1, C_RUN},
-    {NULL, "--repeat-last-n", 1, C_RUN},
-    {NULL, "--presence-penalty", 1, C_RUN},
-    {NULL, "--frequency-penalty", 1, C_RUN},
-    {NULL, "--seed", 1, C_RUN},
+    {"-n", "--n-predict", 1, C_GEN},
+    {NULL, "--temp", 1, C_GEN},
+    {NULL, "--top-k", 1, C_GEN},
+    {NULL, "--top-p", 1, C_GEN},
+    {NULL, "--min-p", 1, C_GEN},
+    {NULL, "--repeat-penalty", 1, C_GEN},
+    {NULL, "--repeat-last-n", 1, C_GEN},
+    {NULL, "--presence-penalty", 1, C_GEN},
+    {NULL, "--frequency-penalty", 1, C_GEN},
+    {NULL, "--seed", 1, C_GEN},
+    {"-s", "--system", 1, C_CHAT},
+    {NULL, "--template", 1, C_CHAT},
+    {"-v", "--verbose", 0, C_CHAT},
     {NULL, "--stop", 1, C_RUN},
     {NULL, "--special", 0, C_RUN | C_TOKENIZE},
     {NULL, "--no-echo", 0, C_RUN},
@@ -198,7 +241,10 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--meta")) o->all |= 2;
         else if (!strcmp(l, "--tensors")) o->all |= 4;
         else if (!strcmp(l, "--prompt")) o->prompt = v;
-        else if (!strcmp(l, "--n-predict")) o->n_predict = parse_int(v, a);
+        else if (!strcmp(l, "--n-predict")) o->n_predict = parse_int(v, a), o->have_n = 1;
+        else if (!strcmp(l, "--system")) o->system = v;
+        else if (!strcmp(l, "--template")) o->tmpl = v;
+        else if (!strcmp(l, "--verbose")) o->verbose = 1;
         else if (!strcmp(l, "--temp")) o->sp.temperature = parse_float(v, a);
         else if (!strcmp(l, "--top-k")) o->sp.top_k = parse_int(v, a);
         else if (!strcmp(l, "--top-p")) o->sp.top_p = parse_float(v, a);
@@ -251,6 +297,63 @@ static void human(double bytes, char *buf, size_t n) {
 
 /* ---- info ------------------------------------------------------------------- */
 
+/* A special token as "ID 'TEXT'", or "-". */
+static const char *tok_desc(const slm_model *m, int32_t id, char *buf, size_t n) {
+    size_t l = 0;
+    const char *t = slm_token_text(m, id, &l);
+    if (!t) return "-";
+    snprintf(buf, n, "%d '%.*s'", id, (int)(l < 40 ? l : 40), t);
+    return buf;
+}
+
+static void describe_vocab(const slm_model *m) {
+    static const char *VT[] = {"none", "SentencePiece", "byte-level BPE", "other (not supported)"};
+    int vt = slm_vocab_type(m);
+    int64_t ki = slm_meta_find(m, "tokenizer.ggml.model"), kp = slm_meta_find(m, "tokenizer.ggml.pre");
+    int64_t km = slm_meta_find(m, "tokenizer.ggml.merges");
+    const char *model = "", *pre = NULL;
+    if (ki >= 0) slm_meta_get_string(m, ki, -1, &model, NULL);
+    if (kp >= 0) slm_meta_get_string(m, kp, -1, &pre, NULL);
+    if (vt == 0) {
+        printf("tokenizer:     none\n");
+        return;
+    }
+    printf("tokenizer:     %s (tokenizer.ggml.model \"%s\"), %d tokens", VT[vt >= 0 && vt <= 3 ? vt : 3], model,
+           slm_vocab_size(m));
+    if (vt == SLM_VOCAB_BPE) printf(", %lld merges", km >= 0 ? (long long)slm_meta_array_count(m, km) : 0LL);
+    printf("\n");
+    if (vt == SLM_VOCAB_BPE) {
+        int fb = 0;
+        const char *used = slm_vocab_pretokenizer(m, &fb);
+        if (pre)
+            printf("pre-tokenizer: %s (tokenizer.ggml.pre \"%s\"%s)\n", used, pre, fb ? ", unknown to slm: fallback" : "");
+        else
+            printf("pre-tokenizer: %s (no tokenizer.ggml.pre: fallback)\n", used);
+    }
+    char b1[64], b2[64], b3[64], b4[64], b5[64];
+    printf("special:       bos %s, eos %s, eot %s, unk %s, pad %s\n", tok_desc(m, slm_token_bos(m), b1, sizeof b1),
+           tok_desc(m, slm_token_eos(m), b2, sizeof b2), tok_desc(m, slm_token_eot(m), b3, sizeof b3),
+           tok_desc(m, slm_token_unk(m), b4, sizeof b4), tok_desc(m, slm_token_pad(m), b5, sizeof b5));
+    int n_ctrl = 0, n_user = 0, n_eog = 0;
+    for (int32_t i = 0; i < slm_vocab_size(m); i++) {
+        int a = slm_token_attr(m, i);
+        n_ctrl += (a & SLM_TOKEN_CONTROL) != 0;
+        n_user += (a & SLM_TOKEN_USER_DEFINED) != 0;
+        n_eog += slm_token_is_eog(m, i);
+    }
+    printf("               %d control, %d user-defined tokens; %d end the turn; tokenizing adds BOS: %s, EOS: %s\n",
+           n_ctrl, n_user, n_eog, slm_vocab_add_bos(m) ? "yes" : "no", slm_vocab_add_eos(m) ? "yes" : "no");
+    int64_t kt = slm_meta_find(m, "tokenizer.chat_template");
+    const char *tmpl = NULL;
+    if (kt >= 0) slm_meta_get_string(m, kt, -1, &tmpl, NULL);
+    int fam = slm_chat_detect(tmpl);
+    if (fam)
+        printf("chat template: %s (detected in tokenizer.chat_template)\n", slm_chat_family_name(fam));
+    else
+        printf("chat template: %s: slm chat uses chatml unless --template says otherwise\n",
+               tmpl ? "not one slm knows" : "none in the file");
+}
+
 static int cmd_info(int argc, char **argv) {
     opts o;
     parse_opts(argc, argv, INFO_HELP, C_INFO, &o);
@@ -261,19 +364,23 @@ static int cmd_info(int argc, char **argv) {
     slm_error err;
     int vocab_only = 0;
     if (slm_model_load_file(o.model, &mp, &m, &err) != SLM_OK) {
-        /* still describe files we cannot run (unknown arch, unsupported types) */
-        if (err.status != SLM_ERR_UNSUPPORTED) die("%s", err.message);
-        fprintf(stderr, "%s: note: %s\n", prog, err.message);
+        /* still describe files we cannot run (unknown arch, unsupported
+           types) and vocabulary-only files (no tensors) */
+        if (err.status == SLM_ERR_IO || err.status == SLM_ERR_NOMEM) die("%s", err.message);
+        slm_error first = err;
         mp.vocab_only = 1;
         vocab_only = 1;
-        if (slm_model_load_file(o.model, &mp, &m, &err) != SLM_OK) die("%s", err.message);
+        if (slm_model_load_file(o.model, &mp, &m, &err) != SLM_OK) die("%s", first.message);
+        if (slm_tensor_count(m) > 0) fprintf(stderr, "%s: note: %s\n", prog, first.message);
+        else vocab_only = 2;
     }
     slm_model_info in;
     slm_model_get_info(m, &in);
     char b1[32], b2[32];
     human((double)in.file_size, b1, sizeof b1);
-    printf("file:          %s (%s, GGUF v%d)\n", o.model, b1, in.gguf_version);
-    printf("architecture:  %s%s\n", in.arch, vocab_only ? " (cannot run: see note)" : "");
+    printf("file:          %s (%s, GGUF v%d%s)\n", o.model, b1, in.gguf_version,
+           vocab_only == 2 ? ", vocabulary only: no tensors" : "");
+    printf("architecture:  %s%s\n", in.arch, vocab_only == 1 ? " (cannot run: see note)" : "");
     if (in.name[0]) printf("name:          %s\n", in.name);
     /* parameters and types from the tensor directory */
     uint64_t nparams = 0, bytes = 0, count[64] = {0}, elems[64] = {0};
@@ -287,13 +394,15 @@ static int cmd_info(int argc, char **argv) {
         if (ti.type >= 0 && ti.type < 64) count[ti.type]++, elems[ti.type] += ne;
     }
     human((double)bytes, b1, sizeof b1);
-    printf("parameters:    %llu (%.1f M), %s of tensor data, %.2f bits/weight\n", (unsigned long long)nparams,
-           nparams / 1e6, b1, nparams ? bytes * 8.0 / nparams : 0.0);
-    printf("tensor types: ");
-    for (int t = 0; t < 64; t++)
-        if (count[t]) printf(" %s: %llu tensors (%.1f%% of weights);", slm_type_name(t) ? slm_type_name(t) : "?",
-                             (unsigned long long)count[t], 100.0 * elems[t] / (nparams ? nparams : 1));
-    printf("\n");
+    if (nt > 0) {
+        printf("parameters:    %llu (%.1f M), %s of tensor data, %.2f bits/weight\n", (unsigned long long)nparams,
+               nparams / 1e6, b1, nparams ? bytes * 8.0 / nparams : 0.0);
+        printf("tensor types: ");
+        for (int t = 0; t < 64; t++)
+            if (count[t]) printf(" %s: %llu tensors (%.1f%% of weights);", slm_type_name(t) ? slm_type_name(t) : "?",
+                                 (unsigned long long)count[t], 100.0 * elems[t] / (nparams ? nparams : 1));
+        printf("\n");
+    }
     if (!vocab_only) {
         printf("vocab:         %d\n", in.n_vocab);
         printf("context:       %d (training)\n", in.n_ctx_train);
@@ -301,10 +410,9 @@ static int cmd_info(int argc, char **argv) {
         printf("attention:     %d heads, %d kv heads, head dim %d, rope dims %d, rope base %g\n", in.n_head,
                in.n_head_kv, in.head_dim, in.n_rot, in.rope_freq_base);
         printf("norm eps:      %g\n", in.norm_eps);
-        static const char *VT[] = {"none", "SentencePiece", "BPE (tokenizing not supported yet)", "other (not supported)"};
-        int vt = slm_vocab_type(m);
-        printf("tokenizer:     %s, %d tokens, bos %d, eos %d%s\n", VT[vt >= 0 && vt <= 3 ? vt : 0], slm_vocab_size(m),
-               slm_token_bos(m), slm_token_eos(m), slm_vocab_add_bos(m) ? ", adds BOS" : "");
+    }
+    describe_vocab(m);
+    if (!vocab_only) {
         slm_session_params sp;
         slm_session_params_init(&sp);
         sp.n_ctx = o.n_ctx;
@@ -459,6 +567,208 @@ static int cmd_run(int argc, char **argv) {
     return 0;
 }
 
+/* ---- chat ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct text_buf {
+    char *s;
+    size_t n, cap;
+} text_buf;
+
+static void tb_add(text_buf *b, const char *t, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2;
+        b->s = (char *)realloc(b->s, b->cap);
+        if (!b->s) die("%s", "out of memory");
+    }
+    memcpy(b->s + b->n, t, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+/* The reply streams to stdout and is kept for the conversation. */
+static int chat_text(void *user, const char *text, size_t len) {
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    tb_add((text_buf *)user, text, len);
+    return interrupted != 0;
+}
+
+/* One line of stdin without its line end; NULL at the end of input. */
+static char *read_line(void) {
+    text_buf b = {NULL, 0, 0};
+    char chunk[1024];
+    while (fgets(chunk, sizeof chunk, stdin)) {
+        size_t l = strlen(chunk);
+        tb_add(&b, chunk, l);
+        if (l && chunk[l - 1] == '\n') break;
+    }
+    if (!b.s) return NULL;
+    while (b.n && (b.s[b.n - 1] == '\n' || b.s[b.n - 1] == '\r')) b.s[--b.n] = 0;
+    return b.s;
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = (char *)malloc(n);
+    if (!d) die("%s", "out of memory");
+    memcpy(d, s, n);
+    return d;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    opts o;
+    parse_opts(argc, argv, CHAT_HELP, C_CHAT, &o);
+    if (!o.have_seed) o.seed = (unsigned long long)time(NULL) ^ ((unsigned long long)clock() << 20);
+    slm_model *m = load(&o, 0);
+    slm_model_info in;
+    slm_model_get_info(m, &in);
+    slm_session_params sp;
+    slm_session_params_init(&sp);
+    sp.n_ctx = o.n_ctx;
+    sp.n_threads = o.threads;
+    if (o.kv_f32) sp.kv_type = SLM_TYPE_F32;
+    slm_session *s = NULL;
+    slm_error err;
+    if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
+    int n_ctx = slm_session_n_ctx(s);
+
+    int family, fallback = 0;
+    if (o.tmpl) {
+        family = slm_chat_family_from_name(o.tmpl);
+        if (!family) die("unknown template '%s' (chatml, llama3, gemma, phi3, zephyr, mistral, llama2)", o.tmpl);
+    } else {
+        family = slm_chat_model_family(m, &fallback);
+    }
+    if (fallback)
+        fprintf(stderr, "%s: note: the model has no chat template slm knows (tokenizer.chat_template); using %s "
+                        "(--template chooses another)\n", prog, slm_chat_family_name(family));
+    int tty = stdin_is_tty();
+    if (tty)
+        fprintf(stderr, "%s: chatting with %s (template %s, context %d tokens). Ctrl-D quits, /reset starts over.\n",
+                prog, in.name[0] ? in.name : o.model, slm_chat_family_name(family), n_ctx);
+
+    slm_chat_message *msgs = NULL;
+    int32_t n_msgs = 0, cap = 0, n_past = 0, n_keep = 0, turn = 0;
+#define PUSH_MSG(r, c)                                                                          \
+    do {                                                                                        \
+        if (n_msgs == cap) {                                                                    \
+            cap = cap ? cap * 2 : 16;                                                           \
+            msgs = (slm_chat_message *)realloc(msgs, (size_t)cap * sizeof *msgs);               \
+            if (!msgs) die("%s", "out of memory");                                              \
+        }                                                                                       \
+        msgs[n_msgs].role = (r);                                                                \
+        msgs[n_msgs].content = (c);                                                             \
+        n_msgs++;                                                                               \
+    } while (0)
+    if (o.system) PUSH_MSG("system", dup_str(o.system));
+    n_keep = n_msgs;
+
+    for (;;) {
+        if (tty) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        char *line = read_line();
+        if (!line) break;
+        if (!line[0]) {
+            free(line);
+            continue;
+        }
+        if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) {
+            free(line);
+            break;
+        }
+        if (!strcmp(line, "/reset") || !strcmp(line, "/clear")) {
+            free(line);
+            for (int32_t i = n_keep; i < n_msgs; i++) free((char *)msgs[i].content);
+            n_msgs = n_keep;
+            n_past = 0;
+            slm_session_rewind(s, 0);
+            fprintf(stderr, "%s: new conversation\n", prog);
+            continue;
+        }
+        PUSH_MSG("user", line);
+        /* only what is new since the last reply */
+        size_t need = 0;
+        slm_chat_format(m, family, msgs, n_msgs, n_past, 1, NULL, 0, &need, NULL, NULL);
+        char *text = (char *)malloc(need + 1);
+        if (!text || slm_chat_format(m, family, msgs, n_msgs, n_past, 1, text, need + 1, &need, NULL, &err) != SLM_OK)
+            die("%s", text ? err.message : "out of memory");
+
+        slm_generate_params gp;
+        slm_generate_params_init(&gp);
+        gp.max_tokens = o.have_n && o.n_predict > 0 ? o.n_predict : 0;
+        gp.sampler = o.sp;
+        gp.sampler.seed = o.seed + (unsigned long long)turn;
+        gp.parse_special = 1; /* the template's special tokens */
+        text_buf reply = {NULL, 0, 0};
+        gp.on_text = chat_text;
+        gp.user = &reply;
+        int32_t pos0 = slm_session_pos(s);
+        slm_generate_result r;
+        interrupted = 0;
+        void (*old)(int) = signal(SIGINT, on_sigint);
+        slm_status st = slm_generate(s, text, need, NULL, 0, &gp, &r, &err);
+        signal(SIGINT, old == SIG_ERR ? SIG_DFL : old);
+        if (st == SLM_ERR_CONTEXT_FULL) {
+            int32_t nt = 0;
+            slm_tokenize(m, text, need, pos0 == 0, 1, NULL, 0, &nt, NULL);
+            if (pos0 == 0)
+                fprintf(stderr,
+                        "%s: the context is full: this message needs %d tokens and the context holds %d. Send a "
+                        "shorter message, or restart with a larger context (-c N; the model was trained with %d).\n",
+                        prog, nt, n_ctx, in.n_ctx_train);
+            else
+                fprintf(stderr,
+                        "%s: the context is full: this message needs %d tokens, %d of %d are free. Type /reset to "
+                        "start a new conversation, or restart with a larger context (-c N; the model was trained "
+                        "with %d).\n",
+                        prog, nt, n_ctx - pos0, n_ctx, in.n_ctx_train);
+            free((char *)msgs[--n_msgs].content);
+            free(text);
+            continue;
+        }
+        if (st != SLM_OK) die("%s", err.message);
+        free(text);
+        turn++;
+        if (!reply.n || reply.s[reply.n - 1] != '\n') fputc('\n', stdout);
+        fflush(stdout);
+        /* the end-of-turn token goes: the next turn writes the template's own
+           end-of-turn text after the reply */
+        if (r.stop_reason == SLM_STOP_EOG && slm_session_pos(s) == pos0 + r.n_prompt + r.n_generated + 1)
+            slm_session_rewind(s, slm_session_pos(s) - 1);
+        PUSH_MSG("assistant", reply.s ? reply.s : dup_str(""));
+        n_past = n_msgs;
+        if (o.verbose)
+            fprintf(stderr,
+                    "%s: turn %d: prompt %d tokens (%.1f tok/s), reply %d tokens (%.1f tok/s), stop: %s, "
+                    "context %d/%d\n",
+                    prog, turn, r.n_prompt, r.prompt_tps, r.n_generated, r.gen_tps,
+                    r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", slm_session_pos(s),
+                    n_ctx);
+        if (r.stop_reason == SLM_STOP_CONTEXT_FULL)
+            fprintf(stderr, "%s: the context is full (%d tokens) and the reply was cut. Type /reset to start a new "
+                            "conversation, or restart with a larger context (-c N; the model was trained with %d).\n",
+                    prog, n_ctx, in.n_ctx_train);
+        else if (r.stop_reason == SLM_STOP_CALLBACK)
+            fprintf(stderr, "%s: (reply stopped)\n", prog);
+    }
+#undef PUSH_MSG
+    if (tty) fputc('\n', stdout);
+    for (int32_t i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
+    free(msgs);
+    slm_session_free(s);
+    slm_model_free(m);
+    return 0;
+}
+
 /* ---- tokenize ------------------------------------------------------------------- */
 
 /* Length of a valid multi-byte UTF-8 sequence at s, else 0 or 1. */
@@ -520,6 +830,7 @@ static const char *MAIN_HELP =
     "usage: slm COMMAND [options]   (slm COMMAND --help for details)\n"
     "commands:\n"
     "  run       generate text from a prompt, streamed to stdout\n"
+    "  chat      chat with the model in the terminal (keeps the conversation)\n"
     "  tokenize  show the token ids and pieces of a text\n"
     "  info      describe a GGUF model file\n"
     "  logits    write the logits of a sequence of token ids\n"
@@ -536,6 +847,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc, argv);
     if (!strcmp(cmd, "run")) return cmd_run(argc, argv);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc, argv);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("slm %s (%s)\n", slm_version(), slm_build_info());

@@ -1,9 +1,11 @@
-/* Tokenizer: llama.cpp's test vectors for SentencePiece-style vocabularies
-   (tests/data/tokenizer, format in tests/data/FIXTURES.md section 1), edge
-   cases, the detokenizer and the streaming decoder. */
+/* Tokenizer: llama.cpp's test vectors (tests/data/tokenizer, format in
+   tests/data/FIXTURES.md section 1) for SentencePiece and byte-level BPE
+   vocabularies, edge cases of every BPE pre-tokenizer, the tiny qwen2
+   fixture's BPE vocabulary, the detokenizer and the streaming decoder. */
 #include "test.h"
 
 #include "slm.h"
+#include "vocab_build.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -403,6 +405,417 @@ static void edge_cases(void) {
     slm_model_free(m);
 }
 
+/* ---- byte-level BPE ------------------------------------------------------------ */
+
+/* GPT-2's byte-to-unicode map, written independently of slm.c: the bytes
+   that are printable Latin-1 stand for themselves, the others for 256 + n. */
+static void byte_char(unsigned b, char out[3]) {
+    unsigned cp;
+    if ((b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae) {
+        cp = b;
+    } else {
+        unsigned n = 0;
+        for (unsigned x = 0; x < b; x++)
+            if (!((x >= 0x21 && x <= 0x7e) || (x >= 0xa1 && x <= 0xac) || x >= 0xae)) n++;
+        cp = 256 + n;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp, out[1] = 0;
+    } else {
+        out[0] = (char)(0xc0 | (cp >> 6)), out[1] = (char)(0x80 | (cp & 0x3f)), out[2] = 0;
+    }
+}
+
+/* The mapped form of bytes s[0, n) in a static buffer. */
+static const char *mapped(const char *s, size_t n) {
+    static char buf[4][512];
+    static int k;
+    char *b = buf[k++ & 3];
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 3 < sizeof buf[0]; i++) {
+        char c[3];
+        byte_char((unsigned char)s[i], c);
+        for (int j = 0; c[j] && j < 2; j++) b[o++] = c[j];
+    }
+    b[o] = 0;
+    return b;
+}
+
+typedef struct synth {
+    char *tok[1024];
+    int ntok;
+    char *merge[1024];
+    int nmerge;
+} synth;
+
+static int synth_tok(synth *s, const char *t) {
+    for (int i = 0; i < s->ntok; i++)
+        if (!strcmp(s->tok[i], t)) return i;
+    if (s->ntok == 1024) return -1;
+    size_t l = strlen(t) + 1;
+    s->tok[s->ntok] = (char *)malloc(l);
+    memcpy(s->tok[s->ntok], t, l);
+    return s->ntok++;
+}
+
+static void synth_merge(synth *s, const char *a, const char *b) {
+    char m[1200];
+    snprintf(m, sizeof m, "%s %s", a, b);
+    for (int i = 0; i < s->nmerge; i++)
+        if (!strcmp(s->merge[i], m)) return;
+    if (s->nmerge == 1024) return;
+    s->merge[s->nmerge] = (char *)malloc(strlen(m) + 1);
+    strcpy(s->merge[s->nmerge++], m);
+    char j[1200];
+    snprintf(j, sizeof j, "%s%s", a, b);
+    synth_tok(s, j);
+}
+
+/* A vocabulary in which each expected word of `words` is one token, built
+   byte by byte with merges, plus merges that would join neighbouring words:
+   a text split into exactly these words tokenizes to one token per word; a
+   word split in two, or two words taken as one, shows in the ids. */
+static slm_model *synth_vocab(const char *pre, const char *const *words, int nw, int32_t *want, void **keep) {
+    synth s;
+    memset(&s, 0, sizeof s);
+    for (unsigned b = 0; b < 256; b++) {
+        char c[3];
+        byte_char(b, c);
+        synth_tok(&s, c);
+    }
+    for (int w = 0; w < nw; w++) {
+        size_t n = strlen(words[w]);
+        for (size_t k = 2; k <= n; k++) {
+            char left[512];
+            snprintf(left, sizeof left, "%s", mapped(words[w], k - 1));
+            synth_merge(&s, left, mapped(words[w] + k - 1, 1));
+        }
+    }
+    for (int w = 0; w + 1 < nw; w++) {
+        char left[512];
+        snprintf(left, sizeof left, "%s", mapped(words[w], strlen(words[w])));
+        synth_merge(&s, left, mapped(words[w + 1], strlen(words[w + 1])));
+    }
+    for (int w = 0; w < nw; w++) want[w] = synth_tok(&s, mapped(words[w], strlen(words[w])));
+    vocab_spec vs;
+    memset(&vs, 0, sizeof vs);
+    vs.model = "gpt2";
+    vs.pre = pre;
+    vs.tokens = (const char *const *)s.tok;
+    vs.n_tokens = s.ntok;
+    vs.merges = (const char *const *)s.merge;
+    vs.n_merges = s.nmerge;
+    vs.bos = vs.eos = -1;
+    gbuf g = vocab_gguf(&vs);
+    for (int i = 0; i < s.ntok; i++) free(s.tok[i]);
+    for (int i = 0; i < s.nmerge; i++) free(s.merge[i]);
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.vocab_only = 1;
+    slm_model *m = NULL;
+    slm_error err;
+    *keep = g.p; /* used in place until slm_model_free */
+    if (slm_model_load_memory(g.p, g.n, &mp, &m, &err) != SLM_OK) CHECK(0, "synthetic vocab (%s): %s", pre, err.message);
+    return m;
+}
+
+/* Pre-tokenizer edge cases: the words are what the family's regular
+   expressions give (checked with Python's regex module, as
+   tools/pretok_check.py does; invalid bytes stay bytes in slm). */
+typedef struct pre_case {
+    const char *pre, *text;
+    const char *words[16];
+} pre_case;
+
+static const pre_case PRE_CASES[] = {
+    /* gpt2: case-sensitive contractions, space runs, digit runs */
+    {"gpt-2", "I'm don't 'S we'LL", {"I", "'m", " don", "'t", " '", "S", " we", "'", "LL"}},
+    {"gpt-2", "a  b   \n", {"a", " ", " b", "   \n"}},
+    {"gpt-2", "x 123456 y", {"x", " 123456", " y"}},
+    {"gpt-2", "Hi!!! ...\n\n", {"Hi", "!!!", " ...", "\n\n"}},
+    {"gpt-2", "\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\xa6\x99\xf0\x9f\xa6\x99 e\xcc\x81t\xc3\xa9",
+     {"\xe4\xbd\xa0\xe5\xa5\xbd", " \xf0\x9f\xa6\x99\xf0\x9f\xa6\x99", " e", "\xcc\x81", "t\xc3\xa9"}},
+    {"gpt-2", "a\xff\xfe" "b", {"a", "\xff\xfe", "b"}},
+    /* llama3: case-insensitive contractions, 1-3 digits, newline runs */
+    {"llama-bpe", "I'M you'Re HELLO'S", {"I", "'M", " you", "'Re", " HELLO", "'S"}},
+    {"llama-bpe", "1234567 89", {"123", "456", "7", " ", "89"}},
+    {"llama-bpe", "x\n\n  y", {"x", "\n\n", " ", " y"}},
+    {"llama-bpe", "hello!!!\n\nworld", {"hello", "!!!\n\n", "world"}},
+    {"llama-bpe", "end   ", {"end", "   "}},
+    {"llama-bpe", " \xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c", {" \xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c"}},
+    {"llama-bpe", "\xf0\x9f\xa6\x99\xf0\x9f\xa6\x99 ok", {"\xf0\x9f\xa6\x99\xf0\x9f\xa6\x99", " ok"}},
+    {"llama-bpe", "e\xcc\x81te", {"e", "\xcc\x81te"}},
+    {"llama-bpe", "ab\xff" "cd", {"ab", "\xff" "cd"}},
+    {"llama-bpe", "$100", {"$", "100"}},
+    {"llama-bpe", "\t\tx \xc2\xa0 y", {"\t", "\tx", " \xc2\xa0", " y"}},
+    /* qwen2: as llama3 with single digits */
+    {"qwen2", "I'M you'Re", {"I", "'M", " you", "'Re"}},
+    {"qwen2", "1234 5", {"1", "2", "3", "4", " ", "5"}},
+    {"qwen2", "a.b,,c", {"a", ".b", ",,", "c"}},
+    {"qwen2", "  \r\n\t", {"  \r\n", "\t"}},
+    {"qwen2", "\xc3\x84pfel 3\xc2\xbd", {"\xc3\x84pfel", " ", "3", "\xc2\xbd"}},
+    /* starcoder / smollm: digits alone first, then gpt2 */
+    {"smollm", "abc123 def", {"abc", "1", "2", "3", " def"}},
+    {"smollm", "x 1", {"x", " ", "1"}},
+    {"starcoder", "it's 2", {"it", "'s", " ", "2"}},
+    {"starcoder", "  indented\n", {" ", " indented", "\n"}},
+    /* default and falcon: punctuation runs first, digits in threes last */
+    {"default", "a+b=c, 1234567!", {"a", "+", "b", "=", "c", ",", " ", "123", "456", "7", "!"}},
+    {"default", "x~|y 12", {"x", "~|", "y", " ", "12"}},
+    {"falcon", "a`b 12345", {"a", "`", "b", " ", "123", "45"}},
+    {"falcon", "hi! it's 9", {"hi", "!", " it", "'", "s", " 9"}},
+    /* deepseek-llm and deepseek-coder: their lists of expressions */
+    {"deepseek-llm", "Hello, \xe4\xb8\x96\xe7\x95\x8c 123\n", {"Hello", ",", " ", "\xe4\xb8\x96\xe7\x95\x8c", " ", "123", "\n"}},
+    {"deepseek-llm", "x  \n", {"x", "  ", "\n"}},
+    /* (the Greek omega is a letter of its class, the ohm sign falls in its CJK range) */
+    {"deepseek-llm", "\xc3\x85ngstr\xc3\xb6m \xce\xa9 \xe2\x84\xa6 ok",
+     {"\xc3\x85", "ngstr", "\xc3\xb6", "m", " \xce\xa9", " ", "\xe2\x84\xa6", " ok"}},
+    {"deepseek-coder", "x = foo(1, 2);\n", {"x", " =", " foo", "(", "1", ",", " ", "2", ");", "\n"}},
+    {"deepseek-coder", "\xe5\xad\x97 ab", {"\xe5\xad\x97", " ab"}},
+    /* gpt-4o (phi-4-mini) and tekken: cased words, contractions after them */
+    {"gpt-4o", "HelloWorld I'M CAPS'll", {"Hello", "World", " I'M", " CAPS'll"}},
+    {"gpt-4o", "1234567", {"123", "456", "7"}},
+    {"gpt-4o", "a/b\n/", {"a", "/b", "\n", "/"}},
+    {"gpt-4o", "x!!/\n", {"x", "!!/\n"}},
+    /* (non-ASCII letters count as upper and lower case, as in llama.cpp) */
+    {"gpt-4o", "\xc3\x89" "cole\xc3\x91T\xc3\x9c", {"\xc3\x89" "cole\xc3\x91", "T\xc3\x9c"}},
+    {"tekken", "HelloWorld 1234", {"Hello", "World", " ", "1", "2", "3", "4"}},
+    {"tekken", "it's OK", {"it", "'s", " OK"}},
+    {"tekken", "a/\n", {"a", "/\n"}},
+};
+
+static void pre_cases(void) {
+    int fails = 0, n_cases = (int)(sizeof PRE_CASES / sizeof PRE_CASES[0]);
+    for (int c = 0; c < n_cases; c++) {
+        const pre_case *pc = &PRE_CASES[c];
+        int nw = 0;
+        while (nw < 16 && pc->words[nw]) nw++;
+        int32_t want[16];
+        void *keep = NULL;
+        slm_model *m = synth_vocab(pc->pre, pc->words, nw, want, &keep);
+        if (!m) {
+            free(keep);
+            fails++;
+            continue;
+        }
+        int32_t *ids = NULL;
+        int n = tok(m, pc->text, strlen(pc->text), 0, 0, &ids);
+        int ok = eq_ids(ids, n, want, nw);
+        /* and the pieces spell the text again */
+        int split_ok = 0;
+        char *back = stream_all(m, ids, n > 0 ? n : 0, 0, &split_ok);
+        ok = ok && !strcmp(back, pc->text);
+        if (!ok) {
+            fails++;
+            printf("  %s '%s': %d ids (want %d):", pc->pre, pc->text, n, nw);
+            for (int i = 0; i < n; i++) printf(" %d", ids[i]);
+            printf(" | want");
+            for (int i = 0; i < nw; i++) printf(" %d", want[i]);
+            printf("\n");
+        }
+        free(back);
+        free(ids);
+        slm_model_free(m);
+        free(keep);
+    }
+    CHECK(fails == 0, "pre-tokenizer edge cases: %d of %d fail", fails, n_cases);
+    printf("  pre-tokenizer edge cases: %d/%d pass\n", n_cases - fails, n_cases);
+}
+
+typedef struct logcap {
+    int warns;
+    char last[256];
+} logcap;
+
+static void on_log(void *user, int level, const char *msg) {
+    logcap *l = (logcap *)user;
+    if (level == SLM_LOG_WARN) {
+        l->warns++;
+        snprintf(l->last, sizeof l->last, "%s", msg);
+    }
+}
+
+/* Unknown and missing tokenizer.ggml.pre: gpt2 / default with a warning
+   through the log callback. The vocabulary: the 256 byte characters (id =
+   byte), no merges. */
+static void pre_fallback(void) {
+    const char *pres[] = {"no-such-pre", NULL, "qwen2"};
+    const char *expect[] = {"gpt2", "default", "qwen2"};
+    const char *toks[256];
+    char store[256][3];
+    for (unsigned b = 0; b < 256; b++) {
+        byte_char(b, store[b]);
+        toks[b] = store[b];
+    }
+    for (int i = 0; i < 3; i++) {
+        vocab_spec vs;
+        memset(&vs, 0, sizeof vs);
+        vs.model = "gpt2";
+        vs.pre = pres[i];
+        vs.tokens = toks;
+        vs.n_tokens = 256;
+        vs.bos = vs.eos = -1;
+        gbuf g = vocab_gguf(&vs);
+        logcap lc;
+        memset(&lc, 0, sizeof lc);
+        slm_model_params mp;
+        slm_model_params_init(&mp);
+        mp.vocab_only = 1;
+        mp.log = on_log;
+        mp.log_user = &lc;
+        slm_model *m = NULL;
+        const char *pn = pres[i] ? pres[i] : "(none)";
+        if (slm_model_load_memory(g.p, g.n, &mp, &m, NULL) != SLM_OK) {
+            CHECK(0, "load vocab with pre %s", pn);
+            free(g.p);
+            continue;
+        }
+        int fb = -1;
+        const char *name = slm_vocab_pretokenizer(m, &fb);
+        CHECK(!strcmp(name, expect[i]) && fb == (i < 2), "pre %s -> %s (fallback %d)", pn, name, fb);
+        /* a warning about the pre-tokenizer (unknown / missing) and one about the missing merges */
+        CHECK(lc.warns == (i < 2 ? 2 : 1), "pre %s: %d warnings, last '%s'", pn, lc.warns, lc.last);
+        int32_t *ids = NULL;
+        int n = tok(m, "ab 1", 4, 0, 0, &ids);
+        CHECK(n == 4 && ids[0] == 'a' && ids[1] == 'b' && ids[2] == ' ' && ids[3] == '1',
+              "pre %s without merges: one token per byte (%d)", pn, n);
+        free(ids);
+        slm_model_free(m);
+        free(g.p);
+    }
+}
+
+/* The tiny qwen2 fixture: 256 byte characters, 125 merges, ChatML specials. */
+static void qwen2_fixture(void) {
+    slm_model *m = load_vocab("models/tiny-qwen2-Q8_0.gguf");
+    if (!m) return;
+    int fb = -1;
+    CHECK(slm_vocab_type(m) == SLM_VOCAB_BPE && slm_vocab_size(m) == 384, "qwen2 vocab type %d size %d",
+          slm_vocab_type(m), slm_vocab_size(m));
+    CHECK(!strcmp(slm_vocab_pretokenizer(m, &fb), "qwen2") && fb == 0, "qwen2 pre-tokenizer");
+    CHECK(slm_token_bos(m) == 381 && slm_token_eos(m) == 381 && !slm_vocab_add_bos(m), "qwen2 bos/eos %d %d add %d",
+          slm_token_bos(m), slm_token_eos(m), slm_vocab_add_bos(m));
+    CHECK(slm_token_is_eog(m, 381) && slm_token_is_eog(m, 383) && !slm_token_is_eog(m, 382), "qwen2 EOG set");
+    int32_t *ids = NULL;
+    int n;
+
+    /* the merges apply: " the" is one token ("Ġ t", "h e", "Ġt he") */
+    n = tok(m, " the", 4, 0, 0, &ids);
+    CHECK(n == 1 && ids[0] >= 256 && ids[0] < 381, "' the' -> %d tokens (first %d)", n, n > 0 ? ids[0] : -1);
+    free(ids);
+    /* the fixture lists the byte characters in byte order: '!' is token 33 */
+    n = tok(m, "!", 1, 0, 0, &ids);
+    CHECK(n == 1 && ids[0] == 33, "'!' is token 33 (%d)", n > 0 ? ids[0] : -1);
+    free(ids);
+    /* add_special adds nothing (add_bos_token false) */
+    n = tok(m, "hi", 2, 1, 0, &ids);
+    CHECK(n >= 1 && ids[0] != 381, "no BOS for qwen2");
+    free(ids);
+
+    /* special tokens: parsed only with parse_special */
+    const char *chat = "<|im_start|>user\nhi there<|im_end|>\n";
+    n = tok(m, chat, strlen(chat), 0, 1, &ids);
+    CHECK(n > 4 && ids[0] == 382, "parse_special: starts with <|im_start|> (%d)", n > 0 ? ids[0] : -1);
+    int has_end = 0;
+    for (int i = 0; i < n; i++) has_end |= ids[i] == 383;
+    CHECK(has_end && ids[n - 1] != 383, "<|im_end|> inside, then the newline");
+    size_t l;
+    char *back = detok(m, ids, n, 0, 1, &l);
+    CHECK(back && !strcmp(back, chat), "unparse_special gives the chat text back: '%s'", back ? back : "");
+    free(back);
+    back = detok(m, ids, n, 0, 0, &l);
+    CHECK(back && !strcmp(back, "user\nhi there\n"), "control tokens hidden: '%s'", back ? back : "");
+    free(back);
+    free(ids);
+    n = tok(m, chat, strlen(chat), 0, 0, &ids);
+    int any = 0;
+    for (int i = 0; i < n; i++) any |= ids[i] >= 381;
+    CHECK(!any, "parse_special off: no special ids");
+    back = detok(m, ids, n, 0, 0, &l);
+    CHECK(back && !strcmp(back, chat), "special text as text round trips");
+    free(back);
+    free(ids);
+
+    /* round trips: Unicode text, and random bytes (valid or not) */
+    const char *texts[] = {"Hello world, the three wheels", "Gr\xc3\xbc\xc3\x9f" "e, \xe4\xb8\x96\xe7\x95\x8c! \xf0\x9f\xa6\x99 e\xcc\x81",
+                           "  tabs\t\tand\r\nnewlines\n\n", "I'M you're 12345 \xc2\xa0\xe3\x80\x80 x",
+                           "bad \xff\xfe\xc3( \xe2\x82 tail\xf0\x9f"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        size_t tl = strlen(texts[i]);
+        n = tok(m, texts[i], tl, 0, 0, &ids);
+        back = detok(m, ids, n, 0, 0, &l);
+        int split_ok;
+        char *st = stream_all(m, ids, n, 0, &split_ok);
+        /* (the chunk check of stream_all knows valid UTF-8 only) */
+        CHECK(back && l == tl && !memcmp(back, texts[i], tl) && !strcmp(st, texts[i]) && (split_ok || i == 4),
+              "qwen2 round trip %zu: %zu of %zu bytes", i, l, tl);
+        free(st);
+        free(back);
+        free(ids);
+    }
+    uint64_t rs = 7;
+    int rt = 1, special_ok = 1;
+    const char *bits[] = {" the", "<|im_end|>", "\xe4\xb8\x96", "\xf0\x9f\xa6\x99", "\xcc\x81", "'s", "123", "\n", " "};
+    for (int it = 0; it < 300; it++) {
+        char t[128];
+        size_t tl = 0;
+        int parts = (int)(t_rand(&rs) % 16);
+        for (int k = 0; k < parts && tl < 100; k++) {
+            if (t_rand(&rs) % 2) {
+                const char *b = bits[t_rand(&rs) % 9];
+                memcpy(t + tl, b, strlen(b));
+                tl += strlen(b);
+            } else {
+                t[tl++] = (char)(t_rand(&rs) % 255 + 1);
+            }
+        }
+        int parse = it % 2;
+        n = tok(m, t, tl, 0, parse, &ids);
+        back = detok(m, ids, n, 0, parse, &l);
+        if (!back || l != tl || memcmp(back, t, tl)) rt = 0;
+        for (int i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= 384 || (!parse && ids[i] >= 381)) special_ok = 0;
+        free(back);
+        free(ids);
+    }
+    CHECK(rt, "qwen2: 300 random byte strings round trip (special on and off)");
+    CHECK(special_ok, "qwen2: ids in range, no special ids without parse_special");
+    slm_model_free(m);
+}
+
+/* The gpt-2 vocabulary: byte decoding, space clean-up, streaming. */
+static void gpt2_extra(void) {
+    slm_model *m = load_vocab("tokenizer/ggml-vocab-gpt-2.gguf");
+    if (!m) return;
+    int32_t *ids = NULL;
+    size_t l;
+    int n = tok(m, "Hello , world !", 15, 0, 0, &ids);
+    char *back = detok(m, ids, n, 0, 0, &l);
+    CHECK(back && !strcmp(back, "Hello, world!"), "clean-up of spaces: '%s'", back ? back : "");
+    free(back);
+    int split_ok;
+    char *st = stream_all(m, ids, n, 0, &split_ok);
+    CHECK(!strcmp(st, "Hello , world !"), "the stream does not clean up: '%s'", st);
+    free(st);
+    free(ids);
+    /* an emoji is 3 byte-level tokens here: the stream holds the partial bytes */
+    n = tok(m, "\xf0\x9f\xa6\x99", 4, 0, 0, &ids);
+    CHECK(n >= 2, "emoji in pieces (%d)", n);
+    st = stream_all(m, ids, n, 0, &split_ok);
+    CHECK(split_ok && !strcmp(st, "\xf0\x9f\xa6\x99"), "emoji streams whole");
+    free(st);
+    free(ids);
+    char piece[16];
+    size_t pl;
+    n = tok(m, " world", 6, 0, 0, &ids);
+    CHECK(n == 1 && slm_token_to_piece(m, ids[0], 0, piece, sizeof piece, &pl) == SLM_OK && pl == 6 &&
+              !memcmp(piece, " world", 6),
+          "piece of ' world' decodes the G-dot to a space");
+    free(ids);
+    CHECK(slm_vocab_max_piece(m) >= 13, "max piece %d", slm_vocab_max_piece(m));
+    slm_model_free(m);
+}
+
 /* The demo model's prompts tokenize to llama.cpp's ids (with BOS). */
 static void demo_prompts(void) {
     size_t jn;
@@ -441,4 +854,8 @@ void test_tokenizer(void) {
     }
     edge_cases();
     demo_prompts();
+    pre_cases();
+    pre_fallback();
+    qwen2_fixture();
+    gpt2_extra();
 }
