@@ -685,6 +685,158 @@ static void pre_fallback(void) {
     }
 }
 
+/* Odd merges (no space, a space inside, results that are no token, merges
+   of merges that never form) and every pre-tokenizer on random bytes: no
+   crash, ids in range, the bytes come back. */
+static void bpe_robust(void) {
+    static const char *pres[] = {"gpt-2", "llama3", "qwen2", "starcoder", "default", "falcon", "deepseek-llm",
+                                 "deepseek-coder", "gpt-4o", "tekken"};
+    const char *toks[260];
+    char store[256][3];
+    for (unsigned b = 0; b < 256; b++) {
+        byte_char(b, store[b]);
+        toks[b] = store[b];
+    }
+    toks[256] = "ab", toks[257] = "abc", toks[258] = "<|x|>", toks[259] = "aa";
+    int types[260];
+    for (int i = 0; i < 260; i++) types[i] = i == 258 ? 3 : 1;
+    const char *merges[] = {"a b", "ab c", "abc", "", "a", " a", "a  b", "q r", "qr s", "a a", "aa aa", "\xc4\x80 \xc4\x80",
+                            "b a", "ab c"};
+    uint64_t rs = 11;
+    int ok = 1, rt = 1;
+    for (size_t p = 0; p < sizeof pres / sizeof pres[0]; p++) {
+        vocab_spec vs;
+        memset(&vs, 0, sizeof vs);
+        vs.model = "gpt2";
+        vs.pre = pres[p];
+        vs.tokens = toks;
+        vs.types = types;
+        vs.n_tokens = 260;
+        vs.merges = merges;
+        vs.n_merges = (int)(sizeof merges / sizeof merges[0]);
+        vs.bos = vs.eos = -1;
+        gbuf g = vocab_gguf(&vs);
+        slm_model_params mp;
+        slm_model_params_init(&mp);
+        mp.vocab_only = 1;
+        slm_model *m = NULL;
+        if (slm_model_load_memory(g.p, g.n, &mp, &m, NULL) != SLM_OK) {
+            CHECK(0, "robust vocab %s", pres[p]);
+            free(g.p);
+            continue;
+        }
+        for (int it = 0; it < 60; it++) {
+            char t[300];
+            size_t tl = (size_t)(t_rand(&rs) % 290);
+            for (size_t k = 0; k < tl; k++) {
+                uint64_t r = t_rand(&rs) % 10;
+                t[k] = r < 3 ? "abcqrs"[t_rand(&rs) % 6] : r < 5 ? " \n\t\r"[t_rand(&rs) % 4] : (char)(t_rand(&rs) % 255 + 1);
+            }
+            int32_t *ids = NULL;
+            int n = tok(m, t, tl, 0, it & 1, &ids);
+            if (n < 0) ok = 0;
+            for (int k = 0; k < n; k++)
+                if (ids[k] < 0 || ids[k] >= 260) ok = 0;
+            /* (the stream: detokenizing cleans up spaces for some of these) */
+            int split_ok;
+            char *back = stream_all(m, ids, n > 0 ? n : 0, SLM_STREAM_SPECIAL, &split_ok);
+            if (strlen(back) != tl || memcmp(back, t, tl)) rt = 0;
+            free(back);
+            free(ids);
+        }
+        /* long runs: one 20000-character word, 20000 spaces */
+        static char big[20001];
+        memset(big, 'a', 20000);
+        int32_t *ids = NULL;
+        int n = tok(m, big, 20000, 0, 0, &ids);
+        if (n < 1 || n > 20000) ok = 0;
+        free(ids);
+        memset(big, ' ', 20000);
+        n = tok(m, big, 20000, 0, 0, &ids);
+        if (n < 1 || n > 20000) ok = 0;
+        free(ids);
+        slm_model_free(m);
+        free(g.p);
+    }
+    CHECK(ok, "odd merges: every pre-tokenizer tokenizes random bytes and long runs");
+    CHECK(rt, "odd merges: the bytes come back");
+}
+
+/* An allocator that fails its Nth call and tracks what is live. */
+typedef struct failalloc {
+    long calls, fail_at; /* fail_at = -1: never */
+    long live;
+    int size_mismatch;
+} failalloc;
+
+static void *fa_alloc(void *user, size_t size, size_t align) {
+    failalloc *f = (failalloc *)user;
+    if (++f->calls == f->fail_at) return NULL;
+    unsigned char *raw = (unsigned char *)malloc(size + align + 2 * sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)raw + 2 * sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
+    ((void **)p)[-1] = raw;
+    ((size_t *)p)[-2] = size;
+    f->live++;
+    return (void *)p;
+}
+
+static void fa_free(void *user, void *ptr, size_t size) {
+    failalloc *f = (failalloc *)user;
+    if (((size_t *)ptr)[-2] != size) f->size_mismatch = 1;
+    f->live--;
+    free(((void **)ptr)[-1]);
+}
+
+/* Every allocation of a BPE vocabulary load, and of tokenizing with it,
+   failed in turn: SLM_ERR_NOMEM, nothing leaked. */
+static void bpe_alloc_failures(void) {
+    failalloc f = {0, -1, 0, 0};
+    slm_allocator al = {fa_alloc, fa_free, &f};
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.vocab_only = 1;
+    mp.allocator = &al;
+    const char *path = data_path("models/tiny-qwen2-Q8_0.gguf");
+    slm_model *m = NULL;
+    if (slm_model_load_file(path, &mp, &m, NULL) != SLM_OK) {
+        CHECK(0, "qwen2 vocab with a counting allocator");
+        return;
+    }
+    long load_calls = f.calls;
+    const char *text = "<|im_start|>user\nThe three wheels, 12345 \xe4\xb8\x96\xe7\x95\x8c!<|im_end|>\n";
+    int32_t ids[256], n = 0;
+    f.calls = 0;
+    slm_status st = slm_tokenize(m, text, strlen(text), 1, 1, ids, 256, &n, NULL);
+    long tok_calls = f.calls;
+    CHECK(st == SLM_OK && tok_calls > 0, "tokenize with a counting allocator (%ld calls)", tok_calls);
+    int bad = 0;
+    for (long k = 1; k <= tok_calls; k++) {
+        f.calls = 0;
+        f.fail_at = k;
+        slm_error err;
+        if (slm_tokenize(m, text, strlen(text), 1, 1, ids, 256, &n, &err) != SLM_ERR_NOMEM || !err.message[0]) bad++;
+    }
+    f.fail_at = -1;
+    slm_model_free(m);
+    CHECK(bad == 0 && f.live == 0, "tokenize: %d of %ld injected failures not reported, %ld blocks live", bad,
+          tok_calls, f.live);
+    bad = 0;
+    int leaks = 0;
+    for (long k = 1; k <= load_calls; k += (k < 64 ? 1 : 7)) {
+        f.calls = 0;
+        f.fail_at = k;
+        m = NULL;
+        slm_error err;
+        if (slm_model_load_file(path, &mp, &m, &err) != SLM_ERR_NOMEM || m || !err.message[0]) bad++;
+        slm_model_free(m);
+        if (f.live) leaks++;
+    }
+    CHECK(bad == 0 && leaks == 0 && !f.size_mismatch, "vocab load: %d of %ld injected failures not reported, %d leaked",
+          bad, load_calls, leaks);
+    printf("  BPE allocation failures: load %ld and tokenize %ld allocations failed in turn\n", load_calls, tok_calls);
+}
+
 /* The tiny qwen2 fixture: 256 byte characters, 125 merges, ChatML specials. */
 static void qwen2_fixture(void) {
     slm_model *m = load_vocab("models/tiny-qwen2-Q8_0.gguf");
@@ -856,6 +1008,8 @@ void test_tokenizer(void) {
     demo_prompts();
     pre_cases();
     pre_fallback();
+    bpe_robust();
+    bpe_alloc_failures();
     qwen2_fixture();
     gpt2_extra();
 }
