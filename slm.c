@@ -4433,6 +4433,16 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
         }
         if (add_gen) co_str(o, "<|assistant|>\n");
         break;
+    case SLM_CHAT_PHI4_MINI: /* Phi-3's tags without the newlines */
+        for (int32_t i = 0; i < n; i++) {
+            co_str(o, "<|");
+            co_str(o, msg[i].role);
+            co_str(o, "|>");
+            co_content(o, i, msg[i].content, 0);
+            co_str(o, "<|end|>");
+        }
+        if (add_gen) co_str(o, "<|assistant|>");
+        break;
     case SLM_CHAT_MISTRAL:
         /* Mistral's tokenizer-V1 template (Mistral-7B-Instruct v0.1/v0.2,
            Mixtral-8x7B); a system prompt goes before the first user text,
@@ -4509,7 +4519,8 @@ int slm_chat_detect(const char *t) {
 #define HAS(s) (strstr(t, s) != NULL)
     if (HAS("<|im_start|>")) return HAS("<|im_sep|>") || HAS("<end_of_utterance>") ? SLM_CHAT_AUTO : SLM_CHAT_CHATML;
     if (HAS("[INST]")) return HAS("<<SYS>>") ? SLM_CHAT_LLAMA2 : SLM_CHAT_MISTRAL;
-    if (HAS("<|user|>") && HAS("<|end|>")) return SLM_CHAT_PHI3;
+    if ((HAS("<|user|>") || HAS("<|assistant|>")) && HAS("<|end|>"))
+        return HAS("'|>' + message['content']") ? SLM_CHAT_PHI4_MINI : SLM_CHAT_PHI3;
     if (HAS("<|user|>") && (HAS("eos_token") || HAS("</s>") || HAS("<|endoftext|>"))) return SLM_CHAT_ZEPHYR;
     if (HAS("<start_of_turn>")) return SLM_CHAT_GEMMA;
     if (HAS("<|start_header_id|>") && HAS("<|end_header_id|>")) return SLM_CHAT_LLAMA3;
@@ -4517,7 +4528,8 @@ int slm_chat_detect(const char *t) {
     return SLM_CHAT_AUTO;
 }
 
-static const char *const CHAT_NAMES[] = {"auto", "chatml", "llama3", "gemma", "phi3", "zephyr", "mistral", "llama2"};
+static const char *const CHAT_NAMES[] = {"auto",   "chatml",  "llama3", "gemma",    "phi3",
+                                         "zephyr", "mistral", "llama2", "phi4-mini"};
 
 const char *slm_chat_family_name(int f) {
     return f >= 0 && f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]) ? CHAT_NAMES[f] : NULL;
@@ -4564,7 +4576,7 @@ slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_messag
         if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "SLM_CHAT_AUTO needs a model");
         family = slm_chat_model_family(m, fallback);
     }
-    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_LLAMA2)
+    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_PHI4_MINI)
         return seterr(err, SLM_ERR_INVALID_ARG, "unknown chat template family %d", family);
     if (n_past > 0 && strcmp(msg[n_past - 1].role, "assistant") != 0)
         return seterr(err, SLM_ERR_INVALID_ARG, "n_past = %d: message %d must be the assistant's reply", n_past,

@@ -381,6 +381,7 @@ SLM_API int32_t slm_vocab_max_piece(const slm_model *model);
  *   GEMMA    <start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n
  *            (no system role: S is folded into the first turn, as Gemma 3)
  *   PHI3     <|system|>\nS<|end|>\n<|user|>\nU<|end|>\n<|assistant|>\n
+ *   PHI4_MINI <|system|>S<|end|><|user|>U<|end|><|assistant|> (Phi-4-mini)
  *   ZEPHYR   <|user|>\nU</s>\n<|assistant|>\n with the model's EOS text
  *            (Zephyr, TinyLlama-Chat, StableLM-Zephyr)
  *   MISTRAL   [INST] S\n\nU [/INST] A</s> [INST] U [/INST] (Mistral's tokenizer
@@ -399,7 +400,8 @@ enum {
     SLM_CHAT_PHI3 = 4,
     SLM_CHAT_ZEPHYR = 5,
     SLM_CHAT_MISTRAL = 6,
-    SLM_CHAT_LLAMA2 = 7
+    SLM_CHAT_LLAMA2 = 7,
+    SLM_CHAT_PHI4_MINI = 8
 };
 
 typedef struct slm_chat_message {
@@ -415,7 +417,8 @@ SLM_API int slm_chat_detect(const char *tmpl);
    warning through the log callback; otherwise *fallback = 0. */
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
-   "zephyr" (also "tinyllama"), "mistral", "llama2"; 0 if unknown. */
+   "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini"; 0 if
+   unknown. */
 SLM_API int slm_chat_family_from_name(const char *name);
 /* Name of a family ("chatml", ...), "auto" for 0, NULL if unknown. */
 SLM_API const char *slm_chat_family_name(int family);

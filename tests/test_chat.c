@@ -50,6 +50,10 @@ static const struct {
      "<|system|>\nYou are a helpful assistant.<|end|>\n<|user|>\nHello! <|end|>\n<|assistant|>\n Hi there.<|end|>\n"
      "<|user|>\nTell me a joke.<|end|>\n<|assistant|>\n",
      " Hi there."},
+    {SLM_CHAT_PHI4_MINI, "phi4-mini (Phi-4-mini-instruct)",
+     "<|system|>You are a helpful assistant.<|end|><|user|>Hello! <|end|><|assistant|> Hi there.<|end|>"
+     "<|user|>Tell me a joke.<|end|><|assistant|>",
+     " Hi there."},
     {SLM_CHAT_ZEPHYR, "zephyr (zephyr-7b-beta, TinyLlama-1.1B-Chat)",
      "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nHello! </s>\n<|assistant|>\n Hi there.</s>\n"
      "<|user|>\nTell me a joke.</s>\n<|assistant|>\n",
@@ -79,6 +83,16 @@ static const struct {
     {"{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\\n' + message['content'] + "
      "'<|end|>\\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}"
      "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}",
+     SLM_CHAT_PHI3},
+    {"{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is "
+     "not none %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + "
+     "'<|end|>' }}{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}"
+     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}",
+     SLM_CHAT_PHI4_MINI},
+    /* the older Phi-3 template of llama.cpp's ggml-vocab-phi-3.gguf */
+    {"{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' + '\n' + "
+     "message['content'] + '<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif (message['role'] == 'assistant') %}"
+     "{{message['content'] + '<|end|>' + '\n'}}{% endif %}{% endfor %}",
      SLM_CHAT_PHI3},
     {"{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
      "eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}"
@@ -189,7 +203,7 @@ static void on_log(void *user, int level, const char *msg) {
 static void model_templates(void) {
     static const char *toks[] = {"<unk>", "<s>", "<|eot|>", "a", "b"};
     static const int types[] = {2, 3, 3, 1, 1};
-    const char *tmpls[] = {DETECT[4].tmpl, DETECT[7].tmpl, NULL};
+    const char *tmpls[] = {DETECT[6].tmpl, DETECT[9].tmpl, NULL};
     for (int i = 0; i < 3; i++) {
         vocab_spec vs;
         memset(&vs, 0, sizeof vs);
