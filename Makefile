@@ -29,7 +29,7 @@ LIB_SO   = $(BUILD)/libslm.so
 CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
 
-TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c
+TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c tests/test_quant.c
 
 .PHONY: all lib cli test clean help
 

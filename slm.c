@@ -1847,11 +1847,12 @@ static void q8_k_from_float(const float *src, void *dst, int64_t n) {
  */
 
 /* Fit x[i] ~ scale * L[i] - mn with L in [0, nmax] and mn >= 0 (the grid
-   starts at or below zero). Candidate assignments come from grids spanning
-   [min(x, 0), max(x)] with nmax + rmin + k * rdelta steps, k = 0..nstep; for
-   each, scale and offset are solved in closed form (weighted least squares)
-   and the assignment with the least weighted error, squared or absolute
-   (mad), is kept. The plain min..max grid is the starting point. */
+   starts at or below zero). The plain grid over [min(x, 0), max(x)] is the
+   starting point; then grids of nmax + rmin + k * rdelta steps over that
+   span, k = 0..nstep, each starting at the best offset found so far, give
+   candidate assignments whose scale and offset are solved in closed form
+   (weighted least squares); the one with the least weighted error, squared
+   or absolute (mad), is kept. */
 static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *mn, float rmin,
                            float rdelta, int nstep, int mad) {
     float lo = x[0], hi = x[0], sw = 0, sx = 0;
@@ -1878,10 +1879,10 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
         float is = (rmin + rdelta * (float)k + (float)nmax) / (hi - lo);
         float sl = 0, sl2 = 0, sxl = 0;
         for (int i = 0; i < n; i++) {
-            int l = qround(is * (x[i] - lo), 0, nmax);
+            int l = qround(is * (x[i] - off), 0, nmax);
             La[i] = (uint8_t)l;
             sl += w[i] * (float)l;
-            sl2 += w[i] * (float)(l * l);
+            sl2 += w[i] * (float)l * (float)l;
             sxl += w[i] * (float)l * x[i];
         }
         float det = sw * sl2 - sl * sl;
@@ -1979,6 +1980,12 @@ static float fit_scale_q3(int n, int nmax, const float *x, uint8_t *L) {
     return sl2 > 0 ? slx / sl2 : 0.0f;
 }
 
+static float mean32(const float *x, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return s / (float)n;
+}
+
 /* Q2_K/Q3_K pack of 2-bit fields: value 128h + 32k + l -> qs[32h + l] bits 2k. */
 static void pack_2bit(const uint8_t *L, uint8_t *qs) {
     for (int h = 0; h < 2; h++)
@@ -1999,11 +2006,15 @@ static void q2_k_from_float(const float *src, void *dst, int64_t n) {
             max_scale = SLM_MAX(max_scale, scales[s]);
             max_min = SLM_MAX(max_min, mins[s]);
         }
-        float is = max_scale > 0 ? 15.0f / max_scale : 0.0f, im = max_min > 0 ? 15.0f / max_min : 0.0f;
-        for (int s = 0; s < 16; s++) b[s] = (uint8_t)(qround(is * scales[s], 0, 15) | qround(im * mins[s], 0, 15) << 4);
         st_u16(b + 80, f32_to_fp16(max_scale / 15.0f));
         st_u16(b + 82, f32_to_fp16(max_min / 15.0f));
-        const float d = ld_f16(b + 80), dmin = ld_f16(b + 82);
+        const float d = ld_f16(b + 80), dmin = ld_f16(b + 82); /* multiples of these as stored */
+        const float is = d > 0 ? 1.0f / d : 0.0f, im = dmin > 0 ? 1.0f / dmin : 0.0f;
+        for (int s = 0; s < 16; s++) {
+            int ls = qround(is * scales[s], 0, 15), lm = qround(im * mins[s], 0, 15);
+            if (!ls) lm = qround(-im * mean32(src + 16 * s, 16), 0, 15); /* only the offset is left: fit the mean */
+            b[s] = (uint8_t)(ls | lm << 4);
+        }
         for (int s = 0; s < 16; s++) {
             const float dl = d * (float)(b[s] & 15), ml = dmin * (float)(b[s] >> 4);
             for (int j = 0; j < 16; j++)
@@ -2063,17 +2074,24 @@ static void k45_from_float(const float *src, uint8_t *b, int nmax, float rmin, i
         max_scale = SLM_MAX(max_scale, scales[s]);
         max_min = SLM_MAX(max_min, mins[s]);
     }
-    const float is = max_scale > 0 ? 63.0f / max_scale : 0.0f, im = max_min > 0 ? 63.0f / max_min : 0.0f;
+    /* the 6-bit multiples are taken of d and dmin as stored: the same as
+       of max/63 in f16's normal range, and no blow-up where f16 rounds
+       tiny scales coarsely */
+    st_u16(b, f32_to_fp16(max_scale / 63.0f));
+    st_u16(b + 2, f32_to_fp16(max_min / 63.0f));
+    const float d = ld_f16(b), dmin = ld_f16(b + 2);
+    const float is = d > 0 ? 1.0f / d : 0.0f, im = dmin > 0 ? 1.0f / dmin : 0.0f;
     uint8_t ls[8], lm[8], *sc = b + 4;
-    for (int s = 0; s < 8; s++) ls[s] = (uint8_t)qround(is * scales[s], 0, 63), lm[s] = (uint8_t)qround(im * mins[s], 0, 63);
+    for (int s = 0; s < 8; s++) {
+        ls[s] = (uint8_t)qround(is * scales[s], 0, 63);
+        lm[s] = (uint8_t)qround(im * mins[s], 0, 63);
+        if (!ls[s]) lm[s] = (uint8_t)qround(-im * mean32(src + 32 * s, 32), 0, 63); /* only the offset is left: fit the mean */
+    }
     for (int s = 0; s < 4; s++) {
         sc[s] = (uint8_t)(ls[s] | (ls[s + 4] >> 4) << 6);
         sc[s + 4] = (uint8_t)(lm[s] | (lm[s + 4] >> 4) << 6);
         sc[s + 8] = (uint8_t)((ls[s + 4] & 15) | (lm[s + 4] & 15) << 4);
     }
-    st_u16(b, f32_to_fp16(max_scale / 63.0f));
-    st_u16(b + 2, f32_to_fp16(max_min / 63.0f));
-    const float d = ld_f16(b), dmin = ld_f16(b + 2);
     for (int s = 0; s < 8; s++) {
         const float dl = d * (float)ls[s], ml = dmin * (float)lm[s];
         for (int j = 0; j < 32; j++) L[32 * s + j] = (uint8_t)(dl != 0 ? qround((src[32 * s + j] + ml) / dl, 0, nmax) : 0);

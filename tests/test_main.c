@@ -7,6 +7,7 @@
 void test_gguf(void);
 void test_kernels(void);
 void test_models(void);
+void test_quant(void);
 
 static const struct {
     const char *name;
@@ -15,6 +16,7 @@ static const struct {
     {"gguf", test_gguf},
     {"kernels", test_kernels},
     {"models", test_models},
+    {"quant", test_quant},
 };
 
 int main(int argc, char **argv) {
