@@ -1669,12 +1669,20 @@ static float kblock_dot(const kblock *k, const uint8_t *y) {
     const int8_t *q8 = (const int8_t *)(y + 4);
     const uint8_t *bsums = y + 260;
     int32_t isum = 0, imin = 0;
-    for (int s = 0; s < QK_K / k->sub; s++) {
-        int32_t t = 0;
-        for (int i = s * k->sub; i < (s + 1) * k->sub; i++) t += k->q[i] * q8[i];
-        isum += k->sc[s] * t;
-        if (k->sub == 16) imin += k->mn[s] * (int16_t)ld_u16(bsums + 2 * s);
-        else imin += k->mn[s] * ((int16_t)ld_u16(bsums + 4 * s) + (int16_t)ld_u16(bsums + 4 * s + 2));
+    if (k->sub == 16) {
+        for (int s = 0; s < 16; s++) {
+            int32_t t = 0;
+            for (int i = 16 * s; i < 16 * s + 16; i++) t += k->q[i] * q8[i];
+            isum += k->sc[s] * t;
+            imin += k->mn[s] * (int16_t)ld_u16(bsums + 2 * s);
+        }
+    } else {
+        for (int s = 0; s < 8; s++) {
+            int32_t t = 0;
+            for (int i = 32 * s; i < 32 * s + 32; i++) t += k->q[i] * q8[i];
+            isum += k->sc[s] * t;
+            imin += k->mn[s] * ((int16_t)ld_u16(bsums + 4 * s) + (int16_t)ld_u16(bsums + 4 * s + 2));
+        }
     }
     const float d8 = ld_f32(y);
     float r = (k->d * d8) * (float)isum;
@@ -1687,10 +1695,9 @@ static void unpack_q2_k(const uint8_t *b, kblock *k) {
     k->dmin = ld_f16(b + 82);
     k->sub = 16;
     for (int s = 0; s < 16; s++) k->sc[s] = b[s] & 15, k->mn[s] = b[s] >> 4;
-    for (int i = 0; i < QK_K; i++) {
-        int h = i / 128, sh = 2 * ((i / 32) % 4), l = i % 32;
-        k->q[i] = (int8_t)((b[16 + 32 * h + l] >> sh) & 3);
-    }
+    for (int h = 0; h < 2; h++)
+        for (int kk = 0; kk < 4; kk++)
+            for (int l = 0; l < 32; l++) k->q[128 * h + 32 * kk + l] = (int8_t)((b[16 + 32 * h + l] >> (2 * kk)) & 3);
 }
 
 static int q3_k_scale(const uint8_t *sc, int s) {
@@ -1705,12 +1712,11 @@ static void unpack_q3_k(const uint8_t *b, kblock *k) {
     k->dmin = 0;
     k->sub = 16;
     for (int s = 0; s < 16; s++) k->sc[s] = q3_k_scale(b + 96, s), k->mn[s] = 0;
-    for (int i = 0; i < QK_K; i++) {
-        int h = i / 128, kk = (i / 32) % 4, l = i % 32;
-        int q = (qs[32 * h + l] >> (2 * kk)) & 3;
-        if (!((hm[l] >> (4 * h + kk)) & 1)) q -= 4;
-        k->q[i] = (int8_t)q;
-    }
+    for (int h = 0; h < 2; h++)
+        for (int kk = 0; kk < 4; kk++)
+            for (int l = 0; l < 32; l++)
+                k->q[128 * h + 32 * kk + l] =
+                    (int8_t)(((qs[32 * h + l] >> (2 * kk)) & 3) - (((hm[l] >> (4 * h + kk)) & 1) ? 0 : 4));
 }
 
 /* 6-bit scale and min s of the Q4_K/Q5_K 12-byte table. */
@@ -1730,10 +1736,11 @@ static void unpack_q4_k(const uint8_t *b, kblock *k) {
     k->dmin = ld_f16(b + 2);
     k->sub = 32;
     for (int s = 0; s < 8; s++) k4_scale_min(b + 4, s, &k->sc[s], &k->mn[s]);
-    for (int i = 0; i < QK_K; i++) {
-        int g = i / 64, h = (i / 32) & 1, l = i % 32;
-        k->q[i] = (int8_t)((qs[32 * g + l] >> (4 * h)) & 15);
-    }
+    for (int g = 0; g < 4; g++)
+        for (int l = 0; l < 32; l++) {
+            k->q[64 * g + l] = (int8_t)(qs[32 * g + l] & 15);
+            k->q[64 * g + 32 + l] = (int8_t)(qs[32 * g + l] >> 4);
+        }
 }
 
 static void unpack_q5_k(const uint8_t *b, kblock *k) {
@@ -1742,10 +1749,11 @@ static void unpack_q5_k(const uint8_t *b, kblock *k) {
     k->dmin = ld_f16(b + 2);
     k->sub = 32;
     for (int s = 0; s < 8; s++) k4_scale_min(b + 4, s, &k->sc[s], &k->mn[s]);
-    for (int i = 0; i < QK_K; i++) {
-        int g = i / 64, h = (i / 32) & 1, l = i % 32;
-        k->q[i] = (int8_t)(((qs[32 * g + l] >> (4 * h)) & 15) | (((qh[l] >> (2 * g + h)) & 1) << 4));
-    }
+    for (int g = 0; g < 4; g++)
+        for (int l = 0; l < 32; l++) {
+            k->q[64 * g + l] = (int8_t)((qs[32 * g + l] & 15) | (((qh[l] >> (2 * g)) & 1) << 4));
+            k->q[64 * g + 32 + l] = (int8_t)((qs[32 * g + l] >> 4) | (((qh[l] >> (2 * g + 1)) & 1) << 4));
+        }
 }
 
 static void unpack_q6_k(const uint8_t *b, kblock *k) {
@@ -1754,12 +1762,15 @@ static void unpack_q6_k(const uint8_t *b, kblock *k) {
     k->dmin = 0;
     k->sub = 16;
     for (int s = 0; s < 16; s++) k->sc[s] = (int8_t)b[192 + s], k->mn[s] = 0;
-    for (int i = 0; i < QK_K; i++) {
-        int h = i / 128, kk = (i / 32) % 4, l = i % 32;
-        int lo = (ql[64 * h + 32 * (kk & 1) + l] >> (4 * (kk >> 1))) & 15;
-        int hi = (qh[32 * h + l] >> (2 * kk)) & 3;
-        k->q[i] = (int8_t)((lo | hi << 4) - 32);
-    }
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const int a = ql[64 * h + l], c = ql[64 * h + 32 + l], hi = qh[32 * h + l];
+            int8_t *q = k->q + 128 * h + l;
+            q[0] = (int8_t)(((a & 15) | (hi & 3) << 4) - 32);
+            q[32] = (int8_t)(((c & 15) | ((hi >> 2) & 3) << 4) - 32);
+            q[64] = (int8_t)(((a >> 4) | ((hi >> 4) & 3) << 4) - 32);
+            q[96] = (int8_t)(((c >> 4) | ((hi >> 6) & 3) << 4) - 32);
+        }
 }
 
 static void unpack_iq4_xs(const uint8_t *b, kblock *k) {
@@ -1769,11 +1780,11 @@ static void unpack_iq4_xs(const uint8_t *b, kblock *k) {
     k->dmin = 0;
     k->sub = 32;
     for (int s = 0; s < 8; s++) k->sc[s] = (int)(((sl[s / 2] >> (4 * (s % 2))) & 15) | (((sh >> (2 * s)) & 3) << 4)) - 32, k->mn[s] = 0;
-    for (int i = 0; i < QK_K; i++) {
-        int s = i / 32, j = i % 32;
-        int nib = j < 16 ? qs[16 * s + j] & 15 : qs[16 * s + j - 16] >> 4;
-        k->q[i] = IQ4_VALUES[nib];
-    }
+    for (int s = 0; s < 8; s++)
+        for (int j = 0; j < 16; j++) {
+            k->q[32 * s + j] = IQ4_VALUES[qs[16 * s + j] & 15];
+            k->q[32 * s + j + 16] = IQ4_VALUES[qs[16 * s + j] >> 4];
+        }
 }
 
 /* The to_float and vec_dot of each K type: decode, then the shared part. */
@@ -3639,6 +3650,7 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     memset(stats, 0, sizeof *stats);
     if (!in || !out) return seterr(err, SLM_ERR_INVALID_ARG, "input or output path is NULL");
     if (!strcmp(in, out)) return seterr(err, SLM_ERR_INVALID_ARG, "input and output are the same file '%s'", in);
+    if (SLM_BIG_ENDIAN) return seterr(err, SLM_ERR_UNSUPPORTED, "quantizing needs a little-endian host");
     const struct quant_name *qn = quant_name_of(params->type, params->mix);
     if (!qn)
         return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", params->type,
@@ -3703,6 +3715,9 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         if (ty != t->type && (!TRAITS[t->type].to_float || !TRAITS[ty].from_float))
             st = seterr(err, SLM_ERR_UNSUPPORTED, "tensor '%s': cannot convert %s to %s", t->name,
                         slm_type_name(t->type), slm_type_name(ty));
+        else if (ty != t->type && type_size_of(t->type)->blck > 1)
+            qlog(params, SLM_LOG_WARN, "%s: requantizing %s to %s adds the errors of both; quantize from F32/F16/BF16 if you can",
+                 t->name, slm_type_name(t->type), slm_type_name(ty));
         types[i] = ty;
     }
 
