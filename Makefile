@@ -31,7 +31,8 @@ CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
-           tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c
+           tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
+           tests/test_quant.c
 
 .PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz clean help
 

@@ -5,6 +5,7 @@
  *   slm tokenize -m FILE -p TEXT [--no-bos] [--special]       show the tokens
  *   slm info     -m FILE [-c CTX]            describe a GGUF model
  *   slm logits   -m FILE --ids "1 2 3" [--all] --out FILE.f32
+ *   slm quantize -m IN.gguf -o OUT.gguf --type Q4_K_M [-t N] [-v]
  *
  * Every error prints one line to stderr and exits non-zero.
  */
@@ -516,6 +517,78 @@ static int cmd_tokenize(int argc, char **argv) {
     return 0;
 }
 
+/* ---- quantize ------------------------------------------------------------------ */
+
+static const char *QUANTIZE_HELP =
+    "usage: slm quantize -m IN.gguf -o OUT.gguf --type TYPE [-t N] [-v]\n"
+    "  Write a copy of a GGUF model with its weight matrices converted to TYPE.\n"
+    "  1-D tensors (norms, biases) stay as they are; all metadata is copied.\n"
+    "  -m, --model FILE   input GGUF file (any architecture)\n"
+    "  -o, --out FILE     output GGUF file\n"
+    "  --type TYPE        one of\n"
+    "                       F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1\n"
+    "                       Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS   (every matrix of TYPE)\n"
+    "                       Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M\n"
+    "                                      (llama.cpp's mixes: output.weight and some\n"
+    "                                       attn_v/ffn_down layers get more bits)\n"
+    "                     Rows whose length is not a multiple of TYPE's block (256 for\n"
+    "                     K-quants and IQ4_XS, 32 otherwise) fall back to a compatible\n"
+    "                     type (Q5_0, Q5_1, Q8_0, IQ4_NL, else F16); the tool says so.\n"
+    "  -t, --threads N    threads (default: all)\n"
+    "  -v, --verbose      one line per tensor\n";
+
+static int verbose_log;
+
+static void log_cb(void *user, int level, const char *msg) {
+    (void)user;
+    if (level <= SLM_LOG_WARN) fprintf(stderr, "%s: warning: %s\n", prog, msg);
+    else if (verbose_log) printf("  %s\n", msg);
+}
+
+static int cmd_quantize(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *type = NULL;
+    int threads = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(QUANTIZE_HELP, stdout);
+            exit(0);
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) in = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "--type")) type = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose_log = 1;
+        else die("unknown option '%s' (see --help)", a);
+    }
+    if (!in) die("%s", "no input model given (-m FILE)");
+    if (!out) die("%s", "no output file given (-o FILE)");
+    if (!type) die("%s", "no target type given (--type Q4_K_M, see --help)");
+    slm_quantize_params qp;
+    slm_quantize_params_init(&qp);
+    if (slm_quantize_parse_type(type, &qp.type, &qp.mix) != SLM_OK) die("unknown type '%s' (see --help)", type);
+    qp.n_threads = threads;
+    qp.log = log_cb;
+    slm_quantize_stats st;
+    slm_error err;
+    if (slm_quantize_file(in, out, &qp, &st, &err) != SLM_OK) die("%s", err.message);
+    char b1[32], b2[32], b3[32], b4[32];
+    human((double)st.bytes_in, b1, sizeof b1);
+    human((double)st.bytes_out, b2, sizeof b2);
+    human((double)st.file_in, b3, sizeof b3);
+    human((double)st.file_out, b4, sizeof b4);
+    printf("wrote %s (%s)\n", out, type);
+    printf("tensors:      %d, %d converted, %d kept\n", st.n_tensors, st.n_converted, st.n_tensors - st.n_converted);
+    printf("output types:");
+    for (int t = 0; t < 40; t++)
+        if (st.n_by_type[t]) printf(" %s: %d;", slm_type_name(t) ? slm_type_name(t) : "?", st.n_by_type[t]);
+    printf("\n");
+    printf("fallbacks:    %d matri%s whose rows do not fit the block size%s\n", st.n_fallback,
+           st.n_fallback == 1 ? "x" : "ces", st.n_fallback ? " (see the warnings above)" : "");
+    printf("tensor data:  %s -> %s (%.1f%%)\n", b1, b2, st.bytes_in ? 100.0 * st.bytes_out / st.bytes_in : 0.0);
+    printf("file size:    %s -> %s\n", b3, b4);
+    return 0;
+}
+
 static const char *MAIN_HELP =
     "usage: slm COMMAND [options]   (slm COMMAND --help for details)\n"
     "commands:\n"
@@ -523,6 +596,7 @@ static const char *MAIN_HELP =
     "  tokenize  show the token ids and pieces of a text\n"
     "  info      describe a GGUF model file\n"
     "  logits    write the logits of a sequence of token ids\n"
+    "  quantize  convert a GGUF model's weights to another type (Q4_K_M, Q8_0, ...)\n"
     "  version   print the library version and build configuration\n"
     "example:\n"
     "  slm run -m tests/data/demo/kjv-1m-q8_0.gguf -p \"And the LORD said\" -n 64 --seed 1\n";
@@ -537,6 +611,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "logits")) return cmd_logits(argc, argv);
     if (!strcmp(cmd, "run")) return cmd_run(argc, argv);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("slm %s (%s)\n", slm_version(), slm_build_info());
         return 0;
