@@ -34,7 +34,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c
 
-.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz bench-models clean help
+.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz bench-models bench-compare clean help
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -117,6 +117,10 @@ bench-models: $(BUILD)/gen_model
 	mkdir -p $(BENCH_DIR)
 	./$(BUILD)/gen_model smollm2-135m $(BENCH_DIR)
 	./$(BUILD)/gen_model qwen2.5-0.5b $(BENCH_DIR)
+
+# slm against llama.cpp (node-llama-cpp from npm) on the generated models.
+bench-compare:
+	BUILD=$(BUILD) bash bench/compare.sh
 
 clean:
 	rm -rf $(BUILD)
