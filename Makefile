@@ -32,9 +32,10 @@ TESTBIN  = $(BUILD)/run_tests
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
-           tests/vocab_build.c tests/test_chat.c
+           tests/test_quant.c tests/vocab_build.c tests/test_chat.c
 
-.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz clean help pretok-check unicode-tables
+.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz bench-models bench-compare clean help \
+        pretok-check unicode-tables
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -118,6 +119,21 @@ unicode-tables:
 
 run: all
 	./$(CLI) run -m $(DEMO_MODEL) -p "$(DEMO_PROMPT)" $(DEMO_ARGS)
+
+# Benchmark models: random weights with the shapes of SmolLM2-135M,
+# Qwen2.5-0.5B and Llama-3.2-1B, generated into $(BENCH_DIR), never committed.
+BENCH_DIR ?= $(BUILD)/bench-models
+$(BUILD)/gen_model: bench/gen_model.c tests/gguf_build.c tests/util.c tests/gguf_build.h $(LIB_A)
+	$(CC) $(ALL_CFLAGS) -I. bench/gen_model.c tests/gguf_build.c tests/util.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
+
+bench-models: $(BUILD)/gen_model
+	mkdir -p $(BENCH_DIR)
+	./$(BUILD)/gen_model smollm2-135m $(BENCH_DIR)
+	./$(BUILD)/gen_model qwen2.5-0.5b $(BENCH_DIR)
+
+# slm against llama.cpp (node-llama-cpp from npm) on the generated models.
+bench-compare:
+	BUILD=$(BUILD) bash bench/compare.sh
 
 clean:
 	rm -rf $(BUILD)

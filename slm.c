@@ -7,6 +7,7 @@
  *   2. Status codes, errors, allocation
  *   3. Small utilities (fp16/bf16, hashing, clock)
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
+ *   4b. GGUF writer (metadata and tensor directory, then streamed tensor data)
  *   5. Tensor types: block layouts and the traits table
  *   6. Kernels: scalar reference (SIMD paths slot in behind the same signatures)
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
@@ -17,6 +18,7 @@
  *  11. Chat templates: family detection, formatting, incremental turns
  *  12. Sampler: penalties, top-k, top-p, min-p, temperature, seeded draw
  *  13. Generate: prompt -> streamed text, stop conditions, timings
+ *  14. Quantization: convert a GGUF file's matrices to another type
  *
  * Build: C99. Define SLM_NO_MMAP to read files instead of mapping them.
  * OpenMP (-fopenmp) parallelises the forward pass; without it slm runs on
@@ -267,6 +269,17 @@ static inline void st_u16(void *p, uint16_t v) {
     b[0] = (uint8_t)v;
     b[1] = (uint8_t)(v >> 8);
 }
+
+static inline void st_u32(void *p, uint32_t v) {
+    uint8_t *b = (uint8_t *)p;
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+    b[2] = (uint8_t)(v >> 16);
+    b[3] = (uint8_t)(v >> 24);
+}
+
+static inline float ld_f32(const void *p) { return bits_f32(ld_u32(p)); }
+static inline void st_f32(void *p, float f) { st_u32(p, f32_bits(f)); }
 
 /* Round half to even for |x| < 2^22, independent of the FPU rounding mode
    setting and of libm (matches ggml's x86 activation quantizer). */
@@ -889,6 +902,216 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
 }
 
 /* ========================================================================== */
+/* 4b. GGUF writer                                                            */
+/* ========================================================================== */
+/*
+ * Builds a GGUF v3 file: the key/value pairs and the tensor directory are
+ * encoded into memory first (gw_kv_*, gw_tensor), gw_write_header writes
+ * them, then the caller streams each tensor's bytes in directory order
+ * (gw_write_data, any number of pieces) and closes each with gw_end_tensor,
+ * which pads to the alignment. Errors are sticky: the first is kept in
+ * w->st / w->err and later calls do nothing, so callers check once.
+ */
+
+typedef struct gbuf {
+    uint8_t *p;
+    size_t len, cap;
+} gbuf;
+
+typedef struct gguf_writer {
+    const allocator *a;
+    gbuf kv, ti;            /* encoded key/value pairs, tensor infos */
+    uint64_t n_kv, n_tensors;
+    uint64_t data_size;     /* tensor data announced so far, padded */
+    size_t alignment;
+    FILE *f;
+    const char *path;       /* for messages */
+    uint64_t pos;           /* bytes written to the data section */
+    slm_status st;
+    slm_error *err;
+} gguf_writer;
+
+static void gw_init(gguf_writer *w, const allocator *a, size_t alignment, slm_error *err) {
+    memset(w, 0, sizeof *w);
+    w->a = a;
+    w->alignment = alignment ? alignment : GGUF_DEFAULT_ALIGNMENT;
+    w->err = err;
+}
+
+static void gw_free(gguf_writer *w) {
+    xfree(w->a, w->kv.p, w->kv.cap);
+    xfree(w->a, w->ti.p, w->ti.cap);
+    w->kv.p = w->ti.p = NULL;
+}
+
+static void gw_put(gguf_writer *w, gbuf *b, const void *p, size_t n) {
+    if (w->st != SLM_OK) return;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) {
+                w->st = seterr(w->err, SLM_ERR_NOMEM, "GGUF writer: metadata too large");
+                return;
+            }
+            cap *= 2;
+        }
+        uint8_t *q = (uint8_t *)xalloc(w->a, cap);
+        if (!q) {
+            w->st = seterr(w->err, SLM_ERR_NOMEM, "GGUF writer: out of memory for %zu bytes of metadata", cap);
+            return;
+        }
+        if (b->len) memcpy(q, b->p, b->len);
+        xfree(w->a, b->p, b->cap);
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void gw_u32(gguf_writer *w, gbuf *b, uint32_t v) {
+    uint8_t t[4];
+    st_u32(t, v);
+    gw_put(w, b, t, 4);
+}
+
+static void gw_u64(gguf_writer *w, gbuf *b, uint64_t v) {
+    gw_u32(w, b, (uint32_t)v);
+    gw_u32(w, b, (uint32_t)(v >> 32));
+}
+
+static void gw_str(gguf_writer *w, gbuf *b, const char *s, size_t n) {
+    gw_u64(w, b, n);
+    gw_put(w, b, s, n);
+}
+
+/* A key with its value already encoded as GGUF stores it (`raw`, n bytes:
+   for strings the u64 length and the bytes, for arrays the element type,
+   count and elements). Used to copy values unchanged from a parsed file. */
+static void gw_kv_raw(gguf_writer *w, const char *key, int type, const void *raw, size_t n) {
+    gw_str(w, &w->kv, key, strlen(key));
+    gw_u32(w, &w->kv, (uint32_t)type);
+    gw_put(w, &w->kv, raw, n);
+    if (w->st == SLM_OK) w->n_kv++;
+}
+
+static void gw_kv_u32(gguf_writer *w, const char *key, uint32_t v) {
+    uint8_t t[4];
+    st_u32(t, v);
+    gw_kv_raw(w, key, SLM_META_U32, t, 4);
+}
+
+static SLM_UNUSED void gw_kv_i32(gguf_writer *w, const char *key, int32_t v) {
+    uint8_t t[4];
+    st_u32(t, (uint32_t)v);
+    gw_kv_raw(w, key, SLM_META_I32, t, 4);
+}
+
+static SLM_UNUSED void gw_kv_f32(gguf_writer *w, const char *key, float v) {
+    uint8_t t[4];
+    st_f32(t, v);
+    gw_kv_raw(w, key, SLM_META_F32, t, 4);
+}
+
+static SLM_UNUSED void gw_kv_bool(gguf_writer *w, const char *key, int v) {
+    uint8_t t = v != 0;
+    gw_kv_raw(w, key, SLM_META_BOOL, &t, 1);
+}
+
+static SLM_UNUSED void gw_kv_str(gguf_writer *w, const char *key, const char *s) {
+    gw_str(w, &w->kv, key, strlen(key));
+    gw_u32(w, &w->kv, SLM_META_STRING);
+    gw_str(w, &w->kv, s, strlen(s));
+    if (w->st == SLM_OK) w->n_kv++;
+}
+
+/* An array of n fixed-size elements (little-endian, as stored). */
+static SLM_UNUSED void gw_kv_array(gguf_writer *w, const char *key, int elem_type, const void *elems, uint64_t n) {
+    gw_str(w, &w->kv, key, strlen(key));
+    gw_u32(w, &w->kv, SLM_META_ARRAY);
+    gw_u32(w, &w->kv, (uint32_t)elem_type);
+    gw_u64(w, &w->kv, n);
+    gw_put(w, &w->kv, elems, (size_t)n * meta_scalar_size(elem_type));
+    if (w->st == SLM_OK) w->n_kv++;
+}
+
+static SLM_UNUSED void gw_kv_str_array(gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
+    gw_str(w, &w->kv, key, strlen(key));
+    gw_u32(w, &w->kv, SLM_META_ARRAY);
+    gw_u32(w, &w->kv, SLM_META_STRING);
+    gw_u64(w, &w->kv, n);
+    for (uint64_t i = 0; i < n; i++) gw_str(w, &w->kv, strs[i], strlen(strs[i]));
+    if (w->st == SLM_OK) w->n_kv++;
+}
+
+/* Announce a tensor (in the order its data will be written); returns its
+   size in bytes, 0 after an error. */
+static uint64_t gw_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne) {
+    const type_size *ts = type_size_of(type);
+    if (w->st != SLM_OK) return 0;
+    if (!ts || n_dims < 1 || n_dims > GGUF_MAX_DIMS || ne[0] % ts->blck != 0) {
+        w->st = seterr(w->err, SLM_ERR_INVALID_ARG, "GGUF writer: tensor '%s' has a bad type or shape", name);
+        return 0;
+    }
+    uint64_t nel = 1;
+    gw_str(w, &w->ti, name, strlen(name));
+    gw_u32(w, &w->ti, (uint32_t)n_dims);
+    for (int d = 0; d < n_dims; d++) {
+        gw_u64(w, &w->ti, (uint64_t)ne[d]);
+        nel *= (uint64_t)ne[d];
+    }
+    gw_u32(w, &w->ti, (uint32_t)type);
+    gw_u64(w, &w->ti, w->data_size);
+    uint64_t nbytes = nel / (uint64_t)ts->blck * (uint64_t)ts->bytes;
+    w->data_size += (nbytes + w->alignment - 1) / w->alignment * w->alignment;
+    if (w->st == SLM_OK) w->n_tensors++;
+    return w->st == SLM_OK ? nbytes : 0;
+}
+
+static void gw_fwrite(gguf_writer *w, const void *p, size_t n) {
+    if (w->st == SLM_OK && n && fwrite(p, 1, n, w->f) != n)
+        w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
+}
+
+static void gw_zeros(gguf_writer *w, size_t n) {
+    static const uint8_t zero[64] = {0};
+    while (n > 0 && w->st == SLM_OK) {
+        size_t k = SLM_MIN(n, sizeof zero);
+        gw_fwrite(w, zero, k);
+        n -= k;
+    }
+}
+
+/* Header, metadata and tensor directory, padded to the alignment. */
+static void gw_write_header(gguf_writer *w, FILE *f, const char *path) {
+    uint8_t h[24];
+    w->f = f;
+    w->path = path;
+    st_u32(h, GGUF_MAGIC);
+    st_u32(h + 4, 3);
+    st_u32(h + 8, (uint32_t)w->n_tensors);
+    st_u32(h + 12, (uint32_t)(w->n_tensors >> 32));
+    st_u32(h + 16, (uint32_t)w->n_kv);
+    st_u32(h + 20, (uint32_t)(w->n_kv >> 32));
+    gw_fwrite(w, h, sizeof h);
+    gw_fwrite(w, w->kv.p, w->kv.len);
+    gw_fwrite(w, w->ti.p, w->ti.len);
+    size_t end = sizeof h + w->kv.len + w->ti.len;
+    gw_zeros(w, (w->alignment - end % w->alignment) % w->alignment);
+}
+
+static void gw_write_data(gguf_writer *w, const void *p, size_t n) {
+    gw_fwrite(w, p, n);
+    w->pos += n;
+}
+
+static void gw_end_tensor(gguf_writer *w) {
+    size_t pad = (size_t)((w->alignment - w->pos % w->alignment) % w->alignment);
+    gw_zeros(w, pad);
+    w->pos += pad;
+}
+
+/* ========================================================================== */
 /* 5. Tensor types: block layouts and the traits table                        */
 /* ========================================================================== */
 /*
@@ -897,7 +1120,39 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
  *
  *   Q4_0  (32 values, 18 bytes): f16 d; u8 qs[16]
  *         x[j] = d * ((qs[j] & 15) - 8), x[j+16] = d * ((qs[j] >> 4) - 8)
+ *   Q4_1  (32 values, 20 bytes): f16 d, m; u8 qs[16]      x = d * q + m, q as Q4_0 without the -8
+ *   Q5_0  (32 values, 22 bytes): f16 d; u8 qh[4]; u8 qs[16]
+ *         q[j] = (qs[j] & 15) | bit j of qh << 4, q[j+16] = (qs[j] >> 4) | bit j+16 of qh << 4
+ *         x = d * (q - 16)
+ *   Q5_1  (32 values, 24 bytes): f16 d, m; u8 qh[4]; u8 qs[16]   x = d * q + m, q as Q5_0
  *   Q8_0  (32 values, 34 bytes): f16 d; i8 qs[32];            x[j] = d * qs[j]
+ *   Q8_1  (32 values, 36 bytes): f16 d, s; i8 qs[32]           x = d * q; s = d * sum(q)
+ *   IQ4_NL (32 values, 18 bytes): f16 d; u8 qs[16]   x = d * IQ4_VALUES[nibble], nibbles as Q4_0
+ *
+ * K-quants: super-blocks of 256 values made of 16 sub-blocks of 16 or 8 of
+ * 32, each with a small integer scale (and min) that multiplies the f16
+ * super-block scale d (and dmin). Value i of a super-block is
+ * x[i] = d * sc[s] * q[i] - dmin * m[s] with s its sub-block:
+ *   Q2_K (84 bytes): u8 scales[16] (sc low nibble, m high); u8 qs[64]; f16 d, dmin
+ *         i = 128h + 32k + l: q = (qs[32h + l] >> 2k) & 3, s = i / 16
+ *   Q3_K (110 bytes): u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d   (no min)
+ *         q = ((qs[32h + l] >> 2k) & 3) - (bit 4h+k of hmask[l] ? 0 : 4), s = i / 16,
+ *         sc = 6-bit value - 32: low 4 bits in nibble s%8 of scales[0..7], high 2 bits
+ *         in bits 2(s/4) of scales[8 + s%4]
+ *   Q4_K (144 bytes): f16 d, dmin; u8 scales[12]; u8 qs[128]
+ *         i = 64g + 32h + l: q = nibble h of qs[32g + l], s = i / 32; 6-bit sc and m:
+ *         s < 4: sc = scales[s] & 63, m = scales[s+4] & 63; else the low 4 bits are in
+ *         scales[s+4] (sc low nibble, m high) and the high 2 in the top bits of
+ *         scales[s-4] (sc) and scales[s] (m)
+ *   Q5_K (176 bytes): f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]
+ *         as Q4_K plus bit 2g+h of qh[l] as q's bit 4
+ *   Q6_K (210 bytes): u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d   (no min)
+ *         i = 128h + 32k + l: low 4 bits nibble k/2 of ql[64h + 32(k&1) + l], high 2
+ *         bits (qh[32h + l] >> 2k) & 3, q = that - 32, s = i / 16
+ *   Q8_K (292 bytes): f32 d; i8 qs[256]; i16 bsums[16] (sums of 16 qs)   x = d * q
+ *   IQ4_XS (136 bytes): f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]
+ *         8 sub-blocks of 32 laid out as IQ4_NL; sc = 6-bit value - 32: low nibble
+ *         s%2 of scales_l[s/2], high 2 bits (scales_h >> 2s) & 3
  *   F16 / BF16 / F32: plain arrays.
  *
  * Each weight type names the activation format it is multiplied with (its
@@ -908,6 +1163,10 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
 
 #define QK4_0 32
 #define QK8_0 32
+#define QK_K 256
+
+/* IQ4_NL/IQ4_XS levels: a non-uniform 4-bit grid, denser near zero */
+static const int8_t IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 typedef void (*to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void (*from_float_fn)(const float *src, void *dst, int64_t n);
@@ -937,6 +1196,40 @@ static float dot_q8_0(int n, const void *w, const void *a);
 static void q4_0_to_float(const void *src, float *dst, int64_t n);
 static void q4_0_from_float(const float *src, void *dst, int64_t n);
 static float dot_q4_0(int n, const void *w, const void *a);
+static void q4_1_to_float(const void *src, float *dst, int64_t n);
+static void q4_1_from_float(const float *src, void *dst, int64_t n);
+static float dot_q4_1(int n, const void *w, const void *a);
+static void q5_0_to_float(const void *src, float *dst, int64_t n);
+static void q5_0_from_float(const float *src, void *dst, int64_t n);
+static float dot_q5_0(int n, const void *w, const void *a);
+static void q5_1_to_float(const void *src, float *dst, int64_t n);
+static void q5_1_from_float(const float *src, void *dst, int64_t n);
+static float dot_q5_1(int n, const void *w, const void *a);
+static void q8_1_to_float(const void *src, float *dst, int64_t n);
+static void q8_1_from_float(const float *src, void *dst, int64_t n);
+static void iq4_nl_to_float(const void *src, float *dst, int64_t n);
+static void iq4_nl_from_float(const float *src, void *dst, int64_t n);
+static float dot_iq4_nl(int n, const void *w, const void *a);
+static void q2_k_to_float(const void *src, float *dst, int64_t n);
+static void q2_k_from_float(const float *src, void *dst, int64_t n);
+static float dot_q2_k(int n, const void *w, const void *a);
+static void q3_k_to_float(const void *src, float *dst, int64_t n);
+static void q3_k_from_float(const float *src, void *dst, int64_t n);
+static float dot_q3_k(int n, const void *w, const void *a);
+static void q4_k_to_float(const void *src, float *dst, int64_t n);
+static void q4_k_from_float(const float *src, void *dst, int64_t n);
+static float dot_q4_k(int n, const void *w, const void *a);
+static void q5_k_to_float(const void *src, float *dst, int64_t n);
+static void q5_k_from_float(const float *src, void *dst, int64_t n);
+static float dot_q5_k(int n, const void *w, const void *a);
+static void q6_k_to_float(const void *src, float *dst, int64_t n);
+static void q6_k_from_float(const float *src, void *dst, int64_t n);
+static float dot_q6_k(int n, const void *w, const void *a);
+static void q8_k_to_float(const void *src, float *dst, int64_t n);
+static void q8_k_from_float(const float *src, void *dst, int64_t n);
+static void iq4_xs_to_float(const void *src, float *dst, int64_t n);
+static void iq4_xs_from_float(const float *src, void *dst, int64_t n);
+static float dot_iq4_xs(int n, const void *w, const void *a);
 
 static const type_traits TRAITS[N_TYPE_IDS] = {
     [SLM_TYPE_F32] = {SLM_TYPE_F32, f32_to_float, f32_from_float, dot_f32},
@@ -944,6 +1237,19 @@ static const type_traits TRAITS[N_TYPE_IDS] = {
     [SLM_TYPE_BF16] = {SLM_TYPE_BF16, bf16_to_float, bf16_from_float, dot_bf16},
     [SLM_TYPE_Q8_0] = {SLM_TYPE_Q8_0, q8_0_to_float, q8_0_from_float, dot_q8_0},
     [SLM_TYPE_Q4_0] = {SLM_TYPE_Q8_0, q4_0_to_float, q4_0_from_float, dot_q4_0},
+    [SLM_TYPE_Q4_1] = {SLM_TYPE_Q8_1, q4_1_to_float, q4_1_from_float, dot_q4_1},
+    [SLM_TYPE_Q5_0] = {SLM_TYPE_Q8_0, q5_0_to_float, q5_0_from_float, dot_q5_0},
+    [SLM_TYPE_Q5_1] = {SLM_TYPE_Q8_1, q5_1_to_float, q5_1_from_float, dot_q5_1},
+    [SLM_TYPE_IQ4_NL] = {SLM_TYPE_Q8_0, iq4_nl_to_float, iq4_nl_from_float, dot_iq4_nl},
+    [SLM_TYPE_Q2_K] = {SLM_TYPE_Q8_K, q2_k_to_float, q2_k_from_float, dot_q2_k},
+    [SLM_TYPE_Q3_K] = {SLM_TYPE_Q8_K, q3_k_to_float, q3_k_from_float, dot_q3_k},
+    [SLM_TYPE_Q4_K] = {SLM_TYPE_Q8_K, q4_k_to_float, q4_k_from_float, dot_q4_k},
+    [SLM_TYPE_Q5_K] = {SLM_TYPE_Q8_K, q5_k_to_float, q5_k_from_float, dot_q5_k},
+    [SLM_TYPE_Q6_K] = {SLM_TYPE_Q8_K, q6_k_to_float, q6_k_from_float, dot_q6_k},
+    [SLM_TYPE_IQ4_XS] = {SLM_TYPE_Q8_K, iq4_xs_to_float, iq4_xs_from_float, dot_iq4_xs},
+    /* activation formats only: no dot kernel of their own */
+    [SLM_TYPE_Q8_1] = {-1, q8_1_to_float, q8_1_from_float, NULL},
+    [SLM_TYPE_Q8_K] = {-1, q8_k_to_float, q8_k_from_float, NULL},
 };
 
 static const type_traits *traits_of(int type) {
@@ -957,6 +1263,33 @@ int slm_type_supported(int type) { return traits_of(type) != NULL; }
 static size_t row_bytes(int type, int64_t n) {
     const type_size *ts = type_size_of(type);
     return (size_t)(n / ts->blck) * (size_t)ts->bytes;
+}
+
+int slm_type_block_size(int type) {
+    const type_size *ts = type_size_of(type);
+    return ts ? ts->blck : 0;
+}
+
+size_t slm_row_bytes(int type, int64_t n) {
+    const type_size *ts = type_size_of(type);
+    if (!ts || n < 0 || n % ts->blck != 0) return 0;
+    return row_bytes(type, n);
+}
+
+slm_status slm_quantize_row(int type, const float *src, void *dst, int64_t n) {
+    const type_size *ts = type_size_of(type);
+    if (!ts || !TRAITS[type].from_float) return SLM_ERR_UNSUPPORTED;
+    if (!src || !dst || n < 0 || n % ts->blck != 0) return SLM_ERR_INVALID_ARG;
+    TRAITS[type].from_float(src, dst, n);
+    return SLM_OK;
+}
+
+slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) {
+    const type_size *ts = type_size_of(type);
+    if (!ts || !TRAITS[type].to_float) return SLM_ERR_UNSUPPORTED;
+    if (!src || !dst || n < 0 || n % ts->blck != 0) return SLM_ERR_INVALID_ARG;
+    TRAITS[type].to_float(src, dst, n);
+    return SLM_OK;
 }
 
 /* ========================================================================== */
@@ -1094,6 +1427,793 @@ static float dot_q4_0(int n, const void *w, const void *a) {
     }
     return s;
 }
+
+/* Q4_1: offset grid (min..max), for the Q8_1 activations. */
+static void q4_1_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 20, dst += 32) {
+        float d = ld_f16(b), m = ld_f16(b + 2);
+        for (int j = 0; j < 16; j++) {
+            dst[j] = (float)(b[4 + j] & 15) * d + m;
+            dst[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+        }
+    }
+}
+
+/* Clamped round-half-even (the float->int step of every quantizer). */
+static inline int qround(float x, int lo, int hi) {
+    if (!(x > -4.0e6f)) x = -4.0e6f; /* also catches NaN */
+    if (x > 4.0e6f) x = 4.0e6f;
+    int v = round_even(x);
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Block minimum and maximum of n values. */
+static void min_max(const float *x, int n, float *lo, float *hi) {
+    float a = x[0], b = x[0];
+    for (int j = 1; j < n; j++) a = SLM_MIN(a, x[j]), b = SLM_MAX(b, x[j]);
+    *lo = a, *hi = b;
+}
+
+/* Offset grid of 2^bits levels from min to max: d and m stored as f16, the
+   levels chosen against the rounded values that the decoder will use. */
+static void offset_block(const float *x, int bits, uint8_t *q, uint8_t *dm) {
+    float lo, hi;
+    min_max(x, 32, &lo, &hi);
+    int nmax = (1 << bits) - 1;
+    st_u16(dm, f32_to_fp16((hi - lo) / (float)nmax));
+    st_u16(dm + 2, f32_to_fp16(lo));
+    float d = ld_f16(dm), m = ld_f16(dm + 2), id = d != 0 ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; j++) q[j] = (uint8_t)qround((x[j] - m) * id, 0, nmax);
+}
+
+static void q4_1_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, q[32];
+    for (int64_t i = 0; i < n / 32; i++, b += 20, src += 32) {
+        offset_block(src, 4, q, b);
+        for (int j = 0; j < 16; j++) b[4 + j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+    }
+}
+
+static float dot_q4_1(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0; /* the min terms are summed apart, as ggml does */
+    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += (x[4 + j] & 15) * (int8_t)y[4 + j];
+            isum += (x[4 + j] >> 4) * (int8_t)y[4 + j + 16];
+        }
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+/* Q5_0 / Q5_1: the fifth bit of value j is bit j of the u32 qh. */
+static inline int q5_level(const uint8_t *qh, const uint8_t *qs, int j) {
+    int lo = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
+    return lo | (int)((ld_u32(qh) >> j) & 1u) << 4;
+}
+
+static void q5_pack(const uint8_t *q, uint8_t *qh, uint8_t *qs) {
+    uint32_t h = 0;
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 15) | ((q[j + 16] & 15) << 4));
+    for (int j = 0; j < 32; j++) h |= (uint32_t)(q[j] >> 4) << j;
+    st_u32(qh, h);
+}
+
+static void q5_0_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 22, dst += 32) {
+        float d = ld_f16(b);
+        for (int j = 0; j < 32; j++) dst[j] = (float)(q5_level(b + 2, b + 6, j) - 16) * d;
+    }
+}
+
+/* As Q4_0: the value of largest magnitude maps to -16. */
+static void q5_0_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, q[32];
+    for (int64_t i = 0; i < n / 32; i++, b += 22, src += 32) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(src[j]) > amax) amax = fabsf(src[j]), max = src[j];
+        float d = max / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        for (int j = 0; j < 32; j++) q[j] = (uint8_t)SLM_MIN(31, SLM_MAX(0, (int)(src[j] * id + 16.5f)));
+        q5_pack(q, b + 2, b + 6);
+    }
+}
+
+static float dot_q5_0(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        int32_t isum = 0;
+        for (int j = 0; j < 32; j++) isum += (q5_level(x + 2, x + 6, j) - 16) * (int8_t)y[2 + j];
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static void q5_1_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 24, dst += 32) {
+        float d = ld_f16(b), m = ld_f16(b + 2);
+        for (int j = 0; j < 32; j++) dst[j] = (float)q5_level(b + 4, b + 8, j) * d + m;
+    }
+}
+
+static void q5_1_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, q[32];
+    for (int64_t i = 0; i < n / 32; i++, b += 24, src += 32) {
+        offset_block(src, 5, q, b);
+        q5_pack(q, b + 4, b + 8);
+    }
+}
+
+static float dot_q5_1(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
+        int32_t isum = 0;
+        for (int j = 0; j < 32; j++) isum += q5_level(x + 4, x + 8, j) * (int8_t)y[4 + j];
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+/* Q8_1: activations for Q4_1/Q5_1. Like Q8_0 (ggml's x86 path: scale
+   amax/127, ties to even) plus s = d * sum(q), both as f16, s computed from
+   the unrounded d as ggml does. */
+static void q8_1_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, dst += 32) {
+        float d = ld_f16(b);
+        for (int j = 0; j < 32; j++) dst[j] = d * (float)(int8_t)b[4 + j];
+    }
+}
+
+static void q8_1_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = SLM_MAX(amax, fabsf(src[j]));
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = round_even(src[j] * id);
+            b[4 + j] = (uint8_t)(int8_t)q;
+            sum += q;
+        }
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)sum));
+    }
+}
+
+/* IQ4_NL: Q4_0's layout on the IQ4_VALUES grid. */
+static void iq4_nl_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 18, dst += 32) {
+        float d = ld_f16(b);
+        for (int j = 0; j < 16; j++) {
+            dst[j] = d * (float)IQ4_VALUES[b[2 + j] & 15];
+            dst[j + 16] = d * (float)IQ4_VALUES[b[2 + j] >> 4];
+        }
+    }
+}
+
+/* Index of the IQ4 level nearest to v (ties go up). */
+static int iq4_nearest(float v) {
+    /* midpoints between neighbouring levels: count those at or below v
+       (branch-free; a value exactly between two levels goes up) */
+    static const float mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                  7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+    int idx = 0;
+    for (int i = 0; i < 15; i++) idx += v >= mid[i];
+    return idx;
+}
+
+/* Scale of 32 values on the IQ4 grid, weights x^2. Candidate grids put the
+   extreme value at +127 and at -127 + t for |t| <= 7 (the grid is longer on
+   the negative side); each assignment gets its least-squares scale and the
+   one with the least weighted error (largest sum(wqx)^2/sum(wq^2)) wins. */
+static float iq4_fit(const float *x) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++)
+        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+    if (amax < 1e-15f) return 0;
+    float best_d = 0, best = -1;
+    for (int t = -8; t <= 7; t++) {
+        float id = t == -8 ? 127.0f / max : ((float)t - 127.0f) / max;
+        float sqx = 0, sq2 = 0;
+        for (int j = 0; j < 32; j++) {
+            float q = (float)IQ4_VALUES[iq4_nearest(id * x[j])], w = x[j] * x[j];
+            sqx += w * q * x[j];
+            sq2 += w * q * q;
+        }
+        if (sq2 > 0 && (best < 0 || sqx * sqx > best * sq2)) best_d = sqx / sq2, best = best_d * sqx;
+    }
+    return best_d;
+}
+
+/* Nibbles of 32 values against the scale d (as the decoder will see it). */
+static void iq4_pack(const float *x, float d, uint8_t *qs) {
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(iq4_nearest(x[j] * id) | (iq4_nearest(x[j + 16] * id) << 4));
+}
+
+static void iq4_nl_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 18, src += 32) {
+        st_u16(b, f32_to_fp16(iq4_fit(src)));
+        iq4_pack(src, ld_f16(b), b + 2);
+    }
+}
+
+static float dot_iq4_nl(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += IQ4_VALUES[x[2 + j] & 15] * (int8_t)y[2 + j];
+            isum += IQ4_VALUES[x[2 + j] >> 4] * (int8_t)y[2 + j + 16];
+        }
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* --- K-quants ------------------------------------------------------------ */
+/*
+ * Every K-quant super-block is first decoded to integers (kblock), then
+ * dequantized or dotted by one shared routine each: the reference is the
+ * layout decoder plus the arithmetic, and the arithmetic is ggml's: integer
+ * sums per sub-block times the integer sub-block scale, then one float
+ * multiply by d_w * d_a; the mins enter as dmin_w * d_a * sum(m * bsums).
+ */
+
+typedef struct kblock {
+    float d, dmin;      /* super-block scale and min scale (dmin 0: no mins) */
+    int sub;            /* values per sub-block: 16 or 32 */
+    int sc[16], mn[16]; /* integer scale and min of each sub-block */
+    int8_t q[QK_K];     /* integer levels */
+} kblock;
+
+static void kblock_to_float(const kblock *k, float *y) {
+    for (int s = 0; s < QK_K / k->sub; s++) {
+        const float dl = k->d * (float)k->sc[s], ml = k->dmin * (float)k->mn[s];
+        for (int i = s * k->sub; i < (s + 1) * k->sub; i++) y[i] = dl * (float)k->q[i] - ml;
+    }
+}
+
+/* Dot of a decoded super-block with one Q8_K block. */
+static float kblock_dot(const kblock *k, const uint8_t *y) {
+    const int8_t *q8 = (const int8_t *)(y + 4);
+    const uint8_t *bsums = y + 260;
+    int32_t isum = 0, imin = 0;
+    if (k->sub == 16) {
+        for (int s = 0; s < 16; s++) {
+            int32_t t = 0;
+            for (int i = 16 * s; i < 16 * s + 16; i++) t += k->q[i] * q8[i];
+            isum += k->sc[s] * t;
+            imin += k->mn[s] * (int16_t)ld_u16(bsums + 2 * s);
+        }
+    } else {
+        for (int s = 0; s < 8; s++) {
+            int32_t t = 0;
+            for (int i = 32 * s; i < 32 * s + 32; i++) t += k->q[i] * q8[i];
+            isum += k->sc[s] * t;
+            imin += k->mn[s] * ((int16_t)ld_u16(bsums + 4 * s) + (int16_t)ld_u16(bsums + 4 * s + 2));
+        }
+    }
+    const float d8 = ld_f32(y);
+    float r = (k->d * d8) * (float)isum;
+    if (k->dmin != 0) r -= (k->dmin * d8) * (float)imin;
+    return r;
+}
+
+static void unpack_q2_k(const uint8_t *b, kblock *k) {
+    k->d = ld_f16(b + 80);
+    k->dmin = ld_f16(b + 82);
+    k->sub = 16;
+    for (int s = 0; s < 16; s++) k->sc[s] = b[s] & 15, k->mn[s] = b[s] >> 4;
+    for (int h = 0; h < 2; h++)
+        for (int kk = 0; kk < 4; kk++)
+            for (int l = 0; l < 32; l++) k->q[128 * h + 32 * kk + l] = (int8_t)((b[16 + 32 * h + l] >> (2 * kk)) & 3);
+}
+
+static int q3_k_scale(const uint8_t *sc, int s) {
+    int lo = s < 8 ? sc[s] & 15 : sc[s - 8] >> 4;
+    int hi = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+static void unpack_q3_k(const uint8_t *b, kblock *k) {
+    const uint8_t *hm = b, *qs = b + 32;
+    k->d = ld_f16(b + 108);
+    k->dmin = 0;
+    k->sub = 16;
+    for (int s = 0; s < 16; s++) k->sc[s] = q3_k_scale(b + 96, s), k->mn[s] = 0;
+    for (int h = 0; h < 2; h++)
+        for (int kk = 0; kk < 4; kk++)
+            for (int l = 0; l < 32; l++)
+                k->q[128 * h + 32 * kk + l] =
+                    (int8_t)(((qs[32 * h + l] >> (2 * kk)) & 3) - (((hm[l] >> (4 * h + kk)) & 1) ? 0 : 4));
+}
+
+/* 6-bit scale and min s of the Q4_K/Q5_K 12-byte table. */
+static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m) {
+    if (s < 4) {
+        *d = sc[s] & 63;
+        *m = sc[s + 4] & 63;
+    } else {
+        *d = (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4);
+        *m = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
+    }
+}
+
+static void unpack_q4_k(const uint8_t *b, kblock *k) {
+    const uint8_t *qs = b + 16;
+    k->d = ld_f16(b);
+    k->dmin = ld_f16(b + 2);
+    k->sub = 32;
+    for (int s = 0; s < 8; s++) k4_scale_min(b + 4, s, &k->sc[s], &k->mn[s]);
+    for (int g = 0; g < 4; g++)
+        for (int l = 0; l < 32; l++) {
+            k->q[64 * g + l] = (int8_t)(qs[32 * g + l] & 15);
+            k->q[64 * g + 32 + l] = (int8_t)(qs[32 * g + l] >> 4);
+        }
+}
+
+static void unpack_q5_k(const uint8_t *b, kblock *k) {
+    const uint8_t *qh = b + 16, *qs = b + 48;
+    k->d = ld_f16(b);
+    k->dmin = ld_f16(b + 2);
+    k->sub = 32;
+    for (int s = 0; s < 8; s++) k4_scale_min(b + 4, s, &k->sc[s], &k->mn[s]);
+    for (int g = 0; g < 4; g++)
+        for (int l = 0; l < 32; l++) {
+            k->q[64 * g + l] = (int8_t)((qs[32 * g + l] & 15) | (((qh[l] >> (2 * g)) & 1) << 4));
+            k->q[64 * g + 32 + l] = (int8_t)((qs[32 * g + l] >> 4) | (((qh[l] >> (2 * g + 1)) & 1) << 4));
+        }
+}
+
+static void unpack_q6_k(const uint8_t *b, kblock *k) {
+    const uint8_t *ql = b, *qh = b + 128;
+    k->d = ld_f16(b + 208);
+    k->dmin = 0;
+    k->sub = 16;
+    for (int s = 0; s < 16; s++) k->sc[s] = (int8_t)b[192 + s], k->mn[s] = 0;
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const int a = ql[64 * h + l], c = ql[64 * h + 32 + l], hi = qh[32 * h + l];
+            int8_t *q = k->q + 128 * h + l;
+            q[0] = (int8_t)(((a & 15) | (hi & 3) << 4) - 32);
+            q[32] = (int8_t)(((c & 15) | ((hi >> 2) & 3) << 4) - 32);
+            q[64] = (int8_t)(((a >> 4) | ((hi >> 4) & 3) << 4) - 32);
+            q[96] = (int8_t)(((c >> 4) | ((hi >> 6) & 3) << 4) - 32);
+        }
+}
+
+static void unpack_iq4_xs(const uint8_t *b, kblock *k) {
+    const unsigned sh = ld_u16(b + 2);
+    const uint8_t *sl = b + 4, *qs = b + 8;
+    k->d = ld_f16(b);
+    k->dmin = 0;
+    k->sub = 32;
+    for (int s = 0; s < 8; s++) k->sc[s] = (int)(((sl[s / 2] >> (4 * (s % 2))) & 15) | (((sh >> (2 * s)) & 3) << 4)) - 32, k->mn[s] = 0;
+    for (int s = 0; s < 8; s++)
+        for (int j = 0; j < 16; j++) {
+            k->q[32 * s + j] = IQ4_VALUES[qs[16 * s + j] & 15];
+            k->q[32 * s + j + 16] = IQ4_VALUES[qs[16 * s + j] >> 4];
+        }
+}
+
+/* The to_float and vec_dot of each K type: decode, then the shared part. */
+#define KQUANT_KERNELS(name, bytes)                                                 \
+    static void name##_to_float(const void *src, float *dst, int64_t n) {           \
+        const uint8_t *b = (const uint8_t *)src;                                    \
+        kblock k;                                                                   \
+        for (int64_t i = 0; i < n / QK_K; i++, b += (bytes), dst += QK_K) {         \
+            unpack_##name(b, &k);                                                   \
+            kblock_to_float(&k, dst);                                               \
+        }                                                                           \
+    }                                                                               \
+    static float dot_##name(int n, const void *w, const void *a) {                  \
+        const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;             \
+        kblock k;                                                                   \
+        float s = 0;                                                                \
+        for (int i = 0; i < n / QK_K; i++, x += (bytes), y += 292) {                \
+            unpack_##name(x, &k);                                                   \
+            s += kblock_dot(&k, y);                                                 \
+        }                                                                           \
+        return s;                                                                   \
+    }
+
+KQUANT_KERNELS(q2_k, 84)
+KQUANT_KERNELS(q3_k, 110)
+KQUANT_KERNELS(q4_k, 144)
+KQUANT_KERNELS(q5_k, 176)
+KQUANT_KERNELS(q6_k, 210)
+KQUANT_KERNELS(iq4_xs, 136)
+#undef KQUANT_KERNELS
+
+/* Q8_K: activations for the K-quants, as ggml's quantize_row_q8_K_ref: the
+   value of largest magnitude maps to -127 (so d = 1/iscale may be
+   negative), ties to even, and bsums[s] = sum of qs[16s .. 16s+15]. */
+static void q8_k_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, dst += QK_K) {
+        float d = ld_f32(b);
+        for (int j = 0; j < QK_K; j++) dst[j] = d * (float)(int8_t)b[4 + j];
+    }
+}
+
+static void q8_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(src[j]) > amax) amax = fabsf(src[j]), max = src[j];
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) b[4 + j] = (uint8_t)(int8_t)SLM_MIN(127, round_even(iscale * src[j]));
+        for (int s = 0; s < 16; s++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += (int8_t)b[4 + 16 * s + j];
+            st_u16(b + 260 + 2 * s, (uint16_t)(int16_t)sum);
+        }
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
+/* --- K-quant and IQ4_XS weight quantizers ---------------------------------- */
+/*
+ * The published k-quant method (llama.cpp's quantize_row_*_K_ref), written
+ * anew: each sub-block gets a scale (and min) from a weighted least-squares
+ * search, then the sub-block scales are themselves quantized to 4 or 6 bits
+ * against the super-block maximum, and finally every value is re-quantized
+ * with the scales exactly as the decoder will reconstruct them.
+ */
+
+/* Fit x[i] ~ scale * L[i] - mn with L in [0, nmax] and mn >= 0 (the grid
+   starts at or below zero). The plain grid over [min(x, 0), max(x)] is the
+   starting point; then grids of nmax + rmin + k * rdelta steps over that
+   span, k = 0..nstep, each starting at the best offset found so far, give
+   candidate assignments whose scale and offset are solved in closed form
+   (weighted least squares); the one with the least weighted error, squared
+   or absolute (mad), is kept. */
+static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *mn, float rmin,
+                           float rdelta, int nstep, int mad) {
+    float lo = x[0], hi = x[0], sw = 0, sx = 0;
+    for (int i = 0; i < n; i++) {
+        lo = SLM_MIN(lo, x[i]);
+        hi = SLM_MAX(hi, x[i]);
+        sw += w[i];
+        sx += w[i] * x[i];
+    }
+    if (lo > 0) lo = 0;
+    if (hi == lo) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        *mn = -lo;
+        return 0;
+    }
+    float iscale = (float)nmax / (hi - lo), scale = 1.0f / iscale, off = lo, best = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)qround(iscale * (x[i] - lo), 0, nmax);
+        float e = scale * (float)L[i] + lo - x[i];
+        best += w[i] * (mad ? fabsf(e) : e * e);
+    }
+    uint8_t La[32];
+    for (int k = 0; k <= nstep; k++) {
+        float is = (rmin + rdelta * (float)k + (float)nmax) / (hi - lo);
+        float sl = 0, sl2 = 0, sxl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = qround(is * (x[i] - off), 0, nmax);
+            La[i] = (uint8_t)l;
+            sl += w[i] * (float)l;
+            sl2 += w[i] * (float)l * (float)l;
+            sxl += w[i] * (float)l * x[i];
+        }
+        float det = sw * sl2 - sl * sl;
+        if (!(det > 0)) continue;
+        float s = (sw * sxl - sx * sl) / det, o = (sl2 * sx - sl * sxl) / det;
+        if (o > 0) { /* the offset may only lower the grid */
+            o = 0;
+            s = sxl / sl2;
+        }
+        float err = 0;
+        for (int i = 0; i < n; i++) {
+            float e = s * (float)La[i] + o - x[i];
+            err += w[i] * (mad ? fabsf(e) : e * e);
+        }
+        if (err < best) {
+            memcpy(L, La, (size_t)n);
+            best = err, scale = s, off = o;
+        }
+    }
+    *mn = -off;
+    return scale;
+}
+
+/* Symmetric fit x[i] ~ scale * l[i], l in [-nmax, nmax - 1], weights x^2:
+   the value of largest magnitude maps to -nmax, then 18 grids with nmax
+   nudged by +-0.1..0.9 are tried; the assignment maximizing
+   sum(wxl)^2 / sum(wl^2) (least weighted error) is kept. L gets l + nmax. */
+static float fit_scale_sym(int n, int nmax, const float *x, uint8_t *L) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+    if (amax < 1e-15f) {
+        for (int i = 0; i < n; i++) L[i] = (uint8_t)nmax;
+        return 0;
+    }
+    float scale = 0, best = 0;
+    for (int k = 0; k <= 18; k++) {
+        /* k = 0: the plain grid; then -0.9..-0.1, +0.1..+0.9 */
+        float nudge = k == 0 ? 0.0f : k <= 9 ? -0.1f * (float)(10 - k) : 0.1f * (float)(k - 9);
+        float is = -((float)nmax + nudge) / max, slx = 0, sl2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = qround(is * x[i], -nmax, nmax - 1);
+            float w = x[i] * x[i];
+            slx += w * x[i] * (float)l;
+            sl2 += w * (float)(l * l);
+        }
+        if (k == 0 || (sl2 > 0 && slx * slx > best * sl2)) {
+            for (int i = 0; i < n; i++) L[i] = (uint8_t)(qround(is * x[i], -nmax, nmax - 1) + nmax);
+            scale = sl2 > 0 ? slx / sl2 : 0.0f;
+            best = scale * slx;
+        }
+    }
+    return scale;
+}
+
+/* Q3_K's sub-block fit: symmetric, weights x^2, starting from the grid that
+   maps the extreme to -nmax, then up to 5 passes that move single values to
+   the level the current least-squares scale prefers when that lowers the
+   weighted error. L gets l + nmax. */
+static float fit_scale_q3(int n, int nmax, const float *x, uint8_t *L) {
+    float amax = 0, max = 0;
+    int l8[16];
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+    if (amax < 1e-15f) {
+        for (int i = 0; i < n; i++) L[i] = (uint8_t)nmax;
+        return 0;
+    }
+    float is = -(float)nmax / max, slx = 0, sl2 = 0;
+    for (int i = 0; i < n; i++) {
+        l8[i] = qround(is * x[i], -nmax, nmax - 1);
+        float w = x[i] * x[i];
+        slx += w * x[i] * (float)l8[i];
+        sl2 += w * (float)(l8[i] * l8[i]);
+    }
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i];
+            float a = slx - w * x[i] * (float)l8[i];
+            if (!(a > 0)) continue;
+            float b = sl2 - w * (float)(l8[i] * l8[i]);
+            int nl = qround(x[i] * b / a, -nmax, nmax - 1);
+            if (nl == l8[i]) continue;
+            a += w * x[i] * (float)nl;
+            b += w * (float)(nl * nl);
+            if (b > 0 && a * a * sl2 > slx * slx * b) {
+                l8[i] = nl, slx = a, sl2 = b;
+                changed++;
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (uint8_t)(l8[i] + nmax);
+    return sl2 > 0 ? slx / sl2 : 0.0f;
+}
+
+static float mean32(const float *x, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return s / (float)n;
+}
+
+/* Q2_K/Q3_K pack of 2-bit fields: value 128h + 32k + l -> qs[32h + l] bits 2k. */
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            qs[32 * h + l] = (uint8_t)((L[128 * h + l] & 3) | (L[128 * h + 32 + l] & 3) << 2 |
+                                       (L[128 * h + 64 + l] & 3) << 4 | (L[128 * h + 96 + l] & 3) << 6);
+}
+
+static void q2_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    uint8_t L[QK_K];
+    float w[16], scales[16], mins[16];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 84, src += QK_K) {
+        float max_scale = 0, max_min = 0;
+        for (int s = 0; s < 16; s++) {
+            for (int j = 0; j < 16; j++) w[j] = fabsf(src[16 * s + j]);
+            scales[s] = fit_scale_min(16, 3, src + 16 * s, w, L + 16 * s, &mins[s], -0.5f, 0.1f, 15, 1);
+            max_scale = SLM_MAX(max_scale, scales[s]);
+            max_min = SLM_MAX(max_min, mins[s]);
+        }
+        st_u16(b + 80, f32_to_fp16(max_scale / 15.0f));
+        st_u16(b + 82, f32_to_fp16(max_min / 15.0f));
+        const float d = ld_f16(b + 80), dmin = ld_f16(b + 82); /* multiples of these as stored */
+        const float is = d > 0 ? 1.0f / d : 0.0f, im = dmin > 0 ? 1.0f / dmin : 0.0f;
+        for (int s = 0; s < 16; s++) {
+            int ls = qround(is * scales[s], 0, 15), lm = qround(im * mins[s], 0, 15);
+            if (!ls) lm = qround(-im * mean32(src + 16 * s, 16), 0, 15); /* only the offset is left: fit the mean */
+            b[s] = (uint8_t)(ls | lm << 4);
+        }
+        for (int s = 0; s < 16; s++) {
+            const float dl = d * (float)(b[s] & 15), ml = dmin * (float)(b[s] >> 4);
+            for (int j = 0; j < 16; j++)
+                L[16 * s + j] = (uint8_t)(dl != 0 ? qround((src[16 * s + j] + ml) / dl, 0, 3) : 0);
+        }
+        pack_2bit(L, b + 16);
+    }
+}
+
+static void q3_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    uint8_t L[QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 110, src += QK_K) {
+        float amax = 0, max_scale = 0;
+        for (int s = 0; s < 16; s++) {
+            scales[s] = fit_scale_q3(16, 4, src + 16 * s, L + 16 * s);
+            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
+        }
+        uint8_t *sc = b + 96;
+        memset(sc, 0, 12);
+        float d = 0;
+        if (max_scale != 0) {
+            float is = -32.0f / max_scale;
+            for (int s = 0; s < 16; s++) {
+                int l = qround(is * scales[s], -32, 31) + 32;
+                if (s < 8) sc[s] = (uint8_t)(l & 15);
+                else sc[s - 8] |= (uint8_t)((l & 15) << 4);
+                sc[8 + s % 4] |= (uint8_t)((l >> 4) << (2 * (s / 4)));
+            }
+            d = 1.0f / is;
+        }
+        st_u16(b + 108, f32_to_fp16(d));
+        const float dd = ld_f16(b + 108);
+        for (int s = 0; s < 16; s++) {
+            const float dl = dd * (float)q3_k_scale(sc, s);
+            for (int j = 0; j < 16; j++) L[16 * s + j] = (uint8_t)(dl != 0 ? qround(src[16 * s + j] / dl, -4, 3) + 4 : 4);
+        }
+        /* high bit of value j: bit j/32 of hmask[j%32]; low 2 bits as Q2_K */
+        memset(b, 0, 32);
+        for (int j = 0; j < QK_K; j++)
+            if (L[j] > 3) b[j % 32] |= (uint8_t)(1u << (j / 32)), L[j] -= 4;
+        pack_2bit(L, b + 32);
+    }
+}
+
+/* Q4_K/Q5_K: 8 sub-blocks of 32 with a 6-bit scale and min each. */
+static void k45_from_float(const float *src, uint8_t *b, int nmax, float rmin, int nstep, uint8_t *L) {
+    float w[32], scales[8], mins[8], max_scale = 0, max_min = 0;
+    for (int s = 0; s < 8; s++) {
+        const float *x = src + 32 * s;
+        float ss = 0;
+        for (int j = 0; j < 32; j++) ss += x[j] * x[j];
+        const float av = sqrtf(ss / 32.0f);
+        for (int j = 0; j < 32; j++) w[j] = av + fabsf(x[j]);
+        scales[s] = fit_scale_min(32, nmax, x, w, L + 32 * s, &mins[s], rmin, 0.1f, nstep, 0);
+        max_scale = SLM_MAX(max_scale, scales[s]);
+        max_min = SLM_MAX(max_min, mins[s]);
+    }
+    /* the 6-bit multiples are taken of d and dmin as stored: the same as
+       of max/63 in f16's normal range, and no blow-up where f16 rounds
+       tiny scales coarsely */
+    st_u16(b, f32_to_fp16(max_scale / 63.0f));
+    st_u16(b + 2, f32_to_fp16(max_min / 63.0f));
+    const float d = ld_f16(b), dmin = ld_f16(b + 2);
+    const float is = d > 0 ? 1.0f / d : 0.0f, im = dmin > 0 ? 1.0f / dmin : 0.0f;
+    uint8_t ls[8], lm[8], *sc = b + 4;
+    for (int s = 0; s < 8; s++) {
+        ls[s] = (uint8_t)qround(is * scales[s], 0, 63);
+        lm[s] = (uint8_t)qround(im * mins[s], 0, 63);
+        if (!ls[s]) lm[s] = (uint8_t)qround(-im * mean32(src + 32 * s, 32), 0, 63); /* only the offset is left: fit the mean */
+    }
+    for (int s = 0; s < 4; s++) {
+        sc[s] = (uint8_t)(ls[s] | (ls[s + 4] >> 4) << 6);
+        sc[s + 4] = (uint8_t)(lm[s] | (lm[s + 4] >> 4) << 6);
+        sc[s + 8] = (uint8_t)((ls[s + 4] & 15) | (lm[s + 4] & 15) << 4);
+    }
+    for (int s = 0; s < 8; s++) {
+        const float dl = d * (float)ls[s], ml = dmin * (float)lm[s];
+        for (int j = 0; j < 32; j++) L[32 * s + j] = (uint8_t)(dl != 0 ? qround((src[32 * s + j] + ml) / dl, 0, nmax) : 0);
+    }
+}
+
+static void q4_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, L[QK_K];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 144, src += QK_K) {
+        k45_from_float(src, b, 15, -1.0f, 20, L);
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) b[16 + 32 * g + l] = (uint8_t)(L[64 * g + l] | L[64 * g + 32 + l] << 4);
+    }
+}
+
+static void q5_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, L[QK_K];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 176, src += QK_K) {
+        k45_from_float(src, b, 31, -0.5f, 15, L);
+        uint8_t *qh = b + 16, *qs = b + 48;
+        memset(qh, 0, 32);
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) {
+                int a = L[64 * g + l], c = L[64 * g + 32 + l];
+                qs[32 * g + l] = (uint8_t)((a & 15) | (c & 15) << 4);
+                qh[l] |= (uint8_t)((a >> 4) << (2 * g) | (c >> 4) << (2 * g + 1));
+            }
+    }
+}
+
+static void q6_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, L[QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 210, src += QK_K) {
+        float amax = 0, max_scale = 0;
+        for (int s = 0; s < 16; s++) {
+            scales[s] = fit_scale_sym(16, 32, src + 16 * s, L + 16 * s);
+            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
+        }
+        memset(b, 0, 210);
+        if (amax < 1e-15f) continue;
+        const float is = -128.0f / max_scale;
+        for (int s = 0; s < 16; s++) b[192 + s] = (uint8_t)(int8_t)qround(is * scales[s], -128, 127);
+        st_u16(b + 208, f32_to_fp16(1.0f / is));
+        const float d = ld_f16(b + 208);
+        for (int s = 0; s < 16; s++) {
+            const float dl = d * (float)(int8_t)b[192 + s];
+            for (int j = 0; j < 16; j++) L[16 * s + j] = (uint8_t)(dl != 0 ? qround(src[16 * s + j] / dl, -32, 31) + 32 : 32);
+        }
+        uint8_t *ql = b, *qh = b + 128;
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t *v = L + 128 * h + l;
+                ql[64 * h + l] = (uint8_t)((v[0] & 15) | (v[64] & 15) << 4);
+                ql[64 * h + 32 + l] = (uint8_t)((v[32] & 15) | (v[96] & 15) << 4);
+                qh[32 * h + l] = (uint8_t)(v[0] >> 4 | (v[32] >> 4) << 2 | (v[64] >> 4) << 4 | (v[96] >> 4) << 6);
+            }
+    }
+}
+
+/* IQ4_XS: IQ4_NL's sub-block fit, then the 8 scales as 6-bit multiples of
+   d = -max_scale / 32 (the largest maps to -32). */
+static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    float scales[8];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 136, src += QK_K) {
+        float amax = 0, max_scale = 0;
+        for (int s = 0; s < 8; s++) {
+            scales[s] = iq4_fit(src + 32 * s);
+            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
+        }
+        st_u16(b, f32_to_fp16(-max_scale / 32.0f));
+        const float d = ld_f16(b), id = d != 0 ? 1.0f / d : 0.0f;
+        unsigned sh = 0;
+        memset(b + 4, 0, 4);
+        for (int s = 0; s < 8; s++) {
+            int l = qround(id * scales[s], -32, 31);
+            iq4_pack(src + 32 * s, d * (float)l, b + 8 + 16 * s);
+            l += 32;
+            b[4 + s / 2] |= (uint8_t)((l & 15) << (4 * (s % 2)));
+            sh |= (unsigned)(l >> 4) << (2 * s);
+        }
+        st_u16(b + 2, (uint16_t)sh);
+    }
+}
+
 
 /* ========================================================================== */
 /* 7. Operators                                                               */
@@ -5132,5 +6252,338 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, c
     r.gen_ms = now_ms() - t1;
     r.gen_tps = ngen > 0 && r.gen_ms > 0 ? ngen * 1e3 / r.gen_ms : 0;
     if (res) *res = r;
+    return st;
+}
+
+/* ========================================================================== */
+/* 14. Quantization: convert a GGUF file's matrices to another type           */
+/* ========================================================================== */
+/*
+ * slm_quantize_file reads any GGUF file (no architecture support needed),
+ * decides a type per tensor (the target, llama.cpp's S/M/L mixes, block-size
+ * fallbacks), writes the new directory with the GGUF writer (4b) and then
+ * streams each tensor: dequantize rows to float, quantize to the new type
+ * (rows in parallel), write.
+ */
+
+/* Names the CLI accepts; ftype is llama.cpp's general.file_type value. */
+static const struct quant_name {
+    const char *name;
+    int type, mix, ftype;
+} QUANT_NAMES[] = {
+    {"F32", SLM_TYPE_F32, SLM_MIX_PURE, 0},      {"F16", SLM_TYPE_F16, SLM_MIX_PURE, 1},
+    {"BF16", SLM_TYPE_BF16, SLM_MIX_PURE, 32},   {"Q8_0", SLM_TYPE_Q8_0, SLM_MIX_PURE, 7},
+    {"Q4_0", SLM_TYPE_Q4_0, SLM_MIX_PURE, 2},    {"Q4_1", SLM_TYPE_Q4_1, SLM_MIX_PURE, 3},
+    {"Q5_0", SLM_TYPE_Q5_0, SLM_MIX_PURE, 8},    {"Q5_1", SLM_TYPE_Q5_1, SLM_MIX_PURE, 9},
+    {"Q2_K", SLM_TYPE_Q2_K, SLM_MIX_PURE, 10},   {"Q3_K", SLM_TYPE_Q3_K, SLM_MIX_PURE, 12},
+    {"Q3_K_S", SLM_TYPE_Q3_K, SLM_MIX_S, 11},    {"Q3_K_M", SLM_TYPE_Q3_K, SLM_MIX_M, 12},
+    {"Q3_K_L", SLM_TYPE_Q3_K, SLM_MIX_L, 13},    {"Q4_K", SLM_TYPE_Q4_K, SLM_MIX_PURE, 15},
+    {"Q4_K_S", SLM_TYPE_Q4_K, SLM_MIX_S, 14},    {"Q4_K_M", SLM_TYPE_Q4_K, SLM_MIX_M, 15},
+    {"Q5_K", SLM_TYPE_Q5_K, SLM_MIX_PURE, 17},   {"Q5_K_S", SLM_TYPE_Q5_K, SLM_MIX_S, 16},
+    {"Q5_K_M", SLM_TYPE_Q5_K, SLM_MIX_M, 17},    {"Q6_K", SLM_TYPE_Q6_K, SLM_MIX_PURE, 18},
+    {"IQ4_NL", SLM_TYPE_IQ4_NL, SLM_MIX_PURE, 25}, {"IQ4_XS", SLM_TYPE_IQ4_XS, SLM_MIX_PURE, 30},
+};
+#define N_QUANT_NAMES ((int)(sizeof QUANT_NAMES / sizeof QUANT_NAMES[0]))
+
+static const struct quant_name *quant_name_of(int type, int mix) {
+    for (int i = 0; i < N_QUANT_NAMES; i++)
+        if (QUANT_NAMES[i].type == type && QUANT_NAMES[i].mix == mix) return &QUANT_NAMES[i];
+    return NULL;
+}
+
+void slm_quantize_params_init(slm_quantize_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->type = SLM_TYPE_Q4_K;
+    p->mix = SLM_MIX_M;
+}
+
+slm_status slm_quantize_parse_type(const char *name, int32_t *type, int32_t *mix) {
+    if (!name || !type || !mix) return SLM_ERR_INVALID_ARG;
+    for (int i = 0; i < N_QUANT_NAMES; i++) {
+        const char *a = QUANT_NAMES[i].name, *b = name;
+        while (*a && *b && (*a == *b || (*b >= 'a' && *b <= 'z' && *a == *b - 32))) a++, b++;
+        if (!*a && !*b) {
+            *type = QUANT_NAMES[i].type;
+            *mix = QUANT_NAMES[i].mix;
+            return SLM_OK;
+        }
+    }
+    return SLM_ERR_NOT_FOUND;
+}
+
+/* Per-file state of llama.cpp's type choice (counters run in file order). */
+typedef struct quant_plan {
+    int type, mix;
+    int n_attn_v, i_attn_v, n_layer, i_ffn_down, has_output;
+    int n_fallback;
+} quant_plan;
+
+/* Tensors that stay as they are: vectors, norms, and small tables that
+   llama.cpp also leaves alone. */
+static int quantizable(const gguf_tensor *t) {
+    static const char *const keep[] = {"_norm.weight", "ffn_gate_inp.weight", "altup", "laurel",
+                                       "per_layer_model_proj", "position_embd.weight", "token_types.weight",
+                                       "ssm_conv1d.weight", "shortconv.conv.weight", "time_mix_", "attn_rel_b.weight"};
+    size_t n = t->name_len;
+    if (t->n_dims < 2 || n < 6 || strcmp(t->name + n - 6, "weight") != 0) return 0;
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        if (strstr(t->name, keep[i])) return 0;
+    return 1;
+}
+
+/* As llama.cpp's use_more_bits: first and last eighth, every third between. */
+static int more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+/* The type of one quantizable matrix. */
+static int plan_type(quant_plan *q, const gguf_tensor *t, int *fell_back) {
+    int ty = q->type;
+    const char *nm = t->name;
+    const int K = ty == SLM_TYPE_Q3_K || ty == SLM_TYPE_Q4_K || ty == SLM_TYPE_Q5_K;
+    *fell_back = 0;
+    if (q->mix != SLM_MIX_PURE && K) {
+        const int f = q->mix, q3 = ty == SLM_TYPE_Q3_K, q4 = ty == SLM_TYPE_Q4_K, q5 = ty == SLM_TYPE_Q5_K;
+        if (!strcmp(nm, "output.weight") || (!q->has_output && !strcmp(nm, "token_embd.weight"))) {
+            ty = t->ne[0] % QK_K ? SLM_TYPE_Q8_0 : SLM_TYPE_Q6_K;
+        } else if (strstr(nm, "attn_v.weight")) {
+            int i = q->i_attn_v++;
+            if (q3 && f == SLM_MIX_M) ty = i < 2 ? SLM_TYPE_Q5_K : SLM_TYPE_Q4_K;
+            else if (q3 && f == SLM_MIX_L) ty = SLM_TYPE_Q5_K;
+            else if ((q4 || q5) && f == SLM_MIX_M && more_bits(i, q->n_attn_v)) ty = SLM_TYPE_Q6_K;
+            else if (q4 && f == SLM_MIX_S && i < 4) ty = SLM_TYPE_Q5_K;
+        } else if (strstr(nm, "ffn_down")) {
+            int i = q->i_ffn_down++, n = q->n_layer;
+            if (q3 && f == SLM_MIX_M) ty = i < n / 16 ? SLM_TYPE_Q5_K : SLM_TYPE_Q4_K;
+            else if (q3 && f == SLM_MIX_L) ty = SLM_TYPE_Q5_K;
+            else if ((q4 || q5) && f == SLM_MIX_M && more_bits(i, n)) ty = SLM_TYPE_Q6_K;
+            else if (q4 && f == SLM_MIX_S && i < n / 8) ty = SLM_TYPE_Q5_K;
+        } else if (strstr(nm, "attn_output.weight")) {
+            if (q3 && f == SLM_MIX_M) ty = SLM_TYPE_Q4_K;
+            else if (q3 && f == SLM_MIX_L) ty = SLM_TYPE_Q5_K;
+        } else if (strstr(nm, "attn_qkv.weight")) {
+            if (q3 && (f == SLM_MIX_M || f == SLM_MIX_L)) ty = SLM_TYPE_Q4_K;
+            else if (q4 && f == SLM_MIX_M) ty = SLM_TYPE_Q5_K;
+            else if (q5 && f == SLM_MIX_M) ty = SLM_TYPE_Q6_K;
+        }
+    }
+    if (t->ne[0] % type_size_of(ty)->blck != 0) {
+        /* llama.cpp's fallbacks: the nearest 32-block type, then F16 */
+        switch (ty) {
+        case SLM_TYPE_Q2_K: case SLM_TYPE_Q3_K: case SLM_TYPE_IQ4_XS: ty = SLM_TYPE_IQ4_NL; break;
+        case SLM_TYPE_Q4_K: ty = SLM_TYPE_Q5_0; break;
+        case SLM_TYPE_Q5_K: ty = SLM_TYPE_Q5_1; break;
+        case SLM_TYPE_Q6_K: ty = SLM_TYPE_Q8_0; break;
+        default: ty = SLM_TYPE_F16; break;
+        }
+        if (t->ne[0] % type_size_of(ty)->blck != 0) ty = SLM_TYPE_F16;
+        *fell_back = 1;
+    }
+    return ty;
+}
+
+static SLM_PRINTF(3, 4) void qlog(const slm_quantize_params *p, int level, const char *fmt, ...) {
+    if (!p->log) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    p->log(p->log_user, level, buf);
+}
+
+/* Convert one tensor's rows from `src` (type st) to type dt, streaming the
+   result to the writer in chunks of about a million values. */
+static slm_status convert_tensor(gguf_writer *w, const allocator *a, const uint8_t *src, int st, int dt,
+                                 int64_t ne0, int64_t nrows, int nth) {
+    const size_t in_rb = row_bytes(st, ne0), out_rb = row_bytes(dt, ne0);
+    const int64_t chunk = SLM_MAX(1, SLM_MIN(nrows, (int64_t)(1 << 20) / ne0));
+    float *tmp = (float *)xalloc(a, (size_t)nth * (size_t)ne0 * sizeof(float));
+    uint8_t *out = (uint8_t *)xalloc(a, (size_t)chunk * out_rb);
+    if (!tmp || !out) {
+        xfree(a, tmp, (size_t)nth * (size_t)ne0 * sizeof(float));
+        xfree(a, out, (size_t)chunk * out_rb);
+        return w->st = seterr(w->err, SLM_ERR_NOMEM, "out of memory converting rows of %lld values", (long long)ne0);
+    }
+    const type_traits *ts = &TRAITS[st], *td = &TRAITS[dt];
+    for (int64_t r0 = 0; r0 < nrows && w->st == SLM_OK; r0 += chunk) {
+        const int64_t nr = SLM_MIN(chunk, nrows - r0);
+#if SLM_OPENMP
+#pragma omp parallel for num_threads(nth) schedule(dynamic, 1) if (nth > 1 && nr > 1)
+#endif
+        for (int64_t r = 0; r < nr; r++) {
+#if SLM_OPENMP
+            float *f = tmp + (size_t)omp_get_thread_num() * (size_t)ne0;
+#else
+            float *f = tmp;
+#endif
+            ts->to_float(src + (size_t)(r0 + r) * in_rb, f, ne0);
+            td->from_float(f, out + (size_t)r * out_rb, ne0);
+        }
+        gw_write_data(w, out, (size_t)nr * out_rb);
+    }
+    xfree(a, tmp, (size_t)nth * (size_t)ne0 * sizeof(float));
+    xfree(a, out, (size_t)chunk * out_rb);
+    return w->st;
+}
+
+/* Byte span [*b, *e) of a metadata value as stored (for copying it). */
+static int kv_span(const gguf_file *g, const gguf_kv *kv, size_t *b, size_t *e) {
+    size_t start = kv->value_off - (kv->type == SLM_META_STRING ? 8 : kv->type == SLM_META_ARRAY ? 12 : 0);
+    reader r = {g->data, g->size, start, NULL, NULL};
+    if (!rd_skip_value(&r, kv->type, 0, kv->key)) return 0;
+    *b = start;
+    *e = r.pos;
+    return 1;
+}
+
+slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize_params *params,
+                             slm_quantize_stats *stats, slm_error *err) {
+    slm_quantize_params dp;
+    slm_quantize_stats sdummy;
+    clearerr_(err);
+    if (!params) {
+        slm_quantize_params_init(&dp);
+        params = &dp;
+    }
+    if (!stats) stats = &sdummy;
+    memset(stats, 0, sizeof *stats);
+    if (!in || !out) return seterr(err, SLM_ERR_INVALID_ARG, "input or output path is NULL");
+    if (!strcmp(in, out)) return seterr(err, SLM_ERR_INVALID_ARG, "input and output are the same file '%s'", in);
+    if (SLM_BIG_ENDIAN) return seterr(err, SLM_ERR_UNSUPPORTED, "quantizing needs a little-endian host");
+    const struct quant_name *qn = quant_name_of(params->type, params->mix);
+    if (!qn)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", params->type,
+                      params->mix, slm_type_name(params->type) ? slm_type_name(params->type) : "unknown type");
+
+    /* the input: mapped (or read) and parsed, nothing more */
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.allocator = params->allocator;
+    slm_model *m = model_new(&mp, err);
+    if (!m) return SLM_ERR_NOMEM;
+    slm_status st = SLM_OK;
+    int mapped = 0;
+#if defined(SLM_HAVE_MMAP)
+    mapped = map_file(m, in, err, &st);
+#endif
+    if (st == SLM_OK && !mapped) st = read_file(m, in, err);
+    if (st == SLM_OK) st = gguf_parse(&m->g, m->bytes, m->size, &m->a, err);
+    if (st != SLM_OK) {
+        model_release(m);
+        return st;
+    }
+    const gguf_file *g = &m->g;
+    const int nth = params->n_threads > 0 ? params->n_threads : default_threads();
+
+    quant_plan q;
+    memset(&q, 0, sizeof q);
+    q.type = params->type;
+    q.mix = params->mix;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const char *nm = g->tensors[i].name;
+        if (strstr(nm, "attn_v.weight") || strstr(nm, "attn_qkv.weight") || strstr(nm, "attn_kv_b.weight"))
+            q.n_attn_v++;
+        if (!strcmp(nm, "output.weight")) q.has_output = 1;
+    }
+    {
+        const gguf_kv *ak = gguf_get(g, "general.architecture");
+        char key[128];
+        int64_t v = 0;
+        if (ak && ak->type == SLM_META_STRING) {
+            snprintf(key, sizeof key, "%s.block_count", ak->str[0]);
+            const gguf_kv *bk = gguf_get(g, key);
+            if (bk && kv_int(g, bk, -1, &v) == SLM_OK && v > 0 && v < (1 << 20)) q.n_layer = (int)v;
+        }
+        if (!q.n_layer) q.n_layer = SLM_MAX(1, q.n_attn_v);
+    }
+
+    /* the plan: a type per tensor, checked before anything is written */
+    int *types = (int *)xalloc(&m->a, (size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof(int));
+    if (!types) {
+        model_release(m);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory");
+    }
+    for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        int fb = 0, ty = quantizable(t) ? plan_type(&q, t, &fb) : t->type;
+        if (fb) {
+            q.n_fallback++;
+            qlog(params, SLM_LOG_WARN, "%s: row length %lld is not a multiple of %d: %s instead", t->name,
+                 (long long)t->ne[0], type_size_of(params->type)->blck, slm_type_name(ty));
+        }
+        if (ty != t->type && (!TRAITS[t->type].to_float || !TRAITS[ty].from_float))
+            st = seterr(err, SLM_ERR_UNSUPPORTED, "tensor '%s': cannot convert %s to %s", t->name,
+                        slm_type_name(t->type), slm_type_name(ty));
+        else if (ty != t->type && type_size_of(t->type)->blck > 1)
+            qlog(params, SLM_LOG_WARN, "%s: requantizing %s to %s adds the errors of both; quantize from F32/F16/BF16 if you can",
+                 t->name, slm_type_name(t->type), slm_type_name(ty));
+        types[i] = ty;
+    }
+
+    gguf_writer w;
+    gw_init(&w, &m->a, g->alignment, err);
+    FILE *f = NULL;
+    if (st == SLM_OK) {
+        int have_ft = 0, have_qv = 0;
+        for (uint64_t i = 0; i < g->n_kv; i++) {
+            const gguf_kv *kv = &g->kv[i];
+            size_t b, e;
+            if (!strcmp(kv->key, "general.file_type")) {
+                gw_kv_u32(&w, kv->key, (uint32_t)qn->ftype);
+                have_ft = 1;
+            } else if (!strcmp(kv->key, "general.quantization_version")) {
+                gw_kv_u32(&w, kv->key, 2);
+                have_qv = 1;
+            } else if (!strncmp(kv->key, "split.", 6)) {
+                continue; /* one file out */
+            } else if (kv_span(g, kv, &b, &e)) {
+                gw_kv_raw(&w, kv->key, kv->type, g->data + b, e - b);
+            }
+        }
+        if (!have_qv) gw_kv_u32(&w, "general.quantization_version", 2);
+        if (!have_ft) gw_kv_u32(&w, "general.file_type", (uint32_t)qn->ftype);
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const gguf_tensor *t = &g->tensors[i];
+            stats->bytes_out += gw_tensor(&w, t->name, types[i], t->n_dims, t->ne);
+        }
+        st = w.st;
+    }
+    if (st == SLM_OK) {
+        f = fopen(out, "wb");
+        if (!f) st = seterr(err, SLM_ERR_IO, "cannot open '%s' for writing", out);
+    }
+    if (st == SLM_OK) gw_write_header(&w, f, out);
+    for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK && w.st == SLM_OK; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        const uint8_t *data = g->data + g->data_off + t->offset;
+        const int64_t nrows = (int64_t)(t->nbytes / row_bytes(t->type, t->ne[0]));
+        if (types[i] == t->type) {
+            gw_write_data(&w, data, (size_t)t->nbytes);
+        } else {
+            convert_tensor(&w, &m->a, data, t->type, types[i], t->ne[0], nrows, nth);
+            stats->n_converted++;
+        }
+        gw_end_tensor(&w);
+        stats->bytes_in += t->nbytes;
+        if (types[i] >= 0 && types[i] < 40) stats->n_by_type[types[i]]++;
+        qlog(params, SLM_LOG_INFO, "[%4llu/%4llu] %-32s %-6s -> %-6s %10.3f -> %8.3f MiB",
+             (unsigned long long)i + 1, (unsigned long long)g->n_tensors, t->name, slm_type_name(t->type),
+             slm_type_name(types[i]), t->nbytes / 1048576.0, row_bytes(types[i], t->ne[0]) * (double)nrows / 1048576.0);
+    }
+    if (st == SLM_OK) st = w.st;
+    if (f) {
+        if (st == SLM_OK) {
+            long long end = ftell(f);
+            stats->file_out = end > 0 ? (uint64_t)end : 0;
+        }
+        if (fclose(f) != 0 && st == SLM_OK) st = seterr(err, SLM_ERR_IO, "write error on '%s'", out);
+        if (st != SLM_OK) remove(out);
+    }
+    stats->n_tensors = (int32_t)g->n_tensors;
+    stats->n_fallback = q.n_fallback;
+    stats->file_in = m->size;
+    gw_free(&w);
+    xfree(&m->a, types, (size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof(int));
+    model_release(m);
     return st;
 }

@@ -101,6 +101,17 @@ enum {
 SLM_API const char *slm_type_name(int type);
 /* 1 if slm can compute with weights of this type. */
 SLM_API int slm_type_supported(int type);
+/* Values per block of a type (1 for F32/F16/BF16, 32, 256), 0 if unknown. */
+SLM_API int slm_type_block_size(int type);
+/* Bytes of a row of n values of a type; 0 if the type is unknown or n is
+   not a multiple of its block size. */
+SLM_API size_t slm_row_bytes(int type, int64_t n);
+/* Convert n floats to a type (n a multiple of its block size; dst holds
+   slm_row_bytes(type, n) bytes), and back. Every type slm computes with,
+   plus the activation formats Q8_1 and Q8_K. SLM_ERR_UNSUPPORTED for
+   other types, SLM_ERR_INVALID_ARG for a bad n or NULL pointers. */
+SLM_API slm_status slm_quantize_row(int type, const float *src, void *dst, int64_t n);
+SLM_API slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Model                                                                    */
@@ -541,6 +552,51 @@ SLM_API slm_status slm_generate(slm_session *session, const char *prompt, size_t
                                 const int32_t *prompt_ids, int32_t n_prompt_ids,
                                 const slm_generate_params *params, slm_generate_result *result,
                                 slm_error *err);
+/* Quantization: convert a GGUF file's matrices to another type             */
+/* ------------------------------------------------------------------------ */
+
+/* How the target type is spread over the tensors:
+   PURE  every 2-D weight matrix gets the target type;
+   S/M/L llama.cpp's mixes of that name for K-quant targets (Q4_K + M is
+   Q4_K_M: output and about half of attn_v / ffn_down in Q6_K, the rest Q4_K). */
+enum { SLM_MIX_PURE = 0, SLM_MIX_S = 1, SLM_MIX_M = 2, SLM_MIX_L = 3 };
+
+typedef struct slm_quantize_params {
+    int32_t type;       /* target SLM_TYPE_*: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,
+                           Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS */
+    int32_t mix;        /* SLM_MIX_*; S/M/L need Q3_K (S, M, L), Q4_K or Q5_K (S, M) */
+    int32_t n_threads;  /* 0 = all available; ignored without OpenMP */
+    const slm_allocator *allocator; /* NULL: malloc/free */
+    slm_log_fn log;     /* NULL: silent; else one INFO line per tensor, WARN per fallback */
+    void *log_user;
+} slm_quantize_params;
+
+SLM_API void slm_quantize_params_init(slm_quantize_params *params);
+
+/* Parse a type or mix name as the CLI takes it: "Q4_K", "q4_k_m", "Q8_0",
+   "F16", ... Returns SLM_ERR_NOT_FOUND for an unknown name. */
+SLM_API slm_status slm_quantize_parse_type(const char *name, int32_t *type, int32_t *mix);
+
+typedef struct slm_quantize_stats {
+    int32_t n_tensors;     /* tensors in the file */
+    int32_t n_converted;   /* tensors whose type changed */
+    int32_t n_fallback;    /* matrices whose row length did not fit the chosen
+                              type's block and got a compatible type instead */
+    int32_t n_by_type[40]; /* tensors of each type id in the output */
+    uint64_t bytes_in, bytes_out; /* tensor data, input and output */
+    uint64_t file_in, file_out;   /* file sizes */
+} slm_quantize_stats;
+
+/* Read the GGUF file `in` and write `out` with its 2-D weight matrices
+   converted to the target type (1-D tensors, norms and a few small tables
+   stay as they are; matrices already in the chosen type are copied).
+   All metadata is copied; general.file_type and general.quantization_version
+   are set. Rows whose length is not a multiple of the block size fall back
+   as llama.cpp does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/
+   IQ4_XS -> IQ4_NL, then F16). Any architecture is accepted. `stats` may be
+   NULL. On failure `out` is removed. */
+SLM_API slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize_params *params,
+                                     slm_quantize_stats *stats, slm_error *err);
 
 #ifdef __cplusplus
 }

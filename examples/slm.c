@@ -6,9 +6,13 @@
  *   slm tokenize -m FILE -p TEXT [--no-bos] [--special]       show the tokens
  *   slm info     -m FILE [-c CTX]            describe a GGUF model (or a vocabulary)
  *   slm logits   -m FILE --ids "1 2 3" [--all] --out FILE.f32
+ *   slm quantize -m IN.gguf -o OUT.gguf --type Q4_K_M [-t N] [-v]
  *
  * Every error prints one line to stderr and exits non-zero.
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
 #include "slm.h"
 
 #include <errno.h>
@@ -826,6 +830,244 @@ static int cmd_tokenize(int argc, char **argv) {
     return 0;
 }
 
+/* ---- quantize ------------------------------------------------------------------ */
+
+static const char *QUANTIZE_HELP =
+    "usage: slm quantize -m IN.gguf -o OUT.gguf --type TYPE [-t N] [-v]\n"
+    "  Write a copy of a GGUF model with its weight matrices converted to TYPE.\n"
+    "  1-D tensors (norms, biases) stay as they are; all metadata is copied.\n"
+    "  -m, --model FILE   input GGUF file (any architecture)\n"
+    "  -o, --out FILE     output GGUF file\n"
+    "  --type TYPE        one of\n"
+    "                       F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1\n"
+    "                       Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS   (every matrix of TYPE)\n"
+    "                       Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M\n"
+    "                                      (llama.cpp's mixes: output.weight and some\n"
+    "                                       attn_v/ffn_down layers get more bits)\n"
+    "                     Rows whose length is not a multiple of TYPE's block (256 for\n"
+    "                     K-quants and IQ4_XS, 32 otherwise) fall back to a compatible\n"
+    "                     type (Q5_0, Q5_1, Q8_0, IQ4_NL, else F16); the tool says so.\n"
+    "  -t, --threads N    threads (default: all)\n"
+    "  -v, --verbose      one line per tensor\n";
+
+static int verbose_log;
+
+static void log_cb(void *user, int level, const char *msg) {
+    (void)user;
+    if (level <= SLM_LOG_WARN) fprintf(stderr, "%s: warning: %s\n", prog, msg);
+    else if (verbose_log) printf("  %s\n", msg);
+}
+
+static int cmd_quantize(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *type = NULL;
+    int threads = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(QUANTIZE_HELP, stdout);
+            exit(0);
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) in = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "--type")) type = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose_log = 1;
+        else die("unknown option '%s' (see --help)", a);
+    }
+    if (!in) die("%s", "no input model given (-m FILE)");
+    if (!out) die("%s", "no output file given (-o FILE)");
+    if (!type) die("%s", "no target type given (--type Q4_K_M, see --help)");
+    slm_quantize_params qp;
+    slm_quantize_params_init(&qp);
+    if (slm_quantize_parse_type(type, &qp.type, &qp.mix) != SLM_OK) die("unknown type '%s' (see --help)", type);
+    qp.n_threads = threads;
+    qp.log = log_cb;
+    slm_quantize_stats st;
+    slm_error err;
+    if (slm_quantize_file(in, out, &qp, &st, &err) != SLM_OK) die("%s", err.message);
+    char b1[32], b2[32], b3[32], b4[32];
+    human((double)st.bytes_in, b1, sizeof b1);
+    human((double)st.bytes_out, b2, sizeof b2);
+    human((double)st.file_in, b3, sizeof b3);
+    human((double)st.file_out, b4, sizeof b4);
+    printf("wrote %s (%s)\n", out, type);
+    printf("tensors:      %d, %d converted, %d kept\n", st.n_tensors, st.n_converted, st.n_tensors - st.n_converted);
+    printf("output types:");
+    for (int t = 0; t < 40; t++)
+        if (st.n_by_type[t]) printf(" %s: %d;", slm_type_name(t) ? slm_type_name(t) : "?", st.n_by_type[t]);
+    printf("\n");
+    printf("fallbacks:    %d matri%s whose rows do not fit the block size%s\n", st.n_fallback,
+           st.n_fallback == 1 ? "x" : "ces", st.n_fallback ? " (see the warnings above)" : "");
+    printf("tensor data:  %s -> %s (%.1f%%)\n", b1, b2, st.bytes_in ? 100.0 * st.bytes_out / st.bytes_in : 0.0);
+    printf("file size:    %s -> %s\n", b3, b4);
+    return 0;
+}
+
+/* ---- bench ---------------------------------------------------------------------- */
+
+static const char *BENCH_HELP =
+    "usage: slm bench -m FILE [-t 1,2] [-p 128] [-n 64] [-r 5] [-b 128] [--kv-f32] [--csv]\n"
+    "  Measure prompt processing (pp: P random tokens in one decode call on an\n"
+    "  empty context) and generation (tg: N tokens decoded one at a time) in\n"
+    "  tokens/s, the median of R repetitions after one warm-up, for each thread\n"
+    "  count; then the process's peak resident memory.\n"
+    "  -m, --model FILE    GGUF model file\n"
+    "  -t, --threads LIST  thread counts, comma-separated (default: 1,2)\n"
+    "  -p, --n-prompt P    prompt tokens (default 128; 0 skips the test)\n"
+    "  -n, --n-gen N       generated tokens (default 64; 0 skips the test)\n"
+    "  -r, --reps R        repetitions (default 5)\n"
+    "  -b, --batch B       tokens per forward chunk (default: P)\n"
+    "  --kv-f32            F32 KV cache (default F16)\n"
+    "  --csv               machine-readable lines: model,type,threads,test,median,min,max,peak_rss_kib\n";
+
+static double median_of(double *v, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double now_sec(void) {
+#if defined(CLOCK_MONOTONIC)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+static long peak_rss_kib(void) {
+#if defined(__linux__)
+    /* VmHWM: the high-water mark of resident memory */
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+#else
+    return -1;
+#endif
+}
+
+/* One repetition: tokens/s of the test on a fresh (rewound) context. */
+static double bench_once(slm_session *s, const int32_t *ids, int n, int gen) {
+    slm_error err;
+    slm_session_rewind(s, 0);
+    double t0 = now_sec();
+    if (!gen) {
+        if (slm_decode(s, ids, n, &err) != SLM_OK) die("%s", err.message);
+    } else {
+        for (int i = 0; i < n; i++)
+            if (slm_decode(s, ids + i, 1, &err) != SLM_OK) die("%s", err.message);
+    }
+    return n / (now_sec() - t0);
+}
+
+static int cmd_bench(int argc, char **argv) {
+    const char *model = NULL, *tlist = "1,2";
+    int np = 128, ng = 64, reps = 5, batch = 0, kv_f32 = 0, csv = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(BENCH_HELP, stdout);
+            exit(0);
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) tlist = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) np = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) ng = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) reps = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
+        else if (!strcmp(a, "--csv")) csv = 1;
+        else die("unknown option '%s' (see slm bench --help)", a);
+    }
+    if (!model) die("%s", "no model given (-m FILE)");
+    if (np < 0 || ng < 0 || reps < 1 || reps > 1000 || batch < 0) die("%s", "invalid -p, -n, -r or -b");
+    int threads[16], nt = 0;
+    for (const char *p = tlist; *p && nt < 16;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1024) die("invalid thread list '%s'", tlist);
+        threads[nt++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') die("invalid thread list '%s'", tlist);
+    }
+    slm_model *m = NULL;
+    slm_error err;
+    if (slm_model_load_file(model, NULL, &m, &err) != SLM_OK) die("%s", err.message);
+    slm_model_info in;
+    slm_model_get_info(m, &in);
+    /* the dominant weight type, for the table */
+    uint64_t by_type[64] = {0};
+    for (int64_t i = 0; i < slm_tensor_count(m); i++) {
+        slm_tensor_info ti;
+        slm_tensor_get_info(m, i, &ti);
+        if (ti.type >= 0 && ti.type < 64 && ti.n_dims >= 2) by_type[ti.type] += ti.nbytes;
+    }
+    int main_type = 0;
+    for (int t = 0; t < 64; t++)
+        if (by_type[t] > by_type[main_type]) main_type = t;
+    const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
+    int n_ids = np > ng ? np : ng;
+    int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_ids ? n_ids : 1));
+    if (!ids) die("%s", "out of memory");
+    unsigned long long r = 88172645463325252ull;
+    for (int i = 0; i < n_ids; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        ids[i] = (int32_t)(r % (unsigned long long)in.n_vocab);
+    }
+    char sz[32];
+    human((double)in.weight_bytes, sz, sizeof sz);
+    if (!csv) {
+        printf("| %-28s | %10s | %8s | %-6s | %7s | %5s | %16s |\n", "model", "size", "params", "type", "threads",
+               "test", "t/s (min-max)");
+        printf("|------------------------------|-----------:|---------:|--------|--------:|------:|-----------------:|\n");
+    }
+    for (int ti = 0; ti < nt; ti++) {
+        slm_session_params sp;
+        slm_session_params_init(&sp);
+        sp.n_ctx = np + ng + 8;
+        sp.n_threads = threads[ti];
+        sp.n_batch = batch ? batch : (np ? np : 1);
+        if (kv_f32) sp.kv_type = SLM_TYPE_F32;
+        slm_session *s = NULL;
+        if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
+        for (int test = 0; test < 2; test++) {
+            int n = test ? ng : np;
+            if (n == 0) continue;
+            double v[1000];
+            bench_once(s, ids, n, test); /* warm-up: page in the weights, spin up threads */
+            for (int k = 0; k < reps; k++) v[k] = bench_once(s, ids, n, test);
+            double mn = v[0], mx = v[0];
+            for (int k = 1; k < reps; k++) mn = v[k] < mn ? v[k] : mn, mx = v[k] > mx ? v[k] : mx;
+            double med = median_of(v, reps);
+            char tname[16];
+            snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
+            if (csv)
+                printf("%s,%s,%d,%s,%.2f,%.2f,%.2f,%ld\n", base, slm_type_name(main_type), threads[ti], tname, med, mn,
+                       mx, peak_rss_kib());
+            else
+                printf("| %-28.28s | %10s | %7.1fM | %-6s | %7d | %5s | %7.1f (%.0f-%.0f) |\n", base, sz,
+                       in.n_params / 1e6, slm_type_name(main_type), threads[ti], tname, med, mn, mx);
+            fflush(stdout);
+        }
+        slm_session_free(s);
+    }
+    long rss = peak_rss_kib();
+    if (!csv) {
+        if (rss >= 0) printf("peak RSS: %.1f MiB\n", rss / 1024.0);
+        printf("build: %s\n", slm_build_info());
+    }
+    free(ids);
+    slm_model_free(m);
+    return 0;
+}
+
 static const char *MAIN_HELP =
     "usage: slm COMMAND [options]   (slm COMMAND --help for details)\n"
     "commands:\n"
@@ -834,6 +1076,8 @@ static const char *MAIN_HELP =
     "  tokenize  show the token ids and pieces of a text\n"
     "  info      describe a GGUF model file\n"
     "  logits    write the logits of a sequence of token ids\n"
+    "  quantize  convert a GGUF model's weights to another type (Q4_K_M, Q8_0, ...)\n"
+    "  bench     measure prompt and generation speed (tokens/s) and peak memory\n"
     "  version   print the library version and build configuration\n"
     "example:\n"
     "  slm run -m tests/data/demo/kjv-1m-q8_0.gguf -p \"And the LORD said\" -n 64 --seed 1\n";
@@ -849,6 +1093,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc, argv);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc, argv);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("slm %s (%s)\n", slm_version(), slm_build_info());
         return 0;

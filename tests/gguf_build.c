@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void put(gbuf *b, const void *d, size_t n) {
+void gb_put(gbuf *b, const void *d, size_t n) {
     if (b->n + n > b->cap) {
         b->cap = (b->n + n) * 2 + 64;
         b->p = (unsigned char *)realloc(b->p, b->cap);
@@ -14,25 +14,25 @@ static void put(gbuf *b, const void *d, size_t n) {
     memcpy(b->p + b->n, d, n);
     b->n += n;
 }
-static void u32(gbuf *b, uint32_t v) {
+void gb_u32(gbuf *b, uint32_t v) {
     unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-    put(b, x, 4);
+    gb_put(b, x, 4);
 }
-static void u64(gbuf *b, uint64_t v) {
-    u32(b, (uint32_t)v);
-    u32(b, (uint32_t)(v >> 32));
+void gb_u64(gbuf *b, uint64_t v) {
+    gb_u32(b, (uint32_t)v);
+    gb_u32(b, (uint32_t)(v >> 32));
 }
-static void str(gbuf *b, const char *s) {
-    u64(b, strlen(s));
-    put(b, s, strlen(s));
+void gb_str(gbuf *b, const char *s) {
+    gb_u64(b, strlen(s));
+    gb_put(b, s, strlen(s));
 }
-static void f32(gbuf *b, float f) {
+void gb_f32(gbuf *b, float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
-    u32(b, u);
+    gb_u32(b, u);
 }
-static void pad(gbuf *b, size_t al) {
-    while (b->n % al) put(b, "", 1);
+void gb_pad(gbuf *b, size_t al) {
+    while (b->n % al) gb_put(b, "", 1);
 }
 
 /* A valid llama model: vocab 8, embd 32, 1 layer, 2 heads, 1 kv head, ffn 32,
@@ -60,55 +60,55 @@ gbuf gguf_build(int variant) {
     };
     const int nt = (int)(sizeof T / sizeof T[0]);
     int ntw = variant == V_MISSING_TENSOR ? nt - 1 : nt;
-    u32(&b, 0x46554747u);
-    u32(&b, variant == V_BIG_ENDIAN ? 0x03000000u : variant == V_VERSION1 ? 1u : 3u);
-    u64(&b, variant == V_HUGE_COUNT ? (uint64_t)1 << 60 : (uint64_t)ntw);
+    gb_u32(&b, 0x46554747u);
+    gb_u32(&b, variant == V_BIG_ENDIAN ? 0x03000000u : variant == V_VERSION1 ? 1u : 3u);
+    gb_u64(&b, variant == V_HUGE_COUNT ? (uint64_t)1 << 60 : (uint64_t)ntw);
     int nkv = 9 + (variant == V_DUP_KEY) + (variant == V_DEEP_ARRAY) + (variant == V_BAD_ALIGN_KEY ||
                                                                        variant == V_ALIGN_WRONG_TYPE) +
               (variant == V_BAD_VALUE_TYPE);
-    u64(&b, (uint64_t)nkv);
-    str(&b, "general.architecture"); u32(&b, 8); str(&b, variant == V_UNKNOWN_ARCH ? "mamba9" : "llama");
-    str(&b, "llama.embedding_length"); u32(&b, 4); u32(&b, 32);
-    str(&b, "llama.block_count"); u32(&b, 4); u32(&b, 1);
-    str(&b, "llama.feed_forward_length"); u32(&b, 4); u32(&b, 32);
-    str(&b, "llama.attention.head_count");
-    if (variant == V_WRONG_KEY_TYPE) { u32(&b, 8); str(&b, "two"); } else { u32(&b, 4); u32(&b, 2); }
-    str(&b, "llama.attention.head_count_kv"); u32(&b, 4); u32(&b, variant == V_HEADS_MISMATCH ? 3 : 1);
-    str(&b, "llama.attention.layer_norm_rms_epsilon"); u32(&b, 6); f32(&b, 1e-5f);
-    str(&b, "llama.context_length"); u32(&b, 4); u32(&b, 64);
+    gb_u64(&b, (uint64_t)nkv);
+    gb_str(&b, "general.architecture"); gb_u32(&b, 8); gb_str(&b, variant == V_UNKNOWN_ARCH ? "mamba9" : "llama");
+    gb_str(&b, "llama.embedding_length"); gb_u32(&b, 4); gb_u32(&b, 32);
+    gb_str(&b, "llama.block_count"); gb_u32(&b, 4); gb_u32(&b, 1);
+    gb_str(&b, "llama.feed_forward_length"); gb_u32(&b, 4); gb_u32(&b, 32);
+    gb_str(&b, "llama.attention.head_count");
+    if (variant == V_WRONG_KEY_TYPE) { gb_u32(&b, 8); gb_str(&b, "two"); } else { gb_u32(&b, 4); gb_u32(&b, 2); }
+    gb_str(&b, "llama.attention.head_count_kv"); gb_u32(&b, 4); gb_u32(&b, variant == V_HEADS_MISMATCH ? 3 : 1);
+    gb_str(&b, "llama.attention.layer_norm_rms_epsilon"); gb_u32(&b, 6); gb_f32(&b, 1e-5f);
+    gb_str(&b, "llama.context_length"); gb_u32(&b, 4); gb_u32(&b, 64);
     /* an array of strings and a nested array, both legal */
-    str(&b, "test.strings"); u32(&b, 9); u32(&b, 8); u64(&b, 3); str(&b, "a"); str(&b, ""); str(&b, "ccc");
-    if (variant == V_DUP_KEY) { str(&b, "llama.block_count"); u32(&b, 4); u32(&b, 1); }
+    gb_str(&b, "test.strings"); gb_u32(&b, 9); gb_u32(&b, 8); gb_u64(&b, 3); gb_str(&b, "a"); gb_str(&b, ""); gb_str(&b, "ccc");
+    if (variant == V_DUP_KEY) { gb_str(&b, "llama.block_count"); gb_u32(&b, 4); gb_u32(&b, 1); }
     if (variant == V_DEEP_ARRAY) {
-        str(&b, "test.deep"); u32(&b, 9);
-        for (int d = 0; d < 10; d++) { u32(&b, 9); u64(&b, 1); }
-        u32(&b, 4); u64(&b, 1); u32(&b, 7);
+        gb_str(&b, "test.deep"); gb_u32(&b, 9);
+        for (int d = 0; d < 10; d++) { gb_u32(&b, 9); gb_u64(&b, 1); }
+        gb_u32(&b, 4); gb_u64(&b, 1); gb_u32(&b, 7);
     }
-    if (variant == V_BAD_ALIGN_KEY) { str(&b, "general.alignment"); u32(&b, 4); u32(&b, 24); }
-    if (variant == V_ALIGN_WRONG_TYPE) { str(&b, "general.alignment"); u32(&b, 10); u64(&b, 32); }
-    if (variant == V_BAD_VALUE_TYPE) { str(&b, "test.bad"); u32(&b, 13); u32(&b, 0); }
+    if (variant == V_BAD_ALIGN_KEY) { gb_str(&b, "general.alignment"); gb_u32(&b, 4); gb_u32(&b, 24); }
+    if (variant == V_ALIGN_WRONG_TYPE) { gb_str(&b, "general.alignment"); gb_u32(&b, 10); gb_u64(&b, 32); }
+    if (variant == V_BAD_VALUE_TYPE) { gb_str(&b, "test.bad"); gb_u32(&b, 13); gb_u32(&b, 0); }
     uint64_t off = 0;
     for (int i = 0; i < ntw; i++) {
-        str(&b, variant == V_DUP_TENSOR && i == 2 ? T[1].name : T[i].name);
+        gb_str(&b, variant == V_DUP_TENSOR && i == 2 ? T[1].name : T[i].name);
         int nd = T[i].ne1 == 1 ? 1 : 2;
         if (variant == V_TOO_MANY_DIMS && i == 0) nd = 5;
-        u32(&b, (uint32_t)nd);
-        u64(&b, variant == V_ZERO_DIM && i == 3 ? 0 : (uint64_t)T[i].ne0);
-        if (nd >= 2) u64(&b, variant == V_HUGE_DIM && i == 3 ? (uint64_t)1 << 62 : (uint64_t)T[i].ne1);
-        for (int d = 2; d < nd; d++) u64(&b, 1);
-        u32(&b, variant == V_BAD_TYPE && i == 4 ? 77 : variant == V_UNSUPPORTED_TYPE && i == 4 ? 16 : 0);
+        gb_u32(&b, (uint32_t)nd);
+        gb_u64(&b, variant == V_ZERO_DIM && i == 3 ? 0 : (uint64_t)T[i].ne0);
+        if (nd >= 2) gb_u64(&b, variant == V_HUGE_DIM && i == 3 ? (uint64_t)1 << 62 : (uint64_t)T[i].ne1);
+        for (int d = 2; d < nd; d++) gb_u64(&b, 1);
+        gb_u32(&b, variant == V_BAD_TYPE && i == 4 ? 77 : variant == V_UNSUPPORTED_TYPE && i == 4 ? 16 : 0);
         uint64_t o = off;
         if (variant == V_MISALIGNED && i == 5) o += 4;
         if (variant == V_OUTSIDE && i == ntw - 1) o += 1 << 20;
         if (variant == V_OVERLAP && i == 6) o -= 32;
-        u64(&b, o);
+        gb_u64(&b, o);
         off += (uint64_t)(T[i].ne0 * T[i].ne1 * 4);
         off = (off + 31) & ~(uint64_t)31;
     }
-    pad(&b, 32);
+    gb_pad(&b, 32);
     uint64_t s = 1;
     size_t start = b.n;
-    for (uint64_t i = 0; i < off / 4; i++) f32(&b, t_randf(&s) * 0.1f + (i < 8 ? 1.0f : 0.0f));
+    for (uint64_t i = 0; i < off / 4; i++) gb_f32(&b, t_randf(&s) * 0.1f + (i < 8 ? 1.0f : 0.0f));
     (void)start;
     if (variant == V_BAD_SHAPE) { /* q projection claims 16 outputs: patch its dims in place */
         unsigned char *p = b.p;

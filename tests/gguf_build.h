@@ -1,11 +1,20 @@
 #ifndef GGUF_BUILD_H
 #define GGUF_BUILD_H
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct gbuf {
     unsigned char *p;
     size_t n, cap;
 } gbuf;
+
+/* Little-endian GGUF primitives appending to a growing buffer. */
+void gb_put(gbuf *b, const void *d, size_t n);
+void gb_u32(gbuf *b, uint32_t v);
+void gb_u64(gbuf *b, uint64_t v);
+void gb_str(gbuf *b, const char *s);
+void gb_f32(gbuf *b, float f);
+void gb_pad(gbuf *b, size_t al);
 
 /* A tiny llama model (vocab 8, embd 32, 1 layer, F32): variant V_OK is
    valid, every other variant injects one defect. Free b.p with free(). */

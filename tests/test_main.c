@@ -11,6 +11,7 @@ void test_robust(void);
 void test_tokenizer(void);
 void test_sampler(void);
 void test_generate(void);
+void test_quant(void);
 void test_chat(void);
 
 static const struct {
@@ -24,6 +25,7 @@ static const struct {
     {"tokenizer", test_tokenizer},
     {"sampler", test_sampler},
     {"generate", test_generate},
+    {"quant", test_quant},
     {"chat", test_chat},
 };
 

@@ -24,6 +24,19 @@ static const fixture FIXTURES[] = {
     {"tiny-llama-Q4_0", 3e-2, 1},
     {"tiny-qwen2-Q8_0", 3e-2, 1},
     {"tiny-phi3-Q4_0", 3e-2, 1},
+    {"tiny-qwen3-Q4_K", 3e-2, 1},
+    {"tiny-gemma2-Q6_K", 3e-2, 1},
+    {"tiny-gemma3-Q5_0", 3e-2, 1},
+    {"tiny-llama-Q4_1", 3e-2, 1},
+    {"tiny-llama-Q5_0", 3e-2, 1},
+    {"tiny-llama-Q5_1", 3e-2, 1},
+    {"tiny-llama-Q2_K", 3e-2, 1},
+    {"tiny-llama-Q3_K", 3e-2, 1},
+    {"tiny-llama-Q4_K", 3e-2, 1},
+    {"tiny-llama-Q5_K", 3e-2, 1},
+    {"tiny-llama-Q6_K", 3e-2, 1},
+    {"tiny-llama-IQ4_NL", 3e-2, 1},
+    {"tiny-llama-IQ4_XS", 3e-2, 1},
 };
 
 typedef struct ref {

@@ -1,0 +1,239 @@
+/*
+ * gen_model: write benchmark models with random weights and the exact shapes
+ * of real small models, as GGUF files: an F16 file written here, then Q8_0,
+ * Q4_0 and Q4_K_M made from it with slm's own quantizer (slm_quantize_file).
+ * Files are generated at bench time and never committed.
+ *
+ *   gen_model SHAPE DIR [TYPES]     SHAPE: smollm2-135m | qwen2.5-0.5b | llama3.2-1b
+ *                                   TYPES: comma list of F16,Q8_0,Q4_0,Q4_K_M (default all)
+ *
+ * The vocabulary is a SentencePiece-style list of the right size (<unk>, <s>,
+ * </s>, 256 byte tokens, then filler pieces), so both slm and llama.cpp load
+ * the files; the benchmarks feed token ids directly.
+ */
+#include "../slm.h"
+#include "../tests/gguf_build.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct shape {
+    const char *name, *arch;
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
+    float rope_base, eps;
+    int qkv_bias, tied, rope_freqs;
+} shape;
+
+static const shape SHAPES[] = {
+    {"smollm2-135m", "llama", 30, 576, 1536, 9, 3, 49152, 8192, 100000.0f, 1e-5f, 0, 1, 0},
+    {"qwen2.5-0.5b", "qwen2", 24, 896, 4864, 14, 2, 151936, 32768, 1000000.0f, 1e-6f, 1, 1, 0},
+    {"llama3.2-1b", "llama", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.0f, 1e-5f, 0, 1, 1},
+};
+
+typedef struct tdesc {
+    char name[64];
+    int n_dims;
+    int64_t ne0, ne1;
+    int type;     /* SLM_TYPE_F32 for vectors, F16 for matrices */
+    float scale;  /* uniform in [-scale, scale] around `center` */
+    float center;
+} tdesc;
+
+static uint64_t rng = 0x243f6a8885a308d3ull;
+static float frand(void) { /* uniform [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((double)(rng >> 11) / 4503599627370496.0 - 1.0);
+}
+
+static int n_kv; /* key/value pairs written, patched into the header */
+static void kv_key(gbuf *b, const char *k, uint32_t type) {
+    gb_str(b, k);
+    gb_u32(b, type);
+    n_kv++;
+}
+static void kv_str(gbuf *b, const char *k, const char *v) { kv_key(b, k, 8); gb_str(b, v); }
+static void kv_u32(gbuf *b, const char *k, uint32_t v) { kv_key(b, k, 4); gb_u32(b, v); }
+static void kv_f32(gbuf *b, const char *k, float v) { kv_key(b, k, 6); gb_f32(b, v); }
+static void kv_arr(gbuf *b, const char *k, uint32_t type, uint64_t n) {
+    kv_key(b, k, 9);
+    gb_u32(b, type);
+    gb_u64(b, n);
+}
+static void kv_bool(gbuf *b, const char *k, int v) {
+    unsigned char c = (unsigned char)v;
+    kv_key(b, k, 7);
+    gb_put(b, &c, 1);
+}
+
+static int write_f16(const shape *sh, const char *path) {
+    tdesc *t = (tdesc *)calloc((size_t)sh->n_layer * 16 + 8, sizeof *t);
+    int nt = 0;
+    const int64_t E = sh->n_embd, F = sh->n_ff, hd = sh->n_embd / sh->n_head;
+    const int64_t Q = sh->n_head * hd, KV = sh->n_head_kv * hd;
+    const float ws = 0.02f * 1.7320508f; /* uniform with std 0.02 */
+#define T(nm, nd, a, b, ty, sc, c) (snprintf(t[nt].name, 64, "%s", nm), t[nt].n_dims = nd, t[nt].ne0 = a, \
+                                    t[nt].ne1 = b, t[nt].type = ty, t[nt].scale = sc, t[nt].center = c, nt++)
+    T("token_embd.weight", 2, E, sh->n_vocab, SLM_TYPE_F16, ws, 0.0f);
+    T("output_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+    if (!sh->tied) T("output.weight", 2, E, sh->n_vocab, SLM_TYPE_F16, ws, 0.0f);
+    if (sh->rope_freqs) T("rope_freqs.weight", 1, hd / 2, 1, SLM_TYPE_F32, 0.0f, 1.0f);
+    for (int il = 0; il < sh->n_layer; il++) {
+        char n[64];
+#define L(s, nd, a, b, ty, sc, c) (snprintf(n, 64, "blk.%d.%s", il, s), T(n, nd, a, b, ty, sc, c))
+        L("attn_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        L("attn_q.weight", 2, E, Q, SLM_TYPE_F16, ws, 0.0f);
+        L("attn_k.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
+        L("attn_v.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
+        if (sh->qkv_bias) {
+            L("attn_q.bias", 1, Q, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+            L("attn_k.bias", 1, KV, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+            L("attn_v.bias", 1, KV, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+        }
+        L("attn_output.weight", 2, Q, E, SLM_TYPE_F16, ws, 0.0f);
+        L("ffn_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        L("ffn_gate.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
+        L("ffn_up.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
+        L("ffn_down.weight", 2, F, E, SLM_TYPE_F16, ws, 0.0f);
+#undef L
+    }
+#undef T
+    gbuf b = {0, 0, 0};
+    char key[128];
+    gb_u32(&b, 0x46554747u);
+    gb_u32(&b, 3);
+    gb_u64(&b, (uint64_t)nt);
+    gb_u64(&b, 0); /* key count, patched below */
+    n_kv = 0;
+    kv_str(&b, "general.architecture", sh->arch);
+    kv_str(&b, "general.name", sh->name);
+    kv_u32(&b, "general.file_type", 1);
+#define AK(s) (snprintf(key, sizeof key, "%s.%s", sh->arch, s), key)
+    kv_u32(&b, AK("context_length"), (uint32_t)sh->n_ctx);
+    kv_u32(&b, AK("embedding_length"), (uint32_t)E);
+    kv_u32(&b, AK("block_count"), (uint32_t)sh->n_layer);
+    kv_u32(&b, AK("feed_forward_length"), (uint32_t)F);
+    kv_u32(&b, AK("attention.head_count"), (uint32_t)sh->n_head);
+    kv_u32(&b, AK("attention.head_count_kv"), (uint32_t)sh->n_head_kv);
+    kv_u32(&b, AK("rope.dimension_count"), (uint32_t)hd);
+    kv_f32(&b, AK("rope.freq_base"), sh->rope_base);
+    kv_f32(&b, AK("attention.layer_norm_rms_epsilon"), sh->eps);
+    kv_u32(&b, AK("vocab_size"), (uint32_t)sh->n_vocab);
+#undef AK
+    /* vocabulary: <unk> <s> </s>, <0x00>..<0xFF>, fillers */
+    kv_str(&b, "tokenizer.ggml.model", "llama");
+    kv_arr(&b, "tokenizer.ggml.tokens", 8, (uint64_t)sh->n_vocab);
+    for (int i = 0; i < sh->n_vocab; i++) {
+        char p[32];
+        if (i < 3) snprintf(p, sizeof p, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+        else if (i < 259) snprintf(p, sizeof p, "<0x%02X>", i - 3);
+        else snprintf(p, sizeof p, "\xe2\x96\x81t%d", i);
+        gb_str(&b, p);
+    }
+    kv_arr(&b, "tokenizer.ggml.scores", 6, (uint64_t)sh->n_vocab);
+    for (int i = 0; i < sh->n_vocab; i++) gb_f32(&b, i < 259 ? 0.0f : -(float)i);
+    kv_arr(&b, "tokenizer.ggml.token_type", 5, (uint64_t)sh->n_vocab);
+    for (int i = 0; i < sh->n_vocab; i++) gb_u32(&b, i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1);
+    kv_u32(&b, "tokenizer.ggml.bos_token_id", 1);
+    kv_u32(&b, "tokenizer.ggml.eos_token_id", 2);
+    kv_u32(&b, "tokenizer.ggml.unknown_token_id", 0);
+    kv_bool(&b, "tokenizer.ggml.add_bos_token", 1);
+    kv_bool(&b, "tokenizer.ggml.add_eos_token", 0);
+    for (int i = 0; i < 8; i++) b.p[16 + i] = (unsigned char)((uint64_t)n_kv >> (8 * i));
+    /* tensor directory */
+    uint64_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        gb_str(&b, t[i].name);
+        gb_u32(&b, (uint32_t)t[i].n_dims);
+        gb_u64(&b, (uint64_t)t[i].ne0);
+        if (t[i].n_dims == 2) gb_u64(&b, (uint64_t)t[i].ne1);
+        gb_u32(&b, (uint32_t)t[i].type);
+        gb_u64(&b, off);
+        off += slm_row_bytes(t[i].type, t[i].ne0) * (uint64_t)t[i].ne1;
+        off = (off + 31) & ~(uint64_t)31;
+    }
+    gb_pad(&b, 32);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(b.p, 1, b.n, f) == b.n;
+    free(b.p);
+    /* tensor data, one row at a time */
+    float *row = (float *)malloc(sizeof(float) * (size_t)(F > E ? F : E) * 4);
+    unsigned char *out = (unsigned char *)malloc(sizeof(float) * (size_t)(F > E ? F : E) * 4);
+    uint64_t pos = 0;
+    for (int i = 0; i < nt && ok; i++) {
+        for (int64_t r = 0; r < t[i].ne1 && ok; r++) {
+            for (int64_t j = 0; j < t[i].ne0; j++) row[j] = t[i].center + t[i].scale * frand();
+            size_t rb = slm_row_bytes(t[i].type, t[i].ne0);
+            ok = slm_quantize_row(t[i].type, row, out, t[i].ne0) == SLM_OK && fwrite(out, 1, rb, f) == rb;
+            pos += rb;
+        }
+        static const char zeros[32];
+        size_t padn = (size_t)((32 - pos % 32) % 32);
+        ok = ok && fwrite(zeros, 1, padn, f) == padn;
+        pos += padn;
+    }
+    free(row);
+    free(out);
+    free(t);
+    return fclose(f) == 0 && ok;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: gen_model SHAPE DIR [F16,Q8_0,Q4_0,Q4_K_M]\n  shapes:");
+        for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++) fprintf(stderr, " %s", SHAPES[i].name);
+        fprintf(stderr, "\n");
+        return 1;
+    }
+    const shape *sh = NULL;
+    for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
+        if (!strcmp(argv[1], SHAPES[i].name)) sh = &SHAPES[i];
+    if (!sh) {
+        fprintf(stderr, "gen_model: unknown shape '%s'\n", argv[1]);
+        return 1;
+    }
+    const char *types = argc > 3 ? argv[3] : "F16,Q8_0,Q4_0,Q4_K_M";
+    char f16[1024];
+    snprintf(f16, sizeof f16, "%s/%s-F16.gguf", argv[2], sh->name);
+    FILE *probe = fopen(f16, "rb");
+    if (probe) {
+        fclose(probe);
+    } else {
+        printf("gen_model: writing %s\n", f16);
+        fflush(stdout);
+        if (!write_f16(sh, f16)) {
+            fprintf(stderr, "gen_model: cannot write %s\n", f16);
+            remove(f16);
+            return 1;
+        }
+    }
+    char list[256];
+    snprintf(list, sizeof list, "%s", types);
+    for (char *tk = strtok(list, ","); tk; tk = strtok(NULL, ",")) {
+        if (!strcmp(tk, "F16")) continue;
+        char out[1024];
+        snprintf(out, sizeof out, "%s/%s-%s.gguf", argv[2], sh->name, tk);
+        probe = fopen(out, "rb");
+        if (probe) {
+            fclose(probe);
+            continue;
+        }
+        slm_quantize_params qp;
+        slm_quantize_params_init(&qp);
+        if (slm_quantize_parse_type(tk, &qp.type, &qp.mix) != SLM_OK) {
+            fprintf(stderr, "gen_model: unknown type '%s'\n", tk);
+            return 1;
+        }
+        slm_error err;
+        printf("gen_model: writing %s\n", out);
+        fflush(stdout);
+        if (slm_quantize_file(f16, out, &qp, NULL, &err) != SLM_OK) {
+            fprintf(stderr, "gen_model: %s\n", err.message);
+            remove(out);
+            return 1;
+        }
+    }
+    return 0;
+}
