@@ -88,22 +88,27 @@ $(BUILD)/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c slm.c slm.h
 	mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_gguf.c slm.c -o $@ -lm
 
-$(BUILD)/fuzz/replay_gguf: fuzz/fuzz_gguf.c slm.c slm.h
+$(BUILD)/fuzz/fuzz_text: fuzz/fuzz_text.c slm.c slm.h
 	mkdir -p $(BUILD)/fuzz
-	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE -I. fuzz/fuzz_gguf.c slm.c -o $@ -lm
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_text.c slm.c -o $@ -lm
+
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay_main.h slm.c slm.h
+	mkdir -p $(BUILD)/fuzz
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE -I. $< slm.c -o $@ -lm
 
 $(BUILD)/fuzz/make_seeds: fuzz/make_seeds.c tests/gguf_build.c tests/util.c tests/gguf_build.h
 	mkdir -p $(BUILD)/fuzz
 	$(CC) $(CSTD) -O1 $(WARN) -I. fuzz/make_seeds.c tests/gguf_build.c tests/util.c -o $@
 
-fuzz: $(BUILD)/fuzz/fuzz_gguf
+fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text
 
 fuzz-seeds: $(BUILD)/fuzz/make_seeds
 	mkdir -p fuzz/corpus/gguf
 	./$(BUILD)/fuzz/make_seeds fuzz/corpus/gguf
 
-test-fuzz: $(BUILD)/fuzz/replay_gguf
+test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_text fuzz/corpus/text
 
 # Development checks of the tokenizer: slm's pre-tokenizers against the
 # regular expressions they implement (needs Python with the `regex` module),

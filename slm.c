@@ -5015,14 +5015,10 @@ static void bpe_word(bpe_ctx *c, size_t nb) {
             continue;
         }
         /* a symbol that is no piece (only in a vocabulary without all 256
-           byte characters): its characters one by one, else unknown */
-        for (size_t j = 0; j < y->n;) {
-            size_t cl = (unsigned char)c->w[y->off + j] < 0x80 ? 1 : 2;
-            if (j + cl > y->n) cl = y->n - j;
-            id = vocab_find(v, c->w + y->off + j, cl);
-            tok_push(c->o, id >= 0 ? id : v->unk);
-            j += cl;
-        }
+           byte characters, such as StarCoder's): as llama.cpp, each byte of
+           its text that is a piece by itself, and the others are dropped */
+        for (size_t j = 0; j < y->n; j++)
+            if ((id = vocab_find(v, c->w + y->off + j, 1)) >= 0) tok_push(c->o, id);
     }
 }
 

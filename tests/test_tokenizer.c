@@ -968,6 +968,18 @@ static void gpt2_extra(void) {
     slm_model_free(m);
 }
 
+/* StarCoder's vocabulary lacks some byte characters (0xFF, 0xFE): llama.cpp
+   drops such bytes rather than emitting an unknown token (found by fuzzing). */
+static void missing_byte_tokens(void) {
+    slm_model *m = load_vocab("tokenizer/ggml-vocab-starcoder.gguf");
+    if (!m) return;
+    int32_t *ids = NULL;
+    int n = tok(m, "a\xff\xfe", 3, 0, 0, &ids);
+    CHECK(n == 1 && ids[0] == 102, "starcoder 'a\\xff\\xfe' -> [102] (got %d tokens, first %d)", n, n ? ids[0] : -1);
+    free(ids);
+    slm_model_free(m);
+}
+
 /* The demo model's prompts tokenize to llama.cpp's ids (with BOS). */
 static void demo_prompts(void) {
     size_t jn;
@@ -998,6 +1010,7 @@ static void demo_prompts(void) {
 }
 
 void test_tokenizer(void) {
+    missing_byte_tokens();
     const char *vocabs[] = {"ggml-vocab-llama-spm", "ggml-vocab-phi-3", "ggml-vocab-gpt-2", "ggml-vocab-starcoder"};
     for (int i = 0; i < 4; i++) {
         int total = 0, fails = run_vectors(vocabs[i], &total);
