@@ -5325,7 +5325,7 @@ slm_status slm_detokenize(const slm_model *m, const int32_t *tokens, int32_t n, 
                           tokens[i], v->n);
         size_t room = buf && total < size ? size - total : 0;
         size_t l = piece_decode(v, tokens[i], unparse_special, strip, NULL, 0);
-        if (l <= room) piece_decode(v, tokens[i], unparse_special, strip, buf + total, room);
+        if (l && l <= room) piece_decode(v, tokens[i], unparse_special, strip, buf + total, room);
         total += l;
         strip = 0;
     }
