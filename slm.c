@@ -1627,6 +1627,181 @@ static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
 #endif /* SLM_NEON */
 
 /* -------------------------------------------------------------------------- */
+/* 6d. RISC-V vector extension 1.0 (ratified __riscv_ intrinsics)            */
+/* -------------------------------------------------------------------------- */
+/* Written for any VLEN >= 128 (the V extension's minimum): loops are strip-
+   mined with vsetvl, and a 32-value block always fits one register group
+   (e8 at LMUL 2, e32 at LMUL 8). No Zvfh is assumed: f16 is converted with
+   integer operations, exactly as f32_to_fp16/fp16_to_f32 do. */
+#ifdef SLM_RVV
+
+/* fp16_to_f32 on vl lanes */
+static inline vfloat32m2_t h2f_rvv(vuint16m1_t h16, size_t vl) {
+    const vuint32m2_t h = __riscv_vzext_vf2_u32m2(h16, vl);
+    const vuint32m2_t sign = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x8000u, vl), 16, vl);
+    const vuint32m2_t em = __riscv_vand_vx_u32m2(h, 0x7fffu, vl);
+    vuint32m2_t r = __riscv_vadd_vx_u32m2(__riscv_vsll_vx_u32m2(em, 13, vl), 112u << 23, vl); /* normal */
+    const vuint32m2_t infnan = __riscv_vor_vx_u32m2(__riscv_vsll_vx_u32m2(em, 13, vl), 0x7f800000u, vl);
+    r = __riscv_vmerge_vvm_u32m2(r, infnan, __riscv_vmsgeu_vx_u32m2_b16(em, 0x7c00u, vl), vl);
+    /* zero and subnormal: man * 2^-24 is exact in float */
+    const vfloat32m2_t sub = __riscv_vfmul_vf_f32m2(__riscv_vfcvt_f_xu_v_f32m2(em, vl), 1.0f / 16777216.0f, vl);
+    r = __riscv_vmerge_vvm_u32m2(r, __riscv_vreinterpret_v_f32m2_u32m2(sub), __riscv_vmsltu_vx_u32m2_b16(em, 0x400u, vl), vl);
+    return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vor_vv_u32m2(r, sign, vl));
+}
+
+/* f32_to_fp16 on vl lanes: the same three cases, merged */
+static inline vuint16m1_t f2h_rvv(vfloat32m2_t f, size_t vl) {
+    const vuint32m2_t x = __riscv_vreinterpret_v_f32m2_u32m2(f);
+    const vuint32m2_t sign = __riscv_vand_vx_u32m2(__riscv_vsrl_vx_u32m2(x, 16, vl), 0x8000u, vl);
+    const vuint32m2_t ax = __riscv_vand_vx_u32m2(x, 0x7fffffffu, vl);
+    const vuint32m2_t odd = __riscv_vand_vx_u32m2(__riscv_vsrl_vx_u32m2(ax, 13, vl), 1u, vl);
+    vuint32m2_t r = __riscv_vsrl_vx_u32m2(__riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(ax, 0xc8000fffu, vl), odd, vl), 13, vl);
+    const vfloat32m2_t a = __riscv_vfadd_vf_f32m2(__riscv_vreinterpret_v_u32m2_f32m2(ax), 0.5f, vl);
+    const vuint32m2_t sub = __riscv_vsub_vx_u32m2(__riscv_vreinterpret_v_f32m2_u32m2(a), 0x3f000000u, vl);
+    r = __riscv_vmerge_vvm_u32m2(r, sub, __riscv_vmsltu_vx_u32m2_b16(ax, 0x38800000u, vl), vl);
+    r = __riscv_vmerge_vxm_u32m2(r, 0x7c00u, __riscv_vmsgeu_vx_u32m2_b16(ax, 0x477ff000u, vl), vl);
+    r = __riscv_vmerge_vxm_u32m2(r, 0x7e00u, __riscv_vmsgtu_vx_u32m2_b16(ax, 0x7f800000u, vl), vl);
+    return __riscv_vncvt_x_x_w_u16m1(__riscv_vor_vv_u32m2(r, sign, vl), vl);
+}
+
+static inline vfloat32m2_t bf2f_rvv(vuint16m1_t h, size_t vl) {
+    return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vsll_vx_u32m2(__riscv_vzext_vf2_u32m2(h, vl), 16, vl));
+}
+
+static float dot_f32_rvv(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m4();
+    vfloat32m4_t acc = __riscv_vfmv_v_f_f32m4(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m4((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m4_tu(acc, __riscv_vle32_v_f32m4(x + i, vl), __riscv_vle32_v_f32m4(y + i, vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m4_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+static void f16_to_float_rvv(const void *src, float *dst, int64_t n) {
+    const uint16_t *p = (const uint16_t *)src;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        __riscv_vse32_v_f32m2(dst + i, h2f_rvv(__riscv_vle16_v_u16m1(p + i, vl), vl), vl);
+    }
+}
+
+static void f16_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint16_t *p = (uint16_t *)dst;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m2((size_t)n - i);
+        __riscv_vse16_v_u16m1(p + i, f2h_rvv(__riscv_vle32_v_f32m2(src + i, vl), vl), vl);
+    }
+}
+
+static float dot_f16_rvv(int n, const void *w, const void *a) {
+    const uint16_t *x = (const uint16_t *)w, *y = (const uint16_t *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m2();
+    vfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m2_tu(acc, h2f_rvv(__riscv_vle16_v_u16m1(x + i, vl), vl),
+                                          h2f_rvv(__riscv_vle16_v_u16m1(y + i, vl), vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m2_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+static void bf16_to_float_rvv(const void *src, float *dst, int64_t n) {
+    const uint16_t *p = (const uint16_t *)src;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        __riscv_vse32_v_f32m2(dst + i, bf2f_rvv(__riscv_vle16_v_u16m1(p + i, vl), vl), vl);
+    }
+}
+
+/* f32_to_bf16 on vl lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint16_t *p = (uint16_t *)dst;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m2((size_t)n - i);
+        const vuint32m2_t x = __riscv_vle32_v_u32m2((const uint32_t *)(const void *)(src + i), vl);
+        const vuint32m2_t hi = __riscv_vsrl_vx_u32m2(x, 16, vl);
+        vuint32m2_t r = __riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(x, 0x7fffu, vl), __riscv_vand_vx_u32m2(hi, 1u, vl), vl);
+        r = __riscv_vsrl_vx_u32m2(r, 16, vl);
+        const vbool16_t nan = __riscv_vmsgtu_vx_u32m2_b16(__riscv_vand_vx_u32m2(x, 0x7fffffffu, vl), 0x7f800000u, vl);
+        r = __riscv_vmerge_vvm_u32m2(r, __riscv_vor_vx_u32m2(hi, 64u, vl), nan, vl);
+        __riscv_vse16_v_u16m1(p + i, __riscv_vncvt_x_x_w_u16m1(r, vl), vl);
+    }
+}
+
+static float dot_bf16_rvv(int n, const void *w, const void *a) {
+    const uint16_t *x = (const uint16_t *)w, *y = (const uint16_t *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m2();
+    vfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m2_tu(acc, bf2f_rvv(__riscv_vle16_v_u16m1(x + i, vl), vl),
+                                          bf2f_rvv(__riscv_vle16_v_u16m1(y + i, vl), vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m2_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+/* Same arithmetic as q8_0_from_float_ref; the conversion rounds to nearest
+   even whatever the dynamic rounding mode. */
+static void q8_0_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        const vfloat32m8_t v = __riscv_vle32_v_f32m8(src, 32);
+        const vfloat32m1_t m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(v, 32), __riscv_vfmv_s_f_f32m1(0.0f, 1), 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        const vint32m8_t q = __riscv_vfcvt_x_f_v_i32m8_rm(__riscv_vfmul_vf_f32m8(v, id, 32), __RISCV_FRM_RNE, 32);
+        __riscv_vse8_v_i8m2((int8_t *)(b + 2), __riscv_vncvt_x_x_w_i8m2(__riscv_vncvt_x_x_w_i16m4(q, 32), 32), 32);
+    }
+}
+
+/* Integer dot per block, then the block sum scaled and added in float in
+   block order, as the reference does. */
+static float dot_q8_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
+    float s = 0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const vint16m4_t p = __riscv_vwmul_vv_i16m4(__riscv_vle8_v_i8m2((const int8_t *)(x + 2), 32),
+                                                    __riscv_vle8_v_i8m2((const int8_t *)(y + 2), 32), 32);
+        const int32_t isum = __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m4_i32m1(p, zero, 32));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
+    float s = 0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 2, 16);
+        const vint8m1_t lo = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(__riscv_vand_vx_u8m1(q, 15, 16)), 8, 16);
+        const vint8m1_t hi = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(__riscv_vsrl_vx_u8m1(q, 4, 16)), 8, 16);
+        vint16m2_t p = __riscv_vwmul_vv_i16m2(lo, __riscv_vle8_v_i8m1((const int8_t *)(y + 2), 16), 16);
+        p = __riscv_vwmacc_vv_i16m2(p, hi, __riscv_vle8_v_i8m1((const int8_t *)(y + 18), 16), 16);
+        const int32_t isum = __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m2_i32m1(p, zero, 16));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+#define K_DOT_F32 dot_f32_rvv
+#define K_F16_TO_FLOAT f16_to_float_rvv
+#define K_F16_FROM_FLOAT f16_from_float_rvv
+#define K_DOT_F16 dot_f16_rvv
+#define K_BF16_TO_FLOAT bf16_to_float_rvv
+#define K_BF16_FROM_FLOAT bf16_from_float_rvv
+#define K_DOT_BF16 dot_bf16_rvv
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_rvv
+#define K_DOT_Q8_0 dot_q8_0_rvv
+#define K_DOT_Q4_0 dot_q4_0_rvv
+
+#endif /* SLM_RVV */
+
+/* -------------------------------------------------------------------------- */
 /* 6e. The kernels TRAITS points at                                           */
 /* -------------------------------------------------------------------------- */
 /* Each is this target's SIMD kernel (K_* from 6b-6d) or the reference. */

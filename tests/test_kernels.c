@@ -220,7 +220,7 @@ static void check_simd_dots(void) {
         double worst = 0;
         for (int li = 0; li < nl; li++) {
             const int n = blk == 1 ? lens[li] : 32 * blocks[li];
-            const size_t wrb = row_bytes(type, n), arb = row_bytes(dt, n) + 6; /* odd stride on purpose */
+            const size_t wrb = row_bytes(type, n), arb = row_bytes(dt, n) + 8; /* rows not 16-byte aligned */
             uint8_t *w = (uint8_t *)malloc(wrb), *a = (uint8_t *)malloc(4 * arb);
             double *wv = (double *)malloc(n * sizeof(double)), *av = (double *)malloc(4 * n * sizeof(double));
             for (int rep = 0; rep < 6; rep++) {
