@@ -31,7 +31,7 @@ TESTBIN  = $(BUILD)/run_tests
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c
 
-.PHONY: all lib cli test clean help
+.PHONY: all lib cli test test-cross bench clean help
 
 all: $(LIB_A) $(LIB_SO) $(CLI)
 
@@ -60,6 +60,18 @@ $(TESTBIN): $(TEST_SRC) tests/test.h slm.c slm.h | $(BUILD)
 test: all $(TESTBIN)
 	./$(TESTBIN)
 
+# Cross builds run under qemu-user (tools/install-cross.sh installs them).
+test-cross:
+	TEST_SRC="$(TEST_SRC)" OUT=$(BUILD)/cross tools/test-cross.sh
+
+# Kernel micro-benchmark: SIMD kernels next to the scalar references.
+BENCHBIN = $(BUILD)/bench_kernels
+$(BENCHBIN): bench/bench_kernels.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. bench/bench_kernels.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench: $(BENCHBIN)
+	./$(BENCHBIN) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
@@ -67,4 +79,8 @@ help:
 	@echo "make            library ($(LIB_A), $(LIB_SO)) and CLI ($(CLI))"
 	@echo "make test       build and run every test (ends with 'N passed, N failed')"
 	@echo "make OPENMP=0   build without OpenMP"
+	@echo "make CFLAGS=-DSLM_NO_SIMD   scalar reference kernels only"
+	@echo "make test-cross build and run the tests under qemu for aarch64 (NEON, dotprod), armv7,"
+	@echo "                riscv64 RVV (VLEN 128, 256), x86-64 without AVX2, s390x (tools/install-cross.sh)"
+	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick)"
 	@echo "make clean      remove $(BUILD)/"
