@@ -8,7 +8,7 @@
  *   3. Small utilities (fp16/bf16, hashing)
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
  *   5. Tensor types: block layouts and the traits table
- *   6. Kernels: scalar reference, then AVX2, NEON, RVV behind the same signatures
+ *   6. Kernels: scalar reference, then AVX2, SSE4.1, NEON, RVV (same signatures)
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
@@ -61,7 +61,8 @@
 
 /* SIMD kernels (section 6) are chosen at compile time from the target's
    macros, i.e. from the compiler flags: -march=haswell (or -mavx2 -mfma
-   -mf16c), -march=armv8.2-a+dotprod, -mfpu=neon-vfpv4, -march=rv64gcv.
+   -mf16c), -msse4.1 (or -march=nehalem and newer), -march=armv8.2-a+dotprod,
+   -mfpu=neon-vfpv4, -march=rv64gcv.
    -DSLM_NO_SIMD forces the scalar reference kernels. The SIMD kernels read
    little-endian blocks with vector loads, so big-endian hosts use scalar. */
 #if defined(SLM_NO_SIMD) || SLM_BIG_ENDIAN
@@ -69,6 +70,10 @@
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define SLM_AVX2 1
 #define SLM_SIMD_NAME "avx2"
+#include <immintrin.h>
+#elif defined(__SSE4_1__) && defined(__SSSE3__)
+#define SLM_SSE4 1
+#define SLM_SIMD_NAME "sse4"
 #include <immintrin.h>
 #elif defined(__aarch64__) && defined(__ARM_NEON)
 #define SLM_NEON 1
@@ -931,7 +936,7 @@ typedef void (*from_float_fn)(const float *src, void *dst, int64_t n);
 /* dot of n values: weights w (one row) with activations a (partner type) */
 typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 /* the same dot for 4 activation rows a_rb bytes apart: y[t * ldy], t < 4
-   (optional, per type: section 6e; each result equals vec_dot's bits) */
+   (optional, per type: section 6f; each result equals vec_dot's bits) */
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t a_rb, float *y, int64_t ldy);
 
 typedef struct type_traits {
@@ -984,12 +989,13 @@ static size_t row_bytes(int type, int64_t n) {
 /* ========================================================================== */
 /*
  * 6a. Scalar reference: written to be obviously correct; named *_ref.
- * 6b-6d. One subsection per instruction set (AVX2, NEON, RVV), compiled only
- *     for that target (section 1 picks it). Each kernel has exactly the
- *     signature of its reference and is tested against it.
- * 6e. The kernels TRAITS points at: for each, the SIMD version this target
+ * 6b-6e. One subsection per instruction set (AVX2, SSE4.1, NEON, RVV),
+ *     compiled only for that target (section 1 picks it). Each kernel has
+ *     exactly the signature of its reference and is tested against it.
+ * 6f. The kernels TRAITS points at: for each, the SIMD version this target
  *     has, else the reference. A new type adds its *_ref kernels to 6a and,
- *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6e.
+ *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6f
+ *     (plus a case in vec_dot4_of for a 4-token kernel).
  *
  * Rules every SIMD kernel keeps: the activation quantizer and the f16/bf16
  * conversions give the same bits as the reference (round half to even,
@@ -1351,7 +1357,253 @@ static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, flo
 #endif /* SLM_AVX2 */
 
 /* -------------------------------------------------------------------------- */
-/* 6c. ARM NEON: aarch64 (with SDOT when built with +dotprod) and ARMv7       */
+/* 6c. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2 (Atom, Celeron)      */
+/* -------------------------------------------------------------------------- */
+/* The AVX2 kernels at half width, without FMA; without F16C the f16
+   conversions are done with integer operations, as f32_to_fp16 does. */
+#ifdef SLM_SSE4
+
+static inline float hsum_sse(__m128 v) {
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+/* 32 int8 products (x0|x1 against y0|y1) summed in 4 lanes, as floats;
+   maddubs wants one unsigned operand (see i8dot_avx2) */
+static inline __m128 i8dot_sse(__m128i x0, __m128i x1, __m128i y0, __m128i y1) {
+    const __m128i one = _mm_set1_epi16(1);
+    const __m128i p0 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(x0, x0), _mm_sign_epi8(y0, x0)), one);
+    const __m128i p1 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(x1, x1), _mm_sign_epi8(y1, x1)), one);
+    return _mm_cvtepi32_ps(_mm_add_epi32(p0, p1));
+}
+
+static inline void q4_unpack_sse(const uint8_t *q, __m128i *lo, __m128i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)q), m = _mm_set1_epi8(15), e = _mm_set1_epi8(8);
+    *lo = _mm_sub_epi8(_mm_and_si128(v, m), e);
+    *hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m), e);
+}
+
+static float dot_f32_sse(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_loadu_ps(x + i + 4), _mm_loadu_ps(y + i + 4)));
+        s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_loadu_ps(x + i + 8), _mm_loadu_ps(y + i + 8)));
+        s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_loadu_ps(x + i + 12), _mm_loadu_ps(y + i + 12)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
+    float s = hsum_sse(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* fp16_to_f32 on 4 lanes (no F16C): the same cases, merged */
+static inline __m128 ld_f16_sse(const uint8_t *p) {
+    const __m128i h = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)p), _mm_setzero_si128());
+    const __m128i sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
+    const __m128i em = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
+    __m128i r = _mm_add_epi32(_mm_slli_epi32(em, 13), _mm_set1_epi32(112 << 23));
+    const __m128i infnan = _mm_or_si128(_mm_slli_epi32(em, 13), _mm_set1_epi32(0x7f800000));
+    r = _mm_blendv_epi8(r, infnan, _mm_cmpgt_epi32(em, _mm_set1_epi32(0x7bff)));
+    /* zero and subnormal: man * 2^-24 is exact in float */
+    const __m128 sub = _mm_mul_ps(_mm_cvtepi32_ps(em), _mm_set1_ps(1.0f / 16777216.0f));
+    r = _mm_blendv_epi8(r, _mm_castps_si128(sub), _mm_cmplt_epi32(em, _mm_set1_epi32(0x400)));
+    return _mm_castsi128_ps(_mm_or_si128(r, sign));
+}
+
+/* f32_to_fp16 on 4 lanes, stored as 4 halves */
+static inline void st_f16_sse(uint8_t *p, __m128 f) {
+    const __m128i x = _mm_castps_si128(f);
+    const __m128i sign = _mm_and_si128(_mm_srli_epi32(x, 16), _mm_set1_epi32(0x8000));
+    const __m128i ax = _mm_and_si128(x, _mm_set1_epi32(0x7fffffff));
+    const __m128i odd = _mm_and_si128(_mm_srli_epi32(ax, 13), _mm_set1_epi32(1));
+    __m128i r = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(ax, _mm_set1_epi32((int)0xc8000fffu)), odd), 13);
+    const __m128 a = _mm_add_ps(_mm_castsi128_ps(ax), _mm_set1_ps(0.5f));
+    const __m128i sub = _mm_sub_epi32(_mm_castps_si128(a), _mm_set1_epi32(0x3f000000));
+    r = _mm_blendv_epi8(r, sub, _mm_cmplt_epi32(ax, _mm_set1_epi32(0x38800000)));
+    r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7c00), _mm_cmpgt_epi32(ax, _mm_set1_epi32(0x477fefff)));
+    r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7e00), _mm_cmpgt_epi32(ax, _mm_set1_epi32(0x7f800000)));
+    r = _mm_or_si128(r, sign);
+    _mm_storel_epi64((__m128i *)p, _mm_packus_epi32(r, r));
+}
+
+static void f16_to_float_sse(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, ld_f16_sse(p + 2 * i));
+    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
+}
+
+static void f16_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) st_f16_sse(p + 2 * i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
+}
+
+static float dot_f16_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(ld_f16_sse(x + 2 * i), ld_f16_sse(y + 2 * i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(ld_f16_sse(x + 2 * i + 8), ld_f16_sse(y + 2 * i + 8)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(ld_f16_sse(x + 2 * i), ld_f16_sse(y + 2 * i)));
+    float s = hsum_sse(_mm_add_ps(s0, s1));
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return s;
+}
+
+static inline __m128 ld_bf16_sse(const uint8_t *p) {
+    return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i *)p)));
+}
+
+static void bf16_to_float_sse(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, ld_bf16_sse(p + 2 * i));
+    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+/* f32_to_bf16 on 4 lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    const __m128i one = _mm_set1_epi32(1), bias = _mm_set1_epi32(0x7fff);
+    const __m128i abs = _mm_set1_epi32(0x7fffffff), inf = _mm_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m128i x = _mm_castps_si128(_mm_loadu_ps(src + i));
+        const __m128i odd = _mm_and_si128(_mm_srli_epi32(x, 16), one);
+        __m128i r = _mm_srli_epi32(_mm_add_epi32(x, _mm_add_epi32(bias, odd)), 16);
+        const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(x, abs), inf);
+        r = _mm_blendv_epi8(r, _mm_or_si128(_mm_srli_epi32(x, 16), _mm_set1_epi32(64)), nan);
+        _mm_storel_epi64((__m128i *)(p + 2 * i), _mm_packus_epi32(r, r));
+    }
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
+}
+
+static float dot_bf16_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(ld_bf16_sse(x + 2 * i), ld_bf16_sse(y + 2 * i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 8), ld_bf16_sse(y + 2 * i + 8)));
+        s2 = _mm_add_ps(s2, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 16), ld_bf16_sse(y + 2 * i + 16)));
+        s3 = _mm_add_ps(s3, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 24), ld_bf16_sse(y + 2 * i + 24)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(ld_bf16_sse(x + 2 * i), ld_bf16_sse(y + 2 * i)));
+    float s = hsum_sse(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
+    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
+    return s;
+}
+
+/* Same arithmetic as q8_0_from_float_ref (see q8_0_from_float_avx2). */
+static void q8_0_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        __m128 v[8], m = _mm_setzero_ps();
+        for (int j = 0; j < 8; j++) v[j] = _mm_loadu_ps(src + 4 * j), m = _mm_max_ps(m, _mm_andnot_ps(sign, v[j]));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        const __m128 mul = _mm_set1_ps(id);
+        __m128i q[8];
+        for (int j = 0; j < 8; j++)
+            q[j] = _mm_cvtps_epi32(_mm_round_ps(_mm_mul_ps(v[j], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m128i lo = _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
+        const __m128i hi = _mm_packs_epi16(_mm_packs_epi32(q[4], q[5]), _mm_packs_epi32(q[6], q[7]));
+        _mm_storeu_si128((__m128i *)(b + 2), lo);
+        _mm_storeu_si128((__m128i *)(b + 18), hi);
+    }
+}
+
+/* One accumulator per token, blocks in order (see dot_q8_0_avx2). */
+static float dot_q8_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m128 p = i8dot_sse(_mm_loadu_si128((const __m128i *)(x + 2)), _mm_loadu_si128((const __m128i *)(x + 18)),
+                                   _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+static float dot_q4_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        __m128i lo, hi;
+        q4_unpack_sse(x + 2, &lo, &hi);
+        const __m128 p = i8dot_sse(lo, hi, _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+#define DOT4_SSE_TOKEN(k)                                                                                  \
+    do {                                                                                                   \
+        const uint8_t *yk = y + (k) * a_rb;                                                                \
+        const __m128 p = i8dot_sse(x0, x1, _mm_loadu_si128((const __m128i *)(yk + 2)),                     \
+                                   _mm_loadu_si128((const __m128i *)(yk + 18)));                            \
+        s[k] = _mm_add_ps(s[k], _mm_mul_ps(_mm_set1_ps(dx * ld_f16(yk)), p));                              \
+    } while (0)
+
+static void dot4_q8_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m128i x0 = _mm_loadu_si128((const __m128i *)(x + 2)), x1 = _mm_loadu_si128((const __m128i *)(x + 18));
+        const float dx = ld_f16(x);
+        DOT4_SSE_TOKEN(0);
+        DOT4_SSE_TOKEN(1);
+        DOT4_SSE_TOKEN(2);
+        DOT4_SSE_TOKEN(3);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+
+static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        __m128i x0, x1;
+        q4_unpack_sse(x + 2, &x0, &x1);
+        const float dx = ld_f16(x);
+        DOT4_SSE_TOKEN(0);
+        DOT4_SSE_TOKEN(1);
+        DOT4_SSE_TOKEN(2);
+        DOT4_SSE_TOKEN(3);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+#undef DOT4_SSE_TOKEN
+
+#define K_DOT_F32 dot_f32_sse
+#define K_F16_TO_FLOAT f16_to_float_sse
+#define K_F16_FROM_FLOAT f16_from_float_sse
+#define K_DOT_F16 dot_f16_sse
+#define K_BF16_TO_FLOAT bf16_to_float_sse
+#define K_BF16_FROM_FLOAT bf16_from_float_sse
+#define K_DOT_BF16 dot_bf16_sse
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_sse
+#define K_DOT_Q8_0 dot_q8_0_sse
+#define K_DOT_Q4_0 dot_q4_0_sse
+#define K_DOT4_Q8_0 dot4_q8_0_sse
+#define K_DOT4_Q4_0 dot4_q4_0_sse
+
+#endif /* SLM_SSE4 */
+
+/* -------------------------------------------------------------------------- */
+/* 6d. ARM NEON: aarch64 (with SDOT when built with +dotprod) and ARMv7       */
 /* -------------------------------------------------------------------------- */
 /* One code path; the few helpers below hide what AArch32 lacks (across-
    vector adds, rounding conversion, fused multiply-add without VFPv4). On
@@ -1627,7 +1879,7 @@ static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
 #endif /* SLM_NEON */
 
 /* -------------------------------------------------------------------------- */
-/* 6d. RISC-V vector extension 1.0 (ratified __riscv_ intrinsics)            */
+/* 6e. RISC-V vector extension 1.0 (ratified __riscv_ intrinsics)            */
 /* -------------------------------------------------------------------------- */
 /* Written for any VLEN >= 128 (the V extension's minimum): loops are strip-
    mined with vsetvl, and a 32-value block always fits one register group
@@ -1802,9 +2054,9 @@ static float dot_q4_0_rvv(int n, const void *w, const void *a) {
 #endif /* SLM_RVV */
 
 /* -------------------------------------------------------------------------- */
-/* 6e. The kernels TRAITS points at                                           */
+/* 6f. The kernels TRAITS points at                                           */
 /* -------------------------------------------------------------------------- */
-/* Each is this target's SIMD kernel (K_* from 6b-6d) or the reference. */
+/* Each is this target's SIMD kernel (K_* from 6b-6e) or the reference. */
 
 #ifndef K_DOT_F32
 #define K_DOT_F32 dot_f32_ref

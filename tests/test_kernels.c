@@ -121,7 +121,7 @@ static void check_q8_act(void) {
 
 /* ---- SIMD kernels against the scalar references ---------------------------
 
-   Every kernel TRAITS uses (section 6e) is compared with its *_ref on random
+   Every kernel TRAITS uses (section 6f) is compared with its *_ref on random
    data: rows of many lengths (one block, odd block counts, large, element
    counts that leave every kind of tail), scales from fp16 subnormals to huge.
 

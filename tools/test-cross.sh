@@ -27,10 +27,11 @@ BUILDS=(
   "aarch64-dotprod|aarch64-linux-gnu-gcc -march=armv8.2-a+dotprod -fopenmp|neon-dotprod"
   "armv7-neon|arm-linux-gnueabihf-gcc -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard -mfp16-format=ieee -fopenmp|neon32"
   "riscv64-rvv|clang-19 --target=riscv64-linux-gnu -march=rv64gcv -fno-vectorize -fno-slp-vectorize|rvv"
-  "x86-64-nehalem|gcc -march=nehalem -fopenmp|scalar"
+  "x86-64-nehalem|gcc -march=nehalem -fopenmp|sse4"
+  "x86-64-scalar|gcc -march=x86-64 -fopenmp|scalar"
   "s390x|s390x-linux-gnu-gcc -fopenmp|scalar"
 )
-# run name | build | emulator command
+# run name | build | emulator command ("env": runs natively)
 # (the slow RVV runs first, so that parallel jobs finish together)
 RUNS=(
   "riscv64-rvv-vlen128|riscv64-rvv|qemu-riscv64 -cpu rv64,v=true,vlen=128,vext_spec=v1.0 -L /usr/riscv64-linux-gnu"
@@ -39,6 +40,7 @@ RUNS=(
   "aarch64-dotprod|aarch64-dotprod|qemu-aarch64 -cpu cortex-a76 -L /usr/aarch64-linux-gnu"
   "armv7-neon|armv7-neon|qemu-arm -cpu cortex-a7 -L /usr/arm-linux-gnueabihf"
   "x86-64-nehalem|x86-64-nehalem|qemu-x86_64 -cpu Nehalem"
+  "x86-64-scalar|x86-64-scalar|env"
   "s390x|s390x|qemu-s390x -L /usr/s390x-linux-gnu"
 )
 # compile-only checks of other configurations (library object, -Werror)
