@@ -1972,7 +1972,7 @@ static void bf16_from_float_rvv(const float *src, void *dst, int64_t n) {
     uint16_t *p = (uint16_t *)dst;
     for (size_t i = 0, vl; i < (size_t)n; i += vl) {
         vl = __riscv_vsetvl_e32m2((size_t)n - i);
-        const vuint32m2_t x = __riscv_vle32_v_u32m2((const uint32_t *)(const void *)(src + i), vl);
+        const vuint32m2_t x = __riscv_vreinterpret_v_f32m2_u32m2(__riscv_vle32_v_f32m2(src + i, vl));
         const vuint32m2_t hi = __riscv_vsrl_vx_u32m2(x, 16, vl);
         vuint32m2_t r = __riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(x, 0x7fffu, vl), __riscv_vand_vx_u32m2(hi, 1u, vl), vl);
         r = __riscv_vsrl_vx_u32m2(r, 16, vl);
@@ -2103,12 +2103,6 @@ static float dot_q4_0(int n, const void *w, const void *a) { return K_DOT_Q4_0(n
 /* 4-token kernels (see matmul); types without one are done token by token. */
 static vec_dot4_fn vec_dot4_of(int type) {
     switch (type) {
-#ifdef K_DOT4_F16
-    case SLM_TYPE_F16: return K_DOT4_F16;
-#endif
-#ifdef K_DOT4_BF16
-    case SLM_TYPE_BF16: return K_DOT4_BF16;
-#endif
 #ifdef K_DOT4_Q8_0
     case SLM_TYPE_Q8_0: return K_DOT4_Q8_0;
 #endif

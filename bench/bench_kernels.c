@@ -11,7 +11,11 @@
 #include <time.h>
 
 static double now(void) {
-#if SLM_OPENMP
+#if defined(CLOCK_MONOTONIC)
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+#elif SLM_OPENMP
     return omp_get_wtime();
 #else
     return (double)clock() / CLOCKS_PER_SEC;
@@ -41,7 +45,7 @@ static kset simd_kernels(int type) {
     kset k;
     k.conv = TRAITS[TRAITS[type].dot_type].from_float;
     k.dot = TRAITS[type].vec_dot;
-    k.dot4 = getenv("BENCH_NODOT4") ? NULL : vec_dot4_of(type);
+    k.dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : vec_dot4_of(type); /* to measure what they bring */
     return k;
 }
 
@@ -96,17 +100,18 @@ int main(int argc, char **argv) {
         int64_t n_out, n_in;
         int n_tok;
     } cases[] = {
-        {"mat-vec 4096x4096 (decode)", 4096, 4096, 1},
-        {"mat-vec 4864x896 (0.5B ffn up)", 4864, 896, 1},
-        {"mat-mat 4096x4096, 64 tokens (prefill)", 4096, 4096, 64},
+        {"mat-vec 4096x4096 (decode): rows/s and GB/s of weights read", 4096, 4096, 1},
+        {"mat-vec 4864x896 (decode, FFN up of a 0.5B model)", 4864, 896, 1},
+        {"mat-mat 4096x4096 x 64 tokens (prefill): tokens/s", 4096, 4096, 64},
     };
     const double min_s = quick ? 0.05 : 0.3;
     int max_thr = 1;
 #if SLM_OPENMP
     max_thr = omp_get_max_threads() >= 2 ? 2 : 1;
 #endif
-    printf("slm %s kernel benchmark (%s); scalar = the *_ref kernels of the same build\n", slm_version(),
-           slm_build_info());
+    printf("slm %s kernel benchmark (%s); scalar = the *_ref kernels of the same build;\n"
+           "activation conversion + matmul as in the forward pass, best of several runs\n",
+           slm_version(), slm_build_info());
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int64_t N = cases[c].n_out, K = cases[c].n_in;
         const int T = cases[c].n_tok;
@@ -115,12 +120,11 @@ int main(int argc, char **argv) {
         uint8_t *xq = (uint8_t *)malloc((size_t)T * K * 4);
         for (int64_t i = 0; i < N * K; i++) wf[i] = frand() * 0.05f;
         for (int64_t i = 0; i < T * K; i++) x[i] = frand();
-        printf("\n%s\n", cases[c].what);
+        printf("\n%s\n\n", cases[c].what);
         if (T == 1)
-            printf("%-5s %3s %14s %8s %14s %8s %8s\n", "type", "thr", "simd rows/s", "GB/s", "scalar rows/s", "GB/s",
-                   "speed-up");
+            printf("| type | threads | simd rows/s | GB/s | scalar rows/s | GB/s | speed-up |\n|---|--:|--:|--:|--:|--:|--:|\n");
         else
-            printf("%-5s %3s %12s %12s %8s\n", "type", "thr", "simd tok/s", "scalar tok/s", "speed-up");
+            printf("| type | threads | simd tokens/s | scalar tokens/s | speed-up |\n|---|--:|--:|--:|--:|\n");
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
             const int type = types[ti];
             weight w;
@@ -140,10 +144,10 @@ int main(int argc, char **argv) {
                 double tr = timeit(&kr, &w, x, xq, xq_rb, T, y2, nth, quick ? 0.0 : min_s);
                 const char *name = type_size_of(type)->name;
                 if (T == 1)
-                    printf("%-5s %3d %14.0f %8.2f %14.0f %8.2f %7.1fx\n", name, nth, N / ts, N * (double)w.rb / ts / 1e9,
-                           N / tr, N * (double)w.rb / tr / 1e9, tr / ts);
+                    printf("| %-5s | %d | %9.0f | %6.2f | %9.0f | %6.2f | %5.1fx |\n", name, nth, N / ts,
+                           N * (double)w.rb / ts / 1e9, N / tr, N * (double)w.rb / tr / 1e9, tr / ts);
                 else
-                    printf("%-5s %3d %12.1f %12.1f %7.1fx\n", name, nth, T / ts, T / tr, tr / ts);
+                    printf("| %-5s | %d | %8.1f | %8.1f | %5.1fx |\n", name, nth, T / ts, T / tr, tr / ts);
                 fflush(stdout);
             }
             if (md > 1e-4 * mx) printf("  WARNING: %s simd and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);

@@ -45,7 +45,7 @@ RUNS=(
 )
 # compile-only checks of other configurations (library object, -Werror)
 COMPILE_ONLY=(
-  "armv7-neon-no-fp16|arm-linux-gnueabihf-gcc -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard"
+  "armv7-neon-vfpv3|arm-linux-gnueabihf-gcc -mcpu=cortex-a8 -mfpu=neon -mfloat-abi=hard"
   "aarch64-dotprod-clang|clang-19 --target=aarch64-linux-gnu -march=armv8.2-a+dotprod"
   "armv7-neon-clang|clang-19 --target=armv7a-linux-gnueabihf -mfpu=neon-vfpv4"
   "x86-64-avx2-clang|clang-19 -march=haswell"
