@@ -1887,17 +1887,18 @@ static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
    integer operations, exactly as f32_to_fp16/fp16_to_f32 do. */
 #ifdef SLM_RVV
 
-/* fp16_to_f32 on vl lanes */
+/* fp16_to_f32 on vl lanes: the half's exponent and mantissa, moved to the
+   float's position, are the float 2^-112 times the value (subnormal halves
+   become subnormal floats, which RISC-V never flushes), so one exact
+   multiplication rebiases; infinities and NaNs are patched. */
 static inline vfloat32m2_t h2f_rvv(vuint16m1_t h16, size_t vl) {
     const vuint32m2_t h = __riscv_vzext_vf2_u32m2(h16, vl);
+    const vuint32m2_t em = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x7fffu, vl), 13, vl);
+    vuint32m2_t r = __riscv_vreinterpret_v_f32m2_u32m2(
+        __riscv_vfmul_vf_f32m2(__riscv_vreinterpret_v_u32m2_f32m2(em), 0x1p112f, vl));
+    r = __riscv_vmerge_vvm_u32m2(r, __riscv_vor_vx_u32m2(em, 0x7f800000u, vl),
+                                 __riscv_vmsgeu_vx_u32m2_b16(em, 0x7c00u << 13, vl), vl);
     const vuint32m2_t sign = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x8000u, vl), 16, vl);
-    const vuint32m2_t em = __riscv_vand_vx_u32m2(h, 0x7fffu, vl);
-    vuint32m2_t r = __riscv_vadd_vx_u32m2(__riscv_vsll_vx_u32m2(em, 13, vl), 112u << 23, vl); /* normal */
-    const vuint32m2_t infnan = __riscv_vor_vx_u32m2(__riscv_vsll_vx_u32m2(em, 13, vl), 0x7f800000u, vl);
-    r = __riscv_vmerge_vvm_u32m2(r, infnan, __riscv_vmsgeu_vx_u32m2_b16(em, 0x7c00u, vl), vl);
-    /* zero and subnormal: man * 2^-24 is exact in float */
-    const vfloat32m2_t sub = __riscv_vfmul_vf_f32m2(__riscv_vfcvt_f_xu_v_f32m2(em, vl), 1.0f / 16777216.0f, vl);
-    r = __riscv_vmerge_vvm_u32m2(r, __riscv_vreinterpret_v_f32m2_u32m2(sub), __riscv_vmsltu_vx_u32m2_b16(em, 0x400u, vl), vl);
     return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vor_vv_u32m2(r, sign, vl));
 }
 
