@@ -1299,31 +1299,27 @@ static float dot_q8_0_avx2(int n, const void *w, const void *a) {
     return hsum_avx2(s);
 }
 
-/* |x| and sign(x) are prepared once per weight block for the 4 tokens */
-#define DOT4_AVX2(W_LOAD, W_BYTES)                                                                           \
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;                                         \
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps(); \
-    for (int i = 0; i < n / 32; i++, x += (W_BYTES), y += 34) {                                              \
-        const __m256i q = W_LOAD, aq = _mm256_sign_epi8(q, q), one = _mm256_set1_epi16(1);                  \
-        const float dx = h2f_avx2(x);                                                                        \
-        __m256 p;                                                                                            \
-        p = _mm256_cvtepi32_ps(_mm256_madd_epi16(                                                            \
-            _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(y + 2)), q)), one));  \
-        s0 = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f_avx2(y)), p, s0);                                       \
-        p = _mm256_cvtepi32_ps(_mm256_madd_epi16(                                                            \
-            _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(y + a_rb + 2)), q)), one)); \
-        s1 = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f_avx2(y + a_rb)), p, s1);                                \
-        p = _mm256_cvtepi32_ps(_mm256_madd_epi16(                                                            \
-            _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(y + 2 * a_rb + 2)), q)), one)); \
-        s2 = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f_avx2(y + 2 * a_rb)), p, s2);                            \
-        p = _mm256_cvtepi32_ps(_mm256_madd_epi16(                                                            \
-            _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(y + 3 * a_rb + 2)), q)), one)); \
-        s3 = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f_avx2(y + 3 * a_rb)), p, s3);                            \
-    }                                                                                                        \
-    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+/* One token's step of the 4-token kernels: the weight block's |q| (aq), q
+   and scale dx are prepared once for the 4 tokens; same arithmetic as the
+   1-token kernels. */
+static inline __m256 dot4_step_avx2(__m256 s, __m256i aq, __m256i q, float dx, const uint8_t *yb) {
+    const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f_avx2(yb)), p, s);
+}
 
 static void dot4_q8_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    DOT4_AVX2(_mm256_loadu_si256((const __m256i *)(x + 2)), 34)
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 2)), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
 }
 
 static float dot_q4_0_avx2(int n, const void *w, const void *a) {
@@ -1337,9 +1333,18 @@ static float dot_q4_0_avx2(int n, const void *w, const void *a) {
 }
 
 static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    DOT4_AVX2(q4_unpack_avx2(x + 2), 18)
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const __m256i q = q4_unpack_avx2(x + 2), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
 }
-#undef DOT4_AVX2
 
 #define K_DOT_F32 dot_f32_avx2
 #define K_F16_TO_FLOAT f16_to_float_avx2
@@ -1549,13 +1554,11 @@ static float dot_q4_0_sse(int n, const void *w, const void *a) {
     return hsum_sse(s);
 }
 
-#define DOT4_SSE_TOKEN(k)                                                                                  \
-    do {                                                                                                   \
-        const uint8_t *yk = y + (k) * a_rb;                                                                \
-        const __m128 p = i8dot_sse(x0, x1, _mm_loadu_si128((const __m128i *)(yk + 2)),                     \
-                                   _mm_loadu_si128((const __m128i *)(yk + 18)));                            \
-        s[k] = _mm_add_ps(s[k], _mm_mul_ps(_mm_set1_ps(dx * ld_f16(yk)), p));                              \
-    } while (0)
+/* One token's step of the 4-token kernels (see dot4_step_avx2). */
+static inline __m128 dot4_step_sse(__m128 s, __m128i x0, __m128i x1, float dx, const uint8_t *yb) {
+    const __m128 p = i8dot_sse(x0, x1, _mm_loadu_si128((const __m128i *)(yb + 2)), _mm_loadu_si128((const __m128i *)(yb + 18)));
+    return _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(dx * ld_f16(yb)), p));
+}
 
 static void dot4_q8_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
@@ -1563,10 +1566,10 @@ static void dot4_q8_0_sse(int n, const void *w, const void *a, size_t a_rb, floa
     for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
         const __m128i x0 = _mm_loadu_si128((const __m128i *)(x + 2)), x1 = _mm_loadu_si128((const __m128i *)(x + 18));
         const float dx = ld_f16(x);
-        DOT4_SSE_TOKEN(0);
-        DOT4_SSE_TOKEN(1);
-        DOT4_SSE_TOKEN(2);
-        DOT4_SSE_TOKEN(3);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
     }
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
 }
@@ -1578,14 +1581,13 @@ static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, floa
         __m128i x0, x1;
         q4_unpack_sse(x + 2, &x0, &x1);
         const float dx = ld_f16(x);
-        DOT4_SSE_TOKEN(0);
-        DOT4_SSE_TOKEN(1);
-        DOT4_SSE_TOKEN(2);
-        DOT4_SSE_TOKEN(3);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
     }
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
 }
-#undef DOT4_SSE_TOKEN
 
 #define K_DOT_F32 dot_f32_sse
 #define K_F16_TO_FLOAT f16_to_float_sse
@@ -1823,13 +1825,12 @@ static float dot_q4_0_neon(int n, const void *w, const void *a) {
     return hsum_neon(s);
 }
 
-/* 4 tokens: the weight block (x0|x1, scale dx) is loaded once */
-#define DOT4_NEON_TOKEN(k)                                                                                         \
-    do {                                                                                                           \
-        const uint8_t *yk = y + (k) * a_rb;                                                                        \
-        const int32x4_t p = i8dot_neon(x0, x1, vld1q_s8((const int8_t *)(yk + 2)), vld1q_s8((const int8_t *)(yk + 18))); \
-        s[k] = FMA_NEON(s[k], vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yk)));                                   \
-    } while (0)
+/* One token's step of the 4-token kernels: the weight block (x0|x1, scale
+   dx) is loaded once for the 4 tokens; same arithmetic as the 1-token ones. */
+static inline float32x4_t dot4_step_neon(float32x4_t s, int8x16_t x0, int8x16_t x1, float dx, const uint8_t *yb) {
+    const int32x4_t p = i8dot_neon(x0, x1, vld1q_s8((const int8_t *)(yb + 2)), vld1q_s8((const int8_t *)(yb + 18)));
+    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yb)));
+}
 
 static void dot4_q8_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
@@ -1837,10 +1838,10 @@ static void dot4_q8_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
     for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
         const int8x16_t x0 = vld1q_s8((const int8_t *)(x + 2)), x1 = vld1q_s8((const int8_t *)(x + 18));
         const float dx = h2f_neon(x);
-        DOT4_NEON_TOKEN(0);
-        DOT4_NEON_TOKEN(1);
-        DOT4_NEON_TOKEN(2);
-        DOT4_NEON_TOKEN(3);
+        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
     }
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
 }
@@ -1852,14 +1853,13 @@ static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
         int8x16_t x0, x1;
         q4_unpack_neon(x + 2, &x0, &x1);
         const float dx = h2f_neon(x);
-        DOT4_NEON_TOKEN(0);
-        DOT4_NEON_TOKEN(1);
-        DOT4_NEON_TOKEN(2);
-        DOT4_NEON_TOKEN(3);
+        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
     }
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
 }
-#undef DOT4_NEON_TOKEN
 
 #define K_DOT_F32 dot_f32_neon
 #ifdef SLM_NEON_F16
