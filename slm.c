@@ -15,7 +15,8 @@
  *
  * Build: C99. Define SLM_NO_MMAP to read files instead of mapping them.
  * OpenMP (-fopenmp) parallelises the forward pass; without it slm runs on
- * one thread.
+ * one thread. The SIMD kernels follow the target flags (section 1);
+ * define SLM_NO_SIMD for the scalar ones only.
  */
 
 /* ========================================================================== */
