@@ -34,7 +34,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c
 
-.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz bench-models bench-compare clean help \
+.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
         pretok-check unicode-tables
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
@@ -140,6 +140,18 @@ bench-models: $(BUILD)/gen_model
 bench-compare:
 	BUILD=$(BUILD) bash bench/compare.sh
 
+# Cross builds run under qemu-user (tools/install-cross.sh installs them).
+test-cross:
+	TEST_SRC="$(TEST_SRC)" OUT=$(BUILD)/cross tools/test-cross.sh
+
+# Kernel micro-benchmark: SIMD kernels next to the scalar references.
+BENCHBIN = $(BUILD)/bench_kernels
+$(BENCHBIN): bench/bench_kernels.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. bench/bench_kernels.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench: $(BENCHBIN)
+	./$(BENCHBIN) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
@@ -153,4 +165,8 @@ help:
 	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"
 	@echo "make unicode-tables  regenerate the Unicode tables in slm.c (tools/gen_unicode.py)"
 	@echo "make OPENMP=0   build without OpenMP"
+	@echo "make CFLAGS=-DSLM_NO_SIMD   scalar reference kernels only"
+	@echo "make test-cross build and run the tests under qemu for aarch64 (NEON, dotprod), armv7,"
+	@echo "                riscv64 RVV (VLEN 128, 256), x86-64 without AVX2, s390x (tools/install-cross.sh)"
+	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick)"
 	@echo "make clean      remove $(BUILD)/"

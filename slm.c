@@ -9,7 +9,7 @@
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
  *   4b. GGUF writer (metadata and tensor directory, then streamed tensor data)
  *   5. Tensor types: block layouts and the traits table
- *   6. Kernels: scalar reference (SIMD paths slot in behind the same signatures)
+ *   6. Kernels: scalar reference, then AVX2, SSE4.1, NEON, RVV (same signatures)
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
@@ -22,7 +22,8 @@
  *
  * Build: C99. Define SLM_NO_MMAP to read files instead of mapping them.
  * OpenMP (-fopenmp) parallelises the forward pass; without it slm runs on
- * one thread.
+ * one thread. The SIMD kernels follow the target flags (section 1);
+ * define SLM_NO_SIMD for the scalar ones only.
  */
 
 /* ========================================================================== */
@@ -67,7 +68,42 @@
 #define SLM_BIG_ENDIAN 0
 #endif
 
+/* SIMD kernels (section 6) are chosen at compile time from the target's
+   macros, i.e. from the compiler flags: -march=haswell (or -mavx2 -mfma
+   -mf16c), -msse4.1 (or -march=nehalem and newer), -march=armv8.2-a+dotprod,
+   -mfpu=neon-vfpv4, -march=rv64gcv.
+   -DSLM_NO_SIMD forces the scalar reference kernels. The SIMD kernels read
+   little-endian blocks with vector loads, so big-endian hosts use scalar. */
+#if defined(SLM_NO_SIMD) || SLM_BIG_ENDIAN
 #define SLM_SIMD_NAME "scalar"
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define SLM_AVX2 1
+#define SLM_SIMD_NAME "avx2"
+#include <immintrin.h>
+#elif defined(__SSE4_1__) && defined(__SSSE3__)
+#define SLM_SSE4 1
+#define SLM_SIMD_NAME "sse4"
+#include <immintrin.h>
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#define SLM_NEON 1
+#if defined(__ARM_FEATURE_DOTPROD)
+#define SLM_SIMD_NAME "neon-dotprod"
+#else
+#define SLM_SIMD_NAME "neon"
+#endif
+#include <arm_neon.h>
+#elif defined(__arm__) && defined(__ARM_NEON)
+#define SLM_NEON 1
+#define SLM_SIMD_NAME "neon32"
+#include <arm_neon.h>
+#elif defined(__riscv_v_intrinsic) && __riscv_v_intrinsic >= 12000 && defined(__riscv_v_min_vlen) && \
+    __riscv_v_min_vlen >= 128
+#define SLM_RVV 1
+#define SLM_SIMD_NAME "rvv"
+#include <riscv_vector.h>
+#else
+#define SLM_SIMD_NAME "scalar"
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SLM_UNUSED __attribute__((unused))
@@ -281,11 +317,22 @@ static inline void st_u32(void *p, uint32_t v) {
 static inline float ld_f32(const void *p) { return bits_f32(ld_u32(p)); }
 static inline void st_f32(void *p, float f) { st_u32(p, f32_bits(f)); }
 
-/* Round half to even for |x| < 2^22, independent of the FPU rounding mode
-   setting and of libm (matches ggml's x86 activation quantizer). */
+/* Round half to even for |x| < 2^23 (matches ggml's x86 activation
+   quantizer). Done on the bits: independent of the FPU rounding mode and of
+   libm, and immune to the compiler fusing the product that feeds it into an
+   FMA (-ffp-contract=fast), so quantized activations are the same bytes on
+   every target and with every SIMD path. */
 static inline int round_even(float x) {
-    float r = (x + 12582912.0f) - 12582912.0f;
-    return (int)r;
+    const uint32_t u = f32_bits(x);
+    const int e = (int)((u >> 23) & 0xffu) - 127; /* |x| = m * 2^(e - 23) */
+    if (e < -1) return 0;                         /* |x| < 0.5 */
+    if (e > 22) return 0;                         /* outside the domain (inf, NaN too) */
+    const uint32_t m = (u & 0x7fffffu) | 0x800000u;
+    const int sh = 23 - e;
+    const uint32_t half = 1u << (sh - 1), rest = m & ((half << 1) - 1);
+    uint32_t q = m >> sh;
+    q += rest > half || (rest == half && (q & 1u));
+    return (u >> 31) ? -(int)q : (int)q;
 }
 
 static SLM_PRINTF(4, 5) void fmt_append(char *buf, size_t size, size_t *pos, const char *fmt, ...);
@@ -1172,6 +1219,9 @@ typedef void (*to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void (*from_float_fn)(const float *src, void *dst, int64_t n);
 /* dot of n values: weights w (one row) with activations a (partner type) */
 typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
+/* the same dot for 4 activation rows a_rb bytes apart: y[t * ldy], t < 4
+   (optional, per type: section 6f; each result equals vec_dot's bits) */
+typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t a_rb, float *y, int64_t ldy);
 
 typedef struct type_traits {
     int dot_type;           /* activation format for vec_dot; -1 if unsupported */
@@ -1296,49 +1346,63 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
 /* 6. Kernels                                                                 */
 /* ========================================================================== */
 /*
- * 6a. Scalar reference. Written to be obviously correct; every SIMD kernel
- * is tested against these. Accumulations that ggml does in float we do in
- * double here, so the reference is the more exact of the two.
+ * 6a. Scalar reference: written to be obviously correct; named *_ref.
+ * 6b-6e. One subsection per instruction set (AVX2, SSE4.1, NEON, RVV),
+ *     compiled only for that target (section 1 picks it). Each kernel has
+ *     exactly the signature of its reference and is tested against it.
+ * 6f. The kernels TRAITS points at: for each, the SIMD version this target
+ *     has, else the reference. A new type adds its *_ref kernels to 6a and,
+ *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6f
+ *     (plus a case in vec_dot4_of for a 4-token kernel).
+ *
+ * Rules every SIMD kernel keeps: the activation quantizer and the f16/bf16
+ * conversions give the same bits as the reference (round half to even,
+ * same scale arithmetic), so a model's results do not depend on the ISA
+ * beyond the summation order of the dot products. Activations quantized to
+ * Q8_0 lie in [-127, 127] (never -128), which the int8 kernels rely on.
  */
 
 static void f32_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 static void f32_from_float(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 
-static float dot_f32(int n, const void *w, const void *a) {
+/* Accumulations that ggml does in float are done in double here, so the
+   reference is the more exact of the two. The *_ref kernels are SLM_UNUSED:
+   on SIMD targets only the tests and the benchmark call them. */
+static SLM_UNUSED float dot_f32_ref(int n, const void *w, const void *a) {
     const float *x = (const float *)w, *y = (const float *)a;
     double s = 0;
     for (int i = 0; i < n; i++) s += (double)x[i] * y[i];
     return (float)s;
 }
 
-static void f16_to_float(const void *src, float *dst, int64_t n) {
+static SLM_UNUSED void f16_to_float_ref(const void *src, float *dst, int64_t n) {
     const uint8_t *p = (const uint8_t *)src;
     for (int64_t i = 0; i < n; i++) dst[i] = ld_f16(p + 2 * i);
 }
 
-static void f16_from_float(const float *src, void *dst, int64_t n) {
+static SLM_UNUSED void f16_from_float_ref(const float *src, void *dst, int64_t n) {
     uint8_t *p = (uint8_t *)dst;
     for (int64_t i = 0; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
 }
 
-static float dot_f16(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_f16_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     double s = 0;
     for (int i = 0; i < n; i++) s += (double)ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
     return (float)s;
 }
 
-static void bf16_to_float(const void *src, float *dst, int64_t n) {
+static SLM_UNUSED void bf16_to_float_ref(const void *src, float *dst, int64_t n) {
     const uint8_t *p = (const uint8_t *)src;
     for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
 }
 
-static void bf16_from_float(const float *src, void *dst, int64_t n) {
+static SLM_UNUSED void bf16_from_float_ref(const float *src, void *dst, int64_t n) {
     uint8_t *p = (uint8_t *)dst;
     for (int64_t i = 0; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
 }
 
-static float dot_bf16(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_bf16_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     double s = 0;
     for (int i = 0; i < n; i++) s += (double)bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
@@ -1357,18 +1421,19 @@ static void q8_0_to_float(const void *src, float *dst, int64_t n) {
 /* Also the activation quantizer of every Q8_0-partnered type: scale
    amax/127, values rounded half-to-even (as ggml's x86 path does, so that
    results agree with llama.cpp and are the same on every platform). */
-static void q8_0_from_float(const float *src, void *dst, int64_t n) {
+static SLM_UNUSED void q8_0_from_float_ref(const float *src, void *dst, int64_t n) {
     uint8_t *b = (uint8_t *)dst;
     for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
         float amax = 0;
         for (int j = 0; j < QK8_0; j++) amax = SLM_MAX(amax, fabsf(src[j]));
-        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        /* below 1e-30 the fp16 scale is 0 anyway; 127/amax could overflow */
+        float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
         st_u16(b, f32_to_fp16(d));
         for (int j = 0; j < QK8_0; j++) b[2 + j] = (uint8_t)(int8_t)round_even(clamp127(src[j] * id));
     }
 }
 
-static float dot_q8_0(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_q8_0_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0;
     for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
@@ -1414,7 +1479,7 @@ static void q4_0_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_q4_0(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_q4_0_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0;
     for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
@@ -2215,6 +2280,985 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
 }
 
 
+/* -------------------------------------------------------------------------- */
+/* 6b. x86-64 AVX2 (+FMA, F16C)                                               */
+/* -------------------------------------------------------------------------- */
+#ifdef SLM_AVX2
+
+static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float h2f_avx2(const uint8_t *p) { return _cvtsh_ss(ld_u16(p)); }
+
+/* 32 int8 products summed in 8 lanes, as floats. maddubs wants one unsigned
+   operand: |x| and y*sign(x) have the same products (y is never -128). */
+static inline __m256 i8dot_avx2(__m256i x, __m256i y) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* 16 bytes of Q4_0 nibbles -> 32 int8 in [-8, 7], in value order */
+static inline __m256i q4_unpack_avx2(const uint8_t *q) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)q);
+    const __m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
+}
+
+static float dot_f32_avx2(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+static void f16_to_float_avx2(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
+}
+
+/* the hardware rounds to nearest even, like f32_to_fp16 (NaNs stay NaNs) */
+static void f16_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(p + 2 * i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
+}
+
+static float dot_f16_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+#define LDH(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * (i))))
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(LDH(x, i), LDH(y, i), s0);
+        s1 = _mm256_fmadd_ps(LDH(x, i + 8), LDH(y, i + 8), s1);
+        s2 = _mm256_fmadd_ps(LDH(x, i + 16), LDH(y, i + 16), s2);
+        s3 = _mm256_fmadd_ps(LDH(x, i + 24), LDH(y, i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDH(x, i), LDH(y, i), s0);
+#undef LDH
+    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return s;
+}
+
+static inline __m256 ld_bf16_avx2(const uint8_t *p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static void bf16_to_float_avx2(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, ld_bf16_avx2(p + 2 * i));
+    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+/* f32_to_bf16 on 8 lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i x = _mm256_castps_si256(_mm256_loadu_ps(src + i));
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), one);
+        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(bias, odd)), 16);
+        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, abs), inf);
+        r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(64)), nan);
+        r = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xd8);
+        _mm_storeu_si128((__m128i *)(p + 2 * i), _mm256_castsi256_si128(r));
+    }
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
+}
+
+static float dot_bf16_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i), ld_bf16_avx2(y + 2 * i), s0);
+        s1 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 16), ld_bf16_avx2(y + 2 * i + 16), s1);
+        s2 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 32), ld_bf16_avx2(y + 2 * i + 32), s2);
+        s3 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 48), ld_bf16_avx2(y + 2 * i + 48), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i), ld_bf16_avx2(y + 2 * i), s0);
+    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
+    return s;
+}
+
+/* Same arithmetic as q8_0_from_float_ref: the scale and its inverse are
+   computed by the same scalar divisions, the products rounded to nearest
+   even by the rounding instruction, so the bytes are identical. */
+static void q8_0_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
+        __m256 v2 = _mm256_loadu_ps(src + 16), v3 = _mm256_loadu_ps(src + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        const __m256 mul = _mm256_set1_ps(id);
+#define RND(v) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+        __m256i i0 = _mm256_packs_epi32(RND(v0), RND(v1)), i2 = _mm256_packs_epi32(RND(v2), RND(v3));
+#undef RND
+        /* the packs work per 128-bit lane: put the 4-byte groups back in order */
+        i0 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(i0, i2), perm);
+        _mm256_storeu_si256((__m256i *)(b + 2), i0);
+    }
+}
+
+/* One accumulator per token, blocks in order: dot and dot4 give the same
+   bits, so results do not depend on how tokens are batched. */
+static float dot_q8_0_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m256 p = i8dot_avx2(_mm256_loadu_si256((const __m256i *)(x + 2)), _mm256_loadu_si256((const __m256i *)(y + 2)));
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
+    }
+    return hsum_avx2(s);
+}
+
+/* One token's step of the 4-token kernels: the weight block's |q| (aq), q
+   and scale dx are prepared once for the 4 tokens; same arithmetic as the
+   1-token kernels. */
+static inline __m256 dot4_step_avx2(__m256 s, __m256i aq, __m256i q, float dx, const uint8_t *yb) {
+    const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f_avx2(yb)), p, s);
+}
+
+static void dot4_q8_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 2)), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+static float dot_q4_0_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const __m256 p = i8dot_avx2(q4_unpack_avx2(x + 2), _mm256_loadu_si256((const __m256i *)(y + 2)));
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
+    }
+    return hsum_avx2(s);
+}
+
+static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const __m256i q = q4_unpack_avx2(x + 2), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+#define K_DOT_F32 dot_f32_avx2
+#define K_F16_TO_FLOAT f16_to_float_avx2
+#define K_F16_FROM_FLOAT f16_from_float_avx2
+#define K_DOT_F16 dot_f16_avx2
+#define K_BF16_TO_FLOAT bf16_to_float_avx2
+#define K_BF16_FROM_FLOAT bf16_from_float_avx2
+#define K_DOT_BF16 dot_bf16_avx2
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_avx2
+#define K_DOT_Q8_0 dot_q8_0_avx2
+#define K_DOT_Q4_0 dot_q4_0_avx2
+#define K_DOT4_Q8_0 dot4_q8_0_avx2
+#define K_DOT4_Q4_0 dot4_q4_0_avx2
+
+#endif /* SLM_AVX2 */
+
+/* -------------------------------------------------------------------------- */
+/* 6c. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2 (Atom, Celeron)      */
+/* -------------------------------------------------------------------------- */
+/* The AVX2 kernels at half width, without FMA; without F16C the f16
+   conversions are done with integer operations, as f32_to_fp16 does. */
+#ifdef SLM_SSE4
+
+static inline float hsum_sse(__m128 v) {
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+/* 32 int8 products (x0|x1 against y0|y1) summed in 4 lanes, as floats;
+   maddubs wants one unsigned operand (see i8dot_avx2) */
+static inline __m128 i8dot_sse(__m128i x0, __m128i x1, __m128i y0, __m128i y1) {
+    const __m128i one = _mm_set1_epi16(1);
+    const __m128i p0 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(x0, x0), _mm_sign_epi8(y0, x0)), one);
+    const __m128i p1 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(x1, x1), _mm_sign_epi8(y1, x1)), one);
+    return _mm_cvtepi32_ps(_mm_add_epi32(p0, p1));
+}
+
+static inline void q4_unpack_sse(const uint8_t *q, __m128i *lo, __m128i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)q), m = _mm_set1_epi8(15), e = _mm_set1_epi8(8);
+    *lo = _mm_sub_epi8(_mm_and_si128(v, m), e);
+    *hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m), e);
+}
+
+static float dot_f32_sse(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_loadu_ps(x + i + 4), _mm_loadu_ps(y + i + 4)));
+        s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_loadu_ps(x + i + 8), _mm_loadu_ps(y + i + 8)));
+        s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_loadu_ps(x + i + 12), _mm_loadu_ps(y + i + 12)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
+    float s = hsum_sse(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* fp16_to_f32 on 4 lanes (no F16C): the same cases, merged */
+static inline __m128 ld_f16_sse(const uint8_t *p) {
+    const __m128i h = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)p), _mm_setzero_si128());
+    const __m128i sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
+    const __m128i em = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
+    __m128i r = _mm_add_epi32(_mm_slli_epi32(em, 13), _mm_set1_epi32(112 << 23));
+    const __m128i infnan = _mm_or_si128(_mm_slli_epi32(em, 13), _mm_set1_epi32(0x7f800000));
+    r = _mm_blendv_epi8(r, infnan, _mm_cmpgt_epi32(em, _mm_set1_epi32(0x7bff)));
+    /* zero and subnormal: man * 2^-24 is exact in float */
+    const __m128 sub = _mm_mul_ps(_mm_cvtepi32_ps(em), _mm_set1_ps(1.0f / 16777216.0f));
+    r = _mm_blendv_epi8(r, _mm_castps_si128(sub), _mm_cmplt_epi32(em, _mm_set1_epi32(0x400)));
+    return _mm_castsi128_ps(_mm_or_si128(r, sign));
+}
+
+/* f32_to_fp16 on 4 lanes, stored as 4 halves */
+static inline void st_f16_sse(uint8_t *p, __m128 f) {
+    const __m128i x = _mm_castps_si128(f);
+    const __m128i sign = _mm_and_si128(_mm_srli_epi32(x, 16), _mm_set1_epi32(0x8000));
+    const __m128i ax = _mm_and_si128(x, _mm_set1_epi32(0x7fffffff));
+    const __m128i odd = _mm_and_si128(_mm_srli_epi32(ax, 13), _mm_set1_epi32(1));
+    __m128i r = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(ax, _mm_set1_epi32((int)0xc8000fffu)), odd), 13);
+    const __m128 a = _mm_add_ps(_mm_castsi128_ps(ax), _mm_set1_ps(0.5f));
+    const __m128i sub = _mm_sub_epi32(_mm_castps_si128(a), _mm_set1_epi32(0x3f000000));
+    r = _mm_blendv_epi8(r, sub, _mm_cmplt_epi32(ax, _mm_set1_epi32(0x38800000)));
+    r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7c00), _mm_cmpgt_epi32(ax, _mm_set1_epi32(0x477fefff)));
+    r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7e00), _mm_cmpgt_epi32(ax, _mm_set1_epi32(0x7f800000)));
+    r = _mm_or_si128(r, sign);
+    _mm_storel_epi64((__m128i *)p, _mm_packus_epi32(r, r));
+}
+
+static void f16_to_float_sse(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, ld_f16_sse(p + 2 * i));
+    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
+}
+
+static void f16_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) st_f16_sse(p + 2 * i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
+}
+
+static float dot_f16_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(ld_f16_sse(x + 2 * i), ld_f16_sse(y + 2 * i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(ld_f16_sse(x + 2 * i + 8), ld_f16_sse(y + 2 * i + 8)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(ld_f16_sse(x + 2 * i), ld_f16_sse(y + 2 * i)));
+    float s = hsum_sse(_mm_add_ps(s0, s1));
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return s;
+}
+
+static inline __m128 ld_bf16_sse(const uint8_t *p) {
+    return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i *)p)));
+}
+
+static void bf16_to_float_sse(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, ld_bf16_sse(p + 2 * i));
+    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+/* f32_to_bf16 on 4 lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    const __m128i one = _mm_set1_epi32(1), bias = _mm_set1_epi32(0x7fff);
+    const __m128i abs = _mm_set1_epi32(0x7fffffff), inf = _mm_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m128i x = _mm_castps_si128(_mm_loadu_ps(src + i));
+        const __m128i odd = _mm_and_si128(_mm_srli_epi32(x, 16), one);
+        __m128i r = _mm_srli_epi32(_mm_add_epi32(x, _mm_add_epi32(bias, odd)), 16);
+        const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(x, abs), inf);
+        r = _mm_blendv_epi8(r, _mm_or_si128(_mm_srli_epi32(x, 16), _mm_set1_epi32(64)), nan);
+        _mm_storel_epi64((__m128i *)(p + 2 * i), _mm_packus_epi32(r, r));
+    }
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
+}
+
+static float dot_bf16_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(ld_bf16_sse(x + 2 * i), ld_bf16_sse(y + 2 * i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 8), ld_bf16_sse(y + 2 * i + 8)));
+        s2 = _mm_add_ps(s2, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 16), ld_bf16_sse(y + 2 * i + 16)));
+        s3 = _mm_add_ps(s3, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 24), ld_bf16_sse(y + 2 * i + 24)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(ld_bf16_sse(x + 2 * i), ld_bf16_sse(y + 2 * i)));
+    float s = hsum_sse(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
+    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
+    return s;
+}
+
+/* Same arithmetic as q8_0_from_float_ref (see q8_0_from_float_avx2). */
+static void q8_0_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        __m128 v[8], m = _mm_setzero_ps();
+        for (int j = 0; j < 8; j++) v[j] = _mm_loadu_ps(src + 4 * j), m = _mm_max_ps(m, _mm_andnot_ps(sign, v[j]));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        const __m128 mul = _mm_set1_ps(id);
+        __m128i q[8];
+        for (int j = 0; j < 8; j++)
+            q[j] = _mm_cvtps_epi32(_mm_round_ps(_mm_mul_ps(v[j], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m128i lo = _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
+        const __m128i hi = _mm_packs_epi16(_mm_packs_epi32(q[4], q[5]), _mm_packs_epi32(q[6], q[7]));
+        _mm_storeu_si128((__m128i *)(b + 2), lo);
+        _mm_storeu_si128((__m128i *)(b + 18), hi);
+    }
+}
+
+/* One accumulator per token, blocks in order (see dot_q8_0_avx2). */
+static float dot_q8_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m128 p = i8dot_sse(_mm_loadu_si128((const __m128i *)(x + 2)), _mm_loadu_si128((const __m128i *)(x + 18)),
+                                   _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+static float dot_q4_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        __m128i lo, hi;
+        q4_unpack_sse(x + 2, &lo, &hi);
+        const __m128 p = i8dot_sse(lo, hi, _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+/* One token's step of the 4-token kernels (see dot4_step_avx2). */
+static inline __m128 dot4_step_sse(__m128 s, __m128i x0, __m128i x1, float dx, const uint8_t *yb) {
+    const __m128 p = i8dot_sse(x0, x1, _mm_loadu_si128((const __m128i *)(yb + 2)), _mm_loadu_si128((const __m128i *)(yb + 18)));
+    return _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(dx * ld_f16(yb)), p));
+}
+
+static void dot4_q8_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m128i x0 = _mm_loadu_si128((const __m128i *)(x + 2)), x1 = _mm_loadu_si128((const __m128i *)(x + 18));
+        const float dx = ld_f16(x);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+
+static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        __m128i x0, x1;
+        q4_unpack_sse(x + 2, &x0, &x1);
+        const float dx = ld_f16(x);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+
+#define K_DOT_F32 dot_f32_sse
+#define K_F16_TO_FLOAT f16_to_float_sse
+#define K_F16_FROM_FLOAT f16_from_float_sse
+#define K_DOT_F16 dot_f16_sse
+#define K_BF16_TO_FLOAT bf16_to_float_sse
+#define K_BF16_FROM_FLOAT bf16_from_float_sse
+#define K_DOT_BF16 dot_bf16_sse
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_sse
+#define K_DOT_Q8_0 dot_q8_0_sse
+#define K_DOT_Q4_0 dot_q4_0_sse
+#define K_DOT4_Q8_0 dot4_q8_0_sse
+#define K_DOT4_Q4_0 dot4_q4_0_sse
+
+#endif /* SLM_SSE4 */
+
+/* -------------------------------------------------------------------------- */
+/* 6d. ARM NEON: aarch64 (with SDOT when built with +dotprod) and ARMv7       */
+/* -------------------------------------------------------------------------- */
+/* One code path; the few helpers below hide what AArch32 lacks (across-
+   vector adds, rounding conversion, fused multiply-add without VFPv4). On
+   ARMv7 the f16 kernels need -mfp16-format=ieee with GCC (half types). */
+#ifdef SLM_NEON
+
+#if defined(__aarch64__) || defined(__ARM_FP16_FORMAT_IEEE)
+#define SLM_NEON_F16 1
+static inline float h2f_neon(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+}
+#else
+static inline float h2f_neon(const uint8_t *p) { return ld_f16(p); }
+#endif
+
+#if defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
+#define FMA_NEON(acc, a, b) vfmaq_f32(acc, a, b)
+#else
+#define FMA_NEON(acc, a, b) vmlaq_f32(acc, a, b)
+#endif
+
+static inline float hsum_neon(float32x4_t v) {
+#if defined(__aarch64__)
+    return vaddvq_f32(v);
+#else
+    const float32x2_t s = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(vpadd_f32(s, s), 0);
+#endif
+}
+
+static inline float hmax_neon(float32x4_t v) {
+#if defined(__aarch64__)
+    return vmaxvq_f32(v);
+#else
+    const float32x2_t m = vmax_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(vpmax_f32(m, m), 0);
+#endif
+}
+
+/* round half to even, as round_even() */
+static inline int32x4_t round_even_neon(float32x4_t p) {
+#if defined(__aarch64__)
+    return vcvtnq_s32_f32(p);
+#else
+    /* ARMv7 has no rounding conversion: round_even() on the bits, 4 lanes */
+    const uint32x4_t u = vreinterpretq_u32_f32(p);
+    const int32x4_t e = vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(u, 23), vdupq_n_u32(255)));
+    const int32x4_t sh = vminq_s32(vsubq_s32(vdupq_n_s32(150), e), vdupq_n_s32(31)); /* >= 1 for |p| < 2^23 */
+    const uint32x4_t m = vorrq_u32(vandq_u32(u, vdupq_n_u32(0x7fffff)), vdupq_n_u32(0x800000));
+    const uint32x4_t q = vshlq_u32(m, vnegq_s32(sh));
+    const uint32x4_t half = vshlq_u32(vdupq_n_u32(1), vsubq_s32(sh, vdupq_n_s32(1)));
+    const uint32x4_t rest = vandq_u32(m, vsubq_u32(vshlq_n_u32(half, 1), vdupq_n_u32(1)));
+    const uint32x4_t up = vorrq_u32(vcgtq_u32(rest, half), vandq_u32(vceqq_u32(rest, half), vtstq_u32(q, vdupq_n_u32(1))));
+    const int32x4_t r = vreinterpretq_s32_u32(vsubq_u32(q, up)); /* up is 0 or -1 */
+    const int32x4_t s = vshrq_n_s32(vreinterpretq_s32_u32(u), 31);
+    return vsubq_s32(veorq_s32(r, s), s);
+#endif
+}
+
+/* sum of the 32 products x*y (x0|x1 against y0|y1) in 4 int32 lanes */
+static inline int32x4_t i8dot_neon(int8x16_t x0, int8x16_t x1, int8x16_t y0, int8x16_t y1) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), x0, y0), x1, y1);
+#else
+    /* |product| <= 128*127: two fit in int16 before the pairwise widening */
+    int32x4_t s = vpaddlq_s16(vmull_s8(vget_low_s8(x0), vget_low_s8(y0)));
+    s = vpadalq_s16(s, vmull_s8(vget_high_s8(x0), vget_high_s8(y0)));
+    s = vpadalq_s16(s, vmull_s8(vget_low_s8(x1), vget_low_s8(y1)));
+    return vpadalq_s16(s, vmull_s8(vget_high_s8(x1), vget_high_s8(y1)));
+#endif
+}
+
+static float dot_f32_neon(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = FMA_NEON(s0, vld1q_f32(x + i), vld1q_f32(y + i));
+        s1 = FMA_NEON(s1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
+        s2 = FMA_NEON(s2, vld1q_f32(x + i + 8), vld1q_f32(y + i + 8));
+        s3 = FMA_NEON(s3, vld1q_f32(x + i + 12), vld1q_f32(y + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, vld1q_f32(x + i), vld1q_f32(y + i));
+    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+#ifdef SLM_NEON_F16
+static inline float32x4_t ld_f16_neon(const uint8_t *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)p)));
+}
+
+static void f16_to_float_neon(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, ld_f16_neon(p + 2 * i));
+    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
+}
+
+/* the conversion rounds to nearest even, like f32_to_fp16 (NaNs stay NaNs) */
+static void f16_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1_u16((uint16_t *)(void *)(p + 2 * i), vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + i))));
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
+}
+
+static float dot_f16_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), ld_f16_neon(y + 2 * i));
+        s1 = FMA_NEON(s1, ld_f16_neon(x + 2 * i + 8), ld_f16_neon(y + 2 * i + 8));
+        s2 = FMA_NEON(s2, ld_f16_neon(x + 2 * i + 16), ld_f16_neon(y + 2 * i + 16));
+        s3 = FMA_NEON(s3, ld_f16_neon(x + 2 * i + 24), ld_f16_neon(y + 2 * i + 24));
+    }
+    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), ld_f16_neon(y + 2 * i));
+    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return s;
+}
+#endif /* SLM_NEON_F16 */
+
+static inline float32x4_t ld_bf16_neon(const uint8_t *p) {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(const void *)p), 16));
+}
+
+static void bf16_to_float_neon(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, ld_bf16_neon(p + 2 * i));
+    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+/* f32_to_bf16 on 4 lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32x4_t x = vreinterpretq_u32_f32(vld1q_f32(src + i));
+        const uint32x4_t odd = vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1));
+        const uint32x4_t r = vshrq_n_u32(vaddq_u32(x, vaddq_u32(vdupq_n_u32(0x7fff), odd)), 16);
+        const uint32x4_t nan = vcgtq_u32(vandq_u32(x, vdupq_n_u32(0x7fffffff)), vdupq_n_u32(0x7f800000));
+        const uint32x4_t v = vbslq_u32(nan, vorrq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(64)), r);
+        vst1_u16((uint16_t *)(void *)(p + 2 * i), vmovn_u32(v));
+    }
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
+}
+
+static float dot_bf16_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = FMA_NEON(s0, ld_bf16_neon(x + 2 * i), ld_bf16_neon(y + 2 * i));
+        s1 = FMA_NEON(s1, ld_bf16_neon(x + 2 * i + 8), ld_bf16_neon(y + 2 * i + 8));
+        s2 = FMA_NEON(s2, ld_bf16_neon(x + 2 * i + 16), ld_bf16_neon(y + 2 * i + 16));
+        s3 = FMA_NEON(s3, ld_bf16_neon(x + 2 * i + 24), ld_bf16_neon(y + 2 * i + 24));
+    }
+    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_bf16_neon(x + 2 * i), ld_bf16_neon(y + 2 * i));
+    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
+    return s;
+}
+
+/* Same arithmetic as q8_0_from_float_ref, 4 lanes at a time. */
+static void q8_0_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        float32x4_t v[8], m = vdupq_n_f32(0);
+        for (int j = 0; j < 8; j++) v[j] = vld1q_f32(src + 4 * j), m = vmaxq_f32(m, vabsq_f32(v[j]));
+        const float amax = hmax_neon(m);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        int16x8_t h[4];
+        for (int j = 0; j < 4; j++)
+            h[j] = vcombine_s16(vmovn_s32(round_even_neon(vmulq_n_f32(v[2 * j], id))),
+                                vmovn_s32(round_even_neon(vmulq_n_f32(v[2 * j + 1], id))));
+        vst1q_s8((int8_t *)(b + 2), vcombine_s8(vmovn_s16(h[0]), vmovn_s16(h[1])));
+        vst1q_s8((int8_t *)(b + 18), vcombine_s8(vmovn_s16(h[2]), vmovn_s16(h[3])));
+    }
+}
+
+/* One accumulator per token, blocks in order: dot and dot4 give the same
+   bits, so results do not depend on how tokens are batched. */
+static float dot_q8_0_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s = vdupq_n_f32(0);
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const int32x4_t p = i8dot_neon(vld1q_s8((const int8_t *)(x + 2)), vld1q_s8((const int8_t *)(x + 18)),
+                                       vld1q_s8((const int8_t *)(y + 2)), vld1q_s8((const int8_t *)(y + 18)));
+        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+    }
+    return hsum_neon(s);
+}
+
+static inline void q4_unpack_neon(const uint8_t *q, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t v = vld1q_u8(q);
+    *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
+    *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+}
+
+static float dot_q4_0_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s = vdupq_n_f32(0);
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        int8x16_t lo, hi;
+        q4_unpack_neon(x + 2, &lo, &hi);
+        const int32x4_t p = i8dot_neon(lo, hi, vld1q_s8((const int8_t *)(y + 2)), vld1q_s8((const int8_t *)(y + 18)));
+        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+    }
+    return hsum_neon(s);
+}
+
+/* One token's step of the 4-token kernels: the weight block (x0|x1, scale
+   dx) is loaded once for the 4 tokens; same arithmetic as the 1-token ones. */
+static inline float32x4_t dot4_step_neon(float32x4_t s, int8x16_t x0, int8x16_t x1, float dx, const uint8_t *yb) {
+    const int32x4_t p = i8dot_neon(x0, x1, vld1q_s8((const int8_t *)(yb + 2)), vld1q_s8((const int8_t *)(yb + 18)));
+    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yb)));
+}
+
+static void dot4_q8_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const int8x16_t x0 = vld1q_s8((const int8_t *)(x + 2)), x1 = vld1q_s8((const int8_t *)(x + 18));
+        const float dx = h2f_neon(x);
+        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
+}
+
+static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        int8x16_t x0, x1;
+        q4_unpack_neon(x + 2, &x0, &x1);
+        const float dx = h2f_neon(x);
+        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
+}
+
+#define K_DOT_F32 dot_f32_neon
+#ifdef SLM_NEON_F16
+#define K_F16_TO_FLOAT f16_to_float_neon
+#define K_F16_FROM_FLOAT f16_from_float_neon
+#define K_DOT_F16 dot_f16_neon
+#endif
+#define K_BF16_TO_FLOAT bf16_to_float_neon
+#define K_BF16_FROM_FLOAT bf16_from_float_neon
+#define K_DOT_BF16 dot_bf16_neon
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_neon
+#define K_DOT_Q8_0 dot_q8_0_neon
+#define K_DOT_Q4_0 dot_q4_0_neon
+#define K_DOT4_Q8_0 dot4_q8_0_neon
+#define K_DOT4_Q4_0 dot4_q4_0_neon
+
+#endif /* SLM_NEON */
+
+/* -------------------------------------------------------------------------- */
+/* 6e. RISC-V vector extension 1.0 (ratified __riscv_ intrinsics)            */
+/* -------------------------------------------------------------------------- */
+/* Written for any VLEN >= 128 (the V extension's minimum): loops are strip-
+   mined with vsetvl, and a 32-value block always fits one register group
+   (e8 at LMUL 2, e32 at LMUL 8). No Zvfh is assumed: f16 is converted with
+   integer operations, exactly as f32_to_fp16/fp16_to_f32 do. */
+#ifdef SLM_RVV
+
+/* fp16_to_f32 on vl lanes: the half's exponent and mantissa, moved to the
+   float's position, are the float 2^-112 times the value (subnormal halves
+   become subnormal floats, which RISC-V never flushes), so one exact
+   multiplication rebiases; infinities and NaNs are patched. */
+static inline vfloat32m2_t h2f_rvv(vuint16m1_t h16, size_t vl) {
+    const vuint32m2_t h = __riscv_vzext_vf2_u32m2(h16, vl);
+    const vuint32m2_t em = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x7fffu, vl), 13, vl);
+    vuint32m2_t r = __riscv_vreinterpret_v_f32m2_u32m2(
+        __riscv_vfmul_vf_f32m2(__riscv_vreinterpret_v_u32m2_f32m2(em), 0x1p112f, vl));
+    r = __riscv_vmerge_vvm_u32m2(r, __riscv_vor_vx_u32m2(em, 0x7f800000u, vl),
+                                 __riscv_vmsgeu_vx_u32m2_b16(em, 0x7c00u << 13, vl), vl);
+    const vuint32m2_t sign = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x8000u, vl), 16, vl);
+    return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vor_vv_u32m2(r, sign, vl));
+}
+
+/* f32_to_fp16 on vl lanes: the same three cases, merged */
+static inline vuint16m1_t f2h_rvv(vfloat32m2_t f, size_t vl) {
+    const vuint32m2_t x = __riscv_vreinterpret_v_f32m2_u32m2(f);
+    const vuint32m2_t sign = __riscv_vand_vx_u32m2(__riscv_vsrl_vx_u32m2(x, 16, vl), 0x8000u, vl);
+    const vuint32m2_t ax = __riscv_vand_vx_u32m2(x, 0x7fffffffu, vl);
+    const vuint32m2_t odd = __riscv_vand_vx_u32m2(__riscv_vsrl_vx_u32m2(ax, 13, vl), 1u, vl);
+    vuint32m2_t r = __riscv_vsrl_vx_u32m2(__riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(ax, 0xc8000fffu, vl), odd, vl), 13, vl);
+    const vfloat32m2_t a = __riscv_vfadd_vf_f32m2(__riscv_vreinterpret_v_u32m2_f32m2(ax), 0.5f, vl);
+    const vuint32m2_t sub = __riscv_vsub_vx_u32m2(__riscv_vreinterpret_v_f32m2_u32m2(a), 0x3f000000u, vl);
+    r = __riscv_vmerge_vvm_u32m2(r, sub, __riscv_vmsltu_vx_u32m2_b16(ax, 0x38800000u, vl), vl);
+    r = __riscv_vmerge_vxm_u32m2(r, 0x7c00u, __riscv_vmsgeu_vx_u32m2_b16(ax, 0x477ff000u, vl), vl);
+    r = __riscv_vmerge_vxm_u32m2(r, 0x7e00u, __riscv_vmsgtu_vx_u32m2_b16(ax, 0x7f800000u, vl), vl);
+    return __riscv_vncvt_x_x_w_u16m1(__riscv_vor_vv_u32m2(r, sign, vl), vl);
+}
+
+static inline vfloat32m2_t bf2f_rvv(vuint16m1_t h, size_t vl) {
+    return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vsll_vx_u32m2(__riscv_vzext_vf2_u32m2(h, vl), 16, vl));
+}
+
+static float dot_f32_rvv(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m4();
+    vfloat32m4_t acc = __riscv_vfmv_v_f_f32m4(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m4((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m4_tu(acc, __riscv_vle32_v_f32m4(x + i, vl), __riscv_vle32_v_f32m4(y + i, vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m4_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+static void f16_to_float_rvv(const void *src, float *dst, int64_t n) {
+    const uint16_t *p = (const uint16_t *)src;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        __riscv_vse32_v_f32m2(dst + i, h2f_rvv(__riscv_vle16_v_u16m1(p + i, vl), vl), vl);
+    }
+}
+
+static void f16_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint16_t *p = (uint16_t *)dst;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m2((size_t)n - i);
+        __riscv_vse16_v_u16m1(p + i, f2h_rvv(__riscv_vle32_v_f32m2(src + i, vl), vl), vl);
+    }
+}
+
+static float dot_f16_rvv(int n, const void *w, const void *a) {
+    const uint16_t *x = (const uint16_t *)w, *y = (const uint16_t *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m2();
+    vfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m2_tu(acc, h2f_rvv(__riscv_vle16_v_u16m1(x + i, vl), vl),
+                                          h2f_rvv(__riscv_vle16_v_u16m1(y + i, vl), vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m2_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+static void bf16_to_float_rvv(const void *src, float *dst, int64_t n) {
+    const uint16_t *p = (const uint16_t *)src;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        __riscv_vse32_v_f32m2(dst + i, bf2f_rvv(__riscv_vle16_v_u16m1(p + i, vl), vl), vl);
+    }
+}
+
+/* f32_to_bf16 on vl lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint16_t *p = (uint16_t *)dst;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m2((size_t)n - i);
+        const vuint32m2_t x = __riscv_vreinterpret_v_f32m2_u32m2(__riscv_vle32_v_f32m2(src + i, vl));
+        const vuint32m2_t hi = __riscv_vsrl_vx_u32m2(x, 16, vl);
+        vuint32m2_t r = __riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(x, 0x7fffu, vl), __riscv_vand_vx_u32m2(hi, 1u, vl), vl);
+        r = __riscv_vsrl_vx_u32m2(r, 16, vl);
+        const vbool16_t nan = __riscv_vmsgtu_vx_u32m2_b16(__riscv_vand_vx_u32m2(x, 0x7fffffffu, vl), 0x7f800000u, vl);
+        r = __riscv_vmerge_vvm_u32m2(r, __riscv_vor_vx_u32m2(hi, 64u, vl), nan, vl);
+        __riscv_vse16_v_u16m1(p + i, __riscv_vncvt_x_x_w_u16m1(r, vl), vl);
+    }
+}
+
+static float dot_bf16_rvv(int n, const void *w, const void *a) {
+    const uint16_t *x = (const uint16_t *)w, *y = (const uint16_t *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m2();
+    vfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m2_tu(acc, bf2f_rvv(__riscv_vle16_v_u16m1(x + i, vl), vl),
+                                          bf2f_rvv(__riscv_vle16_v_u16m1(y + i, vl), vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m2_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+/* Same arithmetic as q8_0_from_float_ref; the conversion rounds to nearest
+   even whatever the dynamic rounding mode. */
+static void q8_0_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        const vfloat32m8_t v = __riscv_vle32_v_f32m8(src, 32);
+        const vfloat32m1_t m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(v, 32), __riscv_vfmv_s_f_f32m1(0.0f, 1), 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        const vint32m8_t q = __riscv_vfcvt_x_f_v_i32m8_rm(__riscv_vfmul_vf_f32m8(v, id, 32), __RISCV_FRM_RNE, 32);
+        __riscv_vse8_v_i8m2((int8_t *)(b + 2), __riscv_vncvt_x_x_w_i8m2(__riscv_vncvt_x_x_w_i16m4(q, 32), 32), 32);
+    }
+}
+
+/* Integer dot per block, then the block sum scaled and added in float in
+   block order, as the reference does. */
+static float dot_q8_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
+    float s = 0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const vint16m4_t p = __riscv_vwmul_vv_i16m4(__riscv_vle8_v_i8m2((const int8_t *)(x + 2), 32),
+                                                    __riscv_vle8_v_i8m2((const int8_t *)(y + 2), 32), 32);
+        const int32_t isum = __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m4_i32m1(p, zero, 32));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
+    float s = 0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 2, 16);
+        const vint8m1_t lo = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(__riscv_vand_vx_u8m1(q, 15, 16)), 8, 16);
+        const vint8m1_t hi = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(__riscv_vsrl_vx_u8m1(q, 4, 16)), 8, 16);
+        vint16m2_t p = __riscv_vwmul_vv_i16m2(lo, __riscv_vle8_v_i8m1((const int8_t *)(y + 2), 16), 16);
+        p = __riscv_vwmacc_vv_i16m2(p, hi, __riscv_vle8_v_i8m1((const int8_t *)(y + 18), 16), 16);
+        const int32_t isum = __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m2_i32m1(p, zero, 16));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+#define K_DOT_F32 dot_f32_rvv
+#define K_F16_TO_FLOAT f16_to_float_rvv
+#define K_F16_FROM_FLOAT f16_from_float_rvv
+#define K_DOT_F16 dot_f16_rvv
+#define K_BF16_TO_FLOAT bf16_to_float_rvv
+#define K_BF16_FROM_FLOAT bf16_from_float_rvv
+#define K_DOT_BF16 dot_bf16_rvv
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_rvv
+#define K_DOT_Q8_0 dot_q8_0_rvv
+#define K_DOT_Q4_0 dot_q4_0_rvv
+
+#endif /* SLM_RVV */
+
+/* -------------------------------------------------------------------------- */
+/* 6f. The kernels TRAITS points at                                           */
+/* -------------------------------------------------------------------------- */
+/* Each is this target's SIMD kernel (K_* from 6b-6e) or the reference. */
+
+#ifndef K_DOT_F32
+#define K_DOT_F32 dot_f32_ref
+#endif
+#ifndef K_F16_TO_FLOAT
+#define K_F16_TO_FLOAT f16_to_float_ref
+#endif
+#ifndef K_F16_FROM_FLOAT
+#define K_F16_FROM_FLOAT f16_from_float_ref
+#endif
+#ifndef K_DOT_F16
+#define K_DOT_F16 dot_f16_ref
+#endif
+#ifndef K_BF16_TO_FLOAT
+#define K_BF16_TO_FLOAT bf16_to_float_ref
+#endif
+#ifndef K_BF16_FROM_FLOAT
+#define K_BF16_FROM_FLOAT bf16_from_float_ref
+#endif
+#ifndef K_DOT_BF16
+#define K_DOT_BF16 dot_bf16_ref
+#endif
+#ifndef K_Q8_0_FROM_FLOAT
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_ref
+#endif
+#ifndef K_DOT_Q8_0
+#define K_DOT_Q8_0 dot_q8_0_ref
+#endif
+#ifndef K_DOT_Q4_0
+#define K_DOT_Q4_0 dot_q4_0_ref
+#endif
+
+static float dot_f32(int n, const void *w, const void *a) { return K_DOT_F32(n, w, a); }
+static void f16_to_float(const void *src, float *dst, int64_t n) { K_F16_TO_FLOAT(src, dst, n); }
+static void f16_from_float(const float *src, void *dst, int64_t n) { K_F16_FROM_FLOAT(src, dst, n); }
+static float dot_f16(int n, const void *w, const void *a) { return K_DOT_F16(n, w, a); }
+static void bf16_to_float(const void *src, float *dst, int64_t n) { K_BF16_TO_FLOAT(src, dst, n); }
+static void bf16_from_float(const float *src, void *dst, int64_t n) { K_BF16_FROM_FLOAT(src, dst, n); }
+static float dot_bf16(int n, const void *w, const void *a) { return K_DOT_BF16(n, w, a); }
+static void q8_0_from_float(const float *src, void *dst, int64_t n) { K_Q8_0_FROM_FLOAT(src, dst, n); }
+static float dot_q8_0(int n, const void *w, const void *a) { return K_DOT_Q8_0(n, w, a); }
+static float dot_q4_0(int n, const void *w, const void *a) { return K_DOT_Q4_0(n, w, a); }
+
+/* 4-token kernels (see matmul); types without one are done token by token. */
+static vec_dot4_fn vec_dot4_of(int type) {
+    switch (type) {
+#ifdef K_DOT4_Q8_0
+    case SLM_TYPE_Q8_0: return K_DOT4_Q8_0;
+#endif
+#ifdef K_DOT4_Q4_0
+    case SLM_TYPE_Q4_0: return K_DOT4_Q4_0;
+#endif
+    default: return NULL;
+    }
+}
+
 /* ========================================================================== */
 /* 7. Operators                                                               */
 /* ========================================================================== */
@@ -2321,16 +3365,26 @@ typedef struct weight {
 } weight;
 
 /* y[t*ldy + r] = W[r] . x[t] for rows r of this thread's share; xq holds the
-   activations converted to the weight's dot partner, rows xq_rb bytes apart. */
-static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
-                   int nth) {
-    const type_traits *tt = &TRAITS[w->type];
+   activations converted to the weight's dot partner, rows xq_rb bytes apart.
+   With a 4-token kernel (dot4, may be NULL) each weight row is loaded and
+   unpacked once for 4 tokens; results are the same as with dot. */
+static void matmul_k(vec_dot_fn dot, vec_dot4_fn dot4, const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok,
+                     float *y, int64_t ldy, int ith, int nth) {
     int64_t r0, r1;
     split(w->n_out, ith, nth, &r0, &r1);
+    const int n = (int)w->n_in;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * w->rb;
-        for (int t = 0; t < n_tok; t++) y[t * ldy + r] = tt->vec_dot((int)w->n_in, row, xq + (size_t)t * xq_rb);
+        int t = 0;
+        if (dot4)
+            for (; t + 4 <= n_tok; t += 4) dot4(n, row, xq + (size_t)t * xq_rb, xq_rb, y + t * ldy + r, ldy);
+        for (; t < n_tok; t++) y[t * ldy + r] = dot(n, row, xq + (size_t)t * xq_rb);
     }
+}
+
+static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
+                   int nth) {
+    matmul_k(TRAITS[w->type].vec_dot, vec_dot4_of(w->type), w, xq, xq_rb, n_tok, y, ldy, ith, nth);
 }
 
 /* Convert n_tok rows of floats (ldx apart) to dot type `dt`, this thread's rows. */

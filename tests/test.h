@@ -31,6 +31,12 @@ int json_floats(const char *json, const char *key, double *out, int max);
 /* Little-endian float32 file into floats; returns count. */
 int read_f32(const char *path, float *out, int max);
 int argmax(const float *x, int n);
+/* 1 on a big-endian host: slm refuses model weights there (README), so the
+   suites check that refusal and run what needs no weights. */
+int host_big_endian(void);
+/* 1 when SLM_TEST_QUICK is set (emulated targets in make test-cross): the
+   model suites run a reduced set of variants; every kernel test still runs. */
+int test_quick(void);
 /* Deterministic RNG for tests. */
 uint64_t t_rand(uint64_t *state);
 float t_randf(uint64_t *state); /* uniform [-1, 1) */

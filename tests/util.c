@@ -96,3 +96,15 @@ uint64_t t_rand(uint64_t *s) {
 }
 
 float t_randf(uint64_t *s) { return (float)((double)(t_rand(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+
+int host_big_endian(void) {
+    const uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 0;
+}
+
+int test_quick(void) {
+    const char *q = getenv("SLM_TEST_QUICK");
+    return q && q[0] && strcmp(q, "0") != 0;
+}

@@ -1,0 +1,159 @@
+/* Kernel micro-benchmark: mat-vec (decode) and mat-mat (prefill) through
+   slm.c's own matmul, for every weight type with a SIMD path, at 1 and 2
+   threads, next to the scalar reference kernels (*_ref) of the same build.
+
+   build/bench_kernels [--quick]      (make bench)
+
+   Each case converts the activations to the weight's dot partner and runs
+   the mat-mul, as the forward pass does; time is the best of several runs. */
+#include "../slm.c"
+
+#include <time.h>
+
+static double now(void) {
+#if defined(CLOCK_MONOTONIC)
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+#elif SLM_OPENMP
+    return omp_get_wtime();
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+typedef struct kset {
+    from_float_fn conv; /* activations -> dot partner */
+    vec_dot_fn dot;
+    vec_dot4_fn dot4;
+} kset;
+
+/* the references of each type, as a -DSLM_NO_SIMD build has them */
+static kset ref_kernels(int type) {
+    kset k = {NULL, NULL, NULL};
+    switch (type) {
+    case SLM_TYPE_F16: k.conv = f16_from_float_ref, k.dot = dot_f16_ref; break;
+    case SLM_TYPE_BF16: k.conv = bf16_from_float_ref, k.dot = dot_bf16_ref; break;
+    case SLM_TYPE_Q8_0: k.conv = q8_0_from_float_ref, k.dot = dot_q8_0_ref; break;
+    case SLM_TYPE_Q4_0: k.conv = q8_0_from_float_ref, k.dot = dot_q4_0_ref; break;
+    default: break;
+    }
+    return k;
+}
+
+static kset simd_kernels(int type) {
+    kset k;
+    k.conv = TRAITS[TRAITS[type].dot_type].from_float;
+    k.dot = TRAITS[type].vec_dot;
+    k.dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : vec_dot4_of(type); /* to measure what they bring */
+    return k;
+}
+
+/* one mat-mul of n_tok tokens, as the forward pass runs it */
+static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, size_t xq_rb, int n_tok, float *y,
+                int nth) {
+#if SLM_OPENMP
+#pragma omp parallel num_threads(nth)
+    {
+        int ith = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    {
+        int ith = 0, nt = 1;
+        (void)nth;
+#endif
+        int64_t t0, t1;
+        split(n_tok, ith, nt, &t0, &t1);
+        for (int64_t t = t0; t < t1; t++) k->conv(x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
+        BARRIER();
+        matmul_k(k->dot, k->dot4, w, xq, xq_rb, n_tok, y, w->n_out, ith, nt);
+    }
+}
+
+/* best seconds per call over runs lasting at least min_s in all */
+static double timeit(const kset *k, const weight *w, const float *x, uint8_t *xq, size_t xq_rb, int n_tok, float *y,
+                     int nth, double min_s) {
+    double best = 1e30, total = 0;
+    int reps = 0;
+    run(k, w, x, xq, xq_rb, n_tok, y, nth); /* warm up */
+    while (total < min_s || reps < 3) {
+        double t = now();
+        run(k, w, x, xq, xq_rb, n_tok, y, nth);
+        t = now() - t;
+        total += t;
+        best = t < best ? t : best;
+        if (++reps >= 1000) break;
+    }
+    return best;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    static const int types[] = {SLM_TYPE_F16, SLM_TYPE_BF16, SLM_TYPE_Q8_0, SLM_TYPE_Q4_0};
+    static const struct {
+        const char *what;
+        int64_t n_out, n_in;
+        int n_tok;
+    } cases[] = {
+        {"mat-vec 4096x4096 (decode): rows/s and GB/s of weights read", 4096, 4096, 1},
+        {"mat-vec 4864x896 (decode, FFN up of a 0.5B model)", 4864, 896, 1},
+        {"mat-mat 4096x4096 x 64 tokens (prefill): tokens/s", 4096, 4096, 64},
+    };
+    const double min_s = quick ? 0.05 : 0.3;
+    int max_thr = 1;
+#if SLM_OPENMP
+    max_thr = omp_get_max_threads() >= 2 ? 2 : 1;
+#endif
+    printf("slm %s kernel benchmark (%s); scalar = the *_ref kernels of the same build;\n"
+           "activation conversion + matmul as in the forward pass, best of several runs\n",
+           slm_version(), slm_build_info());
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t N = cases[c].n_out, K = cases[c].n_in;
+        const int T = cases[c].n_tok;
+        float *wf = (float *)malloc((size_t)N * K * sizeof(float)), *x = (float *)malloc((size_t)T * K * sizeof(float));
+        float *y = (float *)malloc((size_t)T * N * sizeof(float)), *y2 = (float *)malloc((size_t)T * N * sizeof(float));
+        uint8_t *xq = (uint8_t *)malloc((size_t)T * K * 4);
+        for (int64_t i = 0; i < N * K; i++) wf[i] = frand() * 0.05f;
+        for (int64_t i = 0; i < T * K; i++) x[i] = frand();
+        printf("\n%s\n\n", cases[c].what);
+        if (T == 1)
+            printf("| type | threads | simd rows/s | GB/s | scalar rows/s | GB/s | speed-up |\n|---|--:|--:|--:|--:|--:|--:|\n");
+        else
+            printf("| type | threads | simd tokens/s | scalar tokens/s | speed-up |\n|---|--:|--:|--:|--:|\n");
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const int type = types[ti];
+            weight w;
+            w.type = type, w.n_in = K, w.n_out = N, w.rb = row_bytes(type, K);
+            uint8_t *wd = (uint8_t *)malloc(w.rb * (size_t)N);
+            for (int64_t r = 0; r < N; r++) TRAITS[type].from_float(wf + r * K, wd + (size_t)r * w.rb, K);
+            w.data = wd;
+            const size_t xq_rb = row_bytes(TRAITS[type].dot_type, K);
+            kset ks = simd_kernels(type), kr = ref_kernels(type);
+            /* both paths compute the same products (within float rounding) */
+            run(&ks, &w, x, xq, xq_rb, T, y, 1);
+            run(&kr, &w, x, xq, xq_rb, T, y2, 1);
+            double md = 0, mx = 0;
+            for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i])), mx = fmax(mx, fabs((double)y2[i]));
+            for (int nth = 1; nth <= max_thr; nth++) {
+                double ts = timeit(&ks, &w, x, xq, xq_rb, T, y, nth, min_s);
+                double tr = timeit(&kr, &w, x, xq, xq_rb, T, y2, nth, quick ? 0.0 : min_s);
+                const char *name = type_size_of(type)->name;
+                if (T == 1)
+                    printf("| %-5s | %d | %9.0f | %6.2f | %9.0f | %6.2f | %5.1fx |\n", name, nth, N / ts,
+                           N * (double)w.rb / ts / 1e9, N / tr, N * (double)w.rb / tr / 1e9, tr / ts);
+                else
+                    printf("| %-5s | %d | %8.1f | %8.1f | %5.1fx |\n", name, nth, T / ts, T / tr, tr / ts);
+                fflush(stdout);
+            }
+            if (md > 1e-4 * mx) printf("  WARNING: %s simd and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+            free(wd);
+        }
+        free(wf), free(x), free(y), free(y2), free(xq);
+    }
+    return 0;
+}
