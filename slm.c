@@ -4156,12 +4156,13 @@ struct slm_session {
     int32_t pos;
     int32_t last_n;      /* tokens in the last decode call */
     int32_t logits_rows; /* rows held in logits[]; row r = token last_n - logits_rows + r */
-    /* KV cache: per layer K then V, each [n_ctx][kv_dim] of kv_type */
+    /* KV cache: per layer K [n_ctx][kv_dim], then V transposed [kv_dim][n_ctx] */
     uint8_t *kv;
     size_t kv_bytes, kv_row;
     /* scratch, sized for n_batch tokens */
     float *x, *xb, *xo, *qkv, *att, *gu;
-    float *scores;       /* n_thr_alloc * n_ctx */
+    float *scores;       /* attention scratch: n_thr_alloc * att_stride floats */
+    size_t att_stride;
     int n_thr_alloc;
     uint8_t *act[N_ACT_SLOTS];
     size_t act_size;
@@ -4200,6 +4201,7 @@ typedef struct session_plan {
     int n_ctx, n_batch, n_threads, kv_type, logits_all;
     size_t kv_bytes, kv_row;
     size_t x, xb, xo, qkv, att, gu, scores, act, logits; /* element counts / bytes */
+    size_t att_stride;
     size_t total;
 } session_plan;
 
@@ -4230,7 +4232,9 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     pl->qkv = nb * (size_t)(m->q_dim + 2 * m->kv_dim);
     pl->att = nb * (size_t)m->q_dim;
     pl->gu = nb * 2 * F;
-    pl->scores = (size_t)pl->n_threads * (size_t)pl->n_ctx;
+    /* per thread: scores, then the query and the probabilities in the cache type */
+    pl->att_stride = 2 * (size_t)pl->n_ctx + (size_t)m->head_dim + 16;
+    pl->scores = (size_t)pl->n_threads * pl->att_stride;
     /* activation rows in the widest dot-partner format (f32 is the widest) */
     size_t max_in = (size_t)SLM_MAX(m->max_in, m->n_embd);
     pl->act = nb * row_bytes(SLM_TYPE_F32, (int64_t)max_in);
@@ -4258,7 +4262,7 @@ void slm_session_free(slm_session *s) {
     xfree(&a, s->qkv, nb * (size_t)(s->m->q_dim + 2 * s->m->kv_dim) * sizeof(float));
     xfree(&a, s->att, nb * (size_t)s->m->q_dim * sizeof(float));
     xfree(&a, s->gu, nb * 2 * (size_t)s->m->n_ff * sizeof(float));
-    xfree(&a, s->scores, (size_t)s->n_thr_alloc * (size_t)s->n_ctx * sizeof(float));
+    xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * sizeof(float));
     for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
     xfree(&a, s->logits, s->logits_cap * sizeof(float));
     xfree(&a, s, sizeof *s);
@@ -4283,6 +4287,7 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
     s->kv_type = pl.kv_type;
     s->logits_all = pl.logits_all;
     s->kv_row = pl.kv_row;
+    s->att_stride = pl.att_stride;
     s->kv_bytes = pl.kv_bytes;
     s->act_size = pl.act;
     s->kv = (uint8_t *)xalloc(&s->a, pl.kv_bytes);
@@ -4366,9 +4371,15 @@ static void rope_for_layer(const slm_session *s, const layer *L, rope_params *rp
     rp->freq_factors = s->rope_factors ? s->rope_factors : m->rope_freqs;
 }
 
-/* Attention for token t at position p, head h. q: this head's query.
-   Writes the head's output to out. */
-static void attend(const slm_session *s, const layer *L, int il, const float *q, int p, int h, float *scores,
+/* Attention for the token at position p, head h. q: this head's query;
+   work: this thread's scratch (att_stride floats). Writes the head's output.
+   The cache holds K by position ([pos][kv_dim]) and V transposed
+   ([kv_dim][pos]), as llama.cpp's non-flash path does: then both products
+   are dot products along contiguous memory, q . K[k] over the head's dims and
+   V[i] . p over positions, done by the SIMD dot kernel of the cache type.
+   With an F16 cache the query and the probabilities are rounded to F16 for
+   those dots, as ggml rounds the other operand of an F16 mat-mul. */
+static void attend(const slm_session *s, const layer *L, int il, const float *q, int p, int h, float *work,
                    float *out) {
     const slm_model *m = s->m;
     const int hd = m->head_dim, kvh = h / (m->n_head / m->n_head_kv);
@@ -4376,30 +4387,13 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     int k0 = 0;
     if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
     const int nk = p - k0 + 1;
-    const size_t off = (size_t)kvh * (size_t)hd;
-    if (s->kv_type == SLM_TYPE_F32) {
-        for (int k = 0; k < nk; k++) {
-            const float *kr = (const float *)(K + (size_t)(k0 + k) * s->kv_row) + off;
-            float d = 0;
-            for (int i = 0; i < hd; i++) d += q[i] * kr[i];
-            scores[k] = d;
-        }
-    } else {
-        /* like ggml: the query is rounded to fp16 for the fp16 cache */
-        float qh[512];
-        const int chunk = 512;
-        for (int k = 0; k < nk; k++) scores[k] = 0;
-        for (int i0 = 0; i0 < hd; i0 += chunk) {
-            int n = SLM_MIN(chunk, hd - i0);
-            for (int i = 0; i < n; i++) qh[i] = fp16_to_f32(f32_to_fp16(q[i0 + i]));
-            for (int k = 0; k < nk; k++) {
-                const uint8_t *kr = K + (size_t)(k0 + k) * s->kv_row + 2 * (off + (size_t)i0);
-                float d = 0;
-                for (int i = 0; i < n; i++) d += qh[i] * ld_f16(kr + 2 * i);
-                scores[k] += d;
-            }
-        }
-    }
+    const size_t off = (size_t)kvh * (size_t)hd, es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
+    const type_traits *tt = &TRAITS[s->kv_type];
+    float *scores = work;                         /* n_ctx floats */
+    uint8_t *qc = (uint8_t *)(work + s->n_ctx);   /* hd values of kv_type */
+    uint8_t *pc = qc + (size_t)hd * 4;            /* n_ctx values of kv_type */
+    tt->from_float(q, qc, hd);
+    for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + off * es, qc);
     const float scale = m->attn_scale, cap = m->attn_softcap;
     for (int k = 0; k < nk; k++) {
         float v = scores[k] * scale;
@@ -4407,30 +4401,19 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
         scores[k] = v;
     }
     softmax(scores, nk);
-    for (int i = 0; i < hd; i++) out[i] = 0;
-    if (s->kv_type == SLM_TYPE_F32) {
-        for (int k = 0; k < nk; k++) {
-            const float *vr = (const float *)(V + (size_t)(k0 + k) * s->kv_row) + off;
-            const float w = scores[k];
-            for (int i = 0; i < hd; i++) out[i] += w * vr[i];
-        }
-    } else {
-        for (int k = 0; k < nk; k++) {
-            const uint8_t *vr = V + (size_t)(k0 + k) * s->kv_row + 2 * off;
-            const float w = fp16_to_f32(f32_to_fp16(scores[k]));
-            for (int i = 0; i < hd; i++) out[i] += w * ld_f16(vr + 2 * i);
-        }
-    }
+    tt->from_float(scores, pc, nk);
+    const size_t vrow = (size_t)s->n_ctx * es;
+    for (int i = 0; i < hd; i++) out[i] = tt->vec_dot(nk, V + (off + (size_t)i) * vrow + (size_t)k0 * es, pc);
 }
 
 static void store_kv(const slm_session *s, int il, int p, const float *k, const float *v) {
-    uint8_t *K = kv_k(s, il) + (size_t)p * s->kv_row, *V = kv_v(s, il) + (size_t)p * s->kv_row;
+    const int kvd = s->m->kv_dim;
+    uint8_t *K = kv_k(s, il) + (size_t)p * s->kv_row, *V = kv_v(s, il);
+    TRAITS[s->kv_type].from_float(k, K, kvd);
     if (s->kv_type == SLM_TYPE_F32) {
-        memcpy(K, k, (size_t)s->m->kv_dim * sizeof(float));
-        memcpy(V, v, (size_t)s->m->kv_dim * sizeof(float));
+        for (int i = 0; i < kvd; i++) memcpy(V + ((size_t)i * s->n_ctx + p) * 4, &v[i], 4);
     } else {
-        f16_from_float(k, K, s->m->kv_dim);
-        f16_from_float(v, V, s->m->kv_dim);
+        for (int i = 0; i < kvd; i++) st_u16(V + ((size_t)i * s->n_ctx + p) * 2, f32_to_fp16(v[i]));
     }
 }
 
@@ -4458,7 +4441,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
     const int E = m->n_embd, QD = m->q_dim, KVD = m->kv_dim, F = m->n_ff, HD = m->head_dim;
     const int QKV = QD + 2 * KVD;
     float *x = s->x, *xb = s->xb, *xo = s->xo, *qkv = s->qkv, *att = s->att, *gu = s->gu;
-    float *scores = s->scores + (size_t)ith * (size_t)s->n_ctx;
+    float *scores = s->scores + (size_t)ith * s->att_stride;
     int64_t t0, t1;
     size_t rb0, rb1, rb2;
     const uint8_t *a0, *a1, *a2;
