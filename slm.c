@@ -106,9 +106,11 @@
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
+#define SLM_INLINE static inline __attribute__((always_inline))
 #define SLM_UNUSED __attribute__((unused))
 #define SLM_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
+#define SLM_INLINE static inline
 #define SLM_UNUSED
 #define SLM_PRINTF(a, b)
 #endif
@@ -1222,6 +1224,9 @@ typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 /* the same dot for 4 activation rows a_rb bytes apart: y[t * ldy], t < 4
    (optional, per type: section 6f; each result equals vec_dot's bits) */
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t a_rb, float *y, int64_t ldy);
+/* one x8 group (8 rows) against nt <= 4 activation rows a_rb bytes apart:
+   y[t * ldy + r] for r < 8, t < nt */
+typedef void (*gemm_x8_fn)(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy);
 
 typedef struct type_traits {
     int dot_type;           /* activation format for vec_dot; -1 if unsupported */
@@ -1313,6 +1318,69 @@ int slm_type_supported(int type) { return traits_of(type) != NULL; }
 static size_t row_bytes(int type, int64_t n) {
     const type_size *ts = type_size_of(type);
     return (size_t)(n / ts->blck) * (size_t)ts->bytes;
+}
+
+/* --- 8-row interleaved layouts ("x8") -------------------------------------- */
+/*
+ * Decode reads every weight once per token, so the speed of a mat-vec is the
+ * speed of its inner loop. With rows stored one after another, each row is
+ * a separate dot product ending in a horizontal sum. Interleaving 8 rows lets
+ * one vector instruction work on all 8 at once: a 32-byte vector holds 4
+ * consecutive columns of each of the 8 rows, the activation's 4 values are
+ * broadcast, and each 32-bit lane accumulates one row. Matrices are
+ * rearranged once at load time, in place (the layout has exactly the bytes
+ * of the GGUF one), where the build has an x8 kernel for the type and the
+ * row count is a multiple of 8 (see repack_weight, section 8).
+ *
+ * Per group of 8 rows, per block of 32 columns:
+ *   Q4_0x8 (144 bytes): f16 d[8] (row r's scale), then 4 chunks of 32
+ *     bytes: byte i of chunk c holds row i/4's column 8c + i%4 in its low
+ *     nibble and column 8c + 4 + i%4 in its high nibble (the stored nibble,
+ *     value + 8, as in Q4_0).
+ *   Q8_0x8 (272 bytes): f16 d[8], then 8 steps of 32 bytes: byte i of step
+ *     s is row i/4's column 4s + i%4.
+ */
+static int x8_block_bytes(int type) { return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : 0; }
+
+/* Rearrange 8 GGUF rows (rb bytes apart, nb blocks each) into one x8 group. */
+static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
+    const int bb = x8_block_bytes(type), sb = bb / 8; /* group block, GGUF block */
+    for (int b = 0; b < nb; b++) {
+        uint8_t *o = dst + (size_t)b * (size_t)bb;
+        for (int r = 0; r < 8; r++) memcpy(o + 2 * r, src + (size_t)r * rb + (size_t)b * (size_t)sb, 2);
+        for (int i = 0; i < bb - 16; i++) {
+            const int r = (i % 32) / 4, c = i / 32, j = i % 4;
+            const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb + 2;
+            if (type == SLM_TYPE_Q8_0) {
+                o[16 + i] = q[4 * c + j];
+            } else { /* columns 8c + j and 8c + 4 + j of a Q4_0 block */
+                const int k0 = 8 * c + j, k1 = k0 + 4;
+                const int n0 = k0 < 16 ? q[k0] & 15 : q[k0 - 16] >> 4, n1 = k1 < 16 ? q[k1] & 15 : q[k1 - 16] >> 4;
+                o[16 + i] = (uint8_t)(n0 | (n1 << 4));
+            }
+        }
+    }
+}
+
+/* The GGUF bytes of row `lane` (0-7) of an x8 group, as x8_pack's inverse. */
+static void x8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_t *row) {
+    const int bb = x8_block_bytes(type), sb = bb / 8;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *o = grp + (size_t)b * (size_t)bb;
+        uint8_t *q = row + (size_t)b * (size_t)sb;
+        memcpy(q, o + 2 * lane, 2);
+        if (type == SLM_TYPE_Q8_0) {
+            for (int k = 0; k < 32; k++) q[2 + k] = o[16 + 32 * (k / 4) + 4 * lane + k % 4];
+        } else {
+            uint8_t nib[32];
+            for (int c = 0; c < 4; c++)
+                for (int j = 0; j < 4; j++) {
+                    const uint8_t v = o[16 + 32 * c + 4 * lane + j];
+                    nib[8 * c + j] = v & 15, nib[8 * c + 4 + j] = v >> 4;
+                }
+            for (int k = 0; k < 16; k++) q[2 + k] = (uint8_t)(nib[k] | (nib[k + 16] << 4));
+        }
+    }
 }
 
 int slm_type_block_size(int type) {
@@ -2504,6 +2572,94 @@ static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, flo
 #define K_DOT4_Q8_0 dot4_q8_0_avx2
 #define K_DOT4_Q4_0 dot4_q4_0_avx2
 
+/* x8 kernels (layouts in section 5). Each 32-bit lane is one row; the
+   activation's 4 columns are broadcast. Per block and token, the integer
+   sums of the 8 rows are exact, then scaled by d_w (8 lanes) * d_a and
+   accumulated with one FMA: the per-row results equal the one-row kernels'
+   up to the order of float additions. */
+
+/* Sum of 8 int32 lanes, broadcast to all lanes. */
+static inline __m256i bsum_epi32_avx2(__m256i v) {
+    v = _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0x4e));
+    v = _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0xb1));
+    return _mm256_add_epi32(v, _mm256_permute2x128_si256(v, v, 1));
+}
+
+static inline void x8_store_avx2(__m256 acc, float *y) {
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    for (int r = 0; r < 8; r++) y[r] = t[r];
+}
+
+/* Q4_0x8: nibbles (0..15) are unsigned, so maddubs takes them directly with
+   the signed activations; the -8 offset comes back as 8 * sum(a) per block.
+   8 steps of |n * a| pairs stay below 2^15 (15 * 127 * 2 * 8 = 30480), so
+   the 16-bit sums of a whole block need no widening on the way. */
+SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 144, a += 34) {
+        __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            for (int t = 0; t < nt; t++) {
+                const uint8_t *at = a + (size_t)t * a_rb + 2 + 8 * c;
+                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
+                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i av = _mm256_loadu_si256((const __m256i *)(at + 2));
+            const __m256i asum = bsum_epi32_avx2(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, av), ones));
+            const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_slli_epi32(asum, 3));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(h2f_avx2(at))), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Q8_0x8: both operands signed; maddubs gets |w| (unsigned, so a weight of
+   -128 is 128) and a * sign(w) (activations never hold -128). A pair can
+   reach 2 * 128 * 127, so each step widens to 32 bits at once. */
+SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 272, a += 34) {
+        __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int st = 0; st < 8; st++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), av = _mm256_sign_epi8(v, v);
+            for (int t = 0; t < nt; t++) {
+                const __m256i ab = _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 2 + 4 * st));
+                const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(ab, v));
+                s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(p, ones));
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        for (int t = 0; t < nt; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]),
+                                     _mm256_mul_ps(dw, _mm256_set1_ps(h2f_avx2(a + (size_t)t * a_rb))), acc[t]);
+    }
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+#define K_GEMM_X8_Q4_0 gemm_q4_0x8_avx2
+#define K_GEMM_X8_Q8_0 gemm_q8_0x8_avx2
+
 #endif /* SLM_AVX2 */
 
 /* -------------------------------------------------------------------------- */
@@ -3246,6 +3402,20 @@ static void q8_0_from_float(const float *src, void *dst, int64_t n) { K_Q8_0_FRO
 static float dot_q8_0(int n, const void *w, const void *a) { return K_DOT_Q8_0(n, w, a); }
 static float dot_q4_0(int n, const void *w, const void *a) { return K_DOT_Q4_0(n, w, a); }
 
+/* x8 kernels (layouts in section 5): a type is repacked at load only where
+   this build has one. */
+static gemm_x8_fn gemm_x8_of(int type) {
+    switch (type) {
+#ifdef K_GEMM_X8_Q4_0
+    case SLM_TYPE_Q4_0: return K_GEMM_X8_Q4_0;
+#endif
+#ifdef K_GEMM_X8_Q8_0
+    case SLM_TYPE_Q8_0: return K_GEMM_X8_Q8_0;
+#endif
+    default: return NULL;
+    }
+}
+
 /* 4-token kernels (see matmul); types without one are done token by token. */
 static vec_dot4_fn vec_dot4_of(int type) {
     switch (type) {
@@ -3361,7 +3531,8 @@ typedef struct weight {
     const uint8_t *data;
     int type;
     int64_t n_in, n_out;
-    size_t rb; /* bytes per row */
+    size_t rb;        /* bytes per row */
+    gemm_x8_fn x8;    /* set when the rows are stored as x8 groups (section 5) */
 } weight;
 
 /* y[t*ldy + r] = W[r] . x[t] for rows r of this thread's share; xq holds the
@@ -3382,9 +3553,34 @@ static void matmul_k(vec_dot_fn dot, vec_dot4_fn dot4, const weight *w, const ui
     }
 }
 
+/* x8 groups: this thread's share of the groups, up to 4 tokens per call so
+   that each weight byte is unpacked once for 4 tokens. */
+static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
+                      int nth) {
+    int64_t g0, g1;
+    split(w->n_out / 8, ith, nth, &g0, &g1);
+    for (int64_t g = g0; g < g1; g++) {
+        const uint8_t *grp = w->data + (size_t)g * 8 * w->rb;
+        for (int t = 0; t < n_tok; t += 4)
+            w->x8((int)w->n_in, grp, xq + (size_t)t * xq_rb, xq_rb, SLM_MIN(4, n_tok - t), y + t * ldy + g * 8, ldy);
+    }
+}
+
 static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
                    int nth) {
-    matmul_k(TRAITS[w->type].vec_dot, vec_dot4_of(w->type), w, xq, xq_rb, n_tok, y, ldy, ith, nth);
+    if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, ith, nth);
+    else matmul_k(TRAITS[w->type].vec_dot, vec_dot4_of(w->type), w, xq, xq_rb, n_tok, y, ldy, ith, nth);
+}
+
+/* Row r of a matrix as floats (embedding lookup); tmp holds w->rb bytes. */
+static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
+    const uint8_t *row = w->data + (size_t)r * w->rb;
+    if (w->x8) {
+        x8_unpack_row(w->type, w->data + (size_t)(r / 8) * 8 * w->rb, (int)(r % 8),
+                      (int)(w->n_in / type_size_of(w->type)->blck), tmp);
+        row = tmp;
+    }
+    TRAITS[w->type].to_float(row, out, w->n_in);
 }
 
 /* Convert n_tok rows of floats (ldx apart) to dot type `dt`, this thread's rows. */
@@ -3455,6 +3651,7 @@ struct slm_model {
     int source;       /* SRC_* */
     gguf_file g;
     int vocab_only;
+    int repack;       /* params.repack: x8 layouts allowed */
 
     char arch_name[64];
     const arch_info *arch;
@@ -3780,6 +3977,47 @@ void slm_model_params_init(slm_model_params *p) {
     if (!p) return;
     memset(p, 0, sizeof *p);
     p->use_mmap = 1;
+    p->repack = 1;
+}
+
+/* Rearrange every matrix that has an x8 kernel into x8 groups, in place (the
+   model's own buffer or its private mapping). Tied matrices share data and
+   are rearranged once. */
+static slm_status repack_weights(slm_model *m, slm_error *err) {
+    const size_t cap = 2 + 8 * (size_t)m->n_layer;
+    weight **ws = (weight **)xalloc(&m->a, cap * sizeof(weight *));
+    int n = 0;
+    if (!ws) return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
+    ws[n++] = &m->tok_embd;
+    ws[n++] = &m->output;
+    for (int il = 0; il < m->n_layer; il++) {
+        layer *L = &m->layers[il];
+        weight *lw[8] = {&L->wq, &L->wk, &L->wv, &L->wqkv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 8; k++) ws[n++] = lw[k];
+    }
+    size_t tmp_size = 0;
+    for (int i = 0; i < n; i++) tmp_size = SLM_MAX(tmp_size, 8 * ws[i]->rb);
+    uint8_t *tmp = (uint8_t *)xalloc(&m->a, tmp_size ? tmp_size : 1);
+    if (!tmp) {
+        xfree(&m->a, ws, cap * sizeof(weight *));
+        return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
+    }
+    for (int i = 0; i < n; i++) {
+        weight *w = ws[i];
+        gemm_x8_fn k = w->data ? gemm_x8_of(w->type) : NULL;
+        if (!k || w->x8 || w->n_out % 8 != 0) continue;
+        uint8_t *d = (uint8_t *)(uintptr_t)w->data;
+        const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
+        for (int64_t g = 0; g < w->n_out / 8; g++) {
+            memcpy(tmp, d + (size_t)g * 8 * w->rb, 8 * w->rb);
+            x8_pack(w->type, tmp, w->rb, nb, d + (size_t)g * 8 * w->rb);
+        }
+        for (int j = 0; j < n; j++)
+            if (ws[j]->data == w->data) ws[j]->x8 = k;
+    }
+    xfree(&m->a, tmp, tmp_size ? tmp_size : 1);
+    xfree(&m->a, ws, cap * sizeof(weight *));
+    return SLM_OK;
 }
 
 static void model_release(slm_model *m) {
@@ -3824,6 +4062,7 @@ static slm_status model_init(slm_model *m, slm_error *err) {
                       "this host is big-endian; slm uses GGUF weights in place and needs a little-endian host");
     if ((st = load_hparams(m, err)) != SLM_OK) return st;
     if ((st = bind_tensors(m, err)) != SLM_OK) return st;
+    if (m->repack && m->source != SRC_CALLER && (st = repack_weights(m, err)) != SLM_OK) return st;
     if (m->arch->act == ACT_GELU) {
         /* ggml evaluates GELU through an fp16 table: do the same (per model,
            no global state) so that gemma logits match llama.cpp's */
@@ -3853,6 +4092,7 @@ static slm_model *model_new(const slm_model_params *params, slm_error *err) {
     m->log = params->log;
     m->log_user = params->log_user;
     m->vocab_only = params->vocab_only;
+    m->repack = params->repack;
     return m;
 }
 
@@ -3924,7 +4164,9 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
         close(fd);
         return 0;
     }
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    /* private and writable: matrices repacked at load (section 5, x8)
+       become private copies of their pages, the rest stays the file's */
+    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return 0;
     m->bytes = (const uint8_t *)p;
@@ -4449,7 +4691,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
     /* embeddings */
     split(n, ith, nth, &t0, &t1);
     for (int64_t t = t0; t < t1; t++) {
-        TRAITS[m->tok_embd.type].to_float(m->tok_embd.data + (size_t)tok[t] * m->tok_embd.rb, x + t * E, E);
+        weight_row(&m->tok_embd, tok[t], s->act[1] + (size_t)t * m->tok_embd.rb, x + t * E);
         if (m->embd_mult != 1.0f)
             for (int i = 0; i < E; i++) x[t * E + i] *= m->embd_mult;
     }

@@ -123,6 +123,10 @@ typedef struct slm_model_params {
     int use_mmap;                   /* 1 (default): map the file where the OS can;
                                        0: read it into memory */
     int vocab_only;                 /* 1: load metadata and vocabulary, no weights */
+    int repack;                     /* 1 (default): rearrange matrices at load into
+                                       the faster interleaved layouts this build
+                                       has kernels for (files only: a caller's
+                                       buffer is never written) */
     const slm_allocator *allocator; /* NULL: malloc/free */
     slm_log_fn log;                 /* NULL: silent */
     void *log_user;

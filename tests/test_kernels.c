@@ -574,6 +574,59 @@ static void check_simd_q8_act(void) {
     CHECK(ties == 0, "round_even differs from rintf in %d cases", ties);
 }
 
+/* x8 layouts (section 5): pack and unpack are inverse, and each x8 kernel
+   gives, for every row of a group and 1-4 tokens, the reference dot of that
+   row within the float-rounding bound used for the dot kernels. */
+static void check_x8(void) {
+    static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q8_0};
+    static const int blocks[] = {1, 2, 3, 7, 18, 33, 96};
+    uint64_t s = 11;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const int type = types[ti], dt = TRAITS[type].dot_type;
+        gemm_x8_fn k = gemm_x8_of(type);
+        int bad_pack = 0, bad = 0, runs = 0;
+        double worst = 0;
+        for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
+            const int n = 32 * blocks[bi];
+            const size_t rb = row_bytes(type, n), arb = row_bytes(dt, n) + 6;
+            uint8_t *w = (uint8_t *)malloc(8 * rb), *g = (uint8_t *)malloc(8 * rb), *back = (uint8_t *)malloc(rb);
+            uint8_t *a = (uint8_t *)malloc(4 * arb);
+            double *wv = (double *)malloc(8 * (size_t)n * sizeof(double)), *av = (double *)malloc(4 * (size_t)n * sizeof(double));
+            for (int rep = 0; rep < 4; rep++) {
+                for (int r = 0; r < 8; r++) rand_row(type, n, (r + rep) % 3, 0, &s, w + r * rb, wv + (size_t)r * n);
+                for (int t = 0; t < 4; t++) rand_row(dt, n, rep % 3, 1, &s, a + t * arb, av + (size_t)t * n);
+                x8_pack(type, w, rb, blocks[bi], g);
+                for (int r = 0; r < 8; r++) {
+                    x8_unpack_row(type, g, r, blocks[bi], back);
+                    bad_pack += memcmp(back, w + r * rb, rb) != 0;
+                }
+                if (!k) continue;
+                for (int nt = 1; nt <= 4; nt++) {
+                    float y[4 * 9];
+                    k(n, g, a, arb, nt, y, 9);
+                    for (int t = 0; t < nt; t++)
+                        for (int r = 0; r < 8; r++) {
+                            const float ref = (type == SLM_TYPE_Q4_0 ? dot_q4_0_ref : dot_q8_0_ref)(n, w + r * rb, a + t * arb);
+                            double mag = 0;
+                            for (int i = 0; i < n; i++) mag += fabs(wv[(size_t)r * n + i] * av[(size_t)t * n + i]);
+                            const double e = fabs((double)y[t * 9 + r] - ref) / (mag + 1e-300);
+                            worst = e > worst ? e : worst;
+                            bad += e > (blocks[bi] + 8) * 1.2e-7;
+                            runs++;
+                        }
+                }
+            }
+            free(w), free(g), free(back), free(a), free(wv), free(av);
+        }
+        CHECK(bad_pack == 0, "%s x8: %d rows do not survive pack + unpack", slm_type_name(type), bad_pack);
+        if (k) {
+            printf("  x8 %-5s %d row results, max err %.1f x 2^-24 sum|w*a|\n", slm_type_name(type), runs,
+                   worst * 16777216.0);
+            CHECK(bad == 0, "%s x8: %d of %d results off", slm_type_name(type), bad, runs);
+        }
+    }
+}
+
 void test_kernels(void) {
     printf("  simd path: %s\n", SLM_SIMD_NAME);
     check_halves();
@@ -585,4 +638,5 @@ void test_kernels(void) {
     check_simd_conversions();
     check_simd_q8_act();
     check_simd_dots();
+    check_x8();
 }
