@@ -1075,12 +1075,23 @@ static SLM_UNUSED void gw_kv_str(gguf_writer *w, const char *key, const char *s)
 }
 
 /* An array of n fixed-size elements (little-endian, as stored). */
+/* An array of fixed-size elements in the host's byte order (GGUF's is
+   little-endian: big-endian hosts swap each element). */
 static SLM_UNUSED void gw_kv_array(gguf_writer *w, const char *key, int elem_type, const void *elems, uint64_t n) {
+    const size_t es = meta_scalar_size(elem_type);
     gw_str(w, &w->kv, key, strlen(key));
     gw_u32(w, &w->kv, SLM_META_ARRAY);
     gw_u32(w, &w->kv, (uint32_t)elem_type);
     gw_u64(w, &w->kv, n);
-    gw_put(w, &w->kv, elems, (size_t)n * meta_scalar_size(elem_type));
+    if (!SLM_BIG_ENDIAN) {
+        gw_put(w, &w->kv, elems, (size_t)n * es);
+    } else {
+        for (uint64_t i = 0; i < n; i++) {
+            uint8_t e[8];
+            for (size_t k = 0; k < es; k++) e[k] = ((const uint8_t *)elems)[i * es + es - 1 - k];
+            gw_put(w, &w->kv, e, es);
+        }
+    }
     if (w->st == SLM_OK) w->n_kv++;
 }
 
@@ -1430,16 +1441,31 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
  * Q8_0 lie in [-127, 127] (never -128), which the int8 kernels rely on.
  */
 
-static void f32_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
-static void f32_from_float(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+/* F32 data in slm's buffers is little-endian, like GGUF's: a copy on
+   little-endian hosts, a byte swap on big-endian ones. */
+static void f32_to_float(const void *src, float *dst, int64_t n) {
+    if (!SLM_BIG_ENDIAN) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) dst[i] = ld_f32((const uint8_t *)src + 4 * i);
+}
+
+static void f32_from_float(const float *src, void *dst, int64_t n) {
+    if (!SLM_BIG_ENDIAN) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) st_f32((uint8_t *)dst + 4 * i, src[i]);
+}
 
 /* Accumulations that ggml does in float are done in double here, so the
    reference is the more exact of the two. The *_ref kernels are SLM_UNUSED:
    on SIMD targets only the tests and the benchmark call them. */
 static SLM_UNUSED float dot_f32_ref(int n, const void *w, const void *a) {
-    const float *x = (const float *)w, *y = (const float *)a;
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     double s = 0;
-    for (int i = 0; i < n; i++) s += (double)x[i] * y[i];
+    for (int i = 0; i < n; i++) s += (double)ld_f32(x + 4 * i) * ld_f32(y + 4 * i);
     return (float)s;
 }
 
@@ -4057,9 +4083,6 @@ static slm_status model_init(slm_model *m, slm_error *err) {
     for (size_t i = 0; i < sizeof ARCHS / sizeof ARCHS[0]; i++)
         if (strcmp(ARCHS[i].name, m->arch_name) == 0) m->arch = &ARCHS[i];
     if (!m->arch) return seterr(err, SLM_ERR_UNSUPPORTED, "architecture '%s' is not supported", m->arch_name);
-    if (SLM_BIG_ENDIAN)
-        return seterr(err, SLM_ERR_UNSUPPORTED,
-                      "this host is big-endian; slm uses GGUF weights in place and needs a little-endian host");
     if ((st = load_hparams(m, err)) != SLM_OK) return st;
     if ((st = bind_tensors(m, err)) != SLM_OK) return st;
     if (m->repack && m->source != SRC_CALLER && (st = repack_weights(m, err)) != SLM_OK) return st;
@@ -4653,7 +4676,7 @@ static void store_kv(const slm_session *s, int il, int p, const float *k, const 
     uint8_t *K = kv_k(s, il) + (size_t)p * s->kv_row, *V = kv_v(s, il);
     TRAITS[s->kv_type].from_float(k, K, kvd);
     if (s->kv_type == SLM_TYPE_F32) {
-        for (int i = 0; i < kvd; i++) memcpy(V + ((size_t)i * s->n_ctx + p) * 4, &v[i], 4);
+        for (int i = 0; i < kvd; i++) st_f32(V + ((size_t)i * s->n_ctx + p) * 4, v[i]);
     } else {
         for (int i = 0; i < kvd; i++) st_u16(V + ((size_t)i * s->n_ctx + p) * 2, f32_to_fp16(v[i]));
     }
@@ -7724,7 +7747,6 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     memset(stats, 0, sizeof *stats);
     if (!in || !out) return seterr(err, SLM_ERR_INVALID_ARG, "input or output path is NULL");
     if (!strcmp(in, out)) return seterr(err, SLM_ERR_INVALID_ARG, "input and output are the same file '%s'", in);
-    if (SLM_BIG_ENDIAN) return seterr(err, SLM_ERR_UNSUPPORTED, "quantizing needs a little-endian host");
     const struct quant_name *qn = quant_name_of(params->type, params->mix);
     if (!qn)
         return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", params->type,

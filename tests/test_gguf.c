@@ -15,16 +15,6 @@ static void check_variants(void) {
         slm_model *m = NULL;
         slm_error err;
         slm_status st = slm_model_load_memory(b.p, b.n, NULL, &m, &err);
-        if (v == V_OK && host_big_endian()) {
-            /* weights are refused cleanly; the metadata still parses */
-            CHECK(st == SLM_ERR_UNSUPPORTED && m == NULL, "big-endian host: status %d", (int)st);
-            CHECK(strstr(err.message, "big-endian") != NULL, "big-endian message: %s", err.message);
-            slm_model_params mp;
-            slm_model_params_init(&mp);
-            mp.vocab_only = 1;
-            st = slm_model_load_memory(b.p, b.n, &mp, &m, &err);
-            CHECK(st == SLM_OK, "big-endian host, metadata only: %s", err.message);
-        }
         if (v == V_OK) {
             CHECK(st == SLM_OK, "valid hand-built file: %s", err.message);
             if (m) {
@@ -52,7 +42,7 @@ static void check_variants(void) {
                 slm_tensor_info ti;
                 CHECK(slm_tensor_get_info(m, 4, &ti) == SLM_OK && ti.ne[0] == 32 && ti.ne[1] == 16 &&
                           ti.nbytes == 32 * 16 * 4 && !strcmp(ti.name, "blk.0.attn_k.weight"), "tensor info");
-                if (!host_big_endian()) {
+                {
                     slm_session *ss = NULL;
                     CHECK(slm_session_create(m, NULL, &ss, &err) == SLM_OK, "session: %s", err.message);
                     int32_t ids[3] = {1, 2, 7};
@@ -92,16 +82,7 @@ static void check_real_file(void) {
     }
     slm_model *m = NULL;
     slm_error err;
-    if (host_big_endian()) {
-        CHECK(slm_model_load_memory(p, n, NULL, &m, &err) == SLM_ERR_UNSUPPORTED && !m, "big-endian host: refused");
-        CHECK(strstr(err.message, "big-endian") != NULL, "big-endian message: %s", err.message);
-        slm_model_params mp;
-        slm_model_params_init(&mp);
-        mp.vocab_only = 1;
-        CHECK(slm_model_load_memory(p, n, &mp, &m, &err) == SLM_OK, "metadata-only load: %s", err.message);
-    } else {
-        CHECK(slm_model_load_memory(p, n, NULL, &m, &err) == SLM_OK, "load: %s", err.message);
-    }
+    CHECK(slm_model_load_memory(p, n, NULL, &m, &err) == SLM_OK, "load: %s", err.message);
     slm_tensor_info ti;
     memset(&ti, 0, sizeof ti);
     CHECK(m && slm_tensor_get_info(m, 0, &ti) == SLM_OK && ti.offset > 0, "tensor info of a real file");

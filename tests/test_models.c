@@ -135,26 +135,6 @@ static int greedy_must_match(const ref *r, double rel) {
     return NPOS;
 }
 
-/* Big-endian host: the weights are refused with a clear message; the
-   metadata (little-endian loads) still parses. */
-static void check_big_endian(const char *path) {
-    slm_model *m = (slm_model *)1;
-    slm_error err;
-    slm_status st = slm_model_load_file(data_path(path), NULL, &m, &err);
-    CHECK(st == SLM_ERR_UNSUPPORTED && m == NULL, "%s: big-endian host: status %d", path, (int)st);
-    CHECK(strstr(err.message, "big-endian") != NULL, "%s: message: %s", path, err.message);
-    slm_model_params mp;
-    slm_model_params_init(&mp);
-    mp.vocab_only = 1;
-    CHECK(slm_model_load_file(data_path(path), &mp, &m, &err) == SLM_OK, "%s: metadata: %s", path, err.message);
-    if (m) {
-        slm_model_info info;
-        slm_model_get_info(m, &info);
-        CHECK(!strcmp(info.arch, "llama") && slm_tensor_count(m) > 0, "%s: arch %s", path, info.arch);
-        slm_model_free(m);
-    }
-}
-
 static void check_fixture(const fixture *fx) {
     static ref r;
     static float out[NPOS * NV], out2[NPOS * NV];
@@ -166,10 +146,6 @@ static void check_fixture(const fixture *fx) {
     snprintf(path, sizeof path, "models/%s.gguf", fx->name);
     slm_model *m;
     slm_error err;
-    if (host_big_endian()) {
-        check_big_endian(path);
-        return;
-    }
     if (slm_model_load_file(data_path(path), NULL, &m, &err) != SLM_OK) {
         CHECK(0, "%s: load: %s", fx->name, err.message);
         return;
@@ -266,10 +242,6 @@ static void check_fixture(const fixture *fx) {
 static void check_session(void) {
     slm_model *m;
     slm_error err;
-    if (host_big_endian()) {
-        check_big_endian("models/tiny-llama-Q8_0.gguf");
-        return;
-    }
     if (slm_model_load_file(data_path("models/tiny-llama-Q8_0.gguf"), NULL, &m, &err) != SLM_OK) {
         CHECK(0, "load: %s", err.message);
         return;

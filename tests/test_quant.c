@@ -179,7 +179,7 @@ static void check_vs_llamacpp(void) {
             unsigned char *q = (unsigned char *)malloc(rb);
             float *x = (float *)malloc(n * sizeof(float)), *y = (float *)malloc(n * sizeof(float));
             for (int64_t r = 0; r < a.ne[1]; r++) {
-                memcpy(x, f32.bytes + a.offset + (size_t)r * n * 4, n * sizeof(float));
+                slm_dequantize_row(SLM_TYPE_F32, f32.bytes + a.offset + (size_t)r * n * 4, x, n); /* little-endian */
                 const unsigned char *ref = lq.bytes + b.offset + (size_t)r * rb;
                 slm_quantize_row(type, x, q, n);
                 slm_dequantize_row(type, q, y, n);
@@ -227,7 +227,12 @@ static int run16(const char *path, const int64_t *ids64, float *out) {
 static double rel_to(const float *a, const float *ref, int *argmax_same) {
     double d = 0, mx = 0;
     *argmax_same = 0;
-    for (int i = 0; i < NPOS * NV; i++) d = fmax(d, fabs((double)a[i] - ref[i])), mx = fmax(mx, fabs(ref[i]));
+    /* comparisons, not fmax: gcc 12 for aarch64 crashes vectorizing this */
+    for (int i = 0; i < NPOS * NV; i++) {
+        const double e = fabs((double)a[i] - ref[i]), r = fabs(ref[i]);
+        if (e > d) d = e;
+        if (r > mx) mx = r;
+    }
     for (int p = 0; p < NPOS; p++) *argmax_same += argmax(a + p * NV, NV) == argmax(ref + p * NV, NV);
     return d / mx;
 }
