@@ -1350,7 +1350,14 @@ static size_t row_bytes(int type, int64_t n) {
  *     value + 8, as in Q4_0).
  *   Q8_0x8 (272 bytes): f16 d[8], then 8 steps of 32 bytes: byte i of step
  *     s is row i/4's column 4s + i%4.
+ *
+ * x8 matrices take their activations as Q8_0X, an internal format (not a
+ * GGUF type): per block of 32, the Q8_0 values (32 bytes, the same bytes the
+ * Q8_0 quantizer gives), then the scale as an f32 (the value of Q8_0's f16
+ * scale) and the sum of the 32 values as an int32: 40 bytes. The kernels then
+ * need neither an f16 conversion nor a horizontal sum per block and group.
  */
+#define ACT_Q8_0X (-2)
 static int x8_block_bytes(int type) { return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : 0; }
 
 /* Rearrange 8 GGUF rows (rb bytes apart, nb blocks each) into one x8 group. */
@@ -1371,6 +1378,11 @@ static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *ds
             }
         }
     }
+}
+
+/* Activation formats: the dot partners of TRAITS, plus Q8_0X. */
+static size_t act_row_bytes(int dt, int64_t n) {
+    return dt == ACT_Q8_0X ? (size_t)(n / 32) * 40 : row_bytes(dt, n);
 }
 
 /* The GGUF bytes of row `lane` (0-7) of an x8 group, as x8_pack's inverse. */
@@ -2604,13 +2616,6 @@ static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, flo
    accumulated with one FMA: the per-row results equal the one-row kernels'
    up to the order of float additions. */
 
-/* Sum of 8 int32 lanes, broadcast to all lanes. */
-static inline __m256i bsum_epi32_avx2(__m256i v) {
-    v = _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0x4e));
-    v = _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0xb1));
-    return _mm256_add_epi32(v, _mm256_permute2x128_si256(v, v, 1));
-}
-
 static inline void x8_store_avx2(__m256 acc, float *y) {
     float t[8];
     _mm256_storeu_ps(t, acc);
@@ -2618,20 +2623,26 @@ static inline void x8_store_avx2(__m256 acc, float *y) {
 }
 
 /* Q4_0x8: nibbles (0..15) are unsigned, so maddubs takes them directly with
-   the signed activations; the -8 offset comes back as 8 * sum(a) per block.
-   8 steps of |n * a| pairs stay below 2^15 (15 * 127 * 2 * 8 = 30480), so
-   the 16-bit sums of a whole block need no widening on the way. */
+   the signed activations; the -8 offset comes back as 8 * (block sum of the
+   activations, carried by Q8_0X). 8 steps of |n * a| pairs stay below 2^15
+   (15 * 127 * 2 * 8 = 30480), so the 16-bit sums of a whole block need no
+   widening on the way. */
 SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                     int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1);
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 144, a += 34) {
+    for (int b = 0; b < n / 32; b++, w += 144, a += 40) {
+        /* the hardware prefetcher alone leaves decode well below the memory
+           bandwidth: ask for the weights about 1 KB ahead */
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
         __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int c = 0; c < 4; c++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
             const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             for (int t = 0; t < nt; t++) {
-                const uint8_t *at = a + (size_t)t * a_rb + 2 + 8 * c;
+                const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
                 s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
                 s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
             }
@@ -2639,10 +2650,8 @@ SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
-            const __m256i av = _mm256_loadu_si256((const __m256i *)(at + 2));
-            const __m256i asum = bsum_epi32_avx2(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, av), ones));
-            const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_slli_epi32(asum, 3));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(h2f_avx2(at))), acc[t]);
+            const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * (int32_t)ld_u32(at + 36)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
         }
     }
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
@@ -2660,20 +2669,23 @@ SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
                                     int64_t ldy) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 272, a += 34) {
+    for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
+        /* the hardware prefetcher alone leaves decode well below the memory
+           bandwidth: ask for the weights about 1 KB ahead */
+        for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
         __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int st = 0; st < 8; st++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), av = _mm256_sign_epi8(v, v);
             for (int t = 0; t < nt; t++) {
-                const __m256i ab = _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 2 + 4 * st));
+                const __m256i ab = _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 * st));
                 const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(ab, v));
                 s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(p, ones));
             }
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         for (int t = 0; t < nt; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]),
-                                     _mm256_mul_ps(dw, _mm256_set1_ps(h2f_avx2(a + (size_t)t * a_rb))), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb + 32))),
+                                     acc[t]);
     }
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
@@ -3428,6 +3440,25 @@ static void q8_0_from_float(const float *src, void *dst, int64_t n) { K_Q8_0_FRO
 static float dot_q8_0(int n, const void *w, const void *a) { return K_DOT_Q8_0(n, w, a); }
 static float dot_q4_0(int n, const void *w, const void *a) { return K_DOT_Q4_0(n, w, a); }
 
+/* Q8_0X (section 5): Q8_0's bytes, rearranged, with the scale as f32 and
+   the block sum. */
+static void q8_0x_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *o = (uint8_t *)dst, tmp[34];
+    for (int64_t b = 0; b < n / 32; b++, o += 40) {
+        q8_0_from_float(src + 32 * b, tmp, 32);
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += (int8_t)tmp[2 + j];
+        memcpy(o, tmp + 2, 32);
+        st_f32(o + 32, ld_f16(tmp));
+        st_u32(o + 36, (uint32_t)sum);
+    }
+}
+
+static void act_from_float(int dt, const float *src, void *dst, int64_t n) {
+    if (dt == ACT_Q8_0X) q8_0x_from_float(src, dst, n);
+    else TRAITS[dt].from_float(src, dst, n);
+}
+
 /* x8 kernels (layouts in section 5): a type is repacked at load only where
    this build has one. */
 static gemm_x8_fn gemm_x8_of(int type) {
@@ -3613,9 +3644,12 @@ static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
 static void convert_rows(int dt, const float *x, int64_t ldx, int n_tok, int64_t n, uint8_t *out, int ith, int nth) {
     int64_t t0, t1;
     split(n_tok, ith, nth, &t0, &t1);
-    size_t rb = row_bytes(dt, n);
-    for (int64_t t = t0; t < t1; t++) TRAITS[dt].from_float(x + t * ldx, out + (size_t)t * rb, n);
+    size_t rb = act_row_bytes(dt, n);
+    for (int64_t t = t0; t < t1; t++) act_from_float(dt, x + t * ldx, out + (size_t)t * rb, n);
 }
+
+/* The activation format a matrix multiplies with. */
+static int act_type(const weight *w) { return w->x8 ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
 
 /* ========================================================================== */
 /* 8. Model                                                                   */
@@ -4617,8 +4651,8 @@ static inline uint8_t *kv_v(const slm_session *s, int il) { return s->kv + (size
    given weights; slot i is used by weights[i]. Caller barriers afterwards. */
 static const uint8_t *act_for(slm_session *s, const weight *w, const float *x, int64_t ldx, int n, int slot, int ith,
                               int nth, size_t *rb) {
-    int dt = TRAITS[w->type].dot_type;
-    *rb = row_bytes(dt, w->n_in);
+    int dt = act_type(w);
+    *rb = act_row_bytes(dt, w->n_in);
     convert_rows(dt, x, ldx, n, w->n_in, s->act[slot], ith, nth);
     return s->act[slot];
 }
@@ -4734,7 +4768,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
             matmul(&L->wqkv, a0, rb0, n, qkv, QKV, ith, nth);
         } else {
             /* k and v share q's converted rows when their dot type is the same */
-            int dq = TRAITS[L->wq.type].dot_type, dk = TRAITS[L->wk.type].dot_type, dv = TRAITS[L->wv.type].dot_type;
+            int dq = act_type(&L->wq), dk = act_type(&L->wk), dv = act_type(&L->wv);
             a0 = act_for(s, &L->wq, xb, E, n, 0, ith, nth, &rb0);
             a1 = dk == dq ? (rb1 = rb0, a0) : act_for(s, &L->wk, xb, E, n, 1, ith, nth, &rb1);
             BARRIER();
@@ -4801,7 +4835,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
             matmul(&L->w_up, a0, rb0, n, gu, 2 * F, ith, nth);
         } else {
             a0 = act_for(s, &L->w_gate, xb, E, n, 0, ith, nth, &rb0);
-            a1 = TRAITS[L->w_up.type].dot_type == TRAITS[L->w_gate.type].dot_type
+            a1 = act_type(&L->w_up) == act_type(&L->w_gate)
                      ? (rb1 = rb0, a0)
                      : act_for(s, &L->w_up, xb, E, n, 1, ith, nth, &rb1);
             BARRIER();

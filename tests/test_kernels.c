@@ -581,6 +581,23 @@ static void check_simd_q8_act(void) {
    gives, for every row of a group and 1-4 tokens, the reference dot of that
    row within the float-rounding bound used for the dot kernels. */
 static void check_x8(void) {
+    /* Q8_0X carries exactly Q8_0's values and scale, and the block sums */
+    {
+        float x[32 * 9];
+        uint8_t q[34 * 9], qx[40 * 9];
+        uint64_t s0 = 5;
+        int bad = 0;
+        for (int i = 0; i < 32 * 9; i++) x[i] = t_randf(&s0) * (i < 32 ? 1e-3f : 3.0f);
+        q8_0_from_float(x, q, 32 * 9);
+        q8_0x_from_float(x, qx, 32 * 9);
+        for (int b = 0; b < 9; b++) {
+            int32_t sum = 0;
+            for (int j = 0; j < 32; j++) sum += (int8_t)q[34 * b + 2 + j];
+            bad += memcmp(qx + 40 * b, q + 34 * b + 2, 32) != 0 || ld_f32(qx + 40 * b + 32) != ld_f16(q + 34 * b) ||
+                   (int32_t)ld_u32(qx + 40 * b + 36) != sum;
+        }
+        CHECK(bad == 0, "Q8_0X differs from Q8_0 in %d blocks", bad);
+    }
     static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q8_0};
     static const int blocks[] = {1, 2, 3, 7, 18, 33, 96};
     uint64_t s = 11;
@@ -594,10 +611,23 @@ static void check_x8(void) {
             const size_t rb = row_bytes(type, n), arb = row_bytes(dt, n) + 6;
             uint8_t *w = (uint8_t *)malloc(8 * rb), *g = (uint8_t *)malloc(8 * rb), *back = (uint8_t *)malloc(rb);
             uint8_t *a = (uint8_t *)malloc(4 * arb);
+            const size_t axrb = act_row_bytes(ACT_Q8_0X, n) + 8;
+            uint8_t *ax = (uint8_t *)malloc(4 * axrb);
             double *wv = (double *)malloc(8 * (size_t)n * sizeof(double)), *av = (double *)malloc(4 * (size_t)n * sizeof(double));
             for (int rep = 0; rep < 4; rep++) {
                 for (int r = 0; r < 8; r++) rand_row(type, n, (r + rep) % 3, 0, &s, w + r * rb, wv + (size_t)r * n);
                 for (int t = 0; t < 4; t++) rand_row(dt, n, rep % 3, 1, &s, a + t * arb, av + (size_t)t * n);
+                /* the same activations as Q8_0X (section 5), for the x8 kernel */
+                for (int t = 0; t < 4; t++)
+                    for (int b = 0; b < blocks[bi]; b++) {
+                        const uint8_t *blk = a + t * arb + 34 * b;
+                        uint8_t *o = ax + t * axrb + 40 * b;
+                        int32_t sum = 0;
+                        for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
+                        memcpy(o, blk + 2, 32);
+                        st_f32(o + 32, ld_f16(blk));
+                        st_u32(o + 36, (uint32_t)sum);
+                    }
                 x8_pack(type, w, rb, blocks[bi], g);
                 for (int r = 0; r < 8; r++) {
                     x8_unpack_row(type, g, r, blocks[bi], back);
@@ -606,7 +636,7 @@ static void check_x8(void) {
                 if (!k) continue;
                 for (int nt = 1; nt <= 4; nt++) {
                     float y[4 * 9];
-                    k(n, g, a, arb, nt, y, 9);
+                    k(n, g, ax, axrb, nt, y, 9);
                     for (int t = 0; t < nt; t++)
                         for (int r = 0; r < 8; r++) {
                             const float ref = (type == SLM_TYPE_Q4_0 ? dot_q4_0_ref : dot_q8_0_ref)(n, w + r * rb, a + t * arb);
@@ -619,7 +649,7 @@ static void check_x8(void) {
                         }
                 }
             }
-            free(w), free(g), free(back), free(a), free(wv), free(av);
+            free(w), free(g), free(back), free(a), free(ax), free(wv), free(av);
         }
         CHECK(bad_pack == 0, "%s x8: %d rows do not survive pack + unpack", slm_type_name(type), bad_pack);
         if (k) {
