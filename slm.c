@@ -55,6 +55,9 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
+#if !defined(_WIN32)
+#include <pthread.h>
+#endif
 #define SLM_OPENMP 1
 #else
 #define SLM_OPENMP 0
@@ -3495,10 +3498,86 @@ static vec_dot4_fn vec_dot4_of(int type) {
  * caller puts a barrier between operators that depend on each other.
  */
 
+/* The barrier between operators. A waiting thread spins for a few
+   microseconds (the usual case on an idle machine: the others arrive at
+   once), then sleeps on a condition variable until the last one wakes it.
+   OpenMP's default barrier keeps spinning instead: when another process
+   holds one of the cores, the spinning thread burns the time its
+   descheduled peer needs, and a 2-thread decode on a busy 2-core machine
+   fell from ~270 to ~10 tokens/s. (Where there are no POSIX threads or no
+   atomics builtins: OpenMP's barrier.) */
+#if SLM_OPENMP && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
+#define SLM_OWN_BARRIER 1
+typedef struct sbarrier {
+    int count, gen, sleepers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} sbarrier;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || (defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int barrier_init(sbarrier *b) {
+    b->count = b->gen = b->sleepers = 0;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) return 0;
+    if (pthread_cond_init(&b->cv, NULL) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        return 0;
+    }
+    return 1;
+}
+
+static void barrier_destroy(sbarrier *b) {
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+}
+
+/* The last thread bumps `gen`; sleepers are woken only if there are any
+   (sequentially consistent order on gen and sleepers: either the last
+   thread sees a sleeper, or the sleeper sees the new generation). */
+static void barrier_wait(sbarrier *b, int nth) {
+    if (nth <= 1) return;
+    const int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nth) {
+        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->gen, gen + 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&b->mu);
+            pthread_cond_broadcast(&b->cv);
+            pthread_mutex_unlock(&b->mu);
+        }
+        return;
+    }
+    for (int spins = 0; spins < 2000; spins++) {
+        if (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) != gen) return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&b->mu);
+    __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&b->gen, __ATOMIC_SEQ_CST) == gen) pthread_cond_wait(&b->cv, &b->mu);
+    __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&b->mu);
+}
+#define BARRIER() barrier_wait(&s->bar, nth)
+#else
+typedef struct sbarrier {
+    int unused;
+} sbarrier;
+static int barrier_init(sbarrier *b) {
+    (void)b;
+    return 1;
+}
+static void barrier_destroy(sbarrier *b) { (void)b; }
 #if SLM_OPENMP
 #define BARRIER() _Pragma("omp barrier")
 #else
 #define BARRIER() ((void)0)
+#endif
 #endif
 
 /* Share [0, n) among nth threads: thread ith gets [*b, *e). */
@@ -4455,7 +4534,8 @@ struct slm_session {
     int32_t pos;
     int32_t last_n;      /* tokens in the last decode call */
     int32_t logits_rows; /* rows held in logits[]; row r = token last_n - logits_rows + r */
-    /* KV cache: per layer K [n_ctx][kv_dim], then V transposed [kv_dim][n_ctx] */
+    /* KV cache: per layer K [n_ctx][kv_dim], then V transposed [kv_dim][n_ctx]
+       (F32, F16) or by position like K (Q8_0) */
     uint8_t *kv;
     size_t kv_bytes, kv_row;
     /* scratch, sized for n_batch tokens */
@@ -4469,6 +4549,8 @@ struct slm_session {
     size_t logits_cap;   /* floats */
     size_t scratch_bytes;
     const float *rope_factors;
+    sbarrier bar;        /* the forward pass's threads */
+    int bar_ok;
 };
 
 void slm_session_params_init(slm_session_params *p) {
@@ -4519,8 +4601,11 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     pl->n_threads = p->n_threads ? SLM_MIN(p->n_threads, max_threads()) : default_threads();
     if (pl->n_threads < 1) pl->n_threads = 1;
     pl->kv_type = p->kv_type;
-    if (pl->kv_type != SLM_TYPE_F32 && pl->kv_type != SLM_TYPE_F16)
-        return seterr(err, SLM_ERR_UNSUPPORTED, "KV cache type %d: only F32 and F16 are supported", p->kv_type);
+    if (pl->kv_type != SLM_TYPE_F32 && pl->kv_type != SLM_TYPE_F16 && pl->kv_type != SLM_TYPE_Q8_0)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "KV cache type %d: only F32, F16 and Q8_0 are supported", p->kv_type);
+    if (pl->kv_type == SLM_TYPE_Q8_0 && m->head_dim % 32 != 0)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "a Q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)",
+                      m->head_dim);
     pl->logits_all = p->logits_all != 0;
     const size_t nb = (size_t)pl->n_batch, E = (size_t)m->n_embd, F = (size_t)m->n_ff;
     pl->kv_row = row_bytes(pl->kv_type, m->kv_dim);
@@ -4531,8 +4616,9 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     pl->qkv = nb * (size_t)(m->q_dim + 2 * m->kv_dim);
     pl->att = nb * (size_t)m->q_dim;
     pl->gu = nb * 2 * F;
-    /* per thread: scores, then the query and the probabilities in the cache type */
-    pl->att_stride = 2 * (size_t)pl->n_ctx + (size_t)m->head_dim + 16;
+    /* per thread: scores, the query in the cache type, then the probabilities
+       in the cache type (or, for Q8_0, one V row as floats) */
+    pl->att_stride = (size_t)pl->n_ctx + (size_t)m->head_dim + (size_t)SLM_MAX(pl->n_ctx, m->head_dim) + 16;
     pl->scores = (size_t)pl->n_threads * pl->att_stride;
     /* activation rows in the widest dot-partner format (f32 is the widest) */
     size_t max_in = (size_t)SLM_MAX(m->max_in, m->n_embd);
@@ -4553,6 +4639,7 @@ size_t slm_session_memory_size(const slm_model *m, const slm_session_params *p) 
 void slm_session_free(slm_session *s) {
     if (!s) return;
     allocator a = s->a;
+    if (s->bar_ok) barrier_destroy(&s->bar);
     size_t E = (size_t)s->m->n_embd, nb = (size_t)s->n_batch;
     xfree(&a, s->kv, s->kv_bytes);
     xfree(&a, s->x, nb * E * sizeof(float));
@@ -4605,6 +4692,10 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
     if (!ok) {
         slm_session_free(s);
         return seterr(err, SLM_ERR_NOMEM, "out of memory for a session of %zu bytes (n_ctx %d)", pl.total, pl.n_ctx);
+    }
+    if (!(s->bar_ok = barrier_init(&s->bar))) {
+        slm_session_free(s);
+        return seterr(err, SLM_ERR_NOMEM, "cannot create the session's thread barrier");
     }
     memset(s->kv, 0, pl.kv_bytes);
     /* LongRoPE: the long factors once the context exceeds the original one
@@ -4672,12 +4763,14 @@ static void rope_for_layer(const slm_session *s, const layer *L, rope_params *rp
 
 /* Attention for the token at position p, head h. q: this head's query;
    work: this thread's scratch (att_stride floats). Writes the head's output.
-   The cache holds K by position ([pos][kv_dim]) and V transposed
-   ([kv_dim][pos]), as llama.cpp's non-flash path does: then both products
-   are dot products along contiguous memory, q . K[k] over the head's dims and
-   V[i] . p over positions, done by the SIMD dot kernel of the cache type.
-   With an F16 cache the query and the probabilities are rounded to F16 for
-   those dots, as ggml rounds the other operand of an F16 mat-mul. */
+   K is stored by position ([pos][kv_dim]); q . K[k] is the SIMD dot kernel
+   of the cache type, with q converted to that type first, as ggml converts
+   the other operand of a mat-mul (F16 for an F16 cache, Q8_0 blocks for a
+   Q8_0 one). F32 and F16 caches store V transposed ([kv_dim][pos]), as
+   llama.cpp's non-flash path does, so that V[i] . p over positions is a dot
+   product along contiguous memory too (p rounded to the cache type); a
+   Q8_0 cache keeps V by position (a block of 32 positions could not take a
+   new one without requantizing) and sums p[k] * V[k] row by row. */
 static void attend(const slm_session *s, const layer *L, int il, const float *q, int p, int h, float *work,
                    float *out) {
     const slm_model *m = s->m;
@@ -4686,13 +4779,13 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     int k0 = 0;
     if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
     const int nk = p - k0 + 1;
-    const size_t off = (size_t)kvh * (size_t)hd, es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
+    const size_t off = (size_t)kvh * (size_t)hd, hoff = row_bytes(s->kv_type, (int64_t)off);
     const type_traits *tt = &TRAITS[s->kv_type];
     float *scores = work;                         /* n_ctx floats */
     uint8_t *qc = (uint8_t *)(work + s->n_ctx);   /* hd values of kv_type */
-    uint8_t *pc = qc + (size_t)hd * 4;            /* n_ctx values of kv_type */
+    uint8_t *pc = qc + (size_t)hd * 4;            /* n_ctx values of kv_type, or hd floats */
     tt->from_float(q, qc, hd);
-    for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + off * es, qc);
+    for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
     const float scale = m->attn_scale, cap = m->attn_softcap;
     for (int k = 0; k < nk; k++) {
         float v = scores[k] * scale;
@@ -4700,8 +4793,18 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
         scores[k] = v;
     }
     softmax(scores, nk);
+    if (s->kv_type == SLM_TYPE_Q8_0) {
+        float *vr = (float *)pc;
+        for (int i = 0; i < hd; i++) out[i] = 0;
+        for (int k = 0; k < nk; k++) {
+            tt->to_float(V + (size_t)(k0 + k) * s->kv_row + hoff, vr, hd);
+            const float w = scores[k];
+            for (int i = 0; i < hd; i++) out[i] += w * vr[i];
+        }
+        return;
+    }
+    const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2, vrow = (size_t)s->n_ctx * es;
     tt->from_float(scores, pc, nk);
-    const size_t vrow = (size_t)s->n_ctx * es;
     for (int i = 0; i < hd; i++) out[i] = tt->vec_dot(nk, V + (off + (size_t)i) * vrow + (size_t)k0 * es, pc);
 }
 
@@ -4709,7 +4812,9 @@ static void store_kv(const slm_session *s, int il, int p, const float *k, const 
     const int kvd = s->m->kv_dim;
     uint8_t *K = kv_k(s, il) + (size_t)p * s->kv_row, *V = kv_v(s, il);
     TRAITS[s->kv_type].from_float(k, K, kvd);
-    if (s->kv_type == SLM_TYPE_F32) {
+    if (s->kv_type == SLM_TYPE_Q8_0) {
+        TRAITS[s->kv_type].from_float(v, V + (size_t)p * s->kv_row, kvd);
+    } else if (s->kv_type == SLM_TYPE_F32) {
         for (int i = 0; i < kvd; i++) st_f32(V + ((size_t)i * s->n_ctx + p) * 4, v[i]);
     } else {
         for (int i = 0; i < kvd; i++) st_u16(V + ((size_t)i * s->n_ctx + p) * 2, f32_to_fp16(v[i]));

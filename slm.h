@@ -226,7 +226,8 @@ typedef struct slm_session_params {
     int32_t n_threads;  /* 0 = all available (OMP_NUM_THREADS); at most 4 per
                            processor; 1 without OpenMP */
     int32_t n_batch;    /* tokens per forward chunk during prefill; 0 = 64 */
-    int32_t kv_type;    /* SLM_TYPE_F32 or SLM_TYPE_F16 (default F16) */
+    int32_t kv_type;    /* SLM_TYPE_F16 (default), SLM_TYPE_F32, or SLM_TYPE_Q8_0
+                           (half the memory of F16; head size a multiple of 32) */
     int32_t logits_all; /* 1: keep logits for every token of a decode call */
 } slm_session_params;
 
