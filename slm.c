@@ -1362,6 +1362,15 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
  * Q8_0 lie in [-127, 127] (never -128), which the int8 kernels rely on.
  */
 
+/* The SIMD kernels of a type with a 4-token variant are one function with
+   a token count nt of 1 or 4, forced inline into both so the count folds
+   away and the two give the same bits. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SLM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SLM_ALWAYS_INLINE inline
+#endif
+
 static void f32_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 static void f32_from_float(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 
@@ -1540,7 +1549,7 @@ static void q4_1_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_q4_1(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_q4_1_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0, sm = 0; /* the min terms are summed apart, as ggml does */
     for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
@@ -1590,7 +1599,7 @@ static void q5_0_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_q5_0(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_q5_0_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0;
     for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
@@ -1617,7 +1626,7 @@ static void q5_1_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_q5_1(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_q5_1_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0, sm = 0;
     for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
@@ -1640,7 +1649,7 @@ static void q8_1_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-static void q8_1_from_float(const float *src, void *dst, int64_t n) {
+static SLM_UNUSED void q8_1_from_float_ref(const float *src, void *dst, int64_t n) {
     uint8_t *b = (uint8_t *)dst;
     for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
         float amax = 0;
@@ -1717,7 +1726,7 @@ static void iq4_nl_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_iq4_nl(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_iq4_nl_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0;
     for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
@@ -1887,7 +1896,7 @@ static void unpack_iq4_xs(const uint8_t *b, kblock *k) {
             kblock_to_float(&k, dst);                                               \
         }                                                                           \
     }                                                                               \
-    static float dot_##name(int n, const void *w, const void *a) {                  \
+    static SLM_UNUSED float dot_##name##_ref(int n, const void *w, const void *a) {  \
         const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;             \
         kblock k;                                                                   \
         float s = 0;                                                                \
@@ -1906,6 +1915,31 @@ KQUANT_KERNELS(q6_k, 210)
 KQUANT_KERNELS(iq4_xs, 136)
 #undef KQUANT_KERNELS
 
+/* For the SIMD kernels: the packed scale tables decoded four bytes at a
+   time (u[] read as bytes on little-endian hosts, which the SIMD paths
+   are). Q4_K/Q5_K: the 8 6-bit scales, then the 8 mins. Q3_K: the 16
+   scales as 6-bit values, not yet minus 32. */
+static SLM_UNUSED void k4_scales_u32(const uint8_t *s, uint32_t u[4]) {
+    const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
+    u[0] = a & 0x3f3f3f3fu;
+    u[1] = (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4;
+    u[2] = b & 0x3f3f3f3fu;
+    u[3] = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4;
+}
+
+static SLM_UNUSED void q3_k_scales_u32(const uint8_t *s, uint32_t u[4]) {
+    const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
+    u[0] = (a & 0x0f0f0f0fu) | (c & 0x03030303u) << 4;
+    u[1] = (b & 0x0f0f0f0fu) | ((c >> 2) & 0x03030303u) << 4;
+    u[2] = ((a >> 4) & 0x0f0f0f0fu) | ((c >> 4) & 0x03030303u) << 4;
+    u[3] = ((b >> 4) & 0x0f0f0f0fu) | ((c >> 6) & 0x03030303u) << 4;
+}
+
+/* IQ4_XS sub-block scale s (signed) */
+static inline int iq4_xs_scale(const uint8_t *b, int s) {
+    return (int)(((b[4 + s / 2] >> (4 * (s % 2))) & 15) | (((ld_u16(b + 2) >> (2 * s)) & 3) << 4)) - 32;
+}
+
 /* Q8_K: activations for the K-quants, as ggml's quantize_row_q8_K_ref: the
    value of largest magnitude maps to -127 (so d = 1/iscale may be
    negative), ties to even, and bsums[s] = sum of qs[16s .. 16s+15]. */
@@ -1917,7 +1951,7 @@ static void q8_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-static void q8_k_from_float(const float *src, void *dst, int64_t n) {
+static SLM_UNUSED void q8_k_from_float_ref(const float *src, void *dst, int64_t n) {
     uint8_t *b = (uint8_t *)dst;
     for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
         float amax = 0, max = 0;
@@ -2491,6 +2525,486 @@ static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, flo
     yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
 }
 
+/* ---- The other block types ------------------------------------------------
+   Q4_1/Q5_1/Q5_0/IQ4_NL and the Q8_K-partnered types follow ggml's AVX2
+   kernels: the same integer lanes (8 int32 per block or super-block, each
+   the sum of 4 neighbouring products, times the sub-block scale) and the
+   same float steps, so that results match llama.cpp's on x86. */
+
+static inline float hsum4_avx2(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int32_t hsum_i32_avx2(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: the low nibbles, then the high */
+static inline __m256i nib32_avx2(const uint8_t *q) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)q);
+    const __m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(v, _mm256_set1_epi8(15));
+}
+
+/* bit j of the little-endian 32-bit word at p -> byte j: 0xff if set, else 0 */
+static inline __m256i bits32_avx2(const uint8_t *p) {
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                          3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32,
+                                         64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)ld_u32(p)), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* 16 bytes of IQ4 nibbles -> 32 int8 levels, in value order */
+static inline __m256i iq4_unpack_avx2(const uint8_t *q) {
+    const __m128i lv = _mm_loadu_si128((const __m128i *)IQ4_VALUES), m = _mm_set1_epi8(15);
+    const __m128i t = _mm_loadu_si128((const __m128i *)q);
+    const __m128i lo = _mm_shuffle_epi8(lv, _mm_and_si128(t, m));
+    const __m128i hi = _mm_shuffle_epi8(lv, _mm_and_si128(_mm_srli_epi16(t, 4), m));
+    return _mm256_insertf128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* Q5_0 block -> 32 int8 in [-16, 15]: the nibble, with the top four bits
+   set where the fifth bit is clear (nibble - 16) */
+static inline __m256i q5_0_unpack_avx2(const uint8_t *b) {
+    return _mm256_or_si256(nib32_avx2(b + 6), _mm256_andnot_si256(bits32_avx2(b + 2), _mm256_set1_epi8((char)0xf0)));
+}
+
+static float dot_q5_0_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        const __m256 p = i8dot_avx2(q5_0_unpack_avx2(x), _mm256_loadu_si256((const __m256i *)(y + 2)));
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
+    }
+    return hsum_avx2(s);
+}
+
+static void dot4_q5_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        const __m256i q = q5_0_unpack_avx2(x), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+/* 32 unsigned weights against a Q8_1 block's values, 8 lanes, as floats */
+static inline __m256 u8dot_avx2(__m256i q, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* Q4_1/Q5_1: the min terms m * s summed apart in a scalar, as ggml */
+static float dot_q4_1_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    float sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
+        sm += h2f_avx2(x + 2) * h2f_avx2(y + 2);
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), u8dot_avx2(nib32_avx2(x + 4), y + 4), s);
+    }
+    return hsum_avx2(s) + sm;
+}
+
+static float dot_q5_1_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    float sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
+        sm += h2f_avx2(x + 2) * h2f_avx2(y + 2);
+        const __m256i q = _mm256_or_si256(nib32_avx2(x + 8), _mm256_and_si256(bits32_avx2(x + 4), _mm256_set1_epi8(16)));
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), u8dot_avx2(q, y + 4), s);
+    }
+    return hsum_avx2(s) + sm;
+}
+
+/* IQ4_NL: two accumulators (even and odd blocks), an odd last block added
+   in a scalar, as ggml */
+static float dot_iq4_nl_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const int nb = n / 32;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 36, y += 68) {
+        const __m256 p0 = i8dot_avx2(iq4_unpack_avx2(x + 2), _mm256_loadu_si256((const __m256i *)(y + 2)));
+        const __m256 p1 = i8dot_avx2(iq4_unpack_avx2(x + 20), _mm256_loadu_si256((const __m256i *)(y + 36)));
+        s0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(y) * h2f_avx2(x)), p0, s0);
+        s1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(y + 34) * h2f_avx2(x + 18)), p1, s1);
+    }
+    float s = hsum_avx2(_mm256_add_ps(s0, s1));
+    if (i < nb) {
+        const __m256i q = iq4_unpack_avx2(x + 2), q8 = _mm256_loadu_si256((const __m256i *)(y + 2));
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(q8, q));
+        s += h2f_avx2(y) * h2f_avx2(x) * (float)hsum_i32_avx2(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+    }
+    return s;
+}
+
+/* K-quant steps, one token each: 32 weights against 32 Q8_K values, times
+   the 16-bit sub-block scale of each pair (sc), added to the int32 lanes.
+   Unsigned weights q go to maddubs as they are; signed ones as |q| with
+   their sign moved to the activations (aq = |q|). */
+static inline __m256i k_ustep_avx2(__m256i sumi, __m256i q, __m256i sc, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+    return _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
+}
+
+static inline __m256i k_sstep_avx2(__m256i sumi, __m256i aq, __m256i q, __m256i sc, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8), q));
+    return _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
+}
+
+/* Q4_K/Q5_K: 64 values, two sub-blocks of 32, in one step */
+static inline __m256i k4_step_avx2(__m256i sumi, __m256i lo, __m256i hi, __m256i sl, __m256i sh, const uint8_t *q8) {
+    const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8)));
+    const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
+    return _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+}
+
+/* acc += d_w * d_a * lanes, at the end of a super-block */
+static inline __m256 k_scale_avx2(__m256 acc, __m256i sumi, float xd, const uint8_t *yb) {
+    return _mm256_fmadd_ps(_mm256_set1_ps(ld_f32(yb) * xd), _mm256_cvtepi32_ps(sumi), acc);
+}
+
+/* Q4_K/Q5_K mins: the 8 mins against the 8 sub-block sums of the bsums,
+   4 int32 lanes */
+static inline __m128i k4_mins_avx2(__m128i mins, const uint8_t *yb) {
+    const __m128i q8s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(yb + 260)), _mm_loadu_si128((const __m128i *)(yb + 276)));
+    return _mm_madd_epi16(mins, q8s);
+}
+
+/* bytes i and i+1 of a 16-byte table, 8 times each, widened to 16 bits:
+   the scales of two 16-value sub-blocks */
+static inline __m256i k_scale_pair_avx2(__m128i sc, int i, int is_signed) {
+    const __m128i idx = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), _mm_set1_epi8((char)i));
+    const __m128i b = _mm_shuffle_epi8(sc, idx);
+    return is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b);
+}
+
+/* One step for the nt tokens (1 or 4) of the kernels below: i0..i3 are
+   their int32 lanes, q8 the first token's activations, rb the row bytes. */
+#define K_TOKENS_AVX2(step, ...)                                                                                     \
+    do {                                                                                                             \
+        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
+        if (nt == 4) {                                                                                               \
+            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
+            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
+            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
+        }                                                                                                            \
+    } while (0)
+
+/* the end of a super-block: the lanes times the scales into the floats */
+#define K_SCALE_AVX2(xd)                                                                                             \
+    do {                                                                                                             \
+        s0 = k_scale_avx2(s0, i0, xd, y);                                                                            \
+        if (nt == 4) {                                                                                               \
+            s1 = k_scale_avx2(s1, i1, xd, y + rb);                                                                   \
+            s2 = k_scale_avx2(s2, i2, xd, y + 2 * rb);                                                               \
+            s3 = k_scale_avx2(s3, i3, xd, y + 3 * rb);                                                               \
+        }                                                                                                            \
+    } while (0)
+
+/* Q4_K: the mins in 4 float lanes of their own, added at the end (ggml) */
+static SLM_ALWAYS_INLINE void q4_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m128 m0 = _mm_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 144, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+#define MINS(m, yb) m = _mm_fmadd_ps(_mm_set1_ps(-ld_f32(yb) * xm), _mm_cvtepi32_ps(k4_mins_avx2(mins, yb)), m)
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * j));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS_AVX2(k4_step_avx2, lo, hi, sl, sh);
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0) + hsum4_avx2(m0);
+    if (nt == 4) {
+        yo[ldy] = hsum_avx2(s1) + hsum4_avx2(m1);
+        yo[2 * ldy] = hsum_avx2(s2) + hsum4_avx2(m2);
+        yo[3 * ldy] = hsum_avx2(s3) + hsum4_avx2(m3);
+    }
+}
+
+/* Q5_K: as Q4_K, the mins summed apart in a scalar (ggml) */
+static SLM_ALWAYS_INLINE void q5_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 176, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+#define MINS(m, yb) m += -ld_f32(yb) * xm * (float)hsum_i32_avx2(_mm256_zextsi128_si256(k4_mins_avx2(mins, yb)))
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16));
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int j = 0; j < 4; j++) {
+            /* bit 2j of qh is value 64j + l's fifth bit, bit 2j + 1 value 64j + 32 + l's */
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * j));
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), b4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(hb, 3), b4));
+            hb = _mm256_srli_epi16(hb, 2);
+            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS_AVX2(k4_step_avx2, lo, hi, sl, sh);
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
+}
+
+/* Q6_K, Q2_K, Q3_K: 16-value sub-blocks; 32 values k of the 128-value half
+   h at a time (value 128h + 32k + l) */
+static SLM_ALWAYS_INLINE void q6_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), c32 = _mm256_set1_epi8(32);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i sc128 = _mm_loadu_si128((const __m128i *)(x + 192));
+        const float xd = h2f_avx2(x + 208);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                /* low 4 bits: nibble k/2 of ql[64h + 32(k&1) + l]; high 2: bits 2k of qh[32h + l] */
+                const __m256i l = k & 1 ? l1 : l0;
+                const __m256i lo = _mm256_and_si256(k < 2 ? l : _mm256_srli_epi16(l, 4), m4);
+                const __m256i hi = k == 0 ? _mm256_slli_epi16(qh, 4) : k == 1 ? _mm256_slli_epi16(qh, 2)
+                                 : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hi, m30)), c32);
+                const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+            }
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+/* Q2_K: the mins (against the 16 bsums) go into the same float lanes first */
+static SLM_ALWAYS_INLINE void q2_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
+        const __m128i sc128 = _mm_and_si128(sm, _mm_set1_epi8(15));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(15)));
+        const float xd = h2f_avx2(x + 80), xm = h2f_avx2(x + 82);
+#define MINS(s, yb)                                                                                                  \
+    s = _mm256_fmadd_ps(_mm256_set1_ps(-ld_f32(yb) * xm),                                                            \
+                        _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)((yb) + 260)))), s)
+        MINS(s0, y);
+        if (nt == 4) {
+            MINS(s1, y + rb);
+            MINS(s2, y + 2 * rb);
+            MINS(s3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++) {
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
+                const __m256i sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 0);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_AVX2(k_ustep_avx2, q, sc);
+            }
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+static SLM_ALWAYS_INLINE void q3_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m3 = _mm256_set1_epi8(3), c4 = _mm256_set1_epi8(4);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i sc128 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x);
+        const float xd = h2f_avx2(x + 108);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++) {
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
+                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + k)));
+                const __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256());
+                const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3), _mm256_and_si256(clear, c4));
+                const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+            }
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_avx2(x);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int s = 0; s < 8; s++) {
+            const __m256i q = iq4_unpack_avx2(x + 8 + 16 * s), aq = _mm256_sign_epi8(q, q);
+            const __m256i sc = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+#undef K_TOKENS_AVX2
+#undef K_SCALE_AVX2
+
+/* the 1-token and 4-token entry points of a kernel name_isa(n, x, y, rb, nt, yo, ldy) */
+#define K_ENTRIES(name, isa)                                                                                         \
+    static float dot_##name##_##isa(int n, const void *w, const void *a) {                                          \
+        float r;                                                                                                     \
+        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0);                                       \
+        return r;                                                                                                    \
+    }                                                                                                                \
+    static void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {     \
+        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy);                                  \
+    }
+K_ENTRIES(q2_k, avx2)
+K_ENTRIES(q3_k, avx2)
+K_ENTRIES(q4_k, avx2)
+K_ENTRIES(q5_k, avx2)
+K_ENTRIES(q6_k, avx2)
+K_ENTRIES(iq4_xs, avx2)
+#undef K_ENTRIES
+
+/* Q8_1 and Q8_K activations, the same bytes as the references: products
+   rounded to nearest even by the instruction; d, the inverse scale and the
+   sums are the references' scalar arithmetic. Blocks whose inverse scale
+   overflows (every |x| below about 4e-37, or an infinity) are left to the
+   reference. */
+static inline float amax_avx2(const float *src, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), m);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    return _mm_cvtss_f32(m4);
+}
+
+/* 32 floats times mul, rounded, stored as 32 int8 in order; the sums of
+   the two halves of 16 in 8 int32 lanes each */
+static inline void q8_round32_avx2(const float *src, __m256 mul, uint8_t *dst, __m256i *lo, __m256i *hi) {
+#define RND(j) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(src + (j)), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    const __m256i a = RND(0), b = RND(8), c = RND(16), d = RND(24);
+#undef RND
+    *lo = _mm256_add_epi32(a, b);
+    *hi = _mm256_add_epi32(c, d);
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    _mm256_storeu_si256((__m256i *)dst, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+static void q8_1_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_avx2(src, 32);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        __m256i lo, hi;
+        q8_round32_avx2(src, _mm256_set1_ps(id), b + 4, &lo, &hi);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)hsum_i32_avx2(_mm256_add_epi32(lo, hi))));
+    }
+}
+
+static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_avx2(src, QK_K);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        /* the first value of largest magnitude gives the scale's sign */
+        const __m256 vmax = _mm256_set1_ps(amax), sign = _mm256_set1_ps(-0.0f);
+        int j = 0;
+        while (!_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), vmax, _CMP_EQ_OQ))) j += 8;
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        /* v[s]: the 16-value sums of sub-block s in 8 lanes; hadd twice puts
+           four of them side by side in each 128-bit half */
+        __m256i v[16];
+        for (int g = 0; g < 8; g++) q8_round32_avx2(src + 32 * g, _mm256_set1_ps(iscale), b + 4 + 32 * g, &v[2 * g], &v[2 * g + 1]);
+        __m128i f[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4 * k], v[4 * k + 1]), _mm256_hadd_epi32(v[4 * k + 2], v[4 * k + 3]));
+            f[k] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        }
+        _mm_storeu_si128((__m128i *)(b + 260), _mm_packs_epi32(f[0], f[1]));
+        _mm_storeu_si128((__m128i *)(b + 276), _mm_packs_epi32(f[2], f[3]));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
+
 #define K_DOT_F32 dot_f32_avx2
 #define K_F16_TO_FLOAT f16_to_float_avx2
 #define K_F16_FROM_FLOAT f16_from_float_avx2
@@ -2503,6 +3017,25 @@ static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, flo
 #define K_DOT_Q4_0 dot_q4_0_avx2
 #define K_DOT4_Q8_0 dot4_q8_0_avx2
 #define K_DOT4_Q4_0 dot4_q4_0_avx2
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_avx2
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_avx2
+#define K_DOT_Q4_1 dot_q4_1_avx2
+#define K_DOT_Q5_0 dot_q5_0_avx2
+#define K_DOT_Q5_1 dot_q5_1_avx2
+#define K_DOT_IQ4_NL dot_iq4_nl_avx2
+#define K_DOT_Q2_K dot_q2_k_avx2
+#define K_DOT_Q3_K dot_q3_k_avx2
+#define K_DOT_Q4_K dot_q4_k_avx2
+#define K_DOT_Q5_K dot_q5_k_avx2
+#define K_DOT_Q6_K dot_q6_k_avx2
+#define K_DOT_IQ4_XS dot_iq4_xs_avx2
+#define K_DOT4_Q5_0 dot4_q5_0_avx2
+#define K_DOT4_Q2_K dot4_q2_k_avx2
+#define K_DOT4_Q3_K dot4_q3_k_avx2
+#define K_DOT4_Q4_K dot4_q4_k_avx2
+#define K_DOT4_Q5_K dot4_q5_k_avx2
+#define K_DOT4_Q6_K dot4_q6_k_avx2
+#define K_DOT4_IQ4_XS dot4_iq4_xs_avx2
 
 #endif /* SLM_AVX2 */
 
@@ -3234,6 +3767,42 @@ static float dot_q4_0_rvv(int n, const void *w, const void *a) {
 #ifndef K_DOT_Q4_0
 #define K_DOT_Q4_0 dot_q4_0_ref
 #endif
+#ifndef K_Q8_1_FROM_FLOAT
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_ref
+#endif
+#ifndef K_Q8_K_FROM_FLOAT
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_ref
+#endif
+#ifndef K_DOT_Q4_1
+#define K_DOT_Q4_1 dot_q4_1_ref
+#endif
+#ifndef K_DOT_Q5_0
+#define K_DOT_Q5_0 dot_q5_0_ref
+#endif
+#ifndef K_DOT_Q5_1
+#define K_DOT_Q5_1 dot_q5_1_ref
+#endif
+#ifndef K_DOT_IQ4_NL
+#define K_DOT_IQ4_NL dot_iq4_nl_ref
+#endif
+#ifndef K_DOT_Q2_K
+#define K_DOT_Q2_K dot_q2_k_ref
+#endif
+#ifndef K_DOT_Q3_K
+#define K_DOT_Q3_K dot_q3_k_ref
+#endif
+#ifndef K_DOT_Q4_K
+#define K_DOT_Q4_K dot_q4_k_ref
+#endif
+#ifndef K_DOT_Q5_K
+#define K_DOT_Q5_K dot_q5_k_ref
+#endif
+#ifndef K_DOT_Q6_K
+#define K_DOT_Q6_K dot_q6_k_ref
+#endif
+#ifndef K_DOT_IQ4_XS
+#define K_DOT_IQ4_XS dot_iq4_xs_ref
+#endif
 
 static float dot_f32(int n, const void *w, const void *a) { return K_DOT_F32(n, w, a); }
 static void f16_to_float(const void *src, float *dst, int64_t n) { K_F16_TO_FLOAT(src, dst, n); }
@@ -3245,6 +3814,18 @@ static float dot_bf16(int n, const void *w, const void *a) { return K_DOT_BF16(n
 static void q8_0_from_float(const float *src, void *dst, int64_t n) { K_Q8_0_FROM_FLOAT(src, dst, n); }
 static float dot_q8_0(int n, const void *w, const void *a) { return K_DOT_Q8_0(n, w, a); }
 static float dot_q4_0(int n, const void *w, const void *a) { return K_DOT_Q4_0(n, w, a); }
+static void q8_1_from_float(const float *src, void *dst, int64_t n) { K_Q8_1_FROM_FLOAT(src, dst, n); }
+static void q8_k_from_float(const float *src, void *dst, int64_t n) { K_Q8_K_FROM_FLOAT(src, dst, n); }
+static float dot_q4_1(int n, const void *w, const void *a) { return K_DOT_Q4_1(n, w, a); }
+static float dot_q5_0(int n, const void *w, const void *a) { return K_DOT_Q5_0(n, w, a); }
+static float dot_q5_1(int n, const void *w, const void *a) { return K_DOT_Q5_1(n, w, a); }
+static float dot_iq4_nl(int n, const void *w, const void *a) { return K_DOT_IQ4_NL(n, w, a); }
+static float dot_q2_k(int n, const void *w, const void *a) { return K_DOT_Q2_K(n, w, a); }
+static float dot_q3_k(int n, const void *w, const void *a) { return K_DOT_Q3_K(n, w, a); }
+static float dot_q4_k(int n, const void *w, const void *a) { return K_DOT_Q4_K(n, w, a); }
+static float dot_q5_k(int n, const void *w, const void *a) { return K_DOT_Q5_K(n, w, a); }
+static float dot_q6_k(int n, const void *w, const void *a) { return K_DOT_Q6_K(n, w, a); }
+static float dot_iq4_xs(int n, const void *w, const void *a) { return K_DOT_IQ4_XS(n, w, a); }
 
 /* 4-token kernels (see matmul); types without one are done token by token. */
 static vec_dot4_fn vec_dot4_of(int type) {
@@ -3254,6 +3835,27 @@ static vec_dot4_fn vec_dot4_of(int type) {
 #endif
 #ifdef K_DOT4_Q4_0
     case SLM_TYPE_Q4_0: return K_DOT4_Q4_0;
+#endif
+#ifdef K_DOT4_Q5_0
+    case SLM_TYPE_Q5_0: return K_DOT4_Q5_0;
+#endif
+#ifdef K_DOT4_Q2_K
+    case SLM_TYPE_Q2_K: return K_DOT4_Q2_K;
+#endif
+#ifdef K_DOT4_Q3_K
+    case SLM_TYPE_Q3_K: return K_DOT4_Q3_K;
+#endif
+#ifdef K_DOT4_Q4_K
+    case SLM_TYPE_Q4_K: return K_DOT4_Q4_K;
+#endif
+#ifdef K_DOT4_Q5_K
+    case SLM_TYPE_Q5_K: return K_DOT4_Q5_K;
+#endif
+#ifdef K_DOT4_Q6_K
+    case SLM_TYPE_Q6_K: return K_DOT4_Q6_K;
+#endif
+#ifdef K_DOT4_IQ4_XS
+    case SLM_TYPE_IQ4_XS: return K_DOT4_IQ4_XS;
 #endif
     default: return NULL;
     }
