@@ -1371,6 +1371,17 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
 #define SLM_ALWAYS_INLINE inline
 #endif
 
+/* the 1-token and 4-token entry points of a kernel name_isa(n, x, y, rb, nt, yo, ldy) */
+#define K_ENTRIES(name, isa)                                                                                         \
+    static float dot_##name##_##isa(int n, const void *w, const void *a) {                                          \
+        float r;                                                                                                     \
+        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0);                                       \
+        return r;                                                                                                    \
+    }                                                                                                                \
+    static void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {     \
+        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy);                                  \
+    }
+
 static void f32_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 static void f32_from_float(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 
@@ -2910,23 +2921,12 @@ static SLM_ALWAYS_INLINE void iq4_xs_avx2(int n, const uint8_t *x, const uint8_t
 #undef K_TOKENS_AVX2
 #undef K_SCALE_AVX2
 
-/* the 1-token and 4-token entry points of a kernel name_isa(n, x, y, rb, nt, yo, ldy) */
-#define K_ENTRIES(name, isa)                                                                                         \
-    static float dot_##name##_##isa(int n, const void *w, const void *a) {                                          \
-        float r;                                                                                                     \
-        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0);                                       \
-        return r;                                                                                                    \
-    }                                                                                                                \
-    static void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {     \
-        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy);                                  \
-    }
 K_ENTRIES(q2_k, avx2)
 K_ENTRIES(q3_k, avx2)
 K_ENTRIES(q4_k, avx2)
 K_ENTRIES(q5_k, avx2)
 K_ENTRIES(q6_k, avx2)
 K_ENTRIES(iq4_xs, avx2)
-#undef K_ENTRIES
 
 /* Q8_1 and Q8_K activations, the same bytes as the references: products
    rounded to nearest even by the instruction; d, the inverse scale and the
@@ -3267,6 +3267,398 @@ static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, floa
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
 }
 
+/* ---- The other block types: the AVX2 kernels at half width (4 int32 and
+   4 float lanes per token), mul + add for FMA. ---- */
+
+static inline int32_t hsum_i32_sse(__m128i s) {
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline __m128i nib_lo_sse(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(15)); }
+static inline __m128i nib_hi_sse(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)); }
+
+/* bits 16h..16h+15 of the little-endian 32-bit word at p -> 16 bytes, 0xff if set */
+static inline __m128i bits16_sse(const uint8_t *p, int h) {
+    const __m128i shuf = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m128i bit = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    const __m128i v = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)ld_u16(p + 2 * h)), shuf);
+    return _mm_cmpeq_epi8(_mm_and_si128(v, bit), bit);
+}
+
+static inline __m128i iq4_lookup_sse(__m128i nib) { return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)IQ4_VALUES), nib); }
+
+/* Q5_0 block -> 2 x 16 int8 in [-16, 15] (see q5_0_unpack_avx2) */
+static inline void q5_0_unpack_sse(const uint8_t *b, __m128i *lo, __m128i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(b + 6)), f0 = _mm_set1_epi8((char)0xf0);
+    *lo = _mm_or_si128(nib_lo_sse(v), _mm_andnot_si128(bits16_sse(b + 2, 0), f0));
+    *hi = _mm_or_si128(nib_hi_sse(v), _mm_andnot_si128(bits16_sse(b + 2, 1), f0));
+}
+
+static float dot_q5_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        __m128i lo, hi;
+        q5_0_unpack_sse(x, &lo, &hi);
+        const __m128 p = i8dot_sse(lo, hi, _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+static void dot4_q5_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        __m128i x0, x1;
+        q5_0_unpack_sse(x, &x0, &x1);
+        const float dx = ld_f16(x);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+
+/* 2 x 16 unsigned weights against 32 int8 at q8, 4 lanes, as floats */
+static inline __m128 u8dot_sse(__m128i q0, __m128i q1, const uint8_t *q8) {
+    const __m128i p0 = _mm_maddubs_epi16(q0, _mm_loadu_si128((const __m128i *)q8));
+    const __m128i p1 = _mm_maddubs_epi16(q1, _mm_loadu_si128((const __m128i *)(q8 + 16)));
+    return _mm_cvtepi32_ps(_mm_madd_epi16(_mm_add_epi16(p0, p1), _mm_set1_epi16(1)));
+}
+
+static float dot_q4_1_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    float sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+        const __m128i v = _mm_loadu_si128((const __m128i *)(x + 4));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), u8dot_sse(nib_lo_sse(v), nib_hi_sse(v), y + 4)));
+    }
+    return hsum_sse(s) + sm;
+}
+
+static float dot_q5_1_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const __m128i b4 = _mm_set1_epi8(16);
+    __m128 s = _mm_setzero_ps();
+    float sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+        const __m128i v = _mm_loadu_si128((const __m128i *)(x + 8));
+        const __m128i lo = _mm_or_si128(nib_lo_sse(v), _mm_and_si128(bits16_sse(x + 4, 0), b4));
+        const __m128i hi = _mm_or_si128(nib_hi_sse(v), _mm_and_si128(bits16_sse(x + 4, 1), b4));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), u8dot_sse(lo, hi, y + 4)));
+    }
+    return hsum_sse(s) + sm;
+}
+
+static float dot_iq4_nl_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(x + 2));
+        const __m128 p = i8dot_sse(iq4_lookup_sse(nib_lo_sse(v)), iq4_lookup_sse(nib_hi_sse(v)),
+                                   _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+/* K-quant steps, one token each: 32 weights (two halves of 16, scales sc0
+   and sc1 as 16-bit lanes) against 32 Q8_K values, added to 4 int32 lanes.
+   Signed weights as |q| with the sign moved to the activations. */
+static inline __m128i k_ustep_sse(__m128i sumi, __m128i q0, __m128i q1, __m128i sc0, __m128i sc1, const uint8_t *q8) {
+    const __m128i p0 = _mm_madd_epi16(sc0, _mm_maddubs_epi16(q0, _mm_loadu_si128((const __m128i *)q8)));
+    const __m128i p1 = _mm_madd_epi16(sc1, _mm_maddubs_epi16(q1, _mm_loadu_si128((const __m128i *)(q8 + 16))));
+    return _mm_add_epi32(sumi, _mm_add_epi32(p0, p1));
+}
+
+static inline __m128i k_sstep_sse(__m128i sumi, __m128i q0, __m128i q1, __m128i sc0, __m128i sc1, const uint8_t *q8) {
+    const __m128i y0 = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)q8), q0);
+    const __m128i y1 = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)(q8 + 16)), q1);
+    const __m128i p0 = _mm_madd_epi16(sc0, _mm_maddubs_epi16(_mm_sign_epi8(q0, q0), y0));
+    const __m128i p1 = _mm_madd_epi16(sc1, _mm_maddubs_epi16(_mm_sign_epi8(q1, q1), y1));
+    return _mm_add_epi32(sumi, _mm_add_epi32(p0, p1));
+}
+
+static inline __m128 k_scale_sse(__m128 acc, __m128i sumi, float xd, const uint8_t *yb) {
+    return _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(ld_f32(yb) * xd), _mm_cvtepi32_ps(sumi)));
+}
+
+/* 16-bit lanes of byte i of a 16-byte table (a sub-block's scale) */
+static inline __m128i k_scale1_sse(__m128i sc, int i, int is_signed) {
+    const __m128i b = _mm_shuffle_epi8(sc, _mm_set1_epi8((char)i));
+    return is_signed ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b);
+}
+
+/* one step for the nt tokens, i0..i3 their int32 lanes (see K_TOKENS_AVX2) */
+#define K_TOKENS_SSE(step, ...)                                                                                      \
+    do {                                                                                                             \
+        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
+        if (nt == 4) {                                                                                               \
+            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
+            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
+            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
+        }                                                                                                            \
+    } while (0)
+
+#define K_SCALE_SSE(xd)                                                                                              \
+    do {                                                                                                             \
+        s0 = k_scale_sse(s0, i0, xd, y);                                                                             \
+        if (nt == 4) {                                                                                               \
+            s1 = k_scale_sse(s1, i1, xd, y + rb);                                                                    \
+            s2 = k_scale_sse(s2, i2, xd, y + 2 * rb);                                                                \
+            s3 = k_scale_sse(s3, i3, xd, y + 3 * rb);                                                                \
+        }                                                                                                            \
+    } while (0)
+
+/* min terms of a super-block: -d_a * dmin_w * (mins . sub-block sums) into
+   the float lanes */
+#define K_MINS_SSE(f)                                                                                                \
+    do {                                                                                                             \
+        s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_set1_ps(-ld_f32(y) * xm), _mm_cvtepi32_ps(f(y))));                       \
+        if (nt == 4) {                                                                                               \
+            s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + rb) * xm), _mm_cvtepi32_ps(f(y + rb))));         \
+            s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + 2 * rb) * xm), _mm_cvtepi32_ps(f(y + 2 * rb)))); \
+            s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + 3 * rb) * xm), _mm_cvtepi32_ps(f(y + 3 * rb)))); \
+        }                                                                                                            \
+    } while (0)
+
+#define K_RESULT_SSE()                                                                                               \
+    do {                                                                                                             \
+        yo[0] = hsum_sse(s0);                                                                                        \
+        if (nt == 4) yo[ldy] = hsum_sse(s1), yo[2 * ldy] = hsum_sse(s2), yo[3 * ldy] = hsum_sse(s3);                 \
+    } while (0)
+
+/* Q4_K and Q5_K (bits: 5): value 64j + l is nibble 0 of qs[32j + l],
+   64j + 32 + l nibble 1; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[l] */
+static SLM_ALWAYS_INLINE void k45_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                      int64_t ldy, int bits) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    const __m128i b4 = _mm_set1_epi8(16);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sc = _mm_loadu_si128((const __m128i *)u), mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc, 8));
+        const float xd = ld_f16(x), xm = ld_f16(x + 2);
+#define MINS(yb) _mm_madd_epi16(mins, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)((yb) + 260)), _mm_loadu_si128((const __m128i *)((yb) + 276))))
+        K_MINS_SSE(MINS);
+#undef MINS
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        __m128i h0 = _mm_loadu_si128((const __m128i *)(x + 16)), h1 = _mm_loadu_si128((const __m128i *)(x + 32));
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        for (int j = 0; j < 4; j++) {
+            const __m128i v0 = _mm_loadu_si128((const __m128i *)(qs + 32 * j));
+            const __m128i v1 = _mm_loadu_si128((const __m128i *)(qs + 32 * j + 16));
+            __m128i a0 = nib_lo_sse(v0), a1 = nib_lo_sse(v1), c0 = nib_hi_sse(v0), c1 = nib_hi_sse(v1);
+            if (bits == 5) {
+                a0 = _mm_or_si128(a0, _mm_and_si128(_mm_slli_epi16(h0, 4), b4));
+                a1 = _mm_or_si128(a1, _mm_and_si128(_mm_slli_epi16(h1, 4), b4));
+                c0 = _mm_or_si128(c0, _mm_and_si128(_mm_slli_epi16(h0, 3), b4));
+                c1 = _mm_or_si128(c1, _mm_and_si128(_mm_slli_epi16(h1, 3), b4));
+                h0 = _mm_srli_epi16(h0, 2), h1 = _mm_srli_epi16(h1, 2);
+            }
+            const __m128i sl = k_scale1_sse(sc, 2 * j, 0), sh = k_scale1_sse(sc, 2 * j + 1, 0);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS_SSE(k_ustep_sse, a0, a1, sl, sl);
+            q8 += 32;
+            K_TOKENS_SSE(k_ustep_sse, c0, c1, sh, sh);
+        }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q4_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k45_sse(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k45_sse(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
+static SLM_ALWAYS_INLINE void q6_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m30 = _mm_set1_epi8(0x30), c32 = _mm_set1_epi8(32);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(x + 192));
+        const float xd = ld_f16(x + 208);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *ql = x + 64 * h + 32 * (k & 1), *qh = x + 128 + 32 * h;
+                __m128i q[2];
+                for (int e = 0; e < 2; e++) {
+                    const __m128i l = _mm_loadu_si128((const __m128i *)(ql + 16 * e)), hb = _mm_loadu_si128((const __m128i *)(qh + 16 * e));
+                    const __m128i lo = k < 2 ? nib_lo_sse(l) : nib_hi_sse(l);
+                    const __m128i hi = k == 0 ? _mm_slli_epi16(hb, 4) : k == 1 ? _mm_slli_epi16(hb, 2) : k == 2 ? hb : _mm_srli_epi16(hb, 2);
+                    q[e] = _mm_sub_epi8(_mm_or_si128(lo, _mm_and_si128(hi, m30)), c32);
+                }
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_SSE(k_sstep_sse, q[0], q[1], sc0, sc1);
+            }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q2_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m3 = _mm_set1_epi8(3), m15 = _mm_set1_epi8(15);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x), sc = _mm_and_si128(sm, m15);
+        const __m128i mn = _mm_and_si128(_mm_srli_epi16(sm, 4), m15);
+        const __m128i mn0 = _mm_cvtepu8_epi16(mn), mn1 = _mm_cvtepu8_epi16(_mm_srli_si128(mn, 8));
+        const float xd = ld_f16(x + 80), xm = ld_f16(x + 82);
+#define MINS(yb) _mm_add_epi32(_mm_madd_epi16(mn0, _mm_loadu_si128((const __m128i *)((yb) + 260))), _mm_madd_epi16(mn1, _mm_loadu_si128((const __m128i *)((yb) + 276))))
+        K_MINS_SSE(MINS);
+#undef MINS
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++) {
+            const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 16 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                const __m128i q0 = _mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), q1 = _mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3);
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 0), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 0);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_SSE(k_ustep_sse, q0, q1, sc0, sc1);
+            }
+        }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q3_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m3 = _mm_set1_epi8(3), c4 = _mm_set1_epi8(4);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i sc = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m128i hm0 = _mm_loadu_si128((const __m128i *)x), hm1 = _mm_loadu_si128((const __m128i *)(x + 16));
+        const float xd = ld_f16(x + 108);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++) {
+            const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 48 + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                const __m128i bit = _mm_set1_epi8((char)(1 << (4 * h + k))), z = _mm_setzero_si128();
+                const __m128i q0 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm0, bit), z), c4));
+                const __m128i q1 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm1, bit), z), c4));
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_SSE(k_sstep_sse, q0, q1, sc0, sc1);
+            }
+        }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy) {
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = ld_f16(x);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        for (int s = 0; s < 8; s++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)(x + 8 + 16 * s));
+            const __m128i q0 = iq4_lookup_sse(nib_lo_sse(v)), q1 = iq4_lookup_sse(nib_hi_sse(v));
+            const __m128i sc = _mm_set1_epi16((short)iq4_xs_scale(x, s));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS_SSE(k_sstep_sse, q0, q1, sc, sc);
+        }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+#undef K_TOKENS_SSE
+#undef K_SCALE_SSE
+#undef K_MINS_SSE
+#undef K_RESULT_SSE
+
+K_ENTRIES(q2_k, sse)
+K_ENTRIES(q3_k, sse)
+K_ENTRIES(q4_k, sse)
+K_ENTRIES(q5_k, sse)
+K_ENTRIES(q6_k, sse)
+K_ENTRIES(iq4_xs, sse)
+
+/* Q8_1 and Q8_K activations: the same bytes as the references (see
+   q8_1_from_float_avx2) */
+static inline float amax_sse(const float *src, int n) {
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    __m128 m = _mm_setzero_ps();
+    for (int j = 0; j < n; j += 4) m = _mm_max_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + j)), m);
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 16 floats times mul, rounded, stored as 16 int8; returns their sum in 4 lanes */
+static inline __m128i q8_round16_sse(const float *src, __m128 mul, uint8_t *dst) {
+#define RND(j) _mm_cvtps_epi32(_mm_round_ps(_mm_mul_ps(_mm_loadu_ps(src + (j)), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    const __m128i a = RND(0), b = RND(4), c = RND(8), d = RND(12);
+#undef RND
+    _mm_storeu_si128((__m128i *)dst, _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d)));
+    return _mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d));
+}
+
+static void q8_1_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_sse(src, 32);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const __m128 mul = _mm_set1_ps(id);
+        const __m128i sum = _mm_add_epi32(q8_round16_sse(src, mul, b + 4), q8_round16_sse(src + 16, mul, b + 20));
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)hsum_i32_sse(sum)));
+    }
+}
+
+static void q8_k_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_sse(src, QK_K);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        const __m128 vmax = _mm_set1_ps(amax), sign = _mm_set1_ps(-0.0f);
+        int j = 0;
+        while (!_mm_movemask_ps(_mm_cmpeq_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + j)), vmax))) j += 4;
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        /* the 16-value sums: 4 lanes each, then hadd twice for 4 side by side */
+        __m128i v[16];
+        for (int g = 0; g < 16; g++) v[g] = q8_round16_sse(src + 16 * g, _mm_set1_ps(iscale), b + 4 + 16 * g);
+        __m128i f[4];
+        for (int k = 0; k < 4; k++)
+            f[k] = _mm_hadd_epi32(_mm_hadd_epi32(v[4 * k], v[4 * k + 1]), _mm_hadd_epi32(v[4 * k + 2], v[4 * k + 3]));
+        _mm_storeu_si128((__m128i *)(b + 260), _mm_packs_epi32(f[0], f[1]));
+        _mm_storeu_si128((__m128i *)(b + 276), _mm_packs_epi32(f[2], f[3]));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
 #define K_DOT_F32 dot_f32_sse
 #define K_F16_TO_FLOAT f16_to_float_sse
 #define K_F16_FROM_FLOAT f16_from_float_sse
@@ -3279,6 +3671,25 @@ static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, floa
 #define K_DOT_Q4_0 dot_q4_0_sse
 #define K_DOT4_Q8_0 dot4_q8_0_sse
 #define K_DOT4_Q4_0 dot4_q4_0_sse
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_sse
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_sse
+#define K_DOT_Q4_1 dot_q4_1_sse
+#define K_DOT_Q5_0 dot_q5_0_sse
+#define K_DOT_Q5_1 dot_q5_1_sse
+#define K_DOT_IQ4_NL dot_iq4_nl_sse
+#define K_DOT_Q2_K dot_q2_k_sse
+#define K_DOT_Q3_K dot_q3_k_sse
+#define K_DOT_Q4_K dot_q4_k_sse
+#define K_DOT_Q5_K dot_q5_k_sse
+#define K_DOT_Q6_K dot_q6_k_sse
+#define K_DOT_IQ4_XS dot_iq4_xs_sse
+#define K_DOT4_Q5_0 dot4_q5_0_sse
+#define K_DOT4_Q2_K dot4_q2_k_sse
+#define K_DOT4_Q3_K dot4_q3_k_sse
+#define K_DOT4_Q4_K dot4_q4_k_sse
+#define K_DOT4_Q5_K dot4_q5_k_sse
+#define K_DOT4_Q6_K dot4_q6_k_sse
+#define K_DOT4_IQ4_XS dot4_iq4_xs_sse
 
 #endif /* SLM_SSE4 */
 
