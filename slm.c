@@ -3950,6 +3950,413 @@ static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
 }
 
+/* ---- The other block types. Q8_0/Q8_1 partners as Q4_0 above (4 float
+   lanes per block). The K-quants: per super-block, the sub-block dots
+   times their integer scales in 4 int32 lanes, summed to one integer, then
+   the reference's float steps: (d_w d_a) * isum - (dmin_w d_a) * imin. ---- */
+
+static inline int32_t hsum_i32_neon(int32x4_t v) {
+#if defined(__aarch64__)
+    return vaddvq_s32(v);
+#else
+    const int32x2_t s = vadd_s32(vget_low_s32(v), vget_high_s32(v));
+    return vget_lane_s32(vpadd_s32(s, s), 0);
+#endif
+}
+
+/* the 16 products a*b summed into 4 int32 lanes of acc; without SDOT two
+   products meet in int16 first (|a*b| <= 128 * 127, b never -128) */
+static inline int32x4_t dot16_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vget_high_s8(a), vget_high_s8(b)));
+#endif
+}
+
+static inline int8x16_t ld_s8_neon(const uint8_t *p) { return vld1q_s8((const int8_t *)p); }
+static inline int8x16_t nib_lo_neon(uint8x16_t v) { return vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))); }
+static inline int8x16_t nib_hi_neon(uint8x16_t v) { return vreinterpretq_s8_u8(vshrq_n_u8(v, 4)); }
+
+/* the 16 bits of the two bytes at p -> 16 bytes, 0xff where set */
+static inline uint8x16_t bits16_neon(const uint8_t *p) {
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    return vtstq_u8(vcombine_u8(vdup_n_u8(p[0]), vdup_n_u8(p[1])), vld1q_u8(bit));
+}
+
+/* 16 nibbles -> their IQ4 levels */
+static inline int8x16_t iq4_lookup_neon(int8x16_t idx) {
+#if defined(__aarch64__)
+    return vqtbl1q_s8(vld1q_s8(IQ4_VALUES), vreinterpretq_u8_s8(idx));
+#else
+    int8x8x2_t t;
+    t.val[0] = vld1_s8(IQ4_VALUES), t.val[1] = vld1_s8(IQ4_VALUES + 8);
+    return vcombine_s8(vtbl2_s8(t, vget_low_s8(idx)), vtbl2_s8(t, vget_high_s8(idx)));
+#endif
+}
+
+/* Q5_0 block -> 2 x 16 int8 in [-16, 15]: the nibble, with the top four
+   bits set where the fifth bit is clear (nibble - 16) */
+static inline void q5_0_unpack_neon(const uint8_t *b, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t v = vld1q_u8(b + 6), f0 = vdupq_n_u8(0xf0);
+    *lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(15)), vbicq_u8(f0, bits16_neon(b + 2))));
+    *hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), vbicq_u8(f0, bits16_neon(b + 4))));
+}
+
+static float dot_q5_0_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s = vdupq_n_f32(0);
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        int8x16_t lo, hi;
+        q5_0_unpack_neon(x, &lo, &hi);
+        const int32x4_t p = i8dot_neon(lo, hi, ld_s8_neon(y + 2), ld_s8_neon(y + 18));
+        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+    }
+    return hsum_neon(s);
+}
+
+static void dot4_q5_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        int8x16_t x0, x1;
+        q5_0_unpack_neon(x, &x0, &x1);
+        const float dx = h2f_neon(x);
+        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
+}
+
+/* Q4_1/Q5_1: the min terms m * s summed apart, as the reference */
+static float dot_q4_1_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s = vdupq_n_f32(0);
+    float sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
+        sm += h2f_neon(x + 2) * h2f_neon(y + 2);
+        const uint8x16_t v = vld1q_u8(x + 4);
+        const int32x4_t p = i8dot_neon(nib_lo_neon(v), nib_hi_neon(v), ld_s8_neon(y + 4), ld_s8_neon(y + 20));
+        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+    }
+    return hsum_neon(s) + sm;
+}
+
+static float dot_q5_1_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const uint8x16_t b4 = vdupq_n_u8(16);
+    float32x4_t s = vdupq_n_f32(0);
+    float sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
+        sm += h2f_neon(x + 2) * h2f_neon(y + 2);
+        const uint8x16_t v = vld1q_u8(x + 8);
+        const int8x16_t lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(15)), vandq_u8(bits16_neon(x + 4), b4)));
+        const int8x16_t hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), vandq_u8(bits16_neon(x + 6), b4)));
+        const int32x4_t p = i8dot_neon(lo, hi, ld_s8_neon(y + 4), ld_s8_neon(y + 20));
+        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+    }
+    return hsum_neon(s) + sm;
+}
+
+static float dot_iq4_nl_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s = vdupq_n_f32(0);
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        const uint8x16_t v = vld1q_u8(x + 2);
+        const int32x4_t p = i8dot_neon(iq4_lookup_neon(nib_lo_neon(v)), iq4_lookup_neon(nib_hi_neon(v)), ld_s8_neon(y + 2),
+                                       ld_s8_neon(y + 18));
+        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+    }
+    return hsum_neon(s);
+}
+
+/* K-quant steps, one token each: 32 weights (q0|q1) against 32 Q8_K
+   values, times the sub-block scale(s), added to 4 int32 lanes */
+static inline int32x4_t k_step_neon(int32x4_t acc, int8x16_t q0, int8x16_t q1, int32_t sc, const uint8_t *q8) {
+    const int32x4_t p = dot16_neon(dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8)), q1, ld_s8_neon(q8 + 16));
+    return vmlaq_n_s32(acc, p, sc);
+}
+
+/* the same for two sub-blocks of 16 (scales sc0, sc1) */
+static inline int32x4_t k_step2_neon(int32x4_t acc, int8x16_t q0, int8x16_t q1, int32_t sc0, int32_t sc1,
+                                     const uint8_t *q8) {
+    acc = vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8)), sc0);
+    return vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q1, ld_s8_neon(q8 + 16)), sc1);
+}
+
+/* (d_w d_a) * isum, the reference's first float step */
+static inline float k_finish_neon(int32x4_t isum, float xd, const uint8_t *yb) {
+    return (xd * ld_f32(yb)) * (float)hsum_i32_neon(isum);
+}
+
+static inline int16x8_t ld_s16x8_neon(const uint8_t *p) { return vreinterpretq_s16_u8(vld1q_u8(p)); }
+
+/* Q4_K/Q5_K min term: the 8 mins against the 8 sub-block sums of bsums */
+static inline int32_t k4_imin_neon(int16x8_t mins, const uint8_t *yb) {
+    const int16x8_t b0 = ld_s16x8_neon(yb + 260), b1 = ld_s16x8_neon(yb + 276);
+    const int16x8_t q8s = vcombine_s16(vpadd_s16(vget_low_s16(b0), vget_high_s16(b0)), vpadd_s16(vget_low_s16(b1), vget_high_s16(b1)));
+    return hsum_i32_neon(vmlal_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(q8s)), vget_high_s16(mins), vget_high_s16(q8s)));
+}
+
+/* Q2_K min term: 16 mins against the 16 bsums */
+static inline int32_t q2_k_imin_neon(int16x8_t m0, int16x8_t m1, const uint8_t *yb) {
+    const int16x8_t b0 = ld_s16x8_neon(yb + 260), b1 = ld_s16x8_neon(yb + 276);
+    int32x4_t p = vmull_s16(vget_low_s16(m0), vget_low_s16(b0));
+    p = vmlal_s16(p, vget_high_s16(m0), vget_high_s16(b0));
+    p = vmlal_s16(p, vget_low_s16(m1), vget_low_s16(b1));
+    return hsum_i32_neon(vmlal_s16(p, vget_high_s16(m1), vget_high_s16(b1)));
+}
+
+/* one step for the nt tokens (1 or 4): i0..i3 their lanes, q8 the first
+   token's activations, rb the row bytes */
+#define K_TOKENS_NEON(step, ...)                                                                                     \
+    do {                                                                                                             \
+        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
+        if (nt == 4) {                                                                                               \
+            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
+            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
+            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
+        }                                                                                                            \
+    } while (0)
+
+/* the end of a super-block; imin(yb) the token's min sum, or 0 */
+#define K_FINISH_NEON(imin)                                                                                          \
+    do {                                                                                                             \
+        s0 += k_finish_neon(i0, xd, y) - (xm * ld_f32(y)) * (float)imin(y);                                          \
+        if (nt == 4) {                                                                                               \
+            s1 += k_finish_neon(i1, xd, y + rb) - (xm * ld_f32(y + rb)) * (float)imin(y + rb);                       \
+            s2 += k_finish_neon(i2, xd, y + 2 * rb) - (xm * ld_f32(y + 2 * rb)) * (float)imin(y + 2 * rb);           \
+            s3 += k_finish_neon(i3, xd, y + 3 * rb) - (xm * ld_f32(y + 3 * rb)) * (float)imin(y + 3 * rb);           \
+        }                                                                                                            \
+    } while (0)
+
+#define K_RESULT_NEON()                                                                                              \
+    do {                                                                                                             \
+        yo[0] = s0;                                                                                                  \
+        if (nt == 4) yo[ldy] = s1, yo[2 * ldy] = s2, yo[3 * ldy] = s3;                                               \
+    } while (0)
+
+#define K_NO_MINS(yb) 0
+
+/* Q4_K and Q5_K (bits 5: the fifth bits are bits 2j, 2j + 1 of qh[l]) */
+static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    const uint8x16_t b4 = vdupq_n_u8(16);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sc + 8)));
+        const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        uint8x16_t h0 = vld1q_u8(x + 16), h1 = vld1q_u8(x + 32);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        for (int j = 0; j < 4; j++) {
+            const uint8x16_t v0 = vld1q_u8(qs + 32 * j), v1 = vld1q_u8(qs + 32 * j + 16);
+            int8x16_t a0 = nib_lo_neon(v0), a1 = nib_lo_neon(v1), c0 = nib_hi_neon(v0), c1 = nib_hi_neon(v1);
+            if (bits == 5) {
+                a0 = vorrq_s8(a0, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h0, 4), b4)));
+                a1 = vorrq_s8(a1, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h1, 4), b4)));
+                c0 = vorrq_s8(c0, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h0, 3), b4)));
+                c1 = vorrq_s8(c1, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h1, 3), b4)));
+                h0 = vshrq_n_u8(h0, 2), h1 = vshrq_n_u8(h1, 2);
+            }
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS_NEON(k_step_neon, a0, a1, sc[2 * j]);
+            q8 += 32;
+            K_TOKENS_NEON(k_step_neon, c0, c1, sc[2 * j + 1]);
+        }
+#define IMIN(yb) k4_imin_neon(mins, yb)
+        K_FINISH_NEON(IMIN);
+#undef IMIN
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q4_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
+static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const uint8x16_t m30 = vdupq_n_u8(0x30);
+    const int8x16_t c32 = vdupq_n_s8(32);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const int8_t *sc = (const int8_t *)(x + 192);
+        const float xd = h2f_neon(x + 208);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t qh0 = vld1q_u8(x + 128 + 32 * h), qh1 = vld1q_u8(x + 144 + 32 * h);
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *ql = x + 64 * h + 32 * (k & 1);
+                const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+                const uint8x16_t lo0 = k < 2 ? vandq_u8(l0, vdupq_n_u8(15)) : vshrq_n_u8(l0, 4);
+                const uint8x16_t lo1 = k < 2 ? vandq_u8(l1, vdupq_n_u8(15)) : vshrq_n_u8(l1, 4);
+                const uint8x16_t hi0 = k == 0 ? vshlq_n_u8(qh0, 4) : k == 1 ? vshlq_n_u8(qh0, 2) : k == 2 ? qh0 : vshrq_n_u8(qh0, 2);
+                const uint8x16_t hi1 = k == 0 ? vshlq_n_u8(qh1, 4) : k == 1 ? vshlq_n_u8(qh1, 2) : k == 2 ? qh1 : vshrq_n_u8(qh1, 2);
+                const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo0, vandq_u8(hi0, m30))), c32);
+                const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo1, vandq_u8(hi1, m30))), c32);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_NEON(k_step2_neon, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
+            }
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const uint8x16_t mn = vshrq_n_u8(vld1q_u8(x), 4);
+        const int16x8_t m0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn))), m1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(mn)));
+        const float xd = h2f_neon(x + 80), xm = h2f_neon(x + 82);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t b0 = vld1q_u8(x + 16 + 32 * h), b1 = vld1q_u8(x + 32 + 32 * h);
+            for (int k = 0; k < 4; k++) {
+                const int8x16_t q0 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3));
+                const int s = 8 * h + 2 * k;
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_NEON(k_step2_neon, q0, q1, x[s] & 15, x[s + 1] & 15);
+            }
+        }
+#define IMIN(yb) q2_k_imin_neon(m0, m1, yb)
+        K_FINISH_NEON(IMIN);
+#undef IMIN
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const uint8x16_t m3 = vdupq_n_u8(3), c4 = vdupq_n_u8(4);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const uint8x16_t hm0 = vld1q_u8(x), hm1 = vld1q_u8(x + 16);
+        const float xd = h2f_neon(x + 108);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t b0 = vld1q_u8(x + 32 + 32 * h), b1 = vld1q_u8(x + 48 + 32 * h);
+            for (int k = 0; k < 4; k++) {
+                /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
+                const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << (4 * h + k)));
+                const uint8x16_t l0 = vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3);
+                const uint8x16_t l1 = vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3);
+                const int8x16_t q0 = vreinterpretq_s8_u8(vsubq_u8(l0, vbicq_u8(c4, vtstq_u8(hm0, bit))));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vsubq_u8(l1, vbicq_u8(c4, vtstq_u8(hm1, bit))));
+                const int s = 8 * h + 2 * k;
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_NEON(k_step2_neon, q0, q1, sc[s] - 32, sc[s + 1] - 32);
+            }
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_neon(x);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        for (int s = 0; s < 8; s++) {
+            const uint8x16_t v = vld1q_u8(x + 8 + 16 * s);
+            const int8x16_t q0 = iq4_lookup_neon(nib_lo_neon(v)), q1 = iq4_lookup_neon(nib_hi_neon(v));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS_NEON(k_step_neon, q0, q1, iq4_xs_scale(x, s));
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+#undef K_TOKENS_NEON
+#undef K_FINISH_NEON
+#undef K_RESULT_NEON
+#undef K_NO_MINS
+
+K_ENTRIES(q2_k, neon)
+K_ENTRIES(q3_k, neon)
+K_ENTRIES(q4_k, neon)
+K_ENTRIES(q5_k, neon)
+K_ENTRIES(q6_k, neon)
+K_ENTRIES(iq4_xs, neon)
+
+/* Q8_1 and Q8_K activations: the same bytes as the references, 4 lanes at
+   a time (see q8_1_from_float_avx2). ARMv7 NEON flushes subnormal floats
+   to zero, so blocks whose largest magnitude is below 1e-30 (where the
+   inverse scale could reach them), zero or not finite are left to the
+   reference. */
+static inline float amax_neon(const float *src, int n) {
+    float32x4_t m = vdupq_n_f32(0);
+    for (int j = 0; j < n; j += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(src + j)));
+    return hmax_neon(m);
+}
+
+/* 16 floats times mul, rounded, stored as 16 int8; returns their sum */
+static inline int32_t q8_round16_neon(const float *src, float mul, uint8_t *dst) {
+    const int32x4_t a = round_even_neon(vmulq_n_f32(vld1q_f32(src), mul));
+    const int32x4_t b = round_even_neon(vmulq_n_f32(vld1q_f32(src + 4), mul));
+    const int32x4_t c = round_even_neon(vmulq_n_f32(vld1q_f32(src + 8), mul));
+    const int32x4_t d = round_even_neon(vmulq_n_f32(vld1q_f32(src + 12), mul));
+    const int16x8_t h0 = vcombine_s16(vmovn_s32(a), vmovn_s32(b)), h1 = vcombine_s16(vmovn_s32(c), vmovn_s32(d));
+    vst1q_s8((int8_t *)dst, vcombine_s8(vmovn_s16(h0), vmovn_s16(h1)));
+    return hsum_i32_neon(vaddq_s32(vaddq_s32(a, b), vaddq_s32(c, d)));
+}
+
+static void q8_1_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_neon(src, 32);
+        if (!(amax > 1e-30f && amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const float d = amax / 127.0f, id = 127.0f / amax;
+        const int32_t sum = q8_round16_neon(src, id, b + 4) + q8_round16_neon(src + 16, id, b + 20);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)sum));
+    }
+}
+
+static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_neon(src, QK_K);
+        if (!(amax > 1e-30f && amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        int j = 0; /* the first value of largest magnitude gives the sign */
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        for (int g = 0; g < 16; g++) st_u16(b + 260 + 2 * g, (uint16_t)(int16_t)q8_round16_neon(src + 16 * g, iscale, b + 4 + 16 * g));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
 #define K_DOT_F32 dot_f32_neon
 #ifdef SLM_NEON_F16
 #define K_F16_TO_FLOAT f16_to_float_neon
@@ -3964,6 +4371,25 @@ static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
 #define K_DOT_Q4_0 dot_q4_0_neon
 #define K_DOT4_Q8_0 dot4_q8_0_neon
 #define K_DOT4_Q4_0 dot4_q4_0_neon
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_neon
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_neon
+#define K_DOT_Q4_1 dot_q4_1_neon
+#define K_DOT_Q5_0 dot_q5_0_neon
+#define K_DOT_Q5_1 dot_q5_1_neon
+#define K_DOT_IQ4_NL dot_iq4_nl_neon
+#define K_DOT_Q2_K dot_q2_k_neon
+#define K_DOT_Q3_K dot_q3_k_neon
+#define K_DOT_Q4_K dot_q4_k_neon
+#define K_DOT_Q5_K dot_q5_k_neon
+#define K_DOT_Q6_K dot_q6_k_neon
+#define K_DOT_IQ4_XS dot_iq4_xs_neon
+#define K_DOT4_Q5_0 dot4_q5_0_neon
+#define K_DOT4_Q2_K dot4_q2_k_neon
+#define K_DOT4_Q3_K dot4_q3_k_neon
+#define K_DOT4_Q4_K dot4_q4_k_neon
+#define K_DOT4_Q5_K dot4_q5_k_neon
+#define K_DOT4_Q6_K dot4_q6_k_neon
+#define K_DOT4_IQ4_XS dot4_iq4_xs_neon
 
 #endif /* SLM_NEON */
 

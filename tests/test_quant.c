@@ -227,7 +227,12 @@ static int run16(const char *path, const int64_t *ids64, float *out) {
 static double rel_to(const float *a, const float *ref, int *argmax_same) {
     double d = 0, mx = 0;
     *argmax_same = 0;
-    for (int i = 0; i < NPOS * NV; i++) d = fmax(d, fabs((double)a[i] - ref[i])), mx = fmax(mx, fabs(ref[i]));
+    /* (plain compares: aarch64 gcc 12 -O2 crashes vectorizing fmax reductions) */
+    for (int i = 0; i < NPOS * NV; i++) {
+        const double e = fabs((double)a[i] - ref[i]), r = fabs(ref[i]);
+        if (e > d) d = e;
+        if (r > mx) mx = r;
+    }
     for (int p = 0; p < NPOS; p++) *argmax_same += argmax(a + p * NV, NV) == argmax(ref + p * NV, NV);
     return d / mx;
 }
