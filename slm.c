@@ -4556,6 +4556,273 @@ static float dot_q4_0_rvv(int n, const void *w, const void *a) {
     return s;
 }
 
+/* ---- The other block types: integer sums per block (or per super-block:
+   products widened to 16 bits, times the sub-block scale widened into 32),
+   then the reference's float steps. Fixed vector lengths of 16 or 32
+   elements, which every VLEN >= 128 holds (e8 at LMUL 1 or 2). ---- */
+
+static inline int32_t rvv_isum16(vint16m2_t p) {
+    return __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m2_i32m1(p, __riscv_vmv_v_x_i32m1(0, 1), 16));
+}
+
+/* a 32-value block as two halves of 16 (lo|hi) against 32 int8 at q8 */
+static inline int32_t rvv_dot32(vint8m1_t lo, vint8m1_t hi, const uint8_t *q8) {
+    vint16m2_t p = __riscv_vwmul_vv_i16m2(lo, __riscv_vle8_v_i8m1((const int8_t *)q8, 16), 16);
+    p = __riscv_vwmacc_vv_i16m2(p, hi, __riscv_vle8_v_i8m1((const int8_t *)(q8 + 16), 16), 16);
+    return rvv_isum16(p);
+}
+
+static inline vint8m1_t rvv_nib_lo(vuint8m1_t q) { return __riscv_vreinterpret_v_u8m1_i8m1(__riscv_vand_vx_u8m1(q, 15, 16)); }
+static inline vint8m1_t rvv_nib_hi(vuint8m1_t q) { return __riscv_vreinterpret_v_u8m1_i8m1(__riscv_vsrl_vx_u8m1(q, 4, 16)); }
+
+/* 16 nibbles -> their IQ4 levels */
+static inline vint8m1_t rvv_iq4(vint8m1_t idx) {
+    return __riscv_vrgather_vv_i8m1(__riscv_vle8_v_i8m1(IQ4_VALUES, 16), __riscv_vreinterpret_v_i8m1_u8m1(idx), 16);
+}
+
+/* Q5_0 / Q5_1: the fifth bits loaded as a mask (bit j -> element j) */
+static inline void rvv_q5(const uint8_t *qh, const uint8_t *qs, int off, vint8m1_t *lo, vint8m1_t *hi) {
+    const vuint8m1_t q = __riscv_vle8_v_u8m1(qs, 16);
+    vint8m1_t l = rvv_nib_lo(q), h = rvv_nib_hi(q);
+    if (off) l = __riscv_vsub_vx_i8m1(l, 16, 16), h = __riscv_vsub_vx_i8m1(h, 16, 16);
+    *lo = __riscv_vadd_vx_i8m1_mu(__riscv_vlm_v_b8(qh, 16), l, l, 16, 16);
+    *hi = __riscv_vadd_vx_i8m1_mu(__riscv_vlm_v_b8(qh + 2, 16), h, h, 16, 16);
+}
+
+static float dot_q5_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        vint8m1_t lo, hi;
+        rvv_q5(x + 2, x + 6, 1, &lo, &hi);
+        s += (float)rvv_dot32(lo, hi, y + 2) * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_1_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 4, 16);
+        s += (float)rvv_dot32(rvv_nib_lo(q), rvv_nib_hi(q), y + 4) * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+static float dot_q5_1_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
+        vint8m1_t lo, hi;
+        rvv_q5(x + 4, x + 8, 0, &lo, &hi);
+        s += (float)rvv_dot32(lo, hi, y + 4) * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+static float dot_iq4_nl_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 2, 16);
+        s += (float)rvv_dot32(rvv_iq4(rvv_nib_lo(q)), rvv_iq4(rvv_nib_hi(q)), y + 2) * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* K-quants: acc += sc * (q . q8) over 16 values (32-bit lanes) */
+static inline vint32m4_t rvv_kstep(vint32m4_t acc, vint8m1_t q, int sc, const uint8_t *q8) {
+    const vint16m2_t p = __riscv_vwmul_vv_i16m2(q, __riscv_vle8_v_i8m1((const int8_t *)q8, 16), 16);
+    return __riscv_vwmacc_vx_i32m4(acc, (int16_t)sc, p, 16);
+}
+
+static inline int32_t rvv_ksum(vint32m4_t acc) {
+    return __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m4_i32m1(acc, __riscv_vmv_v_x_i32m1(0, 1), 16));
+}
+
+/* the reference's float steps of a super-block */
+static inline float rvv_kfinish(int32_t isum, int32_t imin, float xd, float xm, const uint8_t *yb) {
+    const float d8 = ld_f32(yb);
+    float r = (xd * d8) * (float)isum;
+    if (xm != 0) r -= (xm * d8) * (float)imin;
+    return r;
+}
+
+static inline int bsum16(const uint8_t *yb, int s) { return (int16_t)ld_u16(yb + 260 + 2 * s); }
+
+/* Q4_K and Q5_K: value 64j + l is nibble 0 of qs[32j + l], 64j + 32 + l
+   nibble 1; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[l] */
+static inline float rvv_k45(int n, const uint8_t *x, const uint8_t *y, int bits) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        int32_t imin = 0;
+        for (int j = 0; j < 4; j++)
+            for (int e = 0; e < 2; e++) {
+                const vuint8m1_t q = __riscv_vle8_v_u8m1(qs + 32 * j + 16 * e, 16);
+                vuint8m1_t lo = __riscv_vand_vx_u8m1(q, 15, 16), hi = __riscv_vsrl_vx_u8m1(q, 4, 16);
+                if (bits == 5) {
+                    const vuint8m1_t h = __riscv_vsrl_vx_u8m1(__riscv_vle8_v_u8m1(x + 16 + 16 * e, 16), 2 * j, 16);
+                    lo = __riscv_vor_vv_u8m1(lo, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(h, 1, 16), 4, 16), 16);
+                    hi = __riscv_vor_vv_u8m1(hi, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(h, 2, 16), 3, 16), 16);
+                }
+                acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(lo), sc[2 * j], y + 4 + 64 * j + 16 * e);
+                acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(hi), sc[2 * j + 1], y + 36 + 64 * j + 16 * e);
+            }
+        for (int k = 0; k < 8; k++) imin += sc[8 + k] * (bsum16(y, 2 * k) + bsum16(y, 2 * k + 1));
+        s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x), ld_f16(x + 2), y);
+    }
+    return s;
+}
+
+static float dot_q4_k_rvv(int n, const void *w, const void *a) { return rvv_k45(n, (const uint8_t *)w, (const uint8_t *)a, 4); }
+static float dot_q5_k_rvv(int n, const void *w, const void *a) { return rvv_k45(n, (const uint8_t *)w, (const uint8_t *)a, 5); }
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + 16e + l, sub-block 8h + 2k + e */
+static float dot_q6_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const int8_t *sc = (const int8_t *)(x + 192);
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++)
+                for (int e = 0; e < 2; e++) {
+                    const vuint8m1_t l = __riscv_vle8_v_u8m1(x + 64 * h + 32 * (k & 1) + 16 * e, 16);
+                    const vuint8m1_t lo = k < 2 ? __riscv_vand_vx_u8m1(l, 15, 16) : __riscv_vsrl_vx_u8m1(l, 4, 16);
+                    const vuint8m1_t hb = __riscv_vsrl_vx_u8m1(__riscv_vle8_v_u8m1(x + 128 + 32 * h + 16 * e, 16), 2 * k, 16);
+                    const vuint8m1_t q = __riscv_vor_vv_u8m1(lo, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(hb, 3, 16), 4, 16), 16);
+                    const vint8m1_t qs = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(q), 32, 16);
+                    acc = rvv_kstep(acc, qs, sc[8 * h + 2 * k + e], y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x + 208), 0, y);
+    }
+    return s;
+}
+
+static float dot_q2_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        int32_t imin = 0;
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++)
+                for (int e = 0; e < 2; e++) {
+                    const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 16 + 32 * h + 16 * e, 16);
+                    const vuint8m1_t q = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
+                    acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(q), x[8 * h + 2 * k + e] & 15,
+                                    y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        for (int k = 0; k < 16; k++) imin += (x[k] >> 4) * bsum16(y, k);
+        s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x + 80), ld_f16(x + 82), y);
+    }
+    return s;
+}
+
+static float dot_q3_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++)
+                for (int e = 0; e < 2; e++) {
+                    /* the 2-bit field plus 4 times the hmask bit, minus 4 */
+                    const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 32 + 32 * h + 16 * e, 16);
+                    const vuint8m1_t hm = __riscv_vle8_v_u8m1(x + 16 * e, 16);
+                    const vuint8m1_t l = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
+                    const vuint8m1_t t = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(hm, 4 * h + k, 16), 1, 16);
+                    const vuint8m1_t q = __riscv_vor_vv_u8m1(l, __riscv_vsll_vx_u8m1(t, 2, 16), 16);
+                    const vint8m1_t qs = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(q), 4, 16);
+                    acc = rvv_kstep(acc, qs, sc[8 * h + 2 * k + e] - 32, y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x + 108), 0, y);
+    }
+    return s;
+}
+
+static float dot_iq4_xs_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        for (int b = 0; b < 8; b++) {
+            const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 8 + 16 * b, 16);
+            const int sc = iq4_xs_scale(x, b);
+            acc = rvv_kstep(acc, rvv_iq4(rvv_nib_lo(q)), sc, y + 4 + 32 * b);
+            acc = rvv_kstep(acc, rvv_iq4(rvv_nib_hi(q)), sc, y + 20 + 32 * b);
+        }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x), 0, y);
+    }
+    return s;
+}
+
+/* Q8_1 and Q8_K activations: the same bytes as the references (products
+   rounded to nearest even by the conversion; scalar scale arithmetic);
+   blocks whose inverse scale overflows are left to the reference */
+static void q8_1_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const vfloat32m8_t v = __riscv_vle32_v_f32m8(src, 32);
+        const vfloat32m1_t m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(v, 32), __riscv_vfmv_s_f_f32m1(0.0f, 1), 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const vint32m8_t q = __riscv_vfcvt_x_f_v_i32m8_rm(__riscv_vfmul_vf_f32m8(v, id, 32), __RISCV_FRM_RNE, 32);
+        const int32_t sum = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m8_i32m1(q, __riscv_vmv_v_x_i32m1(0, 1), 32));
+        __riscv_vse8_v_i8m2((int8_t *)(b + 4), __riscv_vncvt_x_x_w_i8m2(__riscv_vncvt_x_x_w_i16m4(q, 32), 32), 32);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)sum));
+    }
+}
+
+static void q8_k_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        vfloat32m1_t m = __riscv_vfmv_s_f_f32m1(0.0f, 1);
+        for (int j = 0; j < QK_K; j += 32) m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(__riscv_vle32_v_f32m8(src + j, 32), 32), m, 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        if (!(amax <= FLT_MAX)) { /* every value NaN, or an infinity */
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        int j = 0; /* the first value of largest magnitude gives the sign (amax is one of them) */
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        for (int g = 0; g < 16; g++) {
+            const vfloat32m4_t v = __riscv_vle32_v_f32m4(src + 16 * g, 16);
+            const vint32m4_t q = __riscv_vfcvt_x_f_v_i32m4_rm(__riscv_vfmul_vf_f32m4(v, iscale, 16), __RISCV_FRM_RNE, 16);
+            const int32_t sum = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m4_i32m1(q, __riscv_vmv_v_x_i32m1(0, 1), 16));
+            __riscv_vse8_v_i8m1((int8_t *)(b + 4 + 16 * g), __riscv_vncvt_x_x_w_i8m1(__riscv_vncvt_x_x_w_i16m2(q, 16), 16), 16);
+            st_u16(b + 260 + 2 * g, (uint16_t)(int16_t)sum);
+        }
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
 #define K_DOT_F32 dot_f32_rvv
 #define K_F16_TO_FLOAT f16_to_float_rvv
 #define K_F16_FROM_FLOAT f16_from_float_rvv
@@ -4566,6 +4833,18 @@ static float dot_q4_0_rvv(int n, const void *w, const void *a) {
 #define K_Q8_0_FROM_FLOAT q8_0_from_float_rvv
 #define K_DOT_Q8_0 dot_q8_0_rvv
 #define K_DOT_Q4_0 dot_q4_0_rvv
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_rvv
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_rvv
+#define K_DOT_Q4_1 dot_q4_1_rvv
+#define K_DOT_Q5_0 dot_q5_0_rvv
+#define K_DOT_Q5_1 dot_q5_1_rvv
+#define K_DOT_IQ4_NL dot_iq4_nl_rvv
+#define K_DOT_Q2_K dot_q2_k_rvv
+#define K_DOT_Q3_K dot_q3_k_rvv
+#define K_DOT_Q4_K dot_q4_k_rvv
+#define K_DOT_Q5_K dot_q5_k_rvv
+#define K_DOT_Q6_K dot_q6_k_rvv
+#define K_DOT_IQ4_XS dot_iq4_xs_rvv
 
 #endif /* SLM_RVV */
 
