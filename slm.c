@@ -1371,6 +1371,15 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
 #define SLM_ALWAYS_INLINE inline
 #endif
 
+/* Full unrolling of the short loops over the parts of a super-block makes
+   their shifts and scale indices constants (GCC at -O2 would not unroll). */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+#define SLM_PRAGMA(x) _Pragma(#x)
+#define SLM_UNROLL(n) SLM_PRAGMA(GCC unroll n)
+#else
+#define SLM_UNROLL(n)
+#endif
+
 /* the 1-token and 4-token entry points of a kernel name_isa(n, x, y, rb, nt, yo, ldy) */
 #define K_ENTRIES(name, isa)                                                                                         \
     static float dot_##name##_##isa(int n, const void *w, const void *a) {                                          \
@@ -1930,7 +1939,7 @@ KQUANT_KERNELS(iq4_xs, 136)
    time (u[] read as bytes on little-endian hosts, which the SIMD paths
    are). Q4_K/Q5_K: the 8 6-bit scales, then the 8 mins. Q3_K: the 16
    scales as 6-bit values, not yet minus 32. */
-static SLM_UNUSED void k4_scales_u32(const uint8_t *s, uint32_t u[4]) {
+static SLM_UNUSED inline void k4_scales_u32(const uint8_t *s, uint32_t u[4]) {
     const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
     u[0] = a & 0x3f3f3f3fu;
     u[1] = (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4;
@@ -1938,7 +1947,7 @@ static SLM_UNUSED void k4_scales_u32(const uint8_t *s, uint32_t u[4]) {
     u[3] = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4;
 }
 
-static SLM_UNUSED void q3_k_scales_u32(const uint8_t *s, uint32_t u[4]) {
+static SLM_UNUSED inline void q3_k_scales_u32(const uint8_t *s, uint32_t u[4]) {
     const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
     u[0] = (a & 0x0f0f0f0fu) | (c & 0x03030303u) << 4;
     u[1] = (b & 0x0f0f0f0fu) | ((c >> 2) & 0x03030303u) << 4;
@@ -1947,7 +1956,7 @@ static SLM_UNUSED void q3_k_scales_u32(const uint8_t *s, uint32_t u[4]) {
 }
 
 /* IQ4_XS sub-block scale s (signed) */
-static inline int iq4_xs_scale(const uint8_t *b, int s) {
+static SLM_UNUSED inline int iq4_xs_scale(const uint8_t *b, int s) {
     return (int)(((b[4 + s / 2] >> (4 * (s % 2))) & 15) | (((ld_u16(b + 2) >> (2 * s)) & 3) << 4)) - 32;
 }
 
@@ -2814,10 +2823,12 @@ static SLM_ALWAYS_INLINE void q6_k_avx2(int n, const uint8_t *x, const uint8_t *
         const __m128i sc128 = _mm_loadu_si128((const __m128i *)(x + 192));
         const float xd = h2f_avx2(x + 208);
         __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 /* low 4 bits: nibble k/2 of ql[64h + 32(k&1) + l]; high 2: bits 2k of qh[32h + l] */
                 const __m256i l = k & 1 ? l1 : l0;
@@ -2857,8 +2868,10 @@ static SLM_ALWAYS_INLINE void q2_k_avx2(int n, const uint8_t *x, const uint8_t *
         }
 #undef MINS
         __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++) {
             const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h));
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
                 const __m256i sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 0);
@@ -2883,8 +2896,10 @@ static SLM_ALWAYS_INLINE void q3_k_avx2(int n, const uint8_t *x, const uint8_t *
         const __m256i hm = _mm256_loadu_si256((const __m256i *)x);
         const float xd = h2f_avx2(x + 108);
         __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++) {
             const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h));
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
                 const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + k)));
@@ -2907,6 +2922,7 @@ static SLM_ALWAYS_INLINE void iq4_xs_avx2(int n, const uint8_t *x, const uint8_t
     for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
         const float xd = h2f_avx2(x);
         __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
         for (int s = 0; s < 8; s++) {
             const __m256i q = iq4_unpack_avx2(x + 8 + 16 * s), aq = _mm256_sign_epi8(q, q);
             const __m256i sc = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
@@ -3453,6 +3469,7 @@ static SLM_ALWAYS_INLINE void k45_sse(int n, const uint8_t *x, const uint8_t *y,
         const uint8_t *qs = x + (bits == 4 ? 16 : 48);
         __m128i h0 = _mm_loadu_si128((const __m128i *)(x + 16)), h1 = _mm_loadu_si128((const __m128i *)(x + 32));
         __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
         for (int j = 0; j < 4; j++) {
             const __m128i v0 = _mm_loadu_si128((const __m128i *)(qs + 32 * j));
             const __m128i v1 = _mm_loadu_si128((const __m128i *)(qs + 32 * j + 16));
@@ -3492,10 +3509,13 @@ static SLM_ALWAYS_INLINE void q6_k_sse(int n, const uint8_t *x, const uint8_t *y
         const __m128i sc = _mm_loadu_si128((const __m128i *)(x + 192));
         const float xd = ld_f16(x + 208);
         __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 const uint8_t *ql = x + 64 * h + 32 * (k & 1), *qh = x + 128 + 32 * h;
                 __m128i q[2];
+                SLM_UNROLL(2)
                 for (int e = 0; e < 2; e++) {
                     const __m128i l = _mm_loadu_si128((const __m128i *)(ql + 16 * e)), hb = _mm_loadu_si128((const __m128i *)(qh + 16 * e));
                     const __m128i lo = k < 2 ? nib_lo_sse(l) : nib_hi_sse(l);
@@ -3524,8 +3544,10 @@ static SLM_ALWAYS_INLINE void q2_k_sse(int n, const uint8_t *x, const uint8_t *y
         K_MINS_SSE(MINS);
 #undef MINS
         __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++) {
             const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 16 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h));
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 const __m128i q0 = _mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), q1 = _mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3);
                 const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 0), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 0);
@@ -3549,8 +3571,10 @@ static SLM_ALWAYS_INLINE void q3_k_sse(int n, const uint8_t *x, const uint8_t *y
         const __m128i hm0 = _mm_loadu_si128((const __m128i *)x), hm1 = _mm_loadu_si128((const __m128i *)(x + 16));
         const float xd = ld_f16(x + 108);
         __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++) {
             const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 48 + 32 * h));
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 const __m128i bit = _mm_set1_epi8((char)(1 << (4 * h + k))), z = _mm_setzero_si128();
                 const __m128i q0 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm0, bit), z), c4));
@@ -3571,6 +3595,7 @@ static SLM_ALWAYS_INLINE void iq4_xs_sse(int n, const uint8_t *x, const uint8_t 
     for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
         const float xd = ld_f16(x);
         __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
         for (int s = 0; s < 8; s++) {
             const __m128i v = _mm_loadu_si128((const __m128i *)(x + 8 + 16 * s));
             const __m128i q0 = iq4_lookup_sse(nib_lo_sse(v)), q1 = iq4_lookup_sse(nib_hi_sse(v));
@@ -4155,6 +4180,7 @@ static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y
         const uint8_t *qs = x + (bits == 4 ? 16 : 48);
         uint8x16_t h0 = vld1q_u8(x + 16), h1 = vld1q_u8(x + 32);
         int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
         for (int j = 0; j < 4; j++) {
             const uint8x16_t v0 = vld1q_u8(qs + 32 * j), v1 = vld1q_u8(qs + 32 * j + 16);
             int8x16_t a0 = nib_lo_neon(v0), a1 = nib_lo_neon(v1), c0 = nib_hi_neon(v0), c1 = nib_hi_neon(v1);
@@ -4198,8 +4224,10 @@ static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *
         const int8_t *sc = (const int8_t *)(x + 192);
         const float xd = h2f_neon(x + 208);
         int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++) {
             const uint8x16_t qh0 = vld1q_u8(x + 128 + 32 * h), qh1 = vld1q_u8(x + 144 + 32 * h);
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 const uint8_t *ql = x + 64 * h + 32 * (k & 1);
                 const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
@@ -4227,8 +4255,10 @@ static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *
         const int16x8_t m0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn))), m1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(mn)));
         const float xd = h2f_neon(x + 80), xm = h2f_neon(x + 82);
         int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++) {
             const uint8x16_t b0 = vld1q_u8(x + 16 + 32 * h), b1 = vld1q_u8(x + 32 + 32 * h);
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 const int8x16_t q0 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3));
                 const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3));
@@ -4256,8 +4286,10 @@ static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *
         const uint8x16_t hm0 = vld1q_u8(x), hm1 = vld1q_u8(x + 16);
         const float xd = h2f_neon(x + 108);
         int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++) {
             const uint8x16_t b0 = vld1q_u8(x + 32 + 32 * h), b1 = vld1q_u8(x + 48 + 32 * h);
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++) {
                 /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
                 const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << (4 * h + k)));
@@ -4282,6 +4314,7 @@ static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t
     for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
         const float xd = h2f_neon(x);
         int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
         for (int s = 0; s < 8; s++) {
             const uint8x16_t v = vld1q_u8(x + 8 + 16 * s);
             const int8x16_t q0 = iq4_lookup_neon(nib_lo_neon(v)), q1 = iq4_lookup_neon(nib_hi_neon(v));
@@ -4665,7 +4698,9 @@ static inline float rvv_k45(int n, const uint8_t *x, const uint8_t *y, int bits)
         const uint8_t *qs = x + (bits == 4 ? 16 : 48);
         vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
         int32_t imin = 0;
+        SLM_UNROLL(4)
         for (int j = 0; j < 4; j++)
+            SLM_UNROLL(2)
             for (int e = 0; e < 2; e++) {
                 const vuint8m1_t q = __riscv_vle8_v_u8m1(qs + 32 * j + 16 * e, 16);
                 vuint8m1_t lo = __riscv_vand_vx_u8m1(q, 15, 16), hi = __riscv_vsrl_vx_u8m1(q, 4, 16);
@@ -4677,6 +4712,7 @@ static inline float rvv_k45(int n, const uint8_t *x, const uint8_t *y, int bits)
                 acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(lo), sc[2 * j], y + 4 + 64 * j + 16 * e);
                 acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(hi), sc[2 * j + 1], y + 36 + 64 * j + 16 * e);
             }
+        SLM_UNROLL(8)
         for (int k = 0; k < 8; k++) imin += sc[8 + k] * (bsum16(y, 2 * k) + bsum16(y, 2 * k + 1));
         s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x), ld_f16(x + 2), y);
     }
@@ -4693,8 +4729,11 @@ static float dot_q6_k_rvv(int n, const void *w, const void *a) {
     for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
         const int8_t *sc = (const int8_t *)(x + 192);
         vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
                 for (int e = 0; e < 2; e++) {
                     const vuint8m1_t l = __riscv_vle8_v_u8m1(x + 64 * h + 32 * (k & 1) + 16 * e, 16);
                     const vuint8m1_t lo = k < 2 ? __riscv_vand_vx_u8m1(l, 15, 16) : __riscv_vsrl_vx_u8m1(l, 4, 16);
@@ -4714,8 +4753,11 @@ static float dot_q2_k_rvv(int n, const void *w, const void *a) {
     for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
         vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
         int32_t imin = 0;
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
                 for (int e = 0; e < 2; e++) {
                     const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 16 + 32 * h + 16 * e, 16);
                     const vuint8m1_t q = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
@@ -4736,8 +4778,11 @@ static float dot_q3_k_rvv(int n, const void *w, const void *a) {
         q3_k_scales_u32(x + 96, u);
         const uint8_t *sc = (const uint8_t *)u;
         vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(2)
         for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
             for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
                 for (int e = 0; e < 2; e++) {
                     /* the 2-bit field plus 4 times the hmask bit, minus 4 */
                     const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 32 + 32 * h + 16 * e, 16);
@@ -4758,6 +4803,7 @@ static float dot_iq4_xs_rvv(int n, const void *w, const void *a) {
     float s = 0;
     for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
         vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(8)
         for (int b = 0; b < 8; b++) {
             const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 8 + 16 * b, 16);
             const int sc = iq4_xs_scale(x, b);
