@@ -404,6 +404,10 @@ void test_generate(void) {
     char *js = (char *)read_all(data_path("demo/kjv-1m.ref.json"), &jn);
     CHECK(js != NULL, "missing demo/kjv-1m.ref.json");
     if (!js) return;
+    if (host_big_endian()) { /* model weights are refused there (suite models checks it) */
+        free(js);
+        return;
+    }
     test_demo_greedy(js);
     test_stops(js);
     test_allocator();

@@ -150,7 +150,10 @@ static void check_big_endian(const char *path) {
     if (m) {
         slm_model_info info;
         slm_model_get_info(m, &info);
-        CHECK(!strcmp(info.arch, "llama") && slm_tensor_count(m) > 0, "%s: arch %s", path, info.arch);
+        const char *a = strstr(path, "tiny-"), *e = a ? strchr(a + 5, '-') : NULL; /* models/tiny-<arch>-TYPE */
+        CHECK(e && strlen(info.arch) == (size_t)(e - a - 5) && !strncmp(info.arch, a + 5, (size_t)(e - a - 5)) &&
+                  slm_tensor_count(m) > 0,
+              "%s: arch %s", path, info.arch);
         slm_model_free(m);
     }
 }

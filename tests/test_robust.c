@@ -259,6 +259,7 @@ static void check_limits(void) {
 }
 
 void test_robust(void) {
+    if (host_big_endian()) return; /* model weights are refused there (suite models checks it) */
     check_load_failures();
     check_session_failures();
     check_concurrency();
