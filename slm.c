@@ -2626,50 +2626,74 @@ static inline __m256 u8dot_avx2(__m256i q, const uint8_t *q8) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-/* Q4_1/Q5_1: the min terms m * s summed apart in a scalar, as ggml */
-static float dot_q4_1_avx2(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s = _mm256_setzero_ps();
-    float sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
-        sm += h2f_avx2(x + 2) * h2f_avx2(y + 2);
-        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), u8dot_avx2(nib32_avx2(x + 4), y + 4), s);
-    }
-    return hsum_avx2(s) + sm;
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
+   apart in a scalar, as ggml */
+static inline __m256 q8_1_step_avx2(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
+    *sm += xm * h2f_avx2(yb + 2);
+    return _mm256_fmadd_ps(_mm256_set1_ps(xd * h2f_avx2(yb)), u8dot_avx2(q, yb + 4), s);
 }
 
-static float dot_q5_1_avx2(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s = _mm256_setzero_ps();
-    float sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
-        sm += h2f_avx2(x + 2) * h2f_avx2(y + 2);
-        const __m256i q = _mm256_or_si256(nib32_avx2(x + 8), _mm256_and_si256(bits32_avx2(x + 4), _mm256_set1_epi8(16)));
-        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), u8dot_avx2(q, y + 4), s);
+static SLM_ALWAYS_INLINE void k41_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const __m256i q = bits == 4 ? nib32_avx2(x + 4)
+                                    : _mm256_or_si256(nib32_avx2(x + 8), _mm256_and_si256(bits32_avx2(x + 4), _mm256_set1_epi8(16)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+        s0 = q8_1_step_avx2(s0, &m0, q, xd, xm, y);
+        if (nt == 4) {
+            s1 = q8_1_step_avx2(s1, &m1, q, xd, xm, y + rb);
+            s2 = q8_1_step_avx2(s2, &m2, q, xd, xm, y + 2 * rb);
+            s3 = q8_1_step_avx2(s3, &m3, q, xd, xm, y + 3 * rb);
+        }
     }
-    return hsum_avx2(s) + sm;
+    yo[0] = hsum_avx2(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
+}
+
+static SLM_ALWAYS_INLINE void q4_1_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_avx2(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_avx2(n, x, y, rb, nt, yo, ldy, 5);
 }
 
 /* IQ4_NL: two accumulators (even and odd blocks), an odd last block added
    in a scalar, as ggml */
-static float dot_iq4_nl_avx2(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+static inline float iq4_nl_tail_avx2(__m256i q, const uint8_t *xb, const uint8_t *yb) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    return h2f_avx2(yb) * h2f_avx2(xb) * (float)hsum_i32_avx2(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+static SLM_ALWAYS_INLINE void iq4_nl_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
     const int nb = n / 32;
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     int i = 0;
     for (; i + 1 < nb; i += 2, x += 36, y += 68) {
-        const __m256 p0 = i8dot_avx2(iq4_unpack_avx2(x + 2), _mm256_loadu_si256((const __m256i *)(y + 2)));
-        const __m256 p1 = i8dot_avx2(iq4_unpack_avx2(x + 20), _mm256_loadu_si256((const __m256i *)(y + 36)));
-        s0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(y) * h2f_avx2(x)), p0, s0);
-        s1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(y + 34) * h2f_avx2(x + 18)), p1, s1);
+        const __m256i p = iq4_unpack_avx2(x + 2), q = iq4_unpack_avx2(x + 20);
+        const __m256i ap = _mm256_sign_epi8(p, p), aq = _mm256_sign_epi8(q, q);
+        const float dp = h2f_avx2(x), dq = h2f_avx2(x + 18);
+        a0 = dot4_step_avx2(a0, ap, p, dp, y), b0 = dot4_step_avx2(b0, aq, q, dq, y + 34);
+        if (nt == 4) {
+            a1 = dot4_step_avx2(a1, ap, p, dp, y + rb), b1 = dot4_step_avx2(b1, aq, q, dq, y + rb + 34);
+            a2 = dot4_step_avx2(a2, ap, p, dp, y + 2 * rb), b2 = dot4_step_avx2(b2, aq, q, dq, y + 2 * rb + 34);
+            a3 = dot4_step_avx2(a3, ap, p, dp, y + 3 * rb), b3 = dot4_step_avx2(b3, aq, q, dq, y + 3 * rb + 34);
+        }
     }
-    float s = hsum_avx2(_mm256_add_ps(s0, s1));
+    float r0 = hsum_avx2(_mm256_add_ps(a0, b0)), r1 = 0, r2 = 0, r3 = 0;
+    if (nt == 4) r1 = hsum_avx2(_mm256_add_ps(a1, b1)), r2 = hsum_avx2(_mm256_add_ps(a2, b2)), r3 = hsum_avx2(_mm256_add_ps(a3, b3));
     if (i < nb) {
-        const __m256i q = iq4_unpack_avx2(x + 2), q8 = _mm256_loadu_si256((const __m256i *)(y + 2));
-        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(q8, q));
-        s += h2f_avx2(y) * h2f_avx2(x) * (float)hsum_i32_avx2(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+        const __m256i q = iq4_unpack_avx2(x + 2);
+        r0 += iq4_nl_tail_avx2(q, x, y);
+        if (nt == 4) r1 += iq4_nl_tail_avx2(q, x, y + rb), r2 += iq4_nl_tail_avx2(q, x, y + 2 * rb), r3 += iq4_nl_tail_avx2(q, x, y + 3 * rb);
     }
-    return s;
+    yo[0] = r0;
+    if (nt == 4) yo[ldy] = r1, yo[2 * ldy] = r2, yo[3 * ldy] = r3;
 }
 
 /* K-quant steps, one token each: 32 weights against 32 Q8_K values, times
@@ -2937,6 +2961,9 @@ static SLM_ALWAYS_INLINE void iq4_xs_avx2(int n, const uint8_t *x, const uint8_t
 #undef K_TOKENS_AVX2
 #undef K_SCALE_AVX2
 
+K_ENTRIES(q4_1, avx2)
+K_ENTRIES(q5_1, avx2)
+K_ENTRIES(iq4_nl, avx2)
 K_ENTRIES(q2_k, avx2)
 K_ENTRIES(q3_k, avx2)
 K_ENTRIES(q4_k, avx2)
@@ -3045,7 +3072,10 @@ static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
 #define K_DOT_Q5_K dot_q5_k_avx2
 #define K_DOT_Q6_K dot_q6_k_avx2
 #define K_DOT_IQ4_XS dot_iq4_xs_avx2
+#define K_DOT4_Q4_1 dot4_q4_1_avx2
 #define K_DOT4_Q5_0 dot4_q5_0_avx2
+#define K_DOT4_Q5_1 dot4_q5_1_avx2
+#define K_DOT4_IQ4_NL dot4_iq4_nl_avx2
 #define K_DOT4_Q2_K dot4_q2_k_avx2
 #define K_DOT4_Q3_K dot4_q3_k_avx2
 #define K_DOT4_Q4_K dot4_q4_k_avx2
@@ -3346,43 +3376,60 @@ static inline __m128 u8dot_sse(__m128i q0, __m128i q1, const uint8_t *q8) {
     return _mm_cvtepi32_ps(_mm_madd_epi16(_mm_add_epi16(p0, p1), _mm_set1_epi16(1)));
 }
 
-static float dot_q4_1_sse(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s = _mm_setzero_ps();
-    float sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
-        sm += ld_f16(x + 2) * ld_f16(y + 2);
-        const __m128i v = _mm_loadu_si128((const __m128i *)(x + 4));
-        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), u8dot_sse(nib_lo_sse(v), nib_hi_sse(v), y + 4)));
-    }
-    return hsum_sse(s) + sm;
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms summed apart */
+static inline __m128 q8_1_step_sse(__m128 s, float *sm, __m128i lo, __m128i hi, float xd, float xm, const uint8_t *yb) {
+    *sm += xm * ld_f16(yb + 2);
+    return _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(xd * ld_f16(yb)), u8dot_sse(lo, hi, yb + 4)));
 }
 
-static float dot_q5_1_sse(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+static SLM_ALWAYS_INLINE void k41_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                      int64_t ldy, int bits) {
     const __m128i b4 = _mm_set1_epi8(16);
-    __m128 s = _mm_setzero_ps();
-    float sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
-        sm += ld_f16(x + 2) * ld_f16(y + 2);
-        const __m128i v = _mm_loadu_si128((const __m128i *)(x + 8));
-        const __m128i lo = _mm_or_si128(nib_lo_sse(v), _mm_and_si128(bits16_sse(x + 4, 0), b4));
-        const __m128i hi = _mm_or_si128(nib_hi_sse(v), _mm_and_si128(bits16_sse(x + 4, 1), b4));
-        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), u8dot_sse(lo, hi, y + 4)));
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(x + (bits == 4 ? 4 : 8)));
+        __m128i lo = nib_lo_sse(v), hi = nib_hi_sse(v);
+        if (bits == 5) {
+            lo = _mm_or_si128(lo, _mm_and_si128(bits16_sse(x + 4, 0), b4));
+            hi = _mm_or_si128(hi, _mm_and_si128(bits16_sse(x + 4, 1), b4));
+        }
+        const float xd = ld_f16(x), xm = ld_f16(x + 2);
+        s0 = q8_1_step_sse(s0, &m0, lo, hi, xd, xm, y);
+        if (nt == 4) {
+            s1 = q8_1_step_sse(s1, &m1, lo, hi, xd, xm, y + rb);
+            s2 = q8_1_step_sse(s2, &m2, lo, hi, xd, xm, y + 2 * rb);
+            s3 = q8_1_step_sse(s3, &m3, lo, hi, xd, xm, y + 3 * rb);
+        }
     }
-    return hsum_sse(s) + sm;
+    yo[0] = hsum_sse(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_sse(s1) + m1, yo[2 * ldy] = hsum_sse(s2) + m2, yo[3 * ldy] = hsum_sse(s3) + m3;
 }
 
-static float dot_iq4_nl_sse(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s = _mm_setzero_ps();
+static SLM_ALWAYS_INLINE void q4_1_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_sse(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_sse(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+static SLM_ALWAYS_INLINE void iq4_nl_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy) {
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
         const __m128i v = _mm_loadu_si128((const __m128i *)(x + 2));
-        const __m128 p = i8dot_sse(iq4_lookup_sse(nib_lo_sse(v)), iq4_lookup_sse(nib_hi_sse(v)),
-                                   _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
-        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+        const __m128i lo = iq4_lookup_sse(nib_lo_sse(v)), hi = iq4_lookup_sse(nib_hi_sse(v));
+        const float xd = ld_f16(x);
+        s0 = dot4_step_sse(s0, lo, hi, xd, y);
+        if (nt == 4) {
+            s1 = dot4_step_sse(s1, lo, hi, xd, y + rb);
+            s2 = dot4_step_sse(s2, lo, hi, xd, y + 2 * rb);
+            s3 = dot4_step_sse(s3, lo, hi, xd, y + 3 * rb);
+        }
     }
-    return hsum_sse(s);
+    yo[0] = hsum_sse(s0);
+    if (nt == 4) yo[ldy] = hsum_sse(s1), yo[2 * ldy] = hsum_sse(s2), yo[3 * ldy] = hsum_sse(s3);
 }
 
 /* K-quant steps, one token each: 32 weights (two halves of 16, scales sc0
@@ -3612,6 +3659,9 @@ static SLM_ALWAYS_INLINE void iq4_xs_sse(int n, const uint8_t *x, const uint8_t 
 #undef K_MINS_SSE
 #undef K_RESULT_SSE
 
+K_ENTRIES(q4_1, sse)
+K_ENTRIES(q5_1, sse)
+K_ENTRIES(iq4_nl, sse)
 K_ENTRIES(q2_k, sse)
 K_ENTRIES(q3_k, sse)
 K_ENTRIES(q4_k, sse)
@@ -3708,7 +3758,10 @@ static void q8_k_from_float_sse(const float *src, void *dst, int64_t n) {
 #define K_DOT_Q5_K dot_q5_k_sse
 #define K_DOT_Q6_K dot_q6_k_sse
 #define K_DOT_IQ4_XS dot_iq4_xs_sse
+#define K_DOT4_Q4_1 dot4_q4_1_sse
 #define K_DOT4_Q5_0 dot4_q5_0_sse
+#define K_DOT4_Q5_1 dot4_q5_1_sse
+#define K_DOT4_IQ4_NL dot4_iq4_nl_sse
 #define K_DOT4_Q2_K dot4_q2_k_sse
 #define K_DOT4_Q3_K dot4_q3_k_sse
 #define K_DOT4_Q4_K dot4_q4_k_sse
@@ -4055,46 +4108,64 @@ static void dot4_q5_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
 }
 
-/* Q4_1/Q5_1: the min terms m * s summed apart, as the reference */
-static float dot_q4_1_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s = vdupq_n_f32(0);
-    float sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
-        sm += h2f_neon(x + 2) * h2f_neon(y + 2);
-        const uint8x16_t v = vld1q_u8(x + 4);
-        const int32x4_t p = i8dot_neon(nib_lo_neon(v), nib_hi_neon(v), ld_s8_neon(y + 4), ld_s8_neon(y + 20));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
-    }
-    return hsum_neon(s) + sm;
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
+   apart, as the reference */
+static inline float32x4_t q8_1_step_neon(float32x4_t s, float *sm, int8x16_t x0, int8x16_t x1, float xd, float xm,
+                                         const uint8_t *yb) {
+    *sm += xm * h2f_neon(yb + 2);
+    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 4), ld_s8_neon(yb + 20));
+    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(xd * h2f_neon(yb)));
 }
 
-static float dot_q5_1_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    const uint8x16_t b4 = vdupq_n_u8(16);
-    float32x4_t s = vdupq_n_f32(0);
-    float sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
-        sm += h2f_neon(x + 2) * h2f_neon(y + 2);
-        const uint8x16_t v = vld1q_u8(x + 8);
-        const int8x16_t lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(15)), vandq_u8(bits16_neon(x + 4), b4)));
-        const int8x16_t hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), vandq_u8(bits16_neon(x + 6), b4)));
-        const int32x4_t p = i8dot_neon(lo, hi, ld_s8_neon(y + 4), ld_s8_neon(y + 20));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const uint8x16_t v = vld1q_u8(x + (bits == 4 ? 4 : 8));
+        int8x16_t lo = nib_lo_neon(v), hi = nib_hi_neon(v);
+        if (bits == 5) {
+            lo = vorrq_s8(lo, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 4), vdupq_n_u8(16))));
+            hi = vorrq_s8(hi, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 6), vdupq_n_u8(16))));
+        }
+        const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
+        s0 = q8_1_step_neon(s0, &m0, lo, hi, xd, xm, y);
+        if (nt == 4) {
+            s1 = q8_1_step_neon(s1, &m1, lo, hi, xd, xm, y + rb);
+            s2 = q8_1_step_neon(s2, &m2, lo, hi, xd, xm, y + 2 * rb);
+            s3 = q8_1_step_neon(s3, &m3, lo, hi, xd, xm, y + 3 * rb);
+        }
     }
-    return hsum_neon(s) + sm;
+    yo[0] = hsum_neon(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_neon(s1) + m1, yo[2 * ldy] = hsum_neon(s2) + m2, yo[3 * ldy] = hsum_neon(s3) + m3;
 }
 
-static float dot_iq4_nl_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s = vdupq_n_f32(0);
+static SLM_ALWAYS_INLINE void q4_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+static SLM_ALWAYS_INLINE void iq4_nl_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
     for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
         const uint8x16_t v = vld1q_u8(x + 2);
-        const int32x4_t p = i8dot_neon(iq4_lookup_neon(nib_lo_neon(v)), iq4_lookup_neon(nib_hi_neon(v)), ld_s8_neon(y + 2),
-                                       ld_s8_neon(y + 18));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+        const int8x16_t lo = iq4_lookup_neon(nib_lo_neon(v)), hi = iq4_lookup_neon(nib_hi_neon(v));
+        const float xd = h2f_neon(x);
+        s0 = dot4_step_neon(s0, lo, hi, xd, y);
+        if (nt == 4) {
+            s1 = dot4_step_neon(s1, lo, hi, xd, y + rb);
+            s2 = dot4_step_neon(s2, lo, hi, xd, y + 2 * rb);
+            s3 = dot4_step_neon(s3, lo, hi, xd, y + 3 * rb);
+        }
     }
-    return hsum_neon(s);
+    yo[0] = hsum_neon(s0);
+    if (nt == 4) yo[ldy] = hsum_neon(s1), yo[2 * ldy] = hsum_neon(s2), yo[3 * ldy] = hsum_neon(s3);
 }
 
 /* K-quant steps, one token each: 32 weights (q0|q1) against 32 Q8_K
@@ -4330,6 +4401,9 @@ static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t
 #undef K_RESULT_NEON
 #undef K_NO_MINS
 
+K_ENTRIES(q4_1, neon)
+K_ENTRIES(q5_1, neon)
+K_ENTRIES(iq4_nl, neon)
 K_ENTRIES(q2_k, neon)
 K_ENTRIES(q3_k, neon)
 K_ENTRIES(q4_k, neon)
@@ -4416,7 +4490,10 @@ static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
 #define K_DOT_Q5_K dot_q5_k_neon
 #define K_DOT_Q6_K dot_q6_k_neon
 #define K_DOT_IQ4_XS dot_iq4_xs_neon
+#define K_DOT4_Q4_1 dot4_q4_1_neon
 #define K_DOT4_Q5_0 dot4_q5_0_neon
+#define K_DOT4_Q5_1 dot4_q5_1_neon
+#define K_DOT4_IQ4_NL dot4_iq4_nl_neon
 #define K_DOT4_Q2_K dot4_q2_k_neon
 #define K_DOT4_Q3_K dot4_q3_k_neon
 #define K_DOT4_Q4_K dot4_q4_k_neon
@@ -4998,8 +5075,17 @@ static vec_dot4_fn vec_dot4_of(int type) {
 #ifdef K_DOT4_Q4_0
     case SLM_TYPE_Q4_0: return K_DOT4_Q4_0;
 #endif
+#ifdef K_DOT4_Q4_1
+    case SLM_TYPE_Q4_1: return K_DOT4_Q4_1;
+#endif
 #ifdef K_DOT4_Q5_0
     case SLM_TYPE_Q5_0: return K_DOT4_Q5_0;
+#endif
+#ifdef K_DOT4_Q5_1
+    case SLM_TYPE_Q5_1: return K_DOT4_Q5_1;
+#endif
+#ifdef K_DOT4_IQ4_NL
+    case SLM_TYPE_IQ4_NL: return K_DOT4_IQ4_NL;
 #endif
 #ifdef K_DOT4_Q2_K
     case SLM_TYPE_Q2_K: return K_DOT4_Q2_K;
