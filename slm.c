@@ -63,8 +63,10 @@
 #define SLM_OPENMP 0
 #endif
 
-/* Byte order: GGUF is little-endian; the weights are used in place, so slm
-   refuses to load weights on a big-endian host (metadata still parses). */
+/* Byte order: GGUF is little-endian and the weights are used in place, so
+   every multi-byte field is read with explicit little-endian loads; F32 data
+   in slm's own buffers is kept little-endian too. Big-endian hosts work
+   (s390x runs the whole suite) with the scalar kernels. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define SLM_BIG_ENDIAN 1
 #else
@@ -1456,6 +1458,35 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
  * Q8_0 lie in [-127, 127] (never -128), which the int8 kernels rely on.
  */
 
+/* The SIMD kernels of a type with a 4-token variant are one function with
+   a token count nt of 1 or 4, forced inline into both so the count folds
+   away and the two give the same bits. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SLM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SLM_ALWAYS_INLINE inline
+#endif
+
+/* Full unrolling of the short loops over the parts of a super-block makes
+   their shifts and scale indices constants (GCC at -O2 would not unroll). */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+#define SLM_PRAGMA(x) _Pragma(#x)
+#define SLM_UNROLL(n) SLM_PRAGMA(GCC unroll n)
+#else
+#define SLM_UNROLL(n)
+#endif
+
+/* the 1-token and 4-token entry points of a kernel name_isa(n, x, y, rb, nt, yo, ldy) */
+#define K_ENTRIES(name, isa)                                                                                         \
+    static float dot_##name##_##isa(int n, const void *w, const void *a) {                                          \
+        float r;                                                                                                     \
+        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0);                                       \
+        return r;                                                                                                    \
+    }                                                                                                                \
+    static void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {     \
+        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy);                                  \
+    }
+
 /* F32 data in slm's buffers is little-endian, like GGUF's: a copy on
    little-endian hosts, a byte swap on big-endian ones. */
 static void f32_to_float(const void *src, float *dst, int64_t n) {
@@ -1649,7 +1680,7 @@ static void q4_1_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_q4_1(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_q4_1_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0, sm = 0; /* the min terms are summed apart, as ggml does */
     for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
@@ -1699,7 +1730,7 @@ static void q5_0_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_q5_0(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_q5_0_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0;
     for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
@@ -1726,7 +1757,7 @@ static void q5_1_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_q5_1(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_q5_1_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0, sm = 0;
     for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
@@ -1749,7 +1780,7 @@ static void q8_1_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-static void q8_1_from_float(const float *src, void *dst, int64_t n) {
+static SLM_UNUSED void q8_1_from_float_ref(const float *src, void *dst, int64_t n) {
     uint8_t *b = (uint8_t *)dst;
     for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
         float amax = 0;
@@ -1826,7 +1857,7 @@ static void iq4_nl_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static float dot_iq4_nl(int n, const void *w, const void *a) {
+static SLM_UNUSED float dot_iq4_nl_ref(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     float s = 0;
     for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
@@ -1996,7 +2027,7 @@ static void unpack_iq4_xs(const uint8_t *b, kblock *k) {
             kblock_to_float(&k, dst);                                               \
         }                                                                           \
     }                                                                               \
-    static float dot_##name(int n, const void *w, const void *a) {                  \
+    static SLM_UNUSED float dot_##name##_ref(int n, const void *w, const void *a) {  \
         const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;             \
         kblock k;                                                                   \
         float s = 0;                                                                \
@@ -2015,6 +2046,31 @@ KQUANT_KERNELS(q6_k, 210)
 KQUANT_KERNELS(iq4_xs, 136)
 #undef KQUANT_KERNELS
 
+/* For the SIMD kernels: the packed scale tables decoded four bytes at a
+   time (u[] read as bytes on little-endian hosts, which the SIMD paths
+   are). Q4_K/Q5_K: the 8 6-bit scales, then the 8 mins. Q3_K: the 16
+   scales as 6-bit values, not yet minus 32. */
+static SLM_UNUSED inline void k4_scales_u32(const uint8_t *s, uint32_t u[4]) {
+    const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
+    u[0] = a & 0x3f3f3f3fu;
+    u[1] = (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4;
+    u[2] = b & 0x3f3f3f3fu;
+    u[3] = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4;
+}
+
+static SLM_UNUSED inline void q3_k_scales_u32(const uint8_t *s, uint32_t u[4]) {
+    const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
+    u[0] = (a & 0x0f0f0f0fu) | (c & 0x03030303u) << 4;
+    u[1] = (b & 0x0f0f0f0fu) | ((c >> 2) & 0x03030303u) << 4;
+    u[2] = ((a >> 4) & 0x0f0f0f0fu) | ((c >> 4) & 0x03030303u) << 4;
+    u[3] = ((b >> 4) & 0x0f0f0f0fu) | ((c >> 6) & 0x03030303u) << 4;
+}
+
+/* IQ4_XS sub-block scale s (signed) */
+static SLM_UNUSED inline int iq4_xs_scale(const uint8_t *b, int s) {
+    return (int)(((b[4 + s / 2] >> (4 * (s % 2))) & 15) | (((ld_u16(b + 2) >> (2 * s)) & 3) << 4)) - 32;
+}
+
 /* Q8_K: activations for the K-quants, as ggml's quantize_row_q8_K_ref: the
    value of largest magnitude maps to -127 (so d = 1/iscale may be
    negative), ties to even, and bsums[s] = sum of qs[16s .. 16s+15]. */
@@ -2026,7 +2082,7 @@ static void q8_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-static void q8_k_from_float(const float *src, void *dst, int64_t n) {
+static SLM_UNUSED void q8_k_from_float_ref(const float *src, void *dst, int64_t n) {
     uint8_t *b = (uint8_t *)dst;
     for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
         float amax = 0, max = 0;
@@ -2600,6 +2656,509 @@ static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, flo
     yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
 }
 
+/* ---- The other block types ------------------------------------------------
+   Q4_1/Q5_1/Q5_0/IQ4_NL and the Q8_K-partnered types follow ggml's AVX2
+   kernels: the same integer lanes (8 int32 per block or super-block, each
+   the sum of 4 neighbouring products, times the sub-block scale) and the
+   same float steps, so that results match llama.cpp's on x86. */
+
+static inline float hsum4_avx2(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int32_t hsum_i32_avx2(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: the low nibbles, then the high */
+static inline __m256i nib32_avx2(const uint8_t *q) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)q);
+    const __m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(v, _mm256_set1_epi8(15));
+}
+
+/* bit j of the little-endian 32-bit word at p -> byte j: 0xff if set, else 0 */
+static inline __m256i bits32_avx2(const uint8_t *p) {
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                          3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32,
+                                         64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)ld_u32(p)), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* 16 bytes of IQ4 nibbles -> 32 int8 levels, in value order */
+static inline __m256i iq4_unpack_avx2(const uint8_t *q) {
+    const __m128i lv = _mm_loadu_si128((const __m128i *)IQ4_VALUES), m = _mm_set1_epi8(15);
+    const __m128i t = _mm_loadu_si128((const __m128i *)q);
+    const __m128i lo = _mm_shuffle_epi8(lv, _mm_and_si128(t, m));
+    const __m128i hi = _mm_shuffle_epi8(lv, _mm_and_si128(_mm_srli_epi16(t, 4), m));
+    return _mm256_insertf128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* Q5_0 block -> 32 int8 in [-16, 15]: the nibble, with the top four bits
+   set where the fifth bit is clear (nibble - 16) */
+static inline __m256i q5_0_unpack_avx2(const uint8_t *b) {
+    return _mm256_or_si256(nib32_avx2(b + 6), _mm256_andnot_si256(bits32_avx2(b + 2), _mm256_set1_epi8((char)0xf0)));
+}
+
+static float dot_q5_0_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        const __m256 p = i8dot_avx2(q5_0_unpack_avx2(x), _mm256_loadu_si256((const __m256i *)(y + 2)));
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
+    }
+    return hsum_avx2(s);
+}
+
+static void dot4_q5_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        const __m256i q = q5_0_unpack_avx2(x), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+/* 32 unsigned weights against a Q8_1 block's values, 8 lanes, as floats */
+static inline __m256 u8dot_avx2(__m256i q, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
+   apart in a scalar, as ggml */
+static inline __m256 q8_1_step_avx2(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
+    *sm += xm * h2f_avx2(yb + 2);
+    return _mm256_fmadd_ps(_mm256_set1_ps(xd * h2f_avx2(yb)), u8dot_avx2(q, yb + 4), s);
+}
+
+static SLM_ALWAYS_INLINE void k41_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const __m256i q = bits == 4 ? nib32_avx2(x + 4)
+                                    : _mm256_or_si256(nib32_avx2(x + 8), _mm256_and_si256(bits32_avx2(x + 4), _mm256_set1_epi8(16)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+        s0 = q8_1_step_avx2(s0, &m0, q, xd, xm, y);
+        if (nt == 4) {
+            s1 = q8_1_step_avx2(s1, &m1, q, xd, xm, y + rb);
+            s2 = q8_1_step_avx2(s2, &m2, q, xd, xm, y + 2 * rb);
+            s3 = q8_1_step_avx2(s3, &m3, q, xd, xm, y + 3 * rb);
+        }
+    }
+    yo[0] = hsum_avx2(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
+}
+
+static SLM_ALWAYS_INLINE void q4_1_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_avx2(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_avx2(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+/* IQ4_NL: two accumulators (even and odd blocks), an odd last block added
+   in a scalar, as ggml */
+static inline float iq4_nl_tail_avx2(__m256i q, const uint8_t *xb, const uint8_t *yb) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    return h2f_avx2(yb) * h2f_avx2(xb) * (float)hsum_i32_avx2(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+static SLM_ALWAYS_INLINE void iq4_nl_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    const int nb = n / 32;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 36, y += 68) {
+        const __m256i p = iq4_unpack_avx2(x + 2), q = iq4_unpack_avx2(x + 20);
+        const __m256i ap = _mm256_sign_epi8(p, p), aq = _mm256_sign_epi8(q, q);
+        const float dp = h2f_avx2(x), dq = h2f_avx2(x + 18);
+        a0 = dot4_step_avx2(a0, ap, p, dp, y), b0 = dot4_step_avx2(b0, aq, q, dq, y + 34);
+        if (nt == 4) {
+            a1 = dot4_step_avx2(a1, ap, p, dp, y + rb), b1 = dot4_step_avx2(b1, aq, q, dq, y + rb + 34);
+            a2 = dot4_step_avx2(a2, ap, p, dp, y + 2 * rb), b2 = dot4_step_avx2(b2, aq, q, dq, y + 2 * rb + 34);
+            a3 = dot4_step_avx2(a3, ap, p, dp, y + 3 * rb), b3 = dot4_step_avx2(b3, aq, q, dq, y + 3 * rb + 34);
+        }
+    }
+    float r0 = hsum_avx2(_mm256_add_ps(a0, b0)), r1 = 0, r2 = 0, r3 = 0;
+    if (nt == 4) r1 = hsum_avx2(_mm256_add_ps(a1, b1)), r2 = hsum_avx2(_mm256_add_ps(a2, b2)), r3 = hsum_avx2(_mm256_add_ps(a3, b3));
+    if (i < nb) {
+        const __m256i q = iq4_unpack_avx2(x + 2);
+        r0 += iq4_nl_tail_avx2(q, x, y);
+        if (nt == 4) r1 += iq4_nl_tail_avx2(q, x, y + rb), r2 += iq4_nl_tail_avx2(q, x, y + 2 * rb), r3 += iq4_nl_tail_avx2(q, x, y + 3 * rb);
+    }
+    yo[0] = r0;
+    if (nt == 4) yo[ldy] = r1, yo[2 * ldy] = r2, yo[3 * ldy] = r3;
+}
+
+/* K-quant steps, one token each: 32 weights against 32 Q8_K values, times
+   the 16-bit sub-block scale of each pair (sc), added to the int32 lanes.
+   Unsigned weights q go to maddubs as they are; signed ones as |q| with
+   their sign moved to the activations (aq = |q|). */
+static inline __m256i k_ustep_avx2(__m256i sumi, __m256i q, __m256i sc, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+    return _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
+}
+
+static inline __m256i k_sstep_avx2(__m256i sumi, __m256i aq, __m256i q, __m256i sc, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8), q));
+    return _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
+}
+
+/* Q4_K/Q5_K: 64 values, two sub-blocks of 32, in one step */
+static inline __m256i k4_step_avx2(__m256i sumi, __m256i lo, __m256i hi, __m256i sl, __m256i sh, const uint8_t *q8) {
+    const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8)));
+    const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
+    return _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+}
+
+/* acc += d_w * d_a * lanes, at the end of a super-block */
+static inline __m256 k_scale_avx2(__m256 acc, __m256i sumi, float xd, const uint8_t *yb) {
+    return _mm256_fmadd_ps(_mm256_set1_ps(ld_f32(yb) * xd), _mm256_cvtepi32_ps(sumi), acc);
+}
+
+/* Q4_K/Q5_K mins: the 8 mins against the 8 sub-block sums of the bsums,
+   4 int32 lanes */
+static inline __m128i k4_mins_avx2(__m128i mins, const uint8_t *yb) {
+    const __m128i q8s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(yb + 260)), _mm_loadu_si128((const __m128i *)(yb + 276)));
+    return _mm_madd_epi16(mins, q8s);
+}
+
+/* bytes i and i+1 of a 16-byte table, 8 times each, widened to 16 bits:
+   the scales of two 16-value sub-blocks */
+static inline __m256i k_scale_pair_avx2(__m128i sc, int i, int is_signed) {
+    const __m128i idx = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), _mm_set1_epi8((char)i));
+    const __m128i b = _mm_shuffle_epi8(sc, idx);
+    return is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b);
+}
+
+/* One step for the nt tokens (1 or 4) of the kernels below: i0..i3 are
+   their int32 lanes, q8 the first token's activations, rb the row bytes. */
+#define K_TOKENS_AVX2(step, ...)                                                                                     \
+    do {                                                                                                             \
+        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
+        if (nt == 4) {                                                                                               \
+            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
+            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
+            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
+        }                                                                                                            \
+    } while (0)
+
+/* the end of a super-block: the lanes times the scales into the floats */
+#define K_SCALE_AVX2(xd)                                                                                             \
+    do {                                                                                                             \
+        s0 = k_scale_avx2(s0, i0, xd, y);                                                                            \
+        if (nt == 4) {                                                                                               \
+            s1 = k_scale_avx2(s1, i1, xd, y + rb);                                                                   \
+            s2 = k_scale_avx2(s2, i2, xd, y + 2 * rb);                                                               \
+            s3 = k_scale_avx2(s3, i3, xd, y + 3 * rb);                                                               \
+        }                                                                                                            \
+    } while (0)
+
+/* Q4_K: the mins in 4 float lanes of their own, added at the end (ggml) */
+static SLM_ALWAYS_INLINE void q4_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m128 m0 = _mm_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 144, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+#define MINS(m, yb) m = _mm_fmadd_ps(_mm_set1_ps(-ld_f32(yb) * xm), _mm_cvtepi32_ps(k4_mins_avx2(mins, yb)), m)
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * j));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS_AVX2(k4_step_avx2, lo, hi, sl, sh);
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0) + hsum4_avx2(m0);
+    if (nt == 4) {
+        yo[ldy] = hsum_avx2(s1) + hsum4_avx2(m1);
+        yo[2 * ldy] = hsum_avx2(s2) + hsum4_avx2(m2);
+        yo[3 * ldy] = hsum_avx2(s3) + hsum4_avx2(m3);
+    }
+}
+
+/* Q5_K: as Q4_K, the mins summed apart in a scalar (ggml) */
+static SLM_ALWAYS_INLINE void q5_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 176, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+#define MINS(m, yb) m += -ld_f32(yb) * xm * (float)hsum_i32_avx2(_mm256_zextsi128_si256(k4_mins_avx2(mins, yb)))
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16));
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int j = 0; j < 4; j++) {
+            /* bit 2j of qh is value 64j + l's fifth bit, bit 2j + 1 value 64j + 32 + l's */
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * j));
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), b4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(hb, 3), b4));
+            hb = _mm256_srli_epi16(hb, 2);
+            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS_AVX2(k4_step_avx2, lo, hi, sl, sh);
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
+}
+
+/* Q6_K, Q2_K, Q3_K: 16-value sub-blocks; 32 values k of the 128-value half
+   h at a time (value 128h + 32k + l) */
+static SLM_ALWAYS_INLINE void q6_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), c32 = _mm256_set1_epi8(32);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i sc128 = _mm_loadu_si128((const __m128i *)(x + 192));
+        const float xd = h2f_avx2(x + 208);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                /* low 4 bits: nibble k/2 of ql[64h + 32(k&1) + l]; high 2: bits 2k of qh[32h + l] */
+                const __m256i l = k & 1 ? l1 : l0;
+                const __m256i lo = _mm256_and_si256(k < 2 ? l : _mm256_srli_epi16(l, 4), m4);
+                const __m256i hi = k == 0 ? _mm256_slli_epi16(qh, 4) : k == 1 ? _mm256_slli_epi16(qh, 2)
+                                 : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hi, m30)), c32);
+                const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+            }
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+/* Q2_K: the mins (against the 16 bsums) go into the same float lanes first */
+static SLM_ALWAYS_INLINE void q2_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
+        const __m128i sc128 = _mm_and_si128(sm, _mm_set1_epi8(15));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(15)));
+        const float xd = h2f_avx2(x + 80), xm = h2f_avx2(x + 82);
+#define MINS(s, yb)                                                                                                  \
+    s = _mm256_fmadd_ps(_mm256_set1_ps(-ld_f32(yb) * xm),                                                            \
+                        _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)((yb) + 260)))), s)
+        MINS(s0, y);
+        if (nt == 4) {
+            MINS(s1, y + rb);
+            MINS(s2, y + 2 * rb);
+            MINS(s3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
+                const __m256i sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 0);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_AVX2(k_ustep_avx2, q, sc);
+            }
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+static SLM_ALWAYS_INLINE void q3_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m3 = _mm256_set1_epi8(3), c4 = _mm256_set1_epi8(4);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i sc128 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x);
+        const float xd = h2f_avx2(x + 108);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
+                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + k)));
+                const __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256());
+                const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3), _mm256_and_si256(clear, c4));
+                const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+            }
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_avx2(x);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const __m256i q = iq4_unpack_avx2(x + 8 + 16 * s), aq = _mm256_sign_epi8(q, q);
+            const __m256i sc = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+        }
+        K_SCALE_AVX2(xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+#undef K_TOKENS_AVX2
+#undef K_SCALE_AVX2
+
+K_ENTRIES(q4_1, avx2)
+K_ENTRIES(q5_1, avx2)
+K_ENTRIES(iq4_nl, avx2)
+K_ENTRIES(q2_k, avx2)
+K_ENTRIES(q3_k, avx2)
+K_ENTRIES(q4_k, avx2)
+K_ENTRIES(q5_k, avx2)
+K_ENTRIES(q6_k, avx2)
+K_ENTRIES(iq4_xs, avx2)
+
+/* Q8_1 and Q8_K activations, the same bytes as the references: products
+   rounded to nearest even by the instruction; d, the inverse scale and the
+   sums are the references' scalar arithmetic. Blocks whose inverse scale
+   overflows (every |x| below about 4e-37, or an infinity) are left to the
+   reference. */
+static inline float amax_avx2(const float *src, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), m);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    return _mm_cvtss_f32(m4);
+}
+
+/* 32 floats times mul, rounded, stored as 32 int8 in order; the sums of
+   the two halves of 16 in 8 int32 lanes each */
+static inline void q8_round32_avx2(const float *src, __m256 mul, uint8_t *dst, __m256i *lo, __m256i *hi) {
+#define RND(j) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(src + (j)), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    const __m256i a = RND(0), b = RND(8), c = RND(16), d = RND(24);
+#undef RND
+    *lo = _mm256_add_epi32(a, b);
+    *hi = _mm256_add_epi32(c, d);
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    _mm256_storeu_si256((__m256i *)dst, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+static void q8_1_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_avx2(src, 32);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        __m256i lo, hi;
+        q8_round32_avx2(src, _mm256_set1_ps(id), b + 4, &lo, &hi);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)hsum_i32_avx2(_mm256_add_epi32(lo, hi))));
+    }
+}
+
+static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_avx2(src, QK_K);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        /* the first value of largest magnitude gives the scale's sign */
+        const __m256 vmax = _mm256_set1_ps(amax), sign = _mm256_set1_ps(-0.0f);
+        int j = 0;
+        while (!_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), vmax, _CMP_EQ_OQ))) j += 8;
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        /* v[s]: the 16-value sums of sub-block s in 8 lanes; hadd twice puts
+           four of them side by side in each 128-bit half */
+        __m256i v[16];
+        for (int g = 0; g < 8; g++) q8_round32_avx2(src + 32 * g, _mm256_set1_ps(iscale), b + 4 + 32 * g, &v[2 * g], &v[2 * g + 1]);
+        __m128i f[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4 * k], v[4 * k + 1]), _mm256_hadd_epi32(v[4 * k + 2], v[4 * k + 3]));
+            f[k] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        }
+        _mm_storeu_si128((__m128i *)(b + 260), _mm_packs_epi32(f[0], f[1]));
+        _mm_storeu_si128((__m128i *)(b + 276), _mm_packs_epi32(f[2], f[3]));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
+
 #define K_DOT_F32 dot_f32_avx2
 #define K_F16_TO_FLOAT f16_to_float_avx2
 #define K_F16_FROM_FLOAT f16_from_float_avx2
@@ -2612,6 +3171,28 @@ static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, flo
 #define K_DOT_Q4_0 dot_q4_0_avx2
 #define K_DOT4_Q8_0 dot4_q8_0_avx2
 #define K_DOT4_Q4_0 dot4_q4_0_avx2
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_avx2
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_avx2
+#define K_DOT_Q4_1 dot_q4_1_avx2
+#define K_DOT_Q5_0 dot_q5_0_avx2
+#define K_DOT_Q5_1 dot_q5_1_avx2
+#define K_DOT_IQ4_NL dot_iq4_nl_avx2
+#define K_DOT_Q2_K dot_q2_k_avx2
+#define K_DOT_Q3_K dot_q3_k_avx2
+#define K_DOT_Q4_K dot_q4_k_avx2
+#define K_DOT_Q5_K dot_q5_k_avx2
+#define K_DOT_Q6_K dot_q6_k_avx2
+#define K_DOT_IQ4_XS dot_iq4_xs_avx2
+#define K_DOT4_Q4_1 dot4_q4_1_avx2
+#define K_DOT4_Q5_0 dot4_q5_0_avx2
+#define K_DOT4_Q5_1 dot4_q5_1_avx2
+#define K_DOT4_IQ4_NL dot4_iq4_nl_avx2
+#define K_DOT4_Q2_K dot4_q2_k_avx2
+#define K_DOT4_Q3_K dot4_q3_k_avx2
+#define K_DOT4_Q4_K dot4_q4_k_avx2
+#define K_DOT4_Q5_K dot4_q5_k_avx2
+#define K_DOT4_Q6_K dot4_q6_k_avx2
+#define K_DOT4_IQ4_XS dot4_iq4_xs_avx2
 
 /* x8 kernels (layouts in section 5). Each 32-bit lane is one row; the
    activation's 4 columns are broadcast. Per block and token, the integer
@@ -2931,6 +3512,427 @@ static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, floa
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
 }
 
+/* ---- The other block types: the AVX2 kernels at half width (4 int32 and
+   4 float lanes per token), mul + add for FMA. ---- */
+
+static inline int32_t hsum_i32_sse(__m128i s) {
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline __m128i nib_lo_sse(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(15)); }
+static inline __m128i nib_hi_sse(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)); }
+
+/* bits 16h..16h+15 of the little-endian 32-bit word at p -> 16 bytes, 0xff if set */
+static inline __m128i bits16_sse(const uint8_t *p, int h) {
+    const __m128i shuf = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m128i bit = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    const __m128i v = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)ld_u16(p + 2 * h)), shuf);
+    return _mm_cmpeq_epi8(_mm_and_si128(v, bit), bit);
+}
+
+static inline __m128i iq4_lookup_sse(__m128i nib) { return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)IQ4_VALUES), nib); }
+
+/* Q5_0 block -> 2 x 16 int8 in [-16, 15] (see q5_0_unpack_avx2) */
+static inline void q5_0_unpack_sse(const uint8_t *b, __m128i *lo, __m128i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(b + 6)), f0 = _mm_set1_epi8((char)0xf0);
+    *lo = _mm_or_si128(nib_lo_sse(v), _mm_andnot_si128(bits16_sse(b + 2, 0), f0));
+    *hi = _mm_or_si128(nib_hi_sse(v), _mm_andnot_si128(bits16_sse(b + 2, 1), f0));
+}
+
+static float dot_q5_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        __m128i lo, hi;
+        q5_0_unpack_sse(x, &lo, &hi);
+        const __m128 p = i8dot_sse(lo, hi, _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+static void dot4_q5_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        __m128i x0, x1;
+        q5_0_unpack_sse(x, &x0, &x1);
+        const float dx = ld_f16(x);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+
+/* 2 x 16 unsigned weights against 32 int8 at q8, 4 lanes, as floats */
+static inline __m128 u8dot_sse(__m128i q0, __m128i q1, const uint8_t *q8) {
+    const __m128i p0 = _mm_maddubs_epi16(q0, _mm_loadu_si128((const __m128i *)q8));
+    const __m128i p1 = _mm_maddubs_epi16(q1, _mm_loadu_si128((const __m128i *)(q8 + 16)));
+    return _mm_cvtepi32_ps(_mm_madd_epi16(_mm_add_epi16(p0, p1), _mm_set1_epi16(1)));
+}
+
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms summed apart */
+static inline __m128 q8_1_step_sse(__m128 s, float *sm, __m128i lo, __m128i hi, float xd, float xm, const uint8_t *yb) {
+    *sm += xm * ld_f16(yb + 2);
+    return _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(xd * ld_f16(yb)), u8dot_sse(lo, hi, yb + 4)));
+}
+
+static SLM_ALWAYS_INLINE void k41_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                      int64_t ldy, int bits) {
+    const __m128i b4 = _mm_set1_epi8(16);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(x + (bits == 4 ? 4 : 8)));
+        __m128i lo = nib_lo_sse(v), hi = nib_hi_sse(v);
+        if (bits == 5) {
+            lo = _mm_or_si128(lo, _mm_and_si128(bits16_sse(x + 4, 0), b4));
+            hi = _mm_or_si128(hi, _mm_and_si128(bits16_sse(x + 4, 1), b4));
+        }
+        const float xd = ld_f16(x), xm = ld_f16(x + 2);
+        s0 = q8_1_step_sse(s0, &m0, lo, hi, xd, xm, y);
+        if (nt == 4) {
+            s1 = q8_1_step_sse(s1, &m1, lo, hi, xd, xm, y + rb);
+            s2 = q8_1_step_sse(s2, &m2, lo, hi, xd, xm, y + 2 * rb);
+            s3 = q8_1_step_sse(s3, &m3, lo, hi, xd, xm, y + 3 * rb);
+        }
+    }
+    yo[0] = hsum_sse(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_sse(s1) + m1, yo[2 * ldy] = hsum_sse(s2) + m2, yo[3 * ldy] = hsum_sse(s3) + m3;
+}
+
+static SLM_ALWAYS_INLINE void q4_1_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_sse(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_sse(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+static SLM_ALWAYS_INLINE void iq4_nl_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy) {
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(x + 2));
+        const __m128i lo = iq4_lookup_sse(nib_lo_sse(v)), hi = iq4_lookup_sse(nib_hi_sse(v));
+        const float xd = ld_f16(x);
+        s0 = dot4_step_sse(s0, lo, hi, xd, y);
+        if (nt == 4) {
+            s1 = dot4_step_sse(s1, lo, hi, xd, y + rb);
+            s2 = dot4_step_sse(s2, lo, hi, xd, y + 2 * rb);
+            s3 = dot4_step_sse(s3, lo, hi, xd, y + 3 * rb);
+        }
+    }
+    yo[0] = hsum_sse(s0);
+    if (nt == 4) yo[ldy] = hsum_sse(s1), yo[2 * ldy] = hsum_sse(s2), yo[3 * ldy] = hsum_sse(s3);
+}
+
+/* K-quant steps, one token each: 32 weights (two halves of 16, scales sc0
+   and sc1 as 16-bit lanes) against 32 Q8_K values, added to 4 int32 lanes.
+   Signed weights as |q| with the sign moved to the activations. */
+static inline __m128i k_ustep_sse(__m128i sumi, __m128i q0, __m128i q1, __m128i sc0, __m128i sc1, const uint8_t *q8) {
+    const __m128i p0 = _mm_madd_epi16(sc0, _mm_maddubs_epi16(q0, _mm_loadu_si128((const __m128i *)q8)));
+    const __m128i p1 = _mm_madd_epi16(sc1, _mm_maddubs_epi16(q1, _mm_loadu_si128((const __m128i *)(q8 + 16))));
+    return _mm_add_epi32(sumi, _mm_add_epi32(p0, p1));
+}
+
+static inline __m128i k_sstep_sse(__m128i sumi, __m128i q0, __m128i q1, __m128i sc0, __m128i sc1, const uint8_t *q8) {
+    const __m128i y0 = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)q8), q0);
+    const __m128i y1 = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)(q8 + 16)), q1);
+    const __m128i p0 = _mm_madd_epi16(sc0, _mm_maddubs_epi16(_mm_sign_epi8(q0, q0), y0));
+    const __m128i p1 = _mm_madd_epi16(sc1, _mm_maddubs_epi16(_mm_sign_epi8(q1, q1), y1));
+    return _mm_add_epi32(sumi, _mm_add_epi32(p0, p1));
+}
+
+static inline __m128 k_scale_sse(__m128 acc, __m128i sumi, float xd, const uint8_t *yb) {
+    return _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(ld_f32(yb) * xd), _mm_cvtepi32_ps(sumi)));
+}
+
+/* 16-bit lanes of byte i of a 16-byte table (a sub-block's scale) */
+static inline __m128i k_scale1_sse(__m128i sc, int i, int is_signed) {
+    const __m128i b = _mm_shuffle_epi8(sc, _mm_set1_epi8((char)i));
+    return is_signed ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b);
+}
+
+/* one step for the nt tokens, i0..i3 their int32 lanes (see K_TOKENS_AVX2) */
+#define K_TOKENS_SSE(step, ...)                                                                                      \
+    do {                                                                                                             \
+        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
+        if (nt == 4) {                                                                                               \
+            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
+            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
+            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
+        }                                                                                                            \
+    } while (0)
+
+#define K_SCALE_SSE(xd)                                                                                              \
+    do {                                                                                                             \
+        s0 = k_scale_sse(s0, i0, xd, y);                                                                             \
+        if (nt == 4) {                                                                                               \
+            s1 = k_scale_sse(s1, i1, xd, y + rb);                                                                    \
+            s2 = k_scale_sse(s2, i2, xd, y + 2 * rb);                                                                \
+            s3 = k_scale_sse(s3, i3, xd, y + 3 * rb);                                                                \
+        }                                                                                                            \
+    } while (0)
+
+/* min terms of a super-block: -d_a * dmin_w * (mins . sub-block sums) into
+   the float lanes */
+#define K_MINS_SSE(f)                                                                                                \
+    do {                                                                                                             \
+        s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_set1_ps(-ld_f32(y) * xm), _mm_cvtepi32_ps(f(y))));                       \
+        if (nt == 4) {                                                                                               \
+            s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + rb) * xm), _mm_cvtepi32_ps(f(y + rb))));         \
+            s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + 2 * rb) * xm), _mm_cvtepi32_ps(f(y + 2 * rb)))); \
+            s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + 3 * rb) * xm), _mm_cvtepi32_ps(f(y + 3 * rb)))); \
+        }                                                                                                            \
+    } while (0)
+
+#define K_RESULT_SSE()                                                                                               \
+    do {                                                                                                             \
+        yo[0] = hsum_sse(s0);                                                                                        \
+        if (nt == 4) yo[ldy] = hsum_sse(s1), yo[2 * ldy] = hsum_sse(s2), yo[3 * ldy] = hsum_sse(s3);                 \
+    } while (0)
+
+/* Q4_K and Q5_K (bits: 5): value 64j + l is nibble 0 of qs[32j + l],
+   64j + 32 + l nibble 1; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[l] */
+static SLM_ALWAYS_INLINE void k45_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                      int64_t ldy, int bits) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    const __m128i b4 = _mm_set1_epi8(16);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sc = _mm_loadu_si128((const __m128i *)u), mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc, 8));
+        const float xd = ld_f16(x), xm = ld_f16(x + 2);
+#define MINS(yb) _mm_madd_epi16(mins, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)((yb) + 260)), _mm_loadu_si128((const __m128i *)((yb) + 276))))
+        K_MINS_SSE(MINS);
+#undef MINS
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        __m128i h0 = _mm_loadu_si128((const __m128i *)(x + 16)), h1 = _mm_loadu_si128((const __m128i *)(x + 32));
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m128i v0 = _mm_loadu_si128((const __m128i *)(qs + 32 * j));
+            const __m128i v1 = _mm_loadu_si128((const __m128i *)(qs + 32 * j + 16));
+            __m128i a0 = nib_lo_sse(v0), a1 = nib_lo_sse(v1), c0 = nib_hi_sse(v0), c1 = nib_hi_sse(v1);
+            if (bits == 5) {
+                a0 = _mm_or_si128(a0, _mm_and_si128(_mm_slli_epi16(h0, 4), b4));
+                a1 = _mm_or_si128(a1, _mm_and_si128(_mm_slli_epi16(h1, 4), b4));
+                c0 = _mm_or_si128(c0, _mm_and_si128(_mm_slli_epi16(h0, 3), b4));
+                c1 = _mm_or_si128(c1, _mm_and_si128(_mm_slli_epi16(h1, 3), b4));
+                h0 = _mm_srli_epi16(h0, 2), h1 = _mm_srli_epi16(h1, 2);
+            }
+            const __m128i sl = k_scale1_sse(sc, 2 * j, 0), sh = k_scale1_sse(sc, 2 * j + 1, 0);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS_SSE(k_ustep_sse, a0, a1, sl, sl);
+            q8 += 32;
+            K_TOKENS_SSE(k_ustep_sse, c0, c1, sh, sh);
+        }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q4_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k45_sse(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k45_sse(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
+static SLM_ALWAYS_INLINE void q6_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m30 = _mm_set1_epi8(0x30), c32 = _mm_set1_epi8(32);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(x + 192));
+        const float xd = ld_f16(x + 208);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *ql = x + 64 * h + 32 * (k & 1), *qh = x + 128 + 32 * h;
+                __m128i q[2];
+                SLM_UNROLL(2)
+                for (int e = 0; e < 2; e++) {
+                    const __m128i l = _mm_loadu_si128((const __m128i *)(ql + 16 * e)), hb = _mm_loadu_si128((const __m128i *)(qh + 16 * e));
+                    const __m128i lo = k < 2 ? nib_lo_sse(l) : nib_hi_sse(l);
+                    const __m128i hi = k == 0 ? _mm_slli_epi16(hb, 4) : k == 1 ? _mm_slli_epi16(hb, 2) : k == 2 ? hb : _mm_srli_epi16(hb, 2);
+                    q[e] = _mm_sub_epi8(_mm_or_si128(lo, _mm_and_si128(hi, m30)), c32);
+                }
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_SSE(k_sstep_sse, q[0], q[1], sc0, sc1);
+            }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q2_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m3 = _mm_set1_epi8(3), m15 = _mm_set1_epi8(15);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x), sc = _mm_and_si128(sm, m15);
+        const __m128i mn = _mm_and_si128(_mm_srli_epi16(sm, 4), m15);
+        const __m128i mn0 = _mm_cvtepu8_epi16(mn), mn1 = _mm_cvtepu8_epi16(_mm_srli_si128(mn, 8));
+        const float xd = ld_f16(x + 80), xm = ld_f16(x + 82);
+#define MINS(yb) _mm_add_epi32(_mm_madd_epi16(mn0, _mm_loadu_si128((const __m128i *)((yb) + 260))), _mm_madd_epi16(mn1, _mm_loadu_si128((const __m128i *)((yb) + 276))))
+        K_MINS_SSE(MINS);
+#undef MINS
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 16 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const __m128i q0 = _mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), q1 = _mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3);
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 0), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 0);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_SSE(k_ustep_sse, q0, q1, sc0, sc1);
+            }
+        }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q3_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m3 = _mm_set1_epi8(3), c4 = _mm_set1_epi8(4);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i sc = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m128i hm0 = _mm_loadu_si128((const __m128i *)x), hm1 = _mm_loadu_si128((const __m128i *)(x + 16));
+        const float xd = ld_f16(x + 108);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 48 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const __m128i bit = _mm_set1_epi8((char)(1 << (4 * h + k))), z = _mm_setzero_si128();
+                const __m128i q0 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm0, bit), z), c4));
+                const __m128i q1 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm1, bit), z), c4));
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_SSE(k_sstep_sse, q0, q1, sc0, sc1);
+            }
+        }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy) {
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = ld_f16(x);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)(x + 8 + 16 * s));
+            const __m128i q0 = iq4_lookup_sse(nib_lo_sse(v)), q1 = iq4_lookup_sse(nib_hi_sse(v));
+            const __m128i sc = _mm_set1_epi16((short)iq4_xs_scale(x, s));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS_SSE(k_sstep_sse, q0, q1, sc, sc);
+        }
+        K_SCALE_SSE(xd);
+    }
+    K_RESULT_SSE();
+}
+#undef K_TOKENS_SSE
+#undef K_SCALE_SSE
+#undef K_MINS_SSE
+#undef K_RESULT_SSE
+
+K_ENTRIES(q4_1, sse)
+K_ENTRIES(q5_1, sse)
+K_ENTRIES(iq4_nl, sse)
+K_ENTRIES(q2_k, sse)
+K_ENTRIES(q3_k, sse)
+K_ENTRIES(q4_k, sse)
+K_ENTRIES(q5_k, sse)
+K_ENTRIES(q6_k, sse)
+K_ENTRIES(iq4_xs, sse)
+
+/* Q8_1 and Q8_K activations: the same bytes as the references (see
+   q8_1_from_float_avx2) */
+static inline float amax_sse(const float *src, int n) {
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    __m128 m = _mm_setzero_ps();
+    for (int j = 0; j < n; j += 4) m = _mm_max_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + j)), m);
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 16 floats times mul, rounded, stored as 16 int8; returns their sum in 4 lanes */
+static inline __m128i q8_round16_sse(const float *src, __m128 mul, uint8_t *dst) {
+#define RND(j) _mm_cvtps_epi32(_mm_round_ps(_mm_mul_ps(_mm_loadu_ps(src + (j)), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    const __m128i a = RND(0), b = RND(4), c = RND(8), d = RND(12);
+#undef RND
+    _mm_storeu_si128((__m128i *)dst, _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d)));
+    return _mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d));
+}
+
+static void q8_1_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_sse(src, 32);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const __m128 mul = _mm_set1_ps(id);
+        const __m128i sum = _mm_add_epi32(q8_round16_sse(src, mul, b + 4), q8_round16_sse(src + 16, mul, b + 20));
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)hsum_i32_sse(sum)));
+    }
+}
+
+static void q8_k_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_sse(src, QK_K);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        const __m128 vmax = _mm_set1_ps(amax), sign = _mm_set1_ps(-0.0f);
+        int j = 0;
+        while (!_mm_movemask_ps(_mm_cmpeq_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + j)), vmax))) j += 4;
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        /* the 16-value sums: 4 lanes each, then hadd twice for 4 side by side */
+        __m128i v[16];
+        for (int g = 0; g < 16; g++) v[g] = q8_round16_sse(src + 16 * g, _mm_set1_ps(iscale), b + 4 + 16 * g);
+        __m128i f[4];
+        for (int k = 0; k < 4; k++)
+            f[k] = _mm_hadd_epi32(_mm_hadd_epi32(v[4 * k], v[4 * k + 1]), _mm_hadd_epi32(v[4 * k + 2], v[4 * k + 3]));
+        _mm_storeu_si128((__m128i *)(b + 260), _mm_packs_epi32(f[0], f[1]));
+        _mm_storeu_si128((__m128i *)(b + 276), _mm_packs_epi32(f[2], f[3]));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
 #define K_DOT_F32 dot_f32_sse
 #define K_F16_TO_FLOAT f16_to_float_sse
 #define K_F16_FROM_FLOAT f16_from_float_sse
@@ -2943,6 +3945,28 @@ static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, floa
 #define K_DOT_Q4_0 dot_q4_0_sse
 #define K_DOT4_Q8_0 dot4_q8_0_sse
 #define K_DOT4_Q4_0 dot4_q4_0_sse
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_sse
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_sse
+#define K_DOT_Q4_1 dot_q4_1_sse
+#define K_DOT_Q5_0 dot_q5_0_sse
+#define K_DOT_Q5_1 dot_q5_1_sse
+#define K_DOT_IQ4_NL dot_iq4_nl_sse
+#define K_DOT_Q2_K dot_q2_k_sse
+#define K_DOT_Q3_K dot_q3_k_sse
+#define K_DOT_Q4_K dot_q4_k_sse
+#define K_DOT_Q5_K dot_q5_k_sse
+#define K_DOT_Q6_K dot_q6_k_sse
+#define K_DOT_IQ4_XS dot_iq4_xs_sse
+#define K_DOT4_Q4_1 dot4_q4_1_sse
+#define K_DOT4_Q5_0 dot4_q5_0_sse
+#define K_DOT4_Q5_1 dot4_q5_1_sse
+#define K_DOT4_IQ4_NL dot4_iq4_nl_sse
+#define K_DOT4_Q2_K dot4_q2_k_sse
+#define K_DOT4_Q3_K dot4_q3_k_sse
+#define K_DOT4_Q4_K dot4_q4_k_sse
+#define K_DOT4_Q5_K dot4_q5_k_sse
+#define K_DOT4_Q6_K dot4_q6_k_sse
+#define K_DOT4_IQ4_XS dot4_iq4_xs_sse
 
 #endif /* SLM_SSE4 */
 
@@ -3203,6 +4227,442 @@ static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
     for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
 }
 
+/* ---- The other block types. Q8_0/Q8_1 partners as Q4_0 above (4 float
+   lanes per block). The K-quants: per super-block, the sub-block dots
+   times their integer scales in 4 int32 lanes, summed to one integer, then
+   the reference's float steps: (d_w d_a) * isum - (dmin_w d_a) * imin. ---- */
+
+static inline int32_t hsum_i32_neon(int32x4_t v) {
+#if defined(__aarch64__)
+    return vaddvq_s32(v);
+#else
+    const int32x2_t s = vadd_s32(vget_low_s32(v), vget_high_s32(v));
+    return vget_lane_s32(vpadd_s32(s, s), 0);
+#endif
+}
+
+/* the 16 products a*b summed into 4 int32 lanes of acc; without SDOT two
+   products meet in int16 first (|a*b| <= 128 * 127, b never -128) */
+static inline int32x4_t dot16_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vget_high_s8(a), vget_high_s8(b)));
+#endif
+}
+
+static inline int8x16_t ld_s8_neon(const uint8_t *p) { return vld1q_s8((const int8_t *)p); }
+static inline int8x16_t nib_lo_neon(uint8x16_t v) { return vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))); }
+static inline int8x16_t nib_hi_neon(uint8x16_t v) { return vreinterpretq_s8_u8(vshrq_n_u8(v, 4)); }
+
+/* the 16 bits of the two bytes at p -> 16 bytes, 0xff where set */
+static inline uint8x16_t bits16_neon(const uint8_t *p) {
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    return vtstq_u8(vcombine_u8(vdup_n_u8(p[0]), vdup_n_u8(p[1])), vld1q_u8(bit));
+}
+
+/* 16 nibbles -> their IQ4 levels */
+static inline int8x16_t iq4_lookup_neon(int8x16_t idx) {
+#if defined(__aarch64__)
+    return vqtbl1q_s8(vld1q_s8(IQ4_VALUES), vreinterpretq_u8_s8(idx));
+#else
+    int8x8x2_t t;
+    t.val[0] = vld1_s8(IQ4_VALUES), t.val[1] = vld1_s8(IQ4_VALUES + 8);
+    return vcombine_s8(vtbl2_s8(t, vget_low_s8(idx)), vtbl2_s8(t, vget_high_s8(idx)));
+#endif
+}
+
+/* Q5_0 block -> 2 x 16 int8 in [-16, 15]: the nibble, with the top four
+   bits set where the fifth bit is clear (nibble - 16) */
+static inline void q5_0_unpack_neon(const uint8_t *b, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t v = vld1q_u8(b + 6), f0 = vdupq_n_u8(0xf0);
+    *lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(15)), vbicq_u8(f0, bits16_neon(b + 2))));
+    *hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), vbicq_u8(f0, bits16_neon(b + 4))));
+}
+
+static float dot_q5_0_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s = vdupq_n_f32(0);
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        int8x16_t lo, hi;
+        q5_0_unpack_neon(x, &lo, &hi);
+        const int32x4_t p = i8dot_neon(lo, hi, ld_s8_neon(y + 2), ld_s8_neon(y + 18));
+        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
+    }
+    return hsum_neon(s);
+}
+
+static void dot4_q5_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        int8x16_t x0, x1;
+        q5_0_unpack_neon(x, &x0, &x1);
+        const float dx = h2f_neon(x);
+        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
+}
+
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
+   apart, as the reference */
+static inline float32x4_t q8_1_step_neon(float32x4_t s, float *sm, int8x16_t x0, int8x16_t x1, float xd, float xm,
+                                         const uint8_t *yb) {
+    *sm += xm * h2f_neon(yb + 2);
+    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 4), ld_s8_neon(yb + 20));
+    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(xd * h2f_neon(yb)));
+}
+
+static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const uint8x16_t v = vld1q_u8(x + (bits == 4 ? 4 : 8));
+        int8x16_t lo = nib_lo_neon(v), hi = nib_hi_neon(v);
+        if (bits == 5) {
+            lo = vorrq_s8(lo, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 4), vdupq_n_u8(16))));
+            hi = vorrq_s8(hi, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 6), vdupq_n_u8(16))));
+        }
+        const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
+        s0 = q8_1_step_neon(s0, &m0, lo, hi, xd, xm, y);
+        if (nt == 4) {
+            s1 = q8_1_step_neon(s1, &m1, lo, hi, xd, xm, y + rb);
+            s2 = q8_1_step_neon(s2, &m2, lo, hi, xd, xm, y + 2 * rb);
+            s3 = q8_1_step_neon(s3, &m3, lo, hi, xd, xm, y + 3 * rb);
+        }
+    }
+    yo[0] = hsum_neon(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_neon(s1) + m1, yo[2 * ldy] = hsum_neon(s2) + m2, yo[3 * ldy] = hsum_neon(s3) + m3;
+}
+
+static SLM_ALWAYS_INLINE void q4_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+static SLM_ALWAYS_INLINE void iq4_nl_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        const uint8x16_t v = vld1q_u8(x + 2);
+        const int8x16_t lo = iq4_lookup_neon(nib_lo_neon(v)), hi = iq4_lookup_neon(nib_hi_neon(v));
+        const float xd = h2f_neon(x);
+        s0 = dot4_step_neon(s0, lo, hi, xd, y);
+        if (nt == 4) {
+            s1 = dot4_step_neon(s1, lo, hi, xd, y + rb);
+            s2 = dot4_step_neon(s2, lo, hi, xd, y + 2 * rb);
+            s3 = dot4_step_neon(s3, lo, hi, xd, y + 3 * rb);
+        }
+    }
+    yo[0] = hsum_neon(s0);
+    if (nt == 4) yo[ldy] = hsum_neon(s1), yo[2 * ldy] = hsum_neon(s2), yo[3 * ldy] = hsum_neon(s3);
+}
+
+/* K-quant steps, one token each: 32 weights (q0|q1) against 32 Q8_K
+   values, times the sub-block scale(s), added to 4 int32 lanes */
+static inline int32x4_t k_step_neon(int32x4_t acc, int8x16_t q0, int8x16_t q1, int32_t sc, const uint8_t *q8) {
+    const int32x4_t p = dot16_neon(dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8)), q1, ld_s8_neon(q8 + 16));
+    return vmlaq_n_s32(acc, p, sc);
+}
+
+/* the same for two sub-blocks of 16 (scales sc0, sc1) */
+static inline int32x4_t k_step2_neon(int32x4_t acc, int8x16_t q0, int8x16_t q1, int32_t sc0, int32_t sc1,
+                                     const uint8_t *q8) {
+    acc = vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8)), sc0);
+    return vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q1, ld_s8_neon(q8 + 16)), sc1);
+}
+
+/* (d_w d_a) * isum, the reference's first float step */
+static inline float k_finish_neon(int32x4_t isum, float xd, const uint8_t *yb) {
+    return (xd * ld_f32(yb)) * (float)hsum_i32_neon(isum);
+}
+
+static inline int16x8_t ld_s16x8_neon(const uint8_t *p) { return vreinterpretq_s16_u8(vld1q_u8(p)); }
+
+/* Q4_K/Q5_K min term: the 8 mins against the 8 sub-block sums of bsums */
+static inline int32_t k4_imin_neon(int16x8_t mins, const uint8_t *yb) {
+    const int16x8_t b0 = ld_s16x8_neon(yb + 260), b1 = ld_s16x8_neon(yb + 276);
+    const int16x8_t q8s = vcombine_s16(vpadd_s16(vget_low_s16(b0), vget_high_s16(b0)), vpadd_s16(vget_low_s16(b1), vget_high_s16(b1)));
+    return hsum_i32_neon(vmlal_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(q8s)), vget_high_s16(mins), vget_high_s16(q8s)));
+}
+
+/* Q2_K min term: 16 mins against the 16 bsums */
+static inline int32_t q2_k_imin_neon(int16x8_t m0, int16x8_t m1, const uint8_t *yb) {
+    const int16x8_t b0 = ld_s16x8_neon(yb + 260), b1 = ld_s16x8_neon(yb + 276);
+    int32x4_t p = vmull_s16(vget_low_s16(m0), vget_low_s16(b0));
+    p = vmlal_s16(p, vget_high_s16(m0), vget_high_s16(b0));
+    p = vmlal_s16(p, vget_low_s16(m1), vget_low_s16(b1));
+    return hsum_i32_neon(vmlal_s16(p, vget_high_s16(m1), vget_high_s16(b1)));
+}
+
+/* one step for the nt tokens (1 or 4): i0..i3 their lanes, q8 the first
+   token's activations, rb the row bytes */
+#define K_TOKENS_NEON(step, ...)                                                                                     \
+    do {                                                                                                             \
+        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
+        if (nt == 4) {                                                                                               \
+            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
+            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
+            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
+        }                                                                                                            \
+    } while (0)
+
+/* the end of a super-block; imin(yb) the token's min sum, or 0 */
+#define K_FINISH_NEON(imin)                                                                                          \
+    do {                                                                                                             \
+        s0 += k_finish_neon(i0, xd, y) - (xm * ld_f32(y)) * (float)imin(y);                                          \
+        if (nt == 4) {                                                                                               \
+            s1 += k_finish_neon(i1, xd, y + rb) - (xm * ld_f32(y + rb)) * (float)imin(y + rb);                       \
+            s2 += k_finish_neon(i2, xd, y + 2 * rb) - (xm * ld_f32(y + 2 * rb)) * (float)imin(y + 2 * rb);           \
+            s3 += k_finish_neon(i3, xd, y + 3 * rb) - (xm * ld_f32(y + 3 * rb)) * (float)imin(y + 3 * rb);           \
+        }                                                                                                            \
+    } while (0)
+
+#define K_RESULT_NEON()                                                                                              \
+    do {                                                                                                             \
+        yo[0] = s0;                                                                                                  \
+        if (nt == 4) yo[ldy] = s1, yo[2 * ldy] = s2, yo[3 * ldy] = s3;                                               \
+    } while (0)
+
+#define K_NO_MINS(yb) 0
+
+/* Q4_K and Q5_K (bits 5: the fifth bits are bits 2j, 2j + 1 of qh[l]) */
+static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    const uint8x16_t b4 = vdupq_n_u8(16);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sc + 8)));
+        const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        uint8x16_t h0 = vld1q_u8(x + 16), h1 = vld1q_u8(x + 32);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const uint8x16_t v0 = vld1q_u8(qs + 32 * j), v1 = vld1q_u8(qs + 32 * j + 16);
+            int8x16_t a0 = nib_lo_neon(v0), a1 = nib_lo_neon(v1), c0 = nib_hi_neon(v0), c1 = nib_hi_neon(v1);
+            if (bits == 5) {
+                a0 = vorrq_s8(a0, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h0, 4), b4)));
+                a1 = vorrq_s8(a1, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h1, 4), b4)));
+                c0 = vorrq_s8(c0, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h0, 3), b4)));
+                c1 = vorrq_s8(c1, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h1, 3), b4)));
+                h0 = vshrq_n_u8(h0, 2), h1 = vshrq_n_u8(h1, 2);
+            }
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS_NEON(k_step_neon, a0, a1, sc[2 * j]);
+            q8 += 32;
+            K_TOKENS_NEON(k_step_neon, c0, c1, sc[2 * j + 1]);
+        }
+#define IMIN(yb) k4_imin_neon(mins, yb)
+        K_FINISH_NEON(IMIN);
+#undef IMIN
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q4_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
+static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const uint8x16_t m30 = vdupq_n_u8(0x30);
+    const int8x16_t c32 = vdupq_n_s8(32);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const int8_t *sc = (const int8_t *)(x + 192);
+        const float xd = h2f_neon(x + 208);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t qh0 = vld1q_u8(x + 128 + 32 * h), qh1 = vld1q_u8(x + 144 + 32 * h);
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *ql = x + 64 * h + 32 * (k & 1);
+                const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+                const uint8x16_t lo0 = k < 2 ? vandq_u8(l0, vdupq_n_u8(15)) : vshrq_n_u8(l0, 4);
+                const uint8x16_t lo1 = k < 2 ? vandq_u8(l1, vdupq_n_u8(15)) : vshrq_n_u8(l1, 4);
+                const uint8x16_t hi0 = k == 0 ? vshlq_n_u8(qh0, 4) : k == 1 ? vshlq_n_u8(qh0, 2) : k == 2 ? qh0 : vshrq_n_u8(qh0, 2);
+                const uint8x16_t hi1 = k == 0 ? vshlq_n_u8(qh1, 4) : k == 1 ? vshlq_n_u8(qh1, 2) : k == 2 ? qh1 : vshrq_n_u8(qh1, 2);
+                const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo0, vandq_u8(hi0, m30))), c32);
+                const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo1, vandq_u8(hi1, m30))), c32);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_NEON(k_step2_neon, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
+            }
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const uint8x16_t mn = vshrq_n_u8(vld1q_u8(x), 4);
+        const int16x8_t m0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn))), m1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(mn)));
+        const float xd = h2f_neon(x + 80), xm = h2f_neon(x + 82);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t b0 = vld1q_u8(x + 16 + 32 * h), b1 = vld1q_u8(x + 32 + 32 * h);
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const int8x16_t q0 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3));
+                const int s = 8 * h + 2 * k;
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_NEON(k_step2_neon, q0, q1, x[s] & 15, x[s + 1] & 15);
+            }
+        }
+#define IMIN(yb) q2_k_imin_neon(m0, m1, yb)
+        K_FINISH_NEON(IMIN);
+#undef IMIN
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const uint8x16_t m3 = vdupq_n_u8(3), c4 = vdupq_n_u8(4);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const uint8x16_t hm0 = vld1q_u8(x), hm1 = vld1q_u8(x + 16);
+        const float xd = h2f_neon(x + 108);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t b0 = vld1q_u8(x + 32 + 32 * h), b1 = vld1q_u8(x + 48 + 32 * h);
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
+                const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << (4 * h + k)));
+                const uint8x16_t l0 = vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3);
+                const uint8x16_t l1 = vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3);
+                const int8x16_t q0 = vreinterpretq_s8_u8(vsubq_u8(l0, vbicq_u8(c4, vtstq_u8(hm0, bit))));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vsubq_u8(l1, vbicq_u8(c4, vtstq_u8(hm1, bit))));
+                const int s = 8 * h + 2 * k;
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS_NEON(k_step2_neon, q0, q1, sc[s] - 32, sc[s + 1] - 32);
+            }
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_neon(x);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const uint8x16_t v = vld1q_u8(x + 8 + 16 * s);
+            const int8x16_t q0 = iq4_lookup_neon(nib_lo_neon(v)), q1 = iq4_lookup_neon(nib_hi_neon(v));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS_NEON(k_step_neon, q0, q1, iq4_xs_scale(x, s));
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+#undef K_TOKENS_NEON
+#undef K_FINISH_NEON
+#undef K_RESULT_NEON
+#undef K_NO_MINS
+
+K_ENTRIES(q4_1, neon)
+K_ENTRIES(q5_1, neon)
+K_ENTRIES(iq4_nl, neon)
+K_ENTRIES(q2_k, neon)
+K_ENTRIES(q3_k, neon)
+K_ENTRIES(q4_k, neon)
+K_ENTRIES(q5_k, neon)
+K_ENTRIES(q6_k, neon)
+K_ENTRIES(iq4_xs, neon)
+
+/* Q8_1 and Q8_K activations: the same bytes as the references, 4 lanes at
+   a time (see q8_1_from_float_avx2). ARMv7 NEON flushes subnormal floats
+   to zero, so blocks whose largest magnitude is below 1e-30 (where the
+   inverse scale could reach them), zero or not finite are left to the
+   reference. */
+static inline float amax_neon(const float *src, int n) {
+    float32x4_t m = vdupq_n_f32(0);
+    for (int j = 0; j < n; j += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(src + j)));
+    return hmax_neon(m);
+}
+
+/* 16 floats times mul, rounded, stored as 16 int8; returns their sum */
+static inline int32_t q8_round16_neon(const float *src, float mul, uint8_t *dst) {
+    const int32x4_t a = round_even_neon(vmulq_n_f32(vld1q_f32(src), mul));
+    const int32x4_t b = round_even_neon(vmulq_n_f32(vld1q_f32(src + 4), mul));
+    const int32x4_t c = round_even_neon(vmulq_n_f32(vld1q_f32(src + 8), mul));
+    const int32x4_t d = round_even_neon(vmulq_n_f32(vld1q_f32(src + 12), mul));
+    const int16x8_t h0 = vcombine_s16(vmovn_s32(a), vmovn_s32(b)), h1 = vcombine_s16(vmovn_s32(c), vmovn_s32(d));
+    vst1q_s8((int8_t *)dst, vcombine_s8(vmovn_s16(h0), vmovn_s16(h1)));
+    return hsum_i32_neon(vaddq_s32(vaddq_s32(a, b), vaddq_s32(c, d)));
+}
+
+static void q8_1_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_neon(src, 32);
+        if (!(amax > 1e-30f && amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const float d = amax / 127.0f, id = 127.0f / amax;
+        const int32_t sum = q8_round16_neon(src, id, b + 4) + q8_round16_neon(src + 16, id, b + 20);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)sum));
+    }
+}
+
+static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_neon(src, QK_K);
+        if (!(amax > 1e-30f && amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        int j = 0; /* the first value of largest magnitude gives the sign */
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        for (int g = 0; g < 16; g++) st_u16(b + 260 + 2 * g, (uint16_t)(int16_t)q8_round16_neon(src + 16 * g, iscale, b + 4 + 16 * g));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
 #define K_DOT_F32 dot_f32_neon
 #ifdef SLM_NEON_F16
 #define K_F16_TO_FLOAT f16_to_float_neon
@@ -3217,6 +4677,28 @@ static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, flo
 #define K_DOT_Q4_0 dot_q4_0_neon
 #define K_DOT4_Q8_0 dot4_q8_0_neon
 #define K_DOT4_Q4_0 dot4_q4_0_neon
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_neon
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_neon
+#define K_DOT_Q4_1 dot_q4_1_neon
+#define K_DOT_Q5_0 dot_q5_0_neon
+#define K_DOT_Q5_1 dot_q5_1_neon
+#define K_DOT_IQ4_NL dot_iq4_nl_neon
+#define K_DOT_Q2_K dot_q2_k_neon
+#define K_DOT_Q3_K dot_q3_k_neon
+#define K_DOT_Q4_K dot_q4_k_neon
+#define K_DOT_Q5_K dot_q5_k_neon
+#define K_DOT_Q6_K dot_q6_k_neon
+#define K_DOT_IQ4_XS dot_iq4_xs_neon
+#define K_DOT4_Q4_1 dot4_q4_1_neon
+#define K_DOT4_Q5_0 dot4_q5_0_neon
+#define K_DOT4_Q5_1 dot4_q5_1_neon
+#define K_DOT4_IQ4_NL dot4_iq4_nl_neon
+#define K_DOT4_Q2_K dot4_q2_k_neon
+#define K_DOT4_Q3_K dot4_q3_k_neon
+#define K_DOT4_Q4_K dot4_q4_k_neon
+#define K_DOT4_Q5_K dot4_q5_k_neon
+#define K_DOT4_Q6_K dot4_q6_k_neon
+#define K_DOT4_IQ4_XS dot4_iq4_xs_neon
 
 #endif /* SLM_NEON */
 
@@ -3383,6 +4865,286 @@ static float dot_q4_0_rvv(int n, const void *w, const void *a) {
     return s;
 }
 
+/* ---- The other block types: integer sums per block (or per super-block:
+   products widened to 16 bits, times the sub-block scale widened into 32),
+   then the reference's float steps. Fixed vector lengths of 16 or 32
+   elements, which every VLEN >= 128 holds (e8 at LMUL 1 or 2). ---- */
+
+static inline int32_t rvv_isum16(vint16m2_t p) {
+    return __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m2_i32m1(p, __riscv_vmv_v_x_i32m1(0, 1), 16));
+}
+
+/* a 32-value block as two halves of 16 (lo|hi) against 32 int8 at q8 */
+static inline int32_t rvv_dot32(vint8m1_t lo, vint8m1_t hi, const uint8_t *q8) {
+    vint16m2_t p = __riscv_vwmul_vv_i16m2(lo, __riscv_vle8_v_i8m1((const int8_t *)q8, 16), 16);
+    p = __riscv_vwmacc_vv_i16m2(p, hi, __riscv_vle8_v_i8m1((const int8_t *)(q8 + 16), 16), 16);
+    return rvv_isum16(p);
+}
+
+static inline vint8m1_t rvv_nib_lo(vuint8m1_t q) { return __riscv_vreinterpret_v_u8m1_i8m1(__riscv_vand_vx_u8m1(q, 15, 16)); }
+static inline vint8m1_t rvv_nib_hi(vuint8m1_t q) { return __riscv_vreinterpret_v_u8m1_i8m1(__riscv_vsrl_vx_u8m1(q, 4, 16)); }
+
+/* 16 nibbles -> their IQ4 levels */
+static inline vint8m1_t rvv_iq4(vint8m1_t idx) {
+    return __riscv_vrgather_vv_i8m1(__riscv_vle8_v_i8m1(IQ4_VALUES, 16), __riscv_vreinterpret_v_i8m1_u8m1(idx), 16);
+}
+
+/* Q5_0 / Q5_1: the fifth bits loaded as a mask (bit j -> element j) */
+static inline void rvv_q5(const uint8_t *qh, const uint8_t *qs, int off, vint8m1_t *lo, vint8m1_t *hi) {
+    const vuint8m1_t q = __riscv_vle8_v_u8m1(qs, 16);
+    vint8m1_t l = rvv_nib_lo(q), h = rvv_nib_hi(q);
+    if (off) l = __riscv_vsub_vx_i8m1(l, 16, 16), h = __riscv_vsub_vx_i8m1(h, 16, 16);
+    *lo = __riscv_vadd_vx_i8m1_mu(__riscv_vlm_v_b8(qh, 16), l, l, 16, 16);
+    *hi = __riscv_vadd_vx_i8m1_mu(__riscv_vlm_v_b8(qh + 2, 16), h, h, 16, 16);
+}
+
+static float dot_q5_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        vint8m1_t lo, hi;
+        rvv_q5(x + 2, x + 6, 1, &lo, &hi);
+        s += (float)rvv_dot32(lo, hi, y + 2) * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_1_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 4, 16);
+        s += (float)rvv_dot32(rvv_nib_lo(q), rvv_nib_hi(q), y + 4) * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+static float dot_q5_1_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
+        vint8m1_t lo, hi;
+        rvv_q5(x + 4, x + 8, 0, &lo, &hi);
+        s += (float)rvv_dot32(lo, hi, y + 4) * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+static float dot_iq4_nl_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 2, 16);
+        s += (float)rvv_dot32(rvv_iq4(rvv_nib_lo(q)), rvv_iq4(rvv_nib_hi(q)), y + 2) * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* K-quants: acc += sc * (q . q8) over 16 values (32-bit lanes) */
+static inline vint32m4_t rvv_kstep(vint32m4_t acc, vint8m1_t q, int sc, const uint8_t *q8) {
+    const vint16m2_t p = __riscv_vwmul_vv_i16m2(q, __riscv_vle8_v_i8m1((const int8_t *)q8, 16), 16);
+    return __riscv_vwmacc_vx_i32m4(acc, (int16_t)sc, p, 16);
+}
+
+static inline int32_t rvv_ksum(vint32m4_t acc) {
+    return __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m4_i32m1(acc, __riscv_vmv_v_x_i32m1(0, 1), 16));
+}
+
+/* the reference's float steps of a super-block */
+static inline float rvv_kfinish(int32_t isum, int32_t imin, float xd, float xm, const uint8_t *yb) {
+    const float d8 = ld_f32(yb);
+    float r = (xd * d8) * (float)isum;
+    if (xm != 0) r -= (xm * d8) * (float)imin;
+    return r;
+}
+
+static inline int bsum16(const uint8_t *yb, int s) { return (int16_t)ld_u16(yb + 260 + 2 * s); }
+
+/* Q4_K and Q5_K: value 64j + l is nibble 0 of qs[32j + l], 64j + 32 + l
+   nibble 1; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[l] */
+static inline float rvv_k45(int n, const uint8_t *x, const uint8_t *y, int bits) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        int32_t imin = 0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++)
+            SLM_UNROLL(2)
+            for (int e = 0; e < 2; e++) {
+                const vuint8m1_t q = __riscv_vle8_v_u8m1(qs + 32 * j + 16 * e, 16);
+                vuint8m1_t lo = __riscv_vand_vx_u8m1(q, 15, 16), hi = __riscv_vsrl_vx_u8m1(q, 4, 16);
+                if (bits == 5) {
+                    const vuint8m1_t h = __riscv_vsrl_vx_u8m1(__riscv_vle8_v_u8m1(x + 16 + 16 * e, 16), 2 * j, 16);
+                    lo = __riscv_vor_vv_u8m1(lo, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(h, 1, 16), 4, 16), 16);
+                    hi = __riscv_vor_vv_u8m1(hi, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(h, 2, 16), 3, 16), 16);
+                }
+                acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(lo), sc[2 * j], y + 4 + 64 * j + 16 * e);
+                acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(hi), sc[2 * j + 1], y + 36 + 64 * j + 16 * e);
+            }
+        SLM_UNROLL(8)
+        for (int k = 0; k < 8; k++) imin += sc[8 + k] * (bsum16(y, 2 * k) + bsum16(y, 2 * k + 1));
+        s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x), ld_f16(x + 2), y);
+    }
+    return s;
+}
+
+static float dot_q4_k_rvv(int n, const void *w, const void *a) { return rvv_k45(n, (const uint8_t *)w, (const uint8_t *)a, 4); }
+static float dot_q5_k_rvv(int n, const void *w, const void *a) { return rvv_k45(n, (const uint8_t *)w, (const uint8_t *)a, 5); }
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + 16e + l, sub-block 8h + 2k + e */
+static float dot_q6_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const int8_t *sc = (const int8_t *)(x + 192);
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
+                for (int e = 0; e < 2; e++) {
+                    const vuint8m1_t l = __riscv_vle8_v_u8m1(x + 64 * h + 32 * (k & 1) + 16 * e, 16);
+                    const vuint8m1_t lo = k < 2 ? __riscv_vand_vx_u8m1(l, 15, 16) : __riscv_vsrl_vx_u8m1(l, 4, 16);
+                    const vuint8m1_t hb = __riscv_vsrl_vx_u8m1(__riscv_vle8_v_u8m1(x + 128 + 32 * h + 16 * e, 16), 2 * k, 16);
+                    const vuint8m1_t q = __riscv_vor_vv_u8m1(lo, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(hb, 3, 16), 4, 16), 16);
+                    const vint8m1_t qs = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(q), 32, 16);
+                    acc = rvv_kstep(acc, qs, sc[8 * h + 2 * k + e], y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x + 208), 0, y);
+    }
+    return s;
+}
+
+static float dot_q2_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        int32_t imin = 0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
+                for (int e = 0; e < 2; e++) {
+                    const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 16 + 32 * h + 16 * e, 16);
+                    const vuint8m1_t q = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
+                    acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(q), x[8 * h + 2 * k + e] & 15,
+                                    y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        for (int k = 0; k < 16; k++) imin += (x[k] >> 4) * bsum16(y, k);
+        s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x + 80), ld_f16(x + 82), y);
+    }
+    return s;
+}
+
+static float dot_q3_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
+                for (int e = 0; e < 2; e++) {
+                    /* the 2-bit field plus 4 times the hmask bit, minus 4 */
+                    const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 32 + 32 * h + 16 * e, 16);
+                    const vuint8m1_t hm = __riscv_vle8_v_u8m1(x + 16 * e, 16);
+                    const vuint8m1_t l = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
+                    const vuint8m1_t t = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(hm, 4 * h + k, 16), 1, 16);
+                    const vuint8m1_t q = __riscv_vor_vv_u8m1(l, __riscv_vsll_vx_u8m1(t, 2, 16), 16);
+                    const vint8m1_t qs = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(q), 4, 16);
+                    acc = rvv_kstep(acc, qs, sc[8 * h + 2 * k + e] - 32, y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x + 108), 0, y);
+    }
+    return s;
+}
+
+static float dot_iq4_xs_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(8)
+        for (int b = 0; b < 8; b++) {
+            const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 8 + 16 * b, 16);
+            const int sc = iq4_xs_scale(x, b);
+            acc = rvv_kstep(acc, rvv_iq4(rvv_nib_lo(q)), sc, y + 4 + 32 * b);
+            acc = rvv_kstep(acc, rvv_iq4(rvv_nib_hi(q)), sc, y + 20 + 32 * b);
+        }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x), 0, y);
+    }
+    return s;
+}
+
+/* Q8_1 and Q8_K activations: the same bytes as the references (products
+   rounded to nearest even by the conversion; scalar scale arithmetic);
+   blocks whose inverse scale overflows are left to the reference */
+static void q8_1_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const vfloat32m8_t v = __riscv_vle32_v_f32m8(src, 32);
+        const vfloat32m1_t m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(v, 32), __riscv_vfmv_s_f_f32m1(0.0f, 1), 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const vint32m8_t q = __riscv_vfcvt_x_f_v_i32m8_rm(__riscv_vfmul_vf_f32m8(v, id, 32), __RISCV_FRM_RNE, 32);
+        const int32_t sum = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m8_i32m1(q, __riscv_vmv_v_x_i32m1(0, 1), 32));
+        __riscv_vse8_v_i8m2((int8_t *)(b + 4), __riscv_vncvt_x_x_w_i8m2(__riscv_vncvt_x_x_w_i16m4(q, 32), 32), 32);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)sum));
+    }
+}
+
+static void q8_k_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        vfloat32m1_t m = __riscv_vfmv_s_f_f32m1(0.0f, 1);
+        for (int j = 0; j < QK_K; j += 32) m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(__riscv_vle32_v_f32m8(src + j, 32), 32), m, 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        if (!(amax <= FLT_MAX)) { /* every value NaN, or an infinity */
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        int j = 0; /* the first value of largest magnitude gives the sign (amax is one of them) */
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        for (int g = 0; g < 16; g++) {
+            const vfloat32m4_t v = __riscv_vle32_v_f32m4(src + 16 * g, 16);
+            const vint32m4_t q = __riscv_vfcvt_x_f_v_i32m4_rm(__riscv_vfmul_vf_f32m4(v, iscale, 16), __RISCV_FRM_RNE, 16);
+            const int32_t sum = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m4_i32m1(q, __riscv_vmv_v_x_i32m1(0, 1), 16));
+            __riscv_vse8_v_i8m1((int8_t *)(b + 4 + 16 * g), __riscv_vncvt_x_x_w_i8m1(__riscv_vncvt_x_x_w_i16m2(q, 16), 16), 16);
+            st_u16(b + 260 + 2 * g, (uint16_t)(int16_t)sum);
+        }
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
 #define K_DOT_F32 dot_f32_rvv
 #define K_F16_TO_FLOAT f16_to_float_rvv
 #define K_F16_FROM_FLOAT f16_from_float_rvv
@@ -3393,6 +5155,18 @@ static float dot_q4_0_rvv(int n, const void *w, const void *a) {
 #define K_Q8_0_FROM_FLOAT q8_0_from_float_rvv
 #define K_DOT_Q8_0 dot_q8_0_rvv
 #define K_DOT_Q4_0 dot_q4_0_rvv
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_rvv
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_rvv
+#define K_DOT_Q4_1 dot_q4_1_rvv
+#define K_DOT_Q5_0 dot_q5_0_rvv
+#define K_DOT_Q5_1 dot_q5_1_rvv
+#define K_DOT_IQ4_NL dot_iq4_nl_rvv
+#define K_DOT_Q2_K dot_q2_k_rvv
+#define K_DOT_Q3_K dot_q3_k_rvv
+#define K_DOT_Q4_K dot_q4_k_rvv
+#define K_DOT_Q5_K dot_q5_k_rvv
+#define K_DOT_Q6_K dot_q6_k_rvv
+#define K_DOT_IQ4_XS dot_iq4_xs_rvv
 
 #endif /* SLM_RVV */
 
@@ -3431,6 +5205,42 @@ static float dot_q4_0_rvv(int n, const void *w, const void *a) {
 #ifndef K_DOT_Q4_0
 #define K_DOT_Q4_0 dot_q4_0_ref
 #endif
+#ifndef K_Q8_1_FROM_FLOAT
+#define K_Q8_1_FROM_FLOAT q8_1_from_float_ref
+#endif
+#ifndef K_Q8_K_FROM_FLOAT
+#define K_Q8_K_FROM_FLOAT q8_k_from_float_ref
+#endif
+#ifndef K_DOT_Q4_1
+#define K_DOT_Q4_1 dot_q4_1_ref
+#endif
+#ifndef K_DOT_Q5_0
+#define K_DOT_Q5_0 dot_q5_0_ref
+#endif
+#ifndef K_DOT_Q5_1
+#define K_DOT_Q5_1 dot_q5_1_ref
+#endif
+#ifndef K_DOT_IQ4_NL
+#define K_DOT_IQ4_NL dot_iq4_nl_ref
+#endif
+#ifndef K_DOT_Q2_K
+#define K_DOT_Q2_K dot_q2_k_ref
+#endif
+#ifndef K_DOT_Q3_K
+#define K_DOT_Q3_K dot_q3_k_ref
+#endif
+#ifndef K_DOT_Q4_K
+#define K_DOT_Q4_K dot_q4_k_ref
+#endif
+#ifndef K_DOT_Q5_K
+#define K_DOT_Q5_K dot_q5_k_ref
+#endif
+#ifndef K_DOT_Q6_K
+#define K_DOT_Q6_K dot_q6_k_ref
+#endif
+#ifndef K_DOT_IQ4_XS
+#define K_DOT_IQ4_XS dot_iq4_xs_ref
+#endif
 
 static float dot_f32(int n, const void *w, const void *a) { return K_DOT_F32(n, w, a); }
 static void f16_to_float(const void *src, float *dst, int64_t n) { K_F16_TO_FLOAT(src, dst, n); }
@@ -3442,6 +5252,18 @@ static float dot_bf16(int n, const void *w, const void *a) { return K_DOT_BF16(n
 static void q8_0_from_float(const float *src, void *dst, int64_t n) { K_Q8_0_FROM_FLOAT(src, dst, n); }
 static float dot_q8_0(int n, const void *w, const void *a) { return K_DOT_Q8_0(n, w, a); }
 static float dot_q4_0(int n, const void *w, const void *a) { return K_DOT_Q4_0(n, w, a); }
+static void q8_1_from_float(const float *src, void *dst, int64_t n) { K_Q8_1_FROM_FLOAT(src, dst, n); }
+static void q8_k_from_float(const float *src, void *dst, int64_t n) { K_Q8_K_FROM_FLOAT(src, dst, n); }
+static float dot_q4_1(int n, const void *w, const void *a) { return K_DOT_Q4_1(n, w, a); }
+static float dot_q5_0(int n, const void *w, const void *a) { return K_DOT_Q5_0(n, w, a); }
+static float dot_q5_1(int n, const void *w, const void *a) { return K_DOT_Q5_1(n, w, a); }
+static float dot_iq4_nl(int n, const void *w, const void *a) { return K_DOT_IQ4_NL(n, w, a); }
+static float dot_q2_k(int n, const void *w, const void *a) { return K_DOT_Q2_K(n, w, a); }
+static float dot_q3_k(int n, const void *w, const void *a) { return K_DOT_Q3_K(n, w, a); }
+static float dot_q4_k(int n, const void *w, const void *a) { return K_DOT_Q4_K(n, w, a); }
+static float dot_q5_k(int n, const void *w, const void *a) { return K_DOT_Q5_K(n, w, a); }
+static float dot_q6_k(int n, const void *w, const void *a) { return K_DOT_Q6_K(n, w, a); }
+static float dot_iq4_xs(int n, const void *w, const void *a) { return K_DOT_IQ4_XS(n, w, a); }
 
 /* Q8_0X (section 5): Q8_0's bytes, rearranged, with the scale as f32 and
    the block sum. */
@@ -3484,6 +5306,36 @@ static vec_dot4_fn vec_dot4_of(int type) {
 #endif
 #ifdef K_DOT4_Q4_0
     case SLM_TYPE_Q4_0: return K_DOT4_Q4_0;
+#endif
+#ifdef K_DOT4_Q4_1
+    case SLM_TYPE_Q4_1: return K_DOT4_Q4_1;
+#endif
+#ifdef K_DOT4_Q5_0
+    case SLM_TYPE_Q5_0: return K_DOT4_Q5_0;
+#endif
+#ifdef K_DOT4_Q5_1
+    case SLM_TYPE_Q5_1: return K_DOT4_Q5_1;
+#endif
+#ifdef K_DOT4_IQ4_NL
+    case SLM_TYPE_IQ4_NL: return K_DOT4_IQ4_NL;
+#endif
+#ifdef K_DOT4_Q2_K
+    case SLM_TYPE_Q2_K: return K_DOT4_Q2_K;
+#endif
+#ifdef K_DOT4_Q3_K
+    case SLM_TYPE_Q3_K: return K_DOT4_Q3_K;
+#endif
+#ifdef K_DOT4_Q4_K
+    case SLM_TYPE_Q4_K: return K_DOT4_Q4_K;
+#endif
+#ifdef K_DOT4_Q5_K
+    case SLM_TYPE_Q5_K: return K_DOT4_Q5_K;
+#endif
+#ifdef K_DOT4_Q6_K
+    case SLM_TYPE_Q6_K: return K_DOT4_Q6_K;
+#endif
+#ifdef K_DOT4_IQ4_XS
+    case SLM_TYPE_IQ4_XS: return K_DOT4_IQ4_XS;
 #endif
     default: return NULL;
     }

@@ -36,6 +36,16 @@ static kset ref_kernels(int type) {
     case SLM_TYPE_BF16: k.conv = bf16_from_float_ref, k.dot = dot_bf16_ref; break;
     case SLM_TYPE_Q8_0: k.conv = q8_0_from_float_ref, k.dot = dot_q8_0_ref; break;
     case SLM_TYPE_Q4_0: k.conv = q8_0_from_float_ref, k.dot = dot_q4_0_ref; break;
+    case SLM_TYPE_Q4_1: k.conv = q8_1_from_float_ref, k.dot = dot_q4_1_ref; break;
+    case SLM_TYPE_Q5_0: k.conv = q8_0_from_float_ref, k.dot = dot_q5_0_ref; break;
+    case SLM_TYPE_Q5_1: k.conv = q8_1_from_float_ref, k.dot = dot_q5_1_ref; break;
+    case SLM_TYPE_IQ4_NL: k.conv = q8_0_from_float_ref, k.dot = dot_iq4_nl_ref; break;
+    case SLM_TYPE_Q2_K: k.conv = q8_k_from_float_ref, k.dot = dot_q2_k_ref; break;
+    case SLM_TYPE_Q3_K: k.conv = q8_k_from_float_ref, k.dot = dot_q3_k_ref; break;
+    case SLM_TYPE_Q4_K: k.conv = q8_k_from_float_ref, k.dot = dot_q4_k_ref; break;
+    case SLM_TYPE_Q5_K: k.conv = q8_k_from_float_ref, k.dot = dot_q5_k_ref; break;
+    case SLM_TYPE_Q6_K: k.conv = q8_k_from_float_ref, k.dot = dot_q6_k_ref; break;
+    case SLM_TYPE_IQ4_XS: k.conv = q8_k_from_float_ref, k.dot = dot_iq4_xs_ref; break;
     default: break;
     }
     return k;
@@ -92,22 +102,51 @@ static float frand(void) {
     return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
+/* weights: up to 64 distinct quantized rows, repeated (quantizing every
+   row of the big shapes with the K-quant searches would take long) */
+static uint8_t *make_weights(int type, const float *wf, int64_t N, int64_t K, size_t rb) {
+    uint8_t *wd = (uint8_t *)malloc(rb * (size_t)N);
+    for (int64_t r = 0; r < N; r++) {
+        if (r < 64) TRAITS[type].from_float(wf + r * K, wd + (size_t)r * rb, K);
+        else memcpy(wd + (size_t)r * rb, wd + (size_t)(r % 64) * rb, rb);
+    }
+    return wd;
+}
+
 int main(int argc, char **argv) {
-    int quick = argc > 1 && !strcmp(argv[1], "--quick");
-    static const int types[] = {SLM_TYPE_F16, SLM_TYPE_BF16, SLM_TYPE_Q8_0, SLM_TYPE_Q4_0};
+    int quick = 0, only_t1 = 0, want[N_TYPE_IDS] = {0}, any = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--t1")) only_t1 = 1;
+        else {
+            int found = 0;
+            for (int ty = 0; ty < N_TYPE_IDS; ty++)
+                if (type_size_of(ty) && !strcmp(argv[i], type_size_of(ty)->name)) want[ty] = found = any = 1;
+            if (!found) {
+                fprintf(stderr, "usage: %s [--quick] [--t1] [TYPE...]   (TYPE: F16, Q4_K, ...)\n", argv[0]);
+                return 2;
+            }
+        }
+    }
+    static const int types[] = {SLM_TYPE_F16,   SLM_TYPE_BF16, SLM_TYPE_Q8_0, SLM_TYPE_Q4_0, SLM_TYPE_Q4_1,
+                                SLM_TYPE_Q5_0,  SLM_TYPE_Q5_1, SLM_TYPE_IQ4_NL, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K,
+                                SLM_TYPE_Q4_K,  SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
     static const struct {
         const char *what;
         int64_t n_out, n_in;
         int n_tok;
     } cases[] = {
         {"mat-vec 4096x4096 (decode): rows/s and GB/s of weights read", 4096, 4096, 1},
-        {"mat-vec 4864x896 (decode, FFN up of a 0.5B model)", 4864, 896, 1},
+        {"mat-vec 4864x896 (decode, FFN up/gate of a 0.5B model; rows of 896 do not fit the K-quants)", 4864, 896, 1},
+        {"mat-vec 896x4864 (decode, FFN down of a 0.5B model)", 896, 4864, 1},
         {"mat-mat 4096x4096 x 64 tokens (prefill): tokens/s", 4096, 4096, 64},
+        {"mat-mat 4864x896 x 64 tokens (prefill, FFN up/gate of a 0.5B model)", 4864, 896, 64},
+        {"mat-mat 896x4864 x 64 tokens (prefill, FFN down of a 0.5B model)", 896, 4864, 64},
     };
     const double min_s = quick ? 0.05 : 0.3;
     int max_thr = 1;
 #if SLM_OPENMP
-    max_thr = omp_get_max_threads() >= 2 ? 2 : 1;
+    max_thr = omp_get_max_threads() >= 2 && !only_t1 ? 2 : 1;
 #endif
     printf("slm %s kernel benchmark (%s); scalar = the *_ref kernels of the same build;\n"
            "activation conversion + matmul as in the forward pass, best of several runs\n",
@@ -115,10 +154,10 @@ int main(int argc, char **argv) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int64_t N = cases[c].n_out, K = cases[c].n_in;
         const int T = cases[c].n_tok;
-        float *wf = (float *)malloc((size_t)N * K * sizeof(float)), *x = (float *)malloc((size_t)T * K * sizeof(float));
+        float *wf = (float *)malloc((size_t)64 * K * sizeof(float)), *x = (float *)malloc((size_t)T * K * sizeof(float));
         float *y = (float *)malloc((size_t)T * N * sizeof(float)), *y2 = (float *)malloc((size_t)T * N * sizeof(float));
         uint8_t *xq = (uint8_t *)malloc((size_t)T * K * 4);
-        for (int64_t i = 0; i < N * K; i++) wf[i] = frand() * 0.05f;
+        for (int64_t i = 0; i < 64 * K; i++) wf[i] = frand() * 0.05f;
         for (int64_t i = 0; i < T * K; i++) x[i] = frand();
         printf("\n%s\n\n", cases[c].what);
         if (T == 1)
@@ -127,10 +166,10 @@ int main(int argc, char **argv) {
             printf("| type | threads | simd tokens/s | scalar tokens/s | speed-up |\n|---|--:|--:|--:|--:|\n");
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
             const int type = types[ti];
+            if ((any && !want[type]) || K % type_size_of(type)->blck) continue;
             weight w;
             w.type = type, w.n_in = K, w.n_out = N, w.rb = row_bytes(type, K);
-            uint8_t *wd = (uint8_t *)malloc(w.rb * (size_t)N);
-            for (int64_t r = 0; r < N; r++) TRAITS[type].from_float(wf + r * K, wd + (size_t)r * w.rb, K);
+            uint8_t *wd = make_weights(type, wf, N, K, w.rb);
             w.data = wd;
             const size_t xq_rb = row_bytes(TRAITS[type].dot_type, K);
             kset ks = simd_kernels(type), kr = ref_kernels(type);
@@ -144,10 +183,10 @@ int main(int argc, char **argv) {
                 double tr = timeit(&kr, &w, x, xq, xq_rb, T, y2, nth, quick ? 0.0 : min_s);
                 const char *name = type_size_of(type)->name;
                 if (T == 1)
-                    printf("| %-5s | %d | %9.0f | %6.2f | %9.0f | %6.2f | %5.1fx |\n", name, nth, N / ts,
+                    printf("| %-6s | %d | %9.0f | %6.2f | %9.0f | %6.2f | %5.1fx |\n", name, nth, N / ts,
                            N * (double)w.rb / ts / 1e9, N / tr, N * (double)w.rb / tr / 1e9, tr / ts);
                 else
-                    printf("| %-5s | %d | %8.1f | %8.1f | %5.1fx |\n", name, nth, T / ts, T / tr, tr / ts);
+                    printf("| %-6s | %d | %8.1f | %8.1f | %5.1fx |\n", name, nth, T / ts, T / tr, tr / ts);
                 fflush(stdout);
             }
             if (md > 1e-4 * mx) printf("  WARNING: %s simd and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);

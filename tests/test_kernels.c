@@ -354,15 +354,21 @@ static void check_writer_fallbacks(void) {
 
    Every kernel TRAITS uses (section 6f) is compared with its *_ref on random
    data: rows of many lengths (one block, odd block counts, large, element
-   counts that leave every kind of tail), scales from fp16 subnormals to huge.
+   counts that leave every kind of tail), random bytes for the quantized
+   values and sub-block scales, and block scales from fp16 subnormals to
+   huge ones.
 
    Tolerance of a dot product: the SIMD kernels accumulate in float in a
    different order than the reference (double for F32/F16/BF16, float block
-   by block for Q8_0/Q4_0), so we allow the worst-case bound of float
-   summation, |simd - ref| <= (k + 8) * 2^-23 * sum|w_i * a_i|, where k is
-   the number of terms per accumulator lane (n / 4 for element types, the
-   block count for block types); observed errors are printed in units of
-   2^-24 * sum|w_i * a_i|. The activation quantizer and the f16/bf16
+   by block or super-block by super-block for the others), so we allow the
+   worst-case bound of float summation, |simd - ref| <= (k + 8) * 2^-23 * M,
+   where k is the number of terms per accumulator lane (n / 4 for element
+   types, the block or super-block count for block types) and M the sum of
+   the magnitudes of the terms the kernels add: sum |w_i * a_i| for types
+   without mins; for Q4_1/Q5_1 and the K-quants with mins, the scale part
+   and the min part counted apart (sum |d_w d_a sc q_i q8_i| + sum |m s|),
+   since both are summed and may cancel. Observed errors are printed in
+   units of 2^-24 * M. The activation quantizers and the f16/bf16
    conversions must give identical bits (NaN: a NaN). A 4-token kernel must
    give the same bits as the 1-token kernel. */
 
@@ -380,50 +386,109 @@ static float rand_scale(uint64_t *s, int cls) {
 /* random fp16 bits of magnitude about `scale` (finite) */
 static uint16_t rand_half(uint64_t *s, float scale) { return f32_to_fp16(t_randf(s) * scale); }
 
-/* One row of n values of `type` and its values as doubles (for sum|w*a|).
-   act: the row is an activation row (Q8_0 values in [-127, 127]). */
-static void rand_row(int type, int n, int cls, int act, uint64_t *s, uint8_t *row, double *val) {
+static int8_t rand_act8(uint64_t *s) { return (int8_t)((int)(t_rand(s) % 255) - 127); }
+
+/* One row of n values of `type`: random bytes, then the f16 scale fields of
+   each block set from scale class cls. act: an activation row (values in
+   [-127, 127], Q8_1's s and Q8_K's bsums consistent with them). */
+static void rand_row(int type, int n, int cls, int act, uint64_t *s, uint8_t *row) {
+    static const struct {
+        int type, d, m; /* offsets of the f16 scale (and min) of a block; -1: none */
+    } halves[] = {{SLM_TYPE_Q8_0, 0, -1}, {SLM_TYPE_Q4_0, 0, -1},   {SLM_TYPE_Q4_1, 0, 2},   {SLM_TYPE_Q5_0, 0, -1},
+                  {SLM_TYPE_Q5_1, 0, 2},  {SLM_TYPE_IQ4_NL, 0, -1}, {SLM_TYPE_Q2_K, 80, 82}, {SLM_TYPE_Q3_K, 108, -1},
+                  {SLM_TYPE_Q4_K, 0, 2},  {SLM_TYPE_Q5_K, 0, 2},    {SLM_TYPE_Q6_K, 208, -1}, {SLM_TYPE_IQ4_XS, 0, -1}};
     if (type == SLM_TYPE_F32 || type == SLM_TYPE_BF16) {
         float sc = cls == 0 ? 1.0f : cls == 1 ? 1e-15f : 1e15f;
         for (int i = 0; i < n; i++) {
             float f = t_randf(s) * sc * (float)pow(2.0, (double)(int)(t_rand(s) % 8) - 4);
-            if (type == SLM_TYPE_F32) {
-                st_f32(row + 4 * i, f); /* F32 data is little-endian */
-                val[i] = f;
-            } else {
-                st_u16(row + 2 * i, f32_to_bf16(f));
-                val[i] = bf16_to_f32(ld_u16(row + 2 * i));
-            }
+            if (type == SLM_TYPE_F32) st_f32(row + 4 * i, f); /* F32 data is little-endian */
+            else st_u16(row + 2 * i, f32_to_bf16(f));
         }
-    } else if (type == SLM_TYPE_F16) {
+        return;
+    }
+    if (type == SLM_TYPE_F16) {
         float sc = cls == 0 ? 1.0f : cls == 1 ? 6e-5f : 60000.0f;
-        for (int i = 0; i < n; i++) {
-            st_u16(row + 2 * i, rand_half(s, sc));
-            val[i] = fp16_to_f32(ld_u16(row + 2 * i));
-        }
-    } else if (type == SLM_TYPE_Q8_0) {
-        for (int b = 0; b < n / 32; b++) {
-            uint8_t *blk = row + 34 * b;
+        for (int i = 0; i < n; i++) st_u16(row + 2 * i, rand_half(s, sc));
+        return;
+    }
+    const type_size *ts = type_size_of(type);
+    for (size_t i = 0; i < row_bytes(type, n); i++) row[i] = (uint8_t)t_rand(s);
+    for (int b = 0; b < n / ts->blck; b++) {
+        uint8_t *blk = row + (size_t)b * (size_t)ts->bytes;
+        if (type == SLM_TYPE_Q8_0) {
             st_u16(blk, rand_half(s, rand_scale(s, cls)));
-            double d = fp16_to_f32(ld_u16(blk));
-            for (int j = 0; j < 32; j++) {
-                int q = act ? (int)(t_rand(s) % 255) - 127 : (int)(t_rand(s) % 256) - 128;
-                blk[2 + j] = (uint8_t)(int8_t)q;
-                val[32 * b + j] = d * q;
+            if (act)
+                for (int j = 0; j < 32; j++) blk[2 + j] = (uint8_t)rand_act8(s);
+        } else if (type == SLM_TYPE_Q8_1) {
+            /* s = d * sum(q) must stay finite in f16: |d| < 65504 / 4064 */
+            st_u16(blk, rand_half(s, rand_scale(s, cls) / (cls == 2 ? 4096.0f : 1.0f)));
+            int sum = 0;
+            for (int j = 0; j < 32; j++) blk[4 + j] = (uint8_t)rand_act8(s), sum += (int8_t)blk[4 + j];
+            st_u16(blk + 2, f32_to_fp16(ld_f16(blk) * (float)sum));
+        } else if (type == SLM_TYPE_Q8_K) {
+            st_f32(blk, t_randf(s) * rand_scale(s, cls));
+            for (int j = 0; j < QK_K; j++) blk[4 + j] = (uint8_t)rand_act8(s);
+            for (int k = 0; k < 16; k++) {
+                int sum = 0;
+                for (int j = 0; j < 16; j++) sum += (int8_t)blk[4 + 16 * k + j];
+                st_u16(blk + 260 + 2 * k, (uint16_t)(int16_t)sum);
             }
-        }
-    } else if (type == SLM_TYPE_Q4_0) {
-        for (int b = 0; b < n / 32; b++) {
-            uint8_t *blk = row + 18 * b;
-            st_u16(blk, rand_half(s, rand_scale(s, cls)));
-            double d = fp16_to_f32(ld_u16(blk));
-            for (int j = 0; j < 16; j++) {
-                blk[2 + j] = (uint8_t)t_rand(s);
-                val[32 * b + j] = d * ((blk[2 + j] & 15) - 8);
-                val[32 * b + j + 16] = d * ((blk[2 + j] >> 4) - 8);
-            }
+        } else {
+            for (size_t h = 0; h < sizeof halves / sizeof halves[0]; h++)
+                if (halves[h].type == type) {
+                    st_u16(blk + halves[h].d, rand_half(s, rand_scale(s, cls)));
+                    if (halves[h].m >= 0) st_u16(blk + halves[h].m, rand_half(s, rand_scale(s, cls)));
+                }
         }
     }
+}
+
+typedef void (*unpack_fn)(const uint8_t *b, kblock *k);
+
+static unpack_fn unpack_of(int type) {
+    switch (type) {
+    case SLM_TYPE_Q2_K: return unpack_q2_k;
+    case SLM_TYPE_Q3_K: return unpack_q3_k;
+    case SLM_TYPE_Q4_K: return unpack_q4_k;
+    case SLM_TYPE_Q5_K: return unpack_q5_k;
+    case SLM_TYPE_Q6_K: return unpack_q6_k;
+    case SLM_TYPE_IQ4_XS: return unpack_iq4_xs;
+    default: return NULL;
+    }
+}
+
+/* M of the tolerance (above): the summed magnitudes of the dot's terms */
+static double dot_mag(int type, const uint8_t *w, const uint8_t *a, int n, float *wf, float *af) {
+    const int dt = TRAITS[type].dot_type;
+    double mag = 0;
+    if (type == SLM_TYPE_Q4_1 || type == SLM_TYPE_Q5_1) {
+        const int bytes = type == SLM_TYPE_Q4_1 ? 20 : 24;
+        for (int b = 0; b < n / 32; b++, w += bytes, a += 36) {
+            double t = 0;
+            for (int j = 0; j < 32; j++) {
+                const int q = type == SLM_TYPE_Q4_1 ? (j < 16 ? w[4 + j] & 15 : w[4 + j - 16] >> 4) : q5_level(w + 4, w + 8, j);
+                t += fabs((double)q * (int8_t)a[4 + j]);
+            }
+            mag += fabs((double)ld_f16(w) * ld_f16(a)) * t + fabs((double)ld_f16(w + 2) * ld_f16(a + 2));
+        }
+        return mag;
+    }
+    const unpack_fn un = unpack_of(type);
+    if (un) {
+        const int bytes = type_size_of(type)->bytes;
+        kblock k;
+        for (int b = 0; b < n / QK_K; b++, w += bytes, a += 292) {
+            un(w, &k);
+            const double d8 = ld_f32(a);
+            for (int i = 0; i < QK_K; i++) mag += fabs((double)k.d * d8 * k.sc[i / k.sub] * k.q[i] * (int8_t)a[4 + i]);
+            for (int sb = 0; sb < 16; sb++) mag += fabs((double)k.dmin * d8 * k.mn[sb * 16 / k.sub] * (int16_t)ld_u16(a + 260 + 2 * sb));
+        }
+        return mag;
+    }
+    TRAITS[type].to_float(w, wf, n);
+    TRAITS[dt].to_float(a, af, n);
+    for (int i = 0; i < n; i++) mag += fabs((double)wf[i] * af[i]);
+    return mag;
 }
 
 typedef struct dot_case {
@@ -434,51 +499,58 @@ typedef struct dot_case {
 
 static void check_simd_dots(void) {
     static const dot_case cases[] = {
-        {SLM_TYPE_F32, STR(K_DOT_F32), dot_f32_ref},   {SLM_TYPE_F16, STR(K_DOT_F16), dot_f16_ref},
-        {SLM_TYPE_BF16, STR(K_DOT_BF16), dot_bf16_ref}, {SLM_TYPE_Q8_0, STR(K_DOT_Q8_0), dot_q8_0_ref},
-        {SLM_TYPE_Q4_0, STR(K_DOT_Q4_0), dot_q4_0_ref},
+        {SLM_TYPE_F32, STR(K_DOT_F32), dot_f32_ref},          {SLM_TYPE_F16, STR(K_DOT_F16), dot_f16_ref},
+        {SLM_TYPE_BF16, STR(K_DOT_BF16), dot_bf16_ref},       {SLM_TYPE_Q8_0, STR(K_DOT_Q8_0), dot_q8_0_ref},
+        {SLM_TYPE_Q4_0, STR(K_DOT_Q4_0), dot_q4_0_ref},       {SLM_TYPE_Q4_1, STR(K_DOT_Q4_1), dot_q4_1_ref},
+        {SLM_TYPE_Q5_0, STR(K_DOT_Q5_0), dot_q5_0_ref},       {SLM_TYPE_Q5_1, STR(K_DOT_Q5_1), dot_q5_1_ref},
+        {SLM_TYPE_IQ4_NL, STR(K_DOT_IQ4_NL), dot_iq4_nl_ref}, {SLM_TYPE_Q2_K, STR(K_DOT_Q2_K), dot_q2_k_ref},
+        {SLM_TYPE_Q3_K, STR(K_DOT_Q3_K), dot_q3_k_ref},       {SLM_TYPE_Q4_K, STR(K_DOT_Q4_K), dot_q4_k_ref},
+        {SLM_TYPE_Q5_K, STR(K_DOT_Q5_K), dot_q5_k_ref},       {SLM_TYPE_Q6_K, STR(K_DOT_Q6_K), dot_q6_k_ref},
+        {SLM_TYPE_IQ4_XS, STR(K_DOT_IQ4_XS), dot_iq4_xs_ref},
     };
-    /* element counts for F32/F16/BF16; block types use the multiples of 32 */
+    /* element counts for F32/F16/BF16; blocks of 32 and super-blocks of 256 */
     static const int lens[] = {1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 255, 256, 1000, 4096, 4099};
     static const int blocks[] = {1, 2, 3, 5, 7, 8, 9, 31, 33, 64, 128, 137};
+    static const int supers[] = {1, 2, 3, 4, 5, 7, 11, 16, 17, 56};
+    const int n_lens = (int)(sizeof lens / sizeof lens[0]), n_blocks = (int)(sizeof blocks / sizeof blocks[0]);
+    const int n_supers = (int)(sizeof supers / sizeof supers[0]);
     uint64_t s = 7;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const dot_case *dc = &cases[c];
         const int type = dc->type, dt = TRAITS[type].dot_type, blk = type_size_of(type)->blck;
-        const int nl = blk == 1 ? (int)(sizeof lens / sizeof lens[0]) : (int)(sizeof blocks / sizeof blocks[0]);
+        const int nl = blk == 1 ? n_lens : blk == 32 ? n_blocks : n_supers;
         vec_dot4_fn dot4 = vec_dot4_of(type);
         int bad = 0, bad4 = 0, runs = 0;
         double worst = 0;
         for (int li = 0; li < nl; li++) {
-            const int n = blk == 1 ? lens[li] : 32 * blocks[li];
+            const int n = blk == 1 ? lens[li] : blk == 32 ? 32 * blocks[li] : QK_K * supers[li];
             const size_t wrb = row_bytes(type, n), arb = row_bytes(dt, n) + 8; /* rows not 16-byte aligned */
             uint8_t *w = (uint8_t *)malloc(wrb), *a = (uint8_t *)malloc(4 * arb);
-            double *wv = (double *)malloc(n * sizeof(double)), *av = (double *)malloc(4 * n * sizeof(double));
+            float *wf = (float *)malloc(n * sizeof(float)), *af = (float *)malloc(n * sizeof(float));
             for (int rep = 0; rep < 6; rep++) {
                 const int wc = rep % 3, ac = rep < 3 ? 0 : (rep + 1) % 3;
-                rand_row(type, n, wc, 0, &s, w, wv);
-                for (int t = 0; t < 4; t++) rand_row(dt, n, ac, 1, &s, a + t * arb, av + t * n);
+                rand_row(type, n, wc, 0, &s, w);
+                for (int t = 0; t < 4; t++) rand_row(dt, n, ac, 1, &s, a + t * arb);
                 float y4[12];
                 if (dot4) dot4(n, w, a, arb, y4, 3);
                 for (int t = 0; t < 4; t++) {
-                    double mag = 0;
-                    for (int i = 0; i < n; i++) mag += fabs(wv[i] * av[t * n + i]);
+                    const double mag = dot_mag(type, w, a + t * arb, n, wf, af);
                     const float got = TRAITS[type].vec_dot(n, w, a + t * arb), ref = dc->ref(n, w, a + t * arb);
-                    const double k = blk == 1 ? n / 4.0 : n / 32.0;
+                    const double k = blk == 1 ? n / 4.0 : (double)(n / blk);
                     const double err = fabs((double)got - ref), unit = mag * ldexp(1.0, -24);
                     if (!(err <= (k + 8) * 2 * unit)) {
                         if (bad++ < 3)
-                            printf("  %s n=%d: simd %.9g ref %.9g (sum|w*a| %.3g)\n", dc->active, n, got, ref, mag);
+                            printf("  %s n=%d: simd %.9g ref %.9g (M %.3g)\n", dc->active, n, got, ref, mag);
                     }
                     if (unit > 0) worst = fmax(worst, err / unit);
                     if (dot4 && memcmp(&y4[3 * t], &got, sizeof got) != 0) bad4++;
                     runs++;
                 }
             }
-            free(w), free(a), free(wv), free(av);
+            free(w), free(a), free(wf), free(af);
         }
-        printf("  dot %-5s %-16s %4d rows, max err %6.1f x 2^-24 sum|w*a|%s\n", type_size_of(type)->name, dc->active,
-               runs, worst, dot4 ? ", 4-token kernel checked" : "");
+        printf("  dot %-6s %-16s %4d rows, max err %6.1f x 2^-24 M%s\n", type_size_of(type)->name, dc->active, runs,
+               worst, dot4 ? ", 4-token kernel checked" : "");
         CHECK(bad == 0, "%s: %d dot products beyond the bound", dc->active, bad);
         CHECK(bad4 == 0, "%s: 4-token kernel differs from the 1-token kernel in %d results", dc->active, bad4);
     }
@@ -538,42 +610,62 @@ static void check_simd_conversions(void) {
     CHECK(bad_bf16b == 0, "bf16->f32: %d values differ from the reference", bad_bf16b);
 }
 
-/* The Q8_0 activation quantizer: same bytes as the reference, ties included. */
-static void check_simd_q8_act(void) {
-    enum { NB = 137 };
-    static float x[32 * NB];
-    static uint8_t q1[34 * NB], q2[34 * NB];
+/* The activation quantizers (Q8_0, Q8_1, Q8_K): the same bytes as the
+   references, ties, tiny blocks (whose inverse scale overflows) and the
+   sign of the first extreme (Q8_K) included. */
+static void check_simd_act(void) {
+    static const struct {
+        int type;
+        const char *active;
+        from_float_fn ref;
+    } fmts[] = {{SLM_TYPE_Q8_0, STR(K_Q8_0_FROM_FLOAT), q8_0_from_float_ref},
+                {SLM_TYPE_Q8_1, STR(K_Q8_1_FROM_FLOAT), q8_1_from_float_ref},
+                {SLM_TYPE_Q8_K, STR(K_Q8_K_FROM_FLOAT), q8_k_from_float_ref}};
+    enum { NV = 32 * 137 };
+    static float x[NV];
+    static uint8_t q1[292 * (NV / 256)], q2[292 * (NV / 256)]; /* the longest rows: Q8_K */
     uint64_t s = 5;
-    int bad = 0, ties = 0;
-    for (int rep = 0; rep < 60; rep++) {
-        const int nb = rep < 10 ? 1 + rep : 1 + (int)(t_rand(&s) % NB);
-        for (int b = 0; b < nb; b++) {
-            float *v = x + 32 * b;
-            const int kind = (int)(t_rand(&s) % 6);
-            const float sc = kind == 0 ? 1.0f : kind == 1 ? 1e-20f : kind == 2 ? 1e30f : kind == 3 ? 3e-5f : 1.0f;
-            for (int j = 0; j < 32; j++) v[j] = t_randf(&s) * sc;
-            if (kind == 4) { /* amax 127: the inverse scale is 1, x.5 values are exact ties */
-                for (int j = 0; j < 32; j++) v[j] = (float)((int)(t_rand(&s) % 255) - 127) + (j & 1 ? 0.5f : 0.0f);
-                v[(int)(t_rand(&s) % 32)] = (t_rand(&s) & 1) ? 127.0f : -127.0f;
+    for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
+        const int bs = type_size_of(fmts[f].type)->blck, max_nb = NV / bs;
+        int bad = 0, rows = 0;
+        for (int rep = 0; rep < 60; rep++) {
+            const int nb = rep < 10 ? 1 + rep % max_nb : 1 + (int)(t_rand(&s) % (uint64_t)max_nb);
+            for (int b = 0; b < nb; b++) {
+                float *v = x + bs * b;
+                const int kind = (int)(t_rand(&s) % 8);
+                const float sc = kind == 1 ? 1e-20f : kind == 2 ? 1e30f : kind == 3 ? 3e-5f : kind == 6 ? 1e-38f : 1.0f;
+                for (int j = 0; j < bs; j++) v[j] = t_randf(&s) * sc;
+                if (kind == 4) { /* amax 127: the inverse scale is +-1, x.5 values are exact ties */
+                    for (int j = 0; j < bs; j++) v[j] = (float)((int)(t_rand(&s) % 255) - 127) + (j & 1 ? 0.5f : 0.0f);
+                    v[(int)(t_rand(&s) % (uint64_t)bs)] = (t_rand(&s) & 1) ? 127.0f : -127.0f;
+                }
+                if (kind == 5) { /* amax 63.5: inverse scale 2, x.25 values are ties */
+                    for (int j = 0; j < bs; j++) v[j] = ((float)((int)(t_rand(&s) % 253) - 126) + 0.5f) * 0.5f;
+                    v[3] = 63.5f;
+                }
+                if (kind == 7) { /* the extreme twice, with both signs: the first one counts */
+                    const int j0 = (int)(t_rand(&s) % (uint64_t)bs), j1 = (int)(t_rand(&s) % (uint64_t)bs);
+                    v[j0] = 3.0f, v[j1] = -3.0f;
+                }
+                if (t_rand(&s) % 8 == 0) memset(v, 0, sizeof(float) * (size_t)bs); /* an all-zero block */
             }
-            if (kind == 5) { /* amax 63.5: inverse scale 2, x.25 values are ties */
-                for (int j = 0; j < 32; j++) v[j] = ((float)((int)(t_rand(&s) % 253) - 126) + 0.5f) * 0.5f;
-                v[3] = 63.5f;
-            }
-            if (t_rand(&s) % 8 == 0) memset(v, 0, sizeof(float) * 32); /* an all-zero block */
+            const size_t rb = row_bytes(fmts[f].type, (int64_t)bs * nb);
+            memset(q1, 0x55, rb), memset(q2, 0xaa, rb);
+            TRAITS[fmts[f].type].from_float(x, q1, (int64_t)bs * nb);
+            fmts[f].ref(x, q2, (int64_t)bs * nb);
+            bad += memcmp(q1, q2, rb) != 0;
+            rows++;
         }
-        q8_0_from_float(x, q1, 32 * nb);
-        q8_0_from_float_ref(x, q2, 32 * nb);
-        bad += memcmp(q1, q2, 34 * (size_t)nb) != 0;
+        printf("  %s activation quantizer %s: %d rows\n", type_size_of(fmts[f].type)->name, fmts[f].active, rows);
+        CHECK(bad == 0, "%s quantizer: %d rows differ from the reference", type_size_of(fmts[f].type)->name, bad);
     }
     /* round_even against the C library's rint (default rounding mode) */
+    int ties = 0;
     for (int i = 0; i < 20000; i++) {
         float v = t_randf(&s) * 300.0f;
         if (i % 2) v = (float)((int)(t_rand(&s) % 401) - 200) + 0.5f;
         ties += round_even(v) != (int)rintf(v);
     }
-    printf("  q8_0 activation quantizer %s\n", STR(K_Q8_0_FROM_FLOAT));
-    CHECK(bad == 0, "q8_0 quantizer: %d rows differ from the reference", bad);
     CHECK(ties == 0, "round_even differs from rintf in %d cases", ties);
 }
 
@@ -613,10 +705,10 @@ static void check_x8(void) {
             uint8_t *a = (uint8_t *)malloc(4 * arb);
             const size_t axrb = act_row_bytes(ACT_Q8_0X, n) + 8;
             uint8_t *ax = (uint8_t *)malloc(4 * axrb);
-            double *wv = (double *)malloc(8 * (size_t)n * sizeof(double)), *av = (double *)malloc(4 * (size_t)n * sizeof(double));
+            float *wf = (float *)malloc((size_t)n * sizeof(float)), *af = (float *)malloc((size_t)n * sizeof(float));
             for (int rep = 0; rep < 4; rep++) {
-                for (int r = 0; r < 8; r++) rand_row(type, n, (r + rep) % 3, 0, &s, w + r * rb, wv + (size_t)r * n);
-                for (int t = 0; t < 4; t++) rand_row(dt, n, rep % 3, 1, &s, a + t * arb, av + (size_t)t * n);
+                for (int r = 0; r < 8; r++) rand_row(type, n, (r + rep) % 3, 0, &s, w + r * rb);
+                for (int t = 0; t < 4; t++) rand_row(dt, n, rep % 3, 1, &s, a + t * arb);
                 /* the same activations as Q8_0X (section 5), for the x8 kernel */
                 for (int t = 0; t < 4; t++)
                     for (int b = 0; b < blocks[bi]; b++) {
@@ -640,8 +732,7 @@ static void check_x8(void) {
                     for (int t = 0; t < nt; t++)
                         for (int r = 0; r < 8; r++) {
                             const float ref = (type == SLM_TYPE_Q4_0 ? dot_q4_0_ref : dot_q8_0_ref)(n, w + r * rb, a + t * arb);
-                            double mag = 0;
-                            for (int i = 0; i < n; i++) mag += fabs(wv[(size_t)r * n + i] * av[(size_t)t * n + i]);
+                            const double mag = dot_mag(type, w + r * rb, a + t * arb, n, wf, af);
                             const double e = fabs((double)y[t * 9 + r] - ref) / (mag + 1e-300);
                             worst = e > worst ? e : worst;
                             bad += e > (blocks[bi] + 8) * 1.2e-7;
@@ -649,7 +740,7 @@ static void check_x8(void) {
                         }
                 }
             }
-            free(w), free(g), free(back), free(a), free(ax), free(wv), free(av);
+            free(w), free(g), free(back), free(a), free(ax), free(wf), free(af);
         }
         CHECK(bad_pack == 0, "%s x8: %d rows do not survive pack + unpack", slm_type_name(type), bad_pack);
         if (k) {
@@ -669,7 +760,7 @@ void test_kernels(void) {
     check_onehot();
     check_writer_fallbacks();
     check_simd_conversions();
-    check_simd_q8_act();
+    check_simd_act();
     check_simd_dots();
     check_x8();
 }
