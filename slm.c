@@ -1355,6 +1355,11 @@ static size_t row_bytes(int type, int64_t n) {
  *     value + 8, as in Q4_0).
  *   Q8_0x8 (272 bytes): f16 d[8], then 8 steps of 32 bytes: byte i of step
  *     s is row i/4's column 4s + i%4.
+ *   Q5_0x8 (176 bytes): f16 d[8], then 32 bytes of high bits: bit c of byte
+ *     i is the fifth bit of row i/4's column 8c + i%4, bit 4 + c that of its
+ *     column 8c + 4 + i%4 (c = 0..3), then the 4 chunks of low nibbles laid
+ *     out as in Q4_0x8. A kernel moves bit c or 4 + c to bit 4 with one
+ *     shift and mask, where Q5_0's 32-bit qh would need a bit-to-byte spread.
  *
  * x8 matrices take their activations as Q8_0X, an internal format (not a
  * GGUF type): per block of 32, the Q8_0 values (32 bytes, the same bytes the
@@ -1363,7 +1368,12 @@ static size_t row_bytes(int type, int64_t n) {
  * need neither an f16 conversion nor a horizontal sum per block and group.
  */
 #define ACT_Q8_0X (-2)
-static int x8_block_bytes(int type) { return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : 0; }
+static int x8_block_bytes(int type) {
+    return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176 : 0;
+}
+
+/* Column k's low nibble in a Q4_0/Q5_0 block's 16 bytes qs. */
+static int x8_nibble(const uint8_t *qs, int k) { return k < 16 ? qs[k] & 15 : qs[k - 16] >> 4; }
 
 /* Rearrange 8 GGUF rows (rb bytes apart, nb blocks each) into one x8 group. */
 static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
@@ -1371,17 +1381,25 @@ static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *ds
     for (int b = 0; b < nb; b++) {
         uint8_t *o = dst + (size_t)b * (size_t)bb;
         for (int r = 0; r < 8; r++) memcpy(o + 2 * r, src + (size_t)r * rb + (size_t)b * (size_t)sb, 2);
-        for (int i = 0; i < bb - 16; i++) {
-            const int r = (i % 32) / 4, c = i / 32, j = i % 4;
-            const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb + 2;
-            if (type == SLM_TYPE_Q8_0) {
-                o[16 + i] = q[4 * c + j];
-            } else { /* columns 8c + j and 8c + 4 + j of a Q4_0 block */
-                const int k0 = 8 * c + j, k1 = k0 + 4;
-                const int n0 = k0 < 16 ? q[k0] & 15 : q[k0 - 16] >> 4, n1 = k1 < 16 ? q[k1] & 15 : q[k1 - 16] >> 4;
-                o[16 + i] = (uint8_t)(n0 | (n1 << 4));
-            }
+        if (type == SLM_TYPE_Q8_0) {
+            for (int i = 0; i < 256; i++)
+                o[16 + i] = src[(size_t)((i % 32) / 4) * rb + (size_t)b * (size_t)sb + 2 + 4 * (i / 32) + i % 4];
+            continue;
         }
+        const int qs_at = type == SLM_TYPE_Q5_0 ? 6 : 2, nib_at = type == SLM_TYPE_Q5_0 ? 48 : 16;
+        for (int i = 0; i < 128; i++) { /* columns 8c + j and 8c + 4 + j */
+            const int r = (i % 32) / 4, c = i / 32, j = i % 4;
+            const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb;
+            o[nib_at + i] = (uint8_t)(x8_nibble(q + qs_at, 8 * c + j) | (x8_nibble(q + qs_at, 8 * c + 4 + j) << 4));
+        }
+        if (type == SLM_TYPE_Q5_0)
+            for (int i = 0; i < 32; i++) {
+                const uint32_t qh = ld_u32(src + (size_t)(i / 4) * rb + (size_t)b * (size_t)sb + 2);
+                uint8_t h = 0;
+                for (int c = 0; c < 4; c++)
+                    h |= (uint8_t)(((qh >> (8 * c + i % 4)) & 1) << c | ((qh >> (8 * c + 4 + i % 4)) & 1) << (4 + c));
+                o[16 + i] = h;
+            }
     }
 }
 
@@ -1399,15 +1417,19 @@ static void x8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_
         memcpy(q, o + 2 * lane, 2);
         if (type == SLM_TYPE_Q8_0) {
             for (int k = 0; k < 32; k++) q[2 + k] = o[16 + 32 * (k / 4) + 4 * lane + k % 4];
-        } else {
-            uint8_t nib[32];
-            for (int c = 0; c < 4; c++)
-                for (int j = 0; j < 4; j++) {
-                    const uint8_t v = o[16 + 32 * c + 4 * lane + j];
-                    nib[8 * c + j] = v & 15, nib[8 * c + 4 + j] = v >> 4;
-                }
-            for (int k = 0; k < 16; k++) q[2 + k] = (uint8_t)(nib[k] | (nib[k + 16] << 4));
+            continue;
         }
+        const int q5 = type == SLM_TYPE_Q5_0, nib_at = q5 ? 48 : 16;
+        uint8_t nib[32];
+        uint32_t qh = 0;
+        for (int c = 0; c < 4; c++)
+            for (int j = 0; j < 4; j++) {
+                const uint8_t v = o[nib_at + 32 * c + 4 * lane + j], h = q5 ? o[16 + 4 * lane + j] : 0;
+                nib[8 * c + j] = v & 15, nib[8 * c + 4 + j] = v >> 4;
+                qh |= (uint32_t)((h >> c) & 1) << (8 * c + j) | (uint32_t)((h >> (4 + c)) & 1) << (8 * c + 4 + j);
+            }
+        if (q5) st_u32(q + 2, qh);
+        for (int k = 0; k < 16; k++) q[(q5 ? 6 : 2) + k] = (uint8_t)(nib[k] | (nib[k + 16] << 4));
     }
 }
 
@@ -3279,8 +3301,58 @@ static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
     else gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
+/* Q5_0x8: as Q4_0x8 with the fifth bit moved into bit 4 of each byte
+   (values 0..31, offset 16). A pair reaches 2 * 31 * 127, so the 16-bit sums
+   widen after every 2 chunks (4 maddubs: 31496 < 2^15). */
+SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16), ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
+        __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int half = 0; half < 2; half++) {
+            __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int cc = 0; cc < 2; cc++) {
+                const int c = 2 * half + cc;
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
+                /* 16-bit shifts: what crosses into the neighbouring byte
+                   never lands on bit 4 */
+                const __m256i hl = c == 0 ? _mm256_slli_epi16(h, 4) : c == 1 ? _mm256_slli_epi16(h, 3)
+                                          : c == 2 ? _mm256_slli_epi16(h, 2) : _mm256_slli_epi16(h, 1);
+                const __m256i hh = c == 0 ? h : c == 1 ? _mm256_srli_epi16(h, 1) : c == 2 ? _mm256_srli_epi16(h, 2)
+                                                                                 : _mm256_srli_epi16(h, 3);
+                const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hl, b4));
+                const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(hh, b4));
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
+                }
+            }
+            for (int t = 0; t < nt; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i isum = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * (int32_t)ld_u32(at + 36)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
 #define K_GEMM_X8_Q4_0 gemm_q4_0x8_avx2
 #define K_GEMM_X8_Q8_0 gemm_q8_0x8_avx2
+#define K_GEMM_X8_Q5_0 gemm_q5_0x8_avx2
 
 #endif /* SLM_AVX2 */
 
@@ -5293,6 +5365,9 @@ static gemm_x8_fn gemm_x8_of(int type) {
 #endif
 #ifdef K_GEMM_X8_Q8_0
     case SLM_TYPE_Q8_0: return K_GEMM_X8_Q8_0;
+#endif
+#ifdef K_GEMM_X8_Q5_0
+    case SLM_TYPE_Q5_0: return K_GEMM_X8_Q5_0;
 #endif
     default: return NULL;
     }
