@@ -3304,36 +3304,46 @@ static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
 /* Q5_0x8: as Q4_0x8 with the fifth bit moved into bit 4 of each byte
    (values 0..31, offset 16). A pair reaches 2 * 31 * 127, so the 16-bit sums
    widen after every 2 chunks (4 maddubs: 31496 < 2^15). */
+/* one chunk c (0-3, a constant after inlining) of a Q5_0x8 block: the 5-bit
+   values of its 64 columns. 16-bit shifts: what crosses into the
+   neighbouring byte never lands on bit 4. */
+static inline void q5_0x8_chunk_avx2(const uint8_t *w, __m256i h, int c, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
+    __m256i hl, hh;
+    switch (c) {
+    case 0: hl = _mm256_slli_epi16(h, 4), hh = h; break;
+    case 1: hl = _mm256_slli_epi16(h, 3), hh = _mm256_srli_epi16(h, 1); break;
+    case 2: hl = _mm256_slli_epi16(h, 2), hh = _mm256_srli_epi16(h, 2); break;
+    default: hl = _mm256_slli_epi16(h, 1), hh = _mm256_srli_epi16(h, 3); break;
+    }
+    *lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hl, b4));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(hh, b4));
+}
+
 SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                     int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16), ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
         _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
         const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
-        __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int half = 0; half < 2; half++) {
-            __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-            for (int cc = 0; cc < 2; cc++) {
-                const int c = 2 * half + cc;
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
-                /* 16-bit shifts: what crosses into the neighbouring byte
-                   never lands on bit 4 */
-                const __m256i hl = c == 0 ? _mm256_slli_epi16(h, 4) : c == 1 ? _mm256_slli_epi16(h, 3)
-                                          : c == 2 ? _mm256_slli_epi16(h, 2) : _mm256_slli_epi16(h, 1);
-                const __m256i hh = c == 0 ? h : c == 1 ? _mm256_srli_epi16(h, 1) : c == 2 ? _mm256_srli_epi16(h, 2)
-                                                                                 : _mm256_srli_epi16(h, 3);
-                const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hl, b4));
-                const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(hh, b4));
-                for (int t = 0; t < nt; t++) {
-                    const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
-                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
-                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
-                }
-            }
-            for (int t = 0; t < nt; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
+        __m256i s32[4], lo[4], hi[4];
+        for (int c = 0; c < 4; c++) q5_0x8_chunk_avx2(w, h, c, &lo[c], &hi[c]);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], _mm256_set1_epi32((int)ld_u32(at))),
+                                          _mm256_maddubs_epi16(hi[0], _mm256_set1_epi32((int)ld_u32(at + 4))));
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(lo[1], _mm256_set1_epi32((int)ld_u32(at + 8))));
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(hi[1], _mm256_set1_epi32((int)ld_u32(at + 12))));
+            __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[2], _mm256_set1_epi32((int)ld_u32(at + 16))),
+                                          _mm256_maddubs_epi16(hi[2], _mm256_set1_epi32((int)ld_u32(at + 20))));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(lo[3], _mm256_set1_epi32((int)ld_u32(at + 24))));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(hi[3], _mm256_set1_epi32((int)ld_u32(at + 28))));
+            /* 4 maddubs of pairs up to 2 * 31 * 127 stay below 2^15 */
+            s32[t] = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
         for (int t = 0; t < nt; t++) {
