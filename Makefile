@@ -34,7 +34,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c
 
-.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
+.PHONY: all lib cli test run test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
         pretok-check unicode-tables
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
@@ -79,6 +79,16 @@ $(BUILD)/san/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_
 
 test-sanitize: $(BUILD)/san/run_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/san/run_tests
+
+# ThreadSanitizer over the concurrency tests (sessions of one model decoding
+# at the same time from several threads). Built without OpenMP: libgomp is
+# not instrumented, so TSan would report its internal synchronisation.
+$(BUILD)/tsan/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h
+	mkdir -p $(BUILD)/tsan
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(CFLAGS) -fsanitize=thread -g -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS) -lpthread
+
+test-tsan: $(BUILD)/tsan/run_tests
+	TSAN_OPTIONS=halt_on_error=1 ./$(BUILD)/tsan/run_tests robust
 
 # Fuzzing. `make fuzz` builds the libFuzzer targets (clang); `make test-fuzz`
 # replays the corpus (fuzz/corpus/ plus the test models) under the
@@ -160,6 +170,7 @@ help:
 	@echo "make run        build, then generate text with the built-in demo model"
 	@echo "make test       build and run every test (ends with 'N passed, N failed')"
 	@echo "make test-sanitize  the test suite under ASan+UBSan with leak checking"
+	@echo "make test-tsan      the concurrency tests under ThreadSanitizer"
 	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"
 	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
 	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"
