@@ -16,7 +16,9 @@ SlmError subclass carrying the status code and the library's message.
 
 import ctypes
 import os
+import atexit
 import queue
+import sys
 import threading
 import weakref
 from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int, c_int32, c_int64, c_size_t, c_void_p
@@ -736,9 +738,11 @@ class Session(object):
 
     def close(self):
         if self._handle:
-            st = self._stream
-            if st is not None:
-                st.close()
+            w = self._stream
+            if w is not None:
+                # a stream still generating: stop it (its Stream may be gone)
+                w.finish()
+                self._stream = None
             h, self._handle = self._handle, None
             _L.slm_session_free(h)
 
@@ -920,6 +924,73 @@ class Session(object):
 
 
 _DONE = object()
+_live_workers = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_streams():
+    # before the interpreter stops its daemon threads: a stream left running
+    # would otherwise block, or its session be freed under it
+    for w in list(_live_workers):
+        if w.done is None and w.thread.is_alive():
+            try:
+                w.finish()
+            except Exception:
+                pass
+
+
+class _Worker(object):
+    """What the generating thread shares with its Stream. The thread holds
+    only this, so an abandoned Stream is collected (and stops the thread)."""
+
+    def __init__(self, session, kwargs):
+        self.session = session
+        self.kwargs = kwargs
+        self.q = queue.Queue()
+        self.go = threading.Semaphore(0)
+        self.stop = False
+        self.done = None
+        self.thread = threading.Thread(target=self.run, name="slm-stream", daemon=True)
+
+    def finish(self):
+        """Stop the generation and wait for the thread; the pieces not yet
+        taken are returned."""
+        rest = []
+        self.stop = True
+        self.go.release()
+        while True:
+            item = self.get()
+            if item is self.done:
+                break
+            rest.append(item)
+            self.go.release()
+        self.thread.join()
+        return rest
+
+    def get(self):
+        """The next piece, or the (_DONE, result, exception) item (kept)."""
+        if self.done is not None:
+            return self.done
+        item = self.q.get()
+        if isinstance(item, tuple) and item and item[0] is _DONE:
+            self.done = item
+        return item
+
+    def on_text(self, piece):
+        self.q.put(piece)
+        self.go.acquire()  # wait until the consumer asks for more
+        return self.stop
+
+    def run(self):
+        kw = self.kwargs
+        _live_workers.add(self)
+        try:
+            r = self.session._generate(kw["prompt"], kw["prompt_ids"], kw["max_tokens"], kw["stop"],
+                                       kw["add_special"], kw["parse_special"], kw["emit_special"], kw["sampler"],
+                                       self.on_text, kw["sampling"], owner=self)
+            self.q.put((_DONE, r, None))
+        except BaseException as e:
+            self.q.put((_DONE, None, e))
 
 
 class Stream(object):
@@ -927,40 +998,23 @@ class Stream(object):
 
     slm_generate runs in a worker thread that hands each piece over and
     waits until the next one is asked for, so generation advances only as
-    fast as the pieces are consumed, and stopping (break, close(), garbage
-    collection) leaves the session with exactly the tokens generated so far.
-    The session cannot be used otherwise while the stream runs.
+    fast as the pieces are consumed, and stopping (break then close(), a
+    with-block, or dropping the stream) leaves the session with exactly the
+    tokens generated so far. The session cannot be used otherwise while
+    the stream runs. After the end, `result` is the Generation and `text`
+    the text.
     """
 
     def __init__(self, session, kwargs, on_done=None):
         self.session = session
-        self._on_done = on_done
         self.result = None
         self.text = ""
-        self._kwargs = kwargs
-        self._q = queue.Queue()
-        self._go = threading.Semaphore(0)
-        self._stop = False
-        self._thread = None
+        self._on_done = on_done
+        self._w = _Worker(session, kwargs)
+        self._started = False
         self._finished = False
         self._waiting = False
         self._parts = []
-
-    def _run(self):
-        kw = self._kwargs
-
-        def on_text(piece):
-            self._q.put(piece)
-            self._go.acquire()  # wait for the consumer
-            return self._stop
-
-        try:
-            r = self.session._generate(kw["prompt"], kw["prompt_ids"], kw["max_tokens"], kw["stop"],
-                                       kw["add_special"], kw["parse_special"], kw["emit_special"], kw["sampler"],
-                                       on_text, kw["sampling"], owner=self)
-            self._q.put((_DONE, r, None))
-        except BaseException as e:
-            self._q.put((_DONE, None, e))
 
     def __iter__(self):
         return self
@@ -968,16 +1022,16 @@ class Stream(object):
     def __next__(self):
         if self._finished:
             raise StopIteration
-        if self._thread is None:
-            s = self.session
-            s._h()  # closed, or busy with another stream
-            s._stream = self
-            self._thread = threading.Thread(target=self._run, name="slm-stream", daemon=True)
-            self._thread.start()
+        w = self._w
+        if not self._started:
+            self.session._h()  # closed, or busy with another stream
+            self.session._stream = w
+            self._started = True
+            w.thread.start()
         elif self._waiting:
             self._waiting = False
-            self._go.release()
-        item = self._q.get()
+            w.go.release()
+        item = w.get()
         if isinstance(item, tuple) and item and item[0] is _DONE:
             self._finish(item)
             raise StopIteration
@@ -987,9 +1041,9 @@ class Stream(object):
 
     def _finish(self, item):
         self._finished = True
-        self._thread.join()
-        self._thread = None
-        self.session._stream = None
+        self._w.thread.join()
+        if self.session._stream is self._w:
+            self.session._stream = None
         self.text = "".join(self._parts)
         _, r, e = item
         self.result = r
@@ -1002,23 +1056,15 @@ class Stream(object):
         """Stop generating (if it still runs) and wait for the worker."""
         if self._finished:
             return
-        if self._thread is None:
+        if not self._started:
             self._finished = True
             return
-        self._stop = True
-        if self._waiting:
-            self._waiting = False
-            self._go.release()
-        while True:
-            item = self._q.get()
-            if isinstance(item, tuple) and item and item[0] is _DONE:
-                try:
-                    self._finish(item)
-                except BaseException:
-                    pass
-                return
-            self._parts.append(item)
-            self._go.release()
+        self._waiting = False
+        self._parts += self._w.finish()
+        try:
+            self._finish(self._w.done)
+        except Exception:
+            pass
 
     def __enter__(self):
         return self
