@@ -615,6 +615,23 @@ class TestQuantize(unittest.TestCase):
                     self.assertEqual(g.tokens, ref["greedy_ids"])
 
 
+class TestCli(unittest.TestCase):
+    def test_generate_py(self):
+        r = REF["kjv-1m-f32.gguf"]["And the LORD said"]
+        cli = os.path.join(PKG, "generate.py")
+        p = subprocess.run([sys.executable, cli, "-m", demo("kjv-1m-f32.gguf"), "-p", "And the LORD said", "-n", "32",
+                            "--temp", "0", "-t", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.decode(), "And the LORD said" + r["greedy_text"][1:] + "\n")
+        p = subprocess.run([sys.executable, cli, "-m", demo("kjv-1m-f32.gguf"), "-p", "And the LORD said", "-n", "32",
+                            "--temp", "0", "-t", "1", "--stop", "Israel"], stdout=subprocess.PIPE, timeout=120)
+        self.assertEqual(p.stdout.decode(), "And the LORD said unto Moses, Speak unto the children of \n")
+        p = subprocess.run([sys.executable, cli, "-m", "/no/such/model.gguf"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"cannot open '/no/such/model.gguf'", p.stderr)
+
+
 class TestLifetime(unittest.TestCase):
     def test_objects_left_open_at_exit(self):
         # models, sessions, samplers and a half-read stream left for the
