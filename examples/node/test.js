@@ -218,6 +218,17 @@ test('process exits cleanly after multi-threaded decoding', () => {
   assert.strictEqual(p.stdout.trim(), 'ok');
 });
 
+test('the README example runs', () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const m = readme.match(/## Using slm from Node\.js[\s\S]*?```js\n([\s\S]*?)```/);
+  assert.ok(m);
+  // run from the repository root, with require('./examples/node') resolving there
+  const p = spawnSync(process.execPath, ['-e', m[1]], { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
+  assert.strictEqual(p.status, 0, p.stderr);
+  assert.ok(p.stdout.startsWith(' unto Moses, Speak unto the children of \n'), p.stdout);
+  assert.ok(p.stdout.includes("true -2 cannot open 'missing.gguf'"), p.stdout);
+});
+
 let passed = 0, failed = 0;
 for (const [name, fn] of tests) {
   try {

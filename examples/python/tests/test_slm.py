@@ -632,6 +632,20 @@ class TestCli(unittest.TestCase):
         self.assertIn(b"cannot open '/no/such/model.gguf'", p.stderr)
 
 
+class TestReadme(unittest.TestCase):
+    def test_readme_example_runs(self):
+        # the README's "Using slm from Python" example, run from the repository root
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            m = re.search(r"## Using slm from Python.*?```python\n(.*?)```", f.read(), re.S)
+        self.assertIsNotNone(m)
+        p = subprocess.run([sys.executable, "-c", m.group(1)], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = p.stdout.decode()
+        self.assertIn("[1, 300, 261, 345, 394]\n unto Moses, Speak unto the children of \n", out)
+        self.assertIn("-2 cannot open 'missing.gguf'", out)
+
+
 class TestLifetime(unittest.TestCase):
     def test_objects_left_open_at_exit(self):
         # models, sessions, samplers and a half-read stream left for the
