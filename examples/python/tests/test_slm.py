@@ -230,6 +230,19 @@ class TestModelInfo(unittest.TestCase):
             self.assertTrue(m.is_eog(2))
             self.assertFalse(m.is_eog(300))
 
+    def test_log_callback_and_vocab_only(self):
+        logs = []
+        with slm.Model(os.path.join(MODELS, "tiny-qwen2-Q8_0.gguf"), log=lambda lvl, msg: logs.append((lvl, msg))) as m:
+            self.assertTrue(any(lvl == "info" and "loaded qwen2" in msg for lvl, msg in logs), logs)
+            del logs[:]
+            self.assertEqual(m.chat_family(), ("chatml", True))
+            self.assertTrue(any(lvl == "warn" and "chat template" in msg for lvl, msg in logs), logs)
+        with slm.Model(demo(), vocab_only=True) as v:
+            self.assertEqual(v.tokenize("And the LORD said"), REF["kjv-1m-q8_0.gguf"]["And the LORD said"]["prompt_ids"])
+            with self.assertRaises(slm.InvalidArgumentError) as cm:
+                v.session()
+            self.assertIn("vocab-only", str(cm.exception))
+
     def test_tiny_models_of_each_arch(self):
         for name, arch in [("tiny-llama-Q8_0", "llama"), ("tiny-qwen2-Q8_0", "qwen2"), ("tiny-qwen3-Q4_K", "qwen3"),
                            ("tiny-gemma2-Q6_K", "gemma2"), ("tiny-gemma3-Q5_0", "gemma3"),
@@ -506,6 +519,15 @@ class TestStreaming(DemoModel):
             st = s.stream(self.P, max_tokens=32, temperature=0)
             next(st)
         # closing the session closed the stream
+
+    def test_stream_error(self):
+        with self.session(n_ctx=8) as s:
+            st = s.stream("And the LORD said unto Moses and Aaron and all the people", max_tokens=4)
+            with self.assertRaises(slm.ContextFullError):
+                next(st)
+            self.assertEqual(list(st), [])
+            self.assertEqual(s.pos, 0)  # usable, unchanged
+            s.decode([1])
 
     def test_stop_strings(self):
         full = self.full()
