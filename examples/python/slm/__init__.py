@@ -18,7 +18,6 @@ import ctypes
 import os
 import atexit
 import queue
-import sys
 import threading
 import weakref
 from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int, c_int32, c_int64, c_size_t, c_void_p
@@ -983,7 +982,6 @@ class _Worker(object):
 
     def run(self):
         kw = self.kwargs
-        _live_workers.add(self)
         try:
             r = self.session._generate(kw["prompt"], kw["prompt_ids"], kw["max_tokens"], kw["stop"],
                                        kw["add_special"], kw["parse_special"], kw["emit_special"], kw["sampler"],
@@ -1027,6 +1025,7 @@ class Stream(object):
             self.session._h()  # closed, or busy with another stream
             self.session._stream = w
             self._started = True
+            _live_workers.add(w)
             w.thread.start()
         elif self._waiting:
             self._waiting = False
