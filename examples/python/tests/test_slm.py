@@ -256,6 +256,12 @@ class TestModelInfo(unittest.TestCase):
                 emb = t["token_embd.weight"]
                 self.assertEqual(emb.shape, (256, 384))
                 self.assertEqual(emb.type_name, name.split("-")[-1])
+                # every tensor's data inside the file, aligned, without overlaps
+                size = os.path.getsize(os.path.join(MODELS, name + ".gguf"))
+                spans = sorted((x.offset, x.offset + x.nbytes) for x in t.values())
+                self.assertTrue(all(a % 32 == 0 and b <= size for a, b in spans))
+                self.assertTrue(all(spans[k][1] <= spans[k + 1][0] for k in range(len(spans) - 1)))
+                self.assertEqual(sum(b - a for a, b in spans), i.weight_bytes)
 
     def test_tiny_logits_match_llama_cpp(self):
         # F32 weights, F32 KV cache: all 16 rows within 1e-3 of llama.cpp's
