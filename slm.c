@@ -3309,6 +3309,7 @@ SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
         for (int c = 0; c < 4; c++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
             const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            SLM_UNROLL(4)
             for (int t = 0; t < nt; t++) {
                 const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
                 s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
@@ -3316,17 +3317,21 @@ SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
             }
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
             const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * (int32_t)ld_u32(at + 36)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
         }
     }
+    SLM_UNROLL(4)
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
 static void gemm_q4_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
     if (nt == 1) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
@@ -3344,6 +3349,7 @@ SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
         __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int st = 0; st < 8; st++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), av = _mm256_sign_epi8(v, v);
+            SLM_UNROLL(4)
             for (int t = 0; t < nt; t++) {
                 const __m256i ab = _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 * st));
                 const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(ab, v));
@@ -3351,15 +3357,19 @@ SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
             }
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
         for (int t = 0; t < nt; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb + 32))),
                                      acc[t]);
     }
+    SLM_UNROLL(4)
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
 static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
     if (nt == 1) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
@@ -3393,7 +3403,9 @@ SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
         _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
         const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
         __m256i s32[4], lo[4], hi[4];
+        SLM_UNROLL(4)
         for (int c = 0; c < 4; c++) q5_0x8_chunk_avx2(w, h, c, &lo[c], &hi[c]);
+        SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
             __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], _mm256_set1_epi32((int)ld_u32(at))),
@@ -3408,17 +3420,21 @@ SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
             s32[t] = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
             const __m256i isum = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * (int32_t)ld_u32(at + 36)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
         }
     }
+    SLM_UNROLL(4)
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
 static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
     if (nt == 1) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
