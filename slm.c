@@ -1535,6 +1535,17 @@ static void f32_from_float(const float *src, void *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) st_f32((uint8_t *)dst + 4 * i, src[i]);
 }
 
+/* x[i] = exp(x[i] - mx) (mx: the maximum, so every argument is <= 0), and
+   their sum: the body of softmax. */
+static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    return sum;
+}
+
 /* Accumulations that ggml does in float are done in double here, so the
    reference is the more exact of the two. The *_ref kernels are SLM_UNUSED:
    on SIMD targets only the tests and the benchmark call them. */
@@ -2535,6 +2546,43 @@ static void f16_from_float_avx2(const float *src, void *dst, int64_t n) {
     for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
 }
 
+/* exp on 8 lanes for arguments <= 0: 2^k * p(r), r = x - k ln 2 in two
+   parts, a degree-7 polynomial (Cephes' expf); within 2 ulp of expf, and 0
+   below -87.3 where expf would give a subnormal that no longer changes a
+   softmax sum. */
+static double exp_sum_avx2(float *x, int n, float mx) {
+    const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f), one = _mm256_set1_ps(1.0f);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), vmx);
+        const __m256 keep = _mm256_cmp_ps(v, lo, _CMP_GE_OQ), t = _mm256_max_ps(v, lo);
+        const __m256 k = _mm256_round_ps(_mm256_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 r = _mm256_fnmadd_ps(k, c2, _mm256_fnmadd_ps(k, c1, t));
+        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+        p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, one));
+        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+        const __m256 y = _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+        _mm256_storeu_ps(x + i, y);
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    }
+    double t4[4];
+    _mm256_storeu_pd(t4, _mm256_add_pd(acc0, acc1));
+    double sum = (t4[0] + t4[1]) + (t4[2] + t4[3]);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    return sum;
+}
+
 static float dot_f16_avx2(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
@@ -3246,6 +3294,7 @@ static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
 #define K_F16_TO_FLOAT f16_to_float_avx2
 #define K_F16_FROM_FLOAT f16_from_float_avx2
 #define K_DOT_F16 dot_f16_avx2
+#define K_EXP_SUM exp_sum_avx2
 #define K_DOT_ROWS_F16 dot_rows_f16_avx2
 #define K_BF16_TO_FLOAT bf16_to_float_avx2
 #define K_BF16_FROM_FLOAT bf16_from_float_avx2
@@ -5624,11 +5673,11 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 static void softmax(float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = SLM_MAX(mx, x[i]);
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
+#ifdef K_EXP_SUM
+    const double sum = K_EXP_SUM(x, n, mx);
+#else
+    const double sum = exp_sum_ref(x, n, mx);
+#endif
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
