@@ -66,6 +66,7 @@ int main(void) {
     slm_session *session = NULL;
     if (slm_model_load_memory(slm_model_data, slm_model_data_size, &mp, &model, &err) != SLM_OK)
         return fail("load", &err);
+    size_t after_model = slm_arena_used(&arena);
     if (slm_session_create(model, &sp, &session, &err) != SLM_OK) return fail("session", &err);
     size_t after_setup = slm_arena_used(&arena);
 
@@ -86,8 +87,9 @@ int main(void) {
        target has smaller pointers and block headers */
     size_t plan = slm_model_data_ARENA_BYTES;
     int ok = sizeof(void *) == 8 ? after_setup == plan : after_setup <= plan;
-    printf("arena: model + session %u bytes (host plan %u: %s), peak with generate %u bytes\n", (unsigned)after_setup,
-           (unsigned)plan, ok ? "ok" : "MISMATCH", (unsigned)slm_arena_peak(&arena));
+    printf("arena: model %u, model + session %u bytes (host plan %u: %s), peak with generate %u bytes\n",
+           (unsigned)after_model, (unsigned)after_setup, (unsigned)plan, ok ? "ok" : "MISMATCH",
+           (unsigned)slm_arena_peak(&arena));
     slm_session_free(session);
     slm_model_free(model);
     if (slm_arena_used(&arena) != 0) {
