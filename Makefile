@@ -183,7 +183,13 @@ $(EMB_DIR)/slm-scalar: examples/slm.c slm.c slm.h
 	mkdir -p $(EMB_DIR)
 	$(CC) $(CSTD) -O2 $(WARN) -DSLM_NO_SIMD -I. examples/slm.c slm.c -o $@ $(LIBS)
 
-embedded: $(EMB_DIR)/host $(EMB_DIR)/m55.elf $(EMB_DIR)/m4.elf $(EMB_DIR)/slm-scalar
+# the kernel suite on the M55: Helium kernels against the scalar references
+$(EMB_DIR)/kernels-m55.elf: tests/embedded_main.c tests/test_kernels.c tests/util.c tests/test.h slm.c slm.h examples/embedded/startup.c examples/embedded/an547.ld
+	mkdir -p $(EMB_DIR)
+	$(ARM_CC) $(M55_FLAGS) $(CSTD) -O2 $(WARN) -Wno-unused-function -DSLM_NO_THREADS -I. -T examples/embedded/an547.ld \
+	    tests/embedded_main.c tests/test_kernels.c tests/util.c $(ARM_LINK) -o $@
+
+embedded: $(EMB_DIR)/host $(EMB_DIR)/m55.elf $(EMB_DIR)/m4.elf $(EMB_DIR)/slm-scalar $(EMB_DIR)/kernels-m55.elf
 
 test-embedded: embedded
 	EMB_DIR=$(EMB_DIR) EMB_MODEL=$(EMB_MODEL) EMB_CTX=$(EMB_CTX) tools/test-embedded.sh

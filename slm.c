@@ -9,7 +9,8 @@
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
  *   4b. GGUF writer (metadata and tensor directory, then streamed tensor data)
  *   5. Tensor types: block layouts and the traits table
- *   6. Kernels: scalar reference, then AVX2, SSE4.1, NEON, RVV (same signatures)
+ *   6. Kernels: scalar reference, then AVX2, SSE4.1, NEON, RVV, Helium (same
+ *      signatures)
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
@@ -96,7 +97,7 @@
 /* SIMD kernels (section 6) are chosen at compile time from the target's
    macros, i.e. from the compiler flags: -march=haswell (or -mavx2 -mfma
    -mf16c), -msse4.1 (or -march=nehalem and newer), -march=armv8.2-a+dotprod,
-   -mfpu=neon-vfpv4, -march=rv64gcv.
+   -mfpu=neon-vfpv4, -march=rv64gcv, -mcpu=cortex-m55 (Helium).
    -DSLM_NO_SIMD forces the scalar reference kernels. The SIMD kernels read
    little-endian blocks with vector loads, so big-endian hosts use scalar. */
 #if defined(SLM_NO_SIMD) || SLM_BIG_ENDIAN
@@ -126,6 +127,10 @@
 #define SLM_RVV 1
 #define SLM_SIMD_NAME "rvv"
 #include <riscv_vector.h>
+#elif defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define SLM_MVE 1
+#define SLM_SIMD_NAME "mve"
+#include <arm_mve.h>
 #else
 #define SLM_SIMD_NAME "scalar"
 #endif
@@ -5601,9 +5606,51 @@ static void q8_k_from_float_rvv(const float *src, void *dst, int64_t n) {
 #endif /* SLM_RVV */
 
 /* -------------------------------------------------------------------------- */
-/* 6f. The kernels TRAITS points at                                           */
+/* 6f. Arm Helium (M-profile vector extension, Cortex-M55)                    */
 /* -------------------------------------------------------------------------- */
-/* Each is this target's SIMD kernel (K_* from 6b-6e) or the reference. */
+/* 128-bit vectors on microcontrollers. The block's integer dot product is
+   one VMLADAV (products summed exactly into 32 bits), then the reference's
+   float steps in block order: results are bit for bit the reference's, so
+   an M55 build generates the same text as a scalar build anywhere. Byte
+   loads (VLDRB) need no alignment, so blocks at any address are fine. The
+   other types use the reference kernels. */
+#ifdef SLM_MVE
+
+static float dot_q8_0_mve(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        int32_t isum = vmladavq_s8(vld1q_s8((const int8_t *)(x + 2)), vld1q_s8((const int8_t *)(y + 2)));
+        isum = vmladavaq_s8(isum, vld1q_s8((const int8_t *)(x + 18)), vld1q_s8((const int8_t *)(y + 18)));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_0_mve(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    float s = 0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const uint8x16_t q = vld1q_u8(x + 2);
+        const int8x16_t lo = vsubq_n_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), 8);
+        const int8x16_t hi = vsubq_n_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), 8);
+        int32_t isum = vmladavq_s8(lo, vld1q_s8((const int8_t *)(y + 2)));
+        isum = vmladavaq_s8(isum, hi, vld1q_s8((const int8_t *)(y + 18)));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+#define K_DOT_Q8_0 dot_q8_0_mve
+#define K_DOT_Q4_0 dot_q4_0_mve
+
+#endif /* SLM_MVE */
+
+/* -------------------------------------------------------------------------- */
+/* 6g. The kernels TRAITS points at                                           */
+/* -------------------------------------------------------------------------- */
+/* Each is this target's SIMD kernel (K_* from 6b-6f) or the reference. */
 
 #ifndef K_DOT_F32
 #define K_DOT_F32 dot_f32_ref

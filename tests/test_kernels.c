@@ -315,7 +315,7 @@ static void check_writer_fallbacks(void) {
             CHECK(0, "quantize: %s", err.message);
             continue;
         }
-        CHECK(st.n_fallback == 2 && st.n_converted == 3, "fallbacks %d, converted %d", st.n_fallback, st.n_converted);
+        CHECK(st.n_fallback == 2 && st.n_converted == 3, "fallbacks %d, converted %d", (int)st.n_fallback, (int)st.n_converted);
         size_t n;
         unsigned char *buf = read_all(out, &n);
         gguf_file g;
@@ -791,7 +791,11 @@ void test_embed_fmt(void) {
     FMT_CASE("%d %d %d %i", 0, -1, 2147483647, (-2147483647 - 1));
     FMT_CASE("%u %x %X %02x %02X %08x", 4000000000u, 0xbeefu, 0xbeefu, 5u, 0xabu, 0x1234u);
     FMT_CASE("%lld %llu %4llu %ld %lu", -9223372036854775807LL, 18446744073709551615ULL, 7ULL, -5L, 6UL);
-    FMT_CASE("%zu %zu %5zu|%-5zu|", (size_t)0, (size_t)123456789, (size_t)42, (size_t)42);
+    /* newlib built without C99 formats (arm-none-eabi 12.2) prints "%zu" as "zu" */
+    if (snprintf(b, sizeof b, "%zu", (size_t)5) == 1 && b[0] == '5')
+        FMT_CASE("%zu %zu %5zu|%-5zu|", (size_t)0, (size_t)123456789, (size_t)42, (size_t)42);
+    else
+        printf("  libc snprintf has no %%zu: that case is skipped\n");
     FMT_CASE("%s|%10s|%-10s|%.3s|%.*s|%-32s|%-6s", "abc", "right", "left", "truncate", 2, "xyz", "name", "Q4_0");
     FMT_CASE("%c%c%c \\x%02x", 'a', '"', '\\', 7);
     FMT_CASE("%5d|%-5d|%05d|%+d|% d", 42, 42, -42, 42, 42);

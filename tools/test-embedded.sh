@@ -2,7 +2,8 @@
 # make test-embedded: run the embedded example (examples/embedded) natively
 # and on Cortex-M55 / Cortex-M4F under qemu-system-arm, and check that all of
 # them generate the same text as the slm CLI built with the scalar kernels
-# (same model, prompt, seed and sampler settings). Ends with "N passed, N failed".
+# (same model, prompt, seed and sampler settings); then the kernel suite on
+# the M55 (Helium against scalar). Ends with "N passed, N failed".
 set -u
 EMB_DIR=${EMB_DIR:-build/embedded}
 MODEL=${EMB_MODEL:-tests/data/demo/kjv-1m-q4_0.gguf}
@@ -41,5 +42,20 @@ run() { # name, command...
 run host "$EMB_DIR/host"
 run m55 qemu-system-arm -M mps3-an547 $Q -kernel "$EMB_DIR/m55.elf"
 run m4 qemu-system-arm -M mps2-an386 $Q -kernel "$EMB_DIR/m4.elf"
+
+# the kernel suite on the M55: Helium kernels against the scalar references,
+# the SLM_NO_STDIO formatter against newlib's snprintf
+t0=$(date +%s)
+timeout 900 qemu-system-arm -M mps3-an547 $Q -kernel "$EMB_DIR/kernels-m55.elf" > "$EMB_DIR/kernels-m55.out" 2>&1
+rc=$?
+last=$(tail -1 "$EMB_DIR/kernels-m55.out")
+echo "kernels (M55): exit $rc, $(($(date +%s) - t0)) s, $last"
+grep '^  dot \(Q8_0\|Q4_0\) ' "$EMB_DIR/kernels-m55.out"
+if [ $rc -eq 0 ] && echo "$last" | grep -q ' passed, 0 failed$'; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1))
+    grep -B3 FAIL "$EMB_DIR/kernels-m55.out"
+fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
