@@ -88,8 +88,9 @@ typedef struct slm_allocator {
    with deferred frees: a block is given back when it and everything
    allocated after it are freed, so the temporary buffers of a call are all
    returned when the call ends. Each block costs a header of 3 words plus
-   its alignment. The struct lives wherever the caller likes; the fields
-   after `allocator` are private. */
+   its alignment. Not thread-safe: use it from one thread at a time (the
+   forward pass itself allocates nothing). The struct lives wherever the
+   caller likes; the fields after `allocator` are private. */
 typedef struct slm_arena {
     slm_allocator allocator;
     unsigned char *base;

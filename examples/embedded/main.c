@@ -64,6 +64,13 @@ int main(void) {
 
     slm_model *model = NULL;
     slm_session *session = NULL;
+#if defined(SLM_NO_STDIO)
+    /* no file access in this build: the call exists and says so */
+    if (slm_model_load_file("model.gguf", &mp, &model, &err) != SLM_ERR_UNSUPPORTED) {
+        printf("slm_model_load_file: expected SLM_ERR_UNSUPPORTED without stdio\n");
+        return 1;
+    }
+#endif
     if (slm_model_load_memory(slm_model_data, slm_model_data_size, &mp, &model, &err) != SLM_OK)
         return fail("load", &err);
     size_t after_model = slm_arena_used(&arena);
