@@ -6672,6 +6672,12 @@ static slm_model *model_new(const slm_model_params *params, slm_error *err) {
     alloc_init(&a, params->allocator);
     slm_model *m = (slm_model *)xcalloc(&a, 1, sizeof *m);
     if (!m) {
+#if defined(SLM_NO_MALLOC)
+        if (a.is_default) {
+            seterr(err, SLM_ERR_NOMEM, "built with SLM_NO_MALLOC: set params.allocator (an slm_arena, for example)");
+            return NULL;
+        }
+#endif
         seterr(err, SLM_ERR_NOMEM, "out of memory for the model");
         return NULL;
     }
@@ -6764,7 +6770,7 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
 #else
 static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
     (void)m;
-    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO (no file access); use slm_model_load_memory", path);
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO, without file access (models load with slm_model_load_memory)", path);
 }
 #endif
 
