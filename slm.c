@@ -5752,6 +5752,33 @@ static float dot_q4_0_mve(int n, const void *w, const void *a) {
     return s;
 }
 
+/* The activation quantizer, the same bytes as q8_0_from_float_ref: amax by
+   VMAXNMAV (NaN ignored, as the reference's comparison does), the scale
+   and its inverse in scalar code, the clamp by compare and select (NaN to
+   0, as clamp127), round half to even by VCVTN, a narrowing byte store. */
+static void q8_0_from_float_mve(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        float32x4_t v[8];
+        float amax = 0;
+        for (int k = 0; k < 8; k++) {
+            v[k] = vld1q_f32(src + 4 * k);
+            amax = vmaxnmavq_f32(amax, v[k]);
+        }
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        for (int k = 0; k < 8; k++) {
+            const float32x4_t x = vmulq_n_f32(v[k], id);
+            const float32x4_t lo = vdupq_n_f32(-127.0f), hi = vdupq_n_f32(127.0f);
+            /* x >= -127 ? (x <= 127 ? x : 127) : (x < -127 ? -127 : 0) */
+            float32x4_t c = vpselq_f32(x, hi, vcmpleq_f32(x, hi));
+            c = vpselq_f32(c, vpselq_f32(lo, vdupq_n_f32(0.0f), vcmpltq_f32(x, lo)), vcmpgeq_f32(x, lo));
+            vstrbq_s32((int8_t *)(b + 2 + 4 * k), vcvtnq_s32_f32(c));
+        }
+    }
+}
+
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_mve
 #define K_DOT_Q8_0 dot_q8_0_mve
 #define K_DOT_Q4_0 dot_q4_0_mve
 
