@@ -1673,7 +1673,7 @@ typedef void (*from_float_fn)(const float *src, void *dst, int64_t n);
 /* dot of n values: weights w (one row) with activations a (partner type) */
 typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 /* the same dot for 4 activation rows a_rb bytes apart: y[t * ldy], t < 4
-   (optional, per type: section 6f; each result equals vec_dot's bits) */
+   (optional, per type: section 6g; each result equals vec_dot's bits) */
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t a_rb, float *y, int64_t ldy);
 /* out[k] = rows[k] . a for nrows rows `stride` bytes apart (attention's
    query against the cached keys), the same bits as vec_dot row by row */
@@ -1903,12 +1903,13 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
 /* ========================================================================== */
 /*
  * 6a. Scalar reference: written to be obviously correct; named *_ref.
- * 6b-6e. One subsection per instruction set (AVX2, SSE4.1, NEON, RVV),
- *     compiled only for that target (section 1 picks it). Each kernel has
- *     exactly the signature of its reference and is tested against it.
- * 6f. The kernels TRAITS points at: for each, the SIMD version this target
+ * 6b-6f. One subsection per instruction set (AVX2, SSE4.1, NEON, RVV,
+ *     Helium), compiled only for that target (section 1 picks it). Each
+ *     kernel has exactly the signature of its reference and is tested
+ *     against it.
+ * 6g. The kernels TRAITS points at: for each, the SIMD version this target
  *     has, else the reference. A new type adds its *_ref kernels to 6a and,
- *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6f
+ *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6g
  *     (plus a case in vec_dot4_of for a 4-token kernel).
  *
  * Rules every SIMD kernel keeps: the activation quantizer and the f16/bf16
