@@ -58,10 +58,12 @@
 #include <time.h>
 
 /* The embedded profile (SLM_NO_STDIO, SLM_NO_MALLOC, SLM_NO_THREADS) builds
-   for bare-metal targets with newlib or picolibc (arm-none-eabi: -Wall
-   -Wextra clean, tested under QEMU by `make test-embedded`): no files, no
-   mmap, no threads, and with SLM_NO_MALLOC no heap; libm and the string
-   functions are all it needs. SLM_NO_STDIO implies SLM_NO_MMAP. */
+   for bare-metal targets (arm-none-eabi with newlib: -Wall -Wextra clean,
+   run under QEMU by `make test-embedded`): no files, no mmap, no threads,
+   and with SLM_NO_MALLOC no heap; libm, the string functions and clock()
+   (timings only) are all it needs. SLM_NO_STDIO implies SLM_NO_MMAP.
+   GCC 12.2 for Cortex-M55 needs -fno-if-conversion2: it emits a
+   conditional VCVT as "vcvtne", which the MVE assembler rejects. */
 #if defined(SLM_NO_STDIO) && !defined(SLM_NO_MMAP)
 #define SLM_NO_MMAP 1
 #endif
@@ -194,9 +196,11 @@ const char *slm_build_info(void) {
 /* --- message formatting -----------------------------------------------------
    Messages (errors, logs, slm_meta_format) are formatted with vsnprintf, or,
    with SLM_NO_STDIO, with the small formatter below. newlib's vsnprintf
-   works without files, but it links all of printf and its %g goes through
-   dtoa, which takes memory from malloc behind the allocator's back: not
-   what an MCU build with all memory in one arena wants. The formatter has
+   works without files, but it links all of printf, its %g goes through
+   dtoa, which takes memory from malloc behind the allocator's back (not
+   what an MCU build with all memory in one arena wants), and a newlib built
+   without C99 formats (Debian's arm-none-eabi) prints %zu as "zu". This
+   one is checked against the C library's in the tests. The formatter has
    what slm's messages use: flags '-' '0', width and precision (also '*'),
    lengths l ll z, and d i u x X c s f e g %. Floats are printed to about 15
    significant digits (messages, not round trips). */

@@ -175,9 +175,11 @@ struct slm_session_params;
    holds both and one byte less does not. slm_generate needs more on top
    for its call (the sampler: about 12 bytes per vocabulary entry, plus the
    prompt's tokens). Measured by loading the model (weights in place) with
-   params->allocator (malloc if NULL) while recording the arena's layout:
-   call it on a host, or wherever that memory is available. 0 on failure
-   (err says why). */
+   params->allocator (malloc if NULL) while recording the arena's layout,
+   so the number is exact for this build of slm: a 32-bit target needs less
+   than a 64-bit host computes (smaller pointers and headers). Call it on
+   a host (tools/gguf2c does) or wherever that memory is available. 0 on
+   failure (err says why). */
 SLM_API size_t slm_model_memory_size(const void *data, size_t size, const slm_model_params *params,
                                      const struct slm_session_params *session, slm_error *err);
 
