@@ -191,7 +191,7 @@ $(EMB_DIR)/gguf2c: tools/gguf2c.c slm.c slm.h
 	$(CC) $(CSTD) -O2 $(WARN) -I. tools/gguf2c.c slm.c -o $@ $(LIBS)
 
 $(EMB_DIR)/model.c: $(EMB_DIR)/gguf2c $(EMB_MODEL)
-	./$(EMB_DIR)/gguf2c --section .model_flash --ctx $(EMB_CTX) --batch $(EMB_BATCH) $(EMB_MODEL) $@ $(EMB_DIR)/model.h
+	$(EMB_DIR)/gguf2c --section .model_flash --ctx $(EMB_CTX) --batch $(EMB_BATCH) $(EMB_MODEL) $@ $(EMB_DIR)/model.h
 
 $(EMB_DIR)/host: $(EMB_SRC) examples/embedded/main.c slm.h
 	$(CC) $(EMB_CFLAGS) -DSLM_NO_SIMD $(EMB_SRC) -o $@ $(LIBS)
