@@ -32,9 +32,9 @@ TESTBIN  = $(BUILD)/run_tests
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
-           tests/test_quant.c tests/vocab_build.c tests/test_chat.c
+           tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c
 
-.PHONY: all lib cli test run test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
         pretok-check unicode-tables test-python test-node
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
@@ -165,6 +165,60 @@ bench-models: $(BUILD)/gen_model
 bench-compare:
 	BUILD=$(BUILD) bash bench/compare.sh
 
+# The embedded example (examples/embedded): the demo model as a const array
+# (tools/gguf2c), the library built with the embedded switches, bare metal on
+# a Cortex-M55 (QEMU mps3-an547) and a Cortex-M4F (mps2-an386) with
+# semihosting output, and natively with the same switches and the scalar
+# kernels as the reference. `make test-embedded` runs all three and checks
+# that they generate the same text (needs gcc-arm-none-eabi,
+# libnewlib-arm-none-eabi, qemu-system-arm).
+EMB_DIR    = $(BUILD)/embedded
+EMB_MODEL ?= tests/data/demo/kjv-1m-q4_0.gguf
+EMB_CTX   ?= 256
+EMB_BATCH ?= 8
+ARM_CC    ?= arm-none-eabi-gcc
+EMB_DEFS   = -DSLM_NO_STDIO -DSLM_NO_MALLOC -DSLM_NO_THREADS -DN_CTX=$(EMB_CTX) -DN_BATCH=$(EMB_BATCH)
+EMB_CFLAGS = $(CSTD) -O2 $(WARN) -ffp-contract=off $(EMB_DEFS) -I. -I$(EMB_DIR)
+EMB_SRC    = examples/embedded/main.c slm.c $(EMB_DIR)/model.c
+# gcc 12 + binutils 2.40 with MVE: an if-converted conditional VCVT is
+# emitted as "vcvtne", which the assembler rejects; -fno-if-conversion2 avoids it
+M55_FLAGS  = -mcpu=cortex-m55 -mthumb -mfloat-abi=hard -fno-if-conversion2
+M4_FLAGS   = -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16
+ARM_LINK   = --specs=rdimon.specs -nostartfiles -Lexamples/embedded examples/embedded/startup.c -lm
+
+$(EMB_DIR)/gguf2c: tools/gguf2c.c slm.c slm.h
+	mkdir -p $(EMB_DIR)
+	$(CC) $(CSTD) -O2 $(WARN) -I. tools/gguf2c.c slm.c -o $@ $(LIBS)
+
+$(EMB_DIR)/model.c: $(EMB_DIR)/gguf2c $(EMB_MODEL)
+	$(EMB_DIR)/gguf2c --section .model_flash --ctx $(EMB_CTX) --batch $(EMB_BATCH) $(EMB_MODEL) $@ $(EMB_DIR)/model.h
+
+$(EMB_DIR)/host: $(EMB_SRC) examples/embedded/main.c slm.h
+	$(CC) $(EMB_CFLAGS) -DSLM_NO_SIMD $(EMB_SRC) -o $@ $(LIBS)
+
+$(EMB_DIR)/m55.elf: $(EMB_SRC) examples/embedded/startup.c examples/embedded/an547.ld examples/embedded/sections.ld slm.h
+	$(ARM_CC) $(M55_FLAGS) $(EMB_CFLAGS) -T examples/embedded/an547.ld $(EMB_SRC) $(ARM_LINK) -o $@
+
+$(EMB_DIR)/m4.elf: $(EMB_SRC) examples/embedded/startup.c examples/embedded/an386.ld examples/embedded/sections.ld slm.h
+	$(ARM_CC) $(M4_FLAGS) $(EMB_CFLAGS) -T examples/embedded/an386.ld $(EMB_SRC) $(ARM_LINK) -o $@
+
+# the reference: the CLI with the scalar kernels (the SIMD kernels round
+# differently in the last bits, and a sampled text can part at a near tie)
+$(EMB_DIR)/slm-scalar: examples/slm.c slm.c slm.h
+	mkdir -p $(EMB_DIR)
+	$(CC) $(CSTD) -O2 $(WARN) -DSLM_NO_SIMD -I. examples/slm.c slm.c -o $@ $(LIBS)
+
+# the kernel suite on the M55: Helium kernels against the scalar references
+$(EMB_DIR)/kernels-m55.elf: tests/embedded_main.c tests/test_kernels.c tests/util.c tests/test.h slm.c slm.h examples/embedded/startup.c examples/embedded/an547.ld
+	mkdir -p $(EMB_DIR)
+	$(ARM_CC) $(M55_FLAGS) $(CSTD) -O2 $(WARN) -Wno-unused-function -DSLM_NO_THREADS -I. -T examples/embedded/an547.ld \
+	    tests/embedded_main.c tests/test_kernels.c tests/util.c $(ARM_LINK) -o $@
+
+embedded: $(EMB_DIR)/host $(EMB_DIR)/m55.elf $(EMB_DIR)/m4.elf $(EMB_DIR)/slm-scalar $(EMB_DIR)/kernels-m55.elf
+
+test-embedded: embedded
+	EMB_DIR=$(EMB_DIR) EMB_MODEL=$(EMB_MODEL) EMB_CTX=$(EMB_CTX) tools/test-embedded.sh
+
 # Cross builds run under qemu-user (tools/install-cross.sh installs them).
 test-cross:
 	TEST_SRC="$(TEST_SRC)" OUT=$(BUILD)/cross tools/test-cross.sh
@@ -196,5 +250,7 @@ help:
 	@echo "make CFLAGS=-DSLM_NO_SIMD   scalar reference kernels only"
 	@echo "make test-cross build and run the tests under qemu for aarch64 (NEON, dotprod), armv7,"
 	@echo "                riscv64 RVV (VLEN 128, 256), x86-64 without AVX2, s390x (tools/install-cross.sh)"
+	@echo "make test-embedded  the embedded example (examples/embedded) on Cortex-M55 and M4F under"
+	@echo "                qemu-system-arm, its text checked against a native build"
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick)"
 	@echo "make clean      remove $(BUILD)/"

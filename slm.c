@@ -9,7 +9,8 @@
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
  *   4b. GGUF writer (metadata and tensor directory, then streamed tensor data)
  *   5. Tensor types: block layouts and the traits table
- *   6. Kernels: scalar reference, then AVX2, SSE4.1, NEON, RVV (same signatures)
+ *   6. Kernels: scalar reference, then AVX2, SSE4.1, NEON, RVV, Helium (same
+ *      signatures)
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
@@ -20,10 +21,19 @@
  *  13. Generate: prompt -> streamed text, stop conditions, timings
  *  14. Quantization: convert a GGUF file's matrices to another type
  *
- * Build: C99. Define SLM_NO_MMAP to read files instead of mapping them.
- * OpenMP (-fopenmp) parallelises the forward pass; without it slm runs on
- * one thread. The SIMD kernels follow the target flags (section 1);
- * define SLM_NO_SIMD for the scalar ones only.
+ * Build: C99. OpenMP (-fopenmp) parallelises the forward pass; without it
+ * slm runs on one thread. The SIMD kernels follow the target flags
+ * (section 1). Compile-time switches (all optional, see section 1):
+ *   SLM_NO_SIMD     scalar reference kernels only
+ *   SLM_NO_MMAP     read model files into memory instead of mapping them
+ *   SLM_NO_STDIO    no <stdio.h> and no file access at all (microcontrollers):
+ *                   load models with slm_model_load_memory; the file calls
+ *                   return SLM_ERR_UNSUPPORTED; messages use slm's own
+ *                   small formatter instead of vsnprintf
+ *   SLM_NO_MALLOC   no malloc/free: every model, session and sampler needs an
+ *                   allocator (an slm_arena, for example)
+ *   SLM_NO_THREADS  one thread even when compiled with -fopenmp (no OpenMP
+ *                   calls, no pthreads)
  */
 
 /* ========================================================================== */
@@ -40,10 +50,23 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#if !defined(SLM_NO_STDIO)
 #include <stdio.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* The embedded profile (SLM_NO_STDIO, SLM_NO_MALLOC, SLM_NO_THREADS) builds
+   for bare-metal targets (arm-none-eabi with newlib: -Wall -Wextra clean,
+   run under QEMU by `make test-embedded`): no files, no mmap, no threads,
+   and with SLM_NO_MALLOC no heap; libm, the string functions and clock()
+   (timings only) are all it needs. SLM_NO_STDIO implies SLM_NO_MMAP.
+   GCC 12.2 for Cortex-M55 needs -fno-if-conversion2: it emits a
+   conditional VCVT as "vcvtne", which the MVE assembler rejects. */
+#if defined(SLM_NO_STDIO) && !defined(SLM_NO_MMAP)
+#define SLM_NO_MMAP 1
+#endif
 
 #if !defined(SLM_NO_MMAP) && (defined(__unix__) || defined(__APPLE__))
 #define SLM_HAVE_MMAP 1
@@ -53,7 +76,7 @@
 #include <unistd.h>
 #endif
 
-#if defined(_OPENMP)
+#if defined(_OPENMP) && !defined(SLM_NO_THREADS)
 #include <omp.h>
 #if !defined(_WIN32)
 #include <pthread.h>
@@ -76,7 +99,7 @@
 /* SIMD kernels (section 6) are chosen at compile time from the target's
    macros, i.e. from the compiler flags: -march=haswell (or -mavx2 -mfma
    -mf16c), -msse4.1 (or -march=nehalem and newer), -march=armv8.2-a+dotprod,
-   -mfpu=neon-vfpv4, -march=rv64gcv.
+   -mfpu=neon-vfpv4, -march=rv64gcv, -mcpu=cortex-m55 (Helium).
    -DSLM_NO_SIMD forces the scalar reference kernels. The SIMD kernels read
    little-endian blocks with vector loads, so big-endian hosts use scalar. */
 #if defined(SLM_NO_SIMD) || SLM_BIG_ENDIAN
@@ -106,6 +129,10 @@
 #define SLM_RVV 1
 #define SLM_SIMD_NAME "rvv"
 #include <riscv_vector.h>
+#elif defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define SLM_MVE 1
+#define SLM_SIMD_NAME "mve"
+#include <arm_mve.h>
 #else
 #define SLM_SIMD_NAME "scalar"
 #endif
@@ -157,7 +184,263 @@ const char *slm_build_info(void) {
 #else
            " mmap=off"
 #endif
+#if defined(SLM_NO_STDIO)
+           " stdio=off"
+#endif
+#if defined(SLM_NO_MALLOC)
+           " malloc=off"
+#endif
         ;
+}
+
+/* --- message formatting -----------------------------------------------------
+   Messages (errors, logs, slm_meta_format) are formatted with vsnprintf, or,
+   with SLM_NO_STDIO, with the small formatter below. newlib's vsnprintf
+   works without files, but it links all of printf, its %g goes through
+   dtoa, which takes memory from malloc behind the allocator's back (not
+   what an MCU build with all memory in one arena wants), and a newlib built
+   without C99 formats (Debian's arm-none-eabi) prints %zu as "zu". This
+   one is checked against the C library's in the tests. The formatter has
+   what slm's messages use: flags '-' '0', width and precision (also '*'),
+   lengths l ll z, and d i u x X c s f e g %. Floats are printed to about 15
+   significant digits (messages, not round trips). */
+
+typedef struct fmt_out {
+    char *buf;
+    size_t size, n;
+} fmt_out;
+
+static void fmt_put(fmt_out *o, char c) {
+    if (o->n + 1 < o->size) o->buf[o->n] = c;
+    o->n++;
+}
+
+static void fmt_pad(fmt_out *o, char c, int n) {
+    while (n-- > 0) fmt_put(o, c);
+}
+
+/* Digits of v in base 10 or 16 into tmp (reversed); returns the count. */
+static int fmt_digits(char *tmp, unsigned long long v, int base, int upper) {
+    const char *dig = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    int n = 0;
+    do {
+        tmp[n++] = dig[v % (unsigned)base];
+        v /= (unsigned)base;
+    } while (v);
+    return n;
+}
+
+/* Emit a converted field: sign/prefix, then body, padded to width. */
+static void fmt_field(fmt_out *o, const char *sign, const char *body, int len, int width, int left, int zero) {
+    int sl = (int)strlen(sign), pad = width - sl - len;
+    if (!left && !zero) fmt_pad(o, ' ', pad);
+    for (int i = 0; i < sl; i++) fmt_put(o, sign[i]);
+    if (!left && zero) fmt_pad(o, '0', pad);
+    for (int i = 0; i < len; i++) fmt_put(o, body[i]);
+    if (left) fmt_pad(o, ' ', pad);
+}
+
+/* Round to an integer, half to even (as printf does on exact halves). */
+static unsigned long long fmt_round(double x) {
+    unsigned long long m = (unsigned long long)x;
+    double f = x - (double)m;
+    return m + (f > 0.5 || (f == 0.5 && (m & 1)));
+}
+
+/* A finite v >= 0 as %f, %e or %g with precision prec into out (>= 64 bytes
+   plus the precision); returns the length. */
+static int fmt_float(char *out, double v, int prec, char conv) {
+    char dig[32];
+    int n = 0, e = 0;
+    if (prec > 17) prec = 17;
+    if (conv == 'g' && prec == 0) prec = 1;
+    /* P significant digits of v as an integer and v's decimal exponent e */
+    int P = conv == 'e' ? prec + 1 : conv == 'g' ? prec : 0;
+    unsigned long long m = 0;
+    if (v != 0) {
+        double t = v;
+        while (t >= 10) t /= 10, e++;
+        while (t < 1) t *= 10, e--;
+    }
+    if (conv == 'f' || (conv == 'g' && v == 0)) {
+        if (conv == 'g') {
+            out[0] = '0';
+            return 1;
+        }
+        if (v >= 1e17) return fmt_float(out, v, prec, 'e');
+        double sc = v;
+        for (int i = 0; i < prec; i++) sc *= 10;
+        if (sc >= 1.8e19) return fmt_float(out, v, prec, 'e');
+        m = fmt_round(sc);
+        int nd = fmt_digits(dig, m, 10, 0);
+        for (; nd <= prec; nd++) dig[nd] = '0';
+        for (int i = nd - 1; i >= prec; i--) out[n++] = dig[i];
+        if (prec) out[n++] = '.';
+        for (int i = prec - 1; i >= 0; i--) out[n++] = dig[i];
+        return n;
+    }
+    /* m = round(v * 10^(P-1-e)), with one more digit when rounding carries */
+    double sc = v;
+    int k = P - 1 - e;
+    for (int i = 0; i < k; i++) sc *= 10;
+    for (int i = 0; i > k; i--) sc /= 10;
+    m = fmt_round(sc);
+    unsigned long long lim = 1;
+    for (int i = 0; i < P; i++) lim *= 10;
+    if (m >= lim) m /= 10, e++;
+    int nd = fmt_digits(dig, m, 10, 0);
+    for (; nd < P; nd++) dig[nd] = '0'; /* v == 0 */
+    if (conv == 'g' && e >= -4 && e < P) {
+        /* fixed notation with P significant digits, trailing zeros dropped */
+        int frac = P - 1 - e, last = 0;
+        while (last < frac && dig[last] == '0') last++;
+        if (e < 0) {
+            out[n++] = '0';
+            out[n++] = '.';
+            for (int i = 0; i < -e - 1; i++) out[n++] = '0';
+            for (int i = nd - 1; i >= last; i--) out[n++] = dig[i];
+        } else {
+            for (int i = nd - 1; i >= frac; i--) out[n++] = dig[i];
+            if (last < frac) {
+                out[n++] = '.';
+                for (int i = frac - 1; i >= last; i--) out[n++] = dig[i];
+            }
+        }
+        return n;
+    }
+    int last = 0;
+    if (conv == 'g')
+        while (last < nd - 1 && dig[last] == '0') last++;
+    out[n++] = dig[nd - 1];
+    if (last < nd - 1) {
+        out[n++] = '.';
+        for (int i = nd - 2; i >= last; i--) out[n++] = dig[i];
+    }
+    out[n++] = 'e';
+    out[n++] = e < 0 ? '-' : '+';
+    int ae = e < 0 ? -e : e;
+    if (ae < 10) out[n++] = '0';
+    char ed[8];
+    int ne = fmt_digits(ed, (unsigned long long)ae, 10, 0);
+    while (ne) out[n++] = ed[--ne];
+    return n;
+}
+
+static SLM_UNUSED int fmt_vsn_own(char *buf, size_t size, const char *fmt, va_list ap) {
+    fmt_out o = {buf, size, 0};
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            fmt_put(&o, *f);
+            continue;
+        }
+        int left = 0, zero = 0, plus = 0, space = 0, width = 0, prec = -1, lng = 0;
+        for (f++;; f++) {
+            if (*f == '-') left = 1;
+            else if (*f == '0') zero = 1;
+            else if (*f == '+') plus = 1;
+            else if (*f == ' ') space = 1;
+            else break;
+        }
+        if (*f == '*') {
+            width = va_arg(ap, int);
+            if (width < 0) left = 1, width = -width;
+            f++;
+        } else {
+            while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
+        }
+        if (*f == '.') {
+            f++;
+            prec = 0;
+            if (*f == '*') {
+                prec = va_arg(ap, int);
+                f++;
+            } else {
+                while (*f >= '0' && *f <= '9') prec = prec * 10 + (*f++ - '0');
+            }
+        }
+        if (*f == 'l') {
+            lng = 1;
+            if (*++f == 'l') lng = 2, f++;
+        } else if (*f == 'z') {
+            lng = 3;
+            f++;
+        }
+        char tmp[96], body[96];
+        const char *sign = "";
+        int n = 0;
+        switch (*f) {
+        case 'd':
+        case 'i': {
+            long long v = lng == 2 ? va_arg(ap, long long) : lng == 1 ? va_arg(ap, long) : lng == 3 ? (long long)va_arg(ap, size_t) : va_arg(ap, int);
+            unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+            sign = v < 0 ? "-" : plus ? "+" : space ? " " : "";
+            int nd = fmt_digits(tmp, u, 10, 0);
+            for (int i = nd; i < prec; i++) body[n++] = '0';
+            while (nd) body[n++] = tmp[--nd];
+            fmt_field(&o, sign, body, n, width, left, zero && prec < 0);
+            break;
+        }
+        case 'u':
+        case 'x':
+        case 'X': {
+            unsigned long long u = lng == 2 ? va_arg(ap, unsigned long long) : lng == 1 ? va_arg(ap, unsigned long)
+                                   : lng == 3 ? (unsigned long long)va_arg(ap, size_t) : va_arg(ap, unsigned);
+            int nd = fmt_digits(tmp, u, *f == 'u' ? 10 : 16, *f == 'X');
+            for (int i = nd; i < prec; i++) body[n++] = '0';
+            while (nd) body[n++] = tmp[--nd];
+            fmt_field(&o, "", body, n, width, left, zero && prec < 0);
+            break;
+        }
+        case 'c':
+            body[0] = (char)va_arg(ap, int);
+            fmt_field(&o, "", body, 1, width, left, 0);
+            break;
+        case 's': {
+            const char *sv = va_arg(ap, const char *);
+            if (!sv) sv = "(null)";
+            size_t len = 0;
+            while ((prec < 0 || len < (size_t)prec) && sv[len]) len++;
+            int pad = width > (int)len ? width - (int)len : 0;
+            if (!left) fmt_pad(&o, ' ', pad);
+            for (size_t i = 0; i < len; i++) fmt_put(&o, sv[i]);
+            if (left) fmt_pad(&o, ' ', pad);
+            break;
+        }
+        case 'f':
+        case 'e':
+        case 'g': {
+            double v = va_arg(ap, double);
+            sign = v < 0 || (v == 0 && 1 / v < 0) ? "-" : plus ? "+" : space ? " " : "";
+            if (v < 0) v = -v;
+            if (v != v) n = 3, memcpy(body, "nan", 3);
+            else if (v > DBL_MAX) n = 3, memcpy(body, "inf", 3);
+            else n = fmt_float(body, v, prec < 0 ? 6 : SLM_MIN(prec, 40), *f);
+            fmt_field(&o, sign, body, n, width, left, zero && v == v && v <= DBL_MAX);
+            break;
+        }
+        case '%': fmt_put(&o, '%'); break;
+        default: /* unknown conversion: copy it */
+            fmt_put(&o, '%');
+            if (!*f) f--;
+            else fmt_put(&o, *f);
+        }
+    }
+    if (o.size) o.buf[o.n < o.size ? o.n : o.size - 1] = 0;
+    return (int)o.n;
+}
+
+#if defined(SLM_NO_STDIO)
+#define fmt_vsn fmt_vsn_own
+#else
+#define fmt_vsn vsnprintf
+#endif
+
+static SLM_PRINTF(3, 4) int fmt_sn(char *buf, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = fmt_vsn(buf, size, fmt, ap);
+    va_end(ap);
+    return n;
 }
 
 /* Record a failure in *err (if given) and return the status. */
@@ -166,7 +449,7 @@ static SLM_PRINTF(3, 4) slm_status seterr(slm_error *err, slm_status st, const c
         va_list ap;
         va_start(ap, fmt);
         err->status = st;
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        fmt_vsn(err->message, sizeof err->message, fmt, ap);
         va_end(ap);
     }
     return st;
@@ -199,12 +482,17 @@ static void alloc_init(allocator *a, const slm_allocator *hook) {
 /* All library allocations are 64-byte aligned (SIMD loads, cache lines). */
 static void *xalloc(const allocator *a, size_t size) {
     if (a->is_default) {
+#if defined(SLM_NO_MALLOC)
+        (void)size;
+        return NULL; /* no heap: pass an allocator */
+#else
         if (size > SIZE_MAX - SLM_ALIGN - sizeof(void *)) return NULL;
         unsigned char *raw = (unsigned char *)malloc(size + SLM_ALIGN + sizeof(void *));
         if (!raw) return NULL;
         uintptr_t p = ((uintptr_t)raw + sizeof(void *) + SLM_ALIGN - 1) & ~(uintptr_t)(SLM_ALIGN - 1);
         ((void **)p)[-1] = raw;
         return (void *)p;
+#endif
     }
     return a->hook.alloc(a->hook.user, size ? size : 1, SLM_ALIGN);
 }
@@ -219,19 +507,153 @@ static void *xcalloc(const allocator *a, size_t n, size_t size) {
 static void xfree(const allocator *a, void *p, size_t size) {
     if (!p) return;
     if (a->is_default) {
+#if !defined(SLM_NO_MALLOC)
         free(((void **)p)[-1]);
+#endif
         return;
     }
     a->hook.free(a->hook.user, p, size ? size : 1);
 }
 
+/* Strings need no alignment: with an allocator hook they are asked with
+   align 1, so that an arena packs them (a vocabulary is thousands of them). */
+static void *xalloc_small(const allocator *a, size_t size) {
+    if (a->is_default) return xalloc(a, size);
+    return a->hook.alloc(a->hook.user, size ? size : 1, 1);
+}
+
 static char *xstrndup(const allocator *a, const char *s, size_t n) {
     if (n == SIZE_MAX) return NULL;
-    char *p = (char *)xalloc(a, n + 1);
+    char *p = (char *)xalloc_small(a, n + 1);
     if (!p) return NULL;
     memcpy(p, s, n);
     p[n] = 0;
     return p;
+}
+
+/* --- arena ------------------------------------------------------------------
+   slm_arena: all memory from one caller buffer, no heap. A stack with
+   deferred frees: every block has a small header (the top before it, the
+   block below, a freed flag); freeing the topmost block pops it and every
+   freed block under it. Memory a model or session keeps for its lifetime
+   sits at the bottom; what one call allocates and frees (tokenizer buffers,
+   the sampler of slm_generate) is all given back when the call returns, so
+   repeated calls do not creep. Placement depends only on the offsets, so
+   the same code, run on offsets alone (arena_sim), tells how many bytes a
+   model load needs (slm_model_memory_size). */
+
+typedef struct arena_blk {
+    size_t prev_top;          /* the arena top before this block */
+    struct arena_blk *below;  /* the block under this one */
+    size_t freed;
+} arena_blk;
+
+#define ARENA_HDR sizeof(arena_blk)
+
+/* Where a block of `size` bytes aligned to `align` goes, for a top at
+   address `top` (header just below the block); 0 on overflow. */
+static size_t arena_place(size_t top, size_t size, size_t align, size_t *end) {
+    if (align < sizeof(size_t)) align = sizeof(size_t); /* for the header */
+    if (top > SIZE_MAX - ARENA_HDR - align) return 0;
+    size_t start = (top + ARENA_HDR + align - 1) & ~(align - 1);
+    if (size > SIZE_MAX - start) return 0;
+    *end = start + size;
+    return start;
+}
+
+static void *arena_alloc_(void *user, size_t size, size_t align) {
+    slm_arena *ar = (slm_arena *)user;
+    if (!ar || align == 0 || (align & (align - 1)) != 0) return NULL;
+    uintptr_t base = (uintptr_t)ar->base;
+    size_t end, start = arena_place((size_t)base + ar->top, size, align, &end);
+    if (!start || end - (size_t)base > ar->size) {
+        ar->n_failed++;
+        return NULL;
+    }
+    arena_blk *h = (arena_blk *)(start - ARENA_HDR);
+    h->prev_top = ar->top;
+    h->below = (arena_blk *)ar->last;
+    h->freed = 0;
+    ar->last = h;
+    ar->top = end - (size_t)base;
+    if (ar->top > ar->peak) ar->peak = ar->top;
+    ar->n_blocks++;
+    return (void *)start;
+}
+
+static void arena_free_(void *user, void *ptr, size_t size) {
+    slm_arena *ar = (slm_arena *)user;
+    (void)size;
+    if (!ar || !ptr) return;
+    ((arena_blk *)((uintptr_t)ptr - ARENA_HDR))->freed = 1;
+    ar->n_blocks--;
+    for (arena_blk *h = (arena_blk *)ar->last; h && h->freed; h = (arena_blk *)ar->last) {
+        ar->top = h->prev_top;
+        ar->last = h->below;
+    }
+}
+
+void slm_arena_init(slm_arena *ar, void *buffer, size_t size) {
+    if (!ar) return;
+    memset(ar, 0, sizeof *ar);
+    ar->base = (unsigned char *)buffer;
+    ar->size = buffer ? size : 0;
+    ar->allocator.alloc = arena_alloc_;
+    ar->allocator.free = arena_free_;
+    ar->allocator.user = ar;
+}
+
+size_t slm_arena_used(const slm_arena *ar) { return ar ? ar->top : 0; }
+size_t slm_arena_peak(const slm_arena *ar) { return ar ? ar->peak : 0; }
+
+/* The arena's bookkeeping on offsets alone (base 0, i.e. a 64-byte aligned
+   buffer) over real blocks from another allocator: the record of each
+   simulated block sits in a 64-byte prefix of its real block. */
+typedef struct arena_sim_blk {
+    arena_blk b;
+    size_t real_size;
+} arena_sim_blk;
+
+typedef struct arena_sim {
+    const allocator *under;
+    size_t top, peak;
+    arena_sim_blk *last;
+    int failed;
+} arena_sim;
+
+static void *arena_sim_alloc(void *user, size_t size, size_t align) {
+    arena_sim *sm = (arena_sim *)user;
+    size_t end, start = arena_place(sm->top, size, align, &end);
+    if (!start || size > SIZE_MAX - SLM_ALIGN) {
+        sm->failed = 1;
+        return NULL;
+    }
+    arena_sim_blk *r = (arena_sim_blk *)xalloc(sm->under, size + SLM_ALIGN);
+    if (!r) {
+        sm->failed = 1;
+        return NULL;
+    }
+    r->b.prev_top = sm->top;
+    r->b.below = (arena_blk *)sm->last;
+    r->b.freed = 0;
+    r->real_size = size + SLM_ALIGN;
+    sm->last = r;
+    sm->top = end;
+    if (end > sm->peak) sm->peak = end;
+    return (uint8_t *)r + SLM_ALIGN;
+}
+
+static void arena_sim_free(void *user, void *ptr, size_t size) {
+    arena_sim *sm = (arena_sim *)user;
+    (void)size;
+    if (!ptr) return;
+    ((arena_sim_blk *)((uint8_t *)ptr - SLM_ALIGN))->b.freed = 1;
+    while (sm->last && sm->last->b.freed) {
+        arena_sim_blk *r = sm->last;
+        sm->top = r->b.prev_top;
+        sm->last = (arena_sim_blk *)r->b.below;
+        xfree(sm->under, r, r->real_size);
+    }
 }
 
 /* ========================================================================== */
@@ -578,7 +1000,7 @@ static int rd_skip_value(reader *r, int t, int depth, const char *key) {
         }
         if (!rd_u32(r, &et, key) || !rd_u64(r, &n, key)) return 0;
         if (et > 12) {
-            seterr(r->err, SLM_ERR_FORMAT, "key '%s': unknown array element type %u at offset %zu", key, et, at);
+            seterr(r->err, SLM_ERR_FORMAT, "key '%s': unknown array element type %u at offset %zu", key, (unsigned)et, at);
             return 0;
         }
         size_t esz = meta_scalar_size((int)et);
@@ -650,7 +1072,7 @@ static int gguf_read_kv(reader *r, gguf_kv *kv) {
     kv->key_len = klen;
     if (!rd_u32(r, &t, kv->key)) return 0;
     if (t > 12) {
-        seterr(r->err, SLM_ERR_FORMAT, "key '%s' (offset %zu): unknown value type %u", kv->key, at, t);
+        seterr(r->err, SLM_ERR_FORMAT, "key '%s' (offset %zu): unknown value type %u", kv->key, at, (unsigned)t);
         return 0;
     }
     kv->type = (int)t;
@@ -672,7 +1094,7 @@ static int gguf_read_kv(reader *r, gguf_kv *kv) {
     uint64_t n;
     if (!rd_u32(r, &et, kv->key) || !rd_u64(r, &n, kv->key)) return 0;
     if (et > 12) {
-        seterr(r->err, SLM_ERR_FORMAT, "key '%s': unknown array element type %u", kv->key, et);
+        seterr(r->err, SLM_ERR_FORMAT, "key '%s': unknown array element type %u", kv->key, (unsigned)et);
         return 0;
     }
     kv->arr_type = (int)et;
@@ -739,8 +1161,8 @@ static slm_status gguf_parse(gguf_file *g, const uint8_t *data, size_t size, con
         uint32_t sw = ((g->version & 0xffu) << 24) | ((g->version & 0xff00u) << 8) | ((g->version >> 8) & 0xff00u) |
                       (g->version >> 24);
         if (sw == 2 || sw == 3)
-            return seterr(err, SLM_ERR_UNSUPPORTED, "big-endian GGUF file (version %u byte-swapped) is not supported", sw);
-        return seterr(err, SLM_ERR_FORMAT, "unknown GGUF version %u", g->version);
+            return seterr(err, SLM_ERR_UNSUPPORTED, "big-endian GGUF file (version %u byte-swapped) is not supported", (unsigned)sw);
+        return seterr(err, SLM_ERR_FORMAT, "unknown GGUF version %u", (unsigned)g->version);
     }
     if (!rd_u64(r, &g->n_tensors, "tensor count") || !rd_u64(r, &g->n_kv, "metadata count"))
         return (slm_status)err->status;
@@ -788,7 +1210,7 @@ static slm_status gguf_parse(gguf_file *g, const uint8_t *data, size_t size, con
                 return seterr(err, SLM_ERR_FORMAT, "general.alignment has type %s, expected u32", meta_type_name(kv->type));
             uint32_t al = ld_u32(data + kv->value_off);
             if (al == 0 || (al & (al - 1)) != 0 || al > (1u << 16))
-                return seterr(err, SLM_ERR_FORMAT, "general.alignment %u is not a power of two <= 65536", al);
+                return seterr(err, SLM_ERR_FORMAT, "general.alignment %u is not a power of two <= 65536", (unsigned)al);
             g->alignment = al;
         }
     }
@@ -811,7 +1233,7 @@ static slm_status gguf_parse(gguf_file *g, const uint8_t *data, size_t size, con
         g->tensor_map.slots[slot] = (int64_t)i;
         if (!rd_u32(r, &nd, t->name)) return (slm_status)err->status;
         if (nd == 0 || nd > GGUF_MAX_DIMS)
-            return seterr(err, SLM_ERR_FORMAT, "tensor '%s': %u dimensions (1..%d allowed)", t->name, nd, GGUF_MAX_DIMS);
+            return seterr(err, SLM_ERR_FORMAT, "tensor '%s': %u dimensions (1..%d allowed)", t->name, (unsigned)nd, GGUF_MAX_DIMS);
         t->n_dims = (int)nd;
         uint64_t nel = 1;
         for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
@@ -819,7 +1241,7 @@ static slm_status gguf_parse(gguf_file *g, const uint8_t *data, size_t size, con
             uint64_t v;
             if (!rd_u64(r, &v, t->name)) return (slm_status)err->status;
             if (v == 0 || v > (uint64_t)INT64_MAX)
-                return seterr(err, SLM_ERR_FORMAT, "tensor '%s': dimension %u is %lld", t->name, d, (long long)v);
+                return seterr(err, SLM_ERR_FORMAT, "tensor '%s': dimension %u is %lld", t->name, (unsigned)d, (long long)v);
             if (nel > (uint64_t)INT64_MAX / v)
                 return seterr(err, SLM_ERR_FORMAT, "tensor '%s': element count overflows", t->name);
             nel *= v;
@@ -827,7 +1249,7 @@ static slm_status gguf_parse(gguf_file *g, const uint8_t *data, size_t size, con
         }
         if (!rd_u32(r, &type, t->name)) return (slm_status)err->status;
         const type_size *ts = type_size_of((int)type);
-        if (!ts) return seterr(err, SLM_ERR_UNSUPPORTED, "tensor '%s': unknown ggml type id %u", t->name, type);
+        if (!ts) return seterr(err, SLM_ERR_UNSUPPORTED, "tensor '%s': unknown ggml type id %u", t->name, (unsigned)type);
         t->type = (int)type;
         if (t->ne[0] % ts->blck != 0)
             return seterr(err, SLM_ERR_FORMAT, "tensor '%s': row length %lld is not a multiple of the %s block size %d",
@@ -967,6 +1389,23 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
  * w->st / w->err and later calls do nothing, so callers check once.
  */
 
+/* Output files, the writer's and the quantizer's only contact with stdio.
+   SLM_NO_STDIO builds have none: opening fails (slm_quantize_file says so
+   before it gets here). */
+#if !defined(SLM_NO_STDIO)
+static void *file_create(const char *path) { return fopen(path, "wb"); }
+static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
+static long long file_tell(void *f) { return ftell((FILE *)f); }
+static int file_close(void *f) { return fclose((FILE *)f); }
+static void file_remove(const char *path) { remove(path); }
+#else
+static void *file_create(const char *path) { return (void)path, NULL; }
+static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
+static long long file_tell(void *f) { return (void)f, -1; }
+static int file_close(void *f) { return (void)f, -1; }
+static void file_remove(const char *path) { (void)path; }
+#endif
+
 typedef struct gbuf {
     uint8_t *p;
     size_t len, cap;
@@ -978,7 +1417,7 @@ typedef struct gguf_writer {
     uint64_t n_kv, n_tensors;
     uint64_t data_size;     /* tensor data announced so far, padded */
     size_t alignment;
-    FILE *f;
+    void *f;                /* from file_create */
     const char *path;       /* for messages */
     uint64_t pos;           /* bytes written to the data section */
     slm_status st;
@@ -1134,7 +1573,7 @@ static uint64_t gw_tensor(gguf_writer *w, const char *name, int type, int n_dims
 }
 
 static void gw_fwrite(gguf_writer *w, const void *p, size_t n) {
-    if (w->st == SLM_OK && n && fwrite(p, 1, n, w->f) != n)
+    if (w->st == SLM_OK && n && file_write(w->f, p, n) != n)
         w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
 }
 
@@ -1148,7 +1587,7 @@ static void gw_zeros(gguf_writer *w, size_t n) {
 }
 
 /* Header, metadata and tensor directory, padded to the alignment. */
-static void gw_write_header(gguf_writer *w, FILE *f, const char *path) {
+static void gw_write_header(gguf_writer *w, void *f, const char *path) {
     uint8_t h[24];
     w->f = f;
     w->path = path;
@@ -1238,7 +1677,7 @@ typedef void (*from_float_fn)(const float *src, void *dst, int64_t n);
 /* dot of n values: weights w (one row) with activations a (partner type) */
 typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 /* the same dot for 4 activation rows a_rb bytes apart: y[t * ldy], t < 4
-   (optional, per type: section 6f; each result equals vec_dot's bits) */
+   (optional, per type: section 6g; each result equals vec_dot's bits) */
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t a_rb, float *y, int64_t ldy);
 /* F16 rows against float vectors whose values are halves (attention over an
    F16 cache: the queries of a KV head against the keys, the probabilities
@@ -1473,12 +1912,13 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
 /* ========================================================================== */
 /*
  * 6a. Scalar reference: written to be obviously correct; named *_ref.
- * 6b-6e. One subsection per instruction set (AVX2, SSE4.1, NEON, RVV),
- *     compiled only for that target (section 1 picks it). Each kernel has
- *     exactly the signature of its reference and is tested against it.
- * 6f. The kernels TRAITS points at: for each, the SIMD version this target
+ * 6b-6f. One subsection per instruction set (AVX2, SSE4.1, NEON, RVV,
+ *     Helium), compiled only for that target (section 1 picks it). Each
+ *     kernel has exactly the signature of its reference and is tested
+ *     against it.
+ * 6g. The kernels TRAITS points at: for each, the SIMD version this target
  *     has, else the reference. A new type adds its *_ref kernels to 6a and,
- *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6f
+ *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6g
  *     (plus a case in vec_dot4_of for a 4-token kernel).
  *
  * Rules every SIMD kernel keeps: the activation quantizer and the f16/bf16
@@ -5380,9 +5820,78 @@ static void q8_k_from_float_rvv(const float *src, void *dst, int64_t n) {
 #endif /* SLM_RVV */
 
 /* -------------------------------------------------------------------------- */
-/* 6f. The kernels TRAITS points at                                           */
+/* 6f. Arm Helium (M-profile vector extension, Cortex-M55)                    */
 /* -------------------------------------------------------------------------- */
-/* Each is this target's SIMD kernel (K_* from 6b-6e) or the reference. */
+/* 128-bit vectors on microcontrollers. The block's integer dot product is
+   one VMLADAV (products summed exactly into 32 bits), then the reference's
+   float steps in block order: results are bit for bit the reference's, so
+   an M55 build generates the same text as a scalar build anywhere. Byte
+   loads (VLDRB) need no alignment, so blocks at any address are fine. The
+   other types use the reference kernels. */
+#ifdef SLM_MVE
+
+static float dot_q8_0_mve(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        int32_t isum = vmladavq_s8(vld1q_s8((const int8_t *)(x + 2)), vld1q_s8((const int8_t *)(y + 2)));
+        isum = vmladavaq_s8(isum, vld1q_s8((const int8_t *)(x + 18)), vld1q_s8((const int8_t *)(y + 18)));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_0_mve(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    float s = 0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const uint8x16_t q = vld1q_u8(x + 2);
+        const int8x16_t lo = vsubq_n_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), 8);
+        const int8x16_t hi = vsubq_n_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), 8);
+        int32_t isum = vmladavq_s8(lo, vld1q_s8((const int8_t *)(y + 2)));
+        isum = vmladavaq_s8(isum, hi, vld1q_s8((const int8_t *)(y + 18)));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* The activation quantizer, the same bytes as q8_0_from_float_ref: amax by
+   VMAXNMAV (NaN ignored, as the reference's comparison does), the scale
+   and its inverse in scalar code, the clamp by compare and select (NaN to
+   0, as clamp127), round half to even by VCVTN, a narrowing byte store. */
+static void q8_0_from_float_mve(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        float32x4_t v[8];
+        float amax = 0;
+        for (int k = 0; k < 8; k++) {
+            v[k] = vld1q_f32(src + 4 * k);
+            amax = vmaxnmavq_f32(amax, v[k]);
+        }
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        for (int k = 0; k < 8; k++) {
+            const float32x4_t x = vmulq_n_f32(v[k], id);
+            const float32x4_t lo = vdupq_n_f32(-127.0f), hi = vdupq_n_f32(127.0f);
+            /* x >= -127 ? (x <= 127 ? x : 127) : (x < -127 ? -127 : 0) */
+            float32x4_t c = vpselq_f32(x, hi, vcmpleq_f32(x, hi));
+            c = vpselq_f32(c, vpselq_f32(lo, vdupq_n_f32(0.0f), vcmpltq_f32(x, lo)), vcmpgeq_f32(x, lo));
+            vstrbq_s32((int8_t *)(b + 2 + 4 * k), vcvtnq_s32_f32(c));
+        }
+    }
+}
+
+#define K_Q8_0_FROM_FLOAT q8_0_from_float_mve
+#define K_DOT_Q8_0 dot_q8_0_mve
+#define K_DOT_Q4_0 dot_q4_0_mve
+
+#endif /* SLM_MVE */
+
+/* -------------------------------------------------------------------------- */
+/* 6g. The kernels TRAITS points at                                           */
+/* -------------------------------------------------------------------------- */
+/* Each is this target's SIMD kernel (K_* from 6b-6f) or the reference. */
 
 #ifndef K_DOT_F32
 #define K_DOT_F32 dot_f32_ref
@@ -5897,7 +6406,7 @@ static SLM_PRINTF(3, 4) void logf_(const slm_model *m, int level, const char *fm
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    fmt_vsn(buf, sizeof buf, fmt, ap);
     va_end(ap);
     m->log(m->log_user, level, buf);
 }
@@ -5906,7 +6415,7 @@ static SLM_PRINTF(3, 4) void logf_(const slm_model *m, int level, const char *fm
 
 static const gguf_kv *arch_key(const slm_model *m, const char *suffix) {
     char key[160];
-    snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix);
+    fmt_sn(key, sizeof key, "%s.%s", m->arch_name, suffix);
     return gguf_get(&m->g, key);
 }
 
@@ -6146,7 +6655,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
     B(swa_layers(m, err));
     for (int il = 0; il < m->n_layer; il++) {
         layer *L = &m->layers[il];
-#define NM(s) (snprintf(name, sizeof name, "blk.%d.%s", il, s), name)
+#define NM(s) (fmt_sn(name, sizeof name, "blk.%d.%s", il, s), name)
         B(bind_v(m, NM("attn_norm.weight"), E, 1, &L->attn_norm, err));
         /* q, k, v as three matrices, or fused into one (phi3) */
         B(bind_w(m, NM("attn_qkv.weight"), E, Q + 2 * KV, 0, &L->wqkv, err));
@@ -6294,6 +6803,12 @@ static slm_model *model_new(const slm_model_params *params, slm_error *err) {
     alloc_init(&a, params->allocator);
     slm_model *m = (slm_model *)xcalloc(&a, 1, sizeof *m);
     if (!m) {
+#if defined(SLM_NO_MALLOC)
+        if (a.is_default) {
+            seterr(err, SLM_ERR_NOMEM, "built with SLM_NO_MALLOC: set params.allocator (an slm_arena, for example)");
+            return NULL;
+        }
+#endif
         seterr(err, SLM_ERR_NOMEM, "out of memory for the model");
         return NULL;
     }
@@ -6327,6 +6842,32 @@ slm_status slm_model_load_memory(const void *data, size_t size, const slm_model_
     return SLM_OK;
 }
 
+size_t slm_model_memory_size(const void *data, size_t size, const slm_model_params *params,
+                             const slm_session_params *sp, slm_error *err) {
+    slm_model_params mp;
+    if (params) mp = *params;
+    else slm_model_params_init(&mp);
+    allocator under;
+    alloc_init(&under, mp.allocator);
+    arena_sim sm;
+    memset(&sm, 0, sizeof sm);
+    sm.under = &under;
+    slm_allocator hook = {arena_sim_alloc, arena_sim_free, &sm};
+    mp.allocator = &hook;
+    slm_model *m = NULL;
+    slm_session *s = NULL;
+    if (slm_model_load_memory(data, size, &mp, &m, err) != SLM_OK) return 0;
+    if (sp && slm_session_create(m, sp, &s, err) != SLM_OK) {
+        slm_model_free(m);
+        return 0;
+    }
+    size_t peak = sm.peak;
+    slm_session_free(s);
+    slm_model_free(m);
+    return peak;
+}
+
+#if !defined(SLM_NO_STDIO)
 /* Read a whole file into memory from the model's allocator. */
 static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
     FILE *f = fopen(path, "rb");
@@ -6357,6 +6898,12 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
     m->source = SRC_OWNED;
     return SLM_OK;
 }
+#else
+static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
+    (void)m;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO, without file access (models load with slm_model_load_memory)", path);
+}
+#endif
 
 #if defined(SLM_HAVE_MMAP)
 /* Map a file read-only; returns 0 (and no error) if mapping is not possible
@@ -6519,7 +7066,7 @@ static void fmt_append(char *buf, size_t size, size_t *pos, const char *fmt, ...
     va_list ap;
     va_start(ap, fmt);
     size_t room = *pos < size ? size - *pos : 0;
-    int n = vsnprintf(room ? buf + *pos : NULL, room, fmt, ap);
+    int n = fmt_vsn(room ? buf + *pos : NULL, room, fmt, ap);
     va_end(ap);
     if (n > 0) *pos += (size_t)n;
 }
@@ -6675,7 +7222,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     if (pl->n_threads < 1) pl->n_threads = 1;
     pl->kv_type = p->kv_type;
     if (pl->kv_type != SLM_TYPE_F32 && pl->kv_type != SLM_TYPE_F16 && pl->kv_type != SLM_TYPE_Q8_0)
-        return seterr(err, SLM_ERR_UNSUPPORTED, "KV cache type %d: only F32, F16 and Q8_0 are supported", p->kv_type);
+        return seterr(err, SLM_ERR_UNSUPPORTED, "KV cache type %d: only F32, F16 and Q8_0 are supported", (int)p->kv_type);
     if (pl->kv_type == SLM_TYPE_Q8_0 && m->head_dim % 32 != 0)
         return seterr(err, SLM_ERR_UNSUPPORTED, "a Q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)",
                       m->head_dim);
@@ -7114,15 +7661,15 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
     const slm_model *m = s->m;
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->n_vocab)
-            return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", i, tokens[i],
+            return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", (int)i, (int)tokens[i],
                           m->n_vocab);
     if (n > s->n_ctx - s->pos)
-        return seterr(err, SLM_ERR_CONTEXT_FULL, "context full: %d tokens at position %d exceed n_ctx %d", n, s->pos,
+        return seterr(err, SLM_ERR_CONTEXT_FULL, "context full: %d tokens at position %d exceed n_ctx %d", (int)n, (int)s->pos,
                       s->n_ctx);
     size_t need = (size_t)m->n_vocab * (s->logits_all ? (size_t)n : 1);
     if (need > s->logits_cap) {
         float *nl = (float *)xalloc(&s->a, need * sizeof(float));
-        if (!nl) return seterr(err, SLM_ERR_NOMEM, "out of memory for the logits of %d tokens", n);
+        if (!nl) return seterr(err, SLM_ERR_NOMEM, "out of memory for the logits of %d tokens", (int)n);
         xfree(&s->a, s->logits, s->logits_cap * sizeof(float));
         s->logits = nl;
         s->logits_cap = need;
@@ -7237,7 +7784,7 @@ static void vocab_id_key(slm_model *m, const char *key, int32_t *id) {
     int64_t x;
     if (!kv || kv->type == SLM_META_ARRAY || kv_int(&m->g, kv, -1, &x) != SLM_OK) return;
     if (x < 0 || x >= m->vocab->n) {
-        logf_(m, SLM_LOG_WARN, "%s = %lld is outside the vocabulary; keeping %d", key, (long long)x, *id);
+        logf_(m, SLM_LOG_WARN, "%s = %lld is outside the vocabulary; keeping %d", key, (long long)x, (int)(*id));
         return;
     }
     *id = (int32_t)x;
@@ -7386,7 +7933,7 @@ static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
     v->mlen = (size_t *)xalloc(a, (size_t)n * sizeof(size_t));
     v->n_merges = n;
     if (!v->mtext || !v->mlen || !strmap_init(&v->mmap, a, (size_t)n))
-        return seterr(err, SLM_ERR_NOMEM, "out of memory for %d merges", n);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for %d merges", (int)n);
     for (int32_t i = 0; i < n; i++) {
         size_t slot;
         v->mtext[i] = k->str[i];
@@ -7425,7 +7972,7 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     v->special = (int32_t *)xalloc(a, (size_t)n * sizeof(int32_t));
     v->eog = (int32_t *)xalloc(a, (size_t)n * sizeof(int32_t));
     if (!v->text || !v->len || !v->score || !v->attr || !v->special || !v->eog || !strmap_init(&v->map, a, (size_t)n))
-        return seterr(err, SLM_ERR_NOMEM, "out of memory for a vocabulary of %d tokens", n);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for a vocabulary of %d tokens", (int)n);
 
     /* kind and its defaults (llama.cpp's) */
     v->bos = v->eos = v->eot = v->eom = v->unk = v->pad = v->sep = -1;
@@ -7452,9 +7999,9 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     const gguf_kv *kty = gguf_get(g, "tokenizer.ggml.token_type");
     if (ksc && (ksc->type != SLM_META_ARRAY || (ksc->arr_type != SLM_META_F32 && ksc->arr_type != SLM_META_I32) ||
                 ksc->count < (uint64_t)n))
-        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.scores must be an array of at least %d f32 or i32", n);
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.scores must be an array of at least %d f32 or i32", (int)n);
     if (kty && (kty->type != SLM_META_ARRAY || kty->arr_type != SLM_META_I32 || kty->count < (uint64_t)n))
-        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.token_type must be an array of at least %d i32", n);
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.token_type must be an array of at least %d i32", (int)n);
     for (int32_t i = 0; i < n; i++) {
         v->text[i] = ktok->str[i];
         v->len[i] = (size_t)ld_u64(g->data + ktok->elem_off[i]);
@@ -7475,7 +8022,7 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         if (v->len[i] == 0) continue; /* an empty piece can never be matched */
         size_t slot;
         if (strmap_find(&v->map, v->text, v->len, v->text[i], v->len[i], &slot) >= 0) {
-            logf_(m, SLM_LOG_WARN, "duplicate piece for token %d; the first id is used", i);
+            logf_(m, SLM_LOG_WARN, "duplicate piece for token %d; the first id is used", (int)i);
             continue;
         }
         v->map.slots[slot] = i;
@@ -7583,7 +8130,7 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     /* byte fallback: <0xNN>, else the byte itself as a piece */
     for (int b = 0; b < 256; b++) {
         char hex[7];
-        snprintf(hex, sizeof hex, "<0x%02X>", b);
+        fmt_sn(hex, sizeof hex, "<0x%02X>", b);
         int32_t id = vocab_find(v, hex, 6);
         if (id < 0) {
             char c = (char)b;
@@ -7595,8 +8142,8 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         size_t l = piece_decode(v, i, 1, 0, NULL, 0);
         if (l > (size_t)v->max_piece) v->max_piece = (int32_t)SLM_MIN(l, (size_t)INT32_MAX / 2);
     }
-    logf_(m, SLM_LOG_INFO, "vocabulary: %d tokens (%s), %d special, %d end-of-generation", n,
-          model ? model : "llama", v->n_special, v->n_eog);
+    logf_(m, SLM_LOG_INFO, "vocabulary: %d tokens (%s), %d special, %d end-of-generation", (int)n,
+          model ? model : "llama", (int)v->n_special, (int)v->n_eog);
     return SLM_OK;
 }
 
@@ -8733,7 +9280,7 @@ slm_status slm_tokenize(const slm_model *m, const char *text, size_t len, int ad
     if (st != SLM_OK) return st;
     if (o.n > INT32_MAX) return seterr(err, SLM_ERR_INVALID_ARG, "the text gives more than 2^31 tokens");
     if (n_out) *n_out = (int32_t)o.n;
-    if (o.n > max) return seterr(err, SLM_ERR_BUFFER, "%lld tokens do not fit in %d", (long long)o.n, max);
+    if (o.n > max) return seterr(err, SLM_ERR_BUFFER, "%lld tokens do not fit in %d", (long long)o.n, (int)max);
     return SLM_OK;
 }
 
@@ -8879,8 +9426,8 @@ slm_status slm_detokenize(const slm_model *m, const int32_t *tokens, int32_t n, 
     size_t total = 0;
     for (int32_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= v->n)
-            return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", i,
-                          tokens[i], v->n);
+            return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", (int)i,
+                          (int)tokens[i], (int)v->n);
         size_t room = buf && total < size ? size - total : 0;
         size_t l = piece_decode(v, tokens[i], unparse_special, strip, NULL, 0);
         if (l && l <= room) piece_decode(v, tokens[i], unparse_special, strip, buf + total, room);
@@ -9245,7 +9792,7 @@ slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_messag
     if (n < 0 || (n > 0 && !msg) || n_past < 0 || n_past > n)
         return seterr(err, SLM_ERR_INVALID_ARG, "messages is NULL or n / n_past out of range");
     for (int32_t i = 0; i < n; i++)
-        if (!msg[i].role || !msg[i].content) return seterr(err, SLM_ERR_INVALID_ARG, "message %d has a NULL role or content", i);
+        if (!msg[i].role || !msg[i].content) return seterr(err, SLM_ERR_INVALID_ARG, "message %d has a NULL role or content", (int)i);
     if (family == SLM_CHAT_AUTO) {
         if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "SLM_CHAT_AUTO needs a model");
         family = slm_chat_model_family(m, fallback);
@@ -9253,8 +9800,8 @@ slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_messag
     if (family < SLM_CHAT_CHATML || family > SLM_CHAT_PHI4_MINI)
         return seterr(err, SLM_ERR_INVALID_ARG, "unknown chat template family %d", family);
     if (n_past > 0 && strcmp(msg[n_past - 1].role, "assistant") != 0)
-        return seterr(err, SLM_ERR_INVALID_ARG, "n_past = %d: message %d must be the assistant's reply", n_past,
-                      n_past - 1);
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_past = %d: message %d must be the assistant's reply", (int)n_past,
+                      (int)(n_past - 1));
     const char *bos = chat_token(m, slm_token_bos(m), "<s>"), *eos = chat_token(m, slm_token_eos(m), "</s>");
     chat_out o;
     memset(&o, 0, sizeof o);
@@ -9437,7 +9984,7 @@ static slm_status sampler_new(const allocator *a, const slm_sampler_params *p, i
         slm_sampler_params_init(&dp);
         p = &dp;
     }
-    if (n_vocab <= 0) return seterr(err, SLM_ERR_INVALID_ARG, "sampler: n_vocab %d", n_vocab);
+    if (n_vocab <= 0) return seterr(err, SLM_ERR_INVALID_ARG, "sampler: n_vocab %d", (int)n_vocab);
     if (!(p->temperature == p->temperature) || !(p->top_p == p->top_p) || !(p->min_p == p->min_p) ||
         !(p->repeat_penalty > 0) || !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty))
         return seterr(err, SLM_ERR_INVALID_ARG, "sampler: NaN parameter or repeat_penalty <= 0");
@@ -9453,7 +10000,7 @@ static slm_status sampler_new(const allocator *a, const slm_sampler_params *p, i
     s->hist = (int32_t *)xalloc(a, (size_t)(s->hist_cap ? s->hist_cap : 1) * sizeof(int32_t));
     if (!s->c || !s->count || !s->hist) {
         slm_sampler_free(s);
-        return seterr(err, SLM_ERR_NOMEM, "out of memory for a sampler over %d tokens", n_vocab);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for a sampler over %d tokens", (int)n_vocab);
     }
     rng_seed(s->rng, p->seed);
     *out = s;
@@ -9719,7 +10266,7 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, c
         if (st != SLM_OK && st != SLM_ERR_BUFFER) return st;
         ids_bytes = (size_t)(n ? n : 1) * sizeof(int32_t);
         ids = (int32_t *)xalloc(a, ids_bytes);
-        if (!ids) return seterr(err, SLM_ERR_NOMEM, "out of memory for %d prompt tokens", n);
+        if (!ids) return seterr(err, SLM_ERR_NOMEM, "out of memory for %d prompt tokens", (int)n);
         st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, ids, n, &n, err);
         if (st != SLM_OK) {
             xfree(a, ids, ids_bytes);
@@ -9940,7 +10487,7 @@ static SLM_PRINTF(3, 4) void qlog(const slm_quantize_params *p, int level, const
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    fmt_vsn(buf, sizeof buf, fmt, ap);
     va_end(ap);
     p->log(p->log_user, level, buf);
 }
@@ -10005,8 +10552,8 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     if (!strcmp(in, out)) return seterr(err, SLM_ERR_INVALID_ARG, "input and output are the same file '%s'", in);
     const struct quant_name *qn = quant_name_of(params->type, params->mix);
     if (!qn)
-        return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", params->type,
-                      params->mix, slm_type_name(params->type) ? slm_type_name(params->type) : "unknown type");
+        return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", (int)params->type,
+                      (int)params->mix, slm_type_name(params->type) ? slm_type_name(params->type) : "unknown type");
 
     /* the input: mapped (or read) and parsed, nothing more */
     slm_model_params mp;
@@ -10043,7 +10590,7 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         char key[128];
         int64_t v = 0;
         if (ak && ak->type == SLM_META_STRING) {
-            snprintf(key, sizeof key, "%s.block_count", ak->str[0]);
+            fmt_sn(key, sizeof key, "%s.block_count", ak->str[0]);
             const gguf_kv *bk = gguf_get(g, key);
             if (bk && kv_int(g, bk, -1, &v) == SLM_OK && v > 0 && v < (1 << 20)) q.n_layer = (int)v;
         }
@@ -10075,7 +10622,7 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
 
     gguf_writer w;
     gw_init(&w, &m->a, g->alignment, err);
-    FILE *f = NULL;
+    void *f = NULL;
     if (st == SLM_OK) {
         int have_ft = 0, have_qv = 0;
         for (uint64_t i = 0; i < g->n_kv; i++) {
@@ -10102,7 +10649,7 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         st = w.st;
     }
     if (st == SLM_OK) {
-        f = fopen(out, "wb");
+        f = file_create(out);
         if (!f) st = seterr(err, SLM_ERR_IO, "cannot open '%s' for writing", out);
     }
     if (st == SLM_OK) gw_write_header(&w, f, out);
@@ -10126,11 +10673,11 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     if (st == SLM_OK) st = w.st;
     if (f) {
         if (st == SLM_OK) {
-            long long end = ftell(f);
+            long long end = file_tell(f);
             stats->file_out = end > 0 ? (uint64_t)end : 0;
         }
-        if (fclose(f) != 0 && st == SLM_OK) st = seterr(err, SLM_ERR_IO, "write error on '%s'", out);
-        if (st != SLM_OK) remove(out);
+        if (file_close(f) != 0 && st == SLM_OK) st = seterr(err, SLM_ERR_IO, "write error on '%s'", out);
+        if (st != SLM_OK) file_remove(out);
     }
     stats->n_tensors = (int32_t)g->n_tensors;
     stats->n_fallback = q.n_fallback;

@@ -82,6 +82,30 @@ typedef struct slm_allocator {
     void *user;
 } slm_allocator;
 
+/* Arena: all memory from one caller buffer (a static array on a
+   microcontroller), no heap. Pass &arena.allocator as the allocator of the
+   model (sessions, samplers and slm_generate then use the model's). A stack
+   with deferred frees: a block is given back when it and everything
+   allocated after it are freed, so the temporary buffers of a call are all
+   returned when the call ends. Each block costs a header of 3 words plus
+   its alignment. Not thread-safe: use it from one thread at a time (the
+   forward pass itself allocates nothing). The struct lives wherever the
+   caller likes; the fields after `allocator` are private. */
+typedef struct slm_arena {
+    slm_allocator allocator;
+    unsigned char *base;
+    size_t size, top, peak;
+    void *last;
+    size_t n_blocks, n_failed;
+} slm_arena;
+
+/* Use `size` bytes at `buffer` (align it to 64 bytes: slm_model_memory_size
+   counts for that; otherwise add 63). */
+SLM_API void slm_arena_init(slm_arena *arena, void *buffer, size_t size);
+/* Bytes in use now, and the most ever in use (from the buffer's start). */
+SLM_API size_t slm_arena_used(const slm_arena *arena);
+SLM_API size_t slm_arena_peak(const slm_arena *arena);
+
 enum { SLM_LOG_ERROR = 0, SLM_LOG_WARN = 1, SLM_LOG_INFO = 2, SLM_LOG_DEBUG = 3 };
 typedef void (*slm_log_fn)(void *user, int level, const char *message);
 
@@ -144,6 +168,20 @@ SLM_API slm_status slm_model_load_memory(const void *data, size_t size,
                                          const slm_model_params *params,
                                          slm_model **out, slm_error *err);
 SLM_API void slm_model_free(slm_model *model);
+struct slm_session_params;
+/* Bytes of an slm_arena (64-byte aligned buffer) that slm_model_load_memory
+   of this buffer takes and, if `session` is not NULL, one session created
+   right after it with those parameters: exactly, so an arena of this size
+   holds both and one byte less does not. slm_generate needs more on top
+   for its call (the sampler: about 12 bytes per vocabulary entry, plus the
+   prompt's tokens). Measured by loading the model (weights in place) with
+   params->allocator (malloc if NULL) while recording the arena's layout,
+   so the number is exact for this build of slm: a 32-bit target needs less
+   than a 64-bit host computes (smaller pointers and headers). Call it on
+   a host (tools/gguf2c does) or wherever that memory is available. 0 on
+   failure (err says why). */
+SLM_API size_t slm_model_memory_size(const void *data, size_t size, const slm_model_params *params,
+                                     const struct slm_session_params *session, slm_error *err);
 
 typedef struct slm_model_info {
     const char *arch;      /* general.architecture, e.g. "llama" */

@@ -315,7 +315,7 @@ static void check_writer_fallbacks(void) {
             CHECK(0, "quantize: %s", err.message);
             continue;
         }
-        CHECK(st.n_fallback == 2 && st.n_converted == 3, "fallbacks %d, converted %d", st.n_fallback, st.n_converted);
+        CHECK(st.n_fallback == 2 && st.n_converted == 3, "fallbacks %d, converted %d", (int)st.n_fallback, (int)st.n_converted);
         size_t n;
         unsigned char *buf = read_all(out, &n);
         gguf_file g;
@@ -827,4 +827,59 @@ void test_kernels(void) {
     check_x8();
     check_dot_rows();
     check_exp_sum();
+}
+
+/* The SLM_NO_STDIO message formatter (section 2) against the C library's
+   vsnprintf on the conversions slm's messages use. Called by suite embed. */
+static int own_sn(char *buf, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = fmt_vsn_own(buf, size, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+void test_embed_fmt(void) {
+    char a[256], b[256];
+    int bad = 0, total = 0;
+#define FMT_CASE(...)                                                             \
+    do {                                                                          \
+        int na = own_sn(a, sizeof a, __VA_ARGS__), nb = snprintf(b, sizeof b, __VA_ARGS__); \
+        total++;                                                                  \
+        if (na != nb || strcmp(a, b) != 0) {                                      \
+            bad++;                                                                \
+            printf("  fmt: own '%s' (%d) vs libc '%s' (%d)\n", a, na, b, nb);     \
+        }                                                                         \
+    } while (0)
+    FMT_CASE("plain text, 100%% sure");
+    FMT_CASE("%d %d %d %i", 0, -1, 2147483647, (-2147483647 - 1));
+    FMT_CASE("%u %x %X %02x %02X %08x", 4000000000u, 0xbeefu, 0xbeefu, 5u, 0xabu, 0x1234u);
+    FMT_CASE("%lld %llu %4llu %ld %lu", -9223372036854775807LL, 18446744073709551615ULL, 7ULL, -5L, 6UL);
+    /* newlib built without C99 formats (arm-none-eabi 12.2) prints "%zu" as "zu" */
+    if (snprintf(b, sizeof b, "%zu", (size_t)5) == 1 && b[0] == '5')
+        FMT_CASE("%zu %zu %5zu|%-5zu|", (size_t)0, (size_t)123456789, (size_t)42, (size_t)42);
+    else
+        printf("  libc snprintf has no %%zu: that case is skipped\n");
+    FMT_CASE("%s|%10s|%-10s|%.3s|%.*s|%-32s|%-6s", "abc", "right", "left", "truncate", 2, "xyz", "name", "Q4_0");
+    FMT_CASE("%c%c%c \\x%02x", 'a', '"', '\\', 7);
+    FMT_CASE("%5d|%-5d|%05d|%+d|% d", 42, 42, -42, 42, 42);
+    FMT_CASE("%.5d %3.2d", 42, 7);
+    FMT_CASE("%*d|%-*d", 6, 1, 6, 2);
+    FMT_CASE("%10.3f -> %8.3f MiB", 1234.56789, 0.0004);
+    FMT_CASE("%f %.0f %.1f %.1f %.2f %f", 0.0, 2.5, 0.25, 0.07, -1.005, 1e10);
+    const double gs[] = {0, 1, -1, 0.5, 1e-5, 1e-4, 1.5e-4, 0.001, 3.14159265, 10000, 100000, 1e6, 123456789,
+                         1e20, 1e-20, 9.999995, 999999.5, 0.1, 2.0 / 3, 1e-5f, 500000, 10000.0f, 1.0e-6f, 5e-324,
+                         1.7976931348623157e308};
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) FMT_CASE("%g|%g", gs[i], -gs[i]);
+    FMT_CASE("%e %e %.3e", 12345.678, 0.0, 1e-300);
+    FMT_CASE("%g %g", HUGE_VAL, -HUGE_VAL);
+    FMT_CASE("%s=%g, %s", "rope.freq_base", 10000.0, "done");
+#undef FMT_CASE
+    /* truncation: the return value counts what would have been written */
+    int n = own_sn(a, 5, "%s", "abcdefgh");
+    CHECK(n == 8 && strcmp(a, "abcd") == 0, "truncated: '%s' (%d)", a, n);
+    n = own_sn(NULL, 0, "%d", 12345);
+    CHECK(n == 5, "count only: %d", n);
+    CHECK(bad == 0, "own formatter: %d of %d cases differ from snprintf", bad, total);
+    printf("  own formatter: %d cases equal to snprintf\n", total - bad);
 }
