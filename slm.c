@@ -1819,34 +1819,34 @@ static int x8_block_bytes(int type) {
     return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176 : 0;
 }
 
-/* Column k's low nibble in a Q4_0/Q5_0 block's 16 bytes qs. */
-static int x8_nibble(const uint8_t *qs, int k) { return k < 16 ? qs[k] & 15 : qs[k - 16] >> 4; }
-
-/* Rearrange 8 GGUF rows (rb bytes apart, nb blocks each) into one x8 group. */
+/* Rearrange 8 GGUF rows (rb bytes apart, nb blocks each) into one x8 group.
+   (Done for every matrix at load: written for speed, per row and block.) */
 static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
     const int bb = x8_block_bytes(type), sb = bb / 8; /* group block, GGUF block */
+    const int q5 = type == SLM_TYPE_Q5_0, qs_at = q5 ? 6 : 2, nib_at = q5 ? 48 : 16;
     for (int b = 0; b < nb; b++) {
         uint8_t *o = dst + (size_t)b * (size_t)bb;
-        for (int r = 0; r < 8; r++) memcpy(o + 2 * r, src + (size_t)r * rb + (size_t)b * (size_t)sb, 2);
-        if (type == SLM_TYPE_Q8_0) {
-            for (int i = 0; i < 256; i++)
-                o[16 + i] = src[(size_t)((i % 32) / 4) * rb + (size_t)b * (size_t)sb + 2 + 4 * (i / 32) + i % 4];
-            continue;
-        }
-        const int qs_at = type == SLM_TYPE_Q5_0 ? 6 : 2, nib_at = type == SLM_TYPE_Q5_0 ? 48 : 16;
-        for (int i = 0; i < 128; i++) { /* columns 8c + j and 8c + 4 + j */
-            const int r = (i % 32) / 4, c = i / 32, j = i % 4;
+        for (int r = 0; r < 8; r++) {
             const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb;
-            o[nib_at + i] = (uint8_t)(x8_nibble(q + qs_at, 8 * c + j) | (x8_nibble(q + qs_at, 8 * c + 4 + j) << 4));
-        }
-        if (type == SLM_TYPE_Q5_0)
-            for (int i = 0; i < 32; i++) {
-                const uint32_t qh = ld_u32(src + (size_t)(i / 4) * rb + (size_t)b * (size_t)sb + 2);
-                uint8_t h = 0;
-                for (int c = 0; c < 4; c++)
-                    h |= (uint8_t)(((qh >> (8 * c + i % 4)) & 1) << c | ((qh >> (8 * c + 4 + i % 4)) & 1) << (4 + c));
-                o[16 + i] = h;
+            memcpy(o + 2 * r, q, 2);
+            if (type == SLM_TYPE_Q8_0) {
+                for (int st = 0; st < 8; st++) memcpy(o + 16 + 32 * st + 4 * r, q + 2 + 4 * st, 4);
+                continue;
             }
+            uint8_t nib[32];
+            for (int k = 0; k < 16; k++) nib[k] = q[qs_at + k] & 15, nib[k + 16] = q[qs_at + k] >> 4;
+            for (int c = 0; c < 4; c++) /* columns 8c + j and 8c + 4 + j */
+                for (int j = 0; j < 4; j++) o[nib_at + 32 * c + 4 * r + j] = (uint8_t)(nib[8 * c + j] | (nib[8 * c + 4 + j] << 4));
+            if (q5) {
+                const uint32_t qh = ld_u32(q + 2);
+                for (int j = 0; j < 4; j++) {
+                    uint8_t h = 0;
+                    for (int c = 0; c < 4; c++)
+                        h |= (uint8_t)(((qh >> (8 * c + j)) & 1) << c | ((qh >> (8 * c + 4 + j)) & 1) << (4 + c));
+                    o[16 + 4 * r + j] = h;
+                }
+            }
+        }
     }
 }
 
