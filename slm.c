@@ -33,6 +33,10 @@
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
+/* mingw-w64: C99 printf (%zu, %lld) instead of the old msvcrt one */
+#if defined(__MINGW32__) && !defined(__USE_MINGW_ANSI_STDIO)
+#define __USE_MINGW_ANSI_STDIO 1
+#endif
 
 #include "slm.h"
 
@@ -51,6 +55,21 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
+
+/* Windows: UTF-8 paths through the wide-character calls, 64-bit file
+   offsets, copy-on-write file mapping (section 8, loading). */
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#if !defined(SLM_NO_MMAP)
+#define SLM_HAVE_MMAP 1
+#endif
 #endif
 
 #if defined(_OPENMP)
@@ -113,7 +132,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define SLM_INLINE static inline __attribute__((always_inline))
 #define SLM_UNUSED __attribute__((unused))
+#if defined(__MINGW32__)
+#define SLM_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#else
 #define SLM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#endif
 #else
 #define SLM_INLINE static inline
 #define SLM_UNUSED
@@ -397,7 +420,11 @@ static int64_t strmap_find(const strmap *m, const char *const *keys, const size_
 
 /* Wall-clock milliseconds from an arbitrary origin (for timings only). */
 static double now_ms(void) {
-#if defined(CLOCK_MONOTONIC) && (defined(__unix__) || defined(__APPLE__))
+#if defined(_WIN32)
+    LARGE_INTEGER c, f;
+    if (QueryPerformanceCounter(&c) && QueryPerformanceFrequency(&f) && f.QuadPart > 0)
+        return (double)c.QuadPart * 1e3 / (double)f.QuadPart;
+#elif defined(CLOCK_MONOTONIC) && (defined(__unix__) || defined(__APPLE__))
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 #elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && defined(TIME_UTC)
@@ -6019,7 +6046,9 @@ static void model_release(slm_model *m) {
     xfree(&a, m->vecs, (m->vecs_len ? m->vecs_len : 1) * sizeof(float));
     xfree(&a, m->gelu_tab, 65536 * sizeof(uint16_t));
     if (m->source == SRC_OWNED) xfree(&a, (void *)m->bytes, m->size);
-#if defined(SLM_HAVE_MMAP)
+#if defined(SLM_HAVE_MMAP) && defined(_WIN32)
+    if (m->source == SRC_MMAP && m->bytes) UnmapViewOfFile(m->bytes);
+#elif defined(SLM_HAVE_MMAP)
     if (m->source == SRC_MMAP && m->bytes) munmap((void *)m->bytes, m->size);
 #endif
     xfree(&a, m, sizeof *m);
@@ -6106,13 +6135,95 @@ slm_status slm_model_load_memory(const void *data, size_t size, const slm_model_
     return SLM_OK;
 }
 
+/* Files by UTF-8 name on every platform. Windows: the name goes through
+   the wide-character calls (a name that is not valid UTF-8 is taken in the
+   ANSI code page, as by the narrow calls), offsets are 64-bit. */
+#if defined(_WIN32)
+/* UTF-16 copy of a UTF-8 path in *w (xfree with *bytes), NULL if the path
+   is not UTF-8; 0 if out of memory. */
+static int wide_path(const allocator *a, const char *path, wchar_t **w, size_t *bytes) {
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
+    *w = NULL;
+    if (n <= 0) return 1;
+    *bytes = (size_t)n * sizeof(wchar_t);
+    if (!(*w = (wchar_t *)xalloc(a, *bytes))) return 0;
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, *w, n) != n) {
+        xfree(a, *w, *bytes);
+        *w = NULL;
+    }
+    return 1;
+}
+#endif
+
+/* fopen; *oom is set if it failed for lack of memory. */
+static FILE *file_open(const allocator *a, const char *path, const char *mode, int *oom) {
+    *oom = 0;
+#if defined(_WIN32)
+    size_t nb = 0;
+    wchar_t *w;
+    if (!wide_path(a, path, &w, &nb)) {
+        *oom = 1;
+        return NULL;
+    }
+    if (w) {
+        wchar_t wm[8];
+        size_t i = 0;
+        for (; mode[i] && i < 7; i++) wm[i] = (wchar_t)(unsigned char)mode[i];
+        wm[i] = 0;
+        FILE *f = _wfopen(w, wm);
+        xfree(a, w, nb);
+        return f;
+    }
+#else
+    (void)a;
+#endif
+    return fopen(path, mode);
+}
+
+static int file_remove(const allocator *a, const char *path) {
+#if defined(_WIN32)
+    size_t nb = 0;
+    wchar_t *w;
+    if (wide_path(a, path, &w, &nb) && w) {
+        int r = _wremove(w);
+        xfree(a, w, nb);
+        return r;
+    }
+#else
+    (void)a;
+#endif
+    return remove(path);
+}
+
+/* The size of an open file (position at its start again), -1 if unknown. */
+static long long file_size(FILE *f) {
+    long long sz = -1;
+#if defined(_WIN32)
+    if (_fseeki64(f, 0, SEEK_END) == 0) sz = _ftelli64(f);
+    if (_fseeki64(f, 0, SEEK_SET) != 0) sz = -1;
+#else
+    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
+    if (fseek(f, 0, SEEK_SET) != 0) sz = -1;
+#endif
+    return sz;
+}
+
+static long long file_tell(FILE *f) {
+#if defined(_WIN32)
+    return _ftelli64(f);
+#else
+    return ftell(f);
+#endif
+}
+
 /* Read a whole file into memory from the model's allocator. */
 static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
-    FILE *f = fopen(path, "rb");
+    int oom;
+    FILE *f = file_open(&m->a, path, "rb", &oom);
+    if (!f && oom) return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
     if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
-    long long sz = -1;
-    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
-    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    long long sz = file_size(f);
+    if (sz < 0) {
         fclose(f);
         return seterr(err, SLM_ERR_IO, "cannot determine the size of '%s'", path);
     }
@@ -6125,7 +6236,13 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
         fclose(f);
         return seterr(err, SLM_ERR_NOMEM, "out of memory reading '%s' (%lld bytes)", path, sz);
     }
-    size_t got = fread(buf, 1, (size_t)sz, f);
+    /* in pieces: some C libraries fail single reads of several GB */
+    size_t got = 0, chunk = (size_t)1 << 30;
+    while (got < (size_t)sz) {
+        size_t want = SLM_MIN(chunk, (size_t)sz - got), n = fread(buf + got, 1, want, f);
+        got += n;
+        if (n != want) break;
+    }
     fclose(f);
     if (got != (size_t)sz) {
         xfree(&m->a, buf, (size_t)sz);
@@ -6137,7 +6254,45 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
     return SLM_OK;
 }
 
-#if defined(SLM_HAVE_MMAP)
+#if defined(SLM_HAVE_MMAP) && defined(_WIN32)
+/* Map a file copy-on-write (FILE_MAP_COPY: matrices repacked at load become
+   private copies of their pages, the rest stays the file's); returns 0 (and
+   no error) if mapping is not possible so that the caller falls back to
+   reading. */
+static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *st) {
+    size_t nb = 0;
+    wchar_t *w;
+    if (!wide_path(&m->a, path, &w, &nb)) {
+        *st = seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
+        return 0;
+    }
+    const DWORD share = FILE_SHARE_READ | FILE_SHARE_DELETE;
+    HANDLE fh = w ? CreateFileW(w, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL)
+                  : CreateFileA(path, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (w) xfree(&m->a, w, nb);
+    *st = SLM_OK;
+    if (fh == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError();
+        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND) *st = seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+        return 0; /* e.g. a sharing violation: reading may still work */
+    }
+    LARGE_INTEGER sz;
+    if (!GetFileSizeEx(fh, &sz) || sz.QuadPart <= 0 || (unsigned long long)sz.QuadPart > SIZE_MAX) {
+        CloseHandle(fh);
+        return 0;
+    }
+    HANDLE mh = CreateFileMappingW(fh, NULL, PAGE_WRITECOPY, 0, 0, NULL);
+    CloseHandle(fh);
+    if (!mh) return 0;
+    void *p = MapViewOfFile(mh, FILE_MAP_COPY, 0, 0, 0);
+    CloseHandle(mh); /* the view keeps the mapping */
+    if (!p) return 0;
+    m->bytes = (const uint8_t *)p;
+    m->size = (size_t)sz.QuadPart;
+    m->source = SRC_MMAP;
+    return 1;
+}
+#elif defined(SLM_HAVE_MMAP)
 /* Map a file read-only; returns 0 (and no error) if mapping is not possible
    so that the caller falls back to reading. */
 static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *st) {
@@ -9837,8 +9992,9 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         st = w.st;
     }
     if (st == SLM_OK) {
-        f = fopen(out, "wb");
-        if (!f) st = seterr(err, SLM_ERR_IO, "cannot open '%s' for writing", out);
+        int oom;
+        f = file_open(&m->a, out, "wb", &oom);
+        if (!f) st = seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing", out);
     }
     if (st == SLM_OK) gw_write_header(&w, f, out);
     for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK && w.st == SLM_OK; i++) {
@@ -9861,11 +10017,11 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     if (st == SLM_OK) st = w.st;
     if (f) {
         if (st == SLM_OK) {
-            long long end = ftell(f);
+            long long end = file_tell(f);
             stats->file_out = end > 0 ? (uint64_t)end : 0;
         }
         if (fclose(f) != 0 && st == SLM_OK) st = seterr(err, SLM_ERR_IO, "write error on '%s'", out);
-        if (st != SLM_OK) remove(out);
+        if (st != SLM_OK) file_remove(&m->a, out);
     }
     stats->n_tensors = (int32_t)g->n_tensors;
     stats->n_fallback = q.n_fallback;

@@ -132,9 +132,9 @@ static void check_types(void) {
                                little for levels picked with the unrounded scale (Q8_0,
                                Q4_0, Q5_0 as ggml): f16 rounding, relative 2^-11 or
                                absolute 2^-24 for subnormal scales, times the level */
-                            double near = INFINITY;
-                            for (int k = 0; k < nl; k++) near = fmin(near, fabs((double)w[i] - lv[k]));
-                            bound = near + amax / 512.0 + 128.0 / 16777216.0;
+                            double nearest = INFINITY;
+                            for (int k = 0; k < nl; k++) nearest = fmin(nearest, fabs((double)w[i] - lv[k]));
+                            bound = nearest + amax / 512.0 + 128.0 / 16777216.0;
                         } else {
                             bound = type == SLM_TYPE_F32 ? 0 : type == SLM_TYPE_F16 ? amax / 2048.0 + 1.0 / 33554432.0
                                                                                     : amax / 256.0;
