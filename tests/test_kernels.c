@@ -256,9 +256,8 @@ static void check_q8_act(void) {
    fit a type's block: a synthetic file with rows of 96 and 100 values. */
 static void check_writer_fallbacks(void) {
     char in[480], out[512];
-    const char *tmp = getenv("TMPDIR");
     static int salt;
-    snprintf(in, sizeof in, "%s/slm-wtest-%lx.gguf", tmp && *tmp ? tmp : "/tmp", (unsigned long)(size_t)&salt ^ (unsigned long)time(NULL));
+    snprintf(in, sizeof in, "%s/slm-wtest-%lx.gguf", tmp_dir(), (unsigned long)(size_t)&salt ^ (unsigned long)time(NULL));
     snprintf(out, sizeof out, "%s.out", in);
     allocator a;
     alloc_init(&a, NULL);

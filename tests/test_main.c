@@ -13,6 +13,7 @@ void test_sampler(void);
 void test_generate(void);
 void test_quant(void);
 void test_chat(void);
+void test_files(void);
 
 static const struct {
     const char *name;
@@ -27,6 +28,7 @@ static const struct {
     {"generate", test_generate},
     {"quant", test_quant},
     {"chat", test_chat},
+    {"files", test_files},
 };
 
 int main(int argc, char **argv) {
