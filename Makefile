@@ -168,7 +168,8 @@ INSTALL    ?= install
 # slm.pc for this PREFIX (rewritten on every install); the static link
 # needs libm and the OpenMP runtime the library was built with.
 $(BUILD)/slm.pc: FORCE | $(BUILD)
-	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+	  'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' \
 	  'Name: slm' 'Description: Small language model inference in one C file' 'Version: $(VERSION)' \
 	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lslm' 'Libs.private: -lm $(OMPFLAGS)' > $@
 
