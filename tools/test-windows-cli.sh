@@ -28,6 +28,15 @@ for t in 1 2; do
     $WINE "$W/slm.exe" run -m "$DEMO_MODEL" -p "And the LORD said" -n 96 --seed 42 -t $t > "$out/win-$t.txt"
     same "slm.exe run -t $t" "$out/native-$t.txt" "$out/win-$t.txt"
 done
+# UTF-8 in the arguments: a model path and a prompt outside the ANSI code
+# page (wine hands the Unix arguments over as UTF-16 with a UTF-8 locale)
+u8model="$out/d\303\253mo-\346\227\245\346\234\254.gguf"
+u8model=$(printf "$u8model")
+cp "$DEMO_MODEL" "$u8model"
+u8text=$(printf 'Gr\303\274\303\237e \346\227\245\346\234\254 \316\261\316\262')
+"$BUILD/slm" tokenize -m "$u8model" -p "$u8text" > "$out/native-tok.txt" 2>/dev/null
+LC_ALL=C.UTF-8 $WINE "$W/slm.exe" tokenize -m "$u8model" -p "$u8text" > "$out/win-tok.txt" 2> "$out/win-tok.err" || cat "$out/win-tok.err"
+same "slm.exe tokenize (UTF-8 path and prompt)" "$out/native-tok.txt" "$out/win-tok.txt"
 "$out/consumer" "$DEMO_MODEL" > "$out/native-consumer.txt" 2>/dev/null
 # slm.dll is found next to the program
 $WINE "$W/consumer_dll.exe" "$DEMO_MODEL" > "$out/win-consumer.txt"
