@@ -242,8 +242,8 @@ windows: $(WIN_BUILD)/libslm.a $(WIN_BUILD)/slm.dll $(WIN_BUILD)/slm.exe
 # using slm.dll generate the demo text, which must equal the native build's.
 test-windows: windows $(WIN_BUILD)/run_tests.exe $(WIN_BUILD)/run_tests_noomp.exe $(WIN_BUILD)/consumer_dll.exe
 	sh tools/check-exports.sh slm.h $(WIN_BUILD)/slm.dll
-	$(WIN_ENV) $(WINE) $(WIN_BUILD)/run_tests.exe
-	$(WIN_ENV) $(WINE) $(WIN_BUILD)/run_tests_noomp.exe
+	$(WIN_ENV) SLM_CLI=$(WIN_BUILD)/slm.exe $(WINE) $(WIN_BUILD)/run_tests.exe
+	$(WIN_ENV) SLM_CLI=$(WIN_BUILD)/slm.exe $(WINE) $(WIN_BUILD)/run_tests_noomp.exe
 	BUILD=$(BUILD) MAKE="$(MAKE)" CC="$(CC)" OMPFLAGS="$(OMPFLAGS)" WINE="$(WINE)" DEMO_MODEL=$(DEMO_MODEL) sh tools/test-windows-cli.sh
 
 # ---- CMake: a consumer project that does add_subdirectory() on this tree -------
