@@ -74,7 +74,7 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
-#if !defined(_WIN32)
+#if !defined(_WIN32) || defined(__MINGW32__)
 #include <pthread.h>
 #endif
 #define SLM_OPENMP 1
@@ -5385,7 +5385,7 @@ static vec_dot4_fn vec_dot4_of(int type) {
    descheduled peer needs, and a 2-thread decode on a busy 2-core machine
    fell from ~270 to ~10 tokens/s. (Where there are no POSIX threads or no
    atomics builtins: OpenMP's barrier.) */
-#if SLM_OPENMP && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
+#if SLM_OPENMP && (defined(__GNUC__) || defined(__clang__)) && (!defined(_WIN32) || defined(__MINGW32__))
 #define SLM_OWN_BARRIER 1
 typedef struct sbarrier {
     int count, gen, sleepers;
