@@ -20,7 +20,8 @@
  *  13. Generate: prompt -> streamed text, stop conditions, timings
  *  14. Quantization: convert a GGUF file's matrices to another type
  *
- * Build: C99. Define SLM_NO_MMAP to read files instead of mapping them.
+ * Build: C99. Define SLM_NO_MMAP to read files instead of mapping them
+ * (mmap on POSIX, a copy-on-write file mapping on Windows; mingw-w64).
  * OpenMP (-fopenmp) parallelises the forward pass; without it slm runs on
  * one thread. The SIMD kernels follow the target flags (section 1);
  * define SLM_NO_SIMD for the scalar ones only.
