@@ -35,8 +35,9 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_files.c
 
-.PHONY: all lib cli test run test-sanitize fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
-        pretok-check unicode-tables check-exports install uninstall test-install windows test-windows test-cmake
+.PHONY: all lib cli test run test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
+        pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
+        test-cmake
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -73,8 +74,23 @@ $(CLI): examples/slm.c $(LIB_A)
 $(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
-test: all check-exports $(TESTBIN)
+test: all check-exports $(TESTBIN) test-python
 	./$(TESTBIN)
+
+# The language bindings (examples/python, examples/node) against the shared
+# library. `make test` runs the Python tests first (they print their own
+# "python: N passed, N failed" line and stop make on a failure), then the C
+# suite, whose line stays the last.
+PYTHON ?= python3
+test-python: $(LIB_SO)
+	SLM_LIBRARY=$(abspath $(LIB_SO)) $(PYTHON) examples/python/tests/run.py
+
+# Node.js through koffi (installed from the npm registry into
+# examples/node/node_modules, the version pinned by package-lock.json).
+NPM ?= npm
+test-node: $(LIB_SO)
+	cd examples/node && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	SLM_LIBRARY=$(abspath $(LIB_SO)) node examples/node/test.js
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
 # leak checking), -O1 for usable reports.
@@ -85,6 +101,16 @@ $(BUILD)/san/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_
 
 test-sanitize: $(BUILD)/san/run_tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/san/run_tests
+
+# ThreadSanitizer over the concurrency tests (sessions of one model decoding
+# at the same time from several threads). Built without OpenMP: libgomp is
+# not instrumented, so TSan would report its internal synchronisation.
+$(BUILD)/tsan/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h
+	mkdir -p $(BUILD)/tsan
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(CFLAGS) -fsanitize=thread -g -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS) -lpthread
+
+test-tsan: $(BUILD)/tsan/run_tests
+	TSAN_OPTIONS=halt_on_error=1 ./$(BUILD)/tsan/run_tests robust
 
 # Fuzzing. `make fuzz` builds the libFuzzer targets (clang); `make test-fuzz`
 # replays the corpus (fuzz/corpus/ plus the test models) under the
@@ -267,6 +293,9 @@ help:
 	@echo "make run        build, then generate text with the built-in demo model"
 	@echo "make test       build and run every test (ends with 'N passed, N failed')"
 	@echo "make test-sanitize  the test suite under ASan+UBSan with leak checking"
+	@echo "make test-tsan      the concurrency tests under ThreadSanitizer"
+	@echo "make test-python  the Python binding's tests (examples/python; part of make test)"
+	@echo "make test-node  the Node.js binding's tests (examples/node; installs koffi with npm)"
 	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"
 	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
 	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"

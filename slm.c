@@ -1268,6 +1268,9 @@ typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 /* the same dot for 4 activation rows a_rb bytes apart: y[t * ldy], t < 4
    (optional, per type: section 6f; each result equals vec_dot's bits) */
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t a_rb, float *y, int64_t ldy);
+/* out[k] = rows[k] . a for nrows rows `stride` bytes apart (attention's
+   query against the cached keys), the same bits as vec_dot row by row */
+typedef void (*dot_rows_fn)(int n, const void *rows, size_t stride, int nrows, const void *a, float *out);
 /* one x8 group (8 rows) against nt <= 4 activation rows a_rb bytes apart:
    y[t * ldy + r] for r < 8, t < nt */
 typedef void (*gemm_x8_fn)(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy);
@@ -1383,6 +1386,11 @@ static size_t row_bytes(int type, int64_t n) {
  *     value + 8, as in Q4_0).
  *   Q8_0x8 (272 bytes): f16 d[8], then 8 steps of 32 bytes: byte i of step
  *     s is row i/4's column 4s + i%4.
+ *   Q5_0x8 (176 bytes): f16 d[8], then 32 bytes of high bits: bit c of byte
+ *     i is the fifth bit of row i/4's column 8c + i%4, bit 4 + c that of its
+ *     column 8c + 4 + i%4 (c = 0..3), then the 4 chunks of low nibbles laid
+ *     out as in Q4_0x8. A kernel moves bit c or 4 + c to bit 4 with one
+ *     shift and mask, where Q5_0's 32-bit qh would need a bit-to-byte spread.
  *
  * x8 matrices take their activations as Q8_0X, an internal format (not a
  * GGUF type): per block of 32, the Q8_0 values (32 bytes, the same bytes the
@@ -1391,7 +1399,12 @@ static size_t row_bytes(int type, int64_t n) {
  * need neither an f16 conversion nor a horizontal sum per block and group.
  */
 #define ACT_Q8_0X (-2)
-static int x8_block_bytes(int type) { return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : 0; }
+static int x8_block_bytes(int type) {
+    return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176 : 0;
+}
+
+/* Column k's low nibble in a Q4_0/Q5_0 block's 16 bytes qs. */
+static int x8_nibble(const uint8_t *qs, int k) { return k < 16 ? qs[k] & 15 : qs[k - 16] >> 4; }
 
 /* Rearrange 8 GGUF rows (rb bytes apart, nb blocks each) into one x8 group. */
 static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
@@ -1399,17 +1412,25 @@ static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *ds
     for (int b = 0; b < nb; b++) {
         uint8_t *o = dst + (size_t)b * (size_t)bb;
         for (int r = 0; r < 8; r++) memcpy(o + 2 * r, src + (size_t)r * rb + (size_t)b * (size_t)sb, 2);
-        for (int i = 0; i < bb - 16; i++) {
-            const int r = (i % 32) / 4, c = i / 32, j = i % 4;
-            const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb + 2;
-            if (type == SLM_TYPE_Q8_0) {
-                o[16 + i] = q[4 * c + j];
-            } else { /* columns 8c + j and 8c + 4 + j of a Q4_0 block */
-                const int k0 = 8 * c + j, k1 = k0 + 4;
-                const int n0 = k0 < 16 ? q[k0] & 15 : q[k0 - 16] >> 4, n1 = k1 < 16 ? q[k1] & 15 : q[k1 - 16] >> 4;
-                o[16 + i] = (uint8_t)(n0 | (n1 << 4));
-            }
+        if (type == SLM_TYPE_Q8_0) {
+            for (int i = 0; i < 256; i++)
+                o[16 + i] = src[(size_t)((i % 32) / 4) * rb + (size_t)b * (size_t)sb + 2 + 4 * (i / 32) + i % 4];
+            continue;
         }
+        const int qs_at = type == SLM_TYPE_Q5_0 ? 6 : 2, nib_at = type == SLM_TYPE_Q5_0 ? 48 : 16;
+        for (int i = 0; i < 128; i++) { /* columns 8c + j and 8c + 4 + j */
+            const int r = (i % 32) / 4, c = i / 32, j = i % 4;
+            const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb;
+            o[nib_at + i] = (uint8_t)(x8_nibble(q + qs_at, 8 * c + j) | (x8_nibble(q + qs_at, 8 * c + 4 + j) << 4));
+        }
+        if (type == SLM_TYPE_Q5_0)
+            for (int i = 0; i < 32; i++) {
+                const uint32_t qh = ld_u32(src + (size_t)(i / 4) * rb + (size_t)b * (size_t)sb + 2);
+                uint8_t h = 0;
+                for (int c = 0; c < 4; c++)
+                    h |= (uint8_t)(((qh >> (8 * c + i % 4)) & 1) << c | ((qh >> (8 * c + 4 + i % 4)) & 1) << (4 + c));
+                o[16 + i] = h;
+            }
     }
 }
 
@@ -1427,15 +1448,19 @@ static void x8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_
         memcpy(q, o + 2 * lane, 2);
         if (type == SLM_TYPE_Q8_0) {
             for (int k = 0; k < 32; k++) q[2 + k] = o[16 + 32 * (k / 4) + 4 * lane + k % 4];
-        } else {
-            uint8_t nib[32];
-            for (int c = 0; c < 4; c++)
-                for (int j = 0; j < 4; j++) {
-                    const uint8_t v = o[16 + 32 * c + 4 * lane + j];
-                    nib[8 * c + j] = v & 15, nib[8 * c + 4 + j] = v >> 4;
-                }
-            for (int k = 0; k < 16; k++) q[2 + k] = (uint8_t)(nib[k] | (nib[k + 16] << 4));
+            continue;
         }
+        const int q5 = type == SLM_TYPE_Q5_0, nib_at = q5 ? 48 : 16;
+        uint8_t nib[32];
+        uint32_t qh = 0;
+        for (int c = 0; c < 4; c++)
+            for (int j = 0; j < 4; j++) {
+                const uint8_t v = o[nib_at + 32 * c + 4 * lane + j], h = q5 ? o[16 + 4 * lane + j] : 0;
+                nib[8 * c + j] = v & 15, nib[8 * c + 4 + j] = v >> 4;
+                qh |= (uint32_t)((h >> c) & 1) << (8 * c + j) | (uint32_t)((h >> (4 + c)) & 1) << (8 * c + 4 + j);
+            }
+        if (q5) st_u32(q + 2, qh);
+        for (int k = 0; k < 16; k++) q[(q5 ? 6 : 2) + k] = (uint8_t)(nib[k] | (nib[k + 16] << 4));
     }
 }
 
@@ -2551,6 +2576,30 @@ static float dot_f16_avx2(int n, const void *w, const void *a) {
     return s;
 }
 
+/* dot_f16_avx2 over many rows: the other operand converted to floats once,
+   no call per row, the same FMA lanes and sums as dot_f16_avx2. */
+static void dot_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const void *a, float *out) {
+    const uint8_t *x = (const uint8_t *)rows;
+    if (n % 32 != 0 || n > 512) {
+        for (int k = 0; k < nrows; k++) out[k] = dot_f16_avx2(n, x + (size_t)k * stride, a);
+        return;
+    }
+    float qf[512];
+    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(qf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint8_t *)a + 2 * i))));
+#define LDH(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * (i))))
+    for (int k = 0; k < nrows; k++, x += stride) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+        for (int i = 0; i < n; i += 32) {
+            s0 = _mm256_fmadd_ps(LDH(x, i), _mm256_loadu_ps(qf + i), s0);
+            s1 = _mm256_fmadd_ps(LDH(x, i + 8), _mm256_loadu_ps(qf + i + 8), s1);
+            s2 = _mm256_fmadd_ps(LDH(x, i + 16), _mm256_loadu_ps(qf + i + 16), s2);
+            s3 = _mm256_fmadd_ps(LDH(x, i + 24), _mm256_loadu_ps(qf + i + 24), s3);
+        }
+        out[k] = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    }
+#undef LDH
+}
+
 static inline __m256 ld_bf16_avx2(const uint8_t *p) {
     const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -3191,6 +3240,7 @@ static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
 #define K_F16_TO_FLOAT f16_to_float_avx2
 #define K_F16_FROM_FLOAT f16_from_float_avx2
 #define K_DOT_F16 dot_f16_avx2
+#define K_DOT_ROWS_F16 dot_rows_f16_avx2
 #define K_BF16_TO_FLOAT bf16_to_float_avx2
 #define K_BF16_FROM_FLOAT bf16_from_float_avx2
 #define K_DOT_BF16 dot_bf16_avx2
@@ -3307,8 +3357,68 @@ static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
     else gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
+/* Q5_0x8: as Q4_0x8 with the fifth bit moved into bit 4 of each byte
+   (values 0..31, offset 16). A pair reaches 2 * 31 * 127, so the 16-bit sums
+   widen after every 2 chunks (4 maddubs: 31496 < 2^15). */
+/* one chunk c (0-3, a constant after inlining) of a Q5_0x8 block: the 5-bit
+   values of its 64 columns. 16-bit shifts: what crosses into the
+   neighbouring byte never lands on bit 4. */
+static inline void q5_0x8_chunk_avx2(const uint8_t *w, __m256i h, int c, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
+    __m256i hl, hh;
+    switch (c) {
+    case 0: hl = _mm256_slli_epi16(h, 4), hh = h; break;
+    case 1: hl = _mm256_slli_epi16(h, 3), hh = _mm256_srli_epi16(h, 1); break;
+    case 2: hl = _mm256_slli_epi16(h, 2), hh = _mm256_srli_epi16(h, 2); break;
+    default: hl = _mm256_slli_epi16(h, 1), hh = _mm256_srli_epi16(h, 3); break;
+    }
+    *lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hl, b4));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(hh, b4));
+}
+
+SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
+        __m256i s32[4], lo[4], hi[4];
+        for (int c = 0; c < 4; c++) q5_0x8_chunk_avx2(w, h, c, &lo[c], &hi[c]);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], _mm256_set1_epi32((int)ld_u32(at))),
+                                          _mm256_maddubs_epi16(hi[0], _mm256_set1_epi32((int)ld_u32(at + 4))));
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(lo[1], _mm256_set1_epi32((int)ld_u32(at + 8))));
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(hi[1], _mm256_set1_epi32((int)ld_u32(at + 12))));
+            __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[2], _mm256_set1_epi32((int)ld_u32(at + 16))),
+                                          _mm256_maddubs_epi16(hi[2], _mm256_set1_epi32((int)ld_u32(at + 20))));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(lo[3], _mm256_set1_epi32((int)ld_u32(at + 24))));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(hi[3], _mm256_set1_epi32((int)ld_u32(at + 28))));
+            /* 4 maddubs of pairs up to 2 * 31 * 127 stay below 2^15 */
+            s32[t] = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i isum = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * (int32_t)ld_u32(at + 36)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
 #define K_GEMM_X8_Q4_0 gemm_q4_0x8_avx2
 #define K_GEMM_X8_Q8_0 gemm_q8_0x8_avx2
+#define K_GEMM_X8_Q5_0 gemm_q5_0x8_avx2
 
 #endif /* SLM_AVX2 */
 
@@ -5322,8 +5432,20 @@ static gemm_x8_fn gemm_x8_of(int type) {
 #ifdef K_GEMM_X8_Q8_0
     case SLM_TYPE_Q8_0: return K_GEMM_X8_Q8_0;
 #endif
+#ifdef K_GEMM_X8_Q5_0
+    case SLM_TYPE_Q5_0: return K_GEMM_X8_Q5_0;
+#endif
     default: return NULL;
     }
+}
+
+/* Many-row dot kernels (attention over the cache); NULL: row by row. */
+static dot_rows_fn dot_rows_of(int type) {
+#ifdef K_DOT_ROWS_F16
+    if (type == SLM_TYPE_F16) return K_DOT_ROWS_F16;
+#endif
+    (void)type;
+    return NULL;
 }
 
 /* 4-token kernels (see matmul); types without one are done token by token. */
@@ -6793,7 +6915,10 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     uint8_t *qc = (uint8_t *)(work + s->n_ctx);   /* hd values of kv_type */
     uint8_t *pc = qc + (size_t)hd * 4;            /* n_ctx values of kv_type, or hd floats */
     tt->from_float(q, qc, hd);
-    for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
+    dot_rows_fn rows = dot_rows_of(s->kv_type);
+    if (rows) rows(hd, K + (size_t)k0 * s->kv_row + hoff, s->kv_row, nk, qc, scores);
+    else
+        for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
     const float scale = m->attn_scale, cap = m->attn_softcap;
     for (int k = 0; k < nk; k++) {
         float v = scores[k] * scale;

@@ -73,9 +73,15 @@ static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, siz
 #endif
         int64_t t0, t1;
         split(n_tok, ith, nt, &t0, &t1);
-        for (int64_t t = t0; t < t1; t++) k->conv(x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
-        BARRIER();
-        matmul_k(k->dot, k->dot4, w, xq, xq_rb, n_tok, y, w->n_out, ith, nt);
+        for (int64_t t = t0; t < t1; t++) {
+            if (w->x8) act_from_float(ACT_Q8_0X, x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
+            else k->conv(x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
+        }
+#if SLM_OPENMP
+#pragma omp barrier
+#endif
+        if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, w->n_out, ith, nt);
+        else matmul_k(k->dot, k->dot4, w, xq, xq_rb, n_tok, y, w->n_out, ith, nt);
     }
 }
 
@@ -170,7 +176,7 @@ int main(int argc, char **argv) {
             weight w;
             w.type = type, w.n_in = K, w.n_out = N, w.rb = row_bytes(type, K);
             uint8_t *wd = make_weights(type, wf, N, K, w.rb);
-            w.data = wd;
+            w.data = wd, w.x8 = NULL;
             const size_t xq_rb = row_bytes(TRAITS[type].dot_type, K);
             kset ks = simd_kernels(type), kr = ref_kernels(type);
             /* both paths compute the same products (within float rounding) */
@@ -190,6 +196,30 @@ int main(int argc, char **argv) {
                 fflush(stdout);
             }
             if (md > 1e-4 * mx) printf("  WARNING: %s simd and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+            /* the 8-row interleaved layout a file load repacks this type to */
+            gemm_x8_fn k8 = gemm_x8_of(type);
+            if (k8 && N % 8 == 0) {
+                weight w8 = w;
+                uint8_t *g = (uint8_t *)malloc(w.rb * (size_t)N);
+                for (int64_t r = 0; r < N; r += 8) x8_pack(type, wd + (size_t)r * w.rb, w.rb, (int)(K / 32), g + (size_t)r * w.rb);
+                w8.data = g, w8.x8 = k8;
+                const size_t x8_rb = act_row_bytes(ACT_Q8_0X, K);
+                run(&ks, &w8, x, xq, x8_rb, T, y, 1);
+                md = 0;
+                for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i]));
+                for (int nth = 1; nth <= max_thr; nth++) {
+                    double ts = timeit(&ks, &w8, x, xq, x8_rb, T, y, nth, min_s);
+                    char name[16];
+                    snprintf(name, sizeof name, "%s x8", type_size_of(type)->name);
+                    if (T == 1)
+                        printf("| %-6s | %d | %9.0f | %6.2f | | | |\n", name, nth, N / ts, N * (double)w.rb / ts / 1e9);
+                    else
+                        printf("| %-6s | %d | %8.1f | | |\n", name, nth, T / ts);
+                    fflush(stdout);
+                }
+                if (md > 1e-4 * mx) printf("  WARNING: %s x8 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+                free(g);
+            }
             free(wd);
         }
         free(wf), free(x), free(y), free(y2), free(xq);

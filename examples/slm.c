@@ -945,7 +945,7 @@ static int cmd_quantize(int argc, char **argv) {
 /* ---- bench ---------------------------------------------------------------------- */
 
 static const char *BENCH_HELP =
-    "usage: slm bench -m FILE [-t 1,2] [-p 128] [-n 64] [-r 5] [-b 128] [--kv-f32] [--csv]\n"
+    "usage: slm bench -m FILE [-t 1,2] [-p 128] [-n 64] [-r 5] [-b 128] [-d 0] [--kv-f32] [--csv]\n"
     "  Measure prompt processing (pp: P random tokens in one decode call on an\n"
     "  empty context) and generation (tg: N tokens decoded one at a time) in\n"
     "  tokens/s, the median of R repetitions after one warm-up, for each thread\n"
@@ -956,6 +956,8 @@ static const char *BENCH_HELP =
     "  -n, --n-gen N       generated tokens (default 64; 0 skips the test)\n"
     "  -r, --reps R        repetitions (default 5)\n"
     "  -b, --batch B       tokens per forward chunk (default: P)\n"
+    "  -d, --depth D       run the tests after D tokens already in the context\n"
+    "                      (default 0), to see attention over a long context\n"
     "  --kv-f32            F32 KV cache (default F16)\n"
     "  --csv               machine-readable lines: model,type,threads,test,median,min,max,peak_rss_kib\n";
 
@@ -994,10 +996,10 @@ static long peak_rss_kib(void) {
 #endif
 }
 
-/* One repetition: tokens/s of the test on a fresh (rewound) context. */
-static double bench_once(slm_session *s, const int32_t *ids, int n, int gen) {
+/* One repetition: tokens/s of the test on a context rewound to `depth`. */
+static double bench_once(slm_session *s, const int32_t *ids, int n, int gen, int depth) {
     slm_error err;
-    slm_session_rewind(s, 0);
+    slm_session_rewind(s, depth);
     double t0 = now_sec();
     if (!gen) {
         if (slm_decode(s, ids, n, &err) != SLM_OK) die("%s", err.message);
@@ -1010,7 +1012,7 @@ static double bench_once(slm_session *s, const int32_t *ids, int n, int gen) {
 
 static int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *tlist = "1,2";
-    int np = 128, ng = 64, reps = 5, batch = 0, kv_f32 = 0, csv = 0;
+    int np = 128, ng = 64, reps = 5, batch = 0, depth = 0, kv_f32 = 0, csv = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1022,12 +1024,13 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) ng = parse_int(need_arg(argc, argv, &i), a);
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) reps = parse_int(need_arg(argc, argv, &i), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) depth = parse_int(need_arg(argc, argv, &i), a);
         else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
         else if (!strcmp(a, "--csv")) csv = 1;
         else die("unknown option '%s' (see slm bench --help)", a);
     }
     if (!model) die("%s", "no model given (-m FILE)");
-    if (np < 0 || ng < 0 || reps < 1 || reps > 1000 || batch < 0) die("%s", "invalid -p, -n, -r or -b");
+    if (np < 0 || ng < 0 || reps < 1 || reps > 1000 || batch < 0 || depth < 0) die("%s", "invalid -p, -n, -r, -b or -d");
     int threads[16], nt = 0;
     for (const char *p = tlist; *p && nt < 16;) {
         char *end;
@@ -1054,6 +1057,7 @@ static int cmd_bench(int argc, char **argv) {
         if (by_type[t] > by_type[main_type]) main_type = t;
     const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
     int n_ids = np > ng ? np : ng;
+    n_ids = n_ids > depth ? n_ids : depth;
     int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_ids ? n_ids : 1));
     if (!ids) die("%s", "out of memory");
     unsigned long long r = 88172645463325252ull;
@@ -1071,23 +1075,28 @@ static int cmd_bench(int argc, char **argv) {
     for (int ti = 0; ti < nt; ti++) {
         slm_session_params sp;
         slm_session_params_init(&sp);
-        sp.n_ctx = np + ng + 8;
+        sp.n_ctx = depth + np + ng + 8;
         sp.n_threads = threads[ti];
         sp.n_batch = batch ? batch : (np ? np : 1);
         if (kv_f32) sp.kv_type = SLM_TYPE_F32;
         slm_session *s = NULL;
         if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
+        for (int d = 0; d < depth; d += sp.n_batch) { /* the context the tests start from */
+            const int k = depth - d < sp.n_batch ? depth - d : sp.n_batch;
+            if (slm_decode(s, ids + d, k, &err) != SLM_OK) die("%s", err.message);
+        }
         for (int test = 0; test < 2; test++) {
             int n = test ? ng : np;
             if (n == 0) continue;
             double v[1000];
-            bench_once(s, ids, n, test); /* warm-up: page in the weights, spin up threads */
-            for (int k = 0; k < reps; k++) v[k] = bench_once(s, ids, n, test);
+            bench_once(s, ids, n, test, depth); /* warm-up: page in the weights, spin up threads */
+            for (int k = 0; k < reps; k++) v[k] = bench_once(s, ids, n, test, depth);
             double mn = v[0], mx = v[0];
             for (int k = 1; k < reps; k++) mn = v[k] < mn ? v[k] : mn, mx = v[k] > mx ? v[k] : mx;
             double med = median_of(v, reps);
-            char tname[16];
-            snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
+            char tname[32];
+            if (depth) snprintf(tname, sizeof tname, "%s%d@d%d", test ? "tg" : "pp", n, depth);
+            else snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
             if (csv)
                 printf("%s,%s,%d,%s,%.2f,%.2f,%.2f,%ld\n", base, slm_type_name(main_type), threads[ti], tname, med, mn,
                        mx, peak_rss_kib());

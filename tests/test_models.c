@@ -221,7 +221,10 @@ static void check_fixture(const fixture *fx) {
             have_mem = run_prompt(m, SLM_TYPE_F32, 1, 64, &r, out2);
             CHECK(have_mem, "%s: memory run", fx->name);
             d = rel_err(out2, out, NPOS * NV, r.maxabs);
-            CHECK(d <= 1e-5, "%s: memory-loaded model differs from the file-loaded one by %.2e", fx->name, d);
+            /* x8 kernels sum in another order than the one-row kernels
+               (llama.cpp's order for Q4_0, not for Q5_0/Q8_0), and these
+               random models amplify rounding: gemma3-Q5_0 moves 6e-4 */
+            CHECK(d <= fx->tol * 0.1, "%s: memory-loaded model differs from the file-loaded one by %.2e", fx->name, d);
             slm_model_free(m);
         }
         free(buf);
