@@ -5,6 +5,8 @@
 #   sub-shared  add_subdirectory(slm), SLM_SHARED=ON, SLM_OPENMP=OFF
 #               (its exports and soname checked like make check-exports)
 #   files       slm.c and slm.h added to the program's own target
+#   package     slm configured on its own, `cmake --install` into a prefix,
+#               the consumer finds it with find_package(slm)
 #   mingw-dll   (when mingw-w64 and wine are installed) add_subdirectory
 #               cross-compiled for Windows with SLM_SHARED=ON: slm.dll, the
 #               consumer run under wine
@@ -18,7 +20,7 @@ root=$src/$BUILD/cmake-test
 model=$src/$DEMO_MODEL
 VERSION=$(sed -n 's/^#define SLM_VERSION_STRING "\(.*\)"/\1/p' slm.h)
 rm -rf "$root"
-mkdir -p "$root/sub" "$root/files"
+mkdir -p "$root/sub" "$root/files" "$root/pkg"
 
 cat > "$root/sub/CMakeLists.txt" <<EOT
 cmake_minimum_required(VERSION 3.10)
@@ -44,6 +46,14 @@ if(UNIX)
 endif()
 EOT
 
+cat > "$root/pkg/CMakeLists.txt" <<EOT
+cmake_minimum_required(VERSION 3.10)
+project(consumer C)
+find_package(slm $VERSION CONFIG REQUIRED)
+add_executable(consumer "$src/tests/consumer/consumer.c")
+target_link_libraries(consumer PRIVATE slm::slm)
+EOT
+
 build() { # name project-dir cmake-options...
     name=$1 dir=$2
     shift 2
@@ -58,6 +68,11 @@ RUN= EXE=
 build sub-static "$root/sub" -DSLM_CLI=ON
 build sub-shared "$root/sub" -DSLM_SHARED=ON -DSLM_OPENMP=OFF
 build files "$root/files"
+$CMAKE -S "$src" -B "$root/slm-alone" -DCMAKE_BUILD_TYPE=Release -DSLM_CLI=OFF > "$root/slm-alone.log" 2>&1 &&
+    $CMAKE --build "$root/slm-alone" -j 2 >> "$root/slm-alone.log" 2>&1 &&
+    $CMAKE --install "$root/slm-alone" --prefix "$root/prefix" >> "$root/slm-alone.log" 2>&1 ||
+    { cat "$root/slm-alone.log"; echo "test-cmake: building and installing slm alone failed"; exit 1; }
+build package "$root/pkg" -DCMAKE_PREFIX_PATH="$root/prefix"
 
 fail=0
 WIN_CC=${WIN_CC:-x86_64-w64-mingw32-gcc}
@@ -76,10 +91,10 @@ if command -v "$WIN_CC" > /dev/null && [ -x "$WINE" ]; then
     tr -d '\r' < "$root/mingw-dll.txt" > "$root/mingw-dll.lf" && mv "$root/mingw-dll.lf" "$root/mingw-dll.txt"
     [ -f "$root/mingw-dll/slm.dll" ] || { echo "test-cmake: no slm.dll"; fail=1; }
     sh tools/check-exports.sh slm.h "$root/mingw-dll/slm.dll" || fail=1
-    others="sub-shared files mingw-dll"
+    others="sub-shared files package mingw-dll"
 else
     echo "test-cmake: mingw-w64 or wine missing: the Windows DLL build is skipped"
-    others="sub-shared files"
+    others="sub-shared files package"
 fi
 grep -q "openmp=off" "$root/sub-shared.err" || { echo "test-cmake: SLM_OPENMP=OFF did not turn OpenMP off"; fail=1; }
 readelf -d "$root/sub-shared/consumer" | grep -q 'NEEDED.*libslm\.so\.' || { echo "test-cmake: sub-shared is not linked to libslm.so"; fail=1; }
