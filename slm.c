@@ -1268,9 +1268,14 @@ typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 /* the same dot for 4 activation rows a_rb bytes apart: y[t * ldy], t < 4
    (optional, per type: section 6f; each result equals vec_dot's bits) */
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t a_rb, float *y, int64_t ldy);
-/* out[k] = rows[k] . a for nrows rows `stride` bytes apart (attention's
-   query against the cached keys), the same bits as vec_dot row by row */
-typedef void (*dot_rows_fn)(int n, const void *rows, size_t stride, int nrows, const void *a, float *out);
+/* F16 rows against float vectors whose values are halves (attention over an
+   F16 cache: the queries of a KV head against the keys, the probabilities
+   against the rows of transposed V): out[j * out_stride + r] = rows[r] . a_j
+   for nrows rows `stride` bytes apart and na vectors a_stride floats apart,
+   each the same bits as dot_f16 of the row with a_j as halves. Each row is
+   read once for all the vectors. */
+typedef void (*dot_rows_fn)(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                            float *out, size_t out_stride);
 /* one x8 group (8 rows) against nt <= 4 activation rows a_rb bytes apart:
    y[t * ldy + r] for r < 8, t < nt */
 typedef void (*gemm_x8_fn)(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy);
@@ -2576,28 +2581,57 @@ static float dot_f16_avx2(int n, const void *w, const void *a) {
     return s;
 }
 
-/* dot_f16_avx2 over many rows: the other operand converted to floats once,
-   no call per row, the same FMA lanes and sums as dot_f16_avx2. */
-static void dot_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const void *a, float *out) {
-    const uint8_t *x = (const uint8_t *)rows;
-    if (n % 32 != 0 || n > 512) {
-        for (int k = 0; k < nrows; k++) out[k] = dot_f16_avx2(n, x + (size_t)k * stride, a);
-        return;
-    }
-    float qf[512];
-    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(qf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint8_t *)a + 2 * i))));
+/* dot_f16_avx2 over many rows and vectors (dot_rows_fn): per row, up to 3
+   vectors at a time share its conversion to floats; the same FMA lanes and
+   sums as dot_f16_avx2 for every pair. */
+static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx2(int n, const uint8_t *x, const float *a, size_t a_stride, int nj,
+                                                     float *out, size_t out_stride) {
 #define LDH(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * (i))))
-    for (int k = 0; k < nrows; k++, x += stride) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-        for (int i = 0; i < n; i += 32) {
-            s0 = _mm256_fmadd_ps(LDH(x, i), _mm256_loadu_ps(qf + i), s0);
-            s1 = _mm256_fmadd_ps(LDH(x, i + 8), _mm256_loadu_ps(qf + i + 8), s1);
-            s2 = _mm256_fmadd_ps(LDH(x, i + 16), _mm256_loadu_ps(qf + i + 16), s2);
-            s3 = _mm256_fmadd_ps(LDH(x, i + 24), _mm256_loadu_ps(qf + i + 24), s3);
-        }
-        out[k] = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+#define FMA4(A, B, C, D, aj)                                                                                           \
+    A = _mm256_fmadd_ps(x0, _mm256_loadu_ps(aj), A), B = _mm256_fmadd_ps(x1, _mm256_loadu_ps((aj) + 8), B),           \
+    C = _mm256_fmadd_ps(x2, _mm256_loadu_ps((aj) + 16), C), D = _mm256_fmadd_ps(x3, _mm256_loadu_ps((aj) + 24), D)
+    /* named accumulators (nj is a constant here): arrays would live on the stack */
+    const float *a0 = a, *a1 = a + a_stride, *a2 = a + 2 * a_stride;
+    __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, q0 = p0, q1 = p0, q2 = p0, q3 = p0;
+    __m256 r0 = p0, r1 = p0, r2 = p0, r3 = p0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256 x0 = LDH(x, i), x1 = LDH(x, i + 8), x2 = LDH(x, i + 16), x3 = LDH(x, i + 24);
+        FMA4(p0, p1, p2, p3, a0 + i);
+        if (nj > 1) FMA4(q0, q1, q2, q3, a1 + i);
+        if (nj > 2) FMA4(r0, r1, r2, r3, a2 + i);
     }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x0 = LDH(x, i);
+        p0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a0 + i), p0);
+        if (nj > 1) q0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a1 + i), q0);
+        if (nj > 2) r0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a2 + i), r0);
+    }
+#undef FMA4
 #undef LDH
+    float s0 = hsum_avx2(_mm256_add_ps(_mm256_add_ps(p0, p1), _mm256_add_ps(p2, p3)));
+    float s1 = nj > 1 ? hsum_avx2(_mm256_add_ps(_mm256_add_ps(q0, q1), _mm256_add_ps(q2, q3))) : 0.0f;
+    float s2 = nj > 2 ? hsum_avx2(_mm256_add_ps(_mm256_add_ps(r0, r1), _mm256_add_ps(r2, r3))) : 0.0f;
+    for (; i < n; i++) {
+        const float xv = ld_f16(x + 2 * i);
+        s0 += xv * a0[i];
+        if (nj > 1) s1 += xv * a1[i];
+        if (nj > 2) s2 += xv * a2[i];
+    }
+    out[0] = s0;
+    if (nj > 1) out[out_stride] = s1;
+    if (nj > 2) out[2 * out_stride] = s2;
+}
+
+static void dot_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                              float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    for (int r = 0; r < nrows; r++, x += stride) {
+        int j = 0;
+        for (; j + 3 <= na; j += 3) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 3, out + (size_t)j * out_stride + r, out_stride);
+        if (na - j == 2) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 2, out + (size_t)j * out_stride + r, out_stride);
+        else if (na - j == 1) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 1, out + (size_t)j * out_stride + r, out_stride);
+    }
 }
 
 static inline __m256 ld_bf16_avx2(const uint8_t *p) {
@@ -6749,7 +6783,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     /* per thread: scores, the query in the cache type, then the probabilities
        in the cache type (or, for Q8_0, one V row as floats) */
     pl->att_stride = (size_t)pl->n_ctx + (size_t)m->head_dim + (size_t)SLM_MAX(pl->n_ctx, m->head_dim) + 16;
-    pl->scores = (size_t)pl->n_threads * pl->att_stride;
+    pl->scores = (size_t)pl->n_threads * pl->att_stride * (size_t)(m->n_head / m->n_head_kv); /* a slot per head of a group */
     /* activation rows in the widest dot-partner format (f32 is the widest) */
     size_t max_in = (size_t)SLM_MAX(m->max_in, m->n_embd);
     pl->act = nb * row_bytes(SLM_TYPE_F32, (int64_t)max_in);
@@ -6778,7 +6812,7 @@ void slm_session_free(slm_session *s) {
     xfree(&a, s->qkv, nb * (size_t)(s->m->q_dim + 2 * s->m->kv_dim) * sizeof(float));
     xfree(&a, s->att, nb * (size_t)s->m->q_dim * sizeof(float));
     xfree(&a, s->gu, nb * 2 * (size_t)s->m->n_ff * sizeof(float));
-    xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * sizeof(float));
+    xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * (size_t)(s->m->n_head / s->m->n_head_kv) * sizeof(float));
     for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
     xfree(&a, s->logits, s->logits_cap * sizeof(float));
     xfree(&a, s, sizeof *s);
@@ -6915,10 +6949,7 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     uint8_t *qc = (uint8_t *)(work + s->n_ctx);   /* hd values of kv_type */
     uint8_t *pc = qc + (size_t)hd * 4;            /* n_ctx values of kv_type, or hd floats */
     tt->from_float(q, qc, hd);
-    dot_rows_fn rows = dot_rows_of(s->kv_type);
-    if (rows) rows(hd, K + (size_t)k0 * s->kv_row + hoff, s->kv_row, nk, qc, scores);
-    else
-        for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
+    for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
     const float scale = m->attn_scale, cap = m->attn_softcap;
     for (int k = 0; k < nk; k++) {
         float v = scores[k] * scale;
@@ -6939,6 +6970,45 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2, vrow = (size_t)s->n_ctx * es;
     tt->from_float(scores, pc, nk);
     for (int i = 0; i < hd; i++) out[i] = tt->vec_dot(nk, V + (off + (size_t)i) * vrow + (size_t)k0 * es, pc);
+}
+
+/* Attention for the token at position p, all query heads of KV head g at
+   once (q: the first one's query, out: the first one's output; work: this
+   thread's scratch, one att_stride slot per head), computing what attend()
+   does head by head: each cached key and value row is read once for the
+   whole group instead of once per head. F16 cache with a dot_rows kernel. */
+static void attend_group(const slm_session *s, const layer *L, int il, const float *q, int p, int g, float *work,
+                         float *out, dot_rows_fn rows) {
+    const slm_model *m = s->m;
+    const int hd = m->head_dim, nrep = m->n_head / m->n_head_kv;
+    const size_t ws = s->att_stride, vrow = (size_t)s->n_ctx * 2, off = (size_t)g * (size_t)hd;
+    int k0 = 0;
+    if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
+    const int nk = p - k0 + 1;
+    const type_traits *tt = &TRAITS[SLM_TYPE_F16];
+    /* slot j: scores[n_ctx] (then the probabilities), the query [hd] and
+       room for halves; values rounded to F16 as attend's conversions do */
+    for (int j = 0; j < nrep; j++) {
+        float *w = work + (size_t)j * ws, *qf = w + s->n_ctx;
+        uint8_t *tmp = (uint8_t *)(qf + hd);
+        tt->from_float(q + (size_t)j * hd, tmp, hd);
+        tt->to_float(tmp, qf, hd);
+    }
+    rows(hd, kv_k(s, il) + (size_t)k0 * s->kv_row + off * 2, s->kv_row, nk, work + s->n_ctx, ws, nrep, work, ws);
+    const float scale = m->attn_scale, cap = m->attn_softcap;
+    for (int j = 0; j < nrep; j++) {
+        float *sc = work + (size_t)j * ws;
+        uint8_t *tmp = (uint8_t *)(sc + s->n_ctx + hd);
+        for (int k = 0; k < nk; k++) {
+            float v = sc[k] * scale;
+            if (cap > 0) v = cap * tanhf(v / cap);
+            sc[k] = v;
+        }
+        softmax(sc, nk);
+        tt->from_float(sc, tmp, nk);
+        tt->to_float(tmp, sc, nk);
+    }
+    rows(nk, kv_v(s, il) + off * vrow + (size_t)k0 * 2, vrow, hd, work, ws, nrep, out, (size_t)hd);
 }
 
 static void store_kv(const slm_session *s, int il, int p, const float *k, const float *v) {
@@ -6978,7 +7048,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
     const int E = m->n_embd, QD = m->q_dim, KVD = m->kv_dim, F = m->n_ff, HD = m->head_dim;
     const int QKV = QD + 2 * KVD;
     float *x = s->x, *xb = s->xb, *xo = s->xo, *qkv = s->qkv, *att = s->att, *gu = s->gu;
-    float *scores = s->scores + (size_t)ith * s->att_stride;
+    float *scores = s->scores + (size_t)ith * s->att_stride * (size_t)(m->n_head / m->n_head_kv);
     int64_t t0, t1;
     size_t rb0, rb1, rb2;
     const uint8_t *a0, *a1, *a2;
@@ -7043,14 +7113,19 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         }
         BARRIER();
 
-        /* attention, shared out by (token, head) */
+        /* attention, shared out by (token, head), or by (token, KV head)
+           where the heads of a KV head go together */
         {
             int64_t w0, w1;
-            split((int64_t)n * m->n_head, ith, nth, &w0, &w1);
+            dot_rows_fn rows = s->kv_type == SLM_TYPE_F16 ? dot_rows_of(SLM_TYPE_F16) : NULL;
+            const int per = rows ? m->n_head / m->n_head_kv : 1, nw = m->n_head / per;
+            split((int64_t)n * nw, ith, nth, &w0, &w1);
             for (int64_t w = w0; w < w1; w++) {
-                int t = (int)(w / m->n_head), h = (int)(w % m->n_head);
-                attend(s, L, il, qkv + (size_t)t * QKV + (size_t)h * HD, pos0 + t, h, scores,
-                       att + (size_t)t * QD + (size_t)h * HD);
+                int t = (int)(w / nw), h = (int)(w % nw) * per;
+                const float *qh = qkv + (size_t)t * QKV + (size_t)h * HD;
+                float *oh = att + (size_t)t * QD + (size_t)h * HD;
+                if (rows) attend_group(s, L, il, qh, pos0 + t, h / per, scores, oh, rows);
+                else attend(s, L, il, qh, pos0 + t, h, scores, oh);
             }
         }
         BARRIER();

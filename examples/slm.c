@@ -1078,6 +1078,7 @@ static int cmd_bench(int argc, char **argv) {
         sp.n_ctx = depth + np + ng + 8;
         sp.n_threads = threads[ti];
         sp.n_batch = batch ? batch : (np ? np : 1);
+        if (!batch && depth && sp.n_batch < 512) sp.n_batch = depth < 512 ? depth : 512; /* fill the context quickly */
         if (kv_f32) sp.kv_type = SLM_TYPE_F32;
         slm_session *s = NULL;
         if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);

@@ -750,6 +750,39 @@ static void check_x8(void) {
     }
 }
 
+/* The many-row F16 kernel of attention: every (row, vector) pair has the
+   bits of the one-row dot_f16 kernel with the vector as halves. */
+static void check_dot_rows(void) {
+    dot_rows_fn k = dot_rows_of(SLM_TYPE_F16);
+    if (!k) return;
+    static const int lens[] = {8, 24, 32, 40, 64, 72, 128, 200, 1000, 1003};
+    uint64_t s = 21;
+    int bad = 0, runs = 0;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int n = lens[li], nrows = 5, stride = 2 * n + 6;
+        for (int na = 1; na <= 7; na++) {
+            uint8_t *rows = (uint8_t *)malloc((size_t)nrows * stride), *ah = (uint8_t *)malloc((size_t)na * 2 * n);
+            float *a = (float *)malloc((size_t)na * (n + 3) * sizeof(float)), out[7 * 9];
+            for (int r = 0; r < nrows; r++)
+                for (int i = 0; i < n; i++) st_u16(rows + (size_t)r * stride + 2 * i, rand_half(&s, r == 1 ? 6e-5f : 2.0f));
+            for (int j = 0; j < na; j++)
+                for (int i = 0; i < n; i++) {
+                    st_u16(ah + (size_t)j * 2 * n + 2 * i, rand_half(&s, j == 2 ? 60000.0f : 1.0f));
+                    a[(size_t)j * (n + 3) + i] = ld_f16(ah + (size_t)j * 2 * n + 2 * i);
+                }
+            k(n, rows, (size_t)stride, nrows, a, (size_t)(n + 3), na, out, 9);
+            for (int j = 0; j < na; j++)
+                for (int r = 0; r < nrows; r++) {
+                    const float want = TRAITS[SLM_TYPE_F16].vec_dot(n, rows + (size_t)r * stride, ah + (size_t)j * 2 * n);
+                    bad += memcmp(&want, &out[j * 9 + r], sizeof want) != 0;
+                    runs++;
+                }
+            free(rows), free(ah), free(a);
+        }
+    }
+    CHECK(bad == 0, "dot_rows F16: %d of %d results differ from dot_f16", bad, runs);
+}
+
 void test_kernels(void) {
     printf("  simd path: %s\n", SLM_SIMD_NAME);
     check_halves();
@@ -762,4 +795,5 @@ void test_kernels(void) {
     check_simd_act();
     check_simd_dots();
     check_x8();
+    check_dot_rows();
 }
