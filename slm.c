@@ -1563,6 +1563,17 @@ static void f32_from_float(const float *src, void *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) st_f32((uint8_t *)dst + 4 * i, src[i]);
 }
 
+/* x[i] = exp(x[i] - mx) (mx: the maximum, so every argument is <= 0), and
+   their sum: the body of softmax. */
+static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    return sum;
+}
+
 /* Accumulations that ggml does in float are done in double here, so the
    reference is the more exact of the two. The *_ref kernels are SLM_UNUSED:
    on SIMD targets only the tests and the benchmark call them. */
@@ -2563,6 +2574,43 @@ static void f16_from_float_avx2(const float *src, void *dst, int64_t n) {
     for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
 }
 
+/* exp on 8 lanes for arguments <= 0: 2^k * p(r), r = x - k ln 2 in two
+   parts, a degree-7 polynomial (Cephes' expf); within 2 ulp of expf, and 0
+   below -87.3 where expf would give a subnormal that no longer changes a
+   softmax sum. */
+static double exp_sum_avx2(float *x, int n, float mx) {
+    const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f), one = _mm256_set1_ps(1.0f);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), vmx);
+        const __m256 keep = _mm256_cmp_ps(v, lo, _CMP_GE_OQ), t = _mm256_max_ps(v, lo);
+        const __m256 k = _mm256_round_ps(_mm256_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 r = _mm256_fnmadd_ps(k, c2, _mm256_fnmadd_ps(k, c1, t));
+        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+        p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, one));
+        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+        const __m256 y = _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+        _mm256_storeu_ps(x + i, y);
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    }
+    double t4[4];
+    _mm256_storeu_pd(t4, _mm256_add_pd(acc0, acc1));
+    double sum = (t4[0] + t4[1]) + (t4[2] + t4[3]);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    return sum;
+}
+
 static float dot_f16_avx2(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
@@ -3274,6 +3322,7 @@ static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
 #define K_F16_TO_FLOAT f16_to_float_avx2
 #define K_F16_FROM_FLOAT f16_from_float_avx2
 #define K_DOT_F16 dot_f16_avx2
+#define K_EXP_SUM exp_sum_avx2
 #define K_DOT_ROWS_F16 dot_rows_f16_avx2
 #define K_BF16_TO_FLOAT bf16_to_float_avx2
 #define K_BF16_FROM_FLOAT bf16_from_float_avx2
@@ -3337,6 +3386,7 @@ SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
         for (int c = 0; c < 4; c++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
             const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            SLM_UNROLL(4)
             for (int t = 0; t < nt; t++) {
                 const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
                 s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
@@ -3344,17 +3394,21 @@ SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
             }
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
             const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * (int32_t)ld_u32(at + 36)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
         }
     }
+    SLM_UNROLL(4)
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
 static void gemm_q4_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
     if (nt == 1) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
@@ -3372,6 +3426,7 @@ SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
         __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int st = 0; st < 8; st++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), av = _mm256_sign_epi8(v, v);
+            SLM_UNROLL(4)
             for (int t = 0; t < nt; t++) {
                 const __m256i ab = _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 * st));
                 const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(ab, v));
@@ -3379,15 +3434,19 @@ SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
             }
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
         for (int t = 0; t < nt; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb + 32))),
                                      acc[t]);
     }
+    SLM_UNROLL(4)
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
 static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
     if (nt == 1) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
@@ -3421,7 +3480,9 @@ SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
         _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
         const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
         __m256i s32[4], lo[4], hi[4];
+        SLM_UNROLL(4)
         for (int c = 0; c < 4; c++) q5_0x8_chunk_avx2(w, h, c, &lo[c], &hi[c]);
+        SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
             __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], _mm256_set1_epi32((int)ld_u32(at))),
@@ -3436,17 +3497,21 @@ SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
             s32[t] = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
             const __m256i isum = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * (int32_t)ld_u32(at + 36)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
         }
     }
+    SLM_UNROLL(4)
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
 static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
     if (nt == 1) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
@@ -5636,11 +5701,11 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
 static void softmax(float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = SLM_MAX(mx, x[i]);
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
+#ifdef K_EXP_SUM
+    const double sum = K_EXP_SUM(x, n, mx);
+#else
+    const double sum = exp_sum_ref(x, n, mx);
+#endif
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
 }

@@ -783,6 +783,35 @@ static void check_dot_rows(void) {
     CHECK(bad == 0, "dot_rows F16: %d of %d results differ from dot_f16", bad, runs);
 }
 
+/* softmax's exponentials: the SIMD version within 2 ulp of expf for
+   arguments down to -87.3 (0 below), the sum within float rounding. */
+static void check_exp_sum(void) {
+#ifdef K_EXP_SUM
+    enum { N = 1003 };
+    static float x[N], y[N];
+    uint64_t s = 5;
+    int bad = 0;
+    double worst = 0;
+    for (int rep = 0; rep < 20; rep++) {
+        const float mx = t_randf(&s) * 50.0f;
+        for (int i = 0; i < N; i++) x[i] = y[i] = mx - (float)(t_rand(&s) % 1000000) * (rep < 10 ? 1e-4f : 1e-3f);
+        x[rep] = y[rep] = mx;
+        const int n = N - rep;
+        const double a = K_EXP_SUM(x, n, mx), b = exp_sum_ref(y, n, mx);
+        for (int i = 0; i < n; i++) {
+            const float arg = y[i] == 0 ? -100.0f : logf(y[i]);
+            if (arg < -87.2f) continue; /* near the flush-to-zero limit */
+            const double e = fabs((double)x[i] - y[i]) / y[i];
+            worst = e > worst ? e : worst;
+            bad += e > 2.5e-7;
+        }
+        bad += fabs(a - b) > 1e-6 * b;
+    }
+    printf("  exp (softmax): max rel err %.2e vs expf\n", worst);
+    CHECK(bad == 0, "exp_sum: %d values or sums off", bad);
+#endif
+}
+
 void test_kernels(void) {
     printf("  simd path: %s\n", SLM_SIMD_NAME);
     check_halves();
@@ -796,4 +825,5 @@ void test_kernels(void) {
     check_simd_dots();
     check_x8();
     check_dot_rows();
+    check_exp_sum();
 }
