@@ -27,15 +27,17 @@ SOMAJOR  := $(word 1,$(subst ., ,$(VERSION)))
 BUILD    ?= build
 LIB_A    = $(BUILD)/libslm.a
 LIB_SO   = $(BUILD)/libslm.so
+LIB_SO_V = $(BUILD)/libslm.so.$(VERSION)
 CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
-           tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c
+           tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
-        pretok-check unicode-tables test-python test-node
+        pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
+        test-cmake
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -57,8 +59,13 @@ $(BUILD)/slm.pic.o: slm.c slm.h | $(BUILD)
 $(LIB_A): $(BUILD)/slm.o
 	rm -f $@ && ar rcs $@ $<
 
-$(LIB_SO): $(BUILD)/slm.pic.o
+# libslm.so -> libslm.so.MAJOR (the soname) -> libslm.so.MAJOR.MINOR.PATCH
+$(LIB_SO_V): $(BUILD)/slm.pic.o
 	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libslm.so.$(SOMAJOR) $< -o $@ $(LDFLAGS) $(LIBS)
+
+$(LIB_SO): $(LIB_SO_V)
+	ln -sf libslm.so.$(VERSION) $(BUILD)/libslm.so.$(SOMAJOR)
+	ln -sf libslm.so.$(SOMAJOR) $@
 
 $(CLI): examples/slm.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
@@ -67,7 +74,7 @@ $(CLI): examples/slm.c $(LIB_A)
 $(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
-test: all $(TESTBIN) test-python
+test: all check-exports $(TESTBIN) test-python
 	./$(TESTBIN)
 
 # The language bindings (examples/python, examples/node) against the shared
@@ -223,6 +230,107 @@ test-embedded: embedded
 test-cross:
 	TEST_SRC="$(TEST_SRC)" OUT=$(BUILD)/cross tools/test-cross.sh
 
+# ---- shared library, install, pkg-config --------------------------------------
+
+# Only slm_ symbols leave the shared library (-fvisibility=hidden, SLM_API),
+# every SLM_API function of slm.h is among them, and the soname has the
+# major version.
+check-exports: $(LIB_SO)
+	sh tools/check-exports.sh slm.h $(LIB_SO) libslm.so.$(SOMAJOR)
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PCDIR      ?= $(LIBDIR)/pkgconfig
+INSTALL    ?= install
+
+# slm.pc for this PREFIX (rewritten on every install); the static link
+# needs libm and the OpenMP runtime the library was built with.
+$(BUILD)/slm.pc: FORCE | $(BUILD)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+	  'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' \
+	  'Name: slm' 'Description: Small language model inference in one C file' 'Version: $(VERSION)' \
+	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lslm' 'Libs.private: -lm $(OMPFLAGS)' > $@
+
+FORCE:
+
+install: all $(BUILD)/slm.pc
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PCDIR)
+	$(INSTALL) -m 644 slm.h $(DESTDIR)$(INCLUDEDIR)/slm.h
+	$(INSTALL) -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libslm.a
+	$(INSTALL) -m 755 $(LIB_SO_V) $(DESTDIR)$(LIBDIR)/libslm.so.$(VERSION)
+	ln -sf libslm.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libslm.so.$(SOMAJOR)
+	ln -sf libslm.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libslm.so
+	$(INSTALL) -m 755 $(CLI) $(DESTDIR)$(BINDIR)/slm
+	$(INSTALL) -m 644 $(BUILD)/slm.pc $(DESTDIR)$(PCDIR)/slm.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/slm.h $(DESTDIR)$(LIBDIR)/libslm.a $(DESTDIR)$(LIBDIR)/libslm.so \
+	      $(DESTDIR)$(LIBDIR)/libslm.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libslm.so.$(VERSION) \
+	      $(DESTDIR)$(BINDIR)/slm $(DESTDIR)$(PCDIR)/slm.pc
+
+# Install into a temporary prefix (and a DESTDIR staging tree), build
+# tests/consumer against it through pkg-config, shared and static, run both,
+# then uninstall and check nothing is left.
+test-install:
+	BUILD=$(BUILD) MAKE="$(MAKE)" CC="$(CC)" DEMO_MODEL=$(DEMO_MODEL) sh tools/test-install.sh
+
+# ---- Windows: mingw-w64, run under wine ------------------------------------------
+
+WIN_CC     ?= x86_64-w64-mingw32-gcc
+WIN_OBJDUMP ?= x86_64-w64-mingw32-objdump
+WINE       ?= /usr/lib/wine/wine64
+WIN_BUILD  = $(BUILD)/win
+# unaligned vector moves: gcc does not align the stack to 32 bytes for AVX
+# spills on Win64; static: no libgomp/libwinpthread DLLs to carry around
+WIN_CFLAGS = $(CSTD) $(OPT) $(MARCH) $(WARN) -Wa,-muse-unaligned-vector-move $(CFLAGS)
+WIN_LIBS   = -static -lm
+WIN_ENV    = WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+WIN_DEPS   = slm.c slm.h
+
+$(WIN_BUILD)/slm.o: $(WIN_DEPS)
+	mkdir -p $(WIN_BUILD)
+	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -c slm.c -o $@
+
+$(WIN_BUILD)/libslm.a: $(WIN_BUILD)/slm.o
+	rm -f $@ && x86_64-w64-mingw32-ar rcs $@ $<
+
+# slm.dll and its import library libslm.dll.a (exports: the SLM_API functions)
+$(WIN_BUILD)/slm.dll: $(WIN_DEPS)
+	mkdir -p $(WIN_BUILD)
+	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -DSLM_BUILD_DLL -shared slm.c -o $@ -Wl,--out-implib,$(WIN_BUILD)/libslm.dll.a $(WIN_LIBS)
+
+$(WIN_BUILD)/slm.exe: examples/slm.c $(WIN_BUILD)/libslm.a
+	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -I. examples/slm.c $(WIN_BUILD)/libslm.a -o $@ $(WIN_LIBS)
+
+$(WIN_BUILD)/run_tests.exe: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h $(WIN_DEPS)
+	mkdir -p $(WIN_BUILD)
+	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -Wno-unused-function -I. $(TEST_SRC) -o $@ $(WIN_LIBS)
+
+$(WIN_BUILD)/run_tests_noomp.exe: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h $(WIN_DEPS)
+	mkdir -p $(WIN_BUILD)
+	$(WIN_CC) $(WIN_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(WIN_LIBS)
+
+# the consumer linked against the DLL's import library (runs next to slm.dll)
+$(WIN_BUILD)/consumer_dll.exe: tests/consumer/consumer.c $(WIN_BUILD)/slm.dll
+	$(WIN_CC) $(WIN_CFLAGS) -I. tests/consumer/consumer.c $(WIN_BUILD)/libslm.dll.a -o $@ $(WIN_LIBS)
+
+windows: $(WIN_BUILD)/libslm.a $(WIN_BUILD)/slm.dll $(WIN_BUILD)/slm.exe
+
+# The whole suite under wine, with OpenMP and without; the CLI and a program
+# using slm.dll generate the demo text, which must equal the native build's.
+test-windows: windows $(WIN_BUILD)/run_tests.exe $(WIN_BUILD)/run_tests_noomp.exe $(WIN_BUILD)/consumer_dll.exe
+	sh tools/check-exports.sh slm.h $(WIN_BUILD)/slm.dll
+	$(WIN_ENV) SLM_CLI=$(WIN_BUILD)/slm.exe $(WINE) $(WIN_BUILD)/run_tests.exe
+	$(WIN_ENV) SLM_CLI=$(WIN_BUILD)/slm.exe $(WINE) $(WIN_BUILD)/run_tests_noomp.exe
+	BUILD=$(BUILD) MAKE="$(MAKE)" CC="$(CC)" OMPFLAGS="$(OMPFLAGS)" WINE="$(WINE)" DEMO_MODEL=$(DEMO_MODEL) sh tools/test-windows-cli.sh
+
+# ---- CMake: a consumer project that does add_subdirectory() on this tree -------
+
+test-cmake:
+	BUILD=$(BUILD) DEMO_MODEL=$(DEMO_MODEL) sh tools/test-cmake.sh
+
 # Kernel micro-benchmark: SIMD kernels next to the scalar references.
 BENCHBIN = $(BUILD)/bench_kernels
 $(BENCHBIN): bench/bench_kernels.c slm.c slm.h | $(BUILD)
@@ -252,5 +360,12 @@ help:
 	@echo "                riscv64 RVV (VLEN 128, 256), x86-64 without AVX2, s390x (tools/install-cross.sh)"
 	@echo "make test-embedded  the embedded example (examples/embedded) on Cortex-M55 and M4F under"
 	@echo "                qemu-system-arm, its text checked against a native build"
+	@echo "make install    install slm.h, libslm.a, libslm.so.$(VERSION) (+ links), bin/slm, slm.pc"
+	@echo "                (PREFIX=$(PREFIX), DESTDIR, BINDIR, LIBDIR, INCLUDEDIR, PCDIR); make uninstall"
+	@echo "make check-exports  only slm_ symbols exported by $(LIB_SO), soname libslm.so.$(SOMAJOR)"
+	@echo "make test-install   install into a temp prefix, build a consumer via pkg-config, run it"
+	@echo "make test-cmake     CMake consumers: add_subdirectory (static, shared), plain files"
+	@echo "make windows    mingw-w64 build in $(WIN_BUILD): libslm.a, slm.dll + libslm.dll.a, slm.exe"
+	@echo "make test-windows   the test suite (OpenMP on and off), CLI and DLL under wine"
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick)"
 	@echo "make clean      remove $(BUILD)/"

@@ -26,6 +26,8 @@
  * (section 1). Compile-time switches (all optional, see section 1):
  *   SLM_NO_SIMD     scalar reference kernels only
  *   SLM_NO_MMAP     read model files into memory instead of mapping them
+ *                   (mmap on POSIX, a copy-on-write file mapping on Windows;
+ *                   mingw-w64)
  *   SLM_NO_STDIO    no <stdio.h> and no file access at all (microcontrollers):
  *                   load models with slm_model_load_memory; the file calls
  *                   return SLM_ERR_UNSUPPORTED; messages use slm's own
@@ -42,6 +44,10 @@
 
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
+#endif
+/* mingw-w64: C99 printf (%zu, %lld) instead of the old msvcrt one */
+#if defined(__MINGW32__) && !defined(__USE_MINGW_ANSI_STDIO)
+#define __USE_MINGW_ANSI_STDIO 1
 #endif
 
 #include "slm.h"
@@ -76,9 +82,24 @@
 #include <unistd.h>
 #endif
 
+/* Windows: UTF-8 paths through the wide-character calls, 64-bit file
+   offsets, copy-on-write file mapping (section 8, loading). */
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#if !defined(SLM_NO_MMAP)
+#define SLM_HAVE_MMAP 1
+#endif
+#endif
+
 #if defined(_OPENMP) && !defined(SLM_NO_THREADS)
 #include <omp.h>
-#if !defined(_WIN32)
+#if !defined(_WIN32) || defined(__MINGW32__)
 #include <pthread.h>
 #endif
 #define SLM_OPENMP 1
@@ -140,7 +161,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define SLM_INLINE static inline __attribute__((always_inline))
 #define SLM_UNUSED __attribute__((unused))
+#if defined(__MINGW32__)
+#define SLM_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#else
 #define SLM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#endif
 #else
 #define SLM_INLINE static inline
 #define SLM_UNUSED
@@ -819,7 +844,11 @@ static int64_t strmap_find(const strmap *m, const char *const *keys, const size_
 
 /* Wall-clock milliseconds from an arbitrary origin (for timings only). */
 static double now_ms(void) {
-#if defined(CLOCK_MONOTONIC) && (defined(__unix__) || defined(__APPLE__))
+#if defined(_WIN32)
+    LARGE_INTEGER c, f;
+    if (QueryPerformanceCounter(&c) && QueryPerformanceFrequency(&f) && f.QuadPart > 0)
+        return (double)c.QuadPart * 1e3 / (double)f.QuadPart;
+#elif defined(CLOCK_MONOTONIC) && (defined(__unix__) || defined(__APPLE__))
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 #elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && defined(TIME_UTC)
@@ -1393,17 +1422,97 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
    SLM_NO_STDIO builds have none: opening fails (slm_quantize_file says so
    before it gets here). */
 #if !defined(SLM_NO_STDIO)
-static void *file_create(const char *path) { return fopen(path, "wb"); }
-static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
-static long long file_tell(void *f) { return ftell((FILE *)f); }
-static int file_close(void *f) { return fclose((FILE *)f); }
-static void file_remove(const char *path) { remove(path); }
+/* Files by UTF-8 name on every platform. Windows: the name goes through
+   the wide-character calls (a name that is not valid UTF-8 is taken in the
+   ANSI code page, as by the narrow calls), offsets are 64-bit. */
+#if defined(_WIN32)
+/* UTF-16 copy of a UTF-8 path in *w (xfree with *bytes), NULL if the path
+   is not UTF-8; 0 if out of memory. */
+static int wide_path(const allocator *a, const char *path, wchar_t **w, size_t *bytes) {
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
+    *w = NULL;
+    if (n <= 0) return 1;
+    *bytes = (size_t)n * sizeof(wchar_t);
+    if (!(*w = (wchar_t *)xalloc(a, *bytes))) return 0;
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, *w, n) != n) {
+        xfree(a, *w, *bytes);
+        *w = NULL;
+    }
+    return 1;
+}
+#endif
+
+/* fopen; *oom is set if it failed for lack of memory. */
+static FILE *file_open(const allocator *a, const char *path, const char *mode, int *oom) {
+    *oom = 0;
+#if defined(_WIN32)
+    size_t nb = 0;
+    wchar_t *w;
+    if (!wide_path(a, path, &w, &nb)) {
+        *oom = 1;
+        return NULL;
+    }
+    if (w) {
+        wchar_t wm[8];
+        size_t i = 0;
+        for (; mode[i] && i < 7; i++) wm[i] = (wchar_t)(unsigned char)mode[i];
+        wm[i] = 0;
+        FILE *f = _wfopen(w, wm);
+        xfree(a, w, nb);
+        return f;
+    }
 #else
-static void *file_create(const char *path) { return (void)path, NULL; }
+    (void)a;
+#endif
+    return fopen(path, mode);
+}
+
+static int file_remove(const allocator *a, const char *path) {
+#if defined(_WIN32)
+    size_t nb = 0;
+    wchar_t *w;
+    if (wide_path(a, path, &w, &nb) && w) {
+        int r = _wremove(w);
+        xfree(a, w, nb);
+        return r;
+    }
+#else
+    (void)a;
+#endif
+    return remove(path);
+}
+
+/* The size of an open file (position at its start again), -1 if unknown. */
+static long long file_size(FILE *f) {
+    long long sz = -1;
+#if defined(_WIN32)
+    if (_fseeki64(f, 0, SEEK_END) == 0) sz = _ftelli64(f);
+    if (_fseeki64(f, 0, SEEK_SET) != 0) sz = -1;
+#else
+    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
+    if (fseek(f, 0, SEEK_SET) != 0) sz = -1;
+#endif
+    return sz;
+}
+
+static long long file_tell(void *f) {
+#if defined(_WIN32)
+    return _ftelli64((FILE *)f);
+#else
+    return ftell((FILE *)f);
+#endif
+}
+
+/* *oom is set if opening failed for lack of memory */
+static void *file_create(const allocator *a, const char *path, int *oom) { return file_open(a, path, "wb", oom); }
+static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
+static int file_close(void *f) { return fclose((FILE *)f); }
+#else
+static void *file_create(const allocator *a, const char *path, int *oom) { return (void)a, (void)path, *oom = 0, NULL; }
 static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
 static long long file_tell(void *f) { return (void)f, -1; }
 static int file_close(void *f) { return (void)f, -1; }
-static void file_remove(const char *path) { (void)path; }
+static int file_remove(const allocator *a, const char *path) { return (void)a, (void)path, -1; }
 #endif
 
 typedef struct gbuf {
@@ -6088,7 +6197,7 @@ static vec_dot4_fn vec_dot4_of(int type) {
    descheduled peer needs, and a 2-thread decode on a busy 2-core machine
    fell from ~270 to ~10 tokens/s. (Where there are no POSIX threads or no
    atomics builtins: OpenMP's barrier.) */
-#if SLM_OPENMP && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
+#if SLM_OPENMP && (defined(__GNUC__) || defined(__clang__)) && (!defined(_WIN32) || defined(__MINGW32__))
 #define SLM_OWN_BARRIER 1
 typedef struct sbarrier {
     int count, gen, sleepers;
@@ -6749,7 +6858,9 @@ static void model_release(slm_model *m) {
     xfree(&a, m->vecs, (m->vecs_len ? m->vecs_len : 1) * sizeof(float));
     xfree(&a, m->gelu_tab, 65536 * sizeof(uint16_t));
     if (m->source == SRC_OWNED) xfree(&a, (void *)m->bytes, m->size);
-#if defined(SLM_HAVE_MMAP)
+#if defined(SLM_HAVE_MMAP) && defined(_WIN32)
+    if (m->source == SRC_MMAP && m->bytes) UnmapViewOfFile(m->bytes);
+#elif defined(SLM_HAVE_MMAP)
     if (m->source == SRC_MMAP && m->bytes) munmap((void *)m->bytes, m->size);
 #endif
     xfree(&a, m, sizeof *m);
@@ -6868,13 +6979,15 @@ size_t slm_model_memory_size(const void *data, size_t size, const slm_model_para
 }
 
 #if !defined(SLM_NO_STDIO)
+
 /* Read a whole file into memory from the model's allocator. */
 static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
-    FILE *f = fopen(path, "rb");
+    int oom;
+    FILE *f = file_open(&m->a, path, "rb", &oom);
+    if (!f && oom) return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
     if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
-    long long sz = -1;
-    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
-    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    long long sz = file_size(f);
+    if (sz < 0) {
         fclose(f);
         return seterr(err, SLM_ERR_IO, "cannot determine the size of '%s'", path);
     }
@@ -6887,7 +7000,13 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
         fclose(f);
         return seterr(err, SLM_ERR_NOMEM, "out of memory reading '%s' (%lld bytes)", path, sz);
     }
-    size_t got = fread(buf, 1, (size_t)sz, f);
+    /* in pieces: some C libraries fail single reads of several GB */
+    size_t got = 0, chunk = (size_t)1 << 30;
+    while (got < (size_t)sz) {
+        size_t want = SLM_MIN(chunk, (size_t)sz - got), n = fread(buf + got, 1, want, f);
+        got += n;
+        if (n != want) break;
+    }
     fclose(f);
     if (got != (size_t)sz) {
         xfree(&m->a, buf, (size_t)sz);
@@ -6905,7 +7024,45 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
 }
 #endif
 
-#if defined(SLM_HAVE_MMAP)
+#if defined(SLM_HAVE_MMAP) && defined(_WIN32)
+/* Map a file copy-on-write (FILE_MAP_COPY: matrices repacked at load become
+   private copies of their pages, the rest stays the file's); returns 0 (and
+   no error) if mapping is not possible so that the caller falls back to
+   reading. */
+static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *st) {
+    size_t nb = 0;
+    wchar_t *w;
+    if (!wide_path(&m->a, path, &w, &nb)) {
+        *st = seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
+        return 0;
+    }
+    const DWORD share = FILE_SHARE_READ | FILE_SHARE_DELETE;
+    HANDLE fh = w ? CreateFileW(w, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL)
+                  : CreateFileA(path, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (w) xfree(&m->a, w, nb);
+    *st = SLM_OK;
+    if (fh == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError();
+        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND) *st = seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+        return 0; /* e.g. a sharing violation: reading may still work */
+    }
+    LARGE_INTEGER sz;
+    if (!GetFileSizeEx(fh, &sz) || sz.QuadPart <= 0 || (unsigned long long)sz.QuadPart > SIZE_MAX) {
+        CloseHandle(fh);
+        return 0;
+    }
+    HANDLE mh = CreateFileMappingW(fh, NULL, PAGE_WRITECOPY, 0, 0, NULL);
+    CloseHandle(fh);
+    if (!mh) return 0;
+    void *p = MapViewOfFile(mh, FILE_MAP_COPY, 0, 0, 0);
+    CloseHandle(mh); /* the view keeps the mapping */
+    if (!p) return 0;
+    m->bytes = (const uint8_t *)p;
+    m->size = (size_t)sz.QuadPart;
+    m->source = SRC_MMAP;
+    return 1;
+}
+#elif defined(SLM_HAVE_MMAP)
 /* Map a file read-only; returns 0 (and no error) if mapping is not possible
    so that the caller falls back to reading. */
 static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *st) {
@@ -10649,8 +10806,9 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         st = w.st;
     }
     if (st == SLM_OK) {
-        f = file_create(out);
-        if (!f) st = seterr(err, SLM_ERR_IO, "cannot open '%s' for writing", out);
+        int oom;
+        f = file_create(&m->a, out, &oom);
+        if (!f) st = seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing", out);
     }
     if (st == SLM_OK) gw_write_header(&w, f, out);
     for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK && w.st == SLM_OK; i++) {
@@ -10677,7 +10835,7 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
             stats->file_out = end > 0 ? (uint64_t)end : 0;
         }
         if (file_close(f) != 0 && st == SLM_OK) st = seterr(err, SLM_ERR_IO, "write error on '%s'", out);
-        if (st != SLM_OK) file_remove(out);
+        if (st != SLM_OK) file_remove(&m->a, out);
     }
     stats->n_tensors = (int32_t)g->n_tensors;
     stats->n_fallback = q.n_fallback;

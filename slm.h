@@ -158,7 +158,10 @@ typedef struct slm_model_params {
 
 SLM_API void slm_model_params_init(slm_model_params *params);
 
-/* Load a GGUF file. `params` may be NULL for the defaults. */
+/* Load a GGUF file. `params` may be NULL for the defaults. The path is
+   UTF-8 (on Windows too, where a path that is not valid UTF-8 is taken in
+   the ANSI code page). Mapped files are private (copy-on-write): the file
+   is never written. */
 SLM_API slm_status slm_model_load_file(const char *path, const slm_model_params *params,
                                        slm_model **out, slm_error *err);
 /* Load from a caller's buffer (an embedded array, flash, a file already in

@@ -24,6 +24,11 @@
 
 #if defined(_WIN32)
 #include <io.h>
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#include <shellapi.h>
 #define stdin_is_tty() _isatty(_fileno(stdin))
 #elif defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -33,6 +38,41 @@
 #endif
 
 static const char *prog = "slm";
+
+#if defined(_WIN32)
+/* Windows: the arguments as UTF-8 (the library takes UTF-8 paths and text;
+   main's argv is in the ANSI code page), files opened by UTF-8 name, and
+   the console set to UTF-8 output while slm runs. */
+static UINT console_cp;
+static void restore_console(void) { SetConsoleOutputCP(console_cp); }
+
+static void windows_utf8(int *argc, char ***argv) {
+    int n;
+    wchar_t **w = CommandLineToArgvW(GetCommandLineW(), &n);
+    char **a = w ? (char **)calloc((size_t)n + 1, sizeof *a) : NULL;
+    for (int i = 0; a && i < n; i++) {
+        int len = WideCharToMultiByte(CP_UTF8, 0, w[i], -1, NULL, 0, NULL, NULL);
+        if (len <= 0 || !(a[i] = (char *)malloc((size_t)len))) a = NULL; /* keep the ANSI argv */
+        else WideCharToMultiByte(CP_UTF8, 0, w[i], -1, a[i], len, NULL, NULL);
+    }
+    if (w) LocalFree(w);
+    if (a) {
+        *argc = n;
+        *argv = a;
+    }
+    if ((console_cp = GetConsoleOutputCP()) != 0 && SetConsoleOutputCP(CP_UTF8)) atexit(restore_console);
+}
+
+static FILE *fopen_utf8(const char *path, const char *mode) {
+    wchar_t w[4096], m[8];
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, w, 4096) > 0 &&
+        MultiByteToWideChar(CP_UTF8, 0, mode, -1, m, 8) > 0)
+        return _wfopen(w, m);
+    return fopen(path, mode);
+}
+#else
+#define fopen_utf8 fopen
+#endif
 
 static void die(const char *fmt, const char *arg) {
     fprintf(stderr, "%s: ", prog);
@@ -492,7 +532,7 @@ static int cmd_logits(int argc, char **argv) {
     if (slm_decode(s, ids, n, &err) != SLM_OK) die("%s", err.message);
     slm_model_info in;
     slm_model_get_info(m, &in);
-    FILE *f = fopen(o.out, "wb");
+    FILE *f = fopen_utf8(o.out, "wb");
     if (!f) die("cannot open '%s' for writing", o.out);
     /* float32 little-endian, whatever the host order */
     for (int i = o.all ? 0 : n - 1; i < n; i++) {
@@ -1093,6 +1133,9 @@ static const char *MAIN_HELP =
     "  slm run -m tests/data/demo/kjv-1m-q8_0.gguf -p \"And the LORD said\" -n 64 --seed 1\n";
 
 int main(int argc, char **argv) {
+#if defined(_WIN32)
+    windows_utf8(&argc, &argv);
+#endif
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         fputs(MAIN_HELP, argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;

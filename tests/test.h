@@ -37,6 +37,8 @@ int host_big_endian(void);
 /* 1 when SLM_TEST_QUICK is set (emulated targets in make test-cross): the
    model suites run a reduced set of variants; every kernel test still runs. */
 int test_quick(void);
+/* Directory for temporary files: $TMPDIR, $TEMP (Windows), $TMP or /tmp. */
+const char *tmp_dir(void);
 /* Deterministic RNG for tests. */
 uint64_t t_rand(uint64_t *state);
 float t_randf(uint64_t *state); /* uniform [-1, 1) */

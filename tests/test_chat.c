@@ -256,6 +256,12 @@ static void model_templates(void) {
 #include <stdio.h>
 FILE *popen(const char *command, const char *type);
 int pclose(FILE *stream);
+#elif defined(_WIN32)
+/* through cmd.exe: the input from a file (no printf there), a path with
+   backslashes (a slash starts an option) */
+#define HAVE_POPEN 1
+#define popen _popen
+#define pclose _pclose
 #endif
 
 typedef struct turn {
@@ -266,17 +272,41 @@ typedef struct turn {
    turn lines ("slm: turn N: prompt P tokens ..., context POS/CTX"). */
 static int run_chat(const char *args, const char *input, char *out, size_t cap, turn *turns, int *n_turns) {
 #ifdef HAVE_POPEN
+#if defined(_WIN32)
+    const char *cli = getenv("SLM_CLI") ? getenv("SLM_CLI") : "build/win/slm.exe"; /* make test-windows */
+#else
     const char *cli = getenv("SLM_CLI") ? getenv("SLM_CLI") : "build/slm";
+#endif
     FILE *probe = fopen(cli, "rb");
     if (!probe) return -2;
     fclose(probe);
     char cmd[2048];
+#if defined(_WIN32)
+    char exe[512], in[600];
+    snprintf(exe, sizeof exe, "%s", cli);
+    for (char *c = exe; *c; c++)
+        if (*c == '/') *c = '\\';
+    static int salt;
+    snprintf(in, sizeof in, "%s\\slm-chat-%lx.txt", tmp_dir(), (unsigned long)(size_t)&salt ^ (unsigned long)rand());
+    FILE *fi = fopen(in, "wb");
+    if (!fi) return -2;
+    for (const char *c = input; *c; c++) {
+        if (c[0] == '\\' && c[1] == 'n') fputc('\n', fi), c++;
+        else fputc(*c, fi);
+    }
+    fclose(fi);
+    snprintf(cmd, sizeof cmd, "%s chat %s < %s 2>&1", exe, args, in);
+#else
     snprintf(cmd, sizeof cmd, "printf '%s' | %s chat %s 2>&1", input, cli, args);
+#endif
     FILE *p = popen(cmd, "r");
     if (!p) return -2;
     size_t n = fread(out, 1, cap - 1, p);
     out[n] = 0;
     int rc = pclose(p);
+#if defined(_WIN32)
+    remove(in);
+#endif
     *n_turns = 0;
     for (const char *s = strstr(out, "slm: turn "); s && *n_turns < 8; s = strstr(s + 1, "slm: turn ")) {
         turn t = {0, 0, 0, 0};

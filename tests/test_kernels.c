@@ -132,9 +132,9 @@ static void check_types(void) {
                                little for levels picked with the unrounded scale (Q8_0,
                                Q4_0, Q5_0 as ggml): f16 rounding, relative 2^-11 or
                                absolute 2^-24 for subnormal scales, times the level */
-                            double near = INFINITY;
-                            for (int k = 0; k < nl; k++) near = fmin(near, fabs((double)w[i] - lv[k]));
-                            bound = near + amax / 512.0 + 128.0 / 16777216.0;
+                            double nearest = INFINITY;
+                            for (int k = 0; k < nl; k++) nearest = fmin(nearest, fabs((double)w[i] - lv[k]));
+                            bound = nearest + amax / 512.0 + 128.0 / 16777216.0;
                         } else {
                             bound = type == SLM_TYPE_F32 ? 0 : type == SLM_TYPE_F16 ? amax / 2048.0 + 1.0 / 33554432.0
                                                                                     : amax / 256.0;
@@ -256,9 +256,8 @@ static void check_q8_act(void) {
    fit a type's block: a synthetic file with rows of 96 and 100 values. */
 static void check_writer_fallbacks(void) {
     char in[480], out[512];
-    const char *tmp = getenv("TMPDIR");
     static int salt;
-    snprintf(in, sizeof in, "%s/slm-wtest-%lx.gguf", tmp && *tmp ? tmp : "/tmp", (unsigned long)(size_t)&salt ^ (unsigned long)time(NULL));
+    snprintf(in, sizeof in, "%s/slm-wtest-%lx.gguf", tmp_dir(), (unsigned long)(size_t)&salt ^ (unsigned long)time(NULL));
     snprintf(out, sizeof out, "%s.out", in);
     allocator a;
     alloc_init(&a, NULL);

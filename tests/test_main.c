@@ -14,6 +14,7 @@ void test_generate(void);
 void test_quant(void);
 void test_chat(void);
 void test_embed(void);
+void test_files(void);
 
 static const struct {
     const char *name;
@@ -29,6 +30,7 @@ static const struct {
     {"quant", test_quant},
     {"chat", test_chat},
     {"embed", test_embed},
+    {"files", test_files},
 };
 
 int main(int argc, char **argv) {

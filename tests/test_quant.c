@@ -267,13 +267,13 @@ static void check_quantize_file(void) {
         CHECK(0, "F32 reference missing");
         return;
     }
-    const char *tmp = getenv("TMPDIR");
+    const char *tmp = tmp_dir();
     static int salt;
     slm_model *in;
     CHECK(slm_model_load_file(data_path("models/tiny-llama-F32.gguf"), NULL, &in, NULL) == SLM_OK, "load F32");
     for (size_t t = 0; t < sizeof T / sizeof T[0]; t++) {
         char path[512];
-        snprintf(path, sizeof path, "%s/slm-test-%lx-%s.gguf", tmp && *tmp ? tmp : "/tmp",
+        snprintf(path, sizeof path, "%s/slm-test-%lx-%s.gguf", tmp,
                  (unsigned long)time(NULL) ^ (unsigned long)(size_t)&salt, T[t].type);
         slm_quantize_params qp;
         slm_quantize_params_init(&qp);

@@ -108,3 +108,12 @@ int test_quick(void) {
     const char *q = getenv("SLM_TEST_QUICK");
     return q && q[0] && strcmp(q, "0") != 0;
 }
+
+const char *tmp_dir(void) {
+    const char *names[3] = {"TMPDIR", "TEMP", "TMP"};
+    for (int i = 0; i < 3; i++) {
+        const char *d = getenv(names[i]);
+        if (d && *d) return d;
+    }
+    return "/tmp";
+}
