@@ -6197,7 +6197,7 @@ static vec_dot4_fn vec_dot4_of(int type) {
    descheduled peer needs, and a 2-thread decode on a busy 2-core machine
    fell from ~270 to ~10 tokens/s. (Where there are no POSIX threads or no
    atomics builtins: OpenMP's barrier.) */
-#if SLM_OPENMP && (defined(__GNUC__) || defined(__clang__)) && (!defined(_WIN32) || defined(__MINGW32__))
+#if SLM_OPENMP && !defined(SLM_NO_OWN_BARRIER) && (defined(__GNUC__) || defined(__clang__)) && (!defined(_WIN32) || defined(__MINGW32__))
 #define SLM_OWN_BARRIER 1
 typedef struct sbarrier {
     int count, gen, sleepers;
