@@ -59,9 +59,11 @@ $(BUILD)/slm.pic.o: slm.c slm.h | $(BUILD)
 $(LIB_A): $(BUILD)/slm.o
 	rm -f $@ && ar rcs $@ $<
 
-# libslm.so -> libslm.so.MAJOR (the soname) -> libslm.so.MAJOR.MINOR.PATCH
+# libslm.so -> libslm.so.MAJOR (the soname) -> libslm.so.MAJOR.MINOR.PATCH.
+# -z nodelete: an FFI that unloads the library (dlclose) must not leave
+# OpenMP's idle worker threads running code that is gone.
 $(LIB_SO_V): $(BUILD)/slm.pic.o
-	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libslm.so.$(SOMAJOR) $< -o $@ $(LDFLAGS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libslm.so.$(SOMAJOR) -Wl,-z,nodelete $< -o $@ $(LDFLAGS) $(LIBS)
 
 $(LIB_SO): $(LIB_SO_V)
 	ln -sf libslm.so.$(VERSION) $(BUILD)/libslm.so.$(SOMAJOR)

@@ -2068,6 +2068,29 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
 
 /* F32 data in slm's buffers is little-endian, like GGUF's: a copy on
    little-endian hosts, a byte swap on big-endian ones. */
+/* K-quant kernels of every ISA: one step for the nt tokens (1 or 4), i0..i3
+   their integer lanes, q8 the first token's activations, rb the row bytes;
+   and the end of a super-block, the lanes times the scales (fn: the ISA's)
+   into s0..s3. */
+#define K_TOKENS(step, ...)                                                                                          \
+    do {                                                                                                             \
+        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
+        if (nt == 4) {                                                                                               \
+            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
+            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
+            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
+        }                                                                                                            \
+    } while (0)
+#define K_SCALE(fn, xd)                                                                                              \
+    do {                                                                                                             \
+        s0 = fn(s0, i0, xd, y);                                                                                      \
+        if (nt == 4) {                                                                                               \
+            s1 = fn(s1, i1, xd, y + rb);                                                                             \
+            s2 = fn(s2, i2, xd, y + 2 * rb);                                                                         \
+            s3 = fn(s3, i3, xd, y + 3 * rb);                                                                         \
+        }                                                                                                            \
+    } while (0)
+
 static void f32_to_float(const void *src, float *dst, int64_t n) {
     if (!SLM_BIG_ENDIAN) {
         memcpy(dst, src, (size_t)n * sizeof(float));
@@ -3528,28 +3551,7 @@ static inline __m256i k_scale_pair_avx2(__m128i sc, int i, int is_signed) {
     return is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b);
 }
 
-/* One step for the nt tokens (1 or 4) of the kernels below: i0..i3 are
-   their int32 lanes, q8 the first token's activations, rb the row bytes. */
-#define K_TOKENS_AVX2(step, ...)                                                                                     \
-    do {                                                                                                             \
-        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
-        if (nt == 4) {                                                                                               \
-            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
-            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
-            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
-        }                                                                                                            \
-    } while (0)
 
-/* the end of a super-block: the lanes times the scales into the floats */
-#define K_SCALE_AVX2(xd)                                                                                             \
-    do {                                                                                                             \
-        s0 = k_scale_avx2(s0, i0, xd, y);                                                                            \
-        if (nt == 4) {                                                                                               \
-            s1 = k_scale_avx2(s1, i1, xd, y + rb);                                                                   \
-            s2 = k_scale_avx2(s2, i2, xd, y + 2 * rb);                                                               \
-            s3 = k_scale_avx2(s3, i3, xd, y + 3 * rb);                                                               \
-        }                                                                                                            \
-    } while (0)
 
 /* Q4_K: the mins in 4 float lanes of their own, added at the end (ggml) */
 static SLM_ALWAYS_INLINE void q4_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
@@ -3577,9 +3579,9 @@ static SLM_ALWAYS_INLINE void q4_k_avx2(int n, const uint8_t *x, const uint8_t *
             const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
             const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
             const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS_AVX2(k4_step_avx2, lo, hi, sl, sh);
+            K_TOKENS(k4_step_avx2, lo, hi, sl, sh);
         }
-        K_SCALE_AVX2(xd);
+        K_SCALE(k_scale_avx2, xd);
     }
     yo[0] = hsum_avx2(s0) + hsum4_avx2(m0);
     if (nt == 4) {
@@ -3620,9 +3622,9 @@ static SLM_ALWAYS_INLINE void q5_k_avx2(int n, const uint8_t *x, const uint8_t *
             hb = _mm256_srli_epi16(hb, 2);
             const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
             const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS_AVX2(k4_step_avx2, lo, hi, sl, sh);
+            K_TOKENS(k4_step_avx2, lo, hi, sl, sh);
         }
-        K_SCALE_AVX2(xd);
+        K_SCALE(k_scale_avx2, xd);
     }
     yo[0] = hsum_avx2(s0) + m0;
     if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
@@ -3653,10 +3655,10 @@ static SLM_ALWAYS_INLINE void q6_k_avx2(int n, const uint8_t *x, const uint8_t *
                 const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hi, m30)), c32);
                 const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+                K_TOKENS(k_sstep_avx2, aq, q, sc);
             }
         }
-        K_SCALE_AVX2(xd);
+        K_SCALE(k_scale_avx2, xd);
     }
     yo[0] = hsum_avx2(s0);
     if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
@@ -3691,10 +3693,10 @@ static SLM_ALWAYS_INLINE void q2_k_avx2(int n, const uint8_t *x, const uint8_t *
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
                 const __m256i sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 0);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_AVX2(k_ustep_avx2, q, sc);
+                K_TOKENS(k_ustep_avx2, q, sc);
             }
         }
-        K_SCALE_AVX2(xd);
+        K_SCALE(k_scale_avx2, xd);
     }
     yo[0] = hsum_avx2(s0);
     if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
@@ -3722,10 +3724,10 @@ static SLM_ALWAYS_INLINE void q3_k_avx2(int n, const uint8_t *x, const uint8_t *
                 const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3), _mm256_and_si256(clear, c4));
                 const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+                K_TOKENS(k_sstep_avx2, aq, q, sc);
             }
         }
-        K_SCALE_AVX2(xd);
+        K_SCALE(k_scale_avx2, xd);
     }
     yo[0] = hsum_avx2(s0);
     if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
@@ -3742,15 +3744,13 @@ static SLM_ALWAYS_INLINE void iq4_xs_avx2(int n, const uint8_t *x, const uint8_t
             const __m256i q = iq4_unpack_avx2(x + 8 + 16 * s), aq = _mm256_sign_epi8(q, q);
             const __m256i sc = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
             const uint8_t *q8 = y + 4 + 32 * s;
-            K_TOKENS_AVX2(k_sstep_avx2, aq, q, sc);
+            K_TOKENS(k_sstep_avx2, aq, q, sc);
         }
-        K_SCALE_AVX2(xd);
+        K_SCALE(k_scale_avx2, xd);
     }
     yo[0] = hsum_avx2(s0);
     if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
 }
-#undef K_TOKENS_AVX2
-#undef K_SCALE_AVX2
 
 K_ENTRIES(q4_1, avx2)
 K_ENTRIES(q5_1, avx2)
@@ -4416,26 +4416,7 @@ static inline __m128i k_scale1_sse(__m128i sc, int i, int is_signed) {
     return is_signed ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b);
 }
 
-/* one step for the nt tokens, i0..i3 their int32 lanes (see K_TOKENS_AVX2) */
-#define K_TOKENS_SSE(step, ...)                                                                                      \
-    do {                                                                                                             \
-        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
-        if (nt == 4) {                                                                                               \
-            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
-            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
-            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
-        }                                                                                                            \
-    } while (0)
 
-#define K_SCALE_SSE(xd)                                                                                              \
-    do {                                                                                                             \
-        s0 = k_scale_sse(s0, i0, xd, y);                                                                             \
-        if (nt == 4) {                                                                                               \
-            s1 = k_scale_sse(s1, i1, xd, y + rb);                                                                    \
-            s2 = k_scale_sse(s2, i2, xd, y + 2 * rb);                                                                \
-            s3 = k_scale_sse(s3, i3, xd, y + 3 * rb);                                                                \
-        }                                                                                                            \
-    } while (0)
 
 /* min terms of a super-block: -d_a * dmin_w * (mins . sub-block sums) into
    the float lanes */
@@ -4487,11 +4468,11 @@ static SLM_ALWAYS_INLINE void k45_sse(int n, const uint8_t *x, const uint8_t *y,
             }
             const __m128i sl = k_scale1_sse(sc, 2 * j, 0), sh = k_scale1_sse(sc, 2 * j + 1, 0);
             const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS_SSE(k_ustep_sse, a0, a1, sl, sl);
+            K_TOKENS(k_ustep_sse, a0, a1, sl, sl);
             q8 += 32;
-            K_TOKENS_SSE(k_ustep_sse, c0, c1, sh, sh);
+            K_TOKENS(k_ustep_sse, c0, c1, sh, sh);
         }
-        K_SCALE_SSE(xd);
+        K_SCALE(k_scale_sse, xd);
     }
     K_RESULT_SSE();
 }
@@ -4528,9 +4509,9 @@ static SLM_ALWAYS_INLINE void q6_k_sse(int n, const uint8_t *x, const uint8_t *y
                 }
                 const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_SSE(k_sstep_sse, q[0], q[1], sc0, sc1);
+                K_TOKENS(k_sstep_sse, q[0], q[1], sc0, sc1);
             }
-        K_SCALE_SSE(xd);
+        K_SCALE(k_scale_sse, xd);
     }
     K_RESULT_SSE();
 }
@@ -4556,10 +4537,10 @@ static SLM_ALWAYS_INLINE void q2_k_sse(int n, const uint8_t *x, const uint8_t *y
                 const __m128i q0 = _mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), q1 = _mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3);
                 const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 0), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 0);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_SSE(k_ustep_sse, q0, q1, sc0, sc1);
+                K_TOKENS(k_ustep_sse, q0, q1, sc0, sc1);
             }
         }
-        K_SCALE_SSE(xd);
+        K_SCALE(k_scale_sse, xd);
     }
     K_RESULT_SSE();
 }
@@ -4585,10 +4566,10 @@ static SLM_ALWAYS_INLINE void q3_k_sse(int n, const uint8_t *x, const uint8_t *y
                 const __m128i q1 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm1, bit), z), c4));
                 const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_SSE(k_sstep_sse, q0, q1, sc0, sc1);
+                K_TOKENS(k_sstep_sse, q0, q1, sc0, sc1);
             }
         }
-        K_SCALE_SSE(xd);
+        K_SCALE(k_scale_sse, xd);
     }
     K_RESULT_SSE();
 }
@@ -4605,14 +4586,12 @@ static SLM_ALWAYS_INLINE void iq4_xs_sse(int n, const uint8_t *x, const uint8_t 
             const __m128i q0 = iq4_lookup_sse(nib_lo_sse(v)), q1 = iq4_lookup_sse(nib_hi_sse(v));
             const __m128i sc = _mm_set1_epi16((short)iq4_xs_scale(x, s));
             const uint8_t *q8 = y + 4 + 32 * s;
-            K_TOKENS_SSE(k_sstep_sse, q0, q1, sc, sc);
+            K_TOKENS(k_sstep_sse, q0, q1, sc, sc);
         }
-        K_SCALE_SSE(xd);
+        K_SCALE(k_scale_sse, xd);
     }
     K_RESULT_SSE();
 }
-#undef K_TOKENS_SSE
-#undef K_SCALE_SSE
 #undef K_MINS_SSE
 #undef K_RESULT_SSE
 
@@ -5162,17 +5141,6 @@ static inline int32_t q2_k_imin_neon(int16x8_t m0, int16x8_t m1, const uint8_t *
     return hsum_i32_neon(vmlal_s16(p, vget_high_s16(m1), vget_high_s16(b1)));
 }
 
-/* one step for the nt tokens (1 or 4): i0..i3 their lanes, q8 the first
-   token's activations, rb the row bytes */
-#define K_TOKENS_NEON(step, ...)                                                                                     \
-    do {                                                                                                             \
-        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
-        if (nt == 4) {                                                                                               \
-            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
-            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
-            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
-        }                                                                                                            \
-    } while (0)
 
 /* the end of a super-block; imin(yb) the token's min sum, or 0 */
 #define K_FINISH_NEON(imin)                                                                                          \
@@ -5220,9 +5188,9 @@ static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y
                 h0 = vshrq_n_u8(h0, 2), h1 = vshrq_n_u8(h1, 2);
             }
             const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS_NEON(k_step_neon, a0, a1, sc[2 * j]);
+            K_TOKENS(k_step_neon, a0, a1, sc[2 * j]);
             q8 += 32;
-            K_TOKENS_NEON(k_step_neon, c0, c1, sc[2 * j + 1]);
+            K_TOKENS(k_step_neon, c0, c1, sc[2 * j + 1]);
         }
 #define IMIN(yb) k4_imin_neon(mins, yb)
         K_FINISH_NEON(IMIN);
@@ -5266,7 +5234,7 @@ static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo0, vandq_u8(hi0, m30))), c32);
                 const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo1, vandq_u8(hi1, m30))), c32);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_NEON(k_step2_neon, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
+                K_TOKENS(k_step2_neon, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
             }
         }
         K_FINISH_NEON(K_NO_MINS);
@@ -5292,7 +5260,7 @@ static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3));
                 const int s = 8 * h + 2 * k;
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_NEON(k_step2_neon, q0, q1, x[s] & 15, x[s + 1] & 15);
+                K_TOKENS(k_step2_neon, q0, q1, x[s] & 15, x[s + 1] & 15);
             }
         }
 #define IMIN(yb) q2_k_imin_neon(m0, m1, yb)
@@ -5327,7 +5295,7 @@ static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q1 = vreinterpretq_s8_u8(vsubq_u8(l1, vbicq_u8(c4, vtstq_u8(hm1, bit))));
                 const int s = 8 * h + 2 * k;
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS_NEON(k_step2_neon, q0, q1, sc[s] - 32, sc[s + 1] - 32);
+                K_TOKENS(k_step2_neon, q0, q1, sc[s] - 32, sc[s + 1] - 32);
             }
         }
         K_FINISH_NEON(K_NO_MINS);
@@ -5347,13 +5315,12 @@ static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t
             const uint8x16_t v = vld1q_u8(x + 8 + 16 * s);
             const int8x16_t q0 = iq4_lookup_neon(nib_lo_neon(v)), q1 = iq4_lookup_neon(nib_hi_neon(v));
             const uint8_t *q8 = y + 4 + 32 * s;
-            K_TOKENS_NEON(k_step_neon, q0, q1, iq4_xs_scale(x, s));
+            K_TOKENS(k_step_neon, q0, q1, iq4_xs_scale(x, s));
         }
         K_FINISH_NEON(K_NO_MINS);
     }
     K_RESULT_NEON();
 }
-#undef K_TOKENS_NEON
 #undef K_FINISH_NEON
 #undef K_RESULT_NEON
 #undef K_NO_MINS
