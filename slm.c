@@ -36,6 +36,8 @@
  *                   allocator (an slm_arena, for example)
  *   SLM_NO_THREADS  one thread even when compiled with -fopenmp (no OpenMP
  *                   calls, no pthreads)
+ *   SLM_NO_OWN_BARRIER  OpenMP's barrier between operators instead of slm's
+ *                   (spin briefly, then sleep; section 7)
  */
 
 /* ========================================================================== */
