@@ -173,7 +173,6 @@ static void check_in_place(const unsigned char *data, size_t size) {
 void test_embed(void) {
     test_embed_fmt();
     check_arena_blocks();
-    if (host_big_endian()) return;
     size_t size = 0;
     unsigned char *data = read_all(data_path(DEMO), &size);
     CHECK(data != NULL, "cannot read %s", DEMO);
