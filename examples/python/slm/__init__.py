@@ -176,6 +176,31 @@ def _ids_array(tokens):
 # Model
 # ---------------------------------------------------------------------------
 
+class _Closeable(object):
+    """close() on `with` exit and on garbage collection (also at interpreter
+    exit, when module globals may already be gone)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class _Handle(_Closeable):
+    """An object owning a library handle in self._handle."""
+
+    @property
+    def closed(self):
+        return not self._handle
+
+
 class ModelInfo(object):
     """slm_model_info as a plain object (same field names)."""
 
@@ -233,7 +258,7 @@ def _model_params(use_mmap, vocab_only, repack, log):
     return p, cb
 
 
-class Model(object):
+class Model(_Handle):
     """A loaded GGUF model (read-only; may be shared by many sessions).
 
     Model(path, use_mmap=True, vocab_only=False, repack=True, log=None)
@@ -306,22 +331,6 @@ class Model(object):
             _L.slm_model_free(h)
             self._buffer = None
 
-    @property
-    def closed(self):
-        return not self._handle
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        # at interpreter exit module globals may already be gone
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- info and metadata --------------------------------------------------
 
@@ -613,7 +622,7 @@ class SamplerParams(object):
         return "SamplerParams(%s)" % ", ".join("%s=%r" % (f, getattr(self, f)) for f in self.__slots__)
 
 
-class Sampler(object):
+class Sampler(_Handle):
     """A token sampler for logits rows of n_vocab floats (slm_sampler)."""
 
     _handle = None
@@ -658,18 +667,6 @@ class Sampler(object):
             h, self._handle = self._handle, None
             _L.slm_sampler_free(h)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
 
 # ---------------------------------------------------------------------------
 # Session and generation
@@ -701,7 +698,7 @@ class Generation(object):
                                                                          self.n_generated)
 
 
-class Session(object):
+class Session(_Handle):
     """One conversation with a model: the KV cache, the position, the
     logits. Used by one thread at a time."""
 
@@ -745,21 +742,6 @@ class Session(object):
             h, self._handle = self._handle, None
             _L.slm_session_free(h)
 
-    @property
-    def closed(self):
-        return not self._handle
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- state --------------------------------------------------------------
 
@@ -991,7 +973,7 @@ class _Worker(object):
             self.q.put((_DONE, None, e))
 
 
-class Stream(object):
+class Stream(_Closeable):
     """Iterator over the text pieces of one generation.
 
     slm_generate runs in a worker thread that hands each piece over and
@@ -1062,18 +1044,6 @@ class Stream(object):
         self._parts += self._w.finish()
         try:
             self._finish(self._w.done)
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
         except Exception:
             pass
 
