@@ -5427,6 +5427,85 @@ static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
 #define K_DOT4_Q6_K dot4_q6_k_neon
 #define K_DOT4_IQ4_XS dot4_iq4_xs_neon
 
+#if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
+/* x8 kernels (layouts in section 5) with SDOT: each 16-byte half of an x8
+   step holds 4 rows x 4 columns, which is what SDOT's 4 lanes take against
+   one broadcast group of 4 activations; lanes are rows, as on AVX2, and the
+   per-block float steps are the AVX2 kernels' (same results). Nibbles and
+   5-bit values are unsigned, so they go in as non-negative int8 and the
+   offset comes back as 8 (16) times the block's activation sum. */
+static SLM_ALWAYS_INLINE void gemm_x8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
+                                           float *y, int64_t ldy) {
+    const int bb = x8_block_bytes(type), nib = type == SLM_TYPE_Q5_0 ? 48 : 16;
+    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
+    const uint8x16_t m4 = vdupq_n_u8(15), b4 = vdupq_n_u8(16);
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
+        int32x4_t s[4][2];
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) s[t][0] = s[t][1] = vdupq_n_s32(0);
+        if (type == SLM_TYPE_Q8_0) {
+            SLM_UNROLL(8)
+            for (int st = 0; st < 8; st++) {
+                const int8x16_t v0 = vld1q_s8((const int8_t *)w + 16 + 32 * st), v1 = vld1q_s8((const int8_t *)w + 32 + 32 * st);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const int8x16_t ab = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(a + (size_t)t * a_rb + 4 * st)));
+                    s[t][0] = vdotq_s32(s[t][0], v0, ab), s[t][1] = vdotq_s32(s[t][1], v1, ab);
+                }
+            }
+        } else {
+            const uint8x16_t h0 = vld1q_u8(w + 16), h1 = vld1q_u8(w + 32);
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                const uint8x16_t v0 = vld1q_u8(w + nib + 32 * c), v1 = vld1q_u8(w + nib + 32 * c + 16);
+                uint8x16_t lo0 = vandq_u8(v0, m4), lo1 = vandq_u8(v1, m4), hi0 = vshrq_n_u8(v0, 4), hi1 = vshrq_n_u8(v1, 4);
+                if (type == SLM_TYPE_Q5_0) { /* bit c (low half) or 4 + c (high half) to bit 4 */
+                    const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
+                    lo0 = vorrq_u8(lo0, vandq_u8(vshlq_u8(h0, up), b4)), lo1 = vorrq_u8(lo1, vandq_u8(vshlq_u8(h1, up), b4));
+                    hi0 = vorrq_u8(hi0, vandq_u8(vshlq_u8(h0, down), b4)), hi1 = vorrq_u8(hi1, vandq_u8(vshlq_u8(h1, down), b4));
+                }
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
+                    const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                    const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                    s[t][0] = vdotq_s32(vdotq_s32(s[t][0], vreinterpretq_s8_u8(lo0), al), vreinterpretq_s8_u8(hi0), ah);
+                    s[t][1] = vdotq_s32(vdotq_s32(s[t][1], vreinterpretq_s8_u8(lo1), al), vreinterpretq_s8_u8(hi1), ah);
+                }
+            }
+        }
+        const float32x4_t dw0 = ld_f16_neon(w), dw1 = ld_f16_neon(w + 8);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const int32x4_t corr = vdupq_n_s32(off * (int32_t)ld_u32(at + 36));
+            const float32x4_t da = vdupq_n_f32(ld_f32(at + 32));
+            acc[t][0] = vfmaq_f32(acc[t][0], vcvtq_f32_s32(vsubq_s32(s[t][0], corr)), vmulq_f32(dw0, da));
+            acc[t][1] = vfmaq_f32(acc[t][1], vcvtq_f32_s32(vsubq_s32(s[t][1], corr)), vmulq_f32(dw1, da));
+        }
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+/* constant token counts, so the per-token accumulators stay in registers */
+#define X8_NEON_ENTRY(name, type)                                                                                    \
+    static void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
+        if (nt == 1) gemm_x8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                               \
+        else if (nt == 4) gemm_x8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
+        else gemm_x8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
+    }
+X8_NEON_ENTRY(gemm_q4_0x8_neon, SLM_TYPE_Q4_0)
+X8_NEON_ENTRY(gemm_q5_0x8_neon, SLM_TYPE_Q5_0)
+X8_NEON_ENTRY(gemm_q8_0x8_neon, SLM_TYPE_Q8_0)
+#undef X8_NEON_ENTRY
+#define K_GEMM_X8_Q4_0 gemm_q4_0x8_neon
+#define K_GEMM_X8_Q5_0 gemm_q5_0x8_neon
+#define K_GEMM_X8_Q8_0 gemm_q8_0x8_neon
+#endif /* __ARM_FEATURE_DOTPROD && SLM_NEON_F16 */
+
 #endif /* SLM_NEON */
 
 /* -------------------------------------------------------------------------- */
@@ -6205,7 +6284,11 @@ static void barrier_wait(sbarrier *b, int nth) {
     const int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
     if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nth) {
         __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->gen, gen + 1, __ATOMIC_SEQ_CST);
+        /* a read-modify-write, not a plain store: the store-then-load order
+           with `sleepers` must hold even where a sequentially consistent
+           store is weaker than promised (qemu-user's translation of ARM's
+           STLR/LDAR pair to x86 let a sleeper miss its wake-up) */
+        __atomic_add_fetch(&b->gen, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST)) {
             pthread_mutex_lock(&b->mu);
             pthread_cond_broadcast(&b->cv);
