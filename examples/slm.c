@@ -326,6 +326,21 @@ static slm_model *load(const opts *o, int vocab_only) {
     return m;
 }
 
+/* A session with the options' context size (n_ctx: 0 = the model's),
+   threads and KV cache type; dies on error. */
+static slm_session *open_session(slm_model *m, const opts *o, int n_ctx, int logits_all) {
+    slm_session_params sp;
+    slm_session_params_init(&sp);
+    sp.n_ctx = n_ctx;
+    sp.n_threads = o->threads;
+    sp.logits_all = logits_all;
+    if (o->kv_f32) sp.kv_type = SLM_TYPE_F32;
+    slm_session *s = NULL;
+    slm_error err;
+    if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
+    return s;
+}
+
 static double load_ms(const slm_model *m) {
     slm_model_info in;
     slm_model_get_info(m, &in);
@@ -520,15 +535,8 @@ static int cmd_logits(int argc, char **argv) {
     }
     if (n == 0) die("%s", "--ids holds no token ids");
     slm_model *m = load(&o, 0);
-    slm_session_params sp;
-    slm_session_params_init(&sp);
-    sp.n_ctx = o.n_ctx ? o.n_ctx : n;
-    sp.n_threads = o.threads;
-    sp.logits_all = o.all;
-    if (o.kv_f32) sp.kv_type = SLM_TYPE_F32;
-    slm_session *s = NULL;
+    slm_session *s = open_session(m, &o, o.n_ctx ? o.n_ctx : n, o.all);
     slm_error err;
-    if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
     if (slm_decode(s, ids, n, &err) != SLM_OK) die("%s", err.message);
     slm_model_info in;
     slm_model_get_info(m, &in);
@@ -571,14 +579,8 @@ static int cmd_run(int argc, char **argv) {
     if (!o.prompt) die("%s", "no prompt given (-p TEXT)");
     if (!o.have_seed) o.seed = (unsigned long long)time(NULL) ^ ((unsigned long long)clock() << 20);
     slm_model *m = load(&o, 0);
-    slm_session_params sp;
-    slm_session_params_init(&sp);
-    sp.n_ctx = o.n_ctx;
-    sp.n_threads = o.threads;
-    if (o.kv_f32) sp.kv_type = SLM_TYPE_F32;
-    slm_session *s = NULL;
+    slm_session *s = open_session(m, &o, o.n_ctx, 0);
     slm_error err;
-    if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
     slm_generate_params gp;
     slm_generate_params_init(&gp);
     gp.max_tokens = o.n_predict < 0 ? 0 : o.n_predict;
@@ -673,14 +675,8 @@ static int cmd_chat(int argc, char **argv) {
     slm_model *m = load(&o, 0);
     slm_model_info in;
     slm_model_get_info(m, &in);
-    slm_session_params sp;
-    slm_session_params_init(&sp);
-    sp.n_ctx = o.n_ctx;
-    sp.n_threads = o.threads;
-    if (o.kv_f32) sp.kv_type = SLM_TYPE_F32;
-    slm_session *s = NULL;
+    slm_session *s = open_session(m, &o, o.n_ctx, 0);
     slm_error err;
-    if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
     int n_ctx = slm_session_n_ctx(s);
 
     int family, fallback = 0;

@@ -31,9 +31,14 @@ int json_floats(const char *json, const char *key, double *out, int max);
 /* Little-endian float32 file into floats; returns count. */
 int read_f32(const char *path, float *out, int max);
 int argmax(const float *x, int n);
-/* 1 on a big-endian host: slm refuses model weights there (README), so the
-   suites check that refusal and run what needs no weights. */
+/* 1 on a big-endian host (s390x under qemu in make test-cross). */
 int host_big_endian(void);
+/* A log callback (slm_log_fn) that counts warnings and keeps the last one. */
+typedef struct logcap {
+    int warns;
+    char last[256];
+} logcap;
+void logcap_fn(void *user, int level, const char *msg);
 /* 1 when SLM_TEST_QUICK is set (emulated targets in make test-cross): the
    model suites run a reduced set of variants; every kernel test still runs. */
 int test_quick(void);

@@ -185,19 +185,6 @@ static void families(void) {
     CHECK(slm_chat_format(NULL, 99, CONV, 4, 0, 1, NULL, 0, &len, NULL, NULL) == SLM_ERR_INVALID_ARG, "bad family");
 }
 
-typedef struct logcap {
-    int warns;
-    char last[256];
-} logcap;
-
-static void on_log(void *user, int level, const char *msg) {
-    logcap *l = (logcap *)user;
-    if (level == SLM_LOG_WARN) {
-        l->warns++;
-        snprintf(l->last, sizeof l->last, "%s", msg);
-    }
-}
-
 /* A model's template: detected from tokenizer.chat_template, its own EOS
    text, and the ChatML fallback (reported) for none or an unknown one. */
 static void model_templates(void) {
@@ -220,7 +207,7 @@ static void model_templates(void) {
         slm_model_params mp;
         slm_model_params_init(&mp);
         mp.vocab_only = 1;
-        mp.log = on_log;
+        mp.log = logcap_fn;
         mp.log_user = &lc;
         slm_model *m = NULL;
         if (slm_model_load_memory(g.p, g.n, &mp, &m, NULL) != SLM_OK) {

@@ -622,19 +622,6 @@ static void pre_cases(void) {
     printf("  pre-tokenizer edge cases: %d/%d pass\n", n_cases - fails, n_cases);
 }
 
-typedef struct logcap {
-    int warns;
-    char last[256];
-} logcap;
-
-static void on_log(void *user, int level, const char *msg) {
-    logcap *l = (logcap *)user;
-    if (level == SLM_LOG_WARN) {
-        l->warns++;
-        snprintf(l->last, sizeof l->last, "%s", msg);
-    }
-}
-
 /* Unknown and missing tokenizer.ggml.pre: gpt2 / default with a warning
    through the log callback. The vocabulary: the 256 byte characters (id =
    byte), no merges. */
@@ -661,7 +648,7 @@ static void pre_fallback(void) {
         slm_model_params mp;
         slm_model_params_init(&mp);
         mp.vocab_only = 1;
-        mp.log = on_log;
+        mp.log = logcap_fn;
         mp.log_user = &lc;
         slm_model *m = NULL;
         const char *pn = pres[i] ? pres[i] : "(none)";

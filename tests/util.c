@@ -1,4 +1,5 @@
 #include "test.h"
+#include "slm.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -116,4 +117,12 @@ const char *tmp_dir(void) {
         if (d && *d) return d;
     }
     return "/tmp";
+}
+
+void logcap_fn(void *user, int level, const char *msg) {
+    logcap *l = (logcap *)user;
+    if (level == SLM_LOG_WARN) {
+        l->warns++;
+        snprintf(l->last, sizeof l->last, "%s", msg);
+    }
 }
