@@ -8490,6 +8490,53 @@ static int bigram_before(const spm_bigram *a, const spm_bigram *b) {
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
+/* Grow *p (elements of `elem` bytes) to hold at least `need`, doubling. */
+static int grow(const allocator *a, void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 1;
+    size_t nc = *cap ? *cap : 16;
+    while (nc < need) nc *= 2;
+    void *np = xalloc(a, nc * elem);
+    if (!np) return 0;
+    if (*cap) memcpy(np, *p, *cap * elem);
+    xfree(a, *p, *cap * elem);
+    *p = np;
+    *cap = nc;
+    return 1;
+}
+
+/* A binary heap of T kept in order by BEFORE(a, b) (the SentencePiece
+   bigrams and the BPE pairs): sift the element just appended (the n-th) up,
+   and take the first one out. One definition serves both element types
+   without an indirect call in the tokenizers' inner loops. */
+#define HEAP_FUNCS(T, BEFORE)                                                                                      \
+    static void T##_sift_up(T *h, size_t n) {                                                                      \
+        T x = h[n - 1];                                                                                            \
+        size_t i = n - 1;                                                                                          \
+        while (i > 0) {                                                                                            \
+            size_t p = (i - 1) / 2;                                                                                \
+            if (!BEFORE(&x, &h[p])) break;                                                                         \
+            h[i] = h[p];                                                                                           \
+            i = p;                                                                                                 \
+        }                                                                                                          \
+        h[i] = x;                                                                                                  \
+    }                                                                                                              \
+    static T T##_pop(T *h, size_t *nh) {                                                                           \
+        T top = h[0], last = h[--*nh];                                                                             \
+        size_t i = 0, n = *nh;                                                                                     \
+        for (;;) {                                                                                                 \
+            size_t l = 2 * i + 1, r = l + 1, best = i;                                                             \
+            const T *bb = &last;                                                                                   \
+            if (l < n && BEFORE(&h[l], bb)) best = l, bb = &h[l];                                                  \
+            if (r < n && BEFORE(&h[r], bb)) best = r;                                                              \
+            if (best == i) break;                                                                                  \
+            h[i] = h[best];                                                                                        \
+            i = best;                                                                                              \
+        }                                                                                                          \
+        if (n) h[i] = last;                                                                                        \
+        return top;                                                                                                \
+    }
+HEAP_FUNCS(spm_bigram, bigram_before)
+
 typedef struct spm_ctx {
     const vocab *v;
     const allocator *a;
@@ -8501,42 +8548,12 @@ typedef struct spm_ctx {
 } spm_ctx;
 
 static void heap_push(spm_ctx *c, spm_bigram b) {
-    if (c->nheap == c->capheap) {
-        size_t nc = c->capheap ? c->capheap * 2 : 64;
-        spm_bigram *nh = (spm_bigram *)xalloc(c->a, nc * sizeof *nh);
-        if (!nh) {
-            c->oom = 1;
-            return;
-        }
-        if (c->nheap) memcpy(nh, c->heap, c->nheap * sizeof *nh);
-        xfree(c->a, c->heap, c->capheap * sizeof *nh);
-        c->heap = nh;
-        c->capheap = nc;
+    if (!grow(c->a, (void **)&c->heap, &c->capheap, c->nheap + 1, sizeof(spm_bigram))) {
+        c->oom = 1;
+        return;
     }
-    size_t i = c->nheap++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bigram_before(&b, &c->heap[p])) break;
-        c->heap[i] = c->heap[p];
-        i = p;
-    }
-    c->heap[i] = b;
-}
-
-static spm_bigram heap_pop(spm_ctx *c) {
-    spm_bigram top = c->heap[0], last = c->heap[--c->nheap];
-    size_t i = 0, n = c->nheap;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const spm_bigram *bb = &last;
-        if (l < n && bigram_before(&c->heap[l], bb)) best = l, bb = &c->heap[l];
-        if (r < n && bigram_before(&c->heap[r], bb)) best = r;
-        if (best == i) break;
-        c->heap[i] = c->heap[best];
-        i = best;
-    }
-    if (n) c->heap[i] = last;
-    return top;
+    c->heap[c->nheap++] = b;
+    spm_bigram_sift_up(c->heap, c->nheap);
 }
 
 static void spm_try_bigram(spm_ctx *c, int32_t left, int32_t right) {
@@ -8579,7 +8596,7 @@ static int spm_encode(const vocab *v, const allocator *a, const char *s, size_t 
     }
     for (int32_t i = 1; i < ns; i++) spm_try_bigram(&c, i - 1, i);
     while (c.nheap && !c.oom) {
-        spm_bigram b = heap_pop(&c);
+        spm_bigram b = spm_bigram_pop(c.heap, &c.nheap);
         spm_sym *l = &c.sym[b.left], *r = &c.sym[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
         l->n += r->n;
@@ -9212,22 +9229,10 @@ typedef struct bpe_ctx {
     int oom;
 } bpe_ctx;
 
-static int grow(const allocator *a, void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 1;
-    size_t nc = *cap ? *cap : 16;
-    while (nc < need) nc *= 2;
-    void *np = xalloc(a, nc * elem);
-    if (!np) return 0;
-    if (*cap) memcpy(np, *p, *cap * elem);
-    xfree(a, *p, *cap * elem);
-    *p = np;
-    *cap = nc;
-    return 1;
-}
-
 static int pair_before(const bpe_pair *a, const bpe_pair *b) {
     return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
+HEAP_FUNCS(bpe_pair, pair_before)
 
 static void bpe_try_pair(bpe_ctx *c, int32_t l, int32_t r) {
     if (l < 0 || r < 0 || c->v->n_merges == 0) return;
@@ -9250,31 +9255,10 @@ static void bpe_try_pair(bpe_ctx *c, int32_t l, int32_t r) {
     b.left = l;
     b.right = r;
     b.size = L->n + R->n;
-    size_t i = c->nheap++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!pair_before(&b, &c->heap[up])) break;
-        c->heap[i] = c->heap[up];
-        i = up;
-    }
-    c->heap[i] = b;
+    c->heap[c->nheap++] = b;
+    bpe_pair_sift_up(c->heap, c->nheap);
 }
 
-static bpe_pair bpe_pop(bpe_ctx *c) {
-    bpe_pair top = c->heap[0], last = c->heap[--c->nheap];
-    size_t i = 0, n = c->nheap;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const bpe_pair *bb = &last;
-        if (l < n && pair_before(&c->heap[l], bb)) best = l, bb = &c->heap[l];
-        if (r < n && pair_before(&c->heap[r], bb)) best = r;
-        if (best == i) break;
-        c->heap[i] = c->heap[best];
-        i = best;
-    }
-    if (n) c->heap[i] = last;
-    return top;
-}
 
 /* Encode the next `nb` input bytes (one pre-tokenized word). */
 static void bpe_word(bpe_ctx *c, size_t nb) {
@@ -9311,7 +9295,7 @@ static void bpe_word(bpe_ctx *c, size_t nb) {
     c->nheap = 0;
     for (int32_t i = 1; i < ns; i++) bpe_try_pair(c, i - 1, i);
     while (c->nheap && !c->oom) {
-        bpe_pair b = bpe_pop(c);
+        bpe_pair b = bpe_pair_pop(c->heap, &c->nheap);
         bpe_sym *l = &c->sym[b.left], *r = &c->sym[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
         l->n += r->n;
