@@ -315,7 +315,8 @@ enum {
     SLM_VOCAB_NONE = 0, /* the file has no vocabulary */
     SLM_VOCAB_SPM = 1,  /* SentencePiece-style (tokenizer.ggml.model "llama") */
     SLM_VOCAB_BPE = 2,  /* byte-level BPE (tokenizer.ggml.model "gpt2") */
-    SLM_VOCAB_OTHER = 3 /* another tokenizer.ggml.model: pieces only */
+    SLM_VOCAB_OTHER = 3, /* another tokenizer.ggml.model: pieces only */
+    SLM_VOCAB_WPM = 4    /* WordPiece (tokenizer.ggml.model "bert": BERT encoders) */
 };
 
 /* Token attributes (bit flags, from tokenizer.ggml.token_type). */
