@@ -6507,6 +6507,29 @@ static const arch_info ARCHS[] = {
     {"gemma", 1, ACT_GELU, 1, 0, 0.0f, 0},
     {"gemma2", 1, ACT_GELU, 1, 2, 0.0f, 46},
     {"gemma3", 1, ACT_GELU, 1, 6, 10000.0f, 62},
+    /* encoders (embedding models; their own flags are in ENC_ARCHS) */
+    {"bert", 0, ACT_GELU, 0, 0, 0.0f, 0},
+    {"nomic-bert", 1, ACT_SILU, 0, 0, 0.0f, 0},
+    {"gemma-embedding", 1, ACT_GELU, 1, 6, 10000.0f, 0},
+};
+
+/* Encoder flags (embedding models, see "embedding models" below); every
+   other architecture gets the first entry (a causal decoder). */
+typedef struct enc_info {
+    const char *name;
+    int bidir;        /* attention over the whole sequence, no causal mask;
+                         a sliding window is symmetric (|p - k| <= n_swa/2) */
+    int post_ln;      /* BERT blocks: LayerNorm after each residual add
+                         (attn_output_norm, layer_output_norm), no pre-norms */
+    int ffn_plain;    /* FFN up -> act -> down without a gate */
+    int learned_pos;  /* position_embd table instead of RoPE */
+} enc_info;
+
+static const enc_info ENC_ARCHS[] = {
+    {"", 0, 0, 0, 0},
+    {"bert", 1, 1, 1, 1},
+    {"nomic-bert", 1, 1, 0, 0},
+    {"gemma-embedding", 1, 0, 0, 0},
 };
 
 enum { SRC_MMAP = 0, SRC_OWNED = 1, SRC_CALLER = 2 };
@@ -6522,6 +6545,9 @@ typedef struct layer {
     weight wq, wk, wv, wqkv, wo, w_gate, w_up, w_down; /* wqkv / fused up: phi3 */
     int swa;          /* sliding-window attention layer */
     float rope_base, rope_freq_scale;
+    /* encoders: BERT's output/FFN biases and post-residual LayerNorms */
+    const float *bo, *b_up, *b_down;
+    const float *attn_out_norm, *attn_out_norm_b, *out_norm, *out_norm_b;
 } layer;
 
 struct slm_model {
@@ -6560,6 +6586,15 @@ struct slm_model {
     struct vocab *vocab; /* NULL if the file has no vocabulary */
     double load_ms;
     unsigned dot_types; /* bit per dot-partner type used */
+
+    /* embedding models (see "embedding models" below) */
+    const enc_info *enc; /* encoder flags (ENC_ARCHS[0] for decoders) */
+    int pooling;      /* SLM_POOLING_* from ARCH.pooling_type (NONE if absent) */
+    int causal;       /* 0: bidirectional attention (encoders) */
+    weight tok_types, pos_embd; /* BERT: token-type and position tables */
+    const float *embd_norm, *embd_norm_b; /* LayerNorm after the embeddings */
+    weight dense2, dense3;      /* gemma-embedding: projections after pooling */
+    int n_embd_out;   /* width of an embedding */
 };
 
 static SLM_PRINTF(3, 4) void logf_(const slm_model *m, int level, const char *fmt, ...) {
@@ -6782,6 +6817,8 @@ static slm_status bind_v(slm_model *m, const char *name, int64_t n, int required
     return SLM_OK;
 }
 
+static slm_status bind_embedding_tensors(slm_model *m, slm_error *err);
+
 static slm_status bind_tensors(slm_model *m, slm_error *err) {
     slm_status st;
     char name[96];
@@ -6802,7 +6839,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
 #define B(call) \
     if ((st = (call)) != SLM_OK) return st
     B(bind_w(m, "token_embd.weight", E, m->n_vocab, 1, &m->tok_embd, err));
-    B(bind_v(m, "output_norm.weight", E, 1, &m->output_norm, err));
+    B(bind_v(m, "output_norm.weight", E, !m->enc->post_ln, &m->output_norm, err));
     B(bind_w(m, "output.weight", E, m->n_vocab, 0, &m->output, err));
     if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
     B(bind_v(m, "rope_freqs.weight", m->n_rot / 2, 0, &m->rope_freqs, err));
@@ -6817,7 +6854,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
     for (int il = 0; il < m->n_layer; il++) {
         layer *L = &m->layers[il];
 #define NM(s) (fmt_sn(name, sizeof name, "blk.%d.%s", il, s), name)
-        B(bind_v(m, NM("attn_norm.weight"), E, 1, &L->attn_norm, err));
+        B(bind_v(m, NM("attn_norm.weight"), E, !m->enc->post_ln, &L->attn_norm, err));
         /* q, k, v as three matrices, or fused into one (phi3) */
         B(bind_w(m, NM("attn_qkv.weight"), E, Q + 2 * KV, 0, &L->wqkv, err));
         B(bind_w(m, NM("attn_q.weight"), E, Q, !L->wqkv.data, &L->wq, err));
@@ -6832,10 +6869,10 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
         B(bind_v(m, NM("attn_q_norm.weight"), m->head_dim, 0, &L->q_norm, err));
         B(bind_v(m, NM("attn_k_norm.weight"), m->head_dim, 0, &L->k_norm, err));
         B(bind_v(m, NM("post_attention_norm.weight"), E, 0, &L->post_attn_norm, err));
-        B(bind_v(m, NM("ffn_norm.weight"), E, 1, &L->ffn_norm, err));
+        B(bind_v(m, NM("ffn_norm.weight"), E, !m->enc->post_ln, &L->ffn_norm, err));
         /* gate and up as two matrices, or one of 2F rows, gate first (phi3) */
         B(bind_w(m, NM("ffn_gate.weight"), E, F, 0, &L->w_gate, err));
-        B(bind_w(m, NM("ffn_up.weight"), E, L->w_gate.data ? F : 2 * F, 1, &L->w_up, err));
+        B(bind_w(m, NM("ffn_up.weight"), E, L->w_gate.data || m->enc->ffn_plain ? F : 2 * F, 1, &L->w_up, err));
         B(bind_w(m, NM("ffn_down.weight"), F, E, 1, &L->w_down, err));
         B(bind_v(m, NM("post_ffw_norm.weight"), E, 0, &L->post_ffn_norm, err));
 #undef NM
@@ -6844,12 +6881,101 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
         L->rope_freq_scale = L->swa ? 1.0f : m->rope_freq_scale;
     }
 #undef B
+    if ((st = bind_embedding_tensors(m, err)) != SLM_OK) return st;
     for (uint64_t i = 0; i < m->g.n_tensors; i++) {
         const gguf_tensor *t = &m->g.tensors[i];
         uint64_t nel = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
         m->n_params += nel;
         m->weight_bytes += t->nbytes;
     }
+    return SLM_OK;
+}
+
+/* --- embedding models ------------------------------------------------------- */
+/*
+ * Encoders (bert, nomic-bert, gemma-embedding) and decoders used as
+ * embedders (qwen3 with LAST pooling) run through the same forward pass;
+ * the flags of arch_info and the optional tensors bound here select
+ * BERT's learned positions, token types, embedding LayerNorm, biases and
+ * post-residual LayerNorms, and gemma-embedding's dense layers after
+ * pooling. Pooling itself is in section 9 (slm_embed).
+ */
+
+static slm_status load_embedding_hparams(slm_model *m, slm_error *err) {
+    slm_status st;
+    m->enc = &ENC_ARCHS[0];
+    for (size_t i = 1; i < sizeof ENC_ARCHS / sizeof ENC_ARCHS[0]; i++)
+        if (!strcmp(ENC_ARCHS[i].name, m->arch_name)) m->enc = &ENC_ARCHS[i];
+    int pooling = SLM_POOLING_NONE, causal = !m->enc->bidir;
+    if ((st = hp_int(m, "pooling_type", 0, SLM_POOLING_NONE, 0, 4, &pooling, err)) != SLM_OK) return st;
+    if (pooling == 4) {
+        logf_(m, SLM_LOG_WARN, "pooling_type 4 (RANK, rerankers) is not supported: using NONE");
+        pooling = SLM_POOLING_NONE;
+    }
+    m->pooling = pooling;
+    {
+        const gguf_kv *kv = arch_key(m, "attention.causal");
+        int64_t c;
+        if (kv && kv->type != SLM_META_ARRAY && kv_int(&m->g, kv, -1, &c) == SLM_OK) causal = c != 0;
+    }
+    if (causal && m->enc->bidir)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "%s with causal attention is not supported", m->arch_name);
+    m->causal = !m->enc->bidir;
+    if (m->enc->post_ln && (st = hp_float(m, "attention.layer_norm_epsilon", 1e-12, &m->eps, err)) != SLM_OK)
+        return st;
+    if (m->enc->learned_pos) m->n_rot = 0;
+    if (m->enc->bidir && m->arch->swa_pattern) {
+        /* gemma-embedding: the sliding layers' base is rope.freq_base_swa */
+        if ((st = hp_float(m, "rope.freq_base_swa", m->rope_base_swa, &m->rope_base_swa, err)) != SLM_OK) return st;
+    }
+    m->n_embd_out = m->n_embd;
+    return SLM_OK;
+}
+
+static slm_status bind_embedding_tensors(slm_model *m, slm_error *err) {
+    slm_status st;
+    char name[96];
+    const int E = m->n_embd, F = m->n_ff;
+#define B(call) \
+    if ((st = (call)) != SLM_OK) return st
+    if (m->enc->learned_pos) {
+        const gguf_tensor *t = find_tensor(m, "position_embd.weight");
+        if (!t) return seterr(err, SLM_ERR_FORMAT, "missing tensor 'position_embd.weight'");
+        if (t->ne[1] < 1 || t->ne[1] > (1 << 24))
+            return seterr(err, SLM_ERR_FORMAT, "position_embd.weight has %lld rows", (long long)t->ne[1]);
+        B(bind_w(m, "position_embd.weight", E, t->ne[1], 1, &m->pos_embd, err));
+    }
+    if (m->enc->post_ln) {
+        const gguf_tensor *t = find_tensor(m, "token_types.weight");
+        if (t) B(bind_w(m, "token_types.weight", E, t->ne[1] >= 1 ? t->ne[1] : 1, 1, &m->tok_types, err));
+        B(bind_v(m, "token_embd_norm.weight", E, 1, &m->embd_norm, err));
+        B(bind_v(m, "token_embd_norm.bias", E, 1, &m->embd_norm_b, err));
+    }
+    for (int il = 0; il < m->n_layer && m->enc->post_ln; il++) {
+        layer *L = &m->layers[il];
+#define NM(s) (fmt_sn(name, sizeof name, "blk.%d.%s", il, s), name)
+        B(bind_v(m, NM("attn_output.bias"), E, 0, &L->bo, err));
+        B(bind_v(m, NM("attn_output_norm.weight"), E, 1, &L->attn_out_norm, err));
+        B(bind_v(m, NM("attn_output_norm.bias"), E, 1, &L->attn_out_norm_b, err));
+        B(bind_v(m, NM("ffn_up.bias"), F, 0, &L->b_up, err));
+        B(bind_v(m, NM("ffn_down.bias"), E, 0, &L->b_down, err));
+        B(bind_v(m, NM("layer_output_norm.weight"), E, 1, &L->out_norm, err));
+        B(bind_v(m, NM("layer_output_norm.bias"), E, 1, &L->out_norm_b, err));
+#undef NM
+    }
+    /* gemma-embedding: dense_2 (n_embd -> mid) and dense_3 (mid -> n_embd) */
+    {
+        const gguf_tensor *t2 = find_tensor(m, "dense_2.weight"), *t3 = find_tensor(m, "dense_3.weight");
+        if (!t2 != !t3) return seterr(err, SLM_ERR_FORMAT, "dense_2.weight and dense_3.weight must come together");
+        if (t2) {
+            if (t2->ne[1] < 1 || t2->ne[1] > (1 << 20) || t3->ne[1] < 1 || t3->ne[1] > (1 << 20))
+                return seterr(err, SLM_ERR_FORMAT, "dense_2/dense_3 have unusable shapes");
+            B(bind_w(m, "dense_2.weight", E, t2->ne[1], 1, &m->dense2, err));
+            B(bind_w(m, "dense_3.weight", t2->ne[1], t3->ne[1], 1, &m->dense3, err));
+            m->n_embd_out = (int)t3->ne[1];
+        }
+    }
+#undef B
     return SLM_OK;
 }
 
@@ -6942,6 +7068,7 @@ static slm_status model_init(slm_model *m, slm_error *err) {
         if (strcmp(ARCHS[i].name, m->arch_name) == 0) m->arch = &ARCHS[i];
     if (!m->arch) return seterr(err, SLM_ERR_UNSUPPORTED, "architecture '%s' is not supported", m->arch_name);
     if ((st = load_hparams(m, err)) != SLM_OK) return st;
+    if ((st = load_embedding_hparams(m, err)) != SLM_OK) return st;
     if ((st = bind_tensors(m, err)) != SLM_OK) return st;
     if (m->repack && m->source != SRC_CALLER && (st = repack_weights(m, err)) != SLM_OK) return st;
     if (m->arch->act == ACT_GELU) {
@@ -7380,6 +7507,12 @@ struct slm_session {
     const float *rope_factors;
     sbarrier bar;        /* the forward pass's threads */
     int bar_ok;
+    /* embeddings (slm_embed) */
+    int embd_mode;       /* 1: forward leaves the final hidden rows in xb, no logits */
+    int32_t enc_end;     /* bidirectional attention: positions [0, enc_end) are visible */
+    float *emb;          /* [n_embd + dense mid] pooled sum, then the dense layers' rows */
+    size_t emb_len;      /* floats */
+    int32_t *emb_tok;    /* [n_ctx] token ids of the text being embedded */
 };
 
 void slm_session_params_init(slm_session_params *p) {
@@ -7411,9 +7544,23 @@ typedef struct session_plan {
     int n_ctx, n_batch, n_threads, kv_type, logits_all;
     size_t kv_bytes, kv_row;
     size_t x, xb, xo, qkv, att, gu, scores, act, logits; /* element counts / bytes */
+    size_t emb, emb_tok; /* embeddings: floats, token ids */
     size_t att_stride;
     size_t total;
 } session_plan;
+
+/* Embeddings: an encoder sees a whole sequence in one forward chunk (its
+   attention needs every key first), so its batch is the context; the
+   pooled sum and the dense layers' rows, and the token ids of a text. */
+static slm_status plan_embedding(const slm_model *m, session_plan *pl, slm_error *err) {
+    if (m->pos_embd.data && pl->n_ctx > m->pos_embd.n_out)
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx %d exceeds the model's %lld positions (position_embd)", pl->n_ctx,
+                      (long long)m->pos_embd.n_out);
+    if (!m->causal) pl->n_batch = pl->n_ctx;
+    pl->emb = (size_t)SLM_MAX(m->n_embd, m->n_embd_out) + (m->dense2.data ? (size_t)m->dense2.n_out : 0);
+    pl->emb_tok = (size_t)pl->n_ctx;
+    return SLM_OK;
+}
 
 static slm_status plan_session(const slm_model *m, const slm_session_params *p, session_plan *pl, slm_error *err) {
     slm_session_params dp;
@@ -7422,6 +7569,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
         p = &dp;
     }
     memset(pl, 0, sizeof *pl);
+    slm_status st;
     if (m->vocab_only || !m->layers) return seterr(err, SLM_ERR_INVALID_ARG, "the model was loaded vocab-only");
     if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
         return seterr(err, SLM_ERR_INVALID_ARG, "negative n_ctx, n_batch or n_threads");
@@ -7436,6 +7584,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
         return seterr(err, SLM_ERR_UNSUPPORTED, "a Q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)",
                       m->head_dim);
     pl->logits_all = p->logits_all != 0;
+    if ((st = plan_embedding(m, pl, err)) != SLM_OK) return st;
     const size_t nb = (size_t)pl->n_batch, E = (size_t)m->n_embd, F = (size_t)m->n_ff;
     pl->kv_row = row_bytes(pl->kv_type, m->kv_dim);
     double kvd = 2.0 * m->n_layer * (double)pl->n_ctx * (double)pl->kv_row;
@@ -7455,7 +7604,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     pl->logits = (size_t)m->n_vocab * (pl->logits_all ? nb : 1);
     pl->total = pl->kv_bytes + sizeof(float) * (pl->x + pl->xb + pl->xo + pl->qkv + pl->att + pl->gu + pl->scores +
                                                 pl->logits) +
-                N_ACT_SLOTS * pl->act + sizeof(slm_session);
+                N_ACT_SLOTS * pl->act + sizeof(slm_session) + sizeof(float) * pl->emb + sizeof(int32_t) * pl->emb_tok;
     return SLM_OK;
 }
 
@@ -7480,6 +7629,8 @@ void slm_session_free(slm_session *s) {
     xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * (size_t)(s->m->n_head / s->m->n_head_kv) * sizeof(float));
     for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
     xfree(&a, s->logits, s->logits_cap * sizeof(float));
+    xfree(&a, s->emb, s->emb_len * sizeof(float));
+    xfree(&a, s->emb_tok, (size_t)s->n_ctx * sizeof(int32_t));
     xfree(&a, s, sizeof *s);
 }
 
@@ -7516,7 +7667,11 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
     for (int i = 0; i < N_ACT_SLOTS; i++) s->act[i] = (uint8_t *)xalloc(&s->a, pl.act);
     s->logits_cap = pl.logits;
     s->logits = (float *)xalloc(&s->a, pl.logits * sizeof(float));
-    int ok = s->kv && s->x && s->xb && s->xo && s->qkv && s->att && s->gu && s->scores && s->logits;
+    s->emb_len = pl.emb;
+    s->emb = (float *)xalloc(&s->a, pl.emb * sizeof(float));
+    s->emb_tok = (int32_t *)xalloc(&s->a, pl.emb_tok * sizeof(int32_t));
+    int ok = s->kv && s->x && s->xb && s->xo && s->qkv && s->att && s->gu && s->scores && s->logits && s->emb &&
+             s->emb_tok;
     for (int i = 0; i < N_ACT_SLOTS; i++) ok = ok && s->act[i];
     if (!ok) {
         slm_session_free(s);
@@ -7590,6 +7745,71 @@ static void rope_for_layer(const slm_session *s, const layer *L, rope_params *rp
     rp->freq_factors = s->rope_factors ? s->rope_factors : m->rope_freqs;
 }
 
+/* --- encoder steps of the forward pass (embedding models) ------------------ */
+
+/* Keys visible to the query at position p: causal [0, p] (a sliding window
+   keeps the last n_swa); bidirectional (encoders) the whole sequence
+   [0, enc_end), a sliding window |p - k| <= n_swa / 2 on both sides. */
+static void attn_span(const slm_session *s, const layer *L, int p, int *k0, int *nk) {
+    const slm_model *m = s->m;
+    int b = 0, e = p + 1;
+    if (!m->causal) {
+        e = s->enc_end;
+        if (L->swa && m->n_swa > 0) {
+            b = SLM_MAX(0, p - m->n_swa / 2);
+            e = SLM_MIN(e, p + m->n_swa / 2 + 1);
+        }
+    } else if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) {
+        b = p - m->n_swa + 1;
+    }
+    *k0 = b;
+    *nk = e - b;
+}
+
+/* LayerNorm with weight and bias (out may be x); sums in double as ggml. */
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n, float eps) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += x[i];
+    const float mean = (float)(sum / n);
+    double ss = 0;
+    for (int i = 0; i < n; i++) {
+        float d = x[i] - mean;
+        ss += (double)d * d;
+    }
+    const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = (x[i] - mean) * scale * w[i] + b[i];
+}
+
+/* BERT embeddings for one token: + token-type row 0 (llama.cpp has no
+   segment ids) + the position's row, then LayerNorm. tmp: n_embd floats. */
+static void embd_encoder(const slm_model *m, float *x, int pos, float *tmp) {
+    const int E = m->n_embd;
+    if (m->tok_types.data) {
+        weight_row(&m->tok_types, 0, NULL, tmp);
+        for (int i = 0; i < E; i++) x[i] += tmp[i];
+    }
+    if (m->pos_embd.data) {
+        weight_row(&m->pos_embd, pos, NULL, tmp);
+        for (int i = 0; i < E; i++) x[i] += tmp[i];
+    }
+    if (m->embd_norm) layernorm(x, x, m->embd_norm, m->embd_norm_b, E, m->eps);
+}
+
+static inline void add_bias(float *x, const float *b, int n) {
+    if (b)
+        for (int i = 0; i < n; i++) x[i] += b[i];
+}
+
+/* Plain (ungated) FFN activation in place: g = act(g + b). */
+static void ffn_act_plain(const slm_model *m, float *g, const float *b, int n) {
+    add_bias(g, b, n);
+    for (int i = 0; i < n; i++) {
+        float x = g[i];
+        if (m->arch->act == ACT_SILU) g[i] = silu(x);
+        else g[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x : fp16_to_f32(m->gelu_tab[f32_to_fp16(x)]);
+    }
+}
+
 /* Attention for the token at position p, head h. q: this head's query;
    work: this thread's scratch (att_stride floats). Writes the head's output.
    K is stored by position ([pos][kv_dim]); q . K[k] is the SIMD dot kernel
@@ -7605,9 +7825,8 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     const slm_model *m = s->m;
     const int hd = m->head_dim, kvh = h / (m->n_head / m->n_head_kv);
     const uint8_t *K = kv_k(s, il), *V = kv_v(s, il);
-    int k0 = 0;
-    if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
-    const int nk = p - k0 + 1;
+    int k0, nk;
+    attn_span(s, L, p, &k0, &nk);
     const size_t off = (size_t)kvh * (size_t)hd, hoff = row_bytes(s->kv_type, (int64_t)off);
     const type_traits *tt = &TRAITS[s->kv_type];
     float *scores = work;                         /* n_ctx floats */
@@ -7647,9 +7866,8 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
     const slm_model *m = s->m;
     const int hd = m->head_dim, nrep = m->n_head / m->n_head_kv;
     const size_t ws = s->att_stride, vrow = (size_t)s->n_ctx * 2, off = (size_t)g * (size_t)hd;
-    int k0 = 0;
-    if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
-    const int nk = p - k0 + 1;
+    int k0, nk;
+    attn_span(s, L, p, &k0, &nk);
     const type_traits *tt = &TRAITS[SLM_TYPE_F16];
     /* slot j: scores[n_ctx] (then the probabilities), the query [hd] and
        room for halves; values rounded to F16 as attend's conversions do */
@@ -7724,6 +7942,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         weight_row(&m->tok_embd, tok[t], s->act[1] + (size_t)t * m->tok_embd.rb, x + t * E);
         if (m->embd_mult != 1.0f)
             for (int i = 0; i < E; i++) x[t * E + i] *= m->embd_mult;
+        if (m->enc->post_ln) embd_encoder(m, x + t * E, pos0 + (int)t, xb + t * E);
     }
     BARRIER();
 
@@ -7733,7 +7952,10 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         rope_for_layer(s, L, &rp);
 
         /* attention block */
-        for (int64_t t = t0; t < t1; t++) rmsnorm(xb + t * E, x + t * E, L->attn_norm, E, m->eps);
+        for (int64_t t = t0; t < t1; t++) {
+            if (L->attn_norm) rmsnorm(xb + t * E, x + t * E, L->attn_norm, E, m->eps);
+            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float)); /* post-LN (BERT) */
+        }
         BARRIER();
         if (L->wqkv.data) {
             a0 = act_for(s, &L->wqkv, xb, E, n, 0, ith, nth, &rb0);
@@ -7799,9 +8021,12 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         matmul(&L->wo, a0, rb0, n, xo, E, ith, nth);
         BARRIER();
         for (int64_t t = t0; t < t1; t++) {
+            add_bias(xo + t * E, L->bo, E);
             if (L->post_attn_norm) rmsnorm(xo + t * E, xo + t * E, L->post_attn_norm, E, m->eps);
             for (int i = 0; i < E; i++) x[t * E + i] += xo[t * E + i];
-            rmsnorm(xb + t * E, x + t * E, L->ffn_norm, E, m->eps);
+            if (L->attn_out_norm) layernorm(x + t * E, x + t * E, L->attn_out_norm, L->attn_out_norm_b, E, m->eps);
+            if (L->ffn_norm) rmsnorm(xb + t * E, x + t * E, L->ffn_norm, E, m->eps);
+            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float));
         }
         BARRIER();
 
@@ -7821,17 +8046,31 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
             matmul(&L->w_up, a1, rb1, n, gu + F, 2 * F, ith, nth);
         }
         BARRIER();
-        for (int64_t t = t0; t < t1; t++) ffn_act(m, gu + t * 2 * F, gu + t * 2 * F + F, F);
+        for (int64_t t = t0; t < t1; t++) {
+            if (m->enc->ffn_plain) ffn_act_plain(m, gu + t * 2 * F, L->b_up, F);
+            else ffn_act(m, gu + t * 2 * F, gu + t * 2 * F + F, F);
+        }
         BARRIER();
         a0 = act_for(s, &L->w_down, gu, 2 * F, n, 0, ith, nth, &rb0);
         BARRIER();
         matmul(&L->w_down, a0, rb0, n, xo, E, ith, nth);
         BARRIER();
         for (int64_t t = t0; t < t1; t++) {
+            add_bias(xo + t * E, L->b_down, E);
             if (L->post_ffn_norm) rmsnorm(xo + t * E, xo + t * E, L->post_ffn_norm, E, m->eps);
             for (int i = 0; i < E; i++) x[t * E + i] += xo[t * E + i];
+            if (L->out_norm) layernorm(x + t * E, x + t * E, L->out_norm, L->out_norm_b, E, m->eps);
         }
         BARRIER();
+    }
+
+    /* embeddings: the final hidden rows (after the output norm, if any) in xb */
+    if (s->embd_mode) {
+        for (int64_t t = t0; t < t1; t++) {
+            if (m->output_norm) rmsnorm(xb + t * E, x + t * E, m->output_norm, E, m->eps);
+            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float));
+        }
+        return;
     }
 
     /* output head for the tokens whose logits are wanted */
@@ -7868,6 +8107,9 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
     if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
     if (n <= 0 || !tokens) return seterr(err, SLM_ERR_INVALID_ARG, "no tokens to decode");
     const slm_model *m = s->m;
+    if (!m->causal)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "%s is an encoder (embedding model): use slm_embed, not slm_decode",
+                      m->arch_name);
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->n_vocab)
             return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", (int)i, (int)tokens[i],
@@ -11146,6 +11388,189 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, c
     r.gen_tps = ngen > 0 && r.gen_ms > 0 ? ngen * 1e3 / r.gen_ms : 0;
     if (res) *res = r;
     return st;
+}
+
+/* ========================================================================== */
+/* 13b. Embeddings                                                            */
+/* ========================================================================== */
+/*
+ * slm_embed: each text is tokenized into the session's own id buffer, run
+ * from position 0 with the forward pass in embedding mode (the final hidden
+ * rows stay in the session's xb scratch, chunk by chunk; an encoder's
+ * sequence is one chunk), and pooled as it goes: MEAN sums the rows, CLS
+ * keeps the first, LAST the last, NONE copies every row out. Then the
+ * dense layers (gemma-embedding) and the optional L2 normalisation. No
+ * allocation: everything lives in the session (sized by its plan).
+ */
+
+int32_t slm_model_pooling(const slm_model *m) { return m ? m->pooling : SLM_POOLING_NONE; }
+int32_t slm_model_n_embd_out(const slm_model *m) { return m && !m->vocab_only ? m->n_embd_out : 0; }
+int slm_model_is_encoder(const slm_model *m) { return m && m->enc && m->enc->bidir; }
+
+static const char *const POOLING_NAMES[] = {"none", "mean", "cls", "last"};
+
+int32_t slm_pooling_from_name(const char *name) {
+    if (!name) return -2;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, POOLING_NAMES[i])) return i;
+    return -2;
+}
+
+const char *slm_pooling_name(int32_t p) { return p >= 0 && p < 4 ? POOLING_NAMES[p] : NULL; }
+
+void slm_embed_params_init(slm_embed_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->pooling = SLM_POOLING_UNSPECIFIED;
+    p->add_special = 1;
+    p->parse_special = 1;
+}
+
+/* L2 normalisation as llama.cpp's common_embd_normalize (mode 2): the
+   squared norm summed in double, its inverse rounded to float. */
+static void embd_normalize(float *v, int n) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)v[i] * v[i];
+    if (sum <= 0) return;
+    const float inv = (float)(1.0 / sqrt(sum));
+    for (int i = 0; i < n; i++) v[i] *= inv;
+}
+
+float slm_cosine(const float *a, const float *b, int32_t n) {
+    if (!a || !b || n <= 0) return 0.0f;
+    double ab = 0, aa = 0, bb = 0;
+    for (int32_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    if (aa == 0 && bb == 0) return 1.0f;
+    if (aa == 0 || bb == 0) return 0.0f;
+    return (float)(ab / (sqrt(aa) * sqrt(bb)));
+}
+
+/* One row through dense_2 then dense_3 (gemma-embedding), in place in
+   `row` (n_embd_out floats out); mid: dense_2's outputs. One thread. */
+static void embd_dense(slm_session *s, const float *in, float *mid, float *out) {
+    const slm_model *m = s->m;
+    size_t rb;
+    const uint8_t *a = act_for(s, &m->dense2, in, m->dense2.n_in, 1, 0, 0, 1, &rb);
+    matmul(&m->dense2, a, rb, 1, mid, m->dense2.n_out, 0, 1);
+    a = act_for(s, &m->dense3, mid, m->dense3.n_in, 1, 0, 0, 1, &rb);
+    matmul(&m->dense3, a, rb, 1, out, m->dense3.n_out, 0, 1);
+}
+
+/* Pool one sequence into out (rows for NONE); the caller checked sizes. */
+static slm_status embed_seq(slm_session *s, const int32_t *tok, int n, int pooling, int normalize, float *out,
+                            slm_error *err) {
+    const slm_model *m = s->m;
+    const int E = m->n_embd, EO = m->n_embd_out;
+    for (int i = 0; i < n; i++)
+        if (tok[i] < 0 || tok[i] >= m->n_vocab)
+            return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", i, (int)tok[i],
+                          m->n_vocab);
+    if (n > s->n_ctx)
+        return seterr(err, SLM_ERR_CONTEXT_FULL, "%d tokens exceed the session's context of %d", n, s->n_ctx);
+    float *sum = s->emb, *mid = s->emb + SLM_MAX(E, EO); /* [E] pooled row, [dense mid] */
+    for (int i = 0; i < E; i++) sum[i] = 0.0f;
+    s->embd_mode = 1;
+    s->pos = 0;
+    s->enc_end = n; /* encoders: n <= n_batch = n_ctx, one chunk */
+    for (int c = 0; c < n; c += s->n_batch) {
+        const int nc = SLM_MIN(s->n_batch, n - c);
+        run_forward(s, tok + c, nc, c, nc, NULL);
+        for (int t = 0; t < nc; t++) {
+            const float *row = s->xb + (size_t)t * E;
+            if (pooling == SLM_POOLING_NONE) memcpy(out + (size_t)(c + t) * EO, row, (size_t)E * sizeof(float));
+            else if (pooling == SLM_POOLING_MEAN)
+                for (int i = 0; i < E; i++) sum[i] += row[i];
+            else if ((pooling == SLM_POOLING_CLS && c + t == 0) || (pooling == SLM_POOLING_LAST && c + t == n - 1))
+                memcpy(sum, row, (size_t)E * sizeof(float));
+        }
+    }
+    s->embd_mode = 0;
+    s->pos = n;
+    s->last_n = 0;
+    s->logits_rows = 0;
+    const int rows = pooling == SLM_POOLING_NONE ? n : 1;
+    if (pooling == SLM_POOLING_MEAN) {
+        const float inv = 1.0f / (float)n;
+        for (int i = 0; i < E; i++) sum[i] *= inv;
+    }
+    for (int r = 0; r < rows; r++) {
+        float *o = out + (size_t)r * EO;
+        const float *src = pooling == SLM_POOLING_NONE ? o : sum;
+        if (m->dense2.data) {
+            if (src == o) { /* the row is both input and output: keep a copy */
+                memcpy(sum, o, (size_t)E * sizeof(float));
+                src = sum;
+            }
+            embd_dense(s, src, mid, o);
+        } else if (src != o) {
+            memcpy(o, src, (size_t)EO * sizeof(float));
+        }
+        if (normalize) embd_normalize(o, EO);
+    }
+    return SLM_OK;
+}
+
+static slm_status embed_check(slm_session *s, const slm_embed_params *p, int *pooling, slm_error *err) {
+    if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
+    *pooling = p->pooling == SLM_POOLING_UNSPECIFIED ? s->m->pooling : p->pooling;
+    if (*pooling < SLM_POOLING_NONE || *pooling > SLM_POOLING_LAST)
+        return seterr(err, SLM_ERR_INVALID_ARG, "pooling %d is not one of NONE, MEAN, CLS, LAST", (int)p->pooling);
+    return SLM_OK;
+}
+
+slm_status slm_embed_tokens(slm_session *s, const int32_t *tokens, int32_t n, const slm_embed_params *params,
+                            float *out, size_t cap, slm_error *err) {
+    clearerr_(err);
+    slm_embed_params dp;
+    if (!params) {
+        slm_embed_params_init(&dp);
+        params = &dp;
+    }
+    int pooling = SLM_POOLING_NONE;
+    slm_status st = embed_check(s, params, &pooling, err);
+    if (st != SLM_OK) return st;
+    if (n <= 0 || !tokens) return seterr(err, SLM_ERR_INVALID_ARG, "no tokens to embed");
+    const size_t need = (size_t)(pooling == SLM_POOLING_NONE ? n : 1) * (size_t)s->m->n_embd_out;
+    if (!out || cap < need) return seterr(err, SLM_ERR_BUFFER, "the output needs %zu floats, it holds %zu", need, out ? cap : 0);
+    return embed_seq(s, tokens, n, pooling, params->normalize, out, err);
+}
+
+slm_status slm_embed(slm_session *s, const char *const *texts, const size_t *lens, int32_t n_texts,
+                     const slm_embed_params *params, float *out, size_t cap, int32_t *n_rows, slm_error *err) {
+    clearerr_(err);
+    slm_embed_params dp;
+    if (!params) {
+        slm_embed_params_init(&dp);
+        params = &dp;
+    }
+    int pooling = SLM_POOLING_NONE;
+    slm_status st = embed_check(s, params, &pooling, err);
+    if (st != SLM_OK) return st;
+    if (n_texts < 0 || (n_texts > 0 && !texts)) return seterr(err, SLM_ERR_INVALID_ARG, "texts is NULL or n_texts negative");
+    const size_t EO = (size_t)s->m->n_embd_out;
+    size_t used = 0;
+    for (int32_t i = 0; i < n_texts; i++) {
+        if (!texts[i]) return seterr(err, SLM_ERR_INVALID_ARG, "text %d is NULL", (int)i);
+        const size_t len = lens ? lens[i] : strlen(texts[i]);
+        int32_t n = 0;
+        st = slm_tokenize(s->m, texts[i], len, params->add_special, params->parse_special, s->emb_tok, s->n_ctx, &n, err);
+        if (st == SLM_ERR_BUFFER)
+            return seterr(err, SLM_ERR_CONTEXT_FULL, "text %d has %d tokens, more than the session's context of %d", (int)i,
+                          (int)n, s->n_ctx);
+        if (st != SLM_OK) return st;
+        if (n == 0) return seterr(err, SLM_ERR_INVALID_ARG, "text %d gives no tokens", (int)i);
+        const size_t rows = pooling == SLM_POOLING_NONE ? (size_t)n : 1;
+        if (!out || cap < used + rows * EO)
+            return seterr(err, SLM_ERR_BUFFER, "the output (%zu floats) is too small for text %d", out ? cap : 0, (int)i);
+        if ((st = embed_seq(s, s->emb_tok, n, pooling, params->normalize, out + used, err)) != SLM_OK) return st;
+        used += rows * EO;
+        if (n_rows) n_rows[i] = (int32_t)rows;
+    }
+    return SLM_OK;
 }
 
 /* ========================================================================== */
