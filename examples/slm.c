@@ -1114,12 +1114,178 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 
+/* ---- embed --------------------------------------------------------------------- */
+
+static const char *EMBED_HELP =
+    "usage: slm embed -m FILE (-p TEXT | -f FILE) [--pooling P] [--normalize] [--json] [options]\n"
+    "  Embed texts with an embedding model (bert, nomic-bert, gemma-embedding,\n"
+    "  or a decoder such as Qwen3-Embedding): each text is its own sequence,\n"
+    "  pooled as the model's pooling_type says unless --pooling is given. The\n"
+    "  vectors are raw, as llama.cpp returns them, unless --normalize.\n"
+    "  Output: one line of floats per text (pooling none: one line per token,\n"
+    "  a blank line between texts); --json prints one JSON array holding one\n"
+    "  array of floats per input text, in input order (pooling none: an array\n"
+    "  of per-token arrays per text). Counts and speed go to stderr.\n"
+    "  -m, --model FILE   GGUF model file\n"
+    "  -p, --prompt TEXT  a text to embed (may be repeated, up to 16 times)\n"
+    "  -f, --file FILE    texts to embed, one per line (a final newline ends the\n"
+    "                     last line; a \\r before a newline is dropped)\n"
+    "  --pooling P        none, mean, cls or last (default: the model's)\n"
+    "  --normalize        divide every vector by its L2 norm\n"
+    "  --json             JSON output\n"
+    "  -c, --ctx N        context length (default: training context, at most 4096)\n"
+    "  -t, --threads N    threads (default: all)\n"
+    "  --kv-f32           keep the KV cache in F32 (default F16)\n"
+    "  --no-mmap          read the file instead of mapping it\n";
+
+/* Read a whole file (NUL-terminated); dies on error. */
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen_utf8(path, "rb");
+    if (!f) die("cannot open '%s'", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = (char *)malloc(cap);
+    if (!buf) die("%s", "out of memory");
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > ((size_t)1 << 30)) die("'%s' is larger than 1 GB", path);
+            char *nb = (char *)realloc(buf, cap * 2);
+            if (!nb) die("%s", "out of memory");
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) die("cannot read '%s'", path);
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void print_vec(const float *v, int n, int json) {
+    if (json) putchar('[');
+    for (int i = 0; i < n; i++) printf(i ? (json ? ",%.9g" : " %.9g") : "%.9g", (double)v[i]);
+    if (json) putchar(']');
+}
+
+static int cmd_embed(int argc, char **argv) {
+    opts o;
+    memset(&o, 0, sizeof o);
+    o.cmd = "embed";
+    const char *file = NULL;
+    int pooling = SLM_POOLING_UNSPECIFIED, normalize = 0, json = 0, n_texts = 0, cap_texts = 16;
+    const char **texts = (const char **)malloc(sizeof(char *) * (size_t)cap_texts);
+    size_t *lens = (size_t *)malloc(sizeof(size_t) * (size_t)cap_texts);
+    if (!texts || !lens) die("%s", "out of memory");
+    char *fbuf = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(EMBED_HELP, stdout);
+            exit(0);
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o.model = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            const char *t = need_arg(argc, argv, &i);
+            if (n_texts == 16) die("%s", "at most 16 -p texts (use -f FILE for more)");
+            texts[n_texts] = t;
+            lens[n_texts++] = strlen(t);
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) file = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "--pooling")) {
+            const char *v = need_arg(argc, argv, &i);
+            if ((pooling = slm_pooling_from_name(v)) < 0) die("unknown pooling '%s' (none, mean, cls, last)", v);
+        } else if (!strcmp(a, "--normalize")) normalize = 1;
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o.n_ctx = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o.threads = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "--kv-f32")) o.kv_f32 = 1;
+        else if (!strcmp(a, "--no-mmap")) o.no_mmap = 1;
+        else die("unknown option '%s' (see slm embed --help)", a);
+    }
+    if (!o.model) die("%s", "no model given (-m FILE)");
+    if (file && n_texts) die("%s", "give the texts with -p or with -f, not both");
+    if (o.n_ctx < 0 || o.threads < 0) die("%s", "-c and -t must not be negative");
+    if (file) {
+        size_t n;
+        fbuf = slurp(file, &n);
+        for (size_t b = 0; b < n;) {
+            size_t e = b;
+            while (e < n && fbuf[e] != '\n') e++;
+            size_t l = e - b;
+            if (l && fbuf[b + l - 1] == '\r') l--;
+            if (n_texts == cap_texts) {
+                if (cap_texts > (1 << 24)) die("%s", "too many lines");
+                cap_texts *= 2;
+                const char **nt = (const char **)realloc((void *)texts, sizeof(char *) * (size_t)cap_texts);
+                size_t *nl = (size_t *)realloc(lens, sizeof(size_t) * (size_t)cap_texts);
+                if (!nt || !nl) die("%s", "out of memory");
+                texts = nt, lens = nl;
+            }
+            texts[n_texts] = fbuf + b;
+            lens[n_texts++] = l;
+            b = e + 1;
+        }
+    }
+    if (!n_texts) die("%s", "no text to embed (-p TEXT or -f FILE)");
+    slm_model *m = load(&o, 0);
+    slm_session *s = open_session(m, &o, o.n_ctx, 0);
+    slm_embed_params ep;
+    slm_embed_params_init(&ep);
+    ep.pooling = pooling;
+    ep.normalize = normalize;
+    const int dim = slm_model_n_embd_out(m), pool = pooling < 0 ? slm_model_pooling(m) : pooling;
+    const size_t max_rows = pool == SLM_POOLING_NONE ? (size_t)slm_session_n_ctx(s) : 1;
+    float *vec = (float *)malloc(sizeof(float) * max_rows * (size_t)dim);
+    if (!vec) die("%s", "out of memory");
+    slm_error err;
+    double t0 = now_sec(), tokens = 0;
+    if (json) putchar('[');
+    for (int i = 0; i < n_texts; i++) {
+        int32_t rows = 0, nt = 0;
+        if (slm_embed(s, &texts[i], &lens[i], 1, &ep, vec, max_rows * (size_t)dim, &rows, &err) != SLM_OK) {
+            fflush(stdout);
+            fprintf(stderr, "%s: text %d: %s\n", prog, i + 1, err.message);
+            exit(1);
+        }
+        slm_tokenize(m, texts[i], lens[i], 1, 1, NULL, 0, &nt, NULL);
+        tokens += nt;
+        if (json && i) putchar(',');
+        if (pool == SLM_POOLING_NONE) {
+            if (json) putchar('[');
+            for (int r = 0; r < rows; r++) {
+                if (json && r) putchar(',');
+                print_vec(vec + (size_t)r * (size_t)dim, dim, json);
+                if (!json) putchar('\n');
+            }
+            if (json) putchar(']');
+            else if (i + 1 < n_texts) putchar('\n');
+        } else {
+            print_vec(vec, dim, json);
+            if (!json) putchar('\n');
+        }
+    }
+    if (json) puts("]");
+    double dt = now_sec() - t0;
+    fprintf(stderr, "%s: %d text%s, %.0f tokens, %d floats each (%s pooling%s) in %.3f s: %.1f texts/s, %.1f tokens/s\n",
+            prog, n_texts, n_texts == 1 ? "" : "s", tokens, dim, slm_pooling_name(pool), normalize ? ", normalized" : "",
+            dt, dt > 0 ? n_texts / dt : 0.0, dt > 0 ? tokens / dt : 0.0);
+    free(vec);
+    free(fbuf);
+    free((void *)texts);
+    free(lens);
+    slm_session_free(s);
+    slm_model_free(m);
+    return 0;
+}
+
 static const char *MAIN_HELP =
     "usage: slm COMMAND [options]   (slm COMMAND --help for details)\n"
     "commands:\n"
     "  run       generate text from a prompt, streamed to stdout\n"
     "  chat      chat with the model in the terminal (keeps the conversation)\n"
     "  tokenize  show the token ids and pieces of a text\n"
+    "  embed     embedding vectors of texts (embedding models: bert, qwen3, ...)\n"
     "  info      describe a GGUF model file\n"
     "  logits    write the logits of a sequence of token ids\n"
     "  quantize  convert a GGUF model's weights to another type (Q4_K_M, Q8_0, ...)\n"
@@ -1144,6 +1310,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(cmd, "embed")) return cmd_embed(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("slm %s (%s)\n", slm_version(), slm_build_info());
         return 0;

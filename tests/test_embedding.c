@@ -5,6 +5,9 @@
    per-token rows, several texts in one call on one session, the arena
    (memory plan) build, other weight types made by slm_quantize_file, and
    the API's errors. */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* popen */
+#endif
 #include "test.h"
 
 #include "slm.h"
@@ -297,6 +300,330 @@ static void run_fixture(const char *name, double tol, double cos_tol) {
     free(f);
 }
 
+
+/* A decoder embeds in several chunks (n_batch 4) exactly as in one. */
+static void chunked(void) {
+    slm_model *m = load("embeddings/tiny-qwen3-last-F32.gguf", NULL);
+    if (!m) return;
+    slm_session_params sp;
+    slm_session_params_init(&sp);
+    sp.n_ctx = 64;
+    sp.n_threads = 1;
+    slm_session *a = NULL, *b = NULL;
+    slm_session_create(m, &sp, &a, NULL);
+    sp.n_batch = 4;
+    slm_session_create(m, &sp, &b, NULL);
+    CHECK(a && b, "qwen3 sessions");
+    if (a && b) {
+        const char *t = "Order #4521: 3 items @ $19.99 each, total = $59.97!";
+        float va[64], vb[64];
+        slm_embed_params ep;
+        slm_embed_params_init(&ep);
+        for (int pm = SLM_POOLING_MEAN; pm <= SLM_POOLING_LAST; pm++) {
+            ep.pooling = pm;
+            slm_status s1 = slm_embed(a, &t, NULL, 1, &ep, va, 64, NULL, NULL);
+            slm_status s2 = slm_embed(b, &t, NULL, 1, &ep, vb, 64, NULL, NULL);
+            CHECK(s1 == SLM_OK && s2 == SLM_OK && rel_err(vb, va, 64) < 1e-5, "qwen3 %s: chunked differs by %.2e",
+                  slm_pooling_name(pm), rel_err(vb, va, 64));
+        }
+    }
+    slm_session_free(a);
+    slm_session_free(b);
+    slm_model_free(m);
+}
+
+/* Bad arguments and what an encoder refuses. */
+static void errors(void) {
+    slm_model *m = load("embeddings/tiny-bert-cls-F32.gguf", NULL);
+    if (!m) return;
+    CHECK(slm_model_is_encoder(m) && slm_model_pooling(m) == SLM_POOLING_CLS, "bert: encoder with CLS pooling");
+    slm_session_params sp;
+    slm_session_params_init(&sp);
+    sp.n_ctx = 16;
+    sp.n_threads = 1;
+    slm_session *s = NULL;
+    slm_error err;
+    CHECK(slm_session_create(m, &sp, &s, &err) == SLM_OK, "session: %s", err.message);
+    if (!s) {
+        slm_model_free(m);
+        return;
+    }
+    int32_t ids[3] = {101, 2000, 102};
+    CHECK(slm_decode(s, ids, 3, &err) == SLM_ERR_UNSUPPORTED && strstr(err.message, "slm_embed"), "decode: %s",
+          err.message);
+    float v[32 * 16];
+    slm_embed_params ep;
+    slm_embed_params_init(&ep);
+    ep.pooling = 7;
+    CHECK(slm_embed_tokens(s, ids, 3, &ep, v, 32, &err) == SLM_ERR_INVALID_ARG, "pooling 7: %s", err.message);
+    slm_embed_params_init(&ep);
+    CHECK(slm_embed_tokens(s, ids, 3, &ep, v, 31, &err) == SLM_ERR_BUFFER, "31 floats: %s", err.message);
+    ids[1] = 30522;
+    CHECK(slm_embed_tokens(s, ids, 3, &ep, v, 32, &err) == SLM_ERR_INVALID_ARG, "id 30522: %s", err.message);
+    ids[1] = 2000;
+    CHECK(slm_embed_tokens(NULL, ids, 3, &ep, v, 32, &err) == SLM_ERR_INVALID_ARG, "NULL session");
+    const char *texts[2] = {"short", "a text that is much too long for a context of sixteen tokens, as it goes on"};
+    int32_t rows[2] = {0, 0};
+    CHECK(slm_embed(s, texts, NULL, 2, &ep, v, 64, rows, &err) == SLM_ERR_CONTEXT_FULL && strstr(err.message, "text 1"),
+          "long text: %s", err.message);
+    CHECK(rows[0] == 1, "the first text was embedded");
+    ep.pooling = SLM_POOLING_NONE;
+    CHECK(slm_embed(s, texts, NULL, 1, &ep, v, 32 * 2, rows, &err) == SLM_ERR_BUFFER, "NONE, 2 rows: %s", err.message);
+    CHECK(slm_embed(s, texts, NULL, 1, &ep, v, 32 * 16, rows, &err) == SLM_OK && rows[0] == 3, "NONE: %d rows",
+          rows[0]);
+    ep.add_special = 0;
+    const char *empty = "";
+    CHECK(slm_embed(s, &empty, NULL, 1, &ep, v, 32 * 16, rows, &err) == SLM_ERR_INVALID_ARG, "no tokens: %s",
+          err.message);
+    CHECK(slm_pooling_from_name("last") == SLM_POOLING_LAST && slm_pooling_from_name("max") < 0 &&
+              !strcmp(slm_pooling_name(SLM_POOLING_MEAN), "mean") && slm_pooling_name(9) == NULL,
+          "pooling names");
+    float z[4] = {0, 0, 0, 0}, o[4] = {1, 0, 0, 0};
+    CHECK(slm_cosine(z, z, 4) == 1.0f && slm_cosine(z, o, 4) == 0.0f && slm_cosine(o, o, 4) == 1.0f, "cosine edges");
+    /* n_ctx beyond the position table */
+    sp.n_ctx = 129;
+    slm_session *s2 = NULL;
+    CHECK(slm_session_create(m, &sp, &s2, &err) == SLM_ERR_INVALID_ARG && strstr(err.message, "position"),
+          "n_ctx 129: %s", err.message);
+    slm_session_free(s);
+    slm_model_free(m);
+}
+
+/* The embedded profile: model (weights in place) and session in an arena of
+   exactly slm_model_memory_size bytes; slm_embed_tokens needs nothing more,
+   slm_embed only its tokenizer's working memory, given back afterwards. */
+static void arena(void) {
+    size_t size;
+    unsigned char *data = read_all(data_path("embeddings/tiny-gemma-embedding-mean-Q8_0.gguf"), &size);
+    fixture *f = (fixture *)malloc(sizeof *f);
+    if (!data || !load_fixture("tiny-gemma-embedding-mean-Q8_0", f)) {
+        CHECK(0, "gemma-embedding fixture");
+        free(data);
+        free(f->json);
+        free(f);
+        return;
+    }
+    slm_session_params sp;
+    slm_session_params_init(&sp);
+    sp.n_ctx = 48;
+    sp.n_threads = 1;
+    sp.kv_type = SLM_TYPE_F32;
+    slm_error err;
+    size_t need = slm_model_memory_size(data, size, NULL, &sp, &err);
+    CHECK(need > 0, "memory size: %s", err.message);
+    unsigned char *raw = (unsigned char *)malloc(need + 65536 + 64), *buf = raw + (64 - (uintptr_t)raw % 64) % 64;
+    slm_arena ar;
+    slm_arena_init(&ar, buf, need);
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.allocator = &ar.allocator;
+    slm_model *m = NULL;
+    slm_session *s = NULL;
+    slm_status st = slm_model_load_memory(data, size, &mp, &m, &err);
+    if (st == SLM_OK) st = slm_session_create(m, &sp, &s, &err);
+    CHECK(st == SLM_OK && slm_arena_peak(&ar) == need, "model + session in %zu bytes: %s", need, err.message);
+    if (st == SLM_OK) {
+        float v[64];
+        slm_embed_params ep;
+        slm_embed_params_init(&ep);
+        double worst = 0;
+        for (int i = 0; i < N_TEXTS; i++) {
+            st = slm_embed_tokens(s, f->ids[i], f->n_ids[i], &ep, v, 64, &err);
+            CHECK(st == SLM_OK, "arena embed %d: %s", i, err.message);
+            worst = fmax(worst, rel_err(v, f->emb + i * 64, 64));
+        }
+        CHECK(worst < 2e-2 && slm_arena_peak(&ar) == need, "arena: rel %.2e, peak %zu of %zu", worst,
+              slm_arena_peak(&ar), need);
+        printf("  gemma-embedding Q8_0 in an arena of %zu bytes (n_ctx 48): rel %.2e\n", need, worst);
+    }
+    slm_session_free(s);
+    slm_model_free(m);
+    /* slm_embed with a margin for the tokenizer */
+    slm_arena_init(&ar, buf, need + 65536);
+    m = NULL, s = NULL;
+    st = slm_model_load_memory(data, size, &mp, &m, &err);
+    if (st == SLM_OK) st = slm_session_create(m, &sp, &s, &err);
+    if (st == SLM_OK) {
+        const size_t base = slm_arena_used(&ar);
+        const char *texts[N_TEXTS];
+        for (int i = 0; i < N_TEXTS; i++) texts[i] = f->texts[i];
+        float *v = (float *)malloc(sizeof(float) * N_TEXTS * 64);
+        slm_embed_params ep;
+        slm_embed_params_init(&ep);
+        st = slm_embed(s, texts, NULL, N_TEXTS, &ep, v, N_TEXTS * 64, NULL, &err);
+        CHECK(st == SLM_OK && rel_err(v, f->emb, N_TEXTS * 64) < 2e-2 && slm_arena_used(&ar) == base,
+              "arena slm_embed: %s, %zu bytes in use after (%zu before)", err.message, slm_arena_used(&ar), base);
+        free(v);
+    }
+    slm_session_free(s);
+    slm_model_free(m);
+    CHECK(slm_arena_used(&ar) == 0, "arena: everything given back");
+    free(raw);
+    free(data);
+    free(f->json);
+    free(f);
+}
+
+/* Every weight type: the F32 models quantized by slm_quantize_file (their
+   rows of 32/64/128 values are too short for the K-quants and IQ4_XS,
+   which fall back to Q8_0/Q5_0/IQ4_NL as llama.cpp's quantizer does), then
+   embedded with repacked (x8) and plain layouts; the two agree, and both
+   stay close to llama.cpp's F32 embeddings (by cosine, the bound depending
+   on the type's precision). */
+static void weight_types(void) {
+    static const struct {
+        const char *type;
+        double min_cos;
+    } TYPES[] = {{"F16", 0.9999}, {"BF16", 0.999}, {"Q8_0", 0.999}, {"Q6_K", 0.995}, {"Q5_0", 0.95}, {"Q5_1", 0.95},
+                 {"Q5_K", 0.95}, {"Q4_0", 0.9}, {"Q4_1", 0.9}, {"Q4_K", 0.9}, {"IQ4_NL", 0.9}, {"IQ4_XS", 0.9},
+                 {"Q3_K", 0.8}, {"Q2_K", 0.5}};
+    const char *models[3] = {"tiny-qwen3-last-F32", "tiny-gemma-embedding-mean-F32", "tiny-bert-cls-F32"};
+    const int n_types = test_quick() ? 3 : (int)(sizeof TYPES / sizeof TYPES[0]);
+    for (int mi = 0; mi < 3; mi++) {
+        fixture *f = (fixture *)malloc(sizeof *f);
+        if (!load_fixture(models[mi], f)) {
+            free(f->json);
+            free(f);
+            continue;
+        }
+        const int D = f->dim;
+        char in[256], out[512];
+        snprintf(in, sizeof in, "%s", data_path(""));
+        snprintf(in, sizeof in, "%s/embeddings/%s.gguf", getenv("SLM_TEST_DATA") ? getenv("SLM_TEST_DATA") : "tests/data",
+                 models[mi]);
+        for (int ti = 0; ti < n_types; ti++) {
+            snprintf(out, sizeof out, "%s/slm-embq-%s-%s.gguf", tmp_dir(), models[mi] + 5, TYPES[ti].type);
+            slm_quantize_params qp;
+            slm_quantize_params_init(&qp);
+            slm_error err;
+            if (slm_quantize_parse_type(TYPES[ti].type, &qp.type, &qp.mix) != SLM_OK ||
+                slm_quantize_file(in, out, &qp, NULL, &err) != SLM_OK) {
+                CHECK(0, "quantize %s to %s: %s", models[mi], TYPES[ti].type, err.message);
+                continue;
+            }
+            float v[2][N_TEXTS * 64];
+            int ok = 1;
+            for (int rp = 0; rp < 2; rp++) {
+                slm_model_params mp;
+                slm_model_params_init(&mp);
+                mp.repack = rp == 0;
+                slm_model *m = NULL;
+                if (slm_model_load_file(out, &mp, &m, &err) != SLM_OK) {
+                    CHECK(0, "load %s: %s", out, err.message);
+                    ok = 0;
+                    break;
+                }
+                slm_session *s = new_session(m, 1);
+                const char *texts[N_TEXTS];
+                for (int i = 0; i < N_TEXTS; i++) texts[i] = f->texts[i];
+                slm_embed_params ep;
+                slm_embed_params_init(&ep);
+                ok &= s && slm_embed(s, texts, NULL, N_TEXTS, &ep, v[rp], N_TEXTS * 64, NULL, &err) == SLM_OK;
+                slm_session_free(s);
+                slm_model_free(m);
+            }
+            remove(out);
+            if (!ok) {
+                CHECK(0, "%s %s: embedding failed: %s", models[mi], TYPES[ti].type, err.message);
+                continue;
+            }
+            double min_cos = 1, min_rc = 1;
+            for (int i = 0; i < N_TEXTS; i++) {
+                min_cos = fmin(min_cos, slm_cosine(v[0] + i * D, f->emb + i * D, D));
+                min_rc = fmin(min_rc, slm_cosine(v[0] + i * D, v[1] + i * D, D));
+            }
+            printf("  %s as %s: cosine with llama.cpp's F32 >= %.5f, x8 vs plain >= %.6f\n", models[mi] + 5,
+                   TYPES[ti].type, min_cos, min_rc);
+            CHECK(min_cos >= TYPES[ti].min_cos, "%s as %s: cosine %.5f < %g", models[mi], TYPES[ti].type, min_cos,
+                  TYPES[ti].min_cos);
+            CHECK(min_rc >= 0.999, "%s as %s: repacked and plain layouts differ (cosine %.6f)", models[mi],
+                  TYPES[ti].type, min_rc);
+        }
+        free(f->json);
+        free(f);
+    }
+}
+
+/* slm embed -f FILE --json through the CLI. */
+#if defined(__unix__) || defined(__APPLE__)
+FILE *popen(const char *command, const char *type);
+int pclose(FILE *stream);
+static void cli(void) {
+    const char *cli = getenv("SLM_CLI") ? getenv("SLM_CLI") : "build/slm";
+    FILE *probe = fopen(cli, "rb");
+    CHECK(probe != NULL, "%s not found (make builds it; SLM_CLI overrides the path)", cli);
+    if (!probe) return;
+    fclose(probe);
+    fixture *f = (fixture *)malloc(sizeof *f);
+    if (!load_fixture("tiny-bert-mean-Q8_0", f)) {
+        free(f->json);
+        free(f);
+        return;
+    }
+    char path[512], cmd[2048];
+    snprintf(path, sizeof path, "%s/slm-embed-texts.txt", tmp_dir());
+    FILE *o = fopen(path, "wb");
+    for (int i = 0; i < N_TEXTS; i++) fprintf(o, "%s%s", f->texts[i], i == 3 ? "\r\n" : "\n");
+    fclose(o);
+    snprintf(cmd, sizeof cmd, "%s embed -m %s -f %s --json --kv-f32 -t 1 --no-mmap 2>/dev/null", cli,
+             data_path("embeddings/tiny-bert-mean-Q8_0.gguf"), path);
+    FILE *p = popen(cmd, "r");
+    static char out[1 << 16];
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    int rc = p ? pclose(p) : -1;
+    remove(path);
+    float got[N_TEXTS * 64];
+    int rows = 0, k = 0, depth = 0;
+    for (char *c = out; *c; c++) {
+        if (*c == '[') {
+            if (++depth == 2) k = 0;
+        } else if (*c == ']') {
+            if (depth-- == 2) rows += k == 64;
+        } else if (depth == 2 && (*c == '-' || (*c >= '0' && *c <= '9'))) {
+            char *e;
+            float x = strtof(c, &e);
+            if (rows < N_TEXTS && k < 64) got[rows * 64 + k] = x;
+            k++;
+            c = e - 1;
+        }
+    }
+    CHECK(rc == 0 && rows == N_TEXTS, "slm embed --json: exit %d, %d rows of 64", rc, rows);
+    if (rows == N_TEXTS)
+        CHECK(rel_err(got, f->emb, N_TEXTS * 64) < 5e-2, "slm embed --json: rel %.2e", rel_err(got, f->emb, N_TEXTS * 64));
+    /* one -p, normalized, plain output: one line of 64 floats of norm 1 */
+    snprintf(cmd, sizeof cmd, "%s embed -m %s -p \"%s\" --normalize --pooling cls -t 1 2>/dev/null", cli,
+             data_path("embeddings/tiny-bert-mean-Q8_0.gguf"), f->texts[6]);
+    p = popen(cmd, "r");
+    n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    rc = p ? pclose(p) : -1;
+    double ss = 0;
+    int cnt = 0;
+    for (char *c = out, *e; *c; c = e) {
+        float x = strtof(c, &e);
+        if (e == c) {
+            e = c + 1;
+            continue;
+        }
+        ss += (double)x * x;
+        cnt++;
+    }
+    CHECK(rc == 0 && cnt == 64 && fabs(ss - 1) < 1e-4, "slm embed --normalize: exit %d, %d floats, norm^2 %.6f", rc, cnt,
+          ss);
+    snprintf(cmd, sizeof cmd, "%s embed -m %s -p x --pooling max 2>&1", cli, data_path("embeddings/tiny-bert-mean-Q8_0.gguf"));
+    p = popen(cmd, "r");
+    n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    rc = p ? pclose(p) : -1;
+    CHECK(rc != 0 && strstr(out, "unknown pooling"), "slm embed --pooling max: %s", out);
+    free(f->json);
+    free(f);
+}
+#else
+static void cli(void) {}
+#endif
+
 void test_embedding(void) {
     run_fixture("tiny-bert-cls-F32", 1e-3, 0.99999);
     run_fixture("tiny-bert-mean-Q8_0", 5e-2, 0.999);
@@ -304,4 +631,9 @@ void test_embedding(void) {
     run_fixture("tiny-qwen3-last-Q8_0", 5e-2, 0.999);
     run_fixture("tiny-gemma-embedding-mean-F32", 1e-3, 0.99999);
     run_fixture("tiny-gemma-embedding-mean-Q8_0", 5e-2, 0.999);
+    chunked();
+    errors();
+    arena();
+    weight_types();
+    cli();
 }
