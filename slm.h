@@ -661,7 +661,10 @@ SLM_API slm_status slm_embed_tokens(slm_session *session, const int32_t *tokens,
    one text after the other; n_rows (may be NULL, else n_texts entries)
    receives the rows of each text. SLM_ERR_BUFFER if out (cap floats) is too
    small, SLM_ERR_CONTEXT_FULL if a text has more tokens than the context
-   (the message names the text). */
+   (the message names the text). Memory: slm_embed_tokens allocates
+   nothing (the session's plan covers it, also in an arena); slm_embed
+   allocates the tokenizer's working memory for each text (about 4 bytes
+   per text byte plus its pieces) and gives it back before returning. */
 SLM_API slm_status slm_embed(slm_session *session, const char *const *texts, const size_t *lens, int32_t n_texts,
                              const slm_embed_params *params, float *out, size_t cap, int32_t *n_rows,
                              slm_error *err);
