@@ -30,6 +30,7 @@ LIB_SO   = $(BUILD)/libslm.so
 LIB_SO_V = $(BUILD)/libslm.so.$(VERSION)
 CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
+RAG      = $(BUILD)/rag
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
@@ -46,7 +47,7 @@ DEMO_MODEL  ?= tests/data/demo/kjv-1m-q8_0.gguf
 DEMO_PROMPT ?= And the LORD said
 DEMO_ARGS   ?= -n 128 --seed 42 -t 1
 
-all: $(LIB_A) $(LIB_SO) $(CLI)
+all: $(LIB_A) $(LIB_SO) $(CLI) $(RAG)
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -72,6 +73,10 @@ $(LIB_SO): $(LIB_SO_V)
 
 $(CLI): examples/slm.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
+
+# The RAG example (examples/rag/README.md)
+$(RAG): examples/rag/rag.c $(LIB_A)
+	$(CC) $(ALL_CFLAGS) -I. examples/rag/rag.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
 $(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)

@@ -10,6 +10,7 @@
 #endif
 #include "test.h"
 
+#include "gguf_build.h"
 #include "slm.h"
 
 #include <math.h>
@@ -624,6 +625,251 @@ static void cli(void) {
 static void cli(void) {}
 #endif
 
+/* ---- the RAG example end to end (examples/rag through build/rag) ---------- */
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A "bag of words" BERT: the real bge WordPiece vocabulary, random token
+   vectors (zero for [PAD], [CLS], [SEP]), and blocks whose attention and FFN
+   weights are zero, so that each output row is the LayerNorm of its token's
+   vector and MEAN pooling averages them: texts sharing words get similar
+   embeddings. A random-weight transformer ranks nothing; this one makes
+   retrieval checkable while running the whole path (WordPiece, the bert
+   forward pass, pooling, normalisation). F16 token vectors, 128 floats. */
+static int write_bow_bert(const char *path) {
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.vocab_only = 1;
+    slm_model *v = NULL;
+    if (slm_model_load_file(data_path("tokenizer/ggml-vocab-bert-bge.gguf"), &mp, &v, NULL) != SLM_OK) return 0;
+    int64_t kt = slm_meta_find(v, "tokenizer.ggml.tokens"), ky = slm_meta_find(v, "tokenizer.ggml.token_type");
+    const int64_t nv = slm_meta_array_count(v, kt);
+    enum { E = 128, F = 128, NPOS = 512 };
+    gbuf b = {0, 0, 0};
+    gb_put(&b, "GGUF", 4);
+    gb_u32(&b, 3);
+    const int n_tensors = 15;
+    gb_u64(&b, (uint64_t)n_tensors);
+    gb_u64(&b, 12);
+#define KV_U32(k, x) (gb_str(&b, k), gb_u32(&b, 4), gb_u32(&b, x))
+    gb_str(&b, "general.architecture"), gb_u32(&b, 8), gb_str(&b, "bert");
+    KV_U32("bert.context_length", NPOS);
+    KV_U32("bert.embedding_length", E);
+    KV_U32("bert.block_count", 1);
+    KV_U32("bert.feed_forward_length", F);
+    KV_U32("bert.attention.head_count", 2);
+    gb_str(&b, "bert.attention.layer_norm_epsilon"), gb_u32(&b, 6), gb_f32(&b, 1e-12f);
+    gb_str(&b, "bert.attention.causal"), gb_u32(&b, 7), gb_put(&b, "", 1);
+    KV_U32("bert.pooling_type", 1);
+    gb_str(&b, "tokenizer.ggml.model"), gb_u32(&b, 8), gb_str(&b, "bert");
+    gb_str(&b, "tokenizer.ggml.tokens"), gb_u32(&b, 9), gb_u32(&b, 8), gb_u64(&b, (uint64_t)nv);
+    for (int64_t i = 0; i < nv; i++) {
+        const char *s = NULL;
+        size_t len = 0;
+        slm_meta_get_string(v, kt, i, &s, &len);
+        gb_u64(&b, len);
+        gb_put(&b, s, len);
+    }
+    gb_str(&b, "tokenizer.ggml.token_type"), gb_u32(&b, 9), gb_u32(&b, 5), gb_u64(&b, (uint64_t)nv);
+    for (int64_t i = 0; i < nv; i++) {
+        int64_t t = 1;
+        slm_meta_get_int(v, ky, i, &t);
+        gb_u32(&b, (uint32_t)t);
+    }
+#undef KV_U32
+    slm_model_free(v);
+    /* tensors: name, ne0, ne1, type (0 F32, 1 F16), fill (0 zeros, 1 ones, 2 random) */
+    static const struct {
+        const char *name;
+        int64_t ne0, ne1;
+        int type, fill;
+    } T[15] = {
+        {"token_embd.weight", E, 0, 1, 2}, {"token_types.weight", E, 2, 0, 0}, {"position_embd.weight", E, NPOS, 0, 0},
+        {"token_embd_norm.weight", E, 1, 0, 1}, {"token_embd_norm.bias", E, 1, 0, 0},
+        {"blk.0.attn_q.weight", E, E, 0, 0}, {"blk.0.attn_k.weight", E, E, 0, 0}, {"blk.0.attn_v.weight", E, E, 0, 0},
+        {"blk.0.attn_output.weight", E, E, 0, 0}, {"blk.0.attn_output_norm.weight", E, 1, 0, 1},
+        {"blk.0.attn_output_norm.bias", E, 1, 0, 0}, {"blk.0.ffn_up.weight", E, F, 0, 0},
+        {"blk.0.ffn_down.weight", F, E, 0, 0}, {"blk.0.layer_output_norm.weight", E, 1, 0, 1},
+        {"blk.0.layer_output_norm.bias", E, 1, 0, 0},
+    };
+    uint64_t off = 0, offs[15];
+    for (int i = 0; i < n_tensors; i++) {
+        int64_t ne1 = T[i].ne1 ? T[i].ne1 : nv;
+        gb_str(&b, T[i].name);
+        gb_u32(&b, ne1 == 1 ? 1 : 2);
+        gb_u64(&b, (uint64_t)T[i].ne0);
+        if (ne1 != 1) gb_u64(&b, (uint64_t)ne1);
+        gb_u32(&b, (uint32_t)T[i].type);
+        offs[i] = off;
+        gb_u64(&b, off);
+        off += (uint64_t)(T[i].ne0 * ne1 * (T[i].type ? 2 : 4));
+        off = (off + 31) / 32 * 32;
+    }
+    gb_pad(&b, 32);
+    const size_t data0 = b.n;
+    uint64_t rng = 12345;
+    for (int i = 0; i < n_tensors; i++) {
+        while (b.n < data0 + offs[i]) gb_put(&b, "", 1);
+        int64_t ne1 = T[i].ne1 ? T[i].ne1 : nv;
+        for (int64_t r = 0; r < ne1; r++)
+            for (int64_t c = 0; c < T[i].ne0; c++) {
+                float x = T[i].fill == 1 ? 1.0f : 0.0f;
+                if (T[i].fill == 2 && r != 0 && r != 101 && r != 102) x = t_randf(&rng);
+                if (T[i].type == 1) { /* to F16 (values in [-1, 1): normal numbers or zero) */
+                    uint32_t u;
+                    memcpy(&u, &x, 4);
+                    uint16_t h = x == 0.0f ? 0 : (uint16_t)(((u >> 16) & 0x8000) | ((((u >> 23) & 0xff) - 112) << 10) | ((u >> 13) & 0x3ff));
+                    if (x != 0.0f && fabsf(x) < 6.2e-5f) h = 0;
+                    unsigned char hb[2] = {(unsigned char)h, (unsigned char)(h >> 8)};
+                    gb_put(&b, hb, 2);
+                } else {
+                    gb_f32(&b, x);
+                }
+            }
+    }
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(b.p, 1, b.n, f) == b.n;
+    if (f) fclose(f);
+    free(b.p);
+    return ok;
+}
+
+static int run_cmd(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    return pclose(p);
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    unsigned char *d = read_all(from, &n);
+    FILE *f = fopen(to, "wb");
+    if (d && f) fwrite(d, 1, n, f);
+    if (f) fclose(f);
+    free(d);
+}
+
+static void rag_e2e(void) {
+    const char *rag = getenv("SLM_RAG") ? getenv("SLM_RAG") : "build/rag";
+    if (access(rag, X_OK) != 0) {
+        CHECK(0, "%s not found (make builds it; SLM_RAG overrides the path)", rag);
+        return;
+    }
+    char model[512], dir[512], path[700], cmd[4096];
+    static char out[1 << 16];
+    snprintf(model, sizeof model, "%s/slm-rag-bow-%d.gguf", tmp_dir(), (int)getpid());
+    snprintf(dir, sizeof dir, "%s/slm-rag-docs-%d", tmp_dir(), (int)getpid());
+    CHECK(write_bow_bert(model), "bag-of-words bert written");
+    mkdir(dir, 0700);
+    const char *docs[5] = {"kiosk-router.md", "espresso.txt", "volcanoes.md", "opening-hours.txt", "bicycle.md"};
+    for (int i = 0; i < 5; i++) {
+        char from[256];
+        snprintf(from, sizeof from, "rag/%s", docs[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, docs[i]);
+        copy_file(data_path(from), path);
+    }
+    snprintf(path, sizeof path, "%s/notes.pdf", dir); /* not a .txt/.md: ignored */
+    copy_file(data_path("rag/espresso.txt"), path);
+    snprintf(cmd, sizeof cmd, "%s index %s -m %s --chunk 40 --overlap 8 -t 1 2>&1", rag, dir, model);
+    int rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "indexed 5 documents") && strstr(out, "(5 embedded now)"), "rag index: %s", out);
+
+    /* retrieval: the document holding the answer ranks first */
+    static const struct {
+        const char *q, *doc, *snippet;
+    } Q[] = {
+        {"How do I reset the kiosk router?", "kiosk-router.md", "hold the red reset button"},
+        {"When does the museum shop open on Sundays?", "opening-hours.txt", "On Sundays the shop opens at eleven"},
+        {"Which volcano is on the east coast of Sicily?", "volcanoes.md", "Mount Etna"},
+        {"How often should I descale the espresso machine?", "espresso.txt", "Descale the espresso machine"},
+        {"What does a loose bicycle chain mean?", "bicycle.md", "A loose chain usually means"},
+    };
+    for (int i = 0; i < 5; i++) {
+        snprintf(cmd, sizeof cmd, "%s query %s -m %s -q \"%s\" -k 3 -t 1 2>&1", rag, dir, model, Q[i].q);
+        rc = run_cmd(cmd, out, sizeof out);
+        const char *r1 = strstr(out, "[1] "), *r2 = strstr(out, "[2] ");
+        char first[128] = "", second[128] = "";
+        float s1 = 0, s2 = 0;
+        if (r1) sscanf(r1, "[1] %f %127s", &s1, first);
+        if (r2) sscanf(r2, "[2] %f %127s", &s2, second);
+        const char *hit1 = r1 ? strstr(r1, Q[i].snippet) : NULL;
+        CHECK(rc == 0 && !strncmp(first, Q[i].doc, strlen(Q[i].doc)) && s1 >= s2 && hit1 && (!r2 || hit1 < r2),
+              "rag query '%s': first %s (%.3f), want %s with '%s':\n%s", Q[i].q, first, s1, Q[i].doc, Q[i].snippet,
+              out);
+        printf("  rag: '%s' -> %s %.3f, then %s %.3f\n", Q[i].q, first, s1, second, s2);
+    }
+
+    /* with a chat model: the retrieved chunk is in the prompt, cited as [1],
+       and the sources are listed (the tiny model's answer is not checked) */
+    snprintf(cmd, sizeof cmd,
+             "%s query %s -m %s -q \"%s\" -k 2 --chat %s --chat-ctx 1024 -n 8 -t 1 --print-prompt 2>&1", rag, dir,
+             model, Q[0].q, data_path("demo/kjv-1m-q8_0.gguf"));
+    rc = run_cmd(cmd, out, sizeof out);
+    const char *pr = strstr(out, "rag: prompt:");
+    CHECK(rc == 0 && pr && strstr(pr, "[1] (kiosk-router.md)") && strstr(pr, Q[0].snippet) && strstr(pr, Q[0].q),
+          "rag --chat: the prompt holds the retrieved chunk:\n%s", out);
+    CHECK(strstr(out, "Sources:\n[1] kiosk-router.md") != NULL, "rag --chat: sources listed:\n%s", out);
+
+    /* incremental: nothing changed, a touch, an edit, a removal */
+    snprintf(cmd, sizeof cmd, "%s index %s -m %s --chunk 40 --overlap 8 -t 1 2>&1", rag, dir, model);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "(0 embedded now)"), "rag index again: %s", out);
+    snprintf(path, sizeof path, "%s/espresso.txt", dir);
+    copy_file(data_path("rag/espresso.txt"), path); /* same content, new mtime */
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "(0 embedded now)"), "rag index after a touch: %s", out);
+    FILE *f = fopen(path, "ab");
+    if (f) {
+        fputs("Grind the beans just before brewing.\n", f);
+        fclose(f);
+    }
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "embedded espresso.txt") && strstr(out, "(1 embedded now)"), "rag index after an edit: %s",
+          out);
+    snprintf(path, sizeof path, "%s/bicycle.md", dir);
+    remove(path);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "dropped 1 removed document") && strstr(out, "indexed 4 documents"),
+          "rag index after a removal: %s", out);
+
+    /* a damaged index: an error with the rebuild command, then --rebuild */
+    snprintf(path, sizeof path, "%s/.slm-rag.idx", dir);
+    size_t n;
+    unsigned char *idx = read_all(path, &n);
+    CHECK(idx && n > 100, "index file exists");
+    if (idx && n > 100) {
+        idx[n / 2] ^= 0x40;
+        f = fopen(path, "wb");
+        fwrite(idx, 1, n, f);
+        fclose(f);
+    }
+    free(idx);
+    snprintf(cmd, sizeof cmd, "%s query %s -m %s -q \"router\" -t 1 2>&1", rag, dir, model);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc != 0 && strstr(out, "corrupt") && strstr(out, "--rebuild"), "damaged index: %s", out);
+    snprintf(cmd, sizeof cmd, "%s index %s -m %s --chunk 40 --overlap 8 -t 1 --rebuild 2>&1", rag, dir, model);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "(4 embedded now)"), "rag index --rebuild: %s", out);
+    snprintf(path, sizeof path, "%s/.slm-rag.idx.tmp", dir);
+    CHECK(access(path, F_OK) != 0, "no temporary file left behind");
+
+    /* clean up */
+    const char *left[6] = {"kiosk-router.md", "espresso.txt", "volcanoes.md", "opening-hours.txt", "notes.pdf",
+                           ".slm-rag.idx"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, left[i]);
+        remove(path);
+    }
+    rmdir(dir);
+    remove(model);
+}
+#else
+static void rag_e2e(void) {}
+#endif
+
 void test_embedding(void) {
     run_fixture("tiny-bert-cls-F32", 1e-3, 0.99999);
     run_fixture("tiny-bert-mean-Q8_0", 5e-2, 0.999);
@@ -636,4 +882,5 @@ void test_embedding(void) {
     arena();
     weight_types();
     cli();
+    rag_e2e();
 }
