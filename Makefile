@@ -175,6 +175,7 @@ bench-models: $(BUILD)/gen_model
 	mkdir -p $(BENCH_DIR)
 	./$(BUILD)/gen_model smollm2-135m $(BENCH_DIR)
 	./$(BUILD)/gen_model qwen2.5-0.5b $(BENCH_DIR)
+	./$(BUILD)/gen_model bge-small $(BENCH_DIR) F16,Q8_0,Q4_0
 
 # slm against llama.cpp (node-llama-cpp from npm) on the generated models.
 bench-compare:

@@ -955,7 +955,11 @@ static const char *BENCH_HELP =
     "  -d, --depth D       run the tests after D tokens already in the context\n"
     "                      (default 0), to see attention over a long context\n"
     "  --kv-f32            F32 KV cache (default F16)\n"
-    "  --csv               machine-readable lines: model,type,threads,test,median,min,max,peak_rss_kib\n";
+    "  --csv               machine-readable lines: model,type,threads,test,median,min,max,peak_rss_kib\n"
+    "  --embed             embedding throughput instead (the default for encoders such as\n"
+    "                      BERT): K texts of P random tokens each (the model's pooling),\n"
+    "                      texts/s and tokens/s, median of R repetitions after a warm-up\n"
+    "  --texts K           texts per repetition for --embed (default 16)\n";
 
 static double median_of(double *v, int n) {
     for (int i = 1; i < n; i++)
@@ -1006,9 +1010,12 @@ static double bench_once(slm_session *s, const int32_t *ids, int n, int gen, int
     return n / (now_sec() - t0);
 }
 
+static int bench_embed(slm_model *m, const char *base, const int *threads, int nt, int np, int n_texts, int reps,
+                       int kv_f32, int csv);
+
 static int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *tlist = "1,2";
-    int np = 128, ng = 64, reps = 5, batch = 0, depth = 0, kv_f32 = 0, csv = 0;
+    int np = 128, ng = 64, reps = 5, batch = 0, depth = 0, kv_f32 = 0, csv = 0, embed = 0, n_texts = 16;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1023,6 +1030,8 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) depth = parse_int(need_arg(argc, argv, &i), a);
         else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
         else if (!strcmp(a, "--csv")) csv = 1;
+        else if (!strcmp(a, "--embed")) embed = 1;
+        else if (!strcmp(a, "--texts")) n_texts = parse_int(need_arg(argc, argv, &i), a);
         else die("unknown option '%s' (see slm bench --help)", a);
     }
     if (!model) die("%s", "no model given (-m FILE)");
@@ -1039,6 +1048,13 @@ static int cmd_bench(int argc, char **argv) {
     slm_model *m = NULL;
     slm_error err;
     if (slm_model_load_file(model, NULL, &m, &err) != SLM_OK) die("%s", err.message);
+    if (embed || slm_model_is_encoder(m)) {
+        if (np < 1 || n_texts < 1 || n_texts > 100000) die("%s", "--embed needs -p >= 1 and --texts in [1, 100000]");
+        const char *b = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
+        int rc = bench_embed(m, b, threads, nt, np, n_texts, reps, kv_f32, csv);
+        slm_model_free(m);
+        return rc;
+    }
     slm_model_info in;
     slm_model_get_info(m, &in);
     /* the dominant weight type, for the table */
@@ -1111,6 +1127,81 @@ static int cmd_bench(int argc, char **argv) {
     }
     free(ids);
     slm_model_free(m);
+    return 0;
+}
+
+/* Embedding throughput: n_texts sequences of np random token ids each
+   (slm_embed_tokens, the model's pooling) per repetition, per thread count. */
+static int bench_embed(slm_model *m, const char *base, const int *threads, int nt, int np, int n_texts, int reps,
+                       int kv_f32, int csv) {
+    slm_model_info in;
+    slm_model_get_info(m, &in);
+    uint64_t by_type[64] = {0};
+    for (int64_t i = 0; i < slm_tensor_count(m); i++) {
+        slm_tensor_info ti;
+        slm_tensor_get_info(m, i, &ti);
+        if (ti.type >= 0 && ti.type < 64 && ti.n_dims >= 2) by_type[ti.type] += ti.nbytes;
+    }
+    int main_type = 0;
+    for (int t = 0; t < 64; t++)
+        if (by_type[t] > by_type[main_type]) main_type = t;
+    const int dim = slm_model_n_embd_out(m);
+    int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)np * (size_t)n_texts);
+    float *vec = (float *)malloc(sizeof(float) * (size_t)dim);
+    if (!ids || !vec) die("%s", "out of memory");
+    unsigned long long r = 88172645463325252ull;
+    for (int i = 0; i < np * n_texts; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        ids[i] = (int32_t)(r % (unsigned long long)in.n_vocab);
+    }
+    char sz[32], tname[32];
+    human((double)in.weight_bytes, sz, sizeof sz);
+    snprintf(tname, sizeof tname, "emb%dx%d", np, n_texts);
+    if (!csv) {
+        printf("| %-28s | %10s | %8s | %-6s | %7s | %10s | %18s | %18s |\n", "model", "size", "params", "type", "threads",
+               "test", "texts/s (min-max)", "tokens/s");
+        printf("|------------------------------|-----------:|---------:|--------|--------:|-----------:|-------------------:|"
+               "-------------------:|\n");
+    }
+    slm_embed_params ep;
+    slm_embed_params_init(&ep);
+    if (slm_model_pooling(m) == SLM_POOLING_NONE) ep.pooling = SLM_POOLING_MEAN; /* one vector per text */
+    for (int ti = 0; ti < nt; ti++) {
+        slm_session_params sp;
+        slm_session_params_init(&sp);
+        sp.n_ctx = np;
+        sp.n_threads = threads[ti];
+        if (kv_f32) sp.kv_type = SLM_TYPE_F32;
+        slm_session *s = NULL;
+        slm_error err;
+        if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
+        double v[1000];
+        for (int k = -1; k < reps; k++) { /* k = -1: warm-up */
+            double t0 = now_sec();
+            for (int t = 0; t < n_texts; t++)
+                if (slm_embed_tokens(s, ids + (size_t)t * (size_t)np, np, &ep, vec, (size_t)dim, &err) != SLM_OK)
+                    die("%s", err.message);
+            if (k >= 0) v[k] = n_texts / (now_sec() - t0);
+        }
+        double mn = v[0], mx = v[0];
+        for (int k = 1; k < reps; k++) mn = v[k] < mn ? v[k] : mn, mx = v[k] > mx ? v[k] : mx;
+        double med = median_of(v, reps);
+        if (csv)
+            printf("%s,%s,%d,%s,%.2f,%.2f,%.2f,%ld\n", base, slm_type_name(main_type), threads[ti], tname, med, mn, mx,
+                   peak_rss_kib());
+        else
+            printf("| %-28.28s | %10s | %7.1fM | %-6s | %7d | %10s | %8.2f (%.1f-%.1f) | %18.1f |\n", base, sz,
+                   in.n_params / 1e6, slm_type_name(main_type), threads[ti], tname, med, mn, mx, med * np);
+        fflush(stdout);
+        slm_session_free(s);
+    }
+    long rss = peak_rss_kib();
+    if (!csv) {
+        if (rss >= 0) printf("peak RSS: %.1f MiB\n", rss / 1024.0);
+        printf("build: %s\n", slm_build_info());
+    }
+    free(ids);
+    free(vec);
     return 0;
 }
 
