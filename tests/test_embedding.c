@@ -870,6 +870,229 @@ static void rag_e2e(void) {
 static void rag_e2e(void) {}
 #endif
 
+/* ---- nomic-bert against a float64 reference written from its definition --- */
+/* (llama.cpp's nomic-bert, ../shared/fixtures/embeddings/README.md 3.3: BERT
+   with no position table, one attn_qkv matrix without biases, NEOX RoPE on q
+   and k, a SwiGLU FFN without biases, post-residual LayerNorms.) */
+
+enum { NB_E = 64, NB_H = 4, NB_HD = 16, NB_F = 96, NB_L = 2, NB_V = 128 };
+
+typedef struct nb_weights {
+    float tok[NB_V][NB_E], types[2][NB_E], en_w[NB_E], en_b[NB_E];
+    float qkv[NB_L][3 * NB_E][NB_E], o[NB_L][NB_E][NB_E], an_w[NB_L][NB_E], an_b[NB_L][NB_E];
+    float up[NB_L][NB_F][NB_E], gate[NB_L][NB_F][NB_E], down[NB_L][NB_E][NB_F], ln_w[NB_L][NB_E], ln_b[NB_L][NB_E];
+} nb_weights;
+
+static void nb_ln(double *x, const float *w, const float *b) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < NB_E; i++) mean += x[i];
+    mean /= NB_E;
+    for (int i = 0; i < NB_E; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= NB_E;
+    for (int i = 0; i < NB_E; i++) x[i] = (x[i] - mean) / sqrt(var + 1e-12) * w[i] + b[i];
+}
+
+/* out: n rows of NB_E (per-token outputs) */
+static void nb_reference(const nb_weights *W, const int32_t *ids, int n, double base, double *out) {
+    double(*x)[NB_E] = (double(*)[NB_E])calloc((size_t)n, sizeof *x);
+    double(*q)[NB_E] = (double(*)[NB_E])calloc((size_t)n, sizeof *q);
+    double(*k)[NB_E] = (double(*)[NB_E])calloc((size_t)n, sizeof *k);
+    double(*v)[NB_E] = (double(*)[NB_E])calloc((size_t)n, sizeof *v);
+    for (int t = 0; t < n; t++) {
+        for (int i = 0; i < NB_E; i++) x[t][i] = (double)W->tok[ids[t]][i] + W->types[0][i];
+        nb_ln(x[t], W->en_w, W->en_b);
+    }
+    for (int l = 0; l < NB_L; l++) {
+        for (int t = 0; t < n; t++) {
+            for (int r = 0; r < 3 * NB_E; r++) {
+                double acc = 0;
+                for (int i = 0; i < NB_E; i++) acc += (double)W->qkv[l][r][i] * x[t][i];
+                if (r < NB_E) q[t][r] = acc;
+                else if (r < 2 * NB_E) k[t][r - NB_E] = acc;
+                else v[t][r - 2 * NB_E] = acc;
+            }
+            for (int h = 0; h < NB_H; h++)
+                for (int i = 0; i < NB_HD / 2; i++) {
+                    double th = t * pow(base, -2.0 * i / NB_HD), c = cos(th), s = sin(th);
+                    double *qq = q[t] + h * NB_HD, *kk = k[t] + h * NB_HD;
+                    double a = qq[i], b = qq[i + NB_HD / 2];
+                    qq[i] = a * c - b * s, qq[i + NB_HD / 2] = a * s + b * c;
+                    a = kk[i], b = kk[i + NB_HD / 2];
+                    kk[i] = a * c - b * s, kk[i + NB_HD / 2] = a * s + b * c;
+                }
+        }
+        double(*nx)[NB_E] = (double(*)[NB_E])calloc((size_t)n, sizeof *nx);
+        for (int t = 0; t < n; t++) {
+            double att[NB_E] = {0};
+            for (int h = 0; h < NB_H; h++) {
+                double sc[64], mx = -1e300, sum = 0;
+                for (int u = 0; u < n; u++) {
+                    double d = 0;
+                    for (int i = 0; i < NB_HD; i++) d += q[t][h * NB_HD + i] * k[u][h * NB_HD + i];
+                    sc[u] = d / sqrt((double)NB_HD);
+                    mx = fmax(mx, sc[u]);
+                }
+                for (int u = 0; u < n; u++) sum += (sc[u] = exp(sc[u] - mx));
+                for (int u = 0; u < n; u++)
+                    for (int i = 0; i < NB_HD; i++) att[h * NB_HD + i] += sc[u] / sum * v[u][h * NB_HD + i];
+            }
+            for (int r = 0; r < NB_E; r++) {
+                double acc = 0;
+                for (int i = 0; i < NB_E; i++) acc += (double)W->o[l][r][i] * att[i];
+                nx[t][r] = x[t][r] + acc;
+            }
+            nb_ln(nx[t], W->an_w[l], W->an_b[l]);
+            double g[NB_F];
+            for (int r = 0; r < NB_F; r++) {
+                double a = 0, b = 0;
+                for (int i = 0; i < NB_E; i++) a += (double)W->gate[l][r][i] * nx[t][i], b += (double)W->up[l][r][i] * nx[t][i];
+                g[r] = a / (1 + exp(-a)) * b;
+            }
+            for (int r = 0; r < NB_E; r++) {
+                double acc = 0;
+                for (int i = 0; i < NB_F; i++) acc += (double)W->down[l][r][i] * g[i];
+                nx[t][r] += acc;
+            }
+            nb_ln(nx[t], W->ln_w[l], W->ln_b[l]);
+        }
+        memcpy(x, nx, sizeof *x * (size_t)n);
+        free(nx);
+    }
+    memcpy(out, x, sizeof *x * (size_t)n);
+    free(x), free(q), free(k), free(v);
+}
+
+static gbuf nb_gguf(const nb_weights *W, float base) {
+    gbuf b = {0, 0, 0};
+    char name[64];
+    gb_put(&b, "GGUF", 4);
+    gb_u32(&b, 3);
+    const int n_t = 4 + NB_L * 9;
+    gb_u64(&b, (uint64_t)n_t);
+    gb_u64(&b, 12);
+#define KV_U32(k, x) (gb_str(&b, k), gb_u32(&b, 4), gb_u32(&b, x))
+    gb_str(&b, "general.architecture"), gb_u32(&b, 8), gb_str(&b, "nomic-bert");
+    KV_U32("nomic-bert.context_length", 64);
+    KV_U32("nomic-bert.embedding_length", NB_E);
+    KV_U32("nomic-bert.block_count", NB_L);
+    KV_U32("nomic-bert.feed_forward_length", NB_F);
+    KV_U32("nomic-bert.attention.head_count", NB_H);
+    gb_str(&b, "nomic-bert.attention.layer_norm_epsilon"), gb_u32(&b, 6), gb_f32(&b, 1e-12f);
+    gb_str(&b, "nomic-bert.attention.causal"), gb_u32(&b, 7), gb_put(&b, "", 1);
+    gb_str(&b, "nomic-bert.rope.freq_base"), gb_u32(&b, 6), gb_f32(&b, base);
+    KV_U32("nomic-bert.pooling_type", 1);
+#undef KV_U32
+    gb_str(&b, "tokenizer.ggml.model"), gb_u32(&b, 8), gb_str(&b, "bert");
+    gb_str(&b, "tokenizer.ggml.tokens"), gb_u32(&b, 9), gb_u32(&b, 8), gb_u64(&b, NB_V);
+    for (int i = 0; i < NB_V; i++) {
+        char p[32];
+        if (i == 0) snprintf(p, sizeof p, "[PAD]");
+        else if (i >= 100 && i <= 102) snprintf(p, sizeof p, "%s", i == 100 ? "[UNK]" : i == 101 ? "[CLS]" : "[SEP]");
+        else snprintf(p, sizeof p, "\xe2\x96\x81t%d", i);
+        gb_str(&b, p);
+    }
+    /* tensors, each F32, in this order */
+    struct {
+        const float *p;
+        int64_t ne0, ne1;
+    } T[4 + NB_L * 9];
+    const char *names[4 + NB_L * 9];
+    static char nbuf[4 + NB_L * 9][64];
+    int nt = 0;
+#define ADD(nm, ptr, a, bb) (snprintf(nbuf[nt], 64, "%s", nm), names[nt] = nbuf[nt], T[nt].p = (const float *)(ptr), T[nt].ne0 = a, T[nt].ne1 = bb, nt++)
+    ADD("token_embd.weight", W->tok, NB_E, NB_V);
+    ADD("token_types.weight", W->types, NB_E, 2);
+    ADD("token_embd_norm.weight", W->en_w, NB_E, 1);
+    ADD("token_embd_norm.bias", W->en_b, NB_E, 1);
+    for (int l = 0; l < NB_L; l++) {
+#define LN_(s) (snprintf(name, sizeof name, "blk.%d.%s", l, s), name)
+        ADD(LN_("attn_qkv.weight"), W->qkv[l], NB_E, 3 * NB_E);
+        ADD(LN_("attn_output.weight"), W->o[l], NB_E, NB_E);
+        ADD(LN_("attn_output_norm.weight"), W->an_w[l], NB_E, 1);
+        ADD(LN_("attn_output_norm.bias"), W->an_b[l], NB_E, 1);
+        ADD(LN_("ffn_up.weight"), W->up[l], NB_E, NB_F);
+        ADD(LN_("ffn_gate.weight"), W->gate[l], NB_E, NB_F);
+        ADD(LN_("ffn_down.weight"), W->down[l], NB_F, NB_E);
+        ADD(LN_("layer_output_norm.weight"), W->ln_w[l], NB_E, 1);
+        ADD(LN_("layer_output_norm.bias"), W->ln_b[l], NB_E, 1);
+#undef LN_
+    }
+#undef ADD
+    uint64_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        gb_str(&b, names[i]);
+        gb_u32(&b, T[i].ne1 == 1 ? 1 : 2);
+        gb_u64(&b, (uint64_t)T[i].ne0);
+        if (T[i].ne1 != 1) gb_u64(&b, (uint64_t)T[i].ne1);
+        gb_u32(&b, 0);
+        gb_u64(&b, off);
+        off += (uint64_t)(T[i].ne0 * T[i].ne1 * 4);
+        off = (off + 31) / 32 * 32;
+    }
+    gb_pad(&b, 32);
+    for (int i = 0; i < nt; i++) {
+        for (int64_t j = 0; j < T[i].ne0 * T[i].ne1; j++) gb_f32(&b, T[i].p[j]);
+        gb_pad(&b, 32);
+    }
+    return b;
+}
+
+static void nomic_bert(void) {
+    nb_weights *W = (nb_weights *)malloc(sizeof *W);
+    uint64_t rng = 305;
+    float *all = (float *)W;
+    for (size_t i = 0; i < sizeof *W / sizeof(float); i++) all[i] = 0.5f * t_randf(&rng);
+    for (int i = 0; i < NB_E; i++) W->en_w[i] = 1.0f + 0.1f * t_randf(&rng);
+    for (int l = 0; l < NB_L; l++)
+        for (int i = 0; i < NB_E; i++) {
+            W->an_w[l][i] = 1.0f + 0.1f * t_randf(&rng), W->ln_w[l][i] = 1.0f + 0.1f * t_randf(&rng);
+            W->an_b[l][i] *= 0.2f, W->ln_b[l][i] *= 0.2f, W->en_b[i] *= 0.2f;
+        }
+    for (int l = 0; l < NB_L; l++) { /* 1/sqrt(fan_in) matrices */
+        for (int r = 0; r < NB_E; r++)
+            for (int i = 0; i < NB_E; i++) W->o[l][r][i] *= 0.25f;
+        for (int r = 0; r < NB_F; r++)
+            for (int i = 0; i < NB_E; i++) W->up[l][r][i] *= 0.25f, W->gate[l][r][i] *= 0.25f;
+        for (int r = 0; r < NB_E; r++)
+            for (int i = 0; i < NB_F; i++) W->down[l][r][i] *= 0.2f;
+    }
+    gbuf g = nb_gguf(W, 1000.0f);
+    slm_model *m = NULL;
+    slm_error err;
+    slm_status st = slm_model_load_memory(g.p, g.n, NULL, &m, &err);
+    CHECK(st == SLM_OK, "nomic-bert load: %s", err.message);
+    if (st == SLM_OK) {
+        CHECK(slm_model_is_encoder(m) && slm_model_pooling(m) == SLM_POOLING_MEAN, "nomic-bert: encoder, MEAN");
+        slm_session *s = new_session(m, 1);
+        const int32_t ids[9] = {101, 5, 9, 17, 33, 64, 9, 120, 102};
+        const int n = 9;
+        double ref[9 * NB_E], mean[NB_E] = {0};
+        nb_reference(W, ids, n, 1000.0, ref);
+        float rows[9 * NB_E], pooled[NB_E], refr[9 * NB_E], refm[NB_E];
+        for (int i = 0; i < n * NB_E; i++) refr[i] = (float)ref[i], mean[i % NB_E] += ref[i] / n;
+        for (int i = 0; i < NB_E; i++) refm[i] = (float)mean[i];
+        slm_embed_params ep;
+        slm_embed_params_init(&ep);
+        st = s ? slm_embed_tokens(s, ids, n, &ep, pooled, NB_E, &err) : SLM_ERR_INVALID_ARG;
+        CHECK(st == SLM_OK && rel_err(pooled, refm, NB_E) < 1e-4, "nomic-bert MEAN: rel %.2e (%s)",
+              rel_err(pooled, refm, NB_E), err.message);
+        ep.pooling = SLM_POOLING_NONE;
+        st = s ? slm_embed_tokens(s, ids, n, &ep, rows, 9 * NB_E, &err) : SLM_ERR_INVALID_ARG;
+        CHECK(st == SLM_OK && rel_err(rows, refr, n * NB_E) < 1e-4, "nomic-bert rows: rel %.2e",
+              rel_err(rows, refr, n * NB_E));
+        printf("  nomic-bert (synthetic, float64 reference): pooled rel %.2e, per-token rel %.2e\n",
+               rel_err(pooled, refm, NB_E), rel_err(rows, refr, n * NB_E));
+        /* the rope base matters: the reference with another base disagrees */
+        nb_reference(W, ids, n, 10000.0, ref);
+        for (int i = 0; i < n * NB_E; i++) refr[i] = (float)ref[i];
+        CHECK(rel_err(rows, refr, n * NB_E) > 1e-3, "nomic-bert: the rope base has an effect");
+        slm_session_free(s);
+        slm_model_free(m);
+    }
+    free(g.p);
+    free(W);
+}
+
 void test_embedding(void) {
     run_fixture("tiny-bert-cls-F32", 1e-3, 0.99999);
     run_fixture("tiny-bert-mean-Q8_0", 5e-2, 0.999);
@@ -877,6 +1100,7 @@ void test_embedding(void) {
     run_fixture("tiny-qwen3-last-Q8_0", 5e-2, 0.999);
     run_fixture("tiny-gemma-embedding-mean-F32", 1e-3, 0.99999);
     run_fixture("tiny-gemma-embedding-mean-Q8_0", 5e-2, 0.999);
+    nomic_bert();
     chunked();
     errors();
     arena();
