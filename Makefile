@@ -147,7 +147,7 @@ fuzz-seeds: $(BUILD)/fuzz/make_seeds
 	./$(BUILD)/fuzz/make_seeds fuzz/corpus/gguf
 
 test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo tests/data/embeddings
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_text fuzz/corpus/text
 
 # Development checks of the tokenizer: slm's pre-tokenizers against the
