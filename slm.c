@@ -8108,7 +8108,8 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
     if (n <= 0 || !tokens) return seterr(err, SLM_ERR_INVALID_ARG, "no tokens to decode");
     const slm_model *m = s->m;
     if (!m->causal)
-        return seterr(err, SLM_ERR_UNSUPPORTED, "%s is an encoder (embedding model): use slm_embed, not slm_decode",
+        return seterr(err, SLM_ERR_UNSUPPORTED,
+                      "%s is an encoder (an embedding model): it embeds (slm_embed, slm embed), it does not decode",
                       m->arch_name);
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->n_vocab)

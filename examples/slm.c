@@ -469,6 +469,10 @@ static int cmd_info(int argc, char **argv) {
         printf("attention:     %d heads, %d kv heads, head dim %d, rope dims %d, rope base %g\n", in.n_head,
                in.n_head_kv, in.head_dim, in.n_rot, in.rope_freq_base);
         printf("norm eps:      %g\n", in.norm_eps);
+        if (slm_model_is_encoder(m) || slm_model_pooling(m) != SLM_POOLING_NONE)
+            printf("embeddings:    %d floats, %s pooling%s (slm embed)\n", slm_model_n_embd_out(m),
+                   slm_pooling_name(slm_model_pooling(m)),
+                   slm_model_is_encoder(m) ? "; an encoder: it embeds, it does not generate" : "");
     }
     describe_vocab(m);
     if (!vocab_only) {
