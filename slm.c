@@ -6594,7 +6594,7 @@ struct slm_model {
     weight tok_types, pos_embd; /* BERT: token-type and position tables */
     const float *embd_norm, *embd_norm_b; /* LayerNorm after the embeddings */
     weight dense2, dense3;      /* gemma-embedding: projections after pooling */
-    int n_embd_out;   /* width of an embedding */
+    int n_embd_out;   /* width of an embedding (n_embd: dense_3 must keep it, as llama.cpp asserts) */
 };
 
 static SLM_PRINTF(3, 4) void logf_(const slm_model *m, int level, const char *fmt, ...) {
@@ -6895,7 +6895,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
 /*
  * Encoders (bert, nomic-bert, gemma-embedding) and decoders used as
  * embedders (qwen3 with LAST pooling) run through the same forward pass;
- * the flags of arch_info and the optional tensors bound here select
+ * the flags of ENC_ARCHS and the optional tensors bound here select
  * BERT's learned positions, token types, embedding LayerNorm, biases and
  * post-residual LayerNorms, and gemma-embedding's dense layers after
  * pooling. Pooling itself is in section 9 (slm_embed).
@@ -6968,8 +6968,10 @@ static slm_status bind_embedding_tensors(slm_model *m, slm_error *err) {
         const gguf_tensor *t2 = find_tensor(m, "dense_2.weight"), *t3 = find_tensor(m, "dense_3.weight");
         if (!t2 != !t3) return seterr(err, SLM_ERR_FORMAT, "dense_2.weight and dense_3.weight must come together");
         if (t2) {
-            if (t2->ne[1] < 1 || t2->ne[1] > (1 << 20) || t3->ne[1] < 1 || t3->ne[1] > (1 << 20))
-                return seterr(err, SLM_ERR_FORMAT, "dense_2/dense_3 have unusable shapes");
+            if (t2->ne[1] < 1 || t2->ne[1] > (1 << 20) || t3->ne[1] != E)
+                return seterr(err, SLM_ERR_FORMAT, "dense_2/dense_3 have shapes [%lld, %lld] and [%lld, %lld]; the "
+                              "output must be n_embd (%d) wide", (long long)t2->ne[0], (long long)t2->ne[1],
+                              (long long)t3->ne[0], (long long)t3->ne[1], E);
             B(bind_w(m, "dense_2.weight", E, t2->ne[1], 1, &m->dense2, err));
             B(bind_w(m, "dense_3.weight", t2->ne[1], t3->ne[1], 1, &m->dense3, err));
             m->n_embd_out = (int)t3->ne[1];

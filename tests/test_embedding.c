@@ -856,6 +856,17 @@ static void rag_e2e(void) {
     snprintf(path, sizeof path, "%s/.slm-rag.idx.tmp", dir);
     CHECK(access(path, F_OK) != 0, "no temporary file left behind");
 
+    /* prefixes (EmbeddingGemma- and Qwen3-Embedding-style): a new document
+       prefix rebuilds the index; the query uses the stored one */
+    snprintf(cmd, sizeof cmd, "%s index %s -m %s --chunk 40 --overlap 8 -t 1 --doc-prefix \"title: none | text: \" 2>&1",
+             rag, dir, model);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "rebuilding it") && strstr(out, "(4 embedded now)"), "rag index --doc-prefix: %s", out);
+    snprintf(cmd, sizeof cmd, "%s query %s -m %s -q \"%s\" --query-prefix \"query: \" -t 1 2>&1", rag, dir, model, Q[0].q);
+    rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "[1] ") && strstr(strstr(out, "[1] "), "kiosk-router.md") && !strstr(out, "embedded"),
+          "rag query with prefixes: %s", out);
+
     /* clean up */
     const char *left[6] = {"kiosk-router.md", "espresso.txt", "volcanoes.md", "opening-hours.txt", "notes.pdf",
                            ".slm-rag.idx"};

@@ -21,7 +21,8 @@
  *
  * Index file (little-endian), version 1:
  *   "SLMRAGIX" u32 version, u32 dim, u32 chunk, u32 overlap, u32 pooling,
- *   u64 model_size, u32 model_name_len, model name bytes,
+ *   u64 model_size, u32 model_name_len, model name bytes, u32 doc_prefix_len,
+ *   doc prefix bytes,
  *   u32 n_docs, per doc: u32 name_len, name, u64 size, i64 mtime, u64 hash,
  *                        u32 n_chunks, per chunk: u32 text_len, text,
  *                        float vec[dim]
@@ -238,6 +239,7 @@ typedef struct rag_index {
     uint32_t dim, chunk_tokens, overlap, pooling;
     uint64_t model_size;
     char *model_name;
+    char *doc_prefix; /* put before every chunk when it is embedded ("" if none) */
     uint32_t n_docs;
     doc *docs;
 } rag_index;
@@ -255,6 +257,7 @@ static void free_index(rag_index *x) {
     for (uint32_t i = 0; i < x->n_docs; i++) free_doc(&x->docs[i]);
     free(x->docs);
     free(x->model_name);
+    free(x->doc_prefix);
     memset(x, 0, sizeof *x);
 }
 
@@ -331,6 +334,10 @@ static int load_index(const char *path, const char *dir, rag_index *x) {
     const unsigned char *mp = take(&r, ml);
     if (!mp) CORRUPT("bad header");
     x->model_name = xstrndup((const char *)mp, ml);
+    uint32_t pl = rd_u32(&r);
+    const unsigned char *pp = pl <= MAX_NAME ? take(&r, pl) : NULL;
+    if (!pp) CORRUPT("bad header");
+    x->doc_prefix = xstrndup((const char *)pp, pl);
     uint32_t nd = rd_u32(&r);
     if (r.bad || nd > MAX_DOCS) CORRUPT("bad document count");
     x->docs = (doc *)calloc(nd ? nd : 1, sizeof(doc));
@@ -414,6 +421,8 @@ static void save_index(const char *path, const rag_index *x) {
     wr_u64(&w, x->model_size);
     wr_u32(&w, (uint32_t)strlen(x->model_name));
     wr(&w, x->model_name, strlen(x->model_name));
+    wr_u32(&w, (uint32_t)strlen(x->doc_prefix));
+    wr(&w, x->doc_prefix, strlen(x->doc_prefix));
     wr_u32(&w, x->n_docs);
     for (uint32_t i = 0; i < x->n_docs; i++) {
         const doc *d = &x->docs[i];
@@ -458,6 +467,8 @@ typedef struct embedder {
     slm_model *m;
     slm_session *s;
     int dim, n_ctx, pooling;
+    const char *doc_prefix; /* before every chunk ("" if none) */
+    int prefix_tokens;
 } embedder;
 
 static void open_embedder(embedder *e, const char *path, int threads) {
@@ -481,6 +492,17 @@ static int n_tokens(const embedder *e, const char *t, size_t n, int special) {
     int32_t k = 0;
     slm_status st = slm_tokenize(e->m, t, n, special, 0, NULL, 0, &k, NULL);
     return st == SLM_OK || st == SLM_ERR_BUFFER ? k : -1;
+}
+
+/* prefix + text in one buffer (the embedding sees them as one text) */
+static char *with_prefix(const char *prefix, const char *t, size_t n, size_t *len) {
+    size_t pl = strlen(prefix);
+    char *b = (char *)xmalloc(pl + n + 1);
+    memcpy(b, prefix, pl);
+    memcpy(b + pl, t, n);
+    b[pl + n] = 0;
+    *len = pl + n;
+    return b;
 }
 
 static void embed_text(embedder *e, const char *t, size_t n, float *out) {
@@ -549,7 +571,7 @@ static void chunk_doc(embedder *e, const char *text, size_t len, uint32_t size, 
                 }
         /* the real count (words tokenized apart can differ) must fit the context */
         size_t cb = w[start].b, ce = w[end - 1].e;
-        while (end > start + 1 && n_tokens(e, text + cb, ce - cb, 1) > e->n_ctx) ce = w[--end - 1].e;
+        while (end > start + 1 && n_tokens(e, text + cb, ce - cb, 1) + e->prefix_tokens > e->n_ctx) ce = w[--end - 1].e;
         while (ce > cb && is_ws(text[ce - 1])) ce--;
         if (d->n_chunks == cap_c) {
             cap_c = cap_c ? cap_c * 2 : 16;
@@ -560,7 +582,10 @@ static void chunk_doc(embedder *e, const char *text, size_t len, uint32_t size, 
         c->len = (uint32_t)(ce - cb);
         c->text = xstrndup(text + cb, ce - cb);
         c->vec = (float *)xmalloc(sizeof(float) * (size_t)e->dim);
-        embed_text(e, c->text, c->len, c->vec);
+        size_t bl;
+        char *buf = with_prefix(e->doc_prefix, c->text, c->len, &bl);
+        embed_text(e, buf, bl, c->vec);
+        free(buf);
         if (end >= nw) break;
         /* the next chunk starts `overlap` tokens back, but always moves on */
         size_t next = end;
@@ -590,9 +615,11 @@ static int update_index(const char *dir, embedder *e, const char *model_path, ui
     if (!stat_file(model_path, &msize, &mt)) die("cannot open '%s'", model_path);
     if (have && (old.dim != (uint32_t)e->dim || old.chunk_tokens != size || old.overlap != overlap ||
                  old.pooling != (uint32_t)e->pooling || old.model_size != msize ||
-                 strcmp(old.model_name, base_name(model_path)) != 0)) {
-        fprintf(stderr, "rag: the index was made with %s (%u floats, chunks of %u/%u tokens): rebuilding it\n",
-                old.model_name, old.dim, old.chunk_tokens, old.overlap);
+                 strcmp(old.model_name, base_name(model_path)) != 0 || strcmp(old.doc_prefix, e->doc_prefix) != 0)) {
+        fprintf(stderr,
+                "rag: the index was made with %s (%u floats, chunks of %u/%u tokens, document prefix '%s'): "
+                "rebuilding it\n",
+                old.model_name, old.dim, old.chunk_tokens, old.overlap, old.doc_prefix);
         free_index(&old);
         have = 0;
     }
@@ -605,6 +632,7 @@ static int update_index(const char *dir, embedder *e, const char *model_path, ui
     x->pooling = (uint32_t)e->pooling;
     x->model_size = msize;
     x->model_name = xstrndup(base_name(model_path), strlen(base_name(model_path)));
+    x->doc_prefix = xstrndup(e->doc_prefix, strlen(e->doc_prefix));
     x->docs = (doc *)calloc(nf ? (size_t)nf : 1, sizeof(doc));
     if (!x->docs) die("out of memory");
     int changed = 0, removed = have ? (int)old.n_docs : 0;
@@ -615,6 +643,7 @@ static int update_index(const char *dir, embedder *e, const char *model_path, ui
             if (old.docs[k].name && !strcmp(old.docs[k].name, fs[i].name)) prev = &old.docs[k];
         if (prev) removed--;
         if (fs[i].size > MAX_DOC_BYTES) {
+            if (prev) removed++; /* it was indexed before: the index changes */
             fprintf(stderr, "rag: skipping %s (%llu bytes, more than %u MB)\n", fs[i].name,
                     (unsigned long long)fs[i].size, MAX_DOC_BYTES >> 20);
             continue;
@@ -661,17 +690,21 @@ static int update_index(const char *dir, embedder *e, const char *model_path, ui
 
 static const char *HELP =
     "usage:\n"
-    "  rag index DIR -m EMBED.gguf [--chunk N] [--overlap M] [--rebuild] [-t N]\n"
+    "  rag index DIR -m EMBED.gguf [--chunk N] [--overlap M] [--doc-prefix TEXT] [--rebuild] [-t N]\n"
     "  rag query DIR -m EMBED.gguf -q QUESTION [-k K] [--chat CHAT.gguf] [options]\n"
     "index: cut the .txt and .md files in DIR into chunks of about N tokens\n"
     "  (default 128) overlapping by about M (default 32), embed them and store\n"
     "  the vectors in DIR/" INDEX_NAME "; run again, only changed documents are\n"
-    "  embedded again. --rebuild starts from scratch.\n"
+    "  embedded again. --rebuild starts from scratch. --doc-prefix TEXT is put\n"
+    "  before every chunk when it is embedded (models trained with one, e.g.\n"
+    "  EmbeddingGemma's \"title: none | text: \"); the index remembers it.\n"
     "query: update the index if documents changed, embed the question, print\n"
     "  the K most similar chunks (default 3) with their scores; with --chat,\n"
     "  a chat model answers from them, citing them as [1]..[K].\n"
     "options of query:\n"
     "  --chat FILE       chat model (GGUF with a chat template)\n"
+    "  --query-prefix T  put before the question when it is embedded (e.g.\n"
+    "                    Qwen3-Embedding's \"Instruct: ...\\nQuery: \")\n"
     "  -n N              longest answer in tokens (default 256)\n"
     "  --temp T          sampling temperature (default 0: greedy)\n"
     "  --seed S          sampler seed (default 0)\n"
@@ -802,7 +835,8 @@ int main(int argc, char **argv) {
         fputs(HELP, argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
-    const char *cmd = argv[1], *dir = NULL, *model = NULL, *question = NULL, *chat = NULL;
+    const char *cmd = argv[1], *dir = NULL, *model = NULL, *question = NULL, *chat = NULL, *doc_prefix = NULL,
+               *query_prefix = "";
     int size = 128, overlap = 32, rebuild = 0, k = 3, n_predict = 256, print_prompt = 0, threads = 0, chat_ctx = 0;
     float temp = 0.0f;
     unsigned long long seed = 0;
@@ -818,6 +852,8 @@ int main(int argc, char **argv) {
         else if (is_index && !strcmp(a, "--chunk")) size = parse_num(need(argc, argv, &i), a, 8, 1 << 20);
         else if (is_index && !strcmp(a, "--overlap")) overlap = parse_num(need(argc, argv, &i), a, 0, 1 << 20);
         else if (is_index && !strcmp(a, "--rebuild")) rebuild = 1;
+        else if (is_index && !strcmp(a, "--doc-prefix")) doc_prefix = need(argc, argv, &i);
+        else if (is_query && !strcmp(a, "--query-prefix")) query_prefix = need(argc, argv, &i);
         else if (is_query && (!strcmp(a, "-q") || !strcmp(a, "--question"))) question = need(argc, argv, &i);
         else if (is_query && !strcmp(a, "-k")) k = parse_num(need(argc, argv, &i), a, 1, 100);
         else if (is_query && !strcmp(a, "--chat")) chat = need(argc, argv, &i);
@@ -842,14 +878,19 @@ int main(int argc, char **argv) {
         if (load_index(ipath, dir, &cur)) {
             size = (int)cur.chunk_tokens;
             overlap = (int)cur.overlap;
+            doc_prefix = xstrndup(cur.doc_prefix, strlen(cur.doc_prefix));
             free_index(&cur);
         }
         free(ipath);
     }
-    if (size > e.n_ctx - 4) {
+    e.doc_prefix = doc_prefix ? doc_prefix : "";
+    e.prefix_tokens = e.doc_prefix[0] ? n_tokens(&e, e.doc_prefix, strlen(e.doc_prefix), 0) : 0;
+    if (e.prefix_tokens < 0 || e.prefix_tokens > e.n_ctx / 2)
+        die("the document prefix takes %d tokens of the embedding model's context of %d", e.prefix_tokens, e.n_ctx);
+    if (size > e.n_ctx - 4 - e.prefix_tokens) {
         fprintf(stderr, "rag: chunks of %d tokens do not fit the embedding model's context (%d): using %d\n", size,
-                e.n_ctx, e.n_ctx - 4);
-        size = e.n_ctx - 4;
+                e.n_ctx, e.n_ctx - 4 - e.prefix_tokens);
+        size = e.n_ctx - 4 - e.prefix_tokens;
         if (overlap >= size) overlap = size / 4;
     }
     rag_index x;
@@ -863,7 +904,10 @@ int main(int argc, char **argv) {
         if (changed) fprintf(stderr, "rag: index updated (%d document%s)\n", changed, changed == 1 ? "" : "s");
         if (!total) die("no documents indexed in '%s' (.txt or .md files)", dir);
         float *q = (float *)xmalloc(sizeof(float) * (size_t)e.dim);
-        embed_text(&e, question, strlen(question), q);
+        size_t ql;
+        char *qt = with_prefix(query_prefix, question, strlen(question), &ql);
+        embed_text(&e, qt, ql, q);
+        free(qt);
         hit *hits = (hit *)xmalloc(sizeof(hit) * total);
         uint32_t n = 0;
         for (uint32_t i = 0; i < x.n_docs; i++)
