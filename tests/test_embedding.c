@@ -18,6 +18,10 @@
 #include <string.h>
 
 #define N_TEXTS 8
+/* max/min by comparison: GCC 12 for aarch64 crashes vectorizing fmax()
+   reductions (internal compiler error in vect_transform_reduction) */
+#define MAXD(a, b) ((a) > (b) ? (a) : (b))
+#define MIND(a, b) ((a) < (b) ? (a) : (b))
 #define MAX_TOK 64
 
 typedef struct fixture {
@@ -158,8 +162,8 @@ static int load_fixture(const char *name, fixture *f) {
 static double rel_err(const float *a, const float *b, int n) {
     double md = 0, mb = 0;
     for (int i = 0; i < n; i++) {
-        md = fmax(md, fabs((double)a[i] - b[i]));
-        mb = fmax(mb, fabs((double)b[i]));
+        md = MAXD(md, fabs((double)a[i] - b[i]));
+        mb = MAXD(mb, fabs((double)b[i]));
     }
     return mb > 0 ? md / mb : md;
 }
@@ -216,9 +220,9 @@ static void check_model(const char *name, slm_model *m, const fixture *f, double
     CHECK(st == SLM_OK, "%s: slm_embed: %s", name, err.message);
     double r = rel_err(out, f->emb, N_TEXTS * D), min_cos = 1, max_cm = 0;
     for (int i = 0; i < N_TEXTS; i++) {
-        min_cos = fmin(min_cos, slm_cosine(out + i * D, f->emb + i * D, D));
+        min_cos = MIND(min_cos, slm_cosine(out + i * D, f->emb + i * D, D));
         for (int j = 0; j < N_TEXTS; j++)
-            max_cm = fmax(max_cm, fabs(slm_cosine(out + i * D, out + j * D, D) - f->cos[i * N_TEXTS + j]));
+            max_cm = MAXD(max_cm, fabs(slm_cosine(out + i * D, out + j * D, D) - f->cos[i * N_TEXTS + j]));
     }
     printf("  %s (%d thr): pooled rel %.2e, min cosine %.7f, cosine matrix max diff %.1e\n", name, n_threads, r, min_cos,
            max_cm);
@@ -431,7 +435,7 @@ static void arena(void) {
         for (int i = 0; i < N_TEXTS; i++) {
             st = slm_embed_tokens(s, f->ids[i], f->n_ids[i], &ep, v, 64, &err);
             CHECK(st == SLM_OK, "arena embed %d: %s", i, err.message);
-            worst = fmax(worst, rel_err(v, f->emb + i * 64, 64));
+            worst = MAXD(worst, rel_err(v, f->emb + i * 64, 64));
         }
         CHECK(worst < 2e-2 && slm_arena_peak(&ar) == need, "arena: rel %.2e, peak %zu of %zu", worst,
               slm_arena_peak(&ar), need);
@@ -530,8 +534,8 @@ static void weight_types(void) {
             }
             double min_cos = 1, min_rc = 1;
             for (int i = 0; i < N_TEXTS; i++) {
-                min_cos = fmin(min_cos, slm_cosine(v[0] + i * D, f->emb + i * D, D));
-                min_rc = fmin(min_rc, slm_cosine(v[0] + i * D, v[1] + i * D, D));
+                min_cos = MIND(min_cos, slm_cosine(v[0] + i * D, f->emb + i * D, D));
+                min_rc = MIND(min_rc, slm_cosine(v[0] + i * D, v[1] + i * D, D));
             }
             printf("  %s as %s: cosine with llama.cpp's F32 >= %.5f, x8 vs plain >= %.6f\n", models[mi] + 5,
                    TYPES[ti].type, min_cos, min_rc);
@@ -941,7 +945,7 @@ static void nb_reference(const nb_weights *W, const int32_t *ids, int n, double 
                     double d = 0;
                     for (int i = 0; i < NB_HD; i++) d += q[t][h * NB_HD + i] * k[u][h * NB_HD + i];
                     sc[u] = d / sqrt((double)NB_HD);
-                    mx = fmax(mx, sc[u]);
+                    mx = MAXD(mx, sc[u]);
                 }
                 for (int u = 0; u < n; u++) sum += (sc[u] = exp(sc[u] - mx));
                 for (int u = 0; u < n; u++)
