@@ -2,7 +2,15 @@
 
 CC      ?= cc
 OPT     ?= -O2
-MARCH   ?= -march=native
+# Portable by default: x86-64 builds carry every x86 kernel set and pick one
+# at run time (slm.c section 6h). NATIVE=1 compiles for this machine's CPU
+# only (-march=native), as a fixed build.
+NATIVE  ?= 0
+ifeq ($(NATIVE),1)
+  MARCH ?= -march=native
+else
+  MARCH ?=
+endif
 CSTD    ?= -std=c99
 WARN    ?= -Wall -Wextra -Wshadow -Wstrict-prototypes
 OPENMP  ?= 1
