@@ -1469,21 +1469,6 @@ static FILE *file_open(const allocator *a, const char *path, const char *mode, i
     return fopen(path, mode);
 }
 
-static int file_remove(const allocator *a, const char *path) {
-#if defined(_WIN32)
-    size_t nb = 0;
-    wchar_t *w;
-    if (wide_path(a, path, &w, &nb) && w) {
-        int r = _wremove(w);
-        xfree(a, w, nb);
-        return r;
-    }
-#else
-    (void)a;
-#endif
-    return remove(path);
-}
-
 /* The size of an open file (position at its start again), -1 if unknown. */
 static long long file_size(FILE *f) {
     long long sz = -1;
@@ -1497,24 +1482,503 @@ static long long file_size(FILE *f) {
     return sz;
 }
 
-static long long file_tell(void *f) {
-#if defined(_WIN32)
-    return _ftelli64((FILE *)f);
+static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
 #else
-    return ftell((FILE *)f);
+static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
 #endif
+
+/* ---- Output files that never destroy anything ----------------------------
+   Every file slm writes (quantized models, session state, and through
+   slm_file_write the CLI's logits) goes through an ofile:
+   - a new file, or an existing regular file (or a symlink to one: the file
+     it points to), is written to a temporary file in the same directory,
+     flushed to disk, and renamed into place only when every byte is written
+     (Windows: MoveFileExW with MOVEFILE_REPLACE_EXISTING). On any error only
+     that temporary file is removed. On Linux the temporary file is
+     anonymous (O_TMPFILE) until it is complete, so a process killed while
+     writing leaves nothing behind.
+   - an existing file that is not a regular file (a device node such as
+     /dev/null or /dev/full, a FIFO) is written directly, without temp or
+     rename: renaming over it would replace the device node with a regular
+     file. A write error there is reported; nothing is removed.
+   - a directory is refused.
+   - `avoid` (the input of the operation) is compared with the target by
+     identity, not by name (device + inode; Windows: volume serial + file
+     index), so ./x, dir/../x, a symlink or a hard link to the input are all
+     refused before anything is written. */
+#if !defined(SLM_NO_STDIO)
+#include <errno.h>
+#if defined(__unix__) || defined(__APPLE__)
+#define SLM_POSIX_FILES 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* O_TMPFILE has the generic value on these Linux targets (glibc only
+   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
+   the open, and a named temporary file is used instead. */
+#if defined(__linux__) && defined(O_DIRECTORY)
+#if defined(O_TMPFILE)
+#define SLM_O_TMPFILE O_TMPFILE
+#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
+    defined(__s390x__)
+#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
+#endif
+#endif
+#endif
+
+enum { OF_RENAME, OF_DIRECT };
+#define OF_BUF ((size_t)1 << 16)
+
+typedef struct ofile {
+    const allocator *a;
+    const char *path;   /* as the caller gave it, for messages */
+    char *target;       /* where the data ends up (symlinks resolved) [tcap] */
+    char *tmp;          /* our named temporary file, NULL while none [tcap] */
+    size_t tcap;
+    int mode;           /* OF_RENAME or OF_DIRECT */
+    int anon;           /* POSIX: fd is an O_TMPFILE without a name yet */
+#if defined(_WIN32)
+    HANDLE h;
+#elif defined(SLM_POSIX_FILES)
+    int fd;
+    int keep_mode;      /* mode of the replaced file, -1 if none */
+#else
+    FILE *f;
+#endif
+    uint8_t *buf;       /* write buffer [OF_BUF] */
+    size_t n;           /* bytes in buf */
+    uint64_t written;   /* bytes handed to of_write */
+    slm_status st;
+    slm_error *err;
+} ofile;
+
+static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
+
+#if defined(_WIN32)
+static const char *win_reason(DWORD e) {
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
+    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
+    case ERROR_ACCESS_DENIED: return "Permission denied";
+    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
+    case ERROR_WRITE_PROTECT: return "Read-only file system";
+    default: return "Windows error";
+    }
 }
 
-/* *oom is set if opening failed for lack of memory */
-static void *file_create(const allocator *a, const char *path, int *oom) { return file_open(a, path, "wb", oom); }
-static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
-static int file_close(void *f) { return fclose((FILE *)f); }
+/* A handle by UTF-8 name (ANSI if the name is not UTF-8). */
+static HANDLE win_open(const allocator *a, const char *path, DWORD access, DWORD disp, DWORD flags, int *oom) {
+    size_t nb = 0;
+    wchar_t *w;
+    *oom = 0;
+    if (!wide_path(a, path, &w, &nb)) {
+        *oom = 1;
+        return INVALID_HANDLE_VALUE;
+    }
+    const DWORD share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    HANDLE h = w ? CreateFileW(w, access, share, NULL, disp, flags, NULL)
+                 : CreateFileA(path, access, share, NULL, disp, flags, NULL);
+    if (w) xfree(a, w, nb);
+    return h;
+}
+
+/* 1 if both names are one file (volume serial + file index), 0 if not or
+   if either does not exist. */
+static int same_file(const allocator *a, const char *x, const char *y) {
+    int oom;
+    BY_HANDLE_FILE_INFORMATION ix, iy;
+    HANDLE hx = win_open(a, x, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+    if (hx == INVALID_HANDLE_VALUE) return 0;
+    HANDLE hy = win_open(a, y, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+    int same = 0;
+    if (hy != INVALID_HANDLE_VALUE) {
+        same = GetFileInformationByHandle(hx, &ix) && GetFileInformationByHandle(hy, &iy) &&
+               ix.dwVolumeSerialNumber == iy.dwVolumeSerialNumber && ix.nFileIndexHigh == iy.nFileIndexHigh &&
+               ix.nFileIndexLow == iy.nFileIndexLow;
+        CloseHandle(hy);
+    }
+    CloseHandle(hx);
+    return same;
+}
+#elif defined(SLM_POSIX_FILES)
+static int same_file(const allocator *a, const char *x, const char *y) {
+    struct stat sx, sy;
+    (void)a;
+    return stat(x, &sx) == 0 && stat(y, &sy) == 0 && sx.st_dev == sy.st_dev && sx.st_ino == sy.st_ino;
+}
 #else
-static void *file_create(const allocator *a, const char *path, int *oom) { return (void)a, (void)path, *oom = 0, NULL; }
-static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
-static long long file_tell(void *f) { return (void)f, -1; }
-static int file_close(void *f) { return (void)f, -1; }
-static int file_remove(const allocator *a, const char *path) { return (void)a, (void)path, -1; }
+static int same_file(const allocator *a, const char *x, const char *y) { return (void)a, !strcmp(x, y); }
+#endif
+
+static slm_status of_fail(ofile *o, slm_status st, const char *what, const char *reason) {
+    if (o->st == SLM_OK) o->st = seterr(o->err, st, "%s '%s': %s", what, o->path, reason);
+    return o->st;
+}
+
+/* Length of the directory part of p, with its separator ("" -> 0). */
+static size_t dir_len(const char *p) {
+    size_t n = strlen(p);
+    while (n > 0 && p[n - 1] != '/'
+#if defined(_WIN32)
+           && p[n - 1] != '\\' && p[n - 1] != ':'
+#endif
+    )
+        n--;
+    return n;
+}
+
+#if defined(SLM_POSIX_FILES)
+/* Follow the symbolic links of the path in p [cap] to the file they lead to
+   (readlink; a relative link is taken from the link's directory). 0 and
+   errno on failure. */
+static int resolve_links(char *p, size_t cap) {
+    char link[1024];
+    for (int hops = 0; hops < 40; hops++) {
+        struct stat sl;
+        if (lstat(p, &sl) != 0) return hops > 0 && errno == ENOENT; /* a dangling link: create its file */
+        if (!S_ISLNK(sl.st_mode)) return 1;
+        ssize_t n = readlink(p, link, sizeof link - 1);
+        if (n < 0) return 0;
+        if ((size_t)n >= sizeof link - 1) return errno = ENAMETOOLONG, 0;
+        link[n] = 0;
+        size_t d = link[0] == '/' ? 0 : dir_len(p);
+        if (d + (size_t)n + 1 > cap) return errno = ENAMETOOLONG, 0;
+        memcpy(p + d, link, (size_t)n + 1);
+    }
+    errno = ELOOP;
+    return 0;
+}
+#endif
+
+/* tmp = DIR/.BASE.slm-tmp-PID-K */
+static void of_tmp_name(ofile *o, unsigned k) {
+    size_t d = dir_len(o->target);
+    unsigned long pid =
+#if defined(_WIN32)
+        (unsigned long)GetCurrentProcessId();
+#elif defined(SLM_POSIX_FILES)
+        (unsigned long)getpid();
+#else
+        0;
+#endif
+    memcpy(o->tmp, o->target, d);
+    fmt_sn(o->tmp + d, o->tcap - d, ".%s.slm-tmp-%lu-%u", o->target + d, pid, k);
+}
+
+static void of_release(ofile *o) {
+    xfree(o->a, o->target, o->tcap);
+    xfree(o->a, o->tmp, o->tcap);
+    xfree(o->a, o->buf, OF_BUF);
+    o->target = o->tmp = NULL;
+    o->buf = NULL;
+}
+
+/* Open `path` for writing by the rules above. */
+static slm_status of_open(ofile *o, const allocator *a, const char *path, const char *avoid, slm_error *err) {
+    memset(o, 0, sizeof *o);
+    o->a = a;
+    o->path = path;
+    o->err = err;
+#if defined(_WIN32)
+    o->h = INVALID_HANDLE_VALUE;
+#elif defined(SLM_POSIX_FILES)
+    o->fd = -1;
+    o->keep_mode = -1;
+#endif
+    if (!path || !*path) return seterr(err, SLM_ERR_INVALID_ARG, "no output file name given");
+    if (avoid && same_file(a, avoid, path))
+        return seterr(err, SLM_ERR_INVALID_ARG, "'%s' is the same file as the input '%s': writing it would destroy the input",
+                      path, avoid);
+    o->tcap = strlen(path) + 64;
+#if defined(SLM_POSIX_FILES)
+    o->tcap += 2048; /* symbolic links resolved into it */
+#endif
+    o->target = (char *)xalloc(a, o->tcap);
+    o->tmp = (char *)xalloc(a, o->tcap);
+    o->buf = (uint8_t *)xalloc(a, OF_BUF);
+    if (!o->target || !o->tmp || !o->buf) {
+        of_release(o);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
+    }
+    memcpy(o->target, path, strlen(path) + 1);
+    o->mode = OF_RENAME;
+#if defined(_WIN32)
+    {
+        int oom;
+        HANDLE h = win_open(a, path, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+        if (h != INVALID_HANDLE_VALUE) {
+            BY_HANDLE_FILE_INFORMATION fi;
+            int dir = GetFileInformationByHandle(h, &fi) && (fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY);
+            DWORD ft = GetFileType(h);
+            CloseHandle(h);
+            if (dir) {
+                of_release(o);
+                return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
+            }
+            if (ft != FILE_TYPE_DISK) o->mode = OF_DIRECT; /* NUL, CON, a pipe */
+        }
+        if (o->mode == OF_DIRECT) {
+            o->h = win_open(a, path, GENERIC_WRITE, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, &oom);
+        } else {
+            for (unsigned k = 0; k < 100; k++) {
+                of_tmp_name(o, k);
+                o->h = win_open(a, o->tmp, GENERIC_WRITE, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, &oom);
+                if (o->h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_FILE_EXISTS) break;
+            }
+        }
+        if (o->h == INVALID_HANDLE_VALUE) {
+            DWORD e = GetLastError();
+            of_release(o);
+            return seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing: %s", path, win_reason(e));
+        }
+        if (o->mode == OF_DIRECT) xfree(a, o->tmp, o->tcap), o->tmp = NULL;
+    }
+#elif defined(SLM_POSIX_FILES)
+    {
+        struct stat sl, sb;
+        if (lstat(path, &sl) == 0) {
+            if (S_ISLNK(sl.st_mode)) {
+                /* replace the file the link points to, not the link */
+                if (!resolve_links(o->target, o->tcap)) {
+                    int e = errno;
+                    of_release(o);
+                    return seterr(err, SLM_ERR_IO, "cannot resolve the symbolic link '%s': %s", path, os_reason(e));
+                }
+            }
+            if (stat(o->target, &sb) == 0) {
+                if (S_ISDIR(sb.st_mode)) {
+                    of_release(o);
+                    return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
+                }
+                if (!S_ISREG(sb.st_mode)) o->mode = OF_DIRECT;
+                else o->keep_mode = (int)(sb.st_mode & 07777);
+            }
+        }
+        if (o->mode == OF_DIRECT) {
+            o->fd = open(o->target, O_WRONLY | O_TRUNC);
+            xfree(a, o->tmp, o->tcap);
+            o->tmp = NULL;
+        } else {
+#if defined(SLM_O_TMPFILE)
+            size_t d = dir_len(o->target);
+            if (d == 0) {
+                o->tmp[0] = '.', o->tmp[1] = 0;
+            } else {
+                memcpy(o->tmp, o->target, d);
+                o->tmp[d] = 0;
+            }
+            o->fd = open(o->tmp, SLM_O_TMPFILE | O_WRONLY, 0666);
+            o->anon = o->fd >= 0;
+#endif
+            for (unsigned k = 0; o->fd < 0 && k < 100; k++) {
+                of_tmp_name(o, k);
+                o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+                if (o->fd < 0 && errno != EEXIST) break;
+            }
+        }
+        if (o->fd < 0) {
+            int e = errno;
+            of_release(o);
+            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
+        }
+        if (o->mode == OF_RENAME && o->keep_mode >= 0) (void)fchmod(o->fd, (mode_t)o->keep_mode);
+    }
+#else
+    {
+        int oom;
+        FILE *t;
+        unsigned k = 0;
+        for (; k < 100; k++) { /* no exclusive create in C99 stdio: probe */
+            of_tmp_name(o, k);
+            if (!(t = file_open(a, o->tmp, "rb", &oom))) break;
+            fclose(t);
+        }
+        o->f = k < 100 ? file_open(a, o->tmp, "wb", &oom) : NULL;
+        if (!o->f) {
+            int e = errno;
+            of_release(o);
+            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
+        }
+    }
+#endif
+    return SLM_OK;
+}
+
+/* Write the buffer out. */
+static slm_status of_flush(ofile *o) {
+    size_t off = 0;
+    while (o->st == SLM_OK && off < o->n) {
+#if defined(_WIN32)
+        DWORD put = 0, want = (DWORD)SLM_MIN(o->n - off, (size_t)1 << 30);
+        if (!WriteFile(o->h, o->buf + off, want, &put, NULL) || put == 0)
+            return of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
+        off += put;
+#elif defined(SLM_POSIX_FILES)
+        ssize_t put = write(o->fd, o->buf + off, o->n - off);
+        if (put < 0 && errno == EINTR) continue;
+        if (put <= 0) return of_fail(o, SLM_ERR_IO, "write error on", put < 0 ? os_reason(errno) : "nothing written");
+        off += (size_t)put;
+#else
+        size_t put = fwrite(o->buf + off, 1, o->n - off, o->f);
+        if (put == 0) return of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+        off += put;
+#endif
+    }
+    o->n = 0;
+    return o->st;
+}
+
+static slm_status of_write(ofile *o, const void *p, size_t n) {
+    const uint8_t *b = (const uint8_t *)p;
+    o->written += n;
+    while (n > 0 && o->st == SLM_OK) {
+        size_t k = SLM_MIN(n, OF_BUF - o->n);
+        memcpy(o->buf + o->n, b, k);
+        o->n += k, b += k, n -= k;
+        if (o->n == OF_BUF) of_flush(o);
+    }
+    return o->st;
+}
+
+/* Close after an error (or instead of committing): our temporary file goes,
+   the target is untouched. Returns the ofile's status. */
+static slm_status of_abort(ofile *o) {
+#if defined(_WIN32)
+    if (o->h != INVALID_HANDLE_VALUE) CloseHandle(o->h);
+    o->h = INVALID_HANDLE_VALUE;
+    if (o->tmp) {
+        size_t nb = 0;
+        wchar_t *w;
+        if (wide_path(o->a, o->tmp, &w, &nb) && w) {
+            DeleteFileW(w);
+            xfree(o->a, w, nb);
+        } else {
+            DeleteFileA(o->tmp);
+        }
+    }
+#elif defined(SLM_POSIX_FILES)
+    if (o->fd >= 0) close(o->fd);
+    o->fd = -1;
+    if (o->tmp && !o->anon) unlink(o->tmp);
+#else
+    if (o->f) fclose(o->f);
+    o->f = NULL;
+    if (o->tmp) remove(o->tmp);
+#endif
+    slm_status st = o->st;
+    of_release(o);
+    return st;
+}
+
+#if defined(SLM_POSIX_FILES) && defined(SLM_O_TMPFILE)
+/* Give the anonymous file a name in its directory (o->tmp): by linkat
+   through /proc, else by copying its bytes into a new named file. */
+static int of_name_anon(ofile *o) {
+    char proc[64];
+    fmt_sn(proc, sizeof proc, "/proc/self/fd/%d", o->fd);
+    for (unsigned k = 0; k < 100; k++) {
+        of_tmp_name(o, k);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, o->tmp, AT_SYMLINK_FOLLOW) == 0) {
+            o->anon = 0;
+            return 1;
+        }
+        if (errno != EEXIST) break;
+    }
+    int fd = -1;
+    for (unsigned k = 0; fd < 0 && k < 100; k++) {
+        of_tmp_name(o, k);
+        fd = open(o->tmp, O_RDWR | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) return 0;
+    o->anon = 0; /* from here o->tmp is ours to remove */
+    int src = o->fd;
+    o->fd = fd;
+    if (o->keep_mode >= 0) (void)fchmod(fd, (mode_t)o->keep_mode);
+    int ok = lseek(src, 0, SEEK_SET) == 0;
+    for (;;) {
+        ssize_t got = ok ? read(src, o->buf, OF_BUF) : -1;
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            ok = ok && got == 0;
+            break;
+        }
+        o->n = (size_t)got;
+        if (of_flush(o) != SLM_OK) break;
+    }
+    close(src);
+    return ok && o->st == SLM_OK;
+}
+#endif
+
+/* Finish: flush to disk, rename into place. On failure as of_abort. */
+static slm_status of_commit(ofile *o) {
+    if (o->st == SLM_OK) of_flush(o);
+#if defined(_WIN32)
+    if (o->st == SLM_OK && o->mode == OF_RENAME && !FlushFileBuffers(o->h))
+        of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
+    if (o->st != SLM_OK) return of_abort(o);
+    CloseHandle(o->h);
+    o->h = INVALID_HANDLE_VALUE;
+    if (o->mode == OF_RENAME) {
+        size_t nt = 0, nd = 0;
+        wchar_t *wt = NULL, *wd = NULL;
+        BOOL ok;
+        if (wide_path(o->a, o->tmp, &wt, &nt) && wt && wide_path(o->a, o->target, &wd, &nd) && wd)
+            ok = MoveFileExW(wt, wd, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        else
+            ok = MoveFileExA(o->tmp, o->target, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        DWORD e = GetLastError();
+        if (wt) xfree(o->a, wt, nt);
+        if (wd) xfree(o->a, wd, nd);
+        if (!ok) {
+            of_fail(o, SLM_ERR_IO, "cannot replace", win_reason(e));
+            return of_abort(o);
+        }
+    }
+#elif defined(SLM_POSIX_FILES)
+    if (o->st == SLM_OK && o->mode == OF_RENAME && fsync(o->fd) != 0 && errno != EINVAL)
+        of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+#if defined(SLM_O_TMPFILE)
+    if (o->st == SLM_OK && o->anon && !of_name_anon(o))
+        of_fail(o, SLM_ERR_IO, "cannot create a temporary file next to", os_reason(errno));
+#endif
+    if (o->st == SLM_OK && close(o->fd) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+    else if (o->st != SLM_OK) return of_abort(o);
+    o->fd = -1;
+    if (o->st == SLM_OK && o->mode == OF_RENAME && rename(o->tmp, o->target) != 0)
+        of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    if (o->st != SLM_OK) return of_abort(o);
+#else
+    if (o->st == SLM_OK && fclose(o->f) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+    o->f = NULL;
+    if (o->st == SLM_OK) {
+        remove(o->target); /* C99 rename need not replace; the target is a regular file here */
+        if (rename(o->tmp, o->target) != 0) of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    }
+    if (o->st != SLM_OK) return of_abort(o);
+#endif
+    of_release(o);
+    return SLM_OK;
+}
+
+slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
+    allocator a;
+    ofile o;
+    clearerr_(err);
+    if (!data && size) return seterr(err, SLM_ERR_INVALID_ARG, "data is NULL");
+    alloc_init(&a, NULL);
+    slm_status st = of_open(&o, &a, path, NULL, err);
+    if (st != SLM_OK) return st;
+    of_write(&o, data, size);
+    return of_commit(&o);
+}
+#else
+slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
+    (void)data, (void)size;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO, without file access", path ? path : "");
+}
 #endif
 
 typedef struct gbuf {
@@ -1528,7 +1992,10 @@ typedef struct gguf_writer {
     uint64_t n_kv, n_tensors;
     uint64_t data_size;     /* tensor data announced so far, padded */
     size_t alignment;
-    void *f;                /* from file_create */
+    void *f;                /* a FILE * (gw_write_header) */
+#if !defined(SLM_NO_STDIO)
+    ofile *of;              /* or an ofile (gw_write_header_of) */
+#endif
     const char *path;       /* for messages */
     uint64_t pos;           /* bytes written to the data section */
     slm_status st;
@@ -1684,8 +2151,14 @@ static uint64_t gw_tensor(gguf_writer *w, const char *name, int type, int n_dims
 }
 
 static void gw_fwrite(gguf_writer *w, const void *p, size_t n) {
-    if (w->st == SLM_OK && n && file_write(w->f, p, n) != n)
-        w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
+    if (w->st != SLM_OK || !n) return;
+#if !defined(SLM_NO_STDIO)
+    if (w->of) {
+        w->st = of_write(w->of, p, n);
+        return;
+    }
+#endif
+    if (file_write(w->f, p, n) != n) w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
 }
 
 static void gw_zeros(gguf_writer *w, size_t n) {
@@ -1698,7 +2171,7 @@ static void gw_zeros(gguf_writer *w, size_t n) {
 }
 
 /* Header, metadata and tensor directory, padded to the alignment. */
-static void gw_write_header(gguf_writer *w, void *f, const char *path) {
+static SLM_UNUSED void gw_write_header(gguf_writer *w, void *f, const char *path) {
     uint8_t h[24];
     w->f = f;
     w->path = path;
@@ -1714,6 +2187,13 @@ static void gw_write_header(gguf_writer *w, void *f, const char *path) {
     size_t end = sizeof h + w->kv.len + w->ti.len;
     gw_zeros(w, (w->alignment - end % w->alignment) % w->alignment);
 }
+
+#if !defined(SLM_NO_STDIO)
+static void gw_write_header_of(gguf_writer *w, ofile *o) {
+    w->of = o;
+    gw_write_header(w, NULL, o->path);
+}
+#endif
 
 static void gw_write_data(gguf_writer *w, const void *p, size_t n) {
     gw_fwrite(w, p, n);
@@ -7037,7 +7517,17 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
     int oom;
     FILE *f = file_open(&m->a, path, "rb", &oom);
     if (!f && oom) return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
-    if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+    if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
+#if defined(SLM_POSIX_FILES)
+    {
+        struct stat sb;
+        if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            fclose(f);
+            return seterr(err, SLM_ERR_IO, "cannot load '%s': %s", path,
+                          S_ISDIR(sb.st_mode) ? "it is a directory, not a model file" : "not a regular file");
+        }
+    }
+#endif
     long long sz = file_size(f);
     if (sz < 0) {
         fclose(f);
@@ -7095,7 +7585,8 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
     *st = SLM_OK;
     if (fh == INVALID_HANDLE_VALUE) {
         DWORD e = GetLastError();
-        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND) *st = seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND || e == ERROR_ACCESS_DENIED)
+            *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, win_reason(e));
         return 0; /* e.g. a sharing violation: reading may still work */
     }
     LARGE_INTEGER sz;
@@ -7121,10 +7612,15 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
     int fd = open(path, O_RDONLY);
     *st = SLM_OK;
     if (fd < 0) {
-        *st = seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+        *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
         return 0;
     }
     struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        close(fd);
+        *st = seterr(err, SLM_ERR_IO, "cannot load '%s': it is a directory, not a model file", path);
+        return 0;
+    }
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 || (unsigned long long)sb.st_size > SIZE_MAX) {
         close(fd);
         return 0;
@@ -10742,7 +11238,6 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     if (!stats) stats = &sdummy;
     memset(stats, 0, sizeof *stats);
     if (!in || !out) return seterr(err, SLM_ERR_INVALID_ARG, "input or output path is NULL");
-    if (!strcmp(in, out)) return seterr(err, SLM_ERR_INVALID_ARG, "input and output are the same file '%s'", in);
     const struct quant_name *qn = quant_name_of(params->type, params->mix);
     if (!qn)
         return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", (int)params->type,
@@ -10815,7 +11310,10 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
 
     gguf_writer w;
     gw_init(&w, &m->a, g->alignment, err);
-    void *f = NULL;
+#if !defined(SLM_NO_STDIO)
+    ofile of;
+#endif
+    int opened = 0;
     if (st == SLM_OK) {
         int have_ft = 0, have_qv = 0;
         for (uint64_t i = 0; i < g->n_kv; i++) {
@@ -10841,12 +11339,13 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         }
         st = w.st;
     }
-    if (st == SLM_OK) {
-        int oom;
-        f = file_create(&m->a, out, &oom);
-        if (!f) st = seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing", out);
-    }
-    if (st == SLM_OK) gw_write_header(&w, f, out);
+#if !defined(SLM_NO_STDIO)
+    /* a temp file renamed into place at the end; never the input itself */
+    if (st == SLM_OK && (st = of_open(&of, &m->a, out, in, err)) == SLM_OK) opened = 1;
+    if (st == SLM_OK) gw_write_header_of(&w, &of);
+#else
+    if (st == SLM_OK) st = seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", out);
+#endif
     for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK && w.st == SLM_OK; i++) {
         const gguf_tensor *t = &g->tensors[i];
         const uint8_t *data = g->data + g->data_off + t->offset;
@@ -10865,14 +11364,16 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
              slm_type_name(types[i]), t->nbytes / 1048576.0, row_bytes(types[i], t->ne[0]) * (double)nrows / 1048576.0);
     }
     if (st == SLM_OK) st = w.st;
-    if (f) {
-        if (st == SLM_OK) {
-            long long end = file_tell(f);
-            stats->file_out = end > 0 ? (uint64_t)end : 0;
-        }
-        if (file_close(f) != 0 && st == SLM_OK) st = seterr(err, SLM_ERR_IO, "write error on '%s'", out);
-        if (st != SLM_OK) file_remove(&m->a, out);
+#if !defined(SLM_NO_STDIO)
+    if (opened) {
+        stats->file_out = of.written;
+        if (st == SLM_OK) st = of_commit(&of); /* only now does `out` change */
+        else of_abort(&of);                    /* removes our temp file, nothing else */
+        if (st != SLM_OK) stats->file_out = 0;
     }
+#else
+    (void)opened;
+#endif
     stats->n_tensors = (int32_t)g->n_tensors;
     stats->n_fallback = q.n_fallback;
     stats->file_in = m->size;

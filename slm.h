@@ -640,9 +640,21 @@ typedef struct slm_quantize_stats {
    are set. Rows whose length is not a multiple of the block size fall back
    as llama.cpp does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/
    IQ4_XS -> IQ4_NL, then F16). Any architecture is accepted. `stats` may be
-   NULL. On failure `out` is removed. */
+   NULL. `out` is written as slm_file_write writes (a temporary file renamed
+   into place; the input itself, by any name, is refused); on failure `out`
+   is left as it was. */
 SLM_API slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize_params *params,
                                      slm_quantize_stats *stats, slm_error *err);
+
+/* Write `size` bytes to the file `path` (UTF-8) so that no failure loses
+   data: a new or regular file (a symbolic link: the file it points to) is
+   written to a temporary file in the same directory, flushed, and renamed
+   over `path` only when complete; on an error `path` is untouched and the
+   temporary file is removed. An existing non-regular file (a device such as
+   /dev/null, a FIFO) is written directly and never removed; a directory is
+   refused. Errors name the file and the operating system's reason.
+   SLM_ERR_UNSUPPORTED in SLM_NO_STDIO builds. */
+SLM_API slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err);
 
 #ifdef __cplusplus
 }

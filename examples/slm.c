@@ -540,21 +540,24 @@ static int cmd_logits(int argc, char **argv) {
     if (slm_decode(s, ids, n, &err) != SLM_OK) die("%s", err.message);
     slm_model_info in;
     slm_model_get_info(m, &in);
-    FILE *f = fopen_utf8(o.out, "wb");
-    if (!f) die("cannot open '%s' for writing", o.out);
-    /* float32 little-endian, whatever the host order */
-    for (int i = o.all ? 0 : n - 1; i < n; i++) {
+    /* float32 little-endian, whatever the host order; written whole to a
+       temporary file and renamed into place (slm_file_write) */
+    const int first = o.all ? 0 : n - 1;
+    const size_t rows = (size_t)(n - first), nbytes = rows * (size_t)in.n_vocab * 4;
+    unsigned char *buf = (unsigned char *)malloc(nbytes ? nbytes : 1);
+    if (!buf) die("%s", "out of memory for the logits");
+    for (int i = first; i < n; i++) {
         const float *lg = slm_session_logits(s, i);
-        for (int j = 0; j < in.n_vocab; j++) {
+        unsigned char *b = buf + (size_t)(i - first) * (size_t)in.n_vocab * 4;
+        for (int j = 0; j < in.n_vocab; j++, b += 4) {
             uint32_t u;
-            unsigned char b[4];
             memcpy(&u, &lg[j], 4);
             b[0] = (unsigned char)u, b[1] = (unsigned char)(u >> 8), b[2] = (unsigned char)(u >> 16),
             b[3] = (unsigned char)(u >> 24);
-            if (fwrite(b, 1, 4, f) != 4) die("write error on '%s'", o.out);
         }
     }
-    if (fclose(f) != 0) die("write error on '%s'", o.out);
+    if (slm_file_write(o.out, buf, nbytes, &err) != SLM_OK) die("%s", err.message);
+    free(buf);
     slm_session_free(s);
     slm_model_free(m);
     free(ids);
