@@ -34,7 +34,7 @@ TESTBIN  = $(BUILD)/run_tests
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
-           tests/test_safety.c
+           tests/test_safety.c tests/test_cli.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
@@ -371,4 +371,7 @@ help:
 	@echo "make windows    mingw-w64 build in $(WIN_BUILD): libslm.a, slm.dll + libslm.dll.a, slm.exe"
 	@echo "make test-windows   the test suite (OpenMP on and off), CLI and DLL under wine"
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick)"
+	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
+	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
+	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
 	@echo "make clean      remove $(BUILD)/"

@@ -7919,8 +7919,10 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     }
     memset(pl, 0, sizeof *pl);
     if (m->vocab_only || !m->layers) return seterr(err, SLM_ERR_INVALID_ARG, "the model was loaded vocab-only");
-    if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
-        return seterr(err, SLM_ERR_INVALID_ARG, "negative n_ctx, n_batch or n_threads");
+    if (p->n_ctx < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx is negative (%d); 0 means the model's", (int)p->n_ctx);
+    if (p->n_batch < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_batch is negative (%d); 0 means the default", (int)p->n_batch);
+    if (p->n_threads < 0)
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_threads is negative (%d); 0 means the default", (int)p->n_threads);
     pl->n_ctx = p->n_ctx ? p->n_ctx : SLM_MIN(m->n_ctx_train, 4096);
     pl->n_batch = SLM_MIN(p->n_batch ? p->n_batch : 64, pl->n_ctx);
     pl->n_threads = p->n_threads ? SLM_MIN(p->n_threads, max_threads()) : default_threads();
@@ -10445,12 +10447,23 @@ const char *slm_chat_family_name(int f) {
     return f >= 0 && f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]) ? CHAT_NAMES[f] : NULL;
 }
 
+/* ASCII case-insensitive equality (template names: "ChatML", "Gemma") */
+static int streq_nocase(const char *a, const char *b) {
+    for (; *a && *b; a++, b++) {
+        int x = (unsigned char)*a, y = (unsigned char)*b;
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y) return 0;
+    }
+    return *a == *b;
+}
+
 int slm_chat_family_from_name(const char *name) {
     if (!name) return SLM_CHAT_AUTO;
-    if (!strcmp(name, "qwen")) return SLM_CHAT_CHATML;
-    if (!strcmp(name, "tinyllama")) return SLM_CHAT_ZEPHYR;
+    if (streq_nocase(name, "qwen")) return SLM_CHAT_CHATML;
+    if (streq_nocase(name, "tinyllama")) return SLM_CHAT_ZEPHYR;
     for (int f = 1; f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]); f++)
-        if (!strcmp(name, CHAT_NAMES[f])) return f;
+        if (streq_nocase(name, CHAT_NAMES[f])) return f;
     return SLM_CHAT_AUTO;
 }
 

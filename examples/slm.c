@@ -87,7 +87,8 @@ enum { C_INFO = 1, C_LOGITS = 2, C_RUN = 4, C_TOKENIZE = 8, C_CHAT = 16 };
 
 typedef struct opts {
     const char *cmd;
-    const char *model, *ids, *out, *prompt;
+    const char *model, *ids, *out, *prompt, *prompt_file, *prompt_cache;
+    char *prompt_buf; /* the prompt read from -f FILE or -p - (malloc) */
     int all, n_ctx, threads, kv_f32, no_mmap;
     /* run / tokenize */
     int n_predict, no_bos, special, no_echo, have_seed, have_n;
@@ -155,8 +156,11 @@ static const char *RUN_HELP =
     "  Generation stops at an end-of-generation token, after N tokens, at a\n"
     "  stop string, or when the context is full.\n"
     "  -m, --model FILE         GGUF model file\n"
-    "  -p, --prompt TEXT        the prompt (BOS is added if the model asks for it)\n"
-    "  -n, --n-predict N        tokens to generate (default 128; -1: no limit)\n"
+    "  -p, --prompt TEXT        the prompt (BOS is added if the model asks for it);\n"
+    "                           -p - reads it from stdin\n"
+    "  -f, --file FILE          read the prompt from FILE\n"
+    "  -n, --n-predict N        tokens to generate (default 128; -1 or -2: until the\n"
+    "                           context is full)\n"
     "  -c, --ctx N              context length (default: training context, at most 4096)\n"
     "  -t, --threads N          threads (default: all)\n"
     "  --temp T                 temperature (default 0.8; 0: greedy)\n"
@@ -167,7 +171,7 @@ static const char *RUN_HELP =
     "  --repeat-last-n N        window of the penalties (default 64)\n"
     "  --presence-penalty P     subtract P from seen tokens (default 0)\n"
     "  --frequency-penalty F    subtract F x count from seen tokens (default 0)\n"
-    "  --seed S                 random seed (default: from the clock); the same seed\n"
+    "  --seed S                 random seed (default or -1: from the clock); the same seed\n"
     "                           and options give the same text\n"
     "  --stop TEXT              stop when TEXT appears (not printed); up to 16 times\n"
     "  --special                parse special tokens (\"<s>\") in the prompt and print\n"
@@ -175,6 +179,7 @@ static const char *RUN_HELP =
     "  --no-echo                do not print the prompt\n"
     "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
     "  --no-mmap                read the file instead of mapping it\n"
+    "  Options take their value as --name VALUE or --name=VALUE.\n"
     "  Sampler order: penalties, top-k, top-p, min-p, temperature, draw.\n";
 
 static const char *TOKENIZE_HELP =
@@ -183,7 +188,8 @@ static const char *TOKENIZE_HELP =
     "  decodes to (control characters escaped), then the count on stderr.\n"
     "  Only the vocabulary is loaded.\n"
     "  -m, --model FILE   GGUF model file\n"
-    "  -p, --prompt TEXT  the text\n"
+    "  -p, --prompt TEXT  the text (-p - reads it from stdin)\n"
+    "  -f, --file FILE    read the text from FILE\n"
     "  --no-bos           do not add BOS/EOS even if the model asks for them\n"
     "  --special          parse special tokens (\"<s>\", \"<|im_end|>\") in the text\n"
     "  --no-mmap          read the file instead of mapping it\n";
@@ -230,6 +236,7 @@ static const optdef OPTS[] = {
     {NULL, "--meta", 0, C_INFO},
     {NULL, "--tensors", 0, C_INFO},
     {"-p", "--prompt", 1, C_RUN | C_TOKENIZE},
+    {"-f", "--file", 1, C_RUN | C_TOKENIZE},
     {"-n", "--n-predict", 1, C_GEN},
     {NULL, "--temp", 1, C_GEN},
     {NULL, "--top-k", 1, C_GEN},
@@ -249,6 +256,53 @@ static const optdef OPTS[] = {
     {NULL, "--no-bos", 0, C_TOKENIZE},
 };
 
+/* The values llama.cpp gives a meaning are accepted with that meaning;
+   the rest is refused with the valid range. */
+static void check_opts(opts *o) {
+    slm_sampler_params *p = &o->sp;
+    if (!(p->temperature >= 0)) die("%s", "--temp must be >= 0 (0: greedy, the most likely token)");
+    if (p->top_k < 0) die("%s", "--top-k must be >= 0 (0: off, every token)");
+    if (!(p->top_p >= 0 && p->top_p <= 1)) die("%s", "--top-p must be between 0 and 1 (1: off)");
+    if (!(p->min_p >= 0 && p->min_p <= 1)) die("%s", "--min-p must be between 0 and 1 (0: off)");
+    if (!(p->repeat_penalty > 0)) die("%s", "--repeat-penalty must be > 0 (1: off)");
+    if (p->repeat_last_n < -1) die("%s", "--repeat-last-n must be >= 0 (or -1: the whole context)");
+    if (o->n_predict < -2) die("%s", "-n must be >= 0, or -1 (no limit) or -2 (until the context is full)");
+    if (o->n_ctx < 0) die("%s", "-c must be >= 0 (0: the model's training context, at most 4096)");
+    if (o->threads < -1 || o->threads > 1024)
+        die("%s", "-t must be a number of threads from 1 to 1024 (0 or -1: the default)");
+    if (o->threads == -1) o->threads = 0;
+}
+
+/* A whole text file, or stdin for "-", NUL-terminated (malloc); dies with
+   the reason. Prompts longer than an argument can be pass this way. */
+static char *read_text(const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen_utf8(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "%s: cannot open '%s': %s\n", prog, path, strerror(errno));
+        exit(1);
+    }
+    size_t cap = 1 << 16, n = 0, got;
+    char *b = (char *)malloc(cap);
+    while (b && (got = fread(b + n, 1, cap - 1 - n, f)) > 0) {
+        n += got;
+        if (n == cap - 1) {
+            if (cap >= ((size_t)1 << 30)) die("'%s' is larger than 1 GiB", path);
+            char *q = (char *)realloc(b, cap *= 2);
+            if (!q) free(b);
+            b = q;
+        }
+    }
+    if (!b) die("%s", "out of memory reading the prompt");
+    if (ferror(f)) {
+        fprintf(stderr, "%s: cannot read '%s': %s\n", prog, strcmp(path, "-") ? path : "stdin", strerror(errno));
+        exit(1);
+    }
+    if (f != stdin) fclose(f);
+    b[n] = 0;
+    if (strlen(b) != n) die("'%s' holds a NUL byte: not a text", path);
+    return b;
+}
+
 static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o) {
     memset(o, 0, sizeof *o);
     o->cmd = argv[1];
@@ -259,6 +313,14 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(help, stdout);
             exit(0);
+        }
+        /* --name=value as well as --name value */
+        char name[64];
+        const char *eq = !strncmp(a, "--", 2) ? strchr(a, '=') : NULL;
+        if (eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = 0;
+            a = name;
         }
         const optdef *d = NULL;
         for (size_t k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++)
@@ -272,7 +334,11 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
                     o->cmd, o->cmd);
             exit(1);
         }
-        const char *v = d->arg ? need_arg(argc, argv, &i) : NULL;
+        if (eq && !d->arg) {
+            fprintf(stderr, "%s %s: option '%s' takes no value\n", prog, o->cmd, a);
+            exit(1);
+        }
+        const char *v = eq ? eq + 1 : d->arg ? need_arg(argc, argv, &i) : NULL;
         const char *l = d->l;
         if (!strcmp(l, "--model")) o->model = v;
         else if (!strcmp(l, "--ids")) o->ids = v;
@@ -285,6 +351,7 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--meta")) o->all |= 2;
         else if (!strcmp(l, "--tensors")) o->all |= 4;
         else if (!strcmp(l, "--prompt")) o->prompt = v;
+        else if (!strcmp(l, "--file")) o->prompt_file = v;
         else if (!strcmp(l, "--n-predict")) o->n_predict = parse_int(v, a), o->have_n = 1;
         else if (!strcmp(l, "--system")) o->system = v;
         else if (!strcmp(l, "--template")) o->tmpl = v;
@@ -300,8 +367,13 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--seed")) {
             char *end;
             errno = 0;
+            if (!strcmp(v, "-1")) { /* as llama.cpp: a random seed */
+                o->have_seed = 0;
+                continue;
+            }
             o->seed = strtoull(v, &end, 10);
-            if (errno || *end || end == v || *v == '-') die("invalid number for %s", a);
+            if (errno || *end || end == v || *v == '-')
+                die("invalid --seed '%s' (a number from 0 to 18446744073709551615, or -1 for a random seed)", v);
             o->have_seed = 1;
         } else if (!strcmp(l, "--stop")) {
             if (o->n_stop == 16) die("%s", "at most 16 --stop strings");
@@ -311,8 +383,10 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--no-bos")) o->no_bos = 1;
     }
     if (!o->model) die("%s", "no model given (-m FILE)");
-    if (o->sp.repeat_penalty <= 0) die("%s", "--repeat-penalty must be positive");
-    if (o->sp.repeat_last_n < 0) die("%s", "--repeat-last-n must be >= 0");
+    check_opts(o);
+    if (o->prompt && o->prompt_file) die("%s", "give the prompt with -p or with -f, not both");
+    if (o->prompt_file) o->prompt = o->prompt_buf = read_text(o->prompt_file);
+    else if (o->prompt && !strcmp(o->prompt, "-")) o->prompt = o->prompt_buf = read_text("-");
 }
 
 static slm_model *load(const opts *o, int vocab_only) {
@@ -337,8 +411,23 @@ static slm_session *open_session(slm_model *m, const opts *o, int n_ctx, int log
     if (o->kv_f32) sp.kv_type = SLM_TYPE_F32;
     slm_session *s = NULL;
     slm_error err;
+    slm_model_info in;
+    slm_model_get_info(m, &in);
+    if (n_ctx > in.n_ctx_train && in.n_ctx_train > 0)
+        fprintf(stderr, "%s: warning: context %d is larger than the model's training context (%d): quality may "
+                        "degrade past %d tokens\n", prog, n_ctx, in.n_ctx_train, in.n_ctx_train);
     if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
     return s;
+}
+
+/* stdout could not take the text (a full disk, a closed pipe): say so, exit 1 */
+static void stdout_failed(void) {
+    fprintf(stderr, "%s: write error on standard output: %s\n", prog, errno ? strerror(errno) : "unknown error");
+    exit(1);
+}
+
+static void flush_stdout(void) {
+    if (fflush(stdout) != 0 || ferror(stdout)) stdout_failed();
 }
 
 static double load_ms(const slm_model *m) {
@@ -566,10 +655,13 @@ static int cmd_logits(int argc, char **argv) {
 
 /* ---- run ------------------------------------------------------------------------ */
 
+/* Streamed text to stdout; a write error stops generation (and exits 1). */
 static int write_out(void *user, const char *text, size_t len) {
     (void)user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+        *(int *)user = errno ? errno : EIO;
+        return 1;
+    }
     return 0;
 }
 
@@ -579,7 +671,7 @@ static const char *STOP_NAMES[] = {"none", "end of generation", "max tokens", "s
 static int cmd_run(int argc, char **argv) {
     opts o;
     parse_opts(argc, argv, RUN_HELP, C_RUN, &o);
-    if (!o.prompt) die("%s", "no prompt given (-p TEXT)");
+    if (!o.prompt) die("%s", "no prompt given (-p TEXT, -p - for stdin, or -f FILE)");
     if (!o.have_seed) o.seed = (unsigned long long)time(NULL) ^ ((unsigned long long)clock() << 20);
     slm_model *m = load(&o, 0);
     slm_session *s = open_session(m, &o, o.n_ctx, 0);
@@ -594,18 +686,38 @@ static int cmd_run(int argc, char **argv) {
     gp.stop = o.stop;
     gp.n_stop = o.n_stop;
     gp.on_text = write_out;
+    int out_errno = 0;
+    gp.user = &out_errno;
+    /* a prompt that does not fit: said before anything is printed */
+    int32_t n_prompt = 0;
+    const size_t plen = strlen(o.prompt);
+    slm_tokenize(m, o.prompt, plen, 1, o.special, NULL, 0, &n_prompt, NULL);
+    const int n_ctx = slm_session_n_ctx(s);
+    if (n_prompt >= n_ctx) {
+        slm_model_info in;
+        slm_model_get_info(m, &in);
+        fprintf(stderr, "%s: the prompt is %d tokens and the context holds %d (-c %d): use a larger context with "
+                        "-c N (the model was trained with %d) or a shorter prompt\n",
+                prog, n_prompt, n_ctx, n_ctx, in.n_ctx_train);
+        exit(1);
+    }
+    if (gp.sampler.repeat_last_n == -1) gp.sampler.repeat_last_n = n_ctx;
     if (!o.no_echo) {
         fputs(o.prompt, stdout);
-        fflush(stdout);
+        flush_stdout();
     }
     slm_generate_result r;
-    if (o.n_predict != 0 && slm_generate(s, o.prompt, strlen(o.prompt), NULL, 0, &gp, &r, &err) != SLM_OK) {
+    if (o.n_predict != 0 && slm_generate(s, o.prompt, plen, NULL, 0, &gp, &r, &err) != SLM_OK) {
         fputc('\n', stdout);
         die("%s", err.message);
     }
+    if (out_errno) {
+        errno = out_errno;
+        stdout_failed();
+    }
     if (o.n_predict == 0) memset(&r, 0, sizeof r);
     fputc('\n', stdout);
-    fflush(stdout);
+    flush_stdout();
     fprintf(stderr,
             "%s: load %.1f ms | prompt %d tokens in %.1f ms, %.1f tok/s | generated %d tokens in %.1f ms, "
             "%.1f tok/s | stop: %s | seed %llu\n",
@@ -613,6 +725,7 @@ static int cmd_run(int argc, char **argv) {
             r.gen_tps, r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", o.seed);
     slm_session_free(s);
     slm_model_free(m);
+    free(o.prompt_buf);
     return 0;
 }
 
@@ -642,9 +755,13 @@ static void tb_add(text_buf *b, const char *t, size_t n) {
 }
 
 /* The reply streams to stdout and is kept for the conversation. */
+static int chat_out_errno;
+
 static int chat_text(void *user, const char *text, size_t len) {
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+        chat_out_errno = errno ? errno : EIO;
+        return 1;
+    }
     tb_add((text_buf *)user, text, len);
     return interrupted != 0;
 }
@@ -779,6 +896,10 @@ static int cmd_chat(int argc, char **argv) {
             continue;
         }
         if (st != SLM_OK) die("%s", err.message);
+        if (chat_out_errno) {
+            errno = chat_out_errno;
+            stdout_failed();
+        }
         free(text);
         turn++;
         if (!reply.n || reply.s[reply.n - 1] != '\n') fputc('\n', stdout);
@@ -805,6 +926,7 @@ static int cmd_chat(int argc, char **argv) {
     }
 #undef PUSH_MSG
     if (tty) fputc('\n', stdout);
+    flush_stdout();
     for (int32_t i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
     free(msgs);
     slm_session_free(s);
@@ -827,7 +949,7 @@ static size_t utf8_seq(const char *s, size_t n) {
 static int cmd_tokenize(int argc, char **argv) {
     opts o;
     parse_opts(argc, argv, TOKENIZE_HELP, C_TOKENIZE, &o);
-    if (!o.prompt) die("%s", "no text given (-p TEXT)");
+    if (!o.prompt) die("%s", "no text given (-p TEXT, -p - for stdin, or -f FILE)");
     slm_model *m = load(&o, 1);
     slm_error err;
     int32_t n = 0;
@@ -862,7 +984,8 @@ static int cmd_tokenize(int argc, char **argv) {
         }
         printf("'\n");
     }
-    fprintf(stderr, "%s: %d tokens\n", prog, n);
+    flush_stdout();
+    fprintf(stderr, "%s: %d token%s\n", prog, n, n == 1 ? "" : "s");
     free(piece);
     free(ids);
     slm_model_free(m);
@@ -958,7 +1081,9 @@ static const char *BENCH_HELP =
     "  -d, --depth D       run the tests after D tokens already in the context\n"
     "                      (default 0), to see attention over a long context\n"
     "  --kv-f32            F32 KV cache (default F16)\n"
-    "  --csv               machine-readable lines: model,type,threads,test,median,min,max,peak_rss_kib\n";
+    "  --csv               machine-readable lines: model,type,threads,test,median,min,max,peak_rss_kib\n"
+    "  The type is the file's (general.file_type: Q4_K_M, ...), or ~TYPE: the type of\n"
+    "  most of the weights when the file does not say.\n";
 
 static double median_of(double *v, int n) {
     for (int i = 1; i < n; i++)
@@ -1054,6 +1179,22 @@ static int cmd_bench(int argc, char **argv) {
     int main_type = 0;
     for (int t = 0; t < 64; t++)
         if (by_type[t] > by_type[main_type]) main_type = t;
+    /* the label: the file type (general.file_type, as llama.cpp names it),
+       else the type of most of the weights */
+    char type_label[24];
+    {
+        static const char *const FT[] = {"F32", "F16", "Q4_0", "Q4_1", NULL, NULL, NULL, "Q8_0", "Q5_0", "Q5_1",
+                                         "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S",
+                                         "Q5_K_M", "Q6_K", NULL, NULL, NULL, NULL, NULL, NULL, "IQ4_NL", NULL, NULL,
+                                         NULL, NULL, "IQ4_XS", NULL, "BF16"};
+        int64_t k = slm_meta_find(m, "general.file_type");
+        int64_t ft = -1;
+        if (k >= 0 && slm_meta_get_int(m, k, -1, &ft) != SLM_OK) ft = -1;
+        if (ft >= 0 && ft < (int64_t)(sizeof FT / sizeof FT[0]) && FT[ft])
+            snprintf(type_label, sizeof type_label, "%s", FT[ft]);
+        else
+            snprintf(type_label, sizeof type_label, "~%s", slm_type_name(main_type) ? slm_type_name(main_type) : "?");
+    }
     const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
     int n_ids = np > ng ? np : ng;
     n_ids = n_ids > depth ? n_ids : depth;
@@ -1098,11 +1239,11 @@ static int cmd_bench(int argc, char **argv) {
             if (depth) snprintf(tname, sizeof tname, "%s%d@d%d", test ? "tg" : "pp", n, depth);
             else snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
             if (csv)
-                printf("%s,%s,%d,%s,%.2f,%.2f,%.2f,%ld\n", base, slm_type_name(main_type), threads[ti], tname, med, mn,
+                printf("%s,%s,%d,%s,%.2f,%.2f,%.2f,%ld\n", base, type_label, threads[ti], tname, med, mn,
                        mx, peak_rss_kib());
             else
                 printf("| %-28.28s | %10s | %7.1fM | %-6s | %7d | %5s | %7.1f (%.0f-%.0f) |\n", base, sz,
-                       in.n_params / 1e6, slm_type_name(main_type), threads[ti], tname, med, mn, mx);
+                       in.n_params / 1e6, type_label, threads[ti], tname, med, mn, mx);
             fflush(stdout);
         }
         slm_session_free(s);
@@ -1115,6 +1256,30 @@ static int cmd_bench(int argc, char **argv) {
     free(ids);
     slm_model_free(m);
     return 0;
+}
+
+/* --name=value -> --name value, for the subcommands with their own parsers */
+static void split_eq(int *argc, char ***argv) {
+    char **a = (char **)malloc(sizeof(char *) * (size_t)(2 * *argc + 1));
+    int n = 0;
+    if (!a) die("%s", "out of memory");
+    for (int i = 0; i < *argc; i++) {
+        char *eq = i >= 2 && !strncmp((*argv)[i], "--", 2) ? strchr((*argv)[i], '=') : NULL;
+        if (eq) {
+            size_t l = (size_t)(eq - (*argv)[i]);
+            char *name = (char *)malloc(l + 1);
+            if (!name) die("%s", "out of memory");
+            memcpy(name, (*argv)[i], l);
+            name[l] = 0;
+            a[n++] = name;
+            a[n++] = eq + 1;
+        } else {
+            a[n++] = (*argv)[i];
+        }
+    }
+    a[n] = NULL;
+    *argc = n;
+    *argv = a;
 }
 
 static const char *MAIN_HELP =
@@ -1140,6 +1305,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 1 : 0;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "quantize") || !strcmp(cmd, "bench")) split_eq(&argc, &argv);
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc, argv);
     if (!strcmp(cmd, "run")) return cmd_run(argc, argv);

@@ -16,6 +16,7 @@ void test_chat(void);
 void test_embed(void);
 void test_files(void);
 void test_safety(void);
+void test_cli(void);
 
 static const struct {
     const char *name;
@@ -33,6 +34,7 @@ static const struct {
     {"embed", test_embed},
     {"files", test_files},
     {"safety", test_safety},
+    {"cli", test_cli},
 };
 
 int main(int argc, char **argv) {

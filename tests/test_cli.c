@@ -1,0 +1,141 @@
+/* The command-line tool as a user meets it (build/slm, SLM_CLI overrides):
+   the validation table (what llama.cpp accepts is accepted with its meaning,
+   the rest refused with the range), --name=value, prompts from a file and
+   from stdin, errors that give the reason (a directory as model, a missing
+   file, a prompt longer than the context, a full stdout), the logits file
+   written safely. POSIX shells only (popen with redirections). */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/wait.h>
+#define HAVE_SH 1
+#endif
+
+#if defined(HAVE_SH)
+static const char *cli_path(void) { return getenv("SLM_CLI") ? getenv("SLM_CLI") : "build/slm"; }
+
+/* Run `slm ARGS` through sh (stderr into out); the exit code, -2 if no CLI. */
+static int cli(const char *args, char *out, size_t cap) {
+    FILE *probe = fopen(cli_path(), "rb");
+    if (!probe) return -2;
+    fclose(probe);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s%s", cli_path(), args, strstr(args, "2>") ? "" : " 2>&1");
+    FILE *p = popen(cmd, "r");
+    if (!p) return -2;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+#endif
+
+void test_cli(void) {
+#if !defined(HAVE_SH)
+    printf("  slm CLI: no POSIX shell here, skipped\n");
+#else
+    char out[16384], args[2048];
+    const char *M = data_path("demo/kjv-1m-q8_0.gguf");
+    snprintf(args, sizeof args, "version");
+    int rc = cli(args, out, sizeof out);
+    CHECK(rc != -2, "build/slm not found (make builds it; SLM_CLI overrides the path)");
+    if (rc == -2) return;
+
+    /* the validation table: option, value, accepted?, words of the message */
+    static const struct {
+        const char *opt;
+        int ok;
+        const char *says;
+    } TABLE[] = {
+        {"--top-p 2", 0, "between 0 and 1"},   {"--top-p 1", 1, NULL},        {"--top-p=0.5", 1, NULL},
+        {"--min-p 1.5", 0, "between 0 and 1"}, {"--min-p 0", 1, NULL},        {"--top-k -5", 0, ">= 0"},
+        {"--top-k 0", 1, NULL},                {"--temp -1", 0, ">= 0"},      {"--temp 0", 1, NULL},
+        {"--seed -1", 1, NULL},                {"--seed -2", 0, "-1 for a random seed"},
+        {"--seed 18446744073709551615", 1, NULL},
+        {"-t -3", 0, "number of threads"},     {"-t -1", 1, NULL},            {"-t 0", 1, NULL},
+        {"-n -1", 1, NULL},                    {"-n -2", 1, NULL},            {"-n -3", 0, "-1 (no limit)"},
+        {"-c -1", 0, "-c must be"},            {"--repeat-penalty 0", 0, "> 0"},
+        {"--repeat-last-n -1", 1, NULL},       {"--repeat-last-n -2", 0, ">= 0"},
+        {"--temp=abc", 0, "invalid number"},   {"--no-echo=1", 0, "takes no value"},
+        {"--frobnicate 1", 0, "unknown option"},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof TABLE / sizeof TABLE[0]; i++) {
+        snprintf(args, sizeof args, "run -m %s -p \"And the\" -n 2 %s", M, TABLE[i].opt);
+        rc = cli(args, out, sizeof out);
+        int ok = TABLE[i].ok ? rc == 0 : rc == 1 && TABLE[i].says && strstr(out, TABLE[i].says) != NULL;
+        CHECK(ok, "slm run %s: exit %d, expected %s:\n%s", TABLE[i].opt, rc, TABLE[i].ok ? "success" : TABLE[i].says,
+              out);
+        bad += !ok;
+        CHECK(!strstr(out, "n_batch"), "%s does not mention n_batch", TABLE[i].opt);
+    }
+    printf("  slm CLI validation table: %d cases, %d wrong\n", (int)(sizeof TABLE / sizeof TABLE[0]), bad);
+
+    /* -c above the training context: a warning, and it runs */
+    snprintf(args, sizeof args, "run -m %s -p \"And the\" -n 2 -c 512", M);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "warning") && strstr(out, "training context (256)"), "-c 512 warns:\n%s", out);
+
+    /* greedy text the same from -p, -p - (stdin), -f FILE and --name=value */
+    char ref[4096], path[600];
+    snprintf(args, sizeof args, "run -m %s -p \"And God said\" -n 8 --temp 0 -t 1 2>/dev/null", M);
+    rc = cli(args, ref, sizeof ref);
+    CHECK(rc == 0 && strstr(ref, "And God said"), "run -p: %d %s", rc, ref);
+    snprintf(path, sizeof path, "%s/slm-cli-prompt-%d.txt", tmp_dir(), (int)rand());
+    FILE *f = fopen(path, "wb");
+    if (f) fputs("And God said", f), fclose(f);
+    snprintf(args, sizeof args, "run --model=%s -p - --n-predict=8 --temp=0 --threads=1 2>/dev/null < %s", M, path);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 0 && !strcmp(out, ref), "run -p - (stdin) and --name=value give the -p text:\n%s\n%s", out, ref);
+    snprintf(args, sizeof args, "run -m %s -f %s -n 8 --temp 0 -t 1 2>/dev/null", M, path);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 0 && !strcmp(out, ref), "run -f FILE gives the -p text:\n%s\n%s", out, ref);
+    snprintf(args, sizeof args, "tokenize -m %s -f %s", M, path);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, " tokens"), "tokenize -f: %s", out);
+    remove(path);
+    snprintf(args, sizeof args, "tokenize -m %s -p a --no-bos", M);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "slm: 1 token\n"), "tokenize says \"1 token\": %s", out);
+
+    /* errors with their reasons */
+    snprintf(args, sizeof args, "run -m %s -p hi", data_path("demo"));
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "is a directory") && !strstr(out, "out of memory"), "a directory as model: %s", out);
+    snprintf(args, sizeof args, "run -m %s/no-such-model.gguf -p hi", tmp_dir());
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "No such file"), "a missing model gives the reason: %s", out);
+    snprintf(args, sizeof args, "run -m %s -f %s/no-such-prompt.txt", M, tmp_dir());
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "No such file"), "a missing prompt file gives the reason: %s", out);
+    {
+        char longp[1200];
+        size_t k = 0;
+        while (k + 5 < sizeof longp - 1) memcpy(longp + k, "Lord ", 5), k += 5;
+        longp[k] = 0;
+        snprintf(args, sizeof args, "run -m %s -c 32 -p \"%s\"", M, longp);
+        rc = cli(args, out, sizeof out);
+        CHECK(rc == 1 && strstr(out, "-c") && strstr(out, "trained with 256") && !strstr(out, "Lord Lord"),
+              "a prompt longer than the context names -c and the training context, without echoing it:\n%.300s", out);
+    }
+    snprintf(args, sizeof args, "run -m %s -p hi -n 4 2>&1 > /dev/full", M);
+    if (fopen("/dev/full", "wb")) {
+        rc = cli(args, out, sizeof out);
+        CHECK(rc == 1 && strstr(out, "write error on standard output"), "run > /dev/full exits 1: %d %s", rc, out);
+    }
+    snprintf(args, sizeof args, "chat -m %s --template ChatML -n 2 < /dev/null", M);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 0, "--template ChatML (any case): %d %s", rc, out);
+
+    /* logits: written through slm_file_write; /dev/full gives the reason */
+    snprintf(args, sizeof args, "logits -m %s --ids \"1 2\" --out=/dev/full", M);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "/dev/full"), "logits to /dev/full: %d %s", rc, out);
+#endif
+}
