@@ -14,6 +14,8 @@
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
+ *   9b. Session state: save and restore (versioned sections, checked
+ *       against the model)
  *  10. Tokenizer: vocabulary, SentencePiece-style encoder, byte-level BPE with
  *      pre-tokenizers and Unicode tables, detokenizer
  *  11. Chat templates: family detection, formatting, incremental turns
@@ -8393,6 +8395,342 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
     s->logits_rows = s->logits_all ? n : 1;
     return SLM_OK;
 }
+
+/* ========================================================================== */
+/* 9b. Session state: save and restore                                        */
+/* ========================================================================== */
+/*
+ * A session's state (what its KV cache holds, its position, the last
+ * position's logits, and optionally the caller's token ids) as a byte
+ * string, so a long system prompt is processed once and a kiosk that
+ * restarts goes on where it was. Little-endian throughout:
+ *
+ *   header   u32 magic "SLMS", u32 version (1), u64 model hash,
+ *            u32 n_layer, u32 kv_dim, u32 n_vocab, u32 kv_type, u32 pos,
+ *            u32 n_sections
+ *   sections u32 tag, u32 flags (bit 0: required: a reader that does not
+ *            know the tag must refuse the state), u64 size, the payload,
+ *            zero-padded to 8 bytes
+ *   trailer  u64 checksum of every byte before it
+ *
+ * Sections of version 1 (each at most once):
+ *   TOKS  u32 n, n x i32: the token ids the caller says the state holds
+ *   KVAT  (required) the attention KV cache, positions [0, pos): per layer
+ *         K as pos rows of kv_row bytes, then V (F32/F16: kv_dim rows of pos
+ *         values; Q8_0: pos rows like K), independent of the session's n_ctx
+ *   LOGT  n_vocab f32: the logits of the last position
+ * Layers with other state (recurrent layers) add their own required
+ * section; a file without it is then refused by the new reader, and an
+ * old reader refuses the new section.
+ *
+ * The model hash covers the architecture name, the hyperparameters and the
+ * bytes of the GGUF header, metadata and tensor directory (the tensor data
+ * is not read: a repack at load changes it). Loading checks everything
+ * before it changes the session: a failed load leaves it as it was.
+ */
+
+#define STATE_MAGIC 0x534d4c53u /* "SLMS" */
+#define STATE_VERSION 1
+#define STATE_HEADER 40
+#define STATE_REQUIRED 1u
+#define STATE_TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define TAG_TOKS STATE_TAG('T', 'O', 'K', 'S')
+#define TAG_KVAT STATE_TAG('K', 'V', 'A', 'T')
+#define TAG_LOGT STATE_TAG('L', 'O', 'G', 'T')
+
+/* A fast 64-bit hash, 8 bytes a step (checksum and model identity). */
+static uint64_t state_hash(uint64_t h, const uint8_t *p, size_t n) {
+    for (; n >= 8; p += 8, n -= 8) {
+        h = (h ^ ld_u64(p)) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+    }
+    for (; n > 0; p++, n--) {
+        h = (h ^ *p) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static uint64_t model_identity(const slm_model *m) {
+    uint8_t hp[40];
+    uint64_t h = state_hash(0x736c6d2d73746174ull, (const uint8_t *)m->arch_name, strlen(m->arch_name));
+    const int v[10] = {m->n_vocab, m->n_ctx_train, m->n_embd, m->n_layer, m->n_head,
+                       m->n_head_kv, m->n_ff, m->head_dim, m->n_rot, m->kv_dim};
+    for (int i = 0; i < 10; i++) st_u32(hp + 4 * i, (uint32_t)v[i]);
+    h = state_hash(h, hp, sizeof hp);
+    if (m->bytes && m->g.data_off <= m->size) h = state_hash(h, m->bytes, (size_t)m->g.data_off);
+    return h;
+}
+
+/* Bytes of one V block of the KV cache for `pos` positions. */
+static size_t state_kv_bytes(const slm_session *s, int32_t pos) {
+    return (size_t)s->m->n_layer * 2 * (size_t)pos * s->kv_row;
+}
+
+static size_t state_pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+size_t slm_session_state_size(const slm_session *s, int32_t n_tokens) {
+    if (!s || n_tokens < 0) return 0;
+    size_t n = STATE_HEADER + 16 + state_pad8(state_kv_bytes(s, s->pos)) + 8;
+    if (n_tokens > 0) n += 16 + state_pad8(4 + 4 * (size_t)n_tokens);
+    if (s->logits_rows > 0) n += 16 + state_pad8(4 * (size_t)s->m->n_vocab);
+    return n;
+}
+
+typedef struct state_out {
+    uint8_t *p;
+    size_t n;
+} state_out;
+
+static void so_put(state_out *o, const void *p, size_t n) {
+    memcpy(o->p + o->n, p, n);
+    o->n += n;
+}
+
+static void so_u32(state_out *o, uint32_t v) {
+    st_u32(o->p + o->n, v);
+    o->n += 4;
+}
+
+static void so_section(state_out *o, uint32_t tag, uint32_t flags, size_t size) {
+    so_u32(o, tag);
+    so_u32(o, flags);
+    so_u32(o, (uint32_t)size);
+    so_u32(o, (uint32_t)((uint64_t)size >> 32));
+}
+
+static void so_pad(state_out *o) {
+    while (o->n % 8) o->p[o->n++] = 0;
+}
+
+slm_status slm_session_state_save(const slm_session *s, const int32_t *tokens, int32_t n_tokens, void *buf,
+                                  size_t cap, size_t *written, slm_error *err) {
+    clearerr_(err);
+    if (written) *written = 0;
+    if (!s || n_tokens < 0 || (n_tokens > 0 && !tokens))
+        return seterr(err, SLM_ERR_INVALID_ARG, "state save: no session, or tokens NULL with n_tokens %d", (int)n_tokens);
+    if (n_tokens > s->n_ctx)
+        return seterr(err, SLM_ERR_INVALID_ARG, "state save: %d token ids, more than the context (%d)", (int)n_tokens, s->n_ctx);
+    const size_t need = slm_session_state_size(s, n_tokens);
+    if (written) *written = need;
+    if (!buf || cap < need)
+        return seterr(err, SLM_ERR_BUFFER, "state save: the buffer holds %zu bytes, the state needs %zu", cap, need);
+    const slm_model *m = s->m;
+    const int32_t pos = s->pos;
+    state_out o = {(uint8_t *)buf, 0};
+    so_u32(&o, STATE_MAGIC);
+    so_u32(&o, STATE_VERSION);
+    const uint64_t id = model_identity(m);
+    so_u32(&o, (uint32_t)id);
+    so_u32(&o, (uint32_t)(id >> 32));
+    so_u32(&o, (uint32_t)m->n_layer);
+    so_u32(&o, (uint32_t)m->kv_dim);
+    so_u32(&o, (uint32_t)m->n_vocab);
+    so_u32(&o, (uint32_t)s->kv_type);
+    so_u32(&o, (uint32_t)pos);
+    so_u32(&o, 1u + (n_tokens > 0) + (s->logits_rows > 0));
+    if (n_tokens > 0) {
+        so_section(&o, TAG_TOKS, 0, 4 + 4 * (size_t)n_tokens);
+        so_u32(&o, (uint32_t)n_tokens);
+        for (int32_t i = 0; i < n_tokens; i++) so_u32(&o, (uint32_t)tokens[i]);
+        so_pad(&o);
+    }
+    /* KV: K rows are by position; V (F32/F16) is transposed with a stride
+       of n_ctx, saved as kv_dim rows of pos values */
+    so_section(&o, TAG_KVAT, STATE_REQUIRED, state_kv_bytes(s, pos));
+    const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
+    for (int il = 0; il < m->n_layer; il++) {
+        so_put(&o, kv_k(s, il), (size_t)pos * s->kv_row);
+        if (s->kv_type == SLM_TYPE_Q8_0) {
+            so_put(&o, kv_v(s, il), (size_t)pos * s->kv_row);
+        } else {
+            for (int d = 0; d < m->kv_dim; d++) so_put(&o, kv_v(s, il) + (size_t)d * (size_t)s->n_ctx * es, (size_t)pos * es);
+        }
+    }
+    so_pad(&o);
+    if (s->logits_rows > 0) {
+        const float *lg = s->logits + (size_t)(s->logits_rows - 1) * (size_t)m->n_vocab; /* the last position */
+        so_section(&o, TAG_LOGT, 0, 4 * (size_t)m->n_vocab);
+        for (int i = 0; i < m->n_vocab; i++) st_f32(o.p + o.n + 4 * (size_t)i, lg[i]);
+        o.n += 4 * (size_t)m->n_vocab;
+        so_pad(&o);
+    }
+    const uint64_t sum = state_hash(0, o.p, o.n);
+    so_u32(&o, (uint32_t)sum);
+    so_u32(&o, (uint32_t)(sum >> 32));
+    if (written) *written = o.n;
+    return SLM_OK;
+}
+
+static const char *kv_type_name(int t) { return slm_type_name(t) ? slm_type_name(t) : "?"; }
+
+slm_status slm_session_state_load(slm_session *s, const void *buf, size_t size, int32_t *tokens, int32_t cap_tokens,
+                                  int32_t *n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (n_tokens) *n_tokens = 0;
+    if (!s || (!buf && size)) return seterr(err, SLM_ERR_INVALID_ARG, "state load: no session or no data");
+    const slm_model *m = s->m;
+    const uint8_t *p = (const uint8_t *)buf;
+    if (size < STATE_HEADER + 8 || ld_u32(p) != STATE_MAGIC)
+        return seterr(err, SLM_ERR_FORMAT, "not an slm session state (%zu bytes, no \"SLMS\" header)", size);
+    if (ld_u32(p + 4) != STATE_VERSION)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "session state version %u: this slm reads version %d",
+                      (unsigned)ld_u32(p + 4), STATE_VERSION);
+    if (size % 8 || state_hash(0, p, size - 8) != ld_u64(p + size - 8))
+        return seterr(err, SLM_ERR_FORMAT, "the session state is corrupt (checksum mismatch over %zu bytes)", size);
+    if (ld_u64(p + 8) != model_identity(m))
+        return seterr(err, SLM_ERR_INVALID_ARG, "the session state was saved with another model (model hash differs)");
+    const uint32_t nl = ld_u32(p + 16), kvd = ld_u32(p + 20), nv = ld_u32(p + 24), kt = ld_u32(p + 28);
+    const uint32_t pos = ld_u32(p + 32), nsec = ld_u32(p + 36);
+    if (nl != (uint32_t)m->n_layer || kvd != (uint32_t)m->kv_dim || nv != (uint32_t)m->n_vocab)
+        return seterr(err, SLM_ERR_INVALID_ARG,
+                      "the session state is for %u layers, KV width %u, %u tokens; the model has %d, %d, %d", nl, kvd,
+                      nv, m->n_layer, m->kv_dim, m->n_vocab);
+    if (kt != (uint32_t)s->kv_type)
+        return seterr(err, SLM_ERR_INVALID_ARG, "the session state has a %s KV cache, this session %s (kv_type)",
+                      kv_type_name((int)kt), kv_type_name(s->kv_type));
+    if (pos > (uint32_t)s->n_ctx)
+        return seterr(err, SLM_ERR_CONTEXT_FULL, "the session state holds %u positions, the session's context is %d",
+                      pos, s->n_ctx);
+    /* the sections: bounds first, then the known ones */
+    const uint8_t *toks = NULL, *kv = NULL, *lg = NULL;
+    uint32_t ntok = 0;
+    size_t off = STATE_HEADER;
+    const size_t end = size - 8;
+    for (uint32_t i = 0; i < nsec; i++) {
+        if (end - off < 16) return seterr(err, SLM_ERR_FORMAT, "session state: section %u runs past the end", i);
+        const uint32_t tag = ld_u32(p + off), flags = ld_u32(p + off + 4);
+        const uint64_t sz = ld_u64(p + off + 8);
+        off += 16;
+        if (sz > end - off || state_pad8((size_t)sz) > end - off)
+            return seterr(err, SLM_ERR_FORMAT, "session state: section %u (%llu bytes) runs past the end", i,
+                          (unsigned long long)sz);
+        const uint8_t *d = p + off;
+        char t4[5] = {(char)(tag & 0x7f), (char)(tag >> 8 & 0x7f), (char)(tag >> 16 & 0x7f), (char)(tag >> 24 & 0x7f), 0};
+        for (int k = 0; k < 4; k++)
+            if (t4[k] < 32) t4[k] = '?';
+        if ((tag == TAG_TOKS && toks) || (tag == TAG_KVAT && kv) || (tag == TAG_LOGT && lg))
+            return seterr(err, SLM_ERR_FORMAT, "session state: section %s twice", t4);
+        if (tag == TAG_TOKS) {
+            if (sz < 4 || (sz - 4) / 4 < ld_u32(d) || sz != 4 + 4 * (uint64_t)ld_u32(d))
+                return seterr(err, SLM_ERR_FORMAT, "session state: bad token section");
+            toks = d + 4;
+            ntok = ld_u32(d);
+        } else if (tag == TAG_KVAT) {
+            if (sz != state_kv_bytes(s, (int32_t)pos))
+                return seterr(err, SLM_ERR_FORMAT, "session state: KV cache of %llu bytes, %zu expected",
+                              (unsigned long long)sz, state_kv_bytes(s, (int32_t)pos));
+            kv = d;
+        } else if (tag == TAG_LOGT) {
+            if (sz != 4 * (uint64_t)nv) return seterr(err, SLM_ERR_FORMAT, "session state: bad logits section");
+            lg = d;
+        } else if (flags & STATE_REQUIRED) {
+            return seterr(err, SLM_ERR_UNSUPPORTED,
+                          "session state: section '%s' is required and unknown to this slm (saved by a newer one?)", t4);
+        }
+        off += state_pad8((size_t)sz);
+    }
+    if (off != end) return seterr(err, SLM_ERR_FORMAT, "session state: %zu bytes after the last section", end - off);
+    if (!kv) return seterr(err, SLM_ERR_FORMAT, "session state: no KV cache section");
+    for (uint32_t i = 0; i < ntok; i++)
+        if ((int32_t)ld_u32(toks + 4 * (size_t)i) < 0 || (int32_t)ld_u32(toks + 4 * (size_t)i) >= m->n_vocab)
+            return seterr(err, SLM_ERR_FORMAT, "session state: token %u is not in the vocabulary", i);
+    if (n_tokens) *n_tokens = (int32_t)ntok;
+    if (ntok > 0 && tokens && cap_tokens < (int32_t)ntok)
+        return seterr(err, SLM_ERR_BUFFER, "session state: %u token ids, room for %d", ntok, (int)cap_tokens);
+    /* valid: now the session changes */
+    const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
+    for (int il = 0; il < m->n_layer; il++) {
+        memcpy(kv_k(s, il), kv, (size_t)pos * s->kv_row);
+        kv += (size_t)pos * s->kv_row;
+        if (s->kv_type == SLM_TYPE_Q8_0) {
+            memcpy(kv_v(s, il), kv, (size_t)pos * s->kv_row);
+            kv += (size_t)pos * s->kv_row;
+        } else {
+            for (int d = 0; d < m->kv_dim; d++, kv += (size_t)pos * es)
+                memcpy(kv_v(s, il) + (size_t)d * (size_t)s->n_ctx * es, kv, (size_t)pos * es);
+        }
+    }
+    s->pos = (int32_t)pos;
+    if (lg && pos > 0) {
+        for (uint32_t i = 0; i < nv; i++) s->logits[i] = ld_f32(lg + 4 * (size_t)i);
+        s->last_n = 1;
+        s->logits_rows = 1;
+    } else {
+        s->last_n = 0;
+        s->logits_rows = 0;
+    }
+    for (uint32_t i = 0; tokens && i < ntok; i++) tokens[i] = (int32_t)ld_u32(toks + 4 * (size_t)i);
+    return SLM_OK;
+}
+
+#if !defined(SLM_NO_STDIO)
+slm_status slm_session_state_save_file(const slm_session *s, const char *path, const int32_t *tokens,
+                                       int32_t n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (!s || !path) return seterr(err, SLM_ERR_INVALID_ARG, "state save: no session or no path");
+    const size_t n = slm_session_state_size(s, n_tokens);
+    allocator a = s->a;
+    uint8_t *buf = (uint8_t *)xalloc(&a, n); /* [n] the whole state, then one write */
+    if (!buf) return seterr(err, SLM_ERR_NOMEM, "out of memory for a session state of %zu bytes", n);
+    size_t w = 0;
+    slm_status st = slm_session_state_save(s, tokens, n_tokens, buf, n, &w, err);
+    ofile o;
+    if (st == SLM_OK && (st = of_open(&o, &a, path, NULL, err)) == SLM_OK) {
+        of_write(&o, buf, w);
+        st = of_commit(&o);
+    }
+    xfree(&a, buf, n);
+    return st;
+}
+
+slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t *tokens, int32_t cap_tokens,
+                                       int32_t *n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (n_tokens) *n_tokens = 0;
+    if (!s || !path) return seterr(err, SLM_ERR_INVALID_ARG, "state load: no session or no path");
+    int oom;
+    allocator a = s->a;
+    FILE *f = file_open(&a, path, "rb", &oom);
+    if (!f) return seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
+    long long sz = file_size(f);
+    /* bounded: a state holds at most the session's KV cache, tokens and logits */
+    const size_t most = slm_session_state_size(s, s->n_ctx) + state_kv_bytes(s, s->n_ctx) + 4096;
+    if (sz < 0 || (unsigned long long)sz > most) {
+        fclose(f);
+        return seterr(err, SLM_ERR_FORMAT, "'%s' (%lld bytes) is not a session state for this session", path, sz);
+    }
+    uint8_t *buf = (uint8_t *)xalloc(&a, sz ? (size_t)sz : 1); /* [sz] the file */
+    if (!buf) {
+        fclose(f);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory reading '%s' (%lld bytes)", path, sz);
+    }
+    size_t got = fread(buf, 1, (size_t)sz, f);
+    fclose(f);
+    slm_status st;
+    if (got != (size_t)sz) st = seterr(err, SLM_ERR_IO, "short read on '%s'", path);
+    else st = slm_session_state_load(s, buf, (size_t)sz, tokens, cap_tokens, n_tokens, err);
+    if (st != SLM_OK && err && st != SLM_ERR_BUFFER) {
+        char msg[sizeof err->message];
+        memcpy(msg, err->message, sizeof msg);
+        seterr(err, st, "%s: %s", path, msg);
+    }
+    xfree(&a, buf, sz ? (size_t)sz : 1);
+    return st;
+}
+#else
+slm_status slm_session_state_save_file(const slm_session *s, const char *path, const int32_t *tokens,
+                                       int32_t n_tokens, slm_error *err) {
+    (void)s, (void)tokens, (void)n_tokens;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", path ? path : "");
+}
+
+slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t *tokens, int32_t cap_tokens,
+                                       int32_t *n_tokens, slm_error *err) {
+    (void)s, (void)tokens, (void)cap_tokens, (void)n_tokens;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO", path ? path : "");
+}
+#endif
 
 /* ========================================================================== */
 /* 10. Tokenizer                                                              */

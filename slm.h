@@ -299,6 +299,33 @@ SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
 /* Change the thread count for later decode calls: 0 = all available, at most
    the count the session was created with (its scratch is sized for those). */
 SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
+
+/* Session state: save the session (its KV cache up to the current position,
+   the position, the last logits) and restore it later, in this process or
+   another, into a session of the same model with the same kv_type and a
+   context of at least that many positions. `tokens` (n_tokens, may be 0)
+   are kept with it for the caller: typically the ids the session holds, so
+   a prompt cache can tell how much of a new prompt is already done. The
+   format is versioned and carries a hash of the model (architecture,
+   hyperparameters, metadata and tensor directory) and a checksum: a state
+   of another model, another KV type, or a damaged file is refused with a
+   message, and a failed load leaves the session unchanged.
+   slm_session_state_size: the exact bytes slm_session_state_save writes
+   now with n_tokens ids. Save: SLM_ERR_BUFFER (and *written = the size) if
+   cap is too small. Load: the ids go to tokens[cap_tokens] (may be NULL),
+   their count to *n_tokens (may be NULL); SLM_ERR_BUFFER, session
+   unchanged, if they do not fit. */
+SLM_API size_t slm_session_state_size(const slm_session *session, int32_t n_tokens);
+SLM_API slm_status slm_session_state_save(const slm_session *session, const int32_t *tokens, int32_t n_tokens,
+                                          void *buf, size_t cap, size_t *written, slm_error *err);
+SLM_API slm_status slm_session_state_load(slm_session *session, const void *buf, size_t size, int32_t *tokens,
+                                          int32_t cap_tokens, int32_t *n_tokens, slm_error *err);
+/* The same to and from a file (UTF-8 path); saving replaces the file
+   safely (as slm_file_write). SLM_ERR_UNSUPPORTED with SLM_NO_STDIO. */
+SLM_API slm_status slm_session_state_save_file(const slm_session *session, const char *path,
+                                               const int32_t *tokens, int32_t n_tokens, slm_error *err);
+SLM_API slm_status slm_session_state_load_file(slm_session *session, const char *path, int32_t *tokens,
+                                               int32_t cap_tokens, int32_t *n_tokens, slm_error *err);
 SLM_API const slm_model *slm_session_model(const slm_session *session);
 
 /* ------------------------------------------------------------------------ */

@@ -17,6 +17,7 @@ void test_embed(void);
 void test_files(void);
 void test_safety(void);
 void test_cli(void);
+void test_state(void);
 
 static const struct {
     const char *name;
@@ -35,6 +36,7 @@ static const struct {
     {"files", test_files},
     {"safety", test_safety},
     {"cli", test_cli},
+    {"state", test_state},
 };
 
 int main(int argc, char **argv) {
