@@ -177,6 +177,9 @@ static const char *RUN_HELP =
     "  --special                parse special tokens (\"<s>\") in the prompt and print\n"
     "                           control tokens\n"
     "  --no-echo                do not print the prompt\n"
+    "  --prompt-cache FILE      keep the session state after the prompt in FILE: a\n"
+    "                           later run whose prompt starts the same way decodes\n"
+    "                           only the rest (-n 0 just fills the cache)\n"
     "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
     "  --no-mmap                read the file instead of mapping it\n"
     "  Options take their value as --name VALUE or --name=VALUE.\n"
@@ -253,6 +256,7 @@ static const optdef OPTS[] = {
     {NULL, "--stop", 1, C_RUN},
     {NULL, "--special", 0, C_RUN | C_TOKENIZE},
     {NULL, "--no-echo", 0, C_RUN},
+    {NULL, "--prompt-cache", 1, C_RUN},
     {NULL, "--no-bos", 0, C_TOKENIZE},
 };
 
@@ -352,6 +356,7 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--tensors")) o->all |= 4;
         else if (!strcmp(l, "--prompt")) o->prompt = v;
         else if (!strcmp(l, "--file")) o->prompt_file = v;
+        else if (!strcmp(l, "--prompt-cache")) o->prompt_cache = v;
         else if (!strcmp(l, "--n-predict")) o->n_predict = parse_int(v, a), o->have_n = 1;
         else if (!strcmp(l, "--system")) o->system = v;
         else if (!strcmp(l, "--template")) o->tmpl = v;
@@ -665,6 +670,45 @@ static int write_out(void *user, const char *text, size_t len) {
     return 0;
 }
 
+/* --prompt-cache FILE, as llama.cpp's: the session state after the
+   prompt. If FILE holds a state of this model, the prompt's tokens it shares
+   are reused and only the rest is decoded; then FILE is rewritten (safely)
+   with the state after this prompt. */
+static void use_prompt_cache(slm_session *s, const opts *o, int32_t n_prompt) {
+    const slm_model *m = slm_session_model(s);
+    const int n_ctx = slm_session_n_ctx(s);
+    int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_prompt + 1));
+    int32_t *cached = (int32_t *)malloc(sizeof(int32_t) * (size_t)n_ctx);
+    slm_error err;
+    if (!ids || !cached) die("%s", "out of memory");
+    if (slm_tokenize(m, o->prompt, strlen(o->prompt), 1, o->special, ids, n_prompt, &n_prompt, &err) != SLM_OK)
+        die("%s", err.message);
+    int32_t nc = 0, keep = 0;
+    slm_status st = slm_session_state_load_file(s, o->prompt_cache, cached, n_ctx, &nc, &err);
+    if (st == SLM_OK) {
+        int32_t common = 0;
+        while (common < nc && common < n_prompt && cached[common] == ids[common]) common++;
+        keep = common;
+        /* the last prompt token's logits are needed: decode it again unless
+           the state ends exactly there with its logits */
+        if (!(common == nc && common == n_prompt && slm_session_logits(s, -1))) keep = common < n_prompt ? common : n_prompt - 1;
+        if (keep < 0) keep = 0;
+        if (keep != slm_session_pos(s)) slm_session_rewind(s, keep);
+    } else if (st == SLM_ERR_IO) {
+        fprintf(stderr, "%s: prompt cache: %s; it will be created\n", prog, err.message);
+    } else {
+        fprintf(stderr, "%s: warning: prompt cache not used: %s; it will be replaced\n", prog, err.message);
+        slm_session_rewind(s, 0);
+    }
+    if (n_prompt > keep && slm_decode(s, ids + keep, n_prompt - keep, &err) != SLM_OK) die("%s", err.message);
+    const int same = st == SLM_OK && keep == n_prompt && nc == n_prompt;
+    if (!same && slm_session_state_save_file(s, o->prompt_cache, ids, n_prompt, &err) != SLM_OK) die("%s", err.message);
+    fprintf(stderr, "%s: prompt cache '%s': %d of %d prompt tokens reused, %d decoded%s\n", prog, o->prompt_cache,
+            keep, n_prompt, n_prompt - keep, same ? "" : ", saved");
+    free(ids);
+    free(cached);
+}
+
 static const char *STOP_NAMES[] = {"none", "end of generation", "max tokens", "stop string", "callback",
                                    "context full"};
 
@@ -702,12 +746,15 @@ static int cmd_run(int argc, char **argv) {
         exit(1);
     }
     if (gp.sampler.repeat_last_n == -1) gp.sampler.repeat_last_n = n_ctx;
+    if (o.prompt_cache) use_prompt_cache(s, &o, n_prompt);
     if (!o.no_echo) {
         fputs(o.prompt, stdout);
         flush_stdout();
     }
     slm_generate_result r;
-    if (o.n_predict != 0 && slm_generate(s, o.prompt, plen, NULL, 0, &gp, &r, &err) != SLM_OK) {
+    /* with a prompt cache the prompt is in the session already */
+    if (o.n_predict != 0 && slm_generate(s, o.prompt_cache ? NULL : o.prompt, o.prompt_cache ? 0 : plen, NULL, 0, &gp,
+                                         &r, &err) != SLM_OK) {
         fputc('\n', stdout);
         die("%s", err.message);
     }

@@ -133,6 +133,33 @@ void test_cli(void) {
     rc = cli(args, out, sizeof out);
     CHECK(rc == 0, "--template ChatML (any case): %d %s", rc, out);
 
+    /* --prompt-cache: the same text with and without it; the second run
+       reuses the prompt, a longer prompt reuses the shared part */
+    {
+        char cache[600], plain[4096], again[4096];
+        snprintf(cache, sizeof cache, "%s/slm-cli-cache-%d.bin", tmp_dir(), (int)rand());
+        remove(cache);
+        snprintf(args, sizeof args, "run -m %s -p \"And the LORD said unto Moses\" -n 8 --temp 0 -t 1 2>/dev/null", M);
+        cli(args, plain, sizeof plain);
+        snprintf(args, sizeof args, "run -m %s -p \"And the LORD said unto Moses\" -n 8 --temp 0 -t 1 --prompt-cache %s",
+                 M, cache);
+        rc = cli(args, out, sizeof out);
+        CHECK(rc == 0 && strstr(out, "0 of 7 prompt tokens reused"), "first run fills the cache: %s", out);
+        snprintf(args, sizeof args,
+                 "run -m %s -p \"And the LORD said unto Moses\" -n 8 --temp 0 -t 1 --prompt-cache %s 2>/dev/null", M,
+                 cache);
+        rc = cli(args, again, sizeof again);
+        CHECK(rc == 0 && !strcmp(again, plain), "the same text from the cache:\n%s\n%s", again, plain);
+        snprintf(args, sizeof args, "run -m %s -p \"And the LORD said unto Moses and\" -n 2 --prompt-cache %s", M, cache);
+        rc = cli(args, out, sizeof out);
+        CHECK(rc == 0 && strstr(out, "7 of 8 prompt tokens reused"), "a longer prompt reuses the cached part: %s", out);
+        snprintf(args, sizeof args, "run -m %s -p \"And\" -n 2 --prompt-cache %s",
+                 data_path("demo/kjv-1m-f32.gguf"), cache);
+        rc = cli(args, out, sizeof out);
+        CHECK(rc == 0 && strstr(out, "another model"), "another model's cache is not used: %s", out);
+        remove(cache);
+    }
+
     /* logits: written through slm_file_write; /dev/full gives the reason */
     snprintf(args, sizeof args, "logits -m %s --ids \"1 2\" --out=/dev/full", M);
     rc = cli(args, out, sizeof out);
