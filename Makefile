@@ -94,6 +94,7 @@ NPM ?= npm
 test-node: $(LIB_SO)
 	cd examples/node && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	SLM_LIBRARY=$(abspath $(LIB_SO)) node examples/node/test.js
+	SLM_LIBRARY=$(abspath $(LIB_SO)) node examples/node/test_async.js
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
 # leak checking), -O1 for usable reports.
