@@ -10805,12 +10805,46 @@ int slm_chat_family_from_name(const char *name) {
     return SLM_CHAT_AUTO;
 }
 
+/* Without a template slm knows: the family the architecture implies
+   (general.architecture), else the one whose turn markers the vocabulary
+   has as single tokens, else 0. */
+static int chat_family_of_model(const slm_model *m, const char **why) {
+    const char *arch = m->arch_name;
+    if (!arch[0]) {
+        const gguf_kv *a = gguf_get(&m->g, "general.architecture");
+        arch = a && a->type == SLM_META_STRING ? a->str[0] : "";
+    }
+    *why = "general.architecture";
+    if (!strncmp(arch, "gemma", 5)) return SLM_CHAT_GEMMA;
+    if (!strcmp(arch, "phi3")) return SLM_CHAT_PHI3;
+    if (!strncmp(arch, "qwen", 4)) return SLM_CHAT_CHATML;
+    const vocab *v = vocab_of(m);
+    static const struct {
+        const char *tok;
+        int family;
+    } MARK[] = {{"<|start_header_id|>", SLM_CHAT_LLAMA3}, {"<|im_start|>", SLM_CHAT_CHATML},
+                {"<start_of_turn>", SLM_CHAT_GEMMA},       {"<|assistant|>", SLM_CHAT_PHI3},
+                {"[INST]", SLM_CHAT_MISTRAL}};
+    *why = "the vocabulary's turn tokens";
+    for (size_t i = 0; v && i < sizeof MARK / sizeof MARK[0]; i++)
+        if (vocab_find(v, MARK[i].tok, strlen(MARK[i].tok)) >= 0) return MARK[i].family;
+    return SLM_CHAT_AUTO;
+}
+
 int slm_chat_model_family(const slm_model *m, int *fallback) {
     const gguf_kv *k = m ? gguf_get(&m->g, "tokenizer.chat_template") : NULL;
     const char *t = k && k->type == SLM_META_STRING ? k->str[0] : NULL;
     int f = slm_chat_detect(t);
     if (fallback) *fallback = f == SLM_CHAT_AUTO;
     if (f != SLM_CHAT_AUTO) return f;
+    const char *why = "";
+    f = m ? chat_family_of_model(m, &why) : SLM_CHAT_AUTO;
+    if (f != SLM_CHAT_AUTO) {
+        logf_(m, SLM_LOG_WARN, "%s: using the %s template (from %s)",
+              t ? "the chat template of the model is not one slm knows" : "the model has no chat template",
+              CHAT_NAMES[f], why);
+        return f;
+    }
     if (m)
         logf_(m, SLM_LOG_WARN, t ? "the chat template of the model is not one slm knows: using ChatML"
                                  : "the model has no chat template (tokenizer.chat_template): using ChatML");

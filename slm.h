@@ -497,8 +497,11 @@ typedef struct slm_chat_message {
    family is recognized. */
 SLM_API int slm_chat_detect(const char *tmpl);
 /* The family of the model's tokenizer.chat_template. If the file has none or
-   it is not recognized: SLM_CHAT_CHATML, *fallback (may be NULL) = 1 and a
-   warning through the log callback; otherwise *fallback = 0. */
+   it is not recognized, *fallback (may be NULL) = 1, a warning goes through
+   the log callback, and the family is the one general.architecture implies
+   (gemma*, phi3, qwen*), else the one whose turn tokens the vocabulary has
+   (<|start_header_id|>: llama3, <|im_start|>: ChatML, <start_of_turn>,
+   <|assistant|>, [INST]), else SLM_CHAT_CHATML. Otherwise *fallback = 0. */
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
    "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini"; 0 if

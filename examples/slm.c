@@ -202,7 +202,8 @@ static const char *CHAT_HELP =
     "  Chat with the model: type a message, the reply streams back. The\n"
     "  conversation stays in the session (KV cache), so each turn processes only\n"
     "  its own new text. Messages are formatted with the model's chat template\n"
-    "  (tokenizer.chat_template) when slm knows its family, else with ChatML.\n"
+    "  (tokenizer.chat_template) when slm knows its family, else the one its\n"
+    "  architecture or its turn tokens imply, else ChatML.\n"
     "  One message per line; input from a pipe works too. Ctrl-D (end of input)\n"
     "  quits, Ctrl-C stops a reply. Commands: /reset starts a new conversation\n"
     "  (keeping the system prompt), /quit quits.\n"
@@ -503,8 +504,9 @@ static void describe_vocab(const slm_model *m) {
     if (fam)
         printf("chat template: %s (detected in tokenizer.chat_template)\n", slm_chat_family_name(fam));
     else
-        printf("chat template: %s: slm chat uses chatml unless --template says otherwise\n",
-               tmpl ? "not one slm knows" : "none in the file");
+        printf("chat template: %s: slm chat uses %s (from the architecture or the vocabulary's turn tokens; "
+               "--template chooses another)\n",
+               tmpl ? "not one slm knows" : "none in the file", slm_chat_family_name(slm_chat_model_family(m, NULL)));
 }
 
 static int cmd_info(int argc, char **argv) {
@@ -854,8 +856,9 @@ static int cmd_chat(int argc, char **argv) {
         family = slm_chat_model_family(m, &fallback);
     }
     if (fallback)
-        fprintf(stderr, "%s: note: the model has no chat template slm knows (tokenizer.chat_template); using %s "
-                        "(--template chooses another)\n", prog, slm_chat_family_name(family));
+        fprintf(stderr, "%s: note: the model has no chat template slm knows (tokenizer.chat_template); using %s, "
+                        "from its architecture or its turn tokens, else chatml (--template chooses another)\n",
+                prog, slm_chat_family_name(family));
     int tty = stdin_is_tty();
     if (tty)
         fprintf(stderr, "%s: chatting with %s (template %s, context %d tokens). Ctrl-D quits, /reset starts over.\n",
