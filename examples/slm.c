@@ -92,6 +92,7 @@ typedef struct opts {
     int all, n_ctx, threads, kv_f32, no_mmap;
     /* run / tokenize */
     int n_predict, no_bos, special, no_echo, have_seed, have_n;
+    int context_shift, no_shift, n_keep;
     /* chat */
     const char *system, *tmpl;
     int verbose;
@@ -177,6 +178,11 @@ static const char *RUN_HELP =
     "  --special                parse special tokens (\"<s>\") in the prompt and print\n"
     "                           control tokens\n"
     "  --no-echo                do not print the prompt\n"
+    "  --context-shift          when the context is full, keep the first --keep prompt\n"
+    "                           tokens and the newest half, and go on (with -n -1: until\n"
+    "                           an end-of-generation token)\n"
+    "  --keep N                 prompt tokens kept by a context shift (default 0: BOS;\n"
+    "                           -1: the whole prompt)\n"
     "  --prompt-cache FILE      keep the session state after the prompt in FILE: a\n"
     "                           later run whose prompt starts the same way decodes\n"
     "                           only the rest (-n 0 just fills the cache)\n"
@@ -205,7 +211,8 @@ static const char *CHAT_HELP =
     "  (tokenizer.chat_template) when slm knows its family, else the one its\n"
     "  architecture or its turn tokens imply, else ChatML.\n"
     "  One message per line; input from a pipe works too. Ctrl-D (end of input)\n"
-    "  quits, Ctrl-C stops a reply. Commands: /reset starts a new conversation\n"
+    "  quits, Ctrl-C stops a reply. When the context fills, the oldest turns are\n"
+    "  dropped (the system prompt stays) and slm says so. Commands: /reset starts a new conversation\n"
     "  (keeping the system prompt), /quit quits.\n"
     "  -m, --model FILE         GGUF model file\n"
     "  -s, --system TEXT        system prompt\n"
@@ -214,6 +221,8 @@ static const char *CHAT_HELP =
     "  -t, --threads N          threads (default: all)\n"
     "  --template NAME          chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2\n"
     "                           (default: the model's own)\n"
+    "  --no-context-shift       when the context is full, refuse the message instead of\n"
+    "                           dropping the oldest turns (the system prompt stays)\n"
     "  -v, --verbose            after each turn, a line on stderr: prompt and reply\n"
     "                           tokens, speeds, why the reply ended, context used\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
@@ -258,6 +267,9 @@ static const optdef OPTS[] = {
     {NULL, "--special", 0, C_RUN | C_TOKENIZE},
     {NULL, "--no-echo", 0, C_RUN},
     {NULL, "--prompt-cache", 1, C_RUN},
+    {NULL, "--context-shift", 0, C_RUN},
+    {NULL, "--no-context-shift", 0, C_CHAT},
+    {NULL, "--keep", 1, C_RUN},
     {NULL, "--no-bos", 0, C_TOKENIZE},
 };
 
@@ -358,6 +370,9 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--prompt")) o->prompt = v;
         else if (!strcmp(l, "--file")) o->prompt_file = v;
         else if (!strcmp(l, "--prompt-cache")) o->prompt_cache = v;
+        else if (!strcmp(l, "--context-shift")) o->context_shift = 1;
+        else if (!strcmp(l, "--no-context-shift")) o->no_shift = 1;
+        else if (!strcmp(l, "--keep")) o->n_keep = parse_int(v, a);
         else if (!strcmp(l, "--n-predict")) o->n_predict = parse_int(v, a), o->have_n = 1;
         else if (!strcmp(l, "--system")) o->system = v;
         else if (!strcmp(l, "--template")) o->tmpl = v;
@@ -711,6 +726,52 @@ static void use_prompt_cache(slm_session *s, const opts *o, int32_t n_prompt) {
     free(cached);
 }
 
+/* run --context-shift: when generation stops at a full context, keep the
+   first --keep prompt tokens (BOS at least) and the newest half of the
+   context, decode them again from the start and go on, as llama.cpp does,
+   until -n tokens or the end of generation. r sums the calls. */
+static void context_shift_loop(slm_session *s, const opts *o, slm_generate_params *gp, slm_generate_result *r,
+                               int32_t *gen, int32_t n_prompt) {
+    const slm_model *m = slm_session_model(s);
+    const int n_ctx = slm_session_n_ctx(s);
+    int32_t *hist = (int32_t *)malloc(sizeof(int32_t) * (size_t)(2 * n_ctx + n_prompt + 1)), nh = 0;
+    int32_t *prompt = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_prompt + 1));
+    slm_error err;
+    if (!hist || !prompt) die("%s", "out of memory");
+    if (slm_tokenize(m, o->prompt, strlen(o->prompt), 1, o->special, prompt, n_prompt, &n_prompt, &err) != SLM_OK)
+        die("%s", err.message);
+    memcpy(hist, prompt, sizeof(int32_t) * (size_t)n_prompt);
+    nh = n_prompt;
+    int32_t keep = o->n_keep < 0 ? n_prompt : (o->n_keep < n_prompt ? o->n_keep : n_prompt);
+    if (keep == 0 && n_prompt > 0 && prompt[0] == slm_token_bos(m)) keep = 1;
+    if (keep > n_ctx / 4) keep = n_ctx / 4;
+    int shifts = 0;
+    slm_generate_result total = *r;
+    while (r->stop_reason == SLM_STOP_CONTEXT_FULL && (o->n_predict < 0 || total.n_generated < o->n_predict)) {
+        int32_t ng = r->n_generated < n_ctx ? r->n_generated : n_ctx;
+        memcpy(hist + nh, gen, sizeof(int32_t) * (size_t)ng);
+        nh += ng;
+        /* keep[0..keep) + the newest n_ctx/2 - keep */
+        int32_t tail = n_ctx / 2 - keep;
+        if (tail < 1 || nh <= keep + tail) break;
+        memmove(hist + keep, hist + nh - tail, sizeof(int32_t) * (size_t)tail);
+        nh = keep + tail;
+        shifts++;
+        fprintf(stderr, "\n%s: context shift %d: kept %d + %d tokens, dropped the rest\n", prog, shifts, keep, tail);
+        slm_session_rewind(s, 0);
+        if (o->n_predict > 0) gp->max_tokens = o->n_predict - total.n_generated;
+        gp->sampler.seed += 1; /* not the same draws again */
+        if (slm_generate(s, NULL, 0, hist, nh, gp, r, &err) != SLM_OK) die("%s", err.message);
+        total.n_generated += r->n_generated;
+        total.gen_ms += r->gen_ms;
+        total.stop_reason = r->stop_reason;
+    }
+    total.gen_tps = total.gen_ms > 0 ? total.n_generated * 1000.0 / total.gen_ms : 0;
+    *r = total;
+    free(hist);
+    free(prompt);
+}
+
 static const char *STOP_NAMES[] = {"none", "end of generation", "max tokens", "stop string", "callback",
                                    "context full"};
 
@@ -754,12 +815,22 @@ static int cmd_run(int argc, char **argv) {
         flush_stdout();
     }
     slm_generate_result r;
+    /* --context-shift: the generated ids are kept to continue from */
+    int32_t *gen = NULL;
+    if (o.context_shift) {
+        gen = (int32_t *)malloc(sizeof(int32_t) * (size_t)n_ctx);
+        if (!gen) die("%s", "out of memory");
+        gp.tokens_out = gen;
+        gp.tokens_cap = n_ctx;
+    }
     /* with a prompt cache the prompt is in the session already */
     if (o.n_predict != 0 && slm_generate(s, o.prompt_cache ? NULL : o.prompt, o.prompt_cache ? 0 : plen, NULL, 0, &gp,
                                          &r, &err) != SLM_OK) {
         fputc('\n', stdout);
         die("%s", err.message);
     }
+    if (o.context_shift && o.n_predict != 0) context_shift_loop(s, &o, &gp, &r, gen, n_prompt);
+    free(gen);
     if (out_errno) {
         errno = out_errno;
         stdout_failed();
@@ -837,6 +908,22 @@ static char *dup_str(const char *s) {
     return d;
 }
 
+/* The chat text of msgs[n_past..n) (with the generation prompt), malloc'ed;
+   *ntok its token count (with BOS when from_start). Dies on error. */
+static char *chat_text_of(const slm_model *m, int family, const slm_chat_message *msgs, int32_t n, int32_t n_past,
+                          size_t *len, int32_t *ntok) {
+    slm_error err;
+    size_t need = 0;
+    slm_chat_format(m, family, msgs, n, n_past, 1, NULL, 0, &need, NULL, NULL);
+    char *text = (char *)malloc(need + 1);
+    if (!text || slm_chat_format(m, family, msgs, n, n_past, 1, text, need + 1, &need, NULL, &err) != SLM_OK)
+        die("%s", text ? err.message : "out of memory");
+    *len = need;
+    *ntok = 0;
+    slm_tokenize(m, text, need, n_past == 0, 1, NULL, 0, ntok, NULL);
+    return text;
+}
+
 static int cmd_chat(int argc, char **argv) {
     opts o;
     parse_opts(argc, argv, CHAT_HELP, C_CHAT, &o);
@@ -907,10 +994,34 @@ static int cmd_chat(int argc, char **argv) {
         PUSH_MSG("user", line);
         /* only what is new since the last reply */
         size_t need = 0;
-        slm_chat_format(m, family, msgs, n_msgs, n_past, 1, NULL, 0, &need, NULL, NULL);
-        char *text = (char *)malloc(need + 1);
-        if (!text || slm_chat_format(m, family, msgs, n_msgs, n_past, 1, text, need + 1, &need, NULL, &err) != SLM_OK)
-            die("%s", text ? err.message : "out of memory");
+        int32_t ntok = 0;
+        char *text = chat_text_of(m, family, msgs, n_msgs, n_past, &need, &ntok);
+        /* context shift, as llama.cpp and ollama do: when this message and
+           room for the reply do not fit, the oldest turns go (the system
+           prompt stays) and the rest is decoded again from the start */
+        const int32_t room = o.have_n && o.n_predict > 0 ? o.n_predict : n_ctx / 4;
+        if (slm_session_pos(s) + ntok + room > n_ctx && !o.no_shift) {
+            int32_t dropped = 0;
+            free(text);
+            text = chat_text_of(m, family, msgs, n_msgs, 0, &need, &ntok);
+            while (ntok + room > n_ctx && n_msgs - n_keep > 1) {
+                /* the oldest turn: a user message and the reply to it */
+                int32_t k = 1 + (n_keep + 1 < n_msgs - 1 && !strcmp(msgs[n_keep + 1].role, "assistant"));
+                for (int32_t i = 0; i < k; i++) free((char *)msgs[n_keep + i].content);
+                memmove(msgs + n_keep, msgs + n_keep + k, sizeof *msgs * (size_t)(n_msgs - n_keep - k));
+                n_msgs -= k;
+                dropped += k;
+                free(text);
+                text = chat_text_of(m, family, msgs, n_msgs, 0, &need, &ntok);
+            }
+            if (dropped > 0 || slm_session_pos(s) > 0) {
+                slm_session_rewind(s, 0);
+                n_past = 0;
+                fprintf(stderr, "%s: the context is full: dropped the oldest %d message%s%s; the conversation goes "
+                                "on from %d tokens (of %d)\n", prog, dropped, dropped == 1 ? "" : "s",
+                        n_keep ? " (the system prompt stays)" : "", ntok, n_ctx);
+            }
+        }
 
         slm_generate_params gp;
         slm_generate_params_init(&gp);
@@ -924,6 +1035,7 @@ static int cmd_chat(int argc, char **argv) {
         int32_t pos0 = slm_session_pos(s);
         slm_generate_result r;
         interrupted = 0;
+        (void)ntok;
         void (*old)(int) = signal(SIGINT, on_sigint);
         slm_status st = slm_generate(s, text, need, NULL, 0, &gp, &r, &err);
         signal(SIGINT, old == SIG_ERR ? SIG_DFL : old);
@@ -968,9 +1080,12 @@ static int cmd_chat(int argc, char **argv) {
                     r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", slm_session_pos(s),
                     n_ctx);
         if (r.stop_reason == SLM_STOP_CONTEXT_FULL)
-            fprintf(stderr, "%s: the context is full (%d tokens) and the reply was cut. Type /reset to start a new "
-                            "conversation, or restart with a larger context (-c N; the model was trained with %d).\n",
-                    prog, n_ctx, in.n_ctx_train);
+            fprintf(stderr, "%s: the context is full (%d tokens) and the reply was cut. %s (-c N; the model was "
+                            "trained with %d).\n",
+                    prog, n_ctx,
+                    o.no_shift ? "Type /reset to start a new conversation, or restart with a larger context"
+                               : "The next message drops the oldest turns; or restart with a larger context",
+                    in.n_ctx_train);
         else if (r.stop_reason == SLM_STOP_CALLBACK)
             fprintf(stderr, "%s: (reply stopped)\n", prog);
     }

@@ -160,6 +160,46 @@ void test_cli(void) {
         remove(cache);
     }
 
+    /* context shift: chat drops the oldest turns and goes on; with
+       --no-context-shift later messages are refused; run --context-shift
+       generates past the context */
+    {
+        const char *msgs = "And the LORD said unto Moses\\nAnd Moses went up\\nAnd the people\\nAnd it came to pass\\n"
+                           "Blessed are the meek\\n";
+        snprintf(args, sizeof args, "chat -m %s -c 96 -n 16 -s \"In the beginning\" --temp 0 -t 1 -v 2>&1 < /dev/null", M);
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "printf '%s' | %s chat -m %s -c 96 -n 16 -s \"In the beginning\" --temp 0 -t 1 -v 2>&1",
+                 msgs, cli_path(), M);
+        FILE *p = popen(cmd, "r");
+        size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+        out[n] = 0;
+        rc = p ? pclose(p) : -1;
+        int turns = 0, drops = 0;
+        for (const char *q = out; (q = strstr(q, "slm: turn ")) != NULL; q++) turns++;
+        for (const char *q = out; (q = strstr(q, "dropped the oldest")) != NULL; q++) drops++;
+        CHECK(rc == 0 && turns == 5 && drops >= 2 && strstr(out, "the system prompt stays"),
+              "chat shifts the context: %d turns, %d shifts:\n%s", turns, drops, out);
+        printf("  slm chat -c 96: 5 messages answered, %d context shifts\n", drops);
+        snprintf(cmd, sizeof cmd,
+                 "printf '%s' | %s chat -m %s -c 96 -n 16 -s \"In the beginning\" --temp 0 -t 1 -v --no-context-shift 2>&1",
+                 msgs, cli_path(), M);
+        p = popen(cmd, "r");
+        n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+        out[n] = 0;
+        rc = p ? pclose(p) : -1;
+        turns = 0;
+        for (const char *q = out; (q = strstr(q, "slm: turn ")) != NULL; q++) turns++;
+        CHECK(rc == 0 && turns < 5 && strstr(out, "context is full") && !strstr(out, "dropped"),
+              "--no-context-shift refuses instead (%d turns):\n%s", turns, out);
+        snprintf(args, sizeof args, "run -m %s -p \"And the LORD said\" -n 300 -c 128 --context-shift --seed 1 -t 1", M);
+        rc = cli(args, out, sizeof out);
+        CHECK(rc == 0 && strstr(out, "context shift 1: kept 1 + 63 tokens") && strstr(out, "generated 300 tokens"),
+              "run --context-shift generates past the context:\n%.400s", out);
+        snprintf(args, sizeof args, "run -m %s -p \"And the LORD said\" -n 300 -c 128 --seed 1 -t 1", M);
+        rc = cli(args, out, sizeof out);
+        CHECK(rc == 0 && strstr(out, "stop: context full"), "without it, run stops at the full context");
+    }
+
     /* logits: written through slm_file_write; /dev/full gives the reason */
     snprintf(args, sizeof args, "logits -m %s --ids \"1 2\" --out=/dev/full", M);
     rc = cli(args, out, sizeof out);
