@@ -31,8 +31,10 @@
 #include <shellapi.h>
 #define stdin_is_tty() _isatty(_fileno(stdin))
 #elif defined(__unix__) || defined(__APPLE__)
+#include <termios.h>
 #include <unistd.h>
 #define stdin_is_tty() isatty(0)
+#define HAVE_TERMIOS 1
 #else
 #define stdin_is_tty() 1
 #endif
@@ -900,6 +902,172 @@ static char *read_line(void) {
     return b.s;
 }
 
+static char *dup_str(const char *s);
+
+#if defined(HAVE_TERMIOS)
+/* ---- line editing in the terminal (no dependency) ---------------------------
+   Only when stdin and stdout are terminals, and only while a line is read:
+   raw mode (no echo, byte by byte), restored before anything else runs.
+   Left/Right, Home/End (and Ctrl-A/E), Backspace, Delete, Ctrl-U/K/W,
+   Up/Down through this session's history; Ctrl-C clears the line, Ctrl-D on
+   an empty line ends the input. Columns count code points (wide characters
+   are not measured). */
+#define HIST_MAX 100
+static char *hist[HIST_MAX];
+static int n_hist;
+static struct termios saved_tio;
+static int raw_on;
+
+static void raw_off(void) {
+    if (raw_on) tcsetattr(0, TCSAFLUSH, &saved_tio);
+    raw_on = 0;
+}
+
+static int raw_enable(void) {
+    struct termios t;
+    if (tcgetattr(0, &saved_tio) != 0) return 0;
+    t = saved_tio;
+    t.c_lflag &= ~(tcflag_t)(ECHO | ICANON | ISIG | IEXTEN);
+    t.c_iflag &= ~(tcflag_t)(IXON | ICRNL | INLCR);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    if (tcsetattr(0, TCSAFLUSH, &t) != 0) return 0;
+    if (!raw_on) {
+        static int registered;
+        if (!registered) atexit(raw_off), registered = 1;
+    }
+    raw_on = 1;
+    return 1;
+}
+
+static size_t cp_count(const char *s, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return c;
+}
+
+static void redraw(const char *prompt, const text_buf *b, size_t cur) {
+    fputs("\r", stdout);
+    fputs(prompt, stdout);
+    if (b->n) fwrite(b->s, 1, b->n, stdout);
+    fputs("\x1b[K", stdout);
+    size_t back = cp_count(b->s + cur, b->n - cur);
+    if (back) printf("\x1b[%zuD", back);
+    fflush(stdout);
+}
+
+static int read_byte(void) {
+    unsigned char c;
+    for (;;) {
+        ssize_t r = read(0, &c, 1);
+        if (r == 1) return c;
+        if (r < 0 && errno == EINTR) continue;
+        return -1;
+    }
+}
+
+/* One edited line (malloc), NULL at the end of input. */
+static char *edit_line(const char *prompt) {
+    if (!raw_enable()) return NULL;
+    text_buf b = {NULL, 0, 0};
+    tb_add(&b, "", 0);
+    size_t cur = 0;
+    int h = n_hist; /* n_hist: the line being typed */
+    char *typed = NULL;
+    fputs(prompt, stdout);
+    fflush(stdout);
+    for (;;) {
+        int c = read_byte();
+        if (c < 0 || (c == 4 && b.n == 0)) { /* end of input, Ctrl-D on an empty line */
+            raw_off();
+            free(b.s);
+            free(typed);
+            return NULL;
+        }
+        if (c == '\r' || c == '\n') break;
+        if (c == 3) { /* Ctrl-C: drop the line */
+            b.n = cur = 0;
+            b.s[0] = 0;
+            fputs("^C", stdout);
+            break;
+        }
+        if (c == 127 || c == 8) { /* Backspace: one code point */
+            if (cur > 0) {
+                size_t p = cur - 1;
+                while (p > 0 && ((unsigned char)b.s[p] & 0xc0) == 0x80) p--;
+                memmove(b.s + p, b.s + cur, b.n - cur + 1);
+                b.n -= cur - p;
+                cur = p;
+            }
+        } else if (c == 1) cur = 0;                       /* Ctrl-A */
+        else if (c == 5) cur = b.n;                       /* Ctrl-E */
+        else if (c == 21) {                               /* Ctrl-U */
+            memmove(b.s, b.s + cur, b.n - cur + 1);
+            b.n -= cur;
+            cur = 0;
+        } else if (c == 11) b.n = cur, b.s[cur] = 0;      /* Ctrl-K */
+        else if (c == 23) {                               /* Ctrl-W: the word before */
+            size_t p = cur;
+            while (p > 0 && b.s[p - 1] == ' ') p--;
+            while (p > 0 && b.s[p - 1] != ' ') p--;
+            memmove(b.s + p, b.s + cur, b.n - cur + 1);
+            b.n -= cur - p;
+            cur = p;
+        } else if (c == 27) { /* escape sequences: ESC [ X, ESC [ N ~, ESC O X */
+            int c1 = read_byte(), c2 = c1 == '[' || c1 == 'O' ? read_byte() : -1, num = 0;
+            while (c2 >= '0' && c2 <= '9') num = num * 10 + (c2 - '0'), c2 = read_byte();
+            if (c2 == ';') /* modifiers (ESC [ 1 ; 5 C): skipped */
+                while ((c2 = read_byte()) >= '0' && c2 <= '9') {}
+            if (c2 == 'D' && cur > 0) { /* Left */
+                cur--;
+                while (cur > 0 && ((unsigned char)b.s[cur] & 0xc0) == 0x80) cur--;
+            } else if (c2 == 'C' && cur < b.n) { /* Right */
+                cur++;
+                while (cur < b.n && ((unsigned char)b.s[cur] & 0xc0) == 0x80) cur++;
+            } else if (c2 == 'H' || (c2 == '~' && (num == 1 || num == 7))) cur = 0;
+            else if (c2 == 'F' || (c2 == '~' && (num == 4 || num == 8))) cur = b.n;
+            else if (c2 == '~' && num == 3 && cur < b.n) { /* Delete */
+                size_t e = cur + 1;
+                while (e < b.n && ((unsigned char)b.s[e] & 0xc0) == 0x80) e++;
+                memmove(b.s + cur, b.s + e, b.n - e + 1);
+                b.n -= e - cur;
+            } else if ((c2 == 'A' && h > 0) || (c2 == 'B' && h < n_hist)) { /* Up, Down */
+                if (h == n_hist) {
+                    free(typed);
+                    typed = dup_str(b.s);
+                }
+                h += c2 == 'A' ? -1 : 1;
+                const char *t = h == n_hist ? (typed ? typed : "") : hist[h];
+                b.n = 0;
+                tb_add(&b, t, strlen(t));
+                cur = b.n;
+            }
+        } else if (c >= 32 || c == 9) { /* text (UTF-8 bytes as they come) */
+            char ch = (char)c;
+            tb_add(&b, "", 1); /* room for one more */
+            b.n--;
+            memmove(b.s + cur + 1, b.s + cur, b.n - cur + 1);
+            b.s[cur++] = ch;
+            b.n++;
+        }
+        redraw(prompt, &b, cur);
+    }
+    raw_off();
+    fputs("\r\n", stdout);
+    fflush(stdout);
+    free(typed);
+    if (b.n && (n_hist == 0 || strcmp(hist[n_hist - 1], b.s) != 0)) {
+        if (n_hist == HIST_MAX) {
+            free(hist[0]);
+            memmove(hist, hist + 1, sizeof hist[0] * (HIST_MAX - 1));
+            n_hist--;
+        }
+        hist[n_hist++] = dup_str(b.s);
+    }
+    return b.s;
+}
+#endif
+
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
     char *d = (char *)malloc(n);
@@ -967,12 +1135,21 @@ static int cmd_chat(int argc, char **argv) {
     if (o.system) PUSH_MSG("system", dup_str(o.system));
     n_keep = n_msgs;
 
+#if defined(HAVE_TERMIOS)
+    const int edit = tty && isatty(1) && getenv("TERM") && strcmp(getenv("TERM"), "dumb") != 0;
+#else
+    const int edit = 0;
+#endif
     for (;;) {
-        if (tty) {
+        if (tty && !edit) {
             fputs("> ", stdout);
             fflush(stdout);
         }
+#if defined(HAVE_TERMIOS)
+        char *line = edit ? edit_line("> ") : read_line();
+#else
         char *line = read_line();
+#endif
         if (!line) break;
         if (!line[0]) {
             free(line);

@@ -170,3 +170,67 @@ class TestInstall(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipIf(sys.platform == "win32", "POSIX terminals")
+class TestChatLineEditing(unittest.TestCase):
+    """`slm chat` in a pseudo-terminal: arrow keys edit the line (they do not
+    end up in the message as ^[[D), Up recalls the previous line."""
+
+    def run_pty(self, keys):
+        import pty
+        import select
+        import time
+        cli = os.environ.get("SLM_CLI", os.path.join(ROOT, "build", "slm"))
+        if not os.path.exists(cli):
+            self.skipTest("build/slm not built")
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.environ["TERM"] = "xterm"
+            os.execv(cli, [cli, "chat", "-m", DEMO, "-n", "4", "--temp", "0", "-t", "1"])
+        out = b""
+        deadline = time.time() + 60
+
+        def read_for(sec):
+            nonlocal out
+            end = time.time() + sec
+            while time.time() < end:
+                r, _, _ = select.select([fd], [], [], 0.05)
+                if r:
+                    try:
+                        data = os.read(fd, 4096)
+                    except OSError:
+                        return False
+                    if not data:
+                        return False
+                    out += data
+            return True
+
+        read_for(0.5)
+        for k in keys:
+            os.write(fd, k)
+            if not read_for(0.4):
+                break
+        status = None
+        while time.time() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+                break
+            read_for(0.1)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+        return status, out.decode("utf-8", "replace")
+
+    def test_arrows_and_history(self):
+        # "/quiX", Left, Delete, "t" -> "/quit": the chat ends
+        st, out = self.run_pty([b"/quiX", b"\x1b[D", b"\x1b[3~", b"t\r"])
+        self.assertIsNotNone(st, out)
+        self.assertEqual(os.waitstatus_to_exitcode(st), 0, out)
+        # "/qui" is sent as a message; Up brings it back, "t" makes it /quit
+        st, out = self.run_pty([b"/qui\r", b"\x1b[A", b"t\r"])
+        self.assertIsNotNone(st, out)
+        self.assertEqual(os.waitstatus_to_exitcode(st), 0, out)
+        self.assertNotIn("^[[", out)
