@@ -86,7 +86,11 @@ test: all check-exports $(TESTBIN) test-python
 # suite, whose line stays the last.
 PYTHON ?= python3
 test-python: $(LIB_SO)
-	SLM_LIBRARY=$(abspath $(LIB_SO)) $(PYTHON) examples/python/tests/run.py
+	@if command -v $(PYTHON) >/dev/null 2>&1; then \
+	  SLM_LIBRARY=$(abspath $(LIB_SO)) $(PYTHON) examples/python/tests/run.py; \
+	else \
+	  echo "python: $(PYTHON) not found: the Python binding's tests are skipped (install python3 to run them)"; \
+	fi
 
 # Node.js through koffi (installed from the npm registry into
 # examples/node/node_modules, the version pinned by package-lock.json).
