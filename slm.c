@@ -1693,8 +1693,8 @@ static slm_status of_open(ofile *o, const allocator *a, const char *path, const 
         return seterr(err, SLM_ERR_INVALID_ARG, "'%s' is the same file as the input '%s': writing it would destroy the input",
                       path, avoid);
     o->tcap = strlen(path) + 64;
-#if defined(SLM_POSIX_FILES)
-    o->tcap += 2048; /* symbolic links resolved into it */
+#if defined(SLM_POSIX_FILES) || defined(_WIN32)
+    o->tcap += 4096; /* symbolic links resolved into it */
 #endif
     o->target = (char *)xalloc(a, o->tcap);
     o->tmp = (char *)xalloc(a, o->tcap);
@@ -1713,6 +1713,22 @@ static slm_status of_open(ofile *o, const allocator *a, const char *path, const 
             BY_HANDLE_FILE_INFORMATION fi;
             int dir = GetFileInformationByHandle(h, &fi) && (fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY);
             DWORD ft = GetFileType(h);
+            /* a symbolic link: replace the file it points to (h is that
+               file: CreateFile follows links), not the link */
+            size_t nb = 0;
+            wchar_t *wp = NULL, fin[1024];
+            if (wide_path(a, path, &wp, &nb) && wp) {
+                DWORD at = GetFileAttributesW(wp);
+                xfree(a, wp, nb);
+                DWORD n = at != INVALID_FILE_ATTRIBUTES && (at & FILE_ATTRIBUTE_REPARSE_POINT)
+                              ? GetFinalPathNameByHandleW(h, fin, 1024, 0)
+                              : 0;
+                if (n > 0 && n < 1024) {
+                    int u = WideCharToMultiByte(CP_UTF8, 0, fin, -1, NULL, 0, NULL, NULL);
+                    if (u > 0 && (size_t)u + 64 <= o->tcap)
+                        WideCharToMultiByte(CP_UTF8, 0, fin, -1, o->target, u, NULL, NULL);
+                }
+            }
             CloseHandle(h);
             if (dir) {
                 of_release(o);
