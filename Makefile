@@ -41,7 +41,8 @@ TESTBIN  = $(BUILD)/run_tests
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
-           tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c
+           tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
+           tests/test_safety.c tests/test_cli.c tests/test_state.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
@@ -93,7 +94,11 @@ test: all check-exports $(TESTBIN) test-python
 # suite, whose line stays the last.
 PYTHON ?= python3
 test-python: $(LIB_SO)
-	SLM_LIBRARY=$(abspath $(LIB_SO)) $(PYTHON) examples/python/tests/run.py
+	@if command -v $(PYTHON) >/dev/null 2>&1; then \
+	  SLM_LIBRARY=$(abspath $(LIB_SO)) $(PYTHON) examples/python/tests/run.py; \
+	else \
+	  echo "python: $(PYTHON) not found: the Python binding's tests are skipped (install python3 to run them)"; \
+	fi
 
 # Node.js through koffi (installed from the npm registry into
 # examples/node/node_modules, the version pinned by package-lock.json).
@@ -101,6 +106,7 @@ NPM ?= npm
 test-node: $(LIB_SO)
 	cd examples/node && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	SLM_LIBRARY=$(abspath $(LIB_SO)) node examples/node/test.js
+	SLM_LIBRARY=$(abspath $(LIB_SO)) node examples/node/test_async.js
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
 # leak checking), -O1 for usable reports.
@@ -386,4 +392,7 @@ help:
 	@echo "make test-windows   the test suite (OpenMP on and off), CLI and DLL under wine"
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick, BENCH_ARGS='--isa avx2')"
 	@echo "make bench-dispatch  the portable build against the -march=native one (THREADS=1|2)"
+	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
+	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
+	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
 	@echo "make clean      remove $(BUILD)/"

@@ -14,6 +14,8 @@
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
+ *   9b. Session state: save and restore (versioned sections, checked
+ *       against the model)
  *  10. Tokenizer: vocabulary, SentencePiece-style encoder, byte-level BPE with
  *      pre-tokenizers and Unicode tables, detokenizer
  *  11. Chat templates: family detection, formatting, incremental turns
@@ -1481,21 +1483,6 @@ static FILE *file_open(const allocator *a, const char *path, const char *mode, i
     return fopen(path, mode);
 }
 
-static int file_remove(const allocator *a, const char *path) {
-#if defined(_WIN32)
-    size_t nb = 0;
-    wchar_t *w;
-    if (wide_path(a, path, &w, &nb) && w) {
-        int r = _wremove(w);
-        xfree(a, w, nb);
-        return r;
-    }
-#else
-    (void)a;
-#endif
-    return remove(path);
-}
-
 /* The size of an open file (position at its start again), -1 if unknown. */
 static long long file_size(FILE *f) {
     long long sz = -1;
@@ -1509,24 +1496,519 @@ static long long file_size(FILE *f) {
     return sz;
 }
 
-static long long file_tell(void *f) {
-#if defined(_WIN32)
-    return _ftelli64((FILE *)f);
+static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
 #else
-    return ftell((FILE *)f);
+static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
 #endif
+
+/* ---- Output files that never destroy anything ----------------------------
+   Every file slm writes (quantized models, session state, and through
+   slm_file_write the CLI's logits) goes through an ofile:
+   - a new file, or an existing regular file (or a symlink to one: the file
+     it points to), is written to a temporary file in the same directory,
+     flushed to disk, and renamed into place only when every byte is written
+     (Windows: MoveFileExW with MOVEFILE_REPLACE_EXISTING). On any error only
+     that temporary file is removed. On Linux the temporary file is
+     anonymous (O_TMPFILE) until it is complete, so a process killed while
+     writing leaves nothing behind.
+   - an existing file that is not a regular file (a device node such as
+     /dev/null or /dev/full, a FIFO) is written directly, without temp or
+     rename: renaming over it would replace the device node with a regular
+     file. A write error there is reported; nothing is removed.
+   - a directory is refused.
+   - `avoid` (the input of the operation) is compared with the target by
+     identity, not by name (device + inode; Windows: volume serial + file
+     index), so ./x, dir/../x, a symlink or a hard link to the input are all
+     refused before anything is written. */
+#if !defined(SLM_NO_STDIO)
+#include <errno.h>
+#if defined(__unix__) || defined(__APPLE__)
+#define SLM_POSIX_FILES 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* O_TMPFILE has the generic value on these Linux targets (glibc only
+   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
+   the open, and a named temporary file is used instead. */
+#if defined(__linux__) && defined(O_DIRECTORY)
+#if defined(O_TMPFILE)
+#define SLM_O_TMPFILE O_TMPFILE
+#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
+    defined(__s390x__)
+#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
+#endif
+#endif
+#endif
+
+enum { OF_RENAME, OF_DIRECT };
+#define OF_BUF ((size_t)1 << 16)
+
+typedef struct ofile {
+    const allocator *a;
+    const char *path;   /* as the caller gave it, for messages */
+    char *target;       /* where the data ends up (symlinks resolved) [tcap] */
+    char *tmp;          /* our named temporary file, NULL while none [tcap] */
+    size_t tcap;
+    int mode;           /* OF_RENAME or OF_DIRECT */
+    int anon;           /* POSIX: fd is an O_TMPFILE without a name yet */
+#if defined(_WIN32)
+    HANDLE h;
+#elif defined(SLM_POSIX_FILES)
+    int fd;
+    int keep_mode;      /* mode of the replaced file, -1 if none */
+#else
+    FILE *f;
+#endif
+    uint8_t *buf;       /* write buffer [OF_BUF] */
+    size_t n;           /* bytes in buf */
+    uint64_t written;   /* bytes handed to of_write */
+    slm_status st;
+    slm_error *err;
+} ofile;
+
+static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
+
+#if defined(_WIN32)
+static const char *win_reason(DWORD e) {
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
+    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
+    case ERROR_ACCESS_DENIED: return "Permission denied";
+    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
+    case ERROR_WRITE_PROTECT: return "Read-only file system";
+    default: return "Windows error";
+    }
 }
 
-/* *oom is set if opening failed for lack of memory */
-static void *file_create(const allocator *a, const char *path, int *oom) { return file_open(a, path, "wb", oom); }
-static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
-static int file_close(void *f) { return fclose((FILE *)f); }
+/* A handle by UTF-8 name (ANSI if the name is not UTF-8). */
+static HANDLE win_open(const allocator *a, const char *path, DWORD access, DWORD disp, DWORD flags, int *oom) {
+    size_t nb = 0;
+    wchar_t *w;
+    *oom = 0;
+    if (!wide_path(a, path, &w, &nb)) {
+        *oom = 1;
+        return INVALID_HANDLE_VALUE;
+    }
+    const DWORD share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    HANDLE h = w ? CreateFileW(w, access, share, NULL, disp, flags, NULL)
+                 : CreateFileA(path, access, share, NULL, disp, flags, NULL);
+    if (w) xfree(a, w, nb);
+    return h;
+}
+
+/* 1 if both names are one file (volume serial + file index), 0 if not or
+   if either does not exist. */
+static int same_file(const allocator *a, const char *x, const char *y) {
+    int oom;
+    BY_HANDLE_FILE_INFORMATION ix, iy;
+    HANDLE hx = win_open(a, x, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+    if (hx == INVALID_HANDLE_VALUE) return 0;
+    HANDLE hy = win_open(a, y, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+    int same = 0;
+    if (hy != INVALID_HANDLE_VALUE) {
+        same = GetFileInformationByHandle(hx, &ix) && GetFileInformationByHandle(hy, &iy) &&
+               ix.dwVolumeSerialNumber == iy.dwVolumeSerialNumber && ix.nFileIndexHigh == iy.nFileIndexHigh &&
+               ix.nFileIndexLow == iy.nFileIndexLow;
+        CloseHandle(hy);
+    }
+    CloseHandle(hx);
+    return same;
+}
+#elif defined(SLM_POSIX_FILES)
+static int same_file(const allocator *a, const char *x, const char *y) {
+    struct stat sx, sy;
+    (void)a;
+    return stat(x, &sx) == 0 && stat(y, &sy) == 0 && sx.st_dev == sy.st_dev && sx.st_ino == sy.st_ino;
+}
 #else
-static void *file_create(const allocator *a, const char *path, int *oom) { return (void)a, (void)path, *oom = 0, NULL; }
-static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
-static long long file_tell(void *f) { return (void)f, -1; }
-static int file_close(void *f) { return (void)f, -1; }
-static int file_remove(const allocator *a, const char *path) { return (void)a, (void)path, -1; }
+static int same_file(const allocator *a, const char *x, const char *y) { return (void)a, !strcmp(x, y); }
+#endif
+
+static slm_status of_fail(ofile *o, slm_status st, const char *what, const char *reason) {
+    if (o->st == SLM_OK) o->st = seterr(o->err, st, "%s '%s': %s", what, o->path, reason);
+    return o->st;
+}
+
+/* Length of the directory part of p, with its separator ("" -> 0). */
+static size_t dir_len(const char *p) {
+    size_t n = strlen(p);
+    while (n > 0 && p[n - 1] != '/'
+#if defined(_WIN32)
+           && p[n - 1] != '\\' && p[n - 1] != ':'
+#endif
+    )
+        n--;
+    return n;
+}
+
+#if defined(SLM_POSIX_FILES)
+/* Follow the symbolic links of the path in p [cap] to the file they lead to
+   (readlink; a relative link is taken from the link's directory). 0 and
+   errno on failure. */
+static int resolve_links(char *p, size_t cap) {
+    char link[1024];
+    for (int hops = 0; hops < 40; hops++) {
+        struct stat sl;
+        if (lstat(p, &sl) != 0) return hops > 0 && errno == ENOENT; /* a dangling link: create its file */
+        if (!S_ISLNK(sl.st_mode)) return 1;
+        ssize_t n = readlink(p, link, sizeof link - 1);
+        if (n < 0) return 0;
+        if ((size_t)n >= sizeof link - 1) return errno = ENAMETOOLONG, 0;
+        link[n] = 0;
+        size_t d = link[0] == '/' ? 0 : dir_len(p);
+        if (d + (size_t)n + 1 > cap) return errno = ENAMETOOLONG, 0;
+        memcpy(p + d, link, (size_t)n + 1);
+    }
+    errno = ELOOP;
+    return 0;
+}
+#endif
+
+/* tmp = DIR/.BASE.slm-tmp-PID-K */
+static void of_tmp_name(ofile *o, unsigned k) {
+    size_t d = dir_len(o->target);
+    unsigned long pid =
+#if defined(_WIN32)
+        (unsigned long)GetCurrentProcessId();
+#elif defined(SLM_POSIX_FILES)
+        (unsigned long)getpid();
+#else
+        0;
+#endif
+    memcpy(o->tmp, o->target, d);
+    fmt_sn(o->tmp + d, o->tcap - d, ".%s.slm-tmp-%lu-%u", o->target + d, pid, k);
+}
+
+static void of_release(ofile *o) {
+    xfree(o->a, o->target, o->tcap);
+    xfree(o->a, o->tmp, o->tcap);
+    xfree(o->a, o->buf, OF_BUF);
+    o->target = o->tmp = NULL;
+    o->buf = NULL;
+}
+
+/* Open `path` for writing by the rules above. */
+static slm_status of_open(ofile *o, const allocator *a, const char *path, const char *avoid, slm_error *err) {
+    memset(o, 0, sizeof *o);
+    o->a = a;
+    o->path = path;
+    o->err = err;
+#if defined(_WIN32)
+    o->h = INVALID_HANDLE_VALUE;
+#elif defined(SLM_POSIX_FILES)
+    o->fd = -1;
+    o->keep_mode = -1;
+#endif
+    if (!path || !*path) return seterr(err, SLM_ERR_INVALID_ARG, "no output file name given");
+    if (avoid && same_file(a, avoid, path))
+        return seterr(err, SLM_ERR_INVALID_ARG, "'%s' is the same file as the input '%s': writing it would destroy the input",
+                      path, avoid);
+    o->tcap = strlen(path) + 64;
+#if defined(SLM_POSIX_FILES) || defined(_WIN32)
+    o->tcap += 4096; /* symbolic links resolved into it */
+#endif
+    o->target = (char *)xalloc(a, o->tcap);
+    o->tmp = (char *)xalloc(a, o->tcap);
+    o->buf = (uint8_t *)xalloc(a, OF_BUF);
+    if (!o->target || !o->tmp || !o->buf) {
+        of_release(o);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
+    }
+    memcpy(o->target, path, strlen(path) + 1);
+    o->mode = OF_RENAME;
+#if defined(_WIN32)
+    {
+        int oom;
+        HANDLE h = win_open(a, path, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+        if (h != INVALID_HANDLE_VALUE) {
+            BY_HANDLE_FILE_INFORMATION fi;
+            int dir = GetFileInformationByHandle(h, &fi) && (fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY);
+            DWORD ft = GetFileType(h);
+            /* a symbolic link: replace the file it points to (h is that
+               file: CreateFile follows links), not the link */
+            size_t nb = 0;
+            wchar_t *wp = NULL, fin[1024];
+            if (wide_path(a, path, &wp, &nb) && wp) {
+                DWORD at = GetFileAttributesW(wp);
+                xfree(a, wp, nb);
+                DWORD n = at != INVALID_FILE_ATTRIBUTES && (at & FILE_ATTRIBUTE_REPARSE_POINT)
+                              ? GetFinalPathNameByHandleW(h, fin, 1024, 0)
+                              : 0;
+                if (n > 0 && n < 1024) {
+                    int u = WideCharToMultiByte(CP_UTF8, 0, fin, -1, NULL, 0, NULL, NULL);
+                    if (u > 0 && (size_t)u + 64 <= o->tcap)
+                        WideCharToMultiByte(CP_UTF8, 0, fin, -1, o->target, u, NULL, NULL);
+                }
+            }
+            CloseHandle(h);
+            if (dir) {
+                of_release(o);
+                return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
+            }
+            if (ft != FILE_TYPE_DISK) o->mode = OF_DIRECT; /* NUL, CON, a pipe */
+        }
+        if (o->mode == OF_DIRECT) {
+            o->h = win_open(a, path, GENERIC_WRITE, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, &oom);
+        } else {
+            for (unsigned k = 0; k < 100; k++) {
+                of_tmp_name(o, k);
+                o->h = win_open(a, o->tmp, GENERIC_WRITE, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, &oom);
+                if (o->h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_FILE_EXISTS) break;
+            }
+        }
+        if (o->h == INVALID_HANDLE_VALUE) {
+            DWORD e = GetLastError();
+            of_release(o);
+            return seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing: %s", path, win_reason(e));
+        }
+        if (o->mode == OF_DIRECT) xfree(a, o->tmp, o->tcap), o->tmp = NULL;
+    }
+#elif defined(SLM_POSIX_FILES)
+    {
+        struct stat sl, sb;
+        if (lstat(path, &sl) == 0) {
+            if (S_ISLNK(sl.st_mode)) {
+                /* replace the file the link points to, not the link */
+                if (!resolve_links(o->target, o->tcap)) {
+                    int e = errno;
+                    of_release(o);
+                    return seterr(err, SLM_ERR_IO, "cannot resolve the symbolic link '%s': %s", path, os_reason(e));
+                }
+            }
+            if (stat(o->target, &sb) == 0) {
+                if (S_ISDIR(sb.st_mode)) {
+                    of_release(o);
+                    return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
+                }
+                if (!S_ISREG(sb.st_mode)) o->mode = OF_DIRECT;
+                else o->keep_mode = (int)(sb.st_mode & 07777);
+            }
+        }
+        if (o->mode == OF_DIRECT) {
+            o->fd = open(o->target, O_WRONLY | O_TRUNC);
+            xfree(a, o->tmp, o->tcap);
+            o->tmp = NULL;
+        } else {
+#if defined(SLM_O_TMPFILE)
+            size_t d = dir_len(o->target);
+            if (d == 0) {
+                o->tmp[0] = '.', o->tmp[1] = 0;
+            } else {
+                memcpy(o->tmp, o->target, d);
+                o->tmp[d] = 0;
+            }
+            o->fd = open(o->tmp, SLM_O_TMPFILE | O_WRONLY, 0666);
+            o->anon = o->fd >= 0;
+#endif
+            for (unsigned k = 0; o->fd < 0 && k < 100; k++) {
+                of_tmp_name(o, k);
+                o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+                if (o->fd < 0 && errno != EEXIST) break;
+            }
+        }
+        if (o->fd < 0) {
+            int e = errno;
+            of_release(o);
+            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
+        }
+        if (o->mode == OF_RENAME && o->keep_mode >= 0) (void)fchmod(o->fd, (mode_t)o->keep_mode);
+    }
+#else
+    {
+        int oom;
+        FILE *t;
+        unsigned k = 0;
+        for (; k < 100; k++) { /* no exclusive create in C99 stdio: probe */
+            of_tmp_name(o, k);
+            if (!(t = file_open(a, o->tmp, "rb", &oom))) break;
+            fclose(t);
+        }
+        o->f = k < 100 ? file_open(a, o->tmp, "wb", &oom) : NULL;
+        if (!o->f) {
+            int e = errno;
+            of_release(o);
+            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
+        }
+    }
+#endif
+    return SLM_OK;
+}
+
+/* Write the buffer out. */
+static slm_status of_flush(ofile *o) {
+    size_t off = 0;
+    while (o->st == SLM_OK && off < o->n) {
+#if defined(_WIN32)
+        DWORD put = 0, want = (DWORD)SLM_MIN(o->n - off, (size_t)1 << 30);
+        if (!WriteFile(o->h, o->buf + off, want, &put, NULL) || put == 0)
+            return of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
+        off += put;
+#elif defined(SLM_POSIX_FILES)
+        ssize_t put = write(o->fd, o->buf + off, o->n - off);
+        if (put < 0 && errno == EINTR) continue;
+        if (put <= 0) return of_fail(o, SLM_ERR_IO, "write error on", put < 0 ? os_reason(errno) : "nothing written");
+        off += (size_t)put;
+#else
+        size_t put = fwrite(o->buf + off, 1, o->n - off, o->f);
+        if (put == 0) return of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+        off += put;
+#endif
+    }
+    o->n = 0;
+    return o->st;
+}
+
+static slm_status of_write(ofile *o, const void *p, size_t n) {
+    const uint8_t *b = (const uint8_t *)p;
+    o->written += n;
+    while (n > 0 && o->st == SLM_OK) {
+        size_t k = SLM_MIN(n, OF_BUF - o->n);
+        memcpy(o->buf + o->n, b, k);
+        o->n += k, b += k, n -= k;
+        if (o->n == OF_BUF) of_flush(o);
+    }
+    return o->st;
+}
+
+/* Close after an error (or instead of committing): our temporary file goes,
+   the target is untouched. Returns the ofile's status. */
+static slm_status of_abort(ofile *o) {
+#if defined(_WIN32)
+    if (o->h != INVALID_HANDLE_VALUE) CloseHandle(o->h);
+    o->h = INVALID_HANDLE_VALUE;
+    if (o->tmp) {
+        size_t nb = 0;
+        wchar_t *w;
+        if (wide_path(o->a, o->tmp, &w, &nb) && w) {
+            DeleteFileW(w);
+            xfree(o->a, w, nb);
+        } else {
+            DeleteFileA(o->tmp);
+        }
+    }
+#elif defined(SLM_POSIX_FILES)
+    if (o->fd >= 0) close(o->fd);
+    o->fd = -1;
+    if (o->tmp && !o->anon) unlink(o->tmp);
+#else
+    if (o->f) fclose(o->f);
+    o->f = NULL;
+    if (o->tmp) remove(o->tmp);
+#endif
+    slm_status st = o->st;
+    of_release(o);
+    return st;
+}
+
+#if defined(SLM_POSIX_FILES) && defined(SLM_O_TMPFILE)
+/* Give the anonymous file a name in its directory (o->tmp): by linkat
+   through /proc, else by copying its bytes into a new named file. */
+static int of_name_anon(ofile *o) {
+    char proc[64];
+    fmt_sn(proc, sizeof proc, "/proc/self/fd/%d", o->fd);
+    for (unsigned k = 0; k < 100; k++) {
+        of_tmp_name(o, k);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, o->tmp, AT_SYMLINK_FOLLOW) == 0) {
+            o->anon = 0;
+            return 1;
+        }
+        if (errno != EEXIST) break;
+    }
+    int fd = -1;
+    for (unsigned k = 0; fd < 0 && k < 100; k++) {
+        of_tmp_name(o, k);
+        fd = open(o->tmp, O_RDWR | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) return 0;
+    o->anon = 0; /* from here o->tmp is ours to remove */
+    int src = o->fd;
+    o->fd = fd;
+    if (o->keep_mode >= 0) (void)fchmod(fd, (mode_t)o->keep_mode);
+    int ok = lseek(src, 0, SEEK_SET) == 0;
+    for (;;) {
+        ssize_t got = ok ? read(src, o->buf, OF_BUF) : -1;
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            ok = ok && got == 0;
+            break;
+        }
+        o->n = (size_t)got;
+        if (of_flush(o) != SLM_OK) break;
+    }
+    close(src);
+    return ok && o->st == SLM_OK;
+}
+#endif
+
+/* Finish: flush to disk, rename into place. On failure as of_abort. */
+static slm_status of_commit(ofile *o) {
+    if (o->st == SLM_OK) of_flush(o);
+#if defined(_WIN32)
+    if (o->st == SLM_OK && o->mode == OF_RENAME && !FlushFileBuffers(o->h))
+        of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
+    if (o->st != SLM_OK) return of_abort(o);
+    CloseHandle(o->h);
+    o->h = INVALID_HANDLE_VALUE;
+    if (o->mode == OF_RENAME) {
+        size_t nt = 0, nd = 0;
+        wchar_t *wt = NULL, *wd = NULL;
+        BOOL ok;
+        if (wide_path(o->a, o->tmp, &wt, &nt) && wt && wide_path(o->a, o->target, &wd, &nd) && wd)
+            ok = MoveFileExW(wt, wd, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        else
+            ok = MoveFileExA(o->tmp, o->target, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        DWORD e = GetLastError();
+        if (wt) xfree(o->a, wt, nt);
+        if (wd) xfree(o->a, wd, nd);
+        if (!ok) {
+            of_fail(o, SLM_ERR_IO, "cannot replace", win_reason(e));
+            return of_abort(o);
+        }
+    }
+#elif defined(SLM_POSIX_FILES)
+    if (o->st == SLM_OK && o->mode == OF_RENAME && fsync(o->fd) != 0 && errno != EINVAL)
+        of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+#if defined(SLM_O_TMPFILE)
+    if (o->st == SLM_OK && o->anon && !of_name_anon(o))
+        of_fail(o, SLM_ERR_IO, "cannot create a temporary file next to", os_reason(errno));
+#endif
+    if (o->st == SLM_OK && close(o->fd) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+    else if (o->st != SLM_OK) return of_abort(o);
+    o->fd = -1;
+    if (o->st == SLM_OK && o->mode == OF_RENAME && rename(o->tmp, o->target) != 0)
+        of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    if (o->st != SLM_OK) return of_abort(o);
+#else
+    if (o->st == SLM_OK && fclose(o->f) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+    o->f = NULL;
+    if (o->st == SLM_OK) {
+        remove(o->target); /* C99 rename need not replace; the target is a regular file here */
+        if (rename(o->tmp, o->target) != 0) of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    }
+    if (o->st != SLM_OK) return of_abort(o);
+#endif
+    of_release(o);
+    return SLM_OK;
+}
+
+slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
+    allocator a;
+    ofile o;
+    clearerr_(err);
+    if (!data && size) return seterr(err, SLM_ERR_INVALID_ARG, "data is NULL");
+    alloc_init(&a, NULL);
+    slm_status st = of_open(&o, &a, path, NULL, err);
+    if (st != SLM_OK) return st;
+    of_write(&o, data, size);
+    return of_commit(&o);
+}
+#else
+slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
+    (void)data, (void)size;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO, without file access", path ? path : "");
+}
 #endif
 
 typedef struct gbuf {
@@ -1540,7 +2022,10 @@ typedef struct gguf_writer {
     uint64_t n_kv, n_tensors;
     uint64_t data_size;     /* tensor data announced so far, padded */
     size_t alignment;
-    void *f;                /* from file_create */
+    void *f;                /* a FILE * (gw_write_header) */
+#if !defined(SLM_NO_STDIO)
+    ofile *of;              /* or an ofile (gw_write_header_of) */
+#endif
     const char *path;       /* for messages */
     uint64_t pos;           /* bytes written to the data section */
     slm_status st;
@@ -1696,8 +2181,14 @@ static uint64_t gw_tensor(gguf_writer *w, const char *name, int type, int n_dims
 }
 
 static void gw_fwrite(gguf_writer *w, const void *p, size_t n) {
-    if (w->st == SLM_OK && n && file_write(w->f, p, n) != n)
-        w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
+    if (w->st != SLM_OK || !n) return;
+#if !defined(SLM_NO_STDIO)
+    if (w->of) {
+        w->st = of_write(w->of, p, n);
+        return;
+    }
+#endif
+    if (file_write(w->f, p, n) != n) w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
 }
 
 static void gw_zeros(gguf_writer *w, size_t n) {
@@ -1710,7 +2201,7 @@ static void gw_zeros(gguf_writer *w, size_t n) {
 }
 
 /* Header, metadata and tensor directory, padded to the alignment. */
-static void gw_write_header(gguf_writer *w, void *f, const char *path) {
+static SLM_UNUSED void gw_write_header(gguf_writer *w, void *f, const char *path) {
     uint8_t h[24];
     w->f = f;
     w->path = path;
@@ -1726,6 +2217,13 @@ static void gw_write_header(gguf_writer *w, void *f, const char *path) {
     size_t end = sizeof h + w->kv.len + w->ti.len;
     gw_zeros(w, (w->alignment - end % w->alignment) % w->alignment);
 }
+
+#if !defined(SLM_NO_STDIO)
+static void gw_write_header_of(gguf_writer *w, ofile *o) {
+    w->of = o;
+    gw_write_header(w, NULL, o->path);
+}
+#endif
 
 static void gw_write_data(gguf_writer *w, const void *p, size_t n) {
     gw_fwrite(w, p, n);
@@ -7070,7 +7568,17 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
     int oom;
     FILE *f = file_open(&m->a, path, "rb", &oom);
     if (!f && oom) return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
-    if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+    if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
+#if defined(SLM_POSIX_FILES)
+    {
+        struct stat sb;
+        if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            fclose(f);
+            return seterr(err, SLM_ERR_IO, "cannot load '%s': %s", path,
+                          S_ISDIR(sb.st_mode) ? "it is a directory, not a model file" : "not a regular file");
+        }
+    }
+#endif
     long long sz = file_size(f);
     if (sz < 0) {
         fclose(f);
@@ -7128,7 +7636,8 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
     *st = SLM_OK;
     if (fh == INVALID_HANDLE_VALUE) {
         DWORD e = GetLastError();
-        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND) *st = seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND || e == ERROR_ACCESS_DENIED)
+            *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, win_reason(e));
         return 0; /* e.g. a sharing violation: reading may still work */
     }
     LARGE_INTEGER sz;
@@ -7154,10 +7663,15 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
     int fd = open(path, O_RDONLY);
     *st = SLM_OK;
     if (fd < 0) {
-        *st = seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+        *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
         return 0;
     }
     struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        close(fd);
+        *st = seterr(err, SLM_ERR_IO, "cannot load '%s': it is a directory, not a model file", path);
+        return 0;
+    }
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 || (unsigned long long)sb.st_size > SIZE_MAX) {
         close(fd);
         return 0;
@@ -7459,8 +7973,10 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     }
     memset(pl, 0, sizeof *pl);
     if (m->vocab_only || !m->layers) return seterr(err, SLM_ERR_INVALID_ARG, "the model was loaded vocab-only");
-    if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
-        return seterr(err, SLM_ERR_INVALID_ARG, "negative n_ctx, n_batch or n_threads");
+    if (p->n_ctx < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx is negative (%d); 0 means the model's", (int)p->n_ctx);
+    if (p->n_batch < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_batch is negative (%d); 0 means the default", (int)p->n_batch);
+    if (p->n_threads < 0)
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_threads is negative (%d); 0 means the default", (int)p->n_threads);
     pl->n_ctx = p->n_ctx ? p->n_ctx : SLM_MIN(m->n_ctx_train, 4096);
     pl->n_batch = SLM_MIN(p->n_batch ? p->n_batch : 64, pl->n_ctx);
     pl->n_threads = p->n_threads ? SLM_MIN(p->n_threads, max_threads()) : default_threads();
@@ -7933,6 +8449,342 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
     s->logits_rows = s->logits_all ? n : 1;
     return SLM_OK;
 }
+
+/* ========================================================================== */
+/* 9b. Session state: save and restore                                        */
+/* ========================================================================== */
+/*
+ * A session's state (what its KV cache holds, its position, the last
+ * position's logits, and optionally the caller's token ids) as a byte
+ * string, so a long system prompt is processed once and a kiosk that
+ * restarts goes on where it was. Little-endian throughout:
+ *
+ *   header   u32 magic "SLMS", u32 version (1), u64 model hash,
+ *            u32 n_layer, u32 kv_dim, u32 n_vocab, u32 kv_type, u32 pos,
+ *            u32 n_sections
+ *   sections u32 tag, u32 flags (bit 0: required: a reader that does not
+ *            know the tag must refuse the state), u64 size, the payload,
+ *            zero-padded to 8 bytes
+ *   trailer  u64 checksum of every byte before it
+ *
+ * Sections of version 1 (each at most once):
+ *   TOKS  u32 n, n x i32: the token ids the caller says the state holds
+ *   KVAT  (required) the attention KV cache, positions [0, pos): per layer
+ *         K as pos rows of kv_row bytes, then V (F32/F16: kv_dim rows of pos
+ *         values; Q8_0: pos rows like K), independent of the session's n_ctx
+ *   LOGT  n_vocab f32: the logits of the last position
+ * Layers with other state (recurrent layers) add their own required
+ * section; a file without it is then refused by the new reader, and an
+ * old reader refuses the new section.
+ *
+ * The model hash covers the architecture name, the hyperparameters and the
+ * bytes of the GGUF header, metadata and tensor directory (the tensor data
+ * is not read: a repack at load changes it). Loading checks everything
+ * before it changes the session: a failed load leaves it as it was.
+ */
+
+#define STATE_MAGIC 0x534d4c53u /* "SLMS" */
+#define STATE_VERSION 1
+#define STATE_HEADER 40
+#define STATE_REQUIRED 1u
+#define STATE_TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define TAG_TOKS STATE_TAG('T', 'O', 'K', 'S')
+#define TAG_KVAT STATE_TAG('K', 'V', 'A', 'T')
+#define TAG_LOGT STATE_TAG('L', 'O', 'G', 'T')
+
+/* A fast 64-bit hash, 8 bytes a step (checksum and model identity). */
+static uint64_t state_hash(uint64_t h, const uint8_t *p, size_t n) {
+    for (; n >= 8; p += 8, n -= 8) {
+        h = (h ^ ld_u64(p)) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+    }
+    for (; n > 0; p++, n--) {
+        h = (h ^ *p) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static uint64_t model_identity(const slm_model *m) {
+    uint8_t hp[40];
+    uint64_t h = state_hash(0x736c6d2d73746174ull, (const uint8_t *)m->arch_name, strlen(m->arch_name));
+    const int v[10] = {m->n_vocab, m->n_ctx_train, m->n_embd, m->n_layer, m->n_head,
+                       m->n_head_kv, m->n_ff, m->head_dim, m->n_rot, m->kv_dim};
+    for (int i = 0; i < 10; i++) st_u32(hp + 4 * i, (uint32_t)v[i]);
+    h = state_hash(h, hp, sizeof hp);
+    if (m->bytes && m->g.data_off <= m->size) h = state_hash(h, m->bytes, (size_t)m->g.data_off);
+    return h;
+}
+
+/* Bytes of one V block of the KV cache for `pos` positions. */
+static size_t state_kv_bytes(const slm_session *s, int32_t pos) {
+    return (size_t)s->m->n_layer * 2 * (size_t)pos * s->kv_row;
+}
+
+static size_t state_pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+size_t slm_session_state_size(const slm_session *s, int32_t n_tokens) {
+    if (!s || n_tokens < 0) return 0;
+    size_t n = STATE_HEADER + 16 + state_pad8(state_kv_bytes(s, s->pos)) + 8;
+    if (n_tokens > 0) n += 16 + state_pad8(4 + 4 * (size_t)n_tokens);
+    if (s->logits_rows > 0) n += 16 + state_pad8(4 * (size_t)s->m->n_vocab);
+    return n;
+}
+
+typedef struct state_out {
+    uint8_t *p;
+    size_t n;
+} state_out;
+
+static void so_put(state_out *o, const void *p, size_t n) {
+    memcpy(o->p + o->n, p, n);
+    o->n += n;
+}
+
+static void so_u32(state_out *o, uint32_t v) {
+    st_u32(o->p + o->n, v);
+    o->n += 4;
+}
+
+static void so_section(state_out *o, uint32_t tag, uint32_t flags, size_t size) {
+    so_u32(o, tag);
+    so_u32(o, flags);
+    so_u32(o, (uint32_t)size);
+    so_u32(o, (uint32_t)((uint64_t)size >> 32));
+}
+
+static void so_pad(state_out *o) {
+    while (o->n % 8) o->p[o->n++] = 0;
+}
+
+slm_status slm_session_state_save(const slm_session *s, const int32_t *tokens, int32_t n_tokens, void *buf,
+                                  size_t cap, size_t *written, slm_error *err) {
+    clearerr_(err);
+    if (written) *written = 0;
+    if (!s || n_tokens < 0 || (n_tokens > 0 && !tokens))
+        return seterr(err, SLM_ERR_INVALID_ARG, "state save: no session, or tokens NULL with n_tokens %d", (int)n_tokens);
+    if (n_tokens > s->n_ctx)
+        return seterr(err, SLM_ERR_INVALID_ARG, "state save: %d token ids, more than the context (%d)", (int)n_tokens, s->n_ctx);
+    const size_t need = slm_session_state_size(s, n_tokens);
+    if (written) *written = need;
+    if (!buf || cap < need)
+        return seterr(err, SLM_ERR_BUFFER, "state save: the buffer holds %zu bytes, the state needs %zu", cap, need);
+    const slm_model *m = s->m;
+    const int32_t pos = s->pos;
+    state_out o = {(uint8_t *)buf, 0};
+    so_u32(&o, STATE_MAGIC);
+    so_u32(&o, STATE_VERSION);
+    const uint64_t id = model_identity(m);
+    so_u32(&o, (uint32_t)id);
+    so_u32(&o, (uint32_t)(id >> 32));
+    so_u32(&o, (uint32_t)m->n_layer);
+    so_u32(&o, (uint32_t)m->kv_dim);
+    so_u32(&o, (uint32_t)m->n_vocab);
+    so_u32(&o, (uint32_t)s->kv_type);
+    so_u32(&o, (uint32_t)pos);
+    so_u32(&o, 1u + (n_tokens > 0) + (s->logits_rows > 0));
+    if (n_tokens > 0) {
+        so_section(&o, TAG_TOKS, 0, 4 + 4 * (size_t)n_tokens);
+        so_u32(&o, (uint32_t)n_tokens);
+        for (int32_t i = 0; i < n_tokens; i++) so_u32(&o, (uint32_t)tokens[i]);
+        so_pad(&o);
+    }
+    /* KV: K rows are by position; V (F32/F16) is transposed with a stride
+       of n_ctx, saved as kv_dim rows of pos values */
+    so_section(&o, TAG_KVAT, STATE_REQUIRED, state_kv_bytes(s, pos));
+    const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
+    for (int il = 0; il < m->n_layer; il++) {
+        so_put(&o, kv_k(s, il), (size_t)pos * s->kv_row);
+        if (s->kv_type == SLM_TYPE_Q8_0) {
+            so_put(&o, kv_v(s, il), (size_t)pos * s->kv_row);
+        } else {
+            for (int d = 0; d < m->kv_dim; d++) so_put(&o, kv_v(s, il) + (size_t)d * (size_t)s->n_ctx * es, (size_t)pos * es);
+        }
+    }
+    so_pad(&o);
+    if (s->logits_rows > 0) {
+        const float *lg = s->logits + (size_t)(s->logits_rows - 1) * (size_t)m->n_vocab; /* the last position */
+        so_section(&o, TAG_LOGT, 0, 4 * (size_t)m->n_vocab);
+        for (int i = 0; i < m->n_vocab; i++) st_f32(o.p + o.n + 4 * (size_t)i, lg[i]);
+        o.n += 4 * (size_t)m->n_vocab;
+        so_pad(&o);
+    }
+    const uint64_t sum = state_hash(0, o.p, o.n);
+    so_u32(&o, (uint32_t)sum);
+    so_u32(&o, (uint32_t)(sum >> 32));
+    if (written) *written = o.n;
+    return SLM_OK;
+}
+
+static const char *kv_type_name(int t) { return slm_type_name(t) ? slm_type_name(t) : "?"; }
+
+slm_status slm_session_state_load(slm_session *s, const void *buf, size_t size, int32_t *tokens, int32_t cap_tokens,
+                                  int32_t *n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (n_tokens) *n_tokens = 0;
+    if (!s || (!buf && size)) return seterr(err, SLM_ERR_INVALID_ARG, "state load: no session or no data");
+    const slm_model *m = s->m;
+    const uint8_t *p = (const uint8_t *)buf;
+    if (size < STATE_HEADER + 8 || ld_u32(p) != STATE_MAGIC)
+        return seterr(err, SLM_ERR_FORMAT, "not an slm session state (%zu bytes, no \"SLMS\" header)", size);
+    if (ld_u32(p + 4) != STATE_VERSION)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "session state version %u: this slm reads version %d",
+                      (unsigned)ld_u32(p + 4), STATE_VERSION);
+    if (size % 8 || state_hash(0, p, size - 8) != ld_u64(p + size - 8))
+        return seterr(err, SLM_ERR_FORMAT, "the session state is corrupt (checksum mismatch over %zu bytes)", size);
+    if (ld_u64(p + 8) != model_identity(m))
+        return seterr(err, SLM_ERR_INVALID_ARG, "the session state was saved with another model (model hash differs)");
+    const uint32_t nl = ld_u32(p + 16), kvd = ld_u32(p + 20), nv = ld_u32(p + 24), kt = ld_u32(p + 28);
+    const uint32_t pos = ld_u32(p + 32), nsec = ld_u32(p + 36);
+    if (nl != (uint32_t)m->n_layer || kvd != (uint32_t)m->kv_dim || nv != (uint32_t)m->n_vocab)
+        return seterr(err, SLM_ERR_INVALID_ARG,
+                      "the session state is for %u layers, KV width %u, %u tokens; the model has %d, %d, %d", nl, kvd,
+                      nv, m->n_layer, m->kv_dim, m->n_vocab);
+    if (kt != (uint32_t)s->kv_type)
+        return seterr(err, SLM_ERR_INVALID_ARG, "the session state has a %s KV cache, this session %s (kv_type)",
+                      kv_type_name((int)kt), kv_type_name(s->kv_type));
+    if (pos > (uint32_t)s->n_ctx)
+        return seterr(err, SLM_ERR_CONTEXT_FULL, "the session state holds %u positions, the session's context is %d",
+                      pos, s->n_ctx);
+    /* the sections: bounds first, then the known ones */
+    const uint8_t *toks = NULL, *kv = NULL, *lg = NULL;
+    uint32_t ntok = 0;
+    size_t off = STATE_HEADER;
+    const size_t end = size - 8;
+    for (uint32_t i = 0; i < nsec; i++) {
+        if (end - off < 16) return seterr(err, SLM_ERR_FORMAT, "session state: section %u runs past the end", i);
+        const uint32_t tag = ld_u32(p + off), flags = ld_u32(p + off + 4);
+        const uint64_t sz = ld_u64(p + off + 8);
+        off += 16;
+        if (sz > end - off || state_pad8((size_t)sz) > end - off)
+            return seterr(err, SLM_ERR_FORMAT, "session state: section %u (%llu bytes) runs past the end", i,
+                          (unsigned long long)sz);
+        const uint8_t *d = p + off;
+        char t4[5] = {(char)(tag & 0x7f), (char)(tag >> 8 & 0x7f), (char)(tag >> 16 & 0x7f), (char)(tag >> 24 & 0x7f), 0};
+        for (int k = 0; k < 4; k++)
+            if (t4[k] < 32) t4[k] = '?';
+        if ((tag == TAG_TOKS && toks) || (tag == TAG_KVAT && kv) || (tag == TAG_LOGT && lg))
+            return seterr(err, SLM_ERR_FORMAT, "session state: section %s twice", t4);
+        if (tag == TAG_TOKS) {
+            if (sz < 4 || (sz - 4) / 4 < ld_u32(d) || sz != 4 + 4 * (uint64_t)ld_u32(d))
+                return seterr(err, SLM_ERR_FORMAT, "session state: bad token section");
+            toks = d + 4;
+            ntok = ld_u32(d);
+        } else if (tag == TAG_KVAT) {
+            if (sz != state_kv_bytes(s, (int32_t)pos))
+                return seterr(err, SLM_ERR_FORMAT, "session state: KV cache of %llu bytes, %zu expected",
+                              (unsigned long long)sz, state_kv_bytes(s, (int32_t)pos));
+            kv = d;
+        } else if (tag == TAG_LOGT) {
+            if (sz != 4 * (uint64_t)nv) return seterr(err, SLM_ERR_FORMAT, "session state: bad logits section");
+            lg = d;
+        } else if (flags & STATE_REQUIRED) {
+            return seterr(err, SLM_ERR_UNSUPPORTED,
+                          "session state: section '%s' is required and unknown to this slm (saved by a newer one?)", t4);
+        }
+        off += state_pad8((size_t)sz);
+    }
+    if (off != end) return seterr(err, SLM_ERR_FORMAT, "session state: %zu bytes after the last section", end - off);
+    if (!kv) return seterr(err, SLM_ERR_FORMAT, "session state: no KV cache section");
+    for (uint32_t i = 0; i < ntok; i++)
+        if ((int32_t)ld_u32(toks + 4 * (size_t)i) < 0 || (int32_t)ld_u32(toks + 4 * (size_t)i) >= m->n_vocab)
+            return seterr(err, SLM_ERR_FORMAT, "session state: token %u is not in the vocabulary", i);
+    if (n_tokens) *n_tokens = (int32_t)ntok;
+    if (ntok > 0 && tokens && cap_tokens < (int32_t)ntok)
+        return seterr(err, SLM_ERR_BUFFER, "session state: %u token ids, room for %d", ntok, (int)cap_tokens);
+    /* valid: now the session changes */
+    const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
+    for (int il = 0; il < m->n_layer; il++) {
+        memcpy(kv_k(s, il), kv, (size_t)pos * s->kv_row);
+        kv += (size_t)pos * s->kv_row;
+        if (s->kv_type == SLM_TYPE_Q8_0) {
+            memcpy(kv_v(s, il), kv, (size_t)pos * s->kv_row);
+            kv += (size_t)pos * s->kv_row;
+        } else {
+            for (int d = 0; d < m->kv_dim; d++, kv += (size_t)pos * es)
+                memcpy(kv_v(s, il) + (size_t)d * (size_t)s->n_ctx * es, kv, (size_t)pos * es);
+        }
+    }
+    s->pos = (int32_t)pos;
+    if (lg && pos > 0) {
+        for (uint32_t i = 0; i < nv; i++) s->logits[i] = ld_f32(lg + 4 * (size_t)i);
+        s->last_n = 1;
+        s->logits_rows = 1;
+    } else {
+        s->last_n = 0;
+        s->logits_rows = 0;
+    }
+    for (uint32_t i = 0; tokens && i < ntok; i++) tokens[i] = (int32_t)ld_u32(toks + 4 * (size_t)i);
+    return SLM_OK;
+}
+
+#if !defined(SLM_NO_STDIO)
+slm_status slm_session_state_save_file(const slm_session *s, const char *path, const int32_t *tokens,
+                                       int32_t n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (!s || !path) return seterr(err, SLM_ERR_INVALID_ARG, "state save: no session or no path");
+    const size_t n = slm_session_state_size(s, n_tokens);
+    allocator a = s->a;
+    uint8_t *buf = (uint8_t *)xalloc(&a, n); /* [n] the whole state, then one write */
+    if (!buf) return seterr(err, SLM_ERR_NOMEM, "out of memory for a session state of %zu bytes", n);
+    size_t w = 0;
+    slm_status st = slm_session_state_save(s, tokens, n_tokens, buf, n, &w, err);
+    ofile o;
+    if (st == SLM_OK && (st = of_open(&o, &a, path, NULL, err)) == SLM_OK) {
+        of_write(&o, buf, w);
+        st = of_commit(&o);
+    }
+    xfree(&a, buf, n);
+    return st;
+}
+
+slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t *tokens, int32_t cap_tokens,
+                                       int32_t *n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (n_tokens) *n_tokens = 0;
+    if (!s || !path) return seterr(err, SLM_ERR_INVALID_ARG, "state load: no session or no path");
+    int oom;
+    allocator a = s->a;
+    FILE *f = file_open(&a, path, "rb", &oom);
+    if (!f) return seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
+    long long sz = file_size(f);
+    /* bounded: a state holds at most the session's KV cache, tokens and logits */
+    const size_t most = slm_session_state_size(s, s->n_ctx) + state_kv_bytes(s, s->n_ctx) + 4096;
+    if (sz < 0 || (unsigned long long)sz > most) {
+        fclose(f);
+        return seterr(err, SLM_ERR_FORMAT, "'%s' (%lld bytes) is not a session state for this session", path, sz);
+    }
+    uint8_t *buf = (uint8_t *)xalloc(&a, sz ? (size_t)sz : 1); /* [sz] the file */
+    if (!buf) {
+        fclose(f);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory reading '%s' (%lld bytes)", path, sz);
+    }
+    size_t got = fread(buf, 1, (size_t)sz, f);
+    fclose(f);
+    slm_status st;
+    if (got != (size_t)sz) st = seterr(err, SLM_ERR_IO, "short read on '%s'", path);
+    else st = slm_session_state_load(s, buf, (size_t)sz, tokens, cap_tokens, n_tokens, err);
+    if (st != SLM_OK && err && st != SLM_ERR_BUFFER) {
+        char msg[sizeof err->message];
+        memcpy(msg, err->message, sizeof msg);
+        seterr(err, st, "%s: %s", path, msg);
+    }
+    xfree(&a, buf, sz ? (size_t)sz : 1);
+    return st;
+}
+#else
+slm_status slm_session_state_save_file(const slm_session *s, const char *path, const int32_t *tokens,
+                                       int32_t n_tokens, slm_error *err) {
+    (void)s, (void)tokens, (void)n_tokens;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", path ? path : "");
+}
+
+slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t *tokens, int32_t cap_tokens,
+                                       int32_t *n_tokens, slm_error *err) {
+    (void)s, (void)tokens, (void)cap_tokens, (void)n_tokens;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO", path ? path : "");
+}
+#endif
 
 /* ========================================================================== */
 /* 10. Tokenizer                                                              */
@@ -9987,12 +10839,49 @@ const char *slm_chat_family_name(int f) {
     return f >= 0 && f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]) ? CHAT_NAMES[f] : NULL;
 }
 
+/* ASCII case-insensitive equality (template names: "ChatML", "Gemma") */
+static int streq_nocase(const char *a, const char *b) {
+    for (; *a && *b; a++, b++) {
+        int x = (unsigned char)*a, y = (unsigned char)*b;
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y) return 0;
+    }
+    return *a == *b;
+}
+
 int slm_chat_family_from_name(const char *name) {
     if (!name) return SLM_CHAT_AUTO;
-    if (!strcmp(name, "qwen")) return SLM_CHAT_CHATML;
-    if (!strcmp(name, "tinyllama")) return SLM_CHAT_ZEPHYR;
+    if (streq_nocase(name, "qwen")) return SLM_CHAT_CHATML;
+    if (streq_nocase(name, "tinyllama")) return SLM_CHAT_ZEPHYR;
     for (int f = 1; f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]); f++)
-        if (!strcmp(name, CHAT_NAMES[f])) return f;
+        if (streq_nocase(name, CHAT_NAMES[f])) return f;
+    return SLM_CHAT_AUTO;
+}
+
+/* Without a template slm knows: the family the architecture implies
+   (general.architecture), else the one whose turn markers the vocabulary
+   has as single tokens, else 0. */
+static int chat_family_of_model(const slm_model *m, const char **why) {
+    const char *arch = m->arch_name;
+    if (!arch[0]) {
+        const gguf_kv *a = gguf_get(&m->g, "general.architecture");
+        arch = a && a->type == SLM_META_STRING ? a->str[0] : "";
+    }
+    *why = "general.architecture";
+    if (!strncmp(arch, "gemma", 5)) return SLM_CHAT_GEMMA;
+    if (!strcmp(arch, "phi3")) return SLM_CHAT_PHI3;
+    if (!strncmp(arch, "qwen", 4)) return SLM_CHAT_CHATML;
+    const vocab *v = vocab_of(m);
+    static const struct {
+        const char *tok;
+        int family;
+    } MARK[] = {{"<|start_header_id|>", SLM_CHAT_LLAMA3}, {"<|im_start|>", SLM_CHAT_CHATML},
+                {"<start_of_turn>", SLM_CHAT_GEMMA},       {"<|assistant|>", SLM_CHAT_PHI3},
+                {"[INST]", SLM_CHAT_MISTRAL}};
+    *why = "the vocabulary's turn tokens";
+    for (size_t i = 0; v && i < sizeof MARK / sizeof MARK[0]; i++)
+        if (vocab_find(v, MARK[i].tok, strlen(MARK[i].tok)) >= 0) return MARK[i].family;
     return SLM_CHAT_AUTO;
 }
 
@@ -10002,6 +10891,14 @@ int slm_chat_model_family(const slm_model *m, int *fallback) {
     int f = slm_chat_detect(t);
     if (fallback) *fallback = f == SLM_CHAT_AUTO;
     if (f != SLM_CHAT_AUTO) return f;
+    const char *why = "";
+    f = m ? chat_family_of_model(m, &why) : SLM_CHAT_AUTO;
+    if (f != SLM_CHAT_AUTO) {
+        logf_(m, SLM_LOG_WARN, "%s: using the %s template (from %s)",
+              t ? "the chat template of the model is not one slm knows" : "the model has no chat template",
+              CHAT_NAMES[f], why);
+        return f;
+    }
     if (m)
         logf_(m, SLM_LOG_WARN, t ? "the chat template of the model is not one slm knows: using ChatML"
                                  : "the model has no chat template (tokenizer.chat_template): using ChatML");
@@ -10780,7 +11677,6 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     if (!stats) stats = &sdummy;
     memset(stats, 0, sizeof *stats);
     if (!in || !out) return seterr(err, SLM_ERR_INVALID_ARG, "input or output path is NULL");
-    if (!strcmp(in, out)) return seterr(err, SLM_ERR_INVALID_ARG, "input and output are the same file '%s'", in);
     const struct quant_name *qn = quant_name_of(params->type, params->mix);
     if (!qn)
         return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", (int)params->type,
@@ -10853,7 +11749,10 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
 
     gguf_writer w;
     gw_init(&w, &m->a, g->alignment, err);
-    void *f = NULL;
+#if !defined(SLM_NO_STDIO)
+    ofile of;
+#endif
+    int opened = 0;
     if (st == SLM_OK) {
         int have_ft = 0, have_qv = 0;
         for (uint64_t i = 0; i < g->n_kv; i++) {
@@ -10879,12 +11778,13 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         }
         st = w.st;
     }
-    if (st == SLM_OK) {
-        int oom;
-        f = file_create(&m->a, out, &oom);
-        if (!f) st = seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing", out);
-    }
-    if (st == SLM_OK) gw_write_header(&w, f, out);
+#if !defined(SLM_NO_STDIO)
+    /* a temp file renamed into place at the end; never the input itself */
+    if (st == SLM_OK && (st = of_open(&of, &m->a, out, in, err)) == SLM_OK) opened = 1;
+    if (st == SLM_OK) gw_write_header_of(&w, &of);
+#else
+    if (st == SLM_OK) st = seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", out);
+#endif
     for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK && w.st == SLM_OK; i++) {
         const gguf_tensor *t = &g->tensors[i];
         const uint8_t *data = g->data + g->data_off + t->offset;
@@ -10903,14 +11803,16 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
              slm_type_name(types[i]), t->nbytes / 1048576.0, row_bytes(types[i], t->ne[0]) * (double)nrows / 1048576.0);
     }
     if (st == SLM_OK) st = w.st;
-    if (f) {
-        if (st == SLM_OK) {
-            long long end = file_tell(f);
-            stats->file_out = end > 0 ? (uint64_t)end : 0;
-        }
-        if (file_close(f) != 0 && st == SLM_OK) st = seterr(err, SLM_ERR_IO, "write error on '%s'", out);
-        if (st != SLM_OK) file_remove(&m->a, out);
+#if !defined(SLM_NO_STDIO)
+    if (opened) {
+        stats->file_out = of.written;
+        if (st == SLM_OK) st = of_commit(&of); /* only now does `out` change */
+        else of_abort(&of);                    /* removes our temp file, nothing else */
+        if (st != SLM_OK) stats->file_out = 0;
     }
+#else
+    (void)opened;
+#endif
     stats->n_tensors = (int32_t)g->n_tensors;
     stats->n_fallback = q.n_fallback;
     stats->file_in = m->size;

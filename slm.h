@@ -328,6 +328,33 @@ SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
 /* Change the thread count for later decode calls: 0 = all available, at most
    the count the session was created with (its scratch is sized for those). */
 SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
+
+/* Session state: save the session (its KV cache up to the current position,
+   the position, the last logits) and restore it later, in this process or
+   another, into a session of the same model with the same kv_type and a
+   context of at least that many positions. `tokens` (n_tokens, may be 0)
+   are kept with it for the caller: typically the ids the session holds, so
+   a prompt cache can tell how much of a new prompt is already done. The
+   format is versioned and carries a hash of the model (architecture,
+   hyperparameters, metadata and tensor directory) and a checksum: a state
+   of another model, another KV type, or a damaged file is refused with a
+   message, and a failed load leaves the session unchanged.
+   slm_session_state_size: the exact bytes slm_session_state_save writes
+   now with n_tokens ids. Save: SLM_ERR_BUFFER (and *written = the size) if
+   cap is too small. Load: the ids go to tokens[cap_tokens] (may be NULL),
+   their count to *n_tokens (may be NULL); SLM_ERR_BUFFER, session
+   unchanged, if they do not fit. */
+SLM_API size_t slm_session_state_size(const slm_session *session, int32_t n_tokens);
+SLM_API slm_status slm_session_state_save(const slm_session *session, const int32_t *tokens, int32_t n_tokens,
+                                          void *buf, size_t cap, size_t *written, slm_error *err);
+SLM_API slm_status slm_session_state_load(slm_session *session, const void *buf, size_t size, int32_t *tokens,
+                                          int32_t cap_tokens, int32_t *n_tokens, slm_error *err);
+/* The same to and from a file (UTF-8 path); saving replaces the file
+   safely (as slm_file_write). SLM_ERR_UNSUPPORTED with SLM_NO_STDIO. */
+SLM_API slm_status slm_session_state_save_file(const slm_session *session, const char *path,
+                                               const int32_t *tokens, int32_t n_tokens, slm_error *err);
+SLM_API slm_status slm_session_state_load_file(slm_session *session, const char *path, int32_t *tokens,
+                                               int32_t cap_tokens, int32_t *n_tokens, slm_error *err);
 SLM_API const slm_model *slm_session_model(const slm_session *session);
 
 /* ------------------------------------------------------------------------ */
@@ -499,8 +526,11 @@ typedef struct slm_chat_message {
    family is recognized. */
 SLM_API int slm_chat_detect(const char *tmpl);
 /* The family of the model's tokenizer.chat_template. If the file has none or
-   it is not recognized: SLM_CHAT_CHATML, *fallback (may be NULL) = 1 and a
-   warning through the log callback; otherwise *fallback = 0. */
+   it is not recognized, *fallback (may be NULL) = 1, a warning goes through
+   the log callback, and the family is the one general.architecture implies
+   (gemma*, phi3, qwen*), else the one whose turn tokens the vocabulary has
+   (<|start_header_id|>: llama3, <|im_start|>: ChatML, <start_of_turn>,
+   <|assistant|>, [INST]), else SLM_CHAT_CHATML. Otherwise *fallback = 0. */
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
    "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini"; 0 if
@@ -669,9 +699,21 @@ typedef struct slm_quantize_stats {
    are set. Rows whose length is not a multiple of the block size fall back
    as llama.cpp does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/
    IQ4_XS -> IQ4_NL, then F16). Any architecture is accepted. `stats` may be
-   NULL. On failure `out` is removed. */
+   NULL. `out` is written as slm_file_write writes (a temporary file renamed
+   into place; the input itself, by any name, is refused); on failure `out`
+   is left as it was. */
 SLM_API slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize_params *params,
                                      slm_quantize_stats *stats, slm_error *err);
+
+/* Write `size` bytes to the file `path` (UTF-8) so that no failure loses
+   data: a new or regular file (a symbolic link: the file it points to) is
+   written to a temporary file in the same directory, flushed, and renamed
+   over `path` only when complete; on an error `path` is untouched and the
+   temporary file is removed. An existing non-regular file (a device such as
+   /dev/null, a FIFO) is written directly and never removed; a directory is
+   refused. Errors name the file and the operating system's reason.
+   SLM_ERR_UNSUPPORTED in SLM_NO_STDIO builds. */
+SLM_API slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err);
 
 #ifdef __cplusplus
 }

@@ -240,6 +240,11 @@ PROTOTYPES = {
     "slm_session_n_ctx": (c_int32, [_P]),
     "slm_session_rewind": (c_int, [_P, c_int32]),
     "slm_session_set_threads": (None, [_P, c_int32]),
+    "slm_session_state_size": (c_size_t, [_P, c_int32]),
+    "slm_session_state_save": (c_int, [_P, _I32P, c_int32, c_void_p, c_size_t, POINTER(c_size_t), _ERR]),
+    "slm_session_state_load": (c_int, [_P, c_void_p, c_size_t, _I32P, c_int32, POINTER(c_int32), _ERR]),
+    "slm_session_state_save_file": (c_int, [_P, c_char_p, _I32P, c_int32, _ERR]),
+    "slm_session_state_load_file": (c_int, [_P, c_char_p, _I32P, c_int32, POINTER(c_int32), _ERR]),
     # tokenizer
     "slm_vocab_type": (c_int, [_P]),
     "slm_vocab_size": (c_int32, [_P]),
@@ -353,8 +358,9 @@ def load_library():
         except OSError as e:
             tried.append("%s (%s)" % (found, e))
     raise LibraryNotFound(
-        "the slm shared library was not found; build it with `make` (build/libslm.so) or set "
-        "SLM_LIBRARY to its path" + ("; could not load: " + ", ".join(tried) if tried else ""))
+        "the slm shared library was not found; build it with `make` in the slm repository "
+        "(build/libslm.so), then reinstall this package (pip install ./examples/python copies it in) "
+        "or set SLM_LIBRARY to its path" + ("; could not load: " + ", ".join(tried) if tried else ""))
 
 
 def declare(lib):
