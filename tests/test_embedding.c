@@ -17,6 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(_WIN32)
+#include <process.h>
+#define test_pid() ((int)_getpid())
+#else
+#include <unistd.h>
+#define test_pid() ((int)getpid())
+#endif
+
 #define N_TEXTS 8
 /* max/min by comparison: GCC 12 for aarch64 crashes vectorizing fmax()
    reductions (internal compiler error in vect_transform_reduction) */
@@ -508,7 +516,8 @@ static void weight_types(void) {
         snprintf(in, sizeof in, "%s/embeddings/%s.gguf", getenv("SLM_TEST_DATA") ? getenv("SLM_TEST_DATA") : "tests/data",
                  models[mi]);
         for (int ti = 0; ti < n_types; ti++) {
-            snprintf(out, sizeof out, "%s/slm-embq-%s-%s.gguf", tmp_dir(), models[mi] + 5, TYPES[ti].type);
+            snprintf(out, sizeof out, "%s/slm-embq-%d-%s-%s.gguf", tmp_dir(), test_pid(), models[mi] + 5,
+                     TYPES[ti].type);
             slm_quantize_params qp;
             slm_quantize_params_init(&qp);
             slm_error err;
@@ -577,7 +586,7 @@ static void cli(void) {
         return;
     }
     char path[512], cmd[2048];
-    snprintf(path, sizeof path, "%s/slm-embed-texts.txt", tmp_dir());
+    snprintf(path, sizeof path, "%s/slm-embed-texts-%d.txt", tmp_dir(), test_pid());
     FILE *o = fopen(path, "wb");
     for (int i = 0; i < N_TEXTS; i++) fprintf(o, "%s%s", f->texts[i], i == 3 ? "\r\n" : "\n");
     fclose(o);
