@@ -1716,7 +1716,7 @@ static int bench_embed(slm_model *m, const char *base, const int *threads, int n
     long rss = peak_rss_kib();
     if (!csv) {
         if (rss >= 0) printf("peak RSS: %.1f MiB\n", rss / 1024.0);
-        printf("build: %s\n", slm_build_info());
+        printf("build: %s; kernels: %s\n", slm_build_info(), slm_isa_name(slm_model_isa(m)));
     }
     free(ids);
     free(vec);
