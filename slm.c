@@ -1942,6 +1942,21 @@ static int of_name_anon(ofile *o) {
 }
 #endif
 
+#if !defined(_WIN32) && !defined(SLM_POSIX_FILES)
+/* Copy file `from` over `to` (stdio only); 0 on success, -1 (errno set). */
+static int of_copy_over(const char *from, const char *to) {
+    FILE *src = fopen(from, "rb"), *dst = src ? fopen(to, "wb") : NULL;
+    char buf[4096];
+    size_t got;
+    int ok = src && dst;
+    while (ok && (got = fread(buf, 1, sizeof buf, src)) > 0) ok = fwrite(buf, 1, got, dst) == got;
+    ok = ok && !ferror(src);
+    if (dst && fclose(dst) != 0) ok = 0;
+    if (src) fclose(src);
+    return ok ? 0 : -1;
+}
+#endif
+
 /* Finish: flush to disk, rename into place. On failure as of_abort. */
 static slm_status of_commit(ofile *o) {
     if (o->st == SLM_OK) of_flush(o);
@@ -1983,9 +1998,19 @@ static slm_status of_commit(ofile *o) {
 #else
     if (o->st == SLM_OK && fclose(o->f) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
     o->f = NULL;
-    if (o->st == SLM_OK) {
-        remove(o->target); /* C99 rename need not replace; the target is a regular file here */
-        if (rename(o->tmp, o->target) != 0) of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    /* C99's rename need not replace an existing file, and some C libraries
+       have none (newlib with semihosting: ENOSYS). Then the finished temp
+       file is copied over the target; the temp file is removed only after
+       a complete copy, so the data survives a failure in either place. */
+    if (o->st == SLM_OK && rename(o->tmp, o->target) != 0) {
+        const int copied = of_copy_over(o->tmp, o->target);
+        if (copied < 0) {
+            o->st = seterr(o->err, SLM_ERR_IO, "cannot replace '%s' (%s): the complete output is in '%s'", o->path,
+                           os_reason(errno), o->tmp);
+            of_release(o); /* the temp file keeps the only complete copy */
+            return o->st;
+        }
+        remove(o->tmp);
     }
     if (o->st != SLM_OK) return of_abort(o);
 #endif
