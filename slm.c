@@ -10896,7 +10896,7 @@ static int gp_sequence(gparse *p, gvec *seq, uint32_t owner, int nested) {
                     break;
                 }
                 hi = lo;
-                if (p->i + 1 < p->n && p->s[p->i] == '-' && p->s[p->i + 1] != ']') {
+                if (p->i + 1 < p->n && p->s[p->i] == '-' && p->s[p->i + 1] != ']' && p->s[p->i + 1] != '\n') {
                     p->i++;
                     size_t rat = p->i;
                     if (!gp_char(p, &hi)) {
@@ -11887,6 +11887,7 @@ static void g_compute_mask(gstate *s, uint32_t *mask) {
 
 /* The mask of the current state, from the cache when it was seen before. */
 static const uint32_t *g_mask(gstate *s) {
+    if (s->failed || s->ended) return NULL; /* nothing may follow */
     if (!s->key_ok && !g_flatten(s)) return NULL;
     s->tick++;
     gcache *victim = NULL;
