@@ -36,7 +36,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
            tests/test_grammar.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
+.PHONY: bench-grammar all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake
 
@@ -372,3 +372,15 @@ help:
 	@echo "make test-windows   the test suite (OpenMP on and off), CLI and DLL under wine"
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick)"
 	@echo "make clean      remove $(BUILD)/"
+
+# Grammar-masked sampling on a large vocabulary (the union of real
+# vocabularies, cut at Qwen2.5's 151,936 rows) under the JSON grammar;
+# BENCH_GRAMMAR_ARGS adds e.g. --decode MODEL.gguf --threads 1 and more
+# vocabularies (see bench/bench_grammar.c).
+BENCH_GRAMMAR_VOCABS ?= tests/data/tokenizer/ggml-vocab-gpt-2.gguf tests/data/tokenizer/ggml-vocab-starcoder.gguf \
+                        tests/data/tokenizer/ggml-vocab-llama-spm.gguf tests/data/tokenizer/ggml-vocab-phi-3.gguf
+$(BUILD)/bench_grammar: bench/bench_grammar.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -D_POSIX_C_SOURCE=200809L -I. bench/bench_grammar.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench-grammar: $(BUILD)/bench_grammar
+	./$(BUILD)/bench_grammar $(BENCH_GRAMMAR_ARGS) $(BENCH_GRAMMAR_VOCABS)

@@ -10290,16 +10290,23 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits) {
     if (s->gs) { /* the grammar: tokens it does not allow can never win */
         const uint32_t *mask = g_mask(s->gs);
         if (!mask) return -1;
+        /* keep the allowed candidates only (in id order, so that every
+           later step gives what it gives with the others at -inf) */
         size_t n_ok = 0;
         for (size_t i = 0; i < n; i++) {
-            if (mask[i >> 5] >> (i & 31) & 1) {
+            uint32_t w = mask[i >> 5];
+            if (!w) { /* 32 tokens at once */
+                i |= 31;
+                continue;
+            }
+            if (w >> (i & 31) & 1) {
+                c[n_ok] = c[i];
+                if (!(c[n_ok].logit >= -FLT_MAX)) c[n_ok].logit = -FLT_MAX; /* below every real logit, above -inf */
                 n_ok++;
-                if (!(c[i].logit >= -FLT_MAX)) c[i].logit = -FLT_MAX; /* below every real logit, above -inf */
-            } else {
-                c[i].logit = -INFINITY;
             }
         }
         if (n_ok == 0) return -1;
+        n = n_ok;
     }
 
     if (!(p->temperature > 0)) { /* greedy: lowest id among equal maxima */
@@ -11615,7 +11622,24 @@ static void g_norm(gwork *w, uint32_t pos, const gnode *up) {
     }
 }
 
-/* Feed byte b to the stack t (its top is a class); add what survives. */
+/* 1 if every code point in [lo, hi] is in class c. */
+static int gclass_all(const slm_grammar *g, const gclass *c, uint32_t lo, uint32_t hi) {
+    const uint32_t *r = g->rng + 2 * c->r0;
+    uint32_t a = 0, b = c->nr;
+    while (a < b) {
+        uint32_t mid = (a + b) / 2;
+        if (r[2 * mid + 1] < lo) a = mid + 1;
+        else b = mid;
+    }
+    if (!c->neg) return a < c->nr && r[2 * a] <= lo && r[2 * a + 1] >= hi;
+    return !(a < c->nr && r[2 * a] <= hi);
+}
+
+/* Feed byte b to the stack t (its top is a class); add what survives.
+   A character begun whose every completion is in the class (and valid
+   UTF-8 whatever continuation bytes follow) is kept "free" (len 0, cp 0):
+   then all such prefixes are one node, and the walk's memo sees one set
+   where it would see one per lead byte (thousands of CJK pieces). */
 static void g_step(gwork *w, const gnode *t, uint8_t b) {
     const slm_grammar *g = w->g;
     const gclass *c = &g->cls[g->el[t->pos].v];
@@ -11625,15 +11649,28 @@ static void g_step(gwork *w, const gnode *t, uint8_t b) {
             g_norm(w, t->pos + 1, t->up);
             return;
         }
-        uint32_t lo, hi;
+        uint32_t lo = 0, hi = 0;
         int len = 2;
         utf8_lead_range(b, &lo, &hi, &len);
-        const gnode *n = g_node(w, t->up, t->pos, b & (0x3Fu >> (len - 1)), (uint32_t)len - 1, (uint32_t)len);
+        /* E0, ED, F0, F4 restrict their second byte (overlong, surrogates, > U+10FFFF) */
+        int free_ = b != 0xE0 && b != 0xED && b != 0xF0 && b != 0xF4 && gclass_all(g, c, lo, hi);
+        const gnode *n = g_node(w, t->up, t->pos, free_ ? 0 : b & (0x3Fu >> (len - 1)), (uint32_t)len - 1,
+                                free_ ? 0 : (uint32_t)len);
         if (n) g_add(w, n);
         return;
     }
     if ((b & 0xC0) != 0x80) return;
-    uint32_t cp = t->cp << 6 | (b & 0x3Fu), rem = t->rem - 1u;
+    uint32_t rem = t->rem - 1u;
+    if (t->len == 0) { /* free */
+        if (rem == 0) {
+            g_norm(w, t->pos + 1, t->up);
+            return;
+        }
+        const gnode *n = g_node(w, t->up, t->pos, 0, rem, 0);
+        if (n) g_add(w, n);
+        return;
+    }
+    uint32_t cp = t->cp << 6 | (b & 0x3Fu);
     uint32_t lo = cp << (6 * rem), hi = lo | ((1u << (6 * rem)) - 1);
     uint32_t min = t->len == 2 ? 0x80 : t->len == 3 ? 0x800 : 0x10000;
     if (hi < min || lo > 0x10FFFF) return; /* overlong or beyond Unicode */
@@ -11645,7 +11682,9 @@ static void g_step(gwork *w, const gnode *t, uint8_t b) {
         g_norm(w, t->pos + 1, t->up);
         return;
     }
-    const gnode *n = g_node(w, t->up, t->pos, cp, rem, t->len);
+    /* past the second byte nothing restricts the rest: free if the class has it all */
+    int free_ = !(lo <= 0xDFFF && hi >= 0xD800) && gclass_all(g, c, lo, hi);
+    const gnode *n = g_node(w, t->up, t->pos, free_ ? 0 : cp, rem, free_ ? 0 : t->len);
     if (n) g_add(w, n);
 }
 
@@ -11685,7 +11724,22 @@ typedef struct gstate {
     uint64_t tick;
     size_t mask_words;
     const gnode **tmp;    /* G_MAX_STACKS */
+    /* the walk's memo: distinct stack sets met in one walk, and the set each
+       (set, byte) leads to, so that a byte is matched once per set, not once
+       per trie node (inside a JSON string every character leads back to the
+       same set) */
+    int32_t *trans;       /* n_msets * 256: -2 unknown, -1 nothing survives, else a set */
+    size_t cap_trans;
+    uint32_t *mset;       /* per set: start in mmem, count, acc, signature (4 each) */
+    size_t cap_mset, n_msets;
+    const gnode **mmem;   /* members of the sets */
+    size_t cap_mmem, n_mmem;
+    int32_t *mhash;       /* open addressing over sets by signature, G_MSET_HASH slots */
+    int32_t *lvl_set;     /* per trie depth: the set */
 } gstate;
+
+#define G_MAX_MSETS 8192u    /* distinct sets in one memoized walk (then the plain walk) */
+#define G_MSET_HASH 16384u
 
 static void gstate_free(gstate *s) {
     if (!s) return;
@@ -11703,6 +11757,11 @@ static void gstate_free(gstate *s) {
     xfree(&a, s->lvl, ((size_t)s->g->max_piece + 2) * 4 * sizeof(uint32_t));
     xfree(&a, s->lvl_mark, ((size_t)s->g->max_piece + 2) * sizeof(size_t));
     xfree(&a, s->flat, s->cap_flat * sizeof(uint32_t));
+    xfree(&a, s->trans, s->cap_trans * sizeof(int32_t));
+    xfree(&a, s->mset, s->cap_mset * 4 * sizeof(uint32_t));
+    xfree(&a, s->mmem, s->cap_mmem * sizeof(gnode *));
+    xfree(&a, s->mhash, G_MSET_HASH * sizeof(int32_t));
+    xfree(&a, s->lvl_set, ((size_t)s->g->max_piece + 2) * sizeof(int32_t));
     for (size_t i = 0; i < s->n_cache; i++) {
         xfree(&a, s->cache[i].flat, s->cache[i].cap_flat * sizeof(uint32_t));
         xfree(&a, s->cache[i].mask, s->mask_words * sizeof(uint32_t));
@@ -11816,7 +11875,9 @@ static slm_status gstate_new(const allocator *a, const slm_grammar *g, gstate **
     if (nc > 256) nc = 256;
     s->cache = (gcache *)xcalloc(a, nc, sizeof(gcache));
     s->n_cache = s->cache ? nc : 0;
-    if (!s->w.wk || !s->w.wkn || !s->set || !s->tmp || !s->w.tab || !s->w.tab_idx || !s->lvl || !s->lvl_mark || !s->cache) {
+    s->mhash = (int32_t *)xalloc(a, G_MSET_HASH * sizeof(int32_t));
+    s->lvl_set = (int32_t *)xalloc(a, ((size_t)g->max_piece + 2) * sizeof(int32_t));
+    if (!s->mhash || !s->lvl_set || !s->w.wk || !s->w.wkn || !s->set || !s->tmp || !s->w.tab || !s->w.tab_idx || !s->lvl || !s->lvl_mark || !s->cache) {
         gstate_free(s);
         return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory for the sampler's grammar state");
     }
@@ -11834,8 +11895,9 @@ static void g_step_set(gwork *w, const gnode *const *v, size_t n, uint8_t b) {
     for (size_t i = 0; i < n; i++) g_step(w, v[i], b);
 }
 
-/* The tokens the state allows: bits of mask (n_vocab bits). */
-static void g_compute_mask(gstate *s, uint32_t *mask) {
+/* The tokens the state allows: bits of mask (n_vocab bits); every trie node
+   steps its parent's stacks (the fallback of the memoized walk below). */
+static void g_compute_mask_plain(gstate *s, uint32_t *mask) {
     const slm_grammar *g = s->g;
     memset(mask, 0, s->mask_words * sizeof(uint32_t));
     if (!s->failed && !s->ended) {
@@ -11883,6 +11945,99 @@ static void g_compute_mask(gstate *s, uint32_t *mask) {
         s->lvl_mark[d + 1] = s->scratch.top;
         i++;
     }
+}
+
+/* Intern the set w->out[0, n_out) (+ acc): its id, or -1 past the limits. */
+static int32_t g_mset_intern(gstate *s) {
+    gwork *w = &s->w;
+    size_t n = w->n_out;
+    uint32_t sig = 0x811c9dc5u ^ (uint32_t)n ^ ((uint32_t)w->acc << 31), sum = 0;
+    for (size_t k = 0; k < n; k++) { /* order-free: sum and xor of the stack hashes */
+        uint32_t h = w->out[k]->hash;
+        sum += h * 0x9e3779b1u;
+        sig ^= h;
+    }
+    sig = (sig * 0x85ebca6bu) ^ sum;
+    uint32_t mask = G_MSET_HASH - 1, h = sig & mask;
+    for (; s->mhash[h] >= 0; h = (h + 1) & mask) {
+        const uint32_t *e = &s->mset[4 * (size_t)s->mhash[h]];
+        if (e[3] != sig || e[1] != n || e[2] != (uint32_t)w->acc) continue;
+        size_t k = 0;
+        for (; k < n; k++) {
+            size_t q = 0;
+            while (q < n && !gnode_same(w->out[k], s->mmem[e[0] + q])) q++;
+            if (q == n) break;
+        }
+        if (k == n) return s->mhash[h];
+    }
+    if (s->n_msets >= G_MAX_MSETS) return -1;
+    size_t id = s->n_msets;
+    if (!grow(&s->a, (void **)&s->mset, &s->cap_mset, id + 1, 4 * sizeof(uint32_t)) ||
+        !grow(&s->a, (void **)&s->mmem, &s->cap_mmem, s->n_mmem + n + 1, sizeof(gnode *)) ||
+        !grow(&s->a, (void **)&s->trans, &s->cap_trans, (id + 1) * 256, sizeof(int32_t)))
+        return -1;
+    uint32_t *e = &s->mset[4 * id];
+    e[0] = (uint32_t)s->n_mmem, e[1] = (uint32_t)n, e[2] = (uint32_t)w->acc, e[3] = sig;
+    memcpy(s->mmem + s->n_mmem, w->out, n * sizeof(gnode *));
+    s->n_mmem += n;
+    for (int b = 0; b < 256; b++) s->trans[id * 256 + (size_t)b] = -2;
+    s->mhash[h] = (int32_t)id;
+    s->n_msets++;
+    return (int32_t)id;
+}
+
+/* The walk with the memo: nodes are never given back during it (sets
+   refer to them); a walk past the limits starts over with the plain one. */
+static void g_compute_mask(gstate *s, uint32_t *mask) {
+    const slm_grammar *g = s->g;
+    memset(mask, 0, s->mask_words * sizeof(uint32_t));
+    if (s->failed || s->ended) return;
+    for (int32_t t = 0; t < g->n_vocab; t++)
+        if (g->tok_kind[t] == 2 && s->acc) mask[t >> 5] |= 1u << (t & 31);
+    if (s->n_set == 0) return;
+    gstate_work(s, &s->scratch);
+    s->scratch.top = 0;
+    s->w.overflow = 0;
+    s->n_msets = s->n_mmem = 0;
+    memset(s->mhash, 0xff, G_MSET_HASH * sizeof(int32_t));
+    if (!grow(&s->a, (void **)&s->buf, &s->cap_buf, G_MAX_STACKS, sizeof(gnode *))) goto plain;
+    s->w.out = s->set;
+    s->w.n_out = s->n_set;
+    s->w.acc = s->acc;
+    s->lvl_set[0] = g_mset_intern(s);
+    if (s->lvl_set[0] < 0) goto plain;
+    const gtrie *tr = g->trie;
+    for (uint32_t i = 0; i < g->n_trie;) {
+        const gtrie *nd = &tr[i];
+        uint32_t d = nd->depth;
+        size_t pi = (size_t)s->lvl_set[d - 1] * 256 + nd->byte;
+        int32_t r = s->trans[pi];
+        if (r == -2) {
+            const uint32_t *pe = &s->mset[4 * (size_t)s->lvl_set[d - 1]];
+            g_set_begin(&s->w, s->buf);
+            g_step_set(&s->w, s->mmem + pe[0], pe[1], nd->byte);
+            if (s->w.n_out == 0 && !s->w.acc) r = -1;
+            else if ((r = g_mset_intern(s)) < 0) goto plain;
+            s->trans[(size_t)s->lvl_set[d - 1] * 256 + nd->byte] = r; /* (trans may have moved) */
+        }
+        if (r == -1) {
+            i = nd->end;
+            continue;
+        }
+        for (uint32_t k = 0; k < nd->ntok; k++) {
+            int32_t t = g->tok_sorted[nd->tok + k];
+            mask[t >> 5] |= 1u << (t & 31);
+        }
+        if (s->mset[4 * (size_t)r + 1] == 0) { /* only the empty stack: nothing can follow */
+            i = nd->end;
+            continue;
+        }
+        s->lvl_set[d] = r;
+        i++;
+    }
+    if (!s->w.overflow) return;
+plain:
+    g_compute_mask_plain(s, mask);
 }
 
 /* The mask of the current state, from the cache when it was seen before. */
