@@ -135,15 +135,20 @@ $(BUILD)/fuzz/make_seeds: fuzz/make_seeds.c tests/gguf_build.c tests/util.c test
 	mkdir -p $(BUILD)/fuzz
 	$(CC) $(CSTD) -O1 $(WARN) -I. fuzz/make_seeds.c tests/gguf_build.c tests/util.c -o $@
 
-fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text
+$(BUILD)/fuzz/fuzz_grammar: fuzz/fuzz_grammar.c slm.c slm.h
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_grammar.c slm.c -o $@ -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text $(BUILD)/fuzz/fuzz_grammar
 
 fuzz-seeds: $(BUILD)/fuzz/make_seeds
 	mkdir -p fuzz/corpus/gguf
 	./$(BUILD)/fuzz/make_seeds fuzz/corpus/gguf
 
-test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text
+test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text $(BUILD)/fuzz/replay_grammar
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_text fuzz/corpus/text
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_grammar fuzz/corpus/grammar
 
 # Development checks of the tokenizer: slm's pre-tokenizers against the
 # regular expressions they implement (needs Python with the `regex` module),

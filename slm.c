@@ -10664,15 +10664,32 @@ static int g_class_new(gparse *p, const uint32_t *r, size_t nr, int neg, uint32_
         return gp_nomem(p), 0;
     g->cap_cls = (uint32_t)cc;
     g->cap_rng = (uint32_t)cr;
-    uint32_t *d = g->rng + g->n_rng;
-    memcpy(d, r, 2 * nr * sizeof(uint32_t));
-    /* insertion sort by start (classes are short), then merge */
-    for (size_t i = 1; i < nr; i++)
-        for (size_t j = i; j > 0 && d[2 * (j - 1)] > d[2 * j]; j--) {
-            uint32_t t0 = d[2 * j], t1 = d[2 * j + 1];
-            d[2 * j] = d[2 * (j - 1)], d[2 * j + 1] = d[2 * (j - 1) + 1];
-            d[2 * (j - 1)] = t0, d[2 * (j - 1) + 1] = t1;
+    uint32_t *d = nr ? g->rng + g->n_rng : NULL;
+    if (nr) memcpy(d, r, 2 * nr * sizeof(uint32_t));
+    /* heap sort of the (start, end) pairs by start (a hostile class has
+       hundreds of thousands), then merge */
+    for (size_t k = nr / 2, m2 = nr; m2 > 1;) {
+        size_t i;
+        if (k > 0) {
+            i = --k;
+        } else {
+            m2--;
+            uint32_t t0 = d[0], t1 = d[1];
+            d[0] = d[2 * m2], d[1] = d[2 * m2 + 1];
+            d[2 * m2] = t0, d[2 * m2 + 1] = t1;
+            i = 0;
         }
+        for (;;) {
+            size_t l = 2 * i + 1, b = i;
+            if (l < m2 && d[2 * l] > d[2 * b]) b = l;
+            if (l + 1 < m2 && d[2 * (l + 1)] > d[2 * b]) b = l + 1;
+            if (b == i) break;
+            uint32_t t0 = d[2 * i], t1 = d[2 * i + 1];
+            d[2 * i] = d[2 * b], d[2 * i + 1] = d[2 * b + 1];
+            d[2 * b] = t0, d[2 * b + 1] = t1;
+            i = b;
+        }
+    }
     size_t m = 0;
     for (size_t i = 0; i < nr; i++) {
         if (d[2 * i] > d[2 * i + 1]) continue; /* empty range */
@@ -12922,6 +12939,15 @@ static slm_status json_schema_convert(const allocator *a, const char *schema, si
     }
     slm_status st = c->st;
     *out = c->out;
+    if (st == SLM_OK) { /* a $ref loop that reaches no value fails here, with a schema-level message */
+        slm_grammar *g = NULL;
+        slm_error e2;
+        if (grammar_compile(a, out->p, out->n, NULL, &g, &e2) != SLM_OK)
+            st = seterr(err, e2.status == SLM_ERR_NOMEM ? SLM_ERR_NOMEM : SLM_ERR_UNSUPPORTED,
+                        "json schema: its $ref cycles admit no finite value, or loop without any text (%.150s)",
+                        e2.message);
+        grammar_free_(g);
+    }
     if (st != SLM_OK) sb_free(out);
     xfree(a, c, sizeof *c);
     j_free(&p);
