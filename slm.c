@@ -12575,10 +12575,15 @@ static int js_rule(jschema *c, const jv *s, uint32_t *id);
 static int js_count(jschema *c, const jv *v, const char *kw, uint32_t *out) {
     if (!v) return 1;
     if (v->type != JV_NUM) return js_fail(c, "'%s' must be a number", kw);
-    char *end;
-    double d = strtod(v->s, &end);
-    if (!(d >= 0) || d != floor(d)) return js_fail(c, "'%s' must be a non-negative integer", kw);
-    if (d > G_MAX_REPEAT) return js_fail(c, "'%s' %.0f is above the limit %u", kw, d, G_MAX_REPEAT);
+    /* digits, then an optional all-zero fraction (no strtod: newlib's mallocs) */
+    const char *q = v->s;
+    uint64_t d = 0;
+    for (; *q >= '0' && *q <= '9'; q++)
+        if ((d = d * 10 + (uint64_t)(*q - '0')) > G_MAX_REPEAT) return js_fail(c, "'%s' %s is above the limit %u", kw, v->s, G_MAX_REPEAT);
+    if (*q == '.')
+        for (q++; *q == '0'; q++) {
+        }
+    if (q == v->s || *q) return js_fail(c, "'%s' must be a non-negative integer", kw);
     *out = (uint32_t)d;
     return 1;
 }
@@ -12755,9 +12760,10 @@ static const jv *js_resolve(jschema *c, const char *ref) {
         if (v->type == JV_OBJ) {
             v = j_get(v, seg);
         } else if (v->type == JV_ARR) {
-            char *end;
-            long ix = strtol(seg, &end, 10);
-            v = (*seg && !*end && ix >= 0 && (uint32_t)ix < v->n) ? &v->kids[ix] : NULL;
+            uint64_t ix = 0;
+            const char *q = seg;
+            for (; *q >= '0' && *q <= '9' && ix <= UINT32_MAX; q++) ix = ix * 10 + (uint64_t)(*q - '0');
+            v = (*seg && !*q && ix < v->n) ? &v->kids[ix] : NULL;
         } else {
             v = NULL;
         }
