@@ -10711,6 +10711,7 @@ static int g_class_new(gparse *p, const uint32_t *r, size_t nr, int neg, uint32_
 
 /* 1 if some code point in [lo, hi] is in class c. */
 static int gclass_any(const slm_grammar *g, const gclass *c, uint32_t lo, uint32_t hi) {
+    if (c->nr == 0) return (int)c->neg; /* "." (every code point) or nothing */
     const uint32_t *r = g->rng + 2 * c->r0;
     /* first range whose end >= lo */
     uint32_t a = 0, b = c->nr;
@@ -11641,6 +11642,7 @@ static void g_norm(gwork *w, uint32_t pos, const gnode *up) {
 
 /* 1 if every code point in [lo, hi] is in class c. */
 static int gclass_all(const slm_grammar *g, const gclass *c, uint32_t lo, uint32_t hi) {
+    if (c->nr == 0) return (int)c->neg; /* "." (every code point) or nothing */
     const uint32_t *r = g->rng + 2 * c->r0;
     uint32_t a = 0, b = c->nr;
     while (a < b) {
