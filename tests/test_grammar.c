@@ -57,6 +57,11 @@ static int tjp_end(tjp *p) {
 
 static int tj_parse(tjp *p, tj *v, int depth);
 
+static int tj_fail(tj *v) { /* a container parsed in part: free what it holds */
+    tj_free(v);
+    return 0;
+}
+
 static int tj_str(tjp *p, tj *v) {
     p->i++; /* quote */
     size_t cap = 16, n = 0;
@@ -123,7 +128,7 @@ static int tj_parse(tjp *p, tj *v, int depth) {
         v->type = obj ? TJ_OBJ : TJ_ARR;
         int cap = 0;
         tjp_ws(p);
-        if (tjp_end(p)) return 0;
+        if (tjp_end(p)) return tj_fail(v);
         if (p->s[p->i] == (obj ? '}' : ']')) {
             p->i++;
             return 1;
@@ -136,23 +141,23 @@ static int tj_parse(tjp *p, tj *v, int depth) {
             int k = obj ? 2 * v->n : v->n;
             if (obj) {
                 tjp_ws(p);
-                if (tjp_end(p) || p->s[p->i] != '"' || !tj_str(p, &v->kids[k])) return 0;
+                if (tjp_end(p) || p->s[p->i] != '"' || !tj_str(p, &v->kids[k])) return tj_fail(v);
                 tjp_ws(p);
                 if (tjp_end(p) || p->s[p->i] != ':') {
                     tj_free(&v->kids[k]);
-                    return 0;
+                    return tj_fail(v);
                 }
                 p->i++;
                 if (!tj_parse(p, &v->kids[k + 1], depth + 1)) {
                     tj_free(&v->kids[k]);
-                    return 0;
+                    return tj_fail(v);
                 }
             } else if (!tj_parse(p, &v->kids[k], depth + 1)) {
-                return 0;
+                return tj_fail(v);
             }
             v->n++;
             tjp_ws(p);
-            if (tjp_end(p)) return 0;
+            if (tjp_end(p)) return tj_fail(v);
             if (p->s[p->i] == ',') {
                 p->i++;
                 continue;
@@ -161,7 +166,7 @@ static int tj_parse(tjp *p, tj *v, int depth) {
                 p->i++;
                 return 1;
             }
-            return 0;
+            return tj_fail(v);
         }
     }
     static const char *const words[] = {"null", "true", "false"};
