@@ -903,6 +903,88 @@ static void test_generate_json(void) {
     slm_model_free(m);
 }
 
+
+/* Real vocabularies (byte-level BPE, SentencePiece with byte tokens): random
+   logits under the JSON grammar; every sampled token is accepted and the
+   text stays a JSON prefix (or is JSON when the grammar is done). */
+static void test_real_vocabs(void) {
+    static const char *const VOCABS[] = {"tokenizer/ggml-vocab-gpt-2.gguf", "tokenizer/ggml-vocab-llama-spm.gguf"};
+    for (size_t vi = 0; vi < 2; vi++) {
+        slm_model_params mp;
+        slm_model_params_init(&mp);
+        mp.vocab_only = 1;
+        slm_model *m = NULL;
+        slm_error err;
+        if (slm_model_load_file(data_path(VOCABS[vi]), &mp, &m, &err) != SLM_OK) {
+            CHECK(0, "%s: %s", VOCABS[vi], err.message);
+            continue;
+        }
+        slm_grammar *g = NULL;
+        if (slm_grammar_create(m, slm_grammar_json(), strlen(slm_grammar_json()), NULL, &g, &err) != SLM_OK) {
+            CHECK(0, "%s: JSON grammar: %s", VOCABS[vi], err.message);
+            slm_model_free(m);
+            continue;
+        }
+        int32_t nv = slm_vocab_size(m);
+        float *logits = (float *)malloc((size_t)nv * sizeof(float));
+        uint64_t rs = 99 + vi;
+        int ok = 1, done = 0;
+        for (int run = 0; run < (test_quick() ? 2 : 8) && ok; run++) {
+            slm_sampler_params sp;
+            slm_sampler_params_init(&sp);
+            sp.grammar = g;
+            sp.seed = (uint64_t)run;
+            sp.temperature = 2.0f;
+            sp.top_k = 0;
+            sp.top_p = 1;
+            sp.min_p = 0;
+            slm_sampler *s = NULL;
+            if (slm_sampler_create(&sp, nv, NULL, &s, &err) != SLM_OK) {
+                CHECK(0, "sampler: %s", err.message);
+                break;
+            }
+            char text[8192];
+            size_t tl = 0;
+            for (int step = 0; step < 120; step++) {
+                for (int32_t i = 0; i < nv; i++) logits[i] = 4.0f * t_randf(&rs);
+                int32_t t = slm_sampler_sample(s, logits);
+                if (t < 0 || slm_token_is_eog(m, t)) break;
+                slm_sampler_accept(s, t);
+                char piece[256];
+                size_t pl = 0;
+                if (slm_token_to_piece(m, t, 0, piece, sizeof piece, &pl) == SLM_OK && tl + pl < sizeof text) {
+                    memcpy(text + tl, piece, pl);
+                    tl += pl;
+                }
+                int st = slm_sampler_grammar_state(s);
+                if (st == SLM_GRAMMAR_FAILED) {
+                    ok = 0;
+                    CHECK(0, "%s run %d: sampled token %d was not accepted", VOCABS[vi], run, (int)t);
+                    break;
+                }
+                if (st == SLM_GRAMMAR_DONE) {
+                    done++;
+                    break;
+                }
+            }
+            int c = tj_check(text, tl, NULL);
+            if (c == 0) {
+                ok = 0;
+                CHECK(0, "%s run %d: not JSON nor a JSON prefix: %.*s", VOCABS[vi], run, (int)tl, text);
+            }
+            if (slm_sampler_grammar_state(s) == SLM_GRAMMAR_DONE && c != 1) {
+                ok = 0;
+                CHECK(0, "%s run %d: done but not JSON: %.*s", VOCABS[vi], run, (int)tl, text);
+            }
+            slm_sampler_free(s);
+        }
+        CHECK(ok, "%s: random sampling under the JSON grammar stays JSON (%d runs completed)", VOCABS[vi], done);
+        free(logits);
+        slm_grammar_free(g);
+        slm_model_free(m);
+    }
+}
+
 void test_grammar(void) {
     g_model = build_vocab();
     if (!g_model) return;
@@ -910,6 +992,7 @@ void test_grammar(void) {
     test_parse();
     test_masks();
     test_schema();
+    test_real_vocabs();
     test_generate_json();
     slm_model_free(g_model);
     free(g_vocab_buf);
