@@ -37,13 +37,14 @@ static const char DOC[] =
 
 int main(int argc, char **argv) {
     const char *decode_model = NULL;
-    int threads = 1, size = 151936;
+    int threads = 1, size = 151936, verify = 0; /* --verify: the memoized walk against the plain one, every step */
     const char *files[32];
     int n_files = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--decode") && i + 1 < argc) decode_model = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--verify")) verify = 1;
         else if (n_files < 32) files[n_files++] = argv[i];
     }
     if (n_files == 0) {
@@ -163,6 +164,15 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "no allowed piece at byte %zu\n", pos);
                 return 1;
             }
+            if (verify && pass == 1) {
+                uint32_t *plain = (uint32_t *)malloc(st->mask_words * sizeof(uint32_t));
+                g_compute_mask_plain(st, plain);
+                if (memcmp(plain, mask, st->mask_words * sizeof(uint32_t)) != 0) {
+                    fprintf(stderr, "verify: the memoized mask differs from the plain walk at byte %zu\n", pos);
+                    return 1;
+                }
+                free(plain);
+            }
             double a3 = now_s();
             slm_sampler_accept(smp, best);
             double a4 = now_s();
@@ -181,6 +191,7 @@ int main(int argc, char **argv) {
                        (a1 - a0) * 1e3, st->n_msets);
         }
         int state = slm_sampler_grammar_state(smp);
+        if (verify && pass == 1) printf("verify: memoized and plain walks gave the same %d masks\n", steps);
         printf("%s: %d tokens for %zu bytes (grammar %s); per token: mask %.3f ms, masked sampling %.3f ms, accept %.4f ms; "
                "worst mask+accept %.2f ms\n",
                pass == 0 ? "with the mask cache   " : "every mask walked     ", steps, len,
