@@ -3,6 +3,9 @@
    JSON Schema conversion, and generation with the demo model under the JSON
    grammar and under schemas, checked with the JSON parser and schema
    validator below (independent of slm's). */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* popen */
+#endif
 #include "test.h"
 
 #include "slm.h"
@@ -985,6 +988,73 @@ static void test_real_vocabs(void) {
     }
 }
 
+
+/* slm run --json / --json-schema / --grammar through a pipe (POSIX hosts). */
+#if defined(__unix__) || defined(__APPLE__)
+FILE *popen(const char *command, const char *type);
+int pclose(FILE *stream);
+
+static int run_cli(const char *args, char *out, size_t cap) {
+    const char *cli = getenv("SLM_CLI") ? getenv("SLM_CLI") : "build/slm";
+    FILE *probe = fopen(cli, "rb");
+    if (!probe) return -2;
+    fclose(probe);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s run -m %s -p 'And the LORD said' --no-echo -t 1 %s 2>&1", cli,
+             data_path("demo/kjv-1m-q8_0.gguf"), args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -2;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    return pclose(p);
+}
+
+static void test_cli(void) {
+    static char out[65536];
+    char path[512], args[1024];
+    int rc = run_cli("--json -n 200 --seed 1 --temp 0", out, sizeof out);
+    CHECK(rc != -2, "build/slm not found (make builds it; SLM_CLI overrides the path)");
+    if (rc == -2) return;
+    char *nl = strstr(out, "\nslm: load");
+    CHECK(rc == 0 && nl, "slm run --json: exit %d:\n%s", rc, out);
+    if (nl) CHECK(tj_check(out, (size_t)(nl - out), NULL) >= 1, "slm run --json output is JSON:\n%s", out);
+    snprintf(path, sizeof path, "%s/slm-grammar-%d.json", tmp_dir(), (int)((size_t)out % 100000));
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs("{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"},\"n\":{\"enum\":[1,2]}},"
+              "\"required\":[\"ok\",\"n\"],\"additionalProperties\":false}", f);
+        fclose(f);
+        snprintf(args, sizeof args, "--json-schema %s -n 100 --seed 2 --temp 1.5", path);
+        rc = run_cli(args, out, sizeof out);
+        CHECK(rc == 0 && (!strncmp(out, "{", 1)) && strstr(out, "stop: grammar complete"),
+              "slm run --json-schema: exit %d:\n%s", rc, out);
+        nl = strstr(out, "\nslm: load");
+        tj v;
+        if (nl && tj_check(out, (size_t)(nl - out), &v) == 1) {
+            CHECK(v.type == TJ_OBJ && v.n == 2 && tj_get(&v, "ok") && tj_get(&v, "n"), "schema output: %s", out);
+            tj_free(&v);
+        } else {
+            CHECK(0, "slm run --json-schema output is not JSON:\n%s", out);
+        }
+        f = fopen(path, "wb");
+        if (f) {
+            fputs("root ::= \"a\"\n\nx ::= (\"b\"\n", f);
+            fclose(f);
+        }
+        snprintf(args, sizeof args, "--grammar %s -n 10", path);
+        rc = run_cli(args, out, sizeof out);
+        CHECK(rc != 0 && strstr(out, "line 3, column 7: unclosed '('"), "slm run --grammar with an error: exit %d:\n%s", rc,
+              out);
+        snprintf(args, sizeof args, "--json --grammar %s -n 10", path);
+        rc = run_cli(args, out, sizeof out);
+        CHECK(rc != 0 && strstr(out, "use one of"), "two grammar options refused:\n%s", out);
+        remove(path);
+    }
+}
+#else
+static void test_cli(void) {}
+#endif
+
 void test_grammar(void) {
     g_model = build_vocab();
     if (!g_model) return;
@@ -994,6 +1064,7 @@ void test_grammar(void) {
     test_schema();
     test_real_vocabs();
     test_generate_json();
+    test_cli();
     slm_model_free(g_model);
     free(g_vocab_buf);
 }
