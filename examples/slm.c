@@ -218,6 +218,8 @@ static const char *CHAT_HELP =
     "                           tokens, speeds, why the reply ended, context used\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --presence-penalty, --frequency-penalty, --seed   sampler options as for run\n"
+    "  --grammar FILE, --json, --json-schema FILE   every reply follows the grammar\n"
+    "                           (as for run; the reply ends when the grammar is complete)\n"
     "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
     "  --no-mmap                read the file instead of mapping it\n";
 
@@ -257,9 +259,9 @@ static const optdef OPTS[] = {
     {NULL, "--special", 0, C_RUN | C_TOKENIZE},
     {NULL, "--no-echo", 0, C_RUN},
     {NULL, "--no-bos", 0, C_TOKENIZE},
-    {NULL, "--grammar", 1, C_RUN},
-    {NULL, "--json", 0, C_RUN},
-    {NULL, "--json-schema", 1, C_RUN},
+    {NULL, "--grammar", 1, C_RUN | C_CHAT},
+    {NULL, "--json", 0, C_RUN | C_CHAT},
+    {NULL, "--json-schema", 1, C_RUN | C_CHAT},
 };
 
 static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o) {
@@ -761,6 +763,7 @@ static int cmd_chat(int argc, char **argv) {
     slm_session *s = open_session(m, &o, o.n_ctx, 0);
     slm_error err;
     int n_ctx = slm_session_n_ctx(s);
+    slm_grammar *grammar = load_grammar(&o, m);
 
     int family, fallback = 0;
     if (o.tmpl) {
@@ -830,6 +833,7 @@ static int cmd_chat(int argc, char **argv) {
         gp.max_tokens = o.have_n && o.n_predict > 0 ? o.n_predict : 0;
         gp.sampler = o.sp;
         gp.sampler.seed = o.seed + (unsigned long long)turn;
+        gp.sampler.grammar = grammar;
         gp.parse_special = 1; /* the template's special tokens */
         text_buf reply = {NULL, 0, 0};
         gp.on_text = chat_text;
@@ -874,7 +878,7 @@ static int cmd_chat(int argc, char **argv) {
                     "%s: turn %d: prompt %d tokens (%.1f tok/s), reply %d tokens (%.1f tok/s), stop: %s, "
                     "context %d/%d\n",
                     prog, turn, r.n_prompt, r.prompt_tps, r.n_generated, r.gen_tps,
-                    r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", slm_session_pos(s),
+                    r.stop_reason >= 0 && r.stop_reason <= 6 ? STOP_NAMES[r.stop_reason] : "?", slm_session_pos(s),
                     n_ctx);
         if (r.stop_reason == SLM_STOP_CONTEXT_FULL)
             fprintf(stderr, "%s: the context is full (%d tokens) and the reply was cut. Type /reset to start a new "
@@ -887,6 +891,7 @@ static int cmd_chat(int argc, char **argv) {
     if (tty) fputc('\n', stdout);
     for (int32_t i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
     free(msgs);
+    slm_grammar_free(grammar);
     slm_session_free(s);
     slm_model_free(m);
     return 0;
