@@ -610,11 +610,12 @@ static void test_masks(void) {
             CHECK(0, "mask grammar %zu: %s", gi, err.message);
             continue;
         }
-        for (int walk = 0; walk < 6; walk++) {
+        int walks = test_quick() ? 2 : 6, max_steps = test_quick() ? 16 : 40; /* emulated targets: fewer */
+        for (int walk = 0; walk < walks; walk++) {
             slm_sampler *s = sampler_for(g, 0, 0);
             int32_t prefix[40];
             int n = 0, bad = 0;
-            for (; n < 40; n++) {
+            for (; n < max_steps; n++) {
                 mask_of(s, logits, a);
                 mask_ref(g, prefix, n, b);
                 int diff = -1, count = 0;
