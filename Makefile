@@ -42,9 +42,9 @@ TESTBIN  = $(BUILD)/run_tests
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
-           tests/test_safety.c tests/test_cli.c tests/test_state.c
+           tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake
 
@@ -148,15 +148,20 @@ $(BUILD)/fuzz/make_seeds: fuzz/make_seeds.c tests/gguf_build.c tests/util.c test
 	mkdir -p $(BUILD)/fuzz
 	$(CC) $(CSTD) -O1 $(WARN) -I. fuzz/make_seeds.c tests/gguf_build.c tests/util.c -o $@
 
-fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text
+$(BUILD)/fuzz/fuzz_grammar: fuzz/fuzz_grammar.c slm.c slm.h
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_grammar.c slm.c -o $@ -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text $(BUILD)/fuzz/fuzz_grammar
 
 fuzz-seeds: $(BUILD)/fuzz/make_seeds
 	mkdir -p fuzz/corpus/gguf
 	./$(BUILD)/fuzz/make_seeds fuzz/corpus/gguf
 
-test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text
+test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text $(BUILD)/fuzz/replay_grammar
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_text fuzz/corpus/text
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_grammar fuzz/corpus/grammar
 
 # Development checks of the tokenizer: slm's pre-tokenizers against the
 # regular expressions they implement (needs Python with the `regex` module),
@@ -396,3 +401,15 @@ help:
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
 	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
 	@echo "make clean      remove $(BUILD)/"
+
+# Grammar-masked sampling on a large vocabulary (the union of real
+# vocabularies, cut at Qwen2.5's 151,936 rows) under the JSON grammar;
+# BENCH_GRAMMAR_ARGS adds e.g. --decode MODEL.gguf --threads 1 and more
+# vocabularies (see bench/bench_grammar.c).
+BENCH_GRAMMAR_VOCABS ?= tests/data/tokenizer/ggml-vocab-gpt-2.gguf tests/data/tokenizer/ggml-vocab-starcoder.gguf \
+                        tests/data/tokenizer/ggml-vocab-llama-spm.gguf tests/data/tokenizer/ggml-vocab-phi-3.gguf
+$(BUILD)/bench_grammar: bench/bench_grammar.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -D_POSIX_C_SOURCE=200809L -I. bench/bench_grammar.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench-grammar: $(BUILD)/bench_grammar
+	./$(BUILD)/bench_grammar $(BENCH_GRAMMAR_ARGS) $(BENCH_GRAMMAR_VOCABS)

@@ -18,6 +18,7 @@ void test_files(void);
 void test_safety(void);
 void test_cli(void);
 void test_state(void);
+void test_grammar(void);
 
 static const struct {
     const char *name;
@@ -37,6 +38,7 @@ static const struct {
     {"safety", test_safety},
     {"cli", test_cli},
     {"state", test_state},
+    {"grammar", test_grammar},
 };
 
 int main(int argc, char **argv) {
