@@ -69,8 +69,13 @@ $(LIB_SO): $(LIB_SO_V)
 	ln -sf libslm.so.$(VERSION) $(BUILD)/libslm.so.$(SOMAJOR)
 	ln -sf libslm.so.$(SOMAJOR) $@
 
-$(CLI): examples/slm.c $(LIB_A)
-	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
+# `slm serve` (examples/serve: HTTP, JSON, the server) is part of the CLI;
+# it needs POSIX threads (on Windows the command says it is unsupported).
+SERVE_SRC = examples/serve/serve.c examples/serve/http.c examples/serve/json.c
+SERVE_DEPS = $(SERVE_SRC) examples/serve/serve.h examples/serve/http.h examples/serve/json.h
+
+$(CLI): examples/slm.c $(SERVE_DEPS) $(LIB_A)
+	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(SERVE_SRC) $(LIB_A) -o $@ $(LDFLAGS) $(LIBS) -lpthread
 
 # The test runner includes slm.c itself (to reach the static kernels).
 $(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
@@ -213,9 +218,9 @@ $(EMB_DIR)/m4.elf: $(EMB_SRC) examples/embedded/startup.c examples/embedded/an38
 
 # the reference: the CLI with the scalar kernels (the SIMD kernels round
 # differently in the last bits, and a sampled text can part at a near tie)
-$(EMB_DIR)/slm-scalar: examples/slm.c slm.c slm.h
+$(EMB_DIR)/slm-scalar: examples/slm.c slm.c slm.h $(SERVE_DEPS)
 	mkdir -p $(EMB_DIR)
-	$(CC) $(CSTD) -O2 $(WARN) -DSLM_NO_SIMD -I. examples/slm.c slm.c -o $@ $(LIBS)
+	$(CC) $(CSTD) -O2 $(WARN) -DSLM_NO_SIMD -I. examples/slm.c $(SERVE_SRC) slm.c -o $@ $(LIBS) -lpthread
 
 # the kernel suite on the M55: Helium kernels against the scalar references
 $(EMB_DIR)/kernels-m55.elf: tests/embedded_main.c tests/test_kernels.c tests/util.c tests/test.h slm.c slm.h examples/embedded/startup.c examples/embedded/an547.ld
@@ -303,8 +308,8 @@ $(WIN_BUILD)/slm.dll: $(WIN_DEPS)
 	mkdir -p $(WIN_BUILD)
 	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -DSLM_BUILD_DLL -shared slm.c -o $@ -Wl,--out-implib,$(WIN_BUILD)/libslm.dll.a $(WIN_LIBS)
 
-$(WIN_BUILD)/slm.exe: examples/slm.c $(WIN_BUILD)/libslm.a
-	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -I. examples/slm.c $(WIN_BUILD)/libslm.a -o $@ $(WIN_LIBS)
+$(WIN_BUILD)/slm.exe: examples/slm.c $(SERVE_DEPS) $(WIN_BUILD)/libslm.a
+	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -I. examples/slm.c $(SERVE_SRC) $(WIN_BUILD)/libslm.a -o $@ $(WIN_LIBS)
 
 $(WIN_BUILD)/run_tests.exe: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h $(WIN_DEPS)
 	mkdir -p $(WIN_BUILD)
