@@ -131,6 +131,23 @@ $(BUILD)/fuzz/fuzz_text: fuzz/fuzz_text.c slm.c slm.h
 	mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_text.c slm.c -o $@ -lm
 
+# slm serve's parsers (examples/serve): HTTP request heads and JSON
+$(BUILD)/fuzz/fuzz_http: fuzz/fuzz_http.c examples/serve/http.c examples/serve/http.h
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined fuzz/fuzz_http.c examples/serve/http.c -o $@
+
+$(BUILD)/fuzz/fuzz_json: fuzz/fuzz_json.c examples/serve/json.c examples/serve/json.h
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined fuzz/fuzz_json.c examples/serve/json.c -o $@ -lm
+
+$(BUILD)/fuzz/replay_http: fuzz/fuzz_http.c fuzz/replay_main.h examples/serve/http.c examples/serve/http.h
+	mkdir -p $(BUILD)/fuzz
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE fuzz/fuzz_http.c examples/serve/http.c -o $@
+
+$(BUILD)/fuzz/replay_json: fuzz/fuzz_json.c fuzz/replay_main.h examples/serve/json.c examples/serve/json.h
+	mkdir -p $(BUILD)/fuzz
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE fuzz/fuzz_json.c examples/serve/json.c -o $@ -lm
+
 $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay_main.h slm.c slm.h
 	mkdir -p $(BUILD)/fuzz
 	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE -I. $< slm.c -o $@ -lm
@@ -139,15 +156,17 @@ $(BUILD)/fuzz/make_seeds: fuzz/make_seeds.c tests/gguf_build.c tests/util.c test
 	mkdir -p $(BUILD)/fuzz
 	$(CC) $(CSTD) -O1 $(WARN) -I. fuzz/make_seeds.c tests/gguf_build.c tests/util.c -o $@
 
-fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text
+fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text $(BUILD)/fuzz/fuzz_http $(BUILD)/fuzz/fuzz_json
 
 fuzz-seeds: $(BUILD)/fuzz/make_seeds
 	mkdir -p fuzz/corpus/gguf
 	./$(BUILD)/fuzz/make_seeds fuzz/corpus/gguf
 
-test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text
+test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text $(BUILD)/fuzz/replay_http $(BUILD)/fuzz/replay_json
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_text fuzz/corpus/text
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_http fuzz/corpus/http
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_json fuzz/corpus/json
 
 # Development checks of the tokenizer: slm's pre-tokenizers against the
 # regular expressions they implement (needs Python with the `regex` module),

@@ -327,6 +327,8 @@ static int read_request(conn *c) {
         c->len += (size_t)k;
     }
     c->buf[c->len] = 0;
+    /* again on the final buffer: growing it for the body moved the head */
+    if (http_parse_request(c->buf, c->len, &c->req, &why) <= 0) return -1;
     c->body = c->buf + c->req.head_len;
     c->body_len = c->len - c->req.head_len;
     size_t tl = c->req.target_len;
