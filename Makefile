@@ -37,7 +37,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
-        test-cmake
+        test-cmake test-serve
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -81,7 +81,7 @@ $(CLI): examples/slm.c $(SERVE_DEPS) $(LIB_A)
 $(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
-test: all check-exports $(TESTBIN) test-python
+test: all check-exports $(TESTBIN) test-python test-serve
 	./$(TESTBIN)
 
 # The language bindings (examples/python, examples/node) against the shared
@@ -91,6 +91,13 @@ test: all check-exports $(TESTBIN) test-python
 PYTHON ?= python3
 test-python: $(LIB_SO)
 	SLM_LIBRARY=$(abspath $(LIB_SO)) $(PYTHON) examples/python/tests/run.py
+
+# `slm serve` against the official openai and ollama npm clients (installed
+# into tests/serve/node_modules, versions pinned by package-lock.json), curl
+# and raw sockets: prints "serve: N passed, N failed" (part of make test).
+test-serve: $(CLI)
+	cd tests/serve && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	SLM_CLI=$(abspath $(CLI)) node tests/serve/test.mjs
 
 # Node.js through koffi (installed from the npm registry into
 # examples/node/node_modules, the version pinned by package-lock.json).
@@ -376,6 +383,7 @@ help:
 	@echo "make test-tsan      the concurrency tests under ThreadSanitizer"
 	@echo "make test-python  the Python binding's tests (examples/python; part of make test)"
 	@echo "make test-node  the Node.js binding's tests (examples/node; installs koffi with npm)"
+	@echo "make test-serve slm serve with the openai and ollama npm clients and curl (part of make test)"
 	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"
 	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
 	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"

@@ -95,12 +95,15 @@ typedef struct server {
     const char *api_key;
     unsigned long long uses, n_requests;
     int ids_seq;
+    int stopping;           /* shutting down (under mu): waiting requests give up */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     time_t started;
     const char *main_type;
 } server;
 
+/* set by SIGINT/SIGTERM, read by the accept loop only (which tells the
+   connection threads through server.stopping) */
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig) {
     (void)sig;
@@ -111,6 +114,13 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int stopping(server *sv) {
+    pthread_mutex_lock(&sv->mu);
+    int s = sv->stopping;
+    pthread_mutex_unlock(&sv->mu);
+    return s;
 }
 
 /* ---- connection I/O ------------------------------------------------------------ */
@@ -306,7 +316,7 @@ static int read_request(conn *c) {
             }
         }
         double left = deadline - now_ms();
-        if (left <= 0 || stop_flag) {
+        if (left <= 0 || stopping(sv)) {
             if (c->len == 0) return -1;
             respond_error(c, 408, NULL, "the request was not received within %d s", sv->timeout_s);
             return 1;
@@ -387,7 +397,7 @@ static slot *acquire_slot(conn *c, const int32_t *ids, int32_t n) {
         ts.tv_nsec += 250 * 1000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&sv->cv, &sv->mu, &ts);
-        if (peer_closed(c->fd) || stop_flag) { /* nobody to answer any more */
+        if (peer_closed(c->fd) || sv->stopping) { /* nobody to answer any more */
             sv->n_waiting--;
             pthread_mutex_unlock(&sv->mu);
             c->status = 499;
@@ -1963,8 +1973,10 @@ int serve_main(int argc, char **argv) {
     }
     close(lfd);
     fprintf(stderr, "slm serve: shutting down\n");
-    /* the connection threads see stop_flag; wait a little for them */
+    /* tell the connection threads, and wait a little for them */
     pthread_mutex_lock(&sv->mu);
+    sv->stopping = 1;
+    pthread_cond_broadcast(&sv->cv);
     for (int k = 0; k < 20 && sv->n_conn > 0; k++) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
