@@ -202,7 +202,8 @@ static void send_head(conn *c, int status, const char *ctype, long long content_
 
 static void respond(conn *c, int status, const char *ctype, const char *body, size_t n) {
     send_head(c, status, ctype, (long long)n, NULL);
-    send_all(c, body, n);
+    int head_only = c->req.method_len == 4 && !memcmp(c->req.method, "HEAD", 4);
+    if (!head_only) send_all(c, body, n);
 }
 
 static void respond_json(conn *c, int status, jbuf *b) {
@@ -264,6 +265,16 @@ static void respond_error(conn *c, int status, const char *param, const char *fm
     jb_free(&b);
 }
 
+static int strncasecmp_(const char *a, const char *b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int x = (unsigned char)a[i], y = (unsigned char)b[i];
+        x = x >= 'A' && x <= 'Z' ? x + 32 : x;
+        y = y >= 'A' && y <= 'Z' ? y + 32 : y;
+        if (x != y) return x - y;
+    }
+    return 0;
+}
+
 /* Read the request head and body, within the deadline. 0: complete;
    -1: nothing to answer (the client went away or sent nothing);
    else an error status has been sent. */
@@ -292,6 +303,10 @@ static int read_request(conn *c) {
                     return 1;
                 }
                 need = (size_t)r + (size_t)cl;
+                /* curl sends Expect: 100-continue with larger bodies and waits for this */
+                const http_header *ex = http_find_header(&c->req, "expect");
+                if (ex && cl > 0 && c->len < need && ex->value_len == 12 && !strncasecmp_(ex->value, "100-continue", 12))
+                    send_all(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
                 if (need > c->cap) {
                     char *nb = (char *)realloc(c->buf, need + 1);
                     if (!nb) {
@@ -704,6 +719,10 @@ static int stop_add(gen_state *gs, stop_buf *sb, const char *s, size_t n) {
     return r;
 }
 
+static const char *prompt_param(const gen_request *g) {
+    return g->api == API_OAI_CHAT || g->api == API_OLLAMA_CHAT ? "messages" : "prompt";
+}
+
 /* Tokenize the request's prompt: [Ollama context] + text (BOS added on
    an empty context, if the model wants it), or the ids given. */
 static int prompt_ids(conn *c, gen_request *g, int32_t **out, int32_t *n_out) {
@@ -725,7 +744,7 @@ static int prompt_ids(conn *c, gen_request *g, int32_t **out, int32_t *n_out) {
         return 1;
     }
     if ((long long)n + g->n_prefix_ids > sv->n_ctx) {
-        respond_error(c, 400, "messages", "the prompt is %lld tokens, more than the context of %d tokens",
+        respond_error(c, 400, prompt_param(g), "the prompt is %lld tokens, more than the context of %d tokens",
                       (long long)n + g->n_prefix_ids, sv->n_ctx);
         return 1;
     }
@@ -760,7 +779,7 @@ static void run_generation(conn *c, gen_request *g) {
     }
     if (n > sv->n_ctx) {
         free(ids);
-        respond_error(c, 400, "messages", "the prompt is %d tokens, more than the context of %d tokens", n, sv->n_ctx);
+        respond_error(c, 400, prompt_param(g), "the prompt is %d tokens, more than the context of %d tokens", n, sv->n_ctx);
         return;
     }
     for (int32_t i = 0; i < n; i++)
@@ -1276,6 +1295,16 @@ static int parse_ollama_common(reqctx *r, gen_request *g) {
     g->stream = 1; /* Ollama streams unless told not to */
     if (check_model(r, 0)) return 1;
     if (get_bool(r, r->root, "stream", &g->stream)) return 1;
+    const json_node *fmt = json_get(&r->doc, r->root, "format");
+    if (fmt && fmt->type != JSON_NULL && !(fmt->type == JSON_STRING && fmt->len == 0)) {
+        respond_error(r->c, 400, "format", "'format' (structured output) is not supported yet");
+        return 1;
+    }
+    const json_node *tools = json_get(&r->doc, r->root, "tools");
+    if (tools && tools->type == JSON_ARRAY && tools->count > 0) {
+        respond_error(r->c, 400, "tools", "tools (function calling) are not supported");
+        return 1;
+    }
     const json_node *o = json_get(&r->doc, r->root, "options");
     if (o && o->type != JSON_OBJECT && o->type != JSON_NULL) {
         respond_error(r->c, 400, "options", "'options' must be an object");
@@ -1945,13 +1974,16 @@ int serve_main(int argc, char **argv) {
         if (!full) sv->n_conn++;
         pthread_mutex_unlock(&sv->mu);
         if (full) { /* too many connections: refuse at once, in the accept thread */
-            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: "
-                                       "application/json\r\nContent-Length: 95\r\n\r\n"
-                                       "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_busy\","
-                                       "\"param\":null,\"code\":null}}";
+            static const char busy_body[] = "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_busy\","
+                                            "\"param\":null,\"code\":null}}";
+            char busy[256];
+            int bn = snprintf(busy, sizeof busy,
+                              "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                              "Content-Length: %d\r\n\r\n%s",
+                              (int)sizeof busy_body - 1, busy_body);
             struct timeval tv = {0, 200000};
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-            ssize_t wr = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            ssize_t wr = send(fd, busy, (size_t)bn, MSG_NOSIGNAL);
             (void)wr;
             close(fd);
             free(c);

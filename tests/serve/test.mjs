@@ -213,6 +213,12 @@ async function testCompletions(s) {
   const lines = nd.stdout.split('\n').filter((l) => l.length).map((l) => JSON.parse(l));
   check(lines.length > 10 && lines.slice(0, -1).every((l) => l.done === false) && lines[lines.length - 1].done === true &&
     lines.map((l) => l.response).join('') === text, 'curl: NDJSON lines, the last one done, same text', nd.stdout.slice(0, 300));
+  // a body over 1 KB: curl sends "Expect: 100-continue" and waits for the answer
+  const big = JSON.stringify({ ...req, max_tokens: 2, user: 'x'.repeat(1500) });
+  const tb = Date.now();
+  const cb = await run('curl', ['-s', '--max-time', '10', s.url + '/v1/completions', '-d', big]);
+  check(JSON.parse(cb.stdout).usage?.completion_tokens === 2 && Date.now() - tb < 900, 'curl: a 1.2 KB body (Expect: 100-continue) without delay',
+    { ms: Date.now() - tb, out: cb.stdout.slice(0, 200) });
   const hd = await run('curl', ['-s', '-i', '--max-time', '10', s.url + '/v1/models']);
   check(/^HTTP\/1\.1 200/.test(hd.stdout) && /content-type: application\/json/i.test(hd.stdout), 'curl: headers of /v1/models', hd.stdout);
   return text;
@@ -457,15 +463,19 @@ async function testHostile(s) {
   await new Promise((r2) => setTimeout(r2, 300));
   r = await rawRequest(s.port, postRaw('/v1/completions', body, KEY));
   check(r.status === 503 && errorOf(r.body)?.message, 'hostile: slot and queue full: 503', r.raw);
-  for (const h of holders) h.destroy();
-  // the slot is free again once the non-reading clients are gone
+  holders[1].destroy(); // the waiting one leaves the queue
+  // the one holding the slot never reads and stays connected: after
+  // --timeout (2 s) of blocked sending the server gives up on it
+  const t0 = Date.now();
   let h;
-  for (let k = 0; k < 50; k++) {
+  for (let k = 0; k < 80; k++) {
     h = await health(s);
     if (h.json.slots_idle === 1 && h.json.queued === 0) break;
     await new Promise((r2) => setTimeout(r2, 100));
   }
-  check(h.json.slots_idle === 1 && h.json.queued === 0, 'hostile: slot free after the clients that did not read left', h.json);
+  check(h.json.slots_idle === 1 && h.json.queued === 0 && Date.now() - t0 < 7000,
+    'hostile: a client that does not read loses its slot after the timeout', { ...h.json, ms: Date.now() - t0 });
+  holders[0].destroy();
   r = await rawRequest(s.port, postRaw('/v1/completions', body, KEY));
   check(r.status === 200, 'hostile: serving normally at the end', r.raw);
 }
