@@ -37,7 +37,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
-        test-cmake test-serve
+        test-cmake test-serve test-serve-sanitize
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -98,6 +98,16 @@ test-python: $(LIB_SO)
 test-serve: $(CLI)
 	cd tests/serve && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	SLM_CLI=$(abspath $(CLI)) node tests/serve/test.mjs
+
+# The same with the server built with ASan+UBSan (leak checking at its exit),
+# then with TSan (no OpenMP: libgomp is not instrumented).
+test-serve-sanitize: $(SERVE_DEPS) examples/slm.c slm.c slm.h
+	mkdir -p $(BUILD)/san $(BUILD)/tsan
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -I. examples/slm.c $(SERVE_SRC) slm.c -o $(BUILD)/san/slm $(LIBS) -lpthread
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) -fsanitize=thread -g -I. examples/slm.c $(SERVE_SRC) slm.c -o $(BUILD)/tsan/slm $(LIBS) -lpthread
+	cd tests/serve && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	SERVE_TEST_TIMEOUT=300 ASAN_OPTIONS=detect_leaks=1 SLM_CLI=$(abspath $(BUILD)/san/slm) node tests/serve/test.mjs
+	SERVE_TEST_TIMEOUT=300 TSAN_OPTIONS=exitcode=66 SLM_CLI=$(abspath $(BUILD)/tsan/slm) node tests/serve/test.mjs
 
 # Node.js through koffi (installed from the npm registry into
 # examples/node/node_modules, the version pinned by package-lock.json).
@@ -384,6 +394,7 @@ help:
 	@echo "make test-python  the Python binding's tests (examples/python; part of make test)"
 	@echo "make test-node  the Node.js binding's tests (examples/node; installs koffi with npm)"
 	@echo "make test-serve slm serve with the openai and ollama npm clients and curl (part of make test)"
+	@echo "make test-serve-sanitize  the same with the server under ASan+UBSan, then TSan"
 	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"
 	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
 	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"

@@ -1726,6 +1726,11 @@ static void set_timeouts(int fd, int seconds) {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* stream tokens as they come */
+    /* a fixed send buffer: a client that does not read holds at most this
+       (plus its own receive window) before the send timeout applies, rather
+       than megabytes of an auto-tuned buffer */
+    int sndbuf = 64 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 }
 
 /* ---- the command ------------------------------------------------------------------------ */

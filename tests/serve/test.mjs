@@ -30,12 +30,13 @@ function check(cond, name, detail) {
 }
 
 const servers = [];
+const LIMIT = +(process.env.SERVE_TEST_TIMEOUT || 120); // seconds (sanitizer builds are slower)
 const watchdog = setTimeout(() => {
-  console.log('FAIL the serve tests did not finish within 120 s');
+  console.log(`FAIL the serve tests did not finish within ${LIMIT} s`);
   for (const s of servers) s.proc.kill('SIGKILL');
   console.log(`serve: ${passed} passed, ${failed + 1} failed`);
   process.exit(1);
-}, 120_000);
+}, LIMIT * 1000);
 
 function startServer(model, args = []) {
   return new Promise((resolve, reject) => {
@@ -468,13 +469,16 @@ async function testHostile(s) {
   // --timeout (2 s) of blocked sending the server gives up on it
   const t0 = Date.now();
   let h;
-  for (let k = 0; k < 80; k++) {
+  while (Date.now() - t0 < 60_000) {
     h = await health(s);
     if (h.json.slots_idle === 1 && h.json.queued === 0) break;
     await new Promise((r2) => setTimeout(r2, 100));
   }
-  check(h.json.slots_idle === 1 && h.json.queued === 0 && Date.now() - t0 < 7000,
-    'hostile: a client that does not read loses its slot after the timeout', { ...h.json, ms: Date.now() - t0 });
+  // logged as 499 (client gone) with fewer tokens than asked: the send timed out
+  const cut = s.log.split('\n').some((l) => / POST \/v1\/completions 499 prompt=5 cached=\d+ gen=(\d+)/.test(l) &&
+    +l.match(/gen=(\d+)/)[1] < 3000);
+  check(h.json.slots_idle === 1 && h.json.queued === 0 && cut,
+    'hostile: a client that does not read loses its slot after the timeout', { ...h.json, ms: Date.now() - t0, cut });
   holders[0].destroy();
   r = await rawRequest(s.port, postRaw('/v1/completions', body, KEY));
   check(r.status === 200, 'hostile: serving normally at the end', r.raw);
