@@ -4,7 +4,7 @@
  *
  *   OpenAI:  POST /v1/chat/completions, POST /v1/completions, GET /v1/models
  *   Ollama:  POST /api/chat, POST /api/generate, GET /api/tags,
- *            POST /api/show, GET /api/version
+ *            GET /api/ps, POST /api/show, GET /api/version
  *   GET /health
  *
  * Threads: the accept loop hands each connection to a thread of its own
@@ -24,6 +24,9 @@
  */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
+#endif
+#if defined(__APPLE__) && !defined(_DARWIN_C_SOURCE)
+#define _DARWIN_C_SOURCE /* sysconf(_SC_NPROCESSORS_ONLN) */
 #endif
 #include "serve.h"
 
@@ -1536,6 +1539,23 @@ static void h_tags(conn *c) {
     jb_free(&b);
 }
 
+/* Ollama's running models: the one model, always loaded */
+static void h_ps(conn *c) {
+    server *sv = c->sv;
+    jbuf b = {0};
+    jb_cstr(&b, "{\"models\":[{\"name\":");
+    jb_str(&b, sv->id, strlen(sv->id));
+    jb_cstr(&b, ",\"model\":");
+    jb_str(&b, sv->id, strlen(sv->id));
+    jb_cstr(&b, ",\"size\":");
+    jb_int(&b, (long long)sv->info.file_size);
+    jb_cstr(&b, ",\"digest\":\"\",\"details\":");
+    ollama_details(&b, sv);
+    jb_cstr(&b, ",\"expires_at\":\"2100-01-01T00:00:00Z\",\"size_vram\":0}]}");
+    respond_json(c, 200, &b);
+    jb_free(&b);
+}
+
 static void h_show(conn *c) {
     reqctx r = {c, {0}, NULL};
     server *sv = c->sv;
@@ -1613,6 +1633,7 @@ static const route ROUTES[] = {
     {"POST", "/api/chat", h_ollama_chat, R_OLLAMA},
     {"POST", "/api/generate", h_ollama_generate, R_OLLAMA},
     {"GET", "/api/tags", h_tags, R_OLLAMA},
+    {"GET", "/api/ps", h_ps, R_OLLAMA},
     {"POST", "/api/show", h_show, R_OLLAMA},
     {"GET", "/api/version", h_version, R_OLLAMA},
 };
@@ -1625,6 +1646,7 @@ static void dispatch(conn *c) {
     server *sv = c->sv;
     const route *match = NULL;
     int path_found = 0;
+    c->ollama = !strncmp(c->path, "/api/", 5); /* errors in Ollama's shape there, even for unknown paths */
     for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
         const route *r = &ROUTES[i];
         int pm = r->flags & R_PREFIX ? !strncmp(c->path, r->path, strlen(r->path)) && c->path[strlen(r->path)]
@@ -1882,7 +1904,11 @@ int serve_main(int argc, char **argv) {
         if (by_type[t] > by_type[mt]) mt = t;
     sv->main_type = slm_type_name(mt) ? slm_type_name(mt) : "?";
 
+#ifdef _SC_NPROCESSORS_ONLN
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+#else
+    long ncpu = 1;
+#endif
     if (ncpu < 1) ncpu = 1;
     if (!threads) threads = ncpu / parallel > 0 ? ncpu / parallel : 1;
     sv->n_threads = (int)threads;

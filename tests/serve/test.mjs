@@ -195,6 +195,8 @@ async function testCompletions(s) {
   const tags = await ollama.list();
   check(tags.models.length === 1 && tags.models[0].name === 'kjv-1m-q8_0' && tags.models[0].details.quantization_level === 'Q8_0',
     'ollama list (/api/tags)', tags);
+  const ps = await ollama.ps();
+  check(ps.models.length === 1 && ps.models[0].name === 'kjv-1m-q8_0', 'ollama ps (/api/ps)', ps);
   const show = await ollama.show({ model: 'kjv-1m-q8_0' });
   check(show.details?.family === 'llama' && show.model_info?.['general.architecture'] === 'llama', 'ollama show', show);
   const ver = await fetch(s.url + '/api/version').then((r) => r.json());
