@@ -107,7 +107,7 @@ test-serve-sanitize: $(SERVE_DEPS) examples/slm.c slm.c slm.h
 	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) -fsanitize=thread -g -I. examples/slm.c $(SERVE_SRC) slm.c -o $(BUILD)/tsan/slm $(LIBS) -lpthread
 	cd tests/serve && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	SERVE_TEST_TIMEOUT=300 ASAN_OPTIONS=detect_leaks=1 SLM_CLI=$(abspath $(BUILD)/san/slm) node tests/serve/test.mjs
-	SERVE_TEST_TIMEOUT=300 TSAN_OPTIONS=exitcode=66 SLM_CLI=$(abspath $(BUILD)/tsan/slm) node tests/serve/test.mjs
+	SERVE_TEST_TIMEOUT=400 TSAN_OPTIONS=exitcode=66 SLM_CLI=$(abspath $(BUILD)/tsan/slm) node tests/serve/test.mjs
 
 # Node.js through koffi (installed from the npm registry into
 # examples/node/node_modules, the version pinned by package-lock.json).
