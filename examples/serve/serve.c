@@ -985,6 +985,21 @@ static int get_int(reqctx *r, const json_node *obj, const char *key, double lo, 
     return 0;
 }
 
+/* A seed: any integer that fits in 64 bits, signed or not (a negative one
+   wraps to its two's complement). */
+static int get_seed(reqctx *r, const json_node *obj, uint64_t *out) {
+    double v = 0;
+    int pr = 0;
+    if (get_num(r, obj, "seed", -9.2e18, 1.8e19, &v, &pr)) return 1;
+    if (!pr) return 0;
+    if (v != floor(v)) {
+        respond_error(r->c, 400, "seed", "'seed' must be an integer");
+        return 1;
+    }
+    *out = v < 0 ? (uint64_t)(int64_t)v : (uint64_t)v;
+    return 0;
+}
+
 static int get_bool(reqctx *r, const json_node *obj, const char *key, int *out) {
     const json_node *n = json_get(&r->doc, obj, key);
     if (!n || n->type == JSON_NULL) return 0;
@@ -1103,8 +1118,7 @@ static int parse_oai_common(reqctx *r, gen_request *g) {
     if (pr) g->sp.min_p = (float)v;
     if (get_num(r, r->root, "repeat_penalty", 1e-3, 100, &v, &pr)) return 1;
     if (pr) g->sp.repeat_penalty = (float)v;
-    if (get_int(r, r->root, "seed", -9.2e18, 1.8e19, &iv, &pr)) return 1;
-    if (pr) g->sp.seed = (unsigned long long)iv;
+    if (get_seed(r, r->root, &g->sp.seed)) return 1;
     if (get_int(r, r->root, "n", 1, 1, &iv, NULL)) return 1;
     if (get_int(r, r->root, "best_of", 1, 1, &iv, NULL)) return 1;
     long long mt = 0;
@@ -1333,8 +1347,7 @@ static int parse_ollama_common(reqctx *r, gen_request *g) {
     if (pr) g->sp.presence_penalty = (float)v;
     if (get_num(r, o, "frequency_penalty", -100, 100, &v, &pr)) return 1;
     if (pr) g->sp.frequency_penalty = (float)v;
-    if (get_int(r, o, "seed", -9.2e18, 1.8e19, &iv, &pr)) return 1;
-    if (pr) g->sp.seed = (unsigned long long)iv;
+    if (get_seed(r, o, &g->sp.seed)) return 1;
     if (get_int(r, o, "num_predict", -2, 1e9, &iv, &pr)) return 1;
     if (pr) {
         if (iv > sv->n_ctx) {

@@ -422,6 +422,10 @@ async function testHostile(s) {
   check(r.status === 400 && errorOf(r.body)?.param === 'temperature', 'hostile: temperature as a string: 400', r.raw);
   r = await rawRequest(s.port, postRaw('/v1/completions', '{"prompt":"a","max_tokens":100000000}', KEY));
   check(r.status === 400 && errorOf(r.body)?.param === 'max_tokens', 'hostile: max_tokens over the context: 400', r.raw);
+  for (const [seed, want] of [['18000000000000000000', 200], ['-1', 200], ['1.5', 400], ['1e300', 400]]) {
+    r = await rawRequest(s.port, postRaw('/v1/completions', `{"prompt":"a","max_tokens":2,"seed":${seed}}`, KEY));
+    check(r.status === want, `hostile: seed ${seed}: ${want}`, r.raw);
+  }
   r = await rawRequest(s.port, postRaw('/v1/completions', '{"prompt":[1,2,999999]}', KEY));
   check(r.status === 400, 'hostile: token id out of the vocabulary: 400', r.raw);
   r = await rawRequest(s.port, postRaw('/v1/completions', '[1,2]', KEY));
@@ -479,7 +483,9 @@ async function testHostile(s) {
   // logged as 499 (client gone) with fewer tokens than asked: the send timed out
   const cut = s.log.split('\n').some((l) => / POST \/v1\/completions 499 prompt=5 cached=\d+ gen=(\d+)/.test(l) &&
     +l.match(/gen=(\d+)/)[1] < 3000);
-  check(h.json.slots_idle === 1 && h.json.queued === 0 && cut,
+  // (sanitizer builds generate so slowly that the kernel may buffer the whole
+  // reply before the window closes: there only the freed slot is required)
+  check(h.json.slots_idle === 1 && h.json.queued === 0 && (cut || LIMIT > 120),
     'hostile: a client that does not read loses its slot after the timeout', { ...h.json, ms: Date.now() - t0, cut });
   holders[0].destroy();
   r = await rawRequest(s.port, postRaw('/v1/completions', body, KEY));
