@@ -1792,6 +1792,7 @@ static const char *SERVE_HELP =
     "  --timeout S          seconds to receive a request, and to wait on a client that\n"
     "                       does not read (default 30)\n"
     "  --max-body N         largest request body in bytes (default 1048576); beyond: 413\n"
+    "  --isa NAME           kernels: avx512, avx2, sse4, scalar, ... (default: the best this CPU runs)\n"
     "  --kv-f32             keep the KV cache in F32 (default F16)\n"
     "  --no-mmap            read the file instead of mapping it\n"
     "  One line per request goes to stderr: time, client, method, path, status,\n"
@@ -1817,7 +1818,7 @@ static void serve_log(void *user, int level, const char *msg) {
 int serve_main(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *tmpl = NULL, *key = getenv("SLM_API_KEY");
     long port = 8080, n_ctx = 0, parallel = 1, threads = 0, queue = 16, timeout = 30, max_body = 1 << 20;
-    int kv_f32 = 0, no_mmap = 0;
+    int kv_f32 = 0, no_mmap = 0, isa = SLM_ISA_BEST;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1854,7 +1855,18 @@ int serve_main(int argc, char **argv) {
             if (parse_int_arg(v, a, 1024, 1L << 30, &max_body)) return 1;
         } else if (!strcmp(a, "--api-key")) { NEED(); key = v; }
         else if (!strcmp(a, "--template")) { NEED(); tmpl = v; }
-        else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
+        else if (!strcmp(a, "--isa")) {
+            NEED();
+            isa = slm_isa_from_name(v);
+            if (isa < 0 || !slm_isa_available(isa)) {
+                fprintf(stderr, "slm serve: --isa %s: not %s; this build on this CPU runs:", v,
+                        isa < 0 ? "an instruction set" : "available");
+                for (int k = 1; k < SLM_ISA_COUNT; k++)
+                    if (slm_isa_available(k)) fprintf(stderr, " %s", slm_isa_name(k));
+                fputc('\n', stderr);
+                return 1;
+            }
+        } else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
         else if (!strcmp(a, "--no-mmap")) no_mmap = 1;
         else {
             fprintf(stderr, "slm serve: unknown option '%s' (see slm serve --help)\n", a);
@@ -1885,6 +1897,7 @@ int serve_main(int argc, char **argv) {
     slm_model_params_init(&mp);
     mp.use_mmap = !no_mmap;
     mp.log = serve_log;
+    mp.isa = isa;
     slm_error err;
     if (slm_model_load_file(model, &mp, &sv->model, &err) != SLM_OK) {
         fprintf(stderr, "slm serve: %s\n", err.message);
@@ -1981,13 +1994,14 @@ int serve_main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    const char *isa = slm_build_info();
+    char isa_desc[160];
+    snprintf(isa_desc, sizeof isa_desc, "isa %s (%s)", slm_isa_name(slm_model_isa(sv->model)), slm_build_info());
     int v6 = strchr(host, ':') != NULL;
     fprintf(stderr,
             "slm serve: model %s (%s, %.1fM params, %s) | context %d | %d slot%s x %d thread%s | %s | template %s%s%s | "
             "listening on http://%s%s%s:%d\n",
             sv->id, sv->info.arch, sv->info.n_params / 1e6, sv->main_type, sv->n_ctx, sv->n_slots,
-            sv->n_slots == 1 ? "" : "s", sv->n_threads, sv->n_threads == 1 ? "" : "s", isa,
+            sv->n_slots == 1 ? "" : "s", sv->n_threads, sv->n_threads == 1 ? "" : "s", isa_desc,
             slm_chat_family_name(sv->family), fallback ? " (fallback)" : "", key ? " | API key required" : "",
             v6 ? "[" : "", host, v6 ? "]" : "", real_port);
 

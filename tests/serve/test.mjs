@@ -495,7 +495,7 @@ async function testHostile(s) {
 async function main() {
   try {
     const demo = await startServer(DEMO, ['--parallel', '4', '-t', '1', '--queue', '64']);
-    check(/model kjv-1m-q8_0 \(llama.*context 256 \| 4 slots x 1 thread \| simd=/.test(demo.log), 'startup line', demo.log);
+    check(/model kjv-1m-q8_0 \(llama.*context 256 \| 4 slots x 1 thread \| isa \w+ \(simd=/.test(demo.log), 'startup line', demo.log);
     const chat = await startServer(CHAT, ['--parallel', '2', '-t', '1']);
     const hostile = await startServer(DEMO, ['--parallel', '1', '--queue', '1', '-t', '1', '--timeout', '2',
       '--max-body', '65536', '--api-key', 'sekrit', '-c', '4096']);
