@@ -488,6 +488,22 @@ async function testHostile(s) {
   check(h.json.slots_idle === 1 && h.json.queued === 0 && (cut || LIMIT > 120),
     'hostile: a client that does not read loses its slot after the timeout', { ...h.json, ms: Date.now() - t0, cut });
   holders[0].destroy();
+  // a client that hangs up during a long non-streamed generation frees the slot at once
+  const quitter = net.connect(s.port, '127.0.0.1', () =>
+    quitter.write(postRaw('/v1/completions', JSON.stringify({ prompt: PROMPT, max_tokens: 4000, seed: 5 }), KEY)[0]));
+  quitter.on('error', () => {});
+  await new Promise((r2) => setTimeout(r2, 300));
+  quitter.destroy();
+  const tq = Date.now();
+  while (Date.now() - tq < 5000) {
+    h = await health(s);
+    if (h.json.slots_idle === 1) break;
+    await new Promise((r2) => setTimeout(r2, 20));
+  }
+  // logged as 499 with fewer tokens than asked
+  const quitGen = s.log.split('\n').filter((l) => / 499 prompt=5 .*gen=\d+/.test(l)).map((l) => +/gen=(\d+)/.exec(l)[1]);
+  check(h.json.slots_idle === 1 && quitGen.some((g) => g < 4000),
+    'hostile: a non-streaming client that hangs up frees its slot before the end', { ms: Date.now() - tq, quitGen });
   r = await rawRequest(s.port, postRaw('/v1/completions', body, KEY));
   check(r.status === 200, 'hostile: serving normally at the end', r.raw);
 }
