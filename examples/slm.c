@@ -7,6 +7,7 @@
  *   slm info     -m FILE [-c CTX]            describe a GGUF model (or a vocabulary)
  *   slm logits   -m FILE --ids "1 2 3" [--all] --out FILE.f32
  *   slm quantize -m IN.gguf -o OUT.gguf --type Q4_K_M [-t N] [-v]
+ *   slm serve    -m FILE [--host H] [--port P] [--parallel N]   OpenAI/Ollama HTTP server
  *
  * Every error prints one line to stderr and exits non-zero.
  */
@@ -14,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #endif
 #include "slm.h"
+#include "serve/serve.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -1749,6 +1751,7 @@ static const char *MAIN_HELP =
     "  logits    write the logits of a sequence of token ids\n"
     "  quantize  convert a GGUF model's weights to another type (Q4_K_M, Q8_0, ...)\n"
     "  bench     measure prompt and generation speed (tokens/s) and peak memory\n"
+    "  serve     serve the model over HTTP to OpenAI and Ollama clients\n"
     "  version   print the library version and build configuration\n"
     "example:\n"
     "  slm run -m tests/data/demo/kjv-1m-q8_0.gguf -p \"And the LORD said\" -n 64 --seed 1\n";
@@ -1770,6 +1773,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(cmd, "serve")) return serve_main(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("slm %s (%s)\n", slm_version(), slm_build_info());
         return 0;
