@@ -20,6 +20,8 @@
  *      pre-tokenizers and Unicode tables, detokenizer
  *  11. Chat templates: family detection, formatting, incremental turns
  *  12. Sampler: penalties, top-k, top-p, min-p, temperature, seeded draw
+ *  12b. Grammar: GBNF compiler, byte-level matcher over a token trie
+ *      (grammar-masked sampling), the JSON grammar, JSON Schema -> GBNF
  *  13. Generate: prompt -> streamed text, stop conditions, timings
  *  14. Quantization: convert a GGUF file's matrices to another type
  *
@@ -1942,6 +1944,21 @@ static int of_name_anon(ofile *o) {
 }
 #endif
 
+#if !defined(_WIN32) && !defined(SLM_POSIX_FILES)
+/* Copy file `from` over `to` (stdio only); 0 on success, -1 (errno set). */
+static int of_copy_over(const char *from, const char *to) {
+    FILE *src = fopen(from, "rb"), *dst = src ? fopen(to, "wb") : NULL;
+    char buf[4096];
+    size_t got;
+    int ok = src && dst;
+    while (ok && (got = fread(buf, 1, sizeof buf, src)) > 0) ok = fwrite(buf, 1, got, dst) == got;
+    ok = ok && !ferror(src);
+    if (dst && fclose(dst) != 0) ok = 0;
+    if (src) fclose(src);
+    return ok ? 0 : -1;
+}
+#endif
+
 /* Finish: flush to disk, rename into place. On failure as of_abort. */
 static slm_status of_commit(ofile *o) {
     if (o->st == SLM_OK) of_flush(o);
@@ -1983,9 +2000,19 @@ static slm_status of_commit(ofile *o) {
 #else
     if (o->st == SLM_OK && fclose(o->f) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
     o->f = NULL;
-    if (o->st == SLM_OK) {
-        remove(o->target); /* C99 rename need not replace; the target is a regular file here */
-        if (rename(o->tmp, o->target) != 0) of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    /* C99's rename need not replace an existing file, and some C libraries
+       have none (newlib with semihosting: ENOSYS). Then the finished temp
+       file is copied over the target; the temp file is removed only after
+       a complete copy, so the data survives a failure in either place. */
+    if (o->st == SLM_OK && rename(o->tmp, o->target) != 0) {
+        const int copied = of_copy_over(o->tmp, o->target);
+        if (copied < 0) {
+            o->st = seterr(o->err, SLM_ERR_IO, "cannot replace '%s' (%s): the complete output is in '%s'", o->path,
+                           os_reason(errno), o->tmp);
+            of_release(o); /* the temp file keeps the only complete copy */
+            return o->st;
+        }
+        remove(o->tmp);
     }
     if (o->st != SLM_OK) return of_abort(o);
 #endif
@@ -11824,7 +11851,17 @@ struct slm_sampler {
     int32_t *hist;    /* ring of the last repeat_last_n accepted tokens */
     int32_t hist_cap, hist_n, hist_pos;
     uint64_t rng[4];
+    struct gstate *gs; /* grammar state (section 12b), NULL without a grammar */
 };
+
+/* The grammar matcher (section 12b) as the sampler uses it. */
+struct gstate;
+static slm_status gstate_new(const allocator *a, const slm_grammar *g, struct gstate **out, slm_error *err);
+static void gstate_free(struct gstate *s);
+static void gstate_reset(struct gstate *s);
+static const uint32_t *g_mask(struct gstate *s);
+static int g_accept(struct gstate *s, int32_t token);
+static int32_t g_n_vocab(const slm_grammar *g);
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -11946,6 +11983,7 @@ void slm_sampler_free(slm_sampler *s) {
     xfree(&a, s->c, (size_t)s->n_vocab * sizeof(cand));
     xfree(&a, s->count, (size_t)s->n_vocab * sizeof(int32_t));
     xfree(&a, s->hist, (size_t)(s->hist_cap ? s->hist_cap : 1) * sizeof(int32_t));
+    gstate_free(s->gs);
     xfree(&a, s, sizeof *s);
 }
 
@@ -11961,6 +11999,9 @@ static slm_status sampler_new(const allocator *a, const slm_sampler_params *p, i
         !(p->repeat_penalty > 0) || !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty))
         return seterr(err, SLM_ERR_INVALID_ARG, "sampler: NaN parameter or repeat_penalty <= 0");
     if (p->repeat_last_n > (1 << 20)) return seterr(err, SLM_ERR_INVALID_ARG, "sampler: repeat_last_n too large");
+    if (p->grammar && g_n_vocab(p->grammar) != n_vocab)
+        return seterr(err, SLM_ERR_INVALID_ARG, "sampler: the grammar is bound to a vocabulary of %d tokens, the sampler has %d",
+                      (int)g_n_vocab(p->grammar), (int)n_vocab);
     slm_sampler *s = (slm_sampler *)xcalloc(a, 1, sizeof *s);
     if (!s) return seterr(err, SLM_ERR_NOMEM, "out of memory for the sampler");
     s->a = *a;
@@ -11975,6 +12016,13 @@ static slm_status sampler_new(const allocator *a, const slm_sampler_params *p, i
         return seterr(err, SLM_ERR_NOMEM, "out of memory for a sampler over %d tokens", (int)n_vocab);
     }
     rng_seed(s->rng, p->seed);
+    if (p->grammar) {
+        slm_status st = gstate_new(a, p->grammar, &s->gs, err);
+        if (st != SLM_OK) {
+            slm_sampler_free(s);
+            return st;
+        }
+    }
     *out = s;
     return SLM_OK;
 }
@@ -11989,15 +12037,23 @@ slm_status slm_sampler_create(const slm_sampler_params *p, int32_t n_vocab, cons
     return sampler_new(&a, p, n_vocab, out, err);
 }
 
-void slm_sampler_accept(slm_sampler *s, int32_t token) {
+/* The penalty window only (prompt tokens in slm_generate). */
+static void sampler_record(slm_sampler *s, int32_t token) {
     if (!s || s->hist_cap == 0) return;
     s->hist[s->hist_pos] = token;
     s->hist_pos = (s->hist_pos + 1) % s->hist_cap;
     if (s->hist_n < s->hist_cap) s->hist_n++;
 }
 
+void slm_sampler_accept(slm_sampler *s, int32_t token) {
+    if (!s) return;
+    sampler_record(s, token);
+    if (s->gs) g_accept(s->gs, token);
+}
+
 void slm_sampler_reset(slm_sampler *s, uint64_t seed) {
     if (!s) return;
+    if (s->gs) gstate_reset(s->gs);
     s->hist_n = s->hist_pos = 0;
     s->p.seed = seed;
     rng_seed(s->rng, seed);
@@ -12035,6 +12091,27 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits) {
         c[i].id = (int32_t)i;
     }
     apply_penalties(s, c);
+    if (s->gs) { /* the grammar: tokens it does not allow can never win */
+        const uint32_t *mask = g_mask(s->gs);
+        if (!mask) return -1;
+        /* keep the allowed candidates only (in id order, so that every
+           later step gives what it gives with the others at -inf) */
+        size_t n_ok = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t w = mask[i >> 5];
+            if (!w) { /* 32 tokens at once */
+                i |= 31;
+                continue;
+            }
+            if (w >> (i & 31) & 1) {
+                c[n_ok] = c[i];
+                if (!(c[n_ok].logit >= -FLT_MAX)) c[n_ok].logit = -FLT_MAX; /* below every real logit, above -inf */
+                n_ok++;
+            }
+        }
+        if (n_ok == 0) return -1;
+        n = n_ok;
+    }
 
     if (!(p->temperature > 0)) { /* greedy: lowest id among equal maxima */
         size_t best = 0;
@@ -12121,6 +12198,2602 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits) {
     for (size_t i = n; i-- > 0;) /* rounding left u at the very top */
         if (exp_neg((double)c[i].logit - mx) > 0) return c[i].id;
     return c[0].id;
+}
+
+/* ========================================================================== */
+/* 12b. Grammar: GBNF, JSON, JSON Schema, grammar-masked sampling             */
+/* ========================================================================== */
+/*
+ * A GBNF text (the format of llama.cpp's .gbnf files) is compiled into rules
+ * whose alternatives are sequences of elements: a character class, a
+ * reference to a rule, or the end of the alternative. Groups and the
+ * repetitions * + ? {m,n} become generated rules (x* is R ::= x R | "", the
+ * recursion on the right). The compiler rejects, with line and column, what
+ * the parser cannot read, and before any sampling: undefined rules, left
+ * recursion (which would make the matcher loop) and rules with no finite
+ * derivation. Every size is bounded (text, rules, elements, {m,n}, nesting).
+ *
+ * Matching is over bytes: a parse stack is a persistent list of nodes (the
+ * top is the class to match next, the nodes below are return positions
+ * after a rule reference), shared between stacks, and the state is a set of
+ * stacks (several when the grammar is ambiguous so far). A multi-byte UTF-8
+ * character is matched one byte at a time: the top node keeps the bits seen
+ * so far, and a prefix survives only if some code point it can still become
+ * is in the class, so tokens that end inside a character, and tokens that
+ * start inside one, work as they should.
+ *
+ * The mask of a step: the vocabulary's pieces sit in a byte trie (built once
+ * per grammar); the trie is walked depth first with the stack set after each
+ * prefix, so a prefix shared by many tokens is matched once, and a subtree
+ * whose prefix fails is skipped whole. Node memory of the walk is a stack
+ * (reset when the walk backs up). Masks are cached per state in the sampler:
+ * inside a JSON string the state repeats at every character.
+ */
+
+/* Limits: a hostile grammar or schema fails cleanly instead of eating memory. */
+#define G_MAX_TEXT (1u << 20)   /* bytes of grammar text */
+#define G_MAX_RULES 16384u      /* rules, generated ones included */
+#define G_MAX_ELEMS (1u << 20)  /* elements after expanding repetitions */
+#define G_MAX_REPEAT 4096u      /* m and n of {m,n} */
+#define G_MAX_NEST 64           /* parenthesis nesting */
+#define G_MAX_STACKS 1024u      /* parse stacks alive at once (extra ones are dropped) */
+#define G_MAX_DEPTH 2048u       /* nodes per stack (nesting of the text being matched) */
+#define G_MAX_NODES (1u << 21)  /* nodes of one mask walk or token step */
+#define G_MAX_WORK 100000u      /* expansion steps for one matched character */
+
+enum { GE_END = 0, GE_REF = 1, GE_CLASS = 2 };
+
+typedef struct gel {
+    uint32_t type; /* GE_* */
+    uint32_t v;    /* rule id (GE_REF) or class id (GE_CLASS) */
+} gel;
+
+typedef struct gclass {
+    uint32_t r0, nr;    /* ranges rng[2*r0 .. 2*(r0+nr)), sorted, merged, inclusive */
+    uint32_t neg;       /* 1: every code point except those */
+    uint8_t first[32];  /* bit b: a character can start with byte b */
+} gclass;
+
+typedef struct gtrie {
+    uint32_t end;   /* index after this node's subtree */
+    uint32_t tok;   /* first of the tokens ending here, in gr->tok_sorted */
+    uint32_t ntok;
+    uint16_t depth; /* 1 for the first byte */
+    uint8_t byte;
+} gtrie;
+
+struct slm_grammar {
+    allocator a;
+    gel *el;                  /* n_el elements; each alternative ends with GE_END */
+    uint32_t n_el, cap_el;
+    uint32_t *alt;            /* first element of each alternative, rule by rule */
+    uint32_t n_alt, cap_alt;
+    uint32_t *rule_alt, *rule_nalt; /* rule r: alt[rule_alt[r] ...] */
+    uint32_t *rule_name;      /* offset of the name in names (generated: owner's) */
+    uint32_t *rule_line;      /* 0: referenced but not defined yet; else defining line */
+    uint32_t *rule_ref;       /* position (text offset + 1) of the first reference */
+    uint8_t *rule_gen;        /* 1: generated (group, repetition) */
+    uint32_t n_rules, cap_rules;
+    char *names;              /* NUL-terminated names */
+    uint32_t n_names, cap_names;
+    uint32_t *name_hash;      /* open addressing, rule id + 1, G_MAX_RULES * 2 slots */
+    gclass *cls;
+    uint32_t n_cls, cap_cls;
+    uint32_t *rng;
+    uint32_t n_rng, cap_rng;
+    uint32_t root;
+    /* the vocabulary binding */
+    int32_t n_vocab;
+    uint32_t *piece_off;      /* n_vocab + 1: piece of token t is pieces[off[t], off[t+1]) */
+    char *pieces;
+    size_t pieces_len;
+    uint8_t *tok_kind;        /* n_vocab: 0 never, 1 text, 2 end of generation */
+    int32_t *tok_sorted;      /* tokens in the trie, by piece bytes */
+    uint32_t n_sorted;
+    gtrie *trie;
+    uint32_t n_trie;
+    uint32_t max_piece;
+};
+
+/* --- compiling GBNF ----------------------------------------------------------- */
+
+typedef struct gvec { /* a growable element sequence (one alternative being read) */
+    gel *v;
+    size_t n, cap;
+} gvec;
+
+typedef struct gparse {
+    slm_grammar *g;
+    const char *s;
+    size_t n, i;
+    int depth;
+    slm_error *err;
+    slm_status st;
+} gparse;
+
+static void g_linecol(const char *s, size_t at, int *line, int *col) {
+    int l = 1, c = 1;
+    for (size_t i = 0; i < at; i++) {
+        if (s[i] == '\n') l++, c = 1;
+        else if (((unsigned char)s[i] & 0xC0) != 0x80) c++;
+    }
+    *line = l;
+    *col = c;
+}
+
+/* An error at text offset `at`: "grammar: line L, column C: ..." */
+static SLM_PRINTF(3, 4) slm_status gp_fail(gparse *p, size_t at, const char *fmt, ...) {
+    if (p->st != SLM_OK) return p->st;
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    fmt_vsn(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int line, col;
+    g_linecol(p->s, at, &line, &col);
+    p->st = seterr(p->err, SLM_ERR_FORMAT, "grammar: line %d, column %d: %s", line, col, msg);
+    return p->st;
+}
+
+static slm_status gp_nomem(gparse *p) {
+    if (p->st == SLM_OK) p->st = seterr(p->err, SLM_ERR_NOMEM, "grammar: out of memory");
+    return p->st;
+}
+
+static int gv_push(gparse *p, gvec *v, uint32_t type, uint32_t val) {
+    if (v->n >= G_MAX_ELEMS) {
+        gp_fail(p, p->i, "the grammar expands to more than %u elements", G_MAX_ELEMS);
+        return 0;
+    }
+    if (!grow(&p->g->a, (void **)&v->v, &v->cap, v->n + 1, sizeof(gel))) return gp_nomem(p), 0;
+    v->v[v->n].type = type;
+    v->v[v->n].v = val;
+    v->n++;
+    return 1;
+}
+
+static void gv_free(slm_grammar *g, gvec *v) {
+    xfree(&g->a, v->v, v->cap * sizeof(gel));
+    v->v = NULL;
+    v->n = v->cap = 0;
+}
+
+static uint32_t g_name_hash(const char *s, size_t n) { return (uint32_t)hash_bytes(s, n); }
+
+/* A new rule (name NULL: generated, reported as its owner's). */
+static int g_rule_new(gparse *p, const char *name, size_t nlen, uint32_t owner, uint32_t *id) {
+    slm_grammar *g = p->g;
+    if (g->n_rules >= G_MAX_RULES) {
+        gp_fail(p, p->i, "more than %u rules (with the ones groups and repetitions make)", G_MAX_RULES);
+        return 0;
+    }
+    size_t need = g->n_rules + 1, c = g->cap_rules;
+    if (need > c) {
+        size_t c1 = c, c2 = c, c3 = c, c4 = c, c5 = c, c6 = c;
+        if (!grow(&g->a, (void **)&g->rule_alt, &c1, need, 4) || !grow(&g->a, (void **)&g->rule_nalt, &c2, need, 4) ||
+            !grow(&g->a, (void **)&g->rule_name, &c3, need, 4) || !grow(&g->a, (void **)&g->rule_line, &c4, need, 4) ||
+            !grow(&g->a, (void **)&g->rule_ref, &c5, need, 4) || !grow(&g->a, (void **)&g->rule_gen, &c6, need, 1))
+            return gp_nomem(p), 0;
+        /* all grew from the same capacity by the same doubling, except
+           rule_gen whose element is 1 byte: capacities are equal anyway */
+        g->cap_rules = (uint32_t)c1;
+    }
+    uint32_t r = g->n_rules++;
+    g->rule_alt[r] = g->rule_nalt[r] = 0;
+    g->rule_line[r] = 0;
+    g->rule_ref[r] = 0;
+    g->rule_gen[r] = name == NULL;
+    if (name) {
+        size_t nc = g->cap_names;
+        if (!grow(&g->a, (void **)&g->names, &nc, (size_t)g->n_names + nlen + 1, 1)) return gp_nomem(p), 0;
+        g->cap_names = (uint32_t)nc;
+        memcpy(g->names + g->n_names, name, nlen);
+        g->names[g->n_names + nlen] = 0;
+        g->rule_name[r] = g->n_names;
+        g->n_names += (uint32_t)(nlen + 1);
+        uint32_t mask = G_MAX_RULES * 2 - 1, h = g_name_hash(name, nlen) & mask;
+        while (g->name_hash[h]) h = (h + 1) & mask;
+        g->name_hash[h] = r + 1;
+    } else {
+        g->rule_name[r] = g->rule_name[owner];
+    }
+    *id = r;
+    return 1;
+}
+
+/* The rule called `name`, created (undefined) on first sight. */
+static int g_rule_named(gparse *p, const char *name, size_t nlen, uint32_t *id) {
+    slm_grammar *g = p->g;
+    uint32_t mask = G_MAX_RULES * 2 - 1, h = g_name_hash(name, nlen) & mask;
+    for (; g->name_hash[h]; h = (h + 1) & mask) {
+        uint32_t r = g->name_hash[h] - 1;
+        const char *rn = g->names + g->rule_name[r];
+        if (!g->rule_gen[r] && strlen(rn) == nlen && memcmp(rn, name, nlen) == 0) {
+            *id = r;
+            return 1;
+        }
+    }
+    return g_rule_new(p, name, nlen, 0, id);
+}
+
+/* Give rule r its alternatives: alts[k] is a sequence (without GE_END). */
+static int g_rule_set(gparse *p, uint32_t r, gvec *alts, size_t n_alts) {
+    slm_grammar *g = p->g;
+    size_t total = g->n_el;
+    for (size_t k = 0; k < n_alts; k++) total += alts[k].n + 1;
+    if (total > G_MAX_ELEMS) {
+        gp_fail(p, p->i, "the grammar expands to more than %u elements", G_MAX_ELEMS);
+        return 0;
+    }
+    size_t ce = g->cap_el, ca = g->cap_alt;
+    if (!grow(&g->a, (void **)&g->el, &ce, total, sizeof(gel)) ||
+        !grow(&g->a, (void **)&g->alt, &ca, (size_t)g->n_alt + n_alts, 4))
+        return gp_nomem(p), 0;
+    g->cap_el = (uint32_t)ce;
+    g->cap_alt = (uint32_t)ca;
+    g->rule_alt[r] = g->n_alt;
+    g->rule_nalt[r] = (uint32_t)n_alts;
+    for (size_t k = 0; k < n_alts; k++) {
+        g->alt[g->n_alt++] = g->n_el;
+        if (alts[k].n) memcpy(g->el + g->n_el, alts[k].v, alts[k].n * sizeof(gel));
+        g->n_el += (uint32_t)alts[k].n;
+        g->el[g->n_el].type = GE_END;
+        g->el[g->n_el].v = 0;
+        g->n_el++;
+    }
+    return 1;
+}
+
+/* A generated rule with the alternatives a (na elements) and b (nb; b may
+   be the empty alternative when with_empty). */
+static int g_rule_gen2(gparse *p, uint32_t owner, const gel *a, size_t na, const gel *b, size_t nb, int n_alts,
+                       uint32_t *id) {
+    if (!g_rule_new(p, NULL, 0, owner, id)) return 0;
+    gvec alts[2];
+    alts[0].v = (gel *)a, alts[0].n = na, alts[0].cap = na;
+    alts[1].v = (gel *)b, alts[1].n = nb, alts[1].cap = nb;
+    return g_rule_set(p, *id, alts, (size_t)n_alts);
+}
+
+/* A class from ranges (pairs, any order, may overlap); returns its id. */
+static int g_class_new(gparse *p, const uint32_t *r, size_t nr, int neg, uint32_t *id) {
+    slm_grammar *g = p->g;
+    if (g->n_cls >= G_MAX_ELEMS) {
+        gp_fail(p, p->i, "more than %u character classes", G_MAX_ELEMS);
+        return 0;
+    }
+    size_t cc = g->cap_cls, cr = g->cap_rng;
+    if (!grow(&g->a, (void **)&g->cls, &cc, (size_t)g->n_cls + 1, sizeof(gclass)) ||
+        !grow(&g->a, (void **)&g->rng, &cr, (size_t)g->n_rng + 2 * nr, 4))
+        return gp_nomem(p), 0;
+    g->cap_cls = (uint32_t)cc;
+    g->cap_rng = (uint32_t)cr;
+    uint32_t *d = nr ? g->rng + g->n_rng : NULL;
+    if (nr) memcpy(d, r, 2 * nr * sizeof(uint32_t));
+    /* heap sort of the (start, end) pairs by start (a hostile class has
+       hundreds of thousands), then merge */
+    for (size_t k = nr / 2, m2 = nr; m2 > 1;) {
+        size_t i;
+        if (k > 0) {
+            i = --k;
+        } else {
+            m2--;
+            uint32_t t0 = d[0], t1 = d[1];
+            d[0] = d[2 * m2], d[1] = d[2 * m2 + 1];
+            d[2 * m2] = t0, d[2 * m2 + 1] = t1;
+            i = 0;
+        }
+        for (;;) {
+            size_t l = 2 * i + 1, b = i;
+            if (l < m2 && d[2 * l] > d[2 * b]) b = l;
+            if (l + 1 < m2 && d[2 * (l + 1)] > d[2 * b]) b = l + 1;
+            if (b == i) break;
+            uint32_t t0 = d[2 * i], t1 = d[2 * i + 1];
+            d[2 * i] = d[2 * b], d[2 * i + 1] = d[2 * b + 1];
+            d[2 * b] = t0, d[2 * b + 1] = t1;
+            i = b;
+        }
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < nr; i++) {
+        if (d[2 * i] > d[2 * i + 1]) continue; /* empty range */
+        if (m && d[2 * i] <= d[2 * (m - 1) + 1] + 1) {
+            if (d[2 * i + 1] > d[2 * (m - 1) + 1]) d[2 * (m - 1) + 1] = d[2 * i + 1];
+        } else {
+            d[2 * m] = d[2 * i], d[2 * m + 1] = d[2 * i + 1];
+            m++;
+        }
+    }
+    gclass *c = &g->cls[g->n_cls];
+    c->r0 = g->n_rng / 2;
+    c->nr = (uint32_t)m;
+    c->neg = (uint32_t)neg;
+    g->n_rng += (uint32_t)(2 * m);
+    *id = g->n_cls++;
+    return 1;
+}
+
+/* 1 if some code point in [lo, hi] is in class c. */
+static int gclass_any(const slm_grammar *g, const gclass *c, uint32_t lo, uint32_t hi) {
+    if (c->nr == 0) return (int)c->neg; /* "." (every code point) or nothing */
+    const uint32_t *r = g->rng + 2 * c->r0;
+    /* first range whose end >= lo */
+    uint32_t a = 0, b = c->nr;
+    while (a < b) {
+        uint32_t mid = (a + b) / 2;
+        if (r[2 * mid + 1] < lo) a = mid + 1;
+        else b = mid;
+    }
+    if (!c->neg) return a < c->nr && r[2 * a] <= hi;
+    /* negated: [lo, hi] must not lie inside one range */
+    return !(a < c->nr && r[2 * a] <= lo && r[2 * a + 1] >= hi);
+}
+
+/* Code points a UTF-8 lead byte can start (len = bytes of the character). */
+static int utf8_lead_range(uint8_t b, uint32_t *lo, uint32_t *hi, int *len) {
+    if (b < 0x80) return *lo = *hi = b, *len = 1, 1;
+    if (b >= 0xC2 && b <= 0xDF) return *lo = (uint32_t)(b & 0x1F) << 6, *hi = *lo | 0x3F, *len = 2, 1;
+    if (b >= 0xE0 && b <= 0xEF) {
+        *lo = (uint32_t)(b & 0x0F) << 12, *hi = *lo | 0xFFF, *len = 3;
+        if (*lo < 0x800) *lo = 0x800;
+        return 1;
+    }
+    if (b >= 0xF0 && b <= 0xF4) {
+        *lo = (uint32_t)(b & 0x07) << 18, *hi = *lo | 0x3FFFF, *len = 4;
+        if (*lo < 0x10000) *lo = 0x10000;
+        if (*hi > 0x10FFFF) *hi = 0x10FFFF;
+        return 1;
+    }
+    return 0;
+}
+
+static void gclass_first(slm_grammar *g, gclass *c) {
+    memset(c->first, 0, sizeof c->first);
+    for (int b = 0; b < 256; b++) {
+        uint32_t lo, hi;
+        int len;
+        if (utf8_lead_range((uint8_t)b, &lo, &hi, &len) && gclass_any(g, c, lo, hi))
+            c->first[b >> 3] |= (uint8_t)(1u << (b & 7));
+    }
+}
+
+static int gp_is_name(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* Skip blanks and comments; newlines too when nl. */
+static void gp_space(gparse *p, int nl) {
+    while (p->i < p->n) {
+        char c = p->s[p->i];
+        if (c == ' ' || c == '\t' || (nl && (c == '\n' || c == '\r'))) {
+            p->i++;
+        } else if (c == '#') {
+            while (p->i < p->n && p->s[p->i] != '\n') p->i++;
+        } else {
+            return;
+        }
+    }
+}
+
+static int gp_hex(gparse *p, int digits, uint32_t *out) {
+    uint32_t v = 0;
+    size_t at = p->i;
+    for (int k = 0; k < digits; k++) {
+        int h = p->i < p->n ? hexval(p->s[p->i]) : -1;
+        if (h < 0) {
+            gp_fail(p, at, "expected %d hexadecimal digits", digits);
+            return 0;
+        }
+        v = v * 16 + (uint32_t)h;
+        p->i++;
+    }
+    if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
+        gp_fail(p, at, "\\x, \\u or \\U value U+%X is not a Unicode scalar value", (unsigned)v);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* One character of a literal or class: an escape or a UTF-8 character. */
+static int gp_char(gparse *p, uint32_t *cp) {
+    if (p->i >= p->n) return gp_fail(p, p->i, "unexpected end of the grammar"), 0;
+    unsigned char c = (unsigned char)p->s[p->i];
+    if (c == '\\') {
+        size_t at = p->i++;
+        if (p->i >= p->n) return gp_fail(p, at, "unfinished escape"), 0;
+        char e = p->s[p->i++];
+        switch (e) {
+        case 'x': return gp_hex(p, 2, cp);
+        case 'u': return gp_hex(p, 4, cp);
+        case 'U': return gp_hex(p, 8, cp);
+        case 'n': *cp = '\n'; return 1;
+        case 't': *cp = '\t'; return 1;
+        case 'r': *cp = '\r'; return 1;
+        case '0': *cp = 0; return 1;
+        case '\\': case '"': case '\'': case '[': case ']': case '-': case '^': case '/': case '.':
+            *cp = (uint32_t)e;
+            return 1;
+        default: return gp_fail(p, at, "unknown escape \\%c", e), 0;
+        }
+    }
+    size_t len = utf8_len(c);
+    if (len == 0 || p->i + len > p->n) return gp_fail(p, p->i, "invalid UTF-8 byte 0x%02X", c), 0;
+    size_t got;
+    uint32_t v = utf8_cpt((const unsigned char *)p->s + p->i, len, &got);
+    if (got != len || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) ||
+        (len == 2 && v < 0x80) || (len == 3 && v < 0x800) || (len == 4 && v < 0x10000))
+        return gp_fail(p, p->i, "invalid UTF-8 sequence"), 0;
+    p->i += len;
+    *cp = v;
+    return 1;
+}
+
+static int gp_alternates(gparse *p, uint32_t rule, uint32_t owner, int nested);
+
+/* An unsigned number of {m,n}. */
+static int gp_uint(gparse *p, uint32_t *out) {
+    size_t at = p->i;
+    uint64_t v = 0;
+    if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return gp_fail(p, at, "expected a number"), 0;
+    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') {
+        v = v * 10 + (uint64_t)(p->s[p->i++] - '0');
+        if (v > G_MAX_REPEAT) return gp_fail(p, at, "repetition count above %u", G_MAX_REPEAT), 0;
+    }
+    *out = (uint32_t)v;
+    return 1;
+}
+
+/* Apply a repetition to the last atom of seq (it starts at atom). */
+static int gp_repeat(gparse *p, gvec *seq, size_t atom, uint32_t owner, uint32_t lo, uint32_t hi /* UINT32_MAX: no bound */) {
+    if (atom >= seq->n) return gp_fail(p, p->i, "nothing to repeat"), 0;
+    if (seq->n - atom > 1) { /* a literal of several characters: one rule */
+        uint32_t r;
+        if (!g_rule_gen2(p, owner, seq->v + atom, seq->n - atom, NULL, 0, 1, &r)) return 0;
+        seq->n = atom;
+        if (!gv_push(p, seq, GE_REF, r)) return 0;
+    }
+    gel x = seq->v[atom];
+    seq->n = atom;
+    for (uint32_t k = 0; k < lo; k++)
+        if (!gv_push(p, seq, x.type, x.v)) return 0;
+    if (hi == UINT32_MAX) { /* x*: R ::= x R | "" */
+        uint32_t r;
+        if (!g_rule_new(p, NULL, 0, owner, &r)) return 0;
+        gel a[2] = {x, {GE_REF, r}};
+        gvec alts[2] = {{a, 2, 2}, {NULL, 0, 0}};
+        if (!g_rule_set(p, r, alts, 2)) return 0;
+        return gv_push(p, seq, GE_REF, r);
+    }
+    if (hi > lo) { /* up to hi - lo more: O1 ::= x | "", Ok ::= x O(k-1) | "" */
+        uint32_t prev = 0;
+        for (uint32_t k = 1; k <= hi - lo; k++) {
+            gel a[2] = {x, {GE_REF, prev}};
+            uint32_t r;
+            if (!g_rule_gen2(p, owner, a, k == 1 ? 1 : 2, NULL, 0, 2, &r)) return 0;
+            prev = r;
+        }
+        return gv_push(p, seq, GE_REF, prev);
+    }
+    return 1;
+}
+
+/* A sequence up to '|', ')' or (at the top level) the end of the line. */
+static int gp_sequence(gparse *p, gvec *seq, uint32_t owner, int nested) {
+    size_t atom = SIZE_MAX;
+    for (;;) {
+        gp_space(p, nested);
+        if (p->i >= p->n) return 1;
+        size_t at = p->i;
+        char c = p->s[p->i];
+        if (c == '|' || c == ')' || c == '\n' || c == '\r') return 1;
+        if (c == '"') {
+            p->i++;
+            atom = seq->n;
+            for (;;) {
+                if (p->i >= p->n || p->s[p->i] == '\n') return gp_fail(p, at, "unterminated string literal"), 0;
+                if (p->s[p->i] == '"') {
+                    p->i++;
+                    break;
+                }
+                uint32_t cp, id, r[2];
+                if (!gp_char(p, &cp)) return 0;
+                r[0] = r[1] = cp;
+                if (!g_class_new(p, r, 1, 0, &id) || !gv_push(p, seq, GE_CLASS, id)) return 0;
+            }
+            if (seq->n == atom) atom = SIZE_MAX; /* "" matches nothing: no atom */
+        } else if (c == '[') {
+            p->i++;
+            int neg = 0;
+            if (p->i < p->n && p->s[p->i] == '^') neg = 1, p->i++;
+            uint32_t buf[64], *r = buf;
+            size_t nr = 0, cap = 32;
+            int ok = 1;
+            for (;;) {
+                if (p->i >= p->n || p->s[p->i] == '\n') {
+                    gp_fail(p, at, "unterminated character class");
+                    ok = 0;
+                    break;
+                }
+                if (p->s[p->i] == ']') {
+                    p->i++;
+                    break;
+                }
+                uint32_t lo, hi;
+                if (!gp_char(p, &lo)) {
+                    ok = 0;
+                    break;
+                }
+                hi = lo;
+                if (p->i + 1 < p->n && p->s[p->i] == '-' && p->s[p->i + 1] != ']' && p->s[p->i + 1] != '\n') {
+                    p->i++;
+                    size_t rat = p->i;
+                    if (!gp_char(p, &hi)) {
+                        ok = 0;
+                        break;
+                    }
+                    if (hi < lo) {
+                        gp_fail(p, rat, "range end U+%04X is below its start U+%04X", (unsigned)hi, (unsigned)lo);
+                        ok = 0;
+                        break;
+                    }
+                }
+                if (nr == cap) {
+                    if (cap >= G_MAX_ELEMS / 2) {
+                        gp_fail(p, at, "character class too large");
+                        ok = 0;
+                        break;
+                    }
+                    uint32_t *nrp = (uint32_t *)xalloc(&p->g->a, cap * 4 * sizeof(uint32_t));
+                    if (!nrp) {
+                        gp_nomem(p);
+                        ok = 0;
+                        break;
+                    }
+                    memcpy(nrp, r, cap * 2 * sizeof(uint32_t));
+                    if (r != buf) xfree(&p->g->a, r, cap * 2 * sizeof(uint32_t));
+                    r = nrp;
+                    cap *= 2;
+                }
+                r[2 * nr] = lo, r[2 * nr + 1] = hi;
+                nr++;
+            }
+            uint32_t id = 0;
+            if (ok) ok = g_class_new(p, r, nr, neg, &id);
+            if (r != buf) xfree(&p->g->a, r, cap * 2 * sizeof(uint32_t));
+            if (!ok) return 0;
+            atom = seq->n;
+            if (!gv_push(p, seq, GE_CLASS, id)) return 0;
+        } else if (c == '.') {
+            p->i++;
+            uint32_t id;
+            if (!g_class_new(p, NULL, 0, 1, &id)) return 0;
+            atom = seq->n;
+            if (!gv_push(p, seq, GE_CLASS, id)) return 0;
+        } else if (c == '(') {
+            p->i++;
+            if (++p->depth > G_MAX_NEST) return gp_fail(p, at, "parentheses nested deeper than %d", G_MAX_NEST), 0;
+            uint32_t r;
+            if (!g_rule_new(p, NULL, 0, owner, &r) || !gp_alternates(p, r, owner, 1)) return 0;
+            p->depth--;
+            if (p->i >= p->n || p->s[p->i] != ')') return gp_fail(p, at, "unclosed '('"), 0;
+            p->i++;
+            atom = seq->n;
+            if (!gv_push(p, seq, GE_REF, r)) return 0;
+        } else if (gp_is_name(c)) {
+            size_t s0 = p->i;
+            while (p->i < p->n && gp_is_name(p->s[p->i])) p->i++;
+            size_t s1 = p->i;
+            gp_space(p, nested);
+            if (p->i + 2 < p->n && memcmp(p->s + p->i, "::=", 3) == 0) {
+                if (!nested) { /* the next rule starts: this line ended without a newline */
+                    p->i = s0;
+                    return gp_fail(p, s0, "expected a newline before rule '%.*s'", (int)(s1 - s0), p->s + s0), 0;
+                }
+                return gp_fail(p, s0, "'::=' inside parentheses"), 0;
+            }
+            p->i = s1;
+            if (s1 - s0 > 200) return gp_fail(p, s0, "rule name longer than 200 characters"), 0;
+            uint32_t r;
+            if (!g_rule_named(p, p->s + s0, s1 - s0, &r)) return 0;
+            if (!p->g->rule_ref[r]) p->g->rule_ref[r] = (uint32_t)s0 + 1;
+            atom = seq->n;
+            if (!gv_push(p, seq, GE_REF, r)) return 0;
+        } else if (c == '*' || c == '+' || c == '?') {
+            p->i++;
+            if (atom == SIZE_MAX) return gp_fail(p, at, "'%c' has nothing to repeat", c), 0;
+            if (!gp_repeat(p, seq, atom, owner, c == '+' ? 1 : 0, c == '?' ? 1 : UINT32_MAX)) return 0;
+            atom = seq->n - 1;
+        } else if (c == '{') {
+            p->i++;
+            if (atom == SIZE_MAX) return gp_fail(p, at, "'{' has nothing to repeat"), 0;
+            uint32_t lo = 0, hi;
+            gp_space(p, 0);
+            if (p->i < p->n && p->s[p->i] != ',' && !gp_uint(p, &lo)) return 0;
+            gp_space(p, 0);
+            if (p->i < p->n && p->s[p->i] == ',') {
+                p->i++;
+                gp_space(p, 0);
+                if (p->i < p->n && p->s[p->i] == '}') hi = UINT32_MAX;
+                else if (!gp_uint(p, &hi)) return 0;
+            } else {
+                hi = lo;
+            }
+            gp_space(p, 0);
+            if (p->i >= p->n || p->s[p->i] != '}') return gp_fail(p, at, "expected '}' to end the repetition"), 0;
+            p->i++;
+            if (hi < lo) return gp_fail(p, at, "repetition {%u,%u}: the maximum is below the minimum", lo, hi), 0;
+            if (hi == 0) { /* x{0}: nothing */
+                seq->n = atom;
+                atom = SIZE_MAX;
+                continue;
+            }
+            if (!gp_repeat(p, seq, atom, owner, lo, hi)) return 0;
+            atom = seq->n - 1;
+        } else if (c == '<') {
+            return gp_fail(p, at, "token references (<...>) are not supported"), 0;
+        } else {
+            return gp_fail(p, at, "unexpected character '%c'", c >= 32 && c < 127 ? c : '?'), 0;
+        }
+    }
+}
+
+/* Alternatives separated by '|' into rule `rule`. */
+static int gp_alternates(gparse *p, uint32_t rule, uint32_t owner, int nested) {
+    gvec *alts = NULL;
+    size_t n = 0, cap = 0;
+    int ok = 1;
+    for (;;) {
+        if (!grow(&p->g->a, (void **)&alts, &cap, n + 1, sizeof(gvec))) {
+            gp_nomem(p);
+            ok = 0;
+            break;
+        }
+        memset(&alts[n], 0, sizeof alts[n]);
+        n++;
+        if (!gp_sequence(p, &alts[n - 1], owner, nested)) {
+            ok = 0;
+            break;
+        }
+        if (!nested) { /* a line that starts with '|' continues the rule */
+            size_t save = p->i;
+            gp_space(p, 1);
+            if (p->i >= p->n || p->s[p->i] != '|') p->i = save;
+        }
+        if (p->i < p->n && p->s[p->i] == '|') {
+            p->i++;
+            gp_space(p, 1);
+            continue;
+        }
+        break;
+    }
+    if (ok) ok = g_rule_set(p, rule, alts, n);
+    for (size_t k = 0; k < n; k++) gv_free(p->g, &alts[k]);
+    xfree(&p->g->a, alts, cap * sizeof(gvec));
+    return ok;
+}
+
+static void grammar_free_(slm_grammar *g) {
+    if (!g) return;
+    allocator a = g->a;
+    xfree(&a, g->el, g->cap_el * sizeof(gel));
+    xfree(&a, g->alt, g->cap_alt * 4);
+    xfree(&a, g->rule_alt, g->cap_rules * 4);
+    xfree(&a, g->rule_nalt, g->cap_rules * 4);
+    xfree(&a, g->rule_name, g->cap_rules * 4);
+    xfree(&a, g->rule_line, g->cap_rules * 4);
+    xfree(&a, g->rule_ref, g->cap_rules * 4);
+    xfree(&a, g->rule_gen, g->cap_rules);
+    xfree(&a, g->names, g->cap_names);
+    xfree(&a, g->name_hash, G_MAX_RULES * 2 * 4);
+    xfree(&a, g->cls, g->cap_cls * sizeof(gclass));
+    xfree(&a, g->rng, g->cap_rng * 4);
+    xfree(&a, g->piece_off, ((size_t)g->n_vocab + 1) * 4);
+    xfree(&a, g->pieces, g->pieces_len ? g->pieces_len : 1);
+    xfree(&a, g->tok_kind, (size_t)g->n_vocab);
+    xfree(&a, g->tok_sorted, (size_t)(g->n_sorted ? g->n_sorted : 1) * 4);
+    xfree(&a, g->trie, (size_t)(g->n_trie ? g->n_trie : 1) * sizeof(gtrie));
+    xfree(&a, g, sizeof *g);
+}
+
+void slm_grammar_free(slm_grammar *g) { grammar_free_(g); }
+
+static const char *g_rule_label(const slm_grammar *g, uint32_t r) { return g->names + g->rule_name[r]; }
+
+/* Checks after parsing: defined rules, root, no left recursion, and every
+   rule reachable from root has a finite derivation. */
+static slm_status g_check(gparse *p) {
+    slm_grammar *g = p->g;
+    uint32_t nr = g->n_rules;
+    for (uint32_t r = 0; r < nr; r++)
+        if (!g->rule_gen[r] && !g->rule_line[r]) {
+            if (g->rule_ref[r]) return gp_fail(p, g->rule_ref[r] - 1, "undefined rule '%s'", g_rule_label(g, r));
+        }
+    slm_status st = SLM_OK;
+    uint8_t *flag = (uint8_t *)xcalloc(&g->a, nr ? nr : 1, 4); /* nullable, productive, reachable, dfs color */
+    uint32_t *stack = (uint32_t *)xalloc(&g->a, (size_t)(nr ? nr : 1) * 2 * sizeof(uint32_t));
+    if (!flag || !stack) {
+        xfree(&g->a, flag, (size_t)(nr ? nr : 1) * 4);
+        xfree(&g->a, stack, (size_t)(nr ? nr : 1) * 2 * sizeof(uint32_t));
+        return gp_nomem(p);
+    }
+    uint8_t *nul = flag, *prod = flag + nr, *reach = flag + 2 * nr, *color = flag + 3 * nr;
+    /* nullable and productive: fixpoints */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (uint32_t r = 0; r < nr; r++)
+            for (uint32_t k = 0; k < g->rule_nalt[r]; k++) {
+                int all_nul = 1, all_prod = 1;
+                for (const gel *e = g->el + g->alt[g->rule_alt[r] + k]; e->type != GE_END; e++) {
+                    if (e->type == GE_CLASS) all_nul = 0;
+                    else {
+                        if (!nul[e->v]) all_nul = 0;
+                        if (!prod[e->v]) all_prod = 0;
+                    }
+                }
+                if (all_nul && !nul[r]) nul[r] = 1, changed = 1;
+                if (all_prod && !prod[r]) prod[r] = 1, changed = 1;
+            }
+    }
+    /* reachable from root */
+    uint32_t sp = 0;
+    stack[sp++] = g->root;
+    reach[g->root] = 1;
+    while (sp) {
+        uint32_t r = stack[--sp];
+        for (uint32_t k = 0; k < g->rule_nalt[r]; k++)
+            for (const gel *e = g->el + g->alt[g->rule_alt[r] + k]; e->type != GE_END; e++)
+                if (e->type == GE_REF && !reach[e->v]) reach[e->v] = 1, stack[sp++] = e->v;
+    }
+    for (uint32_t r = 0; r < nr && st == SLM_OK; r++)
+        if (reach[r] && !prod[r]) {
+            size_t at = g->rule_line[r] ? g->rule_line[r] - 1 : 0;
+            st = gp_fail(p, at, "rule '%s' can never finish: every alternative needs %s itself (no finite derivation)",
+                         g_rule_label(g, r), g->rule_gen[r] ? "a group of the rule" : "the rule");
+        }
+    /* left recursion: a cycle over "r can start with r2" (after nullable refs);
+       iterative DFS, stack entries (rule, next alternative/element cursor) */
+    for (uint32_t r0 = 0; r0 < nr && st == SLM_OK; r0++) {
+        if (!reach[r0] || color[r0]) continue;
+        sp = 0;
+        stack[sp * 2] = r0, stack[sp * 2 + 1] = 0, sp++;
+        color[r0] = 1;
+        while (sp && st == SLM_OK) {
+            uint32_t r = stack[(sp - 1) * 2], cur = stack[(sp - 1) * 2 + 1];
+            /* cursor: edges of r enumerated in order; find the cur-th */
+            uint32_t idx = 0, next = UINT32_MAX;
+            for (uint32_t k = 0; k < g->rule_nalt[r] && next == UINT32_MAX; k++)
+                for (const gel *e = g->el + g->alt[g->rule_alt[r] + k]; e->type == GE_REF; e++) {
+                    if (idx++ == cur) {
+                        next = e->v;
+                        break;
+                    }
+                    if (!nul[e->v]) break;
+                }
+            if (next == UINT32_MAX) {
+                color[r] = 2;
+                sp--;
+                continue;
+            }
+            stack[(sp - 1) * 2 + 1] = cur + 1;
+            if (color[next] == 1) {
+                size_t at = g->rule_line[next] ? g->rule_line[next] - 1 : 0;
+                st = gp_fail(p, at, "left recursion: rule '%s' can start with itself%s", g_rule_label(g, next),
+                             nul[next] ? " (through rules that can be empty)" : "");
+            } else if (color[next] == 0) {
+                color[next] = 1;
+                stack[sp * 2] = next, stack[sp * 2 + 1] = 0, sp++;
+            }
+        }
+    }
+    xfree(&g->a, flag, (size_t)(nr ? nr : 1) * 4);
+    xfree(&g->a, stack, (size_t)(nr ? nr : 1) * 2 * sizeof(uint32_t));
+    return st;
+}
+
+/* Parse and check a GBNF text (no vocabulary yet). */
+static slm_status grammar_compile(const allocator *a, const char *text, size_t len, const char *root,
+                                  slm_grammar **out, slm_error *err) {
+    *out = NULL;
+    if (!text && len) return seterr(err, SLM_ERR_INVALID_ARG, "grammar: text is NULL");
+    if (len > G_MAX_TEXT) return seterr(err, SLM_ERR_UNSUPPORTED, "grammar: text of %zu bytes (the limit is %u)", len, G_MAX_TEXT);
+    slm_grammar *g = (slm_grammar *)xcalloc(a, 1, sizeof *g);
+    if (!g) return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory");
+    g->a = *a;
+    g->name_hash = (uint32_t *)xcalloc(a, G_MAX_RULES * 2, 4);
+    if (!g->name_hash) {
+        grammar_free_(g);
+        return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory");
+    }
+    gparse p;
+    memset(&p, 0, sizeof p);
+    p.g = g;
+    p.s = text ? text : "";
+    p.n = len;
+    p.err = err;
+    p.st = SLM_OK;
+    /* a UTF-8 byte order mark is skipped */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p.i = 3;
+    for (;;) {
+        gp_space(&p, 1);
+        if (p.i >= p.n) break;
+        size_t at = p.i;
+        if (!gp_is_name(p.s[p.i])) {
+            gp_fail(&p, at, "expected a rule name");
+            break;
+        }
+        while (p.i < p.n && gp_is_name(p.s[p.i])) p.i++;
+        size_t nl = p.i - at;
+        if (nl > 200) {
+            gp_fail(&p, at, "rule name longer than 200 characters");
+            break;
+        }
+        gp_space(&p, 0);
+        if (p.i + 3 > p.n || memcmp(p.s + p.i, "::=", 3) != 0) {
+            gp_fail(&p, p.i, "expected '::=' after rule name '%.*s'", (int)nl, p.s + at);
+            break;
+        }
+        p.i += 3;
+        uint32_t r;
+        if (!g_rule_named(&p, p.s + at, nl, &r)) break;
+        if (g->rule_line[r]) {
+            int l0, c0;
+            g_linecol(p.s, g->rule_line[r] - 1, &l0, &c0);
+            gp_fail(&p, at, "rule '%.*s' is already defined on line %d", (int)nl, p.s + at, l0);
+            break;
+        }
+        g->rule_line[r] = (uint32_t)at + 1;
+        gp_space(&p, 1);
+        if (!gp_alternates(&p, r, r, 0)) break;
+        if (p.i < p.n && p.s[p.i] == ')') {
+            gp_fail(&p, p.i, "unexpected ')'");
+            break;
+        }
+    }
+    if (p.st == SLM_OK) {
+        const char *rn = root && *root ? root : "root";
+        size_t rl = strlen(rn);
+        uint32_t mask = G_MAX_RULES * 2 - 1, h = g_name_hash(rn, rl) & mask, found = UINT32_MAX;
+        for (; g->name_hash[h]; h = (h + 1) & mask) {
+            uint32_t r = g->name_hash[h] - 1;
+            if (!g->rule_gen[r] && g->rule_line[r] && strcmp(g->names + g->rule_name[r], rn) == 0) found = r;
+        }
+        if (found == UINT32_MAX) {
+            p.st = seterr(err, SLM_ERR_FORMAT, "grammar: no rule named '%.200s' (the start rule)", rn);
+        } else {
+            g->root = found;
+            g_check(&p);
+        }
+    }
+    if (p.st == SLM_OK)
+        for (uint32_t c = 0; c < g->n_cls; c++) gclass_first(g, &g->cls[c]);
+    if (p.st != SLM_OK) {
+        grammar_free_(g);
+        return p.st;
+    }
+    *out = g;
+    return SLM_OK;
+}
+
+/* --- the vocabulary: pieces and their trie ------------------------------------ */
+
+static int g_piece_cmp(const slm_grammar *g, int32_t a, int32_t b) {
+    const char *pa = g->pieces + g->piece_off[a], *pb = g->pieces + g->piece_off[b];
+    size_t la = g->piece_off[a + 1] - g->piece_off[a], lb = g->piece_off[b + 1] - g->piece_off[b];
+    int c = memcmp(pa, pb, SLM_MIN(la, lb));
+    if (c) return c;
+    if (la != lb) return la < lb ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+/* Heap sort of token ids by piece (no qsort context pointer in C99). */
+static void g_sort_tokens(const slm_grammar *g, int32_t *t, size_t n) {
+    for (size_t k = n / 2; k-- > 0;) {
+        for (size_t i = k;;) {
+            size_t l = 2 * i + 1, b = i;
+            if (l < n && g_piece_cmp(g, t[l], t[b]) > 0) b = l;
+            if (l + 1 < n && g_piece_cmp(g, t[l + 1], t[b]) > 0) b = l + 1;
+            if (b == i) break;
+            int32_t x = t[i];
+            t[i] = t[b], t[b] = x, i = b;
+        }
+    }
+    for (size_t m = n; m > 1; m--) {
+        int32_t x = t[0];
+        t[0] = t[m - 1], t[m - 1] = x;
+        for (size_t i = 0;;) {
+            size_t l = 2 * i + 1, b = i;
+            if (l < m - 1 && g_piece_cmp(g, t[l], t[b]) > 0) b = l;
+            if (l + 1 < m - 1 && g_piece_cmp(g, t[l + 1], t[b]) > 0) b = l + 1;
+            if (b == i) break;
+            int32_t y = t[i];
+            t[i] = t[b], t[b] = y, i = b;
+        }
+    }
+}
+
+/* Bind a compiled grammar to pieces: piece(t) for t < n_vocab, kind[t]
+   (0 never allowed, 1 text, 2 end of generation). The trie is built in
+   preorder from the sorted pieces. */
+static slm_status grammar_bind(slm_grammar *g, int32_t n_vocab, const uint32_t *off, const char *bytes,
+                               const uint8_t *kind, slm_error *err) {
+    const allocator *a = &g->a;
+    g->n_vocab = n_vocab;
+    g->pieces_len = off[n_vocab];
+    g->piece_off = (uint32_t *)xalloc(a, ((size_t)n_vocab + 1) * 4);
+    g->pieces = (char *)xalloc(a, g->pieces_len ? g->pieces_len : 1);
+    g->tok_kind = (uint8_t *)xalloc(a, (size_t)n_vocab);
+    if (!g->piece_off || !g->pieces || !g->tok_kind) return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory for the vocabulary");
+    memcpy(g->piece_off, off, ((size_t)n_vocab + 1) * 4);
+    if (g->pieces_len) memcpy(g->pieces, bytes, g->pieces_len);
+    memcpy(g->tok_kind, kind, (size_t)n_vocab);
+    uint32_t n = 0;
+    size_t nodes = 0;
+    for (int32_t t = 0; t < n_vocab; t++)
+        if (kind[t] == 1 && off[t + 1] > off[t]) n++, nodes += off[t + 1] - off[t];
+    g->n_sorted = n;
+    g->tok_sorted = (int32_t *)xalloc(a, (size_t)(n ? n : 1) * 4);
+    if (!g->tok_sorted) return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory for the vocabulary");
+    n = 0;
+    for (int32_t t = 0; t < n_vocab; t++) {
+        uint32_t l = off[t + 1] - off[t];
+        if (kind[t] == 1 && l > 0) {
+            g->tok_sorted[n++] = t;
+            if (l > g->max_piece) g->max_piece = l;
+        }
+    }
+    if (g->max_piece > 65535) return seterr(err, SLM_ERR_UNSUPPORTED, "grammar: a token piece of %u bytes", g->max_piece);
+    g_sort_tokens(g, g->tok_sorted, n);
+    /* nodes: at most the total piece bytes; count exactly first */
+    size_t cnt = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t t = g->tok_sorted[i];
+        size_t l = off[t + 1] - off[t], lcp = 0;
+        if (i > 0) {
+            int32_t u = g->tok_sorted[i - 1];
+            size_t lu = off[u + 1] - off[u];
+            while (lcp < l && lcp < lu && bytes[off[t] + lcp] == bytes[off[u] + lcp]) lcp++;
+        }
+        cnt += l - lcp;
+    }
+    (void)nodes;
+    if (cnt >= UINT32_MAX) return seterr(err, SLM_ERR_UNSUPPORTED, "grammar: vocabulary too large");
+    g->trie = (gtrie *)xalloc(a, (cnt ? cnt : 1) * sizeof(gtrie));
+    if (!g->trie) return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory for the token trie");
+    /* path[d] = node index at depth d+1 on the current path */
+    uint32_t *path = (uint32_t *)xalloc(a, ((size_t)g->max_piece + 1) * 4);
+    if (!path) return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory for the token trie");
+    uint32_t m = 0;
+    size_t plen = 0; /* length of the current path */
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t t = g->tok_sorted[i];
+        size_t l = off[t + 1] - off[t], lcp = 0;
+        if (i > 0) {
+            int32_t u = g->tok_sorted[i - 1];
+            size_t lu = off[u + 1] - off[u];
+            while (lcp < l && lcp < lu && bytes[off[t] + lcp] == bytes[off[u] + lcp]) lcp++;
+        }
+        while (plen > lcp) g->trie[path[--plen]].end = m; /* close nodes off the path */
+        for (size_t d = lcp; d < l; d++) {
+            gtrie *nd = &g->trie[m];
+            nd->byte = (uint8_t)bytes[off[t] + d];
+            nd->depth = (uint16_t)(d + 1);
+            nd->tok = 0;
+            nd->ntok = 0;
+            nd->end = 0;
+            path[plen++] = m++;
+        }
+        gtrie *last = &g->trie[path[l - 1]];
+        if (last->ntok == 0) last->tok = i;
+        last->ntok++;
+    }
+    while (plen > 0) g->trie[path[--plen]].end = m;
+    g->n_trie = m;
+    xfree(a, path, ((size_t)g->max_piece + 1) * 4);
+    return SLM_OK;
+}
+
+slm_status slm_grammar_create(const slm_model *m, const char *text, size_t len, const char *root,
+                              slm_grammar **out, slm_error *err) {
+    clearerr_(err);
+    if (!out) return seterr(err, SLM_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "grammar: model is NULL");
+    int32_t nv = m->n_vocab > 0 ? m->n_vocab : slm_vocab_size(m), nvocab = slm_vocab_size(m);
+    if (nv <= 0 || nvocab <= 0) return seterr(err, SLM_ERR_UNSUPPORTED, "grammar: the model has no vocabulary");
+    slm_grammar *g;
+    slm_status st = grammar_compile(&m->a, text, len, root, &g, err);
+    if (st != SLM_OK) return st;
+    const allocator *a = &m->a;
+    uint32_t *off = (uint32_t *)xalloc(a, ((size_t)nv + 1) * 4);
+    uint8_t *kind = (uint8_t *)xcalloc(a, (size_t)nv, 1);
+    size_t total = 0;
+    for (int32_t t = 0; t < nvocab; t++) {
+        size_t l = 0;
+        slm_token_to_piece(m, t, 0, NULL, 0, &l);
+        total += l;
+    }
+    char *bytes = (char *)xalloc(a, total ? total : 1);
+    if (!off || !kind || !bytes || total >= UINT32_MAX) {
+        st = seterr(err, total >= UINT32_MAX ? SLM_ERR_UNSUPPORTED : SLM_ERR_NOMEM, "grammar: out of memory for the vocabulary");
+    } else {
+        size_t at = 0;
+        for (int32_t t = 0; t < nv; t++) {
+            off[t] = (uint32_t)at;
+            if (t >= nvocab) continue;
+            if (slm_token_is_eog(m, t)) {
+                kind[t] = 2;
+                continue;
+            }
+            int attr = slm_token_attr(m, t);
+            if (attr & (SLM_TOKEN_CONTROL | SLM_TOKEN_UNKNOWN | SLM_TOKEN_UNUSED)) continue;
+            size_t l = 0;
+            if (slm_token_to_piece(m, t, 0, bytes + at, total - at, &l) == SLM_OK && l > 0) {
+                at += l;
+                kind[t] = 1;
+            }
+        }
+        off[nv] = (uint32_t)at;
+        st = grammar_bind(g, nv, off, bytes, kind, err);
+    }
+    xfree(a, off, ((size_t)nv + 1) * 4);
+    xfree(a, kind, (size_t)nv);
+    xfree(a, bytes, total ? total : 1);
+    if (st != SLM_OK) {
+        grammar_free_(g);
+        return st;
+    }
+    *out = g;
+    return SLM_OK;
+}
+
+/* --- matching: persistent stacks ------------------------------------------------ */
+
+typedef struct gnode {
+    const struct gnode *up; /* the rest of the stack (return positions), NULL at the bottom */
+    uint32_t pos;           /* element: the class to match (top) or where to go on (below) */
+    uint32_t cp;            /* top only: bits of a character begun */
+    uint32_t hash;          /* of the whole stack */
+    uint16_t depth;
+    uint8_t rem, len;       /* continuation bytes still to come, length of the character */
+} gnode;
+
+/* Node memory: chunks used as a stack (mark / reset), never freed until the
+   pool is. */
+#define GPOOL_CHUNK 4096u
+typedef struct gpool {
+    gnode **chunk;
+    size_t n_chunk, cap_chunk;
+    size_t top;     /* nodes in use */
+    size_t limit;
+} gpool;
+
+static gnode *gpool_new(const allocator *a, gpool *p) {
+    if (p->top >= p->limit) return NULL;
+    size_t c = p->top / GPOOL_CHUNK;
+    if (c >= p->n_chunk) {
+        if (!grow(a, (void **)&p->chunk, &p->cap_chunk, c + 1, sizeof(gnode *))) return NULL;
+        p->chunk[c] = (gnode *)xalloc(a, GPOOL_CHUNK * sizeof(gnode));
+        if (!p->chunk[c]) return NULL;
+        p->n_chunk = c + 1;
+    }
+    return &p->chunk[c][p->top++ % GPOOL_CHUNK];
+}
+
+static void gpool_free(const allocator *a, gpool *p) {
+    for (size_t c = 0; c < p->n_chunk; c++) xfree(a, p->chunk[c], GPOOL_CHUNK * sizeof(gnode));
+    xfree(a, p->chunk, p->cap_chunk * sizeof(gnode *));
+    memset(p, 0, sizeof *p);
+}
+
+static uint32_t gnode_hash(const gnode *up, uint32_t pos, uint32_t cp, uint32_t rem) {
+    uint32_t h = (up ? up->hash : 0x9e3779b9u) ^ (pos * 0x85ebca6bu) ^ (cp * 0xc2b2ae35u) ^ (rem << 29);
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    h *= 0x846ca68bu;
+    h ^= h >> 16;
+    return h;
+}
+
+static int gnode_same(const gnode *a, const gnode *b) {
+    while (a && b) {
+        if (a == b) return 1;
+        if (a->hash != b->hash || a->pos != b->pos || a->cp != b->cp || a->rem != b->rem || a->len != b->len) return 0;
+        a = a->up, b = b->up;
+    }
+    return a == b;
+}
+
+/* Total order of stacks (canonical state sets). */
+static int gnode_cmp(const gnode *a, const gnode *b) {
+    if (a == b) return 0;
+    if (a->hash != b->hash) return a->hash < b->hash ? -1 : 1;
+    while (a && b && a != b) {
+        if (a->pos != b->pos) return a->pos < b->pos ? -1 : 1;
+        if (a->cp != b->cp) return a->cp < b->cp ? -1 : 1;
+        if (a->rem != b->rem) return a->rem < b->rem ? -1 : 1;
+        a = a->up, b = b->up;
+    }
+    if (a == b) return 0;
+    return a ? 1 : -1;
+}
+
+/* A set of stacks being built: dedup through a stamped hash table. */
+typedef struct gwork {
+    const slm_grammar *g;
+    const allocator *a;
+    gpool *pool;
+    const gnode **out;     /* the set being built: out[0, n_out) */
+    size_t n_out, cap_out; /* cap_out >= G_MAX_STACKS past out's start */
+    int acc;               /* an empty stack (the whole grammar matched) */
+    uint32_t *tab;         /* 2 * G_MAX_STACKS entries: stamp << 11 | index... see g_add */
+    uint32_t *tab_idx;
+    uint32_t stamp;
+    int overflow;          /* limits hit: stacks dropped */
+    uint32_t *wk;          /* normalization work: pairs (pos, node index into wkn) */
+    const gnode **wkn;
+    size_t cap_wk;
+} gwork;
+
+static void g_set_begin(gwork *w, const gnode **out) {
+    w->out = out;
+    w->n_out = 0;
+    w->acc = 0;
+    if (++w->stamp == 0) { /* wrapped: clear the table */
+        memset(w->tab, 0, 2 * G_MAX_STACKS * sizeof(uint32_t));
+        w->stamp = 1;
+    }
+}
+
+static void g_add(gwork *w, const gnode *n) {
+    uint32_t mask = 2 * G_MAX_STACKS - 1, h = n->hash & mask;
+    for (;; h = (h + 1) & mask) {
+        if (w->tab[h] != w->stamp) break;
+        if (gnode_same(w->out[w->tab_idx[h]], n)) return;
+    }
+    if (w->n_out >= G_MAX_STACKS) {
+        w->overflow = 1;
+        return;
+    }
+    w->tab[h] = w->stamp;
+    w->tab_idx[h] = (uint32_t)w->n_out;
+    w->out[w->n_out++] = n;
+}
+
+static const gnode *g_node(gwork *w, const gnode *up, uint32_t pos, uint32_t cp, uint32_t rem, uint32_t len) {
+    uint32_t depth = up ? (uint32_t)up->depth + 1 : 1;
+    if (depth > G_MAX_DEPTH) {
+        w->overflow = 1;
+        return NULL;
+    }
+    gnode *n = gpool_new(w->a, w->pool);
+    if (!n) {
+        w->overflow = 1;
+        return NULL;
+    }
+    n->up = up;
+    n->pos = pos;
+    n->cp = cp;
+    n->rem = (uint8_t)rem;
+    n->len = (uint8_t)len;
+    n->depth = (uint16_t)depth;
+    n->hash = gnode_hash(up, pos, cp, rem);
+    return n;
+}
+
+/* Continue at element pos with the stack `up` below: expand rule references
+   and finished alternatives until every stack has a class on top; add them. */
+static void g_norm(gwork *w, uint32_t pos, const gnode *up) {
+    const slm_grammar *g = w->g;
+    size_t n = 0, steps = 0;
+    w->wk[n] = pos, w->wkn[n] = up, n++;
+    while (n) {
+        n--;
+        pos = w->wk[n];
+        up = w->wkn[n];
+        for (;;) {
+            if (++steps > G_MAX_WORK) {
+                w->overflow = 1;
+                return;
+            }
+            const gel *e = &g->el[pos];
+            if (e->type == GE_CLASS) {
+                const gnode *t = g_node(w, up, pos, 0, 0, 0);
+                if (t) g_add(w, t);
+                break;
+            }
+            if (e->type == GE_END) {
+                if (!up) {
+                    w->acc = 1;
+                    break;
+                }
+                if (g->el[up->pos].type == GE_CLASS) { /* the return node is a top already */
+                    g_add(w, up);
+                    break;
+                }
+                pos = up->pos;
+                up = up->up;
+                continue;
+            }
+            /* a rule reference: the continuation, then each alternative */
+            const gnode *cont = up;
+            if (g->el[pos + 1].type != GE_END) { /* not a tail call */
+                cont = g_node(w, up, pos + 1, 0, 0, 0);
+                if (!cont) break;
+            }
+            uint32_t r = e->v, na = g->rule_nalt[r];
+            if (na == 0) break;
+            if (n + na > w->cap_wk) {
+                size_t c1 = w->cap_wk, c2 = w->cap_wk;
+                if (!grow(w->a, (void **)&w->wk, &c1, n + na, sizeof(uint32_t)) ||
+                    !grow(w->a, (void **)&w->wkn, &c2, n + na, sizeof(gnode *))) {
+                    w->overflow = 1;
+                    return;
+                }
+                w->cap_wk = c1 < c2 ? c1 : c2;
+            }
+            for (uint32_t k = na; k-- > 1;) {
+                w->wk[n] = g->alt[g->rule_alt[r] + k];
+                w->wkn[n] = cont;
+                n++;
+            }
+            pos = g->alt[g->rule_alt[r]];
+            up = cont;
+        }
+    }
+}
+
+/* 1 if every code point in [lo, hi] is in class c. */
+static int gclass_all(const slm_grammar *g, const gclass *c, uint32_t lo, uint32_t hi) {
+    if (c->nr == 0) return (int)c->neg; /* "." (every code point) or nothing */
+    const uint32_t *r = g->rng + 2 * c->r0;
+    uint32_t a = 0, b = c->nr;
+    while (a < b) {
+        uint32_t mid = (a + b) / 2;
+        if (r[2 * mid + 1] < lo) a = mid + 1;
+        else b = mid;
+    }
+    if (!c->neg) return a < c->nr && r[2 * a] <= lo && r[2 * a + 1] >= hi;
+    return !(a < c->nr && r[2 * a] <= hi);
+}
+
+/* Feed byte b to the stack t (its top is a class); add what survives.
+   A character begun whose every completion is in the class (and valid
+   UTF-8 whatever continuation bytes follow) is kept "free" (len 0, cp 0):
+   then all such prefixes are one node, and the walk's memo sees one set
+   where it would see one per lead byte (thousands of CJK pieces). */
+static void g_step(gwork *w, const gnode *t, uint8_t b) {
+    const slm_grammar *g = w->g;
+    const gclass *c = &g->cls[g->el[t->pos].v];
+    if (t->rem == 0) {
+        if (!(c->first[b >> 3] >> (b & 7) & 1)) return;
+        if (b < 0x80) {
+            g_norm(w, t->pos + 1, t->up);
+            return;
+        }
+        uint32_t lo = 0, hi = 0;
+        int len = 2;
+        utf8_lead_range(b, &lo, &hi, &len);
+        /* E0, ED, F0, F4 restrict their second byte (overlong, surrogates, > U+10FFFF) */
+        int free_ = b != 0xE0 && b != 0xED && b != 0xF0 && b != 0xF4 && gclass_all(g, c, lo, hi);
+        const gnode *n = g_node(w, t->up, t->pos, free_ ? 0 : b & (0x3Fu >> (len - 1)), (uint32_t)len - 1,
+                                free_ ? 0 : (uint32_t)len);
+        if (n) g_add(w, n);
+        return;
+    }
+    if ((b & 0xC0) != 0x80) return;
+    uint32_t rem = t->rem - 1u;
+    if (t->len == 0) { /* free */
+        if (rem == 0) {
+            g_norm(w, t->pos + 1, t->up);
+            return;
+        }
+        const gnode *n = g_node(w, t->up, t->pos, 0, rem, 0);
+        if (n) g_add(w, n);
+        return;
+    }
+    uint32_t cp = t->cp << 6 | (b & 0x3Fu);
+    uint32_t lo = cp << (6 * rem), hi = lo | ((1u << (6 * rem)) - 1);
+    uint32_t min = t->len == 2 ? 0x80 : t->len == 3 ? 0x800 : 0x10000;
+    if (hi < min || lo > 0x10FFFF) return; /* overlong or beyond Unicode */
+    if (lo < min) lo = min;
+    if (hi > 0x10FFFF) hi = 0x10FFFF;
+    if (lo >= 0xD800 && hi <= 0xDFFF) return; /* surrogates */
+    if (!gclass_any(g, c, lo, hi)) return;
+    if (rem == 0) {
+        g_norm(w, t->pos + 1, t->up);
+        return;
+    }
+    /* past the second byte nothing restricts the rest: free if the class has it all */
+    int free_ = !(lo <= 0xDFFF && hi >= 0xD800) && gclass_all(g, c, lo, hi);
+    const gnode *n = g_node(w, t->up, t->pos, free_ ? 0 : cp, rem, free_ ? 0 : t->len);
+    if (n) g_add(w, n);
+}
+
+/* --- per-sampler state: the stack set, the mask cache ---------------------------- */
+
+typedef struct gcache {
+    uint64_t key;
+    uint32_t *flat;   /* the state it belongs to (g_flatten form) */
+    size_t n_flat, cap_flat;
+    uint32_t *mask;   /* n_vocab bits */
+    uint64_t used;    /* last use (LRU) */
+    int valid;
+} gcache;
+
+typedef struct gstate {
+    const slm_grammar *g;
+    allocator a;
+    gpool pool[2];        /* the current state's nodes live in pool[cur] */
+    int cur;
+    gpool scratch;        /* mask walks and token steps */
+    const gnode **set;    /* current stacks, n_set (canonical order) */
+    size_t n_set;
+    int acc;              /* the empty stack is in the set */
+    int failed;           /* an accepted token did not fit */
+    int ended;            /* an end-of-generation token was accepted */
+    gwork w;
+    const gnode **buf;    /* sets of the walk, level by level */
+    size_t cap_buf;
+    uint32_t *lvl;        /* per trie depth: start of its set in buf, count, acc, pool mark (4 each) */
+    size_t *lvl_mark;
+    uint32_t *flat;       /* the current state, flattened (cache key) */
+    size_t n_flat, cap_flat;
+    uint64_t key;
+    int key_ok;
+    gcache *cache;
+    size_t n_cache;
+    uint64_t tick;
+    size_t mask_words;
+    const gnode **tmp;    /* G_MAX_STACKS */
+    /* the walk's memo: distinct stack sets met in one walk, and the set each
+       (set, byte) leads to, so that a byte is matched once per set, not once
+       per trie node (inside a JSON string every character leads back to the
+       same set) */
+    int32_t *trans;       /* n_msets * 256: -2 unknown, -1 nothing survives, else a set */
+    size_t cap_trans;
+    uint32_t *mset;       /* per set: start in mmem, count, acc, signature (4 each) */
+    size_t cap_mset, n_msets;
+    const gnode **mmem;   /* members of the sets */
+    size_t cap_mmem, n_mmem;
+    int32_t *mhash;       /* open addressing over sets by signature, G_MSET_HASH slots */
+    int32_t *lvl_set;     /* per trie depth: the set */
+} gstate;
+
+#define G_MAX_MSETS 8192u    /* distinct sets in one memoized walk (then the plain walk) */
+#define G_MSET_HASH 16384u
+
+static void gstate_free(gstate *s) {
+    if (!s) return;
+    allocator a = s->a;
+    gpool_free(&a, &s->pool[0]);
+    gpool_free(&a, &s->pool[1]);
+    gpool_free(&a, &s->scratch);
+    xfree(&a, s->set, G_MAX_STACKS * sizeof(gnode *));
+    xfree(&a, s->tmp, G_MAX_STACKS * sizeof(gnode *));
+    xfree(&a, s->w.tab, 2 * G_MAX_STACKS * sizeof(uint32_t));
+    xfree(&a, s->w.tab_idx, 2 * G_MAX_STACKS * sizeof(uint32_t));
+    xfree(&a, s->w.wk, s->w.cap_wk * sizeof(uint32_t));
+    xfree(&a, s->w.wkn, s->w.cap_wk * sizeof(gnode *));
+    xfree(&a, s->buf, s->cap_buf * sizeof(gnode *));
+    xfree(&a, s->lvl, ((size_t)s->g->max_piece + 2) * 4 * sizeof(uint32_t));
+    xfree(&a, s->lvl_mark, ((size_t)s->g->max_piece + 2) * sizeof(size_t));
+    xfree(&a, s->flat, s->cap_flat * sizeof(uint32_t));
+    xfree(&a, s->trans, s->cap_trans * sizeof(int32_t));
+    xfree(&a, s->mset, s->cap_mset * 4 * sizeof(uint32_t));
+    xfree(&a, s->mmem, s->cap_mmem * sizeof(gnode *));
+    xfree(&a, s->mhash, G_MSET_HASH * sizeof(int32_t));
+    xfree(&a, s->lvl_set, ((size_t)s->g->max_piece + 2) * sizeof(int32_t));
+    for (size_t i = 0; i < s->n_cache; i++) {
+        xfree(&a, s->cache[i].flat, s->cache[i].cap_flat * sizeof(uint32_t));
+        xfree(&a, s->cache[i].mask, s->mask_words * sizeof(uint32_t));
+    }
+    xfree(&a, s->cache, (s->n_cache ? s->n_cache : 1) * sizeof(gcache));
+    xfree(&a, s, sizeof *s);
+}
+
+static void gstate_work(gstate *s, gpool *pool) {
+    s->w.g = s->g;
+    s->w.a = &s->a;
+    s->w.pool = pool;
+}
+
+/* Sort the set into canonical order (insertion sort: sets are small). */
+static void g_sort_set(const gnode **v, size_t n) {
+    for (size_t i = 1; i < n; i++) {
+        const gnode *x = v[i];
+        size_t j = i;
+        for (; j > 0 && gnode_cmp(v[j - 1], x) > 0; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
+/* Copy the stacks of set (in w->pool / scratch) into the other persistent
+   pool and make them the state. Shared tails are copied once per stack
+   (stacks are short; sets small). */
+static int g_commit(gstate *s, const gnode **set, size_t n, int acc) {
+    gpool *dst = &s->pool[!s->cur];
+    dst->top = 0;
+    for (size_t i = 0; i < n; i++) { /* copy top down, linking each copy below the previous one */
+        gnode *head = NULL, *prev = NULL;
+        for (const gnode *x = set[i]; x; x = x->up) {
+            gnode *y = gpool_new(&s->a, dst);
+            if (!y) return 0;
+            *y = *x;
+            y->up = NULL;
+            if (prev) prev->up = y;
+            else head = y;
+            prev = y;
+        }
+        s->tmp[i] = head;
+    }
+    memcpy(s->set, s->tmp, n * sizeof(gnode *));
+    g_sort_set(s->set, n);
+    s->n_set = n;
+    s->acc = acc;
+    s->cur = !s->cur;
+    s->key_ok = 0;
+    return 1;
+}
+
+/* Flatten the state (canonical order) for the cache key. */
+static int g_flatten(gstate *s) {
+    size_t need = 2;
+    for (size_t i = 0; i < s->n_set; i++) need += 1 + 3 * (size_t)s->set[i]->depth;
+    if (!grow(&s->a, (void **)&s->flat, &s->cap_flat, need, sizeof(uint32_t))) return 0;
+    uint32_t *f = s->flat;
+    size_t k = 0;
+    f[k++] = (uint32_t)s->n_set;
+    f[k++] = (uint32_t)s->acc;
+    uint64_t h = 1469598103934665603ull ^ s->n_set ^ ((uint64_t)s->acc << 40);
+    for (size_t i = 0; i < s->n_set; i++) {
+        f[k++] = s->set[i]->depth;
+        for (const gnode *x = s->set[i]; x; x = x->up) {
+            f[k++] = x->pos;
+            f[k++] = x->cp;
+            f[k++] = (uint32_t)x->rem | (uint32_t)x->len << 8;
+        }
+    }
+    for (size_t i = 0; i < k; i++) h = (h ^ f[i]) * 1099511628211ull;
+    s->n_flat = k;
+    s->key = h;
+    s->key_ok = 1;
+    return 1;
+}
+
+static void gstate_reset(gstate *s) {
+    const slm_grammar *g = s->g;
+    s->failed = s->ended = 0;
+    gstate_work(s, &s->scratch);
+    s->scratch.top = 0;
+    s->w.overflow = 0;
+    g_set_begin(&s->w, s->tmp);
+    for (uint32_t k = 0; k < g->rule_nalt[g->root]; k++) g_norm(&s->w, g->alt[g->rule_alt[g->root] + k], NULL);
+    /* g_commit reads stack i before it writes tmp[i]: the set may be tmp */
+    if (!g_commit(s, s->tmp, s->w.n_out, s->w.acc)) s->failed = 1;
+    if (s->n_set == 0 && !s->acc) s->failed = 1;
+}
+
+static slm_status gstate_new(const allocator *a, const slm_grammar *g, gstate **out, slm_error *err) {
+    gstate *s = (gstate *)xcalloc(a, 1, sizeof *s);
+    if (!s) return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory");
+    s->g = g;
+    s->a = *a;
+    for (int i = 0; i < 2; i++) s->pool[i].limit = G_MAX_NODES;
+    s->scratch.limit = G_MAX_NODES;
+    s->set = (const gnode **)xalloc(a, G_MAX_STACKS * sizeof(gnode *));
+    s->tmp = (const gnode **)xalloc(a, G_MAX_STACKS * sizeof(gnode *));
+    s->w.tab = (uint32_t *)xcalloc(a, 2 * G_MAX_STACKS, sizeof(uint32_t));
+    s->w.tab_idx = (uint32_t *)xalloc(a, 2 * G_MAX_STACKS * sizeof(uint32_t));
+    s->lvl = (uint32_t *)xalloc(a, ((size_t)g->max_piece + 2) * 4 * sizeof(uint32_t));
+    s->lvl_mark = (size_t *)xalloc(a, ((size_t)g->max_piece + 2) * sizeof(size_t));
+    s->mask_words = ((size_t)g->n_vocab + 31) / 32;
+    s->w.cap_wk = 256;
+    s->w.wk = (uint32_t *)xalloc(a, s->w.cap_wk * sizeof(uint32_t));
+    s->w.wkn = (const gnode **)xalloc(a, s->w.cap_wk * sizeof(gnode *));
+    /* cache: up to 4 MiB of masks, at least 4, at most 256 */
+    size_t nc = ((size_t)4 << 20) / (s->mask_words * 4);
+    if (nc < 4) nc = 4;
+    if (nc > 256) nc = 256;
+    s->cache = (gcache *)xcalloc(a, nc, sizeof(gcache));
+    s->n_cache = s->cache ? nc : 0;
+    s->mhash = (int32_t *)xalloc(a, G_MSET_HASH * sizeof(int32_t));
+    s->lvl_set = (int32_t *)xalloc(a, ((size_t)g->max_piece + 2) * sizeof(int32_t));
+    if (!s->mhash || !s->lvl_set || !s->w.wk || !s->w.wkn || !s->set || !s->tmp || !s->w.tab || !s->w.tab_idx || !s->lvl || !s->lvl_mark || !s->cache) {
+        gstate_free(s);
+        return seterr(err, SLM_ERR_NOMEM, "grammar: out of memory for the sampler's grammar state");
+    }
+    gstate_reset(s);
+    if (s->failed) {
+        gstate_free(s);
+        return seterr(err, SLM_ERR_NOMEM, "grammar: the start rule's stacks exceed the limits");
+    }
+    *out = s;
+    return SLM_OK;
+}
+
+/* Run one byte over the set v[0, n) into w's output (already begun). */
+static void g_step_set(gwork *w, const gnode *const *v, size_t n, uint8_t b) {
+    for (size_t i = 0; i < n; i++) g_step(w, v[i], b);
+}
+
+/* The tokens the state allows: bits of mask (n_vocab bits); every trie node
+   steps its parent's stacks (the fallback of the memoized walk below). */
+static void g_compute_mask_plain(gstate *s, uint32_t *mask) {
+    const slm_grammar *g = s->g;
+    memset(mask, 0, s->mask_words * sizeof(uint32_t));
+    if (!s->failed && !s->ended) {
+        for (int32_t t = 0; t < g->n_vocab; t++)
+            if (g->tok_kind[t] == 2 && s->acc) mask[t >> 5] |= 1u << (t & 31);
+    }
+    if (s->failed || s->ended || s->n_set == 0) return;
+    gstate_work(s, &s->scratch);
+    s->scratch.top = 0;
+    /* level 0: the state itself; buf holds the sets of levels 0..depth */
+    size_t need = s->n_set + G_MAX_STACKS;
+    if (!grow(&s->a, (void **)&s->buf, &s->cap_buf, need, sizeof(gnode *))) return;
+    memcpy(s->buf, s->set, s->n_set * sizeof(gnode *));
+    uint32_t *lvl = s->lvl; /* lvl[4d]: start, [4d+1]: count */
+    lvl[0] = 0;
+    lvl[1] = (uint32_t)s->n_set;
+    s->lvl_mark[1] = 0;
+    const gtrie *tr = g->trie;
+    for (uint32_t i = 0; i < g->n_trie;) {
+        const gtrie *nd = &tr[i];
+        uint32_t d = nd->depth;
+        const uint32_t pstart = lvl[4 * (d - 1)], pn = lvl[4 * (d - 1) + 1];
+        size_t start = (size_t)pstart + pn;
+        if (start + G_MAX_STACKS > s->cap_buf) {
+            if (!grow(&s->a, (void **)&s->buf, &s->cap_buf, start + G_MAX_STACKS, sizeof(gnode *))) return;
+        }
+        s->scratch.top = s->lvl_mark[d];
+        g_set_begin(&s->w, s->buf + start);
+        g_step_set(&s->w, s->buf + pstart, pn, nd->byte);
+        size_t n = s->w.n_out;
+        if (n == 0 && !s->w.acc) {
+            i = nd->end;
+            continue;
+        }
+        for (uint32_t k = 0; k < nd->ntok; k++) {
+            int32_t t = g->tok_sorted[nd->tok + k];
+            mask[t >> 5] |= 1u << (t & 31);
+        }
+        if (n == 0) {
+            i = nd->end;
+            continue;
+        }
+        lvl[4 * d] = (uint32_t)start;
+        lvl[4 * d + 1] = (uint32_t)n;
+        s->lvl_mark[d + 1] = s->scratch.top;
+        i++;
+    }
+}
+
+/* Intern the set w->out[0, n_out) (+ acc): its id, or -1 past the limits. */
+static int32_t g_mset_intern(gstate *s) {
+    gwork *w = &s->w;
+    size_t n = w->n_out;
+    uint32_t sig = 0x811c9dc5u ^ (uint32_t)n ^ ((uint32_t)w->acc << 31), sum = 0;
+    for (size_t k = 0; k < n; k++) { /* order-free: sum and xor of the stack hashes */
+        uint32_t h = w->out[k]->hash;
+        sum += h * 0x9e3779b1u;
+        sig ^= h;
+    }
+    sig = (sig * 0x85ebca6bu) ^ sum;
+    uint32_t mask = G_MSET_HASH - 1, h = sig & mask;
+    for (; s->mhash[h] >= 0; h = (h + 1) & mask) {
+        const uint32_t *e = &s->mset[4 * (size_t)s->mhash[h]];
+        if (e[3] != sig || e[1] != n || e[2] != (uint32_t)w->acc) continue;
+        size_t k = 0;
+        for (; k < n; k++) {
+            size_t q = 0;
+            while (q < n && !gnode_same(w->out[k], s->mmem[e[0] + q])) q++;
+            if (q == n) break;
+        }
+        if (k == n) return s->mhash[h];
+    }
+    if (s->n_msets >= G_MAX_MSETS) return -1;
+    size_t id = s->n_msets;
+    if (!grow(&s->a, (void **)&s->mset, &s->cap_mset, id + 1, 4 * sizeof(uint32_t)) ||
+        !grow(&s->a, (void **)&s->mmem, &s->cap_mmem, s->n_mmem + n + 1, sizeof(gnode *)) ||
+        !grow(&s->a, (void **)&s->trans, &s->cap_trans, (id + 1) * 256, sizeof(int32_t)))
+        return -1;
+    uint32_t *e = &s->mset[4 * id];
+    e[0] = (uint32_t)s->n_mmem, e[1] = (uint32_t)n, e[2] = (uint32_t)w->acc, e[3] = sig;
+    memcpy(s->mmem + s->n_mmem, w->out, n * sizeof(gnode *));
+    s->n_mmem += n;
+    for (int b = 0; b < 256; b++) s->trans[id * 256 + (size_t)b] = -2;
+    s->mhash[h] = (int32_t)id;
+    s->n_msets++;
+    return (int32_t)id;
+}
+
+/* The walk with the memo: nodes are never given back during it (sets
+   refer to them); a walk past the limits starts over with the plain one. */
+static void g_compute_mask(gstate *s, uint32_t *mask) {
+    const slm_grammar *g = s->g;
+    memset(mask, 0, s->mask_words * sizeof(uint32_t));
+    if (s->failed || s->ended) return;
+    for (int32_t t = 0; t < g->n_vocab; t++)
+        if (g->tok_kind[t] == 2 && s->acc) mask[t >> 5] |= 1u << (t & 31);
+    if (s->n_set == 0) return;
+    gstate_work(s, &s->scratch);
+    s->scratch.top = 0;
+    s->w.overflow = 0;
+    s->n_msets = s->n_mmem = 0;
+    memset(s->mhash, 0xff, G_MSET_HASH * sizeof(int32_t));
+    if (!grow(&s->a, (void **)&s->buf, &s->cap_buf, G_MAX_STACKS, sizeof(gnode *))) goto plain;
+    s->w.out = s->set;
+    s->w.n_out = s->n_set;
+    s->w.acc = s->acc;
+    s->lvl_set[0] = g_mset_intern(s);
+    if (s->lvl_set[0] < 0) goto plain;
+    const gtrie *tr = g->trie;
+    for (uint32_t i = 0; i < g->n_trie;) {
+        const gtrie *nd = &tr[i];
+        uint32_t d = nd->depth;
+        size_t pi = (size_t)s->lvl_set[d - 1] * 256 + nd->byte;
+        int32_t r = s->trans[pi];
+        if (r == -2) {
+            const uint32_t *pe = &s->mset[4 * (size_t)s->lvl_set[d - 1]];
+            g_set_begin(&s->w, s->buf);
+            g_step_set(&s->w, s->mmem + pe[0], pe[1], nd->byte);
+            if (s->w.n_out == 0 && !s->w.acc) r = -1;
+            else if ((r = g_mset_intern(s)) < 0) goto plain;
+            s->trans[(size_t)s->lvl_set[d - 1] * 256 + nd->byte] = r; /* (trans may have moved) */
+        }
+        if (r == -1) {
+            i = nd->end;
+            continue;
+        }
+        for (uint32_t k = 0; k < nd->ntok; k++) {
+            int32_t t = g->tok_sorted[nd->tok + k];
+            mask[t >> 5] |= 1u << (t & 31);
+        }
+        if (s->mset[4 * (size_t)r + 1] == 0) { /* only the empty stack: nothing can follow */
+            i = nd->end;
+            continue;
+        }
+        s->lvl_set[d] = r;
+        i++;
+    }
+    if (!s->w.overflow) return;
+plain:
+    g_compute_mask_plain(s, mask);
+}
+
+/* The mask of the current state, from the cache when it was seen before. */
+static const uint32_t *g_mask(gstate *s) {
+    if (s->failed || s->ended) return NULL; /* nothing may follow */
+    if (!s->key_ok && !g_flatten(s)) return NULL;
+    s->tick++;
+    gcache *victim = NULL;
+    for (size_t i = 0; i < s->n_cache; i++) {
+        gcache *c = &s->cache[i];
+        if (c->valid && c->key == s->key && c->n_flat == s->n_flat &&
+            memcmp(c->flat, s->flat, s->n_flat * sizeof(uint32_t)) == 0) {
+            c->used = s->tick;
+            return c->mask;
+        }
+        if (!victim || !c->valid || (victim->valid && c->used < victim->used)) victim = c;
+    }
+    if (!victim) return NULL;
+    if (!victim->mask) {
+        victim->mask = (uint32_t *)xalloc(&s->a, s->mask_words * sizeof(uint32_t));
+        if (!victim->mask) return NULL;
+    }
+    if (!grow(&s->a, (void **)&victim->flat, &victim->cap_flat, s->n_flat, sizeof(uint32_t))) return NULL;
+    victim->valid = 0;
+    g_compute_mask(s, victim->mask);
+    memcpy(victim->flat, s->flat, s->n_flat * sizeof(uint32_t));
+    victim->n_flat = s->n_flat;
+    victim->key = s->key;
+    victim->used = s->tick;
+    victim->valid = 1;
+    return victim->mask;
+}
+
+/* Advance over a token: 1 if the grammar allows it. */
+static int g_accept(gstate *s, int32_t token) {
+    const slm_grammar *g = s->g;
+    if (s->failed) return 0;
+    if (token < 0 || token >= g->n_vocab || s->ended) {
+        s->failed = 1;
+        return 0;
+    }
+    if (g->tok_kind[token] == 2) {
+        if (s->acc) {
+            s->ended = 1;
+            return 1;
+        }
+        s->failed = 1;
+        return 0;
+    }
+    uint32_t l = g->piece_off[token + 1] - g->piece_off[token];
+    if (g->tok_kind[token] != 1 || l == 0) {
+        s->failed = 1;
+        return 0;
+    }
+    const uint8_t *p = (const uint8_t *)g->pieces + g->piece_off[token];
+    gstate_work(s, &s->scratch);
+    s->scratch.top = 0;
+    size_t need = 2 * (size_t)G_MAX_STACKS;
+    if (!grow(&s->a, (void **)&s->buf, &s->cap_buf, need, sizeof(gnode *))) {
+        s->failed = 1;
+        return 0;
+    }
+    const gnode **cur = s->set, **nxt = s->buf;
+    size_t n = s->n_set;
+    int acc = 0;
+    for (uint32_t k = 0; k < l; k++) {
+        g_set_begin(&s->w, nxt);
+        g_step_set(&s->w, cur, n, p[k]);
+        n = s->w.n_out;
+        acc = s->w.acc;
+        if (n == 0 && !(acc && k + 1 == l)) {
+            s->failed = 1;
+            return 0;
+        }
+        cur = nxt;
+        nxt = nxt == s->buf ? s->buf + G_MAX_STACKS : s->buf;
+    }
+    if (!g_commit(s, cur, n, acc)) {
+        s->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* --- JSON: the built-in grammar ---------------------------------------------------
+   An object at the top (as OpenAI's json_object mode); whitespace between
+   tokens is bounded (one space, or a newline and up to 16 blanks), and so
+   are the digits of numbers, so that a small model cannot loop on blanks
+   or digits forever. */
+static const char G_JSON[] =
+    "root    ::= object\n"
+    "value   ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
+    "object  ::= \"{\" ws ( string ws \":\" ws value ws ( \",\" ws string ws \":\" ws value ws )* )? \"}\"\n"
+    "array   ::= \"[\" ws ( value ws ( \",\" ws value ws )* )? \"]\"\n"
+    "string  ::= \"\\\"\" char* \"\\\"\"\n"
+    "char    ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n"
+    "number  ::= integer ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"
+    "integer ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} )\n"
+    "boolean ::= \"true\" | \"false\"\n"
+    "null    ::= \"null\"\n"
+    "ws      ::= ( \" \" | \"\\n\" [ \\t]{0,16} )?\n";
+
+const char *slm_grammar_json(void) { return G_JSON; }
+
+/* --- JSON: a small parser (schemas) -----------------------------------------------
+   Bounded: text, depth and values; strings are decoded (escapes, surrogate
+   pairs) and must be valid UTF-8. Values live in one bump arena. */
+
+#define J_MAX_TEXT (1u << 20)
+#define J_MAX_DEPTH 64
+#define J_MAX_VALUES 100000u
+
+enum { JV_NULL, JV_FALSE, JV_TRUE, JV_NUM, JV_STR, JV_ARR, JV_OBJ };
+
+typedef struct jv {
+    int type;
+    uint32_t n;       /* string bytes, array elements or object members */
+    const char *s;    /* string (decoded, NUL-terminated) or number text (NUL-terminated) */
+    struct jv *kids;  /* arrays: n values; objects: 2n (key, value) */
+} jv;
+
+typedef struct jblk {
+    struct jblk *next;
+    size_t size;
+} jblk;
+
+typedef struct jparse {
+    const allocator *a;
+    const char *s;
+    size_t n, i;
+    jblk *blocks;
+    char *bump;
+    size_t left;
+    uint32_t n_values;
+    slm_error *err;
+    slm_status st;
+    const char *what; /* "json" or "json schema" for messages */
+} jparse;
+
+static void *j_alloc(jparse *p, size_t size) {
+    size = (size + 15) & ~(size_t)15;
+    if (size > p->left) {
+        size_t bs = size > 65536 - sizeof(jblk) - 16 ? size + sizeof(jblk) + 16 : 65536;
+        jblk *b = (jblk *)xalloc(p->a, bs);
+        if (!b) return NULL;
+        b->next = p->blocks;
+        b->size = bs;
+        p->blocks = b;
+        p->bump = (char *)b + ((sizeof(jblk) + 15) & ~(size_t)15);
+        p->left = bs - ((sizeof(jblk) + 15) & ~(size_t)15);
+        if (size > p->left) return NULL;
+    }
+    void *r = p->bump;
+    p->bump += size;
+    p->left -= size;
+    return r;
+}
+
+static void j_free(jparse *p) {
+    for (jblk *b = p->blocks; b;) {
+        jblk *nx = b->next;
+        xfree(p->a, b, b->size);
+        b = nx;
+    }
+    p->blocks = NULL;
+}
+
+static SLM_PRINTF(3, 4) int j_fail(jparse *p, size_t at, const char *fmt, ...) {
+    if (p->st != SLM_OK) return 0;
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    fmt_vsn(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int line, col;
+    g_linecol(p->s, at, &line, &col);
+    p->st = seterr(p->err, SLM_ERR_FORMAT, "%s: line %d, column %d: %s", p->what, line, col, msg);
+    return 0;
+}
+
+static void j_ws(jparse *p) {
+    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r')) p->i++;
+}
+
+static int j_put_utf8(char *o, uint32_t c) {
+    if (c < 0x80) return o[0] = (char)c, 1;
+    if (c < 0x800) return o[0] = (char)(0xC0 | c >> 6), o[1] = (char)(0x80 | (c & 0x3F)), 2;
+    if (c < 0x10000)
+        return o[0] = (char)(0xE0 | c >> 12), o[1] = (char)(0x80 | ((c >> 6) & 0x3F)), o[2] = (char)(0x80 | (c & 0x3F)), 3;
+    o[0] = (char)(0xF0 | c >> 18), o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F)), o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+static int j_hex4(jparse *p, uint32_t *v) {
+    *v = 0;
+    for (int k = 0; k < 4; k++) {
+        int h = p->i < p->n ? hexval(p->s[p->i]) : -1;
+        if (h < 0) return j_fail(p, p->i, "expected 4 hexadecimal digits after \\u");
+        *v = *v * 16 + (uint32_t)h;
+        p->i++;
+    }
+    return 1;
+}
+
+/* A string at p->i (the opening quote): decoded into the arena. */
+static int j_string(jparse *p, jv *out) {
+    size_t at = p->i++;
+    size_t end = p->i;
+    while (end < p->n && p->s[end] != '"') end += p->s[end] == '\\' ? 2 : 1;
+    if (end >= p->n) return j_fail(p, at, "unterminated string");
+    char *o = (char *)j_alloc(p, end - p->i + 1); /* decoding never grows the text */
+    if (!o) return p->st = seterr(p->err, SLM_ERR_NOMEM, "%s: out of memory", p->what), 0;
+    size_t k = 0;
+    while (p->s[p->i] != '"') {
+        unsigned char c = (unsigned char)p->s[p->i];
+        if (c < 0x20) return j_fail(p, p->i, "control character in a string");
+        if (c == '\\') {
+            char e = p->s[p->i + 1];
+            p->i += 2;
+            switch (e) {
+            case '"': o[k++] = '"'; break;
+            case '\\': o[k++] = '\\'; break;
+            case '/': o[k++] = '/'; break;
+            case 'b': o[k++] = '\b'; break;
+            case 'f': o[k++] = '\f'; break;
+            case 'n': o[k++] = '\n'; break;
+            case 'r': o[k++] = '\r'; break;
+            case 't': o[k++] = '\t'; break;
+            case 'u': {
+                uint32_t v, w;
+                size_t uat = p->i - 2;
+                if (!j_hex4(p, &v)) return 0;
+                if (v >= 0xDC00 && v <= 0xDFFF) return j_fail(p, uat, "lone low surrogate \\u%04X", (unsigned)v);
+                if (v >= 0xD800 && v <= 0xDBFF) {
+                    if (p->i + 1 >= p->n || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u')
+                        return j_fail(p, uat, "high surrogate \\u%04X without its low half", (unsigned)v);
+                    p->i += 2;
+                    if (!j_hex4(p, &w)) return 0;
+                    if (w < 0xDC00 || w > 0xDFFF) return j_fail(p, uat, "high surrogate \\u%04X without its low half", (unsigned)v);
+                    v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
+                }
+                k += (size_t)j_put_utf8(o + k, v);
+                break;
+            }
+            default: return j_fail(p, p->i - 2, "unknown escape in a string");
+            }
+            continue;
+        }
+        size_t len = utf8_len(c), got = 0;
+        uint32_t v = len && p->i + len <= end ? utf8_cpt((const unsigned char *)p->s + p->i, len, &got) : 0;
+        if (!len || got != len || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || (len == 2 && v < 0x80) ||
+            (len == 3 && v < 0x800) || (len == 4 && v < 0x10000))
+            return j_fail(p, p->i, "invalid UTF-8 in a string");
+        memcpy(o + k, p->s + p->i, len);
+        k += len;
+        p->i += len;
+    }
+    p->i++;
+    o[k] = 0;
+    out->type = JV_STR;
+    out->s = o;
+    out->n = (uint32_t)k;
+    return 1;
+}
+
+static int j_value(jparse *p, jv *out, int depth);
+
+static int j_container(jparse *p, jv *out, int depth, int obj) {
+    size_t at = p->i++;
+    if (depth >= J_MAX_DEPTH) return j_fail(p, at, "nested deeper than %d", J_MAX_DEPTH);
+    jv *tmp = NULL;
+    size_t n = 0, cap = 0;
+    int ok = 1;
+    j_ws(p);
+    if (p->i < p->n && p->s[p->i] == (obj ? '}' : ']')) {
+        p->i++;
+    } else {
+        for (;;) {
+            if (!grow(p->a, (void **)&tmp, &cap, n + 2, sizeof(jv))) {
+                p->st = seterr(p->err, SLM_ERR_NOMEM, "%s: out of memory", p->what);
+                ok = 0;
+                break;
+            }
+            j_ws(p);
+            if (obj) {
+                if (p->i >= p->n || p->s[p->i] != '"') {
+                    ok = j_fail(p, p->i, "expected a member name (a string)");
+                    break;
+                }
+                if (!j_string(p, &tmp[n])) {
+                    ok = 0;
+                    break;
+                }
+                j_ws(p);
+                if (p->i >= p->n || p->s[p->i] != ':') {
+                    ok = j_fail(p, p->i, "expected ':'");
+                    break;
+                }
+                p->i++;
+                n++;
+            }
+            if (!j_value(p, &tmp[n], depth + 1)) {
+                ok = 0;
+                break;
+            }
+            n++;
+            j_ws(p);
+            if (p->i < p->n && p->s[p->i] == ',') {
+                p->i++;
+                continue;
+            }
+            if (p->i < p->n && p->s[p->i] == (obj ? '}' : ']')) {
+                p->i++;
+                break;
+            }
+            ok = j_fail(p, p->i, "expected ',' or '%c'", obj ? '}' : ']');
+            break;
+        }
+    }
+    if (ok) {
+        out->type = obj ? JV_OBJ : JV_ARR;
+        out->n = (uint32_t)(obj ? n / 2 : n);
+        out->kids = n ? (jv *)j_alloc(p, n * sizeof(jv)) : NULL;
+        if (n && !out->kids) {
+            p->st = seterr(p->err, SLM_ERR_NOMEM, "%s: out of memory", p->what);
+            ok = 0;
+        } else if (n) {
+            memcpy(out->kids, tmp, n * sizeof(jv));
+        }
+    }
+    xfree(p->a, tmp, cap * sizeof(jv));
+    return ok;
+}
+
+static int j_value(jparse *p, jv *out, int depth) {
+    j_ws(p);
+    memset(out, 0, sizeof *out);
+    if (++p->n_values > J_MAX_VALUES) return j_fail(p, p->i, "more than %u values", J_MAX_VALUES);
+    if (p->i >= p->n) return j_fail(p, p->i, "unexpected end of the text");
+    char c = p->s[p->i];
+    if (c == '{' || c == '[') return j_container(p, out, depth, c == '{');
+    if (c == '"') return j_string(p, out);
+    static const char *const words[3] = {"null", "false", "true"};
+    for (int k = 0; k < 3; k++) {
+        size_t l = strlen(words[k]);
+        if (p->n - p->i >= l && memcmp(p->s + p->i, words[k], l) == 0) {
+            p->i += l;
+            out->type = JV_NULL + k;
+            return 1;
+        }
+    }
+    /* number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][-+]?[0-9]+)? */
+    size_t at = p->i, i = p->i;
+    if (i < p->n && p->s[i] == '-') i++;
+    if (i < p->n && p->s[i] == '0') i++;
+    else if (i < p->n && p->s[i] >= '1' && p->s[i] <= '9')
+        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9') i++;
+    else return j_fail(p, at, "unexpected character '%c'", c >= 32 && c < 127 ? c : '?');
+    if (i < p->n && p->s[i] == '.') {
+        size_t d = ++i;
+        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9') i++;
+        if (i == d) return j_fail(p, at, "a digit must follow the decimal point");
+    }
+    if (i < p->n && (p->s[i] == 'e' || p->s[i] == 'E')) {
+        i++;
+        if (i < p->n && (p->s[i] == '+' || p->s[i] == '-')) i++;
+        size_t d = i;
+        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9') i++;
+        if (i == d) return j_fail(p, at, "a digit must follow the exponent");
+    }
+    char *t = (char *)j_alloc(p, i - at + 1);
+    if (!t) return p->st = seterr(p->err, SLM_ERR_NOMEM, "%s: out of memory", p->what), 0;
+    memcpy(t, p->s + at, i - at);
+    t[i - at] = 0;
+    out->type = JV_NUM;
+    out->s = t;
+    out->n = (uint32_t)(i - at);
+    p->i = i;
+    return 1;
+}
+
+static int j_parse(jparse *p, const allocator *a, const char *s, size_t n, const char *what, slm_error *err, jv *out) {
+    memset(p, 0, sizeof *p);
+    p->a = a;
+    p->s = s;
+    p->n = n;
+    p->err = err;
+    p->st = SLM_OK;
+    p->what = what;
+    if (n > J_MAX_TEXT) {
+        p->st = seterr(err, SLM_ERR_UNSUPPORTED, "%s: text of %zu bytes (the limit is %u)", what, n, J_MAX_TEXT);
+        return 0;
+    }
+    if (!j_value(p, out, 0)) return 0;
+    j_ws(p);
+    if (p->i < p->n) return j_fail(p, p->i, "text after the end of the value");
+    return 1;
+}
+
+static const jv *j_get(const jv *o, const char *key) {
+    if (!o || o->type != JV_OBJ) return NULL;
+    for (uint32_t k = 0; k < o->n; k++)
+        if (strcmp(o->kids[2 * k].s, key) == 0 && o->kids[2 * k].n == strlen(key)) return &o->kids[2 * k + 1];
+    return NULL;
+}
+
+/* --- JSON Schema -> GBNF -------------------------------------------------------- */
+
+typedef struct gsb { /* growable text */
+    const allocator *a;
+    char *p;
+    size_t n, cap;
+    int bad; /* out of memory or over the limit */
+} gsb;
+
+static void sb_put(gsb *b, const char *s, size_t n) {
+    if (b->bad) return;
+    if (b->n + n + 1 > G_MAX_TEXT || !grow(b->a, (void **)&b->p, &b->cap, b->n + n + 1, 1)) {
+        b->bad = 1;
+        return;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void sb_str(gsb *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static SLM_PRINTF(2, 3) void sb_fmt(gsb *b, const char *fmt, ...) {
+    char t[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = fmt_vsn(t, sizeof t, fmt, ap);
+    va_end(ap);
+    sb_put(b, t, n < 0 ? 0 : (size_t)SLM_MIN((size_t)n, sizeof t - 1));
+}
+
+static void sb_free(gsb *b) {
+    xfree(b->a, b->p, b->cap);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}
+
+/* The compact JSON text of a value, as GBNF literal text. */
+static void sb_json_lit(gsb *b, const jv *v, int depth) {
+    if (depth > J_MAX_DEPTH) {
+        b->bad = 1;
+        return;
+    }
+    switch (v->type) {
+    case JV_NULL: sb_str(b, "null"); break;
+    case JV_FALSE: sb_str(b, "false"); break;
+    case JV_TRUE: sb_str(b, "true"); break;
+    case JV_NUM: sb_put(b, v->s, v->n); break;
+    case JV_STR:
+        sb_str(b, "\\\"");
+        for (uint32_t i = 0; i < v->n; i++) {
+            unsigned char c = (unsigned char)v->s[i];
+            if (c == '"') sb_str(b, "\\\\\\\""); /* JSON \" as GBNF text */
+            else if (c == '\\') sb_str(b, "\\\\\\\\");
+            else if (c < 0x20) sb_fmt(b, "\\\\u%04x", c);
+            else sb_put(b, (const char *)&c, 1);
+        }
+        sb_str(b, "\\\"");
+        break;
+    case JV_ARR:
+        sb_str(b, "[");
+        for (uint32_t i = 0; i < v->n; i++) {
+            if (i) sb_str(b, ",");
+            sb_json_lit(b, &v->kids[i], depth + 1);
+        }
+        sb_str(b, "]");
+        break;
+    case JV_OBJ:
+        sb_str(b, "{");
+        for (uint32_t i = 0; i < v->n; i++) {
+            if (i) sb_str(b, ",");
+            sb_json_lit(b, &v->kids[2 * i], depth + 1);
+            sb_str(b, ":");
+            sb_json_lit(b, &v->kids[2 * i + 1], depth + 1);
+        }
+        sb_str(b, "}");
+        break;
+    }
+}
+
+#define JS_MAX_REFS 1024
+
+typedef struct jschema {
+    const allocator *a;
+    const jv *root;
+    gsb out;           /* the rules */
+    uint32_t n_rules;
+    slm_error *err;
+    slm_status st;
+    int depth;
+    char path[160];    /* JSON pointer of the schema being converted (messages) */
+    const char *ref_name[JS_MAX_REFS];
+    uint32_t ref_rule[JS_MAX_REFS];
+    uint32_t n_refs;
+} jschema;
+
+static SLM_PRINTF(2, 3) int js_fail(jschema *c, const char *fmt, ...) {
+    if (c->st != SLM_OK) return 0;
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    fmt_vsn(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->st = seterr(c->err, SLM_ERR_UNSUPPORTED, "json schema: %s (at %s)", msg, c->path[0] ? c->path : "the root");
+    return 0;
+}
+
+static int js_rule(jschema *c, const jv *s, uint32_t *id);
+
+/* A non-negative integer keyword (minLength, maxItems, ...). */
+static int js_count(jschema *c, const jv *v, const char *kw, uint32_t *out) {
+    if (!v) return 1;
+    if (v->type != JV_NUM) return js_fail(c, "'%s' must be a number", kw);
+    /* digits, then an optional all-zero fraction (no strtod: newlib's mallocs) */
+    const char *q = v->s;
+    uint64_t d = 0;
+    for (; *q >= '0' && *q <= '9'; q++)
+        if ((d = d * 10 + (uint64_t)(*q - '0')) > G_MAX_REPEAT) return js_fail(c, "'%s' %s is above the limit %u", kw, v->s, G_MAX_REPEAT);
+    if (*q == '.')
+        for (q++; *q == '0'; q++) {
+        }
+    if (q == v->s || *q) return js_fail(c, "'%s' must be a non-negative integer", kw);
+    *out = (uint32_t)d;
+    return 1;
+}
+
+/* Push/pop a path segment for messages. */
+static size_t js_push(jschema *c, const char *seg, int idx) {
+    size_t l = strlen(c->path);
+    char t[64];
+    if (idx >= 0) fmt_sn(t, sizeof t, "/%s/%d", seg, idx);
+    else fmt_sn(t, sizeof t, "/%.60s", seg);
+    if (l + strlen(t) < sizeof c->path) memcpy(c->path + l, t, strlen(t) + 1);
+    return l;
+}
+
+static void js_pop(jschema *c, size_t l) { c->path[l] = 0; }
+
+/* Body of a string schema. */
+static int js_string(jschema *c, const jv *s, gsb *b) {
+    const jv *fmt = j_get(s, "format");
+    uint32_t lo = 0, hi = UINT32_MAX;
+    const jv *mn = j_get(s, "minLength"), *mx = j_get(s, "maxLength");
+    if (!js_count(c, mn, "minLength", &lo) || !js_count(c, mx, "maxLength", &hi)) return 0;
+    if (mx && hi < lo) return js_fail(c, "maxLength %u is below minLength %u", hi, lo);
+    if (fmt) {
+        if (fmt->type != JV_STR) return js_fail(c, "'format' must be a string");
+        if (mn || mx) return js_fail(c, "'format' together with minLength/maxLength is not supported");
+        if (!strcmp(fmt->s, "date")) sb_str(b, "\"\\\"\" date \"\\\"\"");
+        else if (!strcmp(fmt->s, "time")) sb_str(b, "\"\\\"\" time \"\\\"\"");
+        else if (!strcmp(fmt->s, "date-time")) sb_str(b, "\"\\\"\" date \"T\" time \"\\\"\"");
+        else if (!strcmp(fmt->s, "uuid")) sb_str(b, "\"\\\"\" uuid \"\\\"\"");
+        else return js_fail(c, "unsupported string format '%.60s' (supported: date, time, date-time, uuid)", fmt->s);
+        return 1;
+    }
+    if (!mn && !mx) sb_str(b, "string");
+    else if (!mx) sb_fmt(b, "\"\\\"\" char{%u,} \"\\\"\"", lo);
+    else sb_fmt(b, "\"\\\"\" char{%u,%u} \"\\\"\"", lo, hi);
+    return 1;
+}
+
+static int js_array(jschema *c, const jv *s, gsb *b) {
+    const jv *items = j_get(s, "items");
+    uint32_t lo = 0, hi = UINT32_MAX, it = 0;
+    const jv *mx = j_get(s, "maxItems");
+    if (!js_count(c, j_get(s, "minItems"), "minItems", &lo) || !js_count(c, mx, "maxItems", &hi)) return 0;
+    if (mx && hi < lo) return js_fail(c, "maxItems %u is below minItems %u", hi, lo);
+    char item[32];
+    if (items) {
+        if (items->type == JV_ARR) return js_fail(c, "'items' as an array (tuple validation) is not supported");
+        size_t l = js_push(c, "items", -1);
+        int ok = js_rule(c, items, &it);
+        js_pop(c, l);
+        if (!ok) return 0;
+        fmt_sn(item, sizeof item, "r%u", it);
+    } else {
+        fmt_sn(item, sizeof item, "value");
+    }
+    if (mx && hi == 0) {
+        sb_str(b, "\"[\" ws \"]\"");
+        return 1;
+    }
+    sb_str(b, "\"[\" ws ");
+    if (lo == 0) sb_str(b, "( ");
+    sb_fmt(b, "%s ws ", item);
+    uint32_t rlo = lo ? lo - 1 : 0;
+    if (!mx) sb_fmt(b, "( \",\" ws %s ws ){%u,}", item, rlo);
+    else if (hi > 1) sb_fmt(b, "( \",\" ws %s ws ){%u,%u}", item, rlo, hi - 1);
+    if (lo == 0) sb_str(b, " )?");
+    sb_str(b, " \"]\"");
+    return 1;
+}
+
+static int js_object(jschema *c, const jv *s, gsb *b, uint32_t self) {
+    const jv *props = j_get(s, "properties"), *req = j_get(s, "required"), *add = j_get(s, "additionalProperties");
+    if (props && props->type != JV_OBJ) return js_fail(c, "'properties' must be an object");
+    if (req && req->type != JV_ARR) return js_fail(c, "'required' must be an array");
+    if (add && add->type != JV_TRUE && add->type != JV_FALSE && add->type != JV_OBJ)
+        return js_fail(c, "'additionalProperties' must be a boolean or a schema");
+    if (!props && !req && (!add || add->type == JV_TRUE)) {
+        sb_str(b, "object");
+        return 1;
+    }
+    uint32_t np = props ? props->n : 0;
+    if (req)
+        for (uint32_t k = 0; k < req->n; k++) {
+            const jv *r = &req->kids[k];
+            if (r->type != JV_STR) return js_fail(c, "'required' must list strings");
+            if (!j_get(props, r->s))
+                return js_fail(c, "required property '%.60s' is not in 'properties' (not supported)", r->s);
+        }
+    /* extra members: "key": value rule, or none */
+    char extra[32] = "";
+    if (add && add->type != JV_FALSE) {
+        uint32_t ar;
+        if (add->type == JV_TRUE) {
+            fmt_sn(extra, sizeof extra, "value");
+        } else {
+            size_t l = js_push(c, "additionalProperties", -1);
+            int ok = js_rule(c, add, &ar);
+            js_pop(c, l);
+            if (!ok) return 0;
+            fmt_sn(extra, sizeof extra, "r%u", ar);
+        }
+    }
+    /* kv rule per property */
+    uint32_t base = c->n_rules;
+    if (c->n_rules + 2 * np + 4 > G_MAX_RULES) return js_fail(c, "too many properties");
+    uint32_t *kv = (uint32_t *)xalloc(c->a, ((size_t)np + 1) * sizeof(uint32_t));
+    if (!kv) return c->st = seterr(c->err, SLM_ERR_NOMEM, "json schema: out of memory"), 0;
+    (void)base;
+    int ok = 1;
+    for (uint32_t k = 0; k < np && ok; k++) {
+        const jv *key = &props->kids[2 * k];
+        uint32_t vr;
+        size_t l = js_push(c, "properties", -1);
+        size_t l2 = js_push(c, key->s, -1);
+        ok = js_rule(c, &props->kids[2 * k + 1], &vr);
+        js_pop(c, l2);
+        js_pop(c, l);
+        if (!ok) break;
+        kv[k] = c->n_rules++;
+        sb_fmt(&c->out, "r%u ::= \"", kv[k]);
+        sb_json_lit(&c->out, key, 0);
+        sb_fmt(&c->out, "\" ws \":\" ws r%u\n", vr);
+    }
+    if (ok) {
+        /* S(k): members k.. with none written yet; T(k): after one was written */
+        uint32_t S0 = c->n_rules, T0 = S0 + np + 1;
+        c->n_rules += 2 * (np + 1);
+        for (uint32_t k = 0; k <= np; k++) {
+            int required = 0;
+            if (k < np && req)
+                for (uint32_t q = 0; q < req->n; q++)
+                    if (!strcmp(req->kids[q].s, props->kids[2 * k].s)) required = 1;
+            if (k == np) {
+                if (extra[0]) {
+                    sb_fmt(&c->out, "r%u ::= ( string ws \":\" ws %s ws ( \",\" ws string ws \":\" ws %s ws )* )?\n", S0 + k,
+                           extra, extra);
+                    sb_fmt(&c->out, "r%u ::= ( \",\" ws string ws \":\" ws %s ws )*\n", T0 + k, extra);
+                } else {
+                    sb_fmt(&c->out, "r%u ::= \"\"\nr%u ::= \"\"\n", S0 + k, T0 + k);
+                }
+                continue;
+            }
+            sb_fmt(&c->out, "r%u ::= r%u ws r%u", S0 + k, kv[k], T0 + k + 1);
+            if (!required) sb_fmt(&c->out, " | r%u", S0 + k + 1);
+            sb_fmt(&c->out, "\nr%u ::= \",\" ws r%u ws r%u", T0 + k, kv[k], T0 + k + 1);
+            if (!required) sb_fmt(&c->out, " | r%u", T0 + k + 1);
+            sb_str(&c->out, "\n");
+        }
+        sb_fmt(b, "\"{\" ws r%u \"}\"", S0);
+    }
+    (void)self;
+    xfree(c->a, kv, ((size_t)np + 1) * sizeof(uint32_t));
+    return ok;
+}
+
+/* Resolve a local $ref ("#", "#/$defs/x", "#/definitions/x", any JSON pointer). */
+static const jv *js_resolve(jschema *c, const char *ref) {
+    if (ref[0] != '#') return js_fail(c, "$ref '%.60s' is not local (only '#...' references are supported)", ref), NULL;
+    const jv *v = c->root;
+    const char *p = ref + 1;
+    if (*p && *p != '/') return js_fail(c, "$ref '%.60s' is not a JSON pointer", ref), NULL;
+    while (*p == '/') {
+        p++;
+        char seg[128];
+        size_t k = 0;
+        while (*p && *p != '/') {
+            char ch = *p++;
+            if (ch == '~' && (*p == '0' || *p == '1')) ch = *p++ == '0' ? '~' : '/';
+            if (k + 1 >= sizeof seg) return js_fail(c, "$ref '%.60s': segment too long", ref), NULL;
+            seg[k++] = ch;
+        }
+        seg[k] = 0;
+        if (v->type == JV_OBJ) {
+            v = j_get(v, seg);
+        } else if (v->type == JV_ARR) {
+            uint64_t ix = 0;
+            const char *q = seg;
+            for (; *q >= '0' && *q <= '9' && ix <= UINT32_MAX; q++) ix = ix * 10 + (uint64_t)(*q - '0');
+            v = (*seg && !*q && ix < v->n) ? &v->kids[ix] : NULL;
+        } else {
+            v = NULL;
+        }
+        if (!v) return js_fail(c, "$ref '%.60s' points to nothing", ref), NULL;
+    }
+    return v;
+}
+
+/* Keywords: what the converter uses, and annotations it may ignore. */
+static const char *const JS_KNOWN[] = {"type", "properties", "required", "additionalProperties", "enum", "const",
+                                       "items", "minItems", "maxItems", "anyOf", "oneOf", "$ref", "format",
+                                       "minLength", "maxLength", "$schema", "$id", "title", "description",
+                                       "default", "examples", "$comment", "definitions", "$defs", "readOnly",
+                                       "writeOnly", "deprecated"};
+
+/* Convert schema s into a new rule; *id is its number (rule "r<id>"). */
+static int js_rule(jschema *c, const jv *s, uint32_t *id) {
+    if (c->st != SLM_OK) return 0;
+    if (++c->depth > 2 * J_MAX_DEPTH) return js_fail(c, "schema nested too deeply");
+    if (c->n_rules >= G_MAX_RULES / 2) return js_fail(c, "schema too large");
+    uint32_t me = c->n_rules++;
+    *id = me;
+    gsb b;
+    memset(&b, 0, sizeof b);
+    b.a = c->a;
+    int ok = 1;
+    if (s->type == JV_TRUE) {
+        sb_str(&b, "value");
+    } else if (s->type == JV_FALSE) {
+        ok = js_fail(c, "the schema false allows no value");
+    } else if (s->type != JV_OBJ) {
+        ok = js_fail(c, "a schema must be an object or a boolean");
+    } else {
+        for (uint32_t k = 0; k < s->n && ok; k++) {
+            const char *kw = s->kids[2 * k].s;
+            int known = 0;
+            for (size_t q = 0; q < sizeof JS_KNOWN / sizeof JS_KNOWN[0]; q++) known |= !strcmp(kw, JS_KNOWN[q]);
+            if (!known) ok = js_fail(c, "unsupported keyword '%.60s'", kw);
+        }
+        const jv *ref = j_get(s, "$ref"), *cnst = j_get(s, "const"), *en = j_get(s, "enum");
+        const jv *any = j_get(s, "anyOf"), *one = j_get(s, "oneOf"), *ty = j_get(s, "type");
+        if (!ok) {
+        } else if (ref) {
+            static const char *const alone[] = {"type", "properties", "enum", "const", "items", "anyOf", "oneOf", "format"};
+            for (size_t q = 0; q < sizeof alone / sizeof alone[0] && ok; q++)
+                if (j_get(s, alone[q])) ok = js_fail(c, "'%s' next to '$ref' is not supported", alone[q]);
+            if (ok && ref->type != JV_STR) ok = js_fail(c, "'$ref' must be a string");
+            if (ok) {
+                uint32_t q = 0;
+                while (q < c->n_refs && strcmp(c->ref_name[q], ref->s)) q++;
+                if (q == c->n_refs) {
+                    if (c->n_refs >= JS_MAX_REFS) {
+                        ok = js_fail(c, "more than %d distinct $ref targets", JS_MAX_REFS);
+                    } else {
+                        const jv *t = js_resolve(c, ref->s);
+                        ok = t != NULL;
+                        if (ok) {
+                            /* reserve the target's rule number first: recursion ends there */
+                            c->ref_name[q] = ref->s;
+                            c->ref_rule[q] = c->n_rules;
+                            c->n_refs++;
+                            char saved[sizeof c->path];
+                            memcpy(saved, c->path, sizeof saved);
+                            fmt_sn(c->path, sizeof c->path, "%.150s", ref->s + 1);
+                            uint32_t tr;
+                            ok = js_rule(c, t, &tr);
+                            memcpy(c->path, saved, sizeof saved);
+                        }
+                    }
+                }
+                if (ok) sb_fmt(&b, "r%u", c->ref_rule[q]);
+            }
+        } else if (cnst) {
+            sb_str(&b, "\"");
+            sb_json_lit(&b, cnst, 0);
+            sb_str(&b, "\"");
+        } else if (en) {
+            if (en->type != JV_ARR || en->n == 0) ok = js_fail(c, "'enum' must be a non-empty array");
+            for (uint32_t k = 0; ok && k < en->n; k++) {
+                if (k) sb_str(&b, " | ");
+                sb_str(&b, "\"");
+                sb_json_lit(&b, &en->kids[k], 0);
+                sb_str(&b, "\"");
+            }
+        } else if (any || one) {
+            const jv *alts = any ? any : one;
+            if (any && one) ok = js_fail(c, "'anyOf' and 'oneOf' together are not supported");
+            else if (alts->type != JV_ARR || alts->n == 0) ok = js_fail(c, "'%s' must be a non-empty array", any ? "anyOf" : "oneOf");
+            else if (ty) ok = js_fail(c, "'type' next to '%s' is not supported", any ? "anyOf" : "oneOf");
+            for (uint32_t k = 0; ok && k < alts->n; k++) {
+                uint32_t r;
+                size_t l = js_push(c, any ? "anyOf" : "oneOf", (int)k);
+                ok = js_rule(c, &alts->kids[k], &r);
+                js_pop(c, l);
+                if (ok) sb_fmt(&b, "%sr%u", k ? " | " : "", r);
+            }
+        } else {
+            /* types: listed, or inferred from the keywords */
+            const char *types[8];
+            int nt = 0;
+            if (ty && ty->type == JV_STR) {
+                types[nt++] = ty->s;
+            } else if (ty && ty->type == JV_ARR && ty->n > 0 && ty->n <= 7) {
+                for (uint32_t k = 0; k < ty->n && ok; k++) {
+                    if (ty->kids[k].type != JV_STR) ok = js_fail(c, "'type' must name types");
+                    else types[nt++] = ty->kids[k].s;
+                }
+            } else if (ty) {
+                ok = js_fail(c, "'type' must be a string or a short array of strings");
+            } else if (j_get(s, "properties") || j_get(s, "required") || j_get(s, "additionalProperties")) {
+                types[nt++] = "object";
+            } else if (j_get(s, "items") || j_get(s, "minItems") || j_get(s, "maxItems")) {
+                types[nt++] = "array";
+            } else if (j_get(s, "format") || j_get(s, "minLength") || j_get(s, "maxLength")) {
+                types[nt++] = "string";
+            } else {
+                sb_str(&b, "value");
+            }
+            for (int k = 0; k < nt && ok; k++) {
+                if (k) sb_str(&b, " | ");
+                const char *t = types[k];
+                if (!strcmp(t, "string")) ok = js_string(c, s, &b);
+                else if (!strcmp(t, "number")) sb_str(&b, "number");
+                else if (!strcmp(t, "integer")) sb_str(&b, "integer");
+                else if (!strcmp(t, "boolean")) sb_str(&b, "boolean");
+                else if (!strcmp(t, "null")) sb_str(&b, "null");
+                else if (!strcmp(t, "array")) ok = js_array(c, s, &b);
+                else if (!strcmp(t, "object")) ok = js_object(c, s, &b, me);
+                else ok = js_fail(c, "unknown type '%.60s'", t);
+            }
+        }
+    }
+    if (ok && c->st == SLM_OK) {
+        sb_fmt(&c->out, "r%u ::= ", me);
+        sb_put(&c->out, b.p ? b.p : "", b.n);
+        sb_str(&c->out, "\n");
+        if (b.bad || c->out.bad) ok = js_fail(c, "the grammar would exceed %u bytes", G_MAX_TEXT);
+    }
+    sb_free(&b);
+    c->depth--;
+    return ok && c->st == SLM_OK;
+}
+
+/* The rules every schema grammar may use. */
+static const char G_SCHEMA_BASE[] =
+    "date    ::= [0-9]{4} \"-\" ( \"0\" [1-9] | \"1\" [0-2] ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"3\" [01] )\n"
+    "time    ::= ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" [0-5] [0-9] ( \".\" [0-9]{1,6} )? "
+    "( \"Z\" | [+-] ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] )\n"
+    "uuid    ::= hex{8} \"-\" hex{4} \"-\" hex{4} \"-\" hex{4} \"-\" hex{12}\n"
+    "hex     ::= [0-9a-f]\n";
+
+static slm_status json_schema_convert(const allocator *a, const char *schema, size_t len, gsb *out, slm_error *err) {
+    jparse p;
+    jv root;
+    memset(out, 0, sizeof *out);
+    out->a = a;
+    if (!j_parse(&p, a, schema, len, "json schema", err, &root)) {
+        j_free(&p);
+        return p.st;
+    }
+    jschema *c = (jschema *)xcalloc(a, 1, sizeof *c);
+    if (!c) {
+        j_free(&p);
+        return seterr(err, SLM_ERR_NOMEM, "json schema: out of memory");
+    }
+    c->a = a;
+    c->root = &root;
+    c->out.a = a;
+    c->err = err;
+    c->st = SLM_OK;
+    uint32_t r;
+    if (js_rule(c, &root, &r)) {
+        sb_fmt(&c->out, "root ::= r%u\n", r);
+        /* the JSON rules, except its root */
+        const char *j = strchr(G_JSON, '\n') + 1;
+        sb_str(&c->out, j);
+        sb_str(&c->out, G_SCHEMA_BASE);
+        if (c->out.bad) js_fail(c, "the grammar would exceed %u bytes", G_MAX_TEXT);
+    }
+    slm_status st = c->st;
+    *out = c->out;
+    if (st == SLM_OK) { /* a $ref loop that reaches no value fails here, with a schema-level message */
+        slm_grammar *g = NULL;
+        slm_error e2;
+        if (grammar_compile(a, out->p, out->n, NULL, &g, &e2) != SLM_OK)
+            st = seterr(err, e2.status == SLM_ERR_NOMEM ? SLM_ERR_NOMEM : SLM_ERR_UNSUPPORTED,
+                        "json schema: its $ref cycles admit no finite value, or loop without any text (%.150s)",
+                        e2.message);
+        grammar_free_(g);
+    }
+    if (st != SLM_OK) sb_free(out);
+    xfree(a, c, sizeof *c);
+    j_free(&p);
+    return st;
+}
+
+slm_status slm_json_schema_to_grammar(const char *schema, size_t len, char *buf, size_t size, size_t *out_len,
+                                      slm_error *err) {
+    clearerr_(err);
+    if (out_len) *out_len = 0;
+    if (!schema && len) return seterr(err, SLM_ERR_INVALID_ARG, "json schema: text is NULL");
+    allocator a;
+    alloc_init(&a, NULL);
+    gsb g;
+    slm_status st = json_schema_convert(&a, schema ? schema : "", len, &g, err);
+    if (st != SLM_OK) return st;
+    if (out_len) *out_len = g.n;
+    if (g.n + 1 > size || !buf) {
+        sb_free(&g);
+        return seterr(err, SLM_ERR_BUFFER, "json schema: the grammar needs %zu bytes", g.n + 1);
+    }
+    memcpy(buf, g.p, g.n + 1);
+    sb_free(&g);
+    return SLM_OK;
+}
+
+static int32_t g_n_vocab(const slm_grammar *g) { return g->n_vocab; }
+
+int slm_sampler_grammar_state(const slm_sampler *smp) {
+    if (!smp || !smp->gs) return SLM_GRAMMAR_NONE;
+    const gstate *s = smp->gs;
+    if (s->failed) return SLM_GRAMMAR_FAILED;
+    if (s->ended || (s->acc && s->n_set == 0)) return SLM_GRAMMAR_DONE;
+    return s->acc ? SLM_GRAMMAR_COMPLETE : SLM_GRAMMAR_ACTIVE;
 }
 
 /* ========================================================================== */
@@ -12265,7 +14938,7 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, c
         if (ids_bytes) xfree(a, ids, ids_bytes);
         return st;
     }
-    for (int32_t i = 0; i < n; i++) slm_sampler_accept(smp, ids[i]);
+    for (int32_t i = 0; i < n; i++) sampler_record(smp, ids[i]);
     if (ids_bytes) xfree(a, ids, ids_bytes);
 
     gen_text g;
@@ -12287,7 +14960,15 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, c
             reason = SLM_STOP_MAX_TOKENS;
             break;
         }
+        if (smp->gs && slm_sampler_grammar_state(smp) >= SLM_GRAMMAR_DONE) {
+            reason = SLM_STOP_GRAMMAR; /* complete, and nothing else may follow */
+            break;
+        }
         int32_t tok = slm_sampler_sample(smp, slm_session_logits(s, -1));
+        if (tok < 0) { /* the grammar allows no token (its limits dropped every parse) */
+            reason = SLM_STOP_GRAMMAR;
+            break;
+        }
         if (slm_token_is_eog(m, tok)) {
             /* into the session too, so that a conversation can go on */
             if (s->pos < s->n_ctx) st = slm_decode(s, &tok, 1, err);

@@ -572,10 +572,16 @@ SLM_API slm_status slm_chat_format(const slm_model *model, int family, const slm
  *      whose mass reaches top_p); 5. min-p (drop tokens whose probability is
  *      below min_p times the top one's); 6. temperature; 7. a draw from the
  *      softmax of what is left.
+ * With a grammar, before 2.: tokens the grammar does not allow get a logit
+ * of -inf (end-of-generation tokens are allowed only where the grammar is
+ * complete), so every chosen token keeps the text a prefix of the grammar's
+ * language; slm_sampler_accept then advances the grammar over the token.
  * The draw uses slm's own RNG (xoshiro256** seeded with splitmix64), its own
  * exp, a fixed sort order (logit, then id) and a fixed summation order, so a
  * seed gives the same tokens on every platform for the same logits.
  */
+
+typedef struct slm_grammar slm_grammar;
 
 typedef struct slm_sampler_params {
     float temperature;       /* default 0.8; <= 0: greedy */
@@ -587,6 +593,11 @@ typedef struct slm_sampler_params {
     float frequency_penalty; /* default 0 */
     float presence_penalty;  /* default 0 */
     uint64_t seed;           /* default 0 */
+    /* Added with grammars (the struct grew: FFI layouts must add it, and
+       slm_generate_params, which holds this struct, grew with it): */
+    const slm_grammar *grammar; /* default NULL; a compiled grammar (slm_grammar_create) that
+                                   masks every token which cannot continue it. Not owned:
+                                   keep it alive as long as the sampler */
 } slm_sampler_params;
 
 typedef struct slm_sampler slm_sampler;
@@ -600,10 +611,69 @@ SLM_API void slm_sampler_free(slm_sampler *sampler);
 /* Choose a token from a row of logits (not modified). Returns -1 if
    sampler or logits is NULL. Does not accept the token. */
 SLM_API int32_t slm_sampler_sample(slm_sampler *sampler, const float *logits);
-/* Record a token in the penalty window (prompt tokens too, if wanted). */
+/* Record a token in the penalty window (prompt tokens too, if wanted). With
+   a grammar it also advances the grammar over the token's text: accept only
+   generated tokens then (a prompt is not part of the grammar's text). A
+   token the grammar does not allow makes the grammar FAILED. Returns -1
+   from slm_sampler_sample when the grammar allows no token at all. */
 SLM_API void slm_sampler_accept(slm_sampler *sampler, int32_t token);
-/* Forget the accepted tokens and restart the RNG from `seed`. */
+/* Forget the accepted tokens, restart the RNG from `seed` and the grammar
+   (if any) from its start rule. */
 SLM_API void slm_sampler_reset(slm_sampler *sampler, uint64_t seed);
+
+/* ------------------------------------------------------------------------ */
+/* Grammars: structured output (docs/grammar.md)                            */
+/* ------------------------------------------------------------------------ */
+/*
+ * A grammar is GBNF text, the format of llama.cpp's .gbnf files: rules
+ * `name ::= alternatives`, alternatives separated by |, sequences of
+ * "literals", [character classes] (ranges, ^ negation), . (any character),
+ * rule names and ( groups ), with * + ? {m} {m,} {m,n} repetitions, escapes
+ * \x.. \u.... \U........ \n \r \t \\ \" \[ \], # comments and UTF-8
+ * anywhere. A rule ends at the end of its line, except inside parentheses,
+ * after | or ::=, and when the next line starts with |.
+ *
+ * slm_grammar_create compiles the text and binds it to a model's
+ * vocabulary (the token trie the sampler walks). Errors name the line and
+ * column; undefined rules, left recursion and rules that can never finish
+ * are reported there too, never hung on. The grammar is read-only after
+ * creation: one grammar may serve many samplers, on several threads. It
+ * keeps no pointer to the model.
+ */
+
+/* Compile `text` (len bytes; UTF-8) starting from the rule `root` (NULL:
+   "root") for model's vocabulary. SLM_ERR_FORMAT for a bad grammar,
+   SLM_ERR_UNSUPPORTED past the limits (1 MiB of text, 16384 rules, 1M
+   elements after expansion, {m,n} up to 4096, 64 nested parentheses). */
+SLM_API slm_status slm_grammar_create(const slm_model *model, const char *text, size_t len, const char *root,
+                                      slm_grammar **out, slm_error *err);
+SLM_API void slm_grammar_free(slm_grammar *grammar);
+/* The built-in JSON grammar (a JSON object at the top, bounded whitespace
+   and digits), NUL-terminated GBNF text for slm_grammar_create. */
+SLM_API const char *slm_grammar_json(void);
+/* JSON Schema -> GBNF text. Supported: type (string, number, integer,
+   boolean, null, object, array, or a list of them), properties, required,
+   additionalProperties (false or absent: no other members; true or a
+   schema: more members after the listed ones), enum, const, items,
+   minItems, maxItems, anyOf, oneOf (as anyOf), $ref to local definitions
+   ("#/$defs/x", "#/definitions/x", any "#/..." pointer; recursion works),
+   format date / time / date-time / uuid, minLength, maxLength; annotations
+   (title, description, default, examples, $schema, $id, $comment, ...) are
+   ignored. Any other keyword is an error (SLM_ERR_UNSUPPORTED) that names
+   it and where it is. Members are written in the order of "properties".
+   Writes a NUL-terminated text if *len + 1 <= size, else SLM_ERR_BUFFER
+   with *len set to the text length. */
+SLM_API slm_status slm_json_schema_to_grammar(const char *schema, size_t schema_len, char *buf, size_t size,
+                                              size_t *len, slm_error *err);
+
+enum {
+    SLM_GRAMMAR_NONE = 0,     /* the sampler has no grammar */
+    SLM_GRAMMAR_ACTIVE = 1,   /* the text so far is an unfinished match */
+    SLM_GRAMMAR_COMPLETE = 2, /* a complete match that may go on (end-of-generation allowed) */
+    SLM_GRAMMAR_DONE = 3,     /* complete, nothing may follow (or end-of-generation accepted) */
+    SLM_GRAMMAR_FAILED = 4    /* a token the grammar does not allow was accepted */
+};
+SLM_API int slm_sampler_grammar_state(const slm_sampler *sampler);
 
 /* ------------------------------------------------------------------------ */
 /* Generate                                                                 */
@@ -619,7 +689,8 @@ enum {
     SLM_STOP_MAX_TOKENS = 2,   /* max_tokens were generated */
     SLM_STOP_STRING = 3,       /* a stop string appeared (it and what follows are not emitted) */
     SLM_STOP_CALLBACK = 4,     /* on_text returned non-zero */
-    SLM_STOP_CONTEXT_FULL = 5  /* the session context is full */
+    SLM_STOP_CONTEXT_FULL = 5, /* the session context is full */
+    SLM_STOP_GRAMMAR = 6       /* the grammar is complete and allows nothing more */
 };
 
 typedef struct slm_generate_params {

@@ -7,6 +7,7 @@
  *   slm info     -m FILE [-c CTX]            describe a GGUF model (or a vocabulary)
  *   slm logits   -m FILE --ids "1 2 3" [--all] --out FILE.f32
  *   slm quantize -m IN.gguf -o OUT.gguf --type Q4_K_M [-t N] [-v]
+ *   slm serve    -m FILE [--host H] [--port P] [--parallel N]   OpenAI/Ollama HTTP server
  *
  * Every error prints one line to stderr and exits non-zero.
  */
@@ -14,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #endif
 #include "slm.h"
+#include "serve/serve.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -103,6 +105,9 @@ typedef struct opts {
     slm_sampler_params sp;
     const char *stop[16];
     int n_stop;
+    /* structured output (run, chat) */
+    const char *grammar_file, *schema_file;
+    int json;
 } opts;
 
 static int parse_int(const char *s, const char *flag) {
@@ -190,11 +195,18 @@ static const char *RUN_HELP =
     "  --prompt-cache FILE      keep the session state after the prompt in FILE: a\n"
     "                           later run whose prompt starts the same way decodes\n"
     "                           only the rest (-n 0 just fills the cache)\n"
+    "  --grammar FILE           constrain the output to a GBNF grammar (llama.cpp's\n"
+    "                           .gbnf format; the rule 'root' starts it)\n"
+    "  --json                   the output is a JSON object (built-in grammar)\n"
+    "  --json-schema FILE       the output is JSON valid against a JSON Schema\n"
+    "                           (the subset in docs/grammar.md)\n"
+    "                           With a grammar, generation also stops when the grammar\n"
+    "                           is complete and allows nothing more.\n"
     "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
     "  --isa NAME               kernels: avx512, avx2, sse4, scalar, ... (default: the best this CPU runs)\n"
     "  --no-mmap                read the file instead of mapping it\n"
     "  Options take their value as --name VALUE or --name=VALUE.\n"
-    "  Sampler order: penalties, top-k, top-p, min-p, temperature, draw.\n";
+    "  Sampler order: penalties, grammar, top-k, top-p, min-p, temperature, draw.\n";
 
 static const char *TOKENIZE_HELP =
     "usage: slm tokenize -m FILE -p TEXT [--no-bos] [--special]\n"
@@ -232,6 +244,8 @@ static const char *CHAT_HELP =
     "                           tokens, speeds, why the reply ended, context used\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --presence-penalty, --frequency-penalty, --seed   sampler options as for run\n"
+    "  --grammar FILE, --json, --json-schema FILE   every reply follows the grammar\n"
+    "                           (as for run; the reply ends when the grammar is complete)\n"
     "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
     "  --isa NAME               kernels: avx512, avx2, sse4, scalar, ... (default: the best this CPU runs)\n"
     "  --no-mmap                read the file instead of mapping it\n";
@@ -278,6 +292,9 @@ static const optdef OPTS[] = {
     {NULL, "--no-context-shift", 0, C_CHAT},
     {NULL, "--keep", 1, C_RUN},
     {NULL, "--no-bos", 0, C_TOKENIZE},
+    {NULL, "--grammar", 1, C_RUN | C_CHAT},
+    {NULL, "--json", 0, C_RUN | C_CHAT},
+    {NULL, "--json-schema", 1, C_RUN | C_CHAT},
 };
 
 /* --isa NAME: an instruction set this build has and this CPU runs */
@@ -423,6 +440,9 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         } else if (!strcmp(l, "--special")) o->special = 1;
         else if (!strcmp(l, "--no-echo")) o->no_echo = 1;
         else if (!strcmp(l, "--no-bos")) o->no_bos = 1;
+        else if (!strcmp(l, "--grammar")) o->grammar_file = v;
+        else if (!strcmp(l, "--json")) o->json = 1;
+        else if (!strcmp(l, "--json-schema")) o->schema_file = v;
     }
     if (!o->model) die("%s", "no model given (-m FILE)");
     check_opts(o);
@@ -800,7 +820,71 @@ static void context_shift_loop(slm_session *s, const opts *o, slm_generate_param
 }
 
 static const char *STOP_NAMES[] = {"none", "end of generation", "max tokens", "stop string", "callback",
-                                   "context full"};
+                                   "context full", "grammar complete"};
+
+/* die() with two strings: "A: B" */
+static void die2(const char *a, const char *b) {
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s: %s", a, b);
+    die("%s", msg);
+}
+
+/* A whole text file (NUL-terminated, malloc'ed); dies with the reason. */
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen_utf8(path, "rb");
+    if (!f) die2(path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *b = (char *)malloc(cap);
+    for (;;) {
+        if (!b) die("%s", "out of memory");
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+        if (n + 1 == cap) {
+            if (cap > (64u << 20)) die("%s is too large", path);
+            cap *= 2;
+            b = (char *)realloc(b, cap);
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) die("cannot read %s", path);
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
+/* The grammar of --grammar / --json / --json-schema, or NULL. */
+static slm_grammar *load_grammar(const opts *o, const slm_model *m) {
+    if (!!o->grammar_file + o->json + !!o->schema_file > 1) die("%s", "use one of --grammar, --json, --json-schema");
+    slm_error err;
+    char *text = NULL;
+    size_t len = 0;
+    const char *what = o->grammar_file;
+    if (o->grammar_file) {
+        text = slurp(o->grammar_file, &len);
+    } else if (o->schema_file) {
+        size_t sl;
+        char *schema = slurp(o->schema_file, &sl);
+        if (slm_json_schema_to_grammar(schema, sl, NULL, 0, &len, &err) != SLM_ERR_BUFFER)
+            die2(o->schema_file, err.message);
+        text = (char *)malloc(len + 1);
+        if (!text || slm_json_schema_to_grammar(schema, sl, text, len + 1, &len, &err) != SLM_OK)
+            die2(o->schema_file, text ? err.message : "out of memory");
+        free(schema);
+        what = o->schema_file;
+    } else if (o->json) {
+        what = "--json";
+    } else {
+        return NULL;
+    }
+    slm_grammar *g;
+    if (slm_grammar_create(m, text ? text : slm_grammar_json(), text ? len : strlen(slm_grammar_json()), NULL, &g,
+                           &err) != SLM_OK)
+        die2(what, err.message);
+    free(text);
+    return g;
+}
 
 static int cmd_run(int argc, char **argv) {
     opts o;
@@ -837,6 +921,8 @@ static int cmd_run(int argc, char **argv) {
     }
     if (gp.sampler.repeat_last_n == -1) gp.sampler.repeat_last_n = n_ctx;
     if (o.prompt_cache) use_prompt_cache(s, &o, n_prompt);
+    slm_grammar *grammar = load_grammar(&o, m);
+    gp.sampler.grammar = grammar;
     if (!o.no_echo) {
         fputs(o.prompt, stdout);
         flush_stdout();
@@ -869,8 +955,9 @@ static int cmd_run(int argc, char **argv) {
             "%s: load %.1f ms | prompt %d tokens in %.1f ms, %.1f tok/s | generated %d tokens in %.1f ms, "
             "%.1f tok/s | stop: %s | seed %llu | %s\n",
             prog, load_ms(m), r.n_prompt, r.prompt_ms, r.prompt_tps, r.n_generated, r.gen_ms,
-            r.gen_tps, r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", o.seed,
+            r.gen_tps, r.stop_reason >= 0 && r.stop_reason <= 6 ? STOP_NAMES[r.stop_reason] : "?", o.seed,
             slm_isa_name(slm_model_isa(m)));
+    slm_grammar_free(grammar);
     slm_session_free(s);
     slm_model_free(m);
     free(o.prompt_buf);
@@ -1128,6 +1215,7 @@ static int cmd_chat(int argc, char **argv) {
     slm_session *s = open_session(m, &o, o.n_ctx, 0);
     slm_error err;
     int n_ctx = slm_session_n_ctx(s);
+    slm_grammar *grammar = load_grammar(&o, m);
 
     int family, fallback = 0;
     if (o.tmpl) {
@@ -1231,6 +1319,7 @@ static int cmd_chat(int argc, char **argv) {
         gp.max_tokens = o.have_n && o.n_predict > 0 ? o.n_predict : 0;
         gp.sampler = o.sp;
         gp.sampler.seed = o.seed + (unsigned long long)turn;
+        gp.sampler.grammar = grammar;
         gp.parse_special = 1; /* the template's special tokens */
         text_buf reply = {NULL, 0, 0};
         gp.on_text = chat_text;
@@ -1280,7 +1369,7 @@ static int cmd_chat(int argc, char **argv) {
                     "%s: turn %d: prompt %d tokens (%.1f tok/s), reply %d tokens (%.1f tok/s), stop: %s, "
                     "context %d/%d\n",
                     prog, turn, r.n_prompt, r.prompt_tps, r.n_generated, r.gen_tps,
-                    r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", slm_session_pos(s),
+                    r.stop_reason >= 0 && r.stop_reason <= 6 ? STOP_NAMES[r.stop_reason] : "?", slm_session_pos(s),
                     n_ctx);
         if (r.stop_reason == SLM_STOP_CONTEXT_FULL)
             fprintf(stderr, "%s: the context is full (%d tokens) and the reply was cut. %s (-c N; the model was "
@@ -1297,6 +1386,7 @@ static int cmd_chat(int argc, char **argv) {
     flush_stdout();
     for (int32_t i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
     free(msgs);
+    slm_grammar_free(grammar);
     slm_session_free(s);
     slm_model_free(m);
     return 0;
@@ -1923,6 +2013,7 @@ static const char *MAIN_HELP =
     "  logits    write the logits of a sequence of token ids\n"
     "  quantize  convert a GGUF model's weights to another type (Q4_K_M, Q8_0, ...)\n"
     "  bench     measure prompt and generation speed (tokens/s) and peak memory\n"
+    "  serve     serve the model over HTTP to OpenAI and Ollama clients\n"
     "  version   print the library version and build configuration\n"
     "example:\n"
     "  slm run -m tests/data/demo/kjv-1m-q8_0.gguf -p \"And the LORD said\" -n 64 --seed 1\n";
@@ -1945,6 +2036,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
     if (!strcmp(cmd, "embed")) return cmd_embed(argc, argv);
+    if (!strcmp(cmd, "serve")) return serve_main(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("slm %s (%s)\n", slm_version(), slm_build_info());
         return 0;

@@ -18,6 +18,7 @@ void test_files(void);
 void test_safety(void);
 void test_cli(void);
 void test_state(void);
+void test_grammar(void);
 void test_embedding(void);
 
 static const struct {
@@ -38,6 +39,7 @@ static const struct {
     {"safety", test_safety},
     {"cli", test_cli},
     {"state", test_state},
+    {"grammar", test_grammar},
     {"embedding", test_embedding},
 };
 

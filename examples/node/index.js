@@ -87,6 +87,7 @@ const slm_chat_message = koffi.struct('slm_chat_message', { role: 'const char *'
 const slm_sampler_params = koffi.struct('slm_sampler_params', {
   temperature: 'float', top_k: 'int32_t', top_p: 'float', min_p: 'float', repeat_penalty: 'float',
   repeat_last_n: 'int32_t', frequency_penalty: 'float', presence_penalty: 'float', seed: 'uint64_t',
+  grammar: 'void *', // const slm_grammar * (added with grammars)
 });
 const slm_generate_params = koffi.struct('slm_generate_params', {
   max_tokens: 'int32_t', stop: 'const char **', n_stop: 'int32_t', add_special: 'int', parse_special: 'int',
@@ -152,6 +153,10 @@ for (const proto of [
   'int slm_chat_family_from_name(const char *name)',
   'const char *slm_chat_family_name(int family)',
   'int slm_chat_format(void *model, int family, const slm_chat_message *messages, int32_t n, int32_t n_past, int add_generation_prompt, _Out_ uint8_t *buf, size_t size, _Out_ size_t *len, _Out_ int *fallback, _Out_ slm_error *err)',
+  'int slm_grammar_create(void *model, const void *text, size_t len, const char *root, _Out_ void **out, _Out_ slm_error *err)',
+  'void slm_grammar_free(void *grammar)',
+  'const char *slm_grammar_json(void)',
+  'int slm_json_schema_to_grammar(const void *schema, size_t schema_len, _Out_ uint8_t *buf, size_t size, _Out_ size_t *len, _Out_ slm_error *err)',
   'int slm_generate(void *session, const void *prompt, size_t prompt_len, const int32_t *prompt_ids, int32_t n_prompt_ids, const slm_generate_params *params, _Out_ slm_generate_result *result, _Out_ slm_error *err)',
 ]) {
   const name = proto.match(/(slm_\w+)\(/)[1];
@@ -196,7 +201,7 @@ function checkLayouts(override = {}) {
     }
   }
   const sampler = { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1, repeat_last_n: 64,
-                    frequency_penalty: 0, presence_penalty: 0, seed: 0 };
+                    frequency_penalty: 0, presence_penalty: 0, seed: 0, grammar: null };
   check(slm_model_params, 'slm_model_params', C.slm_model_params_init,
         { use_mmap: 1, vocab_only: 0, repack: 1, allocator: null, log: null, log_user: null, isa: 0 });
   check(slm_session_params, 'slm_session_params', C.slm_session_params_init,
@@ -256,7 +261,7 @@ if (layoutProblems.length) {
 // Model, Session
 // ---------------------------------------------------------------------------
 
-const STOP = ['none', 'eog', 'max_tokens', 'stop_string', 'callback', 'context_full'];
+const STOP = ['none', 'eog', 'max_tokens', 'stop_string', 'callback', 'context_full', 'grammar'];
 const KV_TYPES = { f32: 0, f16: 1, q8_0: 8 };
 
 /** Throw on an option name the call does not know (a typo must not be ignored silently). */
@@ -271,7 +276,7 @@ function checkOptions(what, options, known) {
 
 const GENERATE_OPTIONS = ['maxTokens', 'stop', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN',
                           'frequencyPenalty', 'presencePenalty', 'seed', 'addSpecial', 'parseSpecial', 'emitSpecial',
-                          'onText', 'promptIds', 'signal'];
+                          'onText', 'promptIds', 'signal', 'grammar'];
 
 function defaults(init, type) {
   const buf = Buffer.alloc(koffi.sizeof(type));
@@ -306,6 +311,50 @@ function chatFormat(messages, options = {}) {
                          err);
   check(st, err);
   return buf.subarray(0, Number(len[0])).toString('utf8');
+}
+
+// ---------------------------------------------------------------------------
+// Grammars (structured output)
+// ---------------------------------------------------------------------------
+
+/** GBNF text for a JSON Schema (an object, or its JSON text); unsupported keywords throw UnsupportedError. */
+function jsonSchemaToGrammar(schema) {
+  const text = Buffer.from(typeof schema === 'string' ? schema : JSON.stringify(schema), 'utf8');
+  const len = [0], err = {};
+  let st = C.slm_json_schema_to_grammar(text, text.length, null, 0, len, err);
+  if (st !== -9) check(st, err);
+  const buf = Buffer.alloc(Number(len[0]) + 1);
+  check(C.slm_json_schema_to_grammar(text, text.length, buf, buf.length, len, err), err);
+  return buf.subarray(0, Number(len[0])).toString('utf8');
+}
+
+/** A GBNF grammar compiled for a model's vocabulary; pass it as options.grammar to generate(). */
+class Grammar {
+  constructor(model, text, { root = null } = {}) {
+    const data = Buffer.from(String(text), 'utf8');
+    const out = [null], err = {};
+    check(C.slm_grammar_create(model._h(), data, data.length, root, out, err), err);
+    this._handle = out[0];
+    this.model = model;
+    this.text = String(text);
+  }
+
+  /** The built-in JSON grammar (a JSON object). */
+  static json(model) { return new Grammar(model, C.slm_grammar_json()); }
+
+  /** A JSON Schema's grammar. */
+  static fromSchema(model, schema) { return new Grammar(model, jsonSchemaToGrammar(schema)); }
+
+  _h() {
+    if (!this._handle) throw new InvalidArgumentError('the grammar is closed', -1);
+    return this._handle;
+  }
+
+  close() {
+    if (!this._handle) return;
+    C.slm_grammar_free(this._handle);
+    this._handle = null;
+  }
 }
 
 class Model {
@@ -545,7 +594,8 @@ class Session {
    * Append a prompt (text, or ids with options.promptIds) and generate.
    * options: maxTokens (256; <= 0 until EOG), stop (string or array), temperature, topK, topP, minP,
    * repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, addSpecial (true),
-   * parseSpecial (false), emitSpecial (false), onText(piece) (return true to stop).
+   * parseSpecial (false), emitSpecial (false), onText(piece) (return true to stop), grammar (a Grammar:
+   * the output follows it; generation also stops, stop 'grammar', when it is complete and allows nothing more).
    * Returns { text, tokens, stopReason, stop, nPrompt, nGenerated, promptMs, promptTps, genMs, genTps }.
    */
   generate(prompt = '', options = {}) {
@@ -656,6 +706,10 @@ class Session {
                     repeatPenalty: 'repeat_penalty', repeatLastN: 'repeat_last_n',
                     frequencyPenalty: 'frequency_penalty', presencePenalty: 'presence_penalty', seed: 'seed' };
     for (const [js, c] of Object.entries(names)) if (o[js] !== undefined) gp.sampler[c] = o[js];
+    if (o.grammar !== undefined && o.grammar !== null) {
+      if (!(o.grammar instanceof Grammar)) throw new InvalidArgumentError('grammar must be a Grammar', -1);
+      gp.sampler.grammar = o.grammar._h();
+    }
     if (o.stop) {
       const stops = Array.isArray(o.stop) ? o.stop : [o.stop];
       gp.stop = stops.concat([null]);
@@ -763,7 +817,7 @@ class Session {
 }
 
 module.exports = {
-  Model, Session, chatFormat, cosine, SlmError, InvalidArgumentError, SlmIOError, FormatError, UnsupportedError,
+  Model, Session, Grammar, jsonSchemaToGrammar, jsonGrammar: () => C.slm_grammar_json(), chatFormat, cosine, SlmError, InvalidArgumentError, SlmIOError, FormatError, UnsupportedError,
   OutOfMemoryError, ContextFullError, NotFoundError, MetadataTypeError, BufferTooSmallError,
   version: () => C.slm_version(), buildInfo: () => C.slm_build_info(), libraryPath,
   checkLayouts, _internal: { koffi, structs: { slm_generate_params, slm_sampler_params, slm_model_info } },

@@ -31,12 +31,15 @@ __all__ = [
     "ContextFullError", "NotFoundError", "MetadataTypeError", "BufferTooSmallError", "LibraryError",
     "version", "build_info", "library_path", "chat_format", "chat_families", "quantize", "cosine", "POOLINGS",
     "STOP_NONE", "STOP_EOG", "STOP_MAX_TOKENS", "STOP_STRING", "STOP_CALLBACK", "STOP_CONTEXT_FULL",
+    "STOP_GRAMMAR", "Grammar", "json_schema_to_grammar", "JSON_GRAMMAR",
 ]
 
 __version__ = "0.1.0"
 
 STOP_NONE, STOP_EOG, STOP_MAX_TOKENS, STOP_STRING, STOP_CALLBACK, STOP_CONTEXT_FULL = 0, 1, 2, 3, 4, 5
-STOP_NAMES = {0: "none", 1: "eog", 2: "max_tokens", 3: "stop_string", 4: "callback", 5: "context_full"}
+STOP_GRAMMAR = 6
+STOP_NAMES = {0: "none", 1: "eog", 2: "max_tokens", 3: "stop_string", 4: "callback", 5: "context_full",
+              6: "grammar"}
 
 POOLINGS = ("none", "mean", "cls", "last")
 
@@ -637,12 +640,70 @@ def chat_format(messages, add_generation_prompt=True, template=None, n_past=0, m
 
 
 # ---------------------------------------------------------------------------
+# Grammars
+# ---------------------------------------------------------------------------
+
+JSON_GRAMMAR = _dec(_L.slm_grammar_json())
+
+
+def json_schema_to_grammar(schema):
+    """GBNF text for a JSON Schema (a dict, or its JSON text). Unsupported
+    keywords raise UnsupportedError naming them."""
+    if not isinstance(schema, (str, bytes)):
+        import json
+        schema = json.dumps(schema)
+    b = _enc(schema)
+    need = c_size_t(0)
+    err = _lib.slm_error()
+    st = _L.slm_json_schema_to_grammar(b, len(b), None, 0, byref(need), byref(err))
+    if st != _lib.SLM_ERR_BUFFER:
+        _check(st, err)
+    buf = ctypes.create_string_buffer(need.value + 1)
+    _check(_L.slm_json_schema_to_grammar(b, len(b), buf, need.value + 1, byref(need), byref(err)), err)
+    return _dec(buf.raw[:need.value])
+
+
+class Grammar(_Handle):
+    """A GBNF grammar compiled for a model's vocabulary (slm_grammar). Pass
+    it as grammar= to Sampler, SamplerParams or generate(); it may serve
+    many samplers. Grammar.json(model) is the built-in JSON grammar,
+    Grammar.from_schema(model, schema) converts a JSON Schema."""
+
+    _handle = None
+
+    def __init__(self, model, text, root=None):
+        b = _enc(text)
+        h = c_void_p()
+        err = _lib.slm_error()
+        _check(_L.slm_grammar_create(model._h(), b, len(b), _enc(root) if root else None, byref(h), byref(err)), err)
+        self._handle = h
+        self.text = text if isinstance(text, str) else _dec(text)
+        self.model = model  # the grammar was made for its vocabulary
+
+    @classmethod
+    def json(cls, model):
+        return cls(model, JSON_GRAMMAR)
+
+    @classmethod
+    def from_schema(cls, model, schema):
+        return cls(model, json_schema_to_grammar(schema))
+
+    def close(self):
+        if self._handle:
+            h, self._handle = self._handle, None
+            _L.slm_grammar_free(h)
+
+
+GRAMMAR_STATES = {0: "none", 1: "active", 2: "complete", 3: "done", 4: "failed"}
+
+
+# ---------------------------------------------------------------------------
 # Sampler
 # ---------------------------------------------------------------------------
 
 class SamplerParams(object):
     """slm_sampler_params with the library's defaults; keyword arguments
-    override fields (temperature <= 0 is greedy)."""
+    override fields (temperature <= 0 is greedy; grammar: a Grammar)."""
 
     __slots__ = [f for f, _ in _lib.slm_sampler_params._fields_]
 
@@ -659,7 +720,14 @@ class SamplerParams(object):
     def _c(self):
         c = _lib.slm_sampler_params()
         for f in self.__slots__:
-            setattr(c, f, getattr(self, f))
+            v = getattr(self, f)
+            if f == "grammar":
+                if v is not None and not isinstance(v, Grammar):
+                    raise TypeError("grammar must be a Grammar (or None)")
+                if v is not None and not v._handle:
+                    raise InvalidArgumentError("the grammar is closed", _lib.SLM_ERR_INVALID_ARG)
+                v = v._handle if v is not None else None
+            setattr(c, f, v)
         return c
 
     def __repr__(self):
@@ -701,7 +769,14 @@ class Sampler(_Handle):
         return _L.slm_sampler_sample(self._handle, ctypes.cast(ptr, POINTER(c_float)))
 
     def accept(self, token):
+        """Record a generated token (penalty window; advances the grammar)."""
         _L.slm_sampler_accept(self._handle, token)
+
+    @property
+    def grammar_state(self):
+        """"none", "active", "complete" (may end), "done" (must end) or
+        "failed" (a token the grammar does not allow was accepted)."""
+        return GRAMMAR_STATES.get(_L.slm_sampler_grammar_state(self._handle), "?")
 
     def reset(self, seed=None):
         _L.slm_sampler_reset(self._handle, self.params.seed if seed is None else seed)

@@ -140,6 +140,7 @@ class slm_sampler_params(Structure):
         ("frequency_penalty", c_float),
         ("presence_penalty", c_float),
         ("seed", c_uint64),
+        ("grammar", c_void_p),  # const slm_grammar * (added with grammars)
     ]
 
 
@@ -284,6 +285,12 @@ PROTOTYPES = {
     "slm_chat_family_name": (c_char_p, [c_int]),
     "slm_chat_format": (c_int, [_P, c_int, POINTER(slm_chat_message), c_int32, c_int32, c_int, c_char_p,
                                 c_size_t, POINTER(c_size_t), POINTER(c_int), _ERR]),
+    # grammars
+    "slm_grammar_create": (c_int, [_P, c_char_p, c_size_t, c_char_p, POINTER(_P), _ERR]),
+    "slm_grammar_free": (None, [_P]),
+    "slm_grammar_json": (c_char_p, []),
+    "slm_json_schema_to_grammar": (c_int, [c_char_p, c_size_t, c_char_p, c_size_t, POINTER(c_size_t), _ERR]),
+    "slm_sampler_grammar_state": (c_int, [_P]),
     # sampler
     "slm_sampler_params_init": (None, [POINTER(slm_sampler_params)]),
     "slm_sampler_create": (c_int, [POINTER(slm_sampler_params), c_int32, c_void_p, POINTER(_P), _ERR]),
@@ -453,7 +460,8 @@ def check_layouts(lib, override=None):
     check(slm_session_params, lib.slm_session_params_init,
           {"n_ctx": 0, "n_threads": 0, "n_batch": 0, "kv_type": SLM_TYPE_F16, "logits_all": 0})
     sampler_defaults = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0,
-                        "repeat_last_n": 64, "frequency_penalty": 0.0, "presence_penalty": 0.0, "seed": 0}
+                        "repeat_last_n": 64, "frequency_penalty": 0.0, "presence_penalty": 0.0, "seed": 0,
+                        "grammar": None}
     check(slm_sampler_params, lib.slm_sampler_params_init, sampler_defaults)
     gen = {"max_tokens": 256, "stop": None, "n_stop": 0, "add_special": 1, "parse_special": 0, "emit_special": 0,
            "on_text": None, "user": None, "tokens_out": None, "tokens_cap": 0}
