@@ -1837,8 +1837,8 @@ static const char *EMBED_HELP =
     "  --kv-f32           keep the KV cache in F32 (default F16)\n"
     "  --no-mmap          read the file instead of mapping it\n";
 
-/* Read a whole file (NUL-terminated); dies on error. */
-static char *slurp(const char *path, size_t *len) {
+/* Read a whole text file for slm embed -f (NUL-terminated, up to 1 GB); dies on error. */
+static char *slurp_texts(const char *path, size_t *len) {
     FILE *f = fopen_utf8(path, "rb");
     if (!f) die("cannot open '%s'", path);
     size_t cap = 1 << 16, n = 0;
@@ -1907,7 +1907,7 @@ static int cmd_embed(int argc, char **argv) {
     if (o.n_ctx < 0 || o.threads < 0) die("%s", "-c and -t must not be negative");
     if (file) {
         size_t n;
-        fbuf = slurp(file, &n);
+        fbuf = slurp_texts(file, &n);
         for (size_t b = 0; b < n;) {
             size_t e = b;
             while (e < n && fbuf[e] != '\n') e++;
