@@ -294,6 +294,8 @@ test('the README example runs', () => {
   assert.ok(p.stdout.includes("true -2 cannot open 'missing.gguf'"), p.stdout);
 });
 
+require('./test_embed.js')(test, slm, ROOT);
+
 let passed = 0, failed = 0;
 for (const [name, fn] of tests) {
   try {
