@@ -221,9 +221,10 @@ extern int sysctlbyname(const char *name, void *oldp, size_t *oldlenp, void *new
 #endif
 
 /* aarch64 dispatch builds: the SDOT entry points carry the dotprod target,
-   the SMMLA kernels the i8mm one (function attributes: with GCC 12 a
-   pragma region leaked its arch into the rest of the file). The kernels emit SDOT and SMMLA
-   as instructions (6d), so the target is for the assembler: GCC writes
+   the SMMLA kernels the i8mm one (function attributes: with GCC 12 a pragma
+   region leaked its arch into the functions after it, which then used LSE
+   atomics). The kernels emit SDOT and SMMLA as instructions (6d), so the
+   target is for the assembler: GCC writes
    ".arch armv8.2-a+dotprod" before such a function (binutils 2.40 wants
    armv8.2-a for both). The kernels they inline are compiled for the
    build's flags, which must be a subset: with -march=armv8-a+crypto (an
