@@ -128,12 +128,14 @@
    in a region with its own target attribute, and a model chooses the best
    one the CPU and the OS support when it loads (section 6h), so a build
    without -march flags runs the fastest kernels the machine has.
+   So does aarch64 (neon, dotprod, i8mm).
    Elsewhere the kernels follow the target's macros, i.e. the compiler
-   flags: -march=armv8.2-a+dotprod, -mfpu=neon-vfpv4, -march=rv64gcv,
+   flags: -mfpu=neon-vfpv4, -march=rv64gcv,
    -mcpu=cortex-m55 (Helium), and on x86 compilers without target
    attributes (MSVC: /arch:AVX2) -mavx2 -mfma -mf16c or -msse4.1.
    -DSLM_NO_SIMD forces the scalar reference kernels; -DSLM_NO_DISPATCH
-   keeps the x86 selection at compile time. The SIMD kernels read
+   keeps the x86 and aarch64 selection at compile time
+   (-march=armv8.2-a+dotprod, +i8mm). The SIMD kernels read
    little-endian blocks with vector loads, so big-endian hosts use scalar. */
 #if defined(SLM_NO_SIMD) || SLM_BIG_ENDIAN
 #define SLM_SIMD_NAME "scalar"
@@ -153,15 +155,40 @@
 #define SLM_SIMD_NAME "sse4"
 #include <immintrin.h>
 #elif defined(__aarch64__) && defined(__ARM_NEON)
+/* aarch64 with GCC or Clang: the SDOT (dotprod) and SMMLA (i8mm) kernels
+   are compiled into every build and chosen at run time, as on x86-64;
+   with SLM_NO_DISPATCH (or another compiler) the flags decide. */
 #define SLM_NEON 1
-#if defined(__ARM_FEATURE_DOTPROD)
-#define SLM_SIMD_NAME "neon-dotprod"
+#define SLM_NEON_NAME "neon"
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(SLM_NO_DISPATCH)
+#define SLM_ARM_DISPATCH 1
+#define SLM_NEON_DOTPROD 1
+#define SLM_NEON_I8MM 1
+#define SLM_SIMD_NAME "scalar,neon,dotprod,i8mm"
+#elif defined(__ARM_FEATURE_DOTPROD) && defined(__ARM_FEATURE_MATMUL_INT8)
+#define SLM_NEON_DOTPROD 1
+#define SLM_NEON_I8MM 1
+#define SLM_SIMD_NAME "i8mm"
+#elif defined(__ARM_FEATURE_DOTPROD)
+#define SLM_NEON_DOTPROD 1
+#define SLM_SIMD_NAME "dotprod"
 #else
 #define SLM_SIMD_NAME "neon"
 #endif
 #include <arm_neon.h>
+/* what the OS says the CPU has (6h) */
+#if defined(SLM_ARM_DISPATCH) && (defined(__linux__) || defined(__ANDROID__)) && defined(__has_include)
+#if __has_include(<sys/auxv.h>)
+#include <sys/auxv.h>
+#define SLM_HAVE_GETAUXVAL 1
+#endif
+#elif defined(SLM_ARM_DISPATCH) && defined(__APPLE__)
+/* <sys/sysctl.h> needs types that _POSIX_C_SOURCE hides */
+extern int sysctlbyname(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+#endif
 #elif defined(__arm__) && defined(__ARM_NEON)
 #define SLM_NEON 1
+#define SLM_NEON_NAME "neon32"
 #define SLM_SIMD_NAME "neon32"
 #include <arm_neon.h>
 #elif defined(__riscv_v_intrinsic) && __riscv_v_intrinsic >= 12000 && defined(__riscv_v_min_vlen) && \
@@ -195,6 +222,31 @@
 #define SLM_TARGET_AVX2
 #define SLM_TARGET_AVX512
 #define SLM_TARGET_END
+#endif
+
+/* aarch64 dispatch builds: the SDOT entry points carry the dotprod target,
+   the SMMLA kernels the i8mm one (function attributes: with GCC 12 a pragma
+   region leaked its arch into the functions after it, which then used LSE
+   atomics). The kernels emit SDOT and SMMLA as instructions (6d), so the
+   target is for the assembler: GCC writes
+   ".arch armv8.2-a+dotprod" before such a function (binutils 2.40 wants
+   armv8.2-a for both). The kernels they inline are compiled for the
+   build's flags, which must be a subset: with -march=armv8-a+crypto (an
+   extension beyond armv8.2-a) add +dotprod or use SLM_NO_DISPATCH. */
+#if defined(SLM_ARM_DISPATCH) && defined(__clang__)
+#define SLM_TARGET_DOTPROD __attribute__((target("dotprod")))
+#define SLM_TARGET_I8MM __attribute__((target("dotprod,i8mm")))
+#elif defined(SLM_ARM_DISPATCH)
+#if defined(__ARM_FEATURE_DOTPROD)
+#define SLM_TARGET_DOTPROD
+#define SLM_TARGET_I8MM __attribute__((target("+i8mm")))
+#else
+#define SLM_TARGET_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#define SLM_TARGET_I8MM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
+#endif
+#else
+#define SLM_TARGET_DOTPROD
+#define SLM_TARGET_I8MM
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -5196,11 +5248,16 @@ SLM_TARGET_END
 #endif /* SLM_SSE4 */
 
 /* -------------------------------------------------------------------------- */
-/* 6d. ARM NEON: aarch64 (with SDOT when built with +dotprod) and ARMv7       */
+/* 6d. ARM NEON: aarch64 (baseline, dotprod, i8mm) and ARMv7                  */
 /* -------------------------------------------------------------------------- */
 /* One code path; the few helpers below hide what AArch32 lacks (across-
    vector adds, rounding conversion, fused multiply-add without VFPv4). On
-   ARMv7 the f16 kernels need -mfp16-format=ieee with GCC (half types). */
+   ARMv7 the f16 kernels need -mfp16-format=ieee with GCC (half types).
+   The int8 kernels are templates with a constant `dp`: 0 for the baseline
+   (the neon table: products widened through int16), 1 for SDOT (the
+   dotprod table: entry points with the dotprod target, section 1). Only
+   the helpers i8dot_neon and dot16_neon look at dp. The SMMLA (i8mm)
+   kernels for the x8 layouts are at the end of the section. */
 #ifdef SLM_NEON
 
 #if defined(__aarch64__) || defined(__ARM_FP16_FORMAT_IEEE)
@@ -5258,17 +5315,31 @@ static inline int32x4_t round_even_neon(float32x4_t p) {
 #endif
 }
 
-/* sum of the 32 products x*y (x0|x1 against y0|y1) in 4 int32 lanes */
-static inline int32x4_t i8dot_neon(int8x16_t x0, int8x16_t x1, int8x16_t y0, int8x16_t y1) {
+#ifdef SLM_NEON_DOTPROD
+/* SDOT: acc lane i += the dot of bytes 4i..4i+3 of a and b. Without
+   +dotprod in the build's flags, an instruction: the intrinsic could not
+   be inlined into the templates, which are compiled for the baseline. */
+static SLM_ALWAYS_INLINE int32x4_t sdot_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
 #if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), x0, y0), x1, y1);
+    return vdotq_s32(acc, a, b);
 #else
+    __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+#endif
+}
+#define SDOT_NEON(acc, a, b) sdot_neon(acc, a, b)
+#else
+#define SDOT_NEON(acc, a, b) (acc) /* never reached: dp is 0 */
+#endif
+
+/* sum of the 32 products x*y (x0|x1 against y0|y1) in 4 int32 lanes */
+static SLM_ALWAYS_INLINE int32x4_t i8dot_neon(int8x16_t x0, int8x16_t x1, int8x16_t y0, int8x16_t y1, int dp) {
+    if (dp) return SDOT_NEON(SDOT_NEON(vdupq_n_s32(0), x0, y0), x1, y1);
     /* |product| <= 128*127: two fit in int16 before the pairwise widening */
     int32x4_t s = vpaddlq_s16(vmull_s8(vget_low_s8(x0), vget_low_s8(y0)));
     s = vpadalq_s16(s, vmull_s8(vget_high_s8(x0), vget_high_s8(y0)));
     s = vpadalq_s16(s, vmull_s8(vget_low_s8(x1), vget_low_s8(y1)));
     return vpadalq_s16(s, vmull_s8(vget_high_s8(x1), vget_high_s8(y1)));
-#endif
 }
 
 static float dot_f32_neon(int n, const void *w, const void *a) {
@@ -5385,71 +5456,10 @@ static void q8_0_from_float_neon(const float *src, void *dst, int64_t n) {
     }
 }
 
-/* One accumulator per token, blocks in order: dot and dot4 give the same
-   bits, so results do not depend on how tokens are batched. */
-static float dot_q8_0_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s = vdupq_n_f32(0);
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const int32x4_t p = i8dot_neon(vld1q_s8((const int8_t *)(x + 2)), vld1q_s8((const int8_t *)(x + 18)),
-                                       vld1q_s8((const int8_t *)(y + 2)), vld1q_s8((const int8_t *)(y + 18)));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
-    }
-    return hsum_neon(s);
-}
-
 static inline void q4_unpack_neon(const uint8_t *q, int8x16_t *lo, int8x16_t *hi) {
     const uint8x16_t v = vld1q_u8(q);
     *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
     *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
-}
-
-static float dot_q4_0_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s = vdupq_n_f32(0);
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        int8x16_t lo, hi;
-        q4_unpack_neon(x + 2, &lo, &hi);
-        const int32x4_t p = i8dot_neon(lo, hi, vld1q_s8((const int8_t *)(y + 2)), vld1q_s8((const int8_t *)(y + 18)));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
-    }
-    return hsum_neon(s);
-}
-
-/* One token's step of the 4-token kernels: the weight block (x0|x1, scale
-   dx) is loaded once for the 4 tokens; same arithmetic as the 1-token ones. */
-static inline float32x4_t dot4_step_neon(float32x4_t s, int8x16_t x0, int8x16_t x1, float dx, const uint8_t *yb) {
-    const int32x4_t p = i8dot_neon(x0, x1, vld1q_s8((const int8_t *)(yb + 2)), vld1q_s8((const int8_t *)(yb + 18)));
-    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yb)));
-}
-
-static void dot4_q8_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const int8x16_t x0 = vld1q_s8((const int8_t *)(x + 2)), x1 = vld1q_s8((const int8_t *)(x + 18));
-        const float dx = h2f_neon(x);
-        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
-}
-
-static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        int8x16_t x0, x1;
-        q4_unpack_neon(x + 2, &x0, &x1);
-        const float dx = h2f_neon(x);
-        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
 }
 
 /* ---- The other block types. Q8_0/Q8_1 partners as Q4_0 above (4 float
@@ -5468,12 +5478,9 @@ static inline int32_t hsum_i32_neon(int32x4_t v) {
 
 /* the 16 products a*b summed into 4 int32 lanes of acc; without SDOT two
    products meet in int16 first (|a*b| <= 128 * 127, b never -128) */
-static inline int32x4_t dot16_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, a, b);
-#else
+static SLM_ALWAYS_INLINE int32x4_t dot16_neon(int32x4_t acc, int8x16_t a, int8x16_t b, int dp) {
+    if (dp) return SDOT_NEON(acc, a, b);
     return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vget_high_s8(a), vget_high_s8(b)));
-#endif
 }
 
 static inline int8x16_t ld_s8_neon(const uint8_t *p) { return vld1q_s8((const int8_t *)p); }
@@ -5505,44 +5512,17 @@ static inline void q5_0_unpack_neon(const uint8_t *b, int8x16_t *lo, int8x16_t *
     *hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), vbicq_u8(f0, bits16_neon(b + 4))));
 }
 
-static float dot_q5_0_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s = vdupq_n_f32(0);
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        int8x16_t lo, hi;
-        q5_0_unpack_neon(x, &lo, &hi);
-        const int32x4_t p = i8dot_neon(lo, hi, ld_s8_neon(y + 2), ld_s8_neon(y + 18));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
-    }
-    return hsum_neon(s);
-}
-
-static void dot4_q5_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        int8x16_t x0, x1;
-        q5_0_unpack_neon(x, &x0, &x1);
-        const float dx = h2f_neon(x);
-        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
-}
-
 /* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
    apart, as the reference */
-static inline float32x4_t q8_1_step_neon(float32x4_t s, float *sm, int8x16_t x0, int8x16_t x1, float xd, float xm,
-                                         const uint8_t *yb) {
+static SLM_ALWAYS_INLINE float32x4_t q8_1_step_neon(float32x4_t s, float *sm, int8x16_t x0, int8x16_t x1, float xd,
+                                                    float xm, const uint8_t *yb, int dp) {
     *sm += xm * h2f_neon(yb + 2);
-    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 4), ld_s8_neon(yb + 20));
+    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 4), ld_s8_neon(yb + 20), dp);
     return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(xd * h2f_neon(yb)));
 }
 
 static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy, int bits) {
+                                       int64_t ldy, int bits, int dp) {
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
     float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
     for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
@@ -5553,11 +5533,11 @@ static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y
             hi = vorrq_s8(hi, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 6), vdupq_n_u8(16))));
         }
         const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
-        s0 = q8_1_step_neon(s0, &m0, lo, hi, xd, xm, y);
+        s0 = q8_1_step_neon(s0, &m0, lo, hi, xd, xm, y, dp);
         if (nt == 4) {
-            s1 = q8_1_step_neon(s1, &m1, lo, hi, xd, xm, y + rb);
-            s2 = q8_1_step_neon(s2, &m2, lo, hi, xd, xm, y + 2 * rb);
-            s3 = q8_1_step_neon(s3, &m3, lo, hi, xd, xm, y + 3 * rb);
+            s1 = q8_1_step_neon(s1, &m1, lo, hi, xd, xm, y + rb, dp);
+            s2 = q8_1_step_neon(s2, &m2, lo, hi, xd, xm, y + 2 * rb, dp);
+            s3 = q8_1_step_neon(s3, &m3, lo, hi, xd, xm, y + 3 * rb, dp);
         }
     }
     yo[0] = hsum_neon(s0) + m0;
@@ -5565,45 +5545,77 @@ static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y
 }
 
 static SLM_ALWAYS_INLINE void q4_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k41_neon(n, x, y, rb, nt, yo, ldy, 4);
+                                        int64_t ldy, int dp) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 4, dp);
 }
 
 static SLM_ALWAYS_INLINE void q5_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k41_neon(n, x, y, rb, nt, yo, ldy, 5);
+                                        int64_t ldy, int dp) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 5, dp);
 }
 
-static SLM_ALWAYS_INLINE void iq4_nl_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                          int64_t ldy) {
+/* Q8_0, Q4_0, Q5_0 and IQ4_NL against Q8_0: blocks of 32 int8 weights and
+   a scale. One accumulator per token, blocks in order: the 1-token and
+   4-token entries give the same bits, so results do not depend on how
+   tokens are batched. */
+static SLM_ALWAYS_INLINE float32x4_t dot4_step_neon(float32x4_t s, int8x16_t x0, int8x16_t x1, float dx,
+                                                    const uint8_t *yb, int dp) {
+    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 2), ld_s8_neon(yb + 18), dp);
+    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yb)));
+}
+
+static SLM_ALWAYS_INLINE void b32_neon(int type, int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt,
+                                       float *yo, int64_t ldy, int dp) {
+    const int bb = type == SLM_TYPE_Q8_0 ? 34 : type == SLM_TYPE_Q5_0 ? 22 : 18;
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
-        const uint8x16_t v = vld1q_u8(x + 2);
-        const int8x16_t lo = iq4_lookup_neon(nib_lo_neon(v)), hi = iq4_lookup_neon(nib_hi_neon(v));
+    for (int i = 0; i < n / 32; i++, x += bb, y += 34) {
+        int8x16_t lo, hi;
+        if (type == SLM_TYPE_Q8_0) {
+            lo = ld_s8_neon(x + 2), hi = ld_s8_neon(x + 18);
+        } else if (type == SLM_TYPE_Q4_0) {
+            q4_unpack_neon(x + 2, &lo, &hi);
+        } else if (type == SLM_TYPE_Q5_0) {
+            q5_0_unpack_neon(x, &lo, &hi);
+        } else {
+            const uint8x16_t v = vld1q_u8(x + 2);
+            lo = iq4_lookup_neon(nib_lo_neon(v)), hi = iq4_lookup_neon(nib_hi_neon(v));
+        }
         const float xd = h2f_neon(x);
-        s0 = dot4_step_neon(s0, lo, hi, xd, y);
+        s0 = dot4_step_neon(s0, lo, hi, xd, y, dp);
         if (nt == 4) {
-            s1 = dot4_step_neon(s1, lo, hi, xd, y + rb);
-            s2 = dot4_step_neon(s2, lo, hi, xd, y + 2 * rb);
-            s3 = dot4_step_neon(s3, lo, hi, xd, y + 3 * rb);
+            s1 = dot4_step_neon(s1, lo, hi, xd, y + rb, dp);
+            s2 = dot4_step_neon(s2, lo, hi, xd, y + 2 * rb, dp);
+            s3 = dot4_step_neon(s3, lo, hi, xd, y + 3 * rb, dp);
         }
     }
     yo[0] = hsum_neon(s0);
     if (nt == 4) yo[ldy] = hsum_neon(s1), yo[2 * ldy] = hsum_neon(s2), yo[3 * ldy] = hsum_neon(s3);
 }
 
+#define B32_NEON(name, type)                                                                                         \
+    static SLM_ALWAYS_INLINE void name##_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt,         \
+                                              float *yo, int64_t ldy, int dp) {                                     \
+        b32_neon(type, n, x, y, rb, nt, yo, ldy, dp);                                                              \
+    }
+B32_NEON(q8_0, SLM_TYPE_Q8_0)
+B32_NEON(q4_0, SLM_TYPE_Q4_0)
+B32_NEON(q5_0, SLM_TYPE_Q5_0)
+B32_NEON(iq4_nl, SLM_TYPE_IQ4_NL)
+#undef B32_NEON
+
 /* K-quant steps, one token each: 32 weights (q0|q1) against 32 Q8_K
    values, times the sub-block scale(s), added to 4 int32 lanes */
-static inline int32x4_t k_step_neon(int32x4_t acc, int8x16_t q0, int8x16_t q1, int32_t sc, const uint8_t *q8) {
-    const int32x4_t p = dot16_neon(dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8)), q1, ld_s8_neon(q8 + 16));
+static SLM_ALWAYS_INLINE int32x4_t k_step_neon(int32x4_t acc, int dp, int8x16_t q0, int8x16_t q1, int32_t sc,
+                                               const uint8_t *q8) {
+    const int32x4_t p = dot16_neon(dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8), dp), q1, ld_s8_neon(q8 + 16), dp);
     return vmlaq_n_s32(acc, p, sc);
 }
 
 /* the same for two sub-blocks of 16 (scales sc0, sc1) */
-static inline int32x4_t k_step2_neon(int32x4_t acc, int8x16_t q0, int8x16_t q1, int32_t sc0, int32_t sc1,
-                                     const uint8_t *q8) {
-    acc = vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8)), sc0);
-    return vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q1, ld_s8_neon(q8 + 16)), sc1);
+static SLM_ALWAYS_INLINE int32x4_t k_step2_neon(int32x4_t acc, int dp, int8x16_t q0, int8x16_t q1, int32_t sc0,
+                                                int32_t sc1, const uint8_t *q8) {
+    acc = vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8), dp), sc0);
+    return vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q1, ld_s8_neon(q8 + 16), dp), sc1);
 }
 
 /* (d_w d_a) * isum, the reference's first float step */
@@ -5651,7 +5663,7 @@ static inline int32_t q2_k_imin_neon(int16x8_t m0, int16x8_t m1, const uint8_t *
 
 /* Q4_K and Q5_K (bits 5: the fifth bits are bits 2j, 2j + 1 of qh[l]) */
 static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy, int bits) {
+                                       int64_t ldy, int bits, int dp) {
     const size_t bytes = bits == 4 ? 144 : 176;
     const uint8x16_t b4 = vdupq_n_u8(16);
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -5676,9 +5688,9 @@ static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y
                 h0 = vshrq_n_u8(h0, 2), h1 = vshrq_n_u8(h1, 2);
             }
             const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(k_step_neon, a0, a1, sc[2 * j]);
+            K_TOKENS(k_step_neon, dp, a0, a1, sc[2 * j]);
             q8 += 32;
-            K_TOKENS(k_step_neon, c0, c1, sc[2 * j + 1]);
+            K_TOKENS(k_step_neon, dp, c0, c1, sc[2 * j + 1]);
         }
 #define IMIN(yb) k4_imin_neon(mins, yb)
         K_FINISH_NEON(IMIN);
@@ -5688,18 +5700,18 @@ static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y
 }
 
 static SLM_ALWAYS_INLINE void q4_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k45_neon(n, x, y, rb, nt, yo, ldy, 4);
+                                        int64_t ldy, int dp) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 4, dp);
 }
 
 static SLM_ALWAYS_INLINE void q5_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k45_neon(n, x, y, rb, nt, yo, ldy, 5);
+                                        int64_t ldy, int dp) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 5, dp);
 }
 
 /* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
 static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
+                                        int64_t ldy, int dp) {
     const uint8x16_t m30 = vdupq_n_u8(0x30);
     const int8x16_t c32 = vdupq_n_s8(32);
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -5722,7 +5734,7 @@ static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo0, vandq_u8(hi0, m30))), c32);
                 const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo1, vandq_u8(hi1, m30))), c32);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
+                K_TOKENS(k_step2_neon, dp, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
             }
         }
         K_FINISH_NEON(K_NO_MINS);
@@ -5731,7 +5743,7 @@ static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *
 }
 
 static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
+                                        int64_t ldy, int dp) {
     const uint8x16_t m3 = vdupq_n_u8(3);
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
@@ -5748,7 +5760,7 @@ static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3));
                 const int s = 8 * h + 2 * k;
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, q0, q1, x[s] & 15, x[s + 1] & 15);
+                K_TOKENS(k_step2_neon, dp, q0, q1, x[s] & 15, x[s + 1] & 15);
             }
         }
 #define IMIN(yb) q2_k_imin_neon(m0, m1, yb)
@@ -5759,7 +5771,7 @@ static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *
 }
 
 static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
+                                        int64_t ldy, int dp) {
     const uint8x16_t m3 = vdupq_n_u8(3), c4 = vdupq_n_u8(4);
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     const float xm = 0;
@@ -5783,7 +5795,7 @@ static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q1 = vreinterpretq_s8_u8(vsubq_u8(l1, vbicq_u8(c4, vtstq_u8(hm1, bit))));
                 const int s = 8 * h + 2 * k;
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, q0, q1, sc[s] - 32, sc[s + 1] - 32);
+                K_TOKENS(k_step2_neon, dp, q0, q1, sc[s] - 32, sc[s + 1] - 32);
             }
         }
         K_FINISH_NEON(K_NO_MINS);
@@ -5792,7 +5804,7 @@ static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *
 }
 
 static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                          int64_t ldy) {
+                                          int64_t ldy, int dp) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     const float xm = 0;
     for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
@@ -5803,7 +5815,7 @@ static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t
             const uint8x16_t v = vld1q_u8(x + 8 + 16 * s);
             const int8x16_t q0 = iq4_lookup_neon(nib_lo_neon(v)), q1 = iq4_lookup_neon(nib_hi_neon(v));
             const uint8_t *q8 = y + 4 + 32 * s;
-            K_TOKENS(k_step_neon, q0, q1, iq4_xs_scale(x, s));
+            K_TOKENS(k_step_neon, dp, q0, q1, iq4_xs_scale(x, s));
         }
         K_FINISH_NEON(K_NO_MINS);
     }
@@ -5813,15 +5825,37 @@ static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t
 #undef K_RESULT_NEON
 #undef K_NO_MINS
 
-K_ENTRIES(q4_1, neon)
-K_ENTRIES(q5_1, neon)
-K_ENTRIES(iq4_nl, neon)
-K_ENTRIES(q2_k, neon)
-K_ENTRIES(q3_k, neon)
-K_ENTRIES(q4_k, neon)
-K_ENTRIES(q5_k, neon)
-K_ENTRIES(q6_k, neon)
-K_ENTRIES(iq4_xs, neon)
+/* K_ENTRIES for the templates name_neon(..., dp): the baseline entries
+   dot_name_neon, dot4_name_neon and the SDOT ones dot_name_dotprod, ... */
+#define K_ENTRIES_DP(name, isa, dp, target)                                                                          \
+    static target float dot_##name##_##isa(int n, const void *w, const void *a) {                                   \
+        float r;                                                                                                     \
+        name##_neon(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0, dp);                                    \
+        return r;                                                                                                    \
+    }                                                                                                                \
+    static target void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo,             \
+                                           int64_t ldy) {                                                            \
+        name##_neon(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy, dp);                               \
+    }
+#ifdef SLM_NEON_DOTPROD
+#define K_ENTRIES_NEON(name) K_ENTRIES_DP(name, neon, 0, ) K_ENTRIES_DP(name, dotprod, 1, SLM_TARGET_DOTPROD)
+#else
+#define K_ENTRIES_NEON(name) K_ENTRIES_DP(name, neon, 0, )
+#endif
+K_ENTRIES_NEON(q8_0)
+K_ENTRIES_NEON(q4_0)
+K_ENTRIES_NEON(q5_0)
+K_ENTRIES_NEON(q4_1)
+K_ENTRIES_NEON(q5_1)
+K_ENTRIES_NEON(iq4_nl)
+K_ENTRIES_NEON(q2_k)
+K_ENTRIES_NEON(q3_k)
+K_ENTRIES_NEON(q4_k)
+K_ENTRIES_NEON(q5_k)
+K_ENTRIES_NEON(q6_k)
+K_ENTRIES_NEON(iq4_xs)
+#undef K_ENTRIES_NEON
+#undef K_ENTRIES_DP
 
 /* Q8_1 and Q8_K activations: the same bytes as the references, 4 lanes at
    a time (see q8_1_from_float_avx2). ARMv7 NEON flushes subnormal floats
@@ -5877,18 +5911,44 @@ static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
 }
 
 
-#if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
+#ifdef SLM_NEON_DOTPROD
 /* x8 kernels (layouts in section 5) with SDOT: each 16-byte half of an x8
    step holds 4 rows x 4 columns, which is what SDOT's 4 lanes take against
    one broadcast group of 4 activations; lanes are rows, as on AVX2, and the
    per-block float steps are the AVX2 kernels' (same results). Nibbles and
    5-bit values are unsigned, so they go in as non-negative int8 and the
    offset comes back as 8 (16) times the block's activation sum. */
+/* chunk c of a Q4_0x8/Q5_0x8 block w: the values of rows 0-3 (x0) and 4-7
+   (x1), columns 8c..8c+3 (lo) and 8c+4..8c+7 (hi), 4 bytes a row */
+static SLM_ALWAYS_INLINE void x8_chunk_neon(int type, const uint8_t *w, int c, uint8x16_t *lo0, uint8x16_t *lo1,
+                                            uint8x16_t *hi0, uint8x16_t *hi1) {
+    const int nib = type == SLM_TYPE_Q5_0 ? 48 : 16;
+    const uint8x16_t m4 = vdupq_n_u8(15), b4 = vdupq_n_u8(16);
+    const uint8x16_t v0 = vld1q_u8(w + nib + 32 * c), v1 = vld1q_u8(w + nib + 32 * c + 16);
+    *lo0 = vandq_u8(v0, m4), *lo1 = vandq_u8(v1, m4), *hi0 = vshrq_n_u8(v0, 4), *hi1 = vshrq_n_u8(v1, 4);
+    if (type == SLM_TYPE_Q5_0) { /* bit c (low half) or 4 + c (high half) to bit 4 */
+        const uint8x16_t h0 = vld1q_u8(w + 16), h1 = vld1q_u8(w + 32);
+        const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
+        *lo0 = vorrq_u8(*lo0, vandq_u8(vshlq_u8(h0, up), b4)), *lo1 = vorrq_u8(*lo1, vandq_u8(vshlq_u8(h1, up), b4));
+        *hi0 = vorrq_u8(*hi0, vandq_u8(vshlq_u8(h0, down), b4)), *hi1 = vorrq_u8(*hi1, vandq_u8(vshlq_u8(h1, down), b4));
+    }
+}
+
+/* the float step of an x8 block for one token: the block's integer sums
+   s0 (rows 0-3) and s1 (rows 4-7) less off times the activation sum, times
+   the row scales and the activation scale, added to acc */
+static SLM_ALWAYS_INLINE void x8_finish_neon(float32x4_t *acc, int32x4_t s0, int32x4_t s1, int32_t off,
+                                             const uint8_t *w, const uint8_t *at) {
+    const int32x4_t corr = vdupq_n_s32(off * (int32_t)ld_u32(at + 36));
+    const float32x4_t da = vdupq_n_f32(ld_f32(at + 32));
+    acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(vsubq_s32(s0, corr)), vmulq_f32(ld_f16_neon(w), da));
+    acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(vsubq_s32(s1, corr)), vmulq_f32(ld_f16_neon(w + 8), da));
+}
+
 static SLM_ALWAYS_INLINE void gemm_x8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
                                            float *y, int64_t ldy) {
-    const int bb = x8_block_bytes(type), nib = type == SLM_TYPE_Q5_0 ? 48 : 16;
+    const int bb = x8_block_bytes(type);
     const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
-    const uint8x16_t m4 = vdupq_n_u8(15), b4 = vdupq_n_u8(16);
     float32x4_t acc[4][2];
     for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
     for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
@@ -5902,56 +5962,120 @@ static SLM_ALWAYS_INLINE void gemm_x8_neon(int type, int n, const uint8_t *w, co
                 SLM_UNROLL(4)
                 for (int t = 0; t < nt; t++) {
                     const int8x16_t ab = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(a + (size_t)t * a_rb + 4 * st)));
-                    s[t][0] = vdotq_s32(s[t][0], v0, ab), s[t][1] = vdotq_s32(s[t][1], v1, ab);
+                    s[t][0] = SDOT_NEON(s[t][0], v0, ab), s[t][1] = SDOT_NEON(s[t][1], v1, ab);
                 }
             }
         } else {
-            const uint8x16_t h0 = vld1q_u8(w + 16), h1 = vld1q_u8(w + 32);
             SLM_UNROLL(4)
             for (int c = 0; c < 4; c++) {
-                const uint8x16_t v0 = vld1q_u8(w + nib + 32 * c), v1 = vld1q_u8(w + nib + 32 * c + 16);
-                uint8x16_t lo0 = vandq_u8(v0, m4), lo1 = vandq_u8(v1, m4), hi0 = vshrq_n_u8(v0, 4), hi1 = vshrq_n_u8(v1, 4);
-                if (type == SLM_TYPE_Q5_0) { /* bit c (low half) or 4 + c (high half) to bit 4 */
-                    const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
-                    lo0 = vorrq_u8(lo0, vandq_u8(vshlq_u8(h0, up), b4)), lo1 = vorrq_u8(lo1, vandq_u8(vshlq_u8(h1, up), b4));
-                    hi0 = vorrq_u8(hi0, vandq_u8(vshlq_u8(h0, down), b4)), hi1 = vorrq_u8(hi1, vandq_u8(vshlq_u8(h1, down), b4));
-                }
+                uint8x16_t lo0, lo1, hi0, hi1;
+                x8_chunk_neon(type, w, c, &lo0, &lo1, &hi0, &hi1);
                 SLM_UNROLL(4)
                 for (int t = 0; t < nt; t++) {
                     const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
                     const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
                     const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
-                    s[t][0] = vdotq_s32(vdotq_s32(s[t][0], vreinterpretq_s8_u8(lo0), al), vreinterpretq_s8_u8(hi0), ah);
-                    s[t][1] = vdotq_s32(vdotq_s32(s[t][1], vreinterpretq_s8_u8(lo1), al), vreinterpretq_s8_u8(hi1), ah);
+                    s[t][0] = SDOT_NEON(SDOT_NEON(s[t][0], vreinterpretq_s8_u8(lo0), al), vreinterpretq_s8_u8(hi0), ah);
+                    s[t][1] = SDOT_NEON(SDOT_NEON(s[t][1], vreinterpretq_s8_u8(lo1), al), vreinterpretq_s8_u8(hi1), ah);
                 }
             }
         }
-        const float32x4_t dw0 = ld_f16_neon(w), dw1 = ld_f16_neon(w + 8);
         SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            const int32x4_t corr = vdupq_n_s32(off * (int32_t)ld_u32(at + 36));
-            const float32x4_t da = vdupq_n_f32(ld_f32(at + 32));
-            acc[t][0] = vfmaq_f32(acc[t][0], vcvtq_f32_s32(vsubq_s32(s[t][0], corr)), vmulq_f32(dw0, da));
-            acc[t][1] = vfmaq_f32(acc[t][1], vcvtq_f32_s32(vsubq_s32(s[t][1], corr)), vmulq_f32(dw1, da));
-        }
+        for (int t = 0; t < nt; t++) x8_finish_neon(acc[t], s[t][0], s[t][1], off, w, a + (size_t)t * a_rb);
     }
     for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
 }
 
 /* constant token counts, so the per-token accumulators stay in registers */
 #define X8_NEON_ENTRY(name, type)                                                                                    \
-    static void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+    static SLM_TARGET_DOTPROD void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
         const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
         if (nt == 1) gemm_x8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                               \
         else if (nt == 4) gemm_x8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
         else gemm_x8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
     }
-X8_NEON_ENTRY(gemm_q4_0x8_neon, SLM_TYPE_Q4_0)
-X8_NEON_ENTRY(gemm_q5_0x8_neon, SLM_TYPE_Q5_0)
-X8_NEON_ENTRY(gemm_q8_0x8_neon, SLM_TYPE_Q8_0)
+X8_NEON_ENTRY(gemm_q4_0x8_dotprod, SLM_TYPE_Q4_0)
+X8_NEON_ENTRY(gemm_q5_0x8_dotprod, SLM_TYPE_Q5_0)
+X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
 #undef X8_NEON_ENTRY
-#endif /* __ARM_FEATURE_DOTPROD && SLM_NEON_F16 */
+#endif /* SLM_NEON_DOTPROD */
+
+#ifdef SLM_NEON_I8MM
+/* SMMLA: acc (2x2, row-major) += a (2 rows of 8 bytes) times b (2 columns
+   of 8 bytes): lanes r0.c0, r0.c1, r1.c0, r1.c1. An instruction, as
+   sdot_neon (GCC 12's vmmlaq_s32 wants its own arch string, not ours). */
+static SLM_ALWAYS_INLINE SLM_TARGET_I8MM int32x4_t smmla_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    __asm__("smmla %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+}
+
+/* x8 kernels with SMMLA, for 2 to 4 tokens (prompts): a pair of tokens
+   against a pair of rows, 8 columns, is one SMMLA, where SDOT needs 4.
+   The x8 layouts hold 4 columns of a row together, so a zip of two 4-byte
+   lanes makes a row pair's 8 columns; a token pair's 8 activations are 2 x
+   8 bytes. The block's integer sums equal the SDOT kernel's, and the float
+   steps are the same, so the results are the same bits. Token 2p + 1 is
+   token 2p again when nt is odd (computed, not stored). */
+static SLM_ALWAYS_INLINE SLM_TARGET_I8MM void gemm_x8_i8mm(int type, int n, const uint8_t *w, const uint8_t *a,
+                                                           size_t a_rb, int nt, float *y, int64_t ldy) {
+    const int bb = x8_block_bytes(type), np = (nt + 1) / 2;
+    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
+    const uint8_t *at[4]; /* token t's activations, t < 2 np */
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) at[t] = a + (size_t)SLM_MIN(t, nt - 1) * a_rb, acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / 32; b++, w += bb) {
+        int32x4_t s[2][4]; /* token pair p, row pair j: r2j.t2p, r2j.t2p+1, r2j+1.t2p, r2j+1.t2p+1 */
+        SLM_UNROLL(2)
+        for (int p = 0; p < np; p++) s[p][0] = s[p][1] = s[p][2] = s[p][3] = vdupq_n_s32(0);
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) { /* columns 8c..8c+7 */
+            int8x16_t x0, x1, x2, x3; /* rows 0-3 (x0: columns 8c..8c+3, x1: 8c+4..), rows 4-7 (x2, x3) */
+            if (type == SLM_TYPE_Q8_0) {
+                x0 = vld1q_s8((const int8_t *)w + 16 + 64 * c), x2 = vld1q_s8((const int8_t *)w + 32 + 64 * c);
+                x1 = vld1q_s8((const int8_t *)w + 48 + 64 * c), x3 = vld1q_s8((const int8_t *)w + 64 + 64 * c);
+            } else {
+                uint8x16_t lo0, lo1, hi0, hi1;
+                x8_chunk_neon(type, w, c, &lo0, &lo1, &hi0, &hi1);
+                x0 = vreinterpretq_s8_u8(lo0), x1 = vreinterpretq_s8_u8(hi0);
+                x2 = vreinterpretq_s8_u8(lo1), x3 = vreinterpretq_s8_u8(hi1);
+            }
+            const int32x4_t i0 = vreinterpretq_s32_s8(x0), i1 = vreinterpretq_s32_s8(x1);
+            const int32x4_t i2 = vreinterpretq_s32_s8(x2), i3 = vreinterpretq_s32_s8(x3);
+            const int8x16_t r01 = vreinterpretq_s8_s32(vzip1q_s32(i0, i1)), r23 = vreinterpretq_s8_s32(vzip2q_s32(i0, i1));
+            const int8x16_t r45 = vreinterpretq_s8_s32(vzip1q_s32(i2, i3)), r67 = vreinterpretq_s8_s32(vzip2q_s32(i2, i3));
+            SLM_UNROLL(2)
+            for (int p = 0; p < np; p++) {
+                const int8x16_t ab = vcombine_s8(vld1_s8((const int8_t *)at[2 * p] + 8 * c),
+                                                 vld1_s8((const int8_t *)at[2 * p + 1] + 8 * c));
+                s[p][0] = smmla_neon(s[p][0], r01, ab), s[p][1] = smmla_neon(s[p][1], r23, ab);
+                s[p][2] = smmla_neon(s[p][2], r45, ab), s[p][3] = smmla_neon(s[p][3], r67, ab);
+            }
+        }
+        SLM_UNROLL(2)
+        for (int p = 0; p < np; p++) { /* even lanes: token 2p, odd: 2p + 1 */
+            x8_finish_neon(acc[2 * p], vuzp1q_s32(s[p][0], s[p][1]), vuzp1q_s32(s[p][2], s[p][3]), off, w, at[2 * p]);
+            x8_finish_neon(acc[2 * p + 1], vuzp2q_s32(s[p][0], s[p][1]), vuzp2q_s32(s[p][2], s[p][3]), off, w,
+                           at[2 * p + 1]);
+        }
+        for (int t = 0; t < 4; t++) at[t] += 40;
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+/* one token: the SDOT kernel (SMMLA would compute a second, unused one) */
+#define X8_I8MM_ENTRY(name, type, one)                                                                               \
+    static SLM_TARGET_I8MM void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
+        if (nt == 1) one(n, w, a, a_rb, 1, y, ldy);                                                                 \
+        else if (nt == 4) gemm_x8_i8mm(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
+        else if (nt == 2) gemm_x8_i8mm(type, n, pw, pa, a_rb, 2, y, ldy);                                          \
+        else gemm_x8_i8mm(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
+    }
+X8_I8MM_ENTRY(gemm_q4_0x8_i8mm, SLM_TYPE_Q4_0, gemm_q4_0x8_dotprod)
+X8_I8MM_ENTRY(gemm_q5_0x8_i8mm, SLM_TYPE_Q5_0, gemm_q5_0x8_dotprod)
+X8_I8MM_ENTRY(gemm_q8_0x8_i8mm, SLM_TYPE_Q8_0, gemm_q8_0x8_dotprod)
+#undef X8_I8MM_ENTRY
+#endif /* SLM_NEON_I8MM */
 
 #endif /* SLM_NEON */
 
@@ -6540,7 +6664,7 @@ static const kernel_table KERNELS_AVX2 = {
 
 #ifdef SLM_NEON
 static const kernel_table KERNELS_NEON = {
-    SLM_SIMD_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
+    SLM_NEON_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
     .dot = {[SLM_TYPE_F32] = dot_f32_neon,
 #ifdef SLM_NEON_F16
             [SLM_TYPE_F16] = dot_f16_neon,
@@ -6554,10 +6678,6 @@ static const kernel_table KERNELS_NEON = {
              [SLM_TYPE_Q5_0] = dot4_q5_0_neon, [SLM_TYPE_Q5_1] = dot4_q5_1_neon, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_neon,
              [SLM_TYPE_Q2_K] = dot4_q2_k_neon, [SLM_TYPE_Q3_K] = dot4_q3_k_neon, [SLM_TYPE_Q4_K] = dot4_q4_k_neon,
              [SLM_TYPE_Q5_K] = dot4_q5_k_neon, [SLM_TYPE_Q6_K] = dot4_q6_k_neon, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_neon},
-#if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
-    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_neon, [SLM_TYPE_Q8_0] = gemm_q8_0x8_neon,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_neon},
-#endif
 #ifdef SLM_NEON_F16
     .to_float = {[SLM_TYPE_F16] = f16_to_float_neon, [SLM_TYPE_BF16] = bf16_to_float_neon},
     .from_float = {[SLM_TYPE_F16] = f16_from_float_neon, [SLM_TYPE_BF16] = bf16_from_float_neon,
@@ -6568,6 +6688,35 @@ static const kernel_table KERNELS_NEON = {
     .from_float = {[SLM_TYPE_BF16] = bf16_from_float_neon, [SLM_TYPE_Q8_0] = q8_0_from_float_neon,
                    [SLM_TYPE_Q8_1] = q8_1_from_float_neon, [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
 #endif
+};
+#endif
+
+/* aarch64 with SDOT: the int8 kernels; the rest is the baseline's */
+#ifdef SLM_NEON_DOTPROD
+static const kernel_table KERNELS_DOTPROD = {
+    "dotprod", SLM_ISA_NEON_DOTPROD, &KERNELS_NEON,
+    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_dotprod, [SLM_TYPE_Q4_0] = dot_q4_0_dotprod, [SLM_TYPE_Q4_1] = dot_q4_1_dotprod,
+            [SLM_TYPE_Q5_0] = dot_q5_0_dotprod, [SLM_TYPE_Q5_1] = dot_q5_1_dotprod,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_dotprod, [SLM_TYPE_Q2_K] = dot_q2_k_dotprod,
+            [SLM_TYPE_Q3_K] = dot_q3_k_dotprod, [SLM_TYPE_Q4_K] = dot_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot_q5_k_dotprod,
+            [SLM_TYPE_Q6_K] = dot_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_dotprod},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_dotprod, [SLM_TYPE_Q4_0] = dot4_q4_0_dotprod,
+             [SLM_TYPE_Q4_1] = dot4_q4_1_dotprod, [SLM_TYPE_Q5_0] = dot4_q5_0_dotprod,
+             [SLM_TYPE_Q5_1] = dot4_q5_1_dotprod, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_dotprod,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_dotprod, [SLM_TYPE_Q3_K] = dot4_q3_k_dotprod,
+             [SLM_TYPE_Q4_K] = dot4_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot4_q5_k_dotprod,
+             [SLM_TYPE_Q6_K] = dot4_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_dotprod},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod},
+};
+#endif
+
+/* aarch64 with SMMLA: the x8 kernels for several tokens (prompts) */
+#ifdef SLM_NEON_I8MM
+static const kernel_table KERNELS_I8MM = {
+    "i8mm", SLM_ISA_NEON_I8MM, &KERNELS_DOTPROD,
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_i8mm, [SLM_TYPE_Q8_0] = gemm_q8_0x8_i8mm,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_i8mm},
 };
 #endif
 
@@ -6604,6 +6753,12 @@ static const kernel_table *const KERNEL_TABLES[] = {
 #endif
 #ifdef SLM_SSE4
     &KERNELS_SSE4,
+#endif
+#ifdef SLM_NEON_I8MM
+    &KERNELS_I8MM,
+#endif
+#ifdef SLM_NEON_DOTPROD
+    &KERNELS_DOTPROD,
 #endif
 #ifdef SLM_NEON
     &KERNELS_NEON,
@@ -6659,6 +6814,50 @@ static int cpu_has_isa(int isa) {
     }
     return 0;
 }
+#elif defined(SLM_ARM_DISPATCH)
+/* aarch64 (dispatch builds): the OS reports the CPU's features (Linux and
+   Android: the auxiliary vector; macOS: sysctl; Windows: no i8mm query);
+   elsewhere the build's flags decide. */
+#if defined(SLM_HAVE_GETAUXVAL)
+#ifndef AT_HWCAP2
+#define AT_HWCAP2 26
+#endif
+#define SLM_HWCAP_ASIMDDP (1ul << 20)
+#define SLM_HWCAP2_I8MM (1ul << 13)
+#endif
+#if defined(_WIN32) && !defined(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE)
+#define PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE 43
+#endif
+
+/* 1 if the CPU has SDOT (i8mm 0) or SMMLA (i8mm 1) */
+static int arm_has(int i8mm) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    if (!i8mm) return 1;
+#endif
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+    if (i8mm) return 1;
+#endif
+#if defined(SLM_HAVE_GETAUXVAL)
+    return i8mm ? (getauxval(AT_HWCAP2) & SLM_HWCAP2_I8MM) != 0 : (getauxval(AT_HWCAP) & SLM_HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t len = sizeof v;
+    if (sysctlbyname(i8mm ? "hw.optional.arm.FEAT_I8MM" : "hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) != 0)
+        return 0;
+    return v != 0;
+#elif defined(_WIN32)
+    return i8mm ? 0 : IsProcessorFeaturePresent(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE) != 0;
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_isa(int isa) {
+    if (isa == SLM_ISA_SCALAR || isa == SLM_ISA_NEON) return 1;
+    if (isa == SLM_ISA_NEON_DOTPROD) return arm_has(0);
+    if (isa == SLM_ISA_NEON_I8MM) return arm_has(0) && arm_has(1); /* the i8mm table uses SDOT too */
+    return 0;
+}
 #else
 static int cpu_has_isa(int isa) {
     (void)isa;
@@ -6704,7 +6903,8 @@ static int ascii_casecmp(const char *a, const char *b) {
     }
 }
 
-static const char *const ISA_NAMES[SLM_ISA_COUNT] = {"best", "scalar", "sse4", "avx2", "avx512", "neon", "rvv", "mve"};
+static const char *const ISA_NAMES[SLM_ISA_COUNT] = {"best", "scalar", "sse4", "avx2", "avx512",
+                                                     "neon", "rvv",    "mve",  "dotprod", "i8mm"};
 
 const char *slm_isa_name(int isa) { return isa >= 0 && isa < SLM_ISA_COUNT ? ISA_NAMES[isa] : "unknown"; }
 
@@ -6751,6 +6951,8 @@ const char *slm_build_info(void) {
     case SLM_ISA_AVX2: return "simd=" SLM_SIMD_NAME " cpu=avx2" BUILD_REST;
     case SLM_ISA_SSE4: return "simd=" SLM_SIMD_NAME " cpu=sse4" BUILD_REST;
     case SLM_ISA_NEON: return "simd=" SLM_SIMD_NAME " cpu=neon" BUILD_REST;
+    case SLM_ISA_NEON_DOTPROD: return "simd=" SLM_SIMD_NAME " cpu=dotprod" BUILD_REST;
+    case SLM_ISA_NEON_I8MM: return "simd=" SLM_SIMD_NAME " cpu=i8mm" BUILD_REST;
     case SLM_ISA_RVV: return "simd=" SLM_SIMD_NAME " cpu=rvv" BUILD_REST;
     case SLM_ISA_MVE: return "simd=" SLM_SIMD_NAME " cpu=mve" BUILD_REST;
     default: return "simd=" SLM_SIMD_NAME " cpu=scalar" BUILD_REST;

@@ -74,18 +74,21 @@ SLM_API const char *slm_build_info(void);
 
 /* Instruction sets (kernel tables). x86-64 builds made with GCC or Clang
    carry scalar, sse4, avx2 and avx512 (F/BW/VL/DQ with VNNI) and pick one
-   at run time from what the CPU and OS support; other targets carry the
-   scalar kernels and the set their compiler flags enable. */
+   at run time from what the CPU and OS support; so do aarch64 builds with
+   neon, dotprod and i8mm; other targets carry the scalar kernels and the
+   set their compiler flags enable. */
 enum {
     SLM_ISA_BEST = 0,   /* the best this CPU supports (the default) */
     SLM_ISA_SCALAR = 1, /* the reference kernels */
     SLM_ISA_SSE4 = 2,   /* x86-64: SSE4.1 + SSSE3 */
     SLM_ISA_AVX2 = 3,   /* x86-64: AVX2 + FMA + F16C */
     SLM_ISA_AVX512 = 4, /* x86-64: AVX-512 F, BW, VL, DQ and VNNI */
-    SLM_ISA_NEON = 5,   /* Arm NEON (aarch64, with SDOT if built for it; ARMv7) */
+    SLM_ISA_NEON = 5,   /* Arm NEON (aarch64 baseline; ARMv7) */
     SLM_ISA_RVV = 6,    /* RISC-V vector 1.0 */
     SLM_ISA_MVE = 7,    /* Arm Helium (Cortex-M55) */
-    SLM_ISA_COUNT = 8
+    SLM_ISA_NEON_DOTPROD = 8, /* aarch64: NEON + SDOT (Cortex-A55/A76, Apple M1) */
+    SLM_ISA_NEON_I8MM = 9,    /* aarch64: NEON + SDOT + SMMLA (Cortex-A510/A710, Apple M2) */
+    SLM_ISA_COUNT = 10
 };
 /* 1 if this build has `isa` and this CPU can run it (SLM_ISA_BEST: 1). */
 SLM_API int slm_isa_available(int isa);

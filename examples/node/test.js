@@ -101,7 +101,7 @@ test('grammars: JSON output parses, schema output validates, errors name line an
 
 test('every ISA the CPU runs gives the same greedy text; unknown ones are refused', () => {
   const texts = new Set();
-  for (const isa of ['scalar', 'sse4', 'avx2', 'avx512', 'neon', 'rvv', 'mve']) {
+  for (const isa of ['scalar', 'sse4', 'avx2', 'avx512', 'neon', 'dotprod', 'i8mm', 'rvv', 'mve']) {
     let m;
     try {
       m = new slm.Model(demo('kjv-1m-q8_0.gguf'), { isa });

@@ -162,7 +162,7 @@ def build_info():
 def isas():
     """Names of the instruction sets this build has and this CPU runs
     (a Model's `isa` argument), best first."""
-    best_first = (4, 3, 2, 5, 6, 7, 1)  # avx512 avx2 sse4 neon rvv mve scalar
+    best_first = (4, 3, 2, 9, 8, 5, 6, 7, 1)  # avx512 avx2 sse4 i8mm dotprod neon rvv mve scalar
     return [_L.slm_isa_name(i).decode() for i in best_first if _L.slm_isa_available(i)]
 
 
