@@ -15,6 +15,7 @@ void test_quant(void);
 void test_chat(void);
 void test_embed(void);
 void test_files(void);
+void test_families(void);
 
 static const struct {
     const char *name;
@@ -31,6 +32,7 @@ static const struct {
     {"chat", test_chat},
     {"embed", test_embed},
     {"files", test_files},
+    {"families", test_families},
 };
 
 int main(int argc, char **argv) {
