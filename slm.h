@@ -275,7 +275,9 @@ typedef struct slm_session_params {
 SLM_API void slm_session_params_init(slm_session_params *params);
 
 /* Bytes a session with these parameters allocates (KV cache, scratch,
-   logits), so that a caller can plan memory before creating it. */
+   logits; for models with recurrent layers also two copies of their conv
+   and SSM state and n_ctx token ids, see slm_session_rewind), so that a
+   caller can plan memory before creating it. */
 SLM_API size_t slm_session_memory_size(const slm_model *model, const slm_session_params *params);
 
 SLM_API slm_status slm_session_create(const slm_model *model, const slm_session_params *params,
@@ -294,7 +296,16 @@ SLM_API slm_status slm_decode(slm_session *session, const int32_t *tokens, int32
 SLM_API const float *slm_session_logits(const slm_session *session, int32_t i);
 SLM_API int32_t slm_session_pos(const slm_session *session);
 SLM_API int32_t slm_session_n_ctx(const slm_session *session);
-/* Forget everything from position `pos` on (0 clears the conversation). */
+/* Forget everything from position `pos` on (0 clears the conversation).
+   Models with recurrent layers (lfm2, qwen35, granitehybrid) cannot cut
+   their conv/SSM state back like a KV cache. Their session keeps the state
+   from before the last slm_decode call (at no cost: that call wrote a
+   second copy) and the ids decoded so far. Rewinding to the start of the
+   last decode call (chat dropping the end-of-turn token) or to 0 is
+   immediate; any other position restores the nearest earlier of those two
+   states and decodes the kept ids up to `pos` again, which costs a prefill
+   of that many tokens. The logits equal those of a fresh run. Returns
+   SLM_ERR_INVALID_ARG for pos < 0 or pos > the current position. */
 SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
 /* Change the thread count for later decode calls: 0 = all available, at most
    the count the session was created with (its scratch is sized for those). */
