@@ -8007,6 +8007,17 @@ static void ffn_act(const slm_model *m, float *g, const float *u, int n) {
    comes from s->rs_src and goes to s->rs_dst (section 9, decode). Scalar
    reference code: these ops cost little next to the mat-muls. */
 
+/* The inner loops of the scans run along one state row: independent
+   elements, vectorized where OpenMP's simd pragma is available (the build
+   with -fopenmp; -O2 alone leaves them scalar). */
+#if defined(_OPENMP)
+#define SIMD_LOOP _Pragma("omp simd")
+#define SIMD_SUM_Y _Pragma("omp simd reduction(+:y)")
+#else
+#define SIMD_LOOP
+#define SIMD_SUM_Y
+#endif
+
 static inline float softplus_f(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 static inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -8080,6 +8091,7 @@ static void delta_step(const float *Sin, float *S, int dk, int dv, const float *
         const float *si = Sin + (size_t)i * dv;
         float *so = S + (size_t)i * dv;
         const float ki = k[i];
+        SIMD_LOOP
         for (int j = 0; j < dv; j++) {
             const float x = si[j] * eg;
             so[j] = x;
@@ -8093,6 +8105,7 @@ static void delta_step(const float *Sin, float *S, int dk, int dv, const float *
     for (int i = 0; i < dk; i++) {
         float *so = S + (size_t)i * dv;
         const float ki = k[i], qi = q[i];
+        SIMD_LOOP
         for (int j = 0; j < dv; j++) {
             const float x = so[j] + ki * u[j];
             so[j] = x;
@@ -8183,6 +8196,7 @@ static void mix_mamba2(slm_session *s, const layer *L, const float *xb, int n, f
                 const float xdt = x[i] * d;
                 const float *si = Sin + (size_t)i * N;
                 float *so = S + (size_t)i * N, y = 0;
+                SIMD_SUM_Y /* (summed in another order when vectorized) */
                 for (int j = 0; j < N; j++) {
                     const float v = si[j] * dA + B[j] * xdt;
                     so[j] = v;
