@@ -10516,6 +10516,26 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
         }
         break;
     }
+    case SLM_CHAT_GRANITE: /* 2026 families (issue 14) */
+        for (int32_t i = 0; i < n; i++) {
+            co_str(o, "<|start_of_role|>");
+            co_str(o, msg[i].role);
+            co_str(o, "<|end_of_role|>");
+            co_content(o, i, msg[i].content, 0);
+            co_str(o, "<|end_of_text|>\n");
+        }
+        if (add_gen) co_str(o, "<|start_of_role|>assistant<|end_of_role|>");
+        break;
+    case SLM_CHAT_OLMO2: /* Tulu 3: EOS ends the assistant's turns only */
+        for (int32_t i = 0; i < n; i++) {
+            const int asst = role_is(&msg[i], "assistant");
+            co_str(o, role_is(&msg[i], "system") ? "<|system|>\n" : asst ? "<|assistant|>\n" : "<|user|>\n");
+            co_content(o, i, msg[i].content, 0);
+            if (asst) co_str(o, eos);
+            if (!asst || i + 1 < n) co_str(o, "\n");
+        }
+        if (add_gen) co_str(o, "<|assistant|>\n");
+        break;
     default:
         break;
     }
@@ -10529,6 +10549,10 @@ int slm_chat_detect(const char *t) {
     if (HAS("[INST]")) return HAS("<<SYS>>") ? SLM_CHAT_LLAMA2 : SLM_CHAT_MISTRAL;
     if ((HAS("<|user|>") || HAS("<|assistant|>")) && HAS("<|end|>"))
         return HAS("'|>' + message['content']") ? SLM_CHAT_PHI4_MINI : SLM_CHAT_PHI3;
+    if (HAS("<|start_of_role|>")) return SLM_CHAT_GRANITE;
+    /* OLMo 2 (Tulu 3) writes EOS and then "\n" after assistant turns only;
+       Zephyr ends every turn with EOS */
+    if (HAS("<|user|>") && HAS("<|assistant|>") && HAS("eos_token + '")) return SLM_CHAT_OLMO2;
     if (HAS("<|user|>") && (HAS("eos_token") || HAS("</s>") || HAS("<|endoftext|>"))) return SLM_CHAT_ZEPHYR;
     if (HAS("<start_of_turn>")) return SLM_CHAT_GEMMA;
     if (HAS("<|start_header_id|>") && HAS("<|end_header_id|>")) return SLM_CHAT_LLAMA3;
@@ -10536,8 +10560,8 @@ int slm_chat_detect(const char *t) {
     return SLM_CHAT_AUTO;
 }
 
-static const char *const CHAT_NAMES[] = {"auto",   "chatml",  "llama3", "gemma",    "phi3",
-                                         "zephyr", "mistral", "llama2", "phi4-mini"};
+static const char *const CHAT_NAMES[] = {"auto",   "chatml",  "llama3", "gemma",     "phi3",   "zephyr",
+                                         "mistral", "llama2", "phi4-mini", "granite", "olmo2"};
 
 const char *slm_chat_family_name(int f) {
     return f >= 0 && f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]) ? CHAT_NAMES[f] : NULL;
@@ -10584,7 +10608,7 @@ slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_messag
         if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "SLM_CHAT_AUTO needs a model");
         family = slm_chat_model_family(m, fallback);
     }
-    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_PHI4_MINI)
+    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_OLMO2)
         return seterr(err, SLM_ERR_INVALID_ARG, "unknown chat template family %d", family);
     if (n_past > 0 && strcmp(msg[n_past - 1].role, "assistant") != 0)
         return seterr(err, SLM_ERR_INVALID_ARG, "n_past = %d: message %d must be the assistant's reply", (int)n_past,

@@ -456,6 +456,13 @@ SLM_API int32_t slm_vocab_max_piece(const slm_model *model);
  *            V1 template: Mistral-7B-Instruct v0.1/v0.2, Mixtral; S goes
  *            before the first user text)
  *   LLAMA2   [INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST] A </s><s>[INST] U [/INST]
+ *   GRANITE  <|start_of_role|>user<|end_of_role|>U<|end_of_text|>\n ...
+ *            <|start_of_role|>assistant<|end_of_role|> (Granite 3.x, 4.0 and
+ *            4.0-H; no default system prompt, as Granite 4.0)
+ *   OLMO2    <|system|>\nS\n<|user|>\nU\n<|assistant|>\nA<eos>\n ...
+ *            <|assistant|>\n (OLMo 2 Instruct, Tulu 3)
+ * Qwen3.5, SmolLM3 and LFM2 use ChatML (LFM2's <|startoftext|> is its BOS;
+ * thinking blocks are part of the assistant's text).
  * Roles other than system/user/assistant are written as given where the
  * format names roles, and as user turns in the [INST] formats.
  */
@@ -469,7 +476,9 @@ enum {
     SLM_CHAT_ZEPHYR = 5,
     SLM_CHAT_MISTRAL = 6,
     SLM_CHAT_LLAMA2 = 7,
-    SLM_CHAT_PHI4_MINI = 8
+    SLM_CHAT_PHI4_MINI = 8,
+    SLM_CHAT_GRANITE = 9,
+    SLM_CHAT_OLMO2 = 10
 };
 
 typedef struct slm_chat_message {
@@ -485,8 +494,8 @@ SLM_API int slm_chat_detect(const char *tmpl);
    warning through the log callback; otherwise *fallback = 0. */
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
-   "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini"; 0 if
-   unknown. */
+   "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini", "granite",
+   "olmo2"; 0 if unknown. */
 SLM_API int slm_chat_family_from_name(const char *name);
 /* Name of a family ("chatml", ...), "auto" for 0, NULL if unknown. */
 SLM_API const char *slm_chat_family_name(int family);

@@ -202,7 +202,8 @@ static const char *CHAT_HELP =
     "  -c, --ctx N              context length (default: training context, at most 4096)\n"
     "  -n, --n-predict N        longest reply in tokens (default: until the end of the turn)\n"
     "  -t, --threads N          threads (default: all)\n"
-    "  --template NAME          chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2\n"
+    "  --template NAME          chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2,\n"
+    "                           granite, olmo2\n"
     "                           (default: the model's own)\n"
     "  -v, --verbose            after each turn, a line on stderr: prompt and reply\n"
     "                           tokens, speeds, why the reply ended, context used\n"
@@ -682,7 +683,7 @@ static int cmd_chat(int argc, char **argv) {
     int family, fallback = 0;
     if (o.tmpl) {
         family = slm_chat_family_from_name(o.tmpl);
-        if (!family) die("unknown template '%s' (chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2)", o.tmpl);
+        if (!family) die("unknown template '%s' (chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2, granite, olmo2)", o.tmpl);
     } else {
         family = slm_chat_model_family(m, &fallback);
     }

@@ -353,7 +353,82 @@ static void check_generate(const fam *f, const slm_model *m) {
     slm_session_free(s);
 }
 
+/* The families' chat templates: detection from excerpts of the published
+   Jinja templates and the text each renders, whole and incrementally. */
+static void check_chat(void) {
+    static const struct {
+        const char *tmpl;
+        int family;
+    } DET[] = {
+        /* Granite 4.0 (and 3.x): roles between <|start_of_role|> tags */
+        {"{%- for message in loop_messages %}{{- '<|start_of_role|>' + message['role'] + '<|end_of_role|>' + "
+         "message['content'] + '<|end_of_text|>\n' }}{%- if loop.last and add_generation_prompt %}{{- "
+         "'<|start_of_role|>assistant<|end_of_role|>' }}{%- endif %}{%- endfor %}",
+         SLM_CHAT_GRANITE},
+        /* OLMo 2 Instruct (Tulu 3) */
+        {"{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}{{ '<|system|>\n' + "
+         "message['content'] + '\n' }}{% elif message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + "
+         "'\n' }}{% elif message['role'] == 'assistant' %}{% if not loop.last %}{{ '<|assistant|>\n'  + "
+         "message['content'] + eos_token + '\n' }}{% else %}{{ '<|assistant|>\n'  + message['content'] + eos_token }}"
+         "{% endif %}{% endif %}{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+         "{% endfor %}",
+         SLM_CHAT_OLMO2},
+        /* LFM2: ChatML after its own BOS */
+        {"{{bos_token}}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+         "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}",
+         SLM_CHAT_CHATML},
+        /* SmolLM3 and Qwen3.5: ChatML with reasoning flags / think blocks */
+        {"{%- set reasoning_mode = \"/think\" -%}{{- \"<|im_start|>system\\n\" -}}{{- \"## Metadata\\n\\n\" -}}"
+         "{{- \"Reasoning Mode: \" + reasoning_mode + \"\\n\\n\" -}}<|im_end|>",
+         SLM_CHAT_CHATML},
+        {"{%- if '</think>' in content %}{%- set reasoning_content = content.split('</think>')[0] %}{%- endif %}"
+         "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content + '\\n</think>\\n\\n' }}",
+         SLM_CHAT_CHATML},
+        /* Zephyr stays Zephyr (EOS after every turn) */
+        {"{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
+         "eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + "
+         "eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}"
+         "\n{% endfor %}",
+         SLM_CHAT_ZEPHYR},
+    };
+    for (size_t i = 0; i < sizeof DET / sizeof DET[0]; i++)
+        CHECK(slm_chat_detect(DET[i].tmpl) == DET[i].family, "chat detect #%d: %d, expected %d", (int)i,
+              slm_chat_detect(DET[i].tmpl), DET[i].family);
+    static const slm_chat_message CONV[] = {{"system", "You are a helpful assistant."},
+                                            {"user", "Hello!"},
+                                            {"assistant", "Hi there."},
+                                            {"user", "Tell me a joke."}};
+    static const struct {
+        int family;
+        const char *full;
+    } EXP[] = {
+        {SLM_CHAT_GRANITE,
+         "<|start_of_role|>system<|end_of_role|>You are a helpful assistant.<|end_of_text|>\n"
+         "<|start_of_role|>user<|end_of_role|>Hello!<|end_of_text|>\n"
+         "<|start_of_role|>assistant<|end_of_role|>Hi there.<|end_of_text|>\n"
+         "<|start_of_role|>user<|end_of_role|>Tell me a joke.<|end_of_text|>\n"
+         "<|start_of_role|>assistant<|end_of_role|>"},
+        {SLM_CHAT_OLMO2, "<|system|>\nYou are a helpful assistant.\n<|user|>\nHello!\n<|assistant|>\nHi there.</s>\n"
+                         "<|user|>\nTell me a joke.\n<|assistant|>\n"},
+    };
+    for (size_t i = 0; i < sizeof EXP / sizeof EXP[0]; i++) {
+        char buf[1024];
+        size_t len;
+        slm_error err;
+        const char *name = slm_chat_family_name(EXP[i].family);
+        CHECK(name && slm_chat_family_from_name(name) == EXP[i].family, "family name %d", EXP[i].family);
+        int ok = slm_chat_format(NULL, EXP[i].family, CONV, 4, 0, 1, buf, sizeof buf, &len, NULL, &err) == SLM_OK;
+        CHECK(ok && strcmp(buf, EXP[i].full) == 0, "%s: rendered\n%s\nexpected\n%s", name, ok ? buf : err.message,
+              EXP[i].full);
+        /* incremental: after the reply (message 2), the rest is a suffix */
+        ok = slm_chat_format(NULL, EXP[i].family, CONV, 4, 3, 1, buf, sizeof buf, &len, NULL, &err) == SLM_OK;
+        const char *tail = strstr(EXP[i].full, "Hi there.");
+        CHECK(ok && tail && strcmp(buf, tail + 9) == 0, "%s: incremental text '%s'", name, ok ? buf : err.message);
+    }
+}
+
 void test_families(void) {
+    check_chat();
     static fref r;
     for (size_t i = 0; i < sizeof FAMS / sizeof FAMS[0]; i++) {
         const fam *f = &FAMS[i];
