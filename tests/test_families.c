@@ -427,8 +427,69 @@ static void check_chat(void) {
     }
 }
 
+/* Offset of the value of metadata key `key` in a GGUF image (after the
+   key's length-prefixed name and its u32 type), or 0. */
+static size_t key_value_at(const unsigned char *d, size_t n, const char *key) {
+    size_t kl = strlen(key);
+    for (size_t i = 8; i + kl + 4 < n; i++)
+        if (d[i - 8] == (unsigned char)kl && d[i - 7] == 0 && memcmp(d + i, key, kl) == 0) return i + kl + 4;
+    return 0;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Bad hyperparameters of the new families give a clear error, no crash. */
+static void check_bad_files(void) {
+    static const struct {
+        const char *file, *key;
+        int elem;       /* -1: a scalar; else the array element */
+        uint32_t value;
+        const char *msg; /* expected in the error message */
+    } BAD[] = {
+        {"tiny-qwen35-Q4_0", "qwen35.ssm.group_count", -1, 3, "do not divide"},
+        {"tiny-qwen35-Q4_0", "qwen35.ssm.state_size", -1, 5000, "outside"},
+        {"tiny-qwen35-Q4_0", "qwen35.ssm.inner_size", -1, 512, "attn_qkv.weight"},
+        {"tiny-qwen35-Q4_0", "qwen35.full_attention_interval", -1, 0, "outside"},
+        {"tiny-qwen35-Q4_0", "qwen35.full_attention_interval", -1, 1, "attn_qkv"},
+        {"tiny-lfm2-Q4_0", "lfm2.shortconv.l_cache", -1, 100, "outside"},
+        {"tiny-lfm2-Q4_0", "lfm2.shortconv.l_cache", -1, 4, "shortconv.conv.weight"},
+        {"tiny-lfm2-Q4_0", "lfm2.attention.head_count_kv", 1, 3, "head_count"},
+        {"tiny-lfm2-Q4_0", "lfm2.attention.head_count_kv", 0, 2, "attn_q.weight"},
+        {"tiny-lfm2-Q4_0", "lfm2.attention.head_count_kv", 1, 9, "head count"},
+        {"tiny-granitehybrid-Q4_0", "granitehybrid.ssm.time_step_rank", -1, 7, "do not divide"},
+        {"tiny-granitehybrid-Q4_0", "granitehybrid.ssm.conv_kernel", -1, 3, "ssm_conv1d.weight"},
+        {"tiny-granitehybrid-Q4_0", "granitehybrid.attention.head_count_kv", 1, 0, "ssm_in.weight"},
+        {"tiny-granite-Q4_0", "granite.logit_scale", -1, 0, "logit_scale"},
+    };
+    for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
+        char path[256];
+        size_t n;
+        snprintf(path, sizeof path, "models/%s.gguf", BAD[i].file);
+        unsigned char *d = read_all(data_path(path), &n);
+        size_t at = d ? key_value_at(d, n, BAD[i].key) : 0;
+        CHECK(at > 0, "%s: key %s not found", BAD[i].file, BAD[i].key);
+        if (!at) {
+            free(d);
+            continue;
+        }
+        /* arrays: element type u32, count u64, then the elements */
+        put_u32(d + at + (BAD[i].elem < 0 ? 0 : 12 + 4 * (size_t)BAD[i].elem), BAD[i].value);
+        slm_model *m = NULL;
+        slm_error err;
+        slm_status st = slm_model_load_memory(d, n, NULL, &m, &err);
+        CHECK(st != SLM_OK && m == NULL && strstr(err.message, BAD[i].msg) != NULL,
+              "%s with %s = %u: status %d, '%s' (expected '%s')", BAD[i].file, BAD[i].key, BAD[i].value, st,
+              st != SLM_OK ? err.message : "", BAD[i].msg);
+        slm_model_free(m);
+        free(d);
+    }
+}
+
 void test_families(void) {
     check_chat();
+    check_bad_files();
     static fref r;
     for (size_t i = 0; i < sizeof FAMS / sizeof FAMS[0]; i++) {
         const fam *f = &FAMS[i];
