@@ -8657,9 +8657,9 @@ static void eog_remove(vocab *v, int32_t id) {
 /* Byte-level BPE pre-tokenizers (the regular expressions they implement are
    written above their matchers, in the BPE subsection below). */
 enum { PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_STARCODER, PRE_DEFAULT, PRE_FALCON, PRE_DEEPSEEK_LLM,
-       PRE_DEEPSEEK_CODER, PRE_GPT4O, PRE_TEKKEN };
-static const char *const PRE_KIND_NAMES[] = {"gpt2", "llama3", "qwen2", "starcoder", "default", "falcon",
-                                             "deepseek-llm", "deepseek-coder", "gpt-4o", "tekken"};
+       PRE_DEEPSEEK_CODER, PRE_GPT4O, PRE_TEKKEN, PRE_QWEN35 };
+static const char *const PRE_KIND_NAMES[] = {"gpt2",         "llama3",         "qwen2",  "starcoder", "default", "falcon",
+                                             "deepseek-llm", "deepseek-coder", "gpt-4o", "tekken",    "qwen35"};
 enum { PF_IGNORE_MERGES = 1, PF_ADD_BOS = 2, PF_NO_CLEAN = 4 };
 
 /* tokenizer.ggml.pre values and their pre-tokenizer, with llama.cpp's
@@ -8681,6 +8681,7 @@ static const struct {
     {"qwen2", PRE_QWEN2, PF_NO_CLEAN}, {"deepseek-r1-qwen", PRE_QWEN2, PF_NO_CLEAN}, {"kormo", PRE_QWEN2, PF_NO_CLEAN},
     {"stablelm2", PRE_QWEN2, 0}, {"megrez", PRE_QWEN2, 0}, {"hunyuan", PRE_QWEN2, PF_NO_CLEAN},
     {"solar-open", PRE_QWEN2, PF_NO_CLEAN}, {"grok-2", PRE_QWEN2, PF_NO_CLEAN},
+    {"qwen35", PRE_QWEN35, PF_NO_CLEAN},
     {"starcoder", PRE_STARCODER, 0}, {"refact", PRE_STARCODER, 0}, {"command-r", PRE_STARCODER, PF_NO_CLEAN},
     {"smollm", PRE_STARCODER, PF_NO_CLEAN}, {"codeshell", PRE_STARCODER, 0}, {"exaone", PRE_STARCODER, 0},
     {"minerva-7b", PRE_STARCODER, 0}, {"mellum2", PRE_STARCODER, 0},
@@ -9602,6 +9603,8 @@ static size_t m_gpt2(const pre_text *t, size_t p, size_t e, size_t *skip) {
            [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|...)?|
            \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
    tekken  gpt-4o without the contractions, with \p{N}
+   qwen35  qwen2 with combining marks in words and out of punctuation runs:
+           ...|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|...
    For gpt-4o and tekken slm follows llama.cpp's rewriting of the classes:
    "upper" = a letter that is not a-z, "lower" = a letter that is not A-Z
    (no marks), which is what llama.cpp's tokens are made with. */
@@ -9610,6 +9613,7 @@ typedef struct pre_opts {
     int contractions; /* 0 none, 1 before words (llama3), 2 after words (gpt-4o) */
     size_t max_digits;
     int slash;        /* [\r\n/]* after punctuation instead of [\r\n]* */
+    int marks;        /* qwen35: \p{M} counts as a letter in words and runs */
 } pre_opts;
 
 static int pt_upper(const pre_text *t, size_t i) { return (t->fl[i] & UC_L) && !(t->cp[i] >= 'a' && t->cp[i] <= 'z'); }
@@ -9618,16 +9622,17 @@ static int pt_lower(const pre_text *t, size_t i) { return (t->fl[i] & UC_L) && !
 static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opts *o) {
     uint32_t c = t->cp[p];
     unsigned f = t->fl[p];
+    const unsigned W = UC_L | (o->marks ? UC_M : 0u); /* word characters */
     size_t k = o->contractions == 1 ? m_contraction(t, p, e, 1) : 0;
     if (k) return k;
     /* a word, with one optional leading character that is no CR, LF, letter or number */
     size_t s = SIZE_MAX;
-    if (f & UC_L) s = p;
-    else if (!is_crlf(c) && !(f & UC_N) && p + 1 < e && pt_is(t, p + 1, UC_L)) s = p + 1;
+    if (f & W) s = p;
+    else if (!is_crlf(c) && !(f & UC_N) && p + 1 < e && pt_is(t, p + 1, W)) s = p + 1;
     if (s != SIZE_MAX) {
         size_t end = 0;
         if (!o->cased) {
-            end = pt_run(t, s, e, UC_L);
+            end = pt_run(t, s, e, W);
         } else {
             size_t u = s;
             while (u < e && pt_upper(t, u)) u++;
@@ -9653,10 +9658,12 @@ static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opt
         while (r < e && r - p < o->max_digits && pt_is(t, r, UC_N)) r++;
         return r - p;
     }
-    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
-    size_t q = c == ' ' && p + 1 < e && pt_other(t, p + 1) ? p + 1 : p;
-    if (pt_other(t, q)) {
-        size_t r = pt_run_other(t, q, e);
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* (qwen35: and no \p{M}) */
+    const unsigned X = UC_WS | UC_L | UC_N | (o->marks ? UC_M : 0u);
+    size_t q = c == ' ' && p + 1 < e && !(t->fl[p + 1] & X) ? p + 1 : p;
+    if (!(t->fl[q] & X)) {
+        size_t r = q;
+        while (r < e && !(t->fl[r] & X)) r++;
         while (r < e && (is_crlf(t->cp[r]) || (o->slash && t->cp[r] == '/'))) r++;
         return r - p;
     }
@@ -9669,22 +9676,27 @@ static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opt
 }
 
 static size_t m_llama3(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {0, 1, 3, 0};
+    static const pre_opts o = {0, 1, 3, 0, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_qwen2(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {0, 1, 1, 0};
+    static const pre_opts o = {0, 1, 1, 0, 0};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+static size_t m_qwen35(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 1, 1, 0, 1};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_gpt4o(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {1, 2, 3, 1};
+    static const pre_opts o = {1, 2, 3, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_tekken(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {1, 0, 1, 1};
+    static const pre_opts o = {1, 0, 1, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
@@ -9788,9 +9800,10 @@ static const pre_fn PRE_DEEPSEEK_LLM_FNS[] = {m_crlf, m_ds_letters, m_ds_punct, 
 static const pre_fn PRE_DEEPSEEK_CODER_FNS[] = {m_crlf, m_space_letters, m_space_punct, m_ds_cjk, m_digit, NULL};
 static const pre_fn PRE_GPT4O_FNS[] = {m_gpt4o, NULL};
 static const pre_fn PRE_TEKKEN_FNS[] = {m_tekken, NULL};
+static const pre_fn PRE_QWEN35_FNS[] = {m_qwen35, NULL};
 static const pre_fn *const PRE_FNS[] = {PRE_GPT2_FNS, PRE_LLAMA3_FNS, PRE_QWEN2_FNS, PRE_STARCODER_FNS,
                                         PRE_DEFAULT_FNS, PRE_FALCON_FNS, PRE_DEEPSEEK_LLM_FNS,
-                                        PRE_DEEPSEEK_CODER_FNS, PRE_GPT4O_FNS, PRE_TEKKEN_FNS};
+                                        PRE_DEEPSEEK_CODER_FNS, PRE_GPT4O_FNS, PRE_TEKKEN_FNS, PRE_QWEN35_FNS};
 
 /* Merging. A word's symbols start as its mapped characters; the pair of
    neighbours with the lowest merge rank (leftmost on ties) merges first. */
