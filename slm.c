@@ -14,6 +14,8 @@
  *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
  *   8. Model: hyperparameters, tensor binding, the generic forward pass
  *   9. Session: KV cache, positions, decode
+ *   9b. Session state: save and restore (versioned sections, checked
+ *       against the model)
  *  10. Tokenizer: vocabulary, SentencePiece-style encoder, byte-level BPE with
  *      pre-tokenizers and Unicode tables, detokenizer
  *  11. Chat templates: family detection, formatting, incremental turns
@@ -119,14 +121,27 @@
 #define SLM_BIG_ENDIAN 0
 #endif
 
-/* SIMD kernels (section 6) are chosen at compile time from the target's
-   macros, i.e. from the compiler flags: -march=haswell (or -mavx2 -mfma
-   -mf16c), -msse4.1 (or -march=nehalem and newer), -march=armv8.2-a+dotprod,
-   -mfpu=neon-vfpv4, -march=rv64gcv, -mcpu=cortex-m55 (Helium).
-   -DSLM_NO_SIMD forces the scalar reference kernels. The SIMD kernels read
+/* SIMD kernels (section 6). On x86-64 with GCC or Clang every x86 kernel
+   set (SSE4.1, AVX2, AVX-512 with VNNI) is compiled into every build, each
+   in a region with its own target attribute, and a model chooses the best
+   one the CPU and the OS support when it loads (section 6h), so a build
+   without -march flags runs the fastest kernels the machine has.
+   Elsewhere the kernels follow the target's macros, i.e. the compiler
+   flags: -march=armv8.2-a+dotprod, -mfpu=neon-vfpv4, -march=rv64gcv,
+   -mcpu=cortex-m55 (Helium), and on x86 compilers without target
+   attributes (MSVC: /arch:AVX2) -mavx2 -mfma -mf16c or -msse4.1.
+   -DSLM_NO_SIMD forces the scalar reference kernels; -DSLM_NO_DISPATCH
+   keeps the x86 selection at compile time. The SIMD kernels read
    little-endian blocks with vector loads, so big-endian hosts use scalar. */
 #if defined(SLM_NO_SIMD) || SLM_BIG_ENDIAN
 #define SLM_SIMD_NAME "scalar"
+#elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(SLM_NO_DISPATCH)
+#define SLM_X86_DISPATCH 1
+#define SLM_SSE4 1
+#define SLM_AVX2 1
+#define SLM_SIMD_NAME "scalar,sse4,avx2"
+#include <cpuid.h>
+#include <immintrin.h>
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define SLM_AVX2 1
 #define SLM_SIMD_NAME "avx2"
@@ -158,6 +173,26 @@
 #include <arm_mve.h>
 #else
 #define SLM_SIMD_NAME "scalar"
+#endif
+
+/* The regions of x86 kernels: every function between BEGIN and END gets
+   the target attribute (GCC: pragma target; Clang: attribute push). With
+   fixed selection the region is compiled for the build's own flags. */
+#if defined(SLM_X86_DISPATCH) && defined(__clang__)
+#define SLM_TARGET_SSE4 _Pragma("clang attribute push(__attribute__((target(\"sse4.1,ssse3\"))), apply_to = function)")
+#define SLM_TARGET_AVX2 _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = function)")
+#define SLM_TARGET_AVX512 _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c\"))), apply_to = function)")
+#define SLM_TARGET_END _Pragma("clang attribute pop")
+#elif defined(SLM_X86_DISPATCH)
+#define SLM_TARGET_SSE4 _Pragma("GCC push_options") _Pragma("GCC target(\"sse4.1,ssse3\")")
+#define SLM_TARGET_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
+#define SLM_TARGET_AVX512 _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c\")")
+#define SLM_TARGET_END _Pragma("GCC pop_options")
+#else
+#define SLM_TARGET_SSE4
+#define SLM_TARGET_AVX2
+#define SLM_TARGET_AVX512
+#define SLM_TARGET_END
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -198,27 +233,6 @@ const char *slm_status_string(int status) {
 }
 
 const char *slm_version(void) { return SLM_VERSION_STRING; }
-
-const char *slm_build_info(void) {
-    return "simd=" SLM_SIMD_NAME
-#if SLM_OPENMP
-           " openmp=on"
-#else
-           " openmp=off"
-#endif
-#if defined(SLM_HAVE_MMAP)
-           " mmap=on"
-#else
-           " mmap=off"
-#endif
-#if defined(SLM_NO_STDIO)
-           " stdio=off"
-#endif
-#if defined(SLM_NO_MALLOC)
-           " malloc=off"
-#endif
-        ;
-}
 
 /* --- message formatting -----------------------------------------------------
    Messages (errors, logs, slm_meta_format) are formatted with vsnprintf, or,
@@ -1469,21 +1483,6 @@ static FILE *file_open(const allocator *a, const char *path, const char *mode, i
     return fopen(path, mode);
 }
 
-static int file_remove(const allocator *a, const char *path) {
-#if defined(_WIN32)
-    size_t nb = 0;
-    wchar_t *w;
-    if (wide_path(a, path, &w, &nb) && w) {
-        int r = _wremove(w);
-        xfree(a, w, nb);
-        return r;
-    }
-#else
-    (void)a;
-#endif
-    return remove(path);
-}
-
 /* The size of an open file (position at its start again), -1 if unknown. */
 static long long file_size(FILE *f) {
     long long sz = -1;
@@ -1497,24 +1496,519 @@ static long long file_size(FILE *f) {
     return sz;
 }
 
-static long long file_tell(void *f) {
-#if defined(_WIN32)
-    return _ftelli64((FILE *)f);
+static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
 #else
-    return ftell((FILE *)f);
+static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
 #endif
+
+/* ---- Output files that never destroy anything ----------------------------
+   Every file slm writes (quantized models, session state, and through
+   slm_file_write the CLI's logits) goes through an ofile:
+   - a new file, or an existing regular file (or a symlink to one: the file
+     it points to), is written to a temporary file in the same directory,
+     flushed to disk, and renamed into place only when every byte is written
+     (Windows: MoveFileExW with MOVEFILE_REPLACE_EXISTING). On any error only
+     that temporary file is removed. On Linux the temporary file is
+     anonymous (O_TMPFILE) until it is complete, so a process killed while
+     writing leaves nothing behind.
+   - an existing file that is not a regular file (a device node such as
+     /dev/null or /dev/full, a FIFO) is written directly, without temp or
+     rename: renaming over it would replace the device node with a regular
+     file. A write error there is reported; nothing is removed.
+   - a directory is refused.
+   - `avoid` (the input of the operation) is compared with the target by
+     identity, not by name (device + inode; Windows: volume serial + file
+     index), so ./x, dir/../x, a symlink or a hard link to the input are all
+     refused before anything is written. */
+#if !defined(SLM_NO_STDIO)
+#include <errno.h>
+#if defined(__unix__) || defined(__APPLE__)
+#define SLM_POSIX_FILES 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* O_TMPFILE has the generic value on these Linux targets (glibc only
+   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
+   the open, and a named temporary file is used instead. */
+#if defined(__linux__) && defined(O_DIRECTORY)
+#if defined(O_TMPFILE)
+#define SLM_O_TMPFILE O_TMPFILE
+#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
+    defined(__s390x__)
+#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
+#endif
+#endif
+#endif
+
+enum { OF_RENAME, OF_DIRECT };
+#define OF_BUF ((size_t)1 << 16)
+
+typedef struct ofile {
+    const allocator *a;
+    const char *path;   /* as the caller gave it, for messages */
+    char *target;       /* where the data ends up (symlinks resolved) [tcap] */
+    char *tmp;          /* our named temporary file, NULL while none [tcap] */
+    size_t tcap;
+    int mode;           /* OF_RENAME or OF_DIRECT */
+    int anon;           /* POSIX: fd is an O_TMPFILE without a name yet */
+#if defined(_WIN32)
+    HANDLE h;
+#elif defined(SLM_POSIX_FILES)
+    int fd;
+    int keep_mode;      /* mode of the replaced file, -1 if none */
+#else
+    FILE *f;
+#endif
+    uint8_t *buf;       /* write buffer [OF_BUF] */
+    size_t n;           /* bytes in buf */
+    uint64_t written;   /* bytes handed to of_write */
+    slm_status st;
+    slm_error *err;
+} ofile;
+
+static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
+
+#if defined(_WIN32)
+static const char *win_reason(DWORD e) {
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
+    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
+    case ERROR_ACCESS_DENIED: return "Permission denied";
+    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
+    case ERROR_WRITE_PROTECT: return "Read-only file system";
+    default: return "Windows error";
+    }
 }
 
-/* *oom is set if opening failed for lack of memory */
-static void *file_create(const allocator *a, const char *path, int *oom) { return file_open(a, path, "wb", oom); }
-static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
-static int file_close(void *f) { return fclose((FILE *)f); }
+/* A handle by UTF-8 name (ANSI if the name is not UTF-8). */
+static HANDLE win_open(const allocator *a, const char *path, DWORD access, DWORD disp, DWORD flags, int *oom) {
+    size_t nb = 0;
+    wchar_t *w;
+    *oom = 0;
+    if (!wide_path(a, path, &w, &nb)) {
+        *oom = 1;
+        return INVALID_HANDLE_VALUE;
+    }
+    const DWORD share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    HANDLE h = w ? CreateFileW(w, access, share, NULL, disp, flags, NULL)
+                 : CreateFileA(path, access, share, NULL, disp, flags, NULL);
+    if (w) xfree(a, w, nb);
+    return h;
+}
+
+/* 1 if both names are one file (volume serial + file index), 0 if not or
+   if either does not exist. */
+static int same_file(const allocator *a, const char *x, const char *y) {
+    int oom;
+    BY_HANDLE_FILE_INFORMATION ix, iy;
+    HANDLE hx = win_open(a, x, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+    if (hx == INVALID_HANDLE_VALUE) return 0;
+    HANDLE hy = win_open(a, y, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+    int same = 0;
+    if (hy != INVALID_HANDLE_VALUE) {
+        same = GetFileInformationByHandle(hx, &ix) && GetFileInformationByHandle(hy, &iy) &&
+               ix.dwVolumeSerialNumber == iy.dwVolumeSerialNumber && ix.nFileIndexHigh == iy.nFileIndexHigh &&
+               ix.nFileIndexLow == iy.nFileIndexLow;
+        CloseHandle(hy);
+    }
+    CloseHandle(hx);
+    return same;
+}
+#elif defined(SLM_POSIX_FILES)
+static int same_file(const allocator *a, const char *x, const char *y) {
+    struct stat sx, sy;
+    (void)a;
+    return stat(x, &sx) == 0 && stat(y, &sy) == 0 && sx.st_dev == sy.st_dev && sx.st_ino == sy.st_ino;
+}
 #else
-static void *file_create(const allocator *a, const char *path, int *oom) { return (void)a, (void)path, *oom = 0, NULL; }
-static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
-static long long file_tell(void *f) { return (void)f, -1; }
-static int file_close(void *f) { return (void)f, -1; }
-static int file_remove(const allocator *a, const char *path) { return (void)a, (void)path, -1; }
+static int same_file(const allocator *a, const char *x, const char *y) { return (void)a, !strcmp(x, y); }
+#endif
+
+static slm_status of_fail(ofile *o, slm_status st, const char *what, const char *reason) {
+    if (o->st == SLM_OK) o->st = seterr(o->err, st, "%s '%s': %s", what, o->path, reason);
+    return o->st;
+}
+
+/* Length of the directory part of p, with its separator ("" -> 0). */
+static size_t dir_len(const char *p) {
+    size_t n = strlen(p);
+    while (n > 0 && p[n - 1] != '/'
+#if defined(_WIN32)
+           && p[n - 1] != '\\' && p[n - 1] != ':'
+#endif
+    )
+        n--;
+    return n;
+}
+
+#if defined(SLM_POSIX_FILES)
+/* Follow the symbolic links of the path in p [cap] to the file they lead to
+   (readlink; a relative link is taken from the link's directory). 0 and
+   errno on failure. */
+static int resolve_links(char *p, size_t cap) {
+    char link[1024];
+    for (int hops = 0; hops < 40; hops++) {
+        struct stat sl;
+        if (lstat(p, &sl) != 0) return hops > 0 && errno == ENOENT; /* a dangling link: create its file */
+        if (!S_ISLNK(sl.st_mode)) return 1;
+        ssize_t n = readlink(p, link, sizeof link - 1);
+        if (n < 0) return 0;
+        if ((size_t)n >= sizeof link - 1) return errno = ENAMETOOLONG, 0;
+        link[n] = 0;
+        size_t d = link[0] == '/' ? 0 : dir_len(p);
+        if (d + (size_t)n + 1 > cap) return errno = ENAMETOOLONG, 0;
+        memcpy(p + d, link, (size_t)n + 1);
+    }
+    errno = ELOOP;
+    return 0;
+}
+#endif
+
+/* tmp = DIR/.BASE.slm-tmp-PID-K */
+static void of_tmp_name(ofile *o, unsigned k) {
+    size_t d = dir_len(o->target);
+    unsigned long pid =
+#if defined(_WIN32)
+        (unsigned long)GetCurrentProcessId();
+#elif defined(SLM_POSIX_FILES)
+        (unsigned long)getpid();
+#else
+        0;
+#endif
+    memcpy(o->tmp, o->target, d);
+    fmt_sn(o->tmp + d, o->tcap - d, ".%s.slm-tmp-%lu-%u", o->target + d, pid, k);
+}
+
+static void of_release(ofile *o) {
+    xfree(o->a, o->target, o->tcap);
+    xfree(o->a, o->tmp, o->tcap);
+    xfree(o->a, o->buf, OF_BUF);
+    o->target = o->tmp = NULL;
+    o->buf = NULL;
+}
+
+/* Open `path` for writing by the rules above. */
+static slm_status of_open(ofile *o, const allocator *a, const char *path, const char *avoid, slm_error *err) {
+    memset(o, 0, sizeof *o);
+    o->a = a;
+    o->path = path;
+    o->err = err;
+#if defined(_WIN32)
+    o->h = INVALID_HANDLE_VALUE;
+#elif defined(SLM_POSIX_FILES)
+    o->fd = -1;
+    o->keep_mode = -1;
+#endif
+    if (!path || !*path) return seterr(err, SLM_ERR_INVALID_ARG, "no output file name given");
+    if (avoid && same_file(a, avoid, path))
+        return seterr(err, SLM_ERR_INVALID_ARG, "'%s' is the same file as the input '%s': writing it would destroy the input",
+                      path, avoid);
+    o->tcap = strlen(path) + 64;
+#if defined(SLM_POSIX_FILES) || defined(_WIN32)
+    o->tcap += 4096; /* symbolic links resolved into it */
+#endif
+    o->target = (char *)xalloc(a, o->tcap);
+    o->tmp = (char *)xalloc(a, o->tcap);
+    o->buf = (uint8_t *)xalloc(a, OF_BUF);
+    if (!o->target || !o->tmp || !o->buf) {
+        of_release(o);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
+    }
+    memcpy(o->target, path, strlen(path) + 1);
+    o->mode = OF_RENAME;
+#if defined(_WIN32)
+    {
+        int oom;
+        HANDLE h = win_open(a, path, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+        if (h != INVALID_HANDLE_VALUE) {
+            BY_HANDLE_FILE_INFORMATION fi;
+            int dir = GetFileInformationByHandle(h, &fi) && (fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY);
+            DWORD ft = GetFileType(h);
+            /* a symbolic link: replace the file it points to (h is that
+               file: CreateFile follows links), not the link */
+            size_t nb = 0;
+            wchar_t *wp = NULL, fin[1024];
+            if (wide_path(a, path, &wp, &nb) && wp) {
+                DWORD at = GetFileAttributesW(wp);
+                xfree(a, wp, nb);
+                DWORD n = at != INVALID_FILE_ATTRIBUTES && (at & FILE_ATTRIBUTE_REPARSE_POINT)
+                              ? GetFinalPathNameByHandleW(h, fin, 1024, 0)
+                              : 0;
+                if (n > 0 && n < 1024) {
+                    int u = WideCharToMultiByte(CP_UTF8, 0, fin, -1, NULL, 0, NULL, NULL);
+                    if (u > 0 && (size_t)u + 64 <= o->tcap)
+                        WideCharToMultiByte(CP_UTF8, 0, fin, -1, o->target, u, NULL, NULL);
+                }
+            }
+            CloseHandle(h);
+            if (dir) {
+                of_release(o);
+                return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
+            }
+            if (ft != FILE_TYPE_DISK) o->mode = OF_DIRECT; /* NUL, CON, a pipe */
+        }
+        if (o->mode == OF_DIRECT) {
+            o->h = win_open(a, path, GENERIC_WRITE, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, &oom);
+        } else {
+            for (unsigned k = 0; k < 100; k++) {
+                of_tmp_name(o, k);
+                o->h = win_open(a, o->tmp, GENERIC_WRITE, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, &oom);
+                if (o->h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_FILE_EXISTS) break;
+            }
+        }
+        if (o->h == INVALID_HANDLE_VALUE) {
+            DWORD e = GetLastError();
+            of_release(o);
+            return seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing: %s", path, win_reason(e));
+        }
+        if (o->mode == OF_DIRECT) xfree(a, o->tmp, o->tcap), o->tmp = NULL;
+    }
+#elif defined(SLM_POSIX_FILES)
+    {
+        struct stat sl, sb;
+        if (lstat(path, &sl) == 0) {
+            if (S_ISLNK(sl.st_mode)) {
+                /* replace the file the link points to, not the link */
+                if (!resolve_links(o->target, o->tcap)) {
+                    int e = errno;
+                    of_release(o);
+                    return seterr(err, SLM_ERR_IO, "cannot resolve the symbolic link '%s': %s", path, os_reason(e));
+                }
+            }
+            if (stat(o->target, &sb) == 0) {
+                if (S_ISDIR(sb.st_mode)) {
+                    of_release(o);
+                    return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
+                }
+                if (!S_ISREG(sb.st_mode)) o->mode = OF_DIRECT;
+                else o->keep_mode = (int)(sb.st_mode & 07777);
+            }
+        }
+        if (o->mode == OF_DIRECT) {
+            o->fd = open(o->target, O_WRONLY | O_TRUNC);
+            xfree(a, o->tmp, o->tcap);
+            o->tmp = NULL;
+        } else {
+#if defined(SLM_O_TMPFILE)
+            size_t d = dir_len(o->target);
+            if (d == 0) {
+                o->tmp[0] = '.', o->tmp[1] = 0;
+            } else {
+                memcpy(o->tmp, o->target, d);
+                o->tmp[d] = 0;
+            }
+            o->fd = open(o->tmp, SLM_O_TMPFILE | O_WRONLY, 0666);
+            o->anon = o->fd >= 0;
+#endif
+            for (unsigned k = 0; o->fd < 0 && k < 100; k++) {
+                of_tmp_name(o, k);
+                o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+                if (o->fd < 0 && errno != EEXIST) break;
+            }
+        }
+        if (o->fd < 0) {
+            int e = errno;
+            of_release(o);
+            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
+        }
+        if (o->mode == OF_RENAME && o->keep_mode >= 0) (void)fchmod(o->fd, (mode_t)o->keep_mode);
+    }
+#else
+    {
+        int oom;
+        FILE *t;
+        unsigned k = 0;
+        for (; k < 100; k++) { /* no exclusive create in C99 stdio: probe */
+            of_tmp_name(o, k);
+            if (!(t = file_open(a, o->tmp, "rb", &oom))) break;
+            fclose(t);
+        }
+        o->f = k < 100 ? file_open(a, o->tmp, "wb", &oom) : NULL;
+        if (!o->f) {
+            int e = errno;
+            of_release(o);
+            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
+        }
+    }
+#endif
+    return SLM_OK;
+}
+
+/* Write the buffer out. */
+static slm_status of_flush(ofile *o) {
+    size_t off = 0;
+    while (o->st == SLM_OK && off < o->n) {
+#if defined(_WIN32)
+        DWORD put = 0, want = (DWORD)SLM_MIN(o->n - off, (size_t)1 << 30);
+        if (!WriteFile(o->h, o->buf + off, want, &put, NULL) || put == 0)
+            return of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
+        off += put;
+#elif defined(SLM_POSIX_FILES)
+        ssize_t put = write(o->fd, o->buf + off, o->n - off);
+        if (put < 0 && errno == EINTR) continue;
+        if (put <= 0) return of_fail(o, SLM_ERR_IO, "write error on", put < 0 ? os_reason(errno) : "nothing written");
+        off += (size_t)put;
+#else
+        size_t put = fwrite(o->buf + off, 1, o->n - off, o->f);
+        if (put == 0) return of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+        off += put;
+#endif
+    }
+    o->n = 0;
+    return o->st;
+}
+
+static slm_status of_write(ofile *o, const void *p, size_t n) {
+    const uint8_t *b = (const uint8_t *)p;
+    o->written += n;
+    while (n > 0 && o->st == SLM_OK) {
+        size_t k = SLM_MIN(n, OF_BUF - o->n);
+        memcpy(o->buf + o->n, b, k);
+        o->n += k, b += k, n -= k;
+        if (o->n == OF_BUF) of_flush(o);
+    }
+    return o->st;
+}
+
+/* Close after an error (or instead of committing): our temporary file goes,
+   the target is untouched. Returns the ofile's status. */
+static slm_status of_abort(ofile *o) {
+#if defined(_WIN32)
+    if (o->h != INVALID_HANDLE_VALUE) CloseHandle(o->h);
+    o->h = INVALID_HANDLE_VALUE;
+    if (o->tmp) {
+        size_t nb = 0;
+        wchar_t *w;
+        if (wide_path(o->a, o->tmp, &w, &nb) && w) {
+            DeleteFileW(w);
+            xfree(o->a, w, nb);
+        } else {
+            DeleteFileA(o->tmp);
+        }
+    }
+#elif defined(SLM_POSIX_FILES)
+    if (o->fd >= 0) close(o->fd);
+    o->fd = -1;
+    if (o->tmp && !o->anon) unlink(o->tmp);
+#else
+    if (o->f) fclose(o->f);
+    o->f = NULL;
+    if (o->tmp) remove(o->tmp);
+#endif
+    slm_status st = o->st;
+    of_release(o);
+    return st;
+}
+
+#if defined(SLM_POSIX_FILES) && defined(SLM_O_TMPFILE)
+/* Give the anonymous file a name in its directory (o->tmp): by linkat
+   through /proc, else by copying its bytes into a new named file. */
+static int of_name_anon(ofile *o) {
+    char proc[64];
+    fmt_sn(proc, sizeof proc, "/proc/self/fd/%d", o->fd);
+    for (unsigned k = 0; k < 100; k++) {
+        of_tmp_name(o, k);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, o->tmp, AT_SYMLINK_FOLLOW) == 0) {
+            o->anon = 0;
+            return 1;
+        }
+        if (errno != EEXIST) break;
+    }
+    int fd = -1;
+    for (unsigned k = 0; fd < 0 && k < 100; k++) {
+        of_tmp_name(o, k);
+        fd = open(o->tmp, O_RDWR | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) return 0;
+    o->anon = 0; /* from here o->tmp is ours to remove */
+    int src = o->fd;
+    o->fd = fd;
+    if (o->keep_mode >= 0) (void)fchmod(fd, (mode_t)o->keep_mode);
+    int ok = lseek(src, 0, SEEK_SET) == 0;
+    for (;;) {
+        ssize_t got = ok ? read(src, o->buf, OF_BUF) : -1;
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            ok = ok && got == 0;
+            break;
+        }
+        o->n = (size_t)got;
+        if (of_flush(o) != SLM_OK) break;
+    }
+    close(src);
+    return ok && o->st == SLM_OK;
+}
+#endif
+
+/* Finish: flush to disk, rename into place. On failure as of_abort. */
+static slm_status of_commit(ofile *o) {
+    if (o->st == SLM_OK) of_flush(o);
+#if defined(_WIN32)
+    if (o->st == SLM_OK && o->mode == OF_RENAME && !FlushFileBuffers(o->h))
+        of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
+    if (o->st != SLM_OK) return of_abort(o);
+    CloseHandle(o->h);
+    o->h = INVALID_HANDLE_VALUE;
+    if (o->mode == OF_RENAME) {
+        size_t nt = 0, nd = 0;
+        wchar_t *wt = NULL, *wd = NULL;
+        BOOL ok;
+        if (wide_path(o->a, o->tmp, &wt, &nt) && wt && wide_path(o->a, o->target, &wd, &nd) && wd)
+            ok = MoveFileExW(wt, wd, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        else
+            ok = MoveFileExA(o->tmp, o->target, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        DWORD e = GetLastError();
+        if (wt) xfree(o->a, wt, nt);
+        if (wd) xfree(o->a, wd, nd);
+        if (!ok) {
+            of_fail(o, SLM_ERR_IO, "cannot replace", win_reason(e));
+            return of_abort(o);
+        }
+    }
+#elif defined(SLM_POSIX_FILES)
+    if (o->st == SLM_OK && o->mode == OF_RENAME && fsync(o->fd) != 0 && errno != EINVAL)
+        of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+#if defined(SLM_O_TMPFILE)
+    if (o->st == SLM_OK && o->anon && !of_name_anon(o))
+        of_fail(o, SLM_ERR_IO, "cannot create a temporary file next to", os_reason(errno));
+#endif
+    if (o->st == SLM_OK && close(o->fd) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+    else if (o->st != SLM_OK) return of_abort(o);
+    o->fd = -1;
+    if (o->st == SLM_OK && o->mode == OF_RENAME && rename(o->tmp, o->target) != 0)
+        of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    if (o->st != SLM_OK) return of_abort(o);
+#else
+    if (o->st == SLM_OK && fclose(o->f) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+    o->f = NULL;
+    if (o->st == SLM_OK) {
+        remove(o->target); /* C99 rename need not replace; the target is a regular file here */
+        if (rename(o->tmp, o->target) != 0) of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    }
+    if (o->st != SLM_OK) return of_abort(o);
+#endif
+    of_release(o);
+    return SLM_OK;
+}
+
+slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
+    allocator a;
+    ofile o;
+    clearerr_(err);
+    if (!data && size) return seterr(err, SLM_ERR_INVALID_ARG, "data is NULL");
+    alloc_init(&a, NULL);
+    slm_status st = of_open(&o, &a, path, NULL, err);
+    if (st != SLM_OK) return st;
+    of_write(&o, data, size);
+    return of_commit(&o);
+}
+#else
+slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
+    (void)data, (void)size;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO, without file access", path ? path : "");
+}
 #endif
 
 typedef struct gbuf {
@@ -1528,7 +2022,10 @@ typedef struct gguf_writer {
     uint64_t n_kv, n_tensors;
     uint64_t data_size;     /* tensor data announced so far, padded */
     size_t alignment;
-    void *f;                /* from file_create */
+    void *f;                /* a FILE * (gw_write_header) */
+#if !defined(SLM_NO_STDIO)
+    ofile *of;              /* or an ofile (gw_write_header_of) */
+#endif
     const char *path;       /* for messages */
     uint64_t pos;           /* bytes written to the data section */
     slm_status st;
@@ -1684,8 +2181,14 @@ static uint64_t gw_tensor(gguf_writer *w, const char *name, int type, int n_dims
 }
 
 static void gw_fwrite(gguf_writer *w, const void *p, size_t n) {
-    if (w->st == SLM_OK && n && file_write(w->f, p, n) != n)
-        w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
+    if (w->st != SLM_OK || !n) return;
+#if !defined(SLM_NO_STDIO)
+    if (w->of) {
+        w->st = of_write(w->of, p, n);
+        return;
+    }
+#endif
+    if (file_write(w->f, p, n) != n) w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
 }
 
 static void gw_zeros(gguf_writer *w, size_t n) {
@@ -1698,7 +2201,7 @@ static void gw_zeros(gguf_writer *w, size_t n) {
 }
 
 /* Header, metadata and tensor directory, padded to the alignment. */
-static void gw_write_header(gguf_writer *w, void *f, const char *path) {
+static SLM_UNUSED void gw_write_header(gguf_writer *w, void *f, const char *path) {
     uint8_t h[24];
     w->f = f;
     w->path = path;
@@ -1714,6 +2217,13 @@ static void gw_write_header(gguf_writer *w, void *f, const char *path) {
     size_t end = sizeof h + w->kv.len + w->ti.len;
     gw_zeros(w, (w->alignment - end % w->alignment) % w->alignment);
 }
+
+#if !defined(SLM_NO_STDIO)
+static void gw_write_header_of(gguf_writer *w, ofile *o) {
+    w->of = o;
+    gw_write_header(w, NULL, o->path);
+}
+#endif
 
 static void gw_write_data(gguf_writer *w, const void *p, size_t n) {
     gw_fwrite(w, p, n);
@@ -1801,84 +2311,102 @@ typedef void (*dot_rows_fn)(int n, const void *rows, size_t stride, int nrows, c
 /* one x8 group (8 rows) against nt <= 4 activation rows a_rb bytes apart:
    y[t * ldy + r] for r < 8, t < nt */
 typedef void (*gemm_x8_fn)(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy);
+/* x[i] = exp(x[i] - mx) for n values, returning their sum (softmax) */
+typedef double (*exp_sum_fn)(float *x, int n, float mx);
+
+/* The kernels of one instruction set (section 6g), by weight or activation
+   type. A model holds its own resolved copy, every entry filled (6h). */
+typedef struct kernel_table {
+    const char *name;                      /* "avx2", "neon", ... */
+    int isa;                               /* SLM_ISA_* */
+    const struct kernel_table *base;       /* the ISA below, for entries this one lacks */
+    vec_dot_fn dot[N_TYPE_IDS];            /* weight row . activations, per weight type */
+    vec_dot4_fn dot4[N_TYPE_IDS];          /* the same for 4 tokens (optional) */
+    gemm_x8_fn gemm_x8[N_TYPE_IDS];        /* x8 groups (optional: types with one are repacked) */
+    to_float_fn to_float[N_TYPE_IDS];      /* F32/F16/BF16/Q8_0 rows to floats (KV cache) */
+    from_float_fn from_float[N_TYPE_IDS];  /* activation quantizers: dot partners and KV types */
+    dot_rows_fn dot_rows_f16;              /* attention over an F16 cache (optional) */
+    exp_sum_fn exp_sum;                    /* softmax's exponentials */
+} kernel_table;
 
 typedef struct type_traits {
     int dot_type;           /* activation format for vec_dot; -1 if unsupported */
     to_float_fn to_float;
     from_float_fn from_float; /* quantize (weights or activations) */
-    vec_dot_fn vec_dot;
+    vec_dot_fn vec_dot;       /* the scalar reference dot (models use their kernel table) */
 } type_traits;
 
-/* forward declarations of the kernels (section 6) */
+/* forward declarations of the reference kernels (section 6a) */
+static double exp_sum_ref(float *x, int n, float mx);
 static void f32_to_float(const void *src, float *dst, int64_t n);
 static void f32_from_float(const float *src, void *dst, int64_t n);
-static float dot_f32(int n, const void *w, const void *a);
-static void f16_to_float(const void *src, float *dst, int64_t n);
-static void f16_from_float(const float *src, void *dst, int64_t n);
-static float dot_f16(int n, const void *w, const void *a);
-static void bf16_to_float(const void *src, float *dst, int64_t n);
-static void bf16_from_float(const float *src, void *dst, int64_t n);
-static float dot_bf16(int n, const void *w, const void *a);
+static float dot_f32_ref(int n, const void *w, const void *a);
+static void f16_to_float_ref(const void *src, float *dst, int64_t n);
+static void f16_from_float_ref(const float *src, void *dst, int64_t n);
+static float dot_f16_ref(int n, const void *w, const void *a);
+static void bf16_to_float_ref(const void *src, float *dst, int64_t n);
+static void bf16_from_float_ref(const float *src, void *dst, int64_t n);
+static float dot_bf16_ref(int n, const void *w, const void *a);
 static void q8_0_to_float(const void *src, float *dst, int64_t n);
-static void q8_0_from_float(const float *src, void *dst, int64_t n);
-static float dot_q8_0(int n, const void *w, const void *a);
+static void q8_0_from_float_ref(const float *src, void *dst, int64_t n);
+static float dot_q8_0_ref(int n, const void *w, const void *a);
 static void q4_0_to_float(const void *src, float *dst, int64_t n);
 static void q4_0_from_float(const float *src, void *dst, int64_t n);
-static float dot_q4_0(int n, const void *w, const void *a);
+static float dot_q4_0_ref(int n, const void *w, const void *a);
 static void q4_1_to_float(const void *src, float *dst, int64_t n);
 static void q4_1_from_float(const float *src, void *dst, int64_t n);
-static float dot_q4_1(int n, const void *w, const void *a);
+static float dot_q4_1_ref(int n, const void *w, const void *a);
 static void q5_0_to_float(const void *src, float *dst, int64_t n);
 static void q5_0_from_float(const float *src, void *dst, int64_t n);
-static float dot_q5_0(int n, const void *w, const void *a);
+static float dot_q5_0_ref(int n, const void *w, const void *a);
 static void q5_1_to_float(const void *src, float *dst, int64_t n);
 static void q5_1_from_float(const float *src, void *dst, int64_t n);
-static float dot_q5_1(int n, const void *w, const void *a);
+static float dot_q5_1_ref(int n, const void *w, const void *a);
 static void q8_1_to_float(const void *src, float *dst, int64_t n);
-static void q8_1_from_float(const float *src, void *dst, int64_t n);
+static void q8_1_from_float_ref(const float *src, void *dst, int64_t n);
 static void iq4_nl_to_float(const void *src, float *dst, int64_t n);
 static void iq4_nl_from_float(const float *src, void *dst, int64_t n);
-static float dot_iq4_nl(int n, const void *w, const void *a);
+static float dot_iq4_nl_ref(int n, const void *w, const void *a);
 static void q2_k_to_float(const void *src, float *dst, int64_t n);
 static void q2_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q2_k(int n, const void *w, const void *a);
+static float dot_q2_k_ref(int n, const void *w, const void *a);
 static void q3_k_to_float(const void *src, float *dst, int64_t n);
 static void q3_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q3_k(int n, const void *w, const void *a);
+static float dot_q3_k_ref(int n, const void *w, const void *a);
 static void q4_k_to_float(const void *src, float *dst, int64_t n);
 static void q4_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q4_k(int n, const void *w, const void *a);
+static float dot_q4_k_ref(int n, const void *w, const void *a);
 static void q5_k_to_float(const void *src, float *dst, int64_t n);
 static void q5_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q5_k(int n, const void *w, const void *a);
+static float dot_q5_k_ref(int n, const void *w, const void *a);
 static void q6_k_to_float(const void *src, float *dst, int64_t n);
 static void q6_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q6_k(int n, const void *w, const void *a);
+static float dot_q6_k_ref(int n, const void *w, const void *a);
 static void q8_k_to_float(const void *src, float *dst, int64_t n);
-static void q8_k_from_float(const float *src, void *dst, int64_t n);
+static void q8_k_from_float_ref(const float *src, void *dst, int64_t n);
 static void iq4_xs_to_float(const void *src, float *dst, int64_t n);
 static void iq4_xs_from_float(const float *src, void *dst, int64_t n);
-static float dot_iq4_xs(int n, const void *w, const void *a);
+static float dot_iq4_xs_ref(int n, const void *w, const void *a);
 
 static const type_traits TRAITS[N_TYPE_IDS] = {
-    [SLM_TYPE_F32] = {SLM_TYPE_F32, f32_to_float, f32_from_float, dot_f32},
-    [SLM_TYPE_F16] = {SLM_TYPE_F16, f16_to_float, f16_from_float, dot_f16},
-    [SLM_TYPE_BF16] = {SLM_TYPE_BF16, bf16_to_float, bf16_from_float, dot_bf16},
-    [SLM_TYPE_Q8_0] = {SLM_TYPE_Q8_0, q8_0_to_float, q8_0_from_float, dot_q8_0},
-    [SLM_TYPE_Q4_0] = {SLM_TYPE_Q8_0, q4_0_to_float, q4_0_from_float, dot_q4_0},
-    [SLM_TYPE_Q4_1] = {SLM_TYPE_Q8_1, q4_1_to_float, q4_1_from_float, dot_q4_1},
-    [SLM_TYPE_Q5_0] = {SLM_TYPE_Q8_0, q5_0_to_float, q5_0_from_float, dot_q5_0},
-    [SLM_TYPE_Q5_1] = {SLM_TYPE_Q8_1, q5_1_to_float, q5_1_from_float, dot_q5_1},
-    [SLM_TYPE_IQ4_NL] = {SLM_TYPE_Q8_0, iq4_nl_to_float, iq4_nl_from_float, dot_iq4_nl},
-    [SLM_TYPE_Q2_K] = {SLM_TYPE_Q8_K, q2_k_to_float, q2_k_from_float, dot_q2_k},
-    [SLM_TYPE_Q3_K] = {SLM_TYPE_Q8_K, q3_k_to_float, q3_k_from_float, dot_q3_k},
-    [SLM_TYPE_Q4_K] = {SLM_TYPE_Q8_K, q4_k_to_float, q4_k_from_float, dot_q4_k},
-    [SLM_TYPE_Q5_K] = {SLM_TYPE_Q8_K, q5_k_to_float, q5_k_from_float, dot_q5_k},
-    [SLM_TYPE_Q6_K] = {SLM_TYPE_Q8_K, q6_k_to_float, q6_k_from_float, dot_q6_k},
-    [SLM_TYPE_IQ4_XS] = {SLM_TYPE_Q8_K, iq4_xs_to_float, iq4_xs_from_float, dot_iq4_xs},
+    [SLM_TYPE_F32] = {SLM_TYPE_F32, f32_to_float, f32_from_float, dot_f32_ref},
+    [SLM_TYPE_F16] = {SLM_TYPE_F16, f16_to_float_ref, f16_from_float_ref, dot_f16_ref},
+    [SLM_TYPE_BF16] = {SLM_TYPE_BF16, bf16_to_float_ref, bf16_from_float_ref, dot_bf16_ref},
+    [SLM_TYPE_Q8_0] = {SLM_TYPE_Q8_0, q8_0_to_float, q8_0_from_float_ref, dot_q8_0_ref},
+    [SLM_TYPE_Q4_0] = {SLM_TYPE_Q8_0, q4_0_to_float, q4_0_from_float, dot_q4_0_ref},
+    [SLM_TYPE_Q4_1] = {SLM_TYPE_Q8_1, q4_1_to_float, q4_1_from_float, dot_q4_1_ref},
+    [SLM_TYPE_Q5_0] = {SLM_TYPE_Q8_0, q5_0_to_float, q5_0_from_float, dot_q5_0_ref},
+    [SLM_TYPE_Q5_1] = {SLM_TYPE_Q8_1, q5_1_to_float, q5_1_from_float, dot_q5_1_ref},
+    [SLM_TYPE_IQ4_NL] = {SLM_TYPE_Q8_0, iq4_nl_to_float, iq4_nl_from_float, dot_iq4_nl_ref},
+    [SLM_TYPE_Q2_K] = {SLM_TYPE_Q8_K, q2_k_to_float, q2_k_from_float, dot_q2_k_ref},
+    [SLM_TYPE_Q3_K] = {SLM_TYPE_Q8_K, q3_k_to_float, q3_k_from_float, dot_q3_k_ref},
+    [SLM_TYPE_Q4_K] = {SLM_TYPE_Q8_K, q4_k_to_float, q4_k_from_float, dot_q4_k_ref},
+    [SLM_TYPE_Q5_K] = {SLM_TYPE_Q8_K, q5_k_to_float, q5_k_from_float, dot_q5_k_ref},
+    [SLM_TYPE_Q6_K] = {SLM_TYPE_Q8_K, q6_k_to_float, q6_k_from_float, dot_q6_k_ref},
+    [SLM_TYPE_IQ4_XS] = {SLM_TYPE_Q8_K, iq4_xs_to_float, iq4_xs_from_float, dot_iq4_xs_ref},
     /* activation formats only: no dot kernel of their own */
-    [SLM_TYPE_Q8_1] = {-1, q8_1_to_float, q8_1_from_float, NULL},
-    [SLM_TYPE_Q8_K] = {-1, q8_k_to_float, q8_k_from_float, NULL},
+    [SLM_TYPE_Q8_1] = {-1, q8_1_to_float, q8_1_from_float_ref, NULL},
+    [SLM_TYPE_Q8_K] = {-1, q8_k_to_float, q8_k_from_float_ref, NULL},
 };
 
 static const type_traits *traits_of(int type) {
@@ -3064,6 +3592,7 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
 /* 6b. x86-64 AVX2 (+FMA, F16C)                                               */
 /* -------------------------------------------------------------------------- */
 #ifdef SLM_AVX2
+SLM_TARGET_AVX2
 
 static inline float hsum_avx2(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -3841,42 +4370,6 @@ static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
 }
 
 
-#define K_DOT_F32 dot_f32_avx2
-#define K_F16_TO_FLOAT f16_to_float_avx2
-#define K_F16_FROM_FLOAT f16_from_float_avx2
-#define K_DOT_F16 dot_f16_avx2
-#define K_EXP_SUM exp_sum_avx2
-#define K_DOT_ROWS_F16 dot_rows_f16_avx2
-#define K_BF16_TO_FLOAT bf16_to_float_avx2
-#define K_BF16_FROM_FLOAT bf16_from_float_avx2
-#define K_DOT_BF16 dot_bf16_avx2
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_avx2
-#define K_DOT_Q8_0 dot_q8_0_avx2
-#define K_DOT_Q4_0 dot_q4_0_avx2
-#define K_DOT4_Q8_0 dot4_q8_0_avx2
-#define K_DOT4_Q4_0 dot4_q4_0_avx2
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_avx2
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_avx2
-#define K_DOT_Q4_1 dot_q4_1_avx2
-#define K_DOT_Q5_0 dot_q5_0_avx2
-#define K_DOT_Q5_1 dot_q5_1_avx2
-#define K_DOT_IQ4_NL dot_iq4_nl_avx2
-#define K_DOT_Q2_K dot_q2_k_avx2
-#define K_DOT_Q3_K dot_q3_k_avx2
-#define K_DOT_Q4_K dot_q4_k_avx2
-#define K_DOT_Q5_K dot_q5_k_avx2
-#define K_DOT_Q6_K dot_q6_k_avx2
-#define K_DOT_IQ4_XS dot_iq4_xs_avx2
-#define K_DOT4_Q4_1 dot4_q4_1_avx2
-#define K_DOT4_Q5_0 dot4_q5_0_avx2
-#define K_DOT4_Q5_1 dot4_q5_1_avx2
-#define K_DOT4_IQ4_NL dot4_iq4_nl_avx2
-#define K_DOT4_Q2_K dot4_q2_k_avx2
-#define K_DOT4_Q3_K dot4_q3_k_avx2
-#define K_DOT4_Q4_K dot4_q4_k_avx2
-#define K_DOT4_Q5_K dot4_q5_k_avx2
-#define K_DOT4_Q6_K dot4_q6_k_avx2
-#define K_DOT4_IQ4_XS dot4_iq4_xs_avx2
 
 /* x8 kernels (layouts in section 5). Each 32-bit lane is one row; the
    activation's 4 columns are broadcast. Per block and token, the integer
@@ -4038,10 +4531,8 @@ static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
     else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
-#define K_GEMM_X8_Q4_0 gemm_q4_0x8_avx2
-#define K_GEMM_X8_Q8_0 gemm_q8_0x8_avx2
-#define K_GEMM_X8_Q5_0 gemm_q5_0x8_avx2
 
+SLM_TARGET_END
 #endif /* SLM_AVX2 */
 
 /* -------------------------------------------------------------------------- */
@@ -4050,6 +4541,7 @@ static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
 /* The AVX2 kernels at half width, without FMA; without F16C the f16
    conversions are done with integer operations, as f32_to_fp16 does. */
 #ifdef SLM_SSE4
+SLM_TARGET_SSE4
 
 static inline float hsum_sse(__m128 v) {
     v = _mm_add_ps(v, _mm_movehl_ps(v, v));
@@ -4672,41 +5164,8 @@ static void q8_k_from_float_sse(const float *src, void *dst, int64_t n) {
     }
 }
 
-#define K_DOT_F32 dot_f32_sse
-#define K_F16_TO_FLOAT f16_to_float_sse
-#define K_F16_FROM_FLOAT f16_from_float_sse
-#define K_DOT_F16 dot_f16_sse
-#define K_BF16_TO_FLOAT bf16_to_float_sse
-#define K_BF16_FROM_FLOAT bf16_from_float_sse
-#define K_DOT_BF16 dot_bf16_sse
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_sse
-#define K_DOT_Q8_0 dot_q8_0_sse
-#define K_DOT_Q4_0 dot_q4_0_sse
-#define K_DOT4_Q8_0 dot4_q8_0_sse
-#define K_DOT4_Q4_0 dot4_q4_0_sse
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_sse
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_sse
-#define K_DOT_Q4_1 dot_q4_1_sse
-#define K_DOT_Q5_0 dot_q5_0_sse
-#define K_DOT_Q5_1 dot_q5_1_sse
-#define K_DOT_IQ4_NL dot_iq4_nl_sse
-#define K_DOT_Q2_K dot_q2_k_sse
-#define K_DOT_Q3_K dot_q3_k_sse
-#define K_DOT_Q4_K dot_q4_k_sse
-#define K_DOT_Q5_K dot_q5_k_sse
-#define K_DOT_Q6_K dot_q6_k_sse
-#define K_DOT_IQ4_XS dot_iq4_xs_sse
-#define K_DOT4_Q4_1 dot4_q4_1_sse
-#define K_DOT4_Q5_0 dot4_q5_0_sse
-#define K_DOT4_Q5_1 dot4_q5_1_sse
-#define K_DOT4_IQ4_NL dot4_iq4_nl_sse
-#define K_DOT4_Q2_K dot4_q2_k_sse
-#define K_DOT4_Q3_K dot4_q3_k_sse
-#define K_DOT4_Q4_K dot4_q4_k_sse
-#define K_DOT4_Q5_K dot4_q5_k_sse
-#define K_DOT4_Q6_K dot4_q6_k_sse
-#define K_DOT4_IQ4_XS dot4_iq4_xs_sse
 
+SLM_TARGET_END
 #endif /* SLM_SSE4 */
 
 /* -------------------------------------------------------------------------- */
@@ -5390,42 +5849,6 @@ static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
     }
 }
 
-#define K_DOT_F32 dot_f32_neon
-#ifdef SLM_NEON_F16
-#define K_F16_TO_FLOAT f16_to_float_neon
-#define K_F16_FROM_FLOAT f16_from_float_neon
-#define K_DOT_F16 dot_f16_neon
-#endif
-#define K_BF16_TO_FLOAT bf16_to_float_neon
-#define K_BF16_FROM_FLOAT bf16_from_float_neon
-#define K_DOT_BF16 dot_bf16_neon
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_neon
-#define K_DOT_Q8_0 dot_q8_0_neon
-#define K_DOT_Q4_0 dot_q4_0_neon
-#define K_DOT4_Q8_0 dot4_q8_0_neon
-#define K_DOT4_Q4_0 dot4_q4_0_neon
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_neon
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_neon
-#define K_DOT_Q4_1 dot_q4_1_neon
-#define K_DOT_Q5_0 dot_q5_0_neon
-#define K_DOT_Q5_1 dot_q5_1_neon
-#define K_DOT_IQ4_NL dot_iq4_nl_neon
-#define K_DOT_Q2_K dot_q2_k_neon
-#define K_DOT_Q3_K dot_q3_k_neon
-#define K_DOT_Q4_K dot_q4_k_neon
-#define K_DOT_Q5_K dot_q5_k_neon
-#define K_DOT_Q6_K dot_q6_k_neon
-#define K_DOT_IQ4_XS dot_iq4_xs_neon
-#define K_DOT4_Q4_1 dot4_q4_1_neon
-#define K_DOT4_Q5_0 dot4_q5_0_neon
-#define K_DOT4_Q5_1 dot4_q5_1_neon
-#define K_DOT4_IQ4_NL dot4_iq4_nl_neon
-#define K_DOT4_Q2_K dot4_q2_k_neon
-#define K_DOT4_Q3_K dot4_q3_k_neon
-#define K_DOT4_Q4_K dot4_q4_k_neon
-#define K_DOT4_Q5_K dot4_q5_k_neon
-#define K_DOT4_Q6_K dot4_q6_k_neon
-#define K_DOT4_IQ4_XS dot4_iq4_xs_neon
 
 #if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
 /* x8 kernels (layouts in section 5) with SDOT: each 16-byte half of an x8
@@ -5501,9 +5924,6 @@ X8_NEON_ENTRY(gemm_q4_0x8_neon, SLM_TYPE_Q4_0)
 X8_NEON_ENTRY(gemm_q5_0x8_neon, SLM_TYPE_Q5_0)
 X8_NEON_ENTRY(gemm_q8_0x8_neon, SLM_TYPE_Q8_0)
 #undef X8_NEON_ENTRY
-#define K_GEMM_X8_Q4_0 gemm_q4_0x8_neon
-#define K_GEMM_X8_Q5_0 gemm_q5_0x8_neon
-#define K_GEMM_X8_Q8_0 gemm_q8_0x8_neon
 #endif /* __ARM_FEATURE_DOTPROD && SLM_NEON_F16 */
 
 #endif /* SLM_NEON */
@@ -5951,28 +6371,6 @@ static void q8_k_from_float_rvv(const float *src, void *dst, int64_t n) {
     }
 }
 
-#define K_DOT_F32 dot_f32_rvv
-#define K_F16_TO_FLOAT f16_to_float_rvv
-#define K_F16_FROM_FLOAT f16_from_float_rvv
-#define K_DOT_F16 dot_f16_rvv
-#define K_BF16_TO_FLOAT bf16_to_float_rvv
-#define K_BF16_FROM_FLOAT bf16_from_float_rvv
-#define K_DOT_BF16 dot_bf16_rvv
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_rvv
-#define K_DOT_Q8_0 dot_q8_0_rvv
-#define K_DOT_Q4_0 dot_q4_0_rvv
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_rvv
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_rvv
-#define K_DOT_Q4_1 dot_q4_1_rvv
-#define K_DOT_Q5_0 dot_q5_0_rvv
-#define K_DOT_Q5_1 dot_q5_1_rvv
-#define K_DOT_IQ4_NL dot_iq4_nl_rvv
-#define K_DOT_Q2_K dot_q2_k_rvv
-#define K_DOT_Q3_K dot_q3_k_rvv
-#define K_DOT_Q4_K dot_q4_k_rvv
-#define K_DOT_Q5_K dot_q5_k_rvv
-#define K_DOT_Q6_K dot_q6_k_rvv
-#define K_DOT_IQ4_XS dot_iq4_xs_rvv
 
 #endif /* SLM_RVV */
 
@@ -6039,113 +6437,305 @@ static void q8_0_from_float_mve(const float *src, void *dst, int64_t n) {
     }
 }
 
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_mve
-#define K_DOT_Q8_0 dot_q8_0_mve
-#define K_DOT_Q4_0 dot_q4_0_mve
 
 #endif /* SLM_MVE */
 
 /* -------------------------------------------------------------------------- */
-/* 6g. The kernels TRAITS points at                                           */
+/* 6g. One kernel table per instruction set                                   */
 /* -------------------------------------------------------------------------- */
-/* Each is this target's SIMD kernel (K_* from 6b-6f) or the reference. */
+/*
+ * A table names the kernels of one ISA (kernel_table, section 5). Entries
+ * an ISA lacks stay NULL and fall back to its base, the ISA below it
+ * (avx2 -> sse4 -> scalar), when a model resolves its table at load
+ * (kernels_resolve, 6h). Adding an ISA is one table here plus its kernels.
+ */
 
-#ifndef K_DOT_F32
-#define K_DOT_F32 dot_f32_ref
-#endif
-#ifndef K_F16_TO_FLOAT
-#define K_F16_TO_FLOAT f16_to_float_ref
-#endif
-#ifndef K_F16_FROM_FLOAT
-#define K_F16_FROM_FLOAT f16_from_float_ref
-#endif
-#ifndef K_DOT_F16
-#define K_DOT_F16 dot_f16_ref
-#endif
-#ifndef K_BF16_TO_FLOAT
-#define K_BF16_TO_FLOAT bf16_to_float_ref
-#endif
-#ifndef K_BF16_FROM_FLOAT
-#define K_BF16_FROM_FLOAT bf16_from_float_ref
-#endif
-#ifndef K_DOT_BF16
-#define K_DOT_BF16 dot_bf16_ref
-#endif
-#ifndef K_Q8_0_FROM_FLOAT
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_ref
-#endif
-#ifndef K_DOT_Q8_0
-#define K_DOT_Q8_0 dot_q8_0_ref
-#endif
-#ifndef K_DOT_Q4_0
-#define K_DOT_Q4_0 dot_q4_0_ref
-#endif
-#ifndef K_Q8_1_FROM_FLOAT
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_ref
-#endif
-#ifndef K_Q8_K_FROM_FLOAT
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_ref
-#endif
-#ifndef K_DOT_Q4_1
-#define K_DOT_Q4_1 dot_q4_1_ref
-#endif
-#ifndef K_DOT_Q5_0
-#define K_DOT_Q5_0 dot_q5_0_ref
-#endif
-#ifndef K_DOT_Q5_1
-#define K_DOT_Q5_1 dot_q5_1_ref
-#endif
-#ifndef K_DOT_IQ4_NL
-#define K_DOT_IQ4_NL dot_iq4_nl_ref
-#endif
-#ifndef K_DOT_Q2_K
-#define K_DOT_Q2_K dot_q2_k_ref
-#endif
-#ifndef K_DOT_Q3_K
-#define K_DOT_Q3_K dot_q3_k_ref
-#endif
-#ifndef K_DOT_Q4_K
-#define K_DOT_Q4_K dot_q4_k_ref
-#endif
-#ifndef K_DOT_Q5_K
-#define K_DOT_Q5_K dot_q5_k_ref
-#endif
-#ifndef K_DOT_Q6_K
-#define K_DOT_Q6_K dot_q6_k_ref
-#endif
-#ifndef K_DOT_IQ4_XS
-#define K_DOT_IQ4_XS dot_iq4_xs_ref
+static const kernel_table KERNELS_SCALAR = {
+    "scalar", SLM_ISA_SCALAR, NULL,
+    .dot = {[SLM_TYPE_F32] = dot_f32_ref, [SLM_TYPE_F16] = dot_f16_ref, [SLM_TYPE_BF16] = dot_bf16_ref,
+            [SLM_TYPE_Q8_0] = dot_q8_0_ref, [SLM_TYPE_Q4_0] = dot_q4_0_ref, [SLM_TYPE_Q4_1] = dot_q4_1_ref,
+            [SLM_TYPE_Q5_0] = dot_q5_0_ref, [SLM_TYPE_Q5_1] = dot_q5_1_ref, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_ref,
+            [SLM_TYPE_Q2_K] = dot_q2_k_ref, [SLM_TYPE_Q3_K] = dot_q3_k_ref, [SLM_TYPE_Q4_K] = dot_q4_k_ref,
+            [SLM_TYPE_Q5_K] = dot_q5_k_ref, [SLM_TYPE_Q6_K] = dot_q6_k_ref, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_ref},
+    .to_float = {[SLM_TYPE_F32] = f32_to_float, [SLM_TYPE_F16] = f16_to_float_ref, [SLM_TYPE_BF16] = bf16_to_float_ref,
+                 [SLM_TYPE_Q8_0] = q8_0_to_float},
+    .from_float = {[SLM_TYPE_F32] = f32_from_float, [SLM_TYPE_F16] = f16_from_float_ref,
+                   [SLM_TYPE_BF16] = bf16_from_float_ref, [SLM_TYPE_Q8_0] = q8_0_from_float_ref,
+                   [SLM_TYPE_Q8_1] = q8_1_from_float_ref, [SLM_TYPE_Q8_K] = q8_k_from_float_ref},
+    .exp_sum = exp_sum_ref,
+};
+
+#ifdef SLM_SSE4
+static const kernel_table KERNELS_SSE4 = {
+    "sse4", SLM_ISA_SSE4, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_sse, [SLM_TYPE_F16] = dot_f16_sse, [SLM_TYPE_BF16] = dot_bf16_sse,
+            [SLM_TYPE_Q8_0] = dot_q8_0_sse, [SLM_TYPE_Q4_0] = dot_q4_0_sse, [SLM_TYPE_Q4_1] = dot_q4_1_sse,
+            [SLM_TYPE_Q5_0] = dot_q5_0_sse, [SLM_TYPE_Q5_1] = dot_q5_1_sse, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_sse,
+            [SLM_TYPE_Q2_K] = dot_q2_k_sse, [SLM_TYPE_Q3_K] = dot_q3_k_sse, [SLM_TYPE_Q4_K] = dot_q4_k_sse,
+            [SLM_TYPE_Q5_K] = dot_q5_k_sse, [SLM_TYPE_Q6_K] = dot_q6_k_sse, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_sse},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_sse, [SLM_TYPE_Q4_0] = dot4_q4_0_sse, [SLM_TYPE_Q4_1] = dot4_q4_1_sse,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_sse, [SLM_TYPE_Q5_1] = dot4_q5_1_sse, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_sse,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_sse, [SLM_TYPE_Q3_K] = dot4_q3_k_sse, [SLM_TYPE_Q4_K] = dot4_q4_k_sse,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_sse, [SLM_TYPE_Q6_K] = dot4_q6_k_sse, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_sse},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_sse, [SLM_TYPE_BF16] = bf16_to_float_sse},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_sse, [SLM_TYPE_BF16] = bf16_from_float_sse,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_sse, [SLM_TYPE_Q8_1] = q8_1_from_float_sse,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_sse},
+};
 #endif
 
-static float dot_f32(int n, const void *w, const void *a) { return K_DOT_F32(n, w, a); }
-static void f16_to_float(const void *src, float *dst, int64_t n) { K_F16_TO_FLOAT(src, dst, n); }
-static void f16_from_float(const float *src, void *dst, int64_t n) { K_F16_FROM_FLOAT(src, dst, n); }
-static float dot_f16(int n, const void *w, const void *a) { return K_DOT_F16(n, w, a); }
-static void bf16_to_float(const void *src, float *dst, int64_t n) { K_BF16_TO_FLOAT(src, dst, n); }
-static void bf16_from_float(const float *src, void *dst, int64_t n) { K_BF16_FROM_FLOAT(src, dst, n); }
-static float dot_bf16(int n, const void *w, const void *a) { return K_DOT_BF16(n, w, a); }
-static void q8_0_from_float(const float *src, void *dst, int64_t n) { K_Q8_0_FROM_FLOAT(src, dst, n); }
-static float dot_q8_0(int n, const void *w, const void *a) { return K_DOT_Q8_0(n, w, a); }
-static float dot_q4_0(int n, const void *w, const void *a) { return K_DOT_Q4_0(n, w, a); }
-static void q8_1_from_float(const float *src, void *dst, int64_t n) { K_Q8_1_FROM_FLOAT(src, dst, n); }
-static void q8_k_from_float(const float *src, void *dst, int64_t n) { K_Q8_K_FROM_FLOAT(src, dst, n); }
-static float dot_q4_1(int n, const void *w, const void *a) { return K_DOT_Q4_1(n, w, a); }
-static float dot_q5_0(int n, const void *w, const void *a) { return K_DOT_Q5_0(n, w, a); }
-static float dot_q5_1(int n, const void *w, const void *a) { return K_DOT_Q5_1(n, w, a); }
-static float dot_iq4_nl(int n, const void *w, const void *a) { return K_DOT_IQ4_NL(n, w, a); }
-static float dot_q2_k(int n, const void *w, const void *a) { return K_DOT_Q2_K(n, w, a); }
-static float dot_q3_k(int n, const void *w, const void *a) { return K_DOT_Q3_K(n, w, a); }
-static float dot_q4_k(int n, const void *w, const void *a) { return K_DOT_Q4_K(n, w, a); }
-static float dot_q5_k(int n, const void *w, const void *a) { return K_DOT_Q5_K(n, w, a); }
-static float dot_q6_k(int n, const void *w, const void *a) { return K_DOT_Q6_K(n, w, a); }
-static float dot_iq4_xs(int n, const void *w, const void *a) { return K_DOT_IQ4_XS(n, w, a); }
+#ifdef SLM_AVX2
+static const kernel_table KERNELS_AVX2 = {
+#ifdef SLM_SSE4
+    "avx2", SLM_ISA_AVX2, &KERNELS_SSE4,
+#else
+    "avx2", SLM_ISA_AVX2, &KERNELS_SCALAR,
+#endif
+    .dot = {[SLM_TYPE_F32] = dot_f32_avx2, [SLM_TYPE_F16] = dot_f16_avx2, [SLM_TYPE_BF16] = dot_bf16_avx2,
+            [SLM_TYPE_Q8_0] = dot_q8_0_avx2, [SLM_TYPE_Q4_0] = dot_q4_0_avx2, [SLM_TYPE_Q4_1] = dot_q4_1_avx2,
+            [SLM_TYPE_Q5_0] = dot_q5_0_avx2, [SLM_TYPE_Q5_1] = dot_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
+            [SLM_TYPE_Q2_K] = dot_q2_k_avx2, [SLM_TYPE_Q3_K] = dot_q3_k_avx2, [SLM_TYPE_Q4_K] = dot_q4_k_avx2,
+            [SLM_TYPE_Q5_K] = dot_q5_k_avx2, [SLM_TYPE_Q6_K] = dot_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx2},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_avx2, [SLM_TYPE_Q4_0] = dot4_q4_0_avx2, [SLM_TYPE_Q4_1] = dot4_q4_1_avx2,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_avx2, [SLM_TYPE_Q5_1] = dot4_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx2,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_avx2, [SLM_TYPE_Q3_K] = dot4_q3_k_avx2, [SLM_TYPE_Q4_K] = dot4_q4_k_avx2,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_avx2, [SLM_TYPE_BF16] = bf16_from_float_avx2,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_avx2},
+    .dot_rows_f16 = dot_rows_f16_avx2,
+    .exp_sum = exp_sum_avx2,
+};
+#endif
+
+#ifdef SLM_NEON
+static const kernel_table KERNELS_NEON = {
+    SLM_SIMD_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_neon,
+#ifdef SLM_NEON_F16
+            [SLM_TYPE_F16] = dot_f16_neon,
+#endif
+            [SLM_TYPE_BF16] = dot_bf16_neon, [SLM_TYPE_Q8_0] = dot_q8_0_neon, [SLM_TYPE_Q4_0] = dot_q4_0_neon,
+            [SLM_TYPE_Q4_1] = dot_q4_1_neon, [SLM_TYPE_Q5_0] = dot_q5_0_neon, [SLM_TYPE_Q5_1] = dot_q5_1_neon,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_neon, [SLM_TYPE_Q2_K] = dot_q2_k_neon, [SLM_TYPE_Q3_K] = dot_q3_k_neon,
+            [SLM_TYPE_Q4_K] = dot_q4_k_neon, [SLM_TYPE_Q5_K] = dot_q5_k_neon, [SLM_TYPE_Q6_K] = dot_q6_k_neon,
+            [SLM_TYPE_IQ4_XS] = dot_iq4_xs_neon},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_neon, [SLM_TYPE_Q4_0] = dot4_q4_0_neon, [SLM_TYPE_Q4_1] = dot4_q4_1_neon,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_neon, [SLM_TYPE_Q5_1] = dot4_q5_1_neon, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_neon,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_neon, [SLM_TYPE_Q3_K] = dot4_q3_k_neon, [SLM_TYPE_Q4_K] = dot4_q4_k_neon,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_neon, [SLM_TYPE_Q6_K] = dot4_q6_k_neon, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_neon},
+#if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_neon, [SLM_TYPE_Q8_0] = gemm_q8_0x8_neon,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_neon},
+#endif
+#ifdef SLM_NEON_F16
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_neon, [SLM_TYPE_BF16] = bf16_to_float_neon},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_neon, [SLM_TYPE_BF16] = bf16_from_float_neon,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_neon, [SLM_TYPE_Q8_1] = q8_1_from_float_neon,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
+#else
+    .to_float = {[SLM_TYPE_BF16] = bf16_to_float_neon},
+    .from_float = {[SLM_TYPE_BF16] = bf16_from_float_neon, [SLM_TYPE_Q8_0] = q8_0_from_float_neon,
+                   [SLM_TYPE_Q8_1] = q8_1_from_float_neon, [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
+#endif
+};
+#endif
+
+#ifdef SLM_RVV
+static const kernel_table KERNELS_RVV = {
+    "rvv", SLM_ISA_RVV, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_rvv, [SLM_TYPE_F16] = dot_f16_rvv, [SLM_TYPE_BF16] = dot_bf16_rvv,
+            [SLM_TYPE_Q8_0] = dot_q8_0_rvv, [SLM_TYPE_Q4_0] = dot_q4_0_rvv, [SLM_TYPE_Q4_1] = dot_q4_1_rvv,
+            [SLM_TYPE_Q5_0] = dot_q5_0_rvv, [SLM_TYPE_Q5_1] = dot_q5_1_rvv, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_rvv,
+            [SLM_TYPE_Q2_K] = dot_q2_k_rvv, [SLM_TYPE_Q3_K] = dot_q3_k_rvv, [SLM_TYPE_Q4_K] = dot_q4_k_rvv,
+            [SLM_TYPE_Q5_K] = dot_q5_k_rvv, [SLM_TYPE_Q6_K] = dot_q6_k_rvv, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_rvv},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_rvv, [SLM_TYPE_BF16] = bf16_to_float_rvv},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_rvv, [SLM_TYPE_BF16] = bf16_from_float_rvv,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_rvv, [SLM_TYPE_Q8_1] = q8_1_from_float_rvv,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_rvv},
+};
+#endif
+
+#ifdef SLM_MVE
+static const kernel_table KERNELS_MVE = {
+    "mve", SLM_ISA_MVE, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_mve, [SLM_TYPE_Q4_0] = dot_q4_0_mve},
+    .from_float = {[SLM_TYPE_Q8_0] = q8_0_from_float_mve},
+};
+#endif
+
+/* Every table this build has, best first. */
+static const kernel_table *const KERNEL_TABLES[] = {
+#ifdef SLM_AVX512
+    &KERNELS_AVX512,
+#endif
+#ifdef SLM_AVX2
+    &KERNELS_AVX2,
+#endif
+#ifdef SLM_SSE4
+    &KERNELS_SSE4,
+#endif
+#ifdef SLM_NEON
+    &KERNELS_NEON,
+#endif
+#ifdef SLM_RVV
+    &KERNELS_RVV,
+#endif
+#ifdef SLM_MVE
+    &KERNELS_MVE,
+#endif
+    &KERNELS_SCALAR,
+};
+#define N_KERNEL_TABLES (sizeof KERNEL_TABLES / sizeof KERNEL_TABLES[0])
+
+/* -------------------------------------------------------------------------- */
+/* 6h. Choosing a table: what the CPU and the OS support                      */
+/* -------------------------------------------------------------------------- */
+/*
+ * x86-64 (dispatch builds): cpuid says what the CPU has, xgetbv whether the
+ * OS saves the AVX (YMM) and AVX-512 (opmask, ZMM) state on a context
+ * switch; both are needed. Builds with fixed selection run what they were
+ * compiled for (the compiler flags promised it). Detection asks the CPU
+ * each time it is called (once per model load): it keeps no state, so it
+ * is thread-safe and there is nothing to initialise.
+ */
+#if defined(SLM_X86_DISPATCH)
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t)hi << 32 | lo;
+}
+
+static int cpu_has_isa(int isa) {
+    unsigned a, b, c, d;
+    if (isa == SLM_ISA_SCALAR) return 1;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int sse4 = (c >> 19 & 1) && (c >> 9 & 1); /* SSE4.1, SSSE3 */
+    if (isa == SLM_ISA_SSE4) return sse4;
+    /* AVX needs OSXSAVE and the OS saving XMM|YMM state */
+    const int fma = c >> 12 & 1, osxsave = c >> 27 & 1, avx = c >> 28 & 1, f16c = c >> 29 & 1;
+    if (!sse4 || !osxsave || !avx || !fma || !f16c) return 0;
+    const uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 6) != 6) return 0;
+    unsigned a7, b7, c7, d7;
+    if (!__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7)) return 0;
+    const int avx2 = b7 >> 5 & 1;
+    if (isa == SLM_ISA_AVX2) return avx2;
+    if (isa == SLM_ISA_AVX512) {
+        /* F (16), DQ (17), BW (30), VL (31), VNNI (ecx 11); opmask, ZMM0-15
+           upper halves and ZMM16-31 state (xcr0 bits 5-7) */
+        const int f = b7 >> 16 & 1, dq = b7 >> 17 & 1, bw = b7 >> 30 & 1, vl = b7 >> 31 & 1, vnni = c7 >> 11 & 1;
+        return avx2 && f && dq && bw && vl && vnni && (xcr0 & 0xe0) == 0xe0;
+    }
+    return 0;
+}
+#else
+static int cpu_has_isa(int isa) {
+    (void)isa;
+    return 1; /* fixed selection: the build's flags say the CPU has it */
+}
+#endif
+
+/* The table of `isa` (SLM_ISA_BEST: the best this CPU supports), or NULL if
+   this build does not have it or the CPU cannot run it. */
+static const kernel_table *kernels_find(int isa) {
+    for (size_t i = 0; i < N_KERNEL_TABLES; i++) {
+        const kernel_table *t = KERNEL_TABLES[i];
+        if ((isa == SLM_ISA_BEST || isa == t->isa) && cpu_has_isa(t->isa)) return t;
+    }
+    return NULL;
+}
+
+/* A table with every entry filled: t's own, then its bases'. */
+static void kernels_resolve(const kernel_table *t, kernel_table *out) {
+    if (t->base) kernels_resolve(t->base, out);
+    else memset(out, 0, sizeof *out);
+    for (int i = 0; i < N_TYPE_IDS; i++) {
+        if (t->dot[i]) out->dot[i] = t->dot[i];
+        if (t->dot4[i]) out->dot4[i] = t->dot4[i];
+        if (t->gemm_x8[i]) out->gemm_x8[i] = t->gemm_x8[i];
+        if (t->to_float[i]) out->to_float[i] = t->to_float[i];
+        if (t->from_float[i]) out->from_float[i] = t->from_float[i];
+    }
+    if (t->dot_rows_f16) out->dot_rows_f16 = t->dot_rows_f16;
+    if (t->exp_sum) out->exp_sum = t->exp_sum;
+    out->name = t->name;
+    out->isa = t->isa;
+    out->base = t->base;
+}
+
+/* ASCII case-insensitive strcmp (names typed by users) */
+static int ascii_casecmp(const char *a, const char *b) {
+    for (;; a++, b++) {
+        int x = (unsigned char)*a, y = (unsigned char)*b;
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y || !x) return x - y;
+    }
+}
+
+static const char *const ISA_NAMES[SLM_ISA_COUNT] = {"best", "scalar", "sse4", "avx2", "avx512", "neon", "rvv", "mve"};
+
+const char *slm_isa_name(int isa) { return isa >= 0 && isa < SLM_ISA_COUNT ? ISA_NAMES[isa] : "unknown"; }
+
+int slm_isa_from_name(const char *name) {
+    for (int i = 0; name && i < SLM_ISA_COUNT; i++)
+        if (ascii_casecmp(name, ISA_NAMES[i]) == 0) return i;
+    return -1;
+}
+
+int slm_isa_available(int isa) {
+    if (isa == SLM_ISA_BEST) return 1;
+    return isa > 0 && isa < SLM_ISA_COUNT && kernels_find(isa) != NULL;
+}
+
+/* The build's switches, after "simd=... cpu=..." */
+#define BUILD_REST                                                                                                   \
+    BUILD_OPENMP BUILD_MMAP BUILD_STDIO BUILD_MALLOC
+#if SLM_OPENMP
+#define BUILD_OPENMP " openmp=on"
+#else
+#define BUILD_OPENMP " openmp=off"
+#endif
+#if defined(SLM_HAVE_MMAP)
+#define BUILD_MMAP " mmap=on"
+#else
+#define BUILD_MMAP " mmap=off"
+#endif
+#if defined(SLM_NO_STDIO)
+#define BUILD_STDIO " stdio=off"
+#else
+#define BUILD_STDIO ""
+#endif
+#if defined(SLM_NO_MALLOC)
+#define BUILD_MALLOC " malloc=off"
+#else
+#define BUILD_MALLOC ""
+#endif
+
+/* One constant string per possible answer: no buffer, no state. */
+const char *slm_build_info(void) {
+    const kernel_table *k = kernels_find(SLM_ISA_BEST);
+    switch (k->isa) {
+    case SLM_ISA_AVX512: return "simd=" SLM_SIMD_NAME " cpu=avx512" BUILD_REST;
+    case SLM_ISA_AVX2: return "simd=" SLM_SIMD_NAME " cpu=avx2" BUILD_REST;
+    case SLM_ISA_SSE4: return "simd=" SLM_SIMD_NAME " cpu=sse4" BUILD_REST;
+    case SLM_ISA_NEON: return "simd=" SLM_SIMD_NAME " cpu=neon" BUILD_REST;
+    case SLM_ISA_RVV: return "simd=" SLM_SIMD_NAME " cpu=rvv" BUILD_REST;
+    case SLM_ISA_MVE: return "simd=" SLM_SIMD_NAME " cpu=mve" BUILD_REST;
+    default: return "simd=" SLM_SIMD_NAME " cpu=scalar" BUILD_REST;
+    }
+}
 
 /* Q8_0X (section 5): Q8_0's bytes, rearranged, with the scale as f32 and
    the block sum. */
-static void q8_0x_from_float(const float *src, void *dst, int64_t n) {
+static void q8_0x_from_float(const kernel_table *k, const float *src, void *dst, int64_t n) {
     uint8_t *o = (uint8_t *)dst, tmp[34];
     for (int64_t b = 0; b < n / 32; b++, o += 40) {
-        q8_0_from_float(src + 32 * b, tmp, 32);
+        k->from_float[SLM_TYPE_Q8_0](src + 32 * b, tmp, 32);
         int32_t sum = 0;
         for (int j = 0; j < 32; j++) sum += (int8_t)tmp[2 + j];
         memcpy(o, tmp + 2, 32);
@@ -6154,78 +6744,9 @@ static void q8_0x_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static void act_from_float(int dt, const float *src, void *dst, int64_t n) {
-    if (dt == ACT_Q8_0X) q8_0x_from_float(src, dst, n);
-    else TRAITS[dt].from_float(src, dst, n);
-}
-
-/* x8 kernels (layouts in section 5): a type is repacked at load only where
-   this build has one. */
-static gemm_x8_fn gemm_x8_of(int type) {
-    switch (type) {
-#ifdef K_GEMM_X8_Q4_0
-    case SLM_TYPE_Q4_0: return K_GEMM_X8_Q4_0;
-#endif
-#ifdef K_GEMM_X8_Q8_0
-    case SLM_TYPE_Q8_0: return K_GEMM_X8_Q8_0;
-#endif
-#ifdef K_GEMM_X8_Q5_0
-    case SLM_TYPE_Q5_0: return K_GEMM_X8_Q5_0;
-#endif
-    default: return NULL;
-    }
-}
-
-/* Many-row dot kernels (attention over the cache); NULL: row by row. */
-static dot_rows_fn dot_rows_of(int type) {
-#ifdef K_DOT_ROWS_F16
-    if (type == SLM_TYPE_F16) return K_DOT_ROWS_F16;
-#endif
-    (void)type;
-    return NULL;
-}
-
-/* 4-token kernels (see matmul); types without one are done token by token. */
-static vec_dot4_fn vec_dot4_of(int type) {
-    switch (type) {
-#ifdef K_DOT4_Q8_0
-    case SLM_TYPE_Q8_0: return K_DOT4_Q8_0;
-#endif
-#ifdef K_DOT4_Q4_0
-    case SLM_TYPE_Q4_0: return K_DOT4_Q4_0;
-#endif
-#ifdef K_DOT4_Q4_1
-    case SLM_TYPE_Q4_1: return K_DOT4_Q4_1;
-#endif
-#ifdef K_DOT4_Q5_0
-    case SLM_TYPE_Q5_0: return K_DOT4_Q5_0;
-#endif
-#ifdef K_DOT4_Q5_1
-    case SLM_TYPE_Q5_1: return K_DOT4_Q5_1;
-#endif
-#ifdef K_DOT4_IQ4_NL
-    case SLM_TYPE_IQ4_NL: return K_DOT4_IQ4_NL;
-#endif
-#ifdef K_DOT4_Q2_K
-    case SLM_TYPE_Q2_K: return K_DOT4_Q2_K;
-#endif
-#ifdef K_DOT4_Q3_K
-    case SLM_TYPE_Q3_K: return K_DOT4_Q3_K;
-#endif
-#ifdef K_DOT4_Q4_K
-    case SLM_TYPE_Q4_K: return K_DOT4_Q4_K;
-#endif
-#ifdef K_DOT4_Q5_K
-    case SLM_TYPE_Q5_K: return K_DOT4_Q5_K;
-#endif
-#ifdef K_DOT4_Q6_K
-    case SLM_TYPE_Q6_K: return K_DOT4_Q6_K;
-#endif
-#ifdef K_DOT4_IQ4_XS
-    case SLM_TYPE_IQ4_XS: return K_DOT4_IQ4_XS;
-#endif
-    default: return NULL;
-    }
+static void act_from_float(const kernel_table *k, int dt, const float *src, void *dst, int64_t n) {
+    if (dt == ACT_Q8_0X) q8_0x_from_float(k, src, dst, n);
+    else k->from_float[dt](src, dst, n);
 }
 
 /* ========================================================================== */
@@ -6340,14 +6861,10 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
         for (int i = 0; i < n; i++) out[i] = x[i] * scale;
 }
 
-static void softmax(float *x, int n) {
+static void softmax(const kernel_table *k, float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = SLM_MAX(mx, x[i]);
-#ifdef K_EXP_SUM
-    const double sum = K_EXP_SUM(x, n, mx);
-#else
-    const double sum = exp_sum_ref(x, n, mx);
-#endif
+    const double sum = k->exp_sum(x, n, mx);
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
@@ -6411,6 +6928,8 @@ typedef struct weight {
     int type;
     int64_t n_in, n_out;
     size_t rb;        /* bytes per row */
+    vec_dot_fn dot;   /* the model's kernels for this type */
+    vec_dot4_fn dot4; /* (NULL: token by token) */
     gemm_x8_fn x8;    /* set when the rows are stored as x8 groups (section 5) */
 } weight;
 
@@ -6448,7 +6967,7 @@ static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_to
 static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
                    int nth) {
     if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, ith, nth);
-    else matmul_k(TRAITS[w->type].vec_dot, vec_dot4_of(w->type), w, xq, xq_rb, n_tok, y, ldy, ith, nth);
+    else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, ith, nth);
 }
 
 /* Row r of a matrix as floats (embedding lookup); tmp holds w->rb bytes. */
@@ -6463,11 +6982,12 @@ static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
 }
 
 /* Convert n_tok rows of floats (ldx apart) to dot type `dt`, this thread's rows. */
-static void convert_rows(int dt, const float *x, int64_t ldx, int n_tok, int64_t n, uint8_t *out, int ith, int nth) {
+static void convert_rows(const kernel_table *k, int dt, const float *x, int64_t ldx, int n_tok, int64_t n, uint8_t *out,
+                         int ith, int nth) {
     int64_t t0, t1;
     split(n_tok, ith, nth, &t0, &t1);
     size_t rb = act_row_bytes(dt, n);
-    for (int64_t t = t0; t < t1; t++) act_from_float(dt, x + t * ldx, out + (size_t)t * rb, n);
+    for (int64_t t = t0; t < t1; t++) act_from_float(k, dt, x + t * ldx, out + (size_t)t * rb, n);
 }
 
 /* The activation format a matrix multiplies with. */
@@ -6563,6 +7083,7 @@ struct slm_model {
     gguf_file g;
     int vocab_only;
     int repack;       /* params.repack: x8 layouts allowed */
+    kernel_table kern; /* the kernels of the chosen ISA, every entry filled (6h) */
 
     char arch_name[64];
     const arch_info *arch;
@@ -6865,6 +7386,8 @@ static slm_status bind_w(slm_model *m, const char *name, int64_t n_in, int64_t n
     w->n_in = n_in;
     w->n_out = n_out;
     w->rb = row_bytes(t->type, n_in);
+    w->dot = m->kern.dot[t->type];
+    w->dot4 = m->kern.dot4[t->type];
     m->dot_types |= 1u << tt->dot_type;
     if (n_in > m->max_in) m->max_in = (int)n_in;
     return SLM_OK;
@@ -7146,7 +7669,7 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
     }
     for (int i = 0; i < n; i++) {
         weight *w = ws[i];
-        gemm_x8_fn k = w->data ? gemm_x8_of(w->type) : NULL;
+        gemm_x8_fn k = w->data ? m->kern.gemm_x8[w->type] : NULL;
         if (!k || w->x8 || w->n_out % 8 != 0) continue;
         uint8_t *d = (uint8_t *)(uintptr_t)w->data;
         const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
@@ -7217,7 +7740,8 @@ static slm_status model_init(slm_model *m, slm_error *err) {
     return SLM_OK;
 }
 
-static slm_model *model_new(const slm_model_params *params, slm_error *err) {
+/* *out: a new model with the parameters set and its kernels chosen */
+static slm_status model_new(const slm_model_params *params, slm_model **out, slm_error *err) {
     slm_model_params dp;
     if (!params) {
         slm_model_params_init(&dp);
@@ -7225,23 +7749,29 @@ static slm_model *model_new(const slm_model_params *params, slm_error *err) {
     }
     allocator a;
     alloc_init(&a, params->allocator);
+    *out = NULL;
+    const kernel_table *k = kernels_find(params->isa);
+    if (!k && params->isa > 0 && params->isa < SLM_ISA_COUNT)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "the %s kernels are not available: %s", slm_isa_name(params->isa),
+                      cpu_has_isa(params->isa) ? "this build of slm does not have them" : "this CPU cannot run them");
+    if (!k) return seterr(err, SLM_ERR_INVALID_ARG, "params.isa is %d: not an SLM_ISA_* value", params->isa);
     slm_model *m = (slm_model *)xcalloc(&a, 1, sizeof *m);
     if (!m) {
 #if defined(SLM_NO_MALLOC)
         if (a.is_default) {
-            seterr(err, SLM_ERR_NOMEM, "built with SLM_NO_MALLOC: set params.allocator (an slm_arena, for example)");
-            return NULL;
+            return seterr(err, SLM_ERR_NOMEM, "built with SLM_NO_MALLOC: set params.allocator (an slm_arena, for example)");
         }
 #endif
-        seterr(err, SLM_ERR_NOMEM, "out of memory for the model");
-        return NULL;
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for the model");
     }
     m->a = a;
     m->log = params->log;
     m->log_user = params->log_user;
     m->vocab_only = params->vocab_only;
     m->repack = params->repack;
-    return m;
+    kernels_resolve(k, &m->kern);
+    *out = m;
+    return SLM_OK;
 }
 
 slm_status slm_model_load_memory(const void *data, size_t size, const slm_model_params *params, slm_model **out,
@@ -7251,8 +7781,9 @@ slm_status slm_model_load_memory(const void *data, size_t size, const slm_model_
     *out = NULL;
     if (!data && size) return seterr(err, SLM_ERR_INVALID_ARG, "data is NULL");
     double t0 = now_ms();
-    slm_model *m = model_new(params, err);
-    if (!m) return SLM_ERR_NOMEM;
+    slm_model *m;
+    slm_status st0 = model_new(params, &m, err);
+    if (st0 != SLM_OK) return st0;
     m->bytes = (const uint8_t *)data;
     m->size = size;
     m->source = SRC_CALLER;
@@ -7298,7 +7829,17 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
     int oom;
     FILE *f = file_open(&m->a, path, "rb", &oom);
     if (!f && oom) return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
-    if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+    if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
+#if defined(SLM_POSIX_FILES)
+    {
+        struct stat sb;
+        if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            fclose(f);
+            return seterr(err, SLM_ERR_IO, "cannot load '%s': %s", path,
+                          S_ISDIR(sb.st_mode) ? "it is a directory, not a model file" : "not a regular file");
+        }
+    }
+#endif
     long long sz = file_size(f);
     if (sz < 0) {
         fclose(f);
@@ -7356,7 +7897,8 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
     *st = SLM_OK;
     if (fh == INVALID_HANDLE_VALUE) {
         DWORD e = GetLastError();
-        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND) *st = seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND || e == ERROR_ACCESS_DENIED)
+            *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, win_reason(e));
         return 0; /* e.g. a sharing violation: reading may still work */
     }
     LARGE_INTEGER sz;
@@ -7382,10 +7924,15 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
     int fd = open(path, O_RDONLY);
     *st = SLM_OK;
     if (fd < 0) {
-        *st = seterr(err, SLM_ERR_IO, "cannot open '%s'", path);
+        *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
         return 0;
     }
     struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        close(fd);
+        *st = seterr(err, SLM_ERR_IO, "cannot load '%s': it is a directory, not a model file", path);
+        return 0;
+    }
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 || (unsigned long long)sb.st_size > SIZE_MAX) {
         close(fd);
         return 0;
@@ -7408,8 +7955,9 @@ slm_status slm_model_load_file(const char *path, const slm_model_params *params,
     *out = NULL;
     if (!path) return seterr(err, SLM_ERR_INVALID_ARG, "path is NULL");
     double t0 = now_ms();
-    slm_model *m = model_new(params, err);
-    if (!m) return SLM_ERR_NOMEM;
+    slm_model *m;
+    slm_status st0 = model_new(params, &m, err);
+    if (st0 != SLM_OK) return st0;
     slm_status st = SLM_OK;
     int mapped = 0;
 #if defined(SLM_HAVE_MMAP)
@@ -7444,6 +7992,8 @@ slm_status slm_model_load_file(const char *path, const slm_model_params *params,
 }
 
 /* --- inspection ------------------------------------------------------------- */
+
+int slm_model_isa(const slm_model *model) { return model ? model->kern.isa : SLM_ISA_SCALAR; }
 
 void slm_model_get_info(const slm_model *m, slm_model_info *o) {
     if (!o) return;
@@ -7696,8 +8246,10 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     }
     memset(pl, 0, sizeof *pl);
     if (m->vocab_only || !m->layers) return seterr(err, SLM_ERR_INVALID_ARG, "the model was loaded vocab-only");
-    if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
-        return seterr(err, SLM_ERR_INVALID_ARG, "negative n_ctx, n_batch or n_threads");
+    if (p->n_ctx < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx is negative (%d); 0 means the model's", (int)p->n_ctx);
+    if (p->n_batch < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_batch is negative (%d); 0 means the default", (int)p->n_batch);
+    if (p->n_threads < 0)
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_threads is negative (%d); 0 means the default", (int)p->n_threads);
     pl->n_ctx = p->n_ctx ? p->n_ctx : SLM_MIN(m->n_ctx_train, 4096);
     pl->n_batch = SLM_MIN(p->n_batch ? p->n_batch : 64, pl->n_ctx);
     pl->n_threads = p->n_threads ? SLM_MIN(p->n_threads, max_threads()) : default_threads();
@@ -7872,7 +8424,7 @@ static const uint8_t *act_for(slm_session *s, const weight *w, const float *x, i
                               int nth, size_t *rb) {
     int dt = act_type(w);
     *rb = act_row_bytes(dt, w->n_in);
-    convert_rows(dt, x, ldx, n, w->n_in, s->act[slot], ith, nth);
+    convert_rows(&s->m->kern, dt, x, ldx, n, w->n_in, s->act[slot], ith, nth);
     return s->act[slot];
 }
 
@@ -7908,32 +8460,33 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
     const int nk = p - k0 + 1;
     const size_t off = (size_t)kvh * (size_t)hd, hoff = row_bytes(s->kv_type, (int64_t)off);
-    const type_traits *tt = &TRAITS[s->kv_type];
+    const kernel_table *kt = &m->kern;
+    const int kv = s->kv_type;
     float *scores = work;                         /* n_ctx floats */
     uint8_t *qc = (uint8_t *)(work + s->n_ctx);   /* hd values of kv_type */
     uint8_t *pc = qc + (size_t)hd * 4;            /* n_ctx values of kv_type, or hd floats */
-    tt->from_float(q, qc, hd);
-    for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
+    kt->from_float[kv](q, qc, hd);
+    for (int k = 0; k < nk; k++) scores[k] = kt->dot[kv](hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
     const float scale = m->attn_scale, cap = m->attn_softcap;
     for (int k = 0; k < nk; k++) {
         float v = scores[k] * scale;
         if (cap > 0) v = cap * tanhf(v / cap);
         scores[k] = v;
     }
-    softmax(scores, nk);
+    softmax(kt, scores, nk);
     if (s->kv_type == SLM_TYPE_Q8_0) {
         float *vr = (float *)pc;
         for (int i = 0; i < hd; i++) out[i] = 0;
         for (int k = 0; k < nk; k++) {
-            tt->to_float(V + (size_t)(k0 + k) * s->kv_row + hoff, vr, hd);
+            kt->to_float[kv](V + (size_t)(k0 + k) * s->kv_row + hoff, vr, hd);
             const float w = scores[k];
             for (int i = 0; i < hd; i++) out[i] += w * vr[i];
         }
         return;
     }
     const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2, vrow = (size_t)s->n_ctx * es;
-    tt->from_float(scores, pc, nk);
-    for (int i = 0; i < hd; i++) out[i] = tt->vec_dot(nk, V + (off + (size_t)i) * vrow + (size_t)k0 * es, pc);
+    kt->from_float[kv](scores, pc, nk);
+    for (int i = 0; i < hd; i++) out[i] = kt->dot[kv](nk, V + (off + (size_t)i) * vrow + (size_t)k0 * es, pc);
 }
 
 /* Attention for the token at position p, all query heads of KV head g at
@@ -7949,14 +8502,14 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
     int k0 = 0;
     if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
     const int nk = p - k0 + 1;
-    const type_traits *tt = &TRAITS[SLM_TYPE_F16];
+    const kernel_table *kt = &m->kern;
     /* slot j: scores[n_ctx] (then the probabilities), the query [hd] and
        room for halves; values rounded to F16 as attend's conversions do */
     for (int j = 0; j < nrep; j++) {
         float *w = work + (size_t)j * ws, *qf = w + s->n_ctx;
         uint8_t *tmp = (uint8_t *)(qf + hd);
-        tt->from_float(q + (size_t)j * hd, tmp, hd);
-        tt->to_float(tmp, qf, hd);
+        kt->from_float[SLM_TYPE_F16](q + (size_t)j * hd, tmp, hd);
+        kt->to_float[SLM_TYPE_F16](tmp, qf, hd);
     }
     rows(hd, kv_k(s, il) + (size_t)k0 * s->kv_row + off * 2, s->kv_row, nk, work + s->n_ctx, ws, nrep, work, ws);
     const float scale = m->attn_scale, cap = m->attn_softcap;
@@ -7968,9 +8521,9 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
             if (cap > 0) v = cap * tanhf(v / cap);
             sc[k] = v;
         }
-        softmax(sc, nk);
-        tt->from_float(sc, tmp, nk);
-        tt->to_float(tmp, sc, nk);
+        softmax(kt, sc, nk);
+        kt->from_float[SLM_TYPE_F16](sc, tmp, nk);
+        kt->to_float[SLM_TYPE_F16](tmp, sc, nk);
     }
     rows(nk, kv_v(s, il) + off * vrow + (size_t)k0 * 2, vrow, hd, work, ws, nrep, out, (size_t)hd);
 }
@@ -7978,9 +8531,10 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
 static void store_kv(const slm_session *s, int il, int p, const float *k, const float *v) {
     const int kvd = s->m->kv_dim;
     uint8_t *K = kv_k(s, il) + (size_t)p * s->kv_row, *V = kv_v(s, il);
-    TRAITS[s->kv_type].from_float(k, K, kvd);
+    const kernel_table *kt = &s->m->kern;
+    kt->from_float[s->kv_type](k, K, kvd);
     if (s->kv_type == SLM_TYPE_Q8_0) {
-        TRAITS[s->kv_type].from_float(v, V + (size_t)p * s->kv_row, kvd);
+        kt->from_float[s->kv_type](v, V + (size_t)p * s->kv_row, kvd);
     } else if (s->kv_type == SLM_TYPE_F32) {
         for (int i = 0; i < kvd; i++) st_f32(V + ((size_t)i * s->n_ctx + p) * 4, v[i]);
     } else {
@@ -8326,7 +8880,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
            where the heads of a KV head go together */
         {
             int64_t w0, w1;
-            dot_rows_fn rows = s->kv_type == SLM_TYPE_F16 ? dot_rows_of(SLM_TYPE_F16) : NULL;
+            dot_rows_fn rows = s->kv_type == SLM_TYPE_F16 ? m->kern.dot_rows_f16 : NULL;
             const int per = rows ? m->n_head / m->n_head_kv : 1, nw = m->n_head / per;
             split((int64_t)n * nw, ith, nth, &w0, &w1);
             for (int64_t w = w0; w < w1; w++) {
@@ -8495,6 +9049,379 @@ static slm_status rec_rewind(slm_session *s, int32_t pos) {
     s->last_n = 0;
     return st;
 }
+
+/* ========================================================================== */
+/* 9b. Session state: save and restore                                        */
+/* ========================================================================== */
+/*
+ * A session's state (what its KV cache holds, its position, the last
+ * position's logits, and optionally the caller's token ids) as a byte
+ * string, so a long system prompt is processed once and a kiosk that
+ * restarts goes on where it was. Little-endian throughout:
+ *
+ *   header   u32 magic "SLMS", u32 version (1), u64 model hash,
+ *            u32 n_layer, u32 kv_dim, u32 n_vocab, u32 kv_type, u32 pos,
+ *            u32 n_sections
+ *   sections u32 tag, u32 flags (bit 0: required: a reader that does not
+ *            know the tag must refuse the state), u64 size, the payload,
+ *            zero-padded to 8 bytes
+ *   trailer  u64 checksum of every byte before it
+ *
+ * Sections of version 1 (each at most once):
+ *   TOKS  u32 n, n x i32: the token ids the caller says the state holds
+ *   KVAT  (required) the attention KV cache, positions [0, pos): per layer
+ *         K as pos rows of kv_row bytes, then V (F32/F16: kv_dim rows of pos
+ *         values; Q8_0: pos rows like K), independent of the session's n_ctx
+ *   LOGT  n_vocab f32: the logits of the last position
+ *   RECS  (required when the model has recurrent layers; issue 14) u32
+ *         n floats, n f32: the conv and SSM state at pos (the layout of
+ *         section 9b), then pos x i32: the ids decoded so far (rewind
+ *         replays them)
+ * Layers with other state (recurrent layers) add their own required
+ * section; a file without it is then refused by the new reader, and an
+ * old reader refuses the new section. KVAT holds the attention layers only.
+ *
+ * The model hash covers the architecture name, the hyperparameters and the
+ * bytes of the GGUF header, metadata and tensor directory (the tensor data
+ * is not read: a repack at load changes it). Loading checks everything
+ * before it changes the session: a failed load leaves it as it was.
+ */
+
+#define STATE_MAGIC 0x534d4c53u /* "SLMS" */
+#define STATE_VERSION 1
+#define STATE_HEADER 40
+#define STATE_REQUIRED 1u
+#define STATE_TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define TAG_TOKS STATE_TAG('T', 'O', 'K', 'S')
+#define TAG_KVAT STATE_TAG('K', 'V', 'A', 'T')
+#define TAG_LOGT STATE_TAG('L', 'O', 'G', 'T')
+#define TAG_RECS STATE_TAG('R', 'E', 'C', 'S')
+
+/* A fast 64-bit hash, 8 bytes a step (checksum and model identity). */
+static uint64_t state_hash(uint64_t h, const uint8_t *p, size_t n) {
+    for (; n >= 8; p += 8, n -= 8) {
+        h = (h ^ ld_u64(p)) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+    }
+    for (; n > 0; p++, n--) {
+        h = (h ^ *p) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static uint64_t model_identity(const slm_model *m) {
+    uint8_t hp[40];
+    uint64_t h = state_hash(0x736c6d2d73746174ull, (const uint8_t *)m->arch_name, strlen(m->arch_name));
+    const int v[10] = {m->n_vocab, m->n_ctx_train, m->n_embd, m->n_layer, m->n_head,
+                       m->n_head_kv, m->n_ff, m->head_dim, m->n_rot, m->kv_dim};
+    for (int i = 0; i < 10; i++) st_u32(hp + 4 * i, (uint32_t)v[i]);
+    h = state_hash(h, hp, sizeof hp);
+    if (m->bytes && m->g.data_off <= m->size) h = state_hash(h, m->bytes, (size_t)m->g.data_off);
+    return h;
+}
+
+/* Bytes of one V block of the KV cache for `pos` positions. */
+static size_t state_kv_bytes(const slm_session *s, int32_t pos) {
+    return (size_t)s->m->n_kv_layer * 2 * (size_t)pos * s->kv_row; /* attention layers */
+}
+
+/* Bytes of the RECS section: the recurrent state and the ids. */
+static size_t state_rec_bytes(const slm_session *s, int32_t pos) {
+    return 4 + 4 * s->m->rs_floats + 4 * (size_t)pos;
+}
+
+static size_t state_pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+size_t slm_session_state_size(const slm_session *s, int32_t n_tokens) {
+    if (!s || n_tokens < 0) return 0;
+    size_t n = STATE_HEADER + 16 + state_pad8(state_kv_bytes(s, s->pos)) + 8;
+    if (n_tokens > 0) n += 16 + state_pad8(4 + 4 * (size_t)n_tokens);
+    if (s->logits_rows > 0) n += 16 + state_pad8(4 * (size_t)s->m->n_vocab);
+    if (s->m->n_rec) n += 16 + state_pad8(state_rec_bytes(s, s->pos));
+    return n;
+}
+
+typedef struct state_out {
+    uint8_t *p;
+    size_t n;
+} state_out;
+
+static void so_put(state_out *o, const void *p, size_t n) {
+    memcpy(o->p + o->n, p, n);
+    o->n += n;
+}
+
+static void so_u32(state_out *o, uint32_t v) {
+    st_u32(o->p + o->n, v);
+    o->n += 4;
+}
+
+static void so_section(state_out *o, uint32_t tag, uint32_t flags, size_t size) {
+    so_u32(o, tag);
+    so_u32(o, flags);
+    so_u32(o, (uint32_t)size);
+    so_u32(o, (uint32_t)((uint64_t)size >> 32));
+}
+
+static void so_pad(state_out *o) {
+    while (o->n % 8) o->p[o->n++] = 0;
+}
+
+slm_status slm_session_state_save(const slm_session *s, const int32_t *tokens, int32_t n_tokens, void *buf,
+                                  size_t cap, size_t *written, slm_error *err) {
+    clearerr_(err);
+    if (written) *written = 0;
+    if (!s || n_tokens < 0 || (n_tokens > 0 && !tokens))
+        return seterr(err, SLM_ERR_INVALID_ARG, "state save: no session, or tokens NULL with n_tokens %d", (int)n_tokens);
+    if (n_tokens > s->n_ctx)
+        return seterr(err, SLM_ERR_INVALID_ARG, "state save: %d token ids, more than the context (%d)", (int)n_tokens, s->n_ctx);
+    const size_t need = slm_session_state_size(s, n_tokens);
+    if (written) *written = need;
+    if (!buf || cap < need)
+        return seterr(err, SLM_ERR_BUFFER, "state save: the buffer holds %zu bytes, the state needs %zu", cap, need);
+    const slm_model *m = s->m;
+    const int32_t pos = s->pos;
+    state_out o = {(uint8_t *)buf, 0};
+    so_u32(&o, STATE_MAGIC);
+    so_u32(&o, STATE_VERSION);
+    const uint64_t id = model_identity(m);
+    so_u32(&o, (uint32_t)id);
+    so_u32(&o, (uint32_t)(id >> 32));
+    so_u32(&o, (uint32_t)m->n_layer);
+    so_u32(&o, (uint32_t)m->kv_dim);
+    so_u32(&o, (uint32_t)m->n_vocab);
+    so_u32(&o, (uint32_t)s->kv_type);
+    so_u32(&o, (uint32_t)pos);
+    so_u32(&o, 1u + (n_tokens > 0) + (s->logits_rows > 0) + (m->n_rec > 0));
+    if (n_tokens > 0) {
+        so_section(&o, TAG_TOKS, 0, 4 + 4 * (size_t)n_tokens);
+        so_u32(&o, (uint32_t)n_tokens);
+        for (int32_t i = 0; i < n_tokens; i++) so_u32(&o, (uint32_t)tokens[i]);
+        so_pad(&o);
+    }
+    /* KV: K rows are by position; V (F32/F16) is transposed with a stride
+       of n_ctx, saved as kv_dim rows of pos values */
+    so_section(&o, TAG_KVAT, STATE_REQUIRED, state_kv_bytes(s, pos));
+    const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
+    for (int il = 0; il < m->n_layer; il++) {
+        if (m->layers[il].kind != LK_ATTN) continue;
+        so_put(&o, kv_k(s, il), (size_t)pos * s->kv_row);
+        if (s->kv_type == SLM_TYPE_Q8_0) {
+            so_put(&o, kv_v(s, il), (size_t)pos * s->kv_row);
+        } else {
+            for (int d = 0; d < m->kv_dim; d++) so_put(&o, kv_v(s, il) + (size_t)d * (size_t)s->n_ctx * es, (size_t)pos * es);
+        }
+    }
+    so_pad(&o);
+    if (s->logits_rows > 0) {
+        const float *lg = s->logits + (size_t)(s->logits_rows - 1) * (size_t)m->n_vocab; /* the last position */
+        so_section(&o, TAG_LOGT, 0, 4 * (size_t)m->n_vocab);
+        for (int i = 0; i < m->n_vocab; i++) st_f32(o.p + o.n + 4 * (size_t)i, lg[i]);
+        o.n += 4 * (size_t)m->n_vocab;
+        so_pad(&o);
+    }
+    if (m->n_rec) {
+        const float *rs = s->rs[s->rs_cur];
+        so_section(&o, TAG_RECS, STATE_REQUIRED, state_rec_bytes(s, pos));
+        so_u32(&o, (uint32_t)m->rs_floats);
+        for (size_t i = 0; i < m->rs_floats; i++, o.n += 4) st_f32(o.p + o.n, rs[i]);
+        for (int32_t i = 0; i < pos; i++) so_u32(&o, (uint32_t)s->toks[i]);
+        so_pad(&o);
+    }
+    const uint64_t sum = state_hash(0, o.p, o.n);
+    so_u32(&o, (uint32_t)sum);
+    so_u32(&o, (uint32_t)(sum >> 32));
+    if (written) *written = o.n;
+    return SLM_OK;
+}
+
+static const char *kv_type_name(int t) { return slm_type_name(t) ? slm_type_name(t) : "?"; }
+
+slm_status slm_session_state_load(slm_session *s, const void *buf, size_t size, int32_t *tokens, int32_t cap_tokens,
+                                  int32_t *n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (n_tokens) *n_tokens = 0;
+    if (!s || (!buf && size)) return seterr(err, SLM_ERR_INVALID_ARG, "state load: no session or no data");
+    const slm_model *m = s->m;
+    const uint8_t *p = (const uint8_t *)buf;
+    if (size < STATE_HEADER + 8 || ld_u32(p) != STATE_MAGIC)
+        return seterr(err, SLM_ERR_FORMAT, "not an slm session state (%zu bytes, no \"SLMS\" header)", size);
+    if (ld_u32(p + 4) != STATE_VERSION)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "session state version %u: this slm reads version %d",
+                      (unsigned)ld_u32(p + 4), STATE_VERSION);
+    if (size % 8 || state_hash(0, p, size - 8) != ld_u64(p + size - 8))
+        return seterr(err, SLM_ERR_FORMAT, "the session state is corrupt (checksum mismatch over %zu bytes)", size);
+    if (ld_u64(p + 8) != model_identity(m))
+        return seterr(err, SLM_ERR_INVALID_ARG, "the session state was saved with another model (model hash differs)");
+    const uint32_t nl = ld_u32(p + 16), kvd = ld_u32(p + 20), nv = ld_u32(p + 24), kt = ld_u32(p + 28);
+    const uint32_t pos = ld_u32(p + 32), nsec = ld_u32(p + 36);
+    if (nl != (uint32_t)m->n_layer || kvd != (uint32_t)m->kv_dim || nv != (uint32_t)m->n_vocab)
+        return seterr(err, SLM_ERR_INVALID_ARG,
+                      "the session state is for %u layers, KV width %u, %u tokens; the model has %d, %d, %d", nl, kvd,
+                      nv, m->n_layer, m->kv_dim, m->n_vocab);
+    if (kt != (uint32_t)s->kv_type)
+        return seterr(err, SLM_ERR_INVALID_ARG, "the session state has a %s KV cache, this session %s (kv_type)",
+                      kv_type_name((int)kt), kv_type_name(s->kv_type));
+    if (pos > (uint32_t)s->n_ctx)
+        return seterr(err, SLM_ERR_CONTEXT_FULL, "the session state holds %u positions, the session's context is %d",
+                      pos, s->n_ctx);
+    /* the sections: bounds first, then the known ones */
+    const uint8_t *toks = NULL, *kv = NULL, *lg = NULL, *rec = NULL;
+    uint32_t ntok = 0;
+    size_t off = STATE_HEADER;
+    const size_t end = size - 8;
+    for (uint32_t i = 0; i < nsec; i++) {
+        if (end - off < 16) return seterr(err, SLM_ERR_FORMAT, "session state: section %u runs past the end", i);
+        const uint32_t tag = ld_u32(p + off), flags = ld_u32(p + off + 4);
+        const uint64_t sz = ld_u64(p + off + 8);
+        off += 16;
+        if (sz > end - off || state_pad8((size_t)sz) > end - off)
+            return seterr(err, SLM_ERR_FORMAT, "session state: section %u (%llu bytes) runs past the end", i,
+                          (unsigned long long)sz);
+        const uint8_t *d = p + off;
+        char t4[5] = {(char)(tag & 0x7f), (char)(tag >> 8 & 0x7f), (char)(tag >> 16 & 0x7f), (char)(tag >> 24 & 0x7f), 0};
+        for (int k = 0; k < 4; k++)
+            if (t4[k] < 32) t4[k] = '?';
+        if ((tag == TAG_TOKS && toks) || (tag == TAG_KVAT && kv) || (tag == TAG_LOGT && lg) || (tag == TAG_RECS && rec))
+            return seterr(err, SLM_ERR_FORMAT, "session state: section %s twice", t4);
+        if (tag == TAG_TOKS) {
+            if (sz < 4 || (sz - 4) / 4 < ld_u32(d) || sz != 4 + 4 * (uint64_t)ld_u32(d))
+                return seterr(err, SLM_ERR_FORMAT, "session state: bad token section");
+            toks = d + 4;
+            ntok = ld_u32(d);
+        } else if (tag == TAG_KVAT) {
+            if (sz != state_kv_bytes(s, (int32_t)pos))
+                return seterr(err, SLM_ERR_FORMAT, "session state: KV cache of %llu bytes, %zu expected",
+                              (unsigned long long)sz, state_kv_bytes(s, (int32_t)pos));
+            kv = d;
+        } else if (tag == TAG_LOGT) {
+            if (sz != 4 * (uint64_t)nv) return seterr(err, SLM_ERR_FORMAT, "session state: bad logits section");
+            lg = d;
+        } else if (tag == TAG_RECS && m->n_rec) {
+            if (sz != state_rec_bytes(s, (int32_t)pos) || ld_u32(d) != (uint32_t)m->rs_floats)
+                return seterr(err, SLM_ERR_FORMAT, "session state: recurrent state of %llu bytes, %zu expected",
+                              (unsigned long long)sz, state_rec_bytes(s, (int32_t)pos));
+            rec = d + 4;
+        } else if (flags & STATE_REQUIRED) {
+            return seterr(err, SLM_ERR_UNSUPPORTED,
+                          "session state: section '%s' is required and unknown to this slm (saved by a newer one?)", t4);
+        }
+        off += state_pad8((size_t)sz);
+    }
+    if (off != end) return seterr(err, SLM_ERR_FORMAT, "session state: %zu bytes after the last section", end - off);
+    if (!kv) return seterr(err, SLM_ERR_FORMAT, "session state: no KV cache section");
+    if (m->n_rec && !rec) return seterr(err, SLM_ERR_FORMAT, "session state: no recurrent state section (RECS)");
+    for (uint32_t i = 0; rec && i < pos; i++) {
+        const int32_t id = (int32_t)ld_u32(rec + 4 * (m->rs_floats + (size_t)i));
+        if (id < 0 || id >= m->n_vocab) return seterr(err, SLM_ERR_FORMAT, "session state: id %u of RECS is not in the vocabulary", i);
+    }
+    for (uint32_t i = 0; i < ntok; i++)
+        if ((int32_t)ld_u32(toks + 4 * (size_t)i) < 0 || (int32_t)ld_u32(toks + 4 * (size_t)i) >= m->n_vocab)
+            return seterr(err, SLM_ERR_FORMAT, "session state: token %u is not in the vocabulary", i);
+    if (n_tokens) *n_tokens = (int32_t)ntok;
+    if (ntok > 0 && tokens && cap_tokens < (int32_t)ntok)
+        return seterr(err, SLM_ERR_BUFFER, "session state: %u token ids, room for %d", ntok, (int)cap_tokens);
+    /* valid: now the session changes */
+    const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
+    for (int il = 0; il < m->n_layer; il++) {
+        if (m->layers[il].kind != LK_ATTN) continue;
+        memcpy(kv_k(s, il), kv, (size_t)pos * s->kv_row);
+        kv += (size_t)pos * s->kv_row;
+        if (s->kv_type == SLM_TYPE_Q8_0) {
+            memcpy(kv_v(s, il), kv, (size_t)pos * s->kv_row);
+            kv += (size_t)pos * s->kv_row;
+        } else {
+            for (int d = 0; d < m->kv_dim; d++, kv += (size_t)pos * es)
+                memcpy(kv_v(s, il) + (size_t)d * (size_t)s->n_ctx * es, kv, (size_t)pos * es);
+        }
+    }
+    s->pos = (int32_t)pos;
+    if (rec) { /* the state becomes the current copy; no checkpoint */
+        float *rs = s->rs[s->rs_cur];
+        for (size_t i = 0; i < m->rs_floats; i++) rs[i] = ld_f32(rec + 4 * i);
+        for (uint32_t i = 0; i < pos; i++) s->toks[i] = (int32_t)ld_u32(rec + 4 * (m->rs_floats + (size_t)i));
+        s->ckpt_ok = 0;
+    }
+    if (lg && pos > 0) {
+        for (uint32_t i = 0; i < nv; i++) s->logits[i] = ld_f32(lg + 4 * (size_t)i);
+        s->last_n = 1;
+        s->logits_rows = 1;
+    } else {
+        s->last_n = 0;
+        s->logits_rows = 0;
+    }
+    for (uint32_t i = 0; tokens && i < ntok; i++) tokens[i] = (int32_t)ld_u32(toks + 4 * (size_t)i);
+    return SLM_OK;
+}
+
+#if !defined(SLM_NO_STDIO)
+slm_status slm_session_state_save_file(const slm_session *s, const char *path, const int32_t *tokens,
+                                       int32_t n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (!s || !path) return seterr(err, SLM_ERR_INVALID_ARG, "state save: no session or no path");
+    const size_t n = slm_session_state_size(s, n_tokens);
+    allocator a = s->a;
+    uint8_t *buf = (uint8_t *)xalloc(&a, n); /* [n] the whole state, then one write */
+    if (!buf) return seterr(err, SLM_ERR_NOMEM, "out of memory for a session state of %zu bytes", n);
+    size_t w = 0;
+    slm_status st = slm_session_state_save(s, tokens, n_tokens, buf, n, &w, err);
+    ofile o;
+    if (st == SLM_OK && (st = of_open(&o, &a, path, NULL, err)) == SLM_OK) {
+        of_write(&o, buf, w);
+        st = of_commit(&o);
+    }
+    xfree(&a, buf, n);
+    return st;
+}
+
+slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t *tokens, int32_t cap_tokens,
+                                       int32_t *n_tokens, slm_error *err) {
+    clearerr_(err);
+    if (n_tokens) *n_tokens = 0;
+    if (!s || !path) return seterr(err, SLM_ERR_INVALID_ARG, "state load: no session or no path");
+    int oom;
+    allocator a = s->a;
+    FILE *f = file_open(&a, path, "rb", &oom);
+    if (!f) return seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
+    long long sz = file_size(f);
+    /* bounded: a state holds at most the session's KV cache, tokens and logits */
+    const size_t most = slm_session_state_size(s, s->n_ctx) + state_kv_bytes(s, s->n_ctx) + 4096;
+    if (sz < 0 || (unsigned long long)sz > most) {
+        fclose(f);
+        return seterr(err, SLM_ERR_FORMAT, "'%s' (%lld bytes) is not a session state for this session", path, sz);
+    }
+    uint8_t *buf = (uint8_t *)xalloc(&a, sz ? (size_t)sz : 1); /* [sz] the file */
+    if (!buf) {
+        fclose(f);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory reading '%s' (%lld bytes)", path, sz);
+    }
+    size_t got = fread(buf, 1, (size_t)sz, f);
+    fclose(f);
+    slm_status st;
+    if (got != (size_t)sz) st = seterr(err, SLM_ERR_IO, "short read on '%s'", path);
+    else st = slm_session_state_load(s, buf, (size_t)sz, tokens, cap_tokens, n_tokens, err);
+    if (st != SLM_OK && err && st != SLM_ERR_BUFFER) {
+        char msg[sizeof err->message];
+        memcpy(msg, err->message, sizeof msg);
+        seterr(err, st, "%s: %s", path, msg);
+    }
+    xfree(&a, buf, sz ? (size_t)sz : 1);
+    return st;
+}
+#else
+slm_status slm_session_state_save_file(const slm_session *s, const char *path, const int32_t *tokens,
+                                       int32_t n_tokens, slm_error *err) {
+    (void)s, (void)tokens, (void)n_tokens;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", path ? path : "");
+}
+
+slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t *tokens, int32_t cap_tokens,
+                                       int32_t *n_tokens, slm_error *err) {
+    (void)s, (void)tokens, (void)cap_tokens, (void)n_tokens;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO", path ? path : "");
+}
+#endif
 
 /* ========================================================================== */
 /* 10. Tokenizer                                                              */
@@ -10586,12 +11513,49 @@ const char *slm_chat_family_name(int f) {
     return f >= 0 && f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]) ? CHAT_NAMES[f] : NULL;
 }
 
+/* ASCII case-insensitive equality (template names: "ChatML", "Gemma") */
+static int streq_nocase(const char *a, const char *b) {
+    for (; *a && *b; a++, b++) {
+        int x = (unsigned char)*a, y = (unsigned char)*b;
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y) return 0;
+    }
+    return *a == *b;
+}
+
 int slm_chat_family_from_name(const char *name) {
     if (!name) return SLM_CHAT_AUTO;
-    if (!strcmp(name, "qwen")) return SLM_CHAT_CHATML;
-    if (!strcmp(name, "tinyllama")) return SLM_CHAT_ZEPHYR;
+    if (streq_nocase(name, "qwen")) return SLM_CHAT_CHATML;
+    if (streq_nocase(name, "tinyllama")) return SLM_CHAT_ZEPHYR;
     for (int f = 1; f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]); f++)
-        if (!strcmp(name, CHAT_NAMES[f])) return f;
+        if (streq_nocase(name, CHAT_NAMES[f])) return f;
+    return SLM_CHAT_AUTO;
+}
+
+/* Without a template slm knows: the family the architecture implies
+   (general.architecture), else the one whose turn markers the vocabulary
+   has as single tokens, else 0. */
+static int chat_family_of_model(const slm_model *m, const char **why) {
+    const char *arch = m->arch_name;
+    if (!arch[0]) {
+        const gguf_kv *a = gguf_get(&m->g, "general.architecture");
+        arch = a && a->type == SLM_META_STRING ? a->str[0] : "";
+    }
+    *why = "general.architecture";
+    if (!strncmp(arch, "gemma", 5)) return SLM_CHAT_GEMMA;
+    if (!strcmp(arch, "phi3")) return SLM_CHAT_PHI3;
+    if (!strncmp(arch, "qwen", 4)) return SLM_CHAT_CHATML;
+    const vocab *v = vocab_of(m);
+    static const struct {
+        const char *tok;
+        int family;
+    } MARK[] = {{"<|start_header_id|>", SLM_CHAT_LLAMA3}, {"<|im_start|>", SLM_CHAT_CHATML},
+                {"<start_of_turn>", SLM_CHAT_GEMMA},       {"<|assistant|>", SLM_CHAT_PHI3},
+                {"[INST]", SLM_CHAT_MISTRAL}};
+    *why = "the vocabulary's turn tokens";
+    for (size_t i = 0; v && i < sizeof MARK / sizeof MARK[0]; i++)
+        if (vocab_find(v, MARK[i].tok, strlen(MARK[i].tok)) >= 0) return MARK[i].family;
     return SLM_CHAT_AUTO;
 }
 
@@ -10601,6 +11565,14 @@ int slm_chat_model_family(const slm_model *m, int *fallback) {
     int f = slm_chat_detect(t);
     if (fallback) *fallback = f == SLM_CHAT_AUTO;
     if (f != SLM_CHAT_AUTO) return f;
+    const char *why = "";
+    f = m ? chat_family_of_model(m, &why) : SLM_CHAT_AUTO;
+    if (f != SLM_CHAT_AUTO) {
+        logf_(m, SLM_LOG_WARN, "%s: using the %s template (from %s)",
+              t ? "the chat template of the model is not one slm knows" : "the model has no chat template",
+              CHAT_NAMES[f], why);
+        return f;
+    }
     if (m)
         logf_(m, SLM_LOG_WARN, t ? "the chat template of the model is not one slm knows: using ChatML"
                                  : "the model has no chat template (tokenizer.chat_template): using ChatML");
@@ -11379,7 +12351,6 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     if (!stats) stats = &sdummy;
     memset(stats, 0, sizeof *stats);
     if (!in || !out) return seterr(err, SLM_ERR_INVALID_ARG, "input or output path is NULL");
-    if (!strcmp(in, out)) return seterr(err, SLM_ERR_INVALID_ARG, "input and output are the same file '%s'", in);
     const struct quant_name *qn = quant_name_of(params->type, params->mix);
     if (!qn)
         return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", (int)params->type,
@@ -11389,9 +12360,9 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     slm_model_params mp;
     slm_model_params_init(&mp);
     mp.allocator = params->allocator;
-    slm_model *m = model_new(&mp, err);
-    if (!m) return SLM_ERR_NOMEM;
-    slm_status st = SLM_OK;
+    slm_model *m;
+    slm_status st = model_new(&mp, &m, err);
+    if (st != SLM_OK) return st;
     int mapped = 0;
 #if defined(SLM_HAVE_MMAP)
     mapped = map_file(m, in, err, &st);
@@ -11452,7 +12423,10 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
 
     gguf_writer w;
     gw_init(&w, &m->a, g->alignment, err);
-    void *f = NULL;
+#if !defined(SLM_NO_STDIO)
+    ofile of;
+#endif
+    int opened = 0;
     if (st == SLM_OK) {
         int have_ft = 0, have_qv = 0;
         for (uint64_t i = 0; i < g->n_kv; i++) {
@@ -11478,12 +12452,13 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         }
         st = w.st;
     }
-    if (st == SLM_OK) {
-        int oom;
-        f = file_create(&m->a, out, &oom);
-        if (!f) st = seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing", out);
-    }
-    if (st == SLM_OK) gw_write_header(&w, f, out);
+#if !defined(SLM_NO_STDIO)
+    /* a temp file renamed into place at the end; never the input itself */
+    if (st == SLM_OK && (st = of_open(&of, &m->a, out, in, err)) == SLM_OK) opened = 1;
+    if (st == SLM_OK) gw_write_header_of(&w, &of);
+#else
+    if (st == SLM_OK) st = seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", out);
+#endif
     for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK && w.st == SLM_OK; i++) {
         const gguf_tensor *t = &g->tensors[i];
         const uint8_t *data = g->data + g->data_off + t->offset;
@@ -11502,14 +12477,16 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
              slm_type_name(types[i]), t->nbytes / 1048576.0, row_bytes(types[i], t->ne[0]) * (double)nrows / 1048576.0);
     }
     if (st == SLM_OK) st = w.st;
-    if (f) {
-        if (st == SLM_OK) {
-            long long end = file_tell(f);
-            stats->file_out = end > 0 ? (uint64_t)end : 0;
-        }
-        if (file_close(f) != 0 && st == SLM_OK) st = seterr(err, SLM_ERR_IO, "write error on '%s'", out);
-        if (st != SLM_OK) file_remove(&m->a, out);
+#if !defined(SLM_NO_STDIO)
+    if (opened) {
+        stats->file_out = of.written;
+        if (st == SLM_OK) st = of_commit(&of); /* only now does `out` change */
+        else of_abort(&of);                    /* removes our temp file, nothing else */
+        if (st != SLM_OK) stats->file_out = 0;
     }
+#else
+    (void)opened;
+#endif
     stats->n_tensors = (int32_t)g->n_tensors;
     stats->n_fallback = q.n_fallback;
     stats->file_in = m->size;

@@ -66,9 +66,33 @@ typedef struct slm_error {
 /* Static name of a status code ("ok", "format error", ...). */
 SLM_API const char *slm_status_string(int status);
 SLM_API const char *slm_version(void);
-/* Compile-time configuration of this build: the SIMD path ("avx2", "neon",
-   "scalar", ...), whether OpenMP is on, and so on, as one short line. */
+/* This build and this CPU as one short line: the kernel sets compiled in
+   ("simd=scalar,sse4,avx2,avx512"), the best one this CPU and OS support
+   ("cpu=avx512", the one models use by default), whether OpenMP is on,
+   and so on. */
 SLM_API const char *slm_build_info(void);
+
+/* Instruction sets (kernel tables). x86-64 builds made with GCC or Clang
+   carry scalar, sse4, avx2 and avx512 (F/BW/VL/DQ with VNNI) and pick one
+   at run time from what the CPU and OS support; other targets carry the
+   scalar kernels and the set their compiler flags enable. */
+enum {
+    SLM_ISA_BEST = 0,   /* the best this CPU supports (the default) */
+    SLM_ISA_SCALAR = 1, /* the reference kernels */
+    SLM_ISA_SSE4 = 2,   /* x86-64: SSE4.1 + SSSE3 */
+    SLM_ISA_AVX2 = 3,   /* x86-64: AVX2 + FMA + F16C */
+    SLM_ISA_AVX512 = 4, /* x86-64: AVX-512 F, BW, VL, DQ and VNNI */
+    SLM_ISA_NEON = 5,   /* Arm NEON (aarch64, with SDOT if built for it; ARMv7) */
+    SLM_ISA_RVV = 6,    /* RISC-V vector 1.0 */
+    SLM_ISA_MVE = 7,    /* Arm Helium (Cortex-M55) */
+    SLM_ISA_COUNT = 8
+};
+/* 1 if this build has `isa` and this CPU can run it (SLM_ISA_BEST: 1). */
+SLM_API int slm_isa_available(int isa);
+/* "avx2", ...; "unknown" for a value out of range. */
+SLM_API const char *slm_isa_name(int isa);
+/* The SLM_ISA_* of a name (any case; "best" included), -1 if unknown. */
+SLM_API int slm_isa_from_name(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Allocation and logging hooks                                             */
@@ -154,6 +178,9 @@ typedef struct slm_model_params {
     const slm_allocator *allocator; /* NULL: malloc/free */
     slm_log_fn log;                 /* NULL: silent */
     void *log_user;
+    int isa;                        /* SLM_ISA_BEST (default), or one ISA (the
+                                       load fails with SLM_ERR_UNSUPPORTED if
+                                       this build or CPU lacks it) */
 } slm_model_params;
 
 SLM_API void slm_model_params_init(slm_model_params *params);
@@ -209,6 +236,8 @@ typedef struct slm_model_info {
 } slm_model_info;
 
 SLM_API void slm_model_get_info(const slm_model *model, slm_model_info *out);
+/* The SLM_ISA_* whose kernels the model runs with. */
+SLM_API int slm_model_isa(const slm_model *model);
 
 /* Metadata (GGUF key/value pairs). Value types are the GGUF ids. */
 enum {
@@ -310,6 +339,33 @@ SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
 /* Change the thread count for later decode calls: 0 = all available, at most
    the count the session was created with (its scratch is sized for those). */
 SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
+
+/* Session state: save the session (its KV cache up to the current position,
+   the position, the last logits) and restore it later, in this process or
+   another, into a session of the same model with the same kv_type and a
+   context of at least that many positions. `tokens` (n_tokens, may be 0)
+   are kept with it for the caller: typically the ids the session holds, so
+   a prompt cache can tell how much of a new prompt is already done. The
+   format is versioned and carries a hash of the model (architecture,
+   hyperparameters, metadata and tensor directory) and a checksum: a state
+   of another model, another KV type, or a damaged file is refused with a
+   message, and a failed load leaves the session unchanged.
+   slm_session_state_size: the exact bytes slm_session_state_save writes
+   now with n_tokens ids. Save: SLM_ERR_BUFFER (and *written = the size) if
+   cap is too small. Load: the ids go to tokens[cap_tokens] (may be NULL),
+   their count to *n_tokens (may be NULL); SLM_ERR_BUFFER, session
+   unchanged, if they do not fit. */
+SLM_API size_t slm_session_state_size(const slm_session *session, int32_t n_tokens);
+SLM_API slm_status slm_session_state_save(const slm_session *session, const int32_t *tokens, int32_t n_tokens,
+                                          void *buf, size_t cap, size_t *written, slm_error *err);
+SLM_API slm_status slm_session_state_load(slm_session *session, const void *buf, size_t size, int32_t *tokens,
+                                          int32_t cap_tokens, int32_t *n_tokens, slm_error *err);
+/* The same to and from a file (UTF-8 path); saving replaces the file
+   safely (as slm_file_write). SLM_ERR_UNSUPPORTED with SLM_NO_STDIO. */
+SLM_API slm_status slm_session_state_save_file(const slm_session *session, const char *path,
+                                               const int32_t *tokens, int32_t n_tokens, slm_error *err);
+SLM_API slm_status slm_session_state_load_file(slm_session *session, const char *path, int32_t *tokens,
+                                               int32_t cap_tokens, int32_t *n_tokens, slm_error *err);
 SLM_API const slm_model *slm_session_model(const slm_session *session);
 
 /* ------------------------------------------------------------------------ */
@@ -490,8 +546,11 @@ typedef struct slm_chat_message {
    family is recognized. */
 SLM_API int slm_chat_detect(const char *tmpl);
 /* The family of the model's tokenizer.chat_template. If the file has none or
-   it is not recognized: SLM_CHAT_CHATML, *fallback (may be NULL) = 1 and a
-   warning through the log callback; otherwise *fallback = 0. */
+   it is not recognized, *fallback (may be NULL) = 1, a warning goes through
+   the log callback, and the family is the one general.architecture implies
+   (gemma*, phi3, qwen*), else the one whose turn tokens the vocabulary has
+   (<|start_header_id|>: llama3, <|im_start|>: ChatML, <start_of_turn>,
+   <|assistant|>, [INST]), else SLM_CHAT_CHATML. Otherwise *fallback = 0. */
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
    "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini", "granite",
@@ -660,9 +719,21 @@ typedef struct slm_quantize_stats {
    are set. Rows whose length is not a multiple of the block size fall back
    as llama.cpp does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/
    IQ4_XS -> IQ4_NL, then F16). Any architecture is accepted. `stats` may be
-   NULL. On failure `out` is removed. */
+   NULL. `out` is written as slm_file_write writes (a temporary file renamed
+   into place; the input itself, by any name, is refused); on failure `out`
+   is left as it was. */
 SLM_API slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize_params *params,
                                      slm_quantize_stats *stats, slm_error *err);
+
+/* Write `size` bytes to the file `path` (UTF-8) so that no failure loses
+   data: a new or regular file (a symbolic link: the file it points to) is
+   written to a temporary file in the same directory, flushed, and renamed
+   over `path` only when complete; on an error `path` is untouched and the
+   temporary file is removed. An existing non-regular file (a device such as
+   /dev/null, a FIFO) is written directly and never removed; a directory is
+   refused. Errors name the file and the operating system's reason.
+   SLM_ERR_UNSUPPORTED in SLM_NO_STDIO builds. */
+SLM_API slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err);
 
 #ifdef __cplusplus
 }

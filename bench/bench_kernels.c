@@ -2,7 +2,10 @@
    slm.c's own matmul, for every weight type with a SIMD path, at 1 and 2
    threads, next to the scalar reference kernels (*_ref) of the same build.
 
-   build/bench_kernels [--quick]      (make bench)
+   build/bench_kernels [--quick] [--t1] [--isa NAME] [TYPE...]      (make bench)
+
+   --isa: the kernel table to measure (avx2, sse4, ...; default: the best
+   this CPU runs), as a model loaded with that slm_model_params.isa uses.
 
    Each case converts the activations to the weight's dot partner and runs
    the mat-mul, as the forward pass does; time is the best of several runs. */
@@ -51,11 +54,13 @@ static kset ref_kernels(int type) {
     return k;
 }
 
+static kernel_table KT; /* the kernels measured (--isa), resolved */
+
 static kset simd_kernels(int type) {
     kset k;
-    k.conv = TRAITS[TRAITS[type].dot_type].from_float;
-    k.dot = TRAITS[type].vec_dot;
-    k.dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : vec_dot4_of(type); /* to measure what they bring */
+    k.conv = KT.from_float[TRAITS[type].dot_type];
+    k.dot = KT.dot[type];
+    k.dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : KT.dot4[type]; /* to measure what they bring */
     return k;
 }
 
@@ -74,7 +79,7 @@ static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, siz
         int64_t t0, t1;
         split(n_tok, ith, nt, &t0, &t1);
         for (int64_t t = t0; t < t1; t++) {
-            if (w->x8) act_from_float(ACT_Q8_0X, x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
+            if (w->x8) act_from_float(&KT, ACT_Q8_0X, x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
             else k->conv(x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
         }
 #if SLM_OPENMP
@@ -120,20 +125,28 @@ static uint8_t *make_weights(int type, const float *wf, int64_t N, int64_t K, si
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, only_t1 = 0, want[N_TYPE_IDS] = {0}, any = 0;
+    int quick = 0, only_t1 = 0, want[N_TYPE_IDS] = {0}, any = 0, isa = SLM_ISA_BEST;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+            isa = slm_isa_from_name(argv[++i]);
+            if (isa < 0 || !slm_isa_available(isa)) {
+                fprintf(stderr, "--isa %s: not available in this build on this CPU\n", argv[i]);
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--t1")) only_t1 = 1;
         else {
             int found = 0;
             for (int ty = 0; ty < N_TYPE_IDS; ty++)
                 if (type_size_of(ty) && !strcmp(argv[i], type_size_of(ty)->name)) want[ty] = found = any = 1;
             if (!found) {
-                fprintf(stderr, "usage: %s [--quick] [--t1] [TYPE...]   (TYPE: F16, Q4_K, ...)\n", argv[0]);
+                fprintf(stderr, "usage: %s [--quick] [--t1] [--isa NAME] [TYPE...]   (TYPE: F16, Q4_K, ...)\n", argv[0]);
                 return 2;
             }
         }
     }
+    kernels_resolve(kernels_find(isa), &KT);
     static const int types[] = {SLM_TYPE_F16,   SLM_TYPE_BF16, SLM_TYPE_Q8_0, SLM_TYPE_Q4_0, SLM_TYPE_Q4_1,
                                 SLM_TYPE_Q5_0,  SLM_TYPE_Q5_1, SLM_TYPE_IQ4_NL, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K,
                                 SLM_TYPE_Q4_K,  SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
@@ -154,9 +167,9 @@ int main(int argc, char **argv) {
 #if SLM_OPENMP
     max_thr = omp_get_max_threads() >= 2 && !only_t1 ? 2 : 1;
 #endif
-    printf("slm %s kernel benchmark (%s); scalar = the *_ref kernels of the same build;\n"
+    printf("slm %s kernel benchmark (%s), kernels %s; scalar = the *_ref kernels of the same build;\n"
            "activation conversion + matmul as in the forward pass, best of several runs\n",
-           slm_version(), slm_build_info());
+           slm_version(), slm_build_info(), KT.name);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int64_t N = cases[c].n_out, K = cases[c].n_in;
         const int T = cases[c].n_tok;
@@ -197,7 +210,7 @@ int main(int argc, char **argv) {
             }
             if (md > 1e-4 * mx) printf("  WARNING: %s simd and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
             /* the 8-row interleaved layout a file load repacks this type to */
-            gemm_x8_fn k8 = gemm_x8_of(type);
+            gemm_x8_fn k8 = KT.gemm_x8[type];
             if (k8 && N % 8 == 0) {
                 weight w8 = w;
                 uint8_t *g = (uint8_t *)malloc(w.rb * (size_t)N);

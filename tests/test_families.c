@@ -223,6 +223,41 @@ static void check_rewind(const fam *f, const slm_model *m, const fref *r) {
 #undef SAME
 }
 
+/* Session state save/restore on a hybrid: the recurrent state and the ids
+   travel with the KV cache; the restored session decodes and rewinds as
+   the original does. */
+static void check_state(const fam *f, const slm_model *m, const fref *r) {
+    slm_session *a = new_session(m, 1, 16, 0), *b = new_session(m, 2, 4, 0);
+    slm_error err;
+    float la[NV], lb[NV];
+    int ok = a && b && decode_steps(a, r->ids, 12, 5);
+    size_t need = ok ? slm_session_state_size(a, 0) : 0, w = 0;
+    unsigned char *buf = (unsigned char *)malloc(need ? need : 1);
+    ok = ok && buf && slm_session_state_save(a, NULL, 0, buf, need, &w, &err) == SLM_OK && w == need;
+    CHECK(ok, "%s: state save", f->name);
+    ok = ok && slm_session_state_load(b, buf, w, NULL, 0, NULL, &err) == SLM_OK;
+    CHECK(ok, "%s: state load: %s", f->name, ok ? "" : err.message);
+    CHECK(!ok || slm_session_pos(b) == 12, "%s: restored pos", f->name);
+    ok = ok && decode_steps(a, r->ids + 12, 4, 4) && decode_steps(b, r->ids + 12, 4, 1);
+    if (ok) {
+        memcpy(la, slm_session_logits(a, -1), sizeof la);
+        memcpy(lb, slm_session_logits(b, -1), sizeof lb);
+    }
+    CHECK(ok && maxdiff(la, lb, NV) <= 1e-6 * r->maxabs, "%s: restored session differs", f->name);
+    /* a rewind in the restored session replays the saved ids */
+    ok = ok && slm_session_rewind(b, 6) == SLM_OK && decode_steps(b, r->ids + 6, 10, 10);
+    CHECK(ok && maxdiff(slm_session_logits(b, -1), la, NV) <= 1e-6 * r->maxabs, "%s: rewind after restore", f->name);
+    /* a damaged recurrent section is refused, the session unchanged */
+    if (buf && w > 64) {
+        buf[w - 20] ^= 0x55; /* inside RECS (the last section), checksum now wrong */
+        CHECK(slm_session_state_load(b, buf, w, NULL, 0, NULL, &err) != SLM_OK && slm_session_pos(b) == 16,
+              "%s: damaged state accepted", f->name);
+    }
+    free(buf);
+    slm_session_free(a);
+    slm_session_free(b);
+}
+
 /* Two sessions on one model, decoding interleaved token by token: each
    gets what it gets alone (the state lives in the session). */
 static void check_two_sessions(const fam *f, const slm_model *m, const fref *r) {
@@ -509,6 +544,7 @@ void test_families(void) {
         if (f->hybrid) {
             check_rewind(f, m, &r);
             check_two_sessions(f, m, &r);
+            check_state(f, m, &r);
             if (!test_quick()) check_generate(f, m);
         }
         slm_model_free(m);

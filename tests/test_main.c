@@ -15,6 +15,9 @@ void test_quant(void);
 void test_chat(void);
 void test_embed(void);
 void test_files(void);
+void test_safety(void);
+void test_cli(void);
+void test_state(void);
 void test_families(void);
 
 static const struct {
@@ -32,6 +35,9 @@ static const struct {
     {"chat", test_chat},
     {"embed", test_embed},
     {"files", test_files},
+    {"safety", test_safety},
+    {"cli", test_cli},
+    {"state", test_state},
     {"families", test_families},
 };
 

@@ -72,7 +72,7 @@ const TextFn = koffi.proto('int slm_text_fn(void *user, const void *text, size_t
 
 const slm_model_params = koffi.struct('slm_model_params', {
   use_mmap: 'int', vocab_only: 'int', repack: 'int', allocator: 'void *', log: koffi.pointer(LogFn),
-  log_user: 'void *',
+  log_user: 'void *', isa: 'int',
 });
 const slm_model_info = koffi.struct('slm_model_info', {
   arch: 'const char *', name: 'const char *', n_vocab: 'int32_t', n_ctx_train: 'int32_t', n_embd: 'int32_t',
@@ -106,6 +106,10 @@ const C = {};
 for (const proto of [
   'const char *slm_version(void)',
   'const char *slm_build_info(void)',
+  'int slm_isa_available(int isa)',
+  'const char *slm_isa_name(int isa)',
+  'int slm_isa_from_name(const char *name)',
+  'int slm_model_isa(void *model)',
   'const char *slm_status_string(int status)',
   'void slm_model_params_init(void *params)',
   'void slm_session_params_init(void *params)',
@@ -182,7 +186,7 @@ function checkLayouts(override = {}) {
   const sampler = { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1, repeat_last_n: 64,
                     frequency_penalty: 0, presence_penalty: 0, seed: 0 };
   check(slm_model_params, 'slm_model_params', C.slm_model_params_init,
-        { use_mmap: 1, vocab_only: 0, repack: 1, allocator: null, log: null, log_user: null });
+        { use_mmap: 1, vocab_only: 0, repack: 1, allocator: null, log: null, log_user: null, isa: 0 });
   check(slm_session_params, 'slm_session_params', C.slm_session_params_init,
         { n_ctx: 0, n_threads: 0, n_batch: 0, kv_type: 1, logits_all: 0 });
   check(slm_sampler_params, 'slm_sampler_params', C.slm_sampler_params_init, sampler);
@@ -241,6 +245,20 @@ if (layoutProblems.length) {
 const STOP = ['none', 'eog', 'max_tokens', 'stop_string', 'callback', 'context_full'];
 const KV_TYPES = { f32: 0, f16: 1, q8_0: 8 };
 
+/** Throw on an option name the call does not know (a typo must not be ignored silently). */
+function checkOptions(what, options, known) {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') throw new InvalidArgumentError(`${what}: options must be an object`, -1);
+  for (const k of Object.keys(options))
+    if (!known.includes(k))
+      throw new InvalidArgumentError(`${what}: unknown option '${k}' (known: ${known.join(', ')})`, -1);
+  return options;
+}
+
+const GENERATE_OPTIONS = ['maxTokens', 'stop', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN',
+                          'frequencyPenalty', 'presencePenalty', 'seed', 'addSpecial', 'parseSpecial', 'emitSpecial',
+                          'onText', 'promptIds', 'signal'];
+
 function defaults(init, type) {
   const buf = Buffer.alloc(koffi.sizeof(type));
   init(buf);
@@ -256,7 +274,9 @@ function familyOf(template) {
 }
 
 /** Format messages ({role, content}) as prompt text; model may be null with a named template. */
-function chatFormat(messages, { addGenerationPrompt = true, template, nPast = 0, model = null } = {}) {
+function chatFormat(messages, options = {}) {
+  const { addGenerationPrompt = true, template, nPast = 0, model = null } =
+    checkOptions('chatFormat', options, ['addGenerationPrompt', 'template', 'nPast', 'model']);
   const fam = familyOf(template);
   const msgs = messages.map((m, i) => {
     if (!m || typeof m.role !== 'string' || typeof m.content !== 'string')
@@ -275,11 +295,15 @@ function chatFormat(messages, { addGenerationPrompt = true, template, nPast = 0,
 }
 
 class Model {
-  /** Load a GGUF file. options: { useMmap = true, vocabOnly = false } */
-  constructor(file, { useMmap = true, vocabOnly = false } = {}) {
+  /** Load a GGUF file. options: { useMmap = true, vocabOnly = false, isa }
+      (isa: 'avx2', 'scalar', ...; default: the best this CPU supports) */
+  constructor(file, options = {}) {
+    const { useMmap = true, vocabOnly = false, isa = 'best' } = checkOptions('Model', options, ['useMmap', 'vocabOnly', 'isa']);
     const p = defaults(C.slm_model_params_init, slm_model_params);
     p.use_mmap = useMmap ? 1 : 0;
     p.vocab_only = vocabOnly ? 1 : 0;
+    p.isa = C.slm_isa_from_name(String(isa));
+    if (p.isa < 0) throw new RangeError(`isa: unknown instruction set '${isa}'`);
     const out = [null], err = {};
     check(C.slm_model_load_file(String(file), p, out, err), err);
     this._handle = out[0];
@@ -288,7 +312,8 @@ class Model {
   }
 
   /** Load from a Buffer (kept referenced: the weights are used in place). */
-  static fromBuffer(buffer, { vocabOnly = false } = {}) {
+  static fromBuffer(buffer, options = {}) {
+    const { vocabOnly = false } = checkOptions('Model.fromBuffer', options, ['vocabOnly']);
     const self = Object.create(Model.prototype);
     const p = defaults(C.slm_model_params_init, slm_model_params);
     p.use_mmap = 0;
@@ -312,10 +337,17 @@ class Model {
   close() {
     if (!this._handle) return;
     for (const s of this._sessions) s.close();
+    if ([...this._sessions].some((s) => s._busy)) {
+      this._closeAfter = true; // freed when the last asynchronous generation ends
+      return;
+    }
     C.slm_model_free(this._handle);
     this._handle = null;
     this._buffer = null;
   }
+
+  /** The instruction set whose kernels the model runs with ('avx2', ...). */
+  get isa() { return C.slm_isa_name(C.slm_model_isa(this._h())); }
 
   get info() {
     const buf = Buffer.alloc(koffi.sizeof(slm_model_info));
@@ -352,7 +384,8 @@ class Model {
   isEog(token) { return C.slm_token_is_eog(this._h(), token) !== 0; }
 
   /** Text -> token ids. options: { addSpecial = true, parseSpecial = false } */
-  tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
+  tokenize(text, options = {}) {
+    const { addSpecial = true, parseSpecial = false } = checkOptions('tokenize', options, ['addSpecial', 'parseSpecial']);
     const data = Buffer.from(text, 'utf8');
     let cap = data.length + 8;
     let out = new Int32Array(cap);
@@ -368,7 +401,9 @@ class Model {
   }
 
   /** Token ids -> text. options: { removeSpecial = false, unparseSpecial = false } */
-  detokenize(ids, { removeSpecial = false, unparseSpecial = false } = {}) {
+  detokenize(ids, options = {}) {
+    const { removeSpecial = false, unparseSpecial = false } =
+      checkOptions('detokenize', options, ['removeSpecial', 'unparseSpecial']);
     const arr = Int32Array.from(ids);
     const len = [0], err = {};
     let buf = Buffer.alloc(16 * arr.length + 16);
@@ -401,7 +436,12 @@ class Model {
 }
 
 class Session {
-  constructor(model, { nCtx = 0, nThreads = 0, nBatch = 0, kvType = 'f16', logitsAll = false } = {}) {
+  constructor(model, options = {}) {
+    const { nCtx = 0, nThreads = 0, nBatch = 0, kvType = 'f16', logitsAll = false } =
+      checkOptions('session', options, ['nCtx', 'nThreads', 'nBatch', 'kvType', 'logitsAll']);
+    for (const [k, v] of Object.entries({ nCtx, nThreads, nBatch }))
+      if (!Number.isInteger(v) || v < 0 || v > 2147483647)
+        throw new InvalidArgumentError(`session: ${k} must be an integer from 0 (the default) to 2147483647`, -1);
     const p = defaults(C.slm_session_params_init, slm_session_params);
     p.n_ctx = nCtx;
     p.n_threads = nThreads;
@@ -419,11 +459,18 @@ class Session {
 
   _h() {
     if (!this._handle) throw new InvalidArgumentError('the session is closed', -1);
+    if (this._busy) throw new SlmError('the session is busy: an asynchronous generation is running', -1);
     return this._handle;
   }
 
   close() {
     if (!this._handle) return;
+    if (this._busy) {
+      // a generation runs on a worker thread: stop it, free when it ends
+      this._busy.stop = true;
+      this._busy.closeAfter = true;
+      return;
+    }
     C.slm_session_free(this._handle);
     this._handle = null;
     this.model._sessions.delete(this);
@@ -456,8 +503,104 @@ class Session {
    */
   generate(prompt = '', options = {}) {
     const h = this._h();
+    const job = this._prepare(prompt, options);
+    let st;
+    try {
+      st = C.slm_generate(h, job.data, job.len, job.ids, job.nIds, job.gp, job.res, job.err);
+    } finally {
+      koffi.unregister(job.cb);
+    }
+    return job.finish(st);
+  }
+
+  /**
+   * The same without blocking the event loop: slm_generate runs on a worker
+   * thread (koffi's asynchronous call) and each piece of text reaches
+   * options.onText on the main thread. Resolves to the result of generate.
+   * options.signal (an AbortSignal) stops generation (stop 'callback').
+   * The session cannot be used otherwise until the promise settles.
+   */
+  generateAsync(prompt = '', options = {}) {
+    let h, job;
+    try {
+      h = this._h();
+      job = this._prepare(prompt, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const busy = { stop: false, closeAfter: false };
+    job.busy = busy;
+    this._busy = busy;
+    const sig = options.signal;
+    const onAbort = () => { busy.stop = true; };
+    if (sig) {
+      if (sig.aborted) busy.stop = true;
+      else sig.addEventListener('abort', onAbort);
+    }
+    return new Promise((resolve, reject) => {
+      C.slm_generate.async(h, job.data, job.len, job.ids, job.nIds, job.gp, job.res, job.err, (e, st) => {
+        koffi.unregister(job.cb);
+        if (sig) sig.removeEventListener('abort', onAbort);
+        this._busy = null;
+        if (busy.closeAfter) this.close();
+        if (this.model._closeAfter) this.model.close();
+        if (e) return reject(e);
+        try {
+          resolve(job.finish(st));
+        } catch (x) {
+          reject(x);
+        }
+      });
+    });
+  }
+
+  /**
+   * An async iterator of the text pieces: for await (const piece of s.stream(...)).
+   * Breaking out of the loop stops generation; iterator.result holds the
+   * result after the end. The event loop keeps running meanwhile.
+   */
+  stream(prompt = '', options = {}) {
+    checkOptions('stream', options, GENERATE_OPTIONS);
+    if (options.onText) throw new InvalidArgumentError('stream: onText is not an option here (iterate instead)', -1);
+    const queue = [];
+    let wake = null, done = false, failure = null, stopped = false;
+    const it = {
+      result: null,
+      [Symbol.asyncIterator]() { return it; },
+      next: async () => {
+        while (!queue.length && !done) await new Promise((r) => { wake = r; });
+        if (queue.length) return { value: queue.shift(), done: false };
+        if (failure) {
+          const f = failure;
+          failure = null;
+          throw f;
+        }
+        return { value: undefined, done: true };
+      },
+      return: async () => {
+        stopped = true;
+        while (!done) await new Promise((r) => { wake = r; });
+        return { value: undefined, done: true };
+      },
+    };
+    const opts = Object.assign({}, options, { onText: (piece) => {
+      if (stopped) return true;
+      queue.push(piece);
+      if (wake) { const w = wake; wake = null; w(); }
+      return false;
+    } });
+    this.generateAsync(prompt, opts).then((r) => { it.result = r; }, (e) => { failure = e; }).finally(() => {
+      done = true;
+      if (wake) { const w = wake; wake = null; w(); }
+    });
+    return it;
+  }
+
+  /** Everything a generate call needs, checked; finish(status) makes its result. */
+  _prepare(prompt, options) {
+    const h = this._handle;
+    const o = checkOptions('generate', options, GENERATE_OPTIONS);
     const gp = defaults(C.slm_generate_params_init, slm_generate_params);
-    const o = options;
     if (o.maxTokens !== undefined) gp.max_tokens = o.maxTokens;
     if (o.addSpecial !== undefined) gp.add_special = o.addSpecial ? 1 : 0;
     if (o.parseSpecial !== undefined) gp.parse_special = o.parseSpecial ? 1 : 0;
@@ -477,8 +620,10 @@ class Session {
     gp.tokens_cap = cap;
     const chunks = [];
     let thrown = null;
-    const cb = koffi.register((user, text, len) => {
+    const job = { busy: null };
+    job.cb = koffi.register((user, text, len) => {
       try {
+        if (job.busy && job.busy.stop) return 1;
         const piece = Buffer.from(koffi.view(text, Number(len))).toString('utf8');
         chunks.push(piece);
         return o.onText && o.onText(piece) ? 1 : 0;
@@ -487,34 +632,40 @@ class Session {
         return 1;
       }
     }, koffi.pointer(TextFn));
-    gp.on_text = cb;
-    const res = {}, err = {};
-    let st;
-    try {
-      if (o.promptIds) {
-        const p = Int32Array.from(o.promptIds);
-        st = C.slm_generate(h, null, 0, p, p.length, gp, res, err);
-      } else {
-        const data = Buffer.from(prompt, 'utf8');
-        st = C.slm_generate(h, data, data.length, null, 0, gp, res, err);
-      }
-    } finally {
-      koffi.unregister(cb);
+    gp.on_text = job.cb;
+    job.gp = gp;
+    job.res = {};
+    job.err = {};
+    if (o.promptIds) {
+      job.data = null;
+      job.len = 0;
+      job.ids = Int32Array.from(o.promptIds);
+      job.nIds = job.ids.length;
+    } else {
+      job.data = Buffer.from(prompt, 'utf8');
+      job.len = job.data.length;
+      job.ids = null;
+      job.nIds = 0;
     }
-    if (thrown) throw thrown;
-    check(st, err);
-    return {
-      text: chunks.join(''), tokens: Array.from(ids.subarray(0, Math.min(res.n_generated, cap))),
-      stopReason: res.stop_reason, stop: STOP[res.stop_reason], nPrompt: res.n_prompt, nGenerated: res.n_generated,
-      promptMs: res.prompt_ms, promptTps: res.prompt_tps, genMs: res.gen_ms, genTps: res.gen_tps,
+    job.finish = (st) => {
+      if (thrown) throw thrown;
+      check(st, job.err);
+      const res = job.res;
+      return {
+        text: chunks.join(''), tokens: Array.from(ids.subarray(0, Math.min(res.n_generated, cap))),
+        stopReason: res.stop_reason, stop: STOP[res.stop_reason], nPrompt: res.n_prompt, nGenerated: res.n_generated,
+        promptMs: res.prompt_ms, promptTps: res.prompt_tps, genMs: res.gen_ms, genTps: res.gen_tps,
+      };
     };
+    return job;
   }
 
   /** Format a conversation with the model's chat template, start over and generate the reply. */
   chat(messages, options = {}) {
-    const text = chatFormat(messages, { template: options.template, model: this.model });
+    const { template, ...rest } = options;
+    const text = chatFormat(messages, { template, model: this.model });
     this.rewind(0);
-    return this.generate(text, Object.assign({ parseSpecial: true }, options));
+    return this.generate(text, Object.assign({ parseSpecial: true }, rest));
   }
 }
 

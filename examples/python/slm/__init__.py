@@ -18,6 +18,7 @@ import ctypes
 import os
 import atexit
 import queue
+import signal
 import threading
 import weakref
 from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int, c_int32, c_int64, c_size_t, c_void_p
@@ -148,8 +149,16 @@ def version():
 
 
 def build_info():
-    """The library's compile-time configuration (SIMD path, OpenMP, ...)."""
+    """The library's configuration: the kernel sets compiled in, the best
+    one this CPU supports, OpenMP, ..."""
     return _L.slm_build_info().decode()
+
+
+def isas():
+    """Names of the instruction sets this build has and this CPU runs
+    (a Model's `isa` argument), best first."""
+    best_first = (4, 3, 2, 5, 6, 7, 1)  # avx512 avx2 sse4 neon rvv mve scalar
+    return [_L.slm_isa_name(i).decode() for i in best_first if _L.slm_isa_available(i)]
 
 
 def library_path():
@@ -240,9 +249,14 @@ class TensorInfo(object):
 _LOG_LEVELS = {0: "error", 1: "warn", 2: "info", 3: "debug"}
 
 
-def _model_params(use_mmap, vocab_only, repack, log):
+def _model_params(use_mmap, vocab_only, repack, log, isa=None):
     p = _lib.slm_model_params()
     _L.slm_model_params_init(byref(p))
+    if isa is not None:
+        n = _L.slm_isa_from_name(str(isa).encode())
+        if n < 0:
+            raise ValueError("isa: unknown instruction set %r (see slm.isas())" % (isa,))
+        p.isa = n
     p.use_mmap = 1 if use_mmap else 0
     p.vocab_only = 1 if vocab_only else 0
     p.repack = 1 if repack else 0
@@ -261,24 +275,30 @@ def _model_params(use_mmap, vocab_only, repack, log):
 class Model(_Handle):
     """A loaded GGUF model (read-only; may be shared by many sessions).
 
-    Model(path, use_mmap=True, vocab_only=False, repack=True, log=None)
+    Model(path, use_mmap=True, vocab_only=False, repack=True, log=None, isa=None)
     Model.from_bytes(data, ...) loads from memory (the buffer is kept
     referenced and must not change while the model lives).
     `log` is an optional callable(level_name, message) for the library's
-    warnings. Close with close() or a with-block; also freed when collected.
+    warnings. `isa` names the kernels to use ("avx2", "scalar", ...; None:
+    the best this CPU supports); `model.isa` says which it uses. Close with close() or a with-block; also freed when collected.
     """
 
     _handle = None
 
-    def __init__(self, path, use_mmap=True, vocab_only=False, repack=True, log=None):
+    def __init__(self, path, use_mmap=True, vocab_only=False, repack=True, log=None, isa=None):
         self._init_common()
-        p, self._log_cb = _model_params(use_mmap, vocab_only, repack, log)
+        p, self._log_cb = _model_params(use_mmap, vocab_only, repack, log, isa)
         err = _lib.slm_error()
         h = c_void_p()
         st = _L.slm_model_load_file(os.fsencode(path), byref(p), byref(h), byref(err))
         _check(st, err)
         self._handle = h
         self.path = os.fspath(path)
+
+    @property
+    def isa(self):
+        """The instruction set whose kernels this model runs with ("avx2", ...)."""
+        return _L.slm_isa_name(_L.slm_model_isa(self._h())).decode()
 
     def _init_common(self):
         self._buffer = None
@@ -705,6 +725,10 @@ class Session(_Handle):
     _handle = None
 
     def __init__(self, model, n_ctx=0, n_threads=0, n_batch=0, kv_type="f16", logits_all=False):
+        for name, v in (("n_ctx", n_ctx), ("n_threads", n_threads), ("n_batch", n_batch)):
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 2147483647:
+                raise InvalidArgumentError("%s must be an integer from 0 (the default) to 2147483647, not %r"
+                                           % (name, v), _lib.SLM_ERR_INVALID_ARG)
         p = _lib.slm_session_params()
         _L.slm_session_params_init(byref(p))
         p.n_ctx = n_ctx
@@ -760,6 +784,41 @@ class Session(_Handle):
 
     def set_threads(self, n_threads):
         _L.slm_session_set_threads(self._h(), n_threads)
+
+    def save_state(self, path=None, tokens=None):
+        """Save the session's state (KV cache, position, last logits) with
+        optional token ids: to the file `path` (replaced safely: written to
+        a temporary file, then renamed), or returned as bytes when path is
+        None. load_state restores it into a session of the same model and
+        KV type."""
+        arr, n = _ids_array(tokens or [])
+        err = _lib.slm_error()
+        h = self._h()
+        if path is not None:
+            _check(_L.slm_session_state_save_file(h, os.fsencode(path), arr if n else None, n, byref(err)), err)
+            return None
+        size = _L.slm_session_state_size(h, n)
+        buf = ctypes.create_string_buffer(max(size, 1))
+        written = c_size_t()
+        _check(_L.slm_session_state_save(h, arr if n else None, n, buf, size, byref(written), byref(err)), err)
+        return buf.raw[:written.value]
+
+    def load_state(self, source):
+        """Restore a state saved by save_state: `source` is the bytes or a
+        file path. Returns the token ids saved with it (a list). A state of
+        another model or KV type, or a damaged one, raises an SlmError and
+        leaves the session as it was."""
+        h = self._h()
+        err = _lib.slm_error()
+        n = c_int32()
+        cap = max(_L.slm_session_n_ctx(h), 1)
+        ids = (c_int32 * cap)()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            _check(_L.slm_session_state_load(h, data, len(data), ids, cap, byref(n), byref(err)), err)
+        else:
+            _check(_L.slm_session_state_load_file(h, os.fsencode(source), ids, cap, byref(n), byref(err)), err)
+        return ids[:n.value]
 
     # -- decode and logits --------------------------------------------------
 
@@ -830,6 +889,8 @@ class Session(_Handle):
         raised = []
 
         def _on_text(user, text, n):
+            if signals:
+                return 1
             try:
                 piece = ctypes.string_at(text, n)
                 chunks.append(piece)
@@ -844,14 +905,25 @@ class Session(_Handle):
         gp.on_text = cb
         res = _lib.slm_generate_result()
         err = _lib.slm_error()
-        if prompt_ids is not None:
-            parr, pn = _ids_array(prompt_ids)
-            if pn == 0:
-                parr = None
-            st = _L.slm_generate(h, None, 0, parr, pn, byref(gp), byref(res), byref(err))
-        else:
-            data = _enc(prompt or "")
-            st = _L.slm_generate(h, data, len(data), None, 0, byref(gp), byref(res), byref(err))
+        # Ctrl-C: Python runs a signal handler at the next bytecode, which
+        # may be the callback's first one, outside any try: the exception
+        # would be lost in ctypes ("Exception ignored"). So while the C call
+        # runs (in the main thread), SIGINT only records itself, the
+        # callback stops generation, and the original handler runs after
+        # the call (raising KeyboardInterrupt by default).
+        signals = []
+        old = _swap_sigint(signals)
+        try:
+            if prompt_ids is not None:
+                parr, pn = _ids_array(prompt_ids)
+                if pn == 0:
+                    parr = None
+                st = _L.slm_generate(h, None, 0, parr, pn, byref(gp), byref(res), byref(err))
+            else:
+                data = _enc(prompt or "")
+                st = _L.slm_generate(h, data, len(data), None, 0, byref(gp), byref(res), byref(err))
+        finally:
+            _restore_sigint(old, signals)
         del keep
         if raised:
             raise raised[0]
@@ -902,6 +974,29 @@ class Session(_Handle):
         if not self._handle:
             return "<slm.Session closed>"
         return "<slm.Session pos %d of %d>" % (_L.slm_session_pos(self._handle), _L.slm_session_n_ctx(self._handle))
+
+
+def _swap_sigint(signals):
+    """Replace a Python-level SIGINT handler by one that appends to
+    `signals`; returns what _restore_sigint needs (None: nothing changed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        old = signal.getsignal(signal.SIGINT)
+        if not callable(old):
+            return None  # SIG_IGN, SIG_DFL or set from C: leave it
+        signal.signal(signal.SIGINT, lambda signum, frame: signals.append((signum, frame)))
+        return (old,)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigint(saved, signals):
+    if saved is None:
+        return
+    signal.signal(signal.SIGINT, saved[0])
+    if signals:
+        saved[0](*signals[0])  # default_int_handler raises KeyboardInterrupt
 
 
 _DONE = object()
@@ -1012,7 +1107,13 @@ class Stream(_Closeable):
         elif self._waiting:
             self._waiting = False
             w.go.release()
-        item = w.get()
+        try:
+            item = w.get()
+        except BaseException:
+            # Ctrl-C (or another exception) while waiting: stop the worker so
+            # the session is free again, then let the exception go on
+            self.close()
+            raise
         if isinstance(item, tuple) and item and item[0] is _DONE:
             self._finish(item)
             raise StopIteration

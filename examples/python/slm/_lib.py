@@ -64,6 +64,7 @@ class slm_model_params(Structure):
         ("allocator", c_void_p),  # const slm_allocator *; always NULL from Python
         ("log", LOG_FN),
         ("log_user", c_void_p),
+        ("isa", c_int),  # SLM_ISA_*: 0 = the best this CPU supports
     ]
 
 
@@ -205,6 +206,10 @@ PROTOTYPES = {
     "slm_status_string": (c_char_p, [c_int]),
     "slm_version": (c_char_p, []),
     "slm_build_info": (c_char_p, []),
+    "slm_isa_available": (c_int, [c_int]),
+    "slm_isa_name": (c_char_p, [c_int]),
+    "slm_isa_from_name": (c_int, [c_char_p]),
+    "slm_model_isa": (c_int, [_P]),
     "slm_type_name": (c_char_p, [c_int]),
     # model
     "slm_model_params_init": (None, [POINTER(slm_model_params)]),
@@ -235,6 +240,11 @@ PROTOTYPES = {
     "slm_session_n_ctx": (c_int32, [_P]),
     "slm_session_rewind": (c_int, [_P, c_int32]),
     "slm_session_set_threads": (None, [_P, c_int32]),
+    "slm_session_state_size": (c_size_t, [_P, c_int32]),
+    "slm_session_state_save": (c_int, [_P, _I32P, c_int32, c_void_p, c_size_t, POINTER(c_size_t), _ERR]),
+    "slm_session_state_load": (c_int, [_P, c_void_p, c_size_t, _I32P, c_int32, POINTER(c_int32), _ERR]),
+    "slm_session_state_save_file": (c_int, [_P, c_char_p, _I32P, c_int32, _ERR]),
+    "slm_session_state_load_file": (c_int, [_P, c_char_p, _I32P, c_int32, POINTER(c_int32), _ERR]),
     # tokenizer
     "slm_vocab_type": (c_int, [_P]),
     "slm_vocab_size": (c_int32, [_P]),
@@ -348,8 +358,9 @@ def load_library():
         except OSError as e:
             tried.append("%s (%s)" % (found, e))
     raise LibraryNotFound(
-        "the slm shared library was not found; build it with `make` (build/libslm.so) or set "
-        "SLM_LIBRARY to its path" + ("; could not load: " + ", ".join(tried) if tried else ""))
+        "the slm shared library was not found; build it with `make` in the slm repository "
+        "(build/libslm.so), then reinstall this package (pip install ./examples/python copies it in) "
+        "or set SLM_LIBRARY to its path" + ("; could not load: " + ", ".join(tried) if tried else ""))
 
 
 def declare(lib):
@@ -415,7 +426,8 @@ def check_layouts(lib, override=None):
                 problems.append("%s.%s: %r where the library's default is %r" % (real.__name__, field, got, want))
 
     check(slm_model_params, lib.slm_model_params_init,
-          {"use_mmap": 1, "vocab_only": 0, "repack": 1, "allocator": None, "log": None, "log_user": None})
+          {"use_mmap": 1, "vocab_only": 0, "repack": 1, "allocator": None, "log": None, "log_user": None,
+           "isa": 0})
     check(slm_session_params, lib.slm_session_params_init,
           {"n_ctx": 0, "n_threads": 0, "n_batch": 0, "kv_type": SLM_TYPE_F16, "logits_all": 0})
     sampler_defaults = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0,
