@@ -11546,12 +11546,16 @@ static int chat_family_of_model(const slm_model *m, const char **why) {
     if (!strncmp(arch, "gemma", 5)) return SLM_CHAT_GEMMA;
     if (!strcmp(arch, "phi3")) return SLM_CHAT_PHI3;
     if (!strncmp(arch, "qwen", 4)) return SLM_CHAT_CHATML;
+    if (!strncmp(arch, "granite", 7)) return SLM_CHAT_GRANITE; /* 2026 families */
+    if (!strcmp(arch, "olmo2")) return SLM_CHAT_OLMO2;
+    if (!strcmp(arch, "lfm2") || !strcmp(arch, "smollm3")) return SLM_CHAT_CHATML;
     const vocab *v = vocab_of(m);
     static const struct {
         const char *tok;
         int family;
     } MARK[] = {{"<|start_header_id|>", SLM_CHAT_LLAMA3}, {"<|im_start|>", SLM_CHAT_CHATML},
-                {"<start_of_turn>", SLM_CHAT_GEMMA},       {"<|assistant|>", SLM_CHAT_PHI3},
+                {"<start_of_turn>", SLM_CHAT_GEMMA},       {"<|start_of_role|>", SLM_CHAT_GRANITE},
+                {"<|assistant|>", SLM_CHAT_PHI3},
                 {"[INST]", SLM_CHAT_MISTRAL}};
     *why = "the vocabulary's turn tokens";
     for (size_t i = 0; v && i < sizeof MARK / sizeof MARK[0]; i++)

@@ -540,6 +540,18 @@ void test_families(void) {
             CHECK(0, "%s: load: %s", f->name, err.message);
             continue;
         }
+        /* no chat template in the fixtures: the family follows the architecture */
+        {
+            static const struct {
+                const char *prefix;
+                int family;
+            } IMPLIED[] = {{"tiny-granite", SLM_CHAT_GRANITE}, {"tiny-olmo2", SLM_CHAT_OLMO2}, {"tiny-", SLM_CHAT_CHATML}};
+            size_t k = 0;
+            while (strncmp(f->name, IMPLIED[k].prefix, strlen(IMPLIED[k].prefix)) != 0) k++;
+            int fb = 0, fam_got = slm_chat_model_family(m, &fb);
+            CHECK(fam_got == IMPLIED[k].family && fb == 1, "%s: chat family %d (fallback %d), expected %d", f->name,
+                  fam_got, fb, IMPLIED[k].family);
+        }
         check_batches(f, m, &r);
         if (f->hybrid) {
             check_rewind(f, m, &r);
