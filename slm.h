@@ -349,7 +349,9 @@ SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
    format is versioned and carries a hash of the model (architecture,
    hyperparameters, metadata and tensor directory) and a checksum: a state
    of another model, another KV type, or a damaged file is refused with a
-   message, and a failed load leaves the session unchanged.
+   message, and a failed load leaves the session unchanged. Models with
+   recurrent layers also save their conv/SSM state and the ids decoded so
+   far (so that a restored session can rewind; see slm_session_rewind).
    slm_session_state_size: the exact bytes slm_session_state_save writes
    now with n_tokens ids. Save: SLM_ERR_BUFFER (and *written = the size) if
    cap is too small. Load: the ids go to tokens[cap_tokens] (may be NULL),
