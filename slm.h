@@ -307,7 +307,9 @@ typedef struct slm_session_params {
 SLM_API void slm_session_params_init(slm_session_params *params);
 
 /* Bytes a session with these parameters allocates (KV cache, scratch,
-   logits), so that a caller can plan memory before creating it. */
+   logits; for models with recurrent layers also two copies of their conv
+   and SSM state and n_ctx token ids, see slm_session_rewind), so that a
+   caller can plan memory before creating it. */
 SLM_API size_t slm_session_memory_size(const slm_model *model, const slm_session_params *params);
 
 SLM_API slm_status slm_session_create(const slm_model *model, const slm_session_params *params,
@@ -326,7 +328,16 @@ SLM_API slm_status slm_decode(slm_session *session, const int32_t *tokens, int32
 SLM_API const float *slm_session_logits(const slm_session *session, int32_t i);
 SLM_API int32_t slm_session_pos(const slm_session *session);
 SLM_API int32_t slm_session_n_ctx(const slm_session *session);
-/* Forget everything from position `pos` on (0 clears the conversation). */
+/* Forget everything from position `pos` on (0 clears the conversation).
+   Models with recurrent layers (lfm2, qwen35, granitehybrid) cannot cut
+   their conv/SSM state back like a KV cache. Their session keeps the state
+   from before the last slm_decode call (at no cost: that call wrote a
+   second copy) and the ids decoded so far. Rewinding to the start of the
+   last decode call (chat dropping the end-of-turn token) or to 0 is
+   immediate; any other position restores the nearest earlier of those two
+   states and decodes the kept ids up to `pos` again, which costs a prefill
+   of that many tokens. The logits equal those of a fresh run. Returns
+   SLM_ERR_INVALID_ARG for pos < 0 or pos > the current position. */
 SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
 /* Change the thread count for later decode calls: 0 = all available, at most
    the count the session was created with (its scratch is sized for those). */
@@ -341,7 +352,9 @@ SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
    format is versioned and carries a hash of the model (architecture,
    hyperparameters, metadata and tensor directory) and a checksum: a state
    of another model, another KV type, or a damaged file is refused with a
-   message, and a failed load leaves the session unchanged.
+   message, and a failed load leaves the session unchanged. Models with
+   recurrent layers also save their conv/SSM state and the ids decoded so
+   far (so that a restored session can rewind; see slm_session_rewind).
    slm_session_state_size: the exact bytes slm_session_state_save writes
    now with n_tokens ids. Save: SLM_ERR_BUFFER (and *written = the size) if
    cap is too small. Load: the ids go to tokens[cap_tokens] (may be NULL),
@@ -505,6 +518,13 @@ SLM_API int32_t slm_vocab_max_piece(const slm_model *model);
  *            V1 template: Mistral-7B-Instruct v0.1/v0.2, Mixtral; S goes
  *            before the first user text)
  *   LLAMA2   [INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST] A </s><s>[INST] U [/INST]
+ *   GRANITE  <|start_of_role|>user<|end_of_role|>U<|end_of_text|>\n ...
+ *            <|start_of_role|>assistant<|end_of_role|> (Granite 3.x, 4.0 and
+ *            4.0-H; no default system prompt, as Granite 4.0)
+ *   OLMO2    <|system|>\nS\n<|user|>\nU\n<|assistant|>\nA<eos>\n ...
+ *            <|assistant|>\n (OLMo 2 Instruct, Tulu 3)
+ * Qwen3.5, SmolLM3 and LFM2 use ChatML (LFM2's <|startoftext|> is its BOS;
+ * thinking blocks are part of the assistant's text).
  * Roles other than system/user/assistant are written as given where the
  * format names roles, and as user turns in the [INST] formats.
  */
@@ -518,7 +538,9 @@ enum {
     SLM_CHAT_ZEPHYR = 5,
     SLM_CHAT_MISTRAL = 6,
     SLM_CHAT_LLAMA2 = 7,
-    SLM_CHAT_PHI4_MINI = 8
+    SLM_CHAT_PHI4_MINI = 8,
+    SLM_CHAT_GRANITE = 9,
+    SLM_CHAT_OLMO2 = 10
 };
 
 typedef struct slm_chat_message {
@@ -537,8 +559,8 @@ SLM_API int slm_chat_detect(const char *tmpl);
    <|assistant|>, [INST]), else SLM_CHAT_CHATML. Otherwise *fallback = 0. */
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
-   "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini"; 0 if
-   unknown. */
+   "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini", "granite",
+   "olmo2"; 0 if unknown. */
 SLM_API int slm_chat_family_from_name(const char *name);
 /* Name of a family ("chatml", ...), "auto" for 0, NULL if unknown. */
 SLM_API const char *slm_chat_family_name(int family);

@@ -5,6 +5,7 @@
  * Files are generated at bench time and never committed.
  *
  *   gen_model SHAPE DIR [TYPES]     SHAPE: smollm2-135m | qwen2.5-0.5b | llama3.2-1b |
+ *                                          qwen3.5-0.8b | lfm2-1.2b
  *                                          bge-small (a BERT encoder, for embeddings)
  *                                   TYPES: comma list of F16,Q8_0,Q4_0,Q4_K_M (default all)
  *
@@ -25,13 +26,38 @@ typedef struct shape {
     int n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
     float rope_base, eps;
     int qkv_bias, tied, rope_freqs;
+    /* 2026 hybrids: HYB_QWEN35 (3 Gated DeltaNet layers, then 1 gated
+       attention layer) or HYB_LFM2 (short conv layers, attention where
+       attn_mask has the layer's bit) */
+    int hybrid, head_dim, n_rot;
+    int ssm_k_heads, ssm_v_heads, ssm_head; /* qwen35 linear attention */
+    unsigned attn_mask;
 } shape;
 
+enum { HYB_NONE = 0, HYB_QWEN35 = 1, HYB_LFM2 = 2 };
+
 static const shape SHAPES[] = {
-    {"smollm2-135m", "llama", 30, 576, 1536, 9, 3, 49152, 8192, 100000.0f, 1e-5f, 0, 1, 0},
-    {"qwen2.5-0.5b", "qwen2", 24, 896, 4864, 14, 2, 151936, 32768, 1000000.0f, 1e-6f, 1, 1, 0},
-    {"llama3.2-1b", "llama", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.0f, 1e-5f, 0, 1, 1},
+    {"smollm2-135m", "llama", 30, 576, 1536, 9, 3, 49152, 8192, 100000.0f, 1e-5f, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"qwen2.5-0.5b", "qwen2", 24, 896, 4864, 14, 2, 151936, 32768, 1000000.0f, 1e-6f, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"llama3.2-1b", "llama", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.0f, 1e-5f, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    /* Qwen3.5-0.8B: 24 layers (every 4th gated attention, 8 heads of 256, 2
+       KV heads, rope on 64 dims), linear attention 16 q/k and 16 v heads of
+       128, conv kernel 4; FFN 3584; vocabulary 248320, tied */
+    {"qwen3.5-0.8b", "qwen35", 24, 1024, 3584, 8, 2, 248320, 262144, 10000000.0f, 1e-6f, 0, 1, 0, HYB_QWEN35, 256, 64,
+     16, 16, 128, 0},
+    /* LFM2-1.2B: 16 layers, attention at 2, 5, 8, 10, 12, 14 (32 heads of
+       64, 8 KV heads), short convs (l_cache 3) elsewhere; FFN 8192 (12288
+       auto-adjusted); vocabulary 65536, tied */
+    {"lfm2-1.2b", "lfm2", 16, 2048, 8192, 32, 8, 65536, 128000, 1000000.0f, 1e-5f, 0, 1, 0, HYB_LFM2, 64, 64, 0, 0, 0,
+     (1u << 2) | (1u << 5) | (1u << 8) | (1u << 10) | (1u << 12) | (1u << 14)},
 };
+
+/* Is layer il attention (not a recurrent layer)? */
+static int is_attn(const shape *sh, int il) {
+    if (sh->hybrid == HYB_QWEN35) return (il + 1) % 4 == 0;
+    if (sh->hybrid == HYB_LFM2) return (sh->attn_mask >> il) & 1u;
+    return 1;
+}
 
 typedef struct tdesc {
     char name[64];
@@ -71,19 +97,52 @@ static void kv_bool(gbuf *b, const char *k, int v) {
 static int write_f16(const shape *sh, const char *path) {
     tdesc *t = (tdesc *)calloc((size_t)sh->n_layer * 16 + 8, sizeof *t);
     int nt = 0;
-    const int64_t E = sh->n_embd, F = sh->n_ff, hd = sh->n_embd / sh->n_head;
+    const int64_t E = sh->n_embd, F = sh->n_ff, hd = sh->head_dim ? sh->head_dim : sh->n_embd / sh->n_head;
     const int64_t Q = sh->n_head * hd, KV = sh->n_head_kv * hd;
     const float ws = 0.02f * 1.7320508f; /* uniform with std 0.02 */
 #define T(nm, nd, a, b, ty, sc, c) (snprintf(t[nt].name, 64, "%s", nm), t[nt].n_dims = nd, t[nt].ne0 = a, \
                                     t[nt].ne1 = b, t[nt].type = ty, t[nt].scale = sc, t[nt].center = c, nt++)
     T("token_embd.weight", 2, E, sh->n_vocab, SLM_TYPE_F16, ws, 0.0f);
-    T("output_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+    T(sh->hybrid == HYB_LFM2 ? "token_embd_norm.weight" : "output_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
     if (!sh->tied) T("output.weight", 2, E, sh->n_vocab, SLM_TYPE_F16, ws, 0.0f);
     if (sh->rope_freqs) T("rope_freqs.weight", 1, hd / 2, 1, SLM_TYPE_F32, 0.0f, 1.0f);
     for (int il = 0; il < sh->n_layer; il++) {
         char n[64];
 #define L(s, nd, a, b, ty, sc, c) (snprintf(n, 64, "blk.%d.%s", il, s), T(n, nd, a, b, ty, sc, c))
         L("attn_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        if (sh->hybrid) {
+            const int64_t KD = (int64_t)sh->ssm_k_heads * sh->ssm_head, VD = (int64_t)sh->ssm_v_heads * sh->ssm_head;
+            const int64_t NV = sh->ssm_v_heads;
+            L(sh->hybrid == HYB_QWEN35 ? "post_attention_norm.weight" : "ffn_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f,
+              1.0f);
+            L("ffn_gate.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
+            L("ffn_up.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
+            L("ffn_down.weight", 2, F, E, SLM_TYPE_F16, ws, 0.0f);
+            if (is_attn(sh, il)) {
+                const int gate = sh->hybrid == HYB_QWEN35 ? 2 : 1; /* qwen35: query | gate */
+                L("attn_q.weight", 2, E, gate * Q, SLM_TYPE_F16, ws, 0.0f);
+                L("attn_k.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
+                L("attn_v.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
+                L("attn_output.weight", 2, Q, E, SLM_TYPE_F16, ws, 0.0f);
+                L("attn_q_norm.weight", 1, hd, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+                L("attn_k_norm.weight", 1, hd, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+            } else if (sh->hybrid == HYB_LFM2) {
+                L("shortconv.in_proj.weight", 2, E, 3 * E, SLM_TYPE_F16, ws, 0.0f);
+                L("shortconv.conv.weight", 2, 3, E, SLM_TYPE_F32, 0.3f, 0.0f);
+                L("shortconv.out_proj.weight", 2, E, E, SLM_TYPE_F16, ws, 0.0f);
+            } else {
+                L("attn_qkv.weight", 2, E, 2 * KD + VD, SLM_TYPE_F16, ws, 0.0f);
+                L("attn_gate.weight", 2, E, VD, SLM_TYPE_F16, ws, 0.0f);
+                L("ssm_beta.weight", 2, E, NV, SLM_TYPE_F16, ws, 0.0f);
+                L("ssm_alpha.weight", 2, E, NV, SLM_TYPE_F16, ws, 0.0f);
+                L("ssm_conv1d.weight", 2, 4, 2 * KD + VD, SLM_TYPE_F32, 0.3f, 0.0f);
+                L("ssm_a", 1, NV, 1, SLM_TYPE_F32, 0.5f, -1.0f);
+                L("ssm_dt.bias", 1, NV, 1, SLM_TYPE_F32, 1.0f, 0.0f);
+                L("ssm_norm.weight", 1, sh->ssm_head, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+                L("ssm_out.weight", 2, VD, E, SLM_TYPE_F16, ws, 0.0f);
+            }
+            continue;
+        }
         L("attn_q.weight", 2, E, Q, SLM_TYPE_F16, ws, 0.0f);
         L("attn_k.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
         L("attn_v.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
@@ -116,8 +175,27 @@ static int write_f16(const shape *sh, const char *path) {
     kv_u32(&b, AK("block_count"), (uint32_t)sh->n_layer);
     kv_u32(&b, AK("feed_forward_length"), (uint32_t)F);
     kv_u32(&b, AK("attention.head_count"), (uint32_t)sh->n_head);
-    kv_u32(&b, AK("attention.head_count_kv"), (uint32_t)sh->n_head_kv);
-    kv_u32(&b, AK("rope.dimension_count"), (uint32_t)hd);
+    if (sh->hybrid == HYB_LFM2) { /* per layer, 0 = short conv */
+        kv_arr(&b, AK("attention.head_count_kv"), 5, (uint64_t)sh->n_layer);
+        for (int il = 0; il < sh->n_layer; il++) gb_u32(&b, is_attn(sh, il) ? (uint32_t)sh->n_head_kv : 0);
+    } else {
+        kv_u32(&b, AK("attention.head_count_kv"), (uint32_t)sh->n_head_kv);
+    }
+    kv_u32(&b, AK("rope.dimension_count"), (uint32_t)(sh->n_rot ? sh->n_rot : hd));
+    if (sh->head_dim) {
+        kv_u32(&b, AK("attention.key_length"), (uint32_t)hd);
+        kv_u32(&b, AK("attention.value_length"), (uint32_t)hd);
+    }
+    if (sh->hybrid == HYB_QWEN35) {
+        kv_u32(&b, AK("full_attention_interval"), 4);
+        kv_u32(&b, AK("ssm.conv_kernel"), 4);
+        kv_u32(&b, AK("ssm.inner_size"), (uint32_t)(sh->ssm_v_heads * sh->ssm_head));
+        kv_u32(&b, AK("ssm.state_size"), (uint32_t)sh->ssm_head);
+        kv_u32(&b, AK("ssm.time_step_rank"), (uint32_t)sh->ssm_v_heads);
+        kv_u32(&b, AK("ssm.group_count"), (uint32_t)sh->ssm_k_heads);
+    } else if (sh->hybrid == HYB_LFM2) {
+        kv_u32(&b, AK("shortconv.l_cache"), 3);
+    }
     kv_f32(&b, AK("rope.freq_base"), sh->rope_base);
     kv_f32(&b, AK("attention.layer_norm_rms_epsilon"), sh->eps);
     kv_u32(&b, AK("vocab_size"), (uint32_t)sh->n_vocab);

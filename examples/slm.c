@@ -100,7 +100,7 @@ typedef struct opts {
     int context_shift, no_shift, n_keep;
     /* chat */
     const char *system, *tmpl;
-    int verbose;
+    int verbose, hide_thinking;
     unsigned long long seed;
     slm_sampler_params sp;
     const char *stop[16];
@@ -236,8 +236,11 @@ static const char *CHAT_HELP =
     "  -c, --ctx N              context length (default: training context, at most 4096)\n"
     "  -n, --n-predict N        longest reply in tokens (default: until the end of the turn)\n"
     "  -t, --threads N          threads (default: all)\n"
-    "  --template NAME          chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2\n"
+    "  --template NAME          chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2,\n"
+    "                           granite, olmo2\n"
     "                           (default: the model's own)\n"
+    "  --hide-thinking          do not print <think>...</think> blocks of reasoning\n"
+    "                           models (Qwen3/3.5, SmolLM3); they stay in the context\n"
     "  --no-context-shift       when the context is full, refuse the message instead of\n"
     "                           dropping the oldest turns (the system prompt stays)\n"
     "  -v, --verbose            after each turn, a line on stderr: prompt and reply\n"
@@ -284,6 +287,7 @@ static const optdef OPTS[] = {
     {"-s", "--system", 1, C_CHAT},
     {NULL, "--template", 1, C_CHAT},
     {"-v", "--verbose", 0, C_CHAT},
+    {NULL, "--hide-thinking", 0, C_CHAT},
     {NULL, "--stop", 1, C_RUN},
     {NULL, "--special", 0, C_RUN | C_TOKENIZE},
     {NULL, "--no-echo", 0, C_RUN},
@@ -415,6 +419,7 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--system")) o->system = v;
         else if (!strcmp(l, "--template")) o->tmpl = v;
         else if (!strcmp(l, "--verbose")) o->verbose = 1;
+        else if (!strcmp(l, "--hide-thinking")) o->hide_thinking = 1;
         else if (!strcmp(l, "--temp")) o->sp.temperature = parse_float(v, a);
         else if (!strcmp(l, "--top-k")) o->sp.top_k = parse_int(v, a);
         else if (!strcmp(l, "--top-p")) o->sp.top_p = parse_float(v, a);
@@ -989,15 +994,54 @@ static void tb_add(text_buf *b, const char *t, size_t n) {
     b->s[b->n] = 0;
 }
 
-/* The reply streams to stdout and is kept for the conversation. */
+/* The reply as it streams: all of it into the message, to stdout without
+   the <think>...</think> blocks when they are hidden (a tag may arrive in
+   pieces: the bytes that may begin one wait in pend; the blank lines after
+   a block go too). */
+typedef struct chat_sink {
+    text_buf reply;
+    int hide, in_think, after; /* after: just left a block */
+    char pend[16];
+    size_t n_pend;
+} chat_sink;
+
+static void think_filter(chat_sink *c, const char *text, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        const char *tag = c->in_think ? "</think>" : "<think>";
+        const size_t tl = strlen(tag);
+        c->pend[c->n_pend++] = text[i];
+        if (strncmp(c->pend, tag, c->n_pend) == 0) {
+            if (c->n_pend < tl) continue;
+            c->in_think = !c->in_think;
+            c->after = !c->in_think;
+            c->n_pend = 0;
+            continue;
+        }
+        /* not a tag: the first byte is plain text; the rest may start one */
+        size_t k = 0;
+        while (k < c->n_pend) {
+            size_t m = c->n_pend - k;
+            if (k > 0 && strncmp(c->pend + k, tag, m) == 0) break;
+            if (!c->in_think && !(c->after && (c->pend[k] == '\n' || c->pend[k] == '\r'))) {
+                c->after = 0;
+                fputc(c->pend[k], stdout);
+            }
+            k++;
+        }
+        memmove(c->pend, c->pend + k, c->n_pend - k);
+        c->n_pend -= k;
+    }
+}
+
 static int chat_out_errno;
 
 static int chat_text(void *user, const char *text, size_t len) {
-    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
-        chat_out_errno = errno ? errno : EIO;
-        return 1;
-    }
-    tb_add((text_buf *)user, text, len);
+    chat_sink *c = (chat_sink *)user;
+    if (c->hide) think_filter(c, text, len);
+    else if (fwrite(text, 1, len, stdout) != len) chat_out_errno = errno ? errno : EIO;
+    if (fflush(stdout) != 0 && !chat_out_errno) chat_out_errno = errno ? errno : EIO;
+    if (chat_out_errno) return 1;
+    tb_add(&c->reply, text, len);
     return interrupted != 0;
 }
 
@@ -1220,7 +1264,7 @@ static int cmd_chat(int argc, char **argv) {
     int family, fallback = 0;
     if (o.tmpl) {
         family = slm_chat_family_from_name(o.tmpl);
-        if (!family) die("unknown template '%s' (chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2)", o.tmpl);
+        if (!family) die("unknown template '%s' (chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2, granite, olmo2)", o.tmpl);
     } else {
         family = slm_chat_model_family(m, &fallback);
     }
@@ -1321,9 +1365,11 @@ static int cmd_chat(int argc, char **argv) {
         gp.sampler.seed = o.seed + (unsigned long long)turn;
         gp.sampler.grammar = grammar;
         gp.parse_special = 1; /* the template's special tokens */
-        text_buf reply = {NULL, 0, 0};
+        chat_sink sink;
+        memset(&sink, 0, sizeof sink);
+        sink.hide = o.hide_thinking;
         gp.on_text = chat_text;
-        gp.user = &reply;
+        gp.user = &sink;
         int32_t pos0 = slm_session_pos(s);
         slm_generate_result r;
         interrupted = 0;
@@ -1356,6 +1402,8 @@ static int cmd_chat(int argc, char **argv) {
         }
         free(text);
         turn++;
+        if (sink.hide && !sink.in_think) fwrite(sink.pend, 1, sink.n_pend, stdout); /* a tag that never came */
+        text_buf reply = sink.reply;
         if (!reply.n || reply.s[reply.n - 1] != '\n') fputc('\n', stdout);
         fflush(stdout);
         /* the end-of-turn token goes: the next turn writes the template's own

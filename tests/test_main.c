@@ -20,6 +20,7 @@ void test_cli(void);
 void test_state(void);
 void test_grammar(void);
 void test_embedding(void);
+void test_families(void);
 
 static const struct {
     const char *name;
@@ -41,6 +42,7 @@ static const struct {
     {"state", test_state},
     {"grammar", test_grammar},
     {"embedding", test_embedding},
+    {"families", test_families},
 };
 
 int main(int argc, char **argv) {

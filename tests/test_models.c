@@ -13,7 +13,8 @@
 typedef struct fixture {
     const char *name;
     double tol; /* bar on max|out-ref| / max|ref| */
-    int quant;  /* quantized: top-5 overlap >= 4, greedy up to small gaps */
+    int quant;  /* quantized: top-5 overlap >= 4, greedy up to small gaps;
+                   2: also amplifies activation-rounding flips (see below) */
 } fixture;
 
 static const fixture FIXTURES[] = {
@@ -37,6 +38,19 @@ static const fixture FIXTURES[] = {
     {"tiny-llama-Q6_K", 3e-2, 1},
     {"tiny-llama-IQ4_NL", 3e-2, 1},
     {"tiny-llama-IQ4_XS", 3e-2, 1},
+    /* the 2026 families (FIXTURES-families-2026.md) */
+    {"tiny-smollm3-F32", 1e-3, 0},
+    {"tiny-smollm3-Q4_0", 3e-2, 2},
+    {"tiny-olmo2-F32", 1e-3, 0},
+    {"tiny-olmo2-Q4_0", 3e-2, 2},
+    {"tiny-granite-F32", 1e-3, 0},
+    {"tiny-granite-Q4_0", 3e-2, 2},
+    {"tiny-lfm2-F32", 1e-3, 0},
+    {"tiny-lfm2-Q4_0", 3e-2, 2},
+    {"tiny-qwen35-F32", 1e-3, 0},
+    {"tiny-qwen35-Q4_0", 3e-2, 2},
+    {"tiny-granitehybrid-F32", 1e-3, 0},
+    {"tiny-granitehybrid-Q4_0", 3e-2, 2},
 };
 
 typedef struct ref {
@@ -224,7 +238,14 @@ static void check_fixture(const fixture *fx) {
             /* x8 kernels sum in another order than the one-row kernels
                (llama.cpp's order for Q4_0, not for Q5_0/Q8_0), and these
                random models amplify rounding: gemma3-Q5_0 moves 6e-4 */
-            CHECK(d <= fx->tol * 0.1, "%s: memory-loaded model differs from the file-loaded one by %.2e", fx->name, d);
+            /* quant 2: models where one activation rounded to the other Q8_0
+               step moves the logits by ~1e-2 (the families' README, section 6:
+               olmo2-Q4_0 1.9e-2 even for a float64 ggml-style pass); there
+               the memory-loaded model must meet the fixture's own bar */
+            double dr = rel_err(out2, r.logits, NPOS * NV, r.maxabs);
+            if (fx->quant == 2) printf("  %-18s unrepacked: rel %.2e, %.2e from the repacked run\n", fx->name, dr, d);
+            CHECK(fx->quant == 2 ? dr <= fx->tol : d <= fx->tol * 0.1,
+                  "%s: memory-loaded model differs from the file-loaded one by %.2e (rel %.2e)", fx->name, d, dr);
             slm_model_free(m);
         }
         free(buf);

@@ -554,6 +554,10 @@ static const pre_case PRE_CASES[] = {
     {"qwen2", "a.b,,c", {"a", ".b", ",,", "c"}},
     {"qwen2", "  \r\n\t", {"  \r\n", "\t"}},
     {"qwen2", "\xc3\x84pfel 3\xc2\xbd", {"\xc3\x84pfel", " ", "3", "\xc2\xbd"}},
+    /* qwen35: qwen2 with combining marks (\p{M}) in words, not in punctuation */
+    {"qwen35", "e\xcc\x81te !!\xcc\x81", {"e\xcc\x81te", " !!", "\xcc\x81"}},
+    {"qwen35", "a.\xcc\x81" "b 12", {"a", ".\xcc\x81" "b", " ", "1", "2"}},
+    {"qwen35", "I'M you'Re", {"I", "'M", " you", "'Re"}},
     /* starcoder / smollm: digits alone first, then gpt2 */
     {"smollm", "abc123 def", {"abc", "1", "2", "3", " def"}},
     {"smollm", "x 1", {"x", " ", "1"}},
@@ -677,7 +681,7 @@ static void pre_fallback(void) {
    crash, ids in range, the bytes come back. */
 static void bpe_robust(void) {
     static const char *pres[] = {"gpt-2", "llama3", "qwen2", "starcoder", "default", "falcon", "deepseek-llm",
-                                 "deepseek-coder", "gpt-4o", "tekken"};
+                                 "deepseek-coder", "gpt-4o", "tekken", "qwen35"};
     const char *toks[260];
     char store[256][3];
     for (unsigned b = 0; b < 256; b++) {
