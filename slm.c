@@ -4045,6 +4045,296 @@ static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
 #endif /* SLM_AVX2 */
 
 /* -------------------------------------------------------------------------- */
+/* 6b2. x86-64 AVX-512 (F, BW, VL, DQ) with VNNI                              */
+/* -------------------------------------------------------------------------- */
+/*
+ * vpdpbusd (u8 x s8, four products added to an int32 lane, no 16-bit
+ * saturation) replaces AVX2's maddubs + madd + add. Signed weights are made
+ * unsigned by an offset that comes back through a sum of the activations
+ * (Q8_0X's block sum, Q8_K's bsums); vpdpwssd then multiplies the int32
+ * lanes (each below 2^15 here) by the sub-block scales and accumulates.
+ * Integer sums are exact, so every kernel differs from the reference only
+ * in the order of its float additions. Only F, BW, VL, DQ and VNNI are used
+ * (no FMA/F16C VEX forms: their EVEX forms come with AVX512F/VL).
+ */
+#if defined(SLM_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__AVX512VNNI__)
+#define SLM_HAVE_AVX512_KERNELS 1
+
+/* an f16 as a float, by the EVEX conversion */
+static inline float h2f_avx512(const uint8_t *p) {
+    return _mm_cvtss_f32(_mm_maskz_cvtph_ps(1, _mm_cvtsi32_si128((int)ld_u16(p))));
+}
+
+static inline float hsum8_avx512(__m256 v) {
+    return _mm512_reduce_add_ps(_mm512_zextps256_ps512(v));
+}
+
+/* --- x8 layouts (section 5) -------------------------------------------------
+   Lanes 2r and 2r+1 of a zmm both hold row r: lane 2r four columns 8k..8k+3
+   of a block, lane 2r+1 columns 8k+4..8k+7, so the 8 activation bytes of
+   columns 8k..8k+7 are one 64-bit broadcast (a load, no shuffle per token).
+   Per block and token, lane 2r + lane 2r+1 is row r's exact integer sum
+   (the offsets of the unsigned weights are subtracted through the block sum
+   of Q8_0X, half in each lane); it is scaled by d_w * d_a, with d_w in the
+   even lanes and 0 in the odd ones, and accumulated with one FMA: the same
+   float steps as the AVX2 x8 kernels, so each row gets the same bits. */
+
+/* f16 d[8] -> 16 floats: d[r] in lane 2r, 0 in lane 2r+1 */
+static inline __m512 x8_scales_avx512(const uint8_t *w) {
+    return _mm512_cvtph_ps(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w)));
+}
+
+/* one token's block: s holds the 16 int32 lanes (offset included) */
+static inline __m512 x8_acc_avx512(__m512 acc, __m512i s, __m512 dw, const uint8_t *at) {
+    s = _mm512_add_epi32(s, _mm512_srli_epi64(s, 32)); /* lane 2r: both halves of row r */
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(ld_f32(at + 32))), acc);
+}
+
+static inline void x8_store_avx512(__m512 acc, float *y) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+    _mm256_storeu_ps(y, _mm512_castps512_ps256(_mm512_permutexvar_ps(even, acc)));
+}
+
+/* the 8 activation bytes of columns 8k..8k+7, in every 64-bit lane */
+#define X8_ACT_AVX512(at, k) _mm512_set1_epi64((long long)ld_u64((at) + 8 * (k)))
+
+/* Q4_0x8: chunk c's dword r (row r: low nibbles columns 8c..8c+3, high
+   nibbles 8c+4..8c+7) goes to lanes 2r and 2r+1, the odd copy shifted down
+   by 4. The unsigned nibbles n = q + 8: lanes start at -4 * sum(a). */
+SLM_INLINE void gemm_q4_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), m4 = _mm512_set1_epi8(15);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 144, a += 40) {
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        __m512i q[4];
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) {
+            const __m512i v = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c))));
+            q[c] = _mm512_and_si512(_mm512_mask_srli_epi32(v, 0xAAAA, v, 4), m4);
+        }
+        const __m512 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            __m512i s = _mm512_set1_epi32(-4 * (int32_t)ld_u32(at + 36));
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) s = _mm512_dpbusd_epi32(s, q[c], X8_ACT_AVX512(at, c));
+            acc[t] = x8_acc_avx512(acc[t], s, dw, at);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx512(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
+    if (nt == 1) gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Q8_0x8: steps 2k and 2k+1 (columns 8k..8k+3 and 8k+4..8k+7) interleaved
+   by dword; the weights plus 128 are unsigned (0..255), so lanes start at
+   -64 * sum(a). A lane adds at most 16 products of 255 * 127: no overflow. */
+SLM_INLINE void gemm_q8_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m512i mix = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
+        for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
+        __m512i q[4];
+        SLM_UNROLL(4)
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm512_xor_si512(_mm512_permutexvar_epi32(mix, _mm512_loadu_si512((const void *)(w + 16 + 64 * k))), bias);
+        const __m512 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            __m512i s = _mm512_set1_epi32(-64 * (int32_t)ld_u32(at + 36));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) s = _mm512_dpbusd_epi32(s, q[k], X8_ACT_AVX512(at, k));
+            acc[t] = x8_acc_avx512(acc[t], s, dw, at);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx512(acc[t], y + t * ldy);
+}
+
+static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Q5_0x8: as Q4_0x8, the fifth bits duplicated the same way: an even lane
+   wants bit c of its byte, an odd lane bit 4 + c, at bit 4 (32-bit shifts:
+   what crosses from a neighbouring byte never lands on bit 4). Values
+   0..31 = q + 16: lanes start at -8 * sum(a). */
+SLM_INLINE void gemm_q5_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        const __m512i h = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w + 16))));
+        __m512i q[4];
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) {
+            const __m512i v = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c))));
+            const __m512i nib = _mm512_and_si512(_mm512_mask_srli_epi32(v, 0xAAAA, v, 4), m4);
+            const __m512i hc = _mm512_mask_srli_epi32(_mm512_slli_epi32(h, 4 - c), 0xAAAA, h, (unsigned)c);
+            q[c] = _mm512_ternarylogic_epi32(nib, hc, b4, 0xF8); /* nib | (hc & 16) */
+        }
+        const __m512 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            __m512i s = _mm512_set1_epi32(-8 * (int32_t)ld_u32(at + 36));
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) s = _mm512_dpbusd_epi32(s, q[c], X8_ACT_AVX512(at, c));
+            acc[t] = x8_acc_avx512(acc[t], s, dw, at);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx512(acc[t], y + t * ldy);
+}
+
+static void gemm_q5_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* --- K-quants (Q8_K activations) ----------------------------------------------
+   64 weights per zmm (two sub-blocks of 32 or four of 16) against 64
+   consecutive Q8_K values: vpdpbusd gives 16 int32 lanes of 4 products
+   each, all below 2^15 in magnitude (4 * 63 * 127 at most), which vpdpwssd
+   multiplies by their sub-block's scale (the low 16 bits of a dword; the
+   high half is 0) into the super-block's int32 lanes. Signed levels are
+   stored unsigned (+32 for Q6_K, +4 for Q3_K): the offset times the scale
+   times the bsums starts the lanes. Per super-block and token one FMA by
+   d_w * d_a, as the AVX2 kernels. */
+
+/* one step: 64 weights q (unsigned) against 64 values at q8, times sc */
+static inline __m512i k_step_avx512(__m512i sumi, __m512i q, __m512i sc, const uint8_t *q8) {
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512((const void *)q8));
+    return _mm512_dpwssd_epi32(sumi, p, sc);
+}
+
+/* acc += d_w * d_a * lanes, at the end of a super-block */
+static inline __m512 k_scale_avx512(__m512 acc, __m512i sumi, float xd, const uint8_t *yb) {
+    return _mm512_fmadd_ps(_mm512_set1_ps(ld_f32(yb) * xd), _mm512_cvtepi32_ps(sumi), acc);
+}
+
+/* the sub-block scales in dwords, each repeated: 8 times (32-value
+   sub-blocks, idx j: scales 2j, 2j + 1) or 4 times (16-value ones, idx j:
+   scales 4j .. 4j + 3) */
+static inline __m512i k_sc32_idx_avx512(int j, int sub) {
+    return sub == 32 ? _mm512_add_epi32(_mm512_set1_epi32(2 * j), _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1))
+                     : _mm512_add_epi32(_mm512_set1_epi32(4 * j), _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+}
+
+/* 16 signed scale bytes -> their dwords with the value in the low 16 bits */
+static inline __m512i k_sc16_avx512(__m128i sc) {
+    return _mm512_and_si512(_mm512_cvtepi8_epi32(sc), _mm512_set1_epi32(0xffff));
+}
+
+/* Q4_K/Q5_K mins: the 8 mins (each twice, int16) against the 16 bsums */
+static inline __m256 k4_mins_avx512(__m256 m, __m256i mins, float xm, const uint8_t *yb) {
+    const __m256i p = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)(yb + 260)));
+    return _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(p), 0xff, _mm256_set1_ps(-ld_f32(yb) * xm), m);
+}
+
+/* Q4_K: group j's 32 bytes in both halves; the low half keeps the low
+   nibbles (sub-block 2j), the high half the high ones (2j + 1) */
+SLM_INLINE void q4_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m128i dup2 = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 144, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)u); /* 8 scales, 8 mins */
+        const __m512i sc32 = _mm512_cvtepu8_epi32(sm);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup2));
+        const float xd = h2f_avx512(x), xm = h2f_avx512(x + 2);
+        m0 = k4_mins_avx512(m0, mins, xm, y);
+        if (nt == 4) {
+            m1 = k4_mins_avx512(m1, mins, xm, y + rb);
+            m2 = k4_mins_avx512(m2, mins, xm, y + 2 * rb);
+            m3 = k4_mins_avx512(m3, mins, xm, y + 3 * rb);
+        }
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16 + 32 * j)));
+            const __m512i q = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), m4);
+            const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(j, 32), sc32);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k_step_avx512, q, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3);
+    }
+}
+
+/* Q6_K: 64 values 128h + 64p + l (k = 2p, 2p + 1) at a time: the low 4
+   bits are nibble p of the 64 ql bytes 64h.., the high 2 bits come from
+   qh[32h + l] (bits 2k), its 32 bytes in both halves. q + 32 (0..63) is
+   unsigned; the lanes start at -32 * sum(sc * bsum). */
+SLM_INLINE void q6_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i scb = _mm_loadu_si128((const __m128i *)(x + 192));
+        const __m512i sc32 = k_sc16_avx512(scb);
+        const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb), 5));
+        const float xd = h2f_avx512(x + 208);
+#define K_OFS(yb) _mm512_zextsi256_si512(_mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)((yb) + 260))))
+        __m512i i0 = K_OFS(y), i1 = i0, i2 = i0, i3 = i0;
+        if (nt == 4) i1 = K_OFS(y + rb), i2 = K_OFS(y + 2 * rb), i3 = K_OFS(y + 3 * rb);
+#undef K_OFS
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m512i l = _mm512_loadu_si512((const void *)(x + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                /* k = 2p in the low half, 2p + 1 in the high half: bits 2k of qh to bits 4-5 */
+                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(l, 4) : l, m4);
+                const __m512i hi = p ? _mm512_mask_srli_epi16(qh, 0xffff0000u, qh, 2)
+                                     : _mm512_mask_slli_epi16(_mm512_slli_epi16(qh, 4), 0xffff0000u, qh, 2);
+                const __m512i q = _mm512_ternarylogic_epi32(lo, hi, m30, 0xF8); /* lo | (hi & 0x30) */
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+K_ENTRIES(q4_k, avx512)
+K_ENTRIES(q6_k, avx512)
+
+#endif /* SLM_AVX512 */
+
+/* -------------------------------------------------------------------------- */
 /* 6c. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2 (Atom, Celeron)      */
 /* -------------------------------------------------------------------------- */
 /* The AVX2 kernels at half width, without FMA; without F16C the f16

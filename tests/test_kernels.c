@@ -812,6 +812,8 @@ static void check_exp_sum(void) {
 #endif
 }
 
+#include "test_kernels_avx512.c"
+
 void test_kernels(void) {
     printf("  simd path: %s\n", SLM_SIMD_NAME);
     check_halves();
@@ -826,6 +828,7 @@ void test_kernels(void) {
     check_x8();
     check_dot_rows();
     check_exp_sum();
+    check_avx512();
 }
 
 /* The SLM_NO_STDIO message formatter (section 2) against the C library's
