@@ -4070,63 +4070,62 @@ static inline float hsum8_avx512(__m256 v) {
 }
 
 /* --- x8 layouts (section 5) -------------------------------------------------
-   Lanes 2r and 2r+1 of a zmm both hold row r: lane 2r four columns 8k..8k+3
-   of a block, lane 2r+1 columns 8k+4..8k+7, so the 8 activation bytes of
-   columns 8k..8k+7 are one 64-bit broadcast (a load, no shuffle per token).
-   Per block and token, lane 2r + lane 2r+1 is row r's exact integer sum
-   (the offsets of the unsigned weights are subtracted through the block sum
-   of Q8_0X, half in each lane); it is scaled by d_w * d_a, with d_w in the
-   even lanes and 0 in the odd ones, and accumulated with one FMA: the same
-   float steps as the AVX2 x8 kernels, so each row gets the same bits. */
+   As the AVX2 x8 kernels, with vpdpbusd on 256 bits: each 32-bit lane is
+   one row, the activation's 4 columns are broadcast (a load), and the
+   unsigned weights go straight into the int32 lanes, which start at minus
+   the offset times the block sum of Q8_0X. 256 bits, not 512: the layout
+   holds 4 columns of 8 rows per 32 bytes, and where 512-bit operations are
+   split in two (AMD Zen 4) a wider form that has to duplicate or permute
+   the weights was slower than the AVX2 kernels. Per block and token the
+   row's exact integer sum is scaled by d_w * d_a and added with one FMA:
+   the same float steps as the AVX2 x8 kernels, so the same bits. */
 
-/* f16 d[8] -> 16 floats: d[r] in lane 2r, 0 in lane 2r+1 */
-static inline __m512 x8_scales_avx512(const uint8_t *w) {
-    return _mm512_cvtph_ps(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w)));
+static inline __m256 x8_scales_avx512(const uint8_t *w) {
+    return _mm256_maskz_cvtph_ps(0xff, _mm_loadu_si128((const __m128i *)w));
 }
 
-/* one token's block: s holds the 16 int32 lanes (offset included) */
-static inline __m512 x8_acc_avx512(__m512 acc, __m512i s, __m512 dw, const uint8_t *at) {
-    s = _mm512_add_epi32(s, _mm512_srli_epi64(s, 32)); /* lane 2r: both halves of row r */
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(ld_f32(at + 32))), acc);
+static inline __m256 x8_acc_avx512(__m256 acc, __m256i isum, __m256 dw, const uint8_t *at) {
+    return _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(isum), 0xff, _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc);
 }
 
-static inline void x8_store_avx512(__m512 acc, float *y) {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
-    _mm256_storeu_ps(y, _mm512_castps512_ps256(_mm512_permutexvar_ps(even, acc)));
-}
+/* 4 activation bytes (columns j..j+3) in every lane */
+#define X8_ACT_AVX512(at, j) _mm256_set1_epi32((int)ld_u32((at) + (j)))
 
-/* the 8 activation bytes of columns 8k..8k+7, in every 64-bit lane */
-#define X8_ACT_AVX512(at, k) _mm512_set1_epi64((long long)ld_u64((at) + 8 * (k)))
-
-/* Q4_0x8: chunk c's dword r (row r: low nibbles columns 8c..8c+3, high
-   nibbles 8c+4..8c+7) goes to lanes 2r and 2r+1, the odd copy shifted down
-   by 4. The unsigned nibbles n = q + 8: lanes start at -4 * sum(a). */
+/* Q4_0x8: nibbles n = q + 8, unsigned; lanes start at -8 * sum(a). A lane
+   adds 32 products of at most 15 * 127: no overflow. */
 SLM_INLINE void gemm_q4_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                       int64_t ldy) {
-    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), m4 = _mm512_set1_epi8(15);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < n / 32; b++, w += 144, a += 40) {
         _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
-        __m512i q[4];
+        __m256i lo[4], hi[4];
         SLM_UNROLL(4)
         for (int c = 0; c < 4; c++) {
-            const __m512i v = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c))));
-            q[c] = _mm512_and_si512(_mm512_mask_srli_epi32(v, 0xAAAA, v, 4), m4);
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+            lo[c] = _mm256_and_si256(v, m4), hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         }
-        const __m512 dw = x8_scales_avx512(w);
+        const __m256 dw = x8_scales_avx512(w);
         SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
-            __m512i s = _mm512_set1_epi32(-4 * (int32_t)ld_u32(at + 36));
+            /* independent chains (vpdpbusd's latency) */
+            __m256i s[4] = {_mm256_set1_epi32(-8 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
             SLM_UNROLL(4)
-            for (int c = 0; c < 4; c++) s = _mm512_dpbusd_epi32(s, q[c], X8_ACT_AVX512(at, c));
-            acc[t] = x8_acc_avx512(acc[t], s, dw, at);
+            for (int c = 0; c < 4; c++) {
+                const int k = nt == 1 ? c : c & 1;
+                s[k] = _mm256_dpbusd_epi32(s[k], lo[c], X8_ACT_AVX512(at, 8 * c));
+                s[k] = _mm256_dpbusd_epi32(s[k], hi[c], X8_ACT_AVX512(at, 8 * c + 4));
+            }
+            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
+            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
         }
     }
     SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx512(acc[t], y + t * ldy);
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
 static void gemm_q4_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
@@ -4136,32 +4135,35 @@ static void gemm_q4_0x8_avx512(int n, const void *w, const void *a, size_t a_rb,
     else gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
-/* Q8_0x8: steps 2k and 2k+1 (columns 8k..8k+3 and 8k+4..8k+7) interleaved
-   by dword; the weights plus 128 are unsigned (0..255), so lanes start at
-   -64 * sum(a). A lane adds at most 16 products of 255 * 127: no overflow. */
+/* Q8_0x8: the weights plus 128 (0..255) are unsigned; lanes start at
+   -128 * sum(a). A lane adds 32 products of at most 255 * 127. */
 SLM_INLINE void gemm_q8_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                       int64_t ldy) {
-    const __m512i mix = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-    const __m512i bias = _mm512_set1_epi8((char)0x80);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
         for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
-        __m512i q[4];
-        SLM_UNROLL(4)
-        for (int k = 0; k < 4; k++)
-            q[k] = _mm512_xor_si512(_mm512_permutexvar_epi32(mix, _mm512_loadu_si512((const void *)(w + 16 + 64 * k))), bias);
-        const __m512 dw = x8_scales_avx512(w);
+        __m256i q[8];
+        SLM_UNROLL(8)
+        for (int st = 0; st < 8; st++) q[st] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), bias);
+        const __m256 dw = x8_scales_avx512(w);
         SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
-            __m512i s = _mm512_set1_epi32(-64 * (int32_t)ld_u32(at + 36));
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) s = _mm512_dpbusd_epi32(s, q[k], X8_ACT_AVX512(at, k));
-            acc[t] = x8_acc_avx512(acc[t], s, dw, at);
+            /* independent chains (vpdpbusd's latency) */
+            __m256i s[4] = {_mm256_set1_epi32(-128 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
+            SLM_UNROLL(8)
+            for (int st = 0; st < 8; st++) {
+                const int k = nt == 1 ? st & 3 : st & 1;
+                s[k] = _mm256_dpbusd_epi32(s[k], q[st], X8_ACT_AVX512(at, 4 * st));
+            }
+            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
+            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
         }
     }
     SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx512(acc[t], y + t * ldy);
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
 static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
@@ -4170,40 +4172,46 @@ static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb,
     else gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
-/* Q5_0x8: as Q4_0x8, the fifth bits duplicated the same way: an even lane
-   wants bit c of its byte, an odd lane bit 4 + c, at bit 4 (32-bit shifts:
-   what crosses from a neighbouring byte never lands on bit 4). Values
-   0..31 = q + 16: lanes start at -8 * sum(a). */
+/* Q5_0x8: as Q4_0x8 with the fifth bit at bit 4 (bit c of the high-bit
+   byte for the low nibble of chunk c, bit 4 + c for the high one; 16-bit
+   shifts: what crosses from the neighbouring byte never lands on bit 4).
+   Values 0..31 = q + 16: lanes start at -16 * sum(a). */
 SLM_INLINE void gemm_q5_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                       int64_t ldy) {
-    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
         _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
-        const __m512i h = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w + 16))));
-        __m512i q[4];
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
+        __m256i lo[4], hi[4];
         SLM_UNROLL(4)
         for (int c = 0; c < 4; c++) {
-            const __m512i v = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c))));
-            const __m512i nib = _mm512_and_si512(_mm512_mask_srli_epi32(v, 0xAAAA, v, 4), m4);
-            const __m512i hc = _mm512_mask_srli_epi32(_mm512_slli_epi32(h, 4 - c), 0xAAAA, h, (unsigned)c);
-            q[c] = _mm512_ternarylogic_epi32(nib, hc, b4, 0xF8); /* nib | (hc & 16) */
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
+            const __m256i hl = _mm256_slli_epi16(h, 4 - c), hh = _mm256_srli_epi16(h, c);
+            lo[c] = _mm256_ternarylogic_epi32(_mm256_and_si256(v, m4), hl, b4, 0xF8); /* nib | (hl & 16) */
+            hi[c] = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), hh, b4, 0xF8);
         }
-        const __m512 dw = x8_scales_avx512(w);
+        const __m256 dw = x8_scales_avx512(w);
         SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
-            __m512i s = _mm512_set1_epi32(-8 * (int32_t)ld_u32(at + 36));
+            /* independent chains (vpdpbusd's latency) */
+            __m256i s[4] = {_mm256_set1_epi32(-16 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
             SLM_UNROLL(4)
-            for (int c = 0; c < 4; c++) s = _mm512_dpbusd_epi32(s, q[c], X8_ACT_AVX512(at, c));
-            acc[t] = x8_acc_avx512(acc[t], s, dw, at);
+            for (int c = 0; c < 4; c++) {
+                const int k = nt == 1 ? c : c & 1;
+                s[k] = _mm256_dpbusd_epi32(s[k], lo[c], X8_ACT_AVX512(at, 8 * c));
+                s[k] = _mm256_dpbusd_epi32(s[k], hi[c], X8_ACT_AVX512(at, 8 * c + 4));
+            }
+            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
+            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
         }
     }
     SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx512(acc[t], y + t * ldy);
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
 static void gemm_q5_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {

@@ -59,6 +59,44 @@ static kset simd_kernels(int type) {
     return k;
 }
 
+
+/* The AVX-512/VNNI kernels (section 6b2) where the build has them and the
+   CPU runs them: timed beside the kernels TRAITS uses (AVX2 in such a
+   build), the last column their speed ratio. */
+static int avx512_ok(void) {
+#ifdef SLM_HAVE_AVX512_KERNELS
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+/* 1 and the kernels if type has AVX-512 ones (x8: the x8 kernel, else NULL) */
+static int avx512_kernels(int type, kset *k, gemm_x8_fn *x8) {
+    *k = simd_kernels(type);
+    *x8 = NULL;
+    if (!avx512_ok()) return 0;
+#ifdef SLM_HAVE_AVX512_KERNELS
+#define K512(T, name)                                                                                                \
+    case SLM_TYPE_##T: k->dot = dot_##name##_avx512, k->dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : dot4_##name##_avx512; break
+    switch (type) {
+    K512(Q4_K, q4_k);
+    K512(Q6_K, q6_k);
+    default: k->dot = NULL; break;
+    }
+#undef K512
+    if (type == SLM_TYPE_Q4_0) *x8 = gemm_q4_0x8_avx512;
+    if (type == SLM_TYPE_Q8_0) *x8 = gemm_q8_0x8_avx512;
+    if (type == SLM_TYPE_Q5_0) *x8 = gemm_q5_0x8_avx512;
+    return k->dot != NULL || *x8 != NULL;
+#else
+    (void)type;
+    return 0;
+#endif
+}
+
 /* one mat-mul of n_tok tokens, as the forward pass runs it */
 static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, size_t xq_rb, int n_tok, float *y,
                 int nth) {
@@ -196,6 +234,26 @@ int main(int argc, char **argv) {
                 fflush(stdout);
             }
             if (md > 1e-4 * mx) printf("  WARNING: %s simd and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+            kset k5;
+            gemm_x8_fn x8_512;
+            const int has512 = avx512_kernels(type, &k5, &x8_512);
+            if (has512 && k5.dot) {
+                run(&k5, &w, x, xq, xq_rb, T, y, 1);
+                md = 0;
+                for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i]));
+                for (int nth = 1; nth <= max_thr; nth++) {
+                    double t5 = timeit(&k5, &w, x, xq, xq_rb, T, y, nth, min_s);
+                    double t2 = timeit(&ks, &w, x, xq, xq_rb, T, y, nth, min_s); /* again, next to it */
+                    char name[24];
+                    snprintf(name, sizeof name, "%s avx512", type_size_of(type)->name);
+                    if (T == 1)
+                        printf("| %-6s | %d | %9.0f | %6.2f | | | %5.2fx avx2 |\n", name, nth, N / t5, N * (double)w.rb / t5 / 1e9, t2 / t5);
+                    else
+                        printf("| %-6s | %d | %8.1f | | %5.2fx avx2 |\n", name, nth, T / t5, t2 / t5);
+                    fflush(stdout);
+                }
+                if (md > 1e-4 * mx) printf("  WARNING: %s avx512 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+            }
             /* the 8-row interleaved layout a file load repacks this type to */
             gemm_x8_fn k8 = gemm_x8_of(type);
             if (k8 && N % 8 == 0) {
@@ -218,6 +276,25 @@ int main(int argc, char **argv) {
                     fflush(stdout);
                 }
                 if (md > 1e-4 * mx) printf("  WARNING: %s x8 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+                if (x8_512) {
+                    weight w5 = w8;
+                    w5.x8 = x8_512;
+                    run(&ks, &w5, x, xq, x8_rb, T, y, 1);
+                    md = 0;
+                    for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i]));
+                    for (int nth = 1; nth <= max_thr; nth++) {
+                        double t5 = timeit(&ks, &w5, x, xq, x8_rb, T, y, nth, min_s);
+                        double t2 = timeit(&ks, &w8, x, xq, x8_rb, T, y, nth, min_s);
+                        char name[24];
+                        snprintf(name, sizeof name, "%s x8 avx512", type_size_of(type)->name);
+                        if (T == 1)
+                            printf("| %-6s | %d | %9.0f | %6.2f | | | %5.2fx avx2 x8 |\n", name, nth, N / t5, N * (double)w.rb / t5 / 1e9, t2 / t5);
+                        else
+                            printf("| %-6s | %d | %8.1f | | %5.2fx avx2 x8 |\n", name, nth, T / t5, t2 / t5);
+                        fflush(stdout);
+                    }
+                    if (md > 1e-4 * mx) printf("  WARNING: %s x8 avx512 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+                }
                 free(g);
             }
             free(wd);
