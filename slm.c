@@ -4340,6 +4340,178 @@ SLM_INLINE void q6_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb
 K_ENTRIES(q4_k, avx512)
 K_ENTRIES(q6_k, avx512)
 
+/* Q5_K: as Q4_K, plus the fifth bits: bit 2j of qh[l] for the low half
+   (value 64j + l), bit 2j + 1 for the high half (moved down by one first),
+   shifted to bit 4 (16-bit shifts: what crosses bytes never lands there) */
+SLM_INLINE void q5_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+    const __m128i dup2 = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 176, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        const __m512i sc32 = _mm512_cvtepu8_epi32(sm);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup2));
+        const float xd = h2f_avx512(x), xm = h2f_avx512(x + 2);
+        m0 = k4_mins_avx512(m0, mins, xm, y);
+        if (nt == 4) {
+            m1 = k4_mins_avx512(m1, mins, xm, y + rb);
+            m2 = k4_mins_avx512(m2, mins, xm, y + 2 * rb);
+            m3 = k4_mins_avx512(m3, mins, xm, y + 3 * rb);
+        }
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16)));
+        hb = _mm512_mask_srli_epi16(hb, 0xffff0000u, hb, 1);
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 48 + 32 * j)));
+            const __m512i nib = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), m4);
+            const __m512i h = j == 0 ? _mm512_slli_epi16(hb, 4) : j == 1 ? _mm512_slli_epi16(hb, 2) : j == 2 ? hb : _mm512_srli_epi16(hb, 2);
+            const __m512i q = _mm512_ternarylogic_epi32(nib, h, b4, 0xF8); /* nib | (h & 16) */
+            const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(j, 32), sc32);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k_step_avx512, q, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3);
+    }
+}
+
+/* Q3_K: 64 values 128h + 64p + l (k = 2p in the low half, 2p + 1 in the
+   high half): the 2-bit field (qs[32h + l] >> 2k) & 3 plus 4 where bit
+   4h + k of hmask[l] is set, 0..7 = q + 4; the lanes start at
+   -4 * sum(sc * bsum) */
+SLM_INLINE void q3_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m3 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i scb = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m512i sc32 = k_sc16_avx512(scb);
+        const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb), 2));
+        const float xd = h2f_avx512(x + 108);
+#define K_OFS(yb) _mm512_zextsi256_si512(_mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)((yb) + 260))))
+        __m512i i0 = K_OFS(y), i1 = i0, i2 = i0, i3 = i0;
+        if (nt == 4) i1 = K_OFS(y + rb), i2 = K_OFS(y + 2 * rb), i3 = K_OFS(y + 3 * rb);
+#undef K_OFS
+        __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x));
+        hm = _mm512_mask_srli_epi16(hm, 0xffff0000u, hm, 1); /* high half: bit 4h + 2p + 1 -> 4h + 2p */
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h)));
+            qb = _mm512_mask_srli_epi16(qb, 0xffff0000u, qb, 2);
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(qb, 4) : qb, m3);
+                /* bit 4h + 2p to bit 2 */
+                const int sh = 4 * h + 2 * p - 2;
+                const __m512i hi = sh < 0 ? _mm512_slli_epi16(hm, 2) : sh == 0 ? hm : _mm512_srli_epi16(hm, (unsigned)sh);
+                const __m512i q = _mm512_ternarylogic_epi32(lo, hi, b2, 0xF8); /* lo | (hi & 4) */
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+/* Q2_K: the 2-bit fields as Q3_K's; the mins against the 16 bsums in 8
+   float lanes of their own */
+SLM_INLINE void q2_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m3 = _mm512_set1_epi8(3);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3f = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
+        const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_and_si128(sm, _mm_set1_epi8(15)));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(15)));
+        const float xd = h2f_avx512(x + 80), xm = h2f_avx512(x + 82);
+#define MINS(m, yb)                                                                                                  \
+    m = _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)((yb) + 260)))), \
+                             0xff, _mm256_set1_ps(-ld_f32(yb) * xm), m)
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3f, y + 3 * rb);
+        }
+#undef MINS
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h)));
+            qb = _mm512_mask_srli_epi16(qb, 0xffff0000u, qb, 2);
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                const __m512i q = _mm512_and_si512(p ? _mm512_srli_epi16(qb, 4) : qb, m3);
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3f);
+    }
+}
+
+/* IQ4_XS: levels up to 127 in magnitude, so 4 products can pass 2^15 and
+   vpdpbusd's lanes would not fit vpdpwssd: maddubs on |level| with the
+   sign moved to the activations (pairs <= 2 * 127 * 127), then vpdpwssd by
+   the scale. Sub-blocks s and s + 1 (64 values) per zmm: 128-bit lanes
+   low nibbles of s, high of s, low of s + 1, high of s + 1. */
+static inline __m512i iq4_xs_step_avx512(__m512i sumi, __m512i aq, __mmask64 neg, __m512i sc, const uint8_t *q8) {
+    const __m512i a = _mm512_loadu_si512((const void *)q8);
+    const __m512i p = _mm512_maddubs_epi16(aq, _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a));
+    return _mm512_dpwssd_epi32(sumi, p, sc);
+}
+
+SLM_INLINE void iq4_xs_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i lv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_avx512(x);
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x + 8 + 32 * j)));
+            const __m512i w = _mm512_shuffle_i64x2(v, v, 0x50); /* 128-bit lanes 0, 0, 1, 1 */
+            const __m512i idx = _mm512_and_si512(_mm512_mask_srli_epi16(w, 0xff00ff00u, w, 4), m4);
+            const __m512i q = _mm512_shuffle_epi8(lv, idx);
+            const __mmask64 neg = _mm512_movepi8_mask(q);
+            const __m512i aq = _mm512_abs_epi8(q);
+            const __m512i sc = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)iq4_xs_scale(x, 2 * j)), 0xffff0000u,
+                                                      (short)iq4_xs_scale(x, 2 * j + 1));
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(iq4_xs_step_avx512, aq, neg, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+K_ENTRIES(q5_k, avx512)
+K_ENTRIES(q3_k, avx512)
+K_ENTRIES(q2_k, avx512)
+K_ENTRIES(iq4_xs, avx512)
+
 #endif /* SLM_AVX512 */
 
 /* -------------------------------------------------------------------------- */

@@ -84,6 +84,10 @@ static int avx512_kernels(int type, kset *k, gemm_x8_fn *x8) {
     switch (type) {
     K512(Q4_K, q4_k);
     K512(Q6_K, q6_k);
+    K512(Q5_K, q5_k);
+    K512(Q3_K, q3_k);
+    K512(Q2_K, q2_k);
+    K512(IQ4_XS, iq4_xs);
     default: k->dot = NULL; break;
     }
 #undef K512
