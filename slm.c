@@ -4512,6 +4512,133 @@ K_ENTRIES(q3_k, avx512)
 K_ENTRIES(q2_k, avx512)
 K_ENTRIES(iq4_xs, avx512)
 
+/* --- Blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL against Q8_0; Q4_1, Q5_1
+   against Q8_1) -------------------------------------------------------------
+   One block per 256-bit vpdpbusd (the activation blocks are 34 or 36 bytes
+   apart, so two per zmm would cost a shuffle per token). Signed weights go
+   in as |q| with their sign moved to the activations (which never hold
+   -128; |-128| is 128 as unsigned), unsigned ones as they are. Even and odd
+   blocks in two accumulators, for the FMA latency; dot and dot4 are one
+   function, so they give the same bits. */
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: the low nibbles, then the high */
+static inline __m256i nib32_avx512(const uint8_t *q) {
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+    return _mm256_and_si256(_mm256_mask_srli_epi16(v, 0xff00, v, 4), _mm256_set1_epi8(15));
+}
+
+/* the 32 signed levels of a block of type t (Q8_0, Q4_0, Q5_0, IQ4_NL) */
+static SLM_ALWAYS_INLINE __m256i b32_levels_avx512(int t, const uint8_t *x) {
+    switch (t) {
+    case SLM_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(x + 2));
+    case SLM_TYPE_Q4_0: return _mm256_sub_epi8(nib32_avx512(x + 2), _mm256_set1_epi8(8));
+    case SLM_TYPE_Q5_0: /* the nibble minus 16 where the fifth bit (bit j of qh) is clear */
+        return _mm256_mask_sub_epi8(nib32_avx512(x + 6), ~(__mmask32)ld_u32(x + 2), nib32_avx512(x + 6), _mm256_set1_epi8(16));
+    default: {
+        const __m256i lv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+        return _mm256_shuffle_epi8(lv, nib32_avx512(x + 2));
+    }
+    }
+}
+
+static inline __m256 b32_step_avx512(__m256 s, __m256i aq, __m256i q, float dx, const uint8_t *yb) {
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    return _mm256_mask_fmadd_ps(_mm256_set1_ps(dx * h2f_avx512(yb)), 0xff, _mm256_cvtepi32_ps(p), s);
+}
+
+static SLM_ALWAYS_INLINE void b32_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy, int t) {
+    const int bx = t == SLM_TYPE_Q8_0 ? 34 : t == SLM_TYPE_Q5_0 ? 22 : 18, nb = n / 32;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 b[4] = {a[0], a[0], a[0], a[0]};
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 2 * bx, y += 68) {
+        const __m256i p = b32_levels_avx512(t, x), q = b32_levels_avx512(t, x + bx);
+        const __m256i ap = _mm256_abs_epi8(p), aq = _mm256_abs_epi8(q);
+        const float dp = h2f_avx512(x), dq = h2f_avx512(x + bx);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) {
+            a[k] = b32_step_avx512(a[k], ap, p, dp, y + k * rb);
+            b[k] = b32_step_avx512(b[k], aq, q, dq, y + k * rb + 34);
+        }
+    }
+    if (i < nb) {
+        const __m256i p = b32_levels_avx512(t, x), ap = _mm256_abs_epi8(p);
+        const float dp = h2f_avx512(x);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) a[k] = b32_step_avx512(a[k], ap, p, dp, y + k * rb);
+    }
+    SLM_UNROLL(4)
+    for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k]));
+}
+
+static SLM_ALWAYS_INLINE void q8_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q8_0);
+}
+static SLM_ALWAYS_INLINE void q4_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q4_0);
+}
+static SLM_ALWAYS_INLINE void q5_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q5_0);
+}
+static SLM_ALWAYS_INLINE void iq4_nl_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                            int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_IQ4_NL);
+}
+
+/* Q4_1/Q5_1 against Q8_1: unsigned levels straight into vpdpbusd; the min
+   terms m * s summed apart in a scalar, as the AVX2 kernels */
+static inline __m256 q8_1_step_avx512(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
+    *sm += xm * h2f_avx512(yb + 2);
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)(yb + 4)));
+    return _mm256_mask_fmadd_ps(_mm256_set1_ps(xd * h2f_avx512(yb)), 0xff, _mm256_cvtepi32_ps(p), s);
+}
+
+static SLM_ALWAYS_INLINE __m256i b41_levels_avx512(const uint8_t *x, int bits) {
+    if (bits == 4) return nib32_avx512(x + 4);
+    return _mm256_mask_add_epi8(nib32_avx512(x + 8), (__mmask32)ld_u32(x + 4), nib32_avx512(x + 8), _mm256_set1_epi8(16));
+}
+
+static SLM_ALWAYS_INLINE void k41_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy, int bits) {
+    const int bx = bits == 4 ? 20 : 24, nb = n / 32;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 b[4] = {a[0], a[0], a[0], a[0]};
+    float m[4] = {0, 0, 0, 0};
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 2 * bx, y += 72) {
+        const __m256i p = b41_levels_avx512(x, bits), q = b41_levels_avx512(x + bx, bits);
+        const float dp = h2f_avx512(x), mp = h2f_avx512(x + 2), dq = h2f_avx512(x + bx), mq = h2f_avx512(x + bx + 2);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) {
+            a[k] = q8_1_step_avx512(a[k], &m[k], p, dp, mp, y + k * rb);
+            b[k] = q8_1_step_avx512(b[k], &m[k], q, dq, mq, y + k * rb + 36);
+        }
+    }
+    if (i < nb) {
+        const __m256i p = b41_levels_avx512(x, bits);
+        const float dp = h2f_avx512(x), mp = h2f_avx512(x + 2);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) a[k] = q8_1_step_avx512(a[k], &m[k], p, dp, mp, y + k * rb);
+    }
+    SLM_UNROLL(4)
+    for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k])) + m[k];
+}
+
+static SLM_ALWAYS_INLINE void q4_1_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_avx512(n, x, y, rb, nt, yo, ldy, 4);
+}
+static SLM_ALWAYS_INLINE void q5_1_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_avx512(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+K_ENTRIES(q8_0, avx512)
+K_ENTRIES(q4_0, avx512)
+K_ENTRIES(q5_0, avx512)
+K_ENTRIES(iq4_nl, avx512)
+K_ENTRIES(q4_1, avx512)
+K_ENTRIES(q5_1, avx512)
+
 #endif /* SLM_AVX512 */
 
 /* -------------------------------------------------------------------------- */
