@@ -4639,6 +4639,118 @@ K_ENTRIES(iq4_nl, avx512)
 K_ENTRIES(q4_1, avx512)
 K_ENTRIES(q5_1, avx512)
 
+/* --- Softmax and attention ------------------------------------------------- */
+
+/* exp_sum_avx2 on 16 lanes: the same reduction, polynomial and flush to 0
+   below -87.3 (within 2 ulp of expf), 2^k applied by vscalefps; the sum in
+   double. The tail goes through the same code, masked. */
+static double exp_sum_avx512(float *x, int n, float mx) {
+    const __m512 vmx = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-87.3f), log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f), one = _mm512_set1_ps(1.0f);
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmx);
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, lo, _CMP_GE_OQ);
+        const __m512 t = _mm512_max_ps(v, lo);
+        const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 r = _mm512_fnmadd_ps(k, c2, _mm512_fnmadd_ps(k, c1, t));
+        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
+        const __m512 y = _mm512_maskz_scalef_ps(keep, p, k); /* 0 where flushed or past the end */
+        _mm512_mask_storeu_ps(x + i, m, y);
+        acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
+        acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+/* F16 dot products with the lanes and the order of additions of
+   dot_f16_avx2 (its accumulators s0|s1 and s2|s3 are two zmm here, the
+   8-value tail goes to s0's lanes, the rest to a scalar), so both kernels,
+   and dot_rows_f16_avx512, give the same bits. */
+#define LDH512(p, i) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((p) + 2 * (i))))
+#define LDH256Z(p, i) _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)((p) + 2 * (i)))))
+
+/* hsum_avx2((s0 + s1) + (s2 + s3)) of A = s0|s1, B = s2|s3 */
+static inline float f16_hsum_avx512(__m512 a, __m512 b) {
+    const __m256 s01 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    const __m256 s23 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    const __m256 v = _mm256_add_ps(s01, s23);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf32x4_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static float dot_f16_avx512(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m512 s01 = _mm512_setzero_ps(), s23 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s01 = _mm512_fmadd_ps(LDH512(x, i), LDH512(y, i), s01);
+        s23 = _mm512_fmadd_ps(LDH512(x, i + 16), LDH512(y, i + 16), s23);
+    }
+    for (; i + 8 <= n; i += 8) s01 = _mm512_mask3_fmadd_ps(LDH256Z(x, i), LDH256Z(y, i), s01, 0xff);
+    float s = f16_hsum_avx512(s01, s23);
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return s;
+}
+
+/* dot_rows_fn: per row, up to 4 vectors at a time share its conversion */
+static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx512(int n, const uint8_t *x, const float *a, size_t a_stride, int nj,
+                                                       float *out, size_t out_stride) {
+    __m512 p[4][2];
+    SLM_UNROLL(4)
+    for (int j = 0; j < nj; j++) p[j][0] = _mm512_setzero_ps(), p[j][1] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 x0 = LDH512(x, i), x1 = LDH512(x, i + 16);
+        SLM_UNROLL(4)
+        for (int j = 0; j < nj; j++) {
+            const float *aj = a + (size_t)j * a_stride + i;
+            p[j][0] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(aj), p[j][0]);
+            p[j][1] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(aj + 16), p[j][1]);
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m512 x0 = LDH256Z(x, i);
+        SLM_UNROLL(4)
+        for (int j = 0; j < nj; j++) p[j][0] = _mm512_mask3_fmadd_ps(x0, _mm512_maskz_loadu_ps(0xff, a + (size_t)j * a_stride + i), p[j][0], 0xff);
+    }
+    float s[4];
+    SLM_UNROLL(4)
+    for (int j = 0; j < nj; j++) s[j] = f16_hsum_avx512(p[j][0], p[j][1]);
+    for (; i < n; i++) {
+        const float xv = ld_f16(x + 2 * i);
+        SLM_UNROLL(4)
+        for (int j = 0; j < nj; j++) s[j] += xv * a[(size_t)j * a_stride + i];
+    }
+    SLM_UNROLL(4)
+    for (int j = 0; j < nj; j++) out[(size_t)j * out_stride] = s[j];
+}
+#undef LDH512
+#undef LDH256Z
+
+static void dot_rows_f16_avx512(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                                float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    for (int r = 0; r < nrows; r++, x += stride) {
+        int j = 0;
+        for (; j + 4 <= na; j += 4) dot_rows_f16_pass_avx512(n, x, a + (size_t)j * a_stride, a_stride, 4, out + (size_t)j * out_stride + r, out_stride);
+        const float *aj = a + (size_t)j * a_stride;
+        float *oj = out + (size_t)j * out_stride + r;
+        if (na - j == 3) dot_rows_f16_pass_avx512(n, x, aj, a_stride, 3, oj, out_stride);
+        else if (na - j == 2) dot_rows_f16_pass_avx512(n, x, aj, a_stride, 2, oj, out_stride);
+        else if (na - j == 1) dot_rows_f16_pass_avx512(n, x, aj, a_stride, 1, oj, out_stride);
+    }
+}
+
 #endif /* SLM_AVX512 */
 
 /* -------------------------------------------------------------------------- */
