@@ -4589,9 +4589,11 @@ static SLM_ALWAYS_INLINE void iq4_nl_avx512(int n, const uint8_t *x, const uint8
 /* Q4_1/Q5_1 against Q8_1: unsigned levels straight into vpdpbusd; the min
    terms m * s summed apart in a scalar, as the AVX2 kernels */
 static inline __m256 q8_1_step_avx512(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
-    *sm += xm * h2f_avx512(yb + 2);
+    /* d and s of the activation block in one conversion */
+    const __m128 ds = _mm_maskz_cvtph_ps(3, _mm_cvtsi32_si128((int)ld_u32(yb)));
+    *sm += xm * _mm_cvtss_f32(_mm_movehdup_ps(ds));
     const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)(yb + 4)));
-    return _mm256_mask_fmadd_ps(_mm256_set1_ps(xd * h2f_avx512(yb)), 0xff, _mm256_cvtepi32_ps(p), s);
+    return _mm256_mask_fmadd_ps(_mm256_set1_ps(xd * _mm_cvtss_f32(ds)), 0xff, _mm256_cvtepi32_ps(p), s);
 }
 
 static SLM_ALWAYS_INLINE __m256i b41_levels_avx512(const uint8_t *x, int bits) {
