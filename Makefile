@@ -2,7 +2,15 @@
 
 CC      ?= cc
 OPT     ?= -O2
-MARCH   ?= -march=native
+# Portable by default: x86-64 builds carry every x86 kernel set and pick one
+# at run time (slm.c section 6h). NATIVE=1 compiles for this machine's CPU
+# only (-march=native), as a fixed build.
+NATIVE  ?= 0
+ifeq ($(NATIVE),1)
+  MARCH ?= -march=native
+else
+  MARCH ?=
+endif
 CSTD    ?= -std=c99
 WARN    ?= -Wall -Wextra -Wshadow -Wstrict-prototypes
 OPENMP  ?= 1
@@ -35,7 +43,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake
 
@@ -169,6 +177,11 @@ bench-models: $(BUILD)/gen_model
 	mkdir -p $(BENCH_DIR)
 	./$(BUILD)/gen_model smollm2-135m $(BENCH_DIR)
 	./$(BUILD)/gen_model qwen2.5-0.5b $(BENCH_DIR)
+
+# The portable build (no -march, no OpenMP, runtime dispatch) against the
+# -march=native one, alternating; THREADS=2 builds both with OpenMP.
+bench-dispatch: bench-models
+	BENCH_DIR=$(BENCH_DIR) bench/dispatch.sh
 
 # slm against llama.cpp (node-llama-cpp from npm) on the generated models.
 bench-compare:
@@ -356,10 +369,12 @@ help:
 	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
 	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"
 	@echo "make unicode-tables  regenerate the Unicode tables in slm.c (tools/gen_unicode.py)"
+	@echo "make NATIVE=1   build for this machine's CPU only (-march=native; default: portable, kernels chosen at run time)"
 	@echo "make OPENMP=0   build without OpenMP"
 	@echo "make CFLAGS=-DSLM_NO_SIMD   scalar reference kernels only"
 	@echo "make test-cross build and run the tests under qemu for aarch64 (NEON, dotprod), armv7,"
-	@echo "                riscv64 RVV (VLEN 128, 256), x86-64 without AVX2, s390x (tools/install-cross.sh)"
+	@echo "                riscv64 RVV (VLEN 128, 256), s390x, and one portable x86-64 build under"
+	@echo "                Nehalem, Haswell and qemu64 CPUs (tools/install-cross.sh)"
 	@echo "make test-embedded  the embedded example (examples/embedded) on Cortex-M55 and M4F under"
 	@echo "                qemu-system-arm, its text checked against a native build"
 	@echo "make install    install slm.h, libslm.a, libslm.so.$(VERSION) (+ links), bin/slm, slm.pc"
@@ -369,5 +384,6 @@ help:
 	@echo "make test-cmake     CMake consumers: add_subdirectory (static, shared), plain files"
 	@echo "make windows    mingw-w64 build in $(WIN_BUILD): libslm.a, slm.dll + libslm.dll.a, slm.exe"
 	@echo "make test-windows   the test suite (OpenMP on and off), CLI and DLL under wine"
-	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick)"
+	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick, BENCH_ARGS='--isa avx2')"
+	@echo "make bench-dispatch  the portable build against the -march=native one (THREADS=1|2)"
 	@echo "make clean      remove $(BUILD)/"

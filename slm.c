@@ -119,14 +119,27 @@
 #define SLM_BIG_ENDIAN 0
 #endif
 
-/* SIMD kernels (section 6) are chosen at compile time from the target's
-   macros, i.e. from the compiler flags: -march=haswell (or -mavx2 -mfma
-   -mf16c), -msse4.1 (or -march=nehalem and newer), -march=armv8.2-a+dotprod,
-   -mfpu=neon-vfpv4, -march=rv64gcv, -mcpu=cortex-m55 (Helium).
-   -DSLM_NO_SIMD forces the scalar reference kernels. The SIMD kernels read
+/* SIMD kernels (section 6). On x86-64 with GCC or Clang every x86 kernel
+   set (SSE4.1, AVX2, AVX-512 with VNNI) is compiled into every build, each
+   in a region with its own target attribute, and a model chooses the best
+   one the CPU and the OS support when it loads (section 6h), so a build
+   without -march flags runs the fastest kernels the machine has.
+   Elsewhere the kernels follow the target's macros, i.e. the compiler
+   flags: -march=armv8.2-a+dotprod, -mfpu=neon-vfpv4, -march=rv64gcv,
+   -mcpu=cortex-m55 (Helium), and on x86 compilers without target
+   attributes (MSVC: /arch:AVX2) -mavx2 -mfma -mf16c or -msse4.1.
+   -DSLM_NO_SIMD forces the scalar reference kernels; -DSLM_NO_DISPATCH
+   keeps the x86 selection at compile time. The SIMD kernels read
    little-endian blocks with vector loads, so big-endian hosts use scalar. */
 #if defined(SLM_NO_SIMD) || SLM_BIG_ENDIAN
 #define SLM_SIMD_NAME "scalar"
+#elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(SLM_NO_DISPATCH)
+#define SLM_X86_DISPATCH 1
+#define SLM_SSE4 1
+#define SLM_AVX2 1
+#define SLM_SIMD_NAME "scalar,sse4,avx2"
+#include <cpuid.h>
+#include <immintrin.h>
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define SLM_AVX2 1
 #define SLM_SIMD_NAME "avx2"
@@ -158,6 +171,26 @@
 #include <arm_mve.h>
 #else
 #define SLM_SIMD_NAME "scalar"
+#endif
+
+/* The regions of x86 kernels: every function between BEGIN and END gets
+   the target attribute (GCC: pragma target; Clang: attribute push). With
+   fixed selection the region is compiled for the build's own flags. */
+#if defined(SLM_X86_DISPATCH) && defined(__clang__)
+#define SLM_TARGET_SSE4 _Pragma("clang attribute push(__attribute__((target(\"sse4.1,ssse3\"))), apply_to = function)")
+#define SLM_TARGET_AVX2 _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = function)")
+#define SLM_TARGET_AVX512 _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c\"))), apply_to = function)")
+#define SLM_TARGET_END _Pragma("clang attribute pop")
+#elif defined(SLM_X86_DISPATCH)
+#define SLM_TARGET_SSE4 _Pragma("GCC push_options") _Pragma("GCC target(\"sse4.1,ssse3\")")
+#define SLM_TARGET_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
+#define SLM_TARGET_AVX512 _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c\")")
+#define SLM_TARGET_END _Pragma("GCC pop_options")
+#else
+#define SLM_TARGET_SSE4
+#define SLM_TARGET_AVX2
+#define SLM_TARGET_AVX512
+#define SLM_TARGET_END
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -198,27 +231,6 @@ const char *slm_status_string(int status) {
 }
 
 const char *slm_version(void) { return SLM_VERSION_STRING; }
-
-const char *slm_build_info(void) {
-    return "simd=" SLM_SIMD_NAME
-#if SLM_OPENMP
-           " openmp=on"
-#else
-           " openmp=off"
-#endif
-#if defined(SLM_HAVE_MMAP)
-           " mmap=on"
-#else
-           " mmap=off"
-#endif
-#if defined(SLM_NO_STDIO)
-           " stdio=off"
-#endif
-#if defined(SLM_NO_MALLOC)
-           " malloc=off"
-#endif
-        ;
-}
 
 /* --- message formatting -----------------------------------------------------
    Messages (errors, logs, slm_meta_format) are formatted with vsnprintf, or,
@@ -1801,84 +1813,102 @@ typedef void (*dot_rows_fn)(int n, const void *rows, size_t stride, int nrows, c
 /* one x8 group (8 rows) against nt <= 4 activation rows a_rb bytes apart:
    y[t * ldy + r] for r < 8, t < nt */
 typedef void (*gemm_x8_fn)(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy);
+/* x[i] = exp(x[i] - mx) for n values, returning their sum (softmax) */
+typedef double (*exp_sum_fn)(float *x, int n, float mx);
+
+/* The kernels of one instruction set (section 6g), by weight or activation
+   type. A model holds its own resolved copy, every entry filled (6h). */
+typedef struct kernel_table {
+    const char *name;                      /* "avx2", "neon", ... */
+    int isa;                               /* SLM_ISA_* */
+    const struct kernel_table *base;       /* the ISA below, for entries this one lacks */
+    vec_dot_fn dot[N_TYPE_IDS];            /* weight row . activations, per weight type */
+    vec_dot4_fn dot4[N_TYPE_IDS];          /* the same for 4 tokens (optional) */
+    gemm_x8_fn gemm_x8[N_TYPE_IDS];        /* x8 groups (optional: types with one are repacked) */
+    to_float_fn to_float[N_TYPE_IDS];      /* F32/F16/BF16/Q8_0 rows to floats (KV cache) */
+    from_float_fn from_float[N_TYPE_IDS];  /* activation quantizers: dot partners and KV types */
+    dot_rows_fn dot_rows_f16;              /* attention over an F16 cache (optional) */
+    exp_sum_fn exp_sum;                    /* softmax's exponentials */
+} kernel_table;
 
 typedef struct type_traits {
     int dot_type;           /* activation format for vec_dot; -1 if unsupported */
     to_float_fn to_float;
     from_float_fn from_float; /* quantize (weights or activations) */
-    vec_dot_fn vec_dot;
+    vec_dot_fn vec_dot;       /* the scalar reference dot (models use their kernel table) */
 } type_traits;
 
-/* forward declarations of the kernels (section 6) */
+/* forward declarations of the reference kernels (section 6a) */
+static double exp_sum_ref(float *x, int n, float mx);
 static void f32_to_float(const void *src, float *dst, int64_t n);
 static void f32_from_float(const float *src, void *dst, int64_t n);
-static float dot_f32(int n, const void *w, const void *a);
-static void f16_to_float(const void *src, float *dst, int64_t n);
-static void f16_from_float(const float *src, void *dst, int64_t n);
-static float dot_f16(int n, const void *w, const void *a);
-static void bf16_to_float(const void *src, float *dst, int64_t n);
-static void bf16_from_float(const float *src, void *dst, int64_t n);
-static float dot_bf16(int n, const void *w, const void *a);
+static float dot_f32_ref(int n, const void *w, const void *a);
+static void f16_to_float_ref(const void *src, float *dst, int64_t n);
+static void f16_from_float_ref(const float *src, void *dst, int64_t n);
+static float dot_f16_ref(int n, const void *w, const void *a);
+static void bf16_to_float_ref(const void *src, float *dst, int64_t n);
+static void bf16_from_float_ref(const float *src, void *dst, int64_t n);
+static float dot_bf16_ref(int n, const void *w, const void *a);
 static void q8_0_to_float(const void *src, float *dst, int64_t n);
-static void q8_0_from_float(const float *src, void *dst, int64_t n);
-static float dot_q8_0(int n, const void *w, const void *a);
+static void q8_0_from_float_ref(const float *src, void *dst, int64_t n);
+static float dot_q8_0_ref(int n, const void *w, const void *a);
 static void q4_0_to_float(const void *src, float *dst, int64_t n);
 static void q4_0_from_float(const float *src, void *dst, int64_t n);
-static float dot_q4_0(int n, const void *w, const void *a);
+static float dot_q4_0_ref(int n, const void *w, const void *a);
 static void q4_1_to_float(const void *src, float *dst, int64_t n);
 static void q4_1_from_float(const float *src, void *dst, int64_t n);
-static float dot_q4_1(int n, const void *w, const void *a);
+static float dot_q4_1_ref(int n, const void *w, const void *a);
 static void q5_0_to_float(const void *src, float *dst, int64_t n);
 static void q5_0_from_float(const float *src, void *dst, int64_t n);
-static float dot_q5_0(int n, const void *w, const void *a);
+static float dot_q5_0_ref(int n, const void *w, const void *a);
 static void q5_1_to_float(const void *src, float *dst, int64_t n);
 static void q5_1_from_float(const float *src, void *dst, int64_t n);
-static float dot_q5_1(int n, const void *w, const void *a);
+static float dot_q5_1_ref(int n, const void *w, const void *a);
 static void q8_1_to_float(const void *src, float *dst, int64_t n);
-static void q8_1_from_float(const float *src, void *dst, int64_t n);
+static void q8_1_from_float_ref(const float *src, void *dst, int64_t n);
 static void iq4_nl_to_float(const void *src, float *dst, int64_t n);
 static void iq4_nl_from_float(const float *src, void *dst, int64_t n);
-static float dot_iq4_nl(int n, const void *w, const void *a);
+static float dot_iq4_nl_ref(int n, const void *w, const void *a);
 static void q2_k_to_float(const void *src, float *dst, int64_t n);
 static void q2_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q2_k(int n, const void *w, const void *a);
+static float dot_q2_k_ref(int n, const void *w, const void *a);
 static void q3_k_to_float(const void *src, float *dst, int64_t n);
 static void q3_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q3_k(int n, const void *w, const void *a);
+static float dot_q3_k_ref(int n, const void *w, const void *a);
 static void q4_k_to_float(const void *src, float *dst, int64_t n);
 static void q4_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q4_k(int n, const void *w, const void *a);
+static float dot_q4_k_ref(int n, const void *w, const void *a);
 static void q5_k_to_float(const void *src, float *dst, int64_t n);
 static void q5_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q5_k(int n, const void *w, const void *a);
+static float dot_q5_k_ref(int n, const void *w, const void *a);
 static void q6_k_to_float(const void *src, float *dst, int64_t n);
 static void q6_k_from_float(const float *src, void *dst, int64_t n);
-static float dot_q6_k(int n, const void *w, const void *a);
+static float dot_q6_k_ref(int n, const void *w, const void *a);
 static void q8_k_to_float(const void *src, float *dst, int64_t n);
-static void q8_k_from_float(const float *src, void *dst, int64_t n);
+static void q8_k_from_float_ref(const float *src, void *dst, int64_t n);
 static void iq4_xs_to_float(const void *src, float *dst, int64_t n);
 static void iq4_xs_from_float(const float *src, void *dst, int64_t n);
-static float dot_iq4_xs(int n, const void *w, const void *a);
+static float dot_iq4_xs_ref(int n, const void *w, const void *a);
 
 static const type_traits TRAITS[N_TYPE_IDS] = {
-    [SLM_TYPE_F32] = {SLM_TYPE_F32, f32_to_float, f32_from_float, dot_f32},
-    [SLM_TYPE_F16] = {SLM_TYPE_F16, f16_to_float, f16_from_float, dot_f16},
-    [SLM_TYPE_BF16] = {SLM_TYPE_BF16, bf16_to_float, bf16_from_float, dot_bf16},
-    [SLM_TYPE_Q8_0] = {SLM_TYPE_Q8_0, q8_0_to_float, q8_0_from_float, dot_q8_0},
-    [SLM_TYPE_Q4_0] = {SLM_TYPE_Q8_0, q4_0_to_float, q4_0_from_float, dot_q4_0},
-    [SLM_TYPE_Q4_1] = {SLM_TYPE_Q8_1, q4_1_to_float, q4_1_from_float, dot_q4_1},
-    [SLM_TYPE_Q5_0] = {SLM_TYPE_Q8_0, q5_0_to_float, q5_0_from_float, dot_q5_0},
-    [SLM_TYPE_Q5_1] = {SLM_TYPE_Q8_1, q5_1_to_float, q5_1_from_float, dot_q5_1},
-    [SLM_TYPE_IQ4_NL] = {SLM_TYPE_Q8_0, iq4_nl_to_float, iq4_nl_from_float, dot_iq4_nl},
-    [SLM_TYPE_Q2_K] = {SLM_TYPE_Q8_K, q2_k_to_float, q2_k_from_float, dot_q2_k},
-    [SLM_TYPE_Q3_K] = {SLM_TYPE_Q8_K, q3_k_to_float, q3_k_from_float, dot_q3_k},
-    [SLM_TYPE_Q4_K] = {SLM_TYPE_Q8_K, q4_k_to_float, q4_k_from_float, dot_q4_k},
-    [SLM_TYPE_Q5_K] = {SLM_TYPE_Q8_K, q5_k_to_float, q5_k_from_float, dot_q5_k},
-    [SLM_TYPE_Q6_K] = {SLM_TYPE_Q8_K, q6_k_to_float, q6_k_from_float, dot_q6_k},
-    [SLM_TYPE_IQ4_XS] = {SLM_TYPE_Q8_K, iq4_xs_to_float, iq4_xs_from_float, dot_iq4_xs},
+    [SLM_TYPE_F32] = {SLM_TYPE_F32, f32_to_float, f32_from_float, dot_f32_ref},
+    [SLM_TYPE_F16] = {SLM_TYPE_F16, f16_to_float_ref, f16_from_float_ref, dot_f16_ref},
+    [SLM_TYPE_BF16] = {SLM_TYPE_BF16, bf16_to_float_ref, bf16_from_float_ref, dot_bf16_ref},
+    [SLM_TYPE_Q8_0] = {SLM_TYPE_Q8_0, q8_0_to_float, q8_0_from_float_ref, dot_q8_0_ref},
+    [SLM_TYPE_Q4_0] = {SLM_TYPE_Q8_0, q4_0_to_float, q4_0_from_float, dot_q4_0_ref},
+    [SLM_TYPE_Q4_1] = {SLM_TYPE_Q8_1, q4_1_to_float, q4_1_from_float, dot_q4_1_ref},
+    [SLM_TYPE_Q5_0] = {SLM_TYPE_Q8_0, q5_0_to_float, q5_0_from_float, dot_q5_0_ref},
+    [SLM_TYPE_Q5_1] = {SLM_TYPE_Q8_1, q5_1_to_float, q5_1_from_float, dot_q5_1_ref},
+    [SLM_TYPE_IQ4_NL] = {SLM_TYPE_Q8_0, iq4_nl_to_float, iq4_nl_from_float, dot_iq4_nl_ref},
+    [SLM_TYPE_Q2_K] = {SLM_TYPE_Q8_K, q2_k_to_float, q2_k_from_float, dot_q2_k_ref},
+    [SLM_TYPE_Q3_K] = {SLM_TYPE_Q8_K, q3_k_to_float, q3_k_from_float, dot_q3_k_ref},
+    [SLM_TYPE_Q4_K] = {SLM_TYPE_Q8_K, q4_k_to_float, q4_k_from_float, dot_q4_k_ref},
+    [SLM_TYPE_Q5_K] = {SLM_TYPE_Q8_K, q5_k_to_float, q5_k_from_float, dot_q5_k_ref},
+    [SLM_TYPE_Q6_K] = {SLM_TYPE_Q8_K, q6_k_to_float, q6_k_from_float, dot_q6_k_ref},
+    [SLM_TYPE_IQ4_XS] = {SLM_TYPE_Q8_K, iq4_xs_to_float, iq4_xs_from_float, dot_iq4_xs_ref},
     /* activation formats only: no dot kernel of their own */
-    [SLM_TYPE_Q8_1] = {-1, q8_1_to_float, q8_1_from_float, NULL},
-    [SLM_TYPE_Q8_K] = {-1, q8_k_to_float, q8_k_from_float, NULL},
+    [SLM_TYPE_Q8_1] = {-1, q8_1_to_float, q8_1_from_float_ref, NULL},
+    [SLM_TYPE_Q8_K] = {-1, q8_k_to_float, q8_k_from_float_ref, NULL},
 };
 
 static const type_traits *traits_of(int type) {
@@ -3064,6 +3094,7 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
 /* 6b. x86-64 AVX2 (+FMA, F16C)                                               */
 /* -------------------------------------------------------------------------- */
 #ifdef SLM_AVX2
+SLM_TARGET_AVX2
 
 static inline float hsum_avx2(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -3841,42 +3872,6 @@ static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
 }
 
 
-#define K_DOT_F32 dot_f32_avx2
-#define K_F16_TO_FLOAT f16_to_float_avx2
-#define K_F16_FROM_FLOAT f16_from_float_avx2
-#define K_DOT_F16 dot_f16_avx2
-#define K_EXP_SUM exp_sum_avx2
-#define K_DOT_ROWS_F16 dot_rows_f16_avx2
-#define K_BF16_TO_FLOAT bf16_to_float_avx2
-#define K_BF16_FROM_FLOAT bf16_from_float_avx2
-#define K_DOT_BF16 dot_bf16_avx2
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_avx2
-#define K_DOT_Q8_0 dot_q8_0_avx2
-#define K_DOT_Q4_0 dot_q4_0_avx2
-#define K_DOT4_Q8_0 dot4_q8_0_avx2
-#define K_DOT4_Q4_0 dot4_q4_0_avx2
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_avx2
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_avx2
-#define K_DOT_Q4_1 dot_q4_1_avx2
-#define K_DOT_Q5_0 dot_q5_0_avx2
-#define K_DOT_Q5_1 dot_q5_1_avx2
-#define K_DOT_IQ4_NL dot_iq4_nl_avx2
-#define K_DOT_Q2_K dot_q2_k_avx2
-#define K_DOT_Q3_K dot_q3_k_avx2
-#define K_DOT_Q4_K dot_q4_k_avx2
-#define K_DOT_Q5_K dot_q5_k_avx2
-#define K_DOT_Q6_K dot_q6_k_avx2
-#define K_DOT_IQ4_XS dot_iq4_xs_avx2
-#define K_DOT4_Q4_1 dot4_q4_1_avx2
-#define K_DOT4_Q5_0 dot4_q5_0_avx2
-#define K_DOT4_Q5_1 dot4_q5_1_avx2
-#define K_DOT4_IQ4_NL dot4_iq4_nl_avx2
-#define K_DOT4_Q2_K dot4_q2_k_avx2
-#define K_DOT4_Q3_K dot4_q3_k_avx2
-#define K_DOT4_Q4_K dot4_q4_k_avx2
-#define K_DOT4_Q5_K dot4_q5_k_avx2
-#define K_DOT4_Q6_K dot4_q6_k_avx2
-#define K_DOT4_IQ4_XS dot4_iq4_xs_avx2
 
 /* x8 kernels (layouts in section 5). Each 32-bit lane is one row; the
    activation's 4 columns are broadcast. Per block and token, the integer
@@ -4038,10 +4033,8 @@ static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
     else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
-#define K_GEMM_X8_Q4_0 gemm_q4_0x8_avx2
-#define K_GEMM_X8_Q8_0 gemm_q8_0x8_avx2
-#define K_GEMM_X8_Q5_0 gemm_q5_0x8_avx2
 
+SLM_TARGET_END
 #endif /* SLM_AVX2 */
 
 /* -------------------------------------------------------------------------- */
@@ -4057,8 +4050,10 @@ static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
  * in the order of its float additions. Only F, BW, VL, DQ and VNNI are used
  * (no FMA/F16C VEX forms: their EVEX forms come with AVX512F/VL).
  */
-#if defined(SLM_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__AVX512VNNI__)
+#if defined(SLM_X86_DISPATCH) || (defined(SLM_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+                                    defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__AVX512VNNI__))
 #define SLM_HAVE_AVX512_KERNELS 1
+SLM_TARGET_AVX512
 
 /* an f16 as a float, by the EVEX conversion */
 static inline float h2f_avx512(const uint8_t *p) {
@@ -4753,6 +4748,7 @@ static void dot_rows_f16_avx512(int n, const void *rows, size_t stride, int nrow
     }
 }
 
+SLM_TARGET_END
 #endif /* SLM_AVX512 */
 
 /* -------------------------------------------------------------------------- */
@@ -4761,6 +4757,7 @@ static void dot_rows_f16_avx512(int n, const void *rows, size_t stride, int nrow
 /* The AVX2 kernels at half width, without FMA; without F16C the f16
    conversions are done with integer operations, as f32_to_fp16 does. */
 #ifdef SLM_SSE4
+SLM_TARGET_SSE4
 
 static inline float hsum_sse(__m128 v) {
     v = _mm_add_ps(v, _mm_movehl_ps(v, v));
@@ -5383,41 +5380,8 @@ static void q8_k_from_float_sse(const float *src, void *dst, int64_t n) {
     }
 }
 
-#define K_DOT_F32 dot_f32_sse
-#define K_F16_TO_FLOAT f16_to_float_sse
-#define K_F16_FROM_FLOAT f16_from_float_sse
-#define K_DOT_F16 dot_f16_sse
-#define K_BF16_TO_FLOAT bf16_to_float_sse
-#define K_BF16_FROM_FLOAT bf16_from_float_sse
-#define K_DOT_BF16 dot_bf16_sse
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_sse
-#define K_DOT_Q8_0 dot_q8_0_sse
-#define K_DOT_Q4_0 dot_q4_0_sse
-#define K_DOT4_Q8_0 dot4_q8_0_sse
-#define K_DOT4_Q4_0 dot4_q4_0_sse
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_sse
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_sse
-#define K_DOT_Q4_1 dot_q4_1_sse
-#define K_DOT_Q5_0 dot_q5_0_sse
-#define K_DOT_Q5_1 dot_q5_1_sse
-#define K_DOT_IQ4_NL dot_iq4_nl_sse
-#define K_DOT_Q2_K dot_q2_k_sse
-#define K_DOT_Q3_K dot_q3_k_sse
-#define K_DOT_Q4_K dot_q4_k_sse
-#define K_DOT_Q5_K dot_q5_k_sse
-#define K_DOT_Q6_K dot_q6_k_sse
-#define K_DOT_IQ4_XS dot_iq4_xs_sse
-#define K_DOT4_Q4_1 dot4_q4_1_sse
-#define K_DOT4_Q5_0 dot4_q5_0_sse
-#define K_DOT4_Q5_1 dot4_q5_1_sse
-#define K_DOT4_IQ4_NL dot4_iq4_nl_sse
-#define K_DOT4_Q2_K dot4_q2_k_sse
-#define K_DOT4_Q3_K dot4_q3_k_sse
-#define K_DOT4_Q4_K dot4_q4_k_sse
-#define K_DOT4_Q5_K dot4_q5_k_sse
-#define K_DOT4_Q6_K dot4_q6_k_sse
-#define K_DOT4_IQ4_XS dot4_iq4_xs_sse
 
+SLM_TARGET_END
 #endif /* SLM_SSE4 */
 
 /* -------------------------------------------------------------------------- */
@@ -6101,42 +6065,6 @@ static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
     }
 }
 
-#define K_DOT_F32 dot_f32_neon
-#ifdef SLM_NEON_F16
-#define K_F16_TO_FLOAT f16_to_float_neon
-#define K_F16_FROM_FLOAT f16_from_float_neon
-#define K_DOT_F16 dot_f16_neon
-#endif
-#define K_BF16_TO_FLOAT bf16_to_float_neon
-#define K_BF16_FROM_FLOAT bf16_from_float_neon
-#define K_DOT_BF16 dot_bf16_neon
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_neon
-#define K_DOT_Q8_0 dot_q8_0_neon
-#define K_DOT_Q4_0 dot_q4_0_neon
-#define K_DOT4_Q8_0 dot4_q8_0_neon
-#define K_DOT4_Q4_0 dot4_q4_0_neon
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_neon
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_neon
-#define K_DOT_Q4_1 dot_q4_1_neon
-#define K_DOT_Q5_0 dot_q5_0_neon
-#define K_DOT_Q5_1 dot_q5_1_neon
-#define K_DOT_IQ4_NL dot_iq4_nl_neon
-#define K_DOT_Q2_K dot_q2_k_neon
-#define K_DOT_Q3_K dot_q3_k_neon
-#define K_DOT_Q4_K dot_q4_k_neon
-#define K_DOT_Q5_K dot_q5_k_neon
-#define K_DOT_Q6_K dot_q6_k_neon
-#define K_DOT_IQ4_XS dot_iq4_xs_neon
-#define K_DOT4_Q4_1 dot4_q4_1_neon
-#define K_DOT4_Q5_0 dot4_q5_0_neon
-#define K_DOT4_Q5_1 dot4_q5_1_neon
-#define K_DOT4_IQ4_NL dot4_iq4_nl_neon
-#define K_DOT4_Q2_K dot4_q2_k_neon
-#define K_DOT4_Q3_K dot4_q3_k_neon
-#define K_DOT4_Q4_K dot4_q4_k_neon
-#define K_DOT4_Q5_K dot4_q5_k_neon
-#define K_DOT4_Q6_K dot4_q6_k_neon
-#define K_DOT4_IQ4_XS dot4_iq4_xs_neon
 
 #if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
 /* x8 kernels (layouts in section 5) with SDOT: each 16-byte half of an x8
@@ -6212,9 +6140,6 @@ X8_NEON_ENTRY(gemm_q4_0x8_neon, SLM_TYPE_Q4_0)
 X8_NEON_ENTRY(gemm_q5_0x8_neon, SLM_TYPE_Q5_0)
 X8_NEON_ENTRY(gemm_q8_0x8_neon, SLM_TYPE_Q8_0)
 #undef X8_NEON_ENTRY
-#define K_GEMM_X8_Q4_0 gemm_q4_0x8_neon
-#define K_GEMM_X8_Q5_0 gemm_q5_0x8_neon
-#define K_GEMM_X8_Q8_0 gemm_q8_0x8_neon
 #endif /* __ARM_FEATURE_DOTPROD && SLM_NEON_F16 */
 
 #endif /* SLM_NEON */
@@ -6662,28 +6587,6 @@ static void q8_k_from_float_rvv(const float *src, void *dst, int64_t n) {
     }
 }
 
-#define K_DOT_F32 dot_f32_rvv
-#define K_F16_TO_FLOAT f16_to_float_rvv
-#define K_F16_FROM_FLOAT f16_from_float_rvv
-#define K_DOT_F16 dot_f16_rvv
-#define K_BF16_TO_FLOAT bf16_to_float_rvv
-#define K_BF16_FROM_FLOAT bf16_from_float_rvv
-#define K_DOT_BF16 dot_bf16_rvv
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_rvv
-#define K_DOT_Q8_0 dot_q8_0_rvv
-#define K_DOT_Q4_0 dot_q4_0_rvv
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_rvv
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_rvv
-#define K_DOT_Q4_1 dot_q4_1_rvv
-#define K_DOT_Q5_0 dot_q5_0_rvv
-#define K_DOT_Q5_1 dot_q5_1_rvv
-#define K_DOT_IQ4_NL dot_iq4_nl_rvv
-#define K_DOT_Q2_K dot_q2_k_rvv
-#define K_DOT_Q3_K dot_q3_k_rvv
-#define K_DOT_Q4_K dot_q4_k_rvv
-#define K_DOT_Q5_K dot_q5_k_rvv
-#define K_DOT_Q6_K dot_q6_k_rvv
-#define K_DOT_IQ4_XS dot_iq4_xs_rvv
 
 #endif /* SLM_RVV */
 
@@ -6750,113 +6653,305 @@ static void q8_0_from_float_mve(const float *src, void *dst, int64_t n) {
     }
 }
 
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_mve
-#define K_DOT_Q8_0 dot_q8_0_mve
-#define K_DOT_Q4_0 dot_q4_0_mve
 
 #endif /* SLM_MVE */
 
 /* -------------------------------------------------------------------------- */
-/* 6g. The kernels TRAITS points at                                           */
+/* 6g. One kernel table per instruction set                                   */
 /* -------------------------------------------------------------------------- */
-/* Each is this target's SIMD kernel (K_* from 6b-6f) or the reference. */
+/*
+ * A table names the kernels of one ISA (kernel_table, section 5). Entries
+ * an ISA lacks stay NULL and fall back to its base, the ISA below it
+ * (avx2 -> sse4 -> scalar), when a model resolves its table at load
+ * (kernels_resolve, 6h). Adding an ISA is one table here plus its kernels.
+ */
 
-#ifndef K_DOT_F32
-#define K_DOT_F32 dot_f32_ref
-#endif
-#ifndef K_F16_TO_FLOAT
-#define K_F16_TO_FLOAT f16_to_float_ref
-#endif
-#ifndef K_F16_FROM_FLOAT
-#define K_F16_FROM_FLOAT f16_from_float_ref
-#endif
-#ifndef K_DOT_F16
-#define K_DOT_F16 dot_f16_ref
-#endif
-#ifndef K_BF16_TO_FLOAT
-#define K_BF16_TO_FLOAT bf16_to_float_ref
-#endif
-#ifndef K_BF16_FROM_FLOAT
-#define K_BF16_FROM_FLOAT bf16_from_float_ref
-#endif
-#ifndef K_DOT_BF16
-#define K_DOT_BF16 dot_bf16_ref
-#endif
-#ifndef K_Q8_0_FROM_FLOAT
-#define K_Q8_0_FROM_FLOAT q8_0_from_float_ref
-#endif
-#ifndef K_DOT_Q8_0
-#define K_DOT_Q8_0 dot_q8_0_ref
-#endif
-#ifndef K_DOT_Q4_0
-#define K_DOT_Q4_0 dot_q4_0_ref
-#endif
-#ifndef K_Q8_1_FROM_FLOAT
-#define K_Q8_1_FROM_FLOAT q8_1_from_float_ref
-#endif
-#ifndef K_Q8_K_FROM_FLOAT
-#define K_Q8_K_FROM_FLOAT q8_k_from_float_ref
-#endif
-#ifndef K_DOT_Q4_1
-#define K_DOT_Q4_1 dot_q4_1_ref
-#endif
-#ifndef K_DOT_Q5_0
-#define K_DOT_Q5_0 dot_q5_0_ref
-#endif
-#ifndef K_DOT_Q5_1
-#define K_DOT_Q5_1 dot_q5_1_ref
-#endif
-#ifndef K_DOT_IQ4_NL
-#define K_DOT_IQ4_NL dot_iq4_nl_ref
-#endif
-#ifndef K_DOT_Q2_K
-#define K_DOT_Q2_K dot_q2_k_ref
-#endif
-#ifndef K_DOT_Q3_K
-#define K_DOT_Q3_K dot_q3_k_ref
-#endif
-#ifndef K_DOT_Q4_K
-#define K_DOT_Q4_K dot_q4_k_ref
-#endif
-#ifndef K_DOT_Q5_K
-#define K_DOT_Q5_K dot_q5_k_ref
-#endif
-#ifndef K_DOT_Q6_K
-#define K_DOT_Q6_K dot_q6_k_ref
-#endif
-#ifndef K_DOT_IQ4_XS
-#define K_DOT_IQ4_XS dot_iq4_xs_ref
+static const kernel_table KERNELS_SCALAR = {
+    "scalar", SLM_ISA_SCALAR, NULL,
+    .dot = {[SLM_TYPE_F32] = dot_f32_ref, [SLM_TYPE_F16] = dot_f16_ref, [SLM_TYPE_BF16] = dot_bf16_ref,
+            [SLM_TYPE_Q8_0] = dot_q8_0_ref, [SLM_TYPE_Q4_0] = dot_q4_0_ref, [SLM_TYPE_Q4_1] = dot_q4_1_ref,
+            [SLM_TYPE_Q5_0] = dot_q5_0_ref, [SLM_TYPE_Q5_1] = dot_q5_1_ref, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_ref,
+            [SLM_TYPE_Q2_K] = dot_q2_k_ref, [SLM_TYPE_Q3_K] = dot_q3_k_ref, [SLM_TYPE_Q4_K] = dot_q4_k_ref,
+            [SLM_TYPE_Q5_K] = dot_q5_k_ref, [SLM_TYPE_Q6_K] = dot_q6_k_ref, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_ref},
+    .to_float = {[SLM_TYPE_F32] = f32_to_float, [SLM_TYPE_F16] = f16_to_float_ref, [SLM_TYPE_BF16] = bf16_to_float_ref,
+                 [SLM_TYPE_Q8_0] = q8_0_to_float},
+    .from_float = {[SLM_TYPE_F32] = f32_from_float, [SLM_TYPE_F16] = f16_from_float_ref,
+                   [SLM_TYPE_BF16] = bf16_from_float_ref, [SLM_TYPE_Q8_0] = q8_0_from_float_ref,
+                   [SLM_TYPE_Q8_1] = q8_1_from_float_ref, [SLM_TYPE_Q8_K] = q8_k_from_float_ref},
+    .exp_sum = exp_sum_ref,
+};
+
+#ifdef SLM_SSE4
+static const kernel_table KERNELS_SSE4 = {
+    "sse4", SLM_ISA_SSE4, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_sse, [SLM_TYPE_F16] = dot_f16_sse, [SLM_TYPE_BF16] = dot_bf16_sse,
+            [SLM_TYPE_Q8_0] = dot_q8_0_sse, [SLM_TYPE_Q4_0] = dot_q4_0_sse, [SLM_TYPE_Q4_1] = dot_q4_1_sse,
+            [SLM_TYPE_Q5_0] = dot_q5_0_sse, [SLM_TYPE_Q5_1] = dot_q5_1_sse, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_sse,
+            [SLM_TYPE_Q2_K] = dot_q2_k_sse, [SLM_TYPE_Q3_K] = dot_q3_k_sse, [SLM_TYPE_Q4_K] = dot_q4_k_sse,
+            [SLM_TYPE_Q5_K] = dot_q5_k_sse, [SLM_TYPE_Q6_K] = dot_q6_k_sse, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_sse},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_sse, [SLM_TYPE_Q4_0] = dot4_q4_0_sse, [SLM_TYPE_Q4_1] = dot4_q4_1_sse,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_sse, [SLM_TYPE_Q5_1] = dot4_q5_1_sse, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_sse,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_sse, [SLM_TYPE_Q3_K] = dot4_q3_k_sse, [SLM_TYPE_Q4_K] = dot4_q4_k_sse,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_sse, [SLM_TYPE_Q6_K] = dot4_q6_k_sse, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_sse},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_sse, [SLM_TYPE_BF16] = bf16_to_float_sse},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_sse, [SLM_TYPE_BF16] = bf16_from_float_sse,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_sse, [SLM_TYPE_Q8_1] = q8_1_from_float_sse,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_sse},
+};
 #endif
 
-static float dot_f32(int n, const void *w, const void *a) { return K_DOT_F32(n, w, a); }
-static void f16_to_float(const void *src, float *dst, int64_t n) { K_F16_TO_FLOAT(src, dst, n); }
-static void f16_from_float(const float *src, void *dst, int64_t n) { K_F16_FROM_FLOAT(src, dst, n); }
-static float dot_f16(int n, const void *w, const void *a) { return K_DOT_F16(n, w, a); }
-static void bf16_to_float(const void *src, float *dst, int64_t n) { K_BF16_TO_FLOAT(src, dst, n); }
-static void bf16_from_float(const float *src, void *dst, int64_t n) { K_BF16_FROM_FLOAT(src, dst, n); }
-static float dot_bf16(int n, const void *w, const void *a) { return K_DOT_BF16(n, w, a); }
-static void q8_0_from_float(const float *src, void *dst, int64_t n) { K_Q8_0_FROM_FLOAT(src, dst, n); }
-static float dot_q8_0(int n, const void *w, const void *a) { return K_DOT_Q8_0(n, w, a); }
-static float dot_q4_0(int n, const void *w, const void *a) { return K_DOT_Q4_0(n, w, a); }
-static void q8_1_from_float(const float *src, void *dst, int64_t n) { K_Q8_1_FROM_FLOAT(src, dst, n); }
-static void q8_k_from_float(const float *src, void *dst, int64_t n) { K_Q8_K_FROM_FLOAT(src, dst, n); }
-static float dot_q4_1(int n, const void *w, const void *a) { return K_DOT_Q4_1(n, w, a); }
-static float dot_q5_0(int n, const void *w, const void *a) { return K_DOT_Q5_0(n, w, a); }
-static float dot_q5_1(int n, const void *w, const void *a) { return K_DOT_Q5_1(n, w, a); }
-static float dot_iq4_nl(int n, const void *w, const void *a) { return K_DOT_IQ4_NL(n, w, a); }
-static float dot_q2_k(int n, const void *w, const void *a) { return K_DOT_Q2_K(n, w, a); }
-static float dot_q3_k(int n, const void *w, const void *a) { return K_DOT_Q3_K(n, w, a); }
-static float dot_q4_k(int n, const void *w, const void *a) { return K_DOT_Q4_K(n, w, a); }
-static float dot_q5_k(int n, const void *w, const void *a) { return K_DOT_Q5_K(n, w, a); }
-static float dot_q6_k(int n, const void *w, const void *a) { return K_DOT_Q6_K(n, w, a); }
-static float dot_iq4_xs(int n, const void *w, const void *a) { return K_DOT_IQ4_XS(n, w, a); }
+#ifdef SLM_AVX2
+static const kernel_table KERNELS_AVX2 = {
+#ifdef SLM_SSE4
+    "avx2", SLM_ISA_AVX2, &KERNELS_SSE4,
+#else
+    "avx2", SLM_ISA_AVX2, &KERNELS_SCALAR,
+#endif
+    .dot = {[SLM_TYPE_F32] = dot_f32_avx2, [SLM_TYPE_F16] = dot_f16_avx2, [SLM_TYPE_BF16] = dot_bf16_avx2,
+            [SLM_TYPE_Q8_0] = dot_q8_0_avx2, [SLM_TYPE_Q4_0] = dot_q4_0_avx2, [SLM_TYPE_Q4_1] = dot_q4_1_avx2,
+            [SLM_TYPE_Q5_0] = dot_q5_0_avx2, [SLM_TYPE_Q5_1] = dot_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
+            [SLM_TYPE_Q2_K] = dot_q2_k_avx2, [SLM_TYPE_Q3_K] = dot_q3_k_avx2, [SLM_TYPE_Q4_K] = dot_q4_k_avx2,
+            [SLM_TYPE_Q5_K] = dot_q5_k_avx2, [SLM_TYPE_Q6_K] = dot_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx2},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_avx2, [SLM_TYPE_Q4_0] = dot4_q4_0_avx2, [SLM_TYPE_Q4_1] = dot4_q4_1_avx2,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_avx2, [SLM_TYPE_Q5_1] = dot4_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx2,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_avx2, [SLM_TYPE_Q3_K] = dot4_q3_k_avx2, [SLM_TYPE_Q4_K] = dot4_q4_k_avx2,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_avx2, [SLM_TYPE_BF16] = bf16_from_float_avx2,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_avx2},
+    .dot_rows_f16 = dot_rows_f16_avx2,
+    .exp_sum = exp_sum_avx2,
+};
+#endif
+
+#ifdef SLM_NEON
+static const kernel_table KERNELS_NEON = {
+    SLM_SIMD_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_neon,
+#ifdef SLM_NEON_F16
+            [SLM_TYPE_F16] = dot_f16_neon,
+#endif
+            [SLM_TYPE_BF16] = dot_bf16_neon, [SLM_TYPE_Q8_0] = dot_q8_0_neon, [SLM_TYPE_Q4_0] = dot_q4_0_neon,
+            [SLM_TYPE_Q4_1] = dot_q4_1_neon, [SLM_TYPE_Q5_0] = dot_q5_0_neon, [SLM_TYPE_Q5_1] = dot_q5_1_neon,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_neon, [SLM_TYPE_Q2_K] = dot_q2_k_neon, [SLM_TYPE_Q3_K] = dot_q3_k_neon,
+            [SLM_TYPE_Q4_K] = dot_q4_k_neon, [SLM_TYPE_Q5_K] = dot_q5_k_neon, [SLM_TYPE_Q6_K] = dot_q6_k_neon,
+            [SLM_TYPE_IQ4_XS] = dot_iq4_xs_neon},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_neon, [SLM_TYPE_Q4_0] = dot4_q4_0_neon, [SLM_TYPE_Q4_1] = dot4_q4_1_neon,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_neon, [SLM_TYPE_Q5_1] = dot4_q5_1_neon, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_neon,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_neon, [SLM_TYPE_Q3_K] = dot4_q3_k_neon, [SLM_TYPE_Q4_K] = dot4_q4_k_neon,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_neon, [SLM_TYPE_Q6_K] = dot4_q6_k_neon, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_neon},
+#if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_neon, [SLM_TYPE_Q8_0] = gemm_q8_0x8_neon,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_neon},
+#endif
+#ifdef SLM_NEON_F16
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_neon, [SLM_TYPE_BF16] = bf16_to_float_neon},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_neon, [SLM_TYPE_BF16] = bf16_from_float_neon,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_neon, [SLM_TYPE_Q8_1] = q8_1_from_float_neon,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
+#else
+    .to_float = {[SLM_TYPE_BF16] = bf16_to_float_neon},
+    .from_float = {[SLM_TYPE_BF16] = bf16_from_float_neon, [SLM_TYPE_Q8_0] = q8_0_from_float_neon,
+                   [SLM_TYPE_Q8_1] = q8_1_from_float_neon, [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
+#endif
+};
+#endif
+
+#ifdef SLM_RVV
+static const kernel_table KERNELS_RVV = {
+    "rvv", SLM_ISA_RVV, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_rvv, [SLM_TYPE_F16] = dot_f16_rvv, [SLM_TYPE_BF16] = dot_bf16_rvv,
+            [SLM_TYPE_Q8_0] = dot_q8_0_rvv, [SLM_TYPE_Q4_0] = dot_q4_0_rvv, [SLM_TYPE_Q4_1] = dot_q4_1_rvv,
+            [SLM_TYPE_Q5_0] = dot_q5_0_rvv, [SLM_TYPE_Q5_1] = dot_q5_1_rvv, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_rvv,
+            [SLM_TYPE_Q2_K] = dot_q2_k_rvv, [SLM_TYPE_Q3_K] = dot_q3_k_rvv, [SLM_TYPE_Q4_K] = dot_q4_k_rvv,
+            [SLM_TYPE_Q5_K] = dot_q5_k_rvv, [SLM_TYPE_Q6_K] = dot_q6_k_rvv, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_rvv},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_rvv, [SLM_TYPE_BF16] = bf16_to_float_rvv},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_rvv, [SLM_TYPE_BF16] = bf16_from_float_rvv,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_rvv, [SLM_TYPE_Q8_1] = q8_1_from_float_rvv,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_rvv},
+};
+#endif
+
+#ifdef SLM_MVE
+static const kernel_table KERNELS_MVE = {
+    "mve", SLM_ISA_MVE, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_mve, [SLM_TYPE_Q4_0] = dot_q4_0_mve},
+    .from_float = {[SLM_TYPE_Q8_0] = q8_0_from_float_mve},
+};
+#endif
+
+/* Every table this build has, best first. */
+static const kernel_table *const KERNEL_TABLES[] = {
+#ifdef SLM_AVX512
+    &KERNELS_AVX512,
+#endif
+#ifdef SLM_AVX2
+    &KERNELS_AVX2,
+#endif
+#ifdef SLM_SSE4
+    &KERNELS_SSE4,
+#endif
+#ifdef SLM_NEON
+    &KERNELS_NEON,
+#endif
+#ifdef SLM_RVV
+    &KERNELS_RVV,
+#endif
+#ifdef SLM_MVE
+    &KERNELS_MVE,
+#endif
+    &KERNELS_SCALAR,
+};
+#define N_KERNEL_TABLES (sizeof KERNEL_TABLES / sizeof KERNEL_TABLES[0])
+
+/* -------------------------------------------------------------------------- */
+/* 6h. Choosing a table: what the CPU and the OS support                      */
+/* -------------------------------------------------------------------------- */
+/*
+ * x86-64 (dispatch builds): cpuid says what the CPU has, xgetbv whether the
+ * OS saves the AVX (YMM) and AVX-512 (opmask, ZMM) state on a context
+ * switch; both are needed. Builds with fixed selection run what they were
+ * compiled for (the compiler flags promised it). Detection asks the CPU
+ * each time it is called (once per model load): it keeps no state, so it
+ * is thread-safe and there is nothing to initialise.
+ */
+#if defined(SLM_X86_DISPATCH)
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t)hi << 32 | lo;
+}
+
+static int cpu_has_isa(int isa) {
+    unsigned a, b, c, d;
+    if (isa == SLM_ISA_SCALAR) return 1;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int sse4 = (c >> 19 & 1) && (c >> 9 & 1); /* SSE4.1, SSSE3 */
+    if (isa == SLM_ISA_SSE4) return sse4;
+    /* AVX needs OSXSAVE and the OS saving XMM|YMM state */
+    const int fma = c >> 12 & 1, osxsave = c >> 27 & 1, avx = c >> 28 & 1, f16c = c >> 29 & 1;
+    if (!sse4 || !osxsave || !avx || !fma || !f16c) return 0;
+    const uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 6) != 6) return 0;
+    unsigned a7, b7, c7, d7;
+    if (!__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7)) return 0;
+    const int avx2 = b7 >> 5 & 1;
+    if (isa == SLM_ISA_AVX2) return avx2;
+    if (isa == SLM_ISA_AVX512) {
+        /* F (16), DQ (17), BW (30), VL (31), VNNI (ecx 11); opmask, ZMM0-15
+           upper halves and ZMM16-31 state (xcr0 bits 5-7) */
+        const int f = b7 >> 16 & 1, dq = b7 >> 17 & 1, bw = b7 >> 30 & 1, vl = b7 >> 31 & 1, vnni = c7 >> 11 & 1;
+        return avx2 && f && dq && bw && vl && vnni && (xcr0 & 0xe0) == 0xe0;
+    }
+    return 0;
+}
+#else
+static int cpu_has_isa(int isa) {
+    (void)isa;
+    return 1; /* fixed selection: the build's flags say the CPU has it */
+}
+#endif
+
+/* The table of `isa` (SLM_ISA_BEST: the best this CPU supports), or NULL if
+   this build does not have it or the CPU cannot run it. */
+static const kernel_table *kernels_find(int isa) {
+    for (size_t i = 0; i < N_KERNEL_TABLES; i++) {
+        const kernel_table *t = KERNEL_TABLES[i];
+        if ((isa == SLM_ISA_BEST || isa == t->isa) && cpu_has_isa(t->isa)) return t;
+    }
+    return NULL;
+}
+
+/* A table with every entry filled: t's own, then its bases'. */
+static void kernels_resolve(const kernel_table *t, kernel_table *out) {
+    if (t->base) kernels_resolve(t->base, out);
+    else memset(out, 0, sizeof *out);
+    for (int i = 0; i < N_TYPE_IDS; i++) {
+        if (t->dot[i]) out->dot[i] = t->dot[i];
+        if (t->dot4[i]) out->dot4[i] = t->dot4[i];
+        if (t->gemm_x8[i]) out->gemm_x8[i] = t->gemm_x8[i];
+        if (t->to_float[i]) out->to_float[i] = t->to_float[i];
+        if (t->from_float[i]) out->from_float[i] = t->from_float[i];
+    }
+    if (t->dot_rows_f16) out->dot_rows_f16 = t->dot_rows_f16;
+    if (t->exp_sum) out->exp_sum = t->exp_sum;
+    out->name = t->name;
+    out->isa = t->isa;
+    out->base = t->base;
+}
+
+/* ASCII case-insensitive strcmp (names typed by users) */
+static int ascii_casecmp(const char *a, const char *b) {
+    for (;; a++, b++) {
+        int x = (unsigned char)*a, y = (unsigned char)*b;
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y || !x) return x - y;
+    }
+}
+
+static const char *const ISA_NAMES[SLM_ISA_COUNT] = {"best", "scalar", "sse4", "avx2", "avx512", "neon", "rvv", "mve"};
+
+const char *slm_isa_name(int isa) { return isa >= 0 && isa < SLM_ISA_COUNT ? ISA_NAMES[isa] : "unknown"; }
+
+int slm_isa_from_name(const char *name) {
+    for (int i = 0; name && i < SLM_ISA_COUNT; i++)
+        if (ascii_casecmp(name, ISA_NAMES[i]) == 0) return i;
+    return -1;
+}
+
+int slm_isa_available(int isa) {
+    if (isa == SLM_ISA_BEST) return 1;
+    return isa > 0 && isa < SLM_ISA_COUNT && kernels_find(isa) != NULL;
+}
+
+/* The build's switches, after "simd=... cpu=..." */
+#define BUILD_REST                                                                                                   \
+    BUILD_OPENMP BUILD_MMAP BUILD_STDIO BUILD_MALLOC
+#if SLM_OPENMP
+#define BUILD_OPENMP " openmp=on"
+#else
+#define BUILD_OPENMP " openmp=off"
+#endif
+#if defined(SLM_HAVE_MMAP)
+#define BUILD_MMAP " mmap=on"
+#else
+#define BUILD_MMAP " mmap=off"
+#endif
+#if defined(SLM_NO_STDIO)
+#define BUILD_STDIO " stdio=off"
+#else
+#define BUILD_STDIO ""
+#endif
+#if defined(SLM_NO_MALLOC)
+#define BUILD_MALLOC " malloc=off"
+#else
+#define BUILD_MALLOC ""
+#endif
+
+/* One constant string per possible answer: no buffer, no state. */
+const char *slm_build_info(void) {
+    const kernel_table *k = kernels_find(SLM_ISA_BEST);
+    switch (k->isa) {
+    case SLM_ISA_AVX512: return "simd=" SLM_SIMD_NAME " cpu=avx512" BUILD_REST;
+    case SLM_ISA_AVX2: return "simd=" SLM_SIMD_NAME " cpu=avx2" BUILD_REST;
+    case SLM_ISA_SSE4: return "simd=" SLM_SIMD_NAME " cpu=sse4" BUILD_REST;
+    case SLM_ISA_NEON: return "simd=" SLM_SIMD_NAME " cpu=neon" BUILD_REST;
+    case SLM_ISA_RVV: return "simd=" SLM_SIMD_NAME " cpu=rvv" BUILD_REST;
+    case SLM_ISA_MVE: return "simd=" SLM_SIMD_NAME " cpu=mve" BUILD_REST;
+    default: return "simd=" SLM_SIMD_NAME " cpu=scalar" BUILD_REST;
+    }
+}
 
 /* Q8_0X (section 5): Q8_0's bytes, rearranged, with the scale as f32 and
    the block sum. */
-static void q8_0x_from_float(const float *src, void *dst, int64_t n) {
+static void q8_0x_from_float(const kernel_table *k, const float *src, void *dst, int64_t n) {
     uint8_t *o = (uint8_t *)dst, tmp[34];
     for (int64_t b = 0; b < n / 32; b++, o += 40) {
-        q8_0_from_float(src + 32 * b, tmp, 32);
+        k->from_float[SLM_TYPE_Q8_0](src + 32 * b, tmp, 32);
         int32_t sum = 0;
         for (int j = 0; j < 32; j++) sum += (int8_t)tmp[2 + j];
         memcpy(o, tmp + 2, 32);
@@ -6865,78 +6960,9 @@ static void q8_0x_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
-static void act_from_float(int dt, const float *src, void *dst, int64_t n) {
-    if (dt == ACT_Q8_0X) q8_0x_from_float(src, dst, n);
-    else TRAITS[dt].from_float(src, dst, n);
-}
-
-/* x8 kernels (layouts in section 5): a type is repacked at load only where
-   this build has one. */
-static gemm_x8_fn gemm_x8_of(int type) {
-    switch (type) {
-#ifdef K_GEMM_X8_Q4_0
-    case SLM_TYPE_Q4_0: return K_GEMM_X8_Q4_0;
-#endif
-#ifdef K_GEMM_X8_Q8_0
-    case SLM_TYPE_Q8_0: return K_GEMM_X8_Q8_0;
-#endif
-#ifdef K_GEMM_X8_Q5_0
-    case SLM_TYPE_Q5_0: return K_GEMM_X8_Q5_0;
-#endif
-    default: return NULL;
-    }
-}
-
-/* Many-row dot kernels (attention over the cache); NULL: row by row. */
-static dot_rows_fn dot_rows_of(int type) {
-#ifdef K_DOT_ROWS_F16
-    if (type == SLM_TYPE_F16) return K_DOT_ROWS_F16;
-#endif
-    (void)type;
-    return NULL;
-}
-
-/* 4-token kernels (see matmul); types without one are done token by token. */
-static vec_dot4_fn vec_dot4_of(int type) {
-    switch (type) {
-#ifdef K_DOT4_Q8_0
-    case SLM_TYPE_Q8_0: return K_DOT4_Q8_0;
-#endif
-#ifdef K_DOT4_Q4_0
-    case SLM_TYPE_Q4_0: return K_DOT4_Q4_0;
-#endif
-#ifdef K_DOT4_Q4_1
-    case SLM_TYPE_Q4_1: return K_DOT4_Q4_1;
-#endif
-#ifdef K_DOT4_Q5_0
-    case SLM_TYPE_Q5_0: return K_DOT4_Q5_0;
-#endif
-#ifdef K_DOT4_Q5_1
-    case SLM_TYPE_Q5_1: return K_DOT4_Q5_1;
-#endif
-#ifdef K_DOT4_IQ4_NL
-    case SLM_TYPE_IQ4_NL: return K_DOT4_IQ4_NL;
-#endif
-#ifdef K_DOT4_Q2_K
-    case SLM_TYPE_Q2_K: return K_DOT4_Q2_K;
-#endif
-#ifdef K_DOT4_Q3_K
-    case SLM_TYPE_Q3_K: return K_DOT4_Q3_K;
-#endif
-#ifdef K_DOT4_Q4_K
-    case SLM_TYPE_Q4_K: return K_DOT4_Q4_K;
-#endif
-#ifdef K_DOT4_Q5_K
-    case SLM_TYPE_Q5_K: return K_DOT4_Q5_K;
-#endif
-#ifdef K_DOT4_Q6_K
-    case SLM_TYPE_Q6_K: return K_DOT4_Q6_K;
-#endif
-#ifdef K_DOT4_IQ4_XS
-    case SLM_TYPE_IQ4_XS: return K_DOT4_IQ4_XS;
-#endif
-    default: return NULL;
-    }
+static void act_from_float(const kernel_table *k, int dt, const float *src, void *dst, int64_t n) {
+    if (dt == ACT_Q8_0X) q8_0x_from_float(k, src, dst, n);
+    else k->from_float[dt](src, dst, n);
 }
 
 /* ========================================================================== */
@@ -7051,14 +7077,10 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
         for (int i = 0; i < n; i++) out[i] = x[i] * scale;
 }
 
-static void softmax(float *x, int n) {
+static void softmax(const kernel_table *k, float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = SLM_MAX(mx, x[i]);
-#ifdef K_EXP_SUM
-    const double sum = K_EXP_SUM(x, n, mx);
-#else
-    const double sum = exp_sum_ref(x, n, mx);
-#endif
+    const double sum = k->exp_sum(x, n, mx);
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
@@ -7122,6 +7144,8 @@ typedef struct weight {
     int type;
     int64_t n_in, n_out;
     size_t rb;        /* bytes per row */
+    vec_dot_fn dot;   /* the model's kernels for this type */
+    vec_dot4_fn dot4; /* (NULL: token by token) */
     gemm_x8_fn x8;    /* set when the rows are stored as x8 groups (section 5) */
 } weight;
 
@@ -7159,7 +7183,7 @@ static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_to
 static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
                    int nth) {
     if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, ith, nth);
-    else matmul_k(TRAITS[w->type].vec_dot, vec_dot4_of(w->type), w, xq, xq_rb, n_tok, y, ldy, ith, nth);
+    else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, ith, nth);
 }
 
 /* Row r of a matrix as floats (embedding lookup); tmp holds w->rb bytes. */
@@ -7174,11 +7198,12 @@ static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
 }
 
 /* Convert n_tok rows of floats (ldx apart) to dot type `dt`, this thread's rows. */
-static void convert_rows(int dt, const float *x, int64_t ldx, int n_tok, int64_t n, uint8_t *out, int ith, int nth) {
+static void convert_rows(const kernel_table *k, int dt, const float *x, int64_t ldx, int n_tok, int64_t n, uint8_t *out,
+                         int ith, int nth) {
     int64_t t0, t1;
     split(n_tok, ith, nth, &t0, &t1);
     size_t rb = act_row_bytes(dt, n);
-    for (int64_t t = t0; t < t1; t++) act_from_float(dt, x + t * ldx, out + (size_t)t * rb, n);
+    for (int64_t t = t0; t < t1; t++) act_from_float(k, dt, x + t * ldx, out + (size_t)t * rb, n);
 }
 
 /* The activation format a matrix multiplies with. */
@@ -7245,6 +7270,7 @@ struct slm_model {
     gguf_file g;
     int vocab_only;
     int repack;       /* params.repack: x8 layouts allowed */
+    kernel_table kern; /* the kernels of the chosen ISA, every entry filled (6h) */
 
     char arch_name[64];
     const arch_info *arch;
@@ -7466,6 +7492,8 @@ static slm_status bind_w(slm_model *m, const char *name, int64_t n_in, int64_t n
     w->n_in = n_in;
     w->n_out = n_out;
     w->rb = row_bytes(t->type, n_in);
+    w->dot = m->kern.dot[t->type];
+    w->dot4 = m->kern.dot4[t->type];
     m->dot_types |= 1u << tt->dot_type;
     if (n_in > m->max_in) m->max_in = (int)n_in;
     return SLM_OK;
@@ -7597,7 +7625,7 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
     }
     for (int i = 0; i < n; i++) {
         weight *w = ws[i];
-        gemm_x8_fn k = w->data ? gemm_x8_of(w->type) : NULL;
+        gemm_x8_fn k = w->data ? m->kern.gemm_x8[w->type] : NULL;
         if (!k || w->x8 || w->n_out % 8 != 0) continue;
         uint8_t *d = (uint8_t *)(uintptr_t)w->data;
         const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
@@ -7667,7 +7695,8 @@ static slm_status model_init(slm_model *m, slm_error *err) {
     return SLM_OK;
 }
 
-static slm_model *model_new(const slm_model_params *params, slm_error *err) {
+/* *out: a new model with the parameters set and its kernels chosen */
+static slm_status model_new(const slm_model_params *params, slm_model **out, slm_error *err) {
     slm_model_params dp;
     if (!params) {
         slm_model_params_init(&dp);
@@ -7675,23 +7704,29 @@ static slm_model *model_new(const slm_model_params *params, slm_error *err) {
     }
     allocator a;
     alloc_init(&a, params->allocator);
+    *out = NULL;
+    const kernel_table *k = kernels_find(params->isa);
+    if (!k && params->isa > 0 && params->isa < SLM_ISA_COUNT)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "the %s kernels are not available: %s", slm_isa_name(params->isa),
+                      cpu_has_isa(params->isa) ? "this build of slm does not have them" : "this CPU cannot run them");
+    if (!k) return seterr(err, SLM_ERR_INVALID_ARG, "params.isa is %d: not an SLM_ISA_* value", params->isa);
     slm_model *m = (slm_model *)xcalloc(&a, 1, sizeof *m);
     if (!m) {
 #if defined(SLM_NO_MALLOC)
         if (a.is_default) {
-            seterr(err, SLM_ERR_NOMEM, "built with SLM_NO_MALLOC: set params.allocator (an slm_arena, for example)");
-            return NULL;
+            return seterr(err, SLM_ERR_NOMEM, "built with SLM_NO_MALLOC: set params.allocator (an slm_arena, for example)");
         }
 #endif
-        seterr(err, SLM_ERR_NOMEM, "out of memory for the model");
-        return NULL;
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for the model");
     }
     m->a = a;
     m->log = params->log;
     m->log_user = params->log_user;
     m->vocab_only = params->vocab_only;
     m->repack = params->repack;
-    return m;
+    kernels_resolve(k, &m->kern);
+    *out = m;
+    return SLM_OK;
 }
 
 slm_status slm_model_load_memory(const void *data, size_t size, const slm_model_params *params, slm_model **out,
@@ -7701,8 +7736,9 @@ slm_status slm_model_load_memory(const void *data, size_t size, const slm_model_
     *out = NULL;
     if (!data && size) return seterr(err, SLM_ERR_INVALID_ARG, "data is NULL");
     double t0 = now_ms();
-    slm_model *m = model_new(params, err);
-    if (!m) return SLM_ERR_NOMEM;
+    slm_model *m;
+    slm_status st0 = model_new(params, &m, err);
+    if (st0 != SLM_OK) return st0;
     m->bytes = (const uint8_t *)data;
     m->size = size;
     m->source = SRC_CALLER;
@@ -7858,8 +7894,9 @@ slm_status slm_model_load_file(const char *path, const slm_model_params *params,
     *out = NULL;
     if (!path) return seterr(err, SLM_ERR_INVALID_ARG, "path is NULL");
     double t0 = now_ms();
-    slm_model *m = model_new(params, err);
-    if (!m) return SLM_ERR_NOMEM;
+    slm_model *m;
+    slm_status st0 = model_new(params, &m, err);
+    if (st0 != SLM_OK) return st0;
     slm_status st = SLM_OK;
     int mapped = 0;
 #if defined(SLM_HAVE_MMAP)
@@ -7894,6 +7931,8 @@ slm_status slm_model_load_file(const char *path, const slm_model_params *params,
 }
 
 /* --- inspection ------------------------------------------------------------- */
+
+int slm_model_isa(const slm_model *model) { return model ? model->kern.isa : SLM_ISA_SCALAR; }
 
 void slm_model_get_info(const slm_model *m, slm_model_info *o) {
     if (!o) return;
@@ -8284,7 +8323,7 @@ static const uint8_t *act_for(slm_session *s, const weight *w, const float *x, i
                               int nth, size_t *rb) {
     int dt = act_type(w);
     *rb = act_row_bytes(dt, w->n_in);
-    convert_rows(dt, x, ldx, n, w->n_in, s->act[slot], ith, nth);
+    convert_rows(&s->m->kern, dt, x, ldx, n, w->n_in, s->act[slot], ith, nth);
     return s->act[slot];
 }
 
@@ -8320,32 +8359,33 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
     const int nk = p - k0 + 1;
     const size_t off = (size_t)kvh * (size_t)hd, hoff = row_bytes(s->kv_type, (int64_t)off);
-    const type_traits *tt = &TRAITS[s->kv_type];
+    const kernel_table *kt = &m->kern;
+    const int kv = s->kv_type;
     float *scores = work;                         /* n_ctx floats */
     uint8_t *qc = (uint8_t *)(work + s->n_ctx);   /* hd values of kv_type */
     uint8_t *pc = qc + (size_t)hd * 4;            /* n_ctx values of kv_type, or hd floats */
-    tt->from_float(q, qc, hd);
-    for (int k = 0; k < nk; k++) scores[k] = tt->vec_dot(hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
+    kt->from_float[kv](q, qc, hd);
+    for (int k = 0; k < nk; k++) scores[k] = kt->dot[kv](hd, K + (size_t)(k0 + k) * s->kv_row + hoff, qc);
     const float scale = m->attn_scale, cap = m->attn_softcap;
     for (int k = 0; k < nk; k++) {
         float v = scores[k] * scale;
         if (cap > 0) v = cap * tanhf(v / cap);
         scores[k] = v;
     }
-    softmax(scores, nk);
+    softmax(kt, scores, nk);
     if (s->kv_type == SLM_TYPE_Q8_0) {
         float *vr = (float *)pc;
         for (int i = 0; i < hd; i++) out[i] = 0;
         for (int k = 0; k < nk; k++) {
-            tt->to_float(V + (size_t)(k0 + k) * s->kv_row + hoff, vr, hd);
+            kt->to_float[kv](V + (size_t)(k0 + k) * s->kv_row + hoff, vr, hd);
             const float w = scores[k];
             for (int i = 0; i < hd; i++) out[i] += w * vr[i];
         }
         return;
     }
     const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2, vrow = (size_t)s->n_ctx * es;
-    tt->from_float(scores, pc, nk);
-    for (int i = 0; i < hd; i++) out[i] = tt->vec_dot(nk, V + (off + (size_t)i) * vrow + (size_t)k0 * es, pc);
+    kt->from_float[kv](scores, pc, nk);
+    for (int i = 0; i < hd; i++) out[i] = kt->dot[kv](nk, V + (off + (size_t)i) * vrow + (size_t)k0 * es, pc);
 }
 
 /* Attention for the token at position p, all query heads of KV head g at
@@ -8361,14 +8401,14 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
     int k0 = 0;
     if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
     const int nk = p - k0 + 1;
-    const type_traits *tt = &TRAITS[SLM_TYPE_F16];
+    const kernel_table *kt = &m->kern;
     /* slot j: scores[n_ctx] (then the probabilities), the query [hd] and
        room for halves; values rounded to F16 as attend's conversions do */
     for (int j = 0; j < nrep; j++) {
         float *w = work + (size_t)j * ws, *qf = w + s->n_ctx;
         uint8_t *tmp = (uint8_t *)(qf + hd);
-        tt->from_float(q + (size_t)j * hd, tmp, hd);
-        tt->to_float(tmp, qf, hd);
+        kt->from_float[SLM_TYPE_F16](q + (size_t)j * hd, tmp, hd);
+        kt->to_float[SLM_TYPE_F16](tmp, qf, hd);
     }
     rows(hd, kv_k(s, il) + (size_t)k0 * s->kv_row + off * 2, s->kv_row, nk, work + s->n_ctx, ws, nrep, work, ws);
     const float scale = m->attn_scale, cap = m->attn_softcap;
@@ -8380,9 +8420,9 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
             if (cap > 0) v = cap * tanhf(v / cap);
             sc[k] = v;
         }
-        softmax(sc, nk);
-        tt->from_float(sc, tmp, nk);
-        tt->to_float(tmp, sc, nk);
+        softmax(kt, sc, nk);
+        kt->from_float[SLM_TYPE_F16](sc, tmp, nk);
+        kt->to_float[SLM_TYPE_F16](tmp, sc, nk);
     }
     rows(nk, kv_v(s, il) + off * vrow + (size_t)k0 * 2, vrow, hd, work, ws, nrep, out, (size_t)hd);
 }
@@ -8390,9 +8430,10 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
 static void store_kv(const slm_session *s, int il, int p, const float *k, const float *v) {
     const int kvd = s->m->kv_dim;
     uint8_t *K = kv_k(s, il) + (size_t)p * s->kv_row, *V = kv_v(s, il);
-    TRAITS[s->kv_type].from_float(k, K, kvd);
+    const kernel_table *kt = &s->m->kern;
+    kt->from_float[s->kv_type](k, K, kvd);
     if (s->kv_type == SLM_TYPE_Q8_0) {
-        TRAITS[s->kv_type].from_float(v, V + (size_t)p * s->kv_row, kvd);
+        kt->from_float[s->kv_type](v, V + (size_t)p * s->kv_row, kvd);
     } else if (s->kv_type == SLM_TYPE_F32) {
         for (int i = 0; i < kvd; i++) st_f32(V + ((size_t)i * s->n_ctx + p) * 4, v[i]);
     } else {
@@ -8493,7 +8534,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
            where the heads of a KV head go together */
         {
             int64_t w0, w1;
-            dot_rows_fn rows = s->kv_type == SLM_TYPE_F16 ? dot_rows_of(SLM_TYPE_F16) : NULL;
+            dot_rows_fn rows = s->kv_type == SLM_TYPE_F16 ? m->kern.dot_rows_f16 : NULL;
             const int per = rows ? m->n_head / m->n_head_kv : 1, nw = m->n_head / per;
             split((int64_t)n * nw, ith, nth, &w0, &w1);
             for (int64_t w = w0; w < w1; w++) {
@@ -11463,9 +11504,9 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     slm_model_params mp;
     slm_model_params_init(&mp);
     mp.allocator = params->allocator;
-    slm_model *m = model_new(&mp, err);
-    if (!m) return SLM_ERR_NOMEM;
-    slm_status st = SLM_OK;
+    slm_model *m;
+    slm_status st = model_new(&mp, &m, err);
+    if (st != SLM_OK) return st;
     int mapped = 0;
 #if defined(SLM_HAVE_MMAP)
     mapped = map_file(m, in, err, &st);

@@ -66,9 +66,33 @@ typedef struct slm_error {
 /* Static name of a status code ("ok", "format error", ...). */
 SLM_API const char *slm_status_string(int status);
 SLM_API const char *slm_version(void);
-/* Compile-time configuration of this build: the SIMD path ("avx2", "neon",
-   "scalar", ...), whether OpenMP is on, and so on, as one short line. */
+/* This build and this CPU as one short line: the kernel sets compiled in
+   ("simd=scalar,sse4,avx2,avx512"), the best one this CPU and OS support
+   ("cpu=avx512", the one models use by default), whether OpenMP is on,
+   and so on. */
 SLM_API const char *slm_build_info(void);
+
+/* Instruction sets (kernel tables). x86-64 builds made with GCC or Clang
+   carry scalar, sse4, avx2 and avx512 (F/BW/VL/DQ with VNNI) and pick one
+   at run time from what the CPU and OS support; other targets carry the
+   scalar kernels and the set their compiler flags enable. */
+enum {
+    SLM_ISA_BEST = 0,   /* the best this CPU supports (the default) */
+    SLM_ISA_SCALAR = 1, /* the reference kernels */
+    SLM_ISA_SSE4 = 2,   /* x86-64: SSE4.1 + SSSE3 */
+    SLM_ISA_AVX2 = 3,   /* x86-64: AVX2 + FMA + F16C */
+    SLM_ISA_AVX512 = 4, /* x86-64: AVX-512 F, BW, VL, DQ and VNNI */
+    SLM_ISA_NEON = 5,   /* Arm NEON (aarch64, with SDOT if built for it; ARMv7) */
+    SLM_ISA_RVV = 6,    /* RISC-V vector 1.0 */
+    SLM_ISA_MVE = 7,    /* Arm Helium (Cortex-M55) */
+    SLM_ISA_COUNT = 8
+};
+/* 1 if this build has `isa` and this CPU can run it (SLM_ISA_BEST: 1). */
+SLM_API int slm_isa_available(int isa);
+/* "avx2", ...; "unknown" for a value out of range. */
+SLM_API const char *slm_isa_name(int isa);
+/* The SLM_ISA_* of a name (any case; "best" included), -1 if unknown. */
+SLM_API int slm_isa_from_name(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Allocation and logging hooks                                             */
@@ -154,6 +178,9 @@ typedef struct slm_model_params {
     const slm_allocator *allocator; /* NULL: malloc/free */
     slm_log_fn log;                 /* NULL: silent */
     void *log_user;
+    int isa;                        /* SLM_ISA_BEST (default), or one ISA (the
+                                       load fails with SLM_ERR_UNSUPPORTED if
+                                       this build or CPU lacks it) */
 } slm_model_params;
 
 SLM_API void slm_model_params_init(slm_model_params *params);
@@ -209,6 +236,8 @@ typedef struct slm_model_info {
 } slm_model_info;
 
 SLM_API void slm_model_get_info(const slm_model *model, slm_model_info *out);
+/* The SLM_ISA_* whose kernels the model runs with. */
+SLM_API int slm_model_isa(const slm_model *model);
 
 /* Metadata (GGUF key/value pairs). Value types are the GGUF ids. */
 enum {

@@ -2,7 +2,10 @@
    slm.c's own matmul, for every weight type with a SIMD path, at 1 and 2
    threads, next to the scalar reference kernels (*_ref) of the same build.
 
-   build/bench_kernels [--quick]      (make bench)
+   build/bench_kernels [--quick] [--t1] [--isa NAME] [TYPE...]      (make bench)
+
+   --isa: the kernel table to measure (avx2, sse4, ...; default: the best
+   this CPU runs), as a model loaded with that slm_model_params.isa uses.
 
    Each case converts the activations to the weight's dot partner and runs
    the mat-mul, as the forward pass does; time is the best of several runs. */
@@ -51,31 +54,41 @@ static kset ref_kernels(int type) {
     return k;
 }
 
+static kernel_table KT; /* the kernels measured (--isa), resolved */
+
 static kset simd_kernels(int type) {
     kset k;
-    k.conv = TRAITS[TRAITS[type].dot_type].from_float;
-    k.dot = TRAITS[type].vec_dot;
-    k.dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : vec_dot4_of(type); /* to measure what they bring */
+    k.conv = KT.from_float[TRAITS[type].dot_type];
+    k.dot = KT.dot[type];
+    k.dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : KT.dot4[type]; /* to measure what they bring */
     return k;
 }
 
 
-/* The AVX-512/VNNI kernels (section 6b2) where the build has them and the
-   CPU runs them: timed beside the kernels TRAITS uses (AVX2 in such a
-   build), the last column their speed ratio. */
+/* The AVX-512/VNNI kernels (section 6b2), where the build has them and the
+   CPU runs them, timed beside the AVX2 table's kernels (KT2), the last
+   column their speed ratio. */
+static kernel_table KT2; /* the AVX2 table, resolved */
+
 static int avx512_ok(void) {
 #ifdef SLM_HAVE_AVX512_KERNELS
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+    return cpu_has_isa(SLM_ISA_AVX512) && kernels_find(SLM_ISA_AVX2) != NULL;
 #else
     return 0;
 #endif
 }
 
+static kset avx2_kernels(int type) {
+    kset k;
+    k.conv = KT2.from_float[TRAITS[type].dot_type];
+    k.dot = KT2.dot[type];
+    k.dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : KT2.dot4[type];
+    return k;
+}
+
 /* 1 and the kernels if type has AVX-512 ones (x8: the x8 kernel, else NULL) */
 static int avx512_kernels(int type, kset *k, gemm_x8_fn *x8) {
-    *k = simd_kernels(type);
+    *k = avx2_kernels(type);
     *x8 = NULL;
     if (!avx512_ok()) return 0;
 #ifdef SLM_HAVE_AVX512_KERNELS
@@ -122,7 +135,7 @@ static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, siz
         int64_t t0, t1;
         split(n_tok, ith, nt, &t0, &t1);
         for (int64_t t = t0; t < t1; t++) {
-            if (w->x8) act_from_float(ACT_Q8_0X, x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
+            if (w->x8) act_from_float(&KT, ACT_Q8_0X, x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
             else k->conv(x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
         }
 #if SLM_OPENMP
@@ -210,20 +223,29 @@ static void bench_avx512_attention(void) {
 #endif
 
 int main(int argc, char **argv) {
-    int quick = 0, only_t1 = 0, want[N_TYPE_IDS] = {0}, any = 0;
+    int quick = 0, only_t1 = 0, want[N_TYPE_IDS] = {0}, any = 0, isa = SLM_ISA_BEST;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+            isa = slm_isa_from_name(argv[++i]);
+            if (isa < 0 || !slm_isa_available(isa)) {
+                fprintf(stderr, "--isa %s: not available in this build on this CPU\n", argv[i]);
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--t1")) only_t1 = 1;
         else {
             int found = 0;
             for (int ty = 0; ty < N_TYPE_IDS; ty++)
                 if (type_size_of(ty) && !strcmp(argv[i], type_size_of(ty)->name)) want[ty] = found = any = 1;
             if (!found) {
-                fprintf(stderr, "usage: %s [--quick] [--t1] [TYPE...]   (TYPE: F16, Q4_K, ...)\n", argv[0]);
+                fprintf(stderr, "usage: %s [--quick] [--t1] [--isa NAME] [TYPE...]   (TYPE: F16, Q4_K, ...)\n", argv[0]);
                 return 2;
             }
         }
     }
+    kernels_resolve(kernels_find(isa), &KT);
+    if (avx512_ok()) kernels_resolve(kernels_find(SLM_ISA_AVX2), &KT2);
     static const int types[] = {SLM_TYPE_F16,   SLM_TYPE_BF16, SLM_TYPE_Q8_0, SLM_TYPE_Q4_0, SLM_TYPE_Q4_1,
                                 SLM_TYPE_Q5_0,  SLM_TYPE_Q5_1, SLM_TYPE_IQ4_NL, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K,
                                 SLM_TYPE_Q4_K,  SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
@@ -244,9 +266,9 @@ int main(int argc, char **argv) {
 #if SLM_OPENMP
     max_thr = omp_get_max_threads() >= 2 && !only_t1 ? 2 : 1;
 #endif
-    printf("slm %s kernel benchmark (%s); scalar = the *_ref kernels of the same build;\n"
+    printf("slm %s kernel benchmark (%s), kernels %s; scalar = the *_ref kernels of the same build;\n"
            "activation conversion + matmul as in the forward pass, best of several runs\n",
-           slm_version(), slm_build_info());
+           slm_version(), slm_build_info(), KT.name);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int64_t N = cases[c].n_out, K = cases[c].n_in;
         const int T = cases[c].n_tok;
@@ -295,7 +317,8 @@ int main(int argc, char **argv) {
                 for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i]));
                 for (int nth = 1; nth <= max_thr; nth++) {
                     double t5 = timeit(&k5, &w, x, xq, xq_rb, T, y, nth, min_s);
-                    double t2 = timeit(&ks, &w, x, xq, xq_rb, T, y, nth, min_s); /* again, next to it */
+                    const kset k2 = avx2_kernels(type);
+                    double t2 = timeit(&k2, &w, x, xq, xq_rb, T, y, nth, min_s); /* next to it */
                     char name[24];
                     snprintf(name, sizeof name, "%s avx512", type_size_of(type)->name);
                     if (T == 1)
@@ -307,7 +330,7 @@ int main(int argc, char **argv) {
                 if (md > 1e-4 * mx) printf("  WARNING: %s avx512 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
             }
             /* the 8-row interleaved layout a file load repacks this type to */
-            gemm_x8_fn k8 = gemm_x8_of(type);
+            gemm_x8_fn k8 = KT.gemm_x8[type];
             if (k8 && N % 8 == 0) {
                 weight w8 = w;
                 uint8_t *g = (uint8_t *)malloc(w.rb * (size_t)N);
@@ -328,15 +351,15 @@ int main(int argc, char **argv) {
                     fflush(stdout);
                 }
                 if (md > 1e-4 * mx) printf("  WARNING: %s x8 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
-                if (x8_512) {
-                    weight w5 = w8;
-                    w5.x8 = x8_512;
+                if (x8_512 && KT2.gemm_x8[type]) {
+                    weight w5 = w8, w2 = w8;
+                    w5.x8 = x8_512, w2.x8 = KT2.gemm_x8[type];
                     run(&ks, &w5, x, xq, x8_rb, T, y, 1);
                     md = 0;
                     for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i]));
                     for (int nth = 1; nth <= max_thr; nth++) {
                         double t5 = timeit(&ks, &w5, x, xq, x8_rb, T, y, nth, min_s);
-                        double t2 = timeit(&ks, &w8, x, xq, x8_rb, T, y, nth, min_s);
+                        double t2 = timeit(&ks, &w2, x, xq, x8_rb, T, y, nth, min_s);
                         char name[24];
                         snprintf(name, sizeof name, "%s x8 avx512", type_size_of(type)->name);
                         if (T == 1)

@@ -89,6 +89,7 @@ typedef struct opts {
     const char *cmd;
     const char *model, *ids, *out, *prompt;
     int all, n_ctx, threads, kv_f32, no_mmap;
+    int isa; /* --isa: SLM_ISA_* (0: the best this CPU runs) */
     /* run / tokenize */
     int n_predict, no_bos, special, no_echo, have_seed, have_n;
     /* chat */
@@ -145,6 +146,7 @@ static const char *LOGITS_HELP =
     "  -o, --out FILE     output file\n"
     "  -t, --threads N    threads (default: all)\n"
     "  --kv-f32           keep the KV cache in F32 (default F16)\n"
+    "  --isa NAME         kernels: avx512, avx2, sse4, scalar, ... (default: the best this CPU runs)\n"
     "  --no-mmap          read the file instead of mapping it\n";
 
 static const char *RUN_HELP =
@@ -174,6 +176,7 @@ static const char *RUN_HELP =
     "                           control tokens\n"
     "  --no-echo                do not print the prompt\n"
     "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
+    "  --isa NAME               kernels: avx512, avx2, sse4, scalar, ... (default: the best this CPU runs)\n"
     "  --no-mmap                read the file instead of mapping it\n"
     "  Sampler order: penalties, top-k, top-p, min-p, temperature, draw.\n";
 
@@ -209,6 +212,7 @@ static const char *CHAT_HELP =
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --presence-penalty, --frequency-penalty, --seed   sampler options as for run\n"
     "  --kv-f32                 keep the KV cache in F32 (default F16)\n"
+    "  --isa NAME               kernels: avx512, avx2, sse4, scalar, ... (default: the best this CPU runs)\n"
     "  --no-mmap                read the file instead of mapping it\n";
 
 /* Every option: names, whether it takes a value, the commands it applies to. */
@@ -227,6 +231,7 @@ static const optdef OPTS[] = {
     {"-t", "--threads", 1, C_LOGITS | C_GEN},
     {NULL, "--kv-f32", 0, C_LOGITS | C_GEN},
     {NULL, "--no-mmap", 0, C_INFO | C_LOGITS | C_GEN | C_TOKENIZE},
+    {NULL, "--isa", 1, C_INFO | C_LOGITS | C_GEN},
     {NULL, "--meta", 0, C_INFO},
     {NULL, "--tensors", 0, C_INFO},
     {"-p", "--prompt", 1, C_RUN | C_TOKENIZE},
@@ -248,6 +253,19 @@ static const optdef OPTS[] = {
     {NULL, "--no-echo", 0, C_RUN},
     {NULL, "--no-bos", 0, C_TOKENIZE},
 };
+
+/* --isa NAME: an instruction set this build has and this CPU runs */
+static int parse_isa(const char *v) {
+    const int isa = slm_isa_from_name(v);
+    if (isa < 0 || !slm_isa_available(isa)) {
+        fprintf(stderr, "%s: --isa %s: not %s; this build on this CPU runs:", prog, v, isa < 0 ? "an instruction set" : "available");
+        for (int i = 1; i < SLM_ISA_COUNT; i++)
+            if (slm_isa_available(i)) fprintf(stderr, " %s", slm_isa_name(i));
+        fputc('\n', stderr);
+        exit(1);
+    }
+    return isa;
+}
 
 static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o) {
     memset(o, 0, sizeof *o);
@@ -282,6 +300,7 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--threads")) o->threads = parse_int(v, a);
         else if (!strcmp(l, "--kv-f32")) o->kv_f32 = 1;
         else if (!strcmp(l, "--no-mmap")) o->no_mmap = 1;
+        else if (!strcmp(l, "--isa")) o->isa = parse_isa(v);
         else if (!strcmp(l, "--meta")) o->all |= 2;
         else if (!strcmp(l, "--tensors")) o->all |= 4;
         else if (!strcmp(l, "--prompt")) o->prompt = v;
@@ -320,6 +339,7 @@ static slm_model *load(const opts *o, int vocab_only) {
     slm_model_params_init(&mp);
     mp.use_mmap = !o->no_mmap;
     mp.vocab_only = vocab_only;
+    mp.isa = o->isa;
     slm_model *m = NULL;
     slm_error err;
     if (slm_model_load_file(o->model, &mp, &m, &err) != SLM_OK) die("%s", err.message);
@@ -419,6 +439,7 @@ static int cmd_info(int argc, char **argv) {
     slm_model_params mp;
     slm_model_params_init(&mp);
     mp.use_mmap = !o.no_mmap;
+    mp.isa = o.isa;
     slm_model *m = NULL;
     slm_error err;
     int vocab_only = 0;
@@ -605,9 +626,10 @@ static int cmd_run(int argc, char **argv) {
     fflush(stdout);
     fprintf(stderr,
             "%s: load %.1f ms | prompt %d tokens in %.1f ms, %.1f tok/s | generated %d tokens in %.1f ms, "
-            "%.1f tok/s | stop: %s | seed %llu\n",
+            "%.1f tok/s | stop: %s | seed %llu | %s\n",
             prog, load_ms(m), r.n_prompt, r.prompt_ms, r.prompt_tps, r.n_generated, r.gen_ms,
-            r.gen_tps, r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", o.seed);
+            r.gen_tps, r.stop_reason >= 0 && r.stop_reason <= 5 ? STOP_NAMES[r.stop_reason] : "?", o.seed,
+            slm_isa_name(slm_model_isa(m)));
     slm_session_free(s);
     slm_model_free(m);
     return 0;
@@ -941,7 +963,7 @@ static int cmd_quantize(int argc, char **argv) {
 /* ---- bench ---------------------------------------------------------------------- */
 
 static const char *BENCH_HELP =
-    "usage: slm bench -m FILE [-t 1,2] [-p 128] [-n 64] [-r 5] [-b 128] [-d 0] [--kv-f32] [--csv]\n"
+    "usage: slm bench -m FILE [-t 1,2] [-p 128] [-n 64] [-r 5] [-b 128] [-d 0] [--kv-f32] [--isa NAME] [--csv]\n"
     "  Measure prompt processing (pp: P random tokens in one decode call on an\n"
     "  empty context) and generation (tg: N tokens decoded one at a time) in\n"
     "  tokens/s, the median of R repetitions after one warm-up, for each thread\n"
@@ -955,6 +977,7 @@ static const char *BENCH_HELP =
     "  -d, --depth D       run the tests after D tokens already in the context\n"
     "                      (default 0), to see attention over a long context\n"
     "  --kv-f32            F32 KV cache (default F16)\n"
+    "  --isa NAME          kernels to measure (avx512, avx2, sse4, scalar, ...; default: the best)\n"
     "  --csv               machine-readable lines: model,type,threads,test,median,min,max,peak_rss_kib\n";
 
 static double median_of(double *v, int n) {
@@ -1008,7 +1031,7 @@ static double bench_once(slm_session *s, const int32_t *ids, int n, int gen, int
 
 static int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *tlist = "1,2";
-    int np = 128, ng = 64, reps = 5, batch = 0, depth = 0, kv_f32 = 0, csv = 0;
+    int np = 128, ng = 64, reps = 5, batch = 0, depth = 0, kv_f32 = 0, csv = 0, isa = SLM_ISA_BEST;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1022,6 +1045,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(need_arg(argc, argv, &i), a);
         else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) depth = parse_int(need_arg(argc, argv, &i), a);
         else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
+        else if (!strcmp(a, "--isa")) isa = parse_isa(need_arg(argc, argv, &i));
         else if (!strcmp(a, "--csv")) csv = 1;
         else die("unknown option '%s' (see slm bench --help)", a);
     }
@@ -1038,7 +1062,10 @@ static int cmd_bench(int argc, char **argv) {
     }
     slm_model *m = NULL;
     slm_error err;
-    if (slm_model_load_file(model, NULL, &m, &err) != SLM_OK) die("%s", err.message);
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.isa = isa;
+    if (slm_model_load_file(model, &mp, &m, &err) != SLM_OK) die("%s", err.message);
     slm_model_info in;
     slm_model_get_info(m, &in);
     /* the dominant weight type, for the table */
@@ -1107,7 +1134,7 @@ static int cmd_bench(int argc, char **argv) {
     long rss = peak_rss_kib();
     if (!csv) {
         if (rss >= 0) printf("peak RSS: %.1f MiB\n", rss / 1024.0);
-        printf("build: %s\n", slm_build_info());
+        printf("build: %s; kernels: %s\n", slm_build_info(), slm_isa_name(slm_model_isa(m)));
     }
     free(ids);
     slm_model_free(m);

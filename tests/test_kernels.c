@@ -207,7 +207,7 @@ static void check_act_formats(void) {
     uint64_t s = 3;
     for (int i = 0; i < 256; i++) x[i] = t_randf(&s);
     x[77] = 2.0f; /* the extreme is positive: Q8_K maps it to -127, d < 0 */
-    q8_k_from_float(x, q, 256);
+    q8_k_from_float_ref(x, q, 256);
     volatile float want = 1.0f / (-127.0f / 2.0f); /* rounded to float even where floats compute in double */
     CHECK(ld_f32(q) == want && (int8_t)q[4 + 77] == -127, "Q8_K: extreme -> -127, d = 1/iscale");
     int bad = 0;
@@ -220,13 +220,13 @@ static void check_act_formats(void) {
     CHECK(bad == 0, "Q8_K: %d wrong values or bsums", bad);
     memset(x, 0, sizeof x);
     memset(q, 0xaa, sizeof q);
-    q8_k_from_float(x, q, 256);
+    q8_k_from_float_ref(x, q, 256);
     bad = 0;
     for (int i = 0; i < 292; i++) bad += q[i] != 0;
     CHECK(bad == 0, "Q8_K: a zero block is all zero (d, qs and bsums)");
 
     for (int i = 0; i < 32; i++) x[i] = t_randf(&s) * 3.0f;
-    q8_1_from_float(x, q, 32);
+    q8_1_from_float_ref(x, q, 32);
     float amax = 0;
     int sum = 0;
     for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
@@ -243,11 +243,11 @@ static void check_act_formats(void) {
 static void check_q8_act(void) {
     float x[32] = {0};
     uint8_t q[34];
-    q8_0_from_float(x, q, 32);
+    q8_0_from_float_ref(x, q, 32);
     CHECK(ld_u16(q) == 0 && q[2] == 0, "all-zero block");
     for (int i = 0; i < 32; i++) x[i] = (float)(i - 16) * 0.5f;
     x[31] = 127.0f * 0.5f;
-    q8_0_from_float(x, q, 32);
+    q8_0_from_float_ref(x, q, 32);
     CHECK(fp16_to_f32(ld_u16(q)) == 0.5f, "scale");
     CHECK((int8_t)q[2] == -16 && (int8_t)q[33] == 127 && (int8_t)q[18] == 0, "values");
 }
@@ -289,8 +289,8 @@ static void check_writer_fallbacks(void) {
     for (int t = 0; t < 4; t++) {
         const int n = (int)(ne[t][0] * ne[t][1]);
         if (types[t] == SLM_TYPE_F16) {
-            f16_from_float(vals[t], f16, n);
-            f16_to_float(f16, vals[t], n); /* what the file holds */
+            f16_from_float_ref(vals[t], f16, n);
+            f16_to_float_ref(f16, vals[t], n); /* what the file holds */
             gw_write_data(&w, f16, (size_t)n * 2);
         } else {
             uint8_t le[800 * 4];
@@ -351,7 +351,7 @@ static void check_writer_fallbacks(void) {
 
 /* ---- SIMD kernels against the scalar references ---------------------------
 
-   Every kernel TRAITS uses (section 6f) is compared with its *_ref on random
+   Every kernel of every kernel table this CPU can run (section 6g) is compared with its *_ref on random
    data: rows of many lengths (one block, odd block counts, large, element
    counts that leave every kind of tail), random bytes for the quantized
    values and sub-block scales, and block scales from fp16 subnormals to
@@ -371,8 +371,6 @@ static void check_writer_fallbacks(void) {
    conversions must give identical bits (NaN: a NaN). A 4-token kernel must
    give the same bits as the 1-token kernel. */
 
-#define XSTR(x) #x
-#define STR(x) XSTR(x)
 
 static float rand_scale(uint64_t *s, int cls) {
     /* 0: typical, 1: tiny (fp16 subnormal scales), 2: huge */
@@ -490,22 +488,26 @@ static double dot_mag(int type, const uint8_t *w, const uint8_t *a, int n, float
     return mag;
 }
 
-typedef struct dot_case {
-    int type;
-    const char *active; /* name of the kernel TRAITS uses */
-    vec_dot_fn ref;
-} dot_case;
+/* "dot_q4_0_avx2" for messages: the kernel's ISA and whether it is the
+   table's own or its base's */
+static const char *kname(const kernel_table *k, const char *what, int type, const void *fn, const void *ref) {
+    static char buf[4][64];
+    static int i;
+    char *b = buf[i++ % 4];
+    snprintf(b, 64, "%s_%s_%s", what, type >= 0 ? type_size_of(type)->name : "", fn == ref ? "ref" : k->name);
+    return b;
+}
 
-static void check_simd_dots(void) {
-    static const dot_case cases[] = {
-        {SLM_TYPE_F32, STR(K_DOT_F32), dot_f32_ref},          {SLM_TYPE_F16, STR(K_DOT_F16), dot_f16_ref},
-        {SLM_TYPE_BF16, STR(K_DOT_BF16), dot_bf16_ref},       {SLM_TYPE_Q8_0, STR(K_DOT_Q8_0), dot_q8_0_ref},
-        {SLM_TYPE_Q4_0, STR(K_DOT_Q4_0), dot_q4_0_ref},       {SLM_TYPE_Q4_1, STR(K_DOT_Q4_1), dot_q4_1_ref},
-        {SLM_TYPE_Q5_0, STR(K_DOT_Q5_0), dot_q5_0_ref},       {SLM_TYPE_Q5_1, STR(K_DOT_Q5_1), dot_q5_1_ref},
-        {SLM_TYPE_IQ4_NL, STR(K_DOT_IQ4_NL), dot_iq4_nl_ref}, {SLM_TYPE_Q2_K, STR(K_DOT_Q2_K), dot_q2_k_ref},
-        {SLM_TYPE_Q3_K, STR(K_DOT_Q3_K), dot_q3_k_ref},       {SLM_TYPE_Q4_K, STR(K_DOT_Q4_K), dot_q4_k_ref},
-        {SLM_TYPE_Q5_K, STR(K_DOT_Q5_K), dot_q5_k_ref},       {SLM_TYPE_Q6_K, STR(K_DOT_Q6_K), dot_q6_k_ref},
-        {SLM_TYPE_IQ4_XS, STR(K_DOT_IQ4_XS), dot_iq4_xs_ref},
+static void check_simd_dots(const kernel_table *kt) {
+    static const struct {
+        int type;
+        vec_dot_fn ref;
+    } cases[] = {
+        {SLM_TYPE_F32, dot_f32_ref},   {SLM_TYPE_F16, dot_f16_ref},   {SLM_TYPE_BF16, dot_bf16_ref},
+        {SLM_TYPE_Q8_0, dot_q8_0_ref}, {SLM_TYPE_Q4_0, dot_q4_0_ref}, {SLM_TYPE_Q4_1, dot_q4_1_ref},
+        {SLM_TYPE_Q5_0, dot_q5_0_ref}, {SLM_TYPE_Q5_1, dot_q5_1_ref}, {SLM_TYPE_IQ4_NL, dot_iq4_nl_ref},
+        {SLM_TYPE_Q2_K, dot_q2_k_ref}, {SLM_TYPE_Q3_K, dot_q3_k_ref}, {SLM_TYPE_Q4_K, dot_q4_k_ref},
+        {SLM_TYPE_Q5_K, dot_q5_k_ref}, {SLM_TYPE_Q6_K, dot_q6_k_ref}, {SLM_TYPE_IQ4_XS, dot_iq4_xs_ref},
     };
     /* element counts for F32/F16/BF16; blocks of 32 and super-blocks of 256 */
     static const int lens[] = {1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 255, 256, 1000, 4096, 4099};
@@ -515,10 +517,11 @@ static void check_simd_dots(void) {
     const int n_supers = (int)(sizeof supers / sizeof supers[0]);
     uint64_t s = 7;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const dot_case *dc = &cases[c];
-        const int type = dc->type, dt = TRAITS[type].dot_type, blk = type_size_of(type)->blck;
+        const int type = cases[c].type, dt = TRAITS[type].dot_type, blk = type_size_of(type)->blck;
         const int nl = blk == 1 ? n_lens : blk == 32 ? n_blocks : n_supers;
-        vec_dot4_fn dot4 = vec_dot4_of(type);
+        const vec_dot_fn dot = kt->dot[type], ref = cases[c].ref;
+        const vec_dot4_fn dot4 = kt->dot4[type];
+        const char *name = kname(kt, "dot", type, (const void *)dot, (const void *)ref);
         int bad = 0, bad4 = 0, runs = 0;
         double worst = 0;
         for (int li = 0; li < nl; li++) {
@@ -534,12 +537,11 @@ static void check_simd_dots(void) {
                 if (dot4) dot4(n, w, a, arb, y4, 3);
                 for (int t = 0; t < 4; t++) {
                     const double mag = dot_mag(type, w, a + t * arb, n, wf, af);
-                    const float got = TRAITS[type].vec_dot(n, w, a + t * arb), ref = dc->ref(n, w, a + t * arb);
+                    const float got = dot(n, w, a + t * arb), want = ref(n, w, a + t * arb);
                     const double k = blk == 1 ? n / 4.0 : (double)(n / blk);
-                    const double err = fabs((double)got - ref), unit = mag * ldexp(1.0, -24);
+                    const double err = fabs((double)got - want), unit = mag * ldexp(1.0, -24);
                     if (!(err <= (k + 8) * 2 * unit)) {
-                        if (bad++ < 3)
-                            printf("  %s n=%d: simd %.9g ref %.9g (M %.3g)\n", dc->active, n, got, ref, mag);
+                        if (bad++ < 3) printf("  %s n=%d: simd %.9g ref %.9g (M %.3g)\n", name, n, got, want, mag);
                     }
                     if (unit > 0) worst = fmax(worst, err / unit);
                     if (dot4 && memcmp(&y4[3 * t], &got, sizeof got) != 0) bad4++;
@@ -548,10 +550,10 @@ static void check_simd_dots(void) {
             }
             free(w), free(a), free(wf), free(af);
         }
-        printf("  dot %-6s %-16s %4d rows, max err %6.1f x 2^-24 M%s\n", type_size_of(type)->name, dc->active, runs,
-               worst, dot4 ? ", 4-token kernel checked" : "");
-        CHECK(bad == 0, "%s: %d dot products beyond the bound", dc->active, bad);
-        CHECK(bad4 == 0, "%s: 4-token kernel differs from the 1-token kernel in %d results", dc->active, bad4);
+        printf("  dot %-6s %-18s %4d rows, max err %6.1f x 2^-24 M%s\n", type_size_of(type)->name, name, runs, worst,
+               dot4 ? ", 4-token kernel checked" : "");
+        CHECK(bad == 0, "%s: %d dot products beyond the bound", name, bad);
+        CHECK(bad4 == 0, "%s: 4-token kernel differs from the 1-token kernel in %d results", name, bad4);
     }
 }
 
@@ -574,7 +576,7 @@ static float rand_bits_f32(uint64_t *s) {
     }
 }
 
-static void check_simd_conversions(void) {
+static void check_simd_conversions(const kernel_table *kt) {
     uint64_t s = 11;
     enum { N = 1027 };
     static float x[N], f1[N], f2[N];
@@ -583,10 +585,10 @@ static void check_simd_conversions(void) {
     for (int rep = 0; rep < 40; rep++) {
         const int n = rep == 0 ? N : 1 + (int)(t_rand(&s) % N);
         for (int i = 0; i < n; i++) x[i] = rand_bits_f32(&s);
-        f16_from_float(x, h1, n);
+        kt->from_float[SLM_TYPE_F16](x, h1, n);
         f16_from_float_ref(x, h2, n);
         for (int i = 0; i < n; i++) bad_f16 += !same_half(ld_u16(h1 + 2 * i), ld_u16(h2 + 2 * i));
-        bf16_from_float(x, h1, n);
+        kt->from_float[SLM_TYPE_BF16](x, h1, n);
         bf16_from_float_ref(x, h2, n);
         bad_bf16 += memcmp(h1, h2, 2 * (size_t)n) != 0;
     }
@@ -594,15 +596,18 @@ static void check_simd_conversions(void) {
     for (uint32_t h0 = 0; h0 < 65536; h0 += N) {
         const int n = (int)SLM_MIN(N, 65536 - h0);
         for (int i = 0; i < n; i++) st_u16(h1 + 2 * i, (uint16_t)(h0 + (uint32_t)i));
-        f16_to_float(h1, f1, n);
+        kt->to_float[SLM_TYPE_F16](h1, f1, n);
         f16_to_float_ref(h1, f2, n);
         for (int i = 0; i < n; i++) bad_f16b += !same_f32(f1[i], f2[i]);
-        bf16_to_float(h1, f1, n);
+        kt->to_float[SLM_TYPE_BF16](h1, f1, n);
         bf16_to_float_ref(h1, f2, n);
         for (int i = 0; i < n; i++) bad_bf16b += !same_f32(f1[i], f2[i]);
     }
-    printf("  f32->f16 %s, f32->bf16 %s, f16->f32 %s, bf16->f32 %s\n", STR(K_F16_FROM_FLOAT), STR(K_BF16_FROM_FLOAT),
-           STR(K_F16_TO_FLOAT), STR(K_BF16_TO_FLOAT));
+    printf("  f32->f16 %s, f32->bf16 %s, f16->f32 %s, bf16->f32 %s\n",
+           kname(kt, "from", SLM_TYPE_F16, (const void *)kt->from_float[SLM_TYPE_F16], (const void *)f16_from_float_ref),
+           kname(kt, "from", SLM_TYPE_BF16, (const void *)kt->from_float[SLM_TYPE_BF16], (const void *)bf16_from_float_ref),
+           kname(kt, "to", SLM_TYPE_F16, (const void *)kt->to_float[SLM_TYPE_F16], (const void *)f16_to_float_ref),
+           kname(kt, "to", SLM_TYPE_BF16, (const void *)kt->to_float[SLM_TYPE_BF16], (const void *)bf16_to_float_ref));
     CHECK(bad_f16 == 0, "f32->f16: %d values differ from the reference", bad_f16);
     CHECK(bad_bf16 == 0, "f32->bf16: %d rows differ from the reference", bad_bf16);
     CHECK(bad_f16b == 0, "f16->f32: %d halves differ from the reference", bad_f16b);
@@ -612,14 +617,11 @@ static void check_simd_conversions(void) {
 /* The activation quantizers (Q8_0, Q8_1, Q8_K): the same bytes as the
    references, ties, tiny blocks (whose inverse scale overflows) and the
    sign of the first extreme (Q8_K) included. */
-static void check_simd_act(void) {
+static void check_simd_act(const kernel_table *kt) {
     static const struct {
         int type;
-        const char *active;
         from_float_fn ref;
-    } fmts[] = {{SLM_TYPE_Q8_0, STR(K_Q8_0_FROM_FLOAT), q8_0_from_float_ref},
-                {SLM_TYPE_Q8_1, STR(K_Q8_1_FROM_FLOAT), q8_1_from_float_ref},
-                {SLM_TYPE_Q8_K, STR(K_Q8_K_FROM_FLOAT), q8_k_from_float_ref}};
+    } fmts[] = {{SLM_TYPE_Q8_0, q8_0_from_float_ref}, {SLM_TYPE_Q8_1, q8_1_from_float_ref}, {SLM_TYPE_Q8_K, q8_k_from_float_ref}};
     enum { NV = 32 * 137 };
     static float x[NV];
     static uint8_t q1[292 * (NV / 256)], q2[292 * (NV / 256)]; /* the longest rows: Q8_K */
@@ -650,12 +652,13 @@ static void check_simd_act(void) {
             }
             const size_t rb = row_bytes(fmts[f].type, (int64_t)bs * nb);
             memset(q1, 0x55, rb), memset(q2, 0xaa, rb);
-            TRAITS[fmts[f].type].from_float(x, q1, (int64_t)bs * nb);
+            kt->from_float[fmts[f].type](x, q1, (int64_t)bs * nb);
             fmts[f].ref(x, q2, (int64_t)bs * nb);
             bad += memcmp(q1, q2, rb) != 0;
             rows++;
         }
-        printf("  %s activation quantizer %s: %d rows\n", type_size_of(fmts[f].type)->name, fmts[f].active, rows);
+        printf("  %s activation quantizer %s: %d rows\n", type_size_of(fmts[f].type)->name,
+               kname(kt, "from", fmts[f].type, (const void *)kt->from_float[fmts[f].type], (const void *)fmts[f].ref), rows);
         CHECK(bad == 0, "%s quantizer: %d rows differ from the reference", type_size_of(fmts[f].type)->name, bad);
     }
     /* round_even against the C library's rint (default rounding mode) */
@@ -671,7 +674,7 @@ static void check_simd_act(void) {
 /* x8 layouts (section 5): pack and unpack are inverse, and each x8 kernel
    gives, for every row of a group and 1-4 tokens, the reference dot of that
    row within the float-rounding bound used for the dot kernels. */
-static void check_x8(void) {
+static void check_x8(const kernel_table *kt) {
     /* Q8_0X carries exactly Q8_0's values and scale, and the block sums */
     {
         float x[32 * 9];
@@ -679,8 +682,8 @@ static void check_x8(void) {
         uint64_t s0 = 5;
         int bad = 0;
         for (int i = 0; i < 32 * 9; i++) x[i] = t_randf(&s0) * (i < 32 ? 1e-3f : 3.0f);
-        q8_0_from_float(x, q, 32 * 9);
-        q8_0x_from_float(x, qx, 32 * 9);
+        kt->from_float[SLM_TYPE_Q8_0](x, q, 32 * 9);
+        q8_0x_from_float(kt, x, qx, 32 * 9);
         for (int b = 0; b < 9; b++) {
             int32_t sum = 0;
             for (int j = 0; j < 32; j++) sum += (int8_t)q[34 * b + 2 + j];
@@ -694,7 +697,7 @@ static void check_x8(void) {
     uint64_t s = 11;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const int type = types[ti], dt = TRAITS[type].dot_type;
-        gemm_x8_fn k = gemm_x8_of(type);
+        gemm_x8_fn k = kt->gemm_x8[type];
         int bad_pack = 0, bad = 0, runs = 0;
         double worst = 0;
         for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
@@ -743,7 +746,7 @@ static void check_x8(void) {
         }
         CHECK(bad_pack == 0, "%s x8: %d rows do not survive pack + unpack", slm_type_name(type), bad_pack);
         if (k) {
-            printf("  x8 %-5s %d row results, max err %.1f x 2^-24 sum|w*a|\n", slm_type_name(type), runs,
+            printf("  x8 %-5s %s: %d row results, max err %.1f x 2^-24 sum|w*a|\n", slm_type_name(type), kt->name, runs,
                    worst * 16777216.0);
             CHECK(bad == 0, "%s x8: %d of %d results off", slm_type_name(type), bad, runs);
         }
@@ -752,8 +755,8 @@ static void check_x8(void) {
 
 /* The many-row F16 kernel of attention: every (row, vector) pair has the
    bits of the one-row dot_f16 kernel with the vector as halves. */
-static void check_dot_rows(void) {
-    dot_rows_fn k = dot_rows_of(SLM_TYPE_F16);
+static void check_dot_rows(const kernel_table *kt) {
+    dot_rows_fn k = kt->dot_rows_f16;
     if (!k) return;
     static const int lens[] = {8, 24, 32, 40, 64, 72, 128, 200, 1000, 1003};
     uint64_t s = 21;
@@ -773,20 +776,21 @@ static void check_dot_rows(void) {
             k(n, rows, (size_t)stride, nrows, a, (size_t)(n + 3), na, out, 9);
             for (int j = 0; j < na; j++)
                 for (int r = 0; r < nrows; r++) {
-                    const float want = TRAITS[SLM_TYPE_F16].vec_dot(n, rows + (size_t)r * stride, ah + (size_t)j * 2 * n);
+                    const float want = kt->dot[SLM_TYPE_F16](n, rows + (size_t)r * stride, ah + (size_t)j * 2 * n);
                     bad += memcmp(&want, &out[j * 9 + r], sizeof want) != 0;
                     runs++;
                 }
             free(rows), free(ah), free(a);
         }
     }
-    CHECK(bad == 0, "dot_rows F16: %d of %d results differ from dot_f16", bad, runs);
+    printf("  dot_rows F16 %s: %d results\n", kt->name, runs);
+    CHECK(bad == 0, "dot_rows F16 %s: %d of %d results differ from dot_f16", kt->name, bad, runs);
 }
 
 /* softmax's exponentials: the SIMD version within 2 ulp of expf for
    arguments down to -87.3 (0 below), the sum within float rounding. */
-static void check_exp_sum(void) {
-#ifdef K_EXP_SUM
+static void check_exp_sum(const kernel_table *kt) {
+    if (kt->exp_sum == exp_sum_ref) return;
     enum { N = 1003 };
     static float x[N], y[N];
     uint64_t s = 5;
@@ -797,7 +801,7 @@ static void check_exp_sum(void) {
         for (int i = 0; i < N; i++) x[i] = y[i] = mx - (float)(t_rand(&s) % 1000000) * (rep < 10 ? 1e-4f : 1e-3f);
         x[rep] = y[rep] = mx;
         const int n = N - rep;
-        const double a = K_EXP_SUM(x, n, mx), b = exp_sum_ref(y, n, mx);
+        const double a = kt->exp_sum(x, n, mx), b = exp_sum_ref(y, n, mx);
         for (int i = 0; i < n; i++) {
             const float arg = y[i] == 0 ? -100.0f : logf(y[i]);
             if (arg < -87.2f) continue; /* near the flush-to-zero limit */
@@ -807,27 +811,42 @@ static void check_exp_sum(void) {
         }
         bad += fabs(a - b) > 1e-6 * b;
     }
-    printf("  exp (softmax): max rel err %.2e vs expf\n", worst);
-    CHECK(bad == 0, "exp_sum: %d values or sums off", bad);
-#endif
+    printf("  exp (softmax) %s: max rel err %.2e vs expf\n", kt->name, worst);
+    CHECK(bad == 0, "exp_sum %s: %d values or sums off", kt->name, bad);
 }
 
 #include "test_kernels_avx512.c"
 
 void test_kernels(void) {
-    printf("  simd path: %s\n", SLM_SIMD_NAME);
+    printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
+    printf("  build: %s\n", slm_build_info());
     check_halves();
     check_q8_act();
     check_act_formats();
     check_types();
     check_onehot();
     check_writer_fallbacks();
-    check_simd_conversions();
-    check_simd_act();
-    check_simd_dots();
-    check_x8();
-    check_dot_rows();
-    check_exp_sum();
+    /* every kernel table this build has and this CPU runs, against the
+       references; the ones it cannot run are named and skipped */
+    for (int isa = SLM_ISA_SCALAR + 1; isa < SLM_ISA_COUNT; isa++) {
+        const kernel_table *t = NULL;
+        for (size_t i = 0; i < N_KERNEL_TABLES; i++)
+            if (KERNEL_TABLES[i]->isa == isa) t = KERNEL_TABLES[i];
+        if (!t) continue;
+        if (!slm_isa_available(isa)) {
+            printf("  kernels %s: compiled in, this CPU cannot run them: skipped\n", t->name);
+            continue;
+        }
+        static kernel_table kt; /* large: not on the stack */
+        kernels_resolve(t, &kt);
+        printf("  kernels %s:\n", kt.name);
+        check_simd_conversions(&kt);
+        check_simd_act(&kt);
+        check_simd_dots(&kt);
+        check_x8(&kt);
+        check_dot_rows(&kt);
+        check_exp_sum(&kt);
+    }
     check_avx512();
 }
 

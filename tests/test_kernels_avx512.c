@@ -12,12 +12,8 @@
 
 #ifdef SLM_HAVE_AVX512_KERNELS
 
-static int avx512_cpu(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vnni");
-}
+/* the CPU and the OS run AVX-512 F/BW/VL/DQ with VNNI (section 6h) */
+static int avx512_cpu(void) { return cpu_has_isa(SLM_ISA_AVX512); }
 
 /* offsets of a block's f16 fields (scales and mins), -1 terminated */
 static const int *half_fields(int type) {
@@ -164,7 +160,7 @@ static void check_avx512_dots(void) {
                 for (int t = 0; t < 4; t++) {
                     const double mag = dot_mag(type, w, a + t * arb, n, wf, af);
                     const float got = dc->dot(n, w, a + t * arb), ref = dc->ref(n, w, a + t * arb);
-                    const float avx2 = TRAITS[type].vec_dot(n, w, a + t * arb);
+                    const float avx2 = KERNELS_AVX2.dot[type](n, w, a + t * arb);
                     const double k = (double)(n / blk), unit = mag * ldexp(1.0, -24);
                     const double err = fabs((double)got - ref), err2 = fabs((double)got - avx2);
                     if (!(err <= (k + 8) * 2 * unit) && bad++ < 3)

@@ -249,6 +249,90 @@ static void check_fixture(const fixture *fx) {
         }
 }
 
+/* The same fixture with each other kernel table this CPU runs (and the
+   scalar reference): the llama.cpp bars, the greedy ids, and batch and
+   thread invariance hold on every ISA, in one process. */
+static void check_fixture_isas(const fixture *fx) {
+    static ref r;
+    static float out[NPOS * NV], out2[NPOS * NV];
+    if (!load_ref(fx->name, &r)) return;
+    char path[256];
+    snprintf(path, sizeof path, "models/%s.gguf", fx->name);
+    slm_model *best;
+    slm_error err;
+    if (slm_model_load_file(data_path(path), NULL, &best, &err) != SLM_OK) return;
+    const int best_isa = slm_model_isa(best);
+    slm_model_free(best);
+    for (int isa = SLM_ISA_SCALAR; isa < SLM_ISA_COUNT; isa++) {
+        if (isa == best_isa || !slm_isa_available(isa)) continue;
+        slm_model_params mp;
+        slm_model_params_init(&mp);
+        mp.isa = isa;
+        slm_model *m;
+        if (slm_model_load_file(data_path(path), &mp, &m, &err) != SLM_OK) {
+            CHECK(0, "%s [%s]: load: %s", fx->name, slm_isa_name(isa), err.message);
+            continue;
+        }
+        CHECK(slm_model_isa(m) == isa, "%s: asked for %s, got %s", fx->name, slm_isa_name(isa),
+              slm_isa_name(slm_model_isa(m)));
+        if (!run_prompt(m, SLM_TYPE_F32, 1, 64, &r, out)) {
+            CHECK(0, "%s [%s]: prompt failed", fx->name, slm_isa_name(isa));
+            slm_model_free(m);
+            continue;
+        }
+        const double rel = rel_err(out, r.logits, NPOS * NV, r.maxabs);
+        CHECK(rel <= fx->tol, "%s [%s]: rel %.3e > %.1e", fx->name, slm_isa_name(isa), rel, fx->tol);
+        int32_t g[NPOS];
+        const int must = greedy_must_match(&r, rel);
+        CHECK(run_greedy(m, SLM_TYPE_F32, 1, &r, g), "%s [%s]: greedy run failed", fx->name, slm_isa_name(isa));
+        int same = 0;
+        while (same < NPOS && g[same] == r.greedy[same]) same++;
+        CHECK(same >= must, "%s [%s]: greedy ids match for %d steps, need %d", fx->name, slm_isa_name(isa), same, must);
+        CHECK(run_prompt(m, SLM_TYPE_F16, 2, 5, &r, out2), "%s [%s]: F16 KV run", fx->name, slm_isa_name(isa));
+        const double d = rel_err(out2, r.logits, NPOS * NV, r.maxabs);
+        CHECK(d <= fx->tol * 1.5 + 2e-3, "%s [%s]: F16 KV cache, 2 threads, batch 5: rel %.2e", fx->name,
+              slm_isa_name(isa), d);
+        printf("  %-18s [%s] rel %.2e, F16 KV rel %.2e, greedy %d/%d\n", fx->name, slm_isa_name(isa), rel, d, same,
+               NPOS);
+        slm_model_free(m);
+    }
+}
+
+/* The ISA API: names, availability, refusals with a reason. */
+static void check_isa_api(void) {
+    CHECK(slm_isa_available(SLM_ISA_BEST) && slm_isa_available(SLM_ISA_SCALAR), "best and scalar are always there");
+    CHECK(slm_isa_from_name("AVX2") == SLM_ISA_AVX2 && slm_isa_from_name("scalar") == SLM_ISA_SCALAR &&
+              slm_isa_from_name("best") == SLM_ISA_BEST && slm_isa_from_name("avx3") == -1 && slm_isa_from_name(NULL) == -1,
+          "slm_isa_from_name");
+    CHECK(!strcmp(slm_isa_name(SLM_ISA_AVX512), "avx512") && !strcmp(slm_isa_name(99), "unknown"), "slm_isa_name");
+    CHECK(!slm_isa_available(SLM_ISA_COUNT) && !slm_isa_available(-1), "out-of-range ISAs are not available");
+    const char *bi = slm_build_info();
+    CHECK(strstr(bi, "simd=") && strstr(bi, "cpu="), "build info names compiled and detected ISAs: %s", bi);
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    CHECK(mp.isa == SLM_ISA_BEST, "default isa");
+    slm_model *m = NULL;
+    slm_error err;
+    mp.isa = 42;
+    CHECK(slm_model_load_file(data_path("models/tiny-llama-Q8_0.gguf"), &mp, &m, &err) == SLM_ERR_INVALID_ARG && !m,
+          "isa 42 is refused");
+    CHECK(strstr(err.message, "params.isa") != NULL, "message: %s", err.message);
+    for (int isa = 1; isa < SLM_ISA_COUNT; isa++) {
+        if (slm_isa_available(isa)) continue;
+        mp.isa = isa;
+        CHECK(slm_model_load_file(data_path("models/tiny-llama-Q8_0.gguf"), &mp, &m, &err) == SLM_ERR_UNSUPPORTED && !m,
+              "unavailable %s is refused", slm_isa_name(isa));
+        CHECK(strstr(err.message, slm_isa_name(isa)) != NULL, "message names the ISA: %s", err.message);
+    }
+    mp.isa = SLM_ISA_BEST;
+    if (slm_model_load_file(data_path("models/tiny-llama-Q8_0.gguf"), &mp, &m, &err) == SLM_OK) {
+        char want[32];
+        snprintf(want, sizeof want, "cpu=%s ", slm_isa_name(slm_model_isa(m)));
+        CHECK(strstr(bi, want) != NULL, "the best ISA (%s) is the one build info reports: %s", want, bi);
+        slm_model_free(m);
+    }
+}
+
 /* Session behaviour: context full, rewind, bad ids, logits availability. */
 static void check_session(void) {
     slm_model *m;
@@ -293,5 +377,7 @@ static void check_session(void) {
 
 void test_models(void) {
     for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++) check_fixture(&FIXTURES[i]);
+    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++) check_fixture_isas(&FIXTURES[i]);
+    check_isa_api();
     check_session();
 }

@@ -36,7 +36,6 @@ project(consumer C)
 add_executable(consumer "$src/tests/consumer/consumer.c" "$src/slm.c" "$src/slm.h")
 target_include_directories(consumer PRIVATE "$src")
 set_target_properties(consumer PROPERTIES C_STANDARD 99)
-target_compile_options(consumer PRIVATE -march=native)
 find_package(OpenMP COMPONENTS C)
 if(OpenMP_C_FOUND)
   target_link_libraries(consumer PRIVATE OpenMP::OpenMP_C)
@@ -57,22 +56,29 @@ EOT
 build() { # name project-dir cmake-options...
     name=$1 dir=$2
     shift 2
-    $CMAKE -S "$dir" -B "$root/$name" -DCMAKE_BUILD_TYPE=Release "$@" > "$root/$name.log" 2>&1 &&
-        $CMAKE --build "$root/$name" -j 2 >> "$root/$name.log" 2>&1 ||
+    $CMAKE -S "$dir" -B "$root/$name" "$@" > "$root/$name.log" 2>&1 &&
+        $CMAKE --build "$root/$name" -j 2 -- VERBOSE=1 >> "$root/$name.log" 2>&1 ||
         { cat "$root/$name.log"; echo "test-cmake: $name: build failed"; exit 1; }
     $RUN "$root/$name/consumer$EXE" "$model" > "$root/$name.txt" 2> "$root/$name.err" ||
         { cat "$root/$name.err"; echo "test-cmake: $name: the consumer failed"; exit 1; }
     echo "test-cmake: $name: $(cat "$root/$name.err")"
 }
 RUN= EXE=
+# sub-static sets no build type, as a parent project often does: slm.c
+# must still be compiled with optimisation
 build sub-static "$root/sub" -DSLM_CLI=ON
-build sub-shared "$root/sub" -DSLM_SHARED=ON -DSLM_OPENMP=OFF
-build files "$root/files"
-$CMAKE -S "$src" -B "$root/slm-alone" -DCMAKE_BUILD_TYPE=Release -DSLM_CLI=OFF > "$root/slm-alone.log" 2>&1 &&
+build sub-shared "$root/sub" -DCMAKE_BUILD_TYPE=Release -DSLM_SHARED=ON -DSLM_OPENMP=OFF
+build files "$root/files" -DCMAKE_BUILD_TYPE=Release
+grep 'slm\.c' "$root/sub-static.log" | grep -q -- ' -O2 ' ||
+    { echo "test-cmake: without a build type, slm.c was compiled without -O2"; exit 1; }
+# slm on its own, no build type given: Release by default
+$CMAKE -S "$src" -B "$root/slm-alone" -DSLM_CLI=OFF > "$root/slm-alone.log" 2>&1 &&
     $CMAKE --build "$root/slm-alone" -j 2 >> "$root/slm-alone.log" 2>&1 &&
     $CMAKE --install "$root/slm-alone" --prefix "$root/prefix" >> "$root/slm-alone.log" 2>&1 ||
     { cat "$root/slm-alone.log"; echo "test-cmake: building and installing slm alone failed"; exit 1; }
-build package "$root/pkg" -DCMAKE_PREFIX_PATH="$root/prefix"
+grep -q '^CMAKE_BUILD_TYPE:STRING=Release' "$root/slm-alone/CMakeCache.txt" ||
+    { echo "test-cmake: slm as the top-level project did not default to Release"; exit 1; }
+build package "$root/pkg" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$root/prefix"
 
 fail=0
 WIN_CC=${WIN_CC:-x86_64-w64-mingw32-gcc}
@@ -87,7 +93,7 @@ if command -v "$WIN_CC" > /dev/null && [ -x "$WINE" ]; then
     done
     RUN="env WINEDEBUG=-all WINEDLLOVERRIDES=mscoree,mshtml= WINEPATH=${winpath#;} $WINE" EXE=.exe
     build mingw-dll "$root/sub" -DCMAKE_SYSTEM_NAME=Windows -DCMAKE_C_COMPILER="$WIN_CC" \
-        -DCMAKE_RUNTIME_OUTPUT_DIRECTORY="$root/mingw-dll" -DSLM_SHARED=ON -DSLM_NATIVE=ON
+        -DCMAKE_BUILD_TYPE=Release -DCMAKE_RUNTIME_OUTPUT_DIRECTORY="$root/mingw-dll" -DSLM_SHARED=ON
     tr -d '\r' < "$root/mingw-dll.txt" > "$root/mingw-dll.lf" && mv "$root/mingw-dll.lf" "$root/mingw-dll.txt"
     [ -f "$root/mingw-dll/slm.dll" ] || { echo "test-cmake: no slm.dll"; fail=1; }
     sh tools/check-exports.sh slm.h "$root/mingw-dll/slm.dll" || fail=1

@@ -72,7 +72,7 @@ const TextFn = koffi.proto('int slm_text_fn(void *user, const void *text, size_t
 
 const slm_model_params = koffi.struct('slm_model_params', {
   use_mmap: 'int', vocab_only: 'int', repack: 'int', allocator: 'void *', log: koffi.pointer(LogFn),
-  log_user: 'void *',
+  log_user: 'void *', isa: 'int',
 });
 const slm_model_info = koffi.struct('slm_model_info', {
   arch: 'const char *', name: 'const char *', n_vocab: 'int32_t', n_ctx_train: 'int32_t', n_embd: 'int32_t',
@@ -106,6 +106,10 @@ const C = {};
 for (const proto of [
   'const char *slm_version(void)',
   'const char *slm_build_info(void)',
+  'int slm_isa_available(int isa)',
+  'const char *slm_isa_name(int isa)',
+  'int slm_isa_from_name(const char *name)',
+  'int slm_model_isa(void *model)',
   'const char *slm_status_string(int status)',
   'void slm_model_params_init(void *params)',
   'void slm_session_params_init(void *params)',
@@ -182,7 +186,7 @@ function checkLayouts(override = {}) {
   const sampler = { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1, repeat_last_n: 64,
                     frequency_penalty: 0, presence_penalty: 0, seed: 0 };
   check(slm_model_params, 'slm_model_params', C.slm_model_params_init,
-        { use_mmap: 1, vocab_only: 0, repack: 1, allocator: null, log: null, log_user: null });
+        { use_mmap: 1, vocab_only: 0, repack: 1, allocator: null, log: null, log_user: null, isa: 0 });
   check(slm_session_params, 'slm_session_params', C.slm_session_params_init,
         { n_ctx: 0, n_threads: 0, n_batch: 0, kv_type: 1, logits_all: 0 });
   check(slm_sampler_params, 'slm_sampler_params', C.slm_sampler_params_init, sampler);
@@ -275,11 +279,14 @@ function chatFormat(messages, { addGenerationPrompt = true, template, nPast = 0,
 }
 
 class Model {
-  /** Load a GGUF file. options: { useMmap = true, vocabOnly = false } */
-  constructor(file, { useMmap = true, vocabOnly = false } = {}) {
+  /** Load a GGUF file. options: { useMmap = true, vocabOnly = false, isa }
+      (isa: 'avx2', 'scalar', ...; default: the best this CPU supports) */
+  constructor(file, { useMmap = true, vocabOnly = false, isa = 'best' } = {}) {
     const p = defaults(C.slm_model_params_init, slm_model_params);
     p.use_mmap = useMmap ? 1 : 0;
     p.vocab_only = vocabOnly ? 1 : 0;
+    p.isa = C.slm_isa_from_name(String(isa));
+    if (p.isa < 0) throw new RangeError(`isa: unknown instruction set '${isa}'`);
     const out = [null], err = {};
     check(C.slm_model_load_file(String(file), p, out, err), err);
     this._handle = out[0];
@@ -316,6 +323,9 @@ class Model {
     this._handle = null;
     this._buffer = null;
   }
+
+  /** The instruction set whose kernels the model runs with ('avx2', ...). */
+  get isa() { return C.slm_isa_name(C.slm_model_isa(this._h())); }
 
   get info() {
     const buf = Buffer.alloc(koffi.sizeof(slm_model_info));

@@ -52,6 +52,24 @@ test('a wrong struct layout is caught', () => {
   assert.ok(p.length === 1 && /writes 104 bytes/.test(p[0]), p.join());
 });
 
+test('every ISA the CPU runs gives the same greedy text; unknown ones are refused', () => {
+  const texts = new Set();
+  for (const isa of ['scalar', 'sse4', 'avx2', 'avx512', 'neon', 'rvv', 'mve']) {
+    let m;
+    try {
+      m = new slm.Model(demo('kjv-1m-q8_0.gguf'), { isa });
+    } catch (e) {
+      assert.ok(e instanceof slm.UnsupportedError && e.message.includes(isa), e.message);
+      continue;
+    }
+    assert.strictEqual(m.isa, isa);
+    texts.add(session(m).generate('And the LORD said', { maxTokens: 16, temperature: 0 }).text);
+    m.close();
+  }
+  assert.strictEqual(texts.size, 1, [...texts].join(' | '));
+  assert.throws(() => new slm.Model(demo('kjv-1m-q8_0.gguf'), { isa: 'avx1024' }), RangeError);
+});
+
 test('greedy generation equals llama.cpp (F32, F16 files)', () => {
   for (const f of ['kjv-1m-f32.gguf', 'kjv-1m-f16.gguf']) {
     withModel(demo(f), {}, (m) => {

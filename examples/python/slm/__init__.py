@@ -148,8 +148,16 @@ def version():
 
 
 def build_info():
-    """The library's compile-time configuration (SIMD path, OpenMP, ...)."""
+    """The library's configuration: the kernel sets compiled in, the best
+    one this CPU supports, OpenMP, ..."""
     return _L.slm_build_info().decode()
+
+
+def isas():
+    """Names of the instruction sets this build has and this CPU runs
+    (a Model's `isa` argument), best first."""
+    best_first = (4, 3, 2, 5, 6, 7, 1)  # avx512 avx2 sse4 neon rvv mve scalar
+    return [_L.slm_isa_name(i).decode() for i in best_first if _L.slm_isa_available(i)]
 
 
 def library_path():
@@ -240,9 +248,14 @@ class TensorInfo(object):
 _LOG_LEVELS = {0: "error", 1: "warn", 2: "info", 3: "debug"}
 
 
-def _model_params(use_mmap, vocab_only, repack, log):
+def _model_params(use_mmap, vocab_only, repack, log, isa=None):
     p = _lib.slm_model_params()
     _L.slm_model_params_init(byref(p))
+    if isa is not None:
+        n = _L.slm_isa_from_name(str(isa).encode())
+        if n < 0:
+            raise ValueError("isa: unknown instruction set %r (see slm.isas())" % (isa,))
+        p.isa = n
     p.use_mmap = 1 if use_mmap else 0
     p.vocab_only = 1 if vocab_only else 0
     p.repack = 1 if repack else 0
@@ -261,24 +274,30 @@ def _model_params(use_mmap, vocab_only, repack, log):
 class Model(_Handle):
     """A loaded GGUF model (read-only; may be shared by many sessions).
 
-    Model(path, use_mmap=True, vocab_only=False, repack=True, log=None)
+    Model(path, use_mmap=True, vocab_only=False, repack=True, log=None, isa=None)
     Model.from_bytes(data, ...) loads from memory (the buffer is kept
     referenced and must not change while the model lives).
     `log` is an optional callable(level_name, message) for the library's
-    warnings. Close with close() or a with-block; also freed when collected.
+    warnings. `isa` names the kernels to use ("avx2", "scalar", ...; None:
+    the best this CPU supports); `model.isa` says which it uses. Close with close() or a with-block; also freed when collected.
     """
 
     _handle = None
 
-    def __init__(self, path, use_mmap=True, vocab_only=False, repack=True, log=None):
+    def __init__(self, path, use_mmap=True, vocab_only=False, repack=True, log=None, isa=None):
         self._init_common()
-        p, self._log_cb = _model_params(use_mmap, vocab_only, repack, log)
+        p, self._log_cb = _model_params(use_mmap, vocab_only, repack, log, isa)
         err = _lib.slm_error()
         h = c_void_p()
         st = _L.slm_model_load_file(os.fsencode(path), byref(p), byref(h), byref(err))
         _check(st, err)
         self._handle = h
         self.path = os.fspath(path)
+
+    @property
+    def isa(self):
+        """The instruction set whose kernels this model runs with ("avx2", ...)."""
+        return _L.slm_isa_name(_L.slm_model_isa(self._h())).decode()
 
     def _init_common(self):
         self._buffer = None

@@ -64,6 +64,7 @@ class slm_model_params(Structure):
         ("allocator", c_void_p),  # const slm_allocator *; always NULL from Python
         ("log", LOG_FN),
         ("log_user", c_void_p),
+        ("isa", c_int),  # SLM_ISA_*: 0 = the best this CPU supports
     ]
 
 
@@ -205,6 +206,10 @@ PROTOTYPES = {
     "slm_status_string": (c_char_p, [c_int]),
     "slm_version": (c_char_p, []),
     "slm_build_info": (c_char_p, []),
+    "slm_isa_available": (c_int, [c_int]),
+    "slm_isa_name": (c_char_p, [c_int]),
+    "slm_isa_from_name": (c_int, [c_char_p]),
+    "slm_model_isa": (c_int, [_P]),
     "slm_type_name": (c_char_p, [c_int]),
     # model
     "slm_model_params_init": (None, [POINTER(slm_model_params)]),
@@ -415,7 +420,8 @@ def check_layouts(lib, override=None):
                 problems.append("%s.%s: %r where the library's default is %r" % (real.__name__, field, got, want))
 
     check(slm_model_params, lib.slm_model_params_init,
-          {"use_mmap": 1, "vocab_only": 0, "repack": 1, "allocator": None, "log": None, "log_user": None})
+          {"use_mmap": 1, "vocab_only": 0, "repack": 1, "allocator": None, "log": None, "log_user": None,
+           "isa": 0})
     check(slm_session_params, lib.slm_session_params_init,
           {"n_ctx": 0, "n_threads": 0, "n_batch": 0, "kv_type": SLM_TYPE_F16, "logits_all": 0})
     sampler_defaults = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0,

@@ -123,6 +123,31 @@ class TestLibrary(unittest.TestCase):
             self.assertEqual(ctypes.sizeof(_lib.slm_error), 260)
 
 
+class TestIsa(unittest.TestCase):
+    def test_every_isa_gives_the_same_greedy_text(self):
+        names = slm.isas()
+        self.assertIn("scalar", names)
+        self.assertIn("cpu=" + names[0], slm.build_info())
+        texts = {}
+        for name in names:
+            with slm.Model(demo(), isa=name) as m:
+                self.assertEqual(m.isa, name)
+                with m.session(n_ctx=128) as s:
+                    texts[name] = s.generate("And the LORD said", max_tokens=16, temperature=0).text
+        self.assertEqual(len(set(texts.values())), 1, texts)
+        with slm.Model(demo()) as m:
+            self.assertEqual(m.isa, names[0])
+
+    def test_unknown_or_unavailable_isa(self):
+        with self.assertRaises(ValueError):
+            slm.Model(demo(), isa="avx1024")
+        for name in ("avx512", "avx2", "sse4", "neon", "rvv", "mve"):
+            if name not in slm.isas():
+                with self.assertRaises(slm.UnsupportedError) as cm:
+                    slm.Model(demo(), isa=name)
+                self.assertIn(name, str(cm.exception))
+
+
 class TestErrors(DemoModel):
     def test_missing_file(self):
         path = os.path.join(tempfile.gettempdir(), "no-such-dir-slm", "missing.gguf")
