@@ -137,7 +137,7 @@
 #define SLM_X86_DISPATCH 1
 #define SLM_SSE4 1
 #define SLM_AVX2 1
-#define SLM_SIMD_NAME "scalar,sse4,avx2"
+#define SLM_SIMD_NAME "scalar,sse4,avx2,avx512"
 #include <cpuid.h>
 #include <immintrin.h>
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -4053,6 +4053,7 @@ SLM_TARGET_END
 #if defined(SLM_X86_DISPATCH) || (defined(SLM_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && \
                                     defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__AVX512VNNI__))
 #define SLM_HAVE_AVX512_KERNELS 1
+#define SLM_AVX512 1
 SLM_TARGET_AVX512
 
 /* an f16 as a float, by the EVEX conversion */
@@ -6724,6 +6725,26 @@ static const kernel_table KERNELS_AVX2 = {
                    [SLM_TYPE_Q8_K] = q8_k_from_float_avx2},
     .dot_rows_f16 = dot_rows_f16_avx2,
     .exp_sum = exp_sum_avx2,
+};
+#endif
+
+#ifdef SLM_AVX512
+/* AVX-512 with VNNI (6b2); the conversions and quantizers are AVX2's */
+static const kernel_table KERNELS_AVX512 = {
+    "avx512", SLM_ISA_AVX512, &KERNELS_AVX2,
+    .dot = {[SLM_TYPE_F16] = dot_f16_avx512, [SLM_TYPE_Q8_0] = dot_q8_0_avx512, [SLM_TYPE_Q4_0] = dot_q4_0_avx512,
+            [SLM_TYPE_Q4_1] = dot_q4_1_avx512, [SLM_TYPE_Q5_0] = dot_q5_0_avx512, [SLM_TYPE_Q5_1] = dot_q5_1_avx512,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx512, [SLM_TYPE_Q2_K] = dot_q2_k_avx512, [SLM_TYPE_Q3_K] = dot_q3_k_avx512,
+            [SLM_TYPE_Q4_K] = dot_q4_k_avx512, [SLM_TYPE_Q5_K] = dot_q5_k_avx512, [SLM_TYPE_Q6_K] = dot_q6_k_avx512,
+            [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx512},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_avx512, [SLM_TYPE_Q4_0] = dot4_q4_0_avx512, [SLM_TYPE_Q4_1] = dot4_q4_1_avx512,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_avx512, [SLM_TYPE_Q5_1] = dot4_q5_1_avx512, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx512,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_avx512, [SLM_TYPE_Q3_K] = dot4_q3_k_avx512, [SLM_TYPE_Q4_K] = dot4_q4_k_avx512,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512},
+    .dot_rows_f16 = dot_rows_f16_avx512,
+    .exp_sum = exp_sum_avx512,
 };
 #endif
 
