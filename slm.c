@@ -142,7 +142,12 @@
 #include <immintrin.h>
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define SLM_AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VNNI__)
+#define SLM_SIMD_NAME "avx2,avx512" /* the AVX-512 kernels too (section 6b2) */
+#else
 #define SLM_SIMD_NAME "avx2"
+#endif
 #include <immintrin.h>
 #elif defined(__SSE4_1__) && defined(__SSSE3__)
 #define SLM_SSE4 1
@@ -4637,7 +4642,7 @@ K_ENTRIES(iq4_nl, avx512)
 K_ENTRIES(q4_1, avx512)
 K_ENTRIES(q5_1, avx512)
 
-/* --- Softmax and attention ------------------------------------------------- */
+/* --- Softmax --------------------------------------------------------------- */
 
 /* exp_sum_avx2 on 16 lanes: the same reduction, polynomial and flush to 0
    below -87.3 (within 2 ulp of expf), 2^k applied by vscalefps; the sum in
@@ -4666,87 +4671,6 @@ static double exp_sum_avx512(float *x, int n, float mx) {
         acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)));
     }
     return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
-}
-
-/* F16 dot products with the lanes and the order of additions of
-   dot_f16_avx2 (its accumulators s0|s1 and s2|s3 are two zmm here, the
-   8-value tail goes to s0's lanes, the rest to a scalar), so both kernels,
-   and dot_rows_f16_avx512, give the same bits. */
-#define LDH512(p, i) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((p) + 2 * (i))))
-#define LDH256Z(p, i) _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)((p) + 2 * (i)))))
-
-/* hsum_avx2((s0 + s1) + (s2 + s3)) of A = s0|s1, B = s2|s3 */
-static inline float f16_hsum_avx512(__m512 a, __m512 b) {
-    const __m256 s01 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
-    const __m256 s23 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
-    const __m256 v = _mm256_add_ps(s01, s23);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf32x4_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static float dot_f16_avx512(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m512 s01 = _mm512_setzero_ps(), s23 = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s01 = _mm512_fmadd_ps(LDH512(x, i), LDH512(y, i), s01);
-        s23 = _mm512_fmadd_ps(LDH512(x, i + 16), LDH512(y, i + 16), s23);
-    }
-    for (; i + 8 <= n; i += 8) s01 = _mm512_mask3_fmadd_ps(LDH256Z(x, i), LDH256Z(y, i), s01, 0xff);
-    float s = f16_hsum_avx512(s01, s23);
-    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
-    return s;
-}
-
-/* dot_rows_fn: per row, up to 4 vectors at a time share its conversion */
-static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx512(int n, const uint8_t *x, const float *a, size_t a_stride, int nj,
-                                                       float *out, size_t out_stride) {
-    __m512 p[4][2];
-    SLM_UNROLL(4)
-    for (int j = 0; j < nj; j++) p[j][0] = _mm512_setzero_ps(), p[j][1] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        const __m512 x0 = LDH512(x, i), x1 = LDH512(x, i + 16);
-        SLM_UNROLL(4)
-        for (int j = 0; j < nj; j++) {
-            const float *aj = a + (size_t)j * a_stride + i;
-            p[j][0] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(aj), p[j][0]);
-            p[j][1] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(aj + 16), p[j][1]);
-        }
-    }
-    for (; i + 8 <= n; i += 8) {
-        const __m512 x0 = LDH256Z(x, i);
-        SLM_UNROLL(4)
-        for (int j = 0; j < nj; j++) p[j][0] = _mm512_mask3_fmadd_ps(x0, _mm512_maskz_loadu_ps(0xff, a + (size_t)j * a_stride + i), p[j][0], 0xff);
-    }
-    float s[4];
-    SLM_UNROLL(4)
-    for (int j = 0; j < nj; j++) s[j] = f16_hsum_avx512(p[j][0], p[j][1]);
-    for (; i < n; i++) {
-        const float xv = ld_f16(x + 2 * i);
-        SLM_UNROLL(4)
-        for (int j = 0; j < nj; j++) s[j] += xv * a[(size_t)j * a_stride + i];
-    }
-    SLM_UNROLL(4)
-    for (int j = 0; j < nj; j++) out[(size_t)j * out_stride] = s[j];
-}
-#undef LDH512
-#undef LDH256Z
-
-static void dot_rows_f16_avx512(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
-                                float *out, size_t out_stride) {
-    const uint8_t *x = (const uint8_t *)rows;
-    for (int r = 0; r < nrows; r++, x += stride) {
-        int j = 0;
-        for (; j + 4 <= na; j += 4) dot_rows_f16_pass_avx512(n, x, a + (size_t)j * a_stride, a_stride, 4, out + (size_t)j * out_stride + r, out_stride);
-        const float *aj = a + (size_t)j * a_stride;
-        float *oj = out + (size_t)j * out_stride + r;
-        if (na - j == 3) dot_rows_f16_pass_avx512(n, x, aj, a_stride, 3, oj, out_stride);
-        else if (na - j == 2) dot_rows_f16_pass_avx512(n, x, aj, a_stride, 2, oj, out_stride);
-        else if (na - j == 1) dot_rows_f16_pass_avx512(n, x, aj, a_stride, 1, oj, out_stride);
-    }
 }
 
 SLM_TARGET_END
@@ -6729,10 +6653,12 @@ static const kernel_table KERNELS_AVX2 = {
 #endif
 
 #ifdef SLM_AVX512
-/* AVX-512 with VNNI (6b2); the conversions and quantizers are AVX2's */
+/* AVX-512 with VNNI (6b2); the conversions, quantizers and F16 kernels are
+   AVX2's (a 512-bit dot_rows_f16 with dot_f16_avx2's bits was slower on
+   Zen 4: 0.7-0.9x) */
 static const kernel_table KERNELS_AVX512 = {
     "avx512", SLM_ISA_AVX512, &KERNELS_AVX2,
-    .dot = {[SLM_TYPE_F16] = dot_f16_avx512, [SLM_TYPE_Q8_0] = dot_q8_0_avx512, [SLM_TYPE_Q4_0] = dot_q4_0_avx512,
+    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_avx512, [SLM_TYPE_Q4_0] = dot_q4_0_avx512,
             [SLM_TYPE_Q4_1] = dot_q4_1_avx512, [SLM_TYPE_Q5_0] = dot_q5_0_avx512, [SLM_TYPE_Q5_1] = dot_q5_1_avx512,
             [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx512, [SLM_TYPE_Q2_K] = dot_q2_k_avx512, [SLM_TYPE_Q3_K] = dot_q3_k_avx512,
             [SLM_TYPE_Q4_K] = dot_q4_k_avx512, [SLM_TYPE_Q5_K] = dot_q5_k_avx512, [SLM_TYPE_Q6_K] = dot_q6_k_avx512,
@@ -6743,7 +6669,6 @@ static const kernel_table KERNELS_AVX512 = {
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512},
-    .dot_rows_f16 = dot_rows_f16_avx512,
     .exp_sum = exp_sum_avx512,
 };
 #endif

@@ -183,45 +183,6 @@ static void check_avx512_dots(void) {
 }
 
 
-/* F16: dot_f16_avx512 and every (row, vector) of dot_rows_f16_avx512 have
-   the bits of dot_f16_avx2 (so any mix of the two ISAs' F16 kernels agrees),
-   on lengths with every kind of tail and halves from subnormal to 60000. */
-static void check_avx512_f16(void) {
-    static const int lens[] = {1, 7, 8, 15, 16, 24, 31, 32, 40, 63, 64, 72, 100, 128, 200, 1000, 1003, 4099};
-    uint64_t s = 23;
-    int bad = 0, bad_rows = 0, runs = 0, runs_rows = 0;
-    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
-        const int n = lens[li], nrows = 5, stride = 2 * n + 6;
-        for (int na = 1; na <= 9; na++) {
-            uint8_t *rows = (uint8_t *)malloc((size_t)nrows * stride), *ah = (uint8_t *)malloc((size_t)na * 2 * n);
-            float *a = (float *)malloc((size_t)na * (n + 3) * sizeof(float)), out[9 * 9];
-            for (int r = 0; r < nrows; r++)
-                for (int i = 0; i < n; i++) st_u16(rows + (size_t)r * stride + 2 * i, rand_half(&s, r == 1 ? 6e-5f : r == 3 ? 60000.0f : 2.0f));
-            for (int j = 0; j < na; j++)
-                for (int i = 0; i < n; i++) {
-                    st_u16(ah + (size_t)j * 2 * n + 2 * i, rand_half(&s, j == 2 ? 60000.0f : 1.0f));
-                    a[(size_t)j * (n + 3) + i] = ld_f16(ah + (size_t)j * 2 * n + 2 * i);
-                }
-            dot_rows_f16_avx512(n, rows, (size_t)stride, nrows, a, (size_t)(n + 3), na, out, 9);
-            for (int j = 0; j < na; j++)
-                for (int r = 0; r < nrows; r++) {
-                    const uint8_t *row = rows + (size_t)r * stride, *v = ah + (size_t)j * 2 * n;
-                    const float want = dot_f16_avx2(n, row, v), got = dot_f16_avx512(n, row, v);
-                    bad_rows += memcmp(&want, &out[j * 9 + r], sizeof want) != 0;
-                    runs_rows++;
-                    if (j == 0 || na == 1) {
-                        bad += memcmp(&want, &got, sizeof want) != 0;
-                        runs++;
-                    }
-                }
-            free(rows), free(ah), free(a);
-        }
-    }
-    printf("  avx512 dot_f16 %d and dot_rows_f16 %d results against dot_f16_avx2's bits\n", runs, runs_rows);
-    CHECK(bad == 0, "dot_f16_avx512: %d of %d results differ from dot_f16_avx2", bad, runs);
-    CHECK(bad_rows == 0, "dot_rows_f16_avx512: %d of %d results differ from dot_f16_avx2", bad_rows, runs_rows);
-}
-
 /* softmax's exponentials: within 2 ulp of expf down to -87.3 (the bound of
    the AVX2 check), the sums within float rounding of the reference's and
    the AVX2 kernel's; lengths with every tail, -inf scores give 0 */
@@ -263,7 +224,6 @@ static void check_avx512(void) {
     }
     check_avx512_x8();
     check_avx512_dots();
-    check_avx512_f16();
     check_avx512_exp_sum();
 }
 
