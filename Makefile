@@ -38,14 +38,17 @@ LIB_SO   = $(BUILD)/libslm.so
 LIB_SO_V = $(BUILD)/libslm.so.$(VERSION)
 CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
+RAG      = $(BUILD)/rag
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
-           tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c
+           tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
+           tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
+           tests/test_embedding.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
-        test-cmake
+        test-cmake test-serve test-serve-sanitize
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -53,7 +56,7 @@ DEMO_MODEL  ?= tests/data/demo/kjv-1m-q8_0.gguf
 DEMO_PROMPT ?= And the LORD said
 DEMO_ARGS   ?= -n 128 --seed 42 -t 1
 
-all: $(LIB_A) $(LIB_SO) $(CLI)
+all: $(LIB_A) $(LIB_SO) $(CLI) $(RAG)
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -77,14 +80,23 @@ $(LIB_SO): $(LIB_SO_V)
 	ln -sf libslm.so.$(VERSION) $(BUILD)/libslm.so.$(SOMAJOR)
 	ln -sf libslm.so.$(SOMAJOR) $@
 
-$(CLI): examples/slm.c $(LIB_A)
-	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
+# `slm serve` (examples/serve: HTTP, JSON, the server) is part of the CLI;
+# it needs POSIX threads (on Windows the command says it is unsupported).
+SERVE_SRC = examples/serve/serve.c examples/serve/http.c examples/serve/json.c
+SERVE_DEPS = $(SERVE_SRC) examples/serve/serve.h examples/serve/http.h examples/serve/json.h
+
+$(CLI): examples/slm.c $(SERVE_DEPS) $(LIB_A)
+	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(SERVE_SRC) $(LIB_A) -o $@ $(LDFLAGS) $(LIBS) -lpthread
+
+# The RAG example (examples/rag/README.md)
+$(RAG): examples/rag/rag.c $(LIB_A)
+	$(CC) $(ALL_CFLAGS) -I. examples/rag/rag.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
 $(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
-test: all check-exports $(TESTBIN) test-python
+test: all check-exports $(TESTBIN) test-python test-serve
 	./$(TESTBIN)
 
 # The language bindings (examples/python, examples/node) against the shared
@@ -93,7 +105,28 @@ test: all check-exports $(TESTBIN) test-python
 # suite, whose line stays the last.
 PYTHON ?= python3
 test-python: $(LIB_SO)
-	SLM_LIBRARY=$(abspath $(LIB_SO)) $(PYTHON) examples/python/tests/run.py
+	@if command -v $(PYTHON) >/dev/null 2>&1; then \
+	  SLM_LIBRARY=$(abspath $(LIB_SO)) $(PYTHON) examples/python/tests/run.py; \
+	else \
+	  echo "python: $(PYTHON) not found: the Python binding's tests are skipped (install python3 to run them)"; \
+	fi
+
+# `slm serve` against the official openai and ollama npm clients (installed
+# into tests/serve/node_modules, versions pinned by package-lock.json), curl
+# and raw sockets: prints "serve: N passed, N failed" (part of make test).
+test-serve: $(CLI)
+	cd tests/serve && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	SLM_CLI=$(abspath $(CLI)) node tests/serve/test.mjs
+
+# The same with the server built with ASan+UBSan (leak checking at its exit),
+# then with TSan (no OpenMP: libgomp is not instrumented).
+test-serve-sanitize: $(SERVE_DEPS) examples/slm.c slm.c slm.h
+	mkdir -p $(BUILD)/san $(BUILD)/tsan
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -I. examples/slm.c $(SERVE_SRC) slm.c -o $(BUILD)/san/slm $(LIBS) -lpthread
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) -fsanitize=thread -g -I. examples/slm.c $(SERVE_SRC) slm.c -o $(BUILD)/tsan/slm $(LIBS) -lpthread
+	cd tests/serve && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	SERVE_TEST_TIMEOUT=300 ASAN_OPTIONS=detect_leaks=1 SLM_CLI=$(abspath $(BUILD)/san/slm) node tests/serve/test.mjs
+	SERVE_TEST_TIMEOUT=400 TSAN_OPTIONS=exitcode=66 SLM_CLI=$(abspath $(BUILD)/tsan/slm) node tests/serve/test.mjs
 
 # Node.js through koffi (installed from the npm registry into
 # examples/node/node_modules, the version pinned by package-lock.json).
@@ -101,6 +134,7 @@ NPM ?= npm
 test-node: $(LIB_SO)
 	cd examples/node && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	SLM_LIBRARY=$(abspath $(LIB_SO)) node examples/node/test.js
+	SLM_LIBRARY=$(abspath $(LIB_SO)) node examples/node/test_async.js
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
 # leak checking), -O1 for usable reports.
@@ -134,6 +168,23 @@ $(BUILD)/fuzz/fuzz_text: fuzz/fuzz_text.c slm.c slm.h
 	mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_text.c slm.c -o $@ -lm
 
+# slm serve's parsers (examples/serve): HTTP request heads and JSON
+$(BUILD)/fuzz/fuzz_http: fuzz/fuzz_http.c examples/serve/http.c examples/serve/http.h
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined fuzz/fuzz_http.c examples/serve/http.c -o $@
+
+$(BUILD)/fuzz/fuzz_json: fuzz/fuzz_json.c examples/serve/json.c examples/serve/json.h
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined fuzz/fuzz_json.c examples/serve/json.c -o $@ -lm
+
+$(BUILD)/fuzz/replay_http: fuzz/fuzz_http.c fuzz/replay_main.h examples/serve/http.c examples/serve/http.h
+	mkdir -p $(BUILD)/fuzz
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE fuzz/fuzz_http.c examples/serve/http.c -o $@
+
+$(BUILD)/fuzz/replay_json: fuzz/fuzz_json.c fuzz/replay_main.h examples/serve/json.c examples/serve/json.h
+	mkdir -p $(BUILD)/fuzz
+	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE fuzz/fuzz_json.c examples/serve/json.c -o $@ -lm
+
 $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay_main.h slm.c slm.h
 	mkdir -p $(BUILD)/fuzz
 	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -DSLM_FUZZ_MAIN -D_DEFAULT_SOURCE -I. $< slm.c -o $@ -lm
@@ -142,15 +193,22 @@ $(BUILD)/fuzz/make_seeds: fuzz/make_seeds.c tests/gguf_build.c tests/util.c test
 	mkdir -p $(BUILD)/fuzz
 	$(CC) $(CSTD) -O1 $(WARN) -I. fuzz/make_seeds.c tests/gguf_build.c tests/util.c -o $@
 
-fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text
+$(BUILD)/fuzz/fuzz_grammar: fuzz/fuzz_grammar.c slm.c slm.h
+	mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c99 -O1 -g -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_grammar.c slm.c -o $@ -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_gguf $(BUILD)/fuzz/fuzz_text $(BUILD)/fuzz/fuzz_grammar $(BUILD)/fuzz/fuzz_http $(BUILD)/fuzz/fuzz_json
 
 fuzz-seeds: $(BUILD)/fuzz/make_seeds
 	mkdir -p fuzz/corpus/gguf
 	./$(BUILD)/fuzz/make_seeds fuzz/corpus/gguf
 
-test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
+test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text $(BUILD)/fuzz/replay_grammar $(BUILD)/fuzz/replay_http $(BUILD)/fuzz/replay_json
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo tests/data/embeddings
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_text fuzz/corpus/text
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_grammar fuzz/corpus/grammar
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_http fuzz/corpus/http
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_json fuzz/corpus/json
 
 # Development checks of the tokenizer: slm's pre-tokenizers against the
 # regular expressions they implement (needs Python with the `regex` module),
@@ -177,6 +235,7 @@ bench-models: $(BUILD)/gen_model
 	mkdir -p $(BENCH_DIR)
 	./$(BUILD)/gen_model smollm2-135m $(BENCH_DIR)
 	./$(BUILD)/gen_model qwen2.5-0.5b $(BENCH_DIR)
+	./$(BUILD)/gen_model bge-small $(BENCH_DIR) F16,Q8_0,Q4_0
 
 # The portable build (no -march, no OpenMP, runtime dispatch) against the
 # -march=native one, alternating; THREADS=2 builds both with OpenMP.
@@ -226,9 +285,9 @@ $(EMB_DIR)/m4.elf: $(EMB_SRC) examples/embedded/startup.c examples/embedded/an38
 
 # the reference: the CLI with the scalar kernels (the SIMD kernels round
 # differently in the last bits, and a sampled text can part at a near tie)
-$(EMB_DIR)/slm-scalar: examples/slm.c slm.c slm.h
+$(EMB_DIR)/slm-scalar: examples/slm.c slm.c slm.h $(SERVE_DEPS)
 	mkdir -p $(EMB_DIR)
-	$(CC) $(CSTD) -O2 $(WARN) -DSLM_NO_SIMD -I. examples/slm.c slm.c -o $@ $(LIBS)
+	$(CC) $(CSTD) -O2 $(WARN) -DSLM_NO_SIMD -I. examples/slm.c $(SERVE_SRC) slm.c -o $@ $(LIBS) -lpthread
 
 # the kernel suite on the M55: Helium kernels against the scalar references
 $(EMB_DIR)/kernels-m55.elf: tests/embedded_main.c tests/test_kernels.c tests/util.c tests/test.h slm.c slm.h examples/embedded/startup.c examples/embedded/an547.ld
@@ -316,8 +375,8 @@ $(WIN_BUILD)/slm.dll: $(WIN_DEPS)
 	mkdir -p $(WIN_BUILD)
 	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -DSLM_BUILD_DLL -shared slm.c -o $@ -Wl,--out-implib,$(WIN_BUILD)/libslm.dll.a $(WIN_LIBS)
 
-$(WIN_BUILD)/slm.exe: examples/slm.c $(WIN_BUILD)/libslm.a
-	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -I. examples/slm.c $(WIN_BUILD)/libslm.a -o $@ $(WIN_LIBS)
+$(WIN_BUILD)/slm.exe: examples/slm.c $(SERVE_DEPS) $(WIN_BUILD)/libslm.a
+	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -I. examples/slm.c $(SERVE_SRC) $(WIN_BUILD)/libslm.a -o $@ $(WIN_LIBS)
 
 $(WIN_BUILD)/run_tests.exe: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h $(WIN_DEPS)
 	mkdir -p $(WIN_BUILD)
@@ -365,6 +424,8 @@ help:
 	@echo "make test-tsan      the concurrency tests under ThreadSanitizer"
 	@echo "make test-python  the Python binding's tests (examples/python; part of make test)"
 	@echo "make test-node  the Node.js binding's tests (examples/node; installs koffi with npm)"
+	@echo "make test-serve slm serve with the openai and ollama npm clients and curl (part of make test)"
+	@echo "make test-serve-sanitize  the same with the server under ASan+UBSan, then TSan"
 	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"
 	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
 	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"
@@ -386,4 +447,19 @@ help:
 	@echo "make test-windows   the test suite (OpenMP on and off), CLI and DLL under wine"
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick, BENCH_ARGS='--isa avx2')"
 	@echo "make bench-dispatch  the portable build against the -march=native one (THREADS=1|2)"
+	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
+	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
+	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
 	@echo "make clean      remove $(BUILD)/"
+
+# Grammar-masked sampling on a large vocabulary (the union of real
+# vocabularies, cut at Qwen2.5's 151,936 rows) under the JSON grammar;
+# BENCH_GRAMMAR_ARGS adds e.g. --decode MODEL.gguf --threads 1 and more
+# vocabularies (see bench/bench_grammar.c).
+BENCH_GRAMMAR_VOCABS ?= tests/data/tokenizer/ggml-vocab-gpt-2.gguf tests/data/tokenizer/ggml-vocab-starcoder.gguf \
+                        tests/data/tokenizer/ggml-vocab-llama-spm.gguf tests/data/tokenizer/ggml-vocab-phi-3.gguf
+$(BUILD)/bench_grammar: bench/bench_grammar.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -D_POSIX_C_SOURCE=200809L -I. bench/bench_grammar.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench-grammar: $(BUILD)/bench_grammar
+	./$(BUILD)/bench_grammar $(BENCH_GRAMMAR_ARGS) $(BENCH_GRAMMAR_VOCABS)

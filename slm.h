@@ -74,18 +74,21 @@ SLM_API const char *slm_build_info(void);
 
 /* Instruction sets (kernel tables). x86-64 builds made with GCC or Clang
    carry scalar, sse4, avx2 and avx512 (F/BW/VL/DQ with VNNI) and pick one
-   at run time from what the CPU and OS support; other targets carry the
-   scalar kernels and the set their compiler flags enable. */
+   at run time from what the CPU and OS support; so do aarch64 builds with
+   neon, dotprod and i8mm; other targets carry the scalar kernels and the
+   set their compiler flags enable. */
 enum {
     SLM_ISA_BEST = 0,   /* the best this CPU supports (the default) */
     SLM_ISA_SCALAR = 1, /* the reference kernels */
     SLM_ISA_SSE4 = 2,   /* x86-64: SSE4.1 + SSSE3 */
     SLM_ISA_AVX2 = 3,   /* x86-64: AVX2 + FMA + F16C */
     SLM_ISA_AVX512 = 4, /* x86-64: AVX-512 F, BW, VL, DQ and VNNI */
-    SLM_ISA_NEON = 5,   /* Arm NEON (aarch64, with SDOT if built for it; ARMv7) */
+    SLM_ISA_NEON = 5,   /* Arm NEON (aarch64 baseline; ARMv7) */
     SLM_ISA_RVV = 6,    /* RISC-V vector 1.0 */
     SLM_ISA_MVE = 7,    /* Arm Helium (Cortex-M55) */
-    SLM_ISA_COUNT = 8
+    SLM_ISA_NEON_DOTPROD = 8, /* aarch64: NEON + SDOT (Cortex-A55/A76, Apple M1) */
+    SLM_ISA_NEON_I8MM = 9,    /* aarch64: NEON + SDOT + SMMLA (Cortex-A510/A710, Apple M2) */
+    SLM_ISA_COUNT = 10
 };
 /* 1 if this build has `isa` and this CPU can run it (SLM_ISA_BEST: 1). */
 SLM_API int slm_isa_available(int isa);
@@ -328,6 +331,33 @@ SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
 /* Change the thread count for later decode calls: 0 = all available, at most
    the count the session was created with (its scratch is sized for those). */
 SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
+
+/* Session state: save the session (its KV cache up to the current position,
+   the position, the last logits) and restore it later, in this process or
+   another, into a session of the same model with the same kv_type and a
+   context of at least that many positions. `tokens` (n_tokens, may be 0)
+   are kept with it for the caller: typically the ids the session holds, so
+   a prompt cache can tell how much of a new prompt is already done. The
+   format is versioned and carries a hash of the model (architecture,
+   hyperparameters, metadata and tensor directory) and a checksum: a state
+   of another model, another KV type, or a damaged file is refused with a
+   message, and a failed load leaves the session unchanged.
+   slm_session_state_size: the exact bytes slm_session_state_save writes
+   now with n_tokens ids. Save: SLM_ERR_BUFFER (and *written = the size) if
+   cap is too small. Load: the ids go to tokens[cap_tokens] (may be NULL),
+   their count to *n_tokens (may be NULL); SLM_ERR_BUFFER, session
+   unchanged, if they do not fit. */
+SLM_API size_t slm_session_state_size(const slm_session *session, int32_t n_tokens);
+SLM_API slm_status slm_session_state_save(const slm_session *session, const int32_t *tokens, int32_t n_tokens,
+                                          void *buf, size_t cap, size_t *written, slm_error *err);
+SLM_API slm_status slm_session_state_load(slm_session *session, const void *buf, size_t size, int32_t *tokens,
+                                          int32_t cap_tokens, int32_t *n_tokens, slm_error *err);
+/* The same to and from a file (UTF-8 path); saving replaces the file
+   safely (as slm_file_write). SLM_ERR_UNSUPPORTED with SLM_NO_STDIO. */
+SLM_API slm_status slm_session_state_save_file(const slm_session *session, const char *path,
+                                               const int32_t *tokens, int32_t n_tokens, slm_error *err);
+SLM_API slm_status slm_session_state_load_file(slm_session *session, const char *path, int32_t *tokens,
+                                               int32_t cap_tokens, int32_t *n_tokens, slm_error *err);
 SLM_API const slm_model *slm_session_model(const slm_session *session);
 
 /* ------------------------------------------------------------------------ */
@@ -344,7 +374,8 @@ enum {
     SLM_VOCAB_NONE = 0, /* the file has no vocabulary */
     SLM_VOCAB_SPM = 1,  /* SentencePiece-style (tokenizer.ggml.model "llama") */
     SLM_VOCAB_BPE = 2,  /* byte-level BPE (tokenizer.ggml.model "gpt2") */
-    SLM_VOCAB_OTHER = 3 /* another tokenizer.ggml.model: pieces only */
+    SLM_VOCAB_OTHER = 3, /* another tokenizer.ggml.model: pieces only */
+    SLM_VOCAB_WPM = 4    /* WordPiece (tokenizer.ggml.model "bert": BERT encoders) */
 };
 
 /* Token attributes (bit flags, from tokenizer.ggml.token_type). */
@@ -499,8 +530,11 @@ typedef struct slm_chat_message {
    family is recognized. */
 SLM_API int slm_chat_detect(const char *tmpl);
 /* The family of the model's tokenizer.chat_template. If the file has none or
-   it is not recognized: SLM_CHAT_CHATML, *fallback (may be NULL) = 1 and a
-   warning through the log callback; otherwise *fallback = 0. */
+   it is not recognized, *fallback (may be NULL) = 1, a warning goes through
+   the log callback, and the family is the one general.architecture implies
+   (gemma*, phi3, qwen*), else the one whose turn tokens the vocabulary has
+   (<|start_header_id|>: llama3, <|im_start|>: ChatML, <start_of_turn>,
+   <|assistant|>, [INST]), else SLM_CHAT_CHATML. Otherwise *fallback = 0. */
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
    "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini"; 0 if
@@ -541,10 +575,16 @@ SLM_API slm_status slm_chat_format(const slm_model *model, int family, const slm
  *      whose mass reaches top_p); 5. min-p (drop tokens whose probability is
  *      below min_p times the top one's); 6. temperature; 7. a draw from the
  *      softmax of what is left.
+ * With a grammar, before 2.: tokens the grammar does not allow get a logit
+ * of -inf (end-of-generation tokens are allowed only where the grammar is
+ * complete), so every chosen token keeps the text a prefix of the grammar's
+ * language; slm_sampler_accept then advances the grammar over the token.
  * The draw uses slm's own RNG (xoshiro256** seeded with splitmix64), its own
  * exp, a fixed sort order (logit, then id) and a fixed summation order, so a
  * seed gives the same tokens on every platform for the same logits.
  */
+
+typedef struct slm_grammar slm_grammar;
 
 typedef struct slm_sampler_params {
     float temperature;       /* default 0.8; <= 0: greedy */
@@ -556,6 +596,11 @@ typedef struct slm_sampler_params {
     float frequency_penalty; /* default 0 */
     float presence_penalty;  /* default 0 */
     uint64_t seed;           /* default 0 */
+    /* Added with grammars (the struct grew: FFI layouts must add it, and
+       slm_generate_params, which holds this struct, grew with it): */
+    const slm_grammar *grammar; /* default NULL; a compiled grammar (slm_grammar_create) that
+                                   masks every token which cannot continue it. Not owned:
+                                   keep it alive as long as the sampler */
 } slm_sampler_params;
 
 typedef struct slm_sampler slm_sampler;
@@ -569,10 +614,69 @@ SLM_API void slm_sampler_free(slm_sampler *sampler);
 /* Choose a token from a row of logits (not modified). Returns -1 if
    sampler or logits is NULL. Does not accept the token. */
 SLM_API int32_t slm_sampler_sample(slm_sampler *sampler, const float *logits);
-/* Record a token in the penalty window (prompt tokens too, if wanted). */
+/* Record a token in the penalty window (prompt tokens too, if wanted). With
+   a grammar it also advances the grammar over the token's text: accept only
+   generated tokens then (a prompt is not part of the grammar's text). A
+   token the grammar does not allow makes the grammar FAILED. Returns -1
+   from slm_sampler_sample when the grammar allows no token at all. */
 SLM_API void slm_sampler_accept(slm_sampler *sampler, int32_t token);
-/* Forget the accepted tokens and restart the RNG from `seed`. */
+/* Forget the accepted tokens, restart the RNG from `seed` and the grammar
+   (if any) from its start rule. */
 SLM_API void slm_sampler_reset(slm_sampler *sampler, uint64_t seed);
+
+/* ------------------------------------------------------------------------ */
+/* Grammars: structured output (docs/grammar.md)                            */
+/* ------------------------------------------------------------------------ */
+/*
+ * A grammar is GBNF text, the format of llama.cpp's .gbnf files: rules
+ * `name ::= alternatives`, alternatives separated by |, sequences of
+ * "literals", [character classes] (ranges, ^ negation), . (any character),
+ * rule names and ( groups ), with * + ? {m} {m,} {m,n} repetitions, escapes
+ * \x.. \u.... \U........ \n \r \t \\ \" \[ \], # comments and UTF-8
+ * anywhere. A rule ends at the end of its line, except inside parentheses,
+ * after | or ::=, and when the next line starts with |.
+ *
+ * slm_grammar_create compiles the text and binds it to a model's
+ * vocabulary (the token trie the sampler walks). Errors name the line and
+ * column; undefined rules, left recursion and rules that can never finish
+ * are reported there too, never hung on. The grammar is read-only after
+ * creation: one grammar may serve many samplers, on several threads. It
+ * keeps no pointer to the model.
+ */
+
+/* Compile `text` (len bytes; UTF-8) starting from the rule `root` (NULL:
+   "root") for model's vocabulary. SLM_ERR_FORMAT for a bad grammar,
+   SLM_ERR_UNSUPPORTED past the limits (1 MiB of text, 16384 rules, 1M
+   elements after expansion, {m,n} up to 4096, 64 nested parentheses). */
+SLM_API slm_status slm_grammar_create(const slm_model *model, const char *text, size_t len, const char *root,
+                                      slm_grammar **out, slm_error *err);
+SLM_API void slm_grammar_free(slm_grammar *grammar);
+/* The built-in JSON grammar (a JSON object at the top, bounded whitespace
+   and digits), NUL-terminated GBNF text for slm_grammar_create. */
+SLM_API const char *slm_grammar_json(void);
+/* JSON Schema -> GBNF text. Supported: type (string, number, integer,
+   boolean, null, object, array, or a list of them), properties, required,
+   additionalProperties (false or absent: no other members; true or a
+   schema: more members after the listed ones), enum, const, items,
+   minItems, maxItems, anyOf, oneOf (as anyOf), $ref to local definitions
+   ("#/$defs/x", "#/definitions/x", any "#/..." pointer; recursion works),
+   format date / time / date-time / uuid, minLength, maxLength; annotations
+   (title, description, default, examples, $schema, $id, $comment, ...) are
+   ignored. Any other keyword is an error (SLM_ERR_UNSUPPORTED) that names
+   it and where it is. Members are written in the order of "properties".
+   Writes a NUL-terminated text if *len + 1 <= size, else SLM_ERR_BUFFER
+   with *len set to the text length. */
+SLM_API slm_status slm_json_schema_to_grammar(const char *schema, size_t schema_len, char *buf, size_t size,
+                                              size_t *len, slm_error *err);
+
+enum {
+    SLM_GRAMMAR_NONE = 0,     /* the sampler has no grammar */
+    SLM_GRAMMAR_ACTIVE = 1,   /* the text so far is an unfinished match */
+    SLM_GRAMMAR_COMPLETE = 2, /* a complete match that may go on (end-of-generation allowed) */
+    SLM_GRAMMAR_DONE = 3,     /* complete, nothing may follow (or end-of-generation accepted) */
+    SLM_GRAMMAR_FAILED = 4    /* a token the grammar does not allow was accepted */
+};
+SLM_API int slm_sampler_grammar_state(const slm_sampler *sampler);
 
 /* ------------------------------------------------------------------------ */
 /* Generate                                                                 */
@@ -588,7 +692,8 @@ enum {
     SLM_STOP_MAX_TOKENS = 2,   /* max_tokens were generated */
     SLM_STOP_STRING = 3,       /* a stop string appeared (it and what follows are not emitted) */
     SLM_STOP_CALLBACK = 4,     /* on_text returned non-zero */
-    SLM_STOP_CONTEXT_FULL = 5  /* the session context is full */
+    SLM_STOP_CONTEXT_FULL = 5, /* the session context is full */
+    SLM_STOP_GRAMMAR = 6       /* the grammar is complete and allows nothing more */
 };
 
 typedef struct slm_generate_params {
@@ -627,6 +732,80 @@ SLM_API slm_status slm_generate(slm_session *session, const char *prompt, size_t
                                 const int32_t *prompt_ids, int32_t n_prompt_ids,
                                 const slm_generate_params *params, slm_generate_result *result,
                                 slm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Embeddings                                                               */
+/* ------------------------------------------------------------------------ */
+/*
+ * Embedding models: BERT encoders (bert: bge, all-MiniLM; nomic-bert),
+ * EmbeddingGemma (gemma-embedding) and decoders used as embedders (e.g.
+ * Qwen3-Embedding: qwen3 with LAST pooling). Each text is its own sequence:
+ * the session's context is cleared, the tokens run through the model, and
+ * the final hidden states (after the output norm where the model has one)
+ * are pooled, as llama.cpp does:
+ *   NONE  one vector per token;
+ *   MEAN  the average over all tokens, special tokens included;
+ *   CLS   the first token's vector; LAST  the last token's.
+ * gemma-embedding then applies its dense_2/dense_3 projections. The vectors
+ * are raw (as llama.cpp returns them) unless normalize is set (divided by
+ * their L2 norm; a zero vector stays zero). Encoders attend over the whole
+ * sequence: their sessions process it in one chunk (n_batch = n_ctx), and
+ * slm_decode refuses them. A text must fit in the session's context.
+ */
+
+enum {
+    SLM_POOLING_UNSPECIFIED = -1, /* the model's (ARCH.pooling_type) */
+    SLM_POOLING_NONE = 0,
+    SLM_POOLING_MEAN = 1,
+    SLM_POOLING_CLS = 2,
+    SLM_POOLING_LAST = 3
+};
+
+/* The model's pooling (ARCH.pooling_type; SLM_POOLING_NONE without it). */
+SLM_API int32_t slm_model_pooling(const slm_model *model);
+/* Floats per embedding vector (n_embd, or the last dense layer's width). */
+SLM_API int32_t slm_model_n_embd_out(const slm_model *model);
+/* 1 if the model is an encoder (bidirectional attention): it only embeds. */
+SLM_API int slm_model_is_encoder(const slm_model *model);
+/* "none", "mean", "cls", "last" -> SLM_POOLING_*; -2 if unknown. */
+SLM_API int32_t slm_pooling_from_name(const char *name);
+/* Name of a pooling ("mean", ...), NULL if unknown. */
+SLM_API const char *slm_pooling_name(int32_t pooling);
+
+typedef struct slm_embed_params {
+    int32_t pooling;       /* default SLM_POOLING_UNSPECIFIED: the model's */
+    int32_t normalize;     /* default 0; 1: L2-normalize every vector */
+    int32_t add_special;   /* default 1: [CLS]/[SEP], BOS/EOS as the model wants */
+    int32_t parse_special; /* default 1: special-token text becomes the token
+                              (as llama-embedding) */
+} slm_embed_params;
+
+SLM_API void slm_embed_params_init(slm_embed_params *params);
+
+/* Embed one sequence of token ids (used as given). out receives
+   slm_model_n_embd_out floats, or n of those rows for pooling NONE; cap is
+   the number of floats out holds (SLM_ERR_BUFFER if too few). */
+SLM_API slm_status slm_embed_tokens(slm_session *session, const int32_t *tokens, int32_t n,
+                                    const slm_embed_params *params, float *out, size_t cap, slm_error *err);
+/* Embed n_texts texts, each as its own sequence, in order, reusing the
+   session. lens[i] is the length of texts[i] in bytes (lens may be NULL for
+   NUL-terminated texts). Pooled: out receives n_texts rows of
+   slm_model_n_embd_out floats. NONE: the rows of every token of every text,
+   one text after the other; n_rows (may be NULL, else n_texts entries)
+   receives the rows of each text. SLM_ERR_BUFFER if out (cap floats) is too
+   small, SLM_ERR_CONTEXT_FULL if a text has more tokens than the context
+   (the message names the text). Memory: slm_embed_tokens allocates
+   nothing (the session's plan covers it, also in an arena); slm_embed
+   allocates the tokenizer's working memory for each text (about 4 bytes
+   per text byte plus its pieces) and gives it back before returning. */
+SLM_API slm_status slm_embed(slm_session *session, const char *const *texts, const size_t *lens, int32_t n_texts,
+                             const slm_embed_params *params, float *out, size_t cap, int32_t *n_rows,
+                             slm_error *err);
+/* Cosine similarity of two vectors (sums in double, as llama.cpp): 1 if both
+   are zero, 0 if one is. */
+SLM_API float slm_cosine(const float *a, const float *b, int32_t n);
+
+/* ------------------------------------------------------------------------ */
 /* Quantization: convert a GGUF file's matrices to another type             */
 /* ------------------------------------------------------------------------ */
 
@@ -669,9 +848,21 @@ typedef struct slm_quantize_stats {
    are set. Rows whose length is not a multiple of the block size fall back
    as llama.cpp does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/
    IQ4_XS -> IQ4_NL, then F16). Any architecture is accepted. `stats` may be
-   NULL. On failure `out` is removed. */
+   NULL. `out` is written as slm_file_write writes (a temporary file renamed
+   into place; the input itself, by any name, is refused); on failure `out`
+   is left as it was. */
 SLM_API slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize_params *params,
                                      slm_quantize_stats *stats, slm_error *err);
+
+/* Write `size` bytes to the file `path` (UTF-8) so that no failure loses
+   data: a new or regular file (a symbolic link: the file it points to) is
+   written to a temporary file in the same directory, flushed, and renamed
+   over `path` only when complete; on an error `path` is untouched and the
+   temporary file is removed. An existing non-regular file (a device such as
+   /dev/null, a FIFO) is written directly and never removed; a directory is
+   refused. Errors name the file and the operating system's reason.
+   SLM_ERR_UNSUPPORTED in SLM_NO_STDIO builds. */
+SLM_API slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,11 @@ void test_quant(void);
 void test_chat(void);
 void test_embed(void);
 void test_files(void);
+void test_safety(void);
+void test_cli(void);
+void test_state(void);
+void test_grammar(void);
+void test_embedding(void);
 
 static const struct {
     const char *name;
@@ -31,6 +36,11 @@ static const struct {
     {"chat", test_chat},
     {"embed", test_embed},
     {"files", test_files},
+    {"safety", test_safety},
+    {"cli", test_cli},
+    {"state", test_state},
+    {"grammar", test_grammar},
+    {"embedding", test_embedding},
 };
 
 int main(int argc, char **argv) {

@@ -87,11 +87,15 @@ const slm_chat_message = koffi.struct('slm_chat_message', { role: 'const char *'
 const slm_sampler_params = koffi.struct('slm_sampler_params', {
   temperature: 'float', top_k: 'int32_t', top_p: 'float', min_p: 'float', repeat_penalty: 'float',
   repeat_last_n: 'int32_t', frequency_penalty: 'float', presence_penalty: 'float', seed: 'uint64_t',
+  grammar: 'void *', // const slm_grammar * (added with grammars)
 });
 const slm_generate_params = koffi.struct('slm_generate_params', {
   max_tokens: 'int32_t', stop: 'const char **', n_stop: 'int32_t', add_special: 'int', parse_special: 'int',
   emit_special: 'int', sampler: slm_sampler_params, on_text: koffi.pointer(TextFn), user: 'void *',
   tokens_out: 'int32_t *', tokens_cap: 'int32_t',
+});
+const slm_embed_params = koffi.struct('slm_embed_params', {
+  pooling: 'int32_t', normalize: 'int32_t', add_special: 'int32_t', parse_special: 'int32_t',
 });
 const slm_generate_result = koffi.struct('slm_generate_result', {
   stop_reason: 'int32_t', n_prompt: 'int32_t', n_generated: 'int32_t', load_ms: 'double', prompt_ms: 'double',
@@ -137,9 +141,22 @@ for (const proto of [
   'int slm_tokenize(void *model, const void *text, size_t len, int add_special, int parse_special, _Out_ int32_t *out, int32_t max, _Out_ int32_t *n_out, _Out_ slm_error *err)',
   'int slm_detokenize(void *model, const int32_t *tokens, int32_t n, int remove_special, int unparse_special, _Out_ uint8_t *buf, size_t size, _Out_ size_t *len, _Out_ slm_error *err)',
   'int slm_chat_model_family(void *model, _Out_ int *fallback)',
+  'int32_t slm_model_pooling(void *model)',
+  'int32_t slm_model_n_embd_out(void *model)',
+  'int slm_model_is_encoder(void *model)',
+  'int32_t slm_pooling_from_name(const char *name)',
+  'const char *slm_pooling_name(int32_t pooling)',
+  'void slm_embed_params_init(void *params)',
+  'int slm_embed(void *session, const char **texts, const size_t *lens, int32_t n_texts, const slm_embed_params *params, _Out_ float *out, size_t cap, _Out_ int32_t *n_rows, _Out_ slm_error *err)',
+  'int slm_embed_tokens(void *session, const int32_t *tokens, int32_t n, const slm_embed_params *params, _Out_ float *out, size_t cap, _Out_ slm_error *err)',
+  'float slm_cosine(const float *a, const float *b, int32_t n)',
   'int slm_chat_family_from_name(const char *name)',
   'const char *slm_chat_family_name(int family)',
   'int slm_chat_format(void *model, int family, const slm_chat_message *messages, int32_t n, int32_t n_past, int add_generation_prompt, _Out_ uint8_t *buf, size_t size, _Out_ size_t *len, _Out_ int *fallback, _Out_ slm_error *err)',
+  'int slm_grammar_create(void *model, const void *text, size_t len, const char *root, _Out_ void **out, _Out_ slm_error *err)',
+  'void slm_grammar_free(void *grammar)',
+  'const char *slm_grammar_json(void)',
+  'int slm_json_schema_to_grammar(const void *schema, size_t schema_len, _Out_ uint8_t *buf, size_t size, _Out_ size_t *len, _Out_ slm_error *err)',
   'int slm_generate(void *session, const void *prompt, size_t prompt_len, const int32_t *prompt_ids, int32_t n_prompt_ids, const slm_generate_params *params, _Out_ slm_generate_result *result, _Out_ slm_error *err)',
 ]) {
   const name = proto.match(/(slm_\w+)\(/)[1];
@@ -184,7 +201,7 @@ function checkLayouts(override = {}) {
     }
   }
   const sampler = { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1, repeat_last_n: 64,
-                    frequency_penalty: 0, presence_penalty: 0, seed: 0 };
+                    frequency_penalty: 0, presence_penalty: 0, seed: 0, grammar: null };
   check(slm_model_params, 'slm_model_params', C.slm_model_params_init,
         { use_mmap: 1, vocab_only: 0, repack: 1, allocator: null, log: null, log_user: null, isa: 0 });
   check(slm_session_params, 'slm_session_params', C.slm_session_params_init,
@@ -195,6 +212,8 @@ function checkLayouts(override = {}) {
   for (const [k, v] of Object.entries(sampler)) gen['sampler.' + k] = v;
   check(slm_generate_params, 'slm_generate_params', C.slm_generate_params_init, gen);
   check(slm_model_info, 'slm_model_info', (b) => C.slm_model_get_info(null, b), { n_vocab: 0 });
+  check(slm_embed_params, 'slm_embed_params', C.slm_embed_params_init,
+        { pooling: -1, normalize: 0, add_special: 1, parse_special: 1 });
   check(slm_generate_result, 'slm_generate_result', (b) => generateRaw(null, null, 0, null, 0, null, b, null),
         { stop_reason: 0 });
   return problems;
@@ -242,8 +261,22 @@ if (layoutProblems.length) {
 // Model, Session
 // ---------------------------------------------------------------------------
 
-const STOP = ['none', 'eog', 'max_tokens', 'stop_string', 'callback', 'context_full'];
+const STOP = ['none', 'eog', 'max_tokens', 'stop_string', 'callback', 'context_full', 'grammar'];
 const KV_TYPES = { f32: 0, f16: 1, q8_0: 8 };
+
+/** Throw on an option name the call does not know (a typo must not be ignored silently). */
+function checkOptions(what, options, known) {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') throw new InvalidArgumentError(`${what}: options must be an object`, -1);
+  for (const k of Object.keys(options))
+    if (!known.includes(k))
+      throw new InvalidArgumentError(`${what}: unknown option '${k}' (known: ${known.join(', ')})`, -1);
+  return options;
+}
+
+const GENERATE_OPTIONS = ['maxTokens', 'stop', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN',
+                          'frequencyPenalty', 'presencePenalty', 'seed', 'addSpecial', 'parseSpecial', 'emitSpecial',
+                          'onText', 'promptIds', 'signal', 'grammar'];
 
 function defaults(init, type) {
   const buf = Buffer.alloc(koffi.sizeof(type));
@@ -260,7 +293,9 @@ function familyOf(template) {
 }
 
 /** Format messages ({role, content}) as prompt text; model may be null with a named template. */
-function chatFormat(messages, { addGenerationPrompt = true, template, nPast = 0, model = null } = {}) {
+function chatFormat(messages, options = {}) {
+  const { addGenerationPrompt = true, template, nPast = 0, model = null } =
+    checkOptions('chatFormat', options, ['addGenerationPrompt', 'template', 'nPast', 'model']);
   const fam = familyOf(template);
   const msgs = messages.map((m, i) => {
     if (!m || typeof m.role !== 'string' || typeof m.content !== 'string')
@@ -278,10 +313,55 @@ function chatFormat(messages, { addGenerationPrompt = true, template, nPast = 0,
   return buf.subarray(0, Number(len[0])).toString('utf8');
 }
 
+// ---------------------------------------------------------------------------
+// Grammars (structured output)
+// ---------------------------------------------------------------------------
+
+/** GBNF text for a JSON Schema (an object, or its JSON text); unsupported keywords throw UnsupportedError. */
+function jsonSchemaToGrammar(schema) {
+  const text = Buffer.from(typeof schema === 'string' ? schema : JSON.stringify(schema), 'utf8');
+  const len = [0], err = {};
+  let st = C.slm_json_schema_to_grammar(text, text.length, null, 0, len, err);
+  if (st !== -9) check(st, err);
+  const buf = Buffer.alloc(Number(len[0]) + 1);
+  check(C.slm_json_schema_to_grammar(text, text.length, buf, buf.length, len, err), err);
+  return buf.subarray(0, Number(len[0])).toString('utf8');
+}
+
+/** A GBNF grammar compiled for a model's vocabulary; pass it as options.grammar to generate(). */
+class Grammar {
+  constructor(model, text, { root = null } = {}) {
+    const data = Buffer.from(String(text), 'utf8');
+    const out = [null], err = {};
+    check(C.slm_grammar_create(model._h(), data, data.length, root, out, err), err);
+    this._handle = out[0];
+    this.model = model;
+    this.text = String(text);
+  }
+
+  /** The built-in JSON grammar (a JSON object). */
+  static json(model) { return new Grammar(model, C.slm_grammar_json()); }
+
+  /** A JSON Schema's grammar. */
+  static fromSchema(model, schema) { return new Grammar(model, jsonSchemaToGrammar(schema)); }
+
+  _h() {
+    if (!this._handle) throw new InvalidArgumentError('the grammar is closed', -1);
+    return this._handle;
+  }
+
+  close() {
+    if (!this._handle) return;
+    C.slm_grammar_free(this._handle);
+    this._handle = null;
+  }
+}
+
 class Model {
   /** Load a GGUF file. options: { useMmap = true, vocabOnly = false, isa }
       (isa: 'avx2', 'scalar', ...; default: the best this CPU supports) */
-  constructor(file, { useMmap = true, vocabOnly = false, isa = 'best' } = {}) {
+  constructor(file, options = {}) {
+    const { useMmap = true, vocabOnly = false, isa = 'best' } = checkOptions('Model', options, ['useMmap', 'vocabOnly', 'isa']);
     const p = defaults(C.slm_model_params_init, slm_model_params);
     p.use_mmap = useMmap ? 1 : 0;
     p.vocab_only = vocabOnly ? 1 : 0;
@@ -295,7 +375,8 @@ class Model {
   }
 
   /** Load from a Buffer (kept referenced: the weights are used in place). */
-  static fromBuffer(buffer, { vocabOnly = false } = {}) {
+  static fromBuffer(buffer, options = {}) {
+    const { vocabOnly = false } = checkOptions('Model.fromBuffer', options, ['vocabOnly']);
     const self = Object.create(Model.prototype);
     const p = defaults(C.slm_model_params_init, slm_model_params);
     p.use_mmap = 0;
@@ -319,6 +400,10 @@ class Model {
   close() {
     if (!this._handle) return;
     for (const s of this._sessions) s.close();
+    if ([...this._sessions].some((s) => s._busy)) {
+      this._closeAfter = true; // freed when the last asynchronous generation ends
+      return;
+    }
     C.slm_model_free(this._handle);
     this._handle = null;
     this._buffer = null;
@@ -362,7 +447,8 @@ class Model {
   isEog(token) { return C.slm_token_is_eog(this._h(), token) !== 0; }
 
   /** Text -> token ids. options: { addSpecial = true, parseSpecial = false } */
-  tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
+  tokenize(text, options = {}) {
+    const { addSpecial = true, parseSpecial = false } = checkOptions('tokenize', options, ['addSpecial', 'parseSpecial']);
     const data = Buffer.from(text, 'utf8');
     let cap = data.length + 8;
     let out = new Int32Array(cap);
@@ -378,7 +464,9 @@ class Model {
   }
 
   /** Token ids -> text. options: { removeSpecial = false, unparseSpecial = false } */
-  detokenize(ids, { removeSpecial = false, unparseSpecial = false } = {}) {
+  detokenize(ids, options = {}) {
+    const { removeSpecial = false, unparseSpecial = false } =
+      checkOptions('detokenize', options, ['removeSpecial', 'unparseSpecial']);
     const arr = Int32Array.from(ids);
     const len = [0], err = {};
     let buf = Buffer.alloc(16 * arr.length + 16);
@@ -408,10 +496,48 @@ class Model {
   session(options = {}) {
     return new Session(this, options);
   }
+
+  // -- embeddings --
+  /** The pooling of the file: 'none', 'mean', 'cls' or 'last'. */
+  get pooling() { return C.slm_pooling_name(C.slm_model_pooling(this._h())); }
+  /** Floats per embedding vector. */
+  get nEmbdOut() { return C.slm_model_n_embd_out(this._h()); }
+  /** true for encoders (bert, nomic-bert, gemma-embedding): they embed only. */
+  get isEncoder() { return C.slm_model_is_encoder(this._h()) !== 0; }
+
+  /** Embed in a fresh session (options as Session.embed plus nCtx, nThreads, kvType). */
+  embed(texts, options = {}) {
+    const s = this.session({ nCtx: options.nCtx || 0, nThreads: options.nThreads || 0, kvType: options.kvType || 'f16' });
+    try { return s.embed(texts, options); } finally { s.close(); }
+  }
+}
+
+function embedParams(o) {
+  const p = defaults(C.slm_embed_params_init, slm_embed_params);
+  if (o.pooling !== undefined && o.pooling !== null) {
+    const code = typeof o.pooling === 'number' ? o.pooling : C.slm_pooling_from_name(String(o.pooling));
+    if (code < 0 || code > 3) throw new InvalidArgumentError('pooling: one of none, mean, cls, last', -1);
+    p.pooling = code;
+  }
+  if (o.normalize !== undefined) p.normalize = o.normalize ? 1 : 0;
+  if (o.addSpecial !== undefined) p.add_special = o.addSpecial ? 1 : 0;
+  if (o.parseSpecial !== undefined) p.parse_special = o.parseSpecial ? 1 : 0;
+  return p;
+}
+
+/** Cosine similarity of two vectors (arrays or Float32Arrays), as llama.cpp computes it. */
+function cosine(a, b) {
+  if (a.length !== b.length) throw new InvalidArgumentError(`cosine: lengths ${a.length} and ${b.length} differ`, -1);
+  return C.slm_cosine(Float32Array.from(a), Float32Array.from(b), a.length);
 }
 
 class Session {
-  constructor(model, { nCtx = 0, nThreads = 0, nBatch = 0, kvType = 'f16', logitsAll = false } = {}) {
+  constructor(model, options = {}) {
+    const { nCtx = 0, nThreads = 0, nBatch = 0, kvType = 'f16', logitsAll = false } =
+      checkOptions('session', options, ['nCtx', 'nThreads', 'nBatch', 'kvType', 'logitsAll']);
+    for (const [k, v] of Object.entries({ nCtx, nThreads, nBatch }))
+      if (!Number.isInteger(v) || v < 0 || v > 2147483647)
+        throw new InvalidArgumentError(`session: ${k} must be an integer from 0 (the default) to 2147483647`, -1);
     const p = defaults(C.slm_session_params_init, slm_session_params);
     p.n_ctx = nCtx;
     p.n_threads = nThreads;
@@ -429,11 +555,18 @@ class Session {
 
   _h() {
     if (!this._handle) throw new InvalidArgumentError('the session is closed', -1);
+    if (this._busy) throw new SlmError('the session is busy: an asynchronous generation is running', -1);
     return this._handle;
   }
 
   close() {
     if (!this._handle) return;
+    if (this._busy) {
+      // a generation runs on a worker thread: stop it, free when it ends
+      this._busy.stop = true;
+      this._busy.closeAfter = true;
+      return;
+    }
     C.slm_session_free(this._handle);
     this._handle = null;
     this.model._sessions.delete(this);
@@ -461,13 +594,110 @@ class Session {
    * Append a prompt (text, or ids with options.promptIds) and generate.
    * options: maxTokens (256; <= 0 until EOG), stop (string or array), temperature, topK, topP, minP,
    * repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, addSpecial (true),
-   * parseSpecial (false), emitSpecial (false), onText(piece) (return true to stop).
+   * parseSpecial (false), emitSpecial (false), onText(piece) (return true to stop), grammar (a Grammar:
+   * the output follows it; generation also stops, stop 'grammar', when it is complete and allows nothing more).
    * Returns { text, tokens, stopReason, stop, nPrompt, nGenerated, promptMs, promptTps, genMs, genTps }.
    */
   generate(prompt = '', options = {}) {
     const h = this._h();
+    const job = this._prepare(prompt, options);
+    let st;
+    try {
+      st = C.slm_generate(h, job.data, job.len, job.ids, job.nIds, job.gp, job.res, job.err);
+    } finally {
+      koffi.unregister(job.cb);
+    }
+    return job.finish(st);
+  }
+
+  /**
+   * The same without blocking the event loop: slm_generate runs on a worker
+   * thread (koffi's asynchronous call) and each piece of text reaches
+   * options.onText on the main thread. Resolves to the result of generate.
+   * options.signal (an AbortSignal) stops generation (stop 'callback').
+   * The session cannot be used otherwise until the promise settles.
+   */
+  generateAsync(prompt = '', options = {}) {
+    let h, job;
+    try {
+      h = this._h();
+      job = this._prepare(prompt, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const busy = { stop: false, closeAfter: false };
+    job.busy = busy;
+    this._busy = busy;
+    const sig = options.signal;
+    const onAbort = () => { busy.stop = true; };
+    if (sig) {
+      if (sig.aborted) busy.stop = true;
+      else sig.addEventListener('abort', onAbort);
+    }
+    return new Promise((resolve, reject) => {
+      C.slm_generate.async(h, job.data, job.len, job.ids, job.nIds, job.gp, job.res, job.err, (e, st) => {
+        koffi.unregister(job.cb);
+        if (sig) sig.removeEventListener('abort', onAbort);
+        this._busy = null;
+        if (busy.closeAfter) this.close();
+        if (this.model._closeAfter) this.model.close();
+        if (e) return reject(e);
+        try {
+          resolve(job.finish(st));
+        } catch (x) {
+          reject(x);
+        }
+      });
+    });
+  }
+
+  /**
+   * An async iterator of the text pieces: for await (const piece of s.stream(...)).
+   * Breaking out of the loop stops generation; iterator.result holds the
+   * result after the end. The event loop keeps running meanwhile.
+   */
+  stream(prompt = '', options = {}) {
+    checkOptions('stream', options, GENERATE_OPTIONS);
+    if (options.onText) throw new InvalidArgumentError('stream: onText is not an option here (iterate instead)', -1);
+    const queue = [];
+    let wake = null, done = false, failure = null, stopped = false;
+    const it = {
+      result: null,
+      [Symbol.asyncIterator]() { return it; },
+      next: async () => {
+        while (!queue.length && !done) await new Promise((r) => { wake = r; });
+        if (queue.length) return { value: queue.shift(), done: false };
+        if (failure) {
+          const f = failure;
+          failure = null;
+          throw f;
+        }
+        return { value: undefined, done: true };
+      },
+      return: async () => {
+        stopped = true;
+        while (!done) await new Promise((r) => { wake = r; });
+        return { value: undefined, done: true };
+      },
+    };
+    const opts = Object.assign({}, options, { onText: (piece) => {
+      if (stopped) return true;
+      queue.push(piece);
+      if (wake) { const w = wake; wake = null; w(); }
+      return false;
+    } });
+    this.generateAsync(prompt, opts).then((r) => { it.result = r; }, (e) => { failure = e; }).finally(() => {
+      done = true;
+      if (wake) { const w = wake; wake = null; w(); }
+    });
+    return it;
+  }
+
+  /** Everything a generate call needs, checked; finish(status) makes its result. */
+  _prepare(prompt, options) {
+    const h = this._handle;
+    const o = checkOptions('generate', options, GENERATE_OPTIONS);
     const gp = defaults(C.slm_generate_params_init, slm_generate_params);
-    const o = options;
     if (o.maxTokens !== undefined) gp.max_tokens = o.maxTokens;
     if (o.addSpecial !== undefined) gp.add_special = o.addSpecial ? 1 : 0;
     if (o.parseSpecial !== undefined) gp.parse_special = o.parseSpecial ? 1 : 0;
@@ -476,6 +706,10 @@ class Session {
                     repeatPenalty: 'repeat_penalty', repeatLastN: 'repeat_last_n',
                     frequencyPenalty: 'frequency_penalty', presencePenalty: 'presence_penalty', seed: 'seed' };
     for (const [js, c] of Object.entries(names)) if (o[js] !== undefined) gp.sampler[c] = o[js];
+    if (o.grammar !== undefined && o.grammar !== null) {
+      if (!(o.grammar instanceof Grammar)) throw new InvalidArgumentError('grammar must be a Grammar', -1);
+      gp.sampler.grammar = o.grammar._h();
+    }
     if (o.stop) {
       const stops = Array.isArray(o.stop) ? o.stop : [o.stop];
       gp.stop = stops.concat([null]);
@@ -487,8 +721,10 @@ class Session {
     gp.tokens_cap = cap;
     const chunks = [];
     let thrown = null;
-    const cb = koffi.register((user, text, len) => {
+    const job = { busy: null };
+    job.cb = koffi.register((user, text, len) => {
       try {
+        if (job.busy && job.busy.stop) return 1;
         const piece = Buffer.from(koffi.view(text, Number(len))).toString('utf8');
         chunks.push(piece);
         return o.onText && o.onText(piece) ? 1 : 0;
@@ -497,39 +733,91 @@ class Session {
         return 1;
       }
     }, koffi.pointer(TextFn));
-    gp.on_text = cb;
-    const res = {}, err = {};
-    let st;
-    try {
-      if (o.promptIds) {
-        const p = Int32Array.from(o.promptIds);
-        st = C.slm_generate(h, null, 0, p, p.length, gp, res, err);
-      } else {
-        const data = Buffer.from(prompt, 'utf8');
-        st = C.slm_generate(h, data, data.length, null, 0, gp, res, err);
-      }
-    } finally {
-      koffi.unregister(cb);
+    gp.on_text = job.cb;
+    job.gp = gp;
+    job.res = {};
+    job.err = {};
+    if (o.promptIds) {
+      job.data = null;
+      job.len = 0;
+      job.ids = Int32Array.from(o.promptIds);
+      job.nIds = job.ids.length;
+    } else {
+      job.data = Buffer.from(prompt, 'utf8');
+      job.len = job.data.length;
+      job.ids = null;
+      job.nIds = 0;
     }
-    if (thrown) throw thrown;
-    check(st, err);
-    return {
-      text: chunks.join(''), tokens: Array.from(ids.subarray(0, Math.min(res.n_generated, cap))),
-      stopReason: res.stop_reason, stop: STOP[res.stop_reason], nPrompt: res.n_prompt, nGenerated: res.n_generated,
-      promptMs: res.prompt_ms, promptTps: res.prompt_tps, genMs: res.gen_ms, genTps: res.gen_tps,
+    job.finish = (st) => {
+      if (thrown) throw thrown;
+      check(st, job.err);
+      const res = job.res;
+      return {
+        text: chunks.join(''), tokens: Array.from(ids.subarray(0, Math.min(res.n_generated, cap))),
+        stopReason: res.stop_reason, stop: STOP[res.stop_reason], nPrompt: res.n_prompt, nGenerated: res.n_generated,
+        promptMs: res.prompt_ms, promptTps: res.prompt_tps, genMs: res.gen_ms, genTps: res.gen_tps,
+      };
     };
+    return job;
+  }
+
+  /**
+   * Embedding vectors of a text or of an array of texts, each its own sequence, reusing this session.
+   * options: { pooling (the model's; 'none', 'mean', 'cls', 'last'), normalize = false, addSpecial = true,
+   * parseSpecial = true }. A Float32Array per text (pooling 'none': an array of per-token Float32Arrays);
+   * a single text gives one result, an array an array.
+   */
+  embed(texts, options = {}) {
+    const single = !Array.isArray(texts);
+    const items = single ? [texts] : texts;
+    const p = embedParams(options);
+    const dim = C.slm_model_n_embd_out(this.model._h());
+    const pool = p.pooling >= 0 ? p.pooling : C.slm_model_pooling(this.model._h());
+    const rowsMax = pool === 0 ? this.nCtx : 1;
+    const buf = new Float32Array(rowsMax * dim);
+    const out = [];
+    for (const t of items) {
+      if (typeof t !== 'string') throw new InvalidArgumentError('embed: texts must be strings', -1);
+      const rows = [0], err = {};
+      if (t.includes('\0')) throw new InvalidArgumentError('embed: a text holds a NUL character', -1);
+      check(C.slm_embed(this._h(), [t], null, 1, p, buf, buf.length, rows, err), err);
+      if (pool === 0) {
+        const r = [];
+        for (let i = 0; i < rows[0]; i++) r.push(buf.slice(i * dim, (i + 1) * dim));
+        out.push(r);
+      } else {
+        out.push(buf.slice(0, dim));
+      }
+    }
+    return single ? out[0] : out;
+  }
+
+  /** Embedding of one sequence of token ids (used as given); options as embed. */
+  embedTokens(ids, options = {}) {
+    const p = embedParams(options);
+    const arr = Int32Array.from(ids);
+    const dim = C.slm_model_n_embd_out(this.model._h());
+    const pool = p.pooling >= 0 ? p.pooling : C.slm_model_pooling(this.model._h());
+    const rows = pool === 0 ? arr.length : 1;
+    const buf = new Float32Array(Math.max(rows * dim, 1)), err = {};
+    check(C.slm_embed_tokens(this._h(), arr, arr.length, p, buf, buf.length, err), err);
+    if (pool !== 0) return buf.slice(0, dim);
+    const r = [];
+    for (let i = 0; i < rows; i++) r.push(buf.slice(i * dim, (i + 1) * dim));
+    return r;
   }
 
   /** Format a conversation with the model's chat template, start over and generate the reply. */
   chat(messages, options = {}) {
-    const text = chatFormat(messages, { template: options.template, model: this.model });
+    const { template, ...rest } = options;
+    const text = chatFormat(messages, { template, model: this.model });
     this.rewind(0);
-    return this.generate(text, Object.assign({ parseSpecial: true }, options));
+    return this.generate(text, Object.assign({ parseSpecial: true }, rest));
   }
 }
 
 module.exports = {
-  Model, Session, chatFormat, SlmError, InvalidArgumentError, SlmIOError, FormatError, UnsupportedError,
+  Model, Session, Grammar, jsonSchemaToGrammar, jsonGrammar: () => C.slm_grammar_json(), chatFormat, cosine, SlmError, InvalidArgumentError, SlmIOError, FormatError, UnsupportedError,
   OutOfMemoryError, ContextFullError, NotFoundError, MetadataTypeError, BufferTooSmallError,
   version: () => C.slm_version(), buildInfo: () => C.slm_build_info(), libraryPath,
   checkLayouts, _internal: { koffi, structs: { slm_generate_params, slm_sampler_params, slm_model_info } },

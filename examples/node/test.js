@@ -49,12 +49,59 @@ test('a wrong struct layout is caught', () => {
     emit_special: 'int', sampler: s.slm_sampler_params, on_text: 'void *', tokens_out: 'void *', tokens_cap: 'int32_t',
   });
   const p = slm.checkLayouts({ slm_generate_params: short });
-  assert.ok(p.length === 1 && /writes 104 bytes/.test(p[0]), p.join());
+  assert.ok(p.length === 1 && /writes 112 bytes/.test(p[0]), p.join());
+  // a binding that does not know the grammar field
+  const old = koffi.struct('old_sampler', {
+    temperature: 'float', top_k: 'int32_t', top_p: 'float', min_p: 'float', repeat_penalty: 'float',
+    repeat_last_n: 'int32_t', frequency_penalty: 'float', presence_penalty: 'float', seed: 'uint64_t',
+  });
+  assert.ok(slm.checkLayouts({ slm_sampler_params: old }).length > 0);
+});
+
+test('grammars: JSON output parses, schema output validates, errors name line and keyword', () => {
+  withModel(demo(), {}, (m) => {
+    const s = session(m);
+    const json = slm.Grammar.json(m);
+    let complete = 0;
+    for (let seed = 1; seed <= 10; seed++) {
+      s.rewind(0);
+      const g = s.generate('And the LORD said', { grammar: json, maxTokens: 300, temperature: 1.5, topK: 0, topP: 1,
+                                                  minP: 0, seed });
+      if (g.stop === 'grammar' || g.stop === 'eog') {
+        const v = JSON.parse(g.text); // throws on anything that is not JSON
+        assert.strictEqual(typeof v, 'object');
+        complete++;
+      }
+    }
+    assert.ok(complete > 0);
+    json.close();
+    const schema = { type: 'object', properties: { color: { enum: ['red', 'green', 'blue'] },
+                                                   n: { type: 'integer' }, ok: { type: 'boolean' } },
+                     required: ['color', 'n', 'ok'], additionalProperties: false };
+    const sg = slm.Grammar.fromSchema(m, schema);
+    for (let seed = 1; seed <= 10; seed++) {
+      s.rewind(0);
+      const g = s.generate('And the LORD said', { grammar: sg, maxTokens: 300, temperature: 1.5, topK: 0, topP: 1,
+                                                  minP: 0, seed });
+      assert.strictEqual(g.stop, 'grammar', g.text);
+      const v = JSON.parse(g.text);
+      assert.deepStrictEqual(Object.keys(v), ['color', 'n', 'ok']);
+      assert.ok(['red', 'green', 'blue'].includes(v.color) && Number.isInteger(v.n) && typeof v.ok === 'boolean');
+    }
+    sg.close();
+    assert.throws(() => new slm.Grammar(m, 'root ::= "a"\nroot ::= x\n'), (e) => e instanceof slm.FormatError &&
+                  /line 2, column 1/.test(e.message));
+    assert.throws(() => slm.jsonSchemaToGrammar({ type: 'string', pattern: 'a+' }),
+                  (e) => e instanceof slm.UnsupportedError && /'pattern'/.test(e.message));
+    assert.throws(() => s.generate('x', { grammar: 'root ::= "a"' }), slm.InvalidArgumentError);
+    assert.ok(slm.jsonGrammar().startsWith('root'));
+    s.close();
+  });
 });
 
 test('every ISA the CPU runs gives the same greedy text; unknown ones are refused', () => {
   const texts = new Set();
-  for (const isa of ['scalar', 'sse4', 'avx2', 'avx512', 'neon', 'rvv', 'mve']) {
+  for (const isa of ['scalar', 'sse4', 'avx2', 'avx512', 'neon', 'dotprod', 'i8mm', 'rvv', 'mve']) {
     let m;
     try {
       m = new slm.Model(demo('kjv-1m-q8_0.gguf'), { isa });
@@ -246,6 +293,8 @@ test('the README example runs', () => {
   assert.ok(p.stdout.startsWith(' unto Moses, Speak unto the children of \n'), p.stdout);
   assert.ok(p.stdout.includes("true -2 cannot open 'missing.gguf'"), p.stdout);
 });
+
+require('./test_embed.js')(test, slm, ROOT);
 
 let passed = 0, failed = 0;
 for (const [name, fn] of tests) {

@@ -18,6 +18,7 @@ import ctypes
 import os
 import atexit
 import queue
+import signal
 import threading
 import weakref
 from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int, c_int32, c_int64, c_size_t, c_void_p
@@ -28,14 +29,19 @@ __all__ = [
     "Model", "Session", "Sampler", "SamplerParams", "Generation", "Stream", "Chat", "ModelInfo", "TensorInfo",
     "SlmError", "InvalidArgumentError", "SlmIOError", "FormatError", "UnsupportedError", "OutOfMemoryError",
     "ContextFullError", "NotFoundError", "MetadataTypeError", "BufferTooSmallError", "LibraryError",
-    "version", "build_info", "library_path", "chat_format", "chat_families", "quantize",
+    "version", "build_info", "library_path", "chat_format", "chat_families", "quantize", "cosine", "POOLINGS",
     "STOP_NONE", "STOP_EOG", "STOP_MAX_TOKENS", "STOP_STRING", "STOP_CALLBACK", "STOP_CONTEXT_FULL",
+    "STOP_GRAMMAR", "Grammar", "json_schema_to_grammar", "JSON_GRAMMAR",
 ]
 
 __version__ = "0.1.0"
 
 STOP_NONE, STOP_EOG, STOP_MAX_TOKENS, STOP_STRING, STOP_CALLBACK, STOP_CONTEXT_FULL = 0, 1, 2, 3, 4, 5
-STOP_NAMES = {0: "none", 1: "eog", 2: "max_tokens", 3: "stop_string", 4: "callback", 5: "context_full"}
+STOP_GRAMMAR = 6
+STOP_NAMES = {0: "none", 1: "eog", 2: "max_tokens", 3: "stop_string", 4: "callback", 5: "context_full",
+              6: "grammar"}
+
+POOLINGS = ("none", "mean", "cls", "last")
 
 KV_TYPES = {"f16": _lib.SLM_TYPE_F16, "f32": _lib.SLM_TYPE_F32, "q8_0": _lib.SLM_TYPE_Q8_0}
 
@@ -156,7 +162,7 @@ def build_info():
 def isas():
     """Names of the instruction sets this build has and this CPU runs
     (a Model's `isa` argument), best first."""
-    best_first = (4, 3, 2, 5, 6, 7, 1)  # avx512 avx2 sse4 neon rvv mve scalar
+    best_first = (4, 3, 2, 9, 8, 5, 6, 7, 1)  # avx512 avx2 sse4 i8mm dotprod neon rvv mve scalar
     return [_L.slm_isa_name(i).decode() for i in best_first if _L.slm_isa_available(i)]
 
 
@@ -540,6 +546,28 @@ class Model(_Handle):
         with self.session(n_ctx=n_ctx, n_threads=n_threads) as s:
             return s.generate(prompt, **kwargs)
 
+    # -- embeddings ---------------------------------------------------------
+
+    @property
+    def pooling(self):
+        """The model's pooling from its file: "none", "mean", "cls" or "last"."""
+        return _dec(_L.slm_pooling_name(_L.slm_model_pooling(self._h())))
+
+    @property
+    def n_embd_out(self):
+        """Floats per embedding vector."""
+        return _L.slm_model_n_embd_out(self._h())
+
+    @property
+    def is_encoder(self):
+        """True for encoders (bert, nomic-bert, gemma-embedding): they embed only."""
+        return bool(_L.slm_model_is_encoder(self._h()))
+
+    def embed(self, texts, n_ctx=0, n_threads=0, kv_type="f16", **kwargs):
+        """Embed in a fresh session; see Session.embed."""
+        with self.session(n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type) as s:
+            return s.embed(texts, **kwargs)
+
     def __repr__(self):
         if not self._handle:
             return "<slm.Model closed>"
@@ -612,12 +640,70 @@ def chat_format(messages, add_generation_prompt=True, template=None, n_past=0, m
 
 
 # ---------------------------------------------------------------------------
+# Grammars
+# ---------------------------------------------------------------------------
+
+JSON_GRAMMAR = _dec(_L.slm_grammar_json())
+
+
+def json_schema_to_grammar(schema):
+    """GBNF text for a JSON Schema (a dict, or its JSON text). Unsupported
+    keywords raise UnsupportedError naming them."""
+    if not isinstance(schema, (str, bytes)):
+        import json
+        schema = json.dumps(schema)
+    b = _enc(schema)
+    need = c_size_t(0)
+    err = _lib.slm_error()
+    st = _L.slm_json_schema_to_grammar(b, len(b), None, 0, byref(need), byref(err))
+    if st != _lib.SLM_ERR_BUFFER:
+        _check(st, err)
+    buf = ctypes.create_string_buffer(need.value + 1)
+    _check(_L.slm_json_schema_to_grammar(b, len(b), buf, need.value + 1, byref(need), byref(err)), err)
+    return _dec(buf.raw[:need.value])
+
+
+class Grammar(_Handle):
+    """A GBNF grammar compiled for a model's vocabulary (slm_grammar). Pass
+    it as grammar= to Sampler, SamplerParams or generate(); it may serve
+    many samplers. Grammar.json(model) is the built-in JSON grammar,
+    Grammar.from_schema(model, schema) converts a JSON Schema."""
+
+    _handle = None
+
+    def __init__(self, model, text, root=None):
+        b = _enc(text)
+        h = c_void_p()
+        err = _lib.slm_error()
+        _check(_L.slm_grammar_create(model._h(), b, len(b), _enc(root) if root else None, byref(h), byref(err)), err)
+        self._handle = h
+        self.text = text if isinstance(text, str) else _dec(text)
+        self.model = model  # the grammar was made for its vocabulary
+
+    @classmethod
+    def json(cls, model):
+        return cls(model, JSON_GRAMMAR)
+
+    @classmethod
+    def from_schema(cls, model, schema):
+        return cls(model, json_schema_to_grammar(schema))
+
+    def close(self):
+        if self._handle:
+            h, self._handle = self._handle, None
+            _L.slm_grammar_free(h)
+
+
+GRAMMAR_STATES = {0: "none", 1: "active", 2: "complete", 3: "done", 4: "failed"}
+
+
+# ---------------------------------------------------------------------------
 # Sampler
 # ---------------------------------------------------------------------------
 
 class SamplerParams(object):
     """slm_sampler_params with the library's defaults; keyword arguments
-    override fields (temperature <= 0 is greedy)."""
+    override fields (temperature <= 0 is greedy; grammar: a Grammar)."""
 
     __slots__ = [f for f, _ in _lib.slm_sampler_params._fields_]
 
@@ -634,7 +720,14 @@ class SamplerParams(object):
     def _c(self):
         c = _lib.slm_sampler_params()
         for f in self.__slots__:
-            setattr(c, f, getattr(self, f))
+            v = getattr(self, f)
+            if f == "grammar":
+                if v is not None and not isinstance(v, Grammar):
+                    raise TypeError("grammar must be a Grammar (or None)")
+                if v is not None and not v._handle:
+                    raise InvalidArgumentError("the grammar is closed", _lib.SLM_ERR_INVALID_ARG)
+                v = v._handle if v is not None else None
+            setattr(c, f, v)
         return c
 
     def __repr__(self):
@@ -676,7 +769,14 @@ class Sampler(_Handle):
         return _L.slm_sampler_sample(self._handle, ctypes.cast(ptr, POINTER(c_float)))
 
     def accept(self, token):
+        """Record a generated token (penalty window; advances the grammar)."""
         _L.slm_sampler_accept(self._handle, token)
+
+    @property
+    def grammar_state(self):
+        """"none", "active", "complete" (may end), "done" (must end) or
+        "failed" (a token the grammar does not allow was accepted)."""
+        return GRAMMAR_STATES.get(_L.slm_sampler_grammar_state(self._handle), "?")
 
     def reset(self, seed=None):
         _L.slm_sampler_reset(self._handle, self.params.seed if seed is None else seed)
@@ -724,6 +824,10 @@ class Session(_Handle):
     _handle = None
 
     def __init__(self, model, n_ctx=0, n_threads=0, n_batch=0, kv_type="f16", logits_all=False):
+        for name, v in (("n_ctx", n_ctx), ("n_threads", n_threads), ("n_batch", n_batch)):
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 2147483647:
+                raise InvalidArgumentError("%s must be an integer from 0 (the default) to 2147483647, not %r"
+                                           % (name, v), _lib.SLM_ERR_INVALID_ARG)
         p = _lib.slm_session_params()
         _L.slm_session_params_init(byref(p))
         p.n_ctx = n_ctx
@@ -780,6 +884,41 @@ class Session(_Handle):
     def set_threads(self, n_threads):
         _L.slm_session_set_threads(self._h(), n_threads)
 
+    def save_state(self, path=None, tokens=None):
+        """Save the session's state (KV cache, position, last logits) with
+        optional token ids: to the file `path` (replaced safely: written to
+        a temporary file, then renamed), or returned as bytes when path is
+        None. load_state restores it into a session of the same model and
+        KV type."""
+        arr, n = _ids_array(tokens or [])
+        err = _lib.slm_error()
+        h = self._h()
+        if path is not None:
+            _check(_L.slm_session_state_save_file(h, os.fsencode(path), arr if n else None, n, byref(err)), err)
+            return None
+        size = _L.slm_session_state_size(h, n)
+        buf = ctypes.create_string_buffer(max(size, 1))
+        written = c_size_t()
+        _check(_L.slm_session_state_save(h, arr if n else None, n, buf, size, byref(written), byref(err)), err)
+        return buf.raw[:written.value]
+
+    def load_state(self, source):
+        """Restore a state saved by save_state: `source` is the bytes or a
+        file path. Returns the token ids saved with it (a list). A state of
+        another model or KV type, or a damaged one, raises an SlmError and
+        leaves the session as it was."""
+        h = self._h()
+        err = _lib.slm_error()
+        n = c_int32()
+        cap = max(_L.slm_session_n_ctx(h), 1)
+        ids = (c_int32 * cap)()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            _check(_L.slm_session_state_load(h, data, len(data), ids, cap, byref(n), byref(err)), err)
+        else:
+            _check(_L.slm_session_state_load_file(h, os.fsencode(source), ids, cap, byref(n), byref(err)), err)
+        return ids[:n.value]
+
     # -- decode and logits --------------------------------------------------
 
     def decode(self, tokens):
@@ -810,6 +949,72 @@ class Session(_Handle):
     def argmax(self, i=-1):
         row = self.logits(i)
         return max(range(len(row)), key=row.__getitem__)
+
+    # -- embeddings ---------------------------------------------------------
+
+    def embed(self, texts, pooling=None, normalize=False, add_special=True, parse_special=True, as_array=False):
+        """Embedding vectors of a text (str or bytes) or of a list of texts,
+        each its own sequence, reusing this session. pooling: None (the
+        model's), "none", "mean", "cls" or "last". Returns a list of floats
+        per text (pooling "none": a list of per-token lists), or with
+        as_array=True array.array('f') buffers (numpy.frombuffer takes them).
+        A single text gives one result, a list a list of results."""
+        import array
+        single = isinstance(texts, (str, bytes))
+        items = [texts] if single else list(texts)
+        p = _lib.slm_embed_params()
+        _L.slm_embed_params_init(byref(p))
+        if pooling is not None:
+            code = _L.slm_pooling_from_name(_enc(pooling)) if isinstance(pooling, str) else int(pooling)
+            if code < 0:
+                raise InvalidArgumentError("pooling: one of %s" % ", ".join(POOLINGS), _lib.SLM_ERR_INVALID_ARG)
+            p.pooling = code
+        p.normalize = 1 if normalize else 0
+        p.add_special = 1 if add_special else 0
+        p.parse_special = 1 if parse_special else 0
+        dim = _L.slm_model_n_embd_out(self.model._h())
+        pool = p.pooling if p.pooling >= 0 else _L.slm_model_pooling(self.model._h())
+        rows_max = self.n_ctx if pool == _lib.SLM_POOLING_NONE else 1
+        buf = (c_float * (rows_max * dim))()
+        rows = c_int32()
+        err = _lib.slm_error()
+        out = []
+        for t in items:
+            b = _enc(t)
+            tp = (c_char_p * 1)(b)
+            ln = (c_size_t * 1)(len(b))
+            _check(_L.slm_embed(self._h(), tp, ln, 1, byref(p), buf, len(buf), byref(rows), byref(err)), err)
+            n = rows.value * dim
+            if as_array:
+                a = array.array("f")
+                a.frombytes(bytes(memoryview(buf).cast("B")[:n * 4]))
+                vecs = a if pool != _lib.SLM_POOLING_NONE else [a[i * dim:(i + 1) * dim] for i in range(rows.value)]
+            else:
+                flat = buf[:n]
+                vecs = flat if pool != _lib.SLM_POOLING_NONE else [flat[i * dim:(i + 1) * dim]
+                                                                    for i in range(rows.value)]
+            out.append(vecs)
+        return out[0] if single else out
+
+    def embed_tokens(self, tokens, pooling=None, normalize=False):
+        """Embedding of one sequence of token ids (used as given)."""
+        p = _lib.slm_embed_params()
+        _L.slm_embed_params_init(byref(p))
+        if pooling is not None:
+            code = _L.slm_pooling_from_name(_enc(pooling))
+            if code < 0:
+                raise InvalidArgumentError("pooling: one of %s" % ", ".join(POOLINGS), _lib.SLM_ERR_INVALID_ARG)
+            p.pooling = code
+        p.normalize = 1 if normalize else 0
+        arr, n = _ids_array(tokens)
+        dim = _L.slm_model_n_embd_out(self.model._h())
+        pool = p.pooling if p.pooling >= 0 else _L.slm_model_pooling(self.model._h())
+        rows = n if pool == _lib.SLM_POOLING_NONE else 1
+        buf = (c_float * max(rows * dim, 1))()
+        err = _lib.slm_error()
+        _check(_L.slm_embed_tokens(self._h(), arr, n, byref(p), buf, len(buf), byref(err)), err)
+        flat = buf[:rows * dim]
+        return flat if pool != _lib.SLM_POOLING_NONE else [flat[i * dim:(i + 1) * dim] for i in range(rows)]
 
     # -- generation ---------------------------------------------------------
 
@@ -849,6 +1054,8 @@ class Session(_Handle):
         raised = []
 
         def _on_text(user, text, n):
+            if signals:
+                return 1
             try:
                 piece = ctypes.string_at(text, n)
                 chunks.append(piece)
@@ -863,14 +1070,25 @@ class Session(_Handle):
         gp.on_text = cb
         res = _lib.slm_generate_result()
         err = _lib.slm_error()
-        if prompt_ids is not None:
-            parr, pn = _ids_array(prompt_ids)
-            if pn == 0:
-                parr = None
-            st = _L.slm_generate(h, None, 0, parr, pn, byref(gp), byref(res), byref(err))
-        else:
-            data = _enc(prompt or "")
-            st = _L.slm_generate(h, data, len(data), None, 0, byref(gp), byref(res), byref(err))
+        # Ctrl-C: Python runs a signal handler at the next bytecode, which
+        # may be the callback's first one, outside any try: the exception
+        # would be lost in ctypes ("Exception ignored"). So while the C call
+        # runs (in the main thread), SIGINT only records itself, the
+        # callback stops generation, and the original handler runs after
+        # the call (raising KeyboardInterrupt by default).
+        signals = []
+        old = _swap_sigint(signals)
+        try:
+            if prompt_ids is not None:
+                parr, pn = _ids_array(prompt_ids)
+                if pn == 0:
+                    parr = None
+                st = _L.slm_generate(h, None, 0, parr, pn, byref(gp), byref(res), byref(err))
+            else:
+                data = _enc(prompt or "")
+                st = _L.slm_generate(h, data, len(data), None, 0, byref(gp), byref(res), byref(err))
+        finally:
+            _restore_sigint(old, signals)
         del keep
         if raised:
             raise raised[0]
@@ -921,6 +1139,29 @@ class Session(_Handle):
         if not self._handle:
             return "<slm.Session closed>"
         return "<slm.Session pos %d of %d>" % (_L.slm_session_pos(self._handle), _L.slm_session_n_ctx(self._handle))
+
+
+def _swap_sigint(signals):
+    """Replace a Python-level SIGINT handler by one that appends to
+    `signals`; returns what _restore_sigint needs (None: nothing changed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        old = signal.getsignal(signal.SIGINT)
+        if not callable(old):
+            return None  # SIG_IGN, SIG_DFL or set from C: leave it
+        signal.signal(signal.SIGINT, lambda signum, frame: signals.append((signum, frame)))
+        return (old,)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigint(saved, signals):
+    if saved is None:
+        return
+    signal.signal(signal.SIGINT, saved[0])
+    if signals:
+        saved[0](*signals[0])  # default_int_handler raises KeyboardInterrupt
 
 
 _DONE = object()
@@ -1031,7 +1272,13 @@ class Stream(_Closeable):
         elif self._waiting:
             self._waiting = False
             w.go.release()
-        item = w.get()
+        try:
+            item = w.get()
+        except BaseException:
+            # Ctrl-C (or another exception) while waiting: stop the worker so
+            # the session is free again, then let the exception go on
+            self.close()
+            raise
         if isinstance(item, tuple) and item and item[0] is _DONE:
             self._finish(item)
             raise StopIteration
@@ -1188,3 +1435,13 @@ def quantize(src, dst, type="Q4_K_M", n_threads=0, log=None):
             name = _L.slm_type_name(i)
             out["by_type"][name.decode() if name else str(i)] = stats.n_by_type[i]
     return out
+
+
+def cosine(a, b):
+    """Cosine similarity of two vectors (sequences of floats of one length),
+    as llama.cpp computes it (sums in double; 1 if both are zero, 0 if one is)."""
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise InvalidArgumentError("cosine: lengths %d and %d differ" % (len(a), len(b)), _lib.SLM_ERR_INVALID_ARG)
+    n = len(a)
+    return _L.slm_cosine((c_float * max(n, 1))(*a), (c_float * max(n, 1))(*b), n)

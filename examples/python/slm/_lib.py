@@ -38,6 +38,8 @@ SLM_META_STRING, SLM_META_ARRAY, SLM_META_U64, SLM_META_I64, SLM_META_F64 = 8, 9
 SLM_STREAM_SPECIAL = 1
 SLM_STREAM_STRIP_SPACE = 2
 
+SLM_POOLING_UNSPECIFIED, SLM_POOLING_NONE, SLM_POOLING_MEAN, SLM_POOLING_CLS, SLM_POOLING_LAST = -1, 0, 1, 2, 3
+
 SLM_TYPE_F32 = 0
 SLM_TYPE_F16 = 1
 SLM_TYPE_Q8_0 = 8
@@ -138,6 +140,7 @@ class slm_sampler_params(Structure):
         ("frequency_penalty", c_float),
         ("presence_penalty", c_float),
         ("seed", c_uint64),
+        ("grammar", c_void_p),  # const slm_grammar * (added with grammars)
     ]
 
 
@@ -167,6 +170,15 @@ class slm_generate_result(Structure):
         ("prompt_tps", c_double),
         ("gen_ms", c_double),
         ("gen_tps", c_double),
+    ]
+
+
+class slm_embed_params(Structure):
+    _fields_ = [
+        ("pooling", c_int32),
+        ("normalize", c_int32),
+        ("add_special", c_int32),
+        ("parse_special", c_int32),
     ]
 
 
@@ -240,6 +252,11 @@ PROTOTYPES = {
     "slm_session_n_ctx": (c_int32, [_P]),
     "slm_session_rewind": (c_int, [_P, c_int32]),
     "slm_session_set_threads": (None, [_P, c_int32]),
+    "slm_session_state_size": (c_size_t, [_P, c_int32]),
+    "slm_session_state_save": (c_int, [_P, _I32P, c_int32, c_void_p, c_size_t, POINTER(c_size_t), _ERR]),
+    "slm_session_state_load": (c_int, [_P, c_void_p, c_size_t, _I32P, c_int32, POINTER(c_int32), _ERR]),
+    "slm_session_state_save_file": (c_int, [_P, c_char_p, _I32P, c_int32, _ERR]),
+    "slm_session_state_load_file": (c_int, [_P, c_char_p, _I32P, c_int32, POINTER(c_int32), _ERR]),
     # tokenizer
     "slm_vocab_type": (c_int, [_P]),
     "slm_vocab_size": (c_int32, [_P]),
@@ -268,6 +285,12 @@ PROTOTYPES = {
     "slm_chat_family_name": (c_char_p, [c_int]),
     "slm_chat_format": (c_int, [_P, c_int, POINTER(slm_chat_message), c_int32, c_int32, c_int, c_char_p,
                                 c_size_t, POINTER(c_size_t), POINTER(c_int), _ERR]),
+    # grammars
+    "slm_grammar_create": (c_int, [_P, c_char_p, c_size_t, c_char_p, POINTER(_P), _ERR]),
+    "slm_grammar_free": (None, [_P]),
+    "slm_grammar_json": (c_char_p, []),
+    "slm_json_schema_to_grammar": (c_int, [c_char_p, c_size_t, c_char_p, c_size_t, POINTER(c_size_t), _ERR]),
+    "slm_sampler_grammar_state": (c_int, [_P]),
     # sampler
     "slm_sampler_params_init": (None, [POINTER(slm_sampler_params)]),
     "slm_sampler_create": (c_int, [POINTER(slm_sampler_params), c_int32, c_void_p, POINTER(_P), _ERR]),
@@ -282,6 +305,17 @@ PROTOTYPES = {
     # quantize
     "slm_quantize_params_init": (None, [POINTER(slm_quantize_params)]),
     "slm_quantize_parse_type": (c_int, [c_char_p, _I32P, _I32P]),
+    # embeddings
+    "slm_model_pooling": (c_int32, [_P]),
+    "slm_model_n_embd_out": (c_int32, [_P]),
+    "slm_model_is_encoder": (c_int, [_P]),
+    "slm_pooling_from_name": (c_int32, [c_char_p]),
+    "slm_pooling_name": (c_char_p, [c_int32]),
+    "slm_embed_params_init": (None, [POINTER(slm_embed_params)]),
+    "slm_embed_tokens": (c_int, [_P, _I32P, c_int32, POINTER(slm_embed_params), POINTER(c_float), c_size_t, _ERR]),
+    "slm_embed": (c_int, [_P, POINTER(c_char_p), POINTER(c_size_t), c_int32, POINTER(slm_embed_params),
+                          POINTER(c_float), c_size_t, _I32P, _ERR]),
+    "slm_cosine": (c_float, [POINTER(c_float), POINTER(c_float), c_int32]),
     "slm_quantize_file": (c_int, [c_char_p, c_char_p, POINTER(slm_quantize_params), POINTER(slm_quantize_stats),
                                   _ERR]),
 }
@@ -353,8 +387,9 @@ def load_library():
         except OSError as e:
             tried.append("%s (%s)" % (found, e))
     raise LibraryNotFound(
-        "the slm shared library was not found; build it with `make` (build/libslm.so) or set "
-        "SLM_LIBRARY to its path" + ("; could not load: " + ", ".join(tried) if tried else ""))
+        "the slm shared library was not found; build it with `make` in the slm repository "
+        "(build/libslm.so), then reinstall this package (pip install ./examples/python copies it in) "
+        "or set SLM_LIBRARY to its path" + ("; could not load: " + ", ".join(tried) if tried else ""))
 
 
 def declare(lib):
@@ -425,7 +460,8 @@ def check_layouts(lib, override=None):
     check(slm_session_params, lib.slm_session_params_init,
           {"n_ctx": 0, "n_threads": 0, "n_batch": 0, "kv_type": SLM_TYPE_F16, "logits_all": 0})
     sampler_defaults = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0,
-                        "repeat_last_n": 64, "frequency_penalty": 0.0, "presence_penalty": 0.0, "seed": 0}
+                        "repeat_last_n": 64, "frequency_penalty": 0.0, "presence_penalty": 0.0, "seed": 0,
+                        "grammar": None}
     check(slm_sampler_params, lib.slm_sampler_params_init, sampler_defaults)
     gen = {"max_tokens": 256, "stop": None, "n_stop": 0, "add_special": 1, "parse_special": 0, "emit_special": 0,
            "on_text": None, "user": None, "tokens_out": None, "tokens_cap": 0}
@@ -433,6 +469,8 @@ def check_layouts(lib, override=None):
     check(slm_generate_params, lib.slm_generate_params_init, gen)
     check(slm_quantize_params, lib.slm_quantize_params_init,
           {"type": 12, "mix": 2, "n_threads": 0, "allocator": None, "log": None, "log_user": None})
+    check(slm_embed_params, lib.slm_embed_params_init,
+          {"pooling": SLM_POOLING_UNSPECIFIED, "normalize": 0, "add_special": 1, "parse_special": 1})
     # with a NULL model these only clear the struct
     check(slm_model_info, lambda p: lib.slm_model_get_info(None, p), {"n_vocab": 0, "load_ms": 0.0})
     check(slm_text_stream, lambda p: lib.slm_text_stream_init(p, None, 3), {"flags": 3, "n_tokens": 0})

@@ -99,7 +99,7 @@ class TestLibrary(unittest.TestCase):
 
         bad = [
             variant(_lib.slm_sampler_params, swap(1, 2)),          # top_k <-> top_p
-            variant(_lib.slm_sampler_params, retype("seed", ctypes.c_uint32)),
+            variant(_lib.slm_sampler_params, drop("grammar")),     # a binding without the grammar field
             variant(_lib.slm_generate_params, drop("user")),
             variant(_lib.slm_generate_params, swap(3, 4)),         # add_special <-> parse_special
             variant(_lib.slm_model_params, drop("repack")),
@@ -118,7 +118,7 @@ class TestLibrary(unittest.TestCase):
         # the sizes the layout check confirmed, as a record for 64-bit hosts
         import ctypes
         if ctypes.sizeof(ctypes.c_void_p) == 8:
-            self.assertEqual(ctypes.sizeof(_lib.slm_generate_params), 104)
+            self.assertEqual(ctypes.sizeof(_lib.slm_generate_params), 112)
             self.assertEqual(ctypes.sizeof(_lib.slm_model_info), 104)
             self.assertEqual(ctypes.sizeof(_lib.slm_error), 260)
 
@@ -141,7 +141,7 @@ class TestIsa(unittest.TestCase):
     def test_unknown_or_unavailable_isa(self):
         with self.assertRaises(ValueError):
             slm.Model(demo(), isa="avx1024")
-        for name in ("avx512", "avx2", "sse4", "neon", "rvv", "mve"):
+        for name in ("avx512", "avx2", "sse4", "i8mm", "dotprod", "neon", "rvv", "mve"):
             if name not in slm.isas():
                 with self.assertRaises(slm.UnsupportedError) as cm:
                     slm.Model(demo(), isa=name)
@@ -728,6 +728,153 @@ class TestLifetime(unittest.TestCase):
         env["SLM_LIBRARY"] = slm.library_path()
         p = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, timeout=60)
         self.assertEqual(p.stdout.decode().strip(), slm.library_path())
+
+
+# ---------------------------------------------------------------------------
+# Grammars: the property test of issue 17 (SLM_GRAMMAR_N generations per
+# grammar, default 10; the issue's full run is SLM_GRAMMAR_N=100 with the JSON
+# grammar and 10 schemas: 1,100 generations)
+
+GRAMMAR_SCHEMAS = [
+    {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}, "age": {"type": "integer"}},
+     "required": ["name", "age"], "additionalProperties": False},
+    {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}, "n": {"type": "number"}},
+     "required": ["color"]},
+    {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 4},
+    {"type": "object", "properties": {"ok": {"type": "boolean"}, "v": {"const": "x1"}, "z": {"type": "null"}},
+     "required": ["ok", "v", "z"]},
+    {"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 5}]},
+    {"$defs": {"node": {"type": "object", "properties": {"id": {"type": "integer"}, "kids": {
+        "type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 2}}, "required": ["id"]}},
+     "$ref": "#/$defs/node"},
+    {"type": "object", "properties": {"d": {"type": "string", "format": "date"},
+                                      "t": {"type": "string", "format": "time"},
+                                      "u": {"type": "string", "format": "uuid"}}, "required": ["d", "t", "u"]},
+    {"type": "string", "minLength": 2, "maxLength": 6},
+    {"type": "object", "properties": {"a": {"type": ["integer", "null"]},
+                                      "b": {"oneOf": [{"type": "boolean"}, {"enum": [1, 2, 3]}]}},
+     "required": ["a", "b"]},
+    {"definitions": {"pt": {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
+                            "required": ["x", "y"]}},
+     "type": "object", "properties": {"from": {"$ref": "#/definitions/pt"}, "to": {"$ref": "#/definitions/pt"},
+                                      "tag": {"type": "string", "maxLength": 4, "title": "a tag"}},
+     "required": ["from", "to"], "additionalProperties": False},
+]
+
+_FORMATS = {
+    "date": r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])",
+    "time": r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)",
+    "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+}
+
+
+def _validate(v, s, root):
+    """JSON Schema validation for the subset slm converts (the test's own)."""
+    if s is True:
+        return True
+    if "$ref" in s:
+        t = root
+        for part in s["$ref"].lstrip("#").split("/")[1:]:
+            t = t[part]
+        return _validate(v, t, root)
+    if "const" in s and not (v == s["const"] and type(v) == type(s["const"])):
+        return False
+    if "enum" in s and not any(v == e and type(v) == type(e) for e in s["enum"]):
+        return False
+    if "anyOf" in s and not any(_validate(v, a, root) for a in s["anyOf"]):
+        return False
+    if "oneOf" in s and sum(_validate(v, a, root) for a in s["oneOf"]) != 1:
+        return False
+    if "type" in s:
+        types = s["type"] if isinstance(s["type"], list) else [s["type"]]
+        ok = False
+        for t in types:
+            ok |= (t == "null" and v is None) or (t == "boolean" and isinstance(v, bool)) or \
+                  (t == "integer" and isinstance(v, int) and not isinstance(v, bool)) or \
+                  (t == "number" and isinstance(v, (int, float)) and not isinstance(v, bool)) or \
+                  (t == "string" and isinstance(v, str)) or (t == "array" and isinstance(v, list)) or \
+                  (t == "object" and isinstance(v, dict))
+        if not ok:
+            return False
+    if isinstance(v, str):
+        if len(v) < s.get("minLength", 0) or len(v) > s.get("maxLength", 1 << 30):
+            return False
+        if "format" in s and not re.fullmatch(_FORMATS[s["format"]], v):
+            return False
+    if isinstance(v, list):
+        if len(v) < s.get("minItems", 0) or len(v) > s.get("maxItems", 1 << 30):
+            return False
+        if "items" in s and not all(_validate(x, s["items"], root) for x in v):
+            return False
+    if isinstance(v, dict):
+        props = s.get("properties", {})
+        if any(k not in v for k in s.get("required", [])):
+            return False
+        for k, x in v.items():
+            if k in props:
+                if not _validate(x, props[k], root):
+                    return False
+            elif s.get("additionalProperties", True) is False:
+                return False
+    return True
+
+
+class TestGrammar(DemoModel):
+    def _run(self, grammar, schema=None):
+        n = int(os.environ.get("SLM_GRAMMAR_N", "10"))
+        complete = 0
+        with self.session() as s:
+            for seed in range(n):
+                s.rewind(0)
+                g = s.generate("And the LORD said", max_tokens=300, temperature=1.5, top_k=0, top_p=1, min_p=0,
+                               seed=seed * 7919 + 1, grammar=grammar)
+                if g.stop_reason in (slm.STOP_GRAMMAR, slm.STOP_EOG):
+                    v = json.loads(g.text)  # raises on anything that is not JSON
+                    if schema is not None:
+                        self.assertTrue(_validate(v, schema, schema), "%r does not validate" % g.text)
+                    complete += 1
+        self.assertGreater(complete, 0)
+        return complete
+
+    def test_json_grammar_outputs_parse(self):
+        with slm.Grammar.json(self.model) as g:
+            self._run(g)
+
+    def test_schema_outputs_validate(self):
+        for schema in GRAMMAR_SCHEMAS:
+            with slm.Grammar.from_schema(self.model, schema) as g:
+                self._run(g, schema)
+
+    def test_grammar_errors(self):
+        with self.assertRaises(slm.FormatError) as cm:
+            slm.Grammar(self.model, 'root ::= "a"\nroot ::= x\n')
+        self.assertIn("line 2, column 1", str(cm.exception))
+        with self.assertRaises(slm.FormatError) as cm:
+            slm.Grammar(self.model, 'root ::= e\ne ::= e "+" "1" | "1"\n')
+        self.assertIn("left recursion", str(cm.exception))
+        with self.assertRaises(slm.UnsupportedError) as cm:
+            slm.json_schema_to_grammar({"type": "string", "pattern": "a+"})
+        self.assertIn("'pattern'", str(cm.exception))
+        with self.assertRaises(TypeError):
+            slm.SamplerParams(grammar="root ::= x")._c()
+
+    def test_sampler_with_grammar(self):
+        with slm.Grammar(self.model, 'root ::= " yes" | " no"\n') as g, self.session() as s:
+            s.decode(s.model.tokenize("And the LORD said", add_special=True))
+            smp = slm.Sampler(self.model, temperature=0, grammar=g)
+            self.assertEqual(smp.grammar_state, "active")
+            text = ""
+            while smp.grammar_state not in ("done", "failed"):
+                t = smp.sample(s)
+                self.assertGreaterEqual(t, 0)
+                smp.accept(t)
+                text += self.model.token_to_piece(t).decode()
+                s.decode([t])
+            self.assertIn(text, (" yes", " no"))
+            self.assertEqual(smp.grammar_state, "done")
+            smp.reset()
+            self.assertEqual(smp.grammar_state, "active")
+            smp.close()
 
 
 if __name__ == "__main__":
