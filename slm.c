@@ -5150,9 +5150,6 @@ static SLM_ALWAYS_INLINE void b32_avx512(int n, const uint8_t *x, const uint8_t 
     for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k]));
 }
 
-static SLM_ALWAYS_INLINE void q8_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q8_0);
-}
 static SLM_ALWAYS_INLINE void q4_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
     b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q4_0);
 }
@@ -5212,7 +5209,7 @@ static SLM_ALWAYS_INLINE void q5_1_avx512(int n, const uint8_t *x, const uint8_t
     k41_avx512(n, x, y, rb, nt, yo, ldy, 5);
 }
 
-K_ENTRIES(q8_0, avx512)
+
 K_ENTRIES(q4_0, avx512)
 K_ENTRIES(q5_0, avx512)
 K_ENTRIES(iq4_nl, avx512)
@@ -7302,17 +7299,18 @@ static const kernel_table KERNELS_AVX2 = {
 #endif
 
 #ifdef SLM_AVX512
-/* AVX-512 with VNNI (6b2); the conversions, quantizers and F16 kernels are
-   AVX2's (a 512-bit dot_rows_f16 with dot_f16_avx2's bits was slower on
+/* AVX-512 with VNNI (6b2); the conversions, quantizers, F16 kernels and the
+   one-row Q8_0 dot (its even/odd sums moved the embedding fixtures past
+   their bound) are AVX2's (a 512-bit dot_rows_f16 with dot_f16_avx2's bits was slower on
    Zen 4: 0.7-0.9x) */
 static const kernel_table KERNELS_AVX512 = {
     "avx512", SLM_ISA_AVX512, &KERNELS_AVX2,
-    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_avx512, [SLM_TYPE_Q4_0] = dot_q4_0_avx512,
+    .dot = {[SLM_TYPE_Q4_0] = dot_q4_0_avx512,
             [SLM_TYPE_Q4_1] = dot_q4_1_avx512, [SLM_TYPE_Q5_0] = dot_q5_0_avx512, [SLM_TYPE_Q5_1] = dot_q5_1_avx512,
             [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx512, [SLM_TYPE_Q2_K] = dot_q2_k_avx512, [SLM_TYPE_Q3_K] = dot_q3_k_avx512,
             [SLM_TYPE_Q4_K] = dot_q4_k_avx512, [SLM_TYPE_Q5_K] = dot_q5_k_avx512, [SLM_TYPE_Q6_K] = dot_q6_k_avx512,
             [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx512},
-    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_avx512, [SLM_TYPE_Q4_0] = dot4_q4_0_avx512, [SLM_TYPE_Q4_1] = dot4_q4_1_avx512,
+    .dot4 = {[SLM_TYPE_Q4_0] = dot4_q4_0_avx512, [SLM_TYPE_Q4_1] = dot4_q4_1_avx512,
              [SLM_TYPE_Q5_0] = dot4_q5_0_avx512, [SLM_TYPE_Q5_1] = dot4_q5_1_avx512, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx512,
              [SLM_TYPE_Q2_K] = dot4_q2_k_avx512, [SLM_TYPE_Q3_K] = dot4_q3_k_avx512, [SLM_TYPE_Q4_K] = dot4_q4_k_avx512,
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},

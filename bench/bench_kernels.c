@@ -104,7 +104,6 @@ static int avx512_kernels(int type, kset *k, gemm_x8_fn *x8) {
     K512(IQ4_NL, iq4_nl);
     K512(Q4_1, q4_1);
     K512(Q5_1, q5_1);
-    K512(Q8_0, q8_0);
     K512(Q4_0, q4_0);
     K512(Q5_0, q5_0);
     default: k->dot = NULL; break;

@@ -134,7 +134,7 @@ typedef struct dot512_case {
 static void check_avx512_dots(void) {
     static const dot512_case cases[] = {
         DOT512(Q4_K, q4_k), DOT512(Q6_K, q6_k), DOT512(Q5_K, q5_k), DOT512(Q3_K, q3_k), DOT512(Q2_K, q2_k),
-        DOT512(IQ4_XS, iq4_xs), DOT512(IQ4_NL, iq4_nl), DOT512(Q4_1, q4_1), DOT512(Q5_1, q5_1), DOT512(Q8_0, q8_0),
+        DOT512(IQ4_XS, iq4_xs), DOT512(IQ4_NL, iq4_nl), DOT512(Q4_1, q4_1), DOT512(Q5_1, q5_1),
         DOT512(Q4_0, q4_0), DOT512(Q5_0, q5_0),
     };
     static const int blocks[] = {1, 2, 3, 5, 7, 8, 9, 31, 33, 64, 128, 137};
