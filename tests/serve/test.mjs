@@ -307,6 +307,159 @@ async function testChat(s) {
   }
 }
 
+// ---- structured output: response_format (OpenAI) and format (Ollama) ----------------------
+
+// A JSON Schema validator for the subset the schemas below use.
+function validate(v, sc, at = '$') {
+  const err = (m) => `${at}: ${m} (${JSON.stringify(v)})`;
+  if (sc.anyOf) {
+    const errs = sc.anyOf.map((s) => validate(v, s, at));
+    return errs.some((e) => e === null) ? null : errs.join('; ');
+  }
+  if (sc.enum && !sc.enum.some((e) => JSON.stringify(e) === JSON.stringify(v))) return err('not in enum');
+  const t = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
+  if (sc.type) {
+    const ok = sc.type === 'integer' ? Number.isInteger(v) : sc.type === t;
+    if (!ok) return err(`not ${sc.type}`);
+  }
+  if (t === 'string') {
+    const n = [...v].length;
+    if (sc.maxLength !== undefined && n > sc.maxLength) return err('too long');
+    if (sc.minLength !== undefined && n < sc.minLength) return err('too short');
+  }
+  if (t === 'array') {
+    if (sc.maxItems !== undefined && v.length > sc.maxItems) return err('too many items');
+    if (sc.minItems !== undefined && v.length < sc.minItems) return err('too few items');
+    for (let i = 0; i < v.length && sc.items; i++) {
+      const e = validate(v[i], sc.items, `${at}[${i}]`);
+      if (e) return e;
+    }
+  }
+  if (t === 'object') {
+    for (const k of sc.required ?? []) if (!(k in v)) return err(`missing ${k}`);
+    for (const [k, x] of Object.entries(v)) {
+      if (sc.properties?.[k]) {
+        const e = validate(x, sc.properties[k], `${at}.${k}`);
+        if (e) return e;
+      } else if (sc.additionalProperties === false) return err(`unexpected member ${k}`);
+    }
+  }
+  return null;
+}
+
+const SCHEMA = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 12 },
+    age: { type: 'integer' },
+    kind: { enum: ['law', 'prophet', 'psalm'] },
+    ok: { type: 'boolean' },
+    tags: { type: 'array', items: { type: 'string', maxLength: 8 }, maxItems: 3 },
+    note: { anyOf: [{ type: 'null' }, { type: 'string', maxLength: 10 }] },
+  },
+  required: ['name', 'age', 'kind', 'ok', 'tags', 'note'],
+  additionalProperties: false,
+};
+
+function parseJson(text) {
+  try { return { value: JSON.parse(text) }; } catch (e) { return { error: e.message }; }
+}
+
+async function testStructured(s, model, label, budget) {
+  const openai = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
+  const ollama = new Ollama({ host: s.url });
+  const messages = [{ role: 'user', content: 'Describe a book of the Bible as JSON.' }];
+  const base = { model, messages, max_tokens: 90, temperature: 1 };
+
+  // json_object: every reply that ends ("stop") is one JSON object; a
+  // string the model never closes ends at max_tokens ("length")
+  let stops = 0;
+  for (const seed of [1, 4, 5, 6]) {
+    const c = await openai.chat.completions.create({ ...base, seed, response_format: { type: 'json_object' } });
+    const text = c.choices[0].message.content, fr = c.choices[0].finish_reason;
+    if (fr !== 'stop') {
+      check(fr === 'length' && text.startsWith('{'), `${label}: json_object seed ${seed}: a JSON prefix cut at max_tokens`, c.choices[0]);
+      continue;
+    }
+    stops++;
+    const p = parseJson(text);
+    check(p.value && typeof p.value === 'object' && !Array.isArray(p.value), `${label}: json_object seed ${seed} parses as an object`, { text, e: p.error });
+  }
+  check(stops > 0, `${label}: json_object: some replies complete`, stops);
+
+  // json_schema: the reply parses and validates, streamed == non-streamed
+  const rf = { type: 'json_schema', json_schema: { name: 'book', schema: SCHEMA, strict: true } };
+  for (const seed of [3, 11]) {
+    const req = { ...base, max_tokens: budget, seed, response_format: rf };
+    const c = await openai.chat.completions.create(req);
+    const text = c.choices[0].message.content;
+    const p = parseJson(text);
+    check(c.choices[0].finish_reason === 'stop' && p.value && validate(p.value, SCHEMA) === null,
+      `${label}: json_schema seed ${seed}: valid against the schema, finish_reason stop`,
+      { text, fr: c.choices[0].finish_reason, e: p.error ?? validate(p.value, SCHEMA) });
+    let streamed = '', fr = null;
+    for await (const ch of await openai.chat.completions.create({ ...req, stream: true })) {
+      streamed += ch.choices[0]?.delta.content ?? '';
+      fr = ch.choices[0]?.finish_reason ?? fr;
+    }
+    check(streamed === text && fr === 'stop', `${label}: json_schema streamed == non-streamed`, { streamed, text, fr });
+  }
+  // type 'text' is plain text, as without response_format
+  const plain = await openai.chat.completions.create({ ...base, max_tokens: 8, seed: 2 });
+  const asText = await openai.chat.completions.create({ ...base, max_tokens: 8, seed: 2, response_format: { type: 'text' } });
+  check(plain.choices[0].message.content === asText.choices[0].message.content, `${label}: response_format text == none`);
+
+  // Ollama: format 'json' and a schema, chat and generate, streaming and not
+  const options = { seed: 5, temperature: 1, top_k: 0, top_p: 1, min_p: 0, repeat_penalty: 1, num_predict: 90 };
+  const oj = await ollama.chat({ model, messages, format: 'json', options });
+  const pj = parseJson(oj.message.content);
+  check(oj.done_reason === 'length' ? oj.message.content.startsWith('{') : pj.value && typeof pj.value === 'object',
+    `${label}: ollama chat format json`, { content: oj.message.content, e: pj.error });
+  for (const seed of [3, 11]) {
+    const o = { ...options, seed, num_predict: budget };
+    const og = await ollama.generate({ model, prompt: 'A book of the Bible as JSON:', format: SCHEMA, options: o });
+    const pg = parseJson(og.response);
+    check(og.done_reason === 'stop' && pg.value && validate(pg.value, SCHEMA) === null,
+      `${label}: ollama generate with a schema seed ${seed}: valid`, { response: og.response, e: pg.error ?? validate(pg.value, SCHEMA) });
+    let os = '';
+    for await (const part of await ollama.generate({ model, prompt: 'A book of the Bible as JSON:', format: SCHEMA, options: o, stream: true }))
+      os += part.response;
+    check(os === og.response, `${label}: ollama generate with a schema: streamed == non-streamed`, { os, r: og.response });
+    const oc = await ollama.chat({ model, messages, format: SCHEMA, options: o });
+    const pc = parseJson(oc.message.content);
+    check(oc.done_reason === 'stop' && pc.value && validate(pc.value, SCHEMA) === null,
+      `${label}: ollama chat with a schema seed ${seed}: valid`, { content: oc.message.content, e: pc.error ?? validate(pc.value, SCHEMA) });
+  }
+
+  // a schema the converter refuses: 400 naming the keyword
+  const bad = { type: 'object', properties: { name: { type: 'string', pattern: '^[A-Z]' } } };
+  try {
+    await openai.chat.completions.create({ ...base, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: bad } } });
+    check(false, `${label}: a schema with 'pattern' is refused`);
+  } catch (e) {
+    check(e.status === 400 && e.error?.param === 'response_format' && /pattern/.test(e.error?.message) && /properties\/name/.test(e.error?.message),
+      `${label}: bad schema: 400 naming the keyword and where`, e.error ?? e.message);
+  }
+  try {
+    await ollama.generate({ model, prompt: 'x', format: bad, options });
+    check(false, `${label}: ollama: a schema with 'pattern' is refused`);
+  } catch (e) {
+    check(/pattern/.test(e.message), `${label}: ollama bad schema names the keyword`, e.message);
+  }
+  for (const [body, param] of [[{ response_format: { type: 'yaml' } }, 'response_format'],
+    [{ response_format: { type: 'json_schema' } }, 'response_format'],
+    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: [1] } } }, 'response_format']]) {
+    const r = await fetch(s.url + '/v1/chat/completions', { method: 'POST', body: JSON.stringify({ messages, ...body }) });
+    const e = (await r.json()).error;
+    check(r.status === 400 && e?.param === param, `${label}: ${JSON.stringify(body)}: 400`, { status: r.status, e });
+  }
+  for (const format of ['xml', 5]) {
+    const r = await fetch(s.url + '/api/generate', { method: 'POST', body: JSON.stringify({ prompt: 'x', format, stream: false }) });
+    const e = await r.json();
+    check(r.status === 400 && /format/.test(JSON.stringify(e)), `${label}: ollama format ${JSON.stringify(format)}: 400`, { status: r.status, e });
+  }
+}
+
 // ---- load: 16 clients x 20 requests, mixed, some disconnecting -----------------------------
 
 async function testLoad(s) {
@@ -520,6 +673,12 @@ async function main() {
       '--max-body', '65536', '--api-key', 'sekrit', '-c', '4096']);
     await testCompletions(demo);
     await testChat(chat);
+    await testStructured(demo, 'kjv-1m-q8_0', 'demo', 160);
+    // the random-weight chat fixture spends many tokens on whitespace and
+    // one-character pieces: a larger context for the schema replies
+    const chat2 = await startServer(CHAT, ['--parallel', '2', '-t', '1', '-c', '1024']);
+    await testStructured(chat2, 'tiny-qwen2-Q8_0', 'chat', 600);
+    check((await stopServer(chat2)).code === 0, 'server exits cleanly on SIGTERM');
     await testLoad(demo);
     await testHostile(hostile);
     for (const s of [demo, chat, hostile]) {
