@@ -431,6 +431,17 @@ async function testStructured(s, model, label, budget) {
       `${label}: ollama chat with a schema seed ${seed}: valid`, { content: oc.message.content, e: pc.error ?? validate(pc.value, SCHEMA) });
   }
 
+  // more schemas at once than the server caches (4): shared, evicted and
+  // freed while in use, every reply still valid
+  const many = [3, 4, 5, 6, 7, 8].map((n) => ({ ...SCHEMA, properties: { ...SCHEMA.properties, name: { type: 'string', minLength: 1, maxLength: n } } }));
+  const outs = await Promise.all([...many, ...many.slice(0, 2)].map((sc, i) => openai.chat.completions.create({
+    ...base, max_tokens: budget, seed: 3, response_format: { type: 'json_schema', json_schema: { name: `s${i}`, schema: sc } } })));
+  outs.forEach((c, i) => {
+    const sc = [...many, ...many.slice(0, 2)][i], p = parseJson(c.choices[0].message.content);
+    check(c.choices[0].finish_reason === 'stop' && p.value && validate(p.value, sc) === null,
+      `${label}: concurrent schema ${i} valid`, { text: c.choices[0].message.content, e: p.error ?? validate(p.value, sc) });
+  });
+
   // a schema the converter refuses: 400 naming the keyword
   const bad = { type: 'object', properties: { name: { type: 'string', pattern: '^[A-Z]' } } };
   try {
