@@ -404,6 +404,11 @@ async function testStructured(s, model, label, budget) {
     }
     check(streamed === text && fr === 'stop', `${label}: json_schema streamed == non-streamed`, { streamed, text, fr });
   }
+  // /v1/completions takes response_format too
+  const cc = await openai.completions.create({ model, prompt: 'A book of the Bible as JSON:', max_tokens: budget, seed: 3, temperature: 1, response_format: rf });
+  const pcc = parseJson(cc.choices[0].text);
+  check(cc.choices[0].finish_reason === 'stop' && pcc.value && validate(pcc.value, SCHEMA) === null,
+    `${label}: completions with json_schema: valid`, { text: cc.choices[0].text, e: pcc.error ?? validate(pcc.value, SCHEMA) });
   // type 'text' is plain text, as without response_format
   const plain = await openai.chat.completions.create({ ...base, max_tokens: 8, seed: 2 });
   const asText = await openai.chat.completions.create({ ...base, max_tokens: 8, seed: 2, response_format: { type: 'text' } });
