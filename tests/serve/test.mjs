@@ -258,7 +258,10 @@ async function testChat(s) {
   for await (const part of await ollama.chat({ model, messages, options, stream: true })) os += part.message.content;
   check(os === reply, 'ollama chat streamed == non-streamed', { os, reply });
 
-  // the next turn of the same conversation reuses the cached history
+  // the next turn of the same conversation reuses the cached history (once
+  // the slot that holds it is free: a client may read a stream's last line
+  // before the server has released the slot, and slow builds show it)
+  for (let i = 0; i < 100 && (await health(s)).json.slots_processing > 0; i++) await new Promise((r) => setTimeout(r, 20));
   const turn2 = [...messages, { role: 'assistant', content: reply }, { role: 'user', content: 'Again.' }];
   const c3 = await openai.chat.completions.create({ ...req, messages: turn2 });
   const cached = c3.usage.prompt_tokens_details?.cached_tokens ?? 0;
