@@ -38,11 +38,13 @@ LIB_SO   = $(BUILD)/libslm.so
 LIB_SO_V = $(BUILD)/libslm.so.$(VERSION)
 CLI      = $(BUILD)/slm
 TESTBIN  = $(BUILD)/run_tests
+RAG      = $(BUILD)/rag
 
 TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c \
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
-           tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c
+           tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
+           tests/test_embedding.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
@@ -54,7 +56,7 @@ DEMO_MODEL  ?= tests/data/demo/kjv-1m-q8_0.gguf
 DEMO_PROMPT ?= And the LORD said
 DEMO_ARGS   ?= -n 128 --seed 42 -t 1
 
-all: $(LIB_A) $(LIB_SO) $(CLI)
+all: $(LIB_A) $(LIB_SO) $(CLI) $(RAG)
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -85,6 +87,10 @@ SERVE_DEPS = $(SERVE_SRC) examples/serve/serve.h examples/serve/http.h examples/
 
 $(CLI): examples/slm.c $(SERVE_DEPS) $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(SERVE_SRC) $(LIB_A) -o $@ $(LDFLAGS) $(LIBS) -lpthread
+
+# The RAG example (examples/rag/README.md)
+$(RAG): examples/rag/rag.c $(LIB_A)
+	$(CC) $(ALL_CFLAGS) -I. examples/rag/rag.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
 $(TESTBIN): $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
@@ -198,7 +204,7 @@ fuzz-seeds: $(BUILD)/fuzz/make_seeds
 	./$(BUILD)/fuzz/make_seeds fuzz/corpus/gguf
 
 test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text $(BUILD)/fuzz/replay_grammar $(BUILD)/fuzz/replay_http $(BUILD)/fuzz/replay_json
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_gguf fuzz/corpus/gguf tests/data/models tests/data/tokenizer tests/data/demo tests/data/embeddings
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_text fuzz/corpus/text
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_grammar fuzz/corpus/grammar
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./$(BUILD)/fuzz/replay_http fuzz/corpus/http
@@ -229,6 +235,7 @@ bench-models: $(BUILD)/gen_model
 	mkdir -p $(BENCH_DIR)
 	./$(BUILD)/gen_model smollm2-135m $(BENCH_DIR)
 	./$(BUILD)/gen_model qwen2.5-0.5b $(BENCH_DIR)
+	./$(BUILD)/gen_model bge-small $(BENCH_DIR) F16,Q8_0,Q4_0
 
 # The portable build (no -march, no OpenMP, runtime dispatch) against the
 # -march=native one, alternating; THREADS=2 builds both with OpenMP.

@@ -128,12 +128,14 @@
    in a region with its own target attribute, and a model chooses the best
    one the CPU and the OS support when it loads (section 6h), so a build
    without -march flags runs the fastest kernels the machine has.
+   So does aarch64 (neon, dotprod, i8mm).
    Elsewhere the kernels follow the target's macros, i.e. the compiler
-   flags: -march=armv8.2-a+dotprod, -mfpu=neon-vfpv4, -march=rv64gcv,
+   flags: -mfpu=neon-vfpv4, -march=rv64gcv,
    -mcpu=cortex-m55 (Helium), and on x86 compilers without target
    attributes (MSVC: /arch:AVX2) -mavx2 -mfma -mf16c or -msse4.1.
    -DSLM_NO_SIMD forces the scalar reference kernels; -DSLM_NO_DISPATCH
-   keeps the x86 selection at compile time. The SIMD kernels read
+   keeps the x86 and aarch64 selection at compile time
+   (-march=armv8.2-a+dotprod, +i8mm). The SIMD kernels read
    little-endian blocks with vector loads, so big-endian hosts use scalar. */
 #if defined(SLM_NO_SIMD) || SLM_BIG_ENDIAN
 #define SLM_SIMD_NAME "scalar"
@@ -153,15 +155,40 @@
 #define SLM_SIMD_NAME "sse4"
 #include <immintrin.h>
 #elif defined(__aarch64__) && defined(__ARM_NEON)
+/* aarch64 with GCC or Clang: the SDOT (dotprod) and SMMLA (i8mm) kernels
+   are compiled into every build and chosen at run time, as on x86-64;
+   with SLM_NO_DISPATCH (or another compiler) the flags decide. */
 #define SLM_NEON 1
-#if defined(__ARM_FEATURE_DOTPROD)
-#define SLM_SIMD_NAME "neon-dotprod"
+#define SLM_NEON_NAME "neon"
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(SLM_NO_DISPATCH)
+#define SLM_ARM_DISPATCH 1
+#define SLM_NEON_DOTPROD 1
+#define SLM_NEON_I8MM 1
+#define SLM_SIMD_NAME "scalar,neon,dotprod,i8mm"
+#elif defined(__ARM_FEATURE_DOTPROD) && defined(__ARM_FEATURE_MATMUL_INT8)
+#define SLM_NEON_DOTPROD 1
+#define SLM_NEON_I8MM 1
+#define SLM_SIMD_NAME "i8mm"
+#elif defined(__ARM_FEATURE_DOTPROD)
+#define SLM_NEON_DOTPROD 1
+#define SLM_SIMD_NAME "dotprod"
 #else
 #define SLM_SIMD_NAME "neon"
 #endif
 #include <arm_neon.h>
+/* what the OS says the CPU has (6h) */
+#if defined(SLM_ARM_DISPATCH) && (defined(__linux__) || defined(__ANDROID__)) && defined(__has_include)
+#if __has_include(<sys/auxv.h>)
+#include <sys/auxv.h>
+#define SLM_HAVE_GETAUXVAL 1
+#endif
+#elif defined(SLM_ARM_DISPATCH) && defined(__APPLE__)
+/* <sys/sysctl.h> needs types that _POSIX_C_SOURCE hides */
+extern int sysctlbyname(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+#endif
 #elif defined(__arm__) && defined(__ARM_NEON)
 #define SLM_NEON 1
+#define SLM_NEON_NAME "neon32"
 #define SLM_SIMD_NAME "neon32"
 #include <arm_neon.h>
 #elif defined(__riscv_v_intrinsic) && __riscv_v_intrinsic >= 12000 && defined(__riscv_v_min_vlen) && \
@@ -195,6 +222,31 @@
 #define SLM_TARGET_AVX2
 #define SLM_TARGET_AVX512
 #define SLM_TARGET_END
+#endif
+
+/* aarch64 dispatch builds: the SDOT entry points carry the dotprod target,
+   the SMMLA kernels the i8mm one (function attributes: with GCC 12 a pragma
+   region leaked its arch into the functions after it, which then used LSE
+   atomics). The kernels emit SDOT and SMMLA as instructions (6d), so the
+   target is for the assembler: GCC writes
+   ".arch armv8.2-a+dotprod" before such a function (binutils 2.40 wants
+   armv8.2-a for both). The kernels they inline are compiled for the
+   build's flags, which must be a subset: with -march=armv8-a+crypto (an
+   extension beyond armv8.2-a) add +dotprod or use SLM_NO_DISPATCH. */
+#if defined(SLM_ARM_DISPATCH) && defined(__clang__)
+#define SLM_TARGET_DOTPROD __attribute__((target("dotprod")))
+#define SLM_TARGET_I8MM __attribute__((target("dotprod,i8mm")))
+#elif defined(SLM_ARM_DISPATCH)
+#if defined(__ARM_FEATURE_DOTPROD)
+#define SLM_TARGET_DOTPROD
+#define SLM_TARGET_I8MM __attribute__((target("+i8mm")))
+#else
+#define SLM_TARGET_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#define SLM_TARGET_I8MM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
+#endif
+#else
+#define SLM_TARGET_DOTPROD
+#define SLM_TARGET_I8MM
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -5196,11 +5248,16 @@ SLM_TARGET_END
 #endif /* SLM_SSE4 */
 
 /* -------------------------------------------------------------------------- */
-/* 6d. ARM NEON: aarch64 (with SDOT when built with +dotprod) and ARMv7       */
+/* 6d. ARM NEON: aarch64 (baseline, dotprod, i8mm) and ARMv7                  */
 /* -------------------------------------------------------------------------- */
 /* One code path; the few helpers below hide what AArch32 lacks (across-
    vector adds, rounding conversion, fused multiply-add without VFPv4). On
-   ARMv7 the f16 kernels need -mfp16-format=ieee with GCC (half types). */
+   ARMv7 the f16 kernels need -mfp16-format=ieee with GCC (half types).
+   The int8 kernels are templates with a constant `dp`: 0 for the baseline
+   (the neon table: products widened through int16), 1 for SDOT (the
+   dotprod table: entry points with the dotprod target, section 1). Only
+   the helpers i8dot_neon and dot16_neon look at dp. The SMMLA (i8mm)
+   kernels for the x8 layouts are at the end of the section. */
 #ifdef SLM_NEON
 
 #if defined(__aarch64__) || defined(__ARM_FP16_FORMAT_IEEE)
@@ -5258,17 +5315,31 @@ static inline int32x4_t round_even_neon(float32x4_t p) {
 #endif
 }
 
-/* sum of the 32 products x*y (x0|x1 against y0|y1) in 4 int32 lanes */
-static inline int32x4_t i8dot_neon(int8x16_t x0, int8x16_t x1, int8x16_t y0, int8x16_t y1) {
+#ifdef SLM_NEON_DOTPROD
+/* SDOT: acc lane i += the dot of bytes 4i..4i+3 of a and b. Without
+   +dotprod in the build's flags, an instruction: the intrinsic could not
+   be inlined into the templates, which are compiled for the baseline. */
+static SLM_ALWAYS_INLINE int32x4_t sdot_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
 #if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), x0, y0), x1, y1);
+    return vdotq_s32(acc, a, b);
 #else
+    __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+#endif
+}
+#define SDOT_NEON(acc, a, b) sdot_neon(acc, a, b)
+#else
+#define SDOT_NEON(acc, a, b) (acc) /* never reached: dp is 0 */
+#endif
+
+/* sum of the 32 products x*y (x0|x1 against y0|y1) in 4 int32 lanes */
+static SLM_ALWAYS_INLINE int32x4_t i8dot_neon(int8x16_t x0, int8x16_t x1, int8x16_t y0, int8x16_t y1, int dp) {
+    if (dp) return SDOT_NEON(SDOT_NEON(vdupq_n_s32(0), x0, y0), x1, y1);
     /* |product| <= 128*127: two fit in int16 before the pairwise widening */
     int32x4_t s = vpaddlq_s16(vmull_s8(vget_low_s8(x0), vget_low_s8(y0)));
     s = vpadalq_s16(s, vmull_s8(vget_high_s8(x0), vget_high_s8(y0)));
     s = vpadalq_s16(s, vmull_s8(vget_low_s8(x1), vget_low_s8(y1)));
     return vpadalq_s16(s, vmull_s8(vget_high_s8(x1), vget_high_s8(y1)));
-#endif
 }
 
 static float dot_f32_neon(int n, const void *w, const void *a) {
@@ -5385,71 +5456,10 @@ static void q8_0_from_float_neon(const float *src, void *dst, int64_t n) {
     }
 }
 
-/* One accumulator per token, blocks in order: dot and dot4 give the same
-   bits, so results do not depend on how tokens are batched. */
-static float dot_q8_0_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s = vdupq_n_f32(0);
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const int32x4_t p = i8dot_neon(vld1q_s8((const int8_t *)(x + 2)), vld1q_s8((const int8_t *)(x + 18)),
-                                       vld1q_s8((const int8_t *)(y + 2)), vld1q_s8((const int8_t *)(y + 18)));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
-    }
-    return hsum_neon(s);
-}
-
 static inline void q4_unpack_neon(const uint8_t *q, int8x16_t *lo, int8x16_t *hi) {
     const uint8x16_t v = vld1q_u8(q);
     *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
     *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
-}
-
-static float dot_q4_0_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s = vdupq_n_f32(0);
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        int8x16_t lo, hi;
-        q4_unpack_neon(x + 2, &lo, &hi);
-        const int32x4_t p = i8dot_neon(lo, hi, vld1q_s8((const int8_t *)(y + 2)), vld1q_s8((const int8_t *)(y + 18)));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
-    }
-    return hsum_neon(s);
-}
-
-/* One token's step of the 4-token kernels: the weight block (x0|x1, scale
-   dx) is loaded once for the 4 tokens; same arithmetic as the 1-token ones. */
-static inline float32x4_t dot4_step_neon(float32x4_t s, int8x16_t x0, int8x16_t x1, float dx, const uint8_t *yb) {
-    const int32x4_t p = i8dot_neon(x0, x1, vld1q_s8((const int8_t *)(yb + 2)), vld1q_s8((const int8_t *)(yb + 18)));
-    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yb)));
-}
-
-static void dot4_q8_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const int8x16_t x0 = vld1q_s8((const int8_t *)(x + 2)), x1 = vld1q_s8((const int8_t *)(x + 18));
-        const float dx = h2f_neon(x);
-        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
-}
-
-static void dot4_q4_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        int8x16_t x0, x1;
-        q4_unpack_neon(x + 2, &x0, &x1);
-        const float dx = h2f_neon(x);
-        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
 }
 
 /* ---- The other block types. Q8_0/Q8_1 partners as Q4_0 above (4 float
@@ -5468,12 +5478,9 @@ static inline int32_t hsum_i32_neon(int32x4_t v) {
 
 /* the 16 products a*b summed into 4 int32 lanes of acc; without SDOT two
    products meet in int16 first (|a*b| <= 128 * 127, b never -128) */
-static inline int32x4_t dot16_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, a, b);
-#else
+static SLM_ALWAYS_INLINE int32x4_t dot16_neon(int32x4_t acc, int8x16_t a, int8x16_t b, int dp) {
+    if (dp) return SDOT_NEON(acc, a, b);
     return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vget_high_s8(a), vget_high_s8(b)));
-#endif
 }
 
 static inline int8x16_t ld_s8_neon(const uint8_t *p) { return vld1q_s8((const int8_t *)p); }
@@ -5505,44 +5512,17 @@ static inline void q5_0_unpack_neon(const uint8_t *b, int8x16_t *lo, int8x16_t *
     *hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), vbicq_u8(f0, bits16_neon(b + 4))));
 }
 
-static float dot_q5_0_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s = vdupq_n_f32(0);
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        int8x16_t lo, hi;
-        q5_0_unpack_neon(x, &lo, &hi);
-        const int32x4_t p = i8dot_neon(lo, hi, ld_s8_neon(y + 2), ld_s8_neon(y + 18));
-        s = FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(h2f_neon(x) * h2f_neon(y)));
-    }
-    return hsum_neon(s);
-}
-
-static void dot4_q5_0_neon(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        int8x16_t x0, x1;
-        q5_0_unpack_neon(x, &x0, &x1);
-        const float dx = h2f_neon(x);
-        s[0] = dot4_step_neon(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_neon(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_neon(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_neon(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_neon(s[k]);
-}
-
 /* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
    apart, as the reference */
-static inline float32x4_t q8_1_step_neon(float32x4_t s, float *sm, int8x16_t x0, int8x16_t x1, float xd, float xm,
-                                         const uint8_t *yb) {
+static SLM_ALWAYS_INLINE float32x4_t q8_1_step_neon(float32x4_t s, float *sm, int8x16_t x0, int8x16_t x1, float xd,
+                                                    float xm, const uint8_t *yb, int dp) {
     *sm += xm * h2f_neon(yb + 2);
-    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 4), ld_s8_neon(yb + 20));
+    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 4), ld_s8_neon(yb + 20), dp);
     return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(xd * h2f_neon(yb)));
 }
 
 static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy, int bits) {
+                                       int64_t ldy, int bits, int dp) {
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
     float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
     for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
@@ -5553,11 +5533,11 @@ static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y
             hi = vorrq_s8(hi, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 6), vdupq_n_u8(16))));
         }
         const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
-        s0 = q8_1_step_neon(s0, &m0, lo, hi, xd, xm, y);
+        s0 = q8_1_step_neon(s0, &m0, lo, hi, xd, xm, y, dp);
         if (nt == 4) {
-            s1 = q8_1_step_neon(s1, &m1, lo, hi, xd, xm, y + rb);
-            s2 = q8_1_step_neon(s2, &m2, lo, hi, xd, xm, y + 2 * rb);
-            s3 = q8_1_step_neon(s3, &m3, lo, hi, xd, xm, y + 3 * rb);
+            s1 = q8_1_step_neon(s1, &m1, lo, hi, xd, xm, y + rb, dp);
+            s2 = q8_1_step_neon(s2, &m2, lo, hi, xd, xm, y + 2 * rb, dp);
+            s3 = q8_1_step_neon(s3, &m3, lo, hi, xd, xm, y + 3 * rb, dp);
         }
     }
     yo[0] = hsum_neon(s0) + m0;
@@ -5565,45 +5545,77 @@ static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y
 }
 
 static SLM_ALWAYS_INLINE void q4_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k41_neon(n, x, y, rb, nt, yo, ldy, 4);
+                                        int64_t ldy, int dp) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 4, dp);
 }
 
 static SLM_ALWAYS_INLINE void q5_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k41_neon(n, x, y, rb, nt, yo, ldy, 5);
+                                        int64_t ldy, int dp) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 5, dp);
 }
 
-static SLM_ALWAYS_INLINE void iq4_nl_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                          int64_t ldy) {
+/* Q8_0, Q4_0, Q5_0 and IQ4_NL against Q8_0: blocks of 32 int8 weights and
+   a scale. One accumulator per token, blocks in order: the 1-token and
+   4-token entries give the same bits, so results do not depend on how
+   tokens are batched. */
+static SLM_ALWAYS_INLINE float32x4_t dot4_step_neon(float32x4_t s, int8x16_t x0, int8x16_t x1, float dx,
+                                                    const uint8_t *yb, int dp) {
+    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 2), ld_s8_neon(yb + 18), dp);
+    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yb)));
+}
+
+static SLM_ALWAYS_INLINE void b32_neon(int type, int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt,
+                                       float *yo, int64_t ldy, int dp) {
+    const int bb = type == SLM_TYPE_Q8_0 ? 34 : type == SLM_TYPE_Q5_0 ? 22 : 18;
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
-        const uint8x16_t v = vld1q_u8(x + 2);
-        const int8x16_t lo = iq4_lookup_neon(nib_lo_neon(v)), hi = iq4_lookup_neon(nib_hi_neon(v));
+    for (int i = 0; i < n / 32; i++, x += bb, y += 34) {
+        int8x16_t lo, hi;
+        if (type == SLM_TYPE_Q8_0) {
+            lo = ld_s8_neon(x + 2), hi = ld_s8_neon(x + 18);
+        } else if (type == SLM_TYPE_Q4_0) {
+            q4_unpack_neon(x + 2, &lo, &hi);
+        } else if (type == SLM_TYPE_Q5_0) {
+            q5_0_unpack_neon(x, &lo, &hi);
+        } else {
+            const uint8x16_t v = vld1q_u8(x + 2);
+            lo = iq4_lookup_neon(nib_lo_neon(v)), hi = iq4_lookup_neon(nib_hi_neon(v));
+        }
         const float xd = h2f_neon(x);
-        s0 = dot4_step_neon(s0, lo, hi, xd, y);
+        s0 = dot4_step_neon(s0, lo, hi, xd, y, dp);
         if (nt == 4) {
-            s1 = dot4_step_neon(s1, lo, hi, xd, y + rb);
-            s2 = dot4_step_neon(s2, lo, hi, xd, y + 2 * rb);
-            s3 = dot4_step_neon(s3, lo, hi, xd, y + 3 * rb);
+            s1 = dot4_step_neon(s1, lo, hi, xd, y + rb, dp);
+            s2 = dot4_step_neon(s2, lo, hi, xd, y + 2 * rb, dp);
+            s3 = dot4_step_neon(s3, lo, hi, xd, y + 3 * rb, dp);
         }
     }
     yo[0] = hsum_neon(s0);
     if (nt == 4) yo[ldy] = hsum_neon(s1), yo[2 * ldy] = hsum_neon(s2), yo[3 * ldy] = hsum_neon(s3);
 }
 
+#define B32_NEON(name, type)                                                                                         \
+    static SLM_ALWAYS_INLINE void name##_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt,         \
+                                              float *yo, int64_t ldy, int dp) {                                     \
+        b32_neon(type, n, x, y, rb, nt, yo, ldy, dp);                                                              \
+    }
+B32_NEON(q8_0, SLM_TYPE_Q8_0)
+B32_NEON(q4_0, SLM_TYPE_Q4_0)
+B32_NEON(q5_0, SLM_TYPE_Q5_0)
+B32_NEON(iq4_nl, SLM_TYPE_IQ4_NL)
+#undef B32_NEON
+
 /* K-quant steps, one token each: 32 weights (q0|q1) against 32 Q8_K
    values, times the sub-block scale(s), added to 4 int32 lanes */
-static inline int32x4_t k_step_neon(int32x4_t acc, int8x16_t q0, int8x16_t q1, int32_t sc, const uint8_t *q8) {
-    const int32x4_t p = dot16_neon(dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8)), q1, ld_s8_neon(q8 + 16));
+static SLM_ALWAYS_INLINE int32x4_t k_step_neon(int32x4_t acc, int dp, int8x16_t q0, int8x16_t q1, int32_t sc,
+                                               const uint8_t *q8) {
+    const int32x4_t p = dot16_neon(dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8), dp), q1, ld_s8_neon(q8 + 16), dp);
     return vmlaq_n_s32(acc, p, sc);
 }
 
 /* the same for two sub-blocks of 16 (scales sc0, sc1) */
-static inline int32x4_t k_step2_neon(int32x4_t acc, int8x16_t q0, int8x16_t q1, int32_t sc0, int32_t sc1,
-                                     const uint8_t *q8) {
-    acc = vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8)), sc0);
-    return vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q1, ld_s8_neon(q8 + 16)), sc1);
+static SLM_ALWAYS_INLINE int32x4_t k_step2_neon(int32x4_t acc, int dp, int8x16_t q0, int8x16_t q1, int32_t sc0,
+                                                int32_t sc1, const uint8_t *q8) {
+    acc = vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8), dp), sc0);
+    return vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q1, ld_s8_neon(q8 + 16), dp), sc1);
 }
 
 /* (d_w d_a) * isum, the reference's first float step */
@@ -5651,7 +5663,7 @@ static inline int32_t q2_k_imin_neon(int16x8_t m0, int16x8_t m1, const uint8_t *
 
 /* Q4_K and Q5_K (bits 5: the fifth bits are bits 2j, 2j + 1 of qh[l]) */
 static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy, int bits) {
+                                       int64_t ldy, int bits, int dp) {
     const size_t bytes = bits == 4 ? 144 : 176;
     const uint8x16_t b4 = vdupq_n_u8(16);
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -5676,9 +5688,9 @@ static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y
                 h0 = vshrq_n_u8(h0, 2), h1 = vshrq_n_u8(h1, 2);
             }
             const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(k_step_neon, a0, a1, sc[2 * j]);
+            K_TOKENS(k_step_neon, dp, a0, a1, sc[2 * j]);
             q8 += 32;
-            K_TOKENS(k_step_neon, c0, c1, sc[2 * j + 1]);
+            K_TOKENS(k_step_neon, dp, c0, c1, sc[2 * j + 1]);
         }
 #define IMIN(yb) k4_imin_neon(mins, yb)
         K_FINISH_NEON(IMIN);
@@ -5688,18 +5700,18 @@ static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y
 }
 
 static SLM_ALWAYS_INLINE void q4_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k45_neon(n, x, y, rb, nt, yo, ldy, 4);
+                                        int64_t ldy, int dp) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 4, dp);
 }
 
 static SLM_ALWAYS_INLINE void q5_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k45_neon(n, x, y, rb, nt, yo, ldy, 5);
+                                        int64_t ldy, int dp) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 5, dp);
 }
 
 /* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
 static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
+                                        int64_t ldy, int dp) {
     const uint8x16_t m30 = vdupq_n_u8(0x30);
     const int8x16_t c32 = vdupq_n_s8(32);
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -5722,7 +5734,7 @@ static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo0, vandq_u8(hi0, m30))), c32);
                 const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo1, vandq_u8(hi1, m30))), c32);
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
+                K_TOKENS(k_step2_neon, dp, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
             }
         }
         K_FINISH_NEON(K_NO_MINS);
@@ -5731,7 +5743,7 @@ static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *
 }
 
 static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
+                                        int64_t ldy, int dp) {
     const uint8x16_t m3 = vdupq_n_u8(3);
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
@@ -5748,7 +5760,7 @@ static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3));
                 const int s = 8 * h + 2 * k;
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, q0, q1, x[s] & 15, x[s + 1] & 15);
+                K_TOKENS(k_step2_neon, dp, q0, q1, x[s] & 15, x[s + 1] & 15);
             }
         }
 #define IMIN(yb) q2_k_imin_neon(m0, m1, yb)
@@ -5759,7 +5771,7 @@ static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *
 }
 
 static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
+                                        int64_t ldy, int dp) {
     const uint8x16_t m3 = vdupq_n_u8(3), c4 = vdupq_n_u8(4);
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     const float xm = 0;
@@ -5783,7 +5795,7 @@ static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *
                 const int8x16_t q1 = vreinterpretq_s8_u8(vsubq_u8(l1, vbicq_u8(c4, vtstq_u8(hm1, bit))));
                 const int s = 8 * h + 2 * k;
                 const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, q0, q1, sc[s] - 32, sc[s + 1] - 32);
+                K_TOKENS(k_step2_neon, dp, q0, q1, sc[s] - 32, sc[s + 1] - 32);
             }
         }
         K_FINISH_NEON(K_NO_MINS);
@@ -5792,7 +5804,7 @@ static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *
 }
 
 static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                          int64_t ldy) {
+                                          int64_t ldy, int dp) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     const float xm = 0;
     for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
@@ -5803,7 +5815,7 @@ static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t
             const uint8x16_t v = vld1q_u8(x + 8 + 16 * s);
             const int8x16_t q0 = iq4_lookup_neon(nib_lo_neon(v)), q1 = iq4_lookup_neon(nib_hi_neon(v));
             const uint8_t *q8 = y + 4 + 32 * s;
-            K_TOKENS(k_step_neon, q0, q1, iq4_xs_scale(x, s));
+            K_TOKENS(k_step_neon, dp, q0, q1, iq4_xs_scale(x, s));
         }
         K_FINISH_NEON(K_NO_MINS);
     }
@@ -5813,15 +5825,37 @@ static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t
 #undef K_RESULT_NEON
 #undef K_NO_MINS
 
-K_ENTRIES(q4_1, neon)
-K_ENTRIES(q5_1, neon)
-K_ENTRIES(iq4_nl, neon)
-K_ENTRIES(q2_k, neon)
-K_ENTRIES(q3_k, neon)
-K_ENTRIES(q4_k, neon)
-K_ENTRIES(q5_k, neon)
-K_ENTRIES(q6_k, neon)
-K_ENTRIES(iq4_xs, neon)
+/* K_ENTRIES for the templates name_neon(..., dp): the baseline entries
+   dot_name_neon, dot4_name_neon and the SDOT ones dot_name_dotprod, ... */
+#define K_ENTRIES_DP(name, isa, dp, target)                                                                          \
+    static target float dot_##name##_##isa(int n, const void *w, const void *a) {                                   \
+        float r;                                                                                                     \
+        name##_neon(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0, dp);                                    \
+        return r;                                                                                                    \
+    }                                                                                                                \
+    static target void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo,             \
+                                           int64_t ldy) {                                                            \
+        name##_neon(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy, dp);                               \
+    }
+#ifdef SLM_NEON_DOTPROD
+#define K_ENTRIES_NEON(name) K_ENTRIES_DP(name, neon, 0, ) K_ENTRIES_DP(name, dotprod, 1, SLM_TARGET_DOTPROD)
+#else
+#define K_ENTRIES_NEON(name) K_ENTRIES_DP(name, neon, 0, )
+#endif
+K_ENTRIES_NEON(q8_0)
+K_ENTRIES_NEON(q4_0)
+K_ENTRIES_NEON(q5_0)
+K_ENTRIES_NEON(q4_1)
+K_ENTRIES_NEON(q5_1)
+K_ENTRIES_NEON(iq4_nl)
+K_ENTRIES_NEON(q2_k)
+K_ENTRIES_NEON(q3_k)
+K_ENTRIES_NEON(q4_k)
+K_ENTRIES_NEON(q5_k)
+K_ENTRIES_NEON(q6_k)
+K_ENTRIES_NEON(iq4_xs)
+#undef K_ENTRIES_NEON
+#undef K_ENTRIES_DP
 
 /* Q8_1 and Q8_K activations: the same bytes as the references, 4 lanes at
    a time (see q8_1_from_float_avx2). ARMv7 NEON flushes subnormal floats
@@ -5877,18 +5911,44 @@ static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
 }
 
 
-#if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
+#ifdef SLM_NEON_DOTPROD
 /* x8 kernels (layouts in section 5) with SDOT: each 16-byte half of an x8
    step holds 4 rows x 4 columns, which is what SDOT's 4 lanes take against
    one broadcast group of 4 activations; lanes are rows, as on AVX2, and the
    per-block float steps are the AVX2 kernels' (same results). Nibbles and
    5-bit values are unsigned, so they go in as non-negative int8 and the
    offset comes back as 8 (16) times the block's activation sum. */
+/* chunk c of a Q4_0x8/Q5_0x8 block w: the values of rows 0-3 (x0) and 4-7
+   (x1), columns 8c..8c+3 (lo) and 8c+4..8c+7 (hi), 4 bytes a row */
+static SLM_ALWAYS_INLINE void x8_chunk_neon(int type, const uint8_t *w, int c, uint8x16_t *lo0, uint8x16_t *lo1,
+                                            uint8x16_t *hi0, uint8x16_t *hi1) {
+    const int nib = type == SLM_TYPE_Q5_0 ? 48 : 16;
+    const uint8x16_t m4 = vdupq_n_u8(15), b4 = vdupq_n_u8(16);
+    const uint8x16_t v0 = vld1q_u8(w + nib + 32 * c), v1 = vld1q_u8(w + nib + 32 * c + 16);
+    *lo0 = vandq_u8(v0, m4), *lo1 = vandq_u8(v1, m4), *hi0 = vshrq_n_u8(v0, 4), *hi1 = vshrq_n_u8(v1, 4);
+    if (type == SLM_TYPE_Q5_0) { /* bit c (low half) or 4 + c (high half) to bit 4 */
+        const uint8x16_t h0 = vld1q_u8(w + 16), h1 = vld1q_u8(w + 32);
+        const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
+        *lo0 = vorrq_u8(*lo0, vandq_u8(vshlq_u8(h0, up), b4)), *lo1 = vorrq_u8(*lo1, vandq_u8(vshlq_u8(h1, up), b4));
+        *hi0 = vorrq_u8(*hi0, vandq_u8(vshlq_u8(h0, down), b4)), *hi1 = vorrq_u8(*hi1, vandq_u8(vshlq_u8(h1, down), b4));
+    }
+}
+
+/* the float step of an x8 block for one token: the block's integer sums
+   s0 (rows 0-3) and s1 (rows 4-7) less off times the activation sum, times
+   the row scales and the activation scale, added to acc */
+static SLM_ALWAYS_INLINE void x8_finish_neon(float32x4_t *acc, int32x4_t s0, int32x4_t s1, int32_t off,
+                                             const uint8_t *w, const uint8_t *at) {
+    const int32x4_t corr = vdupq_n_s32(off * (int32_t)ld_u32(at + 36));
+    const float32x4_t da = vdupq_n_f32(ld_f32(at + 32));
+    acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(vsubq_s32(s0, corr)), vmulq_f32(ld_f16_neon(w), da));
+    acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(vsubq_s32(s1, corr)), vmulq_f32(ld_f16_neon(w + 8), da));
+}
+
 static SLM_ALWAYS_INLINE void gemm_x8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
                                            float *y, int64_t ldy) {
-    const int bb = x8_block_bytes(type), nib = type == SLM_TYPE_Q5_0 ? 48 : 16;
+    const int bb = x8_block_bytes(type);
     const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
-    const uint8x16_t m4 = vdupq_n_u8(15), b4 = vdupq_n_u8(16);
     float32x4_t acc[4][2];
     for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
     for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
@@ -5902,56 +5962,120 @@ static SLM_ALWAYS_INLINE void gemm_x8_neon(int type, int n, const uint8_t *w, co
                 SLM_UNROLL(4)
                 for (int t = 0; t < nt; t++) {
                     const int8x16_t ab = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(a + (size_t)t * a_rb + 4 * st)));
-                    s[t][0] = vdotq_s32(s[t][0], v0, ab), s[t][1] = vdotq_s32(s[t][1], v1, ab);
+                    s[t][0] = SDOT_NEON(s[t][0], v0, ab), s[t][1] = SDOT_NEON(s[t][1], v1, ab);
                 }
             }
         } else {
-            const uint8x16_t h0 = vld1q_u8(w + 16), h1 = vld1q_u8(w + 32);
             SLM_UNROLL(4)
             for (int c = 0; c < 4; c++) {
-                const uint8x16_t v0 = vld1q_u8(w + nib + 32 * c), v1 = vld1q_u8(w + nib + 32 * c + 16);
-                uint8x16_t lo0 = vandq_u8(v0, m4), lo1 = vandq_u8(v1, m4), hi0 = vshrq_n_u8(v0, 4), hi1 = vshrq_n_u8(v1, 4);
-                if (type == SLM_TYPE_Q5_0) { /* bit c (low half) or 4 + c (high half) to bit 4 */
-                    const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
-                    lo0 = vorrq_u8(lo0, vandq_u8(vshlq_u8(h0, up), b4)), lo1 = vorrq_u8(lo1, vandq_u8(vshlq_u8(h1, up), b4));
-                    hi0 = vorrq_u8(hi0, vandq_u8(vshlq_u8(h0, down), b4)), hi1 = vorrq_u8(hi1, vandq_u8(vshlq_u8(h1, down), b4));
-                }
+                uint8x16_t lo0, lo1, hi0, hi1;
+                x8_chunk_neon(type, w, c, &lo0, &lo1, &hi0, &hi1);
                 SLM_UNROLL(4)
                 for (int t = 0; t < nt; t++) {
                     const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
                     const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
                     const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
-                    s[t][0] = vdotq_s32(vdotq_s32(s[t][0], vreinterpretq_s8_u8(lo0), al), vreinterpretq_s8_u8(hi0), ah);
-                    s[t][1] = vdotq_s32(vdotq_s32(s[t][1], vreinterpretq_s8_u8(lo1), al), vreinterpretq_s8_u8(hi1), ah);
+                    s[t][0] = SDOT_NEON(SDOT_NEON(s[t][0], vreinterpretq_s8_u8(lo0), al), vreinterpretq_s8_u8(hi0), ah);
+                    s[t][1] = SDOT_NEON(SDOT_NEON(s[t][1], vreinterpretq_s8_u8(lo1), al), vreinterpretq_s8_u8(hi1), ah);
                 }
             }
         }
-        const float32x4_t dw0 = ld_f16_neon(w), dw1 = ld_f16_neon(w + 8);
         SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            const int32x4_t corr = vdupq_n_s32(off * (int32_t)ld_u32(at + 36));
-            const float32x4_t da = vdupq_n_f32(ld_f32(at + 32));
-            acc[t][0] = vfmaq_f32(acc[t][0], vcvtq_f32_s32(vsubq_s32(s[t][0], corr)), vmulq_f32(dw0, da));
-            acc[t][1] = vfmaq_f32(acc[t][1], vcvtq_f32_s32(vsubq_s32(s[t][1], corr)), vmulq_f32(dw1, da));
-        }
+        for (int t = 0; t < nt; t++) x8_finish_neon(acc[t], s[t][0], s[t][1], off, w, a + (size_t)t * a_rb);
     }
     for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
 }
 
 /* constant token counts, so the per-token accumulators stay in registers */
 #define X8_NEON_ENTRY(name, type)                                                                                    \
-    static void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+    static SLM_TARGET_DOTPROD void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
         const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
         if (nt == 1) gemm_x8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                               \
         else if (nt == 4) gemm_x8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
         else gemm_x8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
     }
-X8_NEON_ENTRY(gemm_q4_0x8_neon, SLM_TYPE_Q4_0)
-X8_NEON_ENTRY(gemm_q5_0x8_neon, SLM_TYPE_Q5_0)
-X8_NEON_ENTRY(gemm_q8_0x8_neon, SLM_TYPE_Q8_0)
+X8_NEON_ENTRY(gemm_q4_0x8_dotprod, SLM_TYPE_Q4_0)
+X8_NEON_ENTRY(gemm_q5_0x8_dotprod, SLM_TYPE_Q5_0)
+X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
 #undef X8_NEON_ENTRY
-#endif /* __ARM_FEATURE_DOTPROD && SLM_NEON_F16 */
+#endif /* SLM_NEON_DOTPROD */
+
+#ifdef SLM_NEON_I8MM
+/* SMMLA: acc (2x2, row-major) += a (2 rows of 8 bytes) times b (2 columns
+   of 8 bytes): lanes r0.c0, r0.c1, r1.c0, r1.c1. An instruction, as
+   sdot_neon (GCC 12's vmmlaq_s32 wants its own arch string, not ours). */
+static SLM_ALWAYS_INLINE SLM_TARGET_I8MM int32x4_t smmla_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    __asm__("smmla %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+}
+
+/* x8 kernels with SMMLA, for 2 to 4 tokens (prompts): a pair of tokens
+   against a pair of rows, 8 columns, is one SMMLA, where SDOT needs 4.
+   The x8 layouts hold 4 columns of a row together, so a zip of two 4-byte
+   lanes makes a row pair's 8 columns; a token pair's 8 activations are 2 x
+   8 bytes. The block's integer sums equal the SDOT kernel's, and the float
+   steps are the same, so the results are the same bits. Token 2p + 1 is
+   token 2p again when nt is odd (computed, not stored). */
+static SLM_ALWAYS_INLINE SLM_TARGET_I8MM void gemm_x8_i8mm(int type, int n, const uint8_t *w, const uint8_t *a,
+                                                           size_t a_rb, int nt, float *y, int64_t ldy) {
+    const int bb = x8_block_bytes(type), np = (nt + 1) / 2;
+    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
+    const uint8_t *at[4]; /* token t's activations, t < 2 np */
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) at[t] = a + (size_t)SLM_MIN(t, nt - 1) * a_rb, acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / 32; b++, w += bb) {
+        int32x4_t s[2][4]; /* token pair p, row pair j: r2j.t2p, r2j.t2p+1, r2j+1.t2p, r2j+1.t2p+1 */
+        SLM_UNROLL(2)
+        for (int p = 0; p < np; p++) s[p][0] = s[p][1] = s[p][2] = s[p][3] = vdupq_n_s32(0);
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) { /* columns 8c..8c+7 */
+            int8x16_t x0, x1, x2, x3; /* rows 0-3 (x0: columns 8c..8c+3, x1: 8c+4..), rows 4-7 (x2, x3) */
+            if (type == SLM_TYPE_Q8_0) {
+                x0 = vld1q_s8((const int8_t *)w + 16 + 64 * c), x2 = vld1q_s8((const int8_t *)w + 32 + 64 * c);
+                x1 = vld1q_s8((const int8_t *)w + 48 + 64 * c), x3 = vld1q_s8((const int8_t *)w + 64 + 64 * c);
+            } else {
+                uint8x16_t lo0, lo1, hi0, hi1;
+                x8_chunk_neon(type, w, c, &lo0, &lo1, &hi0, &hi1);
+                x0 = vreinterpretq_s8_u8(lo0), x1 = vreinterpretq_s8_u8(hi0);
+                x2 = vreinterpretq_s8_u8(lo1), x3 = vreinterpretq_s8_u8(hi1);
+            }
+            const int32x4_t i0 = vreinterpretq_s32_s8(x0), i1 = vreinterpretq_s32_s8(x1);
+            const int32x4_t i2 = vreinterpretq_s32_s8(x2), i3 = vreinterpretq_s32_s8(x3);
+            const int8x16_t r01 = vreinterpretq_s8_s32(vzip1q_s32(i0, i1)), r23 = vreinterpretq_s8_s32(vzip2q_s32(i0, i1));
+            const int8x16_t r45 = vreinterpretq_s8_s32(vzip1q_s32(i2, i3)), r67 = vreinterpretq_s8_s32(vzip2q_s32(i2, i3));
+            SLM_UNROLL(2)
+            for (int p = 0; p < np; p++) {
+                const int8x16_t ab = vcombine_s8(vld1_s8((const int8_t *)at[2 * p] + 8 * c),
+                                                 vld1_s8((const int8_t *)at[2 * p + 1] + 8 * c));
+                s[p][0] = smmla_neon(s[p][0], r01, ab), s[p][1] = smmla_neon(s[p][1], r23, ab);
+                s[p][2] = smmla_neon(s[p][2], r45, ab), s[p][3] = smmla_neon(s[p][3], r67, ab);
+            }
+        }
+        SLM_UNROLL(2)
+        for (int p = 0; p < np; p++) { /* even lanes: token 2p, odd: 2p + 1 */
+            x8_finish_neon(acc[2 * p], vuzp1q_s32(s[p][0], s[p][1]), vuzp1q_s32(s[p][2], s[p][3]), off, w, at[2 * p]);
+            x8_finish_neon(acc[2 * p + 1], vuzp2q_s32(s[p][0], s[p][1]), vuzp2q_s32(s[p][2], s[p][3]), off, w,
+                           at[2 * p + 1]);
+        }
+        for (int t = 0; t < 4; t++) at[t] += 40;
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+/* one token: the SDOT kernel (SMMLA would compute a second, unused one) */
+#define X8_I8MM_ENTRY(name, type, one)                                                                               \
+    static SLM_TARGET_I8MM void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
+        if (nt == 1) one(n, w, a, a_rb, 1, y, ldy);                                                                 \
+        else if (nt == 4) gemm_x8_i8mm(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
+        else if (nt == 2) gemm_x8_i8mm(type, n, pw, pa, a_rb, 2, y, ldy);                                          \
+        else gemm_x8_i8mm(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
+    }
+X8_I8MM_ENTRY(gemm_q4_0x8_i8mm, SLM_TYPE_Q4_0, gemm_q4_0x8_dotprod)
+X8_I8MM_ENTRY(gemm_q5_0x8_i8mm, SLM_TYPE_Q5_0, gemm_q5_0x8_dotprod)
+X8_I8MM_ENTRY(gemm_q8_0x8_i8mm, SLM_TYPE_Q8_0, gemm_q8_0x8_dotprod)
+#undef X8_I8MM_ENTRY
+#endif /* SLM_NEON_I8MM */
 
 #endif /* SLM_NEON */
 
@@ -6540,7 +6664,7 @@ static const kernel_table KERNELS_AVX2 = {
 
 #ifdef SLM_NEON
 static const kernel_table KERNELS_NEON = {
-    SLM_SIMD_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
+    SLM_NEON_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
     .dot = {[SLM_TYPE_F32] = dot_f32_neon,
 #ifdef SLM_NEON_F16
             [SLM_TYPE_F16] = dot_f16_neon,
@@ -6554,10 +6678,6 @@ static const kernel_table KERNELS_NEON = {
              [SLM_TYPE_Q5_0] = dot4_q5_0_neon, [SLM_TYPE_Q5_1] = dot4_q5_1_neon, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_neon,
              [SLM_TYPE_Q2_K] = dot4_q2_k_neon, [SLM_TYPE_Q3_K] = dot4_q3_k_neon, [SLM_TYPE_Q4_K] = dot4_q4_k_neon,
              [SLM_TYPE_Q5_K] = dot4_q5_k_neon, [SLM_TYPE_Q6_K] = dot4_q6_k_neon, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_neon},
-#if defined(__ARM_FEATURE_DOTPROD) && defined(SLM_NEON_F16)
-    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_neon, [SLM_TYPE_Q8_0] = gemm_q8_0x8_neon,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_neon},
-#endif
 #ifdef SLM_NEON_F16
     .to_float = {[SLM_TYPE_F16] = f16_to_float_neon, [SLM_TYPE_BF16] = bf16_to_float_neon},
     .from_float = {[SLM_TYPE_F16] = f16_from_float_neon, [SLM_TYPE_BF16] = bf16_from_float_neon,
@@ -6568,6 +6688,35 @@ static const kernel_table KERNELS_NEON = {
     .from_float = {[SLM_TYPE_BF16] = bf16_from_float_neon, [SLM_TYPE_Q8_0] = q8_0_from_float_neon,
                    [SLM_TYPE_Q8_1] = q8_1_from_float_neon, [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
 #endif
+};
+#endif
+
+/* aarch64 with SDOT: the int8 kernels; the rest is the baseline's */
+#ifdef SLM_NEON_DOTPROD
+static const kernel_table KERNELS_DOTPROD = {
+    "dotprod", SLM_ISA_NEON_DOTPROD, &KERNELS_NEON,
+    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_dotprod, [SLM_TYPE_Q4_0] = dot_q4_0_dotprod, [SLM_TYPE_Q4_1] = dot_q4_1_dotprod,
+            [SLM_TYPE_Q5_0] = dot_q5_0_dotprod, [SLM_TYPE_Q5_1] = dot_q5_1_dotprod,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_dotprod, [SLM_TYPE_Q2_K] = dot_q2_k_dotprod,
+            [SLM_TYPE_Q3_K] = dot_q3_k_dotprod, [SLM_TYPE_Q4_K] = dot_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot_q5_k_dotprod,
+            [SLM_TYPE_Q6_K] = dot_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_dotprod},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_dotprod, [SLM_TYPE_Q4_0] = dot4_q4_0_dotprod,
+             [SLM_TYPE_Q4_1] = dot4_q4_1_dotprod, [SLM_TYPE_Q5_0] = dot4_q5_0_dotprod,
+             [SLM_TYPE_Q5_1] = dot4_q5_1_dotprod, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_dotprod,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_dotprod, [SLM_TYPE_Q3_K] = dot4_q3_k_dotprod,
+             [SLM_TYPE_Q4_K] = dot4_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot4_q5_k_dotprod,
+             [SLM_TYPE_Q6_K] = dot4_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_dotprod},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod},
+};
+#endif
+
+/* aarch64 with SMMLA: the x8 kernels for several tokens (prompts) */
+#ifdef SLM_NEON_I8MM
+static const kernel_table KERNELS_I8MM = {
+    "i8mm", SLM_ISA_NEON_I8MM, &KERNELS_DOTPROD,
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_i8mm, [SLM_TYPE_Q8_0] = gemm_q8_0x8_i8mm,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_i8mm},
 };
 #endif
 
@@ -6604,6 +6753,12 @@ static const kernel_table *const KERNEL_TABLES[] = {
 #endif
 #ifdef SLM_SSE4
     &KERNELS_SSE4,
+#endif
+#ifdef SLM_NEON_I8MM
+    &KERNELS_I8MM,
+#endif
+#ifdef SLM_NEON_DOTPROD
+    &KERNELS_DOTPROD,
 #endif
 #ifdef SLM_NEON
     &KERNELS_NEON,
@@ -6659,6 +6814,50 @@ static int cpu_has_isa(int isa) {
     }
     return 0;
 }
+#elif defined(SLM_ARM_DISPATCH)
+/* aarch64 (dispatch builds): the OS reports the CPU's features (Linux and
+   Android: the auxiliary vector; macOS: sysctl; Windows: no i8mm query);
+   elsewhere the build's flags decide. */
+#if defined(SLM_HAVE_GETAUXVAL)
+#ifndef AT_HWCAP2
+#define AT_HWCAP2 26
+#endif
+#define SLM_HWCAP_ASIMDDP (1ul << 20)
+#define SLM_HWCAP2_I8MM (1ul << 13)
+#endif
+#if defined(_WIN32) && !defined(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE)
+#define PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE 43
+#endif
+
+/* 1 if the CPU has SDOT (i8mm 0) or SMMLA (i8mm 1) */
+static int arm_has(int i8mm) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    if (!i8mm) return 1;
+#endif
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+    if (i8mm) return 1;
+#endif
+#if defined(SLM_HAVE_GETAUXVAL)
+    return i8mm ? (getauxval(AT_HWCAP2) & SLM_HWCAP2_I8MM) != 0 : (getauxval(AT_HWCAP) & SLM_HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t len = sizeof v;
+    if (sysctlbyname(i8mm ? "hw.optional.arm.FEAT_I8MM" : "hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) != 0)
+        return 0;
+    return v != 0;
+#elif defined(_WIN32)
+    return i8mm ? 0 : IsProcessorFeaturePresent(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE) != 0;
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_isa(int isa) {
+    if (isa == SLM_ISA_SCALAR || isa == SLM_ISA_NEON) return 1;
+    if (isa == SLM_ISA_NEON_DOTPROD) return arm_has(0);
+    if (isa == SLM_ISA_NEON_I8MM) return arm_has(0) && arm_has(1); /* the i8mm table uses SDOT too */
+    return 0;
+}
 #else
 static int cpu_has_isa(int isa) {
     (void)isa;
@@ -6704,7 +6903,8 @@ static int ascii_casecmp(const char *a, const char *b) {
     }
 }
 
-static const char *const ISA_NAMES[SLM_ISA_COUNT] = {"best", "scalar", "sse4", "avx2", "avx512", "neon", "rvv", "mve"};
+static const char *const ISA_NAMES[SLM_ISA_COUNT] = {"best", "scalar", "sse4", "avx2", "avx512",
+                                                     "neon", "rvv",    "mve",  "dotprod", "i8mm"};
 
 const char *slm_isa_name(int isa) { return isa >= 0 && isa < SLM_ISA_COUNT ? ISA_NAMES[isa] : "unknown"; }
 
@@ -6751,6 +6951,8 @@ const char *slm_build_info(void) {
     case SLM_ISA_AVX2: return "simd=" SLM_SIMD_NAME " cpu=avx2" BUILD_REST;
     case SLM_ISA_SSE4: return "simd=" SLM_SIMD_NAME " cpu=sse4" BUILD_REST;
     case SLM_ISA_NEON: return "simd=" SLM_SIMD_NAME " cpu=neon" BUILD_REST;
+    case SLM_ISA_NEON_DOTPROD: return "simd=" SLM_SIMD_NAME " cpu=dotprod" BUILD_REST;
+    case SLM_ISA_NEON_I8MM: return "simd=" SLM_SIMD_NAME " cpu=i8mm" BUILD_REST;
     case SLM_ISA_RVV: return "simd=" SLM_SIMD_NAME " cpu=rvv" BUILD_REST;
     case SLM_ISA_MVE: return "simd=" SLM_SIMD_NAME " cpu=mve" BUILD_REST;
     default: return "simd=" SLM_SIMD_NAME " cpu=scalar" BUILD_REST;
@@ -7054,6 +7256,29 @@ static const arch_info ARCHS[] = {
     {"gemma", 1, ACT_GELU, 1, 0, 0.0f, 0},
     {"gemma2", 1, ACT_GELU, 1, 2, 0.0f, 46},
     {"gemma3", 1, ACT_GELU, 1, 6, 10000.0f, 62},
+    /* encoders (embedding models; their own flags are in ENC_ARCHS) */
+    {"bert", 0, ACT_GELU, 0, 0, 0.0f, 0},
+    {"nomic-bert", 1, ACT_SILU, 0, 0, 0.0f, 0},
+    {"gemma-embedding", 1, ACT_GELU, 1, 6, 10000.0f, 0},
+};
+
+/* Encoder flags (embedding models, see "embedding models" below); every
+   other architecture gets the first entry (a causal decoder). */
+typedef struct enc_info {
+    const char *name;
+    int bidir;        /* attention over the whole sequence, no causal mask;
+                         a sliding window is symmetric (|p - k| <= n_swa/2) */
+    int post_ln;      /* BERT blocks: LayerNorm after each residual add
+                         (attn_output_norm, layer_output_norm), no pre-norms */
+    int ffn_plain;    /* FFN up -> act -> down without a gate */
+    int learned_pos;  /* position_embd table instead of RoPE */
+} enc_info;
+
+static const enc_info ENC_ARCHS[] = {
+    {"", 0, 0, 0, 0},
+    {"bert", 1, 1, 1, 1},
+    {"nomic-bert", 1, 1, 0, 0},
+    {"gemma-embedding", 1, 0, 0, 0},
 };
 
 enum { SRC_MMAP = 0, SRC_OWNED = 1, SRC_CALLER = 2 };
@@ -7069,6 +7294,9 @@ typedef struct layer {
     weight wq, wk, wv, wqkv, wo, w_gate, w_up, w_down; /* wqkv / fused up: phi3 */
     int swa;          /* sliding-window attention layer */
     float rope_base, rope_freq_scale;
+    /* encoders: BERT's output/FFN biases and post-residual LayerNorms */
+    const float *bo, *b_up, *b_down;
+    const float *attn_out_norm, *attn_out_norm_b, *out_norm, *out_norm_b;
 } layer;
 
 struct slm_model {
@@ -7108,6 +7336,15 @@ struct slm_model {
     struct vocab *vocab; /* NULL if the file has no vocabulary */
     double load_ms;
     unsigned dot_types; /* bit per dot-partner type used */
+
+    /* embedding models (see "embedding models" below) */
+    const enc_info *enc; /* encoder flags (ENC_ARCHS[0] for decoders) */
+    int pooling;      /* SLM_POOLING_* from ARCH.pooling_type (NONE if absent) */
+    int causal;       /* 0: bidirectional attention (encoders) */
+    weight tok_types, pos_embd; /* BERT: token-type and position tables */
+    const float *embd_norm, *embd_norm_b; /* LayerNorm after the embeddings */
+    weight dense2, dense3;      /* gemma-embedding: projections after pooling */
+    int n_embd_out;   /* width of an embedding (n_embd: dense_3 must keep it, as llama.cpp asserts) */
 };
 
 static SLM_PRINTF(3, 4) void logf_(const slm_model *m, int level, const char *fmt, ...) {
@@ -7332,6 +7569,8 @@ static slm_status bind_v(slm_model *m, const char *name, int64_t n, int required
     return SLM_OK;
 }
 
+static slm_status bind_embedding_tensors(slm_model *m, slm_error *err);
+
 static slm_status bind_tensors(slm_model *m, slm_error *err) {
     slm_status st;
     char name[96];
@@ -7352,7 +7591,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
 #define B(call) \
     if ((st = (call)) != SLM_OK) return st
     B(bind_w(m, "token_embd.weight", E, m->n_vocab, 1, &m->tok_embd, err));
-    B(bind_v(m, "output_norm.weight", E, 1, &m->output_norm, err));
+    B(bind_v(m, "output_norm.weight", E, !m->enc->post_ln, &m->output_norm, err));
     B(bind_w(m, "output.weight", E, m->n_vocab, 0, &m->output, err));
     if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
     B(bind_v(m, "rope_freqs.weight", m->n_rot / 2, 0, &m->rope_freqs, err));
@@ -7367,7 +7606,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
     for (int il = 0; il < m->n_layer; il++) {
         layer *L = &m->layers[il];
 #define NM(s) (fmt_sn(name, sizeof name, "blk.%d.%s", il, s), name)
-        B(bind_v(m, NM("attn_norm.weight"), E, 1, &L->attn_norm, err));
+        B(bind_v(m, NM("attn_norm.weight"), E, !m->enc->post_ln, &L->attn_norm, err));
         /* q, k, v as three matrices, or fused into one (phi3) */
         B(bind_w(m, NM("attn_qkv.weight"), E, Q + 2 * KV, 0, &L->wqkv, err));
         B(bind_w(m, NM("attn_q.weight"), E, Q, !L->wqkv.data, &L->wq, err));
@@ -7382,10 +7621,10 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
         B(bind_v(m, NM("attn_q_norm.weight"), m->head_dim, 0, &L->q_norm, err));
         B(bind_v(m, NM("attn_k_norm.weight"), m->head_dim, 0, &L->k_norm, err));
         B(bind_v(m, NM("post_attention_norm.weight"), E, 0, &L->post_attn_norm, err));
-        B(bind_v(m, NM("ffn_norm.weight"), E, 1, &L->ffn_norm, err));
+        B(bind_v(m, NM("ffn_norm.weight"), E, !m->enc->post_ln, &L->ffn_norm, err));
         /* gate and up as two matrices, or one of 2F rows, gate first (phi3) */
         B(bind_w(m, NM("ffn_gate.weight"), E, F, 0, &L->w_gate, err));
-        B(bind_w(m, NM("ffn_up.weight"), E, L->w_gate.data ? F : 2 * F, 1, &L->w_up, err));
+        B(bind_w(m, NM("ffn_up.weight"), E, L->w_gate.data || m->enc->ffn_plain ? F : 2 * F, 1, &L->w_up, err));
         B(bind_w(m, NM("ffn_down.weight"), F, E, 1, &L->w_down, err));
         B(bind_v(m, NM("post_ffw_norm.weight"), E, 0, &L->post_ffn_norm, err));
 #undef NM
@@ -7394,12 +7633,103 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
         L->rope_freq_scale = L->swa ? 1.0f : m->rope_freq_scale;
     }
 #undef B
+    if ((st = bind_embedding_tensors(m, err)) != SLM_OK) return st;
     for (uint64_t i = 0; i < m->g.n_tensors; i++) {
         const gguf_tensor *t = &m->g.tensors[i];
         uint64_t nel = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
         m->n_params += nel;
         m->weight_bytes += t->nbytes;
     }
+    return SLM_OK;
+}
+
+/* --- embedding models ------------------------------------------------------- */
+/*
+ * Encoders (bert, nomic-bert, gemma-embedding) and decoders used as
+ * embedders (qwen3 with LAST pooling) run through the same forward pass;
+ * the flags of ENC_ARCHS and the optional tensors bound here select
+ * BERT's learned positions, token types, embedding LayerNorm, biases and
+ * post-residual LayerNorms, and gemma-embedding's dense layers after
+ * pooling. Pooling itself is in section 9 (slm_embed).
+ */
+
+static slm_status load_embedding_hparams(slm_model *m, slm_error *err) {
+    slm_status st;
+    m->enc = &ENC_ARCHS[0];
+    for (size_t i = 1; i < sizeof ENC_ARCHS / sizeof ENC_ARCHS[0]; i++)
+        if (!strcmp(ENC_ARCHS[i].name, m->arch_name)) m->enc = &ENC_ARCHS[i];
+    int pooling = SLM_POOLING_NONE, causal = !m->enc->bidir;
+    if ((st = hp_int(m, "pooling_type", 0, SLM_POOLING_NONE, 0, 4, &pooling, err)) != SLM_OK) return st;
+    if (pooling == 4) {
+        logf_(m, SLM_LOG_WARN, "pooling_type 4 (RANK, rerankers) is not supported: using NONE");
+        pooling = SLM_POOLING_NONE;
+    }
+    m->pooling = pooling;
+    {
+        const gguf_kv *kv = arch_key(m, "attention.causal");
+        int64_t c;
+        if (kv && kv->type != SLM_META_ARRAY && kv_int(&m->g, kv, -1, &c) == SLM_OK) causal = c != 0;
+    }
+    if (causal && m->enc->bidir)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "%s with causal attention is not supported", m->arch_name);
+    m->causal = !m->enc->bidir;
+    if (m->enc->post_ln && (st = hp_float(m, "attention.layer_norm_epsilon", 1e-12, &m->eps, err)) != SLM_OK)
+        return st;
+    if (m->enc->learned_pos) m->n_rot = 0;
+    if (m->enc->bidir && m->arch->swa_pattern) {
+        /* gemma-embedding: the sliding layers' base is rope.freq_base_swa */
+        if ((st = hp_float(m, "rope.freq_base_swa", m->rope_base_swa, &m->rope_base_swa, err)) != SLM_OK) return st;
+    }
+    m->n_embd_out = m->n_embd;
+    return SLM_OK;
+}
+
+static slm_status bind_embedding_tensors(slm_model *m, slm_error *err) {
+    slm_status st;
+    char name[96];
+    const int E = m->n_embd, F = m->n_ff;
+#define B(call) \
+    if ((st = (call)) != SLM_OK) return st
+    if (m->enc->learned_pos) {
+        const gguf_tensor *t = find_tensor(m, "position_embd.weight");
+        if (!t) return seterr(err, SLM_ERR_FORMAT, "missing tensor 'position_embd.weight'");
+        if (t->ne[1] < 1 || t->ne[1] > (1 << 24))
+            return seterr(err, SLM_ERR_FORMAT, "position_embd.weight has %lld rows", (long long)t->ne[1]);
+        B(bind_w(m, "position_embd.weight", E, t->ne[1], 1, &m->pos_embd, err));
+    }
+    if (m->enc->post_ln) {
+        const gguf_tensor *t = find_tensor(m, "token_types.weight");
+        if (t) B(bind_w(m, "token_types.weight", E, t->ne[1] >= 1 ? t->ne[1] : 1, 1, &m->tok_types, err));
+        B(bind_v(m, "token_embd_norm.weight", E, 1, &m->embd_norm, err));
+        B(bind_v(m, "token_embd_norm.bias", E, 1, &m->embd_norm_b, err));
+    }
+    for (int il = 0; il < m->n_layer && m->enc->post_ln; il++) {
+        layer *L = &m->layers[il];
+#define NM(s) (fmt_sn(name, sizeof name, "blk.%d.%s", il, s), name)
+        B(bind_v(m, NM("attn_output.bias"), E, 0, &L->bo, err));
+        B(bind_v(m, NM("attn_output_norm.weight"), E, 1, &L->attn_out_norm, err));
+        B(bind_v(m, NM("attn_output_norm.bias"), E, 1, &L->attn_out_norm_b, err));
+        B(bind_v(m, NM("ffn_up.bias"), F, 0, &L->b_up, err));
+        B(bind_v(m, NM("ffn_down.bias"), E, 0, &L->b_down, err));
+        B(bind_v(m, NM("layer_output_norm.weight"), E, 1, &L->out_norm, err));
+        B(bind_v(m, NM("layer_output_norm.bias"), E, 1, &L->out_norm_b, err));
+#undef NM
+    }
+    /* gemma-embedding: dense_2 (n_embd -> mid) and dense_3 (mid -> n_embd) */
+    {
+        const gguf_tensor *t2 = find_tensor(m, "dense_2.weight"), *t3 = find_tensor(m, "dense_3.weight");
+        if (!t2 != !t3) return seterr(err, SLM_ERR_FORMAT, "dense_2.weight and dense_3.weight must come together");
+        if (t2) {
+            if (t2->ne[1] < 1 || t2->ne[1] > (1 << 20) || t3->ne[1] != E)
+                return seterr(err, SLM_ERR_FORMAT, "dense_2/dense_3 have shapes [%lld, %lld] and [%lld, %lld]; the "
+                              "output must be n_embd (%d) wide", (long long)t2->ne[0], (long long)t2->ne[1],
+                              (long long)t3->ne[0], (long long)t3->ne[1], E);
+            B(bind_w(m, "dense_2.weight", E, t2->ne[1], 1, &m->dense2, err));
+            B(bind_w(m, "dense_3.weight", t2->ne[1], t3->ne[1], 1, &m->dense3, err));
+            m->n_embd_out = (int)t3->ne[1];
+        }
+    }
+#undef B
     return SLM_OK;
 }
 
@@ -7492,6 +7822,7 @@ static slm_status model_init(slm_model *m, slm_error *err) {
         if (strcmp(ARCHS[i].name, m->arch_name) == 0) m->arch = &ARCHS[i];
     if (!m->arch) return seterr(err, SLM_ERR_UNSUPPORTED, "architecture '%s' is not supported", m->arch_name);
     if ((st = load_hparams(m, err)) != SLM_OK) return st;
+    if ((st = load_embedding_hparams(m, err)) != SLM_OK) return st;
     if ((st = bind_tensors(m, err)) != SLM_OK) return st;
     if (m->repack && m->source != SRC_CALLER && (st = repack_weights(m, err)) != SLM_OK) return st;
     if (m->arch->act == ACT_GELU) {
@@ -7957,6 +8288,12 @@ struct slm_session {
     const float *rope_factors;
     sbarrier bar;        /* the forward pass's threads */
     int bar_ok;
+    /* embeddings (slm_embed) */
+    int embd_mode;       /* 1: forward leaves the final hidden rows in xb, no logits */
+    int32_t enc_end;     /* bidirectional attention: positions [0, enc_end) are visible */
+    float *emb;          /* [n_embd + dense mid] pooled sum, then the dense layers' rows */
+    size_t emb_len;      /* floats */
+    int32_t *emb_tok;    /* [n_ctx] token ids of the text being embedded */
 };
 
 void slm_session_params_init(slm_session_params *p) {
@@ -7988,9 +8325,23 @@ typedef struct session_plan {
     int n_ctx, n_batch, n_threads, kv_type, logits_all;
     size_t kv_bytes, kv_row;
     size_t x, xb, xo, qkv, att, gu, scores, act, logits; /* element counts / bytes */
+    size_t emb, emb_tok; /* embeddings: floats, token ids */
     size_t att_stride;
     size_t total;
 } session_plan;
+
+/* Embeddings: an encoder sees a whole sequence in one forward chunk (its
+   attention needs every key first), so its batch is the context; the
+   pooled sum and the dense layers' rows, and the token ids of a text. */
+static slm_status plan_embedding(const slm_model *m, session_plan *pl, slm_error *err) {
+    if (m->pos_embd.data && pl->n_ctx > m->pos_embd.n_out)
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx %d exceeds the model's %lld positions (position_embd)", pl->n_ctx,
+                      (long long)m->pos_embd.n_out);
+    if (!m->causal) pl->n_batch = pl->n_ctx;
+    pl->emb = (size_t)SLM_MAX(m->n_embd, m->n_embd_out) + (m->dense2.data ? (size_t)m->dense2.n_out : 0);
+    pl->emb_tok = (size_t)pl->n_ctx;
+    return SLM_OK;
+}
 
 static slm_status plan_session(const slm_model *m, const slm_session_params *p, session_plan *pl, slm_error *err) {
     slm_session_params dp;
@@ -7999,6 +8350,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
         p = &dp;
     }
     memset(pl, 0, sizeof *pl);
+    slm_status st;
     if (m->vocab_only || !m->layers) return seterr(err, SLM_ERR_INVALID_ARG, "the model was loaded vocab-only");
     if (p->n_ctx < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx is negative (%d); 0 means the model's", (int)p->n_ctx);
     if (p->n_batch < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_batch is negative (%d); 0 means the default", (int)p->n_batch);
@@ -8015,6 +8367,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
         return seterr(err, SLM_ERR_UNSUPPORTED, "a Q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)",
                       m->head_dim);
     pl->logits_all = p->logits_all != 0;
+    if ((st = plan_embedding(m, pl, err)) != SLM_OK) return st;
     const size_t nb = (size_t)pl->n_batch, E = (size_t)m->n_embd, F = (size_t)m->n_ff;
     pl->kv_row = row_bytes(pl->kv_type, m->kv_dim);
     double kvd = 2.0 * m->n_layer * (double)pl->n_ctx * (double)pl->kv_row;
@@ -8034,7 +8387,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     pl->logits = (size_t)m->n_vocab * (pl->logits_all ? nb : 1);
     pl->total = pl->kv_bytes + sizeof(float) * (pl->x + pl->xb + pl->xo + pl->qkv + pl->att + pl->gu + pl->scores +
                                                 pl->logits) +
-                N_ACT_SLOTS * pl->act + sizeof(slm_session);
+                N_ACT_SLOTS * pl->act + sizeof(slm_session) + sizeof(float) * pl->emb + sizeof(int32_t) * pl->emb_tok;
     return SLM_OK;
 }
 
@@ -8059,6 +8412,8 @@ void slm_session_free(slm_session *s) {
     xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * (size_t)(s->m->n_head / s->m->n_head_kv) * sizeof(float));
     for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
     xfree(&a, s->logits, s->logits_cap * sizeof(float));
+    xfree(&a, s->emb, s->emb_len * sizeof(float));
+    xfree(&a, s->emb_tok, (size_t)s->n_ctx * sizeof(int32_t));
     xfree(&a, s, sizeof *s);
 }
 
@@ -8095,7 +8450,11 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
     for (int i = 0; i < N_ACT_SLOTS; i++) s->act[i] = (uint8_t *)xalloc(&s->a, pl.act);
     s->logits_cap = pl.logits;
     s->logits = (float *)xalloc(&s->a, pl.logits * sizeof(float));
-    int ok = s->kv && s->x && s->xb && s->xo && s->qkv && s->att && s->gu && s->scores && s->logits;
+    s->emb_len = pl.emb;
+    s->emb = (float *)xalloc(&s->a, pl.emb * sizeof(float));
+    s->emb_tok = (int32_t *)xalloc(&s->a, pl.emb_tok * sizeof(int32_t));
+    int ok = s->kv && s->x && s->xb && s->xo && s->qkv && s->att && s->gu && s->scores && s->logits && s->emb &&
+             s->emb_tok;
     for (int i = 0; i < N_ACT_SLOTS; i++) ok = ok && s->act[i];
     if (!ok) {
         slm_session_free(s);
@@ -8169,6 +8528,71 @@ static void rope_for_layer(const slm_session *s, const layer *L, rope_params *rp
     rp->freq_factors = s->rope_factors ? s->rope_factors : m->rope_freqs;
 }
 
+/* --- encoder steps of the forward pass (embedding models) ------------------ */
+
+/* Keys visible to the query at position p: causal [0, p] (a sliding window
+   keeps the last n_swa); bidirectional (encoders) the whole sequence
+   [0, enc_end), a sliding window |p - k| <= n_swa / 2 on both sides. */
+static void attn_span(const slm_session *s, const layer *L, int p, int *k0, int *nk) {
+    const slm_model *m = s->m;
+    int b = 0, e = p + 1;
+    if (!m->causal) {
+        e = s->enc_end;
+        if (L->swa && m->n_swa > 0) {
+            b = SLM_MAX(0, p - m->n_swa / 2);
+            e = SLM_MIN(e, p + m->n_swa / 2 + 1);
+        }
+    } else if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) {
+        b = p - m->n_swa + 1;
+    }
+    *k0 = b;
+    *nk = e - b;
+}
+
+/* LayerNorm with weight and bias (out may be x); sums in double as ggml. */
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n, float eps) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += x[i];
+    const float mean = (float)(sum / n);
+    double ss = 0;
+    for (int i = 0; i < n; i++) {
+        float d = x[i] - mean;
+        ss += (double)d * d;
+    }
+    const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = (x[i] - mean) * scale * w[i] + b[i];
+}
+
+/* BERT embeddings for one token: + token-type row 0 (llama.cpp has no
+   segment ids) + the position's row, then LayerNorm. tmp: n_embd floats. */
+static void embd_encoder(const slm_model *m, float *x, int pos, float *tmp) {
+    const int E = m->n_embd;
+    if (m->tok_types.data) {
+        weight_row(&m->tok_types, 0, NULL, tmp);
+        for (int i = 0; i < E; i++) x[i] += tmp[i];
+    }
+    if (m->pos_embd.data) {
+        weight_row(&m->pos_embd, pos, NULL, tmp);
+        for (int i = 0; i < E; i++) x[i] += tmp[i];
+    }
+    if (m->embd_norm) layernorm(x, x, m->embd_norm, m->embd_norm_b, E, m->eps);
+}
+
+static inline void add_bias(float *x, const float *b, int n) {
+    if (b)
+        for (int i = 0; i < n; i++) x[i] += b[i];
+}
+
+/* Plain (ungated) FFN activation in place: g = act(g + b). */
+static void ffn_act_plain(const slm_model *m, float *g, const float *b, int n) {
+    add_bias(g, b, n);
+    for (int i = 0; i < n; i++) {
+        float x = g[i];
+        if (m->arch->act == ACT_SILU) g[i] = silu(x);
+        else g[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x : fp16_to_f32(m->gelu_tab[f32_to_fp16(x)]);
+    }
+}
+
 /* Attention for the token at position p, head h. q: this head's query;
    work: this thread's scratch (att_stride floats). Writes the head's output.
    K is stored by position ([pos][kv_dim]); q . K[k] is the SIMD dot kernel
@@ -8184,9 +8608,8 @@ static void attend(const slm_session *s, const layer *L, int il, const float *q,
     const slm_model *m = s->m;
     const int hd = m->head_dim, kvh = h / (m->n_head / m->n_head_kv);
     const uint8_t *K = kv_k(s, il), *V = kv_v(s, il);
-    int k0 = 0;
-    if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
-    const int nk = p - k0 + 1;
+    int k0, nk;
+    attn_span(s, L, p, &k0, &nk);
     const size_t off = (size_t)kvh * (size_t)hd, hoff = row_bytes(s->kv_type, (int64_t)off);
     const kernel_table *kt = &m->kern;
     const int kv = s->kv_type;
@@ -8227,9 +8650,8 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
     const slm_model *m = s->m;
     const int hd = m->head_dim, nrep = m->n_head / m->n_head_kv;
     const size_t ws = s->att_stride, vrow = (size_t)s->n_ctx * 2, off = (size_t)g * (size_t)hd;
-    int k0 = 0;
-    if (L->swa && m->n_swa > 0 && p - m->n_swa + 1 > 0) k0 = p - m->n_swa + 1;
-    const int nk = p - k0 + 1;
+    int k0, nk;
+    attn_span(s, L, p, &k0, &nk);
     const kernel_table *kt = &m->kern;
     /* slot j: scores[n_ctx] (then the probabilities), the query [hd] and
        room for halves; values rounded to F16 as attend's conversions do */
@@ -8305,6 +8727,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         weight_row(&m->tok_embd, tok[t], s->act[1] + (size_t)t * m->tok_embd.rb, x + t * E);
         if (m->embd_mult != 1.0f)
             for (int i = 0; i < E; i++) x[t * E + i] *= m->embd_mult;
+        if (m->enc->post_ln) embd_encoder(m, x + t * E, pos0 + (int)t, xb + t * E);
     }
     BARRIER();
 
@@ -8314,7 +8737,10 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         rope_for_layer(s, L, &rp);
 
         /* attention block */
-        for (int64_t t = t0; t < t1; t++) rmsnorm(xb + t * E, x + t * E, L->attn_norm, E, m->eps);
+        for (int64_t t = t0; t < t1; t++) {
+            if (L->attn_norm) rmsnorm(xb + t * E, x + t * E, L->attn_norm, E, m->eps);
+            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float)); /* post-LN (BERT) */
+        }
         BARRIER();
         if (L->wqkv.data) {
             a0 = act_for(s, &L->wqkv, xb, E, n, 0, ith, nth, &rb0);
@@ -8380,9 +8806,12 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         matmul(&L->wo, a0, rb0, n, xo, E, ith, nth);
         BARRIER();
         for (int64_t t = t0; t < t1; t++) {
+            add_bias(xo + t * E, L->bo, E);
             if (L->post_attn_norm) rmsnorm(xo + t * E, xo + t * E, L->post_attn_norm, E, m->eps);
             for (int i = 0; i < E; i++) x[t * E + i] += xo[t * E + i];
-            rmsnorm(xb + t * E, x + t * E, L->ffn_norm, E, m->eps);
+            if (L->attn_out_norm) layernorm(x + t * E, x + t * E, L->attn_out_norm, L->attn_out_norm_b, E, m->eps);
+            if (L->ffn_norm) rmsnorm(xb + t * E, x + t * E, L->ffn_norm, E, m->eps);
+            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float));
         }
         BARRIER();
 
@@ -8402,17 +8831,31 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
             matmul(&L->w_up, a1, rb1, n, gu + F, 2 * F, ith, nth);
         }
         BARRIER();
-        for (int64_t t = t0; t < t1; t++) ffn_act(m, gu + t * 2 * F, gu + t * 2 * F + F, F);
+        for (int64_t t = t0; t < t1; t++) {
+            if (m->enc->ffn_plain) ffn_act_plain(m, gu + t * 2 * F, L->b_up, F);
+            else ffn_act(m, gu + t * 2 * F, gu + t * 2 * F + F, F);
+        }
         BARRIER();
         a0 = act_for(s, &L->w_down, gu, 2 * F, n, 0, ith, nth, &rb0);
         BARRIER();
         matmul(&L->w_down, a0, rb0, n, xo, E, ith, nth);
         BARRIER();
         for (int64_t t = t0; t < t1; t++) {
+            add_bias(xo + t * E, L->b_down, E);
             if (L->post_ffn_norm) rmsnorm(xo + t * E, xo + t * E, L->post_ffn_norm, E, m->eps);
             for (int i = 0; i < E; i++) x[t * E + i] += xo[t * E + i];
+            if (L->out_norm) layernorm(x + t * E, x + t * E, L->out_norm, L->out_norm_b, E, m->eps);
         }
         BARRIER();
+    }
+
+    /* embeddings: the final hidden rows (after the output norm, if any) in xb */
+    if (s->embd_mode) {
+        for (int64_t t = t0; t < t1; t++) {
+            if (m->output_norm) rmsnorm(xb + t * E, x + t * E, m->output_norm, E, m->eps);
+            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float));
+        }
+        return;
     }
 
     /* output head for the tokens whose logits are wanted */
@@ -8449,6 +8892,10 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
     if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
     if (n <= 0 || !tokens) return seterr(err, SLM_ERR_INVALID_ARG, "no tokens to decode");
     const slm_model *m = s->m;
+    if (!m->causal)
+        return seterr(err, SLM_ERR_UNSUPPORTED,
+                      "%s is an encoder (an embedding model): it embeds (slm_embed, slm embed), it does not decode",
+                      m->arch_name);
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->n_vocab)
             return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", (int)i, (int)tokens[i],
@@ -8872,6 +9319,9 @@ typedef struct vocab {
     const char **mtext;       /* "left right" merge strings (owned by m->g); index = rank */
     size_t *mlen;
     strmap mmap;              /* merge string -> rank (first rank wins on duplicates) */
+    /* WordPiece */
+    int32_t wpm_max_len;      /* longest piece in bytes */
+    int wpm_lowercase, wpm_strip_accents;
 } vocab;
 
 static const vocab *vocab_of(const slm_model *m) { return m ? m->vocab : NULL; }
@@ -9109,6 +9559,16 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     } else if (!strcmp(model, "gpt2")) {
         v->kind = SLM_VOCAB_BPE;
         v->bos = 11, v->eos = 11;
+    } else if (!strcmp(model, "bert")) {
+        /* WordPiece: [CLS] ... [SEP] always added (llama.cpp ignores the
+           add_bos/add_sep keys here); [CLS] is the BOS id */
+        v->kind = SLM_VOCAB_WPM;
+        v->bos = 101, v->unk = 100, v->sep = 102, v->pad = 0;
+        v->add_bos = 1;
+        v->wpm_lowercase = 1;
+        vocab_bool_key(m, "tokenizer.ggml.normalizer.lowercase", &v->wpm_lowercase);
+        v->wpm_strip_accents = v->wpm_lowercase;
+        vocab_bool_key(m, "tokenizer.ggml.normalizer.strip_accents", &v->wpm_strip_accents);
     } else {
         v->kind = SLM_VOCAB_OTHER;
         logf_(m, SLM_LOG_WARN, "tokenizer '%s' is not supported: token pieces only", model);
@@ -9146,6 +9606,7 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         default: v->attr[i] = 0; break; /* undefined */
         }
         if (v->len[i] == 0) continue; /* an empty piece can never be matched */
+        if (v->len[i] > (size_t)v->wpm_max_len) v->wpm_max_len = (int32_t)SLM_MIN(v->len[i], (size_t)1 << 20);
         size_t slot;
         if (strmap_find(&v->map, v->text, v->len, v->text[i], v->len[i], &slot) >= 0) {
             logf_(m, SLM_LOG_WARN, "duplicate piece for token %d; the first id is used", (int)i);
@@ -9167,8 +9628,10 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     vocab_id_key(m, "tokenizer.ggml.unknown_token_id", &v->unk);
     vocab_id_key(m, "tokenizer.ggml.seperator_token_id", &v->sep);
     vocab_id_key(m, "tokenizer.ggml.padding_token_id", &v->pad);
-    vocab_bool_key(m, "tokenizer.ggml.add_bos_token", &v->add_bos);
-    vocab_bool_key(m, "tokenizer.ggml.add_eos_token", &v->add_eos);
+    if (v->kind != SLM_VOCAB_WPM) {
+        vocab_bool_key(m, "tokenizer.ggml.add_bos_token", &v->add_bos);
+        vocab_bool_key(m, "tokenizer.ggml.add_eos_token", &v->add_eos);
+    }
     vocab_bool_key(m, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
     if (v->add_bos && v->bos < 0) v->add_bos = 0;
     if (v->add_eos && v->eos < 0) v->add_eos = 0;
@@ -10298,6 +10761,573 @@ static int bpe_encode(const vocab *v, const allocator *a, const char *s, size_t 
     return !c.oom;
 }
 
+/* --- WordPiece (BERT) ------------------------------------------------------------ */
+/*
+ * tokenizer.ggml.model "bert", as llama.cpp's WPM tokenizer. The text is
+ * normalized code point by code point: (strip_accents) each one is replaced
+ * by the first code point of its NFD form and nonspacing marks are dropped;
+ * white space ends a word; NUL, U+FFFD and control/format characters are
+ * dropped; (lowercase) simple lowercase mapping; punctuation, ASCII symbols
+ * and CJK ideographs are words of their own. Each word, prefixed with
+ * U+2581, is cut greedily from the left into the longest pieces of the
+ * vocabulary (continuations are stored without "##"); a word with a
+ * position no piece matches becomes one [UNK]. With add_special the
+ * sequence is [CLS] ... [SEP] (the BOS and separator ids).
+ */
+
+/* BEGIN gen_unicode_wpm */
+/* Generated by tools/gen_unicode.py from Python 3.11.7 unicodedata (Unicode 14.0.0). */
+static const int32_t UCD_LOWER[181][4] = {
+    {0x00041, 26, 1, 32}, {0x000c0, 23, 1, 32}, {0x000d8, 7, 1, 32}, {0x00100, 24, 2, 1}, {0x00132, 3, 2, 1},
+    {0x00139, 8, 2, 1}, {0x0014a, 23, 2, 1}, {0x00178, 1, 1, -121}, {0x00179, 3, 2, 1}, {0x00181, 1, 1, 210},
+    {0x00182, 2, 2, 1}, {0x00186, 1, 1, 206}, {0x00187, 1, 1, 1}, {0x00189, 2, 1, 205}, {0x0018b, 1, 1, 1},
+    {0x0018e, 1, 1, 79}, {0x0018f, 1, 1, 202}, {0x00190, 1, 1, 203}, {0x00191, 1, 1, 1}, {0x00193, 1, 1, 205},
+    {0x00194, 1, 1, 207}, {0x00196, 1, 1, 211}, {0x00197, 1, 1, 209}, {0x00198, 1, 1, 1}, {0x0019c, 1, 1, 211},
+    {0x0019d, 1, 1, 213}, {0x0019f, 1, 1, 214}, {0x001a0, 3, 2, 1}, {0x001a6, 1, 1, 218}, {0x001a7, 1, 1, 1},
+    {0x001a9, 1, 1, 218}, {0x001ac, 1, 1, 1}, {0x001ae, 1, 1, 218}, {0x001af, 1, 1, 1}, {0x001b1, 2, 1, 217},
+    {0x001b3, 2, 2, 1}, {0x001b7, 1, 1, 219}, {0x001b8, 1, 1, 1}, {0x001bc, 1, 1, 1}, {0x001c4, 1, 1, 2},
+    {0x001c5, 1, 1, 1}, {0x001c7, 1, 1, 2}, {0x001c8, 1, 1, 1}, {0x001ca, 1, 1, 2}, {0x001cb, 9, 2, 1},
+    {0x001de, 9, 2, 1}, {0x001f1, 1, 1, 2}, {0x001f2, 2, 2, 1}, {0x001f6, 1, 1, -97}, {0x001f7, 1, 1, -56},
+    {0x001f8, 20, 2, 1}, {0x00220, 1, 1, -130}, {0x00222, 9, 2, 1}, {0x0023a, 1, 1, 10795}, {0x0023b, 1, 1, 1},
+    {0x0023d, 1, 1, -163}, {0x0023e, 1, 1, 10792}, {0x00241, 1, 1, 1}, {0x00243, 1, 1, -195}, {0x00244, 1, 1, 69},
+    {0x00245, 1, 1, 71}, {0x00246, 5, 2, 1}, {0x00370, 2, 2, 1}, {0x00376, 1, 1, 1}, {0x0037f, 1, 1, 116},
+    {0x00386, 1, 1, 38}, {0x00388, 3, 1, 37}, {0x0038c, 1, 1, 64}, {0x0038e, 2, 1, 63}, {0x00391, 17, 1, 32},
+    {0x003a3, 9, 1, 32}, {0x003cf, 1, 1, 8}, {0x003d8, 12, 2, 1}, {0x003f4, 1, 1, -60}, {0x003f7, 1, 1, 1},
+    {0x003f9, 1, 1, -7}, {0x003fa, 1, 1, 1}, {0x003fd, 3, 1, -130}, {0x00400, 16, 1, 80}, {0x00410, 32, 1, 32},
+    {0x00460, 17, 2, 1}, {0x0048a, 27, 2, 1}, {0x004c0, 1, 1, 15}, {0x004c1, 7, 2, 1}, {0x004d0, 48, 2, 1},
+    {0x00531, 38, 1, 48}, {0x010a0, 38, 1, 7264}, {0x010c7, 1, 1, 7264}, {0x010cd, 1, 1, 7264}, {0x013a0, 80, 1, 38864},
+    {0x013f0, 6, 1, 8}, {0x01c90, 43, 1, -3008}, {0x01cbd, 3, 1, -3008}, {0x01e00, 75, 2, 1}, {0x01e9e, 1, 1, -7615},
+    {0x01ea0, 48, 2, 1}, {0x01f08, 8, 1, -8}, {0x01f18, 6, 1, -8}, {0x01f28, 8, 1, -8}, {0x01f38, 8, 1, -8},
+    {0x01f48, 6, 1, -8}, {0x01f59, 4, 2, -8}, {0x01f68, 8, 1, -8}, {0x01f88, 8, 1, -8}, {0x01f98, 8, 1, -8},
+    {0x01fa8, 8, 1, -8}, {0x01fb8, 2, 1, -8}, {0x01fba, 2, 1, -74}, {0x01fbc, 1, 1, -9}, {0x01fc8, 4, 1, -86},
+    {0x01fcc, 1, 1, -9}, {0x01fd8, 2, 1, -8}, {0x01fda, 2, 1, -100}, {0x01fe8, 2, 1, -8}, {0x01fea, 2, 1, -112},
+    {0x01fec, 1, 1, -7}, {0x01ff8, 2, 1, -128}, {0x01ffa, 2, 1, -126}, {0x01ffc, 1, 1, -9}, {0x02126, 1, 1, -7517},
+    {0x0212a, 1, 1, -8383}, {0x0212b, 1, 1, -8262}, {0x02132, 1, 1, 28}, {0x02160, 16, 1, 16}, {0x02183, 1, 1, 1},
+    {0x024b6, 26, 1, 26}, {0x02c00, 48, 1, 48}, {0x02c60, 1, 1, 1}, {0x02c62, 1, 1, -10743}, {0x02c63, 1, 1, -3814},
+    {0x02c64, 1, 1, -10727}, {0x02c67, 3, 2, 1}, {0x02c6d, 1, 1, -10780}, {0x02c6e, 1, 1, -10749}, {0x02c6f, 1, 1, -10783},
+    {0x02c70, 1, 1, -10782}, {0x02c72, 1, 1, 1}, {0x02c75, 1, 1, 1}, {0x02c7e, 2, 1, -10815}, {0x02c80, 50, 2, 1},
+    {0x02ceb, 2, 2, 1}, {0x02cf2, 1, 1, 1}, {0x0a640, 23, 2, 1}, {0x0a680, 14, 2, 1}, {0x0a722, 7, 2, 1},
+    {0x0a732, 31, 2, 1}, {0x0a779, 2, 2, 1}, {0x0a77d, 1, 1, -35332}, {0x0a77e, 5, 2, 1}, {0x0a78b, 1, 1, 1},
+    {0x0a78d, 1, 1, -42280}, {0x0a790, 2, 2, 1}, {0x0a796, 10, 2, 1}, {0x0a7aa, 1, 1, -42308}, {0x0a7ab, 1, 1, -42319},
+    {0x0a7ac, 1, 1, -42315}, {0x0a7ad, 1, 1, -42305}, {0x0a7ae, 1, 1, -42308}, {0x0a7b0, 1, 1, -42258}, {0x0a7b1, 1, 1, -42282},
+    {0x0a7b2, 1, 1, -42261}, {0x0a7b3, 1, 1, 928}, {0x0a7b4, 8, 2, 1}, {0x0a7c4, 1, 1, -48}, {0x0a7c5, 1, 1, -42307},
+    {0x0a7c6, 1, 1, -35384}, {0x0a7c7, 2, 2, 1}, {0x0a7d0, 1, 1, 1}, {0x0a7d6, 2, 2, 1}, {0x0a7f5, 1, 1, 1},
+    {0x0ff21, 26, 1, 32}, {0x10400, 40, 1, 40}, {0x104b0, 36, 1, 40}, {0x10570, 11, 1, 39}, {0x1057c, 15, 1, 39},
+    {0x1058c, 7, 1, 39}, {0x10594, 2, 1, 39}, {0x10c80, 51, 1, 64}, {0x118a0, 32, 1, 32}, {0x16e40, 32, 1, 32},
+    {0x1e900, 34, 1, 34},
+};
+static const uint32_t UCD_NFD0[2061][2] = {
+    {0x000c0, 0x00041}, {0x000c1, 0x00041}, {0x000c2, 0x00041}, {0x000c3, 0x00041}, {0x000c4, 0x00041}, {0x000c5, 0x00041},
+    {0x000c7, 0x00043}, {0x000c8, 0x00045}, {0x000c9, 0x00045}, {0x000ca, 0x00045}, {0x000cb, 0x00045}, {0x000cc, 0x00049},
+    {0x000cd, 0x00049}, {0x000ce, 0x00049}, {0x000cf, 0x00049}, {0x000d1, 0x0004e}, {0x000d2, 0x0004f}, {0x000d3, 0x0004f},
+    {0x000d4, 0x0004f}, {0x000d5, 0x0004f}, {0x000d6, 0x0004f}, {0x000d9, 0x00055}, {0x000da, 0x00055}, {0x000db, 0x00055},
+    {0x000dc, 0x00055}, {0x000dd, 0x00059}, {0x000e0, 0x00061}, {0x000e1, 0x00061}, {0x000e2, 0x00061}, {0x000e3, 0x00061},
+    {0x000e4, 0x00061}, {0x000e5, 0x00061}, {0x000e7, 0x00063}, {0x000e8, 0x00065}, {0x000e9, 0x00065}, {0x000ea, 0x00065},
+    {0x000eb, 0x00065}, {0x000ec, 0x00069}, {0x000ed, 0x00069}, {0x000ee, 0x00069}, {0x000ef, 0x00069}, {0x000f1, 0x0006e},
+    {0x000f2, 0x0006f}, {0x000f3, 0x0006f}, {0x000f4, 0x0006f}, {0x000f5, 0x0006f}, {0x000f6, 0x0006f}, {0x000f9, 0x00075},
+    {0x000fa, 0x00075}, {0x000fb, 0x00075}, {0x000fc, 0x00075}, {0x000fd, 0x00079}, {0x000ff, 0x00079}, {0x00100, 0x00041},
+    {0x00101, 0x00061}, {0x00102, 0x00041}, {0x00103, 0x00061}, {0x00104, 0x00041}, {0x00105, 0x00061}, {0x00106, 0x00043},
+    {0x00107, 0x00063}, {0x00108, 0x00043}, {0x00109, 0x00063}, {0x0010a, 0x00043}, {0x0010b, 0x00063}, {0x0010c, 0x00043},
+    {0x0010d, 0x00063}, {0x0010e, 0x00044}, {0x0010f, 0x00064}, {0x00112, 0x00045}, {0x00113, 0x00065}, {0x00114, 0x00045},
+    {0x00115, 0x00065}, {0x00116, 0x00045}, {0x00117, 0x00065}, {0x00118, 0x00045}, {0x00119, 0x00065}, {0x0011a, 0x00045},
+    {0x0011b, 0x00065}, {0x0011c, 0x00047}, {0x0011d, 0x00067}, {0x0011e, 0x00047}, {0x0011f, 0x00067}, {0x00120, 0x00047},
+    {0x00121, 0x00067}, {0x00122, 0x00047}, {0x00123, 0x00067}, {0x00124, 0x00048}, {0x00125, 0x00068}, {0x00128, 0x00049},
+    {0x00129, 0x00069}, {0x0012a, 0x00049}, {0x0012b, 0x00069}, {0x0012c, 0x00049}, {0x0012d, 0x00069}, {0x0012e, 0x00049},
+    {0x0012f, 0x00069}, {0x00130, 0x00049}, {0x00134, 0x0004a}, {0x00135, 0x0006a}, {0x00136, 0x0004b}, {0x00137, 0x0006b},
+    {0x00139, 0x0004c}, {0x0013a, 0x0006c}, {0x0013b, 0x0004c}, {0x0013c, 0x0006c}, {0x0013d, 0x0004c}, {0x0013e, 0x0006c},
+    {0x00143, 0x0004e}, {0x00144, 0x0006e}, {0x00145, 0x0004e}, {0x00146, 0x0006e}, {0x00147, 0x0004e}, {0x00148, 0x0006e},
+    {0x0014c, 0x0004f}, {0x0014d, 0x0006f}, {0x0014e, 0x0004f}, {0x0014f, 0x0006f}, {0x00150, 0x0004f}, {0x00151, 0x0006f},
+    {0x00154, 0x00052}, {0x00155, 0x00072}, {0x00156, 0x00052}, {0x00157, 0x00072}, {0x00158, 0x00052}, {0x00159, 0x00072},
+    {0x0015a, 0x00053}, {0x0015b, 0x00073}, {0x0015c, 0x00053}, {0x0015d, 0x00073}, {0x0015e, 0x00053}, {0x0015f, 0x00073},
+    {0x00160, 0x00053}, {0x00161, 0x00073}, {0x00162, 0x00054}, {0x00163, 0x00074}, {0x00164, 0x00054}, {0x00165, 0x00074},
+    {0x00168, 0x00055}, {0x00169, 0x00075}, {0x0016a, 0x00055}, {0x0016b, 0x00075}, {0x0016c, 0x00055}, {0x0016d, 0x00075},
+    {0x0016e, 0x00055}, {0x0016f, 0x00075}, {0x00170, 0x00055}, {0x00171, 0x00075}, {0x00172, 0x00055}, {0x00173, 0x00075},
+    {0x00174, 0x00057}, {0x00175, 0x00077}, {0x00176, 0x00059}, {0x00177, 0x00079}, {0x00178, 0x00059}, {0x00179, 0x0005a},
+    {0x0017a, 0x0007a}, {0x0017b, 0x0005a}, {0x0017c, 0x0007a}, {0x0017d, 0x0005a}, {0x0017e, 0x0007a}, {0x001a0, 0x0004f},
+    {0x001a1, 0x0006f}, {0x001af, 0x00055}, {0x001b0, 0x00075}, {0x001cd, 0x00041}, {0x001ce, 0x00061}, {0x001cf, 0x00049},
+    {0x001d0, 0x00069}, {0x001d1, 0x0004f}, {0x001d2, 0x0006f}, {0x001d3, 0x00055}, {0x001d4, 0x00075}, {0x001d5, 0x00055},
+    {0x001d6, 0x00075}, {0x001d7, 0x00055}, {0x001d8, 0x00075}, {0x001d9, 0x00055}, {0x001da, 0x00075}, {0x001db, 0x00055},
+    {0x001dc, 0x00075}, {0x001de, 0x00041}, {0x001df, 0x00061}, {0x001e0, 0x00041}, {0x001e1, 0x00061}, {0x001e2, 0x000c6},
+    {0x001e3, 0x000e6}, {0x001e6, 0x00047}, {0x001e7, 0x00067}, {0x001e8, 0x0004b}, {0x001e9, 0x0006b}, {0x001ea, 0x0004f},
+    {0x001eb, 0x0006f}, {0x001ec, 0x0004f}, {0x001ed, 0x0006f}, {0x001ee, 0x001b7}, {0x001ef, 0x00292}, {0x001f0, 0x0006a},
+    {0x001f4, 0x00047}, {0x001f5, 0x00067}, {0x001f8, 0x0004e}, {0x001f9, 0x0006e}, {0x001fa, 0x00041}, {0x001fb, 0x00061},
+    {0x001fc, 0x000c6}, {0x001fd, 0x000e6}, {0x001fe, 0x000d8}, {0x001ff, 0x000f8}, {0x00200, 0x00041}, {0x00201, 0x00061},
+    {0x00202, 0x00041}, {0x00203, 0x00061}, {0x00204, 0x00045}, {0x00205, 0x00065}, {0x00206, 0x00045}, {0x00207, 0x00065},
+    {0x00208, 0x00049}, {0x00209, 0x00069}, {0x0020a, 0x00049}, {0x0020b, 0x00069}, {0x0020c, 0x0004f}, {0x0020d, 0x0006f},
+    {0x0020e, 0x0004f}, {0x0020f, 0x0006f}, {0x00210, 0x00052}, {0x00211, 0x00072}, {0x00212, 0x00052}, {0x00213, 0x00072},
+    {0x00214, 0x00055}, {0x00215, 0x00075}, {0x00216, 0x00055}, {0x00217, 0x00075}, {0x00218, 0x00053}, {0x00219, 0x00073},
+    {0x0021a, 0x00054}, {0x0021b, 0x00074}, {0x0021e, 0x00048}, {0x0021f, 0x00068}, {0x00226, 0x00041}, {0x00227, 0x00061},
+    {0x00228, 0x00045}, {0x00229, 0x00065}, {0x0022a, 0x0004f}, {0x0022b, 0x0006f}, {0x0022c, 0x0004f}, {0x0022d, 0x0006f},
+    {0x0022e, 0x0004f}, {0x0022f, 0x0006f}, {0x00230, 0x0004f}, {0x00231, 0x0006f}, {0x00232, 0x00059}, {0x00233, 0x00079},
+    {0x00340, 0x00300}, {0x00341, 0x00301}, {0x00343, 0x00313}, {0x00344, 0x00308}, {0x00374, 0x002b9}, {0x0037e, 0x0003b},
+    {0x00385, 0x000a8}, {0x00386, 0x00391}, {0x00387, 0x000b7}, {0x00388, 0x00395}, {0x00389, 0x00397}, {0x0038a, 0x00399},
+    {0x0038c, 0x0039f}, {0x0038e, 0x003a5}, {0x0038f, 0x003a9}, {0x00390, 0x003b9}, {0x003aa, 0x00399}, {0x003ab, 0x003a5},
+    {0x003ac, 0x003b1}, {0x003ad, 0x003b5}, {0x003ae, 0x003b7}, {0x003af, 0x003b9}, {0x003b0, 0x003c5}, {0x003ca, 0x003b9},
+    {0x003cb, 0x003c5}, {0x003cc, 0x003bf}, {0x003cd, 0x003c5}, {0x003ce, 0x003c9}, {0x003d3, 0x003d2}, {0x003d4, 0x003d2},
+    {0x00400, 0x00415}, {0x00401, 0x00415}, {0x00403, 0x00413}, {0x00407, 0x00406}, {0x0040c, 0x0041a}, {0x0040d, 0x00418},
+    {0x0040e, 0x00423}, {0x00419, 0x00418}, {0x00439, 0x00438}, {0x00450, 0x00435}, {0x00451, 0x00435}, {0x00453, 0x00433},
+    {0x00457, 0x00456}, {0x0045c, 0x0043a}, {0x0045d, 0x00438}, {0x0045e, 0x00443}, {0x00476, 0x00474}, {0x00477, 0x00475},
+    {0x004c1, 0x00416}, {0x004c2, 0x00436}, {0x004d0, 0x00410}, {0x004d1, 0x00430}, {0x004d2, 0x00410}, {0x004d3, 0x00430},
+    {0x004d6, 0x00415}, {0x004d7, 0x00435}, {0x004da, 0x004d8}, {0x004db, 0x004d9}, {0x004dc, 0x00416}, {0x004dd, 0x00436},
+    {0x004de, 0x00417}, {0x004df, 0x00437}, {0x004e2, 0x00418}, {0x004e3, 0x00438}, {0x004e4, 0x00418}, {0x004e5, 0x00438},
+    {0x004e6, 0x0041e}, {0x004e7, 0x0043e}, {0x004ea, 0x004e8}, {0x004eb, 0x004e9}, {0x004ec, 0x0042d}, {0x004ed, 0x0044d},
+    {0x004ee, 0x00423}, {0x004ef, 0x00443}, {0x004f0, 0x00423}, {0x004f1, 0x00443}, {0x004f2, 0x00423}, {0x004f3, 0x00443},
+    {0x004f4, 0x00427}, {0x004f5, 0x00447}, {0x004f8, 0x0042b}, {0x004f9, 0x0044b}, {0x00622, 0x00627}, {0x00623, 0x00627},
+    {0x00624, 0x00648}, {0x00625, 0x00627}, {0x00626, 0x0064a}, {0x006c0, 0x006d5}, {0x006c2, 0x006c1}, {0x006d3, 0x006d2},
+    {0x00929, 0x00928}, {0x00931, 0x00930}, {0x00934, 0x00933}, {0x00958, 0x00915}, {0x00959, 0x00916}, {0x0095a, 0x00917},
+    {0x0095b, 0x0091c}, {0x0095c, 0x00921}, {0x0095d, 0x00922}, {0x0095e, 0x0092b}, {0x0095f, 0x0092f}, {0x009cb, 0x009c7},
+    {0x009cc, 0x009c7}, {0x009dc, 0x009a1}, {0x009dd, 0x009a2}, {0x009df, 0x009af}, {0x00a33, 0x00a32}, {0x00a36, 0x00a38},
+    {0x00a59, 0x00a16}, {0x00a5a, 0x00a17}, {0x00a5b, 0x00a1c}, {0x00a5e, 0x00a2b}, {0x00b48, 0x00b47}, {0x00b4b, 0x00b47},
+    {0x00b4c, 0x00b47}, {0x00b5c, 0x00b21}, {0x00b5d, 0x00b22}, {0x00b94, 0x00b92}, {0x00bca, 0x00bc6}, {0x00bcb, 0x00bc7},
+    {0x00bcc, 0x00bc6}, {0x00c48, 0x00c46}, {0x00cc0, 0x00cbf}, {0x00cc7, 0x00cc6}, {0x00cc8, 0x00cc6}, {0x00cca, 0x00cc6},
+    {0x00ccb, 0x00cc6}, {0x00d4a, 0x00d46}, {0x00d4b, 0x00d47}, {0x00d4c, 0x00d46}, {0x00dda, 0x00dd9}, {0x00ddc, 0x00dd9},
+    {0x00ddd, 0x00dd9}, {0x00dde, 0x00dd9}, {0x00f43, 0x00f42}, {0x00f4d, 0x00f4c}, {0x00f52, 0x00f51}, {0x00f57, 0x00f56},
+    {0x00f5c, 0x00f5b}, {0x00f69, 0x00f40}, {0x00f73, 0x00f71}, {0x00f75, 0x00f71}, {0x00f76, 0x00fb2}, {0x00f78, 0x00fb3},
+    {0x00f81, 0x00f71}, {0x00f93, 0x00f92}, {0x00f9d, 0x00f9c}, {0x00fa2, 0x00fa1}, {0x00fa7, 0x00fa6}, {0x00fac, 0x00fab},
+    {0x00fb9, 0x00f90}, {0x01026, 0x01025}, {0x01b06, 0x01b05}, {0x01b08, 0x01b07}, {0x01b0a, 0x01b09}, {0x01b0c, 0x01b0b},
+    {0x01b0e, 0x01b0d}, {0x01b12, 0x01b11}, {0x01b3b, 0x01b3a}, {0x01b3d, 0x01b3c}, {0x01b40, 0x01b3e}, {0x01b41, 0x01b3f},
+    {0x01b43, 0x01b42}, {0x01e00, 0x00041}, {0x01e01, 0x00061}, {0x01e02, 0x00042}, {0x01e03, 0x00062}, {0x01e04, 0x00042},
+    {0x01e05, 0x00062}, {0x01e06, 0x00042}, {0x01e07, 0x00062}, {0x01e08, 0x00043}, {0x01e09, 0x00063}, {0x01e0a, 0x00044},
+    {0x01e0b, 0x00064}, {0x01e0c, 0x00044}, {0x01e0d, 0x00064}, {0x01e0e, 0x00044}, {0x01e0f, 0x00064}, {0x01e10, 0x00044},
+    {0x01e11, 0x00064}, {0x01e12, 0x00044}, {0x01e13, 0x00064}, {0x01e14, 0x00045}, {0x01e15, 0x00065}, {0x01e16, 0x00045},
+    {0x01e17, 0x00065}, {0x01e18, 0x00045}, {0x01e19, 0x00065}, {0x01e1a, 0x00045}, {0x01e1b, 0x00065}, {0x01e1c, 0x00045},
+    {0x01e1d, 0x00065}, {0x01e1e, 0x00046}, {0x01e1f, 0x00066}, {0x01e20, 0x00047}, {0x01e21, 0x00067}, {0x01e22, 0x00048},
+    {0x01e23, 0x00068}, {0x01e24, 0x00048}, {0x01e25, 0x00068}, {0x01e26, 0x00048}, {0x01e27, 0x00068}, {0x01e28, 0x00048},
+    {0x01e29, 0x00068}, {0x01e2a, 0x00048}, {0x01e2b, 0x00068}, {0x01e2c, 0x00049}, {0x01e2d, 0x00069}, {0x01e2e, 0x00049},
+    {0x01e2f, 0x00069}, {0x01e30, 0x0004b}, {0x01e31, 0x0006b}, {0x01e32, 0x0004b}, {0x01e33, 0x0006b}, {0x01e34, 0x0004b},
+    {0x01e35, 0x0006b}, {0x01e36, 0x0004c}, {0x01e37, 0x0006c}, {0x01e38, 0x0004c}, {0x01e39, 0x0006c}, {0x01e3a, 0x0004c},
+    {0x01e3b, 0x0006c}, {0x01e3c, 0x0004c}, {0x01e3d, 0x0006c}, {0x01e3e, 0x0004d}, {0x01e3f, 0x0006d}, {0x01e40, 0x0004d},
+    {0x01e41, 0x0006d}, {0x01e42, 0x0004d}, {0x01e43, 0x0006d}, {0x01e44, 0x0004e}, {0x01e45, 0x0006e}, {0x01e46, 0x0004e},
+    {0x01e47, 0x0006e}, {0x01e48, 0x0004e}, {0x01e49, 0x0006e}, {0x01e4a, 0x0004e}, {0x01e4b, 0x0006e}, {0x01e4c, 0x0004f},
+    {0x01e4d, 0x0006f}, {0x01e4e, 0x0004f}, {0x01e4f, 0x0006f}, {0x01e50, 0x0004f}, {0x01e51, 0x0006f}, {0x01e52, 0x0004f},
+    {0x01e53, 0x0006f}, {0x01e54, 0x00050}, {0x01e55, 0x00070}, {0x01e56, 0x00050}, {0x01e57, 0x00070}, {0x01e58, 0x00052},
+    {0x01e59, 0x00072}, {0x01e5a, 0x00052}, {0x01e5b, 0x00072}, {0x01e5c, 0x00052}, {0x01e5d, 0x00072}, {0x01e5e, 0x00052},
+    {0x01e5f, 0x00072}, {0x01e60, 0x00053}, {0x01e61, 0x00073}, {0x01e62, 0x00053}, {0x01e63, 0x00073}, {0x01e64, 0x00053},
+    {0x01e65, 0x00073}, {0x01e66, 0x00053}, {0x01e67, 0x00073}, {0x01e68, 0x00053}, {0x01e69, 0x00073}, {0x01e6a, 0x00054},
+    {0x01e6b, 0x00074}, {0x01e6c, 0x00054}, {0x01e6d, 0x00074}, {0x01e6e, 0x00054}, {0x01e6f, 0x00074}, {0x01e70, 0x00054},
+    {0x01e71, 0x00074}, {0x01e72, 0x00055}, {0x01e73, 0x00075}, {0x01e74, 0x00055}, {0x01e75, 0x00075}, {0x01e76, 0x00055},
+    {0x01e77, 0x00075}, {0x01e78, 0x00055}, {0x01e79, 0x00075}, {0x01e7a, 0x00055}, {0x01e7b, 0x00075}, {0x01e7c, 0x00056},
+    {0x01e7d, 0x00076}, {0x01e7e, 0x00056}, {0x01e7f, 0x00076}, {0x01e80, 0x00057}, {0x01e81, 0x00077}, {0x01e82, 0x00057},
+    {0x01e83, 0x00077}, {0x01e84, 0x00057}, {0x01e85, 0x00077}, {0x01e86, 0x00057}, {0x01e87, 0x00077}, {0x01e88, 0x00057},
+    {0x01e89, 0x00077}, {0x01e8a, 0x00058}, {0x01e8b, 0x00078}, {0x01e8c, 0x00058}, {0x01e8d, 0x00078}, {0x01e8e, 0x00059},
+    {0x01e8f, 0x00079}, {0x01e90, 0x0005a}, {0x01e91, 0x0007a}, {0x01e92, 0x0005a}, {0x01e93, 0x0007a}, {0x01e94, 0x0005a},
+    {0x01e95, 0x0007a}, {0x01e96, 0x00068}, {0x01e97, 0x00074}, {0x01e98, 0x00077}, {0x01e99, 0x00079}, {0x01e9b, 0x0017f},
+    {0x01ea0, 0x00041}, {0x01ea1, 0x00061}, {0x01ea2, 0x00041}, {0x01ea3, 0x00061}, {0x01ea4, 0x00041}, {0x01ea5, 0x00061},
+    {0x01ea6, 0x00041}, {0x01ea7, 0x00061}, {0x01ea8, 0x00041}, {0x01ea9, 0x00061}, {0x01eaa, 0x00041}, {0x01eab, 0x00061},
+    {0x01eac, 0x00041}, {0x01ead, 0x00061}, {0x01eae, 0x00041}, {0x01eaf, 0x00061}, {0x01eb0, 0x00041}, {0x01eb1, 0x00061},
+    {0x01eb2, 0x00041}, {0x01eb3, 0x00061}, {0x01eb4, 0x00041}, {0x01eb5, 0x00061}, {0x01eb6, 0x00041}, {0x01eb7, 0x00061},
+    {0x01eb8, 0x00045}, {0x01eb9, 0x00065}, {0x01eba, 0x00045}, {0x01ebb, 0x00065}, {0x01ebc, 0x00045}, {0x01ebd, 0x00065},
+    {0x01ebe, 0x00045}, {0x01ebf, 0x00065}, {0x01ec0, 0x00045}, {0x01ec1, 0x00065}, {0x01ec2, 0x00045}, {0x01ec3, 0x00065},
+    {0x01ec4, 0x00045}, {0x01ec5, 0x00065}, {0x01ec6, 0x00045}, {0x01ec7, 0x00065}, {0x01ec8, 0x00049}, {0x01ec9, 0x00069},
+    {0x01eca, 0x00049}, {0x01ecb, 0x00069}, {0x01ecc, 0x0004f}, {0x01ecd, 0x0006f}, {0x01ece, 0x0004f}, {0x01ecf, 0x0006f},
+    {0x01ed0, 0x0004f}, {0x01ed1, 0x0006f}, {0x01ed2, 0x0004f}, {0x01ed3, 0x0006f}, {0x01ed4, 0x0004f}, {0x01ed5, 0x0006f},
+    {0x01ed6, 0x0004f}, {0x01ed7, 0x0006f}, {0x01ed8, 0x0004f}, {0x01ed9, 0x0006f}, {0x01eda, 0x0004f}, {0x01edb, 0x0006f},
+    {0x01edc, 0x0004f}, {0x01edd, 0x0006f}, {0x01ede, 0x0004f}, {0x01edf, 0x0006f}, {0x01ee0, 0x0004f}, {0x01ee1, 0x0006f},
+    {0x01ee2, 0x0004f}, {0x01ee3, 0x0006f}, {0x01ee4, 0x00055}, {0x01ee5, 0x00075}, {0x01ee6, 0x00055}, {0x01ee7, 0x00075},
+    {0x01ee8, 0x00055}, {0x01ee9, 0x00075}, {0x01eea, 0x00055}, {0x01eeb, 0x00075}, {0x01eec, 0x00055}, {0x01eed, 0x00075},
+    {0x01eee, 0x00055}, {0x01eef, 0x00075}, {0x01ef0, 0x00055}, {0x01ef1, 0x00075}, {0x01ef2, 0x00059}, {0x01ef3, 0x00079},
+    {0x01ef4, 0x00059}, {0x01ef5, 0x00079}, {0x01ef6, 0x00059}, {0x01ef7, 0x00079}, {0x01ef8, 0x00059}, {0x01ef9, 0x00079},
+    {0x01f00, 0x003b1}, {0x01f01, 0x003b1}, {0x01f02, 0x003b1}, {0x01f03, 0x003b1}, {0x01f04, 0x003b1}, {0x01f05, 0x003b1},
+    {0x01f06, 0x003b1}, {0x01f07, 0x003b1}, {0x01f08, 0x00391}, {0x01f09, 0x00391}, {0x01f0a, 0x00391}, {0x01f0b, 0x00391},
+    {0x01f0c, 0x00391}, {0x01f0d, 0x00391}, {0x01f0e, 0x00391}, {0x01f0f, 0x00391}, {0x01f10, 0x003b5}, {0x01f11, 0x003b5},
+    {0x01f12, 0x003b5}, {0x01f13, 0x003b5}, {0x01f14, 0x003b5}, {0x01f15, 0x003b5}, {0x01f18, 0x00395}, {0x01f19, 0x00395},
+    {0x01f1a, 0x00395}, {0x01f1b, 0x00395}, {0x01f1c, 0x00395}, {0x01f1d, 0x00395}, {0x01f20, 0x003b7}, {0x01f21, 0x003b7},
+    {0x01f22, 0x003b7}, {0x01f23, 0x003b7}, {0x01f24, 0x003b7}, {0x01f25, 0x003b7}, {0x01f26, 0x003b7}, {0x01f27, 0x003b7},
+    {0x01f28, 0x00397}, {0x01f29, 0x00397}, {0x01f2a, 0x00397}, {0x01f2b, 0x00397}, {0x01f2c, 0x00397}, {0x01f2d, 0x00397},
+    {0x01f2e, 0x00397}, {0x01f2f, 0x00397}, {0x01f30, 0x003b9}, {0x01f31, 0x003b9}, {0x01f32, 0x003b9}, {0x01f33, 0x003b9},
+    {0x01f34, 0x003b9}, {0x01f35, 0x003b9}, {0x01f36, 0x003b9}, {0x01f37, 0x003b9}, {0x01f38, 0x00399}, {0x01f39, 0x00399},
+    {0x01f3a, 0x00399}, {0x01f3b, 0x00399}, {0x01f3c, 0x00399}, {0x01f3d, 0x00399}, {0x01f3e, 0x00399}, {0x01f3f, 0x00399},
+    {0x01f40, 0x003bf}, {0x01f41, 0x003bf}, {0x01f42, 0x003bf}, {0x01f43, 0x003bf}, {0x01f44, 0x003bf}, {0x01f45, 0x003bf},
+    {0x01f48, 0x0039f}, {0x01f49, 0x0039f}, {0x01f4a, 0x0039f}, {0x01f4b, 0x0039f}, {0x01f4c, 0x0039f}, {0x01f4d, 0x0039f},
+    {0x01f50, 0x003c5}, {0x01f51, 0x003c5}, {0x01f52, 0x003c5}, {0x01f53, 0x003c5}, {0x01f54, 0x003c5}, {0x01f55, 0x003c5},
+    {0x01f56, 0x003c5}, {0x01f57, 0x003c5}, {0x01f59, 0x003a5}, {0x01f5b, 0x003a5}, {0x01f5d, 0x003a5}, {0x01f5f, 0x003a5},
+    {0x01f60, 0x003c9}, {0x01f61, 0x003c9}, {0x01f62, 0x003c9}, {0x01f63, 0x003c9}, {0x01f64, 0x003c9}, {0x01f65, 0x003c9},
+    {0x01f66, 0x003c9}, {0x01f67, 0x003c9}, {0x01f68, 0x003a9}, {0x01f69, 0x003a9}, {0x01f6a, 0x003a9}, {0x01f6b, 0x003a9},
+    {0x01f6c, 0x003a9}, {0x01f6d, 0x003a9}, {0x01f6e, 0x003a9}, {0x01f6f, 0x003a9}, {0x01f70, 0x003b1}, {0x01f71, 0x003b1},
+    {0x01f72, 0x003b5}, {0x01f73, 0x003b5}, {0x01f74, 0x003b7}, {0x01f75, 0x003b7}, {0x01f76, 0x003b9}, {0x01f77, 0x003b9},
+    {0x01f78, 0x003bf}, {0x01f79, 0x003bf}, {0x01f7a, 0x003c5}, {0x01f7b, 0x003c5}, {0x01f7c, 0x003c9}, {0x01f7d, 0x003c9},
+    {0x01f80, 0x003b1}, {0x01f81, 0x003b1}, {0x01f82, 0x003b1}, {0x01f83, 0x003b1}, {0x01f84, 0x003b1}, {0x01f85, 0x003b1},
+    {0x01f86, 0x003b1}, {0x01f87, 0x003b1}, {0x01f88, 0x00391}, {0x01f89, 0x00391}, {0x01f8a, 0x00391}, {0x01f8b, 0x00391},
+    {0x01f8c, 0x00391}, {0x01f8d, 0x00391}, {0x01f8e, 0x00391}, {0x01f8f, 0x00391}, {0x01f90, 0x003b7}, {0x01f91, 0x003b7},
+    {0x01f92, 0x003b7}, {0x01f93, 0x003b7}, {0x01f94, 0x003b7}, {0x01f95, 0x003b7}, {0x01f96, 0x003b7}, {0x01f97, 0x003b7},
+    {0x01f98, 0x00397}, {0x01f99, 0x00397}, {0x01f9a, 0x00397}, {0x01f9b, 0x00397}, {0x01f9c, 0x00397}, {0x01f9d, 0x00397},
+    {0x01f9e, 0x00397}, {0x01f9f, 0x00397}, {0x01fa0, 0x003c9}, {0x01fa1, 0x003c9}, {0x01fa2, 0x003c9}, {0x01fa3, 0x003c9},
+    {0x01fa4, 0x003c9}, {0x01fa5, 0x003c9}, {0x01fa6, 0x003c9}, {0x01fa7, 0x003c9}, {0x01fa8, 0x003a9}, {0x01fa9, 0x003a9},
+    {0x01faa, 0x003a9}, {0x01fab, 0x003a9}, {0x01fac, 0x003a9}, {0x01fad, 0x003a9}, {0x01fae, 0x003a9}, {0x01faf, 0x003a9},
+    {0x01fb0, 0x003b1}, {0x01fb1, 0x003b1}, {0x01fb2, 0x003b1}, {0x01fb3, 0x003b1}, {0x01fb4, 0x003b1}, {0x01fb6, 0x003b1},
+    {0x01fb7, 0x003b1}, {0x01fb8, 0x00391}, {0x01fb9, 0x00391}, {0x01fba, 0x00391}, {0x01fbb, 0x00391}, {0x01fbc, 0x00391},
+    {0x01fbe, 0x003b9}, {0x01fc1, 0x000a8}, {0x01fc2, 0x003b7}, {0x01fc3, 0x003b7}, {0x01fc4, 0x003b7}, {0x01fc6, 0x003b7},
+    {0x01fc7, 0x003b7}, {0x01fc8, 0x00395}, {0x01fc9, 0x00395}, {0x01fca, 0x00397}, {0x01fcb, 0x00397}, {0x01fcc, 0x00397},
+    {0x01fcd, 0x01fbf}, {0x01fce, 0x01fbf}, {0x01fcf, 0x01fbf}, {0x01fd0, 0x003b9}, {0x01fd1, 0x003b9}, {0x01fd2, 0x003b9},
+    {0x01fd3, 0x003b9}, {0x01fd6, 0x003b9}, {0x01fd7, 0x003b9}, {0x01fd8, 0x00399}, {0x01fd9, 0x00399}, {0x01fda, 0x00399},
+    {0x01fdb, 0x00399}, {0x01fdd, 0x01ffe}, {0x01fde, 0x01ffe}, {0x01fdf, 0x01ffe}, {0x01fe0, 0x003c5}, {0x01fe1, 0x003c5},
+    {0x01fe2, 0x003c5}, {0x01fe3, 0x003c5}, {0x01fe4, 0x003c1}, {0x01fe5, 0x003c1}, {0x01fe6, 0x003c5}, {0x01fe7, 0x003c5},
+    {0x01fe8, 0x003a5}, {0x01fe9, 0x003a5}, {0x01fea, 0x003a5}, {0x01feb, 0x003a5}, {0x01fec, 0x003a1}, {0x01fed, 0x000a8},
+    {0x01fee, 0x000a8}, {0x01fef, 0x00060}, {0x01ff2, 0x003c9}, {0x01ff3, 0x003c9}, {0x01ff4, 0x003c9}, {0x01ff6, 0x003c9},
+    {0x01ff7, 0x003c9}, {0x01ff8, 0x0039f}, {0x01ff9, 0x0039f}, {0x01ffa, 0x003a9}, {0x01ffb, 0x003a9}, {0x01ffc, 0x003a9},
+    {0x01ffd, 0x000b4}, {0x02000, 0x02002}, {0x02001, 0x02003}, {0x02126, 0x003a9}, {0x0212a, 0x0004b}, {0x0212b, 0x00041},
+    {0x0219a, 0x02190}, {0x0219b, 0x02192}, {0x021ae, 0x02194}, {0x021cd, 0x021d0}, {0x021ce, 0x021d4}, {0x021cf, 0x021d2},
+    {0x02204, 0x02203}, {0x02209, 0x02208}, {0x0220c, 0x0220b}, {0x02224, 0x02223}, {0x02226, 0x02225}, {0x02241, 0x0223c},
+    {0x02244, 0x02243}, {0x02247, 0x02245}, {0x02249, 0x02248}, {0x02260, 0x0003d}, {0x02262, 0x02261}, {0x0226d, 0x0224d},
+    {0x0226e, 0x0003c}, {0x0226f, 0x0003e}, {0x02270, 0x02264}, {0x02271, 0x02265}, {0x02274, 0x02272}, {0x02275, 0x02273},
+    {0x02278, 0x02276}, {0x02279, 0x02277}, {0x02280, 0x0227a}, {0x02281, 0x0227b}, {0x02284, 0x02282}, {0x02285, 0x02283},
+    {0x02288, 0x02286}, {0x02289, 0x02287}, {0x022ac, 0x022a2}, {0x022ad, 0x022a8}, {0x022ae, 0x022a9}, {0x022af, 0x022ab},
+    {0x022e0, 0x0227c}, {0x022e1, 0x0227d}, {0x022e2, 0x02291}, {0x022e3, 0x02292}, {0x022ea, 0x022b2}, {0x022eb, 0x022b3},
+    {0x022ec, 0x022b4}, {0x022ed, 0x022b5}, {0x02329, 0x03008}, {0x0232a, 0x03009}, {0x02adc, 0x02add}, {0x0304c, 0x0304b},
+    {0x0304e, 0x0304d}, {0x03050, 0x0304f}, {0x03052, 0x03051}, {0x03054, 0x03053}, {0x03056, 0x03055}, {0x03058, 0x03057},
+    {0x0305a, 0x03059}, {0x0305c, 0x0305b}, {0x0305e, 0x0305d}, {0x03060, 0x0305f}, {0x03062, 0x03061}, {0x03065, 0x03064},
+    {0x03067, 0x03066}, {0x03069, 0x03068}, {0x03070, 0x0306f}, {0x03071, 0x0306f}, {0x03073, 0x03072}, {0x03074, 0x03072},
+    {0x03076, 0x03075}, {0x03077, 0x03075}, {0x03079, 0x03078}, {0x0307a, 0x03078}, {0x0307c, 0x0307b}, {0x0307d, 0x0307b},
+    {0x03094, 0x03046}, {0x0309e, 0x0309d}, {0x030ac, 0x030ab}, {0x030ae, 0x030ad}, {0x030b0, 0x030af}, {0x030b2, 0x030b1},
+    {0x030b4, 0x030b3}, {0x030b6, 0x030b5}, {0x030b8, 0x030b7}, {0x030ba, 0x030b9}, {0x030bc, 0x030bb}, {0x030be, 0x030bd},
+    {0x030c0, 0x030bf}, {0x030c2, 0x030c1}, {0x030c5, 0x030c4}, {0x030c7, 0x030c6}, {0x030c9, 0x030c8}, {0x030d0, 0x030cf},
+    {0x030d1, 0x030cf}, {0x030d3, 0x030d2}, {0x030d4, 0x030d2}, {0x030d6, 0x030d5}, {0x030d7, 0x030d5}, {0x030d9, 0x030d8},
+    {0x030da, 0x030d8}, {0x030dc, 0x030db}, {0x030dd, 0x030db}, {0x030f4, 0x030a6}, {0x030f7, 0x030ef}, {0x030f8, 0x030f0},
+    {0x030f9, 0x030f1}, {0x030fa, 0x030f2}, {0x030fe, 0x030fd}, {0x0f900, 0x08c48}, {0x0f901, 0x066f4}, {0x0f902, 0x08eca},
+    {0x0f903, 0x08cc8}, {0x0f904, 0x06ed1}, {0x0f905, 0x04e32}, {0x0f906, 0x053e5}, {0x0f907, 0x09f9c}, {0x0f908, 0x09f9c},
+    {0x0f909, 0x05951}, {0x0f90a, 0x091d1}, {0x0f90b, 0x05587}, {0x0f90c, 0x05948}, {0x0f90d, 0x061f6}, {0x0f90e, 0x07669},
+    {0x0f90f, 0x07f85}, {0x0f910, 0x0863f}, {0x0f911, 0x087ba}, {0x0f912, 0x088f8}, {0x0f913, 0x0908f}, {0x0f914, 0x06a02},
+    {0x0f915, 0x06d1b}, {0x0f916, 0x070d9}, {0x0f917, 0x073de}, {0x0f918, 0x0843d}, {0x0f919, 0x0916a}, {0x0f91a, 0x099f1},
+    {0x0f91b, 0x04e82}, {0x0f91c, 0x05375}, {0x0f91d, 0x06b04}, {0x0f91e, 0x0721b}, {0x0f91f, 0x0862d}, {0x0f920, 0x09e1e},
+    {0x0f921, 0x05d50}, {0x0f922, 0x06feb}, {0x0f923, 0x085cd}, {0x0f924, 0x08964}, {0x0f925, 0x062c9}, {0x0f926, 0x081d8},
+    {0x0f927, 0x0881f}, {0x0f928, 0x05eca}, {0x0f929, 0x06717}, {0x0f92a, 0x06d6a}, {0x0f92b, 0x072fc}, {0x0f92c, 0x090ce},
+    {0x0f92d, 0x04f86}, {0x0f92e, 0x051b7}, {0x0f92f, 0x052de}, {0x0f930, 0x064c4}, {0x0f931, 0x06ad3}, {0x0f932, 0x07210},
+    {0x0f933, 0x076e7}, {0x0f934, 0x08001}, {0x0f935, 0x08606}, {0x0f936, 0x0865c}, {0x0f937, 0x08def}, {0x0f938, 0x09732},
+    {0x0f939, 0x09b6f}, {0x0f93a, 0x09dfa}, {0x0f93b, 0x0788c}, {0x0f93c, 0x0797f}, {0x0f93d, 0x07da0}, {0x0f93e, 0x083c9},
+    {0x0f93f, 0x09304}, {0x0f940, 0x09e7f}, {0x0f941, 0x08ad6}, {0x0f942, 0x058df}, {0x0f943, 0x05f04}, {0x0f944, 0x07c60},
+    {0x0f945, 0x0807e}, {0x0f946, 0x07262}, {0x0f947, 0x078ca}, {0x0f948, 0x08cc2}, {0x0f949, 0x096f7}, {0x0f94a, 0x058d8},
+    {0x0f94b, 0x05c62}, {0x0f94c, 0x06a13}, {0x0f94d, 0x06dda}, {0x0f94e, 0x06f0f}, {0x0f94f, 0x07d2f}, {0x0f950, 0x07e37},
+    {0x0f951, 0x0964b}, {0x0f952, 0x052d2}, {0x0f953, 0x0808b}, {0x0f954, 0x051dc}, {0x0f955, 0x051cc}, {0x0f956, 0x07a1c},
+    {0x0f957, 0x07dbe}, {0x0f958, 0x083f1}, {0x0f959, 0x09675}, {0x0f95a, 0x08b80}, {0x0f95b, 0x062cf}, {0x0f95c, 0x06a02},
+    {0x0f95d, 0x08afe}, {0x0f95e, 0x04e39}, {0x0f95f, 0x05be7}, {0x0f960, 0x06012}, {0x0f961, 0x07387}, {0x0f962, 0x07570},
+    {0x0f963, 0x05317}, {0x0f964, 0x078fb}, {0x0f965, 0x04fbf}, {0x0f966, 0x05fa9}, {0x0f967, 0x04e0d}, {0x0f968, 0x06ccc},
+    {0x0f969, 0x06578}, {0x0f96a, 0x07d22}, {0x0f96b, 0x053c3}, {0x0f96c, 0x0585e}, {0x0f96d, 0x07701}, {0x0f96e, 0x08449},
+    {0x0f96f, 0x08aaa}, {0x0f970, 0x06bba}, {0x0f971, 0x08fb0}, {0x0f972, 0x06c88}, {0x0f973, 0x062fe}, {0x0f974, 0x082e5},
+    {0x0f975, 0x063a0}, {0x0f976, 0x07565}, {0x0f977, 0x04eae}, {0x0f978, 0x05169}, {0x0f979, 0x051c9}, {0x0f97a, 0x06881},
+    {0x0f97b, 0x07ce7}, {0x0f97c, 0x0826f}, {0x0f97d, 0x08ad2}, {0x0f97e, 0x091cf}, {0x0f97f, 0x052f5}, {0x0f980, 0x05442},
+    {0x0f981, 0x05973}, {0x0f982, 0x05eec}, {0x0f983, 0x065c5}, {0x0f984, 0x06ffe}, {0x0f985, 0x0792a}, {0x0f986, 0x095ad},
+    {0x0f987, 0x09a6a}, {0x0f988, 0x09e97}, {0x0f989, 0x09ece}, {0x0f98a, 0x0529b}, {0x0f98b, 0x066c6}, {0x0f98c, 0x06b77},
+    {0x0f98d, 0x08f62}, {0x0f98e, 0x05e74}, {0x0f98f, 0x06190}, {0x0f990, 0x06200}, {0x0f991, 0x0649a}, {0x0f992, 0x06f23},
+    {0x0f993, 0x07149}, {0x0f994, 0x07489}, {0x0f995, 0x079ca}, {0x0f996, 0x07df4}, {0x0f997, 0x0806f}, {0x0f998, 0x08f26},
+    {0x0f999, 0x084ee}, {0x0f99a, 0x09023}, {0x0f99b, 0x0934a}, {0x0f99c, 0x05217}, {0x0f99d, 0x052a3}, {0x0f99e, 0x054bd},
+    {0x0f99f, 0x070c8}, {0x0f9a0, 0x088c2}, {0x0f9a1, 0x08aaa}, {0x0f9a2, 0x05ec9}, {0x0f9a3, 0x05ff5}, {0x0f9a4, 0x0637b},
+    {0x0f9a5, 0x06bae}, {0x0f9a6, 0x07c3e}, {0x0f9a7, 0x07375}, {0x0f9a8, 0x04ee4}, {0x0f9a9, 0x056f9}, {0x0f9aa, 0x05be7},
+    {0x0f9ab, 0x05dba}, {0x0f9ac, 0x0601c}, {0x0f9ad, 0x073b2}, {0x0f9ae, 0x07469}, {0x0f9af, 0x07f9a}, {0x0f9b0, 0x08046},
+    {0x0f9b1, 0x09234}, {0x0f9b2, 0x096f6}, {0x0f9b3, 0x09748}, {0x0f9b4, 0x09818}, {0x0f9b5, 0x04f8b}, {0x0f9b6, 0x079ae},
+    {0x0f9b7, 0x091b4}, {0x0f9b8, 0x096b8}, {0x0f9b9, 0x060e1}, {0x0f9ba, 0x04e86}, {0x0f9bb, 0x050da}, {0x0f9bc, 0x05bee},
+    {0x0f9bd, 0x05c3f}, {0x0f9be, 0x06599}, {0x0f9bf, 0x06a02}, {0x0f9c0, 0x071ce}, {0x0f9c1, 0x07642}, {0x0f9c2, 0x084fc},
+    {0x0f9c3, 0x0907c}, {0x0f9c4, 0x09f8d}, {0x0f9c5, 0x06688}, {0x0f9c6, 0x0962e}, {0x0f9c7, 0x05289}, {0x0f9c8, 0x0677b},
+    {0x0f9c9, 0x067f3}, {0x0f9ca, 0x06d41}, {0x0f9cb, 0x06e9c}, {0x0f9cc, 0x07409}, {0x0f9cd, 0x07559}, {0x0f9ce, 0x0786b},
+    {0x0f9cf, 0x07d10}, {0x0f9d0, 0x0985e}, {0x0f9d1, 0x0516d}, {0x0f9d2, 0x0622e}, {0x0f9d3, 0x09678}, {0x0f9d4, 0x0502b},
+    {0x0f9d5, 0x05d19}, {0x0f9d6, 0x06dea}, {0x0f9d7, 0x08f2a}, {0x0f9d8, 0x05f8b}, {0x0f9d9, 0x06144}, {0x0f9da, 0x06817},
+    {0x0f9db, 0x07387}, {0x0f9dc, 0x09686}, {0x0f9dd, 0x05229}, {0x0f9de, 0x0540f}, {0x0f9df, 0x05c65}, {0x0f9e0, 0x06613},
+    {0x0f9e1, 0x0674e}, {0x0f9e2, 0x068a8}, {0x0f9e3, 0x06ce5}, {0x0f9e4, 0x07406}, {0x0f9e5, 0x075e2}, {0x0f9e6, 0x07f79},
+    {0x0f9e7, 0x088cf}, {0x0f9e8, 0x088e1}, {0x0f9e9, 0x091cc}, {0x0f9ea, 0x096e2}, {0x0f9eb, 0x0533f}, {0x0f9ec, 0x06eba},
+    {0x0f9ed, 0x0541d}, {0x0f9ee, 0x071d0}, {0x0f9ef, 0x07498}, {0x0f9f0, 0x085fa}, {0x0f9f1, 0x096a3}, {0x0f9f2, 0x09c57},
+    {0x0f9f3, 0x09e9f}, {0x0f9f4, 0x06797}, {0x0f9f5, 0x06dcb}, {0x0f9f6, 0x081e8}, {0x0f9f7, 0x07acb}, {0x0f9f8, 0x07b20},
+    {0x0f9f9, 0x07c92}, {0x0f9fa, 0x072c0}, {0x0f9fb, 0x07099}, {0x0f9fc, 0x08b58}, {0x0f9fd, 0x04ec0}, {0x0f9fe, 0x08336},
+    {0x0f9ff, 0x0523a}, {0x0fa00, 0x05207}, {0x0fa01, 0x05ea6}, {0x0fa02, 0x062d3}, {0x0fa03, 0x07cd6}, {0x0fa04, 0x05b85},
+    {0x0fa05, 0x06d1e}, {0x0fa06, 0x066b4}, {0x0fa07, 0x08f3b}, {0x0fa08, 0x0884c}, {0x0fa09, 0x0964d}, {0x0fa0a, 0x0898b},
+    {0x0fa0b, 0x05ed3}, {0x0fa0c, 0x05140}, {0x0fa0d, 0x055c0}, {0x0fa10, 0x0585a}, {0x0fa12, 0x06674}, {0x0fa15, 0x051de},
+    {0x0fa16, 0x0732a}, {0x0fa17, 0x076ca}, {0x0fa18, 0x0793c}, {0x0fa19, 0x0795e}, {0x0fa1a, 0x07965}, {0x0fa1b, 0x0798f},
+    {0x0fa1c, 0x09756}, {0x0fa1d, 0x07cbe}, {0x0fa1e, 0x07fbd}, {0x0fa20, 0x08612}, {0x0fa22, 0x08af8}, {0x0fa25, 0x09038},
+    {0x0fa26, 0x090fd}, {0x0fa2a, 0x098ef}, {0x0fa2b, 0x098fc}, {0x0fa2c, 0x09928}, {0x0fa2d, 0x09db4}, {0x0fa2e, 0x090de},
+    {0x0fa2f, 0x096b7}, {0x0fa30, 0x04fae}, {0x0fa31, 0x050e7}, {0x0fa32, 0x0514d}, {0x0fa33, 0x052c9}, {0x0fa34, 0x052e4},
+    {0x0fa35, 0x05351}, {0x0fa36, 0x0559d}, {0x0fa37, 0x05606}, {0x0fa38, 0x05668}, {0x0fa39, 0x05840}, {0x0fa3a, 0x058a8},
+    {0x0fa3b, 0x05c64}, {0x0fa3c, 0x05c6e}, {0x0fa3d, 0x06094}, {0x0fa3e, 0x06168}, {0x0fa3f, 0x0618e}, {0x0fa40, 0x061f2},
+    {0x0fa41, 0x0654f}, {0x0fa42, 0x065e2}, {0x0fa43, 0x06691}, {0x0fa44, 0x06885}, {0x0fa45, 0x06d77}, {0x0fa46, 0x06e1a},
+    {0x0fa47, 0x06f22}, {0x0fa48, 0x0716e}, {0x0fa49, 0x0722b}, {0x0fa4a, 0x07422}, {0x0fa4b, 0x07891}, {0x0fa4c, 0x0793e},
+    {0x0fa4d, 0x07949}, {0x0fa4e, 0x07948}, {0x0fa4f, 0x07950}, {0x0fa50, 0x07956}, {0x0fa51, 0x0795d}, {0x0fa52, 0x0798d},
+    {0x0fa53, 0x0798e}, {0x0fa54, 0x07a40}, {0x0fa55, 0x07a81}, {0x0fa56, 0x07bc0}, {0x0fa57, 0x07df4}, {0x0fa58, 0x07e09},
+    {0x0fa59, 0x07e41}, {0x0fa5a, 0x07f72}, {0x0fa5b, 0x08005}, {0x0fa5c, 0x081ed}, {0x0fa5d, 0x08279}, {0x0fa5e, 0x08279},
+    {0x0fa5f, 0x08457}, {0x0fa60, 0x08910}, {0x0fa61, 0x08996}, {0x0fa62, 0x08b01}, {0x0fa63, 0x08b39}, {0x0fa64, 0x08cd3},
+    {0x0fa65, 0x08d08}, {0x0fa66, 0x08fb6}, {0x0fa67, 0x09038}, {0x0fa68, 0x096e3}, {0x0fa69, 0x097ff}, {0x0fa6a, 0x0983b},
+    {0x0fa6b, 0x06075}, {0x0fa6c, 0x242ee}, {0x0fa6d, 0x08218}, {0x0fa70, 0x04e26}, {0x0fa71, 0x051b5}, {0x0fa72, 0x05168},
+    {0x0fa73, 0x04f80}, {0x0fa74, 0x05145}, {0x0fa75, 0x05180}, {0x0fa76, 0x052c7}, {0x0fa77, 0x052fa}, {0x0fa78, 0x0559d},
+    {0x0fa79, 0x05555}, {0x0fa7a, 0x05599}, {0x0fa7b, 0x055e2}, {0x0fa7c, 0x0585a}, {0x0fa7d, 0x058b3}, {0x0fa7e, 0x05944},
+    {0x0fa7f, 0x05954}, {0x0fa80, 0x05a62}, {0x0fa81, 0x05b28}, {0x0fa82, 0x05ed2}, {0x0fa83, 0x05ed9}, {0x0fa84, 0x05f69},
+    {0x0fa85, 0x05fad}, {0x0fa86, 0x060d8}, {0x0fa87, 0x0614e}, {0x0fa88, 0x06108}, {0x0fa89, 0x0618e}, {0x0fa8a, 0x06160},
+    {0x0fa8b, 0x061f2}, {0x0fa8c, 0x06234}, {0x0fa8d, 0x063c4}, {0x0fa8e, 0x0641c}, {0x0fa8f, 0x06452}, {0x0fa90, 0x06556},
+    {0x0fa91, 0x06674}, {0x0fa92, 0x06717}, {0x0fa93, 0x0671b}, {0x0fa94, 0x06756}, {0x0fa95, 0x06b79}, {0x0fa96, 0x06bba},
+    {0x0fa97, 0x06d41}, {0x0fa98, 0x06edb}, {0x0fa99, 0x06ecb}, {0x0fa9a, 0x06f22}, {0x0fa9b, 0x0701e}, {0x0fa9c, 0x0716e},
+    {0x0fa9d, 0x077a7}, {0x0fa9e, 0x07235}, {0x0fa9f, 0x072af}, {0x0faa0, 0x0732a}, {0x0faa1, 0x07471}, {0x0faa2, 0x07506},
+    {0x0faa3, 0x0753b}, {0x0faa4, 0x0761d}, {0x0faa5, 0x0761f}, {0x0faa6, 0x076ca}, {0x0faa7, 0x076db}, {0x0faa8, 0x076f4},
+    {0x0faa9, 0x0774a}, {0x0faaa, 0x07740}, {0x0faab, 0x078cc}, {0x0faac, 0x07ab1}, {0x0faad, 0x07bc0}, {0x0faae, 0x07c7b},
+    {0x0faaf, 0x07d5b}, {0x0fab0, 0x07df4}, {0x0fab1, 0x07f3e}, {0x0fab2, 0x08005}, {0x0fab3, 0x08352}, {0x0fab4, 0x083ef},
+    {0x0fab5, 0x08779}, {0x0fab6, 0x08941}, {0x0fab7, 0x08986}, {0x0fab8, 0x08996}, {0x0fab9, 0x08abf}, {0x0faba, 0x08af8},
+    {0x0fabb, 0x08acb}, {0x0fabc, 0x08b01}, {0x0fabd, 0x08afe}, {0x0fabe, 0x08aed}, {0x0fabf, 0x08b39}, {0x0fac0, 0x08b8a},
+    {0x0fac1, 0x08d08}, {0x0fac2, 0x08f38}, {0x0fac3, 0x09072}, {0x0fac4, 0x09199}, {0x0fac5, 0x09276}, {0x0fac6, 0x0967c},
+    {0x0fac7, 0x096e3}, {0x0fac8, 0x09756}, {0x0fac9, 0x097db}, {0x0faca, 0x097ff}, {0x0facb, 0x0980b}, {0x0facc, 0x0983b},
+    {0x0facd, 0x09b12}, {0x0face, 0x09f9c}, {0x0facf, 0x2284a}, {0x0fad0, 0x22844}, {0x0fad1, 0x233d5}, {0x0fad2, 0x03b9d},
+    {0x0fad3, 0x04018}, {0x0fad4, 0x04039}, {0x0fad5, 0x25249}, {0x0fad6, 0x25cd0}, {0x0fad7, 0x27ed3}, {0x0fad8, 0x09f43},
+    {0x0fad9, 0x09f8e}, {0x0fb1d, 0x005d9}, {0x0fb1f, 0x005f2}, {0x0fb2a, 0x005e9}, {0x0fb2b, 0x005e9}, {0x0fb2c, 0x005e9},
+    {0x0fb2d, 0x005e9}, {0x0fb2e, 0x005d0}, {0x0fb2f, 0x005d0}, {0x0fb30, 0x005d0}, {0x0fb31, 0x005d1}, {0x0fb32, 0x005d2},
+    {0x0fb33, 0x005d3}, {0x0fb34, 0x005d4}, {0x0fb35, 0x005d5}, {0x0fb36, 0x005d6}, {0x0fb38, 0x005d8}, {0x0fb39, 0x005d9},
+    {0x0fb3a, 0x005da}, {0x0fb3b, 0x005db}, {0x0fb3c, 0x005dc}, {0x0fb3e, 0x005de}, {0x0fb40, 0x005e0}, {0x0fb41, 0x005e1},
+    {0x0fb43, 0x005e3}, {0x0fb44, 0x005e4}, {0x0fb46, 0x005e6}, {0x0fb47, 0x005e7}, {0x0fb48, 0x005e8}, {0x0fb49, 0x005e9},
+    {0x0fb4a, 0x005ea}, {0x0fb4b, 0x005d5}, {0x0fb4c, 0x005d1}, {0x0fb4d, 0x005db}, {0x0fb4e, 0x005e4}, {0x1109a, 0x11099},
+    {0x1109c, 0x1109b}, {0x110ab, 0x110a5}, {0x1112e, 0x11131}, {0x1112f, 0x11132}, {0x1134b, 0x11347}, {0x1134c, 0x11347},
+    {0x114bb, 0x114b9}, {0x114bc, 0x114b9}, {0x114be, 0x114b9}, {0x115ba, 0x115b8}, {0x115bb, 0x115b9}, {0x11938, 0x11935},
+    {0x1d15e, 0x1d157}, {0x1d15f, 0x1d158}, {0x1d160, 0x1d158}, {0x1d161, 0x1d158}, {0x1d162, 0x1d158}, {0x1d163, 0x1d158},
+    {0x1d164, 0x1d158}, {0x1d1bb, 0x1d1b9}, {0x1d1bc, 0x1d1ba}, {0x1d1bd, 0x1d1b9}, {0x1d1be, 0x1d1ba}, {0x1d1bf, 0x1d1b9},
+    {0x1d1c0, 0x1d1ba}, {0x2f800, 0x04e3d}, {0x2f801, 0x04e38}, {0x2f802, 0x04e41}, {0x2f803, 0x20122}, {0x2f804, 0x04f60},
+    {0x2f805, 0x04fae}, {0x2f806, 0x04fbb}, {0x2f807, 0x05002}, {0x2f808, 0x0507a}, {0x2f809, 0x05099}, {0x2f80a, 0x050e7},
+    {0x2f80b, 0x050cf}, {0x2f80c, 0x0349e}, {0x2f80d, 0x2063a}, {0x2f80e, 0x0514d}, {0x2f80f, 0x05154}, {0x2f810, 0x05164},
+    {0x2f811, 0x05177}, {0x2f812, 0x2051c}, {0x2f813, 0x034b9}, {0x2f814, 0x05167}, {0x2f815, 0x0518d}, {0x2f816, 0x2054b},
+    {0x2f817, 0x05197}, {0x2f818, 0x051a4}, {0x2f819, 0x04ecc}, {0x2f81a, 0x051ac}, {0x2f81b, 0x051b5}, {0x2f81c, 0x291df},
+    {0x2f81d, 0x051f5}, {0x2f81e, 0x05203}, {0x2f81f, 0x034df}, {0x2f820, 0x0523b}, {0x2f821, 0x05246}, {0x2f822, 0x05272},
+    {0x2f823, 0x05277}, {0x2f824, 0x03515}, {0x2f825, 0x052c7}, {0x2f826, 0x052c9}, {0x2f827, 0x052e4}, {0x2f828, 0x052fa},
+    {0x2f829, 0x05305}, {0x2f82a, 0x05306}, {0x2f82b, 0x05317}, {0x2f82c, 0x05349}, {0x2f82d, 0x05351}, {0x2f82e, 0x0535a},
+    {0x2f82f, 0x05373}, {0x2f830, 0x0537d}, {0x2f831, 0x0537f}, {0x2f832, 0x0537f}, {0x2f833, 0x0537f}, {0x2f834, 0x20a2c},
+    {0x2f835, 0x07070}, {0x2f836, 0x053ca}, {0x2f837, 0x053df}, {0x2f838, 0x20b63}, {0x2f839, 0x053eb}, {0x2f83a, 0x053f1},
+    {0x2f83b, 0x05406}, {0x2f83c, 0x0549e}, {0x2f83d, 0x05438}, {0x2f83e, 0x05448}, {0x2f83f, 0x05468}, {0x2f840, 0x054a2},
+    {0x2f841, 0x054f6}, {0x2f842, 0x05510}, {0x2f843, 0x05553}, {0x2f844, 0x05563}, {0x2f845, 0x05584}, {0x2f846, 0x05584},
+    {0x2f847, 0x05599}, {0x2f848, 0x055ab}, {0x2f849, 0x055b3}, {0x2f84a, 0x055c2}, {0x2f84b, 0x05716}, {0x2f84c, 0x05606},
+    {0x2f84d, 0x05717}, {0x2f84e, 0x05651}, {0x2f84f, 0x05674}, {0x2f850, 0x05207}, {0x2f851, 0x058ee}, {0x2f852, 0x057ce},
+    {0x2f853, 0x057f4}, {0x2f854, 0x0580d}, {0x2f855, 0x0578b}, {0x2f856, 0x05832}, {0x2f857, 0x05831}, {0x2f858, 0x058ac},
+    {0x2f859, 0x214e4}, {0x2f85a, 0x058f2}, {0x2f85b, 0x058f7}, {0x2f85c, 0x05906}, {0x2f85d, 0x0591a}, {0x2f85e, 0x05922},
+    {0x2f85f, 0x05962}, {0x2f860, 0x216a8}, {0x2f861, 0x216ea}, {0x2f862, 0x059ec}, {0x2f863, 0x05a1b}, {0x2f864, 0x05a27},
+    {0x2f865, 0x059d8}, {0x2f866, 0x05a66}, {0x2f867, 0x036ee}, {0x2f868, 0x036fc}, {0x2f869, 0x05b08}, {0x2f86a, 0x05b3e},
+    {0x2f86b, 0x05b3e}, {0x2f86c, 0x219c8}, {0x2f86d, 0x05bc3}, {0x2f86e, 0x05bd8}, {0x2f86f, 0x05be7}, {0x2f870, 0x05bf3},
+    {0x2f871, 0x21b18}, {0x2f872, 0x05bff}, {0x2f873, 0x05c06}, {0x2f874, 0x05f53}, {0x2f875, 0x05c22}, {0x2f876, 0x03781},
+    {0x2f877, 0x05c60}, {0x2f878, 0x05c6e}, {0x2f879, 0x05cc0}, {0x2f87a, 0x05c8d}, {0x2f87b, 0x21de4}, {0x2f87c, 0x05d43},
+    {0x2f87d, 0x21de6}, {0x2f87e, 0x05d6e}, {0x2f87f, 0x05d6b}, {0x2f880, 0x05d7c}, {0x2f881, 0x05de1}, {0x2f882, 0x05de2},
+    {0x2f883, 0x0382f}, {0x2f884, 0x05dfd}, {0x2f885, 0x05e28}, {0x2f886, 0x05e3d}, {0x2f887, 0x05e69}, {0x2f888, 0x03862},
+    {0x2f889, 0x22183}, {0x2f88a, 0x0387c}, {0x2f88b, 0x05eb0}, {0x2f88c, 0x05eb3}, {0x2f88d, 0x05eb6}, {0x2f88e, 0x05eca},
+    {0x2f88f, 0x2a392}, {0x2f890, 0x05efe}, {0x2f891, 0x22331}, {0x2f892, 0x22331}, {0x2f893, 0x08201}, {0x2f894, 0x05f22},
+    {0x2f895, 0x05f22}, {0x2f896, 0x038c7}, {0x2f897, 0x232b8}, {0x2f898, 0x261da}, {0x2f899, 0x05f62}, {0x2f89a, 0x05f6b},
+    {0x2f89b, 0x038e3}, {0x2f89c, 0x05f9a}, {0x2f89d, 0x05fcd}, {0x2f89e, 0x05fd7}, {0x2f89f, 0x05ff9}, {0x2f8a0, 0x06081},
+    {0x2f8a1, 0x0393a}, {0x2f8a2, 0x0391c}, {0x2f8a3, 0x06094}, {0x2f8a4, 0x226d4}, {0x2f8a5, 0x060c7}, {0x2f8a6, 0x06148},
+    {0x2f8a7, 0x0614c}, {0x2f8a8, 0x0614e}, {0x2f8a9, 0x0614c}, {0x2f8aa, 0x0617a}, {0x2f8ab, 0x0618e}, {0x2f8ac, 0x061b2},
+    {0x2f8ad, 0x061a4}, {0x2f8ae, 0x061af}, {0x2f8af, 0x061de}, {0x2f8b0, 0x061f2}, {0x2f8b1, 0x061f6}, {0x2f8b2, 0x06210},
+    {0x2f8b3, 0x0621b}, {0x2f8b4, 0x0625d}, {0x2f8b5, 0x062b1}, {0x2f8b6, 0x062d4}, {0x2f8b7, 0x06350}, {0x2f8b8, 0x22b0c},
+    {0x2f8b9, 0x0633d}, {0x2f8ba, 0x062fc}, {0x2f8bb, 0x06368}, {0x2f8bc, 0x06383}, {0x2f8bd, 0x063e4}, {0x2f8be, 0x22bf1},
+    {0x2f8bf, 0x06422}, {0x2f8c0, 0x063c5}, {0x2f8c1, 0x063a9}, {0x2f8c2, 0x03a2e}, {0x2f8c3, 0x06469}, {0x2f8c4, 0x0647e},
+    {0x2f8c5, 0x0649d}, {0x2f8c6, 0x06477}, {0x2f8c7, 0x03a6c}, {0x2f8c8, 0x0654f}, {0x2f8c9, 0x0656c}, {0x2f8ca, 0x2300a},
+    {0x2f8cb, 0x065e3}, {0x2f8cc, 0x066f8}, {0x2f8cd, 0x06649}, {0x2f8ce, 0x03b19}, {0x2f8cf, 0x06691}, {0x2f8d0, 0x03b08},
+    {0x2f8d1, 0x03ae4}, {0x2f8d2, 0x05192}, {0x2f8d3, 0x05195}, {0x2f8d4, 0x06700}, {0x2f8d5, 0x0669c}, {0x2f8d6, 0x080ad},
+    {0x2f8d7, 0x043d9}, {0x2f8d8, 0x06717}, {0x2f8d9, 0x0671b}, {0x2f8da, 0x06721}, {0x2f8db, 0x0675e}, {0x2f8dc, 0x06753},
+    {0x2f8dd, 0x233c3}, {0x2f8de, 0x03b49}, {0x2f8df, 0x067fa}, {0x2f8e0, 0x06785}, {0x2f8e1, 0x06852}, {0x2f8e2, 0x06885},
+    {0x2f8e3, 0x2346d}, {0x2f8e4, 0x0688e}, {0x2f8e5, 0x0681f}, {0x2f8e6, 0x06914}, {0x2f8e7, 0x03b9d}, {0x2f8e8, 0x06942},
+    {0x2f8e9, 0x069a3}, {0x2f8ea, 0x069ea}, {0x2f8eb, 0x06aa8}, {0x2f8ec, 0x236a3}, {0x2f8ed, 0x06adb}, {0x2f8ee, 0x03c18},
+    {0x2f8ef, 0x06b21}, {0x2f8f0, 0x238a7}, {0x2f8f1, 0x06b54}, {0x2f8f2, 0x03c4e}, {0x2f8f3, 0x06b72}, {0x2f8f4, 0x06b9f},
+    {0x2f8f5, 0x06bba}, {0x2f8f6, 0x06bbb}, {0x2f8f7, 0x23a8d}, {0x2f8f8, 0x21d0b}, {0x2f8f9, 0x23afa}, {0x2f8fa, 0x06c4e},
+    {0x2f8fb, 0x23cbc}, {0x2f8fc, 0x06cbf}, {0x2f8fd, 0x06ccd}, {0x2f8fe, 0x06c67}, {0x2f8ff, 0x06d16}, {0x2f900, 0x06d3e},
+    {0x2f901, 0x06d77}, {0x2f902, 0x06d41}, {0x2f903, 0x06d69}, {0x2f904, 0x06d78}, {0x2f905, 0x06d85}, {0x2f906, 0x23d1e},
+    {0x2f907, 0x06d34}, {0x2f908, 0x06e2f}, {0x2f909, 0x06e6e}, {0x2f90a, 0x03d33}, {0x2f90b, 0x06ecb}, {0x2f90c, 0x06ec7},
+    {0x2f90d, 0x23ed1}, {0x2f90e, 0x06df9}, {0x2f90f, 0x06f6e}, {0x2f910, 0x23f5e}, {0x2f911, 0x23f8e}, {0x2f912, 0x06fc6},
+    {0x2f913, 0x07039}, {0x2f914, 0x0701e}, {0x2f915, 0x0701b}, {0x2f916, 0x03d96}, {0x2f917, 0x0704a}, {0x2f918, 0x0707d},
+    {0x2f919, 0x07077}, {0x2f91a, 0x070ad}, {0x2f91b, 0x20525}, {0x2f91c, 0x07145}, {0x2f91d, 0x24263}, {0x2f91e, 0x0719c},
+    {0x2f91f, 0x243ab}, {0x2f920, 0x07228}, {0x2f921, 0x07235}, {0x2f922, 0x07250}, {0x2f923, 0x24608}, {0x2f924, 0x07280},
+    {0x2f925, 0x07295}, {0x2f926, 0x24735}, {0x2f927, 0x24814}, {0x2f928, 0x0737a}, {0x2f929, 0x0738b}, {0x2f92a, 0x03eac},
+    {0x2f92b, 0x073a5}, {0x2f92c, 0x03eb8}, {0x2f92d, 0x03eb8}, {0x2f92e, 0x07447}, {0x2f92f, 0x0745c}, {0x2f930, 0x07471},
+    {0x2f931, 0x07485}, {0x2f932, 0x074ca}, {0x2f933, 0x03f1b}, {0x2f934, 0x07524}, {0x2f935, 0x24c36}, {0x2f936, 0x0753e},
+    {0x2f937, 0x24c92}, {0x2f938, 0x07570}, {0x2f939, 0x2219f}, {0x2f93a, 0x07610}, {0x2f93b, 0x24fa1}, {0x2f93c, 0x24fb8},
+    {0x2f93d, 0x25044}, {0x2f93e, 0x03ffc}, {0x2f93f, 0x04008}, {0x2f940, 0x076f4}, {0x2f941, 0x250f3}, {0x2f942, 0x250f2},
+    {0x2f943, 0x25119}, {0x2f944, 0x25133}, {0x2f945, 0x0771e}, {0x2f946, 0x0771f}, {0x2f947, 0x0771f}, {0x2f948, 0x0774a},
+    {0x2f949, 0x04039}, {0x2f94a, 0x0778b}, {0x2f94b, 0x04046}, {0x2f94c, 0x04096}, {0x2f94d, 0x2541d}, {0x2f94e, 0x0784e},
+    {0x2f94f, 0x0788c}, {0x2f950, 0x078cc}, {0x2f951, 0x040e3}, {0x2f952, 0x25626}, {0x2f953, 0x07956}, {0x2f954, 0x2569a},
+    {0x2f955, 0x256c5}, {0x2f956, 0x0798f}, {0x2f957, 0x079eb}, {0x2f958, 0x0412f}, {0x2f959, 0x07a40}, {0x2f95a, 0x07a4a},
+    {0x2f95b, 0x07a4f}, {0x2f95c, 0x2597c}, {0x2f95d, 0x25aa7}, {0x2f95e, 0x25aa7}, {0x2f95f, 0x07aee}, {0x2f960, 0x04202},
+    {0x2f961, 0x25bab}, {0x2f962, 0x07bc6}, {0x2f963, 0x07bc9}, {0x2f964, 0x04227}, {0x2f965, 0x25c80}, {0x2f966, 0x07cd2},
+    {0x2f967, 0x042a0}, {0x2f968, 0x07ce8}, {0x2f969, 0x07ce3}, {0x2f96a, 0x07d00}, {0x2f96b, 0x25f86}, {0x2f96c, 0x07d63},
+    {0x2f96d, 0x04301}, {0x2f96e, 0x07dc7}, {0x2f96f, 0x07e02}, {0x2f970, 0x07e45}, {0x2f971, 0x04334}, {0x2f972, 0x26228},
+    {0x2f973, 0x26247}, {0x2f974, 0x04359}, {0x2f975, 0x262d9}, {0x2f976, 0x07f7a}, {0x2f977, 0x2633e}, {0x2f978, 0x07f95},
+    {0x2f979, 0x07ffa}, {0x2f97a, 0x08005}, {0x2f97b, 0x264da}, {0x2f97c, 0x26523}, {0x2f97d, 0x08060}, {0x2f97e, 0x265a8},
+    {0x2f97f, 0x08070}, {0x2f980, 0x2335f}, {0x2f981, 0x043d5}, {0x2f982, 0x080b2}, {0x2f983, 0x08103}, {0x2f984, 0x0440b},
+    {0x2f985, 0x0813e}, {0x2f986, 0x05ab5}, {0x2f987, 0x267a7}, {0x2f988, 0x267b5}, {0x2f989, 0x23393}, {0x2f98a, 0x2339c},
+    {0x2f98b, 0x08201}, {0x2f98c, 0x08204}, {0x2f98d, 0x08f9e}, {0x2f98e, 0x0446b}, {0x2f98f, 0x08291}, {0x2f990, 0x0828b},
+    {0x2f991, 0x0829d}, {0x2f992, 0x052b3}, {0x2f993, 0x082b1}, {0x2f994, 0x082b3}, {0x2f995, 0x082bd}, {0x2f996, 0x082e6},
+    {0x2f997, 0x26b3c}, {0x2f998, 0x082e5}, {0x2f999, 0x0831d}, {0x2f99a, 0x08363}, {0x2f99b, 0x083ad}, {0x2f99c, 0x08323},
+    {0x2f99d, 0x083bd}, {0x2f99e, 0x083e7}, {0x2f99f, 0x08457}, {0x2f9a0, 0x08353}, {0x2f9a1, 0x083ca}, {0x2f9a2, 0x083cc},
+    {0x2f9a3, 0x083dc}, {0x2f9a4, 0x26c36}, {0x2f9a5, 0x26d6b}, {0x2f9a6, 0x26cd5}, {0x2f9a7, 0x0452b}, {0x2f9a8, 0x084f1},
+    {0x2f9a9, 0x084f3}, {0x2f9aa, 0x08516}, {0x2f9ab, 0x273ca}, {0x2f9ac, 0x08564}, {0x2f9ad, 0x26f2c}, {0x2f9ae, 0x0455d},
+    {0x2f9af, 0x04561}, {0x2f9b0, 0x26fb1}, {0x2f9b1, 0x270d2}, {0x2f9b2, 0x0456b}, {0x2f9b3, 0x08650}, {0x2f9b4, 0x0865c},
+    {0x2f9b5, 0x08667}, {0x2f9b6, 0x08669}, {0x2f9b7, 0x086a9}, {0x2f9b8, 0x08688}, {0x2f9b9, 0x0870e}, {0x2f9ba, 0x086e2},
+    {0x2f9bb, 0x08779}, {0x2f9bc, 0x08728}, {0x2f9bd, 0x0876b}, {0x2f9be, 0x08786}, {0x2f9bf, 0x045d7}, {0x2f9c0, 0x087e1},
+    {0x2f9c1, 0x08801}, {0x2f9c2, 0x045f9}, {0x2f9c3, 0x08860}, {0x2f9c4, 0x08863}, {0x2f9c5, 0x27667}, {0x2f9c6, 0x088d7},
+    {0x2f9c7, 0x088de}, {0x2f9c8, 0x04635}, {0x2f9c9, 0x088fa}, {0x2f9ca, 0x034bb}, {0x2f9cb, 0x278ae}, {0x2f9cc, 0x27966},
+    {0x2f9cd, 0x046be}, {0x2f9ce, 0x046c7}, {0x2f9cf, 0x08aa0}, {0x2f9d0, 0x08aed}, {0x2f9d1, 0x08b8a}, {0x2f9d2, 0x08c55},
+    {0x2f9d3, 0x27ca8}, {0x2f9d4, 0x08cab}, {0x2f9d5, 0x08cc1}, {0x2f9d6, 0x08d1b}, {0x2f9d7, 0x08d77}, {0x2f9d8, 0x27f2f},
+    {0x2f9d9, 0x20804}, {0x2f9da, 0x08dcb}, {0x2f9db, 0x08dbc}, {0x2f9dc, 0x08df0}, {0x2f9dd, 0x208de}, {0x2f9de, 0x08ed4},
+    {0x2f9df, 0x08f38}, {0x2f9e0, 0x285d2}, {0x2f9e1, 0x285ed}, {0x2f9e2, 0x09094}, {0x2f9e3, 0x090f1}, {0x2f9e4, 0x09111},
+    {0x2f9e5, 0x2872e}, {0x2f9e6, 0x0911b}, {0x2f9e7, 0x09238}, {0x2f9e8, 0x092d7}, {0x2f9e9, 0x092d8}, {0x2f9ea, 0x0927c},
+    {0x2f9eb, 0x093f9}, {0x2f9ec, 0x09415}, {0x2f9ed, 0x28bfa}, {0x2f9ee, 0x0958b}, {0x2f9ef, 0x04995}, {0x2f9f0, 0x095b7},
+    {0x2f9f1, 0x28d77}, {0x2f9f2, 0x049e6}, {0x2f9f3, 0x096c3}, {0x2f9f4, 0x05db2}, {0x2f9f5, 0x09723}, {0x2f9f6, 0x29145},
+    {0x2f9f7, 0x2921a}, {0x2f9f8, 0x04a6e}, {0x2f9f9, 0x04a76}, {0x2f9fa, 0x097e0}, {0x2f9fb, 0x2940a}, {0x2f9fc, 0x04ab2},
+    {0x2f9fd, 0x29496}, {0x2f9fe, 0x0980b}, {0x2f9ff, 0x0980b}, {0x2fa00, 0x09829}, {0x2fa01, 0x295b6}, {0x2fa02, 0x098e2},
+    {0x2fa03, 0x04b33}, {0x2fa04, 0x09929}, {0x2fa05, 0x099a7}, {0x2fa06, 0x099c2}, {0x2fa07, 0x099fe}, {0x2fa08, 0x04bce},
+    {0x2fa09, 0x29b30}, {0x2fa0a, 0x09b12}, {0x2fa0b, 0x09c40}, {0x2fa0c, 0x09cfd}, {0x2fa0d, 0x04cce}, {0x2fa0e, 0x04ced},
+    {0x2fa0f, 0x09d67}, {0x2fa10, 0x2a0ce}, {0x2fa11, 0x04cf8}, {0x2fa12, 0x2a105}, {0x2fa13, 0x2a20e}, {0x2fa14, 0x2a291},
+    {0x2fa15, 0x09ebb}, {0x2fa16, 0x04d56}, {0x2fa17, 0x09ef9}, {0x2fa18, 0x09efe}, {0x2fa19, 0x09f05}, {0x2fa1a, 0x09f0f},
+    {0x2fa1b, 0x09f16}, {0x2fa1c, 0x09f3b}, {0x2fa1d, 0x2a600},
+};
+static const uint32_t UCD_MN[336][2] = {
+    {0x00300, 0x0036f}, {0x00483, 0x00487}, {0x00591, 0x005bd}, {0x005bf, 0x005bf}, {0x005c1, 0x005c2}, {0x005c4, 0x005c5},
+    {0x005c7, 0x005c7}, {0x00610, 0x0061a}, {0x0064b, 0x0065f}, {0x00670, 0x00670}, {0x006d6, 0x006dc}, {0x006df, 0x006e4},
+    {0x006e7, 0x006e8}, {0x006ea, 0x006ed}, {0x00711, 0x00711}, {0x00730, 0x0074a}, {0x007a6, 0x007b0}, {0x007eb, 0x007f3},
+    {0x007fd, 0x007fd}, {0x00816, 0x00819}, {0x0081b, 0x00823}, {0x00825, 0x00827}, {0x00829, 0x0082d}, {0x00859, 0x0085b},
+    {0x00898, 0x0089f}, {0x008ca, 0x008e1}, {0x008e3, 0x00902}, {0x0093a, 0x0093a}, {0x0093c, 0x0093c}, {0x00941, 0x00948},
+    {0x0094d, 0x0094d}, {0x00951, 0x00957}, {0x00962, 0x00963}, {0x00981, 0x00981}, {0x009bc, 0x009bc}, {0x009c1, 0x009c4},
+    {0x009cd, 0x009cd}, {0x009e2, 0x009e3}, {0x009fe, 0x009fe}, {0x00a01, 0x00a02}, {0x00a3c, 0x00a3c}, {0x00a41, 0x00a42},
+    {0x00a47, 0x00a48}, {0x00a4b, 0x00a4d}, {0x00a51, 0x00a51}, {0x00a70, 0x00a71}, {0x00a75, 0x00a75}, {0x00a81, 0x00a82},
+    {0x00abc, 0x00abc}, {0x00ac1, 0x00ac5}, {0x00ac7, 0x00ac8}, {0x00acd, 0x00acd}, {0x00ae2, 0x00ae3}, {0x00afa, 0x00aff},
+    {0x00b01, 0x00b01}, {0x00b3c, 0x00b3c}, {0x00b3f, 0x00b3f}, {0x00b41, 0x00b44}, {0x00b4d, 0x00b4d}, {0x00b55, 0x00b56},
+    {0x00b62, 0x00b63}, {0x00b82, 0x00b82}, {0x00bc0, 0x00bc0}, {0x00bcd, 0x00bcd}, {0x00c00, 0x00c00}, {0x00c04, 0x00c04},
+    {0x00c3c, 0x00c3c}, {0x00c3e, 0x00c40}, {0x00c46, 0x00c48}, {0x00c4a, 0x00c4d}, {0x00c55, 0x00c56}, {0x00c62, 0x00c63},
+    {0x00c81, 0x00c81}, {0x00cbc, 0x00cbc}, {0x00cbf, 0x00cbf}, {0x00cc6, 0x00cc6}, {0x00ccc, 0x00ccd}, {0x00ce2, 0x00ce3},
+    {0x00d00, 0x00d01}, {0x00d3b, 0x00d3c}, {0x00d41, 0x00d44}, {0x00d4d, 0x00d4d}, {0x00d62, 0x00d63}, {0x00d81, 0x00d81},
+    {0x00dca, 0x00dca}, {0x00dd2, 0x00dd4}, {0x00dd6, 0x00dd6}, {0x00e31, 0x00e31}, {0x00e34, 0x00e3a}, {0x00e47, 0x00e4e},
+    {0x00eb1, 0x00eb1}, {0x00eb4, 0x00ebc}, {0x00ec8, 0x00ecd}, {0x00f18, 0x00f19}, {0x00f35, 0x00f35}, {0x00f37, 0x00f37},
+    {0x00f39, 0x00f39}, {0x00f71, 0x00f7e}, {0x00f80, 0x00f84}, {0x00f86, 0x00f87}, {0x00f8d, 0x00f97}, {0x00f99, 0x00fbc},
+    {0x00fc6, 0x00fc6}, {0x0102d, 0x01030}, {0x01032, 0x01037}, {0x01039, 0x0103a}, {0x0103d, 0x0103e}, {0x01058, 0x01059},
+    {0x0105e, 0x01060}, {0x01071, 0x01074}, {0x01082, 0x01082}, {0x01085, 0x01086}, {0x0108d, 0x0108d}, {0x0109d, 0x0109d},
+    {0x0135d, 0x0135f}, {0x01712, 0x01714}, {0x01732, 0x01733}, {0x01752, 0x01753}, {0x01772, 0x01773}, {0x017b4, 0x017b5},
+    {0x017b7, 0x017bd}, {0x017c6, 0x017c6}, {0x017c9, 0x017d3}, {0x017dd, 0x017dd}, {0x0180b, 0x0180d}, {0x0180f, 0x0180f},
+    {0x01885, 0x01886}, {0x018a9, 0x018a9}, {0x01920, 0x01922}, {0x01927, 0x01928}, {0x01932, 0x01932}, {0x01939, 0x0193b},
+    {0x01a17, 0x01a18}, {0x01a1b, 0x01a1b}, {0x01a56, 0x01a56}, {0x01a58, 0x01a5e}, {0x01a60, 0x01a60}, {0x01a62, 0x01a62},
+    {0x01a65, 0x01a6c}, {0x01a73, 0x01a7c}, {0x01a7f, 0x01a7f}, {0x01ab0, 0x01abd}, {0x01abf, 0x01ace}, {0x01b00, 0x01b03},
+    {0x01b34, 0x01b34}, {0x01b36, 0x01b3a}, {0x01b3c, 0x01b3c}, {0x01b42, 0x01b42}, {0x01b6b, 0x01b73}, {0x01b80, 0x01b81},
+    {0x01ba2, 0x01ba5}, {0x01ba8, 0x01ba9}, {0x01bab, 0x01bad}, {0x01be6, 0x01be6}, {0x01be8, 0x01be9}, {0x01bed, 0x01bed},
+    {0x01bef, 0x01bf1}, {0x01c2c, 0x01c33}, {0x01c36, 0x01c37}, {0x01cd0, 0x01cd2}, {0x01cd4, 0x01ce0}, {0x01ce2, 0x01ce8},
+    {0x01ced, 0x01ced}, {0x01cf4, 0x01cf4}, {0x01cf8, 0x01cf9}, {0x01dc0, 0x01dff}, {0x020d0, 0x020dc}, {0x020e1, 0x020e1},
+    {0x020e5, 0x020f0}, {0x02cef, 0x02cf1}, {0x02d7f, 0x02d7f}, {0x02de0, 0x02dff}, {0x0302a, 0x0302d}, {0x03099, 0x0309a},
+    {0x0a66f, 0x0a66f}, {0x0a674, 0x0a67d}, {0x0a69e, 0x0a69f}, {0x0a6f0, 0x0a6f1}, {0x0a802, 0x0a802}, {0x0a806, 0x0a806},
+    {0x0a80b, 0x0a80b}, {0x0a825, 0x0a826}, {0x0a82c, 0x0a82c}, {0x0a8c4, 0x0a8c5}, {0x0a8e0, 0x0a8f1}, {0x0a8ff, 0x0a8ff},
+    {0x0a926, 0x0a92d}, {0x0a947, 0x0a951}, {0x0a980, 0x0a982}, {0x0a9b3, 0x0a9b3}, {0x0a9b6, 0x0a9b9}, {0x0a9bc, 0x0a9bd},
+    {0x0a9e5, 0x0a9e5}, {0x0aa29, 0x0aa2e}, {0x0aa31, 0x0aa32}, {0x0aa35, 0x0aa36}, {0x0aa43, 0x0aa43}, {0x0aa4c, 0x0aa4c},
+    {0x0aa7c, 0x0aa7c}, {0x0aab0, 0x0aab0}, {0x0aab2, 0x0aab4}, {0x0aab7, 0x0aab8}, {0x0aabe, 0x0aabf}, {0x0aac1, 0x0aac1},
+    {0x0aaec, 0x0aaed}, {0x0aaf6, 0x0aaf6}, {0x0abe5, 0x0abe5}, {0x0abe8, 0x0abe8}, {0x0abed, 0x0abed}, {0x0fb1e, 0x0fb1e},
+    {0x0fe00, 0x0fe0f}, {0x0fe20, 0x0fe2f}, {0x101fd, 0x101fd}, {0x102e0, 0x102e0}, {0x10376, 0x1037a}, {0x10a01, 0x10a03},
+    {0x10a05, 0x10a06}, {0x10a0c, 0x10a0f}, {0x10a38, 0x10a3a}, {0x10a3f, 0x10a3f}, {0x10ae5, 0x10ae6}, {0x10d24, 0x10d27},
+    {0x10eab, 0x10eac}, {0x10f46, 0x10f50}, {0x10f82, 0x10f85}, {0x11001, 0x11001}, {0x11038, 0x11046}, {0x11070, 0x11070},
+    {0x11073, 0x11074}, {0x1107f, 0x11081}, {0x110b3, 0x110b6}, {0x110b9, 0x110ba}, {0x110c2, 0x110c2}, {0x11100, 0x11102},
+    {0x11127, 0x1112b}, {0x1112d, 0x11134}, {0x11173, 0x11173}, {0x11180, 0x11181}, {0x111b6, 0x111be}, {0x111c9, 0x111cc},
+    {0x111cf, 0x111cf}, {0x1122f, 0x11231}, {0x11234, 0x11234}, {0x11236, 0x11237}, {0x1123e, 0x1123e}, {0x112df, 0x112df},
+    {0x112e3, 0x112ea}, {0x11300, 0x11301}, {0x1133b, 0x1133c}, {0x11340, 0x11340}, {0x11366, 0x1136c}, {0x11370, 0x11374},
+    {0x11438, 0x1143f}, {0x11442, 0x11444}, {0x11446, 0x11446}, {0x1145e, 0x1145e}, {0x114b3, 0x114b8}, {0x114ba, 0x114ba},
+    {0x114bf, 0x114c0}, {0x114c2, 0x114c3}, {0x115b2, 0x115b5}, {0x115bc, 0x115bd}, {0x115bf, 0x115c0}, {0x115dc, 0x115dd},
+    {0x11633, 0x1163a}, {0x1163d, 0x1163d}, {0x1163f, 0x11640}, {0x116ab, 0x116ab}, {0x116ad, 0x116ad}, {0x116b0, 0x116b5},
+    {0x116b7, 0x116b7}, {0x1171d, 0x1171f}, {0x11722, 0x11725}, {0x11727, 0x1172b}, {0x1182f, 0x11837}, {0x11839, 0x1183a},
+    {0x1193b, 0x1193c}, {0x1193e, 0x1193e}, {0x11943, 0x11943}, {0x119d4, 0x119d7}, {0x119da, 0x119db}, {0x119e0, 0x119e0},
+    {0x11a01, 0x11a0a}, {0x11a33, 0x11a38}, {0x11a3b, 0x11a3e}, {0x11a47, 0x11a47}, {0x11a51, 0x11a56}, {0x11a59, 0x11a5b},
+    {0x11a8a, 0x11a96}, {0x11a98, 0x11a99}, {0x11c30, 0x11c36}, {0x11c38, 0x11c3d}, {0x11c3f, 0x11c3f}, {0x11c92, 0x11ca7},
+    {0x11caa, 0x11cb0}, {0x11cb2, 0x11cb3}, {0x11cb5, 0x11cb6}, {0x11d31, 0x11d36}, {0x11d3a, 0x11d3a}, {0x11d3c, 0x11d3d},
+    {0x11d3f, 0x11d45}, {0x11d47, 0x11d47}, {0x11d90, 0x11d91}, {0x11d95, 0x11d95}, {0x11d97, 0x11d97}, {0x11ef3, 0x11ef4},
+    {0x16af0, 0x16af4}, {0x16b30, 0x16b36}, {0x16f4f, 0x16f4f}, {0x16f8f, 0x16f92}, {0x16fe4, 0x16fe4}, {0x1bc9d, 0x1bc9e},
+    {0x1cf00, 0x1cf2d}, {0x1cf30, 0x1cf46}, {0x1d167, 0x1d169}, {0x1d17b, 0x1d182}, {0x1d185, 0x1d18b}, {0x1d1aa, 0x1d1ad},
+    {0x1d242, 0x1d244}, {0x1da00, 0x1da36}, {0x1da3b, 0x1da6c}, {0x1da75, 0x1da75}, {0x1da84, 0x1da84}, {0x1da9b, 0x1da9f},
+    {0x1daa1, 0x1daaf}, {0x1e000, 0x1e006}, {0x1e008, 0x1e018}, {0x1e01b, 0x1e021}, {0x1e023, 0x1e024}, {0x1e026, 0x1e02a},
+    {0x1e130, 0x1e136}, {0x1e2ae, 0x1e2ae}, {0x1e2ec, 0x1e2ef}, {0x1e8d0, 0x1e8d6}, {0x1e944, 0x1e94a}, {0xe0100, 0xe01ef},
+};
+static const uint32_t UCD_CTRL[26][2] = {
+    {0x00000, 0x0001f}, {0x0007f, 0x0009f}, {0x000ad, 0x000ad}, {0x00600, 0x00605}, {0x0061c, 0x0061c}, {0x006dd, 0x006dd},
+    {0x0070f, 0x0070f}, {0x00890, 0x00891}, {0x008e2, 0x008e2}, {0x0180e, 0x0180e}, {0x0200b, 0x0200f}, {0x0202a, 0x0202e},
+    {0x02060, 0x02064}, {0x02066, 0x0206f}, {0x0d800, 0x0f8ff}, {0x0feff, 0x0feff}, {0x0fff9, 0x0fffb}, {0x110bd, 0x110bd},
+    {0x110cd, 0x110cd}, {0x13430, 0x13438}, {0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a}, {0xe0001, 0xe0001}, {0xe0020, 0xe007f},
+    {0xf0000, 0xffffd}, {0x100000, 0x10fffd},
+};
+/* END gen_unicode_wpm */
+
+static uint32_t wpm_lower(uint32_t c) {
+    size_t lo = 0, hi = sizeof UCD_LOWER / sizeof UCD_LOWER[0];
+    while (hi - lo > 1) { /* the last run starting at or before c */
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uint32_t)UCD_LOWER[mid][0] <= c) lo = mid;
+        else hi = mid;
+    }
+    const int32_t *r = UCD_LOWER[lo];
+    uint32_t off = c - (uint32_t)r[0];
+    if (c >= (uint32_t)r[0] && off % (uint32_t)r[2] == 0 && off / (uint32_t)r[2] < (uint32_t)r[1])
+        return (uint32_t)((int32_t)c + r[3]);
+    return c;
+}
+
+static uint32_t wpm_nfd0(uint32_t c) {
+    if (c >= 0xac00 && c <= 0xd7a3) return 0x1100 + (c - 0xac00) / 588; /* Hangul: the leading consonant */
+    size_t lo = 0, hi = sizeof UCD_NFD0 / sizeof UCD_NFD0[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (UCD_NFD0[mid][0] == c) return UCD_NFD0[mid][1];
+        if (UCD_NFD0[mid][0] < c) lo = mid + 1;
+        else hi = mid;
+    }
+    return c;
+}
+
+static int wpm_cjk(uint32_t c) {
+    return (c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x20000 && c <= 0x2a6df) ||
+           (c >= 0x2a700 && c <= 0x2b73f) || (c >= 0x2b740 && c <= 0x2b81f) || (c >= 0x2b920 && c <= 0x2ceaf) ||
+           (c >= 0xf900 && c <= 0xfaff) || (c >= 0x2f800 && c <= 0x2fa1f);
+}
+
+static size_t utf8_put(uint32_t c, char *o) {
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        o[0] = (char)(0xc0 | (c >> 6)), o[1] = (char)(0x80 | (c & 0x3f));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (char)(0xe0 | (c >> 12)), o[1] = (char)(0x80 | ((c >> 6) & 0x3f)), o[2] = (char)(0x80 | (c & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | (c >> 18)), o[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3f)), o[3] = (char)(0x80 | (c & 0x3f));
+    return 4;
+}
+
+/* Cut one word (w[0, n), already starting with U+2581) into pieces. */
+static void wpm_word(const vocab *v, const char *w, size_t n, tok_out *o) {
+    const int64_t start = o->n;
+    for (size_t i = 0; i < n;) {
+        size_t j = SLM_MIN(n, i + (size_t)v->wpm_max_len);
+        int32_t id = -1;
+        for (; j > i; j--)
+            if ((id = vocab_find(v, w + i, j - i)) >= 0) break;
+        if (id < 0) { /* no piece at i: the whole word is unknown */
+            o->n = start;
+            tok_push(o, v->unk);
+            return;
+        }
+        tok_push(o, id);
+        i = j;
+    }
+}
+
+/* Normalize and encode one fragment. buf: room for 4 * len + 3 bytes (a
+   code point grows to at most 4 bytes, plus the U+2581 prefix). */
+static void wpm_encode(const vocab *v, const char *text, size_t len, char *buf, tok_out *o) {
+    size_t wl = 0; /* bytes of the current word after its 3-byte prefix */
+    buf[0] = (char)0xe2, buf[1] = (char)0x96, buf[2] = (char)0x81;
+    for (size_t i = 0; i < len;) {
+        size_t cl;
+        uint32_t c = utf8_cpt((const unsigned char *)text + i, len - i, &cl);
+        i += cl;
+        if (v->wpm_strip_accents) c = wpm_nfd0(c);
+        if (ucd_space(c)) {
+            if (wl) wpm_word(v, buf, 3 + wl, o);
+            wl = 0;
+            continue;
+        }
+        if (c == 0 || c == 0xfffd || in_ranges(UCD_CTRL, sizeof UCD_CTRL / sizeof UCD_CTRL[0], c)) continue;
+        if (v->wpm_strip_accents && in_ranges(UCD_MN, sizeof UCD_MN / sizeof UCD_MN[0], c)) continue;
+        unsigned f = ucd_flags(c);
+        if (v->wpm_lowercase) c = wpm_lower(c);
+        if ((f & UC_P) || (c < 0x7f && (f & UC_S)) || wpm_cjk(c)) {
+            if (wl) wpm_word(v, buf, 3 + wl, o);
+            wl = utf8_put(c, buf + 3);
+            wpm_word(v, buf, 3 + wl, o);
+            wl = 0;
+            continue;
+        }
+        wl += utf8_put(c, buf + 3 + wl);
+    }
+    if (wl) wpm_word(v, buf, 3 + wl, o);
+}
+
 /* --- the public tokenizer ----------------------------------------------------- */
 
 /* ' ' -> U+2581 in place; buf has room for 3 bytes per input byte. */
@@ -10321,7 +11351,7 @@ static slm_status tokenize_impl(const slm_model *m, const char *text, size_t len
     if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "model is NULL");
     if (!text && len) return seterr(err, SLM_ERR_INVALID_ARG, "text is NULL");
     if (!v) return seterr(err, SLM_ERR_UNSUPPORTED, "the model has no vocabulary (tokenizer.ggml.tokens)");
-    if (v->kind != SLM_VOCAB_SPM && v->kind != SLM_VOCAB_BPE) {
+    if (v->kind != SLM_VOCAB_SPM && v->kind != SLM_VOCAB_BPE && v->kind != SLM_VOCAB_WPM) {
         const gguf_kv *k = gguf_get(&m->g, "tokenizer.ggml.model");
         return seterr(err, SLM_ERR_UNSUPPORTED, "tokenizer '%s' is not supported",
                       k && k->type == SLM_META_STRING ? k->str[0] : "?");
@@ -10349,6 +11379,21 @@ static slm_status tokenize_impl(const slm_model *m, const char *text, size_t len
             }
             continue;
         }
+        if (v->kind == SLM_VOCAB_WPM) {
+            size_t need = f->len * 4 + 3;
+            if (f->len > (SIZE_MAX - 3) / 4) need = SIZE_MAX;
+            if (need > bufcap) {
+                xfree(a, buf, bufcap);
+                buf = need == SIZE_MAX ? NULL : (char *)xalloc(a, need);
+                bufcap = buf ? need : 0;
+                if (!buf) {
+                    st = seterr(err, SLM_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
+                    break;
+                }
+            }
+            wpm_encode(v, text + f->off, f->len, buf, o);
+            continue;
+        }
         /* escape: optional leading space, then ' ' -> U+2581 (3 bytes) */
         size_t need = (f->len + 1) * 3;
         if (need > bufcap) {
@@ -10372,6 +11417,7 @@ static slm_status tokenize_impl(const slm_model *m, const char *text, size_t len
         prev_special = 0;
     }
     if (st == SLM_OK && add_special && v->add_eos) tok_push(o, v->eos);
+    if (st == SLM_OK && add_special && v->kind == SLM_VOCAB_WPM) tok_push(o, v->sep);
     xfree(a, buf, bufcap);
     xfree(a, fl.f, fl.cap * sizeof(frag));
     return st;
@@ -10423,7 +11469,7 @@ static size_t piece_decode(const vocab *v, int32_t id, int special, int lstrip, 
             return 1;
         }
     } else if (at & SLM_TOKEN_NORMAL) {
-        if (v->kind == SLM_VOCAB_SPM || v->kind == SLM_VOCAB_OTHER) {
+        if (v->kind == SLM_VOCAB_SPM || v->kind == SLM_VOCAB_OTHER || v->kind == SLM_VOCAB_WPM) {
             /* U+2581 -> ' ' */
             size_t out = 0, i = 0;
             int fits = buf != NULL;
@@ -14163,6 +15209,189 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, c
     r.gen_tps = ngen > 0 && r.gen_ms > 0 ? ngen * 1e3 / r.gen_ms : 0;
     if (res) *res = r;
     return st;
+}
+
+/* ========================================================================== */
+/* 13b. Embeddings                                                            */
+/* ========================================================================== */
+/*
+ * slm_embed: each text is tokenized into the session's own id buffer, run
+ * from position 0 with the forward pass in embedding mode (the final hidden
+ * rows stay in the session's xb scratch, chunk by chunk; an encoder's
+ * sequence is one chunk), and pooled as it goes: MEAN sums the rows, CLS
+ * keeps the first, LAST the last, NONE copies every row out. Then the
+ * dense layers (gemma-embedding) and the optional L2 normalisation. No
+ * allocation: everything lives in the session (sized by its plan).
+ */
+
+int32_t slm_model_pooling(const slm_model *m) { return m ? m->pooling : SLM_POOLING_NONE; }
+int32_t slm_model_n_embd_out(const slm_model *m) { return m && !m->vocab_only ? m->n_embd_out : 0; }
+int slm_model_is_encoder(const slm_model *m) { return m && m->enc && m->enc->bidir; }
+
+static const char *const POOLING_NAMES[] = {"none", "mean", "cls", "last"};
+
+int32_t slm_pooling_from_name(const char *name) {
+    if (!name) return -2;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, POOLING_NAMES[i])) return i;
+    return -2;
+}
+
+const char *slm_pooling_name(int32_t p) { return p >= 0 && p < 4 ? POOLING_NAMES[p] : NULL; }
+
+void slm_embed_params_init(slm_embed_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->pooling = SLM_POOLING_UNSPECIFIED;
+    p->add_special = 1;
+    p->parse_special = 1;
+}
+
+/* L2 normalisation as llama.cpp's common_embd_normalize (mode 2): the
+   squared norm summed in double, its inverse rounded to float. */
+static void embd_normalize(float *v, int n) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)v[i] * v[i];
+    if (sum <= 0) return;
+    const float inv = (float)(1.0 / sqrt(sum));
+    for (int i = 0; i < n; i++) v[i] *= inv;
+}
+
+float slm_cosine(const float *a, const float *b, int32_t n) {
+    if (!a || !b || n <= 0) return 0.0f;
+    double ab = 0, aa = 0, bb = 0;
+    for (int32_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    if (aa == 0 && bb == 0) return 1.0f;
+    if (aa == 0 || bb == 0) return 0.0f;
+    return (float)(ab / (sqrt(aa) * sqrt(bb)));
+}
+
+/* One row through dense_2 then dense_3 (gemma-embedding), in place in
+   `row` (n_embd_out floats out); mid: dense_2's outputs. One thread. */
+static void embd_dense(slm_session *s, const float *in, float *mid, float *out) {
+    const slm_model *m = s->m;
+    size_t rb;
+    const uint8_t *a = act_for(s, &m->dense2, in, m->dense2.n_in, 1, 0, 0, 1, &rb);
+    matmul(&m->dense2, a, rb, 1, mid, m->dense2.n_out, 0, 1);
+    a = act_for(s, &m->dense3, mid, m->dense3.n_in, 1, 0, 0, 1, &rb);
+    matmul(&m->dense3, a, rb, 1, out, m->dense3.n_out, 0, 1);
+}
+
+/* Pool one sequence into out (rows for NONE); the caller checked sizes. */
+static slm_status embed_seq(slm_session *s, const int32_t *tok, int n, int pooling, int normalize, float *out,
+                            slm_error *err) {
+    const slm_model *m = s->m;
+    const int E = m->n_embd, EO = m->n_embd_out;
+    for (int i = 0; i < n; i++)
+        if (tok[i] < 0 || tok[i] >= m->n_vocab)
+            return seterr(err, SLM_ERR_INVALID_ARG, "token #%d has id %d, outside the vocabulary [0, %d)", i, (int)tok[i],
+                          m->n_vocab);
+    if (n > s->n_ctx)
+        return seterr(err, SLM_ERR_CONTEXT_FULL, "%d tokens exceed the session's context of %d", n, s->n_ctx);
+    float *sum = s->emb, *mid = s->emb + SLM_MAX(E, EO); /* [E] pooled row, [dense mid] */
+    for (int i = 0; i < E; i++) sum[i] = 0.0f;
+    s->embd_mode = 1;
+    s->pos = 0;
+    s->enc_end = n; /* encoders: n <= n_batch = n_ctx, one chunk */
+    for (int c = 0; c < n; c += s->n_batch) {
+        const int nc = SLM_MIN(s->n_batch, n - c);
+        run_forward(s, tok + c, nc, c, nc, NULL);
+        for (int t = 0; t < nc; t++) {
+            const float *row = s->xb + (size_t)t * E;
+            if (pooling == SLM_POOLING_NONE) memcpy(out + (size_t)(c + t) * EO, row, (size_t)E * sizeof(float));
+            else if (pooling == SLM_POOLING_MEAN)
+                for (int i = 0; i < E; i++) sum[i] += row[i];
+            else if ((pooling == SLM_POOLING_CLS && c + t == 0) || (pooling == SLM_POOLING_LAST && c + t == n - 1))
+                memcpy(sum, row, (size_t)E * sizeof(float));
+        }
+    }
+    s->embd_mode = 0;
+    s->pos = n;
+    s->last_n = 0;
+    s->logits_rows = 0;
+    const int rows = pooling == SLM_POOLING_NONE ? n : 1;
+    if (pooling == SLM_POOLING_MEAN) {
+        const float inv = 1.0f / (float)n;
+        for (int i = 0; i < E; i++) sum[i] *= inv;
+    }
+    for (int r = 0; r < rows; r++) {
+        float *o = out + (size_t)r * EO;
+        const float *src = pooling == SLM_POOLING_NONE ? o : sum;
+        if (m->dense2.data) {
+            if (src == o) { /* the row is both input and output: keep a copy */
+                memcpy(sum, o, (size_t)E * sizeof(float));
+                src = sum;
+            }
+            embd_dense(s, src, mid, o);
+        } else if (src != o) {
+            memcpy(o, src, (size_t)EO * sizeof(float));
+        }
+        if (normalize) embd_normalize(o, EO);
+    }
+    return SLM_OK;
+}
+
+static slm_status embed_check(slm_session *s, const slm_embed_params *p, int *pooling, slm_error *err) {
+    if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
+    *pooling = p->pooling == SLM_POOLING_UNSPECIFIED ? s->m->pooling : p->pooling;
+    if (*pooling < SLM_POOLING_NONE || *pooling > SLM_POOLING_LAST)
+        return seterr(err, SLM_ERR_INVALID_ARG, "pooling %d is not one of NONE, MEAN, CLS, LAST", (int)p->pooling);
+    return SLM_OK;
+}
+
+slm_status slm_embed_tokens(slm_session *s, const int32_t *tokens, int32_t n, const slm_embed_params *params,
+                            float *out, size_t cap, slm_error *err) {
+    clearerr_(err);
+    slm_embed_params dp;
+    if (!params) {
+        slm_embed_params_init(&dp);
+        params = &dp;
+    }
+    int pooling = SLM_POOLING_NONE;
+    slm_status st = embed_check(s, params, &pooling, err);
+    if (st != SLM_OK) return st;
+    if (n <= 0 || !tokens) return seterr(err, SLM_ERR_INVALID_ARG, "no tokens to embed");
+    const size_t need = (size_t)(pooling == SLM_POOLING_NONE ? n : 1) * (size_t)s->m->n_embd_out;
+    if (!out || cap < need) return seterr(err, SLM_ERR_BUFFER, "the output needs %zu floats, it holds %zu", need, out ? cap : 0);
+    return embed_seq(s, tokens, n, pooling, params->normalize, out, err);
+}
+
+slm_status slm_embed(slm_session *s, const char *const *texts, const size_t *lens, int32_t n_texts,
+                     const slm_embed_params *params, float *out, size_t cap, int32_t *n_rows, slm_error *err) {
+    clearerr_(err);
+    slm_embed_params dp;
+    if (!params) {
+        slm_embed_params_init(&dp);
+        params = &dp;
+    }
+    int pooling = SLM_POOLING_NONE;
+    slm_status st = embed_check(s, params, &pooling, err);
+    if (st != SLM_OK) return st;
+    if (n_texts < 0 || (n_texts > 0 && !texts)) return seterr(err, SLM_ERR_INVALID_ARG, "texts is NULL or n_texts negative");
+    const size_t EO = (size_t)s->m->n_embd_out;
+    size_t used = 0;
+    for (int32_t i = 0; i < n_texts; i++) {
+        if (!texts[i]) return seterr(err, SLM_ERR_INVALID_ARG, "text %d is NULL", (int)i);
+        const size_t len = lens ? lens[i] : strlen(texts[i]);
+        int32_t n = 0;
+        st = slm_tokenize(s->m, texts[i], len, params->add_special, params->parse_special, s->emb_tok, s->n_ctx, &n, err);
+        if (st == SLM_ERR_BUFFER)
+            return seterr(err, SLM_ERR_CONTEXT_FULL, "text %d has %d tokens, more than the session's context of %d", (int)i,
+                          (int)n, s->n_ctx);
+        if (st != SLM_OK) return st;
+        if (n == 0) return seterr(err, SLM_ERR_INVALID_ARG, "text %d gives no tokens", (int)i);
+        const size_t rows = pooling == SLM_POOLING_NONE ? (size_t)n : 1;
+        if (!out || cap < used + rows * EO)
+            return seterr(err, SLM_ERR_BUFFER, "the output (%zu floats) is too small for text %d", out ? cap : 0, (int)i);
+        if ((st = embed_seq(s, s->emb_tok, n, pooling, params->normalize, out + used, err)) != SLM_OK) return st;
+        used += rows * EO;
+        if (n_rows) n_rows[i] = (int32_t)rows;
+    }
+    return SLM_OK;
 }
 
 /* ========================================================================== */

@@ -74,18 +74,21 @@ SLM_API const char *slm_build_info(void);
 
 /* Instruction sets (kernel tables). x86-64 builds made with GCC or Clang
    carry scalar, sse4, avx2 and avx512 (F/BW/VL/DQ with VNNI) and pick one
-   at run time from what the CPU and OS support; other targets carry the
-   scalar kernels and the set their compiler flags enable. */
+   at run time from what the CPU and OS support; so do aarch64 builds with
+   neon, dotprod and i8mm; other targets carry the scalar kernels and the
+   set their compiler flags enable. */
 enum {
     SLM_ISA_BEST = 0,   /* the best this CPU supports (the default) */
     SLM_ISA_SCALAR = 1, /* the reference kernels */
     SLM_ISA_SSE4 = 2,   /* x86-64: SSE4.1 + SSSE3 */
     SLM_ISA_AVX2 = 3,   /* x86-64: AVX2 + FMA + F16C */
     SLM_ISA_AVX512 = 4, /* x86-64: AVX-512 F, BW, VL, DQ and VNNI */
-    SLM_ISA_NEON = 5,   /* Arm NEON (aarch64, with SDOT if built for it; ARMv7) */
+    SLM_ISA_NEON = 5,   /* Arm NEON (aarch64 baseline; ARMv7) */
     SLM_ISA_RVV = 6,    /* RISC-V vector 1.0 */
     SLM_ISA_MVE = 7,    /* Arm Helium (Cortex-M55) */
-    SLM_ISA_COUNT = 8
+    SLM_ISA_NEON_DOTPROD = 8, /* aarch64: NEON + SDOT (Cortex-A55/A76, Apple M1) */
+    SLM_ISA_NEON_I8MM = 9,    /* aarch64: NEON + SDOT + SMMLA (Cortex-A510/A710, Apple M2) */
+    SLM_ISA_COUNT = 10
 };
 /* 1 if this build has `isa` and this CPU can run it (SLM_ISA_BEST: 1). */
 SLM_API int slm_isa_available(int isa);
@@ -371,7 +374,8 @@ enum {
     SLM_VOCAB_NONE = 0, /* the file has no vocabulary */
     SLM_VOCAB_SPM = 1,  /* SentencePiece-style (tokenizer.ggml.model "llama") */
     SLM_VOCAB_BPE = 2,  /* byte-level BPE (tokenizer.ggml.model "gpt2") */
-    SLM_VOCAB_OTHER = 3 /* another tokenizer.ggml.model: pieces only */
+    SLM_VOCAB_OTHER = 3, /* another tokenizer.ggml.model: pieces only */
+    SLM_VOCAB_WPM = 4    /* WordPiece (tokenizer.ggml.model "bert": BERT encoders) */
 };
 
 /* Token attributes (bit flags, from tokenizer.ggml.token_type). */
@@ -728,6 +732,80 @@ SLM_API slm_status slm_generate(slm_session *session, const char *prompt, size_t
                                 const int32_t *prompt_ids, int32_t n_prompt_ids,
                                 const slm_generate_params *params, slm_generate_result *result,
                                 slm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Embeddings                                                               */
+/* ------------------------------------------------------------------------ */
+/*
+ * Embedding models: BERT encoders (bert: bge, all-MiniLM; nomic-bert),
+ * EmbeddingGemma (gemma-embedding) and decoders used as embedders (e.g.
+ * Qwen3-Embedding: qwen3 with LAST pooling). Each text is its own sequence:
+ * the session's context is cleared, the tokens run through the model, and
+ * the final hidden states (after the output norm where the model has one)
+ * are pooled, as llama.cpp does:
+ *   NONE  one vector per token;
+ *   MEAN  the average over all tokens, special tokens included;
+ *   CLS   the first token's vector; LAST  the last token's.
+ * gemma-embedding then applies its dense_2/dense_3 projections. The vectors
+ * are raw (as llama.cpp returns them) unless normalize is set (divided by
+ * their L2 norm; a zero vector stays zero). Encoders attend over the whole
+ * sequence: their sessions process it in one chunk (n_batch = n_ctx), and
+ * slm_decode refuses them. A text must fit in the session's context.
+ */
+
+enum {
+    SLM_POOLING_UNSPECIFIED = -1, /* the model's (ARCH.pooling_type) */
+    SLM_POOLING_NONE = 0,
+    SLM_POOLING_MEAN = 1,
+    SLM_POOLING_CLS = 2,
+    SLM_POOLING_LAST = 3
+};
+
+/* The model's pooling (ARCH.pooling_type; SLM_POOLING_NONE without it). */
+SLM_API int32_t slm_model_pooling(const slm_model *model);
+/* Floats per embedding vector (n_embd, or the last dense layer's width). */
+SLM_API int32_t slm_model_n_embd_out(const slm_model *model);
+/* 1 if the model is an encoder (bidirectional attention): it only embeds. */
+SLM_API int slm_model_is_encoder(const slm_model *model);
+/* "none", "mean", "cls", "last" -> SLM_POOLING_*; -2 if unknown. */
+SLM_API int32_t slm_pooling_from_name(const char *name);
+/* Name of a pooling ("mean", ...), NULL if unknown. */
+SLM_API const char *slm_pooling_name(int32_t pooling);
+
+typedef struct slm_embed_params {
+    int32_t pooling;       /* default SLM_POOLING_UNSPECIFIED: the model's */
+    int32_t normalize;     /* default 0; 1: L2-normalize every vector */
+    int32_t add_special;   /* default 1: [CLS]/[SEP], BOS/EOS as the model wants */
+    int32_t parse_special; /* default 1: special-token text becomes the token
+                              (as llama-embedding) */
+} slm_embed_params;
+
+SLM_API void slm_embed_params_init(slm_embed_params *params);
+
+/* Embed one sequence of token ids (used as given). out receives
+   slm_model_n_embd_out floats, or n of those rows for pooling NONE; cap is
+   the number of floats out holds (SLM_ERR_BUFFER if too few). */
+SLM_API slm_status slm_embed_tokens(slm_session *session, const int32_t *tokens, int32_t n,
+                                    const slm_embed_params *params, float *out, size_t cap, slm_error *err);
+/* Embed n_texts texts, each as its own sequence, in order, reusing the
+   session. lens[i] is the length of texts[i] in bytes (lens may be NULL for
+   NUL-terminated texts). Pooled: out receives n_texts rows of
+   slm_model_n_embd_out floats. NONE: the rows of every token of every text,
+   one text after the other; n_rows (may be NULL, else n_texts entries)
+   receives the rows of each text. SLM_ERR_BUFFER if out (cap floats) is too
+   small, SLM_ERR_CONTEXT_FULL if a text has more tokens than the context
+   (the message names the text). Memory: slm_embed_tokens allocates
+   nothing (the session's plan covers it, also in an arena); slm_embed
+   allocates the tokenizer's working memory for each text (about 4 bytes
+   per text byte plus its pieces) and gives it back before returning. */
+SLM_API slm_status slm_embed(slm_session *session, const char *const *texts, const size_t *lens, int32_t n_texts,
+                             const slm_embed_params *params, float *out, size_t cap, int32_t *n_rows,
+                             slm_error *err);
+/* Cosine similarity of two vectors (sums in double, as llama.cpp): 1 if both
+   are zero, 0 if one is. */
+SLM_API float slm_cosine(const float *a, const float *b, int32_t n);
+
+/* ------------------------------------------------------------------------ */
 /* Quantization: convert a GGUF file's matrices to another type             */
 /* ------------------------------------------------------------------------ */
 

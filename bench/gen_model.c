@@ -4,7 +4,8 @@
  * Q4_0 and Q4_K_M made from it with slm's own quantizer (slm_quantize_file).
  * Files are generated at bench time and never committed.
  *
- *   gen_model SHAPE DIR [TYPES]     SHAPE: smollm2-135m | qwen2.5-0.5b | llama3.2-1b
+ *   gen_model SHAPE DIR [TYPES]     SHAPE: smollm2-135m | qwen2.5-0.5b | llama3.2-1b |
+ *                                          bge-small (a BERT encoder, for embeddings)
  *                                   TYPES: comma list of F16,Q8_0,Q4_0,Q4_K_M (default all)
  *
  * The vocabulary is a SentencePiece-style list of the right size (<unk>, <s>,
@@ -180,16 +181,123 @@ static int write_f16(const shape *sh, const char *path) {
     return fclose(f) == 0 && ok;
 }
 
+/* ---- bge-small: a BERT encoder with the shape of bge-small-en-v1.5 ----------
+   (12 layers, 384 wide, 12 heads, FFN 1536, 512 positions, WordPiece
+   vocabulary of 30522 with [PAD] [UNK] [CLS] [SEP] [MASK] at llama.cpp's
+   default ids, CLS pooling), for the embedding benchmark. */
+static int write_bert_f16(const char *path) {
+    enum { E = 384, F = 1536, NL = 12, NH = 12, NV = 30522, NP = 512 };
+    tdesc *t = (tdesc *)calloc(NL * 16 + 8, sizeof *t);
+    int nt = 0;
+    const float ws = 0.02f * 1.7320508f;
+#define T(nm, nd, a, b, ty, sc, c) (snprintf(t[nt].name, 64, "%s", nm), t[nt].n_dims = nd, t[nt].ne0 = a, \
+                                    t[nt].ne1 = b, t[nt].type = ty, t[nt].scale = sc, t[nt].center = c, nt++)
+    T("token_embd.weight", 2, E, NV, SLM_TYPE_F16, ws, 0.0f);
+    T("token_types.weight", 2, E, 2, SLM_TYPE_F32, ws, 0.0f);
+    T("position_embd.weight", 2, E, NP, SLM_TYPE_F32, ws, 0.0f);
+    T("token_embd_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+    T("token_embd_norm.bias", 1, E, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+    for (int il = 0; il < NL; il++) {
+        char n[64];
+#define L(s, nd, a, b, ty, sc, c) (snprintf(n, 64, "blk.%d.%s", il, s), T(n, nd, a, b, ty, sc, c))
+        L("attn_q.weight", 2, E, E, SLM_TYPE_F16, ws, 0.0f);
+        L("attn_q.bias", 1, E, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+        L("attn_k.weight", 2, E, E, SLM_TYPE_F16, ws, 0.0f);
+        L("attn_k.bias", 1, E, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+        L("attn_v.weight", 2, E, E, SLM_TYPE_F16, ws, 0.0f);
+        L("attn_v.bias", 1, E, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+        L("attn_output.weight", 2, E, E, SLM_TYPE_F16, ws, 0.0f);
+        L("attn_output.bias", 1, E, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+        L("attn_output_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        L("attn_output_norm.bias", 1, E, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+        L("ffn_up.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
+        L("ffn_up.bias", 1, F, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+        L("ffn_down.weight", 2, F, E, SLM_TYPE_F16, ws, 0.0f);
+        L("ffn_down.bias", 1, E, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+        L("layer_output_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        L("layer_output_norm.bias", 1, E, 1, SLM_TYPE_F32, 0.02f, 0.0f);
+#undef L
+    }
+#undef T
+    gbuf b = {0, 0, 0};
+    gb_u32(&b, 0x46554747u);
+    gb_u32(&b, 3);
+    gb_u64(&b, (uint64_t)nt);
+    gb_u64(&b, 0);
+    n_kv = 0;
+    kv_str(&b, "general.architecture", "bert");
+    kv_str(&b, "general.name", "bge-small");
+    kv_u32(&b, "general.file_type", 1);
+    kv_u32(&b, "bert.context_length", NP);
+    kv_u32(&b, "bert.embedding_length", E);
+    kv_u32(&b, "bert.block_count", NL);
+    kv_u32(&b, "bert.feed_forward_length", F);
+    kv_u32(&b, "bert.attention.head_count", NH);
+    kv_f32(&b, "bert.attention.layer_norm_epsilon", 1e-12f);
+    kv_bool(&b, "bert.attention.causal", 0);
+    kv_u32(&b, "bert.pooling_type", 2);
+    kv_str(&b, "tokenizer.ggml.model", "bert");
+    kv_str(&b, "tokenizer.ggml.pre", "bert-bge");
+    kv_arr(&b, "tokenizer.ggml.tokens", 8, NV);
+    for (int i = 0; i < NV; i++) {
+        char p[32];
+        if (i == 0) snprintf(p, sizeof p, "[PAD]");
+        else if (i >= 100 && i <= 103) snprintf(p, sizeof p, "%s", i == 100 ? "[UNK]" : i == 101 ? "[CLS]" : i == 102 ? "[SEP]" : "[MASK]");
+        else snprintf(p, sizeof p, i % 2 ? "\xe2\x96\x81w%d" : "w%d", i);
+        gb_str(&b, p);
+    }
+    kv_arr(&b, "tokenizer.ggml.token_type", 5, NV);
+    for (int i = 0; i < NV; i++) gb_u32(&b, i == 0 || (i >= 100 && i <= 103) ? 3 : 1);
+    for (int i = 0; i < 8; i++) b.p[16 + i] = (unsigned char)((uint64_t)n_kv >> (8 * i));
+    uint64_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        gb_str(&b, t[i].name);
+        gb_u32(&b, (uint32_t)t[i].n_dims);
+        gb_u64(&b, (uint64_t)t[i].ne0);
+        if (t[i].n_dims == 2) gb_u64(&b, (uint64_t)t[i].ne1);
+        gb_u32(&b, (uint32_t)t[i].type);
+        gb_u64(&b, off);
+        off += slm_row_bytes(t[i].type, t[i].ne0) * (uint64_t)t[i].ne1;
+        off = (off + 31) & ~(uint64_t)31;
+    }
+    gb_pad(&b, 32);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(b.p, 1, b.n, f) == b.n;
+    free(b.p);
+    float *row = (float *)malloc(sizeof(float) * F);
+    unsigned char *out = (unsigned char *)malloc(sizeof(float) * F);
+    uint64_t pos = 0;
+    for (int i = 0; i < nt && ok; i++) {
+        for (int64_t r = 0; r < t[i].ne1 && ok; r++) {
+            for (int64_t j = 0; j < t[i].ne0; j++) row[j] = t[i].center + t[i].scale * frand();
+            size_t rb = slm_row_bytes(t[i].type, t[i].ne0);
+            ok = slm_quantize_row(t[i].type, row, out, t[i].ne0) == SLM_OK && fwrite(out, 1, rb, f) == rb;
+            pos += rb;
+        }
+        static const char zeros[32];
+        size_t padn = (size_t)((32 - pos % 32) % 32);
+        ok = ok && fwrite(zeros, 1, padn, f) == padn;
+        pos += padn;
+    }
+    free(row);
+    free(out);
+    free(t);
+    return fclose(f) == 0 && ok;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: gen_model SHAPE DIR [F16,Q8_0,Q4_0,Q4_K_M]\n  shapes:");
         for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++) fprintf(stderr, " %s", SHAPES[i].name);
-        fprintf(stderr, "\n");
+        fprintf(stderr, " bge-small\n");
         return 1;
     }
     const shape *sh = NULL;
+    static const shape BGE = {"bge-small", "bert", 12, 384, 1536, 12, 12, 30522, 512, 0.0f, 1e-12f, 0, 0, 0};
     for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
         if (!strcmp(argv[1], SHAPES[i].name)) sh = &SHAPES[i];
+    if (!strcmp(argv[1], BGE.name)) sh = &BGE;
     if (!sh) {
         fprintf(stderr, "gen_model: unknown shape '%s'\n", argv[1]);
         return 1;
@@ -203,7 +311,7 @@ int main(int argc, char **argv) {
     } else {
         printf("gen_model: writing %s\n", f16);
         fflush(stdout);
-        if (!write_f16(sh, f16)) {
+        if (!(sh == &BGE ? write_bert_f16(f16) : write_f16(sh, f16))) {
             fprintf(stderr, "gen_model: cannot write %s\n", f16);
             remove(f16);
             return 1;

@@ -623,6 +623,10 @@ static int cmd_info(int argc, char **argv) {
         printf("attention:     %d heads, %d kv heads, head dim %d, rope dims %d, rope base %g\n", in.n_head,
                in.n_head_kv, in.head_dim, in.n_rot, in.rope_freq_base);
         printf("norm eps:      %g\n", in.norm_eps);
+        if (slm_model_is_encoder(m) || slm_model_pooling(m) != SLM_POOLING_NONE)
+            printf("embeddings:    %d floats, %s pooling%s (slm embed)\n", slm_model_n_embd_out(m),
+                   slm_pooling_name(slm_model_pooling(m)),
+                   slm_model_is_encoder(m) ? "; an encoder: it embeds, it does not generate" : "");
     }
     describe_vocab(m);
     if (!vocab_only) {
@@ -1537,6 +1541,10 @@ static const char *BENCH_HELP =
     "  --kv-f32            F32 KV cache (default F16)\n"
     "  --isa NAME          kernels to measure (avx512, avx2, sse4, scalar, ...; default: the best)\n"
     "  --csv               machine-readable lines: model,type,threads,test,median,min,max,peak_rss_kib\n"
+    "  --embed             embedding throughput instead (the default for encoders such as\n"
+    "                      BERT): K texts of P random tokens each (the model's pooling),\n"
+    "                      texts/s and tokens/s, median of R repetitions after a warm-up\n"
+    "  --texts K           texts per repetition for --embed (default 16)\n"
     "  The type is the file's (general.file_type: Q4_K_M, ...), or ~TYPE: the type of\n"
     "  most of the weights when the file does not say.\n";
 
@@ -1589,9 +1597,13 @@ static double bench_once(slm_session *s, const int32_t *ids, int n, int gen, int
     return n / (now_sec() - t0);
 }
 
+static int bench_embed(slm_model *m, const char *base, const int *threads, int nt, int np, int n_texts, int reps,
+                       int kv_f32, int csv);
+
 static int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *tlist = "1,2";
     int np = 128, ng = 64, reps = 5, batch = 0, depth = 0, kv_f32 = 0, csv = 0, isa = SLM_ISA_BEST;
+    int embed = 0, n_texts = 16;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1607,6 +1619,8 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--kv-f32")) kv_f32 = 1;
         else if (!strcmp(a, "--isa")) isa = parse_isa(need_arg(argc, argv, &i));
         else if (!strcmp(a, "--csv")) csv = 1;
+        else if (!strcmp(a, "--embed")) embed = 1;
+        else if (!strcmp(a, "--texts")) n_texts = parse_int(need_arg(argc, argv, &i), a);
         else die("unknown option '%s' (see slm bench --help)", a);
     }
     if (!model) die("%s", "no model given (-m FILE)");
@@ -1626,6 +1640,13 @@ static int cmd_bench(int argc, char **argv) {
     slm_model_params_init(&mp);
     mp.isa = isa;
     if (slm_model_load_file(model, &mp, &m, &err) != SLM_OK) die("%s", err.message);
+    if (embed || slm_model_is_encoder(m)) {
+        if (np < 1 || n_texts < 1 || n_texts > 100000) die("%s", "--embed needs -p >= 1 and --texts in [1, 100000]");
+        const char *b = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
+        int rc = bench_embed(m, b, threads, nt, np, n_texts, reps, kv_f32, csv);
+        slm_model_free(m);
+        return rc;
+    }
     slm_model_info in;
     slm_model_get_info(m, &in);
     /* the dominant weight type, for the table */
@@ -1717,6 +1738,246 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 
+/* Embedding throughput: n_texts sequences of np random token ids each
+   (slm_embed_tokens, the model's pooling) per repetition, per thread count. */
+static int bench_embed(slm_model *m, const char *base, const int *threads, int nt, int np, int n_texts, int reps,
+                       int kv_f32, int csv) {
+    slm_model_info in;
+    slm_model_get_info(m, &in);
+    uint64_t by_type[64] = {0};
+    for (int64_t i = 0; i < slm_tensor_count(m); i++) {
+        slm_tensor_info ti;
+        slm_tensor_get_info(m, i, &ti);
+        if (ti.type >= 0 && ti.type < 64 && ti.n_dims >= 2) by_type[ti.type] += ti.nbytes;
+    }
+    int main_type = 0;
+    for (int t = 0; t < 64; t++)
+        if (by_type[t] > by_type[main_type]) main_type = t;
+    const int dim = slm_model_n_embd_out(m);
+    int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)np * (size_t)n_texts);
+    float *vec = (float *)malloc(sizeof(float) * (size_t)dim);
+    if (!ids || !vec) die("%s", "out of memory");
+    unsigned long long r = 88172645463325252ull;
+    for (int i = 0; i < np * n_texts; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        ids[i] = (int32_t)(r % (unsigned long long)in.n_vocab);
+    }
+    char sz[32], tname[32];
+    human((double)in.weight_bytes, sz, sizeof sz);
+    snprintf(tname, sizeof tname, "emb%dx%d", np, n_texts);
+    if (!csv) {
+        printf("| %-28s | %10s | %8s | %-6s | %7s | %10s | %18s | %18s |\n", "model", "size", "params", "type", "threads",
+               "test", "texts/s (min-max)", "tokens/s");
+        printf("|------------------------------|-----------:|---------:|--------|--------:|-----------:|-------------------:|"
+               "-------------------:|\n");
+    }
+    slm_embed_params ep;
+    slm_embed_params_init(&ep);
+    if (slm_model_pooling(m) == SLM_POOLING_NONE) ep.pooling = SLM_POOLING_MEAN; /* one vector per text */
+    for (int ti = 0; ti < nt; ti++) {
+        slm_session_params sp;
+        slm_session_params_init(&sp);
+        sp.n_ctx = np;
+        sp.n_threads = threads[ti];
+        if (kv_f32) sp.kv_type = SLM_TYPE_F32;
+        slm_session *s = NULL;
+        slm_error err;
+        if (slm_session_create(m, &sp, &s, &err) != SLM_OK) die("%s", err.message);
+        double v[1000];
+        for (int k = -1; k < reps; k++) { /* k = -1: warm-up */
+            double t0 = now_sec();
+            for (int t = 0; t < n_texts; t++)
+                if (slm_embed_tokens(s, ids + (size_t)t * (size_t)np, np, &ep, vec, (size_t)dim, &err) != SLM_OK)
+                    die("%s", err.message);
+            if (k >= 0) v[k] = n_texts / (now_sec() - t0);
+        }
+        double mn = v[0], mx = v[0];
+        for (int k = 1; k < reps; k++) mn = v[k] < mn ? v[k] : mn, mx = v[k] > mx ? v[k] : mx;
+        double med = median_of(v, reps);
+        if (csv)
+            printf("%s,%s,%d,%s,%.2f,%.2f,%.2f,%ld\n", base, slm_type_name(main_type), threads[ti], tname, med, mn, mx,
+                   peak_rss_kib());
+        else
+            printf("| %-28.28s | %10s | %7.1fM | %-6s | %7d | %10s | %8.2f (%.1f-%.1f) | %18.1f |\n", base, sz,
+                   in.n_params / 1e6, slm_type_name(main_type), threads[ti], tname, med, mn, mx, med * np);
+        fflush(stdout);
+        slm_session_free(s);
+    }
+    long rss = peak_rss_kib();
+    if (!csv) {
+        if (rss >= 0) printf("peak RSS: %.1f MiB\n", rss / 1024.0);
+        printf("build: %s; kernels: %s\n", slm_build_info(), slm_isa_name(slm_model_isa(m)));
+    }
+    free(ids);
+    free(vec);
+    return 0;
+}
+
+/* ---- embed --------------------------------------------------------------------- */
+
+static const char *EMBED_HELP =
+    "usage: slm embed -m FILE (-p TEXT | -f FILE) [--pooling P] [--normalize] [--json] [options]\n"
+    "  Embed texts with an embedding model (bert, nomic-bert, gemma-embedding,\n"
+    "  or a decoder such as Qwen3-Embedding): each text is its own sequence,\n"
+    "  pooled as the model's pooling_type says unless --pooling is given. The\n"
+    "  vectors are raw, as llama.cpp returns them, unless --normalize.\n"
+    "  Output: one line of floats per text (pooling none: one line per token,\n"
+    "  a blank line between texts); --json prints one JSON array holding one\n"
+    "  array of floats per input text, in input order (pooling none: an array\n"
+    "  of per-token arrays per text). Counts and speed go to stderr.\n"
+    "  -m, --model FILE   GGUF model file\n"
+    "  -p, --prompt TEXT  a text to embed (may be repeated, up to 16 times)\n"
+    "  -f, --file FILE    texts to embed, one per line (a final newline ends the\n"
+    "                     last line; a \\r before a newline is dropped)\n"
+    "  --pooling P        none, mean, cls or last (default: the model's)\n"
+    "  --normalize        divide every vector by its L2 norm\n"
+    "  --json             JSON output\n"
+    "  -c, --ctx N        context length (default: training context, at most 4096)\n"
+    "  -t, --threads N    threads (default: all)\n"
+    "  --kv-f32           keep the KV cache in F32 (default F16)\n"
+    "  --no-mmap          read the file instead of mapping it\n";
+
+/* Read a whole text file for slm embed -f (NUL-terminated, up to 1 GB); dies on error. */
+static char *slurp_texts(const char *path, size_t *len) {
+    FILE *f = fopen_utf8(path, "rb");
+    if (!f) die("cannot open '%s'", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = (char *)malloc(cap);
+    if (!buf) die("%s", "out of memory");
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > ((size_t)1 << 30)) die("'%s' is larger than 1 GB", path);
+            char *nb = (char *)realloc(buf, cap * 2);
+            if (!nb) die("%s", "out of memory");
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) die("cannot read '%s'", path);
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void print_vec(const float *v, int n, int json) {
+    if (json) putchar('[');
+    for (int i = 0; i < n; i++) printf(i ? (json ? ",%.9g" : " %.9g") : "%.9g", (double)v[i]);
+    if (json) putchar(']');
+}
+
+static int cmd_embed(int argc, char **argv) {
+    opts o;
+    memset(&o, 0, sizeof o);
+    o.cmd = "embed";
+    const char *file = NULL;
+    int pooling = SLM_POOLING_UNSPECIFIED, normalize = 0, json = 0, n_texts = 0, cap_texts = 16;
+    const char **texts = (const char **)malloc(sizeof(char *) * (size_t)cap_texts);
+    size_t *lens = (size_t *)malloc(sizeof(size_t) * (size_t)cap_texts);
+    if (!texts || !lens) die("%s", "out of memory");
+    char *fbuf = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(EMBED_HELP, stdout);
+            exit(0);
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o.model = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            const char *t = need_arg(argc, argv, &i);
+            if (n_texts == 16) die("%s", "at most 16 -p texts (use -f FILE for more)");
+            texts[n_texts] = t;
+            lens[n_texts++] = strlen(t);
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) file = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "--pooling")) {
+            const char *v = need_arg(argc, argv, &i);
+            if ((pooling = slm_pooling_from_name(v)) < 0) die("unknown pooling '%s' (none, mean, cls, last)", v);
+        } else if (!strcmp(a, "--normalize")) normalize = 1;
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o.n_ctx = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o.threads = parse_int(need_arg(argc, argv, &i), a);
+        else if (!strcmp(a, "--kv-f32")) o.kv_f32 = 1;
+        else if (!strcmp(a, "--no-mmap")) o.no_mmap = 1;
+        else die("unknown option '%s' (see slm embed --help)", a);
+    }
+    if (!o.model) die("%s", "no model given (-m FILE)");
+    if (file && n_texts) die("%s", "give the texts with -p or with -f, not both");
+    if (o.n_ctx < 0 || o.threads < 0) die("%s", "-c and -t must not be negative");
+    if (file) {
+        size_t n;
+        fbuf = slurp_texts(file, &n);
+        for (size_t b = 0; b < n;) {
+            size_t e = b;
+            while (e < n && fbuf[e] != '\n') e++;
+            size_t l = e - b;
+            if (l && fbuf[b + l - 1] == '\r') l--;
+            if (n_texts == cap_texts) {
+                if (cap_texts > (1 << 24)) die("%s", "too many lines");
+                cap_texts *= 2;
+                const char **nt = (const char **)realloc((void *)texts, sizeof(char *) * (size_t)cap_texts);
+                size_t *nl = (size_t *)realloc(lens, sizeof(size_t) * (size_t)cap_texts);
+                if (!nt || !nl) die("%s", "out of memory");
+                texts = nt, lens = nl;
+            }
+            texts[n_texts] = fbuf + b;
+            lens[n_texts++] = l;
+            b = e + 1;
+        }
+    }
+    if (!n_texts) die("%s", "no text to embed (-p TEXT or -f FILE)");
+    slm_model *m = load(&o, 0);
+    slm_session *s = open_session(m, &o, o.n_ctx, 0);
+    slm_embed_params ep;
+    slm_embed_params_init(&ep);
+    ep.pooling = pooling;
+    ep.normalize = normalize;
+    const int dim = slm_model_n_embd_out(m), pool = pooling < 0 ? slm_model_pooling(m) : pooling;
+    const size_t max_rows = pool == SLM_POOLING_NONE ? (size_t)slm_session_n_ctx(s) : 1;
+    float *vec = (float *)malloc(sizeof(float) * max_rows * (size_t)dim);
+    if (!vec) die("%s", "out of memory");
+    slm_error err;
+    double t0 = now_sec(), tokens = 0;
+    if (json) putchar('[');
+    for (int i = 0; i < n_texts; i++) {
+        int32_t rows = 0, nt = 0;
+        if (slm_embed(s, &texts[i], &lens[i], 1, &ep, vec, max_rows * (size_t)dim, &rows, &err) != SLM_OK) {
+            fflush(stdout);
+            fprintf(stderr, "%s: text %d: %s\n", prog, i + 1, err.message);
+            exit(1);
+        }
+        slm_tokenize(m, texts[i], lens[i], 1, 1, NULL, 0, &nt, NULL);
+        tokens += nt;
+        if (json && i) putchar(',');
+        if (pool == SLM_POOLING_NONE) {
+            if (json) putchar('[');
+            for (int r = 0; r < rows; r++) {
+                if (json && r) putchar(',');
+                print_vec(vec + (size_t)r * (size_t)dim, dim, json);
+                if (!json) putchar('\n');
+            }
+            if (json) putchar(']');
+            else if (i + 1 < n_texts) putchar('\n');
+        } else {
+            print_vec(vec, dim, json);
+            if (!json) putchar('\n');
+        }
+    }
+    if (json) puts("]");
+    double dt = now_sec() - t0;
+    fprintf(stderr, "%s: %d text%s, %.0f tokens, %d floats each (%s pooling%s) in %.3f s: %.1f texts/s, %.1f tokens/s\n",
+            prog, n_texts, n_texts == 1 ? "" : "s", tokens, dim, slm_pooling_name(pool), normalize ? ", normalized" : "",
+            dt, dt > 0 ? n_texts / dt : 0.0, dt > 0 ? tokens / dt : 0.0);
+    free(vec);
+    free(fbuf);
+    free((void *)texts);
+    free(lens);
+    slm_session_free(s);
+    slm_model_free(m);
+    return 0;
+}
+
 /* --name=value -> --name value, for the subcommands with their own parsers */
 static void split_eq(int *argc, char ***argv) {
     char **a = (char **)malloc(sizeof(char *) * (size_t)(2 * *argc + 1));
@@ -1747,6 +2008,7 @@ static const char *MAIN_HELP =
     "  run       generate text from a prompt, streamed to stdout\n"
     "  chat      chat with the model in the terminal (keeps the conversation)\n"
     "  tokenize  show the token ids and pieces of a text\n"
+    "  embed     embedding vectors of texts (embedding models: bert, qwen3, ...)\n"
     "  info      describe a GGUF model file\n"
     "  logits    write the logits of a sequence of token ids\n"
     "  quantize  convert a GGUF model's weights to another type (Q4_K_M, Q8_0, ...)\n"
@@ -1765,7 +2027,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 1 : 0;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "quantize") || !strcmp(cmd, "bench")) split_eq(&argc, &argv);
+    if (!strcmp(cmd, "quantize") || !strcmp(cmd, "bench") || !strcmp(cmd, "embed")) split_eq(&argc, &argv);
     if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc, argv);
     if (!strcmp(cmd, "run")) return cmd_run(argc, argv);
@@ -1773,6 +2035,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(cmd, "embed")) return cmd_embed(argc, argv);
     if (!strcmp(cmd, "serve")) return serve_main(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("slm %s (%s)\n", slm_version(), slm_build_info());

@@ -44,6 +44,18 @@ static void exercise(const slm_model *m, int vocab_only) {
     slm_session *s;
     if (slm_session_create(m, &sp, &s, NULL) != SLM_OK) return;
     int32_t ids[3] = {0, in.n_vocab > 1 ? 1 : 0, in.n_vocab - 1};
+    /* embeddings (encoders only embed; decoders too), every pooling */
+    {
+        float vec[3 * 4096];
+        const int32_t dim = slm_model_n_embd_out(m);
+        for (int p = SLM_POOLING_NONE; p <= SLM_POOLING_LAST && dim > 0 && dim <= 4096; p++) {
+            slm_embed_params ep;
+            slm_embed_params_init(&ep);
+            ep.pooling = p;
+            ep.normalize = p & 1;
+            slm_embed_tokens(s, ids, 3, &ep, vec, sizeof vec / sizeof vec[0], NULL);
+        }
+    }
     if (slm_decode(s, ids, 3, NULL) == SLM_OK) {
         volatile float sink = slm_session_logits(s, -1)[in.n_vocab - 1];
         (void)sink;

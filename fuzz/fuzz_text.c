@@ -1,5 +1,5 @@
 /*
- * Fuzz target: the tokenizers (SentencePiece and byte-level BPE, special
+ * Fuzz target: the tokenizers (SentencePiece, byte-level BPE, WordPiece, special
  * tokens on and off), detokenizer, streaming decoder and chat formatter, on
  * arbitrary bytes. The vocabularies are loaded once from SLM_FUZZ_DATA
  * (default tests/data). Build: make fuzz; replay: make test-fuzz.
@@ -17,7 +17,7 @@
 
 static const char *const VOCABS[] = {"tokenizer/ggml-vocab-llama-spm.gguf", "tokenizer/ggml-vocab-gpt-2.gguf",
                                      "tokenizer/ggml-vocab-starcoder.gguf", "tokenizer/ggml-vocab-phi-3.gguf",
-                                     "models/tiny-qwen2-Q8_0.gguf"};
+                                     "models/tiny-qwen2-Q8_0.gguf", "tokenizer/ggml-vocab-bert-bge.gguf"};
 #define NV (int)(sizeof VOCABS / sizeof VOCABS[0])
 static slm_model *models[NV];
 

@@ -698,7 +698,7 @@ static void check_x8(const kernel_table *kt) {
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const int type = types[ti], dt = TRAITS[type].dot_type;
         gemm_x8_fn k = kt->gemm_x8[type];
-        int bad_pack = 0, bad = 0, runs = 0;
+        int bad_pack = 0, bad = 0, runs = 0, not_same = 0;
         double worst = 0;
         for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
             const int n = 32 * blocks[bi];
@@ -731,6 +731,13 @@ static void check_x8(const kernel_table *kt) {
                 for (int nt = 1; nt <= 4; nt++) {
                     float y[4 * 9];
                     k(n, g, ax, axrb, nt, y, 9);
+#ifdef SLM_NEON_I8MM
+                    if (kt->isa == SLM_ISA_NEON_I8MM) { /* SMMLA gives the SDOT kernel's bits */
+                        float y2[4 * 9];
+                        KERNELS_DOTPROD.gemm_x8[type](n, g, ax, axrb, nt, y2, 9);
+                        for (int t = 0; t < nt; t++) not_same += memcmp(y + t * 9, y2 + t * 9, 8 * sizeof(float)) != 0;
+                    }
+#endif
                     for (int t = 0; t < nt; t++)
                         for (int r = 0; r < 8; r++) {
                             const float ref = (type == SLM_TYPE_Q4_0 ? dot_q4_0_ref : type == SLM_TYPE_Q5_0 ? dot_q5_0_ref : dot_q8_0_ref)(n, w + r * rb, a + t * arb);
@@ -749,6 +756,8 @@ static void check_x8(const kernel_table *kt) {
             printf("  x8 %-5s %s: %d row results, max err %.1f x 2^-24 sum|w*a|\n", slm_type_name(type), kt->name, runs,
                    worst * 16777216.0);
             CHECK(bad == 0, "%s x8: %d of %d results off", slm_type_name(type), bad, runs);
+            CHECK(not_same == 0, "%s x8 %s: %d token results differ from the dotprod kernel's", slm_type_name(type),
+                  kt->name, not_same);
         }
     }
 }

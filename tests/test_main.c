@@ -19,6 +19,7 @@ void test_safety(void);
 void test_cli(void);
 void test_state(void);
 void test_grammar(void);
+void test_embedding(void);
 
 static const struct {
     const char *name;
@@ -39,6 +40,7 @@ static const struct {
     {"cli", test_cli},
     {"state", test_state},
     {"grammar", test_grammar},
+    {"embedding", test_embedding},
 };
 
 int main(int argc, char **argv) {

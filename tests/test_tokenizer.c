@@ -998,8 +998,9 @@ static void demo_prompts(void) {
 
 void test_tokenizer(void) {
     missing_byte_tokens();
-    const char *vocabs[] = {"ggml-vocab-llama-spm", "ggml-vocab-phi-3", "ggml-vocab-gpt-2", "ggml-vocab-starcoder"};
-    for (int i = 0; i < 4; i++) {
+    const char *vocabs[] = {"ggml-vocab-llama-spm", "ggml-vocab-phi-3", "ggml-vocab-gpt-2", "ggml-vocab-starcoder",
+                            "ggml-vocab-bert-bge"};
+    for (int i = 0; i < 5; i++) {
         int total = 0, fails = run_vectors(vocabs[i], &total);
         CHECK(fails == 0 && total > 0, "%s: %d of %d vectors fail", vocabs[i], fails, total);
         printf("  %s: %d/%d vectors pass\n", vocabs[i], total - fails, total);

@@ -23,8 +23,8 @@ mkdir -p "$OUT"
 #   kernels are intrinsics and unaffected.
 # - ARMv7: GCC's half-precision NEON types need -mfp16-format=ieee.
 BUILDS=(
-  "aarch64-neon|aarch64-linux-gnu-gcc -march=armv8-a -fopenmp|neon"
-  "aarch64-dotprod|aarch64-linux-gnu-gcc -march=armv8.2-a+dotprod -fopenmp|neon-dotprod"
+  "aarch64-base|aarch64-linux-gnu-gcc -march=armv8-a -fopenmp|"
+  "aarch64-fixed-dotprod|aarch64-linux-gnu-gcc -march=armv8.2-a+dotprod -DSLM_NO_DISPATCH -fopenmp|dotprod"
   "armv7-neon|arm-linux-gnueabihf-gcc -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard -mfp16-format=ieee -fopenmp|neon32"
   "riscv64-rvv|clang-19 --target=riscv64-linux-gnu -march=rv64gcv -fno-vectorize -fno-slp-vectorize|rvv"
   "x86-64-base|gcc -march=x86-64 -fopenmp|"
@@ -34,13 +34,16 @@ BUILDS=(
 )
 # run name | build | emulator command ("env": runs natively) | the kernels the
 # run must choose, when they depend on the CPU (default: the build's)
-# - x86-64-base is one portable build (runtime dispatch) run on three CPUs
+# - x86-64-base and aarch64-base are portable builds (runtime dispatch), each
+#   run on three CPUs
 # (the slow RVV runs first, so that parallel jobs finish together)
 RUNS=(
   "riscv64-rvv-vlen128|riscv64-rvv|qemu-riscv64 -cpu rv64,v=true,vlen=128,vext_spec=v1.0 -L /usr/riscv64-linux-gnu"
   "riscv64-rvv-vlen256|riscv64-rvv|qemu-riscv64 -cpu rv64,v=true,vlen=256,vext_spec=v1.0 -L /usr/riscv64-linux-gnu"
-  "aarch64-neon|aarch64-neon|qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu"
-  "aarch64-dotprod|aarch64-dotprod|qemu-aarch64 -cpu cortex-a76 -L /usr/aarch64-linux-gnu"
+  "aarch64-a53|aarch64-base|qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu|neon"
+  "aarch64-a76|aarch64-base|qemu-aarch64 -cpu cortex-a76 -L /usr/aarch64-linux-gnu|dotprod"
+  "aarch64-max|aarch64-base|qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu|i8mm"
+  "aarch64-fixed-dotprod|aarch64-fixed-dotprod|qemu-aarch64 -cpu cortex-a76 -L /usr/aarch64-linux-gnu"
   "armv7-neon|armv7-neon|qemu-arm -cpu cortex-a7 -L /usr/arm-linux-gnueabihf"
   "x86-64-nehalem|x86-64-base|qemu-x86_64 -cpu Nehalem|sse4"
   "x86-64-haswell|x86-64-base|qemu-x86_64 -cpu Haswell|avx2"
@@ -53,6 +56,8 @@ RUNS=(
 COMPILE_ONLY=(
   "armv7-neon-vfpv3|arm-linux-gnueabihf-gcc -mcpu=cortex-a8 -mfpu=neon -mfloat-abi=hard"
   "aarch64-dotprod-clang|clang-19 --target=aarch64-linux-gnu -march=armv8.2-a+dotprod"
+  "aarch64-base-clang|clang-19 --target=aarch64-linux-gnu -march=armv8-a"
+  "aarch64-armv86-gcc|aarch64-linux-gnu-gcc -march=armv8.6-a"
   "armv7-neon-clang|clang-19 --target=armv7a-linux-gnueabihf -mfpu=neon-vfpv4"
   "x86-64-avx2-clang|clang-19 -march=haswell"
   "riscv64-scalar|riscv64-linux-gnu-gcc -march=rv64gc"

@@ -94,6 +94,9 @@ const slm_generate_params = koffi.struct('slm_generate_params', {
   emit_special: 'int', sampler: slm_sampler_params, on_text: koffi.pointer(TextFn), user: 'void *',
   tokens_out: 'int32_t *', tokens_cap: 'int32_t',
 });
+const slm_embed_params = koffi.struct('slm_embed_params', {
+  pooling: 'int32_t', normalize: 'int32_t', add_special: 'int32_t', parse_special: 'int32_t',
+});
 const slm_generate_result = koffi.struct('slm_generate_result', {
   stop_reason: 'int32_t', n_prompt: 'int32_t', n_generated: 'int32_t', load_ms: 'double', prompt_ms: 'double',
   prompt_tps: 'double', gen_ms: 'double', gen_tps: 'double',
@@ -138,6 +141,15 @@ for (const proto of [
   'int slm_tokenize(void *model, const void *text, size_t len, int add_special, int parse_special, _Out_ int32_t *out, int32_t max, _Out_ int32_t *n_out, _Out_ slm_error *err)',
   'int slm_detokenize(void *model, const int32_t *tokens, int32_t n, int remove_special, int unparse_special, _Out_ uint8_t *buf, size_t size, _Out_ size_t *len, _Out_ slm_error *err)',
   'int slm_chat_model_family(void *model, _Out_ int *fallback)',
+  'int32_t slm_model_pooling(void *model)',
+  'int32_t slm_model_n_embd_out(void *model)',
+  'int slm_model_is_encoder(void *model)',
+  'int32_t slm_pooling_from_name(const char *name)',
+  'const char *slm_pooling_name(int32_t pooling)',
+  'void slm_embed_params_init(void *params)',
+  'int slm_embed(void *session, const char **texts, const size_t *lens, int32_t n_texts, const slm_embed_params *params, _Out_ float *out, size_t cap, _Out_ int32_t *n_rows, _Out_ slm_error *err)',
+  'int slm_embed_tokens(void *session, const int32_t *tokens, int32_t n, const slm_embed_params *params, _Out_ float *out, size_t cap, _Out_ slm_error *err)',
+  'float slm_cosine(const float *a, const float *b, int32_t n)',
   'int slm_chat_family_from_name(const char *name)',
   'const char *slm_chat_family_name(int family)',
   'int slm_chat_format(void *model, int family, const slm_chat_message *messages, int32_t n, int32_t n_past, int add_generation_prompt, _Out_ uint8_t *buf, size_t size, _Out_ size_t *len, _Out_ int *fallback, _Out_ slm_error *err)',
@@ -200,6 +212,8 @@ function checkLayouts(override = {}) {
   for (const [k, v] of Object.entries(sampler)) gen['sampler.' + k] = v;
   check(slm_generate_params, 'slm_generate_params', C.slm_generate_params_init, gen);
   check(slm_model_info, 'slm_model_info', (b) => C.slm_model_get_info(null, b), { n_vocab: 0 });
+  check(slm_embed_params, 'slm_embed_params', C.slm_embed_params_init,
+        { pooling: -1, normalize: 0, add_special: 1, parse_special: 1 });
   check(slm_generate_result, 'slm_generate_result', (b) => generateRaw(null, null, 0, null, 0, null, b, null),
         { stop_reason: 0 });
   return problems;
@@ -482,6 +496,39 @@ class Model {
   session(options = {}) {
     return new Session(this, options);
   }
+
+  // -- embeddings --
+  /** The pooling of the file: 'none', 'mean', 'cls' or 'last'. */
+  get pooling() { return C.slm_pooling_name(C.slm_model_pooling(this._h())); }
+  /** Floats per embedding vector. */
+  get nEmbdOut() { return C.slm_model_n_embd_out(this._h()); }
+  /** true for encoders (bert, nomic-bert, gemma-embedding): they embed only. */
+  get isEncoder() { return C.slm_model_is_encoder(this._h()) !== 0; }
+
+  /** Embed in a fresh session (options as Session.embed plus nCtx, nThreads, kvType). */
+  embed(texts, options = {}) {
+    const s = this.session({ nCtx: options.nCtx || 0, nThreads: options.nThreads || 0, kvType: options.kvType || 'f16' });
+    try { return s.embed(texts, options); } finally { s.close(); }
+  }
+}
+
+function embedParams(o) {
+  const p = defaults(C.slm_embed_params_init, slm_embed_params);
+  if (o.pooling !== undefined && o.pooling !== null) {
+    const code = typeof o.pooling === 'number' ? o.pooling : C.slm_pooling_from_name(String(o.pooling));
+    if (code < 0 || code > 3) throw new InvalidArgumentError('pooling: one of none, mean, cls, last', -1);
+    p.pooling = code;
+  }
+  if (o.normalize !== undefined) p.normalize = o.normalize ? 1 : 0;
+  if (o.addSpecial !== undefined) p.add_special = o.addSpecial ? 1 : 0;
+  if (o.parseSpecial !== undefined) p.parse_special = o.parseSpecial ? 1 : 0;
+  return p;
+}
+
+/** Cosine similarity of two vectors (arrays or Float32Arrays), as llama.cpp computes it. */
+function cosine(a, b) {
+  if (a.length !== b.length) throw new InvalidArgumentError(`cosine: lengths ${a.length} and ${b.length} differ`, -1);
+  return C.slm_cosine(Float32Array.from(a), Float32Array.from(b), a.length);
 }
 
 class Session {
@@ -714,6 +761,52 @@ class Session {
     return job;
   }
 
+  /**
+   * Embedding vectors of a text or of an array of texts, each its own sequence, reusing this session.
+   * options: { pooling (the model's; 'none', 'mean', 'cls', 'last'), normalize = false, addSpecial = true,
+   * parseSpecial = true }. A Float32Array per text (pooling 'none': an array of per-token Float32Arrays);
+   * a single text gives one result, an array an array.
+   */
+  embed(texts, options = {}) {
+    const single = !Array.isArray(texts);
+    const items = single ? [texts] : texts;
+    const p = embedParams(options);
+    const dim = C.slm_model_n_embd_out(this.model._h());
+    const pool = p.pooling >= 0 ? p.pooling : C.slm_model_pooling(this.model._h());
+    const rowsMax = pool === 0 ? this.nCtx : 1;
+    const buf = new Float32Array(rowsMax * dim);
+    const out = [];
+    for (const t of items) {
+      if (typeof t !== 'string') throw new InvalidArgumentError('embed: texts must be strings', -1);
+      const rows = [0], err = {};
+      if (t.includes('\0')) throw new InvalidArgumentError('embed: a text holds a NUL character', -1);
+      check(C.slm_embed(this._h(), [t], null, 1, p, buf, buf.length, rows, err), err);
+      if (pool === 0) {
+        const r = [];
+        for (let i = 0; i < rows[0]; i++) r.push(buf.slice(i * dim, (i + 1) * dim));
+        out.push(r);
+      } else {
+        out.push(buf.slice(0, dim));
+      }
+    }
+    return single ? out[0] : out;
+  }
+
+  /** Embedding of one sequence of token ids (used as given); options as embed. */
+  embedTokens(ids, options = {}) {
+    const p = embedParams(options);
+    const arr = Int32Array.from(ids);
+    const dim = C.slm_model_n_embd_out(this.model._h());
+    const pool = p.pooling >= 0 ? p.pooling : C.slm_model_pooling(this.model._h());
+    const rows = pool === 0 ? arr.length : 1;
+    const buf = new Float32Array(Math.max(rows * dim, 1)), err = {};
+    check(C.slm_embed_tokens(this._h(), arr, arr.length, p, buf, buf.length, err), err);
+    if (pool !== 0) return buf.slice(0, dim);
+    const r = [];
+    for (let i = 0; i < rows; i++) r.push(buf.slice(i * dim, (i + 1) * dim));
+    return r;
+  }
+
   /** Format a conversation with the model's chat template, start over and generate the reply. */
   chat(messages, options = {}) {
     const { template, ...rest } = options;
@@ -724,7 +817,7 @@ class Session {
 }
 
 module.exports = {
-  Model, Session, Grammar, jsonSchemaToGrammar, jsonGrammar: () => C.slm_grammar_json(), chatFormat, SlmError, InvalidArgumentError, SlmIOError, FormatError, UnsupportedError,
+  Model, Session, Grammar, jsonSchemaToGrammar, jsonGrammar: () => C.slm_grammar_json(), chatFormat, cosine, SlmError, InvalidArgumentError, SlmIOError, FormatError, UnsupportedError,
   OutOfMemoryError, ContextFullError, NotFoundError, MetadataTypeError, BufferTooSmallError,
   version: () => C.slm_version(), buildInfo: () => C.slm_build_info(), libraryPath,
   checkLayouts, _internal: { koffi, structs: { slm_generate_params, slm_sampler_params, slm_model_info } },

@@ -101,7 +101,7 @@ test('grammars: JSON output parses, schema output validates, errors name line an
 
 test('every ISA the CPU runs gives the same greedy text; unknown ones are refused', () => {
   const texts = new Set();
-  for (const isa of ['scalar', 'sse4', 'avx2', 'avx512', 'neon', 'rvv', 'mve']) {
+  for (const isa of ['scalar', 'sse4', 'avx2', 'avx512', 'neon', 'dotprod', 'i8mm', 'rvv', 'mve']) {
     let m;
     try {
       m = new slm.Model(demo('kjv-1m-q8_0.gguf'), { isa });
@@ -293,6 +293,8 @@ test('the README example runs', () => {
   assert.ok(p.stdout.startsWith(' unto Moses, Speak unto the children of \n'), p.stdout);
   assert.ok(p.stdout.includes("true -2 cannot open 'missing.gguf'"), p.stdout);
 });
+
+require('./test_embed.js')(test, slm, ROOT);
 
 let passed = 0, failed = 0;
 for (const [name, fn] of tests) {

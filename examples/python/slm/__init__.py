@@ -29,7 +29,7 @@ __all__ = [
     "Model", "Session", "Sampler", "SamplerParams", "Generation", "Stream", "Chat", "ModelInfo", "TensorInfo",
     "SlmError", "InvalidArgumentError", "SlmIOError", "FormatError", "UnsupportedError", "OutOfMemoryError",
     "ContextFullError", "NotFoundError", "MetadataTypeError", "BufferTooSmallError", "LibraryError",
-    "version", "build_info", "library_path", "chat_format", "chat_families", "quantize",
+    "version", "build_info", "library_path", "chat_format", "chat_families", "quantize", "cosine", "POOLINGS",
     "STOP_NONE", "STOP_EOG", "STOP_MAX_TOKENS", "STOP_STRING", "STOP_CALLBACK", "STOP_CONTEXT_FULL",
     "STOP_GRAMMAR", "Grammar", "json_schema_to_grammar", "JSON_GRAMMAR",
 ]
@@ -40,6 +40,8 @@ STOP_NONE, STOP_EOG, STOP_MAX_TOKENS, STOP_STRING, STOP_CALLBACK, STOP_CONTEXT_F
 STOP_GRAMMAR = 6
 STOP_NAMES = {0: "none", 1: "eog", 2: "max_tokens", 3: "stop_string", 4: "callback", 5: "context_full",
               6: "grammar"}
+
+POOLINGS = ("none", "mean", "cls", "last")
 
 KV_TYPES = {"f16": _lib.SLM_TYPE_F16, "f32": _lib.SLM_TYPE_F32, "q8_0": _lib.SLM_TYPE_Q8_0}
 
@@ -160,7 +162,7 @@ def build_info():
 def isas():
     """Names of the instruction sets this build has and this CPU runs
     (a Model's `isa` argument), best first."""
-    best_first = (4, 3, 2, 5, 6, 7, 1)  # avx512 avx2 sse4 neon rvv mve scalar
+    best_first = (4, 3, 2, 9, 8, 5, 6, 7, 1)  # avx512 avx2 sse4 i8mm dotprod neon rvv mve scalar
     return [_L.slm_isa_name(i).decode() for i in best_first if _L.slm_isa_available(i)]
 
 
@@ -544,6 +546,28 @@ class Model(_Handle):
         with self.session(n_ctx=n_ctx, n_threads=n_threads) as s:
             return s.generate(prompt, **kwargs)
 
+    # -- embeddings ---------------------------------------------------------
+
+    @property
+    def pooling(self):
+        """The model's pooling from its file: "none", "mean", "cls" or "last"."""
+        return _dec(_L.slm_pooling_name(_L.slm_model_pooling(self._h())))
+
+    @property
+    def n_embd_out(self):
+        """Floats per embedding vector."""
+        return _L.slm_model_n_embd_out(self._h())
+
+    @property
+    def is_encoder(self):
+        """True for encoders (bert, nomic-bert, gemma-embedding): they embed only."""
+        return bool(_L.slm_model_is_encoder(self._h()))
+
+    def embed(self, texts, n_ctx=0, n_threads=0, kv_type="f16", **kwargs):
+        """Embed in a fresh session; see Session.embed."""
+        with self.session(n_ctx=n_ctx, n_threads=n_threads, kv_type=kv_type) as s:
+            return s.embed(texts, **kwargs)
+
     def __repr__(self):
         if not self._handle:
             return "<slm.Model closed>"
@@ -925,6 +949,72 @@ class Session(_Handle):
     def argmax(self, i=-1):
         row = self.logits(i)
         return max(range(len(row)), key=row.__getitem__)
+
+    # -- embeddings ---------------------------------------------------------
+
+    def embed(self, texts, pooling=None, normalize=False, add_special=True, parse_special=True, as_array=False):
+        """Embedding vectors of a text (str or bytes) or of a list of texts,
+        each its own sequence, reusing this session. pooling: None (the
+        model's), "none", "mean", "cls" or "last". Returns a list of floats
+        per text (pooling "none": a list of per-token lists), or with
+        as_array=True array.array('f') buffers (numpy.frombuffer takes them).
+        A single text gives one result, a list a list of results."""
+        import array
+        single = isinstance(texts, (str, bytes))
+        items = [texts] if single else list(texts)
+        p = _lib.slm_embed_params()
+        _L.slm_embed_params_init(byref(p))
+        if pooling is not None:
+            code = _L.slm_pooling_from_name(_enc(pooling)) if isinstance(pooling, str) else int(pooling)
+            if code < 0:
+                raise InvalidArgumentError("pooling: one of %s" % ", ".join(POOLINGS), _lib.SLM_ERR_INVALID_ARG)
+            p.pooling = code
+        p.normalize = 1 if normalize else 0
+        p.add_special = 1 if add_special else 0
+        p.parse_special = 1 if parse_special else 0
+        dim = _L.slm_model_n_embd_out(self.model._h())
+        pool = p.pooling if p.pooling >= 0 else _L.slm_model_pooling(self.model._h())
+        rows_max = self.n_ctx if pool == _lib.SLM_POOLING_NONE else 1
+        buf = (c_float * (rows_max * dim))()
+        rows = c_int32()
+        err = _lib.slm_error()
+        out = []
+        for t in items:
+            b = _enc(t)
+            tp = (c_char_p * 1)(b)
+            ln = (c_size_t * 1)(len(b))
+            _check(_L.slm_embed(self._h(), tp, ln, 1, byref(p), buf, len(buf), byref(rows), byref(err)), err)
+            n = rows.value * dim
+            if as_array:
+                a = array.array("f")
+                a.frombytes(bytes(memoryview(buf).cast("B")[:n * 4]))
+                vecs = a if pool != _lib.SLM_POOLING_NONE else [a[i * dim:(i + 1) * dim] for i in range(rows.value)]
+            else:
+                flat = buf[:n]
+                vecs = flat if pool != _lib.SLM_POOLING_NONE else [flat[i * dim:(i + 1) * dim]
+                                                                    for i in range(rows.value)]
+            out.append(vecs)
+        return out[0] if single else out
+
+    def embed_tokens(self, tokens, pooling=None, normalize=False):
+        """Embedding of one sequence of token ids (used as given)."""
+        p = _lib.slm_embed_params()
+        _L.slm_embed_params_init(byref(p))
+        if pooling is not None:
+            code = _L.slm_pooling_from_name(_enc(pooling))
+            if code < 0:
+                raise InvalidArgumentError("pooling: one of %s" % ", ".join(POOLINGS), _lib.SLM_ERR_INVALID_ARG)
+            p.pooling = code
+        p.normalize = 1 if normalize else 0
+        arr, n = _ids_array(tokens)
+        dim = _L.slm_model_n_embd_out(self.model._h())
+        pool = p.pooling if p.pooling >= 0 else _L.slm_model_pooling(self.model._h())
+        rows = n if pool == _lib.SLM_POOLING_NONE else 1
+        buf = (c_float * max(rows * dim, 1))()
+        err = _lib.slm_error()
+        _check(_L.slm_embed_tokens(self._h(), arr, n, byref(p), buf, len(buf), byref(err)), err)
+        flat = buf[:rows * dim]
+        return flat if pool != _lib.SLM_POOLING_NONE else [flat[i * dim:(i + 1) * dim] for i in range(rows)]
 
     # -- generation ---------------------------------------------------------
 
@@ -1345,3 +1435,13 @@ def quantize(src, dst, type="Q4_K_M", n_threads=0, log=None):
             name = _L.slm_type_name(i)
             out["by_type"][name.decode() if name else str(i)] = stats.n_by_type[i]
     return out
+
+
+def cosine(a, b):
+    """Cosine similarity of two vectors (sequences of floats of one length),
+    as llama.cpp computes it (sums in double; 1 if both are zero, 0 if one is)."""
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise InvalidArgumentError("cosine: lengths %d and %d differ" % (len(a), len(b)), _lib.SLM_ERR_INVALID_ARG)
+    n = len(a)
+    return _L.slm_cosine((c_float * max(n, 1))(*a), (c_float * max(n, 1))(*b), n)

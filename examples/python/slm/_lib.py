@@ -38,6 +38,8 @@ SLM_META_STRING, SLM_META_ARRAY, SLM_META_U64, SLM_META_I64, SLM_META_F64 = 8, 9
 SLM_STREAM_SPECIAL = 1
 SLM_STREAM_STRIP_SPACE = 2
 
+SLM_POOLING_UNSPECIFIED, SLM_POOLING_NONE, SLM_POOLING_MEAN, SLM_POOLING_CLS, SLM_POOLING_LAST = -1, 0, 1, 2, 3
+
 SLM_TYPE_F32 = 0
 SLM_TYPE_F16 = 1
 SLM_TYPE_Q8_0 = 8
@@ -171,6 +173,15 @@ class slm_generate_result(Structure):
     ]
 
 
+class slm_embed_params(Structure):
+    _fields_ = [
+        ("pooling", c_int32),
+        ("normalize", c_int32),
+        ("add_special", c_int32),
+        ("parse_special", c_int32),
+    ]
+
+
 class slm_quantize_params(Structure):
     _fields_ = [
         ("type", c_int32),
@@ -294,6 +305,17 @@ PROTOTYPES = {
     # quantize
     "slm_quantize_params_init": (None, [POINTER(slm_quantize_params)]),
     "slm_quantize_parse_type": (c_int, [c_char_p, _I32P, _I32P]),
+    # embeddings
+    "slm_model_pooling": (c_int32, [_P]),
+    "slm_model_n_embd_out": (c_int32, [_P]),
+    "slm_model_is_encoder": (c_int, [_P]),
+    "slm_pooling_from_name": (c_int32, [c_char_p]),
+    "slm_pooling_name": (c_char_p, [c_int32]),
+    "slm_embed_params_init": (None, [POINTER(slm_embed_params)]),
+    "slm_embed_tokens": (c_int, [_P, _I32P, c_int32, POINTER(slm_embed_params), POINTER(c_float), c_size_t, _ERR]),
+    "slm_embed": (c_int, [_P, POINTER(c_char_p), POINTER(c_size_t), c_int32, POINTER(slm_embed_params),
+                          POINTER(c_float), c_size_t, _I32P, _ERR]),
+    "slm_cosine": (c_float, [POINTER(c_float), POINTER(c_float), c_int32]),
     "slm_quantize_file": (c_int, [c_char_p, c_char_p, POINTER(slm_quantize_params), POINTER(slm_quantize_stats),
                                   _ERR]),
 }
@@ -447,6 +469,8 @@ def check_layouts(lib, override=None):
     check(slm_generate_params, lib.slm_generate_params_init, gen)
     check(slm_quantize_params, lib.slm_quantize_params_init,
           {"type": 12, "mix": 2, "n_threads": 0, "allocator": None, "log": None, "log_user": None})
+    check(slm_embed_params, lib.slm_embed_params_init,
+          {"pooling": SLM_POOLING_UNSPECIFIED, "normalize": 0, "add_special": 1, "parse_special": 1})
     # with a NULL model these only clear the struct
     check(slm_model_info, lambda p: lib.slm_model_get_info(None, p), {"n_vocab": 0, "load_ms": 0.0})
     check(slm_text_stream, lambda p: lib.slm_text_stream_init(p, None, 3), {"flags": 3, "n_tokens": 0})

@@ -141,7 +141,7 @@ class TestIsa(unittest.TestCase):
     def test_unknown_or_unavailable_isa(self):
         with self.assertRaises(ValueError):
             slm.Model(demo(), isa="avx1024")
-        for name in ("avx512", "avx2", "sse4", "neon", "rvv", "mve"):
+        for name in ("avx512", "avx2", "sse4", "i8mm", "dotprod", "neon", "rvv", "mve"):
             if name not in slm.isas():
                 with self.assertRaises(slm.UnsupportedError) as cm:
                     slm.Model(demo(), isa=name)
