@@ -1695,6 +1695,229 @@ out:
     json_free(&r.doc);
 }
 
+/* ---- embeddings: POST /v1/embeddings (OpenAI), /api/embed, /api/embeddings (Ollama) --- */
+
+#define MAX_EMBED_INPUTS 2048
+
+enum { EMB_OAI, EMB_OLLAMA, EMB_OLLAMA_OLD };
+
+typedef struct emb_input {
+    const char *text;        /* a text, or NULL for token ids */
+    size_t len;
+    const json_node *ids;    /* OpenAI: an array of token ids */
+} emb_input;
+
+/* A float as the shortest %.9g text (round-trips a float). */
+static void jb_float(jbuf *b, float v) {
+    char t[32];
+    snprintf(t, sizeof t, "%.9g", isfinite(v) ? (double)v : 0.0);
+    jb_cstr(b, t);
+}
+
+static void jb_base64_floats(jbuf *b, const float *v, int32_t n) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t nb = (size_t)n * 4;
+    unsigned char *p = (unsigned char *)malloc(nb ? nb : 1); /* [n*4] little-endian float32 */
+    if (!p) {
+        b->failed = 1;
+        return;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        for (int k = 0; k < 4; k++) p[i * 4 + k] = (unsigned char)(u >> (8 * k));
+    }
+    jb_cstr(b, "\"");
+    for (size_t i = 0; i < nb; i += 3) {
+        uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < nb ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < nb ? p[i + 2] : 0);
+        char q[4] = {A[w >> 18 & 63], A[w >> 12 & 63], i + 1 < nb ? A[w >> 6 & 63] : '=', i + 2 < nb ? A[w & 63] : '='};
+        jb_raw(b, q, 4);
+    }
+    jb_cstr(b, "\"");
+    free(p);
+}
+
+static void h_embed_any(conn *c, int api) {
+    server *sv = c->sv;
+    reqctx r = {c, {0}, NULL};
+    emb_input *in = NULL;
+    float *vec = NULL;
+    int32_t *tok = NULL;
+    slot *sl = NULL;
+    jbuf b = {0};
+    const char *field = api == EMB_OLLAMA_OLD ? "prompt" : "input";
+    if (parse_body(&r) || check_model(&r, 0)) goto out;
+    int b64 = 0;
+    if (api == EMB_OAI) {
+        const json_node *ef = json_get(&r.doc, r.root, "encoding_format");
+        if (ef && ef->type != JSON_NULL) {
+            if (ef->type != JSON_STRING || (strcmp(ef->str, "float") && strcmp(ef->str, "base64"))) {
+                respond_error(c, 400, "encoding_format", "'encoding_format' must be 'float' or 'base64'");
+                goto out;
+            }
+            b64 = !strcmp(ef->str, "base64");
+        }
+        const json_node *dim = json_get(&r.doc, r.root, "dimensions");
+        if (dim && dim->type != JSON_NULL && !(dim->type == JSON_NUMBER && dim->num == slm_model_n_embd_out(sv->model))) {
+            respond_error(c, 400, "dimensions", "'dimensions' can only be the model's width, %d", slm_model_n_embd_out(sv->model));
+            goto out;
+        }
+    }
+    /* the inputs: a string, an array of strings, a token array, an array of token arrays */
+    const json_node *x = json_get(&r.doc, r.root, field);
+    int32_t n_in = 0;
+    if (x && x->type == JSON_STRING) {
+        n_in = 1;
+    } else if (x && x->type == JSON_ARRAY && api != EMB_OLLAMA_OLD && x->count > 0 && x->count <= MAX_EMBED_INPUTS) {
+        n_in = x->count;
+    } else {
+        respond_error(c, 400, field,
+                      api == EMB_OLLAMA_OLD ? "'prompt' must be a string"
+                      : api == EMB_OLLAMA   ? "'input' must be a string or an array of 1 to %d strings"
+                                            : "'input' must be a string, an array of 1 to %d strings, or token arrays",
+                      MAX_EMBED_INPUTS);
+        goto out;
+    }
+    in = (emb_input *)calloc((size_t)n_in, sizeof *in);
+    if (!in) goto oom;
+    if (x->type == JSON_STRING) {
+        in[0].text = x->str, in[0].len = x->len;
+    } else {
+        int all_num = 1;
+        for (const json_node *e = json_first(&r.doc, x); e; e = json_next(&r.doc, e)) all_num &= e->type == JSON_NUMBER;
+        if (all_num && api == EMB_OAI) { /* one token array */
+            n_in = 1;
+            in[0].ids = x;
+        } else {
+            int i = 0;
+            for (const json_node *e = json_first(&r.doc, x); e; e = json_next(&r.doc, e), i++) {
+                if (e->type == JSON_STRING) in[i].text = e->str, in[i].len = e->len;
+                else if (e->type == JSON_ARRAY && api == EMB_OAI) in[i].ids = e;
+                else {
+                    respond_error(c, 400, field, "'%s'[%d] must be a string%s", field, i, api == EMB_OAI ? " or an array of token ids" : "");
+                    goto out;
+                }
+            }
+        }
+    }
+    int32_t dim = slm_model_n_embd_out(sv->model);
+    vec = (float *)malloc((size_t)n_in * (size_t)dim * sizeof(float)); /* [n_in][dim] */
+    tok = (int32_t *)malloc((size_t)sv->n_ctx * sizeof(int32_t));     /* [n_ctx] one input's ids */
+    if (!vec || !tok) goto oom;
+    slm_embed_params ep;
+    slm_embed_params_init(&ep);
+    /* one vector per input: a model without pooling is mean-pooled; OpenAI and
+       /api/embed return unit vectors, the older /api/embeddings raw ones */
+    if (slm_model_pooling(sv->model) == SLM_POOLING_NONE) ep.pooling = SLM_POOLING_MEAN;
+    ep.normalize = api != EMB_OLLAMA_OLD;
+    sl = acquire_slot(c, NULL, 0);
+    if (!sl) goto out;
+    sl->n_cache = 0; /* embedding clears the session */
+    long long n_tokens = 0;
+    slm_error err;
+    for (int32_t i = 0; i < n_in; i++) {
+        int32_t n = 0;
+        slm_status st;
+        if (in[i].ids) {
+            n = in[i].ids->count;
+            if (n <= 0 || n > sv->n_ctx) {
+                respond_error(c, 400, field, "input %d has %d tokens: 1 to the context of %d were expected", i, n, sv->n_ctx);
+                goto out;
+            }
+            int k = 0;
+            for (const json_node *e = json_first(&r.doc, in[i].ids); e; e = json_next(&r.doc, e), k++) {
+                if (e->type != JSON_NUMBER || e->num != floor(e->num) || e->num < 0 || e->num >= sv->info.n_vocab) {
+                    respond_error(c, 400, field, "input %d: token ids must be integers in 0..%d", i, sv->info.n_vocab - 1);
+                    goto out;
+                }
+                tok[k] = (int32_t)e->num;
+            }
+            st = slm_embed_tokens(sl->s, tok, n, &ep, vec + (size_t)i * dim, (size_t)dim, &err);
+        } else {
+            if (in[i].len == 0) {
+                respond_error(c, 400, field, "input %d is empty", i);
+                goto out;
+            }
+            st = slm_tokenize(sv->model, in[i].text, in[i].len, ep.add_special, ep.parse_special, NULL, 0, &n, &err);
+            if (st != SLM_OK && st != SLM_ERR_BUFFER) {
+                respond_error(c, 400, field, "input %d: %s", i, err.message);
+                goto out;
+            }
+            const char *t = in[i].text;
+            size_t l = in[i].len;
+            st = slm_embed(sl->s, &t, &l, 1, &ep, vec + (size_t)i * dim, (size_t)dim, NULL, &err);
+        }
+        if (st != SLM_OK) {
+            respond_error(c, st == SLM_ERR_NOMEM ? 500 : 400, field, "input %d: %s", i, err.message);
+            goto out;
+        }
+        n_tokens += n;
+    }
+    c->n_prompt = (int32_t)(n_tokens < 2147483647LL ? n_tokens : 2147483647LL);
+    if (api == EMB_OAI) {
+        jb_cstr(&b, "{\"object\":\"list\",\"data\":[");
+        for (int32_t i = 0; i < n_in; i++) {
+            jb_cstr(&b, i ? ",{\"object\":\"embedding\",\"index\":" : "{\"object\":\"embedding\",\"index\":");
+            jb_int(&b, i);
+            jb_cstr(&b, ",\"embedding\":");
+            if (b64) {
+                jb_base64_floats(&b, vec + (size_t)i * dim, dim);
+            } else {
+                jb_cstr(&b, "[");
+                for (int32_t k = 0; k < dim; k++) {
+                    if (k) jb_cstr(&b, ",");
+                    jb_float(&b, vec[(size_t)i * dim + k]);
+                }
+                jb_cstr(&b, "]");
+            }
+            jb_cstr(&b, "}");
+        }
+        jb_cstr(&b, "],\"model\":");
+        jb_str(&b, sv->id, strlen(sv->id));
+        jb_cstr(&b, ",\"usage\":{\"prompt_tokens\":");
+        jb_int(&b, n_tokens);
+        jb_cstr(&b, ",\"total_tokens\":");
+        jb_int(&b, n_tokens);
+        jb_cstr(&b, "}}");
+    } else {
+        jb_cstr(&b, api == EMB_OLLAMA ? "{\"model\":" : "{\"embedding\":");
+        if (api == EMB_OLLAMA) {
+            jb_str(&b, sv->id, strlen(sv->id));
+            jb_cstr(&b, ",\"embeddings\":[");
+        }
+        for (int32_t i = 0; i < n_in; i++) {
+            jb_cstr(&b, i ? ",[" : "[");
+            for (int32_t k = 0; k < dim; k++) {
+                if (k) jb_cstr(&b, ",");
+                jb_float(&b, vec[(size_t)i * dim + k]);
+            }
+            jb_cstr(&b, "]");
+        }
+        if (api == EMB_OLLAMA) {
+            jb_cstr(&b, "],\"total_duration\":");
+            jb_int(&b, (long long)((now_ms() - c->t0) * 1e6));
+            jb_cstr(&b, ",\"load_duration\":0,\"prompt_eval_count\":");
+            jb_int(&b, n_tokens);
+        }
+        jb_cstr(&b, "}");
+    }
+    respond_json(c, 200, &b);
+    goto out;
+oom:
+    respond_error(c, 500, NULL, "out of memory");
+out:
+    if (sl) release_slot(sv, sl);
+    jb_free(&b);
+    free(in);
+    free(vec);
+    free(tok);
+    json_free(&r.doc);
+}
+
+static void h_oai_embeddings(conn *c) { h_embed_any(c, EMB_OAI); }
+static void h_ollama_embed(conn *c) { h_embed_any(c, EMB_OLLAMA); }
+static void h_ollama_embeddings(conn *c) { h_embed_any(c, EMB_OLLAMA_OLD); }
+
 /* ---- model information --------------------------------------------------------------- */
 
 static void h_health(conn *c) {
@@ -1878,6 +2101,9 @@ static const route ROUTES[] = {
     {"POST", "/v1/chat/completions", h_oai_chat, 0},
     {"POST", "/v1/completions", h_oai_completions, 0},
     {"GET", "/v1/models", h_models, 0},
+    {"POST", "/v1/embeddings", h_oai_embeddings, 0},
+    {"POST", "/api/embed", h_ollama_embed, R_OLLAMA},
+    {"POST", "/api/embeddings", h_ollama_embeddings, R_OLLAMA},
     {"GET", "/v1/models/", h_model_one, R_PREFIX},
     {"POST", "/api/chat", h_ollama_chat, R_OLLAMA},
     {"POST", "/api/generate", h_ollama_generate, R_OLLAMA},

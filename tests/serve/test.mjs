@@ -479,6 +479,63 @@ async function testStructured(s, model, label, budget) {
   }
 }
 
+// ---- embeddings: /v1/embeddings, /api/embed, /api/embeddings ------------------------------
+
+const EMB = path.join(ROOT, 'tests/data/embeddings/tiny-bert-mean-Q8_0.gguf');
+
+function cosine(a, b) {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) ab += a[i] * b[i], aa += a[i] * a[i], bb += b[i] * b[i];
+  return ab / Math.sqrt(aa * bb);
+}
+
+async function testEmbeddings(s) {
+  const ref = JSON.parse(readFileSync(EMB.replace('.gguf', '.ref.json'), 'utf8'));
+  const buf = readFileSync(EMB.replace('.gguf', '.emb_norm.f32'));
+  const dim = ref.n_embd_out;
+  const want = ref.texts.map((_, i) => Array.from(new Float32Array(buf.buffer.slice(buf.byteOffset + i * dim * 4, buf.byteOffset + (i + 1) * dim * 4))));
+  const model = 'tiny-bert-mean-Q8_0';
+  const openai = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
+  // the client asks for base64 unless told otherwise, and decodes it
+  const e1 = await openai.embeddings.create({ model, input: ref.texts });
+  const cos = e1.data.map((d, i) => cosine(d.embedding, want[i]));
+  check(e1.object === 'list' && e1.data.length === ref.texts.length && e1.data.every((d, i) => d.index === i && d.embedding.length === dim) &&
+    cos.every((c) => c > 0.999), 'openai embeddings (base64) == llama.cpp reference', { cos });
+  const ntok = ref.token_ids.reduce((a, t) => a + t.length, 0);
+  check(e1.usage.prompt_tokens === ntok && e1.usage.total_tokens === ntok, 'openai embeddings usage counts the tokens', { usage: e1.usage, ntok });
+  const norms = e1.data.map((d) => Math.hypot(...d.embedding));
+  check(norms.every((n) => Math.abs(n - 1) < 1e-4), 'openai embeddings are unit vectors', norms);
+  const e2 = await openai.embeddings.create({ model, input: ref.texts[0], encoding_format: 'float' });
+  check(e2.data.length === 1 && e2.data[0].embedding.every((v, k) => Math.abs(v - e1.data[0].embedding[k]) < 1e-6),
+    'openai embeddings float == base64', e2.data[0].embedding.slice(0, 4));
+  const e3 = await openai.embeddings.create({ model, input: [ref.token_ids[1], ref.token_ids[2]], encoding_format: 'float' });
+  check(e3.data.length === 2 && cosine(e3.data[0].embedding, want[1]) > 0.999 && cosine(e3.data[1].embedding, want[2]) > 0.999,
+    'openai embeddings from token arrays', e3.usage);
+  const e4 = await openai.embeddings.create({ model, input: ref.token_ids[3] });
+  check(e4.data.length === 1 && cosine(e4.data[0].embedding, want[3]) > 0.999, 'openai embeddings from one token array');
+
+  const ollama = new Ollama({ host: s.url });
+  const o1 = await ollama.embed({ model, input: ref.texts.slice(0, 3) });
+  check(o1.embeddings.length === 3 && o1.embeddings.every((v, i) => cosine(v, want[i]) > 0.999) && o1.prompt_eval_count > 0,
+    'ollama embed == llama.cpp reference', o1.embeddings.map((v, i) => cosine(v, want[i])));
+  const o2 = await ollama.embed({ model, input: ref.texts[4] });
+  check(o2.embeddings.length === 1 && cosine(o2.embeddings[0], want[4]) > 0.999, 'ollama embed of one string');
+  const o3 = await ollama.embeddings({ model, prompt: ref.texts[5] });
+  const raw = readFileSync(EMB.replace('.gguf', '.emb.f32'));
+  const want5 = Array.from(new Float32Array(raw.buffer.slice(raw.byteOffset + 5 * dim * 4, raw.byteOffset + 6 * dim * 4)));
+  check(o3.embedding.length === dim && cosine(o3.embedding, want5) > 0.999 && Math.abs(Math.hypot(...o3.embedding) - Math.hypot(...want5)) < 0.02 * Math.hypot(...want5),
+    'ollama embeddings (older API): the raw vector', { cos: cosine(o3.embedding, want5) });
+
+  // errors
+  for (const [body, param] of [[{ input: [] }, 'input'], [{ input: 5 }, 'input'], [{ input: [[1, -2]] }, 'input'],
+    [{ input: 'x', encoding_format: 'hex' }, 'encoding_format'], [{ input: [''] }, 'input'],
+    [{ input: 'word '.repeat(400) }, 'input']]) {
+    const r = await fetch(s.url + '/v1/embeddings', { method: 'POST', body: JSON.stringify(body) });
+    const e = (await r.json()).error;
+    check(r.status === 400 && e?.param === param, `embeddings ${JSON.stringify(body).slice(0, 40)}: 400`, { status: r.status, e });
+  }
+}
+
 // ---- load: 16 clients x 20 requests, mixed, some disconnecting -----------------------------
 
 async function testLoad(s) {
@@ -698,6 +755,9 @@ async function main() {
     const chat2 = await startServer(CHAT, ['--parallel', '2', '-t', '1', '-c', '1024']);
     await testStructured(chat2, 'tiny-qwen2-Q8_0', 'chat', 600);
     check((await stopServer(chat2)).code === 0, 'server exits cleanly on SIGTERM');
+    const emb = await startServer(EMB, ['--parallel', '2', '-t', '1']);
+    await testEmbeddings(emb);
+    check((await stopServer(emb)).code === 0, 'server exits cleanly on SIGTERM');
     await testLoad(demo);
     await testHostile(hostile);
     for (const s of [demo, chat, hostile]) {
