@@ -2,8 +2,10 @@
  * serve.c - `slm serve`: the model as a local HTTP server that OpenAI and
  * Ollama clients use unchanged.
  *
- *   OpenAI:  POST /v1/chat/completions, POST /v1/completions, GET /v1/models
- *   Ollama:  POST /api/chat, POST /api/generate, GET /api/tags,
+ *   OpenAI:  POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+ *            POST /v1/embeddings
+ *   Ollama:  POST /api/chat, POST /api/generate, POST /api/embed,
+ *            POST /api/embeddings, GET /api/tags,
  *            GET /api/ps, POST /api/show, GET /api/version
  *   GET /health
  *
@@ -23,7 +25,7 @@
  * sampler (the schema through slm_json_schema_to_grammar); compiled
  * grammars are shared read-only and the last GRAMMAR_CACHE are kept.
  *
- * Adding an endpoint (/v1/embeddings, ...) is one handler and one ROUTES
+ * Adding an endpoint is one handler and one ROUTES
  * line.
  */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
