@@ -2,8 +2,8 @@
 # make bench-dispatch: the portable build against the native one.
 #
 # Builds the CLI the way a vendoring project does, with no target flags and
-# no OpenMP (`cc -O2 examples/slm.c slm.c -lm`: runtime dispatch picks the
-# kernels), and with -march=native (the same sources; -DSLM_NO_DISPATCH
+# no OpenMP (`cc -O2 examples/slm.c examples/serve/*.c slm.c -lm -lpthread`:
+# runtime dispatch picks the kernels; the serve sources are the CLI's), and with -march=native (the same sources; -DSLM_NO_DISPATCH
 # makes it the fixed build of the Makefile's NATIVE=1), then runs
 # `slm bench` on each model alternately, ROUNDS times, and prints the
 # median pp/tg of each build and their ratio. On an AVX-512 machine it also
@@ -22,9 +22,10 @@ THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 mkdir -p "$OUT"
 OMPFLAG=""
+SERVE="examples/serve/serve.c examples/serve/http.c examples/serve/json.c"
 [ "$THREADS" = 1 ] || OMPFLAG=-fopenmp   # more threads need OpenMP in both builds
-$CC -O2 $OMPFLAG -I. examples/slm.c slm.c -o "$OUT/slm-portable" -lm
-$CC -O2 $OMPFLAG -march=native -DSLM_NO_DISPATCH -I. examples/slm.c slm.c -o "$OUT/slm-native" -lm
+$CC -O2 $OMPFLAG -I. examples/slm.c $SERVE slm.c -o "$OUT/slm-portable" -lm -lpthread
+$CC -O2 $OMPFLAG -march=native -DSLM_NO_DISPATCH -I. examples/slm.c $SERVE slm.c -o "$OUT/slm-native" -lm -lpthread
 echo "portable: $("$OUT/slm-portable" version)"
 echo "native:   $("$OUT/slm-native" version)"
 # name|binary|options after the command (the CLI takes --isa there)
