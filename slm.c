@@ -6758,18 +6758,19 @@ static void act_from_float(const kernel_table *k, int dt, const float *src, void
  * caller puts a barrier between operators that depend on each other.
  */
 
-/* The barrier between operators. A waiting thread spins for a few
-   microseconds (the usual case on an idle machine: the others arrive at
-   once), then sleeps on a condition variable until the last one wakes it.
-   OpenMP's default barrier keeps spinning instead: when another process
-   holds one of the cores, the spinning thread burns the time its
-   descheduled peer needs, and a 2-thread decode on a busy 2-core machine
-   fell from ~270 to ~10 tokens/s. (Where there are no POSIX threads or no
-   atomics builtins: OpenMP's barrier.) */
+/* Where threads wait for each other between operators (the work units
+   below). A waiting thread spins for a few microseconds (the usual case on
+   an idle machine: the last unit ends at once), then sleeps on a condition
+   variable until the thread that finishes the last unit wakes it. OpenMP's
+   default barrier keeps spinning instead: when another process holds one
+   of the cores, the spinning thread burns the time its descheduled peer
+   needs, and a 2-thread decode on a busy 2-core machine fell from ~270 to
+   ~10 tokens/s. (Where there are no POSIX threads or no atomics builtins:
+   OpenMP's barrier.) */
 #if SLM_OPENMP && !defined(SLM_NO_OWN_BARRIER) && (defined(__GNUC__) || defined(__clang__)) && (!defined(_WIN32) || defined(__MINGW32__))
 #define SLM_OWN_BARRIER 1
 typedef struct sbarrier {
-    int count, gen, sleepers;
+    int sleepers;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } sbarrier;
@@ -6783,7 +6784,7 @@ static inline void cpu_relax(void) {
 }
 
 static int barrier_init(sbarrier *b) {
-    b->count = b->gen = b->sleepers = 0;
+    b->sleepers = 0;
     if (pthread_mutex_init(&b->mu, NULL) != 0) return 0;
     if (pthread_cond_init(&b->cv, NULL) != 0) {
         pthread_mutex_destroy(&b->mu);
@@ -6797,37 +6798,6 @@ static void barrier_destroy(sbarrier *b) {
     pthread_mutex_destroy(&b->mu);
 }
 
-/* The last thread bumps `gen`; sleepers are woken only if there are any
-   (sequentially consistent order on gen and sleepers: either the last
-   thread sees a sleeper, or the sleeper sees the new generation). */
-static void barrier_wait(sbarrier *b, int nth) {
-    if (nth <= 1) return;
-    const int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nth) {
-        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        /* a read-modify-write, not a plain store: the store-then-load order
-           with `sleepers` must hold even where a sequentially consistent
-           store is weaker than promised (qemu-user's translation of ARM's
-           STLR/LDAR pair to x86 let a sleeper miss its wake-up) */
-        __atomic_add_fetch(&b->gen, 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST)) {
-            pthread_mutex_lock(&b->mu);
-            pthread_cond_broadcast(&b->cv);
-            pthread_mutex_unlock(&b->mu);
-        }
-        return;
-    }
-    for (int spins = 0; spins < 2000; spins++) {
-        if (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) != gen) return;
-        cpu_relax();
-    }
-    pthread_mutex_lock(&b->mu);
-    __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-    while (__atomic_load_n(&b->gen, __ATOMIC_SEQ_CST) == gen) pthread_cond_wait(&b->cv, &b->mu);
-    __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&b->mu);
-}
-#define BARRIER() barrier_wait(&s->bar, nth)
 #else
 typedef struct sbarrier {
     int unused;
@@ -6837,19 +6807,7 @@ static int barrier_init(sbarrier *b) {
     return 1;
 }
 static void barrier_destroy(sbarrier *b) { (void)b; }
-#if SLM_OPENMP
-#define BARRIER() _Pragma("omp barrier")
-#else
-#define BARRIER() ((void)0)
 #endif
-#endif
-
-/* Share [0, n) among nth threads: thread ith gets [*b, *e). */
-static inline void split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
-    int64_t per = (n + nth - 1) / nth;
-    *b = SLM_MIN(n, per * ith);
-    *e = SLM_MIN(n, *b + per);
-}
 
 static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;
@@ -6933,14 +6891,12 @@ typedef struct weight {
     gemm_x8_fn x8;    /* set when the rows are stored as x8 groups (section 5) */
 } weight;
 
-/* y[t*ldy + r] = W[r] . x[t] for rows r of this thread's share; xq holds the
+/* y[t*ldy + r] = W[r] . x[t] for rows r in [r0, r1); xq holds the
    activations converted to the weight's dot partner, rows xq_rb bytes apart.
    With a 4-token kernel (dot4, may be NULL) each weight row is loaded and
    unpacked once for 4 tokens; results are the same as with dot. */
 static void matmul_k(vec_dot_fn dot, vec_dot4_fn dot4, const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok,
-                     float *y, int64_t ldy, int ith, int nth) {
-    int64_t r0, r1;
-    split(w->n_out, ith, nth, &r0, &r1);
+                     float *y, int64_t ldy, int64_t r0, int64_t r1) {
     const int n = (int)w->n_in;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * w->rb;
@@ -6951,23 +6907,15 @@ static void matmul_k(vec_dot_fn dot, vec_dot4_fn dot4, const weight *w, const ui
     }
 }
 
-/* x8 groups: this thread's share of the groups, up to 4 tokens per call so
-   that each weight byte is unpacked once for 4 tokens. */
-static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
-                      int nth) {
-    int64_t g0, g1;
-    split(w->n_out / 8, ith, nth, &g0, &g1);
+/* x8 groups [g0, g1), up to 4 tokens per call so that each weight byte is
+   unpacked once for 4 tokens. */
+static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int64_t g0,
+                      int64_t g1) {
     for (int64_t g = g0; g < g1; g++) {
         const uint8_t *grp = w->data + (size_t)g * 8 * w->rb;
         for (int t = 0; t < n_tok; t += 4)
             w->x8((int)w->n_in, grp, xq + (size_t)t * xq_rb, xq_rb, SLM_MIN(4, n_tok - t), y + t * ldy + g * 8, ldy);
     }
-}
-
-static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
-                   int nth) {
-    if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, ith, nth);
-    else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, ith, nth);
 }
 
 /* Row r of a matrix as floats (embedding lookup); tmp holds w->rb bytes. */
@@ -6981,17 +6929,136 @@ static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
     TRAITS[w->type].to_float(row, out, w->n_in);
 }
 
-/* Convert n_tok rows of floats (ldx apart) to dot type `dt`, this thread's rows. */
-static void convert_rows(const kernel_table *k, int dt, const float *x, int64_t ldx, int n_tok, int64_t n, uint8_t *out,
-                         int ith, int nth) {
-    int64_t t0, t1;
-    split(n_tok, ith, nth, &t0, &t1);
-    size_t rb = act_row_bytes(dt, n);
-    for (int64_t t = t0; t < t1; t++) act_from_float(k, dt, x + t * ldx, out + (size_t)t * rb, n);
-}
-
 /* The activation format a matrix multiplies with. */
 static int act_type(const weight *w) { return w->x8 ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
+
+/* --- work units ---------------------------------------------------------------
+   Each operator of the forward pass is cut into units (a chunk of a
+   matrix's rows or x8 groups, a (token, head group) of attention, a token
+   of an element-wise step). A free thread takes the next unit from the
+   operator's shared counter, and a thread goes on to the next operator as
+   soon as every unit of this one is done (a count of finished units, not
+   the arrival of every thread as at a barrier). A descheduled thread so
+   delays only the unit it holds: when it runs again it finds the counters
+   taken and catches up. Each output element is still computed by one
+   kernel call on the same inputs, so results do not depend on the number
+   of threads or on who took which unit. Waiting for the last unit spins
+   briefly, then sleeps on the barrier's condition variable.
+   Without the atomics (MSVC, SLM_NO_OWN_BARRIER): unit i goes to thread
+   i % nth and operators end with the barrier, as a static split. */
+typedef struct op_slot {
+    int next, done; /* units taken, units finished */
+    char pad[56];   /* one cache line per operator */
+} op_slot;
+
+/* Operators of one forward pass at most: per layer and for the rest. */
+#define OPS_PER_LAYER 14
+#define OPS_EXTRA 8
+
+typedef struct team {
+    slm_session *s;
+    op_slot *ops; /* this forward pass's counters, zeroed before it */
+    sbarrier *bar;
+    int op;       /* the current operator */
+    int ith, nth;
+    int mine;     /* units of the current operator this thread finished */
+    int local;    /* units handed out locally (one thread, or no atomics) */
+} team;
+
+/* The next unit of the current operator (of n), or -1. */
+static inline int unit_next(team *tm, int n) {
+    int u;
+#ifdef SLM_OWN_BARRIER
+    if (tm->nth > 1) {
+        u = __atomic_fetch_add(&tm->ops[tm->op].next, 1, __ATOMIC_RELAXED);
+        if (u < n) tm->mine++;
+        return u < n ? u : -1;
+    }
+#endif
+    u = tm->ith + tm->local++ * tm->nth;
+    return u < n ? u : -1;
+}
+
+/* End of an operator of n units: wait until all of them are done. */
+static void op_end(team *tm, int n) {
+#ifdef SLM_OWN_BARRIER
+    if (tm->nth > 1) {
+        op_slot *o = &tm->ops[tm->op];
+        sbarrier *b = tm->bar;
+        /* sequentially consistent against `sleepers`, as in barrier_wait */
+        if (tm->mine && __atomic_add_fetch(&o->done, tm->mine, __ATOMIC_SEQ_CST) == n) {
+            if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST)) {
+                pthread_mutex_lock(&b->mu);
+                pthread_cond_broadcast(&b->cv);
+                pthread_mutex_unlock(&b->mu);
+            }
+        } else if (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n) {
+            int spins = 0;
+            while (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n && spins++ < 2000) cpu_relax();
+            if (spins > 2000) {
+                pthread_mutex_lock(&b->mu);
+                __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+                while (__atomic_load_n(&o->done, __ATOMIC_SEQ_CST) < n) pthread_cond_wait(&b->cv, &b->mu);
+                __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+                pthread_mutex_unlock(&b->mu);
+            }
+        }
+        tm->op++;
+        tm->mine = tm->local = 0;
+        return;
+    }
+#endif
+    (void)n;
+#if SLM_OPENMP && !defined(SLM_OWN_BARRIER)
+    if (tm->nth > 1) {
+        _Pragma("omp barrier");
+    }
+#endif
+    tm->op++;
+    tm->mine = tm->local = 0;
+}
+
+/* Units of a matrix: chunks of rows (of x8 groups) small enough for every
+   thread to take several, large enough that taking one costs little. */
+static int mm_chunk(const weight *w, int n_tok, int nth) {
+    const int64_t n = w->x8 ? w->n_out / 8 : w->n_out, per_row = w->n_in * (w->x8 ? 8 : 1) * (int64_t)n_tok;
+    int64_t c = (n + 4 * nth - 1) / (4 * nth);                    /* 4 units per thread */
+    c = SLM_MAX(c, (32768 + per_row - 1) / SLM_MAX(per_row, 1)); /* >= 32K products */
+    return (int)SLM_MAX(1, SLM_MIN(c, n));
+}
+
+/* Up to three matrix products in one operator (they do not depend on each
+   other): y_i = W_i x_i. Units are chunks of each matrix in turn. */
+typedef struct mm_job {
+    const weight *w;
+    const uint8_t *xq;
+    size_t xq_rb;
+    float *y;
+    int64_t ldy;
+} mm_job;
+
+static void matmul_units(team *tm, const mm_job *jobs, int nj, int n_tok) {
+    int first[4], chunk[3];
+    first[0] = 0;
+    for (int j = 0; j < nj; j++) {
+        const weight *w = jobs[j].w;
+        chunk[j] = mm_chunk(w, n_tok, tm->nth);
+        const int64_t n = w->x8 ? w->n_out / 8 : w->n_out;
+        first[j + 1] = first[j] + (int)((n + chunk[j] - 1) / chunk[j]);
+    }
+    const int total = first[nj];
+    for (int u; (u = unit_next(tm, total)) >= 0;) {
+        int j = 0;
+        while (u >= first[j + 1]) j++;
+        const mm_job *jb = &jobs[j];
+        const weight *w = jb->w;
+        const int64_t n = w->x8 ? w->n_out / 8 : w->n_out;
+        const int64_t b = (int64_t)(u - first[j]) * chunk[j], e = SLM_MIN(n, b + chunk[j]);
+        if (w->x8) matmul_x8(w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
+        else matmul_k(w->dot, w->dot4, w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
+    }
+    op_end(tm, total);
+}
 
 /* ========================================================================== */
 /* 8. Model                                                                   */
@@ -7930,6 +7997,8 @@ struct slm_session {
     const float *rope_factors;
     sbarrier bar;        /* the forward pass's threads */
     int bar_ok;
+    op_slot *ops;        /* work-unit counters: n_ops operators of a forward pass */
+    size_t n_ops;
 };
 
 void slm_session_params_init(slm_session_params *p) {
@@ -7961,6 +8030,7 @@ typedef struct session_plan {
     int n_ctx, n_batch, n_threads, kv_type, logits_all;
     size_t kv_bytes, kv_row;
     size_t x, xb, xo, qkv, att, gu, scores, act, logits; /* element counts / bytes */
+    size_t n_ops;                                         /* work-unit counters */
     size_t att_stride;
     size_t total;
 } session_plan;
@@ -8005,9 +8075,10 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     size_t max_in = (size_t)SLM_MAX(m->max_in, m->n_embd);
     pl->act = nb * row_bytes(SLM_TYPE_F32, (int64_t)max_in);
     pl->logits = (size_t)m->n_vocab * (pl->logits_all ? nb : 1);
+    pl->n_ops = (size_t)m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
     pl->total = pl->kv_bytes + sizeof(float) * (pl->x + pl->xb + pl->xo + pl->qkv + pl->att + pl->gu + pl->scores +
                                                 pl->logits) +
-                N_ACT_SLOTS * pl->act + sizeof(slm_session);
+                N_ACT_SLOTS * pl->act + pl->n_ops * sizeof(op_slot) + sizeof(slm_session);
     return SLM_OK;
 }
 
@@ -8032,6 +8103,7 @@ void slm_session_free(slm_session *s) {
     xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * (size_t)(s->m->n_head / s->m->n_head_kv) * sizeof(float));
     for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
     xfree(&a, s->logits, s->logits_cap * sizeof(float));
+    xfree(&a, s->ops, s->n_ops * sizeof(op_slot));
     xfree(&a, s, sizeof *s);
 }
 
@@ -8068,7 +8140,9 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
     for (int i = 0; i < N_ACT_SLOTS; i++) s->act[i] = (uint8_t *)xalloc(&s->a, pl.act);
     s->logits_cap = pl.logits;
     s->logits = (float *)xalloc(&s->a, pl.logits * sizeof(float));
-    int ok = s->kv && s->x && s->xb && s->xo && s->qkv && s->att && s->gu && s->scores && s->logits;
+    s->n_ops = pl.n_ops;
+    s->ops = (op_slot *)xalloc(&s->a, pl.n_ops * sizeof(op_slot));
+    int ok = s->kv && s->x && s->xb && s->xo && s->qkv && s->att && s->gu && s->scores && s->logits && s->ops;
     for (int i = 0; i < N_ACT_SLOTS; i++) ok = ok && s->act[i];
     if (!ok) {
         slm_session_free(s);
@@ -8119,14 +8193,21 @@ void slm_session_set_threads(slm_session *s, int32_t n) {
 static inline uint8_t *kv_k(const slm_session *s, int il) { return s->kv + (size_t)(2 * il) * (size_t)s->n_ctx * s->kv_row; }
 static inline uint8_t *kv_v(const slm_session *s, int il) { return s->kv + (size_t)(2 * il + 1) * (size_t)s->n_ctx * s->kv_row; }
 
-/* Convert this thread's activation rows for each distinct dot type among the
-   given weights; slot i is used by weights[i]. Caller barriers afterwards. */
-static const uint8_t *act_for(slm_session *s, const weight *w, const float *x, int64_t ldx, int n, int slot, int ith,
-                              int nth, size_t *rb) {
-    int dt = act_type(w);
-    *rb = act_row_bytes(dt, w->n_in);
-    convert_rows(&s->m->kern, dt, x, ldx, n, w->n_in, s->act[slot], ith, nth);
-    return s->act[slot];
+/* Token t's activations for w, in slot `slot` (row t of the dot partner). */
+static void act_tok(const slm_session *s, const weight *w, const float *x, int slot, int t) {
+    const int dt = act_type(w);
+    act_from_float(&s->m->kern, dt, x, s->act[slot] + (size_t)t * act_row_bytes(dt, w->n_in), w->n_in);
+}
+
+/* y = W x with x the activations of slot `slot`. */
+static mm_job job_of(const slm_session *s, const weight *w, int slot, float *y, int64_t ldy) {
+    mm_job j;
+    j.w = w;
+    j.xq = s->act[slot];
+    j.xq_rb = act_row_bytes(act_type(w), w->n_in);
+    j.y = y;
+    j.ldy = ldy;
+    return j;
 }
 
 static void rope_for_layer(const slm_session *s, const layer *L, rope_params *rp) {
@@ -8258,65 +8339,73 @@ static void ffn_act(const slm_model *m, float *g, const float *u, int n) {
     }
 }
 
-/* Run n tokens (n <= n_batch) at positions pos0.., as thread ith of nth.
+/* Run n tokens (n <= n_batch) at positions pos0.., as one thread of the team.
    out_first: first token whose logits are wanted (n = none); logits rows go
-   to `logits`. */
-static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits, int ith,
-                    int nth) {
+   to `logits`. Every step is an operator of work units (section 7): the
+   element-wise steps by token, the products by chunks of rows, attention
+   by (token, head group). */
+static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits, team *tm) {
     const slm_model *m = s->m;
     const int E = m->n_embd, QD = m->q_dim, KVD = m->kv_dim, F = m->n_ff, HD = m->head_dim;
     const int QKV = QD + 2 * KVD;
     float *x = s->x, *xb = s->xb, *xo = s->xo, *qkv = s->qkv, *att = s->att, *gu = s->gu;
-    float *scores = s->scores + (size_t)ith * s->att_stride * (size_t)(m->n_head / m->n_head_kv);
-    int64_t t0, t1;
-    size_t rb0, rb1, rb2;
-    const uint8_t *a0, *a1, *a2;
+    float *scores = s->scores + (size_t)tm->ith * s->att_stride * (size_t)(m->n_head / m->n_head_kv);
+    int u;
 
-    /* embeddings */
-    split(n, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) {
-        weight_row(&m->tok_embd, tok[t], s->act[1] + (size_t)t * m->tok_embd.rb, x + t * E);
+    /* embeddings (act[1] row t: room for one embedding row) */
+    while ((u = unit_next(tm, n)) >= 0) {
+        weight_row(&m->tok_embd, tok[u], s->act[1] + (size_t)u * m->tok_embd.rb, x + (size_t)u * E);
         if (m->embd_mult != 1.0f)
-            for (int i = 0; i < E; i++) x[t * E + i] *= m->embd_mult;
+            for (int i = 0; i < E; i++) x[(size_t)u * E + i] *= m->embd_mult;
     }
-    BARRIER();
+    op_end(tm, n);
 
     for (int il = 0; il < m->n_layer; il++) {
         const layer *L = &m->layers[il];
+        const layer *P = il ? &m->layers[il - 1] : NULL;
         rope_params rp;
         rope_for_layer(s, L, &rp);
+        /* k and v share q's converted rows when their dot type is the same;
+           a third dot type is converted into slot 1 once k is done */
+        const int fused = L->wqkv.data != NULL;
+        const int dq = act_type(fused ? &L->wqkv : &L->wq);
+        const int dk = fused ? dq : act_type(&L->wk), dv = fused ? dq : act_type(&L->wv);
+        const int v_late = dv != dq && dv != dk;
 
-        /* attention block */
-        for (int64_t t = t0; t < t1; t++) rmsnorm(xb + t * E, x + t * E, L->attn_norm, E, m->eps);
-        BARRIER();
-        if (L->wqkv.data) {
-            a0 = act_for(s, &L->wqkv, xb, E, n, 0, ith, nth, &rb0);
-            BARRIER();
-            matmul(&L->wqkv, a0, rb0, n, qkv, QKV, ith, nth);
-        } else {
-            /* k and v share q's converted rows when their dot type is the same */
-            int dq = act_type(&L->wq), dk = act_type(&L->wk), dv = act_type(&L->wv);
-            a0 = act_for(s, &L->wq, xb, E, n, 0, ith, nth, &rb0);
-            a1 = dk == dq ? (rb1 = rb0, a0) : act_for(s, &L->wk, xb, E, n, 1, ith, nth, &rb1);
-            BARRIER();
-            matmul(&L->wq, a0, rb0, n, qkv, QKV, ith, nth);
-            matmul(&L->wk, a1, rb1, n, qkv + QD, QKV, ith, nth);
-            if (dv == dq) {
-                a2 = a0, rb2 = rb0;
-            } else if (dv == dk) {
-                a2 = a1, rb2 = rb1;
-            } else { /* a third dot type: convert again into slot 1 once k is done */
-                BARRIER();
-                a2 = act_for(s, &L->wv, xb, E, n, 1, ith, nth, &rb2);
-                BARRIER();
+        /* the previous layer's FFN residual, then the attention norm */
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *xt = x + (size_t)u * E, *bt = xb + (size_t)u * E, *ot = xo + (size_t)u * E;
+            if (P) {
+                if (P->post_ffn_norm) rmsnorm(ot, ot, P->post_ffn_norm, E, m->eps);
+                for (int i = 0; i < E; i++) xt[i] += ot[i];
             }
-            matmul(&L->wv, a2, rb2, n, qkv + QD + KVD, QKV, ith, nth);
+            rmsnorm(bt, xt, L->attn_norm, E, m->eps);
+            act_tok(s, fused ? &L->wqkv : &L->wq, bt, 0, u);
+            if (dk != dq) act_tok(s, &L->wk, bt, 1, u);
         }
-        BARRIER();
+        op_end(tm, n);
+        {
+            mm_job j[3];
+            int nj = 0;
+            if (fused) {
+                j[nj++] = job_of(s, &L->wqkv, 0, qkv, QKV);
+            } else {
+                j[nj++] = job_of(s, &L->wq, 0, qkv, QKV);
+                j[nj++] = job_of(s, &L->wk, dk == dq ? 0 : 1, qkv + QD, QKV);
+                if (!v_late) j[nj++] = job_of(s, &L->wv, dv == dq ? 0 : 1, qkv + QD + KVD, QKV);
+            }
+            matmul_units(tm, j, nj, n);
+            if (!fused && v_late) {
+                while ((u = unit_next(tm, n)) >= 0) act_tok(s, &L->wv, xb + (size_t)u * E, 1, u);
+                op_end(tm, n);
+                j[0] = job_of(s, &L->wv, 1, qkv + QD + KVD, QKV);
+                matmul_units(tm, j, 1, n);
+            }
+        }
 
         /* biases, q/k norms, rope, then into the cache */
-        for (int64_t t = t0; t < t1; t++) {
-            float *q = qkv + t * QKV, *k = q + QD, *v = k + KVD;
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *q = qkv + (size_t)u * QKV, *k = q + QD, *v = k + KVD;
             float cs[1024];
             if (L->bq) for (int i = 0; i < QD; i++) q[i] += L->bq[i];
             if (L->bk) for (int i = 0; i < KVD; i++) k[i] += L->bk[i];
@@ -8324,97 +8413,121 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
             if (L->q_norm) for (int h = 0; h < m->n_head; h++) rmsnorm(q + h * HD, q + h * HD, L->q_norm, HD, m->eps);
             if (L->k_norm) for (int h = 0; h < m->n_head_kv; h++) rmsnorm(k + h * HD, k + h * HD, L->k_norm, HD, m->eps);
             if (m->n_rot > 0) {
-                rope_cache(&rp, pos0 + (int)t, cs);
+                rope_cache(&rp, pos0 + u, cs);
                 rope_apply(q, m->n_head, HD, &rp, cs);
                 rope_apply(k, m->n_head_kv, HD, &rp, cs);
             }
-            store_kv(s, il, pos0 + (int)t, k, v);
+            store_kv(s, il, pos0 + u, k, v);
         }
-        BARRIER();
+        op_end(tm, n);
 
-        /* attention, shared out by (token, head), or by (token, KV head)
-           where the heads of a KV head go together */
+        /* attention, by (token, head), or by (token, KV head) where the heads
+           of a KV head go together */
         {
-            int64_t w0, w1;
             dot_rows_fn rows = s->kv_type == SLM_TYPE_F16 ? m->kern.dot_rows_f16 : NULL;
             const int per = rows ? m->n_head / m->n_head_kv : 1, nw = m->n_head / per;
-            split((int64_t)n * nw, ith, nth, &w0, &w1);
-            for (int64_t w = w0; w < w1; w++) {
-                int t = (int)(w / nw), h = (int)(w % nw) * per;
+            while ((u = unit_next(tm, n * nw)) >= 0) {
+                int t = u / nw, h = (u % nw) * per;
                 const float *qh = qkv + (size_t)t * QKV + (size_t)h * HD;
                 float *oh = att + (size_t)t * QD + (size_t)h * HD;
                 if (rows) attend_group(s, L, il, qh, pos0 + t, h / per, scores, oh, rows);
                 else attend(s, L, il, qh, pos0 + t, h, scores, oh);
             }
+            op_end(tm, n * nw);
         }
-        BARRIER();
-        a0 = act_for(s, &L->wo, att, QD, n, 0, ith, nth, &rb0);
-        BARRIER();
-        matmul(&L->wo, a0, rb0, n, xo, E, ith, nth);
-        BARRIER();
-        for (int64_t t = t0; t < t1; t++) {
-            if (L->post_attn_norm) rmsnorm(xo + t * E, xo + t * E, L->post_attn_norm, E, m->eps);
-            for (int i = 0; i < E; i++) x[t * E + i] += xo[t * E + i];
-            rmsnorm(xb + t * E, x + t * E, L->ffn_norm, E, m->eps);
+        while ((u = unit_next(tm, n)) >= 0) act_tok(s, &L->wo, att + (size_t)u * QD, 0, u);
+        op_end(tm, n);
+        {
+            mm_job j = job_of(s, &L->wo, 0, xo, E);
+            matmul_units(tm, &j, 1, n);
         }
-        BARRIER();
-
-        /* feed-forward block: gate in gu[t][0, F), up in gu[t][F, 2F); a fused
+        /* residual, FFN norm; gate in gu[t][0, F), up in gu[t][F, 2F); a fused
            up matrix (phi3) writes both at once */
-        if (!L->w_gate.data) {
-            a0 = act_for(s, &L->w_up, xb, E, n, 0, ith, nth, &rb0);
-            BARRIER();
-            matmul(&L->w_up, a0, rb0, n, gu, 2 * F, ith, nth);
-        } else {
-            a0 = act_for(s, &L->w_gate, xb, E, n, 0, ith, nth, &rb0);
-            a1 = act_type(&L->w_up) == act_type(&L->w_gate)
-                     ? (rb1 = rb0, a0)
-                     : act_for(s, &L->w_up, xb, E, n, 1, ith, nth, &rb1);
-            BARRIER();
-            matmul(&L->w_gate, a0, rb0, n, gu, 2 * F, ith, nth);
-            matmul(&L->w_up, a1, rb1, n, gu + F, 2 * F, ith, nth);
+        const weight *wg = L->w_gate.data ? &L->w_gate : NULL;
+        const int dg = act_type(wg ? wg : &L->w_up), du = act_type(&L->w_up);
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *xt = x + (size_t)u * E, *bt = xb + (size_t)u * E, *ot = xo + (size_t)u * E;
+            if (L->post_attn_norm) rmsnorm(ot, ot, L->post_attn_norm, E, m->eps);
+            for (int i = 0; i < E; i++) xt[i] += ot[i];
+            rmsnorm(bt, xt, L->ffn_norm, E, m->eps);
+            act_tok(s, wg ? wg : &L->w_up, bt, 0, u);
+            if (wg && du != dg) act_tok(s, &L->w_up, bt, 1, u);
         }
-        BARRIER();
-        for (int64_t t = t0; t < t1; t++) ffn_act(m, gu + t * 2 * F, gu + t * 2 * F + F, F);
-        BARRIER();
-        a0 = act_for(s, &L->w_down, gu, 2 * F, n, 0, ith, nth, &rb0);
-        BARRIER();
-        matmul(&L->w_down, a0, rb0, n, xo, E, ith, nth);
-        BARRIER();
-        for (int64_t t = t0; t < t1; t++) {
-            if (L->post_ffn_norm) rmsnorm(xo + t * E, xo + t * E, L->post_ffn_norm, E, m->eps);
-            for (int i = 0; i < E; i++) x[t * E + i] += xo[t * E + i];
+        op_end(tm, n);
+        {
+            mm_job j[2];
+            int nj = 0;
+            if (!wg) {
+                j[nj++] = job_of(s, &L->w_up, 0, gu, 2 * F);
+            } else {
+                j[nj++] = job_of(s, wg, 0, gu, 2 * F);
+                j[nj++] = job_of(s, &L->w_up, du == dg ? 0 : 1, gu + F, 2 * F);
+            }
+            matmul_units(tm, j, nj, n);
         }
-        BARRIER();
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *g = gu + (size_t)u * 2 * F;
+            ffn_act(m, g, g + F, F);
+            act_tok(s, &L->w_down, g, 0, u);
+        }
+        op_end(tm, n);
+        {
+            mm_job j = job_of(s, &L->w_down, 0, xo, E);
+            matmul_units(tm, &j, 1, n);
+        }
     }
 
-    /* output head for the tokens whose logits are wanted */
+    /* the last FFN residual, then the output head for the tokens whose
+       logits are wanted */
     const int no = n - out_first;
     if (no <= 0) return;
-    split(no, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) rmsnorm(xb + t * E, x + (out_first + t) * E, m->output_norm, E, m->eps);
-    BARRIER();
-    a0 = act_for(s, &m->output, xb, E, no, 0, ith, nth, &rb0);
-    BARRIER();
-    matmul(&m->output, a0, rb0, no, logits, m->n_vocab, ith, nth);
+    const layer *P = &m->layers[m->n_layer - 1];
+    while ((u = unit_next(tm, no)) >= 0) {
+        const int t = out_first + u;
+        float *xt = x + (size_t)t * E, *ot = xo + (size_t)t * E, *bt = xb + (size_t)u * E;
+        if (P->post_ffn_norm) rmsnorm(ot, ot, P->post_ffn_norm, E, m->eps);
+        for (int i = 0; i < E; i++) xt[i] += ot[i];
+        rmsnorm(bt, xt, m->output_norm, E, m->eps);
+        act_tok(s, &m->output, bt, 0, u);
+    }
+    op_end(tm, no);
+    {
+        mm_job j = job_of(s, &m->output, 0, logits, m->n_vocab);
+        matmul_units(tm, &j, 1, no);
+    }
     if (m->final_softcap > 0) {
-        BARRIER();
-        int64_t e0, e1;
         const float cap = m->final_softcap;
-        split((int64_t)no * m->n_vocab, ith, nth, &e0, &e1);
-        for (int64_t i = e0; i < e1; i++) logits[i] = cap * tanhf(logits[i] / cap);
+        while ((u = unit_next(tm, no)) >= 0) {
+            float *lt = logits + (size_t)u * m->n_vocab;
+            for (int i = 0; i < m->n_vocab; i++) lt[i] = cap * tanhf(lt[i] / cap);
+        }
+        op_end(tm, no);
     }
 }
 
 static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits) {
+    const int n_ops = s->m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
+    team tm;
+    memset(&tm, 0, sizeof tm);
+    tm.s = s;
+    tm.ops = s->ops;
+    tm.bar = &s->bar;
+    tm.nth = 1;
 #if SLM_OPENMP
     if (s->n_threads > 1) {
+        memset(s->ops, 0, (size_t)n_ops * sizeof *s->ops);
 #pragma omp parallel num_threads(s->n_threads)
-        forward(s, tok, n, pos0, out_first, logits, omp_get_thread_num(), omp_get_num_threads());
+        {
+            team t = tm;
+            t.ith = omp_get_thread_num();
+            t.nth = omp_get_num_threads();
+            forward(s, tok, n, pos0, out_first, logits, &t);
+        }
         return;
     }
 #endif
-    forward(s, tok, n, pos0, out_first, logits, 0, 1);
+    (void)n_ops;
+    forward(s, tok, n, pos0, out_first, logits, &tm);
 }
 
 slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_error *err) {
