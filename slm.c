@@ -8007,19 +8007,106 @@ void slm_session_params_init(slm_session_params *p) {
     p->kv_type = SLM_TYPE_F16;
 }
 
-static int default_threads(void) {
-#if SLM_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 /* More threads than 4 per processor only adds barrier time: asking for a
    huge count gets this many. */
 static int max_threads(void) {
 #if SLM_OPENMP
     return SLM_MAX(1, SLM_MIN(256, 4 * omp_get_num_procs()));
+#else
+    return 1;
+#endif
+}
+
+#if defined(__linux__) && !defined(SLM_NO_STDIO)
+#define SLM_MAX_CPUS 1024
+/* A CPU list as in sysfs ("0-3,8,10-11") into a bit set of n bits. */
+static void cpu_list_parse(const char *p, uint8_t *set, int n) {
+    while (*p) {
+        if (*p < '0' || *p > '9') {
+            p++;
+            continue;
+        }
+        long a = 0, b;
+        while (*p >= '0' && *p <= '9' && a < 1000000) a = a * 10 + (*p++ - '0');
+        b = a;
+        if (*p == '-') {
+            p++;
+            b = 0;
+            while (*p >= '0' && *p <= '9' && b < 1000000) b = b * 10 + (*p++ - '0');
+        }
+        for (long i = a; i <= b && i < n; i++) set[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
+}
+
+static int sysfs_read(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return n > 0;
+}
+
+/* Physical performance cores among the online CPUs: the CPUs of the
+   highest cpu_capacity (big.LITTLE; all of them where the file is absent),
+   hyper-thread siblings counted once. 0 if sysfs says nothing. */
+static int perf_cores(void) {
+    uint8_t online[SLM_MAX_CPUS / 8] = {0}, sib[SLM_MAX_CPUS / 8];
+    char buf[4096], path[96];
+    if (!sysfs_read("/sys/devices/system/cpu/online", buf, sizeof buf)) return 0;
+    cpu_list_parse(buf, online, SLM_MAX_CPUS);
+    long best = -1;
+    int count = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int c = 0; c < SLM_MAX_CPUS; c++) {
+            if (!(online[c / 8] >> (c % 8) & 1)) continue;
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/cpu_capacity", c);
+            long capa = sysfs_read(path, buf, sizeof buf) ? strtol(buf, NULL, 10) : 1024;
+            if (pass == 0) {
+                best = SLM_MAX(best, capa);
+                continue;
+            }
+            if (capa != best) continue;
+            /* a core is counted at its first online sibling */
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", c);
+            int first = c;
+            if (sysfs_read(path, buf, sizeof buf)) {
+                memset(sib, 0, sizeof sib);
+                cpu_list_parse(buf, sib, SLM_MAX_CPUS);
+                for (int i = 0; i < c; i++)
+                    if ((sib[i / 8] >> (i % 8) & 1) && (online[i / 8] >> (i % 8) & 1)) {
+                        first = i;
+                        break;
+                    }
+            }
+            count += first == c;
+        }
+    }
+    return count;
+}
+#else
+static int perf_cores(void) { return 0; }
+#endif
+
+/* The default thread count (n_threads 0): OMP_NUM_THREADS when it is set
+   (its first number); else one thread per physical performance core, at
+   most 8 and at most the processors this process may run on. More threads
+   than that share a core's execution units or wait on slow cores, and a
+   decode is bound by memory bandwidth long before 8 cores. */
+static int default_threads(void) {
+#if SLM_OPENMP
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env) {
+        while (*env == ' ') env++;
+        long v = 0;
+        const char *p = env;
+        while (*p >= '0' && *p <= '9' && v < 100000) v = v * 10 + (*p++ - '0');
+        if (p > env && v > 0) return (int)SLM_MIN(v, (long)max_threads());
+    }
+    const int procs = SLM_MAX(1, omp_get_num_procs());
+    int n = perf_cores();
+    if (n <= 0) n = procs;
+    return SLM_MAX(1, SLM_MIN(SLM_MIN(n, procs), 8));
 #else
     return 1;
 #endif
