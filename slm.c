@@ -6946,6 +6946,11 @@ static int act_type(const weight *w) { return w->x8 ? ACT_Q8_0X : TRAITS[w->type
    briefly, then sleeps on the barrier's condition variable.
    Without the atomics (MSVC, SLM_NO_OWN_BARRIER): unit i goes to thread
    i % nth and operators end with the barrier, as a static split. */
+/* Spins before a waiting thread sleeps: about 50 us of x86 `pause`. */
+#ifndef SLM_WAIT_SPINS
+#define SLM_WAIT_SPINS 2000
+#endif
+
 typedef struct op_slot {
     int next, done; /* units taken, units finished */
     char pad[56];   /* one cache line per operator */
@@ -6994,8 +6999,8 @@ static void op_end(team *tm, int n) {
             }
         } else if (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n) {
             int spins = 0;
-            while (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n && spins++ < 2000) cpu_relax();
-            if (spins > 2000) {
+            while (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n && spins++ < SLM_WAIT_SPINS) cpu_relax();
+            if (spins > SLM_WAIT_SPINS) {
                 pthread_mutex_lock(&b->mu);
                 __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
                 while (__atomic_load_n(&o->done, __ATOMIC_SEQ_CST) < n) pthread_cond_wait(&b->cv, &b->mu);
@@ -8592,6 +8597,19 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
     }
 }
 
+/* The team leaves together: each thread counts itself out and sleeps until
+   the last one has (OpenMP's join at the end of the region would spin while
+   a descheduled thread catches up). */
+static void forward_team(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits, team *tm) {
+    forward(s, tok, n, pos0, out_first, logits, tm);
+    if (tm->nth > 1) {
+        tm->op = (int)s->n_ops - 1;
+        tm->mine = 1;
+        tm->local = 0;
+        op_end(tm, tm->nth);
+    }
+}
+
 static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits) {
     const int n_ops = s->m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
     team tm;
@@ -8608,7 +8626,7 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
             team t = tm;
             t.ith = omp_get_thread_num();
             t.nth = omp_get_num_threads();
-            forward(s, tok, n, pos0, out_first, logits, &t);
+            forward_team(s, tok, n, pos0, out_first, logits, &t);
         }
         return;
     }
