@@ -8113,6 +8113,7 @@ static int default_threads(void) {
     if (n <= 0) n = procs;
     return SLM_MAX(1, SLM_MIN(SLM_MIN(n, procs), 8));
 #else
+    (void)perf_cores;
     return 1;
 #endif
 }
@@ -8632,7 +8633,7 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
     }
 #endif
     (void)n_ops;
-    forward(s, tok, n, pos0, out_first, logits, &tm);
+    forward_team(s, tok, n, pos0, out_first, logits, &tm);
 }
 
 slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_error *err) {

@@ -330,7 +330,7 @@ SLM_API int32_t slm_session_pos(const slm_session *session);
 SLM_API int32_t slm_session_n_ctx(const slm_session *session);
 /* Forget everything from position `pos` on (0 clears the conversation). */
 SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
-/* Change the thread count for later decode calls: 0 = all available, at most
+/* Change the thread count for later decode calls: 0 = the default, at most
    the count the session was created with (its scratch is sized for those). */
 SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
 
