@@ -8004,6 +8004,8 @@ struct slm_session {
     int bar_ok;
     op_slot *ops;        /* work-unit counters: n_ops operators of a forward pass */
     size_t n_ops;
+    double width_ms[2];  /* single-token forward pass, ms (moving average): 1 thread, n_threads */
+    int width_calls;
 };
 
 void slm_session_params_init(slm_session_params *p) {
@@ -8279,6 +8281,7 @@ void slm_session_set_threads(slm_session *s, int32_t n) {
     if (n <= 0) n = default_threads();
     /* the per-thread attention scratch was sized at creation */
     s->n_threads = SLM_MAX(1, SLM_MIN(n, s->n_thr_alloc));
+    s->width_ms[0] = s->width_ms[1] = 0;
 }
 
 /* --- the forward pass --------------------------------------------------------- */
@@ -8611,6 +8614,25 @@ static void forward_team(slm_session *s, const int32_t *tok, int n, int pos0, in
     }
 }
 
+#if SLM_OPENMP
+/* Threads for a forward pass. A single-token pass (decode) runs at
+   n_threads, and now and then (every 16th, or until both are measured) at
+   1 thread; the faster of the two by a moving average goes on. Where other
+   processes hold the cores (an edge board's services, a build), a thread
+   of the team that has no core stalls the others at the end of each
+   operator, and 2 threads can be slower than 1; this keeps decode at the
+   better of the two. Results are the same at any width. */
+static int forward_width(slm_session *s, int n, int *slot) {
+    *slot = -1;
+    if (n != 1 || s->n_threads <= 1) return s->n_threads;
+    const double *w = s->width_ms;
+    int best = w[0] <= 0 ? 0 : w[1] <= 0 ? 1 : w[1] <= w[0];
+    if (++s->width_calls % 16 == 0) best = !best;
+    *slot = best;
+    return best ? s->n_threads : 1;
+}
+#endif
+
 static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits) {
     const int n_ops = s->m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
     team tm;
@@ -8620,17 +8642,26 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
     tm.bar = &s->bar;
     tm.nth = 1;
 #if SLM_OPENMP
-    if (s->n_threads > 1) {
+    int slot;
+    const int width = forward_width(s, n, &slot);
+    const double t0 = slot >= 0 ? now_ms() : 0;
+    if (width > 1) {
         memset(s->ops, 0, (size_t)n_ops * sizeof *s->ops);
-#pragma omp parallel num_threads(s->n_threads)
+#pragma omp parallel num_threads(width)
         {
             team t = tm;
             t.ith = omp_get_thread_num();
             t.nth = omp_get_num_threads();
             forward_team(s, tok, n, pos0, out_first, logits, &t);
         }
-        return;
+    } else {
+        forward_team(s, tok, n, pos0, out_first, logits, &tm);
     }
+    if (slot >= 0) {
+        const double ms = now_ms() - t0;
+        s->width_ms[slot] = s->width_ms[slot] > 0 ? 0.75 * s->width_ms[slot] + 0.25 * ms : SLM_MAX(ms, 1e-6);
+    }
+    return;
 #endif
     (void)n_ops;
     forward_team(s, tok, n, pos0, out_first, logits, &tm);
