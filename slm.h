@@ -299,7 +299,9 @@ typedef struct slm_session_params {
                            at most 8; at most 4 per processor; 1 without
                            OpenMP. Threads take work units from a shared
                            counter, so one descheduled by another process
-                           delays only its own unit. */
+                           delays only its own unit; single-token decode
+                           runs at the faster, as measured, of n_threads
+                           and 1 thread (results are the same). */
     int32_t n_batch;    /* tokens per forward chunk during prefill; 0 = 64 */
     int32_t kv_type;    /* SLM_TYPE_F16 (default), SLM_TYPE_F32, or SLM_TYPE_Q8_0
                            (half the memory of F16; head size a multiple of 32) */
