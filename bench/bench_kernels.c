@@ -64,6 +64,14 @@ static kset simd_kernels(int type) {
     return k;
 }
 
+/* [*b, *e): thread ith's share of n (the forward pass takes work units
+   from a shared counter instead; on an idle machine this is the same) */
+static void bsplit(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
+    int64_t per = (n + nth - 1) / nth;
+    *b = SLM_MIN(n, per * ith);
+    *e = SLM_MIN(n, *b + per);
+}
+
 /* one mat-mul of n_tok tokens, as the forward pass runs it */
 static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, size_t xq_rb, int n_tok, float *y,
                 int nth) {
@@ -76,8 +84,8 @@ static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, siz
         int ith = 0, nt = 1;
         (void)nth;
 #endif
-        int64_t t0, t1;
-        split(n_tok, ith, nt, &t0, &t1);
+        int64_t t0, t1, r0, r1;
+        bsplit(n_tok, ith, nt, &t0, &t1);
         for (int64_t t = t0; t < t1; t++) {
             if (w->x8) act_from_float(&KT, ACT_Q8_0X, x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
             else k->conv(x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
@@ -85,8 +93,9 @@ static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, siz
 #if SLM_OPENMP
 #pragma omp barrier
 #endif
-        if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, w->n_out, ith, nt);
-        else matmul_k(k->dot, k->dot4, w, xq, xq_rb, n_tok, y, w->n_out, ith, nt);
+        bsplit(w->x8 ? w->n_out / 8 : w->n_out, ith, nt, &r0, &r1);
+        if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, w->n_out, r0, r1);
+        else matmul_k(k->dot, k->dot4, w, xq, xq_rb, n_tok, y, w->n_out, r0, r1);
     }
 }
 
