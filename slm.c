@@ -143,12 +143,17 @@
 #define SLM_X86_DISPATCH 1
 #define SLM_SSE4 1
 #define SLM_AVX2 1
-#define SLM_SIMD_NAME "scalar,sse4,avx2"
+#define SLM_SIMD_NAME "scalar,sse4,avx2,avx512"
 #include <cpuid.h>
 #include <immintrin.h>
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define SLM_AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VNNI__)
+#define SLM_SIMD_NAME "avx2,avx512" /* the AVX-512 kernels too (section 6b2) */
+#else
 #define SLM_SIMD_NAME "avx2"
+#endif
 #include <immintrin.h>
 #elif defined(__SSE4_1__) && defined(__SSSE3__)
 #define SLM_SSE4 1
@@ -4615,6 +4620,637 @@ SLM_TARGET_END
 #endif /* SLM_AVX2 */
 
 /* -------------------------------------------------------------------------- */
+/* 6b2. x86-64 AVX-512 (F, BW, VL, DQ) with VNNI                              */
+/* -------------------------------------------------------------------------- */
+/*
+ * vpdpbusd (u8 x s8, four products added to an int32 lane, no 16-bit
+ * saturation) replaces AVX2's maddubs + madd + add. Signed weights are made
+ * unsigned by an offset that comes back through a sum of the activations
+ * (Q8_0X's block sum, Q8_K's bsums); vpdpwssd then multiplies the int32
+ * lanes (each below 2^15 here) by the sub-block scales and accumulates.
+ * Integer sums are exact, so every kernel differs from the reference only
+ * in the order of its float additions. Only F, BW, VL, DQ and VNNI are used
+ * (no FMA/F16C VEX forms: their EVEX forms come with AVX512F/VL).
+ */
+#if defined(SLM_X86_DISPATCH) || (defined(SLM_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+                                    defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__AVX512VNNI__))
+#define SLM_HAVE_AVX512_KERNELS 1
+#define SLM_AVX512 1
+SLM_TARGET_AVX512
+
+/* an f16 as a float, by the EVEX conversion */
+static inline float h2f_avx512(const uint8_t *p) {
+    return _mm_cvtss_f32(_mm_maskz_cvtph_ps(1, _mm_cvtsi32_si128((int)ld_u16(p))));
+}
+
+static inline float hsum8_avx512(__m256 v) {
+    return _mm512_reduce_add_ps(_mm512_zextps256_ps512(v));
+}
+
+/* --- x8 layouts (section 5) -------------------------------------------------
+   As the AVX2 x8 kernels, with vpdpbusd on 256 bits: each 32-bit lane is
+   one row, the activation's 4 columns are broadcast (a load), and the
+   unsigned weights go straight into the int32 lanes, which start at minus
+   the offset times the block sum of Q8_0X. 256 bits, not 512: the layout
+   holds 4 columns of 8 rows per 32 bytes, and where 512-bit operations are
+   split in two (AMD Zen 4) a wider form that has to duplicate or permute
+   the weights was slower than the AVX2 kernels. Per block and token the
+   row's exact integer sum is scaled by d_w * d_a and added with one FMA:
+   the same float steps as the AVX2 x8 kernels, so the same bits. */
+
+static inline __m256 x8_scales_avx512(const uint8_t *w) {
+    return _mm256_maskz_cvtph_ps(0xff, _mm_loadu_si128((const __m128i *)w));
+}
+
+static inline __m256 x8_acc_avx512(__m256 acc, __m256i isum, __m256 dw, const uint8_t *at) {
+    return _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(isum), 0xff, _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc);
+}
+
+/* 4 activation bytes (columns j..j+3) in every lane */
+#define X8_ACT_AVX512(at, j) _mm256_set1_epi32((int)ld_u32((at) + (j)))
+
+/* Q4_0x8: nibbles n = q + 8, unsigned; lanes start at -8 * sum(a). A lane
+   adds 32 products of at most 15 * 127: no overflow. */
+SLM_INLINE void gemm_q4_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 144, a += 40) {
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        __m256i lo[4], hi[4];
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+            lo[c] = _mm256_and_si256(v, m4), hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+        const __m256 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            /* independent chains (vpdpbusd's latency) */
+            __m256i s[4] = {_mm256_set1_epi32(-8 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                const int k = nt == 1 ? c : c & 1;
+                s[k] = _mm256_dpbusd_epi32(s[k], lo[c], X8_ACT_AVX512(at, 8 * c));
+                s[k] = _mm256_dpbusd_epi32(s[k], hi[c], X8_ACT_AVX512(at, 8 * c + 4));
+            }
+            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
+            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+static void gemm_q4_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
+    if (nt == 1) gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Q8_0x8: the weights plus 128 (0..255) are unsigned; lanes start at
+   -128 * sum(a). A lane adds 32 products of at most 255 * 127. */
+SLM_INLINE void gemm_q8_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
+        for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
+        __m256i q[8];
+        SLM_UNROLL(8)
+        for (int st = 0; st < 8; st++) q[st] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), bias);
+        const __m256 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            /* independent chains (vpdpbusd's latency) */
+            __m256i s[4] = {_mm256_set1_epi32(-128 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
+            SLM_UNROLL(8)
+            for (int st = 0; st < 8; st++) {
+                const int k = nt == 1 ? st & 3 : st & 1;
+                s[k] = _mm256_dpbusd_epi32(s[k], q[st], X8_ACT_AVX512(at, 4 * st));
+            }
+            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
+            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Q5_0x8: as Q4_0x8 with the fifth bit at bit 4 (bit c of the high-bit
+   byte for the low nibble of chunk c, bit 4 + c for the high one; 16-bit
+   shifts: what crosses from the neighbouring byte never lands on bit 4).
+   Values 0..31 = q + 16: lanes start at -16 * sum(a). */
+SLM_INLINE void gemm_q5_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
+        __m256i lo[4], hi[4];
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
+            const __m256i hl = _mm256_slli_epi16(h, 4 - c), hh = _mm256_srli_epi16(h, c);
+            lo[c] = _mm256_ternarylogic_epi32(_mm256_and_si256(v, m4), hl, b4, 0xF8); /* nib | (hl & 16) */
+            hi[c] = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), hh, b4, 0xF8);
+        }
+        const __m256 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            /* independent chains (vpdpbusd's latency) */
+            __m256i s[4] = {_mm256_set1_epi32(-16 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                const int k = nt == 1 ? c : c & 1;
+                s[k] = _mm256_dpbusd_epi32(s[k], lo[c], X8_ACT_AVX512(at, 8 * c));
+                s[k] = _mm256_dpbusd_epi32(s[k], hi[c], X8_ACT_AVX512(at, 8 * c + 4));
+            }
+            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
+            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+static void gemm_q5_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* --- K-quants (Q8_K activations) ----------------------------------------------
+   64 weights per zmm (two sub-blocks of 32 or four of 16) against 64
+   consecutive Q8_K values: vpdpbusd gives 16 int32 lanes of 4 products
+   each, all below 2^15 in magnitude (4 * 63 * 127 at most), which vpdpwssd
+   multiplies by their sub-block's scale (the low 16 bits of a dword; the
+   high half is 0) into the super-block's int32 lanes. Signed levels are
+   stored unsigned (+32 for Q6_K, +4 for Q3_K): the offset times the scale
+   times the bsums starts the lanes. Per super-block and token one FMA by
+   d_w * d_a, as the AVX2 kernels. */
+
+/* one step: 64 weights q (unsigned) against 64 values at q8, times sc */
+static inline __m512i k_step_avx512(__m512i sumi, __m512i q, __m512i sc, const uint8_t *q8) {
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512((const void *)q8));
+    return _mm512_dpwssd_epi32(sumi, p, sc);
+}
+
+/* acc += d_w * d_a * lanes, at the end of a super-block */
+static inline __m512 k_scale_avx512(__m512 acc, __m512i sumi, float xd, const uint8_t *yb) {
+    return _mm512_fmadd_ps(_mm512_set1_ps(ld_f32(yb) * xd), _mm512_cvtepi32_ps(sumi), acc);
+}
+
+/* the sub-block scales in dwords, each repeated: 8 times (32-value
+   sub-blocks, idx j: scales 2j, 2j + 1) or 4 times (16-value ones, idx j:
+   scales 4j .. 4j + 3) */
+static inline __m512i k_sc32_idx_avx512(int j, int sub) {
+    return sub == 32 ? _mm512_add_epi32(_mm512_set1_epi32(2 * j), _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1))
+                     : _mm512_add_epi32(_mm512_set1_epi32(4 * j), _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+}
+
+/* 16 signed scale bytes -> their dwords with the value in the low 16 bits */
+static inline __m512i k_sc16_avx512(__m128i sc) {
+    return _mm512_and_si512(_mm512_cvtepi8_epi32(sc), _mm512_set1_epi32(0xffff));
+}
+
+/* Q4_K/Q5_K mins: the 8 mins (each twice, int16) against the 16 bsums */
+static inline __m256 k4_mins_avx512(__m256 m, __m256i mins, float xm, const uint8_t *yb) {
+    const __m256i p = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)(yb + 260)));
+    return _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(p), 0xff, _mm256_set1_ps(-ld_f32(yb) * xm), m);
+}
+
+/* Q4_K: group j's 32 bytes in both halves; the low half keeps the low
+   nibbles (sub-block 2j), the high half the high ones (2j + 1) */
+SLM_INLINE void q4_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m128i dup2 = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 144, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)u); /* 8 scales, 8 mins */
+        const __m512i sc32 = _mm512_cvtepu8_epi32(sm);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup2));
+        const float xd = h2f_avx512(x), xm = h2f_avx512(x + 2);
+        m0 = k4_mins_avx512(m0, mins, xm, y);
+        if (nt == 4) {
+            m1 = k4_mins_avx512(m1, mins, xm, y + rb);
+            m2 = k4_mins_avx512(m2, mins, xm, y + 2 * rb);
+            m3 = k4_mins_avx512(m3, mins, xm, y + 3 * rb);
+        }
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16 + 32 * j)));
+            const __m512i q = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), m4);
+            const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(j, 32), sc32);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k_step_avx512, q, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3);
+    }
+}
+
+/* Q6_K: 64 values 128h + 64p + l (k = 2p, 2p + 1) at a time: the low 4
+   bits are nibble p of the 64 ql bytes 64h.., the high 2 bits come from
+   qh[32h + l] (bits 2k), its 32 bytes in both halves. q + 32 (0..63) is
+   unsigned; the lanes start at -32 * sum(sc * bsum). */
+SLM_INLINE void q6_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i scb = _mm_loadu_si128((const __m128i *)(x + 192));
+        const __m512i sc32 = k_sc16_avx512(scb);
+        const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb), 5));
+        const float xd = h2f_avx512(x + 208);
+#define K_OFS(yb) _mm512_zextsi256_si512(_mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)((yb) + 260))))
+        __m512i i0 = K_OFS(y), i1 = i0, i2 = i0, i3 = i0;
+        if (nt == 4) i1 = K_OFS(y + rb), i2 = K_OFS(y + 2 * rb), i3 = K_OFS(y + 3 * rb);
+#undef K_OFS
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m512i l = _mm512_loadu_si512((const void *)(x + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                /* k = 2p in the low half, 2p + 1 in the high half: bits 2k of qh to bits 4-5 */
+                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(l, 4) : l, m4);
+                const __m512i hi = p ? _mm512_mask_srli_epi16(qh, 0xffff0000u, qh, 2)
+                                     : _mm512_mask_slli_epi16(_mm512_slli_epi16(qh, 4), 0xffff0000u, qh, 2);
+                const __m512i q = _mm512_ternarylogic_epi32(lo, hi, m30, 0xF8); /* lo | (hi & 0x30) */
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+K_ENTRIES(q4_k, avx512)
+K_ENTRIES(q6_k, avx512)
+
+/* Q5_K: as Q4_K, plus the fifth bits: bit 2j of qh[l] for the low half
+   (value 64j + l), bit 2j + 1 for the high half (moved down by one first),
+   shifted to bit 4 (16-bit shifts: what crosses bytes never lands there) */
+SLM_INLINE void q5_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+    const __m128i dup2 = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 176, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        const __m512i sc32 = _mm512_cvtepu8_epi32(sm);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup2));
+        const float xd = h2f_avx512(x), xm = h2f_avx512(x + 2);
+        m0 = k4_mins_avx512(m0, mins, xm, y);
+        if (nt == 4) {
+            m1 = k4_mins_avx512(m1, mins, xm, y + rb);
+            m2 = k4_mins_avx512(m2, mins, xm, y + 2 * rb);
+            m3 = k4_mins_avx512(m3, mins, xm, y + 3 * rb);
+        }
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16)));
+        hb = _mm512_mask_srli_epi16(hb, 0xffff0000u, hb, 1);
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 48 + 32 * j)));
+            const __m512i nib = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), m4);
+            const __m512i h = j == 0 ? _mm512_slli_epi16(hb, 4) : j == 1 ? _mm512_slli_epi16(hb, 2) : j == 2 ? hb : _mm512_srli_epi16(hb, 2);
+            const __m512i q = _mm512_ternarylogic_epi32(nib, h, b4, 0xF8); /* nib | (h & 16) */
+            const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(j, 32), sc32);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k_step_avx512, q, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3);
+    }
+}
+
+/* Q3_K: 64 values 128h + 64p + l (k = 2p in the low half, 2p + 1 in the
+   high half): the 2-bit field (qs[32h + l] >> 2k) & 3 plus 4 where bit
+   4h + k of hmask[l] is set, 0..7 = q + 4; the lanes start at
+   -4 * sum(sc * bsum) */
+SLM_INLINE void q3_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m3 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i scb = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m512i sc32 = k_sc16_avx512(scb);
+        const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb), 2));
+        const float xd = h2f_avx512(x + 108);
+#define K_OFS(yb) _mm512_zextsi256_si512(_mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)((yb) + 260))))
+        __m512i i0 = K_OFS(y), i1 = i0, i2 = i0, i3 = i0;
+        if (nt == 4) i1 = K_OFS(y + rb), i2 = K_OFS(y + 2 * rb), i3 = K_OFS(y + 3 * rb);
+#undef K_OFS
+        __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x));
+        hm = _mm512_mask_srli_epi16(hm, 0xffff0000u, hm, 1); /* high half: bit 4h + 2p + 1 -> 4h + 2p */
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h)));
+            qb = _mm512_mask_srli_epi16(qb, 0xffff0000u, qb, 2);
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(qb, 4) : qb, m3);
+                /* bit 4h + 2p to bit 2 */
+                const int sh = 4 * h + 2 * p - 2;
+                const __m512i hi = sh < 0 ? _mm512_slli_epi16(hm, 2) : sh == 0 ? hm : _mm512_srli_epi16(hm, (unsigned)sh);
+                const __m512i q = _mm512_ternarylogic_epi32(lo, hi, b2, 0xF8); /* lo | (hi & 4) */
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+/* Q2_K: the 2-bit fields as Q3_K's; the mins against the 16 bsums in 8
+   float lanes of their own */
+SLM_INLINE void q2_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m3 = _mm512_set1_epi8(3);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3f = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
+        const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_and_si128(sm, _mm_set1_epi8(15)));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(15)));
+        const float xd = h2f_avx512(x + 80), xm = h2f_avx512(x + 82);
+#define MINS(m, yb)                                                                                                  \
+    m = _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)((yb) + 260)))), \
+                             0xff, _mm256_set1_ps(-ld_f32(yb) * xm), m)
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3f, y + 3 * rb);
+        }
+#undef MINS
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h)));
+            qb = _mm512_mask_srli_epi16(qb, 0xffff0000u, qb, 2);
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                const __m512i q = _mm512_and_si512(p ? _mm512_srli_epi16(qb, 4) : qb, m3);
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3f);
+    }
+}
+
+/* IQ4_XS: levels up to 127 in magnitude, so 4 products can pass 2^15 and
+   vpdpbusd's lanes would not fit vpdpwssd: maddubs on |level| with the
+   sign moved to the activations (pairs <= 2 * 127 * 127), then vpdpwssd by
+   the scale. Sub-blocks s and s + 1 (64 values) per zmm: 128-bit lanes
+   low nibbles of s, high of s, low of s + 1, high of s + 1. */
+static inline __m512i iq4_xs_step_avx512(__m512i sumi, __m512i aq, __mmask64 neg, __m512i sc, const uint8_t *q8) {
+    const __m512i a = _mm512_loadu_si512((const void *)q8);
+    const __m512i p = _mm512_maddubs_epi16(aq, _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a));
+    return _mm512_dpwssd_epi32(sumi, p, sc);
+}
+
+SLM_INLINE void iq4_xs_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i lv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_avx512(x);
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x + 8 + 32 * j)));
+            const __m512i w = _mm512_shuffle_i64x2(v, v, 0x50); /* 128-bit lanes 0, 0, 1, 1 */
+            const __m512i idx = _mm512_and_si512(_mm512_mask_srli_epi16(w, 0xff00ff00u, w, 4), m4);
+            const __m512i q = _mm512_shuffle_epi8(lv, idx);
+            const __mmask64 neg = _mm512_movepi8_mask(q);
+            const __m512i aq = _mm512_abs_epi8(q);
+            const __m512i sc = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)iq4_xs_scale(x, 2 * j)), 0xffff0000u,
+                                                      (short)iq4_xs_scale(x, 2 * j + 1));
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(iq4_xs_step_avx512, aq, neg, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+K_ENTRIES(q5_k, avx512)
+K_ENTRIES(q3_k, avx512)
+K_ENTRIES(q2_k, avx512)
+K_ENTRIES(iq4_xs, avx512)
+
+/* --- Blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL against Q8_0; Q4_1, Q5_1
+   against Q8_1) -------------------------------------------------------------
+   One block per 256-bit vpdpbusd (the activation blocks are 34 or 36 bytes
+   apart, so two per zmm would cost a shuffle per token). Signed weights go
+   in as |q| with their sign moved to the activations (which never hold
+   -128; |-128| is 128 as unsigned), unsigned ones as they are. Even and odd
+   blocks in two accumulators, for the FMA latency; dot and dot4 are one
+   function, so they give the same bits. */
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: the low nibbles, then the high */
+static inline __m256i nib32_avx512(const uint8_t *q) {
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+    return _mm256_and_si256(_mm256_mask_srli_epi16(v, 0xff00, v, 4), _mm256_set1_epi8(15));
+}
+
+/* the 32 signed levels of a block of type t (Q8_0, Q4_0, Q5_0, IQ4_NL) */
+static SLM_ALWAYS_INLINE __m256i b32_levels_avx512(int t, const uint8_t *x) {
+    switch (t) {
+    case SLM_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(x + 2));
+    case SLM_TYPE_Q4_0: return _mm256_sub_epi8(nib32_avx512(x + 2), _mm256_set1_epi8(8));
+    case SLM_TYPE_Q5_0: /* the nibble minus 16 where the fifth bit (bit j of qh) is clear */
+        return _mm256_mask_sub_epi8(nib32_avx512(x + 6), ~(__mmask32)ld_u32(x + 2), nib32_avx512(x + 6), _mm256_set1_epi8(16));
+    default: {
+        const __m256i lv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+        return _mm256_shuffle_epi8(lv, nib32_avx512(x + 2));
+    }
+    }
+}
+
+static inline __m256 b32_step_avx512(__m256 s, __m256i aq, __m256i q, float dx, const uint8_t *yb) {
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    return _mm256_mask_fmadd_ps(_mm256_set1_ps(dx * h2f_avx512(yb)), 0xff, _mm256_cvtepi32_ps(p), s);
+}
+
+static SLM_ALWAYS_INLINE void b32_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy, int t) {
+    const int bx = t == SLM_TYPE_Q8_0 ? 34 : t == SLM_TYPE_Q5_0 ? 22 : 18, nb = n / 32;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 b[4] = {a[0], a[0], a[0], a[0]};
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 2 * bx, y += 68) {
+        const __m256i p = b32_levels_avx512(t, x), q = b32_levels_avx512(t, x + bx);
+        const __m256i ap = _mm256_abs_epi8(p), aq = _mm256_abs_epi8(q);
+        const float dp = h2f_avx512(x), dq = h2f_avx512(x + bx);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) {
+            a[k] = b32_step_avx512(a[k], ap, p, dp, y + k * rb);
+            b[k] = b32_step_avx512(b[k], aq, q, dq, y + k * rb + 34);
+        }
+    }
+    if (i < nb) {
+        const __m256i p = b32_levels_avx512(t, x), ap = _mm256_abs_epi8(p);
+        const float dp = h2f_avx512(x);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) a[k] = b32_step_avx512(a[k], ap, p, dp, y + k * rb);
+    }
+    SLM_UNROLL(4)
+    for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k]));
+}
+
+static SLM_ALWAYS_INLINE void q4_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q4_0);
+}
+static SLM_ALWAYS_INLINE void q5_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q5_0);
+}
+static SLM_ALWAYS_INLINE void iq4_nl_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                            int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_IQ4_NL);
+}
+
+/* Q4_1/Q5_1 against Q8_1: unsigned levels straight into vpdpbusd; the min
+   terms m * s summed apart in a scalar, as the AVX2 kernels */
+static inline __m256 q8_1_step_avx512(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
+    /* d and s of the activation block in one conversion */
+    const __m128 ds = _mm_maskz_cvtph_ps(3, _mm_cvtsi32_si128((int)ld_u32(yb)));
+    *sm += xm * _mm_cvtss_f32(_mm_movehdup_ps(ds));
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)(yb + 4)));
+    return _mm256_mask_fmadd_ps(_mm256_set1_ps(xd * _mm_cvtss_f32(ds)), 0xff, _mm256_cvtepi32_ps(p), s);
+}
+
+static SLM_ALWAYS_INLINE __m256i b41_levels_avx512(const uint8_t *x, int bits) {
+    if (bits == 4) return nib32_avx512(x + 4);
+    return _mm256_mask_add_epi8(nib32_avx512(x + 8), (__mmask32)ld_u32(x + 4), nib32_avx512(x + 8), _mm256_set1_epi8(16));
+}
+
+static SLM_ALWAYS_INLINE void k41_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy, int bits) {
+    const int bx = bits == 4 ? 20 : 24, nb = n / 32;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 b[4] = {a[0], a[0], a[0], a[0]};
+    float m[4] = {0, 0, 0, 0};
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 2 * bx, y += 72) {
+        const __m256i p = b41_levels_avx512(x, bits), q = b41_levels_avx512(x + bx, bits);
+        const float dp = h2f_avx512(x), mp = h2f_avx512(x + 2), dq = h2f_avx512(x + bx), mq = h2f_avx512(x + bx + 2);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) {
+            a[k] = q8_1_step_avx512(a[k], &m[k], p, dp, mp, y + k * rb);
+            b[k] = q8_1_step_avx512(b[k], &m[k], q, dq, mq, y + k * rb + 36);
+        }
+    }
+    if (i < nb) {
+        const __m256i p = b41_levels_avx512(x, bits);
+        const float dp = h2f_avx512(x), mp = h2f_avx512(x + 2);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) a[k] = q8_1_step_avx512(a[k], &m[k], p, dp, mp, y + k * rb);
+    }
+    SLM_UNROLL(4)
+    for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k])) + m[k];
+}
+
+static SLM_ALWAYS_INLINE void q4_1_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_avx512(n, x, y, rb, nt, yo, ldy, 4);
+}
+static SLM_ALWAYS_INLINE void q5_1_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_avx512(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+
+K_ENTRIES(q4_0, avx512)
+K_ENTRIES(q5_0, avx512)
+K_ENTRIES(iq4_nl, avx512)
+K_ENTRIES(q4_1, avx512)
+K_ENTRIES(q5_1, avx512)
+
+/* --- Softmax --------------------------------------------------------------- */
+
+/* exp_sum_avx2 on 16 lanes: the same reduction, polynomial and flush to 0
+   below -87.3 (within 2 ulp of expf), 2^k applied by vscalefps; the sum in
+   double. The tail goes through the same code, masked. */
+static double exp_sum_avx512(float *x, int n, float mx) {
+    const __m512 vmx = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-87.3f), log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f), one = _mm512_set1_ps(1.0f);
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmx);
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, lo, _CMP_GE_OQ);
+        const __m512 t = _mm512_max_ps(v, lo);
+        const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 r = _mm512_fnmadd_ps(k, c2, _mm512_fnmadd_ps(k, c1, t));
+        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
+        const __m512 y = _mm512_maskz_scalef_ps(keep, p, k); /* 0 where flushed or past the end */
+        _mm512_mask_storeu_ps(x + i, m, y);
+        acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
+        acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+SLM_TARGET_END
+#endif /* SLM_AVX512 */
+
+/* -------------------------------------------------------------------------- */
 /* 6c. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2 (Atom, Celeron)      */
 /* -------------------------------------------------------------------------- */
 /* The AVX2 kernels at half width, without FMA; without F16C the f16
@@ -6659,6 +7295,28 @@ static const kernel_table KERNELS_AVX2 = {
                    [SLM_TYPE_Q8_K] = q8_k_from_float_avx2},
     .dot_rows_f16 = dot_rows_f16_avx2,
     .exp_sum = exp_sum_avx2,
+};
+#endif
+
+#ifdef SLM_AVX512
+/* AVX-512 with VNNI (6b2); the conversions, quantizers, F16 kernels and the
+   one-row Q8_0 dot (its even/odd sums moved the embedding fixtures past
+   their bound) are AVX2's (a 512-bit dot_rows_f16 with dot_f16_avx2's bits was slower on
+   Zen 4: 0.7-0.9x) */
+static const kernel_table KERNELS_AVX512 = {
+    "avx512", SLM_ISA_AVX512, &KERNELS_AVX2,
+    .dot = {[SLM_TYPE_Q4_0] = dot_q4_0_avx512,
+            [SLM_TYPE_Q4_1] = dot_q4_1_avx512, [SLM_TYPE_Q5_0] = dot_q5_0_avx512, [SLM_TYPE_Q5_1] = dot_q5_1_avx512,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx512, [SLM_TYPE_Q2_K] = dot_q2_k_avx512, [SLM_TYPE_Q3_K] = dot_q3_k_avx512,
+            [SLM_TYPE_Q4_K] = dot_q4_k_avx512, [SLM_TYPE_Q5_K] = dot_q5_k_avx512, [SLM_TYPE_Q6_K] = dot_q6_k_avx512,
+            [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx512},
+    .dot4 = {[SLM_TYPE_Q4_0] = dot4_q4_0_avx512, [SLM_TYPE_Q4_1] = dot4_q4_1_avx512,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_avx512, [SLM_TYPE_Q5_1] = dot4_q5_1_avx512, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx512,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_avx512, [SLM_TYPE_Q3_K] = dot4_q3_k_avx512, [SLM_TYPE_Q4_K] = dot4_q4_k_avx512,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512},
+    .exp_sum = exp_sum_avx512,
 };
 #endif
 

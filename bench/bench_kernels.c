@@ -72,6 +72,60 @@ static void bsplit(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
     *e = SLM_MIN(n, *b + per);
 }
 
+/* The AVX-512/VNNI kernels (section 6b2), where the build has them and the
+   CPU runs them, timed beside the AVX2 table's kernels (KT2), the last
+   column their speed ratio. */
+static kernel_table KT2; /* the AVX2 table, resolved */
+
+static int avx512_ok(void) {
+#ifdef SLM_HAVE_AVX512_KERNELS
+    return cpu_has_isa(SLM_ISA_AVX512) && kernels_find(SLM_ISA_AVX2) != NULL;
+#else
+    return 0;
+#endif
+}
+
+static kset avx2_kernels(int type) {
+    kset k;
+    k.conv = KT2.from_float[TRAITS[type].dot_type];
+    k.dot = KT2.dot[type];
+    k.dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : KT2.dot4[type];
+    return k;
+}
+
+/* 1 and the kernels if type has AVX-512 ones (x8: the x8 kernel, else NULL) */
+static int avx512_kernels(int type, kset *k, gemm_x8_fn *x8) {
+    *k = avx2_kernels(type);
+    *x8 = NULL;
+    if (!avx512_ok()) return 0;
+#ifdef SLM_HAVE_AVX512_KERNELS
+#define K512(T, name)                                                                                                \
+    case SLM_TYPE_##T: k->dot = dot_##name##_avx512, k->dot4 = getenv("SLM_BENCH_NO_DOT4") ? NULL : dot4_##name##_avx512; break
+    switch (type) {
+    K512(Q4_K, q4_k);
+    K512(Q6_K, q6_k);
+    K512(Q5_K, q5_k);
+    K512(Q3_K, q3_k);
+    K512(Q2_K, q2_k);
+    K512(IQ4_XS, iq4_xs);
+    K512(IQ4_NL, iq4_nl);
+    K512(Q4_1, q4_1);
+    K512(Q5_1, q5_1);
+    K512(Q4_0, q4_0);
+    K512(Q5_0, q5_0);
+    default: k->dot = NULL; break;
+    }
+#undef K512
+    if (type == SLM_TYPE_Q4_0) *x8 = gemm_q4_0x8_avx512;
+    if (type == SLM_TYPE_Q8_0) *x8 = gemm_q8_0x8_avx512;
+    if (type == SLM_TYPE_Q5_0) *x8 = gemm_q5_0x8_avx512;
+    return k->dot != NULL || *x8 != NULL;
+#else
+    (void)type;
+    return 0;
+#endif
+}
+
 /* one mat-mul of n_tok tokens, as the forward pass runs it */
 static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, size_t xq_rb, int n_tok, float *y,
                 int nth) {
@@ -133,6 +187,36 @@ static uint8_t *make_weights(int type, const float *wf, int64_t N, int64_t K, si
     return wd;
 }
 
+
+#ifdef SLM_HAVE_AVX512_KERNELS
+/* seconds per call of f (NULL: the copy alone) on a fresh copy of src,
+   best of 7 runs of 2000 calls */
+static double time_exp_sum(exp_sum_fn f, const float *src, float *x, int n) {
+    double best = 1e30, sink = 0;
+    for (int r = 0; r < 7; r++) {
+        double t = now();
+        for (int i = 0; i < 2000; i++) {
+            memcpy(x, src, (size_t)n * sizeof(float));
+            sink += f ? f(x, n, 0.0f) : x[7];
+        }
+        t = now() - t;
+        best = t < best ? t : best;
+    }
+    return sink == 12345.0 ? 0 : best / 2000; /* sink: keep the calls */
+}
+
+/* softmax (exp_sum), 1 thread: the AVX-512 kernel against the AVX2 one */
+static void bench_avx512_softmax(void) {
+    enum { NX = 4096 };
+    static float src[NX], x[NX];
+    for (int i = 0; i < NX; i++) src[i] = -10.0f * (frand() + 1.0f);
+    const double tc = time_exp_sum(NULL, src, x, NX);
+    const double t2 = time_exp_sum(exp_sum_avx2, src, x, NX) - tc, t5 = time_exp_sum(exp_sum_avx512, src, x, NX) - tc;
+    printf("\nsoftmax, 1 thread: AVX-512 against AVX2\n\n| kernel | shape | avx2 | avx512 | ratio |\n|---|---|--:|--:|--:|\n");
+    printf("| exp_sum | %d values | %.2f us | %.2f us | %5.2fx |\n", NX, t2 * 1e6, t5 * 1e6, t2 / t5);
+}
+#endif
+
 int main(int argc, char **argv) {
     int quick = 0, only_t1 = 0, want[N_TYPE_IDS] = {0}, any = 0, isa = SLM_ISA_BEST;
     for (int i = 1; i < argc; i++) {
@@ -156,6 +240,7 @@ int main(int argc, char **argv) {
         }
     }
     kernels_resolve(kernels_find(isa), &KT);
+    if (avx512_ok()) kernels_resolve(kernels_find(SLM_ISA_AVX2), &KT2);
     static const int types[] = {SLM_TYPE_F16,   SLM_TYPE_BF16, SLM_TYPE_Q8_0, SLM_TYPE_Q4_0, SLM_TYPE_Q4_1,
                                 SLM_TYPE_Q5_0,  SLM_TYPE_Q5_1, SLM_TYPE_IQ4_NL, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K,
                                 SLM_TYPE_Q4_K,  SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
@@ -218,6 +303,27 @@ int main(int argc, char **argv) {
                 fflush(stdout);
             }
             if (md > 1e-4 * mx) printf("  WARNING: %s simd and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+            kset k5;
+            gemm_x8_fn x8_512;
+            const int has512 = avx512_kernels(type, &k5, &x8_512);
+            if (has512 && k5.dot) {
+                run(&k5, &w, x, xq, xq_rb, T, y, 1);
+                md = 0;
+                for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i]));
+                for (int nth = 1; nth <= max_thr; nth++) {
+                    double t5 = timeit(&k5, &w, x, xq, xq_rb, T, y, nth, min_s);
+                    const kset k2 = avx2_kernels(type);
+                    double t2 = timeit(&k2, &w, x, xq, xq_rb, T, y, nth, min_s); /* next to it */
+                    char name[24];
+                    snprintf(name, sizeof name, "%s avx512", type_size_of(type)->name);
+                    if (T == 1)
+                        printf("| %-6s | %d | %9.0f | %6.2f | | | %5.2fx avx2 |\n", name, nth, N / t5, N * (double)w.rb / t5 / 1e9, t2 / t5);
+                    else
+                        printf("| %-6s | %d | %8.1f | | %5.2fx avx2 |\n", name, nth, T / t5, t2 / t5);
+                    fflush(stdout);
+                }
+                if (md > 1e-4 * mx) printf("  WARNING: %s avx512 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+            }
             /* the 8-row interleaved layout a file load repacks this type to */
             gemm_x8_fn k8 = KT.gemm_x8[type];
             if (k8 && N % 8 == 0) {
@@ -240,11 +346,33 @@ int main(int argc, char **argv) {
                     fflush(stdout);
                 }
                 if (md > 1e-4 * mx) printf("  WARNING: %s x8 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+                if (x8_512 && KT2.gemm_x8[type]) {
+                    weight w5 = w8, w2 = w8;
+                    w5.x8 = x8_512, w2.x8 = KT2.gemm_x8[type];
+                    run(&ks, &w5, x, xq, x8_rb, T, y, 1);
+                    md = 0;
+                    for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i]));
+                    for (int nth = 1; nth <= max_thr; nth++) {
+                        double t5 = timeit(&ks, &w5, x, xq, x8_rb, T, y, nth, min_s);
+                        double t2 = timeit(&ks, &w2, x, xq, x8_rb, T, y, nth, min_s);
+                        char name[24];
+                        snprintf(name, sizeof name, "%s x8 avx512", type_size_of(type)->name);
+                        if (T == 1)
+                            printf("| %-6s | %d | %9.0f | %6.2f | | | %5.2fx avx2 x8 |\n", name, nth, N / t5, N * (double)w.rb / t5 / 1e9, t2 / t5);
+                        else
+                            printf("| %-6s | %d | %8.1f | | %5.2fx avx2 x8 |\n", name, nth, T / t5, t2 / t5);
+                        fflush(stdout);
+                    }
+                    if (md > 1e-4 * mx) printf("  WARNING: %s x8 avx512 and scalar differ by %.2e of %.2e\n", type_size_of(type)->name, md, mx);
+                }
                 free(g);
             }
             free(wd);
         }
         free(wf), free(x), free(y), free(y2), free(xq);
     }
+#ifdef SLM_HAVE_AVX512_KERNELS
+    if (avx512_ok() && !any) bench_avx512_softmax();
+#endif
     return 0;
 }

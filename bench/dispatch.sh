@@ -27,16 +27,17 @@ $CC -O2 $OMPFLAG -I. examples/slm.c slm.c -o "$OUT/slm-portable" -lm
 $CC -O2 $OMPFLAG -march=native -DSLM_NO_DISPATCH -I. examples/slm.c slm.c -o "$OUT/slm-native" -lm
 echo "portable: $("$OUT/slm-portable" version)"
 echo "native:   $("$OUT/slm-native" version)"
-variants=("portable|$OUT/slm-portable" "native|$OUT/slm-native")
-if "$OUT/slm-portable" version | grep -q 'cpu=avx512'; then variants+=("portable-avx2|$OUT/slm-portable --isa avx2"); fi
+# name|binary|options after the command (the CLI takes --isa there)
+variants=("portable|$OUT/slm-portable|" "native|$OUT/slm-native|")
+if "$OUT/slm-portable" version | grep -q 'cpu=avx512'; then variants+=("portable-avx2|$OUT/slm-portable|--isa avx2"); fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for model in $MODELS; do
   [ -f "$model" ] || { echo "missing $model (make bench-models)"; exit 1; }
   for ((r = 0; r < ROUNDS; r++)); do
     for v in "${variants[@]}"; do
-      IFS='|' read -r name bin <<< "$v"
-      $bin bench -m "$model" -t "$THREADS" -p 128 -n 64 -r 3 --csv | awk -F, -v n="$name" '{print n, $4, $5}' \
+      IFS='|' read -r name bin opts <<< "$v"
+      $bin bench $opts -m "$model" -t "$THREADS" -p 128 -n 64 -r 3 --csv | awk -F, -v n="$name" '{print n, $4, $5}' \
         >> "$OUT/$(basename "$model").raw"
     done
   done

@@ -862,6 +862,8 @@ static void check_default_threads(void) {
     printf("  default threads: %d\n", d);
 }
 
+#include "test_kernels_avx512.c"
+
 void test_kernels(void) {
     printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
     printf("  build: %s\n", slm_build_info());
@@ -893,6 +895,7 @@ void test_kernels(void) {
         check_dot_rows(&kt);
         check_exp_sum(&kt);
     }
+    check_avx512();
 }
 
 /* The SLM_NO_STDIO message formatter (section 2) against the C library's

@@ -258,7 +258,10 @@ async function testChat(s) {
   for await (const part of await ollama.chat({ model, messages, options, stream: true })) os += part.message.content;
   check(os === reply, 'ollama chat streamed == non-streamed', { os, reply });
 
-  // the next turn of the same conversation reuses the cached history
+  // the next turn of the same conversation reuses the cached history (once
+  // the slot that holds it is free: a client may read a stream's last line
+  // before the server has released the slot, and slow builds show it)
+  for (let i = 0; i < 100 && (await health(s)).json.slots_processing > 0; i++) await new Promise((r) => setTimeout(r, 20));
   const turn2 = [...messages, { role: 'assistant', content: reply }, { role: 'user', content: 'Again.' }];
   const c3 = await openai.chat.completions.create({ ...req, messages: turn2 });
   const cached = c3.usage.prompt_tokens_details?.cached_tokens ?? 0;
@@ -304,6 +307,232 @@ async function testChat(s) {
     check(false, 'a prompt over the context is refused');
   } catch (e) {
     check(e.status === 400 && /context/.test(e.message), 'prompt over the context: 400', e.message);
+  }
+}
+
+// ---- structured output: response_format (OpenAI) and format (Ollama) ----------------------
+
+// A JSON Schema validator for the subset the schemas below use.
+function validate(v, sc, at = '$') {
+  const err = (m) => `${at}: ${m} (${JSON.stringify(v)})`;
+  if (sc.anyOf) {
+    const errs = sc.anyOf.map((s) => validate(v, s, at));
+    return errs.some((e) => e === null) ? null : errs.join('; ');
+  }
+  if (sc.enum && !sc.enum.some((e) => JSON.stringify(e) === JSON.stringify(v))) return err('not in enum');
+  const t = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
+  if (sc.type) {
+    const ok = sc.type === 'integer' ? Number.isInteger(v) : sc.type === t;
+    if (!ok) return err(`not ${sc.type}`);
+  }
+  if (t === 'string') {
+    const n = [...v].length;
+    if (sc.maxLength !== undefined && n > sc.maxLength) return err('too long');
+    if (sc.minLength !== undefined && n < sc.minLength) return err('too short');
+  }
+  if (t === 'array') {
+    if (sc.maxItems !== undefined && v.length > sc.maxItems) return err('too many items');
+    if (sc.minItems !== undefined && v.length < sc.minItems) return err('too few items');
+    for (let i = 0; i < v.length && sc.items; i++) {
+      const e = validate(v[i], sc.items, `${at}[${i}]`);
+      if (e) return e;
+    }
+  }
+  if (t === 'object') {
+    for (const k of sc.required ?? []) if (!(k in v)) return err(`missing ${k}`);
+    for (const [k, x] of Object.entries(v)) {
+      if (sc.properties?.[k]) {
+        const e = validate(x, sc.properties[k], `${at}.${k}`);
+        if (e) return e;
+      } else if (sc.additionalProperties === false) return err(`unexpected member ${k}`);
+    }
+  }
+  return null;
+}
+
+const SCHEMA = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 12 },
+    age: { type: 'integer' },
+    kind: { enum: ['law', 'prophet', 'psalm'] },
+    ok: { type: 'boolean' },
+    tags: { type: 'array', items: { type: 'string', maxLength: 8 }, maxItems: 3 },
+    note: { anyOf: [{ type: 'null' }, { type: 'string', maxLength: 10 }] },
+  },
+  required: ['name', 'age', 'kind', 'ok', 'tags', 'note'],
+  additionalProperties: false,
+};
+
+function parseJson(text) {
+  try { return { value: JSON.parse(text) }; } catch (e) { return { error: e.message }; }
+}
+
+async function testStructured(s, model, label, budget) {
+  const openai = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
+  const ollama = new Ollama({ host: s.url });
+  const messages = [{ role: 'user', content: 'Describe a book of the Bible as JSON.' }];
+  const base = { model, messages, max_tokens: 90, temperature: 1 };
+
+  // json_object: every reply that ends ("stop") is one JSON object; a
+  // string the model never closes ends at max_tokens ("length")
+  let stops = 0;
+  for (const seed of [1, 4, 5, 6]) {
+    const c = await openai.chat.completions.create({ ...base, seed, response_format: { type: 'json_object' } });
+    const text = c.choices[0].message.content, fr = c.choices[0].finish_reason;
+    if (fr !== 'stop') {
+      check(fr === 'length' && text.startsWith('{'), `${label}: json_object seed ${seed}: a JSON prefix cut at max_tokens`, c.choices[0]);
+      continue;
+    }
+    stops++;
+    const p = parseJson(text);
+    check(p.value && typeof p.value === 'object' && !Array.isArray(p.value), `${label}: json_object seed ${seed} parses as an object`, { text, e: p.error });
+  }
+  check(stops > 0, `${label}: json_object: some replies complete`, stops);
+
+  // json_schema: the reply parses and validates, streamed == non-streamed
+  const rf = { type: 'json_schema', json_schema: { name: 'book', schema: SCHEMA, strict: true } };
+  for (const seed of [3, 11]) {
+    const req = { ...base, max_tokens: budget, seed, response_format: rf };
+    const c = await openai.chat.completions.create(req);
+    const text = c.choices[0].message.content;
+    const p = parseJson(text);
+    check(c.choices[0].finish_reason === 'stop' && p.value && validate(p.value, SCHEMA) === null,
+      `${label}: json_schema seed ${seed}: valid against the schema, finish_reason stop`,
+      { text, fr: c.choices[0].finish_reason, e: p.error ?? validate(p.value, SCHEMA) });
+    let streamed = '', fr = null;
+    for await (const ch of await openai.chat.completions.create({ ...req, stream: true })) {
+      streamed += ch.choices[0]?.delta.content ?? '';
+      fr = ch.choices[0]?.finish_reason ?? fr;
+    }
+    check(streamed === text && fr === 'stop', `${label}: json_schema streamed == non-streamed`, { streamed, text, fr });
+  }
+  // /v1/completions takes response_format too
+  const cc = await openai.completions.create({ model, prompt: 'A book of the Bible as JSON:', max_tokens: budget, seed: 3, temperature: 1, response_format: rf });
+  const pcc = parseJson(cc.choices[0].text);
+  check(cc.choices[0].finish_reason === 'stop' && pcc.value && validate(pcc.value, SCHEMA) === null,
+    `${label}: completions with json_schema: valid`, { text: cc.choices[0].text, e: pcc.error ?? validate(pcc.value, SCHEMA) });
+  // type 'text' is plain text, as without response_format
+  const plain = await openai.chat.completions.create({ ...base, max_tokens: 8, seed: 2 });
+  const asText = await openai.chat.completions.create({ ...base, max_tokens: 8, seed: 2, response_format: { type: 'text' } });
+  check(plain.choices[0].message.content === asText.choices[0].message.content, `${label}: response_format text == none`);
+
+  // Ollama: format 'json' and a schema, chat and generate, streaming and not
+  const options = { seed: 5, temperature: 1, top_k: 0, top_p: 1, min_p: 0, repeat_penalty: 1, num_predict: 90 };
+  const oj = await ollama.chat({ model, messages, format: 'json', options });
+  const pj = parseJson(oj.message.content);
+  check(oj.done_reason === 'length' ? oj.message.content.startsWith('{') : pj.value && typeof pj.value === 'object',
+    `${label}: ollama chat format json`, { content: oj.message.content, e: pj.error });
+  for (const seed of [3, 11]) {
+    const o = { ...options, seed, num_predict: budget };
+    const og = await ollama.generate({ model, prompt: 'A book of the Bible as JSON:', format: SCHEMA, options: o });
+    const pg = parseJson(og.response);
+    check(og.done_reason === 'stop' && pg.value && validate(pg.value, SCHEMA) === null,
+      `${label}: ollama generate with a schema seed ${seed}: valid`, { response: og.response, e: pg.error ?? validate(pg.value, SCHEMA) });
+    let os = '';
+    for await (const part of await ollama.generate({ model, prompt: 'A book of the Bible as JSON:', format: SCHEMA, options: o, stream: true }))
+      os += part.response;
+    check(os === og.response, `${label}: ollama generate with a schema: streamed == non-streamed`, { os, r: og.response });
+    const oc = await ollama.chat({ model, messages, format: SCHEMA, options: o });
+    const pc = parseJson(oc.message.content);
+    check(oc.done_reason === 'stop' && pc.value && validate(pc.value, SCHEMA) === null,
+      `${label}: ollama chat with a schema seed ${seed}: valid`, { content: oc.message.content, e: pc.error ?? validate(pc.value, SCHEMA) });
+  }
+
+  // more schemas at once than the server caches (4): shared, evicted and
+  // freed while in use, every reply still valid
+  const many = [3, 4, 5, 6, 7, 8].map((n) => ({ ...SCHEMA, properties: { ...SCHEMA.properties, name: { type: 'string', minLength: 1, maxLength: n } } }));
+  const outs = await Promise.all([...many, ...many.slice(0, 2)].map((sc, i) => openai.chat.completions.create({
+    ...base, max_tokens: budget, seed: 3, response_format: { type: 'json_schema', json_schema: { name: `s${i}`, schema: sc } } })));
+  outs.forEach((c, i) => {
+    const sc = [...many, ...many.slice(0, 2)][i], p = parseJson(c.choices[0].message.content);
+    check(c.choices[0].finish_reason === 'stop' && p.value && validate(p.value, sc) === null,
+      `${label}: concurrent schema ${i} valid`, { text: c.choices[0].message.content, e: p.error ?? validate(p.value, sc) });
+  });
+
+  // a schema the converter refuses: 400 naming the keyword
+  const bad = { type: 'object', properties: { name: { type: 'string', pattern: '^[A-Z]' } } };
+  try {
+    await openai.chat.completions.create({ ...base, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: bad } } });
+    check(false, `${label}: a schema with 'pattern' is refused`);
+  } catch (e) {
+    check(e.status === 400 && e.error?.param === 'response_format' && /pattern/.test(e.error?.message) && /properties\/name/.test(e.error?.message),
+      `${label}: bad schema: 400 naming the keyword and where`, e.error ?? e.message);
+  }
+  try {
+    await ollama.generate({ model, prompt: 'x', format: bad, options });
+    check(false, `${label}: ollama: a schema with 'pattern' is refused`);
+  } catch (e) {
+    check(/pattern/.test(e.message), `${label}: ollama bad schema names the keyword`, e.message);
+  }
+  for (const [body, param] of [[{ response_format: { type: 'yaml' } }, 'response_format'],
+    [{ response_format: { type: 'json_schema' } }, 'response_format'],
+    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: [1] } } }, 'response_format']]) {
+    const r = await fetch(s.url + '/v1/chat/completions', { method: 'POST', body: JSON.stringify({ messages, ...body }) });
+    const e = (await r.json()).error;
+    check(r.status === 400 && e?.param === param, `${label}: ${JSON.stringify(body)}: 400`, { status: r.status, e });
+  }
+  for (const format of ['xml', 5]) {
+    const r = await fetch(s.url + '/api/generate', { method: 'POST', body: JSON.stringify({ prompt: 'x', format, stream: false }) });
+    const e = await r.json();
+    check(r.status === 400 && /format/.test(JSON.stringify(e)), `${label}: ollama format ${JSON.stringify(format)}: 400`, { status: r.status, e });
+  }
+}
+
+// ---- embeddings: /v1/embeddings, /api/embed, /api/embeddings ------------------------------
+
+const EMB = path.join(ROOT, 'tests/data/embeddings/tiny-bert-mean-Q8_0.gguf');
+
+function cosine(a, b) {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) ab += a[i] * b[i], aa += a[i] * a[i], bb += b[i] * b[i];
+  return ab / Math.sqrt(aa * bb);
+}
+
+async function testEmbeddings(s) {
+  const ref = JSON.parse(readFileSync(EMB.replace('.gguf', '.ref.json'), 'utf8'));
+  const buf = readFileSync(EMB.replace('.gguf', '.emb_norm.f32'));
+  const dim = ref.n_embd_out;
+  const want = ref.texts.map((_, i) => Array.from(new Float32Array(buf.buffer.slice(buf.byteOffset + i * dim * 4, buf.byteOffset + (i + 1) * dim * 4))));
+  const model = 'tiny-bert-mean-Q8_0';
+  const openai = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
+  // the client asks for base64 unless told otherwise, and decodes it
+  const e1 = await openai.embeddings.create({ model, input: ref.texts });
+  const cos = e1.data.map((d, i) => cosine(d.embedding, want[i]));
+  check(e1.object === 'list' && e1.data.length === ref.texts.length && e1.data.every((d, i) => d.index === i && d.embedding.length === dim) &&
+    cos.every((c) => c > 0.999), 'openai embeddings (base64) == llama.cpp reference', { cos });
+  const ntok = ref.token_ids.reduce((a, t) => a + t.length, 0);
+  check(e1.usage.prompt_tokens === ntok && e1.usage.total_tokens === ntok, 'openai embeddings usage counts the tokens', { usage: e1.usage, ntok });
+  const norms = e1.data.map((d) => Math.hypot(...d.embedding));
+  check(norms.every((n) => Math.abs(n - 1) < 1e-4), 'openai embeddings are unit vectors', norms);
+  const e2 = await openai.embeddings.create({ model, input: ref.texts[0], encoding_format: 'float' });
+  check(e2.data.length === 1 && e2.data[0].embedding.every((v, k) => Math.abs(v - e1.data[0].embedding[k]) < 1e-6),
+    'openai embeddings float == base64', e2.data[0].embedding.slice(0, 4));
+  const e3 = await openai.embeddings.create({ model, input: [ref.token_ids[1], ref.token_ids[2]], encoding_format: 'float' });
+  check(e3.data.length === 2 && cosine(e3.data[0].embedding, want[1]) > 0.999 && cosine(e3.data[1].embedding, want[2]) > 0.999,
+    'openai embeddings from token arrays', e3.usage);
+  const e4 = await openai.embeddings.create({ model, input: ref.token_ids[3] });
+  check(e4.data.length === 1 && cosine(e4.data[0].embedding, want[3]) > 0.999, 'openai embeddings from one token array');
+
+  const ollama = new Ollama({ host: s.url });
+  const o1 = await ollama.embed({ model, input: ref.texts.slice(0, 3) });
+  check(o1.embeddings.length === 3 && o1.embeddings.every((v, i) => cosine(v, want[i]) > 0.999) && o1.prompt_eval_count > 0,
+    'ollama embed == llama.cpp reference', o1.embeddings.map((v, i) => cosine(v, want[i])));
+  const o2 = await ollama.embed({ model, input: ref.texts[4] });
+  check(o2.embeddings.length === 1 && cosine(o2.embeddings[0], want[4]) > 0.999, 'ollama embed of one string');
+  const o3 = await ollama.embeddings({ model, prompt: ref.texts[5] });
+  const raw = readFileSync(EMB.replace('.gguf', '.emb.f32'));
+  const want5 = Array.from(new Float32Array(raw.buffer.slice(raw.byteOffset + 5 * dim * 4, raw.byteOffset + 6 * dim * 4)));
+  check(o3.embedding.length === dim && cosine(o3.embedding, want5) > 0.999 && Math.abs(Math.hypot(...o3.embedding) - Math.hypot(...want5)) < 0.02 * Math.hypot(...want5),
+    'ollama embeddings (older API): the raw vector', { cos: cosine(o3.embedding, want5) });
+
+  // errors
+  for (const [body, param] of [[{ input: [] }, 'input'], [{ input: 5 }, 'input'], [{ input: [[1, -2]] }, 'input'],
+    [{ input: 'x', encoding_format: 'hex' }, 'encoding_format'], [{ input: [''] }, 'input'],
+    [{ input: 'word '.repeat(400) }, 'input']]) {
+    const r = await fetch(s.url + '/v1/embeddings', { method: 'POST', body: JSON.stringify(body) });
+    const e = (await r.json()).error;
+    check(r.status === 400 && e?.param === param, `embeddings ${JSON.stringify(body).slice(0, 40)}: 400`, { status: r.status, e });
   }
 }
 
@@ -520,6 +749,15 @@ async function main() {
       '--max-body', '65536', '--api-key', 'sekrit', '-c', '4096']);
     await testCompletions(demo);
     await testChat(chat);
+    await testStructured(demo, 'kjv-1m-q8_0', 'demo', 160);
+    // the random-weight chat fixture spends many tokens on whitespace and
+    // one-character pieces: a larger context for the schema replies
+    const chat2 = await startServer(CHAT, ['--parallel', '2', '-t', '1', '-c', '1024']);
+    await testStructured(chat2, 'tiny-qwen2-Q8_0', 'chat', 600);
+    check((await stopServer(chat2)).code === 0, 'server exits cleanly on SIGTERM');
+    const emb = await startServer(EMB, ['--parallel', '2', '-t', '1']);
+    await testEmbeddings(emb);
+    check((await stopServer(emb)).code === 0, 'server exits cleanly on SIGTERM');
     await testLoad(demo);
     await testHostile(hostile);
     for (const s of [demo, chat, hostile]) {
