@@ -7645,18 +7645,19 @@ static void act_from_float(const kernel_table *k, int dt, const float *src, void
  * caller puts a barrier between operators that depend on each other.
  */
 
-/* The barrier between operators. A waiting thread spins for a few
-   microseconds (the usual case on an idle machine: the others arrive at
-   once), then sleeps on a condition variable until the last one wakes it.
-   OpenMP's default barrier keeps spinning instead: when another process
-   holds one of the cores, the spinning thread burns the time its
-   descheduled peer needs, and a 2-thread decode on a busy 2-core machine
-   fell from ~270 to ~10 tokens/s. (Where there are no POSIX threads or no
-   atomics builtins: OpenMP's barrier.) */
+/* Where threads wait for each other between operators (the work units
+   below). A waiting thread spins for a few microseconds (the usual case on
+   an idle machine: the last unit ends at once), then sleeps on a condition
+   variable until the thread that finishes the last unit wakes it. OpenMP's
+   default barrier keeps spinning instead: when another process holds one
+   of the cores, the spinning thread burns the time its descheduled peer
+   needs, and a 2-thread decode on a busy 2-core machine fell from ~270 to
+   ~10 tokens/s. (Where there are no POSIX threads or no atomics builtins:
+   OpenMP's barrier.) */
 #if SLM_OPENMP && !defined(SLM_NO_OWN_BARRIER) && (defined(__GNUC__) || defined(__clang__)) && (!defined(_WIN32) || defined(__MINGW32__))
 #define SLM_OWN_BARRIER 1
 typedef struct sbarrier {
-    int count, gen, sleepers;
+    int sleepers;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } sbarrier;
@@ -7670,7 +7671,7 @@ static inline void cpu_relax(void) {
 }
 
 static int barrier_init(sbarrier *b) {
-    b->count = b->gen = b->sleepers = 0;
+    b->sleepers = 0;
     if (pthread_mutex_init(&b->mu, NULL) != 0) return 0;
     if (pthread_cond_init(&b->cv, NULL) != 0) {
         pthread_mutex_destroy(&b->mu);
@@ -7684,37 +7685,6 @@ static void barrier_destroy(sbarrier *b) {
     pthread_mutex_destroy(&b->mu);
 }
 
-/* The last thread bumps `gen`; sleepers are woken only if there are any
-   (sequentially consistent order on gen and sleepers: either the last
-   thread sees a sleeper, or the sleeper sees the new generation). */
-static void barrier_wait(sbarrier *b, int nth) {
-    if (nth <= 1) return;
-    const int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nth) {
-        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        /* a read-modify-write, not a plain store: the store-then-load order
-           with `sleepers` must hold even where a sequentially consistent
-           store is weaker than promised (qemu-user's translation of ARM's
-           STLR/LDAR pair to x86 let a sleeper miss its wake-up) */
-        __atomic_add_fetch(&b->gen, 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST)) {
-            pthread_mutex_lock(&b->mu);
-            pthread_cond_broadcast(&b->cv);
-            pthread_mutex_unlock(&b->mu);
-        }
-        return;
-    }
-    for (int spins = 0; spins < 2000; spins++) {
-        if (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) != gen) return;
-        cpu_relax();
-    }
-    pthread_mutex_lock(&b->mu);
-    __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-    while (__atomic_load_n(&b->gen, __ATOMIC_SEQ_CST) == gen) pthread_cond_wait(&b->cv, &b->mu);
-    __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&b->mu);
-}
-#define BARRIER() barrier_wait(&s->bar, nth)
 #else
 typedef struct sbarrier {
     int unused;
@@ -7724,19 +7694,7 @@ static int barrier_init(sbarrier *b) {
     return 1;
 }
 static void barrier_destroy(sbarrier *b) { (void)b; }
-#if SLM_OPENMP
-#define BARRIER() _Pragma("omp barrier")
-#else
-#define BARRIER() ((void)0)
 #endif
-#endif
-
-/* Share [0, n) among nth threads: thread ith gets [*b, *e). */
-static inline void split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
-    int64_t per = (n + nth - 1) / nth;
-    *b = SLM_MIN(n, per * ith);
-    *e = SLM_MIN(n, *b + per);
-}
 
 static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0;
@@ -7820,14 +7778,12 @@ typedef struct weight {
     gemm_x8_fn x8;    /* set when the rows are stored as x8 groups (section 5) */
 } weight;
 
-/* y[t*ldy + r] = W[r] . x[t] for rows r of this thread's share; xq holds the
+/* y[t*ldy + r] = W[r] . x[t] for rows r in [r0, r1); xq holds the
    activations converted to the weight's dot partner, rows xq_rb bytes apart.
    With a 4-token kernel (dot4, may be NULL) each weight row is loaded and
    unpacked once for 4 tokens; results are the same as with dot. */
 static void matmul_k(vec_dot_fn dot, vec_dot4_fn dot4, const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok,
-                     float *y, int64_t ldy, int ith, int nth) {
-    int64_t r0, r1;
-    split(w->n_out, ith, nth, &r0, &r1);
+                     float *y, int64_t ldy, int64_t r0, int64_t r1) {
     const int n = (int)w->n_in;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * w->rb;
@@ -7838,23 +7794,15 @@ static void matmul_k(vec_dot_fn dot, vec_dot4_fn dot4, const weight *w, const ui
     }
 }
 
-/* x8 groups: this thread's share of the groups, up to 4 tokens per call so
-   that each weight byte is unpacked once for 4 tokens. */
-static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
-                      int nth) {
-    int64_t g0, g1;
-    split(w->n_out / 8, ith, nth, &g0, &g1);
+/* x8 groups [g0, g1), up to 4 tokens per call so that each weight byte is
+   unpacked once for 4 tokens. */
+static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int64_t g0,
+                      int64_t g1) {
     for (int64_t g = g0; g < g1; g++) {
         const uint8_t *grp = w->data + (size_t)g * 8 * w->rb;
         for (int t = 0; t < n_tok; t += 4)
             w->x8((int)w->n_in, grp, xq + (size_t)t * xq_rb, xq_rb, SLM_MIN(4, n_tok - t), y + t * ldy + g * 8, ldy);
     }
-}
-
-static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
-                   int nth) {
-    if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, ith, nth);
-    else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, ith, nth);
 }
 
 /* Row r of a matrix as floats (embedding lookup); tmp holds w->rb bytes. */
@@ -7868,17 +7816,159 @@ static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
     TRAITS[w->type].to_float(row, out, w->n_in);
 }
 
-/* Convert n_tok rows of floats (ldx apart) to dot type `dt`, this thread's rows. */
-static void convert_rows(const kernel_table *k, int dt, const float *x, int64_t ldx, int n_tok, int64_t n, uint8_t *out,
-                         int ith, int nth) {
-    int64_t t0, t1;
-    split(n_tok, ith, nth, &t0, &t1);
-    size_t rb = act_row_bytes(dt, n);
-    for (int64_t t = t0; t < t1; t++) act_from_float(k, dt, x + t * ldx, out + (size_t)t * rb, n);
-}
-
 /* The activation format a matrix multiplies with. */
 static int act_type(const weight *w) { return w->x8 ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
+
+/* --- work units ---------------------------------------------------------------
+   Each operator of the forward pass is cut into units (a chunk of a
+   matrix's rows or x8 groups, a (token, head group) of attention, a token
+   of an element-wise step). A free thread takes the next unit from the
+   operator's shared counter, and a thread goes on to the next operator as
+   soon as every unit of this one is done (a count of finished units, not
+   the arrival of every thread as at a barrier). A descheduled thread so
+   delays only the unit it holds: when it runs again it finds the counters
+   taken and catches up. Each output element is still computed by one
+   kernel call on the same inputs, so results do not depend on the number
+   of threads or on who took which unit. Waiting for the last unit spins
+   briefly, then sleeps on the barrier's condition variable.
+   Without the atomics (MSVC, SLM_NO_OWN_BARRIER): unit i goes to thread
+   i % nth and operators end with the barrier, as a static split. */
+/* Spins before a waiting thread sleeps: about 50 us of x86 `pause`. */
+#ifndef SLM_WAIT_SPINS
+#define SLM_WAIT_SPINS 2000
+#endif
+
+typedef struct op_slot {
+    int next, done; /* units taken, units finished */
+    char pad[56];   /* one cache line per operator */
+} op_slot;
+
+/* Operators of one forward pass at most: per layer (an attention layer
+   takes up to 14, a Gated DeltaNet layer 19) and for the rest. */
+#define OPS_PER_LAYER 24
+#define OPS_EXTRA 8
+
+typedef struct team {
+    slm_session *s;
+    op_slot *ops; /* this forward pass's counters, zeroed before it */
+    sbarrier *bar;
+    int op;       /* the current operator */
+    int ith, nth;
+    int mine;     /* units of the current operator this thread finished */
+    int local;    /* units handed out locally (one thread, or no atomics) */
+} team;
+
+/* The next unit of the current operator (of n), or -1. */
+static inline int unit_next(team *tm, int n) {
+    int u;
+#ifdef SLM_OWN_BARRIER
+    if (tm->nth > 1) {
+        u = __atomic_fetch_add(&tm->ops[tm->op].next, 1, __ATOMIC_RELAXED);
+        if (u < n) tm->mine++;
+        return u < n ? u : -1;
+    }
+#endif
+    u = tm->ith + tm->local++ * tm->nth;
+    return u < n ? u : -1;
+}
+
+/* End of an operator of n units: wait until all of them are done. */
+static void op_end(team *tm, int n) {
+#ifdef SLM_OWN_BARRIER
+    if (tm->nth > 1) {
+        op_slot *o = &tm->ops[tm->op];
+        sbarrier *b = tm->bar;
+        /* sequentially consistent against `sleepers`, as in barrier_wait */
+        if (tm->mine && __atomic_add_fetch(&o->done, tm->mine, __ATOMIC_SEQ_CST) == n) {
+            if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST)) {
+                pthread_mutex_lock(&b->mu);
+                pthread_cond_broadcast(&b->cv);
+                pthread_mutex_unlock(&b->mu);
+            }
+        } else if (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n) {
+            int spins = 0;
+            while (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n && spins++ < SLM_WAIT_SPINS) cpu_relax();
+            if (spins > SLM_WAIT_SPINS) {
+                pthread_mutex_lock(&b->mu);
+                __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+                while (__atomic_load_n(&o->done, __ATOMIC_SEQ_CST) < n) pthread_cond_wait(&b->cv, &b->mu);
+                __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+                pthread_mutex_unlock(&b->mu);
+            }
+        }
+        tm->op++;
+        tm->mine = tm->local = 0;
+        return;
+    }
+#endif
+    (void)n;
+#if SLM_OPENMP && !defined(SLM_OWN_BARRIER)
+    if (tm->nth > 1) {
+        _Pragma("omp barrier");
+    }
+#endif
+    tm->op++;
+    tm->mine = tm->local = 0;
+}
+
+/* Units of a matrix: chunks of rows (of x8 groups) small enough for every
+   thread to take several, large enough that taking one costs little. */
+static int mm_chunk(const weight *w, int n_tok, int nth) {
+    const int64_t n = w->x8 ? w->n_out / 8 : w->n_out, per_row = w->n_in * (w->x8 ? 8 : 1) * (int64_t)n_tok;
+    int64_t c = (n + 4 * nth - 1) / (4 * nth);                    /* 4 units per thread */
+    c = SLM_MAX(c, (32768 + per_row - 1) / SLM_MAX(per_row, 1)); /* >= 32K products */
+    return (int)SLM_MAX(1, SLM_MIN(c, n));
+}
+
+/* Up to three matrix products in one operator (they do not depend on each
+   other): y_i = W_i x_i. Units are chunks of each matrix in turn. */
+typedef struct mm_job {
+    const weight *w;
+    const uint8_t *xq;
+    size_t xq_rb;
+    float *y;
+    int64_t ldy;
+} mm_job;
+
+static void matmul_units(team *tm, const mm_job *jobs, int nj, int n_tok) {
+    int first[4], chunk[3];
+    first[0] = 0;
+    for (int j = 0; j < nj; j++) {
+        const weight *w = jobs[j].w;
+        chunk[j] = mm_chunk(w, n_tok, tm->nth);
+        const int64_t n = w->x8 ? w->n_out / 8 : w->n_out;
+        first[j + 1] = first[j] + (int)((n + chunk[j] - 1) / chunk[j]);
+    }
+    const int total = first[nj];
+    for (int u; (u = unit_next(tm, total)) >= 0;) {
+        int j = 0;
+        while (u >= first[j + 1]) j++;
+        const mm_job *jb = &jobs[j];
+        const weight *w = jb->w;
+        const int64_t n = w->x8 ? w->n_out / 8 : w->n_out;
+        const int64_t b = (int64_t)(u - first[j]) * chunk[j], e = SLM_MIN(n, b + chunk[j]);
+        if (w->x8) matmul_x8(w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
+        else matmul_k(w->dot, w->dot4, w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
+    }
+    op_end(tm, total);
+}
+
+/* Share [0, n) among nth parts: part ith gets [*b, *e). */
+static inline void split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
+    int64_t per = (n + nth - 1) / nth;
+    *b = SLM_MIN(n, per * ith);
+    *e = SLM_MIN(n, *b + per);
+}
+
+/* y = W x for part ith of nth of the rows (the single-threaded products of
+   the embedding heads run it as part 0 of 1). */
+static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
+                   int nth) {
+    int64_t b, e;
+    split(w->x8 ? w->n_out / 8 : w->n_out, ith, nth, &b, &e);
+    if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, b, e);
+    else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, b, e);
+}
 
 /* ========================================================================== */
 /* 8. Model                                                                   */
@@ -9224,20 +9314,16 @@ struct slm_session {
     float *rs_dst;       /* state it leaves */
     int32_t *toks;       /* [n_ctx] ids decoded so far, for rewind replays */
     float *hy;           /* [n_batch][m->hy_width] scratch of the new kinds */
+    op_slot *ops;        /* work-unit counters: n_ops operators of a forward pass */
+    size_t n_ops;
+    double width_ms[2];  /* single-token forward pass, ms (moving average): 1 thread, n_threads */
+    int width_calls;
 };
 
 void slm_session_params_init(slm_session_params *p) {
     if (!p) return;
     memset(p, 0, sizeof *p);
     p->kv_type = SLM_TYPE_F16;
-}
-
-static int default_threads(void) {
-#if SLM_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
 }
 
 /* More threads than 4 per processor only adds barrier time: asking for a
@@ -9250,12 +9336,109 @@ static int max_threads(void) {
 #endif
 }
 
+#if defined(__linux__) && !defined(SLM_NO_STDIO)
+#define SLM_MAX_CPUS 1024
+/* A CPU list as in sysfs ("0-3,8,10-11") into a bit set of n bits. */
+static void cpu_list_parse(const char *p, uint8_t *set, int n) {
+    while (*p) {
+        if (*p < '0' || *p > '9') {
+            p++;
+            continue;
+        }
+        long a = 0, b;
+        while (*p >= '0' && *p <= '9' && a < 1000000) a = a * 10 + (*p++ - '0');
+        b = a;
+        if (*p == '-') {
+            p++;
+            b = 0;
+            while (*p >= '0' && *p <= '9' && b < 1000000) b = b * 10 + (*p++ - '0');
+        }
+        for (long i = a; i <= b && i < n; i++) set[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
+}
+
+static int sysfs_read(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return n > 0;
+}
+
+/* Physical performance cores among the online CPUs: the CPUs of the
+   highest cpu_capacity (big.LITTLE; all of them where the file is absent),
+   hyper-thread siblings counted once. 0 if sysfs says nothing. */
+static int perf_cores(void) {
+    uint8_t online[SLM_MAX_CPUS / 8] = {0}, sib[SLM_MAX_CPUS / 8];
+    char buf[4096], path[96];
+    if (!sysfs_read("/sys/devices/system/cpu/online", buf, sizeof buf)) return 0;
+    cpu_list_parse(buf, online, SLM_MAX_CPUS);
+    long best = -1;
+    int count = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int c = 0; c < SLM_MAX_CPUS; c++) {
+            if (!(online[c / 8] >> (c % 8) & 1)) continue;
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/cpu_capacity", c);
+            long capa = sysfs_read(path, buf, sizeof buf) ? strtol(buf, NULL, 10) : 1024;
+            if (pass == 0) {
+                best = SLM_MAX(best, capa);
+                continue;
+            }
+            if (capa != best) continue;
+            /* a core is counted at its first online sibling */
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", c);
+            int first = c;
+            if (sysfs_read(path, buf, sizeof buf)) {
+                memset(sib, 0, sizeof sib);
+                cpu_list_parse(buf, sib, SLM_MAX_CPUS);
+                for (int i = 0; i < c; i++)
+                    if ((sib[i / 8] >> (i % 8) & 1) && (online[i / 8] >> (i % 8) & 1)) {
+                        first = i;
+                        break;
+                    }
+            }
+            count += first == c;
+        }
+    }
+    return count;
+}
+#else
+static int perf_cores(void) { return 0; }
+#endif
+
+/* The default thread count (n_threads 0): OMP_NUM_THREADS when it is set
+   (its first number); else one thread per physical performance core, at
+   most 8 and at most the processors this process may run on. More threads
+   than that share a core's execution units or wait on slow cores, and a
+   decode is bound by memory bandwidth long before 8 cores. */
+static int default_threads(void) {
+#if SLM_OPENMP
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env) {
+        while (*env == ' ') env++;
+        long v = 0;
+        const char *p = env;
+        while (*p >= '0' && *p <= '9' && v < 100000) v = v * 10 + (*p++ - '0');
+        if (p > env && v > 0) return (int)SLM_MIN(v, (long)max_threads());
+    }
+    const int procs = SLM_MAX(1, omp_get_num_procs());
+    int n = perf_cores();
+    if (n <= 0) n = procs;
+    return SLM_MAX(1, SLM_MIN(SLM_MIN(n, procs), 8));
+#else
+    (void)perf_cores;
+    return 1;
+#endif
+}
+
 /* Resolved parameters and the size of every buffer a session allocates. */
 typedef struct session_plan {
     int n_ctx, n_batch, n_threads, kv_type, logits_all;
     size_t kv_bytes, kv_row;
     size_t x, xb, xo, qkv, att, gu, scores, act, logits; /* element counts / bytes */
     size_t emb, emb_tok; /* embeddings: floats, token ids */
+    size_t n_ops;                                         /* work-unit counters */
     size_t att_stride;
     size_t rs, toks, hy;  /* recurrent state (floats per copy), ids, scratch */
     size_t total;
@@ -9323,10 +9506,11 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     if ((double)nb * m->hy_width > (double)SIZE_MAX / 8)
         return seterr(err, SLM_ERR_NOMEM, "scratch for a batch of %d tokens is too large", pl->n_batch);
     pl->hy = nb * (size_t)m->hy_width;
+    pl->n_ops = (size_t)m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
     pl->total = pl->kv_bytes + sizeof(float) * (pl->x + pl->xb + pl->xo + pl->qkv + pl->att + pl->gu + pl->scores +
                                                 pl->logits + 2 * pl->rs + pl->hy) +
                 sizeof(int32_t) * pl->toks + N_ACT_SLOTS * pl->act + sizeof(slm_session) + sizeof(float) * pl->emb +
-                sizeof(int32_t) * pl->emb_tok;
+                sizeof(int32_t) * pl->emb_tok + pl->n_ops * sizeof(op_slot);
     return SLM_OK;
 }
 
@@ -9351,6 +9535,7 @@ void slm_session_free(slm_session *s) {
     xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * (size_t)(s->m->n_head / s->m->n_head_kv) * sizeof(float));
     for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
     xfree(&a, s->logits, s->logits_cap * sizeof(float));
+    xfree(&a, s->ops, s->n_ops * sizeof(op_slot));
     xfree(&a, s->emb, s->emb_len * sizeof(float));
     xfree(&a, s->emb_tok, (size_t)s->n_ctx * sizeof(int32_t));
     for (int i = 0; i < 2; i++)
@@ -9403,6 +9588,9 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
         ok = ok && (s->toks = (int32_t *)xalloc(&s->a, pl.toks * sizeof(int32_t))) != NULL;
     }
     if (pl.hy) ok = ok && (s->hy = (float *)xalloc(&s->a, pl.hy * sizeof(float))) != NULL;
+    s->n_ops = pl.n_ops;
+    s->ops = (op_slot *)xalloc(&s->a, pl.n_ops * sizeof(op_slot));
+    ok = ok && s->ops;
     for (int i = 0; i < N_ACT_SLOTS; i++) ok = ok && s->act[i];
     if (!ok) {
         slm_session_free(s);
@@ -9451,6 +9639,7 @@ void slm_session_set_threads(slm_session *s, int32_t n) {
     if (n <= 0) n = default_threads();
     /* the per-thread attention scratch was sized at creation */
     s->n_threads = SLM_MAX(1, SLM_MIN(n, s->n_thr_alloc));
+    s->width_ms[0] = s->width_ms[1] = 0;
 }
 
 /* --- the forward pass --------------------------------------------------------- */
@@ -9463,14 +9652,32 @@ static inline uint8_t *kv_v(const slm_session *s, int il) {
     return s->kv + (size_t)(2 * s->m->layers[il].kv_slot + 1) * (size_t)s->n_ctx * s->kv_row;
 }
 
-/* Convert this thread's activation rows for each distinct dot type among the
-   given weights; slot i is used by weights[i]. Caller barriers afterwards. */
+/* Token t's activations for w, in slot `slot` (row t of the dot partner). */
+static void act_tok(const slm_session *s, const weight *w, const float *x, int slot, int t) {
+    const int dt = act_type(w);
+    act_from_float(&s->m->kern, dt, x, s->act[slot] + (size_t)t * act_row_bytes(dt, w->n_in), w->n_in);
+}
+
+/* Convert n rows of floats (ldx apart) for w into slot `slot`, this
+   part's share (ith of nth); *rb: bytes per converted row. */
 static const uint8_t *act_for(slm_session *s, const weight *w, const float *x, int64_t ldx, int n, int slot, int ith,
                               int nth, size_t *rb) {
-    int dt = act_type(w);
-    *rb = act_row_bytes(dt, w->n_in);
-    convert_rows(&s->m->kern, dt, x, ldx, n, w->n_in, s->act[slot], ith, nth);
+    int64_t t0, t1;
+    *rb = act_row_bytes(act_type(w), w->n_in);
+    split(n, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) act_tok(s, w, x + t * ldx, slot, (int)t);
     return s->act[slot];
+}
+
+/* y = W x with x the activations of slot `slot`. */
+static mm_job job_of(const slm_session *s, const weight *w, int slot, float *y, int64_t ldy) {
+    mm_job j;
+    j.w = w;
+    j.xq = s->act[slot];
+    j.xq_rb = act_row_bytes(act_type(w), w->n_in);
+    j.y = y;
+    j.ldy = ldy;
+    return j;
 }
 
 static void rope_for_layer(const slm_session *s, const layer *L, rope_params *rp) {
@@ -9668,8 +9875,10 @@ static void ffn_act(const slm_model *m, float *g, const float *u, int n) {
 /* --- 9b. Recurrent layers (issue 14): short conv, Gated DeltaNet, Mamba2 ----
    The projections of a chunk are batched mat-muls on the quantized path
    like attention's; the recurrences (causal conv, delta rule, selective
-   scan) then run over the chunk's tokens in order, each thread owning whole
-   channels or heads (so results do not depend on the thread count). State
+   scan) then run over the chunk's tokens in order in steps of work units
+   (section 7): each step is split statically into rec_parts() parts of whole
+   channels or heads, a part is a unit (so results do not depend on the
+   thread count or on who took which part). State
    comes from s->rs_src and goes to s->rs_dst (section 9, decode). Plain C
    (the state-row loops vectorized through OpenMP's simd pragma): in a
    profile of Qwen3.5-0.8B's shape these ops take ~15% of prefill next to
@@ -9712,40 +9921,51 @@ static void causal_conv(const float *in, int64_t ldi, float *out, int64_t ldo, i
 }
 
 /* y[t*ldy + r] = W x[t] for a matrix whose input rows may already be
-   converted (*dt: the dot type in slot 0, -1 = none yet). Barriers inside;
-   the caller barriers before reading y. */
+   converted (*dt: the dot type in slot 0, -1 = none yet): a conversion step
+   (if needed) and a product step; y is complete on return. */
 static void rec_proj(slm_session *s, const weight *w, const float *x, int64_t ldx, int n, float *y, int64_t ldy,
-                     int *dt, size_t *rb, int ith, int nth) {
+                     int *dt, team *tm) {
+    int u;
     if (act_type(w) != *dt) {
-        BARRIER(); /* slot 0 may still be read by the previous mat-mul */
-        act_for(s, w, x, ldx, n, 0, ith, nth, rb);
+        while ((u = unit_next(tm, n)) >= 0) act_tok(s, w, x + (size_t)u * ldx, 0, u);
+        op_end(tm, n);
         *dt = act_type(w);
-        BARRIER();
     }
-    matmul(w, s->act[0], *rb, n, y, ldy, ith, nth);
+    mm_job j = job_of(s, w, 0, y, ldy);
+    matmul_units(tm, &j, 1, n);
 }
+
+/* Parts of a step of the mixers: a few per thread, for balance. */
+static inline int rec_parts(const team *tm) { return 4 * tm->nth; }
+
+/* The parts of a step: thread-independent static shares of [0, n). */
+#define REC_STEP(p) for (int p; (p = unit_next(tm, np)) >= 0;)
 
 /* LFM2 gated short conv: in_proj -> B | C | X; y = C * conv(B * X); out_proj.
    hy per token: [0, E) B, then B*X; [E, 2E) C; [2E, 3E) X, then y. */
-static void mix_shortconv(slm_session *s, const layer *L, const float *xb, int n, float *xo, int ith, int nth) {
+static void mix_shortconv(slm_session *s, const layer *L, const float *xb, int n, float *xo, team *tm) {
     const slm_model *m = s->m;
     const int E = m->n_embd, W = m->hy_width, K = m->sc_k;
     float *hy = s->hy;
     int dt = -1;
-    size_t rb;
+    const int np = rec_parts(tm);
     int64_t t0, t1, c0, c1;
-    rec_proj(s, &L->r_in, xb, E, n, hy, W, &dt, &rb, ith, nth);
-    BARRIER();
-    split(n, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++)
-        for (int i = 0; i < E; i++) hy[t * W + i] *= hy[t * W + 2 * E + i];
-    BARRIER();
-    split(E, ith, nth, &c0, &c1);
-    causal_conv(hy, W, hy + 2 * E, W, n, E, K, L->conv_w, NULL, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv, c0, c1);
-    for (int t = 0; t < n; t++)
-        for (int64_t c = c0; c < c1; c++) hy[t * W + 2 * E + c] *= hy[t * W + E + c];
+    rec_proj(s, &L->r_in, xb, E, n, hy, W, &dt, tm);
+    REC_STEP(p) {
+        split(n, p, np, &t0, &t1);
+        for (int64_t t = t0; t < t1; t++)
+            for (int i = 0; i < E; i++) hy[t * W + i] *= hy[t * W + 2 * E + i];
+    }
+    op_end(tm, np);
+    REC_STEP(p) {
+        split(E, p, np, &c0, &c1);
+        causal_conv(hy, W, hy + 2 * E, W, n, E, K, L->conv_w, NULL, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv, c0, c1);
+        for (int t = 0; t < n; t++)
+            for (int64_t c = c0; c < c1; c++) hy[t * W + 2 * E + c] *= hy[t * W + E + c];
+    }
+    op_end(tm, np);
     dt = -1;
-    rec_proj(s, &L->r_out, hy + 2 * E, W, n, xo, E, &dt, &rb, ith, nth);
+    rec_proj(s, &L->r_out, hy + 2 * E, W, n, xo, E, &dt, tm);
 }
 
 /* One token of the gated delta rule for one v-head: S [dk][dv] (read from
@@ -9786,186 +10006,202 @@ static void delta_step(const float *Sin, float *S, int dk, int dv, const float *
 /* Qwen3.5 Gated DeltaNet. hy per token: [0, CH) q | k | v (conv, SiLU; q, k
    L2-normalized; v replaced by the gated, normed output), [CH, CH+I) z,
    then NH beta and NH alpha. v-head h reads q/k head h % NG. */
-static void mix_deltanet(slm_session *s, const layer *L, const float *xb, int n, float *xo, int ith, int nth) {
+static void mix_deltanet(slm_session *s, const layer *L, const float *xb, int n, float *xo, team *tm) {
     const slm_model *m = s->m;
     const int E = m->n_embd, W = m->hy_width, K = m->ssm_k, NG = m->ssm_ng, DK = m->ssm_state, NH = m->ssm_nh;
     const int I = m->ssm_inner, DV = I / NH, CH = 2 * NG * DK + I;
     float *hy = s->hy;
     int dt = -1;
-    size_t rb;
+    const int np = rec_parts(tm);
     int64_t c0, c1, u0, u1;
-    rec_proj(s, &L->r_in, xb, E, n, hy, W, &dt, &rb, ith, nth);
-    rec_proj(s, &L->r_gate, xb, E, n, hy + CH, W, &dt, &rb, ith, nth);
-    rec_proj(s, &L->r_beta, xb, E, n, hy + CH + I, W, &dt, &rb, ith, nth);
-    rec_proj(s, &L->r_alpha, xb, E, n, hy + CH + I + NH, W, &dt, &rb, ith, nth);
-    BARRIER();
-    split(CH, ith, nth, &c0, &c1);
-    causal_conv(hy, W, hy, W, n, CH, K, L->conv_w, NULL, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv, c0, c1);
-    for (int t = 0; t < n; t++)
-        for (int64_t c = c0; c < c1; c++) hy[t * W + c] = silu(hy[t * W + c]);
-    BARRIER();
-    split((int64_t)n * 2 * NG, ith, nth, &u0, &u1); /* L2 norm of each q and k head */
-    for (int64_t u = u0; u < u1; u++) {
-        float *h = hy + (u / (2 * NG)) * W + (u % (2 * NG)) * DK;
-        double ss = 0;
-        for (int i = 0; i < DK; i++) ss += (double)h[i] * h[i];
-        const float sc = 1.0f / SLM_MAX(sqrtf((float)ss), m->eps);
-        for (int i = 0; i < DK; i++) h[i] *= sc;
+    rec_proj(s, &L->r_in, xb, E, n, hy, W, &dt, tm);
+    rec_proj(s, &L->r_gate, xb, E, n, hy + CH, W, &dt, tm);
+    rec_proj(s, &L->r_beta, xb, E, n, hy + CH + I, W, &dt, tm);
+    rec_proj(s, &L->r_alpha, xb, E, n, hy + CH + I + NH, W, &dt, tm);
+    REC_STEP(p) {
+        split(CH, p, np, &c0, &c1);
+        causal_conv(hy, W, hy, W, n, CH, K, L->conv_w, NULL, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv, c0, c1);
+        for (int t = 0; t < n; t++)
+            for (int64_t c = c0; c < c1; c++) hy[t * W + c] = silu(hy[t * W + c]);
     }
-    BARRIER();
-    split(NH, ith, nth, &u0, &u1);
-    const float scale = 1.0f / sqrtf((float)DK);
-    for (int64_t h = u0; h < u1; h++) {
-        const float *Sin = s->rs_src + L->rs_ssm + (size_t)h * DK * DV;
-        float *S = s->rs_dst + L->rs_ssm + (size_t)h * DK * DV;
-        for (int t = 0; t < n; t++, Sin = S) {
-            float *ht = hy + (size_t)t * W, *o = ht + 2 * NG * DK + h * DV;
-            const float *q = ht + (h % NG) * DK, *k = ht + NG * DK + (h % NG) * DK, *z = ht + CH + h * DV;
-            const float beta = sigmoid_f(ht[CH + I + h]);
-            const float g = softplus_f(ht[CH + I + NH + h] + L->dt_bias[h]) * L->ssm_a[h];
-            delta_step(Sin, S, DK, DV, q, k, o, expf(g), beta, scale, o);
-            rmsnorm(o, o, L->ssm_norm, DV, m->eps);
-            for (int j = 0; j < DV; j++) o[j] *= silu(z[j]);
+    op_end(tm, np);
+    REC_STEP(p) {
+        split((int64_t)n * 2 * NG, p, np, &u0, &u1); /* L2 norm of each q and k head */
+        for (int64_t u = u0; u < u1; u++) {
+            float *h = hy + (u / (2 * NG)) * W + (u % (2 * NG)) * DK;
+            double ss = 0;
+            for (int i = 0; i < DK; i++) ss += (double)h[i] * h[i];
+            const float sc = 1.0f / SLM_MAX(sqrtf((float)ss), m->eps);
+            for (int i = 0; i < DK; i++) h[i] *= sc;
         }
     }
+    op_end(tm, np);
+    REC_STEP(p) {
+        split(NH, p, np, &u0, &u1);
+        const float scale = 1.0f / sqrtf((float)DK);
+        for (int64_t h = u0; h < u1; h++) {
+            const float *Sin = s->rs_src + L->rs_ssm + (size_t)h * DK * DV;
+            float *S = s->rs_dst + L->rs_ssm + (size_t)h * DK * DV;
+            for (int t = 0; t < n; t++, Sin = S) {
+                float *ht = hy + (size_t)t * W, *o = ht + 2 * NG * DK + h * DV;
+                const float *q = ht + (h % NG) * DK, *k = ht + NG * DK + (h % NG) * DK, *z = ht + CH + h * DV;
+                const float beta = sigmoid_f(ht[CH + I + h]);
+                const float g = softplus_f(ht[CH + I + NH + h] + L->dt_bias[h]) * L->ssm_a[h];
+                delta_step(Sin, S, DK, DV, q, k, o, expf(g), beta, scale, o);
+                rmsnorm(o, o, L->ssm_norm, DV, m->eps);
+                for (int j = 0; j < DV; j++) o[j] *= silu(z[j]);
+            }
+        }
+    }
+    op_end(tm, np);
     dt = -1;
-    rec_proj(s, &L->r_out, hy + 2 * NG * DK, W, n, xo, E, &dt, &rb, ith, nth);
+    rec_proj(s, &L->r_out, hy + 2 * NG * DK, W, n, xo, E, &dt, tm);
 }
 
 /* Granite 4.0-H Mamba2. hy per token: [0, I) z, then the gated output;
    [I, I+CH) x | B | C (conv + bias, SiLU); then NH dt. Head h uses group
    h / (NH/G); the output is RMS-normed per group of I/G values. */
-static void mix_mamba2(slm_session *s, const layer *L, const float *xb, int n, float *xo, int ith, int nth) {
+static void mix_mamba2(slm_session *s, const layer *L, const float *xb, int n, float *xo, team *tm) {
     const slm_model *m = s->m;
     const int E = m->n_embd, W = m->hy_width, K = m->ssm_k, G = m->ssm_ng, N = m->ssm_state, NH = m->ssm_nh;
     const int I = m->ssm_inner, HD = I / NH, CH = I + 2 * G * N;
     float *hy = s->hy;
     int dt = -1;
-    size_t rb;
+    const int np = rec_parts(tm);
     int64_t c0, c1, u0, u1;
-    rec_proj(s, &L->r_in, xb, E, n, hy, W, &dt, &rb, ith, nth);
-    BARRIER();
-    split(CH, ith, nth, &c0, &c1);
-    causal_conv(hy + I, W, hy + I, W, n, CH, K, L->conv_w, L->conv_b, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv,
-                c0, c1);
-    for (int t = 0; t < n; t++)
-        for (int64_t c = c0; c < c1; c++) hy[t * W + I + c] = silu(hy[t * W + I + c]);
-    BARRIER();
-    split(NH, ith, nth, &u0, &u1);
-    for (int64_t h = u0; h < u1; h++) {
-        const int g = (int)(h / (NH / G));
-        const float *Sin = s->rs_src + L->rs_ssm + (size_t)h * HD * N;
-        float *S = s->rs_dst + L->rs_ssm + (size_t)h * HD * N;
-        for (int t = 0; t < n; t++, Sin = S) {
-            float *ht = hy + (size_t)t * W;
-            const float *x = ht + I + h * HD, *B = ht + 2 * I + g * N, *C = ht + 2 * I + G * N + g * N;
-            const float d = softplus_f(ht[I + CH + h] + L->dt_bias[h]), dA = expf(d * L->ssm_a[h]);
-            for (int i = 0; i < HD; i++) {
-                const float xdt = x[i] * d;
-                const float *si = Sin + (size_t)i * N;
-                float *so = S + (size_t)i * N, y = 0;
-                SIMD_SUM_Y /* (summed in another order when vectorized) */
-                for (int j = 0; j < N; j++) {
-                    const float v = si[j] * dA + B[j] * xdt;
-                    so[j] = v;
-                    y += v * C[j];
+    rec_proj(s, &L->r_in, xb, E, n, hy, W, &dt, tm);
+    REC_STEP(p) {
+        split(CH, p, np, &c0, &c1);
+        causal_conv(hy + I, W, hy + I, W, n, CH, K, L->conv_w, L->conv_b, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv,
+                    c0, c1);
+        for (int t = 0; t < n; t++)
+            for (int64_t c = c0; c < c1; c++) hy[t * W + I + c] = silu(hy[t * W + I + c]);
+    }
+    op_end(tm, np);
+    REC_STEP(p) {
+        split(NH, p, np, &u0, &u1);
+        for (int64_t h = u0; h < u1; h++) {
+            const int g = (int)(h / (NH / G));
+            const float *Sin = s->rs_src + L->rs_ssm + (size_t)h * HD * N;
+            float *S = s->rs_dst + L->rs_ssm + (size_t)h * HD * N;
+            for (int t = 0; t < n; t++, Sin = S) {
+                float *ht = hy + (size_t)t * W;
+                const float *x = ht + I + h * HD, *B = ht + 2 * I + g * N, *C = ht + 2 * I + G * N + g * N;
+                const float d = softplus_f(ht[I + CH + h] + L->dt_bias[h]), dA = expf(d * L->ssm_a[h]);
+                for (int i = 0; i < HD; i++) {
+                    const float xdt = x[i] * d;
+                    const float *si = Sin + (size_t)i * N;
+                    float *so = S + (size_t)i * N, y = 0;
+                    SIMD_SUM_Y /* (summed in another order when vectorized) */
+                    for (int j = 0; j < N; j++) {
+                        const float v = si[j] * dA + B[j] * xdt;
+                        so[j] = v;
+                        y += v * C[j];
+                    }
+                    y += x[i] * L->ssm_d[h];
+                    ht[h * HD + i] = y * silu(ht[h * HD + i]);
                 }
-                y += x[i] * L->ssm_d[h];
-                ht[h * HD + i] = y * silu(ht[h * HD + i]);
             }
         }
     }
-    BARRIER();
-    split((int64_t)n * G, ith, nth, &u0, &u1);
-    for (int64_t u = u0; u < u1; u++) {
-        const int g = (int)(u % G), gs = I / G;
-        float *y = hy + (u / G) * W + g * gs;
-        rmsnorm(y, y, L->ssm_norm + g * gs, gs, m->eps);
+    op_end(tm, np);
+    REC_STEP(p) {
+        split((int64_t)n * G, p, np, &u0, &u1);
+        for (int64_t u = u0; u < u1; u++) {
+            const int g = (int)(u % G), gs = I / G;
+            float *y = hy + (u / G) * W + g * gs;
+            rmsnorm(y, y, L->ssm_norm + g * gs, gs, m->eps);
+        }
     }
+    op_end(tm, np);
     dt = -1;
-    rec_proj(s, &L->r_out, hy, W, n, xo, E, &dt, &rb, ith, nth);
+    rec_proj(s, &L->r_out, hy, W, n, xo, E, &dt, tm);
 }
 
 /* The mixer of a recurrent layer: xb [n][E] in, xo [n][E] out. */
-static void rec_mixer(slm_session *s, const layer *L, const float *xb, int n, float *xo, int ith, int nth) {
-    if (L->kind == LK_SHORTCONV) mix_shortconv(s, L, xb, n, xo, ith, nth);
-    else if (L->kind == LK_DELTANET) mix_deltanet(s, L, xb, n, xo, ith, nth);
-    else mix_mamba2(s, L, xb, n, xo, ith, nth);
+static void rec_mixer(slm_session *s, const layer *L, const float *xb, int n, float *xo, team *tm) {
+    if (L->kind == LK_SHORTCONV) mix_shortconv(s, L, xb, n, xo, tm);
+    else if (L->kind == LK_DELTANET) mix_deltanet(s, L, xb, n, xo, tm);
+    else mix_mamba2(s, L, xb, n, xo, tm);
 }
 
-/* Run n tokens (n <= n_batch) at positions pos0.., as thread ith of nth.
+/* Run n tokens (n <= n_batch) at positions pos0.., as one thread of the team.
    out_first: first token whose logits are wanted (n = none); logits rows go
-   to `logits`. */
-static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits, int ith,
-                    int nth) {
+   to `logits`. Every step is an operator of work units (section 7): the
+   element-wise steps by token, the products by chunks of rows, attention
+   by (token, head group), the recurrent mixers by parts (section 9b). */
+static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits, team *tm) {
     const slm_model *m = s->m;
     const int E = m->n_embd, QD = m->q_dim, KVD = m->kv_dim, F = m->n_ff, HD = m->head_dim;
     const int QKV = QD + 2 * KVD, gq = m->arch->gated_q;
     float *x = s->x, *xb = s->xb, *xo = s->xo, *qkv = s->qkv, *att = s->att, *gu = s->gu;
-    float *scores = s->scores + (size_t)ith * s->att_stride * (size_t)(m->n_head / m->n_head_kv);
-    int64_t t0, t1;
-    size_t rb0, rb1, rb2;
-    const uint8_t *a0, *a1, *a2;
+    float *scores = s->scores + (size_t)tm->ith * s->att_stride * (size_t)(m->n_head / m->n_head_kv);
+    int u;
 
-    /* embeddings */
-    split(n, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) {
-        weight_row(&m->tok_embd, tok[t], s->act[1] + (size_t)t * m->tok_embd.rb, x + t * E);
+    /* embeddings (act[1] row t: room for one embedding row) */
+    while ((u = unit_next(tm, n)) >= 0) {
+        weight_row(&m->tok_embd, tok[u], s->act[1] + (size_t)u * m->tok_embd.rb, x + (size_t)u * E);
         if (m->embd_mult != 1.0f)
-            for (int i = 0; i < E; i++) x[t * E + i] *= m->embd_mult;
-        if (m->enc->post_ln) embd_encoder(m, x + t * E, pos0 + (int)t, xb + t * E);
+            for (int i = 0; i < E; i++) x[(size_t)u * E + i] *= m->embd_mult;
+        if (m->enc->post_ln) embd_encoder(m, x + (size_t)u * E, pos0 + u, xb + (size_t)u * E);
     }
-    BARRIER();
+    op_end(tm, n);
 
     for (int il = 0; il < m->n_layer; il++) {
         const layer *L = &m->layers[il];
+        const int is_attn = L->kind == LK_ATTN;
         rope_params rp;
         rope_for_layer(s, L, &rp);
+        /* k and v share q's converted rows when their dot type is the same;
+           a third dot type is converted into slot 1 once k is done */
+        const int fused = is_attn && L->wqkv.data != NULL;
+        const int dq = is_attn ? act_type(fused ? &L->wqkv : &L->wq) : -1;
+        const int dk = !is_attn || fused ? dq : act_type(&L->wk), dv = !is_attn || fused ? dq : act_type(&L->wv);
+        const int v_late = dv != dq && dv != dk;
 
         /* attention block (or the layer's recurrent mixer); olmo2 has no
            input norms */
-        for (int64_t t = t0; t < t1; t++) {
-            if (L->attn_norm) rmsnorm(xb + t * E, x + t * E, L->attn_norm, E, m->eps);
-            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float));
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *xt = x + (size_t)u * E, *bt = xb + (size_t)u * E;
+            if (L->attn_norm) rmsnorm(bt, xt, L->attn_norm, E, m->eps);
+            else memcpy(bt, xt, (size_t)E * sizeof(float));
+            if (is_attn) {
+                act_tok(s, fused ? &L->wqkv : &L->wq, bt, 0, u);
+                if (dk != dq) act_tok(s, &L->wk, bt, 1, u);
+            }
         }
-        BARRIER();
-        if (L->kind != LK_ATTN) {
-            rec_mixer(s, L, xb, n, xo, ith, nth); /* section 9b */
+        op_end(tm, n);
+        if (!is_attn) {
+            rec_mixer(s, L, xb, n, xo, tm); /* section 9b */
             goto mixed;
         }
-        if (L->wqkv.data) {
-            a0 = act_for(s, &L->wqkv, xb, E, n, 0, ith, nth, &rb0);
-            BARRIER();
-            matmul(&L->wqkv, a0, rb0, n, qkv, QKV, ith, nth);
-        } else {
-            /* k and v share q's converted rows when their dot type is the same */
-            int dq = act_type(&L->wq), dk = act_type(&L->wk), dv = act_type(&L->wv);
-            a0 = act_for(s, &L->wq, xb, E, n, 0, ith, nth, &rb0);
-            a1 = dk == dq ? (rb1 = rb0, a0) : act_for(s, &L->wk, xb, E, n, 1, ith, nth, &rb1);
-            BARRIER();
-            /* qwen35: [query | gate] per head into the scratch, split below */
-            matmul(&L->wq, a0, rb0, n, gq ? s->hy : qkv, gq ? 2 * QD : QKV, ith, nth);
-            matmul(&L->wk, a1, rb1, n, qkv + QD, QKV, ith, nth);
-            if (dv == dq) {
-                a2 = a0, rb2 = rb0;
-            } else if (dv == dk) {
-                a2 = a1, rb2 = rb1;
-            } else { /* a third dot type: convert again into slot 1 once k is done */
-                BARRIER();
-                a2 = act_for(s, &L->wv, xb, E, n, 1, ith, nth, &rb2);
-                BARRIER();
+        {
+            mm_job j[3];
+            int nj = 0;
+            if (fused) {
+                j[nj++] = job_of(s, &L->wqkv, 0, qkv, QKV);
+            } else {
+                /* qwen35: [query | gate] per head into the scratch, split below */
+                j[nj++] = job_of(s, &L->wq, 0, gq ? s->hy : qkv, gq ? 2 * QD : QKV);
+                j[nj++] = job_of(s, &L->wk, dk == dq ? 0 : 1, qkv + QD, QKV);
+                if (!v_late) j[nj++] = job_of(s, &L->wv, dv == dq ? 0 : 1, qkv + QD + KVD, QKV);
             }
-            matmul(&L->wv, a2, rb2, n, qkv + QD + KVD, QKV, ith, nth);
+            matmul_units(tm, j, nj, n);
+            if (!fused && v_late) {
+                while ((u = unit_next(tm, n)) >= 0) act_tok(s, &L->wv, xb + (size_t)u * E, 1, u);
+                op_end(tm, n);
+                j[0] = job_of(s, &L->wv, 1, qkv + QD + KVD, QKV);
+                matmul_units(tm, j, 1, n);
+            }
         }
-        BARRIER();
 
         /* biases, q/k norms, rope, then into the cache */
-        for (int64_t t = t0; t < t1; t++) {
-            float *q = qkv + t * QKV, *k = q + QD, *v = k + KVD;
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *q = qkv + (size_t)u * QKV, *k = q + QD, *v = k + KVD;
             float cs[1024];
             if (gq)
                 for (int h = 0; h < m->n_head; h++)
-                    memcpy(q + h * HD, s->hy + t * 2 * QD + h * 2 * HD, (size_t)HD * sizeof(float));
+                    memcpy(q + h * HD, s->hy + (size_t)u * 2 * QD + h * 2 * HD, (size_t)HD * sizeof(float));
             if (L->bq) for (int i = 0; i < QD; i++) q[i] += L->bq[i];
             if (L->bk) for (int i = 0; i < KVD; i++) k[i] += L->bk[i];
             if (L->bv) for (int i = 0; i < KVD; i++) v[i] += L->bv[i];
@@ -9977,130 +10213,193 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
                 if (L->k_norm) for (int h = 0; h < m->n_head_kv; h++) rmsnorm(k + h * HD, k + h * HD, L->k_norm, HD, m->eps);
             }
             if (m->n_rot > 0 && !L->nope) {
-                rope_cache(&rp, pos0 + (int)t, cs);
+                rope_cache(&rp, pos0 + u, cs);
                 rope_apply(q, m->n_head, HD, &rp, cs);
                 rope_apply(k, m->n_head_kv, HD, &rp, cs);
             }
-            store_kv(s, il, pos0 + (int)t, k, v);
+            store_kv(s, il, pos0 + u, k, v);
         }
-        BARRIER();
+        op_end(tm, n);
 
-        /* attention, shared out by (token, head), or by (token, KV head)
-           where the heads of a KV head go together */
+        /* attention, by (token, head), or by (token, KV head) where the heads
+           of a KV head go together */
         {
-            int64_t w0, w1;
             dot_rows_fn rows = s->kv_type == SLM_TYPE_F16 ? m->kern.dot_rows_f16 : NULL;
             const int per = rows ? m->n_head / m->n_head_kv : 1, nw = m->n_head / per;
-            split((int64_t)n * nw, ith, nth, &w0, &w1);
-            for (int64_t w = w0; w < w1; w++) {
-                int t = (int)(w / nw), h = (int)(w % nw) * per;
+            while ((u = unit_next(tm, n * nw)) >= 0) {
+                int t = u / nw, h = (u % nw) * per;
                 const float *qh = qkv + (size_t)t * QKV + (size_t)h * HD;
                 float *oh = att + (size_t)t * QD + (size_t)h * HD;
                 if (rows) attend_group(s, L, il, qh, pos0 + t, h / per, scores, oh, rows);
                 else attend(s, L, il, qh, pos0 + t, h, scores, oh);
             }
+            op_end(tm, n * nw);
         }
-        BARRIER();
-        if (gq) { /* qwen35: the output times sigmoid(gate) */
-            for (int64_t t = t0; t < t1; t++)
+        /* qwen35: the output times sigmoid(gate) */
+        while ((u = unit_next(tm, n)) >= 0) {
+            if (gq)
                 for (int h = 0; h < m->n_head; h++) {
-                    const float *gt = s->hy + t * 2 * QD + h * 2 * HD + HD;
-                    float *o = att + t * QD + h * HD;
+                    const float *gt = s->hy + (size_t)u * 2 * QD + h * 2 * HD + HD;
+                    float *o = att + (size_t)u * QD + h * HD;
                     for (int i = 0; i < HD; i++) o[i] *= 1.0f / (1.0f + expf(-gt[i]));
                 }
-            BARRIER();
+            act_tok(s, &L->wo, att + (size_t)u * QD, 0, u);
         }
-        a0 = act_for(s, &L->wo, att, QD, n, 0, ith, nth, &rb0);
-        BARRIER();
-        matmul(&L->wo, a0, rb0, n, xo, E, ith, nth);
-    mixed:
-        BARRIER();
-        for (int64_t t = t0; t < t1; t++) {
-            add_bias(xo + t * E, L->bo, E);
-            if (L->post_attn_norm) rmsnorm(xo + t * E, xo + t * E, L->post_attn_norm, E, m->eps);
-            for (int i = 0; i < E; i++) x[t * E + i] += m->res_scale * xo[t * E + i];
-            if (L->attn_out_norm) layernorm(x + t * E, x + t * E, L->attn_out_norm, L->attn_out_norm_b, E, m->eps);
-            if (L->ffn_norm) rmsnorm(xb + t * E, x + t * E, L->ffn_norm, E, m->eps);
-            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float));
+        op_end(tm, n);
+        {
+            mm_job j = job_of(s, &L->wo, 0, xo, E);
+            matmul_units(tm, &j, 1, n);
         }
-        BARRIER();
-
-        /* feed-forward block: gate in gu[t][0, F), up in gu[t][F, 2F); a fused
+    mixed:;
+        /* residual, FFN norm; gate in gu[t][0, F), up in gu[t][F, 2F); a fused
            up matrix (phi3) writes both at once */
-        if (!L->w_gate.data) {
-            a0 = act_for(s, &L->w_up, xb, E, n, 0, ith, nth, &rb0);
-            BARRIER();
-            matmul(&L->w_up, a0, rb0, n, gu, 2 * F, ith, nth);
-        } else {
-            a0 = act_for(s, &L->w_gate, xb, E, n, 0, ith, nth, &rb0);
-            a1 = act_type(&L->w_up) == act_type(&L->w_gate)
-                     ? (rb1 = rb0, a0)
-                     : act_for(s, &L->w_up, xb, E, n, 1, ith, nth, &rb1);
-            BARRIER();
-            matmul(&L->w_gate, a0, rb0, n, gu, 2 * F, ith, nth);
-            matmul(&L->w_up, a1, rb1, n, gu + F, 2 * F, ith, nth);
+        const weight *wg = L->w_gate.data ? &L->w_gate : NULL;
+        const int dg = act_type(wg ? wg : &L->w_up), du = act_type(&L->w_up);
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *xt = x + (size_t)u * E, *bt = xb + (size_t)u * E, *ot = xo + (size_t)u * E;
+            add_bias(ot, L->bo, E);
+            if (L->post_attn_norm) rmsnorm(ot, ot, L->post_attn_norm, E, m->eps);
+            for (int i = 0; i < E; i++) xt[i] += m->res_scale * ot[i];
+            if (L->attn_out_norm) layernorm(xt, xt, L->attn_out_norm, L->attn_out_norm_b, E, m->eps);
+            if (L->ffn_norm) rmsnorm(bt, xt, L->ffn_norm, E, m->eps);
+            else memcpy(bt, xt, (size_t)E * sizeof(float));
+            act_tok(s, wg ? wg : &L->w_up, bt, 0, u);
+            if (wg && du != dg) act_tok(s, &L->w_up, bt, 1, u);
         }
-        BARRIER();
-        for (int64_t t = t0; t < t1; t++) {
-            if (m->enc->ffn_plain) ffn_act_plain(m, gu + t * 2 * F, L->b_up, F);
-            else ffn_act(m, gu + t * 2 * F, gu + t * 2 * F + F, F);
+        op_end(tm, n);
+        {
+            mm_job j[2];
+            int nj = 0;
+            if (!wg) {
+                j[nj++] = job_of(s, &L->w_up, 0, gu, 2 * F);
+            } else {
+                j[nj++] = job_of(s, wg, 0, gu, 2 * F);
+                j[nj++] = job_of(s, &L->w_up, du == dg ? 0 : 1, gu + F, 2 * F);
+            }
+            matmul_units(tm, j, nj, n);
         }
-        BARRIER();
-        a0 = act_for(s, &L->w_down, gu, 2 * F, n, 0, ith, nth, &rb0);
-        BARRIER();
-        matmul(&L->w_down, a0, rb0, n, xo, E, ith, nth);
-        BARRIER();
-        for (int64_t t = t0; t < t1; t++) {
-            add_bias(xo + t * E, L->b_down, E);
-            if (L->post_ffn_norm) rmsnorm(xo + t * E, xo + t * E, L->post_ffn_norm, E, m->eps);
-            for (int i = 0; i < E; i++) x[t * E + i] += m->res_scale * xo[t * E + i];
-            if (L->out_norm) layernorm(x + t * E, x + t * E, L->out_norm, L->out_norm_b, E, m->eps);
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *g = gu + (size_t)u * 2 * F;
+            if (m->enc->ffn_plain) ffn_act_plain(m, g, L->b_up, F);
+            else ffn_act(m, g, g + F, F);
+            act_tok(s, &L->w_down, g, 0, u);
         }
-        BARRIER();
+        op_end(tm, n);
+        {
+            mm_job j = job_of(s, &L->w_down, 0, xo, E);
+            matmul_units(tm, &j, 1, n);
+        }
+        while ((u = unit_next(tm, n)) >= 0) {
+            float *xt = x + (size_t)u * E, *ot = xo + (size_t)u * E;
+            add_bias(ot, L->b_down, E);
+            if (L->post_ffn_norm) rmsnorm(ot, ot, L->post_ffn_norm, E, m->eps);
+            for (int i = 0; i < E; i++) xt[i] += m->res_scale * ot[i];
+            if (L->out_norm) layernorm(xt, xt, L->out_norm, L->out_norm_b, E, m->eps);
+        }
+        op_end(tm, n);
     }
 
     /* embeddings: the final hidden rows (after the output norm, if any) in xb */
     if (s->embd_mode) {
-        for (int64_t t = t0; t < t1; t++) {
-            if (m->output_norm) rmsnorm(xb + t * E, x + t * E, m->output_norm, E, m->eps);
-            else memcpy(xb + t * E, x + t * E, (size_t)E * sizeof(float));
+        while ((u = unit_next(tm, n)) >= 0) {
+            if (m->output_norm) rmsnorm(xb + (size_t)u * E, x + (size_t)u * E, m->output_norm, E, m->eps);
+            else memcpy(xb + (size_t)u * E, x + (size_t)u * E, (size_t)E * sizeof(float));
         }
+        op_end(tm, n);
         return;
     }
 
     /* output head for the tokens whose logits are wanted */
     const int no = n - out_first;
     if (no <= 0) return;
-    split(no, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) rmsnorm(xb + t * E, x + (out_first + t) * E, m->output_norm, E, m->eps);
-    BARRIER();
-    a0 = act_for(s, &m->output, xb, E, no, 0, ith, nth, &rb0);
-    BARRIER();
-    matmul(&m->output, a0, rb0, no, logits, m->n_vocab, ith, nth);
-    if (m->final_softcap > 0) {
-        BARRIER();
-        int64_t e0, e1;
-        const float cap = m->final_softcap;
-        split((int64_t)no * m->n_vocab, ith, nth, &e0, &e1);
-        for (int64_t i = e0; i < e1; i++) logits[i] = cap * tanhf(logits[i] / cap);
+    while ((u = unit_next(tm, no)) >= 0) {
+        float *bt = xb + (size_t)u * E;
+        rmsnorm(bt, x + (size_t)(out_first + u) * E, m->output_norm, E, m->eps);
+        act_tok(s, &m->output, bt, 0, u);
     }
-    if (m->logit_scale != 1.0f) { /* granite: logits / logit_scale */
-        BARRIER();
-        int64_t e0, e1;
-        split((int64_t)no * m->n_vocab, ith, nth, &e0, &e1);
-        for (int64_t i = e0; i < e1; i++) logits[i] /= m->logit_scale;
+    op_end(tm, no);
+    {
+        mm_job j = job_of(s, &m->output, 0, logits, m->n_vocab);
+        matmul_units(tm, &j, 1, no);
+    }
+    if (m->final_softcap > 0 || m->logit_scale != 1.0f) {
+        /* softcap (gemma2), then granite's logits / logit_scale */
+        const float cap = m->final_softcap;
+        while ((u = unit_next(tm, no)) >= 0) {
+            float *lt = logits + (size_t)u * m->n_vocab;
+            if (cap > 0)
+                for (int i = 0; i < m->n_vocab; i++) lt[i] = cap * tanhf(lt[i] / cap);
+            if (m->logit_scale != 1.0f)
+                for (int i = 0; i < m->n_vocab; i++) lt[i] /= m->logit_scale;
+        }
+        op_end(tm, no);
     }
 }
 
-static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits) {
-#if SLM_OPENMP
-    if (s->n_threads > 1) {
-#pragma omp parallel num_threads(s->n_threads)
-        forward(s, tok, n, pos0, out_first, logits, omp_get_thread_num(), omp_get_num_threads());
-        return;
+/* The team leaves together: each thread counts itself out and sleeps until
+   the last one has (OpenMP's join at the end of the region would spin while
+   a descheduled thread catches up). */
+static void forward_team(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits, team *tm) {
+    forward(s, tok, n, pos0, out_first, logits, tm);
+    if (tm->nth > 1) {
+        tm->op = (int)s->n_ops - 1;
+        tm->mine = 1;
+        tm->local = 0;
+        op_end(tm, tm->nth);
     }
+}
+
+#if SLM_OPENMP
+/* Threads for a forward pass. A single-token pass (decode) runs at
+   n_threads, and now and then (every 16th, or until both are measured) at
+   1 thread; the faster of the two by a moving average goes on. Where other
+   processes hold the cores (an edge board's services, a build), a thread
+   of the team that has no core stalls the others at the end of each
+   operator, and 2 threads can be slower than 1; this keeps decode at the
+   better of the two. Results are the same at any width. */
+static int forward_width(slm_session *s, int n, int *slot) {
+    *slot = -1;
+    if (n != 1 || s->n_threads <= 1) return s->n_threads;
+    const double *w = s->width_ms;
+    int best = w[0] <= 0 ? 0 : w[1] <= 0 ? 1 : w[1] <= w[0];
+    if (++s->width_calls % 16 == 0) best = !best;
+    *slot = best;
+    return best ? s->n_threads : 1;
+}
 #endif
-    forward(s, tok, n, pos0, out_first, logits, 0, 1);
+
+static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits) {
+    const int n_ops = s->m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
+    team tm;
+    memset(&tm, 0, sizeof tm);
+    tm.s = s;
+    tm.ops = s->ops;
+    tm.bar = &s->bar;
+    tm.nth = 1;
+#if SLM_OPENMP
+    int slot;
+    const int width = forward_width(s, n, &slot);
+    const double t0 = slot >= 0 ? now_ms() : 0;
+    if (width > 1) {
+        memset(s->ops, 0, (size_t)n_ops * sizeof *s->ops);
+#pragma omp parallel num_threads(width)
+        {
+            team t = tm;
+            t.ith = omp_get_thread_num();
+            t.nth = omp_get_num_threads();
+            forward_team(s, tok, n, pos0, out_first, logits, &t);
+        }
+    } else {
+        forward_team(s, tok, n, pos0, out_first, logits, &tm);
+    }
+    if (slot >= 0) {
+        const double ms = now_ms() - t0;
+        s->width_ms[slot] = s->width_ms[slot] > 0 ? 0.75 * s->width_ms[slot] + 0.25 * ms : SLM_MAX(ms, 1e-6);
+    }
+    return;
+#endif
+    (void)n_ops;
+    forward_team(s, tok, n, pos0, out_first, logits, &tm);
 }
 
 slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_error *err) {

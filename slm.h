@@ -296,8 +296,15 @@ typedef struct slm_session slm_session;
 
 typedef struct slm_session_params {
     int32_t n_ctx;      /* context length in tokens; 0 = min(training context, 4096) */
-    int32_t n_threads;  /* 0 = all available (OMP_NUM_THREADS); at most 4 per
-                           processor; 1 without OpenMP */
+    int32_t n_threads;  /* 0 = the default: OMP_NUM_THREADS if set, else one
+                           per physical performance core (Linux: hyper-thread
+                           siblings once, the fastest cluster of big.LITTLE),
+                           at most 8; at most 4 per processor; 1 without
+                           OpenMP. Threads take work units from a shared
+                           counter, so one descheduled by another process
+                           delays only its own unit; single-token decode
+                           runs at the faster, as measured, of n_threads
+                           and 1 thread (results are the same). */
     int32_t n_batch;    /* tokens per forward chunk during prefill; 0 = 64 */
     int32_t kv_type;    /* SLM_TYPE_F16 (default), SLM_TYPE_F32, or SLM_TYPE_Q8_0
                            (half the memory of F16; head size a multiple of 32) */
@@ -339,7 +346,7 @@ SLM_API int32_t slm_session_n_ctx(const slm_session *session);
    of that many tokens. The logits equal those of a fresh run. Returns
    SLM_ERR_INVALID_ARG for pos < 0 or pos > the current position. */
 SLM_API slm_status slm_session_rewind(slm_session *session, int32_t pos);
-/* Change the thread count for later decode calls: 0 = all available, at most
+/* Change the thread count for later decode calls: 0 = the default, at most
    the count the session was created with (its scratch is sized for those). */
 SLM_API void slm_session_set_threads(slm_session *session, int32_t n_threads);
 
@@ -841,7 +848,7 @@ typedef struct slm_quantize_params {
     int32_t type;       /* target SLM_TYPE_*: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,
                            Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS */
     int32_t mix;        /* SLM_MIX_*; S/M/L need Q3_K (S, M, L), Q4_K or Q5_K (S, M) */
-    int32_t n_threads;  /* 0 = all available; ignored without OpenMP */
+    int32_t n_threads;  /* 0 = the default (as for sessions); ignored without OpenMP */
     const slm_allocator *allocator; /* NULL: malloc/free */
     slm_log_fn log;     /* NULL: silent; else one INFO line per tensor, WARN per fallback */
     void *log_user;

@@ -64,6 +64,13 @@ static kset simd_kernels(int type) {
     return k;
 }
 
+/* [*b, *e): thread ith's share of n (the forward pass takes work units
+   from a shared counter instead; on an idle machine this is the same) */
+static void bsplit(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
+    int64_t per = (n + nth - 1) / nth;
+    *b = SLM_MIN(n, per * ith);
+    *e = SLM_MIN(n, *b + per);
+}
 
 /* The AVX-512/VNNI kernels (section 6b2), where the build has them and the
    CPU runs them, timed beside the AVX2 table's kernels (KT2), the last
@@ -131,8 +138,8 @@ static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, siz
         int ith = 0, nt = 1;
         (void)nth;
 #endif
-        int64_t t0, t1;
-        split(n_tok, ith, nt, &t0, &t1);
+        int64_t t0, t1, r0, r1;
+        bsplit(n_tok, ith, nt, &t0, &t1);
         for (int64_t t = t0; t < t1; t++) {
             if (w->x8) act_from_float(&KT, ACT_Q8_0X, x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
             else k->conv(x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
@@ -140,8 +147,9 @@ static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, siz
 #if SLM_OPENMP
 #pragma omp barrier
 #endif
-        if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, w->n_out, ith, nt);
-        else matmul_k(k->dot, k->dot4, w, xq, xq_rb, n_tok, y, w->n_out, ith, nt);
+        bsplit(w->x8 ? w->n_out / 8 : w->n_out, ith, nt, &r0, &r1);
+        if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, w->n_out, r0, r1);
+        else matmul_k(k->dot, k->dot4, w, xq, xq_rb, n_tok, y, w->n_out, r0, r1);
     }
 }
 

@@ -153,7 +153,7 @@ static const char *LOGITS_HELP =
     "  --ids \"...\"        token ids separated by spaces or commas\n"
     "  --all              write the logits of every position\n"
     "  -o, --out FILE     output file\n"
-    "  -t, --threads N    threads (default: all)\n"
+    "  -t, --threads N    threads (default: one per performance core, at most 8)\n"
     "  --kv-f32           keep the KV cache in F32 (default F16)\n"
     "  --isa NAME         kernels: avx512, avx2, sse4, scalar, ... (default: the best this CPU runs)\n"
     "  --no-mmap          read the file instead of mapping it\n";
@@ -172,7 +172,7 @@ static const char *RUN_HELP =
     "  -n, --n-predict N        tokens to generate (default 128; -1 or -2: until the\n"
     "                           context is full)\n"
     "  -c, --ctx N              context length (default: training context, at most 4096)\n"
-    "  -t, --threads N          threads (default: all)\n"
+    "  -t, --threads N          threads (default: one per performance core, at most 8)\n"
     "  --temp T                 temperature (default 0.8; 0: greedy)\n"
     "  --top-k K                keep the K most likely tokens (default 40; 0: off)\n"
     "  --top-p P                keep the smallest set with probability >= P (default 0.95; 1: off)\n"
@@ -235,7 +235,7 @@ static const char *CHAT_HELP =
     "  -s, --system TEXT        system prompt\n"
     "  -c, --ctx N              context length (default: training context, at most 4096)\n"
     "  -n, --n-predict N        longest reply in tokens (default: until the end of the turn)\n"
-    "  -t, --threads N          threads (default: all)\n"
+    "  -t, --threads N          threads (default: one per performance core, at most 8)\n"
     "  --template NAME          chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2,\n"
     "                           granite, olmo2\n"
     "                           (default: the model's own)\n"
@@ -1515,7 +1515,7 @@ static const char *QUANTIZE_HELP =
     "                     Rows whose length is not a multiple of TYPE's block (256 for\n"
     "                     K-quants and IQ4_XS, 32 otherwise) fall back to a compatible\n"
     "                     type (Q5_0, Q5_1, Q8_0, IQ4_NL, else F16); the tool says so.\n"
-    "  -t, --threads N    threads (default: all)\n"
+    "  -t, --threads N    threads (default: one per performance core, at most 8)\n"
     "  -v, --verbose      one line per tensor\n";
 
 static int verbose_log;
@@ -1881,7 +1881,7 @@ static const char *EMBED_HELP =
     "  --normalize        divide every vector by its L2 norm\n"
     "  --json             JSON output\n"
     "  -c, --ctx N        context length (default: training context, at most 4096)\n"
-    "  -t, --threads N    threads (default: all)\n"
+    "  -t, --threads N    threads (default: one per performance core, at most 8)\n"
     "  --kv-f32           keep the KV cache in F32 (default F16)\n"
     "  --no-mmap          read the file instead of mapping it\n";
 

@@ -824,6 +824,44 @@ static void check_exp_sum(const kernel_table *kt) {
     CHECK(bad == 0, "exp_sum %s: %d values or sums off", kt->name, bad);
 }
 
+/* The default thread count: at least 1, at most 8, OMP_NUM_THREADS when set. */
+static void set_env(const char *k, const char *v) {
+#ifdef _WIN32
+    _putenv_s(k, v ? v : "");
+#else
+    if (v) setenv(k, v, 1);
+    else unsetenv(k);
+#endif
+}
+
+static void check_default_threads(void) {
+    const char *old = getenv("OMP_NUM_THREADS");
+    char keep[64] = "";
+    if (old) snprintf(keep, sizeof keep, "%s", old);
+    set_env("OMP_NUM_THREADS", NULL);
+    const int d = default_threads();
+    CHECK(d >= 1 && d <= 8, "default thread count %d", d);
+#if SLM_OPENMP
+    CHECK(d <= omp_get_num_procs(), "default thread count %d above %d processors", d, omp_get_num_procs());
+    set_env("OMP_NUM_THREADS", "3");
+    CHECK(default_threads() == 3, "OMP_NUM_THREADS=3 gives %d threads", default_threads());
+    set_env("OMP_NUM_THREADS", "1,2");
+    CHECK(default_threads() == 1, "OMP_NUM_THREADS=1,2 gives %d threads", default_threads());
+    set_env("OMP_NUM_THREADS", "zero");
+    CHECK(default_threads() == d, "OMP_NUM_THREADS=zero gives %d threads, not the default %d", default_threads(), d);
+#else
+    CHECK(d == 1, "%d threads without OpenMP", d);
+#endif
+#if defined(__linux__) && !defined(SLM_NO_STDIO)
+    uint8_t set[4] = {0};
+    cpu_list_parse("0-2,5,30-40\n", set, 32);
+    CHECK(set[0] == 0x27 && set[1] == 0 && set[3] == 0xc0, "cpu list parsed as %02x %02x %02x %02x", set[0], set[1],
+          set[2], set[3]);
+#endif
+    set_env("OMP_NUM_THREADS", old ? keep : NULL);
+    printf("  default threads: %d\n", d);
+}
+
 #include "test_kernels_avx512.c"
 
 void test_kernels(void) {
@@ -835,6 +873,7 @@ void test_kernels(void) {
     check_types();
     check_onehot();
     check_writer_fallbacks();
+    check_default_threads();
     /* every kernel table this build has and this CPU runs, against the
        references; the ones it cannot run are named and skipped */
     for (int isa = SLM_ISA_SCALAR + 1; isa < SLM_ISA_COUNT; isa++) {

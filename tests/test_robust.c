@@ -258,7 +258,68 @@ static void check_limits(void) {
     slm_model_free(m);
 }
 
+/* ---- work units: more threads than cores (threads are descheduled in the
+   middle of operators and catch up) give the same bits as one thread, over
+   several chunks of a prefill and single-token decodes ---- */
+
+static int run_units(slm_model *m, int threads, float *out, size_t n_out) {
+    slm_session_params sp;
+    slm_session_params_init(&sp);
+    sp.n_ctx = 64;
+    sp.n_batch = 8;
+    sp.logits_all = 1;
+    sp.n_threads = threads;
+    slm_session *s = NULL;
+    slm_error err;
+    int32_t ids[20];
+    slm_model_info info;
+    slm_model_get_info(m, &info);
+    for (int i = 0; i < 20; i++) ids[i] = 1 + (i * 37) % (info.n_vocab - 1 < 300 ? info.n_vocab - 1 : 300);
+    int ok = slm_session_create(m, &sp, &s, &err) == SLM_OK && slm_decode(s, ids, 20, &err) == SLM_OK;
+    size_t nv = (size_t)info.n_vocab, k = 0;
+    for (int i = 0; ok && i < 20 && k + nv <= n_out; i++, k += nv) memcpy(out + k, slm_session_logits(s, i), nv * sizeof(float));
+    for (int i = 0; ok && i < 6 && k + nv <= n_out; i++, k += nv) {
+        ok = slm_decode(s, ids + i, 1, &err) == SLM_OK;
+        if (ok) memcpy(out + k, slm_session_logits(s, -1), nv * sizeof(float));
+    }
+    slm_session_free(s);
+    return ok;
+}
+
+/* (the hybrids: their recurrent mixers run as steps of statically split
+   parts, a part a unit) */
+static void check_units_of(const char *path) {
+    slm_model *m;
+    slm_error err;
+    if (slm_model_load_file(data_path(path), NULL, &m, &err) != SLM_OK) {
+        CHECK(0, "load %s: %s", path, err.message);
+        return;
+    }
+    slm_model_info info;
+    slm_model_get_info(m, &info);
+    const size_t n = 26 * (size_t)info.n_vocab;
+    float *ref = (float *)malloc(n * sizeof(float)), *got = (float *)malloc(n * sizeof(float));
+    CHECK(ref && got && run_units(m, 1, ref, n), "1 thread");
+    const int threads[] = {2, 3, 5, 2, 3, 5};
+    for (int i = 0; ref && got && i < 6; i++) {
+        memset(got, 0, n * sizeof(float));
+        CHECK(run_units(m, threads[i], got, n) && memcmp(ref, got, n * sizeof(float)) == 0,
+              "%s: %d threads (work units) change the logits", path, threads[i]);
+    }
+    free(ref);
+    free(got);
+    slm_model_free(m);
+}
+
+static void check_units(void) {
+    check_units_of(MODEL);
+    check_units_of("models/tiny-lfm2-Q4_0.gguf");
+    check_units_of("models/tiny-qwen35-Q4_0.gguf");
+    check_units_of("models/tiny-granitehybrid-F32.gguf");
+}
+
 void test_robust(void) {
+    check_units();
     check_load_failures();
     check_session_failures();
     check_concurrency();

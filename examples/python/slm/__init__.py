@@ -537,7 +537,8 @@ class Model(_Handle):
 
     def session(self, n_ctx=0, n_threads=0, n_batch=0, kv_type="f16", logits_all=False):
         """A new Session (one conversation). n_ctx 0: min(training context,
-        4096); n_threads 0: all available; kv_type "f16", "f32" or "q8_0"."""
+        4096); n_threads 0: the default (one per performance core, at
+        most 8); kv_type "f16", "f32" or "q8_0"."""
         return Session(self, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, kv_type=kv_type,
                        logits_all=logits_all)
 
