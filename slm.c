@@ -7641,8 +7641,13 @@ static void act_from_float(const kernel_table *k, int dt, const float *src, void
 /* ========================================================================== */
 /*
  * The forward pass runs inside one parallel region per chunk of tokens.
- * Every operator takes (ith, nth), does its share of the work, and the
- * caller puts a barrier between operators that depend on each other.
+ * Each operator is a step cut into work units (rows or x8 groups of a
+ * mat-mul, (token, head group) pairs of attention, tokens, parts of a
+ * recurrent scan) that free threads take from the step's atomic counter;
+ * a thread goes on to the next step when every unit of this one is done.
+ * A descheduled thread thus delays only the unit it holds, and each output
+ * is still computed by one kernel call, so results do not depend on the
+ * thread count.
  */
 
 /* Where threads wait for each other between operators (the work units
