@@ -16934,8 +16934,16 @@ static slm_status embed_seq(slm_session *s, const int32_t *tok, int n, int pooli
     s->embd_mode = 1;
     s->pos = 0;
     s->enc_end = n; /* encoders: n <= n_batch = n_ctx, one chunk */
+    if (m->n_rec) { /* recurrent layers (section 9b) start from a zero state */
+        memset(s->rs[s->rs_cur], 0, m->rs_floats * sizeof(float));
+        memcpy(s->toks, tok, (size_t)n * sizeof(int32_t));
+    }
     for (int c = 0; c < n; c += s->n_batch) {
         const int nc = SLM_MIN(s->n_batch, n - c);
+        if (m->n_rec) { /* as slm_decode: the first chunk reads the current state */
+            s->rs_dst = s->rs[s->rs_cur ^ 1];
+            s->rs_src = c == 0 ? s->rs[s->rs_cur] : s->rs_dst;
+        }
         run_forward(s, tok + c, nc, c, nc, NULL);
         for (int t = 0; t < nc; t++) {
             const float *row = s->xb + (size_t)t * E;
@@ -16947,6 +16955,11 @@ static slm_status embed_seq(slm_session *s, const int32_t *tok, int n, int pooli
         }
     }
     s->embd_mode = 0;
+    if (m->n_rec) { /* the zero state at 0 stays as the checkpoint */
+        s->rs_cur ^= 1;
+        s->ckpt_pos = 0;
+        s->ckpt_ok = 1;
+    }
     s->pos = n;
     s->last_n = 0;
     s->logits_rows = 0;

@@ -89,6 +89,41 @@ static int run_all(const slm_model *m, int threads, int n_batch, const fref *r, 
     return ok;
 }
 
+/* A decoder with recurrent layers used as an embedder (LAST pooling):
+   each sequence starts from a zero state, so embedding the same ids twice
+   in one session, or in a fresh one, gives the same vector; decoding after
+   it still matches a fresh session (found by the fuzz replay: the
+   embedding path ran the scans with no state set). */
+static void check_embed_hybrid(const fam *f, const slm_model *m, const fref *r) {
+    const int E = slm_model_n_embd_out(m);
+    static float a[4096], b[4096], c[4096];
+    if (E <= 0 || E > 4096) return;
+    slm_embed_params ep;
+    slm_embed_params_init(&ep);
+    ep.pooling = SLM_POOLING_LAST;
+    slm_session *s = new_session(m, 2, 16, 0), *s2 = new_session(m, 1, 16, 0);
+    slm_error err;
+    int ok = s && s2 && slm_embed_tokens(s, r->ids, 12, &ep, a, 4096, &err) == SLM_OK &&
+             slm_embed_tokens(s, r->ids, 12, &ep, b, 4096, &err) == SLM_OK &&
+             slm_embed_tokens(s2, r->ids, 12, &ep, c, 4096, &err) == SLM_OK;
+    CHECK(ok, "%s: embed: %s", f->name, err.message);
+    if (ok) {
+        CHECK(memcmp(a, b, (size_t)E * sizeof(float)) == 0, "%s: embedding twice differs", f->name);
+        CHECK(maxdiff(a, c, E) <= 1e-5 * (1.0 + fabs((double)a[0])), "%s: embedding in a fresh session differs",
+              f->name);
+        /* a decode after embedding starts over from position 0 */
+        CHECK(slm_session_rewind(s, 0) == SLM_OK && slm_decode(s, r->ids, NPOS, &err) == SLM_OK, "%s: decode after embed",
+              f->name);
+        slm_session *s3 = new_session(m, 2, 16, 0);
+        if (s3 && slm_decode(s3, r->ids, NPOS, &err) == SLM_OK)
+            CHECK(maxdiff(slm_session_logits(s, -1), slm_session_logits(s3, -1), NV) == 0,
+                  "%s: decode after embed differs from a fresh session", f->name);
+        slm_session_free(s3);
+    }
+    slm_session_free(s);
+    slm_session_free(s2);
+}
+
 /* Steps of the greedy path that must match: all, or up to the first whose
    reference gap is within our error (the README's rule). */
 static int must_match(const fref *r, double rel) {
@@ -556,6 +591,7 @@ void test_families(void) {
                   fam_got, fb, IMPLIED[k].family);
         }
         check_batches(f, m, &r);
+        check_embed_hybrid(f, m, &r);
         /* emulated targets (make test-cross): the rewind, session and state
            paths once per hybrid, on its F32 file */
         if (f->hybrid && (!test_quick() || strstr(f->name, "-F32"))) {
