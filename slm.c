@@ -9,11 +9,15 @@
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
  *   4b. GGUF writer (metadata and tensor directory, then streamed tensor data)
  *   5. Tensor types: block layouts and the traits table
- *   6. Kernels: scalar reference, then AVX2, SSE4.1, NEON, RVV, Helium (same
- *      signatures)
- *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul
- *   8. Model: hyperparameters, tensor binding, the generic forward pass
- *   9. Session: KV cache, positions, decode
+ *   6. Kernels: scalar reference (6a), then AVX2 (6b), AVX-512 VNNI (6b2),
+ *      SSE4.1 (6c), NEON with dotprod and i8mm (6d), RVV (6e), Helium (6f)
+ *      (same signatures); one kernel table per ISA (6g); choosing a table
+ *      from what the CPU and OS support (6h)
+ *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul,
+ *      work units and the wait between steps
+ *   8. Model: hyperparameters, tensor binding (layer kinds of the hybrid
+ *      families, encoders), the generic forward pass
+ *   9. Session: KV cache and recurrent state, positions, decode, rewind
  *   9b. Session state: save and restore (versioned sections, checked
  *       against the model)
  *  10. Tokenizer: vocabulary, SentencePiece-style encoder, byte-level BPE with
@@ -23,11 +27,13 @@
  *  12b. Grammar: GBNF compiler, byte-level matcher over a token trie
  *      (grammar-masked sampling), the JSON grammar, JSON Schema -> GBNF
  *  13. Generate: prompt -> streamed text, stop conditions, timings
+ *  13b. Embeddings: pooling, normalisation, several texts per call
  *  14. Quantization: convert a GGUF file's matrices to another type
  *
  * Build: C99. OpenMP (-fopenmp) parallelises the forward pass; without it
- * slm runs on one thread. The SIMD kernels follow the target flags
- * (section 1). Compile-time switches (all optional, see section 1):
+ * slm runs on one thread. On x86-64 and aarch64 (GCC, Clang) every kernel
+ * set is compiled in and chosen at run time; elsewhere the SIMD kernels
+ * follow the target flags (section 1). Compile-time switches (all optional, see section 1):
  *   SLM_NO_SIMD     scalar reference kernels only
  *   SLM_NO_MMAP     read model files into memory instead of mapping them
  *                   (mmap on POSIX, a copy-on-write file mapping on Windows;
