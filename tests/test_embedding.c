@@ -193,7 +193,9 @@ static slm_session *new_session(slm_model *m, int n_threads) {
    repacked (x8) matrices: their kernels sum the blocks in another order
    than ggml, a last-bit difference that can flip the Q8_0 rounding of an
    activation downstream; on the tiny random gemma-embedding that moves one
-   cosine by 1.3e-3 (the file's own layout reproduces llama.cpp exactly). */
+   cosine by 1.3e-3 (the file's own layout reproduces llama.cpp exactly),
+   and by 4.3e-3 with RVV's sums at VLEN 256: QUANT_CM below. */
+#define QUANT_CM 5e-3
 static void check_model(const char *name, slm_model *m, const fixture *f, double tol, double cos_tol, int n_threads,
                         double cm_tol) {
     slm_error err;
@@ -295,7 +297,7 @@ static void run_fixture(const char *name, double tol, double cos_tol) {
     snprintf(rel, sizeof rel, "embeddings/%s.gguf", name);
     slm_model *m = load(rel, NULL);
     if (m) {
-        const double cm = strstr(name, "F32") ? 1e-3 : 2e-3;
+        const double cm = strstr(name, "F32") ? 1e-3 : QUANT_CM;
         check_model(name, m, f, tol, cos_tol, 1, cm);
         if (!test_quick()) check_model(name, m, f, tol, cos_tol, 2, cm);
         slm_model_free(m);
@@ -317,7 +319,7 @@ static void run_fixture(const char *name, double tol, double cos_tol) {
         if (!slm_isa_available(isa) || slm_model_load_file(data_path(rel), &mp, &m, NULL) != SLM_OK) continue;
         char nm[128];
         snprintf(nm, sizeof nm, "%s [%s]", name, slm_isa_name(isa));
-        if (slm_model_isa(m) == isa) check_model(nm, m, f, tol, cos_tol, 1, strstr(name, "F32") ? 1e-3 : 2e-3);
+        if (slm_model_isa(m) == isa) check_model(nm, m, f, tol, cos_tol, 1, strstr(name, "F32") ? 1e-3 : QUANT_CM);
         slm_model_free(m);
     }
     free(f->json);
