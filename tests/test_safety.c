@@ -1,3 +1,6 @@
+/* 64-bit directory offsets on 32-bit hosts: without it readdir fails with
+   EOVERFLOW on file systems with 64-bit hashes (armv7 under qemu-user) */
+#define _FILE_OFFSET_BITS 64
 /* Data safety: no operation of slm destroys a user's file. The output of
    slm_quantize_file and slm_file_write is the input by another name (./,
    dir/.., a symbolic link, a hard link): refused, input untouched. A device
