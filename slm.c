@@ -4675,28 +4675,38 @@ static inline __m256 x8_acc_avx512(__m256 acc, __m256i isum, __m256 dw, const ui
 /* 4 activation bytes (columns j..j+3) in every lane */
 #define X8_ACT_AVX512(at, j) _mm256_set1_epi32((int)ld_u32((at) + (j)))
 
-/* Q4_0x8: nibbles n = q + 8, unsigned; lanes start at -8 * sum(a). A lane
-   adds 32 products of at most 15 * 127: no overflow. */
-SLM_INLINE void gemm_q4_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                      int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15);
+/* Q4_0x8 (q5 = 0): nibbles n = q + 8, unsigned; lanes start at -8 * sum(a).
+   Q5_0x8 (q5 = 1): the same with the fifth bit at bit 4 (bit c of the
+   high-bit byte for the low nibble of chunk c, bit 4 + c for the high one;
+   16-bit shifts: what crosses from the neighbouring byte never lands on
+   bit 4); values 0..31 = q + 16, lanes start at -16 * sum(a). A lane adds
+   32 products of at most 31 * 127: no overflow. */
+SLM_INLINE void gemm_q45_0x8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                       int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    const int bb = q5 ? 176 : 144, nib = q5 ? 48 : 16, off = q5 ? 16 : 8;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 144, a += 40) {
+    for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
         _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        const __m256i h = q5 ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
         __m256i lo[4], hi[4];
         SLM_UNROLL(4)
         for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + nib + 32 * c));
             lo[c] = _mm256_and_si256(v, m4), hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (q5) { /* nib | (shifted high bits & 16) */
+                lo[c] = _mm256_ternarylogic_epi32(lo[c], _mm256_slli_epi16(h, 4 - c), b4, 0xF8);
+                hi[c] = _mm256_ternarylogic_epi32(hi[c], _mm256_srli_epi16(h, c), b4, 0xF8);
+            }
         }
         const __m256 dw = x8_scales_avx512(w);
         SLM_UNROLL(4)
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a + (size_t)t * a_rb;
             /* independent chains (vpdpbusd's latency) */
-            __m256i s[4] = {_mm256_set1_epi32(-8 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+            __m256i s[4] = {_mm256_set1_epi32(-off * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
                             _mm256_setzero_si256(), _mm256_setzero_si256()};
             SLM_UNROLL(4)
             for (int c = 0; c < 4; c++) {
@@ -4712,11 +4722,17 @@ SLM_INLINE void gemm_q4_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, 
     for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
 }
 
+/* constant token counts, so the per-token accumulators stay in registers */
 static void gemm_q4_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    /* constant token counts, so the per-token accumulators stay in registers */
-    if (nt == 1) gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q4_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+    if (nt == 1) gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q5_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* Q8_0x8: the weights plus 128 (0..255) are unsigned; lanes start at
@@ -4754,54 +4770,6 @@ static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb,
     if (nt == 1) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
     else if (nt == 4) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* Q5_0x8: as Q4_0x8 with the fifth bit at bit 4 (bit c of the high-bit
-   byte for the low nibble of chunk c, bit 4 + c for the high one; 16-bit
-   shifts: what crosses from the neighbouring byte never lands on bit 4).
-   Values 0..31 = q + 16: lanes start at -16 * sum(a). */
-SLM_INLINE void gemm_q5_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                      int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
-        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
-        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
-        __m256i lo[4], hi[4];
-        SLM_UNROLL(4)
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
-            const __m256i hl = _mm256_slli_epi16(h, 4 - c), hh = _mm256_srli_epi16(h, c);
-            lo[c] = _mm256_ternarylogic_epi32(_mm256_and_si256(v, m4), hl, b4, 0xF8); /* nib | (hl & 16) */
-            hi[c] = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), hh, b4, 0xF8);
-        }
-        const __m256 dw = x8_scales_avx512(w);
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            /* independent chains (vpdpbusd's latency) */
-            __m256i s[4] = {_mm256_set1_epi32(-16 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
-                            _mm256_setzero_si256(), _mm256_setzero_si256()};
-            SLM_UNROLL(4)
-            for (int c = 0; c < 4; c++) {
-                const int k = nt == 1 ? c : c & 1;
-                s[k] = _mm256_dpbusd_epi32(s[k], lo[c], X8_ACT_AVX512(at, 8 * c));
-                s[k] = _mm256_dpbusd_epi32(s[k], hi[c], X8_ACT_AVX512(at, 8 * c + 4));
-            }
-            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
-            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
-}
-
-static void gemm_q5_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q5_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* --- K-quants (Q8_K activations) ----------------------------------------------
