@@ -48,7 +48,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
-        test-cmake test-serve test-serve-sanitize
+        test-cmake test-serve test-serve-sanitize test-hello docs-check
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -96,8 +96,29 @@ $(RAG): examples/rag/rag.c $(LIB_A)
 $(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
-test: all check-exports $(TESTBIN) test-python test-serve
+test: all check-exports docs-check test-hello $(TESTBIN) test-python test-serve
 	./$(TESTBIN)
+
+# The README's example (examples/hello.c, also at the top of slm.h): built
+# warning-free, and its text must be slm run's for the same prompt and seed.
+$(BUILD)/hello: examples/hello.c slm.h $(LIB_A)
+	$(CC) $(ALL_CFLAGS) -Werror -I. examples/hello.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
+
+test-hello: $(BUILD)/hello $(CLI)
+	@./$(BUILD)/hello $(DEMO_MODEL) > $(BUILD)/hello.out
+	@./$(CLI) run -m $(DEMO_MODEL) -p "And the LORD said" -n 48 --seed 42 2>/dev/null > $(BUILD)/hello.ref
+	@{ printf 'And the LORD said'; sed '$$d' $(BUILD)/hello.out; } | cmp -s - $(BUILD)/hello.ref \
+	  && echo "hello: examples/hello.c writes what slm run writes" \
+	  || { echo "hello: FAIL: build/hello's text differs from slm run's (see $(BUILD)/hello.out, $(BUILD)/hello.ref)"; exit 1; }
+
+# Links in the Markdown files, the README's example and test commands
+# (tools/check_docs.py; skipped without python3, like test-python).
+docs-check:
+	@if command -v $(PYTHON) >/dev/null 2>&1; then \
+	  $(PYTHON) tools/check_docs.py; \
+	else \
+	  echo "docs: $(PYTHON) not found: the docs check is skipped (install python3 to run it)"; \
+	fi
 
 # The language bindings (examples/python, examples/node) against the shared
 # library. `make test` runs the Python tests first (they print their own
@@ -422,6 +443,7 @@ help:
 	@echo "make test       build and run every test (ends with 'N passed, N failed')"
 	@echo "make test-sanitize  the test suite under ASan+UBSan with leak checking"
 	@echo "make test-tsan      the concurrency tests under ThreadSanitizer"
+	@echo "make docs-check  links in the Markdown files, the README example and test commands (part of make test)"
 	@echo "make test-python  the Python binding's tests (examples/python; part of make test)"
 	@echo "make test-node  the Node.js binding's tests (examples/node; installs koffi with npm)"
 	@echo "make test-serve slm serve with the openai and ollama npm clients and curl (part of make test)"
