@@ -284,8 +284,9 @@ test('process exits cleanly after multi-threaded decoding', () => {
 });
 
 test('the README example runs', () => {
-  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const m = readme.match(/## Using slm from Node\.js[\s\S]*?```js\n([\s\S]*?)```/);
+  // the package README's first example (section "Use")
+  const readme = fs.readFileSync(path.join(ROOT, 'examples', 'node', 'README.md'), 'utf8');
+  const m = readme.match(/\n## Use\n[\s\S]*?```js\n([\s\S]*?)```/);
   assert.ok(m);
   // run from the repository root, with require('./examples/node') resolving there
   const p = spawnSync(process.execPath, ['-e', m[1]], { cwd: ROOT, encoding: 'utf8', timeout: 60000 });

@@ -687,9 +687,9 @@ class TestCli(unittest.TestCase):
 
 class TestReadme(unittest.TestCase):
     def test_readme_example_runs(self):
-        # the README's "Using slm from Python" example, run from the repository root
-        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-            m = re.search(r"## Using slm from Python.*?```python\n(.*?)```", f.read(), re.S)
+        # the package README's first example (section "Use"), run from the repository root
+        with open(os.path.join(ROOT, "examples", "python", "README.md"), encoding="utf-8") as f:
+            m = re.search(r"\n## Use\n.*?```python\n(.*?)```", f.read(), re.S)
         self.assertIsNotNone(m)
         p = subprocess.run([sys.executable, "-c", m.group(1)], cwd=ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=120)
