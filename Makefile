@@ -444,6 +444,7 @@ help:
 	@echo "make test-sanitize  the test suite under ASan+UBSan with leak checking"
 	@echo "make test-tsan      the concurrency tests under ThreadSanitizer"
 	@echo "make docs-check  links in the Markdown files, the README example and test commands (part of make test)"
+	@echo "make test-hello  build examples/hello.c (the README example) and check its text against slm run (part of make test)"
 	@echo "make test-python  the Python binding's tests (examples/python; part of make test)"
 	@echo "make test-node  the Node.js binding's tests (examples/node; installs koffi with npm)"
 	@echo "make test-serve slm serve with the openai and ollama npm clients and curl (part of make test)"
