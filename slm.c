@@ -11033,9 +11033,12 @@ static const char *const EOT_TEXTS[] = {
     "<end_of_utterance>",
 };
 
+/* The first byte first: the load asks this of every piece (an empty piece
+   may end the buffer: nothing is read past its length). */
 static int text_in(const vocab *v, int32_t id, const char *const *list, size_t n) {
+    if (v->len[id] == 0) return 0;
     for (size_t i = 0; i < n; i++)
-        if (vocab_is(v, id, list[i])) return 1;
+        if (v->text[id][0] == list[i][0] && vocab_is(v, id, list[i])) return 1;
     return 0;
 }
 
