@@ -44,9 +44,9 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
            tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
-           tests/test_embedding.c tests/test_families.c
+           tests/test_embedding.c tests/test_families.c tests/test_vocab_views.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake test-serve test-serve-sanitize test-hello docs-check
 
@@ -434,6 +434,21 @@ $(BENCHBIN): bench/bench_kernels.c slm.c slm.h | $(BUILD)
 bench: $(BENCHBIN)
 	./$(BENCHBIN) $(BENCH_ARGS)
 
+# Vocabulary-only load: allocations, bytes requested, peak RSS and time for
+# GPT-2's vocabulary and a generated Qwen2-size one (bench/vocab_load.c).
+VOCABBIN = $(BUILD)/vocab_load
+$(VOCABBIN): bench/vocab_load.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -I. bench/vocab_load.c slm.c -o $@ $(LDFLAGS) $(LIBS)
+
+$(BUILD)/qwen2-size-vocab.gguf: $(VOCABBIN)
+	./$(VOCABBIN) --gen-qwen2 $@
+
+bench-vocab: $(VOCABBIN) $(BUILD)/qwen2-size-vocab.gguf
+	./$(VOCABBIN) tests/data/tokenizer/ggml-vocab-gpt-2.gguf
+	./$(VOCABBIN) $(BUILD)/qwen2-size-vocab.gguf
+	./$(VOCABBIN) --no-mmap tests/data/tokenizer/ggml-vocab-gpt-2.gguf
+	./$(VOCABBIN) --no-mmap $(BUILD)/qwen2-size-vocab.gguf
+
 clean:
 	rm -rf $(BUILD)
 
@@ -470,6 +485,7 @@ help:
 	@echo "make test-windows   the test suite (OpenMP on and off), CLI and DLL under wine"
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick, BENCH_ARGS='--isa avx2')"
 	@echo "make bench-dispatch  the portable build against the -march=native one (THREADS=1|2)"
+	@echo "make bench-vocab  vocabulary-only load of GPT-2 and a Qwen2-size vocabulary: allocations, bytes, RSS, time"
 	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
 	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"

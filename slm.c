@@ -622,19 +622,10 @@ static void xfree(const allocator *a, void *p, size_t size) {
 }
 
 /* Strings need no alignment: with an allocator hook they are asked with
-   align 1, so that an arena packs them (a vocabulary is thousands of them). */
+   align 1, so that an arena packs them (the GGUF reader's string pool). */
 static void *xalloc_small(const allocator *a, size_t size) {
     if (a->is_default) return xalloc(a, size);
     return a->hook.alloc(a->hook.user, size ? size : 1, 1);
-}
-
-static char *xstrndup(const allocator *a, const char *s, size_t n) {
-    if (n == SIZE_MAX) return NULL;
-    char *p = (char *)xalloc_small(a, n + 1);
-    if (!p) return NULL;
-    memcpy(p, s, n);
-    p[n] = 0;
-    return p;
 }
 
 /* --- arena ------------------------------------------------------------------
@@ -887,16 +878,20 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h;
 }
 
-/* Open-addressing string -> index map (indices into a caller's array). */
+/* Open-addressing string -> index map (indices into a caller's array). The
+   map holds no strings: the caller's arrays of pointers and lengths (views
+   into the file) are the keys. 32-bit slots: a vocabulary's map is a third
+   of its size in memory, and no index goes past INT32_MAX. */
 typedef struct strmap {
-    int64_t *slots; /* -1 = empty */
-    size_t cap;     /* power of two */
+    int32_t *slots; /* (cap,) index, -1 = empty */
+    size_t cap;     /* power of two, >= 2 n + 1 */
 } strmap;
 
 static int strmap_init(strmap *m, const allocator *a, size_t n) {
     size_t cap = 16;
+    if (n > (size_t)INT32_MAX / 4) return 0;
     while (cap < n * 2 + 1) cap *= 2;
-    m->slots = (int64_t *)xalloc(a, cap * sizeof(int64_t));
+    m->slots = (int32_t *)xalloc(a, cap * sizeof(int32_t));
     if (!m->slots) return 0;
     for (size_t i = 0; i < cap; i++) m->slots[i] = -1;
     m->cap = cap;
@@ -904,7 +899,7 @@ static int strmap_init(strmap *m, const allocator *a, size_t n) {
 }
 
 static void strmap_free(strmap *m, const allocator *a) {
-    xfree(a, m->slots, m->cap * sizeof(int64_t));
+    xfree(a, m->slots, m->cap * sizeof(int32_t));
     m->slots = NULL;
 }
 
@@ -914,7 +909,7 @@ static int64_t strmap_find(const strmap *m, const char *const *keys, const size_
                            const char *key, size_t len, size_t *slot) {
     size_t i = (size_t)hash_bytes(key, len) & (m->cap - 1);
     for (;;) {
-        int64_t v = m->slots[i];
+        int64_t v = m->slots[i];  /* widened: callers take int64_t */
         if (v < 0 || (lens[v] == len && memcmp(keys[v], key, len) == 0)) {
             if (slot) *slot = i;
             return v;
@@ -956,19 +951,30 @@ static double now_ms(void) {
 #define GGUF_MAX_DEPTH 4  /* nested arrays deeper than this are refused */
 #define GGUF_MAX_DIMS 4
 
+/* Strings stay in the file (the mapping, the buffer the model reads the file
+   into, or the caller's buffer: all live as long as the model). Arrays of
+   strings (token pieces, merges) are views: a pointer and a length per
+   element, never copied. Keys, tensor names and string scalars, which the
+   API hands out as C strings, are copied once into one pool (their total is
+   a few KB, whatever the vocabulary size). */
 typedef struct gguf_kv {
-    char *key;          /* NUL-terminated copy */
+    const char *key;    /* NUL-terminated, in the pool (a view into the file while parsing) */
     size_t key_len;
     int type;           /* SLM_META_* */
     int arr_type;       /* element type for arrays */
     uint64_t count;     /* array element count (1 for scalars) */
-    size_t value_off;   /* file offset of the value (array: of the first element) */
-    size_t *elem_off;   /* strings and nested arrays: file offset of each element */
-    char **str;         /* strings: NUL-terminated copies (scalar: str[0]) */
+    size_t value_off;   /* file offset of the value (array: of the first element;
+                           string: of its bytes, after the u64 length) */
+    size_t *elem_off;   /* (count,) arrays of arrays: file offset of each element */
+    const char *str[1]; /* string scalar: str[0] is a NUL-terminated copy in the pool */
+    size_t str_len;     /*   its length (it may hold NUL bytes) */
+    const char **sv;    /* (count,) arrays of strings: each element's bytes in the file,
+                           not NUL-terminated */
+    size_t *sl;         /* (count,) and their lengths */
 } gguf_kv;
 
 typedef struct gguf_tensor {
-    char *name;
+    const char *name;   /* NUL-terminated, in the pool (a view into the file while parsing) */
     size_t name_len;
     int type;
     int n_dims;
@@ -985,8 +991,10 @@ typedef struct gguf_file {
     gguf_kv *kv;
     gguf_tensor *tensors;
     strmap kv_map, tensor_map;
-    char **kv_names; size_t *kv_lens;       /* views for strmap */
-    char **t_names; size_t *t_lens;
+    const char **kv_names; size_t *kv_lens; /* (n_kv,) keys for strmap */
+    const char **t_names; size_t *t_lens;   /* (n_tensors,) names for strmap */
+    char *pool;         /* (pool_size,) the C strings: keys, tensor names, string scalars */
+    size_t pool_size;
     size_t alignment;
     size_t data_off;    /* start of the tensor data section */
 } gguf_file;
@@ -1137,74 +1145,87 @@ static int rd_skip_value(reader *r, int t, int depth, const char *key) {
     return 0;
 }
 
+/* Every array is allocated for max(count, 1) entries and freed with that
+   size (an allocator hook gets the size it was asked for). */
 static void gguf_free(gguf_file *g, const allocator *a) {
+    size_t nkv = g->n_kv ? (size_t)g->n_kv : 1, nt = g->n_tensors ? (size_t)g->n_tensors : 1;
     if (g->kv) {
         for (uint64_t i = 0; i < g->n_kv; i++) {
             gguf_kv *kv = &g->kv[i];
-            xfree(a, kv->key, kv->key_len + 1);
-            if (kv->str) {
-                for (uint64_t j = 0; j < kv->count; j++)
-                    if (kv->str[j]) xfree(a, kv->str[j], strlen(kv->str[j]) + 1);
-                xfree(a, kv->str, (size_t)kv->count * sizeof(char *));
-            }
-            xfree(a, kv->elem_off, (size_t)kv->count * sizeof(size_t));
+            size_t n = kv->count ? (size_t)kv->count : 1;
+            xfree(a, kv->elem_off, n * sizeof(size_t));
+            xfree(a, (void *)kv->sv, n * sizeof(char *));
+            xfree(a, kv->sl, n * sizeof(size_t));
         }
-        xfree(a, g->kv, (size_t)g->n_kv * sizeof(gguf_kv));
+        xfree(a, g->kv, nkv * sizeof(gguf_kv));
     }
-    if (g->tensors) {
-        for (uint64_t i = 0; i < g->n_tensors; i++) xfree(a, g->tensors[i].name, g->tensors[i].name_len + 1);
-        xfree(a, g->tensors, (size_t)g->n_tensors * sizeof(gguf_tensor));
-    }
-    xfree(a, g->kv_names, (size_t)g->n_kv * sizeof(char *));
-    xfree(a, g->kv_lens, (size_t)g->n_kv * sizeof(size_t));
-    xfree(a, g->t_names, (size_t)g->n_tensors * sizeof(char *));
-    xfree(a, g->t_lens, (size_t)g->n_tensors * sizeof(size_t));
+    xfree(a, g->tensors, nt * sizeof(gguf_tensor));
+    xfree(a, (void *)g->kv_names, nkv * sizeof(char *));
+    xfree(a, g->kv_lens, nkv * sizeof(size_t));
+    xfree(a, (void *)g->t_names, nt * sizeof(char *));
+    xfree(a, g->t_lens, nt * sizeof(size_t));
     if (g->kv_map.slots) strmap_free(&g->kv_map, a);
     if (g->tensor_map.slots) strmap_free(&g->tensor_map, a);
+    xfree(a, g->pool, g->pool_size);
     memset(g, 0, sizeof *g);
 }
 
-/* Copy a string that may contain NUL bytes; the copy is NUL-terminated. The
-   true length is kept separately where it matters (vocabulary pieces). */
-static char *dup_file_str(reader *r, size_t off, size_t len) {
-    char *s = xstrndup(r->a, (const char *)r->p + off, len);
-    if (!s) seterr(r->err, SLM_ERR_NOMEM, "out of memory copying a string of %zu bytes", len);
-    return s;
+/* A file string as a C string for messages (cut at `size` - 1 bytes or at a
+   NUL byte): keys and tensor names before the pool holds them. */
+static const char *show_str(char *buf, size_t size, const uint8_t *p, size_t n) {
+    size_t k = SLM_MIN(n, size - 1);
+    memcpy(buf, p, k);
+    buf[k] = 0;
+    return buf;
+}
+
+/* An array of strings: a view per element (pointer into the file, length),
+   each length checked against the bytes that remain. */
+static int gguf_read_str_array(reader *r, gguf_kv *kv, size_t n, const char *name) {
+    kv->sv = (const char **)xalloc(r->a, (n ? n : 1) * sizeof(char *));
+    kv->sl = (size_t *)xalloc(r->a, (n ? n : 1) * sizeof(size_t));
+    if (!kv->sv || !kv->sl) return seterr(r->err, SLM_ERR_NOMEM, "out of memory indexing key '%s'", name), 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t off, len;
+        if (!rd_str(r, &off, &len, name)) return 0;
+        kv->sv[i] = (const char *)r->p + off;
+        kv->sl[i] = len;
+    }
+    return 1;
 }
 
 static int gguf_read_kv(reader *r, gguf_kv *kv) {
     size_t koff, klen;
     size_t at = r->pos;
     uint32_t t;
+    char name[96]; /* the key, for messages */
     if (!rd_str(r, &koff, &klen, "metadata key")) return 0;
-    kv->key = dup_file_str(r, koff, klen);
-    if (!kv->key) return 0;
+    kv->key = (const char *)r->p + koff;
     kv->key_len = klen;
-    if (!rd_u32(r, &t, kv->key)) return 0;
+    show_str(name, sizeof name, r->p + koff, klen);
+    if (!rd_u32(r, &t, name)) return 0;
     if (t > 12) {
-        seterr(r->err, SLM_ERR_FORMAT, "key '%s' (offset %zu): unknown value type %u", kv->key, at, (unsigned)t);
+        seterr(r->err, SLM_ERR_FORMAT, "key '%s' (offset %zu): unknown value type %u", name, at, (unsigned)t);
         return 0;
     }
     kv->type = (int)t;
     kv->count = 1;
     if (t == SLM_META_STRING) {
         size_t off, len;
-        if (!rd_str(r, &off, &len, kv->key)) return 0;
+        if (!rd_str(r, &off, &len, name)) return 0;
         kv->value_off = off;
-        kv->str = (char **)xcalloc(r->a, 1, sizeof(char *));
-        if (!kv->str) return seterr(r->err, SLM_ERR_NOMEM, "out of memory"), 0;
-        kv->str[0] = dup_file_str(r, off, len);
-        return kv->str[0] != NULL;
+        kv->str_len = len;
+        return 1;
     }
     if (t != SLM_META_ARRAY) {
         kv->value_off = r->pos;
-        return rd_skip_value(r, (int)t, 0, kv->key);
+        return rd_skip_value(r, (int)t, 0, name);
     }
     uint32_t et;
     uint64_t n;
-    if (!rd_u32(r, &et, kv->key) || !rd_u64(r, &n, kv->key)) return 0;
+    if (!rd_u32(r, &et, name) || !rd_u64(r, &n, name)) return 0;
     if (et > 12) {
-        seterr(r->err, SLM_ERR_FORMAT, "key '%s': unknown array element type %u", kv->key, (unsigned)et);
+        seterr(r->err, SLM_ERR_FORMAT, "key '%s': unknown array element type %u", name, (unsigned)et);
         return 0;
     }
     kv->arr_type = (int)et;
@@ -1212,7 +1233,7 @@ static int gguf_read_kv(reader *r, gguf_kv *kv) {
     size_t esz = meta_scalar_size((int)et);
     if (esz) {
         if (n > (r->size - r->pos) / esz) {
-            seterr(r->err, SLM_ERR_FORMAT, "key '%s': array of %llu %s exceeds the file (offset %zu)", kv->key,
+            seterr(r->err, SLM_ERR_FORMAT, "key '%s': array of %llu %s exceeds the file (offset %zu)", name,
                    (unsigned long long)n, meta_type_name((int)et), r->pos);
             return 0;
         }
@@ -1221,29 +1242,54 @@ static int gguf_read_kv(reader *r, gguf_kv *kv) {
         return 1;
     }
     if (n > (r->size - r->pos) / 8) {
-        seterr(r->err, SLM_ERR_FORMAT, "key '%s': array count %llu exceeds the file (offset %zu)", kv->key,
+        seterr(r->err, SLM_ERR_FORMAT, "key '%s': array count %llu exceeds the file (offset %zu)", name,
                (unsigned long long)n, r->pos);
         return 0;
     }
-    kv->count = n;
-    kv->elem_off = (size_t *)xalloc(r->a, (size_t)n * sizeof(size_t));
-    if (!kv->elem_off) return seterr(r->err, SLM_ERR_NOMEM, "out of memory indexing key '%s'", kv->key), 0;
-    if (et == SLM_META_STRING) {
-        kv->str = (char **)xcalloc(r->a, (size_t)n, sizeof(char *));
-        if (!kv->str) return seterr(r->err, SLM_ERR_NOMEM, "out of memory indexing key '%s'", kv->key), 0;
-    }
+    kv->count = n; /* first: gguf_free frees the element arrays by it */
+    if (et == SLM_META_STRING) return gguf_read_str_array(r, kv, (size_t)n, name);
+    kv->elem_off = (size_t *)xalloc(r->a, ((size_t)n ? (size_t)n : 1) * sizeof(size_t));
+    if (!kv->elem_off) return seterr(r->err, SLM_ERR_NOMEM, "out of memory indexing key '%s'", name), 0;
     for (uint64_t i = 0; i < n; i++) {
         kv->elem_off[i] = r->pos;
-        if (et == SLM_META_STRING) {
-            size_t off, len;
-            if (!rd_str(r, &off, &len, kv->key)) return 0;
-            kv->str[i] = dup_file_str(r, off, len);
-            if (!kv->str[i]) return 0;
-        } else if (!rd_skip_value(r, (int)et, 1, kv->key)) {
-            return 0;
-        }
+        if (!rd_skip_value(r, (int)et, 1, name)) return 0;
     }
     return 1;
+}
+
+/* Copy keys, tensor names and string scalars into one pool as C strings
+   (the API returns them as such) and point the directory at the copies. */
+static slm_status gguf_build_pool(gguf_file *g, const allocator *a, slm_error *err) {
+    size_t nkv = (size_t)g->n_kv, nt = (size_t)g->n_tensors, total = 0;
+    /* each string lies in the file after its 8-byte length: no overflow */
+    for (size_t i = 0; i < nkv; i++)
+        total += g->kv[i].key_len + 1 + (g->kv[i].type == SLM_META_STRING ? g->kv[i].str_len + 1 : 0);
+    for (size_t i = 0; i < nt; i++) total += g->tensors[i].name_len + 1;
+    g->pool = (char *)xalloc_small(a, total ? total : 1);
+    if (!g->pool) return seterr(err, SLM_ERR_NOMEM, "out of memory for %zu bytes of names", total);
+    g->pool_size = total ? total : 1;
+    char *p = g->pool;
+    for (size_t i = 0; i < nkv; i++) {
+        gguf_kv *kv = &g->kv[i];
+        memcpy(p, kv->key, kv->key_len);
+        p[kv->key_len] = 0;
+        kv->key = g->kv_names[i] = p;
+        p += kv->key_len + 1;
+        if (kv->type == SLM_META_STRING) {
+            memcpy(p, g->data + kv->value_off, kv->str_len);
+            p[kv->str_len] = 0;
+            kv->str[0] = p;
+            p += kv->str_len + 1;
+        }
+    }
+    for (size_t i = 0; i < nt; i++) {
+        gguf_tensor *t = &g->tensors[i];
+        memcpy(p, t->name, t->name_len);
+        p[t->name_len] = 0;
+        t->name = g->t_names[i] = p;
+        p += t->name_len + 1;
+    }
+    return SLM_OK;
 }
 
 static int gguf_kv_index(const gguf_file *g, const char *key) {
@@ -1291,10 +1337,10 @@ static slm_status gguf_parse(gguf_file *g, const uint8_t *data, size_t size, con
     }
     size_t nkv = (size_t)g->n_kv, nt = (size_t)g->n_tensors;
     g->kv = (gguf_kv *)xcalloc(a, nkv ? nkv : 1, sizeof(gguf_kv));
-    g->kv_names = (char **)xcalloc(a, nkv ? nkv : 1, sizeof(char *));
+    g->kv_names = (const char **)xcalloc(a, nkv ? nkv : 1, sizeof(char *));
     g->kv_lens = (size_t *)xcalloc(a, nkv ? nkv : 1, sizeof(size_t));
     g->tensors = (gguf_tensor *)xcalloc(a, nt ? nt : 1, sizeof(gguf_tensor));
-    g->t_names = (char **)xcalloc(a, nt ? nt : 1, sizeof(char *));
+    g->t_names = (const char **)xcalloc(a, nt ? nt : 1, sizeof(char *));
     g->t_lens = (size_t *)xcalloc(a, nt ? nt : 1, sizeof(size_t));
     if (!g->kv || !g->kv_names || !g->kv_lens || !g->tensors || !g->t_names || !g->t_lens ||
         !strmap_init(&g->kv_map, a, nkv) || !strmap_init(&g->tensor_map, a, nt))
@@ -1308,14 +1354,16 @@ static slm_status gguf_parse(gguf_file *g, const uint8_t *data, size_t size, con
             return err ? (slm_status)err->status : SLM_ERR_FORMAT;
         }
         size_t slot;
-        if (strmap_find(&g->kv_map, (const char *const *)g->kv_names, g->kv_lens, kv->key, kv->key_len, &slot) >= 0)
-            return seterr(err, SLM_ERR_FORMAT, "duplicate metadata key '%s'", kv->key);
-        if (strlen(kv->key) != kv->key_len)
+        char name[96];
+        if (strmap_find(&g->kv_map, g->kv_names, g->kv_lens, kv->key, kv->key_len, &slot) >= 0)
+            return seterr(err, SLM_ERR_FORMAT, "duplicate metadata key '%s'",
+                          show_str(name, sizeof name, (const uint8_t *)kv->key, kv->key_len));
+        if (memchr(kv->key, 0, kv->key_len))
             return seterr(err, SLM_ERR_FORMAT, "metadata key #%zu contains a NUL byte", i);
         g->kv_names[i] = kv->key;
         g->kv_lens[i] = kv->key_len;
-        g->kv_map.slots[slot] = (int64_t)i;
-        if (strcmp(kv->key, "general.alignment") == 0) {
+        g->kv_map.slots[slot] = (int32_t)i;
+        if (kv->key_len == 17 && memcmp(kv->key, "general.alignment", 17) == 0) {
             if (kv->type != SLM_META_U32)
                 return seterr(err, SLM_ERR_FORMAT, "general.alignment has type %s, expected u32", meta_type_name(kv->type));
             uint32_t al = ld_u32(data + kv->value_off);
@@ -1329,49 +1377,55 @@ static slm_status gguf_parse(gguf_file *g, const uint8_t *data, size_t size, con
         gguf_tensor *t = &g->tensors[i];
         size_t noff, nlen, at = r->pos;
         uint32_t nd, type;
+        char nm[96]; /* the name, for messages */
         if (!rd_str(r, &noff, &nlen, "tensor name")) return (slm_status)err->status;
-        t->name = dup_file_str(r, noff, nlen);
-        if (!t->name) return SLM_ERR_NOMEM;
+        t->name = (const char *)data + noff;
         t->name_len = nlen;
-        if (nlen == 0 || strlen(t->name) != nlen)
+        if (nlen == 0 || memchr(t->name, 0, nlen))
             return seterr(err, SLM_ERR_FORMAT, "tensor #%zu at offset %zu has an empty name or a NUL byte in it", i, at);
+        show_str(nm, sizeof nm, data + noff, nlen);
         size_t slot;
-        if (strmap_find(&g->tensor_map, (const char *const *)g->t_names, g->t_lens, t->name, nlen, &slot) >= 0)
-            return seterr(err, SLM_ERR_FORMAT, "duplicate tensor name '%s'", t->name);
+        if (strmap_find(&g->tensor_map, g->t_names, g->t_lens, t->name, nlen, &slot) >= 0)
+            return seterr(err, SLM_ERR_FORMAT, "duplicate tensor name '%s'", nm);
         g->t_names[i] = t->name;
         g->t_lens[i] = nlen;
-        g->tensor_map.slots[slot] = (int64_t)i;
-        if (!rd_u32(r, &nd, t->name)) return (slm_status)err->status;
+        g->tensor_map.slots[slot] = (int32_t)i;
+        if (!rd_u32(r, &nd, nm)) return (slm_status)err->status;
         if (nd == 0 || nd > GGUF_MAX_DIMS)
-            return seterr(err, SLM_ERR_FORMAT, "tensor '%s': %u dimensions (1..%d allowed)", t->name, (unsigned)nd, GGUF_MAX_DIMS);
+            return seterr(err, SLM_ERR_FORMAT, "tensor '%s': %u dimensions (1..%d allowed)", nm, (unsigned)nd, GGUF_MAX_DIMS);
         t->n_dims = (int)nd;
         uint64_t nel = 1;
         for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < nd; d++) {
             uint64_t v;
-            if (!rd_u64(r, &v, t->name)) return (slm_status)err->status;
+            if (!rd_u64(r, &v, nm)) return (slm_status)err->status;
             if (v == 0 || v > (uint64_t)INT64_MAX)
-                return seterr(err, SLM_ERR_FORMAT, "tensor '%s': dimension %u is %lld", t->name, (unsigned)d, (long long)v);
+                return seterr(err, SLM_ERR_FORMAT, "tensor '%s': dimension %u is %lld", nm, (unsigned)d, (long long)v);
             if (nel > (uint64_t)INT64_MAX / v)
-                return seterr(err, SLM_ERR_FORMAT, "tensor '%s': element count overflows", t->name);
+                return seterr(err, SLM_ERR_FORMAT, "tensor '%s': element count overflows", nm);
             nel *= v;
             t->ne[d] = (int64_t)v;
         }
-        if (!rd_u32(r, &type, t->name)) return (slm_status)err->status;
+        if (!rd_u32(r, &type, nm)) return (slm_status)err->status;
         const type_size *ts = type_size_of((int)type);
-        if (!ts) return seterr(err, SLM_ERR_UNSUPPORTED, "tensor '%s': unknown ggml type id %u", t->name, (unsigned)type);
+        if (!ts) return seterr(err, SLM_ERR_UNSUPPORTED, "tensor '%s': unknown ggml type id %u", nm, (unsigned)type);
         t->type = (int)type;
         if (t->ne[0] % ts->blck != 0)
             return seterr(err, SLM_ERR_FORMAT, "tensor '%s': row length %lld is not a multiple of the %s block size %d",
-                          t->name, (long long)t->ne[0], ts->name, ts->blck);
+                          nm, (long long)t->ne[0], ts->name, ts->blck);
         uint64_t blocks = nel / (uint64_t)ts->blck;
         if (blocks > UINT64_MAX / (uint64_t)ts->bytes)
-            return seterr(err, SLM_ERR_FORMAT, "tensor '%s': byte size overflows", t->name);
+            return seterr(err, SLM_ERR_FORMAT, "tensor '%s': byte size overflows", nm);
         t->nbytes = blocks * (uint64_t)ts->bytes;
-        if (!rd_u64(r, &t->offset, t->name)) return (slm_status)err->status;
+        if (!rd_u64(r, &t->offset, nm)) return (slm_status)err->status;
         if (t->offset % g->alignment != 0)
             return seterr(err, SLM_ERR_FORMAT, "tensor '%s': data offset %llu is not a multiple of the alignment %zu",
-                          t->name, (unsigned long long)t->offset, g->alignment);
+                          nm, (unsigned long long)t->offset, g->alignment);
+    }
+
+    {
+        slm_status st = gguf_build_pool(g, a, err);
+        if (st != SLM_OK) return st;
     }
 
     /* tensor data starts at the next multiple of the alignment */
@@ -1437,6 +1491,7 @@ static const uint8_t *kv_elem_ptr(const gguf_file *g, const gguf_kv *kv, int64_t
     *type = kv->arr_type;
     size_t esz = meta_scalar_size(kv->arr_type);
     if (esz) return g->data + kv->value_off + (size_t)elem * esz;
+    if (kv->arr_type == SLM_META_STRING) return (const uint8_t *)kv->sv[elem] - 8; /* its u64 length */
     return g->data + kv->elem_off[elem];
 }
 
@@ -8798,9 +8853,9 @@ static slm_status model_init(slm_model *m, slm_error *err) {
     if (!ak) return seterr(err, SLM_ERR_FORMAT, "missing key 'general.architecture'");
     if (ak->type != SLM_META_STRING)
         return seterr(err, SLM_ERR_FORMAT, "general.architecture has type %s, expected string", meta_type_name(ak->type));
-    if (strlen(ak->str[0]) >= sizeof m->arch_name)
-        return seterr(err, SLM_ERR_FORMAT, "general.architecture is too long");
-    strcpy(m->arch_name, ak->str[0]);
+    if (ak->str_len >= sizeof m->arch_name || memchr(ak->str[0], 0, ak->str_len))
+        return seterr(err, SLM_ERR_FORMAT, "general.architecture is too long or holds a NUL byte");
+    memcpy(m->arch_name, ak->str[0], ak->str_len + 1);
     if ((st = vocab_load(m, err)) != SLM_OK) return st;
     if (m->vocab_only) {
         m->n_vocab = slm_vocab_size(m);
@@ -9161,8 +9216,14 @@ slm_status slm_meta_get_string(const slm_model *m, int64_t i, int64_t elem, cons
     } else if (kv->type != SLM_META_STRING) {
         return SLM_ERR_TYPE;
     }
-    *out = kv->str[e];
-    if (len) *len = (size_t)ld_u64(m->g.data + (kv->type == SLM_META_ARRAY ? kv->elem_off[e] : kv->value_off - 8));
+    if (kv->type == SLM_META_ARRAY) {
+        if (!len) return SLM_ERR_INVALID_ARG; /* a view into the file: no NUL after it */
+        *out = kv->sv[e];
+        *len = kv->sl[e];
+        return SLM_OK;
+    }
+    *out = kv->str[0];
+    if (len) *len = kv->str_len;
     return SLM_OK;
 }
 
@@ -9180,14 +9241,15 @@ static void fmt_value(const slm_model *m, const gguf_kv *kv, int t, int64_t elem
     int64_t iv;
     double dv;
     if (t == SLM_META_STRING) {
-        const char *s = kv->str[elem < 0 ? 0 : elem];
+        const char *s = kv->type == SLM_META_ARRAY ? kv->sv[elem] : kv->str[0];
+        size_t n = kv->type == SLM_META_ARRAY ? kv->sl[elem] : kv->str_len;
         fmt_append(buf, size, pos, "\"");
-        for (const char *c = s; *c; c++) {
-            unsigned char ch = (unsigned char)*c;
+        for (size_t c = 0; c < n; c++) {
+            unsigned char ch = (unsigned char)s[c];
             if (ch == '"' || ch == '\\') fmt_append(buf, size, pos, "\\%c", ch);
             else if (ch < 0x20) fmt_append(buf, size, pos, "\\x%02x", ch);
             else fmt_append(buf, size, pos, "%c", ch);
-            if (c - s > 200) {
+            if (c > 200) {
                 fmt_append(buf, size, pos, "...");
                 break;
             }
@@ -10866,15 +10928,16 @@ enum { TA_LSTRIP = 1 << 7, TA_RSTRIP = 1 << 8 };
 typedef struct vocab {
     int kind;                 /* SLM_VOCAB_* */
     int32_t n;                /* tokens */
-    const char **text;        /* piece bytes (the GGUF strings, owned by m->g) */
-    size_t *len;
+    const char **text;        /* (n,) piece bytes: views into the file, not NUL-terminated
+                                 (the GGUF reader's arrays for tokenizer.ggml.tokens) */
+    size_t *len;              /* (n,) their lengths */
     float *score;
     uint16_t *attr;           /* SLM_TOKEN_* | TA_* */
     strmap map;               /* piece -> id (first id wins on duplicates) */
-    int32_t *special;         /* ids matched whole in the input, longest first */
+    int32_t *special;         /* (n_special,) ids matched whole in the input, longest first */
     int32_t n_special;
-    int32_t *eog;             /* end-of-generation ids, ascending */
-    int32_t n_eog;
+    int32_t *eog;             /* (eog_cap,) end-of-generation ids, ascending */
+    int32_t n_eog, eog_cap;
     int32_t bos, eos, eot, eom, unk, pad, sep;
     int add_bos, add_eos, add_space_prefix;
     int32_t byte_tok[256];    /* byte -> token for byte fallback, -1 = none */
@@ -10886,8 +10949,9 @@ typedef struct vocab {
     int ignore_merges;        /* a word that is a piece is not merged (llama3) */
     int clean_spaces;         /* the detokenizer drops spaces before ?!., */
     int32_t n_merges;
-    const char **mtext;       /* "left right" merge strings (owned by m->g); index = rank */
-    size_t *mlen;
+    const char **mtext;       /* (n_merges,) "left right" merge strings, index = rank: views
+                                 into the file (the reader's arrays for tokenizer.ggml.merges) */
+    size_t *mlen;             /* (n_merges,) their lengths */
     strmap mmap;              /* merge string -> rank (first rank wins on duplicates) */
     /* WordPiece */
     int32_t wpm_max_len;      /* longest piece in bytes */
@@ -10896,21 +10960,20 @@ typedef struct vocab {
 
 static const vocab *vocab_of(const slm_model *m) { return m ? m->vocab : NULL; }
 
+/* The one cleanup path of a vocabulary, complete or not (vocab_load
+   attaches it to the model first, so a failed load ends here too). The
+   pieces and merges belong to the GGUF reader. */
 static void vocab_free(slm_model *m) {
     vocab *v = m->vocab;
     if (!v) return;
     const allocator *a = &m->a;
     size_t n = (size_t)v->n;
-    xfree(a, (void *)v->text, (n ? n : 1) * sizeof(char *));
-    xfree(a, v->len, (n ? n : 1) * sizeof(size_t));
     xfree(a, v->score, (n ? n : 1) * sizeof(float));
     xfree(a, v->attr, (n ? n : 1) * sizeof(uint16_t));
     if (v->map.slots) strmap_free(&v->map, a);
-    xfree(a, v->special, (n ? n : 1) * sizeof(int32_t));
-    xfree(a, v->eog, (n ? n : 1) * sizeof(int32_t));
+    xfree(a, v->special, (size_t)(v->n_special ? v->n_special : 1) * sizeof(int32_t));
+    xfree(a, v->eog, (size_t)(v->eog_cap ? v->eog_cap : 1) * sizeof(int32_t));
     if (v->mmap.slots) strmap_free(&v->mmap, a);
-    xfree(a, (void *)v->mtext, (size_t)v->n_merges * sizeof(char *));
-    xfree(a, v->mlen, (size_t)v->n_merges * sizeof(size_t));
     xfree(a, v, sizeof *v);
     m->vocab = NULL;
 }
@@ -10970,9 +11033,12 @@ static const char *const EOT_TEXTS[] = {
     "<end_of_utterance>",
 };
 
+/* The first byte first: the load asks this of every piece (an empty piece
+   may end the buffer: nothing is read past its length). */
 static int text_in(const vocab *v, int32_t id, const char *const *list, size_t n) {
+    if (v->len[id] == 0) return 0;
     for (size_t i = 0; i < n; i++)
-        if (vocab_is(v, id, list[i])) return 1;
+        if (v->text[id][0] == list[i][0] && vocab_is(v, id, list[i])) return 1;
     return 0;
 }
 
@@ -10980,6 +11046,7 @@ static void eog_add(vocab *v, int32_t id) {
     if (id < 0) return;
     for (int32_t i = 0; i < v->n_eog; i++)
         if (v->eog[i] == id) return;
+    if (v->n_eog >= v->eog_cap) return; /* cannot happen: vocab_eog counts the candidates */
     int32_t i = v->n_eog++;
     while (i > 0 && v->eog[i - 1] > id) { /* keep ascending */
         v->eog[i] = v->eog[i - 1];
@@ -11075,16 +11142,13 @@ static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
         return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.merges has %llu entries", (unsigned long long)k->count);
     int32_t n = (int32_t)k->count;
     if (n == 0) return SLM_OK;
-    const allocator *a = &m->a;
-    v->mtext = (const char **)xalloc(a, (size_t)n * sizeof(char *));
-    v->mlen = (size_t *)xalloc(a, (size_t)n * sizeof(size_t));
+    v->mtext = k->sv; /* views into the file: no copy */
+    v->mlen = k->sl;
     v->n_merges = n;
-    if (!v->mtext || !v->mlen || !strmap_init(&v->mmap, a, (size_t)n))
+    if (!strmap_init(&v->mmap, &m->a, (size_t)n))
         return seterr(err, SLM_ERR_NOMEM, "out of memory for %d merges", (int)n);
     for (int32_t i = 0; i < n; i++) {
         size_t slot;
-        v->mtext[i] = k->str[i];
-        v->mlen[i] = (size_t)ld_u64(g->data + k->elem_off[i]);
         if (v->mlen[i] < 3) continue; /* no "a b": can never match */
         if (strmap_find(&v->mmap, v->mtext, v->mlen, v->mtext[i], v->mlen[i], &slot) >= 0) continue;
         v->mmap.slots[slot] = i;
@@ -11092,45 +11156,49 @@ static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
     return SLM_OK;
 }
 
-static slm_status vocab_load(slm_model *m, slm_error *err) {
-    const gguf_file *g = &m->g;
-    const gguf_kv *kmodel = gguf_get(g, "tokenizer.ggml.model");
-    const gguf_kv *ktok = gguf_get(g, "tokenizer.ggml.tokens");
-    const char *model = kmodel && kmodel->type == SLM_META_STRING ? kmodel->str[0] : NULL;
-    if (kmodel && !model)
-        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.model has type %s, expected string",
-                      meta_type_name(kmodel->type));
-    if (!ktok || (model && (!strcmp(model, "none") || !strcmp(model, "no_vocab")))) return SLM_OK;
-    if (ktok->type != SLM_META_ARRAY || ktok->arr_type != SLM_META_STRING)
-        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.tokens is not an array of strings");
-    if (ktok->count == 0 || ktok->count >= (uint64_t)INT32_MAX)
-        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.tokens has %llu entries",
-                      (unsigned long long)ktok->count);
-    const int32_t n = (int32_t)ktok->count;
-    const allocator *a = &m->a;
-    vocab *v = (vocab *)xcalloc(a, 1, sizeof *v);
-    if (!v) return seterr(err, SLM_ERR_NOMEM, "out of memory for the vocabulary");
-    m->vocab = v;
-    v->n = n;
-    v->text = (const char **)xalloc(a, (size_t)n * sizeof(char *));
-    v->len = (size_t *)xalloc(a, (size_t)n * sizeof(size_t));
-    v->score = (float *)xcalloc(a, (size_t)n, sizeof(float));
-    v->attr = (uint16_t *)xalloc(a, (size_t)n * sizeof(uint16_t));
-    v->special = (int32_t *)xalloc(a, (size_t)n * sizeof(int32_t));
-    v->eog = (int32_t *)xalloc(a, (size_t)n * sizeof(int32_t));
-    if (!v->text || !v->len || !v->score || !v->attr || !v->special || !v->eog || !strmap_init(&v->map, a, (size_t)n))
-        return seterr(err, SLM_ERR_NOMEM, "out of memory for a vocabulary of %d tokens", (int)n);
+/* --- loading ---------------------------------------------------------------
+   vocab_load is a sequence of named steps over one vocab attached to the
+   model as soon as it exists, so every failure leaves through the model's
+   one cleanup path (vocab_free). Pieces and merges are not copied: the
+   vocabulary points at the GGUF reader's views into the file, and its own
+   arrays are sized from the counts (no allocation per string). */
 
-    /* kind and its defaults (llama.cpp's) */
+/* A string key's value equals `lit` (lengths compared: no NUL assumed). */
+static int kv_str_is(const gguf_kv *kv, const char *lit) {
+    size_t n = strlen(lit);
+    return kv->type == SLM_META_STRING && kv->str_len == n && memcmp(kv->str[0], lit, n) == 0;
+}
+
+/* Gate: the tokenizer keys' types and counts. *ktok stays NULL for a file
+   without a vocabulary (or with tokenizer.ggml.model "none"/"no_vocab"). */
+static slm_status vocab_check_keys(const gguf_file *g, const gguf_kv **kmodel, const gguf_kv **ktok, slm_error *err) {
+    const gguf_kv *km = gguf_get(g, "tokenizer.ggml.model");
+    const gguf_kv *kt = gguf_get(g, "tokenizer.ggml.tokens");
+    *kmodel = NULL;
+    *ktok = NULL;
+    if (km && km->type != SLM_META_STRING)
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.model has type %s, expected string", meta_type_name(km->type));
+    if (!kt || (km && (kv_str_is(km, "none") || kv_str_is(km, "no_vocab")))) return SLM_OK;
+    if (kt->type != SLM_META_ARRAY || kt->arr_type != SLM_META_STRING)
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.tokens is not an array of strings");
+    if (kt->count == 0 || kt->count >= (uint64_t)INT32_MAX)
+        return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.tokens has %llu entries", (unsigned long long)kt->count);
+    *kmodel = km;
+    *ktok = kt;
+    return SLM_OK;
+}
+
+/* The kind from tokenizer.ggml.model and llama.cpp's defaults for it. */
+static void vocab_kind(slm_model *m, vocab *v, const gguf_kv *kmodel) {
     v->bos = v->eos = v->eot = v->eom = v->unk = v->pad = v->sep = -1;
-    if (!model || !strcmp(model, "llama")) {
+    if (!kmodel || kv_str_is(kmodel, "llama")) {
         v->kind = SLM_VOCAB_SPM;
         v->bos = 1, v->eos = 2, v->unk = 0;
         v->add_bos = 1, v->add_space_prefix = 1;
-    } else if (!strcmp(model, "gpt2")) {
+    } else if (kv_str_is(kmodel, "gpt2")) {
         v->kind = SLM_VOCAB_BPE;
         v->bos = 11, v->eos = 11;
-    } else if (!strcmp(model, "bert")) {
+    } else if (kv_str_is(kmodel, "bert")) {
         /* WordPiece: [CLS] ... [SEP] always added (llama.cpp ignores the
            add_bos/add_sep keys here); [CLS] is the BOS id */
         v->kind = SLM_VOCAB_WPM;
@@ -11142,16 +11210,16 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         vocab_bool_key(m, "tokenizer.ggml.normalizer.strip_accents", &v->wpm_strip_accents);
     } else {
         v->kind = SLM_VOCAB_OTHER;
-        logf_(m, SLM_LOG_WARN, "tokenizer '%s' is not supported: token pieces only", model);
+        logf_(m, SLM_LOG_WARN, "tokenizer '%s' is not supported: token pieces only", kmodel->str[0]);
     }
-    const gguf_kv *kpre = gguf_get(g, "tokenizer.ggml.pre");
+    const gguf_kv *kpre = gguf_get(&m->g, "tokenizer.ggml.pre");
     v->pre = kpre && kpre->type == SLM_META_STRING ? kpre->str[0] : "";
-    if (v->kind == SLM_VOCAB_BPE) {
-        slm_status st = bpe_load(m, v, err);
-        if (st != SLM_OK) return st;
-    }
+}
 
-    /* pieces, scores, attributes */
+/* Pieces (views), scores, attributes and the piece -> id map. */
+static slm_status vocab_pieces(slm_model *m, vocab *v, const gguf_kv *ktok, slm_error *err) {
+    const gguf_file *g = &m->g;
+    const int32_t n = v->n;
     const gguf_kv *ksc = gguf_get(g, "tokenizer.ggml.scores");
     const gguf_kv *kty = gguf_get(g, "tokenizer.ggml.token_type");
     if (ksc && (ksc->type != SLM_META_ARRAY || (ksc->arr_type != SLM_META_F32 && ksc->arr_type != SLM_META_I32) ||
@@ -11159,9 +11227,13 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.scores must be an array of at least %d f32 or i32", (int)n);
     if (kty && (kty->type != SLM_META_ARRAY || kty->arr_type != SLM_META_I32 || kty->count < (uint64_t)n))
         return seterr(err, SLM_ERR_FORMAT, "tokenizer.ggml.token_type must be an array of at least %d i32", (int)n);
+    v->text = ktok->sv;
+    v->len = ktok->sl;
+    v->score = (float *)xcalloc(&m->a, (size_t)n, sizeof(float));
+    v->attr = (uint16_t *)xalloc(&m->a, (size_t)n * sizeof(uint16_t));
+    if (!v->score || !v->attr || !strmap_init(&v->map, &m->a, (size_t)n))
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for a vocabulary of %d tokens", (int)n);
     for (int32_t i = 0; i < n; i++) {
-        v->text[i] = ktok->str[i];
-        v->len[i] = (size_t)ld_u64(g->data + ktok->elem_off[i]);
         if (ksc) {
             const uint8_t *p = g->data + ksc->value_off + 4 * (size_t)i;
             v->score[i] = ksc->arr_type == SLM_META_F32 ? bits_f32(ld_u32(p)) : (float)(int32_t)ld_u32(p);
@@ -11185,13 +11257,14 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         }
         v->map.slots[slot] = i;
     }
+    return SLM_OK;
+}
 
-    /* special ids and flags from the file */
-    {
-        int32_t *ids[7] = {&v->bos, &v->eos, &v->unk, &v->pad, &v->sep, &v->eot, &v->eom};
-        for (int k = 0; k < 7; k++)
-            if (*ids[k] >= n) *ids[k] = -1; /* a default outside a small vocabulary */
-    }
+/* Special ids and flags from the file, over the kind's defaults. */
+static void vocab_special_ids(slm_model *m, vocab *v) {
+    int32_t *ids[7] = {&v->bos, &v->eos, &v->unk, &v->pad, &v->sep, &v->eot, &v->eom};
+    for (int k = 0; k < 7; k++)
+        if (*ids[k] >= v->n) *ids[k] = -1; /* a default outside a small vocabulary */
     vocab_id_key(m, "tokenizer.ggml.bos_token_id", &v->bos);
     vocab_id_key(m, "tokenizer.ggml.eos_token_id", &v->eos);
     vocab_id_key(m, "tokenizer.ggml.eot_token_id", &v->eot);
@@ -11206,13 +11279,28 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     vocab_bool_key(m, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
     if (v->add_bos && v->bos < 0) v->add_bos = 0;
     if (v->add_eos && v->eos < 0) v->add_eos = 0;
+}
 
-    /* end-of-generation tokens found by their text; they become control
-       tokens (llama.cpp does the same, so that they are never plain text) */
+/* A piece that may name an end-of-turn or end-of-generation token. */
+static int eog_candidate(const vocab *v, int32_t i) {
+    return v->len[i] >= 3 && v->len[i] <= 32 && v->text[i][0] != 0;
+}
+
+/* End-of-generation tokens found by their text; they become control tokens
+   (llama.cpp does the same, so that they are never plain text). The list
+   holds the tokens whose text is an EOG text plus eos, eot and eom. */
+static slm_status vocab_eog(slm_model *m, vocab *v, slm_error *err) {
+    const int32_t n = v->n;
+    int32_t cap = 3;
+    for (int32_t i = 0; i < n; i++)
+        if (eog_candidate(v, i) && text_in(v, i, EOG_TEXTS, sizeof EOG_TEXTS / sizeof EOG_TEXTS[0])) cap++;
+    v->eog = (int32_t *)xalloc(&m->a, (size_t)cap * sizeof(int32_t));
+    if (!v->eog) return seterr(err, SLM_ERR_NOMEM, "out of memory");
+    v->eog_cap = cap;
     int has_return = 0, has_call = 0, has_tool_response = 0;
     int32_t end_id = -1, s_id = -1;
     for (int32_t i = 0; i < n; i++) {
-        if (v->len[i] < 3 || v->len[i] > 32 || v->text[i][0] == 0) continue;
+        if (!eog_candidate(v, i)) continue;
         if (v->eot < 0 && text_in(v, i, EOT_TEXTS, sizeof EOT_TEXTS / sizeof EOT_TEXTS[0])) {
             v->eot = i;
             v->attr[i] |= SLM_TOKEN_CONTROL;
@@ -11246,48 +11334,64 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         eog_remove(v, s_id);
         v->attr[s_id] = SLM_TOKEN_NORMAL;
     }
+    return SLM_OK;
+}
 
-    /* the special-token list, longest first */
-    {
-        special_key *keys = (special_key *)xalloc(a, (size_t)n * sizeof(special_key));
-        if (!keys) return seterr(err, SLM_ERR_NOMEM, "out of memory");
-        int32_t ns = 0;
-        for (int32_t i = 0; i < n; i++)
-            if ((v->attr[i] & (SLM_TOKEN_CONTROL | SLM_TOKEN_USER_DEFINED | SLM_TOKEN_UNKNOWN)) && v->len[i] > 0) {
-                keys[ns].len = v->len[i];
-                keys[ns].id = i;
-                ns++;
-            }
-        qsort(keys, (size_t)ns, sizeof *keys, cmp_special);
-        for (int32_t i = 0; i < ns; i++) v->special[i] = keys[i].id;
-        v->n_special = ns;
-        xfree(a, keys, (size_t)n * sizeof(special_key));
+static int is_special_attr(const vocab *v, int32_t i) {
+    return (v->attr[i] & (SLM_TOKEN_CONTROL | SLM_TOKEN_USER_DEFINED | SLM_TOKEN_UNKNOWN)) && v->len[i] > 0;
+}
+
+/* The special-token list, longest first, sized to its count. */
+static slm_status vocab_special_list(slm_model *m, vocab *v, slm_error *err) {
+    const allocator *a = &m->a;
+    int32_t ns = 0;
+    for (int32_t i = 0; i < v->n; i++) ns += is_special_attr(v, i);
+    special_key *keys = (special_key *)xalloc(a, (size_t)(ns ? ns : 1) * sizeof(special_key));
+    v->special = (int32_t *)xalloc(a, (size_t)(ns ? ns : 1) * sizeof(int32_t));
+    v->n_special = v->special ? ns : 0; /* vocab_free frees by it */
+    if (!keys || !v->special) {
+        xfree(a, keys, (size_t)(ns ? ns : 1) * sizeof(special_key));
+        return seterr(err, SLM_ERR_NOMEM, "out of memory");
     }
+    int32_t k = 0;
+    for (int32_t i = 0; i < v->n; i++)
+        if (is_special_attr(v, i)) {
+            keys[k].len = v->len[i];
+            keys[k].id = i;
+            k++;
+        }
+    qsort(keys, (size_t)ns, sizeof *keys, cmp_special);
+    for (int32_t i = 0; i < ns; i++) v->special[i] = keys[i].id;
+    xfree(a, keys, (size_t)(ns ? ns : 1) * sizeof(special_key));
+    return SLM_OK;
+}
 
-    /* per-model attributes llama.cpp sets by name: Phi-3 strips the spaces
-       after its special tokens */
-    {
-        const gguf_kv *kn = gguf_get(g, "general.name");
-        char name[128] = {0};
-        if (kn && kn->type == SLM_META_STRING) {
-            size_t i = 0;
-            for (; kn->str[0][i] && i + 1 < sizeof name; i++) {
-                char c = kn->str[0][i];
-                name[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-            }
-            name[i] = 0;
+/* Per-model attributes llama.cpp sets by name: Phi-3 strips the spaces
+   after its special tokens. */
+static void vocab_model_quirks(slm_model *m, vocab *v) {
+    const gguf_kv *kn = gguf_get(&m->g, "general.name");
+    char name[128] = {0};
+    if (kn && kn->type == SLM_META_STRING) {
+        size_t i = 0;
+        for (; i < kn->str_len && i + 1 < sizeof name; i++) {
+            char c = kn->str[0][i];
+            name[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
         }
-        if (strstr(name, "phi-3") || strstr(name, "phi3")) {
-            for (int32_t i = 0; i < v->n_special; i++) v->attr[v->special[i]] |= TA_RSTRIP;
-            int32_t id;
-            if ((id = vocab_find(v, "</s>", 4)) >= 0) v->attr[id] |= TA_RSTRIP;
-            if ((id = vocab_find(v, "<unk>", 5)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
-            if ((id = vocab_find(v, "<s>", 3)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
-            if ((id = vocab_find(v, "<|endoftext|>", 13)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
-        }
+        name[i] = 0;
     }
+    if (strstr(name, "phi-3") || strstr(name, "phi3")) {
+        for (int32_t i = 0; i < v->n_special; i++) v->attr[v->special[i]] |= TA_RSTRIP;
+        int32_t id;
+        if ((id = vocab_find(v, "</s>", 4)) >= 0) v->attr[id] |= TA_RSTRIP;
+        if ((id = vocab_find(v, "<unk>", 5)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
+        if ((id = vocab_find(v, "<s>", 3)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
+        if ((id = vocab_find(v, "<|endoftext|>", 13)) >= 0) v->attr[id] &= (uint16_t)~TA_RSTRIP;
+    }
+}
 
-    /* byte fallback: <0xNN>, else the byte itself as a piece */
+/* Byte fallback (<0xNN>, else the byte itself as a piece) and the longest
+   decoded piece. */
+static void vocab_bytes(vocab *v) {
     for (int b = 0; b < 256; b++) {
         char hex[7];
         fmt_sn(hex, sizeof hex, "<0x%02X>", b);
@@ -11298,12 +11402,30 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         }
         v->byte_tok[b] = id;
     }
-    for (int32_t i = 0; i < n; i++) {
+    for (int32_t i = 0; i < v->n; i++) {
         size_t l = piece_decode(v, i, 1, 0, NULL, 0);
         if (l > (size_t)v->max_piece) v->max_piece = (int32_t)SLM_MIN(l, (size_t)INT32_MAX / 2);
     }
-    logf_(m, SLM_LOG_INFO, "vocabulary: %d tokens (%s), %d special, %d end-of-generation", (int)n,
-          model ? model : "llama", (int)v->n_special, (int)v->n_eog);
+}
+
+static slm_status vocab_load(slm_model *m, slm_error *err) {
+    const gguf_kv *kmodel, *ktok;
+    slm_status st = vocab_check_keys(&m->g, &kmodel, &ktok, err);
+    if (st != SLM_OK || !ktok) return st;
+    vocab *v = (vocab *)xcalloc(&m->a, 1, sizeof *v);
+    if (!v) return seterr(err, SLM_ERR_NOMEM, "out of memory for the vocabulary");
+    m->vocab = v; /* from here on, model_release frees what the steps made */
+    v->n = (int32_t)ktok->count;
+    vocab_kind(m, v, kmodel);
+    if (v->kind == SLM_VOCAB_BPE && (st = bpe_load(m, v, err)) != SLM_OK) return st;
+    if ((st = vocab_pieces(m, v, ktok, err)) != SLM_OK) return st;
+    vocab_special_ids(m, v);
+    if ((st = vocab_eog(m, v, err)) != SLM_OK) return st;
+    if ((st = vocab_special_list(m, v, err)) != SLM_OK) return st;
+    vocab_model_quirks(m, v);
+    vocab_bytes(v);
+    logf_(m, SLM_LOG_INFO, "vocabulary: %d tokens (%s), %d special, %d end-of-generation", (int)v->n,
+          kmodel ? kmodel->str[0] : "llama", (int)v->n_special, (int)v->n_eog);
     return SLM_OK;
 }
 
@@ -13282,9 +13404,10 @@ int slm_token_attr(const slm_model *m, int32_t token) {
 
 const char *slm_token_text(const slm_model *m, int32_t token, size_t *len) {
     const vocab *v = vocab_of(m);
-    if (len) *len = 0;
+    if (!len) return NULL; /* a view into the file: no NUL after it */
+    *len = 0;
     if (!v || token < 0 || token >= v->n) return NULL;
-    if (len) *len = v->len[token];
+    *len = v->len[token];
     return v->text[token];
 }
 
@@ -13590,10 +13713,16 @@ int slm_chat_model_family(const slm_model *m, int *fallback) {
 }
 
 /* Text of a special token of the model, or the default. */
-static const char *chat_token(const slm_model *m, int32_t id, const char *dflt) {
+/* A token's piece as a C string in buf (pieces are views into the file,
+   not NUL-terminated); dflt if there is none, it holds a NUL or is longer
+   than buf. */
+static const char *chat_token(const slm_model *m, int32_t id, const char *dflt, char *buf, size_t size) {
     const vocab *v = vocab_of(m);
-    if (!v || id < 0 || id >= v->n || v->len[id] == 0 || strlen(v->text[id]) != v->len[id]) return dflt;
-    return v->text[id];
+    if (!v || id < 0 || id >= v->n || v->len[id] == 0 || v->len[id] >= size || memchr(v->text[id], 0, v->len[id]))
+        return dflt;
+    memcpy(buf, v->text[id], v->len[id]);
+    buf[v->len[id]] = 0;
+    return buf;
 }
 
 slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_message *msg, int32_t n, int32_t n_past,
@@ -13614,7 +13743,9 @@ slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_messag
     if (n_past > 0 && strcmp(msg[n_past - 1].role, "assistant") != 0)
         return seterr(err, SLM_ERR_INVALID_ARG, "n_past = %d: message %d must be the assistant's reply", (int)n_past,
                       (int)(n_past - 1));
-    const char *bos = chat_token(m, slm_token_bos(m), "<s>"), *eos = chat_token(m, slm_token_eos(m), "</s>");
+    char bos_buf[128], eos_buf[128];
+    const char *bos = chat_token(m, slm_token_bos(m), "<s>", bos_buf, sizeof bos_buf),
+               *eos = chat_token(m, slm_token_eos(m), "</s>", eos_buf, sizeof eos_buf);
     chat_out o;
     memset(&o, 0, sizeof o);
     o.mark_at = n_past - 1;

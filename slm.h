@@ -235,8 +235,9 @@ SLM_API void slm_model_params_init(slm_model_params *params);
 SLM_API slm_status slm_model_load_file(const char *path, const slm_model_params *params,
                                        slm_model **out, slm_error *err);
 /* Load from a caller's buffer (an embedded array, flash, a file already in
-   memory). The weights are used in place: the buffer must stay valid and
-   unchanged until slm_model_free. */
+   memory). The weights, the vocabulary and the metadata arrays are used in
+   place (never copied): the buffer must stay valid and unchanged until
+   slm_model_free. */
 SLM_API slm_status slm_model_load_memory(const void *data, size_t size,
                                          const slm_model_params *params,
                                          slm_model **out, slm_error *err);
@@ -304,8 +305,11 @@ SLM_API slm_status slm_meta_get_int(const slm_model *model, int64_t index, int64
                                     int64_t *out);
 SLM_API slm_status slm_meta_get_float(const slm_model *model, int64_t index, int64_t elem,
                                       double *out);
-/* Strings: *out points into the model (valid until slm_model_free), NUL-terminated;
-   *len (may be NULL) receives the length in bytes (strings may hold NUL bytes). */
+/* Strings: *out points into the model (valid until slm_model_free); *len
+   receives the length in bytes (strings may hold NUL bytes). A string value
+   is NUL-terminated and len may be NULL. An array element (token pieces,
+   merges) is a view into the model file, NOT NUL-terminated: len is
+   required (SLM_ERR_INVALID_ARG without it). */
 SLM_API slm_status slm_meta_get_string(const slm_model *model, int64_t index, int64_t elem,
                                        const char **out, size_t *len);
 /* The value as text for display (arrays are shortened); returns the length
@@ -471,8 +475,10 @@ SLM_API const char *slm_vocab_pretokenizer(const slm_model *model, int *fallback
 /* Whether tokenizing with add_special adds BOS / EOS (tokenizer.ggml.add_*_token). */
 SLM_API int slm_vocab_add_bos(const slm_model *model);
 SLM_API int slm_vocab_add_eos(const slm_model *model);
-/* The raw vocabulary piece (SentencePiece pieces spell spaces as U+2581),
-   not NUL-safe: *len receives its length. NULL for an id out of range. */
+/* The raw vocabulary piece (SentencePiece pieces spell spaces as U+2581):
+   its bytes in the model file, NOT NUL-terminated (valid until
+   slm_model_free); *len receives its length. NULL for an id out of range
+   or a NULL len. */
 SLM_API const char *slm_token_text(const slm_model *model, int32_t token, size_t *len);
 
 /* Text -> token ids. add_special: add BOS/EOS as the model asks

@@ -23,7 +23,9 @@ static void check_variants(void) {
                 size_t len;
                 CHECK(k >= 0 && slm_meta_type(m, k) == SLM_META_ARRAY && slm_meta_array_count(m, k) == 3,
                       "string array");
-                CHECK(slm_meta_get_string(m, k, 2, &s, &len) == SLM_OK && !strcmp(s, "ccc") && len == 3, "elem 2");
+                /* array elements are views into the file: no NUL, len required */
+                CHECK(slm_meta_get_string(m, k, 2, &s, &len) == SLM_OK && len == 3 && !memcmp(s, "ccc", 3), "elem 2");
+                CHECK(slm_meta_get_string(m, k, 2, &s, NULL) == SLM_ERR_INVALID_ARG, "elem without len");
                 CHECK(slm_meta_get_string(m, k, 1, &s, &len) == SLM_OK && len == 0, "empty elem");
                 CHECK(slm_meta_get_string(m, k, 3, &s, &len) == SLM_ERR_INVALID_ARG, "out of range elem");
                 int64_t iv;
