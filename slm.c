@@ -11000,13 +11000,20 @@ static void eog_remove(vocab *v, int32_t id) {
 /* Byte-level BPE pre-tokenizers (the regular expressions they implement are
    written above their matchers, in the BPE subsection below). */
 enum { PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_STARCODER, PRE_DEFAULT, PRE_FALCON, PRE_DEEPSEEK_LLM,
-       PRE_DEEPSEEK_CODER, PRE_GPT4O, PRE_TEKKEN, PRE_QWEN35 };
-static const char *const PRE_KIND_NAMES[] = {"gpt2",         "llama3",         "qwen2",  "starcoder", "default", "falcon",
-                                             "deepseek-llm", "deepseek-coder", "gpt-4o", "tekken",    "qwen35"};
+       PRE_DEEPSEEK_CODER, PRE_GPT4O, PRE_TEKKEN, PRE_QWEN35, PRE_DEEPSEEK3, PRE_KIMI_K2, PRE_SUPERBPE,
+       PRE_SEED_CODER, PRE_BLOOM, PRE_VIKING, PRE_CHAMELEON, PRE_MINICPM5, PRE_UFAKZEKA, PRE_LAGUNA,
+       PRE_GEMMA4 };
+static const char *const PRE_KIND_NAMES[] = {"gpt2",     "llama3",      "qwen2",    "starcoder",  "default",
+                                             "falcon",   "deepseek-llm", "deepseek-coder", "gpt-4o", "tekken",
+                                             "qwen35",   "deepseek-v3", "kimi-k2",  "superbpe",   "seed-coder",
+                                             "bloom",    "viking",      "chameleon", "minicpm5",  "ufakzeka",
+                                             "laguna",   "gemma4"};
 enum { PF_IGNORE_MERGES = 1, PF_ADD_BOS = 2, PF_NO_CLEAN = 4 };
 
 /* tokenizer.ggml.pre values and their pre-tokenizer, with llama.cpp's
-   per-value flags (ignore_merges, add_bos default, clean_spaces off). */
+   per-value flags (ignore_merges, add_bos default, clean_spaces off):
+   every name of llama.cpp's list (llama-vocab.cpp) is either here or in
+   PRE_REFUSED. */
 static const struct {
     const char *name;
     uint8_t kind, flags;
@@ -11015,13 +11022,16 @@ static const struct {
     {"gpt-2", PRE_GPT2, 0}, {"gpt2", PRE_GPT2, 0}, {"phi-2", PRE_GPT2, 0}, {"mpt", PRE_GPT2, 0},
     {"olmo", PRE_GPT2, 0}, {"jais", PRE_GPT2, 0}, {"exaone4", PRE_GPT2, 0}, {"mellum", PRE_GPT2, 0},
     {"a.x-4.0", PRE_GPT2, 0}, {"gigachat", PRE_GPT2, 0}, {"trillion", PRE_GPT2, PF_NO_CLEAN},
-    {"granite-docling", PRE_GPT2, PF_NO_CLEAN},
+    {"granite-docling", PRE_GPT2, PF_NO_CLEAN}, {"jina-es", PRE_GPT2, 0}, {"jina-de", PRE_GPT2, 0},
+    {"jina-v2-es", PRE_GPT2, 0}, {"jina-v2-de", PRE_GPT2, 0}, {"modern-bert", PRE_GPT2, 0},
     {"llama3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"llama-v3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
     {"llama-bpe", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"falcon3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
     {"falcon-h1", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"pixtral", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
     {"midm-2.0", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"lfm2", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"dbrx", PRE_LLAMA3, 0}, {"smaug-bpe", PRE_LLAMA3, 0},
+    {"jina-v5-nano", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"dbrx", PRE_LLAMA3, 0}, {"smaug-bpe", PRE_LLAMA3, 0}, {"glm4", PRE_LLAMA3, 0}, {"chatglm-bpe", PRE_LLAMA3, 0},
     {"qwen2", PRE_QWEN2, PF_NO_CLEAN}, {"deepseek-r1-qwen", PRE_QWEN2, PF_NO_CLEAN}, {"kormo", PRE_QWEN2, PF_NO_CLEAN},
+    {"f2llmv2", PRE_QWEN2, PF_NO_CLEAN},
     {"stablelm2", PRE_QWEN2, 0}, {"megrez", PRE_QWEN2, 0}, {"hunyuan", PRE_QWEN2, PF_NO_CLEAN},
     {"solar-open", PRE_QWEN2, PF_NO_CLEAN}, {"grok-2", PRE_QWEN2, PF_NO_CLEAN},
     {"qwen35", PRE_QWEN35, PF_NO_CLEAN},
@@ -11031,14 +11041,35 @@ static const struct {
     {"falcon", PRE_FALCON, 0},
     {"deepseek-llm", PRE_DEEPSEEK_LLM, PF_NO_CLEAN}, {"deepseek-coder", PRE_DEEPSEEK_CODER, PF_NO_CLEAN},
     {"gpt-4o", PRE_GPT4O, PF_NO_CLEAN}, {"llama4", PRE_GPT4O, PF_NO_CLEAN}, {"minimax-m2", PRE_GPT4O, PF_NO_CLEAN},
+    {"kanana2", PRE_GPT4O, PF_NO_CLEAN}, {"talkie", PRE_GPT4O, PF_NO_CLEAN},
     {"tekken", PRE_TEKKEN, PF_NO_CLEAN | PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"deepseek-v3", PRE_DEEPSEEK3, PF_NO_CLEAN}, {"hunyuan-dense", PRE_DEEPSEEK3, PF_NO_CLEAN},
+    {"joyai-llm", PRE_DEEPSEEK3, PF_NO_CLEAN}, {"hy_v4", PRE_DEEPSEEK3, PF_NO_CLEAN},
+    {"kimi-k2", PRE_KIMI_K2, PF_NO_CLEAN},
+    {"superbpe", PRE_SUPERBPE, PF_NO_CLEAN},
+    {"seed-coder", PRE_SEED_CODER, PF_NO_CLEAN},
+    {"bloom", PRE_BLOOM, 0}, {"gpt3-finnish", PRE_BLOOM, 0}, {"poro-chat", PRE_BLOOM, PF_NO_CLEAN},
+    {"viking", PRE_VIKING, PF_NO_CLEAN},
+    {"chameleon", PRE_CHAMELEON, PF_NO_CLEAN | PF_ADD_BOS},
+    {"minicpm5", PRE_MINICPM5, PF_IGNORE_MERGES},
+    {"ufakzeka", PRE_UFAKZEKA, PF_NO_CLEAN},
+    {"laguna", PRE_LAGUNA, PF_NO_CLEAN},
+    {"gemma4", PRE_GEMMA4, 0}, {"granite-embed-multi-311m", PRE_GEMMA4, 0}, {"sarvam-moe", PRE_GEMMA4, PF_NO_CLEAN},
+};
+
+/* The rest of llama.cpp's list: refused at load rather than tokenized
+   differently (each needs more than a pre-tokenizer: a separator token
+   after the text, a whitespace-only tokenizer, or expressions slm has no
+   matcher for yet). */
+static const char *const PRE_REFUSED[] = {
+    "jina-v1-en", "jina-v2-code", "roberta-bpe", /* GPT-2 pattern + add_sep */
+    "whitespace", "jais-2", "spark2_5", "youtu", "exaone-moe", "granite-embed-multi-97m", "tiny_aya",
+    "cohere2moe", "bailingmoe", "bailingmoe2", "llada-moe", "afmoe",
 };
 
 /* Pre-tokenizer, flags and merge ranks of a byte-level BPE vocabulary.
-   Unknown pre values fall back to the gpt2 pattern (llama.cpp refuses the
-   file): the merges still apply, and most patterns differ from gpt2's only
-   in details (digit grouping, case of contractions), so the result stays
-   usable; the warning says so. */
+   A missing pre value means 'default' (as llama.cpp, with a warning); a
+   name slm does not tokenize exactly as llama.cpp is refused, naming it. */
 static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
     const gguf_file *g = &m->g;
     int flags = 0;
@@ -11049,16 +11080,17 @@ static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
             flags = PRE_NAMES[i].flags;
         }
     if (v->pre_kind < 0) {
-        v->pre_fallback = 1;
-        if (!v->pre[0]) {
-            v->pre_kind = PRE_DEFAULT;
-            logf_(m, SLM_LOG_WARN, "tokenizer.ggml.pre is missing: using the 'default' pre-tokenizer (as llama.cpp); "
-                                   "tokens may differ from the model's own tokenizer");
-        } else {
-            v->pre_kind = PRE_GPT2;
-            logf_(m, SLM_LOG_WARN, "pre-tokenizer '%s' is not known to slm: using the gpt2 pattern; "
-                                   "tokens may differ from the model's own tokenizer", v->pre);
+        if (v->pre[0]) {
+            for (size_t i = 0; i < sizeof PRE_REFUSED / sizeof PRE_REFUSED[0]; i++)
+                if (!strcmp(v->pre, PRE_REFUSED[i]))
+                    return seterr(err, SLM_ERR_UNSUPPORTED,
+                                  "pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported by slm", v->pre);
+            return seterr(err, SLM_ERR_UNSUPPORTED, "unknown pre-tokenizer '%s' (tokenizer.ggml.pre)", v->pre);
         }
+        v->pre_fallback = 1;
+        v->pre_kind = PRE_DEFAULT;
+        logf_(m, SLM_LOG_WARN, "tokenizer.ggml.pre is missing: using the 'default' pre-tokenizer (as llama.cpp); "
+                               "tokens may differ from the model's own tokenizer");
     }
     v->ignore_merges = (flags & PF_IGNORE_MERGES) != 0;
     v->add_bos = (flags & PF_ADD_BOS) != 0;
@@ -11066,7 +11098,8 @@ static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
 
     const gguf_kv *k = gguf_get(g, "tokenizer.ggml.merges");
     if (!k) {
-        logf_(m, SLM_LOG_WARN, "byte-level BPE vocabulary without tokenizer.ggml.merges: words stay single characters");
+        if (v->pre_kind != PRE_KIMI_K2) /* Kimi-K2 files have none */
+            logf_(m, SLM_LOG_WARN, "byte-level BPE vocabulary without tokenizer.ggml.merges: words stay single characters");
         return SLM_OK;
     }
     if (k->type != SLM_META_ARRAY || k->arr_type != SLM_META_STRING)
@@ -11970,7 +12003,18 @@ typedef struct pre_opts {
     size_t max_digits;
     int slash;        /* [\r\n/]* after punctuation instead of [\r\n]* */
     int marks;        /* qwen35: \p{M} counts as a letter in words and runs */
+    int punct_nl;     /* [\r\n]* after punctuation (all but seed-coder) */
+    int no_han;       /* kimi-k2: Han characters are no word characters */
 } pre_opts;
+
+/* \p{Han} as llama.cpp's unicode_cpt_is_han (kimi-k2) */
+static int is_han(uint32_t c) {
+    return (c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x20000 && c <= 0x2a6df) ||
+           (c >= 0x2a700 && c <= 0x2ebef) || (c >= 0xf900 && c <= 0xfaff) || (c >= 0x2f800 && c <= 0x2fa1f);
+}
+static int pt_word(const pre_text *t, size_t i, unsigned w, int no_han) {
+    return (t->fl[i] & w) && !(no_han && is_han(t->cp[i]));
+}
 
 static int pt_upper(const pre_text *t, size_t i) { return (t->fl[i] & UC_L) && !(t->cp[i] >= 'a' && t->cp[i] <= 'z'); }
 static int pt_lower(const pre_text *t, size_t i) { return (t->fl[i] & UC_L) && !(t->cp[i] >= 'A' && t->cp[i] <= 'Z'); }
@@ -11983,12 +12027,13 @@ static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opt
     if (k) return k;
     /* a word, with one optional leading character that is no CR, LF, letter or number */
     size_t s = SIZE_MAX;
-    if (f & W) s = p;
-    else if (!is_crlf(c) && !(f & UC_N) && p + 1 < e && pt_is(t, p + 1, W)) s = p + 1;
+    if (pt_word(t, p, W, o->no_han)) s = p;
+    else if (!is_crlf(c) && !(f & (UC_N | (o->no_han ? UC_L : 0u))) && p + 1 < e && pt_word(t, p + 1, W, o->no_han))
+        s = p + 1;
     if (s != SIZE_MAX) {
         size_t end = 0;
         if (!o->cased) {
-            end = pt_run(t, s, e, W);
+            for (end = s; end < e && pt_word(t, end, W, o->no_han);) end++;
         } else {
             size_t u = s;
             while (u < e && pt_upper(t, u)) u++;
@@ -12020,7 +12065,7 @@ static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opt
     if (!(t->fl[q] & X)) {
         size_t r = q;
         while (r < e && !(t->fl[r] & X)) r++;
-        while (r < e && (is_crlf(t->cp[r]) || (o->slash && t->cp[r] == '/'))) r++;
+        while (o->punct_nl && r < e && (is_crlf(t->cp[r]) || (o->slash && t->cp[r] == '/'))) r++;
         return r - p;
     }
     /* \s*[\r\n]+ : up to the last CR/LF of the white-space run */
@@ -12032,27 +12077,27 @@ static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opt
 }
 
 static size_t m_llama3(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {0, 1, 3, 0, 0};
+    static const pre_opts o = {0, 1, 3, 0, 0, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_qwen2(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {0, 1, 1, 0, 0};
+    static const pre_opts o = {0, 1, 1, 0, 0, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_qwen35(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {0, 1, 1, 0, 1};
+    static const pre_opts o = {0, 1, 1, 0, 1, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_gpt4o(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {1, 2, 3, 1, 0};
+    static const pre_opts o = {1, 2, 3, 1, 0, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_tekken(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {1, 0, 1, 1, 0};
+    static const pre_opts o = {1, 0, 1, 1, 0, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
@@ -12111,9 +12156,18 @@ static int ds_punct(uint32_t c) {
 /* [\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff] */
 static int ds_cjk(uint32_t c) { return (c >= 0x800 && c <= 0x9fa5) || (c >= 0xac00 && c <= 0xd7ff); }
 
+/* The code point an expression with literal classes sees: llama.cpp runs
+   expressions without \p{..} on the code points with every non-ASCII white
+   space replaced by U+000B, so U+3000 (in deepseek's punctuation class) and
+   U+2000-U+200A, U+2028, U+2029, U+202F, U+205F (in its [\u0800-\u4e00])
+   never match those classes; they are white space only. */
+static uint32_t pt_lit(const pre_text *t, size_t i) {
+    return t->cp[i] >= 0x80 && (t->fl[i] & UC_WS) ? 0x0b : t->cp[i];
+}
+
 /* \s?C+ for a class C given by `in` (code point test) or by flags `f` */
 static size_t space_opt_run(const pre_text *t, size_t p, size_t e, int (*in)(uint32_t), unsigned f) {
-#define IN_C(i) (in ? in(t->cp[i]) : pt_is(t, i, f))
+#define IN_C(i) (in ? in(pt_lit(t, i)) : pt_is(t, i, f))
     size_t q = p;
     if (pt_is(t, p, UC_WS) && p + 1 < e && IN_C(p + 1)) q = p + 1;
     else if (!IN_C(p)) return 0;
@@ -12132,7 +12186,7 @@ static size_t m_ds_punct(const pre_text *t, size_t p, size_t e, size_t *skip) {
 static size_t m_ds_cjk(const pre_text *t, size_t p, size_t e, size_t *skip) {
     size_t r = p;
     (void)skip;
-    while (r < e && ds_cjk(t->cp[r])) r++;
+    while (r < e && ds_cjk(pt_lit(t, r))) r++;
     return r - p;
 }
 /* \s?\p{L}+ and \s?\p{P}+ */
@@ -12143,6 +12197,150 @@ static size_t m_space_letters(const pre_text *t, size_t p, size_t e, size_t *ski
 static size_t m_space_punct(const pre_text *t, size_t p, size_t e, size_t *skip) {
     (void)skip;
     return space_opt_run(t, p, e, NULL, UC_P);
+}
+
+/* \p{N}{1,3} */
+static size_t m_num3(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    (void)skip;
+    while (r < e && r - p < 3 && pt_is(t, r, UC_N)) r++;
+    return r - p;
+}
+
+/* \s*[\r\n]+|\s+(?!\S)|\s+ (the white-space tail of the llama3-like patterns) */
+static size_t m_space_tail(const pre_text *t, size_t p, size_t e) {
+    size_t r = p, nl = 0;
+    for (; r < e && pt_is(t, r, UC_WS); r++)
+        if (is_crlf(t->cp[r])) nl = r + 1;
+    return nl ? nl - p : m_space_run(t, p, e);
+}
+
+/* deepseek-v3 (also hunyuan-dense, joyai-llm, hy_v4), after \p{N}{1,3} and
+   [\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+ :
+   [!-/:-@\[-`{-~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
+static int ascii_punct(uint32_t c) { return (c >= 0x21 && c <= 0x2f) || (c >= 0x3a && c <= 0x40) || (c >= 0x5b && c <= 0x60) || (c >= 0x7b && c <= 0x7e); }
+static int ascii_alpha(uint32_t c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+static size_t m_ds3_kana(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    (void)skip;
+    for (; r < e; r++) {
+        uint32_t c = t->cp[r];
+        if (!((c >= 0x4e00 && c <= 0x9fa5) || (c >= 0x3040 && c <= 0x30ff))) break;
+    }
+    return r - p;
+}
+static size_t m_ds3(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    uint32_t c = t->cp[p];
+    unsigned f = t->fl[p];
+    size_t r;
+    (void)skip;
+    if (ascii_punct(c) && p + 1 < e && ascii_alpha(t->cp[p + 1])) {
+        for (r = p + 1; r < e && ascii_alpha(t->cp[r]);) r++;
+        return r - p;
+    }
+    size_t s = SIZE_MAX;
+    if (!is_crlf(c) && !(f & (UC_L | UC_P | UC_S)) && p + 1 < e && pt_is(t, p + 1, UC_L | UC_M)) s = p + 1;
+    else if (f & (UC_L | UC_M)) s = p;
+    if (s != SIZE_MAX) return pt_run(t, s, e, UC_L | UC_M) - p;
+    size_t q = c == ' ' && p + 1 < e && pt_is(t, p + 1, UC_P | UC_S) ? p + 1 : p;
+    if (pt_is(t, q, UC_P | UC_S)) {
+        r = pt_run(t, q, e, UC_P | UC_S);
+        while (r < e && is_crlf(t->cp[r])) r++;
+        return r - p;
+    }
+    return m_space_tail(t, p, e);
+}
+
+/* kimi-k2: [\p{Han}]+ first, then the gpt-4o-like pattern of its
+   tokenizer with Han taken out of the letters, as llama.cpp implements it
+   (one class of letters, contractions after a word, \p{N}{1,3}). */
+static size_t m_kimi_k2(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 2, 3, 0, 0, 1, 1};
+    size_t r = p;
+    (void)skip;
+    while (r < e && is_han(t->cp[r])) r++;
+    return r > p ? r - p : m_llama3_like(t, p, e, &o);
+}
+
+/* superbpe, after \p{N}+: (?=(\d{3})+(?!\d)) cuts a run of ASCII digits
+   where a multiple of three digits is left; slm matches each group of
+   three from such a point (the same pieces). */
+static size_t m_superbpe(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    (void)skip;
+    while (r < e && t->cp[r] >= '0' && t->cp[r] <= '9') r++;
+    return r - p >= 3 && (r - p) % 3 == 0 ? 3 : 0;
+}
+
+/* seed-coder: qwen2 without [\r\n]* after punctuation
+   (?:'[sS]|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+ */
+static size_t m_seed_coder(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 1, 1, 0, 0, 0, 0};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+/* ufakzeka: qwen2 without the contractions */
+static size_t m_ufakzeka(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 0, 1, 0, 0, 1, 0};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+
+/* bloom, gpt3-finnish, poro-chat, viking:  ?[^(\s|.,!?…。，、।۔،)]+
+   (a literal class: non-ASCII white space is white space only) */
+static int bloom_in(const pre_text *t, size_t i) {
+    uint32_t c = t->cp[i];
+    if (t->fl[i] & UC_WS) return 0;
+    return !(c == '(' || c == ')' || c == '|' || c == '.' || c == ',' || c == '!' || c == '?' || c == 0x2026 ||
+             c == 0x3002 || c == 0xff0c || c == 0x3001 || c == 0x0964 || c == 0x06d4 || c == 0x060c);
+}
+static size_t m_bloom(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t q = t->cp[p] == ' ' && p + 1 < e && bloom_in(t, p + 1) ? p + 1 : p;
+    (void)skip;
+    if (!bloom_in(t, q)) return 0;
+    while (q < e && bloom_in(t, q)) q++;
+    return q - p;
+}
+
+/* chameleon: <sentinel:[0-9]+> , (IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z ,
+   ([\t\n]|    |  ) , \p{N} , [\p{P}!-/:-@\[-`{-~] , then gpt2 */
+static int pt_lit_str(const pre_text *t, size_t p, size_t e, const char *s) {
+    for (; *s; s++, p++)
+        if (p >= e || t->cp[p] != (unsigned char)*s) return 0;
+    return 1;
+}
+static size_t m_cham_sentinel(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    if (!pt_lit_str(t, p, e, "<sentinel:")) return 0;
+    size_t r = p + 10;
+    while (r < e && t->cp[r] >= '0' && t->cp[r] <= '9') r++;
+    return r > p + 10 && r < e && t->cp[r] == '>' ? r + 1 - p : 0;
+}
+static size_t m_cham_image(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    if (!pt_lit_str(t, p, e, "IMGIMG")) return 0;
+    size_t r = p + 6;
+    while (r < e && r - (p + 6) < 4 && t->cp[r] >= 'A' && t->cp[r] <= 'I') r++;
+    return r > p + 6 && r < e && t->cp[r] == 'Z' ? r + 1 - p : 0;
+}
+static size_t m_cham_space(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    if (t->cp[p] == '\t' || t->cp[p] == '\n') return 1;
+    return pt_lit_str(t, p, e, "    ") ? 4 : pt_lit_str(t, p, e, "  ") ? 2 : 0;
+}
+static size_t m_cham_punct(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    uint32_t c = t->cp[p];
+    (void)e, (void)skip;
+    return c < 0x80 ? (size_t)ascii_punct(c) : (size_t)pt_is(t, p, UC_P);
+}
+
+/* [^\n]+|[\n]+ (laguna, gemma4) */
+static size_t m_lines(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    int nl = t->cp[p] == '\n';
+    (void)skip;
+    while (r < e && (t->cp[r] == '\n') == nl) r++;
+    return r - p;
 }
 
 /* The expressions of each pre-tokenizer, in order (llama.cpp's lists). */
@@ -12157,9 +12355,24 @@ static const pre_fn PRE_DEEPSEEK_CODER_FNS[] = {m_crlf, m_space_letters, m_space
 static const pre_fn PRE_GPT4O_FNS[] = {m_gpt4o, NULL};
 static const pre_fn PRE_TEKKEN_FNS[] = {m_tekken, NULL};
 static const pre_fn PRE_QWEN35_FNS[] = {m_qwen35, NULL};
-static const pre_fn *const PRE_FNS[] = {PRE_GPT2_FNS, PRE_LLAMA3_FNS, PRE_QWEN2_FNS, PRE_STARCODER_FNS,
-                                        PRE_DEFAULT_FNS, PRE_FALCON_FNS, PRE_DEEPSEEK_LLM_FNS,
-                                        PRE_DEEPSEEK_CODER_FNS, PRE_GPT4O_FNS, PRE_TEKKEN_FNS, PRE_QWEN35_FNS};
+static const pre_fn PRE_DEEPSEEK3_FNS[] = {m_num3, m_ds3_kana, m_ds3, NULL};
+static const pre_fn PRE_KIMI_K2_FNS[] = {m_kimi_k2, NULL};
+static const pre_fn PRE_SUPERBPE_FNS[] = {m_digits, m_superbpe, NULL};
+static const pre_fn PRE_SEED_CODER_FNS[] = {m_seed_coder, NULL};
+static const pre_fn PRE_BLOOM_FNS[] = {m_bloom, NULL};
+static const pre_fn PRE_VIKING_FNS[] = {m_bloom, m_digit, NULL};
+static const pre_fn PRE_CHAMELEON_FNS[] = {m_cham_sentinel, m_cham_image, m_cham_space, m_digit,
+                                           m_cham_punct,    m_gpt2,       NULL};
+static const pre_fn PRE_MINICPM5_FNS[] = {m_num3, m_llama3, NULL};
+static const pre_fn PRE_UFAKZEKA_FNS[] = {m_ufakzeka, NULL};
+static const pre_fn PRE_LAGUNA_FNS[] = {m_lines, m_qwen2, NULL};
+static const pre_fn PRE_GEMMA4_FNS[] = {m_lines, NULL};
+static const pre_fn *const PRE_FNS[] = {PRE_GPT2_FNS,       PRE_LLAMA3_FNS,      PRE_QWEN2_FNS,     PRE_STARCODER_FNS,
+                                        PRE_DEFAULT_FNS,    PRE_FALCON_FNS,      PRE_DEEPSEEK_LLM_FNS,
+                                        PRE_DEEPSEEK_CODER_FNS, PRE_GPT4O_FNS,   PRE_TEKKEN_FNS,    PRE_QWEN35_FNS,
+                                        PRE_DEEPSEEK3_FNS,  PRE_KIMI_K2_FNS,     PRE_SUPERBPE_FNS,  PRE_SEED_CODER_FNS,
+                                        PRE_BLOOM_FNS,      PRE_VIKING_FNS,      PRE_CHAMELEON_FNS, PRE_MINICPM5_FNS,
+                                        PRE_UFAKZEKA_FNS,   PRE_LAGUNA_FNS,      PRE_GEMMA4_FNS};
 
 /* Merging. A word's symbols start as its mapped characters; the pair of
    neighbours with the lowest merge rank (leftmost on ties) merges first. */
