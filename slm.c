@@ -11160,9 +11160,10 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
         v->kind = SLM_VOCAB_SPM;
         v->bos = 1, v->eos = 2, v->unk = 0;
         v->add_bos = 1, v->add_space_prefix = 1;
-    } else if (!strcmp(model, "gpt2")) {
+    } else if (!strcmp(model, "gpt2") || !strcmp(model, "gemma4")) {
         v->kind = SLM_VOCAB_BPE;
         v->bos = 11, v->eos = 11;
+        if (!strcmp(model, "gemma4")) v->bos = v->eos = -1; /* ids from the file */
     } else if (!strcmp(model, "bert")) {
         /* WordPiece: [CLS] ... [SEP] always added (llama.cpp ignores the
            add_bos/add_sep keys here); [CLS] is the BOS id */
@@ -11179,6 +11180,7 @@ static slm_status vocab_load(slm_model *m, slm_error *err) {
     }
     const gguf_kv *kpre = gguf_get(g, "tokenizer.ggml.pre");
     v->pre = kpre && kpre->type == SLM_META_STRING ? kpre->str[0] : "";
+    if (model && !strcmp(model, "gemma4")) v->pre = "gemma4"; /* as llama.cpp */
     if (v->kind == SLM_VOCAB_BPE) {
         slm_status st = bpe_load(m, v, err);
         if (st != SLM_OK) return st;
@@ -12402,6 +12404,7 @@ typedef struct bpe_ctx {
     size_t nheap, heapcap;
     char *key;            /* "left right" for the rank lookup */
     size_t keycap;
+    int raw;              /* gemma4: merges over the UTF-8 text itself, <0xNN> byte tokens */
     int oom;
 } bpe_ctx;
 
@@ -12449,7 +12452,29 @@ static void bpe_word(bpe_ctx *c, size_t nb) {
     }
     size_t wl = 0;
     int32_t ns = 0;
-    for (size_t i = 0; i < nb; i++) {
+    if (c->raw) { /* symbols are the UTF-8 characters */
+        for (size_t i = 0; i < nb;) {
+            size_t cl;
+            utf8_cpt(s + i, nb - i, &cl);
+            c->sym[ns].off = i;
+            c->sym[ns].n = cl;
+            c->sym[ns].prev = ns - 1;
+            c->sym[ns].next = i + cl < nb ? ns + 1 : -1;
+            ns++;
+            i += cl;
+        }
+        memcpy(c->w, s, nb);
+        wl = nb;
+        /* a run of newlines that is a piece stays whole (llama.cpp) */
+        size_t k = 0;
+        while (k < nb && s[k] == '\n') k++;
+        int32_t id = k == nb ? vocab_find(v, c->w, wl) : -1;
+        if (id >= 0) {
+            tok_push(c->o, id);
+            return;
+        }
+    }
+    for (size_t i = 0; i < nb && !c->raw; i++) {
         uint32_t u = bpe_byte_cpt(s[i]);
         c->sym[ns].off = wl;
         if (u < 0x80) {
@@ -12490,9 +12515,19 @@ static void bpe_word(bpe_ctx *c, size_t nb) {
         }
         /* a symbol that is no piece (only in a vocabulary without all 256
            byte characters, such as StarCoder's): as llama.cpp, each byte of
-           its text that is a piece by itself, and the others are dropped */
-        for (size_t j = 0; j < y->n; j++)
-            if ((id = vocab_find(v, c->w + y->off + j, 1)) >= 0) tok_push(c->o, id);
+           its text that is a piece by itself, and the others are dropped
+           (gemma4: each byte's <0xNN> token) */
+        for (size_t j = 0; j < y->n; j++) {
+            if (c->raw) {
+                static const char HEX[] = "0123456789ABCDEF";
+                unsigned char b = (unsigned char)c->w[y->off + j];
+                char hb[6] = {'<', '0', 'x', HEX[b >> 4], HEX[b & 15], '>'};
+                id = vocab_find(v, hb, 6);
+            } else {
+                id = vocab_find(v, c->w + y->off + j, 1);
+            }
+            if (id >= 0) tok_push(c->o, id);
+        }
     }
 }
 
@@ -12520,9 +12555,28 @@ static void bpe_split(bpe_ctx *c, const pre_fn *fns, size_t s, size_t e) {
     if (gap < e && !c->oom) bpe_split(c, fns + 1, gap, e);
 }
 
-/* Encode one raw fragment s[0, n). */
+static size_t escape_spaces(char *buf, size_t n);
+static int bpe_words(const vocab *v, const allocator *a, const char *s, size_t n, tok_out *o, int raw);
+
+/* Encode one raw fragment s[0, n). gemma4 (SentencePiece-style BPE):
+   ' ' -> U+2581 first, then lines and runs of newlines are the words. */
 static int bpe_encode(const vocab *v, const allocator *a, const char *s, size_t n, tok_out *o) {
     if (n == 0) return 1;
+    if (v->pre_kind == PRE_GEMMA4) {
+        if (n > SIZE_MAX / 3) return 0;
+        char *e = (char *)xalloc(a, 3 * n); /* [3n] escaped text */
+        if (!e) return 0;
+        memcpy(e, s, n);
+        size_t en = escape_spaces(e, n);
+        int ok = bpe_words(v, a, e, en, o, 1);
+        xfree(a, e, 3 * n);
+        return ok;
+    }
+    return bpe_words(v, a, s, n, o, 0);
+}
+
+/* Split s[0, n) with the pre-tokenizer and encode each word. */
+static int bpe_words(const vocab *v, const allocator *a, const char *s, size_t n, tok_out *o, int raw) {
     uint32_t *cp = (uint32_t *)xalloc(a, n * sizeof(uint32_t));
     uint8_t *fl = (uint8_t *)xalloc(a, n), *bl = (uint8_t *)xalloc(a, n);
     bpe_ctx c;
@@ -12544,6 +12598,7 @@ static int bpe_encode(const vocab *v, const allocator *a, const char *s, size_t 
         c.t.fl = fl;
         c.blen = bl;
         c.src = s;
+        c.raw = raw;
         int k = v->pre_kind >= 0 && v->pre_kind < (int)(sizeof PRE_FNS / sizeof PRE_FNS[0]) ? v->pre_kind : PRE_GPT2;
         bpe_split(&c, PRE_FNS[k], 0, ncp);
     }
@@ -13265,7 +13320,8 @@ static size_t piece_decode(const vocab *v, int32_t id, int special, int lstrip, 
             return 1;
         }
     } else if (at & SLM_TOKEN_NORMAL) {
-        if (v->kind == SLM_VOCAB_SPM || v->kind == SLM_VOCAB_OTHER || v->kind == SLM_VOCAB_WPM) {
+        if (v->kind == SLM_VOCAB_SPM || v->kind == SLM_VOCAB_OTHER || v->kind == SLM_VOCAB_WPM ||
+            (v->kind == SLM_VOCAB_BPE && v->pre_kind == PRE_GEMMA4)) {
             /* U+2581 -> ' ' */
             size_t out = 0, i = 0;
             int fits = buf != NULL;

@@ -21,6 +21,7 @@ void test_state(void);
 void test_grammar(void);
 void test_embedding(void);
 void test_families(void);
+void test_pretok(void);
 
 static const struct {
     const char *name;
@@ -43,6 +44,7 @@ static const struct {
     {"grammar", test_grammar},
     {"embedding", test_embedding},
     {"families", test_families},
+    {"pretok", test_pretok},
 };
 
 int main(int argc, char **argv) {
