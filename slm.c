@@ -13606,6 +13606,161 @@ static void co_content(chat_out *o, int32_t i, const char *s, int trim) {
 
 static int role_is(const slm_chat_message *m, const char *r) { return strcmp(m->role, r) == 0; }
 
+/* s[0, n) after dropping leading/trailing white space (trim: 1 both ends,
+   2 only leading newlines, as Python's lstrip('\n')); sets the mark of message i. */
+static void co_sub(chat_out *o, int32_t i, const char *s, size_t n, int trim) {
+    size_t b = 0, e = n;
+    if (trim == 1) {
+        while (b < e && chat_space(s[b])) b++;
+        while (e > b && chat_space(s[e - 1])) e--;
+    } else if (trim == 2) {
+        while (b < e && s[b] == '\n') b++;
+    }
+    co_put(o, s + b, e - b);
+    if (i == o->mark_at) o->mark = o->pos;
+}
+
+/* The text after the last "</think>" of s, or NULL if there is none. */
+static const char *last_think_end(const char *s) {
+    const char *r = NULL;
+    for (const char *p = strstr(s, "</think>"); p; p = strstr(p + 1, "</think>")) r = p + 8;
+    return r;
+}
+
+/* Qwen3 and Qwen3.5 (their published templates without tools): a reply
+   after the last user query keeps its thinking as "<think>\n" R "\n</think>\n\n"
+   (Qwen3: only the last message or a nonempty R), earlier replies only
+   their answer; SLM_CHAT_NO_THINK adds the empty block of
+   enable_thinking=false to the generation prompt; Qwen3.5 trims the texts
+   and opens the reply with "<think>\n" otherwise. */
+static void chat_render_qwen3(chat_out *o, int q35, const slm_chat_message *msg, int32_t n, int add_gen) {
+    int32_t last_query = n - 1;
+    for (int32_t i = n - 1; i >= 0; i--) {
+        const char *c = msg[i].content;
+        size_t l = strlen(c);
+        if (role_is(&msg[i], "user") &&
+            !(l >= 31 && !strncmp(c, "<tool_response>", 15) && !strcmp(c + l - 16, "</tool_response>"))) {
+            last_query = i;
+            break;
+        }
+    }
+    for (int32_t i = 0; i < n; i++) {
+        const char *c = msg[i].content;
+        if (!role_is(&msg[i], "assistant")) {
+            if (q35 && role_is(&msg[i], "system") && i > 0) continue; /* (Qwen3.5 raises an error) */
+            co_str(o, "<|im_start|>");
+            co_str(o, msg[i].role);
+            co_str(o, "\n");
+            co_sub(o, i, c, strlen(c), q35);
+            co_str(o, "<|im_end|>\n");
+            continue;
+        }
+        /* reasoning R = before the last "</think>", after the last "<think>" in it */
+        const char *ans = last_think_end(c), *r = c, *re = c;
+        if (ans) {
+            re = strstr(c, "</think>"); /* R comes from before the first end tag */
+            for (const char *p = c; (p = strstr(p, "<think>")) && p < re; p++) r = p + 7;
+            while (re > r && re[-1] == '\n') re--;
+            while (r < re && *r == '\n') r++;
+        } else {
+            ans = c;
+        }
+        if (q35) {
+            while (r < re && chat_space(*r)) r++;
+            while (re > r && chat_space(re[-1])) re--;
+        }
+        co_str(o, "<|im_start|>assistant\n");
+        if (i > last_query && (q35 || i == n - 1 || re > r)) {
+            co_str(o, "<think>\n");
+            co_put(o, r, (size_t)(re - r));
+            co_str(o, "\n</think>\n\n");
+            co_sub(o, i, ans, strlen(ans), q35 ? 1 : 2);
+        } else {
+            co_sub(o, i, ans, strlen(ans), q35 ? 1 : 2 * (ans != c));
+        }
+        co_str(o, "<|im_end|>\n");
+    }
+    if (add_gen & SLM_CHAT_GEN) {
+        co_str(o, "<|im_start|>assistant\n");
+        if (add_gen & SLM_CHAT_NO_THINK) co_str(o, "<think>\n\n</think>\n\n");
+        else if (q35) co_str(o, "<think>\n");
+    }
+}
+
+/* SmolLM3's custom instructions: s with every "/no_think" removed, then
+   every "/think" of the result, without trailing white space. Writes the
+   first `limit` bytes to o (NULL: none); returns the length up to the last
+   byte that is no white space. No allocation: a 6-byte window for "/think". */
+static size_t smol_instructions(const char *s, chat_out *o, size_t limit) {
+    char win[6];
+    size_t nw = 0, out = 0, kept = 0;
+    for (size_t r = 0;; ) {
+        int end = s[r] == 0;
+        if (!end && !strncmp(s + r, "/no_think", 9)) {
+            r += 9;
+            continue;
+        }
+        if (!end) win[nw++] = s[r++];
+        /* flush what can no longer start "/think" (everything at the end) */
+        while (nw > 0 && (end || strncmp(win, "/think", nw) != 0)) {
+            if (o && out < limit) co_put(o, win, 1);
+            out++;
+            if (!chat_space(win[0])) kept = out;
+            memmove(win, win + 1, --nw);
+        }
+        if (nw == 6) nw = 0; /* a whole "/think": dropped */
+        if (end) break;
+    }
+    return kept;
+}
+
+/* SmolLM3 (the template llama.cpp ships, without tools): a system block of
+   metadata, the reasoning mode and the system text (or a default), then
+   ChatML turns; in /no_think mode every reply opens with an empty block. */
+static void chat_render_smollm3(chat_out *o, const slm_chat_message *msg, int32_t n, int add_gen) {
+    int think = !(add_gen & SLM_CHAT_NO_THINK);
+    const char *sys = n > 0 && role_is(&msg[0], "system") ? msg[0].content : NULL;
+    if (sys && strstr(sys, "/no_think")) think = 0;
+    else if (sys && strstr(sys, "/think")) think = 1;
+    co_str(o, "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\nReasoning Mode: ");
+    co_str(o, think ? "/think" : "/no_think");
+    co_str(o, "\n\n## Custom Instructions\n\n");
+    /* the system text without "/no_think", then without "/think", right-trimmed:
+       measured in one pass, written in a second */
+    size_t kept = sys ? smol_instructions(sys, NULL, SIZE_MAX) : 0;
+    if (kept) smol_instructions(sys, o, kept);
+    if (kept) co_str(o, "\n\n");
+    else if (think)
+        co_str(o, "You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role as an assistant involves "
+                  "thoroughly exploring questions through a systematic thinking process before providing the final precise "
+                  "and accurate solutions. This requires engaging in a comprehensive cycle of analysis, summarizing, "
+                  "exploration, reassessment, reflection, backtracking, and iteration to develop well-considered thinking "
+                  "process. Please structure your response into two main sections: Thought and Solution using the "
+                  "specified format: <think> Thought section </think> Solution section. In the Thought section, detail your "
+                  "reasoning process in steps. Each step should include detailed considerations such as analysing "
+                  "questions, summarizing relevant findings, brainstorming new ideas, verifying the accuracy of the current "
+                  "steps, refining any errors, and revisiting previous steps. In the Solution section, based on various "
+                  "attempts, explorations, and reflections from the Thought section, systematically present the final "
+                  "solution that you deem correct. The Solution section should be logical, accurate, and concise and "
+                  "detail necessary steps needed to reach the conclusion.\n\n");
+    else
+        co_str(o, "You are a helpful AI assistant named SmolLM, trained by Hugging Face.\n\n");
+    co_str(o, "<|im_end|>\n");
+    for (int32_t i = 0; i < n; i++) {
+        const char *c = msg[i].content;
+        if (role_is(&msg[i], "assistant")) {
+            co_str(o, think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n");
+            co_sub(o, i, c, strlen(c), 2);
+            co_str(o, "<|im_end|>\n");
+        } else if (role_is(&msg[i], "user") || role_is(&msg[i], "tool")) { /* tool results as user turns */
+            co_str(o, "<|im_start|>user\n");
+            co_content(o, i, c, 0);
+            co_str(o, "<|im_end|>\n");
+        }
+    }
+    if (add_gen & SLM_CHAT_GEN) co_str(o, think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n");
+}
+
 static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32_t n, int add_gen, const char *bos,
                         const char *eos) {
     int32_t sys = -1; /* a system message waiting for the next turn (gemma, mistral) */
@@ -13618,7 +13773,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 0);
             co_str(o, "<|im_end|>\n");
         }
-        if (add_gen) co_str(o, "<|im_start|>assistant\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|im_start|>assistant\n");
         break;
     case SLM_CHAT_LLAMA3:
         for (int32_t i = 0; i < n; i++) {
@@ -13628,7 +13783,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 1);
             co_str(o, "<|eot_id|>");
         }
-        if (add_gen) co_str(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
         break;
     case SLM_CHAT_GEMMA:
         /* Gemma 3: the system text and "\n\n" open the first turn */
@@ -13648,7 +13803,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 1);
             co_str(o, "<end_of_turn>\n");
         }
-        if (add_gen) co_str(o, "<start_of_turn>model\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<start_of_turn>model\n");
         break;
     case SLM_CHAT_PHI3:
     case SLM_CHAT_ZEPHYR:
@@ -13660,7 +13815,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_str(o, fam == SLM_CHAT_PHI3 ? "<|end|>\n" : eos);
             if (fam == SLM_CHAT_ZEPHYR) co_str(o, "\n");
         }
-        if (add_gen) co_str(o, "<|assistant|>\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|assistant|>\n");
         break;
     case SLM_CHAT_PHI4_MINI: /* Phi-3's tags without the newlines */
         for (int32_t i = 0; i < n; i++) {
@@ -13670,7 +13825,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 0);
             co_str(o, "<|end|>");
         }
-        if (add_gen) co_str(o, "<|assistant|>");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|assistant|>");
         break;
     case SLM_CHAT_MISTRAL:
         /* Mistral's tokenizer-V1 template (Mistral-7B-Instruct v0.1/v0.2,
@@ -13745,7 +13900,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 0);
             co_str(o, "<|end_of_text|>\n");
         }
-        if (add_gen) co_str(o, "<|start_of_role|>assistant<|end_of_role|>");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|start_of_role|>assistant<|end_of_role|>");
         break;
     case SLM_CHAT_OLMO2: /* Tulu 3: EOS ends the assistant's turns only */
         for (int32_t i = 0; i < n; i++) {
@@ -13755,8 +13910,31 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             if (asst) co_str(o, eos);
             if (!asst || i + 1 < n) co_str(o, "\n");
         }
-        if (add_gen) co_str(o, "<|assistant|>\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|assistant|>\n");
         break;
+    case SLM_CHAT_QWEN3:
+    case SLM_CHAT_QWEN35:
+        chat_render_qwen3(o, fam == SLM_CHAT_QWEN35, msg, n, add_gen);
+        break;
+    case SLM_CHAT_SMOLLM3:
+        chat_render_smollm3(o, msg, n, add_gen);
+        break;
+    case SLM_CHAT_LFM2: { /* ChatML; replies before the last lose "...</think>" (trimmed) */
+        int32_t last = -1;
+        for (int32_t i = 0; i < n; i++)
+            if (role_is(&msg[i], "assistant")) last = i;
+        for (int32_t i = 0; i < n; i++) {
+            const char *c = msg[i].content, *t = i != last && role_is(&msg[i], "assistant") ? last_think_end(c) : NULL;
+            co_str(o, "<|im_start|>");
+            co_str(o, msg[i].role);
+            co_str(o, "\n");
+            if (t) co_sub(o, i, t, strlen(t), 1);
+            else co_content(o, i, c, 0);
+            co_str(o, "<|im_end|>\n");
+        }
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|im_start|>assistant\n");
+        break;
+    }
     default:
         break;
     }
@@ -13766,7 +13944,16 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
 int slm_chat_detect(const char *t) {
     if (!t) return SLM_CHAT_AUTO;
 #define HAS(s) (strstr(t, s) != NULL)
-    if (HAS("<|im_start|>")) return HAS("<|im_sep|>") || HAS("<end_of_utterance>") ? SLM_CHAT_AUTO : SLM_CHAT_CHATML;
+    if (HAS("<|im_start|>")) {
+        if (HAS("<|im_sep|>") || HAS("<end_of_utterance>")) return SLM_CHAT_AUTO;
+        if (HAS("Reasoning Mode") && HAS("/no_think")) return SLM_CHAT_SMOLLM3;
+        /* Qwen3.5 opens the reply with '<think>\n' unless enable_thinking is false */
+        if (HAS("<think>") && HAS("enable_thinking") && HAS("last_query_index"))
+            return HAS("'<think>\\n' }}") ? SLM_CHAT_QWEN35 : SLM_CHAT_QWEN3;
+        if (HAS("<|startoftext|>") || (HAS("bos_token") && HAS("</think>") && HAS("last_assistant_index")))
+            return SLM_CHAT_LFM2;
+        return SLM_CHAT_CHATML;
+    }
     if (HAS("[INST]")) return HAS("<<SYS>>") ? SLM_CHAT_LLAMA2 : SLM_CHAT_MISTRAL;
     if ((HAS("<|user|>") || HAS("<|assistant|>")) && HAS("<|end|>"))
         return HAS("'|>' + message['content']") ? SLM_CHAT_PHI4_MINI : SLM_CHAT_PHI3;
@@ -13782,7 +13969,8 @@ int slm_chat_detect(const char *t) {
 }
 
 static const char *const CHAT_NAMES[] = {"auto",   "chatml",  "llama3", "gemma",     "phi3",   "zephyr",
-                                         "mistral", "llama2", "phi4-mini", "granite", "olmo2"};
+                                         "mistral", "llama2", "phi4-mini", "granite", "olmo2",
+                                         "qwen3",  "qwen3.5", "smollm3", "lfm2"};
 
 const char *slm_chat_family_name(int f) {
     return f >= 0 && f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]) ? CHAT_NAMES[f] : NULL;
@@ -13820,10 +14008,13 @@ static int chat_family_of_model(const slm_model *m, const char **why) {
     *why = "general.architecture";
     if (!strncmp(arch, "gemma", 5)) return SLM_CHAT_GEMMA;
     if (!strcmp(arch, "phi3")) return SLM_CHAT_PHI3;
+    if (!strcmp(arch, "qwen3") || !strcmp(arch, "qwen3moe")) return SLM_CHAT_QWEN3;
+    if (!strncmp(arch, "qwen35", 6)) return SLM_CHAT_QWEN35;
     if (!strncmp(arch, "qwen", 4)) return SLM_CHAT_CHATML;
     if (!strncmp(arch, "granite", 7)) return SLM_CHAT_GRANITE; /* 2026 families */
     if (!strcmp(arch, "olmo2")) return SLM_CHAT_OLMO2;
-    if (!strcmp(arch, "lfm2") || !strcmp(arch, "smollm3")) return SLM_CHAT_CHATML;
+    if (!strcmp(arch, "lfm2")) return SLM_CHAT_LFM2;
+    if (!strcmp(arch, "smollm3")) return SLM_CHAT_SMOLLM3;
     const vocab *v = vocab_of(m);
     static const struct {
         const char *tok;
@@ -13878,7 +14069,7 @@ slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_messag
         if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "SLM_CHAT_AUTO needs a model");
         family = slm_chat_model_family(m, fallback);
     }
-    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_OLMO2)
+    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_LFM2)
         return seterr(err, SLM_ERR_INVALID_ARG, "unknown chat template family %d", family);
     if (n_past > 0 && strcmp(msg[n_past - 1].role, "assistant") != 0)
         return seterr(err, SLM_ERR_INVALID_ARG, "n_past = %d: message %d must be the assistant's reply", (int)n_past,

@@ -547,8 +547,20 @@ enum {
     SLM_CHAT_LLAMA2 = 7,
     SLM_CHAT_PHI4_MINI = 8,
     SLM_CHAT_GRANITE = 9,
-    SLM_CHAT_OLMO2 = 10
+    SLM_CHAT_OLMO2 = 10,
+    SLM_CHAT_QWEN3 = 11,   /* ChatML with <think> blocks (Qwen3) */
+    SLM_CHAT_QWEN35 = 12,  /* Qwen3.5: the reply opens inside <think> */
+    SLM_CHAT_SMOLLM3 = 13, /* ChatML, metadata system block, /think and /no_think */
+    SLM_CHAT_LFM2 = 14     /* ChatML; past replies lose their thinking */
 };
+
+/* Bits of slm_chat_format's add_generation_prompt (0 or 1 as before, with
+   SLM_CHAT_NO_THINK OR'ed in where wanted). SLM_CHAT_NO_THINK asks a model that reasons to answer
+   without a thinking block, where its template has the switch
+   (enable_thinking=false: Qwen3 and Qwen3.5 an empty <think></think> block
+   in the prompt, SmolLM3 "/no_think" mode); a /think or /no_think in
+   SmolLM3's system message wins, as in its template. Ignored elsewhere. */
+enum { SLM_CHAT_GEN = 1, SLM_CHAT_NO_THINK = 2 };
 
 typedef struct slm_chat_message {
     const char *role;    /* "system", "user", "assistant" (NUL-terminated) */
@@ -567,7 +579,7 @@ SLM_API int slm_chat_detect(const char *tmpl);
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
    "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini", "granite",
-   "olmo2"; 0 if unknown. */
+   "olmo2", "qwen3", "qwen3.5", "smollm3", "lfm2"; 0 if unknown. */
 SLM_API int slm_chat_family_from_name(const char *name);
 /* Name of a family ("chatml", ...), "auto" for 0, NULL if unknown. */
 SLM_API const char *slm_chat_family_name(int family);
@@ -575,7 +587,10 @@ SLM_API const char *slm_chat_family_name(int family);
 /* Format messages[0, n) as prompt text. family: SLM_CHAT_AUTO (needs the
    model) or a family; model may be NULL with an explicit family (then EOS
    is written "</s>" and BOS "<s>"). add_generation_prompt: end with the
-   opening of the assistant's turn.
+   opening of the assistant's turn (SLM_CHAT_GEN, with SLM_CHAT_NO_THINK:
+   without thinking). Where the template opens the reply inside a thinking
+   block (Qwen3.5), the text ends with "<think>\n": the reply's first
+   tokens are thinking and its end tag comes before the answer.
    n_past > 0 formats incrementally, for a conversation kept in a session:
    messages[0, n_past) are already in the context and the last of them,
    messages[n_past - 1], is the assistant reply the model generated (its

@@ -22,6 +22,7 @@ void test_grammar(void);
 void test_embedding(void);
 void test_families(void);
 void test_pretok(void);
+void test_chat_think(void);
 
 static const struct {
     const char *name;
@@ -45,6 +46,7 @@ static const struct {
     {"embedding", test_embedding},
     {"families", test_families},
     {"pretok", test_pretok},
+    {"chat_think", test_chat_think},
 };
 
 int main(int argc, char **argv) {
