@@ -10852,7 +10852,11 @@ slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t
  *        Unicode classes), every byte of a word becomes a visible character
  *        (GPT-2's byte-to-unicode map), and neighbours are merged by the
  *        rank of their pair in tokenizer.ggml.merges, lowest rank first.
- *        Pieces decode back to bytes through the inverse map.
+ *        Pieces decode back to bytes through the inverse map. A pre value
+ *        slm cannot tokenize as llama.cpp is refused at load. "gemma4"
+ *        (the model or the pre value) is the SentencePiece-style variant:
+ *        spaces become U+2581, lines are the words, merges work on the
+ *        UTF-8 text itself and unknown characters fall back to <0xNN>.
  *
  * Tokenizing is (1) splitting the text around special tokens
  * (split_special), then (2) the kind's encoder on each raw fragment. The
@@ -10882,7 +10886,7 @@ typedef struct vocab {
     const char *pre;          /* tokenizer.ggml.pre, "" if absent (BPE pre-tokenizer) */
     /* byte-level BPE */
     int pre_kind;             /* PRE_* */
-    int pre_fallback;         /* pre was missing or unknown */
+    int pre_fallback;         /* pre was missing ('default' used) */
     int ignore_merges;        /* a word that is a piece is not merged (llama3) */
     int clean_spaces;         /* the detokenizer drops spaces before ?!., */
     int32_t n_merges;

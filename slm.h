@@ -422,11 +422,14 @@ SLM_API int slm_token_is_eog(const slm_model *model, int32_t token);
 /* SLM_TOKEN_* flags of a token, 0 if the id is out of range. */
 SLM_API int slm_token_attr(const slm_model *model, int32_t token);
 /* The pre-tokenizer a byte-level BPE vocabulary uses, chosen by
-   tokenizer.ggml.pre: "gpt2", "llama3", "qwen2", "starcoder", "default",
-   "falcon", "deepseek-llm", "deepseek-coder", "gpt-4o" or "tekken" ("" for
-   other vocabularies). An unknown tokenizer.ggml.pre value falls back to
-   "gpt2", a missing one to "default" (as llama.cpp), with a warning through
-   the log callback; *fallback (may be NULL) is set to 1 in those cases. */
+   tokenizer.ggml.pre: "gpt2", "llama3", "qwen2", "qwen35", "starcoder",
+   "default", "falcon", "deepseek-llm", "deepseek-coder", "deepseek-v3",
+   "gpt-4o", "tekken", "kimi-k2", "superbpe", "seed-coder", "bloom", "viking",
+   "chameleon", "minicpm5", "ufakzeka", "laguna" or "gemma4" ("" for other
+   vocabularies). A tokenizer.ggml.pre value slm cannot tokenize exactly as
+   llama.cpp is refused at load (SLM_ERR_UNSUPPORTED); a missing one means
+   "default" (as llama.cpp) with a warning through the log callback, and
+   *fallback (may be NULL) is set to 1. */
 SLM_API const char *slm_vocab_pretokenizer(const slm_model *model, int *fallback);
 /* Whether tokenizing with add_special adds BOS / EOS (tokenizer.ggml.add_*_token). */
 SLM_API int slm_vocab_add_bos(const slm_model *model);
