@@ -11028,6 +11028,8 @@ static const struct {
     {"a.x-4.0", PRE_GPT2, 0}, {"gigachat", PRE_GPT2, 0}, {"trillion", PRE_GPT2, PF_NO_CLEAN},
     {"granite-docling", PRE_GPT2, PF_NO_CLEAN}, {"jina-es", PRE_GPT2, 0}, {"jina-de", PRE_GPT2, 0},
     {"jina-v2-es", PRE_GPT2, 0}, {"jina-v2-de", PRE_GPT2, 0}, {"modern-bert", PRE_GPT2, 0},
+    /* llama.cpp sets add_sep for these, which its tokenizer does not use */
+    {"jina-v1-en", PRE_GPT2, 0}, {"jina-v2-code", PRE_GPT2, 0}, {"roberta-bpe", PRE_GPT2, 0},
     {"llama3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"llama-v3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
     {"llama-bpe", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"falcon3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
     {"falcon-h1", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"pixtral", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
@@ -11062,11 +11064,9 @@ static const struct {
 };
 
 /* The rest of llama.cpp's list: refused at load rather than tokenized
-   differently (each needs more than a pre-tokenizer: a separator token
-   after the text, a whitespace-only tokenizer, or expressions slm has no
+   differently (a whitespace-only tokenizer, or expressions slm has no
    matcher for yet). */
 static const char *const PRE_REFUSED[] = {
-    "jina-v1-en", "jina-v2-code", "roberta-bpe", /* GPT-2 pattern + add_sep */
     "whitespace", "jais-2", "spark2_5", "youtu", "exaone-moe", "granite-embed-multi-97m", "tiny_aya",
     "cohere2moe", "bailingmoe", "bailingmoe2", "llada-moe", "afmoe",
 };
