@@ -44,10 +44,10 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
            tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
-           tests/test_embedding.c tests/test_families.c tests/test_vocab_views.c
+           tests/test_embedding.c tests/test_families.c tests/test_vocab_views.c tests/test_pretok.c tests/test_chat_think.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab test-cross bench clean help \
-        pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
+        pretok-check pretok-vectors unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake test-serve test-serve-sanitize test-hello docs-check
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
@@ -236,6 +236,15 @@ test-fuzz: $(BUILD)/fuzz/replay_gguf $(BUILD)/fuzz/replay_text $(BUILD)/fuzz/rep
 # and regeneration of the Unicode tables in slm.c.
 $(BUILD)/pretok_dump: tools/pretok_dump.c slm.c slm.h | $(BUILD)
 	$(CC) $(CSTD) -O1 $(WARN) -Wno-unused-function -I. tools/pretok_dump.c -o $@ $(LIBS)
+
+# Differential run of every pre-tokenizer against a llama.cpp build (LLAMA=its
+# source tree with build/bin/libllama): make pretok-vectors [N=1000]
+LLAMA ?= ../peers/llama.cpp
+pretok-vectors: | $(BUILD)
+	$(CC) -O1 -DUSE_LLAMA -I$(LLAMA)/include -I$(LLAMA)/ggml/include tools/tok_oracle.c -L$(LLAMA)/build/bin -lllama \
+		-Wl,-rpath,$(abspath $(LLAMA))/build/bin -o $(BUILD)/tok_llama
+	$(CC) $(CSTD) -O2 -I. tools/tok_oracle.c slm.c -o $(BUILD)/tok_slm $(LIBS)
+	python3 tools/pretok_vectors.py diff $(or $(N),1000)
 
 pretok-check: $(BUILD)/pretok_dump
 	python3 tools/pretok_check.py
@@ -467,6 +476,7 @@ help:
 	@echo "make fuzz       libFuzzer targets in $(BUILD)/fuzz (clang)"
 	@echo "make test-fuzz  replay the fuzz corpus under the sanitizers"
 	@echo "make pretok-check  BPE pre-tokenizers vs their regular expressions (Python + regex)"
+	@echo "make pretok-vectors  BPE pre-tokenizers vs a llama.cpp build (LLAMA=path, N=texts per name)"
 	@echo "make unicode-tables  regenerate the Unicode tables in slm.c (tools/gen_unicode.py)"
 	@echo "make NATIVE=1   build for this machine's CPU only (-march=native; default: portable, kernels chosen at run time)"
 	@echo "make OPENMP=0   build without OpenMP"

@@ -10914,7 +10914,11 @@ slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t
  *        Unicode classes), every byte of a word becomes a visible character
  *        (GPT-2's byte-to-unicode map), and neighbours are merged by the
  *        rank of their pair in tokenizer.ggml.merges, lowest rank first.
- *        Pieces decode back to bytes through the inverse map.
+ *        Pieces decode back to bytes through the inverse map. A pre value
+ *        slm cannot tokenize as llama.cpp is refused at load. "gemma4"
+ *        (the model or the pre value) is the SentencePiece-style variant:
+ *        spaces become U+2581, lines are the words, merges work on the
+ *        UTF-8 text itself and unknown characters fall back to <0xNN>.
  *
  * Tokenizing is (1) splitting the text around special tokens
  * (split_special), then (2) the kind's encoder on each raw fragment. The
@@ -10945,7 +10949,7 @@ typedef struct vocab {
     const char *pre;          /* tokenizer.ggml.pre, "" if absent (BPE pre-tokenizer) */
     /* byte-level BPE */
     int pre_kind;             /* PRE_* */
-    int pre_fallback;         /* pre was missing or unknown */
+    int pre_fallback;         /* pre was missing ('default' used) */
     int ignore_merges;        /* a word that is a piece is not merged (llama3) */
     int clean_spaces;         /* the detokenizer drops spaces before ?!., */
     int32_t n_merges;
@@ -11067,13 +11071,20 @@ static void eog_remove(vocab *v, int32_t id) {
 /* Byte-level BPE pre-tokenizers (the regular expressions they implement are
    written above their matchers, in the BPE subsection below). */
 enum { PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_STARCODER, PRE_DEFAULT, PRE_FALCON, PRE_DEEPSEEK_LLM,
-       PRE_DEEPSEEK_CODER, PRE_GPT4O, PRE_TEKKEN, PRE_QWEN35 };
-static const char *const PRE_KIND_NAMES[] = {"gpt2",         "llama3",         "qwen2",  "starcoder", "default", "falcon",
-                                             "deepseek-llm", "deepseek-coder", "gpt-4o", "tekken",    "qwen35"};
+       PRE_DEEPSEEK_CODER, PRE_GPT4O, PRE_TEKKEN, PRE_QWEN35, PRE_DEEPSEEK3, PRE_KIMI_K2, PRE_SUPERBPE,
+       PRE_SEED_CODER, PRE_BLOOM, PRE_VIKING, PRE_CHAMELEON, PRE_MINICPM5, PRE_UFAKZEKA, PRE_LAGUNA,
+       PRE_GEMMA4 };
+static const char *const PRE_KIND_NAMES[] = {"gpt2",     "llama3",      "qwen2",    "starcoder",  "default",
+                                             "falcon",   "deepseek-llm", "deepseek-coder", "gpt-4o", "tekken",
+                                             "qwen35",   "deepseek-v3", "kimi-k2",  "superbpe",   "seed-coder",
+                                             "bloom",    "viking",      "chameleon", "minicpm5",  "ufakzeka",
+                                             "laguna",   "gemma4"};
 enum { PF_IGNORE_MERGES = 1, PF_ADD_BOS = 2, PF_NO_CLEAN = 4 };
 
 /* tokenizer.ggml.pre values and their pre-tokenizer, with llama.cpp's
-   per-value flags (ignore_merges, add_bos default, clean_spaces off). */
+   per-value flags (ignore_merges, add_bos default, clean_spaces off):
+   every name of llama.cpp's list (llama-vocab.cpp) is either here or in
+   PRE_REFUSED. */
 static const struct {
     const char *name;
     uint8_t kind, flags;
@@ -11082,13 +11093,18 @@ static const struct {
     {"gpt-2", PRE_GPT2, 0}, {"gpt2", PRE_GPT2, 0}, {"phi-2", PRE_GPT2, 0}, {"mpt", PRE_GPT2, 0},
     {"olmo", PRE_GPT2, 0}, {"jais", PRE_GPT2, 0}, {"exaone4", PRE_GPT2, 0}, {"mellum", PRE_GPT2, 0},
     {"a.x-4.0", PRE_GPT2, 0}, {"gigachat", PRE_GPT2, 0}, {"trillion", PRE_GPT2, PF_NO_CLEAN},
-    {"granite-docling", PRE_GPT2, PF_NO_CLEAN},
+    {"granite-docling", PRE_GPT2, PF_NO_CLEAN}, {"jina-es", PRE_GPT2, 0}, {"jina-de", PRE_GPT2, 0},
+    {"jina-v2-es", PRE_GPT2, 0}, {"jina-v2-de", PRE_GPT2, 0}, {"modern-bert", PRE_GPT2, 0},
+    /* llama.cpp sets add_sep for these, which its tokenizer does not use */
+    {"jina-v1-en", PRE_GPT2, 0}, {"jina-v2-code", PRE_GPT2, 0}, {"roberta-bpe", PRE_GPT2, 0},
     {"llama3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"llama-v3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
     {"llama-bpe", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"falcon3", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
     {"falcon-h1", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"pixtral", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
     {"midm-2.0", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS}, {"lfm2", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
-    {"dbrx", PRE_LLAMA3, 0}, {"smaug-bpe", PRE_LLAMA3, 0},
+    {"jina-v5-nano", PRE_LLAMA3, PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"dbrx", PRE_LLAMA3, 0}, {"smaug-bpe", PRE_LLAMA3, 0}, {"glm4", PRE_LLAMA3, 0}, {"chatglm-bpe", PRE_LLAMA3, 0},
     {"qwen2", PRE_QWEN2, PF_NO_CLEAN}, {"deepseek-r1-qwen", PRE_QWEN2, PF_NO_CLEAN}, {"kormo", PRE_QWEN2, PF_NO_CLEAN},
+    {"f2llmv2", PRE_QWEN2, PF_NO_CLEAN},
     {"stablelm2", PRE_QWEN2, 0}, {"megrez", PRE_QWEN2, 0}, {"hunyuan", PRE_QWEN2, PF_NO_CLEAN},
     {"solar-open", PRE_QWEN2, PF_NO_CLEAN}, {"grok-2", PRE_QWEN2, PF_NO_CLEAN},
     {"qwen35", PRE_QWEN35, PF_NO_CLEAN},
@@ -11098,14 +11114,33 @@ static const struct {
     {"falcon", PRE_FALCON, 0},
     {"deepseek-llm", PRE_DEEPSEEK_LLM, PF_NO_CLEAN}, {"deepseek-coder", PRE_DEEPSEEK_CODER, PF_NO_CLEAN},
     {"gpt-4o", PRE_GPT4O, PF_NO_CLEAN}, {"llama4", PRE_GPT4O, PF_NO_CLEAN}, {"minimax-m2", PRE_GPT4O, PF_NO_CLEAN},
+    {"kanana2", PRE_GPT4O, PF_NO_CLEAN}, {"talkie", PRE_GPT4O, PF_NO_CLEAN},
     {"tekken", PRE_TEKKEN, PF_NO_CLEAN | PF_IGNORE_MERGES | PF_ADD_BOS},
+    {"deepseek-v3", PRE_DEEPSEEK3, PF_NO_CLEAN}, {"hunyuan-dense", PRE_DEEPSEEK3, PF_NO_CLEAN},
+    {"joyai-llm", PRE_DEEPSEEK3, PF_NO_CLEAN}, {"hy_v4", PRE_DEEPSEEK3, PF_NO_CLEAN},
+    {"kimi-k2", PRE_KIMI_K2, PF_NO_CLEAN},
+    {"superbpe", PRE_SUPERBPE, PF_NO_CLEAN},
+    {"seed-coder", PRE_SEED_CODER, PF_NO_CLEAN},
+    {"bloom", PRE_BLOOM, 0}, {"gpt3-finnish", PRE_BLOOM, 0}, {"poro-chat", PRE_BLOOM, PF_NO_CLEAN},
+    {"viking", PRE_VIKING, PF_NO_CLEAN},
+    {"chameleon", PRE_CHAMELEON, PF_NO_CLEAN | PF_ADD_BOS},
+    {"minicpm5", PRE_MINICPM5, PF_IGNORE_MERGES},
+    {"ufakzeka", PRE_UFAKZEKA, PF_NO_CLEAN},
+    {"laguna", PRE_LAGUNA, PF_NO_CLEAN},
+    {"gemma4", PRE_GEMMA4, 0}, {"granite-embed-multi-311m", PRE_GEMMA4, 0}, {"sarvam-moe", PRE_GEMMA4, PF_NO_CLEAN},
+};
+
+/* The rest of llama.cpp's list: refused at load rather than tokenized
+   differently (a whitespace-only tokenizer, or expressions slm has no
+   matcher for yet). */
+static const char *const PRE_REFUSED[] = {
+    "whitespace", "jais-2", "spark2_5", "youtu", "exaone-moe", "granite-embed-multi-97m", "tiny_aya",
+    "cohere2moe", "bailingmoe", "bailingmoe2", "llada-moe", "afmoe",
 };
 
 /* Pre-tokenizer, flags and merge ranks of a byte-level BPE vocabulary.
-   Unknown pre values fall back to the gpt2 pattern (llama.cpp refuses the
-   file): the merges still apply, and most patterns differ from gpt2's only
-   in details (digit grouping, case of contractions), so the result stays
-   usable; the warning says so. */
+   A missing pre value means 'default' (as llama.cpp, with a warning); a
+   name slm does not tokenize exactly as llama.cpp is refused, naming it. */
 static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
     const gguf_file *g = &m->g;
     int flags = 0;
@@ -11116,16 +11151,17 @@ static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
             flags = PRE_NAMES[i].flags;
         }
     if (v->pre_kind < 0) {
-        v->pre_fallback = 1;
-        if (!v->pre[0]) {
-            v->pre_kind = PRE_DEFAULT;
-            logf_(m, SLM_LOG_WARN, "tokenizer.ggml.pre is missing: using the 'default' pre-tokenizer (as llama.cpp); "
-                                   "tokens may differ from the model's own tokenizer");
-        } else {
-            v->pre_kind = PRE_GPT2;
-            logf_(m, SLM_LOG_WARN, "pre-tokenizer '%s' is not known to slm: using the gpt2 pattern; "
-                                   "tokens may differ from the model's own tokenizer", v->pre);
+        if (v->pre[0]) {
+            for (size_t i = 0; i < sizeof PRE_REFUSED / sizeof PRE_REFUSED[0]; i++)
+                if (!strcmp(v->pre, PRE_REFUSED[i]))
+                    return seterr(err, SLM_ERR_UNSUPPORTED,
+                                  "pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported by slm", v->pre);
+            return seterr(err, SLM_ERR_UNSUPPORTED, "unknown pre-tokenizer '%s' (tokenizer.ggml.pre)", v->pre);
         }
+        v->pre_fallback = 1;
+        v->pre_kind = PRE_DEFAULT;
+        logf_(m, SLM_LOG_WARN, "tokenizer.ggml.pre is missing: using the 'default' pre-tokenizer (as llama.cpp); "
+                               "tokens may differ from the model's own tokenizer");
     }
     v->ignore_merges = (flags & PF_IGNORE_MERGES) != 0;
     v->add_bos = (flags & PF_ADD_BOS) != 0;
@@ -11133,7 +11169,8 @@ static slm_status bpe_load(slm_model *m, vocab *v, slm_error *err) {
 
     const gguf_kv *k = gguf_get(g, "tokenizer.ggml.merges");
     if (!k) {
-        logf_(m, SLM_LOG_WARN, "byte-level BPE vocabulary without tokenizer.ggml.merges: words stay single characters");
+        if (v->pre_kind != PRE_KIMI_K2) /* Kimi-K2 files have none */
+            logf_(m, SLM_LOG_WARN, "byte-level BPE vocabulary without tokenizer.ggml.merges: words stay single characters");
         return SLM_OK;
     }
     if (k->type != SLM_META_ARRAY || k->arr_type != SLM_META_STRING)
@@ -11195,9 +11232,10 @@ static void vocab_kind(slm_model *m, vocab *v, const gguf_kv *kmodel) {
         v->kind = SLM_VOCAB_SPM;
         v->bos = 1, v->eos = 2, v->unk = 0;
         v->add_bos = 1, v->add_space_prefix = 1;
-    } else if (kv_str_is(kmodel, "gpt2")) {
+    } else if (kv_str_is(kmodel, "gpt2") || kv_str_is(kmodel, "gemma4")) {
         v->kind = SLM_VOCAB_BPE;
         v->bos = 11, v->eos = 11;
+        if (kv_str_is(kmodel, "gemma4")) v->bos = v->eos = -1; /* ids from the file */
     } else if (kv_str_is(kmodel, "bert")) {
         /* WordPiece: [CLS] ... [SEP] always added (llama.cpp ignores the
            add_bos/add_sep keys here); [CLS] is the BOS id */
@@ -11214,6 +11252,7 @@ static void vocab_kind(slm_model *m, vocab *v, const gguf_kv *kmodel) {
     }
     const gguf_kv *kpre = gguf_get(&m->g, "tokenizer.ggml.pre");
     v->pre = kpre && kpre->type == SLM_META_STRING ? kpre->str[0] : "";
+    if (kmodel && kv_str_is(kmodel, "gemma4")) v->pre = "gemma4"; /* as llama.cpp */
 }
 
 /* Pieces (views), scores, attributes and the piece -> id map. */
@@ -12092,7 +12131,18 @@ typedef struct pre_opts {
     size_t max_digits;
     int slash;        /* [\r\n/]* after punctuation instead of [\r\n]* */
     int marks;        /* qwen35: \p{M} counts as a letter in words and runs */
+    int punct_nl;     /* [\r\n]* after punctuation (all but seed-coder) */
+    int no_han;       /* kimi-k2: Han characters are no word characters */
 } pre_opts;
+
+/* \p{Han} as llama.cpp's unicode_cpt_is_han (kimi-k2) */
+static int is_han(uint32_t c) {
+    return (c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x20000 && c <= 0x2a6df) ||
+           (c >= 0x2a700 && c <= 0x2ebef) || (c >= 0xf900 && c <= 0xfaff) || (c >= 0x2f800 && c <= 0x2fa1f);
+}
+static int pt_word(const pre_text *t, size_t i, unsigned w, int no_han) {
+    return (t->fl[i] & w) && !(no_han && is_han(t->cp[i]));
+}
 
 static int pt_upper(const pre_text *t, size_t i) { return (t->fl[i] & UC_L) && !(t->cp[i] >= 'a' && t->cp[i] <= 'z'); }
 static int pt_lower(const pre_text *t, size_t i) { return (t->fl[i] & UC_L) && !(t->cp[i] >= 'A' && t->cp[i] <= 'Z'); }
@@ -12105,12 +12155,13 @@ static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opt
     if (k) return k;
     /* a word, with one optional leading character that is no CR, LF, letter or number */
     size_t s = SIZE_MAX;
-    if (f & W) s = p;
-    else if (!is_crlf(c) && !(f & UC_N) && p + 1 < e && pt_is(t, p + 1, W)) s = p + 1;
+    if (pt_word(t, p, W, o->no_han)) s = p;
+    else if (!is_crlf(c) && !(f & (UC_N | (o->no_han ? UC_L : 0u))) && p + 1 < e && pt_word(t, p + 1, W, o->no_han))
+        s = p + 1;
     if (s != SIZE_MAX) {
         size_t end = 0;
         if (!o->cased) {
-            end = pt_run(t, s, e, W);
+            for (end = s; end < e && pt_word(t, end, W, o->no_han);) end++;
         } else {
             size_t u = s;
             while (u < e && pt_upper(t, u)) u++;
@@ -12142,7 +12193,7 @@ static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opt
     if (!(t->fl[q] & X)) {
         size_t r = q;
         while (r < e && !(t->fl[r] & X)) r++;
-        while (r < e && (is_crlf(t->cp[r]) || (o->slash && t->cp[r] == '/'))) r++;
+        while (o->punct_nl && r < e && (is_crlf(t->cp[r]) || (o->slash && t->cp[r] == '/'))) r++;
         return r - p;
     }
     /* \s*[\r\n]+ : up to the last CR/LF of the white-space run */
@@ -12154,27 +12205,27 @@ static size_t m_llama3_like(const pre_text *t, size_t p, size_t e, const pre_opt
 }
 
 static size_t m_llama3(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {0, 1, 3, 0, 0};
+    static const pre_opts o = {0, 1, 3, 0, 0, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_qwen2(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {0, 1, 1, 0, 0};
+    static const pre_opts o = {0, 1, 1, 0, 0, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_qwen35(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {0, 1, 1, 0, 1};
+    static const pre_opts o = {0, 1, 1, 0, 1, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_gpt4o(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {1, 2, 3, 1, 0};
+    static const pre_opts o = {1, 2, 3, 1, 0, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
 static size_t m_tekken(const pre_text *t, size_t p, size_t e, size_t *skip) {
-    static const pre_opts o = {1, 0, 1, 1, 0};
+    static const pre_opts o = {1, 0, 1, 1, 0, 1, 0};
     (void)skip;
     return m_llama3_like(t, p, e, &o);
 }
@@ -12233,9 +12284,18 @@ static int ds_punct(uint32_t c) {
 /* [\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff] */
 static int ds_cjk(uint32_t c) { return (c >= 0x800 && c <= 0x9fa5) || (c >= 0xac00 && c <= 0xd7ff); }
 
+/* The code point an expression with literal classes sees: llama.cpp runs
+   expressions without \p{..} on the code points with every non-ASCII white
+   space replaced by U+000B, so U+3000 (in deepseek's punctuation class) and
+   U+2000-U+200A, U+2028, U+2029, U+202F, U+205F (in its [\u0800-\u4e00])
+   never match those classes; they are white space only. */
+static uint32_t pt_lit(const pre_text *t, size_t i) {
+    return t->cp[i] >= 0x80 && (t->fl[i] & UC_WS) ? 0x0b : t->cp[i];
+}
+
 /* \s?C+ for a class C given by `in` (code point test) or by flags `f` */
 static size_t space_opt_run(const pre_text *t, size_t p, size_t e, int (*in)(uint32_t), unsigned f) {
-#define IN_C(i) (in ? in(t->cp[i]) : pt_is(t, i, f))
+#define IN_C(i) (in ? in(pt_lit(t, i)) : pt_is(t, i, f))
     size_t q = p;
     if (pt_is(t, p, UC_WS) && p + 1 < e && IN_C(p + 1)) q = p + 1;
     else if (!IN_C(p)) return 0;
@@ -12254,7 +12314,7 @@ static size_t m_ds_punct(const pre_text *t, size_t p, size_t e, size_t *skip) {
 static size_t m_ds_cjk(const pre_text *t, size_t p, size_t e, size_t *skip) {
     size_t r = p;
     (void)skip;
-    while (r < e && ds_cjk(t->cp[r])) r++;
+    while (r < e && ds_cjk(pt_lit(t, r))) r++;
     return r - p;
 }
 /* \s?\p{L}+ and \s?\p{P}+ */
@@ -12265,6 +12325,150 @@ static size_t m_space_letters(const pre_text *t, size_t p, size_t e, size_t *ski
 static size_t m_space_punct(const pre_text *t, size_t p, size_t e, size_t *skip) {
     (void)skip;
     return space_opt_run(t, p, e, NULL, UC_P);
+}
+
+/* \p{N}{1,3} */
+static size_t m_num3(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    (void)skip;
+    while (r < e && r - p < 3 && pt_is(t, r, UC_N)) r++;
+    return r - p;
+}
+
+/* \s*[\r\n]+|\s+(?!\S)|\s+ (the white-space tail of the llama3-like patterns) */
+static size_t m_space_tail(const pre_text *t, size_t p, size_t e) {
+    size_t r = p, nl = 0;
+    for (; r < e && pt_is(t, r, UC_WS); r++)
+        if (is_crlf(t->cp[r])) nl = r + 1;
+    return nl ? nl - p : m_space_run(t, p, e);
+}
+
+/* deepseek-v3 (also hunyuan-dense, joyai-llm, hy_v4), after \p{N}{1,3} and
+   [\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+ :
+   [!-/:-@\[-`{-~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
+static int ascii_punct(uint32_t c) { return (c >= 0x21 && c <= 0x2f) || (c >= 0x3a && c <= 0x40) || (c >= 0x5b && c <= 0x60) || (c >= 0x7b && c <= 0x7e); }
+static int ascii_alpha(uint32_t c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+static size_t m_ds3_kana(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    (void)skip;
+    for (; r < e; r++) {
+        uint32_t c = t->cp[r];
+        if (!((c >= 0x4e00 && c <= 0x9fa5) || (c >= 0x3040 && c <= 0x30ff))) break;
+    }
+    return r - p;
+}
+static size_t m_ds3(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    uint32_t c = t->cp[p];
+    unsigned f = t->fl[p];
+    size_t r;
+    (void)skip;
+    if (ascii_punct(c) && p + 1 < e && ascii_alpha(t->cp[p + 1])) {
+        for (r = p + 1; r < e && ascii_alpha(t->cp[r]);) r++;
+        return r - p;
+    }
+    size_t s = SIZE_MAX;
+    if (!is_crlf(c) && !(f & (UC_L | UC_P | UC_S)) && p + 1 < e && pt_is(t, p + 1, UC_L | UC_M)) s = p + 1;
+    else if (f & (UC_L | UC_M)) s = p;
+    if (s != SIZE_MAX) return pt_run(t, s, e, UC_L | UC_M) - p;
+    size_t q = c == ' ' && p + 1 < e && pt_is(t, p + 1, UC_P | UC_S) ? p + 1 : p;
+    if (pt_is(t, q, UC_P | UC_S)) {
+        r = pt_run(t, q, e, UC_P | UC_S);
+        while (r < e && is_crlf(t->cp[r])) r++;
+        return r - p;
+    }
+    return m_space_tail(t, p, e);
+}
+
+/* kimi-k2: [\p{Han}]+ first, then the gpt-4o-like pattern of its
+   tokenizer with Han taken out of the letters, as llama.cpp implements it
+   (one class of letters, contractions after a word, \p{N}{1,3}). */
+static size_t m_kimi_k2(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 2, 3, 0, 0, 1, 1};
+    size_t r = p;
+    (void)skip;
+    while (r < e && is_han(t->cp[r])) r++;
+    return r > p ? r - p : m_llama3_like(t, p, e, &o);
+}
+
+/* superbpe, after \p{N}+: (?=(\d{3})+(?!\d)) cuts a run of ASCII digits
+   where a multiple of three digits is left; slm matches each group of
+   three from such a point (the same pieces). */
+static size_t m_superbpe(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    (void)skip;
+    while (r < e && t->cp[r] >= '0' && t->cp[r] <= '9') r++;
+    return r - p >= 3 && (r - p) % 3 == 0 ? 3 : 0;
+}
+
+/* seed-coder: qwen2 without [\r\n]* after punctuation
+   (?:'[sS]|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+ */
+static size_t m_seed_coder(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 1, 1, 0, 0, 0, 0};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+/* ufakzeka: qwen2 without the contractions */
+static size_t m_ufakzeka(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    static const pre_opts o = {0, 0, 1, 0, 0, 1, 0};
+    (void)skip;
+    return m_llama3_like(t, p, e, &o);
+}
+
+/* bloom, gpt3-finnish, poro-chat, viking:  ?[^(\s|.,!?…。，、।۔،)]+
+   (a literal class: non-ASCII white space is white space only) */
+static int bloom_in(const pre_text *t, size_t i) {
+    uint32_t c = t->cp[i];
+    if (t->fl[i] & UC_WS) return 0;
+    return !(c == '(' || c == ')' || c == '|' || c == '.' || c == ',' || c == '!' || c == '?' || c == 0x2026 ||
+             c == 0x3002 || c == 0xff0c || c == 0x3001 || c == 0x0964 || c == 0x06d4 || c == 0x060c);
+}
+static size_t m_bloom(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t q = t->cp[p] == ' ' && p + 1 < e && bloom_in(t, p + 1) ? p + 1 : p;
+    (void)skip;
+    if (!bloom_in(t, q)) return 0;
+    while (q < e && bloom_in(t, q)) q++;
+    return q - p;
+}
+
+/* chameleon: <sentinel:[0-9]+> , (IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z ,
+   ([\t\n]|    |  ) , \p{N} , [\p{P}!-/:-@\[-`{-~] , then gpt2 */
+static int pt_lit_str(const pre_text *t, size_t p, size_t e, const char *s) {
+    for (; *s; s++, p++)
+        if (p >= e || t->cp[p] != (unsigned char)*s) return 0;
+    return 1;
+}
+static size_t m_cham_sentinel(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    if (!pt_lit_str(t, p, e, "<sentinel:")) return 0;
+    size_t r = p + 10;
+    while (r < e && t->cp[r] >= '0' && t->cp[r] <= '9') r++;
+    return r > p + 10 && r < e && t->cp[r] == '>' ? r + 1 - p : 0;
+}
+static size_t m_cham_image(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    if (!pt_lit_str(t, p, e, "IMGIMG")) return 0;
+    size_t r = p + 6;
+    while (r < e && r - (p + 6) < 4 && t->cp[r] >= 'A' && t->cp[r] <= 'I') r++;
+    return r > p + 6 && r < e && t->cp[r] == 'Z' ? r + 1 - p : 0;
+}
+static size_t m_cham_space(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    (void)skip;
+    if (t->cp[p] == '\t' || t->cp[p] == '\n') return 1;
+    return pt_lit_str(t, p, e, "    ") ? 4 : pt_lit_str(t, p, e, "  ") ? 2 : 0;
+}
+static size_t m_cham_punct(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    uint32_t c = t->cp[p];
+    (void)e, (void)skip;
+    return c < 0x80 ? (size_t)ascii_punct(c) : (size_t)pt_is(t, p, UC_P);
+}
+
+/* [^\n]+|[\n]+ (laguna, gemma4) */
+static size_t m_lines(const pre_text *t, size_t p, size_t e, size_t *skip) {
+    size_t r = p;
+    int nl = t->cp[p] == '\n';
+    (void)skip;
+    while (r < e && (t->cp[r] == '\n') == nl) r++;
+    return r - p;
 }
 
 /* The expressions of each pre-tokenizer, in order (llama.cpp's lists). */
@@ -12279,9 +12483,24 @@ static const pre_fn PRE_DEEPSEEK_CODER_FNS[] = {m_crlf, m_space_letters, m_space
 static const pre_fn PRE_GPT4O_FNS[] = {m_gpt4o, NULL};
 static const pre_fn PRE_TEKKEN_FNS[] = {m_tekken, NULL};
 static const pre_fn PRE_QWEN35_FNS[] = {m_qwen35, NULL};
-static const pre_fn *const PRE_FNS[] = {PRE_GPT2_FNS, PRE_LLAMA3_FNS, PRE_QWEN2_FNS, PRE_STARCODER_FNS,
-                                        PRE_DEFAULT_FNS, PRE_FALCON_FNS, PRE_DEEPSEEK_LLM_FNS,
-                                        PRE_DEEPSEEK_CODER_FNS, PRE_GPT4O_FNS, PRE_TEKKEN_FNS, PRE_QWEN35_FNS};
+static const pre_fn PRE_DEEPSEEK3_FNS[] = {m_num3, m_ds3_kana, m_ds3, NULL};
+static const pre_fn PRE_KIMI_K2_FNS[] = {m_kimi_k2, NULL};
+static const pre_fn PRE_SUPERBPE_FNS[] = {m_digits, m_superbpe, NULL};
+static const pre_fn PRE_SEED_CODER_FNS[] = {m_seed_coder, NULL};
+static const pre_fn PRE_BLOOM_FNS[] = {m_bloom, NULL};
+static const pre_fn PRE_VIKING_FNS[] = {m_bloom, m_digit, NULL};
+static const pre_fn PRE_CHAMELEON_FNS[] = {m_cham_sentinel, m_cham_image, m_cham_space, m_digit,
+                                           m_cham_punct,    m_gpt2,       NULL};
+static const pre_fn PRE_MINICPM5_FNS[] = {m_num3, m_llama3, NULL};
+static const pre_fn PRE_UFAKZEKA_FNS[] = {m_ufakzeka, NULL};
+static const pre_fn PRE_LAGUNA_FNS[] = {m_lines, m_qwen2, NULL};
+static const pre_fn PRE_GEMMA4_FNS[] = {m_lines, NULL};
+static const pre_fn *const PRE_FNS[] = {PRE_GPT2_FNS,       PRE_LLAMA3_FNS,      PRE_QWEN2_FNS,     PRE_STARCODER_FNS,
+                                        PRE_DEFAULT_FNS,    PRE_FALCON_FNS,      PRE_DEEPSEEK_LLM_FNS,
+                                        PRE_DEEPSEEK_CODER_FNS, PRE_GPT4O_FNS,   PRE_TEKKEN_FNS,    PRE_QWEN35_FNS,
+                                        PRE_DEEPSEEK3_FNS,  PRE_KIMI_K2_FNS,     PRE_SUPERBPE_FNS,  PRE_SEED_CODER_FNS,
+                                        PRE_BLOOM_FNS,      PRE_VIKING_FNS,      PRE_CHAMELEON_FNS, PRE_MINICPM5_FNS,
+                                        PRE_UFAKZEKA_FNS,   PRE_LAGUNA_FNS,      PRE_GEMMA4_FNS};
 
 /* Merging. A word's symbols start as its mapped characters; the pair of
    neighbours with the lowest merge rank (leftmost on ties) merges first. */
@@ -12311,6 +12530,7 @@ typedef struct bpe_ctx {
     size_t nheap, heapcap;
     char *key;            /* "left right" for the rank lookup */
     size_t keycap;
+    int raw;              /* gemma4: merges over the UTF-8 text itself, <0xNN> byte tokens */
     int oom;
 } bpe_ctx;
 
@@ -12358,7 +12578,29 @@ static void bpe_word(bpe_ctx *c, size_t nb) {
     }
     size_t wl = 0;
     int32_t ns = 0;
-    for (size_t i = 0; i < nb; i++) {
+    if (c->raw) { /* symbols are the UTF-8 characters */
+        for (size_t i = 0; i < nb;) {
+            size_t cl;
+            utf8_cpt(s + i, nb - i, &cl);
+            c->sym[ns].off = i;
+            c->sym[ns].n = cl;
+            c->sym[ns].prev = ns - 1;
+            c->sym[ns].next = i + cl < nb ? ns + 1 : -1;
+            ns++;
+            i += cl;
+        }
+        memcpy(c->w, s, nb);
+        wl = nb;
+        /* a run of newlines that is a piece stays whole (llama.cpp) */
+        size_t k = 0;
+        while (k < nb && s[k] == '\n') k++;
+        int32_t id = k == nb ? vocab_find(v, c->w, wl) : -1;
+        if (id >= 0) {
+            tok_push(c->o, id);
+            return;
+        }
+    }
+    for (size_t i = 0; i < nb && !c->raw; i++) {
         uint32_t u = bpe_byte_cpt(s[i]);
         c->sym[ns].off = wl;
         if (u < 0x80) {
@@ -12399,9 +12641,19 @@ static void bpe_word(bpe_ctx *c, size_t nb) {
         }
         /* a symbol that is no piece (only in a vocabulary without all 256
            byte characters, such as StarCoder's): as llama.cpp, each byte of
-           its text that is a piece by itself, and the others are dropped */
-        for (size_t j = 0; j < y->n; j++)
-            if ((id = vocab_find(v, c->w + y->off + j, 1)) >= 0) tok_push(c->o, id);
+           its text that is a piece by itself, and the others are dropped
+           (gemma4: each byte's <0xNN> token) */
+        for (size_t j = 0; j < y->n; j++) {
+            if (c->raw) {
+                static const char HEX[] = "0123456789ABCDEF";
+                unsigned char b = (unsigned char)c->w[y->off + j];
+                char hb[6] = {'<', '0', 'x', HEX[b >> 4], HEX[b & 15], '>'};
+                id = vocab_find(v, hb, 6);
+            } else {
+                id = vocab_find(v, c->w + y->off + j, 1);
+            }
+            if (id >= 0) tok_push(c->o, id);
+        }
     }
 }
 
@@ -12429,9 +12681,28 @@ static void bpe_split(bpe_ctx *c, const pre_fn *fns, size_t s, size_t e) {
     if (gap < e && !c->oom) bpe_split(c, fns + 1, gap, e);
 }
 
-/* Encode one raw fragment s[0, n). */
+static size_t escape_spaces(char *buf, size_t n);
+static int bpe_words(const vocab *v, const allocator *a, const char *s, size_t n, tok_out *o, int raw);
+
+/* Encode one raw fragment s[0, n). gemma4 (SentencePiece-style BPE):
+   ' ' -> U+2581 first, then lines and runs of newlines are the words. */
 static int bpe_encode(const vocab *v, const allocator *a, const char *s, size_t n, tok_out *o) {
     if (n == 0) return 1;
+    if (v->pre_kind == PRE_GEMMA4) {
+        if (n > SIZE_MAX / 3) return 0;
+        char *e = (char *)xalloc(a, 3 * n); /* [3n] escaped text */
+        if (!e) return 0;
+        memcpy(e, s, n);
+        size_t en = escape_spaces(e, n);
+        int ok = bpe_words(v, a, e, en, o, 1);
+        xfree(a, e, 3 * n);
+        return ok;
+    }
+    return bpe_words(v, a, s, n, o, 0);
+}
+
+/* Split s[0, n) with the pre-tokenizer and encode each word. */
+static int bpe_words(const vocab *v, const allocator *a, const char *s, size_t n, tok_out *o, int raw) {
     uint32_t *cp = (uint32_t *)xalloc(a, n * sizeof(uint32_t));
     uint8_t *fl = (uint8_t *)xalloc(a, n), *bl = (uint8_t *)xalloc(a, n);
     bpe_ctx c;
@@ -12453,6 +12724,7 @@ static int bpe_encode(const vocab *v, const allocator *a, const char *s, size_t 
         c.t.fl = fl;
         c.blen = bl;
         c.src = s;
+        c.raw = raw;
         int k = v->pre_kind >= 0 && v->pre_kind < (int)(sizeof PRE_FNS / sizeof PRE_FNS[0]) ? v->pre_kind : PRE_GPT2;
         bpe_split(&c, PRE_FNS[k], 0, ncp);
     }
@@ -13174,7 +13446,8 @@ static size_t piece_decode(const vocab *v, int32_t id, int special, int lstrip, 
             return 1;
         }
     } else if (at & SLM_TOKEN_NORMAL) {
-        if (v->kind == SLM_VOCAB_SPM || v->kind == SLM_VOCAB_OTHER || v->kind == SLM_VOCAB_WPM) {
+        if (v->kind == SLM_VOCAB_SPM || v->kind == SLM_VOCAB_OTHER || v->kind == SLM_VOCAB_WPM ||
+            (v->kind == SLM_VOCAB_BPE && v->pre_kind == PRE_GEMMA4)) {
             /* U+2581 -> ' ' */
             size_t out = 0, i = 0;
             int fits = buf != NULL;
@@ -13460,6 +13733,161 @@ static void co_content(chat_out *o, int32_t i, const char *s, int trim) {
 
 static int role_is(const slm_chat_message *m, const char *r) { return strcmp(m->role, r) == 0; }
 
+/* s[0, n) after dropping leading/trailing white space (trim: 1 both ends,
+   2 only leading newlines, as Python's lstrip('\n')); sets the mark of message i. */
+static void co_sub(chat_out *o, int32_t i, const char *s, size_t n, int trim) {
+    size_t b = 0, e = n;
+    if (trim == 1) {
+        while (b < e && chat_space(s[b])) b++;
+        while (e > b && chat_space(s[e - 1])) e--;
+    } else if (trim == 2) {
+        while (b < e && s[b] == '\n') b++;
+    }
+    co_put(o, s + b, e - b);
+    if (i == o->mark_at) o->mark = o->pos;
+}
+
+/* The text after the last "</think>" of s, or NULL if there is none. */
+static const char *last_think_end(const char *s) {
+    const char *r = NULL;
+    for (const char *p = strstr(s, "</think>"); p; p = strstr(p + 1, "</think>")) r = p + 8;
+    return r;
+}
+
+/* Qwen3 and Qwen3.5 (their published templates without tools): a reply
+   after the last user query keeps its thinking as "<think>\n" R "\n</think>\n\n"
+   (Qwen3: only the last message or a nonempty R), earlier replies only
+   their answer; SLM_CHAT_NO_THINK adds the empty block of
+   enable_thinking=false to the generation prompt; Qwen3.5 trims the texts
+   and opens the reply with "<think>\n" otherwise. */
+static void chat_render_qwen3(chat_out *o, int q35, const slm_chat_message *msg, int32_t n, int add_gen) {
+    int32_t last_query = n - 1;
+    for (int32_t i = n - 1; i >= 0; i--) {
+        const char *c = msg[i].content;
+        size_t l = strlen(c);
+        if (role_is(&msg[i], "user") &&
+            !(l >= 31 && !strncmp(c, "<tool_response>", 15) && !strcmp(c + l - 16, "</tool_response>"))) {
+            last_query = i;
+            break;
+        }
+    }
+    for (int32_t i = 0; i < n; i++) {
+        const char *c = msg[i].content;
+        if (!role_is(&msg[i], "assistant")) {
+            if (q35 && role_is(&msg[i], "system") && i > 0) continue; /* (Qwen3.5 raises an error) */
+            co_str(o, "<|im_start|>");
+            co_str(o, msg[i].role);
+            co_str(o, "\n");
+            co_sub(o, i, c, strlen(c), q35);
+            co_str(o, "<|im_end|>\n");
+            continue;
+        }
+        /* reasoning R = before the last "</think>", after the last "<think>" in it */
+        const char *ans = last_think_end(c), *r = c, *re = c;
+        if (ans) {
+            re = strstr(c, "</think>"); /* R comes from before the first end tag */
+            for (const char *p = c; (p = strstr(p, "<think>")) && p < re; p++) r = p + 7;
+            while (re > r && re[-1] == '\n') re--;
+            while (r < re && *r == '\n') r++;
+        } else {
+            ans = c;
+        }
+        if (q35) {
+            while (r < re && chat_space(*r)) r++;
+            while (re > r && chat_space(re[-1])) re--;
+        }
+        co_str(o, "<|im_start|>assistant\n");
+        if (i > last_query && (q35 || i == n - 1 || re > r)) {
+            co_str(o, "<think>\n");
+            co_put(o, r, (size_t)(re - r));
+            co_str(o, "\n</think>\n\n");
+            co_sub(o, i, ans, strlen(ans), q35 ? 1 : 2);
+        } else {
+            co_sub(o, i, ans, strlen(ans), q35 ? 1 : 2 * (ans != c));
+        }
+        co_str(o, "<|im_end|>\n");
+    }
+    if (add_gen & SLM_CHAT_GEN) {
+        co_str(o, "<|im_start|>assistant\n");
+        if (add_gen & SLM_CHAT_NO_THINK) co_str(o, "<think>\n\n</think>\n\n");
+        else if (q35) co_str(o, "<think>\n");
+    }
+}
+
+/* SmolLM3's custom instructions: s with every "/no_think" removed, then
+   every "/think" of the result, without trailing white space. Writes the
+   first `limit` bytes to o (NULL: none); returns the length up to the last
+   byte that is no white space. No allocation: a 6-byte window for "/think". */
+static size_t smol_instructions(const char *s, chat_out *o, size_t limit) {
+    char win[6];
+    size_t nw = 0, out = 0, kept = 0;
+    for (size_t r = 0;; ) {
+        int end = s[r] == 0;
+        if (!end && !strncmp(s + r, "/no_think", 9)) {
+            r += 9;
+            continue;
+        }
+        if (!end) win[nw++] = s[r++];
+        /* flush what can no longer start "/think" (everything at the end) */
+        while (nw > 0 && (end || strncmp(win, "/think", nw) != 0)) {
+            if (o && out < limit) co_put(o, win, 1);
+            out++;
+            if (!chat_space(win[0])) kept = out;
+            memmove(win, win + 1, --nw);
+        }
+        if (nw == 6) nw = 0; /* a whole "/think": dropped */
+        if (end) break;
+    }
+    return kept;
+}
+
+/* SmolLM3 (the template llama.cpp ships, without tools): a system block of
+   metadata, the reasoning mode and the system text (or a default), then
+   ChatML turns; in /no_think mode every reply opens with an empty block. */
+static void chat_render_smollm3(chat_out *o, const slm_chat_message *msg, int32_t n, int add_gen) {
+    int think = !(add_gen & SLM_CHAT_NO_THINK);
+    const char *sys = n > 0 && role_is(&msg[0], "system") ? msg[0].content : NULL;
+    if (sys && strstr(sys, "/no_think")) think = 0;
+    else if (sys && strstr(sys, "/think")) think = 1;
+    co_str(o, "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\nReasoning Mode: ");
+    co_str(o, think ? "/think" : "/no_think");
+    co_str(o, "\n\n## Custom Instructions\n\n");
+    /* the system text without "/no_think", then without "/think", right-trimmed:
+       measured in one pass, written in a second */
+    size_t kept = sys ? smol_instructions(sys, NULL, SIZE_MAX) : 0;
+    if (kept) smol_instructions(sys, o, kept);
+    if (kept) co_str(o, "\n\n");
+    else if (think)
+        co_str(o, "You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role as an assistant involves "
+                  "thoroughly exploring questions through a systematic thinking process before providing the final precise "
+                  "and accurate solutions. This requires engaging in a comprehensive cycle of analysis, summarizing, "
+                  "exploration, reassessment, reflection, backtracking, and iteration to develop well-considered thinking "
+                  "process. Please structure your response into two main sections: Thought and Solution using the "
+                  "specified format: <think> Thought section </think> Solution section. In the Thought section, detail your "
+                  "reasoning process in steps. Each step should include detailed considerations such as analysing "
+                  "questions, summarizing relevant findings, brainstorming new ideas, verifying the accuracy of the current "
+                  "steps, refining any errors, and revisiting previous steps. In the Solution section, based on various "
+                  "attempts, explorations, and reflections from the Thought section, systematically present the final "
+                  "solution that you deem correct. The Solution section should be logical, accurate, and concise and "
+                  "detail necessary steps needed to reach the conclusion.\n\n");
+    else
+        co_str(o, "You are a helpful AI assistant named SmolLM, trained by Hugging Face.\n\n");
+    co_str(o, "<|im_end|>\n");
+    for (int32_t i = 0; i < n; i++) {
+        const char *c = msg[i].content;
+        if (role_is(&msg[i], "assistant")) {
+            co_str(o, think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n");
+            co_sub(o, i, c, strlen(c), 2);
+            co_str(o, "<|im_end|>\n");
+        } else if (role_is(&msg[i], "user") || role_is(&msg[i], "tool")) { /* tool results as user turns */
+            co_str(o, "<|im_start|>user\n");
+            co_content(o, i, c, 0);
+            co_str(o, "<|im_end|>\n");
+        }
+    }
+    if (add_gen & SLM_CHAT_GEN) co_str(o, think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n");
+}
+
 static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32_t n, int add_gen, const char *bos,
                         const char *eos) {
     int32_t sys = -1; /* a system message waiting for the next turn (gemma, mistral) */
@@ -13472,7 +13900,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 0);
             co_str(o, "<|im_end|>\n");
         }
-        if (add_gen) co_str(o, "<|im_start|>assistant\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|im_start|>assistant\n");
         break;
     case SLM_CHAT_LLAMA3:
         for (int32_t i = 0; i < n; i++) {
@@ -13482,7 +13910,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 1);
             co_str(o, "<|eot_id|>");
         }
-        if (add_gen) co_str(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
         break;
     case SLM_CHAT_GEMMA:
         /* Gemma 3: the system text and "\n\n" open the first turn */
@@ -13502,7 +13930,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 1);
             co_str(o, "<end_of_turn>\n");
         }
-        if (add_gen) co_str(o, "<start_of_turn>model\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<start_of_turn>model\n");
         break;
     case SLM_CHAT_PHI3:
     case SLM_CHAT_ZEPHYR:
@@ -13514,7 +13942,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_str(o, fam == SLM_CHAT_PHI3 ? "<|end|>\n" : eos);
             if (fam == SLM_CHAT_ZEPHYR) co_str(o, "\n");
         }
-        if (add_gen) co_str(o, "<|assistant|>\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|assistant|>\n");
         break;
     case SLM_CHAT_PHI4_MINI: /* Phi-3's tags without the newlines */
         for (int32_t i = 0; i < n; i++) {
@@ -13524,7 +13952,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 0);
             co_str(o, "<|end|>");
         }
-        if (add_gen) co_str(o, "<|assistant|>");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|assistant|>");
         break;
     case SLM_CHAT_MISTRAL:
         /* Mistral's tokenizer-V1 template (Mistral-7B-Instruct v0.1/v0.2,
@@ -13599,7 +14027,7 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             co_content(o, i, msg[i].content, 0);
             co_str(o, "<|end_of_text|>\n");
         }
-        if (add_gen) co_str(o, "<|start_of_role|>assistant<|end_of_role|>");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|start_of_role|>assistant<|end_of_role|>");
         break;
     case SLM_CHAT_OLMO2: /* Tulu 3: EOS ends the assistant's turns only */
         for (int32_t i = 0; i < n; i++) {
@@ -13609,8 +14037,31 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
             if (asst) co_str(o, eos);
             if (!asst || i + 1 < n) co_str(o, "\n");
         }
-        if (add_gen) co_str(o, "<|assistant|>\n");
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|assistant|>\n");
         break;
+    case SLM_CHAT_QWEN3:
+    case SLM_CHAT_QWEN35:
+        chat_render_qwen3(o, fam == SLM_CHAT_QWEN35, msg, n, add_gen);
+        break;
+    case SLM_CHAT_SMOLLM3:
+        chat_render_smollm3(o, msg, n, add_gen);
+        break;
+    case SLM_CHAT_LFM2: { /* ChatML; replies before the last lose "...</think>" (trimmed) */
+        int32_t last = -1;
+        for (int32_t i = 0; i < n; i++)
+            if (role_is(&msg[i], "assistant")) last = i;
+        for (int32_t i = 0; i < n; i++) {
+            const char *c = msg[i].content, *t = i != last && role_is(&msg[i], "assistant") ? last_think_end(c) : NULL;
+            co_str(o, "<|im_start|>");
+            co_str(o, msg[i].role);
+            co_str(o, "\n");
+            if (t) co_sub(o, i, t, strlen(t), 1);
+            else co_content(o, i, c, 0);
+            co_str(o, "<|im_end|>\n");
+        }
+        if (add_gen & SLM_CHAT_GEN) co_str(o, "<|im_start|>assistant\n");
+        break;
+    }
     default:
         break;
     }
@@ -13620,7 +14071,16 @@ static void chat_render(chat_out *o, int fam, const slm_chat_message *msg, int32
 int slm_chat_detect(const char *t) {
     if (!t) return SLM_CHAT_AUTO;
 #define HAS(s) (strstr(t, s) != NULL)
-    if (HAS("<|im_start|>")) return HAS("<|im_sep|>") || HAS("<end_of_utterance>") ? SLM_CHAT_AUTO : SLM_CHAT_CHATML;
+    if (HAS("<|im_start|>")) {
+        if (HAS("<|im_sep|>") || HAS("<end_of_utterance>")) return SLM_CHAT_AUTO;
+        if (HAS("Reasoning Mode") && HAS("/no_think")) return SLM_CHAT_SMOLLM3;
+        /* Qwen3.5 opens the reply with '<think>\n' unless enable_thinking is false */
+        if (HAS("<think>") && HAS("enable_thinking") && HAS("last_query_index"))
+            return HAS("'<think>\\n' }}") ? SLM_CHAT_QWEN35 : SLM_CHAT_QWEN3;
+        if (HAS("<|startoftext|>") || (HAS("bos_token") && HAS("</think>") && HAS("last_assistant_index")))
+            return SLM_CHAT_LFM2;
+        return SLM_CHAT_CHATML;
+    }
     if (HAS("[INST]")) return HAS("<<SYS>>") ? SLM_CHAT_LLAMA2 : SLM_CHAT_MISTRAL;
     if ((HAS("<|user|>") || HAS("<|assistant|>")) && HAS("<|end|>"))
         return HAS("'|>' + message['content']") ? SLM_CHAT_PHI4_MINI : SLM_CHAT_PHI3;
@@ -13636,7 +14096,8 @@ int slm_chat_detect(const char *t) {
 }
 
 static const char *const CHAT_NAMES[] = {"auto",   "chatml",  "llama3", "gemma",     "phi3",   "zephyr",
-                                         "mistral", "llama2", "phi4-mini", "granite", "olmo2"};
+                                         "mistral", "llama2", "phi4-mini", "granite", "olmo2",
+                                         "qwen3",  "qwen3.5", "smollm3", "lfm2"};
 
 const char *slm_chat_family_name(int f) {
     return f >= 0 && f < (int)(sizeof CHAT_NAMES / sizeof CHAT_NAMES[0]) ? CHAT_NAMES[f] : NULL;
@@ -13674,10 +14135,13 @@ static int chat_family_of_model(const slm_model *m, const char **why) {
     *why = "general.architecture";
     if (!strncmp(arch, "gemma", 5)) return SLM_CHAT_GEMMA;
     if (!strcmp(arch, "phi3")) return SLM_CHAT_PHI3;
+    if (!strcmp(arch, "qwen3") || !strcmp(arch, "qwen3moe")) return SLM_CHAT_QWEN3;
+    if (!strncmp(arch, "qwen35", 6)) return SLM_CHAT_QWEN35;
     if (!strncmp(arch, "qwen", 4)) return SLM_CHAT_CHATML;
     if (!strncmp(arch, "granite", 7)) return SLM_CHAT_GRANITE; /* 2026 families */
     if (!strcmp(arch, "olmo2")) return SLM_CHAT_OLMO2;
-    if (!strcmp(arch, "lfm2") || !strcmp(arch, "smollm3")) return SLM_CHAT_CHATML;
+    if (!strcmp(arch, "lfm2")) return SLM_CHAT_LFM2;
+    if (!strcmp(arch, "smollm3")) return SLM_CHAT_SMOLLM3;
     const vocab *v = vocab_of(m);
     static const struct {
         const char *tok;
@@ -13738,7 +14202,7 @@ slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_messag
         if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "SLM_CHAT_AUTO needs a model");
         family = slm_chat_model_family(m, fallback);
     }
-    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_OLMO2)
+    if (family < SLM_CHAT_CHATML || family > SLM_CHAT_LFM2)
         return seterr(err, SLM_ERR_INVALID_ARG, "unknown chat template family %d", family);
     if (n_past > 0 && strcmp(msg[n_past - 1].role, "assistant") != 0)
         return seterr(err, SLM_ERR_INVALID_ARG, "n_past = %d: message %d must be the assistant's reply", (int)n_past,

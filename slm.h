@@ -466,11 +466,14 @@ SLM_API int slm_token_is_eog(const slm_model *model, int32_t token);
 /* SLM_TOKEN_* flags of a token, 0 if the id is out of range. */
 SLM_API int slm_token_attr(const slm_model *model, int32_t token);
 /* The pre-tokenizer a byte-level BPE vocabulary uses, chosen by
-   tokenizer.ggml.pre: "gpt2", "llama3", "qwen2", "starcoder", "default",
-   "falcon", "deepseek-llm", "deepseek-coder", "gpt-4o" or "tekken" ("" for
-   other vocabularies). An unknown tokenizer.ggml.pre value falls back to
-   "gpt2", a missing one to "default" (as llama.cpp), with a warning through
-   the log callback; *fallback (may be NULL) is set to 1 in those cases. */
+   tokenizer.ggml.pre: "gpt2", "llama3", "qwen2", "qwen35", "starcoder",
+   "default", "falcon", "deepseek-llm", "deepseek-coder", "deepseek-v3",
+   "gpt-4o", "tekken", "kimi-k2", "superbpe", "seed-coder", "bloom", "viking",
+   "chameleon", "minicpm5", "ufakzeka", "laguna" or "gemma4" ("" for other
+   vocabularies). A tokenizer.ggml.pre value slm cannot tokenize exactly as
+   llama.cpp is refused at load (SLM_ERR_UNSUPPORTED); a missing one means
+   "default" (as llama.cpp) with a warning through the log callback, and
+   *fallback (may be NULL) is set to 1. */
 SLM_API const char *slm_vocab_pretokenizer(const slm_model *model, int *fallback);
 /* Whether tokenizing with add_special adds BOS / EOS (tokenizer.ggml.add_*_token). */
 SLM_API int slm_vocab_add_bos(const slm_model *model);
@@ -593,8 +596,20 @@ enum {
     SLM_CHAT_LLAMA2 = 7,
     SLM_CHAT_PHI4_MINI = 8,
     SLM_CHAT_GRANITE = 9,
-    SLM_CHAT_OLMO2 = 10
+    SLM_CHAT_OLMO2 = 10,
+    SLM_CHAT_QWEN3 = 11,   /* ChatML with <think> blocks (Qwen3) */
+    SLM_CHAT_QWEN35 = 12,  /* Qwen3.5: the reply opens inside <think> */
+    SLM_CHAT_SMOLLM3 = 13, /* ChatML, metadata system block, /think and /no_think */
+    SLM_CHAT_LFM2 = 14     /* ChatML; past replies lose their thinking */
 };
+
+/* Bits of slm_chat_format's add_generation_prompt (0 or 1 as before, with
+   SLM_CHAT_NO_THINK OR'ed in where wanted). SLM_CHAT_NO_THINK asks a model that reasons to answer
+   without a thinking block, where its template has the switch
+   (enable_thinking=false: Qwen3 and Qwen3.5 an empty <think></think> block
+   in the prompt, SmolLM3 "/no_think" mode); a /think or /no_think in
+   SmolLM3's system message wins, as in its template. Ignored elsewhere. */
+enum { SLM_CHAT_GEN = 1, SLM_CHAT_NO_THINK = 2 };
 
 typedef struct slm_chat_message {
     const char *role;    /* "system", "user", "assistant" (NUL-terminated) */
@@ -613,7 +628,7 @@ SLM_API int slm_chat_detect(const char *tmpl);
 SLM_API int slm_chat_model_family(const slm_model *model, int *fallback);
 /* Family by name: "chatml" (also "qwen"), "llama3", "gemma", "phi3",
    "zephyr" (also "tinyllama"), "mistral", "llama2", "phi4-mini", "granite",
-   "olmo2"; 0 if unknown. */
+   "olmo2", "qwen3", "qwen3.5", "smollm3", "lfm2"; 0 if unknown. */
 SLM_API int slm_chat_family_from_name(const char *name);
 /* Name of a family ("chatml", ...), "auto" for 0, NULL if unknown. */
 SLM_API const char *slm_chat_family_name(int family);
@@ -621,7 +636,10 @@ SLM_API const char *slm_chat_family_name(int family);
 /* Format messages[0, n) as prompt text. family: SLM_CHAT_AUTO (needs the
    model) or a family; model may be NULL with an explicit family (then EOS
    is written "</s>" and BOS "<s>"). add_generation_prompt: end with the
-   opening of the assistant's turn.
+   opening of the assistant's turn (SLM_CHAT_GEN, with SLM_CHAT_NO_THINK:
+   without thinking). Where the template opens the reply inside a thinking
+   block (Qwen3.5), the text ends with "<think>\n": the reply's first
+   tokens are thinking and its end tag comes before the answer.
    n_past > 0 formats incrementally, for a conversation kept in a session:
    messages[0, n_past) are already in the context and the last of them,
    messages[n_past - 1], is the assistant reply the model generated (its

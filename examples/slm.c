@@ -100,7 +100,7 @@ typedef struct opts {
     int context_shift, no_shift, n_keep;
     /* chat */
     const char *system, *tmpl;
-    int verbose, hide_thinking;
+    int verbose, hide_thinking, no_think;
     unsigned long long seed;
     slm_sampler_params sp;
     const char *stop[16];
@@ -237,10 +237,13 @@ static const char *CHAT_HELP =
     "  -n, --n-predict N        longest reply in tokens (default: until the end of the turn)\n"
     "  -t, --threads N          threads (default: one per performance core, at most 8)\n"
     "  --template NAME          chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2,\n"
-    "                           granite, olmo2\n"
+    "                           granite, olmo2, qwen3, qwen3.5, smollm3, lfm2\n"
     "                           (default: the model's own)\n"
     "  --hide-thinking          do not print <think>...</think> blocks of reasoning\n"
     "                           models (Qwen3/3.5, SmolLM3); they stay in the context\n"
+    "  --no-think               ask the model to answer without thinking where its\n"
+    "                           template can (Qwen3/3.5: an empty <think></think>,\n"
+    "                           SmolLM3: /no_think mode)\n"
     "  --no-context-shift       when the context is full, refuse the message instead of\n"
     "                           dropping the oldest turns (the system prompt stays)\n"
     "  -v, --verbose            after each turn, a line on stderr: prompt and reply\n"
@@ -288,6 +291,7 @@ static const optdef OPTS[] = {
     {NULL, "--template", 1, C_CHAT},
     {"-v", "--verbose", 0, C_CHAT},
     {NULL, "--hide-thinking", 0, C_CHAT},
+    {NULL, "--no-think", 0, C_CHAT},
     {NULL, "--stop", 1, C_RUN},
     {NULL, "--special", 0, C_RUN | C_TOKENIZE},
     {NULL, "--no-echo", 0, C_RUN},
@@ -420,6 +424,7 @@ static void parse_opts(int argc, char **argv, const char *help, int cmd, opts *o
         else if (!strcmp(l, "--template")) o->tmpl = v;
         else if (!strcmp(l, "--verbose")) o->verbose = 1;
         else if (!strcmp(l, "--hide-thinking")) o->hide_thinking = 1;
+        else if (!strcmp(l, "--no-think")) o->no_think = 1;
         else if (!strcmp(l, "--temp")) o->sp.temperature = parse_float(v, a);
         else if (!strcmp(l, "--top-k")) o->sp.top_k = parse_int(v, a);
         else if (!strcmp(l, "--top-p")) o->sp.top_p = parse_float(v, a);
@@ -1236,12 +1241,12 @@ static char *dup_str(const char *s) {
 /* The chat text of msgs[n_past..n) (with the generation prompt), malloc'ed;
    *ntok its token count (with BOS when from_start). Dies on error. */
 static char *chat_text_of(const slm_model *m, int family, const slm_chat_message *msgs, int32_t n, int32_t n_past,
-                          size_t *len, int32_t *ntok) {
+                          int gen, size_t *len, int32_t *ntok) {
     slm_error err;
     size_t need = 0;
-    slm_chat_format(m, family, msgs, n, n_past, 1, NULL, 0, &need, NULL, NULL);
+    slm_chat_format(m, family, msgs, n, n_past, gen, NULL, 0, &need, NULL, NULL);
     char *text = (char *)malloc(need + 1);
-    if (!text || slm_chat_format(m, family, msgs, n, n_past, 1, text, need + 1, &need, NULL, &err) != SLM_OK)
+    if (!text || slm_chat_format(m, family, msgs, n, n_past, gen, text, need + 1, &need, NULL, &err) != SLM_OK)
         die("%s", text ? err.message : "out of memory");
     *len = need;
     *ntok = 0;
@@ -1260,6 +1265,7 @@ static int cmd_chat(int argc, char **argv) {
     slm_error err;
     int n_ctx = slm_session_n_ctx(s);
     slm_grammar *grammar = load_grammar(&o, m);
+    const int gen = SLM_CHAT_GEN | (o.no_think ? SLM_CHAT_NO_THINK : 0);
 
     int family, fallback = 0;
     if (o.tmpl) {
@@ -1330,7 +1336,7 @@ static int cmd_chat(int argc, char **argv) {
         /* only what is new since the last reply */
         size_t need = 0;
         int32_t ntok = 0;
-        char *text = chat_text_of(m, family, msgs, n_msgs, n_past, &need, &ntok);
+        char *text = chat_text_of(m, family, msgs, n_msgs, n_past, gen, &need, &ntok);
         /* context shift, as llama.cpp and ollama do: when this message and
            room for the reply do not fit, the oldest turns go (the system
            prompt stays) and the rest is decoded again from the start */
@@ -1338,7 +1344,7 @@ static int cmd_chat(int argc, char **argv) {
         if (slm_session_pos(s) + ntok + room > n_ctx && !o.no_shift) {
             int32_t dropped = 0;
             free(text);
-            text = chat_text_of(m, family, msgs, n_msgs, 0, &need, &ntok);
+            text = chat_text_of(m, family, msgs, n_msgs, 0, gen, &need, &ntok);
             while (ntok + room > n_ctx && n_msgs - n_keep > 1) {
                 /* the oldest turn: a user message and the reply to it */
                 int32_t k = 1 + (n_keep + 1 < n_msgs - 1 && !strcmp(msgs[n_keep + 1].role, "assistant"));
@@ -1347,7 +1353,7 @@ static int cmd_chat(int argc, char **argv) {
                 n_msgs -= k;
                 dropped += k;
                 free(text);
-                text = chat_text_of(m, family, msgs, n_msgs, 0, &need, &ntok);
+                text = chat_text_of(m, family, msgs, n_msgs, 0, gen, &need, &ntok);
             }
             if (dropped > 0 || slm_session_pos(s) > 0) {
                 slm_session_rewind(s, 0);
@@ -1368,6 +1374,12 @@ static int cmd_chat(int argc, char **argv) {
         chat_sink sink;
         memset(&sink, 0, sizeof sink);
         sink.hide = o.hide_thinking;
+        /* a template that opens the reply inside <think> (Qwen3.5): the
+           reply starts as thinking */
+        if (need >= 8 && (!strcmp(text + need - 8, "<think>\n") || !strcmp(text + need - 7, "<think>"))) {
+            if (sink.hide) sink.in_think = 1;
+            else fputs("<think>\n", stdout);
+        }
         gp.on_text = chat_text;
         gp.user = &sink;
         int32_t pos0 = slm_session_pos(s);

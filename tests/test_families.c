@@ -448,10 +448,11 @@ static void check_chat(void) {
         {"{{bos_token}}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}",
          SLM_CHAT_CHATML},
-        /* SmolLM3 and Qwen3.5: ChatML with reasoning flags / think blocks */
+        /* SmolLM3: ChatML with reasoning flags (its own family, tests/test_chat_think.c);
+           a ChatML template with think blocks but no enable_thinking switch stays ChatML */
         {"{%- set reasoning_mode = \"/think\" -%}{{- \"<|im_start|>system\\n\" -}}{{- \"## Metadata\\n\\n\" -}}"
-         "{{- \"Reasoning Mode: \" + reasoning_mode + \"\\n\\n\" -}}<|im_end|>",
-         SLM_CHAT_CHATML},
+         "{{- \"Reasoning Mode: \" + reasoning_mode + \"\\n\\n\" -}}{%- set reasoning_mode = \"/no_think\" -%}<|im_end|>",
+         SLM_CHAT_SMOLLM3},
         {"{%- if '</think>' in content %}{%- set reasoning_content = content.split('</think>')[0] %}{%- endif %}"
          "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content + '\\n</think>\\n\\n' }}",
          SLM_CHAT_CHATML},
@@ -583,7 +584,9 @@ void test_families(void) {
             static const struct {
                 const char *prefix;
                 int family;
-            } IMPLIED[] = {{"tiny-granite", SLM_CHAT_GRANITE}, {"tiny-olmo2", SLM_CHAT_OLMO2}, {"tiny-", SLM_CHAT_CHATML}};
+            } IMPLIED[] = {{"tiny-granite", SLM_CHAT_GRANITE}, {"tiny-olmo2", SLM_CHAT_OLMO2},
+                           {"tiny-smollm3", SLM_CHAT_SMOLLM3}, {"tiny-lfm2", SLM_CHAT_LFM2},
+                           {"tiny-qwen35", SLM_CHAT_QWEN35},   {"tiny-", SLM_CHAT_CHATML}};
             size_t k = 0;
             while (strncmp(f->name, IMPLIED[k].prefix, strlen(IMPLIED[k].prefix)) != 0) k++;
             int fb = 0, fam_got = slm_chat_model_family(m, &fb);

@@ -22,6 +22,8 @@ void test_grammar(void);
 void test_embedding(void);
 void test_families(void);
 void test_vocab_views(void);
+void test_pretok(void);
+void test_chat_think(void);
 
 static const struct {
     const char *name;
@@ -45,6 +47,8 @@ static const struct {
     {"embedding", test_embedding},
     {"families", test_families},
     {"vocabviews", test_vocab_views},
+    {"pretok", test_pretok},
+    {"chat_think", test_chat_think},
 };
 
 int main(int argc, char **argv) {

@@ -527,11 +527,12 @@ class Model(_Handle):
         fam = _L.slm_chat_model_family(self._h(), byref(fb))
         return _L.slm_chat_family_name(fam).decode(), bool(fb.value)
 
-    def chat_format(self, messages, add_generation_prompt=True, template=None, n_past=0):
+    def chat_format(self, messages, add_generation_prompt=True, template=None, n_past=0, enable_thinking=True):
         """Format messages (dicts with "role" and "content") as prompt text
         in the model's chat template (or `template`: a family name such as
         "chatml" or "llama3")."""
-        return chat_format(messages, add_generation_prompt, template, n_past, model=self)
+        return chat_format(messages, add_generation_prompt, template, n_past, model=self,
+                           enable_thinking=enable_thinking)
 
     # -- sessions -----------------------------------------------------------
 
@@ -620,20 +621,22 @@ def _messages(messages):
     return arr, len(msgs), keep
 
 
-def chat_format(messages, add_generation_prompt=True, template=None, n_past=0, model=None):
+def chat_format(messages, add_generation_prompt=True, template=None, n_past=0, model=None, enable_thinking=True):
     """Format a conversation (dicts with "role" and "content") as prompt text.
-    With model=None a template family name is needed."""
+    With model=None a template family name is needed. enable_thinking=False:
+    the template's no-thinking form where it has one (Qwen3/3.5, SmolLM3)."""
     fam = _family(template)
+    gen = (1 if add_generation_prompt else 0) | (0 if enable_thinking else 2)  # SLM_CHAT_GEN, SLM_CHAT_NO_THINK
     h = model._h() if model is not None else None
     arr, n, keep = _messages(messages)
     err = _lib.slm_error()
     need = c_size_t()
-    st = _L.slm_chat_format(h, fam, arr, n, n_past, int(add_generation_prompt), None, 0, byref(need), None,
+    st = _L.slm_chat_format(h, fam, arr, n, n_past, gen, None, 0, byref(need), None,
                             byref(err))
     if st not in (_lib.SLM_OK, _lib.SLM_ERR_BUFFER):
         _raise(st, err)
     buf = ctypes.create_string_buffer(need.value + 1)
-    st = _L.slm_chat_format(h, fam, arr, n, n_past, int(add_generation_prompt), buf, len(buf), byref(need), None,
+    st = _L.slm_chat_format(h, fam, arr, n, n_past, gen, buf, len(buf), byref(need), None,
                             byref(err))
     _check(st, err)
     del keep
