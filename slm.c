@@ -4629,6 +4629,186 @@ static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
 }
 
 
+/* --- prefill GEMM (section 7, matmul_gemm) ------------------------------------
+   16 weight rows against every token of a batch in one call (the AVX-512
+   kernels in 6b2 use the same slabs; see there). */
+
+/* K-quants against Q8_K tokens. Per super-block the 16 rows are converted
+   into a kslab: unsigned 8-bit levels laid out as one zmm per 4 columns
+   (the level plus an offset where the type's levels are signed: Q6_K's
+   +32), the integer sub-block scales, and per pair of 16-column sub-blocks
+   two int16 "mins" per row for vpdpwssd against Q8_K's bsums: the mins of
+   Q4_K/Q5_K, or offset x scale, which taken off the sum gives the signed
+   levels' sum. Per row and token that is the reference's arithmetic
+   exactly (kblock_dot: the integer sums, then (d d_a) isum - (dmin d_a)
+   imin in float, added to the running value), so the results have the
+   reference's bits where the compiler does not fuse the float steps. */
+typedef struct kslab {
+    uint8_t q[64][64];  /* step s: bytes 4r..4r+3 = row r's levels at columns 4s..4s+3 (+ offset) */
+    int32_t sc[16][16]; /* sub-block j (8 of 32 or 16 of 16 columns): row r's scale */
+    int32_t sc2[16][16]; /* the same as two int16 (vpmaddwd of 16-bit pair sums, AVX2) */
+    int32_t mn[8][16];  /* 16-column sub-blocks 2k and 2k+1: row r's two mins as int16 */
+    float d[16], dmin[16];
+    int sub, off;       /* columns per scale; 1 if the mins are offset x scale (no dmin) */
+} kslab;
+
+/* Q4_K/Q5_K scales and mins of row r from the 12-byte table */
+static inline void kslab_k4_scales(const uint8_t *sc12, int r, kslab *k) {
+    uint32_t u[4];
+    k4_scales_u32(sc12, u);
+    const uint8_t *b = (const uint8_t *)u; /* sc[0..7], then mn[0..7] (little-endian) */
+    for (int j = 0; j < 8; j++)
+        k->sc[j][r] = b[j], k->sc2[j][r] = (int32_t)((uint32_t)b[j] * 0x10001u), k->mn[j][r] = (int32_t)((uint32_t)b[8 + j] * 0x10001u);
+}
+
+static void kslab_q4_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *x = w + (size_t)r * wb, *qs = x + 16;
+        uint8_t *o = rows + 256 * r;
+        for (int g = 0; g < 4; g++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+            _mm256_storeu_si256((__m256i *)(o + 64 * g), _mm256_and_si256(v, m4));
+            _mm256_storeu_si256((__m256i *)(o + 64 * g + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        }
+        k->d[r] = ld_f16(x), k->dmin[r] = ld_f16(x + 2);
+        kslab_k4_scales(x + 4, r, k);
+    }
+    k->sub = 32, k->off = 0;
+}
+
+static void kslab_q5_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *x = w + (size_t)r * wb, *qs = x + 48;
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 16));
+        uint8_t *o = rows + 256 * r;
+        for (int g = 0; g < 4; g++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+            /* bit 2g (2g + 1) of qh to bit 4: mask it at bit 0 first, so a 16-bit shift stays in its byte */
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4);
+            _mm256_storeu_si256((__m256i *)(o + 64 * g), _mm256_or_si256(_mm256_and_si256(v, m4), h0));
+            _mm256_storeu_si256((__m256i *)(o + 64 * g + 32),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1));
+        }
+        k->d[r] = ld_f16(x), k->dmin[r] = ld_f16(x + 2);
+        kslab_k4_scales(x + 4, r, k);
+    }
+    k->sub = 32, k->off = 0;
+}
+
+/* Q6_K: the stored 6-bit value is the level + 32; mins 32 x scale */
+static void kslab_q6_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *x = w + (size_t)r * wb;
+        uint8_t *o = rows + 256 * r;
+        for (int h = 0; h < 2; h++) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(x + 64 * h)),
+                          c = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32)),
+                          hi = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4),
+                          h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 2), m2), 4),
+                          h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 4), m2), 4),
+                          h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 6), m2), 4);
+            _mm256_storeu_si256((__m256i *)(o + 128 * h), _mm256_or_si256(_mm256_and_si256(a, m4), h0));
+            _mm256_storeu_si256((__m256i *)(o + 128 * h + 32), _mm256_or_si256(_mm256_and_si256(c, m4), h1));
+            _mm256_storeu_si256((__m256i *)(o + 128 * h + 64),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), h2));
+            _mm256_storeu_si256((__m256i *)(o + 128 * h + 96),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), h3));
+        }
+        const int8_t *sc = (const int8_t *)(x + 192);
+        for (int j = 0; j < 16; j++) k->sc[j][r] = sc[j], k->sc2[j][r] = (int32_t)((uint32_t)(uint16_t)(int16_t)sc[j] * 0x10001u);
+        for (int j = 0; j < 8; j++)
+            k->mn[j][r] = (int32_t)((uint32_t)(uint16_t)(int16_t)(32 * sc[2 * j]) |
+                                    (uint32_t)(uint16_t)(int16_t)(32 * sc[2 * j + 1]) << 16);
+        k->d[r] = ld_f16(x + 208), k->dmin[r] = 0;
+    }
+    k->sub = 16, k->off = 1;
+}
+
+/* 16 rows' levels (rows[r][256], row-major) to the step layout: step s is
+   dword s of each row, gathered with a 256-byte stride (8 lanes). */
+static inline void kslab_transpose_avx2(const uint8_t *rows, kslab *k) {
+    const __m256i idx = _mm256_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792);
+    for (int s = 0; s < 64; s++) {
+        _mm256_storeu_si256((__m256i *)k->q[s], _mm256_i32gather_epi32((const int *)(rows + 4 * s), idx, 1));
+        _mm256_storeu_si256((__m256i *)(k->q[s] + 32), _mm256_i32gather_epi32((const int *)(rows + 2048 + 4 * s), idx, 1));
+    }
+}
+
+typedef void (*kslab_fn)(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows);
+
+/* nt2 tokens (a constant) of one super-block against a kslab. Without
+   VNNI: vpmaddubsw pairs of levels (at most 63) and activations stay below
+   2^15, and vpmaddwd multiplies each pair sum by the sub-block scale (sc2)
+   into int32, so no 32-bit multiply is needed. Same integer sums, same
+   float steps as the AVX-512 kernel (the reference's). */
+SLM_INLINE void gemm16_kslab_avx2_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
+    for (int h = 0; h < 2; h++) { /* rows 8h..8h+7: bytes 32h.. of each step */
+        __m256i isum[4], ms[4];
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt2; t++) isum[t] = _mm256_setzero_si256(), ms[t] = _mm256_setzero_si256();
+        const int steps = k->sub / 4;
+        for (int j = 0; j < 256 / k->sub; j++) {
+            const __m256i sc = _mm256_loadu_si256((const __m256i *)(k->sc2[j] + 8 * h));
+            for (int st = j * steps; st < (j + 1) * steps; st++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(k->q[st] + 32 * h));
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt2; t++) {
+                    const __m256i p = _mm256_maddubs_epi16(q, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sc));
+                }
+            }
+        }
+        SLM_UNROLL(8)
+        for (int j = 0; j < 8; j++) {
+            const __m256i m = _mm256_loadu_si256((const __m256i *)(k->mn[j] + 8 * h));
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt2; t++)
+                ms[t] = _mm256_add_epi32(ms[t], _mm256_madd_epi16(m, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j))));
+        }
+        const __m256 d = _mm256_loadu_ps(k->d + 8 * h), dmin = _mm256_loadu_ps(k->dmin + 8 * h);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt2; t++) {
+            const __m256 da = _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb));
+            __m256 r;
+            if (k->off) r = _mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t], ms[t])));
+            else
+                r = _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[t])),
+                                  _mm256_mul_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(ms[t])));
+            float *yt = y + (int64_t)t * ldy + 8 * h;
+            _mm256_storeu_ps(yt, first ? _mm256_add_ps(_mm256_setzero_ps(), r) : _mm256_add_ps(_mm256_loadu_ps(yt), r));
+        }
+    }
+}
+
+static void gemm16_k_avx2(kslab_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt,
+                          float *y, int64_t ldy) {
+    kslab k;
+    uint8_t rows[16 * 256];
+    for (int b = 0; b < n / QK_K; b++) {
+        conv((const uint8_t *)w + (size_t)b * (size_t)bytes, wb, &k, rows);
+        kslab_transpose_avx2(rows, &k);
+        const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
+        int t = 0;
+        for (; t + 4 <= nt; t += 4) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 4, y + (int64_t)t * ldy, ldy, b == 0);
+        for (; t < nt; t++) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 1, y + (int64_t)t * ldy, ldy, b == 0);
+    }
+}
+
+static void gemm16_q4_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx2(kslab_q4_k, 144, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q5_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx2(kslab_q5_k, 176, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q6_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx2(kslab_q6_k, 210, n, w, wb, a, a_rb, nt, y, ldy);
+}
+
 SLM_TARGET_END
 #endif /* SLM_AVX2 */
 
@@ -5318,107 +5498,13 @@ static void gemm16_q8_0x8_avx512(int n, const void *w, size_t wb, const void *a,
     gemm16_x8_avx512_t(SLM_TYPE_Q8_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
-/* K-quants against Q8_K tokens. Per super-block the 16 rows are converted
-   into a kslab: unsigned 8-bit levels laid out as one zmm per 4 columns
-   (the level plus an offset where the type's levels are signed: Q6_K's
-   +32), the integer sub-block scales, and per pair of 16-column sub-blocks
-   two int16 "mins" per row for vpdpwssd against Q8_K's bsums: the mins of
-   Q4_K/Q5_K, or offset x scale, which taken off the sum gives the signed
-   levels' sum. Per row and token that is the reference's arithmetic
-   exactly (kblock_dot: the integer sums, then (d d_a) isum - (dmin d_a)
-   imin in float, added to the running value), so the results have the
-   reference's bits where the compiler does not fuse the float steps. */
-typedef struct kslab {
-    uint8_t q[64][64];  /* step s: bytes 4r..4r+3 = row r's levels at columns 4s..4s+3 (+ offset) */
-    int32_t sc[16][16]; /* sub-block j (8 of 32 or 16 of 16 columns): row r's scale */
-    int32_t mn[8][16];  /* 16-column sub-blocks 2k and 2k+1: row r's two mins as int16 */
-    float d[16], dmin[16];
-    int sub, off;       /* columns per scale; 1 if the mins are offset x scale (no dmin) */
-} kslab;
-
 /* 16 rows' levels (rows[r][256], row-major) to the step layout: step s is
-   dword s of each row, a gather with a 256-byte stride. */
-static inline void kslab_transpose(const uint8_t *rows, kslab *k) {
+   dword s of each row, a gather with a 256-byte stride (16 lanes). */
+static inline void kslab_transpose_avx512(const uint8_t *rows, kslab *k) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32(256));
     for (int s = 0; s < 64; s++)
         _mm512_storeu_si512((void *)k->q[s], _mm512_i32gather_epi32(idx, (const void *)(rows + 4 * s), 1));
-}
-
-/* Q4_K/Q5_K scales and mins of row r from the 12-byte table */
-static inline void kslab_k4_scales(const uint8_t *sc12, int r, kslab *k) {
-    uint32_t u[4];
-    k4_scales_u32(sc12, u);
-    const uint8_t *b = (const uint8_t *)u; /* sc[0..7], then mn[0..7] (little-endian) */
-    for (int j = 0; j < 8; j++) k->sc[j][r] = b[j], k->mn[j][r] = (int32_t)((uint32_t)b[8 + j] * 0x10001u);
-}
-
-static void kslab_q4_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int r = 0; r < 16; r++) {
-        const uint8_t *x = w + (size_t)r * wb, *qs = x + 16;
-        uint8_t *o = rows + 256 * r;
-        for (int g = 0; g < 4; g++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
-            _mm256_storeu_si256((__m256i *)(o + 64 * g), _mm256_and_si256(v, m4));
-            _mm256_storeu_si256((__m256i *)(o + 64 * g + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-        }
-        k->d[r] = ld_f16(x), k->dmin[r] = ld_f16(x + 2);
-        kslab_k4_scales(x + 4, r, k);
-    }
-    k->sub = 32, k->off = 0;
-}
-
-static void kslab_q5_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
-    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
-    for (int r = 0; r < 16; r++) {
-        const uint8_t *x = w + (size_t)r * wb, *qs = x + 48;
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 16));
-        uint8_t *o = rows + 256 * r;
-        for (int g = 0; g < 4; g++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
-            /* bit 2g (2g + 1) of qh to bit 4: mask it at bit 0 first, so a 16-bit shift stays in its byte */
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4);
-            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4);
-            _mm256_storeu_si256((__m256i *)(o + 64 * g), _mm256_or_si256(_mm256_and_si256(v, m4), h0));
-            _mm256_storeu_si256((__m256i *)(o + 64 * g + 32),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1));
-        }
-        k->d[r] = ld_f16(x), k->dmin[r] = ld_f16(x + 2);
-        kslab_k4_scales(x + 4, r, k);
-    }
-    k->sub = 32, k->off = 0;
-}
-
-/* Q6_K: the stored 6-bit value is the level + 32; mins 32 x scale */
-static void kslab_q6_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
-    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
-    for (int r = 0; r < 16; r++) {
-        const uint8_t *x = w + (size_t)r * wb;
-        uint8_t *o = rows + 256 * r;
-        for (int h = 0; h < 2; h++) {
-            const __m256i a = _mm256_loadu_si256((const __m256i *)(x + 64 * h)),
-                          c = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32)),
-                          hi = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4),
-                          h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 2), m2), 4),
-                          h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 4), m2), 4),
-                          h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 6), m2), 4);
-            _mm256_storeu_si256((__m256i *)(o + 128 * h), _mm256_or_si256(_mm256_and_si256(a, m4), h0));
-            _mm256_storeu_si256((__m256i *)(o + 128 * h + 32), _mm256_or_si256(_mm256_and_si256(c, m4), h1));
-            _mm256_storeu_si256((__m256i *)(o + 128 * h + 64),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), h2));
-            _mm256_storeu_si256((__m256i *)(o + 128 * h + 96),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), h3));
-        }
-        const int8_t *sc = (const int8_t *)(x + 192);
-        for (int j = 0; j < 16; j++) k->sc[j][r] = sc[j];
-        for (int j = 0; j < 8; j++)
-            k->mn[j][r] = (int32_t)((uint32_t)(uint16_t)(int16_t)(32 * sc[2 * j]) |
-                                    (uint32_t)(uint16_t)(int16_t)(32 * sc[2 * j + 1]) << 16);
-        k->d[r] = ld_f16(x + 208), k->dmin[r] = 0;
-    }
-    k->sub = 16, k->off = 1;
 }
 
 /* nt2 tokens (a constant) of one super-block against a kslab: y += ... */
@@ -5462,15 +5548,13 @@ SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, in
     }
 }
 
-typedef void (*kslab_fn)(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows);
-
 static void gemm16_k_avx512(kslab_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt,
                             float *y, int64_t ldy) {
     kslab k;
     uint8_t rows[16 * 256];
     for (int b = 0; b < n / QK_K; b++) {
         conv((const uint8_t *)w + (size_t)b * (size_t)bytes, wb, &k, rows);
-        kslab_transpose(rows, &k);
+        kslab_transpose_avx512(rows, &k);
         const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
         int t = 0;
         for (; t + 8 <= nt; t += 8) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, y + (int64_t)t * ldy, ldy, b == 0);
@@ -7531,6 +7615,8 @@ static const kernel_table KERNELS_AVX2 = {
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2},
+    .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx2,
+                    [SLM_TYPE_Q6_K] = gemm16_q6_k_avx2},
     .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
     .from_float = {[SLM_TYPE_F16] = f16_from_float_avx2, [SLM_TYPE_BF16] = bf16_from_float_avx2,
                    [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
