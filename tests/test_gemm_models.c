@@ -1,7 +1,8 @@
 /* Prefill through the GEMM kernels (slm.c section 7, matmul_gemm) on the
    fixture models: a prompt of 48 tokens (the fixture's 16 ids three times)
    decoded in one batch of 64 goes through the GEMM (32 tokens or more),
-   in batches of 1, 3 and 16 it does not. The first 16 positions meet the
+   in batches of 1, 3 and 16 it does not (except x8 groups, whose GEMM
+   starts at 8 tokens and gives the same bits). The first 16 positions meet the
    fixture's llama.cpp bar (tests/data/FIXTURES.md); 2 threads give the bits
    of 1; a model loaded with repack = 0 passes the same checks. Against the
    small batches: the x8 GEMM (Q4_0, Q5_0, Q8_0) has the x8 kernels' bits,
