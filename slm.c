@@ -5494,15 +5494,6 @@ static void gemm16_q8_0x8_avx512(int n, const void *w, size_t wb, const void *a,
     gemm16_x8_avx512_t(SLM_TYPE_Q8_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
-/* 16 rows' levels (rows[r][256], row-major) to the step layout: step s is
-   dword s of each row, a gather with a 256-byte stride (16 lanes). */
-static inline void kslab_transpose_avx512(const uint8_t *rows, kslab *k) {
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(256));
-    for (int s = 0; s < 64; s++)
-        _mm512_storeu_si512((void *)k->q[s], _mm512_i32gather_epi32(idx, (const void *)(rows + 4 * s), 1));
-}
-
 /* Super-block converters that read the 16 rows with dword gathers (lane r
    at w + r wb): each gather gives 4 consecutive bytes of every row, which
    become one or two steps of the slab, and the scales are decoded for the
@@ -5587,6 +5578,91 @@ static void kslab16_q6_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
     k->sub = 16, k->off = 1;
 }
 
+/* Q2_K: 16 sub-blocks of 16, 4-bit scale (low nibble) and min (high) */
+static void kslab16_q2_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m2 = _mm512_set1_epi32(0x03030303), m4 = _mm512_set1_epi32(0x0f0f0f0f);
+    const __m512i g0 = kg_avx512(w, idx, 80);
+    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
+    _mm512_storeu_ps(k->dmin, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g0, 16))));
+    for (int d = 0; d < 4; d++) {
+        const __m512i v = kg_avx512(w, idx, 4 * d), sc = _mm512_and_si512(v, m4), mn = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
+        for (int i = 0; i < 4; i++) _mm512_storeu_si512((void *)k->sc[4 * d + i], kbyte_avx512(sc, i));
+        for (int i = 0; i < 4; i += 2) /* (m[4d + i], m[4d + i + 1]) as int16 */
+            _mm512_storeu_si512((void *)k->mn[2 * d + i / 2],
+                                _mm512_or_si512(kbyte_avx512(mn, i), _mm512_slli_epi32(kbyte_avx512(mn, i + 1), 16)));
+    }
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 8; l++) { /* columns 128h + 32kk + 4l: step 32h + 8kk + l */
+            const __m512i v = kg_avx512(w, idx, 16 + 32 * h + 4 * l);
+            for (int kk = 0; kk < 4; kk++)
+                _mm512_storeu_si512((void *)k->q[32 * h + 8 * kk + l], _mm512_and_si512(_mm512_srli_epi32(v, 2 * kk), m2));
+        }
+    k->sub = 16, k->off = 0;
+}
+
+/* Q3_K: levels + 4 (0..7: the two low bits, plus 4 where the hmask bit is
+   set), signed 6-bit scales; mins 4 x scale */
+static void kslab16_q3_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m2 = _mm512_set1_epi32(0x03030303), m4 = _mm512_set1_epi32(0x0f0f0f0f), m1 = _mm512_set1_epi32(0x01010101),
+                  lo16 = _mm512_set1_epi32(0xffff), c32 = _mm512_set1_epi32(32);
+    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(kg_avx512(w, idx, 106), 16))));
+    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
+    const __m512i a = kg_avx512(w, idx, 96), b = kg_avx512(w, idx, 100), c = kg_avx512(w, idx, 104);
+    const __m512i u[4] = { /* q3_k_scales_u32 on 16 rows: 6-bit values of sub-blocks 4i.. */
+        _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_slli_epi32(_mm512_and_si512(c, m2), 4)),
+        _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 2), m2), 4)),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 4), m2), 4)),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 6), m2), 4))};
+    __m512i sc[16];
+    for (int j = 0; j < 16; j++) {
+        sc[j] = _mm512_sub_epi32(kbyte_avx512(u[j / 4], j % 4), c32);
+        _mm512_storeu_si512((void *)k->sc[j], sc[j]);
+    }
+    for (int j = 0; j < 8; j++)
+        _mm512_storeu_si512((void *)k->mn[j], _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc[2 * j], 2), lo16),
+                                                               _mm512_slli_epi32(sc[2 * j + 1], 18)));
+    for (int l = 0; l < 8; l++) {
+        const __m512i hm = kg_avx512(w, idx, 4 * l);
+        for (int h = 0; h < 2; h++) {
+            const __m512i v = kg_avx512(w, idx, 32 + 32 * h + 4 * l);
+            for (int kk = 0; kk < 4; kk++)
+                _mm512_storeu_si512((void *)k->q[32 * h + 8 * kk + l],
+                                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 2 * kk), m2),
+                                                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hm, 4 * h + kk), m1), 2)));
+        }
+    }
+    k->sub = 16, k->off = 1;
+}
+
+/* IQ4_XS: levels IQ4_VALUES + 128 (a byte shuffle), 8 sub-blocks of 32 with
+   signed 6-bit scales; mins 128 x scale */
+static void kslab16_iq4_xs_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f), lo16 = _mm512_set1_epi32(0xffff), c32 = _mm512_set1_epi32(32);
+    uint8_t lut[16];
+    for (int i = 0; i < 16; i++) lut[i] = (uint8_t)(IQ4_VALUES[i] + 128);
+    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut));
+    const __m512i g0 = kg_avx512(w, idx, 0), sl = kg_avx512(w, idx, 4);
+    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
+    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
+    const __m512i sh = _mm512_srli_epi32(g0, 16);
+    for (int j = 0; j < 8; j++) {
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(15)); /* nibble j of scales_l */
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3));
+        const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), c32);
+        _mm512_storeu_si512((void *)k->sc[j], sc);
+        const __m512i m = _mm512_and_si512(_mm512_slli_epi32(sc, 7), lo16);
+        _mm512_storeu_si512((void *)k->mn[j], _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
+    }
+    for (int sb = 0; sb < 8; sb++)
+        for (int l = 0; l < 4; l++) { /* columns 32sb + 4l (low nibbles) and 32sb + 16 + 4l (high) */
+            const __m512i v = kg_avx512(w, idx, 8 + 16 * sb + 4 * l);
+            _mm512_storeu_si512((void *)k->q[8 * sb + l], _mm512_shuffle_epi8(tab, _mm512_and_si512(v, m4)));
+            _mm512_storeu_si512((void *)k->q[8 * sb + 4 + l],
+                                _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi32(v, 4), m4)));
+        }
+    k->sub = 32, k->off = 1;
+}
+
 typedef void (*kslab16_fn)(const uint8_t *w, __m512i idx, kslab *k);
 
 /* nt2 tokens (a constant) of one super-block against a kslab: y += ... */
@@ -5630,17 +5706,14 @@ SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, in
     }
 }
 
-static void gemm16_k_avx512(kslab16_fn conv16, kslab_fn conv, int bytes, int n, const void *w, size_t wb, const void *a,
-                            size_t a_rb, int nt, float *y, int64_t ldy) {
+static void gemm16_k_avx512(kslab16_fn conv16, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
+                            int nt, float *y, int64_t ldy) {
     kslab k;
-    uint8_t rows[16 * 256];
-    const int gather = wb <= (size_t)(INT32_MAX / 16); /* 32-bit gather offsets */
+    /* 32-bit gather offsets: mm_gemm keeps 15 wb below 2^31 */
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(gather ? (int)wb : 0));
+                                           _mm512_set1_epi32((int)wb));
     for (int b = 0; b < n / QK_K; b++) {
-        const uint8_t *wblk = (const uint8_t *)w + (size_t)b * (size_t)bytes;
-        if (gather) conv16(wblk, idx, &k);
-        else conv(wblk, wb, &k, rows), kslab_transpose_avx512(rows, &k);
+        conv16((const uint8_t *)w + (size_t)b * (size_t)bytes, idx, &k);
         const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
         int t = 0;
         for (; t + 8 <= nt; t += 8) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, y + (int64_t)t * ldy, ldy, b == 0);
@@ -5650,13 +5723,22 @@ static void gemm16_k_avx512(kslab16_fn conv16, kslab_fn conv, int bytes, int n, 
 }
 
 static void gemm16_q4_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_q4_k_avx512, kslab_q4_k, 144, n, w, wb, a, a_rb, nt, y, ldy);
+    gemm16_k_avx512(kslab16_q4_k_avx512, 144, n, w, wb, a, a_rb, nt, y, ldy);
 }
 static void gemm16_q5_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_q5_k_avx512, kslab_q5_k, 176, n, w, wb, a, a_rb, nt, y, ldy);
+    gemm16_k_avx512(kslab16_q5_k_avx512, 176, n, w, wb, a, a_rb, nt, y, ldy);
 }
 static void gemm16_q6_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_q6_k_avx512, kslab_q6_k, 210, n, w, wb, a, a_rb, nt, y, ldy);
+    gemm16_k_avx512(kslab16_q6_k_avx512, 210, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q2_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_q2_k_avx512, 84, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q3_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_q3_k_avx512, 110, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_iq4_xs_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_iq4_xs_avx512, 136, n, w, wb, a, a_rb, nt, y, ldy);
 }
 
 SLM_TARGET_END
@@ -7733,7 +7815,8 @@ static const kernel_table KERNELS_AVX512 = {
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx512,
                   [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx512},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx512, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx512,
-                    [SLM_TYPE_Q6_K] = gemm16_q6_k_avx512},
+                    [SLM_TYPE_Q6_K] = gemm16_q6_k_avx512, [SLM_TYPE_Q2_K] = gemm16_q2_k_avx512,
+                    [SLM_TYPE_Q3_K] = gemm16_q3_k_avx512, [SLM_TYPE_IQ4_XS] = gemm16_iq4_xs_avx512},
     .exp_sum = exp_sum_avx512,
 };
 #endif
@@ -8251,7 +8334,8 @@ static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_to
 
 static gemm16_fn mm_gemm(const weight *w, int n_tok) {
     if (w->x8) return n_tok < SLM_GEMM_X8_MIN_TOKENS ? NULL : w->g16x8;
-    return n_tok < SLM_GEMM_MIN_TOKENS ? NULL : w->g16;
+    /* (the K-quant converters address 16 rows with 32-bit offsets) */
+    return n_tok < SLM_GEMM_MIN_TOKENS || w->rb > (size_t)(INT32_MAX / 16) ? NULL : w->g16;
 }
 
 /* Rows [r0, r1) (x8 groups when w->x8) through the GEMM kernel k. */
