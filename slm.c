@@ -4789,13 +4789,18 @@ static void gemm16_k_avx2(kslab_fn conv, int bytes, int n, const void *w, size_t
                           float *y, int64_t ldy) {
     kslab k;
     uint8_t rows[16 * 256];
-    for (int b = 0; b < n / QK_K; b++) {
-        conv((const uint8_t *)w + (size_t)b * (size_t)bytes, wb, &k, rows);
-        kslab_transpose_avx2(rows, &k);
-        const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-        int t = 0;
-        for (; t + 4 <= nt; t += 4) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 4, y + (int64_t)t * ldy, ldy, b == 0);
-        for (; t < nt; t++) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 1, y + (int64_t)t * ldy, ldy, b == 0);
+    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens: y's rows may fall into few cache sets */
+    for (int t0 = 0; t0 < nt; t0 += 128) {
+        const int t1 = SLM_MIN(nt, t0 + 128);
+        for (int b = 0; b < n / QK_K; b++) {
+            conv((const uint8_t *)w + (size_t)b * (size_t)bytes, wb, &k, rows);
+            kslab_transpose_avx2(rows, &k);
+            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0);
+            for (; t < t1; t++) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+        }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
     }
 }
 
@@ -5446,13 +5451,16 @@ SLM_INLINE void gemm16_x8_tok_avx512(const __m512i *q, __m512 dw, int off, const
    against Q8_0X tokens: per block and token the same exact integer sums
    and the same float step (one FMA of the sum by d_w * d_a into the
    running value) as gemm_q45_0x8_avx512_t and gemm_q8_0x8_avx512_t, so the
-   same bits. Tokens go in chunks of 64 so that their accumulators stay in
-   L1; the two groups (16 rows of the matrix) are re-read per chunk. */
+   same bits. Tokens go in chunks of 64 whose accumulators stay in a
+   local 4 KB block (y's rows, ldy floats apart, can fall into a few L1
+   sets), copied to y at the end; the two groups (16 rows) are re-read per
+   chunk. */
 SLM_INLINE void gemm16_x8_avx512_t(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a, size_t a_rb, int nt,
                                     float *y, int64_t ldy) {
     const int q8 = type == SLM_TYPE_Q8_0, q5 = type == SLM_TYPE_Q5_0;
     const int bb = x8_block_bytes(type), nib = q5 ? 48 : 16, off = q8 ? 128 : q5 ? 16 : 8;
     const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16), bias = _mm512_set1_epi8((char)0x80);
+    float acc[64 * 16]; /* [token][row]: contiguous (y's rows may map to few cache sets) */
     for (int t0 = 0; t0 < nt; t0 += 64) {
         const int t1 = SLM_MIN(nt, t0 + 64);
         for (int b = 0; b < n / 32; b++) {
@@ -5478,9 +5486,10 @@ SLM_INLINE void gemm16_x8_avx512_t(int type, int n, const uint8_t *w, size_t wb,
                 _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w0)), _mm_loadu_si128((const __m128i *)w1), 1));
             const uint8_t *ab = a + (size_t)b * 40;
             int t = t0;
-            for (; t + 4 <= t1; t += 4) gemm16_x8_tok_avx512(q, dw, off, ab + (size_t)t * a_rb, a_rb, 4, y + (int64_t)t * ldy, ldy, b);
-            for (; t < t1; t++) gemm16_x8_tok_avx512(q, dw, off, ab + (size_t)t * a_rb, a_rb, 1, y + (int64_t)t * ldy, ldy, b);
+            for (; t + 4 <= t1; t += 4) gemm16_x8_tok_avx512(q, dw, off, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b);
+            for (; t < t1; t++) gemm16_x8_tok_avx512(q, dw, off, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b);
         }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
     }
 }
 
@@ -5712,13 +5721,18 @@ static void gemm16_k_avx512(kslab16_fn conv16, int bytes, int n, const void *w, 
     /* 32-bit gather offsets: mm_gemm keeps 15 wb below 2^31 */
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)wb));
-    for (int b = 0; b < n / QK_K; b++) {
-        conv16((const uint8_t *)w + (size_t)b * (size_t)bytes, idx, &k);
-        const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-        int t = 0;
-        for (; t + 8 <= nt; t += 8) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, y + (int64_t)t * ldy, ldy, b == 0);
-        if (t + 4 <= nt) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, y + (int64_t)t * ldy, ldy, b == 0), t += 4;
-        for (; t < nt; t++) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, y + (int64_t)t * ldy, ldy, b == 0);
+    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens (as the x8 GEMM) */
+    for (int t0 = 0; t0 < nt; t0 += 128) {
+        const int t1 = SLM_MIN(nt, t0 + 128);
+        for (int b = 0; b < n / QK_K; b++) {
+            conv16((const uint8_t *)w + (size_t)b * (size_t)bytes, idx, &k);
+            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
+            int t = t0;
+            for (; t + 8 <= t1; t += 8) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
+            if (t + 4 <= t1) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
+            for (; t < t1; t++) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+        }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
     }
 }
 
