@@ -46,7 +46,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
            tests/test_embedding.c tests/test_families.c tests/test_gemm_models.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-gemm test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake test-serve test-serve-sanitize
 
@@ -447,6 +447,7 @@ help:
 	@echo "make test-windows   the test suite (OpenMP on and off), CLI and DLL under wine"
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick, BENCH_ARGS='--isa avx2')"
 	@echo "make bench-dispatch  the portable build against the -march=native one (THREADS=1|2)"
+	@echo "make bench-gemm  the prefill GEMM against the small-batch kernels, one matrix at a time"
 	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
 	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
@@ -460,6 +461,13 @@ BENCH_GRAMMAR_VOCABS ?= tests/data/tokenizer/ggml-vocab-gpt-2.gguf tests/data/to
                         tests/data/tokenizer/ggml-vocab-llama-spm.gguf tests/data/tokenizer/ggml-vocab-phi-3.gguf
 $(BUILD)/bench_grammar: bench/bench_grammar.c slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -D_POSIX_C_SOURCE=200809L -I. bench/bench_grammar.c -o $@ $(LDFLAGS) $(LIBS)
+
+# The prefill GEMM against the small-batch kernels, one matrix at a time.
+$(BUILD)/bench_gemm: bench/bench_gemm.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. bench/bench_gemm.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench-gemm: $(BUILD)/bench_gemm
+	./$(BUILD)/bench_gemm
 
 bench-grammar: $(BUILD)/bench_grammar
 	./$(BUILD)/bench_grammar $(BENCH_GRAMMAR_ARGS) $(BENCH_GRAMMAR_VOCABS)
