@@ -44,9 +44,11 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
            tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
-           tests/test_embedding.c tests/test_families.c tests/test_vocab_views.c tests/test_pretok.c tests/test_chat_think.c
+           tests/test_embedding.c tests/test_families.c tests/test_vocab_views.c tests/test_pretok.c tests/test_chat_think.c \
+           tests/test_gemm_models.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab \
+        bench-gemm test-cross bench clean help \
         pretok-check pretok-vectors unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake test-serve test-serve-sanitize test-hello docs-check
 
@@ -93,7 +95,7 @@ $(RAG): examples/rag/rag.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/rag/rag.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
-$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
+$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test_kernels_gemm.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
 test: all check-exports docs-check test-hello $(TESTBIN) test-python test-serve
@@ -496,6 +498,7 @@ help:
 	@echo "make bench      kernel benchmark, SIMD next to scalar (BENCH_ARGS=--quick, BENCH_ARGS='--isa avx2')"
 	@echo "make bench-dispatch  the portable build against the -march=native one (THREADS=1|2)"
 	@echo "make bench-vocab  vocabulary-only load of GPT-2 and a Qwen2-size vocabulary: allocations, bytes, RSS, time"
+	@echo "make bench-gemm  the prefill GEMM against the small-batch kernels, one matrix at a time"
 	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
 	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
@@ -509,6 +512,13 @@ BENCH_GRAMMAR_VOCABS ?= tests/data/tokenizer/ggml-vocab-gpt-2.gguf tests/data/to
                         tests/data/tokenizer/ggml-vocab-llama-spm.gguf tests/data/tokenizer/ggml-vocab-phi-3.gguf
 $(BUILD)/bench_grammar: bench/bench_grammar.c slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -D_POSIX_C_SOURCE=200809L -I. bench/bench_grammar.c -o $@ $(LDFLAGS) $(LIBS)
+
+# The prefill GEMM against the small-batch kernels, one matrix at a time.
+$(BUILD)/bench_gemm: bench/bench_gemm.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. bench/bench_gemm.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench-gemm: $(BUILD)/bench_gemm
+	./$(BUILD)/bench_gemm
 
 bench-grammar: $(BUILD)/bench_grammar
 	./$(BUILD)/bench_grammar $(BENCH_GRAMMAR_ARGS) $(BENCH_GRAMMAR_VOCABS)

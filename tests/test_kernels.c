@@ -864,6 +864,7 @@ static void check_default_threads(void) {
 }
 
 #include "test_kernels_avx512.c"
+#include "test_kernels_gemm.c"
 
 void test_kernels(void) {
     printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
@@ -893,6 +894,7 @@ void test_kernels(void) {
         check_simd_act(&kt);
         check_simd_dots(&kt);
         check_x8(&kt);
+        check_gemm16(&kt);
         check_dot_rows(&kt);
         check_exp_sum(&kt);
     }

@@ -6,6 +6,7 @@
 
 void test_gguf(void);
 void test_kernels(void);
+void test_gemm_models(void);
 void test_models(void);
 void test_robust(void);
 void test_tokenizer(void);
@@ -31,6 +32,7 @@ static const struct {
 } SUITES[] = {
     {"gguf", test_gguf},
     {"kernels", test_kernels},
+    {"gemm", test_gemm_models},
     {"models", test_models},
     {"robust", test_robust},
     {"tokenizer", test_tokenizer},
