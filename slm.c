@@ -2545,12 +2545,149 @@ static size_t row_bytes(int type, int64_t n) {
  */
 #define ACT_Q8_0X (-2)
 static int x8_block_bytes(int type) {
-    return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176 : 0;
+    return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176
+         : type == SLM_TYPE_Q4_K ? 1152 : type == SLM_TYPE_Q6_K ? 1680 : 0;
+}
+static int is_kx8(int type) { return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q6_K; }
+static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
+
+/* --- K-quant x8 layouts ------------------------------------------------------
+ * The same idea for Q4_K and Q6_K (the bulk of a Q4_K_M file, and the output
+ * matrix of most files): per group of 8 rows, per super-block of 256
+ * columns, exactly the bytes of the 8 GGUF blocks (in place, as above), with
+ * the quants laid out as Q4_0x8's chunks and the sub-block scales rearranged
+ * so that a vector kernel gets the 8 rows' scale of a sub-block with one
+ * byte shuffle instead of decoding 12-byte tables row by row.
+ *   Q4_Kx8 (1152 bytes): f16 d[8], f16 dmin[8]; then the 6-bit scale sc and
+ *     min m of (sub-block s, row r) at position p(s, r) = 16 (r / 4) +
+ *     4 (s % 4) + r % 4 of two 32-byte halves (half s / 4): bytes 32-95 hold
+ *     sc & 15 | (m & 15) << 4, bytes 96-127 the high bits (bits 4 (s / 4) +
+ *     0-1 of byte p(s, r): sc >> 4, bits 4 (s / 4) + 2-3: m >> 4); then 8
+ *     sub-blocks of 128 bytes, each 4 chunks of 32 laid out as Q4_0x8's
+ *     (byte i of chunk c: row i/4's sub-block column 8c + i%4 in the low
+ *     nibble, 8c + 4 + i%4 in the high one).
+ *   Q6_Kx8 (1680 bytes): f16 d[8]; then the int8 scales, 16 bytes per pair
+ *     of sub-blocks j (columns 32j..32j+31): byte 2r + k is row r's scale of
+ *     sub-block 2j + k (sign-extended to 16 bits, lane r holds both); then 8
+ *     parts of 32 columns, 192 bytes each: the low 4 bits of the 6-bit
+ *     quants (q + 32, 0..63) as 4 chunks laid out as Q4_0x8's, then 2 x 32
+ *     bytes of high 2 bits: byte i of half e has those of chunk 2e + k's low
+ *     nibble at bits 4k + 0-1, of its high nibble at bits 4k + 2-3.
+ * K-quant x8 matrices take Q8_K activations, as their one-row kernels do:
+ * the per-16 sums (bsums) give the Q4_K mins and the Q6_K offset of -32.
+ */
+
+/* position of (sub-block s % 4, row r) in a Q4_Kx8 scale half */
+#define KX8_POS(s, r) (16 * ((r) / 4) + 4 * ((s) % 4) + (r) % 4)
+
+static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
+    const int bb = x8_block_bytes(type), sb = bb / 8;
+    for (int b = 0; b < nb; b++) {
+        uint8_t *o = dst + (size_t)b * (size_t)bb;
+        if (type == SLM_TYPE_Q4_K) memset(o + 96, 0, 32); /* the high-bit bytes are or-ed */
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb;
+            if (type == SLM_TYPE_Q4_K) {
+                memcpy(o + 2 * r, q, 2);
+                memcpy(o + 16 + 2 * r, q + 2, 2);
+                for (int s = 0; s < 8; s++) {
+                    int sc, m;
+                    k4_scale_min(q + 4, s, &sc, &m);
+                    o[32 + 32 * (s / 4) + KX8_POS(s, r)] = (uint8_t)((sc & 15) | (m & 15) << 4);
+                    o[96 + KX8_POS(s, r)] |= (uint8_t)(((sc >> 4) | (m >> 4) << 2) << (4 * (s / 4)));
+                }
+                const uint8_t *qs = q + 16;
+                for (int s = 0; s < 8; s++) /* sub-block s: nibble s % 2 of qs[32 (s / 2) + l] */
+                    for (int c = 0; c < 4; c++)
+                        for (int j = 0; j < 4; j++) {
+                            const int lo = (qs[32 * (s / 2) + 8 * c + j] >> (4 * (s % 2))) & 15;
+                            const int hi = (qs[32 * (s / 2) + 8 * c + 4 + j] >> (4 * (s % 2))) & 15;
+                            o[128 + 128 * s + 32 * c + 4 * r + j] = (uint8_t)(lo | hi << 4);
+                        }
+            } else { /* Q6_K */
+                const uint8_t *ql = q, *qh = q + 128;
+                memcpy(o + 2 * r, q + 208, 2);
+                for (int s = 0; s < 16; s++) o[16 + 16 * (s / 2) + 2 * r + s % 2] = q[192 + s];
+                for (int p = 0; p < 8; p++) { /* columns 32p + l: i = 128h + 32k + l with p = 4h + k */
+                    const int h = p / 4, k = p % 4;
+                    uint8_t *op = o + 144 + 192 * p;
+                    uint8_t v[32];
+                    for (int l = 0; l < 32; l++)
+                        v[l] = (uint8_t)(((ql[64 * h + 32 * (k & 1) + l] >> (4 * (k / 2))) & 15) |
+                                         ((qh[32 * h + l] >> (2 * k)) & 3) << 4);
+                    for (int c = 0; c < 4; c++)
+                        for (int j = 0; j < 4; j++) {
+                            const int lo = v[8 * c + j], hi = v[8 * c + 4 + j];
+                            op[32 * c + 4 * r + j] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+                            uint8_t *hb = op + 128 + 32 * (c / 2) + 4 * r + j;
+                            if (c % 2 == 0) *hb = 0;
+                            *hb |= (uint8_t)(((lo >> 4) | (hi >> 4) << 2) << (4 * (c % 2)));
+                        }
+                }
+            }
+        }
+    }
+}
+
+static void kx8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_t *row) {
+    const int bb = x8_block_bytes(type), sb = bb / 8, r = lane;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *o = grp + (size_t)b * (size_t)bb;
+        uint8_t *q = row + (size_t)b * (size_t)sb;
+        if (type == SLM_TYPE_Q4_K) {
+            int sc[8], m[8];
+            memcpy(q, o + 2 * r, 2);
+            memcpy(q + 2, o + 16 + 2 * r, 2);
+            for (int s = 0; s < 8; s++) {
+                const int lo = o[32 + 32 * (s / 4) + KX8_POS(s, r)], hi = o[96 + KX8_POS(s, r)] >> (4 * (s / 4));
+                sc[s] = (lo & 15) | (hi & 3) << 4;
+                m[s] = (lo >> 4) | ((hi >> 2) & 3) << 4;
+            }
+            for (int s = 0; s < 4; s++) { /* the 12-byte table of k4_scale_min */
+                q[4 + s] = (uint8_t)(sc[s] | (sc[s + 4] >> 4) << 6);
+                q[8 + s] = (uint8_t)(m[s] | (m[s + 4] >> 4) << 6);
+                q[12 + s] = (uint8_t)((sc[s + 4] & 15) | (m[s + 4] & 15) << 4);
+            }
+            uint8_t *qs = q + 16;
+            memset(qs, 0, 128);
+            for (int s = 0; s < 8; s++)
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < 4; j++) {
+                        const int v = o[128 + 128 * s + 32 * c + 4 * r + j];
+                        qs[32 * (s / 2) + 8 * c + j] |= (uint8_t)((v & 15) << (4 * (s % 2)));
+                        qs[32 * (s / 2) + 8 * c + 4 + j] |= (uint8_t)((v >> 4) << (4 * (s % 2)));
+                    }
+        } else { /* Q6_K */
+            uint8_t *ql = q, *qh = q + 128;
+            memset(q, 0, 192);
+            memcpy(q + 208, o + 2 * r, 2);
+            for (int s = 0; s < 16; s++) q[192 + s] = o[16 + 16 * (s / 2) + 2 * r + s % 2];
+            for (int p = 0; p < 8; p++) {
+                const int h = p / 4, k = p % 4;
+                const uint8_t *op = o + 144 + 192 * p;
+                uint8_t v[32];
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < 4; j++) {
+                        const int n4 = op[32 * c + 4 * r + j], hb = op[128 + 32 * (c / 2) + 4 * r + j] >> (4 * (c % 2));
+                        v[8 * c + j] = (uint8_t)((n4 & 15) | (hb & 3) << 4);
+                        v[8 * c + 4 + j] = (uint8_t)((n4 >> 4) | ((hb >> 2) & 3) << 4);
+                    }
+                for (int l = 0; l < 32; l++) {
+                    ql[64 * h + 32 * (k & 1) + l] |= (uint8_t)((v[l] & 15) << (4 * (k / 2)));
+                    qh[32 * h + l] |= (uint8_t)((v[l] >> 4) << (2 * k));
+                }
+            }
+        }
+    }
 }
 
 /* Rearrange 8 GGUF rows (rb bytes apart, nb blocks each) into one x8 group.
    (Done for every matrix at load: written for speed, per row and block.) */
 static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
+    if (is_kx8(type)) {
+        kx8_pack(type, src, rb, nb, dst);
+        return;
+    }
     const int bb = x8_block_bytes(type), sb = bb / 8; /* group block, GGUF block */
     const int q5 = type == SLM_TYPE_Q5_0, qs_at = q5 ? 6 : 2, nib_at = q5 ? 48 : 16;
     for (int b = 0; b < nb; b++) {
@@ -2586,6 +2723,10 @@ static size_t act_row_bytes(int dt, int64_t n) {
 
 /* The GGUF bytes of row `lane` (0-7) of an x8 group, as x8_pack's inverse. */
 static void x8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_t *row) {
+    if (is_kx8(type)) {
+        kx8_unpack_row(type, grp, lane, nb, row);
+        return;
+    }
     const int bb = x8_block_bytes(type), sb = bb / 8;
     for (int b = 0; b < nb; b++) {
         const uint8_t *o = grp + (size_t)b * (size_t)bb;
@@ -3677,6 +3818,70 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
     }
 }
 
+
+/* K-quant x8 groups (section 5) against nt <= 4 Q8_K rows: the reference of
+   the SIMD x8 kernels, which give its bits. Per super-block, row and token
+   the integer sums are exact; the float steps are Q4_K: y += (d_w d_a) isum
+   then y -= (dmin_w d_a) msum (two FMAs); Q6_K: y += (d_w d_a) (isum - 32
+   osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
+   the activations, osum the scales times the activations' 16-sums. */
+static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                         int64_t ldy) {
+    const int bb = x8_block_bytes(type);
+    float acc[4][8] = {{0}};
+    for (int b = 0; b < n / QK_K; b++, w += bb) {
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb + (size_t)b * 292;
+            const int8_t *aq = (const int8_t *)(at + 4);
+            const float da = ld_f32(at);
+            for (int r = 0; r < 8; r++) {
+                int32_t isum = 0, msum = 0;
+                if (type == SLM_TYPE_Q4_K) {
+                    for (int s = 0; s < 8; s++) {
+                        const int lo = w[32 + 32 * (s / 4) + KX8_POS(s, r)], hi = w[96 + KX8_POS(s, r)] >> (4 * (s / 4));
+                        const int sc = (lo & 15) | (hi & 3) << 4, m = (lo >> 4) | ((hi >> 2) & 3) << 4;
+                        int32_t dot = 0;
+                        for (int c = 0; c < 4; c++)
+                            for (int j = 0; j < 4; j++) {
+                                const int v = w[128 + 128 * s + 32 * c + 4 * r + j];
+                                dot += (v & 15) * aq[32 * s + 8 * c + j] + (v >> 4) * aq[32 * s + 8 * c + 4 + j];
+                            }
+                        isum += sc * dot;
+                        msum += m * ((int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s));
+                    }
+                    const float dw = ld_f16(w + 2 * r), dm = ld_f16(w + 16 + 2 * r);
+                    acc[t][r] = fmaf(dw * da, (float)isum, acc[t][r]);
+                    acc[t][r] = fmaf(-(dm * da), (float)msum, acc[t][r]);
+                } else { /* Q6_K */
+                    for (int s = 0; s < 16; s++) {
+                        const int sc = (int8_t)w[16 + 16 * (s / 2) + 2 * r + s % 2];
+                        const uint8_t *op = w + 144 + 192 * (s / 2);
+                        int32_t dot = 0;
+                        for (int c = 2 * (s % 2); c < 2 * (s % 2) + 2; c++)
+                            for (int j = 0; j < 4; j++) {
+                                const int v = op[32 * c + 4 * r + j], hb = op[128 + 32 * (c / 2) + 4 * r + j] >> (4 * (c % 2));
+                                const int col = 32 * (s / 2) + 8 * c + j;
+                                dot += ((v & 15) | (hb & 3) << 4) * aq[col] + ((v >> 4) | ((hb >> 2) & 3) << 4) * aq[col + 4];
+                            }
+                        isum += sc * dot;
+                        msum += sc * (int16_t)ld_u16(at + 260 + 2 * s);
+                    }
+                    acc[t][r] = fmaf(ld_f16(w + 2 * r) * da, (float)(isum - 32 * msum), acc[t][r]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < 8; r++) y[t * ldy + r] = acc[t][r];
+}
+
+static void gemm_q4_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q4_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q6_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q6_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
 
 /* -------------------------------------------------------------------------- */
 /* 6b. x86-64 AVX2 (+FMA, F16C)                                               */
@@ -7796,7 +8001,7 @@ static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
 }
 
 /* The activation format a matrix multiplies with. */
-static int act_type(const weight *w) { return w->x8 ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
+static int act_type(const weight *w) { return w->x8 && !is_kx8(w->type) ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
 
 /* --- work units ---------------------------------------------------------------
    Each operator of the forward pass is cut into units (a chunk of a
