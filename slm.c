@@ -4826,6 +4826,144 @@ static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
     else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
+/* K-quant x8 (layouts in section 5), with gemm_kx8_ref's bits. Per
+   sub-block the maddubs sums stay 16-bit (Q4_K: 8 x 15 * 127 * 2 = 30480;
+   Q6_K: 2 x 63 * 127 * 2 = 32004 per madd), then one madd multiplies them
+   by the sub-block scale, which one pshufb puts into both 16-bit halves of
+   each row's lane. */
+
+/* pshufb mask: in both 128-bit halves, lane r (row r % 4 of the half) gets
+   16-bit values from bytes 4 s0 + r and 4 s1 + r (Q4_Kx8 scale positions) */
+static inline __m256i kx8_mask_avx2(int s0, int s1) {
+    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80008000u | (unsigned)(4 * s0) | (unsigned)(4 * s1) << 16)),
+                            _mm256_setr_epi32(0, 0x10001, 0x20002, 0x30003, 0, 0x10001, 0x20002, 0x30003));
+}
+
+SLM_INLINE void gemm_q4_kx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1152, a += 292) {
+        /* the 6-bit scales and mins of 4 sub-blocks x 8 rows per vector */
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
+        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
+                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
+        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int s = 0; s < 8; s++) {
+            _mm_prefetch((const char *)w + 1280 + 128 * s, _MM_HINT_T0);
+            _mm_prefetch((const char *)w + 1280 + 128 * s + 64, _MM_HINT_T0);
+            const __m256i scv = _mm256_shuffle_epi8(sc[s / 4], kx8_mask_avx2(s % 4, s % 4));
+            __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 128 + 128 * s + 32 * c));
+                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv));
+        }
+        /* mins: pairs of sub-blocks (m[2j], m[2j+1]) against the pairs of
+           32-sums of the activations (from Q8_K's 16-sums) */
+        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
+                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
+                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
+            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
+            const __m256 da = _mm256_set1_ps(ld_f32(at));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q4_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q4_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q4_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* the 6-bit quants of one Q6_Kx8 chunk pair (16 columns): low nibbles of
+   chunks v0, v1 with their 2-bit halves from h */
+static inline void q6_kx8_quants_avx2(const uint8_t *wp, int k, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(wp + 128 + 32 * k));
+    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k)), v1 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k + 32));
+    q[0] = _mm256_or_si256(_mm256_and_si256(v0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(v1, m4), _mm256_and_si256(h, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+}
+
+SLM_INLINE void gemm_q6_kx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    /* lane r: the 16-bit scale k of the pair (sc[2j][r], sc[2j+1][r]), twice */
+    const __m256i pick0 = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c, 0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c);
+    const __m256i pick1 = _mm256_add_epi8(pick0, _mm256_set1_epi8(2));
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i osum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *wp = w + 144 + 192 * p;
+            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                osum[t] = _mm256_add_epi32(osum[t], _mm256_madd_epi16(scp, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * p))));
+            for (int k = 0; k < 2; k++) {
+                __m256i q[4];
+                q6_kx8_quants_avx2(wp, k, q);
+                const __m256i scv = _mm256_shuffle_epi8(scp, k ? pick1 : pick0);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                    const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(q[0], _mm256_set1_epi32((int)ld_u32(at))),
+                                                        _mm256_maddubs_epi16(q[1], _mm256_set1_epi32((int)ld_u32(at + 4))));
+                    const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(q[2], _mm256_set1_epi32((int)ld_u32(at + 8))),
+                                                        _mm256_maddubs_epi16(q[3], _mm256_set1_epi32((int)ld_u32(at + 12))));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p0, scv), _mm256_madd_epi16(p1, scv)));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const __m256i tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(osum[t], 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q6_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
 
 SLM_TARGET_END
 #endif /* SLM_AVX2 */
@@ -7467,7 +7605,7 @@ static const kernel_table KERNELS_AVX2 = {
              [SLM_TYPE_Q2_K] = dot4_q2_k_avx2, [SLM_TYPE_Q3_K] = dot4_q3_k_avx2, [SLM_TYPE_Q4_K] = dot4_q4_k_avx2,
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2},
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2},
     .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
     .from_float = {[SLM_TYPE_F16] = f16_from_float_avx2, [SLM_TYPE_BF16] = bf16_from_float_avx2,
                    [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
