@@ -5115,6 +5115,125 @@ static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb,
     else gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
+/* K-quant x8 (layouts in section 5): as the AVX2 kernels, with vpdpbusd
+   taking a sub-block's (or a 16-column sub-block's) unsigned quants times
+   the activations straight into each row's int32 lane; the sub-block scale
+   then multiplies the lane (vpmulld). Same integer sums and float steps as
+   gemm_kx8_ref, so the same bits. */
+
+/* pshufb mask: lane r of each 128-bit half gets byte 4 s + r (zero-extended) */
+static inline __m256i kx8_mask32_avx512(int s) {
+    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80808000u | (unsigned)(4 * s))), _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
+}
+
+SLM_INLINE void gemm_q4_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1152, a += 292) {
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
+        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
+                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
+        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int s = 0; s < 8; s++) {
+            _mm_prefetch((const char *)w + 1280 + 128 * s, _MM_HINT_T0);
+            _mm_prefetch((const char *)w + 1280 + 128 * s + 64, _MM_HINT_T0);
+            const __m256i sc32 = _mm256_shuffle_epi8(sc[s / 4], kx8_mask32_avx512(s % 4));
+            __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 128 + 128 * s + 32 * c));
+                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    s32[t] = _mm256_dpbusd_epi32(s32[t], lo, _mm256_set1_epi32((int)ld_u32(at)));
+                    s32[t] = _mm256_dpbusd_epi32(s32[t], hi, _mm256_set1_epi32((int)ld_u32(at + 4)));
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s32[t], sc32));
+        }
+        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
+                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
+                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
+            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
+            const __m256 da = _mm256_set1_ps(ld_f32(at));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q4_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q4_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q4_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+SLM_INLINE void gemm_q6_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i osum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *wp = w + 144 + 192 * p;
+            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
+            /* lane r: (sc[2p][r], sc[2p+1][r]) as int16 */
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                osum[t] = _mm256_add_epi32(osum[t], _mm256_madd_epi16(scp, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * p))));
+            for (int k = 0; k < 2; k++) {
+                __m256i q[4];
+                q6_kx8_quants_avx2(wp, k, q);
+                const __m256i sc32 = k ? _mm256_srai_epi32(scp, 16) : _mm256_srai_epi32(_mm256_slli_epi32(scp, 16), 16);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                    __m256i s32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[0], _mm256_set1_epi32((int)ld_u32(at)));
+                    s32 = _mm256_dpbusd_epi32(s32, q[1], _mm256_set1_epi32((int)ld_u32(at + 4)));
+                    s32 = _mm256_dpbusd_epi32(s32, q[2], _mm256_set1_epi32((int)ld_u32(at + 8)));
+                    s32 = _mm256_dpbusd_epi32(s32, q[3], _mm256_set1_epi32((int)ld_u32(at + 12)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s32, sc32));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const __m256i tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(osum[t], 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q6_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
 /* --- K-quants (Q8_K activations) ----------------------------------------------
    64 weights per zmm (two sub-blocks of 32 or four of 16) against 64
    consecutive Q8_K values: vpdpbusd gives 16 int32 lanes of 4 products
@@ -7632,7 +7751,8 @@ static const kernel_table KERNELS_AVX512 = {
              [SLM_TYPE_Q2_K] = dot4_q2_k_avx512, [SLM_TYPE_Q3_K] = dot4_q3_k_avx512, [SLM_TYPE_Q4_K] = dot4_q4_k_avx512,
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512},
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx512,
+                [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512},
     .exp_sum = exp_sum_avx512,
 };
 #endif
