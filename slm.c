@@ -3820,7 +3820,8 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
 
 
 /* K-quant x8 groups (section 5) against nt <= 4 Q8_K rows: the reference of
-   the SIMD x8 kernels, which give its bits. Per super-block, row and token
+   the SIMD x8 kernels, which give its bits (for the tests: scalar builds
+   keep the GGUF layout and the one-row kernels). Per super-block, row and token
    the integer sums are exact; the float steps are Q4_K: y += (d_w d_a) isum
    then y -= (dmin_w d_a) msum (two FMAs); Q6_K: y += (d_w d_a) (isum - 32
    osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
@@ -3875,11 +3876,11 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
         for (int r = 0; r < 8; r++) y[t * ldy + r] = acc[t][r];
 }
 
-static void gemm_q4_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+static SLM_UNUSED void gemm_q4_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
     gemm_kx8_ref(SLM_TYPE_Q4_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
-static void gemm_q6_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+static SLM_UNUSED void gemm_q6_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
     gemm_kx8_ref(SLM_TYPE_Q6_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
@@ -7070,6 +7071,134 @@ X8_NEON_ENTRY(gemm_q4_0x8_dotprod, SLM_TYPE_Q4_0)
 X8_NEON_ENTRY(gemm_q5_0x8_dotprod, SLM_TYPE_Q5_0)
 X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
 #undef X8_NEON_ENTRY
+
+/* K-quant x8 (layouts in section 5) with SDOT, gemm_kx8_ref's bits: lanes
+   are rows (x = 0: rows 0-3, x = 1: rows 4-7). Q4_K: the nibbles go in as
+   non-negative int8, each sub-block's sum is multiplied by its scale (one
+   table lookup of the decoded scales), the mins come from Q8_K's 16-sums.
+   Q6_K: the quants go in as signed q - 32, which is the same integer as
+   the reference's isum - 32 osum. */
+static SLM_ALWAYS_INLINE void gemm_kx8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
+                                            float *y, int64_t ldy) {
+    const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30);
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / QK_K; b++, a += 292) {
+        int32x4_t is[4][2];
+        for (int t = 0; t < 4; t++) is[t][0] = is[t][1] = vdupq_n_s32(0);
+        if (type == SLM_TYPE_Q4_K) {
+            uint8x16_t sc[2][2], mn[2][2]; /* [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7] */
+            for (int x = 0; x < 2; x++) {
+                const uint8x16_t l0 = vld1q_u8(w + 32 + 16 * x), l1 = vld1q_u8(w + 64 + 16 * x), h = vld1q_u8(w + 96 + 16 * x);
+                sc[0][x] = vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m30));
+                sc[1][x] = vorrq_u8(vandq_u8(l1, m4), vandq_u8(h, m30));
+                mn[0][x] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(vshlq_n_u8(h, 2), m30));
+                mn[1][x] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
+            }
+            int32x4_t ms[4][2];
+            for (int t = 0; t < 4; t++) ms[t][0] = ms[t][1] = vdupq_n_s32(0);
+            SLM_UNROLL(8)
+            for (int s = 0; s < 8; s++) {
+                /* lane r: byte 4 (s % 4) + r, zero-extended (out-of-range indices give 0) */
+                const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (s % 4))),
+                                                                       vcombine_u32(vcreate_u32(0x100000000ull), vcreate_u32(0x300000002ull))));
+                int32x4_t sc32[2], mn32[2];
+                for (int x = 0; x < 2; x++) {
+                    sc32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(sc[s / 4][x], pick));
+                    mn32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(mn[s / 4][x], pick));
+                }
+                int32x4_t d[4][2];
+                for (int t = 0; t < 4; t++) d[t][0] = d[t][1] = vdupq_n_s32(0);
+                SLM_UNROLL(4)
+                for (int c = 0; c < 4; c++) {
+                    const uint8x16_t v0 = vld1q_u8(w + 128 + 128 * s + 32 * c), v1 = vld1q_u8(w + 144 + 128 * s + 32 * c);
+                    const int8x16_t lo0 = vreinterpretq_s8_u8(vandq_u8(v0, m4)), hi0 = vreinterpretq_s8_u8(vshrq_n_u8(v0, 4));
+                    const int8x16_t lo1 = vreinterpretq_s8_u8(vandq_u8(v1, m4)), hi1 = vreinterpretq_s8_u8(vshrq_n_u8(v1, 4));
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++) {
+                        const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                        const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                        const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                        d[t][0] = SDOT_NEON(SDOT_NEON(d[t][0], lo0, al), hi0, ah);
+                        d[t][1] = SDOT_NEON(SDOT_NEON(d[t][1], lo1, al), hi1, ah);
+                    }
+                }
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb;
+                    const int32_t bs = (int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s);
+                    for (int x = 0; x < 2; x++) {
+                        is[t][x] = vmlaq_s32(is[t][x], d[t][x], sc32[x]);
+                        ms[t][x] = vmlaq_n_s32(ms[t][x], mn32[x], bs);
+                    }
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
+                for (int x = 0; x < 2; x++) {
+                    acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
+                    acc[t][x] = vfmsq_f32(acc[t][x], vcvtq_f32_s32(ms[t][x]), vmulq_f32(ld_f16_neon(w + 16 + 8 * x), da));
+                }
+            }
+            w += 1152;
+        } else { /* Q6_K */
+            const uint8x16_t b32 = vdupq_n_u8(32);
+            SLM_UNROLL(8)
+            for (int p = 0; p < 8; p++) {
+                const uint8_t *wp = w + 144 + 192 * p;
+                int32x4_t sc32[2][2]; /* [k][x]: row lanes of sub-block 2p + k */
+                for (int x = 0; x < 2; x++) {
+                    const int32x4_t pr = vreinterpretq_s32_s16(vmovl_s8(vld1_s8((const int8_t *)w + 16 + 16 * p + 8 * x)));
+                    sc32[0][x] = vshrq_n_s32(vshlq_n_s32(pr, 16), 16), sc32[1][x] = vshrq_n_s32(pr, 16);
+                }
+                for (int k = 0; k < 2; k++) {
+                    int8x16_t q[2][4];
+                    for (int x = 0; x < 2; x++) {
+                        const uint8x16_t h = vld1q_u8(wp + 128 + 32 * k + 16 * x);
+                        const uint8x16_t v0 = vld1q_u8(wp + 64 * k + 16 * x), v1 = vld1q_u8(wp + 64 * k + 32 + 16 * x);
+                        q[x][0] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v0, m4), vandq_u8(vshlq_n_u8(h, 4), m30)), b32));
+                        q[x][1] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v0, 4), vandq_u8(vshlq_n_u8(h, 2), m30)), b32));
+                        q[x][2] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v1, m4), vandq_u8(h, m30)), b32));
+                        q[x][3] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v1, 4), vandq_u8(vshrq_n_u8(h, 2), m30)), b32));
+                    }
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++) {
+                        const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                        const int8x16_t a0 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                        const int8x16_t a1 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                        const int8x16_t a2 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 8)));
+                        const int8x16_t a3 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 12)));
+                        for (int x = 0; x < 2; x++) {
+                            int32x4_t d = SDOT_NEON(SDOT_NEON(vdupq_n_s32(0), q[x][0], a0), q[x][1], a1);
+                            d = SDOT_NEON(SDOT_NEON(d, q[x][2], a2), q[x][3], a3);
+                            is[t][x] = vmlaq_s32(is[t][x], d, sc32[k][x]);
+                        }
+                    }
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
+                for (int x = 0; x < 2; x++)
+                    acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
+            }
+            w += 1680;
+        }
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+#define KX8_NEON_ENTRY(name, type)                                                                                   \
+    static SLM_TARGET_DOTPROD void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
+        if (nt == 1) gemm_kx8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                              \
+        else if (nt == 4) gemm_kx8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                         \
+        else gemm_kx8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                     \
+    }
+KX8_NEON_ENTRY(gemm_q4_kx8_dotprod, SLM_TYPE_Q4_K)
+KX8_NEON_ENTRY(gemm_q6_kx8_dotprod, SLM_TYPE_Q6_K)
+#undef KX8_NEON_ENTRY
 #endif /* SLM_NEON_DOTPROD */
 
 #ifdef SLM_NEON_I8MM
@@ -7802,7 +7931,8 @@ static const kernel_table KERNELS_DOTPROD = {
              [SLM_TYPE_Q4_K] = dot4_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot4_q5_k_dotprod,
              [SLM_TYPE_Q6_K] = dot4_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_dotprod},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod},
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod, [SLM_TYPE_Q4_K] = gemm_q4_kx8_dotprod,
+                [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
 };
 #endif
 
