@@ -5145,19 +5145,22 @@ SLM_INLINE void gemm_q4_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, 
             _mm_prefetch((const char *)w + 1280 + 128 * s, _MM_HINT_T0);
             _mm_prefetch((const char *)w + 1280 + 128 * s + 64, _MM_HINT_T0);
             const __m256i sc32 = _mm256_shuffle_epi8(sc[s / 4], kx8_mask32_avx512(s % 4));
-            __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            /* two chains per token (vpdpbusd's latency) */
+            __m256i s32[4][2];
+            for (int t = 0; t < 4; t++) s32[t][0] = s32[t][1] = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 128 + 128 * s + 32 * c));
                 const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
                 SLM_UNROLL(4)
                 for (int t = 0; t < nt; t++) {
                     const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
-                    s32[t] = _mm256_dpbusd_epi32(s32[t], lo, _mm256_set1_epi32((int)ld_u32(at)));
-                    s32[t] = _mm256_dpbusd_epi32(s32[t], hi, _mm256_set1_epi32((int)ld_u32(at + 4)));
+                    s32[t][0] = _mm256_dpbusd_epi32(s32[t][0], lo, _mm256_set1_epi32((int)ld_u32(at)));
+                    s32[t][1] = _mm256_dpbusd_epi32(s32[t][1], hi, _mm256_set1_epi32((int)ld_u32(at + 4)));
                 }
             }
             SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s32[t], sc32));
+            for (int t = 0; t < nt; t++)
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s32[t][0], s32[t][1]), sc32));
         }
         const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
                                _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
@@ -5210,11 +5213,11 @@ SLM_INLINE void gemm_q6_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, 
                 SLM_UNROLL(4)
                 for (int t = 0; t < nt; t++) {
                     const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
-                    __m256i s32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[0], _mm256_set1_epi32((int)ld_u32(at)));
-                    s32 = _mm256_dpbusd_epi32(s32, q[1], _mm256_set1_epi32((int)ld_u32(at + 4)));
-                    s32 = _mm256_dpbusd_epi32(s32, q[2], _mm256_set1_epi32((int)ld_u32(at + 8)));
-                    s32 = _mm256_dpbusd_epi32(s32, q[3], _mm256_set1_epi32((int)ld_u32(at + 12)));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s32, sc32));
+                    __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[0], _mm256_set1_epi32((int)ld_u32(at)));
+                    __m256i s1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[1], _mm256_set1_epi32((int)ld_u32(at + 4)));
+                    s0 = _mm256_dpbusd_epi32(s0, q[2], _mm256_set1_epi32((int)ld_u32(at + 8)));
+                    s1 = _mm256_dpbusd_epi32(s1, q[3], _mm256_set1_epi32((int)ld_u32(at + 12)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s0, s1), sc32));
                 }
             }
         }
