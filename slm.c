@@ -2546,9 +2546,9 @@ static size_t row_bytes(int type, int64_t n) {
 #define ACT_Q8_0X (-2)
 static int x8_block_bytes(int type) {
     return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176
-         : type == SLM_TYPE_Q4_K ? 1152 : type == SLM_TYPE_Q6_K ? 1680 : 0;
+         : type == SLM_TYPE_Q4_K ? 1152 : type == SLM_TYPE_Q5_K ? 1408 : type == SLM_TYPE_Q6_K ? 1680 : 0;
 }
-static int is_kx8(int type) { return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q6_K; }
+static int is_kx8(int type) { return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K; }
 static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
 
 /* --- K-quant x8 layouts ------------------------------------------------------
@@ -2566,6 +2566,9 @@ static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
  *     sub-blocks of 128 bytes, each 4 chunks of 32 laid out as Q4_0x8's
  *     (byte i of chunk c: row i/4's sub-block column 8c + i%4 in the low
  *     nibble, 8c + 4 + i%4 in the high one).
+ *   Q5_Kx8 (1408 bytes): as Q4_Kx8, with each sub-block 160 bytes: 32 bytes
+ *     of fifth bits laid out as Q5_0x8's (bit c of byte i: row i/4's column
+ *     8c + i%4, bit 4 + c: column 8c + 4 + i%4), then its 4 nibble chunks.
  *   Q6_Kx8 (1680 bytes): f16 d[8]; then the int8 scales, 16 bytes per pair
  *     of sub-blocks j (columns 32j..32j+31): byte 2r + k is row r's scale of
  *     sub-block 2j + k (sign-extended to 16 bits, lane r holds both); then 8
@@ -2581,13 +2584,13 @@ static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
 #define KX8_POS(s, r) (16 * ((r) / 4) + 4 * ((s) % 4) + (r) % 4)
 
 static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
-    const int bb = x8_block_bytes(type), sb = bb / 8;
+    const int bb = x8_block_bytes(type), sb = bb / 8, q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
     for (int b = 0; b < nb; b++) {
         uint8_t *o = dst + (size_t)b * (size_t)bb;
-        if (type == SLM_TYPE_Q4_K) memset(o + 96, 0, 32); /* the high-bit bytes are or-ed */
+        if (type != SLM_TYPE_Q6_K) memset(o + 96, 0, 32); /* the high-bit bytes are or-ed */
         for (int r = 0; r < 8; r++) {
             const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb;
-            if (type == SLM_TYPE_Q4_K) {
+            if (type != SLM_TYPE_Q6_K) {
                 memcpy(o + 2 * r, q, 2);
                 memcpy(o + 16 + 2 * r, q + 2, 2);
                 for (int s = 0; s < 8; s++) {
@@ -2596,14 +2599,23 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
                     o[32 + 32 * (s / 4) + KX8_POS(s, r)] = (uint8_t)((sc & 15) | (m & 15) << 4);
                     o[96 + KX8_POS(s, r)] |= (uint8_t)(((sc >> 4) | (m >> 4) << 2) << (4 * (s / 4)));
                 }
-                const uint8_t *qs = q + 16;
-                for (int s = 0; s < 8; s++) /* sub-block s: nibble s % 2 of qs[32 (s / 2) + l] */
+                const uint8_t *qs = q + (q5 ? 48 : 16), *qh = q + 16;
+                for (int s = 0; s < 8; s++) { /* sub-block s: nibble s % 2 of qs[32 (s / 2) + l], bit s of qh[l] */
+                    uint8_t *os = o + 128 + sbb * s;
                     for (int c = 0; c < 4; c++)
                         for (int j = 0; j < 4; j++) {
                             const int lo = (qs[32 * (s / 2) + 8 * c + j] >> (4 * (s % 2))) & 15;
                             const int hi = (qs[32 * (s / 2) + 8 * c + 4 + j] >> (4 * (s % 2))) & 15;
-                            o[128 + 128 * s + 32 * c + 4 * r + j] = (uint8_t)(lo | hi << 4);
+                            os[(q5 ? 32 : 0) + 32 * c + 4 * r + j] = (uint8_t)(lo | hi << 4);
                         }
+                    if (q5)
+                        for (int j = 0; j < 4; j++) {
+                            uint8_t h = 0;
+                            for (int c = 0; c < 4; c++)
+                                h |= (uint8_t)(((qh[8 * c + j] >> s) & 1) << c | ((qh[8 * c + 4 + j] >> s) & 1) << (4 + c));
+                            os[4 * r + j] = h;
+                        }
+                }
             } else { /* Q6_K */
                 const uint8_t *ql = q, *qh = q + 128;
                 memcpy(o + 2 * r, q + 208, 2);
@@ -2630,11 +2642,11 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
 }
 
 static void kx8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_t *row) {
-    const int bb = x8_block_bytes(type), sb = bb / 8, r = lane;
+    const int bb = x8_block_bytes(type), sb = bb / 8, r = lane, q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
     for (int b = 0; b < nb; b++) {
         const uint8_t *o = grp + (size_t)b * (size_t)bb;
         uint8_t *q = row + (size_t)b * (size_t)sb;
-        if (type == SLM_TYPE_Q4_K) {
+        if (type != SLM_TYPE_Q6_K) {
             int sc[8], m[8];
             memcpy(q, o + 2 * r, 2);
             memcpy(q + 2, o + 16 + 2 * r, 2);
@@ -2648,15 +2660,22 @@ static void kx8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8
                 q[8 + s] = (uint8_t)(m[s] | (m[s + 4] >> 4) << 6);
                 q[12 + s] = (uint8_t)((sc[s + 4] & 15) | (m[s + 4] & 15) << 4);
             }
-            uint8_t *qs = q + 16;
-            memset(qs, 0, 128);
-            for (int s = 0; s < 8; s++)
+            uint8_t *qs = q + (q5 ? 48 : 16), *qh = q + 16;
+            memset(q + 16, 0, q5 ? 160 : 128);
+            for (int s = 0; s < 8; s++) {
+                const uint8_t *os = o + 128 + sbb * s;
                 for (int c = 0; c < 4; c++)
                     for (int j = 0; j < 4; j++) {
-                        const int v = o[128 + 128 * s + 32 * c + 4 * r + j];
+                        const int v = os[(q5 ? 32 : 0) + 32 * c + 4 * r + j];
                         qs[32 * (s / 2) + 8 * c + j] |= (uint8_t)((v & 15) << (4 * (s % 2)));
                         qs[32 * (s / 2) + 8 * c + 4 + j] |= (uint8_t)((v >> 4) << (4 * (s % 2)));
+                        if (q5) {
+                            const int h = os[4 * r + j];
+                            qh[8 * c + j] |= (uint8_t)(((h >> c) & 1) << s);
+                            qh[8 * c + 4 + j] |= (uint8_t)(((h >> (4 + c)) & 1) << s);
+                        }
                     }
+            }
         } else { /* Q6_K */
             uint8_t *ql = q, *qh = q + 128;
             memset(q, 0, 192);
@@ -3823,7 +3842,7 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
    the SIMD x8 kernels, which give its bits (for the tests: scalar builds
    keep the GGUF layout and the one-row kernels). Per super-block, row and token
    the integer sums are exact; the float steps are Q4_K: y += (d_w d_a) isum
-   then y -= (dmin_w d_a) msum (two FMAs); Q6_K: y += (d_w d_a) (isum - 32
+   then y -= (dmin_w d_a) msum (two FMAs), Q5_K likewise; Q6_K: y += (d_w d_a) (isum - 32
    osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
    the activations, osum the scales times the activations' 16-sums. */
 static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
@@ -3837,15 +3856,18 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
             const float da = ld_f32(at);
             for (int r = 0; r < 8; r++) {
                 int32_t isum = 0, msum = 0;
-                if (type == SLM_TYPE_Q4_K) {
+                if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K */
+                    const int q5 = type == SLM_TYPE_Q5_K;
                     for (int s = 0; s < 8; s++) {
                         const int lo = w[32 + 32 * (s / 4) + KX8_POS(s, r)], hi = w[96 + KX8_POS(s, r)] >> (4 * (s / 4));
                         const int sc = (lo & 15) | (hi & 3) << 4, m = (lo >> 4) | ((hi >> 2) & 3) << 4;
+                        const uint8_t *os = w + 128 + (q5 ? 160 : 128) * s;
                         int32_t dot = 0;
                         for (int c = 0; c < 4; c++)
                             for (int j = 0; j < 4; j++) {
-                                const int v = w[128 + 128 * s + 32 * c + 4 * r + j];
-                                dot += (v & 15) * aq[32 * s + 8 * c + j] + (v >> 4) * aq[32 * s + 8 * c + 4 + j];
+                                const int v = os[(q5 ? 32 : 0) + 32 * c + 4 * r + j], h = q5 ? os[4 * r + j] : 0;
+                                const int ql = (v & 15) | ((h >> c) & 1) << 4, qh = (v >> 4) | ((h >> (4 + c)) & 1) << 4;
+                                dot += ql * aq[32 * s + 8 * c + j] + qh * aq[32 * s + 8 * c + 4 + j];
                             }
                         isum += sc * dot;
                         msum += m * ((int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s));
@@ -3878,6 +3900,10 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
 
 static SLM_UNUSED void gemm_q4_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
     gemm_kx8_ref(SLM_TYPE_Q4_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static SLM_UNUSED void gemm_q5_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q5_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 static SLM_UNUSED void gemm_q6_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
