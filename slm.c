@@ -4866,11 +4866,14 @@ static inline __m256i kx8_mask_avx2(int s0, int s1) {
                             _mm256_setr_epi32(0, 0x10001, 0x20002, 0x30003, 0, 0x10001, 0x20002, 0x30003));
 }
 
-SLM_INLINE void gemm_q4_kx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                    int64_t ldy) {
+/* Q4_Kx8 (q5 = 0) and Q5_Kx8 (q5 = 1: the fifth bits as in Q5_0x8, and a
+   madd every 2 chunks: 4 x 31 * 127 * 2 = 31496) */
+SLM_INLINE void gemm_q45_kx8_avx2_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                     int64_t ldy) {
     const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / QK_K; b++, w += 1152, a += 292) {
+    for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
         /* the 6-bit scales and mins of 4 sub-blocks x 8 rows per vector */
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
         const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
@@ -4882,22 +4885,32 @@ SLM_INLINE void gemm_q4_kx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
                                                _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
         __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int s = 0; s < 8; s++) {
-            _mm_prefetch((const char *)w + 1280 + 128 * s, _MM_HINT_T0);
-            _mm_prefetch((const char *)w + 1280 + 128 * s + 64, _MM_HINT_T0);
+            const uint8_t *ws = w + 128 + sbb * s;
+            _mm_prefetch((const char *)ws + bb + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + bb + 128 + 64, _MM_HINT_T0);
+            if (q5) _mm_prefetch((const char *)ws + bb + 128 + 128, _MM_HINT_T0);
             const __m256i scv = _mm256_shuffle_epi8(sc[s / 4], kx8_mask_avx2(s % 4, s % 4));
+            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
             __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
             for (int c = 0; c < 4; c++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 128 + 128 * s + 32 * c));
-                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                __m256i lo, hi;
+                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi); /* its nibbles at ws + 32 */
+                else {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
                 SLM_UNROLL(4)
                 for (int t = 0; t < nt; t++) {
                     const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
                     s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
                     s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
                 }
+                if (c == 3 || (q5 && c == 1)) {
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++)
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv)), s16[t] = _mm256_setzero_si256();
+                }
             }
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv));
         }
         /* mins: pairs of sub-blocks (m[2j], m[2j+1]) against the pairs of
            32-sums of the activations (from Q8_K's 16-sums) */
@@ -4924,9 +4937,15 @@ SLM_INLINE void gemm_q4_kx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
 }
 
 static void gemm_q4_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q4_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q4_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q4_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+    if (nt == 1) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q5_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* the 6-bit quants of one Q6_Kx8 chunk pair (16 columns): low nibbles of
@@ -5153,11 +5172,13 @@ static inline __m256i kx8_mask32_avx512(int s) {
     return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80808000u | (unsigned)(4 * s))), _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
 }
 
-SLM_INLINE void gemm_q4_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                      int64_t ldy) {
+/* Q4_Kx8 (q5 = 0), Q5_Kx8 (q5 = 1) */
+SLM_INLINE void gemm_q45_kx8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                       int64_t ldy) {
     const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / QK_K; b++, w += 1152, a += 292) {
+    for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
         const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
         const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
@@ -5168,15 +5189,22 @@ SLM_INLINE void gemm_q4_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, 
                                                _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
         __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int s = 0; s < 8; s++) {
-            _mm_prefetch((const char *)w + 1280 + 128 * s, _MM_HINT_T0);
-            _mm_prefetch((const char *)w + 1280 + 128 * s + 64, _MM_HINT_T0);
+            const uint8_t *ws = w + 128 + sbb * s;
+            _mm_prefetch((const char *)ws + bb + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + bb + 128 + 64, _MM_HINT_T0);
+            if (q5) _mm_prefetch((const char *)ws + bb + 128 + 128, _MM_HINT_T0);
             const __m256i sc32 = _mm256_shuffle_epi8(sc[s / 4], kx8_mask32_avx512(s % 4));
+            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
             /* two chains per token (vpdpbusd's latency) */
             __m256i s32[4][2];
             for (int t = 0; t < 4; t++) s32[t][0] = s32[t][1] = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 128 + 128 * s + 32 * c));
-                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                __m256i lo, hi;
+                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi);
+                else {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
                 SLM_UNROLL(4)
                 for (int t = 0; t < nt; t++) {
                     const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
@@ -5211,9 +5239,15 @@ SLM_INLINE void gemm_q4_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, 
 }
 
 static void gemm_q4_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q4_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q4_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q4_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+    if (nt == 1) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q5_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 SLM_INLINE void gemm_q6_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
@@ -7882,7 +7916,8 @@ static const kernel_table KERNELS_AVX2 = {
              [SLM_TYPE_Q2_K] = dot4_q2_k_avx2, [SLM_TYPE_Q3_K] = dot4_q3_k_avx2, [SLM_TYPE_Q4_K] = dot4_q4_k_avx2,
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2},
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2,
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2},
     .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
     .from_float = {[SLM_TYPE_F16] = f16_from_float_avx2, [SLM_TYPE_BF16] = bf16_from_float_avx2,
                    [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
@@ -7910,7 +7945,7 @@ static const kernel_table KERNELS_AVX512 = {
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx512,
-                [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512},
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512},
     .exp_sum = exp_sum_avx512,
 };
 #endif

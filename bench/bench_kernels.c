@@ -120,6 +120,7 @@ static int avx512_kernels(int type, kset *k, gemm_x8_fn *x8) {
     if (type == SLM_TYPE_Q8_0) *x8 = gemm_q8_0x8_avx512;
     if (type == SLM_TYPE_Q5_0) *x8 = gemm_q5_0x8_avx512;
     if (type == SLM_TYPE_Q4_K) *x8 = gemm_q4_kx8_avx512;
+    if (type == SLM_TYPE_Q5_K) *x8 = gemm_q5_kx8_avx512;
     if (type == SLM_TYPE_Q6_K) *x8 = gemm_q6_kx8_avx512;
     return k->dot != NULL || *x8 != NULL;
 #else
