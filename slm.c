@@ -7136,7 +7136,7 @@ X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
 #undef X8_NEON_ENTRY
 
 /* K-quant x8 (layouts in section 5) with SDOT, gemm_kx8_ref's bits: lanes
-   are rows (x = 0: rows 0-3, x = 1: rows 4-7). Q4_K: the nibbles go in as
+   are rows (x = 0: rows 0-3, x = 1: rows 4-7). Q4_K (Q5_K): the nibbles (5-bit values) go in as
    non-negative int8, each sub-block's sum is multiplied by its scale (one
    table lookup of the decoded scales), the mins come from Q8_K's 16-sums.
    Q6_K: the quants go in as signed q - 32, which is the same integer as
@@ -7149,7 +7149,8 @@ static SLM_ALWAYS_INLINE void gemm_kx8_neon(int type, int n, const uint8_t *w, c
     for (int b = 0; b < n / QK_K; b++, a += 292) {
         int32x4_t is[4][2];
         for (int t = 0; t < 4; t++) is[t][0] = is[t][1] = vdupq_n_s32(0);
-        if (type == SLM_TYPE_Q4_K) {
+        if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K (q5: the fifth bits as in Q5_0x8) */
+            const int q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
             uint8x16_t sc[2][2], mn[2][2]; /* [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7] */
             for (int x = 0; x < 2; x++) {
                 const uint8x16_t l0 = vld1q_u8(w + 32 + 16 * x), l1 = vld1q_u8(w + 64 + 16 * x), h = vld1q_u8(w + 96 + 16 * x);
@@ -7172,11 +7173,20 @@ static SLM_ALWAYS_INLINE void gemm_kx8_neon(int type, int n, const uint8_t *w, c
                 }
                 int32x4_t d[4][2];
                 for (int t = 0; t < 4; t++) d[t][0] = d[t][1] = vdupq_n_s32(0);
+                const uint8_t *ws = w + 128 + sbb * s, *wn = ws + (q5 ? 32 : 0);
+                const uint8x16_t h0 = q5 ? vld1q_u8(ws) : vdupq_n_u8(0), h1 = q5 ? vld1q_u8(ws + 16) : vdupq_n_u8(0);
                 SLM_UNROLL(4)
                 for (int c = 0; c < 4; c++) {
-                    const uint8x16_t v0 = vld1q_u8(w + 128 + 128 * s + 32 * c), v1 = vld1q_u8(w + 144 + 128 * s + 32 * c);
-                    const int8x16_t lo0 = vreinterpretq_s8_u8(vandq_u8(v0, m4)), hi0 = vreinterpretq_s8_u8(vshrq_n_u8(v0, 4));
-                    const int8x16_t lo1 = vreinterpretq_s8_u8(vandq_u8(v1, m4)), hi1 = vreinterpretq_s8_u8(vshrq_n_u8(v1, 4));
+                    const uint8x16_t v0 = vld1q_u8(wn + 32 * c), v1 = vld1q_u8(wn + 16 + 32 * c);
+                    uint8x16_t l0 = vandq_u8(v0, m4), u0 = vshrq_n_u8(v0, 4), l1 = vandq_u8(v1, m4), u1 = vshrq_n_u8(v1, 4);
+                    if (q5) { /* bit c (low nibbles) or 4 + c (high) to bit 4 */
+                        const uint8x16_t b4 = vdupq_n_u8(16);
+                        const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
+                        l0 = vorrq_u8(l0, vandq_u8(vshlq_u8(h0, up), b4)), l1 = vorrq_u8(l1, vandq_u8(vshlq_u8(h1, up), b4));
+                        u0 = vorrq_u8(u0, vandq_u8(vshlq_u8(h0, down), b4)), u1 = vorrq_u8(u1, vandq_u8(vshlq_u8(h1, down), b4));
+                    }
+                    const int8x16_t lo0 = vreinterpretq_s8_u8(l0), hi0 = vreinterpretq_s8_u8(u0);
+                    const int8x16_t lo1 = vreinterpretq_s8_u8(l1), hi1 = vreinterpretq_s8_u8(u1);
                     SLM_UNROLL(4)
                     for (int t = 0; t < nt; t++) {
                         const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
@@ -7204,7 +7214,7 @@ static SLM_ALWAYS_INLINE void gemm_kx8_neon(int type, int n, const uint8_t *w, c
                     acc[t][x] = vfmsq_f32(acc[t][x], vcvtq_f32_s32(ms[t][x]), vmulq_f32(ld_f16_neon(w + 16 + 8 * x), da));
                 }
             }
-            w += 1152;
+            w += q5 ? 1408 : 1152;
         } else { /* Q6_K */
             const uint8x16_t b32 = vdupq_n_u8(32);
             SLM_UNROLL(8)
@@ -7260,6 +7270,7 @@ static SLM_ALWAYS_INLINE void gemm_kx8_neon(int type, int n, const uint8_t *w, c
         else gemm_kx8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                     \
     }
 KX8_NEON_ENTRY(gemm_q4_kx8_dotprod, SLM_TYPE_Q4_K)
+KX8_NEON_ENTRY(gemm_q5_kx8_dotprod, SLM_TYPE_Q5_K)
 KX8_NEON_ENTRY(gemm_q6_kx8_dotprod, SLM_TYPE_Q6_K)
 #undef KX8_NEON_ENTRY
 #endif /* SLM_NEON_DOTPROD */
@@ -7996,7 +8007,7 @@ static const kernel_table KERNELS_DOTPROD = {
              [SLM_TYPE_Q6_K] = dot4_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_dotprod},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod, [SLM_TYPE_Q4_K] = gemm_q4_kx8_dotprod,
-                [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_dotprod, [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
 };
 #endif
 
