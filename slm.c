@@ -2607,12 +2607,168 @@ static size_t row_bytes(int type, int64_t n) {
  */
 #define ACT_Q8_0X (-2)
 static int x8_block_bytes(int type) {
-    return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176 : 0;
+    return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176
+         : type == SLM_TYPE_Q4_K ? 1152 : type == SLM_TYPE_Q5_K ? 1408 : type == SLM_TYPE_Q6_K ? 1680 : 0;
+}
+static int is_kx8(int type) { return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K; }
+static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
+
+/* --- K-quant x8 layouts ------------------------------------------------------
+ * The same idea for Q4_K and Q6_K (the bulk of a Q4_K_M file, and the output
+ * matrix of most files): per group of 8 rows, per super-block of 256
+ * columns, exactly the bytes of the 8 GGUF blocks (in place, as above), with
+ * the quants laid out as Q4_0x8's chunks and the sub-block scales rearranged
+ * so that a vector kernel gets the 8 rows' scale of a sub-block with one
+ * byte shuffle instead of decoding 12-byte tables row by row.
+ *   Q4_Kx8 (1152 bytes): f16 d[8], f16 dmin[8]; then the 6-bit scale sc and
+ *     min m of (sub-block s, row r) at position p(s, r) = 16 (r / 4) +
+ *     4 (s % 4) + r % 4 of two 32-byte halves (half s / 4): bytes 32-95 hold
+ *     sc & 15 | (m & 15) << 4, bytes 96-127 the high bits (bits 4 (s / 4) +
+ *     0-1 of byte p(s, r): sc >> 4, bits 4 (s / 4) + 2-3: m >> 4); then 8
+ *     sub-blocks of 128 bytes, each 4 chunks of 32 laid out as Q4_0x8's
+ *     (byte i of chunk c: row i/4's sub-block column 8c + i%4 in the low
+ *     nibble, 8c + 4 + i%4 in the high one).
+ *   Q5_Kx8 (1408 bytes): as Q4_Kx8, with each sub-block 160 bytes: 32 bytes
+ *     of fifth bits laid out as Q5_0x8's (bit c of byte i: row i/4's column
+ *     8c + i%4, bit 4 + c: column 8c + 4 + i%4), then its 4 nibble chunks.
+ *   Q6_Kx8 (1680 bytes): f16 d[8]; then the int8 scales, 16 bytes per pair
+ *     of sub-blocks j (columns 32j..32j+31): byte 2r + k is row r's scale of
+ *     sub-block 2j + k (sign-extended to 16 bits, lane r holds both); then 8
+ *     parts of 32 columns, 192 bytes each: the low 4 bits of the 6-bit
+ *     quants (q + 32, 0..63) as 4 chunks laid out as Q4_0x8's, then 2 x 32
+ *     bytes of high 2 bits: byte i of half e has those of chunk 2e + k's low
+ *     nibble at bits 4k + 0-1, of its high nibble at bits 4k + 2-3.
+ * K-quant x8 matrices take Q8_K activations, as their one-row kernels do:
+ * the per-16 sums (bsums) give the Q4_K mins and the Q6_K offset of -32.
+ */
+
+/* position of (sub-block s % 4, row r) in a Q4_Kx8 scale half */
+#define KX8_POS(s, r) (16 * ((r) / 4) + 4 * ((s) % 4) + (r) % 4)
+
+static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
+    const int bb = x8_block_bytes(type), sb = bb / 8, q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
+    for (int b = 0; b < nb; b++) {
+        uint8_t *o = dst + (size_t)b * (size_t)bb;
+        if (type != SLM_TYPE_Q6_K) memset(o + 96, 0, 32); /* the high-bit bytes are or-ed */
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb;
+            if (type != SLM_TYPE_Q6_K) {
+                memcpy(o + 2 * r, q, 2);
+                memcpy(o + 16 + 2 * r, q + 2, 2);
+                for (int s = 0; s < 8; s++) {
+                    int sc, m;
+                    k4_scale_min(q + 4, s, &sc, &m);
+                    o[32 + 32 * (s / 4) + KX8_POS(s, r)] = (uint8_t)((sc & 15) | (m & 15) << 4);
+                    o[96 + KX8_POS(s, r)] |= (uint8_t)(((sc >> 4) | (m >> 4) << 2) << (4 * (s / 4)));
+                }
+                const uint8_t *qs = q + (q5 ? 48 : 16), *qh = q + 16;
+                for (int s = 0; s < 8; s++) { /* sub-block s: nibble s % 2 of qs[32 (s / 2) + l], bit s of qh[l] */
+                    uint8_t *os = o + 128 + sbb * s;
+                    for (int c = 0; c < 4; c++)
+                        for (int j = 0; j < 4; j++) {
+                            const int lo = (qs[32 * (s / 2) + 8 * c + j] >> (4 * (s % 2))) & 15;
+                            const int hi = (qs[32 * (s / 2) + 8 * c + 4 + j] >> (4 * (s % 2))) & 15;
+                            os[(q5 ? 32 : 0) + 32 * c + 4 * r + j] = (uint8_t)(lo | hi << 4);
+                        }
+                    if (q5)
+                        for (int j = 0; j < 4; j++) {
+                            uint8_t h = 0;
+                            for (int c = 0; c < 4; c++)
+                                h |= (uint8_t)(((qh[8 * c + j] >> s) & 1) << c | ((qh[8 * c + 4 + j] >> s) & 1) << (4 + c));
+                            os[4 * r + j] = h;
+                        }
+                }
+            } else { /* Q6_K */
+                const uint8_t *ql = q, *qh = q + 128;
+                memcpy(o + 2 * r, q + 208, 2);
+                for (int s = 0; s < 16; s++) o[16 + 16 * (s / 2) + 2 * r + s % 2] = q[192 + s];
+                for (int p = 0; p < 8; p++) { /* columns 32p + l: i = 128h + 32k + l with p = 4h + k */
+                    const int h = p / 4, k = p % 4;
+                    uint8_t *op = o + 144 + 192 * p;
+                    uint8_t v[32];
+                    for (int l = 0; l < 32; l++)
+                        v[l] = (uint8_t)(((ql[64 * h + 32 * (k & 1) + l] >> (4 * (k / 2))) & 15) |
+                                         ((qh[32 * h + l] >> (2 * k)) & 3) << 4);
+                    for (int c = 0; c < 4; c++)
+                        for (int j = 0; j < 4; j++) {
+                            const int lo = v[8 * c + j], hi = v[8 * c + 4 + j];
+                            op[32 * c + 4 * r + j] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+                            uint8_t *hb = op + 128 + 32 * (c / 2) + 4 * r + j;
+                            if (c % 2 == 0) *hb = 0;
+                            *hb |= (uint8_t)(((lo >> 4) | (hi >> 4) << 2) << (4 * (c % 2)));
+                        }
+                }
+            }
+        }
+    }
+}
+
+static void kx8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_t *row) {
+    const int bb = x8_block_bytes(type), sb = bb / 8, r = lane, q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *o = grp + (size_t)b * (size_t)bb;
+        uint8_t *q = row + (size_t)b * (size_t)sb;
+        if (type != SLM_TYPE_Q6_K) {
+            int sc[8], m[8];
+            memcpy(q, o + 2 * r, 2);
+            memcpy(q + 2, o + 16 + 2 * r, 2);
+            for (int s = 0; s < 8; s++) {
+                const int lo = o[32 + 32 * (s / 4) + KX8_POS(s, r)], hi = o[96 + KX8_POS(s, r)] >> (4 * (s / 4));
+                sc[s] = (lo & 15) | (hi & 3) << 4;
+                m[s] = (lo >> 4) | ((hi >> 2) & 3) << 4;
+            }
+            for (int s = 0; s < 4; s++) { /* the 12-byte table of k4_scale_min */
+                q[4 + s] = (uint8_t)(sc[s] | (sc[s + 4] >> 4) << 6);
+                q[8 + s] = (uint8_t)(m[s] | (m[s + 4] >> 4) << 6);
+                q[12 + s] = (uint8_t)((sc[s + 4] & 15) | (m[s + 4] & 15) << 4);
+            }
+            uint8_t *qs = q + (q5 ? 48 : 16), *qh = q + 16;
+            memset(q + 16, 0, q5 ? 160 : 128);
+            for (int s = 0; s < 8; s++) {
+                const uint8_t *os = o + 128 + sbb * s;
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < 4; j++) {
+                        const int v = os[(q5 ? 32 : 0) + 32 * c + 4 * r + j];
+                        qs[32 * (s / 2) + 8 * c + j] |= (uint8_t)((v & 15) << (4 * (s % 2)));
+                        qs[32 * (s / 2) + 8 * c + 4 + j] |= (uint8_t)((v >> 4) << (4 * (s % 2)));
+                        if (q5) {
+                            const int h = os[4 * r + j];
+                            qh[8 * c + j] |= (uint8_t)(((h >> c) & 1) << s);
+                            qh[8 * c + 4 + j] |= (uint8_t)(((h >> (4 + c)) & 1) << s);
+                        }
+                    }
+            }
+        } else { /* Q6_K */
+            uint8_t *ql = q, *qh = q + 128;
+            memset(q, 0, 192);
+            memcpy(q + 208, o + 2 * r, 2);
+            for (int s = 0; s < 16; s++) q[192 + s] = o[16 + 16 * (s / 2) + 2 * r + s % 2];
+            for (int p = 0; p < 8; p++) {
+                const int h = p / 4, k = p % 4;
+                const uint8_t *op = o + 144 + 192 * p;
+                uint8_t v[32];
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < 4; j++) {
+                        const int n4 = op[32 * c + 4 * r + j], hb = op[128 + 32 * (c / 2) + 4 * r + j] >> (4 * (c % 2));
+                        v[8 * c + j] = (uint8_t)((n4 & 15) | (hb & 3) << 4);
+                        v[8 * c + 4 + j] = (uint8_t)((n4 >> 4) | ((hb >> 2) & 3) << 4);
+                    }
+                for (int l = 0; l < 32; l++) {
+                    ql[64 * h + 32 * (k & 1) + l] |= (uint8_t)((v[l] & 15) << (4 * (k / 2)));
+                    qh[32 * h + l] |= (uint8_t)((v[l] >> 4) << (2 * k));
+                }
+            }
+        }
+    }
 }
 
 /* Rearrange 8 GGUF rows (rb bytes apart, nb blocks each) into one x8 group.
    (Done for every matrix at load: written for speed, per row and block.) */
 static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
+    if (is_kx8(type)) {
+        kx8_pack(type, src, rb, nb, dst);
+        return;
+    }
     const int bb = x8_block_bytes(type), sb = bb / 8; /* group block, GGUF block */
     const int q5 = type == SLM_TYPE_Q5_0, qs_at = q5 ? 6 : 2, nib_at = q5 ? 48 : 16;
     for (int b = 0; b < nb; b++) {
@@ -2648,6 +2804,10 @@ static size_t act_row_bytes(int dt, int64_t n) {
 
 /* The GGUF bytes of row `lane` (0-7) of an x8 group, as x8_pack's inverse. */
 static void x8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_t *row) {
+    if (is_kx8(type)) {
+        kx8_unpack_row(type, grp, lane, nb, row);
+        return;
+    }
     const int bb = x8_block_bytes(type), sb = bb / 8;
     for (int b = 0; b < nb; b++) {
         const uint8_t *o = grp + (size_t)b * (size_t)bb;
@@ -3740,6 +3900,78 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
 }
 
 
+/* K-quant x8 groups (section 5) against nt <= 4 Q8_K rows: the reference of
+   the SIMD x8 kernels, which give its bits (for the tests: scalar builds
+   keep the GGUF layout and the one-row kernels). Per super-block, row and token
+   the integer sums are exact; the float steps are Q4_K: y += (d_w d_a) isum
+   then y -= (dmin_w d_a) msum (two FMAs), Q5_K likewise; Q6_K: y += (d_w d_a) (isum - 32
+   osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
+   the activations, osum the scales times the activations' 16-sums. */
+static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                         int64_t ldy) {
+    const int bb = x8_block_bytes(type);
+    float acc[4][8] = {{0}};
+    for (int b = 0; b < n / QK_K; b++, w += bb) {
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb + (size_t)b * 292;
+            const int8_t *aq = (const int8_t *)(at + 4);
+            const float da = ld_f32(at);
+            for (int r = 0; r < 8; r++) {
+                int32_t isum = 0, msum = 0;
+                if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K */
+                    const int q5 = type == SLM_TYPE_Q5_K;
+                    for (int s = 0; s < 8; s++) {
+                        const int lo = w[32 + 32 * (s / 4) + KX8_POS(s, r)], hi = w[96 + KX8_POS(s, r)] >> (4 * (s / 4));
+                        const int sc = (lo & 15) | (hi & 3) << 4, m = (lo >> 4) | ((hi >> 2) & 3) << 4;
+                        const uint8_t *os = w + 128 + (q5 ? 160 : 128) * s;
+                        int32_t dot = 0;
+                        for (int c = 0; c < 4; c++)
+                            for (int j = 0; j < 4; j++) {
+                                const int v = os[(q5 ? 32 : 0) + 32 * c + 4 * r + j], h = q5 ? os[4 * r + j] : 0;
+                                const int ql = (v & 15) | ((h >> c) & 1) << 4, qh = (v >> 4) | ((h >> (4 + c)) & 1) << 4;
+                                dot += ql * aq[32 * s + 8 * c + j] + qh * aq[32 * s + 8 * c + 4 + j];
+                            }
+                        isum += sc * dot;
+                        msum += m * ((int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s));
+                    }
+                    const float dw = ld_f16(w + 2 * r), dm = ld_f16(w + 16 + 2 * r);
+                    acc[t][r] = fmaf(dw * da, (float)isum, acc[t][r]);
+                    acc[t][r] = fmaf(-(dm * da), (float)msum, acc[t][r]);
+                } else { /* Q6_K */
+                    for (int s = 0; s < 16; s++) {
+                        const int sc = (int8_t)w[16 + 16 * (s / 2) + 2 * r + s % 2];
+                        const uint8_t *op = w + 144 + 192 * (s / 2);
+                        int32_t dot = 0;
+                        for (int c = 2 * (s % 2); c < 2 * (s % 2) + 2; c++)
+                            for (int j = 0; j < 4; j++) {
+                                const int v = op[32 * c + 4 * r + j], hb = op[128 + 32 * (c / 2) + 4 * r + j] >> (4 * (c % 2));
+                                const int col = 32 * (s / 2) + 8 * c + j;
+                                dot += ((v & 15) | (hb & 3) << 4) * aq[col] + ((v >> 4) | ((hb >> 2) & 3) << 4) * aq[col + 4];
+                            }
+                        isum += sc * dot;
+                        msum += sc * (int16_t)ld_u16(at + 260 + 2 * s);
+                    }
+                    acc[t][r] = fmaf(ld_f16(w + 2 * r) * da, (float)(isum - 32 * msum), acc[t][r]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < 8; r++) y[t * ldy + r] = acc[t][r];
+}
+
+static SLM_UNUSED void gemm_q4_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q4_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static SLM_UNUSED void gemm_q5_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q5_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static SLM_UNUSED void gemm_q6_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q6_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
 /* -------------------------------------------------------------------------- */
 /* 6b. x86-64 AVX2 (+FMA, F16C)                                               */
 /* -------------------------------------------------------------------------- */
@@ -4683,6 +4915,163 @@ static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
     else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
+/* K-quant x8 (layouts in section 5), with gemm_kx8_ref's bits. Per
+   sub-block the maddubs sums stay 16-bit (Q4_K: 8 x 15 * 127 * 2 = 30480;
+   Q6_K: 2 x 63 * 127 * 2 = 32004 per madd), then one madd multiplies them
+   by the sub-block scale, which one pshufb puts into both 16-bit halves of
+   each row's lane. */
+
+/* pshufb mask: in both 128-bit halves, lane r (row r % 4 of the half) gets
+   16-bit values from bytes 4 s0 + r and 4 s1 + r (Q4_Kx8 scale positions) */
+static inline __m256i kx8_mask_avx2(int s0, int s1) {
+    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80008000u | (unsigned)(4 * s0) | (unsigned)(4 * s1) << 16)),
+                            _mm256_setr_epi32(0, 0x10001, 0x20002, 0x30003, 0, 0x10001, 0x20002, 0x30003));
+}
+
+/* Q4_Kx8 (q5 = 0) and Q5_Kx8 (q5 = 1: the fifth bits as in Q5_0x8, and a
+   madd every 2 chunks: 4 x 31 * 127 * 2 = 31496) */
+SLM_INLINE void gemm_q45_kx8_avx2_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                     int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
+        /* the 6-bit scales and mins of 4 sub-blocks x 8 rows per vector */
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
+        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
+                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
+        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 128 + sbb * s;
+            _mm_prefetch((const char *)ws + bb + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + bb + 128 + 64, _MM_HINT_T0);
+            if (q5) _mm_prefetch((const char *)ws + bb + 128 + 128, _MM_HINT_T0);
+            const __m256i scv = _mm256_shuffle_epi8(sc[s / 4], kx8_mask_avx2(s % 4, s % 4));
+            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
+            __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int c = 0; c < 4; c++) {
+                __m256i lo, hi;
+                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi); /* its nibbles at ws + 32 */
+                else {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
+                }
+                if (c == 3 || (q5 && c == 1)) {
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++)
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv)), s16[t] = _mm256_setzero_si256();
+                }
+            }
+        }
+        /* mins: pairs of sub-blocks (m[2j], m[2j+1]) against the pairs of
+           32-sums of the activations (from Q8_K's 16-sums) */
+        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
+                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
+                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
+            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
+            const __m256 da = _mm256_set1_ps(ld_f32(at));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q5_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* the 6-bit quants of one Q6_Kx8 chunk pair (16 columns): low nibbles of
+   chunks v0, v1 with their 2-bit halves from h */
+static inline void q6_kx8_quants_avx2(const uint8_t *wp, int k, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(wp + 128 + 32 * k));
+    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k)), v1 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k + 32));
+    q[0] = _mm256_or_si256(_mm256_and_si256(v0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(v1, m4), _mm256_and_si256(h, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+}
+
+SLM_INLINE void gemm_q6_kx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    /* lane r: the 16-bit scale k of the pair (sc[2j][r], sc[2j+1][r]), twice */
+    const __m256i pick0 = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c, 0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c);
+    const __m256i pick1 = _mm256_add_epi8(pick0, _mm256_set1_epi8(2));
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i osum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *wp = w + 144 + 192 * p;
+            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                osum[t] = _mm256_add_epi32(osum[t], _mm256_madd_epi16(scp, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * p))));
+            for (int k = 0; k < 2; k++) {
+                __m256i q[4];
+                q6_kx8_quants_avx2(wp, k, q);
+                const __m256i scv = _mm256_shuffle_epi8(scp, k ? pick1 : pick0);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                    const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(q[0], _mm256_set1_epi32((int)ld_u32(at))),
+                                                        _mm256_maddubs_epi16(q[1], _mm256_set1_epi32((int)ld_u32(at + 4))));
+                    const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(q[2], _mm256_set1_epi32((int)ld_u32(at + 8))),
+                                                        _mm256_maddubs_epi16(q[3], _mm256_set1_epi32((int)ld_u32(at + 12))));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p0, scv), _mm256_madd_epi16(p1, scv)));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const __m256i tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(osum[t], 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q6_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
 
 /* --- prefill GEMM (section 7, matmul_gemm) ------------------------------------
    16 weight rows against every token of a batch in one call (the AVX-512
@@ -5017,6 +5406,143 @@ static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb,
     if (nt == 1) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
     else if (nt == 4) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* K-quant x8 (layouts in section 5): as the AVX2 kernels, with vpdpbusd
+   taking a sub-block's (or a 16-column sub-block's) unsigned quants times
+   the activations straight into each row's int32 lane; the sub-block scale
+   then multiplies the lane (vpmulld). Same integer sums and float steps as
+   gemm_kx8_ref, so the same bits. */
+
+/* pshufb mask: lane r of each 128-bit half gets byte 4 s + r (zero-extended) */
+static inline __m256i kx8_mask32_avx512(int s) {
+    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80808000u | (unsigned)(4 * s))), _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
+}
+
+/* Q4_Kx8 (q5 = 0), Q5_Kx8 (q5 = 1) */
+SLM_INLINE void gemm_q45_kx8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                       int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
+        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
+                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
+        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 128 + sbb * s;
+            _mm_prefetch((const char *)ws + bb + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + bb + 128 + 64, _MM_HINT_T0);
+            if (q5) _mm_prefetch((const char *)ws + bb + 128 + 128, _MM_HINT_T0);
+            const __m256i sc32 = _mm256_shuffle_epi8(sc[s / 4], kx8_mask32_avx512(s % 4));
+            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
+            /* two chains per token (vpdpbusd's latency) */
+            __m256i s32[4][2];
+            for (int t = 0; t < 4; t++) s32[t][0] = s32[t][1] = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i lo, hi;
+                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi);
+                else {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    s32[t][0] = _mm256_dpbusd_epi32(s32[t][0], lo, _mm256_set1_epi32((int)ld_u32(at)));
+                    s32[t][1] = _mm256_dpbusd_epi32(s32[t][1], hi, _mm256_set1_epi32((int)ld_u32(at + 4)));
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s32[t][0], s32[t][1]), sc32));
+        }
+        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
+                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
+                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
+            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
+            const __m256 da = _mm256_set1_ps(ld_f32(at));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q5_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+SLM_INLINE void gemm_q6_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i osum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *wp = w + 144 + 192 * p;
+            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
+            /* lane r: (sc[2p][r], sc[2p+1][r]) as int16 */
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                osum[t] = _mm256_add_epi32(osum[t], _mm256_madd_epi16(scp, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * p))));
+            for (int k = 0; k < 2; k++) {
+                __m256i q[4];
+                q6_kx8_quants_avx2(wp, k, q);
+                const __m256i sc32 = k ? _mm256_srai_epi32(scp, 16) : _mm256_srai_epi32(_mm256_slli_epi32(scp, 16), 16);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                    __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[0], _mm256_set1_epi32((int)ld_u32(at)));
+                    __m256i s1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[1], _mm256_set1_epi32((int)ld_u32(at + 4)));
+                    s0 = _mm256_dpbusd_epi32(s0, q[2], _mm256_set1_epi32((int)ld_u32(at + 8)));
+                    s1 = _mm256_dpbusd_epi32(s1, q[3], _mm256_set1_epi32((int)ld_u32(at + 12)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s0, s1), sc32));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const __m256i tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(osum[t], 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q6_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* --- K-quants (Q8_K activations) ----------------------------------------------
@@ -7197,6 +7723,145 @@ X8_NEON_ENTRY(gemm_q4_0x8_dotprod, SLM_TYPE_Q4_0)
 X8_NEON_ENTRY(gemm_q5_0x8_dotprod, SLM_TYPE_Q5_0)
 X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
 #undef X8_NEON_ENTRY
+
+/* K-quant x8 (layouts in section 5) with SDOT, gemm_kx8_ref's bits: lanes
+   are rows (x = 0: rows 0-3, x = 1: rows 4-7). Q4_K (Q5_K): the nibbles (5-bit values) go in as
+   non-negative int8, each sub-block's sum is multiplied by its scale (one
+   table lookup of the decoded scales), the mins come from Q8_K's 16-sums.
+   Q6_K: the quants go in as signed q - 32, which is the same integer as
+   the reference's isum - 32 osum. */
+static SLM_ALWAYS_INLINE void gemm_kx8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
+                                            float *y, int64_t ldy) {
+    const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30);
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / QK_K; b++, a += 292) {
+        int32x4_t is[4][2];
+        for (int t = 0; t < 4; t++) is[t][0] = is[t][1] = vdupq_n_s32(0);
+        if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K (q5: the fifth bits as in Q5_0x8) */
+            const int q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
+            uint8x16_t sc[2][2], mn[2][2]; /* [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7] */
+            for (int x = 0; x < 2; x++) {
+                const uint8x16_t l0 = vld1q_u8(w + 32 + 16 * x), l1 = vld1q_u8(w + 64 + 16 * x), h = vld1q_u8(w + 96 + 16 * x);
+                sc[0][x] = vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m30));
+                sc[1][x] = vorrq_u8(vandq_u8(l1, m4), vandq_u8(h, m30));
+                mn[0][x] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(vshlq_n_u8(h, 2), m30));
+                mn[1][x] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
+            }
+            int32x4_t ms[4][2];
+            for (int t = 0; t < 4; t++) ms[t][0] = ms[t][1] = vdupq_n_s32(0);
+            SLM_UNROLL(8)
+            for (int s = 0; s < 8; s++) {
+                /* lane r: byte 4 (s % 4) + r, zero-extended (out-of-range indices give 0) */
+                const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (s % 4))),
+                                                                       vcombine_u32(vcreate_u32(0x100000000ull), vcreate_u32(0x300000002ull))));
+                int32x4_t sc32[2], mn32[2];
+                for (int x = 0; x < 2; x++) {
+                    sc32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(sc[s / 4][x], pick));
+                    mn32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(mn[s / 4][x], pick));
+                }
+                int32x4_t d[4][2];
+                for (int t = 0; t < 4; t++) d[t][0] = d[t][1] = vdupq_n_s32(0);
+                const uint8_t *ws = w + 128 + sbb * s, *wn = ws + (q5 ? 32 : 0);
+                const uint8x16_t h0 = q5 ? vld1q_u8(ws) : vdupq_n_u8(0), h1 = q5 ? vld1q_u8(ws + 16) : vdupq_n_u8(0);
+                SLM_UNROLL(4)
+                for (int c = 0; c < 4; c++) {
+                    const uint8x16_t v0 = vld1q_u8(wn + 32 * c), v1 = vld1q_u8(wn + 16 + 32 * c);
+                    uint8x16_t l0 = vandq_u8(v0, m4), u0 = vshrq_n_u8(v0, 4), l1 = vandq_u8(v1, m4), u1 = vshrq_n_u8(v1, 4);
+                    if (q5) { /* bit c (low nibbles) or 4 + c (high) to bit 4 */
+                        const uint8x16_t b4 = vdupq_n_u8(16);
+                        const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
+                        l0 = vorrq_u8(l0, vandq_u8(vshlq_u8(h0, up), b4)), l1 = vorrq_u8(l1, vandq_u8(vshlq_u8(h1, up), b4));
+                        u0 = vorrq_u8(u0, vandq_u8(vshlq_u8(h0, down), b4)), u1 = vorrq_u8(u1, vandq_u8(vshlq_u8(h1, down), b4));
+                    }
+                    const int8x16_t lo0 = vreinterpretq_s8_u8(l0), hi0 = vreinterpretq_s8_u8(u0);
+                    const int8x16_t lo1 = vreinterpretq_s8_u8(l1), hi1 = vreinterpretq_s8_u8(u1);
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++) {
+                        const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                        const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                        const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                        d[t][0] = SDOT_NEON(SDOT_NEON(d[t][0], lo0, al), hi0, ah);
+                        d[t][1] = SDOT_NEON(SDOT_NEON(d[t][1], lo1, al), hi1, ah);
+                    }
+                }
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb;
+                    const int32_t bs = (int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s);
+                    for (int x = 0; x < 2; x++) {
+                        is[t][x] = vmlaq_s32(is[t][x], d[t][x], sc32[x]);
+                        ms[t][x] = vmlaq_n_s32(ms[t][x], mn32[x], bs);
+                    }
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
+                for (int x = 0; x < 2; x++) {
+                    acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
+                    acc[t][x] = vfmsq_f32(acc[t][x], vcvtq_f32_s32(ms[t][x]), vmulq_f32(ld_f16_neon(w + 16 + 8 * x), da));
+                }
+            }
+            w += q5 ? 1408 : 1152;
+        } else { /* Q6_K */
+            const uint8x16_t b32 = vdupq_n_u8(32);
+            SLM_UNROLL(8)
+            for (int p = 0; p < 8; p++) {
+                const uint8_t *wp = w + 144 + 192 * p;
+                int32x4_t sc32[2][2]; /* [k][x]: row lanes of sub-block 2p + k */
+                for (int x = 0; x < 2; x++) {
+                    const int32x4_t pr = vreinterpretq_s32_s16(vmovl_s8(vld1_s8((const int8_t *)w + 16 + 16 * p + 8 * x)));
+                    sc32[0][x] = vshrq_n_s32(vshlq_n_s32(pr, 16), 16), sc32[1][x] = vshrq_n_s32(pr, 16);
+                }
+                for (int k = 0; k < 2; k++) {
+                    int8x16_t q[2][4];
+                    for (int x = 0; x < 2; x++) {
+                        const uint8x16_t h = vld1q_u8(wp + 128 + 32 * k + 16 * x);
+                        const uint8x16_t v0 = vld1q_u8(wp + 64 * k + 16 * x), v1 = vld1q_u8(wp + 64 * k + 32 + 16 * x);
+                        q[x][0] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v0, m4), vandq_u8(vshlq_n_u8(h, 4), m30)), b32));
+                        q[x][1] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v0, 4), vandq_u8(vshlq_n_u8(h, 2), m30)), b32));
+                        q[x][2] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v1, m4), vandq_u8(h, m30)), b32));
+                        q[x][3] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v1, 4), vandq_u8(vshrq_n_u8(h, 2), m30)), b32));
+                    }
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++) {
+                        const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                        const int8x16_t a0 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                        const int8x16_t a1 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                        const int8x16_t a2 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 8)));
+                        const int8x16_t a3 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 12)));
+                        for (int x = 0; x < 2; x++) {
+                            int32x4_t d = SDOT_NEON(SDOT_NEON(vdupq_n_s32(0), q[x][0], a0), q[x][1], a1);
+                            d = SDOT_NEON(SDOT_NEON(d, q[x][2], a2), q[x][3], a3);
+                            is[t][x] = vmlaq_s32(is[t][x], d, sc32[k][x]);
+                        }
+                    }
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
+                for (int x = 0; x < 2; x++)
+                    acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
+            }
+            w += 1680;
+        }
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+#define KX8_NEON_ENTRY(name, type)                                                                                   \
+    static SLM_TARGET_DOTPROD void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
+        if (nt == 1) gemm_kx8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                              \
+        else if (nt == 4) gemm_kx8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                         \
+        else gemm_kx8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                     \
+    }
+KX8_NEON_ENTRY(gemm_q4_kx8_dotprod, SLM_TYPE_Q4_K)
+KX8_NEON_ENTRY(gemm_q5_kx8_dotprod, SLM_TYPE_Q5_K)
+KX8_NEON_ENTRY(gemm_q6_kx8_dotprod, SLM_TYPE_Q6_K)
+#undef KX8_NEON_ENTRY
 #endif /* SLM_NEON_DOTPROD */
 
 #ifdef SLM_NEON_I8MM
@@ -7851,7 +8516,8 @@ static const kernel_table KERNELS_AVX2 = {
              [SLM_TYPE_Q2_K] = dot4_q2_k_avx2, [SLM_TYPE_Q3_K] = dot4_q3_k_avx2, [SLM_TYPE_Q4_K] = dot4_q4_k_avx2,
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2},
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2,
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx2,
                     [SLM_TYPE_Q6_K] = gemm16_q6_k_avx2},
     .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
@@ -7880,7 +8546,8 @@ static const kernel_table KERNELS_AVX512 = {
              [SLM_TYPE_Q2_K] = dot4_q2_k_avx512, [SLM_TYPE_Q3_K] = dot4_q3_k_avx512, [SLM_TYPE_Q4_K] = dot4_q4_k_avx512,
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512},
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx512,
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512},
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx512,
                   [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx512},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx512, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx512,
@@ -7935,7 +8602,8 @@ static const kernel_table KERNELS_DOTPROD = {
              [SLM_TYPE_Q4_K] = dot4_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot4_q5_k_dotprod,
              [SLM_TYPE_Q6_K] = dot4_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_dotprod},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod},
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod, [SLM_TYPE_Q4_K] = gemm_q4_kx8_dotprod,
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_dotprod, [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
 };
 #endif
 
@@ -8435,7 +9103,7 @@ static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
 }
 
 /* The activation format a matrix multiplies with. */
-static int act_type(const weight *w) { return w->x8 ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
+static int act_type(const weight *w) { return w->x8 && !is_kx8(w->type) ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
 
 /* --- work units ---------------------------------------------------------------
    Each operator of the forward pass is cut into units (a chunk of a

@@ -119,6 +119,9 @@ static int avx512_kernels(int type, kset *k, gemm_x8_fn *x8) {
     if (type == SLM_TYPE_Q4_0) *x8 = gemm_q4_0x8_avx512;
     if (type == SLM_TYPE_Q8_0) *x8 = gemm_q8_0x8_avx512;
     if (type == SLM_TYPE_Q5_0) *x8 = gemm_q5_0x8_avx512;
+    if (type == SLM_TYPE_Q4_K) *x8 = gemm_q4_kx8_avx512;
+    if (type == SLM_TYPE_Q5_K) *x8 = gemm_q5_kx8_avx512;
+    if (type == SLM_TYPE_Q6_K) *x8 = gemm_q6_kx8_avx512;
     return k->dot != NULL || *x8 != NULL;
 #else
     (void)type;
@@ -141,7 +144,7 @@ static void run(const kset *k, const weight *w, const float *x, uint8_t *xq, siz
         int64_t t0, t1, r0, r1;
         bsplit(n_tok, ith, nt, &t0, &t1);
         for (int64_t t = t0; t < t1; t++) {
-            if (w->x8) act_from_float(&KT, ACT_Q8_0X, x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
+            if (w->x8) act_from_float(&KT, act_type(w), x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
             else k->conv(x + t * w->n_in, xq + (size_t)t * xq_rb, w->n_in);
         }
 #if SLM_OPENMP
@@ -329,9 +332,9 @@ int main(int argc, char **argv) {
             if (k8 && N % 8 == 0) {
                 weight w8 = w;
                 uint8_t *g = (uint8_t *)malloc(w.rb * (size_t)N);
-                for (int64_t r = 0; r < N; r += 8) x8_pack(type, wd + (size_t)r * w.rb, w.rb, (int)(K / 32), g + (size_t)r * w.rb);
+                for (int64_t r = 0; r < N; r += 8) x8_pack(type, wd + (size_t)r * w.rb, w.rb, (int)(K / type_size_of(type)->blck), g + (size_t)r * w.rb);
                 w8.data = g, w8.x8 = k8;
-                const size_t x8_rb = act_row_bytes(ACT_Q8_0X, K);
+                const size_t x8_rb = act_row_bytes(act_type(&w8), K);
                 run(&ks, &w8, x, xq, x8_rb, T, y, 1);
                 md = 0;
                 for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y[i] - y2[i]));

@@ -865,6 +865,7 @@ static void check_default_threads(void) {
 
 #include "test_kernels_avx512.c"
 #include "test_kernels_gemm.c"
+#include "test_kernels_kx8.c"
 
 void test_kernels(void) {
     printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
@@ -875,6 +876,7 @@ void test_kernels(void) {
     check_types();
     check_onehot();
     check_writer_fallbacks();
+    check_kx8_layout();
     check_default_threads();
     /* every kernel table this build has and this CPU runs, against the
        references; the ones it cannot run are named and skipped */
@@ -895,6 +897,7 @@ void test_kernels(void) {
         check_simd_dots(&kt);
         check_x8(&kt);
         check_gemm16(&kt);
+        check_kx8(&kt);
         check_dot_rows(&kt);
         check_exp_sum(&kt);
     }

@@ -33,7 +33,9 @@ static const fixture FIXTURES[] = {
     {"tiny-llama-Q5_1", 3e-2, 1},
     {"tiny-llama-Q2_K", 3e-2, 1},
     {"tiny-llama-Q3_K", 3e-2, 1},
-    {"tiny-llama-Q4_K", 3e-2, 1},
+    /* 2: the one-row Q4_K kernels (the unrepacked, memory-loaded model)
+       land 1.1e-2 from llama.cpp, the x8 kernels 3e-7 */
+    {"tiny-llama-Q4_K", 3e-2, 2},
     {"tiny-llama-Q5_K", 3e-2, 1},
     {"tiny-llama-Q6_K", 3e-2, 1},
     {"tiny-llama-IQ4_NL", 3e-2, 1},
