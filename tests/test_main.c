@@ -21,6 +21,7 @@ void test_state(void);
 void test_grammar(void);
 void test_embedding(void);
 void test_families(void);
+void test_book(void);
 
 static const struct {
     const char *name;
@@ -43,6 +44,7 @@ static const struct {
     {"grammar", test_grammar},
     {"embedding", test_embedding},
     {"families", test_families},
+    {"book", test_book},
 };
 
 int main(int argc, char **argv) {
