@@ -1505,10 +1505,46 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
  * w->st / w->err and later calls do nothing, so callers check once.
  */
 
-/* Output files, the writer's and the quantizer's only contact with stdio.
-   SLM_NO_STDIO builds have none: opening fails (slm_quantize_file says so
-   before it gets here). */
+/* Files: slm's only contact with stdio (models, session state, output
+   files). SLM_NO_STDIO builds have none: the file calls say so before they
+   get here. */
 #if !defined(SLM_NO_STDIO)
+#include <errno.h>
+#if defined(__unix__) || defined(__APPLE__)
+#define SLM_POSIX_FILES 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* O_TMPFILE has the generic value on these Linux targets (glibc only
+   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
+   the open, and a named temporary file is used instead. */
+#if defined(__linux__) && defined(O_DIRECTORY)
+#if defined(O_TMPFILE)
+#define SLM_O_TMPFILE O_TMPFILE
+#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
+    defined(__s390x__)
+#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
+#endif
+#endif
+#endif
+
+/* An errno or a Windows error as text, for messages. */
+static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
+
+#if defined(_WIN32)
+static const char *win_reason(DWORD e) {
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
+    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
+    case ERROR_ACCESS_DENIED: return "Permission denied";
+    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
+    case ERROR_WRITE_PROTECT: return "Read-only file system";
+    default: return "Windows error";
+    }
+}
+#endif
+
 /* Files by UTF-8 name on every platform. Windows: the name goes through
    the wide-character calls (a name that is not valid UTF-8 is taken in the
    ANSI code page, as by the narrow calls), offsets are 64-bit. */
@@ -1592,25 +1628,6 @@ static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (vo
      index), so ./x, dir/../x, a symlink or a hard link to the input are all
      refused before anything is written. */
 #if !defined(SLM_NO_STDIO)
-#include <errno.h>
-#if defined(__unix__) || defined(__APPLE__)
-#define SLM_POSIX_FILES 1
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-/* O_TMPFILE has the generic value on these Linux targets (glibc only
-   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
-   the open, and a named temporary file is used instead. */
-#if defined(__linux__) && defined(O_DIRECTORY)
-#if defined(O_TMPFILE)
-#define SLM_O_TMPFILE O_TMPFILE
-#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
-    defined(__s390x__)
-#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
-#endif
-#endif
-#endif
-
 enum { OF_RENAME, OF_DIRECT };
 #define OF_BUF ((size_t)1 << 16)
 
@@ -1637,21 +1654,7 @@ typedef struct ofile {
     slm_error *err;
 } ofile;
 
-static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
-
 #if defined(_WIN32)
-static const char *win_reason(DWORD e) {
-    switch (e) {
-    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
-    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
-    case ERROR_ACCESS_DENIED: return "Permission denied";
-    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
-    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
-    case ERROR_WRITE_PROTECT: return "Read-only file system";
-    default: return "Windows error";
-    }
-}
-
 /* A handle by UTF-8 name (ANSI if the name is not UTF-8). */
 static HANDLE win_open(const allocator *a, const char *path, DWORD access, DWORD disp, DWORD flags, int *oom) {
     size_t nb = 0;
@@ -8665,7 +8668,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
  * the flags of ENC_ARCHS and the optional tensors bound here select
  * BERT's learned positions, token types, embedding LayerNorm, biases and
  * post-residual LayerNorms, and gemma-embedding's dense layers after
- * pooling. Pooling itself is in section 9 (slm_embed).
+ * pooling. Pooling itself is in section 13b (slm_embed).
  */
 
 static slm_status load_embedding_hparams(slm_model *m, slm_error *err) {
