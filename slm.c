@@ -1627,6 +1627,9 @@ static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (vo
      identity, not by name (device + inode; Windows: volume serial + file
      index), so ./x, dir/../x, a symlink or a hard link to the input are all
      refused before anything is written. */
+
+/* An output file being written (of_open, of_write, of_commit, of_abort);
+   the session state, the GGUF writer and the quantizer hold one. */
 #if !defined(SLM_NO_STDIO)
 enum { OF_RENAME, OF_DIRECT };
 #define OF_BUF ((size_t)1 << 16)
@@ -1653,7 +1656,9 @@ typedef struct ofile {
     slm_status st;
     slm_error *err;
 } ofile;
+#endif
 
+#if !defined(SLM_NO_STDIO)
 #if defined(_WIN32)
 /* A handle by UTF-8 name (ANSI if the name is not UTF-8). */
 static HANDLE win_open(const allocator *a, const char *path, DWORD access, DWORD disp, DWORD flags, int *oom) {
