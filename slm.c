@@ -101,7 +101,7 @@
 #endif
 
 /* Windows: UTF-8 paths through the wide-character calls, 64-bit file
-   offsets, copy-on-write file mapping (section 8, loading). */
+   offsets, copy-on-write file mapping (wide_path, map_file). */
 #if defined(_WIN32)
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
