@@ -17433,6 +17433,7 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
     gw_write_header_of(&w, &of);
     st = quant_tensors(&w, g, types, params, &m->a, stats);
 #else
+    (void)quant_tensors;
     st = seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", out);
 #endif
 
