@@ -44,8 +44,8 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_robust.c tests/gguf_build.c tests/test_tokenizer.c tests/test_sampler.c tests/test_generate.c \
            tests/test_quant.c tests/vocab_build.c tests/test_chat.c tests/test_embed.c tests/test_files.c \
            tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
-           tests/test_embedding.c tests/test_families.c tests/test_vocab_views.c tests/test_pretok.c tests/test_chat_think.c \
-           tests/test_gemm_models.c
+           tests/test_embedding.c tests/test_families.c tests/test_vocab_views.c tests/test_pretok.c \
+           tests/test_chat_think.c tests/test_gemm_models.c tests/test_book.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab \
         bench-gemm test-cross bench clean help \

@@ -9,15 +9,21 @@
  *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
  *   4b. GGUF writer (metadata and tensor directory, then streamed tensor data)
  *   5. Tensor types: block layouts and the traits table
- *   6. Kernels: scalar reference (6a), then AVX2 (6b), AVX-512 VNNI (6b2),
- *      SSE4.1 (6c), NEON with dotprod and i8mm (6d), RVV (6e), Helium (6f)
- *      (same signatures); one kernel table per ISA (6g); choosing a table
- *      from what the CPU and OS support (6h)
- *   7. Operators: norms, RoPE, softmax, activations, attention, mat-mul,
- *      work units and the wait between steps
+ *   6. Kernels: the scalar reference; every ISA below has the same signatures
+ *   6b. x86-64 AVX2 (+FMA, F16C)
+ *   6b2. x86-64 AVX-512 (F, BW, VL, DQ) with VNNI
+ *   6c. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2
+ *   6d. ARM NEON: aarch64 (baseline, dotprod, i8mm) and ARMv7
+ *   6e. RISC-V vector extension 1.0
+ *   6f. Arm Helium (M-profile vector extension, Cortex-M55)
+ *   6g. One kernel table per instruction set
+ *   6h. Choosing a table: what the CPU and the OS support
+ *   7. Operators: norms, RoPE, softmax, activations, mat-mul, work units
+ *      and the wait between steps
  *   8. Model: hyperparameters, tensor binding (layer kinds of the hybrid
- *      families, encoders), the generic forward pass
- *   9. Session: KV cache and recurrent state, positions, decode, rewind
+ *      families, encoders), loading, inspection
+ *   9. Session: KV cache and recurrent state, the forward pass (attention,
+ *      FFN, recurrent mixers), positions, decode, rewind
  *   9b. Session state: save and restore (versioned sections, checked
  *       against the model)
  *  10. Tokenizer: vocabulary, SentencePiece-style encoder, byte-level BPE with
@@ -95,7 +101,7 @@
 #endif
 
 /* Windows: UTF-8 paths through the wide-character calls, 64-bit file
-   offsets, copy-on-write file mapping (section 8, loading). */
+   offsets, copy-on-write file mapping (wide_path, map_file). */
 #if defined(_WIN32)
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
@@ -1554,10 +1560,46 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
  * w->st / w->err and later calls do nothing, so callers check once.
  */
 
-/* Output files, the writer's and the quantizer's only contact with stdio.
-   SLM_NO_STDIO builds have none: opening fails (slm_quantize_file says so
-   before it gets here). */
+/* Files: slm's only contact with stdio (models, session state, output
+   files). SLM_NO_STDIO builds have none: the file calls say so before they
+   get here. */
 #if !defined(SLM_NO_STDIO)
+#include <errno.h>
+#if defined(__unix__) || defined(__APPLE__)
+#define SLM_POSIX_FILES 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* O_TMPFILE has the generic value on these Linux targets (glibc only
+   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
+   the open, and a named temporary file is used instead. */
+#if defined(__linux__) && defined(O_DIRECTORY)
+#if defined(O_TMPFILE)
+#define SLM_O_TMPFILE O_TMPFILE
+#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
+    defined(__s390x__)
+#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
+#endif
+#endif
+#endif
+
+/* An errno or a Windows error as text, for messages. */
+static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
+
+#if defined(_WIN32)
+static const char *win_reason(DWORD e) {
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
+    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
+    case ERROR_ACCESS_DENIED: return "Permission denied";
+    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
+    case ERROR_WRITE_PROTECT: return "Read-only file system";
+    default: return "Windows error";
+    }
+}
+#endif
+
 /* Files by UTF-8 name on every platform. Windows: the name goes through
    the wide-character calls (a name that is not valid UTF-8 is taken in the
    ANSI code page, as by the narrow calls), offsets are 64-bit. */
@@ -1640,26 +1682,10 @@ static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (vo
      identity, not by name (device + inode; Windows: volume serial + file
      index), so ./x, dir/../x, a symlink or a hard link to the input are all
      refused before anything is written. */
-#if !defined(SLM_NO_STDIO)
-#include <errno.h>
-#if defined(__unix__) || defined(__APPLE__)
-#define SLM_POSIX_FILES 1
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-/* O_TMPFILE has the generic value on these Linux targets (glibc only
-   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
-   the open, and a named temporary file is used instead. */
-#if defined(__linux__) && defined(O_DIRECTORY)
-#if defined(O_TMPFILE)
-#define SLM_O_TMPFILE O_TMPFILE
-#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
-    defined(__s390x__)
-#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
-#endif
-#endif
-#endif
 
+/* An output file being written (of_open, of_write, of_commit, of_abort);
+   the session state, the GGUF writer and the quantizer hold one. */
+#if !defined(SLM_NO_STDIO)
 enum { OF_RENAME, OF_DIRECT };
 #define OF_BUF ((size_t)1 << 16)
 
@@ -1685,22 +1711,10 @@ typedef struct ofile {
     slm_status st;
     slm_error *err;
 } ofile;
+#endif
 
-static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
-
+#if !defined(SLM_NO_STDIO)
 #if defined(_WIN32)
-static const char *win_reason(DWORD e) {
-    switch (e) {
-    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
-    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
-    case ERROR_ACCESS_DENIED: return "Permission denied";
-    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
-    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
-    case ERROR_WRITE_PROTECT: return "Read-only file system";
-    default: return "Windows error";
-    }
-}
-
 /* A handle by UTF-8 name (ANSI if the name is not UTF-8). */
 static HANDLE win_open(const allocator *a, const char *path, DWORD access, DWORD disp, DWORD flags, int *oom) {
     size_t nb = 0;
@@ -9285,7 +9299,7 @@ typedef struct arch_info {
     float swa_base;   /* rope base of sliding layers (0 = the global base) */
     int big_layers;   /* n_layer of the variant whose query scale is
                          1/sqrt(n_embd/n_head) (gemma 27B), 0 = none */
-    /* 2026 families (issue 14; section 8b) */
+    /* 2026 families (issue 14) */
     int nope_period;  /* layers with (il + 1) % nope_period == 0 have no rope
                          (smollm3: 4, hard-coded as in llama.cpp) */
     int post_only;    /* olmo2: no input norms, norms on the sub-block outputs */
@@ -9296,7 +9310,7 @@ typedef struct arch_info {
     const char *out_norm_name; /* final norm tensor (NULL: "output_norm") */
 } arch_info;
 
-/* Layer kinds (section 8b): attention, Gated DeltaNet (qwen35), gated short
+/* Layer kinds (2026 families): attention, Gated DeltaNet (qwen35), gated short
    convolution (lfm2), Mamba2 (granitehybrid). */
 enum { LK_ATTN = 0, LK_DELTANET = 1, LK_SHORTCONV = 2, LK_MAMBA2 = 3 };
 
@@ -9350,23 +9364,39 @@ struct vocab;
 static slm_status vocab_load(slm_model *m, slm_error *err);
 static void vocab_free(slm_model *m);
 
+/* One layer's tensors. Shapes: vectors (n,); a weight is (n_out, n_in), a
+   row of n_in per output; E = n_embd, F = n_ff. NULL / no data: absent. */
 typedef struct layer {
-    const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
-    const float *bq, *bk, *bv;
-    weight wq, wk, wv, wqkv, wo, w_gate, w_up, w_down; /* wqkv / fused up: phi3 */
+    const float *attn_norm;      /* (E,) RMS norm before attention or the mixer (olmo2: none) */
+    const float *q_norm, *k_norm; /* (head_dim,) per head; olmo2: (q_dim,), (kv_dim,) over all heads */
+    const float *post_attn_norm; /* (E,) on the attention output (gemma2/3, olmo2) */
+    const float *ffn_norm;       /* (E,) RMS norm before the FFN */
+    const float *post_ffn_norm;  /* (E,) on the FFN output */
+    const float *bq, *bk, *bv;   /* (q_dim,), (kv_dim,), (kv_dim,) biases */
+    weight wq;                   /* (q_dim, E); qwen35: (2 q_dim, E), query | gate per head */
+    weight wk, wv;               /* (kv_dim, E) */
+    weight wqkv;                 /* (q_dim + 2 kv_dim, E): q | k | v fused (phi3) */
+    weight wo;                   /* (E, q_dim) */
+    weight w_gate;               /* (F, E) */
+    weight w_up;                 /* (F, E); fused gate | up without w_gate (phi3): (2F, E) */
+    weight w_down;               /* (E, F) */
     int swa;          /* sliding-window attention layer */
     float rope_base, rope_freq_scale;
     /* encoders: BERT's output/FFN biases and post-residual LayerNorms */
-    const float *bo, *b_up, *b_down;
-    const float *attn_out_norm, *attn_out_norm_b, *out_norm, *out_norm_b;
-    /* 2026 families (section 8b): the layer's kind and its recurrent parts */
+    const float *bo, *b_up, *b_down; /* (E,), (F,), (E,) */
+    const float *attn_out_norm, *attn_out_norm_b, *out_norm, *out_norm_b; /* (E,) each */
+    /* 2026 families: the layer's kind and its recurrent parts */
     int kind;         /* LK_* */
     int nope;         /* attention without positional encoding */
     int kv_slot;      /* index of its KV cache (attention layers) */
     size_t rs_conv, rs_ssm; /* offsets (floats) of its conv and SSM state */
-    weight r_in, r_gate, r_beta, r_alpha, r_out; /* in/out projections */
-    const float *conv_w, *conv_b; /* [channels][K] taps, [channels] bias */
-    const float *ssm_a, *ssm_d, *dt_bias, *ssm_norm; /* per head; norm weights */
+    /* in/out projections: r_in (3E, E) shortconv, (channels, E) deltanet,
+       (2 inner + 2 groups * state + heads, E) mamba2; r_gate (inner, E),
+       r_beta and r_alpha (heads, E); r_out (E, E) shortconv, else (E, inner) */
+    weight r_in, r_gate, r_beta, r_alpha, r_out;
+    const float *conv_w, *conv_b; /* (channels, K) taps, (channels,) bias (rec_conv_shape) */
+    const float *ssm_a, *ssm_d, *dt_bias; /* (heads,) */
+    const float *ssm_norm; /* (inner / heads,) deltanet, (inner,) mamba2 */
 } layer;
 
 struct slm_model {
@@ -9403,7 +9433,7 @@ struct slm_model {
 
     uint64_t n_params, weight_bytes;
     int max_in;       /* widest matrix input, for activation scratch */
-    /* 2026 families (section 8b): multipliers, recurrent layers */
+    /* 2026 families: multipliers, recurrent layers */
     float res_scale;  /* granite: residual_scale (1 = plain residual) */
     float logit_scale; /* granite: logits are divided by it */
     int rope_off;     /* granite*: rope.scaling.finetuned = false */
@@ -9430,15 +9460,18 @@ struct slm_model {
     int n_embd_out;   /* width of an embedding (n_embd: dense_3 must keep it, as llama.cpp asserts) */
 };
 
-static SLM_PRINTF(3, 4) void logf_(const slm_model *m, int level, const char *fmt, ...) {
-    if (!m->log) return;
+/* One line to a log callback: the model's (logf_) or a conversion's
+   (slm_quantize_file); nothing without one. */
+static SLM_PRINTF(4, 5) void log_to(slm_log_fn log, void *user, int level, const char *fmt, ...) {
+    if (!log) return;
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
     fmt_vsn(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    m->log(m->log_user, level, buf);
+    log(user, level, buf);
 }
+#define logf_(m, ...) log_to((m)->log, (m)->log_user, __VA_ARGS__)
 
 /* --- hyperparameters ------------------------------------------------------ */
 
@@ -9562,6 +9595,10 @@ static slm_status hparams_2026(slm_model *m, slm_error *err) {
     return SLM_OK;
 }
 
+/* The widest attention head (attention.key_length) slm loads: it bounds the
+   forward pass's per-token RoPE table, which lives on the stack. */
+#define MAX_HEAD_DIM 1024
+
 static slm_status load_hparams(slm_model *m, slm_error *err) {
     slm_status st;
 #define HP(call) \
@@ -9571,11 +9608,11 @@ static slm_status load_hparams(slm_model *m, slm_error *err) {
     HP(hp_int(m, "block_count", 1, 0, 1, 4096, &m->n_layer, err));
     HP(hp_int(m, "feed_forward_length", 1, 0, 1, 1 << 22, &m->n_ff, err));
     HP(hp_int(m, "attention.head_count", 1, 0, 1, 1 << 14, &m->n_head, err));
-    HP(hp_head_count_kv(m, err)); /* a per-layer array in lfm2/granitehybrid (section 8b) */
+    HP(hp_head_count_kv(m, err)); /* a per-layer array in lfm2/granitehybrid */
     if (m->n_head % m->n_head_kv != 0)
         return seterr(err, SLM_ERR_FORMAT, "head_count %d is not a multiple of head_count_kv %d", m->n_head, m->n_head_kv);
     int dflt_hd = m->n_embd / m->n_head, vdim;
-    HP(hp_int(m, "attention.key_length", 0, dflt_hd, 1, 1024, &m->head_dim, err));
+    HP(hp_int(m, "attention.key_length", 0, dflt_hd, 1, MAX_HEAD_DIM, &m->head_dim, err));
     HP(hp_int(m, "attention.value_length", 0, m->head_dim, 1, 1 << 14, &vdim, err));
     if (vdim != m->head_dim)
         return seterr(err, SLM_ERR_UNSUPPORTED, "key_length %d != value_length %d is not supported", m->head_dim, vdim);
@@ -9899,7 +9936,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
 #define NM(s) (fmt_sn(name, sizeof name, "blk.%d.%s", il, s), name)
         B(bind_v(m, NM("attn_norm.weight"), E, pre, &L->attn_norm, err));
         if (L->kind != LK_ATTN) {
-            B(bind_mixer(m, il, L, err)); /* section 8b */
+            B(bind_mixer(m, il, L, err)); /* a recurrent kind */
         } else {
             /* q, k, v as three matrices, or fused into one (phi3) */
             B(bind_w(m, NM("attn_qkv.weight"), E, Q + 2 * KV, 0, &L->wqkv, err));
@@ -9952,7 +9989,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
  * the flags of ENC_ARCHS and the optional tensors bound here select
  * BERT's learned positions, token types, embedding LayerNorm, biases and
  * post-residual LayerNorms, and gemma-embedding's dense layers after
- * pooling. Pooling itself is in section 9 (slm_embed).
+ * pooling. Pooling itself is in section 13b (slm_embed).
  */
 
 static slm_status load_embedding_hparams(slm_model *m, slm_error *err) {
@@ -10225,10 +10262,10 @@ size_t slm_model_memory_size(const void *data, size_t size, const slm_model_para
 
 #if !defined(SLM_NO_STDIO)
 
-/* Read a whole file into memory from the model's allocator. */
-static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
+/* Read a whole file into memory from allocator a: *bytes (xfree with *size). */
+static slm_status read_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err) {
     int oom;
-    FILE *f = file_open(&m->a, path, "rb", &oom);
+    FILE *f = file_open(a, path, "rb", &oom);
     if (!f && oom) return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
     if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
 #if defined(SLM_POSIX_FILES)
@@ -10250,7 +10287,7 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
         fclose(f);
         return seterr(err, SLM_ERR_NOMEM, "'%s' (%lld bytes) does not fit in memory", path, sz);
     }
-    uint8_t *buf = (uint8_t *)xalloc(&m->a, (size_t)sz);
+    uint8_t *buf = (uint8_t *)xalloc(a, (size_t)sz);
     if (!buf) {
         fclose(f);
         return seterr(err, SLM_ERR_NOMEM, "out of memory reading '%s' (%lld bytes)", path, sz);
@@ -10264,17 +10301,16 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
     }
     fclose(f);
     if (got != (size_t)sz) {
-        xfree(&m->a, buf, (size_t)sz);
+        xfree(a, buf, (size_t)sz);
         return seterr(err, SLM_ERR_IO, "short read on '%s': %zu of %lld bytes", path, got, sz);
     }
-    m->bytes = buf;
-    m->size = (size_t)sz;
-    m->source = SRC_OWNED;
+    *bytes = buf;
+    *size = (size_t)sz;
     return SLM_OK;
 }
 #else
-static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
-    (void)m;
+static slm_status read_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err) {
+    (void)a, (void)bytes, (void)size;
     return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO, without file access (models load with slm_model_load_memory)", path);
 }
 #endif
@@ -10283,18 +10319,19 @@ static slm_status read_file(slm_model *m, const char *path, slm_error *err) {
 /* Map a file copy-on-write (FILE_MAP_COPY: matrices repacked at load become
    private copies of their pages, the rest stays the file's); returns 0 (and
    no error) if mapping is not possible so that the caller falls back to
-   reading. */
-static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *st) {
+   reading. The model unmaps it (model_release). */
+static int map_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err,
+                    slm_status *st) {
     size_t nb = 0;
     wchar_t *w;
-    if (!wide_path(&m->a, path, &w, &nb)) {
+    if (!wide_path(a, path, &w, &nb)) {
         *st = seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
         return 0;
     }
     const DWORD share = FILE_SHARE_READ | FILE_SHARE_DELETE;
     HANDLE fh = w ? CreateFileW(w, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL)
                   : CreateFileA(path, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
-    if (w) xfree(&m->a, w, nb);
+    if (w) xfree(a, w, nb);
     *st = SLM_OK;
     if (fh == INVALID_HANDLE_VALUE) {
         DWORD e = GetLastError();
@@ -10313,16 +10350,17 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
     void *p = MapViewOfFile(mh, FILE_MAP_COPY, 0, 0, 0);
     CloseHandle(mh); /* the view keeps the mapping */
     if (!p) return 0;
-    m->bytes = (const uint8_t *)p;
-    m->size = (size_t)sz.QuadPart;
-    m->source = SRC_MMAP;
+    *bytes = (const uint8_t *)p;
+    *size = (size_t)sz.QuadPart;
     return 1;
 }
 #elif defined(SLM_HAVE_MMAP)
 /* Map a file read-only; returns 0 (and no error) if mapping is not possible
    so that the caller falls back to reading. */
-static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *st) {
+static int map_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err,
+                    slm_status *st) {
     int fd = open(path, O_RDONLY);
+    (void)a;
     *st = SLM_OK;
     if (fd < 0) {
         *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
@@ -10343,12 +10381,28 @@ static int map_file(slm_model *m, const char *path, slm_error *err, slm_status *
     void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return 0;
-    m->bytes = (const uint8_t *)p;
-    m->size = (size_t)sb.st_size;
-    m->source = SRC_MMAP;
+    *bytes = (const uint8_t *)p;
+    *size = (size_t)sb.st_size;
     return 1;
 }
 #endif
+
+/* The bytes of a model file: mapped if allowed and possible, read
+   otherwise; model_release gives them back. */
+static slm_status model_map_file(slm_model *m, const char *path, int use_mmap, slm_error *err) {
+    slm_status st = SLM_OK;
+#if defined(SLM_HAVE_MMAP)
+    if (use_mmap && map_file(&m->a, path, &m->bytes, &m->size, err, &st)) {
+        m->source = SRC_MMAP;
+        return SLM_OK;
+    }
+    if (st != SLM_OK) return st;
+#else
+    (void)use_mmap;
+#endif
+    if ((st = read_file(&m->a, path, &m->bytes, &m->size, err)) == SLM_OK) m->source = SRC_OWNED;
+    return st;
+}
 
 slm_status slm_model_load_file(const char *path, const slm_model_params *params, slm_model **out, slm_error *err) {
     clearerr_(err);
@@ -10359,18 +10413,8 @@ slm_status slm_model_load_file(const char *path, const slm_model_params *params,
     slm_model *m;
     slm_status st0 = model_new(params, &m, err);
     if (st0 != SLM_OK) return st0;
-    slm_status st = SLM_OK;
-    int mapped = 0;
-#if defined(SLM_HAVE_MMAP)
-    if (!params || params->use_mmap) {
-        mapped = map_file(m, path, err, &st);
-        if (st != SLM_OK) {
-            model_release(m);
-            return st;
-        }
-    }
-#endif
-    if (!mapped && (st = read_file(m, path, err)) != SLM_OK) {
+    slm_status st = model_map_file(m, path, !params || params->use_mmap, err);
+    if (st != SLM_OK) {
         model_release(m);
         return st;
     }
@@ -10582,18 +10626,24 @@ struct slm_session {
     int32_t pos;
     int32_t last_n;      /* tokens in the last decode call */
     int32_t logits_rows; /* rows held in logits[]; row r = token last_n - logits_rows + r */
-    /* KV cache: per layer K [n_ctx][kv_dim], then V transposed [kv_dim][n_ctx]
-       (F32, F16) or by position like K (Q8_0) */
-    uint8_t *kv;
+    /* KV cache: per attention layer K (n_ctx, kv_dim), then V transposed
+       (kv_dim, n_ctx) (F32, F16) or by position like K (Q8_0) */
+    uint8_t *kv;         /* (n_kv_layer, 2, n_ctx, kv_row bytes) */
     size_t kv_bytes, kv_row;
-    /* scratch, sized for n_batch tokens */
-    float *x, *xb, *xo, *qkv, *att, *gu;
-    float *scores;       /* attention scratch: n_thr_alloc * att_stride floats */
+    /* activations, a row per token of the chunk being decoded (n_batch at
+       most); E = n_embd, F = n_ff */
+    float *x;            /* (n_batch, E) residual stream: the activation at each position */
+    float *xb;           /* (n_batch, E) normed x, input of the products (embd_mode: the final hidden rows) */
+    float *xo;           /* (n_batch, E) output of attention or the FFN, before the residual add */
+    float *qkv;          /* (n_batch, q_dim + 2 kv_dim) q | k | v */
+    float *att;          /* (n_batch, q_dim) attention output, every head */
+    float *gu;           /* (n_batch, 2F) gate | up; the FFN activation lands in the gate half */
+    float *scores;       /* (n_thr_alloc, n_head / n_head_kv, att_stride) attention scratch per thread and head of a group */
     size_t att_stride;
     int n_thr_alloc;
-    uint8_t *act[N_ACT_SLOTS];
+    uint8_t *act[N_ACT_SLOTS]; /* (n_batch, act_size / n_batch bytes) rows converted to a dot-partner type */
     size_t act_size;
-    float *logits;
+    float *logits;       /* (logits_rows, n_vocab); room for logits_cap floats: n_batch rows with logits_all, else 1 */
     size_t logits_cap;   /* floats */
     size_t scratch_bytes;
     const float *rope_factors;
@@ -10605,7 +10655,7 @@ struct slm_session {
     float *emb;          /* [n_embd + dense mid] pooled sum, then the dense layers' rows */
     size_t emb_len;      /* floats */
     int32_t *emb_tok;    /* [n_ctx] token ids of the text being embedded */
-    /* 2026 families (section 9b): recurrent state, two copies: rs[rs_cur]
+    /* 2026 families (recurrent layers): recurrent state, two copies: rs[rs_cur]
        is the state at pos, rs[rs_cur ^ 1] the state at ckpt_pos (before the
        last decode call) while ckpt_ok; a decode call reads the one and
        writes the other, so that checkpoint costs no copy */
@@ -10929,7 +10979,7 @@ static slm_status rec_rewind(slm_session *s, int32_t pos);
 
 slm_status slm_session_rewind(slm_session *s, int32_t pos) {
     if (!s || pos < 0 || pos > s->pos) return SLM_ERR_INVALID_ARG;
-    if (s->m->n_rec) return rec_rewind(s, pos); /* section 9b */
+    if (s->m->n_rec) return rec_rewind(s, pos); /* recurrent layers */
     s->pos = pos;
     s->logits_rows = 0; /* the logits no longer describe the last position */
     s->last_n = 0;
@@ -11174,7 +11224,7 @@ static void ffn_act(const slm_model *m, float *g, const float *u, int n) {
     }
 }
 
-/* --- 9b. Recurrent layers (issue 14): short conv, Gated DeltaNet, Mamba2 ----
+/* --- Recurrent layers (issue 14): short conv, Gated DeltaNet, Mamba2 --------
    The projections of a chunk are batched mat-muls on the quantized path
    like attention's; the recurrences (causal conv, delta rule, selective
    scan) then run over the chunk's tokens in order in steps of work units
@@ -11240,8 +11290,9 @@ static void rec_proj(slm_session *s, const weight *w, const float *x, int64_t ld
 /* Parts of a step of the mixers: a few per thread, for balance. */
 static inline int rec_parts(const team *tm) { return 4 * tm->nth; }
 
-/* The parts of a step: thread-independent static shares of [0, n). */
-#define REC_STEP(p) for (int p; (p = unit_next(tm, np)) >= 0;)
+/* The parts of a step: thread-independent static shares of [0, np), taken
+   from team tm. */
+#define REC_STEP(p, tm, np) for (int p; (p = unit_next(tm, np)) >= 0;)
 
 /* LFM2 gated short conv: in_proj -> B | C | X; y = C * conv(B * X); out_proj.
    hy per token: [0, E) B, then B*X; [E, 2E) C; [2E, 3E) X, then y. */
@@ -11253,13 +11304,13 @@ static void mix_shortconv(slm_session *s, const layer *L, const float *xb, int n
     const int np = rec_parts(tm);
     int64_t t0, t1, c0, c1;
     rec_proj(s, &L->r_in, xb, E, n, hy, W, &dt, tm);
-    REC_STEP(p) {
+    REC_STEP(p, tm, np) {
         split(n, p, np, &t0, &t1);
         for (int64_t t = t0; t < t1; t++)
             for (int i = 0; i < E; i++) hy[t * W + i] *= hy[t * W + 2 * E + i];
     }
     op_end(tm, np);
-    REC_STEP(p) {
+    REC_STEP(p, tm, np) {
         split(E, p, np, &c0, &c1);
         causal_conv(hy, W, hy + 2 * E, W, n, E, K, L->conv_w, NULL, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv, c0, c1);
         for (int t = 0; t < n; t++)
@@ -11320,14 +11371,14 @@ static void mix_deltanet(slm_session *s, const layer *L, const float *xb, int n,
     rec_proj(s, &L->r_gate, xb, E, n, hy + CH, W, &dt, tm);
     rec_proj(s, &L->r_beta, xb, E, n, hy + CH + I, W, &dt, tm);
     rec_proj(s, &L->r_alpha, xb, E, n, hy + CH + I + NH, W, &dt, tm);
-    REC_STEP(p) {
+    REC_STEP(p, tm, np) {
         split(CH, p, np, &c0, &c1);
         causal_conv(hy, W, hy, W, n, CH, K, L->conv_w, NULL, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv, c0, c1);
         for (int t = 0; t < n; t++)
             for (int64_t c = c0; c < c1; c++) hy[t * W + c] = silu(hy[t * W + c]);
     }
     op_end(tm, np);
-    REC_STEP(p) {
+    REC_STEP(p, tm, np) {
         split((int64_t)n * 2 * NG, p, np, &u0, &u1); /* L2 norm of each q and k head */
         for (int64_t u = u0; u < u1; u++) {
             float *h = hy + (u / (2 * NG)) * W + (u % (2 * NG)) * DK;
@@ -11338,7 +11389,7 @@ static void mix_deltanet(slm_session *s, const layer *L, const float *xb, int n,
         }
     }
     op_end(tm, np);
-    REC_STEP(p) {
+    REC_STEP(p, tm, np) {
         split(NH, p, np, &u0, &u1);
         const float scale = 1.0f / sqrtf((float)DK);
         for (int64_t h = u0; h < u1; h++) {
@@ -11372,7 +11423,7 @@ static void mix_mamba2(slm_session *s, const layer *L, const float *xb, int n, f
     const int np = rec_parts(tm);
     int64_t c0, c1, u0, u1;
     rec_proj(s, &L->r_in, xb, E, n, hy, W, &dt, tm);
-    REC_STEP(p) {
+    REC_STEP(p, tm, np) {
         split(CH, p, np, &c0, &c1);
         causal_conv(hy + I, W, hy + I, W, n, CH, K, L->conv_w, L->conv_b, s->rs_src + L->rs_conv, s->rs_dst + L->rs_conv,
                     c0, c1);
@@ -11380,7 +11431,7 @@ static void mix_mamba2(slm_session *s, const layer *L, const float *xb, int n, f
             for (int64_t c = c0; c < c1; c++) hy[t * W + I + c] = silu(hy[t * W + I + c]);
     }
     op_end(tm, np);
-    REC_STEP(p) {
+    REC_STEP(p, tm, np) {
         split(NH, p, np, &u0, &u1);
         for (int64_t h = u0; h < u1; h++) {
             const int g = (int)(h / (NH / G));
@@ -11407,7 +11458,7 @@ static void mix_mamba2(slm_session *s, const layer *L, const float *xb, int n, f
         }
     }
     op_end(tm, np);
-    REC_STEP(p) {
+    REC_STEP(p, tm, np) {
         split((int64_t)n * G, p, np, &u0, &u1);
         for (int64_t u = u0; u < u1; u++) {
             const int g = (int)(u % G), gs = I / G;
@@ -11431,7 +11482,7 @@ static void rec_mixer(slm_session *s, const layer *L, const float *xb, int n, fl
    out_first: first token whose logits are wanted (n = none); logits rows go
    to `logits`. Every step is an operator of work units (section 7): the
    element-wise steps by token, the products by chunks of rows, attention
-   by (token, head group), the recurrent mixers by parts (section 9b). */
+   by (token, head group), the recurrent mixers by parts (recurrent layers). */
 static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out_first, float *logits, team *tm) {
     const slm_model *m = s->m;
     const int E = m->n_embd, QD = m->q_dim, KVD = m->kv_dim, F = m->n_ff, HD = m->head_dim;
@@ -11474,7 +11525,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         }
         op_end(tm, n);
         if (!is_attn) {
-            rec_mixer(s, L, xb, n, xo, tm); /* section 9b */
+            rec_mixer(s, L, xb, n, xo, tm); /* recurrent layers */
             goto mixed;
         }
         {
@@ -11500,7 +11551,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         /* biases, q/k norms, rope, then into the cache */
         while ((u = unit_next(tm, n)) >= 0) {
             float *q = qkv + (size_t)u * QKV, *k = q + QD, *v = k + KVD;
-            float cs[1024];
+            float cs[MAX_HEAD_DIM]; /* (n_rot,) cos, sin per rotated pair; n_rot <= head_dim (load_hparams) */
             if (gq)
                 for (int h = 0; h < m->n_head; h++)
                     memcpy(q + h * HD, s->hy + (size_t)u * 2 * QD + h * 2 * HD, (size_t)HD * sizeof(float));
@@ -11734,7 +11785,7 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
         int last = c + nc == n;
         int out_first = s->logits_all ? 0 : (last ? nc - 1 : nc);
         float *lg = s->logits + (s->logits_all ? (size_t)c * (size_t)m->n_vocab : 0);
-        if (m->n_rec) { /* section 9b: the first chunk reads the current state */
+        if (m->n_rec) { /* recurrent layers: the first chunk reads the current state */
             s->rs_dst = s->rs[s->rs_cur ^ 1];
             s->rs_src = c == 0 ? s->rs[s->rs_cur] : s->rs_dst;
         }
@@ -11751,7 +11802,7 @@ slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_erro
     return SLM_OK;
 }
 
-/* Rewind on a model with recurrent layers (section 9b). A recurrent state
+/* Rewind on a model with recurrent layers. A recurrent state
    cannot be cut back like a KV cache; the session keeps the state from
    before the last decode call (free: the call wrote the other copy) and
    the token ids. Rewinding to that position or to 0 is immediate; any
@@ -11805,7 +11856,7 @@ static slm_status rec_rewind(slm_session *s, int32_t pos) {
  *   LOGT  n_vocab f32: the logits of the last position
  *   RECS  (required when the model has recurrent layers; issue 14) u32
  *         n floats, n f32: the conv and SSM state at pos (the layout of
- *         section 9b), then pos x i32: the ids decoded so far (rewind
+ *         the recurrent layers), then pos x i32: the ids decoded so far (rewind
  *         replays them)
  * Layers with other state (recurrent layers) add their own required
  * section; a file without it is then refused by the new reader, and an
@@ -18546,82 +18597,48 @@ static int gen_add(gen_text *g, const char *s, size_t n) {
     return 1;
 }
 
-slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, const int32_t *prompt_ids,
-                        int32_t n_prompt_ids, const slm_generate_params *params, slm_generate_result *res,
-                        slm_error *err) {
-    clearerr_(err);
-    slm_generate_result r;
-    memset(&r, 0, sizeof r);
-    if (res) *res = r;
-    if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
-    slm_generate_params dp;
-    if (!params) {
-        slm_generate_params_init(&dp);
-        params = &dp;
-    }
-    if (n_prompt_ids < 0 || (n_prompt_ids > 0 && !prompt_ids) || (!prompt && prompt_len) ||
-        (params->n_stop > 0 && !params->stop) || params->n_stop < 0)
-        return seterr(err, SLM_ERR_INVALID_ARG, "invalid prompt or stop-string arguments");
+/* The prompt's ids: the caller's, or the text tokenized into an allocation
+   of *bytes (0: nothing to free); *n = 0 for an empty prompt. */
+static slm_status gen_prompt_ids(const slm_session *s, const char *prompt, size_t prompt_len, const int32_t *prompt_ids,
+                                 int32_t n_prompt_ids, const slm_generate_params *params, int32_t **ids, int32_t *n,
+                                 size_t *bytes, slm_error *err) {
     const slm_model *m = s->m;
-    const allocator *a = &s->a;
-    r.load_ms = m->load_ms;
-    double t0 = now_ms();
-
-    /* the prompt */
-    int32_t *ids = NULL, n = 0;
-    size_t ids_bytes = 0;
-    slm_status st = SLM_OK;
+    *ids = NULL;
+    *n = 0;
+    *bytes = 0;
     if (n_prompt_ids > 0) {
-        ids = (int32_t *)prompt_ids;
-        n = n_prompt_ids;
-    } else if (prompt_len > 0 || (params->add_special && s->pos == 0 && slm_vocab_add_bos(m))) {
-        int add = params->add_special && s->pos == 0;
-        st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, NULL, 0, &n, err);
-        if (st != SLM_OK && st != SLM_ERR_BUFFER) return st;
-        ids_bytes = (size_t)(n ? n : 1) * sizeof(int32_t);
-        ids = (int32_t *)xalloc(a, ids_bytes);
-        if (!ids) return seterr(err, SLM_ERR_NOMEM, "out of memory for %d prompt tokens", (int)n);
-        st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, ids, n, &n, err);
-        if (st != SLM_OK) {
-            xfree(a, ids, ids_bytes);
-            return st;
-        }
+        *ids = (int32_t *)prompt_ids;
+        *n = n_prompt_ids;
+        return SLM_OK;
     }
-    if (n > 0) {
-        st = slm_decode(s, ids, n, err); /* refuses, unchanged, what does not fit */
-    } else if (!slm_session_logits(s, -1)) {
-        st = seterr(err, SLM_ERR_INVALID_ARG, "empty prompt and no logits to continue from");
-    }
+    if (!(prompt_len > 0 || (params->add_special && s->pos == 0 && slm_vocab_add_bos(m)))) return SLM_OK;
+    const int add = params->add_special && s->pos == 0;
+    int32_t k = 0;
+    slm_status st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, NULL, 0, &k, err);
+    if (st != SLM_OK && st != SLM_ERR_BUFFER) return st;
+    const size_t nb = (size_t)(k ? k : 1) * sizeof(int32_t);
+    int32_t *p = (int32_t *)xalloc(&s->a, nb);
+    if (!p) return seterr(err, SLM_ERR_NOMEM, "out of memory for %d prompt tokens", (int)k);
+    st = slm_tokenize(m, prompt ? prompt : "", prompt_len, add, params->parse_special, p, k, &k, err);
     if (st != SLM_OK) {
-        if (ids_bytes) xfree(a, ids, ids_bytes);
+        xfree(&s->a, p, nb);
         return st;
     }
-    r.n_prompt = n;
-    double t1 = now_ms();
-    r.prompt_ms = t1 - t0;
-    r.prompt_tps = n > 0 && r.prompt_ms > 0 ? n * 1e3 / r.prompt_ms : 0;
+    *ids = p;
+    *n = k;
+    *bytes = nb;
+    return SLM_OK;
+}
 
-    slm_sampler *smp = NULL;
-    st = sampler_new(a, &params->sampler, m->n_vocab, &smp, err);
-    if (st != SLM_OK) {
-        if (ids_bytes) xfree(a, ids, ids_bytes);
-        return st;
-    }
-    for (int32_t i = 0; i < n; i++) sampler_record(smp, ids[i]);
-    if (ids_bytes) xfree(a, ids, ids_bytes);
-
-    gen_text g;
-    memset(&g, 0, sizeof g);
-    g.p = params;
-    g.a = a;
-    for (int32_t i = 0; i < params->n_stop; i++)
-        if (params->stop[i]) g.max_stop = SLM_MAX(g.max_stop, strlen(params->stop[i]));
+/* The generation loop: sample, check the stops, stream the text, decode the
+   token; then the text held back, if no stop string came. chunk [chunk_cap]
+   holds one token's text. */
+static slm_status gen_loop(slm_session *s, const slm_generate_params *params, slm_sampler *smp, gen_text *g,
+                           char *chunk, size_t chunk_cap, int32_t *ngen_out, int *reason_out, slm_error *err) {
+    const slm_model *m = s->m;
     slm_text_stream ts;
     slm_text_stream_init(&ts, m, params->emit_special ? SLM_STREAM_SPECIAL : 0);
-    size_t chunk_cap = (size_t)slm_vocab_max_piece(m) + 8;
-    char *chunk = (char *)xalloc(a, chunk_cap);
-    if (!chunk) st = seterr(err, SLM_ERR_NOMEM, "out of memory");
-
+    slm_status st = SLM_OK;
     int reason = SLM_STOP_NONE;
     int32_t ngen = 0;
     while (st == SLM_OK) {
@@ -18648,24 +18665,83 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, c
         if (params->tokens_out && ngen < params->tokens_cap) params->tokens_out[ngen] = tok;
         ngen++;
         size_t cl = 0;
-        if (slm_text_stream_push(&ts, tok, chunk, chunk_cap, &cl) == SLM_OK && !gen_add(&g, chunk, cl))
+        if (slm_text_stream_push(&ts, tok, chunk, chunk_cap, &cl) == SLM_OK && !gen_add(g, chunk, cl))
             st = seterr(err, SLM_ERR_NOMEM, "out of memory");
         if (s->pos >= s->n_ctx) {
-            reason = g.stop ? g.stop : SLM_STOP_CONTEXT_FULL;
+            reason = g->stop ? g->stop : SLM_STOP_CONTEXT_FULL;
             break;
         }
         if (st == SLM_OK) st = slm_decode(s, &tok, 1, err);
-        if (g.stop) {
-            reason = g.stop;
+        if (g->stop) {
+            reason = g->stop;
             break;
         }
     }
-    if (st == SLM_OK && !g.stop) { /* what was held back is text after all */
+    if (st == SLM_OK && !g->stop) { /* what was held back is text after all */
         size_t fl = slm_text_stream_flush(&ts, chunk, chunk_cap);
-        gen_emit(&g, g.buf, g.n);
-        gen_emit(&g, chunk, fl);
-        if (g.stop == SLM_STOP_CALLBACK) reason = SLM_STOP_CALLBACK;
+        gen_emit(g, g->buf, g->n);
+        gen_emit(g, chunk, fl);
+        if (g->stop == SLM_STOP_CALLBACK) reason = SLM_STOP_CALLBACK;
     }
+    *ngen_out = ngen;
+    *reason_out = reason;
+    return st;
+}
+
+/* Checked gates: the arguments, the prompt (tokenized, decoded), a sampler
+   that has seen the prompt, the loop; one cleanup path. */
+slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, const int32_t *prompt_ids,
+                        int32_t n_prompt_ids, const slm_generate_params *params, slm_generate_result *res,
+                        slm_error *err) {
+    clearerr_(err);
+    slm_generate_result r;
+    memset(&r, 0, sizeof r);
+    if (res) *res = r;
+    if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
+    slm_generate_params dp;
+    if (!params) {
+        slm_generate_params_init(&dp);
+        params = &dp;
+    }
+    if (n_prompt_ids < 0 || (n_prompt_ids > 0 && !prompt_ids) || (!prompt && prompt_len) ||
+        (params->n_stop > 0 && !params->stop) || params->n_stop < 0)
+        return seterr(err, SLM_ERR_INVALID_ARG, "invalid prompt or stop-string arguments");
+    const slm_model *m = s->m;
+    const allocator *a = &s->a;
+    r.load_ms = m->load_ms;
+    double t0 = now_ms();
+
+    /* the prompt, into the session and the sampler's history */
+    int32_t *ids = NULL, n = 0;
+    size_t ids_bytes = 0;
+    slm_status st = gen_prompt_ids(s, prompt, prompt_len, prompt_ids, n_prompt_ids, params, &ids, &n, &ids_bytes, err);
+    if (st != SLM_OK) return st;
+    if (n > 0) st = slm_decode(s, ids, n, err); /* refuses, unchanged, what does not fit */
+    else if (!slm_session_logits(s, -1)) st = seterr(err, SLM_ERR_INVALID_ARG, "empty prompt and no logits to continue from");
+    double t1 = now_ms();
+    slm_sampler *smp = NULL;
+    if (st == SLM_OK) st = sampler_new(a, &params->sampler, m->n_vocab, &smp, err);
+    if (st == SLM_OK)
+        for (int32_t i = 0; i < n; i++) sampler_record(smp, ids[i]);
+    if (ids_bytes) xfree(a, ids, ids_bytes);
+    if (st != SLM_OK) return st;
+    r.n_prompt = n;
+    r.prompt_ms = t1 - t0;
+    r.prompt_tps = n > 0 && r.prompt_ms > 0 ? n * 1e3 / r.prompt_ms : 0;
+
+    /* the generated text, held back while it could become a stop string */
+    gen_text g;
+    memset(&g, 0, sizeof g);
+    g.p = params;
+    g.a = a;
+    for (int32_t i = 0; i < params->n_stop; i++)
+        if (params->stop[i]) g.max_stop = SLM_MAX(g.max_stop, strlen(params->stop[i]));
+    const size_t chunk_cap = (size_t)slm_vocab_max_piece(m) + 8;
+    char *chunk = (char *)xalloc(a, chunk_cap);
+    int reason = SLM_STOP_NONE;
+    int32_t ngen = 0;
+    if (!chunk) st = seterr(err, SLM_ERR_NOMEM, "out of memory");
+    else st = gen_loop(s, params, smp, &g, chunk, chunk_cap, &ngen, &reason, err);
     xfree(a, chunk, chunk_cap);
     xfree(a, g.buf, g.cap);
     slm_sampler_free(smp);
@@ -18764,7 +18840,7 @@ static slm_status embed_seq(slm_session *s, const int32_t *tok, int n, int pooli
     s->embd_mode = 1;
     s->pos = 0;
     s->enc_end = n; /* encoders: n <= n_batch = n_ctx, one chunk */
-    if (m->n_rec) { /* recurrent layers (section 9b) start from a zero state */
+    if (m->n_rec) { /* recurrent layers start from a zero state */
         memset(s->rs[s->rs_cur], 0, m->rs_floats * sizeof(float));
         memcpy(s->toks, tok, (size_t)n * sizeof(int32_t));
     }
@@ -19000,16 +19076,6 @@ static int plan_type(quant_plan *q, const gguf_tensor *t, int *fell_back) {
     return ty;
 }
 
-static SLM_PRINTF(3, 4) void qlog(const slm_quantize_params *p, int level, const char *fmt, ...) {
-    if (!p->log) return;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    fmt_vsn(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    p->log(p->log_user, level, buf);
-}
-
 /* Convert one tensor's rows from `src` (type st) to type dt, streaming the
    result to the writer in chunks of about a million values. */
 static slm_status convert_tensor(gguf_writer *w, const allocator *a, const uint8_t *src, int st, int dt,
@@ -19055,6 +19121,123 @@ static int kv_span(const gguf_file *g, const gguf_kv *kv, size_t *b, size_t *e) 
     return 1;
 }
 
+/* The input of a conversion: mapped (or read) and parsed, nothing more;
+   *out is set as soon as there is a model to release. */
+static slm_status quant_input(const char *in, const slm_quantize_params *params, slm_model **out, slm_error *err) {
+    slm_model_params mp;
+    slm_model_params_init(&mp);
+    mp.allocator = params->allocator;
+    *out = NULL;
+    slm_status st = model_new(&mp, out, err);
+    if (st != SLM_OK) return st;
+    slm_model *m = *out;
+    st = model_map_file(m, in, 1, err);
+    if (st == SLM_OK) st = gguf_parse(&m->g, m->bytes, m->size, &m->a, err);
+    return st;
+}
+
+/* What the choice of types needs to know of the whole file: the attention-V
+   matrices, an output matrix, the layer count. */
+static void quant_survey(const gguf_file *g, quant_plan *q) {
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const char *nm = g->tensors[i].name;
+        if (strstr(nm, "attn_v.weight") || strstr(nm, "attn_qkv.weight") || strstr(nm, "attn_kv_b.weight"))
+            q->n_attn_v++;
+        if (!strcmp(nm, "output.weight")) q->has_output = 1;
+    }
+    const gguf_kv *ak = gguf_get(g, "general.architecture");
+    char key[128];
+    int64_t v = 0;
+    if (ak && ak->type == SLM_META_STRING) {
+        fmt_sn(key, sizeof key, "%s.block_count", ak->str[0]);
+        const gguf_kv *bk = gguf_get(g, key);
+        if (bk && kv_int(g, bk, -1, &v) == SLM_OK && v > 0 && v < (1 << 20)) q->n_layer = (int)v;
+    }
+    if (!q->n_layer) q->n_layer = SLM_MAX(1, q->n_attn_v);
+}
+
+/* The plan: a type per tensor in types[g->n_tensors], checked before
+   anything is written. */
+static slm_status quant_types(const gguf_file *g, const slm_quantize_params *params, quant_plan *q, int *types,
+                              slm_error *err) {
+    slm_status st = SLM_OK;
+    for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        int fb = 0, ty = quantizable(t) ? plan_type(q, t, &fb) : t->type;
+        if (fb) {
+            q->n_fallback++;
+            log_to(params->log, params->log_user, SLM_LOG_WARN, "%s: row length %lld is not a multiple of %d: %s instead",
+                   t->name, (long long)t->ne[0], type_size_of(params->type)->blck, slm_type_name(ty));
+        }
+        if (ty != t->type && (!TRAITS[t->type].to_float || !TRAITS[ty].from_float))
+            st = seterr(err, SLM_ERR_UNSUPPORTED, "tensor '%s': cannot convert %s to %s", t->name,
+                        slm_type_name(t->type), slm_type_name(ty));
+        else if (ty != t->type && type_size_of(t->type)->blck > 1)
+            log_to(params->log, params->log_user, SLM_LOG_WARN,
+                   "%s: requantizing %s to %s adds the errors of both; quantize from F32/F16/BF16 if you can", t->name,
+                   slm_type_name(t->type), slm_type_name(ty));
+        types[i] = ty;
+    }
+    return st;
+}
+
+/* The output's metadata (the input's, with the new file type, one file:
+   no split.* keys) and its tensor directory, into the writer. */
+static slm_status quant_directory(gguf_writer *w, const gguf_file *g, const struct quant_name *qn, const int *types,
+                                  slm_quantize_stats *stats) {
+    int have_ft = 0, have_qv = 0;
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const gguf_kv *kv = &g->kv[i];
+        size_t b, e;
+        if (!strcmp(kv->key, "general.file_type")) {
+            gw_kv_u32(w, kv->key, (uint32_t)qn->ftype);
+            have_ft = 1;
+        } else if (!strcmp(kv->key, "general.quantization_version")) {
+            gw_kv_u32(w, kv->key, 2);
+            have_qv = 1;
+        } else if (!strncmp(kv->key, "split.", 6)) {
+            continue; /* one file out */
+        } else if (kv_span(g, kv, &b, &e)) {
+            gw_kv_raw(w, kv->key, kv->type, g->data + b, e - b);
+        }
+    }
+    if (!have_qv) gw_kv_u32(w, "general.quantization_version", 2);
+    if (!have_ft) gw_kv_u32(w, "general.file_type", (uint32_t)qn->ftype);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        stats->bytes_out += gw_tensor(w, t->name, types[i], t->n_dims, t->ne);
+    }
+    return w->st;
+}
+
+/* Every tensor's bytes in directory order: copied, or converted to its
+   planned type. */
+static slm_status quant_tensors(gguf_writer *w, const gguf_file *g, const int *types, const slm_quantize_params *params,
+                                const allocator *a, slm_quantize_stats *stats) {
+    const int nth = params->n_threads > 0 ? params->n_threads : default_threads();
+    for (uint64_t i = 0; i < g->n_tensors && w->st == SLM_OK; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        const uint8_t *data = g->data + g->data_off + t->offset;
+        const int64_t nrows = (int64_t)(t->nbytes / row_bytes(t->type, t->ne[0]));
+        if (types[i] == t->type) {
+            gw_write_data(w, data, (size_t)t->nbytes);
+        } else {
+            convert_tensor(w, a, data, t->type, types[i], t->ne[0], nrows, nth);
+            stats->n_converted++;
+        }
+        gw_end_tensor(w);
+        stats->bytes_in += t->nbytes;
+        if (types[i] >= 0 && types[i] < 40) stats->n_by_type[types[i]]++;
+        log_to(params->log, params->log_user, SLM_LOG_INFO, "[%4llu/%4llu] %-32s %-6s -> %-6s %10.3f -> %8.3f MiB",
+               (unsigned long long)i + 1, (unsigned long long)g->n_tensors, t->name, slm_type_name(t->type),
+               slm_type_name(types[i]), t->nbytes / 1048576.0,
+               row_bytes(types[i], t->ne[0]) * (double)nrows / 1048576.0);
+    }
+    return w->st;
+}
+
+/* Checked gates over the steps above; one cleanup path. The output is a
+   temp file renamed into place at the end, never the input itself. */
 slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize_params *params,
                              slm_quantize_stats *stats, slm_error *err) {
     slm_quantize_params dp;
@@ -19072,127 +19255,45 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         return seterr(err, SLM_ERR_UNSUPPORTED, "cannot quantize to type %d with mix %d (%s)", (int)params->type,
                       (int)params->mix, slm_type_name(params->type) ? slm_type_name(params->type) : "unknown type");
 
-    /* the input: mapped (or read) and parsed, nothing more */
-    slm_model_params mp;
-    slm_model_params_init(&mp);
-    mp.allocator = params->allocator;
-    slm_model *m;
-    slm_status st = model_new(&mp, &m, err);
-    if (st != SLM_OK) return st;
-    int mapped = 0;
-#if defined(SLM_HAVE_MMAP)
-    mapped = map_file(m, in, err, &st);
+    slm_model *m = NULL;
+    const gguf_file *g = NULL;
+    int *types = NULL;
+    size_t types_bytes = 0;
+    gguf_writer w;
+    int have_writer = 0;
+#if !defined(SLM_NO_STDIO)
+    ofile of;
+    int opened = 0;
 #endif
-    if (st == SLM_OK && !mapped) st = read_file(m, in, err);
-    if (st == SLM_OK) st = gguf_parse(&m->g, m->bytes, m->size, &m->a, err);
-    if (st != SLM_OK) {
-        model_release(m);
-        return st;
-    }
-    const gguf_file *g = &m->g;
-    const int nth = params->n_threads > 0 ? params->n_threads : default_threads();
-
     quant_plan q;
     memset(&q, 0, sizeof q);
     q.type = params->type;
     q.mix = params->mix;
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
-        const char *nm = g->tensors[i].name;
-        if (strstr(nm, "attn_v.weight") || strstr(nm, "attn_qkv.weight") || strstr(nm, "attn_kv_b.weight"))
-            q.n_attn_v++;
-        if (!strcmp(nm, "output.weight")) q.has_output = 1;
-    }
-    {
-        const gguf_kv *ak = gguf_get(g, "general.architecture");
-        char key[128];
-        int64_t v = 0;
-        if (ak && ak->type == SLM_META_STRING) {
-            fmt_sn(key, sizeof key, "%s.block_count", ak->str[0]);
-            const gguf_kv *bk = gguf_get(g, key);
-            if (bk && kv_int(g, bk, -1, &v) == SLM_OK && v > 0 && v < (1 << 20)) q.n_layer = (int)v;
-        }
-        if (!q.n_layer) q.n_layer = SLM_MAX(1, q.n_attn_v);
-    }
 
-    /* the plan: a type per tensor, checked before anything is written */
-    int *types = (int *)xalloc(&m->a, (size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof(int));
-    if (!types) {
-        model_release(m);
-        return seterr(err, SLM_ERR_NOMEM, "out of memory");
+    slm_status st = quant_input(in, params, &m, err);
+    if (st != SLM_OK) goto done;
+    g = &m->g;
+    quant_survey(g, &q);
+    types_bytes = (size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof(int);
+    if (!(types = (int *)xalloc(&m->a, types_bytes))) {
+        st = seterr(err, SLM_ERR_NOMEM, "out of memory");
+        goto done;
     }
-    for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK; i++) {
-        const gguf_tensor *t = &g->tensors[i];
-        int fb = 0, ty = quantizable(t) ? plan_type(&q, t, &fb) : t->type;
-        if (fb) {
-            q.n_fallback++;
-            qlog(params, SLM_LOG_WARN, "%s: row length %lld is not a multiple of %d: %s instead", t->name,
-                 (long long)t->ne[0], type_size_of(params->type)->blck, slm_type_name(ty));
-        }
-        if (ty != t->type && (!TRAITS[t->type].to_float || !TRAITS[ty].from_float))
-            st = seterr(err, SLM_ERR_UNSUPPORTED, "tensor '%s': cannot convert %s to %s", t->name,
-                        slm_type_name(t->type), slm_type_name(ty));
-        else if (ty != t->type && type_size_of(t->type)->blck > 1)
-            qlog(params, SLM_LOG_WARN, "%s: requantizing %s to %s adds the errors of both; quantize from F32/F16/BF16 if you can",
-                 t->name, slm_type_name(t->type), slm_type_name(ty));
-        types[i] = ty;
-    }
-
-    gguf_writer w;
+    if ((st = quant_types(g, params, &q, types, err)) != SLM_OK) goto done;
     gw_init(&w, &m->a, g->alignment, err);
+    have_writer = 1;
+    if ((st = quant_directory(&w, g, qn, types, stats)) != SLM_OK) goto done;
 #if !defined(SLM_NO_STDIO)
-    ofile of;
-#endif
-    int opened = 0;
-    if (st == SLM_OK) {
-        int have_ft = 0, have_qv = 0;
-        for (uint64_t i = 0; i < g->n_kv; i++) {
-            const gguf_kv *kv = &g->kv[i];
-            size_t b, e;
-            if (!strcmp(kv->key, "general.file_type")) {
-                gw_kv_u32(&w, kv->key, (uint32_t)qn->ftype);
-                have_ft = 1;
-            } else if (!strcmp(kv->key, "general.quantization_version")) {
-                gw_kv_u32(&w, kv->key, 2);
-                have_qv = 1;
-            } else if (!strncmp(kv->key, "split.", 6)) {
-                continue; /* one file out */
-            } else if (kv_span(g, kv, &b, &e)) {
-                gw_kv_raw(&w, kv->key, kv->type, g->data + b, e - b);
-            }
-        }
-        if (!have_qv) gw_kv_u32(&w, "general.quantization_version", 2);
-        if (!have_ft) gw_kv_u32(&w, "general.file_type", (uint32_t)qn->ftype);
-        for (uint64_t i = 0; i < g->n_tensors; i++) {
-            const gguf_tensor *t = &g->tensors[i];
-            stats->bytes_out += gw_tensor(&w, t->name, types[i], t->n_dims, t->ne);
-        }
-        st = w.st;
-    }
-#if !defined(SLM_NO_STDIO)
-    /* a temp file renamed into place at the end; never the input itself */
-    if (st == SLM_OK && (st = of_open(&of, &m->a, out, in, err)) == SLM_OK) opened = 1;
-    if (st == SLM_OK) gw_write_header_of(&w, &of);
+    if ((st = of_open(&of, &m->a, out, in, err)) != SLM_OK) goto done;
+    opened = 1;
+    gw_write_header_of(&w, &of);
+    st = quant_tensors(&w, g, types, params, &m->a, stats);
 #else
-    if (st == SLM_OK) st = seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", out);
+    (void)quant_tensors;
+    st = seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO", out);
 #endif
-    for (uint64_t i = 0; i < g->n_tensors && st == SLM_OK && w.st == SLM_OK; i++) {
-        const gguf_tensor *t = &g->tensors[i];
-        const uint8_t *data = g->data + g->data_off + t->offset;
-        const int64_t nrows = (int64_t)(t->nbytes / row_bytes(t->type, t->ne[0]));
-        if (types[i] == t->type) {
-            gw_write_data(&w, data, (size_t)t->nbytes);
-        } else {
-            convert_tensor(&w, &m->a, data, t->type, types[i], t->ne[0], nrows, nth);
-            stats->n_converted++;
-        }
-        gw_end_tensor(&w);
-        stats->bytes_in += t->nbytes;
-        if (types[i] >= 0 && types[i] < 40) stats->n_by_type[types[i]]++;
-        qlog(params, SLM_LOG_INFO, "[%4llu/%4llu] %-32s %-6s -> %-6s %10.3f -> %8.3f MiB",
-             (unsigned long long)i + 1, (unsigned long long)g->n_tensors, t->name, slm_type_name(t->type),
-             slm_type_name(types[i]), t->nbytes / 1048576.0, row_bytes(types[i], t->ne[0]) * (double)nrows / 1048576.0);
-    }
-    if (st == SLM_OK) st = w.st;
+
+done:
 #if !defined(SLM_NO_STDIO)
     if (opened) {
         stats->file_out = of.written;
@@ -19200,14 +19301,14 @@ slm_status slm_quantize_file(const char *in, const char *out, const slm_quantize
         else of_abort(&of);                    /* removes our temp file, nothing else */
         if (st != SLM_OK) stats->file_out = 0;
     }
-#else
-    (void)opened;
 #endif
-    stats->n_tensors = (int32_t)g->n_tensors;
-    stats->n_fallback = q.n_fallback;
-    stats->file_in = m->size;
-    gw_free(&w);
-    xfree(&m->a, types, (size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof(int));
-    model_release(m);
+    if (g) {
+        stats->n_tensors = (int32_t)g->n_tensors;
+        stats->n_fallback = q.n_fallback;
+        stats->file_in = m->size;
+    }
+    if (have_writer) gw_free(&w);
+    if (types) xfree(&m->a, types, types_bytes);
+    if (m) model_release(m);
     return st;
 }

@@ -25,6 +25,7 @@ void test_families(void);
 void test_vocab_views(void);
 void test_pretok(void);
 void test_chat_think(void);
+void test_book(void);
 
 static const struct {
     const char *name;
@@ -51,6 +52,7 @@ static const struct {
     {"vocabviews", test_vocab_views},
     {"pretok", test_pretok},
     {"chat_think", test_chat_think},
+    {"book", test_book},
 };
 
 int main(int argc, char **argv) {
