@@ -46,7 +46,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
            tests/test_embedding.c tests/test_families.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-bandwidth test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake test-serve test-serve-sanitize
 
@@ -413,6 +413,14 @@ $(BENCHBIN): bench/bench_kernels.c slm.c slm.h | $(BUILD)
 bench: $(BENCHBIN)
 	./$(BENCHBIN) $(BENCH_ARGS)
 
+# Streaming read bandwidth at 1 and 2 threads (the decode limit):
+# BANDWIDTH_ARGS='-t 1,2,4 -s 2048 -r 5'
+$(BUILD)/bandwidth: bench/bandwidth.c | $(BUILD)
+	$(CC) $(CSTD) $(OPT) $(WARN) $(CFLAGS) bench/bandwidth.c -o $@ $(LDFLAGS) -lpthread
+
+bench-bandwidth: $(BUILD)/bandwidth
+	./$(BUILD)/bandwidth $(BANDWIDTH_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
@@ -449,6 +457,7 @@ help:
 	@echo "make bench-dispatch  the portable build against the -march=native one (THREADS=1|2)"
 	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
+	@echo "make bench-bandwidth  streaming read bandwidth at 1 and 2 threads (BANDWIDTH_ARGS='-t 1,2 -s 1024')"
 	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
 	@echo "make clean      remove $(BUILD)/"
 
