@@ -9420,7 +9420,7 @@ static int default_threads(void) {
    at fixed multiples of their size (so a token's result does not depend on
    which other tokens share its call); queries in tiles of fa_tile_tokens()
    tokens times the heads of a KV head. */
-#define FA_BK 128
+#define FA_BK 512
 #define FA_CHUNK 512
 
 static int fa_tile_tokens(const slm_model *m) { return SLM_MAX(1, 24 / (m->n_head / m->n_head_kv)); }
