@@ -2416,6 +2416,7 @@ typedef struct kernel_table {
     to_float_fn to_float[N_TYPE_IDS];      /* F32/F16/BF16/Q8_0 rows to floats (KV cache) */
     from_float_fn from_float[N_TYPE_IDS];  /* activation quantizers: dot partners and KV types */
     dot_rows_fn dot_rows_f16;              /* attention over an F16 cache (optional) */
+    dot_rows_fn qk_rows_f16;               /* flash attention's scores (optional; else dot_rows_f16) */
     exp_sum_fn exp_sum;                    /* softmax's exponentials */
 } kernel_table;
 
@@ -2736,6 +2737,21 @@ static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
         sum += x[i];
     }
     return sum;
+}
+
+/* The reference of qk_rows_f16 (flash attention's scores, a dot_rows_fn
+   whose kernels sum in their own order): out[j * out_stride + r] = F16 row r
+   . a_j, in double. */
+static SLM_UNUSED void qk_rows_f16_ref(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride,
+                                       int na, float *out, size_t out_stride) {
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)rows + (size_t)r * stride;
+        for (int j = 0; j < na; j++) {
+            double s = 0;
+            for (int i = 0; i < n; i++) s += (double)ld_f16(x + 2 * i) * a[(size_t)j * a_stride + i];
+            out[(size_t)j * out_stride + r] = (float)s;
+        }
+    }
 }
 
 /* Accumulations that ggml does in float are done in double here, so the
@@ -3834,6 +3850,60 @@ static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx2(int n, const uint8_t *x, co
     out[0] = s0;
     if (nj > 1) out[out_stride] = s1;
     if (nj > 2) out[2 * out_stride] = s2;
+}
+
+/* Flash attention's scores (qk_rows_f16): 4 key rows against up to 3
+   queries at a time, 8 lanes per pair over the head, then one reduction
+   of the 4 rows' lanes together (hadd) instead of one per pair; every pair
+   is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) then
+   the tail, whatever rows and queries share the call. */
+static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stride, int nr, const float *a,
+                                           size_t a_stride, int nj, float *out, size_t out_stride) {
+    const uint8_t *x0 = x, *x1 = nr > 1 ? x + stride : x, *x2 = nr > 2 ? x + 2 * stride : x,
+                  *x3 = nr > 3 ? x + 3 * stride : x;
+    const float *a0 = a, *a1 = nj > 1 ? a + a_stride : a, *a2 = nj > 2 ? a + 2 * a_stride : a;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+    int i = 0;
+#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * i)))
+    for (; i + 8 <= n; i += 8) {
+        const __m256 q0 = _mm256_loadu_ps(a0 + i), q1 = _mm256_loadu_ps(a1 + i), q2 = _mm256_loadu_ps(a2 + i);
+        __m256 k = LDH(x0);
+        c00 = _mm256_fmadd_ps(k, q0, c00), c10 = _mm256_fmadd_ps(k, q1, c10), c20 = _mm256_fmadd_ps(k, q2, c20);
+        k = LDH(x1);
+        c01 = _mm256_fmadd_ps(k, q0, c01), c11 = _mm256_fmadd_ps(k, q1, c11), c21 = _mm256_fmadd_ps(k, q2, c21);
+        k = LDH(x2);
+        c02 = _mm256_fmadd_ps(k, q0, c02), c12 = _mm256_fmadd_ps(k, q1, c12), c22 = _mm256_fmadd_ps(k, q2, c22);
+        k = LDH(x3);
+        c03 = _mm256_fmadd_ps(k, q0, c03), c13 = _mm256_fmadd_ps(k, q1, c13), c23 = _mm256_fmadd_ps(k, q2, c23);
+    }
+#undef LDH
+    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(c00, c01), _mm256_hadd_ps(c02, c03));
+    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(c10, c11), _mm256_hadd_ps(c12, c13));
+    const __m256 h2 = _mm256_hadd_ps(_mm256_hadd_ps(c20, c21), _mm256_hadd_ps(c22, c23));
+    float s[3][4];
+    _mm_storeu_ps(s[0], _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1)));
+    _mm_storeu_ps(s[1], _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
+    _mm_storeu_ps(s[2], _mm_add_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
+    for (int j = 0; j < nj; j++)
+        for (int r = 0; r < nr; r++) {
+            float v = s[j][r];
+            const uint8_t *xr = x + (size_t)r * stride;
+            const float *aj = a + (size_t)j * a_stride;
+            for (int t = i; t < n; t++) v += ld_f16(xr + 2 * t) * aj[t];
+            out[(size_t)j * out_stride + r] = v;
+        }
+}
+
+static void qk_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                             float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    for (int r = 0; r < nrows; r += 4, x += 4 * stride) {
+        const int nr = SLM_MIN(4, nrows - r);
+        for (int j = 0; j < na; j += 3)
+            qk_rows4_avx2(n, x, stride, nr, a + (size_t)j * a_stride, a_stride, SLM_MIN(3, na - j),
+                          out + (size_t)j * out_stride + r, out_stride);
+    }
 }
 
 static void dot_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
@@ -7268,6 +7338,7 @@ static const kernel_table KERNELS_AVX2 = {
                    [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
                    [SLM_TYPE_Q8_K] = q8_k_from_float_avx2},
     .dot_rows_f16 = dot_rows_f16_avx2,
+    .qk_rows_f16 = qk_rows_f16_avx2,
     .exp_sum = exp_sum_avx2,
 };
 #endif
@@ -7519,6 +7590,7 @@ static void kernels_resolve(const kernel_table *t, kernel_table *out) {
         if (t->from_float[i]) out->from_float[i] = t->from_float[i];
     }
     if (t->dot_rows_f16) out->dot_rows_f16 = t->dot_rows_f16;
+    if (t->qk_rows_f16) out->qk_rows_f16 = t->qk_rows_f16;
     if (t->exp_sum) out->exp_sum = t->exp_sum;
     out->name = t->name;
     out->isa = t->isa;
@@ -9934,6 +10006,7 @@ static void fa_chunk(const slm_session *s, int il, fa_ctx *c, int c0, dot_rows_f
     const size_t vrow = (size_t)s->n_ctx * 2, off = (size_t)c->g * (size_t)hd;
     const uint8_t *K = kv_k(s, il) + off * 2, *V = kv_v(s, il) + off * vrow;
     const float scale = m->attn_scale, cap = m->attn_softcap;
+    const dot_rows_fn qk = kt->qk_rows_f16 ? kt->qk_rows_f16 : rows;
     int a = c1, b = c0; /* keys [a, b) of the chunk that some query of the tile sees */
     for (int t = 0; t < c->nq; t++)
         if (c->ke[t] > c0 && c->ks[t] < c1) {
@@ -9942,7 +10015,7 @@ static void fa_chunk(const slm_session *s, int il, fa_ctx *c, int c0, dot_rows_f
         }
     fa_clear(c->part, c->na, hd);
     for (int kb = a - (a - c0) % FA_BK; kb < b; kb += FA_BK) {
-        rows(hd, K + (size_t)kb * s->kv_row, s->kv_row, SLM_MIN(FA_BK, b - kb), c->qf, (size_t)hd, c->na, c->S, FA_BK);
+        qk(hd, K + (size_t)kb * s->kv_row, s->kv_row, SLM_MIN(FA_BK, b - kb), c->qf, (size_t)hd, c->na, c->S, FA_BK);
         for (int t = 0; t < c->nq; t++) {
             const int lo = SLM_MAX(c->ks[t], kb) - kb, hi = SLM_MIN(c->ke[t], kb + FA_BK) - kb;
             if (hi <= lo) continue;

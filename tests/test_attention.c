@@ -83,7 +83,49 @@ static int attn_run(const kernel_table *kt, const attn_case *c, uint64_t *rng, d
     return ok;
 }
 
+/* qk_rows_f16 (flash attention's scores) against the double reference on
+   random rows (head sizes with tails, row and query counts that are not
+   multiples of the kernel's 4 x 3), and each pair's bits the same when the
+   pair is computed alone. */
+static void check_qk_rows(const kernel_table *kt) {
+    if (!kt->qk_rows_f16) return;
+    static const int N[] = {1, 7, 8, 40, 64, 80, 128, 259};
+    uint64_t rng = 5;
+    int bad = 0, moved = 0, cases = 0;
+    for (size_t ni = 0; ni < sizeof N / sizeof N[0]; ni++) {
+        const int n = N[ni], nrows = 1 + (int)(t_rand(&rng) % 11), na = 1 + (int)(t_rand(&rng) % 8);
+        const size_t stride = (size_t)n * 2 + 6, as = (size_t)n + 3, os = (size_t)nrows + 2;
+        uint8_t *rows = (uint8_t *)malloc(stride * (size_t)nrows);
+        float *a = (float *)malloc(sizeof(float) * as * (size_t)na), *got = (float *)calloc(os * (size_t)na, sizeof(float));
+        float *ref = (float *)calloc(os * (size_t)na, sizeof(float));
+        if (!rows || !a || !got || !ref) break;
+        const float scale = ni % 2 ? 30.0f : 1.0f; /* values as large as a head's keys get */
+        for (int r = 0; r < nrows; r++)
+            for (int i = 0; i < n; i++) st_u16(rows + (size_t)r * stride + 2 * i, f32_to_fp16(t_randf(&rng) * scale));
+        for (size_t i = 0; i < as * (size_t)na; i++) a[i] = fp16_to_f32(f32_to_fp16(t_randf(&rng)));
+        kt->qk_rows_f16(n, rows, stride, nrows, a, as, na, got, os);
+        qk_rows_f16_ref(n, rows, stride, nrows, a, as, na, ref, os);
+        for (int j = 0; j < na; j++)
+            for (int r = 0; r < nrows; r++) {
+                double bound = 0;
+                for (int i = 0; i < n; i++)
+                    bound += fabs((double)fp16_to_f32(ld_u16(rows + (size_t)r * stride + 2 * i)) * a[(size_t)j * as + i]);
+                const float g = got[(size_t)j * os + r];
+                bad += fabs((double)g - ref[(size_t)j * os + r]) > 1e-6 * bound + 1e-30;
+                float one;
+                kt->qk_rows_f16(n, rows + (size_t)r * stride, stride, 1, a + (size_t)j * as, as, 1, &one, 1);
+                moved += memcmp(&one, &g, sizeof g) != 0;
+                cases++;
+            }
+        free(rows), free(a), free(got), free(ref);
+    }
+    CHECK(bad == 0, "%s qk_rows_f16: %d of %d scores off the reference", kt->name, bad, cases);
+    CHECK(moved == 0, "%s qk_rows_f16: %d of %d scores change with the rows and queries beside them", kt->name, moved,
+          cases);
+}
+
 static void check_attention(const kernel_table *kt) {
+    check_qk_rows(kt);
     if (!kt->dot_rows_f16) return;
     static const attn_case CASES[] = {
         {4, 4, 64, 0, 1, 0, 0, 0},      /* 1 key */
