@@ -46,7 +46,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
            tests/test_embedding.c tests/test_families.c
 
-.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-bandwidth test-cross bench clean help \
+.PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-bandwidth bench-attention test-cross bench clean help \
         pretok-check unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake test-serve test-serve-sanitize
 
@@ -421,6 +421,14 @@ $(BUILD)/bandwidth: bench/bandwidth.c | $(BUILD)
 bench-bandwidth: $(BUILD)/bandwidth
 	./$(BUILD)/bandwidth $(BANDWIDTH_ARGS)
 
+# Attention alone (one layer, one thread, CPU time): flash against the
+# reference path at depth 0, 2048, 8192; BENCH_ATTN_ARGS='14 2 64' (Qwen2.5-0.5B)
+$(BUILD)/bench_attention: bench/bench_attention.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. bench/bench_attention.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench-attention: $(BUILD)/bench_attention
+	./$(BUILD)/bench_attention $(BENCH_ATTN_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
@@ -458,6 +466,7 @@ help:
 	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
 	@echo "make bench-bandwidth  streaming read bandwidth at 1 and 2 threads (BANDWIDTH_ARGS='-t 1,2 -s 1024')"
+	@echo "make bench-attention  attention alone, flash vs the reference path, depth 0/2048/8192 (BENCH_ATTN_ARGS='14 2 64')"
 	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
 	@echo "make clean      remove $(BUILD)/"
 
