@@ -2416,7 +2416,7 @@ typedef struct kernel_table {
     to_float_fn to_float[N_TYPE_IDS];      /* F32/F16/BF16/Q8_0 rows to floats (KV cache) */
     from_float_fn from_float[N_TYPE_IDS];  /* activation quantizers: dot partners and KV types */
     dot_rows_fn dot_rows_f16;              /* attention over an F16 cache (optional) */
-    dot_rows_fn qk_rows_f16;               /* flash attention's scores (optional; else dot_rows_f16) */
+    dot_rows_fn qk_rows_f16;               /* flash attention: dot_rows in its own fixed order (optional) */
     exp_sum_fn exp_sum;                    /* softmax's exponentials */
 } kernel_table;
 
@@ -3852,7 +3852,7 @@ static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx2(int n, const uint8_t *x, co
     if (nj > 2) out[2 * out_stride] = s2;
 }
 
-/* Flash attention's scores (qk_rows_f16): 4 key rows against up to 3
+/* Flash attention's scores and V sums (qk_rows_f16): 4 F16 rows against up to 3
    queries at a time, 8 lanes per pair over the head, then one reduction
    of the 4 rows' lanes together (hadd) instead of one per pair; every pair
    is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) then
@@ -10047,7 +10047,7 @@ static void fa_chunk(const slm_session *s, int il, fa_ctx *c, int c0, dot_rows_f
             }
             int u = t + 1;
             while (u < c->nq && SLM_MIN(c->ke[u], kb + FA_BK) - kb == hi && SLM_MAX(c->ks[u], kb) - kb < hi) u++;
-            rows(hi, V + (size_t)kb * 2, vrow, hd, c->S + (size_t)t * nrep * FA_BK, FA_BK, (u - t) * nrep,
+            qk(hi, V + (size_t)kb * 2, vrow, hd, c->S + (size_t)t * nrep * FA_BK, FA_BK, (u - t) * nrep,
                  c->tmp + (size_t)t * nrep * hd, (size_t)hd);
             for (int j = t * nrep; j < u * nrep; j++) {
                 float *pj = c->part + (size_t)j * pw;
