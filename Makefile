@@ -50,7 +50,8 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab \
         bench-gemm test-cross bench clean help \
         pretok-check pretok-vectors unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
-        test-cmake test-serve test-serve-sanitize test-hello docs-check
+        test-cmake test-serve test-serve-sanitize test-hello docs-check \
+        bench-bandwidth bench-attention
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -95,7 +96,7 @@ $(RAG): examples/rag/rag.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/rag/rag.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
-$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test_kernels_kx8.c tests/test_kernels_gemm.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
+$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test_kernels_kx8.c tests/test_kernels_gemm.c tests/test_attention.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
 test: all check-exports docs-check test-hello $(TESTBIN) test-python test-serve
@@ -460,6 +461,22 @@ bench-vocab: $(VOCABBIN) $(BUILD)/qwen2-size-vocab.gguf
 	./$(VOCABBIN) --no-mmap tests/data/tokenizer/ggml-vocab-gpt-2.gguf
 	./$(VOCABBIN) --no-mmap $(BUILD)/qwen2-size-vocab.gguf
 
+# Streaming read bandwidth at 1 and 2 threads (the decode limit):
+# BANDWIDTH_ARGS='-t 1,2,4 -s 2048 -r 5'
+$(BUILD)/bandwidth: bench/bandwidth.c | $(BUILD)
+	$(CC) $(CSTD) $(OPT) $(WARN) $(CFLAGS) bench/bandwidth.c -o $@ $(LDFLAGS) -lpthread
+
+bench-bandwidth: $(BUILD)/bandwidth
+	./$(BUILD)/bandwidth $(BANDWIDTH_ARGS)
+
+# Attention alone (one layer, one thread, CPU time): flash against the
+# reference path at depth 0, 2048, 8192; BENCH_ATTN_ARGS='14 2 64' (Qwen2.5-0.5B)
+$(BUILD)/bench_attention: bench/bench_attention.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. bench/bench_attention.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench-attention: $(BUILD)/bench_attention
+	./$(BUILD)/bench_attention $(BENCH_ATTN_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
@@ -501,6 +518,8 @@ help:
 	@echo "make bench-gemm  the prefill GEMM against the small-batch kernels, one matrix at a time"
 	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
+	@echo "make bench-bandwidth  streaming read bandwidth at 1 and 2 threads (BANDWIDTH_ARGS='-t 1,2 -s 1024')"
+	@echo "make bench-attention  attention alone, flash vs the reference path, depth 0/2048/8192 (BENCH_ATTN_ARGS='14 2 64')"
 	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
 	@echo "make clean      remove $(BUILD)/"
 

@@ -2492,6 +2492,7 @@ typedef struct kernel_table {
     to_float_fn to_float[N_TYPE_IDS];      /* F32/F16/BF16/Q8_0 rows to floats (KV cache) */
     from_float_fn from_float[N_TYPE_IDS];  /* activation quantizers: dot partners and KV types */
     dot_rows_fn dot_rows_f16;              /* attention over an F16 cache (optional) */
+    dot_rows_fn qk_rows_f16;               /* flash attention: dot_rows in its own fixed order (optional) */
     exp_sum_fn exp_sum;                    /* softmax's exponentials */
 } kernel_table;
 
@@ -2972,6 +2973,21 @@ static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
         sum += x[i];
     }
     return sum;
+}
+
+/* The reference of qk_rows_f16 (flash attention's scores, a dot_rows_fn
+   whose kernels sum in their own order): out[j * out_stride + r] = F16 row r
+   . a_j, in double. */
+static SLM_UNUSED void qk_rows_f16_ref(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride,
+                                       int na, float *out, size_t out_stride) {
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)rows + (size_t)r * stride;
+        for (int j = 0; j < na; j++) {
+            double s = 0;
+            for (int i = 0; i < n; i++) s += (double)ld_f16(x + 2 * i) * a[(size_t)j * a_stride + i];
+            out[(size_t)j * out_stride + r] = (float)s;
+        }
+    }
 }
 
 /* Accumulations that ggml does in float are done in double here, so the
@@ -4142,6 +4158,60 @@ static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx2(int n, const uint8_t *x, co
     out[0] = s0;
     if (nj > 1) out[out_stride] = s1;
     if (nj > 2) out[2 * out_stride] = s2;
+}
+
+/* Flash attention's scores and V sums (qk_rows_f16): 4 F16 rows against up to 3
+   queries at a time, 8 lanes per pair over the head, then one reduction
+   of the 4 rows' lanes together (hadd) instead of one per pair; every pair
+   is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) then
+   the tail, whatever rows and queries share the call. */
+static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stride, int nr, const float *a,
+                                           size_t a_stride, int nj, float *out, size_t out_stride) {
+    const uint8_t *x0 = x, *x1 = nr > 1 ? x + stride : x, *x2 = nr > 2 ? x + 2 * stride : x,
+                  *x3 = nr > 3 ? x + 3 * stride : x;
+    const float *a0 = a, *a1 = nj > 1 ? a + a_stride : a, *a2 = nj > 2 ? a + 2 * a_stride : a;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+    int i = 0;
+#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * i)))
+    for (; i + 8 <= n; i += 8) {
+        const __m256 q0 = _mm256_loadu_ps(a0 + i), q1 = _mm256_loadu_ps(a1 + i), q2 = _mm256_loadu_ps(a2 + i);
+        __m256 k = LDH(x0);
+        c00 = _mm256_fmadd_ps(k, q0, c00), c10 = _mm256_fmadd_ps(k, q1, c10), c20 = _mm256_fmadd_ps(k, q2, c20);
+        k = LDH(x1);
+        c01 = _mm256_fmadd_ps(k, q0, c01), c11 = _mm256_fmadd_ps(k, q1, c11), c21 = _mm256_fmadd_ps(k, q2, c21);
+        k = LDH(x2);
+        c02 = _mm256_fmadd_ps(k, q0, c02), c12 = _mm256_fmadd_ps(k, q1, c12), c22 = _mm256_fmadd_ps(k, q2, c22);
+        k = LDH(x3);
+        c03 = _mm256_fmadd_ps(k, q0, c03), c13 = _mm256_fmadd_ps(k, q1, c13), c23 = _mm256_fmadd_ps(k, q2, c23);
+    }
+#undef LDH
+    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(c00, c01), _mm256_hadd_ps(c02, c03));
+    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(c10, c11), _mm256_hadd_ps(c12, c13));
+    const __m256 h2 = _mm256_hadd_ps(_mm256_hadd_ps(c20, c21), _mm256_hadd_ps(c22, c23));
+    float s[3][4];
+    _mm_storeu_ps(s[0], _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1)));
+    _mm_storeu_ps(s[1], _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
+    _mm_storeu_ps(s[2], _mm_add_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
+    for (int j = 0; j < nj; j++)
+        for (int r = 0; r < nr; r++) {
+            float v = s[j][r];
+            const uint8_t *xr = x + (size_t)r * stride;
+            const float *aj = a + (size_t)j * a_stride;
+            for (int t = i; t < n; t++) v += ld_f16(xr + 2 * t) * aj[t];
+            out[(size_t)j * out_stride + r] = v;
+        }
+}
+
+static void qk_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                             float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    for (int r = 0; r < nrows; r += 4, x += 4 * stride) {
+        const int nr = SLM_MIN(4, nrows - r);
+        for (int j = 0; j < na; j += 3)
+            qk_rows4_avx2(n, x, stride, nr, a + (size_t)j * a_stride, a_stride, SLM_MIN(3, na - j),
+                          out + (size_t)j * out_stride + r, out_stride);
+    }
 }
 
 static void dot_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
@@ -8539,6 +8609,7 @@ static const kernel_table KERNELS_AVX2 = {
                    [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
                    [SLM_TYPE_Q8_K] = q8_k_from_float_avx2},
     .dot_rows_f16 = dot_rows_f16_avx2,
+    .qk_rows_f16 = qk_rows_f16_avx2,
     .exp_sum = exp_sum_avx2,
 };
 #endif
@@ -8799,6 +8870,7 @@ static void kernels_resolve(const kernel_table *t, kernel_table *out) {
         if (t->from_float[i]) out->from_float[i] = t->from_float[i];
     }
     if (t->dot_rows_f16) out->dot_rows_f16 = t->dot_rows_f16;
+    if (t->qk_rows_f16) out->qk_rows_f16 = t->qk_rows_f16;
     if (t->exp_sum) out->exp_sum = t->exp_sum;
     out->name = t->name;
     out->isa = t->isa;
@@ -10641,6 +10713,10 @@ struct slm_session {
     float *scores;       /* (n_thr_alloc, n_head / n_head_kv, att_stride) attention scratch per thread and head of a group */
     size_t att_stride;
     int n_thr_alloc;
+    float *fa;           /* flash attention (F16 cache): n_thr_alloc * fa_stride floats, or NULL */
+    size_t fa_stride;
+    float *fa_part;      /* [n_head][fa_chunks][head_dim + 2] a decoded token's partial sums per chunk of keys */
+    size_t fa_part_n;    /* floats */
     uint8_t *act[N_ACT_SLOTS]; /* (n_batch, act_size / n_batch bytes) rows converted to a dot-partner type */
     size_t act_size;
     float *logits;       /* (logits_rows, n_vocab); room for logits_cap floats: n_batch rows with logits_all, else 1 */
@@ -10784,6 +10860,27 @@ static int default_threads(void) {
 #endif
 }
 
+/* Flash attention over an F16 cache (section 9, after attend_group): keys
+   in blocks of FA_BK positions, blocks in chunks of FA_CHUNK positions, both
+   at fixed multiples of their size (so a token's result does not depend on
+   which other tokens share its call); queries in tiles of fa_tile_tokens()
+   tokens times the heads of a KV head. */
+#define FA_BK 512
+#define FA_CHUNK 512
+
+static int fa_tile_tokens(const slm_model *m) { return SLM_MAX(1, 24 / (m->n_head / m->n_head_kv)); }
+
+/* chunks of keys in a context of n_ctx positions */
+static int fa_chunks(int n_ctx) { return (n_ctx + FA_CHUNK - 1) / FA_CHUNK; }
+
+/* one thread's scratch: per query vector (na of them) the query, a block's
+   scores, the block's V sums, the chunk's and the total's accumulators and
+   their maxima and sums; then room for one row of halves */
+static size_t fa_scratch_floats(const slm_model *m) {
+    const size_t na = (size_t)fa_tile_tokens(m) * (size_t)(m->n_head / m->n_head_kv), hd = (size_t)m->head_dim;
+    return na * (4 * hd + FA_BK + 5) + SLM_MAX(hd, (size_t)FA_BK) + 16;
+}
+
 /* Resolved parameters and the size of every buffer a session allocates. */
 typedef struct session_plan {
     int n_ctx, n_batch, n_threads, kv_type, logits_all;
@@ -10792,6 +10889,7 @@ typedef struct session_plan {
     size_t emb, emb_tok; /* embeddings: floats, token ids */
     size_t n_ops;                                         /* work-unit counters */
     size_t att_stride;
+    size_t fa, fa_stride, fa_part; /* flash attention scratch (floats), 0 when it does not apply */
     size_t rs, toks, hy;  /* recurrent state (floats per copy), ids, scratch */
     size_t total;
 } session_plan;
@@ -10847,6 +10945,11 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
        in the cache type (or, for Q8_0, one V row as floats) */
     pl->att_stride = (size_t)pl->n_ctx + (size_t)m->head_dim + (size_t)SLM_MAX(pl->n_ctx, m->head_dim) + 16;
     pl->scores = (size_t)pl->n_threads * pl->att_stride * (size_t)(m->n_head / m->n_head_kv); /* a slot per head of a group */
+    if (pl->kv_type == SLM_TYPE_F16 && m->kern.dot_rows_f16 && m->n_kv_layer) { /* section 9, flash attention */
+        pl->fa_stride = fa_scratch_floats(m);
+        pl->fa = (size_t)pl->n_threads * pl->fa_stride;
+        pl->fa_part = (size_t)m->n_head * (size_t)fa_chunks(pl->n_ctx) * (size_t)(m->head_dim + 2);
+    }
     /* activation rows in the widest dot-partner format (f32 is the widest) */
     size_t max_in = (size_t)SLM_MAX(m->max_in, m->n_embd);
     pl->act = nb * row_bytes(SLM_TYPE_F32, (int64_t)max_in);
@@ -10860,7 +10963,7 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     pl->hy = nb * (size_t)m->hy_width;
     pl->n_ops = (size_t)m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
     pl->total = pl->kv_bytes + sizeof(float) * (pl->x + pl->xb + pl->xo + pl->qkv + pl->att + pl->gu + pl->scores +
-                                                pl->logits + 2 * pl->rs + pl->hy) +
+                                                pl->fa + pl->fa_part + pl->logits + 2 * pl->rs + pl->hy) +
                 sizeof(int32_t) * pl->toks + N_ACT_SLOTS * pl->act + sizeof(slm_session) + sizeof(float) * pl->emb +
                 sizeof(int32_t) * pl->emb_tok + pl->n_ops * sizeof(op_slot);
     return SLM_OK;
@@ -10885,6 +10988,8 @@ void slm_session_free(slm_session *s) {
     xfree(&a, s->att, nb * (size_t)s->m->q_dim * sizeof(float));
     xfree(&a, s->gu, nb * 2 * (size_t)s->m->n_ff * sizeof(float));
     xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * (size_t)(s->m->n_head / s->m->n_head_kv) * sizeof(float));
+    if (s->fa) xfree(&a, s->fa, (size_t)s->n_thr_alloc * s->fa_stride * sizeof(float));
+    if (s->fa_part) xfree(&a, s->fa_part, s->fa_part_n * sizeof(float));
     for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
     xfree(&a, s->logits, s->logits_cap * sizeof(float));
     xfree(&a, s->ops, s->n_ops * sizeof(op_slot));
@@ -10940,6 +11045,12 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
         ok = ok && (s->toks = (int32_t *)xalloc(&s->a, pl.toks * sizeof(int32_t))) != NULL;
     }
     if (pl.hy) ok = ok && (s->hy = (float *)xalloc(&s->a, pl.hy * sizeof(float))) != NULL;
+    if (pl.fa) {
+        s->fa_stride = pl.fa_stride;
+        s->fa_part_n = pl.fa_part;
+        ok = ok && (s->fa = (float *)xalloc(&s->a, pl.fa * sizeof(float))) != NULL;
+        ok = ok && (s->fa_part = (float *)xalloc(&s->a, pl.fa_part * sizeof(float))) != NULL;
+    }
     s->n_ops = pl.n_ops;
     s->ops = (op_slot *)xalloc(&s->a, pl.n_ops * sizeof(op_slot));
     ok = ok && s->ops;
@@ -11193,6 +11304,197 @@ static void attend_group(const slm_session *s, const layer *L, int il, const flo
         kt->to_float[SLM_TYPE_F16](tmp, sc, nk);
     }
     rows(nk, kv_v(s, il) + off * vrow + (size_t)k0 * 2, vrow, hd, work, ws, nrep, out, (size_t)hd);
+}
+
+/* --- flash attention over an F16 cache -----------------------------------------
+   What attend_group computes, by blocks (constants and scratch sizes before
+   session_plan): a tile of queries (nq tokens times the nrep heads of KV
+   head g; vector j = token * nrep + head) meets FA_BK keys at a time with a
+   running maximum and sum per query (the online softmax) instead of a row of
+   n_ctx scores. A block of keys and values is so read from the cache once for
+   the whole tile and stays in the caches while the tile uses it: prefill at
+   depth no longer streams the whole cache once per token, and the scores of a
+   tile fit in L1. The probabilities exp(score - running max) are rounded to
+   F16 before they weight V, as attend_group rounds the normalized ones.
+   Blocks and chunks start at fixed multiples of FA_BK and FA_CHUNK, and each
+   query's block is reduced over its own keys only (scores, exponentials and
+   the V sums over the keys it sees), so a token gets the same bits decoded
+   alone or in a batch, at any thread count. A single decoded token splits
+   its keys by chunk into units, so that threads share a long context even
+   with one KV head; the chunks' partial sums are merged in order afterwards,
+   exactly as a prefill tile merges its chunks itself.
+   A query's partial result (of a chunk, or of all chunks so far) is a row of
+   hd + 2 floats: the V sum weighted by the unnormalized probabilities, the
+   maximum they are relative to, and their sum. */
+
+typedef struct fa_ctx {
+    int g, t0, nq, na;          /* KV head, first token, tokens, query vectors */
+    int ks[64], ke[64];         /* keys [ks, ke) of each token (attn_span) */
+    float *qf;                  /* [na][hd] queries rounded to F16 */
+    float *S;                   /* [na][FA_BK] a block's scores, then probabilities */
+    float *tmp;                 /* [na][hd] a block's V sums */
+    float *part, *tot;          /* [na][hd + 2] the chunk's partials, the total */
+    float *corr;                /* [na] rescale of the chunk's partial at this block */
+    uint8_t *h16;               /* max(hd, FA_BK) halves */
+} fa_ctx;
+
+/* The tile's queries and key spans; its scratch in w (fa_stride floats). */
+static void fa_setup(const slm_session *s, const layer *L, int g, int t0, int nq, int pos0, float *w, fa_ctx *c) {
+    const slm_model *m = s->m;
+    const kernel_table *kt = &m->kern;
+    const int hd = m->head_dim, nrep = m->n_head / m->n_head_kv, QKV = m->q_dim + 2 * m->kv_dim;
+    c->g = g, c->t0 = t0, c->nq = nq, c->na = nq * nrep;
+    const size_t na = (size_t)c->na, pw = (size_t)hd + 2;
+    c->qf = w;
+    c->S = c->qf + na * (size_t)hd;
+    c->tmp = c->S + na * FA_BK;
+    c->part = c->tmp + na * (size_t)hd;
+    c->tot = c->part + na * pw;
+    c->corr = c->tot + na * pw;
+    c->h16 = (uint8_t *)(c->corr + na);
+    for (int t = 0; t < nq; t++) {
+        int k0, nk;
+        attn_span(s, L, pos0 + t0 + t, &k0, &nk);
+        c->ks[t] = k0, c->ke[t] = k0 + nk;
+        for (int r = 0; r < nrep; r++) {
+            kt->from_float[SLM_TYPE_F16](s->qkv + (size_t)(t0 + t) * QKV + (size_t)(g * nrep + r) * hd, c->h16, hd);
+            kt->to_float[SLM_TYPE_F16](c->h16, c->qf + (size_t)(t * nrep + r) * hd, hd);
+        }
+    }
+}
+
+static void fa_clear(float *p, int n, int hd) {
+    for (int j = 0; j < n; j++, p += hd + 2) {
+        memset(p, 0, (size_t)hd * sizeof(float));
+        p[hd] = -INFINITY;
+        p[hd + 1] = 0;
+    }
+}
+
+/* The tile against the keys of chunk [c0, c0 + FA_CHUNK): partials in c->part. */
+static void fa_chunk(const slm_session *s, int il, fa_ctx *c, int c0, dot_rows_fn rows) {
+    const slm_model *m = s->m;
+    const kernel_table *kt = &m->kern;
+    const int hd = m->head_dim, nrep = m->n_head / m->n_head_kv, pw = hd + 2, c1 = c0 + FA_CHUNK;
+    const size_t vrow = (size_t)s->n_ctx * 2, off = (size_t)c->g * (size_t)hd;
+    const uint8_t *K = kv_k(s, il) + off * 2, *V = kv_v(s, il) + off * vrow;
+    const float scale = m->attn_scale, cap = m->attn_softcap;
+    const dot_rows_fn qk = kt->qk_rows_f16 ? kt->qk_rows_f16 : rows;
+    int a = c1, b = c0; /* keys [a, b) of the chunk that some query of the tile sees */
+    for (int t = 0; t < c->nq; t++)
+        if (c->ke[t] > c0 && c->ks[t] < c1) {
+            a = SLM_MIN(a, SLM_MAX(c->ks[t], c0));
+            b = SLM_MAX(b, SLM_MIN(c->ke[t], c1));
+        }
+    fa_clear(c->part, c->na, hd);
+    for (int kb = a - (a - c0) % FA_BK; kb < b; kb += FA_BK) {
+        qk(hd, K + (size_t)kb * s->kv_row, s->kv_row, SLM_MIN(FA_BK, b - kb), c->qf, (size_t)hd, c->na, c->S, FA_BK);
+        for (int t = 0; t < c->nq; t++) {
+            const int lo = SLM_MAX(c->ks[t], kb) - kb, hi = SLM_MIN(c->ke[t], kb + FA_BK) - kb;
+            if (hi <= lo) continue;
+            for (int r = 0; r < nrep; r++) {
+                const int j = t * nrep + r;
+                float *sj = c->S + (size_t)j * FA_BK, *pj = c->part + (size_t)j * pw;
+                float bm = -INFINITY;
+                for (int k = lo; k < hi; k++) {
+                    float v = sj[k] * scale;
+                    if (cap > 0) v = cap * tanhf(v / cap);
+                    sj[k] = v;
+                    bm = v > bm ? v : bm;
+                }
+                const float mx = SLM_MAX(pj[hd], bm);
+                c->corr[j] = expf(pj[hd] - mx); /* 0 at the first block */
+                pj[hd] = mx;
+                pj[hd + 1] = (float)(pj[hd + 1] * c->corr[j] + kt->exp_sum(sj + lo, hi - lo, mx));
+                for (int k = 0; k < lo; k++) sj[k] = 0;
+                kt->from_float[SLM_TYPE_F16](sj, c->h16, hi);
+                kt->to_float[SLM_TYPE_F16](c->h16, sj, hi);
+            }
+        }
+        /* probabilities . V rows, for each run of tokens whose keys in the block end at the same place */
+        for (int t = 0; t < c->nq;) {
+            const int lo = SLM_MAX(c->ks[t], kb) - kb, hi = SLM_MIN(c->ke[t], kb + FA_BK) - kb;
+            if (hi <= lo) {
+                t++;
+                continue;
+            }
+            int u = t + 1;
+            while (u < c->nq && SLM_MIN(c->ke[u], kb + FA_BK) - kb == hi && SLM_MAX(c->ks[u], kb) - kb < hi) u++;
+            qk(hi, V + (size_t)kb * 2, vrow, hd, c->S + (size_t)t * nrep * FA_BK, FA_BK, (u - t) * nrep,
+                 c->tmp + (size_t)t * nrep * hd, (size_t)hd);
+            for (int j = t * nrep; j < u * nrep; j++) {
+                float *pj = c->part + (size_t)j * pw;
+                const float *tj = c->tmp + (size_t)j * hd, cj = c->corr[j];
+                for (int i = 0; i < hd; i++) pj[i] = pj[i] * cj + tj[i];
+            }
+            t = u;
+        }
+    }
+}
+
+/* tot (a query's partial so far) takes in p (a later chunk's) */
+static void fa_merge(float *tot, const float *p, int hd) {
+    if (p[hd] == -INFINITY) return; /* the query saw no key of that chunk */
+    const float mx = SLM_MAX(tot[hd], p[hd]), a = expf(tot[hd] - mx), b = expf(p[hd] - mx);
+    for (int i = 0; i < hd; i++) tot[i] = tot[i] * a + p[i] * b;
+    tot[hd + 1] = tot[hd + 1] * a + p[hd + 1] * b;
+    tot[hd] = mx;
+}
+
+/* a query's output: its V sum over the sum of its probabilities */
+static void fa_out(const slm_session *s, const float *tot, int t, int h, int hd) {
+    float *o = s->att + (size_t)t * s->m->q_dim + (size_t)h * hd;
+    const float inv = tot[hd + 1] > 0 ? 1.0f / tot[hd + 1] : 0.0f;
+    for (int i = 0; i < hd; i++) o[i] = tot[i] * inv;
+}
+
+/* Attention of n tokens at positions pos0.. over an F16 cache, as one
+   thread of the team: units are (tile of tokens, KV head); a single token
+   whose keys span several chunks takes (KV head, chunk) units, then merges
+   the chunks by KV head. */
+static void attn_flash(slm_session *s, const layer *L, int il, int n, int pos0, team *tm, dot_rows_fn rows) {
+    const slm_model *m = s->m;
+    const int nw = m->n_head_kv, nrep = m->n_head / nw, hd = m->head_dim, pw = hd + 2;
+    float *w = s->fa + (size_t)tm->ith * s->fa_stride;
+    fa_ctx c;
+    int u;
+    if (n == 1) {
+        int k0, nk;
+        attn_span(s, L, pos0, &k0, &nk);
+        const int cs = k0 / FA_CHUNK, nch = (k0 + nk - 1) / FA_CHUNK - cs + 1, ncm = fa_chunks(s->n_ctx);
+        if (nch > 1) {
+            while ((u = unit_next(tm, nw * nch)) >= 0) {
+                const int g = u / nch, ci = u % nch;
+                fa_setup(s, L, g, 0, 1, pos0, w, &c);
+                fa_chunk(s, il, &c, (cs + ci) * FA_CHUNK, rows);
+                for (int r = 0; r < nrep; r++)
+                    memcpy(s->fa_part + ((size_t)(g * nrep + r) * ncm + ci) * pw, c.part + (size_t)r * pw,
+                           (size_t)pw * sizeof(float));
+            }
+            op_end(tm, nw * nch);
+            while ((u = unit_next(tm, m->n_head)) >= 0) {
+                fa_clear(w, 1, hd);
+                for (int ci = 0; ci < nch; ci++) fa_merge(w, s->fa_part + ((size_t)u * ncm + ci) * pw, hd);
+                fa_out(s, w, 0, u, hd);
+            }
+            op_end(tm, m->n_head);
+            return;
+        }
+    }
+    const int bq = fa_tile_tokens(m), nt = (n + bq - 1) / bq;
+    while ((u = unit_next(tm, nt * nw)) >= 0) {
+        const int tile = nt - 1 - u / nw, g = u % nw, t0 = tile * bq, nq = SLM_MIN(bq, n - t0);
+        fa_setup(s, L, g, t0, nq, pos0, w, &c);
+        int cs = INT_MAX, ce = 0;
+        for (int t = 0; t < nq; t++) cs = SLM_MIN(cs, c.ks[t] / FA_CHUNK), ce = SLM_MAX(ce, (c.ke[t] - 1) / FA_CHUNK);
+        fa_clear(c.tot, c.na, hd);
+        for (int ci = cs; ci <= ce; ci++) {
+            fa_chunk(s, il, &c, ci * FA_CHUNK, rows);
+            for (int j = 0; j < c.na; j++) fa_merge(c.tot + (size_t)j * pw, c.part + (size_t)j * pw, hd);
+        }
+        for (int j = 0; j < c.na; j++) fa_out(s, c.tot + (size_t)j * pw, t0 + j / nrep, g * nrep + j % nrep, hd);
+    }
+    op_end(tm, nt * nw);
 }
 
 static void store_kv(const slm_session *s, int il, int p, const float *k, const float *v) {
@@ -11576,7 +11878,9 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
 
         /* attention, by (token, head), or by (token, KV head) where the heads
            of a KV head go together */
-        {
+        if (s->fa && s->kv_type == SLM_TYPE_F16 && m->kern.dot_rows_f16) {
+            attn_flash(s, L, il, n, pos0, tm, m->kern.dot_rows_f16);
+        } else {
             dot_rows_fn rows = s->kv_type == SLM_TYPE_F16 ? m->kern.dot_rows_f16 : NULL;
             const int per = rows ? m->n_head / m->n_head_kv : 1, nw = m->n_head / per;
             while ((u = unit_next(tm, n * nw)) >= 0) {

@@ -204,5 +204,16 @@ void test_cli(void) {
     snprintf(args, sizeof args, "logits -m %s --ids \"1 2\" --out=/dev/full", M);
     rc = cli(args, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "/dev/full"), "logits to /dev/full: %d %s", rc, out);
+
+    /* bench -d: the tests run after D tokens of context (attention at depth);
+       the test names carry the depth, and a negative depth is refused */
+    snprintf(args, sizeof args, "bench -m %s -t 1,2 -p 8 -n 4 -r 1 -d 600 --csv", M);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, ",1,pp8@d600,") && strstr(out, ",1,tg4@d600,") && strstr(out, ",2,pp8@d600,") &&
+              strstr(out, ",2,tg4@d600,"),
+          "bench -d 600 (several chunks of keys):\n%s", out);
+    snprintf(args, sizeof args, "bench -m %s -t 1 -p 8 -n 0 -r 1 --depth=-5", M);
+    rc = cli(args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "-d"), "bench --depth=-5 is refused: %d %s", rc, out);
 #endif
 }

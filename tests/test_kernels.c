@@ -866,6 +866,7 @@ static void check_default_threads(void) {
 #include "test_kernels_avx512.c"
 #include "test_kernels_gemm.c"
 #include "test_kernels_kx8.c"
+#include "test_attention.c"
 
 void test_kernels(void) {
     printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
@@ -900,6 +901,7 @@ void test_kernels(void) {
         check_kx8(&kt);
         check_dot_rows(&kt);
         check_exp_sum(&kt);
+        check_attention(&kt);
     }
     check_avx512();
 }

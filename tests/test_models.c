@@ -147,7 +147,7 @@ static void top5(const float *x, int *out) {
    reference gap is within our error (README section 4). */
 static int greedy_must_match(const ref *r, double rel) {
     for (int i = 0; i < NPOS; i++)
-        if (r->gap[i] < 2 * rel * r->maxabs) return i + 1; /* this step may differ */
+        if (r->gap[i] < 2 * rel * r->maxabs) return i; /* step i may differ: the steps before it must match */
     return NPOS;
 }
 
@@ -208,6 +208,9 @@ static void check_fixture(const fixture *fx) {
         slm_model_free(m);
         return;
     }
+    /* the F16 cache's rounding of K and V moves these random models by
+       about 1e-2 (d above): near-ties within that may go either way */
+    must = greedy_must_match(&r, d);
     CHECK(run_greedy(m, SLM_TYPE_F16, 2, &r, g), "%s: greedy F16 run failed", fx->name);
     same = 0;
     while (same < NPOS && g[same] == r.greedy[same]) same++;
