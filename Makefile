@@ -83,7 +83,7 @@ $(LIB_SO): $(LIB_SO_V)
 # `slm serve` (examples/serve: HTTP, JSON, the server) is part of the CLI;
 # it needs POSIX threads (on Windows the command says it is unsupported).
 SERVE_SRC = examples/serve/serve.c examples/serve/http.c examples/serve/json.c
-SERVE_DEPS = $(SERVE_SRC) examples/serve/serve.h examples/serve/http.h examples/serve/json.h
+SERVE_DEPS = $(SERVE_SRC) examples/serve/serve.h examples/serve/http.h examples/serve/json.h examples/serve/think.h
 
 $(CLI): examples/slm.c $(SERVE_DEPS) $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(SERVE_SRC) $(LIB_A) -o $@ $(LDFLAGS) $(LIBS) -lpthread
