@@ -2349,7 +2349,8 @@ static const char *SERVE_HELP =
     "  --api-key KEY        require \"Authorization: Bearer KEY\" (not for /health);\n"
     "                       also read from SLM_API_KEY\n"
     "  --template NAME      chat template: chatml, llama3, gemma, phi3, phi4-mini, zephyr,\n"
-    "                       mistral, llama2 (default: the model's own)\n"
+    "                       mistral, llama2, granite, olmo2, qwen3, qwen3.5, smollm3, lfm2\n"
+    "                       (default: the model's own)\n"
     "  --timeout S          seconds to receive a request, and to wait on a client that\n"
     "                       does not read (default 30)\n"
     "  --max-body N         largest request body in bytes (default 1048576); beyond: 413\n"
@@ -2474,7 +2475,8 @@ int serve_main(int argc, char **argv) {
     if (tmpl) {
         sv->family = slm_chat_family_from_name(tmpl);
         if (!sv->family) {
-            fprintf(stderr, "slm serve: unknown template '%s' (chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2)\n", tmpl);
+            fprintf(stderr, "slm serve: unknown template '%s' (chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2, "
+                            "granite, olmo2, qwen3, qwen3.5, smollm3, lfm2)\n", tmpl);
             return 1;
         }
     } else {
