@@ -2164,7 +2164,9 @@ static void h_show(conn *c) {
     snprintf(key, sizeof key, "%s.block_count", sv->info.arch);
     jb_key(&b, key, 0);
     jb_int(&b, sv->info.n_layer);
-    jb_cstr(&b, "},\"capabilities\":[\"completion\"],\"modified_at\":");
+    /* as Ollama: "thinking" where the template has thinking blocks */
+    jb_cstr(&b, family_thinks(sv->family) ? "},\"capabilities\":[\"completion\",\"thinking\"],\"modified_at\":"
+                                          : "},\"capabilities\":[\"completion\"],\"modified_at\":");
     char ts[48];
     rfc3339(ts, sizeof ts);
     jb_str(&b, ts, strlen(ts));

@@ -552,6 +552,8 @@ async function testThinking(s, template, opened) {
     check(gs.thinking === got.thinking && gs.content === got.content, `${L}: ollama generate streamed thinking (seed ${seed})`, gs);
   }
   if (opened) check(sawThinking, `${L}: the reply opened inside the block is thinking`);
+  const show = await ollama.show({ model });
+  check(show.capabilities?.includes('thinking'), `${L}: ollama show lists the thinking capability`, show.capabilities);
   // a reply that closes the block: a grammar makes the model write the end tag
   // (the string "</think> ok" in JSON, cut over many tokens by this vocabulary)
   const rf = { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'string', enum: ['</think> ok'] } } };
@@ -600,6 +602,8 @@ async function testNoThinking(s) {
   const c = await openai.chat.completions.create(req);
   check(c.choices[0].message.content === '"<think>a</think> ok"' && c.choices[0].message.reasoning_content === undefined,
     'chatml (no thinking): the reply unchanged', c.choices[0].message);
+  const show = await new Ollama({ host: s.url }).show({ model: 'tiny-qwen2-Q8_0' });
+  check(!show.capabilities?.includes('thinking'), 'chatml (no thinking): no thinking capability in ollama show', show.capabilities);
 }
 
 // ---- embeddings: /v1/embeddings, /api/embed, /api/embeddings ------------------------------
