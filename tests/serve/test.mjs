@@ -7,7 +7,8 @@
 //
 // Prints "serve: N passed, N failed" and exits non-zero on a failure.
 import { spawn, execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -594,6 +595,23 @@ async function testThinking(s, template, opened) {
   }
 }
 
+// `slm chat --hide-thinking` shares the split (examples/serve/think.h): a
+// grammar makes the model close the block over many tokens.
+async function testChatHideThinking() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'slm-think-'));
+  const gbnf = path.join(dir, 'end.gbnf');
+  writeFileSync(gbnf, 'root ::= "\\"" "</think> ok" "\\""\n');
+  const chat = (extra) => new Promise((resolve) => {
+    const p = execFile(SLM, ['chat', '-m', CHAT, '--template', 'qwen3.5', '--grammar', gbnf, '-t', '1', ...extra],
+      { timeout: 30_000 }, (err, stdout) => resolve(stdout));
+    p.stdin.end('hi\n');
+  });
+  const shown = await chat([]), hidden = await chat(['--hide-thinking']);
+  check(shown === '<think>\n"</think> ok"\n', 'slm chat shows the thinking block (qwen3.5 opens it)', shown);
+  check(hidden === 'ok"\n', 'slm chat --hide-thinking prints the answer only', hidden);
+  rmSync(dir, { recursive: true, force: true });
+}
+
 // A family without thinking: no reasoning field, the text as generated.
 async function testNoThinking(s) {
   const openai = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
@@ -877,6 +895,7 @@ async function main() {
     await testCompletions(demo);
     await testChat(chat);
     await testNoThinking(chat);
+    await testChatHideThinking();
     for (const [template, opened] of [['qwen3.5', true], ['qwen3', false]]) {
       const t = await startServer(CHAT, ['--parallel', '1', '-t', '1', '--template', template]);
       await testThinking(t, template, opened);
