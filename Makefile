@@ -86,7 +86,7 @@ $(LIB_SO): $(LIB_SO_V)
 # `slm serve` (examples/serve: HTTP, JSON, the server) is part of the CLI;
 # it needs POSIX threads (on Windows the command says it is unsupported).
 SERVE_SRC = examples/serve/serve.c examples/serve/http.c examples/serve/json.c
-SERVE_DEPS = $(SERVE_SRC) examples/serve/serve.h examples/serve/http.h examples/serve/json.h
+SERVE_DEPS = $(SERVE_SRC) examples/serve/serve.h examples/serve/http.h examples/serve/json.h examples/serve/think.h
 
 $(CLI): examples/slm.c $(SERVE_DEPS) $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/slm.c $(SERVE_SRC) $(LIB_A) -o $@ $(LDFLAGS) $(LIBS) -lpthread
@@ -137,15 +137,22 @@ test-python: $(LIB_SO)
 
 # `slm serve` against the official openai and ollama npm clients (installed
 # into tests/serve/node_modules, versions pinned by package-lock.json), curl
-# and raw sockets: prints "serve: N passed, N failed" (part of make test).
-test-serve: $(CLI)
+# and raw sockets: prints "serve: N passed, N failed" (part of make test),
+# after the unit test of the thinking splitter ("think: N passed, N failed").
+test-serve: $(CLI) $(BUILD)/test_think
+	./$(BUILD)/test_think
 	cd tests/serve && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	SLM_CLI=$(abspath $(CLI)) node tests/serve/test.mjs
+
+# the thinking splitter of slm serve (examples/serve/think.h), tags cut at every position
+$(BUILD)/test_think: tests/serve/test_think.c examples/serve/think.h | $(BUILD)
+	$(CC) $(CSTD) -O1 $(WARN) -Werror tests/serve/test_think.c -o $@
 
 # The same with the server built with ASan+UBSan (leak checking at its exit),
 # then with TSan (no OpenMP: libgomp is not instrumented).
 test-serve-sanitize: $(SERVE_DEPS) examples/slm.c slm.c slm.h
 	mkdir -p $(BUILD)/san $(BUILD)/tsan
+	$(CC) $(CSTD) -O1 $(WARN) $(SAN_FLAGS) tests/serve/test_think.c -o $(BUILD)/san/test_think && ./$(BUILD)/san/test_think
 	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(SAN_FLAGS) -I. examples/slm.c $(SERVE_SRC) slm.c -o $(BUILD)/san/slm $(LIBS) -lpthread
 	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) -fsanitize=thread -g -I. examples/slm.c $(SERVE_SRC) slm.c -o $(BUILD)/tsan/slm $(LIBS) -lpthread
 	cd tests/serve && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error

@@ -16,6 +16,7 @@
 #endif
 #include "slm.h"
 #include "serve/serve.h"
+#include "serve/think.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -1000,49 +1001,27 @@ static void tb_add(text_buf *b, const char *t, size_t n) {
 }
 
 /* The reply as it streams: all of it into the message, to stdout without
-   the <think>...</think> blocks when they are hidden (a tag may arrive in
-   pieces: the bytes that may begin one wait in pend; the blank lines after
-   a block go too). */
+   its <think>...</think> block when thinking is hidden (the split of slm
+   serve, examples/serve/think.h: a tag may arrive in pieces; the white
+   space around the block goes too). */
 typedef struct chat_sink {
     text_buf reply;
-    int hide, in_think, after; /* after: just left a block */
-    char pend[16];
-    size_t n_pend;
+    int hide;
+    think_split split;
 } chat_sink;
-
-static void think_filter(chat_sink *c, const char *text, size_t len) {
-    for (size_t i = 0; i < len; i++) {
-        const char *tag = c->in_think ? "</think>" : "<think>";
-        const size_t tl = strlen(tag);
-        c->pend[c->n_pend++] = text[i];
-        if (strncmp(c->pend, tag, c->n_pend) == 0) {
-            if (c->n_pend < tl) continue;
-            c->in_think = !c->in_think;
-            c->after = !c->in_think;
-            c->n_pend = 0;
-            continue;
-        }
-        /* not a tag: the first byte is plain text; the rest may start one */
-        size_t k = 0;
-        while (k < c->n_pend) {
-            size_t m = c->n_pend - k;
-            if (k > 0 && strncmp(c->pend + k, tag, m) == 0) break;
-            if (!c->in_think && !(c->after && (c->pend[k] == '\n' || c->pend[k] == '\r'))) {
-                c->after = 0;
-                fputc(c->pend[k], stdout);
-            }
-            k++;
-        }
-        memmove(c->pend, c->pend + k, c->n_pend - k);
-        c->n_pend -= k;
-    }
-}
 
 static int chat_out_errno;
 
+/* think.h's output: the answer goes to stdout, the thinking nowhere */
+static int chat_show(void *user, int thinking, const char *text, size_t len) {
+    (void)user;
+    if (!thinking && fwrite(text, 1, len, stdout) != len && !chat_out_errno) chat_out_errno = errno ? errno : EIO;
+    return 0;
+}
+
 static int chat_text(void *user, const char *text, size_t len) {
     chat_sink *c = (chat_sink *)user;
-    if (c->hide) think_filter(c, text, len);
+    if (c->hide) think_push(&c->split, text, len, chat_show, NULL);
     else if (fwrite(text, 1, len, stdout) != len) chat_out_errno = errno ? errno : EIO;
     if (fflush(stdout) != 0 && !chat_out_errno) chat_out_errno = errno ? errno : EIO;
     if (chat_out_errno) return 1;
@@ -1376,10 +1355,9 @@ static int cmd_chat(int argc, char **argv) {
         sink.hide = o.hide_thinking;
         /* a template that opens the reply inside <think> (Qwen3.5): the
            reply starts as thinking */
-        if (need >= 8 && (!strcmp(text + need - 8, "<think>\n") || !strcmp(text + need - 7, "<think>"))) {
-            if (sink.hide) sink.in_think = 1;
-            else fputs("<think>\n", stdout);
-        }
+        const int opened = think_prompt_opens(text, need);
+        think_init(&sink.split, opened);
+        if (opened && !sink.hide) fputs("<think>\n", stdout);
         gp.on_text = chat_text;
         gp.user = &sink;
         int32_t pos0 = slm_session_pos(s);
@@ -1414,7 +1392,7 @@ static int cmd_chat(int argc, char **argv) {
         }
         free(text);
         turn++;
-        if (sink.hide && !sink.in_think) fwrite(sink.pend, 1, sink.n_pend, stdout); /* a tag that never came */
+        if (sink.hide) think_flush(&sink.split, chat_show, NULL); /* a tag that never came */
         text_buf reply = sink.reply;
         if (!reply.n || reply.s[reply.n - 1] != '\n') fputc('\n', stdout);
         fflush(stdout);

@@ -53,6 +53,7 @@ int serve_main(int argc, char **argv) {
 #include "../../slm.h"
 #include "http.h"
 #include "json.h"
+#include "think.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -475,6 +476,10 @@ typedef struct gen_request {
     int32_t max_tokens;      /* <= 0: until the end of the turn or a full context */
     const char *stop[MAX_STOP];
     int32_t n_stop;
+    int no_think;            /* SLM_CHAT_NO_THINK: ask for an answer without thinking */
+    int keep_think;          /* reasoning_format "none": the reply as the model wrote it */
+    int split;               /* cut the reply into thinking and answer (think.h) */
+    int think_opened;        /* the prompt opened the thinking block */
     char id[64];
     long long created;
 } gen_request;
@@ -493,7 +498,9 @@ static void gen_request_free(server *sv, gen_request *g) {
 typedef struct gen_state {
     conn *c;
     gen_request *g;
-    jbuf text;               /* non-streaming: the whole reply */
+    jbuf text;               /* non-streaming: the whole reply (its answer when split) */
+    jbuf thinking;           /* non-streaming, split: the thinking */
+    think_split think;       /* the split of the streamed reply */
     const int32_t *ids;      /* the prompt */
     int32_t n_ids;
     int32_t *out;            /* [cap] the generated ids (Ollama's context) */
@@ -517,7 +524,7 @@ static void rfc3339(char *buf, size_t n) {
 }
 
 /* OpenAI stream chunk: choices[0] with a delta (chat) or text (completions). */
-static void oai_chunk(jbuf *b, gen_state *gs, const char *text, size_t n, int role, const char *finish) {
+static void oai_chunk(jbuf *b, gen_state *gs, const char *text, size_t n, int role, const char *finish, int thinking) {
     server *sv = gs->c->sv;
     gen_request *g = gs->g;
     int chat = g->api == API_OAI_CHAT;
@@ -535,7 +542,7 @@ static void oai_chunk(jbuf *b, gen_state *gs, const char *text, size_t n, int ro
         if (role) jb_cstr(b, "\"role\":\"assistant\"");
         if (text) {
             if (role) jb_cstr(b, ",");
-            jb_cstr(b, "\"content\":");
+            jb_cstr(b, thinking ? "\"reasoning_content\":" : "\"content\":");
             jb_str(b, text, n);
         }
         jb_cstr(b, "},\"logprobs\":null");
@@ -562,38 +569,59 @@ static void ollama_head(jbuf *b, gen_state *gs) {
     jb_str(b, ts, strlen(ts));
 }
 
-static void ollama_piece(jbuf *b, gen_state *gs, const char *text, size_t n) {
+/* text: the answer; think (may be NULL): the thinking, if any */
+static void ollama_piece(jbuf *b, gen_state *gs, const char *text, size_t n, const char *think, size_t tn) {
     if (gs->g->api == API_OLLAMA_CHAT) {
         jb_cstr(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
         jb_str(b, text, n);
+        if (think && tn) {
+            jb_cstr(b, ",\"thinking\":");
+            jb_str(b, think, tn);
+        }
         jb_cstr(b, "}");
     } else {
         jb_cstr(b, ",\"response\":");
         jb_str(b, text, n);
+        if (think && tn) {
+            jb_cstr(b, ",\"thinking\":");
+            jb_str(b, think, tn);
+        }
     }
 }
 
-/* Stream text to the client, or keep it for the one response. Returns
-   non-zero to stop generating (the client is gone). */
-static int emit_text(gen_state *gs, const char *text, size_t n) {
+/* Stream a piece of the answer or of the thinking to the client, or keep
+   it for the one response. Returns non-zero to stop generating (the client
+   is gone). */
+static int emit_part(void *user, int thinking, const char *text, size_t n) {
+    gen_state *gs = (gen_state *)user;
     conn *c = gs->c;
     if (n == 0) return 0;
     if (c->ttft == 0) c->ttft = now_ms() - c->t0;
     if (!gs->g->stream) {
-        jb_raw(&gs->text, text, n);
-        return gs->text.failed;
+        jbuf *to = thinking ? &gs->thinking : &gs->text;
+        jb_raw(to, text, n);
+        return to->failed;
     }
     jbuf b = {0};
     if (gs->g->api == API_OAI_CHAT || gs->g->api == API_OAI_COMPLETION) {
-        oai_chunk(&b, gs, text, n, 0, NULL);
+        oai_chunk(&b, gs, text, n, 0, NULL, thinking);
     } else {
         ollama_head(&b, gs);
-        ollama_piece(&b, gs, text, n);
+        if (thinking) ollama_piece(&b, gs, "", 0, text, n);
+        else ollama_piece(&b, gs, text, n, NULL, 0);
         jb_cstr(&b, ",\"done\":false}\n");
     }
     int r = b.failed ? -1 : send_all(c, b.s, b.n);
     jb_free(&b);
     return r != 0;
+}
+
+/* Reply text as generated: through the thinking split where the request
+   has one. */
+static int emit_text(gen_state *gs, const char *text, size_t n) {
+    if (n == 0) return 0;
+    if (gs->g->split) return think_push(&gs->think, text, n, emit_part, gs);
+    return emit_part(gs, 0, text, n);
 }
 
 static void ollama_stats(jbuf *b, gen_state *gs) {
@@ -643,7 +671,7 @@ static void finish_response(gen_state *gs) {
     int oai = g->api == API_OAI_CHAT || g->api == API_OAI_COMPLETION;
     if (g->stream) {
         if (oai) {
-            oai_chunk(&b, gs, g->api == API_OAI_CHAT ? NULL : "", 0, 0, fr);
+            oai_chunk(&b, gs, g->api == API_OAI_CHAT ? NULL : "", 0, 0, fr, 0);
             if (g->include_usage) {
                 jb_cstr(&b, "data: {\"id\":");
                 jb_str(&b, g->id, strlen(g->id));
@@ -659,7 +687,7 @@ static void finish_response(gen_state *gs) {
             jb_cstr(&b, "data: [DONE]\n\n");
         } else {
             ollama_head(&b, gs);
-            ollama_piece(&b, gs, "", 0);
+            ollama_piece(&b, gs, "", 0, NULL, 0);
             ollama_stats(&b, gs);
             jb_cstr(&b, "}\n");
         }
@@ -683,6 +711,10 @@ static void finish_response(gen_state *gs) {
         if (g->api == API_OAI_CHAT) {
             jb_cstr(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
             jb_str(&b, text, tn);
+            if (gs->thinking.n) { /* as llama.cpp: only when the model thought */
+                jb_cstr(&b, ",\"reasoning_content\":");
+                jb_str(&b, gs->thinking.s, gs->thinking.n);
+            }
             jb_cstr(&b, ",\"refusal\":null}");
         } else {
             jb_cstr(&b, "\"text\":");
@@ -703,7 +735,7 @@ static void finish_response(gen_state *gs) {
         jb_cstr(&b, "}");
     } else {
         ollama_head(&b, gs);
-        ollama_piece(&b, gs, text, tn);
+        ollama_piece(&b, gs, text, tn, gs->thinking.s, gs->thinking.n);
         ollama_stats(&b, gs);
         jb_cstr(&b, "}");
     }
@@ -832,6 +864,7 @@ static void run_generation(conn *c, gen_request *g) {
     gs.ids = ids;
     gs.n_ids = n;
     gs.t_start = now_ms();
+    think_init(&gs.think, g->think_opened);
     c->n_prompt = n;
     slm_error err;
     slm_sampler *smp = NULL;
@@ -880,7 +913,7 @@ static void run_generation(conn *c, gen_request *g) {
             send_head(c, 200, "text/event-stream", -1, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
             if (g->api == API_OAI_CHAT) {
                 jbuf b = {0};
-                oai_chunk(&b, &gs, "", 0, 1, NULL);
+                oai_chunk(&b, &gs, "", 0, 1, NULL, 0);
                 if (!b.failed) send_all(c, b.s, b.n);
                 jb_free(&b);
             }
@@ -942,6 +975,7 @@ static void run_generation(conn *c, gen_request *g) {
         if (sb.held.n) emit_text(&gs, sb.held.s, sb.held.n);
         emit_text(&gs, piece, fl);
     }
+    if (st == SLM_OK && !gone && !c->broken && g->split) think_flush(&gs.think, emit_part, &gs);
     gs.stop_reason = reason;
     gs.t_end = now_ms();
     c->n_gen = gs.n_out;
@@ -958,6 +992,7 @@ done:
     slm_sampler_free(smp);
     jb_free(&sb.held);
     jb_free(&gs.text);
+    jb_free(&gs.thinking);
     free(gs.out);
     free(piece);
     free(ids);
@@ -1410,6 +1445,64 @@ static int message_text(reqctx *r, const json_node *content, jbuf *out) {
     return 1;
 }
 
+/* Thinking: the families whose templates have thinking blocks get their
+   replies split into thinking and answer (think.h), unless the request
+   wants the raw text. */
+static int family_thinks(int f) {
+    return f == SLM_CHAT_QWEN3 || f == SLM_CHAT_QWEN35 || f == SLM_CHAT_SMOLLM3 || f == SLM_CHAT_LFM2;
+}
+
+static void think_setup(server *sv, gen_request *g) {
+    g->split = family_thinks(sv->family) && !g->keep_think;
+    g->think_opened = g->split && think_prompt_opens(g->prompt, g->prompt_len);
+}
+
+/* OpenAI-compatible, as llama.cpp's server: chat_template_kwargs.enable_thinking
+   (false: SLM_CHAT_NO_THINK) and reasoning_format ("none": the raw text in
+   content; "auto" or "deepseek", the default: reasoning_content). */
+static int parse_oai_think(reqctx *r, gen_request *g) {
+    const json_node *k = json_get(&r->doc, r->root, "chat_template_kwargs");
+    if (k && k->type != JSON_OBJECT && k->type != JSON_NULL) {
+        respond_error(r->c, 400, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        return 1;
+    }
+    if (k && k->type == JSON_OBJECT) {
+        int on = 1;
+        const json_node *e = json_get(&r->doc, k, "enable_thinking");
+        if (e && e->type != JSON_NULL && e->type != JSON_TRUE && e->type != JSON_FALSE) {
+            respond_error(r->c, 400, "chat_template_kwargs", "'enable_thinking' must be true or false");
+            return 1;
+        }
+        if (e && e->type == JSON_FALSE) on = 0;
+        g->no_think = !on;
+    }
+    const json_node *f;
+    if (get_str(r, r->root, "reasoning_format", &f)) return 1;
+    if (f) {
+        if (!strcmp(f->str, "none")) g->keep_think = 1;
+        else if (strcmp(f->str, "auto") && strcmp(f->str, "deepseek")) {
+            respond_error(r->c, 400, "reasoning_format", "'reasoning_format' must be \"none\", \"auto\" or \"deepseek\"");
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Ollama: think true (or a level "high"/"medium"/"low"), false, or absent
+   (the model's default: it thinks). The thinking goes to "thinking". */
+static int parse_ollama_think(reqctx *r, gen_request *g) {
+    const json_node *t = json_get(&r->doc, r->root, "think");
+    if (!t || t->type == JSON_NULL || t->type == JSON_TRUE) return 0;
+    if (t->type == JSON_FALSE) {
+        g->no_think = 1;
+        return 0;
+    }
+    if (t->type == JSON_STRING && (!strcmp(t->str, "high") || !strcmp(t->str, "medium") || !strcmp(t->str, "low")))
+        return 0;
+    respond_error(r->c, 400, "think", "'think' must be true, false, \"high\", \"medium\" or \"low\"");
+    return 1;
+}
+
 /* messages[] (OpenAI and Ollama alike) -> prompt text through the chat template. */
 static int format_messages(reqctx *r, const json_node *msgs, const char *system, gen_request *g) {
     server *sv = r->c->sv;
@@ -1454,18 +1547,20 @@ static int format_messages(reqctx *r, const json_node *msgs, const char *system,
     }
     size_t need = 0;
     slm_error err;
-    slm_chat_format(sv->model, sv->family, cm, n, 0, 1, NULL, 0, &need, NULL, NULL);
+    const int gen = SLM_CHAT_GEN | (g->no_think ? SLM_CHAT_NO_THINK : 0);
+    slm_chat_format(sv->model, sv->family, cm, n, 0, gen, NULL, 0, &need, NULL, NULL);
     g->prompt = (char *)malloc(need + 1);
     if (!g->prompt) {
         respond_error(r->c, 500, NULL, "out of memory");
         goto out;
     }
-    if (slm_chat_format(sv->model, sv->family, cm, n, 0, 1, g->prompt, need + 1, &need, NULL, &err) != SLM_OK) {
+    if (slm_chat_format(sv->model, sv->family, cm, n, 0, gen, g->prompt, need + 1, &need, NULL, &err) != SLM_OK) {
         respond_error(r->c, 400, "messages", "%s", err.message);
         goto out;
     }
     g->prompt_len = need;
     g->parse_special = 1;
+    think_setup(sv, g);
     rc = 0;
 out:
     if (texts)
@@ -1480,7 +1575,7 @@ static void h_oai_chat(conn *c) {
     gen_request g;
     memset(&g, 0, sizeof g);
     g.api = API_OAI_CHAT;
-    if (parse_body(&r) || parse_oai_common(&r, &g)) goto out;
+    if (parse_body(&r) || parse_oai_common(&r, &g) || parse_oai_think(&r, &g)) goto out;
     const json_node *tools = json_get(&r.doc, r.root, "tools");
     if (tools && tools->type == JSON_ARRAY && tools->count > 0) {
         respond_error(c, 400, "tools", "tools (function calling) are not supported");
@@ -1603,7 +1698,7 @@ static void h_ollama_chat(conn *c) {
     gen_request g;
     memset(&g, 0, sizeof g);
     g.api = API_OLLAMA_CHAT;
-    if (parse_body(&r) || parse_ollama_common(&r, &g)) goto out;
+    if (parse_body(&r) || parse_ollama_common(&r, &g) || parse_ollama_think(&r, &g)) goto out;
     const json_node *msgs = json_get(&r.doc, r.root, "messages");
     if (!msgs || (msgs->type == JSON_ARRAY && msgs->count == 0)) { /* Ollama: loads the model, answers done */
         gen_state gs;
@@ -1631,7 +1726,7 @@ static void h_ollama_generate(conn *c) {
     gen_request g;
     memset(&g, 0, sizeof g);
     g.api = API_OLLAMA_GENERATE;
-    if (parse_body(&r) || parse_ollama_common(&r, &g)) goto out;
+    if (parse_body(&r) || parse_ollama_common(&r, &g) || parse_ollama_think(&r, &g)) goto out;
     const json_node *p, *sys;
     int raw = 0;
     if (get_str(&r, r.root, "prompt", &p) || get_str(&r, r.root, "system", &sys) || get_bool(&r, r.root, "raw", &raw))
@@ -1681,14 +1776,16 @@ static void h_ollama_generate(conn *c) {
         cm[n].role = "user", cm[n].content = p->str, n++;
         size_t need = 0;
         slm_error err;
-        slm_chat_format(sv->model, sv->family, cm, n, 0, 1, NULL, 0, &need, NULL, NULL);
+        const int gen = SLM_CHAT_GEN | (g.no_think ? SLM_CHAT_NO_THINK : 0);
+        slm_chat_format(sv->model, sv->family, cm, n, 0, gen, NULL, 0, &need, NULL, NULL);
         g.prompt = (char *)malloc(need + 1);
-        if (!g.prompt || slm_chat_format(sv->model, sv->family, cm, n, 0, 1, g.prompt, need + 1, &need, NULL, &err)) {
+        if (!g.prompt || slm_chat_format(sv->model, sv->family, cm, n, 0, gen, g.prompt, need + 1, &need, NULL, &err)) {
             respond_error(c, 400, "prompt", "%s", g.prompt ? err.message : "out of memory");
             goto out;
         }
         g.prompt_len = need;
         g.parse_special = 1;
+        think_setup(sv, &g);
     }
     new_id(c->sv, &g, "gen");
     run_generation(c, &g);
@@ -2067,7 +2164,9 @@ static void h_show(conn *c) {
     snprintf(key, sizeof key, "%s.block_count", sv->info.arch);
     jb_key(&b, key, 0);
     jb_int(&b, sv->info.n_layer);
-    jb_cstr(&b, "},\"capabilities\":[\"completion\"],\"modified_at\":");
+    /* as Ollama: "thinking" where the template has thinking blocks */
+    jb_cstr(&b, family_thinks(sv->family) ? "},\"capabilities\":[\"completion\",\"thinking\"],\"modified_at\":"
+                                          : "},\"capabilities\":[\"completion\"],\"modified_at\":");
     char ts[48];
     rfc3339(ts, sizeof ts);
     jb_str(&b, ts, strlen(ts));
@@ -2252,7 +2351,8 @@ static const char *SERVE_HELP =
     "  --api-key KEY        require \"Authorization: Bearer KEY\" (not for /health);\n"
     "                       also read from SLM_API_KEY\n"
     "  --template NAME      chat template: chatml, llama3, gemma, phi3, phi4-mini, zephyr,\n"
-    "                       mistral, llama2 (default: the model's own)\n"
+    "                       mistral, llama2, granite, olmo2, qwen3, qwen3.5, smollm3, lfm2\n"
+    "                       (default: the model's own)\n"
     "  --timeout S          seconds to receive a request, and to wait on a client that\n"
     "                       does not read (default 30)\n"
     "  --max-body N         largest request body in bytes (default 1048576); beyond: 413\n"
@@ -2377,7 +2477,8 @@ int serve_main(int argc, char **argv) {
     if (tmpl) {
         sv->family = slm_chat_family_from_name(tmpl);
         if (!sv->family) {
-            fprintf(stderr, "slm serve: unknown template '%s' (chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2)\n", tmpl);
+            fprintf(stderr, "slm serve: unknown template '%s' (chatml, llama3, gemma, phi3, phi4-mini, zephyr, mistral, llama2, "
+                            "granite, olmo2, qwen3, qwen3.5, smollm3, lfm2)\n", tmpl);
             return 1;
         }
     } else {

@@ -7,7 +7,8 @@
 //
 // Prints "serve: N passed, N failed" and exits non-zero on a failure.
 import { spawn, execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -479,6 +480,150 @@ async function testStructured(s, model, label, budget) {
   }
 }
 
+// ---- thinking: reasoning_content (OpenAI-compatible) and thinking (Ollama) ------------------
+
+// The split of think.h on a whole reply: a block at the start (or opened by
+// the prompt), its tags and the white space around them are markup.
+function splitThinking(raw, opened) {
+  let p = 0;
+  const ws = (c) => c === ' ' || c === '\n' || c === '\r' || c === '\t';
+  if (!opened) {
+    while (p < raw.length && ws(raw[p])) p++;
+    if (!raw.startsWith('<think>', p)) return { thinking: '', content: raw };
+    p += 7;
+  }
+  while (p < raw.length && ws(raw[p])) p++;
+  const e = raw.indexOf('</think>', p);
+  let q = e < 0 ? raw.length : e;
+  while (q > p && ws(raw[q - 1])) q--;
+  const thinking = raw.slice(p, q);
+  if (e < 0) return { thinking, content: '' };
+  p = e + 8;
+  while (p < raw.length && ws(raw[p])) p++;
+  return { thinking, content: raw.slice(p) };
+}
+
+async function testThinking(s, template, opened) {
+  const L = `thinking (${template})`;
+  const openai = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
+  const ollama = new Ollama({ host: s.url });
+  const model = 'tiny-qwen2-Q8_0';
+  const messages = [{ role: 'user', content: 'Why is the sky blue?' }];
+  const nonws = (t) => t.replace(/[ \n\r\t]/g, '');
+  let sawThinking = false;
+  for (const seed of [1, 2, 3, 5, 8]) {
+    const req = { model, messages, max_tokens: 24, seed, temperature: 1, top_p: 1 };
+    // reasoning_format "none" (llama.cpp's switch): the reply as generated
+    const rawr = await openai.chat.completions.create({ ...req, reasoning_format: 'none' });
+    const raw = rawr.choices[0].message.content;
+    check(rawr.choices[0].message.reasoning_content === undefined, `${L}: reasoning_format none leaves the text whole`, rawr);
+    const want = splitThinking(raw, opened);
+    const closed = opened ? raw.includes('</think>') : want.content !== raw;
+    const c1 = await openai.chat.completions.create(req);
+    const m = c1.choices[0].message;
+    const got = { thinking: m.reasoning_content ?? '', content: m.content };
+    check(got.thinking === want.thinking && got.content === want.content, `${L}: openai message.reasoning_content/content (seed ${seed})`, { raw, got });
+    check(nonws(raw) === (opened ? '' : closed ? '<think>' : '') + nonws(got.thinking) + (closed ? '</think>' : '') + nonws(got.content),
+      `${L}: reasoning + content == the generation (seed ${seed})`, { raw, got });
+    if (got.thinking) sawThinking = true;
+    let st = { thinking: '', content: '' }, order = true;
+    for await (const ch of await openai.chat.completions.create({ ...req, stream: true })) {
+      const d = ch.choices[0]?.delta ?? {};
+      if (d.reasoning_content) { st.thinking += d.reasoning_content; if (st.content) order = false; }
+      if (d.content) st.content += d.content;
+    }
+    check(st.thinking === got.thinking && st.content === got.content && order, `${L}: openai delta.reasoning_content streamed (seed ${seed})`, { st, got });
+    // Ollama, with the sampler of the OpenAI requests
+    const options = { seed, temperature: 1, top_p: 1, top_k: 0, min_p: 0, repeat_penalty: 1, num_predict: 24 };
+    const o1 = await ollama.chat({ model, messages, options, think: true });
+    check((o1.message.thinking ?? '') === got.thinking && o1.message.content === got.content, `${L}: ollama message.thinking (seed ${seed})`, o1.message);
+    let os = { thinking: '', content: '' };
+    for await (const part of await ollama.chat({ model, messages, options, stream: true })) {
+      os.thinking += part.message.thinking ?? '';
+      os.content += part.message.content;
+    }
+    check(os.thinking === got.thinking && os.content === got.content, `${L}: ollama chat streamed thinking (seed ${seed})`, os);
+    const g1 = await ollama.generate({ model, prompt: messages[0].content, options, think: true, stream: false });
+    check((g1.thinking ?? '') === got.thinking && g1.response === got.content, `${L}: ollama generate thinking (seed ${seed})`, g1);
+    let gs = { thinking: '', content: '' };
+    for await (const part of await ollama.generate({ model, prompt: messages[0].content, options, stream: true })) {
+      gs.thinking += part.thinking ?? '';
+      gs.content += part.response;
+    }
+    check(gs.thinking === got.thinking && gs.content === got.content, `${L}: ollama generate streamed thinking (seed ${seed})`, gs);
+  }
+  if (opened) check(sawThinking, `${L}: the reply opened inside the block is thinking`);
+  const show = await ollama.show({ model });
+  check(show.capabilities?.includes('thinking'), `${L}: ollama show lists the thinking capability`, show.capabilities);
+  // a reply that closes the block: a grammar makes the model write the end tag
+  // (the string "</think> ok" in JSON, cut over many tokens by this vocabulary)
+  const rf = { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'string', enum: ['</think> ok'] } } };
+  const g = await openai.chat.completions.create({ model, messages, max_tokens: 40, response_format: rf });
+  const gw = splitThinking('"</think> ok"', opened);
+  check((g.choices[0].message.reasoning_content ?? '') === gw.thinking && g.choices[0].message.content === gw.content,
+    `${L}: an end tag written by the model`, g.choices[0].message);
+  let gst = { thinking: '', content: '' };
+  for await (const ch of await openai.chat.completions.create({ model, messages, max_tokens: 40, response_format: rf, stream: true })) {
+    gst.thinking += ch.choices[0]?.delta?.reasoning_content ?? '';
+    gst.content += ch.choices[0]?.delta?.content ?? '';
+  }
+  check(gst.thinking === gw.thinking && gst.content === gw.content, `${L}: an end tag written by the model, streamed`, gst);
+  const og = await ollama.chat({ model, messages, format: rf.json_schema.schema, options: { num_predict: 40 } });
+  check((og.message.thinking ?? '') === gw.thinking && og.message.content === gw.content, `${L}: ollama, an end tag written by the model`, og.message);
+  // enable_thinking false / think false: the template's empty block in the prompt
+  const on = await openai.chat.completions.create({ model, messages, max_tokens: 1, temperature: 0 });
+  const off = await openai.chat.completions.create({ model, messages, max_tokens: 1, temperature: 0,
+    chat_template_kwargs: { enable_thinking: false } });
+  check(off.usage.prompt_tokens > on.usage.prompt_tokens, `${L}: chat_template_kwargs.enable_thinking false adds the empty block`,
+    { on: on.usage, off: off.usage });
+  const ooff = await ollama.chat({ model, messages, think: false, options: { num_predict: 1 }, stream: false });
+  check(ooff.prompt_eval_count === off.usage.prompt_tokens, `${L}: ollama think false == enable_thinking false`, ooff);
+  for (const [body, param] of [[{ chat_template_kwargs: { enable_thinking: 'no' } }, 'chat_template_kwargs'],
+    [{ chat_template_kwargs: 3 }, 'chat_template_kwargs'], [{ reasoning_format: 'markdown' }, 'reasoning_format']]) {
+    try {
+      await openai.chat.completions.create({ model, messages, max_tokens: 1, ...body });
+      check(false, `${L}: ${JSON.stringify(body)} is refused`);
+    } catch (e) {
+      check(e.status === 400 && e.error?.param === param, `${L}: ${JSON.stringify(body)}: 400 naming ${param}`, e.error);
+    }
+  }
+  try {
+    await ollama.chat({ model, messages, think: 'very' });
+    check(false, `${L}: think "very" is refused`);
+  } catch (e) {
+    check(/'think' must be/.test(e.message), `${L}: ollama think "very": an error naming think`, e.message);
+  }
+}
+
+// `slm chat --hide-thinking` shares the split (examples/serve/think.h): a
+// grammar makes the model close the block over many tokens.
+async function testChatHideThinking() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'slm-think-'));
+  const gbnf = path.join(dir, 'end.gbnf');
+  writeFileSync(gbnf, 'root ::= "\\"" "</think> ok" "\\""\n');
+  const chat = (extra) => new Promise((resolve) => {
+    const p = execFile(SLM, ['chat', '-m', CHAT, '--template', 'qwen3.5', '--grammar', gbnf, '-t', '1', ...extra],
+      { timeout: 30_000 }, (err, stdout) => resolve(stdout));
+    p.stdin.end('hi\n');
+  });
+  const shown = await chat([]), hidden = await chat(['--hide-thinking']);
+  check(shown === '<think>\n"</think> ok"\n', 'slm chat shows the thinking block (qwen3.5 opens it)', shown);
+  check(hidden === 'ok"\n', 'slm chat --hide-thinking prints the answer only', hidden);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+// A family without thinking: no reasoning field, the text as generated.
+async function testNoThinking(s) {
+  const openai = new OpenAI({ baseURL: s.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
+  const rf = { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'string', enum: ['<think>a</think> ok'] } } };
+  const req = { model: 'tiny-qwen2-Q8_0', messages: [{ role: 'user', content: 'hi' }], max_tokens: 40, response_format: rf };
+  const c = await openai.chat.completions.create(req);
+  check(c.choices[0].message.content === '"<think>a</think> ok"' && c.choices[0].message.reasoning_content === undefined,
+    'chatml (no thinking): the reply unchanged', c.choices[0].message);
+  const show = await new Ollama({ host: s.url }).show({ model: 'tiny-qwen2-Q8_0' });
+  check(!show.capabilities?.includes('thinking'), 'chatml (no thinking): no thinking capability in ollama show', show.capabilities);
+}
+
 // ---- embeddings: /v1/embeddings, /api/embed, /api/embeddings ------------------------------
 
 const EMB = path.join(ROOT, 'tests/data/embeddings/tiny-bert-mean-Q8_0.gguf');
@@ -749,6 +894,13 @@ async function main() {
       '--max-body', '65536', '--api-key', 'sekrit', '-c', '4096']);
     await testCompletions(demo);
     await testChat(chat);
+    await testNoThinking(chat);
+    await testChatHideThinking();
+    for (const [template, opened] of [['qwen3.5', true], ['qwen3', false]]) {
+      const t = await startServer(CHAT, ['--parallel', '1', '-t', '1', '--template', template]);
+      await testThinking(t, template, opened);
+      check((await stopServer(t)).code === 0, 'server exits cleanly on SIGTERM');
+    }
     await testStructured(demo, 'kjv-1m-q8_0', 'demo', 160);
     // the random-weight chat fixture spends many tokens on whitespace and
     // one-character pieces: a larger context for the schema replies
