@@ -866,6 +866,7 @@ static void check_default_threads(void) {
 #include "test_kernels_avx512.c"
 #include "test_kernels_gemm.c"
 #include "test_kernels_kx8.c"
+#include "test_kernels_kgemm.c"
 #include "test_attention.c"
 
 void test_kernels(void) {
@@ -899,6 +900,7 @@ void test_kernels(void) {
         check_x8(&kt);
         check_gemm16(&kt);
         check_kx8(&kt);
+        check_kgemm16(&kt);
         check_dot_rows(&kt);
         check_exp_sum(&kt);
         check_attention(&kt);

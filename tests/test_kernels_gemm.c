@@ -34,7 +34,7 @@ static void check_gemm16(const kernel_table *kt) {
     enum { NT = 40, LDY = 16 + 3 };
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const int type = types[ti], dt = TRAITS[type].dot_type;
-        const int x8 = kt->gemm16_x8[type] != NULL, rows = kt->gemm16_rows[type] != NULL;
+        const int x8 = kt->gemm16_x8[type] != NULL && !is_kx8(type), /* K-quant x8: test_kernels_kgemm.c */ rows = kt->gemm16_rows[type] != NULL;
         if (!x8 && !rows) continue;
         const int bs = type_size_of(type)->blck;
         const int *lens = bs == 32 ? lens32 : lens256, nl = bs == 32 ? 5 : 4;
