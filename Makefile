@@ -242,7 +242,9 @@ bench-models: $(BUILD)/gen_model
 bench-dispatch: bench-models
 	BENCH_DIR=$(BENCH_DIR) bench/dispatch.sh
 
-# slm against llama.cpp (node-llama-cpp from npm) on the generated models.
+# slm against native llama.cpp and ik_llama.cpp (LLAMA_BENCH=/path/llama-bench,
+# IK_BENCH=/path/llama-bench; binaries you built, see bench/README.md) and
+# optionally node-llama-cpp (NODE=1), same files, alternating runs.
 bench-compare:
 	BUILD=$(BUILD) bash bench/compare.sh
 
@@ -449,7 +451,7 @@ help:
 	@echo "make bench-dispatch  the portable build against the -march=native one (THREADS=1|2)"
 	@echo "make bench-models   generate random-weight models with real shapes (SmolLM2-135M, Qwen2.5-0.5B)"
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
-	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
+	@echo "make bench-compare  slm against llama.cpp / ik_llama.cpp (LLAMA_BENCH=, IK_BENCH=; bench/README.md)"
 	@echo "make clean      remove $(BUILD)/"
 
 # Grammar-masked sampling on a large vocabulary (the union of real
