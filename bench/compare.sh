@@ -24,7 +24,9 @@
 # directories searched first for SHAPE-TYPE.gguf, e.g. real downloads),
 # THREADS (1,2), P (128), N (64), D (2048; 0 skips the depth test), R (3),
 # ROUNDS (1), BUSY (1: the busy-machine check), BUSY_MODEL (qwen2.5-0.5b-Q4_0),
-# BUILD (build). Output: stdout and $BUILD/bench-compare.md, raw runs in
+# TIMEOUT (seconds one engine process may take, 900; on a loaded machine a
+# spinning thread pool can fall to a fraction of a token per second, and the
+# table then says "timeout"), BUILD (build). Output: stdout and $BUILD/bench-compare.md, raw runs in
 # $BUILD/bench-compare.csv, engine logs in $BUILD/bench-compare.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +35,7 @@ SETS=${SETS:-"smollm2-135m:Q4_0,Q8_0,Q4_K_M qwen2.5-0.5b:Q4_0,Q8_0,Q4_K_M llama3
 MODEL_DIRS=${MODEL_DIRS:-}
 THREADS=${THREADS:-1,2}
 P=${P:-128} N=${N:-64} D=${D:-2048} R=${R:-3} ROUNDS=${ROUNDS:-1}
-BUSY=${BUSY:-1} BUSY_MODEL=${BUSY_MODEL:-qwen2.5-0.5b-Q4_0}
+BUSY=${BUSY:-1} BUSY_MODEL=${BUSY_MODEL:-qwen2.5-0.5b-Q4_0} TIMEOUT=${TIMEOUT:-900}
 LLAMA_BENCH=${LLAMA_BENCH:-} IK_BENCH=${IK_BENCH:-} NODE=${NODE:-0}
 if [ -z "${LLAMA_QUANTIZE:-}" ] && [ -n "$LLAMA_BENCH" ] && [ -x "$(dirname "$LLAMA_BENCH")/llama-quantize" ]; then
   LLAMA_QUANTIZE=$(dirname "$LLAMA_BENCH")/llama-quantize
@@ -94,7 +96,17 @@ file_for() {
 median() { node -e 'const v=JSON.parse(process.argv[1]).sort((a,b)=>a-b),n=v.length;
   console.log(n?(n%2?v[(n-1)/2]:(v[n/2-1]+v[n/2])/2).toFixed(2):"nan")' "$1"; }
 timed() { # timed RSSFILE CMD...: run, stdout kept, stderr to the log
-  "$TIME" -f %M -o "$1" "${@:2}" 2>> "$LOG"
+  : > "$1"
+  timeout -k 10 "$TIMEOUT" "$TIME" -f %M -o "$1" "${@:2}" 2>> "$LOG"
+}
+# failed ENGINE SECTION LABEL TYPE THREADS GROUP RC: a line that says why there is no number
+failed() {
+  local why=failed test
+  [ "$7" = 124 ] || [ "$7" = 137 ] && why=timeout
+  echo "$1 $why (exit $7) on $3 $4, $5 thread(s), $6" >> "$LOG"
+  case $6 in main) test=pp$P ;; depth) test=tg$N@d$D ;; busy) test=tg$N ;; esac
+  echo "$2,$3,$4,$1,$5,$test,$why," >> "$CSV"
+  [ "$6" = main ] && echo "$2,$3,$4,$1,$5,tg$N,$why," >> "$CSV"
 }
 rss_of() { tail -n 1 "$1" 2>/dev/null | tr -dc 0-9; }
 
@@ -105,7 +117,7 @@ run_slm() {
     depth) args=(-p 0 -n "$N" -d "$D") ;;
     busy) args=(-p 0 -n "$N") ;;
   esac
-  out=$(timed "$tmp" "$SLM" bench -m "$f" -t "$th" -r "$R" --csv "${args[@]}") || echo "slm failed on $f ($group)" >> "$LOG"
+  out=$(timed "$tmp" "$SLM" bench -m "$f" -t "$th" -r "$R" --csv "${args[@]}") || { failed slm "$sec" "$label" "$type" "$th" "$group" $?; return; }
   local rss; rss=$(rss_of "$tmp")
   echo "$out" | awk -F, -v s="$sec" -v m="$label" -v t="$type" -v th="$th" -v rss="$rss" \
     'NF >= 8 { print s "," m "," t ",slm," th "," $4 "," $5 "," rss }' >> "$CSV"
@@ -121,7 +133,7 @@ run_peer() {
     busy) args=(-p 0 -n "$N") ;;
   esac
   out=$(timed "$tmp" "$bin" -m "$f" -t "$th" -r "$R" -o json "${extra[@]}" "${args[@]}") ||
-    echo "$engine failed on $f ($group)" >> "$LOG"
+    { failed "$engine" "$sec" "$label" "$type" "$th" "$group" $?; return; }
   local rss; rss=$(rss_of "$tmp")
   echo "$out" | node -e '
     let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
@@ -142,7 +154,7 @@ run_node() {
   [ "$group" = depth ] && return 0 # not measured through node-llama-cpp
   local p=$P; [ "$group" = busy ] && p=0
   out=$(timed "$tmp" node "$NODE_DIR/llama_bench.mjs" "$(realpath "$f")" "$th" "$p" "$N" "$R") ||
-    echo "node-llama-cpp failed on $f ($group)" >> "$LOG"
+    { failed node-llama-cpp "$sec" "$label" "$type" "$th" "$group" $?; return; }
   local rss; rss=$(rss_of "$tmp")
   echo "$out" | awk -F, -v s="$sec" -v m="$label" -v t="$type" -v th="$th" -v rss="$rss" \
     'NF >= 8 { print s "," m "," t ",node-llama-cpp," th "," $4 "," $5 "," rss }' >> "$CSV"
@@ -210,9 +222,10 @@ for set in $SETS; do
 done
 echo "bench-compare: engines ${ENGINES[*]}; ${#FILES[@]} files; threads $THREADS; R=$R, ROUNDS=$ROUNDS" >&2
 
-for entry in "${FILES[@]}"; do
-  IFS='|' read -r f shape t <<< "$entry"
-  for th in ${THREADS//,/ }; do
+# thread counts outermost: an interrupted run still has a whole table for 1 thread
+for th in ${THREADS//,/ }; do
+  for entry in "${FILES[@]}"; do
+    IFS='|' read -r f shape t <<< "$entry"
     for ((round = 0; round < ROUNDS; round++)); do
       for group in main depth; do
         [ "$group" = depth ] && [ "$D" = 0 ] && continue

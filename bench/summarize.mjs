@@ -16,17 +16,21 @@ const fmt = x => Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) :
 const ratio = (a, b) => Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : "-";
 const SHORT = {"llama.cpp": "llama", "ik_llama.cpp": "ik", "node-llama-cpp": "node", slm: "slm"};
 
-// key -> engine -> [tok/s]
+// key -> engine -> [tok/s]; a run that timed out or failed leaves its word
+// ("timeout", "failed"), printed when the engine has no number for the test
+const why = new Map();
 function collect(section) {
     const m = new Map();
     for (const [sec, model, type, engine, threads, test, tps] of rows) {
-        if (sec !== section || !(+tps > 0)) continue;
+        if (sec !== section) continue;
         const k = [model, type, threads, test].join("|");
         if (!m.has(k)) m.set(k, {});
-        (m.get(k)[engine] ??= []).push(+tps);
+        if (+tps > 0) (m.get(k)[engine] ??= []).push(+tps);
+        else why.set(section + "|" + k + "|" + engine, tps);
     }
     return m;
 }
+const cell = (x, section, k, e) => Number.isFinite(x) ? fmt(x) : why.get(section + "|" + k + "|" + e) ?? "-";
 // the ratios printed: slm against each peer, ik_llama.cpp against llama.cpp
 const pairs = [];
 for (const e of engines) if (e !== "slm" && engines.includes("slm")) pairs.push(["slm", e]);
@@ -41,7 +45,7 @@ if (main.size) {
     for (const [k, v] of main) {
         const [model, type, threads, test] = k.split("|");
         const m = Object.fromEntries(engines.map(e => [e, med(v[e] ?? [])]));
-        console.log("| " + [model, type, threads, test, ...engines.map(e => fmt(m[e])),
+        console.log("| " + [model, type, threads, test, ...engines.map(e => cell(m[e], "main", k, e)),
                             ...pairs.map(([a, b]) => ratio(m[a], m[b]))].join(" | ") + " |");
     }
 }
@@ -77,7 +81,7 @@ if (busy.size) {
     for (const k of keys) {
         const th = k.split("|")[2];
         by[th] = Object.fromEntries(engines.map(e => [e, med(busy.get(k)[e] ?? [])]));
-        console.log(`| ${th} | ${engines.map(e => fmt(by[th][e])).join(" | ")} |`);
+        console.log(`| ${th} | ${engines.map(e => cell(by[th][e], "busy", k, e)).join(" | ")} |`);
     }
     if (by["1"] && by["2"]) console.log(`| 2 / 1 | ${engines.map(e => ratio(by["2"][e], by["1"][e])).join(" | ")} |`);
 }
