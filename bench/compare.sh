@@ -26,8 +26,9 @@
 # ROUNDS (1), BUSY (1: the busy-machine check), BUSY_MODEL (qwen2.5-0.5b-Q4_0),
 # TIMEOUT (seconds one engine process may take, 900; on a loaded machine a
 # spinning thread pool can fall to a fraction of a token per second, and the
-# table then says "timeout"), BUILD (build). Output: stdout and $BUILD/bench-compare.md, raw runs in
-# $BUILD/bench-compare.csv, engine logs in $BUILD/bench-compare.log.
+# table then says "timeout"), BUILD (build), OUT (the output prefix,
+# $BUILD/bench-compare). Output: stdout and $OUT.md, raw runs in $OUT.csv,
+# engine logs in $OUT.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -42,7 +43,8 @@ if [ -z "${LLAMA_QUANTIZE:-}" ] && [ -n "$LLAMA_BENCH" ] && [ -x "$(dirname "$LL
 fi
 LLAMA_QUANTIZE=${LLAMA_QUANTIZE:-}
 MODELS=$BUILD/bench-models
-CSV=$BUILD/bench-compare.csv MD=$BUILD/bench-compare.md LOG=$BUILD/bench-compare.log
+OUT=${OUT:-$BUILD/bench-compare}
+CSV=$OUT.csv MD=$OUT.md LOG=$OUT.log
 TIME=/usr/bin/time
 
 die() { echo "bench-compare: $*" >&2; exit 1; }
@@ -55,6 +57,7 @@ done
 make -s all "$BUILD/gen_model" || die "building slm failed"
 SLM=./$BUILD/slm
 mkdir -p "$MODELS"
+rm -f "$OUT".version-*
 : > "$CSV"
 : > "$LOG"
 start=$(date +%s)
@@ -111,7 +114,7 @@ failed() {
 rss_of() { tail -n 1 "$1" 2>/dev/null | tr -dc 0-9; }
 
 run_slm() {
-  local f=$1 label=$2 type=$3 th=$4 group=$5 sec=$6 tmp=$BUILD/.rss args out
+  local f=$1 label=$2 type=$3 th=$4 group=$5 sec=$6 tmp=$OUT.rss args out
   case $group in
     main) args=(-p "$P" -n "$N") ;;
     depth) args=(-p 0 -n "$N" -d "$D") ;;
@@ -125,7 +128,7 @@ run_slm() {
 
 # llama-bench (both forks): -o json; the median of samples_ts per test
 run_peer() {
-  local engine=$1 bin=$2 f=$3 label=$4 type=$5 th=$6 group=$7 sec=$8 tmp=$BUILD/.rss args out extra=()
+  local engine=$1 bin=$2 f=$3 label=$4 type=$5 th=$6 group=$7 sec=$8 tmp=$OUT.rss args out extra=()
   [ "$engine" = ik_llama.cpp ] && extra=(-rtr 1)
   case $group in
     main) args=(-p "$P" -n "$N") ;;
@@ -138,19 +141,20 @@ run_peer() {
   echo "$out" | node -e '
     let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
       let runs; try { runs = JSON.parse(s); } catch { process.exit(0); }
-      const [sec, m, t, e, th, group, P, N, D, rss] = process.argv.slice(1);
+      const [sec, m, t, e, th, group, P, N, D, rss, vfile] = process.argv.slice(1);
+      if (runs.length) require("fs").writeFileSync(vfile, `build ${runs[0].build_number}, commit ${runs[0].build_commit}`);
       for (const r of runs) {
         const v = [...r.samples_ts].sort((a, b) => a - b), n = v.length;
         const med = n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
         const test = group === "depth" ? `tg${N}@d${D}` : r.n_gen > 0 ? `tg${r.n_gen}` : `pp${r.n_prompt}`;
         console.log([sec, m, t, e, th, test, med.toFixed(2), rss].join(","));
       }
-    });' "$sec" "$label" "$type" "$engine" "$th" "$group" "$P" "$N" "$D" "$rss" >> "$CSV"
+    });' "$sec" "$label" "$type" "$engine" "$th" "$group" "$P" "$N" "$D" "$rss" "$OUT.version-$engine" >> "$CSV"
 }
 
 NODE_DIR=$BUILD/node-llama-cpp
 run_node() {
-  local f=$1 label=$2 type=$3 th=$4 group=$5 sec=$6 tmp=$BUILD/.rss out
+  local f=$1 label=$2 type=$3 th=$4 group=$5 sec=$6 tmp=$OUT.rss out
   [ "$group" = depth ] && return 0 # not measured through node-llama-cpp
   local p=$P; [ "$group" = busy ] && p=0
   out=$(timed "$tmp" node "$NODE_DIR/llama_bench.mjs" "$(realpath "$f")" "$th" "$p" "$N" "$R") ||
@@ -280,8 +284,8 @@ elapsed=$(( $(date +%s) - start ))
   echo "Engines and the instructions they ran:"
   first=${FILES[0]%%|*}
   echo "- slm: $("$SLM" version 2>/dev/null | head -1); kernels: $("$SLM" bench -m "$first" -t 1 -p 0 -n 1 -r 1 2>/dev/null | sed -n 's/.*kernels: //p')"
-  [ -n "$LLAMA_BENCH" ] && echo "- llama.cpp: $LLAMA_BENCH ($("$LLAMA_BENCH" --version 2>&1 | grep -m1 -i version)); $(peer_isa "$LLAMA_BENCH")"
-  [ -n "$IK_BENCH" ] && echo "- ik_llama.cpp: $IK_BENCH -rtr 1 ($("$IK_BENCH" --version 2>&1 | grep -m1 -i version)); $(peer_isa "$IK_BENCH")"
+  [ -n "$LLAMA_BENCH" ] && echo "- llama.cpp: $LLAMA_BENCH ($(cat "$OUT.version-llama.cpp" 2>/dev/null)); $(peer_isa "$LLAMA_BENCH")"
+  [ -n "$IK_BENCH" ] && echo "- ik_llama.cpp: $IK_BENCH -rtr 1 ($(cat "$OUT.version-ik_llama.cpp" 2>/dev/null)); $(peer_isa "$IK_BENCH")"
   [ "$NODE" = 1 ] && echo "- node-llama-cpp 3.21.1: its prebuilt CPU library (RSS includes the Node runtime)"
   echo
   echo "Files:"
@@ -292,5 +296,6 @@ elapsed=$(( $(date +%s) - start ))
   echo
   node bench/summarize.mjs "$CSV" "${ENGINES[@]}"
 } > "$MD"
+rm -f "$OUT.rss" "$OUT".version-*
 cat "$MD"
 echo "(raw runs: $CSV; logs: $LOG; this table: $MD)" >&2
