@@ -63,7 +63,7 @@ if (rss.size) {
                 "llama.cpp and count once touched; ik_llama.cpp with -rtr 1 copies them to repack):\n");
     console.log(`| model | type | run | ${engines.join(" | ")} |`);
     console.log("|---|---|---|" + engines.map(() => "--:|").join(""));
-    for (const [k, v] of [...rss].sort((a, b) => a[0] < b[0] ? -1 : 1)) {
+    for (const [k, v] of rss) {
         const [model, type, run] = k.split("|");
         console.log(`| ${model} | ${type} | ${run} | ${engines.map(e => v[e] ? (v[e] / 1024).toFixed(0) : "-").join(" | ")} |`);
     }
