@@ -24,6 +24,7 @@
 # directories searched first for SHAPE-TYPE.gguf, e.g. real downloads),
 # THREADS (1,2), P (128), N (64), D (2048; 0 skips the depth test), R (3),
 # ROUNDS (1), BUSY (1: the busy-machine check), BUSY_MODEL (qwen2.5-0.5b-Q4_0),
+# BUSY_THREADS (1,2),
 # TIMEOUT (seconds one engine process may take, 900; on a loaded machine a
 # spinning thread pool can fall to a fraction of a token per second, and the
 # table then says "timeout"), BUILD (build), OUT (the output prefix,
@@ -37,6 +38,7 @@ MODEL_DIRS=${MODEL_DIRS:-}
 THREADS=${THREADS:-1,2}
 P=${P:-128} N=${N:-64} D=${D:-2048} R=${R:-3} ROUNDS=${ROUNDS:-1}
 BUSY=${BUSY:-1} BUSY_MODEL=${BUSY_MODEL:-qwen2.5-0.5b-Q4_0} TIMEOUT=${TIMEOUT:-900}
+BUSY_THREADS=${BUSY_THREADS:-1,2}
 LLAMA_BENCH=${LLAMA_BENCH:-} IK_BENCH=${IK_BENCH:-} NODE=${NODE:-0}
 if [ -z "${LLAMA_QUANTIZE:-}" ] && [ -n "$LLAMA_BENCH" ] && [ -x "$(dirname "$LLAMA_BENCH")/llama-quantize" ]; then
   LLAMA_QUANTIZE=$(dirname "$LLAMA_BENCH")/llama-quantize
@@ -257,7 +259,7 @@ if [ "$BUSY" = 1 ]; then
     trap 'kill $spin 2>/dev/null' EXIT
     sleep 1
     for ((round = 0; round < ROUNDS; round++)); do
-      for th in ${THREADS//,/ }; do
+      for th in ${BUSY_THREADS//,/ }; do
         for e in "${ENGINES[@]}"; do
           echo "bench-compare: busy check, $th thread(s), $e" >&2
           run_engine "$e" "$bf" "$bshape" "$btype" "$th" busy busy
