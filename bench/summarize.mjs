@@ -59,8 +59,9 @@ for (const [sec, model, type, engine, , test, , kib] of rows) {
     rss.get(k)[engine] = Math.max(rss.get(k)[engine] ?? 0, +kib);
 }
 if (rss.size) {
-    console.log("\nPeak RSS (MiB, the largest over threads and rounds; weights are memory-mapped by slm and\n" +
-                "llama.cpp and count once touched; ik_llama.cpp with -rtr 1 copies them to repack):\n");
+    console.log("\nPeak RSS (MiB, the largest over threads and rounds; memory-mapped weights count once touched,\n" +
+                "and tensors an engine repacks at load are a second copy: llama.cpp's Q4_0 and Q4_K,\n" +
+                "all of them in ik_llama.cpp with -rtr 1):\n");
     console.log(`| model | type | run | ${engines.join(" | ")} |`);
     console.log("|---|---|---|" + engines.map(() => "--:|").join(""));
     for (const [k, v] of rss) {
