@@ -282,7 +282,9 @@ bench-models: $(BUILD)/gen_model
 bench-dispatch: bench-models
 	BENCH_DIR=$(BENCH_DIR) bench/dispatch.sh
 
-# slm against llama.cpp (node-llama-cpp from npm) on the generated models.
+# slm against native llama.cpp and ik_llama.cpp (LLAMA_BENCH=/path/llama-bench,
+# IK_BENCH=/path/llama-bench; binaries you built, see bench/README.md) and
+# optionally node-llama-cpp (NODE=1), same files, alternating runs.
 bench-compare:
 	BUILD=$(BUILD) bash bench/compare.sh
 
@@ -527,7 +529,7 @@ help:
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
 	@echo "make bench-bandwidth  streaming read bandwidth at 1 and 2 threads (BANDWIDTH_ARGS='-t 1,2 -s 1024')"
 	@echo "make bench-attention  attention alone, flash vs the reference path, depth 0/2048/8192 (BENCH_ATTN_ARGS='14 2 64')"
-	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
+	@echo "make bench-compare  slm against llama.cpp / ik_llama.cpp (LLAMA_BENCH=, IK_BENCH=; bench/README.md)"
 	@echo "make clean      remove $(BUILD)/"
 
 # Grammar-masked sampling on a large vocabulary (the union of real
