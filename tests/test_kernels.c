@@ -864,6 +864,7 @@ static void check_default_threads(void) {
 }
 
 #include "test_kernels_avx512.c"
+#include "test_scan.c"
 
 void test_kernels(void) {
     printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
@@ -897,6 +898,7 @@ void test_kernels(void) {
         check_exp_sum(&kt);
     }
     check_avx512();
+    check_scan();
 }
 
 /* The SLM_NO_STDIO message formatter (section 2) against the C library's
