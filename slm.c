@@ -10101,23 +10101,23 @@ static void rec_gemm_avx2(int M, int N, int K, const float *A, int64_t ars, int6
     const int m4 = M & ~3, n4 = N & ~15;
     for (int m = 0; m < m4; m += 4)
         for (int j = 0; j < n4; j += 16) {
-            __m256 c[4][2];
-            for (int r = 0; r < 4; r++) {
-                c[r][0] = _mm256_loadu_ps(C + (size_t)(m + r) * ldc + j);
-                c[r][1] = _mm256_loadu_ps(C + (size_t)(m + r) * ldc + j + 8);
-            }
-            for (int k = 0; k < K; k++) {
+            float *c0 = C + (size_t)m * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+            __m256 c00 = _mm256_loadu_ps(c0), c01 = _mm256_loadu_ps(c0 + 8), c10 = _mm256_loadu_ps(c1), c11 = _mm256_loadu_ps(c1 + 8);
+            __m256 c20 = _mm256_loadu_ps(c2), c21 = _mm256_loadu_ps(c2 + 8), c30 = _mm256_loadu_ps(c3), c31 = _mm256_loadu_ps(c3 + 8);
+            const float *a0 = A + m * ars, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars;
+            for (int k = 0; k < K; k++) { /* (accumulators named: arrays of vectors stayed in memory) */
                 const __m256 b0 = _mm256_loadu_ps(B + (size_t)k * ldb + j), b1 = _mm256_loadu_ps(B + (size_t)k * ldb + j + 8);
-                for (int r = 0; r < 4; r++) {
-                    const __m256 a = _mm256_set1_ps(A[(m + r) * ars + k * acs]);
-                    c[r][0] = _mm256_fmadd_ps(a, b0, c[r][0]);
-                    c[r][1] = _mm256_fmadd_ps(a, b1, c[r][1]);
-                }
+                __m256 a = _mm256_set1_ps(a0[k * acs]);
+                c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
+                a = _mm256_set1_ps(a1[k * acs]);
+                c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
+                a = _mm256_set1_ps(a2[k * acs]);
+                c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
+                a = _mm256_set1_ps(a3[k * acs]);
+                c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
             }
-            for (int r = 0; r < 4; r++) {
-                _mm256_storeu_ps(C + (size_t)(m + r) * ldc + j, c[r][0]);
-                _mm256_storeu_ps(C + (size_t)(m + r) * ldc + j + 8, c[r][1]);
-            }
+            _mm256_storeu_ps(c0, c00), _mm256_storeu_ps(c0 + 8, c01), _mm256_storeu_ps(c1, c10), _mm256_storeu_ps(c1 + 8, c11);
+            _mm256_storeu_ps(c2, c20), _mm256_storeu_ps(c2 + 8, c21), _mm256_storeu_ps(c3, c30), _mm256_storeu_ps(c3 + 8, c31);
         }
     rec_gemm_tails(M, N, K, A, ars, acs, B, ldb, C, ldc, m4, n4);
 }
@@ -10132,23 +10132,23 @@ static void rec_gemm_avx512(int M, int N, int K, const float *A, int64_t ars, in
     const int m4 = M & ~3, n4 = N & ~31;
     for (int m = 0; m < m4; m += 4)
         for (int j = 0; j < n4; j += 32) {
-            __m512 c[4][2];
-            for (int r = 0; r < 4; r++) {
-                c[r][0] = _mm512_loadu_ps(C + (size_t)(m + r) * ldc + j);
-                c[r][1] = _mm512_loadu_ps(C + (size_t)(m + r) * ldc + j + 16);
-            }
-            for (int k = 0; k < K; k++) {
+            float *c0 = C + (size_t)m * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+            __m512 c00 = _mm512_loadu_ps(c0), c01 = _mm512_loadu_ps(c0 + 16), c10 = _mm512_loadu_ps(c1), c11 = _mm512_loadu_ps(c1 + 16);
+            __m512 c20 = _mm512_loadu_ps(c2), c21 = _mm512_loadu_ps(c2 + 16), c30 = _mm512_loadu_ps(c3), c31 = _mm512_loadu_ps(c3 + 16);
+            const float *a0 = A + m * ars, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars;
+            for (int k = 0; k < K; k++) { /* (accumulators named: arrays of vectors stayed in memory) */
                 const __m512 b0 = _mm512_loadu_ps(B + (size_t)k * ldb + j), b1 = _mm512_loadu_ps(B + (size_t)k * ldb + j + 16);
-                for (int r = 0; r < 4; r++) {
-                    const __m512 a = _mm512_set1_ps(A[(m + r) * ars + k * acs]);
-                    c[r][0] = _mm512_fmadd_ps(a, b0, c[r][0]);
-                    c[r][1] = _mm512_fmadd_ps(a, b1, c[r][1]);
-                }
+                __m512 a = _mm512_set1_ps(a0[k * acs]);
+                c00 = _mm512_fmadd_ps(a, b0, c00), c01 = _mm512_fmadd_ps(a, b1, c01);
+                a = _mm512_set1_ps(a1[k * acs]);
+                c10 = _mm512_fmadd_ps(a, b0, c10), c11 = _mm512_fmadd_ps(a, b1, c11);
+                a = _mm512_set1_ps(a2[k * acs]);
+                c20 = _mm512_fmadd_ps(a, b0, c20), c21 = _mm512_fmadd_ps(a, b1, c21);
+                a = _mm512_set1_ps(a3[k * acs]);
+                c30 = _mm512_fmadd_ps(a, b0, c30), c31 = _mm512_fmadd_ps(a, b1, c31);
             }
-            for (int r = 0; r < 4; r++) {
-                _mm512_storeu_ps(C + (size_t)(m + r) * ldc + j, c[r][0]);
-                _mm512_storeu_ps(C + (size_t)(m + r) * ldc + j + 16, c[r][1]);
-            }
+            _mm512_storeu_ps(c0, c00), _mm512_storeu_ps(c0 + 16, c01), _mm512_storeu_ps(c1, c10), _mm512_storeu_ps(c1 + 16, c11);
+            _mm512_storeu_ps(c2, c20), _mm512_storeu_ps(c2 + 16, c21), _mm512_storeu_ps(c3, c30), _mm512_storeu_ps(c3 + 16, c31);
         }
     rec_gemm_tails(M, N, K, A, ars, acs, B, ldb, C, ldc, m4, n4);
 }
@@ -10167,7 +10167,8 @@ static rec_gemm_fn rec_gemm_for(int isa) {
     return rec_gemm_ref;
 }
 
-/* Largest chunk: c <= 64 and c * max(dk, dv) <= DELTA_BUF (stack buffers). */
+/* Largest chunk: c <= 64 and c * max(dk, dv) <= DELTA_BUF (stack buffers,
+   ~144 KB in all). */
 #define DELTA_BUF 8192
 static inline int delta_chunk_len(int dk, int dv) { return SLM_MAX(1, SLM_MIN(64, DELTA_BUF / SLM_MAX(dk, dv))); }
 
@@ -10177,35 +10178,43 @@ static inline int delta_chunk_len(int dk, int dv) { return SLM_MAX(1, SLM_MIN(64
    State from Sin, to S (may be the same). */
 static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int dv, int c, const float *q,
                         const float *k, float *vo, int64_t ld, const float *G, const float *beta, float scale) {
+    float U0[DELTA_BUF]; /* [c][dv]: beta_t (v_t - Gamma_t S0^T k_t) */
     float U[DELTA_BUF];  /* [c][dv]: u_t */
     float KT[DELTA_BUF]; /* [dk][c]: k transposed */
-    float P[64 * 64];    /* [c][c]: k_t.k_s, then the decayed q_t.k_s */
+    float D[64 * 64];    /* [c][c]: e^{G_t-G_s} for s <= t */
+    float P[64 * 64];    /* [c][c]: beta_t e^{G_t-G_s} k_t.k_s, then the decayed q_t.k_s */
+    float T[64 * 64];    /* [c][c]: (I + strictly lower P)^-1 */
     for (int t = 0; t < c; t++)
         for (int i = 0; i < dk; i++) KT[i * c + t] = k[t * ld + i];
-    /* u_t = beta_t (v_t - Gamma_t S0^T k_t), then the triangular solve */
-    memset(U, 0, sizeof(float) * (size_t)c * dv);
-    gm(c, dv, dk, k, ld, 1, Sin, dv, U, dv);
+    for (int t = 0; t < c; t++)
+        for (int s = 0; s <= t; s++) D[t * c + s] = expf(G[t] - G[s]);
+    memset(U0, 0, sizeof(float) * (size_t)c * dv);
+    gm(c, dv, dk, k, ld, 1, Sin, dv, U0, dv);
     for (int t = 0; t < c; t++) {
         const float e = expf(G[t]), b = beta[t];
         const float *vt = vo + t * ld;
-        float *ut = U + t * dv;
+        float *ut = U0 + t * dv;
         for (int j = 0; j < dv; j++) ut[j] = b * (vt[j] - e * ut[j]);
     }
+    /* U = (I + A)^-1 U0 with A[t][s] = beta_t e^{G_t-G_s} k_t.k_s (s < t): the
+       unit lower-triangular inverse by rows (c^3/6), then one product */
     memset(P, 0, sizeof(float) * (size_t)c * c);
     gm(c, c, dk, k, ld, 1, KT, c, P, c);
-    for (int t = 1; t < c; t++) {
-        float *ut = U + t * dv;
-        for (int s = 0; s < t; s++) {
-            const float a = beta[t] * expf(G[t] - G[s]) * P[t * c + s], *us = U + s * dv;
-            SIMD_LOOP
-            for (int j = 0; j < dv; j++) ut[j] -= a * us[j];
+    for (int t = 0; t < c; t++) {
+        float *Tt = T + t * c;
+        for (int s = 0; s < c; s++) Tt[s] = s == t ? 1.0f : 0.0f;
+        for (int r = 0; r < t; r++) {
+            const float a = beta[t] * D[t * c + r] * P[t * c + r], *Tr = T + r * c;
+            for (int s = 0; s <= r; s++) Tt[s] -= a * Tr[s];
         }
     }
+    memset(U, 0, sizeof(float) * (size_t)c * dv);
+    gm(c, dv, c, T, c, 1, U0, dv, U, dv);
     /* o_t = scale (Gamma_t S0^T q_t + sum_{s<=t} e^{G_t-G_s} (q_t.k_s) u_s) */
     memset(P, 0, sizeof(float) * (size_t)c * c);
     gm(c, c, dk, q, ld, 1, KT, c, P, c);
     for (int t = 0; t < c; t++)
-        for (int s = 0; s < c; s++) P[t * c + s] = s <= t ? P[t * c + s] * expf(G[t] - G[s]) : 0.0f;
+        for (int s = 0; s < c; s++) P[t * c + s] = s <= t ? P[t * c + s] * D[t * c + s] : 0.0f;
     for (int t = 0; t < c; t++) memset(vo + t * ld, 0, sizeof(float) * (size_t)dv);
     gm(c, dv, dk, q, ld, 1, Sin, dv, vo, ld);
     for (int t = 0; t < c; t++) {
@@ -10222,7 +10231,7 @@ static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int 
     }
     const float eL = expf(G[c - 1]);
     for (size_t i = 0; i < (size_t)dk * dv; i++) S[i] = Sin[i] * eL;
-    gm(dk, dv, c, k, 1, ld, U, dv, S, dv);
+    gm(dk, dv, c, KT, c, 1, U, dv, S, dv);
 }
 
 /* The gated delta rule over n tokens for one v-head (layout as delta_chunk;
