@@ -10194,6 +10194,7 @@ static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int 
         const float e = expf(G[t]), b = beta[t];
         const float *vt = vo + t * ld;
         float *ut = U0 + t * dv;
+        SIMD_LOOP
         for (int j = 0; j < dv; j++) ut[j] = b * (vt[j] - e * ut[j]);
     }
     /* U = (I + A)^-1 U0 with A[t][s] = beta_t e^{G_t-G_s} k_t.k_s (s < t): the
@@ -10205,6 +10206,7 @@ static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int 
         for (int s = 0; s < c; s++) Tt[s] = s == t ? 1.0f : 0.0f;
         for (int r = 0; r < t; r++) {
             const float a = beta[t] * D[t * c + r] * P[t * c + r], *Tr = T + r * c;
+            SIMD_LOOP /* (rows of T do not overlap) */
             for (int s = 0; s <= r; s++) Tt[s] -= a * Tr[s];
         }
     }
@@ -10219,18 +10221,26 @@ static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int 
     gm(c, dv, dk, q, ld, 1, Sin, dv, vo, ld);
     for (int t = 0; t < c; t++) {
         const float e = expf(G[t]);
-        for (int j = 0; j < dv; j++) vo[t * ld + j] *= e;
+        float *ot = vo + t * ld;
+        SIMD_LOOP
+        for (int j = 0; j < dv; j++) ot[j] *= e;
     }
     gm(c, dv, c, P, c, 1, U, dv, vo, ld);
-    for (int t = 0; t < c; t++)
-        for (int j = 0; j < dv; j++) vo[t * ld + j] *= scale;
+    for (int t = 0; t < c; t++) {
+        float *ot = vo + t * ld;
+        SIMD_LOOP
+        for (int j = 0; j < dv; j++) ot[j] *= scale;
+    }
     /* S = Gamma_c S0 + sum_s e^{G_c-G_s} k_s u_s^T */
     for (int s = 0; s < c; s++) {
         const float e = expf(G[c - 1] - G[s]);
-        for (int j = 0; j < dv; j++) U[s * dv + j] *= e;
+        float *us = U + s * dv;
+        SIMD_LOOP
+        for (int j = 0; j < dv; j++) us[j] *= e;
     }
     const float eL = expf(G[c - 1]);
-    for (size_t i = 0; i < (size_t)dk * dv; i++) S[i] = Sin[i] * eL;
+    SIMD_LOOP
+    for (int i = 0; i < dk * dv; i++) S[i] = Sin[i] * eL;
     gm(dk, dv, c, KT, c, 1, U, dv, S, dv);
 }
 
