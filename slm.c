@@ -10027,37 +10027,59 @@ static void mix_shortconv(slm_session *s, const layer *L, const float *xb, int n
 /* One token of the gated delta rule for one v-head: S [dk][dv] (read from
    Sin, written to S, may be the same), S = e^g S; u = beta (v - S^T k);
    S += k u^T; o = S^T q * scale. o may alias v. */
+#define DELTA_STEP_BODY \
+    float kvm[1024], u[1024]; \
+    for (int j = 0; j < dv; j++) kvm[j] = 0; \
+    for (int i = 0; i < dk; i++) { \
+        const float *si = Sin + (size_t)i * dv; \
+        float *so = S + (size_t)i * dv; \
+        const float ki = k[i]; \
+        SIMD_LOOP \
+        for (int j = 0; j < dv; j++) { \
+            const float x = si[j] * eg; \
+            so[j] = x; \
+            kvm[j] += x * ki; \
+        } \
+    } \
+    for (int j = 0; j < dv; j++) { \
+        u[j] = beta * (v[j] - kvm[j]); \
+        kvm[j] = 0; /* now the output */ \
+    } \
+    for (int i = 0; i < dk; i++) { \
+        float *so = S + (size_t)i * dv; \
+        const float ki = k[i], qi = q[i]; \
+        SIMD_LOOP \
+        for (int j = 0; j < dv; j++) { \
+            const float x = so[j] + ki * u[j]; \
+            so[j] = x; \
+            kvm[j] += x * qi; \
+        } \
+    } \
+    for (int j = 0; j < dv; j++) o[j] = kvm[j] * scale;
+
 static void delta_step(const float *Sin, float *S, int dk, int dv, const float *q, const float *k, const float *v,
                        float eg, float beta, float scale, float *o) {
-    float kvm[1024], u[1024];
-    for (int j = 0; j < dv; j++) kvm[j] = 0;
-    for (int i = 0; i < dk; i++) {
-        const float *si = Sin + (size_t)i * dv;
-        float *so = S + (size_t)i * dv;
-        const float ki = k[i];
-        SIMD_LOOP
-        for (int j = 0; j < dv; j++) {
-            const float x = si[j] * eg;
-            so[j] = x;
-            kvm[j] += x * ki;
-        }
-    }
-    for (int j = 0; j < dv; j++) {
-        u[j] = beta * (v[j] - kvm[j]);
-        kvm[j] = 0; /* now the output */
-    }
-    for (int i = 0; i < dk; i++) {
-        float *so = S + (size_t)i * dv;
-        const float ki = k[i], qi = q[i];
-        SIMD_LOOP
-        for (int j = 0; j < dv; j++) {
-            const float x = so[j] + ki * u[j];
-            so[j] = x;
-            kvm[j] += x * qi;
-        }
-    }
-    for (int j = 0; j < dv; j++) o[j] = kvm[j] * scale;
+    DELTA_STEP_BODY
 }
+
+/* The same step compiled for AVX2 / AVX-512 (the decode path: a rank-1
+   update and a mat-vec over the head's state). */
+#ifdef SLM_AVX2
+SLM_TARGET_AVX2
+static void delta_step_avx2(const float *Sin, float *S, int dk, int dv, const float *q, const float *k, const float *v,
+                       float eg, float beta, float scale, float *o) {
+    DELTA_STEP_BODY
+}
+SLM_TARGET_END
+#endif
+#ifdef SLM_HAVE_AVX512_KERNELS
+SLM_TARGET_AVX512
+static void delta_step_avx512(const float *Sin, float *S, int dk, int dv, const float *q, const float *k, const float *v,
+                       float eg, float beta, float scale, float *o) {
+    DELTA_STEP_BODY
+}
+SLM_TARGET_END
+#endif
 
 /* Chunked gated delta rule for prefill (the WY/UT form of
    flash-linear-attention). Within a chunk of c tokens with cumulative log
@@ -10247,13 +10269,26 @@ static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int 
 /* The gated delta rule over n tokens for one v-head (layout as delta_chunk;
    g[t*gs] the log decay of token t, beta[t*bs]): one token by delta_step,
    more in chunks. */
-static void delta_scan(rec_gemm_fn gm, const float *Sin, float *S, int dk, int dv, int n, const float *q,
+static void delta_scan(int isa, const float *Sin, float *S, int dk, int dv, int n, const float *q,
                        const float *k, float *vo, int64_t ld, const float *g, int64_t gs, const float *beta,
                        int64_t bs, float scale) {
     if (n == 1) {
+#ifdef SLM_HAVE_AVX512_KERNELS
+        if (isa == SLM_ISA_AVX512) {
+            delta_step_avx512(Sin, S, dk, dv, q, k, vo, expf(g[0]), beta[0], scale, vo);
+            return;
+        }
+#endif
+#ifdef SLM_AVX2
+        if (isa == SLM_ISA_AVX2 || isa == SLM_ISA_AVX512) {
+            delta_step_avx2(Sin, S, dk, dv, q, k, vo, expf(g[0]), beta[0], scale, vo);
+            return;
+        }
+#endif
         delta_step(Sin, S, dk, dv, q, k, vo, expf(g[0]), beta[0], scale, vo);
         return;
     }
+    const rec_gemm_fn gm = rec_gemm_for(isa);
     const int cc = delta_chunk_len(dk, dv);
     float G[64], B[64];
     for (int t0 = 0; t0 < n; t0 += cc, Sin = S) {
@@ -10314,11 +10349,10 @@ static void mix_deltanet(slm_session *s, const layer *L, const float *xb, int n,
     REC_STEP(p) {
         split(NH, p, np, &u0, &u1);
         const float scale = 1.0f / sqrtf((float)DK);
-        const rec_gemm_fn gm = rec_gemm_for(m->kern.isa);
         for (int64_t h = u0; h < u1; h++) {
             const float *Sin = s->rs_src + L->rs_ssm + (size_t)h * DK * DV;
             float *S = s->rs_dst + L->rs_ssm + (size_t)h * DK * DV;
-            delta_scan(gm, Sin, S, DK, DV, n, hy + (h % NG) * DK, hy + NG * DK + (h % NG) * DK, hy + 2 * NG * DK + h * DV,
+            delta_scan(m->kern.isa, Sin, S, DK, DV, n, hy + (h % NG) * DK, hy + NG * DK + (h % NG) * DK, hy + 2 * NG * DK + h * DV,
                        W, hy + CH + I + NH + h, W, hy + CH + I + h, W, scale);
             for (int t = 0; t < n; t++) {
                 float *o = hy + (size_t)t * W + 2 * NG * DK + h * DV;

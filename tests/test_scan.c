@@ -64,7 +64,7 @@ static void check_delta(int isa, int dk, int dv, int n, float gmin, uint64_t *rs
     }
     /* chunked, the state updated in place */
     memcpy(Sb, S0, sizeof(float) * (size_t)dk * dv);
-    delta_scan(rec_gemm_for(isa), Sb, Sb, dk, dv, n, y, y + dk, y + 2 * dk, ld, g, 1, bt, 1, scale);
+    delta_scan(isa, Sb, Sb, dk, dv, n, y, y + dk, y + 2 * dk, ld, g, 1, bt, 1, scale);
     float wo = 0, mo = 0;
     for (int t = 0; t < n; t++) {
         float m1, d1 = scan_maxdiff(y + t * ld + 2 * dk, x + t * ld + 2 * dk, (size_t)dv, &m1);
