@@ -10267,25 +10267,30 @@ static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int 
 }
 
 /* The gated delta rule over n tokens for one v-head (layout as delta_chunk;
-   g[t*gs] the log decay of token t, beta[t*bs]): one token by delta_step,
-   more in chunks. */
+   g[t*gs] the log decay of token t, beta[t*bs]): up to 31 tokens by
+   delta_step, more in chunks. */
 static void delta_scan(int isa, const float *Sin, float *S, int dk, int dv, int n, const float *q,
                        const float *k, float *vo, int64_t ld, const float *g, int64_t gs, const float *beta,
                        int64_t bs, float scale) {
-    if (n == 1) {
+    if (n < 32) { /* fewer tokens: the SIMD step is faster (bench/bench_scan.c) */
+        for (int t = 0; t < n; t++, Sin = S) {
+            const float *qt = q + t * ld, *kt = k + t * ld;
+            float *vt = vo + t * ld;
+            const float eg = expf(g[t * gs]), b = beta[t * bs];
 #ifdef SLM_HAVE_AVX512_KERNELS
-        if (isa == SLM_ISA_AVX512) {
-            delta_step_avx512(Sin, S, dk, dv, q, k, vo, expf(g[0]), beta[0], scale, vo);
-            return;
-        }
+            if (isa == SLM_ISA_AVX512) {
+                delta_step_avx512(Sin, S, dk, dv, qt, kt, vt, eg, b, scale, vt);
+                continue;
+            }
 #endif
 #ifdef SLM_AVX2
-        if (isa == SLM_ISA_AVX2 || isa == SLM_ISA_AVX512) {
-            delta_step_avx2(Sin, S, dk, dv, q, k, vo, expf(g[0]), beta[0], scale, vo);
-            return;
-        }
+            if (isa == SLM_ISA_AVX2 || isa == SLM_ISA_AVX512) {
+                delta_step_avx2(Sin, S, dk, dv, qt, kt, vt, eg, b, scale, vt);
+                continue;
+            }
 #endif
-        delta_step(Sin, S, dk, dv, q, k, vo, expf(g[0]), beta[0], scale, vo);
+            delta_step(Sin, S, dk, dv, qt, kt, vt, eg, b, scale, vt);
+        }
         return;
     }
     const rec_gemm_fn gm = rec_gemm_for(isa);
