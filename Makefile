@@ -96,7 +96,7 @@ $(RAG): examples/rag/rag.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/rag/rag.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
-$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test_kernels_kx8.c tests/test_kernels_gemm.c tests/test_attention.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
+$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test_kernels_kx8.c tests/test_kernels_gemm.c tests/test_attention.c tests/test_scan.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
 test: all check-exports docs-check test-hello $(TESTBIN) test-python test-serve
