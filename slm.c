@@ -3937,6 +3937,12 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
    then y -= (dmin_w d_a) msum (two FMAs), Q5_K likewise; Q6_K: y += (d_w d_a) (isum - 32
    osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
    the activations, osum the scales times the activations' 16-sums. */
+/* a * b + c rounded once, as the kernels' FMA instructions: the product of
+   two floats is exact in a double, so only the sum rounds (twice, to double
+   then float: a different result needs a sum within 2^-29 of a float
+   midpoint). Not fmaf(): mingw-w64's is a multiply and then an add. */
+static inline float fma_ref(float a, float b, float c) { return (float)((double)a * (double)b + (double)c); }
+
 static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                          int64_t ldy) {
     const int bb = x8_block_bytes(type);
@@ -3965,8 +3971,8 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
                         msum += m * ((int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s));
                     }
                     const float dw = ld_f16(w + 2 * r), dm = ld_f16(w + 16 + 2 * r);
-                    acc[t][r] = fmaf(dw * da, (float)isum, acc[t][r]);
-                    acc[t][r] = fmaf(-(dm * da), (float)msum, acc[t][r]);
+                    acc[t][r] = fma_ref(dw * da, (float)isum, acc[t][r]);
+                    acc[t][r] = fma_ref(-(dm * da), (float)msum, acc[t][r]);
                 } else { /* Q6_K */
                     for (int s = 0; s < 16; s++) {
                         const int sc = (int8_t)w[16 + 16 * (s / 2) + 2 * r + s % 2];
@@ -3981,7 +3987,7 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
                         isum += sc * dot;
                         msum += sc * (int16_t)ld_u16(at + 260 + 2 * s);
                     }
-                    acc[t][r] = fmaf(ld_f16(w + 2 * r) * da, (float)(isum - 32 * msum), acc[t][r]);
+                    acc[t][r] = fma_ref(ld_f16(w + 2 * r) * da, (float)(isum - 32 * msum), acc[t][r]);
                 }
             }
         }
