@@ -96,7 +96,7 @@ $(RAG): examples/rag/rag.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/rag/rag.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
-$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test_kernels_kx8.c tests/test_kernels_kgemm.c tests/test_kernels_gemm.c tests/test_attention.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
+$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test_kernels_kx8.c tests/test_kernels_kgemm.c tests/test_kernels_gemm.c tests/test_attention.c tests/test_scan.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
 test: all check-exports docs-check test-hello $(TESTBIN) test-python test-serve
@@ -282,7 +282,9 @@ bench-models: $(BUILD)/gen_model
 bench-dispatch: bench-models
 	BENCH_DIR=$(BENCH_DIR) bench/dispatch.sh
 
-# slm against llama.cpp (node-llama-cpp from npm) on the generated models.
+# slm against native llama.cpp and ik_llama.cpp (LLAMA_BENCH=/path/llama-bench,
+# IK_BENCH=/path/llama-bench; binaries you built, see bench/README.md) and
+# optionally node-llama-cpp (NODE=1), same files, alternating runs.
 bench-compare:
 	BUILD=$(BUILD) bash bench/compare.sh
 
@@ -527,7 +529,7 @@ help:
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
 	@echo "make bench-bandwidth  streaming read bandwidth at 1 and 2 threads (BANDWIDTH_ARGS='-t 1,2 -s 1024')"
 	@echo "make bench-attention  attention alone, flash vs the reference path, depth 0/2048/8192 (BENCH_ATTN_ARGS='14 2 64')"
-	@echo "make bench-compare  slm against llama.cpp (node-llama-cpp) on the generated models"
+	@echo "make bench-compare  slm against llama.cpp / ik_llama.cpp (LLAMA_BENCH=, IK_BENCH=; bench/README.md)"
 	@echo "make clean      remove $(BUILD)/"
 
 # Grammar-masked sampling on a large vocabulary (the union of real

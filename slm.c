@@ -3937,6 +3937,12 @@ static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
    then y -= (dmin_w d_a) msum (two FMAs), Q5_K likewise; Q6_K: y += (d_w d_a) (isum - 32
    osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
    the activations, osum the scales times the activations' 16-sums. */
+/* a * b + c rounded once, as the kernels' FMA instructions: the product of
+   two floats is exact in a double, so only the sum rounds (twice, to double
+   then float: a different result needs a sum within 2^-29 of a float
+   midpoint). Not fmaf(): mingw-w64's is a multiply and then an add. */
+static inline float fma_ref(float a, float b, float c) { return (float)((double)a * (double)b + (double)c); }
+
 static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                          int64_t ldy) {
     const int bb = x8_block_bytes(type);
@@ -3965,8 +3971,8 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
                         msum += m * ((int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s));
                     }
                     const float dw = ld_f16(w + 2 * r), dm = ld_f16(w + 16 + 2 * r);
-                    acc[t][r] = fmaf(dw * da, (float)isum, acc[t][r]);
-                    acc[t][r] = fmaf(-(dm * da), (float)msum, acc[t][r]);
+                    acc[t][r] = fma_ref(dw * da, (float)isum, acc[t][r]);
+                    acc[t][r] = fma_ref(-(dm * da), (float)msum, acc[t][r]);
                 } else { /* Q6_K */
                     for (int s = 0; s < 16; s++) {
                         const int sc = (int8_t)w[16 + 16 * (s / 2) + 2 * r + s % 2];
@@ -3981,7 +3987,7 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
                         isum += sc * dot;
                         msum += sc * (int16_t)ld_u16(at + 260 + 2 * s);
                     }
-                    acc[t][r] = fmaf(ld_f16(w + 2 * r) * da, (float)(isum - 32 * msum), acc[t][r]);
+                    acc[t][r] = fma_ref(ld_f16(w + 2 * r) * da, (float)(isum - 32 * msum), acc[t][r]);
                 }
             }
         }
@@ -11890,18 +11896,33 @@ static inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
    window keeps the raw inputs. */
 static void causal_conv(const float *in, int64_t ldi, float *out, int64_t ldo, int n, int C, int K, const float *w,
                         const float *b, const float *src, float *dst, int64_t c0, int64_t c1) {
-    float win[64];
-    for (int64_t c = c0; c < c1; c++) {
-        const float *wc = w + c * K;
-        for (int j = 0; j < K - 1; j++) win[j] = src[(size_t)j * C + c];
-        for (int t = 0; t < n; t++) {
-            win[K - 1] = in[t * ldi + c];
-            float acc = 0;
-            for (int j = 0; j < K; j++) acc += win[j] * wc[j];
-            out[t * ldo + c] = b ? acc + b[c] : acc;
-            for (int j = 0; j < K - 1; j++) win[j] = win[j + 1];
+    /* by blocks of up to 64 channels, token-major (the channel loop is
+       contiguous); tokens in reverse so that out may alias in */
+    float wt[64 * 64];       /* [K][64]: the block's taps */
+    float keep[63 * 64];     /* [K-1][64]: the new state */
+    float acc[64];           /* [64] */
+    for (int64_t cb = c0; cb < c1; cb += 64) {
+        const int nc = (int)SLM_MIN(64, c1 - cb);
+        for (int j = 0; j < K; j++)
+            for (int c = 0; c < nc; c++) wt[j * 64 + c] = w[(cb + c) * K + j];
+        for (int j = 0; j < K - 1; j++) {
+            const int64_t p = (int64_t)n - (K - 1) + j;
+            const float *x = p >= 0 ? in + p * ldi + cb : src + (size_t)(j + n) * C + cb;
+            for (int c = 0; c < nc; c++) keep[j * 64 + c] = x[c];
         }
-        for (int j = 0; j < K - 1; j++) dst[(size_t)j * C + c] = win[j];
+        for (int t = n - 1; t >= 0; t--) {
+            for (int c = 0; c < nc; c++) acc[c] = 0;
+            for (int j = 0; j < K; j++) {
+                const int64_t p = (int64_t)t - K + 1 + j;
+                const float *x = p >= 0 ? in + p * ldi + cb : src + (size_t)(p + K - 1) * C + cb, *wj = wt + j * 64;
+                SIMD_LOOP
+                for (int c = 0; c < nc; c++) acc[c] += x[c] * wj[c];
+            }
+            float *o = out + t * ldo + cb;
+            for (int c = 0; c < nc; c++) o[c] = b ? acc[c] + b[cb + c] : acc[c];
+        }
+        for (int j = 0; j < K - 1; j++)
+            for (int c = 0; c < nc; c++) dst[(size_t)j * C + cb + c] = keep[j * 64 + c];
     }
 }
 
@@ -11957,36 +11978,285 @@ static void mix_shortconv(slm_session *s, const layer *L, const float *xb, int n
 /* One token of the gated delta rule for one v-head: S [dk][dv] (read from
    Sin, written to S, may be the same), S = e^g S; u = beta (v - S^T k);
    S += k u^T; o = S^T q * scale. o may alias v. */
+#define DELTA_STEP_BODY \
+    float kvm[1024], u[1024]; \
+    for (int j = 0; j < dv; j++) kvm[j] = 0; \
+    for (int i = 0; i < dk; i++) { \
+        const float *si = Sin + (size_t)i * dv; \
+        float *so = S + (size_t)i * dv; \
+        const float ki = k[i]; \
+        SIMD_LOOP \
+        for (int j = 0; j < dv; j++) { \
+            const float x = si[j] * eg; \
+            so[j] = x; \
+            kvm[j] += x * ki; \
+        } \
+    } \
+    for (int j = 0; j < dv; j++) { \
+        u[j] = beta * (v[j] - kvm[j]); \
+        kvm[j] = 0; /* now the output */ \
+    } \
+    for (int i = 0; i < dk; i++) { \
+        float *so = S + (size_t)i * dv; \
+        const float ki = k[i], qi = q[i]; \
+        SIMD_LOOP \
+        for (int j = 0; j < dv; j++) { \
+            const float x = so[j] + ki * u[j]; \
+            so[j] = x; \
+            kvm[j] += x * qi; \
+        } \
+    } \
+    for (int j = 0; j < dv; j++) o[j] = kvm[j] * scale;
+
 static void delta_step(const float *Sin, float *S, int dk, int dv, const float *q, const float *k, const float *v,
                        float eg, float beta, float scale, float *o) {
-    float kvm[1024], u[1024];
-    for (int j = 0; j < dv; j++) kvm[j] = 0;
-    for (int i = 0; i < dk; i++) {
-        const float *si = Sin + (size_t)i * dv;
-        float *so = S + (size_t)i * dv;
-        const float ki = k[i];
-        SIMD_LOOP
-        for (int j = 0; j < dv; j++) {
-            const float x = si[j] * eg;
-            so[j] = x;
-            kvm[j] += x * ki;
+    DELTA_STEP_BODY
+}
+
+/* The same step compiled for AVX2 / AVX-512 (the decode path: a rank-1
+   update and a mat-vec over the head's state). */
+#ifdef SLM_AVX2
+SLM_TARGET_AVX2
+static void delta_step_avx2(const float *Sin, float *S, int dk, int dv, const float *q, const float *k, const float *v,
+                       float eg, float beta, float scale, float *o) {
+    DELTA_STEP_BODY
+}
+SLM_TARGET_END
+#endif
+#ifdef SLM_HAVE_AVX512_KERNELS
+SLM_TARGET_AVX512
+static void delta_step_avx512(const float *Sin, float *S, int dk, int dv, const float *q, const float *k, const float *v,
+                       float eg, float beta, float scale, float *o) {
+    DELTA_STEP_BODY
+}
+SLM_TARGET_END
+#endif
+
+/* Chunked gated delta rule for prefill (the WY/UT form of
+   flash-linear-attention). Within a chunk of c tokens with cumulative log
+   decays G_t (Gamma_t = e^G_t) and the state S0 [dk][dv] at its start:
+     u_t = beta_t (v_t - Gamma_t S0^T k_t - sum_{s<t} e^{G_t-G_s} (k_t.k_s) u_s)
+     o_t = scale (Gamma_t S0^T q_t + sum_{s<=t} e^{G_t-G_s} (q_t.k_s) u_s)
+     S   = Gamma_c S0 + sum_s e^{G_c-G_s} k_s u_s^T
+   which equals the token recurrence of delta_step up to float rounding; all
+   but the triangular solve are small float mat-muls (rec_gemm). */
+
+/* C[m*ldc + j] += sum_k A[m*ars + k*acs] B[k*ldb + j] for m < M, j < N;
+   A is read element by element (broadcast), so any strides do. */
+typedef void (*rec_gemm_fn)(int M, int N, int K, const float *A, int64_t ars, int64_t acs, const float *B,
+                            int64_t ldb, float *C, int64_t ldc);
+
+static void rec_gemm_ref(int M, int N, int K, const float *A, int64_t ars, int64_t acs, const float *B, int64_t ldb,
+                         float *C, int64_t ldc) {
+    for (int m = 0; m < M; m++) {
+        float *cm = C + (size_t)m * ldc;
+        for (int k = 0; k < K; k++) {
+            const float a = A[m * ars + k * acs], *bk = B + (size_t)k * ldb;
+            SIMD_LOOP
+            for (int j = 0; j < N; j++) cm[j] += a * bk[j];
         }
     }
-    for (int j = 0; j < dv; j++) {
-        u[j] = beta * (v[j] - kvm[j]);
-        kvm[j] = 0; /* now the output */
-    }
-    for (int i = 0; i < dk; i++) {
-        float *so = S + (size_t)i * dv;
-        const float ki = k[i], qi = q[i];
+}
+
+/* The tails of a blocked product: rows [m4, M) and, for rows < m4, columns
+   [n4, N) by the reference. */
+static void rec_gemm_tails(int M, int N, int K, const float *A, int64_t ars, int64_t acs, const float *B, int64_t ldb,
+                           float *C, int64_t ldc, int m4, int n4) {
+    if (n4 < N && m4 > 0) rec_gemm_ref(m4, N - n4, K, A, ars, acs, B + n4, ldb, C + n4, ldc);
+    if (m4 < M) rec_gemm_ref(M - m4, N, K, A + m4 * ars, ars, acs, B, ldb, C + (size_t)m4 * ldc, ldc);
+}
+
+#ifdef SLM_AVX2
+SLM_TARGET_AVX2
+/* 4 rows x 16 columns in 8 accumulators */
+static void rec_gemm_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t acs, const float *B, int64_t ldb,
+                          float *C, int64_t ldc) {
+    const int m4 = M & ~3, n4 = N & ~15;
+    for (int m = 0; m < m4; m += 4)
+        for (int j = 0; j < n4; j += 16) {
+            float *c0 = C + (size_t)m * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+            __m256 c00 = _mm256_loadu_ps(c0), c01 = _mm256_loadu_ps(c0 + 8), c10 = _mm256_loadu_ps(c1), c11 = _mm256_loadu_ps(c1 + 8);
+            __m256 c20 = _mm256_loadu_ps(c2), c21 = _mm256_loadu_ps(c2 + 8), c30 = _mm256_loadu_ps(c3), c31 = _mm256_loadu_ps(c3 + 8);
+            const float *a0 = A + m * ars, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars;
+            for (int k = 0; k < K; k++) { /* (accumulators named: arrays of vectors stayed in memory) */
+                const __m256 b0 = _mm256_loadu_ps(B + (size_t)k * ldb + j), b1 = _mm256_loadu_ps(B + (size_t)k * ldb + j + 8);
+                __m256 a = _mm256_set1_ps(a0[k * acs]);
+                c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
+                a = _mm256_set1_ps(a1[k * acs]);
+                c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
+                a = _mm256_set1_ps(a2[k * acs]);
+                c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
+                a = _mm256_set1_ps(a3[k * acs]);
+                c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
+            }
+            _mm256_storeu_ps(c0, c00), _mm256_storeu_ps(c0 + 8, c01), _mm256_storeu_ps(c1, c10), _mm256_storeu_ps(c1 + 8, c11);
+            _mm256_storeu_ps(c2, c20), _mm256_storeu_ps(c2 + 8, c21), _mm256_storeu_ps(c3, c30), _mm256_storeu_ps(c3 + 8, c31);
+        }
+    rec_gemm_tails(M, N, K, A, ars, acs, B, ldb, C, ldc, m4, n4);
+}
+SLM_TARGET_END
+#endif
+
+#ifdef SLM_HAVE_AVX512_KERNELS
+SLM_TARGET_AVX512
+/* 4 rows x 32 columns in 8 accumulators */
+static void rec_gemm_avx512(int M, int N, int K, const float *A, int64_t ars, int64_t acs, const float *B, int64_t ldb,
+                            float *C, int64_t ldc) {
+    const int m4 = M & ~3, n4 = N & ~31;
+    for (int m = 0; m < m4; m += 4)
+        for (int j = 0; j < n4; j += 32) {
+            float *c0 = C + (size_t)m * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+            __m512 c00 = _mm512_loadu_ps(c0), c01 = _mm512_loadu_ps(c0 + 16), c10 = _mm512_loadu_ps(c1), c11 = _mm512_loadu_ps(c1 + 16);
+            __m512 c20 = _mm512_loadu_ps(c2), c21 = _mm512_loadu_ps(c2 + 16), c30 = _mm512_loadu_ps(c3), c31 = _mm512_loadu_ps(c3 + 16);
+            const float *a0 = A + m * ars, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars;
+            for (int k = 0; k < K; k++) { /* (accumulators named: arrays of vectors stayed in memory) */
+                const __m512 b0 = _mm512_loadu_ps(B + (size_t)k * ldb + j), b1 = _mm512_loadu_ps(B + (size_t)k * ldb + j + 16);
+                __m512 a = _mm512_set1_ps(a0[k * acs]);
+                c00 = _mm512_fmadd_ps(a, b0, c00), c01 = _mm512_fmadd_ps(a, b1, c01);
+                a = _mm512_set1_ps(a1[k * acs]);
+                c10 = _mm512_fmadd_ps(a, b0, c10), c11 = _mm512_fmadd_ps(a, b1, c11);
+                a = _mm512_set1_ps(a2[k * acs]);
+                c20 = _mm512_fmadd_ps(a, b0, c20), c21 = _mm512_fmadd_ps(a, b1, c21);
+                a = _mm512_set1_ps(a3[k * acs]);
+                c30 = _mm512_fmadd_ps(a, b0, c30), c31 = _mm512_fmadd_ps(a, b1, c31);
+            }
+            _mm512_storeu_ps(c0, c00), _mm512_storeu_ps(c0 + 16, c01), _mm512_storeu_ps(c1, c10), _mm512_storeu_ps(c1 + 16, c11);
+            _mm512_storeu_ps(c2, c20), _mm512_storeu_ps(c2 + 16, c21), _mm512_storeu_ps(c3, c30), _mm512_storeu_ps(c3 + 16, c31);
+        }
+    rec_gemm_tails(M, N, K, A, ars, acs, B, ldb, C, ldc, m4, n4);
+}
+SLM_TARGET_END
+#endif
+
+/* The product for a kernel set's ISA (the reference where none is built). */
+static rec_gemm_fn rec_gemm_for(int isa) {
+#ifdef SLM_HAVE_AVX512_KERNELS
+    if (isa == SLM_ISA_AVX512) return rec_gemm_avx512;
+#endif
+#ifdef SLM_AVX2
+    if (isa == SLM_ISA_AVX2 || isa == SLM_ISA_AVX512) return rec_gemm_avx2;
+#endif
+    (void)isa;
+    return rec_gemm_ref;
+}
+
+/* Largest chunk: c <= 64 and c * max(dk, dv) <= DELTA_BUF (stack buffers,
+   ~144 KB in all). */
+#define DELTA_BUF 8192
+static inline int delta_chunk_len(int dk, int dv) { return SLM_MAX(1, SLM_MIN(64, DELTA_BUF / SLM_MAX(dk, dv))); }
+
+/* One chunk (c <= delta_chunk_len) of the gated delta rule for one v-head:
+   token t reads q[t*ld], k[t*ld], v[t*ld] (dk, dk, dv) and writes its output
+   over v; G[t] the cumulative log decay from the chunk's start, beta[t].
+   State from Sin, to S (may be the same). */
+static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int dv, int c, const float *q,
+                        const float *k, float *vo, int64_t ld, const float *G, const float *beta, float scale) {
+    float U0[DELTA_BUF]; /* [c][dv]: beta_t (v_t - Gamma_t S0^T k_t) */
+    float U[DELTA_BUF];  /* [c][dv]: u_t */
+    float KT[DELTA_BUF]; /* [dk][c]: k transposed */
+    float D[64 * 64];    /* [c][c]: e^{G_t-G_s} for s <= t */
+    float P[64 * 64];    /* [c][c]: beta_t e^{G_t-G_s} k_t.k_s, then the decayed q_t.k_s */
+    float T[64 * 64];    /* [c][c]: (I + strictly lower P)^-1 */
+    for (int t = 0; t < c; t++)
+        for (int i = 0; i < dk; i++) KT[i * c + t] = k[t * ld + i];
+    for (int t = 0; t < c; t++)
+        for (int s = 0; s <= t; s++) D[t * c + s] = expf(G[t] - G[s]);
+    memset(U0, 0, sizeof(float) * (size_t)c * dv);
+    gm(c, dv, dk, k, ld, 1, Sin, dv, U0, dv);
+    for (int t = 0; t < c; t++) {
+        const float e = expf(G[t]), b = beta[t];
+        const float *vt = vo + t * ld;
+        float *ut = U0 + t * dv;
         SIMD_LOOP
-        for (int j = 0; j < dv; j++) {
-            const float x = so[j] + ki * u[j];
-            so[j] = x;
-            kvm[j] += x * qi;
+        for (int j = 0; j < dv; j++) ut[j] = b * (vt[j] - e * ut[j]);
+    }
+    /* U = (I + A)^-1 U0 with A[t][s] = beta_t e^{G_t-G_s} k_t.k_s (s < t): the
+       unit lower-triangular inverse by rows (c^3/6), then one product */
+    memset(P, 0, sizeof(float) * (size_t)c * c);
+    gm(c, c, dk, k, ld, 1, KT, c, P, c);
+    for (int t = 0; t < c; t++) {
+        float *Tt = T + t * c;
+        for (int s = 0; s < c; s++) Tt[s] = s == t ? 1.0f : 0.0f;
+        for (int r = 0; r < t; r++) {
+            const float a = beta[t] * D[t * c + r] * P[t * c + r], *Tr = T + r * c;
+            SIMD_LOOP /* (rows of T do not overlap) */
+            for (int s = 0; s <= r; s++) Tt[s] -= a * Tr[s];
         }
     }
-    for (int j = 0; j < dv; j++) o[j] = kvm[j] * scale;
+    memset(U, 0, sizeof(float) * (size_t)c * dv);
+    gm(c, dv, c, T, c, 1, U0, dv, U, dv);
+    /* o_t = scale (Gamma_t S0^T q_t + sum_{s<=t} e^{G_t-G_s} (q_t.k_s) u_s) */
+    memset(P, 0, sizeof(float) * (size_t)c * c);
+    gm(c, c, dk, q, ld, 1, KT, c, P, c);
+    for (int t = 0; t < c; t++)
+        for (int s = 0; s < c; s++) P[t * c + s] = s <= t ? P[t * c + s] * D[t * c + s] : 0.0f;
+    for (int t = 0; t < c; t++) memset(vo + t * ld, 0, sizeof(float) * (size_t)dv);
+    gm(c, dv, dk, q, ld, 1, Sin, dv, vo, ld);
+    for (int t = 0; t < c; t++) {
+        const float e = expf(G[t]);
+        float *ot = vo + t * ld;
+        SIMD_LOOP
+        for (int j = 0; j < dv; j++) ot[j] *= e;
+    }
+    gm(c, dv, c, P, c, 1, U, dv, vo, ld);
+    for (int t = 0; t < c; t++) {
+        float *ot = vo + t * ld;
+        SIMD_LOOP
+        for (int j = 0; j < dv; j++) ot[j] *= scale;
+    }
+    /* S = Gamma_c S0 + sum_s e^{G_c-G_s} k_s u_s^T */
+    for (int s = 0; s < c; s++) {
+        const float e = expf(G[c - 1] - G[s]);
+        float *us = U + s * dv;
+        SIMD_LOOP
+        for (int j = 0; j < dv; j++) us[j] *= e;
+    }
+    const float eL = expf(G[c - 1]);
+    SIMD_LOOP
+    for (int i = 0; i < dk * dv; i++) S[i] = Sin[i] * eL;
+    gm(dk, dv, c, KT, c, 1, U, dv, S, dv);
+}
+
+/* The gated delta rule over n tokens for one v-head (layout as delta_chunk;
+   g[t*gs] the log decay of token t, beta[t*bs]): up to 31 tokens by
+   delta_step, more in chunks. */
+static void delta_scan(int isa, const float *Sin, float *S, int dk, int dv, int n, const float *q,
+                       const float *k, float *vo, int64_t ld, const float *g, int64_t gs, const float *beta,
+                       int64_t bs, float scale) {
+    if (n < 32) { /* fewer tokens: the SIMD step is faster (bench/bench_scan.c) */
+        for (int t = 0; t < n; t++, Sin = S) {
+            const float *qt = q + t * ld, *kt = k + t * ld;
+            float *vt = vo + t * ld;
+            const float eg = expf(g[t * gs]), b = beta[t * bs];
+#ifdef SLM_HAVE_AVX512_KERNELS
+            if (isa == SLM_ISA_AVX512) {
+                delta_step_avx512(Sin, S, dk, dv, qt, kt, vt, eg, b, scale, vt);
+                continue;
+            }
+#endif
+#ifdef SLM_AVX2
+            if (isa == SLM_ISA_AVX2 || isa == SLM_ISA_AVX512) {
+                delta_step_avx2(Sin, S, dk, dv, qt, kt, vt, eg, b, scale, vt);
+                continue;
+            }
+#endif
+            delta_step(Sin, S, dk, dv, qt, kt, vt, eg, b, scale, vt);
+        }
+        return;
+    }
+    const rec_gemm_fn gm = rec_gemm_for(isa);
+    const int cc = delta_chunk_len(dk, dv);
+    float G[64], B[64];
+    for (int t0 = 0; t0 < n; t0 += cc, Sin = S) {
+        const int c = SLM_MIN(cc, n - t0);
+        float acc = 0;
+        for (int t = 0; t < c; t++) {
+            acc += g[(t0 + t) * gs];
+            G[t] = acc;
+            B[t] = beta[(t0 + t) * bs];
+        }
+        delta_chunk(gm, Sin, S, dk, dv, c, q + t0 * ld, k + t0 * ld, vo + t0 * ld, ld, G, B, scale);
+    }
 }
 
 /* Qwen3.5 Gated DeltaNet. hy per token: [0, CH) q | k | v (conv, SiLU; q, k
@@ -12022,18 +12292,27 @@ static void mix_deltanet(slm_session *s, const layer *L, const float *xb, int n,
         }
     }
     op_end(tm, np);
+    REC_STEP(p, tm, np) { /* per (token, head): beta = sigmoid(b), g = softplus(alpha + dt_bias) a, in place */
+        split((int64_t)n * NH, p, np, &u0, &u1);
+        for (int64_t u = u0; u < u1; u++) {
+            float *bt = hy + (u / NH) * W + CH + I + u % NH;
+            const int h = (int)(u % NH);
+            bt[0] = sigmoid_f(bt[0]);
+            bt[NH] = softplus_f(bt[NH] + L->dt_bias[h]) * L->ssm_a[h];
+        }
+    }
+    op_end(tm, np);
     REC_STEP(p, tm, np) {
         split(NH, p, np, &u0, &u1);
         const float scale = 1.0f / sqrtf((float)DK);
         for (int64_t h = u0; h < u1; h++) {
             const float *Sin = s->rs_src + L->rs_ssm + (size_t)h * DK * DV;
             float *S = s->rs_dst + L->rs_ssm + (size_t)h * DK * DV;
-            for (int t = 0; t < n; t++, Sin = S) {
-                float *ht = hy + (size_t)t * W, *o = ht + 2 * NG * DK + h * DV;
-                const float *q = ht + (h % NG) * DK, *k = ht + NG * DK + (h % NG) * DK, *z = ht + CH + h * DV;
-                const float beta = sigmoid_f(ht[CH + I + h]);
-                const float g = softplus_f(ht[CH + I + NH + h] + L->dt_bias[h]) * L->ssm_a[h];
-                delta_step(Sin, S, DK, DV, q, k, o, expf(g), beta, scale, o);
+            delta_scan(m->kern.isa, Sin, S, DK, DV, n, hy + (h % NG) * DK, hy + NG * DK + (h % NG) * DK, hy + 2 * NG * DK + h * DV,
+                       W, hy + CH + I + NH + h, W, hy + CH + I + h, W, scale);
+            for (int t = 0; t < n; t++) {
+                float *o = hy + (size_t)t * W + 2 * NG * DK + h * DV;
+                const float *z = hy + (size_t)t * W + CH + h * DV;
                 rmsnorm(o, o, L->ssm_norm, DV, m->eps);
                 for (int j = 0; j < DV; j++) o[j] *= silu(z[j]);
             }

@@ -2,6 +2,8 @@
  * gen_model: write benchmark models with random weights and the exact shapes
  * of real small models, as GGUF files: an F16 file written here, then Q8_0,
  * Q4_0 and Q4_K_M made from it with slm's own quantizer (slm_quantize_file).
+ * bench/compare.sh asks for the F16 file only when it is given llama.cpp's
+ * llama-quantize, and quantizes with that, as published files are made.
  * Files are generated at bench time and never committed.
  *
  *   gen_model SHAPE DIR [TYPES]     SHAPE: smollm2-135m | qwen2.5-0.5b | llama3.2-1b |
@@ -25,7 +27,7 @@ typedef struct shape {
     const char *name, *arch;
     int n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
     float rope_base, eps;
-    int qkv_bias, tied, rope_freqs;
+    int qkv_bias, tied, rope_freqs; /* rope_freqs: llama3 rope scaling, as rope_freqs.weight */
     /* 2026 hybrids: HYB_QWEN35 (3 Gated DeltaNet layers, then 1 gated
        attention layer) or HYB_LFM2 (short conv layers, attention where
        attn_mask has the layer's bit) */
@@ -39,6 +41,10 @@ enum { HYB_NONE = 0, HYB_QWEN35 = 1, HYB_LFM2 = 2 };
 static const shape SHAPES[] = {
     {"smollm2-135m", "llama", 30, 576, 1536, 9, 3, 49152, 8192, 100000.0f, 1e-5f, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
     {"qwen2.5-0.5b", "qwen2", 24, 896, 4864, 14, 2, 151936, 32768, 1000000.0f, 1e-6f, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+    /* Llama-3.2-1B (its config.json): hidden 2048, 16 layers, 32 heads of 64,
+       8 KV heads, FFN 8192, vocabulary 128256, tied embeddings, rope theta
+       500000 with llama3 scaling (factor 32, low/high frequency factors 1/4,
+       original context 8192) */
     {"llama3.2-1b", "llama", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.0f, 1e-5f, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
     /* Qwen3.5-0.8B: 24 layers (every 4th gated attention, 8 heads of 256, 2
        KV heads, rope on 64 dims), linear attention 16 q/k and 16 v heads of
@@ -72,6 +78,18 @@ static uint64_t rng = 0x243f6a8885a308d3ull;
 static float frand(void) { /* uniform [-1, 1) */
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return (float)((double)(rng >> 11) / 4503599627370496.0 - 1.0);
+}
+
+/* Llama 3 rope scaling as GGUF converters store it (rope_freqs.weight, one
+   divisor per rotated pair): wavelengths shorter than 8192/4 keep their
+   frequency, longer than 8192/1 are divided by 32, in between a smooth blend. */
+static float llama3_rope_factor(int i, int n_rot, float base) {
+    const double factor = 32.0, lo = 1.0, hi = 4.0, old_ctx = 8192.0, pi = 3.14159265358979323846;
+    const double freq = pow((double)base, -2.0 * i / n_rot), wavelen = 2.0 * pi / freq;
+    if (wavelen < old_ctx / hi) return 1.0f;
+    if (wavelen > old_ctx / lo) return (float)factor;
+    const double smooth = (old_ctx / wavelen - lo) / (hi - lo);
+    return (float)(1.0 / ((1.0 - smooth) / factor + smooth));
 }
 
 static int n_kv; /* key/value pairs written, patched into the header */
@@ -244,6 +262,8 @@ static int write_f16(const shape *sh, const char *path) {
     for (int i = 0; i < nt && ok; i++) {
         for (int64_t r = 0; r < t[i].ne1 && ok; r++) {
             for (int64_t j = 0; j < t[i].ne0; j++) row[j] = t[i].center + t[i].scale * frand();
+            if (!strcmp(t[i].name, "rope_freqs.weight"))
+                for (int64_t j = 0; j < t[i].ne0; j++) row[j] = llama3_rope_factor((int)j, (int)hd, sh->rope_base);
             size_t rb = slm_row_bytes(t[i].type, t[i].ne0);
             ok = slm_quantize_row(t[i].type, row, out, t[i].ne0) == SLM_OK && fwrite(out, 1, rb, f) == rb;
             pos += rb;
@@ -372,7 +392,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     const shape *sh = NULL;
-    static const shape BGE = {"bge-small", "bert", 12, 384, 1536, 12, 12, 30522, 512, 0.0f, 1e-12f, 0, 0, 0};
+    static const shape BGE = {"bge-small", "bert", 12, 384, 1536, 12, 12, 30522, 512, 0.0f, 1e-12f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
         if (!strcmp(argv[1], SHAPES[i].name)) sh = &SHAPES[i];
     if (!strcmp(argv[1], BGE.name)) sh = &BGE;

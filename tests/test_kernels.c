@@ -868,6 +868,7 @@ static void check_default_threads(void) {
 #include "test_kernels_kx8.c"
 #include "test_kernels_kgemm.c"
 #include "test_attention.c"
+#include "test_scan.c"
 
 void test_kernels(void) {
     printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
@@ -906,6 +907,7 @@ void test_kernels(void) {
         check_attention(&kt);
     }
     check_avx512();
+    check_scan();
 }
 
 /* The SLM_NO_STDIO message formatter (section 2) against the C library's

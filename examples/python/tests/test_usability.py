@@ -38,12 +38,19 @@ def slow(piece):
     if mode != "fast":
         time.sleep(0.02)
 slow.told = False
+# generate again and again (room left for the 4 tokens after) until the
+# signal comes: a parent delayed on a loaded machine must not find the
+# child finished
+n = s.n_ctx - 16
+deadline = time.time() + 60
 try:
-    if mode in ("generate", "fast"):
-        s.generate("And the LORD said", max_tokens=0, on_text=slow, temperature=1.5, top_k=0, top_p=1, min_p=0)
-    else:
-        for piece in s.stream("And the LORD said", max_tokens=0):
-            slow(piece)
+    while time.time() < deadline:
+        s.rewind(0)
+        if mode in ("generate", "fast"):
+            s.generate("And the LORD said", max_tokens=n, on_text=slow, temperature=1.5, top_k=0, top_p=1, min_p=0)
+        else:
+            for piece in s.stream("And the LORD said", max_tokens=n):
+                slow(piece)
     print("NO INTERRUPT", flush=True)
 except KeyboardInterrupt:
     print("INTERRUPTED pos=%%d" %% s.pos, flush=True)
