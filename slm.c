@@ -5348,172 +5348,6 @@ static void gemm16_q6_k_avx2(int n, const void *w, size_t wb, const void *a, siz
     gemm16_k_avx2(kslab_q6_k, 210, n, w, wb, a, a_rb, nt, y, ldy);
 }
 
-/* K-quant x8 groups (layouts in section 5) to the same slab: the two
-   groups (wb bytes apart) are rows 0-7 and 8-15, and every 32-byte chunk
-   of a group already holds 8 rows' dwords of 4 columns, so a step is one
-   masked load per group (no gathers, no transpose), and one pshufb puts
-   the 8 rows' scales of a sub-block into their lanes. The float steps are
-   the x8 kernels' (gemm_kx8_ref: FMAs), so prefill and decode on a
-   repacked matrix give the same bits. */
-
-/* pshufb mask: in both 128-bit halves, lane r gets byte 4 s + r (zero-extended) */
-static inline __m256i kx8slab_mask_avx2(int s) {
-    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80808000u | (unsigned)(4 * s))), _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
-}
-
-/* Q4_Kx8/Q5_Kx8 group h (rows 8h..8h+7): d, dmin, scales (sc2) and mins */
-static inline void kx8slab_k4_head_avx2(const uint8_t *g, int h, kslab *k) {
-    const __m256i m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
-    for (int r = 0; r < 8; r++) k->d[8 * h + r] = ld_f16(g + 2 * r), k->dmin[8 * h + r] = ld_f16(g + 16 + 2 * r);
-    const __m256i hi = _mm256_loadu_si256((const __m256i *)(g + 96));
-    for (int half = 0; half < 2; half++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(g + 32 + 32 * half));
-        for (int s = 0; s < 4; s++) {
-            const __m256i mask = kx8slab_mask_avx2(s), lo = _mm256_shuffle_epi8(v, mask),
-                          hb = _mm256_srli_epi32(_mm256_shuffle_epi8(hi, mask), 4 * half);
-            const __m256i sc = _mm256_or_si256(_mm256_and_si256(lo, m4), _mm256_slli_epi32(_mm256_and_si256(hb, m2), 4));
-            const __m256i mn = _mm256_or_si256(_mm256_srli_epi32(lo, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), m2), 4));
-            _mm256_storeu_si256((__m256i *)(k->sc2[4 * half + s] + 8 * h), _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16)));
-            _mm256_storeu_si256((__m256i *)(k->mn[4 * half + s] + 8 * h), _mm256_or_si256(mn, _mm256_slli_epi32(mn, 16)));
-        }
-    }
-}
-
-static void kx8slab_q4_k_avx2(const uint8_t *w, size_t wb, kslab *k) {
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *g = w + (size_t)h * wb;
-        kx8slab_k4_head_avx2(g, h, k);
-        for (int s = 0; s < 8; s++)
-            for (int c = 0; c < 4; c++) { /* columns 32s + 8c.. (low nibbles), 32s + 8c + 4.. (high) */
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(g + 128 + 128 * s + 32 * c));
-                _mm256_storeu_si256((__m256i *)(k->q[8 * s + 2 * c] + 32 * h), _mm256_and_si256(v, m4));
-                _mm256_storeu_si256((__m256i *)(k->q[8 * s + 2 * c + 1] + 32 * h), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-            }
-    }
-    k->sub = 32, k->off = 0;
-}
-
-static void kx8slab_q5_k_avx2(const uint8_t *w, size_t wb, kslab *k) {
-    const __m256i m4 = _mm256_set1_epi8(15), m1 = _mm256_set1_epi8(1);
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *g = w + (size_t)h * wb;
-        kx8slab_k4_head_avx2(g, h, k);
-        for (int s = 0; s < 8; s++) {
-            const uint8_t *os = g + 128 + 160 * s;
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)os); /* bit c: low nibble's, bit 4 + c: high's */
-            for (int c = 0; c < 4; c++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(os + 32 + 32 * c));
-                const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, c), m1), 4),
-                              h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4 + c), m1), 4);
-                _mm256_storeu_si256((__m256i *)(k->q[8 * s + 2 * c] + 32 * h), _mm256_or_si256(_mm256_and_si256(v, m4), h0));
-                _mm256_storeu_si256((__m256i *)(k->q[8 * s + 2 * c + 1] + 32 * h),
-                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1));
-            }
-        }
-    }
-    k->sub = 32, k->off = 0;
-}
-
-/* Q6_Kx8: the stored 6-bit values are the level + 32 (mins 32 x scale) */
-static void kx8slab_q6_k_avx2(const uint8_t *w, size_t wb, kslab *k) {
-    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *g = w + (size_t)h * wb;
-        for (int r = 0; r < 8; r++) k->d[8 * h + r] = ld_f16(g + 2 * r), k->dmin[8 * h + r] = 0;
-        for (int j = 0; j < 8; j++) { /* lane r: row r's scales of sub-blocks 2j, 2j + 1 as int16 */
-            const __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * j)));
-            const __m256i e = _mm256_slli_epi32(x, 16), o = _mm256_srli_epi32(x, 16);
-            _mm256_storeu_si256((__m256i *)(k->sc2[2 * j] + 8 * h), _mm256_or_si256(e, _mm256_srli_epi32(e, 16)));
-            _mm256_storeu_si256((__m256i *)(k->sc2[2 * j + 1] + 8 * h), _mm256_or_si256(o, _mm256_slli_epi32(o, 16)));
-            _mm256_storeu_si256((__m256i *)(k->mn[j] + 8 * h), _mm256_slli_epi16(x, 5));
-        }
-        for (int p = 0; p < 8; p++) {
-            const uint8_t *op = g + 144 + 192 * p;
-            for (int c = 0; c < 4; c++) { /* columns 32p + 8c.. and 32p + 8c + 4.. */
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(op + 32 * c)),
-                              hb = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(op + 128 + 32 * (c / 2))), 4 * (c % 2));
-                _mm256_storeu_si256((__m256i *)(k->q[8 * p + 2 * c] + 32 * h),
-                                    _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)));
-                _mm256_storeu_si256((__m256i *)(k->q[8 * p + 2 * c + 1] + 32 * h),
-                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4)));
-            }
-        }
-    }
-    k->sub = 16, k->off = 1;
-}
-
-/* gemm16_kslab_avx2_t's integer sums with the x8 kernels' float steps */
-SLM_INLINE void gemm16_kx8slab_avx2_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
-    for (int h = 0; h < 2; h++) {
-        __m256i isum[4], ms[4];
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt2; t++) isum[t] = _mm256_setzero_si256(), ms[t] = _mm256_setzero_si256();
-        const int steps = k->sub / 4;
-        for (int j = 0; j < 256 / k->sub; j++) {
-            const __m256i sc = _mm256_loadu_si256((const __m256i *)(k->sc2[j] + 8 * h));
-            for (int st = j * steps; st < (j + 1) * steps; st++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(k->q[st] + 32 * h));
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt2; t++) {
-                    const __m256i p = _mm256_maddubs_epi16(q, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sc));
-                }
-            }
-        }
-        SLM_UNROLL(8)
-        for (int j = 0; j < 8; j++) {
-            const __m256i m = _mm256_loadu_si256((const __m256i *)(k->mn[j] + 8 * h));
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt2; t++)
-                ms[t] = _mm256_add_epi32(ms[t], _mm256_madd_epi16(m, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j))));
-        }
-        const __m256 d = _mm256_loadu_ps(k->d + 8 * h), dmin = _mm256_loadu_ps(k->dmin + 8 * h);
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt2; t++) {
-            const __m256 da = _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb));
-            float *yt = y + (int64_t)t * ldy + 8 * h;
-            __m256 acc = first ? _mm256_setzero_ps() : _mm256_loadu_ps(yt);
-            if (k->off) acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t], ms[t])), _mm256_mul_ps(d, da), acc);
-            else {
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, da), acc);
-                acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms[t]), _mm256_mul_ps(dmin, da), acc);
-            }
-            _mm256_storeu_ps(yt, acc);
-        }
-    }
-}
-
-typedef void (*kx8slab_fn)(const uint8_t *w, size_t wb, kslab *k);
-
-static void gemm16_kx8_avx2(kx8slab_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt,
-                            float *y, int64_t ldy) {
-    kslab k;
-    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens */
-    for (int t0 = 0; t0 < nt; t0 += 128) {
-        const int t1 = SLM_MIN(nt, t0 + 128);
-        for (int b = 0; b < n / QK_K; b++) {
-            conv((const uint8_t *)w + (size_t)b * (size_t)bytes, wb, &k);
-            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-            int t = t0;
-            for (; t + 4 <= t1; t += 4) gemm16_kx8slab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0);
-            for (; t < t1; t++) gemm16_kx8slab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
-        }
-        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
-    }
-}
-
-static void gemm16_q4_kx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_kx8_avx2(kx8slab_q4_k_avx2, 1152, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q5_kx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_kx8_avx2(kx8slab_q5_k_avx2, 1408, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q6_kx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_kx8_avx2(kx8slab_q6_k_avx2, 1680, n, w, wb, a, a_rb, nt, y, ldy);
-}
-
 SLM_TARGET_END
 #endif /* SLM_AVX2 */
 
@@ -6592,10 +6426,17 @@ static void gemm16_iq4_xs_avx512(int n, const void *w, size_t wb, const void *a,
     gemm16_k_avx512(kslab16_iq4_xs_avx512, 136, n, w, wb, a, a_rb, nt, y, ldy);
 }
 
-/* K-quant x8 groups (layouts in section 5) to a kslab, as the AVX2
-   converters (kx8slab_*_avx2): a step is one 256-bit load per group, the
-   scales one pshufb per sub-block; the float steps are the x8 kernels'
-   (FMAs), so a repacked matrix gives the same bits in prefill and decode. */
+/* K-quant x8 groups (layouts in section 5) to a kslab: the two groups (wb
+   bytes apart) are rows 0-7 and 8-15, and every 32-byte chunk of a group
+   already holds 8 rows' dwords of 4 columns, so a step is one 256-bit load
+   per group (no gathers, no transpose) and one pshufb puts 8 rows' scales
+   of a sub-block into their lanes. The float steps are the x8 kernels'
+   (gemm_kx8_ref: FMAs), so a repacked matrix gives the same bits in prefill
+   and decode, and the GEMM can start at SLM_GEMM_X8_MIN_TOKENS (bench_gemm,
+   576 x 1536 Q4_K/Q6_K against the 4-token x8 kernels: 1.25x/1.16x at 8
+   tokens, 1.68x/1.57x at 128). AVX2 has none: the same slab with its
+   per-step vpmaddwd ran at 0.66x (8 tokens) to 0.85x (128) of the AVX2 x8
+   kernels, which sum a sub-block in 16 bits before one vpmaddwd. */
 
 /* pshufb mask: in every 128-bit quarter, lane r gets byte 4 s + r (zero-extended) */
 static inline __m512i kx8slab_mask_avx512(int s) {
@@ -8936,8 +8777,6 @@ static const kernel_table KERNELS_AVX2 = {
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2,
                 [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2},
-    .gemm16_x8 = {[SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx2,
-                  [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx2},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx2,
                     [SLM_TYPE_Q6_K] = gemm16_q6_k_avx2},
     .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},

@@ -13,7 +13,7 @@
    these random models can flip an activation's rounding and move later
    positions by ~1e-2: there the small batches must meet the bar. With
    repack on AVX2/AVX-512, Q4_K/Q5_K/Q6_K matrices are x8 groups, whose GEMM
-   (from 8 tokens) has the x8 kernels' bits: those fixtures (kx8 below) then
+   (AVX-512, from 8 tokens; AVX2 keeps the x8 kernels) has the x8 kernels' bits: those fixtures (kx8 below) then
    give the same bits in every batch, as the 32-blocks do. */
 #include "test.h"
 #include "../slm.h"
