@@ -240,6 +240,13 @@ extern int sysctlbyname(const char *name, void *oldp, size_t *oldlenp, void *new
 #define SLM_TARGET_AVX512
 #define SLM_TARGET_END
 #endif
+/* The AVX-512 (VNNI) kernels are compiled in: every dispatch build, and a
+   fixed build whose flags have F, BW, VL, DQ and VNNI (the forward pass and
+   the kernel appendix both test this). */
+#if defined(SLM_X86_DISPATCH) || (defined(SLM_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+                                  defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__AVX512VNNI__))
+#define SLM_HAVE_AVX512_KERNELS 1
+#endif
 
 /* aarch64 dispatch builds: the SDOT entry points carry the dotprod target,
    the SMMLA kernels the i8mm one (function attributes: with GCC 12 a pragma
@@ -5364,9 +5371,7 @@ SLM_TARGET_END
  * in the order of its float additions. Only F, BW, VL, DQ and VNNI are used
  * (no FMA/F16C VEX forms: their EVEX forms come with AVX512F/VL).
  */
-#if defined(SLM_X86_DISPATCH) || (defined(SLM_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && \
-                                    defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__AVX512VNNI__))
-#define SLM_HAVE_AVX512_KERNELS 1
+#ifdef SLM_HAVE_AVX512_KERNELS
 #define SLM_AVX512 1
 SLM_TARGET_AVX512
 
