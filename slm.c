@@ -3,38 +3,47 @@
  *
  * Read top to bottom. Contents:
  *
- *   1. Configuration and platform detection
- *   2. Status codes, errors, allocation
- *   3. Small utilities (fp16/bf16, hashing, clock)
- *   4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
- *   4b. GGUF writer (metadata and tensor directory, then streamed tensor data)
- *   5. Tensor types: block layouts and the traits table
- *   6. Kernels: the scalar reference; every ISA below has the same signatures
- *   6b. x86-64 AVX2 (+FMA, F16C)
- *   6b2. x86-64 AVX-512 (F, BW, VL, DQ) with VNNI
- *   6c. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2
- *   6d. ARM NEON: aarch64 (baseline, dotprod, i8mm) and ARMv7
- *   6e. RISC-V vector extension 1.0
- *   6f. Arm Helium (M-profile vector extension, Cortex-M55)
- *   6g. One kernel table per instruction set
- *   6h. Choosing a table: what the CPU and the OS support
- *   7. Operators: norms, RoPE, softmax, activations, mat-mul, work units
- *      and the wait between steps
- *   8. Model: hyperparameters, tensor binding (layer kinds of the hybrid
- *      families, encoders), loading, inspection
- *   9. Session: KV cache and recurrent state, the forward pass (attention,
- *      FFN, recurrent mixers), positions, decode, rewind
- *   9b. Session state: save and restore (versioned sections, checked
- *       against the model)
- *  10. Tokenizer: vocabulary, SentencePiece-style encoder, byte-level BPE with
- *      pre-tokenizers and Unicode tables, detokenizer
- *  11. Chat templates: family detection, formatting, incremental turns
- *  12. Sampler: penalties, top-k, top-p, min-p, temperature, seeded draw
- *  12b. Grammar: GBNF compiler, byte-level matcher over a token trie
- *      (grammar-masked sampling), the JSON grammar, JSON Schema -> GBNF
- *  13. Generate: prompt -> streamed text, stop conditions, timings
- *  13b. Embeddings: pooling, normalisation, several texts per call
- *  14. Quantization: convert a GGUF file's matrices to another type
+ *    1. Configuration and platform detection
+ *    2. Status codes, errors, allocation (allocator hooks, arenas)
+ *    3. Small utilities and files: fp16/bf16, hashing, clock; UTF-8 file
+ *       names, opening, reading and mapping a file (the platform's file
+ *       calls)
+ *    4. GGUF reader (bounds-checked, from a file, mmap or a memory buffer)
+ *    5. Tensor types: block layouts, the traits table, the kernel interface,
+ *       weight matrices
+ *    6. Model: hyperparameters, tensor binding (layer kinds of the hybrid
+ *       families, encoders), loading, inspection
+ *    7. The forward pass: operators (norms, RoPE, softmax, mat-mul, work
+ *       units), the session's buffers, attention and the KV store, FFN,
+ *       recurrent mixers, one generic pass
+ *    8. Session: creation and sizes, threads, decode, rewind
+ *   8b. Session state: save and restore (versioned sections, checked against
+ *       the model)
+ *    9. Tokenizer: vocabulary, SentencePiece-style encoder, byte-level BPE
+ *       with pre-tokenizers and Unicode tables, WordPiece, detokenizer
+ *   10. Chat templates: family detection, formatting, incremental turns
+ *   11. Sampler: penalties, top-k, top-p, min-p, temperature, seeded draw
+ *  11b. Grammar: GBNF compiler, byte-level matcher over a token trie
+ *       (grammar-masked sampling), the JSON grammar, JSON Schema -> GBNF
+ *   12. Generate: prompt -> streamed text, stop conditions, timings
+ *  12b. Embeddings: pooling, normalisation, several texts per call
+ *  Appendices, after the story:
+ *    A. Message formatting: slm's own vsnprintf (SLM_NO_STDIO builds)
+ *    B. GGUF writer and output files: metadata and tensor directory, then
+ *       streamed tensor data; output files that never destroy anything
+ *    C. Weight quantizers: K-quants and IQ4_XS (weighted least-squares scale
+ *       search)
+ *    D. Quantization: convert a GGUF file's matrices to another type
+ *    E. Kernels: the scalar reference; every ISA below has the same
+ *       signatures
+ *   E1. x86-64 AVX2 (+FMA, F16C)
+ *   E2. x86-64 AVX-512 (F, BW, VL, DQ) with VNNI
+ *   E3. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2 (Atom, Celeron)
+ *   E4. ARM NEON: aarch64 (baseline, dotprod, i8mm) and ARMv7
+ *   E5. RISC-V vector extension 1.0 (ratified __riscv_ intrinsics)
+ *   E6. Arm Helium (M-profile vector extension, Cortex-M55)
+ *   E7. One kernel table per instruction set
+ *   E8. Choosing a table: what the CPU and the OS support
  *
  * Build: C99. OpenMP (-fopenmp) parallelises the forward pass; without it
  * slm runs on one thread. On x86-64 and aarch64 (GCC, Clang) every kernel
@@ -135,10 +144,10 @@
 #define SLM_BIG_ENDIAN 0
 #endif
 
-/* SIMD kernels (section 6). On x86-64 with GCC or Clang every x86 kernel
+/* SIMD kernels (appendix E). On x86-64 with GCC or Clang every x86 kernel
    set (SSE4.1, AVX2, AVX-512 with VNNI) is compiled into every build, each
    in a region with its own target attribute, and a model chooses the best
-   one the CPU and the OS support when it loads (section 6h), so a build
+   one the CPU and the OS support when it loads (appendix E8), so a build
    without -march flags runs the fastest kernels the machine has.
    So does aarch64 (neon, dotprod, i8mm).
    Elsewhere the kernels follow the target's macros, i.e. the compiler
@@ -162,7 +171,7 @@
 #define SLM_AVX2 1
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
     defined(__AVX512VNNI__)
-#define SLM_SIMD_NAME "avx2,avx512" /* the AVX-512 kernels too (section 6b2) */
+#define SLM_SIMD_NAME "avx2,avx512" /* the AVX-512 kernels too (appendix E2) */
 #else
 #define SLM_SIMD_NAME "avx2"
 #endif
@@ -193,7 +202,7 @@
 #define SLM_SIMD_NAME "neon"
 #endif
 #include <arm_neon.h>
-/* what the OS says the CPU has (6h) */
+/* what the OS says the CPU has (E8) */
 #if defined(SLM_ARM_DISPATCH) && (defined(__linux__) || defined(__ANDROID__)) && defined(__has_include)
 #if __has_include(<sys/auxv.h>)
 #include <sys/auxv.h>
@@ -251,7 +260,7 @@ extern int sysctlbyname(const char *name, void *oldp, size_t *oldlenp, void *new
 /* aarch64 dispatch builds: the SDOT entry points carry the dotprod target,
    the SMMLA kernels the i8mm one (function attributes: with GCC 12 a pragma
    region leaked its arch into the functions after it, which then used LSE
-   atomics). The kernels emit SDOT and SMMLA as instructions (6d), so the
+   atomics). The kernels emit SDOT and SMMLA as instructions (E4), so the
    target is for the assembler: GCC writes
    ".arch armv8.2-a+dotprod" before such a function (binutils 2.40 wants
    armv8.2-a for both). The kernels they inline are compiled for the
@@ -312,241 +321,9 @@ const char *slm_status_string(int status) {
 
 const char *slm_version(void) { return SLM_VERSION_STRING; }
 
-/* --- message formatting -----------------------------------------------------
-   Messages (errors, logs, slm_meta_format) are formatted with vsnprintf, or,
-   with SLM_NO_STDIO, with the small formatter below. newlib's vsnprintf
-   works without files, but it links all of printf, its %g goes through
-   dtoa, which takes memory from malloc behind the allocator's back (not
-   what an MCU build with all memory in one arena wants), and a newlib built
-   without C99 formats (Debian's arm-none-eabi) prints %zu as "zu". This
-   one is checked against the C library's in the tests. The formatter has
-   what slm's messages use: flags '-' '0', width and precision (also '*'),
-   lengths l ll z, and d i u x X c s f e g %. Floats are printed to about 15
-   significant digits (messages, not round trips). */
 
-typedef struct fmt_out {
-    char *buf;
-    size_t size, n;
-} fmt_out;
-
-static void fmt_put(fmt_out *o, char c) {
-    if (o->n + 1 < o->size) o->buf[o->n] = c;
-    o->n++;
-}
-
-static void fmt_pad(fmt_out *o, char c, int n) {
-    while (n-- > 0) fmt_put(o, c);
-}
-
-/* Digits of v in base 10 or 16 into tmp (reversed); returns the count. */
-static int fmt_digits(char *tmp, unsigned long long v, int base, int upper) {
-    const char *dig = upper ? "0123456789ABCDEF" : "0123456789abcdef";
-    int n = 0;
-    do {
-        tmp[n++] = dig[v % (unsigned)base];
-        v /= (unsigned)base;
-    } while (v);
-    return n;
-}
-
-/* Emit a converted field: sign/prefix, then body, padded to width. */
-static void fmt_field(fmt_out *o, const char *sign, const char *body, int len, int width, int left, int zero) {
-    int sl = (int)strlen(sign), pad = width - sl - len;
-    if (!left && !zero) fmt_pad(o, ' ', pad);
-    for (int i = 0; i < sl; i++) fmt_put(o, sign[i]);
-    if (!left && zero) fmt_pad(o, '0', pad);
-    for (int i = 0; i < len; i++) fmt_put(o, body[i]);
-    if (left) fmt_pad(o, ' ', pad);
-}
-
-/* Round to an integer, half to even (as printf does on exact halves). */
-static unsigned long long fmt_round(double x) {
-    unsigned long long m = (unsigned long long)x;
-    double f = x - (double)m;
-    return m + (f > 0.5 || (f == 0.5 && (m & 1)));
-}
-
-/* A finite v >= 0 as %f, %e or %g with precision prec into out (>= 64 bytes
-   plus the precision); returns the length. */
-static int fmt_float(char *out, double v, int prec, char conv) {
-    char dig[32];
-    int n = 0, e = 0;
-    if (prec > 17) prec = 17;
-    if (conv == 'g' && prec == 0) prec = 1;
-    /* P significant digits of v as an integer and v's decimal exponent e */
-    int P = conv == 'e' ? prec + 1 : conv == 'g' ? prec : 0;
-    unsigned long long m = 0;
-    if (v != 0) {
-        double t = v;
-        while (t >= 10) t /= 10, e++;
-        while (t < 1) t *= 10, e--;
-    }
-    if (conv == 'f' || (conv == 'g' && v == 0)) {
-        if (conv == 'g') {
-            out[0] = '0';
-            return 1;
-        }
-        if (v >= 1e17) return fmt_float(out, v, prec, 'e');
-        double sc = v;
-        for (int i = 0; i < prec; i++) sc *= 10;
-        if (sc >= 1.8e19) return fmt_float(out, v, prec, 'e');
-        m = fmt_round(sc);
-        int nd = fmt_digits(dig, m, 10, 0);
-        for (; nd <= prec; nd++) dig[nd] = '0';
-        for (int i = nd - 1; i >= prec; i--) out[n++] = dig[i];
-        if (prec) out[n++] = '.';
-        for (int i = prec - 1; i >= 0; i--) out[n++] = dig[i];
-        return n;
-    }
-    /* m = round(v * 10^(P-1-e)), with one more digit when rounding carries */
-    double sc = v;
-    int k = P - 1 - e;
-    for (int i = 0; i < k; i++) sc *= 10;
-    for (int i = 0; i > k; i--) sc /= 10;
-    m = fmt_round(sc);
-    unsigned long long lim = 1;
-    for (int i = 0; i < P; i++) lim *= 10;
-    if (m >= lim) m /= 10, e++;
-    int nd = fmt_digits(dig, m, 10, 0);
-    for (; nd < P; nd++) dig[nd] = '0'; /* v == 0 */
-    if (conv == 'g' && e >= -4 && e < P) {
-        /* fixed notation with P significant digits, trailing zeros dropped */
-        int frac = P - 1 - e, last = 0;
-        while (last < frac && dig[last] == '0') last++;
-        if (e < 0) {
-            out[n++] = '0';
-            out[n++] = '.';
-            for (int i = 0; i < -e - 1; i++) out[n++] = '0';
-            for (int i = nd - 1; i >= last; i--) out[n++] = dig[i];
-        } else {
-            for (int i = nd - 1; i >= frac; i--) out[n++] = dig[i];
-            if (last < frac) {
-                out[n++] = '.';
-                for (int i = frac - 1; i >= last; i--) out[n++] = dig[i];
-            }
-        }
-        return n;
-    }
-    int last = 0;
-    if (conv == 'g')
-        while (last < nd - 1 && dig[last] == '0') last++;
-    out[n++] = dig[nd - 1];
-    if (last < nd - 1) {
-        out[n++] = '.';
-        for (int i = nd - 2; i >= last; i--) out[n++] = dig[i];
-    }
-    out[n++] = 'e';
-    out[n++] = e < 0 ? '-' : '+';
-    int ae = e < 0 ? -e : e;
-    if (ae < 10) out[n++] = '0';
-    char ed[8];
-    int ne = fmt_digits(ed, (unsigned long long)ae, 10, 0);
-    while (ne) out[n++] = ed[--ne];
-    return n;
-}
-
-static SLM_UNUSED int fmt_vsn_own(char *buf, size_t size, const char *fmt, va_list ap) {
-    fmt_out o = {buf, size, 0};
-    for (const char *f = fmt; *f; f++) {
-        if (*f != '%') {
-            fmt_put(&o, *f);
-            continue;
-        }
-        int left = 0, zero = 0, plus = 0, space = 0, width = 0, prec = -1, lng = 0;
-        for (f++;; f++) {
-            if (*f == '-') left = 1;
-            else if (*f == '0') zero = 1;
-            else if (*f == '+') plus = 1;
-            else if (*f == ' ') space = 1;
-            else break;
-        }
-        if (*f == '*') {
-            width = va_arg(ap, int);
-            if (width < 0) left = 1, width = -width;
-            f++;
-        } else {
-            while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
-        }
-        if (*f == '.') {
-            f++;
-            prec = 0;
-            if (*f == '*') {
-                prec = va_arg(ap, int);
-                f++;
-            } else {
-                while (*f >= '0' && *f <= '9') prec = prec * 10 + (*f++ - '0');
-            }
-        }
-        if (*f == 'l') {
-            lng = 1;
-            if (*++f == 'l') lng = 2, f++;
-        } else if (*f == 'z') {
-            lng = 3;
-            f++;
-        }
-        char tmp[96], body[96];
-        const char *sign = "";
-        int n = 0;
-        switch (*f) {
-        case 'd':
-        case 'i': {
-            long long v = lng == 2 ? va_arg(ap, long long) : lng == 1 ? va_arg(ap, long) : lng == 3 ? (long long)va_arg(ap, size_t) : va_arg(ap, int);
-            unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-            sign = v < 0 ? "-" : plus ? "+" : space ? " " : "";
-            int nd = fmt_digits(tmp, u, 10, 0);
-            for (int i = nd; i < prec; i++) body[n++] = '0';
-            while (nd) body[n++] = tmp[--nd];
-            fmt_field(&o, sign, body, n, width, left, zero && prec < 0);
-            break;
-        }
-        case 'u':
-        case 'x':
-        case 'X': {
-            unsigned long long u = lng == 2 ? va_arg(ap, unsigned long long) : lng == 1 ? va_arg(ap, unsigned long)
-                                   : lng == 3 ? (unsigned long long)va_arg(ap, size_t) : va_arg(ap, unsigned);
-            int nd = fmt_digits(tmp, u, *f == 'u' ? 10 : 16, *f == 'X');
-            for (int i = nd; i < prec; i++) body[n++] = '0';
-            while (nd) body[n++] = tmp[--nd];
-            fmt_field(&o, "", body, n, width, left, zero && prec < 0);
-            break;
-        }
-        case 'c':
-            body[0] = (char)va_arg(ap, int);
-            fmt_field(&o, "", body, 1, width, left, 0);
-            break;
-        case 's': {
-            const char *sv = va_arg(ap, const char *);
-            if (!sv) sv = "(null)";
-            size_t len = 0;
-            while ((prec < 0 || len < (size_t)prec) && sv[len]) len++;
-            int pad = width > (int)len ? width - (int)len : 0;
-            if (!left) fmt_pad(&o, ' ', pad);
-            for (size_t i = 0; i < len; i++) fmt_put(&o, sv[i]);
-            if (left) fmt_pad(&o, ' ', pad);
-            break;
-        }
-        case 'f':
-        case 'e':
-        case 'g': {
-            double v = va_arg(ap, double);
-            sign = v < 0 || (v == 0 && 1 / v < 0) ? "-" : plus ? "+" : space ? " " : "";
-            if (v < 0) v = -v;
-            if (v != v) n = 3, memcpy(body, "nan", 3);
-            else if (v > DBL_MAX) n = 3, memcpy(body, "inf", 3);
-            else n = fmt_float(body, v, prec < 0 ? 6 : SLM_MIN(prec, 40), *f);
-            fmt_field(&o, sign, body, n, width, left, zero && v == v && v <= DBL_MAX);
-            break;
-        }
-        case '%': fmt_put(&o, '%'); break;
-        default: /* unknown conversion: copy it */
-            fmt_put(&o, '%');
-            if (!*f) f--;
-            else fmt_put(&o, *f);
-        }
-    }
-    if (o.size) o.buf[o.n < o.size ? o.n : o.size - 1] = 0;
-    return (int)o.n;
-}
+/* Defined in appendix A: */
+static SLM_UNUSED int fmt_vsn_own(char *buf, size_t size, const char *fmt, va_list ap);
 
 #if defined(SLM_NO_STDIO)
 #define fmt_vsn fmt_vsn_own
@@ -767,7 +544,7 @@ static void arena_sim_free(void *user, void *ptr, size_t size) {
 }
 
 /* ========================================================================== */
-/* 3. Small utilities                                                         */
+/* 3. Small utilities and files                                               */
 /* ========================================================================== */
 
 static inline uint32_t f32_bits(float f) {
@@ -947,6 +724,266 @@ static double now_ms(void) {
     return (double)clock() * 1e3 / CLOCKS_PER_SEC; /* processor time: the best C99 offers */
 }
 
+/* --- files: names, opening, reading, mapping (the platform's file calls) --- */
+/* Files: slm's only contact with stdio (models, session state, output
+   files). SLM_NO_STDIO builds have none: the file calls say so before they
+   get here. */
+#if !defined(SLM_NO_STDIO)
+#include <errno.h>
+#if defined(__unix__) || defined(__APPLE__)
+#define SLM_POSIX_FILES 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* O_TMPFILE has the generic value on these Linux targets (glibc only
+   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
+   the open, and a named temporary file is used instead. */
+#if defined(__linux__) && defined(O_DIRECTORY)
+#if defined(O_TMPFILE)
+#define SLM_O_TMPFILE O_TMPFILE
+#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
+    defined(__s390x__)
+#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
+#endif
+#endif
+#endif
+
+/* An errno or a Windows error as text, for messages. */
+static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
+
+#if defined(_WIN32)
+static const char *win_reason(DWORD e) {
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
+    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
+    case ERROR_ACCESS_DENIED: return "Permission denied";
+    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
+    case ERROR_WRITE_PROTECT: return "Read-only file system";
+    default: return "Windows error";
+    }
+}
+#endif
+
+/* Files by UTF-8 name on every platform. Windows: the name goes through
+   the wide-character calls (a name that is not valid UTF-8 is taken in the
+   ANSI code page, as by the narrow calls), offsets are 64-bit. */
+#if defined(_WIN32)
+/* UTF-16 copy of a UTF-8 path in *w (xfree with *bytes), NULL if the path
+   is not UTF-8; 0 if out of memory. */
+static int wide_path(const allocator *a, const char *path, wchar_t **w, size_t *bytes) {
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
+    *w = NULL;
+    if (n <= 0) return 1;
+    *bytes = (size_t)n * sizeof(wchar_t);
+    if (!(*w = (wchar_t *)xalloc(a, *bytes))) return 0;
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, *w, n) != n) {
+        xfree(a, *w, *bytes);
+        *w = NULL;
+    }
+    return 1;
+}
+#endif
+
+/* fopen; *oom is set if it failed for lack of memory. */
+static FILE *file_open(const allocator *a, const char *path, const char *mode, int *oom) {
+    *oom = 0;
+#if defined(_WIN32)
+    size_t nb = 0;
+    wchar_t *w;
+    if (!wide_path(a, path, &w, &nb)) {
+        *oom = 1;
+        return NULL;
+    }
+    if (w) {
+        wchar_t wm[8];
+        size_t i = 0;
+        for (; mode[i] && i < 7; i++) wm[i] = (wchar_t)(unsigned char)mode[i];
+        wm[i] = 0;
+        FILE *f = _wfopen(w, wm);
+        xfree(a, w, nb);
+        return f;
+    }
+#else
+    (void)a;
+#endif
+    return fopen(path, mode);
+}
+
+/* The size of an open file (position at its start again), -1 if unknown. */
+static long long file_size(FILE *f) {
+    long long sz = -1;
+#if defined(_WIN32)
+    if (_fseeki64(f, 0, SEEK_END) == 0) sz = _ftelli64(f);
+    if (_fseeki64(f, 0, SEEK_SET) != 0) sz = -1;
+#else
+    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
+    if (fseek(f, 0, SEEK_SET) != 0) sz = -1;
+#endif
+    return sz;
+}
+
+static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
+#else
+static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
+#endif
+
+#if !defined(SLM_NO_STDIO)
+
+/* Read a whole file into memory from allocator a: *bytes (xfree with *size). */
+static slm_status read_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err) {
+    int oom;
+    FILE *f = file_open(a, path, "rb", &oom);
+    if (!f && oom) return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
+    if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
+#if defined(SLM_POSIX_FILES)
+    {
+        struct stat sb;
+        if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            fclose(f);
+            return seterr(err, SLM_ERR_IO, "cannot load '%s': %s", path,
+                          S_ISDIR(sb.st_mode) ? "it is a directory, not a model file" : "not a regular file");
+        }
+    }
+#endif
+    long long sz = file_size(f);
+    if (sz < 0) {
+        fclose(f);
+        return seterr(err, SLM_ERR_IO, "cannot determine the size of '%s'", path);
+    }
+    if ((unsigned long long)sz > SIZE_MAX - 64) {
+        fclose(f);
+        return seterr(err, SLM_ERR_NOMEM, "'%s' (%lld bytes) does not fit in memory", path, sz);
+    }
+    uint8_t *buf = (uint8_t *)xalloc(a, (size_t)sz);
+    if (!buf) {
+        fclose(f);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory reading '%s' (%lld bytes)", path, sz);
+    }
+    /* in pieces: some C libraries fail single reads of several GB */
+    size_t got = 0, chunk = (size_t)1 << 30;
+    while (got < (size_t)sz) {
+        size_t want = SLM_MIN(chunk, (size_t)sz - got), n = fread(buf + got, 1, want, f);
+        got += n;
+        if (n != want) break;
+    }
+    fclose(f);
+    if (got != (size_t)sz) {
+        xfree(a, buf, (size_t)sz);
+        return seterr(err, SLM_ERR_IO, "short read on '%s': %zu of %lld bytes", path, got, sz);
+    }
+    *bytes = buf;
+    *size = (size_t)sz;
+    return SLM_OK;
+}
+#else
+static slm_status read_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err) {
+    (void)a, (void)bytes, (void)size;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO, without file access (models load with slm_model_load_memory)", path);
+}
+#endif
+
+#if defined(SLM_HAVE_MMAP) && defined(_WIN32)
+/* Map a file copy-on-write (FILE_MAP_COPY: matrices repacked at load become
+   private copies of their pages, the rest stays the file's); returns 0 (and
+   no error) if mapping is not possible so that the caller falls back to
+   reading. The model unmaps it (model_release). */
+static int map_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err,
+                    slm_status *st) {
+    size_t nb = 0;
+    wchar_t *w;
+    if (!wide_path(a, path, &w, &nb)) {
+        *st = seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
+        return 0;
+    }
+    const DWORD share = FILE_SHARE_READ | FILE_SHARE_DELETE;
+    HANDLE fh = w ? CreateFileW(w, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL)
+                  : CreateFileA(path, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (w) xfree(a, w, nb);
+    *st = SLM_OK;
+    if (fh == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError();
+        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND || e == ERROR_ACCESS_DENIED)
+            *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, win_reason(e));
+        return 0; /* e.g. a sharing violation: reading may still work */
+    }
+    LARGE_INTEGER sz;
+    if (!GetFileSizeEx(fh, &sz) || sz.QuadPart <= 0 || (unsigned long long)sz.QuadPart > SIZE_MAX) {
+        CloseHandle(fh);
+        return 0;
+    }
+    HANDLE mh = CreateFileMappingW(fh, NULL, PAGE_WRITECOPY, 0, 0, NULL);
+    CloseHandle(fh);
+    if (!mh) return 0;
+    void *p = MapViewOfFile(mh, FILE_MAP_COPY, 0, 0, 0);
+    CloseHandle(mh); /* the view keeps the mapping */
+    if (!p) return 0;
+    *bytes = (const uint8_t *)p;
+    *size = (size_t)sz.QuadPart;
+    return 1;
+}
+#elif defined(SLM_HAVE_MMAP)
+/* Map a file read-only; returns 0 (and no error) if mapping is not possible
+   so that the caller falls back to reading. */
+static int map_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err,
+                    slm_status *st) {
+    int fd = open(path, O_RDONLY);
+    (void)a;
+    *st = SLM_OK;
+    if (fd < 0) {
+        *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
+        return 0;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        close(fd);
+        *st = seterr(err, SLM_ERR_IO, "cannot load '%s': it is a directory, not a model file", path);
+        return 0;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 || (unsigned long long)sb.st_size > SIZE_MAX) {
+        close(fd);
+        return 0;
+    }
+    /* private and writable: matrices repacked at load (section 5, x8)
+       become private copies of their pages, the rest stays the file's */
+    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return 0;
+    *bytes = (const uint8_t *)p;
+    *size = (size_t)sb.st_size;
+    return 1;
+}
+#endif
+
+/* An output file being written (of_open, of_write, of_commit, of_abort);
+   the session state, the GGUF writer and the quantizer hold one. */
+#if !defined(SLM_NO_STDIO)
+enum { OF_RENAME, OF_DIRECT };
+#define OF_BUF ((size_t)1 << 16)
+
+typedef struct ofile {
+    const allocator *a;
+    const char *path;   /* as the caller gave it, for messages */
+    char *target;       /* where the data ends up (symlinks resolved) [tcap] */
+    char *tmp;          /* our named temporary file, NULL while none [tcap] */
+    size_t tcap;
+    int mode;           /* OF_RENAME or OF_DIRECT */
+    int anon;           /* POSIX: fd is an O_TMPFILE without a name yet */
+#if defined(_WIN32)
+    HANDLE h;
+#elif defined(SLM_POSIX_FILES)
+    int fd;
+    int keep_mode;      /* mode of the replaced file, -1 if none */
+#else
+    FILE *f;
+#endif
+    uint8_t *buf;       /* write buffer [OF_BUF] */
+    size_t n;           /* bytes in buf */
+    uint64_t written;   /* bytes handed to of_write */
+    slm_status st;
+    slm_error *err;
+} ofile;
+#endif
 /* ========================================================================== */
 /* 4. GGUF reader                                                             */
 /* ========================================================================== */
@@ -1556,853 +1593,6 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
 }
 
 /* ========================================================================== */
-/* 4b. GGUF writer                                                            */
-/* ========================================================================== */
-/*
- * Builds a GGUF v3 file: the key/value pairs and the tensor directory are
- * encoded into memory first (gw_kv_*, gw_tensor), gw_write_header writes
- * them, then the caller streams each tensor's bytes in directory order
- * (gw_write_data, any number of pieces) and closes each with gw_end_tensor,
- * which pads to the alignment. Errors are sticky: the first is kept in
- * w->st / w->err and later calls do nothing, so callers check once.
- */
-
-/* Files: slm's only contact with stdio (models, session state, output
-   files). SLM_NO_STDIO builds have none: the file calls say so before they
-   get here. */
-#if !defined(SLM_NO_STDIO)
-#include <errno.h>
-#if defined(__unix__) || defined(__APPLE__)
-#define SLM_POSIX_FILES 1
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-/* O_TMPFILE has the generic value on these Linux targets (glibc only
-   defines it with _GNU_SOURCE); a kernel or filesystem without it fails
-   the open, and a named temporary file is used instead. */
-#if defined(__linux__) && defined(O_DIRECTORY)
-#if defined(O_TMPFILE)
-#define SLM_O_TMPFILE O_TMPFILE
-#elif defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || \
-    defined(__s390x__)
-#define SLM_O_TMPFILE (020000000 | O_DIRECTORY)
-#endif
-#endif
-#endif
-
-/* An errno or a Windows error as text, for messages. */
-static const char *os_reason(int e) { return e ? strerror(e) : "unknown error"; }
-
-#if defined(_WIN32)
-static const char *win_reason(DWORD e) {
-    switch (e) {
-    case ERROR_FILE_NOT_FOUND: return "No such file or directory";
-    case ERROR_PATH_NOT_FOUND: return "No such file or directory (path not found)";
-    case ERROR_ACCESS_DENIED: return "Permission denied";
-    case ERROR_SHARING_VIOLATION: return "The file is in use by another process";
-    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL: return "No space left on device";
-    case ERROR_WRITE_PROTECT: return "Read-only file system";
-    default: return "Windows error";
-    }
-}
-#endif
-
-/* Files by UTF-8 name on every platform. Windows: the name goes through
-   the wide-character calls (a name that is not valid UTF-8 is taken in the
-   ANSI code page, as by the narrow calls), offsets are 64-bit. */
-#if defined(_WIN32)
-/* UTF-16 copy of a UTF-8 path in *w (xfree with *bytes), NULL if the path
-   is not UTF-8; 0 if out of memory. */
-static int wide_path(const allocator *a, const char *path, wchar_t **w, size_t *bytes) {
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
-    *w = NULL;
-    if (n <= 0) return 1;
-    *bytes = (size_t)n * sizeof(wchar_t);
-    if (!(*w = (wchar_t *)xalloc(a, *bytes))) return 0;
-    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, *w, n) != n) {
-        xfree(a, *w, *bytes);
-        *w = NULL;
-    }
-    return 1;
-}
-#endif
-
-/* fopen; *oom is set if it failed for lack of memory. */
-static FILE *file_open(const allocator *a, const char *path, const char *mode, int *oom) {
-    *oom = 0;
-#if defined(_WIN32)
-    size_t nb = 0;
-    wchar_t *w;
-    if (!wide_path(a, path, &w, &nb)) {
-        *oom = 1;
-        return NULL;
-    }
-    if (w) {
-        wchar_t wm[8];
-        size_t i = 0;
-        for (; mode[i] && i < 7; i++) wm[i] = (wchar_t)(unsigned char)mode[i];
-        wm[i] = 0;
-        FILE *f = _wfopen(w, wm);
-        xfree(a, w, nb);
-        return f;
-    }
-#else
-    (void)a;
-#endif
-    return fopen(path, mode);
-}
-
-/* The size of an open file (position at its start again), -1 if unknown. */
-static long long file_size(FILE *f) {
-    long long sz = -1;
-#if defined(_WIN32)
-    if (_fseeki64(f, 0, SEEK_END) == 0) sz = _ftelli64(f);
-    if (_fseeki64(f, 0, SEEK_SET) != 0) sz = -1;
-#else
-    if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
-    if (fseek(f, 0, SEEK_SET) != 0) sz = -1;
-#endif
-    return sz;
-}
-
-static size_t file_write(void *f, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)f); }
-#else
-static size_t file_write(void *f, const void *p, size_t n) { return (void)f, (void)p, (void)n, 0; }
-#endif
-
-/* ---- Output files that never destroy anything ----------------------------
-   Every file slm writes (quantized models, session state, and through
-   slm_file_write the CLI's logits) goes through an ofile:
-   - a new file, or an existing regular file (or a symlink to one: the file
-     it points to), is written to a temporary file in the same directory,
-     flushed to disk, and renamed into place only when every byte is written
-     (Windows: MoveFileExW with MOVEFILE_REPLACE_EXISTING). On any error only
-     that temporary file is removed. On Linux the temporary file is
-     anonymous (O_TMPFILE) until it is complete, so a process killed while
-     writing leaves nothing behind.
-   - an existing file that is not a regular file (a device node such as
-     /dev/null or /dev/full, a FIFO) is written directly, without temp or
-     rename: renaming over it would replace the device node with a regular
-     file. A write error there is reported; nothing is removed.
-   - a directory is refused.
-   - `avoid` (the input of the operation) is compared with the target by
-     identity, not by name (device + inode; Windows: volume serial + file
-     index), so ./x, dir/../x, a symlink or a hard link to the input are all
-     refused before anything is written. */
-
-/* An output file being written (of_open, of_write, of_commit, of_abort);
-   the session state, the GGUF writer and the quantizer hold one. */
-#if !defined(SLM_NO_STDIO)
-enum { OF_RENAME, OF_DIRECT };
-#define OF_BUF ((size_t)1 << 16)
-
-typedef struct ofile {
-    const allocator *a;
-    const char *path;   /* as the caller gave it, for messages */
-    char *target;       /* where the data ends up (symlinks resolved) [tcap] */
-    char *tmp;          /* our named temporary file, NULL while none [tcap] */
-    size_t tcap;
-    int mode;           /* OF_RENAME or OF_DIRECT */
-    int anon;           /* POSIX: fd is an O_TMPFILE without a name yet */
-#if defined(_WIN32)
-    HANDLE h;
-#elif defined(SLM_POSIX_FILES)
-    int fd;
-    int keep_mode;      /* mode of the replaced file, -1 if none */
-#else
-    FILE *f;
-#endif
-    uint8_t *buf;       /* write buffer [OF_BUF] */
-    size_t n;           /* bytes in buf */
-    uint64_t written;   /* bytes handed to of_write */
-    slm_status st;
-    slm_error *err;
-} ofile;
-#endif
-
-#if !defined(SLM_NO_STDIO)
-#if defined(_WIN32)
-/* A handle by UTF-8 name (ANSI if the name is not UTF-8). */
-static HANDLE win_open(const allocator *a, const char *path, DWORD access, DWORD disp, DWORD flags, int *oom) {
-    size_t nb = 0;
-    wchar_t *w;
-    *oom = 0;
-    if (!wide_path(a, path, &w, &nb)) {
-        *oom = 1;
-        return INVALID_HANDLE_VALUE;
-    }
-    const DWORD share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
-    HANDLE h = w ? CreateFileW(w, access, share, NULL, disp, flags, NULL)
-                 : CreateFileA(path, access, share, NULL, disp, flags, NULL);
-    if (w) xfree(a, w, nb);
-    return h;
-}
-
-/* 1 if both names are one file (volume serial + file index), 0 if not or
-   if either does not exist. */
-static int same_file(const allocator *a, const char *x, const char *y) {
-    int oom;
-    BY_HANDLE_FILE_INFORMATION ix, iy;
-    HANDLE hx = win_open(a, x, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
-    if (hx == INVALID_HANDLE_VALUE) return 0;
-    HANDLE hy = win_open(a, y, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
-    int same = 0;
-    if (hy != INVALID_HANDLE_VALUE) {
-        same = GetFileInformationByHandle(hx, &ix) && GetFileInformationByHandle(hy, &iy) &&
-               ix.dwVolumeSerialNumber == iy.dwVolumeSerialNumber && ix.nFileIndexHigh == iy.nFileIndexHigh &&
-               ix.nFileIndexLow == iy.nFileIndexLow;
-        CloseHandle(hy);
-    }
-    CloseHandle(hx);
-    return same;
-}
-#elif defined(SLM_POSIX_FILES)
-static int same_file(const allocator *a, const char *x, const char *y) {
-    struct stat sx, sy;
-    (void)a;
-    return stat(x, &sx) == 0 && stat(y, &sy) == 0 && sx.st_dev == sy.st_dev && sx.st_ino == sy.st_ino;
-}
-#else
-static int same_file(const allocator *a, const char *x, const char *y) { return (void)a, !strcmp(x, y); }
-#endif
-
-static slm_status of_fail(ofile *o, slm_status st, const char *what, const char *reason) {
-    if (o->st == SLM_OK) o->st = seterr(o->err, st, "%s '%s': %s", what, o->path, reason);
-    return o->st;
-}
-
-/* Length of the directory part of p, with its separator ("" -> 0). */
-static size_t dir_len(const char *p) {
-    size_t n = strlen(p);
-    while (n > 0 && p[n - 1] != '/'
-#if defined(_WIN32)
-           && p[n - 1] != '\\' && p[n - 1] != ':'
-#endif
-    )
-        n--;
-    return n;
-}
-
-#if defined(SLM_POSIX_FILES)
-/* Follow the symbolic links of the path in p [cap] to the file they lead to
-   (readlink; a relative link is taken from the link's directory). 0 and
-   errno on failure. */
-static int resolve_links(char *p, size_t cap) {
-    char link[1024];
-    for (int hops = 0; hops < 40; hops++) {
-        struct stat sl;
-        if (lstat(p, &sl) != 0) return hops > 0 && errno == ENOENT; /* a dangling link: create its file */
-        if (!S_ISLNK(sl.st_mode)) return 1;
-        ssize_t n = readlink(p, link, sizeof link - 1);
-        if (n < 0) return 0;
-        if ((size_t)n >= sizeof link - 1) return errno = ENAMETOOLONG, 0;
-        link[n] = 0;
-        size_t d = link[0] == '/' ? 0 : dir_len(p);
-        if (d + (size_t)n + 1 > cap) return errno = ENAMETOOLONG, 0;
-        memcpy(p + d, link, (size_t)n + 1);
-    }
-    errno = ELOOP;
-    return 0;
-}
-#endif
-
-/* tmp = DIR/.BASE.slm-tmp-PID-K */
-static void of_tmp_name(ofile *o, unsigned k) {
-    size_t d = dir_len(o->target);
-    unsigned long pid =
-#if defined(_WIN32)
-        (unsigned long)GetCurrentProcessId();
-#elif defined(SLM_POSIX_FILES)
-        (unsigned long)getpid();
-#else
-        0;
-#endif
-    memcpy(o->tmp, o->target, d);
-    fmt_sn(o->tmp + d, o->tcap - d, ".%s.slm-tmp-%lu-%u", o->target + d, pid, k);
-}
-
-static void of_release(ofile *o) {
-    xfree(o->a, o->target, o->tcap);
-    xfree(o->a, o->tmp, o->tcap);
-    xfree(o->a, o->buf, OF_BUF);
-    o->target = o->tmp = NULL;
-    o->buf = NULL;
-}
-
-/* Open `path` for writing by the rules above. */
-static slm_status of_open(ofile *o, const allocator *a, const char *path, const char *avoid, slm_error *err) {
-    memset(o, 0, sizeof *o);
-    o->a = a;
-    o->path = path;
-    o->err = err;
-#if defined(_WIN32)
-    o->h = INVALID_HANDLE_VALUE;
-#elif defined(SLM_POSIX_FILES)
-    o->fd = -1;
-    o->keep_mode = -1;
-#endif
-    if (!path || !*path) return seterr(err, SLM_ERR_INVALID_ARG, "no output file name given");
-    if (avoid && same_file(a, avoid, path))
-        return seterr(err, SLM_ERR_INVALID_ARG, "'%s' is the same file as the input '%s': writing it would destroy the input",
-                      path, avoid);
-    o->tcap = strlen(path) + 64;
-#if defined(SLM_POSIX_FILES) || defined(_WIN32)
-    o->tcap += 4096; /* symbolic links resolved into it */
-#endif
-    o->target = (char *)xalloc(a, o->tcap);
-    o->tmp = (char *)xalloc(a, o->tcap);
-    o->buf = (uint8_t *)xalloc(a, OF_BUF);
-    if (!o->target || !o->tmp || !o->buf) {
-        of_release(o);
-        return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
-    }
-    memcpy(o->target, path, strlen(path) + 1);
-    o->mode = OF_RENAME;
-#if defined(_WIN32)
-    {
-        int oom;
-        HANDLE h = win_open(a, path, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
-        if (h != INVALID_HANDLE_VALUE) {
-            BY_HANDLE_FILE_INFORMATION fi;
-            int dir = GetFileInformationByHandle(h, &fi) && (fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY);
-            DWORD ft = GetFileType(h);
-            /* a symbolic link: replace the file it points to (h is that
-               file: CreateFile follows links), not the link */
-            size_t nb = 0;
-            wchar_t *wp = NULL, fin[1024];
-            if (wide_path(a, path, &wp, &nb) && wp) {
-                DWORD at = GetFileAttributesW(wp);
-                xfree(a, wp, nb);
-                DWORD n = at != INVALID_FILE_ATTRIBUTES && (at & FILE_ATTRIBUTE_REPARSE_POINT)
-                              ? GetFinalPathNameByHandleW(h, fin, 1024, 0)
-                              : 0;
-                if (n > 0 && n < 1024) {
-                    int u = WideCharToMultiByte(CP_UTF8, 0, fin, -1, NULL, 0, NULL, NULL);
-                    if (u > 0 && (size_t)u + 64 <= o->tcap)
-                        WideCharToMultiByte(CP_UTF8, 0, fin, -1, o->target, u, NULL, NULL);
-                }
-            }
-            CloseHandle(h);
-            if (dir) {
-                of_release(o);
-                return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
-            }
-            if (ft != FILE_TYPE_DISK) o->mode = OF_DIRECT; /* NUL, CON, a pipe */
-        }
-        if (o->mode == OF_DIRECT) {
-            o->h = win_open(a, path, GENERIC_WRITE, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, &oom);
-        } else {
-            for (unsigned k = 0; k < 100; k++) {
-                of_tmp_name(o, k);
-                o->h = win_open(a, o->tmp, GENERIC_WRITE, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, &oom);
-                if (o->h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_FILE_EXISTS) break;
-            }
-        }
-        if (o->h == INVALID_HANDLE_VALUE) {
-            DWORD e = GetLastError();
-            of_release(o);
-            return seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing: %s", path, win_reason(e));
-        }
-        if (o->mode == OF_DIRECT) xfree(a, o->tmp, o->tcap), o->tmp = NULL;
-    }
-#elif defined(SLM_POSIX_FILES)
-    {
-        struct stat sl, sb;
-        if (lstat(path, &sl) == 0) {
-            if (S_ISLNK(sl.st_mode)) {
-                /* replace the file the link points to, not the link */
-                if (!resolve_links(o->target, o->tcap)) {
-                    int e = errno;
-                    of_release(o);
-                    return seterr(err, SLM_ERR_IO, "cannot resolve the symbolic link '%s': %s", path, os_reason(e));
-                }
-            }
-            if (stat(o->target, &sb) == 0) {
-                if (S_ISDIR(sb.st_mode)) {
-                    of_release(o);
-                    return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
-                }
-                if (!S_ISREG(sb.st_mode)) o->mode = OF_DIRECT;
-                else o->keep_mode = (int)(sb.st_mode & 07777);
-            }
-        }
-        if (o->mode == OF_DIRECT) {
-            o->fd = open(o->target, O_WRONLY | O_TRUNC);
-            xfree(a, o->tmp, o->tcap);
-            o->tmp = NULL;
-        } else {
-#if defined(SLM_O_TMPFILE)
-            size_t d = dir_len(o->target);
-            if (d == 0) {
-                o->tmp[0] = '.', o->tmp[1] = 0;
-            } else {
-                memcpy(o->tmp, o->target, d);
-                o->tmp[d] = 0;
-            }
-            o->fd = open(o->tmp, SLM_O_TMPFILE | O_WRONLY, 0666);
-            o->anon = o->fd >= 0;
-#endif
-            for (unsigned k = 0; o->fd < 0 && k < 100; k++) {
-                of_tmp_name(o, k);
-                o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-                if (o->fd < 0 && errno != EEXIST) break;
-            }
-        }
-        if (o->fd < 0) {
-            int e = errno;
-            of_release(o);
-            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
-        }
-        if (o->mode == OF_RENAME && o->keep_mode >= 0) (void)fchmod(o->fd, (mode_t)o->keep_mode);
-    }
-#else
-    {
-        int oom;
-        FILE *t;
-        unsigned k = 0;
-        for (; k < 100; k++) { /* no exclusive create in C99 stdio: probe */
-            of_tmp_name(o, k);
-            if (!(t = file_open(a, o->tmp, "rb", &oom))) break;
-            fclose(t);
-        }
-        o->f = k < 100 ? file_open(a, o->tmp, "wb", &oom) : NULL;
-        if (!o->f) {
-            int e = errno;
-            of_release(o);
-            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
-        }
-    }
-#endif
-    return SLM_OK;
-}
-
-/* Write the buffer out. */
-static slm_status of_flush(ofile *o) {
-    size_t off = 0;
-    while (o->st == SLM_OK && off < o->n) {
-#if defined(_WIN32)
-        DWORD put = 0, want = (DWORD)SLM_MIN(o->n - off, (size_t)1 << 30);
-        if (!WriteFile(o->h, o->buf + off, want, &put, NULL) || put == 0)
-            return of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
-        off += put;
-#elif defined(SLM_POSIX_FILES)
-        ssize_t put = write(o->fd, o->buf + off, o->n - off);
-        if (put < 0 && errno == EINTR) continue;
-        if (put <= 0) return of_fail(o, SLM_ERR_IO, "write error on", put < 0 ? os_reason(errno) : "nothing written");
-        off += (size_t)put;
-#else
-        size_t put = fwrite(o->buf + off, 1, o->n - off, o->f);
-        if (put == 0) return of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
-        off += put;
-#endif
-    }
-    o->n = 0;
-    return o->st;
-}
-
-static slm_status of_write(ofile *o, const void *p, size_t n) {
-    const uint8_t *b = (const uint8_t *)p;
-    o->written += n;
-    while (n > 0 && o->st == SLM_OK) {
-        size_t k = SLM_MIN(n, OF_BUF - o->n);
-        memcpy(o->buf + o->n, b, k);
-        o->n += k, b += k, n -= k;
-        if (o->n == OF_BUF) of_flush(o);
-    }
-    return o->st;
-}
-
-/* Close after an error (or instead of committing): our temporary file goes,
-   the target is untouched. Returns the ofile's status. */
-static slm_status of_abort(ofile *o) {
-#if defined(_WIN32)
-    if (o->h != INVALID_HANDLE_VALUE) CloseHandle(o->h);
-    o->h = INVALID_HANDLE_VALUE;
-    if (o->tmp) {
-        size_t nb = 0;
-        wchar_t *w;
-        if (wide_path(o->a, o->tmp, &w, &nb) && w) {
-            DeleteFileW(w);
-            xfree(o->a, w, nb);
-        } else {
-            DeleteFileA(o->tmp);
-        }
-    }
-#elif defined(SLM_POSIX_FILES)
-    if (o->fd >= 0) close(o->fd);
-    o->fd = -1;
-    if (o->tmp && !o->anon) unlink(o->tmp);
-#else
-    if (o->f) fclose(o->f);
-    o->f = NULL;
-    if (o->tmp) remove(o->tmp);
-#endif
-    slm_status st = o->st;
-    of_release(o);
-    return st;
-}
-
-#if defined(SLM_POSIX_FILES) && defined(SLM_O_TMPFILE)
-/* Give the anonymous file a name in its directory (o->tmp): by linkat
-   through /proc, else by copying its bytes into a new named file. */
-static int of_name_anon(ofile *o) {
-    char proc[64];
-    fmt_sn(proc, sizeof proc, "/proc/self/fd/%d", o->fd);
-    for (unsigned k = 0; k < 100; k++) {
-        of_tmp_name(o, k);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, o->tmp, AT_SYMLINK_FOLLOW) == 0) {
-            o->anon = 0;
-            return 1;
-        }
-        if (errno != EEXIST) break;
-    }
-    int fd = -1;
-    for (unsigned k = 0; fd < 0 && k < 100; k++) {
-        of_tmp_name(o, k);
-        fd = open(o->tmp, O_RDWR | O_CREAT | O_EXCL, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) return 0;
-    o->anon = 0; /* from here o->tmp is ours to remove */
-    int src = o->fd;
-    o->fd = fd;
-    if (o->keep_mode >= 0) (void)fchmod(fd, (mode_t)o->keep_mode);
-    int ok = lseek(src, 0, SEEK_SET) == 0;
-    for (;;) {
-        ssize_t got = ok ? read(src, o->buf, OF_BUF) : -1;
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) {
-            ok = ok && got == 0;
-            break;
-        }
-        o->n = (size_t)got;
-        if (of_flush(o) != SLM_OK) break;
-    }
-    close(src);
-    return ok && o->st == SLM_OK;
-}
-#endif
-
-#if !defined(_WIN32) && !defined(SLM_POSIX_FILES)
-/* Copy file `from` over `to` (stdio only); 0 on success, -1 (errno set). */
-static int of_copy_over(const char *from, const char *to) {
-    FILE *src = fopen(from, "rb"), *dst = src ? fopen(to, "wb") : NULL;
-    char buf[4096];
-    size_t got;
-    int ok = src && dst;
-    while (ok && (got = fread(buf, 1, sizeof buf, src)) > 0) ok = fwrite(buf, 1, got, dst) == got;
-    ok = ok && !ferror(src);
-    if (dst && fclose(dst) != 0) ok = 0;
-    if (src) fclose(src);
-    return ok ? 0 : -1;
-}
-#endif
-
-/* Finish: flush to disk, rename into place. On failure as of_abort. */
-static slm_status of_commit(ofile *o) {
-    if (o->st == SLM_OK) of_flush(o);
-#if defined(_WIN32)
-    if (o->st == SLM_OK && o->mode == OF_RENAME && !FlushFileBuffers(o->h))
-        of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
-    if (o->st != SLM_OK) return of_abort(o);
-    CloseHandle(o->h);
-    o->h = INVALID_HANDLE_VALUE;
-    if (o->mode == OF_RENAME) {
-        size_t nt = 0, nd = 0;
-        wchar_t *wt = NULL, *wd = NULL;
-        BOOL ok;
-        if (wide_path(o->a, o->tmp, &wt, &nt) && wt && wide_path(o->a, o->target, &wd, &nd) && wd)
-            ok = MoveFileExW(wt, wd, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
-        else
-            ok = MoveFileExA(o->tmp, o->target, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
-        DWORD e = GetLastError();
-        if (wt) xfree(o->a, wt, nt);
-        if (wd) xfree(o->a, wd, nd);
-        if (!ok) {
-            of_fail(o, SLM_ERR_IO, "cannot replace", win_reason(e));
-            return of_abort(o);
-        }
-    }
-#elif defined(SLM_POSIX_FILES)
-    if (o->st == SLM_OK && o->mode == OF_RENAME && fsync(o->fd) != 0 && errno != EINVAL)
-        of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
-#if defined(SLM_O_TMPFILE)
-    if (o->st == SLM_OK && o->anon && !of_name_anon(o))
-        of_fail(o, SLM_ERR_IO, "cannot create a temporary file next to", os_reason(errno));
-#endif
-    if (o->st == SLM_OK && close(o->fd) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
-    else if (o->st != SLM_OK) return of_abort(o);
-    o->fd = -1;
-    if (o->st == SLM_OK && o->mode == OF_RENAME && rename(o->tmp, o->target) != 0)
-        of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
-    if (o->st != SLM_OK) return of_abort(o);
-#else
-    if (o->st == SLM_OK && fclose(o->f) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
-    o->f = NULL;
-    /* C99's rename need not replace an existing file, and some C libraries
-       have none (newlib with semihosting: ENOSYS). Then the finished temp
-       file is copied over the target; the temp file is removed only after
-       a complete copy, so the data survives a failure in either place. */
-    if (o->st == SLM_OK && rename(o->tmp, o->target) != 0) {
-        const int copied = of_copy_over(o->tmp, o->target);
-        if (copied < 0) {
-            o->st = seterr(o->err, SLM_ERR_IO, "cannot replace '%s' (%s): the complete output is in '%s'", o->path,
-                           os_reason(errno), o->tmp);
-            of_release(o); /* the temp file keeps the only complete copy */
-            return o->st;
-        }
-        remove(o->tmp);
-    }
-    if (o->st != SLM_OK) return of_abort(o);
-#endif
-    of_release(o);
-    return SLM_OK;
-}
-
-slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
-    allocator a;
-    ofile o;
-    clearerr_(err);
-    if (!data && size) return seterr(err, SLM_ERR_INVALID_ARG, "data is NULL");
-    alloc_init(&a, NULL);
-    slm_status st = of_open(&o, &a, path, NULL, err);
-    if (st != SLM_OK) return st;
-    of_write(&o, data, size);
-    return of_commit(&o);
-}
-#else
-slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
-    (void)data, (void)size;
-    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO, without file access", path ? path : "");
-}
-#endif
-
-typedef struct gbuf {
-    uint8_t *p;
-    size_t len, cap;
-} gbuf;
-
-typedef struct gguf_writer {
-    const allocator *a;
-    gbuf kv, ti;            /* encoded key/value pairs, tensor infos */
-    uint64_t n_kv, n_tensors;
-    uint64_t data_size;     /* tensor data announced so far, padded */
-    size_t alignment;
-    void *f;                /* a FILE * (gw_write_header) */
-#if !defined(SLM_NO_STDIO)
-    ofile *of;              /* or an ofile (gw_write_header_of) */
-#endif
-    const char *path;       /* for messages */
-    uint64_t pos;           /* bytes written to the data section */
-    slm_status st;
-    slm_error *err;
-} gguf_writer;
-
-static void gw_init(gguf_writer *w, const allocator *a, size_t alignment, slm_error *err) {
-    memset(w, 0, sizeof *w);
-    w->a = a;
-    w->alignment = alignment ? alignment : GGUF_DEFAULT_ALIGNMENT;
-    w->err = err;
-}
-
-static void gw_free(gguf_writer *w) {
-    xfree(w->a, w->kv.p, w->kv.cap);
-    xfree(w->a, w->ti.p, w->ti.cap);
-    w->kv.p = w->ti.p = NULL;
-}
-
-static void gw_put(gguf_writer *w, gbuf *b, const void *p, size_t n) {
-    if (w->st != SLM_OK) return;
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap - b->len < n) {
-            if (cap > SIZE_MAX / 2) {
-                w->st = seterr(w->err, SLM_ERR_NOMEM, "GGUF writer: metadata too large");
-                return;
-            }
-            cap *= 2;
-        }
-        uint8_t *q = (uint8_t *)xalloc(w->a, cap);
-        if (!q) {
-            w->st = seterr(w->err, SLM_ERR_NOMEM, "GGUF writer: out of memory for %zu bytes of metadata", cap);
-            return;
-        }
-        if (b->len) memcpy(q, b->p, b->len);
-        xfree(w->a, b->p, b->cap);
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-}
-
-static void gw_u32(gguf_writer *w, gbuf *b, uint32_t v) {
-    uint8_t t[4];
-    st_u32(t, v);
-    gw_put(w, b, t, 4);
-}
-
-static void gw_u64(gguf_writer *w, gbuf *b, uint64_t v) {
-    gw_u32(w, b, (uint32_t)v);
-    gw_u32(w, b, (uint32_t)(v >> 32));
-}
-
-static void gw_str(gguf_writer *w, gbuf *b, const char *s, size_t n) {
-    gw_u64(w, b, n);
-    gw_put(w, b, s, n);
-}
-
-/* A key with its value already encoded as GGUF stores it (`raw`, n bytes:
-   for strings the u64 length and the bytes, for arrays the element type,
-   count and elements). Used to copy values unchanged from a parsed file. */
-static void gw_kv_raw(gguf_writer *w, const char *key, int type, const void *raw, size_t n) {
-    gw_str(w, &w->kv, key, strlen(key));
-    gw_u32(w, &w->kv, (uint32_t)type);
-    gw_put(w, &w->kv, raw, n);
-    if (w->st == SLM_OK) w->n_kv++;
-}
-
-static void gw_kv_u32(gguf_writer *w, const char *key, uint32_t v) {
-    uint8_t t[4];
-    st_u32(t, v);
-    gw_kv_raw(w, key, SLM_META_U32, t, 4);
-}
-
-static SLM_UNUSED void gw_kv_i32(gguf_writer *w, const char *key, int32_t v) {
-    uint8_t t[4];
-    st_u32(t, (uint32_t)v);
-    gw_kv_raw(w, key, SLM_META_I32, t, 4);
-}
-
-static SLM_UNUSED void gw_kv_f32(gguf_writer *w, const char *key, float v) {
-    uint8_t t[4];
-    st_f32(t, v);
-    gw_kv_raw(w, key, SLM_META_F32, t, 4);
-}
-
-static SLM_UNUSED void gw_kv_bool(gguf_writer *w, const char *key, int v) {
-    uint8_t t = v != 0;
-    gw_kv_raw(w, key, SLM_META_BOOL, &t, 1);
-}
-
-static SLM_UNUSED void gw_kv_str(gguf_writer *w, const char *key, const char *s) {
-    gw_str(w, &w->kv, key, strlen(key));
-    gw_u32(w, &w->kv, SLM_META_STRING);
-    gw_str(w, &w->kv, s, strlen(s));
-    if (w->st == SLM_OK) w->n_kv++;
-}
-
-/* An array of n fixed-size elements (little-endian, as stored). */
-/* An array of fixed-size elements in the host's byte order (GGUF's is
-   little-endian: big-endian hosts swap each element). */
-static SLM_UNUSED void gw_kv_array(gguf_writer *w, const char *key, int elem_type, const void *elems, uint64_t n) {
-    const size_t es = meta_scalar_size(elem_type);
-    gw_str(w, &w->kv, key, strlen(key));
-    gw_u32(w, &w->kv, SLM_META_ARRAY);
-    gw_u32(w, &w->kv, (uint32_t)elem_type);
-    gw_u64(w, &w->kv, n);
-    if (!SLM_BIG_ENDIAN) {
-        gw_put(w, &w->kv, elems, (size_t)n * es);
-    } else {
-        for (uint64_t i = 0; i < n; i++) {
-            uint8_t e[8];
-            for (size_t k = 0; k < es; k++) e[k] = ((const uint8_t *)elems)[i * es + es - 1 - k];
-            gw_put(w, &w->kv, e, es);
-        }
-    }
-    if (w->st == SLM_OK) w->n_kv++;
-}
-
-static SLM_UNUSED void gw_kv_str_array(gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
-    gw_str(w, &w->kv, key, strlen(key));
-    gw_u32(w, &w->kv, SLM_META_ARRAY);
-    gw_u32(w, &w->kv, SLM_META_STRING);
-    gw_u64(w, &w->kv, n);
-    for (uint64_t i = 0; i < n; i++) gw_str(w, &w->kv, strs[i], strlen(strs[i]));
-    if (w->st == SLM_OK) w->n_kv++;
-}
-
-/* Announce a tensor (in the order its data will be written); returns its
-   size in bytes, 0 after an error. */
-static uint64_t gw_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne) {
-    const type_size *ts = type_size_of(type);
-    if (w->st != SLM_OK) return 0;
-    if (!ts || n_dims < 1 || n_dims > GGUF_MAX_DIMS || ne[0] % ts->blck != 0) {
-        w->st = seterr(w->err, SLM_ERR_INVALID_ARG, "GGUF writer: tensor '%s' has a bad type or shape", name);
-        return 0;
-    }
-    uint64_t nel = 1;
-    gw_str(w, &w->ti, name, strlen(name));
-    gw_u32(w, &w->ti, (uint32_t)n_dims);
-    for (int d = 0; d < n_dims; d++) {
-        gw_u64(w, &w->ti, (uint64_t)ne[d]);
-        nel *= (uint64_t)ne[d];
-    }
-    gw_u32(w, &w->ti, (uint32_t)type);
-    gw_u64(w, &w->ti, w->data_size);
-    uint64_t nbytes = nel / (uint64_t)ts->blck * (uint64_t)ts->bytes;
-    w->data_size += (nbytes + w->alignment - 1) / w->alignment * w->alignment;
-    if (w->st == SLM_OK) w->n_tensors++;
-    return w->st == SLM_OK ? nbytes : 0;
-}
-
-static void gw_fwrite(gguf_writer *w, const void *p, size_t n) {
-    if (w->st != SLM_OK || !n) return;
-#if !defined(SLM_NO_STDIO)
-    if (w->of) {
-        w->st = of_write(w->of, p, n);
-        return;
-    }
-#endif
-    if (file_write(w->f, p, n) != n) w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
-}
-
-static void gw_zeros(gguf_writer *w, size_t n) {
-    static const uint8_t zero[64] = {0};
-    while (n > 0 && w->st == SLM_OK) {
-        size_t k = SLM_MIN(n, sizeof zero);
-        gw_fwrite(w, zero, k);
-        n -= k;
-    }
-}
-
-/* Header, metadata and tensor directory, padded to the alignment. */
-static SLM_UNUSED void gw_write_header(gguf_writer *w, void *f, const char *path) {
-    uint8_t h[24];
-    w->f = f;
-    w->path = path;
-    st_u32(h, GGUF_MAGIC);
-    st_u32(h + 4, 3);
-    st_u32(h + 8, (uint32_t)w->n_tensors);
-    st_u32(h + 12, (uint32_t)(w->n_tensors >> 32));
-    st_u32(h + 16, (uint32_t)w->n_kv);
-    st_u32(h + 20, (uint32_t)(w->n_kv >> 32));
-    gw_fwrite(w, h, sizeof h);
-    gw_fwrite(w, w->kv.p, w->kv.len);
-    gw_fwrite(w, w->ti.p, w->ti.len);
-    size_t end = sizeof h + w->kv.len + w->ti.len;
-    gw_zeros(w, (w->alignment - end % w->alignment) % w->alignment);
-}
-
-#if !defined(SLM_NO_STDIO)
-static void gw_write_header_of(gguf_writer *w, ofile *o) {
-    w->of = o;
-    gw_write_header(w, NULL, o->path);
-}
-#endif
-
-static void gw_write_data(gguf_writer *w, const void *p, size_t n) {
-    gw_fwrite(w, p, n);
-    w->pos += n;
-}
-
-static void gw_end_tensor(gguf_writer *w) {
-    size_t pad = (size_t)((w->alignment - w->pos % w->alignment) % w->alignment);
-    gw_zeros(w, pad);
-    w->pos += pad;
-}
-
-/* ========================================================================== */
 /* 5. Tensor types: block layouts and the traits table                        */
 /* ========================================================================== */
 /*
@@ -2464,7 +1654,7 @@ typedef void (*from_float_fn)(const float *src, void *dst, int64_t n);
 /* dot of n values: weights w (one row) with activations a (partner type) */
 typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 /* the same dot for 4 activation rows a_rb bytes apart: y[t * ldy], t < 4
-   (optional, per type: section 6g; each result equals vec_dot's bits) */
+   (optional, per type: appendix E7; each result equals vec_dot's bits) */
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t a_rb, float *y, int64_t ldy);
 /* F16 rows against float vectors whose values are halves (attention over an
    F16 cache: the queries of a KV head against the keys, the probabilities
@@ -2485,8 +1675,8 @@ typedef double (*exp_sum_fn)(float *x, int n, float mx);
    wb bytes apart (gemm16_rows, converted on the fly). */
 typedef void (*gemm16_fn)(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy);
 
-/* The kernels of one instruction set (section 6g), by weight or activation
-   type. A model holds its own resolved copy, every entry filled (6h). */
+/* The kernels of one instruction set (appendix E7), by weight or activation
+   type. A model holds its own resolved copy, every entry filled (E8). */
 typedef struct kernel_table {
     const char *name;                      /* "avx2", "neon", ... */
     int isa;                               /* SLM_ISA_* */
@@ -2510,7 +1700,7 @@ typedef struct type_traits {
     vec_dot_fn vec_dot;       /* the scalar reference dot (models use their kernel table) */
 } type_traits;
 
-/* forward declarations of the reference kernels (section 6a) */
+/* forward declarations of the reference kernels (appendix E) */
 static double exp_sum_ref(float *x, int n, float mx);
 static void f32_to_float(const void *src, float *dst, int64_t n);
 static void f32_from_float(const float *src, void *dst, int64_t n);
@@ -2606,7 +1796,7 @@ static size_t row_bytes(int type, int64_t n) {
  * broadcast, and each 32-bit lane accumulates one row. Matrices are
  * rearranged once at load time, in place (the layout has exactly the bytes
  * of the GGUF one), where the build has an x8 kernel for the type and the
- * row count is a multiple of 8 (see repack_weight, section 8).
+ * row count is a multiple of 8 (see repack_weight, section 6).
  *
  * Per group of 8 rows, per block of 32 columns:
  *   Q4_0x8 (144 bytes): f16 d[8] (row r's scale), then 4 chunks of 32
@@ -2880,6405 +2070,6 @@ slm_status slm_dequantize_row(int type, const void *src, float *dst, int64_t n) 
     return SLM_OK;
 }
 
-/* ========================================================================== */
-/* 6. Kernels                                                                 */
-/* ========================================================================== */
-/*
- * 6a. Scalar reference: written to be obviously correct; named *_ref.
- * 6b-6f. One subsection per instruction set (AVX2, SSE4.1, NEON, RVV,
- *     Helium), compiled only for that target (section 1 picks it). Each
- *     kernel has exactly the signature of its reference and is tested
- *     against it.
- * 6g. The kernels TRAITS points at: for each, the SIMD version this target
- *     has, else the reference. A new type adds its *_ref kernels to 6a and,
- *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6g
- *     (plus a case in vec_dot4_of for a 4-token kernel).
- *
- * Rules every SIMD kernel keeps: the activation quantizer and the f16/bf16
- * conversions give the same bits as the reference (round half to even,
- * same scale arithmetic), so a model's results do not depend on the ISA
- * beyond the summation order of the dot products. Activations quantized to
- * Q8_0 lie in [-127, 127] (never -128), which the int8 kernels rely on.
- */
-
-/* The SIMD kernels of a type with a 4-token variant are one function with
-   a token count nt of 1 or 4, forced inline into both so the count folds
-   away and the two give the same bits. */
-#if defined(__GNUC__) || defined(__clang__)
-#define SLM_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define SLM_ALWAYS_INLINE inline
-#endif
-
-/* Full unrolling of the short loops over the parts of a super-block makes
-   their shifts and scale indices constants (GCC at -O2 would not unroll). */
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
-#define SLM_PRAGMA(x) _Pragma(#x)
-#define SLM_UNROLL(n) SLM_PRAGMA(GCC unroll n)
-#else
-#define SLM_UNROLL(n)
-#endif
-
-/* the 1-token and 4-token entry points of a kernel name_isa(n, x, y, rb, nt, yo, ldy) */
-#define K_ENTRIES(name, isa)                                                                                         \
-    static float dot_##name##_##isa(int n, const void *w, const void *a) {                                          \
-        float r;                                                                                                     \
-        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0);                                       \
-        return r;                                                                                                    \
-    }                                                                                                                \
-    static void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {     \
-        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy);                                  \
-    }
-
-/* F32 data in slm's buffers is little-endian, like GGUF's: a copy on
-   little-endian hosts, a byte swap on big-endian ones. */
-/* K-quant kernels of every ISA: one step for the nt tokens (1 or 4), i0..i3
-   their integer lanes, q8 the first token's activations, rb the row bytes;
-   and the end of a super-block, the lanes times the scales (fn: the ISA's)
-   into s0..s3. */
-#define K_TOKENS(step, ...)                                                                                          \
-    do {                                                                                                             \
-        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
-        if (nt == 4) {                                                                                               \
-            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
-            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
-            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
-        }                                                                                                            \
-    } while (0)
-#define K_SCALE(fn, xd)                                                                                              \
-    do {                                                                                                             \
-        s0 = fn(s0, i0, xd, y);                                                                                      \
-        if (nt == 4) {                                                                                               \
-            s1 = fn(s1, i1, xd, y + rb);                                                                             \
-            s2 = fn(s2, i2, xd, y + 2 * rb);                                                                         \
-            s3 = fn(s3, i3, xd, y + 3 * rb);                                                                         \
-        }                                                                                                            \
-    } while (0)
-
-static void f32_to_float(const void *src, float *dst, int64_t n) {
-    if (!SLM_BIG_ENDIAN) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-        return;
-    }
-    for (int64_t i = 0; i < n; i++) dst[i] = ld_f32((const uint8_t *)src + 4 * i);
-}
-
-static void f32_from_float(const float *src, void *dst, int64_t n) {
-    if (!SLM_BIG_ENDIAN) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-        return;
-    }
-    for (int64_t i = 0; i < n; i++) st_f32((uint8_t *)dst + 4 * i, src[i]);
-}
-
-/* x[i] = exp(x[i] - mx) (mx: the maximum, so every argument is <= 0), and
-   their sum: the body of softmax. */
-static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    return sum;
-}
-
-/* The reference of qk_rows_f16 (flash attention's scores, a dot_rows_fn
-   whose kernels sum in their own order): out[j * out_stride + r] = F16 row r
-   . a_j, in double. */
-static SLM_UNUSED void qk_rows_f16_ref(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride,
-                                       int na, float *out, size_t out_stride) {
-    for (int r = 0; r < nrows; r++) {
-        const uint8_t *x = (const uint8_t *)rows + (size_t)r * stride;
-        for (int j = 0; j < na; j++) {
-            double s = 0;
-            for (int i = 0; i < n; i++) s += (double)ld_f16(x + 2 * i) * a[(size_t)j * a_stride + i];
-            out[(size_t)j * out_stride + r] = (float)s;
-        }
-    }
-}
-
-/* Accumulations that ggml does in float are done in double here, so the
-   reference is the more exact of the two. The *_ref kernels are SLM_UNUSED:
-   on SIMD targets only the tests and the benchmark call them. */
-static SLM_UNUSED float dot_f32_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    double s = 0;
-    for (int i = 0; i < n; i++) s += (double)ld_f32(x + 4 * i) * ld_f32(y + 4 * i);
-    return (float)s;
-}
-
-static SLM_UNUSED void f16_to_float_ref(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = (const uint8_t *)src;
-    for (int64_t i = 0; i < n; i++) dst[i] = ld_f16(p + 2 * i);
-}
-
-static SLM_UNUSED void f16_from_float_ref(const float *src, void *dst, int64_t n) {
-    uint8_t *p = (uint8_t *)dst;
-    for (int64_t i = 0; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
-}
-
-static SLM_UNUSED float dot_f16_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    double s = 0;
-    for (int i = 0; i < n; i++) s += (double)ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
-    return (float)s;
-}
-
-static SLM_UNUSED void bf16_to_float_ref(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = (const uint8_t *)src;
-    for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
-}
-
-static SLM_UNUSED void bf16_from_float_ref(const float *src, void *dst, int64_t n) {
-    uint8_t *p = (uint8_t *)dst;
-    for (int64_t i = 0; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
-}
-
-static SLM_UNUSED float dot_bf16_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    double s = 0;
-    for (int i = 0; i < n; i++) s += (double)bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
-    return (float)s;
-}
-
-/* Q8_0 */
-static void q8_0_to_float(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / QK8_0; i++, b += 34) {
-        float d = ld_f16(b);
-        for (int j = 0; j < QK8_0; j++) dst[i * QK8_0 + j] = d * (float)(int8_t)b[2 + j];
-    }
-}
-
-/* Also the activation quantizer of every Q8_0-partnered type: scale
-   amax/127, values rounded half-to-even (as ggml's x86 path does, so that
-   results agree with llama.cpp and are the same on every platform). */
-static SLM_UNUSED void q8_0_from_float_ref(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
-        float amax = 0;
-        for (int j = 0; j < QK8_0; j++) amax = SLM_MAX(amax, fabsf(src[j]));
-        /* below 1e-30 the fp16 scale is 0 anyway; 127/amax could overflow */
-        float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
-        st_u16(b, f32_to_fp16(d));
-        for (int j = 0; j < QK8_0; j++) b[2 + j] = (uint8_t)(int8_t)round_even(clamp127(src[j] * id));
-    }
-}
-
-static SLM_UNUSED float dot_q8_0_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        int32_t isum = 0;
-        for (int j = 0; j < QK8_0; j++) isum += (int8_t)x[2 + j] * (int8_t)y[2 + j];
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-/* Q4_0 */
-static void q4_0_to_float(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / QK4_0; i++, b += 18) {
-        float d = ld_f16(b);
-        for (int j = 0; j < 16; j++) {
-            dst[i * 32 + j] = d * (float)((b[2 + j] & 15) - 8);
-            dst[i * 32 + j + 16] = d * (float)((b[2 + j] >> 4) - 8);
-        }
-    }
-}
-
-/* Weight quantizer, as ggml's reference: the scale maps the value of
-   largest magnitude to -8, so that sign gets the extra level. */
-static void q4_0_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK4_0; i++, b += 18, src += QK4_0) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < QK4_0; j++)
-            if (fabsf(src[j]) > amax) {
-                amax = fabsf(src[j]);
-                max = src[j];
-            }
-        float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
-        st_u16(b, f32_to_fp16(d));
-        for (int j = 0; j < 16; j++) {
-            float f0 = src[j] * id + 8.5f, f1 = src[j + 16] * id + 8.5f;
-            /* clamp in float: a NaN weight becomes 0 instead of an undefined cast */
-            int q0 = f0 >= 0.0f ? (f0 < 15.0f ? (int)f0 : 15) : 0;
-            int q1 = f1 >= 0.0f ? (f1 < 15.0f ? (int)f1 : 15) : 0;
-            b[2 + j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
-}
-
-static SLM_UNUSED float dot_q4_0_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        int32_t isum = 0;
-        for (int j = 0; j < 16; j++) {
-            isum += ((x[2 + j] & 15) - 8) * (int8_t)y[2 + j];
-            isum += ((x[2 + j] >> 4) - 8) * (int8_t)y[2 + j + 16];
-        }
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-/* Q4_1: offset grid (min..max), for the Q8_1 activations. */
-static void q4_1_to_float(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / 32; i++, b += 20, dst += 32) {
-        float d = ld_f16(b), m = ld_f16(b + 2);
-        for (int j = 0; j < 16; j++) {
-            dst[j] = (float)(b[4 + j] & 15) * d + m;
-            dst[j + 16] = (float)(b[4 + j] >> 4) * d + m;
-        }
-    }
-}
-
-/* Clamped round-half-even (the float->int step of every quantizer). */
-static inline int qround(float x, int lo, int hi) {
-    if (!(x > -4.0e6f)) x = -4.0e6f; /* also catches NaN */
-    if (x > 4.0e6f) x = 4.0e6f;
-    int v = round_even(x);
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
-/* Block minimum and maximum of n values. */
-static void min_max(const float *x, int n, float *lo, float *hi) {
-    float a = x[0], b = x[0];
-    for (int j = 1; j < n; j++) a = SLM_MIN(a, x[j]), b = SLM_MAX(b, x[j]);
-    *lo = a, *hi = b;
-}
-
-/* Offset grid of 2^bits levels from min to max: d and m stored as f16, the
-   levels chosen against the rounded values that the decoder will use. */
-static void offset_block(const float *x, int bits, uint8_t *q, uint8_t *dm) {
-    float lo, hi;
-    min_max(x, 32, &lo, &hi);
-    int nmax = (1 << bits) - 1;
-    st_u16(dm, f32_to_fp16((hi - lo) / (float)nmax));
-    st_u16(dm + 2, f32_to_fp16(lo));
-    float d = ld_f16(dm), m = ld_f16(dm + 2), id = d != 0 ? 1.0f / d : 0.0f;
-    for (int j = 0; j < 32; j++) q[j] = (uint8_t)qround((x[j] - m) * id, 0, nmax);
-}
-
-static void q4_1_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst, q[32];
-    for (int64_t i = 0; i < n / 32; i++, b += 20, src += 32) {
-        offset_block(src, 4, q, b);
-        for (int j = 0; j < 16; j++) b[4 + j] = (uint8_t)(q[j] | (q[j + 16] << 4));
-    }
-}
-
-static SLM_UNUSED float dot_q4_1_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0, sm = 0; /* the min terms are summed apart, as ggml does */
-    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
-        int32_t isum = 0;
-        for (int j = 0; j < 16; j++) {
-            isum += (x[4 + j] & 15) * (int8_t)y[4 + j];
-            isum += (x[4 + j] >> 4) * (int8_t)y[4 + j + 16];
-        }
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-        sm += ld_f16(x + 2) * ld_f16(y + 2);
-    }
-    return s + sm;
-}
-
-/* Q5_0 / Q5_1: the fifth bit of value j is bit j of the u32 qh. */
-static inline int q5_level(const uint8_t *qh, const uint8_t *qs, int j) {
-    int lo = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
-    return lo | (int)((ld_u32(qh) >> j) & 1u) << 4;
-}
-
-static void q5_pack(const uint8_t *q, uint8_t *qh, uint8_t *qs) {
-    uint32_t h = 0;
-    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 15) | ((q[j + 16] & 15) << 4));
-    for (int j = 0; j < 32; j++) h |= (uint32_t)(q[j] >> 4) << j;
-    st_u32(qh, h);
-}
-
-static void q5_0_to_float(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / 32; i++, b += 22, dst += 32) {
-        float d = ld_f16(b);
-        for (int j = 0; j < 32; j++) dst[j] = (float)(q5_level(b + 2, b + 6, j) - 16) * d;
-    }
-}
-
-/* As Q4_0: the value of largest magnitude maps to -16. */
-static void q5_0_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst, q[32];
-    for (int64_t i = 0; i < n / 32; i++, b += 22, src += 32) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; j++)
-            if (fabsf(src[j]) > amax) amax = fabsf(src[j]), max = src[j];
-        float d = max / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
-        st_u16(b, f32_to_fp16(d));
-        for (int j = 0; j < 32; j++) q[j] = (uint8_t)SLM_MIN(31, SLM_MAX(0, (int)(src[j] * id + 16.5f)));
-        q5_pack(q, b + 2, b + 6);
-    }
-}
-
-static SLM_UNUSED float dot_q5_0_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        int32_t isum = 0;
-        for (int j = 0; j < 32; j++) isum += (q5_level(x + 2, x + 6, j) - 16) * (int8_t)y[2 + j];
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-static void q5_1_to_float(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / 32; i++, b += 24, dst += 32) {
-        float d = ld_f16(b), m = ld_f16(b + 2);
-        for (int j = 0; j < 32; j++) dst[j] = (float)q5_level(b + 4, b + 8, j) * d + m;
-    }
-}
-
-static void q5_1_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst, q[32];
-    for (int64_t i = 0; i < n / 32; i++, b += 24, src += 32) {
-        offset_block(src, 5, q, b);
-        q5_pack(q, b + 4, b + 8);
-    }
-}
-
-static SLM_UNUSED float dot_q5_1_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0, sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
-        int32_t isum = 0;
-        for (int j = 0; j < 32; j++) isum += q5_level(x + 4, x + 8, j) * (int8_t)y[4 + j];
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-        sm += ld_f16(x + 2) * ld_f16(y + 2);
-    }
-    return s + sm;
-}
-
-/* Q8_1: activations for Q4_1/Q5_1. Like Q8_0 (ggml's x86 path: scale
-   amax/127, ties to even) plus s = d * sum(q), both as f16, s computed from
-   the unrounded d as ggml does. */
-static void q8_1_to_float(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / 32; i++, b += 36, dst += 32) {
-        float d = ld_f16(b);
-        for (int j = 0; j < 32; j++) dst[j] = d * (float)(int8_t)b[4 + j];
-    }
-}
-
-static SLM_UNUSED void q8_1_from_float_ref(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++) amax = SLM_MAX(amax, fabsf(src[j]));
-        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) {
-            int q = round_even(src[j] * id);
-            b[4 + j] = (uint8_t)(int8_t)q;
-            sum += q;
-        }
-        st_u16(b, f32_to_fp16(d));
-        st_u16(b + 2, f32_to_fp16(d * (float)sum));
-    }
-}
-
-/* IQ4_NL: Q4_0's layout on the IQ4_VALUES grid. */
-static void iq4_nl_to_float(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / 32; i++, b += 18, dst += 32) {
-        float d = ld_f16(b);
-        for (int j = 0; j < 16; j++) {
-            dst[j] = d * (float)IQ4_VALUES[b[2 + j] & 15];
-            dst[j + 16] = d * (float)IQ4_VALUES[b[2 + j] >> 4];
-        }
-    }
-}
-
-/* Index of the IQ4 level nearest to v (ties go up). */
-static int iq4_nearest(float v) {
-    /* midpoints between neighbouring levels: count those at or below v
-       (branch-free; a value exactly between two levels goes up) */
-    static const float mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
-                                  7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
-    int idx = 0;
-    for (int i = 0; i < 15; i++) idx += v >= mid[i];
-    return idx;
-}
-
-/* Scale of 32 values on the IQ4 grid, weights x^2. Candidate grids put the
-   extreme value at +127 and at -127 + t for |t| <= 7 (the grid is longer on
-   the negative side); each assignment gets its least-squares scale and the
-   one with the least weighted error (largest sum(wqx)^2/sum(wq^2)) wins. */
-static float iq4_fit(const float *x) {
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; j++)
-        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
-    if (amax < 1e-15f) return 0;
-    float best_d = 0, best = -1;
-    for (int t = -8; t <= 7; t++) {
-        float id = t == -8 ? 127.0f / max : ((float)t - 127.0f) / max;
-        float sqx = 0, sq2 = 0;
-        for (int j = 0; j < 32; j++) {
-            float q = (float)IQ4_VALUES[iq4_nearest(id * x[j])], w = x[j] * x[j];
-            sqx += w * q * x[j];
-            sq2 += w * q * q;
-        }
-        if (sq2 > 0 && (best < 0 || sqx * sqx > best * sq2)) best_d = sqx / sq2, best = best_d * sqx;
-    }
-    return best_d;
-}
-
-/* Nibbles of 32 values against the scale d (as the decoder will see it). */
-static void iq4_pack(const float *x, float d, uint8_t *qs) {
-    float id = d != 0 ? 1.0f / d : 0.0f;
-    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(iq4_nearest(x[j] * id) | (iq4_nearest(x[j + 16] * id) << 4));
-}
-
-static void iq4_nl_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / 32; i++, b += 18, src += 32) {
-        st_u16(b, f32_to_fp16(iq4_fit(src)));
-        iq4_pack(src, ld_f16(b), b + 2);
-    }
-}
-
-static SLM_UNUSED float dot_iq4_nl_ref(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
-        int32_t isum = 0;
-        for (int j = 0; j < 16; j++) {
-            isum += IQ4_VALUES[x[2 + j] & 15] * (int8_t)y[2 + j];
-            isum += IQ4_VALUES[x[2 + j] >> 4] * (int8_t)y[2 + j + 16];
-        }
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-/* --- K-quants ------------------------------------------------------------ */
-/*
- * Every K-quant super-block is first decoded to integers (kblock), then
- * dequantized or dotted by one shared routine each: the reference is the
- * layout decoder plus the arithmetic, and the arithmetic is ggml's: integer
- * sums per sub-block times the integer sub-block scale, then one float
- * multiply by d_w * d_a; the mins enter as dmin_w * d_a * sum(m * bsums).
- */
-
-typedef struct kblock {
-    float d, dmin;      /* super-block scale and min scale (dmin 0: no mins) */
-    int sub;            /* values per sub-block: 16 or 32 */
-    int sc[16], mn[16]; /* integer scale and min of each sub-block */
-    int8_t q[QK_K];     /* integer levels */
-} kblock;
-
-static void kblock_to_float(const kblock *k, float *y) {
-    for (int s = 0; s < QK_K / k->sub; s++) {
-        const float dl = k->d * (float)k->sc[s], ml = k->dmin * (float)k->mn[s];
-        for (int i = s * k->sub; i < (s + 1) * k->sub; i++) y[i] = dl * (float)k->q[i] - ml;
-    }
-}
-
-/* Dot of a decoded super-block with one Q8_K block. */
-static float kblock_dot(const kblock *k, const uint8_t *y) {
-    const int8_t *q8 = (const int8_t *)(y + 4);
-    const uint8_t *bsums = y + 260;
-    int32_t isum = 0, imin = 0;
-    if (k->sub == 16) {
-        for (int s = 0; s < 16; s++) {
-            int32_t t = 0;
-            for (int i = 16 * s; i < 16 * s + 16; i++) t += k->q[i] * q8[i];
-            isum += k->sc[s] * t;
-            imin += k->mn[s] * (int16_t)ld_u16(bsums + 2 * s);
-        }
-    } else {
-        for (int s = 0; s < 8; s++) {
-            int32_t t = 0;
-            for (int i = 32 * s; i < 32 * s + 32; i++) t += k->q[i] * q8[i];
-            isum += k->sc[s] * t;
-            imin += k->mn[s] * ((int16_t)ld_u16(bsums + 4 * s) + (int16_t)ld_u16(bsums + 4 * s + 2));
-        }
-    }
-    const float d8 = ld_f32(y);
-    float r = (k->d * d8) * (float)isum;
-    if (k->dmin != 0) r -= (k->dmin * d8) * (float)imin;
-    return r;
-}
-
-static void unpack_q2_k(const uint8_t *b, kblock *k) {
-    k->d = ld_f16(b + 80);
-    k->dmin = ld_f16(b + 82);
-    k->sub = 16;
-    for (int s = 0; s < 16; s++) k->sc[s] = b[s] & 15, k->mn[s] = b[s] >> 4;
-    for (int h = 0; h < 2; h++)
-        for (int kk = 0; kk < 4; kk++)
-            for (int l = 0; l < 32; l++) k->q[128 * h + 32 * kk + l] = (int8_t)((b[16 + 32 * h + l] >> (2 * kk)) & 3);
-}
-
-static int q3_k_scale(const uint8_t *sc, int s) {
-    int lo = s < 8 ? sc[s] & 15 : sc[s - 8] >> 4;
-    int hi = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
-    return (lo | hi << 4) - 32;
-}
-
-static void unpack_q3_k(const uint8_t *b, kblock *k) {
-    const uint8_t *hm = b, *qs = b + 32;
-    k->d = ld_f16(b + 108);
-    k->dmin = 0;
-    k->sub = 16;
-    for (int s = 0; s < 16; s++) k->sc[s] = q3_k_scale(b + 96, s), k->mn[s] = 0;
-    for (int h = 0; h < 2; h++)
-        for (int kk = 0; kk < 4; kk++)
-            for (int l = 0; l < 32; l++)
-                k->q[128 * h + 32 * kk + l] =
-                    (int8_t)(((qs[32 * h + l] >> (2 * kk)) & 3) - (((hm[l] >> (4 * h + kk)) & 1) ? 0 : 4));
-}
-
-/* 6-bit scale and min s of the Q4_K/Q5_K 12-byte table. */
-static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m) {
-    if (s < 4) {
-        *d = sc[s] & 63;
-        *m = sc[s + 4] & 63;
-    } else {
-        *d = (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4);
-        *m = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
-    }
-}
-
-static void unpack_q4_k(const uint8_t *b, kblock *k) {
-    const uint8_t *qs = b + 16;
-    k->d = ld_f16(b);
-    k->dmin = ld_f16(b + 2);
-    k->sub = 32;
-    for (int s = 0; s < 8; s++) k4_scale_min(b + 4, s, &k->sc[s], &k->mn[s]);
-    for (int g = 0; g < 4; g++)
-        for (int l = 0; l < 32; l++) {
-            k->q[64 * g + l] = (int8_t)(qs[32 * g + l] & 15);
-            k->q[64 * g + 32 + l] = (int8_t)(qs[32 * g + l] >> 4);
-        }
-}
-
-static void unpack_q5_k(const uint8_t *b, kblock *k) {
-    const uint8_t *qh = b + 16, *qs = b + 48;
-    k->d = ld_f16(b);
-    k->dmin = ld_f16(b + 2);
-    k->sub = 32;
-    for (int s = 0; s < 8; s++) k4_scale_min(b + 4, s, &k->sc[s], &k->mn[s]);
-    for (int g = 0; g < 4; g++)
-        for (int l = 0; l < 32; l++) {
-            k->q[64 * g + l] = (int8_t)((qs[32 * g + l] & 15) | (((qh[l] >> (2 * g)) & 1) << 4));
-            k->q[64 * g + 32 + l] = (int8_t)((qs[32 * g + l] >> 4) | (((qh[l] >> (2 * g + 1)) & 1) << 4));
-        }
-}
-
-static void unpack_q6_k(const uint8_t *b, kblock *k) {
-    const uint8_t *ql = b, *qh = b + 128;
-    k->d = ld_f16(b + 208);
-    k->dmin = 0;
-    k->sub = 16;
-    for (int s = 0; s < 16; s++) k->sc[s] = (int8_t)b[192 + s], k->mn[s] = 0;
-    for (int h = 0; h < 2; h++)
-        for (int l = 0; l < 32; l++) {
-            const int a = ql[64 * h + l], c = ql[64 * h + 32 + l], hi = qh[32 * h + l];
-            int8_t *q = k->q + 128 * h + l;
-            q[0] = (int8_t)(((a & 15) | (hi & 3) << 4) - 32);
-            q[32] = (int8_t)(((c & 15) | ((hi >> 2) & 3) << 4) - 32);
-            q[64] = (int8_t)(((a >> 4) | ((hi >> 4) & 3) << 4) - 32);
-            q[96] = (int8_t)(((c >> 4) | ((hi >> 6) & 3) << 4) - 32);
-        }
-}
-
-static void unpack_iq4_xs(const uint8_t *b, kblock *k) {
-    const unsigned sh = ld_u16(b + 2);
-    const uint8_t *sl = b + 4, *qs = b + 8;
-    k->d = ld_f16(b);
-    k->dmin = 0;
-    k->sub = 32;
-    for (int s = 0; s < 8; s++) k->sc[s] = (int)(((sl[s / 2] >> (4 * (s % 2))) & 15) | (((sh >> (2 * s)) & 3) << 4)) - 32, k->mn[s] = 0;
-    for (int s = 0; s < 8; s++)
-        for (int j = 0; j < 16; j++) {
-            k->q[32 * s + j] = IQ4_VALUES[qs[16 * s + j] & 15];
-            k->q[32 * s + j + 16] = IQ4_VALUES[qs[16 * s + j] >> 4];
-        }
-}
-
-/* The to_float and vec_dot of each K type: decode, then the shared part. */
-#define KQUANT_KERNELS(name, bytes)                                                 \
-    static void name##_to_float(const void *src, float *dst, int64_t n) {           \
-        const uint8_t *b = (const uint8_t *)src;                                    \
-        kblock k;                                                                   \
-        for (int64_t i = 0; i < n / QK_K; i++, b += (bytes), dst += QK_K) {         \
-            unpack_##name(b, &k);                                                   \
-            kblock_to_float(&k, dst);                                               \
-        }                                                                           \
-    }                                                                               \
-    static SLM_UNUSED float dot_##name##_ref(int n, const void *w, const void *a) {  \
-        const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;             \
-        kblock k;                                                                   \
-        float s = 0;                                                                \
-        for (int i = 0; i < n / QK_K; i++, x += (bytes), y += 292) {                \
-            unpack_##name(x, &k);                                                   \
-            s += kblock_dot(&k, y);                                                 \
-        }                                                                           \
-        return s;                                                                   \
-    }
-
-KQUANT_KERNELS(q2_k, 84)
-KQUANT_KERNELS(q3_k, 110)
-KQUANT_KERNELS(q4_k, 144)
-KQUANT_KERNELS(q5_k, 176)
-KQUANT_KERNELS(q6_k, 210)
-KQUANT_KERNELS(iq4_xs, 136)
-#undef KQUANT_KERNELS
-
-/* For the SIMD kernels: the packed scale tables decoded four bytes at a
-   time (u[] read as bytes on little-endian hosts, which the SIMD paths
-   are). Q4_K/Q5_K: the 8 6-bit scales, then the 8 mins. Q3_K: the 16
-   scales as 6-bit values, not yet minus 32. */
-static SLM_UNUSED inline void k4_scales_u32(const uint8_t *s, uint32_t u[4]) {
-    const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
-    u[0] = a & 0x3f3f3f3fu;
-    u[1] = (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4;
-    u[2] = b & 0x3f3f3f3fu;
-    u[3] = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4;
-}
-
-static SLM_UNUSED inline void q3_k_scales_u32(const uint8_t *s, uint32_t u[4]) {
-    const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
-    u[0] = (a & 0x0f0f0f0fu) | (c & 0x03030303u) << 4;
-    u[1] = (b & 0x0f0f0f0fu) | ((c >> 2) & 0x03030303u) << 4;
-    u[2] = ((a >> 4) & 0x0f0f0f0fu) | ((c >> 4) & 0x03030303u) << 4;
-    u[3] = ((b >> 4) & 0x0f0f0f0fu) | ((c >> 6) & 0x03030303u) << 4;
-}
-
-/* IQ4_XS sub-block scale s (signed) */
-static SLM_UNUSED inline int iq4_xs_scale(const uint8_t *b, int s) {
-    return (int)(((b[4 + s / 2] >> (4 * (s % 2))) & 15) | (((ld_u16(b + 2) >> (2 * s)) & 3) << 4)) - 32;
-}
-
-/* Q8_K: activations for the K-quants, as ggml's quantize_row_q8_K_ref: the
-   value of largest magnitude maps to -127 (so d = 1/iscale may be
-   negative), ties to even, and bsums[s] = sum of qs[16s .. 16s+15]. */
-static void q8_k_to_float(const void *src, float *dst, int64_t n) {
-    const uint8_t *b = (const uint8_t *)src;
-    for (int64_t i = 0; i < n / QK_K; i++, b += 292, dst += QK_K) {
-        float d = ld_f32(b);
-        for (int j = 0; j < QK_K; j++) dst[j] = d * (float)(int8_t)b[4 + j];
-    }
-}
-
-static SLM_UNUSED void q8_k_from_float_ref(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < QK_K; j++)
-            if (fabsf(src[j]) > amax) amax = fabsf(src[j]), max = src[j];
-        if (amax == 0) {
-            memset(b, 0, 292);
-            continue;
-        }
-        const float iscale = -127.0f / max;
-        for (int j = 0; j < QK_K; j++) b[4 + j] = (uint8_t)(int8_t)SLM_MIN(127, round_even(iscale * src[j]));
-        for (int s = 0; s < 16; s++) {
-            int sum = 0;
-            for (int j = 0; j < 16; j++) sum += (int8_t)b[4 + 16 * s + j];
-            st_u16(b + 260 + 2 * s, (uint16_t)(int16_t)sum);
-        }
-        st_f32(b, 1.0f / iscale);
-    }
-}
-
-/* --- K-quant and IQ4_XS weight quantizers ---------------------------------- */
-/*
- * The published k-quant method (llama.cpp's quantize_row_*_K_ref), written
- * anew: each sub-block gets a scale (and min) from a weighted least-squares
- * search, then the sub-block scales are themselves quantized to 4 or 6 bits
- * against the super-block maximum, and finally every value is re-quantized
- * with the scales exactly as the decoder will reconstruct them.
- */
-
-/* Fit x[i] ~ scale * L[i] - mn with L in [0, nmax] and mn >= 0 (the grid
-   starts at or below zero). The plain grid over [min(x, 0), max(x)] is the
-   starting point; then grids of nmax + rmin + k * rdelta steps over that
-   span, k = 0..nstep, each starting at the best offset found so far, give
-   candidate assignments whose scale and offset are solved in closed form
-   (weighted least squares); the one with the least weighted error, squared
-   or absolute (mad), is kept. */
-static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *mn, float rmin,
-                           float rdelta, int nstep, int mad) {
-    float lo = x[0], hi = x[0], sw = 0, sx = 0;
-    for (int i = 0; i < n; i++) {
-        lo = SLM_MIN(lo, x[i]);
-        hi = SLM_MAX(hi, x[i]);
-        sw += w[i];
-        sx += w[i] * x[i];
-    }
-    if (lo > 0) lo = 0;
-    if (hi == lo) {
-        for (int i = 0; i < n; i++) L[i] = 0;
-        *mn = -lo;
-        return 0;
-    }
-    float iscale = (float)nmax / (hi - lo), scale = 1.0f / iscale, off = lo, best = 0;
-    for (int i = 0; i < n; i++) {
-        L[i] = (uint8_t)qround(iscale * (x[i] - lo), 0, nmax);
-        float e = scale * (float)L[i] + lo - x[i];
-        best += w[i] * (mad ? fabsf(e) : e * e);
-    }
-    uint8_t La[32];
-    for (int k = 0; k <= nstep; k++) {
-        float is = (rmin + rdelta * (float)k + (float)nmax) / (hi - lo);
-        float sl = 0, sl2 = 0, sxl = 0;
-        for (int i = 0; i < n; i++) {
-            int l = qround(is * (x[i] - off), 0, nmax);
-            La[i] = (uint8_t)l;
-            sl += w[i] * (float)l;
-            sl2 += w[i] * (float)l * (float)l;
-            sxl += w[i] * (float)l * x[i];
-        }
-        float det = sw * sl2 - sl * sl;
-        if (!(det > 0)) continue;
-        float s = (sw * sxl - sx * sl) / det, o = (sl2 * sx - sl * sxl) / det;
-        if (o > 0) { /* the offset may only lower the grid */
-            o = 0;
-            s = sxl / sl2;
-        }
-        float err = 0;
-        for (int i = 0; i < n; i++) {
-            float e = s * (float)La[i] + o - x[i];
-            err += w[i] * (mad ? fabsf(e) : e * e);
-        }
-        if (err < best) {
-            memcpy(L, La, (size_t)n);
-            best = err, scale = s, off = o;
-        }
-    }
-    *mn = -off;
-    return scale;
-}
-
-/* Symmetric fit x[i] ~ scale * l[i], l in [-nmax, nmax - 1], weights x^2:
-   the value of largest magnitude maps to -nmax, then 18 grids with nmax
-   nudged by +-0.1..0.9 are tried; the assignment maximizing
-   sum(wxl)^2 / sum(wl^2) (least weighted error) is kept. L gets l + nmax. */
-static float fit_scale_sym(int n, int nmax, const float *x, uint8_t *L) {
-    float amax = 0, max = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
-    if (amax < 1e-15f) {
-        for (int i = 0; i < n; i++) L[i] = (uint8_t)nmax;
-        return 0;
-    }
-    float scale = 0, best = 0;
-    for (int k = 0; k <= 18; k++) {
-        /* k = 0: the plain grid; then -0.9..-0.1, +0.1..+0.9 */
-        float nudge = k == 0 ? 0.0f : k <= 9 ? -0.1f * (float)(10 - k) : 0.1f * (float)(k - 9);
-        float is = -((float)nmax + nudge) / max, slx = 0, sl2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = qround(is * x[i], -nmax, nmax - 1);
-            float w = x[i] * x[i];
-            slx += w * x[i] * (float)l;
-            sl2 += w * (float)(l * l);
-        }
-        if (k == 0 || (sl2 > 0 && slx * slx > best * sl2)) {
-            for (int i = 0; i < n; i++) L[i] = (uint8_t)(qround(is * x[i], -nmax, nmax - 1) + nmax);
-            scale = sl2 > 0 ? slx / sl2 : 0.0f;
-            best = scale * slx;
-        }
-    }
-    return scale;
-}
-
-/* Q3_K's sub-block fit: symmetric, weights x^2, starting from the grid that
-   maps the extreme to -nmax, then up to 5 passes that move single values to
-   the level the current least-squares scale prefers when that lowers the
-   weighted error. L gets l + nmax. */
-static float fit_scale_q3(int n, int nmax, const float *x, uint8_t *L) {
-    float amax = 0, max = 0;
-    int l8[16];
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
-    if (amax < 1e-15f) {
-        for (int i = 0; i < n; i++) L[i] = (uint8_t)nmax;
-        return 0;
-    }
-    float is = -(float)nmax / max, slx = 0, sl2 = 0;
-    for (int i = 0; i < n; i++) {
-        l8[i] = qround(is * x[i], -nmax, nmax - 1);
-        float w = x[i] * x[i];
-        slx += w * x[i] * (float)l8[i];
-        sl2 += w * (float)(l8[i] * l8[i]);
-    }
-    for (int pass = 0; pass < 5; pass++) {
-        int changed = 0;
-        for (int i = 0; i < n; i++) {
-            float w = x[i] * x[i];
-            float a = slx - w * x[i] * (float)l8[i];
-            if (!(a > 0)) continue;
-            float b = sl2 - w * (float)(l8[i] * l8[i]);
-            int nl = qround(x[i] * b / a, -nmax, nmax - 1);
-            if (nl == l8[i]) continue;
-            a += w * x[i] * (float)nl;
-            b += w * (float)(nl * nl);
-            if (b > 0 && a * a * sl2 > slx * slx * b) {
-                l8[i] = nl, slx = a, sl2 = b;
-                changed++;
-            }
-        }
-        if (!changed) break;
-    }
-    for (int i = 0; i < n; i++) L[i] = (uint8_t)(l8[i] + nmax);
-    return sl2 > 0 ? slx / sl2 : 0.0f;
-}
-
-static float mean32(const float *x, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    return s / (float)n;
-}
-
-/* Q2_K/Q3_K pack of 2-bit fields: value 128h + 32k + l -> qs[32h + l] bits 2k. */
-static void pack_2bit(const uint8_t *L, uint8_t *qs) {
-    for (int h = 0; h < 2; h++)
-        for (int l = 0; l < 32; l++)
-            qs[32 * h + l] = (uint8_t)((L[128 * h + l] & 3) | (L[128 * h + 32 + l] & 3) << 2 |
-                                       (L[128 * h + 64 + l] & 3) << 4 | (L[128 * h + 96 + l] & 3) << 6);
-}
-
-static void q2_k_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    uint8_t L[QK_K];
-    float w[16], scales[16], mins[16];
-    for (int64_t i = 0; i < n / QK_K; i++, b += 84, src += QK_K) {
-        float max_scale = 0, max_min = 0;
-        for (int s = 0; s < 16; s++) {
-            for (int j = 0; j < 16; j++) w[j] = fabsf(src[16 * s + j]);
-            scales[s] = fit_scale_min(16, 3, src + 16 * s, w, L + 16 * s, &mins[s], -0.5f, 0.1f, 15, 1);
-            max_scale = SLM_MAX(max_scale, scales[s]);
-            max_min = SLM_MAX(max_min, mins[s]);
-        }
-        st_u16(b + 80, f32_to_fp16(max_scale / 15.0f));
-        st_u16(b + 82, f32_to_fp16(max_min / 15.0f));
-        const float d = ld_f16(b + 80), dmin = ld_f16(b + 82); /* multiples of these as stored */
-        const float is = d > 0 ? 1.0f / d : 0.0f, im = dmin > 0 ? 1.0f / dmin : 0.0f;
-        for (int s = 0; s < 16; s++) {
-            int ls = qround(is * scales[s], 0, 15), lm = qround(im * mins[s], 0, 15);
-            if (!ls) lm = qround(-im * mean32(src + 16 * s, 16), 0, 15); /* only the offset is left: fit the mean */
-            b[s] = (uint8_t)(ls | lm << 4);
-        }
-        for (int s = 0; s < 16; s++) {
-            const float dl = d * (float)(b[s] & 15), ml = dmin * (float)(b[s] >> 4);
-            for (int j = 0; j < 16; j++)
-                L[16 * s + j] = (uint8_t)(dl != 0 ? qround((src[16 * s + j] + ml) / dl, 0, 3) : 0);
-        }
-        pack_2bit(L, b + 16);
-    }
-}
-
-static void q3_k_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    uint8_t L[QK_K];
-    float scales[16];
-    for (int64_t i = 0; i < n / QK_K; i++, b += 110, src += QK_K) {
-        float amax = 0, max_scale = 0;
-        for (int s = 0; s < 16; s++) {
-            scales[s] = fit_scale_q3(16, 4, src + 16 * s, L + 16 * s);
-            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
-        }
-        uint8_t *sc = b + 96;
-        memset(sc, 0, 12);
-        float d = 0;
-        if (max_scale != 0) {
-            float is = -32.0f / max_scale;
-            for (int s = 0; s < 16; s++) {
-                int l = qround(is * scales[s], -32, 31) + 32;
-                if (s < 8) sc[s] = (uint8_t)(l & 15);
-                else sc[s - 8] |= (uint8_t)((l & 15) << 4);
-                sc[8 + s % 4] |= (uint8_t)((l >> 4) << (2 * (s / 4)));
-            }
-            d = 1.0f / is;
-        }
-        st_u16(b + 108, f32_to_fp16(d));
-        const float dd = ld_f16(b + 108);
-        for (int s = 0; s < 16; s++) {
-            const float dl = dd * (float)q3_k_scale(sc, s);
-            for (int j = 0; j < 16; j++) L[16 * s + j] = (uint8_t)(dl != 0 ? qround(src[16 * s + j] / dl, -4, 3) + 4 : 4);
-        }
-        /* high bit of value j: bit j/32 of hmask[j%32]; low 2 bits as Q2_K */
-        memset(b, 0, 32);
-        for (int j = 0; j < QK_K; j++)
-            if (L[j] > 3) b[j % 32] |= (uint8_t)(1u << (j / 32)), L[j] -= 4;
-        pack_2bit(L, b + 32);
-    }
-}
-
-/* Q4_K/Q5_K: 8 sub-blocks of 32 with a 6-bit scale and min each. */
-static void k45_from_float(const float *src, uint8_t *b, int nmax, float rmin, int nstep, uint8_t *L) {
-    float w[32], scales[8], mins[8], max_scale = 0, max_min = 0;
-    for (int s = 0; s < 8; s++) {
-        const float *x = src + 32 * s;
-        float ss = 0;
-        for (int j = 0; j < 32; j++) ss += x[j] * x[j];
-        const float av = sqrtf(ss / 32.0f);
-        for (int j = 0; j < 32; j++) w[j] = av + fabsf(x[j]);
-        scales[s] = fit_scale_min(32, nmax, x, w, L + 32 * s, &mins[s], rmin, 0.1f, nstep, 0);
-        max_scale = SLM_MAX(max_scale, scales[s]);
-        max_min = SLM_MAX(max_min, mins[s]);
-    }
-    /* the 6-bit multiples are taken of d and dmin as stored: the same as
-       of max/63 in f16's normal range, and no blow-up where f16 rounds
-       tiny scales coarsely */
-    st_u16(b, f32_to_fp16(max_scale / 63.0f));
-    st_u16(b + 2, f32_to_fp16(max_min / 63.0f));
-    const float d = ld_f16(b), dmin = ld_f16(b + 2);
-    const float is = d > 0 ? 1.0f / d : 0.0f, im = dmin > 0 ? 1.0f / dmin : 0.0f;
-    uint8_t ls[8], lm[8], *sc = b + 4;
-    for (int s = 0; s < 8; s++) {
-        ls[s] = (uint8_t)qround(is * scales[s], 0, 63);
-        lm[s] = (uint8_t)qround(im * mins[s], 0, 63);
-        if (!ls[s]) lm[s] = (uint8_t)qround(-im * mean32(src + 32 * s, 32), 0, 63); /* only the offset is left: fit the mean */
-    }
-    for (int s = 0; s < 4; s++) {
-        sc[s] = (uint8_t)(ls[s] | (ls[s + 4] >> 4) << 6);
-        sc[s + 4] = (uint8_t)(lm[s] | (lm[s + 4] >> 4) << 6);
-        sc[s + 8] = (uint8_t)((ls[s + 4] & 15) | (lm[s + 4] & 15) << 4);
-    }
-    for (int s = 0; s < 8; s++) {
-        const float dl = d * (float)ls[s], ml = dmin * (float)lm[s];
-        for (int j = 0; j < 32; j++) L[32 * s + j] = (uint8_t)(dl != 0 ? qround((src[32 * s + j] + ml) / dl, 0, nmax) : 0);
-    }
-}
-
-static void q4_k_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst, L[QK_K];
-    for (int64_t i = 0; i < n / QK_K; i++, b += 144, src += QK_K) {
-        k45_from_float(src, b, 15, -1.0f, 20, L);
-        for (int g = 0; g < 4; g++)
-            for (int l = 0; l < 32; l++) b[16 + 32 * g + l] = (uint8_t)(L[64 * g + l] | L[64 * g + 32 + l] << 4);
-    }
-}
-
-static void q5_k_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst, L[QK_K];
-    for (int64_t i = 0; i < n / QK_K; i++, b += 176, src += QK_K) {
-        k45_from_float(src, b, 31, -0.5f, 15, L);
-        uint8_t *qh = b + 16, *qs = b + 48;
-        memset(qh, 0, 32);
-        for (int g = 0; g < 4; g++)
-            for (int l = 0; l < 32; l++) {
-                int a = L[64 * g + l], c = L[64 * g + 32 + l];
-                qs[32 * g + l] = (uint8_t)((a & 15) | (c & 15) << 4);
-                qh[l] |= (uint8_t)((a >> 4) << (2 * g) | (c >> 4) << (2 * g + 1));
-            }
-    }
-}
-
-static void q6_k_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst, L[QK_K];
-    float scales[16];
-    for (int64_t i = 0; i < n / QK_K; i++, b += 210, src += QK_K) {
-        float amax = 0, max_scale = 0;
-        for (int s = 0; s < 16; s++) {
-            scales[s] = fit_scale_sym(16, 32, src + 16 * s, L + 16 * s);
-            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
-        }
-        memset(b, 0, 210);
-        if (amax < 1e-15f) continue;
-        const float is = -128.0f / max_scale;
-        for (int s = 0; s < 16; s++) b[192 + s] = (uint8_t)(int8_t)qround(is * scales[s], -128, 127);
-        st_u16(b + 208, f32_to_fp16(1.0f / is));
-        const float d = ld_f16(b + 208);
-        for (int s = 0; s < 16; s++) {
-            const float dl = d * (float)(int8_t)b[192 + s];
-            for (int j = 0; j < 16; j++) L[16 * s + j] = (uint8_t)(dl != 0 ? qround(src[16 * s + j] / dl, -32, 31) + 32 : 32);
-        }
-        uint8_t *ql = b, *qh = b + 128;
-        for (int h = 0; h < 2; h++)
-            for (int l = 0; l < 32; l++) {
-                const uint8_t *v = L + 128 * h + l;
-                ql[64 * h + l] = (uint8_t)((v[0] & 15) | (v[64] & 15) << 4);
-                ql[64 * h + 32 + l] = (uint8_t)((v[32] & 15) | (v[96] & 15) << 4);
-                qh[32 * h + l] = (uint8_t)(v[0] >> 4 | (v[32] >> 4) << 2 | (v[64] >> 4) << 4 | (v[96] >> 4) << 6);
-            }
-    }
-}
-
-/* IQ4_XS: IQ4_NL's sub-block fit, then the 8 scales as 6-bit multiples of
-   d = -max_scale / 32 (the largest maps to -32). */
-static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    float scales[8];
-    for (int64_t i = 0; i < n / QK_K; i++, b += 136, src += QK_K) {
-        float amax = 0, max_scale = 0;
-        for (int s = 0; s < 8; s++) {
-            scales[s] = iq4_fit(src + 32 * s);
-            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
-        }
-        st_u16(b, f32_to_fp16(-max_scale / 32.0f));
-        const float d = ld_f16(b), id = d != 0 ? 1.0f / d : 0.0f;
-        unsigned sh = 0;
-        memset(b + 4, 0, 4);
-        for (int s = 0; s < 8; s++) {
-            int l = qround(id * scales[s], -32, 31);
-            iq4_pack(src + 32 * s, d * (float)l, b + 8 + 16 * s);
-            l += 32;
-            b[4 + s / 2] |= (uint8_t)((l & 15) << (4 * (s % 2)));
-            sh |= (unsigned)(l >> 4) << (2 * s);
-        }
-        st_u16(b + 2, (uint16_t)sh);
-    }
-}
-
-
-/* K-quant x8 groups (section 5) against nt <= 4 Q8_K rows: the reference of
-   the SIMD x8 kernels, which give its bits (for the tests: scalar builds
-   keep the GGUF layout and the one-row kernels). Per super-block, row and token
-   the integer sums are exact; the float steps are Q4_K: y += (d_w d_a) isum
-   then y -= (dmin_w d_a) msum (two FMAs), Q5_K likewise; Q6_K: y += (d_w d_a) (isum - 32
-   osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
-   the activations, osum the scales times the activations' 16-sums. */
-/* a * b + c rounded once, as the kernels' FMA instructions: the product of
-   two floats is exact in a double, so only the sum rounds (twice, to double
-   then float: a different result needs a sum within 2^-29 of a float
-   midpoint). Not fmaf(): mingw-w64's is a multiply and then an add. */
-static inline float fma_ref(float a, float b, float c) { return (float)((double)a * (double)b + (double)c); }
-
-static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                         int64_t ldy) {
-    const int bb = x8_block_bytes(type);
-    float acc[4][8] = {{0}};
-    for (int b = 0; b < n / QK_K; b++, w += bb) {
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb + (size_t)b * 292;
-            const int8_t *aq = (const int8_t *)(at + 4);
-            const float da = ld_f32(at);
-            for (int r = 0; r < 8; r++) {
-                int32_t isum = 0, msum = 0;
-                if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K */
-                    const int q5 = type == SLM_TYPE_Q5_K;
-                    for (int s = 0; s < 8; s++) {
-                        const int lo = w[32 + 32 * (s / 4) + KX8_POS(s, r)], hi = w[96 + KX8_POS(s, r)] >> (4 * (s / 4));
-                        const int sc = (lo & 15) | (hi & 3) << 4, m = (lo >> 4) | ((hi >> 2) & 3) << 4;
-                        const uint8_t *os = w + 128 + (q5 ? 160 : 128) * s;
-                        int32_t dot = 0;
-                        for (int c = 0; c < 4; c++)
-                            for (int j = 0; j < 4; j++) {
-                                const int v = os[(q5 ? 32 : 0) + 32 * c + 4 * r + j], h = q5 ? os[4 * r + j] : 0;
-                                const int ql = (v & 15) | ((h >> c) & 1) << 4, qh = (v >> 4) | ((h >> (4 + c)) & 1) << 4;
-                                dot += ql * aq[32 * s + 8 * c + j] + qh * aq[32 * s + 8 * c + 4 + j];
-                            }
-                        isum += sc * dot;
-                        msum += m * ((int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s));
-                    }
-                    const float dw = ld_f16(w + 2 * r), dm = ld_f16(w + 16 + 2 * r);
-                    acc[t][r] = fma_ref(dw * da, (float)isum, acc[t][r]);
-                    acc[t][r] = fma_ref(-(dm * da), (float)msum, acc[t][r]);
-                } else { /* Q6_K */
-                    for (int s = 0; s < 16; s++) {
-                        const int sc = (int8_t)w[16 + 16 * (s / 2) + 2 * r + s % 2];
-                        const uint8_t *op = w + 144 + 192 * (s / 2);
-                        int32_t dot = 0;
-                        for (int c = 2 * (s % 2); c < 2 * (s % 2) + 2; c++)
-                            for (int j = 0; j < 4; j++) {
-                                const int v = op[32 * c + 4 * r + j], hb = op[128 + 32 * (c / 2) + 4 * r + j] >> (4 * (c % 2));
-                                const int col = 32 * (s / 2) + 8 * c + j;
-                                dot += ((v & 15) | (hb & 3) << 4) * aq[col] + ((v >> 4) | ((hb >> 2) & 3) << 4) * aq[col + 4];
-                            }
-                        isum += sc * dot;
-                        msum += sc * (int16_t)ld_u16(at + 260 + 2 * s);
-                    }
-                    acc[t][r] = fma_ref(ld_f16(w + 2 * r) * da, (float)(isum - 32 * msum), acc[t][r]);
-                }
-            }
-        }
-    }
-    for (int t = 0; t < nt; t++)
-        for (int r = 0; r < 8; r++) y[t * ldy + r] = acc[t][r];
-}
-
-static SLM_UNUSED void gemm_q4_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm_kx8_ref(SLM_TYPE_Q4_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-static SLM_UNUSED void gemm_q5_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm_kx8_ref(SLM_TYPE_Q5_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-static SLM_UNUSED void gemm_q6_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm_kx8_ref(SLM_TYPE_Q6_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* -------------------------------------------------------------------------- */
-/* 6b. x86-64 AVX2 (+FMA, F16C)                                               */
-/* -------------------------------------------------------------------------- */
-#ifdef SLM_AVX2
-SLM_TARGET_AVX2
-
-static inline float hsum_avx2(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float h2f_avx2(const uint8_t *p) { return _cvtsh_ss(ld_u16(p)); }
-
-/* 32 int8 products summed in 8 lanes, as floats. maddubs wants one unsigned
-   operand: |x| and y*sign(x) have the same products (y is never -128). */
-static inline __m256 i8dot_avx2(__m256i x, __m256i y) {
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-/* 16 bytes of Q4_0 nibbles -> 32 int8 in [-8, 7], in value order */
-static inline __m256i q4_unpack_avx2(const uint8_t *q) {
-    const __m128i t = _mm_loadu_si128((const __m128i *)q);
-    const __m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
-    return _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
-}
-
-static float dot_f32_avx2(int n, const void *w, const void *a) {
-    const float *x = (const float *)w, *y = (const float *)a;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
-    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; i < n; i++) s += x[i] * y[i];
-    return s;
-}
-
-static void f16_to_float_avx2(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = (const uint8_t *)src;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
-    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
-}
-
-/* the hardware rounds to nearest even, like f32_to_fp16 (NaNs stay NaNs) */
-static void f16_from_float_avx2(const float *src, void *dst, int64_t n) {
-    uint8_t *p = (uint8_t *)dst;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(p + 2 * i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
-}
-
-/* exp on 8 lanes for arguments <= 0: 2^k * p(r), r = x - k ln 2 in two
-   parts, a degree-7 polynomial (Cephes' expf); within 2 ulp of expf, and 0
-   below -87.3 where expf would give a subnormal that no longer changes a
-   softmax sum. */
-static double exp_sum_avx2(float *x, int n, float mx) {
-    const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504088896341f);
-    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f), one = _mm256_set1_ps(1.0f);
-    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), vmx);
-        const __m256 keep = _mm256_cmp_ps(v, lo, _CMP_GE_OQ), t = _mm256_max_ps(v, lo);
-        const __m256 k = _mm256_round_ps(_mm256_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m256 r = _mm256_fnmadd_ps(k, c2, _mm256_fnmadd_ps(k, c1, t));
-        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-        p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, one));
-        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-        const __m256 y = _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
-        _mm256_storeu_ps(x + i, y);
-        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
-        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
-    }
-    double t4[4];
-    _mm256_storeu_pd(t4, _mm256_add_pd(acc0, acc1));
-    double sum = (t4[0] + t4[1]) + (t4[2] + t4[3]);
-    for (; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    return sum;
-}
-
-static float dot_f16_avx2(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-#define LDH(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * (i))))
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_fmadd_ps(LDH(x, i), LDH(y, i), s0);
-        s1 = _mm256_fmadd_ps(LDH(x, i + 8), LDH(y, i + 8), s1);
-        s2 = _mm256_fmadd_ps(LDH(x, i + 16), LDH(y, i + 16), s2);
-        s3 = _mm256_fmadd_ps(LDH(x, i + 24), LDH(y, i + 24), s3);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDH(x, i), LDH(y, i), s0);
-#undef LDH
-    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
-    return s;
-}
-
-/* dot_f16_avx2 over many rows and vectors (dot_rows_fn): per row, up to 3
-   vectors at a time share its conversion to floats; the same FMA lanes and
-   sums as dot_f16_avx2 for every pair. */
-static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx2(int n, const uint8_t *x, const float *a, size_t a_stride, int nj,
-                                                     float *out, size_t out_stride) {
-#define LDH(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * (i))))
-#define FMA4(A, B, C, D, aj)                                                                                           \
-    A = _mm256_fmadd_ps(x0, _mm256_loadu_ps(aj), A), B = _mm256_fmadd_ps(x1, _mm256_loadu_ps((aj) + 8), B),           \
-    C = _mm256_fmadd_ps(x2, _mm256_loadu_ps((aj) + 16), C), D = _mm256_fmadd_ps(x3, _mm256_loadu_ps((aj) + 24), D)
-    /* named accumulators (nj is a constant here): arrays would live on the stack */
-    const float *a0 = a, *a1 = a + a_stride, *a2 = a + 2 * a_stride;
-    __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, q0 = p0, q1 = p0, q2 = p0, q3 = p0;
-    __m256 r0 = p0, r1 = p0, r2 = p0, r3 = p0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        const __m256 x0 = LDH(x, i), x1 = LDH(x, i + 8), x2 = LDH(x, i + 16), x3 = LDH(x, i + 24);
-        FMA4(p0, p1, p2, p3, a0 + i);
-        if (nj > 1) FMA4(q0, q1, q2, q3, a1 + i);
-        if (nj > 2) FMA4(r0, r1, r2, r3, a2 + i);
-    }
-    for (; i + 8 <= n; i += 8) {
-        const __m256 x0 = LDH(x, i);
-        p0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a0 + i), p0);
-        if (nj > 1) q0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a1 + i), q0);
-        if (nj > 2) r0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a2 + i), r0);
-    }
-#undef FMA4
-#undef LDH
-    float s0 = hsum_avx2(_mm256_add_ps(_mm256_add_ps(p0, p1), _mm256_add_ps(p2, p3)));
-    float s1 = nj > 1 ? hsum_avx2(_mm256_add_ps(_mm256_add_ps(q0, q1), _mm256_add_ps(q2, q3))) : 0.0f;
-    float s2 = nj > 2 ? hsum_avx2(_mm256_add_ps(_mm256_add_ps(r0, r1), _mm256_add_ps(r2, r3))) : 0.0f;
-    for (; i < n; i++) {
-        const float xv = ld_f16(x + 2 * i);
-        s0 += xv * a0[i];
-        if (nj > 1) s1 += xv * a1[i];
-        if (nj > 2) s2 += xv * a2[i];
-    }
-    out[0] = s0;
-    if (nj > 1) out[out_stride] = s1;
-    if (nj > 2) out[2 * out_stride] = s2;
-}
-
-/* Flash attention's scores and V sums (qk_rows_f16): 4 F16 rows against up to 3
-   queries at a time, 8 lanes per pair over the head, then one reduction
-   of the 4 rows' lanes together (hadd) instead of one per pair; every pair
-   is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) then
-   the tail, whatever rows and queries share the call. */
-static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stride, int nr, const float *a,
-                                           size_t a_stride, int nj, float *out, size_t out_stride) {
-    const uint8_t *x0 = x, *x1 = nr > 1 ? x + stride : x, *x2 = nr > 2 ? x + 2 * stride : x,
-                  *x3 = nr > 3 ? x + 3 * stride : x;
-    const float *a0 = a, *a1 = nj > 1 ? a + a_stride : a, *a2 = nj > 2 ? a + 2 * a_stride : a;
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
-    int i = 0;
-#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * i)))
-    for (; i + 8 <= n; i += 8) {
-        const __m256 q0 = _mm256_loadu_ps(a0 + i), q1 = _mm256_loadu_ps(a1 + i), q2 = _mm256_loadu_ps(a2 + i);
-        __m256 k = LDH(x0);
-        c00 = _mm256_fmadd_ps(k, q0, c00), c10 = _mm256_fmadd_ps(k, q1, c10), c20 = _mm256_fmadd_ps(k, q2, c20);
-        k = LDH(x1);
-        c01 = _mm256_fmadd_ps(k, q0, c01), c11 = _mm256_fmadd_ps(k, q1, c11), c21 = _mm256_fmadd_ps(k, q2, c21);
-        k = LDH(x2);
-        c02 = _mm256_fmadd_ps(k, q0, c02), c12 = _mm256_fmadd_ps(k, q1, c12), c22 = _mm256_fmadd_ps(k, q2, c22);
-        k = LDH(x3);
-        c03 = _mm256_fmadd_ps(k, q0, c03), c13 = _mm256_fmadd_ps(k, q1, c13), c23 = _mm256_fmadd_ps(k, q2, c23);
-    }
-#undef LDH
-    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(c00, c01), _mm256_hadd_ps(c02, c03));
-    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(c10, c11), _mm256_hadd_ps(c12, c13));
-    const __m256 h2 = _mm256_hadd_ps(_mm256_hadd_ps(c20, c21), _mm256_hadd_ps(c22, c23));
-    float s[3][4];
-    _mm_storeu_ps(s[0], _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1)));
-    _mm_storeu_ps(s[1], _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
-    _mm_storeu_ps(s[2], _mm_add_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
-    for (int j = 0; j < nj; j++)
-        for (int r = 0; r < nr; r++) {
-            float v = s[j][r];
-            const uint8_t *xr = x + (size_t)r * stride;
-            const float *aj = a + (size_t)j * a_stride;
-            for (int t = i; t < n; t++) v += ld_f16(xr + 2 * t) * aj[t];
-            out[(size_t)j * out_stride + r] = v;
-        }
-}
-
-static void qk_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
-                             float *out, size_t out_stride) {
-    const uint8_t *x = (const uint8_t *)rows;
-    for (int r = 0; r < nrows; r += 4, x += 4 * stride) {
-        const int nr = SLM_MIN(4, nrows - r);
-        for (int j = 0; j < na; j += 3)
-            qk_rows4_avx2(n, x, stride, nr, a + (size_t)j * a_stride, a_stride, SLM_MIN(3, na - j),
-                          out + (size_t)j * out_stride + r, out_stride);
-    }
-}
-
-static void dot_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
-                              float *out, size_t out_stride) {
-    const uint8_t *x = (const uint8_t *)rows;
-    for (int r = 0; r < nrows; r++, x += stride) {
-        int j = 0;
-        for (; j + 3 <= na; j += 3) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 3, out + (size_t)j * out_stride + r, out_stride);
-        if (na - j == 2) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 2, out + (size_t)j * out_stride + r, out_stride);
-        else if (na - j == 1) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 1, out + (size_t)j * out_stride + r, out_stride);
-    }
-}
-
-static inline __m256 ld_bf16_avx2(const uint8_t *p) {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
-
-static void bf16_to_float_avx2(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = (const uint8_t *)src;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, ld_bf16_avx2(p + 2 * i));
-    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
-}
-
-/* f32_to_bf16 on 8 lanes: round to nearest even on the bits, NaN quieted */
-static void bf16_from_float_avx2(const float *src, void *dst, int64_t n) {
-    uint8_t *p = (uint8_t *)dst;
-    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
-    const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256i x = _mm256_castps_si256(_mm256_loadu_ps(src + i));
-        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), one);
-        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(bias, odd)), 16);
-        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, abs), inf);
-        r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(64)), nan);
-        r = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xd8);
-        _mm_storeu_si128((__m128i *)(p + 2 * i), _mm256_castsi256_si128(r));
-    }
-    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
-}
-
-static float dot_bf16_avx2(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i), ld_bf16_avx2(y + 2 * i), s0);
-        s1 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 16), ld_bf16_avx2(y + 2 * i + 16), s1);
-        s2 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 32), ld_bf16_avx2(y + 2 * i + 32), s2);
-        s3 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 48), ld_bf16_avx2(y + 2 * i + 48), s3);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i), ld_bf16_avx2(y + 2 * i), s0);
-    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
-    return s;
-}
-
-/* Same arithmetic as q8_0_from_float_ref: the scale and its inverse are
-   computed by the same scalar divisions, the products rounded to nearest
-   even by the rounding instruction, so the bytes are identical. */
-static void q8_0_from_float_avx2(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
-        __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
-        __m256 v2 = _mm256_loadu_ps(src + 16), v3 = _mm256_loadu_ps(src + 24);
-        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float amax = _mm_cvtss_f32(m4);
-        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
-        st_u16(b, f32_to_fp16(d));
-        const __m256 mul = _mm256_set1_ps(id);
-#define RND(v) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
-        __m256i i0 = _mm256_packs_epi32(RND(v0), RND(v1)), i2 = _mm256_packs_epi32(RND(v2), RND(v3));
-#undef RND
-        /* the packs work per 128-bit lane: put the 4-byte groups back in order */
-        i0 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(i0, i2), perm);
-        _mm256_storeu_si256((__m256i *)(b + 2), i0);
-    }
-}
-
-/* One accumulator per token, blocks in order: dot and dot4 give the same
-   bits, so results do not depend on how tokens are batched. */
-static float dot_q8_0_avx2(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s = _mm256_setzero_ps();
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const __m256 p = i8dot_avx2(_mm256_loadu_si256((const __m256i *)(x + 2)), _mm256_loadu_si256((const __m256i *)(y + 2)));
-        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
-    }
-    return hsum_avx2(s);
-}
-
-/* One token's step of the 4-token kernels: the weight block's |q| (aq), q
-   and scale dx are prepared once for the 4 tokens; same arithmetic as the
-   1-token kernels. */
-static inline __m256 dot4_step_avx2(__m256 s, __m256i aq, __m256i q, float dx, const uint8_t *yb) {
-    const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
-    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-    return _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f_avx2(yb)), p, s);
-}
-
-static void dot4_q8_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 2)), aq = _mm256_sign_epi8(q, q);
-        const float dx = h2f_avx2(x);
-        s0 = dot4_step_avx2(s0, aq, q, dx, y);
-        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
-        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
-        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
-    }
-    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
-}
-
-static float dot_q4_0_avx2(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s = _mm256_setzero_ps();
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        const __m256 p = i8dot_avx2(q4_unpack_avx2(x + 2), _mm256_loadu_si256((const __m256i *)(y + 2)));
-        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
-    }
-    return hsum_avx2(s);
-}
-
-static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        const __m256i q = q4_unpack_avx2(x + 2), aq = _mm256_sign_epi8(q, q);
-        const float dx = h2f_avx2(x);
-        s0 = dot4_step_avx2(s0, aq, q, dx, y);
-        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
-        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
-        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
-    }
-    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
-}
-
-/* ---- The other block types ------------------------------------------------
-   Q4_1/Q5_1/Q5_0/IQ4_NL and the Q8_K-partnered types follow ggml's AVX2
-   kernels: the same integer lanes (8 int32 per block or super-block, each
-   the sum of 4 neighbouring products, times the sub-block scale) and the
-   same float steps, so that results match llama.cpp's on x86. */
-
-static inline float hsum4_avx2(__m128 s) {
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline int32_t hsum_i32_avx2(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-    return _mm_cvtsi128_si32(s);
-}
-
-/* 16 bytes of nibbles -> 32 bytes 0..15: the low nibbles, then the high */
-static inline __m256i nib32_avx2(const uint8_t *q) {
-    const __m128i t = _mm_loadu_si128((const __m128i *)q);
-    const __m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
-    return _mm256_and_si256(v, _mm256_set1_epi8(15));
-}
-
-/* bit j of the little-endian 32-bit word at p -> byte j: 0xff if set, else 0 */
-static inline __m256i bits32_avx2(const uint8_t *p) {
-    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                                          3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32,
-                                         64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)ld_u32(p)), shuf);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
-/* 16 bytes of IQ4 nibbles -> 32 int8 levels, in value order */
-static inline __m256i iq4_unpack_avx2(const uint8_t *q) {
-    const __m128i lv = _mm_loadu_si128((const __m128i *)IQ4_VALUES), m = _mm_set1_epi8(15);
-    const __m128i t = _mm_loadu_si128((const __m128i *)q);
-    const __m128i lo = _mm_shuffle_epi8(lv, _mm_and_si128(t, m));
-    const __m128i hi = _mm_shuffle_epi8(lv, _mm_and_si128(_mm_srli_epi16(t, 4), m));
-    return _mm256_insertf128_si256(_mm256_castsi128_si256(lo), hi, 1);
-}
-
-/* Q5_0 block -> 32 int8 in [-16, 15]: the nibble, with the top four bits
-   set where the fifth bit is clear (nibble - 16) */
-static inline __m256i q5_0_unpack_avx2(const uint8_t *b) {
-    return _mm256_or_si256(nib32_avx2(b + 6), _mm256_andnot_si256(bits32_avx2(b + 2), _mm256_set1_epi8((char)0xf0)));
-}
-
-static float dot_q5_0_avx2(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s = _mm256_setzero_ps();
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        const __m256 p = i8dot_avx2(q5_0_unpack_avx2(x), _mm256_loadu_si256((const __m256i *)(y + 2)));
-        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
-    }
-    return hsum_avx2(s);
-}
-
-static void dot4_q5_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        const __m256i q = q5_0_unpack_avx2(x), aq = _mm256_sign_epi8(q, q);
-        const float dx = h2f_avx2(x);
-        s0 = dot4_step_avx2(s0, aq, q, dx, y);
-        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
-        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
-        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
-    }
-    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
-}
-
-/* 32 unsigned weights against a Q8_1 block's values, 8 lanes, as floats */
-static inline __m256 u8dot_avx2(__m256i q, const uint8_t *q8) {
-    const __m256i p16 = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
-   apart in a scalar, as ggml */
-static inline __m256 q8_1_step_avx2(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
-    *sm += xm * h2f_avx2(yb + 2);
-    return _mm256_fmadd_ps(_mm256_set1_ps(xd * h2f_avx2(yb)), u8dot_avx2(q, yb + 4), s);
-}
-
-static SLM_ALWAYS_INLINE void k41_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy, int bits) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
-    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
-        const __m256i q = bits == 4 ? nib32_avx2(x + 4)
-                                    : _mm256_or_si256(nib32_avx2(x + 8), _mm256_and_si256(bits32_avx2(x + 4), _mm256_set1_epi8(16)));
-        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
-        s0 = q8_1_step_avx2(s0, &m0, q, xd, xm, y);
-        if (nt == 4) {
-            s1 = q8_1_step_avx2(s1, &m1, q, xd, xm, y + rb);
-            s2 = q8_1_step_avx2(s2, &m2, q, xd, xm, y + 2 * rb);
-            s3 = q8_1_step_avx2(s3, &m3, q, xd, xm, y + 3 * rb);
-        }
-    }
-    yo[0] = hsum_avx2(s0) + m0;
-    if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
-}
-
-static SLM_ALWAYS_INLINE void q4_1_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k41_avx2(n, x, y, rb, nt, yo, ldy, 4);
-}
-
-static SLM_ALWAYS_INLINE void q5_1_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    k41_avx2(n, x, y, rb, nt, yo, ldy, 5);
-}
-
-/* IQ4_NL: two accumulators (even and odd blocks), an odd last block added
-   in a scalar, as ggml */
-static inline float iq4_nl_tail_avx2(__m256i q, const uint8_t *xb, const uint8_t *yb) {
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
-    return h2f_avx2(yb) * h2f_avx2(xb) * (float)hsum_i32_avx2(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-static SLM_ALWAYS_INLINE void iq4_nl_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                          int64_t ldy) {
-    const int nb = n / 32;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    int i = 0;
-    for (; i + 1 < nb; i += 2, x += 36, y += 68) {
-        const __m256i p = iq4_unpack_avx2(x + 2), q = iq4_unpack_avx2(x + 20);
-        const __m256i ap = _mm256_sign_epi8(p, p), aq = _mm256_sign_epi8(q, q);
-        const float dp = h2f_avx2(x), dq = h2f_avx2(x + 18);
-        a0 = dot4_step_avx2(a0, ap, p, dp, y), b0 = dot4_step_avx2(b0, aq, q, dq, y + 34);
-        if (nt == 4) {
-            a1 = dot4_step_avx2(a1, ap, p, dp, y + rb), b1 = dot4_step_avx2(b1, aq, q, dq, y + rb + 34);
-            a2 = dot4_step_avx2(a2, ap, p, dp, y + 2 * rb), b2 = dot4_step_avx2(b2, aq, q, dq, y + 2 * rb + 34);
-            a3 = dot4_step_avx2(a3, ap, p, dp, y + 3 * rb), b3 = dot4_step_avx2(b3, aq, q, dq, y + 3 * rb + 34);
-        }
-    }
-    float r0 = hsum_avx2(_mm256_add_ps(a0, b0)), r1 = 0, r2 = 0, r3 = 0;
-    if (nt == 4) r1 = hsum_avx2(_mm256_add_ps(a1, b1)), r2 = hsum_avx2(_mm256_add_ps(a2, b2)), r3 = hsum_avx2(_mm256_add_ps(a3, b3));
-    if (i < nb) {
-        const __m256i q = iq4_unpack_avx2(x + 2);
-        r0 += iq4_nl_tail_avx2(q, x, y);
-        if (nt == 4) r1 += iq4_nl_tail_avx2(q, x, y + rb), r2 += iq4_nl_tail_avx2(q, x, y + 2 * rb), r3 += iq4_nl_tail_avx2(q, x, y + 3 * rb);
-    }
-    yo[0] = r0;
-    if (nt == 4) yo[ldy] = r1, yo[2 * ldy] = r2, yo[3 * ldy] = r3;
-}
-
-/* K-quant steps, one token each: 32 weights against 32 Q8_K values, times
-   the 16-bit sub-block scale of each pair (sc), added to the int32 lanes.
-   Unsigned weights q go to maddubs as they are; signed ones as |q| with
-   their sign moved to the activations (aq = |q|). */
-static inline __m256i k_ustep_avx2(__m256i sumi, __m256i q, __m256i sc, const uint8_t *q8) {
-    const __m256i p16 = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
-    return _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
-}
-
-static inline __m256i k_sstep_avx2(__m256i sumi, __m256i aq, __m256i q, __m256i sc, const uint8_t *q8) {
-    const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8), q));
-    return _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
-}
-
-/* Q4_K/Q5_K: 64 values, two sub-blocks of 32, in one step */
-static inline __m256i k4_step_avx2(__m256i sumi, __m256i lo, __m256i hi, __m256i sl, __m256i sh, const uint8_t *q8) {
-    const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8)));
-    const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
-    return _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-}
-
-/* acc += d_w * d_a * lanes, at the end of a super-block */
-static inline __m256 k_scale_avx2(__m256 acc, __m256i sumi, float xd, const uint8_t *yb) {
-    return _mm256_fmadd_ps(_mm256_set1_ps(ld_f32(yb) * xd), _mm256_cvtepi32_ps(sumi), acc);
-}
-
-/* Q4_K/Q5_K mins: the 8 mins against the 8 sub-block sums of the bsums,
-   4 int32 lanes */
-static inline __m128i k4_mins_avx2(__m128i mins, const uint8_t *yb) {
-    const __m128i q8s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(yb + 260)), _mm_loadu_si128((const __m128i *)(yb + 276)));
-    return _mm_madd_epi16(mins, q8s);
-}
-
-/* bytes i and i+1 of a 16-byte table, 8 times each, widened to 16 bits:
-   the scales of two 16-value sub-blocks */
-static inline __m256i k_scale_pair_avx2(__m128i sc, int i, int is_signed) {
-    const __m128i idx = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), _mm_set1_epi8((char)i));
-    const __m128i b = _mm_shuffle_epi8(sc, idx);
-    return is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b);
-}
-
-
-
-/* Q4_K: the mins in 4 float lanes of their own, added at the end (ggml) */
-static SLM_ALWAYS_INLINE void q4_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    __m128 m0 = _mm_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
-    for (int i = 0; i < n / QK_K; i++, x += 144, y += 292) {
-        uint32_t u[4];
-        k4_scales_u32(x + 4, u);
-        const uint8_t *sc = (const uint8_t *)u;
-        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
-        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
-#define MINS(m, yb) m = _mm_fmadd_ps(_mm_set1_ps(-ld_f32(yb) * xm), _mm_cvtepi32_ps(k4_mins_avx2(mins, yb)), m)
-        MINS(m0, y);
-        if (nt == 4) {
-            MINS(m1, y + rb);
-            MINS(m2, y + 2 * rb);
-            MINS(m3, y + 3 * rb);
-        }
-#undef MINS
-        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
-        for (int j = 0; j < 4; j++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * j));
-            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
-            const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(k4_step_avx2, lo, hi, sl, sh);
-        }
-        K_SCALE(k_scale_avx2, xd);
-    }
-    yo[0] = hsum_avx2(s0) + hsum4_avx2(m0);
-    if (nt == 4) {
-        yo[ldy] = hsum_avx2(s1) + hsum4_avx2(m1);
-        yo[2 * ldy] = hsum_avx2(s2) + hsum4_avx2(m2);
-        yo[3 * ldy] = hsum_avx2(s3) + hsum4_avx2(m3);
-    }
-}
-
-/* Q5_K: as Q4_K, the mins summed apart in a scalar (ggml) */
-static SLM_ALWAYS_INLINE void q5_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 176, y += 292) {
-        uint32_t u[4];
-        k4_scales_u32(x + 4, u);
-        const uint8_t *sc = (const uint8_t *)u;
-        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
-        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
-#define MINS(m, yb) m += -ld_f32(yb) * xm * (float)hsum_i32_avx2(_mm256_zextsi128_si256(k4_mins_avx2(mins, yb)))
-        MINS(m0, y);
-        if (nt == 4) {
-            MINS(m1, y + rb);
-            MINS(m2, y + 2 * rb);
-            MINS(m3, y + 3 * rb);
-        }
-#undef MINS
-        __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16));
-        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
-        for (int j = 0; j < 4; j++) {
-            /* bit 2j of qh is value 64j + l's fifth bit, bit 2j + 1 value 64j + 32 + l's */
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * j));
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), b4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
-                                               _mm256_and_si256(_mm256_slli_epi16(hb, 3), b4));
-            hb = _mm256_srli_epi16(hb, 2);
-            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
-            const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(k4_step_avx2, lo, hi, sl, sh);
-        }
-        K_SCALE(k_scale_avx2, xd);
-    }
-    yo[0] = hsum_avx2(s0) + m0;
-    if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
-}
-
-/* Q6_K, Q2_K, Q3_K: 16-value sub-blocks; 32 values k of the 128-value half
-   h at a time (value 128h + 32k + l) */
-static SLM_ALWAYS_INLINE void q6_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), c32 = _mm256_set1_epi8(32);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
-        const __m128i sc128 = _mm_loadu_si128((const __m128i *)(x + 192));
-        const float xd = h2f_avx2(x + 208);
-        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                /* low 4 bits: nibble k/2 of ql[64h + 32(k&1) + l]; high 2: bits 2k of qh[32h + l] */
-                const __m256i l = k & 1 ? l1 : l0;
-                const __m256i lo = _mm256_and_si256(k < 2 ? l : _mm256_srli_epi16(l, 4), m4);
-                const __m256i hi = k == 0 ? _mm256_slli_epi16(qh, 4) : k == 1 ? _mm256_slli_epi16(qh, 2)
-                                 : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
-                const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hi, m30)), c32);
-                const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_sstep_avx2, aq, q, sc);
-            }
-        }
-        K_SCALE(k_scale_avx2, xd);
-    }
-    yo[0] = hsum_avx2(s0);
-    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
-}
-
-/* Q2_K: the mins (against the 16 bsums) go into the same float lanes first */
-static SLM_ALWAYS_INLINE void q2_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    const __m256i m3 = _mm256_set1_epi8(3);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
-        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
-        const __m128i sc128 = _mm_and_si128(sm, _mm_set1_epi8(15));
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(15)));
-        const float xd = h2f_avx2(x + 80), xm = h2f_avx2(x + 82);
-#define MINS(s, yb)                                                                                                  \
-    s = _mm256_fmadd_ps(_mm256_set1_ps(-ld_f32(yb) * xm),                                                            \
-                        _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)((yb) + 260)))), s)
-        MINS(s0, y);
-        if (nt == 4) {
-            MINS(s1, y + rb);
-            MINS(s2, y + 2 * rb);
-            MINS(s3, y + 3 * rb);
-        }
-#undef MINS
-        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h));
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
-                const __m256i sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 0);
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_ustep_avx2, q, sc);
-            }
-        }
-        K_SCALE(k_scale_avx2, xd);
-    }
-    yo[0] = hsum_avx2(s0);
-    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
-}
-
-static SLM_ALWAYS_INLINE void q3_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy) {
-    const __m256i m3 = _mm256_set1_epi8(3), c4 = _mm256_set1_epi8(4);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
-        uint32_t u[4];
-        q3_k_scales_u32(x + 96, u);
-        const __m128i sc128 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
-        const __m256i hm = _mm256_loadu_si256((const __m256i *)x);
-        const float xd = h2f_avx2(x + 108);
-        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h));
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
-                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + k)));
-                const __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256());
-                const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3), _mm256_and_si256(clear, c4));
-                const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_sstep_avx2, aq, q, sc);
-            }
-        }
-        K_SCALE(k_scale_avx2, xd);
-    }
-    yo[0] = hsum_avx2(s0);
-    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
-}
-
-static SLM_ALWAYS_INLINE void iq4_xs_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                          int64_t ldy) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
-        const float xd = h2f_avx2(x);
-        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(8)
-        for (int s = 0; s < 8; s++) {
-            const __m256i q = iq4_unpack_avx2(x + 8 + 16 * s), aq = _mm256_sign_epi8(q, q);
-            const __m256i sc = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
-            const uint8_t *q8 = y + 4 + 32 * s;
-            K_TOKENS(k_sstep_avx2, aq, q, sc);
-        }
-        K_SCALE(k_scale_avx2, xd);
-    }
-    yo[0] = hsum_avx2(s0);
-    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
-}
-
-K_ENTRIES(q4_1, avx2)
-K_ENTRIES(q5_1, avx2)
-K_ENTRIES(iq4_nl, avx2)
-K_ENTRIES(q2_k, avx2)
-K_ENTRIES(q3_k, avx2)
-K_ENTRIES(q4_k, avx2)
-K_ENTRIES(q5_k, avx2)
-K_ENTRIES(q6_k, avx2)
-K_ENTRIES(iq4_xs, avx2)
-
-/* Q8_1 and Q8_K activations, the same bytes as the references: products
-   rounded to nearest even by the instruction; d, the inverse scale and the
-   sums are the references' scalar arithmetic. Blocks whose inverse scale
-   overflows (every |x| below about 4e-37, or an infinity) are left to the
-   reference. */
-static inline float amax_avx2(const float *src, int n) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_setzero_ps();
-    for (int j = 0; j < n; j += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), m);
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    return _mm_cvtss_f32(m4);
-}
-
-/* 32 floats times mul, rounded, stored as 32 int8 in order; the sums of
-   the two halves of 16 in 8 int32 lanes each */
-static inline void q8_round32_avx2(const float *src, __m256 mul, uint8_t *dst, __m256i *lo, __m256i *hi) {
-#define RND(j) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(src + (j)), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
-    const __m256i a = RND(0), b = RND(8), c = RND(16), d = RND(24);
-#undef RND
-    *lo = _mm256_add_epi32(a, b);
-    *hi = _mm256_add_epi32(c, d);
-    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
-    _mm256_storeu_si256((__m256i *)dst, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-}
-
-static void q8_1_from_float_avx2(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
-        const float amax = amax_avx2(src, 32);
-        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
-        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
-            q8_1_from_float_ref(src, b, 32);
-            continue;
-        }
-        __m256i lo, hi;
-        q8_round32_avx2(src, _mm256_set1_ps(id), b + 4, &lo, &hi);
-        st_u16(b, f32_to_fp16(d));
-        st_u16(b + 2, f32_to_fp16(d * (float)hsum_i32_avx2(_mm256_add_epi32(lo, hi))));
-    }
-}
-
-static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
-        const float amax = amax_avx2(src, QK_K);
-        if (amax == 0) {
-            memset(b, 0, 292);
-            continue;
-        }
-        /* the first value of largest magnitude gives the scale's sign */
-        const __m256 vmax = _mm256_set1_ps(amax), sign = _mm256_set1_ps(-0.0f);
-        int j = 0;
-        while (!_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), vmax, _CMP_EQ_OQ))) j += 8;
-        while (fabsf(src[j]) != amax) j++;
-        const float iscale = -127.0f / src[j];
-        if (!(fabsf(iscale) <= FLT_MAX) || !(amax <= FLT_MAX)) {
-            q8_k_from_float_ref(src, b, QK_K);
-            continue;
-        }
-        /* v[s]: the 16-value sums of sub-block s in 8 lanes; hadd twice puts
-           four of them side by side in each 128-bit half */
-        __m256i v[16];
-        for (int g = 0; g < 8; g++) q8_round32_avx2(src + 32 * g, _mm256_set1_ps(iscale), b + 4 + 32 * g, &v[2 * g], &v[2 * g + 1]);
-        __m128i f[4];
-        for (int k = 0; k < 4; k++) {
-            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4 * k], v[4 * k + 1]), _mm256_hadd_epi32(v[4 * k + 2], v[4 * k + 3]));
-            f[k] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-        }
-        _mm_storeu_si128((__m128i *)(b + 260), _mm_packs_epi32(f[0], f[1]));
-        _mm_storeu_si128((__m128i *)(b + 276), _mm_packs_epi32(f[2], f[3]));
-        st_f32(b, 1.0f / iscale);
-    }
-}
-
-
-
-/* x8 kernels (layouts in section 5). Each 32-bit lane is one row; the
-   activation's 4 columns are broadcast. Per block and token, the integer
-   sums of the 8 rows are exact, then scaled by d_w (8 lanes) * d_a and
-   accumulated with one FMA: the per-row results equal the one-row kernels'
-   up to the order of float additions. */
-
-static inline void x8_store_avx2(__m256 acc, float *y) {
-    float t[8];
-    _mm256_storeu_ps(t, acc);
-    for (int r = 0; r < 8; r++) y[r] = t[r];
-}
-
-/* Q4_0x8: nibbles (0..15) are unsigned, so maddubs takes them directly with
-   the signed activations; the -8 offset comes back as 8 * (block sum of the
-   activations, carried by Q8_0X). 8 steps of |n * a| pairs stay below 2^15
-   (15 * 127 * 2 * 8 = 30480), so the 16-bit sums of a whole block need no
-   widening on the way. */
-SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                    int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 144, a += 40) {
-        /* the hardware prefetcher alone leaves decode well below the memory
-           bandwidth: ask for the weights about 1 KB ahead */
-        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
-        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
-        __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
-            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++) {
-                const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
-                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
-                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
-            }
-        }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * (int32_t)ld_u32(at + 36)));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
-}
-
-static void gemm_q4_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    /* constant token counts, so the per-token accumulators stay in registers */
-    if (nt == 1) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* Q8_0x8: both operands signed; maddubs gets |w| (unsigned, so a weight of
-   -128 is 128) and a * sign(w) (activations never hold -128). A pair can
-   reach 2 * 128 * 127, so each step widens to 32 bits at once. */
-SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                    int64_t ldy) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
-        /* the hardware prefetcher alone leaves decode well below the memory
-           bandwidth: ask for the weights about 1 KB ahead */
-        for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
-        __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int st = 0; st < 8; st++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), av = _mm256_sign_epi8(v, v);
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++) {
-                const __m256i ab = _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 * st));
-                const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(ab, v));
-                s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(p, ones));
-            }
-        }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb + 32))),
-                                     acc[t]);
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
-}
-
-static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    /* constant token counts, so the per-token accumulators stay in registers */
-    if (nt == 1) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* Q5_0x8: as Q4_0x8 with the fifth bit moved into bit 4 of each byte
-   (values 0..31, offset 16). A pair reaches 2 * 31 * 127, so the 16-bit sums
-   widen after every 2 chunks (4 maddubs: 31496 < 2^15). */
-/* one chunk c (0-3, a constant after inlining) of a Q5_0x8 block: the 5-bit
-   values of its 64 columns. 16-bit shifts: what crosses into the
-   neighbouring byte never lands on bit 4. */
-static inline void q5_0x8_chunk_avx2(const uint8_t *w, __m256i h, int c, __m256i *lo, __m256i *hi) {
-    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
-    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
-    __m256i hl, hh;
-    switch (c) {
-    case 0: hl = _mm256_slli_epi16(h, 4), hh = h; break;
-    case 1: hl = _mm256_slli_epi16(h, 3), hh = _mm256_srli_epi16(h, 1); break;
-    case 2: hl = _mm256_slli_epi16(h, 2), hh = _mm256_srli_epi16(h, 2); break;
-    default: hl = _mm256_slli_epi16(h, 1), hh = _mm256_srli_epi16(h, 3); break;
-    }
-    *lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hl, b4));
-    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(hh, b4));
-}
-
-SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                    int64_t ldy) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
-        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
-        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
-        __m256i s32[4], lo[4], hi[4];
-        SLM_UNROLL(4)
-        for (int c = 0; c < 4; c++) q5_0x8_chunk_avx2(w, h, c, &lo[c], &hi[c]);
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], _mm256_set1_epi32((int)ld_u32(at))),
-                                          _mm256_maddubs_epi16(hi[0], _mm256_set1_epi32((int)ld_u32(at + 4))));
-            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(lo[1], _mm256_set1_epi32((int)ld_u32(at + 8))));
-            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(hi[1], _mm256_set1_epi32((int)ld_u32(at + 12))));
-            __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[2], _mm256_set1_epi32((int)ld_u32(at + 16))),
-                                          _mm256_maddubs_epi16(hi[2], _mm256_set1_epi32((int)ld_u32(at + 20))));
-            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(lo[3], _mm256_set1_epi32((int)ld_u32(at + 24))));
-            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(hi[3], _mm256_set1_epi32((int)ld_u32(at + 28))));
-            /* 4 maddubs of pairs up to 2 * 31 * 127 stay below 2^15 */
-            s32[t] = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
-        }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            const __m256i isum = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * (int32_t)ld_u32(at + 36)));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
-}
-
-static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    /* constant token counts, so the per-token accumulators stay in registers */
-    if (nt == 1) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* K-quant x8 (layouts in section 5), with gemm_kx8_ref's bits. Per
-   sub-block the maddubs sums stay 16-bit (Q4_K: 8 x 15 * 127 * 2 = 30480;
-   Q6_K: 2 x 63 * 127 * 2 = 32004 per madd), then one madd multiplies them
-   by the sub-block scale, which one pshufb puts into both 16-bit halves of
-   each row's lane. */
-
-/* pshufb mask: in both 128-bit halves, lane r (row r % 4 of the half) gets
-   16-bit values from bytes 4 s0 + r and 4 s1 + r (Q4_Kx8 scale positions) */
-static inline __m256i kx8_mask_avx2(int s0, int s1) {
-    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80008000u | (unsigned)(4 * s0) | (unsigned)(4 * s1) << 16)),
-                            _mm256_setr_epi32(0, 0x10001, 0x20002, 0x30003, 0, 0x10001, 0x20002, 0x30003));
-}
-
-/* Q4_Kx8 (q5 = 0) and Q5_Kx8 (q5 = 1: the fifth bits as in Q5_0x8, and a
-   madd every 2 chunks: 4 x 31 * 127 * 2 = 31496) */
-SLM_INLINE void gemm_q45_kx8_avx2_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                     int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
-    const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
-        /* the 6-bit scales and mins of 4 sub-blocks x 8 rows per vector */
-        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
-        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
-                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
-        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
-                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
-        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int s = 0; s < 8; s++) {
-            const uint8_t *ws = w + 128 + sbb * s;
-            _mm_prefetch((const char *)ws + bb + 128, _MM_HINT_T0);
-            _mm_prefetch((const char *)ws + bb + 128 + 64, _MM_HINT_T0);
-            if (q5) _mm_prefetch((const char *)ws + bb + 128 + 128, _MM_HINT_T0);
-            const __m256i scv = _mm256_shuffle_epi8(sc[s / 4], kx8_mask_avx2(s % 4, s % 4));
-            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
-            __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-            for (int c = 0; c < 4; c++) {
-                __m256i lo, hi;
-                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi); /* its nibbles at ws + 32 */
-                else {
-                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
-                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                }
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt; t++) {
-                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
-                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
-                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
-                }
-                if (c == 3 || (q5 && c == 1)) {
-                    SLM_UNROLL(4)
-                    for (int t = 0; t < nt; t++)
-                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv)), s16[t] = _mm256_setzero_si256();
-                }
-            }
-        }
-        /* mins: pairs of sub-blocks (m[2j], m[2j+1]) against the pairs of
-           32-sums of the activations (from Q8_K's 16-sums) */
-        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
-                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
-                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
-            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
-            const __m256 da = _mm256_set1_ps(ld_f32(at));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
-            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
-}
-
-static void gemm_q4_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-static void gemm_q5_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* the 6-bit quants of one Q6_Kx8 chunk pair (16 columns): low nibbles of
-   chunks v0, v1 with their 2-bit halves from h */
-static inline void q6_kx8_quants_avx2(const uint8_t *wp, int k, __m256i q[4]) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
-    const __m256i h = _mm256_loadu_si256((const __m256i *)(wp + 128 + 32 * k));
-    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k)), v1 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k + 32));
-    q[0] = _mm256_or_si256(_mm256_and_si256(v0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
-    q[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-    q[2] = _mm256_or_si256(_mm256_and_si256(v1, m4), _mm256_and_si256(h, m30));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
-}
-
-SLM_INLINE void gemm_q6_kx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                    int64_t ldy) {
-    /* lane r: the 16-bit scale k of the pair (sc[2j][r], sc[2j+1][r]), twice */
-    const __m256i pick0 = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c, 0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c);
-    const __m256i pick1 = _mm256_add_epi8(pick0, _mm256_set1_epi8(2));
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
-        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        __m256i osum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int p = 0; p < 8; p++) {
-            const uint8_t *wp = w + 144 + 192 * p;
-            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
-            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
-            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++)
-                osum[t] = _mm256_add_epi32(osum[t], _mm256_madd_epi16(scp, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * p))));
-            for (int k = 0; k < 2; k++) {
-                __m256i q[4];
-                q6_kx8_quants_avx2(wp, k, q);
-                const __m256i scv = _mm256_shuffle_epi8(scp, k ? pick1 : pick0);
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt; t++) {
-                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
-                    const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(q[0], _mm256_set1_epi32((int)ld_u32(at))),
-                                                        _mm256_maddubs_epi16(q[1], _mm256_set1_epi32((int)ld_u32(at + 4))));
-                    const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(q[2], _mm256_set1_epi32((int)ld_u32(at + 8))),
-                                                        _mm256_maddubs_epi16(q[3], _mm256_set1_epi32((int)ld_u32(at + 12))));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p0, scv), _mm256_madd_epi16(p1, scv)));
-                }
-            }
-        }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const __m256i tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(osum[t], 5));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
-}
-
-static void gemm_q6_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-
-/* --- prefill GEMM (section 7, matmul_gemm) ------------------------------------
-   16 weight rows against every token of a batch in one call (the AVX-512
-   kernels in 6b2 use the same slabs; see there). */
-
-/* K-quants against Q8_K tokens. Per super-block the 16 rows are converted
-   into a kslab: unsigned 8-bit levels laid out as one zmm per 4 columns
-   (the level plus an offset where the type's levels are signed: Q6_K's
-   +32), the integer sub-block scales, and per pair of 16-column sub-blocks
-   two int16 "mins" per row for vpdpwssd against Q8_K's bsums: the mins of
-   Q4_K/Q5_K, or offset x scale, which taken off the sum gives the signed
-   levels' sum. Per row and token that is the reference's arithmetic
-   exactly (kblock_dot: the integer sums, then (d d_a) isum - (dmin d_a)
-   imin in float, added to the running value), so the results have the
-   reference's bits where the compiler does not fuse the float steps. */
-typedef struct kslab {
-    uint8_t q[64][64];  /* step s: bytes 4r..4r+3 = row r's levels at columns 4s..4s+3 (+ offset) */
-    int32_t sc[16][16]; /* sub-block j (8 of 32 or 16 of 16 columns): row r's scale */
-    int32_t sc2[16][16]; /* the same as two int16 (vpmaddwd of 16-bit pair sums, AVX2) */
-    int32_t mn[8][16];  /* 16-column sub-blocks 2k and 2k+1: row r's two mins as int16 */
-    float d[16], dmin[16];
-    int sub, off;       /* columns per scale; 1 if the mins are offset x scale (no dmin) */
-} kslab;
-
-/* Q4_K/Q5_K scales and mins of row r from the 12-byte table */
-static inline void kslab_k4_scales(const uint8_t *sc12, int r, kslab *k) {
-    uint32_t u[4];
-    k4_scales_u32(sc12, u);
-    const uint8_t *b = (const uint8_t *)u; /* sc[0..7], then mn[0..7] (little-endian) */
-    for (int j = 0; j < 8; j++)
-        k->sc[j][r] = b[j], k->sc2[j][r] = (int32_t)((uint32_t)b[j] * 0x10001u), k->mn[j][r] = (int32_t)((uint32_t)b[8 + j] * 0x10001u);
-}
-
-static void kslab_q4_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int r = 0; r < 16; r++) {
-        const uint8_t *x = w + (size_t)r * wb, *qs = x + 16;
-        uint8_t *o = rows + 256 * r;
-        for (int g = 0; g < 4; g++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
-            _mm256_storeu_si256((__m256i *)(o + 64 * g), _mm256_and_si256(v, m4));
-            _mm256_storeu_si256((__m256i *)(o + 64 * g + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-        }
-        k->d[r] = ld_f16(x), k->dmin[r] = ld_f16(x + 2);
-        kslab_k4_scales(x + 4, r, k);
-    }
-    k->sub = 32, k->off = 0;
-}
-
-static void kslab_q5_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
-    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
-    for (int r = 0; r < 16; r++) {
-        const uint8_t *x = w + (size_t)r * wb, *qs = x + 48;
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 16));
-        uint8_t *o = rows + 256 * r;
-        for (int g = 0; g < 4; g++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
-            /* bit 2g (2g + 1) of qh to bit 4: mask it at bit 0 first, so a 16-bit shift stays in its byte */
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4);
-            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4);
-            _mm256_storeu_si256((__m256i *)(o + 64 * g), _mm256_or_si256(_mm256_and_si256(v, m4), h0));
-            _mm256_storeu_si256((__m256i *)(o + 64 * g + 32),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1));
-        }
-        k->d[r] = ld_f16(x), k->dmin[r] = ld_f16(x + 2);
-        kslab_k4_scales(x + 4, r, k);
-    }
-    k->sub = 32, k->off = 0;
-}
-
-/* Q6_K: the stored 6-bit value is the level + 32; mins 32 x scale */
-static void kslab_q6_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
-    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
-    for (int r = 0; r < 16; r++) {
-        const uint8_t *x = w + (size_t)r * wb;
-        uint8_t *o = rows + 256 * r;
-        for (int h = 0; h < 2; h++) {
-            const __m256i a = _mm256_loadu_si256((const __m256i *)(x + 64 * h)),
-                          c = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32)),
-                          hi = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4),
-                          h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 2), m2), 4),
-                          h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 4), m2), 4),
-                          h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 6), m2), 4);
-            _mm256_storeu_si256((__m256i *)(o + 128 * h), _mm256_or_si256(_mm256_and_si256(a, m4), h0));
-            _mm256_storeu_si256((__m256i *)(o + 128 * h + 32), _mm256_or_si256(_mm256_and_si256(c, m4), h1));
-            _mm256_storeu_si256((__m256i *)(o + 128 * h + 64),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), h2));
-            _mm256_storeu_si256((__m256i *)(o + 128 * h + 96),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), h3));
-        }
-        const int8_t *sc = (const int8_t *)(x + 192);
-        for (int j = 0; j < 16; j++) k->sc[j][r] = sc[j], k->sc2[j][r] = (int32_t)((uint32_t)(uint16_t)(int16_t)sc[j] * 0x10001u);
-        for (int j = 0; j < 8; j++)
-            k->mn[j][r] = (int32_t)((uint32_t)(uint16_t)(int16_t)(32 * sc[2 * j]) |
-                                    (uint32_t)(uint16_t)(int16_t)(32 * sc[2 * j + 1]) << 16);
-        k->d[r] = ld_f16(x + 208), k->dmin[r] = 0;
-    }
-    k->sub = 16, k->off = 1;
-}
-
-/* 16 rows' levels (rows[r][256], row-major) to the step layout: step s is
-   dword s of each row, gathered with a 256-byte stride (8 lanes). */
-static inline void kslab_transpose_avx2(const uint8_t *rows, kslab *k) {
-    const __m256i idx = _mm256_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792);
-    for (int s = 0; s < 64; s++) {
-        _mm256_storeu_si256((__m256i *)k->q[s], _mm256_i32gather_epi32((const int *)(rows + 4 * s), idx, 1));
-        _mm256_storeu_si256((__m256i *)(k->q[s] + 32), _mm256_i32gather_epi32((const int *)(rows + 2048 + 4 * s), idx, 1));
-    }
-}
-
-typedef void (*kslab_fn)(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows);
-
-/* nt2 tokens (a constant) of one super-block against a kslab. Without
-   VNNI: vpmaddubsw pairs of levels (at most 63) and activations stay below
-   2^15, and vpmaddwd multiplies each pair sum by the sub-block scale (sc2)
-   into int32, so no 32-bit multiply is needed. Same integer sums, same
-   float steps as the AVX-512 kernel (the reference's). */
-SLM_INLINE void gemm16_kslab_avx2_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
-    for (int h = 0; h < 2; h++) { /* rows 8h..8h+7: bytes 32h.. of each step */
-        __m256i isum[4], ms[4];
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt2; t++) isum[t] = _mm256_setzero_si256(), ms[t] = _mm256_setzero_si256();
-        const int steps = k->sub / 4;
-        for (int j = 0; j < 256 / k->sub; j++) {
-            const __m256i sc = _mm256_loadu_si256((const __m256i *)(k->sc2[j] + 8 * h));
-            for (int st = j * steps; st < (j + 1) * steps; st++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(k->q[st] + 32 * h));
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt2; t++) {
-                    const __m256i p = _mm256_maddubs_epi16(q, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sc));
-                }
-            }
-        }
-        SLM_UNROLL(8)
-        for (int j = 0; j < 8; j++) {
-            const __m256i m = _mm256_loadu_si256((const __m256i *)(k->mn[j] + 8 * h));
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt2; t++)
-                ms[t] = _mm256_add_epi32(ms[t], _mm256_madd_epi16(m, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j))));
-        }
-        const __m256 d = _mm256_loadu_ps(k->d + 8 * h), dmin = _mm256_loadu_ps(k->dmin + 8 * h);
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt2; t++) {
-            const __m256 da = _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb));
-            __m256 r;
-            if (k->off) r = _mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t], ms[t])));
-            else
-                r = _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[t])),
-                                  _mm256_mul_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(ms[t])));
-            float *yt = y + (int64_t)t * ldy + 8 * h;
-            _mm256_storeu_ps(yt, first ? _mm256_add_ps(_mm256_setzero_ps(), r) : _mm256_add_ps(_mm256_loadu_ps(yt), r));
-        }
-    }
-}
-
-static void gemm16_k_avx2(kslab_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt,
-                          float *y, int64_t ldy) {
-    kslab k;
-    uint8_t rows[16 * 256];
-    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens: y's rows may fall into few cache sets */
-    for (int t0 = 0; t0 < nt; t0 += 128) {
-        const int t1 = SLM_MIN(nt, t0 + 128);
-        for (int b = 0; b < n / QK_K; b++) {
-            conv((const uint8_t *)w + (size_t)b * (size_t)bytes, wb, &k, rows);
-            kslab_transpose_avx2(rows, &k);
-            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-            int t = t0;
-            for (; t + 4 <= t1; t += 4) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0);
-            for (; t < t1; t++) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
-        }
-        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
-    }
-}
-
-static void gemm16_q4_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx2(kslab_q4_k, 144, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q5_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx2(kslab_q5_k, 176, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q6_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx2(kslab_q6_k, 210, n, w, wb, a, a_rb, nt, y, ldy);
-}
-
-SLM_TARGET_END
-#endif /* SLM_AVX2 */
-
-/* -------------------------------------------------------------------------- */
-/* 6b2. x86-64 AVX-512 (F, BW, VL, DQ) with VNNI                              */
-/* -------------------------------------------------------------------------- */
-/*
- * vpdpbusd (u8 x s8, four products added to an int32 lane, no 16-bit
- * saturation) replaces AVX2's maddubs + madd + add. Signed weights are made
- * unsigned by an offset that comes back through a sum of the activations
- * (Q8_0X's block sum, Q8_K's bsums); vpdpwssd then multiplies the int32
- * lanes (each below 2^15 here) by the sub-block scales and accumulates.
- * Integer sums are exact, so every kernel differs from the reference only
- * in the order of its float additions. Only F, BW, VL, DQ and VNNI are used
- * (no FMA/F16C VEX forms: their EVEX forms come with AVX512F/VL).
- */
-#ifdef SLM_HAVE_AVX512_KERNELS
-#define SLM_AVX512 1
-SLM_TARGET_AVX512
-
-/* an f16 as a float, by the EVEX conversion */
-static inline float h2f_avx512(const uint8_t *p) {
-    return _mm_cvtss_f32(_mm_maskz_cvtph_ps(1, _mm_cvtsi32_si128((int)ld_u16(p))));
-}
-
-static inline float hsum8_avx512(__m256 v) {
-    return _mm512_reduce_add_ps(_mm512_zextps256_ps512(v));
-}
-
-/* --- x8 layouts (section 5) -------------------------------------------------
-   As the AVX2 x8 kernels, with vpdpbusd on 256 bits: each 32-bit lane is
-   one row, the activation's 4 columns are broadcast (a load), and the
-   unsigned weights go straight into the int32 lanes, which start at minus
-   the offset times the block sum of Q8_0X. 256 bits, not 512: the layout
-   holds 4 columns of 8 rows per 32 bytes, and where 512-bit operations are
-   split in two (AMD Zen 4) a wider form that has to duplicate or permute
-   the weights was slower than the AVX2 kernels. Per block and token the
-   row's exact integer sum is scaled by d_w * d_a and added with one FMA:
-   the same float steps as the AVX2 x8 kernels, so the same bits. */
-
-static inline __m256 x8_scales_avx512(const uint8_t *w) {
-    return _mm256_maskz_cvtph_ps(0xff, _mm_loadu_si128((const __m128i *)w));
-}
-
-static inline __m256 x8_acc_avx512(__m256 acc, __m256i isum, __m256 dw, const uint8_t *at) {
-    return _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(isum), 0xff, _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc);
-}
-
-/* 4 activation bytes (columns j..j+3) in every lane */
-#define X8_ACT_AVX512(at, j) _mm256_set1_epi32((int)ld_u32((at) + (j)))
-
-/* Q4_0x8 (q5 = 0): nibbles n = q + 8, unsigned; lanes start at -8 * sum(a).
-   Q5_0x8 (q5 = 1): the same with the fifth bit at bit 4 (bit c of the
-   high-bit byte for the low nibble of chunk c, bit 4 + c for the high one;
-   16-bit shifts: what crosses from the neighbouring byte never lands on
-   bit 4); values 0..31 = q + 16, lanes start at -16 * sum(a). A lane adds
-   32 products of at most 31 * 127: no overflow. */
-SLM_INLINE void gemm_q45_0x8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                       int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
-    const int bb = q5 ? 176 : 144, nib = q5 ? 48 : 16, off = q5 ? 16 : 8;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
-        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
-        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
-        const __m256i h = q5 ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
-        __m256i lo[4], hi[4];
-        SLM_UNROLL(4)
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + nib + 32 * c));
-            lo[c] = _mm256_and_si256(v, m4), hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            if (q5) { /* nib | (shifted high bits & 16) */
-                lo[c] = _mm256_ternarylogic_epi32(lo[c], _mm256_slli_epi16(h, 4 - c), b4, 0xF8);
-                hi[c] = _mm256_ternarylogic_epi32(hi[c], _mm256_srli_epi16(h, c), b4, 0xF8);
-            }
-        }
-        const __m256 dw = x8_scales_avx512(w);
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            /* independent chains (vpdpbusd's latency) */
-            __m256i s[4] = {_mm256_set1_epi32(-off * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
-                            _mm256_setzero_si256(), _mm256_setzero_si256()};
-            SLM_UNROLL(4)
-            for (int c = 0; c < 4; c++) {
-                const int k = nt == 1 ? c : c & 1;
-                s[k] = _mm256_dpbusd_epi32(s[k], lo[c], X8_ACT_AVX512(at, 8 * c));
-                s[k] = _mm256_dpbusd_epi32(s[k], hi[c], X8_ACT_AVX512(at, 8 * c + 4));
-            }
-            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
-            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
-}
-
-/* constant token counts, so the per-token accumulators stay in registers */
-static void gemm_q4_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-static void gemm_q5_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* Q8_0x8: the weights plus 128 (0..255) are unsigned; lanes start at
-   -128 * sum(a). A lane adds 32 products of at most 255 * 127. */
-SLM_INLINE void gemm_q8_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                      int64_t ldy) {
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
-        for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
-        __m256i q[8];
-        SLM_UNROLL(8)
-        for (int st = 0; st < 8; st++) q[st] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), bias);
-        const __m256 dw = x8_scales_avx512(w);
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            /* independent chains (vpdpbusd's latency) */
-            __m256i s[4] = {_mm256_set1_epi32(-128 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
-                            _mm256_setzero_si256(), _mm256_setzero_si256()};
-            SLM_UNROLL(8)
-            for (int st = 0; st < 8; st++) {
-                const int k = nt == 1 ? st & 3 : st & 1;
-                s[k] = _mm256_dpbusd_epi32(s[k], q[st], X8_ACT_AVX512(at, 4 * st));
-            }
-            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
-            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
-}
-
-static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* K-quant x8 (layouts in section 5): as the AVX2 kernels, with vpdpbusd
-   taking a sub-block's (or a 16-column sub-block's) unsigned quants times
-   the activations straight into each row's int32 lane; the sub-block scale
-   then multiplies the lane (vpmulld). Same integer sums and float steps as
-   gemm_kx8_ref, so the same bits. */
-
-/* pshufb mask: lane r of each 128-bit half gets byte 4 s + r (zero-extended) */
-static inline __m256i kx8_mask32_avx512(int s) {
-    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80808000u | (unsigned)(4 * s))), _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
-}
-
-/* Q4_Kx8 (q5 = 0), Q5_Kx8 (q5 = 1) */
-SLM_INLINE void gemm_q45_kx8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                       int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
-    const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
-        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
-        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
-                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
-        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
-                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
-        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int s = 0; s < 8; s++) {
-            const uint8_t *ws = w + 128 + sbb * s;
-            _mm_prefetch((const char *)ws + bb + 128, _MM_HINT_T0);
-            _mm_prefetch((const char *)ws + bb + 128 + 64, _MM_HINT_T0);
-            if (q5) _mm_prefetch((const char *)ws + bb + 128 + 128, _MM_HINT_T0);
-            const __m256i sc32 = _mm256_shuffle_epi8(sc[s / 4], kx8_mask32_avx512(s % 4));
-            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
-            /* two chains per token (vpdpbusd's latency) */
-            __m256i s32[4][2];
-            for (int t = 0; t < 4; t++) s32[t][0] = s32[t][1] = _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                __m256i lo, hi;
-                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi);
-                else {
-                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
-                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                }
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt; t++) {
-                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
-                    s32[t][0] = _mm256_dpbusd_epi32(s32[t][0], lo, _mm256_set1_epi32((int)ld_u32(at)));
-                    s32[t][1] = _mm256_dpbusd_epi32(s32[t][1], hi, _mm256_set1_epi32((int)ld_u32(at + 4)));
-                }
-            }
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++)
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s32[t][0], s32[t][1]), sc32));
-        }
-        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
-                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
-                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
-            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
-            const __m256 da = _mm256_set1_ps(ld_f32(at));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
-            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
-}
-
-static void gemm_q4_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-static void gemm_q5_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-SLM_INLINE void gemm_q6_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
-                                      int64_t ldy) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
-        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        __m256i osum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int p = 0; p < 8; p++) {
-            const uint8_t *wp = w + 144 + 192 * p;
-            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
-            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
-            /* lane r: (sc[2p][r], sc[2p+1][r]) as int16 */
-            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++)
-                osum[t] = _mm256_add_epi32(osum[t], _mm256_madd_epi16(scp, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * p))));
-            for (int k = 0; k < 2; k++) {
-                __m256i q[4];
-                q6_kx8_quants_avx2(wp, k, q);
-                const __m256i sc32 = k ? _mm256_srai_epi32(scp, 16) : _mm256_srai_epi32(_mm256_slli_epi32(scp, 16), 16);
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt; t++) {
-                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
-                    __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[0], _mm256_set1_epi32((int)ld_u32(at)));
-                    __m256i s1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[1], _mm256_set1_epi32((int)ld_u32(at + 4)));
-                    s0 = _mm256_dpbusd_epi32(s0, q[2], _mm256_set1_epi32((int)ld_u32(at + 8)));
-                    s1 = _mm256_dpbusd_epi32(s1, q[3], _mm256_set1_epi32((int)ld_u32(at + 12)));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s0, s1), sc32));
-                }
-            }
-        }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const __m256i tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(osum[t], 5));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
-        }
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
-}
-
-static void gemm_q6_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* --- K-quants (Q8_K activations) ----------------------------------------------
-   64 weights per zmm (two sub-blocks of 32 or four of 16) against 64
-   consecutive Q8_K values: vpdpbusd gives 16 int32 lanes of 4 products
-   each, all below 2^15 in magnitude (4 * 63 * 127 at most), which vpdpwssd
-   multiplies by their sub-block's scale (the low 16 bits of a dword; the
-   high half is 0) into the super-block's int32 lanes. Signed levels are
-   stored unsigned (+32 for Q6_K, +4 for Q3_K): the offset times the scale
-   times the bsums starts the lanes. Per super-block and token one FMA by
-   d_w * d_a, as the AVX2 kernels. */
-
-/* one step: 64 weights q (unsigned) against 64 values at q8, times sc */
-static inline __m512i k_step_avx512(__m512i sumi, __m512i q, __m512i sc, const uint8_t *q8) {
-    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512((const void *)q8));
-    return _mm512_dpwssd_epi32(sumi, p, sc);
-}
-
-/* acc += d_w * d_a * lanes, at the end of a super-block */
-static inline __m512 k_scale_avx512(__m512 acc, __m512i sumi, float xd, const uint8_t *yb) {
-    return _mm512_fmadd_ps(_mm512_set1_ps(ld_f32(yb) * xd), _mm512_cvtepi32_ps(sumi), acc);
-}
-
-/* the sub-block scales in dwords, each repeated: 8 times (32-value
-   sub-blocks, idx j: scales 2j, 2j + 1) or 4 times (16-value ones, idx j:
-   scales 4j .. 4j + 3) */
-static inline __m512i k_sc32_idx_avx512(int j, int sub) {
-    return sub == 32 ? _mm512_add_epi32(_mm512_set1_epi32(2 * j), _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1))
-                     : _mm512_add_epi32(_mm512_set1_epi32(4 * j), _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
-}
-
-/* 16 signed scale bytes -> their dwords with the value in the low 16 bits */
-static inline __m512i k_sc16_avx512(__m128i sc) {
-    return _mm512_and_si512(_mm512_cvtepi8_epi32(sc), _mm512_set1_epi32(0xffff));
-}
-
-/* Q4_K/Q5_K mins: the 8 mins (each twice, int16) against the 16 bsums */
-static inline __m256 k4_mins_avx512(__m256 m, __m256i mins, float xm, const uint8_t *yb) {
-    const __m256i p = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)(yb + 260)));
-    return _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(p), 0xff, _mm256_set1_ps(-ld_f32(yb) * xm), m);
-}
-
-/* Q4_K: group j's 32 bytes in both halves; the low half keeps the low
-   nibbles (sub-block 2j), the high half the high ones (2j + 1) */
-SLM_INLINE void q4_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(15);
-    const __m128i dup2 = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
-    for (int i = 0; i < n / QK_K; i++, x += 144, y += 292) {
-        uint32_t u[4];
-        k4_scales_u32(x + 4, u);
-        const __m128i sm = _mm_loadu_si128((const __m128i *)u); /* 8 scales, 8 mins */
-        const __m512i sc32 = _mm512_cvtepu8_epi32(sm);
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup2));
-        const float xd = h2f_avx512(x), xm = h2f_avx512(x + 2);
-        m0 = k4_mins_avx512(m0, mins, xm, y);
-        if (nt == 4) {
-            m1 = k4_mins_avx512(m1, mins, xm, y + rb);
-            m2 = k4_mins_avx512(m2, mins, xm, y + 2 * rb);
-            m3 = k4_mins_avx512(m3, mins, xm, y + 3 * rb);
-        }
-        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(4)
-        for (int j = 0; j < 4; j++) {
-            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16 + 32 * j)));
-            const __m512i q = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), m4);
-            const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(j, 32), sc32);
-            const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(k_step_avx512, q, sc);
-        }
-        K_SCALE(k_scale_avx512, xd);
-    }
-    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
-    if (nt == 4) {
-        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
-        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
-        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3);
-    }
-}
-
-/* Q6_K: 64 values 128h + 64p + l (k = 2p, 2p + 1) at a time: the low 4
-   bits are nibble p of the 64 ql bytes 64h.., the high 2 bits come from
-   qh[32h + l] (bits 2k), its 32 bytes in both halves. q + 32 (0..63) is
-   unsigned; the lanes start at -32 * sum(sc * bsum). */
-SLM_INLINE void q6_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
-        const __m128i scb = _mm_loadu_si128((const __m128i *)(x + 192));
-        const __m512i sc32 = k_sc16_avx512(scb);
-        const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb), 5));
-        const float xd = h2f_avx512(x + 208);
-#define K_OFS(yb) _mm512_zextsi256_si512(_mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)((yb) + 260))))
-        __m512i i0 = K_OFS(y), i1 = i0, i2 = i0, i3 = i0;
-        if (nt == 4) i1 = K_OFS(y + rb), i2 = K_OFS(y + 2 * rb), i3 = K_OFS(y + 3 * rb);
-#undef K_OFS
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const __m512i l = _mm512_loadu_si512((const void *)(x + 64 * h));
-            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
-            SLM_UNROLL(2)
-            for (int p = 0; p < 2; p++) {
-                /* k = 2p in the low half, 2p + 1 in the high half: bits 2k of qh to bits 4-5 */
-                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(l, 4) : l, m4);
-                const __m512i hi = p ? _mm512_mask_srli_epi16(qh, 0xffff0000u, qh, 2)
-                                     : _mm512_mask_slli_epi16(_mm512_slli_epi16(qh, 4), 0xffff0000u, qh, 2);
-                const __m512i q = _mm512_ternarylogic_epi32(lo, hi, m30, 0xF8); /* lo | (hi & 0x30) */
-                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
-                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
-                K_TOKENS(k_step_avx512, q, sc);
-            }
-        }
-        K_SCALE(k_scale_avx512, xd);
-    }
-    yo[0] = _mm512_reduce_add_ps(s0);
-    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
-}
-
-K_ENTRIES(q4_k, avx512)
-K_ENTRIES(q6_k, avx512)
-
-/* Q5_K: as Q4_K, plus the fifth bits: bit 2j of qh[l] for the low half
-   (value 64j + l), bit 2j + 1 for the high half (moved down by one first),
-   shifted to bit 4 (16-bit shifts: what crosses bytes never lands there) */
-SLM_INLINE void q5_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
-    const __m128i dup2 = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
-    for (int i = 0; i < n / QK_K; i++, x += 176, y += 292) {
-        uint32_t u[4];
-        k4_scales_u32(x + 4, u);
-        const __m128i sm = _mm_loadu_si128((const __m128i *)u);
-        const __m512i sc32 = _mm512_cvtepu8_epi32(sm);
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup2));
-        const float xd = h2f_avx512(x), xm = h2f_avx512(x + 2);
-        m0 = k4_mins_avx512(m0, mins, xm, y);
-        if (nt == 4) {
-            m1 = k4_mins_avx512(m1, mins, xm, y + rb);
-            m2 = k4_mins_avx512(m2, mins, xm, y + 2 * rb);
-            m3 = k4_mins_avx512(m3, mins, xm, y + 3 * rb);
-        }
-        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16)));
-        hb = _mm512_mask_srli_epi16(hb, 0xffff0000u, hb, 1);
-        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(4)
-        for (int j = 0; j < 4; j++) {
-            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 48 + 32 * j)));
-            const __m512i nib = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), m4);
-            const __m512i h = j == 0 ? _mm512_slli_epi16(hb, 4) : j == 1 ? _mm512_slli_epi16(hb, 2) : j == 2 ? hb : _mm512_srli_epi16(hb, 2);
-            const __m512i q = _mm512_ternarylogic_epi32(nib, h, b4, 0xF8); /* nib | (h & 16) */
-            const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(j, 32), sc32);
-            const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(k_step_avx512, q, sc);
-        }
-        K_SCALE(k_scale_avx512, xd);
-    }
-    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
-    if (nt == 4) {
-        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
-        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
-        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3);
-    }
-}
-
-/* Q3_K: 64 values 128h + 64p + l (k = 2p in the low half, 2p + 1 in the
-   high half): the 2-bit field (qs[32h + l] >> 2k) & 3 plus 4 where bit
-   4h + k of hmask[l] is set, 0..7 = q + 4; the lanes start at
-   -4 * sum(sc * bsum) */
-SLM_INLINE void q3_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    const __m512i m3 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4);
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
-        uint32_t u[4];
-        q3_k_scales_u32(x + 96, u);
-        const __m128i scb = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
-        const __m512i sc32 = k_sc16_avx512(scb);
-        const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb), 2));
-        const float xd = h2f_avx512(x + 108);
-#define K_OFS(yb) _mm512_zextsi256_si512(_mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)((yb) + 260))))
-        __m512i i0 = K_OFS(y), i1 = i0, i2 = i0, i3 = i0;
-        if (nt == 4) i1 = K_OFS(y + rb), i2 = K_OFS(y + 2 * rb), i3 = K_OFS(y + 3 * rb);
-#undef K_OFS
-        __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x));
-        hm = _mm512_mask_srli_epi16(hm, 0xffff0000u, hm, 1); /* high half: bit 4h + 2p + 1 -> 4h + 2p */
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h)));
-            qb = _mm512_mask_srli_epi16(qb, 0xffff0000u, qb, 2);
-            SLM_UNROLL(2)
-            for (int p = 0; p < 2; p++) {
-                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(qb, 4) : qb, m3);
-                /* bit 4h + 2p to bit 2 */
-                const int sh = 4 * h + 2 * p - 2;
-                const __m512i hi = sh < 0 ? _mm512_slli_epi16(hm, 2) : sh == 0 ? hm : _mm512_srli_epi16(hm, (unsigned)sh);
-                const __m512i q = _mm512_ternarylogic_epi32(lo, hi, b2, 0xF8); /* lo | (hi & 4) */
-                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
-                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
-                K_TOKENS(k_step_avx512, q, sc);
-            }
-        }
-        K_SCALE(k_scale_avx512, xd);
-    }
-    yo[0] = _mm512_reduce_add_ps(s0);
-    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
-}
-
-/* Q2_K: the 2-bit fields as Q3_K's; the mins against the 16 bsums in 8
-   float lanes of their own */
-SLM_INLINE void q2_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    const __m512i m3 = _mm512_set1_epi8(3);
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3f = m0;
-    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
-        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
-        const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_and_si128(sm, _mm_set1_epi8(15)));
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(15)));
-        const float xd = h2f_avx512(x + 80), xm = h2f_avx512(x + 82);
-#define MINS(m, yb)                                                                                                  \
-    m = _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)((yb) + 260)))), \
-                             0xff, _mm256_set1_ps(-ld_f32(yb) * xm), m)
-        MINS(m0, y);
-        if (nt == 4) {
-            MINS(m1, y + rb);
-            MINS(m2, y + 2 * rb);
-            MINS(m3f, y + 3 * rb);
-        }
-#undef MINS
-        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h)));
-            qb = _mm512_mask_srli_epi16(qb, 0xffff0000u, qb, 2);
-            SLM_UNROLL(2)
-            for (int p = 0; p < 2; p++) {
-                const __m512i q = _mm512_and_si512(p ? _mm512_srli_epi16(qb, 4) : qb, m3);
-                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
-                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
-                K_TOKENS(k_step_avx512, q, sc);
-            }
-        }
-        K_SCALE(k_scale_avx512, xd);
-    }
-    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
-    if (nt == 4) {
-        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
-        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
-        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3f);
-    }
-}
-
-/* IQ4_XS: levels up to 127 in magnitude, so 4 products can pass 2^15 and
-   vpdpbusd's lanes would not fit vpdpwssd: maddubs on |level| with the
-   sign moved to the activations (pairs <= 2 * 127 * 127), then vpdpwssd by
-   the scale. Sub-blocks s and s + 1 (64 values) per zmm: 128-bit lanes
-   low nibbles of s, high of s, low of s + 1, high of s + 1. */
-static inline __m512i iq4_xs_step_avx512(__m512i sumi, __m512i aq, __mmask64 neg, __m512i sc, const uint8_t *q8) {
-    const __m512i a = _mm512_loadu_si512((const void *)q8);
-    const __m512i p = _mm512_maddubs_epi16(aq, _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a));
-    return _mm512_dpwssd_epi32(sumi, p, sc);
-}
-
-SLM_INLINE void iq4_xs_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(15);
-    const __m512i lv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
-        const float xd = h2f_avx512(x);
-        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(4)
-        for (int j = 0; j < 4; j++) {
-            const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x + 8 + 32 * j)));
-            const __m512i w = _mm512_shuffle_i64x2(v, v, 0x50); /* 128-bit lanes 0, 0, 1, 1 */
-            const __m512i idx = _mm512_and_si512(_mm512_mask_srli_epi16(w, 0xff00ff00u, w, 4), m4);
-            const __m512i q = _mm512_shuffle_epi8(lv, idx);
-            const __mmask64 neg = _mm512_movepi8_mask(q);
-            const __m512i aq = _mm512_abs_epi8(q);
-            const __m512i sc = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)iq4_xs_scale(x, 2 * j)), 0xffff0000u,
-                                                      (short)iq4_xs_scale(x, 2 * j + 1));
-            const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(iq4_xs_step_avx512, aq, neg, sc);
-        }
-        K_SCALE(k_scale_avx512, xd);
-    }
-    yo[0] = _mm512_reduce_add_ps(s0);
-    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
-}
-
-K_ENTRIES(q5_k, avx512)
-K_ENTRIES(q3_k, avx512)
-K_ENTRIES(q2_k, avx512)
-K_ENTRIES(iq4_xs, avx512)
-
-/* --- Blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL against Q8_0; Q4_1, Q5_1
-   against Q8_1) -------------------------------------------------------------
-   One block per 256-bit vpdpbusd (the activation blocks are 34 or 36 bytes
-   apart, so two per zmm would cost a shuffle per token). Signed weights go
-   in as |q| with their sign moved to the activations (which never hold
-   -128; |-128| is 128 as unsigned), unsigned ones as they are. Even and odd
-   blocks in two accumulators, for the FMA latency; dot and dot4 are one
-   function, so they give the same bits. */
-
-/* 16 bytes of nibbles -> 32 bytes 0..15: the low nibbles, then the high */
-static inline __m256i nib32_avx512(const uint8_t *q) {
-    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
-    return _mm256_and_si256(_mm256_mask_srli_epi16(v, 0xff00, v, 4), _mm256_set1_epi8(15));
-}
-
-/* the 32 signed levels of a block of type t (Q8_0, Q4_0, Q5_0, IQ4_NL) */
-static SLM_ALWAYS_INLINE __m256i b32_levels_avx512(int t, const uint8_t *x) {
-    switch (t) {
-    case SLM_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(x + 2));
-    case SLM_TYPE_Q4_0: return _mm256_sub_epi8(nib32_avx512(x + 2), _mm256_set1_epi8(8));
-    case SLM_TYPE_Q5_0: /* the nibble minus 16 where the fifth bit (bit j of qh) is clear */
-        return _mm256_mask_sub_epi8(nib32_avx512(x + 6), ~(__mmask32)ld_u32(x + 2), nib32_avx512(x + 6), _mm256_set1_epi8(16));
-    default: {
-        const __m256i lv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
-        return _mm256_shuffle_epi8(lv, nib32_avx512(x + 2));
-    }
-    }
-}
-
-static inline __m256 b32_step_avx512(__m256 s, __m256i aq, __m256i q, float dx, const uint8_t *yb) {
-    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
-    return _mm256_mask_fmadd_ps(_mm256_set1_ps(dx * h2f_avx512(yb)), 0xff, _mm256_cvtepi32_ps(p), s);
-}
-
-static SLM_ALWAYS_INLINE void b32_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                         int64_t ldy, int t) {
-    const int bx = t == SLM_TYPE_Q8_0 ? 34 : t == SLM_TYPE_Q5_0 ? 22 : 18, nb = n / 32;
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m256 b[4] = {a[0], a[0], a[0], a[0]};
-    int i = 0;
-    for (; i + 1 < nb; i += 2, x += 2 * bx, y += 68) {
-        const __m256i p = b32_levels_avx512(t, x), q = b32_levels_avx512(t, x + bx);
-        const __m256i ap = _mm256_abs_epi8(p), aq = _mm256_abs_epi8(q);
-        const float dp = h2f_avx512(x), dq = h2f_avx512(x + bx);
-        SLM_UNROLL(4)
-        for (int k = 0; k < nt; k++) {
-            a[k] = b32_step_avx512(a[k], ap, p, dp, y + k * rb);
-            b[k] = b32_step_avx512(b[k], aq, q, dq, y + k * rb + 34);
-        }
-    }
-    if (i < nb) {
-        const __m256i p = b32_levels_avx512(t, x), ap = _mm256_abs_epi8(p);
-        const float dp = h2f_avx512(x);
-        SLM_UNROLL(4)
-        for (int k = 0; k < nt; k++) a[k] = b32_step_avx512(a[k], ap, p, dp, y + k * rb);
-    }
-    SLM_UNROLL(4)
-    for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k]));
-}
-
-static SLM_ALWAYS_INLINE void q4_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q4_0);
-}
-static SLM_ALWAYS_INLINE void q5_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q5_0);
-}
-static SLM_ALWAYS_INLINE void iq4_nl_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                            int64_t ldy) {
-    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_IQ4_NL);
-}
-
-/* Q4_1/Q5_1 against Q8_1: unsigned levels straight into vpdpbusd; the min
-   terms m * s summed apart in a scalar, as the AVX2 kernels */
-static inline __m256 q8_1_step_avx512(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
-    /* d and s of the activation block in one conversion */
-    const __m128 ds = _mm_maskz_cvtph_ps(3, _mm_cvtsi32_si128((int)ld_u32(yb)));
-    *sm += xm * _mm_cvtss_f32(_mm_movehdup_ps(ds));
-    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)(yb + 4)));
-    return _mm256_mask_fmadd_ps(_mm256_set1_ps(xd * _mm_cvtss_f32(ds)), 0xff, _mm256_cvtepi32_ps(p), s);
-}
-
-static SLM_ALWAYS_INLINE __m256i b41_levels_avx512(const uint8_t *x, int bits) {
-    if (bits == 4) return nib32_avx512(x + 4);
-    return _mm256_mask_add_epi8(nib32_avx512(x + 8), (__mmask32)ld_u32(x + 4), nib32_avx512(x + 8), _mm256_set1_epi8(16));
-}
-
-static SLM_ALWAYS_INLINE void k41_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                         int64_t ldy, int bits) {
-    const int bx = bits == 4 ? 20 : 24, nb = n / 32;
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m256 b[4] = {a[0], a[0], a[0], a[0]};
-    float m[4] = {0, 0, 0, 0};
-    int i = 0;
-    for (; i + 1 < nb; i += 2, x += 2 * bx, y += 72) {
-        const __m256i p = b41_levels_avx512(x, bits), q = b41_levels_avx512(x + bx, bits);
-        const float dp = h2f_avx512(x), mp = h2f_avx512(x + 2), dq = h2f_avx512(x + bx), mq = h2f_avx512(x + bx + 2);
-        SLM_UNROLL(4)
-        for (int k = 0; k < nt; k++) {
-            a[k] = q8_1_step_avx512(a[k], &m[k], p, dp, mp, y + k * rb);
-            b[k] = q8_1_step_avx512(b[k], &m[k], q, dq, mq, y + k * rb + 36);
-        }
-    }
-    if (i < nb) {
-        const __m256i p = b41_levels_avx512(x, bits);
-        const float dp = h2f_avx512(x), mp = h2f_avx512(x + 2);
-        SLM_UNROLL(4)
-        for (int k = 0; k < nt; k++) a[k] = q8_1_step_avx512(a[k], &m[k], p, dp, mp, y + k * rb);
-    }
-    SLM_UNROLL(4)
-    for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k])) + m[k];
-}
-
-static SLM_ALWAYS_INLINE void q4_1_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    k41_avx512(n, x, y, rb, nt, yo, ldy, 4);
-}
-static SLM_ALWAYS_INLINE void q5_1_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    k41_avx512(n, x, y, rb, nt, yo, ldy, 5);
-}
-
-
-K_ENTRIES(q4_0, avx512)
-K_ENTRIES(q5_0, avx512)
-K_ENTRIES(iq4_nl, avx512)
-K_ENTRIES(q4_1, avx512)
-K_ENTRIES(q5_1, avx512)
-
-/* --- Softmax --------------------------------------------------------------- */
-
-/* exp_sum_avx2 on 16 lanes: the same reduction, polynomial and flush to 0
-   below -87.3 (within 2 ulp of expf), 2^k applied by vscalefps; the sum in
-   double. The tail goes through the same code, masked. */
-static double exp_sum_avx512(float *x, int n, float mx) {
-    const __m512 vmx = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-87.3f), log2e = _mm512_set1_ps(1.44269504088896341f);
-    const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f), one = _mm512_set1_ps(1.0f);
-    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
-    for (int i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmx);
-        const __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, lo, _CMP_GE_OQ);
-        const __m512 t = _mm512_max_ps(v, lo);
-        const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m512 r = _mm512_fnmadd_ps(k, c2, _mm512_fnmadd_ps(k, c1, t));
-        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
-        const __m512 y = _mm512_maskz_scalef_ps(keep, p, k); /* 0 where flushed or past the end */
-        _mm512_mask_storeu_ps(x + i, m, y);
-        acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
-        acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)));
-    }
-    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
-}
-
-/* --- prefill GEMM (section 7, matmul_gemm) ------------------------------------
-   A batch of many tokens multiplies each weight row with every token. One
-   call takes 16 rows (one 32-bit lane each, 4 columns per lane as in the
-   x8 layouts: a zmm) and all the tokens: each weight block is loaded and
-   unpacked once for the batch, not once per 4 tokens. A (row, token)
-   accumulator lives in y (the 16 rows of a token are 64 contiguous bytes,
-   which stay in L1 from one block to the next). */
-
-static inline __m512i gemm16_load2(const uint8_t *p0, const uint8_t *p1) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p0)),
-                              _mm256_loadu_si256((const __m256i *)p1), 1);
-}
-
-/* nt2 (a constant) tokens of one block, their chains interleaved */
-SLM_INLINE void gemm16_x8_tok_avx512(const __m512i *q, __m512 dw, int off, const uint8_t *at, size_t a_rb, int nt2,
-                                      float *y, int64_t ldy, int b) {
-    __m512i s0[4];
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt2; t++) s0[t] = _mm512_set1_epi32(-off * (int32_t)ld_u32(at + (size_t)t * a_rb + 36));
-    SLM_UNROLL(8)
-    for (int k = 0; k < 8; k++) {
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt2; t++)
-            s0[t] = _mm512_dpbusd_epi32(s0[t], q[k], _mm512_set1_epi32((int)ld_u32(at + (size_t)t * a_rb + 4 * k)));
-    }
-    SLM_UNROLL(4)
-    for (int t = 0; t < nt2; t++) {
-        float *yt = y + (int64_t)t * ldy;
-        const __m512 prev = b ? _mm512_loadu_ps(yt) : _mm512_setzero_ps();
-        _mm512_storeu_ps(yt, _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0[t]),
-                                             _mm512_mul_ps(dw, _mm512_set1_ps(ld_f32(at + (size_t)t * a_rb + 32))), prev));
-    }
-}
-
-/* Two x8 groups (rows 0-7 at w, rows 8-15 at w + wb) of Q4_0/Q5_0/Q8_0
-   against Q8_0X tokens: per block and token the same exact integer sums
-   and the same float step (one FMA of the sum by d_w * d_a into the
-   running value) as gemm_q45_0x8_avx512_t and gemm_q8_0x8_avx512_t, so the
-   same bits. Tokens go in chunks of 64 whose accumulators stay in a
-   local 4 KB block (y's rows, ldy floats apart, can fall into a few L1
-   sets), copied to y at the end; the two groups (16 rows) are re-read per
-   chunk. */
-SLM_INLINE void gemm16_x8_avx512_t(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a, size_t a_rb, int nt,
-                                    float *y, int64_t ldy) {
-    const int q8 = type == SLM_TYPE_Q8_0, q5 = type == SLM_TYPE_Q5_0;
-    const int bb = x8_block_bytes(type), nib = q5 ? 48 : 16, off = q8 ? 128 : q5 ? 16 : 8;
-    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16), bias = _mm512_set1_epi8((char)0x80);
-    float acc[64 * 16]; /* [token][row]: contiguous (y's rows may map to few cache sets) */
-    for (int t0 = 0; t0 < nt; t0 += 64) {
-        const int t1 = SLM_MIN(nt, t0 + 64);
-        for (int b = 0; b < n / 32; b++) {
-            const uint8_t *w0 = w + (size_t)b * (size_t)bb, *w1 = w0 + wb;
-            __m512i q[8]; /* q[k] goes with the activation bytes 4k..4k+3 of the block */
-            if (q8) {
-                SLM_UNROLL(8)
-                for (int k = 0; k < 8; k++) q[k] = _mm512_xor_si512(gemm16_load2(w0 + 16 + 32 * k, w1 + 16 + 32 * k), bias);
-            } else {
-                const __m512i h = q5 ? gemm16_load2(w0 + 16, w1 + 16) : _mm512_setzero_si512();
-                SLM_UNROLL(4)
-                for (int c = 0; c < 4; c++) {
-                    const __m512i v = gemm16_load2(w0 + nib + 32 * c, w1 + nib + 32 * c);
-                    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                    if (q5) { /* nib | (shifted high bits & 16), as the x8 kernel */
-                        lo = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4 - c), b4, 0xF8);
-                        hi = _mm512_ternarylogic_epi32(hi, _mm512_srli_epi16(h, c), b4, 0xF8);
-                    }
-                    q[2 * c] = lo, q[2 * c + 1] = hi;
-                }
-            }
-            const __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(
-                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w0)), _mm_loadu_si128((const __m128i *)w1), 1));
-            const uint8_t *ab = a + (size_t)b * 40;
-            int t = t0;
-            for (; t + 4 <= t1; t += 4) gemm16_x8_tok_avx512(q, dw, off, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b);
-            for (; t < t1; t++) gemm16_x8_tok_avx512(q, dw, off, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b);
-        }
-        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
-    }
-}
-
-static void gemm16_q4_0x8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_x8_avx512_t(SLM_TYPE_Q4_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-static void gemm16_q5_0x8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_x8_avx512_t(SLM_TYPE_Q5_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-static void gemm16_q8_0x8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_x8_avx512_t(SLM_TYPE_Q8_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
-}
-
-/* Super-block converters that read the 16 rows with dword gathers (lane r
-   at w + r wb): each gather gives 4 consecutive bytes of every row, which
-   become one or two steps of the slab, and the scales are decoded for the
-   16 rows at once. Every gather stays inside its super-block. */
-static inline __m512i kg_avx512(const uint8_t *p, __m512i idx, int o) {
-    return _mm512_i32gather_epi32(idx, (const void *)(p + o), 1);
-}
-
-static inline __m512i kbyte_avx512(__m512i u, int i) { return _mm512_and_si512(_mm512_srli_epi32(u, 8 * i), _mm512_set1_epi32(255)); }
-
-/* Q4_K/Q5_K: d, dmin and the 12-byte table (k4_scales_u32 on 16 rows) */
-static inline void kslab_k4_head_avx512(const uint8_t *w, __m512i idx, kslab *k) {
-    const __m512i g0 = kg_avx512(w, idx, 0), a = kg_avx512(w, idx, 4), b = kg_avx512(w, idx, 8), c = kg_avx512(w, idx, 12);
-    const __m512i m6 = _mm512_set1_epi32(0x3f3f3f3f), m4 = _mm512_set1_epi32(0x0f0f0f0f), m2 = _mm512_set1_epi32(0x03030303);
-    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
-    _mm512_storeu_ps(k->dmin, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g0, 16))));
-    const __m512i u0 = _mm512_and_si512(a, m6),
-                  u1 = _mm512_or_si512(_mm512_and_si512(c, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a, 6), m2), 4)),
-                  u2 = _mm512_and_si512(b, m6),
-                  u3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(c, 4), m4),
-                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b, 6), m2), 4));
-    for (int i = 0; i < 4; i++) {
-        _mm512_storeu_si512((void *)k->sc[i], kbyte_avx512(u0, i));
-        _mm512_storeu_si512((void *)k->sc[4 + i], kbyte_avx512(u1, i));
-        const __m512i m0 = kbyte_avx512(u2, i), m1 = kbyte_avx512(u3, i);
-        _mm512_storeu_si512((void *)k->mn[i], _mm512_or_si512(m0, _mm512_slli_epi32(m0, 16)));
-        _mm512_storeu_si512((void *)k->mn[4 + i], _mm512_or_si512(m1, _mm512_slli_epi32(m1, 16)));
-    }
-    k->sub = 32, k->off = 0;
-}
-
-static void kslab16_q4_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
-    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f);
-    kslab_k4_head_avx512(w, idx, k);
-    for (int g = 0; g < 4; g++)
-        for (int l = 0; l < 8; l++) { /* columns 64g + 4l.. (low nibbles) and 64g + 32 + 4l.. (high) */
-            const __m512i v = kg_avx512(w, idx, 16 + 32 * g + 4 * l);
-            _mm512_storeu_si512((void *)k->q[16 * g + l], _mm512_and_si512(v, m4));
-            _mm512_storeu_si512((void *)k->q[16 * g + 8 + l], _mm512_and_si512(_mm512_srli_epi32(v, 4), m4));
-        }
-}
-
-static void kslab16_q5_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
-    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f), m1 = _mm512_set1_epi32(0x01010101);
-    kslab_k4_head_avx512(w, idx, k);
-    for (int l = 0; l < 8; l++) {
-        const __m512i h = kg_avx512(w, idx, 16 + 4 * l);
-        for (int g = 0; g < 4; g++) {
-            const __m512i v = kg_avx512(w, idx, 48 + 32 * g + 4 * l);
-            const __m512i h0 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2 * g), m1), 4),
-                          h1 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2 * g + 1), m1), 4);
-            _mm512_storeu_si512((void *)k->q[16 * g + l], _mm512_or_si512(_mm512_and_si512(v, m4), h0));
-            _mm512_storeu_si512((void *)k->q[16 * g + 8 + l],
-                                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 4), m4), h1));
-        }
-    }
-}
-
-static void kslab16_q6_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
-    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f), m2 = _mm512_set1_epi32(0x03030303), lo16 = _mm512_set1_epi32(0xffff);
-    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(kg_avx512(w, idx, 206), 16))));
-    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
-    __m512i sc[16];
-    for (int d = 0; d < 4; d++) {
-        const __m512i v = kg_avx512(w, idx, 192 + 4 * d);
-        for (int i = 0; i < 4; i++) sc[4 * d + i] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24);
-    }
-    for (int j = 0; j < 16; j++) _mm512_storeu_si512((void *)k->sc[j], sc[j]);
-    for (int j = 0; j < 8; j++) /* (32 sc[2j], 32 sc[2j + 1]) as int16 */
-        _mm512_storeu_si512((void *)k->mn[j], _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc[2 * j], 5), lo16),
-                                                               _mm512_slli_epi32(sc[2 * j + 1], 21)));
-    for (int h = 0; h < 2; h++)
-        for (int l = 0; l < 8; l++) { /* columns 128h + 32kk + 4l: step 32h + 8kk + l */
-            const __m512i a = kg_avx512(w, idx, 64 * h + 4 * l), c = kg_avx512(w, idx, 64 * h + 32 + 4 * l),
-                          qh = kg_avx512(w, idx, 128 + 32 * h + 4 * l);
-            const __m512i v[4] = {_mm512_and_si512(a, m4), _mm512_and_si512(c, m4), _mm512_and_si512(_mm512_srli_epi32(a, 4), m4),
-                                  _mm512_and_si512(_mm512_srli_epi32(c, 4), m4)};
-            for (int kk = 0; kk < 4; kk++)
-                _mm512_storeu_si512((void *)k->q[32 * h + 8 * kk + l],
-                                    _mm512_or_si512(v[kk], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 2 * kk), m2), 4)));
-        }
-    k->sub = 16, k->off = 1;
-}
-
-/* Q2_K: 16 sub-blocks of 16, 4-bit scale (low nibble) and min (high) */
-static void kslab16_q2_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
-    const __m512i m2 = _mm512_set1_epi32(0x03030303), m4 = _mm512_set1_epi32(0x0f0f0f0f);
-    const __m512i g0 = kg_avx512(w, idx, 80);
-    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
-    _mm512_storeu_ps(k->dmin, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g0, 16))));
-    for (int d = 0; d < 4; d++) {
-        const __m512i v = kg_avx512(w, idx, 4 * d), sc = _mm512_and_si512(v, m4), mn = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
-        for (int i = 0; i < 4; i++) _mm512_storeu_si512((void *)k->sc[4 * d + i], kbyte_avx512(sc, i));
-        for (int i = 0; i < 4; i += 2) /* (m[4d + i], m[4d + i + 1]) as int16 */
-            _mm512_storeu_si512((void *)k->mn[2 * d + i / 2],
-                                _mm512_or_si512(kbyte_avx512(mn, i), _mm512_slli_epi32(kbyte_avx512(mn, i + 1), 16)));
-    }
-    for (int h = 0; h < 2; h++)
-        for (int l = 0; l < 8; l++) { /* columns 128h + 32kk + 4l: step 32h + 8kk + l */
-            const __m512i v = kg_avx512(w, idx, 16 + 32 * h + 4 * l);
-            for (int kk = 0; kk < 4; kk++)
-                _mm512_storeu_si512((void *)k->q[32 * h + 8 * kk + l], _mm512_and_si512(_mm512_srli_epi32(v, 2 * kk), m2));
-        }
-    k->sub = 16, k->off = 0;
-}
-
-/* Q3_K: levels + 4 (0..7: the two low bits, plus 4 where the hmask bit is
-   set), signed 6-bit scales; mins 4 x scale */
-static void kslab16_q3_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
-    const __m512i m2 = _mm512_set1_epi32(0x03030303), m4 = _mm512_set1_epi32(0x0f0f0f0f), m1 = _mm512_set1_epi32(0x01010101),
-                  lo16 = _mm512_set1_epi32(0xffff), c32 = _mm512_set1_epi32(32);
-    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(kg_avx512(w, idx, 106), 16))));
-    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
-    const __m512i a = kg_avx512(w, idx, 96), b = kg_avx512(w, idx, 100), c = kg_avx512(w, idx, 104);
-    const __m512i u[4] = { /* q3_k_scales_u32 on 16 rows: 6-bit values of sub-blocks 4i.. */
-        _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_slli_epi32(_mm512_and_si512(c, m2), 4)),
-        _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 2), m2), 4)),
-        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 4), m2), 4)),
-        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 6), m2), 4))};
-    __m512i sc[16];
-    for (int j = 0; j < 16; j++) {
-        sc[j] = _mm512_sub_epi32(kbyte_avx512(u[j / 4], j % 4), c32);
-        _mm512_storeu_si512((void *)k->sc[j], sc[j]);
-    }
-    for (int j = 0; j < 8; j++)
-        _mm512_storeu_si512((void *)k->mn[j], _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc[2 * j], 2), lo16),
-                                                               _mm512_slli_epi32(sc[2 * j + 1], 18)));
-    for (int l = 0; l < 8; l++) {
-        const __m512i hm = kg_avx512(w, idx, 4 * l);
-        for (int h = 0; h < 2; h++) {
-            const __m512i v = kg_avx512(w, idx, 32 + 32 * h + 4 * l);
-            for (int kk = 0; kk < 4; kk++)
-                _mm512_storeu_si512((void *)k->q[32 * h + 8 * kk + l],
-                                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 2 * kk), m2),
-                                                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hm, 4 * h + kk), m1), 2)));
-        }
-    }
-    k->sub = 16, k->off = 1;
-}
-
-/* IQ4_XS: levels IQ4_VALUES + 128 (a byte shuffle), 8 sub-blocks of 32 with
-   signed 6-bit scales; mins 128 x scale */
-static void kslab16_iq4_xs_avx512(const uint8_t *w, __m512i idx, kslab *k) {
-    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f), lo16 = _mm512_set1_epi32(0xffff), c32 = _mm512_set1_epi32(32);
-    uint8_t lut[16];
-    for (int i = 0; i < 16; i++) lut[i] = (uint8_t)(IQ4_VALUES[i] + 128);
-    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut));
-    const __m512i g0 = kg_avx512(w, idx, 0), sl = kg_avx512(w, idx, 4);
-    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
-    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
-    const __m512i sh = _mm512_srli_epi32(g0, 16);
-    for (int j = 0; j < 8; j++) {
-        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(15)); /* nibble j of scales_l */
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3));
-        const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), c32);
-        _mm512_storeu_si512((void *)k->sc[j], sc);
-        const __m512i m = _mm512_and_si512(_mm512_slli_epi32(sc, 7), lo16);
-        _mm512_storeu_si512((void *)k->mn[j], _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
-    }
-    for (int sb = 0; sb < 8; sb++)
-        for (int l = 0; l < 4; l++) { /* columns 32sb + 4l (low nibbles) and 32sb + 16 + 4l (high) */
-            const __m512i v = kg_avx512(w, idx, 8 + 16 * sb + 4 * l);
-            _mm512_storeu_si512((void *)k->q[8 * sb + l], _mm512_shuffle_epi8(tab, _mm512_and_si512(v, m4)));
-            _mm512_storeu_si512((void *)k->q[8 * sb + 4 + l],
-                                _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi32(v, 4), m4)));
-        }
-    k->sub = 32, k->off = 1;
-}
-
-typedef void (*kslab16_fn)(const uint8_t *w, __m512i idx, kslab *k);
-
-/* nt2 tokens (a constant) of one super-block against a kslab: y += ... */
-SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
-    __m512i isum[8], ms[8];
-    SLM_UNROLL(8)
-    for (int t = 0; t < nt2; t++) isum[t] = _mm512_setzero_si512(), ms[t] = _mm512_setzero_si512();
-    const int steps = k->sub / 4; /* zmm steps per scale */
-    for (int j = 0; j < 256 / k->sub; j++) {
-        __m512i s[8];
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++) s[t] = _mm512_setzero_si512();
-        for (int st = j * steps; st < (j + 1) * steps; st++) {
-            const __m512i q = _mm512_loadu_si512((const void *)k->q[st]);
-            SLM_UNROLL(8)
-            for (int t = 0; t < nt2; t++)
-                s[t] = _mm512_dpbusd_epi32(s[t], q, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
-        }
-        const __m512i sc = _mm512_loadu_si512((const void *)k->sc[j]);
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
-    }
-    SLM_UNROLL(8)
-    for (int j = 0; j < 8; j++) {
-        const __m512i m = _mm512_loadu_si512((const void *)k->mn[j]);
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++)
-            ms[t] = _mm512_dpwssd_epi32(ms[t], m, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j)));
-    }
-    const __m512 d = _mm512_loadu_ps(k->d), dmin = _mm512_loadu_ps(k->dmin);
-    SLM_UNROLL(8)
-    for (int t = 0; t < nt2; t++) {
-        const __m512 da = _mm512_set1_ps(ld_f32(a + (size_t)t * a_rb));
-        __m512 r;
-        if (k->off) r = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])));
-        else
-            r = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[t])),
-                              _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(ms[t])));
-        float *yt = y + (int64_t)t * ldy;
-        _mm512_storeu_ps(yt, first ? _mm512_add_ps(_mm512_setzero_ps(), r) : _mm512_add_ps(_mm512_loadu_ps(yt), r));
-    }
-}
-
-static void gemm16_k_avx512(kslab16_fn conv16, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
-                            int nt, float *y, int64_t ldy) {
-    kslab k;
-    /* 32-bit gather offsets: mm_gemm keeps 15 wb below 2^31 */
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32((int)wb));
-    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens (as the x8 GEMM) */
-    for (int t0 = 0; t0 < nt; t0 += 128) {
-        const int t1 = SLM_MIN(nt, t0 + 128);
-        for (int b = 0; b < n / QK_K; b++) {
-            conv16((const uint8_t *)w + (size_t)b * (size_t)bytes, idx, &k);
-            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-            int t = t0;
-            for (; t + 8 <= t1; t += 8) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
-            if (t + 4 <= t1) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
-            for (; t < t1; t++) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
-        }
-        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
-    }
-}
-
-static void gemm16_q4_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_q4_k_avx512, 144, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q5_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_q5_k_avx512, 176, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q6_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_q6_k_avx512, 210, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q2_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_q2_k_avx512, 84, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q3_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_q3_k_avx512, 110, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_iq4_xs_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_k_avx512(kslab16_iq4_xs_avx512, 136, n, w, wb, a, a_rb, nt, y, ldy);
-}
-
-/* K-quant x8 groups (layouts in section 5) to a kslab: the two groups (wb
-   bytes apart) are rows 0-7 and 8-15, and every 32-byte chunk of a group
-   already holds 8 rows' dwords of 4 columns, so a step is one 256-bit load
-   per group (no gathers, no transpose) and one pshufb puts 8 rows' scales
-   of a sub-block into their lanes. The float steps are the x8 kernels'
-   (gemm_kx8_ref: FMAs), so a repacked matrix gives the same bits in prefill
-   and decode, and the GEMM can start at SLM_GEMM_X8_MIN_TOKENS (bench_gemm,
-   576 x 1536 Q4_K/Q6_K against the 4-token x8 kernels: 1.25x/1.16x at 8
-   tokens, 1.68x/1.57x at 128). AVX2 has none: the same slab with its
-   per-step vpmaddwd ran at 0.66x (8 tokens) to 0.85x (128) of the AVX2 x8
-   kernels, which sum a sub-block in 16 bits before one vpmaddwd. */
-
-/* pshufb mask: in every 128-bit quarter, lane r gets byte 4 s + r (zero-extended) */
-static inline __m512i kx8slab_mask_avx512(int s) {
-    return _mm512_add_epi32(_mm512_set1_epi32((int)(0x80808000u | (unsigned)(4 * s))),
-                            _mm512_broadcast_i32x4(_mm_setr_epi32(0, 1, 2, 3)));
-}
-
-static inline __m512 kx8slab_f16x2(const uint8_t *g0, const uint8_t *g1) {
-    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)g0)),
-                                                   _mm_loadu_si128((const __m128i *)g1), 1));
-}
-
-/* Q4_Kx8/Q5_Kx8: d, dmin, scales and mins of the 16 rows */
-static inline void kx8slab_k4_head_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
-    const __m512i m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
-    _mm512_storeu_ps(k->d, kx8slab_f16x2(g0, g1));
-    _mm512_storeu_ps(k->dmin, kx8slab_f16x2(g0 + 16, g1 + 16));
-    const __m512i hi = gemm16_load2(g0 + 96, g1 + 96);
-    for (int half = 0; half < 2; half++) {
-        const __m512i v = gemm16_load2(g0 + 32 + 32 * half, g1 + 32 + 32 * half);
-        for (int s = 0; s < 4; s++) {
-            const __m512i mask = kx8slab_mask_avx512(s), lo = _mm512_shuffle_epi8(v, mask),
-                          hb = _mm512_srli_epi32(_mm512_shuffle_epi8(hi, mask), 4 * half);
-            const __m512i mn = _mm512_or_si512(_mm512_srli_epi32(lo, 4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2), m2), 4));
-            _mm512_storeu_si512((void *)k->sc[4 * half + s],
-                                _mm512_or_si512(_mm512_and_si512(lo, m4), _mm512_slli_epi32(_mm512_and_si512(hb, m2), 4)));
-            _mm512_storeu_si512((void *)k->mn[4 * half + s], _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16)));
-        }
-    }
-    k->sub = 32, k->off = 0;
-}
-
-static void kx8slab_q4_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
-    const __m512i m4 = _mm512_set1_epi8(15);
-    kx8slab_k4_head_avx512(g0, g1, k);
-    for (int s = 0; s < 8; s++)
-        for (int c = 0; c < 4; c++) { /* columns 32s + 8c.. (low nibbles), 32s + 8c + 4.. (high) */
-            const __m512i v = gemm16_load2(g0 + 128 + 128 * s + 32 * c, g1 + 128 + 128 * s + 32 * c);
-            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c], _mm512_and_si512(v, m4));
-            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c + 1], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
-        }
-}
-
-static void kx8slab_q5_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
-    const __m512i m4 = _mm512_set1_epi8(15), m1 = _mm512_set1_epi8(1);
-    kx8slab_k4_head_avx512(g0, g1, k);
-    for (int s = 0; s < 8; s++) {
-        const int o = 128 + 160 * s;
-        const __m512i hb = gemm16_load2(g0 + o, g1 + o); /* bit c: low nibble's fifth bit, bit 4 + c: high's */
-        for (int c = 0; c < 4; c++) {
-            const __m512i v = gemm16_load2(g0 + o + 32 + 32 * c, g1 + o + 32 + 32 * c);
-            const __m512i h0 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, c), m1), 4),
-                          h1 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 4 + c), m1), 4);
-            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c], _mm512_or_si512(_mm512_and_si512(v, m4), h0));
-            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c + 1], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), h1));
-        }
-    }
-}
-
-/* Q6_Kx8: the stored 6-bit values are the level + 32 (mins 32 x scale) */
-static void kx8slab_q6_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
-    const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(3);
-    _mm512_storeu_ps(k->d, kx8slab_f16x2(g0, g1));
-    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
-    for (int j = 0; j < 8; j++) { /* lane r: row r's scales of sub-blocks 2j, 2j + 1 as int16 */
-        const __m512i x = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(g0 + 16 + 16 * j))), _mm_loadu_si128((const __m128i *)(g1 + 16 + 16 * j)), 1));
-        _mm512_storeu_si512((void *)k->sc[2 * j], _mm512_srai_epi32(_mm512_slli_epi32(x, 16), 16));
-        _mm512_storeu_si512((void *)k->sc[2 * j + 1], _mm512_srai_epi32(x, 16));
-        _mm512_storeu_si512((void *)k->mn[j], _mm512_slli_epi16(x, 5));
-    }
-    for (int p = 0; p < 8; p++) {
-        const int o = 144 + 192 * p;
-        for (int c = 0; c < 4; c++) { /* columns 32p + 8c.. and 32p + 8c + 4.. */
-            const __m512i v = gemm16_load2(g0 + o + 32 * c, g1 + o + 32 * c),
-                          hb = _mm512_srli_epi16(gemm16_load2(g0 + o + 128 + 32 * (c / 2), g1 + o + 128 + 32 * (c / 2)), 4 * (c % 2));
-            _mm512_storeu_si512((void *)k->q[8 * p + 2 * c], _mm512_or_si512(_mm512_and_si512(v, m4), _mm512_slli_epi16(_mm512_and_si512(hb, m2), 4)));
-            _mm512_storeu_si512((void *)k->q[8 * p + 2 * c + 1],
-                                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
-                                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2), m2), 4)));
-        }
-    }
-    k->sub = 16, k->off = 1;
-}
-
-/* gemm16_kslab_t's integer sums with the x8 kernels' float steps */
-SLM_INLINE void gemm16_kx8slab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
-    __m512i isum[8], ms[8];
-    SLM_UNROLL(8)
-    for (int t = 0; t < nt2; t++) isum[t] = _mm512_setzero_si512(), ms[t] = _mm512_setzero_si512();
-    const int steps = k->sub / 4;
-    for (int j = 0; j < 256 / k->sub; j++) {
-        __m512i s[8];
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++) s[t] = _mm512_setzero_si512();
-        for (int st = j * steps; st < (j + 1) * steps; st++) {
-            const __m512i q = _mm512_loadu_si512((const void *)k->q[st]);
-            SLM_UNROLL(8)
-            for (int t = 0; t < nt2; t++)
-                s[t] = _mm512_dpbusd_epi32(s[t], q, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
-        }
-        const __m512i sc = _mm512_loadu_si512((const void *)k->sc[j]);
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
-    }
-    SLM_UNROLL(8)
-    for (int j = 0; j < 8; j++) {
-        const __m512i m = _mm512_loadu_si512((const void *)k->mn[j]);
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++)
-            ms[t] = _mm512_dpwssd_epi32(ms[t], m, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j)));
-    }
-    const __m512 d = _mm512_loadu_ps(k->d), dmin = _mm512_loadu_ps(k->dmin);
-    SLM_UNROLL(8)
-    for (int t = 0; t < nt2; t++) {
-        const __m512 da = _mm512_set1_ps(ld_f32(a + (size_t)t * a_rb));
-        float *yt = y + (int64_t)t * ldy;
-        __m512 acc = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt);
-        if (k->off) acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])), _mm512_mul_ps(d, da), acc);
-        else {
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, da), acc);
-            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms[t]), _mm512_mul_ps(dmin, da), acc);
-        }
-        _mm512_storeu_ps(yt, acc);
-    }
-}
-
-typedef void (*kx8slab16_fn)(const uint8_t *g0, const uint8_t *g1, kslab *k);
-
-static void gemm16_kx8_avx512(kx8slab16_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
-                              int nt, float *y, int64_t ldy) {
-    kslab k;
-    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens */
-    for (int t0 = 0; t0 < nt; t0 += 128) {
-        const int t1 = SLM_MIN(nt, t0 + 128);
-        for (int b = 0; b < n / QK_K; b++) {
-            const uint8_t *g0 = (const uint8_t *)w + (size_t)b * (size_t)bytes;
-            conv(g0, g0 + wb, &k);
-            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-            int t = t0;
-            for (; t + 8 <= t1; t += 8) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
-            if (t + 4 <= t1) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
-            for (; t < t1; t++) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
-        }
-        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
-    }
-}
-
-static void gemm16_q4_kx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_kx8_avx512(kx8slab_q4_k_avx512, 1152, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q5_kx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_kx8_avx512(kx8slab_q5_k_avx512, 1408, n, w, wb, a, a_rb, nt, y, ldy);
-}
-static void gemm16_q6_kx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    gemm16_kx8_avx512(kx8slab_q6_k_avx512, 1680, n, w, wb, a, a_rb, nt, y, ldy);
-}
-
-SLM_TARGET_END
-#endif /* SLM_AVX512 */
-
-/* -------------------------------------------------------------------------- */
-/* 6c. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2 (Atom, Celeron)      */
-/* -------------------------------------------------------------------------- */
-/* The AVX2 kernels at half width, without FMA; without F16C the f16
-   conversions are done with integer operations, as f32_to_fp16 does. */
-#ifdef SLM_SSE4
-SLM_TARGET_SSE4
-
-static inline float hsum_sse(__m128 v) {
-    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    v = _mm_add_ss(v, _mm_movehdup_ps(v));
-    return _mm_cvtss_f32(v);
-}
-
-/* 32 int8 products (x0|x1 against y0|y1) summed in 4 lanes, as floats;
-   maddubs wants one unsigned operand (see i8dot_avx2) */
-static inline __m128 i8dot_sse(__m128i x0, __m128i x1, __m128i y0, __m128i y1) {
-    const __m128i one = _mm_set1_epi16(1);
-    const __m128i p0 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(x0, x0), _mm_sign_epi8(y0, x0)), one);
-    const __m128i p1 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(x1, x1), _mm_sign_epi8(y1, x1)), one);
-    return _mm_cvtepi32_ps(_mm_add_epi32(p0, p1));
-}
-
-static inline void q4_unpack_sse(const uint8_t *q, __m128i *lo, __m128i *hi) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)q), m = _mm_set1_epi8(15), e = _mm_set1_epi8(8);
-    *lo = _mm_sub_epi8(_mm_and_si128(v, m), e);
-    *hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m), e);
-}
-
-static float dot_f32_sse(int n, const void *w, const void *a) {
-    const float *x = (const float *)w, *y = (const float *)a;
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
-        s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_loadu_ps(x + i + 4), _mm_loadu_ps(y + i + 4)));
-        s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_loadu_ps(x + i + 8), _mm_loadu_ps(y + i + 8)));
-        s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_loadu_ps(x + i + 12), _mm_loadu_ps(y + i + 12)));
-    }
-    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
-    float s = hsum_sse(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
-    for (; i < n; i++) s += x[i] * y[i];
-    return s;
-}
-
-/* fp16_to_f32 on 4 lanes (no F16C): the same cases, merged */
-static inline __m128 ld_f16_sse(const uint8_t *p) {
-    const __m128i h = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)p), _mm_setzero_si128());
-    const __m128i sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
-    const __m128i em = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
-    __m128i r = _mm_add_epi32(_mm_slli_epi32(em, 13), _mm_set1_epi32(112 << 23));
-    const __m128i infnan = _mm_or_si128(_mm_slli_epi32(em, 13), _mm_set1_epi32(0x7f800000));
-    r = _mm_blendv_epi8(r, infnan, _mm_cmpgt_epi32(em, _mm_set1_epi32(0x7bff)));
-    /* zero and subnormal: man * 2^-24 is exact in float */
-    const __m128 sub = _mm_mul_ps(_mm_cvtepi32_ps(em), _mm_set1_ps(1.0f / 16777216.0f));
-    r = _mm_blendv_epi8(r, _mm_castps_si128(sub), _mm_cmplt_epi32(em, _mm_set1_epi32(0x400)));
-    return _mm_castsi128_ps(_mm_or_si128(r, sign));
-}
-
-/* f32_to_fp16 on 4 lanes, stored as 4 halves */
-static inline void st_f16_sse(uint8_t *p, __m128 f) {
-    const __m128i x = _mm_castps_si128(f);
-    const __m128i sign = _mm_and_si128(_mm_srli_epi32(x, 16), _mm_set1_epi32(0x8000));
-    const __m128i ax = _mm_and_si128(x, _mm_set1_epi32(0x7fffffff));
-    const __m128i odd = _mm_and_si128(_mm_srli_epi32(ax, 13), _mm_set1_epi32(1));
-    __m128i r = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(ax, _mm_set1_epi32((int)0xc8000fffu)), odd), 13);
-    const __m128 a = _mm_add_ps(_mm_castsi128_ps(ax), _mm_set1_ps(0.5f));
-    const __m128i sub = _mm_sub_epi32(_mm_castps_si128(a), _mm_set1_epi32(0x3f000000));
-    r = _mm_blendv_epi8(r, sub, _mm_cmplt_epi32(ax, _mm_set1_epi32(0x38800000)));
-    r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7c00), _mm_cmpgt_epi32(ax, _mm_set1_epi32(0x477fefff)));
-    r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7e00), _mm_cmpgt_epi32(ax, _mm_set1_epi32(0x7f800000)));
-    r = _mm_or_si128(r, sign);
-    _mm_storel_epi64((__m128i *)p, _mm_packus_epi32(r, r));
-}
-
-static void f16_to_float_sse(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = (const uint8_t *)src;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, ld_f16_sse(p + 2 * i));
-    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
-}
-
-static void f16_from_float_sse(const float *src, void *dst, int64_t n) {
-    uint8_t *p = (uint8_t *)dst;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) st_f16_sse(p + 2 * i, _mm_loadu_ps(src + i));
-    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
-}
-
-static float dot_f16_sse(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s0 = _mm_setzero_ps(), s1 = s0;
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        s0 = _mm_add_ps(s0, _mm_mul_ps(ld_f16_sse(x + 2 * i), ld_f16_sse(y + 2 * i)));
-        s1 = _mm_add_ps(s1, _mm_mul_ps(ld_f16_sse(x + 2 * i + 8), ld_f16_sse(y + 2 * i + 8)));
-    }
-    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(ld_f16_sse(x + 2 * i), ld_f16_sse(y + 2 * i)));
-    float s = hsum_sse(_mm_add_ps(s0, s1));
-    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
-    return s;
-}
-
-static inline __m128 ld_bf16_sse(const uint8_t *p) {
-    return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i *)p)));
-}
-
-static void bf16_to_float_sse(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = (const uint8_t *)src;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, ld_bf16_sse(p + 2 * i));
-    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
-}
-
-/* f32_to_bf16 on 4 lanes: round to nearest even on the bits, NaN quieted */
-static void bf16_from_float_sse(const float *src, void *dst, int64_t n) {
-    uint8_t *p = (uint8_t *)dst;
-    const __m128i one = _mm_set1_epi32(1), bias = _mm_set1_epi32(0x7fff);
-    const __m128i abs = _mm_set1_epi32(0x7fffffff), inf = _mm_set1_epi32(0x7f800000);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const __m128i x = _mm_castps_si128(_mm_loadu_ps(src + i));
-        const __m128i odd = _mm_and_si128(_mm_srli_epi32(x, 16), one);
-        __m128i r = _mm_srli_epi32(_mm_add_epi32(x, _mm_add_epi32(bias, odd)), 16);
-        const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(x, abs), inf);
-        r = _mm_blendv_epi8(r, _mm_or_si128(_mm_srli_epi32(x, 16), _mm_set1_epi32(64)), nan);
-        _mm_storel_epi64((__m128i *)(p + 2 * i), _mm_packus_epi32(r, r));
-    }
-    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
-}
-
-static float dot_bf16_sse(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm_add_ps(s0, _mm_mul_ps(ld_bf16_sse(x + 2 * i), ld_bf16_sse(y + 2 * i)));
-        s1 = _mm_add_ps(s1, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 8), ld_bf16_sse(y + 2 * i + 8)));
-        s2 = _mm_add_ps(s2, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 16), ld_bf16_sse(y + 2 * i + 16)));
-        s3 = _mm_add_ps(s3, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 24), ld_bf16_sse(y + 2 * i + 24)));
-    }
-    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(ld_bf16_sse(x + 2 * i), ld_bf16_sse(y + 2 * i)));
-    float s = hsum_sse(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
-    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
-    return s;
-}
-
-/* Same arithmetic as q8_0_from_float_ref (see q8_0_from_float_avx2). */
-static void q8_0_from_float_sse(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    const __m128 sign = _mm_set1_ps(-0.0f);
-    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
-        __m128 v[8], m = _mm_setzero_ps();
-        for (int j = 0; j < 8; j++) v[j] = _mm_loadu_ps(src + 4 * j), m = _mm_max_ps(m, _mm_andnot_ps(sign, v[j]));
-        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        m = _mm_max_ss(m, _mm_movehdup_ps(m));
-        const float amax = _mm_cvtss_f32(m);
-        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
-        st_u16(b, f32_to_fp16(d));
-        const __m128 mul = _mm_set1_ps(id);
-        __m128i q[8];
-        for (int j = 0; j < 8; j++)
-            q[j] = _mm_cvtps_epi32(_mm_round_ps(_mm_mul_ps(v[j], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        const __m128i lo = _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
-        const __m128i hi = _mm_packs_epi16(_mm_packs_epi32(q[4], q[5]), _mm_packs_epi32(q[6], q[7]));
-        _mm_storeu_si128((__m128i *)(b + 2), lo);
-        _mm_storeu_si128((__m128i *)(b + 18), hi);
-    }
-}
-
-/* One accumulator per token, blocks in order (see dot_q8_0_avx2). */
-static float dot_q8_0_sse(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s = _mm_setzero_ps();
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const __m128 p = i8dot_sse(_mm_loadu_si128((const __m128i *)(x + 2)), _mm_loadu_si128((const __m128i *)(x + 18)),
-                                   _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
-        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
-    }
-    return hsum_sse(s);
-}
-
-static float dot_q4_0_sse(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s = _mm_setzero_ps();
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        __m128i lo, hi;
-        q4_unpack_sse(x + 2, &lo, &hi);
-        const __m128 p = i8dot_sse(lo, hi, _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
-        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
-    }
-    return hsum_sse(s);
-}
-
-/* One token's step of the 4-token kernels (see dot4_step_avx2). */
-static inline __m128 dot4_step_sse(__m128 s, __m128i x0, __m128i x1, float dx, const uint8_t *yb) {
-    const __m128 p = i8dot_sse(x0, x1, _mm_loadu_si128((const __m128i *)(yb + 2)), _mm_loadu_si128((const __m128i *)(yb + 18)));
-    return _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(dx * ld_f16(yb)), p));
-}
-
-static void dot4_q8_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const __m128i x0 = _mm_loadu_si128((const __m128i *)(x + 2)), x1 = _mm_loadu_si128((const __m128i *)(x + 18));
-        const float dx = ld_f16(x);
-        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
-}
-
-static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        __m128i x0, x1;
-        q4_unpack_sse(x + 2, &x0, &x1);
-        const float dx = ld_f16(x);
-        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
-}
-
-/* ---- The other block types: the AVX2 kernels at half width (4 int32 and
-   4 float lanes per token), mul + add for FMA. ---- */
-
-static inline int32_t hsum_i32_sse(__m128i s) {
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-    return _mm_cvtsi128_si32(s);
-}
-
-static inline __m128i nib_lo_sse(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(15)); }
-static inline __m128i nib_hi_sse(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)); }
-
-/* bits 16h..16h+15 of the little-endian 32-bit word at p -> 16 bytes, 0xff if set */
-static inline __m128i bits16_sse(const uint8_t *p, int h) {
-    const __m128i shuf = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m128i bit = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-    const __m128i v = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)ld_u16(p + 2 * h)), shuf);
-    return _mm_cmpeq_epi8(_mm_and_si128(v, bit), bit);
-}
-
-static inline __m128i iq4_lookup_sse(__m128i nib) { return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)IQ4_VALUES), nib); }
-
-/* Q5_0 block -> 2 x 16 int8 in [-16, 15] (see q5_0_unpack_avx2) */
-static inline void q5_0_unpack_sse(const uint8_t *b, __m128i *lo, __m128i *hi) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)(b + 6)), f0 = _mm_set1_epi8((char)0xf0);
-    *lo = _mm_or_si128(nib_lo_sse(v), _mm_andnot_si128(bits16_sse(b + 2, 0), f0));
-    *hi = _mm_or_si128(nib_hi_sse(v), _mm_andnot_si128(bits16_sse(b + 2, 1), f0));
-}
-
-static float dot_q5_0_sse(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s = _mm_setzero_ps();
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        __m128i lo, hi;
-        q5_0_unpack_sse(x, &lo, &hi);
-        const __m128 p = i8dot_sse(lo, hi, _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
-        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
-    }
-    return hsum_sse(s);
-}
-
-static void dot4_q5_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        __m128i x0, x1;
-        q5_0_unpack_sse(x, &x0, &x1);
-        const float dx = ld_f16(x);
-        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
-        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
-        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
-        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
-    }
-    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
-}
-
-/* 2 x 16 unsigned weights against 32 int8 at q8, 4 lanes, as floats */
-static inline __m128 u8dot_sse(__m128i q0, __m128i q1, const uint8_t *q8) {
-    const __m128i p0 = _mm_maddubs_epi16(q0, _mm_loadu_si128((const __m128i *)q8));
-    const __m128i p1 = _mm_maddubs_epi16(q1, _mm_loadu_si128((const __m128i *)(q8 + 16)));
-    return _mm_cvtepi32_ps(_mm_madd_epi16(_mm_add_epi16(p0, p1), _mm_set1_epi16(1)));
-}
-
-/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms summed apart */
-static inline __m128 q8_1_step_sse(__m128 s, float *sm, __m128i lo, __m128i hi, float xd, float xm, const uint8_t *yb) {
-    *sm += xm * ld_f16(yb + 2);
-    return _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(xd * ld_f16(yb)), u8dot_sse(lo, hi, yb + 4)));
-}
-
-static SLM_ALWAYS_INLINE void k41_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                      int64_t ldy, int bits) {
-    const __m128i b4 = _mm_set1_epi8(16);
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
-    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
-        const __m128i v = _mm_loadu_si128((const __m128i *)(x + (bits == 4 ? 4 : 8)));
-        __m128i lo = nib_lo_sse(v), hi = nib_hi_sse(v);
-        if (bits == 5) {
-            lo = _mm_or_si128(lo, _mm_and_si128(bits16_sse(x + 4, 0), b4));
-            hi = _mm_or_si128(hi, _mm_and_si128(bits16_sse(x + 4, 1), b4));
-        }
-        const float xd = ld_f16(x), xm = ld_f16(x + 2);
-        s0 = q8_1_step_sse(s0, &m0, lo, hi, xd, xm, y);
-        if (nt == 4) {
-            s1 = q8_1_step_sse(s1, &m1, lo, hi, xd, xm, y + rb);
-            s2 = q8_1_step_sse(s2, &m2, lo, hi, xd, xm, y + 2 * rb);
-            s3 = q8_1_step_sse(s3, &m3, lo, hi, xd, xm, y + 3 * rb);
-        }
-    }
-    yo[0] = hsum_sse(s0) + m0;
-    if (nt == 4) yo[ldy] = hsum_sse(s1) + m1, yo[2 * ldy] = hsum_sse(s2) + m2, yo[3 * ldy] = hsum_sse(s3) + m3;
-}
-
-static SLM_ALWAYS_INLINE void q4_1_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    k41_sse(n, x, y, rb, nt, yo, ldy, 4);
-}
-
-static SLM_ALWAYS_INLINE void q5_1_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    k41_sse(n, x, y, rb, nt, yo, ldy, 5);
-}
-
-static SLM_ALWAYS_INLINE void iq4_nl_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                         int64_t ldy) {
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
-        const __m128i v = _mm_loadu_si128((const __m128i *)(x + 2));
-        const __m128i lo = iq4_lookup_sse(nib_lo_sse(v)), hi = iq4_lookup_sse(nib_hi_sse(v));
-        const float xd = ld_f16(x);
-        s0 = dot4_step_sse(s0, lo, hi, xd, y);
-        if (nt == 4) {
-            s1 = dot4_step_sse(s1, lo, hi, xd, y + rb);
-            s2 = dot4_step_sse(s2, lo, hi, xd, y + 2 * rb);
-            s3 = dot4_step_sse(s3, lo, hi, xd, y + 3 * rb);
-        }
-    }
-    yo[0] = hsum_sse(s0);
-    if (nt == 4) yo[ldy] = hsum_sse(s1), yo[2 * ldy] = hsum_sse(s2), yo[3 * ldy] = hsum_sse(s3);
-}
-
-/* K-quant steps, one token each: 32 weights (two halves of 16, scales sc0
-   and sc1 as 16-bit lanes) against 32 Q8_K values, added to 4 int32 lanes.
-   Signed weights as |q| with the sign moved to the activations. */
-static inline __m128i k_ustep_sse(__m128i sumi, __m128i q0, __m128i q1, __m128i sc0, __m128i sc1, const uint8_t *q8) {
-    const __m128i p0 = _mm_madd_epi16(sc0, _mm_maddubs_epi16(q0, _mm_loadu_si128((const __m128i *)q8)));
-    const __m128i p1 = _mm_madd_epi16(sc1, _mm_maddubs_epi16(q1, _mm_loadu_si128((const __m128i *)(q8 + 16))));
-    return _mm_add_epi32(sumi, _mm_add_epi32(p0, p1));
-}
-
-static inline __m128i k_sstep_sse(__m128i sumi, __m128i q0, __m128i q1, __m128i sc0, __m128i sc1, const uint8_t *q8) {
-    const __m128i y0 = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)q8), q0);
-    const __m128i y1 = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)(q8 + 16)), q1);
-    const __m128i p0 = _mm_madd_epi16(sc0, _mm_maddubs_epi16(_mm_sign_epi8(q0, q0), y0));
-    const __m128i p1 = _mm_madd_epi16(sc1, _mm_maddubs_epi16(_mm_sign_epi8(q1, q1), y1));
-    return _mm_add_epi32(sumi, _mm_add_epi32(p0, p1));
-}
-
-static inline __m128 k_scale_sse(__m128 acc, __m128i sumi, float xd, const uint8_t *yb) {
-    return _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(ld_f32(yb) * xd), _mm_cvtepi32_ps(sumi)));
-}
-
-/* 16-bit lanes of byte i of a 16-byte table (a sub-block's scale) */
-static inline __m128i k_scale1_sse(__m128i sc, int i, int is_signed) {
-    const __m128i b = _mm_shuffle_epi8(sc, _mm_set1_epi8((char)i));
-    return is_signed ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b);
-}
-
-
-
-/* min terms of a super-block: -d_a * dmin_w * (mins . sub-block sums) into
-   the float lanes */
-#define K_MINS_SSE(f)                                                                                                \
-    do {                                                                                                             \
-        s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_set1_ps(-ld_f32(y) * xm), _mm_cvtepi32_ps(f(y))));                       \
-        if (nt == 4) {                                                                                               \
-            s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + rb) * xm), _mm_cvtepi32_ps(f(y + rb))));         \
-            s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + 2 * rb) * xm), _mm_cvtepi32_ps(f(y + 2 * rb)))); \
-            s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + 3 * rb) * xm), _mm_cvtepi32_ps(f(y + 3 * rb)))); \
-        }                                                                                                            \
-    } while (0)
-
-#define K_RESULT_SSE()                                                                                               \
-    do {                                                                                                             \
-        yo[0] = hsum_sse(s0);                                                                                        \
-        if (nt == 4) yo[ldy] = hsum_sse(s1), yo[2 * ldy] = hsum_sse(s2), yo[3 * ldy] = hsum_sse(s3);                 \
-    } while (0)
-
-/* Q4_K and Q5_K (bits: 5): value 64j + l is nibble 0 of qs[32j + l],
-   64j + 32 + l nibble 1; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[l] */
-static SLM_ALWAYS_INLINE void k45_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                      int64_t ldy, int bits) {
-    const size_t bytes = bits == 4 ? 144 : 176;
-    const __m128i b4 = _mm_set1_epi8(16);
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
-        uint32_t u[4];
-        k4_scales_u32(x + 4, u);
-        const __m128i sc = _mm_loadu_si128((const __m128i *)u), mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc, 8));
-        const float xd = ld_f16(x), xm = ld_f16(x + 2);
-#define MINS(yb) _mm_madd_epi16(mins, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)((yb) + 260)), _mm_loadu_si128((const __m128i *)((yb) + 276))))
-        K_MINS_SSE(MINS);
-#undef MINS
-        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
-        __m128i h0 = _mm_loadu_si128((const __m128i *)(x + 16)), h1 = _mm_loadu_si128((const __m128i *)(x + 32));
-        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(4)
-        for (int j = 0; j < 4; j++) {
-            const __m128i v0 = _mm_loadu_si128((const __m128i *)(qs + 32 * j));
-            const __m128i v1 = _mm_loadu_si128((const __m128i *)(qs + 32 * j + 16));
-            __m128i a0 = nib_lo_sse(v0), a1 = nib_lo_sse(v1), c0 = nib_hi_sse(v0), c1 = nib_hi_sse(v1);
-            if (bits == 5) {
-                a0 = _mm_or_si128(a0, _mm_and_si128(_mm_slli_epi16(h0, 4), b4));
-                a1 = _mm_or_si128(a1, _mm_and_si128(_mm_slli_epi16(h1, 4), b4));
-                c0 = _mm_or_si128(c0, _mm_and_si128(_mm_slli_epi16(h0, 3), b4));
-                c1 = _mm_or_si128(c1, _mm_and_si128(_mm_slli_epi16(h1, 3), b4));
-                h0 = _mm_srli_epi16(h0, 2), h1 = _mm_srli_epi16(h1, 2);
-            }
-            const __m128i sl = k_scale1_sse(sc, 2 * j, 0), sh = k_scale1_sse(sc, 2 * j + 1, 0);
-            const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(k_ustep_sse, a0, a1, sl, sl);
-            q8 += 32;
-            K_TOKENS(k_ustep_sse, c0, c1, sh, sh);
-        }
-        K_SCALE(k_scale_sse, xd);
-    }
-    K_RESULT_SSE();
-}
-
-static SLM_ALWAYS_INLINE void q4_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    k45_sse(n, x, y, rb, nt, yo, ldy, 4);
-}
-
-static SLM_ALWAYS_INLINE void q5_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
-    k45_sse(n, x, y, rb, nt, yo, ldy, 5);
-}
-
-/* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
-static SLM_ALWAYS_INLINE void q6_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy) {
-    const __m128i m30 = _mm_set1_epi8(0x30), c32 = _mm_set1_epi8(32);
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
-        const __m128i sc = _mm_loadu_si128((const __m128i *)(x + 192));
-        const float xd = ld_f16(x + 208);
-        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++)
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                const uint8_t *ql = x + 64 * h + 32 * (k & 1), *qh = x + 128 + 32 * h;
-                __m128i q[2];
-                SLM_UNROLL(2)
-                for (int e = 0; e < 2; e++) {
-                    const __m128i l = _mm_loadu_si128((const __m128i *)(ql + 16 * e)), hb = _mm_loadu_si128((const __m128i *)(qh + 16 * e));
-                    const __m128i lo = k < 2 ? nib_lo_sse(l) : nib_hi_sse(l);
-                    const __m128i hi = k == 0 ? _mm_slli_epi16(hb, 4) : k == 1 ? _mm_slli_epi16(hb, 2) : k == 2 ? hb : _mm_srli_epi16(hb, 2);
-                    q[e] = _mm_sub_epi8(_mm_or_si128(lo, _mm_and_si128(hi, m30)), c32);
-                }
-                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_sstep_sse, q[0], q[1], sc0, sc1);
-            }
-        K_SCALE(k_scale_sse, xd);
-    }
-    K_RESULT_SSE();
-}
-
-static SLM_ALWAYS_INLINE void q2_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy) {
-    const __m128i m3 = _mm_set1_epi8(3), m15 = _mm_set1_epi8(15);
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
-        const __m128i sm = _mm_loadu_si128((const __m128i *)x), sc = _mm_and_si128(sm, m15);
-        const __m128i mn = _mm_and_si128(_mm_srli_epi16(sm, 4), m15);
-        const __m128i mn0 = _mm_cvtepu8_epi16(mn), mn1 = _mm_cvtepu8_epi16(_mm_srli_si128(mn, 8));
-        const float xd = ld_f16(x + 80), xm = ld_f16(x + 82);
-#define MINS(yb) _mm_add_epi32(_mm_madd_epi16(mn0, _mm_loadu_si128((const __m128i *)((yb) + 260))), _mm_madd_epi16(mn1, _mm_loadu_si128((const __m128i *)((yb) + 276))))
-        K_MINS_SSE(MINS);
-#undef MINS
-        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 16 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h));
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                const __m128i q0 = _mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), q1 = _mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3);
-                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 0), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 0);
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_ustep_sse, q0, q1, sc0, sc1);
-            }
-        }
-        K_SCALE(k_scale_sse, xd);
-    }
-    K_RESULT_SSE();
-}
-
-static SLM_ALWAYS_INLINE void q3_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy) {
-    const __m128i m3 = _mm_set1_epi8(3), c4 = _mm_set1_epi8(4);
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
-        uint32_t u[4];
-        q3_k_scales_u32(x + 96, u);
-        const __m128i sc = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
-        const __m128i hm0 = _mm_loadu_si128((const __m128i *)x), hm1 = _mm_loadu_si128((const __m128i *)(x + 16));
-        const float xd = ld_f16(x + 108);
-        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 48 + 32 * h));
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                const __m128i bit = _mm_set1_epi8((char)(1 << (4 * h + k))), z = _mm_setzero_si128();
-                const __m128i q0 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm0, bit), z), c4));
-                const __m128i q1 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm1, bit), z), c4));
-                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_sstep_sse, q0, q1, sc0, sc1);
-            }
-        }
-        K_SCALE(k_scale_sse, xd);
-    }
-    K_RESULT_SSE();
-}
-
-static SLM_ALWAYS_INLINE void iq4_xs_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                         int64_t ldy) {
-    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
-        const float xd = ld_f16(x);
-        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(8)
-        for (int s = 0; s < 8; s++) {
-            const __m128i v = _mm_loadu_si128((const __m128i *)(x + 8 + 16 * s));
-            const __m128i q0 = iq4_lookup_sse(nib_lo_sse(v)), q1 = iq4_lookup_sse(nib_hi_sse(v));
-            const __m128i sc = _mm_set1_epi16((short)iq4_xs_scale(x, s));
-            const uint8_t *q8 = y + 4 + 32 * s;
-            K_TOKENS(k_sstep_sse, q0, q1, sc, sc);
-        }
-        K_SCALE(k_scale_sse, xd);
-    }
-    K_RESULT_SSE();
-}
-#undef K_MINS_SSE
-#undef K_RESULT_SSE
-
-K_ENTRIES(q4_1, sse)
-K_ENTRIES(q5_1, sse)
-K_ENTRIES(iq4_nl, sse)
-K_ENTRIES(q2_k, sse)
-K_ENTRIES(q3_k, sse)
-K_ENTRIES(q4_k, sse)
-K_ENTRIES(q5_k, sse)
-K_ENTRIES(q6_k, sse)
-K_ENTRIES(iq4_xs, sse)
-
-/* Q8_1 and Q8_K activations: the same bytes as the references (see
-   q8_1_from_float_avx2) */
-static inline float amax_sse(const float *src, int n) {
-    const __m128 sign = _mm_set1_ps(-0.0f);
-    __m128 m = _mm_setzero_ps();
-    for (int j = 0; j < n; j += 4) m = _mm_max_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + j)), m);
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-/* 16 floats times mul, rounded, stored as 16 int8; returns their sum in 4 lanes */
-static inline __m128i q8_round16_sse(const float *src, __m128 mul, uint8_t *dst) {
-#define RND(j) _mm_cvtps_epi32(_mm_round_ps(_mm_mul_ps(_mm_loadu_ps(src + (j)), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
-    const __m128i a = RND(0), b = RND(4), c = RND(8), d = RND(12);
-#undef RND
-    _mm_storeu_si128((__m128i *)dst, _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d)));
-    return _mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d));
-}
-
-static void q8_1_from_float_sse(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
-        const float amax = amax_sse(src, 32);
-        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
-        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
-            q8_1_from_float_ref(src, b, 32);
-            continue;
-        }
-        const __m128 mul = _mm_set1_ps(id);
-        const __m128i sum = _mm_add_epi32(q8_round16_sse(src, mul, b + 4), q8_round16_sse(src + 16, mul, b + 20));
-        st_u16(b, f32_to_fp16(d));
-        st_u16(b + 2, f32_to_fp16(d * (float)hsum_i32_sse(sum)));
-    }
-}
-
-static void q8_k_from_float_sse(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
-        const float amax = amax_sse(src, QK_K);
-        if (amax == 0) {
-            memset(b, 0, 292);
-            continue;
-        }
-        const __m128 vmax = _mm_set1_ps(amax), sign = _mm_set1_ps(-0.0f);
-        int j = 0;
-        while (!_mm_movemask_ps(_mm_cmpeq_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + j)), vmax))) j += 4;
-        while (fabsf(src[j]) != amax) j++;
-        const float iscale = -127.0f / src[j];
-        if (!(fabsf(iscale) <= FLT_MAX) || !(amax <= FLT_MAX)) {
-            q8_k_from_float_ref(src, b, QK_K);
-            continue;
-        }
-        /* the 16-value sums: 4 lanes each, then hadd twice for 4 side by side */
-        __m128i v[16];
-        for (int g = 0; g < 16; g++) v[g] = q8_round16_sse(src + 16 * g, _mm_set1_ps(iscale), b + 4 + 16 * g);
-        __m128i f[4];
-        for (int k = 0; k < 4; k++)
-            f[k] = _mm_hadd_epi32(_mm_hadd_epi32(v[4 * k], v[4 * k + 1]), _mm_hadd_epi32(v[4 * k + 2], v[4 * k + 3]));
-        _mm_storeu_si128((__m128i *)(b + 260), _mm_packs_epi32(f[0], f[1]));
-        _mm_storeu_si128((__m128i *)(b + 276), _mm_packs_epi32(f[2], f[3]));
-        st_f32(b, 1.0f / iscale);
-    }
-}
-
-
-SLM_TARGET_END
-#endif /* SLM_SSE4 */
-
-/* -------------------------------------------------------------------------- */
-/* 6d. ARM NEON: aarch64 (baseline, dotprod, i8mm) and ARMv7                  */
-/* -------------------------------------------------------------------------- */
-/* One code path; the few helpers below hide what AArch32 lacks (across-
-   vector adds, rounding conversion, fused multiply-add without VFPv4). On
-   ARMv7 the f16 kernels need -mfp16-format=ieee with GCC (half types).
-   The int8 kernels are templates with a constant `dp`: 0 for the baseline
-   (the neon table: products widened through int16), 1 for SDOT (the
-   dotprod table: entry points with the dotprod target, section 1). Only
-   the helpers i8dot_neon and dot16_neon look at dp. The SMMLA (i8mm)
-   kernels for the x8 layouts are at the end of the section. */
-#ifdef SLM_NEON
-
-#if defined(__aarch64__) || defined(__ARM_FP16_FORMAT_IEEE)
-#define SLM_NEON_F16 1
-static inline float h2f_neon(const uint8_t *p) {
-    __fp16 h;
-    memcpy(&h, p, 2);
-    return (float)h;
-}
-#else
-static inline float h2f_neon(const uint8_t *p) { return ld_f16(p); }
-#endif
-
-#if defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
-#define FMA_NEON(acc, a, b) vfmaq_f32(acc, a, b)
-#else
-#define FMA_NEON(acc, a, b) vmlaq_f32(acc, a, b)
-#endif
-
-static inline float hsum_neon(float32x4_t v) {
-#if defined(__aarch64__)
-    return vaddvq_f32(v);
-#else
-    const float32x2_t s = vadd_f32(vget_low_f32(v), vget_high_f32(v));
-    return vget_lane_f32(vpadd_f32(s, s), 0);
-#endif
-}
-
-static inline float hmax_neon(float32x4_t v) {
-#if defined(__aarch64__)
-    return vmaxvq_f32(v);
-#else
-    const float32x2_t m = vmax_f32(vget_low_f32(v), vget_high_f32(v));
-    return vget_lane_f32(vpmax_f32(m, m), 0);
-#endif
-}
-
-/* round half to even, as round_even() */
-static inline int32x4_t round_even_neon(float32x4_t p) {
-#if defined(__aarch64__)
-    return vcvtnq_s32_f32(p);
-#else
-    /* ARMv7 has no rounding conversion: round_even() on the bits, 4 lanes */
-    const uint32x4_t u = vreinterpretq_u32_f32(p);
-    const int32x4_t e = vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(u, 23), vdupq_n_u32(255)));
-    const int32x4_t sh = vminq_s32(vsubq_s32(vdupq_n_s32(150), e), vdupq_n_s32(31)); /* >= 1 for |p| < 2^23 */
-    const uint32x4_t m = vorrq_u32(vandq_u32(u, vdupq_n_u32(0x7fffff)), vdupq_n_u32(0x800000));
-    const uint32x4_t q = vshlq_u32(m, vnegq_s32(sh));
-    const uint32x4_t half = vshlq_u32(vdupq_n_u32(1), vsubq_s32(sh, vdupq_n_s32(1)));
-    const uint32x4_t rest = vandq_u32(m, vsubq_u32(vshlq_n_u32(half, 1), vdupq_n_u32(1)));
-    const uint32x4_t up = vorrq_u32(vcgtq_u32(rest, half), vandq_u32(vceqq_u32(rest, half), vtstq_u32(q, vdupq_n_u32(1))));
-    const int32x4_t r = vreinterpretq_s32_u32(vsubq_u32(q, up)); /* up is 0 or -1 */
-    const int32x4_t s = vshrq_n_s32(vreinterpretq_s32_u32(u), 31);
-    return vsubq_s32(veorq_s32(r, s), s);
-#endif
-}
-
-#ifdef SLM_NEON_DOTPROD
-/* SDOT: acc lane i += the dot of bytes 4i..4i+3 of a and b. Without
-   +dotprod in the build's flags, an instruction: the intrinsic could not
-   be inlined into the templates, which are compiled for the baseline. */
-static SLM_ALWAYS_INLINE int32x4_t sdot_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, a, b);
-#else
-    __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
-    return acc;
-#endif
-}
-#define SDOT_NEON(acc, a, b) sdot_neon(acc, a, b)
-#else
-#define SDOT_NEON(acc, a, b) (acc) /* never reached: dp is 0 */
-#endif
-
-/* sum of the 32 products x*y (x0|x1 against y0|y1) in 4 int32 lanes */
-static SLM_ALWAYS_INLINE int32x4_t i8dot_neon(int8x16_t x0, int8x16_t x1, int8x16_t y0, int8x16_t y1, int dp) {
-    if (dp) return SDOT_NEON(SDOT_NEON(vdupq_n_s32(0), x0, y0), x1, y1);
-    /* |product| <= 128*127: two fit in int16 before the pairwise widening */
-    int32x4_t s = vpaddlq_s16(vmull_s8(vget_low_s8(x0), vget_low_s8(y0)));
-    s = vpadalq_s16(s, vmull_s8(vget_high_s8(x0), vget_high_s8(y0)));
-    s = vpadalq_s16(s, vmull_s8(vget_low_s8(x1), vget_low_s8(y1)));
-    return vpadalq_s16(s, vmull_s8(vget_high_s8(x1), vget_high_s8(y1)));
-}
-
-static float dot_f32_neon(int n, const void *w, const void *a) {
-    const float *x = (const float *)w, *y = (const float *)a;
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = FMA_NEON(s0, vld1q_f32(x + i), vld1q_f32(y + i));
-        s1 = FMA_NEON(s1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
-        s2 = FMA_NEON(s2, vld1q_f32(x + i + 8), vld1q_f32(y + i + 8));
-        s3 = FMA_NEON(s3, vld1q_f32(x + i + 12), vld1q_f32(y + i + 12));
-    }
-    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, vld1q_f32(x + i), vld1q_f32(y + i));
-    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < n; i++) s += x[i] * y[i];
-    return s;
-}
-
-#ifdef SLM_NEON_F16
-static inline float32x4_t ld_f16_neon(const uint8_t *p) {
-    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)p)));
-}
-
-static void f16_to_float_neon(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = (const uint8_t *)src;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, ld_f16_neon(p + 2 * i));
-    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
-}
-
-/* the conversion rounds to nearest even, like f32_to_fp16 (NaNs stay NaNs) */
-static void f16_from_float_neon(const float *src, void *dst, int64_t n) {
-    uint8_t *p = (uint8_t *)dst;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1_u16((uint16_t *)(void *)(p + 2 * i), vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + i))));
-    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
-}
-
-static float dot_f16_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), ld_f16_neon(y + 2 * i));
-        s1 = FMA_NEON(s1, ld_f16_neon(x + 2 * i + 8), ld_f16_neon(y + 2 * i + 8));
-        s2 = FMA_NEON(s2, ld_f16_neon(x + 2 * i + 16), ld_f16_neon(y + 2 * i + 16));
-        s3 = FMA_NEON(s3, ld_f16_neon(x + 2 * i + 24), ld_f16_neon(y + 2 * i + 24));
-    }
-    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), ld_f16_neon(y + 2 * i));
-    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
-    return s;
-}
-#endif /* SLM_NEON_F16 */
-
-static inline float32x4_t ld_bf16_neon(const uint8_t *p) {
-    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(const void *)p), 16));
-}
-
-static void bf16_to_float_neon(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = (const uint8_t *)src;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, ld_bf16_neon(p + 2 * i));
-    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
-}
-
-/* f32_to_bf16 on 4 lanes: round to nearest even on the bits, NaN quieted */
-static void bf16_from_float_neon(const float *src, void *dst, int64_t n) {
-    uint8_t *p = (uint8_t *)dst;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const uint32x4_t x = vreinterpretq_u32_f32(vld1q_f32(src + i));
-        const uint32x4_t odd = vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1));
-        const uint32x4_t r = vshrq_n_u32(vaddq_u32(x, vaddq_u32(vdupq_n_u32(0x7fff), odd)), 16);
-        const uint32x4_t nan = vcgtq_u32(vandq_u32(x, vdupq_n_u32(0x7fffffff)), vdupq_n_u32(0x7f800000));
-        const uint32x4_t v = vbslq_u32(nan, vorrq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(64)), r);
-        vst1_u16((uint16_t *)(void *)(p + 2 * i), vmovn_u32(v));
-    }
-    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
-}
-
-static float dot_bf16_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = FMA_NEON(s0, ld_bf16_neon(x + 2 * i), ld_bf16_neon(y + 2 * i));
-        s1 = FMA_NEON(s1, ld_bf16_neon(x + 2 * i + 8), ld_bf16_neon(y + 2 * i + 8));
-        s2 = FMA_NEON(s2, ld_bf16_neon(x + 2 * i + 16), ld_bf16_neon(y + 2 * i + 16));
-        s3 = FMA_NEON(s3, ld_bf16_neon(x + 2 * i + 24), ld_bf16_neon(y + 2 * i + 24));
-    }
-    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_bf16_neon(x + 2 * i), ld_bf16_neon(y + 2 * i));
-    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
-    return s;
-}
-
-/* Same arithmetic as q8_0_from_float_ref, 4 lanes at a time. */
-static void q8_0_from_float_neon(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
-        float32x4_t v[8], m = vdupq_n_f32(0);
-        for (int j = 0; j < 8; j++) v[j] = vld1q_f32(src + 4 * j), m = vmaxq_f32(m, vabsq_f32(v[j]));
-        const float amax = hmax_neon(m);
-        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
-        st_u16(b, f32_to_fp16(d));
-        int16x8_t h[4];
-        for (int j = 0; j < 4; j++)
-            h[j] = vcombine_s16(vmovn_s32(round_even_neon(vmulq_n_f32(v[2 * j], id))),
-                                vmovn_s32(round_even_neon(vmulq_n_f32(v[2 * j + 1], id))));
-        vst1q_s8((int8_t *)(b + 2), vcombine_s8(vmovn_s16(h[0]), vmovn_s16(h[1])));
-        vst1q_s8((int8_t *)(b + 18), vcombine_s8(vmovn_s16(h[2]), vmovn_s16(h[3])));
-    }
-}
-
-static inline void q4_unpack_neon(const uint8_t *q, int8x16_t *lo, int8x16_t *hi) {
-    const uint8x16_t v = vld1q_u8(q);
-    *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
-    *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
-}
-
-/* ---- The other block types. Q8_0/Q8_1 partners as Q4_0 above (4 float
-   lanes per block). The K-quants: per super-block, the sub-block dots
-   times their integer scales in 4 int32 lanes, summed to one integer, then
-   the reference's float steps: (d_w d_a) * isum - (dmin_w d_a) * imin. ---- */
-
-static inline int32_t hsum_i32_neon(int32x4_t v) {
-#if defined(__aarch64__)
-    return vaddvq_s32(v);
-#else
-    const int32x2_t s = vadd_s32(vget_low_s32(v), vget_high_s32(v));
-    return vget_lane_s32(vpadd_s32(s, s), 0);
-#endif
-}
-
-/* the 16 products a*b summed into 4 int32 lanes of acc; without SDOT two
-   products meet in int16 first (|a*b| <= 128 * 127, b never -128) */
-static SLM_ALWAYS_INLINE int32x4_t dot16_neon(int32x4_t acc, int8x16_t a, int8x16_t b, int dp) {
-    if (dp) return SDOT_NEON(acc, a, b);
-    return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vget_high_s8(a), vget_high_s8(b)));
-}
-
-static inline int8x16_t ld_s8_neon(const uint8_t *p) { return vld1q_s8((const int8_t *)p); }
-static inline int8x16_t nib_lo_neon(uint8x16_t v) { return vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))); }
-static inline int8x16_t nib_hi_neon(uint8x16_t v) { return vreinterpretq_s8_u8(vshrq_n_u8(v, 4)); }
-
-/* the 16 bits of the two bytes at p -> 16 bytes, 0xff where set */
-static inline uint8x16_t bits16_neon(const uint8_t *p) {
-    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-    return vtstq_u8(vcombine_u8(vdup_n_u8(p[0]), vdup_n_u8(p[1])), vld1q_u8(bit));
-}
-
-/* 16 nibbles -> their IQ4 levels */
-static inline int8x16_t iq4_lookup_neon(int8x16_t idx) {
-#if defined(__aarch64__)
-    return vqtbl1q_s8(vld1q_s8(IQ4_VALUES), vreinterpretq_u8_s8(idx));
-#else
-    int8x8x2_t t;
-    t.val[0] = vld1_s8(IQ4_VALUES), t.val[1] = vld1_s8(IQ4_VALUES + 8);
-    return vcombine_s8(vtbl2_s8(t, vget_low_s8(idx)), vtbl2_s8(t, vget_high_s8(idx)));
-#endif
-}
-
-/* Q5_0 block -> 2 x 16 int8 in [-16, 15]: the nibble, with the top four
-   bits set where the fifth bit is clear (nibble - 16) */
-static inline void q5_0_unpack_neon(const uint8_t *b, int8x16_t *lo, int8x16_t *hi) {
-    const uint8x16_t v = vld1q_u8(b + 6), f0 = vdupq_n_u8(0xf0);
-    *lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(15)), vbicq_u8(f0, bits16_neon(b + 2))));
-    *hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), vbicq_u8(f0, bits16_neon(b + 4))));
-}
-
-/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
-   apart, as the reference */
-static SLM_ALWAYS_INLINE float32x4_t q8_1_step_neon(float32x4_t s, float *sm, int8x16_t x0, int8x16_t x1, float xd,
-                                                    float xm, const uint8_t *yb, int dp) {
-    *sm += xm * h2f_neon(yb + 2);
-    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 4), ld_s8_neon(yb + 20), dp);
-    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(xd * h2f_neon(yb)));
-}
-
-static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy, int bits, int dp) {
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
-    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
-        const uint8x16_t v = vld1q_u8(x + (bits == 4 ? 4 : 8));
-        int8x16_t lo = nib_lo_neon(v), hi = nib_hi_neon(v);
-        if (bits == 5) {
-            lo = vorrq_s8(lo, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 4), vdupq_n_u8(16))));
-            hi = vorrq_s8(hi, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 6), vdupq_n_u8(16))));
-        }
-        const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
-        s0 = q8_1_step_neon(s0, &m0, lo, hi, xd, xm, y, dp);
-        if (nt == 4) {
-            s1 = q8_1_step_neon(s1, &m1, lo, hi, xd, xm, y + rb, dp);
-            s2 = q8_1_step_neon(s2, &m2, lo, hi, xd, xm, y + 2 * rb, dp);
-            s3 = q8_1_step_neon(s3, &m3, lo, hi, xd, xm, y + 3 * rb, dp);
-        }
-    }
-    yo[0] = hsum_neon(s0) + m0;
-    if (nt == 4) yo[ldy] = hsum_neon(s1) + m1, yo[2 * ldy] = hsum_neon(s2) + m2, yo[3 * ldy] = hsum_neon(s3) + m3;
-}
-
-static SLM_ALWAYS_INLINE void q4_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy, int dp) {
-    k41_neon(n, x, y, rb, nt, yo, ldy, 4, dp);
-}
-
-static SLM_ALWAYS_INLINE void q5_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy, int dp) {
-    k41_neon(n, x, y, rb, nt, yo, ldy, 5, dp);
-}
-
-/* Q8_0, Q4_0, Q5_0 and IQ4_NL against Q8_0: blocks of 32 int8 weights and
-   a scale. One accumulator per token, blocks in order: the 1-token and
-   4-token entries give the same bits, so results do not depend on how
-   tokens are batched. */
-static SLM_ALWAYS_INLINE float32x4_t dot4_step_neon(float32x4_t s, int8x16_t x0, int8x16_t x1, float dx,
-                                                    const uint8_t *yb, int dp) {
-    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 2), ld_s8_neon(yb + 18), dp);
-    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yb)));
-}
-
-static SLM_ALWAYS_INLINE void b32_neon(int type, int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt,
-                                       float *yo, int64_t ldy, int dp) {
-    const int bb = type == SLM_TYPE_Q8_0 ? 34 : type == SLM_TYPE_Q5_0 ? 22 : 18;
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < n / 32; i++, x += bb, y += 34) {
-        int8x16_t lo, hi;
-        if (type == SLM_TYPE_Q8_0) {
-            lo = ld_s8_neon(x + 2), hi = ld_s8_neon(x + 18);
-        } else if (type == SLM_TYPE_Q4_0) {
-            q4_unpack_neon(x + 2, &lo, &hi);
-        } else if (type == SLM_TYPE_Q5_0) {
-            q5_0_unpack_neon(x, &lo, &hi);
-        } else {
-            const uint8x16_t v = vld1q_u8(x + 2);
-            lo = iq4_lookup_neon(nib_lo_neon(v)), hi = iq4_lookup_neon(nib_hi_neon(v));
-        }
-        const float xd = h2f_neon(x);
-        s0 = dot4_step_neon(s0, lo, hi, xd, y, dp);
-        if (nt == 4) {
-            s1 = dot4_step_neon(s1, lo, hi, xd, y + rb, dp);
-            s2 = dot4_step_neon(s2, lo, hi, xd, y + 2 * rb, dp);
-            s3 = dot4_step_neon(s3, lo, hi, xd, y + 3 * rb, dp);
-        }
-    }
-    yo[0] = hsum_neon(s0);
-    if (nt == 4) yo[ldy] = hsum_neon(s1), yo[2 * ldy] = hsum_neon(s2), yo[3 * ldy] = hsum_neon(s3);
-}
-
-#define B32_NEON(name, type)                                                                                         \
-    static SLM_ALWAYS_INLINE void name##_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt,         \
-                                              float *yo, int64_t ldy, int dp) {                                     \
-        b32_neon(type, n, x, y, rb, nt, yo, ldy, dp);                                                              \
-    }
-B32_NEON(q8_0, SLM_TYPE_Q8_0)
-B32_NEON(q4_0, SLM_TYPE_Q4_0)
-B32_NEON(q5_0, SLM_TYPE_Q5_0)
-B32_NEON(iq4_nl, SLM_TYPE_IQ4_NL)
-#undef B32_NEON
-
-/* K-quant steps, one token each: 32 weights (q0|q1) against 32 Q8_K
-   values, times the sub-block scale(s), added to 4 int32 lanes */
-static SLM_ALWAYS_INLINE int32x4_t k_step_neon(int32x4_t acc, int dp, int8x16_t q0, int8x16_t q1, int32_t sc,
-                                               const uint8_t *q8) {
-    const int32x4_t p = dot16_neon(dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8), dp), q1, ld_s8_neon(q8 + 16), dp);
-    return vmlaq_n_s32(acc, p, sc);
-}
-
-/* the same for two sub-blocks of 16 (scales sc0, sc1) */
-static SLM_ALWAYS_INLINE int32x4_t k_step2_neon(int32x4_t acc, int dp, int8x16_t q0, int8x16_t q1, int32_t sc0,
-                                                int32_t sc1, const uint8_t *q8) {
-    acc = vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8), dp), sc0);
-    return vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q1, ld_s8_neon(q8 + 16), dp), sc1);
-}
-
-/* (d_w d_a) * isum, the reference's first float step */
-static inline float k_finish_neon(int32x4_t isum, float xd, const uint8_t *yb) {
-    return (xd * ld_f32(yb)) * (float)hsum_i32_neon(isum);
-}
-
-static inline int16x8_t ld_s16x8_neon(const uint8_t *p) { return vreinterpretq_s16_u8(vld1q_u8(p)); }
-
-/* Q4_K/Q5_K min term: the 8 mins against the 8 sub-block sums of bsums */
-static inline int32_t k4_imin_neon(int16x8_t mins, const uint8_t *yb) {
-    const int16x8_t b0 = ld_s16x8_neon(yb + 260), b1 = ld_s16x8_neon(yb + 276);
-    const int16x8_t q8s = vcombine_s16(vpadd_s16(vget_low_s16(b0), vget_high_s16(b0)), vpadd_s16(vget_low_s16(b1), vget_high_s16(b1)));
-    return hsum_i32_neon(vmlal_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(q8s)), vget_high_s16(mins), vget_high_s16(q8s)));
-}
-
-/* Q2_K min term: 16 mins against the 16 bsums */
-static inline int32_t q2_k_imin_neon(int16x8_t m0, int16x8_t m1, const uint8_t *yb) {
-    const int16x8_t b0 = ld_s16x8_neon(yb + 260), b1 = ld_s16x8_neon(yb + 276);
-    int32x4_t p = vmull_s16(vget_low_s16(m0), vget_low_s16(b0));
-    p = vmlal_s16(p, vget_high_s16(m0), vget_high_s16(b0));
-    p = vmlal_s16(p, vget_low_s16(m1), vget_low_s16(b1));
-    return hsum_i32_neon(vmlal_s16(p, vget_high_s16(m1), vget_high_s16(b1)));
-}
-
-
-/* the end of a super-block; imin(yb) the token's min sum, or 0 */
-#define K_FINISH_NEON(imin)                                                                                          \
-    do {                                                                                                             \
-        s0 += k_finish_neon(i0, xd, y) - (xm * ld_f32(y)) * (float)imin(y);                                          \
-        if (nt == 4) {                                                                                               \
-            s1 += k_finish_neon(i1, xd, y + rb) - (xm * ld_f32(y + rb)) * (float)imin(y + rb);                       \
-            s2 += k_finish_neon(i2, xd, y + 2 * rb) - (xm * ld_f32(y + 2 * rb)) * (float)imin(y + 2 * rb);           \
-            s3 += k_finish_neon(i3, xd, y + 3 * rb) - (xm * ld_f32(y + 3 * rb)) * (float)imin(y + 3 * rb);           \
-        }                                                                                                            \
-    } while (0)
-
-#define K_RESULT_NEON()                                                                                              \
-    do {                                                                                                             \
-        yo[0] = s0;                                                                                                  \
-        if (nt == 4) yo[ldy] = s1, yo[2 * ldy] = s2, yo[3 * ldy] = s3;                                               \
-    } while (0)
-
-#define K_NO_MINS(yb) 0
-
-/* Q4_K and Q5_K (bits 5: the fifth bits are bits 2j, 2j + 1 of qh[l]) */
-static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                       int64_t ldy, int bits, int dp) {
-    const size_t bytes = bits == 4 ? 144 : 176;
-    const uint8x16_t b4 = vdupq_n_u8(16);
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
-        uint32_t u[4];
-        k4_scales_u32(x + 4, u);
-        const uint8_t *sc = (const uint8_t *)u;
-        const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sc + 8)));
-        const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
-        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
-        uint8x16_t h0 = vld1q_u8(x + 16), h1 = vld1q_u8(x + 32);
-        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(4)
-        for (int j = 0; j < 4; j++) {
-            const uint8x16_t v0 = vld1q_u8(qs + 32 * j), v1 = vld1q_u8(qs + 32 * j + 16);
-            int8x16_t a0 = nib_lo_neon(v0), a1 = nib_lo_neon(v1), c0 = nib_hi_neon(v0), c1 = nib_hi_neon(v1);
-            if (bits == 5) {
-                a0 = vorrq_s8(a0, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h0, 4), b4)));
-                a1 = vorrq_s8(a1, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h1, 4), b4)));
-                c0 = vorrq_s8(c0, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h0, 3), b4)));
-                c1 = vorrq_s8(c1, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h1, 3), b4)));
-                h0 = vshrq_n_u8(h0, 2), h1 = vshrq_n_u8(h1, 2);
-            }
-            const uint8_t *q8 = y + 4 + 64 * j;
-            K_TOKENS(k_step_neon, dp, a0, a1, sc[2 * j]);
-            q8 += 32;
-            K_TOKENS(k_step_neon, dp, c0, c1, sc[2 * j + 1]);
-        }
-#define IMIN(yb) k4_imin_neon(mins, yb)
-        K_FINISH_NEON(IMIN);
-#undef IMIN
-    }
-    K_RESULT_NEON();
-}
-
-static SLM_ALWAYS_INLINE void q4_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy, int dp) {
-    k45_neon(n, x, y, rb, nt, yo, ldy, 4, dp);
-}
-
-static SLM_ALWAYS_INLINE void q5_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy, int dp) {
-    k45_neon(n, x, y, rb, nt, yo, ldy, 5, dp);
-}
-
-/* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
-static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy, int dp) {
-    const uint8x16_t m30 = vdupq_n_u8(0x30);
-    const int8x16_t c32 = vdupq_n_s8(32);
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    const float xm = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
-        const int8_t *sc = (const int8_t *)(x + 192);
-        const float xd = h2f_neon(x + 208);
-        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const uint8x16_t qh0 = vld1q_u8(x + 128 + 32 * h), qh1 = vld1q_u8(x + 144 + 32 * h);
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                const uint8_t *ql = x + 64 * h + 32 * (k & 1);
-                const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
-                const uint8x16_t lo0 = k < 2 ? vandq_u8(l0, vdupq_n_u8(15)) : vshrq_n_u8(l0, 4);
-                const uint8x16_t lo1 = k < 2 ? vandq_u8(l1, vdupq_n_u8(15)) : vshrq_n_u8(l1, 4);
-                const uint8x16_t hi0 = k == 0 ? vshlq_n_u8(qh0, 4) : k == 1 ? vshlq_n_u8(qh0, 2) : k == 2 ? qh0 : vshrq_n_u8(qh0, 2);
-                const uint8x16_t hi1 = k == 0 ? vshlq_n_u8(qh1, 4) : k == 1 ? vshlq_n_u8(qh1, 2) : k == 2 ? qh1 : vshrq_n_u8(qh1, 2);
-                const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo0, vandq_u8(hi0, m30))), c32);
-                const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo1, vandq_u8(hi1, m30))), c32);
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, dp, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
-            }
-        }
-        K_FINISH_NEON(K_NO_MINS);
-    }
-    K_RESULT_NEON();
-}
-
-static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy, int dp) {
-    const uint8x16_t m3 = vdupq_n_u8(3);
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
-        const uint8x16_t mn = vshrq_n_u8(vld1q_u8(x), 4);
-        const int16x8_t m0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn))), m1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(mn)));
-        const float xd = h2f_neon(x + 80), xm = h2f_neon(x + 82);
-        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const uint8x16_t b0 = vld1q_u8(x + 16 + 32 * h), b1 = vld1q_u8(x + 32 + 32 * h);
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                const int8x16_t q0 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3));
-                const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3));
-                const int s = 8 * h + 2 * k;
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, dp, q0, q1, x[s] & 15, x[s + 1] & 15);
-            }
-        }
-#define IMIN(yb) q2_k_imin_neon(m0, m1, yb)
-        K_FINISH_NEON(IMIN);
-#undef IMIN
-    }
-    K_RESULT_NEON();
-}
-
-static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                        int64_t ldy, int dp) {
-    const uint8x16_t m3 = vdupq_n_u8(3), c4 = vdupq_n_u8(4);
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    const float xm = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
-        uint32_t u[4];
-        q3_k_scales_u32(x + 96, u);
-        const uint8_t *sc = (const uint8_t *)u;
-        const uint8x16_t hm0 = vld1q_u8(x), hm1 = vld1q_u8(x + 16);
-        const float xd = h2f_neon(x + 108);
-        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const uint8x16_t b0 = vld1q_u8(x + 32 + 32 * h), b1 = vld1q_u8(x + 48 + 32 * h);
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++) {
-                /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
-                const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << (4 * h + k)));
-                const uint8x16_t l0 = vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3);
-                const uint8x16_t l1 = vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3);
-                const int8x16_t q0 = vreinterpretq_s8_u8(vsubq_u8(l0, vbicq_u8(c4, vtstq_u8(hm0, bit))));
-                const int8x16_t q1 = vreinterpretq_s8_u8(vsubq_u8(l1, vbicq_u8(c4, vtstq_u8(hm1, bit))));
-                const int s = 8 * h + 2 * k;
-                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
-                K_TOKENS(k_step2_neon, dp, q0, q1, sc[s] - 32, sc[s + 1] - 32);
-            }
-        }
-        K_FINISH_NEON(K_NO_MINS);
-    }
-    K_RESULT_NEON();
-}
-
-static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
-                                          int64_t ldy, int dp) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    const float xm = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
-        const float xd = h2f_neon(x);
-        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
-        SLM_UNROLL(8)
-        for (int s = 0; s < 8; s++) {
-            const uint8x16_t v = vld1q_u8(x + 8 + 16 * s);
-            const int8x16_t q0 = iq4_lookup_neon(nib_lo_neon(v)), q1 = iq4_lookup_neon(nib_hi_neon(v));
-            const uint8_t *q8 = y + 4 + 32 * s;
-            K_TOKENS(k_step_neon, dp, q0, q1, iq4_xs_scale(x, s));
-        }
-        K_FINISH_NEON(K_NO_MINS);
-    }
-    K_RESULT_NEON();
-}
-#undef K_FINISH_NEON
-#undef K_RESULT_NEON
-#undef K_NO_MINS
-
-/* K_ENTRIES for the templates name_neon(..., dp): the baseline entries
-   dot_name_neon, dot4_name_neon and the SDOT ones dot_name_dotprod, ... */
-#define K_ENTRIES_DP(name, isa, dp, target)                                                                          \
-    static target float dot_##name##_##isa(int n, const void *w, const void *a) {                                   \
-        float r;                                                                                                     \
-        name##_neon(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0, dp);                                    \
-        return r;                                                                                                    \
-    }                                                                                                                \
-    static target void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo,             \
-                                           int64_t ldy) {                                                            \
-        name##_neon(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy, dp);                               \
-    }
-#ifdef SLM_NEON_DOTPROD
-#define K_ENTRIES_NEON(name) K_ENTRIES_DP(name, neon, 0, ) K_ENTRIES_DP(name, dotprod, 1, SLM_TARGET_DOTPROD)
-#else
-#define K_ENTRIES_NEON(name) K_ENTRIES_DP(name, neon, 0, )
-#endif
-K_ENTRIES_NEON(q8_0)
-K_ENTRIES_NEON(q4_0)
-K_ENTRIES_NEON(q5_0)
-K_ENTRIES_NEON(q4_1)
-K_ENTRIES_NEON(q5_1)
-K_ENTRIES_NEON(iq4_nl)
-K_ENTRIES_NEON(q2_k)
-K_ENTRIES_NEON(q3_k)
-K_ENTRIES_NEON(q4_k)
-K_ENTRIES_NEON(q5_k)
-K_ENTRIES_NEON(q6_k)
-K_ENTRIES_NEON(iq4_xs)
-#undef K_ENTRIES_NEON
-#undef K_ENTRIES_DP
-
-/* Q8_1 and Q8_K activations: the same bytes as the references, 4 lanes at
-   a time (see q8_1_from_float_avx2). ARMv7 NEON flushes subnormal floats
-   to zero, so blocks whose largest magnitude is below 1e-30 (where the
-   inverse scale could reach them), zero or not finite are left to the
-   reference. */
-static inline float amax_neon(const float *src, int n) {
-    float32x4_t m = vdupq_n_f32(0);
-    for (int j = 0; j < n; j += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(src + j)));
-    return hmax_neon(m);
-}
-
-/* 16 floats times mul, rounded, stored as 16 int8; returns their sum */
-static inline int32_t q8_round16_neon(const float *src, float mul, uint8_t *dst) {
-    const int32x4_t a = round_even_neon(vmulq_n_f32(vld1q_f32(src), mul));
-    const int32x4_t b = round_even_neon(vmulq_n_f32(vld1q_f32(src + 4), mul));
-    const int32x4_t c = round_even_neon(vmulq_n_f32(vld1q_f32(src + 8), mul));
-    const int32x4_t d = round_even_neon(vmulq_n_f32(vld1q_f32(src + 12), mul));
-    const int16x8_t h0 = vcombine_s16(vmovn_s32(a), vmovn_s32(b)), h1 = vcombine_s16(vmovn_s32(c), vmovn_s32(d));
-    vst1q_s8((int8_t *)dst, vcombine_s8(vmovn_s16(h0), vmovn_s16(h1)));
-    return hsum_i32_neon(vaddq_s32(vaddq_s32(a, b), vaddq_s32(c, d)));
-}
-
-static void q8_1_from_float_neon(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
-        const float amax = amax_neon(src, 32);
-        if (!(amax > 1e-30f && amax <= FLT_MAX)) {
-            q8_1_from_float_ref(src, b, 32);
-            continue;
-        }
-        const float d = amax / 127.0f, id = 127.0f / amax;
-        const int32_t sum = q8_round16_neon(src, id, b + 4) + q8_round16_neon(src + 16, id, b + 20);
-        st_u16(b, f32_to_fp16(d));
-        st_u16(b + 2, f32_to_fp16(d * (float)sum));
-    }
-}
-
-static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
-        const float amax = amax_neon(src, QK_K);
-        if (!(amax > 1e-30f && amax <= FLT_MAX)) {
-            q8_k_from_float_ref(src, b, QK_K);
-            continue;
-        }
-        int j = 0; /* the first value of largest magnitude gives the sign */
-        while (fabsf(src[j]) != amax) j++;
-        const float iscale = -127.0f / src[j];
-        for (int g = 0; g < 16; g++) st_u16(b + 260 + 2 * g, (uint16_t)(int16_t)q8_round16_neon(src + 16 * g, iscale, b + 4 + 16 * g));
-        st_f32(b, 1.0f / iscale);
-    }
-}
-
-
-#ifdef SLM_NEON_DOTPROD
-/* x8 kernels (layouts in section 5) with SDOT: each 16-byte half of an x8
-   step holds 4 rows x 4 columns, which is what SDOT's 4 lanes take against
-   one broadcast group of 4 activations; lanes are rows, as on AVX2, and the
-   per-block float steps are the AVX2 kernels' (same results). Nibbles and
-   5-bit values are unsigned, so they go in as non-negative int8 and the
-   offset comes back as 8 (16) times the block's activation sum. */
-/* chunk c of a Q4_0x8/Q5_0x8 block w: the values of rows 0-3 (x0) and 4-7
-   (x1), columns 8c..8c+3 (lo) and 8c+4..8c+7 (hi), 4 bytes a row */
-static SLM_ALWAYS_INLINE void x8_chunk_neon(int type, const uint8_t *w, int c, uint8x16_t *lo0, uint8x16_t *lo1,
-                                            uint8x16_t *hi0, uint8x16_t *hi1) {
-    const int nib = type == SLM_TYPE_Q5_0 ? 48 : 16;
-    const uint8x16_t m4 = vdupq_n_u8(15), b4 = vdupq_n_u8(16);
-    const uint8x16_t v0 = vld1q_u8(w + nib + 32 * c), v1 = vld1q_u8(w + nib + 32 * c + 16);
-    *lo0 = vandq_u8(v0, m4), *lo1 = vandq_u8(v1, m4), *hi0 = vshrq_n_u8(v0, 4), *hi1 = vshrq_n_u8(v1, 4);
-    if (type == SLM_TYPE_Q5_0) { /* bit c (low half) or 4 + c (high half) to bit 4 */
-        const uint8x16_t h0 = vld1q_u8(w + 16), h1 = vld1q_u8(w + 32);
-        const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
-        *lo0 = vorrq_u8(*lo0, vandq_u8(vshlq_u8(h0, up), b4)), *lo1 = vorrq_u8(*lo1, vandq_u8(vshlq_u8(h1, up), b4));
-        *hi0 = vorrq_u8(*hi0, vandq_u8(vshlq_u8(h0, down), b4)), *hi1 = vorrq_u8(*hi1, vandq_u8(vshlq_u8(h1, down), b4));
-    }
-}
-
-/* the float step of an x8 block for one token: the block's integer sums
-   s0 (rows 0-3) and s1 (rows 4-7) less off times the activation sum, times
-   the row scales and the activation scale, added to acc */
-static SLM_ALWAYS_INLINE void x8_finish_neon(float32x4_t *acc, int32x4_t s0, int32x4_t s1, int32_t off,
-                                             const uint8_t *w, const uint8_t *at) {
-    const int32x4_t corr = vdupq_n_s32(off * (int32_t)ld_u32(at + 36));
-    const float32x4_t da = vdupq_n_f32(ld_f32(at + 32));
-    acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(vsubq_s32(s0, corr)), vmulq_f32(ld_f16_neon(w), da));
-    acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(vsubq_s32(s1, corr)), vmulq_f32(ld_f16_neon(w + 8), da));
-}
-
-static SLM_ALWAYS_INLINE void gemm_x8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
-                                           float *y, int64_t ldy) {
-    const int bb = x8_block_bytes(type);
-    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
-    float32x4_t acc[4][2];
-    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
-    for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
-        int32x4_t s[4][2];
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) s[t][0] = s[t][1] = vdupq_n_s32(0);
-        if (type == SLM_TYPE_Q8_0) {
-            SLM_UNROLL(8)
-            for (int st = 0; st < 8; st++) {
-                const int8x16_t v0 = vld1q_s8((const int8_t *)w + 16 + 32 * st), v1 = vld1q_s8((const int8_t *)w + 32 + 32 * st);
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt; t++) {
-                    const int8x16_t ab = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(a + (size_t)t * a_rb + 4 * st)));
-                    s[t][0] = SDOT_NEON(s[t][0], v0, ab), s[t][1] = SDOT_NEON(s[t][1], v1, ab);
-                }
-            }
-        } else {
-            SLM_UNROLL(4)
-            for (int c = 0; c < 4; c++) {
-                uint8x16_t lo0, lo1, hi0, hi1;
-                x8_chunk_neon(type, w, c, &lo0, &lo1, &hi0, &hi1);
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt; t++) {
-                    const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
-                    const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
-                    const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
-                    s[t][0] = SDOT_NEON(SDOT_NEON(s[t][0], vreinterpretq_s8_u8(lo0), al), vreinterpretq_s8_u8(hi0), ah);
-                    s[t][1] = SDOT_NEON(SDOT_NEON(s[t][1], vreinterpretq_s8_u8(lo1), al), vreinterpretq_s8_u8(hi1), ah);
-                }
-            }
-        }
-        SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) x8_finish_neon(acc[t], s[t][0], s[t][1], off, w, a + (size_t)t * a_rb);
-    }
-    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
-}
-
-/* constant token counts, so the per-token accumulators stay in registers */
-#define X8_NEON_ENTRY(name, type)                                                                                    \
-    static SLM_TARGET_DOTPROD void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
-        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
-        if (nt == 1) gemm_x8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                               \
-        else if (nt == 4) gemm_x8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
-        else gemm_x8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
-    }
-X8_NEON_ENTRY(gemm_q4_0x8_dotprod, SLM_TYPE_Q4_0)
-X8_NEON_ENTRY(gemm_q5_0x8_dotprod, SLM_TYPE_Q5_0)
-X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
-#undef X8_NEON_ENTRY
-
-/* K-quant x8 (layouts in section 5) with SDOT, gemm_kx8_ref's bits: lanes
-   are rows (x = 0: rows 0-3, x = 1: rows 4-7). Q4_K (Q5_K): the nibbles (5-bit values) go in as
-   non-negative int8, each sub-block's sum is multiplied by its scale (one
-   table lookup of the decoded scales), the mins come from Q8_K's 16-sums.
-   Q6_K: the quants go in as signed q - 32, which is the same integer as
-   the reference's isum - 32 osum. */
-static SLM_ALWAYS_INLINE void gemm_kx8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
-                                            float *y, int64_t ldy) {
-    const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30);
-    float32x4_t acc[4][2];
-    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
-    for (int b = 0; b < n / QK_K; b++, a += 292) {
-        int32x4_t is[4][2];
-        for (int t = 0; t < 4; t++) is[t][0] = is[t][1] = vdupq_n_s32(0);
-        if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K (q5: the fifth bits as in Q5_0x8) */
-            const int q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
-            uint8x16_t sc[2][2], mn[2][2]; /* [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7] */
-            for (int x = 0; x < 2; x++) {
-                const uint8x16_t l0 = vld1q_u8(w + 32 + 16 * x), l1 = vld1q_u8(w + 64 + 16 * x), h = vld1q_u8(w + 96 + 16 * x);
-                sc[0][x] = vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m30));
-                sc[1][x] = vorrq_u8(vandq_u8(l1, m4), vandq_u8(h, m30));
-                mn[0][x] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(vshlq_n_u8(h, 2), m30));
-                mn[1][x] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
-            }
-            int32x4_t ms[4][2];
-            for (int t = 0; t < 4; t++) ms[t][0] = ms[t][1] = vdupq_n_s32(0);
-            SLM_UNROLL(8)
-            for (int s = 0; s < 8; s++) {
-                /* lane r: byte 4 (s % 4) + r, zero-extended (out-of-range indices give 0) */
-                const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (s % 4))),
-                                                                       vcombine_u32(vcreate_u32(0x100000000ull), vcreate_u32(0x300000002ull))));
-                int32x4_t sc32[2], mn32[2];
-                for (int x = 0; x < 2; x++) {
-                    sc32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(sc[s / 4][x], pick));
-                    mn32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(mn[s / 4][x], pick));
-                }
-                int32x4_t d[4][2];
-                for (int t = 0; t < 4; t++) d[t][0] = d[t][1] = vdupq_n_s32(0);
-                const uint8_t *ws = w + 128 + sbb * s, *wn = ws + (q5 ? 32 : 0);
-                const uint8x16_t h0 = q5 ? vld1q_u8(ws) : vdupq_n_u8(0), h1 = q5 ? vld1q_u8(ws + 16) : vdupq_n_u8(0);
-                SLM_UNROLL(4)
-                for (int c = 0; c < 4; c++) {
-                    const uint8x16_t v0 = vld1q_u8(wn + 32 * c), v1 = vld1q_u8(wn + 16 + 32 * c);
-                    uint8x16_t l0 = vandq_u8(v0, m4), u0 = vshrq_n_u8(v0, 4), l1 = vandq_u8(v1, m4), u1 = vshrq_n_u8(v1, 4);
-                    if (q5) { /* bit c (low nibbles) or 4 + c (high) to bit 4 */
-                        const uint8x16_t b4 = vdupq_n_u8(16);
-                        const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
-                        l0 = vorrq_u8(l0, vandq_u8(vshlq_u8(h0, up), b4)), l1 = vorrq_u8(l1, vandq_u8(vshlq_u8(h1, up), b4));
-                        u0 = vorrq_u8(u0, vandq_u8(vshlq_u8(h0, down), b4)), u1 = vorrq_u8(u1, vandq_u8(vshlq_u8(h1, down), b4));
-                    }
-                    const int8x16_t lo0 = vreinterpretq_s8_u8(l0), hi0 = vreinterpretq_s8_u8(u0);
-                    const int8x16_t lo1 = vreinterpretq_s8_u8(l1), hi1 = vreinterpretq_s8_u8(u1);
-                    SLM_UNROLL(4)
-                    for (int t = 0; t < nt; t++) {
-                        const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
-                        const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
-                        const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
-                        d[t][0] = SDOT_NEON(SDOT_NEON(d[t][0], lo0, al), hi0, ah);
-                        d[t][1] = SDOT_NEON(SDOT_NEON(d[t][1], lo1, al), hi1, ah);
-                    }
-                }
-                SLM_UNROLL(4)
-                for (int t = 0; t < nt; t++) {
-                    const uint8_t *at = a + (size_t)t * a_rb;
-                    const int32_t bs = (int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s);
-                    for (int x = 0; x < 2; x++) {
-                        is[t][x] = vmlaq_s32(is[t][x], d[t][x], sc32[x]);
-                        ms[t][x] = vmlaq_n_s32(ms[t][x], mn32[x], bs);
-                    }
-                }
-            }
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++) {
-                const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
-                for (int x = 0; x < 2; x++) {
-                    acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
-                    acc[t][x] = vfmsq_f32(acc[t][x], vcvtq_f32_s32(ms[t][x]), vmulq_f32(ld_f16_neon(w + 16 + 8 * x), da));
-                }
-            }
-            w += q5 ? 1408 : 1152;
-        } else { /* Q6_K */
-            const uint8x16_t b32 = vdupq_n_u8(32);
-            SLM_UNROLL(8)
-            for (int p = 0; p < 8; p++) {
-                const uint8_t *wp = w + 144 + 192 * p;
-                int32x4_t sc32[2][2]; /* [k][x]: row lanes of sub-block 2p + k */
-                for (int x = 0; x < 2; x++) {
-                    const int32x4_t pr = vreinterpretq_s32_s16(vmovl_s8(vld1_s8((const int8_t *)w + 16 + 16 * p + 8 * x)));
-                    sc32[0][x] = vshrq_n_s32(vshlq_n_s32(pr, 16), 16), sc32[1][x] = vshrq_n_s32(pr, 16);
-                }
-                for (int k = 0; k < 2; k++) {
-                    int8x16_t q[2][4];
-                    for (int x = 0; x < 2; x++) {
-                        const uint8x16_t h = vld1q_u8(wp + 128 + 32 * k + 16 * x);
-                        const uint8x16_t v0 = vld1q_u8(wp + 64 * k + 16 * x), v1 = vld1q_u8(wp + 64 * k + 32 + 16 * x);
-                        q[x][0] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v0, m4), vandq_u8(vshlq_n_u8(h, 4), m30)), b32));
-                        q[x][1] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v0, 4), vandq_u8(vshlq_n_u8(h, 2), m30)), b32));
-                        q[x][2] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v1, m4), vandq_u8(h, m30)), b32));
-                        q[x][3] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v1, 4), vandq_u8(vshrq_n_u8(h, 2), m30)), b32));
-                    }
-                    SLM_UNROLL(4)
-                    for (int t = 0; t < nt; t++) {
-                        const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
-                        const int8x16_t a0 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
-                        const int8x16_t a1 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
-                        const int8x16_t a2 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 8)));
-                        const int8x16_t a3 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 12)));
-                        for (int x = 0; x < 2; x++) {
-                            int32x4_t d = SDOT_NEON(SDOT_NEON(vdupq_n_s32(0), q[x][0], a0), q[x][1], a1);
-                            d = SDOT_NEON(SDOT_NEON(d, q[x][2], a2), q[x][3], a3);
-                            is[t][x] = vmlaq_s32(is[t][x], d, sc32[k][x]);
-                        }
-                    }
-                }
-            }
-            SLM_UNROLL(4)
-            for (int t = 0; t < nt; t++) {
-                const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
-                for (int x = 0; x < 2; x++)
-                    acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
-            }
-            w += 1680;
-        }
-    }
-    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
-}
-
-#define KX8_NEON_ENTRY(name, type)                                                                                   \
-    static SLM_TARGET_DOTPROD void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
-        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
-        if (nt == 1) gemm_kx8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                              \
-        else if (nt == 4) gemm_kx8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                         \
-        else gemm_kx8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                     \
-    }
-KX8_NEON_ENTRY(gemm_q4_kx8_dotprod, SLM_TYPE_Q4_K)
-KX8_NEON_ENTRY(gemm_q5_kx8_dotprod, SLM_TYPE_Q5_K)
-KX8_NEON_ENTRY(gemm_q6_kx8_dotprod, SLM_TYPE_Q6_K)
-#undef KX8_NEON_ENTRY
-#endif /* SLM_NEON_DOTPROD */
-
-#ifdef SLM_NEON_I8MM
-/* SMMLA: acc (2x2, row-major) += a (2 rows of 8 bytes) times b (2 columns
-   of 8 bytes): lanes r0.c0, r0.c1, r1.c0, r1.c1. An instruction, as
-   sdot_neon (GCC 12's vmmlaq_s32 wants its own arch string, not ours). */
-static SLM_ALWAYS_INLINE SLM_TARGET_I8MM int32x4_t smmla_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
-    __asm__("smmla %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
-    return acc;
-}
-
-/* x8 kernels with SMMLA, for 2 to 4 tokens (prompts): a pair of tokens
-   against a pair of rows, 8 columns, is one SMMLA, where SDOT needs 4.
-   The x8 layouts hold 4 columns of a row together, so a zip of two 4-byte
-   lanes makes a row pair's 8 columns; a token pair's 8 activations are 2 x
-   8 bytes. The block's integer sums equal the SDOT kernel's, and the float
-   steps are the same, so the results are the same bits. Token 2p + 1 is
-   token 2p again when nt is odd (computed, not stored). */
-static SLM_ALWAYS_INLINE SLM_TARGET_I8MM void gemm_x8_i8mm(int type, int n, const uint8_t *w, const uint8_t *a,
-                                                           size_t a_rb, int nt, float *y, int64_t ldy) {
-    const int bb = x8_block_bytes(type), np = (nt + 1) / 2;
-    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
-    const uint8_t *at[4]; /* token t's activations, t < 2 np */
-    float32x4_t acc[4][2];
-    for (int t = 0; t < 4; t++) at[t] = a + (size_t)SLM_MIN(t, nt - 1) * a_rb, acc[t][0] = acc[t][1] = vdupq_n_f32(0);
-    for (int b = 0; b < n / 32; b++, w += bb) {
-        int32x4_t s[2][4]; /* token pair p, row pair j: r2j.t2p, r2j.t2p+1, r2j+1.t2p, r2j+1.t2p+1 */
-        SLM_UNROLL(2)
-        for (int p = 0; p < np; p++) s[p][0] = s[p][1] = s[p][2] = s[p][3] = vdupq_n_s32(0);
-        SLM_UNROLL(4)
-        for (int c = 0; c < 4; c++) { /* columns 8c..8c+7 */
-            int8x16_t x0, x1, x2, x3; /* rows 0-3 (x0: columns 8c..8c+3, x1: 8c+4..), rows 4-7 (x2, x3) */
-            if (type == SLM_TYPE_Q8_0) {
-                x0 = vld1q_s8((const int8_t *)w + 16 + 64 * c), x2 = vld1q_s8((const int8_t *)w + 32 + 64 * c);
-                x1 = vld1q_s8((const int8_t *)w + 48 + 64 * c), x3 = vld1q_s8((const int8_t *)w + 64 + 64 * c);
-            } else {
-                uint8x16_t lo0, lo1, hi0, hi1;
-                x8_chunk_neon(type, w, c, &lo0, &lo1, &hi0, &hi1);
-                x0 = vreinterpretq_s8_u8(lo0), x1 = vreinterpretq_s8_u8(hi0);
-                x2 = vreinterpretq_s8_u8(lo1), x3 = vreinterpretq_s8_u8(hi1);
-            }
-            const int32x4_t i0 = vreinterpretq_s32_s8(x0), i1 = vreinterpretq_s32_s8(x1);
-            const int32x4_t i2 = vreinterpretq_s32_s8(x2), i3 = vreinterpretq_s32_s8(x3);
-            const int8x16_t r01 = vreinterpretq_s8_s32(vzip1q_s32(i0, i1)), r23 = vreinterpretq_s8_s32(vzip2q_s32(i0, i1));
-            const int8x16_t r45 = vreinterpretq_s8_s32(vzip1q_s32(i2, i3)), r67 = vreinterpretq_s8_s32(vzip2q_s32(i2, i3));
-            SLM_UNROLL(2)
-            for (int p = 0; p < np; p++) {
-                const int8x16_t ab = vcombine_s8(vld1_s8((const int8_t *)at[2 * p] + 8 * c),
-                                                 vld1_s8((const int8_t *)at[2 * p + 1] + 8 * c));
-                s[p][0] = smmla_neon(s[p][0], r01, ab), s[p][1] = smmla_neon(s[p][1], r23, ab);
-                s[p][2] = smmla_neon(s[p][2], r45, ab), s[p][3] = smmla_neon(s[p][3], r67, ab);
-            }
-        }
-        SLM_UNROLL(2)
-        for (int p = 0; p < np; p++) { /* even lanes: token 2p, odd: 2p + 1 */
-            x8_finish_neon(acc[2 * p], vuzp1q_s32(s[p][0], s[p][1]), vuzp1q_s32(s[p][2], s[p][3]), off, w, at[2 * p]);
-            x8_finish_neon(acc[2 * p + 1], vuzp2q_s32(s[p][0], s[p][1]), vuzp2q_s32(s[p][2], s[p][3]), off, w,
-                           at[2 * p + 1]);
-        }
-        for (int t = 0; t < 4; t++) at[t] += 40;
-    }
-    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
-}
-
-/* one token: the SDOT kernel (SMMLA would compute a second, unused one) */
-#define X8_I8MM_ENTRY(name, type, one)                                                                               \
-    static SLM_TARGET_I8MM void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
-        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
-        if (nt == 1) one(n, w, a, a_rb, 1, y, ldy);                                                                 \
-        else if (nt == 4) gemm_x8_i8mm(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
-        else if (nt == 2) gemm_x8_i8mm(type, n, pw, pa, a_rb, 2, y, ldy);                                          \
-        else gemm_x8_i8mm(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
-    }
-X8_I8MM_ENTRY(gemm_q4_0x8_i8mm, SLM_TYPE_Q4_0, gemm_q4_0x8_dotprod)
-X8_I8MM_ENTRY(gemm_q5_0x8_i8mm, SLM_TYPE_Q5_0, gemm_q5_0x8_dotprod)
-X8_I8MM_ENTRY(gemm_q8_0x8_i8mm, SLM_TYPE_Q8_0, gemm_q8_0x8_dotprod)
-#undef X8_I8MM_ENTRY
-#endif /* SLM_NEON_I8MM */
-
-#endif /* SLM_NEON */
-
-/* -------------------------------------------------------------------------- */
-/* 6e. RISC-V vector extension 1.0 (ratified __riscv_ intrinsics)            */
-/* -------------------------------------------------------------------------- */
-/* Written for any VLEN >= 128 (the V extension's minimum): loops are strip-
-   mined with vsetvl, and a 32-value block always fits one register group
-   (e8 at LMUL 2, e32 at LMUL 8). No Zvfh is assumed: f16 is converted with
-   integer operations, exactly as f32_to_fp16/fp16_to_f32 do. */
-#ifdef SLM_RVV
-
-/* fp16_to_f32 on vl lanes: the half's exponent and mantissa, moved to the
-   float's position, are the float 2^-112 times the value (subnormal halves
-   become subnormal floats, which RISC-V never flushes), so one exact
-   multiplication rebiases; infinities and NaNs are patched. */
-static inline vfloat32m2_t h2f_rvv(vuint16m1_t h16, size_t vl) {
-    const vuint32m2_t h = __riscv_vzext_vf2_u32m2(h16, vl);
-    const vuint32m2_t em = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x7fffu, vl), 13, vl);
-    vuint32m2_t r = __riscv_vreinterpret_v_f32m2_u32m2(
-        __riscv_vfmul_vf_f32m2(__riscv_vreinterpret_v_u32m2_f32m2(em), 0x1p112f, vl));
-    r = __riscv_vmerge_vvm_u32m2(r, __riscv_vor_vx_u32m2(em, 0x7f800000u, vl),
-                                 __riscv_vmsgeu_vx_u32m2_b16(em, 0x7c00u << 13, vl), vl);
-    const vuint32m2_t sign = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x8000u, vl), 16, vl);
-    return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vor_vv_u32m2(r, sign, vl));
-}
-
-/* f32_to_fp16 on vl lanes: the same three cases, merged */
-static inline vuint16m1_t f2h_rvv(vfloat32m2_t f, size_t vl) {
-    const vuint32m2_t x = __riscv_vreinterpret_v_f32m2_u32m2(f);
-    const vuint32m2_t sign = __riscv_vand_vx_u32m2(__riscv_vsrl_vx_u32m2(x, 16, vl), 0x8000u, vl);
-    const vuint32m2_t ax = __riscv_vand_vx_u32m2(x, 0x7fffffffu, vl);
-    const vuint32m2_t odd = __riscv_vand_vx_u32m2(__riscv_vsrl_vx_u32m2(ax, 13, vl), 1u, vl);
-    vuint32m2_t r = __riscv_vsrl_vx_u32m2(__riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(ax, 0xc8000fffu, vl), odd, vl), 13, vl);
-    const vfloat32m2_t a = __riscv_vfadd_vf_f32m2(__riscv_vreinterpret_v_u32m2_f32m2(ax), 0.5f, vl);
-    const vuint32m2_t sub = __riscv_vsub_vx_u32m2(__riscv_vreinterpret_v_f32m2_u32m2(a), 0x3f000000u, vl);
-    r = __riscv_vmerge_vvm_u32m2(r, sub, __riscv_vmsltu_vx_u32m2_b16(ax, 0x38800000u, vl), vl);
-    r = __riscv_vmerge_vxm_u32m2(r, 0x7c00u, __riscv_vmsgeu_vx_u32m2_b16(ax, 0x477ff000u, vl), vl);
-    r = __riscv_vmerge_vxm_u32m2(r, 0x7e00u, __riscv_vmsgtu_vx_u32m2_b16(ax, 0x7f800000u, vl), vl);
-    return __riscv_vncvt_x_x_w_u16m1(__riscv_vor_vv_u32m2(r, sign, vl), vl);
-}
-
-static inline vfloat32m2_t bf2f_rvv(vuint16m1_t h, size_t vl) {
-    return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vsll_vx_u32m2(__riscv_vzext_vf2_u32m2(h, vl), 16, vl));
-}
-
-static float dot_f32_rvv(int n, const void *w, const void *a) {
-    const float *x = (const float *)w, *y = (const float *)a;
-    const size_t vlmax = __riscv_vsetvlmax_e32m4();
-    vfloat32m4_t acc = __riscv_vfmv_v_f_f32m4(0.0f, vlmax);
-    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
-        vl = __riscv_vsetvl_e32m4((size_t)n - i);
-        acc = __riscv_vfmacc_vv_f32m4_tu(acc, __riscv_vle32_v_f32m4(x + i, vl), __riscv_vle32_v_f32m4(y + i, vl), vl);
-    }
-    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m4_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
-}
-
-static void f16_to_float_rvv(const void *src, float *dst, int64_t n) {
-    const uint16_t *p = (const uint16_t *)src;
-    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
-        vl = __riscv_vsetvl_e16m1((size_t)n - i);
-        __riscv_vse32_v_f32m2(dst + i, h2f_rvv(__riscv_vle16_v_u16m1(p + i, vl), vl), vl);
-    }
-}
-
-static void f16_from_float_rvv(const float *src, void *dst, int64_t n) {
-    uint16_t *p = (uint16_t *)dst;
-    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
-        vl = __riscv_vsetvl_e32m2((size_t)n - i);
-        __riscv_vse16_v_u16m1(p + i, f2h_rvv(__riscv_vle32_v_f32m2(src + i, vl), vl), vl);
-    }
-}
-
-static float dot_f16_rvv(int n, const void *w, const void *a) {
-    const uint16_t *x = (const uint16_t *)w, *y = (const uint16_t *)a;
-    const size_t vlmax = __riscv_vsetvlmax_e32m2();
-    vfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vlmax);
-    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
-        vl = __riscv_vsetvl_e16m1((size_t)n - i);
-        acc = __riscv_vfmacc_vv_f32m2_tu(acc, h2f_rvv(__riscv_vle16_v_u16m1(x + i, vl), vl),
-                                          h2f_rvv(__riscv_vle16_v_u16m1(y + i, vl), vl), vl);
-    }
-    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m2_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
-}
-
-static void bf16_to_float_rvv(const void *src, float *dst, int64_t n) {
-    const uint16_t *p = (const uint16_t *)src;
-    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
-        vl = __riscv_vsetvl_e16m1((size_t)n - i);
-        __riscv_vse32_v_f32m2(dst + i, bf2f_rvv(__riscv_vle16_v_u16m1(p + i, vl), vl), vl);
-    }
-}
-
-/* f32_to_bf16 on vl lanes: round to nearest even on the bits, NaN quieted */
-static void bf16_from_float_rvv(const float *src, void *dst, int64_t n) {
-    uint16_t *p = (uint16_t *)dst;
-    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
-        vl = __riscv_vsetvl_e32m2((size_t)n - i);
-        const vuint32m2_t x = __riscv_vreinterpret_v_f32m2_u32m2(__riscv_vle32_v_f32m2(src + i, vl));
-        const vuint32m2_t hi = __riscv_vsrl_vx_u32m2(x, 16, vl);
-        vuint32m2_t r = __riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(x, 0x7fffu, vl), __riscv_vand_vx_u32m2(hi, 1u, vl), vl);
-        r = __riscv_vsrl_vx_u32m2(r, 16, vl);
-        const vbool16_t nan = __riscv_vmsgtu_vx_u32m2_b16(__riscv_vand_vx_u32m2(x, 0x7fffffffu, vl), 0x7f800000u, vl);
-        r = __riscv_vmerge_vvm_u32m2(r, __riscv_vor_vx_u32m2(hi, 64u, vl), nan, vl);
-        __riscv_vse16_v_u16m1(p + i, __riscv_vncvt_x_x_w_u16m1(r, vl), vl);
-    }
-}
-
-static float dot_bf16_rvv(int n, const void *w, const void *a) {
-    const uint16_t *x = (const uint16_t *)w, *y = (const uint16_t *)a;
-    const size_t vlmax = __riscv_vsetvlmax_e32m2();
-    vfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vlmax);
-    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
-        vl = __riscv_vsetvl_e16m1((size_t)n - i);
-        acc = __riscv_vfmacc_vv_f32m2_tu(acc, bf2f_rvv(__riscv_vle16_v_u16m1(x + i, vl), vl),
-                                          bf2f_rvv(__riscv_vle16_v_u16m1(y + i, vl), vl), vl);
-    }
-    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m2_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
-}
-
-/* Same arithmetic as q8_0_from_float_ref; the conversion rounds to nearest
-   even whatever the dynamic rounding mode. */
-static void q8_0_from_float_rvv(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
-        const vfloat32m8_t v = __riscv_vle32_v_f32m8(src, 32);
-        const vfloat32m1_t m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(v, 32), __riscv_vfmv_s_f_f32m1(0.0f, 1), 32);
-        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
-        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
-        st_u16(b, f32_to_fp16(d));
-        const vint32m8_t q = __riscv_vfcvt_x_f_v_i32m8_rm(__riscv_vfmul_vf_f32m8(v, id, 32), __RISCV_FRM_RNE, 32);
-        __riscv_vse8_v_i8m2((int8_t *)(b + 2), __riscv_vncvt_x_x_w_i8m2(__riscv_vncvt_x_x_w_i16m4(q, 32), 32), 32);
-    }
-}
-
-/* Integer dot per block, then the block sum scaled and added in float in
-   block order, as the reference does. */
-static float dot_q8_0_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
-    float s = 0;
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        const vint16m4_t p = __riscv_vwmul_vv_i16m4(__riscv_vle8_v_i8m2((const int8_t *)(x + 2), 32),
-                                                    __riscv_vle8_v_i8m2((const int8_t *)(y + 2), 32), 32);
-        const int32_t isum = __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m4_i32m1(p, zero, 32));
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-static float dot_q4_0_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
-    float s = 0;
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 2, 16);
-        const vint8m1_t lo = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(__riscv_vand_vx_u8m1(q, 15, 16)), 8, 16);
-        const vint8m1_t hi = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(__riscv_vsrl_vx_u8m1(q, 4, 16)), 8, 16);
-        vint16m2_t p = __riscv_vwmul_vv_i16m2(lo, __riscv_vle8_v_i8m1((const int8_t *)(y + 2), 16), 16);
-        p = __riscv_vwmacc_vv_i16m2(p, hi, __riscv_vle8_v_i8m1((const int8_t *)(y + 18), 16), 16);
-        const int32_t isum = __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m2_i32m1(p, zero, 16));
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-/* ---- The other block types: integer sums per block (or per super-block:
-   products widened to 16 bits, times the sub-block scale widened into 32),
-   then the reference's float steps. Fixed vector lengths of 16 or 32
-   elements, which every VLEN >= 128 holds (e8 at LMUL 1 or 2). ---- */
-
-static inline int32_t rvv_isum16(vint16m2_t p) {
-    return __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m2_i32m1(p, __riscv_vmv_v_x_i32m1(0, 1), 16));
-}
-
-/* a 32-value block as two halves of 16 (lo|hi) against 32 int8 at q8 */
-static inline int32_t rvv_dot32(vint8m1_t lo, vint8m1_t hi, const uint8_t *q8) {
-    vint16m2_t p = __riscv_vwmul_vv_i16m2(lo, __riscv_vle8_v_i8m1((const int8_t *)q8, 16), 16);
-    p = __riscv_vwmacc_vv_i16m2(p, hi, __riscv_vle8_v_i8m1((const int8_t *)(q8 + 16), 16), 16);
-    return rvv_isum16(p);
-}
-
-static inline vint8m1_t rvv_nib_lo(vuint8m1_t q) { return __riscv_vreinterpret_v_u8m1_i8m1(__riscv_vand_vx_u8m1(q, 15, 16)); }
-static inline vint8m1_t rvv_nib_hi(vuint8m1_t q) { return __riscv_vreinterpret_v_u8m1_i8m1(__riscv_vsrl_vx_u8m1(q, 4, 16)); }
-
-/* 16 nibbles -> their IQ4 levels */
-static inline vint8m1_t rvv_iq4(vint8m1_t idx) {
-    return __riscv_vrgather_vv_i8m1(__riscv_vle8_v_i8m1(IQ4_VALUES, 16), __riscv_vreinterpret_v_i8m1_u8m1(idx), 16);
-}
-
-/* Q5_0 / Q5_1: the fifth bits loaded as a mask (bit j -> element j) */
-static inline void rvv_q5(const uint8_t *qh, const uint8_t *qs, int off, vint8m1_t *lo, vint8m1_t *hi) {
-    const vuint8m1_t q = __riscv_vle8_v_u8m1(qs, 16);
-    vint8m1_t l = rvv_nib_lo(q), h = rvv_nib_hi(q);
-    if (off) l = __riscv_vsub_vx_i8m1(l, 16, 16), h = __riscv_vsub_vx_i8m1(h, 16, 16);
-    *lo = __riscv_vadd_vx_i8m1_mu(__riscv_vlm_v_b8(qh, 16), l, l, 16, 16);
-    *hi = __riscv_vadd_vx_i8m1_mu(__riscv_vlm_v_b8(qh + 2, 16), h, h, 16, 16);
-}
-
-static float dot_q5_0_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
-        vint8m1_t lo, hi;
-        rvv_q5(x + 2, x + 6, 1, &lo, &hi);
-        s += (float)rvv_dot32(lo, hi, y + 2) * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-static float dot_q4_1_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0, sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
-        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 4, 16);
-        s += (float)rvv_dot32(rvv_nib_lo(q), rvv_nib_hi(q), y + 4) * (ld_f16(x) * ld_f16(y));
-        sm += ld_f16(x + 2) * ld_f16(y + 2);
-    }
-    return s + sm;
-}
-
-static float dot_q5_1_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0, sm = 0;
-    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
-        vint8m1_t lo, hi;
-        rvv_q5(x + 4, x + 8, 0, &lo, &hi);
-        s += (float)rvv_dot32(lo, hi, y + 4) * (ld_f16(x) * ld_f16(y));
-        sm += ld_f16(x + 2) * ld_f16(y + 2);
-    }
-    return s + sm;
-}
-
-static float dot_iq4_nl_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
-        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 2, 16);
-        s += (float)rvv_dot32(rvv_iq4(rvv_nib_lo(q)), rvv_iq4(rvv_nib_hi(q)), y + 2) * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-/* K-quants: acc += sc * (q . q8) over 16 values (32-bit lanes) */
-static inline vint32m4_t rvv_kstep(vint32m4_t acc, vint8m1_t q, int sc, const uint8_t *q8) {
-    const vint16m2_t p = __riscv_vwmul_vv_i16m2(q, __riscv_vle8_v_i8m1((const int8_t *)q8, 16), 16);
-    return __riscv_vwmacc_vx_i32m4(acc, (int16_t)sc, p, 16);
-}
-
-static inline int32_t rvv_ksum(vint32m4_t acc) {
-    return __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m4_i32m1(acc, __riscv_vmv_v_x_i32m1(0, 1), 16));
-}
-
-/* the reference's float steps of a super-block */
-static inline float rvv_kfinish(int32_t isum, int32_t imin, float xd, float xm, const uint8_t *yb) {
-    const float d8 = ld_f32(yb);
-    float r = (xd * d8) * (float)isum;
-    if (xm != 0) r -= (xm * d8) * (float)imin;
-    return r;
-}
-
-static inline int bsum16(const uint8_t *yb, int s) { return (int16_t)ld_u16(yb + 260 + 2 * s); }
-
-/* Q4_K and Q5_K: value 64j + l is nibble 0 of qs[32j + l], 64j + 32 + l
-   nibble 1; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[l] */
-static inline float rvv_k45(int n, const uint8_t *x, const uint8_t *y, int bits) {
-    const size_t bytes = bits == 4 ? 144 : 176;
-    float s = 0;
-    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
-        uint32_t u[4];
-        k4_scales_u32(x + 4, u);
-        const uint8_t *sc = (const uint8_t *)u;
-        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
-        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
-        int32_t imin = 0;
-        SLM_UNROLL(4)
-        for (int j = 0; j < 4; j++)
-            SLM_UNROLL(2)
-            for (int e = 0; e < 2; e++) {
-                const vuint8m1_t q = __riscv_vle8_v_u8m1(qs + 32 * j + 16 * e, 16);
-                vuint8m1_t lo = __riscv_vand_vx_u8m1(q, 15, 16), hi = __riscv_vsrl_vx_u8m1(q, 4, 16);
-                if (bits == 5) {
-                    const vuint8m1_t h = __riscv_vsrl_vx_u8m1(__riscv_vle8_v_u8m1(x + 16 + 16 * e, 16), 2 * j, 16);
-                    lo = __riscv_vor_vv_u8m1(lo, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(h, 1, 16), 4, 16), 16);
-                    hi = __riscv_vor_vv_u8m1(hi, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(h, 2, 16), 3, 16), 16);
-                }
-                acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(lo), sc[2 * j], y + 4 + 64 * j + 16 * e);
-                acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(hi), sc[2 * j + 1], y + 36 + 64 * j + 16 * e);
-            }
-        SLM_UNROLL(8)
-        for (int k = 0; k < 8; k++) imin += sc[8 + k] * (bsum16(y, 2 * k) + bsum16(y, 2 * k + 1));
-        s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x), ld_f16(x + 2), y);
-    }
-    return s;
-}
-
-static float dot_q4_k_rvv(int n, const void *w, const void *a) { return rvv_k45(n, (const uint8_t *)w, (const uint8_t *)a, 4); }
-static float dot_q5_k_rvv(int n, const void *w, const void *a) { return rvv_k45(n, (const uint8_t *)w, (const uint8_t *)a, 5); }
-
-/* Q6_K, Q2_K, Q3_K: value 128h + 32k + 16e + l, sub-block 8h + 2k + e */
-static float dot_q6_k_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
-        const int8_t *sc = (const int8_t *)(x + 192);
-        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++)
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++)
-                SLM_UNROLL(2)
-                for (int e = 0; e < 2; e++) {
-                    const vuint8m1_t l = __riscv_vle8_v_u8m1(x + 64 * h + 32 * (k & 1) + 16 * e, 16);
-                    const vuint8m1_t lo = k < 2 ? __riscv_vand_vx_u8m1(l, 15, 16) : __riscv_vsrl_vx_u8m1(l, 4, 16);
-                    const vuint8m1_t hb = __riscv_vsrl_vx_u8m1(__riscv_vle8_v_u8m1(x + 128 + 32 * h + 16 * e, 16), 2 * k, 16);
-                    const vuint8m1_t q = __riscv_vor_vv_u8m1(lo, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(hb, 3, 16), 4, 16), 16);
-                    const vint8m1_t qs = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(q), 32, 16);
-                    acc = rvv_kstep(acc, qs, sc[8 * h + 2 * k + e], y + 4 + 128 * h + 32 * k + 16 * e);
-                }
-        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x + 208), 0, y);
-    }
-    return s;
-}
-
-static float dot_q2_k_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
-        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
-        int32_t imin = 0;
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++)
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++)
-                SLM_UNROLL(2)
-                for (int e = 0; e < 2; e++) {
-                    const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 16 + 32 * h + 16 * e, 16);
-                    const vuint8m1_t q = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
-                    acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(q), x[8 * h + 2 * k + e] & 15,
-                                    y + 4 + 128 * h + 32 * k + 16 * e);
-                }
-        for (int k = 0; k < 16; k++) imin += (x[k] >> 4) * bsum16(y, k);
-        s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x + 80), ld_f16(x + 82), y);
-    }
-    return s;
-}
-
-static float dot_q3_k_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
-        uint32_t u[4];
-        q3_k_scales_u32(x + 96, u);
-        const uint8_t *sc = (const uint8_t *)u;
-        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
-        SLM_UNROLL(2)
-        for (int h = 0; h < 2; h++)
-            SLM_UNROLL(4)
-            for (int k = 0; k < 4; k++)
-                SLM_UNROLL(2)
-                for (int e = 0; e < 2; e++) {
-                    /* the 2-bit field plus 4 times the hmask bit, minus 4 */
-                    const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 32 + 32 * h + 16 * e, 16);
-                    const vuint8m1_t hm = __riscv_vle8_v_u8m1(x + 16 * e, 16);
-                    const vuint8m1_t l = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
-                    const vuint8m1_t t = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(hm, 4 * h + k, 16), 1, 16);
-                    const vuint8m1_t q = __riscv_vor_vv_u8m1(l, __riscv_vsll_vx_u8m1(t, 2, 16), 16);
-                    const vint8m1_t qs = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(q), 4, 16);
-                    acc = rvv_kstep(acc, qs, sc[8 * h + 2 * k + e] - 32, y + 4 + 128 * h + 32 * k + 16 * e);
-                }
-        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x + 108), 0, y);
-    }
-    return s;
-}
-
-static float dot_iq4_xs_rvv(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
-        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
-        SLM_UNROLL(8)
-        for (int b = 0; b < 8; b++) {
-            const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 8 + 16 * b, 16);
-            const int sc = iq4_xs_scale(x, b);
-            acc = rvv_kstep(acc, rvv_iq4(rvv_nib_lo(q)), sc, y + 4 + 32 * b);
-            acc = rvv_kstep(acc, rvv_iq4(rvv_nib_hi(q)), sc, y + 20 + 32 * b);
-        }
-        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x), 0, y);
-    }
-    return s;
-}
-
-/* Q8_1 and Q8_K activations: the same bytes as the references (products
-   rounded to nearest even by the conversion; scalar scale arithmetic);
-   blocks whose inverse scale overflows are left to the reference */
-static void q8_1_from_float_rvv(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
-        const vfloat32m8_t v = __riscv_vle32_v_f32m8(src, 32);
-        const vfloat32m1_t m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(v, 32), __riscv_vfmv_s_f_f32m1(0.0f, 1), 32);
-        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
-        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
-        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
-            q8_1_from_float_ref(src, b, 32);
-            continue;
-        }
-        const vint32m8_t q = __riscv_vfcvt_x_f_v_i32m8_rm(__riscv_vfmul_vf_f32m8(v, id, 32), __RISCV_FRM_RNE, 32);
-        const int32_t sum = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m8_i32m1(q, __riscv_vmv_v_x_i32m1(0, 1), 32));
-        __riscv_vse8_v_i8m2((int8_t *)(b + 4), __riscv_vncvt_x_x_w_i8m2(__riscv_vncvt_x_x_w_i16m4(q, 32), 32), 32);
-        st_u16(b, f32_to_fp16(d));
-        st_u16(b + 2, f32_to_fp16(d * (float)sum));
-    }
-}
-
-static void q8_k_from_float_rvv(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
-        vfloat32m1_t m = __riscv_vfmv_s_f_f32m1(0.0f, 1);
-        for (int j = 0; j < QK_K; j += 32) m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(__riscv_vle32_v_f32m8(src + j, 32), 32), m, 32);
-        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
-        if (amax == 0) {
-            memset(b, 0, 292);
-            continue;
-        }
-        if (!(amax <= FLT_MAX)) { /* every value NaN, or an infinity */
-            q8_k_from_float_ref(src, b, QK_K);
-            continue;
-        }
-        int j = 0; /* the first value of largest magnitude gives the sign (amax is one of them) */
-        while (fabsf(src[j]) != amax) j++;
-        const float iscale = -127.0f / src[j];
-        if (!(fabsf(iscale) <= FLT_MAX)) {
-            q8_k_from_float_ref(src, b, QK_K);
-            continue;
-        }
-        for (int g = 0; g < 16; g++) {
-            const vfloat32m4_t v = __riscv_vle32_v_f32m4(src + 16 * g, 16);
-            const vint32m4_t q = __riscv_vfcvt_x_f_v_i32m4_rm(__riscv_vfmul_vf_f32m4(v, iscale, 16), __RISCV_FRM_RNE, 16);
-            const int32_t sum = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m4_i32m1(q, __riscv_vmv_v_x_i32m1(0, 1), 16));
-            __riscv_vse8_v_i8m1((int8_t *)(b + 4 + 16 * g), __riscv_vncvt_x_x_w_i8m1(__riscv_vncvt_x_x_w_i16m2(q, 16), 16), 16);
-            st_u16(b + 260 + 2 * g, (uint16_t)(int16_t)sum);
-        }
-        st_f32(b, 1.0f / iscale);
-    }
-}
-
-
-#endif /* SLM_RVV */
-
-/* -------------------------------------------------------------------------- */
-/* 6f. Arm Helium (M-profile vector extension, Cortex-M55)                    */
-/* -------------------------------------------------------------------------- */
-/* 128-bit vectors on microcontrollers. The block's integer dot product is
-   one VMLADAV (products summed exactly into 32 bits), then the reference's
-   float steps in block order: results are bit for bit the reference's, so
-   an M55 build generates the same text as a scalar build anywhere. Byte
-   loads (VLDRB) need no alignment, so blocks at any address are fine. The
-   other types use the reference kernels. */
-#ifdef SLM_MVE
-
-static float dot_q8_0_mve(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    float s = 0;
-    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
-        int32_t isum = vmladavq_s8(vld1q_s8((const int8_t *)(x + 2)), vld1q_s8((const int8_t *)(y + 2)));
-        isum = vmladavaq_s8(isum, vld1q_s8((const int8_t *)(x + 18)), vld1q_s8((const int8_t *)(y + 18)));
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-static float dot_q4_0_mve(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
-    const uint8x16_t m4 = vdupq_n_u8(15);
-    float s = 0;
-    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
-        const uint8x16_t q = vld1q_u8(x + 2);
-        const int8x16_t lo = vsubq_n_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), 8);
-        const int8x16_t hi = vsubq_n_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), 8);
-        int32_t isum = vmladavq_s8(lo, vld1q_s8((const int8_t *)(y + 2)));
-        isum = vmladavaq_s8(isum, hi, vld1q_s8((const int8_t *)(y + 18)));
-        s += (float)isum * (ld_f16(x) * ld_f16(y));
-    }
-    return s;
-}
-
-/* The activation quantizer, the same bytes as q8_0_from_float_ref: amax by
-   VMAXNMAV (NaN ignored, as the reference's comparison does), the scale
-   and its inverse in scalar code, the clamp by compare and select (NaN to
-   0, as clamp127), round half to even by VCVTN, a narrowing byte store. */
-static void q8_0_from_float_mve(const float *src, void *dst, int64_t n) {
-    uint8_t *b = (uint8_t *)dst;
-    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
-        float32x4_t v[8];
-        float amax = 0;
-        for (int k = 0; k < 8; k++) {
-            v[k] = vld1q_f32(src + 4 * k);
-            amax = vmaxnmavq_f32(amax, v[k]);
-        }
-        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
-        st_u16(b, f32_to_fp16(d));
-        for (int k = 0; k < 8; k++) {
-            const float32x4_t x = vmulq_n_f32(v[k], id);
-            const float32x4_t lo = vdupq_n_f32(-127.0f), hi = vdupq_n_f32(127.0f);
-            /* x >= -127 ? (x <= 127 ? x : 127) : (x < -127 ? -127 : 0) */
-            float32x4_t c = vpselq_f32(x, hi, vcmpleq_f32(x, hi));
-            c = vpselq_f32(c, vpselq_f32(lo, vdupq_n_f32(0.0f), vcmpltq_f32(x, lo)), vcmpgeq_f32(x, lo));
-            vstrbq_s32((int8_t *)(b + 2 + 4 * k), vcvtnq_s32_f32(c));
-        }
-    }
-}
-
-
-#endif /* SLM_MVE */
-
-/* -------------------------------------------------------------------------- */
-/* 6g. One kernel table per instruction set                                   */
-/* -------------------------------------------------------------------------- */
-/*
- * A table names the kernels of one ISA (kernel_table, section 5). Entries
- * an ISA lacks stay NULL and fall back to its base, the ISA below it
- * (avx2 -> sse4 -> scalar), when a model resolves its table at load
- * (kernels_resolve, 6h). Adding an ISA is one table here plus its kernels.
- */
-
-static const kernel_table KERNELS_SCALAR = {
-    "scalar", SLM_ISA_SCALAR, NULL,
-    .dot = {[SLM_TYPE_F32] = dot_f32_ref, [SLM_TYPE_F16] = dot_f16_ref, [SLM_TYPE_BF16] = dot_bf16_ref,
-            [SLM_TYPE_Q8_0] = dot_q8_0_ref, [SLM_TYPE_Q4_0] = dot_q4_0_ref, [SLM_TYPE_Q4_1] = dot_q4_1_ref,
-            [SLM_TYPE_Q5_0] = dot_q5_0_ref, [SLM_TYPE_Q5_1] = dot_q5_1_ref, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_ref,
-            [SLM_TYPE_Q2_K] = dot_q2_k_ref, [SLM_TYPE_Q3_K] = dot_q3_k_ref, [SLM_TYPE_Q4_K] = dot_q4_k_ref,
-            [SLM_TYPE_Q5_K] = dot_q5_k_ref, [SLM_TYPE_Q6_K] = dot_q6_k_ref, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_ref},
-    .to_float = {[SLM_TYPE_F32] = f32_to_float, [SLM_TYPE_F16] = f16_to_float_ref, [SLM_TYPE_BF16] = bf16_to_float_ref,
-                 [SLM_TYPE_Q8_0] = q8_0_to_float},
-    .from_float = {[SLM_TYPE_F32] = f32_from_float, [SLM_TYPE_F16] = f16_from_float_ref,
-                   [SLM_TYPE_BF16] = bf16_from_float_ref, [SLM_TYPE_Q8_0] = q8_0_from_float_ref,
-                   [SLM_TYPE_Q8_1] = q8_1_from_float_ref, [SLM_TYPE_Q8_K] = q8_k_from_float_ref},
-    .exp_sum = exp_sum_ref,
-};
-
-#ifdef SLM_SSE4
-static const kernel_table KERNELS_SSE4 = {
-    "sse4", SLM_ISA_SSE4, &KERNELS_SCALAR,
-    .dot = {[SLM_TYPE_F32] = dot_f32_sse, [SLM_TYPE_F16] = dot_f16_sse, [SLM_TYPE_BF16] = dot_bf16_sse,
-            [SLM_TYPE_Q8_0] = dot_q8_0_sse, [SLM_TYPE_Q4_0] = dot_q4_0_sse, [SLM_TYPE_Q4_1] = dot_q4_1_sse,
-            [SLM_TYPE_Q5_0] = dot_q5_0_sse, [SLM_TYPE_Q5_1] = dot_q5_1_sse, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_sse,
-            [SLM_TYPE_Q2_K] = dot_q2_k_sse, [SLM_TYPE_Q3_K] = dot_q3_k_sse, [SLM_TYPE_Q4_K] = dot_q4_k_sse,
-            [SLM_TYPE_Q5_K] = dot_q5_k_sse, [SLM_TYPE_Q6_K] = dot_q6_k_sse, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_sse},
-    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_sse, [SLM_TYPE_Q4_0] = dot4_q4_0_sse, [SLM_TYPE_Q4_1] = dot4_q4_1_sse,
-             [SLM_TYPE_Q5_0] = dot4_q5_0_sse, [SLM_TYPE_Q5_1] = dot4_q5_1_sse, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_sse,
-             [SLM_TYPE_Q2_K] = dot4_q2_k_sse, [SLM_TYPE_Q3_K] = dot4_q3_k_sse, [SLM_TYPE_Q4_K] = dot4_q4_k_sse,
-             [SLM_TYPE_Q5_K] = dot4_q5_k_sse, [SLM_TYPE_Q6_K] = dot4_q6_k_sse, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_sse},
-    .to_float = {[SLM_TYPE_F16] = f16_to_float_sse, [SLM_TYPE_BF16] = bf16_to_float_sse},
-    .from_float = {[SLM_TYPE_F16] = f16_from_float_sse, [SLM_TYPE_BF16] = bf16_from_float_sse,
-                   [SLM_TYPE_Q8_0] = q8_0_from_float_sse, [SLM_TYPE_Q8_1] = q8_1_from_float_sse,
-                   [SLM_TYPE_Q8_K] = q8_k_from_float_sse},
-};
-#endif
-
-#ifdef SLM_AVX2
-static const kernel_table KERNELS_AVX2 = {
-#ifdef SLM_SSE4
-    "avx2", SLM_ISA_AVX2, &KERNELS_SSE4,
-#else
-    "avx2", SLM_ISA_AVX2, &KERNELS_SCALAR,
-#endif
-    .dot = {[SLM_TYPE_F32] = dot_f32_avx2, [SLM_TYPE_F16] = dot_f16_avx2, [SLM_TYPE_BF16] = dot_bf16_avx2,
-            [SLM_TYPE_Q8_0] = dot_q8_0_avx2, [SLM_TYPE_Q4_0] = dot_q4_0_avx2, [SLM_TYPE_Q4_1] = dot_q4_1_avx2,
-            [SLM_TYPE_Q5_0] = dot_q5_0_avx2, [SLM_TYPE_Q5_1] = dot_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
-            [SLM_TYPE_Q2_K] = dot_q2_k_avx2, [SLM_TYPE_Q3_K] = dot_q3_k_avx2, [SLM_TYPE_Q4_K] = dot_q4_k_avx2,
-            [SLM_TYPE_Q5_K] = dot_q5_k_avx2, [SLM_TYPE_Q6_K] = dot_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx2},
-    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_avx2, [SLM_TYPE_Q4_0] = dot4_q4_0_avx2, [SLM_TYPE_Q4_1] = dot4_q4_1_avx2,
-             [SLM_TYPE_Q5_0] = dot4_q5_0_avx2, [SLM_TYPE_Q5_1] = dot4_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx2,
-             [SLM_TYPE_Q2_K] = dot4_q2_k_avx2, [SLM_TYPE_Q3_K] = dot4_q3_k_avx2, [SLM_TYPE_Q4_K] = dot4_q4_k_avx2,
-             [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
-    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2,
-                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2},
-    .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx2,
-                    [SLM_TYPE_Q6_K] = gemm16_q6_k_avx2},
-    .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
-    .from_float = {[SLM_TYPE_F16] = f16_from_float_avx2, [SLM_TYPE_BF16] = bf16_from_float_avx2,
-                   [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
-                   [SLM_TYPE_Q8_K] = q8_k_from_float_avx2},
-    .dot_rows_f16 = dot_rows_f16_avx2,
-    .qk_rows_f16 = qk_rows_f16_avx2,
-    .exp_sum = exp_sum_avx2,
-};
-#endif
-
-#ifdef SLM_AVX512
-/* AVX-512 with VNNI (6b2); the conversions, quantizers, F16 kernels and the
-   one-row Q8_0 dot (its even/odd sums moved the embedding fixtures past
-   their bound) are AVX2's (a 512-bit dot_rows_f16 with dot_f16_avx2's bits was slower on
-   Zen 4: 0.7-0.9x) */
-static const kernel_table KERNELS_AVX512 = {
-    "avx512", SLM_ISA_AVX512, &KERNELS_AVX2,
-    .dot = {[SLM_TYPE_Q4_0] = dot_q4_0_avx512,
-            [SLM_TYPE_Q4_1] = dot_q4_1_avx512, [SLM_TYPE_Q5_0] = dot_q5_0_avx512, [SLM_TYPE_Q5_1] = dot_q5_1_avx512,
-            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx512, [SLM_TYPE_Q2_K] = dot_q2_k_avx512, [SLM_TYPE_Q3_K] = dot_q3_k_avx512,
-            [SLM_TYPE_Q4_K] = dot_q4_k_avx512, [SLM_TYPE_Q5_K] = dot_q5_k_avx512, [SLM_TYPE_Q6_K] = dot_q6_k_avx512,
-            [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx512},
-    .dot4 = {[SLM_TYPE_Q4_0] = dot4_q4_0_avx512, [SLM_TYPE_Q4_1] = dot4_q4_1_avx512,
-             [SLM_TYPE_Q5_0] = dot4_q5_0_avx512, [SLM_TYPE_Q5_1] = dot4_q5_1_avx512, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx512,
-             [SLM_TYPE_Q2_K] = dot4_q2_k_avx512, [SLM_TYPE_Q3_K] = dot4_q3_k_avx512, [SLM_TYPE_Q4_K] = dot4_q4_k_avx512,
-             [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
-    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx512,
-                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512},
-    .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx512,
-                  [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx512,
-                  [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx512},
-    .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx512, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx512,
-                    [SLM_TYPE_Q6_K] = gemm16_q6_k_avx512, [SLM_TYPE_Q2_K] = gemm16_q2_k_avx512,
-                    [SLM_TYPE_Q3_K] = gemm16_q3_k_avx512, [SLM_TYPE_IQ4_XS] = gemm16_iq4_xs_avx512},
-    .exp_sum = exp_sum_avx512,
-};
-#endif
-
-#ifdef SLM_NEON
-static const kernel_table KERNELS_NEON = {
-    SLM_NEON_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
-    .dot = {[SLM_TYPE_F32] = dot_f32_neon,
-#ifdef SLM_NEON_F16
-            [SLM_TYPE_F16] = dot_f16_neon,
-#endif
-            [SLM_TYPE_BF16] = dot_bf16_neon, [SLM_TYPE_Q8_0] = dot_q8_0_neon, [SLM_TYPE_Q4_0] = dot_q4_0_neon,
-            [SLM_TYPE_Q4_1] = dot_q4_1_neon, [SLM_TYPE_Q5_0] = dot_q5_0_neon, [SLM_TYPE_Q5_1] = dot_q5_1_neon,
-            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_neon, [SLM_TYPE_Q2_K] = dot_q2_k_neon, [SLM_TYPE_Q3_K] = dot_q3_k_neon,
-            [SLM_TYPE_Q4_K] = dot_q4_k_neon, [SLM_TYPE_Q5_K] = dot_q5_k_neon, [SLM_TYPE_Q6_K] = dot_q6_k_neon,
-            [SLM_TYPE_IQ4_XS] = dot_iq4_xs_neon},
-    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_neon, [SLM_TYPE_Q4_0] = dot4_q4_0_neon, [SLM_TYPE_Q4_1] = dot4_q4_1_neon,
-             [SLM_TYPE_Q5_0] = dot4_q5_0_neon, [SLM_TYPE_Q5_1] = dot4_q5_1_neon, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_neon,
-             [SLM_TYPE_Q2_K] = dot4_q2_k_neon, [SLM_TYPE_Q3_K] = dot4_q3_k_neon, [SLM_TYPE_Q4_K] = dot4_q4_k_neon,
-             [SLM_TYPE_Q5_K] = dot4_q5_k_neon, [SLM_TYPE_Q6_K] = dot4_q6_k_neon, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_neon},
-#ifdef SLM_NEON_F16
-    .to_float = {[SLM_TYPE_F16] = f16_to_float_neon, [SLM_TYPE_BF16] = bf16_to_float_neon},
-    .from_float = {[SLM_TYPE_F16] = f16_from_float_neon, [SLM_TYPE_BF16] = bf16_from_float_neon,
-                   [SLM_TYPE_Q8_0] = q8_0_from_float_neon, [SLM_TYPE_Q8_1] = q8_1_from_float_neon,
-                   [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
-#else
-    .to_float = {[SLM_TYPE_BF16] = bf16_to_float_neon},
-    .from_float = {[SLM_TYPE_BF16] = bf16_from_float_neon, [SLM_TYPE_Q8_0] = q8_0_from_float_neon,
-                   [SLM_TYPE_Q8_1] = q8_1_from_float_neon, [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
-#endif
-};
-#endif
-
-/* aarch64 with SDOT: the int8 kernels; the rest is the baseline's */
-#ifdef SLM_NEON_DOTPROD
-static const kernel_table KERNELS_DOTPROD = {
-    "dotprod", SLM_ISA_NEON_DOTPROD, &KERNELS_NEON,
-    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_dotprod, [SLM_TYPE_Q4_0] = dot_q4_0_dotprod, [SLM_TYPE_Q4_1] = dot_q4_1_dotprod,
-            [SLM_TYPE_Q5_0] = dot_q5_0_dotprod, [SLM_TYPE_Q5_1] = dot_q5_1_dotprod,
-            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_dotprod, [SLM_TYPE_Q2_K] = dot_q2_k_dotprod,
-            [SLM_TYPE_Q3_K] = dot_q3_k_dotprod, [SLM_TYPE_Q4_K] = dot_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot_q5_k_dotprod,
-            [SLM_TYPE_Q6_K] = dot_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_dotprod},
-    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_dotprod, [SLM_TYPE_Q4_0] = dot4_q4_0_dotprod,
-             [SLM_TYPE_Q4_1] = dot4_q4_1_dotprod, [SLM_TYPE_Q5_0] = dot4_q5_0_dotprod,
-             [SLM_TYPE_Q5_1] = dot4_q5_1_dotprod, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_dotprod,
-             [SLM_TYPE_Q2_K] = dot4_q2_k_dotprod, [SLM_TYPE_Q3_K] = dot4_q3_k_dotprod,
-             [SLM_TYPE_Q4_K] = dot4_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot4_q5_k_dotprod,
-             [SLM_TYPE_Q6_K] = dot4_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_dotprod},
-    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod, [SLM_TYPE_Q4_K] = gemm_q4_kx8_dotprod,
-                [SLM_TYPE_Q5_K] = gemm_q5_kx8_dotprod, [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
-};
-#endif
-
-/* aarch64 with SMMLA: the x8 kernels for several tokens (prompts) */
-#ifdef SLM_NEON_I8MM
-static const kernel_table KERNELS_I8MM = {
-    "i8mm", SLM_ISA_NEON_I8MM, &KERNELS_DOTPROD,
-    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_i8mm, [SLM_TYPE_Q8_0] = gemm_q8_0x8_i8mm,
-                [SLM_TYPE_Q5_0] = gemm_q5_0x8_i8mm},
-};
-#endif
-
-#ifdef SLM_RVV
-static const kernel_table KERNELS_RVV = {
-    "rvv", SLM_ISA_RVV, &KERNELS_SCALAR,
-    .dot = {[SLM_TYPE_F32] = dot_f32_rvv, [SLM_TYPE_F16] = dot_f16_rvv, [SLM_TYPE_BF16] = dot_bf16_rvv,
-            [SLM_TYPE_Q8_0] = dot_q8_0_rvv, [SLM_TYPE_Q4_0] = dot_q4_0_rvv, [SLM_TYPE_Q4_1] = dot_q4_1_rvv,
-            [SLM_TYPE_Q5_0] = dot_q5_0_rvv, [SLM_TYPE_Q5_1] = dot_q5_1_rvv, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_rvv,
-            [SLM_TYPE_Q2_K] = dot_q2_k_rvv, [SLM_TYPE_Q3_K] = dot_q3_k_rvv, [SLM_TYPE_Q4_K] = dot_q4_k_rvv,
-            [SLM_TYPE_Q5_K] = dot_q5_k_rvv, [SLM_TYPE_Q6_K] = dot_q6_k_rvv, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_rvv},
-    .to_float = {[SLM_TYPE_F16] = f16_to_float_rvv, [SLM_TYPE_BF16] = bf16_to_float_rvv},
-    .from_float = {[SLM_TYPE_F16] = f16_from_float_rvv, [SLM_TYPE_BF16] = bf16_from_float_rvv,
-                   [SLM_TYPE_Q8_0] = q8_0_from_float_rvv, [SLM_TYPE_Q8_1] = q8_1_from_float_rvv,
-                   [SLM_TYPE_Q8_K] = q8_k_from_float_rvv},
-};
-#endif
-
-#ifdef SLM_MVE
-static const kernel_table KERNELS_MVE = {
-    "mve", SLM_ISA_MVE, &KERNELS_SCALAR,
-    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_mve, [SLM_TYPE_Q4_0] = dot_q4_0_mve},
-    .from_float = {[SLM_TYPE_Q8_0] = q8_0_from_float_mve},
-};
-#endif
-
-/* Every table this build has, best first. */
-static const kernel_table *const KERNEL_TABLES[] = {
-#ifdef SLM_AVX512
-    &KERNELS_AVX512,
-#endif
-#ifdef SLM_AVX2
-    &KERNELS_AVX2,
-#endif
-#ifdef SLM_SSE4
-    &KERNELS_SSE4,
-#endif
-#ifdef SLM_NEON_I8MM
-    &KERNELS_I8MM,
-#endif
-#ifdef SLM_NEON_DOTPROD
-    &KERNELS_DOTPROD,
-#endif
-#ifdef SLM_NEON
-    &KERNELS_NEON,
-#endif
-#ifdef SLM_RVV
-    &KERNELS_RVV,
-#endif
-#ifdef SLM_MVE
-    &KERNELS_MVE,
-#endif
-    &KERNELS_SCALAR,
-};
-#define N_KERNEL_TABLES (sizeof KERNEL_TABLES / sizeof KERNEL_TABLES[0])
-
-/* -------------------------------------------------------------------------- */
-/* 6h. Choosing a table: what the CPU and the OS support                      */
-/* -------------------------------------------------------------------------- */
-/*
- * x86-64 (dispatch builds): cpuid says what the CPU has, xgetbv whether the
- * OS saves the AVX (YMM) and AVX-512 (opmask, ZMM) state on a context
- * switch; both are needed. Builds with fixed selection run what they were
- * compiled for (the compiler flags promised it). Detection asks the CPU
- * each time it is called (once per model load): it keeps no state, so it
- * is thread-safe and there is nothing to initialise.
- */
-#if defined(SLM_X86_DISPATCH)
-static uint64_t xgetbv0(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return (uint64_t)hi << 32 | lo;
-}
-
-static int cpu_has_isa(int isa) {
-    unsigned a, b, c, d;
-    if (isa == SLM_ISA_SCALAR) return 1;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-    const int sse4 = (c >> 19 & 1) && (c >> 9 & 1); /* SSE4.1, SSSE3 */
-    if (isa == SLM_ISA_SSE4) return sse4;
-    /* AVX needs OSXSAVE and the OS saving XMM|YMM state */
-    const int fma = c >> 12 & 1, osxsave = c >> 27 & 1, avx = c >> 28 & 1, f16c = c >> 29 & 1;
-    if (!sse4 || !osxsave || !avx || !fma || !f16c) return 0;
-    const uint64_t xcr0 = xgetbv0();
-    if ((xcr0 & 6) != 6) return 0;
-    unsigned a7, b7, c7, d7;
-    if (!__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7)) return 0;
-    const int avx2 = b7 >> 5 & 1;
-    if (isa == SLM_ISA_AVX2) return avx2;
-    if (isa == SLM_ISA_AVX512) {
-        /* F (16), DQ (17), BW (30), VL (31), VNNI (ecx 11); opmask, ZMM0-15
-           upper halves and ZMM16-31 state (xcr0 bits 5-7) */
-        const int f = b7 >> 16 & 1, dq = b7 >> 17 & 1, bw = b7 >> 30 & 1, vl = b7 >> 31 & 1, vnni = c7 >> 11 & 1;
-        return avx2 && f && dq && bw && vl && vnni && (xcr0 & 0xe0) == 0xe0;
-    }
-    return 0;
-}
-#elif defined(SLM_ARM_DISPATCH)
-/* aarch64 (dispatch builds): the OS reports the CPU's features (Linux and
-   Android: the auxiliary vector; macOS: sysctl; Windows: no i8mm query);
-   elsewhere the build's flags decide. */
-#if defined(SLM_HAVE_GETAUXVAL)
-#ifndef AT_HWCAP2
-#define AT_HWCAP2 26
-#endif
-#define SLM_HWCAP_ASIMDDP (1ul << 20)
-#define SLM_HWCAP2_I8MM (1ul << 13)
-#endif
-#if defined(_WIN32) && !defined(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE)
-#define PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE 43
-#endif
-
-/* 1 if the CPU has SDOT (i8mm 0) or SMMLA (i8mm 1) */
-static int arm_has(int i8mm) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    if (!i8mm) return 1;
-#endif
-#if defined(__ARM_FEATURE_MATMUL_INT8)
-    if (i8mm) return 1;
-#endif
-#if defined(SLM_HAVE_GETAUXVAL)
-    return i8mm ? (getauxval(AT_HWCAP2) & SLM_HWCAP2_I8MM) != 0 : (getauxval(AT_HWCAP) & SLM_HWCAP_ASIMDDP) != 0;
-#elif defined(__APPLE__)
-    int v = 0;
-    size_t len = sizeof v;
-    if (sysctlbyname(i8mm ? "hw.optional.arm.FEAT_I8MM" : "hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) != 0)
-        return 0;
-    return v != 0;
-#elif defined(_WIN32)
-    return i8mm ? 0 : IsProcessorFeaturePresent(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE) != 0;
-#else
-    return 0;
-#endif
-}
-
-static int cpu_has_isa(int isa) {
-    if (isa == SLM_ISA_SCALAR || isa == SLM_ISA_NEON) return 1;
-    if (isa == SLM_ISA_NEON_DOTPROD) return arm_has(0);
-    if (isa == SLM_ISA_NEON_I8MM) return arm_has(0) && arm_has(1); /* the i8mm table uses SDOT too */
-    return 0;
-}
-#else
-static int cpu_has_isa(int isa) {
-    (void)isa;
-    return 1; /* fixed selection: the build's flags say the CPU has it */
-}
-#endif
-
-/* The table of `isa` (SLM_ISA_BEST: the best this CPU supports), or NULL if
-   this build does not have it or the CPU cannot run it. */
-static const kernel_table *kernels_find(int isa) {
-    for (size_t i = 0; i < N_KERNEL_TABLES; i++) {
-        const kernel_table *t = KERNEL_TABLES[i];
-        if ((isa == SLM_ISA_BEST || isa == t->isa) && cpu_has_isa(t->isa)) return t;
-    }
-    return NULL;
-}
-
-/* A table with every entry filled: t's own, then its bases'. */
-static void kernels_resolve(const kernel_table *t, kernel_table *out) {
-    if (t->base) kernels_resolve(t->base, out);
-    else memset(out, 0, sizeof *out);
-    for (int i = 0; i < N_TYPE_IDS; i++) {
-        if (t->dot[i]) out->dot[i] = t->dot[i];
-        if (t->dot4[i]) out->dot4[i] = t->dot4[i];
-        if (t->gemm_x8[i]) out->gemm_x8[i] = t->gemm_x8[i];
-        if (t->gemm16_x8[i]) out->gemm16_x8[i] = t->gemm16_x8[i];
-        if (t->gemm16_rows[i]) out->gemm16_rows[i] = t->gemm16_rows[i];
-        if (t->to_float[i]) out->to_float[i] = t->to_float[i];
-        if (t->from_float[i]) out->from_float[i] = t->from_float[i];
-    }
-    if (t->dot_rows_f16) out->dot_rows_f16 = t->dot_rows_f16;
-    if (t->qk_rows_f16) out->qk_rows_f16 = t->qk_rows_f16;
-    if (t->exp_sum) out->exp_sum = t->exp_sum;
-    out->name = t->name;
-    out->isa = t->isa;
-    out->base = t->base;
-}
-
-/* ASCII case-insensitive strcmp (names typed by users) */
-static int ascii_casecmp(const char *a, const char *b) {
-    for (;; a++, b++) {
-        int x = (unsigned char)*a, y = (unsigned char)*b;
-        if (x >= 'A' && x <= 'Z') x += 32;
-        if (y >= 'A' && y <= 'Z') y += 32;
-        if (x != y || !x) return x - y;
-    }
-}
-
-static const char *const ISA_NAMES[SLM_ISA_COUNT] = {"best", "scalar", "sse4", "avx2", "avx512",
-                                                     "neon", "rvv",    "mve",  "dotprod", "i8mm"};
-
-const char *slm_isa_name(int isa) { return isa >= 0 && isa < SLM_ISA_COUNT ? ISA_NAMES[isa] : "unknown"; }
-
-int slm_isa_from_name(const char *name) {
-    for (int i = 0; name && i < SLM_ISA_COUNT; i++)
-        if (ascii_casecmp(name, ISA_NAMES[i]) == 0) return i;
-    return -1;
-}
-
-int slm_isa_available(int isa) {
-    if (isa == SLM_ISA_BEST) return 1;
-    return isa > 0 && isa < SLM_ISA_COUNT && kernels_find(isa) != NULL;
-}
-
-/* The build's switches, after "simd=... cpu=..." */
-#define BUILD_REST                                                                                                   \
-    BUILD_OPENMP BUILD_MMAP BUILD_STDIO BUILD_MALLOC
-#if SLM_OPENMP
-#define BUILD_OPENMP " openmp=on"
-#else
-#define BUILD_OPENMP " openmp=off"
-#endif
-#if defined(SLM_HAVE_MMAP)
-#define BUILD_MMAP " mmap=on"
-#else
-#define BUILD_MMAP " mmap=off"
-#endif
-#if defined(SLM_NO_STDIO)
-#define BUILD_STDIO " stdio=off"
-#else
-#define BUILD_STDIO ""
-#endif
-#if defined(SLM_NO_MALLOC)
-#define BUILD_MALLOC " malloc=off"
-#else
-#define BUILD_MALLOC ""
-#endif
-
-/* One constant string per possible answer: no buffer, no state. */
-const char *slm_build_info(void) {
-    const kernel_table *k = kernels_find(SLM_ISA_BEST);
-    switch (k->isa) {
-    case SLM_ISA_AVX512: return "simd=" SLM_SIMD_NAME " cpu=avx512" BUILD_REST;
-    case SLM_ISA_AVX2: return "simd=" SLM_SIMD_NAME " cpu=avx2" BUILD_REST;
-    case SLM_ISA_SSE4: return "simd=" SLM_SIMD_NAME " cpu=sse4" BUILD_REST;
-    case SLM_ISA_NEON: return "simd=" SLM_SIMD_NAME " cpu=neon" BUILD_REST;
-    case SLM_ISA_NEON_DOTPROD: return "simd=" SLM_SIMD_NAME " cpu=dotprod" BUILD_REST;
-    case SLM_ISA_NEON_I8MM: return "simd=" SLM_SIMD_NAME " cpu=i8mm" BUILD_REST;
-    case SLM_ISA_RVV: return "simd=" SLM_SIMD_NAME " cpu=rvv" BUILD_REST;
-    case SLM_ISA_MVE: return "simd=" SLM_SIMD_NAME " cpu=mve" BUILD_REST;
-    default: return "simd=" SLM_SIMD_NAME " cpu=scalar" BUILD_REST;
-    }
-}
-
-/* Q8_0X (section 5): Q8_0's bytes, rearranged, with the scale as f32 and
-   the block sum. */
-static void q8_0x_from_float(const kernel_table *k, const float *src, void *dst, int64_t n) {
-    uint8_t *o = (uint8_t *)dst, tmp[34];
-    for (int64_t b = 0; b < n / 32; b++, o += 40) {
-        k->from_float[SLM_TYPE_Q8_0](src + 32 * b, tmp, 32);
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) sum += (int8_t)tmp[2 + j];
-        memcpy(o, tmp + 2, 32);
-        st_f32(o + 32, ld_f16(tmp));
-        st_u32(o + 36, (uint32_t)sum);
-    }
-}
-
-static void act_from_float(const kernel_table *k, int dt, const float *src, void *dst, int64_t n) {
-    if (dt == ACT_Q8_0X) q8_0x_from_float(k, src, dst, n);
-    else k->from_float[dt](src, dst, n);
-}
-
-/* ========================================================================== */
-/* 7. Operators                                                               */
-/* ========================================================================== */
-/*
- * The forward pass runs inside one parallel region per chunk of tokens.
- * Each operator is a step cut into work units (rows or x8 groups of a
- * mat-mul, (token, head group) pairs of attention, tokens, parts of a
- * recurrent scan) that free threads take from the step's atomic counter;
- * a thread goes on to the next step when every unit of this one is done.
- * A descheduled thread thus delays only the unit it holds, and each output
- * is still computed by one kernel call, so results do not depend on the
- * thread count.
- */
-
-/* Where threads wait for each other between operators (the work units
-   below). A waiting thread spins for a few microseconds (the usual case on
-   an idle machine: the last unit ends at once), then sleeps on a condition
-   variable until the thread that finishes the last unit wakes it. OpenMP's
-   default barrier keeps spinning instead: when another process holds one
-   of the cores, the spinning thread burns the time its descheduled peer
-   needs, and a 2-thread decode on a busy 2-core machine fell from ~270 to
-   ~10 tokens/s. (Where there are no POSIX threads or no atomics builtins:
-   OpenMP's barrier.) */
-#if SLM_OPENMP && !defined(SLM_NO_OWN_BARRIER) && (defined(__GNUC__) || defined(__clang__)) && (!defined(_WIN32) || defined(__MINGW32__))
-#define SLM_OWN_BARRIER 1
-typedef struct sbarrier {
-    int sleepers;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-} sbarrier;
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__) || (defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-static int barrier_init(sbarrier *b) {
-    b->sleepers = 0;
-    if (pthread_mutex_init(&b->mu, NULL) != 0) return 0;
-    if (pthread_cond_init(&b->cv, NULL) != 0) {
-        pthread_mutex_destroy(&b->mu);
-        return 0;
-    }
-    return 1;
-}
-
-static void barrier_destroy(sbarrier *b) {
-    pthread_cond_destroy(&b->cv);
-    pthread_mutex_destroy(&b->mu);
-}
-
-#else
-typedef struct sbarrier {
-    int unused;
-} sbarrier;
-static int barrier_init(sbarrier *b) {
-    (void)b;
-    return 1;
-}
-static void barrier_destroy(sbarrier *b) { (void)b; }
-#endif
-
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-    if (w)
-        for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
-    else
-        for (int i = 0; i < n; i++) out[i] = x[i] * scale;
-}
-
-static void softmax(const kernel_table *k, float *x, int n) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = SLM_MAX(mx, x[i]);
-    const double sum = k->exp_sum(x, n, mx);
-    float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) x[i] *= inv;
-}
-
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
-
-/* GELU, tanh form, in float. */
-static float gelu_tanh(float x) {
-    const float c = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
-}
-
-/* RoPE parameters of one layer (the base may differ per layer). */
-typedef struct rope_params {
-    int n_rot;           /* rotated dimensions per head (even) */
-    int neox;            /* 1: pairs (i, i + n_rot/2); 0: adjacent pairs */
-    float base;
-    float freq_scale;    /* 1 / linear scaling factor */
-    float ext_factor;    /* YaRN: 0 = off */
-    float attn_factor;   /* multiplies cos and sin */
-    float corr_lo, corr_hi; /* YaRN correction dims */
-    const float *freq_factors; /* n_rot/2 divisors of the frequencies, or NULL */
-} rope_params;
-
-/* cos/sin for one position, computed in float the way ggml does (the angle
-   is advanced by repeated multiplication) so that results agree closely. */
-static void rope_cache(const rope_params *rp, int pos, float *cs) {
-    float theta_scale = powf(rp->base, -2.0f / (float)rp->n_rot);
-    float theta = (float)pos;
-    for (int i = 0; i < rp->n_rot / 2; i++) {
-        float ff = rp->freq_factors ? rp->freq_factors[i] : 1.0f;
-        float extrap = theta / ff, interp = rp->freq_scale * extrap, th = interp, ms = rp->attn_factor;
-        if (rp->ext_factor != 0.0f) {
-            float y = ((float)i - rp->corr_lo) / SLM_MAX(0.001f, rp->corr_hi - rp->corr_lo);
-            float mix = (1.0f - SLM_MIN(1.0f, SLM_MAX(0.0f, y))) * rp->ext_factor;
-            th = interp * (1.0f - mix) + extrap * mix;
-            ms *= 1.0f + 0.1f * logf(1.0f / rp->freq_scale);
-        }
-        cs[2 * i] = cosf(th) * ms;
-        cs[2 * i + 1] = sinf(th) * ms;
-        theta *= theta_scale;
-    }
-}
-
-static void rope_apply(float *x, int n_heads, int head_dim, const rope_params *rp, const float *cs) {
-    int half = rp->n_rot / 2;
-    for (int h = 0; h < n_heads; h++, x += head_dim) {
-        for (int i = 0; i < half; i++) {
-            float c = cs[2 * i], s = cs[2 * i + 1];
-            int i0 = rp->neox ? i : 2 * i, i1 = rp->neox ? i + half : 2 * i + 1;
-            float a = x[i0], b = x[i1];
-            x[i0] = a * c - b * s;
-            x[i1] = a * s + b * c;
-        }
-    }
-}
-
 /* A weight matrix: n_out rows of n_in values of `type`. */
 typedef struct weight {
     const uint8_t *data;
@@ -9290,248 +2081,8 @@ typedef struct weight {
     gemm_x8_fn x8;    /* set when the rows are stored as x8 groups (section 5) */
     gemm16_fn g16x8, g16; /* prefill GEMM on x8 groups / on GGUF rows (NULL: none) */
 } weight;
-
-/* y[t*ldy + r] = W[r] . x[t] for rows r in [r0, r1); xq holds the
-   activations converted to the weight's dot partner, rows xq_rb bytes apart.
-   With a 4-token kernel (dot4, may be NULL) each weight row is loaded and
-   unpacked once for 4 tokens; results are the same as with dot. */
-static void matmul_k(vec_dot_fn dot, vec_dot4_fn dot4, const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok,
-                     float *y, int64_t ldy, int64_t r0, int64_t r1) {
-    const int n = (int)w->n_in;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w->data + (size_t)r * w->rb;
-        int t = 0;
-        if (dot4)
-            for (; t + 4 <= n_tok; t += 4) dot4(n, row, xq + (size_t)t * xq_rb, xq_rb, y + t * ldy + r, ldy);
-        for (; t < n_tok; t++) y[t * ldy + r] = dot(n, row, xq + (size_t)t * xq_rb);
-    }
-}
-
-/* x8 groups [g0, g1), up to 4 tokens per call so that each weight byte is
-   unpacked once for 4 tokens. */
-static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int64_t g0,
-                      int64_t g1) {
-    for (int64_t g = g0; g < g1; g++) {
-        const uint8_t *grp = w->data + (size_t)g * 8 * w->rb;
-        for (int t = 0; t < n_tok; t += 4)
-            w->x8((int)w->n_in, grp, xq + (size_t)t * xq_rb, xq_rb, SLM_MIN(4, n_tok - t), y + t * ldy + g * 8, ldy);
-    }
-}
-
-/* --- prefill as a GEMM ---------------------------------------------------------
-   A batch of SLM_GEMM_MIN_TOKENS tokens or more (SLM_GEMM_X8_MIN_TOKENS for
-   x8 groups) goes through the gemm16 kernels where the weight type has one (kernel_table, section 6): each
-   call takes a slab of 16 rows (two x8 groups, or 16 GGUF rows converted on
-   the fly to 8-bit levels) against every token of the batch, so a weight
-   block is read and unpacked once per batch rather than once per 4 tokens.
-   Units of the work-unit scheme below stay chunks of rows: chunks are
-   whole slabs, and a matrix's last rows that do not fill a slab go through
-   the kernels above. */
-#ifndef SLM_GEMM_MIN_TOKENS
-#define SLM_GEMM_MIN_TOKENS 32
-#endif
-/* x8 groups need no conversion, and their GEMM gives the x8 kernels' bits:
-   it pays from 8 tokens on (AVX-512: 1.15x at 8 tokens, 1.2-1.35x at 128) */
-#ifndef SLM_GEMM_X8_MIN_TOKENS
-#define SLM_GEMM_X8_MIN_TOKENS 8
-#endif
-
-static gemm16_fn mm_gemm(const weight *w, int n_tok) {
-    if (w->x8) return n_tok < SLM_GEMM_X8_MIN_TOKENS ? NULL : w->g16x8;
-    /* (the K-quant converters address 16 rows with 32-bit offsets) */
-    return n_tok < SLM_GEMM_MIN_TOKENS || w->rb > (size_t)(INT32_MAX / 16) ? NULL : w->g16;
-}
-
-/* Rows [r0, r1) (x8 groups when w->x8) through the GEMM kernel k. */
-static void matmul_gemm(gemm16_fn k, const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy,
-                        int64_t r0, int64_t r1) {
-    const int n = (int)w->n_in;
-    const int64_t step = w->x8 ? 2 : 16; /* rows or groups per slab */
-    int64_t r = r0;
-    for (; r + step <= r1; r += step) {
-        const int64_t row = w->x8 ? r * 8 : r;
-        k(n, w->data + (size_t)row * w->rb, w->x8 ? 8 * w->rb : w->rb, xq, xq_rb, n_tok, y + row, ldy);
-    }
-    if (r < r1) {
-        if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, r, r1);
-        else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, r, r1);
-    }
-}
-
-/* Row r of a matrix as floats (embedding lookup); tmp holds w->rb bytes. */
-static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
-    const uint8_t *row = w->data + (size_t)r * w->rb;
-    if (w->x8) {
-        x8_unpack_row(w->type, w->data + (size_t)(r / 8) * 8 * w->rb, (int)(r % 8),
-                      (int)(w->n_in / type_size_of(w->type)->blck), tmp);
-        row = tmp;
-    }
-    TRAITS[w->type].to_float(row, out, w->n_in);
-}
-
-/* The activation format a matrix multiplies with. */
-static int act_type(const weight *w) { return w->x8 && !is_kx8(w->type) ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
-
-/* --- work units ---------------------------------------------------------------
-   Each operator of the forward pass is cut into units (a chunk of a
-   matrix's rows or x8 groups, a (token, head group) of attention, a token
-   of an element-wise step). A free thread takes the next unit from the
-   operator's shared counter, and a thread goes on to the next operator as
-   soon as every unit of this one is done (a count of finished units, not
-   the arrival of every thread as at a barrier). A descheduled thread so
-   delays only the unit it holds: when it runs again it finds the counters
-   taken and catches up. Each output element is still computed by one
-   kernel call on the same inputs, so results do not depend on the number
-   of threads or on who took which unit. Waiting for the last unit spins
-   briefly, then sleeps on the barrier's condition variable.
-   Without the atomics (MSVC, SLM_NO_OWN_BARRIER): unit i goes to thread
-   i % nth and operators end with the barrier, as a static split. */
-/* Spins before a waiting thread sleeps: about 50 us of x86 `pause`. */
-#ifndef SLM_WAIT_SPINS
-#define SLM_WAIT_SPINS 2000
-#endif
-
-typedef struct op_slot {
-    int next, done; /* units taken, units finished */
-    char pad[56];   /* one cache line per operator */
-} op_slot;
-
-/* Operators of one forward pass at most: per layer (an attention layer
-   takes up to 14, a Gated DeltaNet layer 19) and for the rest. */
-#define OPS_PER_LAYER 24
-#define OPS_EXTRA 8
-
-typedef struct team {
-    slm_session *s;
-    op_slot *ops; /* this forward pass's counters, zeroed before it */
-    sbarrier *bar;
-    int op;       /* the current operator */
-    int ith, nth;
-    int mine;     /* units of the current operator this thread finished */
-    int local;    /* units handed out locally (one thread, or no atomics) */
-} team;
-
-/* The next unit of the current operator (of n), or -1. */
-static inline int unit_next(team *tm, int n) {
-    int u;
-#ifdef SLM_OWN_BARRIER
-    if (tm->nth > 1) {
-        u = __atomic_fetch_add(&tm->ops[tm->op].next, 1, __ATOMIC_RELAXED);
-        if (u < n) tm->mine++;
-        return u < n ? u : -1;
-    }
-#endif
-    u = tm->ith + tm->local++ * tm->nth;
-    return u < n ? u : -1;
-}
-
-/* End of an operator of n units: wait until all of them are done. */
-static void op_end(team *tm, int n) {
-#ifdef SLM_OWN_BARRIER
-    if (tm->nth > 1) {
-        op_slot *o = &tm->ops[tm->op];
-        sbarrier *b = tm->bar;
-        /* sequentially consistent against `sleepers`, as in barrier_wait */
-        if (tm->mine && __atomic_add_fetch(&o->done, tm->mine, __ATOMIC_SEQ_CST) == n) {
-            if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST)) {
-                pthread_mutex_lock(&b->mu);
-                pthread_cond_broadcast(&b->cv);
-                pthread_mutex_unlock(&b->mu);
-            }
-        } else if (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n) {
-            int spins = 0;
-            while (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n && spins++ < SLM_WAIT_SPINS) cpu_relax();
-            if (spins > SLM_WAIT_SPINS) {
-                pthread_mutex_lock(&b->mu);
-                __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-                while (__atomic_load_n(&o->done, __ATOMIC_SEQ_CST) < n) pthread_cond_wait(&b->cv, &b->mu);
-                __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-                pthread_mutex_unlock(&b->mu);
-            }
-        }
-        tm->op++;
-        tm->mine = tm->local = 0;
-        return;
-    }
-#endif
-    (void)n;
-#if SLM_OPENMP && !defined(SLM_OWN_BARRIER)
-    if (tm->nth > 1) {
-        _Pragma("omp barrier");
-    }
-#endif
-    tm->op++;
-    tm->mine = tm->local = 0;
-}
-
-/* Units of a matrix: chunks of rows (of x8 groups) small enough for every
-   thread to take several, large enough that taking one costs little. */
-static int mm_chunk(const weight *w, int n_tok, int nth) {
-    const int64_t n = w->x8 ? w->n_out / 8 : w->n_out, per_row = w->n_in * (w->x8 ? 8 : 1) * (int64_t)n_tok;
-    int64_t c = (n + 4 * nth - 1) / (4 * nth);                    /* 4 units per thread */
-    c = SLM_MAX(c, (32768 + per_row - 1) / SLM_MAX(per_row, 1)); /* >= 32K products */
-    c = SLM_MAX(1, SLM_MIN(c, n));
-    if (mm_gemm(w, n_tok)) { /* whole slabs of the GEMM kernels */
-        const int64_t step = w->x8 ? 2 : 16;
-        c = (c + step - 1) / step * step;
-    }
-    return (int)c;
-}
-
-/* Up to three matrix products in one operator (they do not depend on each
-   other): y_i = W_i x_i. Units are chunks of each matrix in turn. */
-typedef struct mm_job {
-    const weight *w;
-    const uint8_t *xq;
-    size_t xq_rb;
-    float *y;
-    int64_t ldy;
-} mm_job;
-
-static void matmul_units(team *tm, const mm_job *jobs, int nj, int n_tok) {
-    int first[4], chunk[3];
-    first[0] = 0;
-    for (int j = 0; j < nj; j++) {
-        const weight *w = jobs[j].w;
-        chunk[j] = mm_chunk(w, n_tok, tm->nth);
-        const int64_t n = w->x8 ? w->n_out / 8 : w->n_out;
-        first[j + 1] = first[j] + (int)((n + chunk[j] - 1) / chunk[j]);
-    }
-    const int total = first[nj];
-    for (int u; (u = unit_next(tm, total)) >= 0;) {
-        int j = 0;
-        while (u >= first[j + 1]) j++;
-        const mm_job *jb = &jobs[j];
-        const weight *w = jb->w;
-        const int64_t n = w->x8 ? w->n_out / 8 : w->n_out;
-        const int64_t b = (int64_t)(u - first[j]) * chunk[j], e = SLM_MIN(n, b + chunk[j]);
-        gemm16_fn g = mm_gemm(w, n_tok);
-        if (g) matmul_gemm(g, w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
-        else if (w->x8) matmul_x8(w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
-        else matmul_k(w->dot, w->dot4, w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
-    }
-    op_end(tm, total);
-}
-
-/* Share [0, n) among nth parts: part ith gets [*b, *e). */
-static inline void split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
-    int64_t per = (n + nth - 1) / nth;
-    *b = SLM_MIN(n, per * ith);
-    *e = SLM_MIN(n, *b + per);
-}
-
-/* y = W x for part ith of nth of the rows (the single-threaded products of
-   the embedding heads run it as part 0 of 1). */
-static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
-                   int nth) {
-    int64_t b, e;
-    split(w->x8 ? w->n_out / 8 : w->n_out, ith, nth, &b, &e);
-    if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, b, e);
-    else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, b, e);
-}
-
 /* ========================================================================== */
-/* 8. Model                                                                   */
+/* 6. Model                                                                   */
 /* ========================================================================== */
 /*
  * One generic decoder-only transformer. Architectures differ by a few flags
@@ -9612,7 +2163,7 @@ static const enc_info ENC_ARCHS[] = {
 
 enum { SRC_MMAP = 0, SRC_OWNED = 1, SRC_CALLER = 2 };
 
-/* The vocabulary lives in section 10. */
+/* The vocabulary lives in section 9. */
 struct vocab;
 static slm_status vocab_load(slm_model *m, slm_error *err);
 static void vocab_free(slm_model *m);
@@ -9662,7 +2213,7 @@ struct slm_model {
     gguf_file g;
     int vocab_only;
     int repack;       /* params.repack: x8 layouts allowed */
-    kernel_table kern; /* the kernels of the chosen ISA, every entry filled (6h) */
+    kernel_table kern; /* the kernels of the chosen ISA, every entry filled (E8) */
 
     char arch_name[64];
     const arch_info *arch;
@@ -10242,7 +2793,7 @@ static slm_status bind_tensors(slm_model *m, slm_error *err) {
  * the flags of ENC_ARCHS and the optional tensors bound here select
  * BERT's learned positions, token types, embedding LayerNorm, biases and
  * post-residual LayerNorms, and gemma-embedding's dense layers after
- * pooling. Pooling itself is in section 13b (slm_embed).
+ * pooling. Pooling itself is in section 12b (slm_embed).
  */
 
 static slm_status load_embedding_hparams(slm_model *m, slm_error *err) {
@@ -10396,6 +2947,9 @@ void slm_model_free(slm_model *m) {
     if (m) model_release(m);
 }
 
+/* Defined in section 7: */
+static float gelu_tanh(float x);
+
 /* Everything after the bytes are in memory. */
 static slm_status model_init(slm_model *m, slm_error *err) {
     slm_status st = gguf_parse(&m->g, m->bytes, m->size, &m->a, err);
@@ -10430,6 +2984,22 @@ static slm_status model_init(slm_model *m, slm_error *err) {
           m->n_embd, m->n_vocab, (unsigned long long)m->n_params);
     return SLM_OK;
 }
+
+/* Defined in appendix E8: */
+static const kernel_table *kernels_find(int isa);
+#if defined(SLM_X86_DISPATCH)
+static int cpu_has_isa(int isa);
+#endif
+#if defined(SLM_X86_DISPATCH)
+#elif defined(SLM_ARM_DISPATCH)
+static int cpu_has_isa(int isa);
+#endif
+#if defined(SLM_X86_DISPATCH)
+#elif defined(SLM_ARM_DISPATCH)
+#else
+static int cpu_has_isa(int isa);
+#endif
+static void kernels_resolve(const kernel_table *t, kernel_table *out);
 
 /* *out: a new model with the parameters set and its kernels chosen */
 static slm_status model_new(const slm_model_params *params, slm_model **out, slm_error *err) {
@@ -10513,132 +3083,7 @@ size_t slm_model_memory_size(const void *data, size_t size, const slm_model_para
     return peak;
 }
 
-#if !defined(SLM_NO_STDIO)
 
-/* Read a whole file into memory from allocator a: *bytes (xfree with *size). */
-static slm_status read_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err) {
-    int oom;
-    FILE *f = file_open(a, path, "rb", &oom);
-    if (!f && oom) return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
-    if (!f) return seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
-#if defined(SLM_POSIX_FILES)
-    {
-        struct stat sb;
-        if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
-            fclose(f);
-            return seterr(err, SLM_ERR_IO, "cannot load '%s': %s", path,
-                          S_ISDIR(sb.st_mode) ? "it is a directory, not a model file" : "not a regular file");
-        }
-    }
-#endif
-    long long sz = file_size(f);
-    if (sz < 0) {
-        fclose(f);
-        return seterr(err, SLM_ERR_IO, "cannot determine the size of '%s'", path);
-    }
-    if ((unsigned long long)sz > SIZE_MAX - 64) {
-        fclose(f);
-        return seterr(err, SLM_ERR_NOMEM, "'%s' (%lld bytes) does not fit in memory", path, sz);
-    }
-    uint8_t *buf = (uint8_t *)xalloc(a, (size_t)sz);
-    if (!buf) {
-        fclose(f);
-        return seterr(err, SLM_ERR_NOMEM, "out of memory reading '%s' (%lld bytes)", path, sz);
-    }
-    /* in pieces: some C libraries fail single reads of several GB */
-    size_t got = 0, chunk = (size_t)1 << 30;
-    while (got < (size_t)sz) {
-        size_t want = SLM_MIN(chunk, (size_t)sz - got), n = fread(buf + got, 1, want, f);
-        got += n;
-        if (n != want) break;
-    }
-    fclose(f);
-    if (got != (size_t)sz) {
-        xfree(a, buf, (size_t)sz);
-        return seterr(err, SLM_ERR_IO, "short read on '%s': %zu of %lld bytes", path, got, sz);
-    }
-    *bytes = buf;
-    *size = (size_t)sz;
-    return SLM_OK;
-}
-#else
-static slm_status read_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err) {
-    (void)a, (void)bytes, (void)size;
-    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot read '%s': built with SLM_NO_STDIO, without file access (models load with slm_model_load_memory)", path);
-}
-#endif
-
-#if defined(SLM_HAVE_MMAP) && defined(_WIN32)
-/* Map a file copy-on-write (FILE_MAP_COPY: matrices repacked at load become
-   private copies of their pages, the rest stays the file's); returns 0 (and
-   no error) if mapping is not possible so that the caller falls back to
-   reading. The model unmaps it (model_release). */
-static int map_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err,
-                    slm_status *st) {
-    size_t nb = 0;
-    wchar_t *w;
-    if (!wide_path(a, path, &w, &nb)) {
-        *st = seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
-        return 0;
-    }
-    const DWORD share = FILE_SHARE_READ | FILE_SHARE_DELETE;
-    HANDLE fh = w ? CreateFileW(w, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL)
-                  : CreateFileA(path, GENERIC_READ, share, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
-    if (w) xfree(a, w, nb);
-    *st = SLM_OK;
-    if (fh == INVALID_HANDLE_VALUE) {
-        DWORD e = GetLastError();
-        if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND || e == ERROR_ACCESS_DENIED)
-            *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, win_reason(e));
-        return 0; /* e.g. a sharing violation: reading may still work */
-    }
-    LARGE_INTEGER sz;
-    if (!GetFileSizeEx(fh, &sz) || sz.QuadPart <= 0 || (unsigned long long)sz.QuadPart > SIZE_MAX) {
-        CloseHandle(fh);
-        return 0;
-    }
-    HANDLE mh = CreateFileMappingW(fh, NULL, PAGE_WRITECOPY, 0, 0, NULL);
-    CloseHandle(fh);
-    if (!mh) return 0;
-    void *p = MapViewOfFile(mh, FILE_MAP_COPY, 0, 0, 0);
-    CloseHandle(mh); /* the view keeps the mapping */
-    if (!p) return 0;
-    *bytes = (const uint8_t *)p;
-    *size = (size_t)sz.QuadPart;
-    return 1;
-}
-#elif defined(SLM_HAVE_MMAP)
-/* Map a file read-only; returns 0 (and no error) if mapping is not possible
-   so that the caller falls back to reading. */
-static int map_file(const allocator *a, const char *path, const uint8_t **bytes, size_t *size, slm_error *err,
-                    slm_status *st) {
-    int fd = open(path, O_RDONLY);
-    (void)a;
-    *st = SLM_OK;
-    if (fd < 0) {
-        *st = seterr(err, SLM_ERR_IO, "cannot open '%s': %s", path, os_reason(errno));
-        return 0;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        close(fd);
-        *st = seterr(err, SLM_ERR_IO, "cannot load '%s': it is a directory, not a model file", path);
-        return 0;
-    }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 || (unsigned long long)sb.st_size > SIZE_MAX) {
-        close(fd);
-        return 0;
-    }
-    /* private and writable: matrices repacked at load (section 5, x8)
-       become private copies of their pages, the rest stays the file's */
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) return 0;
-    *bytes = (const uint8_t *)p;
-    *size = (size_t)sb.st_size;
-    return 1;
-}
-#endif
 
 /* The bytes of a model file: mapped if allowed and possible, read
    otherwise; model_release gives them back. */
@@ -10866,9 +3311,384 @@ slm_status slm_tensor_get_info(const slm_model *m, int64_t i, slm_tensor_info *o
 }
 
 /* ========================================================================== */
-/* 9. Session: KV cache, positions, decode                                    */
+/* 7. The forward pass                                                        */
 /* ========================================================================== */
 
+/* --- operators: norms, RoPE, softmax, activations, mat-mul, work units ---- */
+/*
+ * The forward pass runs inside one parallel region per chunk of tokens.
+ * Each operator is a step cut into work units (rows or x8 groups of a
+ * mat-mul, (token, head group) pairs of attention, tokens, parts of a
+ * recurrent scan) that free threads take from the step's atomic counter;
+ * a thread goes on to the next step when every unit of this one is done.
+ * A descheduled thread thus delays only the unit it holds, and each output
+ * is still computed by one kernel call, so results do not depend on the
+ * thread count.
+ */
+
+/* Where threads wait for each other between operators (the work units
+   below). A waiting thread spins for a few microseconds (the usual case on
+   an idle machine: the last unit ends at once), then sleeps on a condition
+   variable until the thread that finishes the last unit wakes it. OpenMP's
+   default barrier keeps spinning instead: when another process holds one
+   of the cores, the spinning thread burns the time its descheduled peer
+   needs, and a 2-thread decode on a busy 2-core machine fell from ~270 to
+   ~10 tokens/s. (Where there are no POSIX threads or no atomics builtins:
+   OpenMP's barrier.) */
+#if SLM_OPENMP && !defined(SLM_NO_OWN_BARRIER) && (defined(__GNUC__) || defined(__clang__)) && (!defined(_WIN32) || defined(__MINGW32__))
+#define SLM_OWN_BARRIER 1
+typedef struct sbarrier {
+    int sleepers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} sbarrier;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || (defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int barrier_init(sbarrier *b) {
+    b->sleepers = 0;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) return 0;
+    if (pthread_cond_init(&b->cv, NULL) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        return 0;
+    }
+    return 1;
+}
+
+static void barrier_destroy(sbarrier *b) {
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+}
+
+#else
+typedef struct sbarrier {
+    int unused;
+} sbarrier;
+static int barrier_init(sbarrier *b) {
+    (void)b;
+    return 1;
+}
+static void barrier_destroy(sbarrier *b) { (void)b; }
+#endif
+
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    if (w)
+        for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+    else
+        for (int i = 0; i < n; i++) out[i] = x[i] * scale;
+}
+
+static void softmax(const kernel_table *k, float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = SLM_MAX(mx, x[i]);
+    const double sum = k->exp_sum(x, n, mx);
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* GELU, tanh form, in float. */
+static float gelu_tanh(float x) {
+    const float c = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
+}
+
+/* RoPE parameters of one layer (the base may differ per layer). */
+typedef struct rope_params {
+    int n_rot;           /* rotated dimensions per head (even) */
+    int neox;            /* 1: pairs (i, i + n_rot/2); 0: adjacent pairs */
+    float base;
+    float freq_scale;    /* 1 / linear scaling factor */
+    float ext_factor;    /* YaRN: 0 = off */
+    float attn_factor;   /* multiplies cos and sin */
+    float corr_lo, corr_hi; /* YaRN correction dims */
+    const float *freq_factors; /* n_rot/2 divisors of the frequencies, or NULL */
+} rope_params;
+
+/* cos/sin for one position, computed in float the way ggml does (the angle
+   is advanced by repeated multiplication) so that results agree closely. */
+static void rope_cache(const rope_params *rp, int pos, float *cs) {
+    float theta_scale = powf(rp->base, -2.0f / (float)rp->n_rot);
+    float theta = (float)pos;
+    for (int i = 0; i < rp->n_rot / 2; i++) {
+        float ff = rp->freq_factors ? rp->freq_factors[i] : 1.0f;
+        float extrap = theta / ff, interp = rp->freq_scale * extrap, th = interp, ms = rp->attn_factor;
+        if (rp->ext_factor != 0.0f) {
+            float y = ((float)i - rp->corr_lo) / SLM_MAX(0.001f, rp->corr_hi - rp->corr_lo);
+            float mix = (1.0f - SLM_MIN(1.0f, SLM_MAX(0.0f, y))) * rp->ext_factor;
+            th = interp * (1.0f - mix) + extrap * mix;
+            ms *= 1.0f + 0.1f * logf(1.0f / rp->freq_scale);
+        }
+        cs[2 * i] = cosf(th) * ms;
+        cs[2 * i + 1] = sinf(th) * ms;
+        theta *= theta_scale;
+    }
+}
+
+static void rope_apply(float *x, int n_heads, int head_dim, const rope_params *rp, const float *cs) {
+    int half = rp->n_rot / 2;
+    for (int h = 0; h < n_heads; h++, x += head_dim) {
+        for (int i = 0; i < half; i++) {
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            int i0 = rp->neox ? i : 2 * i, i1 = rp->neox ? i + half : 2 * i + 1;
+            float a = x[i0], b = x[i1];
+            x[i0] = a * c - b * s;
+            x[i1] = a * s + b * c;
+        }
+    }
+}
+
+
+/* y[t*ldy + r] = W[r] . x[t] for rows r in [r0, r1); xq holds the
+   activations converted to the weight's dot partner, rows xq_rb bytes apart.
+   With a 4-token kernel (dot4, may be NULL) each weight row is loaded and
+   unpacked once for 4 tokens; results are the same as with dot. */
+static void matmul_k(vec_dot_fn dot, vec_dot4_fn dot4, const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok,
+                     float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int n = (int)w->n_in;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + (size_t)r * w->rb;
+        int t = 0;
+        if (dot4)
+            for (; t + 4 <= n_tok; t += 4) dot4(n, row, xq + (size_t)t * xq_rb, xq_rb, y + t * ldy + r, ldy);
+        for (; t < n_tok; t++) y[t * ldy + r] = dot(n, row, xq + (size_t)t * xq_rb);
+    }
+}
+
+/* x8 groups [g0, g1), up to 4 tokens per call so that each weight byte is
+   unpacked once for 4 tokens. */
+static void matmul_x8(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int64_t g0,
+                      int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) {
+        const uint8_t *grp = w->data + (size_t)g * 8 * w->rb;
+        for (int t = 0; t < n_tok; t += 4)
+            w->x8((int)w->n_in, grp, xq + (size_t)t * xq_rb, xq_rb, SLM_MIN(4, n_tok - t), y + t * ldy + g * 8, ldy);
+    }
+}
+
+/* --- prefill as a GEMM ---------------------------------------------------------
+   A batch of SLM_GEMM_MIN_TOKENS tokens or more (SLM_GEMM_X8_MIN_TOKENS for
+   x8 groups) goes through the gemm16 kernels where the weight type has one (kernel_table, appendix E): each
+   call takes a slab of 16 rows (two x8 groups, or 16 GGUF rows converted on
+   the fly to 8-bit levels) against every token of the batch, so a weight
+   block is read and unpacked once per batch rather than once per 4 tokens.
+   Units of the work-unit scheme below stay chunks of rows: chunks are
+   whole slabs, and a matrix's last rows that do not fill a slab go through
+   the kernels above. */
+#ifndef SLM_GEMM_MIN_TOKENS
+#define SLM_GEMM_MIN_TOKENS 32
+#endif
+/* x8 groups need no conversion, and their GEMM gives the x8 kernels' bits:
+   it pays from 8 tokens on (AVX-512: 1.15x at 8 tokens, 1.2-1.35x at 128) */
+#ifndef SLM_GEMM_X8_MIN_TOKENS
+#define SLM_GEMM_X8_MIN_TOKENS 8
+#endif
+
+static gemm16_fn mm_gemm(const weight *w, int n_tok) {
+    if (w->x8) return n_tok < SLM_GEMM_X8_MIN_TOKENS ? NULL : w->g16x8;
+    /* (the K-quant converters address 16 rows with 32-bit offsets) */
+    return n_tok < SLM_GEMM_MIN_TOKENS || w->rb > (size_t)(INT32_MAX / 16) ? NULL : w->g16;
+}
+
+/* Rows [r0, r1) (x8 groups when w->x8) through the GEMM kernel k. */
+static void matmul_gemm(gemm16_fn k, const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy,
+                        int64_t r0, int64_t r1) {
+    const int n = (int)w->n_in;
+    const int64_t step = w->x8 ? 2 : 16; /* rows or groups per slab */
+    int64_t r = r0;
+    for (; r + step <= r1; r += step) {
+        const int64_t row = w->x8 ? r * 8 : r;
+        k(n, w->data + (size_t)row * w->rb, w->x8 ? 8 * w->rb : w->rb, xq, xq_rb, n_tok, y + row, ldy);
+    }
+    if (r < r1) {
+        if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, r, r1);
+        else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, r, r1);
+    }
+}
+
+/* Row r of a matrix as floats (embedding lookup); tmp holds w->rb bytes. */
+static void weight_row(const weight *w, int64_t r, uint8_t *tmp, float *out) {
+    const uint8_t *row = w->data + (size_t)r * w->rb;
+    if (w->x8) {
+        x8_unpack_row(w->type, w->data + (size_t)(r / 8) * 8 * w->rb, (int)(r % 8),
+                      (int)(w->n_in / type_size_of(w->type)->blck), tmp);
+        row = tmp;
+    }
+    TRAITS[w->type].to_float(row, out, w->n_in);
+}
+
+/* The activation format a matrix multiplies with. */
+static int act_type(const weight *w) { return w->x8 && !is_kx8(w->type) ? ACT_Q8_0X : TRAITS[w->type].dot_type; }
+
+/* --- work units ---------------------------------------------------------------
+   Each operator of the forward pass is cut into units (a chunk of a
+   matrix's rows or x8 groups, a (token, head group) of attention, a token
+   of an element-wise step). A free thread takes the next unit from the
+   operator's shared counter, and a thread goes on to the next operator as
+   soon as every unit of this one is done (a count of finished units, not
+   the arrival of every thread as at a barrier). A descheduled thread so
+   delays only the unit it holds: when it runs again it finds the counters
+   taken and catches up. Each output element is still computed by one
+   kernel call on the same inputs, so results do not depend on the number
+   of threads or on who took which unit. Waiting for the last unit spins
+   briefly, then sleeps on the barrier's condition variable.
+   Without the atomics (MSVC, SLM_NO_OWN_BARRIER): unit i goes to thread
+   i % nth and operators end with the barrier, as a static split. */
+/* Spins before a waiting thread sleeps: about 50 us of x86 `pause`. */
+#ifndef SLM_WAIT_SPINS
+#define SLM_WAIT_SPINS 2000
+#endif
+
+typedef struct op_slot {
+    int next, done; /* units taken, units finished */
+    char pad[56];   /* one cache line per operator */
+} op_slot;
+
+/* Operators of one forward pass at most: per layer (an attention layer
+   takes up to 14, a Gated DeltaNet layer 19) and for the rest. */
+#define OPS_PER_LAYER 24
+#define OPS_EXTRA 8
+
+typedef struct team {
+    slm_session *s;
+    op_slot *ops; /* this forward pass's counters, zeroed before it */
+    sbarrier *bar;
+    int op;       /* the current operator */
+    int ith, nth;
+    int mine;     /* units of the current operator this thread finished */
+    int local;    /* units handed out locally (one thread, or no atomics) */
+} team;
+
+/* The next unit of the current operator (of n), or -1. */
+static inline int unit_next(team *tm, int n) {
+    int u;
+#ifdef SLM_OWN_BARRIER
+    if (tm->nth > 1) {
+        u = __atomic_fetch_add(&tm->ops[tm->op].next, 1, __ATOMIC_RELAXED);
+        if (u < n) tm->mine++;
+        return u < n ? u : -1;
+    }
+#endif
+    u = tm->ith + tm->local++ * tm->nth;
+    return u < n ? u : -1;
+}
+
+/* End of an operator of n units: wait until all of them are done. */
+static void op_end(team *tm, int n) {
+#ifdef SLM_OWN_BARRIER
+    if (tm->nth > 1) {
+        op_slot *o = &tm->ops[tm->op];
+        sbarrier *b = tm->bar;
+        /* sequentially consistent against `sleepers`, as in barrier_wait */
+        if (tm->mine && __atomic_add_fetch(&o->done, tm->mine, __ATOMIC_SEQ_CST) == n) {
+            if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST)) {
+                pthread_mutex_lock(&b->mu);
+                pthread_cond_broadcast(&b->cv);
+                pthread_mutex_unlock(&b->mu);
+            }
+        } else if (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n) {
+            int spins = 0;
+            while (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) < n && spins++ < SLM_WAIT_SPINS) cpu_relax();
+            if (spins > SLM_WAIT_SPINS) {
+                pthread_mutex_lock(&b->mu);
+                __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+                while (__atomic_load_n(&o->done, __ATOMIC_SEQ_CST) < n) pthread_cond_wait(&b->cv, &b->mu);
+                __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+                pthread_mutex_unlock(&b->mu);
+            }
+        }
+        tm->op++;
+        tm->mine = tm->local = 0;
+        return;
+    }
+#endif
+    (void)n;
+#if SLM_OPENMP && !defined(SLM_OWN_BARRIER)
+    if (tm->nth > 1) {
+        _Pragma("omp barrier");
+    }
+#endif
+    tm->op++;
+    tm->mine = tm->local = 0;
+}
+
+/* Units of a matrix: chunks of rows (of x8 groups) small enough for every
+   thread to take several, large enough that taking one costs little. */
+static int mm_chunk(const weight *w, int n_tok, int nth) {
+    const int64_t n = w->x8 ? w->n_out / 8 : w->n_out, per_row = w->n_in * (w->x8 ? 8 : 1) * (int64_t)n_tok;
+    int64_t c = (n + 4 * nth - 1) / (4 * nth);                    /* 4 units per thread */
+    c = SLM_MAX(c, (32768 + per_row - 1) / SLM_MAX(per_row, 1)); /* >= 32K products */
+    c = SLM_MAX(1, SLM_MIN(c, n));
+    if (mm_gemm(w, n_tok)) { /* whole slabs of the GEMM kernels */
+        const int64_t step = w->x8 ? 2 : 16;
+        c = (c + step - 1) / step * step;
+    }
+    return (int)c;
+}
+
+/* Up to three matrix products in one operator (they do not depend on each
+   other): y_i = W_i x_i. Units are chunks of each matrix in turn. */
+typedef struct mm_job {
+    const weight *w;
+    const uint8_t *xq;
+    size_t xq_rb;
+    float *y;
+    int64_t ldy;
+} mm_job;
+
+static void matmul_units(team *tm, const mm_job *jobs, int nj, int n_tok) {
+    int first[4], chunk[3];
+    first[0] = 0;
+    for (int j = 0; j < nj; j++) {
+        const weight *w = jobs[j].w;
+        chunk[j] = mm_chunk(w, n_tok, tm->nth);
+        const int64_t n = w->x8 ? w->n_out / 8 : w->n_out;
+        first[j + 1] = first[j] + (int)((n + chunk[j] - 1) / chunk[j]);
+    }
+    const int total = first[nj];
+    for (int u; (u = unit_next(tm, total)) >= 0;) {
+        int j = 0;
+        while (u >= first[j + 1]) j++;
+        const mm_job *jb = &jobs[j];
+        const weight *w = jb->w;
+        const int64_t n = w->x8 ? w->n_out / 8 : w->n_out;
+        const int64_t b = (int64_t)(u - first[j]) * chunk[j], e = SLM_MIN(n, b + chunk[j]);
+        gemm16_fn g = mm_gemm(w, n_tok);
+        if (g) matmul_gemm(g, w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
+        else if (w->x8) matmul_x8(w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
+        else matmul_k(w->dot, w->dot4, w, jb->xq, jb->xq_rb, n_tok, jb->y, jb->ldy, b, e);
+    }
+    op_end(tm, total);
+}
+
+/* Share [0, n) among nth parts: part ith gets [*b, *e). */
+static inline void split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
+    int64_t per = (n + nth - 1) / nth;
+    *b = SLM_MIN(n, per * ith);
+    *e = SLM_MIN(n, *b + per);
+}
+
+/* y = W x for part ith of nth of the rows (the single-threaded products of
+   the embedding heads run it as part 0 of 1). */
+static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, float *y, int64_t ldy, int ith,
+                   int nth) {
+    int64_t b, e;
+    split(w->x8 ? w->n_out / 8 : w->n_out, ith, nth, &b, &e);
+    if (w->x8) matmul_x8(w, xq, xq_rb, n_tok, y, ldy, b, e);
+    else matmul_k(w->dot, w->dot4, w, xq, xq_rb, n_tok, y, ldy, b, e);
+}
+
+/* --- the session: the buffers the forward pass works on ------------------- */
 /* Dot-partner slots: activations are converted once per (buffer, type). */
 #define N_ACT_SLOTS 2
 
@@ -10929,363 +3749,6 @@ struct slm_session {
     int width_calls;
 };
 
-void slm_session_params_init(slm_session_params *p) {
-    if (!p) return;
-    memset(p, 0, sizeof *p);
-    p->kv_type = SLM_TYPE_F16;
-}
-
-/* More threads than 4 per processor only adds barrier time: asking for a
-   huge count gets this many. */
-static int max_threads(void) {
-#if SLM_OPENMP
-    return SLM_MAX(1, SLM_MIN(256, 4 * omp_get_num_procs()));
-#else
-    return 1;
-#endif
-}
-
-#if defined(__linux__) && !defined(SLM_NO_STDIO)
-#define SLM_MAX_CPUS 1024
-/* A CPU list as in sysfs ("0-3,8,10-11") into a bit set of n bits. */
-static void cpu_list_parse(const char *p, uint8_t *set, int n) {
-    while (*p) {
-        if (*p < '0' || *p > '9') {
-            p++;
-            continue;
-        }
-        long a = 0, b;
-        while (*p >= '0' && *p <= '9' && a < 1000000) a = a * 10 + (*p++ - '0');
-        b = a;
-        if (*p == '-') {
-            p++;
-            b = 0;
-            while (*p >= '0' && *p <= '9' && b < 1000000) b = b * 10 + (*p++ - '0');
-        }
-        for (long i = a; i <= b && i < n; i++) set[i / 8] |= (uint8_t)(1u << (i % 8));
-    }
-}
-
-static int sysfs_read(const char *path, char *buf, size_t cap) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, cap - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return n > 0;
-}
-
-/* Physical performance cores among the online CPUs: the CPUs of the
-   highest cpu_capacity (big.LITTLE; all of them where the file is absent),
-   hyper-thread siblings counted once. 0 if sysfs says nothing. */
-static int perf_cores(void) {
-    uint8_t online[SLM_MAX_CPUS / 8] = {0}, sib[SLM_MAX_CPUS / 8];
-    char buf[4096], path[96];
-    if (!sysfs_read("/sys/devices/system/cpu/online", buf, sizeof buf)) return 0;
-    cpu_list_parse(buf, online, SLM_MAX_CPUS);
-    long best = -1;
-    int count = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        for (int c = 0; c < SLM_MAX_CPUS; c++) {
-            if (!(online[c / 8] >> (c % 8) & 1)) continue;
-            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/cpu_capacity", c);
-            long capa = sysfs_read(path, buf, sizeof buf) ? strtol(buf, NULL, 10) : 1024;
-            if (pass == 0) {
-                best = SLM_MAX(best, capa);
-                continue;
-            }
-            if (capa != best) continue;
-            /* a core is counted at its first online sibling */
-            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", c);
-            int first = c;
-            if (sysfs_read(path, buf, sizeof buf)) {
-                memset(sib, 0, sizeof sib);
-                cpu_list_parse(buf, sib, SLM_MAX_CPUS);
-                for (int i = 0; i < c; i++)
-                    if ((sib[i / 8] >> (i % 8) & 1) && (online[i / 8] >> (i % 8) & 1)) {
-                        first = i;
-                        break;
-                    }
-            }
-            count += first == c;
-        }
-    }
-    return count;
-}
-#else
-static int perf_cores(void) { return 0; }
-#endif
-
-/* The default thread count (n_threads 0): OMP_NUM_THREADS when it is set
-   (its first number); else one thread per physical performance core, at
-   most 8 and at most the processors this process may run on. More threads
-   than that share a core's execution units or wait on slow cores, and a
-   decode is bound by memory bandwidth long before 8 cores. */
-static int default_threads(void) {
-#if SLM_OPENMP
-    const char *env = getenv("OMP_NUM_THREADS");
-    if (env) {
-        while (*env == ' ') env++;
-        long v = 0;
-        const char *p = env;
-        while (*p >= '0' && *p <= '9' && v < 100000) v = v * 10 + (*p++ - '0');
-        if (p > env && v > 0) return (int)SLM_MIN(v, (long)max_threads());
-    }
-    const int procs = SLM_MAX(1, omp_get_num_procs());
-    int n = perf_cores();
-    if (n <= 0) n = procs;
-    return SLM_MAX(1, SLM_MIN(SLM_MIN(n, procs), 8));
-#else
-    (void)perf_cores;
-    return 1;
-#endif
-}
-
-/* Flash attention over an F16 cache (section 9, after attend_group): keys
-   in blocks of FA_BK positions, blocks in chunks of FA_CHUNK positions, both
-   at fixed multiples of their size (so a token's result does not depend on
-   which other tokens share its call); queries in tiles of fa_tile_tokens()
-   tokens times the heads of a KV head. */
-#define FA_BK 512
-#define FA_CHUNK 512
-
-static int fa_tile_tokens(const slm_model *m) { return SLM_MAX(1, 24 / (m->n_head / m->n_head_kv)); }
-
-/* chunks of keys in a context of n_ctx positions */
-static int fa_chunks(int n_ctx) { return (n_ctx + FA_CHUNK - 1) / FA_CHUNK; }
-
-/* one thread's scratch: per query vector (na of them) the query, a block's
-   scores, the block's V sums, the chunk's and the total's accumulators and
-   their maxima and sums; then room for one row of halves */
-static size_t fa_scratch_floats(const slm_model *m) {
-    const size_t na = (size_t)fa_tile_tokens(m) * (size_t)(m->n_head / m->n_head_kv), hd = (size_t)m->head_dim;
-    return na * (4 * hd + FA_BK + 5) + SLM_MAX(hd, (size_t)FA_BK) + 16;
-}
-
-/* Resolved parameters and the size of every buffer a session allocates. */
-typedef struct session_plan {
-    int n_ctx, n_batch, n_threads, kv_type, logits_all;
-    size_t kv_bytes, kv_row;
-    size_t x, xb, xo, qkv, att, gu, scores, act, logits; /* element counts / bytes */
-    size_t emb, emb_tok; /* embeddings: floats, token ids */
-    size_t n_ops;                                         /* work-unit counters */
-    size_t att_stride;
-    size_t fa, fa_stride, fa_part; /* flash attention scratch (floats), 0 when it does not apply */
-    size_t rs, toks, hy;  /* recurrent state (floats per copy), ids, scratch */
-    size_t total;
-} session_plan;
-
-/* Embeddings: an encoder sees a whole sequence in one forward chunk (its
-   attention needs every key first), so its batch is the context; the
-   pooled sum and the dense layers' rows, and the token ids of a text. */
-static slm_status plan_embedding(const slm_model *m, session_plan *pl, slm_error *err) {
-    if (m->pos_embd.data && pl->n_ctx > m->pos_embd.n_out)
-        return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx %d exceeds the model's %lld positions (position_embd)", pl->n_ctx,
-                      (long long)m->pos_embd.n_out);
-    if (!m->causal) pl->n_batch = pl->n_ctx;
-    pl->emb = (size_t)SLM_MAX(m->n_embd, m->n_embd_out) + (m->dense2.data ? (size_t)m->dense2.n_out : 0);
-    pl->emb_tok = (size_t)pl->n_ctx;
-    return SLM_OK;
-}
-
-static slm_status plan_session(const slm_model *m, const slm_session_params *p, session_plan *pl, slm_error *err) {
-    slm_session_params dp;
-    if (!p) {
-        slm_session_params_init(&dp);
-        p = &dp;
-    }
-    memset(pl, 0, sizeof *pl);
-    slm_status st;
-    if (m->vocab_only || !m->layers) return seterr(err, SLM_ERR_INVALID_ARG, "the model was loaded vocab-only");
-    if (p->n_ctx < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx is negative (%d); 0 means the model's", (int)p->n_ctx);
-    if (p->n_batch < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_batch is negative (%d); 0 means the default", (int)p->n_batch);
-    if (p->n_threads < 0)
-        return seterr(err, SLM_ERR_INVALID_ARG, "n_threads is negative (%d); 0 means the default", (int)p->n_threads);
-    pl->n_ctx = p->n_ctx ? p->n_ctx : SLM_MIN(m->n_ctx_train, 4096);
-    pl->n_batch = SLM_MIN(p->n_batch ? p->n_batch : 64, pl->n_ctx);
-    pl->n_threads = p->n_threads ? SLM_MIN(p->n_threads, max_threads()) : default_threads();
-    if (pl->n_threads < 1) pl->n_threads = 1;
-    pl->kv_type = p->kv_type;
-    if (pl->kv_type != SLM_TYPE_F32 && pl->kv_type != SLM_TYPE_F16 && pl->kv_type != SLM_TYPE_Q8_0)
-        return seterr(err, SLM_ERR_UNSUPPORTED, "KV cache type %d: only F32, F16 and Q8_0 are supported", (int)p->kv_type);
-    if (pl->kv_type == SLM_TYPE_Q8_0 && m->head_dim % 32 != 0)
-        return seterr(err, SLM_ERR_UNSUPPORTED, "a Q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)",
-                      m->head_dim);
-    pl->logits_all = p->logits_all != 0;
-    if ((st = plan_embedding(m, pl, err)) != SLM_OK) return st;
-    const size_t nb = (size_t)pl->n_batch, E = (size_t)m->n_embd, F = (size_t)m->n_ff;
-    pl->kv_row = row_bytes(pl->kv_type, m->kv_dim);
-    double kvd = 2.0 * m->n_kv_layer * (double)pl->n_ctx * (double)pl->kv_row; /* attention layers only */
-    if (kvd > (double)SIZE_MAX / 2) return seterr(err, SLM_ERR_NOMEM, "KV cache for n_ctx %d is too large", pl->n_ctx);
-    pl->kv_bytes = SLM_MAX((size_t)kvd, 16);
-    pl->x = pl->xb = pl->xo = nb * E;
-    pl->qkv = nb * (size_t)(m->q_dim + 2 * m->kv_dim);
-    pl->att = nb * (size_t)m->q_dim;
-    pl->gu = nb * 2 * F;
-    /* per thread: scores, the query in the cache type, then the probabilities
-       in the cache type (or, for Q8_0, one V row as floats) */
-    pl->att_stride = (size_t)pl->n_ctx + (size_t)m->head_dim + (size_t)SLM_MAX(pl->n_ctx, m->head_dim) + 16;
-    pl->scores = (size_t)pl->n_threads * pl->att_stride * (size_t)(m->n_head / m->n_head_kv); /* a slot per head of a group */
-    if (pl->kv_type == SLM_TYPE_F16 && m->kern.dot_rows_f16 && m->n_kv_layer) { /* section 9, flash attention */
-        pl->fa_stride = fa_scratch_floats(m);
-        pl->fa = (size_t)pl->n_threads * pl->fa_stride;
-        pl->fa_part = (size_t)m->n_head * (size_t)fa_chunks(pl->n_ctx) * (size_t)(m->head_dim + 2);
-    }
-    /* activation rows in the widest dot-partner format (f32 is the widest) */
-    size_t max_in = (size_t)SLM_MAX(m->max_in, m->n_embd);
-    pl->act = nb * row_bytes(SLM_TYPE_F32, (int64_t)max_in);
-    pl->logits = (size_t)m->n_vocab * (pl->logits_all ? nb : 1);
-    if (m->n_rec) {
-        pl->rs = m->rs_floats;
-        pl->toks = (size_t)pl->n_ctx;
-    }
-    if ((double)nb * m->hy_width > (double)SIZE_MAX / 8)
-        return seterr(err, SLM_ERR_NOMEM, "scratch for a batch of %d tokens is too large", pl->n_batch);
-    pl->hy = nb * (size_t)m->hy_width;
-    pl->n_ops = (size_t)m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
-    pl->total = pl->kv_bytes + sizeof(float) * (pl->x + pl->xb + pl->xo + pl->qkv + pl->att + pl->gu + pl->scores +
-                                                pl->fa + pl->fa_part + pl->logits + 2 * pl->rs + pl->hy) +
-                sizeof(int32_t) * pl->toks + N_ACT_SLOTS * pl->act + sizeof(slm_session) + sizeof(float) * pl->emb +
-                sizeof(int32_t) * pl->emb_tok + pl->n_ops * sizeof(op_slot);
-    return SLM_OK;
-}
-
-size_t slm_session_memory_size(const slm_model *m, const slm_session_params *p) {
-    session_plan pl;
-    if (!m || plan_session(m, p, &pl, NULL) != SLM_OK) return 0;
-    return pl.total;
-}
-
-void slm_session_free(slm_session *s) {
-    if (!s) return;
-    allocator a = s->a;
-    if (s->bar_ok) barrier_destroy(&s->bar);
-    size_t E = (size_t)s->m->n_embd, nb = (size_t)s->n_batch;
-    xfree(&a, s->kv, s->kv_bytes);
-    xfree(&a, s->x, nb * E * sizeof(float));
-    xfree(&a, s->xb, nb * E * sizeof(float));
-    xfree(&a, s->xo, nb * E * sizeof(float));
-    xfree(&a, s->qkv, nb * (size_t)(s->m->q_dim + 2 * s->m->kv_dim) * sizeof(float));
-    xfree(&a, s->att, nb * (size_t)s->m->q_dim * sizeof(float));
-    xfree(&a, s->gu, nb * 2 * (size_t)s->m->n_ff * sizeof(float));
-    xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * (size_t)(s->m->n_head / s->m->n_head_kv) * sizeof(float));
-    if (s->fa) xfree(&a, s->fa, (size_t)s->n_thr_alloc * s->fa_stride * sizeof(float));
-    if (s->fa_part) xfree(&a, s->fa_part, s->fa_part_n * sizeof(float));
-    for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
-    xfree(&a, s->logits, s->logits_cap * sizeof(float));
-    xfree(&a, s->ops, s->n_ops * sizeof(op_slot));
-    xfree(&a, s->emb, s->emb_len * sizeof(float));
-    xfree(&a, s->emb_tok, (size_t)s->n_ctx * sizeof(int32_t));
-    for (int i = 0; i < 2; i++)
-        if (s->rs[i]) xfree(&a, s->rs[i], s->m->rs_floats * sizeof(float));
-    if (s->toks) xfree(&a, s->toks, (size_t)s->n_ctx * sizeof(int32_t));
-    if (s->hy) xfree(&a, s->hy, nb * (size_t)s->m->hy_width * sizeof(float));
-    xfree(&a, s, sizeof *s);
-}
-
-slm_status slm_session_create(const slm_model *m, const slm_session_params *p, slm_session **out, slm_error *err) {
-    clearerr_(err);
-    if (!out) return seterr(err, SLM_ERR_INVALID_ARG, "out is NULL");
-    *out = NULL;
-    if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "model is NULL");
-    session_plan pl;
-    slm_status st = plan_session(m, p, &pl, err);
-    if (st != SLM_OK) return st;
-    slm_session *s = (slm_session *)xcalloc(&m->a, 1, sizeof *s);
-    if (!s) return seterr(err, SLM_ERR_NOMEM, "out of memory for the session");
-    s->m = m;
-    s->a = m->a;
-    s->n_ctx = pl.n_ctx;
-    s->n_batch = pl.n_batch;
-    s->n_threads = pl.n_threads;
-    s->n_thr_alloc = pl.n_threads;
-    s->kv_type = pl.kv_type;
-    s->logits_all = pl.logits_all;
-    s->kv_row = pl.kv_row;
-    s->att_stride = pl.att_stride;
-    s->kv_bytes = pl.kv_bytes;
-    s->act_size = pl.act;
-    s->kv = (uint8_t *)xalloc(&s->a, pl.kv_bytes);
-    s->x = (float *)xalloc(&s->a, pl.x * sizeof(float));
-    s->xb = (float *)xalloc(&s->a, pl.xb * sizeof(float));
-    s->xo = (float *)xalloc(&s->a, pl.xo * sizeof(float));
-    s->qkv = (float *)xalloc(&s->a, pl.qkv * sizeof(float));
-    s->att = (float *)xalloc(&s->a, pl.att * sizeof(float));
-    s->gu = (float *)xalloc(&s->a, pl.gu * sizeof(float));
-    s->scores = (float *)xalloc(&s->a, pl.scores * sizeof(float));
-    for (int i = 0; i < N_ACT_SLOTS; i++) s->act[i] = (uint8_t *)xalloc(&s->a, pl.act);
-    s->logits_cap = pl.logits;
-    s->logits = (float *)xalloc(&s->a, pl.logits * sizeof(float));
-    s->emb_len = pl.emb;
-    s->emb = (float *)xalloc(&s->a, pl.emb * sizeof(float));
-    s->emb_tok = (int32_t *)xalloc(&s->a, pl.emb_tok * sizeof(int32_t));
-    int ok = s->kv && s->x && s->xb && s->xo && s->qkv && s->att && s->gu && s->scores && s->logits && s->emb &&
-             s->emb_tok;
-    if (pl.rs) {
-        for (int i = 0; i < 2; i++) ok = ok && (s->rs[i] = (float *)xalloc(&s->a, pl.rs * sizeof(float))) != NULL;
-        ok = ok && (s->toks = (int32_t *)xalloc(&s->a, pl.toks * sizeof(int32_t))) != NULL;
-    }
-    if (pl.hy) ok = ok && (s->hy = (float *)xalloc(&s->a, pl.hy * sizeof(float))) != NULL;
-    if (pl.fa) {
-        s->fa_stride = pl.fa_stride;
-        s->fa_part_n = pl.fa_part;
-        ok = ok && (s->fa = (float *)xalloc(&s->a, pl.fa * sizeof(float))) != NULL;
-        ok = ok && (s->fa_part = (float *)xalloc(&s->a, pl.fa_part * sizeof(float))) != NULL;
-    }
-    s->n_ops = pl.n_ops;
-    s->ops = (op_slot *)xalloc(&s->a, pl.n_ops * sizeof(op_slot));
-    ok = ok && s->ops;
-    for (int i = 0; i < N_ACT_SLOTS; i++) ok = ok && s->act[i];
-    if (!ok) {
-        slm_session_free(s);
-        return seterr(err, SLM_ERR_NOMEM, "out of memory for a session of %zu bytes (n_ctx %d)", pl.total, pl.n_ctx);
-    }
-    if (!(s->bar_ok = barrier_init(&s->bar))) {
-        slm_session_free(s);
-        return seterr(err, SLM_ERR_NOMEM, "cannot create the session's thread barrier");
-    }
-    memset(s->kv, 0, pl.kv_bytes);
-    for (int i = 0; i < 2; i++)
-        if (s->rs[i]) memset(s->rs[i], 0, pl.rs * sizeof(float));
-    /* LongRoPE: the long factors once the context exceeds the original one
-       (llama.cpp compares its context padded to 256) */
-    if (m->rope_long) s->rope_factors = ((s->n_ctx + 255) / 256 * 256 > m->n_ctx_orig) ? m->rope_long : m->rope_short;
-    s->scratch_bytes = pl.total;
-    *out = s;
-    return SLM_OK;
-}
-
-const float *slm_session_logits(const slm_session *s, int32_t i) {
-    if (!s || s->logits_rows == 0) return NULL;
-    if (i < 0) i += s->last_n;
-    int32_t first = s->last_n - s->logits_rows;
-    if (i < first || i >= s->last_n) return NULL;
-    return s->logits + (size_t)(i - first) * (size_t)s->m->n_vocab;
-}
-
-int32_t slm_session_pos(const slm_session *s) { return s ? s->pos : 0; }
-int32_t slm_session_n_ctx(const slm_session *s) { return s ? s->n_ctx : 0; }
-const slm_model *slm_session_model(const slm_session *s) { return s ? s->m : NULL; }
-
-static slm_status rec_rewind(slm_session *s, int32_t pos);
-
-slm_status slm_session_rewind(slm_session *s, int32_t pos) {
-    if (!s || pos < 0 || pos > s->pos) return SLM_ERR_INVALID_ARG;
-    if (s->m->n_rec) return rec_rewind(s, pos); /* recurrent layers */
-    s->pos = pos;
-    s->logits_rows = 0; /* the logits no longer describe the last position */
-    s->last_n = 0;
-    return SLM_OK;
-}
-
-void slm_session_set_threads(slm_session *s, int32_t n) {
-    if (!s) return;
-    if (n <= 0) n = default_threads();
-    /* the per-thread attention scratch was sized at creation */
-    s->n_threads = SLM_MAX(1, SLM_MIN(n, s->n_thr_alloc));
-    s->width_ms[0] = s->width_ms[1] = 0;
-}
-
 /* --- the forward pass --------------------------------------------------------- */
 
 /* (attention layers only have a cache: slot kv_slot) */
@@ -11295,6 +3758,9 @@ static inline uint8_t *kv_k(const slm_session *s, int il) {
 static inline uint8_t *kv_v(const slm_session *s, int il) {
     return s->kv + (size_t)(2 * s->m->layers[il].kv_slot + 1) * (size_t)s->n_ctx * s->kv_row;
 }
+
+/* Defined in appendix E8: */
+static void act_from_float(const kernel_table *k, int dt, const float *src, void *dst, int64_t n);
 
 /* Token t's activations for w, in slot `slot` (row t of the dot partner). */
 static void act_tok(const slm_session *s, const weight *w, const float *x, int slot, int t) {
@@ -11519,6 +3985,14 @@ typedef struct fa_ctx {
     uint8_t *h16;               /* max(hd, FA_BK) halves */
 } fa_ctx;
 
+/* Flash attention over an F16 cache (section 8, after attend_group): keys
+   in blocks of FA_BK positions, blocks in chunks of FA_CHUNK positions, both
+   at fixed multiples of their size (so a token's result does not depend on
+   which other tokens share its call); queries in tiles of fa_tile_tokens()
+   tokens times the heads of a KV head. */
+#define FA_BK 512
+#define FA_CHUNK 512
+
 /* The tile's queries and key spans; its scratch in w (fa_stride floats). */
 static void fa_setup(const slm_session *s, const layer *L, int g, int t0, int nq, int pos0, float *w, fa_ctx *c) {
     const slm_model *m = s->m;
@@ -11629,6 +4103,10 @@ static void fa_out(const slm_session *s, const float *tot, int t, int h, int hd)
     for (int i = 0; i < hd; i++) o[i] = tot[i] * inv;
 }
 
+/* Defined in section 8: */
+static int fa_chunks(int n_ctx);
+static int fa_tile_tokens(const slm_model *m);
+
 /* Attention of n tokens at positions pos0.. over an F16 cache, as one
    thread of the team: units are (tile of tokens, KV head); a single token
    whose keys span several chunks takes (KV head, chunk) units, then merges
@@ -11714,7 +4192,7 @@ static void ffn_act(const slm_model *m, float *g, const float *u, int n) {
    (section 7): each step is split statically into rec_parts() parts of whole
    channels or heads, a part is a unit (so results do not depend on the
    thread count or on who took which part). State
-   comes from s->rs_src and goes to s->rs_dst (section 9, decode). Plain C
+   comes from s->rs_src and goes to s->rs_dst (section 8, decode). Plain C
    (the state-row loops vectorized through OpenMP's simd pragma): in a
    profile of Qwen3.5-0.8B's shape these ops take ~15% of prefill next to
    the mat-muls. */
@@ -12513,6 +4991,361 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
     forward_team(s, tok, n, pos0, out_first, logits, &tm);
 }
 
+/* ========================================================================== */
+/* 8. Session: creation, threads, decode, rewind                              */
+/* ========================================================================== */
+
+
+void slm_session_params_init(slm_session_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->kv_type = SLM_TYPE_F16;
+}
+
+/* More threads than 4 per processor only adds barrier time: asking for a
+   huge count gets this many. */
+static int max_threads(void) {
+#if SLM_OPENMP
+    return SLM_MAX(1, SLM_MIN(256, 4 * omp_get_num_procs()));
+#else
+    return 1;
+#endif
+}
+
+#if defined(__linux__) && !defined(SLM_NO_STDIO)
+#define SLM_MAX_CPUS 1024
+/* A CPU list as in sysfs ("0-3,8,10-11") into a bit set of n bits. */
+static void cpu_list_parse(const char *p, uint8_t *set, int n) {
+    while (*p) {
+        if (*p < '0' || *p > '9') {
+            p++;
+            continue;
+        }
+        long a = 0, b;
+        while (*p >= '0' && *p <= '9' && a < 1000000) a = a * 10 + (*p++ - '0');
+        b = a;
+        if (*p == '-') {
+            p++;
+            b = 0;
+            while (*p >= '0' && *p <= '9' && b < 1000000) b = b * 10 + (*p++ - '0');
+        }
+        for (long i = a; i <= b && i < n; i++) set[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
+}
+
+static int sysfs_read(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return n > 0;
+}
+
+/* Physical performance cores among the online CPUs: the CPUs of the
+   highest cpu_capacity (big.LITTLE; all of them where the file is absent),
+   hyper-thread siblings counted once. 0 if sysfs says nothing. */
+static int perf_cores(void) {
+    uint8_t online[SLM_MAX_CPUS / 8] = {0}, sib[SLM_MAX_CPUS / 8];
+    char buf[4096], path[96];
+    if (!sysfs_read("/sys/devices/system/cpu/online", buf, sizeof buf)) return 0;
+    cpu_list_parse(buf, online, SLM_MAX_CPUS);
+    long best = -1;
+    int count = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int c = 0; c < SLM_MAX_CPUS; c++) {
+            if (!(online[c / 8] >> (c % 8) & 1)) continue;
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/cpu_capacity", c);
+            long capa = sysfs_read(path, buf, sizeof buf) ? strtol(buf, NULL, 10) : 1024;
+            if (pass == 0) {
+                best = SLM_MAX(best, capa);
+                continue;
+            }
+            if (capa != best) continue;
+            /* a core is counted at its first online sibling */
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", c);
+            int first = c;
+            if (sysfs_read(path, buf, sizeof buf)) {
+                memset(sib, 0, sizeof sib);
+                cpu_list_parse(buf, sib, SLM_MAX_CPUS);
+                for (int i = 0; i < c; i++)
+                    if ((sib[i / 8] >> (i % 8) & 1) && (online[i / 8] >> (i % 8) & 1)) {
+                        first = i;
+                        break;
+                    }
+            }
+            count += first == c;
+        }
+    }
+    return count;
+}
+#else
+static int perf_cores(void) { return 0; }
+#endif
+
+/* The default thread count (n_threads 0): OMP_NUM_THREADS when it is set
+   (its first number); else one thread per physical performance core, at
+   most 8 and at most the processors this process may run on. More threads
+   than that share a core's execution units or wait on slow cores, and a
+   decode is bound by memory bandwidth long before 8 cores. */
+static int default_threads(void) {
+#if SLM_OPENMP
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env) {
+        while (*env == ' ') env++;
+        long v = 0;
+        const char *p = env;
+        while (*p >= '0' && *p <= '9' && v < 100000) v = v * 10 + (*p++ - '0');
+        if (p > env && v > 0) return (int)SLM_MIN(v, (long)max_threads());
+    }
+    const int procs = SLM_MAX(1, omp_get_num_procs());
+    int n = perf_cores();
+    if (n <= 0) n = procs;
+    return SLM_MAX(1, SLM_MIN(SLM_MIN(n, procs), 8));
+#else
+    (void)perf_cores;
+    return 1;
+#endif
+}
+
+
+static int fa_tile_tokens(const slm_model *m) { return SLM_MAX(1, 24 / (m->n_head / m->n_head_kv)); }
+
+/* chunks of keys in a context of n_ctx positions */
+static int fa_chunks(int n_ctx) { return (n_ctx + FA_CHUNK - 1) / FA_CHUNK; }
+
+/* one thread's scratch: per query vector (na of them) the query, a block's
+   scores, the block's V sums, the chunk's and the total's accumulators and
+   their maxima and sums; then room for one row of halves */
+static size_t fa_scratch_floats(const slm_model *m) {
+    const size_t na = (size_t)fa_tile_tokens(m) * (size_t)(m->n_head / m->n_head_kv), hd = (size_t)m->head_dim;
+    return na * (4 * hd + FA_BK + 5) + SLM_MAX(hd, (size_t)FA_BK) + 16;
+}
+
+/* Resolved parameters and the size of every buffer a session allocates. */
+typedef struct session_plan {
+    int n_ctx, n_batch, n_threads, kv_type, logits_all;
+    size_t kv_bytes, kv_row;
+    size_t x, xb, xo, qkv, att, gu, scores, act, logits; /* element counts / bytes */
+    size_t emb, emb_tok; /* embeddings: floats, token ids */
+    size_t n_ops;                                         /* work-unit counters */
+    size_t att_stride;
+    size_t fa, fa_stride, fa_part; /* flash attention scratch (floats), 0 when it does not apply */
+    size_t rs, toks, hy;  /* recurrent state (floats per copy), ids, scratch */
+    size_t total;
+} session_plan;
+
+/* Embeddings: an encoder sees a whole sequence in one forward chunk (its
+   attention needs every key first), so its batch is the context; the
+   pooled sum and the dense layers' rows, and the token ids of a text. */
+static slm_status plan_embedding(const slm_model *m, session_plan *pl, slm_error *err) {
+    if (m->pos_embd.data && pl->n_ctx > m->pos_embd.n_out)
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx %d exceeds the model's %lld positions (position_embd)", pl->n_ctx,
+                      (long long)m->pos_embd.n_out);
+    if (!m->causal) pl->n_batch = pl->n_ctx;
+    pl->emb = (size_t)SLM_MAX(m->n_embd, m->n_embd_out) + (m->dense2.data ? (size_t)m->dense2.n_out : 0);
+    pl->emb_tok = (size_t)pl->n_ctx;
+    return SLM_OK;
+}
+
+static slm_status plan_session(const slm_model *m, const slm_session_params *p, session_plan *pl, slm_error *err) {
+    slm_session_params dp;
+    if (!p) {
+        slm_session_params_init(&dp);
+        p = &dp;
+    }
+    memset(pl, 0, sizeof *pl);
+    slm_status st;
+    if (m->vocab_only || !m->layers) return seterr(err, SLM_ERR_INVALID_ARG, "the model was loaded vocab-only");
+    if (p->n_ctx < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_ctx is negative (%d); 0 means the model's", (int)p->n_ctx);
+    if (p->n_batch < 0) return seterr(err, SLM_ERR_INVALID_ARG, "n_batch is negative (%d); 0 means the default", (int)p->n_batch);
+    if (p->n_threads < 0)
+        return seterr(err, SLM_ERR_INVALID_ARG, "n_threads is negative (%d); 0 means the default", (int)p->n_threads);
+    pl->n_ctx = p->n_ctx ? p->n_ctx : SLM_MIN(m->n_ctx_train, 4096);
+    pl->n_batch = SLM_MIN(p->n_batch ? p->n_batch : 64, pl->n_ctx);
+    pl->n_threads = p->n_threads ? SLM_MIN(p->n_threads, max_threads()) : default_threads();
+    if (pl->n_threads < 1) pl->n_threads = 1;
+    pl->kv_type = p->kv_type;
+    if (pl->kv_type != SLM_TYPE_F32 && pl->kv_type != SLM_TYPE_F16 && pl->kv_type != SLM_TYPE_Q8_0)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "KV cache type %d: only F32, F16 and Q8_0 are supported", (int)p->kv_type);
+    if (pl->kv_type == SLM_TYPE_Q8_0 && m->head_dim % 32 != 0)
+        return seterr(err, SLM_ERR_UNSUPPORTED, "a Q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)",
+                      m->head_dim);
+    pl->logits_all = p->logits_all != 0;
+    if ((st = plan_embedding(m, pl, err)) != SLM_OK) return st;
+    const size_t nb = (size_t)pl->n_batch, E = (size_t)m->n_embd, F = (size_t)m->n_ff;
+    pl->kv_row = row_bytes(pl->kv_type, m->kv_dim);
+    double kvd = 2.0 * m->n_kv_layer * (double)pl->n_ctx * (double)pl->kv_row; /* attention layers only */
+    if (kvd > (double)SIZE_MAX / 2) return seterr(err, SLM_ERR_NOMEM, "KV cache for n_ctx %d is too large", pl->n_ctx);
+    pl->kv_bytes = SLM_MAX((size_t)kvd, 16);
+    pl->x = pl->xb = pl->xo = nb * E;
+    pl->qkv = nb * (size_t)(m->q_dim + 2 * m->kv_dim);
+    pl->att = nb * (size_t)m->q_dim;
+    pl->gu = nb * 2 * F;
+    /* per thread: scores, the query in the cache type, then the probabilities
+       in the cache type (or, for Q8_0, one V row as floats) */
+    pl->att_stride = (size_t)pl->n_ctx + (size_t)m->head_dim + (size_t)SLM_MAX(pl->n_ctx, m->head_dim) + 16;
+    pl->scores = (size_t)pl->n_threads * pl->att_stride * (size_t)(m->n_head / m->n_head_kv); /* a slot per head of a group */
+    if (pl->kv_type == SLM_TYPE_F16 && m->kern.dot_rows_f16 && m->n_kv_layer) { /* section 8, flash attention */
+        pl->fa_stride = fa_scratch_floats(m);
+        pl->fa = (size_t)pl->n_threads * pl->fa_stride;
+        pl->fa_part = (size_t)m->n_head * (size_t)fa_chunks(pl->n_ctx) * (size_t)(m->head_dim + 2);
+    }
+    /* activation rows in the widest dot-partner format (f32 is the widest) */
+    size_t max_in = (size_t)SLM_MAX(m->max_in, m->n_embd);
+    pl->act = nb * row_bytes(SLM_TYPE_F32, (int64_t)max_in);
+    pl->logits = (size_t)m->n_vocab * (pl->logits_all ? nb : 1);
+    if (m->n_rec) {
+        pl->rs = m->rs_floats;
+        pl->toks = (size_t)pl->n_ctx;
+    }
+    if ((double)nb * m->hy_width > (double)SIZE_MAX / 8)
+        return seterr(err, SLM_ERR_NOMEM, "scratch for a batch of %d tokens is too large", pl->n_batch);
+    pl->hy = nb * (size_t)m->hy_width;
+    pl->n_ops = (size_t)m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
+    pl->total = pl->kv_bytes + sizeof(float) * (pl->x + pl->xb + pl->xo + pl->qkv + pl->att + pl->gu + pl->scores +
+                                                pl->fa + pl->fa_part + pl->logits + 2 * pl->rs + pl->hy) +
+                sizeof(int32_t) * pl->toks + N_ACT_SLOTS * pl->act + sizeof(slm_session) + sizeof(float) * pl->emb +
+                sizeof(int32_t) * pl->emb_tok + pl->n_ops * sizeof(op_slot);
+    return SLM_OK;
+}
+
+size_t slm_session_memory_size(const slm_model *m, const slm_session_params *p) {
+    session_plan pl;
+    if (!m || plan_session(m, p, &pl, NULL) != SLM_OK) return 0;
+    return pl.total;
+}
+
+void slm_session_free(slm_session *s) {
+    if (!s) return;
+    allocator a = s->a;
+    if (s->bar_ok) barrier_destroy(&s->bar);
+    size_t E = (size_t)s->m->n_embd, nb = (size_t)s->n_batch;
+    xfree(&a, s->kv, s->kv_bytes);
+    xfree(&a, s->x, nb * E * sizeof(float));
+    xfree(&a, s->xb, nb * E * sizeof(float));
+    xfree(&a, s->xo, nb * E * sizeof(float));
+    xfree(&a, s->qkv, nb * (size_t)(s->m->q_dim + 2 * s->m->kv_dim) * sizeof(float));
+    xfree(&a, s->att, nb * (size_t)s->m->q_dim * sizeof(float));
+    xfree(&a, s->gu, nb * 2 * (size_t)s->m->n_ff * sizeof(float));
+    xfree(&a, s->scores, (size_t)s->n_thr_alloc * s->att_stride * (size_t)(s->m->n_head / s->m->n_head_kv) * sizeof(float));
+    if (s->fa) xfree(&a, s->fa, (size_t)s->n_thr_alloc * s->fa_stride * sizeof(float));
+    if (s->fa_part) xfree(&a, s->fa_part, s->fa_part_n * sizeof(float));
+    for (int i = 0; i < N_ACT_SLOTS; i++) xfree(&a, s->act[i], s->act_size);
+    xfree(&a, s->logits, s->logits_cap * sizeof(float));
+    xfree(&a, s->ops, s->n_ops * sizeof(op_slot));
+    xfree(&a, s->emb, s->emb_len * sizeof(float));
+    xfree(&a, s->emb_tok, (size_t)s->n_ctx * sizeof(int32_t));
+    for (int i = 0; i < 2; i++)
+        if (s->rs[i]) xfree(&a, s->rs[i], s->m->rs_floats * sizeof(float));
+    if (s->toks) xfree(&a, s->toks, (size_t)s->n_ctx * sizeof(int32_t));
+    if (s->hy) xfree(&a, s->hy, nb * (size_t)s->m->hy_width * sizeof(float));
+    xfree(&a, s, sizeof *s);
+}
+
+slm_status slm_session_create(const slm_model *m, const slm_session_params *p, slm_session **out, slm_error *err) {
+    clearerr_(err);
+    if (!out) return seterr(err, SLM_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!m) return seterr(err, SLM_ERR_INVALID_ARG, "model is NULL");
+    session_plan pl;
+    slm_status st = plan_session(m, p, &pl, err);
+    if (st != SLM_OK) return st;
+    slm_session *s = (slm_session *)xcalloc(&m->a, 1, sizeof *s);
+    if (!s) return seterr(err, SLM_ERR_NOMEM, "out of memory for the session");
+    s->m = m;
+    s->a = m->a;
+    s->n_ctx = pl.n_ctx;
+    s->n_batch = pl.n_batch;
+    s->n_threads = pl.n_threads;
+    s->n_thr_alloc = pl.n_threads;
+    s->kv_type = pl.kv_type;
+    s->logits_all = pl.logits_all;
+    s->kv_row = pl.kv_row;
+    s->att_stride = pl.att_stride;
+    s->kv_bytes = pl.kv_bytes;
+    s->act_size = pl.act;
+    s->kv = (uint8_t *)xalloc(&s->a, pl.kv_bytes);
+    s->x = (float *)xalloc(&s->a, pl.x * sizeof(float));
+    s->xb = (float *)xalloc(&s->a, pl.xb * sizeof(float));
+    s->xo = (float *)xalloc(&s->a, pl.xo * sizeof(float));
+    s->qkv = (float *)xalloc(&s->a, pl.qkv * sizeof(float));
+    s->att = (float *)xalloc(&s->a, pl.att * sizeof(float));
+    s->gu = (float *)xalloc(&s->a, pl.gu * sizeof(float));
+    s->scores = (float *)xalloc(&s->a, pl.scores * sizeof(float));
+    for (int i = 0; i < N_ACT_SLOTS; i++) s->act[i] = (uint8_t *)xalloc(&s->a, pl.act);
+    s->logits_cap = pl.logits;
+    s->logits = (float *)xalloc(&s->a, pl.logits * sizeof(float));
+    s->emb_len = pl.emb;
+    s->emb = (float *)xalloc(&s->a, pl.emb * sizeof(float));
+    s->emb_tok = (int32_t *)xalloc(&s->a, pl.emb_tok * sizeof(int32_t));
+    int ok = s->kv && s->x && s->xb && s->xo && s->qkv && s->att && s->gu && s->scores && s->logits && s->emb &&
+             s->emb_tok;
+    if (pl.rs) {
+        for (int i = 0; i < 2; i++) ok = ok && (s->rs[i] = (float *)xalloc(&s->a, pl.rs * sizeof(float))) != NULL;
+        ok = ok && (s->toks = (int32_t *)xalloc(&s->a, pl.toks * sizeof(int32_t))) != NULL;
+    }
+    if (pl.hy) ok = ok && (s->hy = (float *)xalloc(&s->a, pl.hy * sizeof(float))) != NULL;
+    if (pl.fa) {
+        s->fa_stride = pl.fa_stride;
+        s->fa_part_n = pl.fa_part;
+        ok = ok && (s->fa = (float *)xalloc(&s->a, pl.fa * sizeof(float))) != NULL;
+        ok = ok && (s->fa_part = (float *)xalloc(&s->a, pl.fa_part * sizeof(float))) != NULL;
+    }
+    s->n_ops = pl.n_ops;
+    s->ops = (op_slot *)xalloc(&s->a, pl.n_ops * sizeof(op_slot));
+    ok = ok && s->ops;
+    for (int i = 0; i < N_ACT_SLOTS; i++) ok = ok && s->act[i];
+    if (!ok) {
+        slm_session_free(s);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory for a session of %zu bytes (n_ctx %d)", pl.total, pl.n_ctx);
+    }
+    if (!(s->bar_ok = barrier_init(&s->bar))) {
+        slm_session_free(s);
+        return seterr(err, SLM_ERR_NOMEM, "cannot create the session's thread barrier");
+    }
+    memset(s->kv, 0, pl.kv_bytes);
+    for (int i = 0; i < 2; i++)
+        if (s->rs[i]) memset(s->rs[i], 0, pl.rs * sizeof(float));
+    /* LongRoPE: the long factors once the context exceeds the original one
+       (llama.cpp compares its context padded to 256) */
+    if (m->rope_long) s->rope_factors = ((s->n_ctx + 255) / 256 * 256 > m->n_ctx_orig) ? m->rope_long : m->rope_short;
+    s->scratch_bytes = pl.total;
+    *out = s;
+    return SLM_OK;
+}
+
+const float *slm_session_logits(const slm_session *s, int32_t i) {
+    if (!s || s->logits_rows == 0) return NULL;
+    if (i < 0) i += s->last_n;
+    int32_t first = s->last_n - s->logits_rows;
+    if (i < first || i >= s->last_n) return NULL;
+    return s->logits + (size_t)(i - first) * (size_t)s->m->n_vocab;
+}
+
+int32_t slm_session_pos(const slm_session *s) { return s ? s->pos : 0; }
+int32_t slm_session_n_ctx(const slm_session *s) { return s ? s->n_ctx : 0; }
+const slm_model *slm_session_model(const slm_session *s) { return s ? s->m : NULL; }
+
+static slm_status rec_rewind(slm_session *s, int32_t pos);
+
+slm_status slm_session_rewind(slm_session *s, int32_t pos) {
+    if (!s || pos < 0 || pos > s->pos) return SLM_ERR_INVALID_ARG;
+    if (s->m->n_rec) return rec_rewind(s, pos); /* recurrent layers */
+    s->pos = pos;
+    s->logits_rows = 0; /* the logits no longer describe the last position */
+    s->last_n = 0;
+    return SLM_OK;
+}
+
+void slm_session_set_threads(slm_session *s, int32_t n) {
+    if (!s) return;
+    if (n <= 0) n = default_threads();
+    /* the per-thread attention scratch was sized at creation */
+    s->n_threads = SLM_MAX(1, SLM_MIN(n, s->n_thr_alloc));
+    s->width_ms[0] = s->width_ms[1] = 0;
+}
+
 slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_error *err) {
     clearerr_(err);
     if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
@@ -12590,7 +5423,7 @@ static slm_status rec_rewind(slm_session *s, int32_t pos) {
 }
 
 /* ========================================================================== */
-/* 9b. Session state: save and restore                                        */
+/* 8b. Session state: save and restore                                        */
 /* ========================================================================== */
 /*
  * A session's state (what its KV cache holds, its position, the last
@@ -12894,6 +5727,17 @@ slm_status slm_session_state_load(slm_session *s, const void *buf, size_t size, 
     return SLM_OK;
 }
 
+/* Defined in appendix B: */
+#if !defined(SLM_NO_STDIO)
+static slm_status of_open(ofile *o, const allocator *a, const char *path, const char *avoid, slm_error *err);
+#endif
+#if !defined(SLM_NO_STDIO)
+static slm_status of_write(ofile *o, const void *p, size_t n);
+#endif
+#if !defined(SLM_NO_STDIO)
+static slm_status of_commit(ofile *o);
+#endif
+
 #if !defined(SLM_NO_STDIO)
 slm_status slm_session_state_save_file(const slm_session *s, const char *path, const int32_t *tokens,
                                        int32_t n_tokens, slm_error *err) {
@@ -12963,7 +5807,7 @@ slm_status slm_session_state_load_file(slm_session *s, const char *path, int32_t
 #endif
 
 /* ========================================================================== */
-/* 10. Tokenizer                                                              */
+/* 9. Tokenizer                                                               */
 /* ========================================================================== */
 /*
  * One vocabulary structure serves every tokenizer kind: piece bytes with
@@ -15755,7 +8599,7 @@ const char *slm_token_text(const slm_model *m, int32_t token, size_t *len) {
 }
 
 /* ========================================================================== */
-/* 11. Chat templates                                                         */
+/* 10. Chat templates                                                         */
 /* ========================================================================== */
 /*
  * slm does not evaluate Jinja. slm_chat_detect() names the family of a
@@ -16300,7 +9144,7 @@ slm_status slm_chat_format(const slm_model *m, int family, const slm_chat_messag
 }
 
 /* ========================================================================== */
-/* 12. Sampler                                                                */
+/* 11. Sampler                                                                */
 /* ========================================================================== */
 /*
  * Chain (the order of llama.cpp's default chain, see slm.h): penalties ->
@@ -16329,10 +9173,10 @@ struct slm_sampler {
     int32_t *hist;    /* ring of the last repeat_last_n accepted tokens */
     int32_t hist_cap, hist_n, hist_pos;
     uint64_t rng[4];
-    struct gstate *gs; /* grammar state (section 12b), NULL without a grammar */
+    struct gstate *gs; /* grammar state (section 11b), NULL without a grammar */
 };
 
-/* The grammar matcher (section 12b) as the sampler uses it. */
+/* The grammar matcher (section 11b) as the sampler uses it. */
 struct gstate;
 static slm_status gstate_new(const allocator *a, const slm_grammar *g, struct gstate **out, slm_error *err);
 static void gstate_free(struct gstate *s);
@@ -16679,7 +9523,7 @@ int32_t slm_sampler_sample(slm_sampler *s, const float *logits) {
 }
 
 /* ========================================================================== */
-/* 12b. Grammar: GBNF, JSON, JSON Schema, grammar-masked sampling             */
+/* 11b. Grammar: GBNF, JSON, JSON Schema, grammar-masked sampling             */
 /* ========================================================================== */
 /*
  * A GBNF text (the format of llama.cpp's .gbnf files) is compiled into rules
@@ -19275,7 +12119,7 @@ int slm_sampler_grammar_state(const slm_sampler *smp) {
 }
 
 /* ========================================================================== */
-/* 13. Generate                                                               */
+/* 12. Generate                                                               */
 /* ========================================================================== */
 /*
  * prompt -> tokens -> decode -> loop { sample, stop checks, stream text,
@@ -19513,7 +12357,7 @@ slm_status slm_generate(slm_session *s, const char *prompt, size_t prompt_len, c
 }
 
 /* ========================================================================== */
-/* 13b. Embeddings                                                            */
+/* 12b. Embeddings                                                            */
 /* ========================================================================== */
 /*
  * slm_embed: each text is tokenized into the session's own id buffer, run
@@ -19709,12 +12553,1321 @@ slm_status slm_embed(slm_session *s, const char *const *texts, const size_t *len
 }
 
 /* ========================================================================== */
-/* 14. Quantization: convert a GGUF file's matrices to another type           */
+/* A. Message formatting (appendix)                                           */
+/* ========================================================================== */
+
+/* --- message formatting -----------------------------------------------------
+   Messages (errors, logs, slm_meta_format) are formatted with vsnprintf, or,
+   with SLM_NO_STDIO, with the small formatter below. newlib's vsnprintf
+   works without files, but it links all of printf, its %g goes through
+   dtoa, which takes memory from malloc behind the allocator's back (not
+   what an MCU build with all memory in one arena wants), and a newlib built
+   without C99 formats (Debian's arm-none-eabi) prints %zu as "zu". This
+   one is checked against the C library's in the tests. The formatter has
+   what slm's messages use: flags '-' '0', width and precision (also '*'),
+   lengths l ll z, and d i u x X c s f e g %. Floats are printed to about 15
+   significant digits (messages, not round trips). */
+
+typedef struct fmt_out {
+    char *buf;
+    size_t size, n;
+} fmt_out;
+
+static void fmt_put(fmt_out *o, char c) {
+    if (o->n + 1 < o->size) o->buf[o->n] = c;
+    o->n++;
+}
+
+static void fmt_pad(fmt_out *o, char c, int n) {
+    while (n-- > 0) fmt_put(o, c);
+}
+
+/* Digits of v in base 10 or 16 into tmp (reversed); returns the count. */
+static int fmt_digits(char *tmp, unsigned long long v, int base, int upper) {
+    const char *dig = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    int n = 0;
+    do {
+        tmp[n++] = dig[v % (unsigned)base];
+        v /= (unsigned)base;
+    } while (v);
+    return n;
+}
+
+/* Emit a converted field: sign/prefix, then body, padded to width. */
+static void fmt_field(fmt_out *o, const char *sign, const char *body, int len, int width, int left, int zero) {
+    int sl = (int)strlen(sign), pad = width - sl - len;
+    if (!left && !zero) fmt_pad(o, ' ', pad);
+    for (int i = 0; i < sl; i++) fmt_put(o, sign[i]);
+    if (!left && zero) fmt_pad(o, '0', pad);
+    for (int i = 0; i < len; i++) fmt_put(o, body[i]);
+    if (left) fmt_pad(o, ' ', pad);
+}
+
+/* Round to an integer, half to even (as printf does on exact halves). */
+static unsigned long long fmt_round(double x) {
+    unsigned long long m = (unsigned long long)x;
+    double f = x - (double)m;
+    return m + (f > 0.5 || (f == 0.5 && (m & 1)));
+}
+
+/* A finite v >= 0 as %f, %e or %g with precision prec into out (>= 64 bytes
+   plus the precision); returns the length. */
+static int fmt_float(char *out, double v, int prec, char conv) {
+    char dig[32];
+    int n = 0, e = 0;
+    if (prec > 17) prec = 17;
+    if (conv == 'g' && prec == 0) prec = 1;
+    /* P significant digits of v as an integer and v's decimal exponent e */
+    int P = conv == 'e' ? prec + 1 : conv == 'g' ? prec : 0;
+    unsigned long long m = 0;
+    if (v != 0) {
+        double t = v;
+        while (t >= 10) t /= 10, e++;
+        while (t < 1) t *= 10, e--;
+    }
+    if (conv == 'f' || (conv == 'g' && v == 0)) {
+        if (conv == 'g') {
+            out[0] = '0';
+            return 1;
+        }
+        if (v >= 1e17) return fmt_float(out, v, prec, 'e');
+        double sc = v;
+        for (int i = 0; i < prec; i++) sc *= 10;
+        if (sc >= 1.8e19) return fmt_float(out, v, prec, 'e');
+        m = fmt_round(sc);
+        int nd = fmt_digits(dig, m, 10, 0);
+        for (; nd <= prec; nd++) dig[nd] = '0';
+        for (int i = nd - 1; i >= prec; i--) out[n++] = dig[i];
+        if (prec) out[n++] = '.';
+        for (int i = prec - 1; i >= 0; i--) out[n++] = dig[i];
+        return n;
+    }
+    /* m = round(v * 10^(P-1-e)), with one more digit when rounding carries */
+    double sc = v;
+    int k = P - 1 - e;
+    for (int i = 0; i < k; i++) sc *= 10;
+    for (int i = 0; i > k; i--) sc /= 10;
+    m = fmt_round(sc);
+    unsigned long long lim = 1;
+    for (int i = 0; i < P; i++) lim *= 10;
+    if (m >= lim) m /= 10, e++;
+    int nd = fmt_digits(dig, m, 10, 0);
+    for (; nd < P; nd++) dig[nd] = '0'; /* v == 0 */
+    if (conv == 'g' && e >= -4 && e < P) {
+        /* fixed notation with P significant digits, trailing zeros dropped */
+        int frac = P - 1 - e, last = 0;
+        while (last < frac && dig[last] == '0') last++;
+        if (e < 0) {
+            out[n++] = '0';
+            out[n++] = '.';
+            for (int i = 0; i < -e - 1; i++) out[n++] = '0';
+            for (int i = nd - 1; i >= last; i--) out[n++] = dig[i];
+        } else {
+            for (int i = nd - 1; i >= frac; i--) out[n++] = dig[i];
+            if (last < frac) {
+                out[n++] = '.';
+                for (int i = frac - 1; i >= last; i--) out[n++] = dig[i];
+            }
+        }
+        return n;
+    }
+    int last = 0;
+    if (conv == 'g')
+        while (last < nd - 1 && dig[last] == '0') last++;
+    out[n++] = dig[nd - 1];
+    if (last < nd - 1) {
+        out[n++] = '.';
+        for (int i = nd - 2; i >= last; i--) out[n++] = dig[i];
+    }
+    out[n++] = 'e';
+    out[n++] = e < 0 ? '-' : '+';
+    int ae = e < 0 ? -e : e;
+    if (ae < 10) out[n++] = '0';
+    char ed[8];
+    int ne = fmt_digits(ed, (unsigned long long)ae, 10, 0);
+    while (ne) out[n++] = ed[--ne];
+    return n;
+}
+
+static SLM_UNUSED int fmt_vsn_own(char *buf, size_t size, const char *fmt, va_list ap) {
+    fmt_out o = {buf, size, 0};
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            fmt_put(&o, *f);
+            continue;
+        }
+        int left = 0, zero = 0, plus = 0, space = 0, width = 0, prec = -1, lng = 0;
+        for (f++;; f++) {
+            if (*f == '-') left = 1;
+            else if (*f == '0') zero = 1;
+            else if (*f == '+') plus = 1;
+            else if (*f == ' ') space = 1;
+            else break;
+        }
+        if (*f == '*') {
+            width = va_arg(ap, int);
+            if (width < 0) left = 1, width = -width;
+            f++;
+        } else {
+            while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
+        }
+        if (*f == '.') {
+            f++;
+            prec = 0;
+            if (*f == '*') {
+                prec = va_arg(ap, int);
+                f++;
+            } else {
+                while (*f >= '0' && *f <= '9') prec = prec * 10 + (*f++ - '0');
+            }
+        }
+        if (*f == 'l') {
+            lng = 1;
+            if (*++f == 'l') lng = 2, f++;
+        } else if (*f == 'z') {
+            lng = 3;
+            f++;
+        }
+        char tmp[96], body[96];
+        const char *sign = "";
+        int n = 0;
+        switch (*f) {
+        case 'd':
+        case 'i': {
+            long long v = lng == 2 ? va_arg(ap, long long) : lng == 1 ? va_arg(ap, long) : lng == 3 ? (long long)va_arg(ap, size_t) : va_arg(ap, int);
+            unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+            sign = v < 0 ? "-" : plus ? "+" : space ? " " : "";
+            int nd = fmt_digits(tmp, u, 10, 0);
+            for (int i = nd; i < prec; i++) body[n++] = '0';
+            while (nd) body[n++] = tmp[--nd];
+            fmt_field(&o, sign, body, n, width, left, zero && prec < 0);
+            break;
+        }
+        case 'u':
+        case 'x':
+        case 'X': {
+            unsigned long long u = lng == 2 ? va_arg(ap, unsigned long long) : lng == 1 ? va_arg(ap, unsigned long)
+                                   : lng == 3 ? (unsigned long long)va_arg(ap, size_t) : va_arg(ap, unsigned);
+            int nd = fmt_digits(tmp, u, *f == 'u' ? 10 : 16, *f == 'X');
+            for (int i = nd; i < prec; i++) body[n++] = '0';
+            while (nd) body[n++] = tmp[--nd];
+            fmt_field(&o, "", body, n, width, left, zero && prec < 0);
+            break;
+        }
+        case 'c':
+            body[0] = (char)va_arg(ap, int);
+            fmt_field(&o, "", body, 1, width, left, 0);
+            break;
+        case 's': {
+            const char *sv = va_arg(ap, const char *);
+            if (!sv) sv = "(null)";
+            size_t len = 0;
+            while ((prec < 0 || len < (size_t)prec) && sv[len]) len++;
+            int pad = width > (int)len ? width - (int)len : 0;
+            if (!left) fmt_pad(&o, ' ', pad);
+            for (size_t i = 0; i < len; i++) fmt_put(&o, sv[i]);
+            if (left) fmt_pad(&o, ' ', pad);
+            break;
+        }
+        case 'f':
+        case 'e':
+        case 'g': {
+            double v = va_arg(ap, double);
+            sign = v < 0 || (v == 0 && 1 / v < 0) ? "-" : plus ? "+" : space ? " " : "";
+            if (v < 0) v = -v;
+            if (v != v) n = 3, memcpy(body, "nan", 3);
+            else if (v > DBL_MAX) n = 3, memcpy(body, "inf", 3);
+            else n = fmt_float(body, v, prec < 0 ? 6 : SLM_MIN(prec, 40), *f);
+            fmt_field(&o, sign, body, n, width, left, zero && v == v && v <= DBL_MAX);
+            break;
+        }
+        case '%': fmt_put(&o, '%'); break;
+        default: /* unknown conversion: copy it */
+            fmt_put(&o, '%');
+            if (!*f) f--;
+            else fmt_put(&o, *f);
+        }
+    }
+    if (o.size) o.buf[o.n < o.size ? o.n : o.size - 1] = 0;
+    return (int)o.n;
+}
+/* ========================================================================== */
+/* B. GGUF writer and output files (appendix)                                 */
+/* ========================================================================== */
+/*
+ * Builds a GGUF v3 file: the key/value pairs and the tensor directory are
+ * encoded into memory first (gw_kv_*, gw_tensor), gw_write_header writes
+ * them, then the caller streams each tensor's bytes in directory order
+ * (gw_write_data, any number of pieces) and closes each with gw_end_tensor,
+ * which pads to the alignment. Errors are sticky: the first is kept in
+ * w->st / w->err and later calls do nothing, so callers check once.
+ */
+
+
+/* ---- Output files that never destroy anything ----------------------------
+   Every file slm writes (quantized models, session state, and through
+   slm_file_write the CLI's logits) goes through an ofile:
+   - a new file, or an existing regular file (or a symlink to one: the file
+     it points to), is written to a temporary file in the same directory,
+     flushed to disk, and renamed into place only when every byte is written
+     (Windows: MoveFileExW with MOVEFILE_REPLACE_EXISTING). On any error only
+     that temporary file is removed. On Linux the temporary file is
+     anonymous (O_TMPFILE) until it is complete, so a process killed while
+     writing leaves nothing behind.
+   - an existing file that is not a regular file (a device node such as
+     /dev/null or /dev/full, a FIFO) is written directly, without temp or
+     rename: renaming over it would replace the device node with a regular
+     file. A write error there is reported; nothing is removed.
+   - a directory is refused.
+   - `avoid` (the input of the operation) is compared with the target by
+     identity, not by name (device + inode; Windows: volume serial + file
+     index), so ./x, dir/../x, a symlink or a hard link to the input are all
+     refused before anything is written. */
+
+
+#if !defined(SLM_NO_STDIO)
+#if defined(_WIN32)
+/* A handle by UTF-8 name (ANSI if the name is not UTF-8). */
+static HANDLE win_open(const allocator *a, const char *path, DWORD access, DWORD disp, DWORD flags, int *oom) {
+    size_t nb = 0;
+    wchar_t *w;
+    *oom = 0;
+    if (!wide_path(a, path, &w, &nb)) {
+        *oom = 1;
+        return INVALID_HANDLE_VALUE;
+    }
+    const DWORD share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    HANDLE h = w ? CreateFileW(w, access, share, NULL, disp, flags, NULL)
+                 : CreateFileA(path, access, share, NULL, disp, flags, NULL);
+    if (w) xfree(a, w, nb);
+    return h;
+}
+
+/* 1 if both names are one file (volume serial + file index), 0 if not or
+   if either does not exist. */
+static int same_file(const allocator *a, const char *x, const char *y) {
+    int oom;
+    BY_HANDLE_FILE_INFORMATION ix, iy;
+    HANDLE hx = win_open(a, x, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+    if (hx == INVALID_HANDLE_VALUE) return 0;
+    HANDLE hy = win_open(a, y, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+    int same = 0;
+    if (hy != INVALID_HANDLE_VALUE) {
+        same = GetFileInformationByHandle(hx, &ix) && GetFileInformationByHandle(hy, &iy) &&
+               ix.dwVolumeSerialNumber == iy.dwVolumeSerialNumber && ix.nFileIndexHigh == iy.nFileIndexHigh &&
+               ix.nFileIndexLow == iy.nFileIndexLow;
+        CloseHandle(hy);
+    }
+    CloseHandle(hx);
+    return same;
+}
+#elif defined(SLM_POSIX_FILES)
+static int same_file(const allocator *a, const char *x, const char *y) {
+    struct stat sx, sy;
+    (void)a;
+    return stat(x, &sx) == 0 && stat(y, &sy) == 0 && sx.st_dev == sy.st_dev && sx.st_ino == sy.st_ino;
+}
+#else
+static int same_file(const allocator *a, const char *x, const char *y) { return (void)a, !strcmp(x, y); }
+#endif
+
+static slm_status of_fail(ofile *o, slm_status st, const char *what, const char *reason) {
+    if (o->st == SLM_OK) o->st = seterr(o->err, st, "%s '%s': %s", what, o->path, reason);
+    return o->st;
+}
+
+/* Length of the directory part of p, with its separator ("" -> 0). */
+static size_t dir_len(const char *p) {
+    size_t n = strlen(p);
+    while (n > 0 && p[n - 1] != '/'
+#if defined(_WIN32)
+           && p[n - 1] != '\\' && p[n - 1] != ':'
+#endif
+    )
+        n--;
+    return n;
+}
+
+#if defined(SLM_POSIX_FILES)
+/* Follow the symbolic links of the path in p [cap] to the file they lead to
+   (readlink; a relative link is taken from the link's directory). 0 and
+   errno on failure. */
+static int resolve_links(char *p, size_t cap) {
+    char link[1024];
+    for (int hops = 0; hops < 40; hops++) {
+        struct stat sl;
+        if (lstat(p, &sl) != 0) return hops > 0 && errno == ENOENT; /* a dangling link: create its file */
+        if (!S_ISLNK(sl.st_mode)) return 1;
+        ssize_t n = readlink(p, link, sizeof link - 1);
+        if (n < 0) return 0;
+        if ((size_t)n >= sizeof link - 1) return errno = ENAMETOOLONG, 0;
+        link[n] = 0;
+        size_t d = link[0] == '/' ? 0 : dir_len(p);
+        if (d + (size_t)n + 1 > cap) return errno = ENAMETOOLONG, 0;
+        memcpy(p + d, link, (size_t)n + 1);
+    }
+    errno = ELOOP;
+    return 0;
+}
+#endif
+
+/* tmp = DIR/.BASE.slm-tmp-PID-K */
+static void of_tmp_name(ofile *o, unsigned k) {
+    size_t d = dir_len(o->target);
+    unsigned long pid =
+#if defined(_WIN32)
+        (unsigned long)GetCurrentProcessId();
+#elif defined(SLM_POSIX_FILES)
+        (unsigned long)getpid();
+#else
+        0;
+#endif
+    memcpy(o->tmp, o->target, d);
+    fmt_sn(o->tmp + d, o->tcap - d, ".%s.slm-tmp-%lu-%u", o->target + d, pid, k);
+}
+
+static void of_release(ofile *o) {
+    xfree(o->a, o->target, o->tcap);
+    xfree(o->a, o->tmp, o->tcap);
+    xfree(o->a, o->buf, OF_BUF);
+    o->target = o->tmp = NULL;
+    o->buf = NULL;
+}
+
+/* Open `path` for writing by the rules above. */
+static slm_status of_open(ofile *o, const allocator *a, const char *path, const char *avoid, slm_error *err) {
+    memset(o, 0, sizeof *o);
+    o->a = a;
+    o->path = path;
+    o->err = err;
+#if defined(_WIN32)
+    o->h = INVALID_HANDLE_VALUE;
+#elif defined(SLM_POSIX_FILES)
+    o->fd = -1;
+    o->keep_mode = -1;
+#endif
+    if (!path || !*path) return seterr(err, SLM_ERR_INVALID_ARG, "no output file name given");
+    if (avoid && same_file(a, avoid, path))
+        return seterr(err, SLM_ERR_INVALID_ARG, "'%s' is the same file as the input '%s': writing it would destroy the input",
+                      path, avoid);
+    o->tcap = strlen(path) + 64;
+#if defined(SLM_POSIX_FILES) || defined(_WIN32)
+    o->tcap += 4096; /* symbolic links resolved into it */
+#endif
+    o->target = (char *)xalloc(a, o->tcap);
+    o->tmp = (char *)xalloc(a, o->tcap);
+    o->buf = (uint8_t *)xalloc(a, OF_BUF);
+    if (!o->target || !o->tmp || !o->buf) {
+        of_release(o);
+        return seterr(err, SLM_ERR_NOMEM, "out of memory opening '%s'", path);
+    }
+    memcpy(o->target, path, strlen(path) + 1);
+    o->mode = OF_RENAME;
+#if defined(_WIN32)
+    {
+        int oom;
+        HANDLE h = win_open(a, path, 0, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, &oom);
+        if (h != INVALID_HANDLE_VALUE) {
+            BY_HANDLE_FILE_INFORMATION fi;
+            int dir = GetFileInformationByHandle(h, &fi) && (fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY);
+            DWORD ft = GetFileType(h);
+            /* a symbolic link: replace the file it points to (h is that
+               file: CreateFile follows links), not the link */
+            size_t nb = 0;
+            wchar_t *wp = NULL, fin[1024];
+            if (wide_path(a, path, &wp, &nb) && wp) {
+                DWORD at = GetFileAttributesW(wp);
+                xfree(a, wp, nb);
+                DWORD n = at != INVALID_FILE_ATTRIBUTES && (at & FILE_ATTRIBUTE_REPARSE_POINT)
+                              ? GetFinalPathNameByHandleW(h, fin, 1024, 0)
+                              : 0;
+                if (n > 0 && n < 1024) {
+                    int u = WideCharToMultiByte(CP_UTF8, 0, fin, -1, NULL, 0, NULL, NULL);
+                    if (u > 0 && (size_t)u + 64 <= o->tcap)
+                        WideCharToMultiByte(CP_UTF8, 0, fin, -1, o->target, u, NULL, NULL);
+                }
+            }
+            CloseHandle(h);
+            if (dir) {
+                of_release(o);
+                return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
+            }
+            if (ft != FILE_TYPE_DISK) o->mode = OF_DIRECT; /* NUL, CON, a pipe */
+        }
+        if (o->mode == OF_DIRECT) {
+            o->h = win_open(a, path, GENERIC_WRITE, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, &oom);
+        } else {
+            for (unsigned k = 0; k < 100; k++) {
+                of_tmp_name(o, k);
+                o->h = win_open(a, o->tmp, GENERIC_WRITE, CREATE_NEW, FILE_ATTRIBUTE_NORMAL, &oom);
+                if (o->h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_FILE_EXISTS) break;
+            }
+        }
+        if (o->h == INVALID_HANDLE_VALUE) {
+            DWORD e = GetLastError();
+            of_release(o);
+            return seterr(err, oom ? SLM_ERR_NOMEM : SLM_ERR_IO, "cannot open '%s' for writing: %s", path, win_reason(e));
+        }
+        if (o->mode == OF_DIRECT) xfree(a, o->tmp, o->tcap), o->tmp = NULL;
+    }
+#elif defined(SLM_POSIX_FILES)
+    {
+        struct stat sl, sb;
+        if (lstat(path, &sl) == 0) {
+            if (S_ISLNK(sl.st_mode)) {
+                /* replace the file the link points to, not the link */
+                if (!resolve_links(o->target, o->tcap)) {
+                    int e = errno;
+                    of_release(o);
+                    return seterr(err, SLM_ERR_IO, "cannot resolve the symbolic link '%s': %s", path, os_reason(e));
+                }
+            }
+            if (stat(o->target, &sb) == 0) {
+                if (S_ISDIR(sb.st_mode)) {
+                    of_release(o);
+                    return seterr(err, SLM_ERR_IO, "cannot write '%s': it is a directory", path);
+                }
+                if (!S_ISREG(sb.st_mode)) o->mode = OF_DIRECT;
+                else o->keep_mode = (int)(sb.st_mode & 07777);
+            }
+        }
+        if (o->mode == OF_DIRECT) {
+            o->fd = open(o->target, O_WRONLY | O_TRUNC);
+            xfree(a, o->tmp, o->tcap);
+            o->tmp = NULL;
+        } else {
+#if defined(SLM_O_TMPFILE)
+            size_t d = dir_len(o->target);
+            if (d == 0) {
+                o->tmp[0] = '.', o->tmp[1] = 0;
+            } else {
+                memcpy(o->tmp, o->target, d);
+                o->tmp[d] = 0;
+            }
+            o->fd = open(o->tmp, SLM_O_TMPFILE | O_WRONLY, 0666);
+            o->anon = o->fd >= 0;
+#endif
+            for (unsigned k = 0; o->fd < 0 && k < 100; k++) {
+                of_tmp_name(o, k);
+                o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+                if (o->fd < 0 && errno != EEXIST) break;
+            }
+        }
+        if (o->fd < 0) {
+            int e = errno;
+            of_release(o);
+            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
+        }
+        if (o->mode == OF_RENAME && o->keep_mode >= 0) (void)fchmod(o->fd, (mode_t)o->keep_mode);
+    }
+#else
+    {
+        int oom;
+        FILE *t;
+        unsigned k = 0;
+        for (; k < 100; k++) { /* no exclusive create in C99 stdio: probe */
+            of_tmp_name(o, k);
+            if (!(t = file_open(a, o->tmp, "rb", &oom))) break;
+            fclose(t);
+        }
+        o->f = k < 100 ? file_open(a, o->tmp, "wb", &oom) : NULL;
+        if (!o->f) {
+            int e = errno;
+            of_release(o);
+            return seterr(err, SLM_ERR_IO, "cannot open '%s' for writing: %s", path, os_reason(e));
+        }
+    }
+#endif
+    return SLM_OK;
+}
+
+/* Write the buffer out. */
+static slm_status of_flush(ofile *o) {
+    size_t off = 0;
+    while (o->st == SLM_OK && off < o->n) {
+#if defined(_WIN32)
+        DWORD put = 0, want = (DWORD)SLM_MIN(o->n - off, (size_t)1 << 30);
+        if (!WriteFile(o->h, o->buf + off, want, &put, NULL) || put == 0)
+            return of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
+        off += put;
+#elif defined(SLM_POSIX_FILES)
+        ssize_t put = write(o->fd, o->buf + off, o->n - off);
+        if (put < 0 && errno == EINTR) continue;
+        if (put <= 0) return of_fail(o, SLM_ERR_IO, "write error on", put < 0 ? os_reason(errno) : "nothing written");
+        off += (size_t)put;
+#else
+        size_t put = fwrite(o->buf + off, 1, o->n - off, o->f);
+        if (put == 0) return of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+        off += put;
+#endif
+    }
+    o->n = 0;
+    return o->st;
+}
+
+static slm_status of_write(ofile *o, const void *p, size_t n) {
+    const uint8_t *b = (const uint8_t *)p;
+    o->written += n;
+    while (n > 0 && o->st == SLM_OK) {
+        size_t k = SLM_MIN(n, OF_BUF - o->n);
+        memcpy(o->buf + o->n, b, k);
+        o->n += k, b += k, n -= k;
+        if (o->n == OF_BUF) of_flush(o);
+    }
+    return o->st;
+}
+
+/* Close after an error (or instead of committing): our temporary file goes,
+   the target is untouched. Returns the ofile's status. */
+static slm_status of_abort(ofile *o) {
+#if defined(_WIN32)
+    if (o->h != INVALID_HANDLE_VALUE) CloseHandle(o->h);
+    o->h = INVALID_HANDLE_VALUE;
+    if (o->tmp) {
+        size_t nb = 0;
+        wchar_t *w;
+        if (wide_path(o->a, o->tmp, &w, &nb) && w) {
+            DeleteFileW(w);
+            xfree(o->a, w, nb);
+        } else {
+            DeleteFileA(o->tmp);
+        }
+    }
+#elif defined(SLM_POSIX_FILES)
+    if (o->fd >= 0) close(o->fd);
+    o->fd = -1;
+    if (o->tmp && !o->anon) unlink(o->tmp);
+#else
+    if (o->f) fclose(o->f);
+    o->f = NULL;
+    if (o->tmp) remove(o->tmp);
+#endif
+    slm_status st = o->st;
+    of_release(o);
+    return st;
+}
+
+#if defined(SLM_POSIX_FILES) && defined(SLM_O_TMPFILE)
+/* Give the anonymous file a name in its directory (o->tmp): by linkat
+   through /proc, else by copying its bytes into a new named file. */
+static int of_name_anon(ofile *o) {
+    char proc[64];
+    fmt_sn(proc, sizeof proc, "/proc/self/fd/%d", o->fd);
+    for (unsigned k = 0; k < 100; k++) {
+        of_tmp_name(o, k);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, o->tmp, AT_SYMLINK_FOLLOW) == 0) {
+            o->anon = 0;
+            return 1;
+        }
+        if (errno != EEXIST) break;
+    }
+    int fd = -1;
+    for (unsigned k = 0; fd < 0 && k < 100; k++) {
+        of_tmp_name(o, k);
+        fd = open(o->tmp, O_RDWR | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) return 0;
+    o->anon = 0; /* from here o->tmp is ours to remove */
+    int src = o->fd;
+    o->fd = fd;
+    if (o->keep_mode >= 0) (void)fchmod(fd, (mode_t)o->keep_mode);
+    int ok = lseek(src, 0, SEEK_SET) == 0;
+    for (;;) {
+        ssize_t got = ok ? read(src, o->buf, OF_BUF) : -1;
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            ok = ok && got == 0;
+            break;
+        }
+        o->n = (size_t)got;
+        if (of_flush(o) != SLM_OK) break;
+    }
+    close(src);
+    return ok && o->st == SLM_OK;
+}
+#endif
+
+#if !defined(_WIN32) && !defined(SLM_POSIX_FILES)
+/* Copy file `from` over `to` (stdio only); 0 on success, -1 (errno set). */
+static int of_copy_over(const char *from, const char *to) {
+    FILE *src = fopen(from, "rb"), *dst = src ? fopen(to, "wb") : NULL;
+    char buf[4096];
+    size_t got;
+    int ok = src && dst;
+    while (ok && (got = fread(buf, 1, sizeof buf, src)) > 0) ok = fwrite(buf, 1, got, dst) == got;
+    ok = ok && !ferror(src);
+    if (dst && fclose(dst) != 0) ok = 0;
+    if (src) fclose(src);
+    return ok ? 0 : -1;
+}
+#endif
+
+/* Finish: flush to disk, rename into place. On failure as of_abort. */
+static slm_status of_commit(ofile *o) {
+    if (o->st == SLM_OK) of_flush(o);
+#if defined(_WIN32)
+    if (o->st == SLM_OK && o->mode == OF_RENAME && !FlushFileBuffers(o->h))
+        of_fail(o, SLM_ERR_IO, "write error on", win_reason(GetLastError()));
+    if (o->st != SLM_OK) return of_abort(o);
+    CloseHandle(o->h);
+    o->h = INVALID_HANDLE_VALUE;
+    if (o->mode == OF_RENAME) {
+        size_t nt = 0, nd = 0;
+        wchar_t *wt = NULL, *wd = NULL;
+        BOOL ok;
+        if (wide_path(o->a, o->tmp, &wt, &nt) && wt && wide_path(o->a, o->target, &wd, &nd) && wd)
+            ok = MoveFileExW(wt, wd, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        else
+            ok = MoveFileExA(o->tmp, o->target, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        DWORD e = GetLastError();
+        if (wt) xfree(o->a, wt, nt);
+        if (wd) xfree(o->a, wd, nd);
+        if (!ok) {
+            of_fail(o, SLM_ERR_IO, "cannot replace", win_reason(e));
+            return of_abort(o);
+        }
+    }
+#elif defined(SLM_POSIX_FILES)
+    if (o->st == SLM_OK && o->mode == OF_RENAME && fsync(o->fd) != 0 && errno != EINVAL)
+        of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+#if defined(SLM_O_TMPFILE)
+    if (o->st == SLM_OK && o->anon && !of_name_anon(o))
+        of_fail(o, SLM_ERR_IO, "cannot create a temporary file next to", os_reason(errno));
+#endif
+    if (o->st == SLM_OK && close(o->fd) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+    else if (o->st != SLM_OK) return of_abort(o);
+    o->fd = -1;
+    if (o->st == SLM_OK && o->mode == OF_RENAME && rename(o->tmp, o->target) != 0)
+        of_fail(o, SLM_ERR_IO, "cannot replace", os_reason(errno));
+    if (o->st != SLM_OK) return of_abort(o);
+#else
+    if (o->st == SLM_OK && fclose(o->f) != 0) of_fail(o, SLM_ERR_IO, "write error on", os_reason(errno));
+    o->f = NULL;
+    /* C99's rename need not replace an existing file, and some C libraries
+       have none (newlib with semihosting: ENOSYS). Then the finished temp
+       file is copied over the target; the temp file is removed only after
+       a complete copy, so the data survives a failure in either place. */
+    if (o->st == SLM_OK && rename(o->tmp, o->target) != 0) {
+        const int copied = of_copy_over(o->tmp, o->target);
+        if (copied < 0) {
+            o->st = seterr(o->err, SLM_ERR_IO, "cannot replace '%s' (%s): the complete output is in '%s'", o->path,
+                           os_reason(errno), o->tmp);
+            of_release(o); /* the temp file keeps the only complete copy */
+            return o->st;
+        }
+        remove(o->tmp);
+    }
+    if (o->st != SLM_OK) return of_abort(o);
+#endif
+    of_release(o);
+    return SLM_OK;
+}
+
+slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
+    allocator a;
+    ofile o;
+    clearerr_(err);
+    if (!data && size) return seterr(err, SLM_ERR_INVALID_ARG, "data is NULL");
+    alloc_init(&a, NULL);
+    slm_status st = of_open(&o, &a, path, NULL, err);
+    if (st != SLM_OK) return st;
+    of_write(&o, data, size);
+    return of_commit(&o);
+}
+#else
+slm_status slm_file_write(const char *path, const void *data, size_t size, slm_error *err) {
+    (void)data, (void)size;
+    return seterr(err, SLM_ERR_UNSUPPORTED, "cannot write '%s': built with SLM_NO_STDIO, without file access", path ? path : "");
+}
+#endif
+
+typedef struct gbuf {
+    uint8_t *p;
+    size_t len, cap;
+} gbuf;
+
+typedef struct gguf_writer {
+    const allocator *a;
+    gbuf kv, ti;            /* encoded key/value pairs, tensor infos */
+    uint64_t n_kv, n_tensors;
+    uint64_t data_size;     /* tensor data announced so far, padded */
+    size_t alignment;
+    void *f;                /* a FILE * (gw_write_header) */
+#if !defined(SLM_NO_STDIO)
+    ofile *of;              /* or an ofile (gw_write_header_of) */
+#endif
+    const char *path;       /* for messages */
+    uint64_t pos;           /* bytes written to the data section */
+    slm_status st;
+    slm_error *err;
+} gguf_writer;
+
+static void gw_init(gguf_writer *w, const allocator *a, size_t alignment, slm_error *err) {
+    memset(w, 0, sizeof *w);
+    w->a = a;
+    w->alignment = alignment ? alignment : GGUF_DEFAULT_ALIGNMENT;
+    w->err = err;
+}
+
+static void gw_free(gguf_writer *w) {
+    xfree(w->a, w->kv.p, w->kv.cap);
+    xfree(w->a, w->ti.p, w->ti.cap);
+    w->kv.p = w->ti.p = NULL;
+}
+
+static void gw_put(gguf_writer *w, gbuf *b, const void *p, size_t n) {
+    if (w->st != SLM_OK) return;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) {
+                w->st = seterr(w->err, SLM_ERR_NOMEM, "GGUF writer: metadata too large");
+                return;
+            }
+            cap *= 2;
+        }
+        uint8_t *q = (uint8_t *)xalloc(w->a, cap);
+        if (!q) {
+            w->st = seterr(w->err, SLM_ERR_NOMEM, "GGUF writer: out of memory for %zu bytes of metadata", cap);
+            return;
+        }
+        if (b->len) memcpy(q, b->p, b->len);
+        xfree(w->a, b->p, b->cap);
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static void gw_u32(gguf_writer *w, gbuf *b, uint32_t v) {
+    uint8_t t[4];
+    st_u32(t, v);
+    gw_put(w, b, t, 4);
+}
+
+static void gw_u64(gguf_writer *w, gbuf *b, uint64_t v) {
+    gw_u32(w, b, (uint32_t)v);
+    gw_u32(w, b, (uint32_t)(v >> 32));
+}
+
+static void gw_str(gguf_writer *w, gbuf *b, const char *s, size_t n) {
+    gw_u64(w, b, n);
+    gw_put(w, b, s, n);
+}
+
+/* A key with its value already encoded as GGUF stores it (`raw`, n bytes:
+   for strings the u64 length and the bytes, for arrays the element type,
+   count and elements). Used to copy values unchanged from a parsed file. */
+static void gw_kv_raw(gguf_writer *w, const char *key, int type, const void *raw, size_t n) {
+    gw_str(w, &w->kv, key, strlen(key));
+    gw_u32(w, &w->kv, (uint32_t)type);
+    gw_put(w, &w->kv, raw, n);
+    if (w->st == SLM_OK) w->n_kv++;
+}
+
+static void gw_kv_u32(gguf_writer *w, const char *key, uint32_t v) {
+    uint8_t t[4];
+    st_u32(t, v);
+    gw_kv_raw(w, key, SLM_META_U32, t, 4);
+}
+
+static SLM_UNUSED void gw_kv_i32(gguf_writer *w, const char *key, int32_t v) {
+    uint8_t t[4];
+    st_u32(t, (uint32_t)v);
+    gw_kv_raw(w, key, SLM_META_I32, t, 4);
+}
+
+static SLM_UNUSED void gw_kv_f32(gguf_writer *w, const char *key, float v) {
+    uint8_t t[4];
+    st_f32(t, v);
+    gw_kv_raw(w, key, SLM_META_F32, t, 4);
+}
+
+static SLM_UNUSED void gw_kv_bool(gguf_writer *w, const char *key, int v) {
+    uint8_t t = v != 0;
+    gw_kv_raw(w, key, SLM_META_BOOL, &t, 1);
+}
+
+static SLM_UNUSED void gw_kv_str(gguf_writer *w, const char *key, const char *s) {
+    gw_str(w, &w->kv, key, strlen(key));
+    gw_u32(w, &w->kv, SLM_META_STRING);
+    gw_str(w, &w->kv, s, strlen(s));
+    if (w->st == SLM_OK) w->n_kv++;
+}
+
+/* An array of n fixed-size elements (little-endian, as stored). */
+/* An array of fixed-size elements in the host's byte order (GGUF's is
+   little-endian: big-endian hosts swap each element). */
+static SLM_UNUSED void gw_kv_array(gguf_writer *w, const char *key, int elem_type, const void *elems, uint64_t n) {
+    const size_t es = meta_scalar_size(elem_type);
+    gw_str(w, &w->kv, key, strlen(key));
+    gw_u32(w, &w->kv, SLM_META_ARRAY);
+    gw_u32(w, &w->kv, (uint32_t)elem_type);
+    gw_u64(w, &w->kv, n);
+    if (!SLM_BIG_ENDIAN) {
+        gw_put(w, &w->kv, elems, (size_t)n * es);
+    } else {
+        for (uint64_t i = 0; i < n; i++) {
+            uint8_t e[8];
+            for (size_t k = 0; k < es; k++) e[k] = ((const uint8_t *)elems)[i * es + es - 1 - k];
+            gw_put(w, &w->kv, e, es);
+        }
+    }
+    if (w->st == SLM_OK) w->n_kv++;
+}
+
+static SLM_UNUSED void gw_kv_str_array(gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
+    gw_str(w, &w->kv, key, strlen(key));
+    gw_u32(w, &w->kv, SLM_META_ARRAY);
+    gw_u32(w, &w->kv, SLM_META_STRING);
+    gw_u64(w, &w->kv, n);
+    for (uint64_t i = 0; i < n; i++) gw_str(w, &w->kv, strs[i], strlen(strs[i]));
+    if (w->st == SLM_OK) w->n_kv++;
+}
+
+/* Announce a tensor (in the order its data will be written); returns its
+   size in bytes, 0 after an error. */
+static uint64_t gw_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne) {
+    const type_size *ts = type_size_of(type);
+    if (w->st != SLM_OK) return 0;
+    if (!ts || n_dims < 1 || n_dims > GGUF_MAX_DIMS || ne[0] % ts->blck != 0) {
+        w->st = seterr(w->err, SLM_ERR_INVALID_ARG, "GGUF writer: tensor '%s' has a bad type or shape", name);
+        return 0;
+    }
+    uint64_t nel = 1;
+    gw_str(w, &w->ti, name, strlen(name));
+    gw_u32(w, &w->ti, (uint32_t)n_dims);
+    for (int d = 0; d < n_dims; d++) {
+        gw_u64(w, &w->ti, (uint64_t)ne[d]);
+        nel *= (uint64_t)ne[d];
+    }
+    gw_u32(w, &w->ti, (uint32_t)type);
+    gw_u64(w, &w->ti, w->data_size);
+    uint64_t nbytes = nel / (uint64_t)ts->blck * (uint64_t)ts->bytes;
+    w->data_size += (nbytes + w->alignment - 1) / w->alignment * w->alignment;
+    if (w->st == SLM_OK) w->n_tensors++;
+    return w->st == SLM_OK ? nbytes : 0;
+}
+
+static void gw_fwrite(gguf_writer *w, const void *p, size_t n) {
+    if (w->st != SLM_OK || !n) return;
+#if !defined(SLM_NO_STDIO)
+    if (w->of) {
+        w->st = of_write(w->of, p, n);
+        return;
+    }
+#endif
+    if (file_write(w->f, p, n) != n) w->st = seterr(w->err, SLM_ERR_IO, "write error on '%s'", w->path);
+}
+
+static void gw_zeros(gguf_writer *w, size_t n) {
+    static const uint8_t zero[64] = {0};
+    while (n > 0 && w->st == SLM_OK) {
+        size_t k = SLM_MIN(n, sizeof zero);
+        gw_fwrite(w, zero, k);
+        n -= k;
+    }
+}
+
+/* Header, metadata and tensor directory, padded to the alignment. */
+static SLM_UNUSED void gw_write_header(gguf_writer *w, void *f, const char *path) {
+    uint8_t h[24];
+    w->f = f;
+    w->path = path;
+    st_u32(h, GGUF_MAGIC);
+    st_u32(h + 4, 3);
+    st_u32(h + 8, (uint32_t)w->n_tensors);
+    st_u32(h + 12, (uint32_t)(w->n_tensors >> 32));
+    st_u32(h + 16, (uint32_t)w->n_kv);
+    st_u32(h + 20, (uint32_t)(w->n_kv >> 32));
+    gw_fwrite(w, h, sizeof h);
+    gw_fwrite(w, w->kv.p, w->kv.len);
+    gw_fwrite(w, w->ti.p, w->ti.len);
+    size_t end = sizeof h + w->kv.len + w->ti.len;
+    gw_zeros(w, (w->alignment - end % w->alignment) % w->alignment);
+}
+
+#if !defined(SLM_NO_STDIO)
+static void gw_write_header_of(gguf_writer *w, ofile *o) {
+    w->of = o;
+    gw_write_header(w, NULL, o->path);
+}
+#endif
+
+static void gw_write_data(gguf_writer *w, const void *p, size_t n) {
+    gw_fwrite(w, p, n);
+    w->pos += n;
+}
+
+static void gw_end_tensor(gguf_writer *w) {
+    size_t pad = (size_t)((w->alignment - w->pos % w->alignment) % w->alignment);
+    gw_zeros(w, pad);
+    w->pos += pad;
+}
+
+/* ========================================================================== */
+/* C. Weight quantizers: K-quants and IQ4_XS (appendix)                       */
+/* ========================================================================== */
+
+/* --- K-quant and IQ4_XS weight quantizers ---------------------------------- */
+/*
+ * The published k-quant method (llama.cpp's quantize_row_*_K_ref), written
+ * anew: each sub-block gets a scale (and min) from a weighted least-squares
+ * search, then the sub-block scales are themselves quantized to 4 or 6 bits
+ * against the super-block maximum, and finally every value is re-quantized
+ * with the scales exactly as the decoder will reconstruct them.
+ */
+
+/* Defined in appendix E: */
+static inline int qround(float x, int lo, int hi);
+
+/* Fit x[i] ~ scale * L[i] - mn with L in [0, nmax] and mn >= 0 (the grid
+   starts at or below zero). The plain grid over [min(x, 0), max(x)] is the
+   starting point; then grids of nmax + rmin + k * rdelta steps over that
+   span, k = 0..nstep, each starting at the best offset found so far, give
+   candidate assignments whose scale and offset are solved in closed form
+   (weighted least squares); the one with the least weighted error, squared
+   or absolute (mad), is kept. */
+static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *mn, float rmin,
+                           float rdelta, int nstep, int mad) {
+    float lo = x[0], hi = x[0], sw = 0, sx = 0;
+    for (int i = 0; i < n; i++) {
+        lo = SLM_MIN(lo, x[i]);
+        hi = SLM_MAX(hi, x[i]);
+        sw += w[i];
+        sx += w[i] * x[i];
+    }
+    if (lo > 0) lo = 0;
+    if (hi == lo) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        *mn = -lo;
+        return 0;
+    }
+    float iscale = (float)nmax / (hi - lo), scale = 1.0f / iscale, off = lo, best = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)qround(iscale * (x[i] - lo), 0, nmax);
+        float e = scale * (float)L[i] + lo - x[i];
+        best += w[i] * (mad ? fabsf(e) : e * e);
+    }
+    uint8_t La[32];
+    for (int k = 0; k <= nstep; k++) {
+        float is = (rmin + rdelta * (float)k + (float)nmax) / (hi - lo);
+        float sl = 0, sl2 = 0, sxl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = qround(is * (x[i] - off), 0, nmax);
+            La[i] = (uint8_t)l;
+            sl += w[i] * (float)l;
+            sl2 += w[i] * (float)l * (float)l;
+            sxl += w[i] * (float)l * x[i];
+        }
+        float det = sw * sl2 - sl * sl;
+        if (!(det > 0)) continue;
+        float s = (sw * sxl - sx * sl) / det, o = (sl2 * sx - sl * sxl) / det;
+        if (o > 0) { /* the offset may only lower the grid */
+            o = 0;
+            s = sxl / sl2;
+        }
+        float err = 0;
+        for (int i = 0; i < n; i++) {
+            float e = s * (float)La[i] + o - x[i];
+            err += w[i] * (mad ? fabsf(e) : e * e);
+        }
+        if (err < best) {
+            memcpy(L, La, (size_t)n);
+            best = err, scale = s, off = o;
+        }
+    }
+    *mn = -off;
+    return scale;
+}
+
+/* Symmetric fit x[i] ~ scale * l[i], l in [-nmax, nmax - 1], weights x^2:
+   the value of largest magnitude maps to -nmax, then 18 grids with nmax
+   nudged by +-0.1..0.9 are tried; the assignment maximizing
+   sum(wxl)^2 / sum(wl^2) (least weighted error) is kept. L gets l + nmax. */
+static float fit_scale_sym(int n, int nmax, const float *x, uint8_t *L) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+    if (amax < 1e-15f) {
+        for (int i = 0; i < n; i++) L[i] = (uint8_t)nmax;
+        return 0;
+    }
+    float scale = 0, best = 0;
+    for (int k = 0; k <= 18; k++) {
+        /* k = 0: the plain grid; then -0.9..-0.1, +0.1..+0.9 */
+        float nudge = k == 0 ? 0.0f : k <= 9 ? -0.1f * (float)(10 - k) : 0.1f * (float)(k - 9);
+        float is = -((float)nmax + nudge) / max, slx = 0, sl2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = qround(is * x[i], -nmax, nmax - 1);
+            float w = x[i] * x[i];
+            slx += w * x[i] * (float)l;
+            sl2 += w * (float)(l * l);
+        }
+        if (k == 0 || (sl2 > 0 && slx * slx > best * sl2)) {
+            for (int i = 0; i < n; i++) L[i] = (uint8_t)(qround(is * x[i], -nmax, nmax - 1) + nmax);
+            scale = sl2 > 0 ? slx / sl2 : 0.0f;
+            best = scale * slx;
+        }
+    }
+    return scale;
+}
+
+/* Q3_K's sub-block fit: symmetric, weights x^2, starting from the grid that
+   maps the extreme to -nmax, then up to 5 passes that move single values to
+   the level the current least-squares scale prefers when that lowers the
+   weighted error. L gets l + nmax. */
+static float fit_scale_q3(int n, int nmax, const float *x, uint8_t *L) {
+    float amax = 0, max = 0;
+    int l8[16];
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+    if (amax < 1e-15f) {
+        for (int i = 0; i < n; i++) L[i] = (uint8_t)nmax;
+        return 0;
+    }
+    float is = -(float)nmax / max, slx = 0, sl2 = 0;
+    for (int i = 0; i < n; i++) {
+        l8[i] = qround(is * x[i], -nmax, nmax - 1);
+        float w = x[i] * x[i];
+        slx += w * x[i] * (float)l8[i];
+        sl2 += w * (float)(l8[i] * l8[i]);
+    }
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i];
+            float a = slx - w * x[i] * (float)l8[i];
+            if (!(a > 0)) continue;
+            float b = sl2 - w * (float)(l8[i] * l8[i]);
+            int nl = qround(x[i] * b / a, -nmax, nmax - 1);
+            if (nl == l8[i]) continue;
+            a += w * x[i] * (float)nl;
+            b += w * (float)(nl * nl);
+            if (b > 0 && a * a * sl2 > slx * slx * b) {
+                l8[i] = nl, slx = a, sl2 = b;
+                changed++;
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (uint8_t)(l8[i] + nmax);
+    return sl2 > 0 ? slx / sl2 : 0.0f;
+}
+
+static float mean32(const float *x, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return s / (float)n;
+}
+
+/* Q2_K/Q3_K pack of 2-bit fields: value 128h + 32k + l -> qs[32h + l] bits 2k. */
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            qs[32 * h + l] = (uint8_t)((L[128 * h + l] & 3) | (L[128 * h + 32 + l] & 3) << 2 |
+                                       (L[128 * h + 64 + l] & 3) << 4 | (L[128 * h + 96 + l] & 3) << 6);
+}
+
+static void q2_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    uint8_t L[QK_K];
+    float w[16], scales[16], mins[16];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 84, src += QK_K) {
+        float max_scale = 0, max_min = 0;
+        for (int s = 0; s < 16; s++) {
+            for (int j = 0; j < 16; j++) w[j] = fabsf(src[16 * s + j]);
+            scales[s] = fit_scale_min(16, 3, src + 16 * s, w, L + 16 * s, &mins[s], -0.5f, 0.1f, 15, 1);
+            max_scale = SLM_MAX(max_scale, scales[s]);
+            max_min = SLM_MAX(max_min, mins[s]);
+        }
+        st_u16(b + 80, f32_to_fp16(max_scale / 15.0f));
+        st_u16(b + 82, f32_to_fp16(max_min / 15.0f));
+        const float d = ld_f16(b + 80), dmin = ld_f16(b + 82); /* multiples of these as stored */
+        const float is = d > 0 ? 1.0f / d : 0.0f, im = dmin > 0 ? 1.0f / dmin : 0.0f;
+        for (int s = 0; s < 16; s++) {
+            int ls = qround(is * scales[s], 0, 15), lm = qround(im * mins[s], 0, 15);
+            if (!ls) lm = qround(-im * mean32(src + 16 * s, 16), 0, 15); /* only the offset is left: fit the mean */
+            b[s] = (uint8_t)(ls | lm << 4);
+        }
+        for (int s = 0; s < 16; s++) {
+            const float dl = d * (float)(b[s] & 15), ml = dmin * (float)(b[s] >> 4);
+            for (int j = 0; j < 16; j++)
+                L[16 * s + j] = (uint8_t)(dl != 0 ? qround((src[16 * s + j] + ml) / dl, 0, 3) : 0);
+        }
+        pack_2bit(L, b + 16);
+    }
+}
+
+/* Defined in appendix E: */
+static int q3_k_scale(const uint8_t *sc, int s);
+
+static void q3_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    uint8_t L[QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 110, src += QK_K) {
+        float amax = 0, max_scale = 0;
+        for (int s = 0; s < 16; s++) {
+            scales[s] = fit_scale_q3(16, 4, src + 16 * s, L + 16 * s);
+            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
+        }
+        uint8_t *sc = b + 96;
+        memset(sc, 0, 12);
+        float d = 0;
+        if (max_scale != 0) {
+            float is = -32.0f / max_scale;
+            for (int s = 0; s < 16; s++) {
+                int l = qround(is * scales[s], -32, 31) + 32;
+                if (s < 8) sc[s] = (uint8_t)(l & 15);
+                else sc[s - 8] |= (uint8_t)((l & 15) << 4);
+                sc[8 + s % 4] |= (uint8_t)((l >> 4) << (2 * (s / 4)));
+            }
+            d = 1.0f / is;
+        }
+        st_u16(b + 108, f32_to_fp16(d));
+        const float dd = ld_f16(b + 108);
+        for (int s = 0; s < 16; s++) {
+            const float dl = dd * (float)q3_k_scale(sc, s);
+            for (int j = 0; j < 16; j++) L[16 * s + j] = (uint8_t)(dl != 0 ? qround(src[16 * s + j] / dl, -4, 3) + 4 : 4);
+        }
+        /* high bit of value j: bit j/32 of hmask[j%32]; low 2 bits as Q2_K */
+        memset(b, 0, 32);
+        for (int j = 0; j < QK_K; j++)
+            if (L[j] > 3) b[j % 32] |= (uint8_t)(1u << (j / 32)), L[j] -= 4;
+        pack_2bit(L, b + 32);
+    }
+}
+
+/* Q4_K/Q5_K: 8 sub-blocks of 32 with a 6-bit scale and min each. */
+static void k45_from_float(const float *src, uint8_t *b, int nmax, float rmin, int nstep, uint8_t *L) {
+    float w[32], scales[8], mins[8], max_scale = 0, max_min = 0;
+    for (int s = 0; s < 8; s++) {
+        const float *x = src + 32 * s;
+        float ss = 0;
+        for (int j = 0; j < 32; j++) ss += x[j] * x[j];
+        const float av = sqrtf(ss / 32.0f);
+        for (int j = 0; j < 32; j++) w[j] = av + fabsf(x[j]);
+        scales[s] = fit_scale_min(32, nmax, x, w, L + 32 * s, &mins[s], rmin, 0.1f, nstep, 0);
+        max_scale = SLM_MAX(max_scale, scales[s]);
+        max_min = SLM_MAX(max_min, mins[s]);
+    }
+    /* the 6-bit multiples are taken of d and dmin as stored: the same as
+       of max/63 in f16's normal range, and no blow-up where f16 rounds
+       tiny scales coarsely */
+    st_u16(b, f32_to_fp16(max_scale / 63.0f));
+    st_u16(b + 2, f32_to_fp16(max_min / 63.0f));
+    const float d = ld_f16(b), dmin = ld_f16(b + 2);
+    const float is = d > 0 ? 1.0f / d : 0.0f, im = dmin > 0 ? 1.0f / dmin : 0.0f;
+    uint8_t ls[8], lm[8], *sc = b + 4;
+    for (int s = 0; s < 8; s++) {
+        ls[s] = (uint8_t)qround(is * scales[s], 0, 63);
+        lm[s] = (uint8_t)qround(im * mins[s], 0, 63);
+        if (!ls[s]) lm[s] = (uint8_t)qround(-im * mean32(src + 32 * s, 32), 0, 63); /* only the offset is left: fit the mean */
+    }
+    for (int s = 0; s < 4; s++) {
+        sc[s] = (uint8_t)(ls[s] | (ls[s + 4] >> 4) << 6);
+        sc[s + 4] = (uint8_t)(lm[s] | (lm[s + 4] >> 4) << 6);
+        sc[s + 8] = (uint8_t)((ls[s + 4] & 15) | (lm[s + 4] & 15) << 4);
+    }
+    for (int s = 0; s < 8; s++) {
+        const float dl = d * (float)ls[s], ml = dmin * (float)lm[s];
+        for (int j = 0; j < 32; j++) L[32 * s + j] = (uint8_t)(dl != 0 ? qround((src[32 * s + j] + ml) / dl, 0, nmax) : 0);
+    }
+}
+
+static void q4_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, L[QK_K];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 144, src += QK_K) {
+        k45_from_float(src, b, 15, -1.0f, 20, L);
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) b[16 + 32 * g + l] = (uint8_t)(L[64 * g + l] | L[64 * g + 32 + l] << 4);
+    }
+}
+
+static void q5_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, L[QK_K];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 176, src += QK_K) {
+        k45_from_float(src, b, 31, -0.5f, 15, L);
+        uint8_t *qh = b + 16, *qs = b + 48;
+        memset(qh, 0, 32);
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) {
+                int a = L[64 * g + l], c = L[64 * g + 32 + l];
+                qs[32 * g + l] = (uint8_t)((a & 15) | (c & 15) << 4);
+                qh[l] |= (uint8_t)((a >> 4) << (2 * g) | (c >> 4) << (2 * g + 1));
+            }
+    }
+}
+
+static void q6_k_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, L[QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 210, src += QK_K) {
+        float amax = 0, max_scale = 0;
+        for (int s = 0; s < 16; s++) {
+            scales[s] = fit_scale_sym(16, 32, src + 16 * s, L + 16 * s);
+            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
+        }
+        memset(b, 0, 210);
+        if (amax < 1e-15f) continue;
+        const float is = -128.0f / max_scale;
+        for (int s = 0; s < 16; s++) b[192 + s] = (uint8_t)(int8_t)qround(is * scales[s], -128, 127);
+        st_u16(b + 208, f32_to_fp16(1.0f / is));
+        const float d = ld_f16(b + 208);
+        for (int s = 0; s < 16; s++) {
+            const float dl = d * (float)(int8_t)b[192 + s];
+            for (int j = 0; j < 16; j++) L[16 * s + j] = (uint8_t)(dl != 0 ? qround(src[16 * s + j] / dl, -32, 31) + 32 : 32);
+        }
+        uint8_t *ql = b, *qh = b + 128;
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t *v = L + 128 * h + l;
+                ql[64 * h + l] = (uint8_t)((v[0] & 15) | (v[64] & 15) << 4);
+                ql[64 * h + 32 + l] = (uint8_t)((v[32] & 15) | (v[96] & 15) << 4);
+                qh[32 * h + l] = (uint8_t)(v[0] >> 4 | (v[32] >> 4) << 2 | (v[64] >> 4) << 4 | (v[96] >> 4) << 6);
+            }
+    }
+}
+
+/* Defined in appendix E: */
+static float iq4_fit(const float *x);
+static void iq4_pack(const float *x, float d, uint8_t *qs);
+
+/* IQ4_XS: IQ4_NL's sub-block fit, then the 8 scales as 6-bit multiples of
+   d = -max_scale / 32 (the largest maps to -32). */
+static void iq4_xs_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    float scales[8];
+    for (int64_t i = 0; i < n / QK_K; i++, b += 136, src += QK_K) {
+        float amax = 0, max_scale = 0;
+        for (int s = 0; s < 8; s++) {
+            scales[s] = iq4_fit(src + 32 * s);
+            if (fabsf(scales[s]) > amax) amax = fabsf(scales[s]), max_scale = scales[s];
+        }
+        st_u16(b, f32_to_fp16(-max_scale / 32.0f));
+        const float d = ld_f16(b), id = d != 0 ? 1.0f / d : 0.0f;
+        unsigned sh = 0;
+        memset(b + 4, 0, 4);
+        for (int s = 0; s < 8; s++) {
+            int l = qround(id * scales[s], -32, 31);
+            iq4_pack(src + 32 * s, d * (float)l, b + 8 + 16 * s);
+            l += 32;
+            b[4 + s / 2] |= (uint8_t)((l & 15) << (4 * (s % 2)));
+            sh |= (unsigned)(l >> 4) << (2 * s);
+        }
+        st_u16(b + 2, (uint16_t)sh);
+    }
+}
+/* ========================================================================== */
+/* D. Quantization: convert a GGUF file's matrices to another type            */
 /* ========================================================================== */
 /*
  * slm_quantize_file reads any GGUF file (no architecture support needed),
  * decides a type per tensor (the target, llama.cpp's S/M/L mixes, block-size
- * fallbacks), writes the new directory with the GGUF writer (4b) and then
+ * fallbacks), writes the new directory with the GGUF writer (B) and then
  * streams each tensor: dequantize rows to float, quantize to the new type
  * (rows in parallel), write.
  */
@@ -20070,3 +14223,5926 @@ done:
     if (m) model_release(m);
     return st;
 }
+/* ========================================================================== */
+/* E. Kernels: the scalar reference (appendix)                                */
+/* ========================================================================== */
+/*
+ * 6a. Scalar reference: written to be obviously correct; named *_ref.
+ * 6b-6f. One subsection per instruction set (AVX2, SSE4.1, NEON, RVV,
+ *     Helium), compiled only for that target (section 1 picks it). Each
+ *     kernel has exactly the signature of its reference and is tested
+ *     against it.
+ * 6g. The kernels TRAITS points at: for each, the SIMD version this target
+ *     has, else the reference. A new type adds its *_ref kernels to 6a and,
+ *     when it gets SIMD versions, one K_* line per ISA and one wrapper in 6g
+ *     (plus a case in vec_dot4_of for a 4-token kernel).
+ *
+ * Rules every SIMD kernel keeps: the activation quantizer and the f16/bf16
+ * conversions give the same bits as the reference (round half to even,
+ * same scale arithmetic), so a model's results do not depend on the ISA
+ * beyond the summation order of the dot products. Activations quantized to
+ * Q8_0 lie in [-127, 127] (never -128), which the int8 kernels rely on.
+ */
+
+/* The SIMD kernels of a type with a 4-token variant are one function with
+   a token count nt of 1 or 4, forced inline into both so the count folds
+   away and the two give the same bits. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SLM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SLM_ALWAYS_INLINE inline
+#endif
+
+/* Full unrolling of the short loops over the parts of a super-block makes
+   their shifts and scale indices constants (GCC at -O2 would not unroll). */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+#define SLM_PRAGMA(x) _Pragma(#x)
+#define SLM_UNROLL(n) SLM_PRAGMA(GCC unroll n)
+#else
+#define SLM_UNROLL(n)
+#endif
+
+/* the 1-token and 4-token entry points of a kernel name_isa(n, x, y, rb, nt, yo, ldy) */
+#define K_ENTRIES(name, isa)                                                                                         \
+    static float dot_##name##_##isa(int n, const void *w, const void *a) {                                          \
+        float r;                                                                                                     \
+        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0);                                       \
+        return r;                                                                                                    \
+    }                                                                                                                \
+    static void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {     \
+        name##_##isa(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy);                                  \
+    }
+
+/* F32 data in slm's buffers is little-endian, like GGUF's: a copy on
+   little-endian hosts, a byte swap on big-endian ones. */
+/* K-quant kernels of every ISA: one step for the nt tokens (1 or 4), i0..i3
+   their integer lanes, q8 the first token's activations, rb the row bytes;
+   and the end of a super-block, the lanes times the scales (fn: the ISA's)
+   into s0..s3. */
+#define K_TOKENS(step, ...)                                                                                          \
+    do {                                                                                                             \
+        i0 = step(i0, __VA_ARGS__, q8);                                                                              \
+        if (nt == 4) {                                                                                               \
+            i1 = step(i1, __VA_ARGS__, q8 + rb);                                                                     \
+            i2 = step(i2, __VA_ARGS__, q8 + 2 * rb);                                                                 \
+            i3 = step(i3, __VA_ARGS__, q8 + 3 * rb);                                                                 \
+        }                                                                                                            \
+    } while (0)
+#define K_SCALE(fn, xd)                                                                                              \
+    do {                                                                                                             \
+        s0 = fn(s0, i0, xd, y);                                                                                      \
+        if (nt == 4) {                                                                                               \
+            s1 = fn(s1, i1, xd, y + rb);                                                                             \
+            s2 = fn(s2, i2, xd, y + 2 * rb);                                                                         \
+            s3 = fn(s3, i3, xd, y + 3 * rb);                                                                         \
+        }                                                                                                            \
+    } while (0)
+
+static void f32_to_float(const void *src, float *dst, int64_t n) {
+    if (!SLM_BIG_ENDIAN) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) dst[i] = ld_f32((const uint8_t *)src + 4 * i);
+}
+
+static void f32_from_float(const float *src, void *dst, int64_t n) {
+    if (!SLM_BIG_ENDIAN) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) st_f32((uint8_t *)dst + 4 * i, src[i]);
+}
+
+/* x[i] = exp(x[i] - mx) (mx: the maximum, so every argument is <= 0), and
+   their sum: the body of softmax. */
+static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    return sum;
+}
+
+/* The reference of qk_rows_f16 (flash attention's scores, a dot_rows_fn
+   whose kernels sum in their own order): out[j * out_stride + r] = F16 row r
+   . a_j, in double. */
+static SLM_UNUSED void qk_rows_f16_ref(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride,
+                                       int na, float *out, size_t out_stride) {
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)rows + (size_t)r * stride;
+        for (int j = 0; j < na; j++) {
+            double s = 0;
+            for (int i = 0; i < n; i++) s += (double)ld_f16(x + 2 * i) * a[(size_t)j * a_stride + i];
+            out[(size_t)j * out_stride + r] = (float)s;
+        }
+    }
+}
+
+/* Accumulations that ggml does in float are done in double here, so the
+   reference is the more exact of the two. The *_ref kernels are SLM_UNUSED:
+   on SIMD targets only the tests and the benchmark call them. */
+static SLM_UNUSED float dot_f32_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)ld_f32(x + 4 * i) * ld_f32(y + 4 * i);
+    return (float)s;
+}
+
+static SLM_UNUSED void f16_to_float_ref(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    for (int64_t i = 0; i < n; i++) dst[i] = ld_f16(p + 2 * i);
+}
+
+static SLM_UNUSED void f16_from_float_ref(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    for (int64_t i = 0; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
+}
+
+static SLM_UNUSED float dot_f16_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return (float)s;
+}
+
+static SLM_UNUSED void bf16_to_float_ref(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+static SLM_UNUSED void bf16_from_float_ref(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    for (int64_t i = 0; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
+}
+
+static SLM_UNUSED float dot_bf16_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
+    return (float)s;
+}
+
+/* Q8_0 */
+static void q8_0_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34) {
+        float d = ld_f16(b);
+        for (int j = 0; j < QK8_0; j++) dst[i * QK8_0 + j] = d * (float)(int8_t)b[2 + j];
+    }
+}
+
+/* Also the activation quantizer of every Q8_0-partnered type: scale
+   amax/127, values rounded half-to-even (as ggml's x86 path does, so that
+   results agree with llama.cpp and are the same on every platform). */
+static SLM_UNUSED void q8_0_from_float_ref(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        float amax = 0;
+        for (int j = 0; j < QK8_0; j++) amax = SLM_MAX(amax, fabsf(src[j]));
+        /* below 1e-30 the fp16 scale is 0 anyway; 127/amax could overflow */
+        float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        for (int j = 0; j < QK8_0; j++) b[2 + j] = (uint8_t)(int8_t)round_even(clamp127(src[j] * id));
+    }
+}
+
+static SLM_UNUSED float dot_q8_0_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        int32_t isum = 0;
+        for (int j = 0; j < QK8_0; j++) isum += (int8_t)x[2 + j] * (int8_t)y[2 + j];
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* Q4_0 */
+static void q4_0_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / QK4_0; i++, b += 18) {
+        float d = ld_f16(b);
+        for (int j = 0; j < 16; j++) {
+            dst[i * 32 + j] = d * (float)((b[2 + j] & 15) - 8);
+            dst[i * 32 + j + 16] = d * (float)((b[2 + j] >> 4) - 8);
+        }
+    }
+}
+
+/* Weight quantizer, as ggml's reference: the scale maps the value of
+   largest magnitude to -8, so that sign gets the extra level. */
+static void q4_0_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK4_0; i++, b += 18, src += QK4_0) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK4_0; j++)
+            if (fabsf(src[j]) > amax) {
+                amax = fabsf(src[j]);
+                max = src[j];
+            }
+        float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        for (int j = 0; j < 16; j++) {
+            float f0 = src[j] * id + 8.5f, f1 = src[j + 16] * id + 8.5f;
+            /* clamp in float: a NaN weight becomes 0 instead of an undefined cast */
+            int q0 = f0 >= 0.0f ? (f0 < 15.0f ? (int)f0 : 15) : 0;
+            int q1 = f1 >= 0.0f ? (f1 < 15.0f ? (int)f1 : 15) : 0;
+            b[2 + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+static SLM_UNUSED float dot_q4_0_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += ((x[2 + j] & 15) - 8) * (int8_t)y[2 + j];
+            isum += ((x[2 + j] >> 4) - 8) * (int8_t)y[2 + j + 16];
+        }
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* Q4_1: offset grid (min..max), for the Q8_1 activations. */
+static void q4_1_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 20, dst += 32) {
+        float d = ld_f16(b), m = ld_f16(b + 2);
+        for (int j = 0; j < 16; j++) {
+            dst[j] = (float)(b[4 + j] & 15) * d + m;
+            dst[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+        }
+    }
+}
+
+/* Clamped round-half-even (the float->int step of every quantizer). */
+static inline int qround(float x, int lo, int hi) {
+    if (!(x > -4.0e6f)) x = -4.0e6f; /* also catches NaN */
+    if (x > 4.0e6f) x = 4.0e6f;
+    int v = round_even(x);
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Block minimum and maximum of n values. */
+static void min_max(const float *x, int n, float *lo, float *hi) {
+    float a = x[0], b = x[0];
+    for (int j = 1; j < n; j++) a = SLM_MIN(a, x[j]), b = SLM_MAX(b, x[j]);
+    *lo = a, *hi = b;
+}
+
+/* Offset grid of 2^bits levels from min to max: d and m stored as f16, the
+   levels chosen against the rounded values that the decoder will use. */
+static void offset_block(const float *x, int bits, uint8_t *q, uint8_t *dm) {
+    float lo, hi;
+    min_max(x, 32, &lo, &hi);
+    int nmax = (1 << bits) - 1;
+    st_u16(dm, f32_to_fp16((hi - lo) / (float)nmax));
+    st_u16(dm + 2, f32_to_fp16(lo));
+    float d = ld_f16(dm), m = ld_f16(dm + 2), id = d != 0 ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; j++) q[j] = (uint8_t)qround((x[j] - m) * id, 0, nmax);
+}
+
+static void q4_1_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, q[32];
+    for (int64_t i = 0; i < n / 32; i++, b += 20, src += 32) {
+        offset_block(src, 4, q, b);
+        for (int j = 0; j < 16; j++) b[4 + j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+    }
+}
+
+static SLM_UNUSED float dot_q4_1_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0; /* the min terms are summed apart, as ggml does */
+    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += (x[4 + j] & 15) * (int8_t)y[4 + j];
+            isum += (x[4 + j] >> 4) * (int8_t)y[4 + j + 16];
+        }
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+/* Q5_0 / Q5_1: the fifth bit of value j is bit j of the u32 qh. */
+static inline int q5_level(const uint8_t *qh, const uint8_t *qs, int j) {
+    int lo = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
+    return lo | (int)((ld_u32(qh) >> j) & 1u) << 4;
+}
+
+static void q5_pack(const uint8_t *q, uint8_t *qh, uint8_t *qs) {
+    uint32_t h = 0;
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 15) | ((q[j + 16] & 15) << 4));
+    for (int j = 0; j < 32; j++) h |= (uint32_t)(q[j] >> 4) << j;
+    st_u32(qh, h);
+}
+
+static void q5_0_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 22, dst += 32) {
+        float d = ld_f16(b);
+        for (int j = 0; j < 32; j++) dst[j] = (float)(q5_level(b + 2, b + 6, j) - 16) * d;
+    }
+}
+
+/* As Q4_0: the value of largest magnitude maps to -16. */
+static void q5_0_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, q[32];
+    for (int64_t i = 0; i < n / 32; i++, b += 22, src += 32) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(src[j]) > amax) amax = fabsf(src[j]), max = src[j];
+        float d = max / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        for (int j = 0; j < 32; j++) q[j] = (uint8_t)SLM_MIN(31, SLM_MAX(0, (int)(src[j] * id + 16.5f)));
+        q5_pack(q, b + 2, b + 6);
+    }
+}
+
+static SLM_UNUSED float dot_q5_0_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        int32_t isum = 0;
+        for (int j = 0; j < 32; j++) isum += (q5_level(x + 2, x + 6, j) - 16) * (int8_t)y[2 + j];
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static void q5_1_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 24, dst += 32) {
+        float d = ld_f16(b), m = ld_f16(b + 2);
+        for (int j = 0; j < 32; j++) dst[j] = (float)q5_level(b + 4, b + 8, j) * d + m;
+    }
+}
+
+static void q5_1_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst, q[32];
+    for (int64_t i = 0; i < n / 32; i++, b += 24, src += 32) {
+        offset_block(src, 5, q, b);
+        q5_pack(q, b + 4, b + 8);
+    }
+}
+
+static SLM_UNUSED float dot_q5_1_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
+        int32_t isum = 0;
+        for (int j = 0; j < 32; j++) isum += q5_level(x + 4, x + 8, j) * (int8_t)y[4 + j];
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+/* Q8_1: activations for Q4_1/Q5_1. Like Q8_0 (ggml's x86 path: scale
+   amax/127, ties to even) plus s = d * sum(q), both as f16, s computed from
+   the unrounded d as ggml does. */
+static void q8_1_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, dst += 32) {
+        float d = ld_f16(b);
+        for (int j = 0; j < 32; j++) dst[j] = d * (float)(int8_t)b[4 + j];
+    }
+}
+
+static SLM_UNUSED void q8_1_from_float_ref(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = SLM_MAX(amax, fabsf(src[j]));
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = round_even(src[j] * id);
+            b[4 + j] = (uint8_t)(int8_t)q;
+            sum += q;
+        }
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)sum));
+    }
+}
+
+/* IQ4_NL: Q4_0's layout on the IQ4_VALUES grid. */
+static void iq4_nl_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / 32; i++, b += 18, dst += 32) {
+        float d = ld_f16(b);
+        for (int j = 0; j < 16; j++) {
+            dst[j] = d * (float)IQ4_VALUES[b[2 + j] & 15];
+            dst[j + 16] = d * (float)IQ4_VALUES[b[2 + j] >> 4];
+        }
+    }
+}
+
+/* Index of the IQ4 level nearest to v (ties go up). */
+static int iq4_nearest(float v) {
+    /* midpoints between neighbouring levels: count those at or below v
+       (branch-free; a value exactly between two levels goes up) */
+    static const float mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                  7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+    int idx = 0;
+    for (int i = 0; i < 15; i++) idx += v >= mid[i];
+    return idx;
+}
+
+/* Scale of 32 values on the IQ4 grid, weights x^2. Candidate grids put the
+   extreme value at +127 and at -127 + t for |t| <= 7 (the grid is longer on
+   the negative side); each assignment gets its least-squares scale and the
+   one with the least weighted error (largest sum(wqx)^2/sum(wq^2)) wins. */
+static float iq4_fit(const float *x) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++)
+        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+    if (amax < 1e-15f) return 0;
+    float best_d = 0, best = -1;
+    for (int t = -8; t <= 7; t++) {
+        float id = t == -8 ? 127.0f / max : ((float)t - 127.0f) / max;
+        float sqx = 0, sq2 = 0;
+        for (int j = 0; j < 32; j++) {
+            float q = (float)IQ4_VALUES[iq4_nearest(id * x[j])], w = x[j] * x[j];
+            sqx += w * q * x[j];
+            sq2 += w * q * q;
+        }
+        if (sq2 > 0 && (best < 0 || sqx * sqx > best * sq2)) best_d = sqx / sq2, best = best_d * sqx;
+    }
+    return best_d;
+}
+
+/* Nibbles of 32 values against the scale d (as the decoder will see it). */
+static void iq4_pack(const float *x, float d, uint8_t *qs) {
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(iq4_nearest(x[j] * id) | (iq4_nearest(x[j + 16] * id) << 4));
+}
+
+static void iq4_nl_from_float(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 18, src += 32) {
+        st_u16(b, f32_to_fp16(iq4_fit(src)));
+        iq4_pack(src, ld_f16(b), b + 2);
+    }
+}
+
+static SLM_UNUSED float dot_iq4_nl_ref(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += IQ4_VALUES[x[2 + j] & 15] * (int8_t)y[2 + j];
+            isum += IQ4_VALUES[x[2 + j] >> 4] * (int8_t)y[2 + j + 16];
+        }
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* --- K-quants ------------------------------------------------------------ */
+/*
+ * Every K-quant super-block is first decoded to integers (kblock), then
+ * dequantized or dotted by one shared routine each: the reference is the
+ * layout decoder plus the arithmetic, and the arithmetic is ggml's: integer
+ * sums per sub-block times the integer sub-block scale, then one float
+ * multiply by d_w * d_a; the mins enter as dmin_w * d_a * sum(m * bsums).
+ */
+
+typedef struct kblock {
+    float d, dmin;      /* super-block scale and min scale (dmin 0: no mins) */
+    int sub;            /* values per sub-block: 16 or 32 */
+    int sc[16], mn[16]; /* integer scale and min of each sub-block */
+    int8_t q[QK_K];     /* integer levels */
+} kblock;
+
+static void kblock_to_float(const kblock *k, float *y) {
+    for (int s = 0; s < QK_K / k->sub; s++) {
+        const float dl = k->d * (float)k->sc[s], ml = k->dmin * (float)k->mn[s];
+        for (int i = s * k->sub; i < (s + 1) * k->sub; i++) y[i] = dl * (float)k->q[i] - ml;
+    }
+}
+
+/* Dot of a decoded super-block with one Q8_K block. */
+static float kblock_dot(const kblock *k, const uint8_t *y) {
+    const int8_t *q8 = (const int8_t *)(y + 4);
+    const uint8_t *bsums = y + 260;
+    int32_t isum = 0, imin = 0;
+    if (k->sub == 16) {
+        for (int s = 0; s < 16; s++) {
+            int32_t t = 0;
+            for (int i = 16 * s; i < 16 * s + 16; i++) t += k->q[i] * q8[i];
+            isum += k->sc[s] * t;
+            imin += k->mn[s] * (int16_t)ld_u16(bsums + 2 * s);
+        }
+    } else {
+        for (int s = 0; s < 8; s++) {
+            int32_t t = 0;
+            for (int i = 32 * s; i < 32 * s + 32; i++) t += k->q[i] * q8[i];
+            isum += k->sc[s] * t;
+            imin += k->mn[s] * ((int16_t)ld_u16(bsums + 4 * s) + (int16_t)ld_u16(bsums + 4 * s + 2));
+        }
+    }
+    const float d8 = ld_f32(y);
+    float r = (k->d * d8) * (float)isum;
+    if (k->dmin != 0) r -= (k->dmin * d8) * (float)imin;
+    return r;
+}
+
+static void unpack_q2_k(const uint8_t *b, kblock *k) {
+    k->d = ld_f16(b + 80);
+    k->dmin = ld_f16(b + 82);
+    k->sub = 16;
+    for (int s = 0; s < 16; s++) k->sc[s] = b[s] & 15, k->mn[s] = b[s] >> 4;
+    for (int h = 0; h < 2; h++)
+        for (int kk = 0; kk < 4; kk++)
+            for (int l = 0; l < 32; l++) k->q[128 * h + 32 * kk + l] = (int8_t)((b[16 + 32 * h + l] >> (2 * kk)) & 3);
+}
+
+static int q3_k_scale(const uint8_t *sc, int s) {
+    int lo = s < 8 ? sc[s] & 15 : sc[s - 8] >> 4;
+    int hi = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+static void unpack_q3_k(const uint8_t *b, kblock *k) {
+    const uint8_t *hm = b, *qs = b + 32;
+    k->d = ld_f16(b + 108);
+    k->dmin = 0;
+    k->sub = 16;
+    for (int s = 0; s < 16; s++) k->sc[s] = q3_k_scale(b + 96, s), k->mn[s] = 0;
+    for (int h = 0; h < 2; h++)
+        for (int kk = 0; kk < 4; kk++)
+            for (int l = 0; l < 32; l++)
+                k->q[128 * h + 32 * kk + l] =
+                    (int8_t)(((qs[32 * h + l] >> (2 * kk)) & 3) - (((hm[l] >> (4 * h + kk)) & 1) ? 0 : 4));
+}
+
+/* 6-bit scale and min s of the Q4_K/Q5_K 12-byte table. */
+static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m) {
+    if (s < 4) {
+        *d = sc[s] & 63;
+        *m = sc[s + 4] & 63;
+    } else {
+        *d = (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4);
+        *m = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
+    }
+}
+
+static void unpack_q4_k(const uint8_t *b, kblock *k) {
+    const uint8_t *qs = b + 16;
+    k->d = ld_f16(b);
+    k->dmin = ld_f16(b + 2);
+    k->sub = 32;
+    for (int s = 0; s < 8; s++) k4_scale_min(b + 4, s, &k->sc[s], &k->mn[s]);
+    for (int g = 0; g < 4; g++)
+        for (int l = 0; l < 32; l++) {
+            k->q[64 * g + l] = (int8_t)(qs[32 * g + l] & 15);
+            k->q[64 * g + 32 + l] = (int8_t)(qs[32 * g + l] >> 4);
+        }
+}
+
+static void unpack_q5_k(const uint8_t *b, kblock *k) {
+    const uint8_t *qh = b + 16, *qs = b + 48;
+    k->d = ld_f16(b);
+    k->dmin = ld_f16(b + 2);
+    k->sub = 32;
+    for (int s = 0; s < 8; s++) k4_scale_min(b + 4, s, &k->sc[s], &k->mn[s]);
+    for (int g = 0; g < 4; g++)
+        for (int l = 0; l < 32; l++) {
+            k->q[64 * g + l] = (int8_t)((qs[32 * g + l] & 15) | (((qh[l] >> (2 * g)) & 1) << 4));
+            k->q[64 * g + 32 + l] = (int8_t)((qs[32 * g + l] >> 4) | (((qh[l] >> (2 * g + 1)) & 1) << 4));
+        }
+}
+
+static void unpack_q6_k(const uint8_t *b, kblock *k) {
+    const uint8_t *ql = b, *qh = b + 128;
+    k->d = ld_f16(b + 208);
+    k->dmin = 0;
+    k->sub = 16;
+    for (int s = 0; s < 16; s++) k->sc[s] = (int8_t)b[192 + s], k->mn[s] = 0;
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const int a = ql[64 * h + l], c = ql[64 * h + 32 + l], hi = qh[32 * h + l];
+            int8_t *q = k->q + 128 * h + l;
+            q[0] = (int8_t)(((a & 15) | (hi & 3) << 4) - 32);
+            q[32] = (int8_t)(((c & 15) | ((hi >> 2) & 3) << 4) - 32);
+            q[64] = (int8_t)(((a >> 4) | ((hi >> 4) & 3) << 4) - 32);
+            q[96] = (int8_t)(((c >> 4) | ((hi >> 6) & 3) << 4) - 32);
+        }
+}
+
+static void unpack_iq4_xs(const uint8_t *b, kblock *k) {
+    const unsigned sh = ld_u16(b + 2);
+    const uint8_t *sl = b + 4, *qs = b + 8;
+    k->d = ld_f16(b);
+    k->dmin = 0;
+    k->sub = 32;
+    for (int s = 0; s < 8; s++) k->sc[s] = (int)(((sl[s / 2] >> (4 * (s % 2))) & 15) | (((sh >> (2 * s)) & 3) << 4)) - 32, k->mn[s] = 0;
+    for (int s = 0; s < 8; s++)
+        for (int j = 0; j < 16; j++) {
+            k->q[32 * s + j] = IQ4_VALUES[qs[16 * s + j] & 15];
+            k->q[32 * s + j + 16] = IQ4_VALUES[qs[16 * s + j] >> 4];
+        }
+}
+
+/* The to_float and vec_dot of each K type: decode, then the shared part. */
+#define KQUANT_KERNELS(name, bytes)                                                 \
+    static void name##_to_float(const void *src, float *dst, int64_t n) {           \
+        const uint8_t *b = (const uint8_t *)src;                                    \
+        kblock k;                                                                   \
+        for (int64_t i = 0; i < n / QK_K; i++, b += (bytes), dst += QK_K) {         \
+            unpack_##name(b, &k);                                                   \
+            kblock_to_float(&k, dst);                                               \
+        }                                                                           \
+    }                                                                               \
+    static SLM_UNUSED float dot_##name##_ref(int n, const void *w, const void *a) {  \
+        const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;             \
+        kblock k;                                                                   \
+        float s = 0;                                                                \
+        for (int i = 0; i < n / QK_K; i++, x += (bytes), y += 292) {                \
+            unpack_##name(x, &k);                                                   \
+            s += kblock_dot(&k, y);                                                 \
+        }                                                                           \
+        return s;                                                                   \
+    }
+
+KQUANT_KERNELS(q2_k, 84)
+KQUANT_KERNELS(q3_k, 110)
+KQUANT_KERNELS(q4_k, 144)
+KQUANT_KERNELS(q5_k, 176)
+KQUANT_KERNELS(q6_k, 210)
+KQUANT_KERNELS(iq4_xs, 136)
+#undef KQUANT_KERNELS
+
+/* For the SIMD kernels: the packed scale tables decoded four bytes at a
+   time (u[] read as bytes on little-endian hosts, which the SIMD paths
+   are). Q4_K/Q5_K: the 8 6-bit scales, then the 8 mins. Q3_K: the 16
+   scales as 6-bit values, not yet minus 32. */
+static SLM_UNUSED inline void k4_scales_u32(const uint8_t *s, uint32_t u[4]) {
+    const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
+    u[0] = a & 0x3f3f3f3fu;
+    u[1] = (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4;
+    u[2] = b & 0x3f3f3f3fu;
+    u[3] = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4;
+}
+
+static SLM_UNUSED inline void q3_k_scales_u32(const uint8_t *s, uint32_t u[4]) {
+    const uint32_t a = ld_u32(s), b = ld_u32(s + 4), c = ld_u32(s + 8);
+    u[0] = (a & 0x0f0f0f0fu) | (c & 0x03030303u) << 4;
+    u[1] = (b & 0x0f0f0f0fu) | ((c >> 2) & 0x03030303u) << 4;
+    u[2] = ((a >> 4) & 0x0f0f0f0fu) | ((c >> 4) & 0x03030303u) << 4;
+    u[3] = ((b >> 4) & 0x0f0f0f0fu) | ((c >> 6) & 0x03030303u) << 4;
+}
+
+/* IQ4_XS sub-block scale s (signed) */
+static SLM_UNUSED inline int iq4_xs_scale(const uint8_t *b, int s) {
+    return (int)(((b[4 + s / 2] >> (4 * (s % 2))) & 15) | (((ld_u16(b + 2) >> (2 * s)) & 3) << 4)) - 32;
+}
+
+/* Q8_K: activations for the K-quants, as ggml's quantize_row_q8_K_ref: the
+   value of largest magnitude maps to -127 (so d = 1/iscale may be
+   negative), ties to even, and bsums[s] = sum of qs[16s .. 16s+15]. */
+static void q8_k_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, dst += QK_K) {
+        float d = ld_f32(b);
+        for (int j = 0; j < QK_K; j++) dst[j] = d * (float)(int8_t)b[4 + j];
+    }
+}
+
+static SLM_UNUSED void q8_k_from_float_ref(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(src[j]) > amax) amax = fabsf(src[j]), max = src[j];
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) b[4 + j] = (uint8_t)(int8_t)SLM_MIN(127, round_even(iscale * src[j]));
+        for (int s = 0; s < 16; s++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += (int8_t)b[4 + 16 * s + j];
+            st_u16(b + 260 + 2 * s, (uint16_t)(int16_t)sum);
+        }
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
+
+
+/* K-quant x8 groups (section 5) against nt <= 4 Q8_K rows: the reference of
+   the SIMD x8 kernels, which give its bits (for the tests: scalar builds
+   keep the GGUF layout and the one-row kernels). Per super-block, row and token
+   the integer sums are exact; the float steps are Q4_K: y += (d_w d_a) isum
+   then y -= (dmin_w d_a) msum (two FMAs), Q5_K likewise; Q6_K: y += (d_w d_a) (isum - 32
+   osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
+   the activations, osum the scales times the activations' 16-sums. */
+/* a * b + c rounded once, as the kernels' FMA instructions: the product of
+   two floats is exact in a double, so only the sum rounds (twice, to double
+   then float: a different result needs a sum within 2^-29 of a float
+   midpoint). Not fmaf(): mingw-w64's is a multiply and then an add. */
+static inline float fma_ref(float a, float b, float c) { return (float)((double)a * (double)b + (double)c); }
+
+static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                         int64_t ldy) {
+    const int bb = x8_block_bytes(type);
+    float acc[4][8] = {{0}};
+    for (int b = 0; b < n / QK_K; b++, w += bb) {
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb + (size_t)b * 292;
+            const int8_t *aq = (const int8_t *)(at + 4);
+            const float da = ld_f32(at);
+            for (int r = 0; r < 8; r++) {
+                int32_t isum = 0, msum = 0;
+                if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K */
+                    const int q5 = type == SLM_TYPE_Q5_K;
+                    for (int s = 0; s < 8; s++) {
+                        const int lo = w[32 + 32 * (s / 4) + KX8_POS(s, r)], hi = w[96 + KX8_POS(s, r)] >> (4 * (s / 4));
+                        const int sc = (lo & 15) | (hi & 3) << 4, m = (lo >> 4) | ((hi >> 2) & 3) << 4;
+                        const uint8_t *os = w + 128 + (q5 ? 160 : 128) * s;
+                        int32_t dot = 0;
+                        for (int c = 0; c < 4; c++)
+                            for (int j = 0; j < 4; j++) {
+                                const int v = os[(q5 ? 32 : 0) + 32 * c + 4 * r + j], h = q5 ? os[4 * r + j] : 0;
+                                const int ql = (v & 15) | ((h >> c) & 1) << 4, qh = (v >> 4) | ((h >> (4 + c)) & 1) << 4;
+                                dot += ql * aq[32 * s + 8 * c + j] + qh * aq[32 * s + 8 * c + 4 + j];
+                            }
+                        isum += sc * dot;
+                        msum += m * ((int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s));
+                    }
+                    const float dw = ld_f16(w + 2 * r), dm = ld_f16(w + 16 + 2 * r);
+                    acc[t][r] = fma_ref(dw * da, (float)isum, acc[t][r]);
+                    acc[t][r] = fma_ref(-(dm * da), (float)msum, acc[t][r]);
+                } else { /* Q6_K */
+                    for (int s = 0; s < 16; s++) {
+                        const int sc = (int8_t)w[16 + 16 * (s / 2) + 2 * r + s % 2];
+                        const uint8_t *op = w + 144 + 192 * (s / 2);
+                        int32_t dot = 0;
+                        for (int c = 2 * (s % 2); c < 2 * (s % 2) + 2; c++)
+                            for (int j = 0; j < 4; j++) {
+                                const int v = op[32 * c + 4 * r + j], hb = op[128 + 32 * (c / 2) + 4 * r + j] >> (4 * (c % 2));
+                                const int col = 32 * (s / 2) + 8 * c + j;
+                                dot += ((v & 15) | (hb & 3) << 4) * aq[col] + ((v >> 4) | ((hb >> 2) & 3) << 4) * aq[col + 4];
+                            }
+                        isum += sc * dot;
+                        msum += sc * (int16_t)ld_u16(at + 260 + 2 * s);
+                    }
+                    acc[t][r] = fma_ref(ld_f16(w + 2 * r) * da, (float)(isum - 32 * msum), acc[t][r]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < 8; r++) y[t * ldy + r] = acc[t][r];
+}
+
+static SLM_UNUSED void gemm_q4_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q4_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static SLM_UNUSED void gemm_q5_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q5_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static SLM_UNUSED void gemm_q6_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_Q6_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* -------------------------------------------------------------------------- */
+/* E1. x86-64 AVX2 (+FMA, F16C)                                               */
+/* -------------------------------------------------------------------------- */
+#ifdef SLM_AVX2
+SLM_TARGET_AVX2
+
+static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float h2f_avx2(const uint8_t *p) { return _cvtsh_ss(ld_u16(p)); }
+
+/* 32 int8 products summed in 8 lanes, as floats. maddubs wants one unsigned
+   operand: |x| and y*sign(x) have the same products (y is never -128). */
+static inline __m256 i8dot_avx2(__m256i x, __m256i y) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* 16 bytes of Q4_0 nibbles -> 32 int8 in [-8, 7], in value order */
+static inline __m256i q4_unpack_avx2(const uint8_t *q) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)q);
+    const __m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
+}
+
+static float dot_f32_avx2(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+static void f16_to_float_avx2(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
+}
+
+/* the hardware rounds to nearest even, like f32_to_fp16 (NaNs stay NaNs) */
+static void f16_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(p + 2 * i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
+}
+
+/* exp on 8 lanes for arguments <= 0: 2^k * p(r), r = x - k ln 2 in two
+   parts, a degree-7 polynomial (Cephes' expf); within 2 ulp of expf, and 0
+   below -87.3 where expf would give a subnormal that no longer changes a
+   softmax sum. */
+static double exp_sum_avx2(float *x, int n, float mx) {
+    const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f), one = _mm256_set1_ps(1.0f);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), vmx);
+        const __m256 keep = _mm256_cmp_ps(v, lo, _CMP_GE_OQ), t = _mm256_max_ps(v, lo);
+        const __m256 k = _mm256_round_ps(_mm256_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 r = _mm256_fnmadd_ps(k, c2, _mm256_fnmadd_ps(k, c1, t));
+        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+        p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, one));
+        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+        const __m256 y = _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+        _mm256_storeu_ps(x + i, y);
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    }
+    double t4[4];
+    _mm256_storeu_pd(t4, _mm256_add_pd(acc0, acc1));
+    double sum = (t4[0] + t4[1]) + (t4[2] + t4[3]);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    return sum;
+}
+
+static float dot_f16_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+#define LDH(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * (i))))
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(LDH(x, i), LDH(y, i), s0);
+        s1 = _mm256_fmadd_ps(LDH(x, i + 8), LDH(y, i + 8), s1);
+        s2 = _mm256_fmadd_ps(LDH(x, i + 16), LDH(y, i + 16), s2);
+        s3 = _mm256_fmadd_ps(LDH(x, i + 24), LDH(y, i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDH(x, i), LDH(y, i), s0);
+#undef LDH
+    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return s;
+}
+
+/* dot_f16_avx2 over many rows and vectors (dot_rows_fn): per row, up to 3
+   vectors at a time share its conversion to floats; the same FMA lanes and
+   sums as dot_f16_avx2 for every pair. */
+static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx2(int n, const uint8_t *x, const float *a, size_t a_stride, int nj,
+                                                     float *out, size_t out_stride) {
+#define LDH(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * (i))))
+#define FMA4(A, B, C, D, aj)                                                                                           \
+    A = _mm256_fmadd_ps(x0, _mm256_loadu_ps(aj), A), B = _mm256_fmadd_ps(x1, _mm256_loadu_ps((aj) + 8), B),           \
+    C = _mm256_fmadd_ps(x2, _mm256_loadu_ps((aj) + 16), C), D = _mm256_fmadd_ps(x3, _mm256_loadu_ps((aj) + 24), D)
+    /* named accumulators (nj is a constant here): arrays would live on the stack */
+    const float *a0 = a, *a1 = a + a_stride, *a2 = a + 2 * a_stride;
+    __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, q0 = p0, q1 = p0, q2 = p0, q3 = p0;
+    __m256 r0 = p0, r1 = p0, r2 = p0, r3 = p0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256 x0 = LDH(x, i), x1 = LDH(x, i + 8), x2 = LDH(x, i + 16), x3 = LDH(x, i + 24);
+        FMA4(p0, p1, p2, p3, a0 + i);
+        if (nj > 1) FMA4(q0, q1, q2, q3, a1 + i);
+        if (nj > 2) FMA4(r0, r1, r2, r3, a2 + i);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x0 = LDH(x, i);
+        p0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a0 + i), p0);
+        if (nj > 1) q0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a1 + i), q0);
+        if (nj > 2) r0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(a2 + i), r0);
+    }
+#undef FMA4
+#undef LDH
+    float s0 = hsum_avx2(_mm256_add_ps(_mm256_add_ps(p0, p1), _mm256_add_ps(p2, p3)));
+    float s1 = nj > 1 ? hsum_avx2(_mm256_add_ps(_mm256_add_ps(q0, q1), _mm256_add_ps(q2, q3))) : 0.0f;
+    float s2 = nj > 2 ? hsum_avx2(_mm256_add_ps(_mm256_add_ps(r0, r1), _mm256_add_ps(r2, r3))) : 0.0f;
+    for (; i < n; i++) {
+        const float xv = ld_f16(x + 2 * i);
+        s0 += xv * a0[i];
+        if (nj > 1) s1 += xv * a1[i];
+        if (nj > 2) s2 += xv * a2[i];
+    }
+    out[0] = s0;
+    if (nj > 1) out[out_stride] = s1;
+    if (nj > 2) out[2 * out_stride] = s2;
+}
+
+/* Flash attention's scores and V sums (qk_rows_f16): 4 F16 rows against up to 3
+   queries at a time, 8 lanes per pair over the head, then one reduction
+   of the 4 rows' lanes together (hadd) instead of one per pair; every pair
+   is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) then
+   the tail, whatever rows and queries share the call. */
+static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stride, int nr, const float *a,
+                                           size_t a_stride, int nj, float *out, size_t out_stride) {
+    const uint8_t *x0 = x, *x1 = nr > 1 ? x + stride : x, *x2 = nr > 2 ? x + 2 * stride : x,
+                  *x3 = nr > 3 ? x + 3 * stride : x;
+    const float *a0 = a, *a1 = nj > 1 ? a + a_stride : a, *a2 = nj > 2 ? a + 2 * a_stride : a;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+    int i = 0;
+#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * i)))
+    for (; i + 8 <= n; i += 8) {
+        const __m256 q0 = _mm256_loadu_ps(a0 + i), q1 = _mm256_loadu_ps(a1 + i), q2 = _mm256_loadu_ps(a2 + i);
+        __m256 k = LDH(x0);
+        c00 = _mm256_fmadd_ps(k, q0, c00), c10 = _mm256_fmadd_ps(k, q1, c10), c20 = _mm256_fmadd_ps(k, q2, c20);
+        k = LDH(x1);
+        c01 = _mm256_fmadd_ps(k, q0, c01), c11 = _mm256_fmadd_ps(k, q1, c11), c21 = _mm256_fmadd_ps(k, q2, c21);
+        k = LDH(x2);
+        c02 = _mm256_fmadd_ps(k, q0, c02), c12 = _mm256_fmadd_ps(k, q1, c12), c22 = _mm256_fmadd_ps(k, q2, c22);
+        k = LDH(x3);
+        c03 = _mm256_fmadd_ps(k, q0, c03), c13 = _mm256_fmadd_ps(k, q1, c13), c23 = _mm256_fmadd_ps(k, q2, c23);
+    }
+#undef LDH
+    const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(c00, c01), _mm256_hadd_ps(c02, c03));
+    const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(c10, c11), _mm256_hadd_ps(c12, c13));
+    const __m256 h2 = _mm256_hadd_ps(_mm256_hadd_ps(c20, c21), _mm256_hadd_ps(c22, c23));
+    float s[3][4];
+    _mm_storeu_ps(s[0], _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1)));
+    _mm_storeu_ps(s[1], _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
+    _mm_storeu_ps(s[2], _mm_add_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
+    for (int j = 0; j < nj; j++)
+        for (int r = 0; r < nr; r++) {
+            float v = s[j][r];
+            const uint8_t *xr = x + (size_t)r * stride;
+            const float *aj = a + (size_t)j * a_stride;
+            for (int t = i; t < n; t++) v += ld_f16(xr + 2 * t) * aj[t];
+            out[(size_t)j * out_stride + r] = v;
+        }
+}
+
+static void qk_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                             float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    for (int r = 0; r < nrows; r += 4, x += 4 * stride) {
+        const int nr = SLM_MIN(4, nrows - r);
+        for (int j = 0; j < na; j += 3)
+            qk_rows4_avx2(n, x, stride, nr, a + (size_t)j * a_stride, a_stride, SLM_MIN(3, na - j),
+                          out + (size_t)j * out_stride + r, out_stride);
+    }
+}
+
+static void dot_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                              float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    for (int r = 0; r < nrows; r++, x += stride) {
+        int j = 0;
+        for (; j + 3 <= na; j += 3) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 3, out + (size_t)j * out_stride + r, out_stride);
+        if (na - j == 2) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 2, out + (size_t)j * out_stride + r, out_stride);
+        else if (na - j == 1) dot_rows_f16_pass_avx2(n, x, a + (size_t)j * a_stride, a_stride, 1, out + (size_t)j * out_stride + r, out_stride);
+    }
+}
+
+static inline __m256 ld_bf16_avx2(const uint8_t *p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static void bf16_to_float_avx2(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, ld_bf16_avx2(p + 2 * i));
+    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+/* f32_to_bf16 on 8 lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i x = _mm256_castps_si256(_mm256_loadu_ps(src + i));
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), one);
+        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(bias, odd)), 16);
+        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, abs), inf);
+        r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(64)), nan);
+        r = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xd8);
+        _mm_storeu_si128((__m128i *)(p + 2 * i), _mm256_castsi256_si128(r));
+    }
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
+}
+
+static float dot_bf16_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i), ld_bf16_avx2(y + 2 * i), s0);
+        s1 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 16), ld_bf16_avx2(y + 2 * i + 16), s1);
+        s2 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 32), ld_bf16_avx2(y + 2 * i + 32), s2);
+        s3 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i + 48), ld_bf16_avx2(y + 2 * i + 48), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(ld_bf16_avx2(x + 2 * i), ld_bf16_avx2(y + 2 * i), s0);
+    float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
+    return s;
+}
+
+/* Same arithmetic as q8_0_from_float_ref: the scale and its inverse are
+   computed by the same scalar divisions, the products rounded to nearest
+   even by the rounding instruction, so the bytes are identical. */
+static void q8_0_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
+        __m256 v2 = _mm256_loadu_ps(src + 16), v3 = _mm256_loadu_ps(src + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        const __m256 mul = _mm256_set1_ps(id);
+#define RND(v) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+        __m256i i0 = _mm256_packs_epi32(RND(v0), RND(v1)), i2 = _mm256_packs_epi32(RND(v2), RND(v3));
+#undef RND
+        /* the packs work per 128-bit lane: put the 4-byte groups back in order */
+        i0 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(i0, i2), perm);
+        _mm256_storeu_si256((__m256i *)(b + 2), i0);
+    }
+}
+
+/* One accumulator per token, blocks in order: dot and dot4 give the same
+   bits, so results do not depend on how tokens are batched. */
+static float dot_q8_0_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m256 p = i8dot_avx2(_mm256_loadu_si256((const __m256i *)(x + 2)), _mm256_loadu_si256((const __m256i *)(y + 2)));
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
+    }
+    return hsum_avx2(s);
+}
+
+/* One token's step of the 4-token kernels: the weight block's |q| (aq), q
+   and scale dx are prepared once for the 4 tokens; same arithmetic as the
+   1-token kernels. */
+static inline __m256 dot4_step_avx2(__m256 s, __m256i aq, __m256i q, float dx, const uint8_t *yb) {
+    const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f_avx2(yb)), p, s);
+}
+
+static void dot4_q8_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 2)), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+static float dot_q4_0_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const __m256 p = i8dot_avx2(q4_unpack_avx2(x + 2), _mm256_loadu_si256((const __m256i *)(y + 2)));
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
+    }
+    return hsum_avx2(s);
+}
+
+static void dot4_q4_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const __m256i q = q4_unpack_avx2(x + 2), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+/* ---- The other block types ------------------------------------------------
+   Q4_1/Q5_1/Q5_0/IQ4_NL and the Q8_K-partnered types follow ggml's AVX2
+   kernels: the same integer lanes (8 int32 per block or super-block, each
+   the sum of 4 neighbouring products, times the sub-block scale) and the
+   same float steps, so that results match llama.cpp's on x86. */
+
+static inline float hsum4_avx2(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int32_t hsum_i32_avx2(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: the low nibbles, then the high */
+static inline __m256i nib32_avx2(const uint8_t *q) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)q);
+    const __m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(v, _mm256_set1_epi8(15));
+}
+
+/* bit j of the little-endian 32-bit word at p -> byte j: 0xff if set, else 0 */
+static inline __m256i bits32_avx2(const uint8_t *p) {
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                          3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32,
+                                         64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)ld_u32(p)), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* 16 bytes of IQ4 nibbles -> 32 int8 levels, in value order */
+static inline __m256i iq4_unpack_avx2(const uint8_t *q) {
+    const __m128i lv = _mm_loadu_si128((const __m128i *)IQ4_VALUES), m = _mm_set1_epi8(15);
+    const __m128i t = _mm_loadu_si128((const __m128i *)q);
+    const __m128i lo = _mm_shuffle_epi8(lv, _mm_and_si128(t, m));
+    const __m128i hi = _mm_shuffle_epi8(lv, _mm_and_si128(_mm_srli_epi16(t, 4), m));
+    return _mm256_insertf128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* Q5_0 block -> 32 int8 in [-16, 15]: the nibble, with the top four bits
+   set where the fifth bit is clear (nibble - 16) */
+static inline __m256i q5_0_unpack_avx2(const uint8_t *b) {
+    return _mm256_or_si256(nib32_avx2(b + 6), _mm256_andnot_si256(bits32_avx2(b + 2), _mm256_set1_epi8((char)0xf0)));
+}
+
+static float dot_q5_0_avx2(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        const __m256 p = i8dot_avx2(q5_0_unpack_avx2(x), _mm256_loadu_si256((const __m256i *)(y + 2)));
+        s = _mm256_fmadd_ps(_mm256_set1_ps(h2f_avx2(x) * h2f_avx2(y)), p, s);
+    }
+    return hsum_avx2(s);
+}
+
+static void dot4_q5_0_avx2(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        const __m256i q = q5_0_unpack_avx2(x), aq = _mm256_sign_epi8(q, q);
+        const float dx = h2f_avx2(x);
+        s0 = dot4_step_avx2(s0, aq, q, dx, y);
+        s1 = dot4_step_avx2(s1, aq, q, dx, y + a_rb);
+        s2 = dot4_step_avx2(s2, aq, q, dx, y + 2 * a_rb);
+        s3 = dot4_step_avx2(s3, aq, q, dx, y + 3 * a_rb);
+    }
+    yo[0] = hsum_avx2(s0), yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+/* 32 unsigned weights against a Q8_1 block's values, 8 lanes, as floats */
+static inline __m256 u8dot_avx2(__m256i q, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
+   apart in a scalar, as ggml */
+static inline __m256 q8_1_step_avx2(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
+    *sm += xm * h2f_avx2(yb + 2);
+    return _mm256_fmadd_ps(_mm256_set1_ps(xd * h2f_avx2(yb)), u8dot_avx2(q, yb + 4), s);
+}
+
+static SLM_ALWAYS_INLINE void k41_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const __m256i q = bits == 4 ? nib32_avx2(x + 4)
+                                    : _mm256_or_si256(nib32_avx2(x + 8), _mm256_and_si256(bits32_avx2(x + 4), _mm256_set1_epi8(16)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+        s0 = q8_1_step_avx2(s0, &m0, q, xd, xm, y);
+        if (nt == 4) {
+            s1 = q8_1_step_avx2(s1, &m1, q, xd, xm, y + rb);
+            s2 = q8_1_step_avx2(s2, &m2, q, xd, xm, y + 2 * rb);
+            s3 = q8_1_step_avx2(s3, &m3, q, xd, xm, y + 3 * rb);
+        }
+    }
+    yo[0] = hsum_avx2(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
+}
+
+static SLM_ALWAYS_INLINE void q4_1_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_avx2(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    k41_avx2(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+/* IQ4_NL: two accumulators (even and odd blocks), an odd last block added
+   in a scalar, as ggml */
+static inline float iq4_nl_tail_avx2(__m256i q, const uint8_t *xb, const uint8_t *yb) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    return h2f_avx2(yb) * h2f_avx2(xb) * (float)hsum_i32_avx2(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+static SLM_ALWAYS_INLINE void iq4_nl_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    const int nb = n / 32;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 36, y += 68) {
+        const __m256i p = iq4_unpack_avx2(x + 2), q = iq4_unpack_avx2(x + 20);
+        const __m256i ap = _mm256_sign_epi8(p, p), aq = _mm256_sign_epi8(q, q);
+        const float dp = h2f_avx2(x), dq = h2f_avx2(x + 18);
+        a0 = dot4_step_avx2(a0, ap, p, dp, y), b0 = dot4_step_avx2(b0, aq, q, dq, y + 34);
+        if (nt == 4) {
+            a1 = dot4_step_avx2(a1, ap, p, dp, y + rb), b1 = dot4_step_avx2(b1, aq, q, dq, y + rb + 34);
+            a2 = dot4_step_avx2(a2, ap, p, dp, y + 2 * rb), b2 = dot4_step_avx2(b2, aq, q, dq, y + 2 * rb + 34);
+            a3 = dot4_step_avx2(a3, ap, p, dp, y + 3 * rb), b3 = dot4_step_avx2(b3, aq, q, dq, y + 3 * rb + 34);
+        }
+    }
+    float r0 = hsum_avx2(_mm256_add_ps(a0, b0)), r1 = 0, r2 = 0, r3 = 0;
+    if (nt == 4) r1 = hsum_avx2(_mm256_add_ps(a1, b1)), r2 = hsum_avx2(_mm256_add_ps(a2, b2)), r3 = hsum_avx2(_mm256_add_ps(a3, b3));
+    if (i < nb) {
+        const __m256i q = iq4_unpack_avx2(x + 2);
+        r0 += iq4_nl_tail_avx2(q, x, y);
+        if (nt == 4) r1 += iq4_nl_tail_avx2(q, x, y + rb), r2 += iq4_nl_tail_avx2(q, x, y + 2 * rb), r3 += iq4_nl_tail_avx2(q, x, y + 3 * rb);
+    }
+    yo[0] = r0;
+    if (nt == 4) yo[ldy] = r1, yo[2 * ldy] = r2, yo[3 * ldy] = r3;
+}
+
+/* K-quant steps, one token each: 32 weights against 32 Q8_K values, times
+   the 16-bit sub-block scale of each pair (sc), added to the int32 lanes.
+   Unsigned weights q go to maddubs as they are; signed ones as |q| with
+   their sign moved to the activations (aq = |q|). */
+static inline __m256i k_ustep_avx2(__m256i sumi, __m256i q, __m256i sc, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+    return _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
+}
+
+static inline __m256i k_sstep_avx2(__m256i sumi, __m256i aq, __m256i q, __m256i sc, const uint8_t *q8) {
+    const __m256i p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)q8), q));
+    return _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
+}
+
+/* Q4_K/Q5_K: 64 values, two sub-blocks of 32, in one step */
+static inline __m256i k4_step_avx2(__m256i sumi, __m256i lo, __m256i hi, __m256i sl, __m256i sh, const uint8_t *q8) {
+    const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8)));
+    const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
+    return _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+}
+
+/* acc += d_w * d_a * lanes, at the end of a super-block */
+static inline __m256 k_scale_avx2(__m256 acc, __m256i sumi, float xd, const uint8_t *yb) {
+    return _mm256_fmadd_ps(_mm256_set1_ps(ld_f32(yb) * xd), _mm256_cvtepi32_ps(sumi), acc);
+}
+
+/* Q4_K/Q5_K mins: the 8 mins against the 8 sub-block sums of the bsums,
+   4 int32 lanes */
+static inline __m128i k4_mins_avx2(__m128i mins, const uint8_t *yb) {
+    const __m128i q8s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(yb + 260)), _mm_loadu_si128((const __m128i *)(yb + 276)));
+    return _mm_madd_epi16(mins, q8s);
+}
+
+/* bytes i and i+1 of a 16-byte table, 8 times each, widened to 16 bits:
+   the scales of two 16-value sub-blocks */
+static inline __m256i k_scale_pair_avx2(__m128i sc, int i, int is_signed) {
+    const __m128i idx = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), _mm_set1_epi8((char)i));
+    const __m128i b = _mm_shuffle_epi8(sc, idx);
+    return is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b);
+}
+
+
+
+/* Q4_K: the mins in 4 float lanes of their own, added at the end (ggml) */
+static SLM_ALWAYS_INLINE void q4_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m128 m0 = _mm_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 144, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+#define MINS(m, yb) m = _mm_fmadd_ps(_mm_set1_ps(-ld_f32(yb) * xm), _mm_cvtepi32_ps(k4_mins_avx2(mins, yb)), m)
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * j));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k4_step_avx2, lo, hi, sl, sh);
+        }
+        K_SCALE(k_scale_avx2, xd);
+    }
+    yo[0] = hsum_avx2(s0) + hsum4_avx2(m0);
+    if (nt == 4) {
+        yo[ldy] = hsum_avx2(s1) + hsum4_avx2(m1);
+        yo[2 * ldy] = hsum_avx2(s2) + hsum4_avx2(m2);
+        yo[3 * ldy] = hsum_avx2(s3) + hsum4_avx2(m3);
+    }
+}
+
+/* Q5_K: as Q4_K, the mins summed apart in a scalar (ggml) */
+static SLM_ALWAYS_INLINE void q5_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 176, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
+        const float xd = h2f_avx2(x), xm = h2f_avx2(x + 2);
+#define MINS(m, yb) m += -ld_f32(yb) * xm * (float)hsum_i32_avx2(_mm256_zextsi128_si256(k4_mins_avx2(mins, yb)))
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16));
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int j = 0; j < 4; j++) {
+            /* bit 2j of qh is value 64j + l's fifth bit, bit 2j + 1 value 64j + 32 + l's */
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * j));
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), b4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(hb, 3), b4));
+            hb = _mm256_srli_epi16(hb, 2);
+            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k4_step_avx2, lo, hi, sl, sh);
+        }
+        K_SCALE(k_scale_avx2, xd);
+    }
+    yo[0] = hsum_avx2(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_avx2(s1) + m1, yo[2 * ldy] = hsum_avx2(s2) + m2, yo[3 * ldy] = hsum_avx2(s3) + m3;
+}
+
+/* Q6_K, Q2_K, Q3_K: 16-value sub-blocks; 32 values k of the 128-value half
+   h at a time (value 128h + 32k + l) */
+static SLM_ALWAYS_INLINE void q6_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), c32 = _mm256_set1_epi8(32);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i sc128 = _mm_loadu_si128((const __m128i *)(x + 192));
+        const float xd = h2f_avx2(x + 208);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                /* low 4 bits: nibble k/2 of ql[64h + 32(k&1) + l]; high 2: bits 2k of qh[32h + l] */
+                const __m256i l = k & 1 ? l1 : l0;
+                const __m256i lo = _mm256_and_si256(k < 2 ? l : _mm256_srli_epi16(l, 4), m4);
+                const __m256i hi = k == 0 ? _mm256_slli_epi16(qh, 4) : k == 1 ? _mm256_slli_epi16(qh, 2)
+                                 : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hi, m30)), c32);
+                const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_sstep_avx2, aq, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx2, xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+/* Q2_K: the mins (against the 16 bsums) go into the same float lanes first */
+static SLM_ALWAYS_INLINE void q2_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
+        const __m128i sc128 = _mm_and_si128(sm, _mm_set1_epi8(15));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(15)));
+        const float xd = h2f_avx2(x + 80), xm = h2f_avx2(x + 82);
+#define MINS(s, yb)                                                                                                  \
+    s = _mm256_fmadd_ps(_mm256_set1_ps(-ld_f32(yb) * xm),                                                            \
+                        _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)((yb) + 260)))), s)
+        MINS(s0, y);
+        if (nt == 4) {
+            MINS(s1, y + rb);
+            MINS(s2, y + 2 * rb);
+            MINS(s3, y + 3 * rb);
+        }
+#undef MINS
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3);
+                const __m256i sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 0);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_ustep_avx2, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx2, xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+static SLM_ALWAYS_INLINE void q3_k_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy) {
+    const __m256i m3 = _mm256_set1_epi8(3), c4 = _mm256_set1_epi8(4);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i sc128 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x);
+        const float xd = h2f_avx2(x + 108);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
+                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + k)));
+                const __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256());
+                const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(qb, 2 * k), m3), _mm256_and_si256(clear, c4));
+                const __m256i aq = _mm256_sign_epi8(q, q), sc = k_scale_pair_avx2(sc128, 8 * h + 2 * k, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_sstep_avx2, aq, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx2, xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_avx2(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_avx2(x);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const __m256i q = iq4_unpack_avx2(x + 8 + 16 * s), aq = _mm256_sign_epi8(q, q);
+            const __m256i sc = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS(k_sstep_avx2, aq, q, sc);
+        }
+        K_SCALE(k_scale_avx2, xd);
+    }
+    yo[0] = hsum_avx2(s0);
+    if (nt == 4) yo[ldy] = hsum_avx2(s1), yo[2 * ldy] = hsum_avx2(s2), yo[3 * ldy] = hsum_avx2(s3);
+}
+
+K_ENTRIES(q4_1, avx2)
+K_ENTRIES(q5_1, avx2)
+K_ENTRIES(iq4_nl, avx2)
+K_ENTRIES(q2_k, avx2)
+K_ENTRIES(q3_k, avx2)
+K_ENTRIES(q4_k, avx2)
+K_ENTRIES(q5_k, avx2)
+K_ENTRIES(q6_k, avx2)
+K_ENTRIES(iq4_xs, avx2)
+
+/* Q8_1 and Q8_K activations, the same bytes as the references: products
+   rounded to nearest even by the instruction; d, the inverse scale and the
+   sums are the references' scalar arithmetic. Blocks whose inverse scale
+   overflows (every |x| below about 4e-37, or an infinity) are left to the
+   reference. */
+static inline float amax_avx2(const float *src, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), m);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    return _mm_cvtss_f32(m4);
+}
+
+/* 32 floats times mul, rounded, stored as 32 int8 in order; the sums of
+   the two halves of 16 in 8 int32 lanes each */
+static inline void q8_round32_avx2(const float *src, __m256 mul, uint8_t *dst, __m256i *lo, __m256i *hi) {
+#define RND(j) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(src + (j)), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    const __m256i a = RND(0), b = RND(8), c = RND(16), d = RND(24);
+#undef RND
+    *lo = _mm256_add_epi32(a, b);
+    *hi = _mm256_add_epi32(c, d);
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    _mm256_storeu_si256((__m256i *)dst, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+static void q8_1_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_avx2(src, 32);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        __m256i lo, hi;
+        q8_round32_avx2(src, _mm256_set1_ps(id), b + 4, &lo, &hi);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)hsum_i32_avx2(_mm256_add_epi32(lo, hi))));
+    }
+}
+
+static void q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_avx2(src, QK_K);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        /* the first value of largest magnitude gives the scale's sign */
+        const __m256 vmax = _mm256_set1_ps(amax), sign = _mm256_set1_ps(-0.0f);
+        int j = 0;
+        while (!_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + j)), vmax, _CMP_EQ_OQ))) j += 8;
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        /* v[s]: the 16-value sums of sub-block s in 8 lanes; hadd twice puts
+           four of them side by side in each 128-bit half */
+        __m256i v[16];
+        for (int g = 0; g < 8; g++) q8_round32_avx2(src + 32 * g, _mm256_set1_ps(iscale), b + 4 + 32 * g, &v[2 * g], &v[2 * g + 1]);
+        __m128i f[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4 * k], v[4 * k + 1]), _mm256_hadd_epi32(v[4 * k + 2], v[4 * k + 3]));
+            f[k] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        }
+        _mm_storeu_si128((__m128i *)(b + 260), _mm_packs_epi32(f[0], f[1]));
+        _mm_storeu_si128((__m128i *)(b + 276), _mm_packs_epi32(f[2], f[3]));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
+
+
+/* x8 kernels (layouts in section 5). Each 32-bit lane is one row; the
+   activation's 4 columns are broadcast. Per block and token, the integer
+   sums of the 8 rows are exact, then scaled by d_w (8 lanes) * d_a and
+   accumulated with one FMA: the per-row results equal the one-row kernels'
+   up to the order of float additions. */
+
+static inline void x8_store_avx2(__m256 acc, float *y) {
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    for (int r = 0; r < 8; r++) y[r] = t[r];
+}
+
+/* Q4_0x8: nibbles (0..15) are unsigned, so maddubs takes them directly with
+   the signed activations; the -8 offset comes back as 8 * (block sum of the
+   activations, carried by Q8_0X). 8 steps of |n * a| pairs stay below 2^15
+   (15 * 127 * 2 * 8 = 30480), so the 16-bit sums of a whole block need no
+   widening on the way. */
+SLM_INLINE void gemm_q4_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 144, a += 40) {
+        /* the hardware prefetcher alone leaves decode well below the memory
+           bandwidth: ask for the weights about 1 KB ahead */
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
+                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
+                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * (int32_t)ld_u32(at + 36)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
+    if (nt == 1) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q4_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Q8_0x8: both operands signed; maddubs gets |w| (unsigned, so a weight of
+   -128 is 128) and a * sign(w) (activations never hold -128). A pair can
+   reach 2 * 128 * 127, so each step widens to 32 bits at once. */
+SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
+        /* the hardware prefetcher alone leaves decode well below the memory
+           bandwidth: ask for the weights about 1 KB ahead */
+        for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
+        __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int st = 0; st < 8; st++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), av = _mm256_sign_epi8(v, v);
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const __m256i ab = _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 * st));
+                const __m256i p = _mm256_maddubs_epi16(av, _mm256_sign_epi8(ab, v));
+                s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(p, ones));
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb + 32))),
+                                     acc[t]);
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
+    if (nt == 1) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Q5_0x8: as Q4_0x8 with the fifth bit moved into bit 4 of each byte
+   (values 0..31, offset 16). A pair reaches 2 * 31 * 127, so the 16-bit sums
+   widen after every 2 chunks (4 maddubs: 31496 < 2^15). */
+/* one chunk c (0-3, a constant after inlining) of a Q5_0x8 block: the 5-bit
+   values of its 64 columns. 16-bit shifts: what crosses into the
+   neighbouring byte never lands on bit 4. */
+static inline void q5_0x8_chunk_avx2(const uint8_t *w, __m256i h, int c, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * c));
+    __m256i hl, hh;
+    switch (c) {
+    case 0: hl = _mm256_slli_epi16(h, 4), hh = h; break;
+    case 1: hl = _mm256_slli_epi16(h, 3), hh = _mm256_srli_epi16(h, 1); break;
+    case 2: hl = _mm256_slli_epi16(h, 2), hh = _mm256_srli_epi16(h, 2); break;
+    default: hl = _mm256_slli_epi16(h, 1), hh = _mm256_srli_epi16(h, 3); break;
+    }
+    *lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hl, b4));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(hh, b4));
+}
+
+SLM_INLINE void gemm_q5_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 176, a += 40) {
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 16));
+        __m256i s32[4], lo[4], hi[4];
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) q5_0x8_chunk_avx2(w, h, c, &lo[c], &hi[c]);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], _mm256_set1_epi32((int)ld_u32(at))),
+                                          _mm256_maddubs_epi16(hi[0], _mm256_set1_epi32((int)ld_u32(at + 4))));
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(lo[1], _mm256_set1_epi32((int)ld_u32(at + 8))));
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(hi[1], _mm256_set1_epi32((int)ld_u32(at + 12))));
+            __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[2], _mm256_set1_epi32((int)ld_u32(at + 16))),
+                                          _mm256_maddubs_epi16(hi[2], _mm256_set1_epi32((int)ld_u32(at + 20))));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(lo[3], _mm256_set1_epi32((int)ld_u32(at + 24))));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(hi[3], _mm256_set1_epi32((int)ld_u32(at + 28))));
+            /* 4 maddubs of pairs up to 2 * 31 * 127 stay below 2^15 */
+            s32[t] = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i isum = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * (int32_t)ld_u32(at + 36)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q5_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    /* constant token counts, so the per-token accumulators stay in registers */
+    if (nt == 1) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q5_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* K-quant x8 (layouts in section 5), with gemm_kx8_ref's bits. Per
+   sub-block the maddubs sums stay 16-bit (Q4_K: 8 x 15 * 127 * 2 = 30480;
+   Q6_K: 2 x 63 * 127 * 2 = 32004 per madd), then one madd multiplies them
+   by the sub-block scale, which one pshufb puts into both 16-bit halves of
+   each row's lane. */
+
+/* pshufb mask: in both 128-bit halves, lane r (row r % 4 of the half) gets
+   16-bit values from bytes 4 s0 + r and 4 s1 + r (Q4_Kx8 scale positions) */
+static inline __m256i kx8_mask_avx2(int s0, int s1) {
+    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80008000u | (unsigned)(4 * s0) | (unsigned)(4 * s1) << 16)),
+                            _mm256_setr_epi32(0, 0x10001, 0x20002, 0x30003, 0, 0x10001, 0x20002, 0x30003));
+}
+
+/* Q4_Kx8 (q5 = 0) and Q5_Kx8 (q5 = 1: the fifth bits as in Q5_0x8, and a
+   madd every 2 chunks: 4 x 31 * 127 * 2 = 31496) */
+SLM_INLINE void gemm_q45_kx8_avx2_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                     int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
+        /* the 6-bit scales and mins of 4 sub-blocks x 8 rows per vector */
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
+        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
+                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
+        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 128 + sbb * s;
+            _mm_prefetch((const char *)ws + bb + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + bb + 128 + 64, _MM_HINT_T0);
+            if (q5) _mm_prefetch((const char *)ws + bb + 128 + 128, _MM_HINT_T0);
+            const __m256i scv = _mm256_shuffle_epi8(sc[s / 4], kx8_mask_avx2(s % 4, s % 4));
+            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
+            __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int c = 0; c < 4; c++) {
+                __m256i lo, hi;
+                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi); /* its nibbles at ws + 32 */
+                else {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)ld_u32(at))));
+                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)ld_u32(at + 4))));
+                }
+                if (c == 3 || (q5 && c == 1)) {
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++)
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv)), s16[t] = _mm256_setzero_si256();
+                }
+            }
+        }
+        /* mins: pairs of sub-blocks (m[2j], m[2j+1]) against the pairs of
+           32-sums of the activations (from Q8_K's 16-sums) */
+        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
+                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
+                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
+            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
+            const __m256 da = _mm256_set1_ps(ld_f32(at));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q5_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* the 6-bit quants of one Q6_Kx8 chunk pair (16 columns): low nibbles of
+   chunks v0, v1 with their 2-bit halves from h */
+static inline void q6_kx8_quants_avx2(const uint8_t *wp, int k, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(wp + 128 + 32 * k));
+    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k)), v1 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k + 32));
+    q[0] = _mm256_or_si256(_mm256_and_si256(v0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(v1, m4), _mm256_and_si256(h, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+}
+
+SLM_INLINE void gemm_q6_kx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                    int64_t ldy) {
+    /* lane r: the 16-bit scale k of the pair (sc[2j][r], sc[2j+1][r]), twice */
+    const __m256i pick0 = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c, 0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c);
+    const __m256i pick1 = _mm256_add_epi8(pick0, _mm256_set1_epi8(2));
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i osum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *wp = w + 144 + 192 * p;
+            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                osum[t] = _mm256_add_epi32(osum[t], _mm256_madd_epi16(scp, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * p))));
+            for (int k = 0; k < 2; k++) {
+                __m256i q[4];
+                q6_kx8_quants_avx2(wp, k, q);
+                const __m256i scv = _mm256_shuffle_epi8(scp, k ? pick1 : pick0);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                    const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(q[0], _mm256_set1_epi32((int)ld_u32(at))),
+                                                        _mm256_maddubs_epi16(q[1], _mm256_set1_epi32((int)ld_u32(at + 4))));
+                    const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(q[2], _mm256_set1_epi32((int)ld_u32(at + 8))),
+                                                        _mm256_maddubs_epi16(q[3], _mm256_set1_epi32((int)ld_u32(at + 12))));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p0, scv), _mm256_madd_epi16(p1, scv)));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const __m256i tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(osum[t], 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q6_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+
+/* --- prefill GEMM (section 7, matmul_gemm) ------------------------------------
+   16 weight rows against every token of a batch in one call (the AVX-512
+   kernels in 6b2 use the same slabs; see there). */
+
+/* K-quants against Q8_K tokens. Per super-block the 16 rows are converted
+   into a kslab: unsigned 8-bit levels laid out as one zmm per 4 columns
+   (the level plus an offset where the type's levels are signed: Q6_K's
+   +32), the integer sub-block scales, and per pair of 16-column sub-blocks
+   two int16 "mins" per row for vpdpwssd against Q8_K's bsums: the mins of
+   Q4_K/Q5_K, or offset x scale, which taken off the sum gives the signed
+   levels' sum. Per row and token that is the reference's arithmetic
+   exactly (kblock_dot: the integer sums, then (d d_a) isum - (dmin d_a)
+   imin in float, added to the running value), so the results have the
+   reference's bits where the compiler does not fuse the float steps. */
+typedef struct kslab {
+    uint8_t q[64][64];  /* step s: bytes 4r..4r+3 = row r's levels at columns 4s..4s+3 (+ offset) */
+    int32_t sc[16][16]; /* sub-block j (8 of 32 or 16 of 16 columns): row r's scale */
+    int32_t sc2[16][16]; /* the same as two int16 (vpmaddwd of 16-bit pair sums, AVX2) */
+    int32_t mn[8][16];  /* 16-column sub-blocks 2k and 2k+1: row r's two mins as int16 */
+    float d[16], dmin[16];
+    int sub, off;       /* columns per scale; 1 if the mins are offset x scale (no dmin) */
+} kslab;
+
+/* Q4_K/Q5_K scales and mins of row r from the 12-byte table */
+static inline void kslab_k4_scales(const uint8_t *sc12, int r, kslab *k) {
+    uint32_t u[4];
+    k4_scales_u32(sc12, u);
+    const uint8_t *b = (const uint8_t *)u; /* sc[0..7], then mn[0..7] (little-endian) */
+    for (int j = 0; j < 8; j++)
+        k->sc[j][r] = b[j], k->sc2[j][r] = (int32_t)((uint32_t)b[j] * 0x10001u), k->mn[j][r] = (int32_t)((uint32_t)b[8 + j] * 0x10001u);
+}
+
+static void kslab_q4_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *x = w + (size_t)r * wb, *qs = x + 16;
+        uint8_t *o = rows + 256 * r;
+        for (int g = 0; g < 4; g++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+            _mm256_storeu_si256((__m256i *)(o + 64 * g), _mm256_and_si256(v, m4));
+            _mm256_storeu_si256((__m256i *)(o + 64 * g + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        }
+        k->d[r] = ld_f16(x), k->dmin[r] = ld_f16(x + 2);
+        kslab_k4_scales(x + 4, r, k);
+    }
+    k->sub = 32, k->off = 0;
+}
+
+static void kslab_q5_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *x = w + (size_t)r * wb, *qs = x + 48;
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 16));
+        uint8_t *o = rows + 256 * r;
+        for (int g = 0; g < 4; g++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+            /* bit 2g (2g + 1) of qh to bit 4: mask it at bit 0 first, so a 16-bit shift stays in its byte */
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4);
+            _mm256_storeu_si256((__m256i *)(o + 64 * g), _mm256_or_si256(_mm256_and_si256(v, m4), h0));
+            _mm256_storeu_si256((__m256i *)(o + 64 * g + 32),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1));
+        }
+        k->d[r] = ld_f16(x), k->dmin[r] = ld_f16(x + 2);
+        kslab_k4_scales(x + 4, r, k);
+    }
+    k->sub = 32, k->off = 0;
+}
+
+/* Q6_K: the stored 6-bit value is the level + 32; mins 32 x scale */
+static void kslab_q6_k(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows) {
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *x = w + (size_t)r * wb;
+        uint8_t *o = rows + 256 * r;
+        for (int h = 0; h < 2; h++) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(x + 64 * h)),
+                          c = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32)),
+                          hi = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4),
+                          h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 2), m2), 4),
+                          h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 4), m2), 4),
+                          h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, 6), m2), 4);
+            _mm256_storeu_si256((__m256i *)(o + 128 * h), _mm256_or_si256(_mm256_and_si256(a, m4), h0));
+            _mm256_storeu_si256((__m256i *)(o + 128 * h + 32), _mm256_or_si256(_mm256_and_si256(c, m4), h1));
+            _mm256_storeu_si256((__m256i *)(o + 128 * h + 64),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), h2));
+            _mm256_storeu_si256((__m256i *)(o + 128 * h + 96),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), h3));
+        }
+        const int8_t *sc = (const int8_t *)(x + 192);
+        for (int j = 0; j < 16; j++) k->sc[j][r] = sc[j], k->sc2[j][r] = (int32_t)((uint32_t)(uint16_t)(int16_t)sc[j] * 0x10001u);
+        for (int j = 0; j < 8; j++)
+            k->mn[j][r] = (int32_t)((uint32_t)(uint16_t)(int16_t)(32 * sc[2 * j]) |
+                                    (uint32_t)(uint16_t)(int16_t)(32 * sc[2 * j + 1]) << 16);
+        k->d[r] = ld_f16(x + 208), k->dmin[r] = 0;
+    }
+    k->sub = 16, k->off = 1;
+}
+
+/* 16 rows' levels (rows[r][256], row-major) to the step layout: step s is
+   dword s of each row, gathered with a 256-byte stride (8 lanes). */
+static inline void kslab_transpose_avx2(const uint8_t *rows, kslab *k) {
+    const __m256i idx = _mm256_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792);
+    for (int s = 0; s < 64; s++) {
+        _mm256_storeu_si256((__m256i *)k->q[s], _mm256_i32gather_epi32((const int *)(rows + 4 * s), idx, 1));
+        _mm256_storeu_si256((__m256i *)(k->q[s] + 32), _mm256_i32gather_epi32((const int *)(rows + 2048 + 4 * s), idx, 1));
+    }
+}
+
+typedef void (*kslab_fn)(const uint8_t *w, size_t wb, kslab *k, uint8_t *rows);
+
+/* nt2 tokens (a constant) of one super-block against a kslab. Without
+   VNNI: vpmaddubsw pairs of levels (at most 63) and activations stay below
+   2^15, and vpmaddwd multiplies each pair sum by the sub-block scale (sc2)
+   into int32, so no 32-bit multiply is needed. Same integer sums, same
+   float steps as the AVX-512 kernel (the reference's). */
+SLM_INLINE void gemm16_kslab_avx2_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
+    for (int h = 0; h < 2; h++) { /* rows 8h..8h+7: bytes 32h.. of each step */
+        __m256i isum[4], ms[4];
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt2; t++) isum[t] = _mm256_setzero_si256(), ms[t] = _mm256_setzero_si256();
+        const int steps = k->sub / 4;
+        for (int j = 0; j < 256 / k->sub; j++) {
+            const __m256i sc = _mm256_loadu_si256((const __m256i *)(k->sc2[j] + 8 * h));
+            for (int st = j * steps; st < (j + 1) * steps; st++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(k->q[st] + 32 * h));
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt2; t++) {
+                    const __m256i p = _mm256_maddubs_epi16(q, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, sc));
+                }
+            }
+        }
+        SLM_UNROLL(8)
+        for (int j = 0; j < 8; j++) {
+            const __m256i m = _mm256_loadu_si256((const __m256i *)(k->mn[j] + 8 * h));
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt2; t++)
+                ms[t] = _mm256_add_epi32(ms[t], _mm256_madd_epi16(m, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j))));
+        }
+        const __m256 d = _mm256_loadu_ps(k->d + 8 * h), dmin = _mm256_loadu_ps(k->dmin + 8 * h);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt2; t++) {
+            const __m256 da = _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb));
+            __m256 r;
+            if (k->off) r = _mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t], ms[t])));
+            else
+                r = _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[t])),
+                                  _mm256_mul_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(ms[t])));
+            float *yt = y + (int64_t)t * ldy + 8 * h;
+            _mm256_storeu_ps(yt, first ? _mm256_add_ps(_mm256_setzero_ps(), r) : _mm256_add_ps(_mm256_loadu_ps(yt), r));
+        }
+    }
+}
+
+static void gemm16_k_avx2(kslab_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt,
+                          float *y, int64_t ldy) {
+    kslab k;
+    uint8_t rows[16 * 256];
+    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens: y's rows may fall into few cache sets */
+    for (int t0 = 0; t0 < nt; t0 += 128) {
+        const int t1 = SLM_MIN(nt, t0 + 128);
+        for (int b = 0; b < n / QK_K; b++) {
+            conv((const uint8_t *)w + (size_t)b * (size_t)bytes, wb, &k, rows);
+            kslab_transpose_avx2(rows, &k);
+            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0);
+            for (; t < t1; t++) gemm16_kslab_avx2_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+        }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
+    }
+}
+
+static void gemm16_q4_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx2(kslab_q4_k, 144, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q5_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx2(kslab_q5_k, 176, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q6_k_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx2(kslab_q6_k, 210, n, w, wb, a, a_rb, nt, y, ldy);
+}
+
+SLM_TARGET_END
+#endif /* SLM_AVX2 */
+
+/* -------------------------------------------------------------------------- */
+/* E2. x86-64 AVX-512 (F, BW, VL, DQ) with VNNI                               */
+/* -------------------------------------------------------------------------- */
+/*
+ * vpdpbusd (u8 x s8, four products added to an int32 lane, no 16-bit
+ * saturation) replaces AVX2's maddubs + madd + add. Signed weights are made
+ * unsigned by an offset that comes back through a sum of the activations
+ * (Q8_0X's block sum, Q8_K's bsums); vpdpwssd then multiplies the int32
+ * lanes (each below 2^15 here) by the sub-block scales and accumulates.
+ * Integer sums are exact, so every kernel differs from the reference only
+ * in the order of its float additions. Only F, BW, VL, DQ and VNNI are used
+ * (no FMA/F16C VEX forms: their EVEX forms come with AVX512F/VL).
+ */
+#ifdef SLM_HAVE_AVX512_KERNELS
+#define SLM_AVX512 1
+SLM_TARGET_AVX512
+
+/* an f16 as a float, by the EVEX conversion */
+static inline float h2f_avx512(const uint8_t *p) {
+    return _mm_cvtss_f32(_mm_maskz_cvtph_ps(1, _mm_cvtsi32_si128((int)ld_u16(p))));
+}
+
+static inline float hsum8_avx512(__m256 v) {
+    return _mm512_reduce_add_ps(_mm512_zextps256_ps512(v));
+}
+
+/* --- x8 layouts (section 5) -------------------------------------------------
+   As the AVX2 x8 kernels, with vpdpbusd on 256 bits: each 32-bit lane is
+   one row, the activation's 4 columns are broadcast (a load), and the
+   unsigned weights go straight into the int32 lanes, which start at minus
+   the offset times the block sum of Q8_0X. 256 bits, not 512: the layout
+   holds 4 columns of 8 rows per 32 bytes, and where 512-bit operations are
+   split in two (AMD Zen 4) a wider form that has to duplicate or permute
+   the weights was slower than the AVX2 kernels. Per block and token the
+   row's exact integer sum is scaled by d_w * d_a and added with one FMA:
+   the same float steps as the AVX2 x8 kernels, so the same bits. */
+
+static inline __m256 x8_scales_avx512(const uint8_t *w) {
+    return _mm256_maskz_cvtph_ps(0xff, _mm_loadu_si128((const __m128i *)w));
+}
+
+static inline __m256 x8_acc_avx512(__m256 acc, __m256i isum, __m256 dw, const uint8_t *at) {
+    return _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(isum), 0xff, _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(at + 32))), acc);
+}
+
+/* 4 activation bytes (columns j..j+3) in every lane */
+#define X8_ACT_AVX512(at, j) _mm256_set1_epi32((int)ld_u32((at) + (j)))
+
+/* Q4_0x8 (q5 = 0): nibbles n = q + 8, unsigned; lanes start at -8 * sum(a).
+   Q5_0x8 (q5 = 1): the same with the fifth bit at bit 4 (bit c of the
+   high-bit byte for the low nibble of chunk c, bit 4 + c for the high one;
+   16-bit shifts: what crosses from the neighbouring byte never lands on
+   bit 4); values 0..31 = q + 16, lanes start at -16 * sum(a). A lane adds
+   32 products of at most 31 * 127: no overflow. */
+SLM_INLINE void gemm_q45_0x8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                       int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+    const int bb = q5 ? 176 : 144, nib = q5 ? 48 : 16, off = q5 ? 16 : 8;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
+        _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 1024 + 128, _MM_HINT_T0);
+        const __m256i h = q5 ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
+        __m256i lo[4], hi[4];
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + nib + 32 * c));
+            lo[c] = _mm256_and_si256(v, m4), hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (q5) { /* nib | (shifted high bits & 16) */
+                lo[c] = _mm256_ternarylogic_epi32(lo[c], _mm256_slli_epi16(h, 4 - c), b4, 0xF8);
+                hi[c] = _mm256_ternarylogic_epi32(hi[c], _mm256_srli_epi16(h, c), b4, 0xF8);
+            }
+        }
+        const __m256 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            /* independent chains (vpdpbusd's latency) */
+            __m256i s[4] = {_mm256_set1_epi32(-off * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                const int k = nt == 1 ? c : c & 1;
+                s[k] = _mm256_dpbusd_epi32(s[k], lo[c], X8_ACT_AVX512(at, 8 * c));
+                s[k] = _mm256_dpbusd_epi32(s[k], hi[c], X8_ACT_AVX512(at, 8 * c + 4));
+            }
+            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
+            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+/* constant token counts, so the per-token accumulators stay in registers */
+static void gemm_q4_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_0x8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q5_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Q8_0x8: the weights plus 128 (0..255) are unsigned; lanes start at
+   -128 * sum(a). A lane adds 32 products of at most 255 * 127. */
+SLM_INLINE void gemm_q8_0x8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
+        for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
+        __m256i q[8];
+        SLM_UNROLL(8)
+        for (int st = 0; st < 8; st++) q[st] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), bias);
+        const __m256 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            /* independent chains (vpdpbusd's latency) */
+            __m256i s[4] = {_mm256_set1_epi32(-128 * (int32_t)ld_u32(at + 36)), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
+            SLM_UNROLL(8)
+            for (int st = 0; st < 8; st++) {
+                const int k = nt == 1 ? st & 3 : st & 1;
+                s[k] = _mm256_dpbusd_epi32(s[k], q[st], X8_ACT_AVX512(at, 4 * st));
+            }
+            if (nt == 1) s[0] = _mm256_add_epi32(s[0], s[2]), s[1] = _mm256_add_epi32(s[1], s[3]);
+            acc[t] = x8_acc_avx512(acc[t], _mm256_add_epi32(s[0], s[1]), dw, at);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+static void gemm_q8_0x8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q8_0x8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* K-quant x8 (layouts in section 5): as the AVX2 kernels, with vpdpbusd
+   taking a sub-block's (or a 16-column sub-block's) unsigned quants times
+   the activations straight into each row's int32 lane; the sub-block scale
+   then multiplies the lane (vpmulld). Same integer sums and float steps as
+   gemm_kx8_ref, so the same bits. */
+
+/* pshufb mask: lane r of each 128-bit half gets byte 4 s + r (zero-extended) */
+static inline __m256i kx8_mask32_avx512(int s) {
+    return _mm256_add_epi32(_mm256_set1_epi32((int)(0x80808000u | (unsigned)(4 * s))), _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
+}
+
+/* Q4_Kx8 (q5 = 0), Q5_Kx8 (q5 = 1) */
+SLM_INLINE void gemm_q45_kx8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                       int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
+        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
+                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
+        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 128 + sbb * s;
+            _mm_prefetch((const char *)ws + bb + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + bb + 128 + 64, _MM_HINT_T0);
+            if (q5) _mm_prefetch((const char *)ws + bb + 128 + 128, _MM_HINT_T0);
+            const __m256i sc32 = _mm256_shuffle_epi8(sc[s / 4], kx8_mask32_avx512(s % 4));
+            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
+            /* two chains per token (vpdpbusd's latency) */
+            __m256i s32[4][2];
+            for (int t = 0; t < 4; t++) s32[t][0] = s32[t][1] = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i lo, hi;
+                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi);
+                else {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    s32[t][0] = _mm256_dpbusd_epi32(s32[t][0], lo, _mm256_set1_epi32((int)ld_u32(at)));
+                    s32[t][1] = _mm256_dpbusd_epi32(s32[t][1], hi, _mm256_set1_epi32((int)ld_u32(at + 4)));
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s32[t][0], s32[t][1]), sc32));
+        }
+        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
+                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a + (size_t)t * a_rb;
+            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
+                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
+            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
+            const __m256 da = _mm256_set1_ps(ld_f32(at));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q4_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static void gemm_q5_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_kx8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+SLM_INLINE void gemm_q6_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i osum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *wp = w + 144 + 192 * p;
+            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
+            /* lane r: (sc[2p][r], sc[2p+1][r]) as int16 */
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                osum[t] = _mm256_add_epi32(osum[t], _mm256_madd_epi16(scp, _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * p))));
+            for (int k = 0; k < 2; k++) {
+                __m256i q[4];
+                q6_kx8_quants_avx2(wp, k, q);
+                const __m256i sc32 = k ? _mm256_srai_epi32(scp, 16) : _mm256_srai_epi32(_mm256_slli_epi32(scp, 16), 16);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                    __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[0], _mm256_set1_epi32((int)ld_u32(at)));
+                    __m256i s1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[1], _mm256_set1_epi32((int)ld_u32(at + 4)));
+                    s0 = _mm256_dpbusd_epi32(s0, q[2], _mm256_set1_epi32((int)ld_u32(at + 8)));
+                    s1 = _mm256_dpbusd_epi32(s1, q[3], _mm256_set1_epi32((int)ld_u32(at + 12)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s0, s1), sc32));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const __m256i tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(osum[t], 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_q6_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* --- K-quants (Q8_K activations) ----------------------------------------------
+   64 weights per zmm (two sub-blocks of 32 or four of 16) against 64
+   consecutive Q8_K values: vpdpbusd gives 16 int32 lanes of 4 products
+   each, all below 2^15 in magnitude (4 * 63 * 127 at most), which vpdpwssd
+   multiplies by their sub-block's scale (the low 16 bits of a dword; the
+   high half is 0) into the super-block's int32 lanes. Signed levels are
+   stored unsigned (+32 for Q6_K, +4 for Q3_K): the offset times the scale
+   times the bsums starts the lanes. Per super-block and token one FMA by
+   d_w * d_a, as the AVX2 kernels. */
+
+/* one step: 64 weights q (unsigned) against 64 values at q8, times sc */
+static inline __m512i k_step_avx512(__m512i sumi, __m512i q, __m512i sc, const uint8_t *q8) {
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512((const void *)q8));
+    return _mm512_dpwssd_epi32(sumi, p, sc);
+}
+
+/* acc += d_w * d_a * lanes, at the end of a super-block */
+static inline __m512 k_scale_avx512(__m512 acc, __m512i sumi, float xd, const uint8_t *yb) {
+    return _mm512_fmadd_ps(_mm512_set1_ps(ld_f32(yb) * xd), _mm512_cvtepi32_ps(sumi), acc);
+}
+
+/* the sub-block scales in dwords, each repeated: 8 times (32-value
+   sub-blocks, idx j: scales 2j, 2j + 1) or 4 times (16-value ones, idx j:
+   scales 4j .. 4j + 3) */
+static inline __m512i k_sc32_idx_avx512(int j, int sub) {
+    return sub == 32 ? _mm512_add_epi32(_mm512_set1_epi32(2 * j), _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1))
+                     : _mm512_add_epi32(_mm512_set1_epi32(4 * j), _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+}
+
+/* 16 signed scale bytes -> their dwords with the value in the low 16 bits */
+static inline __m512i k_sc16_avx512(__m128i sc) {
+    return _mm512_and_si512(_mm512_cvtepi8_epi32(sc), _mm512_set1_epi32(0xffff));
+}
+
+/* Q4_K/Q5_K mins: the 8 mins (each twice, int16) against the 16 bsums */
+static inline __m256 k4_mins_avx512(__m256 m, __m256i mins, float xm, const uint8_t *yb) {
+    const __m256i p = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)(yb + 260)));
+    return _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(p), 0xff, _mm256_set1_ps(-ld_f32(yb) * xm), m);
+}
+
+/* Q4_K: group j's 32 bytes in both halves; the low half keeps the low
+   nibbles (sub-block 2j), the high half the high ones (2j + 1) */
+SLM_INLINE void q4_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m128i dup2 = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 144, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)u); /* 8 scales, 8 mins */
+        const __m512i sc32 = _mm512_cvtepu8_epi32(sm);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup2));
+        const float xd = h2f_avx512(x), xm = h2f_avx512(x + 2);
+        m0 = k4_mins_avx512(m0, mins, xm, y);
+        if (nt == 4) {
+            m1 = k4_mins_avx512(m1, mins, xm, y + rb);
+            m2 = k4_mins_avx512(m2, mins, xm, y + 2 * rb);
+            m3 = k4_mins_avx512(m3, mins, xm, y + 3 * rb);
+        }
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16 + 32 * j)));
+            const __m512i q = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), m4);
+            const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(j, 32), sc32);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k_step_avx512, q, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3);
+    }
+}
+
+/* Q6_K: 64 values 128h + 64p + l (k = 2p, 2p + 1) at a time: the low 4
+   bits are nibble p of the 64 ql bytes 64h.., the high 2 bits come from
+   qh[32h + l] (bits 2k), its 32 bytes in both halves. q + 32 (0..63) is
+   unsigned; the lanes start at -32 * sum(sc * bsum). */
+SLM_INLINE void q6_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i scb = _mm_loadu_si128((const __m128i *)(x + 192));
+        const __m512i sc32 = k_sc16_avx512(scb);
+        const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb), 5));
+        const float xd = h2f_avx512(x + 208);
+#define K_OFS(yb) _mm512_zextsi256_si512(_mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)((yb) + 260))))
+        __m512i i0 = K_OFS(y), i1 = i0, i2 = i0, i3 = i0;
+        if (nt == 4) i1 = K_OFS(y + rb), i2 = K_OFS(y + 2 * rb), i3 = K_OFS(y + 3 * rb);
+#undef K_OFS
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m512i l = _mm512_loadu_si512((const void *)(x + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                /* k = 2p in the low half, 2p + 1 in the high half: bits 2k of qh to bits 4-5 */
+                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(l, 4) : l, m4);
+                const __m512i hi = p ? _mm512_mask_srli_epi16(qh, 0xffff0000u, qh, 2)
+                                     : _mm512_mask_slli_epi16(_mm512_slli_epi16(qh, 4), 0xffff0000u, qh, 2);
+                const __m512i q = _mm512_ternarylogic_epi32(lo, hi, m30, 0xF8); /* lo | (hi & 0x30) */
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+K_ENTRIES(q4_k, avx512)
+K_ENTRIES(q6_k, avx512)
+
+/* Q5_K: as Q4_K, plus the fifth bits: bit 2j of qh[l] for the low half
+   (value 64j + l), bit 2j + 1 for the high half (moved down by one first),
+   shifted to bit 4 (16-bit shifts: what crosses bytes never lands there) */
+SLM_INLINE void q5_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+    const __m128i dup2 = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 176, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)u);
+        const __m512i sc32 = _mm512_cvtepu8_epi32(sm);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup2));
+        const float xd = h2f_avx512(x), xm = h2f_avx512(x + 2);
+        m0 = k4_mins_avx512(m0, mins, xm, y);
+        if (nt == 4) {
+            m1 = k4_mins_avx512(m1, mins, xm, y + rb);
+            m2 = k4_mins_avx512(m2, mins, xm, y + 2 * rb);
+            m3 = k4_mins_avx512(m3, mins, xm, y + 3 * rb);
+        }
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16)));
+        hb = _mm512_mask_srli_epi16(hb, 0xffff0000u, hb, 1);
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 48 + 32 * j)));
+            const __m512i nib = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xffff0000u, v, 4), m4);
+            const __m512i h = j == 0 ? _mm512_slli_epi16(hb, 4) : j == 1 ? _mm512_slli_epi16(hb, 2) : j == 2 ? hb : _mm512_srli_epi16(hb, 2);
+            const __m512i q = _mm512_ternarylogic_epi32(nib, h, b4, 0xF8); /* nib | (h & 16) */
+            const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(j, 32), sc32);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k_step_avx512, q, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3);
+    }
+}
+
+/* Q3_K: 64 values 128h + 64p + l (k = 2p in the low half, 2p + 1 in the
+   high half): the 2-bit field (qs[32h + l] >> 2k) & 3 plus 4 where bit
+   4h + k of hmask[l] is set, 0..7 = q + 4; the lanes start at
+   -4 * sum(sc * bsum) */
+SLM_INLINE void q3_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m3 = _mm512_set1_epi8(3), b2 = _mm512_set1_epi8(4);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i scb = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m512i sc32 = k_sc16_avx512(scb);
+        const __m256i scm = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(scb), 2));
+        const float xd = h2f_avx512(x + 108);
+#define K_OFS(yb) _mm512_zextsi256_si512(_mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)((yb) + 260))))
+        __m512i i0 = K_OFS(y), i1 = i0, i2 = i0, i3 = i0;
+        if (nt == 4) i1 = K_OFS(y + rb), i2 = K_OFS(y + 2 * rb), i3 = K_OFS(y + 3 * rb);
+#undef K_OFS
+        __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x));
+        hm = _mm512_mask_srli_epi16(hm, 0xffff0000u, hm, 1); /* high half: bit 4h + 2p + 1 -> 4h + 2p */
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 32 + 32 * h)));
+            qb = _mm512_mask_srli_epi16(qb, 0xffff0000u, qb, 2);
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(qb, 4) : qb, m3);
+                /* bit 4h + 2p to bit 2 */
+                const int sh = 4 * h + 2 * p - 2;
+                const __m512i hi = sh < 0 ? _mm512_slli_epi16(hm, 2) : sh == 0 ? hm : _mm512_srli_epi16(hm, (unsigned)sh);
+                const __m512i q = _mm512_ternarylogic_epi32(lo, hi, b2, 0xF8); /* lo | (hi & 4) */
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+/* Q2_K: the 2-bit fields as Q3_K's; the mins against the 16 bsums in 8
+   float lanes of their own */
+SLM_INLINE void q2_k_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m3 = _mm512_set1_epi8(3);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3f = m0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x);
+        const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_and_si128(sm, _mm_set1_epi8(15)));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(15)));
+        const float xd = h2f_avx512(x + 80), xm = h2f_avx512(x + 82);
+#define MINS(m, yb)                                                                                                  \
+    m = _mm256_mask_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)((yb) + 260)))), \
+                             0xff, _mm256_set1_ps(-ld_f32(yb) * xm), m)
+        MINS(m0, y);
+        if (nt == 4) {
+            MINS(m1, y + rb);
+            MINS(m2, y + 2 * rb);
+            MINS(m3f, y + 3 * rb);
+        }
+#undef MINS
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            __m512i qb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16 + 32 * h)));
+            qb = _mm512_mask_srli_epi16(qb, 0xffff0000u, qb, 2);
+            SLM_UNROLL(2)
+            for (int p = 0; p < 2; p++) {
+                const __m512i q = _mm512_and_si512(p ? _mm512_srli_epi16(qb, 4) : qb, m3);
+                const __m512i sc = _mm512_permutexvar_epi32(k_sc32_idx_avx512(2 * h + p, 16), sc32);
+                const uint8_t *q8 = y + 4 + 128 * h + 64 * p;
+                K_TOKENS(k_step_avx512, q, sc);
+            }
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0) + hsum8_avx512(m0);
+    if (nt == 4) {
+        yo[ldy] = _mm512_reduce_add_ps(s1) + hsum8_avx512(m1);
+        yo[2 * ldy] = _mm512_reduce_add_ps(s2) + hsum8_avx512(m2);
+        yo[3 * ldy] = _mm512_reduce_add_ps(s3) + hsum8_avx512(m3f);
+    }
+}
+
+/* IQ4_XS: levels up to 127 in magnitude, so 4 products can pass 2^15 and
+   vpdpbusd's lanes would not fit vpdpwssd: maddubs on |level| with the
+   sign moved to the activations (pairs <= 2 * 127 * 127), then vpdpwssd by
+   the scale. Sub-blocks s and s + 1 (64 values) per zmm: 128-bit lanes
+   low nibbles of s, high of s, low of s + 1, high of s + 1. */
+static inline __m512i iq4_xs_step_avx512(__m512i sumi, __m512i aq, __mmask64 neg, __m512i sc, const uint8_t *q8) {
+    const __m512i a = _mm512_loadu_si512((const void *)q8);
+    const __m512i p = _mm512_maddubs_epi16(aq, _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a));
+    return _mm512_dpwssd_epi32(sumi, p, sc);
+}
+
+SLM_INLINE void iq4_xs_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i lv = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_avx512(x);
+        __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x + 8 + 32 * j)));
+            const __m512i w = _mm512_shuffle_i64x2(v, v, 0x50); /* 128-bit lanes 0, 0, 1, 1 */
+            const __m512i idx = _mm512_and_si512(_mm512_mask_srli_epi16(w, 0xff00ff00u, w, 4), m4);
+            const __m512i q = _mm512_shuffle_epi8(lv, idx);
+            const __mmask64 neg = _mm512_movepi8_mask(q);
+            const __m512i aq = _mm512_abs_epi8(q);
+            const __m512i sc = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)iq4_xs_scale(x, 2 * j)), 0xffff0000u,
+                                                      (short)iq4_xs_scale(x, 2 * j + 1));
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(iq4_xs_step_avx512, aq, neg, sc);
+        }
+        K_SCALE(k_scale_avx512, xd);
+    }
+    yo[0] = _mm512_reduce_add_ps(s0);
+    if (nt == 4) yo[ldy] = _mm512_reduce_add_ps(s1), yo[2 * ldy] = _mm512_reduce_add_ps(s2), yo[3 * ldy] = _mm512_reduce_add_ps(s3);
+}
+
+K_ENTRIES(q5_k, avx512)
+K_ENTRIES(q3_k, avx512)
+K_ENTRIES(q2_k, avx512)
+K_ENTRIES(iq4_xs, avx512)
+
+/* --- Blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL against Q8_0; Q4_1, Q5_1
+   against Q8_1) -------------------------------------------------------------
+   One block per 256-bit vpdpbusd (the activation blocks are 34 or 36 bytes
+   apart, so two per zmm would cost a shuffle per token). Signed weights go
+   in as |q| with their sign moved to the activations (which never hold
+   -128; |-128| is 128 as unsigned), unsigned ones as they are. Even and odd
+   blocks in two accumulators, for the FMA latency; dot and dot4 are one
+   function, so they give the same bits. */
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: the low nibbles, then the high */
+static inline __m256i nib32_avx512(const uint8_t *q) {
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+    return _mm256_and_si256(_mm256_mask_srli_epi16(v, 0xff00, v, 4), _mm256_set1_epi8(15));
+}
+
+/* the 32 signed levels of a block of type t (Q8_0, Q4_0, Q5_0, IQ4_NL) */
+static SLM_ALWAYS_INLINE __m256i b32_levels_avx512(int t, const uint8_t *x) {
+    switch (t) {
+    case SLM_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(x + 2));
+    case SLM_TYPE_Q4_0: return _mm256_sub_epi8(nib32_avx512(x + 2), _mm256_set1_epi8(8));
+    case SLM_TYPE_Q5_0: /* the nibble minus 16 where the fifth bit (bit j of qh) is clear */
+        return _mm256_mask_sub_epi8(nib32_avx512(x + 6), ~(__mmask32)ld_u32(x + 2), nib32_avx512(x + 6), _mm256_set1_epi8(16));
+    default: {
+        const __m256i lv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+        return _mm256_shuffle_epi8(lv, nib32_avx512(x + 2));
+    }
+    }
+}
+
+static inline __m256 b32_step_avx512(__m256 s, __m256i aq, __m256i q, float dx, const uint8_t *yb) {
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(yb + 2)), q));
+    return _mm256_mask_fmadd_ps(_mm256_set1_ps(dx * h2f_avx512(yb)), 0xff, _mm256_cvtepi32_ps(p), s);
+}
+
+static SLM_ALWAYS_INLINE void b32_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy, int t) {
+    const int bx = t == SLM_TYPE_Q8_0 ? 34 : t == SLM_TYPE_Q5_0 ? 22 : 18, nb = n / 32;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 b[4] = {a[0], a[0], a[0], a[0]};
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 2 * bx, y += 68) {
+        const __m256i p = b32_levels_avx512(t, x), q = b32_levels_avx512(t, x + bx);
+        const __m256i ap = _mm256_abs_epi8(p), aq = _mm256_abs_epi8(q);
+        const float dp = h2f_avx512(x), dq = h2f_avx512(x + bx);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) {
+            a[k] = b32_step_avx512(a[k], ap, p, dp, y + k * rb);
+            b[k] = b32_step_avx512(b[k], aq, q, dq, y + k * rb + 34);
+        }
+    }
+    if (i < nb) {
+        const __m256i p = b32_levels_avx512(t, x), ap = _mm256_abs_epi8(p);
+        const float dp = h2f_avx512(x);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) a[k] = b32_step_avx512(a[k], ap, p, dp, y + k * rb);
+    }
+    SLM_UNROLL(4)
+    for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k]));
+}
+
+static SLM_ALWAYS_INLINE void q4_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q4_0);
+}
+static SLM_ALWAYS_INLINE void q5_0_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_Q5_0);
+}
+static SLM_ALWAYS_INLINE void iq4_nl_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                            int64_t ldy) {
+    b32_avx512(n, x, y, rb, nt, yo, ldy, SLM_TYPE_IQ4_NL);
+}
+
+/* Q4_1/Q5_1 against Q8_1: unsigned levels straight into vpdpbusd; the min
+   terms m * s summed apart in a scalar, as the AVX2 kernels */
+static inline __m256 q8_1_step_avx512(__m256 s, float *sm, __m256i q, float xd, float xm, const uint8_t *yb) {
+    /* d and s of the activation block in one conversion */
+    const __m128 ds = _mm_maskz_cvtph_ps(3, _mm_cvtsi32_si128((int)ld_u32(yb)));
+    *sm += xm * _mm_cvtss_f32(_mm_movehdup_ps(ds));
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)(yb + 4)));
+    return _mm256_mask_fmadd_ps(_mm256_set1_ps(xd * _mm_cvtss_f32(ds)), 0xff, _mm256_cvtepi32_ps(p), s);
+}
+
+static SLM_ALWAYS_INLINE __m256i b41_levels_avx512(const uint8_t *x, int bits) {
+    if (bits == 4) return nib32_avx512(x + 4);
+    return _mm256_mask_add_epi8(nib32_avx512(x + 8), (__mmask32)ld_u32(x + 4), nib32_avx512(x + 8), _mm256_set1_epi8(16));
+}
+
+static SLM_ALWAYS_INLINE void k41_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy, int bits) {
+    const int bx = bits == 4 ? 20 : 24, nb = n / 32;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 b[4] = {a[0], a[0], a[0], a[0]};
+    float m[4] = {0, 0, 0, 0};
+    int i = 0;
+    for (; i + 1 < nb; i += 2, x += 2 * bx, y += 72) {
+        const __m256i p = b41_levels_avx512(x, bits), q = b41_levels_avx512(x + bx, bits);
+        const float dp = h2f_avx512(x), mp = h2f_avx512(x + 2), dq = h2f_avx512(x + bx), mq = h2f_avx512(x + bx + 2);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) {
+            a[k] = q8_1_step_avx512(a[k], &m[k], p, dp, mp, y + k * rb);
+            b[k] = q8_1_step_avx512(b[k], &m[k], q, dq, mq, y + k * rb + 36);
+        }
+    }
+    if (i < nb) {
+        const __m256i p = b41_levels_avx512(x, bits);
+        const float dp = h2f_avx512(x), mp = h2f_avx512(x + 2);
+        SLM_UNROLL(4)
+        for (int k = 0; k < nt; k++) a[k] = q8_1_step_avx512(a[k], &m[k], p, dp, mp, y + k * rb);
+    }
+    SLM_UNROLL(4)
+    for (int k = 0; k < nt; k++) yo[k * ldy] = hsum8_avx512(_mm256_add_ps(a[k], b[k])) + m[k];
+}
+
+static SLM_ALWAYS_INLINE void q4_1_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_avx512(n, x, y, rb, nt, yo, ldy, 4);
+}
+static SLM_ALWAYS_INLINE void q5_1_avx512(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_avx512(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+
+K_ENTRIES(q4_0, avx512)
+K_ENTRIES(q5_0, avx512)
+K_ENTRIES(iq4_nl, avx512)
+K_ENTRIES(q4_1, avx512)
+K_ENTRIES(q5_1, avx512)
+
+/* --- Softmax --------------------------------------------------------------- */
+
+/* exp_sum_avx2 on 16 lanes: the same reduction, polynomial and flush to 0
+   below -87.3 (within 2 ulp of expf), 2^k applied by vscalefps; the sum in
+   double. The tail goes through the same code, masked. */
+static double exp_sum_avx512(float *x, int n, float mx) {
+    const __m512 vmx = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-87.3f), log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f), one = _mm512_set1_ps(1.0f);
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmx);
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, lo, _CMP_GE_OQ);
+        const __m512 t = _mm512_max_ps(v, lo);
+        const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 r = _mm512_fnmadd_ps(k, c2, _mm512_fnmadd_ps(k, c1, t));
+        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
+        const __m512 y = _mm512_maskz_scalef_ps(keep, p, k); /* 0 where flushed or past the end */
+        _mm512_mask_storeu_ps(x + i, m, y);
+        acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
+        acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+/* --- prefill GEMM (section 7, matmul_gemm) ------------------------------------
+   A batch of many tokens multiplies each weight row with every token. One
+   call takes 16 rows (one 32-bit lane each, 4 columns per lane as in the
+   x8 layouts: a zmm) and all the tokens: each weight block is loaded and
+   unpacked once for the batch, not once per 4 tokens. A (row, token)
+   accumulator lives in y (the 16 rows of a token are 64 contiguous bytes,
+   which stay in L1 from one block to the next). */
+
+static inline __m512i gemm16_load2(const uint8_t *p0, const uint8_t *p1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p0)),
+                              _mm256_loadu_si256((const __m256i *)p1), 1);
+}
+
+/* nt2 (a constant) tokens of one block, their chains interleaved */
+SLM_INLINE void gemm16_x8_tok_avx512(const __m512i *q, __m512 dw, int off, const uint8_t *at, size_t a_rb, int nt2,
+                                      float *y, int64_t ldy, int b) {
+    __m512i s0[4];
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) s0[t] = _mm512_set1_epi32(-off * (int32_t)ld_u32(at + (size_t)t * a_rb + 36));
+    SLM_UNROLL(8)
+    for (int k = 0; k < 8; k++) {
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt2; t++)
+            s0[t] = _mm512_dpbusd_epi32(s0[t], q[k], _mm512_set1_epi32((int)ld_u32(at + (size_t)t * a_rb + 4 * k)));
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) {
+        float *yt = y + (int64_t)t * ldy;
+        const __m512 prev = b ? _mm512_loadu_ps(yt) : _mm512_setzero_ps();
+        _mm512_storeu_ps(yt, _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0[t]),
+                                             _mm512_mul_ps(dw, _mm512_set1_ps(ld_f32(at + (size_t)t * a_rb + 32))), prev));
+    }
+}
+
+/* Two x8 groups (rows 0-7 at w, rows 8-15 at w + wb) of Q4_0/Q5_0/Q8_0
+   against Q8_0X tokens: per block and token the same exact integer sums
+   and the same float step (one FMA of the sum by d_w * d_a into the
+   running value) as gemm_q45_0x8_avx512_t and gemm_q8_0x8_avx512_t, so the
+   same bits. Tokens go in chunks of 64 whose accumulators stay in a
+   local 4 KB block (y's rows, ldy floats apart, can fall into a few L1
+   sets), copied to y at the end; the two groups (16 rows) are re-read per
+   chunk. */
+SLM_INLINE void gemm16_x8_avx512_t(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a, size_t a_rb, int nt,
+                                    float *y, int64_t ldy) {
+    const int q8 = type == SLM_TYPE_Q8_0, q5 = type == SLM_TYPE_Q5_0;
+    const int bb = x8_block_bytes(type), nib = q5 ? 48 : 16, off = q8 ? 128 : q5 ? 16 : 8;
+    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16), bias = _mm512_set1_epi8((char)0x80);
+    float acc[64 * 16]; /* [token][row]: contiguous (y's rows may map to few cache sets) */
+    for (int t0 = 0; t0 < nt; t0 += 64) {
+        const int t1 = SLM_MIN(nt, t0 + 64);
+        for (int b = 0; b < n / 32; b++) {
+            const uint8_t *w0 = w + (size_t)b * (size_t)bb, *w1 = w0 + wb;
+            __m512i q[8]; /* q[k] goes with the activation bytes 4k..4k+3 of the block */
+            if (q8) {
+                SLM_UNROLL(8)
+                for (int k = 0; k < 8; k++) q[k] = _mm512_xor_si512(gemm16_load2(w0 + 16 + 32 * k, w1 + 16 + 32 * k), bias);
+            } else {
+                const __m512i h = q5 ? gemm16_load2(w0 + 16, w1 + 16) : _mm512_setzero_si512();
+                SLM_UNROLL(4)
+                for (int c = 0; c < 4; c++) {
+                    const __m512i v = gemm16_load2(w0 + nib + 32 * c, w1 + nib + 32 * c);
+                    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    if (q5) { /* nib | (shifted high bits & 16), as the x8 kernel */
+                        lo = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4 - c), b4, 0xF8);
+                        hi = _mm512_ternarylogic_epi32(hi, _mm512_srli_epi16(h, c), b4, 0xF8);
+                    }
+                    q[2 * c] = lo, q[2 * c + 1] = hi;
+                }
+            }
+            const __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w0)), _mm_loadu_si128((const __m128i *)w1), 1));
+            const uint8_t *ab = a + (size_t)b * 40;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) gemm16_x8_tok_avx512(q, dw, off, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b);
+            for (; t < t1; t++) gemm16_x8_tok_avx512(q, dw, off, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b);
+        }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
+    }
+}
+
+static void gemm16_q4_0x8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_x8_avx512_t(SLM_TYPE_Q4_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+static void gemm16_q5_0x8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_x8_avx512_t(SLM_TYPE_Q5_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+static void gemm16_q8_0x8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_x8_avx512_t(SLM_TYPE_Q8_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* Super-block converters that read the 16 rows with dword gathers (lane r
+   at w + r wb): each gather gives 4 consecutive bytes of every row, which
+   become one or two steps of the slab, and the scales are decoded for the
+   16 rows at once. Every gather stays inside its super-block. */
+static inline __m512i kg_avx512(const uint8_t *p, __m512i idx, int o) {
+    return _mm512_i32gather_epi32(idx, (const void *)(p + o), 1);
+}
+
+static inline __m512i kbyte_avx512(__m512i u, int i) { return _mm512_and_si512(_mm512_srli_epi32(u, 8 * i), _mm512_set1_epi32(255)); }
+
+/* Q4_K/Q5_K: d, dmin and the 12-byte table (k4_scales_u32 on 16 rows) */
+static inline void kslab_k4_head_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i g0 = kg_avx512(w, idx, 0), a = kg_avx512(w, idx, 4), b = kg_avx512(w, idx, 8), c = kg_avx512(w, idx, 12);
+    const __m512i m6 = _mm512_set1_epi32(0x3f3f3f3f), m4 = _mm512_set1_epi32(0x0f0f0f0f), m2 = _mm512_set1_epi32(0x03030303);
+    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
+    _mm512_storeu_ps(k->dmin, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g0, 16))));
+    const __m512i u0 = _mm512_and_si512(a, m6),
+                  u1 = _mm512_or_si512(_mm512_and_si512(c, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a, 6), m2), 4)),
+                  u2 = _mm512_and_si512(b, m6),
+                  u3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(c, 4), m4),
+                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b, 6), m2), 4));
+    for (int i = 0; i < 4; i++) {
+        _mm512_storeu_si512((void *)k->sc[i], kbyte_avx512(u0, i));
+        _mm512_storeu_si512((void *)k->sc[4 + i], kbyte_avx512(u1, i));
+        const __m512i m0 = kbyte_avx512(u2, i), m1 = kbyte_avx512(u3, i);
+        _mm512_storeu_si512((void *)k->mn[i], _mm512_or_si512(m0, _mm512_slli_epi32(m0, 16)));
+        _mm512_storeu_si512((void *)k->mn[4 + i], _mm512_or_si512(m1, _mm512_slli_epi32(m1, 16)));
+    }
+    k->sub = 32, k->off = 0;
+}
+
+static void kslab16_q4_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f);
+    kslab_k4_head_avx512(w, idx, k);
+    for (int g = 0; g < 4; g++)
+        for (int l = 0; l < 8; l++) { /* columns 64g + 4l.. (low nibbles) and 64g + 32 + 4l.. (high) */
+            const __m512i v = kg_avx512(w, idx, 16 + 32 * g + 4 * l);
+            _mm512_storeu_si512((void *)k->q[16 * g + l], _mm512_and_si512(v, m4));
+            _mm512_storeu_si512((void *)k->q[16 * g + 8 + l], _mm512_and_si512(_mm512_srli_epi32(v, 4), m4));
+        }
+}
+
+static void kslab16_q5_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f), m1 = _mm512_set1_epi32(0x01010101);
+    kslab_k4_head_avx512(w, idx, k);
+    for (int l = 0; l < 8; l++) {
+        const __m512i h = kg_avx512(w, idx, 16 + 4 * l);
+        for (int g = 0; g < 4; g++) {
+            const __m512i v = kg_avx512(w, idx, 48 + 32 * g + 4 * l);
+            const __m512i h0 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2 * g), m1), 4),
+                          h1 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2 * g + 1), m1), 4);
+            _mm512_storeu_si512((void *)k->q[16 * g + l], _mm512_or_si512(_mm512_and_si512(v, m4), h0));
+            _mm512_storeu_si512((void *)k->q[16 * g + 8 + l],
+                                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 4), m4), h1));
+        }
+    }
+}
+
+static void kslab16_q6_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f), m2 = _mm512_set1_epi32(0x03030303), lo16 = _mm512_set1_epi32(0xffff);
+    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(kg_avx512(w, idx, 206), 16))));
+    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
+    __m512i sc[16];
+    for (int d = 0; d < 4; d++) {
+        const __m512i v = kg_avx512(w, idx, 192 + 4 * d);
+        for (int i = 0; i < 4; i++) sc[4 * d + i] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24);
+    }
+    for (int j = 0; j < 16; j++) _mm512_storeu_si512((void *)k->sc[j], sc[j]);
+    for (int j = 0; j < 8; j++) /* (32 sc[2j], 32 sc[2j + 1]) as int16 */
+        _mm512_storeu_si512((void *)k->mn[j], _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc[2 * j], 5), lo16),
+                                                               _mm512_slli_epi32(sc[2 * j + 1], 21)));
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 8; l++) { /* columns 128h + 32kk + 4l: step 32h + 8kk + l */
+            const __m512i a = kg_avx512(w, idx, 64 * h + 4 * l), c = kg_avx512(w, idx, 64 * h + 32 + 4 * l),
+                          qh = kg_avx512(w, idx, 128 + 32 * h + 4 * l);
+            const __m512i v[4] = {_mm512_and_si512(a, m4), _mm512_and_si512(c, m4), _mm512_and_si512(_mm512_srli_epi32(a, 4), m4),
+                                  _mm512_and_si512(_mm512_srli_epi32(c, 4), m4)};
+            for (int kk = 0; kk < 4; kk++)
+                _mm512_storeu_si512((void *)k->q[32 * h + 8 * kk + l],
+                                    _mm512_or_si512(v[kk], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 2 * kk), m2), 4)));
+        }
+    k->sub = 16, k->off = 1;
+}
+
+/* Q2_K: 16 sub-blocks of 16, 4-bit scale (low nibble) and min (high) */
+static void kslab16_q2_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m2 = _mm512_set1_epi32(0x03030303), m4 = _mm512_set1_epi32(0x0f0f0f0f);
+    const __m512i g0 = kg_avx512(w, idx, 80);
+    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
+    _mm512_storeu_ps(k->dmin, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g0, 16))));
+    for (int d = 0; d < 4; d++) {
+        const __m512i v = kg_avx512(w, idx, 4 * d), sc = _mm512_and_si512(v, m4), mn = _mm512_and_si512(_mm512_srli_epi32(v, 4), m4);
+        for (int i = 0; i < 4; i++) _mm512_storeu_si512((void *)k->sc[4 * d + i], kbyte_avx512(sc, i));
+        for (int i = 0; i < 4; i += 2) /* (m[4d + i], m[4d + i + 1]) as int16 */
+            _mm512_storeu_si512((void *)k->mn[2 * d + i / 2],
+                                _mm512_or_si512(kbyte_avx512(mn, i), _mm512_slli_epi32(kbyte_avx512(mn, i + 1), 16)));
+    }
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 8; l++) { /* columns 128h + 32kk + 4l: step 32h + 8kk + l */
+            const __m512i v = kg_avx512(w, idx, 16 + 32 * h + 4 * l);
+            for (int kk = 0; kk < 4; kk++)
+                _mm512_storeu_si512((void *)k->q[32 * h + 8 * kk + l], _mm512_and_si512(_mm512_srli_epi32(v, 2 * kk), m2));
+        }
+    k->sub = 16, k->off = 0;
+}
+
+/* Q3_K: levels + 4 (0..7: the two low bits, plus 4 where the hmask bit is
+   set), signed 6-bit scales; mins 4 x scale */
+static void kslab16_q3_k_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m2 = _mm512_set1_epi32(0x03030303), m4 = _mm512_set1_epi32(0x0f0f0f0f), m1 = _mm512_set1_epi32(0x01010101),
+                  lo16 = _mm512_set1_epi32(0xffff), c32 = _mm512_set1_epi32(32);
+    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(kg_avx512(w, idx, 106), 16))));
+    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
+    const __m512i a = kg_avx512(w, idx, 96), b = kg_avx512(w, idx, 100), c = kg_avx512(w, idx, 104);
+    const __m512i u[4] = { /* q3_k_scales_u32 on 16 rows: 6-bit values of sub-blocks 4i.. */
+        _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_slli_epi32(_mm512_and_si512(c, m2), 4)),
+        _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 2), m2), 4)),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 4), m2), 4)),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 6), m2), 4))};
+    __m512i sc[16];
+    for (int j = 0; j < 16; j++) {
+        sc[j] = _mm512_sub_epi32(kbyte_avx512(u[j / 4], j % 4), c32);
+        _mm512_storeu_si512((void *)k->sc[j], sc[j]);
+    }
+    for (int j = 0; j < 8; j++)
+        _mm512_storeu_si512((void *)k->mn[j], _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc[2 * j], 2), lo16),
+                                                               _mm512_slli_epi32(sc[2 * j + 1], 18)));
+    for (int l = 0; l < 8; l++) {
+        const __m512i hm = kg_avx512(w, idx, 4 * l);
+        for (int h = 0; h < 2; h++) {
+            const __m512i v = kg_avx512(w, idx, 32 + 32 * h + 4 * l);
+            for (int kk = 0; kk < 4; kk++)
+                _mm512_storeu_si512((void *)k->q[32 * h + 8 * kk + l],
+                                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 2 * kk), m2),
+                                                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hm, 4 * h + kk), m1), 2)));
+        }
+    }
+    k->sub = 16, k->off = 1;
+}
+
+/* IQ4_XS: levels IQ4_VALUES + 128 (a byte shuffle), 8 sub-blocks of 32 with
+   signed 6-bit scales; mins 128 x scale */
+static void kslab16_iq4_xs_avx512(const uint8_t *w, __m512i idx, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi32(0x0f0f0f0f), lo16 = _mm512_set1_epi32(0xffff), c32 = _mm512_set1_epi32(32);
+    uint8_t lut[16];
+    for (int i = 0; i < 16; i++) lut[i] = (uint8_t)(IQ4_VALUES[i] + 128);
+    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut));
+    const __m512i g0 = kg_avx512(w, idx, 0), sl = kg_avx512(w, idx, 4);
+    _mm512_storeu_ps(k->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
+    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
+    const __m512i sh = _mm512_srli_epi32(g0, 16);
+    for (int j = 0; j < 8; j++) {
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(15)); /* nibble j of scales_l */
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3));
+        const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), c32);
+        _mm512_storeu_si512((void *)k->sc[j], sc);
+        const __m512i m = _mm512_and_si512(_mm512_slli_epi32(sc, 7), lo16);
+        _mm512_storeu_si512((void *)k->mn[j], _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
+    }
+    for (int sb = 0; sb < 8; sb++)
+        for (int l = 0; l < 4; l++) { /* columns 32sb + 4l (low nibbles) and 32sb + 16 + 4l (high) */
+            const __m512i v = kg_avx512(w, idx, 8 + 16 * sb + 4 * l);
+            _mm512_storeu_si512((void *)k->q[8 * sb + l], _mm512_shuffle_epi8(tab, _mm512_and_si512(v, m4)));
+            _mm512_storeu_si512((void *)k->q[8 * sb + 4 + l],
+                                _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi32(v, 4), m4)));
+        }
+    k->sub = 32, k->off = 1;
+}
+
+typedef void (*kslab16_fn)(const uint8_t *w, __m512i idx, kslab *k);
+
+/* nt2 tokens (a constant) of one super-block against a kslab: y += ... */
+SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
+    __m512i isum[8], ms[8];
+    SLM_UNROLL(8)
+    for (int t = 0; t < nt2; t++) isum[t] = _mm512_setzero_si512(), ms[t] = _mm512_setzero_si512();
+    const int steps = k->sub / 4; /* zmm steps per scale */
+    for (int j = 0; j < 256 / k->sub; j++) {
+        __m512i s[8];
+        SLM_UNROLL(8)
+        for (int t = 0; t < nt2; t++) s[t] = _mm512_setzero_si512();
+        for (int st = j * steps; st < (j + 1) * steps; st++) {
+            const __m512i q = _mm512_loadu_si512((const void *)k->q[st]);
+            SLM_UNROLL(8)
+            for (int t = 0; t < nt2; t++)
+                s[t] = _mm512_dpbusd_epi32(s[t], q, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
+        }
+        const __m512i sc = _mm512_loadu_si512((const void *)k->sc[j]);
+        SLM_UNROLL(8)
+        for (int t = 0; t < nt2; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
+    }
+    SLM_UNROLL(8)
+    for (int j = 0; j < 8; j++) {
+        const __m512i m = _mm512_loadu_si512((const void *)k->mn[j]);
+        SLM_UNROLL(8)
+        for (int t = 0; t < nt2; t++)
+            ms[t] = _mm512_dpwssd_epi32(ms[t], m, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j)));
+    }
+    const __m512 d = _mm512_loadu_ps(k->d), dmin = _mm512_loadu_ps(k->dmin);
+    SLM_UNROLL(8)
+    for (int t = 0; t < nt2; t++) {
+        const __m512 da = _mm512_set1_ps(ld_f32(a + (size_t)t * a_rb));
+        __m512 r;
+        if (k->off) r = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])));
+        else
+            r = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[t])),
+                              _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(ms[t])));
+        float *yt = y + (int64_t)t * ldy;
+        _mm512_storeu_ps(yt, first ? _mm512_add_ps(_mm512_setzero_ps(), r) : _mm512_add_ps(_mm512_loadu_ps(yt), r));
+    }
+}
+
+static void gemm16_k_avx512(kslab16_fn conv16, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
+                            int nt, float *y, int64_t ldy) {
+    kslab k;
+    /* 32-bit gather offsets: mm_gemm keeps 15 wb below 2^31 */
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)wb));
+    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens (as the x8 GEMM) */
+    for (int t0 = 0; t0 < nt; t0 += 128) {
+        const int t1 = SLM_MIN(nt, t0 + 128);
+        for (int b = 0; b < n / QK_K; b++) {
+            conv16((const uint8_t *)w + (size_t)b * (size_t)bytes, idx, &k);
+            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
+            int t = t0;
+            for (; t + 8 <= t1; t += 8) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
+            if (t + 4 <= t1) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
+            for (; t < t1; t++) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+        }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
+    }
+}
+
+static void gemm16_q4_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_q4_k_avx512, 144, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q5_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_q5_k_avx512, 176, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q6_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_q6_k_avx512, 210, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q2_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_q2_k_avx512, 84, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q3_k_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_q3_k_avx512, 110, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_iq4_xs_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_k_avx512(kslab16_iq4_xs_avx512, 136, n, w, wb, a, a_rb, nt, y, ldy);
+}
+
+/* K-quant x8 groups (layouts in section 5) to a kslab: the two groups (wb
+   bytes apart) are rows 0-7 and 8-15, and every 32-byte chunk of a group
+   already holds 8 rows' dwords of 4 columns, so a step is one 256-bit load
+   per group (no gathers, no transpose) and one pshufb puts 8 rows' scales
+   of a sub-block into their lanes. The float steps are the x8 kernels'
+   (gemm_kx8_ref: FMAs), so a repacked matrix gives the same bits in prefill
+   and decode, and the GEMM can start at SLM_GEMM_X8_MIN_TOKENS (bench_gemm,
+   576 x 1536 Q4_K/Q6_K against the 4-token x8 kernels: 1.25x/1.16x at 8
+   tokens, 1.68x/1.57x at 128). AVX2 has none: the same slab with its
+   per-step vpmaddwd ran at 0.66x (8 tokens) to 0.85x (128) of the AVX2 x8
+   kernels, which sum a sub-block in 16 bits before one vpmaddwd. */
+
+/* pshufb mask: in every 128-bit quarter, lane r gets byte 4 s + r (zero-extended) */
+static inline __m512i kx8slab_mask_avx512(int s) {
+    return _mm512_add_epi32(_mm512_set1_epi32((int)(0x80808000u | (unsigned)(4 * s))),
+                            _mm512_broadcast_i32x4(_mm_setr_epi32(0, 1, 2, 3)));
+}
+
+static inline __m512 kx8slab_f16x2(const uint8_t *g0, const uint8_t *g1) {
+    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)g0)),
+                                                   _mm_loadu_si128((const __m128i *)g1), 1));
+}
+
+/* Q4_Kx8/Q5_Kx8: d, dmin, scales and mins of the 16 rows */
+static inline void kx8slab_k4_head_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    _mm512_storeu_ps(k->d, kx8slab_f16x2(g0, g1));
+    _mm512_storeu_ps(k->dmin, kx8slab_f16x2(g0 + 16, g1 + 16));
+    const __m512i hi = gemm16_load2(g0 + 96, g1 + 96);
+    for (int half = 0; half < 2; half++) {
+        const __m512i v = gemm16_load2(g0 + 32 + 32 * half, g1 + 32 + 32 * half);
+        for (int s = 0; s < 4; s++) {
+            const __m512i mask = kx8slab_mask_avx512(s), lo = _mm512_shuffle_epi8(v, mask),
+                          hb = _mm512_srli_epi32(_mm512_shuffle_epi8(hi, mask), 4 * half);
+            const __m512i mn = _mm512_or_si512(_mm512_srli_epi32(lo, 4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2), m2), 4));
+            _mm512_storeu_si512((void *)k->sc[4 * half + s],
+                                _mm512_or_si512(_mm512_and_si512(lo, m4), _mm512_slli_epi32(_mm512_and_si512(hb, m2), 4)));
+            _mm512_storeu_si512((void *)k->mn[4 * half + s], _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16)));
+        }
+    }
+    k->sub = 32, k->off = 0;
+}
+
+static void kx8slab_q4_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    kx8slab_k4_head_avx512(g0, g1, k);
+    for (int s = 0; s < 8; s++)
+        for (int c = 0; c < 4; c++) { /* columns 32s + 8c.. (low nibbles), 32s + 8c + 4.. (high) */
+            const __m512i v = gemm16_load2(g0 + 128 + 128 * s + 32 * c, g1 + 128 + 128 * s + 32 * c);
+            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c], _mm512_and_si512(v, m4));
+            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c + 1], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+        }
+}
+
+static void kx8slab_q5_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi8(15), m1 = _mm512_set1_epi8(1);
+    kx8slab_k4_head_avx512(g0, g1, k);
+    for (int s = 0; s < 8; s++) {
+        const int o = 128 + 160 * s;
+        const __m512i hb = gemm16_load2(g0 + o, g1 + o); /* bit c: low nibble's fifth bit, bit 4 + c: high's */
+        for (int c = 0; c < 4; c++) {
+            const __m512i v = gemm16_load2(g0 + o + 32 + 32 * c, g1 + o + 32 + 32 * c);
+            const __m512i h0 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, c), m1), 4),
+                          h1 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 4 + c), m1), 4);
+            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c], _mm512_or_si512(_mm512_and_si512(v, m4), h0));
+            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c + 1], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), h1));
+        }
+    }
+}
+
+/* Q6_Kx8: the stored 6-bit values are the level + 32 (mins 32 x scale) */
+static void kx8slab_q6_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(3);
+    _mm512_storeu_ps(k->d, kx8slab_f16x2(g0, g1));
+    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
+    for (int j = 0; j < 8; j++) { /* lane r: row r's scales of sub-blocks 2j, 2j + 1 as int16 */
+        const __m512i x = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(g0 + 16 + 16 * j))), _mm_loadu_si128((const __m128i *)(g1 + 16 + 16 * j)), 1));
+        _mm512_storeu_si512((void *)k->sc[2 * j], _mm512_srai_epi32(_mm512_slli_epi32(x, 16), 16));
+        _mm512_storeu_si512((void *)k->sc[2 * j + 1], _mm512_srai_epi32(x, 16));
+        _mm512_storeu_si512((void *)k->mn[j], _mm512_slli_epi16(x, 5));
+    }
+    for (int p = 0; p < 8; p++) {
+        const int o = 144 + 192 * p;
+        for (int c = 0; c < 4; c++) { /* columns 32p + 8c.. and 32p + 8c + 4.. */
+            const __m512i v = gemm16_load2(g0 + o + 32 * c, g1 + o + 32 * c),
+                          hb = _mm512_srli_epi16(gemm16_load2(g0 + o + 128 + 32 * (c / 2), g1 + o + 128 + 32 * (c / 2)), 4 * (c % 2));
+            _mm512_storeu_si512((void *)k->q[8 * p + 2 * c], _mm512_or_si512(_mm512_and_si512(v, m4), _mm512_slli_epi16(_mm512_and_si512(hb, m2), 4)));
+            _mm512_storeu_si512((void *)k->q[8 * p + 2 * c + 1],
+                                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2), m2), 4)));
+        }
+    }
+    k->sub = 16, k->off = 1;
+}
+
+/* gemm16_kslab_t's integer sums with the x8 kernels' float steps */
+SLM_INLINE void gemm16_kx8slab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
+    __m512i isum[8], ms[8];
+    SLM_UNROLL(8)
+    for (int t = 0; t < nt2; t++) isum[t] = _mm512_setzero_si512(), ms[t] = _mm512_setzero_si512();
+    const int steps = k->sub / 4;
+    for (int j = 0; j < 256 / k->sub; j++) {
+        __m512i s[8];
+        SLM_UNROLL(8)
+        for (int t = 0; t < nt2; t++) s[t] = _mm512_setzero_si512();
+        for (int st = j * steps; st < (j + 1) * steps; st++) {
+            const __m512i q = _mm512_loadu_si512((const void *)k->q[st]);
+            SLM_UNROLL(8)
+            for (int t = 0; t < nt2; t++)
+                s[t] = _mm512_dpbusd_epi32(s[t], q, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
+        }
+        const __m512i sc = _mm512_loadu_si512((const void *)k->sc[j]);
+        SLM_UNROLL(8)
+        for (int t = 0; t < nt2; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
+    }
+    SLM_UNROLL(8)
+    for (int j = 0; j < 8; j++) {
+        const __m512i m = _mm512_loadu_si512((const void *)k->mn[j]);
+        SLM_UNROLL(8)
+        for (int t = 0; t < nt2; t++)
+            ms[t] = _mm512_dpwssd_epi32(ms[t], m, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j)));
+    }
+    const __m512 d = _mm512_loadu_ps(k->d), dmin = _mm512_loadu_ps(k->dmin);
+    SLM_UNROLL(8)
+    for (int t = 0; t < nt2; t++) {
+        const __m512 da = _mm512_set1_ps(ld_f32(a + (size_t)t * a_rb));
+        float *yt = y + (int64_t)t * ldy;
+        __m512 acc = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt);
+        if (k->off) acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])), _mm512_mul_ps(d, da), acc);
+        else {
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, da), acc);
+            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms[t]), _mm512_mul_ps(dmin, da), acc);
+        }
+        _mm512_storeu_ps(yt, acc);
+    }
+}
+
+typedef void (*kx8slab16_fn)(const uint8_t *g0, const uint8_t *g1, kslab *k);
+
+static void gemm16_kx8_avx512(kx8slab16_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
+                              int nt, float *y, int64_t ldy) {
+    kslab k;
+    float acc[128 * 16]; /* [token][row] of a chunk of 128 tokens */
+    for (int t0 = 0; t0 < nt; t0 += 128) {
+        const int t1 = SLM_MIN(nt, t0 + 128);
+        for (int b = 0; b < n / QK_K; b++) {
+            const uint8_t *g0 = (const uint8_t *)w + (size_t)b * (size_t)bytes;
+            conv(g0, g0 + wb, &k);
+            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
+            int t = t0;
+            for (; t + 8 <= t1; t += 8) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
+            if (t + 4 <= t1) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
+            for (; t < t1; t++) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+        }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
+    }
+}
+
+static void gemm16_q4_kx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_kx8_avx512(kx8slab_q4_k_avx512, 1152, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q5_kx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_kx8_avx512(kx8slab_q5_k_avx512, 1408, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_q6_kx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_kx8_avx512(kx8slab_q6_k_avx512, 1680, n, w, wb, a, a_rb, nt, y, ldy);
+}
+
+SLM_TARGET_END
+#endif /* SLM_AVX512 */
+
+/* -------------------------------------------------------------------------- */
+/* E3. x86 SSE4.1 (+SSSE3): x86-64 machines without AVX2 (Atom, Celeron)      */
+/* -------------------------------------------------------------------------- */
+/* The AVX2 kernels at half width, without FMA; without F16C the f16
+   conversions are done with integer operations, as f32_to_fp16 does. */
+#ifdef SLM_SSE4
+SLM_TARGET_SSE4
+
+static inline float hsum_sse(__m128 v) {
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+/* 32 int8 products (x0|x1 against y0|y1) summed in 4 lanes, as floats;
+   maddubs wants one unsigned operand (see i8dot_avx2) */
+static inline __m128 i8dot_sse(__m128i x0, __m128i x1, __m128i y0, __m128i y1) {
+    const __m128i one = _mm_set1_epi16(1);
+    const __m128i p0 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(x0, x0), _mm_sign_epi8(y0, x0)), one);
+    const __m128i p1 = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(x1, x1), _mm_sign_epi8(y1, x1)), one);
+    return _mm_cvtepi32_ps(_mm_add_epi32(p0, p1));
+}
+
+static inline void q4_unpack_sse(const uint8_t *q, __m128i *lo, __m128i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)q), m = _mm_set1_epi8(15), e = _mm_set1_epi8(8);
+    *lo = _mm_sub_epi8(_mm_and_si128(v, m), e);
+    *hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m), e);
+}
+
+static float dot_f32_sse(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_loadu_ps(x + i + 4), _mm_loadu_ps(y + i + 4)));
+        s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_loadu_ps(x + i + 8), _mm_loadu_ps(y + i + 8)));
+        s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_loadu_ps(x + i + 12), _mm_loadu_ps(y + i + 12)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
+    float s = hsum_sse(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* fp16_to_f32 on 4 lanes (no F16C): the same cases, merged */
+static inline __m128 ld_f16_sse(const uint8_t *p) {
+    const __m128i h = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)p), _mm_setzero_si128());
+    const __m128i sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
+    const __m128i em = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
+    __m128i r = _mm_add_epi32(_mm_slli_epi32(em, 13), _mm_set1_epi32(112 << 23));
+    const __m128i infnan = _mm_or_si128(_mm_slli_epi32(em, 13), _mm_set1_epi32(0x7f800000));
+    r = _mm_blendv_epi8(r, infnan, _mm_cmpgt_epi32(em, _mm_set1_epi32(0x7bff)));
+    /* zero and subnormal: man * 2^-24 is exact in float */
+    const __m128 sub = _mm_mul_ps(_mm_cvtepi32_ps(em), _mm_set1_ps(1.0f / 16777216.0f));
+    r = _mm_blendv_epi8(r, _mm_castps_si128(sub), _mm_cmplt_epi32(em, _mm_set1_epi32(0x400)));
+    return _mm_castsi128_ps(_mm_or_si128(r, sign));
+}
+
+/* f32_to_fp16 on 4 lanes, stored as 4 halves */
+static inline void st_f16_sse(uint8_t *p, __m128 f) {
+    const __m128i x = _mm_castps_si128(f);
+    const __m128i sign = _mm_and_si128(_mm_srli_epi32(x, 16), _mm_set1_epi32(0x8000));
+    const __m128i ax = _mm_and_si128(x, _mm_set1_epi32(0x7fffffff));
+    const __m128i odd = _mm_and_si128(_mm_srli_epi32(ax, 13), _mm_set1_epi32(1));
+    __m128i r = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(ax, _mm_set1_epi32((int)0xc8000fffu)), odd), 13);
+    const __m128 a = _mm_add_ps(_mm_castsi128_ps(ax), _mm_set1_ps(0.5f));
+    const __m128i sub = _mm_sub_epi32(_mm_castps_si128(a), _mm_set1_epi32(0x3f000000));
+    r = _mm_blendv_epi8(r, sub, _mm_cmplt_epi32(ax, _mm_set1_epi32(0x38800000)));
+    r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7c00), _mm_cmpgt_epi32(ax, _mm_set1_epi32(0x477fefff)));
+    r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7e00), _mm_cmpgt_epi32(ax, _mm_set1_epi32(0x7f800000)));
+    r = _mm_or_si128(r, sign);
+    _mm_storel_epi64((__m128i *)p, _mm_packus_epi32(r, r));
+}
+
+static void f16_to_float_sse(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, ld_f16_sse(p + 2 * i));
+    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
+}
+
+static void f16_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) st_f16_sse(p + 2 * i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
+}
+
+static float dot_f16_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(ld_f16_sse(x + 2 * i), ld_f16_sse(y + 2 * i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(ld_f16_sse(x + 2 * i + 8), ld_f16_sse(y + 2 * i + 8)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(ld_f16_sse(x + 2 * i), ld_f16_sse(y + 2 * i)));
+    float s = hsum_sse(_mm_add_ps(s0, s1));
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return s;
+}
+
+static inline __m128 ld_bf16_sse(const uint8_t *p) {
+    return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i *)p)));
+}
+
+static void bf16_to_float_sse(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, ld_bf16_sse(p + 2 * i));
+    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+/* f32_to_bf16 on 4 lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    const __m128i one = _mm_set1_epi32(1), bias = _mm_set1_epi32(0x7fff);
+    const __m128i abs = _mm_set1_epi32(0x7fffffff), inf = _mm_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m128i x = _mm_castps_si128(_mm_loadu_ps(src + i));
+        const __m128i odd = _mm_and_si128(_mm_srli_epi32(x, 16), one);
+        __m128i r = _mm_srli_epi32(_mm_add_epi32(x, _mm_add_epi32(bias, odd)), 16);
+        const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(x, abs), inf);
+        r = _mm_blendv_epi8(r, _mm_or_si128(_mm_srli_epi32(x, 16), _mm_set1_epi32(64)), nan);
+        _mm_storel_epi64((__m128i *)(p + 2 * i), _mm_packus_epi32(r, r));
+    }
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
+}
+
+static float dot_bf16_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm_add_ps(s0, _mm_mul_ps(ld_bf16_sse(x + 2 * i), ld_bf16_sse(y + 2 * i)));
+        s1 = _mm_add_ps(s1, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 8), ld_bf16_sse(y + 2 * i + 8)));
+        s2 = _mm_add_ps(s2, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 16), ld_bf16_sse(y + 2 * i + 16)));
+        s3 = _mm_add_ps(s3, _mm_mul_ps(ld_bf16_sse(x + 2 * i + 24), ld_bf16_sse(y + 2 * i + 24)));
+    }
+    for (; i + 4 <= n; i += 4) s0 = _mm_add_ps(s0, _mm_mul_ps(ld_bf16_sse(x + 2 * i), ld_bf16_sse(y + 2 * i)));
+    float s = hsum_sse(_mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
+    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
+    return s;
+}
+
+/* Same arithmetic as q8_0_from_float_ref (see q8_0_from_float_avx2). */
+static void q8_0_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        __m128 v[8], m = _mm_setzero_ps();
+        for (int j = 0; j < 8; j++) v[j] = _mm_loadu_ps(src + 4 * j), m = _mm_max_ps(m, _mm_andnot_ps(sign, v[j]));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        const __m128 mul = _mm_set1_ps(id);
+        __m128i q[8];
+        for (int j = 0; j < 8; j++)
+            q[j] = _mm_cvtps_epi32(_mm_round_ps(_mm_mul_ps(v[j], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m128i lo = _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
+        const __m128i hi = _mm_packs_epi16(_mm_packs_epi32(q[4], q[5]), _mm_packs_epi32(q[6], q[7]));
+        _mm_storeu_si128((__m128i *)(b + 2), lo);
+        _mm_storeu_si128((__m128i *)(b + 18), hi);
+    }
+}
+
+/* One accumulator per token, blocks in order (see dot_q8_0_avx2). */
+static float dot_q8_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m128 p = i8dot_sse(_mm_loadu_si128((const __m128i *)(x + 2)), _mm_loadu_si128((const __m128i *)(x + 18)),
+                                   _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+static float dot_q4_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        __m128i lo, hi;
+        q4_unpack_sse(x + 2, &lo, &hi);
+        const __m128 p = i8dot_sse(lo, hi, _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+/* One token's step of the 4-token kernels (see dot4_step_avx2). */
+static inline __m128 dot4_step_sse(__m128 s, __m128i x0, __m128i x1, float dx, const uint8_t *yb) {
+    const __m128 p = i8dot_sse(x0, x1, _mm_loadu_si128((const __m128i *)(yb + 2)), _mm_loadu_si128((const __m128i *)(yb + 18)));
+    return _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(dx * ld_f16(yb)), p));
+}
+
+static void dot4_q8_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const __m128i x0 = _mm_loadu_si128((const __m128i *)(x + 2)), x1 = _mm_loadu_si128((const __m128i *)(x + 18));
+        const float dx = ld_f16(x);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+
+static void dot4_q4_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        __m128i x0, x1;
+        q4_unpack_sse(x + 2, &x0, &x1);
+        const float dx = ld_f16(x);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+
+/* ---- The other block types: the AVX2 kernels at half width (4 int32 and
+   4 float lanes per token), mul + add for FMA. ---- */
+
+static inline int32_t hsum_i32_sse(__m128i s) {
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline __m128i nib_lo_sse(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(15)); }
+static inline __m128i nib_hi_sse(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)); }
+
+/* bits 16h..16h+15 of the little-endian 32-bit word at p -> 16 bytes, 0xff if set */
+static inline __m128i bits16_sse(const uint8_t *p, int h) {
+    const __m128i shuf = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m128i bit = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    const __m128i v = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)ld_u16(p + 2 * h)), shuf);
+    return _mm_cmpeq_epi8(_mm_and_si128(v, bit), bit);
+}
+
+static inline __m128i iq4_lookup_sse(__m128i nib) { return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)IQ4_VALUES), nib); }
+
+/* Q5_0 block -> 2 x 16 int8 in [-16, 15] (see q5_0_unpack_avx2) */
+static inline void q5_0_unpack_sse(const uint8_t *b, __m128i *lo, __m128i *hi) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(b + 6)), f0 = _mm_set1_epi8((char)0xf0);
+    *lo = _mm_or_si128(nib_lo_sse(v), _mm_andnot_si128(bits16_sse(b + 2, 0), f0));
+    *hi = _mm_or_si128(nib_hi_sse(v), _mm_andnot_si128(bits16_sse(b + 2, 1), f0));
+}
+
+static float dot_q5_0_sse(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s = _mm_setzero_ps();
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        __m128i lo, hi;
+        q5_0_unpack_sse(x, &lo, &hi);
+        const __m128 p = i8dot_sse(lo, hi, _mm_loadu_si128((const __m128i *)(y + 2)), _mm_loadu_si128((const __m128i *)(y + 18)));
+        s = _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(ld_f16(x) * ld_f16(y)), p));
+    }
+    return hsum_sse(s);
+}
+
+static void dot4_q5_0_sse(int n, const void *w, const void *a, size_t a_rb, float *yo, int64_t ldy) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    __m128 s[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        __m128i x0, x1;
+        q5_0_unpack_sse(x, &x0, &x1);
+        const float dx = ld_f16(x);
+        s[0] = dot4_step_sse(s[0], x0, x1, dx, y);
+        s[1] = dot4_step_sse(s[1], x0, x1, dx, y + a_rb);
+        s[2] = dot4_step_sse(s[2], x0, x1, dx, y + 2 * a_rb);
+        s[3] = dot4_step_sse(s[3], x0, x1, dx, y + 3 * a_rb);
+    }
+    for (int k = 0; k < 4; k++) yo[k * ldy] = hsum_sse(s[k]);
+}
+
+/* 2 x 16 unsigned weights against 32 int8 at q8, 4 lanes, as floats */
+static inline __m128 u8dot_sse(__m128i q0, __m128i q1, const uint8_t *q8) {
+    const __m128i p0 = _mm_maddubs_epi16(q0, _mm_loadu_si128((const __m128i *)q8));
+    const __m128i p1 = _mm_maddubs_epi16(q1, _mm_loadu_si128((const __m128i *)(q8 + 16)));
+    return _mm_cvtepi32_ps(_mm_madd_epi16(_mm_add_epi16(p0, p1), _mm_set1_epi16(1)));
+}
+
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms summed apart */
+static inline __m128 q8_1_step_sse(__m128 s, float *sm, __m128i lo, __m128i hi, float xd, float xm, const uint8_t *yb) {
+    *sm += xm * ld_f16(yb + 2);
+    return _mm_add_ps(s, _mm_mul_ps(_mm_set1_ps(xd * ld_f16(yb)), u8dot_sse(lo, hi, yb + 4)));
+}
+
+static SLM_ALWAYS_INLINE void k41_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                      int64_t ldy, int bits) {
+    const __m128i b4 = _mm_set1_epi8(16);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(x + (bits == 4 ? 4 : 8)));
+        __m128i lo = nib_lo_sse(v), hi = nib_hi_sse(v);
+        if (bits == 5) {
+            lo = _mm_or_si128(lo, _mm_and_si128(bits16_sse(x + 4, 0), b4));
+            hi = _mm_or_si128(hi, _mm_and_si128(bits16_sse(x + 4, 1), b4));
+        }
+        const float xd = ld_f16(x), xm = ld_f16(x + 2);
+        s0 = q8_1_step_sse(s0, &m0, lo, hi, xd, xm, y);
+        if (nt == 4) {
+            s1 = q8_1_step_sse(s1, &m1, lo, hi, xd, xm, y + rb);
+            s2 = q8_1_step_sse(s2, &m2, lo, hi, xd, xm, y + 2 * rb);
+            s3 = q8_1_step_sse(s3, &m3, lo, hi, xd, xm, y + 3 * rb);
+        }
+    }
+    yo[0] = hsum_sse(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_sse(s1) + m1, yo[2 * ldy] = hsum_sse(s2) + m2, yo[3 * ldy] = hsum_sse(s3) + m3;
+}
+
+static SLM_ALWAYS_INLINE void q4_1_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_sse(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k41_sse(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+static SLM_ALWAYS_INLINE void iq4_nl_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy) {
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(x + 2));
+        const __m128i lo = iq4_lookup_sse(nib_lo_sse(v)), hi = iq4_lookup_sse(nib_hi_sse(v));
+        const float xd = ld_f16(x);
+        s0 = dot4_step_sse(s0, lo, hi, xd, y);
+        if (nt == 4) {
+            s1 = dot4_step_sse(s1, lo, hi, xd, y + rb);
+            s2 = dot4_step_sse(s2, lo, hi, xd, y + 2 * rb);
+            s3 = dot4_step_sse(s3, lo, hi, xd, y + 3 * rb);
+        }
+    }
+    yo[0] = hsum_sse(s0);
+    if (nt == 4) yo[ldy] = hsum_sse(s1), yo[2 * ldy] = hsum_sse(s2), yo[3 * ldy] = hsum_sse(s3);
+}
+
+/* K-quant steps, one token each: 32 weights (two halves of 16, scales sc0
+   and sc1 as 16-bit lanes) against 32 Q8_K values, added to 4 int32 lanes.
+   Signed weights as |q| with the sign moved to the activations. */
+static inline __m128i k_ustep_sse(__m128i sumi, __m128i q0, __m128i q1, __m128i sc0, __m128i sc1, const uint8_t *q8) {
+    const __m128i p0 = _mm_madd_epi16(sc0, _mm_maddubs_epi16(q0, _mm_loadu_si128((const __m128i *)q8)));
+    const __m128i p1 = _mm_madd_epi16(sc1, _mm_maddubs_epi16(q1, _mm_loadu_si128((const __m128i *)(q8 + 16))));
+    return _mm_add_epi32(sumi, _mm_add_epi32(p0, p1));
+}
+
+static inline __m128i k_sstep_sse(__m128i sumi, __m128i q0, __m128i q1, __m128i sc0, __m128i sc1, const uint8_t *q8) {
+    const __m128i y0 = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)q8), q0);
+    const __m128i y1 = _mm_sign_epi8(_mm_loadu_si128((const __m128i *)(q8 + 16)), q1);
+    const __m128i p0 = _mm_madd_epi16(sc0, _mm_maddubs_epi16(_mm_sign_epi8(q0, q0), y0));
+    const __m128i p1 = _mm_madd_epi16(sc1, _mm_maddubs_epi16(_mm_sign_epi8(q1, q1), y1));
+    return _mm_add_epi32(sumi, _mm_add_epi32(p0, p1));
+}
+
+static inline __m128 k_scale_sse(__m128 acc, __m128i sumi, float xd, const uint8_t *yb) {
+    return _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(ld_f32(yb) * xd), _mm_cvtepi32_ps(sumi)));
+}
+
+/* 16-bit lanes of byte i of a 16-byte table (a sub-block's scale) */
+static inline __m128i k_scale1_sse(__m128i sc, int i, int is_signed) {
+    const __m128i b = _mm_shuffle_epi8(sc, _mm_set1_epi8((char)i));
+    return is_signed ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b);
+}
+
+
+
+/* min terms of a super-block: -d_a * dmin_w * (mins . sub-block sums) into
+   the float lanes */
+#define K_MINS_SSE(f)                                                                                                \
+    do {                                                                                                             \
+        s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_set1_ps(-ld_f32(y) * xm), _mm_cvtepi32_ps(f(y))));                       \
+        if (nt == 4) {                                                                                               \
+            s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + rb) * xm), _mm_cvtepi32_ps(f(y + rb))));         \
+            s2 = _mm_add_ps(s2, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + 2 * rb) * xm), _mm_cvtepi32_ps(f(y + 2 * rb)))); \
+            s3 = _mm_add_ps(s3, _mm_mul_ps(_mm_set1_ps(-ld_f32(y + 3 * rb) * xm), _mm_cvtepi32_ps(f(y + 3 * rb)))); \
+        }                                                                                                            \
+    } while (0)
+
+#define K_RESULT_SSE()                                                                                               \
+    do {                                                                                                             \
+        yo[0] = hsum_sse(s0);                                                                                        \
+        if (nt == 4) yo[ldy] = hsum_sse(s1), yo[2 * ldy] = hsum_sse(s2), yo[3 * ldy] = hsum_sse(s3);                 \
+    } while (0)
+
+/* Q4_K and Q5_K (bits: 5): value 64j + l is nibble 0 of qs[32j + l],
+   64j + 32 + l nibble 1; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[l] */
+static SLM_ALWAYS_INLINE void k45_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                      int64_t ldy, int bits) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    const __m128i b4 = _mm_set1_epi8(16);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const __m128i sc = _mm_loadu_si128((const __m128i *)u), mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc, 8));
+        const float xd = ld_f16(x), xm = ld_f16(x + 2);
+#define MINS(yb) _mm_madd_epi16(mins, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)((yb) + 260)), _mm_loadu_si128((const __m128i *)((yb) + 276))))
+        K_MINS_SSE(MINS);
+#undef MINS
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        __m128i h0 = _mm_loadu_si128((const __m128i *)(x + 16)), h1 = _mm_loadu_si128((const __m128i *)(x + 32));
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const __m128i v0 = _mm_loadu_si128((const __m128i *)(qs + 32 * j));
+            const __m128i v1 = _mm_loadu_si128((const __m128i *)(qs + 32 * j + 16));
+            __m128i a0 = nib_lo_sse(v0), a1 = nib_lo_sse(v1), c0 = nib_hi_sse(v0), c1 = nib_hi_sse(v1);
+            if (bits == 5) {
+                a0 = _mm_or_si128(a0, _mm_and_si128(_mm_slli_epi16(h0, 4), b4));
+                a1 = _mm_or_si128(a1, _mm_and_si128(_mm_slli_epi16(h1, 4), b4));
+                c0 = _mm_or_si128(c0, _mm_and_si128(_mm_slli_epi16(h0, 3), b4));
+                c1 = _mm_or_si128(c1, _mm_and_si128(_mm_slli_epi16(h1, 3), b4));
+                h0 = _mm_srli_epi16(h0, 2), h1 = _mm_srli_epi16(h1, 2);
+            }
+            const __m128i sl = k_scale1_sse(sc, 2 * j, 0), sh = k_scale1_sse(sc, 2 * j + 1, 0);
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k_ustep_sse, a0, a1, sl, sl);
+            q8 += 32;
+            K_TOKENS(k_ustep_sse, c0, c1, sh, sh);
+        }
+        K_SCALE(k_scale_sse, xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q4_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k45_sse(n, x, y, rb, nt, yo, ldy, 4);
+}
+
+static SLM_ALWAYS_INLINE void q5_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo, int64_t ldy) {
+    k45_sse(n, x, y, rb, nt, yo, ldy, 5);
+}
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
+static SLM_ALWAYS_INLINE void q6_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m30 = _mm_set1_epi8(0x30), c32 = _mm_set1_epi8(32);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(x + 192));
+        const float xd = ld_f16(x + 208);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *ql = x + 64 * h + 32 * (k & 1), *qh = x + 128 + 32 * h;
+                __m128i q[2];
+                SLM_UNROLL(2)
+                for (int e = 0; e < 2; e++) {
+                    const __m128i l = _mm_loadu_si128((const __m128i *)(ql + 16 * e)), hb = _mm_loadu_si128((const __m128i *)(qh + 16 * e));
+                    const __m128i lo = k < 2 ? nib_lo_sse(l) : nib_hi_sse(l);
+                    const __m128i hi = k == 0 ? _mm_slli_epi16(hb, 4) : k == 1 ? _mm_slli_epi16(hb, 2) : k == 2 ? hb : _mm_srli_epi16(hb, 2);
+                    q[e] = _mm_sub_epi8(_mm_or_si128(lo, _mm_and_si128(hi, m30)), c32);
+                }
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_sstep_sse, q[0], q[1], sc0, sc1);
+            }
+        K_SCALE(k_scale_sse, xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q2_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m3 = _mm_set1_epi8(3), m15 = _mm_set1_epi8(15);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x), sc = _mm_and_si128(sm, m15);
+        const __m128i mn = _mm_and_si128(_mm_srli_epi16(sm, 4), m15);
+        const __m128i mn0 = _mm_cvtepu8_epi16(mn), mn1 = _mm_cvtepu8_epi16(_mm_srli_si128(mn, 8));
+        const float xd = ld_f16(x + 80), xm = ld_f16(x + 82);
+#define MINS(yb) _mm_add_epi32(_mm_madd_epi16(mn0, _mm_loadu_si128((const __m128i *)((yb) + 260))), _mm_madd_epi16(mn1, _mm_loadu_si128((const __m128i *)((yb) + 276))))
+        K_MINS_SSE(MINS);
+#undef MINS
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 16 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const __m128i q0 = _mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), q1 = _mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3);
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 0), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 0);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_ustep_sse, q0, q1, sc0, sc1);
+            }
+        }
+        K_SCALE(k_scale_sse, xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void q3_k_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy) {
+    const __m128i m3 = _mm_set1_epi8(3), c4 = _mm_set1_epi8(4);
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const __m128i sc = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
+        const __m128i hm0 = _mm_loadu_si128((const __m128i *)x), hm1 = _mm_loadu_si128((const __m128i *)(x + 16));
+        const float xd = ld_f16(x + 108);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const __m128i b0 = _mm_loadu_si128((const __m128i *)(x + 32 + 32 * h)), b1 = _mm_loadu_si128((const __m128i *)(x + 48 + 32 * h));
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const __m128i bit = _mm_set1_epi8((char)(1 << (4 * h + k))), z = _mm_setzero_si128();
+                const __m128i q0 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b0, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm0, bit), z), c4));
+                const __m128i q1 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b1, 2 * k), m3), _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hm1, bit), z), c4));
+                const __m128i sc0 = k_scale1_sse(sc, 8 * h + 2 * k, 1), sc1 = k_scale1_sse(sc, 8 * h + 2 * k + 1, 1);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_sstep_sse, q0, q1, sc0, sc1);
+            }
+        }
+        K_SCALE(k_scale_sse, xd);
+    }
+    K_RESULT_SSE();
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_sse(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                         int64_t ldy) {
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = ld_f16(x);
+        __m128i i0 = _mm_setzero_si128(), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)(x + 8 + 16 * s));
+            const __m128i q0 = iq4_lookup_sse(nib_lo_sse(v)), q1 = iq4_lookup_sse(nib_hi_sse(v));
+            const __m128i sc = _mm_set1_epi16((short)iq4_xs_scale(x, s));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS(k_sstep_sse, q0, q1, sc, sc);
+        }
+        K_SCALE(k_scale_sse, xd);
+    }
+    K_RESULT_SSE();
+}
+#undef K_MINS_SSE
+#undef K_RESULT_SSE
+
+K_ENTRIES(q4_1, sse)
+K_ENTRIES(q5_1, sse)
+K_ENTRIES(iq4_nl, sse)
+K_ENTRIES(q2_k, sse)
+K_ENTRIES(q3_k, sse)
+K_ENTRIES(q4_k, sse)
+K_ENTRIES(q5_k, sse)
+K_ENTRIES(q6_k, sse)
+K_ENTRIES(iq4_xs, sse)
+
+/* Q8_1 and Q8_K activations: the same bytes as the references (see
+   q8_1_from_float_avx2) */
+static inline float amax_sse(const float *src, int n) {
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    __m128 m = _mm_setzero_ps();
+    for (int j = 0; j < n; j += 4) m = _mm_max_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + j)), m);
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 16 floats times mul, rounded, stored as 16 int8; returns their sum in 4 lanes */
+static inline __m128i q8_round16_sse(const float *src, __m128 mul, uint8_t *dst) {
+#define RND(j) _mm_cvtps_epi32(_mm_round_ps(_mm_mul_ps(_mm_loadu_ps(src + (j)), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    const __m128i a = RND(0), b = RND(4), c = RND(8), d = RND(12);
+#undef RND
+    _mm_storeu_si128((__m128i *)dst, _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d)));
+    return _mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d));
+}
+
+static void q8_1_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_sse(src, 32);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const __m128 mul = _mm_set1_ps(id);
+        const __m128i sum = _mm_add_epi32(q8_round16_sse(src, mul, b + 4), q8_round16_sse(src + 16, mul, b + 20));
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)hsum_i32_sse(sum)));
+    }
+}
+
+static void q8_k_from_float_sse(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_sse(src, QK_K);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        const __m128 vmax = _mm_set1_ps(amax), sign = _mm_set1_ps(-0.0f);
+        int j = 0;
+        while (!_mm_movemask_ps(_mm_cmpeq_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + j)), vmax))) j += 4;
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        /* the 16-value sums: 4 lanes each, then hadd twice for 4 side by side */
+        __m128i v[16];
+        for (int g = 0; g < 16; g++) v[g] = q8_round16_sse(src + 16 * g, _mm_set1_ps(iscale), b + 4 + 16 * g);
+        __m128i f[4];
+        for (int k = 0; k < 4; k++)
+            f[k] = _mm_hadd_epi32(_mm_hadd_epi32(v[4 * k], v[4 * k + 1]), _mm_hadd_epi32(v[4 * k + 2], v[4 * k + 3]));
+        _mm_storeu_si128((__m128i *)(b + 260), _mm_packs_epi32(f[0], f[1]));
+        _mm_storeu_si128((__m128i *)(b + 276), _mm_packs_epi32(f[2], f[3]));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
+
+SLM_TARGET_END
+#endif /* SLM_SSE4 */
+
+/* -------------------------------------------------------------------------- */
+/* E4. ARM NEON: aarch64 (baseline, dotprod, i8mm) and ARMv7                  */
+/* -------------------------------------------------------------------------- */
+/* One code path; the few helpers below hide what AArch32 lacks (across-
+   vector adds, rounding conversion, fused multiply-add without VFPv4). On
+   ARMv7 the f16 kernels need -mfp16-format=ieee with GCC (half types).
+   The int8 kernels are templates with a constant `dp`: 0 for the baseline
+   (the neon table: products widened through int16), 1 for SDOT (the
+   dotprod table: entry points with the dotprod target, section 1). Only
+   the helpers i8dot_neon and dot16_neon look at dp. The SMMLA (i8mm)
+   kernels for the x8 layouts are at the end of the section. */
+#ifdef SLM_NEON
+
+#if defined(__aarch64__) || defined(__ARM_FP16_FORMAT_IEEE)
+#define SLM_NEON_F16 1
+static inline float h2f_neon(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+}
+#else
+static inline float h2f_neon(const uint8_t *p) { return ld_f16(p); }
+#endif
+
+#if defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
+#define FMA_NEON(acc, a, b) vfmaq_f32(acc, a, b)
+#else
+#define FMA_NEON(acc, a, b) vmlaq_f32(acc, a, b)
+#endif
+
+static inline float hsum_neon(float32x4_t v) {
+#if defined(__aarch64__)
+    return vaddvq_f32(v);
+#else
+    const float32x2_t s = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(vpadd_f32(s, s), 0);
+#endif
+}
+
+static inline float hmax_neon(float32x4_t v) {
+#if defined(__aarch64__)
+    return vmaxvq_f32(v);
+#else
+    const float32x2_t m = vmax_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(vpmax_f32(m, m), 0);
+#endif
+}
+
+/* round half to even, as round_even() */
+static inline int32x4_t round_even_neon(float32x4_t p) {
+#if defined(__aarch64__)
+    return vcvtnq_s32_f32(p);
+#else
+    /* ARMv7 has no rounding conversion: round_even() on the bits, 4 lanes */
+    const uint32x4_t u = vreinterpretq_u32_f32(p);
+    const int32x4_t e = vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(u, 23), vdupq_n_u32(255)));
+    const int32x4_t sh = vminq_s32(vsubq_s32(vdupq_n_s32(150), e), vdupq_n_s32(31)); /* >= 1 for |p| < 2^23 */
+    const uint32x4_t m = vorrq_u32(vandq_u32(u, vdupq_n_u32(0x7fffff)), vdupq_n_u32(0x800000));
+    const uint32x4_t q = vshlq_u32(m, vnegq_s32(sh));
+    const uint32x4_t half = vshlq_u32(vdupq_n_u32(1), vsubq_s32(sh, vdupq_n_s32(1)));
+    const uint32x4_t rest = vandq_u32(m, vsubq_u32(vshlq_n_u32(half, 1), vdupq_n_u32(1)));
+    const uint32x4_t up = vorrq_u32(vcgtq_u32(rest, half), vandq_u32(vceqq_u32(rest, half), vtstq_u32(q, vdupq_n_u32(1))));
+    const int32x4_t r = vreinterpretq_s32_u32(vsubq_u32(q, up)); /* up is 0 or -1 */
+    const int32x4_t s = vshrq_n_s32(vreinterpretq_s32_u32(u), 31);
+    return vsubq_s32(veorq_s32(r, s), s);
+#endif
+}
+
+#ifdef SLM_NEON_DOTPROD
+/* SDOT: acc lane i += the dot of bytes 4i..4i+3 of a and b. Without
+   +dotprod in the build's flags, an instruction: the intrinsic could not
+   be inlined into the templates, which are compiled for the baseline. */
+static SLM_ALWAYS_INLINE int32x4_t sdot_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+#endif
+}
+#define SDOT_NEON(acc, a, b) sdot_neon(acc, a, b)
+#else
+#define SDOT_NEON(acc, a, b) (acc) /* never reached: dp is 0 */
+#endif
+
+/* sum of the 32 products x*y (x0|x1 against y0|y1) in 4 int32 lanes */
+static SLM_ALWAYS_INLINE int32x4_t i8dot_neon(int8x16_t x0, int8x16_t x1, int8x16_t y0, int8x16_t y1, int dp) {
+    if (dp) return SDOT_NEON(SDOT_NEON(vdupq_n_s32(0), x0, y0), x1, y1);
+    /* |product| <= 128*127: two fit in int16 before the pairwise widening */
+    int32x4_t s = vpaddlq_s16(vmull_s8(vget_low_s8(x0), vget_low_s8(y0)));
+    s = vpadalq_s16(s, vmull_s8(vget_high_s8(x0), vget_high_s8(y0)));
+    s = vpadalq_s16(s, vmull_s8(vget_low_s8(x1), vget_low_s8(y1)));
+    return vpadalq_s16(s, vmull_s8(vget_high_s8(x1), vget_high_s8(y1)));
+}
+
+static float dot_f32_neon(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = FMA_NEON(s0, vld1q_f32(x + i), vld1q_f32(y + i));
+        s1 = FMA_NEON(s1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
+        s2 = FMA_NEON(s2, vld1q_f32(x + i + 8), vld1q_f32(y + i + 8));
+        s3 = FMA_NEON(s3, vld1q_f32(x + i + 12), vld1q_f32(y + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, vld1q_f32(x + i), vld1q_f32(y + i));
+    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+#ifdef SLM_NEON_F16
+static inline float32x4_t ld_f16_neon(const uint8_t *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)p)));
+}
+
+static void f16_to_float_neon(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, ld_f16_neon(p + 2 * i));
+    for (; i < n; i++) dst[i] = ld_f16(p + 2 * i);
+}
+
+/* the conversion rounds to nearest even, like f32_to_fp16 (NaNs stay NaNs) */
+static void f16_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1_u16((uint16_t *)(void *)(p + 2 * i), vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + i))));
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
+}
+
+static float dot_f16_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), ld_f16_neon(y + 2 * i));
+        s1 = FMA_NEON(s1, ld_f16_neon(x + 2 * i + 8), ld_f16_neon(y + 2 * i + 8));
+        s2 = FMA_NEON(s2, ld_f16_neon(x + 2 * i + 16), ld_f16_neon(y + 2 * i + 16));
+        s3 = FMA_NEON(s3, ld_f16_neon(x + 2 * i + 24), ld_f16_neon(y + 2 * i + 24));
+    }
+    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), ld_f16_neon(y + 2 * i));
+    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    return s;
+}
+#endif /* SLM_NEON_F16 */
+
+static inline float32x4_t ld_bf16_neon(const uint8_t *p) {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(const void *)p), 16));
+}
+
+static void bf16_to_float_neon(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, ld_bf16_neon(p + 2 * i));
+    for (; i < n; i++) dst[i] = bf16_to_f32(ld_u16(p + 2 * i));
+}
+
+/* f32_to_bf16 on 4 lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *p = (uint8_t *)dst;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32x4_t x = vreinterpretq_u32_f32(vld1q_f32(src + i));
+        const uint32x4_t odd = vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1));
+        const uint32x4_t r = vshrq_n_u32(vaddq_u32(x, vaddq_u32(vdupq_n_u32(0x7fff), odd)), 16);
+        const uint32x4_t nan = vcgtq_u32(vandq_u32(x, vdupq_n_u32(0x7fffffff)), vdupq_n_u32(0x7f800000));
+        const uint32x4_t v = vbslq_u32(nan, vorrq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(64)), r);
+        vst1_u16((uint16_t *)(void *)(p + 2 * i), vmovn_u32(v));
+    }
+    for (; i < n; i++) st_u16(p + 2 * i, f32_to_bf16(src[i]));
+}
+
+static float dot_bf16_neon(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = FMA_NEON(s0, ld_bf16_neon(x + 2 * i), ld_bf16_neon(y + 2 * i));
+        s1 = FMA_NEON(s1, ld_bf16_neon(x + 2 * i + 8), ld_bf16_neon(y + 2 * i + 8));
+        s2 = FMA_NEON(s2, ld_bf16_neon(x + 2 * i + 16), ld_bf16_neon(y + 2 * i + 16));
+        s3 = FMA_NEON(s3, ld_bf16_neon(x + 2 * i + 24), ld_bf16_neon(y + 2 * i + 24));
+    }
+    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_bf16_neon(x + 2 * i), ld_bf16_neon(y + 2 * i));
+    float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += bf16_to_f32(ld_u16(x + 2 * i)) * bf16_to_f32(ld_u16(y + 2 * i));
+    return s;
+}
+
+/* Same arithmetic as q8_0_from_float_ref, 4 lanes at a time. */
+static void q8_0_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        float32x4_t v[8], m = vdupq_n_f32(0);
+        for (int j = 0; j < 8; j++) v[j] = vld1q_f32(src + 4 * j), m = vmaxq_f32(m, vabsq_f32(v[j]));
+        const float amax = hmax_neon(m);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        int16x8_t h[4];
+        for (int j = 0; j < 4; j++)
+            h[j] = vcombine_s16(vmovn_s32(round_even_neon(vmulq_n_f32(v[2 * j], id))),
+                                vmovn_s32(round_even_neon(vmulq_n_f32(v[2 * j + 1], id))));
+        vst1q_s8((int8_t *)(b + 2), vcombine_s8(vmovn_s16(h[0]), vmovn_s16(h[1])));
+        vst1q_s8((int8_t *)(b + 18), vcombine_s8(vmovn_s16(h[2]), vmovn_s16(h[3])));
+    }
+}
+
+static inline void q4_unpack_neon(const uint8_t *q, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t v = vld1q_u8(q);
+    *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
+    *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+}
+
+/* ---- The other block types. Q8_0/Q8_1 partners as Q4_0 above (4 float
+   lanes per block). The K-quants: per super-block, the sub-block dots
+   times their integer scales in 4 int32 lanes, summed to one integer, then
+   the reference's float steps: (d_w d_a) * isum - (dmin_w d_a) * imin. ---- */
+
+static inline int32_t hsum_i32_neon(int32x4_t v) {
+#if defined(__aarch64__)
+    return vaddvq_s32(v);
+#else
+    const int32x2_t s = vadd_s32(vget_low_s32(v), vget_high_s32(v));
+    return vget_lane_s32(vpadd_s32(s, s), 0);
+#endif
+}
+
+/* the 16 products a*b summed into 4 int32 lanes of acc; without SDOT two
+   products meet in int16 first (|a*b| <= 128 * 127, b never -128) */
+static SLM_ALWAYS_INLINE int32x4_t dot16_neon(int32x4_t acc, int8x16_t a, int8x16_t b, int dp) {
+    if (dp) return SDOT_NEON(acc, a, b);
+    return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vget_high_s8(a), vget_high_s8(b)));
+}
+
+static inline int8x16_t ld_s8_neon(const uint8_t *p) { return vld1q_s8((const int8_t *)p); }
+static inline int8x16_t nib_lo_neon(uint8x16_t v) { return vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))); }
+static inline int8x16_t nib_hi_neon(uint8x16_t v) { return vreinterpretq_s8_u8(vshrq_n_u8(v, 4)); }
+
+/* the 16 bits of the two bytes at p -> 16 bytes, 0xff where set */
+static inline uint8x16_t bits16_neon(const uint8_t *p) {
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    return vtstq_u8(vcombine_u8(vdup_n_u8(p[0]), vdup_n_u8(p[1])), vld1q_u8(bit));
+}
+
+/* 16 nibbles -> their IQ4 levels */
+static inline int8x16_t iq4_lookup_neon(int8x16_t idx) {
+#if defined(__aarch64__)
+    return vqtbl1q_s8(vld1q_s8(IQ4_VALUES), vreinterpretq_u8_s8(idx));
+#else
+    int8x8x2_t t;
+    t.val[0] = vld1_s8(IQ4_VALUES), t.val[1] = vld1_s8(IQ4_VALUES + 8);
+    return vcombine_s8(vtbl2_s8(t, vget_low_s8(idx)), vtbl2_s8(t, vget_high_s8(idx)));
+#endif
+}
+
+/* Q5_0 block -> 2 x 16 int8 in [-16, 15]: the nibble, with the top four
+   bits set where the fifth bit is clear (nibble - 16) */
+static inline void q5_0_unpack_neon(const uint8_t *b, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t v = vld1q_u8(b + 6), f0 = vdupq_n_u8(0xf0);
+    *lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(15)), vbicq_u8(f0, bits16_neon(b + 2))));
+    *hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), vbicq_u8(f0, bits16_neon(b + 4))));
+}
+
+/* Q4_1/Q5_1 (bits 5: the fifth bits from qh): the min terms m * s summed
+   apart, as the reference */
+static SLM_ALWAYS_INLINE float32x4_t q8_1_step_neon(float32x4_t s, float *sm, int8x16_t x0, int8x16_t x1, float xd,
+                                                    float xm, const uint8_t *yb, int dp) {
+    *sm += xm * h2f_neon(yb + 2);
+    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 4), ld_s8_neon(yb + 20), dp);
+    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(xd * h2f_neon(yb)));
+}
+
+static SLM_ALWAYS_INLINE void k41_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits, int dp) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int i = 0; i < n / 32; i++, x += bits == 4 ? 20 : 24, y += 36) {
+        const uint8x16_t v = vld1q_u8(x + (bits == 4 ? 4 : 8));
+        int8x16_t lo = nib_lo_neon(v), hi = nib_hi_neon(v);
+        if (bits == 5) {
+            lo = vorrq_s8(lo, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 4), vdupq_n_u8(16))));
+            hi = vorrq_s8(hi, vreinterpretq_s8_u8(vandq_u8(bits16_neon(x + 6), vdupq_n_u8(16))));
+        }
+        const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
+        s0 = q8_1_step_neon(s0, &m0, lo, hi, xd, xm, y, dp);
+        if (nt == 4) {
+            s1 = q8_1_step_neon(s1, &m1, lo, hi, xd, xm, y + rb, dp);
+            s2 = q8_1_step_neon(s2, &m2, lo, hi, xd, xm, y + 2 * rb, dp);
+            s3 = q8_1_step_neon(s3, &m3, lo, hi, xd, xm, y + 3 * rb, dp);
+        }
+    }
+    yo[0] = hsum_neon(s0) + m0;
+    if (nt == 4) yo[ldy] = hsum_neon(s1) + m1, yo[2 * ldy] = hsum_neon(s2) + m2, yo[3 * ldy] = hsum_neon(s3) + m3;
+}
+
+static SLM_ALWAYS_INLINE void q4_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy, int dp) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 4, dp);
+}
+
+static SLM_ALWAYS_INLINE void q5_1_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy, int dp) {
+    k41_neon(n, x, y, rb, nt, yo, ldy, 5, dp);
+}
+
+/* Q8_0, Q4_0, Q5_0 and IQ4_NL against Q8_0: blocks of 32 int8 weights and
+   a scale. One accumulator per token, blocks in order: the 1-token and
+   4-token entries give the same bits, so results do not depend on how
+   tokens are batched. */
+static SLM_ALWAYS_INLINE float32x4_t dot4_step_neon(float32x4_t s, int8x16_t x0, int8x16_t x1, float dx,
+                                                    const uint8_t *yb, int dp) {
+    const int32x4_t p = i8dot_neon(x0, x1, ld_s8_neon(yb + 2), ld_s8_neon(yb + 18), dp);
+    return FMA_NEON(s, vcvtq_f32_s32(p), vdupq_n_f32(dx * h2f_neon(yb)));
+}
+
+static SLM_ALWAYS_INLINE void b32_neon(int type, int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt,
+                                       float *yo, int64_t ldy, int dp) {
+    const int bb = type == SLM_TYPE_Q8_0 ? 34 : type == SLM_TYPE_Q5_0 ? 22 : 18;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < n / 32; i++, x += bb, y += 34) {
+        int8x16_t lo, hi;
+        if (type == SLM_TYPE_Q8_0) {
+            lo = ld_s8_neon(x + 2), hi = ld_s8_neon(x + 18);
+        } else if (type == SLM_TYPE_Q4_0) {
+            q4_unpack_neon(x + 2, &lo, &hi);
+        } else if (type == SLM_TYPE_Q5_0) {
+            q5_0_unpack_neon(x, &lo, &hi);
+        } else {
+            const uint8x16_t v = vld1q_u8(x + 2);
+            lo = iq4_lookup_neon(nib_lo_neon(v)), hi = iq4_lookup_neon(nib_hi_neon(v));
+        }
+        const float xd = h2f_neon(x);
+        s0 = dot4_step_neon(s0, lo, hi, xd, y, dp);
+        if (nt == 4) {
+            s1 = dot4_step_neon(s1, lo, hi, xd, y + rb, dp);
+            s2 = dot4_step_neon(s2, lo, hi, xd, y + 2 * rb, dp);
+            s3 = dot4_step_neon(s3, lo, hi, xd, y + 3 * rb, dp);
+        }
+    }
+    yo[0] = hsum_neon(s0);
+    if (nt == 4) yo[ldy] = hsum_neon(s1), yo[2 * ldy] = hsum_neon(s2), yo[3 * ldy] = hsum_neon(s3);
+}
+
+#define B32_NEON(name, type)                                                                                         \
+    static SLM_ALWAYS_INLINE void name##_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt,         \
+                                              float *yo, int64_t ldy, int dp) {                                     \
+        b32_neon(type, n, x, y, rb, nt, yo, ldy, dp);                                                              \
+    }
+B32_NEON(q8_0, SLM_TYPE_Q8_0)
+B32_NEON(q4_0, SLM_TYPE_Q4_0)
+B32_NEON(q5_0, SLM_TYPE_Q5_0)
+B32_NEON(iq4_nl, SLM_TYPE_IQ4_NL)
+#undef B32_NEON
+
+/* K-quant steps, one token each: 32 weights (q0|q1) against 32 Q8_K
+   values, times the sub-block scale(s), added to 4 int32 lanes */
+static SLM_ALWAYS_INLINE int32x4_t k_step_neon(int32x4_t acc, int dp, int8x16_t q0, int8x16_t q1, int32_t sc,
+                                               const uint8_t *q8) {
+    const int32x4_t p = dot16_neon(dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8), dp), q1, ld_s8_neon(q8 + 16), dp);
+    return vmlaq_n_s32(acc, p, sc);
+}
+
+/* the same for two sub-blocks of 16 (scales sc0, sc1) */
+static SLM_ALWAYS_INLINE int32x4_t k_step2_neon(int32x4_t acc, int dp, int8x16_t q0, int8x16_t q1, int32_t sc0,
+                                                int32_t sc1, const uint8_t *q8) {
+    acc = vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q0, ld_s8_neon(q8), dp), sc0);
+    return vmlaq_n_s32(acc, dot16_neon(vdupq_n_s32(0), q1, ld_s8_neon(q8 + 16), dp), sc1);
+}
+
+/* (d_w d_a) * isum, the reference's first float step */
+static inline float k_finish_neon(int32x4_t isum, float xd, const uint8_t *yb) {
+    return (xd * ld_f32(yb)) * (float)hsum_i32_neon(isum);
+}
+
+static inline int16x8_t ld_s16x8_neon(const uint8_t *p) { return vreinterpretq_s16_u8(vld1q_u8(p)); }
+
+/* Q4_K/Q5_K min term: the 8 mins against the 8 sub-block sums of bsums */
+static inline int32_t k4_imin_neon(int16x8_t mins, const uint8_t *yb) {
+    const int16x8_t b0 = ld_s16x8_neon(yb + 260), b1 = ld_s16x8_neon(yb + 276);
+    const int16x8_t q8s = vcombine_s16(vpadd_s16(vget_low_s16(b0), vget_high_s16(b0)), vpadd_s16(vget_low_s16(b1), vget_high_s16(b1)));
+    return hsum_i32_neon(vmlal_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(q8s)), vget_high_s16(mins), vget_high_s16(q8s)));
+}
+
+/* Q2_K min term: 16 mins against the 16 bsums */
+static inline int32_t q2_k_imin_neon(int16x8_t m0, int16x8_t m1, const uint8_t *yb) {
+    const int16x8_t b0 = ld_s16x8_neon(yb + 260), b1 = ld_s16x8_neon(yb + 276);
+    int32x4_t p = vmull_s16(vget_low_s16(m0), vget_low_s16(b0));
+    p = vmlal_s16(p, vget_high_s16(m0), vget_high_s16(b0));
+    p = vmlal_s16(p, vget_low_s16(m1), vget_low_s16(b1));
+    return hsum_i32_neon(vmlal_s16(p, vget_high_s16(m1), vget_high_s16(b1)));
+}
+
+
+/* the end of a super-block; imin(yb) the token's min sum, or 0 */
+#define K_FINISH_NEON(imin)                                                                                          \
+    do {                                                                                                             \
+        s0 += k_finish_neon(i0, xd, y) - (xm * ld_f32(y)) * (float)imin(y);                                          \
+        if (nt == 4) {                                                                                               \
+            s1 += k_finish_neon(i1, xd, y + rb) - (xm * ld_f32(y + rb)) * (float)imin(y + rb);                       \
+            s2 += k_finish_neon(i2, xd, y + 2 * rb) - (xm * ld_f32(y + 2 * rb)) * (float)imin(y + 2 * rb);           \
+            s3 += k_finish_neon(i3, xd, y + 3 * rb) - (xm * ld_f32(y + 3 * rb)) * (float)imin(y + 3 * rb);           \
+        }                                                                                                            \
+    } while (0)
+
+#define K_RESULT_NEON()                                                                                              \
+    do {                                                                                                             \
+        yo[0] = s0;                                                                                                  \
+        if (nt == 4) yo[ldy] = s1, yo[2 * ldy] = s2, yo[3 * ldy] = s3;                                               \
+    } while (0)
+
+#define K_NO_MINS(yb) 0
+
+/* Q4_K and Q5_K (bits 5: the fifth bits are bits 2j, 2j + 1 of qh[l]) */
+static SLM_ALWAYS_INLINE void k45_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                       int64_t ldy, int bits, int dp) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    const uint8x16_t b4 = vdupq_n_u8(16);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sc + 8)));
+        const float xd = h2f_neon(x), xm = h2f_neon(x + 2);
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        uint8x16_t h0 = vld1q_u8(x + 16), h1 = vld1q_u8(x + 32);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++) {
+            const uint8x16_t v0 = vld1q_u8(qs + 32 * j), v1 = vld1q_u8(qs + 32 * j + 16);
+            int8x16_t a0 = nib_lo_neon(v0), a1 = nib_lo_neon(v1), c0 = nib_hi_neon(v0), c1 = nib_hi_neon(v1);
+            if (bits == 5) {
+                a0 = vorrq_s8(a0, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h0, 4), b4)));
+                a1 = vorrq_s8(a1, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h1, 4), b4)));
+                c0 = vorrq_s8(c0, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h0, 3), b4)));
+                c1 = vorrq_s8(c1, vreinterpretq_s8_u8(vandq_u8(vshlq_n_u8(h1, 3), b4)));
+                h0 = vshrq_n_u8(h0, 2), h1 = vshrq_n_u8(h1, 2);
+            }
+            const uint8_t *q8 = y + 4 + 64 * j;
+            K_TOKENS(k_step_neon, dp, a0, a1, sc[2 * j]);
+            q8 += 32;
+            K_TOKENS(k_step_neon, dp, c0, c1, sc[2 * j + 1]);
+        }
+#define IMIN(yb) k4_imin_neon(mins, yb)
+        K_FINISH_NEON(IMIN);
+#undef IMIN
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q4_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy, int dp) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 4, dp);
+}
+
+static SLM_ALWAYS_INLINE void q5_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy, int dp) {
+    k45_neon(n, x, y, rb, nt, yo, ldy, 5, dp);
+}
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + l, sub-blocks of 16 */
+static SLM_ALWAYS_INLINE void q6_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy, int dp) {
+    const uint8x16_t m30 = vdupq_n_u8(0x30);
+    const int8x16_t c32 = vdupq_n_s8(32);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const int8_t *sc = (const int8_t *)(x + 192);
+        const float xd = h2f_neon(x + 208);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t qh0 = vld1q_u8(x + 128 + 32 * h), qh1 = vld1q_u8(x + 144 + 32 * h);
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *ql = x + 64 * h + 32 * (k & 1);
+                const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+                const uint8x16_t lo0 = k < 2 ? vandq_u8(l0, vdupq_n_u8(15)) : vshrq_n_u8(l0, 4);
+                const uint8x16_t lo1 = k < 2 ? vandq_u8(l1, vdupq_n_u8(15)) : vshrq_n_u8(l1, 4);
+                const uint8x16_t hi0 = k == 0 ? vshlq_n_u8(qh0, 4) : k == 1 ? vshlq_n_u8(qh0, 2) : k == 2 ? qh0 : vshrq_n_u8(qh0, 2);
+                const uint8x16_t hi1 = k == 0 ? vshlq_n_u8(qh1, 4) : k == 1 ? vshlq_n_u8(qh1, 2) : k == 2 ? qh1 : vshrq_n_u8(qh1, 2);
+                const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo0, vandq_u8(hi0, m30))), c32);
+                const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo1, vandq_u8(hi1, m30))), c32);
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_step2_neon, dp, q0, q1, sc[8 * h + 2 * k], sc[8 * h + 2 * k + 1]);
+            }
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q2_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy, int dp) {
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        const uint8x16_t mn = vshrq_n_u8(vld1q_u8(x), 4);
+        const int16x8_t m0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn))), m1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(mn)));
+        const float xd = h2f_neon(x + 80), xm = h2f_neon(x + 82);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t b0 = vld1q_u8(x + 16 + 32 * h), b1 = vld1q_u8(x + 32 + 32 * h);
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                const int8x16_t q0 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3));
+                const int s = 8 * h + 2 * k;
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_step2_neon, dp, q0, q1, x[s] & 15, x[s + 1] & 15);
+            }
+        }
+#define IMIN(yb) q2_k_imin_neon(m0, m1, yb)
+        K_FINISH_NEON(IMIN);
+#undef IMIN
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void q3_k_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                        int64_t ldy, int dp) {
+    const uint8x16_t m3 = vdupq_n_u8(3), c4 = vdupq_n_u8(4);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const uint8x16_t hm0 = vld1q_u8(x), hm1 = vld1q_u8(x + 16);
+        const float xd = h2f_neon(x + 108);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t b0 = vld1q_u8(x + 32 + 32 * h), b1 = vld1q_u8(x + 48 + 32 * h);
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++) {
+                /* the 2-bit field, minus 4 where bit 4h + k of hmask is clear */
+                const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << (4 * h + k)));
+                const uint8x16_t l0 = vandq_u8(k == 0 ? b0 : k == 1 ? vshrq_n_u8(b0, 2) : k == 2 ? vshrq_n_u8(b0, 4) : vshrq_n_u8(b0, 6), m3);
+                const uint8x16_t l1 = vandq_u8(k == 0 ? b1 : k == 1 ? vshrq_n_u8(b1, 2) : k == 2 ? vshrq_n_u8(b1, 4) : vshrq_n_u8(b1, 6), m3);
+                const int8x16_t q0 = vreinterpretq_s8_u8(vsubq_u8(l0, vbicq_u8(c4, vtstq_u8(hm0, bit))));
+                const int8x16_t q1 = vreinterpretq_s8_u8(vsubq_u8(l1, vbicq_u8(c4, vtstq_u8(hm1, bit))));
+                const int s = 8 * h + 2 * k;
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * k;
+                K_TOKENS(k_step2_neon, dp, q0, q1, sc[s] - 32, sc[s + 1] - 32);
+            }
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+
+static SLM_ALWAYS_INLINE void iq4_xs_neon(int n, const uint8_t *x, const uint8_t *y, size_t rb, int nt, float *yo,
+                                          int64_t ldy, int dp) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const float xm = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        const float xd = h2f_neon(x);
+        int32x4_t i0 = vdupq_n_s32(0), i1 = i0, i2 = i0, i3 = i0;
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const uint8x16_t v = vld1q_u8(x + 8 + 16 * s);
+            const int8x16_t q0 = iq4_lookup_neon(nib_lo_neon(v)), q1 = iq4_lookup_neon(nib_hi_neon(v));
+            const uint8_t *q8 = y + 4 + 32 * s;
+            K_TOKENS(k_step_neon, dp, q0, q1, iq4_xs_scale(x, s));
+        }
+        K_FINISH_NEON(K_NO_MINS);
+    }
+    K_RESULT_NEON();
+}
+#undef K_FINISH_NEON
+#undef K_RESULT_NEON
+#undef K_NO_MINS
+
+/* K_ENTRIES for the templates name_neon(..., dp): the baseline entries
+   dot_name_neon, dot4_name_neon and the SDOT ones dot_name_dotprod, ... */
+#define K_ENTRIES_DP(name, isa, dp, target)                                                                          \
+    static target float dot_##name##_##isa(int n, const void *w, const void *a) {                                   \
+        float r;                                                                                                     \
+        name##_neon(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, &r, 0, dp);                                    \
+        return r;                                                                                                    \
+    }                                                                                                                \
+    static target void dot4_##name##_##isa(int n, const void *w, const void *a, size_t a_rb, float *yo,             \
+                                           int64_t ldy) {                                                            \
+        name##_neon(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, yo, ldy, dp);                               \
+    }
+#ifdef SLM_NEON_DOTPROD
+#define K_ENTRIES_NEON(name) K_ENTRIES_DP(name, neon, 0, ) K_ENTRIES_DP(name, dotprod, 1, SLM_TARGET_DOTPROD)
+#else
+#define K_ENTRIES_NEON(name) K_ENTRIES_DP(name, neon, 0, )
+#endif
+K_ENTRIES_NEON(q8_0)
+K_ENTRIES_NEON(q4_0)
+K_ENTRIES_NEON(q5_0)
+K_ENTRIES_NEON(q4_1)
+K_ENTRIES_NEON(q5_1)
+K_ENTRIES_NEON(iq4_nl)
+K_ENTRIES_NEON(q2_k)
+K_ENTRIES_NEON(q3_k)
+K_ENTRIES_NEON(q4_k)
+K_ENTRIES_NEON(q5_k)
+K_ENTRIES_NEON(q6_k)
+K_ENTRIES_NEON(iq4_xs)
+#undef K_ENTRIES_NEON
+#undef K_ENTRIES_DP
+
+/* Q8_1 and Q8_K activations: the same bytes as the references, 4 lanes at
+   a time (see q8_1_from_float_avx2). ARMv7 NEON flushes subnormal floats
+   to zero, so blocks whose largest magnitude is below 1e-30 (where the
+   inverse scale could reach them), zero or not finite are left to the
+   reference. */
+static inline float amax_neon(const float *src, int n) {
+    float32x4_t m = vdupq_n_f32(0);
+    for (int j = 0; j < n; j += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(src + j)));
+    return hmax_neon(m);
+}
+
+/* 16 floats times mul, rounded, stored as 16 int8; returns their sum */
+static inline int32_t q8_round16_neon(const float *src, float mul, uint8_t *dst) {
+    const int32x4_t a = round_even_neon(vmulq_n_f32(vld1q_f32(src), mul));
+    const int32x4_t b = round_even_neon(vmulq_n_f32(vld1q_f32(src + 4), mul));
+    const int32x4_t c = round_even_neon(vmulq_n_f32(vld1q_f32(src + 8), mul));
+    const int32x4_t d = round_even_neon(vmulq_n_f32(vld1q_f32(src + 12), mul));
+    const int16x8_t h0 = vcombine_s16(vmovn_s32(a), vmovn_s32(b)), h1 = vcombine_s16(vmovn_s32(c), vmovn_s32(d));
+    vst1q_s8((int8_t *)dst, vcombine_s8(vmovn_s16(h0), vmovn_s16(h1)));
+    return hsum_i32_neon(vaddq_s32(vaddq_s32(a, b), vaddq_s32(c, d)));
+}
+
+static void q8_1_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const float amax = amax_neon(src, 32);
+        if (!(amax > 1e-30f && amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const float d = amax / 127.0f, id = 127.0f / amax;
+        const int32_t sum = q8_round16_neon(src, id, b + 4) + q8_round16_neon(src + 16, id, b + 20);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)sum));
+    }
+}
+
+static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        const float amax = amax_neon(src, QK_K);
+        if (!(amax > 1e-30f && amax <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        int j = 0; /* the first value of largest magnitude gives the sign */
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        for (int g = 0; g < 16; g++) st_u16(b + 260 + 2 * g, (uint16_t)(int16_t)q8_round16_neon(src + 16 * g, iscale, b + 4 + 16 * g));
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
+
+#ifdef SLM_NEON_DOTPROD
+/* x8 kernels (layouts in section 5) with SDOT: each 16-byte half of an x8
+   step holds 4 rows x 4 columns, which is what SDOT's 4 lanes take against
+   one broadcast group of 4 activations; lanes are rows, as on AVX2, and the
+   per-block float steps are the AVX2 kernels' (same results). Nibbles and
+   5-bit values are unsigned, so they go in as non-negative int8 and the
+   offset comes back as 8 (16) times the block's activation sum. */
+/* chunk c of a Q4_0x8/Q5_0x8 block w: the values of rows 0-3 (x0) and 4-7
+   (x1), columns 8c..8c+3 (lo) and 8c+4..8c+7 (hi), 4 bytes a row */
+static SLM_ALWAYS_INLINE void x8_chunk_neon(int type, const uint8_t *w, int c, uint8x16_t *lo0, uint8x16_t *lo1,
+                                            uint8x16_t *hi0, uint8x16_t *hi1) {
+    const int nib = type == SLM_TYPE_Q5_0 ? 48 : 16;
+    const uint8x16_t m4 = vdupq_n_u8(15), b4 = vdupq_n_u8(16);
+    const uint8x16_t v0 = vld1q_u8(w + nib + 32 * c), v1 = vld1q_u8(w + nib + 32 * c + 16);
+    *lo0 = vandq_u8(v0, m4), *lo1 = vandq_u8(v1, m4), *hi0 = vshrq_n_u8(v0, 4), *hi1 = vshrq_n_u8(v1, 4);
+    if (type == SLM_TYPE_Q5_0) { /* bit c (low half) or 4 + c (high half) to bit 4 */
+        const uint8x16_t h0 = vld1q_u8(w + 16), h1 = vld1q_u8(w + 32);
+        const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
+        *lo0 = vorrq_u8(*lo0, vandq_u8(vshlq_u8(h0, up), b4)), *lo1 = vorrq_u8(*lo1, vandq_u8(vshlq_u8(h1, up), b4));
+        *hi0 = vorrq_u8(*hi0, vandq_u8(vshlq_u8(h0, down), b4)), *hi1 = vorrq_u8(*hi1, vandq_u8(vshlq_u8(h1, down), b4));
+    }
+}
+
+/* the float step of an x8 block for one token: the block's integer sums
+   s0 (rows 0-3) and s1 (rows 4-7) less off times the activation sum, times
+   the row scales and the activation scale, added to acc */
+static SLM_ALWAYS_INLINE void x8_finish_neon(float32x4_t *acc, int32x4_t s0, int32x4_t s1, int32_t off,
+                                             const uint8_t *w, const uint8_t *at) {
+    const int32x4_t corr = vdupq_n_s32(off * (int32_t)ld_u32(at + 36));
+    const float32x4_t da = vdupq_n_f32(ld_f32(at + 32));
+    acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(vsubq_s32(s0, corr)), vmulq_f32(ld_f16_neon(w), da));
+    acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(vsubq_s32(s1, corr)), vmulq_f32(ld_f16_neon(w + 8), da));
+}
+
+static SLM_ALWAYS_INLINE void gemm_x8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
+                                           float *y, int64_t ldy) {
+    const int bb = x8_block_bytes(type);
+    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
+        int32x4_t s[4][2];
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) s[t][0] = s[t][1] = vdupq_n_s32(0);
+        if (type == SLM_TYPE_Q8_0) {
+            SLM_UNROLL(8)
+            for (int st = 0; st < 8; st++) {
+                const int8x16_t v0 = vld1q_s8((const int8_t *)w + 16 + 32 * st), v1 = vld1q_s8((const int8_t *)w + 32 + 32 * st);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const int8x16_t ab = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(a + (size_t)t * a_rb + 4 * st)));
+                    s[t][0] = SDOT_NEON(s[t][0], v0, ab), s[t][1] = SDOT_NEON(s[t][1], v1, ab);
+                }
+            }
+        } else {
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                uint8x16_t lo0, lo1, hi0, hi1;
+                x8_chunk_neon(type, w, c, &lo0, &lo1, &hi0, &hi1);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 8 * c;
+                    const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                    const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                    s[t][0] = SDOT_NEON(SDOT_NEON(s[t][0], vreinterpretq_s8_u8(lo0), al), vreinterpretq_s8_u8(hi0), ah);
+                    s[t][1] = SDOT_NEON(SDOT_NEON(s[t][1], vreinterpretq_s8_u8(lo1), al), vreinterpretq_s8_u8(hi1), ah);
+                }
+            }
+        }
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) x8_finish_neon(acc[t], s[t][0], s[t][1], off, w, a + (size_t)t * a_rb);
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+/* constant token counts, so the per-token accumulators stay in registers */
+#define X8_NEON_ENTRY(name, type)                                                                                    \
+    static SLM_TARGET_DOTPROD void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
+        if (nt == 1) gemm_x8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                               \
+        else if (nt == 4) gemm_x8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
+        else gemm_x8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
+    }
+X8_NEON_ENTRY(gemm_q4_0x8_dotprod, SLM_TYPE_Q4_0)
+X8_NEON_ENTRY(gemm_q5_0x8_dotprod, SLM_TYPE_Q5_0)
+X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
+#undef X8_NEON_ENTRY
+
+/* K-quant x8 (layouts in section 5) with SDOT, gemm_kx8_ref's bits: lanes
+   are rows (x = 0: rows 0-3, x = 1: rows 4-7). Q4_K (Q5_K): the nibbles (5-bit values) go in as
+   non-negative int8, each sub-block's sum is multiplied by its scale (one
+   table lookup of the decoded scales), the mins come from Q8_K's 16-sums.
+   Q6_K: the quants go in as signed q - 32, which is the same integer as
+   the reference's isum - 32 osum. */
+static SLM_ALWAYS_INLINE void gemm_kx8_neon(int type, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt,
+                                            float *y, int64_t ldy) {
+    const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30);
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / QK_K; b++, a += 292) {
+        int32x4_t is[4][2];
+        for (int t = 0; t < 4; t++) is[t][0] = is[t][1] = vdupq_n_s32(0);
+        if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K (q5: the fifth bits as in Q5_0x8) */
+            const int q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
+            uint8x16_t sc[2][2], mn[2][2]; /* [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7] */
+            for (int x = 0; x < 2; x++) {
+                const uint8x16_t l0 = vld1q_u8(w + 32 + 16 * x), l1 = vld1q_u8(w + 64 + 16 * x), h = vld1q_u8(w + 96 + 16 * x);
+                sc[0][x] = vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m30));
+                sc[1][x] = vorrq_u8(vandq_u8(l1, m4), vandq_u8(h, m30));
+                mn[0][x] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(vshlq_n_u8(h, 2), m30));
+                mn[1][x] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
+            }
+            int32x4_t ms[4][2];
+            for (int t = 0; t < 4; t++) ms[t][0] = ms[t][1] = vdupq_n_s32(0);
+            SLM_UNROLL(8)
+            for (int s = 0; s < 8; s++) {
+                /* lane r: byte 4 (s % 4) + r, zero-extended (out-of-range indices give 0) */
+                const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (s % 4))),
+                                                                       vcombine_u32(vcreate_u32(0x100000000ull), vcreate_u32(0x300000002ull))));
+                int32x4_t sc32[2], mn32[2];
+                for (int x = 0; x < 2; x++) {
+                    sc32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(sc[s / 4][x], pick));
+                    mn32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(mn[s / 4][x], pick));
+                }
+                int32x4_t d[4][2];
+                for (int t = 0; t < 4; t++) d[t][0] = d[t][1] = vdupq_n_s32(0);
+                const uint8_t *ws = w + 128 + sbb * s, *wn = ws + (q5 ? 32 : 0);
+                const uint8x16_t h0 = q5 ? vld1q_u8(ws) : vdupq_n_u8(0), h1 = q5 ? vld1q_u8(ws + 16) : vdupq_n_u8(0);
+                SLM_UNROLL(4)
+                for (int c = 0; c < 4; c++) {
+                    const uint8x16_t v0 = vld1q_u8(wn + 32 * c), v1 = vld1q_u8(wn + 16 + 32 * c);
+                    uint8x16_t l0 = vandq_u8(v0, m4), u0 = vshrq_n_u8(v0, 4), l1 = vandq_u8(v1, m4), u1 = vshrq_n_u8(v1, 4);
+                    if (q5) { /* bit c (low nibbles) or 4 + c (high) to bit 4 */
+                        const uint8x16_t b4 = vdupq_n_u8(16);
+                        const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
+                        l0 = vorrq_u8(l0, vandq_u8(vshlq_u8(h0, up), b4)), l1 = vorrq_u8(l1, vandq_u8(vshlq_u8(h1, up), b4));
+                        u0 = vorrq_u8(u0, vandq_u8(vshlq_u8(h0, down), b4)), u1 = vorrq_u8(u1, vandq_u8(vshlq_u8(h1, down), b4));
+                    }
+                    const int8x16_t lo0 = vreinterpretq_s8_u8(l0), hi0 = vreinterpretq_s8_u8(u0);
+                    const int8x16_t lo1 = vreinterpretq_s8_u8(l1), hi1 = vreinterpretq_s8_u8(u1);
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++) {
+                        const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                        const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                        const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                        d[t][0] = SDOT_NEON(SDOT_NEON(d[t][0], lo0, al), hi0, ah);
+                        d[t][1] = SDOT_NEON(SDOT_NEON(d[t][1], lo1, al), hi1, ah);
+                    }
+                }
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb;
+                    const int32_t bs = (int16_t)ld_u16(at + 260 + 4 * s) + (int16_t)ld_u16(at + 262 + 4 * s);
+                    for (int x = 0; x < 2; x++) {
+                        is[t][x] = vmlaq_s32(is[t][x], d[t][x], sc32[x]);
+                        ms[t][x] = vmlaq_n_s32(ms[t][x], mn32[x], bs);
+                    }
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
+                for (int x = 0; x < 2; x++) {
+                    acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
+                    acc[t][x] = vfmsq_f32(acc[t][x], vcvtq_f32_s32(ms[t][x]), vmulq_f32(ld_f16_neon(w + 16 + 8 * x), da));
+                }
+            }
+            w += q5 ? 1408 : 1152;
+        } else { /* Q6_K */
+            const uint8x16_t b32 = vdupq_n_u8(32);
+            SLM_UNROLL(8)
+            for (int p = 0; p < 8; p++) {
+                const uint8_t *wp = w + 144 + 192 * p;
+                int32x4_t sc32[2][2]; /* [k][x]: row lanes of sub-block 2p + k */
+                for (int x = 0; x < 2; x++) {
+                    const int32x4_t pr = vreinterpretq_s32_s16(vmovl_s8(vld1_s8((const int8_t *)w + 16 + 16 * p + 8 * x)));
+                    sc32[0][x] = vshrq_n_s32(vshlq_n_s32(pr, 16), 16), sc32[1][x] = vshrq_n_s32(pr, 16);
+                }
+                for (int k = 0; k < 2; k++) {
+                    int8x16_t q[2][4];
+                    for (int x = 0; x < 2; x++) {
+                        const uint8x16_t h = vld1q_u8(wp + 128 + 32 * k + 16 * x);
+                        const uint8x16_t v0 = vld1q_u8(wp + 64 * k + 16 * x), v1 = vld1q_u8(wp + 64 * k + 32 + 16 * x);
+                        q[x][0] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v0, m4), vandq_u8(vshlq_n_u8(h, 4), m30)), b32));
+                        q[x][1] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v0, 4), vandq_u8(vshlq_n_u8(h, 2), m30)), b32));
+                        q[x][2] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v1, m4), vandq_u8(h, m30)), b32));
+                        q[x][3] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v1, 4), vandq_u8(vshrq_n_u8(h, 2), m30)), b32));
+                    }
+                    SLM_UNROLL(4)
+                    for (int t = 0; t < nt; t++) {
+                        const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * p + 16 * k;
+                        const int8x16_t a0 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                        const int8x16_t a1 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                        const int8x16_t a2 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 8)));
+                        const int8x16_t a3 = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 12)));
+                        for (int x = 0; x < 2; x++) {
+                            int32x4_t d = SDOT_NEON(SDOT_NEON(vdupq_n_s32(0), q[x][0], a0), q[x][1], a1);
+                            d = SDOT_NEON(SDOT_NEON(d, q[x][2], a2), q[x][3], a3);
+                            is[t][x] = vmlaq_s32(is[t][x], d, sc32[k][x]);
+                        }
+                    }
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
+                for (int x = 0; x < 2; x++)
+                    acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
+            }
+            w += 1680;
+        }
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+#define KX8_NEON_ENTRY(name, type)                                                                                   \
+    static SLM_TARGET_DOTPROD void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
+        if (nt == 1) gemm_kx8_neon(type, n, pw, pa, a_rb, 1, y, ldy);                                              \
+        else if (nt == 4) gemm_kx8_neon(type, n, pw, pa, a_rb, 4, y, ldy);                                         \
+        else gemm_kx8_neon(type, n, pw, pa, a_rb, nt, y, ldy);                                                     \
+    }
+KX8_NEON_ENTRY(gemm_q4_kx8_dotprod, SLM_TYPE_Q4_K)
+KX8_NEON_ENTRY(gemm_q5_kx8_dotprod, SLM_TYPE_Q5_K)
+KX8_NEON_ENTRY(gemm_q6_kx8_dotprod, SLM_TYPE_Q6_K)
+#undef KX8_NEON_ENTRY
+#endif /* SLM_NEON_DOTPROD */
+
+#ifdef SLM_NEON_I8MM
+/* SMMLA: acc (2x2, row-major) += a (2 rows of 8 bytes) times b (2 columns
+   of 8 bytes): lanes r0.c0, r0.c1, r1.c0, r1.c1. An instruction, as
+   sdot_neon (GCC 12's vmmlaq_s32 wants its own arch string, not ours). */
+static SLM_ALWAYS_INLINE SLM_TARGET_I8MM int32x4_t smmla_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    __asm__("smmla %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+}
+
+/* x8 kernels with SMMLA, for 2 to 4 tokens (prompts): a pair of tokens
+   against a pair of rows, 8 columns, is one SMMLA, where SDOT needs 4.
+   The x8 layouts hold 4 columns of a row together, so a zip of two 4-byte
+   lanes makes a row pair's 8 columns; a token pair's 8 activations are 2 x
+   8 bytes. The block's integer sums equal the SDOT kernel's, and the float
+   steps are the same, so the results are the same bits. Token 2p + 1 is
+   token 2p again when nt is odd (computed, not stored). */
+static SLM_ALWAYS_INLINE SLM_TARGET_I8MM void gemm_x8_i8mm(int type, int n, const uint8_t *w, const uint8_t *a,
+                                                           size_t a_rb, int nt, float *y, int64_t ldy) {
+    const int bb = x8_block_bytes(type), np = (nt + 1) / 2;
+    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
+    const uint8_t *at[4]; /* token t's activations, t < 2 np */
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) at[t] = a + (size_t)SLM_MIN(t, nt - 1) * a_rb, acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / 32; b++, w += bb) {
+        int32x4_t s[2][4]; /* token pair p, row pair j: r2j.t2p, r2j.t2p+1, r2j+1.t2p, r2j+1.t2p+1 */
+        SLM_UNROLL(2)
+        for (int p = 0; p < np; p++) s[p][0] = s[p][1] = s[p][2] = s[p][3] = vdupq_n_s32(0);
+        SLM_UNROLL(4)
+        for (int c = 0; c < 4; c++) { /* columns 8c..8c+7 */
+            int8x16_t x0, x1, x2, x3; /* rows 0-3 (x0: columns 8c..8c+3, x1: 8c+4..), rows 4-7 (x2, x3) */
+            if (type == SLM_TYPE_Q8_0) {
+                x0 = vld1q_s8((const int8_t *)w + 16 + 64 * c), x2 = vld1q_s8((const int8_t *)w + 32 + 64 * c);
+                x1 = vld1q_s8((const int8_t *)w + 48 + 64 * c), x3 = vld1q_s8((const int8_t *)w + 64 + 64 * c);
+            } else {
+                uint8x16_t lo0, lo1, hi0, hi1;
+                x8_chunk_neon(type, w, c, &lo0, &lo1, &hi0, &hi1);
+                x0 = vreinterpretq_s8_u8(lo0), x1 = vreinterpretq_s8_u8(hi0);
+                x2 = vreinterpretq_s8_u8(lo1), x3 = vreinterpretq_s8_u8(hi1);
+            }
+            const int32x4_t i0 = vreinterpretq_s32_s8(x0), i1 = vreinterpretq_s32_s8(x1);
+            const int32x4_t i2 = vreinterpretq_s32_s8(x2), i3 = vreinterpretq_s32_s8(x3);
+            const int8x16_t r01 = vreinterpretq_s8_s32(vzip1q_s32(i0, i1)), r23 = vreinterpretq_s8_s32(vzip2q_s32(i0, i1));
+            const int8x16_t r45 = vreinterpretq_s8_s32(vzip1q_s32(i2, i3)), r67 = vreinterpretq_s8_s32(vzip2q_s32(i2, i3));
+            SLM_UNROLL(2)
+            for (int p = 0; p < np; p++) {
+                const int8x16_t ab = vcombine_s8(vld1_s8((const int8_t *)at[2 * p] + 8 * c),
+                                                 vld1_s8((const int8_t *)at[2 * p + 1] + 8 * c));
+                s[p][0] = smmla_neon(s[p][0], r01, ab), s[p][1] = smmla_neon(s[p][1], r23, ab);
+                s[p][2] = smmla_neon(s[p][2], r45, ab), s[p][3] = smmla_neon(s[p][3], r67, ab);
+            }
+        }
+        SLM_UNROLL(2)
+        for (int p = 0; p < np; p++) { /* even lanes: token 2p, odd: 2p + 1 */
+            x8_finish_neon(acc[2 * p], vuzp1q_s32(s[p][0], s[p][1]), vuzp1q_s32(s[p][2], s[p][3]), off, w, at[2 * p]);
+            x8_finish_neon(acc[2 * p + 1], vuzp2q_s32(s[p][0], s[p][1]), vuzp2q_s32(s[p][2], s[p][3]), off, w,
+                           at[2 * p + 1]);
+        }
+        for (int t = 0; t < 4; t++) at[t] += 40;
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+/* one token: the SDOT kernel (SMMLA would compute a second, unused one) */
+#define X8_I8MM_ENTRY(name, type, one)                                                                               \
+    static SLM_TARGET_I8MM void name(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {             \
+        const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;                                          \
+        if (nt == 1) one(n, w, a, a_rb, 1, y, ldy);                                                                 \
+        else if (nt == 4) gemm_x8_i8mm(type, n, pw, pa, a_rb, 4, y, ldy);                                          \
+        else if (nt == 2) gemm_x8_i8mm(type, n, pw, pa, a_rb, 2, y, ldy);                                          \
+        else gemm_x8_i8mm(type, n, pw, pa, a_rb, nt, y, ldy);                                                      \
+    }
+X8_I8MM_ENTRY(gemm_q4_0x8_i8mm, SLM_TYPE_Q4_0, gemm_q4_0x8_dotprod)
+X8_I8MM_ENTRY(gemm_q5_0x8_i8mm, SLM_TYPE_Q5_0, gemm_q5_0x8_dotprod)
+X8_I8MM_ENTRY(gemm_q8_0x8_i8mm, SLM_TYPE_Q8_0, gemm_q8_0x8_dotprod)
+#undef X8_I8MM_ENTRY
+#endif /* SLM_NEON_I8MM */
+
+#endif /* SLM_NEON */
+
+/* -------------------------------------------------------------------------- */
+/* E5. RISC-V vector extension 1.0 (ratified __riscv_ intrinsics)             */
+/* -------------------------------------------------------------------------- */
+/* Written for any VLEN >= 128 (the V extension's minimum): loops are strip-
+   mined with vsetvl, and a 32-value block always fits one register group
+   (e8 at LMUL 2, e32 at LMUL 8). No Zvfh is assumed: f16 is converted with
+   integer operations, exactly as f32_to_fp16/fp16_to_f32 do. */
+#ifdef SLM_RVV
+
+/* fp16_to_f32 on vl lanes: the half's exponent and mantissa, moved to the
+   float's position, are the float 2^-112 times the value (subnormal halves
+   become subnormal floats, which RISC-V never flushes), so one exact
+   multiplication rebiases; infinities and NaNs are patched. */
+static inline vfloat32m2_t h2f_rvv(vuint16m1_t h16, size_t vl) {
+    const vuint32m2_t h = __riscv_vzext_vf2_u32m2(h16, vl);
+    const vuint32m2_t em = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x7fffu, vl), 13, vl);
+    vuint32m2_t r = __riscv_vreinterpret_v_f32m2_u32m2(
+        __riscv_vfmul_vf_f32m2(__riscv_vreinterpret_v_u32m2_f32m2(em), 0x1p112f, vl));
+    r = __riscv_vmerge_vvm_u32m2(r, __riscv_vor_vx_u32m2(em, 0x7f800000u, vl),
+                                 __riscv_vmsgeu_vx_u32m2_b16(em, 0x7c00u << 13, vl), vl);
+    const vuint32m2_t sign = __riscv_vsll_vx_u32m2(__riscv_vand_vx_u32m2(h, 0x8000u, vl), 16, vl);
+    return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vor_vv_u32m2(r, sign, vl));
+}
+
+/* f32_to_fp16 on vl lanes: the same three cases, merged */
+static inline vuint16m1_t f2h_rvv(vfloat32m2_t f, size_t vl) {
+    const vuint32m2_t x = __riscv_vreinterpret_v_f32m2_u32m2(f);
+    const vuint32m2_t sign = __riscv_vand_vx_u32m2(__riscv_vsrl_vx_u32m2(x, 16, vl), 0x8000u, vl);
+    const vuint32m2_t ax = __riscv_vand_vx_u32m2(x, 0x7fffffffu, vl);
+    const vuint32m2_t odd = __riscv_vand_vx_u32m2(__riscv_vsrl_vx_u32m2(ax, 13, vl), 1u, vl);
+    vuint32m2_t r = __riscv_vsrl_vx_u32m2(__riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(ax, 0xc8000fffu, vl), odd, vl), 13, vl);
+    const vfloat32m2_t a = __riscv_vfadd_vf_f32m2(__riscv_vreinterpret_v_u32m2_f32m2(ax), 0.5f, vl);
+    const vuint32m2_t sub = __riscv_vsub_vx_u32m2(__riscv_vreinterpret_v_f32m2_u32m2(a), 0x3f000000u, vl);
+    r = __riscv_vmerge_vvm_u32m2(r, sub, __riscv_vmsltu_vx_u32m2_b16(ax, 0x38800000u, vl), vl);
+    r = __riscv_vmerge_vxm_u32m2(r, 0x7c00u, __riscv_vmsgeu_vx_u32m2_b16(ax, 0x477ff000u, vl), vl);
+    r = __riscv_vmerge_vxm_u32m2(r, 0x7e00u, __riscv_vmsgtu_vx_u32m2_b16(ax, 0x7f800000u, vl), vl);
+    return __riscv_vncvt_x_x_w_u16m1(__riscv_vor_vv_u32m2(r, sign, vl), vl);
+}
+
+static inline vfloat32m2_t bf2f_rvv(vuint16m1_t h, size_t vl) {
+    return __riscv_vreinterpret_v_u32m2_f32m2(__riscv_vsll_vx_u32m2(__riscv_vzext_vf2_u32m2(h, vl), 16, vl));
+}
+
+static float dot_f32_rvv(int n, const void *w, const void *a) {
+    const float *x = (const float *)w, *y = (const float *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m4();
+    vfloat32m4_t acc = __riscv_vfmv_v_f_f32m4(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m4((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m4_tu(acc, __riscv_vle32_v_f32m4(x + i, vl), __riscv_vle32_v_f32m4(y + i, vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m4_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+static void f16_to_float_rvv(const void *src, float *dst, int64_t n) {
+    const uint16_t *p = (const uint16_t *)src;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        __riscv_vse32_v_f32m2(dst + i, h2f_rvv(__riscv_vle16_v_u16m1(p + i, vl), vl), vl);
+    }
+}
+
+static void f16_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint16_t *p = (uint16_t *)dst;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m2((size_t)n - i);
+        __riscv_vse16_v_u16m1(p + i, f2h_rvv(__riscv_vle32_v_f32m2(src + i, vl), vl), vl);
+    }
+}
+
+static float dot_f16_rvv(int n, const void *w, const void *a) {
+    const uint16_t *x = (const uint16_t *)w, *y = (const uint16_t *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m2();
+    vfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m2_tu(acc, h2f_rvv(__riscv_vle16_v_u16m1(x + i, vl), vl),
+                                          h2f_rvv(__riscv_vle16_v_u16m1(y + i, vl), vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m2_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+static void bf16_to_float_rvv(const void *src, float *dst, int64_t n) {
+    const uint16_t *p = (const uint16_t *)src;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        __riscv_vse32_v_f32m2(dst + i, bf2f_rvv(__riscv_vle16_v_u16m1(p + i, vl), vl), vl);
+    }
+}
+
+/* f32_to_bf16 on vl lanes: round to nearest even on the bits, NaN quieted */
+static void bf16_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint16_t *p = (uint16_t *)dst;
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e32m2((size_t)n - i);
+        const vuint32m2_t x = __riscv_vreinterpret_v_f32m2_u32m2(__riscv_vle32_v_f32m2(src + i, vl));
+        const vuint32m2_t hi = __riscv_vsrl_vx_u32m2(x, 16, vl);
+        vuint32m2_t r = __riscv_vadd_vv_u32m2(__riscv_vadd_vx_u32m2(x, 0x7fffu, vl), __riscv_vand_vx_u32m2(hi, 1u, vl), vl);
+        r = __riscv_vsrl_vx_u32m2(r, 16, vl);
+        const vbool16_t nan = __riscv_vmsgtu_vx_u32m2_b16(__riscv_vand_vx_u32m2(x, 0x7fffffffu, vl), 0x7f800000u, vl);
+        r = __riscv_vmerge_vvm_u32m2(r, __riscv_vor_vx_u32m2(hi, 64u, vl), nan, vl);
+        __riscv_vse16_v_u16m1(p + i, __riscv_vncvt_x_x_w_u16m1(r, vl), vl);
+    }
+}
+
+static float dot_bf16_rvv(int n, const void *w, const void *a) {
+    const uint16_t *x = (const uint16_t *)w, *y = (const uint16_t *)a;
+    const size_t vlmax = __riscv_vsetvlmax_e32m2();
+    vfloat32m2_t acc = __riscv_vfmv_v_f_f32m2(0.0f, vlmax);
+    for (size_t i = 0, vl; i < (size_t)n; i += vl) {
+        vl = __riscv_vsetvl_e16m1((size_t)n - i);
+        acc = __riscv_vfmacc_vv_f32m2_tu(acc, bf2f_rvv(__riscv_vle16_v_u16m1(x + i, vl), vl),
+                                          bf2f_rvv(__riscv_vle16_v_u16m1(y + i, vl), vl), vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m2_f32m1(acc, __riscv_vfmv_s_f_f32m1(0.0f, 1), vlmax));
+}
+
+/* Same arithmetic as q8_0_from_float_ref; the conversion rounds to nearest
+   even whatever the dynamic rounding mode. */
+static void q8_0_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        const vfloat32m8_t v = __riscv_vle32_v_f32m8(src, 32);
+        const vfloat32m1_t m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(v, 32), __riscv_vfmv_s_f_f32m1(0.0f, 1), 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        const vint32m8_t q = __riscv_vfcvt_x_f_v_i32m8_rm(__riscv_vfmul_vf_f32m8(v, id, 32), __RISCV_FRM_RNE, 32);
+        __riscv_vse8_v_i8m2((int8_t *)(b + 2), __riscv_vncvt_x_x_w_i8m2(__riscv_vncvt_x_x_w_i16m4(q, 32), 32), 32);
+    }
+}
+
+/* Integer dot per block, then the block sum scaled and added in float in
+   block order, as the reference does. */
+static float dot_q8_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
+    float s = 0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        const vint16m4_t p = __riscv_vwmul_vv_i16m4(__riscv_vle8_v_i8m2((const int8_t *)(x + 2), 32),
+                                                    __riscv_vle8_v_i8m2((const int8_t *)(y + 2), 32), 32);
+        const int32_t isum = __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m4_i32m1(p, zero, 32));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
+    float s = 0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 2, 16);
+        const vint8m1_t lo = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(__riscv_vand_vx_u8m1(q, 15, 16)), 8, 16);
+        const vint8m1_t hi = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(__riscv_vsrl_vx_u8m1(q, 4, 16)), 8, 16);
+        vint16m2_t p = __riscv_vwmul_vv_i16m2(lo, __riscv_vle8_v_i8m1((const int8_t *)(y + 2), 16), 16);
+        p = __riscv_vwmacc_vv_i16m2(p, hi, __riscv_vle8_v_i8m1((const int8_t *)(y + 18), 16), 16);
+        const int32_t isum = __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m2_i32m1(p, zero, 16));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* ---- The other block types: integer sums per block (or per super-block:
+   products widened to 16 bits, times the sub-block scale widened into 32),
+   then the reference's float steps. Fixed vector lengths of 16 or 32
+   elements, which every VLEN >= 128 holds (e8 at LMUL 1 or 2). ---- */
+
+static inline int32_t rvv_isum16(vint16m2_t p) {
+    return __riscv_vmv_x_s_i32m1_i32(__riscv_vwredsum_vs_i16m2_i32m1(p, __riscv_vmv_v_x_i32m1(0, 1), 16));
+}
+
+/* a 32-value block as two halves of 16 (lo|hi) against 32 int8 at q8 */
+static inline int32_t rvv_dot32(vint8m1_t lo, vint8m1_t hi, const uint8_t *q8) {
+    vint16m2_t p = __riscv_vwmul_vv_i16m2(lo, __riscv_vle8_v_i8m1((const int8_t *)q8, 16), 16);
+    p = __riscv_vwmacc_vv_i16m2(p, hi, __riscv_vle8_v_i8m1((const int8_t *)(q8 + 16), 16), 16);
+    return rvv_isum16(p);
+}
+
+static inline vint8m1_t rvv_nib_lo(vuint8m1_t q) { return __riscv_vreinterpret_v_u8m1_i8m1(__riscv_vand_vx_u8m1(q, 15, 16)); }
+static inline vint8m1_t rvv_nib_hi(vuint8m1_t q) { return __riscv_vreinterpret_v_u8m1_i8m1(__riscv_vsrl_vx_u8m1(q, 4, 16)); }
+
+/* 16 nibbles -> their IQ4 levels */
+static inline vint8m1_t rvv_iq4(vint8m1_t idx) {
+    return __riscv_vrgather_vv_i8m1(__riscv_vle8_v_i8m1(IQ4_VALUES, 16), __riscv_vreinterpret_v_i8m1_u8m1(idx), 16);
+}
+
+/* Q5_0 / Q5_1: the fifth bits loaded as a mask (bit j -> element j) */
+static inline void rvv_q5(const uint8_t *qh, const uint8_t *qs, int off, vint8m1_t *lo, vint8m1_t *hi) {
+    const vuint8m1_t q = __riscv_vle8_v_u8m1(qs, 16);
+    vint8m1_t l = rvv_nib_lo(q), h = rvv_nib_hi(q);
+    if (off) l = __riscv_vsub_vx_i8m1(l, 16, 16), h = __riscv_vsub_vx_i8m1(h, 16, 16);
+    *lo = __riscv_vadd_vx_i8m1_mu(__riscv_vlm_v_b8(qh, 16), l, l, 16, 16);
+    *hi = __riscv_vadd_vx_i8m1_mu(__riscv_vlm_v_b8(qh + 2, 16), h, h, 16, 16);
+}
+
+static float dot_q5_0_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 22, y += 34) {
+        vint8m1_t lo, hi;
+        rvv_q5(x + 2, x + 6, 1, &lo, &hi);
+        s += (float)rvv_dot32(lo, hi, y + 2) * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_1_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 20, y += 36) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 4, 16);
+        s += (float)rvv_dot32(rvv_nib_lo(q), rvv_nib_hi(q), y + 4) * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+static float dot_q5_1_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0, sm = 0;
+    for (int i = 0; i < n / 32; i++, x += 24, y += 36) {
+        vint8m1_t lo, hi;
+        rvv_q5(x + 4, x + 8, 0, &lo, &hi);
+        s += (float)rvv_dot32(lo, hi, y + 4) * (ld_f16(x) * ld_f16(y));
+        sm += ld_f16(x + 2) * ld_f16(y + 2);
+    }
+    return s + sm;
+}
+
+static float dot_iq4_nl_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++, x += 18, y += 34) {
+        const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 2, 16);
+        s += (float)rvv_dot32(rvv_iq4(rvv_nib_lo(q)), rvv_iq4(rvv_nib_hi(q)), y + 2) * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* K-quants: acc += sc * (q . q8) over 16 values (32-bit lanes) */
+static inline vint32m4_t rvv_kstep(vint32m4_t acc, vint8m1_t q, int sc, const uint8_t *q8) {
+    const vint16m2_t p = __riscv_vwmul_vv_i16m2(q, __riscv_vle8_v_i8m1((const int8_t *)q8, 16), 16);
+    return __riscv_vwmacc_vx_i32m4(acc, (int16_t)sc, p, 16);
+}
+
+static inline int32_t rvv_ksum(vint32m4_t acc) {
+    return __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m4_i32m1(acc, __riscv_vmv_v_x_i32m1(0, 1), 16));
+}
+
+/* the reference's float steps of a super-block */
+static inline float rvv_kfinish(int32_t isum, int32_t imin, float xd, float xm, const uint8_t *yb) {
+    const float d8 = ld_f32(yb);
+    float r = (xd * d8) * (float)isum;
+    if (xm != 0) r -= (xm * d8) * (float)imin;
+    return r;
+}
+
+static inline int bsum16(const uint8_t *yb, int s) { return (int16_t)ld_u16(yb + 260 + 2 * s); }
+
+/* Q4_K and Q5_K: value 64j + l is nibble 0 of qs[32j + l], 64j + 32 + l
+   nibble 1; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[l] */
+static inline float rvv_k45(int n, const uint8_t *x, const uint8_t *y, int bits) {
+    const size_t bytes = bits == 4 ? 144 : 176;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += bytes, y += 292) {
+        uint32_t u[4];
+        k4_scales_u32(x + 4, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const uint8_t *qs = x + (bits == 4 ? 16 : 48);
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        int32_t imin = 0;
+        SLM_UNROLL(4)
+        for (int j = 0; j < 4; j++)
+            SLM_UNROLL(2)
+            for (int e = 0; e < 2; e++) {
+                const vuint8m1_t q = __riscv_vle8_v_u8m1(qs + 32 * j + 16 * e, 16);
+                vuint8m1_t lo = __riscv_vand_vx_u8m1(q, 15, 16), hi = __riscv_vsrl_vx_u8m1(q, 4, 16);
+                if (bits == 5) {
+                    const vuint8m1_t h = __riscv_vsrl_vx_u8m1(__riscv_vle8_v_u8m1(x + 16 + 16 * e, 16), 2 * j, 16);
+                    lo = __riscv_vor_vv_u8m1(lo, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(h, 1, 16), 4, 16), 16);
+                    hi = __riscv_vor_vv_u8m1(hi, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(h, 2, 16), 3, 16), 16);
+                }
+                acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(lo), sc[2 * j], y + 4 + 64 * j + 16 * e);
+                acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(hi), sc[2 * j + 1], y + 36 + 64 * j + 16 * e);
+            }
+        SLM_UNROLL(8)
+        for (int k = 0; k < 8; k++) imin += sc[8 + k] * (bsum16(y, 2 * k) + bsum16(y, 2 * k + 1));
+        s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x), ld_f16(x + 2), y);
+    }
+    return s;
+}
+
+static float dot_q4_k_rvv(int n, const void *w, const void *a) { return rvv_k45(n, (const uint8_t *)w, (const uint8_t *)a, 4); }
+static float dot_q5_k_rvv(int n, const void *w, const void *a) { return rvv_k45(n, (const uint8_t *)w, (const uint8_t *)a, 5); }
+
+/* Q6_K, Q2_K, Q3_K: value 128h + 32k + 16e + l, sub-block 8h + 2k + e */
+static float dot_q6_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 210, y += 292) {
+        const int8_t *sc = (const int8_t *)(x + 192);
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
+                for (int e = 0; e < 2; e++) {
+                    const vuint8m1_t l = __riscv_vle8_v_u8m1(x + 64 * h + 32 * (k & 1) + 16 * e, 16);
+                    const vuint8m1_t lo = k < 2 ? __riscv_vand_vx_u8m1(l, 15, 16) : __riscv_vsrl_vx_u8m1(l, 4, 16);
+                    const vuint8m1_t hb = __riscv_vsrl_vx_u8m1(__riscv_vle8_v_u8m1(x + 128 + 32 * h + 16 * e, 16), 2 * k, 16);
+                    const vuint8m1_t q = __riscv_vor_vv_u8m1(lo, __riscv_vsll_vx_u8m1(__riscv_vand_vx_u8m1(hb, 3, 16), 4, 16), 16);
+                    const vint8m1_t qs = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(q), 32, 16);
+                    acc = rvv_kstep(acc, qs, sc[8 * h + 2 * k + e], y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x + 208), 0, y);
+    }
+    return s;
+}
+
+static float dot_q2_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 84, y += 292) {
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        int32_t imin = 0;
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
+                for (int e = 0; e < 2; e++) {
+                    const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 16 + 32 * h + 16 * e, 16);
+                    const vuint8m1_t q = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
+                    acc = rvv_kstep(acc, __riscv_vreinterpret_v_u8m1_i8m1(q), x[8 * h + 2 * k + e] & 15,
+                                    y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        for (int k = 0; k < 16; k++) imin += (x[k] >> 4) * bsum16(y, k);
+        s += rvv_kfinish(rvv_ksum(acc), imin, ld_f16(x + 80), ld_f16(x + 82), y);
+    }
+    return s;
+}
+
+static float dot_q3_k_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 110, y += 292) {
+        uint32_t u[4];
+        q3_k_scales_u32(x + 96, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(2)
+        for (int h = 0; h < 2; h++)
+            SLM_UNROLL(4)
+            for (int k = 0; k < 4; k++)
+                SLM_UNROLL(2)
+                for (int e = 0; e < 2; e++) {
+                    /* the 2-bit field plus 4 times the hmask bit, minus 4 */
+                    const vuint8m1_t b = __riscv_vle8_v_u8m1(x + 32 + 32 * h + 16 * e, 16);
+                    const vuint8m1_t hm = __riscv_vle8_v_u8m1(x + 16 * e, 16);
+                    const vuint8m1_t l = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(b, 2 * k, 16), 3, 16);
+                    const vuint8m1_t t = __riscv_vand_vx_u8m1(__riscv_vsrl_vx_u8m1(hm, 4 * h + k, 16), 1, 16);
+                    const vuint8m1_t q = __riscv_vor_vv_u8m1(l, __riscv_vsll_vx_u8m1(t, 2, 16), 16);
+                    const vint8m1_t qs = __riscv_vsub_vx_i8m1(__riscv_vreinterpret_v_u8m1_i8m1(q), 4, 16);
+                    acc = rvv_kstep(acc, qs, sc[8 * h + 2 * k + e] - 32, y + 4 + 128 * h + 32 * k + 16 * e);
+                }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x + 108), 0, y);
+    }
+    return s;
+}
+
+static float dot_iq4_xs_rvv(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK_K; i++, x += 136, y += 292) {
+        vint32m4_t acc = __riscv_vmv_v_x_i32m4(0, 16);
+        SLM_UNROLL(8)
+        for (int b = 0; b < 8; b++) {
+            const vuint8m1_t q = __riscv_vle8_v_u8m1(x + 8 + 16 * b, 16);
+            const int sc = iq4_xs_scale(x, b);
+            acc = rvv_kstep(acc, rvv_iq4(rvv_nib_lo(q)), sc, y + 4 + 32 * b);
+            acc = rvv_kstep(acc, rvv_iq4(rvv_nib_hi(q)), sc, y + 20 + 32 * b);
+        }
+        s += rvv_kfinish(rvv_ksum(acc), 0, ld_f16(x), 0, y);
+    }
+    return s;
+}
+
+/* Q8_1 and Q8_K activations: the same bytes as the references (products
+   rounded to nearest even by the conversion; scalar scale arithmetic);
+   blocks whose inverse scale overflows are left to the reference */
+static void q8_1_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / 32; i++, b += 36, src += 32) {
+        const vfloat32m8_t v = __riscv_vle32_v_f32m8(src, 32);
+        const vfloat32m1_t m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(v, 32), __riscv_vfmv_s_f_f32m1(0.0f, 1), 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        if (!(id <= FLT_MAX) || !(amax <= FLT_MAX)) {
+            q8_1_from_float_ref(src, b, 32);
+            continue;
+        }
+        const vint32m8_t q = __riscv_vfcvt_x_f_v_i32m8_rm(__riscv_vfmul_vf_f32m8(v, id, 32), __RISCV_FRM_RNE, 32);
+        const int32_t sum = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m8_i32m1(q, __riscv_vmv_v_x_i32m1(0, 1), 32));
+        __riscv_vse8_v_i8m2((int8_t *)(b + 4), __riscv_vncvt_x_x_w_i8m2(__riscv_vncvt_x_x_w_i16m4(q, 32), 32), 32);
+        st_u16(b, f32_to_fp16(d));
+        st_u16(b + 2, f32_to_fp16(d * (float)sum));
+    }
+}
+
+static void q8_k_from_float_rvv(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK_K; i++, b += 292, src += QK_K) {
+        vfloat32m1_t m = __riscv_vfmv_s_f_f32m1(0.0f, 1);
+        for (int j = 0; j < QK_K; j += 32) m = __riscv_vfredmax_vs_f32m8_f32m1(__riscv_vfabs_v_f32m8(__riscv_vle32_v_f32m8(src + j, 32), 32), m, 32);
+        const float amax = __riscv_vfmv_f_s_f32m1_f32(m);
+        if (amax == 0) {
+            memset(b, 0, 292);
+            continue;
+        }
+        if (!(amax <= FLT_MAX)) { /* every value NaN, or an infinity */
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        int j = 0; /* the first value of largest magnitude gives the sign (amax is one of them) */
+        while (fabsf(src[j]) != amax) j++;
+        const float iscale = -127.0f / src[j];
+        if (!(fabsf(iscale) <= FLT_MAX)) {
+            q8_k_from_float_ref(src, b, QK_K);
+            continue;
+        }
+        for (int g = 0; g < 16; g++) {
+            const vfloat32m4_t v = __riscv_vle32_v_f32m4(src + 16 * g, 16);
+            const vint32m4_t q = __riscv_vfcvt_x_f_v_i32m4_rm(__riscv_vfmul_vf_f32m4(v, iscale, 16), __RISCV_FRM_RNE, 16);
+            const int32_t sum = __riscv_vmv_x_s_i32m1_i32(__riscv_vredsum_vs_i32m4_i32m1(q, __riscv_vmv_v_x_i32m1(0, 1), 16));
+            __riscv_vse8_v_i8m1((int8_t *)(b + 4 + 16 * g), __riscv_vncvt_x_x_w_i8m1(__riscv_vncvt_x_x_w_i16m2(q, 16), 16), 16);
+            st_u16(b + 260 + 2 * g, (uint16_t)(int16_t)sum);
+        }
+        st_f32(b, 1.0f / iscale);
+    }
+}
+
+
+#endif /* SLM_RVV */
+
+/* -------------------------------------------------------------------------- */
+/* E6. Arm Helium (M-profile vector extension, Cortex-M55)                    */
+/* -------------------------------------------------------------------------- */
+/* 128-bit vectors on microcontrollers. The block's integer dot product is
+   one VMLADAV (products summed exactly into 32 bits), then the reference's
+   float steps in block order: results are bit for bit the reference's, so
+   an M55 build generates the same text as a scalar build anywhere. Byte
+   loads (VLDRB) need no alignment, so blocks at any address are fine. The
+   other types use the reference kernels. */
+#ifdef SLM_MVE
+
+static float dot_q8_0_mve(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    float s = 0;
+    for (int i = 0; i < n / QK8_0; i++, x += 34, y += 34) {
+        int32_t isum = vmladavq_s8(vld1q_s8((const int8_t *)(x + 2)), vld1q_s8((const int8_t *)(y + 2)));
+        isum = vmladavaq_s8(isum, vld1q_s8((const int8_t *)(x + 18)), vld1q_s8((const int8_t *)(y + 18)));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+static float dot_q4_0_mve(int n, const void *w, const void *a) {
+    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    float s = 0;
+    for (int i = 0; i < n / QK4_0; i++, x += 18, y += 34) {
+        const uint8x16_t q = vld1q_u8(x + 2);
+        const int8x16_t lo = vsubq_n_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), 8);
+        const int8x16_t hi = vsubq_n_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), 8);
+        int32_t isum = vmladavq_s8(lo, vld1q_s8((const int8_t *)(y + 2)));
+        isum = vmladavaq_s8(isum, hi, vld1q_s8((const int8_t *)(y + 18)));
+        s += (float)isum * (ld_f16(x) * ld_f16(y));
+    }
+    return s;
+}
+
+/* The activation quantizer, the same bytes as q8_0_from_float_ref: amax by
+   VMAXNMAV (NaN ignored, as the reference's comparison does), the scale
+   and its inverse in scalar code, the clamp by compare and select (NaN to
+   0, as clamp127), round half to even by VCVTN, a narrowing byte store. */
+static void q8_0_from_float_mve(const float *src, void *dst, int64_t n) {
+    uint8_t *b = (uint8_t *)dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, b += 34, src += QK8_0) {
+        float32x4_t v[8];
+        float amax = 0;
+        for (int k = 0; k < 8; k++) {
+            v[k] = vld1q_f32(src + 4 * k);
+            amax = vmaxnmavq_f32(amax, v[k]);
+        }
+        const float d = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f;
+        st_u16(b, f32_to_fp16(d));
+        for (int k = 0; k < 8; k++) {
+            const float32x4_t x = vmulq_n_f32(v[k], id);
+            const float32x4_t lo = vdupq_n_f32(-127.0f), hi = vdupq_n_f32(127.0f);
+            /* x >= -127 ? (x <= 127 ? x : 127) : (x < -127 ? -127 : 0) */
+            float32x4_t c = vpselq_f32(x, hi, vcmpleq_f32(x, hi));
+            c = vpselq_f32(c, vpselq_f32(lo, vdupq_n_f32(0.0f), vcmpltq_f32(x, lo)), vcmpgeq_f32(x, lo));
+            vstrbq_s32((int8_t *)(b + 2 + 4 * k), vcvtnq_s32_f32(c));
+        }
+    }
+}
+
+
+#endif /* SLM_MVE */
+
+/* -------------------------------------------------------------------------- */
+/* E7. One kernel table per instruction set                                   */
+/* -------------------------------------------------------------------------- */
+/*
+ * A table names the kernels of one ISA (kernel_table, section 5). Entries
+ * an ISA lacks stay NULL and fall back to its base, the ISA below it
+ * (avx2 -> sse4 -> scalar), when a model resolves its table at load
+ * (kernels_resolve, 6h). Adding an ISA is one table here plus its kernels.
+ */
+
+static const kernel_table KERNELS_SCALAR = {
+    "scalar", SLM_ISA_SCALAR, NULL,
+    .dot = {[SLM_TYPE_F32] = dot_f32_ref, [SLM_TYPE_F16] = dot_f16_ref, [SLM_TYPE_BF16] = dot_bf16_ref,
+            [SLM_TYPE_Q8_0] = dot_q8_0_ref, [SLM_TYPE_Q4_0] = dot_q4_0_ref, [SLM_TYPE_Q4_1] = dot_q4_1_ref,
+            [SLM_TYPE_Q5_0] = dot_q5_0_ref, [SLM_TYPE_Q5_1] = dot_q5_1_ref, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_ref,
+            [SLM_TYPE_Q2_K] = dot_q2_k_ref, [SLM_TYPE_Q3_K] = dot_q3_k_ref, [SLM_TYPE_Q4_K] = dot_q4_k_ref,
+            [SLM_TYPE_Q5_K] = dot_q5_k_ref, [SLM_TYPE_Q6_K] = dot_q6_k_ref, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_ref},
+    .to_float = {[SLM_TYPE_F32] = f32_to_float, [SLM_TYPE_F16] = f16_to_float_ref, [SLM_TYPE_BF16] = bf16_to_float_ref,
+                 [SLM_TYPE_Q8_0] = q8_0_to_float},
+    .from_float = {[SLM_TYPE_F32] = f32_from_float, [SLM_TYPE_F16] = f16_from_float_ref,
+                   [SLM_TYPE_BF16] = bf16_from_float_ref, [SLM_TYPE_Q8_0] = q8_0_from_float_ref,
+                   [SLM_TYPE_Q8_1] = q8_1_from_float_ref, [SLM_TYPE_Q8_K] = q8_k_from_float_ref},
+    .exp_sum = exp_sum_ref,
+};
+
+#ifdef SLM_SSE4
+static const kernel_table KERNELS_SSE4 = {
+    "sse4", SLM_ISA_SSE4, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_sse, [SLM_TYPE_F16] = dot_f16_sse, [SLM_TYPE_BF16] = dot_bf16_sse,
+            [SLM_TYPE_Q8_0] = dot_q8_0_sse, [SLM_TYPE_Q4_0] = dot_q4_0_sse, [SLM_TYPE_Q4_1] = dot_q4_1_sse,
+            [SLM_TYPE_Q5_0] = dot_q5_0_sse, [SLM_TYPE_Q5_1] = dot_q5_1_sse, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_sse,
+            [SLM_TYPE_Q2_K] = dot_q2_k_sse, [SLM_TYPE_Q3_K] = dot_q3_k_sse, [SLM_TYPE_Q4_K] = dot_q4_k_sse,
+            [SLM_TYPE_Q5_K] = dot_q5_k_sse, [SLM_TYPE_Q6_K] = dot_q6_k_sse, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_sse},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_sse, [SLM_TYPE_Q4_0] = dot4_q4_0_sse, [SLM_TYPE_Q4_1] = dot4_q4_1_sse,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_sse, [SLM_TYPE_Q5_1] = dot4_q5_1_sse, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_sse,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_sse, [SLM_TYPE_Q3_K] = dot4_q3_k_sse, [SLM_TYPE_Q4_K] = dot4_q4_k_sse,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_sse, [SLM_TYPE_Q6_K] = dot4_q6_k_sse, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_sse},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_sse, [SLM_TYPE_BF16] = bf16_to_float_sse},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_sse, [SLM_TYPE_BF16] = bf16_from_float_sse,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_sse, [SLM_TYPE_Q8_1] = q8_1_from_float_sse,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_sse},
+};
+#endif
+
+#ifdef SLM_AVX2
+static const kernel_table KERNELS_AVX2 = {
+#ifdef SLM_SSE4
+    "avx2", SLM_ISA_AVX2, &KERNELS_SSE4,
+#else
+    "avx2", SLM_ISA_AVX2, &KERNELS_SCALAR,
+#endif
+    .dot = {[SLM_TYPE_F32] = dot_f32_avx2, [SLM_TYPE_F16] = dot_f16_avx2, [SLM_TYPE_BF16] = dot_bf16_avx2,
+            [SLM_TYPE_Q8_0] = dot_q8_0_avx2, [SLM_TYPE_Q4_0] = dot_q4_0_avx2, [SLM_TYPE_Q4_1] = dot_q4_1_avx2,
+            [SLM_TYPE_Q5_0] = dot_q5_0_avx2, [SLM_TYPE_Q5_1] = dot_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx2,
+            [SLM_TYPE_Q2_K] = dot_q2_k_avx2, [SLM_TYPE_Q3_K] = dot_q3_k_avx2, [SLM_TYPE_Q4_K] = dot_q4_k_avx2,
+            [SLM_TYPE_Q5_K] = dot_q5_k_avx2, [SLM_TYPE_Q6_K] = dot_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx2},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_avx2, [SLM_TYPE_Q4_0] = dot4_q4_0_avx2, [SLM_TYPE_Q4_1] = dot4_q4_1_avx2,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_avx2, [SLM_TYPE_Q5_1] = dot4_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx2,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_avx2, [SLM_TYPE_Q3_K] = dot4_q3_k_avx2, [SLM_TYPE_Q4_K] = dot4_q4_k_avx2,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2,
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2},
+    .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx2,
+                    [SLM_TYPE_Q6_K] = gemm16_q6_k_avx2},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_avx2, [SLM_TYPE_BF16] = bf16_from_float_avx2,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_avx2, [SLM_TYPE_Q8_1] = q8_1_from_float_avx2,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_avx2},
+    .dot_rows_f16 = dot_rows_f16_avx2,
+    .qk_rows_f16 = qk_rows_f16_avx2,
+    .exp_sum = exp_sum_avx2,
+};
+#endif
+
+#ifdef SLM_AVX512
+/* AVX-512 with VNNI (E2); the conversions, quantizers, F16 kernels and the
+   one-row Q8_0 dot (its even/odd sums moved the embedding fixtures past
+   their bound) are AVX2's (a 512-bit dot_rows_f16 with dot_f16_avx2's bits was slower on
+   Zen 4: 0.7-0.9x) */
+static const kernel_table KERNELS_AVX512 = {
+    "avx512", SLM_ISA_AVX512, &KERNELS_AVX2,
+    .dot = {[SLM_TYPE_Q4_0] = dot_q4_0_avx512,
+            [SLM_TYPE_Q4_1] = dot_q4_1_avx512, [SLM_TYPE_Q5_0] = dot_q5_0_avx512, [SLM_TYPE_Q5_1] = dot_q5_1_avx512,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_avx512, [SLM_TYPE_Q2_K] = dot_q2_k_avx512, [SLM_TYPE_Q3_K] = dot_q3_k_avx512,
+            [SLM_TYPE_Q4_K] = dot_q4_k_avx512, [SLM_TYPE_Q5_K] = dot_q5_k_avx512, [SLM_TYPE_Q6_K] = dot_q6_k_avx512,
+            [SLM_TYPE_IQ4_XS] = dot_iq4_xs_avx512},
+    .dot4 = {[SLM_TYPE_Q4_0] = dot4_q4_0_avx512, [SLM_TYPE_Q4_1] = dot4_q4_1_avx512,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_avx512, [SLM_TYPE_Q5_1] = dot4_q5_1_avx512, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx512,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_avx512, [SLM_TYPE_Q3_K] = dot4_q3_k_avx512, [SLM_TYPE_Q4_K] = dot4_q4_k_avx512,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx512,
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512},
+    .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx512,
+                  [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx512,
+                  [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx512},
+    .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx512, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx512,
+                    [SLM_TYPE_Q6_K] = gemm16_q6_k_avx512, [SLM_TYPE_Q2_K] = gemm16_q2_k_avx512,
+                    [SLM_TYPE_Q3_K] = gemm16_q3_k_avx512, [SLM_TYPE_IQ4_XS] = gemm16_iq4_xs_avx512},
+    .exp_sum = exp_sum_avx512,
+};
+#endif
+
+#ifdef SLM_NEON
+static const kernel_table KERNELS_NEON = {
+    SLM_NEON_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_neon,
+#ifdef SLM_NEON_F16
+            [SLM_TYPE_F16] = dot_f16_neon,
+#endif
+            [SLM_TYPE_BF16] = dot_bf16_neon, [SLM_TYPE_Q8_0] = dot_q8_0_neon, [SLM_TYPE_Q4_0] = dot_q4_0_neon,
+            [SLM_TYPE_Q4_1] = dot_q4_1_neon, [SLM_TYPE_Q5_0] = dot_q5_0_neon, [SLM_TYPE_Q5_1] = dot_q5_1_neon,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_neon, [SLM_TYPE_Q2_K] = dot_q2_k_neon, [SLM_TYPE_Q3_K] = dot_q3_k_neon,
+            [SLM_TYPE_Q4_K] = dot_q4_k_neon, [SLM_TYPE_Q5_K] = dot_q5_k_neon, [SLM_TYPE_Q6_K] = dot_q6_k_neon,
+            [SLM_TYPE_IQ4_XS] = dot_iq4_xs_neon},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_neon, [SLM_TYPE_Q4_0] = dot4_q4_0_neon, [SLM_TYPE_Q4_1] = dot4_q4_1_neon,
+             [SLM_TYPE_Q5_0] = dot4_q5_0_neon, [SLM_TYPE_Q5_1] = dot4_q5_1_neon, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_neon,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_neon, [SLM_TYPE_Q3_K] = dot4_q3_k_neon, [SLM_TYPE_Q4_K] = dot4_q4_k_neon,
+             [SLM_TYPE_Q5_K] = dot4_q5_k_neon, [SLM_TYPE_Q6_K] = dot4_q6_k_neon, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_neon},
+#ifdef SLM_NEON_F16
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_neon, [SLM_TYPE_BF16] = bf16_to_float_neon},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_neon, [SLM_TYPE_BF16] = bf16_from_float_neon,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_neon, [SLM_TYPE_Q8_1] = q8_1_from_float_neon,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
+#else
+    .to_float = {[SLM_TYPE_BF16] = bf16_to_float_neon},
+    .from_float = {[SLM_TYPE_BF16] = bf16_from_float_neon, [SLM_TYPE_Q8_0] = q8_0_from_float_neon,
+                   [SLM_TYPE_Q8_1] = q8_1_from_float_neon, [SLM_TYPE_Q8_K] = q8_k_from_float_neon},
+#endif
+};
+#endif
+
+/* aarch64 with SDOT: the int8 kernels; the rest is the baseline's */
+#ifdef SLM_NEON_DOTPROD
+static const kernel_table KERNELS_DOTPROD = {
+    "dotprod", SLM_ISA_NEON_DOTPROD, &KERNELS_NEON,
+    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_dotprod, [SLM_TYPE_Q4_0] = dot_q4_0_dotprod, [SLM_TYPE_Q4_1] = dot_q4_1_dotprod,
+            [SLM_TYPE_Q5_0] = dot_q5_0_dotprod, [SLM_TYPE_Q5_1] = dot_q5_1_dotprod,
+            [SLM_TYPE_IQ4_NL] = dot_iq4_nl_dotprod, [SLM_TYPE_Q2_K] = dot_q2_k_dotprod,
+            [SLM_TYPE_Q3_K] = dot_q3_k_dotprod, [SLM_TYPE_Q4_K] = dot_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot_q5_k_dotprod,
+            [SLM_TYPE_Q6_K] = dot_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_dotprod},
+    .dot4 = {[SLM_TYPE_Q8_0] = dot4_q8_0_dotprod, [SLM_TYPE_Q4_0] = dot4_q4_0_dotprod,
+             [SLM_TYPE_Q4_1] = dot4_q4_1_dotprod, [SLM_TYPE_Q5_0] = dot4_q5_0_dotprod,
+             [SLM_TYPE_Q5_1] = dot4_q5_1_dotprod, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_dotprod,
+             [SLM_TYPE_Q2_K] = dot4_q2_k_dotprod, [SLM_TYPE_Q3_K] = dot4_q3_k_dotprod,
+             [SLM_TYPE_Q4_K] = dot4_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot4_q5_k_dotprod,
+             [SLM_TYPE_Q6_K] = dot4_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_dotprod},
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod, [SLM_TYPE_Q4_K] = gemm_q4_kx8_dotprod,
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_dotprod, [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
+};
+#endif
+
+/* aarch64 with SMMLA: the x8 kernels for several tokens (prompts) */
+#ifdef SLM_NEON_I8MM
+static const kernel_table KERNELS_I8MM = {
+    "i8mm", SLM_ISA_NEON_I8MM, &KERNELS_DOTPROD,
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_i8mm, [SLM_TYPE_Q8_0] = gemm_q8_0x8_i8mm,
+                [SLM_TYPE_Q5_0] = gemm_q5_0x8_i8mm},
+};
+#endif
+
+#ifdef SLM_RVV
+static const kernel_table KERNELS_RVV = {
+    "rvv", SLM_ISA_RVV, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_F32] = dot_f32_rvv, [SLM_TYPE_F16] = dot_f16_rvv, [SLM_TYPE_BF16] = dot_bf16_rvv,
+            [SLM_TYPE_Q8_0] = dot_q8_0_rvv, [SLM_TYPE_Q4_0] = dot_q4_0_rvv, [SLM_TYPE_Q4_1] = dot_q4_1_rvv,
+            [SLM_TYPE_Q5_0] = dot_q5_0_rvv, [SLM_TYPE_Q5_1] = dot_q5_1_rvv, [SLM_TYPE_IQ4_NL] = dot_iq4_nl_rvv,
+            [SLM_TYPE_Q2_K] = dot_q2_k_rvv, [SLM_TYPE_Q3_K] = dot_q3_k_rvv, [SLM_TYPE_Q4_K] = dot_q4_k_rvv,
+            [SLM_TYPE_Q5_K] = dot_q5_k_rvv, [SLM_TYPE_Q6_K] = dot_q6_k_rvv, [SLM_TYPE_IQ4_XS] = dot_iq4_xs_rvv},
+    .to_float = {[SLM_TYPE_F16] = f16_to_float_rvv, [SLM_TYPE_BF16] = bf16_to_float_rvv},
+    .from_float = {[SLM_TYPE_F16] = f16_from_float_rvv, [SLM_TYPE_BF16] = bf16_from_float_rvv,
+                   [SLM_TYPE_Q8_0] = q8_0_from_float_rvv, [SLM_TYPE_Q8_1] = q8_1_from_float_rvv,
+                   [SLM_TYPE_Q8_K] = q8_k_from_float_rvv},
+};
+#endif
+
+#ifdef SLM_MVE
+static const kernel_table KERNELS_MVE = {
+    "mve", SLM_ISA_MVE, &KERNELS_SCALAR,
+    .dot = {[SLM_TYPE_Q8_0] = dot_q8_0_mve, [SLM_TYPE_Q4_0] = dot_q4_0_mve},
+    .from_float = {[SLM_TYPE_Q8_0] = q8_0_from_float_mve},
+};
+#endif
+
+/* Every table this build has, best first. */
+static const kernel_table *const KERNEL_TABLES[] = {
+#ifdef SLM_AVX512
+    &KERNELS_AVX512,
+#endif
+#ifdef SLM_AVX2
+    &KERNELS_AVX2,
+#endif
+#ifdef SLM_SSE4
+    &KERNELS_SSE4,
+#endif
+#ifdef SLM_NEON_I8MM
+    &KERNELS_I8MM,
+#endif
+#ifdef SLM_NEON_DOTPROD
+    &KERNELS_DOTPROD,
+#endif
+#ifdef SLM_NEON
+    &KERNELS_NEON,
+#endif
+#ifdef SLM_RVV
+    &KERNELS_RVV,
+#endif
+#ifdef SLM_MVE
+    &KERNELS_MVE,
+#endif
+    &KERNELS_SCALAR,
+};
+#define N_KERNEL_TABLES (sizeof KERNEL_TABLES / sizeof KERNEL_TABLES[0])
+
+/* -------------------------------------------------------------------------- */
+/* E8. Choosing a table: what the CPU and the OS support                      */
+/* -------------------------------------------------------------------------- */
+/*
+ * x86-64 (dispatch builds): cpuid says what the CPU has, xgetbv whether the
+ * OS saves the AVX (YMM) and AVX-512 (opmask, ZMM) state on a context
+ * switch; both are needed. Builds with fixed selection run what they were
+ * compiled for (the compiler flags promised it). Detection asks the CPU
+ * each time it is called (once per model load): it keeps no state, so it
+ * is thread-safe and there is nothing to initialise.
+ */
+#if defined(SLM_X86_DISPATCH)
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t)hi << 32 | lo;
+}
+
+static int cpu_has_isa(int isa) {
+    unsigned a, b, c, d;
+    if (isa == SLM_ISA_SCALAR) return 1;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int sse4 = (c >> 19 & 1) && (c >> 9 & 1); /* SSE4.1, SSSE3 */
+    if (isa == SLM_ISA_SSE4) return sse4;
+    /* AVX needs OSXSAVE and the OS saving XMM|YMM state */
+    const int fma = c >> 12 & 1, osxsave = c >> 27 & 1, avx = c >> 28 & 1, f16c = c >> 29 & 1;
+    if (!sse4 || !osxsave || !avx || !fma || !f16c) return 0;
+    const uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 6) != 6) return 0;
+    unsigned a7, b7, c7, d7;
+    if (!__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7)) return 0;
+    const int avx2 = b7 >> 5 & 1;
+    if (isa == SLM_ISA_AVX2) return avx2;
+    if (isa == SLM_ISA_AVX512) {
+        /* F (16), DQ (17), BW (30), VL (31), VNNI (ecx 11); opmask, ZMM0-15
+           upper halves and ZMM16-31 state (xcr0 bits 5-7) */
+        const int f = b7 >> 16 & 1, dq = b7 >> 17 & 1, bw = b7 >> 30 & 1, vl = b7 >> 31 & 1, vnni = c7 >> 11 & 1;
+        return avx2 && f && dq && bw && vl && vnni && (xcr0 & 0xe0) == 0xe0;
+    }
+    return 0;
+}
+#elif defined(SLM_ARM_DISPATCH)
+/* aarch64 (dispatch builds): the OS reports the CPU's features (Linux and
+   Android: the auxiliary vector; macOS: sysctl; Windows: no i8mm query);
+   elsewhere the build's flags decide. */
+#if defined(SLM_HAVE_GETAUXVAL)
+#ifndef AT_HWCAP2
+#define AT_HWCAP2 26
+#endif
+#define SLM_HWCAP_ASIMDDP (1ul << 20)
+#define SLM_HWCAP2_I8MM (1ul << 13)
+#endif
+#if defined(_WIN32) && !defined(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE)
+#define PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE 43
+#endif
+
+/* 1 if the CPU has SDOT (i8mm 0) or SMMLA (i8mm 1) */
+static int arm_has(int i8mm) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    if (!i8mm) return 1;
+#endif
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+    if (i8mm) return 1;
+#endif
+#if defined(SLM_HAVE_GETAUXVAL)
+    return i8mm ? (getauxval(AT_HWCAP2) & SLM_HWCAP2_I8MM) != 0 : (getauxval(AT_HWCAP) & SLM_HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t len = sizeof v;
+    if (sysctlbyname(i8mm ? "hw.optional.arm.FEAT_I8MM" : "hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) != 0)
+        return 0;
+    return v != 0;
+#elif defined(_WIN32)
+    return i8mm ? 0 : IsProcessorFeaturePresent(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE) != 0;
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_isa(int isa) {
+    if (isa == SLM_ISA_SCALAR || isa == SLM_ISA_NEON) return 1;
+    if (isa == SLM_ISA_NEON_DOTPROD) return arm_has(0);
+    if (isa == SLM_ISA_NEON_I8MM) return arm_has(0) && arm_has(1); /* the i8mm table uses SDOT too */
+    return 0;
+}
+#else
+static int cpu_has_isa(int isa) {
+    (void)isa;
+    return 1; /* fixed selection: the build's flags say the CPU has it */
+}
+#endif
+
+/* The table of `isa` (SLM_ISA_BEST: the best this CPU supports), or NULL if
+   this build does not have it or the CPU cannot run it. */
+static const kernel_table *kernels_find(int isa) {
+    for (size_t i = 0; i < N_KERNEL_TABLES; i++) {
+        const kernel_table *t = KERNEL_TABLES[i];
+        if ((isa == SLM_ISA_BEST || isa == t->isa) && cpu_has_isa(t->isa)) return t;
+    }
+    return NULL;
+}
+
+/* A table with every entry filled: t's own, then its bases'. */
+static void kernels_resolve(const kernel_table *t, kernel_table *out) {
+    if (t->base) kernels_resolve(t->base, out);
+    else memset(out, 0, sizeof *out);
+    for (int i = 0; i < N_TYPE_IDS; i++) {
+        if (t->dot[i]) out->dot[i] = t->dot[i];
+        if (t->dot4[i]) out->dot4[i] = t->dot4[i];
+        if (t->gemm_x8[i]) out->gemm_x8[i] = t->gemm_x8[i];
+        if (t->gemm16_x8[i]) out->gemm16_x8[i] = t->gemm16_x8[i];
+        if (t->gemm16_rows[i]) out->gemm16_rows[i] = t->gemm16_rows[i];
+        if (t->to_float[i]) out->to_float[i] = t->to_float[i];
+        if (t->from_float[i]) out->from_float[i] = t->from_float[i];
+    }
+    if (t->dot_rows_f16) out->dot_rows_f16 = t->dot_rows_f16;
+    if (t->qk_rows_f16) out->qk_rows_f16 = t->qk_rows_f16;
+    if (t->exp_sum) out->exp_sum = t->exp_sum;
+    out->name = t->name;
+    out->isa = t->isa;
+    out->base = t->base;
+}
+
+/* ASCII case-insensitive strcmp (names typed by users) */
+static int ascii_casecmp(const char *a, const char *b) {
+    for (;; a++, b++) {
+        int x = (unsigned char)*a, y = (unsigned char)*b;
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y || !x) return x - y;
+    }
+}
+
+static const char *const ISA_NAMES[SLM_ISA_COUNT] = {"best", "scalar", "sse4", "avx2", "avx512",
+                                                     "neon", "rvv",    "mve",  "dotprod", "i8mm"};
+
+const char *slm_isa_name(int isa) { return isa >= 0 && isa < SLM_ISA_COUNT ? ISA_NAMES[isa] : "unknown"; }
+
+int slm_isa_from_name(const char *name) {
+    for (int i = 0; name && i < SLM_ISA_COUNT; i++)
+        if (ascii_casecmp(name, ISA_NAMES[i]) == 0) return i;
+    return -1;
+}
+
+int slm_isa_available(int isa) {
+    if (isa == SLM_ISA_BEST) return 1;
+    return isa > 0 && isa < SLM_ISA_COUNT && kernels_find(isa) != NULL;
+}
+
+/* The build's switches, after "simd=... cpu=..." */
+#define BUILD_REST                                                                                                   \
+    BUILD_OPENMP BUILD_MMAP BUILD_STDIO BUILD_MALLOC
+#if SLM_OPENMP
+#define BUILD_OPENMP " openmp=on"
+#else
+#define BUILD_OPENMP " openmp=off"
+#endif
+#if defined(SLM_HAVE_MMAP)
+#define BUILD_MMAP " mmap=on"
+#else
+#define BUILD_MMAP " mmap=off"
+#endif
+#if defined(SLM_NO_STDIO)
+#define BUILD_STDIO " stdio=off"
+#else
+#define BUILD_STDIO ""
+#endif
+#if defined(SLM_NO_MALLOC)
+#define BUILD_MALLOC " malloc=off"
+#else
+#define BUILD_MALLOC ""
+#endif
+
+/* One constant string per possible answer: no buffer, no state. */
+const char *slm_build_info(void) {
+    const kernel_table *k = kernels_find(SLM_ISA_BEST);
+    switch (k->isa) {
+    case SLM_ISA_AVX512: return "simd=" SLM_SIMD_NAME " cpu=avx512" BUILD_REST;
+    case SLM_ISA_AVX2: return "simd=" SLM_SIMD_NAME " cpu=avx2" BUILD_REST;
+    case SLM_ISA_SSE4: return "simd=" SLM_SIMD_NAME " cpu=sse4" BUILD_REST;
+    case SLM_ISA_NEON: return "simd=" SLM_SIMD_NAME " cpu=neon" BUILD_REST;
+    case SLM_ISA_NEON_DOTPROD: return "simd=" SLM_SIMD_NAME " cpu=dotprod" BUILD_REST;
+    case SLM_ISA_NEON_I8MM: return "simd=" SLM_SIMD_NAME " cpu=i8mm" BUILD_REST;
+    case SLM_ISA_RVV: return "simd=" SLM_SIMD_NAME " cpu=rvv" BUILD_REST;
+    case SLM_ISA_MVE: return "simd=" SLM_SIMD_NAME " cpu=mve" BUILD_REST;
+    default: return "simd=" SLM_SIMD_NAME " cpu=scalar" BUILD_REST;
+    }
+}
+
+/* Q8_0X (section 5): Q8_0's bytes, rearranged, with the scale as f32 and
+   the block sum. */
+static void q8_0x_from_float(const kernel_table *k, const float *src, void *dst, int64_t n) {
+    uint8_t *o = (uint8_t *)dst, tmp[34];
+    for (int64_t b = 0; b < n / 32; b++, o += 40) {
+        k->from_float[SLM_TYPE_Q8_0](src + 32 * b, tmp, 32);
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += (int8_t)tmp[2 + j];
+        memcpy(o, tmp + 2, 32);
+        st_f32(o + 32, ld_f16(tmp));
+        st_u32(o + 36, (uint32_t)sum);
+    }
+}
+
+static void act_from_float(const kernel_table *k, int dt, const float *src, void *dst, int64_t n) {
+    if (dt == ACT_Q8_0X) q8_0x_from_float(k, src, dst, n);
+    else k->from_float[dt](src, dst, n);
+}
+
