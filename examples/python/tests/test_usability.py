@@ -23,7 +23,11 @@ DEMO = os.path.join(ROOT, "tests", "data", "demo", "kjv-1m-q8_0.gguf")
 # The child generates slowly (each piece waits), says READY at the first
 # piece, and reports what happened after the parent's SIGINT.
 CHILD = r"""
-import sys, time
+import signal, sys, time
+# Python's own Ctrl-C handler, even when started with SIGINT ignored (a
+# background job of a non-interactive shell inherits SIG_IGN, and then no
+# KeyboardInterrupt could come)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, %(pkg)r)
 import slm
 m = slm.Model(%(model)r)
