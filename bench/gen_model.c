@@ -206,6 +206,11 @@ static int write_f16(const shape *sh, const char *path) {
     }
     if (sh->hybrid == HYB_QWEN35) {
         kv_u32(&b, AK("full_attention_interval"), 4);
+        /* IMRoPE sections of the rotated pairs (text-only: t, h, w all
+           follow the position); llama.cpp requires the key */
+        const uint32_t pairs = (uint32_t)(sh->n_rot ? sh->n_rot : hd) / 2, s0 = (pairs + 2) / 3, s1 = (pairs + 1) / 3;
+        kv_arr(&b, AK("rope.dimension_sections"), 5, 4);
+        gb_u32(&b, s0), gb_u32(&b, s1), gb_u32(&b, pairs - s0 - s1), gb_u32(&b, 0);
         kv_u32(&b, AK("ssm.conv_kernel"), 4);
         kv_u32(&b, AK("ssm.inner_size"), (uint32_t)(sh->ssm_v_heads * sh->ssm_head));
         kv_u32(&b, AK("ssm.state_size"), (uint32_t)sh->ssm_head);
