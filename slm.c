@@ -4380,6 +4380,7 @@ static void rec_gemm_ref(int M, int N, int K, const float *A, int64_t ars, int64
     }
 }
 
+#ifdef SLM_AVX2 /* the blocked products below */
 /* The tails of a blocked product: rows [m4, M) and, for rows < m4, columns
    [n4, N) by the reference. */
 static void rec_gemm_tails(int M, int N, int K, const float *A, int64_t ars, int64_t acs, const float *B, int64_t ldb,
@@ -4388,7 +4389,6 @@ static void rec_gemm_tails(int M, int N, int K, const float *A, int64_t ars, int
     if (m4 < M) rec_gemm_ref(M - m4, N, K, A + m4 * ars, ars, acs, B, ldb, C + (size_t)m4 * ldc, ldc);
 }
 
-#ifdef SLM_AVX2
 SLM_TARGET_AVX2
 /* 4 rows x 16 columns in 8 accumulators */
 static void rec_gemm_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t acs, const float *B, int64_t ldb,
