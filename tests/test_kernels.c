@@ -675,6 +675,20 @@ static void check_simd_act(const kernel_table *kt) {
 /* x8 layouts (section 5): pack and unpack are inverse, and each x8 kernel
    gives, for every row of a group and 1-4 tokens, the reference dot of that
    row within the float-rounding bound used for the dot kernels. */
+/* Q8_0 activation rows (arb bytes apart) as Q8_0X rows (axrb apart) */
+static void q8_0x_rows(const uint8_t *a, size_t arb, int nt, int nb, uint8_t *ax, size_t axrb) {
+    for (int t = 0; t < nt; t++)
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = a + t * arb + 34 * b;
+            uint8_t *o = ax + t * axrb + 40 * b;
+            int32_t sum = 0;
+            for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
+            memcpy(o, blk + 2, 32);
+            st_f32(o + 32, ld_f16(blk));
+            st_u32(o + 36, (uint32_t)sum);
+        }
+}
+
 static void check_x8(const kernel_table *kt) {
     /* Q8_0X carries exactly Q8_0's values and scale, and the block sums */
     {
@@ -713,16 +727,7 @@ static void check_x8(const kernel_table *kt) {
                 for (int r = 0; r < 8; r++) rand_row(type, n, (r + rep) % 3, 0, &s, w + r * rb);
                 for (int t = 0; t < 4; t++) rand_row(dt, n, rep % 3, 1, &s, a + t * arb);
                 /* the same activations as Q8_0X (section 5), for the x8 kernel */
-                for (int t = 0; t < 4; t++)
-                    for (int b = 0; b < blocks[bi]; b++) {
-                        const uint8_t *blk = a + t * arb + 34 * b;
-                        uint8_t *o = ax + t * axrb + 40 * b;
-                        int32_t sum = 0;
-                        for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
-                        memcpy(o, blk + 2, 32);
-                        st_f32(o + 32, ld_f16(blk));
-                        st_u32(o + 36, (uint32_t)sum);
-                    }
+                q8_0x_rows(a, arb, 4, blocks[bi], ax, axrb);
                 x8_pack(type, w, rb, blocks[bi], g);
                 for (int r = 0; r < 8; r++) {
                     x8_unpack_row(type, g, r, blocks[bi], back);

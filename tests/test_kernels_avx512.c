@@ -85,16 +85,7 @@ static void check_avx512_x8(void) {
                 const int ext = rep >= 5;
                 for (int r = 0; r < 8; r++) make_row(type, n, (r + rep) % 3, 0, ext, &s, w + r * rb);
                 for (int t = 0; t < 4; t++) make_row(dt, n, rep % 3, 1, ext, &s, a + t * arb);
-                for (int t = 0; t < 4; t++)
-                    for (int b = 0; b < nb; b++) { /* Q8_0X of the same activations */
-                        const uint8_t *blk = a + t * arb + 34 * b;
-                        uint8_t *o = ax + t * axrb + 40 * b;
-                        int32_t sum = 0;
-                        for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
-                        memcpy(o, blk + 2, 32);
-                        st_f32(o + 32, ld_f16(blk));
-                        st_u32(o + 36, (uint32_t)sum);
-                    }
+                q8_0x_rows(a, arb, 4, nb, ax, axrb); /* Q8_0X of the same activations */
                 x8_pack(type, w, rb, nb, g);
                 for (int nt = 1; nt <= 4; nt++) {
                     float y[4 * 9], y2[4 * 9];

@@ -12,20 +12,6 @@
 
 static float gemm_ref_dot(int type, int n, const uint8_t *w, const uint8_t *a) { return TRAITS[type].vec_dot(n, w, a); }
 
-/* Q8_0 activation rows (arb bytes apart) as Q8_0X rows (axrb apart) */
-static void gemm_q8_0x_rows(const uint8_t *a, size_t arb, int nt, int nb, uint8_t *ax, size_t axrb) {
-    for (int t = 0; t < nt; t++)
-        for (int b = 0; b < nb; b++) {
-            const uint8_t *blk = a + t * arb + 34 * b;
-            uint8_t *o = ax + t * axrb + 40 * b;
-            int32_t sum = 0;
-            for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
-            memcpy(o, blk + 2, 32);
-            st_f32(o + 32, ld_f16(blk));
-            st_u32(o + 36, (uint32_t)sum);
-        }
-}
-
 static void check_gemm16(const kernel_table *kt) {
     static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q8_0, SLM_TYPE_Q5_0, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K,
                                 SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
@@ -58,7 +44,7 @@ static void check_gemm16(const kernel_table *kt) {
                 if (x8) {
                     x8_pack(type, w, rb, nb, g);
                     x8_pack(type, w + 8 * rb, rb, nb, g + wb);
-                    gemm_q8_0x_rows(a, arb, NT, nb, ax, axrb);
+                    q8_0x_rows(a, arb, NT, nb, ax, axrb);
                     ka = ax, karb = axrb;
                 } else {
                     for (int r = 0; r < 16; r++) memcpy(g + r * wb, w + r * rb, rb);
@@ -112,7 +98,7 @@ static void check_gemm16(const kernel_table *kt) {
                     free(tmp);
                     wt.x8 = kt->gemm_x8[type];
                     axm = (uint8_t *)malloc((size_t)ntk * axrb);
-                    gemm_q8_0x_rows(am, arb, ntk, nb, axm, axrb);
+                    q8_0x_rows(am, arb, ntk, nb, axm, axrb);
                     xq = axm, xrb = axrb;
                 }
                 float *y1 = (float *)malloc(sizeof(float) * ntk * nr), *y2 = (float *)malloc(sizeof(float) * ntk * nr);
