@@ -46,12 +46,15 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_safety.c tests/test_cli.c tests/test_state.c tests/test_grammar.c \
            tests/test_embedding.c tests/test_families.c tests/test_vocab_views.c tests/test_pretok.c \
            tests/test_chat_think.c tests/test_gemm_models.c tests/test_book.c
+# included by test_kernels.c (they reach slm.c's statics): dependencies only
+TEST_INCLUDED = tests/test_kernels_avx512.c tests/test_kernels_gemm.c tests/test_kernels_kx8.c \
+                tests/test_kernels_kgemm.c tests/test_attention.c tests/test_scan.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab \
         bench-gemm test-cross bench clean help \
         pretok-check pretok-vectors unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake test-serve test-serve-sanitize test-hello docs-check \
-        bench-bandwidth bench-attention
+        bench-bandwidth bench-attention bench-scan
 
 # The built-in demo: a 1M-parameter llama model trained on the King James Bible
 # (tests/data/demo/README.md). One thread: the model is too small to share.
@@ -96,7 +99,7 @@ $(RAG): examples/rag/rag.c $(LIB_A)
 	$(CC) $(ALL_CFLAGS) -I. examples/rag/rag.c $(LIB_A) -o $@ $(LDFLAGS) $(LIBS)
 
 # The test runner includes slm.c itself (to reach the static kernels).
-$(TESTBIN): $(TEST_SRC) tests/test_kernels_avx512.c tests/test_kernels_kx8.c tests/test_kernels_kgemm.c tests/test_kernels_gemm.c tests/test_attention.c tests/test_scan.c tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
+$(TESTBIN): $(TEST_SRC) $(TEST_INCLUDED) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
 test: all check-exports docs-check test-hello $(TESTBIN) test-python test-serve
@@ -170,7 +173,7 @@ test-node: $(LIB_SO)
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
 # leak checking), -O1 for usable reports.
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g
-$(BUILD)/san/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h
+$(BUILD)/san/run_tests: $(TEST_SRC) $(TEST_INCLUDED) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h
 	mkdir -p $(BUILD)/san
 	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(OMPFLAGS) $(CFLAGS) $(SAN_FLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS)
 
@@ -180,7 +183,7 @@ test-sanitize: $(BUILD)/san/run_tests
 # ThreadSanitizer over the concurrency tests (sessions of one model decoding
 # at the same time from several threads). Built without OpenMP: libgomp is
 # not instrumented, so TSan would report its internal synchronisation.
-$(BUILD)/tsan/run_tests: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h
+$(BUILD)/tsan/run_tests: $(TEST_SRC) $(TEST_INCLUDED) tests/test.h tests/gguf_build.h tests/vocab_build.h slm.c slm.h
 	mkdir -p $(BUILD)/tsan
 	$(CC) $(CSTD) -O1 $(MARCH) $(WARN) $(CFLAGS) -fsanitize=thread -g -Wno-unused-function -I. $(TEST_SRC) -o $@ $(LDFLAGS) $(LIBS) $(TEST_LIBS) -lpthread
 
@@ -314,7 +317,7 @@ $(EMB_DIR)/gguf2c: tools/gguf2c.c slm.c slm.h
 	$(CC) $(CSTD) -O2 $(WARN) -I. tools/gguf2c.c slm.c -o $@ $(LIBS)
 
 $(EMB_DIR)/model.c: $(EMB_DIR)/gguf2c $(EMB_MODEL)
-	$(EMB_DIR)/gguf2c --section .model_flash --ctx $(EMB_CTX) --batch $(EMB_BATCH) $(EMB_MODEL) $@ $(EMB_DIR)/model.h
+	$(EMB_DIR)/gguf2c --section .model_flash --ctx $(EMB_CTX) --batch $(EMB_BATCH) --isa scalar $(EMB_MODEL) $@ $(EMB_DIR)/model.h
 
 $(EMB_DIR)/host: $(EMB_SRC) examples/embedded/main.c slm.h
 	$(CC) $(EMB_CFLAGS) -DSLM_NO_SIMD $(EMB_SRC) -o $@ $(LIBS)
@@ -332,7 +335,7 @@ $(EMB_DIR)/slm-scalar: examples/slm.c slm.c slm.h $(SERVE_DEPS)
 	$(CC) $(CSTD) -O2 $(WARN) -DSLM_NO_SIMD -I. examples/slm.c $(SERVE_SRC) slm.c -o $@ $(LIBS) -lpthread
 
 # the kernel suite on the M55: Helium kernels against the scalar references
-$(EMB_DIR)/kernels-m55.elf: tests/embedded_main.c tests/test_kernels.c tests/util.c tests/test.h slm.c slm.h examples/embedded/startup.c examples/embedded/an547.ld
+$(EMB_DIR)/kernels-m55.elf: tests/embedded_main.c tests/test_kernels.c $(TEST_INCLUDED) tests/util.c tests/test.h slm.c slm.h examples/embedded/startup.c examples/embedded/an547.ld
 	mkdir -p $(EMB_DIR)
 	$(ARM_CC) $(M55_FLAGS) $(CSTD) -O2 $(WARN) -Wno-unused-function -DSLM_NO_THREADS -I. -T examples/embedded/an547.ld \
 	    tests/embedded_main.c tests/test_kernels.c tests/util.c $(ARM_LINK) -o $@
@@ -420,11 +423,11 @@ $(WIN_BUILD)/slm.dll: $(WIN_DEPS)
 $(WIN_BUILD)/slm.exe: examples/slm.c $(SERVE_DEPS) $(WIN_BUILD)/libslm.a
 	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -I. examples/slm.c $(SERVE_SRC) $(WIN_BUILD)/libslm.a -o $@ $(WIN_LIBS)
 
-$(WIN_BUILD)/run_tests.exe: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h $(WIN_DEPS)
+$(WIN_BUILD)/run_tests.exe: $(TEST_SRC) $(TEST_INCLUDED) tests/test.h tests/gguf_build.h tests/vocab_build.h $(WIN_DEPS)
 	mkdir -p $(WIN_BUILD)
 	$(WIN_CC) $(WIN_CFLAGS) -fopenmp -Wno-unused-function -I. $(TEST_SRC) -o $@ $(WIN_LIBS)
 
-$(WIN_BUILD)/run_tests_noomp.exe: $(TEST_SRC) tests/test.h tests/gguf_build.h tests/vocab_build.h $(WIN_DEPS)
+$(WIN_BUILD)/run_tests_noomp.exe: $(TEST_SRC) $(TEST_INCLUDED) tests/test.h tests/gguf_build.h tests/vocab_build.h $(WIN_DEPS)
 	mkdir -p $(WIN_BUILD)
 	$(WIN_CC) $(WIN_CFLAGS) -Wno-unused-function -I. $(TEST_SRC) -o $@ $(WIN_LIBS)
 
@@ -486,6 +489,14 @@ $(BUILD)/bench_attention: bench/bench_attention.c slm.c slm.h | $(BUILD)
 bench-attention: $(BUILD)/bench_attention
 	./$(BUILD)/bench_attention $(BENCH_ATTN_ARGS)
 
+# The gated delta rule alone (16 heads of 128 x 128, one thread): token by
+# token against chunked; BENCH_SCAN_ARGS='tokens rounds' (default 128 10)
+$(BUILD)/bench_scan: bench/bench_scan.c slm.c slm.h | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -I. bench/bench_scan.c -o $@ $(LDFLAGS) $(LIBS)
+
+bench-scan: $(BUILD)/bench_scan
+	./$(BUILD)/bench_scan $(BENCH_SCAN_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
@@ -529,6 +540,7 @@ help:
 	@echo "                in $(BENCH_DIR) for build/slm bench -m FILE"
 	@echo "make bench-bandwidth  streaming read bandwidth at 1 and 2 threads (BANDWIDTH_ARGS='-t 1,2 -s 1024')"
 	@echo "make bench-attention  attention alone, flash vs the reference path, depth 0/2048/8192 (BENCH_ATTN_ARGS='14 2 64')"
+	@echo "make bench-scan       the gated delta rule alone, chunked vs token by token (BENCH_SCAN_ARGS='128 10')"
 	@echo "make bench-compare  slm against llama.cpp / ik_llama.cpp (LLAMA_BENCH=, IK_BENCH=; bench/README.md)"
 	@echo "make clean      remove $(BUILD)/"
 

@@ -3743,6 +3743,8 @@ struct slm_session {
     float *rs_dst;       /* state it leaves */
     int32_t *toks;       /* [n_ctx] ids decoded so far, for rewind replays */
     float *hy;           /* [n_batch][m->hy_width] scratch of the new kinds */
+    float *dw;           /* [n_thr_alloc][dw_stride] delta-rule chunk buffers per thread, or NULL */
+    size_t dw_stride;    /* floats: delta_work_floats(ssm_state, head's dv, n_batch) */
     op_slot *ops;        /* work-unit counters: n_ops operators of a forward pass */
     size_t n_ops;
     double width_ms[2];  /* single-token forward pass, ms (moving average): 1 thread, n_threads */
@@ -4462,23 +4464,34 @@ static rec_gemm_fn rec_gemm_for(int isa) {
     return rec_gemm_ref;
 }
 
-/* Largest chunk: c <= 64 and c * max(dk, dv) <= DELTA_BUF (stack buffers,
-   ~144 KB in all). */
+/* Largest chunk: c <= 64 and c * max(dk, dv) <= DELTA_BUF. The chunk's
+   buffers (~144 KB at dk = dv = 128) come from the session, a slot per
+   thread: on the stack they overflowed a microcontroller's 32 KB and would a
+   musl thread's 128 KB. */
 #define DELTA_BUF 8192
 static inline int delta_chunk_len(int dk, int dv) { return SLM_MAX(1, SLM_MIN(64, DELTA_BUF / SLM_MAX(dk, dv))); }
+
+/* Floats of delta_scan's work buffer for a scan of n tokens (0 when it takes
+   the token-by-token path): U0, U [c][dv], KT [dk][c], D, P, T [c][c], G, B [c]. */
+static size_t delta_work_floats(int dk, int dv, int n) {
+    if (n < 32) return 0;
+    const size_t c = (size_t)SLM_MIN(delta_chunk_len(dk, dv), n);
+    return c * (2 * (size_t)dv + (size_t)dk + 3 * c + 2);
+}
 
 /* One chunk (c <= delta_chunk_len) of the gated delta rule for one v-head:
    token t reads q[t*ld], k[t*ld], v[t*ld] (dk, dk, dv) and writes its output
    over v; G[t] the cumulative log decay from the chunk's start, beta[t].
    State from Sin, to S (may be the same). */
 static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int dv, int c, const float *q,
-                        const float *k, float *vo, int64_t ld, const float *G, const float *beta, float scale) {
-    float U0[DELTA_BUF]; /* [c][dv]: beta_t (v_t - Gamma_t S0^T k_t) */
-    float U[DELTA_BUF];  /* [c][dv]: u_t */
-    float KT[DELTA_BUF]; /* [dk][c]: k transposed */
-    float D[64 * 64];    /* [c][c]: e^{G_t-G_s} for s <= t */
-    float P[64 * 64];    /* [c][c]: beta_t e^{G_t-G_s} k_t.k_s, then the decayed q_t.k_s */
-    float T[64 * 64];    /* [c][c]: (I + strictly lower P)^-1 */
+                        const float *k, float *vo, int64_t ld, const float *G, const float *beta, float scale,
+                        float *work) {
+    float *U0 = work;                   /* [c][dv]: beta_t (v_t - Gamma_t S0^T k_t) */
+    float *U = U0 + (size_t)c * dv;     /* [c][dv]: u_t */
+    float *KT = U + (size_t)c * dv;     /* [dk][c]: k transposed */
+    float *D = KT + (size_t)dk * c;     /* [c][c]: e^{G_t-G_s} for s <= t */
+    float *P = D + (size_t)c * c;       /* [c][c]: beta_t e^{G_t-G_s} k_t.k_s, then the decayed q_t.k_s */
+    float *T = P + (size_t)c * c;       /* [c][c]: (I + strictly lower P)^-1 */
     for (int t = 0; t < c; t++)
         for (int i = 0; i < dk; i++) KT[i * c + t] = k[t * ld + i];
     for (int t = 0; t < c; t++)
@@ -4541,10 +4554,10 @@ static void delta_chunk(rec_gemm_fn gm, const float *Sin, float *S, int dk, int 
 
 /* The gated delta rule over n tokens for one v-head (layout as delta_chunk;
    g[t*gs] the log decay of token t, beta[t*bs]): up to 31 tokens by
-   delta_step, more in chunks. */
+   delta_step, more in chunks; work: delta_work_floats(dk, dv, n) floats. */
 static void delta_scan(int isa, const float *Sin, float *S, int dk, int dv, int n, const float *q,
                        const float *k, float *vo, int64_t ld, const float *g, int64_t gs, const float *beta,
-                       int64_t bs, float scale) {
+                       int64_t bs, float scale, float *work) {
     if (n < 32) { /* fewer tokens: the SIMD step is faster (bench/bench_scan.c) */
         for (int t = 0; t < n; t++, Sin = S) {
             const float *qt = q + t * ld, *kt = k + t * ld;
@@ -4567,8 +4580,8 @@ static void delta_scan(int isa, const float *Sin, float *S, int dk, int dv, int 
         return;
     }
     const rec_gemm_fn gm = rec_gemm_for(isa);
-    const int cc = delta_chunk_len(dk, dv);
-    float G[64], B[64];
+    const int cc = SLM_MIN(delta_chunk_len(dk, dv), n);
+    float *G = work, *B = work + cc; /* [cc] each: cumulative log decay, beta */
     for (int t0 = 0; t0 < n; t0 += cc, Sin = S) {
         const int c = SLM_MIN(cc, n - t0);
         float acc = 0;
@@ -4577,7 +4590,7 @@ static void delta_scan(int isa, const float *Sin, float *S, int dk, int dv, int 
             G[t] = acc;
             B[t] = beta[(t0 + t) * bs];
         }
-        delta_chunk(gm, Sin, S, dk, dv, c, q + t0 * ld, k + t0 * ld, vo + t0 * ld, ld, G, B, scale);
+        delta_chunk(gm, Sin, S, dk, dv, c, q + t0 * ld, k + t0 * ld, vo + t0 * ld, ld, G, B, scale, work + 2 * cc);
     }
 }
 
@@ -4627,11 +4640,12 @@ static void mix_deltanet(slm_session *s, const layer *L, const float *xb, int n,
     REC_STEP(p, tm, np) {
         split(NH, p, np, &u0, &u1);
         const float scale = 1.0f / sqrtf((float)DK);
+        float *dw = s->dw ? s->dw + (size_t)tm->ith * s->dw_stride : NULL; /* this thread's chunk buffers */
         for (int64_t h = u0; h < u1; h++) {
             const float *Sin = s->rs_src + L->rs_ssm + (size_t)h * DK * DV;
             float *S = s->rs_dst + L->rs_ssm + (size_t)h * DK * DV;
             delta_scan(m->kern.isa, Sin, S, DK, DV, n, hy + (h % NG) * DK, hy + NG * DK + (h % NG) * DK, hy + 2 * NG * DK + h * DV,
-                       W, hy + CH + I + NH + h, W, hy + CH + I + h, W, scale);
+                       W, hy + CH + I + NH + h, W, hy + CH + I + h, W, scale, dw);
             for (int t = 0; t < n; t++) {
                 float *o = hy + (size_t)t * W + 2 * NG * DK + h * DV;
                 const float *z = hy + (size_t)t * W + CH + h * DV;
@@ -5132,6 +5146,7 @@ typedef struct session_plan {
     size_t att_stride;
     size_t fa, fa_stride, fa_part; /* flash attention scratch (floats), 0 when it does not apply */
     size_t rs, toks, hy;  /* recurrent state (floats per copy), ids, scratch */
+    size_t dw, dw_stride; /* delta-rule chunk buffers (floats): all threads, one thread */
     size_t total;
 } session_plan;
 
@@ -5202,9 +5217,15 @@ static slm_status plan_session(const slm_model *m, const slm_session_params *p, 
     if ((double)nb * m->hy_width > (double)SIZE_MAX / 8)
         return seterr(err, SLM_ERR_NOMEM, "scratch for a batch of %d tokens is too large", pl->n_batch);
     pl->hy = nb * (size_t)m->hy_width;
+    for (int il = 0; il < m->n_layer; il++)
+        if (m->layers[il].kind == LK_DELTANET) { /* one set of chunk buffers per thread (section 9b) */
+            pl->dw_stride = delta_work_floats(m->ssm_state, m->ssm_inner / m->ssm_nh, pl->n_batch);
+            pl->dw = (size_t)pl->n_threads * pl->dw_stride;
+            break;
+        }
     pl->n_ops = (size_t)m->n_layer * OPS_PER_LAYER + OPS_EXTRA;
     pl->total = pl->kv_bytes + sizeof(float) * (pl->x + pl->xb + pl->xo + pl->qkv + pl->att + pl->gu + pl->scores +
-                                                pl->fa + pl->fa_part + pl->logits + 2 * pl->rs + pl->hy) +
+                                                pl->fa + pl->fa_part + pl->logits + 2 * pl->rs + pl->hy + pl->dw) +
                 sizeof(int32_t) * pl->toks + N_ACT_SLOTS * pl->act + sizeof(slm_session) + sizeof(float) * pl->emb +
                 sizeof(int32_t) * pl->emb_tok + pl->n_ops * sizeof(op_slot);
     return SLM_OK;
@@ -5240,6 +5261,7 @@ void slm_session_free(slm_session *s) {
         if (s->rs[i]) xfree(&a, s->rs[i], s->m->rs_floats * sizeof(float));
     if (s->toks) xfree(&a, s->toks, (size_t)s->n_ctx * sizeof(int32_t));
     if (s->hy) xfree(&a, s->hy, nb * (size_t)s->m->hy_width * sizeof(float));
+    if (s->dw) xfree(&a, s->dw, (size_t)s->n_thr_alloc * s->dw_stride * sizeof(float));
     xfree(&a, s, sizeof *s);
 }
 
@@ -5286,6 +5308,10 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
         ok = ok && (s->toks = (int32_t *)xalloc(&s->a, pl.toks * sizeof(int32_t))) != NULL;
     }
     if (pl.hy) ok = ok && (s->hy = (float *)xalloc(&s->a, pl.hy * sizeof(float))) != NULL;
+    if (pl.dw) {
+        s->dw_stride = pl.dw_stride;
+        ok = ok && (s->dw = (float *)xalloc(&s->a, pl.dw * sizeof(float))) != NULL;
+    }
     if (pl.fa) {
         s->fa_stride = pl.fa_stride;
         s->fa_part_n = pl.fa_part;

@@ -24,7 +24,8 @@ int main(int argc, char **argv) {
     const int isa = kernels_find(SLM_ISA_BEST)->isa;
     float *x = malloc(sizeof(float) * (size_t)P * ld * NH), *g = malloc(sizeof(float) * (size_t)P);
     float *bt = malloc(sizeof(float) * (size_t)P), *S = malloc(sizeof(float) * (size_t)NH * D * D);
-    if (P < 1 || !x || !g || !bt || !S) return 1;
+    float *dw = malloc(sizeof(float) * (delta_work_floats(D, D, P) + 1)); /* the chunk buffers */
+    if (P < 1 || !x || !g || !bt || !S || !dw) return 1;
     uint64_t r = 1;
     for (size_t i = 0; i < (size_t)P * ld * NH; i++) x[i] = (float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f;
     for (int64_t t = 0; t < (int64_t)P * NH; t++) /* q and k L2-normed, as in the model */
@@ -44,9 +45,9 @@ int main(int argc, char **argv) {
                 if (v != 1)
                     for (int t = 0; t < P; t++)
                         delta_scan(v == 0 ? isa : SLM_ISA_SCALAR, Sh, Sh, D, D, 1, xh + t * ld, xh + t * ld + D, xh + t * ld + 2 * D, ld, g + t, 1,
-                                   bt + t, 1, 0.088f);
+                                   bt + t, 1, 0.088f, NULL);
                 else
-                    delta_scan(isa, Sh, Sh, D, D, P, xh, xh + D, xh + 2 * D, ld, g, 1, bt, 1, 0.088f);
+                    delta_scan(isa, Sh, Sh, D, D, P, xh, xh + D, xh + 2 * D, ld, g, 1, bt, 1, 0.088f, dw);
             }
             const double dt = now() - t0;
             if (dt < best[v]) best[v] = dt;

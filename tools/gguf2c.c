@@ -9,6 +9,10 @@
        --ctx N          also print the arena bytes for the model plus a
        --batch N        session of n_ctx N and n_batch N (slm_model_memory_size)
        --kv TYPE        KV cache type of that session: f16 (default), f32, q8_0
+       --isa NAME       plan for that ISA's kernels (default best: this
+                        host's); some need scratch others do not (the x86
+                        flash attention), so plan a microcontroller or an
+                        Arm board with the kernels it has, or scalar
 
    The output needs only <stddef.h>. out.h (optional) declares the array
    and, with --ctx, defines NAME_ARENA_BYTES: the slm_arena bytes for the
@@ -24,14 +28,14 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: gguf2c [--name NAME] [--section SEC] [--align N] [--ctx N] [--batch N] [--kv f16|f32|q8_0]"
-                    " model.gguf out.c\n");
+                    " [--isa NAME] model.gguf out.c [out.h]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *name = "slm_model_data", *section = NULL, *in = NULL, *out = NULL, *hdr = NULL;
     long align = 64, ctx = 0, batch = 0;
-    int kv = SLM_TYPE_F16;
+    int kv = SLM_TYPE_F16, isa = SLM_ISA_BEST;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -43,6 +47,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--kv") && more) {
             const char *t = argv[++i];
             kv = !strcmp(t, "f32") ? SLM_TYPE_F32 : !strcmp(t, "q8_0") ? SLM_TYPE_Q8_0 : SLM_TYPE_F16;
+        } else if (!strcmp(a, "--isa") && more) {
+            isa = slm_isa_from_name(argv[++i]);
+            if (isa < 0 || !slm_isa_available(isa)) {
+                fprintf(stderr, "gguf2c: --isa %s: not an ISA this build runs here (scalar always is)\n", argv[i]);
+                return 2;
+            }
         } else if (a[0] == '-' && a[1]) return usage();
         else if (!in) in = a;
         else if (!out) out = a;
@@ -72,6 +82,7 @@ int main(int argc, char **argv) {
     size_t arena = 0;
     slm_model_params mp;
     slm_model_params_init(&mp);
+    mp.isa = isa;
     if (ctx > 0) {
         slm_session_params sp;
         slm_session_params_init(&sp);
@@ -122,8 +133,8 @@ int main(int argc, char **argv) {
         fprintf(h, "extern const unsigned char %s[%ld];\nextern const size_t %s_size;\n", name, sz, name);
         if (ctx > 0)
             fprintf(h, "\n/* slm_arena bytes for the model plus one session (n_ctx %ld, n_batch %ld, one thread,\n"
-                       "   KV cache %s), planned on the host that ran gguf2c */\n#define %s_ARENA_BYTES %zu\n",
-                    ctx, batch, slm_type_name(kv), name, arena);
+                       "   KV cache %s, %s kernels), planned on the host that ran gguf2c */\n#define %s_ARENA_BYTES %zu\n",
+                    ctx, batch, slm_type_name(kv), isa == SLM_ISA_BEST ? "the host's best" : slm_isa_name(isa), name, arena);
         if (fclose(h) != 0) {
             fprintf(stderr, "gguf2c: write error on %s\n", hdr);
             return 1;
