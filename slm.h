@@ -250,8 +250,11 @@ struct slm_session_params;
    for its call (the sampler: about 12 bytes per vocabulary entry, plus the
    prompt's tokens). Measured by loading the model (weights in place) with
    params->allocator (malloc if NULL) while recording the arena's layout,
-   so the number is exact for this build of slm: a 32-bit target needs less
-   than a 64-bit host computes (smaller pointers and headers). Call it on
+   so the number is exact for this build of slm and the kernels of
+   params->isa (the best ones can keep scratch the portable ones do not: set
+   params->isa to what the target runs, SLM_ISA_SCALAR for a target without
+   this host's ISAs); a 32-bit target needs less than a 64-bit host computes
+   (smaller pointers and headers). Call it on
    a host (tools/gguf2c does) or wherever that memory is available. 0 on
    failure (err says why). */
 SLM_API size_t slm_model_memory_size(const void *data, size_t size, const slm_model_params *params,
