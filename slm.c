@@ -5656,26 +5656,26 @@ slm_status slm_session_state_load(slm_session *s, const void *buf, size_t size, 
     const uint32_t pos = ld_u32(p + 32), nsec = ld_u32(p + 36);
     if (nl != (uint32_t)m->n_layer || kvd != (uint32_t)m->kv_dim || nv != (uint32_t)m->n_vocab)
         return seterr(err, SLM_ERR_INVALID_ARG,
-                      "the session state is for %u layers, KV width %u, %u tokens; the model has %d, %d, %d", nl, kvd,
-                      nv, m->n_layer, m->kv_dim, m->n_vocab);
+                      "the session state is for %u layers, KV width %u, %u tokens; the model has %d, %d, %d", (unsigned)nl,
+                      (unsigned)kvd, (unsigned)nv, m->n_layer, m->kv_dim, m->n_vocab);
     if (kt != (uint32_t)s->kv_type)
         return seterr(err, SLM_ERR_INVALID_ARG, "the session state has a %s KV cache, this session %s (kv_type)",
                       kv_type_name((int)kt), kv_type_name(s->kv_type));
     if (pos > (uint32_t)s->n_ctx)
         return seterr(err, SLM_ERR_CONTEXT_FULL, "the session state holds %u positions, the session's context is %d",
-                      pos, s->n_ctx);
+                      (unsigned)pos, s->n_ctx);
     /* the sections: bounds first, then the known ones */
     const uint8_t *toks = NULL, *kv = NULL, *lg = NULL, *rec = NULL;
     uint32_t ntok = 0;
     size_t off = STATE_HEADER;
     const size_t end = size - 8;
     for (uint32_t i = 0; i < nsec; i++) {
-        if (end - off < 16) return seterr(err, SLM_ERR_FORMAT, "session state: section %u runs past the end", i);
+        if (end - off < 16) return seterr(err, SLM_ERR_FORMAT, "session state: section %u runs past the end", (unsigned)i);
         const uint32_t tag = ld_u32(p + off), flags = ld_u32(p + off + 4);
         const uint64_t sz = ld_u64(p + off + 8);
         off += 16;
         if (sz > end - off || state_pad8((size_t)sz) > end - off)
-            return seterr(err, SLM_ERR_FORMAT, "session state: section %u (%llu bytes) runs past the end", i,
+            return seterr(err, SLM_ERR_FORMAT, "session state: section %u (%llu bytes) runs past the end", (unsigned)i,
                           (unsigned long long)sz);
         const uint8_t *d = p + off;
         char t4[5] = {(char)(tag & 0x7f), (char)(tag >> 8 & 0x7f), (char)(tag >> 16 & 0x7f), (char)(tag >> 24 & 0x7f), 0};
@@ -5712,14 +5712,14 @@ slm_status slm_session_state_load(slm_session *s, const void *buf, size_t size, 
     if (m->n_rec && !rec) return seterr(err, SLM_ERR_FORMAT, "session state: no recurrent state section (RECS)");
     for (uint32_t i = 0; rec && i < pos; i++) {
         const int32_t id = (int32_t)ld_u32(rec + 4 * (m->rs_floats + (size_t)i));
-        if (id < 0 || id >= m->n_vocab) return seterr(err, SLM_ERR_FORMAT, "session state: id %u of RECS is not in the vocabulary", i);
+        if (id < 0 || id >= m->n_vocab) return seterr(err, SLM_ERR_FORMAT, "session state: id %u of RECS is not in the vocabulary", (unsigned)i);
     }
     for (uint32_t i = 0; i < ntok; i++)
         if ((int32_t)ld_u32(toks + 4 * (size_t)i) < 0 || (int32_t)ld_u32(toks + 4 * (size_t)i) >= m->n_vocab)
-            return seterr(err, SLM_ERR_FORMAT, "session state: token %u is not in the vocabulary", i);
+            return seterr(err, SLM_ERR_FORMAT, "session state: token %u is not in the vocabulary", (unsigned)i);
     if (n_tokens) *n_tokens = (int32_t)ntok;
     if (ntok > 0 && tokens && cap_tokens < (int32_t)ntok)
-        return seterr(err, SLM_ERR_BUFFER, "session state: %u token ids, room for %d", ntok, (int)cap_tokens);
+        return seterr(err, SLM_ERR_BUFFER, "session state: %u token ids, room for %d", (unsigned)ntok, (int)cap_tokens);
     /* valid: now the session changes */
     const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
     for (int il = 0; il < m->n_layer; il++) {
@@ -10170,7 +10170,7 @@ static int gp_sequence(gparse *p, gvec *seq, uint32_t owner, int nested) {
             gp_space(p, 0);
             if (p->i >= p->n || p->s[p->i] != '}') return gp_fail(p, at, "expected '}' to end the repetition"), 0;
             p->i++;
-            if (hi < lo) return gp_fail(p, at, "repetition {%u,%u}: the maximum is below the minimum", lo, hi), 0;
+            if (hi < lo) return gp_fail(p, at, "repetition {%u,%u}: the maximum is below the minimum", (unsigned)lo, (unsigned)hi), 0;
             if (hi == 0) { /* x{0}: nothing */
                 seq->n = atom;
                 atom = SIZE_MAX;
@@ -10490,7 +10490,7 @@ static slm_status grammar_bind(slm_grammar *g, int32_t n_vocab, const uint32_t *
             if (l > g->max_piece) g->max_piece = l;
         }
     }
-    if (g->max_piece > 65535) return seterr(err, SLM_ERR_UNSUPPORTED, "grammar: a token piece of %u bytes", g->max_piece);
+    if (g->max_piece > 65535) return seterr(err, SLM_ERR_UNSUPPORTED, "grammar: a token piece of %u bytes", (unsigned)g->max_piece);
     g_sort_tokens(g, g->tok_sorted, n);
     /* nodes: at most the total piece bytes; count exactly first */
     size_t cnt = 0;
@@ -11760,7 +11760,7 @@ static int js_string(jschema *c, const jv *s, gsb *b) {
     uint32_t lo = 0, hi = UINT32_MAX;
     const jv *mn = j_get(s, "minLength"), *mx = j_get(s, "maxLength");
     if (!js_count(c, mn, "minLength", &lo) || !js_count(c, mx, "maxLength", &hi)) return 0;
-    if (mx && hi < lo) return js_fail(c, "maxLength %u is below minLength %u", hi, lo);
+    if (mx && hi < lo) return js_fail(c, "maxLength %u is below minLength %u", (unsigned)hi, (unsigned)lo);
     if (fmt) {
         if (fmt->type != JV_STR) return js_fail(c, "'format' must be a string");
         if (mn || mx) return js_fail(c, "'format' together with minLength/maxLength is not supported");
@@ -11772,8 +11772,8 @@ static int js_string(jschema *c, const jv *s, gsb *b) {
         return 1;
     }
     if (!mn && !mx) sb_str(b, "string");
-    else if (!mx) sb_fmt(b, "\"\\\"\" char{%u,} \"\\\"\"", lo);
-    else sb_fmt(b, "\"\\\"\" char{%u,%u} \"\\\"\"", lo, hi);
+    else if (!mx) sb_fmt(b, "\"\\\"\" char{%u,} \"\\\"\"", (unsigned)lo);
+    else sb_fmt(b, "\"\\\"\" char{%u,%u} \"\\\"\"", (unsigned)lo, (unsigned)hi);
     return 1;
 }
 
@@ -11782,7 +11782,7 @@ static int js_array(jschema *c, const jv *s, gsb *b) {
     uint32_t lo = 0, hi = UINT32_MAX, it = 0;
     const jv *mx = j_get(s, "maxItems");
     if (!js_count(c, j_get(s, "minItems"), "minItems", &lo) || !js_count(c, mx, "maxItems", &hi)) return 0;
-    if (mx && hi < lo) return js_fail(c, "maxItems %u is below minItems %u", hi, lo);
+    if (mx && hi < lo) return js_fail(c, "maxItems %u is below minItems %u", (unsigned)hi, (unsigned)lo);
     char item[32];
     if (items) {
         if (items->type == JV_ARR) return js_fail(c, "'items' as an array (tuple validation) is not supported");
@@ -11790,7 +11790,7 @@ static int js_array(jschema *c, const jv *s, gsb *b) {
         int ok = js_rule(c, items, &it);
         js_pop(c, l);
         if (!ok) return 0;
-        fmt_sn(item, sizeof item, "r%u", it);
+        fmt_sn(item, sizeof item, "r%u", (unsigned)it);
     } else {
         fmt_sn(item, sizeof item, "value");
     }
@@ -11802,8 +11802,8 @@ static int js_array(jschema *c, const jv *s, gsb *b) {
     if (lo == 0) sb_str(b, "( ");
     sb_fmt(b, "%s ws ", item);
     uint32_t rlo = lo ? lo - 1 : 0;
-    if (!mx) sb_fmt(b, "( \",\" ws %s ws ){%u,}", item, rlo);
-    else if (hi > 1) sb_fmt(b, "( \",\" ws %s ws ){%u,%u}", item, rlo, hi - 1);
+    if (!mx) sb_fmt(b, "( \",\" ws %s ws ){%u,}", item, (unsigned)rlo);
+    else if (hi > 1) sb_fmt(b, "( \",\" ws %s ws ){%u,%u}", item, (unsigned)rlo, (unsigned)(hi - 1));
     if (lo == 0) sb_str(b, " )?");
     sb_str(b, " \"]\"");
     return 1;
@@ -11838,7 +11838,7 @@ static int js_object(jschema *c, const jv *s, gsb *b, uint32_t self) {
             int ok = js_rule(c, add, &ar);
             js_pop(c, l);
             if (!ok) return 0;
-            fmt_sn(extra, sizeof extra, "r%u", ar);
+            fmt_sn(extra, sizeof extra, "r%u", (unsigned)ar);
         }
     }
     /* kv rule per property */
@@ -11858,9 +11858,9 @@ static int js_object(jschema *c, const jv *s, gsb *b, uint32_t self) {
         js_pop(c, l);
         if (!ok) break;
         kv[k] = c->n_rules++;
-        sb_fmt(&c->out, "r%u ::= \"", kv[k]);
+        sb_fmt(&c->out, "r%u ::= \"", (unsigned)kv[k]);
         sb_json_lit(&c->out, key, 0);
-        sb_fmt(&c->out, "\" ws \":\" ws r%u\n", vr);
+        sb_fmt(&c->out, "\" ws \":\" ws r%u\n", (unsigned)vr);
     }
     if (ok) {
         /* S(k): members k.. with none written yet; T(k): after one was written */
@@ -11873,21 +11873,21 @@ static int js_object(jschema *c, const jv *s, gsb *b, uint32_t self) {
                     if (!strcmp(req->kids[q].s, props->kids[2 * k].s)) required = 1;
             if (k == np) {
                 if (extra[0]) {
-                    sb_fmt(&c->out, "r%u ::= ( string ws \":\" ws %s ws ( \",\" ws string ws \":\" ws %s ws )* )?\n", S0 + k,
+                    sb_fmt(&c->out, "r%u ::= ( string ws \":\" ws %s ws ( \",\" ws string ws \":\" ws %s ws )* )?\n", (unsigned)(S0 + k),
                            extra, extra);
-                    sb_fmt(&c->out, "r%u ::= ( \",\" ws string ws \":\" ws %s ws )*\n", T0 + k, extra);
+                    sb_fmt(&c->out, "r%u ::= ( \",\" ws string ws \":\" ws %s ws )*\n", (unsigned)(T0 + k), extra);
                 } else {
-                    sb_fmt(&c->out, "r%u ::= \"\"\nr%u ::= \"\"\n", S0 + k, T0 + k);
+                    sb_fmt(&c->out, "r%u ::= \"\"\nr%u ::= \"\"\n", (unsigned)(S0 + k), (unsigned)(T0 + k));
                 }
                 continue;
             }
-            sb_fmt(&c->out, "r%u ::= r%u ws r%u", S0 + k, kv[k], T0 + k + 1);
-            if (!required) sb_fmt(&c->out, " | r%u", S0 + k + 1);
-            sb_fmt(&c->out, "\nr%u ::= \",\" ws r%u ws r%u", T0 + k, kv[k], T0 + k + 1);
-            if (!required) sb_fmt(&c->out, " | r%u", T0 + k + 1);
+            sb_fmt(&c->out, "r%u ::= r%u ws r%u", (unsigned)(S0 + k), (unsigned)kv[k], (unsigned)(T0 + k + 1));
+            if (!required) sb_fmt(&c->out, " | r%u", (unsigned)(S0 + k + 1));
+            sb_fmt(&c->out, "\nr%u ::= \",\" ws r%u ws r%u", (unsigned)(T0 + k), (unsigned)kv[k], (unsigned)(T0 + k + 1));
+            if (!required) sb_fmt(&c->out, " | r%u", (unsigned)(T0 + k + 1));
             sb_str(&c->out, "\n");
         }
-        sb_fmt(b, "\"{\" ws r%u \"}\"", S0);
+        sb_fmt(b, "\"{\" ws r%u \"}\"", (unsigned)S0);
     }
     (void)self;
     xfree(c->a, kv, ((size_t)np + 1) * sizeof(uint32_t));
@@ -11988,7 +11988,7 @@ static int js_rule(jschema *c, const jv *s, uint32_t *id) {
                         }
                     }
                 }
-                if (ok) sb_fmt(&b, "r%u", c->ref_rule[q]);
+                if (ok) sb_fmt(&b, "r%u", (unsigned)c->ref_rule[q]);
             }
         } else if (cnst) {
             sb_str(&b, "\"");
@@ -12012,7 +12012,7 @@ static int js_rule(jschema *c, const jv *s, uint32_t *id) {
                 size_t l = js_push(c, any ? "anyOf" : "oneOf", (int)k);
                 ok = js_rule(c, &alts->kids[k], &r);
                 js_pop(c, l);
-                if (ok) sb_fmt(&b, "%sr%u", k ? " | " : "", r);
+                if (ok) sb_fmt(&b, "%sr%u", k ? " | " : "", (unsigned)r);
             }
         } else {
             /* types: listed, or inferred from the keywords */
@@ -12051,7 +12051,7 @@ static int js_rule(jschema *c, const jv *s, uint32_t *id) {
         }
     }
     if (ok && c->st == SLM_OK) {
-        sb_fmt(&c->out, "r%u ::= ", me);
+        sb_fmt(&c->out, "r%u ::= ", (unsigned)me);
         sb_put(&c->out, b.p ? b.p : "", b.n);
         sb_str(&c->out, "\n");
         if (b.bad || c->out.bad) ok = js_fail(c, "the grammar would exceed %u bytes", G_MAX_TEXT);
@@ -12090,7 +12090,7 @@ static slm_status json_schema_convert(const allocator *a, const char *schema, si
     c->st = SLM_OK;
     uint32_t r;
     if (js_rule(c, &root, &r)) {
-        sb_fmt(&c->out, "root ::= r%u\n", r);
+        sb_fmt(&c->out, "root ::= r%u\n", (unsigned)r);
         /* the JSON rules, except its root */
         const char *j = strchr(G_JSON, '\n') + 1;
         sb_str(&c->out, j);
