@@ -17379,8 +17379,10 @@ static void kslab16_iq4_xs_avx512(const uint8_t *w, __m512i idx, kslab *k) {
 
 typedef void (*kslab16_fn)(const uint8_t *w, __m512i idx, kslab *k);
 
-/* nt2 tokens (a constant) of one super-block against a kslab: y += ... */
-SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
+/* nt2 tokens (a constant) of one super-block against a kslab: y += ...;
+   fma (a constant) picks the x8 kernels' float steps (gemm_kx8_ref: FMAs) */
+SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first,
+                               int fma) {
     __m512i isum[8], ms[8];
     SLM_UNROLL(8)
     for (int t = 0; t < nt2; t++) isum[t] = _mm512_setzero_si512(), ms[t] = _mm512_setzero_si512();
@@ -17410,14 +17412,34 @@ SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, in
     SLM_UNROLL(8)
     for (int t = 0; t < nt2; t++) {
         const __m512 da = _mm512_set1_ps(ld_f32(a + (size_t)t * a_rb));
-        __m512 r;
-        if (k->off) r = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])));
-        else
-            r = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[t])),
-                              _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(ms[t])));
         float *yt = y + (int64_t)t * ldy;
-        _mm512_storeu_ps(yt, first ? _mm512_add_ps(_mm512_setzero_ps(), r) : _mm512_add_ps(_mm512_loadu_ps(yt), r));
+        __m512 r;
+        if (fma) {
+            r = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt);
+            if (k->off) r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])), _mm512_mul_ps(d, da), r);
+            else {
+                r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, da), r);
+                r = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms[t]), _mm512_mul_ps(dmin, da), r);
+            }
+        } else {
+            if (k->off) r = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])));
+            else
+                r = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[t])),
+                                  _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(ms[t])));
+            r = _mm512_add_ps(first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt), r);
+        }
+        _mm512_storeu_ps(yt, r);
     }
+}
+
+/* tokens t0..t1 of one super-block (activations ab) against a kslab, into
+   acc: [token - t0][16 rows] */
+SLM_INLINE void gemm16_kslab_tokens(const kslab *k, const uint8_t *ab, size_t a_rb, int t0, int t1, float *acc, int first,
+                                    int fma) {
+    int t = t0;
+    for (; t + 8 <= t1; t += 8) gemm16_kslab_t(k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, first, fma);
+    if (t + 4 <= t1) gemm16_kslab_t(k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, first, fma), t += 4;
+    for (; t < t1; t++) gemm16_kslab_t(k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, first, fma);
 }
 
 static void gemm16_k_avx512(kslab16_fn conv16, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
@@ -17431,11 +17453,7 @@ static void gemm16_k_avx512(kslab16_fn conv16, int bytes, int n, const void *w, 
         const int t1 = SLM_MIN(nt, t0 + 128);
         for (int b = 0; b < n / QK_K; b++) {
             conv16((const uint8_t *)w + (size_t)b * (size_t)bytes, idx, &k);
-            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-            int t = t0;
-            for (; t + 8 <= t1; t += 8) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
-            if (t + 4 <= t1) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
-            for (; t < t1; t++) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+            gemm16_kslab_tokens(&k, (const uint8_t *)a + (size_t)b * 292, a_rb, t0, t1, acc, b == 0, 0);
         }
         for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
     }
@@ -17556,48 +17574,6 @@ static void kx8slab_q6_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) 
     k->sub = 16, k->off = 1;
 }
 
-/* gemm16_kslab_t's integer sums with the x8 kernels' float steps */
-SLM_INLINE void gemm16_kx8slab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
-    __m512i isum[8], ms[8];
-    SLM_UNROLL(8)
-    for (int t = 0; t < nt2; t++) isum[t] = _mm512_setzero_si512(), ms[t] = _mm512_setzero_si512();
-    const int steps = k->sub / 4;
-    for (int j = 0; j < 256 / k->sub; j++) {
-        __m512i s[8];
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++) s[t] = _mm512_setzero_si512();
-        for (int st = j * steps; st < (j + 1) * steps; st++) {
-            const __m512i q = _mm512_loadu_si512((const void *)k->q[st]);
-            SLM_UNROLL(8)
-            for (int t = 0; t < nt2; t++)
-                s[t] = _mm512_dpbusd_epi32(s[t], q, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
-        }
-        const __m512i sc = _mm512_loadu_si512((const void *)k->sc[j]);
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
-    }
-    SLM_UNROLL(8)
-    for (int j = 0; j < 8; j++) {
-        const __m512i m = _mm512_loadu_si512((const void *)k->mn[j]);
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++)
-            ms[t] = _mm512_dpwssd_epi32(ms[t], m, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j)));
-    }
-    const __m512 d = _mm512_loadu_ps(k->d), dmin = _mm512_loadu_ps(k->dmin);
-    SLM_UNROLL(8)
-    for (int t = 0; t < nt2; t++) {
-        const __m512 da = _mm512_set1_ps(ld_f32(a + (size_t)t * a_rb));
-        float *yt = y + (int64_t)t * ldy;
-        __m512 acc = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt);
-        if (k->off) acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])), _mm512_mul_ps(d, da), acc);
-        else {
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, da), acc);
-            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms[t]), _mm512_mul_ps(dmin, da), acc);
-        }
-        _mm512_storeu_ps(yt, acc);
-    }
-}
-
 typedef void (*kx8slab16_fn)(const uint8_t *g0, const uint8_t *g1, kslab *k);
 
 static void gemm16_kx8_avx512(kx8slab16_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
@@ -17609,11 +17585,7 @@ static void gemm16_kx8_avx512(kx8slab16_fn conv, int bytes, int n, const void *w
         for (int b = 0; b < n / QK_K; b++) {
             const uint8_t *g0 = (const uint8_t *)w + (size_t)b * (size_t)bytes;
             conv(g0, g0 + wb, &k);
-            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-            int t = t0;
-            for (; t + 8 <= t1; t += 8) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
-            if (t + 4 <= t1) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
-            for (; t < t1; t++) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+            gemm16_kslab_tokens(&k, (const uint8_t *)a + (size_t)b * 292, a_rb, t0, t1, acc, b == 0, 1);
         }
         for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
     }
