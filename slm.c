@@ -12519,7 +12519,13 @@ static slm_status embed_seq(slm_session *s, const int32_t *tok, int n, int pooli
     return SLM_OK;
 }
 
-static slm_status embed_check(slm_session *s, const slm_embed_params *p, int *pooling, slm_error *err) {
+static slm_status embed_check(slm_session *s, const slm_embed_params **pp, slm_embed_params *dp, int *pooling,
+                              slm_error *err) {
+    if (!*pp) { /* NULL: the defaults, in *dp */
+        slm_embed_params_init(dp);
+        *pp = dp;
+    }
+    const slm_embed_params *p = *pp;
     if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
     *pooling = p->pooling == SLM_POOLING_UNSPECIFIED ? s->m->pooling : p->pooling;
     if (*pooling < SLM_POOLING_NONE || *pooling > SLM_POOLING_LAST)
@@ -12531,12 +12537,8 @@ slm_status slm_embed_tokens(slm_session *s, const int32_t *tokens, int32_t n, co
                             float *out, size_t cap, slm_error *err) {
     clearerr_(err);
     slm_embed_params dp;
-    if (!params) {
-        slm_embed_params_init(&dp);
-        params = &dp;
-    }
     int pooling = SLM_POOLING_NONE;
-    slm_status st = embed_check(s, params, &pooling, err);
+    slm_status st = embed_check(s, &params, &dp, &pooling, err);
     if (st != SLM_OK) return st;
     if (n <= 0 || !tokens) return seterr(err, SLM_ERR_INVALID_ARG, "no tokens to embed");
     const size_t need = (size_t)(pooling == SLM_POOLING_NONE ? n : 1) * (size_t)s->m->n_embd_out;
@@ -12548,12 +12550,8 @@ slm_status slm_embed(slm_session *s, const char *const *texts, const size_t *len
                      const slm_embed_params *params, float *out, size_t cap, int32_t *n_rows, slm_error *err) {
     clearerr_(err);
     slm_embed_params dp;
-    if (!params) {
-        slm_embed_params_init(&dp);
-        params = &dp;
-    }
     int pooling = SLM_POOLING_NONE;
-    slm_status st = embed_check(s, params, &pooling, err);
+    slm_status st = embed_check(s, &params, &dp, &pooling, err);
     if (st != SLM_OK) return st;
     if (n_texts < 0 || (n_texts > 0 && !texts)) return seterr(err, SLM_ERR_INVALID_ARG, "texts is NULL or n_texts negative");
     const size_t EO = (size_t)s->m->n_embd_out;
