@@ -310,6 +310,11 @@ EMB_SRC    = examples/embedded/main.c slm.c $(EMB_DIR)/model.c
 # emitted as "vcvtne", which the assembler rejects; -fno-if-conversion2 avoids it
 M55_FLAGS  = -mcpu=cortex-m55 -mthumb -mfloat-abi=hard -fno-if-conversion2
 M4_FLAGS   = -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16
+# warnings are errors on the Cortex-M builds only: the CI compiler is the one
+# they were cleaned with (Debian 12 gcc-arm-none-eabi 12.2), and newlib's
+# uint32_t (unsigned long) catches format mistakes no host build sees;
+# another arm-none-eabi-gcc may warn more: make ARM_WERROR= to build anyway
+ARM_WERROR ?= -Werror
 ARM_LINK   = --specs=rdimon.specs -nostartfiles -Lexamples/embedded examples/embedded/startup.c -lm
 
 $(EMB_DIR)/gguf2c: tools/gguf2c.c slm.c slm.h
@@ -323,10 +328,10 @@ $(EMB_DIR)/host: $(EMB_SRC) examples/embedded/main.c slm.h
 	$(CC) $(EMB_CFLAGS) -DSLM_NO_SIMD $(EMB_SRC) -o $@ $(LIBS)
 
 $(EMB_DIR)/m55.elf: $(EMB_SRC) examples/embedded/startup.c examples/embedded/an547.ld examples/embedded/sections.ld slm.h
-	$(ARM_CC) $(M55_FLAGS) $(EMB_CFLAGS) -T examples/embedded/an547.ld $(EMB_SRC) $(ARM_LINK) -o $@
+	$(ARM_CC) $(M55_FLAGS) $(EMB_CFLAGS) $(ARM_WERROR) -T examples/embedded/an547.ld $(EMB_SRC) $(ARM_LINK) -o $@
 
 $(EMB_DIR)/m4.elf: $(EMB_SRC) examples/embedded/startup.c examples/embedded/an386.ld examples/embedded/sections.ld slm.h
-	$(ARM_CC) $(M4_FLAGS) $(EMB_CFLAGS) -T examples/embedded/an386.ld $(EMB_SRC) $(ARM_LINK) -o $@
+	$(ARM_CC) $(M4_FLAGS) $(EMB_CFLAGS) $(ARM_WERROR) -T examples/embedded/an386.ld $(EMB_SRC) $(ARM_LINK) -o $@
 
 # the reference: the CLI with the scalar kernels (the SIMD kernels round
 # differently in the last bits, and a sampled text can part at a near tie)
@@ -337,7 +342,7 @@ $(EMB_DIR)/slm-scalar: examples/slm.c slm.c slm.h $(SERVE_DEPS)
 # the kernel suite on the M55: Helium kernels against the scalar references
 $(EMB_DIR)/kernels-m55.elf: tests/embedded_main.c tests/test_kernels.c $(TEST_INCLUDED) tests/util.c tests/test.h slm.c slm.h examples/embedded/startup.c examples/embedded/an547.ld
 	mkdir -p $(EMB_DIR)
-	$(ARM_CC) $(M55_FLAGS) $(CSTD) -O2 $(WARN) -Wno-unused-function -DSLM_NO_THREADS -I. -T examples/embedded/an547.ld \
+	$(ARM_CC) $(M55_FLAGS) $(CSTD) -O2 $(WARN) $(ARM_WERROR) -Wno-unused-function -DSLM_NO_THREADS -I. -T examples/embedded/an547.ld \
 	    tests/embedded_main.c tests/test_kernels.c tests/util.c $(ARM_LINK) -o $@
 
 embedded: $(EMB_DIR)/host $(EMB_DIR)/m55.elf $(EMB_DIR)/m4.elf $(EMB_DIR)/slm-scalar $(EMB_DIR)/kernels-m55.elf

@@ -5656,26 +5656,26 @@ slm_status slm_session_state_load(slm_session *s, const void *buf, size_t size, 
     const uint32_t pos = ld_u32(p + 32), nsec = ld_u32(p + 36);
     if (nl != (uint32_t)m->n_layer || kvd != (uint32_t)m->kv_dim || nv != (uint32_t)m->n_vocab)
         return seterr(err, SLM_ERR_INVALID_ARG,
-                      "the session state is for %u layers, KV width %u, %u tokens; the model has %d, %d, %d", nl, kvd,
-                      nv, m->n_layer, m->kv_dim, m->n_vocab);
+                      "the session state is for %u layers, KV width %u, %u tokens; the model has %d, %d, %d", (unsigned)nl,
+                      (unsigned)kvd, (unsigned)nv, m->n_layer, m->kv_dim, m->n_vocab);
     if (kt != (uint32_t)s->kv_type)
         return seterr(err, SLM_ERR_INVALID_ARG, "the session state has a %s KV cache, this session %s (kv_type)",
                       kv_type_name((int)kt), kv_type_name(s->kv_type));
     if (pos > (uint32_t)s->n_ctx)
         return seterr(err, SLM_ERR_CONTEXT_FULL, "the session state holds %u positions, the session's context is %d",
-                      pos, s->n_ctx);
+                      (unsigned)pos, s->n_ctx);
     /* the sections: bounds first, then the known ones */
     const uint8_t *toks = NULL, *kv = NULL, *lg = NULL, *rec = NULL;
     uint32_t ntok = 0;
     size_t off = STATE_HEADER;
     const size_t end = size - 8;
     for (uint32_t i = 0; i < nsec; i++) {
-        if (end - off < 16) return seterr(err, SLM_ERR_FORMAT, "session state: section %u runs past the end", i);
+        if (end - off < 16) return seterr(err, SLM_ERR_FORMAT, "session state: section %u runs past the end", (unsigned)i);
         const uint32_t tag = ld_u32(p + off), flags = ld_u32(p + off + 4);
         const uint64_t sz = ld_u64(p + off + 8);
         off += 16;
         if (sz > end - off || state_pad8((size_t)sz) > end - off)
-            return seterr(err, SLM_ERR_FORMAT, "session state: section %u (%llu bytes) runs past the end", i,
+            return seterr(err, SLM_ERR_FORMAT, "session state: section %u (%llu bytes) runs past the end", (unsigned)i,
                           (unsigned long long)sz);
         const uint8_t *d = p + off;
         char t4[5] = {(char)(tag & 0x7f), (char)(tag >> 8 & 0x7f), (char)(tag >> 16 & 0x7f), (char)(tag >> 24 & 0x7f), 0};
@@ -5712,14 +5712,14 @@ slm_status slm_session_state_load(slm_session *s, const void *buf, size_t size, 
     if (m->n_rec && !rec) return seterr(err, SLM_ERR_FORMAT, "session state: no recurrent state section (RECS)");
     for (uint32_t i = 0; rec && i < pos; i++) {
         const int32_t id = (int32_t)ld_u32(rec + 4 * (m->rs_floats + (size_t)i));
-        if (id < 0 || id >= m->n_vocab) return seterr(err, SLM_ERR_FORMAT, "session state: id %u of RECS is not in the vocabulary", i);
+        if (id < 0 || id >= m->n_vocab) return seterr(err, SLM_ERR_FORMAT, "session state: id %u of RECS is not in the vocabulary", (unsigned)i);
     }
     for (uint32_t i = 0; i < ntok; i++)
         if ((int32_t)ld_u32(toks + 4 * (size_t)i) < 0 || (int32_t)ld_u32(toks + 4 * (size_t)i) >= m->n_vocab)
-            return seterr(err, SLM_ERR_FORMAT, "session state: token %u is not in the vocabulary", i);
+            return seterr(err, SLM_ERR_FORMAT, "session state: token %u is not in the vocabulary", (unsigned)i);
     if (n_tokens) *n_tokens = (int32_t)ntok;
     if (ntok > 0 && tokens && cap_tokens < (int32_t)ntok)
-        return seterr(err, SLM_ERR_BUFFER, "session state: %u token ids, room for %d", ntok, (int)cap_tokens);
+        return seterr(err, SLM_ERR_BUFFER, "session state: %u token ids, room for %d", (unsigned)ntok, (int)cap_tokens);
     /* valid: now the session changes */
     const size_t es = s->kv_type == SLM_TYPE_F32 ? 4 : 2;
     for (int il = 0; il < m->n_layer; il++) {
@@ -10170,7 +10170,7 @@ static int gp_sequence(gparse *p, gvec *seq, uint32_t owner, int nested) {
             gp_space(p, 0);
             if (p->i >= p->n || p->s[p->i] != '}') return gp_fail(p, at, "expected '}' to end the repetition"), 0;
             p->i++;
-            if (hi < lo) return gp_fail(p, at, "repetition {%u,%u}: the maximum is below the minimum", lo, hi), 0;
+            if (hi < lo) return gp_fail(p, at, "repetition {%u,%u}: the maximum is below the minimum", (unsigned)lo, (unsigned)hi), 0;
             if (hi == 0) { /* x{0}: nothing */
                 seq->n = atom;
                 atom = SIZE_MAX;
@@ -10490,7 +10490,7 @@ static slm_status grammar_bind(slm_grammar *g, int32_t n_vocab, const uint32_t *
             if (l > g->max_piece) g->max_piece = l;
         }
     }
-    if (g->max_piece > 65535) return seterr(err, SLM_ERR_UNSUPPORTED, "grammar: a token piece of %u bytes", g->max_piece);
+    if (g->max_piece > 65535) return seterr(err, SLM_ERR_UNSUPPORTED, "grammar: a token piece of %u bytes", (unsigned)g->max_piece);
     g_sort_tokens(g, g->tok_sorted, n);
     /* nodes: at most the total piece bytes; count exactly first */
     size_t cnt = 0;
@@ -11760,7 +11760,7 @@ static int js_string(jschema *c, const jv *s, gsb *b) {
     uint32_t lo = 0, hi = UINT32_MAX;
     const jv *mn = j_get(s, "minLength"), *mx = j_get(s, "maxLength");
     if (!js_count(c, mn, "minLength", &lo) || !js_count(c, mx, "maxLength", &hi)) return 0;
-    if (mx && hi < lo) return js_fail(c, "maxLength %u is below minLength %u", hi, lo);
+    if (mx && hi < lo) return js_fail(c, "maxLength %u is below minLength %u", (unsigned)hi, (unsigned)lo);
     if (fmt) {
         if (fmt->type != JV_STR) return js_fail(c, "'format' must be a string");
         if (mn || mx) return js_fail(c, "'format' together with minLength/maxLength is not supported");
@@ -11772,8 +11772,8 @@ static int js_string(jschema *c, const jv *s, gsb *b) {
         return 1;
     }
     if (!mn && !mx) sb_str(b, "string");
-    else if (!mx) sb_fmt(b, "\"\\\"\" char{%u,} \"\\\"\"", lo);
-    else sb_fmt(b, "\"\\\"\" char{%u,%u} \"\\\"\"", lo, hi);
+    else if (!mx) sb_fmt(b, "\"\\\"\" char{%u,} \"\\\"\"", (unsigned)lo);
+    else sb_fmt(b, "\"\\\"\" char{%u,%u} \"\\\"\"", (unsigned)lo, (unsigned)hi);
     return 1;
 }
 
@@ -11782,7 +11782,7 @@ static int js_array(jschema *c, const jv *s, gsb *b) {
     uint32_t lo = 0, hi = UINT32_MAX, it = 0;
     const jv *mx = j_get(s, "maxItems");
     if (!js_count(c, j_get(s, "minItems"), "minItems", &lo) || !js_count(c, mx, "maxItems", &hi)) return 0;
-    if (mx && hi < lo) return js_fail(c, "maxItems %u is below minItems %u", hi, lo);
+    if (mx && hi < lo) return js_fail(c, "maxItems %u is below minItems %u", (unsigned)hi, (unsigned)lo);
     char item[32];
     if (items) {
         if (items->type == JV_ARR) return js_fail(c, "'items' as an array (tuple validation) is not supported");
@@ -11790,7 +11790,7 @@ static int js_array(jschema *c, const jv *s, gsb *b) {
         int ok = js_rule(c, items, &it);
         js_pop(c, l);
         if (!ok) return 0;
-        fmt_sn(item, sizeof item, "r%u", it);
+        fmt_sn(item, sizeof item, "r%u", (unsigned)it);
     } else {
         fmt_sn(item, sizeof item, "value");
     }
@@ -11802,8 +11802,8 @@ static int js_array(jschema *c, const jv *s, gsb *b) {
     if (lo == 0) sb_str(b, "( ");
     sb_fmt(b, "%s ws ", item);
     uint32_t rlo = lo ? lo - 1 : 0;
-    if (!mx) sb_fmt(b, "( \",\" ws %s ws ){%u,}", item, rlo);
-    else if (hi > 1) sb_fmt(b, "( \",\" ws %s ws ){%u,%u}", item, rlo, hi - 1);
+    if (!mx) sb_fmt(b, "( \",\" ws %s ws ){%u,}", item, (unsigned)rlo);
+    else if (hi > 1) sb_fmt(b, "( \",\" ws %s ws ){%u,%u}", item, (unsigned)rlo, (unsigned)(hi - 1));
     if (lo == 0) sb_str(b, " )?");
     sb_str(b, " \"]\"");
     return 1;
@@ -11838,7 +11838,7 @@ static int js_object(jschema *c, const jv *s, gsb *b, uint32_t self) {
             int ok = js_rule(c, add, &ar);
             js_pop(c, l);
             if (!ok) return 0;
-            fmt_sn(extra, sizeof extra, "r%u", ar);
+            fmt_sn(extra, sizeof extra, "r%u", (unsigned)ar);
         }
     }
     /* kv rule per property */
@@ -11858,9 +11858,9 @@ static int js_object(jschema *c, const jv *s, gsb *b, uint32_t self) {
         js_pop(c, l);
         if (!ok) break;
         kv[k] = c->n_rules++;
-        sb_fmt(&c->out, "r%u ::= \"", kv[k]);
+        sb_fmt(&c->out, "r%u ::= \"", (unsigned)kv[k]);
         sb_json_lit(&c->out, key, 0);
-        sb_fmt(&c->out, "\" ws \":\" ws r%u\n", vr);
+        sb_fmt(&c->out, "\" ws \":\" ws r%u\n", (unsigned)vr);
     }
     if (ok) {
         /* S(k): members k.. with none written yet; T(k): after one was written */
@@ -11873,21 +11873,21 @@ static int js_object(jschema *c, const jv *s, gsb *b, uint32_t self) {
                     if (!strcmp(req->kids[q].s, props->kids[2 * k].s)) required = 1;
             if (k == np) {
                 if (extra[0]) {
-                    sb_fmt(&c->out, "r%u ::= ( string ws \":\" ws %s ws ( \",\" ws string ws \":\" ws %s ws )* )?\n", S0 + k,
+                    sb_fmt(&c->out, "r%u ::= ( string ws \":\" ws %s ws ( \",\" ws string ws \":\" ws %s ws )* )?\n", (unsigned)(S0 + k),
                            extra, extra);
-                    sb_fmt(&c->out, "r%u ::= ( \",\" ws string ws \":\" ws %s ws )*\n", T0 + k, extra);
+                    sb_fmt(&c->out, "r%u ::= ( \",\" ws string ws \":\" ws %s ws )*\n", (unsigned)(T0 + k), extra);
                 } else {
-                    sb_fmt(&c->out, "r%u ::= \"\"\nr%u ::= \"\"\n", S0 + k, T0 + k);
+                    sb_fmt(&c->out, "r%u ::= \"\"\nr%u ::= \"\"\n", (unsigned)(S0 + k), (unsigned)(T0 + k));
                 }
                 continue;
             }
-            sb_fmt(&c->out, "r%u ::= r%u ws r%u", S0 + k, kv[k], T0 + k + 1);
-            if (!required) sb_fmt(&c->out, " | r%u", S0 + k + 1);
-            sb_fmt(&c->out, "\nr%u ::= \",\" ws r%u ws r%u", T0 + k, kv[k], T0 + k + 1);
-            if (!required) sb_fmt(&c->out, " | r%u", T0 + k + 1);
+            sb_fmt(&c->out, "r%u ::= r%u ws r%u", (unsigned)(S0 + k), (unsigned)kv[k], (unsigned)(T0 + k + 1));
+            if (!required) sb_fmt(&c->out, " | r%u", (unsigned)(S0 + k + 1));
+            sb_fmt(&c->out, "\nr%u ::= \",\" ws r%u ws r%u", (unsigned)(T0 + k), (unsigned)kv[k], (unsigned)(T0 + k + 1));
+            if (!required) sb_fmt(&c->out, " | r%u", (unsigned)(T0 + k + 1));
             sb_str(&c->out, "\n");
         }
-        sb_fmt(b, "\"{\" ws r%u \"}\"", S0);
+        sb_fmt(b, "\"{\" ws r%u \"}\"", (unsigned)S0);
     }
     (void)self;
     xfree(c->a, kv, ((size_t)np + 1) * sizeof(uint32_t));
@@ -11988,7 +11988,7 @@ static int js_rule(jschema *c, const jv *s, uint32_t *id) {
                         }
                     }
                 }
-                if (ok) sb_fmt(&b, "r%u", c->ref_rule[q]);
+                if (ok) sb_fmt(&b, "r%u", (unsigned)c->ref_rule[q]);
             }
         } else if (cnst) {
             sb_str(&b, "\"");
@@ -12012,7 +12012,7 @@ static int js_rule(jschema *c, const jv *s, uint32_t *id) {
                 size_t l = js_push(c, any ? "anyOf" : "oneOf", (int)k);
                 ok = js_rule(c, &alts->kids[k], &r);
                 js_pop(c, l);
-                if (ok) sb_fmt(&b, "%sr%u", k ? " | " : "", r);
+                if (ok) sb_fmt(&b, "%sr%u", k ? " | " : "", (unsigned)r);
             }
         } else {
             /* types: listed, or inferred from the keywords */
@@ -12051,7 +12051,7 @@ static int js_rule(jschema *c, const jv *s, uint32_t *id) {
         }
     }
     if (ok && c->st == SLM_OK) {
-        sb_fmt(&c->out, "r%u ::= ", me);
+        sb_fmt(&c->out, "r%u ::= ", (unsigned)me);
         sb_put(&c->out, b.p ? b.p : "", b.n);
         sb_str(&c->out, "\n");
         if (b.bad || c->out.bad) ok = js_fail(c, "the grammar would exceed %u bytes", G_MAX_TEXT);
@@ -12090,7 +12090,7 @@ static slm_status json_schema_convert(const allocator *a, const char *schema, si
     c->st = SLM_OK;
     uint32_t r;
     if (js_rule(c, &root, &r)) {
-        sb_fmt(&c->out, "root ::= r%u\n", r);
+        sb_fmt(&c->out, "root ::= r%u\n", (unsigned)r);
         /* the JSON rules, except its root */
         const char *j = strchr(G_JSON, '\n') + 1;
         sb_str(&c->out, j);
@@ -12519,7 +12519,13 @@ static slm_status embed_seq(slm_session *s, const int32_t *tok, int n, int pooli
     return SLM_OK;
 }
 
-static slm_status embed_check(slm_session *s, const slm_embed_params *p, int *pooling, slm_error *err) {
+static slm_status embed_check(slm_session *s, const slm_embed_params **pp, slm_embed_params *dp, int *pooling,
+                              slm_error *err) {
+    if (!*pp) { /* NULL: the defaults, in *dp */
+        slm_embed_params_init(dp);
+        *pp = dp;
+    }
+    const slm_embed_params *p = *pp;
     if (!s) return seterr(err, SLM_ERR_INVALID_ARG, "session is NULL");
     *pooling = p->pooling == SLM_POOLING_UNSPECIFIED ? s->m->pooling : p->pooling;
     if (*pooling < SLM_POOLING_NONE || *pooling > SLM_POOLING_LAST)
@@ -12531,12 +12537,8 @@ slm_status slm_embed_tokens(slm_session *s, const int32_t *tokens, int32_t n, co
                             float *out, size_t cap, slm_error *err) {
     clearerr_(err);
     slm_embed_params dp;
-    if (!params) {
-        slm_embed_params_init(&dp);
-        params = &dp;
-    }
     int pooling = SLM_POOLING_NONE;
-    slm_status st = embed_check(s, params, &pooling, err);
+    slm_status st = embed_check(s, &params, &dp, &pooling, err);
     if (st != SLM_OK) return st;
     if (n <= 0 || !tokens) return seterr(err, SLM_ERR_INVALID_ARG, "no tokens to embed");
     const size_t need = (size_t)(pooling == SLM_POOLING_NONE ? n : 1) * (size_t)s->m->n_embd_out;
@@ -12548,12 +12550,8 @@ slm_status slm_embed(slm_session *s, const char *const *texts, const size_t *len
                      const slm_embed_params *params, float *out, size_t cap, int32_t *n_rows, slm_error *err) {
     clearerr_(err);
     slm_embed_params dp;
-    if (!params) {
-        slm_embed_params_init(&dp);
-        params = &dp;
-    }
     int pooling = SLM_POOLING_NONE;
-    slm_status st = embed_check(s, params, &pooling, err);
+    slm_status st = embed_check(s, &params, &dp, &pooling, err);
     if (st != SLM_OK) return st;
     if (n_texts < 0 || (n_texts > 0 && !texts)) return seterr(err, SLM_ERR_INVALID_ARG, "texts is NULL or n_texts negative");
     const size_t EO = (size_t)s->m->n_embd_out;
@@ -17379,8 +17377,10 @@ static void kslab16_iq4_xs_avx512(const uint8_t *w, __m512i idx, kslab *k) {
 
 typedef void (*kslab16_fn)(const uint8_t *w, __m512i idx, kslab *k);
 
-/* nt2 tokens (a constant) of one super-block against a kslab: y += ... */
-SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
+/* nt2 tokens (a constant) of one super-block against a kslab: y += ...;
+   fma (a constant) picks the x8 kernels' float steps (gemm_kx8_ref: FMAs) */
+SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first,
+                               int fma) {
     __m512i isum[8], ms[8];
     SLM_UNROLL(8)
     for (int t = 0; t < nt2; t++) isum[t] = _mm512_setzero_si512(), ms[t] = _mm512_setzero_si512();
@@ -17410,14 +17410,34 @@ SLM_INLINE void gemm16_kslab_t(const kslab *k, const uint8_t *a, size_t a_rb, in
     SLM_UNROLL(8)
     for (int t = 0; t < nt2; t++) {
         const __m512 da = _mm512_set1_ps(ld_f32(a + (size_t)t * a_rb));
-        __m512 r;
-        if (k->off) r = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])));
-        else
-            r = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[t])),
-                              _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(ms[t])));
         float *yt = y + (int64_t)t * ldy;
-        _mm512_storeu_ps(yt, first ? _mm512_add_ps(_mm512_setzero_ps(), r) : _mm512_add_ps(_mm512_loadu_ps(yt), r));
+        __m512 r;
+        if (fma) {
+            r = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt);
+            if (k->off) r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])), _mm512_mul_ps(d, da), r);
+            else {
+                r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, da), r);
+                r = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms[t]), _mm512_mul_ps(dmin, da), r);
+            }
+        } else {
+            if (k->off) r = _mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])));
+            else
+                r = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[t])),
+                                  _mm512_mul_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(ms[t])));
+            r = _mm512_add_ps(first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt), r);
+        }
+        _mm512_storeu_ps(yt, r);
     }
+}
+
+/* tokens t0..t1 of one super-block (activations ab) against a kslab, into
+   acc: [token - t0][16 rows] */
+SLM_INLINE void gemm16_kslab_tokens(const kslab *k, const uint8_t *ab, size_t a_rb, int t0, int t1, float *acc, int first,
+                                    int fma) {
+    int t = t0;
+    for (; t + 8 <= t1; t += 8) gemm16_kslab_t(k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, first, fma);
+    if (t + 4 <= t1) gemm16_kslab_t(k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, first, fma), t += 4;
+    for (; t < t1; t++) gemm16_kslab_t(k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, first, fma);
 }
 
 static void gemm16_k_avx512(kslab16_fn conv16, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
@@ -17431,11 +17451,7 @@ static void gemm16_k_avx512(kslab16_fn conv16, int bytes, int n, const void *w, 
         const int t1 = SLM_MIN(nt, t0 + 128);
         for (int b = 0; b < n / QK_K; b++) {
             conv16((const uint8_t *)w + (size_t)b * (size_t)bytes, idx, &k);
-            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-            int t = t0;
-            for (; t + 8 <= t1; t += 8) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
-            if (t + 4 <= t1) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
-            for (; t < t1; t++) gemm16_kslab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+            gemm16_kslab_tokens(&k, (const uint8_t *)a + (size_t)b * 292, a_rb, t0, t1, acc, b == 0, 0);
         }
         for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
     }
@@ -17556,48 +17572,6 @@ static void kx8slab_q6_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) 
     k->sub = 16, k->off = 1;
 }
 
-/* gemm16_kslab_t's integer sums with the x8 kernels' float steps */
-SLM_INLINE void gemm16_kx8slab_t(const kslab *k, const uint8_t *a, size_t a_rb, int nt2, float *y, int64_t ldy, int first) {
-    __m512i isum[8], ms[8];
-    SLM_UNROLL(8)
-    for (int t = 0; t < nt2; t++) isum[t] = _mm512_setzero_si512(), ms[t] = _mm512_setzero_si512();
-    const int steps = k->sub / 4;
-    for (int j = 0; j < 256 / k->sub; j++) {
-        __m512i s[8];
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++) s[t] = _mm512_setzero_si512();
-        for (int st = j * steps; st < (j + 1) * steps; st++) {
-            const __m512i q = _mm512_loadu_si512((const void *)k->q[st]);
-            SLM_UNROLL(8)
-            for (int t = 0; t < nt2; t++)
-                s[t] = _mm512_dpbusd_epi32(s[t], q, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 + 4 * st)));
-        }
-        const __m512i sc = _mm512_loadu_si512((const void *)k->sc[j]);
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
-    }
-    SLM_UNROLL(8)
-    for (int j = 0; j < 8; j++) {
-        const __m512i m = _mm512_loadu_si512((const void *)k->mn[j]);
-        SLM_UNROLL(8)
-        for (int t = 0; t < nt2; t++)
-            ms[t] = _mm512_dpwssd_epi32(ms[t], m, _mm512_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 260 + 4 * j)));
-    }
-    const __m512 d = _mm512_loadu_ps(k->d), dmin = _mm512_loadu_ps(k->dmin);
-    SLM_UNROLL(8)
-    for (int t = 0; t < nt2; t++) {
-        const __m512 da = _mm512_set1_ps(ld_f32(a + (size_t)t * a_rb));
-        float *yt = y + (int64_t)t * ldy;
-        __m512 acc = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yt);
-        if (k->off) acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], ms[t])), _mm512_mul_ps(d, da), acc);
-        else {
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, da), acc);
-            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms[t]), _mm512_mul_ps(dmin, da), acc);
-        }
-        _mm512_storeu_ps(yt, acc);
-    }
-}
-
 typedef void (*kx8slab16_fn)(const uint8_t *g0, const uint8_t *g1, kslab *k);
 
 static void gemm16_kx8_avx512(kx8slab16_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
@@ -17609,11 +17583,7 @@ static void gemm16_kx8_avx512(kx8slab16_fn conv, int bytes, int n, const void *w
         for (int b = 0; b < n / QK_K; b++) {
             const uint8_t *g0 = (const uint8_t *)w + (size_t)b * (size_t)bytes;
             conv(g0, g0 + wb, &k);
-            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
-            int t = t0;
-            for (; t + 8 <= t1; t += 8) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 8, acc + 16 * (t - t0), 16, b == 0);
-            if (t + 4 <= t1) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), 16, b == 0), t += 4;
-            for (; t < t1; t++) gemm16_kx8slab_t(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), 16, b == 0);
+            gemm16_kslab_tokens(&k, (const uint8_t *)a + (size_t)b * 292, a_rb, t0, t1, acc, b == 0, 1);
         }
         for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
     }

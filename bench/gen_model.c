@@ -112,6 +112,53 @@ static void kv_bool(gbuf *b, const char *k, int v) {
     gb_put(b, &c, 1);
 }
 
+/* The file: b's key/values (their count patched into the header), the
+   directory of the nt tensors t, then their data, random rows converted to
+   each tensor's type, every tensor 32-byte aligned. sh (NULL: none) gives
+   rope_freqs.weight its Llama 3 factors for head size hd. Frees b and t. */
+static int write_gguf(gbuf *b, tdesc *t, int nt, const shape *sh, int64_t hd, const char *path) {
+    for (int i = 0; i < 8; i++) b->p[16 + i] = (unsigned char)((uint64_t)n_kv >> (8 * i));
+    uint64_t off = 0;
+    int64_t widest = 1;
+    for (int i = 0; i < nt; i++) {
+        gb_str(b, t[i].name);
+        gb_u32(b, (uint32_t)t[i].n_dims);
+        gb_u64(b, (uint64_t)t[i].ne0);
+        if (t[i].n_dims == 2) gb_u64(b, (uint64_t)t[i].ne1);
+        gb_u32(b, (uint32_t)t[i].type);
+        gb_u64(b, off);
+        off += slm_row_bytes(t[i].type, t[i].ne0) * (uint64_t)t[i].ne1;
+        off = (off + 31) & ~(uint64_t)31;
+        if (t[i].ne0 > widest) widest = t[i].ne0;
+    }
+    gb_pad(b, 32);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(b->p, 1, b->n, f) == b->n;
+    free(b->p);
+    float *row = (float *)malloc(sizeof(float) * (size_t)widest);  /* (widest,) */
+    unsigned char *out = (unsigned char *)malloc(sizeof(float) * (size_t)widest); /* one row, F32 at most */
+    ok = ok && row && out;
+    uint64_t pos = 0;
+    for (int i = 0; i < nt && ok; i++) {
+        for (int64_t r = 0; r < t[i].ne1 && ok; r++) {
+            for (int64_t j = 0; j < t[i].ne0; j++) row[j] = t[i].center + t[i].scale * frand();
+            if (sh && !strcmp(t[i].name, "rope_freqs.weight"))
+                for (int64_t j = 0; j < t[i].ne0; j++) row[j] = llama3_rope_factor((int)j, (int)hd, sh->rope_base);
+            size_t rb = slm_row_bytes(t[i].type, t[i].ne0);
+            ok = slm_quantize_row(t[i].type, row, out, t[i].ne0) == SLM_OK && fwrite(out, 1, rb, f) == rb;
+            pos += rb;
+        }
+        static const char zeros[32];
+        size_t padn = (size_t)((32 - pos % 32) % 32);
+        ok = ok && fwrite(zeros, 1, padn, f) == padn;
+        pos += padn;
+    }
+    free(row);
+    free(out);
+    free(t);
+    return f && fclose(f) == 0 && ok;
+}
+
 static int write_f16(const shape *sh, const char *path) {
     tdesc *t = (tdesc *)calloc((size_t)sh->n_layer * 16 + 8, sizeof *t);
     int nt = 0;
@@ -242,46 +289,7 @@ static int write_f16(const shape *sh, const char *path) {
     kv_u32(&b, "tokenizer.ggml.unknown_token_id", 0);
     kv_bool(&b, "tokenizer.ggml.add_bos_token", 1);
     kv_bool(&b, "tokenizer.ggml.add_eos_token", 0);
-    for (int i = 0; i < 8; i++) b.p[16 + i] = (unsigned char)((uint64_t)n_kv >> (8 * i));
-    /* tensor directory */
-    uint64_t off = 0;
-    for (int i = 0; i < nt; i++) {
-        gb_str(&b, t[i].name);
-        gb_u32(&b, (uint32_t)t[i].n_dims);
-        gb_u64(&b, (uint64_t)t[i].ne0);
-        if (t[i].n_dims == 2) gb_u64(&b, (uint64_t)t[i].ne1);
-        gb_u32(&b, (uint32_t)t[i].type);
-        gb_u64(&b, off);
-        off += slm_row_bytes(t[i].type, t[i].ne0) * (uint64_t)t[i].ne1;
-        off = (off + 31) & ~(uint64_t)31;
-    }
-    gb_pad(&b, 32);
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(b.p, 1, b.n, f) == b.n;
-    free(b.p);
-    /* tensor data, one row at a time */
-    float *row = (float *)malloc(sizeof(float) * (size_t)(F > E ? F : E) * 4);
-    unsigned char *out = (unsigned char *)malloc(sizeof(float) * (size_t)(F > E ? F : E) * 4);
-    uint64_t pos = 0;
-    for (int i = 0; i < nt && ok; i++) {
-        for (int64_t r = 0; r < t[i].ne1 && ok; r++) {
-            for (int64_t j = 0; j < t[i].ne0; j++) row[j] = t[i].center + t[i].scale * frand();
-            if (!strcmp(t[i].name, "rope_freqs.weight"))
-                for (int64_t j = 0; j < t[i].ne0; j++) row[j] = llama3_rope_factor((int)j, (int)hd, sh->rope_base);
-            size_t rb = slm_row_bytes(t[i].type, t[i].ne0);
-            ok = slm_quantize_row(t[i].type, row, out, t[i].ne0) == SLM_OK && fwrite(out, 1, rb, f) == rb;
-            pos += rb;
-        }
-        static const char zeros[32];
-        size_t padn = (size_t)((32 - pos % 32) % 32);
-        ok = ok && fwrite(zeros, 1, padn, f) == padn;
-        pos += padn;
-    }
-    free(row);
-    free(out);
-    free(t);
-    return fclose(f) == 0 && ok;
+    return write_gguf(&b, t, nt, sh, hd, path);
 }
 
 /* ---- bge-small: a BERT encoder with the shape of bge-small-en-v1.5 ----------
@@ -351,42 +359,7 @@ static int write_bert_f16(const char *path) {
     }
     kv_arr(&b, "tokenizer.ggml.token_type", 5, NV);
     for (int i = 0; i < NV; i++) gb_u32(&b, i == 0 || (i >= 100 && i <= 103) ? 3 : 1);
-    for (int i = 0; i < 8; i++) b.p[16 + i] = (unsigned char)((uint64_t)n_kv >> (8 * i));
-    uint64_t off = 0;
-    for (int i = 0; i < nt; i++) {
-        gb_str(&b, t[i].name);
-        gb_u32(&b, (uint32_t)t[i].n_dims);
-        gb_u64(&b, (uint64_t)t[i].ne0);
-        if (t[i].n_dims == 2) gb_u64(&b, (uint64_t)t[i].ne1);
-        gb_u32(&b, (uint32_t)t[i].type);
-        gb_u64(&b, off);
-        off += slm_row_bytes(t[i].type, t[i].ne0) * (uint64_t)t[i].ne1;
-        off = (off + 31) & ~(uint64_t)31;
-    }
-    gb_pad(&b, 32);
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(b.p, 1, b.n, f) == b.n;
-    free(b.p);
-    float *row = (float *)malloc(sizeof(float) * F);
-    unsigned char *out = (unsigned char *)malloc(sizeof(float) * F);
-    uint64_t pos = 0;
-    for (int i = 0; i < nt && ok; i++) {
-        for (int64_t r = 0; r < t[i].ne1 && ok; r++) {
-            for (int64_t j = 0; j < t[i].ne0; j++) row[j] = t[i].center + t[i].scale * frand();
-            size_t rb = slm_row_bytes(t[i].type, t[i].ne0);
-            ok = slm_quantize_row(t[i].type, row, out, t[i].ne0) == SLM_OK && fwrite(out, 1, rb, f) == rb;
-            pos += rb;
-        }
-        static const char zeros[32];
-        size_t padn = (size_t)((32 - pos % 32) % 32);
-        ok = ok && fwrite(zeros, 1, padn, f) == padn;
-        pos += padn;
-    }
-    free(row);
-    free(out);
-    free(t);
-    return fclose(f) == 0 && ok;
+    return write_gguf(&b, t, nt, NULL, 0, path);
 }
 
 int main(int argc, char **argv) {

@@ -1586,13 +1586,15 @@ static const char *BENCH_HELP =
     "  The type is the file's (general.file_type: Q4_K_M, ...), or ~TYPE: the type of\n"
     "  most of the weights when the file does not say.\n";
 
-static double median_of(double *v, int n) {
+/* The median of n > 0 values, and their minimum and maximum (sorts v) */
+static double median_of(double *v, int n, double *mn, double *mx) {
     for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
             double t = v[j];
             v[j] = v[j - 1];
             v[j - 1] = t;
         }
+    *mn = v[0], *mx = v[n - 1];
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -1619,6 +1621,37 @@ static long peak_rss_kib(void) {
 #else
     return -1;
 #endif
+}
+
+/* The type of most of the matrix bytes */
+static int main_weight_type(const slm_model *m) {
+    uint64_t by_type[64] = {0};
+    for (int64_t i = 0; i < slm_tensor_count(m); i++) {
+        slm_tensor_info ti;
+        slm_tensor_get_info(m, i, &ti);
+        if (ti.type >= 0 && ti.type < 64 && ti.n_dims >= 2) by_type[ti.type] += ti.nbytes;
+    }
+    int main_type = 0;
+    for (int t = 0; t < 64; t++)
+        if (by_type[t] > by_type[main_type]) main_type = t;
+    return main_type;
+}
+
+/* n token ids below n_vocab, the same sequence on every run */
+static void random_ids(int32_t *ids, size_t n, int32_t n_vocab) {
+    unsigned long long r = 88172645463325252ull;
+    for (size_t i = 0; i < n; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        ids[i] = (int32_t)(r % (unsigned long long)n_vocab);
+    }
+}
+
+/* the lines under a table: peak memory, build and kernels */
+static void bench_footer(const slm_model *m, int csv) {
+    long rss = peak_rss_kib();
+    if (csv) return;
+    if (rss >= 0) printf("peak RSS: %.1f MiB\n", rss / 1024.0);
+    printf("build: %s; kernels: %s\n", slm_build_info(), slm_isa_name(slm_model_isa(m)));
 }
 
 /* One repetition: tokens/s of the test on a context rewound to `depth`. */
@@ -1687,16 +1720,7 @@ static int cmd_bench(int argc, char **argv) {
     }
     slm_model_info in;
     slm_model_get_info(m, &in);
-    /* the dominant weight type, for the table */
-    uint64_t by_type[64] = {0};
-    for (int64_t i = 0; i < slm_tensor_count(m); i++) {
-        slm_tensor_info ti;
-        slm_tensor_get_info(m, i, &ti);
-        if (ti.type >= 0 && ti.type < 64 && ti.n_dims >= 2) by_type[ti.type] += ti.nbytes;
-    }
-    int main_type = 0;
-    for (int t = 0; t < 64; t++)
-        if (by_type[t] > by_type[main_type]) main_type = t;
+    const int main_type = main_weight_type(m); /* for the table */
     /* the label: the file type (general.file_type, as llama.cpp names it),
        else the type of most of the weights */
     char type_label[24];
@@ -1718,11 +1742,7 @@ static int cmd_bench(int argc, char **argv) {
     n_ids = n_ids > depth ? n_ids : depth;
     int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_ids ? n_ids : 1));
     if (!ids) die("%s", "out of memory");
-    unsigned long long r = 88172645463325252ull;
-    for (int i = 0; i < n_ids; i++) {
-        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-        ids[i] = (int32_t)(r % (unsigned long long)in.n_vocab);
-    }
+    random_ids(ids, (size_t)n_ids, in.n_vocab);
     char sz[32];
     human((double)in.weight_bytes, sz, sizeof sz);
     if (!csv) {
@@ -1750,9 +1770,7 @@ static int cmd_bench(int argc, char **argv) {
             double v[1000];
             bench_once(s, ids, n, test, depth); /* warm-up: page in the weights, spin up threads */
             for (int k = 0; k < reps; k++) v[k] = bench_once(s, ids, n, test, depth);
-            double mn = v[0], mx = v[0];
-            for (int k = 1; k < reps; k++) mn = v[k] < mn ? v[k] : mn, mx = v[k] > mx ? v[k] : mx;
-            double med = median_of(v, reps);
+            double mn, mx, med = median_of(v, reps, &mn, &mx);
             char tname[32];
             if (depth) snprintf(tname, sizeof tname, "%s%d@d%d", test ? "tg" : "pp", n, depth);
             else snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
@@ -1766,11 +1784,7 @@ static int cmd_bench(int argc, char **argv) {
         }
         slm_session_free(s);
     }
-    long rss = peak_rss_kib();
-    if (!csv) {
-        if (rss >= 0) printf("peak RSS: %.1f MiB\n", rss / 1024.0);
-        printf("build: %s; kernels: %s\n", slm_build_info(), slm_isa_name(slm_model_isa(m)));
-    }
+    bench_footer(m, csv);
     free(ids);
     slm_model_free(m);
     return 0;
@@ -1782,24 +1796,12 @@ static int bench_embed(slm_model *m, const char *base, const int *threads, int n
                        int kv_f32, int csv) {
     slm_model_info in;
     slm_model_get_info(m, &in);
-    uint64_t by_type[64] = {0};
-    for (int64_t i = 0; i < slm_tensor_count(m); i++) {
-        slm_tensor_info ti;
-        slm_tensor_get_info(m, i, &ti);
-        if (ti.type >= 0 && ti.type < 64 && ti.n_dims >= 2) by_type[ti.type] += ti.nbytes;
-    }
-    int main_type = 0;
-    for (int t = 0; t < 64; t++)
-        if (by_type[t] > by_type[main_type]) main_type = t;
+    const int main_type = main_weight_type(m);
     const int dim = slm_model_n_embd_out(m);
     int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)np * (size_t)n_texts);
     float *vec = (float *)malloc(sizeof(float) * (size_t)dim);
     if (!ids || !vec) die("%s", "out of memory");
-    unsigned long long r = 88172645463325252ull;
-    for (int i = 0; i < np * n_texts; i++) {
-        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-        ids[i] = (int32_t)(r % (unsigned long long)in.n_vocab);
-    }
+    random_ids(ids, (size_t)np * (size_t)n_texts, in.n_vocab);
     char sz[32], tname[32];
     human((double)in.weight_bytes, sz, sizeof sz);
     snprintf(tname, sizeof tname, "emb%dx%d", np, n_texts);
@@ -1829,9 +1831,7 @@ static int bench_embed(slm_model *m, const char *base, const int *threads, int n
                     die("%s", err.message);
             if (k >= 0) v[k] = n_texts / (now_sec() - t0);
         }
-        double mn = v[0], mx = v[0];
-        for (int k = 1; k < reps; k++) mn = v[k] < mn ? v[k] : mn, mx = v[k] > mx ? v[k] : mx;
-        double med = median_of(v, reps);
+        double mn, mx, med = median_of(v, reps, &mn, &mx);
         if (csv)
             printf("%s,%s,%d,%s,%.2f,%.2f,%.2f,%ld\n", base, slm_type_name(main_type), threads[ti], tname, med, mn, mx,
                    peak_rss_kib());
@@ -1841,11 +1841,7 @@ static int bench_embed(slm_model *m, const char *base, const int *threads, int n
         fflush(stdout);
         slm_session_free(s);
     }
-    long rss = peak_rss_kib();
-    if (!csv) {
-        if (rss >= 0) printf("peak RSS: %.1f MiB\n", rss / 1024.0);
-        printf("build: %s; kernels: %s\n", slm_build_info(), slm_isa_name(slm_model_isa(m)));
-    }
+    bench_footer(m, csv);
     free(ids);
     free(vec);
     return 0;
