@@ -16609,8 +16609,73 @@ SLM_INLINE void gemm_q45_kx8_avx512_t(int q5, int n, const uint8_t *w, const uin
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
+/* One token (decode), the common case: fully unrolled, so that the sixteen
+   dependency chains of a super-block overlap, and fewer operations per
+   sub-block than the template above. Q4_K: the high nibbles are taken in
+   place (v & 0xf0, 16 times their value: no shift per chunk), their sum is
+   shifted back once per sub-block (exact: a multiple of 16); each of the
+   two 16-product sums fits an int16 (16 * 15 * 128 = 30720), so vpdpwssd
+   multiplies it by the scale (low 16 bits; the high half of the scale lane
+   is 0) straight into the super-block's lanes: no vpmulld. Same integer
+   sums as gemm_kx8_ref, so the same bits. */
+static inline void q4_kx8_scmin_avx2(const uint8_t *w, __m256i sc[2], __m256i mn[2]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
+    sc[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    sc[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30));
+    mn[0] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+    mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+}
+
+#define KX8_BC(p) _mm256_set1_epi32((int)ld_u32(p))
+static void gemm_q4_kx8_avx512_1(int n, const uint8_t *w, const uint8_t *a, float *y) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++, w += 1152, a += 292) {
+        __m256i sc[2], mn[2];
+        q4_kx8_scmin_avx2(w, sc, mn);
+        __m256i is0 = _mm256_setzero_si256(), is1 = _mm256_setzero_si256();
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 128 + 128 * s, *as = a + 4 + 32 * s;
+            _mm_prefetch((const char *)ws + 1152 + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + 1152 + 128 + 64, _MM_HINT_T0);
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)ws), v1 = _mm256_loadu_si256((const __m256i *)(ws + 32));
+            const __m256i v2 = _mm256_loadu_si256((const __m256i *)(ws + 64)), v3 = _mm256_loadu_si256((const __m256i *)(ws + 96));
+            __m256i lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(v0, m4), KX8_BC(as));
+            __m256i hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_andnot_si256(m4, v0), KX8_BC(as + 4));
+            lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v1, m4), KX8_BC(as + 8));
+            hi = _mm256_dpbusd_epi32(hi, _mm256_andnot_si256(m4, v1), KX8_BC(as + 12));
+            lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v2, m4), KX8_BC(as + 16));
+            hi = _mm256_dpbusd_epi32(hi, _mm256_andnot_si256(m4, v2), KX8_BC(as + 20));
+            lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v3, m4), KX8_BC(as + 24));
+            hi = _mm256_dpbusd_epi32(hi, _mm256_andnot_si256(m4, v3), KX8_BC(as + 28));
+            const __m256i sc32 = _mm256_shuffle_epi8(sc[s / 4], kx8_mask32_avx512(s % 4));
+            is0 = _mm256_dpwssd_epi32(is0, lo, sc32);
+            is1 = _mm256_dpwssd_epi32(is1, _mm256_srai_epi32(hi, 4), sc32);
+        }
+        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
+                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
+        const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(a + 260)),
+                                                                      _mm_loadu_si128((const __m128i *)(a + 276))));
+        __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
+        msum = _mm256_dpwssd_epi32(msum, mp[1], _mm256_shuffle_epi32(bs, 0x55));
+        msum = _mm256_dpwssd_epi32(msum, mp[2], _mm256_shuffle_epi32(bs, 0xaa));
+        msum = _mm256_dpwssd_epi32(msum, mp[3], _mm256_shuffle_epi32(bs, 0xff));
+        const __m256 da = _mm256_set1_ps(ld_f32(a));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(is0, is1)), _mm256_mul_ps(dw, da), acc);
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc);
+    }
+    x8_store_avx2(acc, y);
+}
+
+#undef KX8_BC
+
 static void gemm_q4_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    if (nt == 1) gemm_q4_kx8_avx512_1(n, (const uint8_t *)w, (const uint8_t *)a, y);
     else if (nt == 4) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
