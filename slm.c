@@ -16672,6 +16672,48 @@ static void gemm_q4_kx8_avx512_1(int n, const uint8_t *w, const uint8_t *a, floa
     x8_store_avx2(acc, y);
 }
 
+/* Q6_K, one token: the 6-bit quants put together with one vpternlogd each
+   (low nibble | high bits), one 16-column sub-block per chain of four
+   vpdpbusd; the sums (up to 16 * 63 * 128) need vpmulld by the scale. The
+   offset 32 goes through the bsums with vpdpwssd. */
+static void gemm_q6_kx8_avx512_1(int n, const uint8_t *w, const uint8_t *a, float *y) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
+        __m256i is0 = _mm256_setzero_si256(), is1 = _mm256_setzero_si256(), os = _mm256_setzero_si256();
+        SLM_UNROLL(2)
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *wp = w + 144 + 192 * p, *ap = a + 4 + 32 * p;
+            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
+            /* lane r: (sc[2p][r], sc[2p+1][r]) as int16, and each as int32 */
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            os = _mm256_dpwssd_epi32(os, scp, KX8_BC(a + 260 + 4 * p));
+            const __m256i sc0 = _mm256_srai_epi32(_mm256_slli_epi32(scp, 16), 16), sc1 = _mm256_srai_epi32(scp, 16);
+            SLM_UNROLL(2)
+            for (int k = 0; k < 2; k++) {
+                const __m256i h = _mm256_loadu_si256((const __m256i *)(wp + 128 + 32 * k));
+                const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k));
+                const __m256i v1 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k + 32));
+                /* a | (b & c) */
+                const __m256i q0 = _mm256_ternarylogic_epi32(_mm256_and_si256(v0, m4), _mm256_slli_epi16(h, 4), m30, 0xf8);
+                const __m256i q1 = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), _mm256_slli_epi16(h, 2), m30, 0xf8);
+                const __m256i q2 = _mm256_ternarylogic_epi32(_mm256_and_si256(v1, m4), h, m30, 0xf8);
+                const __m256i q3 = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), _mm256_srli_epi16(h, 2), m30, 0xf8);
+                const uint8_t *at = ap + 16 * k;
+                const __m256i s0 = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q0, KX8_BC(at)), q2, KX8_BC(at + 8));
+                const __m256i s1 = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q1, KX8_BC(at + 4)), q3, KX8_BC(at + 12));
+                const __m256i s = _mm256_add_epi32(s0, s1);
+                if (k) is1 = _mm256_add_epi32(is1, _mm256_mullo_epi32(s, sc1));
+                else is0 = _mm256_add_epi32(is0, _mm256_mullo_epi32(s, sc0));
+            }
+        }
+        const __m256i tot = _mm256_sub_epi32(_mm256_add_epi32(is0, is1), _mm256_slli_epi32(os, 5));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w)), _mm256_set1_ps(ld_f32(a))), acc);
+    }
+    x8_store_avx2(acc, y);
+}
 #undef KX8_BC
 
 static void gemm_q4_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
@@ -16729,7 +16771,7 @@ SLM_INLINE void gemm_q6_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, 
 }
 
 static void gemm_q6_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    if (nt == 1) gemm_q6_kx8_avx512_1(n, (const uint8_t *)w, (const uint8_t *)a, y);
     else if (nt == 4) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
