@@ -16052,23 +16052,48 @@ static inline __m256i kx8_mask_avx2(int s0, int s1) {
                             _mm256_setr_epi32(0, 0x10001, 0x20002, 0x30003, 0, 0x10001, 0x20002, 0x30003));
 }
 
+/* The 6-bit scales (sc) and mins (mn) of a Q4_Kx8/Q5_Kx8 block: 4
+   sub-blocks x 8 rows per vector, at the byte positions kx8_mask_avx2 reads */
+static inline void q4_kx8_scmin_avx2(const uint8_t *w, __m256i sc[2], __m256i mn[2]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
+    sc[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    sc[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30));
+    mn[0] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+    mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+}
+
+/* The end of a Q4_Kx8/Q5_Kx8 block for one token (at: its Q8_K block):
+   the mins, pairs of sub-blocks (m[2j], m[2j+1]) against the pairs of
+   32-sums of the activations (from Q8_K's 16-sums), then the two FMAs of
+   gemm_kx8_ref. Shared by the AVX2 and AVX-512 kernels. */
+static inline __m256 q45_kx8_finish_avx2(const uint8_t *w, const __m256i mn[2], const uint8_t *at, __m256i isum, __m256 acc) {
+    const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
+                           _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
+    const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
+                                                                  _mm_loadu_si128((const __m128i *)(at + 276))));
+    __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
+    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
+    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
+    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
+    const __m256 da = _mm256_set1_ps(ld_f32(at));
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+    const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, da), acc);
+    return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc);
+}
+
 /* Q4_Kx8 (q5 = 0) and Q5_Kx8 (q5 = 1: the fifth bits as in Q5_0x8, and a
    madd every 2 chunks: 4 x 31 * 127 * 2 = 31496) */
 SLM_INLINE void gemm_q45_kx8_avx2_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                      int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i m4 = _mm256_set1_epi8(15);
     const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
-        /* the 6-bit scales and mins of 4 sub-blocks x 8 rows per vector */
-        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
-        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
-                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
-        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
-                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+        __m256i sc[2], mn[2];
+        q4_kx8_scmin_avx2(w, sc, mn);
         __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int s = 0; s < 8; s++) {
             const uint8_t *ws = w + 128 + sbb * s;
@@ -16098,32 +16123,47 @@ SLM_INLINE void gemm_q45_kx8_avx2_t(int q5, int n, const uint8_t *w, const uint8
                 }
             }
         }
-        /* mins: pairs of sub-blocks (m[2j], m[2j+1]) against the pairs of
-           32-sums of the activations (from Q8_K's 16-sums) */
-        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
-                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
         SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
-                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
-            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
-            const __m256 da = _mm256_set1_ps(ld_f32(at));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
-            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
-        }
+        for (int t = 0; t < nt; t++) acc[t] = q45_kx8_finish_avx2(w, mn, a + (size_t)t * a_rb, isum[t], acc[t]);
     }
     SLM_UNROLL(4)
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
+/* One token (decode), the common case: the chunks of a sub-block summed
+   as a tree (depth 3, not a chain of 8), sub-blocks unrolled by 2 so that
+   their chains overlap (more spills with 16 registers) */
+static void gemm_q4_kx8_avx2_1(int n, const uint8_t *w, const uint8_t *a, float *y) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++, w += 1152, a += 292) {
+        __m256i sc[2], mn[2];
+        q4_kx8_scmin_avx2(w, sc, mn);
+        __m256i isum = _mm256_setzero_si256();
+        SLM_UNROLL(2)
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 128 + 128 * s, *as = a + 4 + 32 * s;
+            _mm_prefetch((const char *)ws + 1152 + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + 1152 + 128 + 64, _MM_HINT_T0);
+            __m256i p[4];
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                p[c] = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m4), _mm256_set1_epi32((int)ld_u32(as + 8 * c))),
+                                        _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                                             _mm256_set1_epi32((int)ld_u32(as + 8 * c + 4))));
+            }
+            /* 8 maddubs of pairs up to 15 * 128 * 2: 30720 */
+            const __m256i s16 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(s16, _mm256_shuffle_epi8(sc[s / 4], kx8_mask_avx2(s % 4, s % 4))));
+        }
+        acc = q45_kx8_finish_avx2(w, mn, a, isum, acc);
+    }
+    x8_store_avx2(acc, y);
+}
+
 static void gemm_q4_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    if (nt == 1) gemm_q4_kx8_avx2_1(n, (const uint8_t *)w, (const uint8_t *)a, y);
     else if (nt == 4) gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q45_kx8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
@@ -16544,18 +16584,12 @@ static inline __m256i kx8_mask32_avx512(int s) {
 /* Q4_Kx8 (q5 = 0), Q5_Kx8 (q5 = 1) */
 SLM_INLINE void gemm_q45_kx8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                        int64_t ldy) {
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i m4 = _mm256_set1_epi8(15);
     const int bb = q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < n / QK_K; b++, w += bb, a += 292) {
-        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 32)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64));
-        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 96));
-        const __m256i sc[2] = {_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30)),
-                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, m30))};
-        const __m256i mn[2] = {_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                               _mm256_and_si256(_mm256_slli_epi16(h, 2), m30)),
-                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30))};
+        __m256i sc[2], mn[2];
+        q4_kx8_scmin_avx2(w, sc, mn);
         __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int s = 0; s < 8; s++) {
             const uint8_t *ws = w + 128 + sbb * s;
@@ -16585,30 +16619,100 @@ SLM_INLINE void gemm_q45_kx8_avx512_t(int q5, int n, const uint8_t *w, const uin
             for (int t = 0; t < nt; t++)
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s32[t][0], s32[t][1]), sc32));
         }
-        const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[0], kx8_mask_avx2(2, 3)),
-                               _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(0, 1)), _mm256_shuffle_epi8(mn[1], kx8_mask_avx2(2, 3))};
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
-        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
         SLM_UNROLL(4)
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a + (size_t)t * a_rb;
-            const __m256i bs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)),
-                                                                          _mm_loadu_si128((const __m128i *)(at + 276))));
-            __m256i msum = _mm256_madd_epi16(mp[0], _mm256_shuffle_epi32(bs, 0x00));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_shuffle_epi32(bs, 0x55)));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_shuffle_epi32(bs, 0xaa)));
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_shuffle_epi32(bs, 0xff)));
-            const __m256 da = _mm256_set1_ps(ld_f32(at));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), acc[t]);
-            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dm, da), acc[t]);
-        }
+        for (int t = 0; t < nt; t++) acc[t] = q45_kx8_finish_avx2(w, mn, a + (size_t)t * a_rb, isum[t], acc[t]);
     }
     SLM_UNROLL(4)
     for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
 }
 
+/* One token (decode), the common case: fully unrolled, so that the sixteen
+   dependency chains of a super-block overlap, and fewer operations per
+   sub-block than the template above. Q4_K: the high nibbles are taken in
+   place (v & 0xf0, 16 times their value: no shift per chunk), their sum is
+   shifted back once per sub-block (exact: a multiple of 16); each of the
+   two 16-product sums fits an int16 (16 * 15 * 128 = 30720), so vpdpwssd
+   multiplies it by the scale (low 16 bits; the high half of the scale lane
+   is 0) straight into the super-block's lanes: no vpmulld. Same integer
+   sums as gemm_kx8_ref, so the same bits. */
+#define KX8_BC(p) _mm256_set1_epi32((int)ld_u32(p))
+static void gemm_q4_kx8_avx512_1(int n, const uint8_t *w, const uint8_t *a, float *y) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++, w += 1152, a += 292) {
+        __m256i sc[2], mn[2];
+        q4_kx8_scmin_avx2(w, sc, mn);
+        __m256i is0 = _mm256_setzero_si256(), is1 = _mm256_setzero_si256();
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 128 + 128 * s, *as = a + 4 + 32 * s;
+            _mm_prefetch((const char *)ws + 1152 + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + 1152 + 128 + 64, _MM_HINT_T0);
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)ws), v1 = _mm256_loadu_si256((const __m256i *)(ws + 32));
+            const __m256i v2 = _mm256_loadu_si256((const __m256i *)(ws + 64)), v3 = _mm256_loadu_si256((const __m256i *)(ws + 96));
+            __m256i lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(v0, m4), KX8_BC(as));
+            __m256i hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_andnot_si256(m4, v0), KX8_BC(as + 4));
+            lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v1, m4), KX8_BC(as + 8));
+            hi = _mm256_dpbusd_epi32(hi, _mm256_andnot_si256(m4, v1), KX8_BC(as + 12));
+            lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v2, m4), KX8_BC(as + 16));
+            hi = _mm256_dpbusd_epi32(hi, _mm256_andnot_si256(m4, v2), KX8_BC(as + 20));
+            lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v3, m4), KX8_BC(as + 24));
+            hi = _mm256_dpbusd_epi32(hi, _mm256_andnot_si256(m4, v3), KX8_BC(as + 28));
+            const __m256i sc32 = _mm256_shuffle_epi8(sc[s / 4], kx8_mask32_avx512(s % 4));
+            is0 = _mm256_dpwssd_epi32(is0, lo, sc32);
+            is1 = _mm256_dpwssd_epi32(is1, _mm256_srai_epi32(hi, 4), sc32);
+        }
+        acc = q45_kx8_finish_avx2(w, mn, a, _mm256_add_epi32(is0, is1), acc);
+    }
+    x8_store_avx2(acc, y);
+}
+
+/* Q6_K, one token: the 6-bit quants put together with one vpternlogd each
+   (low nibble | high bits), one 16-column sub-block per chain of four
+   vpdpbusd; the sums (up to 16 * 63 * 128) need vpmulld by the scale. The
+   offset 32 goes through the bsums with vpdpwssd. */
+static void gemm_q6_kx8_avx512_1(int n, const uint8_t *w, const uint8_t *a, float *y) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++, w += 1680, a += 292) {
+        __m256i is0 = _mm256_setzero_si256(), is1 = _mm256_setzero_si256(), os = _mm256_setzero_si256();
+        SLM_UNROLL(2)
+        for (int p = 0; p < 8; p++) {
+            const uint8_t *wp = w + 144 + 192 * p, *ap = a + 4 + 32 * p;
+            _mm_prefetch((const char *)wp + 1680, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wp + 1680 + 128, _MM_HINT_T0);
+            /* lane r: (sc[2p][r], sc[2p+1][r]) as int16, and each as int32 */
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            os = _mm256_dpwssd_epi32(os, scp, KX8_BC(a + 260 + 4 * p));
+            const __m256i sc0 = _mm256_srai_epi32(_mm256_slli_epi32(scp, 16), 16), sc1 = _mm256_srai_epi32(scp, 16);
+            SLM_UNROLL(2)
+            for (int k = 0; k < 2; k++) {
+                const __m256i h = _mm256_loadu_si256((const __m256i *)(wp + 128 + 32 * k));
+                const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k));
+                const __m256i v1 = _mm256_loadu_si256((const __m256i *)(wp + 64 * k + 32));
+                /* a | (b & c) */
+                const __m256i q0 = _mm256_ternarylogic_epi32(_mm256_and_si256(v0, m4), _mm256_slli_epi16(h, 4), m30, 0xf8);
+                const __m256i q1 = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), _mm256_slli_epi16(h, 2), m30, 0xf8);
+                const __m256i q2 = _mm256_ternarylogic_epi32(_mm256_and_si256(v1, m4), h, m30, 0xf8);
+                const __m256i q3 = _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), _mm256_srli_epi16(h, 2), m30, 0xf8);
+                const uint8_t *at = ap + 16 * k;
+                const __m256i s0 = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q0, KX8_BC(at)), q2, KX8_BC(at + 8));
+                const __m256i s1 = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q1, KX8_BC(at + 4)), q3, KX8_BC(at + 12));
+                const __m256i s = _mm256_add_epi32(s0, s1);
+                if (k) is1 = _mm256_add_epi32(is1, _mm256_mullo_epi32(s, sc1));
+                else is0 = _mm256_add_epi32(is0, _mm256_mullo_epi32(s, sc0));
+            }
+        }
+        const __m256i tot = _mm256_sub_epi32(_mm256_add_epi32(is0, is1), _mm256_slli_epi32(os, 5));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w)), _mm256_set1_ps(ld_f32(a))), acc);
+    }
+    x8_store_avx2(acc, y);
+}
+#undef KX8_BC
+
 static void gemm_q4_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    if (nt == 1) gemm_q4_kx8_avx512_1(n, (const uint8_t *)w, (const uint8_t *)a, y);
     else if (nt == 4) gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q45_kx8_avx512_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
@@ -16662,7 +16766,7 @@ SLM_INLINE void gemm_q6_kx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, 
 }
 
 static void gemm_q6_kx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
-    if (nt == 1) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    if (nt == 1) gemm_q6_kx8_avx512_1(n, (const uint8_t *)w, (const uint8_t *)a, y);
     else if (nt == 4) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
