@@ -15290,8 +15290,9 @@ static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx2(int n, const uint8_t *x, co
 /* Flash attention's scores and V sums (qk_rows_f16): 4 F16 rows against up to 3
    queries at a time, 8 lanes per pair over the head, then one reduction
    of the 4 rows' lanes together (hadd) instead of one per pair; every pair
-   is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) then
-   the tail, whatever rows and queries share the call. */
+   is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), the
+   last 1-7 columns taken as one more step on zero-padded copies (a V sum
+   runs over any number of keys), whatever rows and queries share the call. */
 static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stride, int nr, const float *a,
                                            size_t a_stride, int nj, float *out, size_t out_stride) {
     const uint8_t *x0 = x, *x1 = nr > 1 ? x + stride : x, *x2 = nr > 2 ? x + 2 * stride : x,
@@ -15301,17 +15302,29 @@ static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stri
     __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
     int i = 0;
 #define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * i)))
+#define QK_STEP(q0, q1, q2, k0, k1, k2, k3)                                                                         \
+    c00 = _mm256_fmadd_ps(k0, q0, c00), c10 = _mm256_fmadd_ps(k0, q1, c10), c20 = _mm256_fmadd_ps(k0, q2, c20);       \
+    c01 = _mm256_fmadd_ps(k1, q0, c01), c11 = _mm256_fmadd_ps(k1, q1, c11), c21 = _mm256_fmadd_ps(k1, q2, c21);       \
+    c02 = _mm256_fmadd_ps(k2, q0, c02), c12 = _mm256_fmadd_ps(k2, q1, c12), c22 = _mm256_fmadd_ps(k2, q2, c22);       \
+    c03 = _mm256_fmadd_ps(k3, q0, c03), c13 = _mm256_fmadd_ps(k3, q1, c13), c23 = _mm256_fmadd_ps(k3, q2, c23)
     for (; i + 8 <= n; i += 8) {
         const __m256 q0 = _mm256_loadu_ps(a0 + i), q1 = _mm256_loadu_ps(a1 + i), q2 = _mm256_loadu_ps(a2 + i);
-        __m256 k = LDH(x0);
-        c00 = _mm256_fmadd_ps(k, q0, c00), c10 = _mm256_fmadd_ps(k, q1, c10), c20 = _mm256_fmadd_ps(k, q2, c20);
-        k = LDH(x1);
-        c01 = _mm256_fmadd_ps(k, q0, c01), c11 = _mm256_fmadd_ps(k, q1, c11), c21 = _mm256_fmadd_ps(k, q2, c21);
-        k = LDH(x2);
-        c02 = _mm256_fmadd_ps(k, q0, c02), c12 = _mm256_fmadd_ps(k, q1, c12), c22 = _mm256_fmadd_ps(k, q2, c22);
-        k = LDH(x3);
-        c03 = _mm256_fmadd_ps(k, q0, c03), c13 = _mm256_fmadd_ps(k, q1, c13), c23 = _mm256_fmadd_ps(k, q2, c23);
+        QK_STEP(q0, q1, q2, LDH(x0), LDH(x1), LDH(x2), LDH(x3));
     }
+    if (i < n) { /* the last 1-7 columns as one more step, zero-padded copies (V sums over a run of keys) */
+        const int m = n - i;
+        uint16_t h[4][8] = {{0}};
+        float f[3][8] = {{0}};
+        memcpy(h[0], x0 + 2 * i, 2 * (size_t)m), memcpy(h[1], x1 + 2 * i, 2 * (size_t)m);
+        memcpy(h[2], x2 + 2 * i, 2 * (size_t)m), memcpy(h[3], x3 + 2 * i, 2 * (size_t)m);
+        memcpy(f[0], a0 + i, 4 * (size_t)m), memcpy(f[1], a1 + i, 4 * (size_t)m), memcpy(f[2], a2 + i, 4 * (size_t)m);
+        const __m256 q0 = _mm256_loadu_ps(f[0]), q1 = _mm256_loadu_ps(f[1]), q2 = _mm256_loadu_ps(f[2]);
+#define LDT(r) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h[r]))
+        QK_STEP(q0, q1, q2, LDT(0), LDT(1), LDT(2), LDT(3));
+#undef LDT
+        i = n;
+    }
+#undef QK_STEP
 #undef LDH
     const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(c00, c01), _mm256_hadd_ps(c02, c03));
     const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(c10, c11), _mm256_hadd_ps(c12, c13));
@@ -15321,13 +15334,7 @@ static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stri
     _mm_storeu_ps(s[1], _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
     _mm_storeu_ps(s[2], _mm_add_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
     for (int j = 0; j < nj; j++)
-        for (int r = 0; r < nr; r++) {
-            float v = s[j][r];
-            const uint8_t *xr = x + (size_t)r * stride;
-            const float *aj = a + (size_t)j * a_stride;
-            for (int t = i; t < n; t++) v += ld_f16(xr + 2 * t) * aj[t];
-            out[(size_t)j * out_stride + r] = v;
-        }
+        for (int r = 0; r < nr; r++) out[(size_t)j * out_stride + r] = s[j][r];
 }
 
 static void qk_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
