@@ -18568,6 +18568,47 @@ static float dot_f32_neon(int n, const void *w, const void *a) {
     return s;
 }
 
+#if defined(__aarch64__)
+/* swiglu_avx2 on 4 lanes (aarch64: vrndnq, vdivq): exp_sum's Cephes
+   polynomial with the argument clamped to [-87.3, 88], 0 below. */
+static void swiglu_neon(float *g, const float *u, int n) {
+    const float32x4_t lo = vdupq_n_f32(-87.3f), hi = vdupq_n_f32(88.0f), log2e = vdupq_n_f32(1.44269504088896341f);
+    const float32x4_t c1 = vdupq_n_f32(0.693359375f), c2 = vdupq_n_f32(-2.12194440e-4f), one = vdupq_n_f32(1.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t x = vld1q_f32(g + i), v = vnegq_f32(x);
+        const uint32x4_t keep = vcgeq_f32(v, lo);
+        const float32x4_t t = vminq_f32(vmaxq_f32(v, lo), hi);
+        const float32x4_t k = vrndnq_f32(vmulq_f32(t, log2e));
+        const float32x4_t r = vfmsq_f32(vfmsq_f32(t, k, c1), k, c2);
+        float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+        p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+        p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+        p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+        p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+        p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+        p = vfmaq_f32(vaddq_f32(r, one), p, vmulq_f32(r, r));
+        const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(k), vdupq_n_s32(127)), 23);
+        const float32x4_t ex = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(vmulq_f32(p, vreinterpretq_f32_s32(e))), keep));
+        vst1q_f32(g + i, vmulq_f32(vdivq_f32(x, vaddq_f32(one, ex)), vld1q_f32(u + i)));
+    }
+    swiglu_ref(g + i, u + i, n - i);
+}
+
+/* sumsq_ref on 2 double lanes, two chains */
+static double sumsq_neon(const float *x, int n) {
+    float64x2_t a0 = vdupq_n_f64(0), a1 = a0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t v = vld1q_f32(x + i);
+        const float64x2_t p = vcvt_f64_f32(vget_low_f32(v)), q = vcvt_high_f64_f32(v);
+        a0 = vfmaq_f64(a0, p, p);
+        a1 = vfmaq_f64(a1, q, q);
+    }
+    return vaddvq_f64(vaddq_f64(a0, a1)) + sumsq_ref(x + i, n - i);
+}
+#endif
+
 #ifdef SLM_NEON_F16
 static inline float32x4_t ld_f16_neon(const uint8_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)p)));
@@ -20052,6 +20093,10 @@ static const kernel_table KERNELS_AVX512 = {
 #ifdef SLM_NEON
 static const kernel_table KERNELS_NEON = {
     SLM_NEON_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
+#if defined(__aarch64__)
+    .swiglu = swiglu_neon,
+    .sumsq = sumsq_neon,
+#endif
     .dot = {[SLM_TYPE_F32] = dot_f32_neon,
 #ifdef SLM_NEON_F16
             [SLM_TYPE_F16] = dot_f16_neon,
