@@ -18645,6 +18645,81 @@ static float dot_f16_neon(int n, const void *w, const void *a) {
     for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
     return s;
 }
+
+/* Attention over an F16 cache (dot_rows_f16): each (row, vector) pair
+   with dot_f16_neon's operations in its order (the vector's values are
+   halves already), the row's halves converted once per vector pair. */
+static void dot_rows_f16_neon(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                              float *out, size_t out_stride) {
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)rows + (size_t)r * stride;
+        for (int j = 0; j < na; j++) {
+            const float *y = a + (size_t)j * a_stride;
+            float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+            int i = 0;
+            for (; i + 16 <= n; i += 16) {
+                s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), vld1q_f32(y + i));
+                s1 = FMA_NEON(s1, ld_f16_neon(x + 2 * i + 8), vld1q_f32(y + i + 4));
+                s2 = FMA_NEON(s2, ld_f16_neon(x + 2 * i + 16), vld1q_f32(y + i + 8));
+                s3 = FMA_NEON(s3, ld_f16_neon(x + 2 * i + 24), vld1q_f32(y + i + 12));
+            }
+            for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), vld1q_f32(y + i));
+            float v = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+            for (; i < n; i++) v += ld_f16(x + 2 * i) * y[i];
+            out[(size_t)j * out_stride + r] = v;
+        }
+    }
+}
+
+/* Flash attention's scores and V sums (qk_rows_f16), as qk_rows4_avx2: 4
+   F16 rows against up to 3 queries, 4 lanes per pair, the last 1-3
+   columns as one more step on zero-padded copies; each pair's lanes are
+   summed (l0+l1)+(l2+l3) whatever rows and queries share the call. */
+static void qk_rows4_neon(int n, const uint8_t *x, size_t stride, int nr, const float *a, size_t a_stride, int nj,
+                          float *out, size_t out_stride) {
+    const uint8_t *xr[4];
+    const float *aj[3];
+    for (int r = 0; r < 4; r++) xr[r] = x + (size_t)(r < nr ? r : 0) * stride;
+    for (int j = 0; j < 3; j++) aj[j] = a + (size_t)(j < nj ? j : 0) * a_stride;
+    float32x4_t c[3][4];
+    for (int j = 0; j < 3; j++)
+        for (int r = 0; r < 4; r++) c[j][r] = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t q0 = vld1q_f32(aj[0] + i), q1 = vld1q_f32(aj[1] + i), q2 = vld1q_f32(aj[2] + i);
+        for (int r = 0; r < 4; r++) {
+            const float32x4_t k = ld_f16_neon(xr[r] + 2 * i);
+            c[0][r] = FMA_NEON(c[0][r], k, q0), c[1][r] = FMA_NEON(c[1][r], k, q1), c[2][r] = FMA_NEON(c[2][r], k, q2);
+        }
+    }
+    if (i < n) {
+        const int m = n - i;
+        uint16_t h[4] = {0, 0, 0, 0};
+        float f[3][4] = {{0}};
+        for (int j = 0; j < 3; j++) memcpy(f[j], aj[j] + i, 4 * (size_t)m);
+        const float32x4_t q0 = vld1q_f32(f[0]), q1 = vld1q_f32(f[1]), q2 = vld1q_f32(f[2]);
+        for (int r = 0; r < 4; r++) {
+            memcpy(h, xr[r] + 2 * i, 2 * (size_t)m);
+            const float32x4_t k = ld_f16_neon((const uint8_t *)h);
+            c[0][r] = FMA_NEON(c[0][r], k, q0), c[1][r] = FMA_NEON(c[1][r], k, q1), c[2][r] = FMA_NEON(c[2][r], k, q2);
+        }
+    }
+    for (int j = 0; j < nj; j++)
+        for (int r = 0; r < nr; r++) {
+            float l[4];
+            vst1q_f32(l, c[j][r]);
+            out[(size_t)j * out_stride + r] = (l[0] + l[1]) + (l[2] + l[3]);
+        }
+}
+
+static void qk_rows_f16_neon(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                             float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    for (int r = 0; r < nrows; r += 4, x += 4 * stride)
+        for (int j = 0; j < na; j += 3)
+            qk_rows4_neon(n, x, stride, SLM_MIN(4, nrows - r), a + (size_t)j * a_stride, a_stride, SLM_MIN(3, na - j),
+                          out + (size_t)j * out_stride + r, out_stride);
+}
 #endif /* SLM_NEON_F16 */
 
 static inline float32x4_t ld_bf16_neon(const uint8_t *p) {
@@ -20111,6 +20186,8 @@ static const kernel_table KERNELS_NEON = {
              [SLM_TYPE_Q2_K] = dot4_q2_k_neon, [SLM_TYPE_Q3_K] = dot4_q3_k_neon, [SLM_TYPE_Q4_K] = dot4_q4_k_neon,
              [SLM_TYPE_Q5_K] = dot4_q5_k_neon, [SLM_TYPE_Q6_K] = dot4_q6_k_neon, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_neon},
 #ifdef SLM_NEON_F16
+    .dot_rows_f16 = dot_rows_f16_neon,
+    .qk_rows_f16 = qk_rows_f16_neon,
     .to_float = {[SLM_TYPE_F16] = f16_to_float_neon, [SLM_TYPE_BF16] = bf16_to_float_neon},
     .from_float = {[SLM_TYPE_F16] = f16_from_float_neon, [SLM_TYPE_BF16] = bf16_from_float_neon,
                    [SLM_TYPE_Q8_0] = q8_0_from_float_neon, [SLM_TYPE_Q8_1] = q8_1_from_float_neon,
