@@ -1669,6 +1669,10 @@ typedef void (*dot_rows_fn)(int n, const void *rows, size_t stride, int nrows, c
 typedef void (*gemm_x8_fn)(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy);
 /* x[i] = exp(x[i] - mx) for n values, returning their sum (softmax) */
 typedef double (*exp_sum_fn)(float *x, int n, float mx);
+/* SwiGLU: g[i] = silu(g[i]) * u[i] for n values */
+typedef void (*swiglu_fn)(float *g, const float *u, int n);
+/* sum of x[i]^2 in double (RMSNorm) */
+typedef double (*sumsq_fn)(const float *x, int n);
 /* prefill GEMM (section 7, matmul_gemm): 16 weight rows against all nt
    activation rows a_rb bytes apart, y[t * ldy + r] for r < 16, t < nt.
    The rows are two x8 groups wb bytes apart (gemm16_x8) or 16 GGUF rows
@@ -1691,6 +1695,8 @@ typedef struct kernel_table {
     dot_rows_fn dot_rows_f16;              /* attention over an F16 cache (optional) */
     dot_rows_fn qk_rows_f16;               /* flash attention: dot_rows in its own fixed order (optional) */
     exp_sum_fn exp_sum;                    /* softmax's exponentials */
+    swiglu_fn swiglu;                      /* the gated FFN's activation */
+    sumsq_fn sumsq;                        /* RMSNorm's sum of squares */
 } kernel_table;
 
 typedef struct type_traits {
@@ -1702,6 +1708,8 @@ typedef struct type_traits {
 
 /* forward declarations of the reference kernels (appendix E) */
 static double exp_sum_ref(float *x, int n, float mx);
+static void swiglu_ref(float *g, const float *u, int n);
+static double sumsq_ref(const float *x, int n);
 static void f32_to_float(const void *src, float *dst, int64_t n);
 static void f32_from_float(const float *src, void *dst, int64_t n);
 static float dot_f32_ref(int n, const void *w, const void *a);
@@ -3377,10 +3385,10 @@ static int barrier_init(sbarrier *b) {
 static void barrier_destroy(sbarrier *b) { (void)b; }
 #endif
 
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+/* RMSNorm with the model's eps (the sum of squares in double, as ggml). */
+static void rmsnorm(const slm_model *m, float *out, const float *x, const float *w, int n) {
+    const double ss = m->kern.sumsq(x, n);
+    float scale = 1.0f / sqrtf((float)(ss / n) + m->eps);
     if (w)
         for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
     else
@@ -3748,7 +3756,8 @@ struct slm_session {
     op_slot *ops;        /* work-unit counters: n_ops operators of a forward pass */
     size_t n_ops;
     double width_ms[2];  /* single-token forward pass, ms (moving average): 1 thread, n_threads */
-    int width_calls;
+    int width_calls;     /* single-token passes since the last trial of the other width */
+    int width_trial;     /* 1: this pass is a trial of the slower width */
 };
 
 /* --- the forward pass --------------------------------------------------------- */
@@ -4175,7 +4184,7 @@ static void store_kv(const slm_session *s, int il, int p, const float *k, const 
 /* Gated FFN activation in place: g[i] = act(g[i]) * u[i]. */
 static void ffn_act(const slm_model *m, float *g, const float *u, int n) {
     if (m->arch->act == ACT_SILU) {
-        for (int i = 0; i < n; i++) g[i] = silu(g[i]) * u[i];
+        m->kern.swiglu(g, u, n);
     } else {
         for (int i = 0; i < n; i++) {
             float x = g[i], y;
@@ -4649,7 +4658,7 @@ static void mix_deltanet(slm_session *s, const layer *L, const float *xb, int n,
             for (int t = 0; t < n; t++) {
                 float *o = hy + (size_t)t * W + 2 * NG * DK + h * DV;
                 const float *z = hy + (size_t)t * W + CH + h * DV;
-                rmsnorm(o, o, L->ssm_norm, DV, m->eps);
+                rmsnorm(m, o, o, L->ssm_norm, DV);
                 for (int j = 0; j < DV; j++) o[j] *= silu(z[j]);
             }
         }
@@ -4711,7 +4720,7 @@ static void mix_mamba2(slm_session *s, const layer *L, const float *xb, int n, f
         for (int64_t u = u0; u < u1; u++) {
             const int g = (int)(u % G), gs = I / G;
             float *y = hy + (u / G) * W + g * gs;
-            rmsnorm(y, y, L->ssm_norm + g * gs, gs, m->eps);
+            rmsnorm(m, y, y, L->ssm_norm + g * gs, gs);
         }
     }
     op_end(tm, np);
@@ -4764,7 +4773,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
            input norms */
         while ((u = unit_next(tm, n)) >= 0) {
             float *xt = x + (size_t)u * E, *bt = xb + (size_t)u * E;
-            if (L->attn_norm) rmsnorm(bt, xt, L->attn_norm, E, m->eps);
+            if (L->attn_norm) rmsnorm(m, bt, xt, L->attn_norm, E);
             else memcpy(bt, xt, (size_t)E * sizeof(float));
             if (is_attn) {
                 act_tok(s, fused ? &L->wqkv : &L->wq, bt, 0, u);
@@ -4807,11 +4816,11 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
             if (L->bk) for (int i = 0; i < KVD; i++) k[i] += L->bk[i];
             if (L->bv) for (int i = 0; i < KVD; i++) v[i] += L->bv[i];
             if (m->arch->qk_norm_full) { /* olmo2: over all heads together */
-                if (L->q_norm) rmsnorm(q, q, L->q_norm, QD, m->eps);
-                if (L->k_norm) rmsnorm(k, k, L->k_norm, KVD, m->eps);
+                if (L->q_norm) rmsnorm(m, q, q, L->q_norm, QD);
+                if (L->k_norm) rmsnorm(m, k, k, L->k_norm, KVD);
             } else {
-                if (L->q_norm) for (int h = 0; h < m->n_head; h++) rmsnorm(q + h * HD, q + h * HD, L->q_norm, HD, m->eps);
-                if (L->k_norm) for (int h = 0; h < m->n_head_kv; h++) rmsnorm(k + h * HD, k + h * HD, L->k_norm, HD, m->eps);
+                if (L->q_norm) for (int h = 0; h < m->n_head; h++) rmsnorm(m, q + h * HD, q + h * HD, L->q_norm, HD);
+                if (L->k_norm) for (int h = 0; h < m->n_head_kv; h++) rmsnorm(m, k + h * HD, k + h * HD, L->k_norm, HD);
             }
             if (m->n_rot > 0 && !L->nope) {
                 rope_cache(&rp, pos0 + u, cs);
@@ -4861,10 +4870,10 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         while ((u = unit_next(tm, n)) >= 0) {
             float *xt = x + (size_t)u * E, *bt = xb + (size_t)u * E, *ot = xo + (size_t)u * E;
             add_bias(ot, L->bo, E);
-            if (L->post_attn_norm) rmsnorm(ot, ot, L->post_attn_norm, E, m->eps);
+            if (L->post_attn_norm) rmsnorm(m, ot, ot, L->post_attn_norm, E);
             for (int i = 0; i < E; i++) xt[i] += m->res_scale * ot[i];
             if (L->attn_out_norm) layernorm(xt, xt, L->attn_out_norm, L->attn_out_norm_b, E, m->eps);
-            if (L->ffn_norm) rmsnorm(bt, xt, L->ffn_norm, E, m->eps);
+            if (L->ffn_norm) rmsnorm(m, bt, xt, L->ffn_norm, E);
             else memcpy(bt, xt, (size_t)E * sizeof(float));
             act_tok(s, wg ? wg : &L->w_up, bt, 0, u);
             if (wg && du != dg) act_tok(s, &L->w_up, bt, 1, u);
@@ -4895,7 +4904,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
         while ((u = unit_next(tm, n)) >= 0) {
             float *xt = x + (size_t)u * E, *ot = xo + (size_t)u * E;
             add_bias(ot, L->b_down, E);
-            if (L->post_ffn_norm) rmsnorm(ot, ot, L->post_ffn_norm, E, m->eps);
+            if (L->post_ffn_norm) rmsnorm(m, ot, ot, L->post_ffn_norm, E);
             for (int i = 0; i < E; i++) xt[i] += m->res_scale * ot[i];
             if (L->out_norm) layernorm(xt, xt, L->out_norm, L->out_norm_b, E, m->eps);
         }
@@ -4905,7 +4914,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
     /* embeddings: the final hidden rows (after the output norm, if any) in xb */
     if (s->embd_mode) {
         while ((u = unit_next(tm, n)) >= 0) {
-            if (m->output_norm) rmsnorm(xb + (size_t)u * E, x + (size_t)u * E, m->output_norm, E, m->eps);
+            if (m->output_norm) rmsnorm(m, xb + (size_t)u * E, x + (size_t)u * E, m->output_norm, E);
             else memcpy(xb + (size_t)u * E, x + (size_t)u * E, (size_t)E * sizeof(float));
         }
         op_end(tm, n);
@@ -4917,7 +4926,7 @@ static void forward(slm_session *s, const int32_t *tok, int n, int pos0, int out
     if (no <= 0) return;
     while ((u = unit_next(tm, no)) >= 0) {
         float *bt = xb + (size_t)u * E;
-        rmsnorm(bt, x + (size_t)(out_first + u) * E, m->output_norm, E, m->eps);
+        rmsnorm(m, bt, x + (size_t)(out_first + u) * E, m->output_norm, E);
         act_tok(s, &m->output, bt, 0, u);
     }
     op_end(tm, no);
@@ -4954,18 +4963,34 @@ static void forward_team(slm_session *s, const int32_t *tok, int n, int pos0, in
 
 #if SLM_OPENMP
 /* Threads for a forward pass. A single-token pass (decode) runs at
-   n_threads, and now and then (every 16th, or until both are measured) at
-   1 thread; the faster of the two by a moving average goes on. Where other
+   n_threads or at 1 thread, whichever is faster by a moving average of
+   its time; the other width is tried again now and then. Where other
    processes hold the cores (an edge board's services, a build), a thread
    of the team that has no core stalls the others at the end of each
    operator, and 2 threads can be slower than 1; this keeps decode at the
-   better of the two. Results are the same at any width. */
+   better of the two. Results are the same at any width.
+   A trial of the slower width costs its extra time once, so trials are
+   spaced by that cost: every (slower/faster - 1) / 1% passes (16 to 512),
+   which keeps them under about 1% of decode time. A trial's time replaces
+   that width's average, so one good trial is enough to switch back when
+   the machine becomes quiet again. */
 static int forward_width(slm_session *s, int n, int *slot) {
     *slot = -1;
     if (n != 1 || s->n_threads <= 1) return s->n_threads;
     const double *w = s->width_ms;
-    int best = w[0] <= 0 ? 0 : w[1] <= 0 ? 1 : w[1] <= w[0];
-    if (++s->width_calls % 16 == 0) best = !best;
+    int best;
+    if (w[0] <= 0 || w[1] <= 0) {
+        best = w[1] > 0 ? 0 : 1; /* measure both first: n_threads, then 1 */
+    } else {
+        best = w[1] <= w[0];
+        const double slow = w[!best] / w[best] - 1.0;
+        const int every = (int)SLM_MAX(16.0, SLM_MIN(512.0, slow * 100.0));
+        if (++s->width_calls >= every) {
+            s->width_calls = 0;
+            best = !best;
+            s->width_trial = 1;
+        }
+    }
     *slot = best;
     return best ? s->n_threads : 1;
 }
@@ -4997,7 +5022,9 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
     }
     if (slot >= 0) {
         const double ms = now_ms() - t0;
-        s->width_ms[slot] = s->width_ms[slot] > 0 ? 0.75 * s->width_ms[slot] + 0.25 * ms : SLM_MAX(ms, 1e-6);
+        double *w = &s->width_ms[slot];
+        *w = *w > 0 && !s->width_trial ? 0.75 * *w + 0.25 * ms : SLM_MAX(ms, 1e-6);
+        s->width_trial = 0;
     }
     return;
 #endif
@@ -5370,6 +5397,7 @@ void slm_session_set_threads(slm_session *s, int32_t n) {
     /* the per-thread attention scratch was sized at creation */
     s->n_threads = SLM_MAX(1, SLM_MIN(n, s->n_thr_alloc));
     s->width_ms[0] = s->width_ms[1] = 0;
+    s->width_calls = s->width_trial = 0;
 }
 
 slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_error *err) {
@@ -14349,6 +14377,18 @@ static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
     return sum;
 }
 
+/* silu(g) * u with the C library's expf. */
+static SLM_UNUSED void swiglu_ref(float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* x . x in double, in order (each square is exact in double). */
+static SLM_UNUSED double sumsq_ref(const float *x, int n) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return ss;
+}
+
 /* The reference of qk_rows_f16 (flash attention's scores, a dot_rows_fn
    whose kernels sum in their own order): out[j * out_stride + r] = F16 row r
    . a_j, in double. */
@@ -15140,6 +15180,53 @@ static double exp_sum_avx2(float *x, int n, float mx) {
     return sum;
 }
 
+/* exp on 8 lanes for any argument: exp_sum_avx2's reduction and
+   polynomial, the argument clamped to [-87.3, 88] (0 below -87.3, where
+   silu's 1 + exp no longer changes; 2^127 * p stays finite above). */
+static inline __m256 exp_avx2(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f), one = _mm256_set1_ps(1.0f);
+    const __m256 keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ), t = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 r = _mm256_fnmadd_ps(k, c2, _mm256_fnmadd_ps(k, c1, t));
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, one));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+}
+
+/* swiglu_ref on 8 lanes: g / (1 + exp(-g)) * u with a true division;
+   within a few ulp of the reference (NaN stays NaN). */
+static void swiglu_avx2(float *g, const float *u, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 d = _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(zero, x)));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, d), _mm256_loadu_ps(u + i)));
+    }
+    swiglu_ref(g + i, u + i, n - i);
+}
+
+/* sumsq_ref with 8 double lanes (exact squares, another order of sums) */
+static double sumsq_avx2(const float *x, int n) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256d p = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), q = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        a0 = _mm256_fmadd_pd(p, p, a0);
+        a1 = _mm256_fmadd_pd(q, q, a1);
+    }
+    double t4[4];
+    _mm256_storeu_pd(t4, _mm256_add_pd(a0, a1));
+    return (t4[0] + t4[1]) + (t4[2] + t4[3]) + sumsq_ref(x + i, n - i);
+}
+
 static float dot_f16_avx2(int n, const void *w, const void *a) {
     const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
@@ -15203,8 +15290,9 @@ static SLM_ALWAYS_INLINE void dot_rows_f16_pass_avx2(int n, const uint8_t *x, co
 /* Flash attention's scores and V sums (qk_rows_f16): 4 F16 rows against up to 3
    queries at a time, 8 lanes per pair over the head, then one reduction
    of the 4 rows' lanes together (hadd) instead of one per pair; every pair
-   is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) then
-   the tail, whatever rows and queries share the call. */
+   is summed in the same order, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), the
+   last 1-7 columns taken as one more step on zero-padded copies (a V sum
+   runs over any number of keys), whatever rows and queries share the call. */
 static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stride, int nr, const float *a,
                                            size_t a_stride, int nj, float *out, size_t out_stride) {
     const uint8_t *x0 = x, *x1 = nr > 1 ? x + stride : x, *x2 = nr > 2 ? x + 2 * stride : x,
@@ -15214,17 +15302,29 @@ static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stri
     __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
     int i = 0;
 #define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 2 * i)))
+#define QK_STEP(q0, q1, q2, k0, k1, k2, k3)                                                                         \
+    c00 = _mm256_fmadd_ps(k0, q0, c00), c10 = _mm256_fmadd_ps(k0, q1, c10), c20 = _mm256_fmadd_ps(k0, q2, c20);       \
+    c01 = _mm256_fmadd_ps(k1, q0, c01), c11 = _mm256_fmadd_ps(k1, q1, c11), c21 = _mm256_fmadd_ps(k1, q2, c21);       \
+    c02 = _mm256_fmadd_ps(k2, q0, c02), c12 = _mm256_fmadd_ps(k2, q1, c12), c22 = _mm256_fmadd_ps(k2, q2, c22);       \
+    c03 = _mm256_fmadd_ps(k3, q0, c03), c13 = _mm256_fmadd_ps(k3, q1, c13), c23 = _mm256_fmadd_ps(k3, q2, c23)
     for (; i + 8 <= n; i += 8) {
         const __m256 q0 = _mm256_loadu_ps(a0 + i), q1 = _mm256_loadu_ps(a1 + i), q2 = _mm256_loadu_ps(a2 + i);
-        __m256 k = LDH(x0);
-        c00 = _mm256_fmadd_ps(k, q0, c00), c10 = _mm256_fmadd_ps(k, q1, c10), c20 = _mm256_fmadd_ps(k, q2, c20);
-        k = LDH(x1);
-        c01 = _mm256_fmadd_ps(k, q0, c01), c11 = _mm256_fmadd_ps(k, q1, c11), c21 = _mm256_fmadd_ps(k, q2, c21);
-        k = LDH(x2);
-        c02 = _mm256_fmadd_ps(k, q0, c02), c12 = _mm256_fmadd_ps(k, q1, c12), c22 = _mm256_fmadd_ps(k, q2, c22);
-        k = LDH(x3);
-        c03 = _mm256_fmadd_ps(k, q0, c03), c13 = _mm256_fmadd_ps(k, q1, c13), c23 = _mm256_fmadd_ps(k, q2, c23);
+        QK_STEP(q0, q1, q2, LDH(x0), LDH(x1), LDH(x2), LDH(x3));
     }
+    if (i < n) { /* the last 1-7 columns as one more step, zero-padded copies (V sums over a run of keys) */
+        const int m = n - i;
+        uint16_t h[4][8] = {{0}};
+        float f[3][8] = {{0}};
+        memcpy(h[0], x0 + 2 * i, 2 * (size_t)m), memcpy(h[1], x1 + 2 * i, 2 * (size_t)m);
+        memcpy(h[2], x2 + 2 * i, 2 * (size_t)m), memcpy(h[3], x3 + 2 * i, 2 * (size_t)m);
+        memcpy(f[0], a0 + i, 4 * (size_t)m), memcpy(f[1], a1 + i, 4 * (size_t)m), memcpy(f[2], a2 + i, 4 * (size_t)m);
+        const __m256 q0 = _mm256_loadu_ps(f[0]), q1 = _mm256_loadu_ps(f[1]), q2 = _mm256_loadu_ps(f[2]);
+#define LDT(r) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h[r]))
+        QK_STEP(q0, q1, q2, LDT(0), LDT(1), LDT(2), LDT(3));
+#undef LDT
+        i = n;
+    }
+#undef QK_STEP
 #undef LDH
     const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(c00, c01), _mm256_hadd_ps(c02, c03));
     const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(c10, c11), _mm256_hadd_ps(c12, c13));
@@ -15234,13 +15334,7 @@ static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stri
     _mm_storeu_ps(s[1], _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
     _mm_storeu_ps(s[2], _mm_add_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
     for (int j = 0; j < nj; j++)
-        for (int r = 0; r < nr; r++) {
-            float v = s[j][r];
-            const uint8_t *xr = x + (size_t)r * stride;
-            const float *aj = a + (size_t)j * a_stride;
-            for (int t = i; t < n; t++) v += ld_f16(xr + 2 * t) * aj[t];
-            out[(size_t)j * out_stride + r] = v;
-        }
+        for (int r = 0; r < nr; r++) out[(size_t)j * out_stride + r] = s[j][r];
 }
 
 static void qk_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
@@ -17220,6 +17314,30 @@ static double exp_sum_avx512(float *x, int n, float mx) {
     return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
 }
 
+/* swiglu_avx2 on 16 lanes: the same exp (vscalefps for 2^k), clamp and
+   division; the tail masked. */
+static void swiglu_avx512(float *g, const float *u, int n) {
+    const __m512 lo = _mm512_set1_ps(-87.3f), hi = _mm512_set1_ps(88.0f), log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f), one = _mm512_set1_ps(1.0f);
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(m, g + i), v = _mm512_sub_ps(_mm512_setzero_ps(), x);
+        const __mmask16 keep = _mm512_cmp_ps_mask(v, lo, _CMP_GE_OQ);
+        const __m512 t = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512 r = _mm512_fnmadd_ps(k, c2, _mm512_fnmadd_ps(k, c1, t));
+        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
+        const __m512 d = _mm512_add_ps(one, _mm512_maskz_scalef_ps(keep, p, k));
+        _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(_mm512_div_ps(x, d), _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
 /* --- prefill GEMM (section 7, matmul_gemm) ------------------------------------
    A batch of many tokens multiplies each weight row with every token. One
    call takes 16 rows (one 32-bit lane each, 4 columns per lane as in the
@@ -18450,6 +18568,47 @@ static float dot_f32_neon(int n, const void *w, const void *a) {
     return s;
 }
 
+#if defined(__aarch64__)
+/* swiglu_avx2 on 4 lanes (aarch64: vrndnq, vdivq): exp_sum's Cephes
+   polynomial with the argument clamped to [-87.3, 88], 0 below. */
+static void swiglu_neon(float *g, const float *u, int n) {
+    const float32x4_t lo = vdupq_n_f32(-87.3f), hi = vdupq_n_f32(88.0f), log2e = vdupq_n_f32(1.44269504088896341f);
+    const float32x4_t c1 = vdupq_n_f32(0.693359375f), c2 = vdupq_n_f32(-2.12194440e-4f), one = vdupq_n_f32(1.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t x = vld1q_f32(g + i), v = vnegq_f32(x);
+        const uint32x4_t keep = vcgeq_f32(v, lo);
+        const float32x4_t t = vminq_f32(vmaxq_f32(v, lo), hi);
+        const float32x4_t k = vrndnq_f32(vmulq_f32(t, log2e));
+        const float32x4_t r = vfmsq_f32(vfmsq_f32(t, k, c1), k, c2);
+        float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+        p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+        p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+        p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+        p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+        p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+        p = vfmaq_f32(vaddq_f32(r, one), p, vmulq_f32(r, r));
+        const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(k), vdupq_n_s32(127)), 23);
+        const float32x4_t ex = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(vmulq_f32(p, vreinterpretq_f32_s32(e))), keep));
+        vst1q_f32(g + i, vmulq_f32(vdivq_f32(x, vaddq_f32(one, ex)), vld1q_f32(u + i)));
+    }
+    swiglu_ref(g + i, u + i, n - i);
+}
+
+/* sumsq_ref on 2 double lanes, two chains */
+static double sumsq_neon(const float *x, int n) {
+    float64x2_t a0 = vdupq_n_f64(0), a1 = a0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t v = vld1q_f32(x + i);
+        const float64x2_t p = vcvt_f64_f32(vget_low_f32(v)), q = vcvt_high_f64_f32(v);
+        a0 = vfmaq_f64(a0, p, p);
+        a1 = vfmaq_f64(a1, q, q);
+    }
+    return vaddvq_f64(vaddq_f64(a0, a1)) + sumsq_ref(x + i, n - i);
+}
+#endif
+
 #ifdef SLM_NEON_F16
 static inline float32x4_t ld_f16_neon(const uint8_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)p)));
@@ -18485,6 +18644,81 @@ static float dot_f16_neon(int n, const void *w, const void *a) {
     float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
     for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
     return s;
+}
+
+/* Attention over an F16 cache (dot_rows_f16): each (row, vector) pair
+   with dot_f16_neon's operations in its order (the vector's values are
+   halves already), the row's halves converted once per vector pair. */
+static void dot_rows_f16_neon(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                              float *out, size_t out_stride) {
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)rows + (size_t)r * stride;
+        for (int j = 0; j < na; j++) {
+            const float *y = a + (size_t)j * a_stride;
+            float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+            int i = 0;
+            for (; i + 16 <= n; i += 16) {
+                s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), vld1q_f32(y + i));
+                s1 = FMA_NEON(s1, ld_f16_neon(x + 2 * i + 8), vld1q_f32(y + i + 4));
+                s2 = FMA_NEON(s2, ld_f16_neon(x + 2 * i + 16), vld1q_f32(y + i + 8));
+                s3 = FMA_NEON(s3, ld_f16_neon(x + 2 * i + 24), vld1q_f32(y + i + 12));
+            }
+            for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), vld1q_f32(y + i));
+            float v = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+            for (; i < n; i++) v += ld_f16(x + 2 * i) * y[i];
+            out[(size_t)j * out_stride + r] = v;
+        }
+    }
+}
+
+/* Flash attention's scores and V sums (qk_rows_f16), as qk_rows4_avx2: 4
+   F16 rows against up to 3 queries, 4 lanes per pair, the last 1-3
+   columns as one more step on zero-padded copies; each pair's lanes are
+   summed (l0+l1)+(l2+l3) whatever rows and queries share the call. */
+static void qk_rows4_neon(int n, const uint8_t *x, size_t stride, int nr, const float *a, size_t a_stride, int nj,
+                          float *out, size_t out_stride) {
+    const uint8_t *xr[4];
+    const float *aj[3];
+    for (int r = 0; r < 4; r++) xr[r] = x + (size_t)(r < nr ? r : 0) * stride;
+    for (int j = 0; j < 3; j++) aj[j] = a + (size_t)(j < nj ? j : 0) * a_stride;
+    float32x4_t c[3][4];
+    for (int j = 0; j < 3; j++)
+        for (int r = 0; r < 4; r++) c[j][r] = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t q0 = vld1q_f32(aj[0] + i), q1 = vld1q_f32(aj[1] + i), q2 = vld1q_f32(aj[2] + i);
+        for (int r = 0; r < 4; r++) {
+            const float32x4_t k = ld_f16_neon(xr[r] + 2 * i);
+            c[0][r] = FMA_NEON(c[0][r], k, q0), c[1][r] = FMA_NEON(c[1][r], k, q1), c[2][r] = FMA_NEON(c[2][r], k, q2);
+        }
+    }
+    if (i < n) {
+        const int m = n - i;
+        uint16_t h[4] = {0, 0, 0, 0};
+        float f[3][4] = {{0}};
+        for (int j = 0; j < 3; j++) memcpy(f[j], aj[j] + i, 4 * (size_t)m);
+        const float32x4_t q0 = vld1q_f32(f[0]), q1 = vld1q_f32(f[1]), q2 = vld1q_f32(f[2]);
+        for (int r = 0; r < 4; r++) {
+            memcpy(h, xr[r] + 2 * i, 2 * (size_t)m);
+            const float32x4_t k = ld_f16_neon((const uint8_t *)h);
+            c[0][r] = FMA_NEON(c[0][r], k, q0), c[1][r] = FMA_NEON(c[1][r], k, q1), c[2][r] = FMA_NEON(c[2][r], k, q2);
+        }
+    }
+    for (int j = 0; j < nj; j++)
+        for (int r = 0; r < nr; r++) {
+            float l[4];
+            vst1q_f32(l, c[j][r]);
+            out[(size_t)j * out_stride + r] = (l[0] + l[1]) + (l[2] + l[3]);
+        }
+}
+
+static void qk_rows_f16_neon(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
+                             float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    for (int r = 0; r < nrows; r += 4, x += 4 * stride)
+        for (int j = 0; j < na; j += 3)
+            qk_rows4_neon(n, x, stride, SLM_MIN(4, nrows - r), a + (size_t)j * a_stride, a_stride, SLM_MIN(3, na - j),
+                          out + (size_t)j * out_stride + r, out_stride);
 }
 #endif /* SLM_NEON_F16 */
 
@@ -19845,6 +20079,8 @@ static const kernel_table KERNELS_SCALAR = {
                    [SLM_TYPE_BF16] = bf16_from_float_ref, [SLM_TYPE_Q8_0] = q8_0_from_float_ref,
                    [SLM_TYPE_Q8_1] = q8_1_from_float_ref, [SLM_TYPE_Q8_K] = q8_k_from_float_ref},
     .exp_sum = exp_sum_ref,
+    .swiglu = swiglu_ref,
+    .sumsq = sumsq_ref,
 };
 
 #ifdef SLM_SSE4
@@ -19894,6 +20130,8 @@ static const kernel_table KERNELS_AVX2 = {
     .dot_rows_f16 = dot_rows_f16_avx2,
     .qk_rows_f16 = qk_rows_f16_avx2,
     .exp_sum = exp_sum_avx2,
+    .swiglu = swiglu_avx2,
+    .sumsq = sumsq_avx2,
 };
 #endif
 
@@ -19923,12 +20161,17 @@ static const kernel_table KERNELS_AVX512 = {
                     [SLM_TYPE_Q6_K] = gemm16_q6_k_avx512, [SLM_TYPE_Q2_K] = gemm16_q2_k_avx512,
                     [SLM_TYPE_Q3_K] = gemm16_q3_k_avx512, [SLM_TYPE_IQ4_XS] = gemm16_iq4_xs_avx512},
     .exp_sum = exp_sum_avx512,
+    .swiglu = swiglu_avx512,
 };
 #endif
 
 #ifdef SLM_NEON
 static const kernel_table KERNELS_NEON = {
     SLM_NEON_NAME, SLM_ISA_NEON, &KERNELS_SCALAR,
+#if defined(__aarch64__)
+    .swiglu = swiglu_neon,
+    .sumsq = sumsq_neon,
+#endif
     .dot = {[SLM_TYPE_F32] = dot_f32_neon,
 #ifdef SLM_NEON_F16
             [SLM_TYPE_F16] = dot_f16_neon,
@@ -19943,6 +20186,8 @@ static const kernel_table KERNELS_NEON = {
              [SLM_TYPE_Q2_K] = dot4_q2_k_neon, [SLM_TYPE_Q3_K] = dot4_q3_k_neon, [SLM_TYPE_Q4_K] = dot4_q4_k_neon,
              [SLM_TYPE_Q5_K] = dot4_q5_k_neon, [SLM_TYPE_Q6_K] = dot4_q6_k_neon, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_neon},
 #ifdef SLM_NEON_F16
+    .dot_rows_f16 = dot_rows_f16_neon,
+    .qk_rows_f16 = qk_rows_f16_neon,
     .to_float = {[SLM_TYPE_F16] = f16_to_float_neon, [SLM_TYPE_BF16] = bf16_to_float_neon},
     .from_float = {[SLM_TYPE_F16] = f16_from_float_neon, [SLM_TYPE_BF16] = bf16_from_float_neon,
                    [SLM_TYPE_Q8_0] = q8_0_from_float_neon, [SLM_TYPE_Q8_1] = q8_1_from_float_neon,
@@ -20156,6 +20401,8 @@ static void kernels_resolve(const kernel_table *t, kernel_table *out) {
     if (t->dot_rows_f16) out->dot_rows_f16 = t->dot_rows_f16;
     if (t->qk_rows_f16) out->qk_rows_f16 = t->qk_rows_f16;
     if (t->exp_sum) out->exp_sum = t->exp_sum;
+    if (t->swiglu) out->swiglu = t->swiglu;
+    if (t->sumsq) out->sumsq = t->sumsq;
     out->name = t->name;
     out->isa = t->isa;
     out->base = t->base;

@@ -830,6 +830,56 @@ static void check_exp_sum(const kernel_table *kt) {
     CHECK(bad == 0, "exp_sum %s: %d values or sums off", kt->name, bad);
 }
 
+/* SwiGLU: the SIMD silu(g) * u within 4 ulp of the reference's over the
+   range where it matters, exact 0/x at the ends, NaN kept; and the sum of
+   squares of RMSNorm within double rounding. Odd lengths for the tails. */
+static void check_swiglu_sumsq(const kernel_table *kt) {
+    enum { N = 1037 };
+    static float g[N], h[N], h2[N], u[N];
+    uint64_t s = 11;
+    int bad = 0;
+    double worst = 0;
+    if (kt->swiglu != swiglu_ref) {
+        for (int rep = 0; rep < 12; rep++) {
+            const float span = rep < 4 ? 4.0f : rep < 8 ? 30.0f : 120.0f;
+            for (int i = 0; i < N; i++) {
+                g[i] = h[i] = t_randf(&s) * span;
+                u[i] = t_randf(&s) * (rep % 3 == 2 ? 1e30f : 2.0f);
+            }
+            g[0] = h[0] = 0.0f, g[1] = h[1] = -0.0f, g[2] = h[2] = 200.0f, g[3] = h[3] = -200.0f;
+            g[4] = h[4] = 1e-30f, g[5] = h[5] = NAN, g[6] = h[6] = 88.5f, g[7] = h[7] = -88.5f;
+            memcpy(h2, h, sizeof h);
+            const int n = N - rep;
+            kt->swiglu(g, u, n);
+            swiglu_ref(h, u, n);
+            for (int i = 0; i < n; i++) {
+                if (isnan(h[i])) {
+                    bad += !isnan(g[i]);
+                    continue;
+                }
+                const double d = fabs((double)g[i] - h[i]), e = d / SLM_MAX(fabs((double)h[i]), 1e-37);
+                if (h2[i] > -87.0f && fabs((double)h[i]) > 1e-30) worst = e > worst ? e : worst;
+                /* below -87.3 exp flushes to 0: silu is under 1e-35 there */
+                const int off = e > 5e-7 && d > 1e-35 * fabs((double)u[i]);
+                if (off && bad < 5) printf("  swiglu %s: g %g u %g: %g, want %g\n", kt->name, (double)h2[i], (double)u[i], (double)g[i], (double)h[i]);
+                bad += off;
+            }
+            bad += g[N - rep] != h[N - rep]; /* past the end: untouched */
+        }
+        printf("  swiglu %s: max rel err %.2e (inputs above -87)\n", kt->name, worst);
+        CHECK(bad == 0, "swiglu %s: %d values off", kt->name, bad);
+    }
+    if (kt->sumsq != sumsq_ref) {
+        bad = 0;
+        for (int n = 0; n < 300; n += 7) {
+            for (int i = 0; i < n; i++) g[i] = t_randf(&s) * (n % 2 ? 1e3f : 1e-3f);
+            const double a = kt->sumsq(g, n), b = sumsq_ref(g, n);
+            bad += fabs(a - b) > 1e-14 * b;
+        }
+        CHECK(bad == 0, "sumsq %s: %d sums off", kt->name, bad);
+    }
+}
+
 /* The default thread count: at least 1, at most 8, OMP_NUM_THREADS when set. */
 static void set_env(const char *k, const char *v) {
 #ifdef _WIN32
@@ -909,6 +959,7 @@ void test_kernels(void) {
         check_kgemm16(&kt);
         check_dot_rows(&kt);
         check_exp_sum(&kt);
+        check_swiglu_sumsq(&kt);
         check_attention(&kt);
     }
     check_avx512();
