@@ -1648,6 +1648,8 @@ static slm_status kv_float(const gguf_file *g, const gguf_kv *kv, int64_t elem, 
 
 /* IQ4_NL/IQ4_XS levels: a non-uniform 4-bit grid, denser near zero */
 static const int8_t IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+/* the same + 128, unsigned (x8 kernels whose weight operand is unsigned) */
+static SLM_UNUSED const uint8_t IQ4_UVALUES[16] = {1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241};
 
 typedef void (*to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void (*from_float_fn)(const float *src, void *dst, int64_t n);
@@ -1811,6 +1813,8 @@ static size_t row_bytes(int type, int64_t n) {
  *     bytes: byte i of chunk c holds row i/4's column 8c + i%4 in its low
  *     nibble and column 8c + 4 + i%4 in its high nibble (the stored nibble,
  *     value + 8, as in Q4_0).
+ *   IQ4_NLx8 (144 bytes): as Q4_0x8 (IQ4_NL's block is Q4_0's, the nibble
+ *     indexing the non-linear table instead of holding q + 8).
  *   Q8_0x8 (272 bytes): f16 d[8], then 8 steps of 32 bytes: byte i of step
  *     s is row i/4's column 4s + i%4.
  *   Q5_0x8 (176 bytes): f16 d[8], then 32 bytes of high bits: bit c of byte
@@ -1827,7 +1831,7 @@ static size_t row_bytes(int type, int64_t n) {
  */
 #define ACT_Q8_0X (-2)
 static int x8_block_bytes(int type) {
-    return type == SLM_TYPE_Q4_0 ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176
+    return type == SLM_TYPE_Q4_0 || type == SLM_TYPE_IQ4_NL ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176
          : type == SLM_TYPE_Q4_K ? 1152 : type == SLM_TYPE_Q5_K ? 1408 : type == SLM_TYPE_Q6_K ? 1680 : 0;
 }
 static int is_kx8(int type) { return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K; }
@@ -16033,17 +16037,26 @@ static void gemm_q4_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
 /* Q8_0x8: both operands signed; maddubs gets |w| (unsigned, so a weight of
    -128 is 128) and a * sign(w) (activations never hold -128). A pair can
    reach 2 * 128 * 127, so each step widens to 32 bits at once. */
-SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+SLM_INLINE void gemm_q8_0x8_avx2_t(int nl, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                     int64_t ldy) {
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+    const int bb = nl ? 144 : 272;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; b++, w += 272, a += 40) {
+    for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
         /* the hardware prefetcher alone leaves decode well below the memory
            bandwidth: ask for the weights about 1 KB ahead */
-        for (int l = 0; l < 272; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
+        for (int l = 0; l < bb; l += 64) _mm_prefetch((const char *)w + 1024 + l, _MM_HINT_T0);
         __m256i s32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int st = 0; st < 8; st++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st)), av = _mm256_sign_epi8(v, v);
+            __m256i v;
+            if (nl) { /* step 2c: chunk c's low nibbles, 2c + 1: its high ones, through the table */
+                const __m256i c = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * (st / 2)));
+                v = _mm256_shuffle_epi8(lut, _mm256_and_si256(st % 2 ? _mm256_srli_epi16(c, 4) : c, m4));
+            } else {
+                v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * st));
+            }
+            const __m256i av = _mm256_sign_epi8(v, v);
             SLM_UNROLL(4)
             for (int t = 0; t < nt; t++) {
                 const __m256i ab = _mm256_set1_epi32((int)ld_u32(a + (size_t)t * a_rb + 4 * st));
@@ -16063,9 +16076,17 @@ SLM_INLINE void gemm_q8_0x8_avx2_t(int n, const uint8_t *w, const uint8_t *a, si
 
 static void gemm_q8_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
     /* constant token counts, so the per-token accumulators stay in registers */
-    if (nt == 1) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
-    else if (nt == 4) gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
-    else gemm_q8_0x8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+    if (nt == 1) gemm_q8_0x8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q8_0x8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q8_0x8_avx2_t(0, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* IQ4_NLx8: the Q8_0x8 kernel on the table's values (signed, |v| <= 127,
+   so maddubs' pairs stay below 2^15) */
+static void gemm_iq4_nlx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q8_0x8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q8_0x8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q8_0x8_avx2_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* Q5_0x8: as Q4_0x8 with the fifth bit moved into bit 4 of each byte
@@ -16573,10 +16594,12 @@ static inline __m256 x8_acc_avx512(__m256 acc, __m256i isum, __m256 dw, const ui
    16-bit shifts: what crosses from the neighbouring byte never lands on
    bit 4); values 0..31 = q + 16, lanes start at -16 * sum(a). A lane adds
    32 products of at most 31 * 127: no overflow. */
-SLM_INLINE void gemm_q45_0x8_avx512_t(int q5, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+SLM_INLINE void gemm_q45_0x8_avx512_t(int kind, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                        int64_t ldy) {
     const __m256i m4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
-    const int bb = q5 ? 176 : 144, nib = q5 ? 48 : 16, off = q5 ? 16 : 8;
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_UVALUES));
+    const int q5 = kind == 1, nl = kind == 2;
+    const int bb = q5 ? 176 : 144, nib = q5 ? 48 : 16, off = q5 ? 16 : nl ? 128 : 8;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < n / 32; b++, w += bb, a += 40) {
         _mm_prefetch((const char *)w + 1024, _MM_HINT_T0);
@@ -16592,6 +16615,7 @@ SLM_INLINE void gemm_q45_0x8_avx512_t(int q5, int n, const uint8_t *w, const uin
                 lo[c] = _mm256_ternarylogic_epi32(lo[c], _mm256_slli_epi16(h, 4 - c), b4, 0xF8);
                 hi[c] = _mm256_ternarylogic_epi32(hi[c], _mm256_srli_epi16(h, c), b4, 0xF8);
             }
+            if (nl) lo[c] = _mm256_shuffle_epi8(lut, lo[c]), hi[c] = _mm256_shuffle_epi8(lut, hi[c]);
         }
         const __m256 dw = x8_scales_avx512(w);
         SLM_UNROLL(4)
@@ -16625,6 +16649,14 @@ static void gemm_q5_0x8_avx512(int n, const void *w, const void *a, size_t a_rb,
     if (nt == 1) gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
     else if (nt == 4) gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q45_0x8_avx512_t(1, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* IQ4_NLx8: the Q4_0x8 kernel with each nibble looked up as value + 128
+   (unsigned, 1..241; lanes start at -128 * sum(a)) */
+static void gemm_iq4_nlx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_q45_0x8_avx512_t(2, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_q45_0x8_avx512_t(2, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_q45_0x8_avx512_t(2, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* Q8_0x8: the weights plus 128 (0..255) are unsigned; lanes start at
@@ -17382,8 +17414,9 @@ SLM_INLINE void gemm16_x8_tok_avx512(const __m512i *q, __m512 dw, int off, const
    chunk. */
 SLM_INLINE void gemm16_x8_avx512_t(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a, size_t a_rb, int nt,
                                     float *y, int64_t ldy) {
-    const int q8 = type == SLM_TYPE_Q8_0, q5 = type == SLM_TYPE_Q5_0;
-    const int bb = x8_block_bytes(type), nib = q5 ? 48 : 16, off = q8 ? 128 : q5 ? 16 : 8;
+    const int q8 = type == SLM_TYPE_Q8_0, q5 = type == SLM_TYPE_Q5_0, nl = type == SLM_TYPE_IQ4_NL;
+    const int bb = x8_block_bytes(type), nib = q5 ? 48 : 16, off = q8 || nl ? 128 : q5 ? 16 : 8;
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4_UVALUES));
     const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16), bias = _mm512_set1_epi8((char)0x80);
     float acc[64 * 16]; /* [token][row]: contiguous (y's rows may map to few cache sets) */
     for (int t0 = 0; t0 < nt; t0 += 64) {
@@ -17404,6 +17437,7 @@ SLM_INLINE void gemm16_x8_avx512_t(int type, int n, const uint8_t *w, size_t wb,
                         lo = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4 - c), b4, 0xF8);
                         hi = _mm512_ternarylogic_epi32(hi, _mm512_srli_epi16(h, c), b4, 0xF8);
                     }
+                    if (nl) lo = _mm512_shuffle_epi8(lut, lo), hi = _mm512_shuffle_epi8(lut, hi);
                     q[2 * c] = lo, q[2 * c + 1] = hi;
                 }
             }
@@ -17426,6 +17460,10 @@ static void gemm16_q5_0x8_avx512(int n, const void *w, size_t wb, const void *a,
 }
 static void gemm16_q8_0x8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
     gemm16_x8_avx512_t(SLM_TYPE_Q8_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+static void gemm16_iq4_nlx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y,
+                                   int64_t ldy) {
+    gemm16_x8_avx512_t(SLM_TYPE_IQ4_NL, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* Super-block converters that read the 16 rows with dword gathers (lane r
@@ -19244,14 +19282,19 @@ static void q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
    per-block float steps are the AVX2 kernels' (same results). Nibbles and
    5-bit values are unsigned, so they go in as non-negative int8 and the
    offset comes back as 8 (16) times the block's activation sum. */
-/* chunk c of a Q4_0x8/Q5_0x8 block w: the values of rows 0-3 (x0) and 4-7
-   (x1), columns 8c..8c+3 (lo) and 8c+4..8c+7 (hi), 4 bytes a row */
+/* chunk c of a Q4_0x8/Q5_0x8/IQ4_NLx8 block w: the values of rows 0-3 (x0)
+   and 4-7 (x1), columns 8c..8c+3 (lo) and 8c+4..8c+7 (hi), 4 bytes a row
+   (IQ4_NL: the table's signed values, no offset) */
 static SLM_ALWAYS_INLINE void x8_chunk_neon(int type, const uint8_t *w, int c, uint8x16_t *lo0, uint8x16_t *lo1,
                                             uint8x16_t *hi0, uint8x16_t *hi1) {
     const int nib = type == SLM_TYPE_Q5_0 ? 48 : 16;
     const uint8x16_t m4 = vdupq_n_u8(15), b4 = vdupq_n_u8(16);
     const uint8x16_t v0 = vld1q_u8(w + nib + 32 * c), v1 = vld1q_u8(w + nib + 32 * c + 16);
     *lo0 = vandq_u8(v0, m4), *lo1 = vandq_u8(v1, m4), *hi0 = vshrq_n_u8(v0, 4), *hi1 = vshrq_n_u8(v1, 4);
+    if (type == SLM_TYPE_IQ4_NL) { /* the table's values, signed */
+        const uint8x16_t lut = vreinterpretq_u8_s8(vld1q_s8(IQ4_VALUES));
+        *lo0 = vqtbl1q_u8(lut, *lo0), *lo1 = vqtbl1q_u8(lut, *lo1), *hi0 = vqtbl1q_u8(lut, *hi0), *hi1 = vqtbl1q_u8(lut, *hi1);
+    }
     if (type == SLM_TYPE_Q5_0) { /* bit c (low half) or 4 + c (high half) to bit 4 */
         const uint8x16_t h0 = vld1q_u8(w + 16), h1 = vld1q_u8(w + 32);
         const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
@@ -19323,6 +19366,7 @@ static SLM_ALWAYS_INLINE void gemm_x8_neon(int type, int n, const uint8_t *w, co
 X8_NEON_ENTRY(gemm_q4_0x8_dotprod, SLM_TYPE_Q4_0)
 X8_NEON_ENTRY(gemm_q5_0x8_dotprod, SLM_TYPE_Q5_0)
 X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
+X8_NEON_ENTRY(gemm_iq4_nlx8_dotprod, SLM_TYPE_IQ4_NL)
 #undef X8_NEON_ENTRY
 
 /* K-quant x8 (layouts in section 5) with SDOT, gemm_kx8_ref's bits: lanes
@@ -20118,7 +20162,7 @@ static const kernel_table KERNELS_AVX2 = {
              [SLM_TYPE_Q5_0] = dot4_q5_0_avx2, [SLM_TYPE_Q5_1] = dot4_q5_1_avx2, [SLM_TYPE_IQ4_NL] = dot4_iq4_nl_avx2,
              [SLM_TYPE_Q2_K] = dot4_q2_k_avx2, [SLM_TYPE_Q3_K] = dot4_q3_k_avx2, [SLM_TYPE_Q4_K] = dot4_q4_k_avx2,
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
-    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2,
+    .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2, [SLM_TYPE_IQ4_NL] = gemm_iq4_nlx8_avx2,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2,
                 [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx2,
@@ -20152,9 +20196,11 @@ static const kernel_table KERNELS_AVX512 = {
              [SLM_TYPE_Q2_K] = dot4_q2_k_avx512, [SLM_TYPE_Q3_K] = dot4_q3_k_avx512, [SLM_TYPE_Q4_K] = dot4_q4_k_avx512,
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx512, [SLM_TYPE_Q6_K] = dot4_q6_k_avx512, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx512},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
+                [SLM_TYPE_IQ4_NL] = gemm_iq4_nlx8_avx512,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx512,
                 [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512},
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx512,
+                  [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_avx512,
                   [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx512,
                   [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx512},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx512, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx512,
@@ -20216,6 +20262,7 @@ static const kernel_table KERNELS_DOTPROD = {
              [SLM_TYPE_Q4_K] = dot4_q4_k_dotprod, [SLM_TYPE_Q5_K] = dot4_q5_k_dotprod,
              [SLM_TYPE_Q6_K] = dot4_q6_k_dotprod, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_dotprod},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
+                [SLM_TYPE_IQ4_NL] = gemm_iq4_nlx8_dotprod,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod, [SLM_TYPE_Q4_K] = gemm_q4_kx8_dotprod,
                 [SLM_TYPE_Q5_K] = gemm_q5_kx8_dotprod, [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
 };

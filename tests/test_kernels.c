@@ -707,7 +707,7 @@ static void check_x8(const kernel_table *kt) {
         }
         CHECK(bad == 0, "Q8_0X differs from Q8_0 in %d blocks", bad);
     }
-    static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q8_0, SLM_TYPE_Q5_0};
+    static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q8_0, SLM_TYPE_Q5_0, SLM_TYPE_IQ4_NL};
     static const int blocks[] = {1, 2, 3, 7, 18, 33, 96};
     uint64_t s = 11;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
@@ -746,7 +746,10 @@ static void check_x8(const kernel_table *kt) {
 #endif
                     for (int t = 0; t < nt; t++)
                         for (int r = 0; r < 8; r++) {
-                            const float ref = (type == SLM_TYPE_Q4_0 ? dot_q4_0_ref : type == SLM_TYPE_Q5_0 ? dot_q5_0_ref : dot_q8_0_ref)(n, w + r * rb, a + t * arb);
+                            const float ref = (type == SLM_TYPE_Q4_0    ? dot_q4_0_ref
+                                               : type == SLM_TYPE_Q5_0  ? dot_q5_0_ref
+                                               : type == SLM_TYPE_IQ4_NL ? dot_iq4_nl_ref
+                                                                        : dot_q8_0_ref)(n, w + r * rb, a + t * arb);
                             const double mag = dot_mag(type, w + r * rb, a + t * arb, n, wf, af);
                             const double e = fabs((double)y[t * 9 + r] - ref) / (mag + 1e-300);
                             worst = e > worst ? e : worst;

@@ -14,7 +14,7 @@ static float gemm_ref_dot(int type, int n, const uint8_t *w, const uint8_t *a) {
 
 static void check_gemm16(const kernel_table *kt) {
     static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q8_0, SLM_TYPE_Q5_0, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K,
-                                SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
+                                SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS, SLM_TYPE_IQ4_NL};
     static const int lens32[] = {1, 3, 7, 18, 33}, lens256[] = {1, 2, 3, 7};
     uint64_t s = 77;
     enum { NT = 40, LDY = 16 + 3 };
