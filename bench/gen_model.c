@@ -7,7 +7,8 @@
  * Files are generated at bench time and never committed.
  *
  *   gen_model SHAPE DIR [TYPES]     SHAPE: smollm2-135m | qwen2.5-0.5b | llama3.2-1b |
- *                                          qwen3.5-0.8b | lfm2-1.2b
+ *                                          qwen3.5-0.8b | lfm2-1.2b | smollm3-3b |
+ *                                          olmo2-1b | granite3.3-2b | granite4.0-h-350m
  *                                          bge-small (a BERT encoder, for embeddings)
  *                                   TYPES: comma list of F16,Q8_0,Q4_0,Q4_K_M (default all)
  *
@@ -32,36 +33,84 @@ typedef struct shape {
        attention layer) or HYB_LFM2 (short conv layers, attention where
        attn_mask has the layer's bit) */
     int hybrid, head_dim, n_rot;
-    int ssm_k_heads, ssm_v_heads, ssm_head; /* qwen35 linear attention */
+    int ssm_k_heads, ssm_v_heads, ssm_head; /* qwen35 linear attention; granitehybrid: groups, heads, head size */
     unsigned attn_mask;
+    /* the 2026 dense families and Granite 4.0-H */
+    int ssm_state;  /* granitehybrid: Mamba2 state size */
+    int post_norm;  /* olmo2: post-norms only, q/k norms over the whole projection, untied output */
+    int no_rope;    /* granitehybrid: rope.scaling.finetuned = false (no positional encoding) */
+    float emb_scale, resid_scale, attn_scale, logit_scale; /* granite multipliers (0: key not written) */
 } shape;
 
-enum { HYB_NONE = 0, HYB_QWEN35 = 1, HYB_LFM2 = 2 };
+enum { HYB_NONE = 0, HYB_QWEN35 = 1, HYB_LFM2 = 2, HYB_GRANITEH = 3 };
 
 static const shape SHAPES[] = {
-    {"smollm2-135m", "llama", 30, 576, 1536, 9, 3, 49152, 8192, 100000.0f, 1e-5f, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"qwen2.5-0.5b", "qwen2", 24, 896, 4864, 14, 2, 151936, 32768, 1000000.0f, 1e-6f, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"smollm2-135m", "llama", 30, 576, 1536, 9, 3, 49152, 8192, 100000.0f, 1e-5f, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+     0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f},
+    {"qwen2.5-0.5b", "qwen2", 24, 896, 4864, 14, 2, 151936, 32768, 1000000.0f, 1e-6f, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+     0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f},
     /* Llama-3.2-1B (its config.json): hidden 2048, 16 layers, 32 heads of 64,
        8 KV heads, FFN 8192, vocabulary 128256, tied embeddings, rope theta
        500000 with llama3 scaling (factor 32, low/high frequency factors 1/4,
        original context 8192) */
-    {"llama3.2-1b", "llama", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.0f, 1e-5f, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"llama3.2-1b", "llama", 16, 2048, 8192, 32, 8, 128256, 131072, 500000.0f, 1e-5f, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0,
+     0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f},
     /* Qwen3.5-0.8B: 24 layers (every 4th gated attention, 8 heads of 256, 2
        KV heads, rope on 64 dims), linear attention 16 q/k and 16 v heads of
        128, conv kernel 4; FFN 3584; vocabulary 248320, tied */
     {"qwen3.5-0.8b", "qwen35", 24, 1024, 3584, 8, 2, 248320, 262144, 10000000.0f, 1e-6f, 0, 1, 0, HYB_QWEN35, 256, 64,
-     16, 16, 128, 0},
+     16, 16, 128, 0, 0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f},
     /* LFM2-1.2B: 16 layers, attention at 2, 5, 8, 10, 12, 14 (32 heads of
        64, 8 KV heads), short convs (l_cache 3) elsewhere; FFN 8192 (12288
        auto-adjusted); vocabulary 65536, tied */
     {"lfm2-1.2b", "lfm2", 16, 2048, 8192, 32, 8, 65536, 128000, 1000000.0f, 1e-5f, 0, 1, 0, HYB_LFM2, 64, 64, 0, 0, 0,
-     (1u << 2) | (1u << 5) | (1u << 8) | (1u << 10) | (1u << 12) | (1u << 14)},
+     (1u << 2) | (1u << 5) | (1u << 8) | (1u << 10) | (1u << 12) | (1u << 14), 0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f},
+    /* SmolLM3-3B (HuggingFaceTB/SmolLM3-3B, its model card and config as
+       published at apxml.com/models/smollm3-3b and in SmolLM3ForCausalLM
+       fine-tunes' config.json): hidden 2048, 36 layers, 16 heads of 128, 4 KV
+       heads, FFN 11008, vocabulary 128256, tied, rope theta 5e6, RMS eps
+       1e-6, 65536 positions; no rope in every 4th layer (no_rope_layer_interval
+       4: llama.cpp hard-codes it, no GGUF key) */
+    {.name = "smollm3-3b", .arch = "smollm3", .n_layer = 36, .n_embd = 2048, .n_ff = 11008, .n_head = 16,
+     .n_head_kv = 4, .n_vocab = 128256, .n_ctx = 65536, .rope_base = 5000000.0f, .eps = 1e-6f, .tied = 1,
+     .head_dim = 128},
+    /* OLMo-2-0425-1B (allenai's model card: 16 layers, hidden 2048, 16
+       heads, context 4096; the OLMo 2 family's config.json (7B, 13B):
+       num_key_value_heads = num_attention_heads, vocabulary 100352, rope theta
+       500000, RMS eps 1e-6, tie_word_embeddings false). FFN 8192: no 1B
+       config.json was found; 8192 (4 x hidden) as in OLMo-1B-hf's config,
+       labelled as the closest documented shape */
+    {.name = "olmo2-1b", .arch = "olmo2", .n_layer = 16, .n_embd = 2048, .n_ff = 8192, .n_head = 16,
+     .n_head_kv = 16, .n_vocab = 100352, .n_ctx = 4096, .rope_base = 500000.0f, .eps = 1e-6f, .tied = 0,
+     .head_dim = 128, .post_norm = 1},
+    /* granite-3.3-2b-instruct (ibm-granite; the Granite 3.x 2B config.json
+       as quoted for granite-3.1-2b and for granite-speech-4.1-2b's language
+       model, which is Granite 3.3 2B): hidden 2048, 40 layers, 32 heads of
+       64, 8 KV heads, FFN 8192, vocabulary 49159, tied, rope theta 1e7, RMS
+       eps 1e-5, 131072 positions; embedding_multiplier 12, residual_multiplier
+       0.22, attention_multiplier 0.015625, logits_scaling 8 */
+    {.name = "granite3.3-2b", .arch = "granite", .n_layer = 40, .n_embd = 2048, .n_ff = 8192, .n_head = 32,
+     .n_head_kv = 8, .n_vocab = 49159, .n_ctx = 131072, .rope_base = 10000000.0f, .eps = 1e-5f, .tied = 1,
+     .head_dim = 64, .emb_scale = 12.0f, .resid_scale = 0.22f, .attn_scale = 0.015625f, .logit_scale = 8.0f},
+    /* granite-4.0-h-350m (ibm-granite; its config.json as mirrored in
+       GraniteMoeHybrid projects' tests): hidden 768, 32 layers, attention at
+       10, 13, 17, 27 (12 heads of 64, 4 KV heads, no positional encoding),
+       Mamba2 elsewhere: 48 heads of 32 (expand 2: inner 1536), state 128, 1
+       group, conv 4 with bias; dense shared FFN 2048 (no experts);
+       vocabulary 100352, tied, RMS eps 1e-5, 32768 positions;
+       embedding_multiplier 12, residual_multiplier 0.246,
+       attention_multiplier 0.015625, logits_scaling 3 */
+    {.name = "granite4.0-h-350m", .arch = "granitehybrid", .n_layer = 32, .n_embd = 768, .n_ff = 2048,
+     .n_head = 12, .n_head_kv = 4, .n_vocab = 100352, .n_ctx = 32768, .rope_base = 10000.0f, .eps = 1e-5f,
+     .tied = 1, .hybrid = HYB_GRANITEH, .head_dim = 64, .ssm_k_heads = 1, .ssm_v_heads = 48, .ssm_head = 32,
+     .attn_mask = (1u << 10) | (1u << 13) | (1u << 17) | (1u << 27), .ssm_state = 128, .no_rope = 1,
+     .emb_scale = 12.0f, .resid_scale = 0.246f, .attn_scale = 0.015625f, .logit_scale = 3.0f},
 };
 
 /* Is layer il attention (not a recurrent layer)? */
 static int is_attn(const shape *sh, int il) {
     if (sh->hybrid == HYB_QWEN35) return (il + 1) % 4 == 0;
-    if (sh->hybrid == HYB_LFM2) return (sh->attn_mask >> il) & 1u;
+    if (sh->hybrid == HYB_LFM2 || sh->hybrid == HYB_GRANITEH) return (sh->attn_mask >> il) & 1u;
     return 1;
 }
 
@@ -174,7 +223,7 @@ static int write_f16(const shape *sh, const char *path) {
     for (int il = 0; il < sh->n_layer; il++) {
         char n[64];
 #define L(s, nd, a, b, ty, sc, c) (snprintf(n, 64, "blk.%d.%s", il, s), T(n, nd, a, b, ty, sc, c))
-        L("attn_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        if (!sh->post_norm) L("attn_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
         if (sh->hybrid) {
             const int64_t KD = (int64_t)sh->ssm_k_heads * sh->ssm_head, VD = (int64_t)sh->ssm_v_heads * sh->ssm_head;
             const int64_t NV = sh->ssm_v_heads;
@@ -183,7 +232,24 @@ static int write_f16(const shape *sh, const char *path) {
             L("ffn_gate.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
             L("ffn_up.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
             L("ffn_down.weight", 2, F, E, SLM_TYPE_F16, ws, 0.0f);
-            if (is_attn(sh, il)) {
+            if (sh->hybrid == HYB_GRANITEH && is_attn(sh, il)) {
+                L("attn_q.weight", 2, E, Q, SLM_TYPE_F16, ws, 0.0f);
+                L("attn_k.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
+                L("attn_v.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
+                L("attn_output.weight", 2, Q, E, SLM_TYPE_F16, ws, 0.0f);
+            } else if (sh->hybrid == HYB_GRANITEH) {
+                /* Mamba2: ssm_in gives z (inner) | xBC (inner + 2 groups x
+                   state) | dt (heads); inner = heads x head size */
+                const int64_t NG = sh->ssm_k_heads, NS = sh->ssm_state, XBC = VD + 2 * NG * NS;
+                L("ssm_in.weight", 2, E, VD + XBC + NV, SLM_TYPE_F16, ws, 0.0f);
+                L("ssm_conv1d.weight", 2, 4, XBC, SLM_TYPE_F32, 0.3f, 0.0f);
+                L("ssm_conv1d.bias", 1, XBC, 1, SLM_TYPE_F32, 0.1f, 0.0f);
+                L("ssm_dt.bias", 1, NV, 1, SLM_TYPE_F32, 1.0f, 0.0f);
+                L("ssm_a", 2, 1, NV, SLM_TYPE_F32, 0.5f, -1.0f);
+                L("ssm_d", 2, 1, NV, SLM_TYPE_F32, 0.1f, 0.3f);
+                L("ssm_norm.weight", 2, VD / NG, NG, SLM_TYPE_F32, 0.1f, 1.0f);
+                L("ssm_out.weight", 2, VD, E, SLM_TYPE_F16, ws, 0.0f);
+            } else if (is_attn(sh, il)) {
                 const int gate = sh->hybrid == HYB_QWEN35 ? 2 : 1; /* qwen35: query | gate */
                 L("attn_q.weight", 2, E, gate * Q, SLM_TYPE_F16, ws, 0.0f);
                 L("attn_k.weight", 2, E, KV, SLM_TYPE_F16, ws, 0.0f);
@@ -217,7 +283,14 @@ static int write_f16(const shape *sh, const char *path) {
             L("attn_v.bias", 1, KV, 1, SLM_TYPE_F32, 0.02f, 0.0f);
         }
         L("attn_output.weight", 2, Q, E, SLM_TYPE_F16, ws, 0.0f);
-        L("ffn_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        if (sh->post_norm) { /* olmo2: q/k norms over all heads together, norms after the sub-blocks */
+            L("attn_q_norm.weight", 1, Q, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+            L("attn_k_norm.weight", 1, KV, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+            L("post_attention_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+            L("post_ffw_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        } else {
+            L("ffn_norm.weight", 1, E, 1, SLM_TYPE_F32, 0.1f, 1.0f);
+        }
         L("ffn_gate.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
         L("ffn_up.weight", 2, E, F, SLM_TYPE_F16, ws, 0.0f);
         L("ffn_down.weight", 2, F, E, SLM_TYPE_F16, ws, 0.0f);
@@ -240,7 +313,7 @@ static int write_f16(const shape *sh, const char *path) {
     kv_u32(&b, AK("block_count"), (uint32_t)sh->n_layer);
     kv_u32(&b, AK("feed_forward_length"), (uint32_t)F);
     kv_u32(&b, AK("attention.head_count"), (uint32_t)sh->n_head);
-    if (sh->hybrid == HYB_LFM2) { /* per layer, 0 = short conv */
+    if (sh->hybrid == HYB_LFM2 || sh->hybrid == HYB_GRANITEH) { /* per layer, 0 = short conv or Mamba2 */
         kv_arr(&b, AK("attention.head_count_kv"), 5, (uint64_t)sh->n_layer);
         for (int il = 0; il < sh->n_layer; il++) gb_u32(&b, is_attn(sh, il) ? (uint32_t)sh->n_head_kv : 0);
     } else {
@@ -265,6 +338,19 @@ static int write_f16(const shape *sh, const char *path) {
         kv_u32(&b, AK("ssm.group_count"), (uint32_t)sh->ssm_k_heads);
     } else if (sh->hybrid == HYB_LFM2) {
         kv_u32(&b, AK("shortconv.l_cache"), 3);
+    } else if (sh->hybrid == HYB_GRANITEH) {
+        kv_u32(&b, AK("ssm.conv_kernel"), 4);
+        kv_u32(&b, AK("ssm.inner_size"), (uint32_t)(sh->ssm_v_heads * sh->ssm_head));
+        kv_u32(&b, AK("ssm.state_size"), (uint32_t)sh->ssm_state);
+        kv_u32(&b, AK("ssm.time_step_rank"), (uint32_t)sh->ssm_v_heads);
+        kv_u32(&b, AK("ssm.group_count"), (uint32_t)sh->ssm_k_heads);
+    }
+    if (sh->no_rope) kv_bool(&b, AK("rope.scaling.finetuned"), 0);
+    if (sh->logit_scale != 0.0f) {
+        kv_f32(&b, AK("embedding_scale"), sh->emb_scale);
+        kv_f32(&b, AK("residual_scale"), sh->resid_scale);
+        kv_f32(&b, AK("logit_scale"), sh->logit_scale);
+        kv_f32(&b, AK("attention.scale"), sh->attn_scale);
     }
     kv_f32(&b, AK("rope.freq_base"), sh->rope_base);
     kv_f32(&b, AK("attention.layer_norm_rms_epsilon"), sh->eps);
@@ -370,7 +456,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     const shape *sh = NULL;
-    static const shape BGE = {"bge-small", "bert", 12, 384, 1536, 12, 12, 30522, 512, 0.0f, 1e-12f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const shape BGE = {"bge-small", "bert", 12, 384, 1536, 12, 12, 30522, 512, 0.0f, 1e-12f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f};
     for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
         if (!strcmp(argv[1], SHAPES[i].name)) sh = &SHAPES[i];
     if (!strcmp(argv[1], BGE.name)) sh = &BGE;
