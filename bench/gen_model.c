@@ -133,7 +133,8 @@ static const shape SHAPES[] = {
     {.name = "gemma3-1b", .arch = "gemma3", .n_layer = 26, .n_embd = 1152, .n_ff = 6912, .n_head = 4,
      .n_head_kv = 1, .n_vocab = 262144, .n_ctx = 32768, .rope_base = 1000000.0f, .eps = 1e-6f, .tied = 1,
      .head_dim = 256, .qk_norm = 1, .gemma = 3, .swa = 512, .swa_pattern = 6, .swa_base = 10000.0f},
-    /* gemma-2-2b (google/gemma-2-2b config.json): hidden 2304, 26 layers, 8
+    /* gemma-2-2b (google/gemma-2-2b config.json, as copied in
+       huggingface.co/PrunaAI/google-gemma-2-2b-HQQ-1bit-smashed): hidden 2304, 26 layers, 8
        heads of 256, 4 KV heads, FFN 9216, vocabulary 256000, tied, rope
        theta 10000, sliding window 4096 (every other layer), attention
        soft-capping 50, final 30, query_pre_attn_scalar 256, RMS eps 1e-6,
@@ -141,7 +142,8 @@ static const shape SHAPES[] = {
     {.name = "gemma2-2b", .arch = "gemma2", .n_layer = 26, .n_embd = 2304, .n_ff = 9216, .n_head = 8,
      .n_head_kv = 4, .n_vocab = 256000, .n_ctx = 8192, .rope_base = 10000.0f, .eps = 1e-6f, .tied = 1,
      .head_dim = 256, .gemma = 2, .swa = 4096, .attn_softcap = 50.0f, .final_softcap = 30.0f},
-    /* Phi-3-mini-4k-instruct (microsoft; its config.json): hidden 3072, 32
+    /* Phi-3-mini-4k-instruct (microsoft; its config.json, as duplicated in
+       huggingface.co/Alignment-Lab-AI/idfkphi4kiguess): hidden 3072, 32
        layers, 32 heads of 96 (no GQA), FFN 8192, vocabulary 32064, separate
        output, rope theta 10000, RMS eps 1e-5, 4096 positions (its sliding
        window 2047 is not written: no effect on these tests) */
