@@ -559,8 +559,36 @@ static void check_bad_files(void) {
     }
 }
 
+/* Other weight types (the kinds the fixture README keeps for its held-out
+   check): each family in Q4_K and Q6_K, made from the F32 fixture by
+   llama.cpp's llama-quantize --pure, against llama.cpp's logits and greedy
+   ids (tests/data/FIXTURES-families-2026.md, "Q4_K and Q6_K"): the K-quant
+   x8 and GEMM paths on every layer kind, batches and threads as above. */
+static void check_other_types(void) {
+    static const char *const ARCHS[] = {"smollm3", "olmo2", "granite", "lfm2", "qwen35", "granitehybrid"};
+    static const char *const TYPES[] = {"Q4_K", "Q6_K"};
+    static fref r;
+    for (size_t a = 0; a < sizeof ARCHS / sizeof ARCHS[0]; a++)
+        for (size_t t = 0; t < sizeof TYPES / sizeof TYPES[0]; t++) {
+            if (test_quick() && t > 0) continue; /* emulated targets: Q4_K */
+            char name[64], path[256];
+            snprintf(name, sizeof name, "tiny-%s-%s", ARCHS[a], TYPES[t]);
+            snprintf(path, sizeof path, "models/%s.gguf", name);
+            slm_model *m = NULL;
+            slm_error err;
+            if (!load_fref(name, &r) || slm_model_load_file(data_path(path), NULL, &m, &err) != SLM_OK) {
+                CHECK(0, "%s: fixture missing or not loaded", name);
+                continue;
+            }
+            const fam f = {name, 3e-2, a >= 3};
+            check_batches(&f, m, &r);
+            slm_model_free(m);
+        }
+}
+
 void test_families(void) {
     check_chat();
+    check_other_types();
     check_bad_files();
     static fref r;
     for (size_t i = 0; i < sizeof FAMS / sizeof FAMS[0]; i++) {
