@@ -15147,46 +15147,11 @@ static void f16_from_float_avx2(const float *src, void *dst, int64_t n) {
     for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
 }
 
-/* exp on 8 lanes for arguments <= 0: 2^k * p(r), r = x - k ln 2 in two
-   parts, a degree-7 polynomial (Cephes' expf); within 2 ulp of expf, and 0
-   below -87.3 where expf would give a subnormal that no longer changes a
-   softmax sum. */
-static double exp_sum_avx2(float *x, int n, float mx) {
-    const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504088896341f);
-    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f), one = _mm256_set1_ps(1.0f);
-    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), vmx);
-        const __m256 keep = _mm256_cmp_ps(v, lo, _CMP_GE_OQ), t = _mm256_max_ps(v, lo);
-        const __m256 k = _mm256_round_ps(_mm256_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m256 r = _mm256_fnmadd_ps(k, c2, _mm256_fnmadd_ps(k, c1, t));
-        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-        p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, one));
-        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-        const __m256 y = _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
-        _mm256_storeu_ps(x + i, y);
-        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
-        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
-    }
-    double t4[4];
-    _mm256_storeu_pd(t4, _mm256_add_pd(acc0, acc1));
-    double sum = (t4[0] + t4[1]) + (t4[2] + t4[3]);
-    for (; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    return sum;
-}
-
-/* exp on 8 lanes for any argument: exp_sum_avx2's reduction and
-   polynomial, the argument clamped to [-87.3, 88] (0 below -87.3, where
-   silu's 1 + exp no longer changes; 2^127 * p stays finite above). */
+/* exp on 8 lanes: 2^k * p(r), r = x - k ln 2 in two parts, a degree-7
+   polynomial (Cephes' expf); within 2 ulp of expf. The argument is clamped
+   to [-87.3, 88]: 0 below -87.3, where expf would give a subnormal that no
+   longer changes a softmax sum or silu's 1 + exp; 2^127 * p stays finite
+   above. */
 static inline __m256 exp_avx2(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504088896341f);
     const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f), one = _mm256_set1_ps(1.0f);
@@ -15202,6 +15167,27 @@ static inline __m256 exp_avx2(__m256 x) {
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, one));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
     return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+}
+
+/* softmax's exponentials and their sum (in double) */
+static double exp_sum_avx2(float *x, int n, float mx) {
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 y = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+        _mm256_storeu_ps(x + i, y);
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    }
+    double t4[4];
+    _mm256_storeu_pd(t4, _mm256_add_pd(acc0, acc1));
+    double sum = (t4[0] + t4[1]) + (t4[2] + t4[3]);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    return sum;
 }
 
 /* swiglu_ref on 8 lanes: g / (1 + exp(-g)) * u with a true division;
@@ -17317,28 +17303,32 @@ K_ENTRIES(q5_1, avx512)
 
 /* --- Softmax --------------------------------------------------------------- */
 
-/* exp_sum_avx2 on 16 lanes: the same reduction, polynomial and flush to 0
-   below -87.3 (within 2 ulp of expf), 2^k applied by vscalefps; the sum in
-   double. The tail goes through the same code, masked. */
-static double exp_sum_avx512(float *x, int n, float mx) {
-    const __m512 vmx = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-87.3f), log2e = _mm512_set1_ps(1.44269504088896341f);
+/* exp_avx2 on 16 lanes: the same reduction, polynomial, clamp and flush
+   to 0, 2^k applied by vscalefps; lanes outside m are 0. */
+static inline __m512 exp_avx512(__m512 v, __mmask16 m) {
+    const __m512 lo = _mm512_set1_ps(-87.3f), log2e = _mm512_set1_ps(1.44269504088896341f);
     const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f), one = _mm512_set1_ps(1.0f);
+    const __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, lo, _CMP_GE_OQ);
+    const __m512 t = _mm512_min_ps(_mm512_max_ps(v, lo), _mm512_set1_ps(88.0f));
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_fnmadd_ps(k, c2, _mm512_fnmadd_ps(k, c1, t));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
+    return _mm512_maskz_scalef_ps(keep, p, k);
+}
+
+/* exp_sum_avx2 on 16 lanes; the tail goes through the same code, masked */
+static double exp_sum_avx512(float *x, int n, float mx) {
+    const __m512 vmx = _mm512_set1_ps(mx);
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
     for (int i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmx);
-        const __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, lo, _CMP_GE_OQ);
-        const __m512 t = _mm512_max_ps(v, lo);
-        const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m512 r = _mm512_fnmadd_ps(k, c2, _mm512_fnmadd_ps(k, c1, t));
-        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
-        const __m512 y = _mm512_maskz_scalef_ps(keep, p, k); /* 0 where flushed or past the end */
+        const __m512 y = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmx), m); /* 0 past the end */
         _mm512_mask_storeu_ps(x + i, m, y);
         acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
         acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)));
@@ -17346,26 +17336,13 @@ static double exp_sum_avx512(float *x, int n, float mx) {
     return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
 }
 
-/* swiglu_avx2 on 16 lanes: the same exp (vscalefps for 2^k), clamp and
-   division; the tail masked. */
+/* swiglu_avx2 on 16 lanes (exp_avx512, a true division); the tail masked */
 static void swiglu_avx512(float *g, const float *u, int n) {
-    const __m512 lo = _mm512_set1_ps(-87.3f), hi = _mm512_set1_ps(88.0f), log2e = _mm512_set1_ps(1.44269504088896341f);
-    const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f), one = _mm512_set1_ps(1.0f);
+    const __m512 one = _mm512_set1_ps(1.0f);
     for (int i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 x = _mm512_maskz_loadu_ps(m, g + i), v = _mm512_sub_ps(_mm512_setzero_ps(), x);
-        const __mmask16 keep = _mm512_cmp_ps_mask(v, lo, _CMP_GE_OQ);
-        const __m512 t = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m512 r = _mm512_fnmadd_ps(k, c2, _mm512_fnmadd_ps(k, c1, t));
-        __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-        p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
-        const __m512 d = _mm512_add_ps(one, _mm512_maskz_scalef_ps(keep, p, k));
+        const __m512 x = _mm512_maskz_loadu_ps(m, g + i);
+        const __m512 d = _mm512_add_ps(one, exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), x), m));
         _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(_mm512_div_ps(x, d), _mm512_maskz_loadu_ps(m, u + i)));
     }
 }
