@@ -3761,7 +3761,6 @@ struct slm_session {
     size_t n_ops;
     double width_ms[2];  /* single-token forward pass, ms (moving average): 1 thread, n_threads */
     int width_calls;     /* single-token passes since the last trial of the other width */
-    int width_trial;     /* 1: this pass is a trial of the slower width */
 };
 
 /* --- the forward pass --------------------------------------------------------- */
@@ -4978,8 +4977,9 @@ static void forward_team(slm_session *s, const int32_t *tok, int n, int pos0, in
    which keeps them under about 1% of decode time. A trial's time replaces
    that width's average, so one good trial is enough to switch back when
    the machine becomes quiet again. */
-static int forward_width(slm_session *s, int n, int *slot) {
+static int forward_width(slm_session *s, int n, int *slot, int *trial) {
     *slot = -1;
+    *trial = 0;
     if (n != 1 || s->n_threads <= 1) return s->n_threads;
     const double *w = s->width_ms;
     int best;
@@ -4992,7 +4992,7 @@ static int forward_width(slm_session *s, int n, int *slot) {
         if (++s->width_calls >= every) {
             s->width_calls = 0;
             best = !best;
-            s->width_trial = 1;
+            *trial = 1;
         }
     }
     *slot = best;
@@ -5009,8 +5009,8 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
     tm.bar = &s->bar;
     tm.nth = 1;
 #if SLM_OPENMP
-    int slot;
-    const int width = forward_width(s, n, &slot);
+    int slot, trial;
+    const int width = forward_width(s, n, &slot, &trial);
     const double t0 = slot >= 0 ? now_ms() : 0;
     if (width > 1) {
         memset(s->ops, 0, (size_t)n_ops * sizeof *s->ops);
@@ -5027,8 +5027,7 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
     if (slot >= 0) {
         const double ms = now_ms() - t0;
         double *w = &s->width_ms[slot];
-        *w = *w > 0 && !s->width_trial ? 0.75 * *w + 0.25 * ms : SLM_MAX(ms, 1e-6);
-        s->width_trial = 0;
+        *w = *w > 0 && !trial ? 0.75 * *w + 0.25 * ms : SLM_MAX(ms, 1e-6);
     }
     return;
 #endif
@@ -5401,7 +5400,7 @@ void slm_session_set_threads(slm_session *s, int32_t n) {
     /* the per-thread attention scratch was sized at creation */
     s->n_threads = SLM_MAX(1, SLM_MIN(n, s->n_thr_alloc));
     s->width_ms[0] = s->width_ms[1] = 0;
-    s->width_calls = s->width_trial = 0;
+    s->width_calls = 0;
 }
 
 slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_error *err) {
@@ -14381,9 +14380,9 @@ static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
     return sum;
 }
 
-/* silu(g) * u with the C library's expf. */
+/* silu(g) * u with the C library's expf (silu, section 7). */
 static SLM_UNUSED void swiglu_ref(float *g, const float *u, int n) {
-    for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (int i = 0; i < n; i++) g[i] = silu(g[i]) * u[i];
 }
 
 /* x . x in double, in order (each square is exact in double). */
@@ -16022,7 +16021,8 @@ static void gemm_q4_0x8_avx2(int n, const void *w, const void *a, size_t a_rb, i
 
 /* Q8_0x8: both operands signed; maddubs gets |w| (unsigned, so a weight of
    -128 is 128) and a * sign(w) (activations never hold -128). A pair can
-   reach 2 * 128 * 127, so each step widens to 32 bits at once. */
+   reach 2 * 128 * 127, so each step widens to 32 bits at once. nl = 1:
+   IQ4_NLx8, each step's weights looked up from a nibble chunk. */
 SLM_INLINE void gemm_q8_0x8_avx2_t(int nl, int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                     int64_t ldy) {
     const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15);
@@ -18645,45 +18645,38 @@ static void f16_from_float_neon(const float *src, void *dst, int64_t n) {
     for (; i < n; i++) st_u16(p + 2 * i, f32_to_fp16(src[i]));
 }
 
-static float dot_f16_neon(int n, const void *w, const void *a) {
-    const uint8_t *x = (const uint8_t *)w, *y = (const uint8_t *)a;
+/* x . y for n F16 values of x and y as halves (yf = 0) or as floats that
+   are halves already (yf = 1): the same operations in the same order, so
+   dot_rows_f16_neon gives dot_f16_neon's bits. */
+static SLM_ALWAYS_INLINE float dot_f16_y_neon(int n, const uint8_t *x, const void *y, int yf) {
+    const uint8_t *yh = (const uint8_t *)y;
+    const float *yv = (const float *)y;
+#define LDY(i) (yf ? vld1q_f32(yv + (i)) : ld_f16_neon(yh + 2 * (i)))
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
     int i = 0;
     for (; i + 16 <= n; i += 16) {
-        s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), ld_f16_neon(y + 2 * i));
-        s1 = FMA_NEON(s1, ld_f16_neon(x + 2 * i + 8), ld_f16_neon(y + 2 * i + 8));
-        s2 = FMA_NEON(s2, ld_f16_neon(x + 2 * i + 16), ld_f16_neon(y + 2 * i + 16));
-        s3 = FMA_NEON(s3, ld_f16_neon(x + 2 * i + 24), ld_f16_neon(y + 2 * i + 24));
+        s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), LDY(i));
+        s1 = FMA_NEON(s1, ld_f16_neon(x + 2 * i + 8), LDY(i + 4));
+        s2 = FMA_NEON(s2, ld_f16_neon(x + 2 * i + 16), LDY(i + 8));
+        s3 = FMA_NEON(s3, ld_f16_neon(x + 2 * i + 24), LDY(i + 12));
     }
-    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), ld_f16_neon(y + 2 * i));
+    for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), LDY(i));
+#undef LDY
     float s = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < n; i++) s += ld_f16(x + 2 * i) * ld_f16(y + 2 * i);
+    for (; i < n; i++) s += ld_f16(x + 2 * i) * (yf ? yv[i] : ld_f16(yh + 2 * i));
     return s;
 }
 
+static float dot_f16_neon(int n, const void *w, const void *a) { return dot_f16_y_neon(n, (const uint8_t *)w, a, 0); }
+
 /* Attention over an F16 cache (dot_rows_f16): each (row, vector) pair
-   with dot_f16_neon's operations in its order (the vector's values are
-   halves already), the row's halves converted once per vector pair. */
+   with dot_f16_neon's operations (dot_f16_y_neon). */
 static void dot_rows_f16_neon(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
                               float *out, size_t out_stride) {
-    for (int r = 0; r < nrows; r++) {
-        const uint8_t *x = (const uint8_t *)rows + (size_t)r * stride;
-        for (int j = 0; j < na; j++) {
-            const float *y = a + (size_t)j * a_stride;
-            float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-            int i = 0;
-            for (; i + 16 <= n; i += 16) {
-                s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), vld1q_f32(y + i));
-                s1 = FMA_NEON(s1, ld_f16_neon(x + 2 * i + 8), vld1q_f32(y + i + 4));
-                s2 = FMA_NEON(s2, ld_f16_neon(x + 2 * i + 16), vld1q_f32(y + i + 8));
-                s3 = FMA_NEON(s3, ld_f16_neon(x + 2 * i + 24), vld1q_f32(y + i + 12));
-            }
-            for (; i + 4 <= n; i += 4) s0 = FMA_NEON(s0, ld_f16_neon(x + 2 * i), vld1q_f32(y + i));
-            float v = hsum_neon(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-            for (; i < n; i++) v += ld_f16(x + 2 * i) * y[i];
-            out[(size_t)j * out_stride + r] = v;
-        }
-    }
+    for (int r = 0; r < nrows; r++)
+        for (int j = 0; j < na; j++)
+            out[(size_t)j * out_stride + r] =
+                dot_f16_y_neon(n, (const uint8_t *)rows + (size_t)r * stride, a + (size_t)j * a_stride, 1);
 }
 
 /* Flash attention's scores and V sums (qk_rows_f16), as qk_rows4_avx2: 4
