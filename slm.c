@@ -109,6 +109,21 @@
 #include <unistd.h>
 #endif
 
+/* Linux: the repacked matrices get memory of their own in 2 MiB pages
+   (transparent huge pages, asked for with madvise): decode streams every
+   weight once per token, and with 4 KiB pages every 4 KiB of it costs a
+   TLB miss (section 5, repack_weights). _POSIX_C_SOURCE hides madvise and
+   its constants; these are the generic Linux values of the targets named. */
+#if defined(SLM_HAVE_MMAP) && defined(__linux__) && !defined(SLM_NO_MALLOC) &&                                       \
+    (defined(__x86_64__) || defined(__aarch64__) || defined(__arm__) || defined(__riscv) || defined(__s390x__) ||   \
+     defined(__powerpc64__))
+#define SLM_HUGE_PAGES 1
+extern int madvise(void *addr, size_t len, int advice);
+#define SLM_MADV_DONTNEED 4
+#define SLM_MADV_HUGEPAGE 14
+#define SLM_HUGE_PAGE ((size_t)2 << 20)
+#endif
+
 /* Windows: UTF-8 paths through the wide-character calls, 64-bit file
    offsets, copy-on-write file mapping (wide_path, map_file). */
 #if defined(_WIN32)
@@ -2222,6 +2237,7 @@ struct slm_model {
     const uint8_t *bytes;
     size_t size;
     int source;       /* SRC_* */
+    uint8_t *packed;  /* the repacked matrices when they live apart from bytes (Linux), or NULL */
     gguf_file g;
     int vocab_only;
     int repack;       /* params.repack: x8 layouts allowed */
@@ -2897,9 +2913,38 @@ void slm_model_params_init(slm_model_params *p) {
     p->repack = 1;
 }
 
-/* Rearrange every matrix that has an x8 kernel into x8 groups, in place (the
-   model's own buffer or its private mapping). Tied matrices share data and
-   are rearranged once. */
+/* Memory in 2 MiB pages for the repacked matrices of a mapped file (Linux,
+   the default allocator): `bytes` rounded up, or NULL when there is none, and
+   the matrices are then repacked in place. */
+static uint8_t *packed_alloc(const slm_model *m, size_t bytes) {
+#if defined(SLM_HUGE_PAGES)
+    void *p = NULL;
+    if (m->source != SRC_MMAP || !m->a.is_default || !bytes || bytes > SIZE_MAX - SLM_HUGE_PAGE) return NULL;
+    bytes = (bytes + SLM_HUGE_PAGE - 1) & ~(SLM_HUGE_PAGE - 1);
+    if (posix_memalign(&p, SLM_HUGE_PAGE, bytes) != 0) return NULL;
+    (void)madvise(p, bytes, SLM_MADV_HUGEPAGE); /* a hint: without THP, 4 KiB pages */
+    return (uint8_t *)p;
+#else
+    (void)m, (void)bytes;
+    return NULL;
+#endif
+}
+
+/* Give back the pages of the file mapping under [p, p + n) (the whole pages
+   inside it): once repacked elsewhere, the originals are not read again. */
+static void unmap_pages(const slm_model *m, const uint8_t *p, size_t n) {
+#if defined(SLM_HUGE_PAGES)
+    const uintptr_t pg = 4096, b = ((uintptr_t)p + pg - 1) & ~(pg - 1), e = ((uintptr_t)p + n) & ~(pg - 1);
+    if (m->source == SRC_MMAP && e > b) (void)madvise((void *)b, (size_t)(e - b), SLM_MADV_DONTNEED);
+#else
+    (void)m, (void)p, (void)n;
+#endif
+}
+
+/* Rearrange every matrix that has an x8 kernel into x8 groups: on Linux into
+   memory of their own in huge pages (m->packed, the file's pages under them
+   given back), else in place (the model's own buffer or its private
+   mapping). Tied matrices share data and are rearranged once. */
 static slm_status repack_weights(slm_model *m, slm_error *err) {
     const size_t cap = 2 + 13 * (size_t)m->n_layer;
     weight **ws = (weight **)xalloc(&m->a, cap * sizeof(weight *));
@@ -2920,18 +2965,35 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
         xfree(&m->a, ws, cap * sizeof(weight *));
         return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
     }
+    /* bytes of the matrices to repack (tied ones once), 64-byte aligned */
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const weight *w = ws[i];
+        int dup = 0;
+        for (int j = 0; j < i; j++) dup |= ws[j]->data == w->data;
+        if (w->data && !dup && m->kern.gemm_x8[w->type] && w->n_out % 8 == 0)
+            total += ((size_t)w->n_out * w->rb + 63) & ~(size_t)63;
+    }
+    m->packed = packed_alloc(m, total);
+    size_t used = 0;
     for (int i = 0; i < n; i++) {
         weight *w = ws[i];
         gemm_x8_fn k = w->data ? m->kern.gemm_x8[w->type] : NULL;
         if (!k || w->x8 || w->n_out % 8 != 0) continue;
-        uint8_t *d = (uint8_t *)(uintptr_t)w->data;
+        const uint8_t *src = w->data;
+        uint8_t *d = m->packed ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
         const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
         for (int64_t g = 0; g < w->n_out / 8; g++) {
-            memcpy(tmp, d + (size_t)g * 8 * w->rb, 8 * w->rb);
-            x8_pack(w->type, tmp, w->rb, nb, d + (size_t)g * 8 * w->rb);
+            const uint8_t *from = src + (size_t)g * 8 * w->rb;
+            if (!m->packed) memcpy(tmp, from, 8 * w->rb), from = tmp;
+            x8_pack(w->type, from, w->rb, nb, d + (size_t)g * 8 * w->rb);
+        }
+        if (m->packed) {
+            used += ((size_t)w->n_out * w->rb + 63) & ~(size_t)63;
+            unmap_pages(m, src, (size_t)w->n_out * w->rb);
         }
         for (int j = 0; j < n; j++)
-            if (ws[j]->data == w->data) ws[j]->x8 = k;
+            if (ws[j]->data == src) ws[j]->data = d, ws[j]->x8 = k;
     }
     xfree(&m->a, tmp, tmp_size ? tmp_size : 1);
     xfree(&m->a, ws, cap * sizeof(weight *));
@@ -2947,6 +3009,9 @@ static void model_release(slm_model *m) {
     if (m->rvecs) xfree(&a, m->rvecs, m->rvecs_len * sizeof(float));
     xfree(&a, m->gelu_tab, 65536 * sizeof(uint16_t));
     if (m->source == SRC_OWNED) xfree(&a, (void *)m->bytes, m->size);
+#if defined(SLM_HUGE_PAGES)
+    free(m->packed); /* posix_memalign's (packed_alloc) */
+#endif
 #if defined(SLM_HAVE_MMAP) && defined(_WIN32)
     if (m->source == SRC_MMAP && m->bytes) UnmapViewOfFile(m->bytes);
 #elif defined(SLM_HAVE_MMAP)

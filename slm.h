@@ -217,7 +217,9 @@ typedef struct slm_model_params {
     int repack;                     /* 1 (default): rearrange matrices at load into
                                        the faster interleaved layouts this build
                                        has kernels for (files only: a caller's
-                                       buffer is never written) */
+                                       buffer is never written; on Linux they
+                                       move to memory of their own in huge
+                                       pages) */
     const slm_allocator *allocator; /* NULL: malloc/free */
     slm_log_fn log;                 /* NULL: silent */
     void *log_user;
