@@ -2941,10 +2941,22 @@ static void unmap_pages(const slm_model *m, const uint8_t *p, size_t n) {
 #endif
 }
 
+/* Whether matrix ws[i] goes to m->packed: the first of those sharing its
+   data, and not an untied token embedding that stays in the file's layout. */
+static int packs(const slm_model *m, weight *const *ws, int i) {
+    const weight *w = ws[i];
+    if (!w->data) return 0;
+    for (int j = 0; j < i; j++)
+        if (ws[j]->data == w->data) return 0;
+    const int x8 = w->n_out % 8 == 0 && m->kern.gemm_x8[w->type];
+    return x8 || w != &m->tok_embd || m->output.data == w->data;
+}
+
 /* Rearrange every matrix that has an x8 kernel into x8 groups: on Linux into
-   memory of their own in huge pages (m->packed, the file's pages under them
-   given back), else in place (the model's own buffer or its private
-   mapping). Tied matrices share data and are rearranged once. */
+   memory of their own in huge pages (m->packed; the other matrices are
+   copied there, and the file's pages under them given back), else in place
+   (the model's own buffer or its private mapping). Tied matrices share data
+   and are rearranged once. */
 static slm_status repack_weights(slm_model *m, slm_error *err) {
     const size_t cap = 2 + 13 * (size_t)m->n_layer;
     weight **ws = (weight **)xalloc(&m->a, cap * sizeof(weight *));
@@ -2965,32 +2977,32 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
         xfree(&m->a, ws, cap * sizeof(weight *));
         return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
     }
-    /* bytes of the matrices to repack (tied ones once), 64-byte aligned */
+    /* m->packed (Linux) takes every matrix once (tied ones share data),
+       repacked where it has an x8 kernel, copied as it is otherwise; not an
+       untied token embedding without one, which is only read a row at a time */
     size_t total = 0;
-    for (int i = 0; i < n; i++) {
-        const weight *w = ws[i];
-        int dup = 0;
-        for (int j = 0; j < i; j++) dup |= ws[j]->data == w->data;
-        if (w->data && !dup && m->kern.gemm_x8[w->type] && w->n_out % 8 == 0)
-            total += ((size_t)w->n_out * w->rb + 63) & ~(size_t)63;
-    }
+    for (int i = 0; i < n; i++)
+        if (packs(m, ws, i)) total += ((size_t)ws[i]->n_out * ws[i]->rb + 63) & ~(size_t)63;
     m->packed = packed_alloc(m, total);
     size_t used = 0;
     for (int i = 0; i < n; i++) {
         weight *w = ws[i];
-        gemm_x8_fn k = w->data ? m->kern.gemm_x8[w->type] : NULL;
-        if (!k || w->x8 || w->n_out % 8 != 0) continue;
+        const int mv = m->packed && packs(m, ws, i);
+        gemm_x8_fn k = w->data && !w->x8 && w->n_out % 8 == 0 ? m->kern.gemm_x8[w->type] : NULL;
+        if (!k && !mv) continue;
         const uint8_t *src = w->data;
-        uint8_t *d = m->packed ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
+        const size_t bytes = (size_t)w->n_out * w->rb;
+        uint8_t *d = mv ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
         const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
-        for (int64_t g = 0; g < w->n_out / 8; g++) {
+        for (int64_t g = 0; k && g < w->n_out / 8; g++) {
             const uint8_t *from = src + (size_t)g * 8 * w->rb;
-            if (!m->packed) memcpy(tmp, from, 8 * w->rb), from = tmp;
+            if (!mv) memcpy(tmp, from, 8 * w->rb), from = tmp;
             x8_pack(w->type, from, w->rb, nb, d + (size_t)g * 8 * w->rb);
         }
-        if (m->packed) {
-            used += ((size_t)w->n_out * w->rb + 63) & ~(size_t)63;
-            unmap_pages(m, src, (size_t)w->n_out * w->rb);
+        if (mv) {
+            if (!k) memcpy(d, src, bytes);
+            used += (bytes + 63) & ~(size_t)63;
+            unmap_pages(m, src, bytes);
         }
         for (int j = 0; j < n; j++)
             if (ws[j]->data == src) ws[j]->data = d, ws[j]->x8 = k;
