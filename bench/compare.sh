@@ -24,7 +24,8 @@
 # directories searched first for SHAPE-TYPE.gguf, e.g. real downloads),
 # THREADS (1,2), P (128), N (64), D (2048; 0 skips the depth test), R (3),
 # ROUNDS (1), BUSY (1: the busy-machine check), BUSY_MODEL (qwen2.5-0.5b-Q4_0),
-# BUSY_THREADS (1,2),
+# BUSY_THREADS (1,2), SLM_ISA (slm's kernel table, e.g. avx2 to compare with a
+# peer built for AVX2 only; default: the best this CPU runs),
 # TIMEOUT (seconds one engine process may take, 900; on a loaded machine a
 # spinning thread pool can fall to a fraction of a token per second, and the
 # table then says "timeout"), BUILD (build), OUT (the output prefix,
@@ -39,6 +40,7 @@ THREADS=${THREADS:-1,2}
 P=${P:-128} N=${N:-64} D=${D:-2048} R=${R:-3} ROUNDS=${ROUNDS:-1}
 BUSY=${BUSY:-1} BUSY_MODEL=${BUSY_MODEL:-qwen2.5-0.5b-Q4_0} TIMEOUT=${TIMEOUT:-900}
 BUSY_THREADS=${BUSY_THREADS:-1,2}
+SLM_ISA=${SLM_ISA:-}
 LLAMA_BENCH=${LLAMA_BENCH:-} IK_BENCH=${IK_BENCH:-} NODE=${NODE:-0}
 if [ -z "${LLAMA_QUANTIZE:-}" ] && [ -n "$LLAMA_BENCH" ] && [ -x "$(dirname "$LLAMA_BENCH")/llama-quantize" ]; then
   LLAMA_QUANTIZE=$(dirname "$LLAMA_BENCH")/llama-quantize
@@ -122,6 +124,7 @@ run_slm() {
     depth) args=(-p 0 -n "$N" -d "$D") ;;
     busy) args=(-p 0 -n "$N") ;;
   esac
+  [ -n "$SLM_ISA" ] && args+=(--isa "$SLM_ISA")
   out=$(timed "$tmp" "$SLM" bench -m "$f" -t "$th" -r "$R" --csv "${args[@]}") || { failed slm "$sec" "$label" "$type" "$th" "$group" $?; return; }
   local rss; rss=$(rss_of "$tmp")
   echo "$out" | awk -F, -v s="$sec" -v m="$label" -v t="$type" -v th="$th" -v rss="$rss" \
@@ -285,7 +288,7 @@ elapsed=$(( $(date +%s) - start ))
   echo
   echo "Engines and the instructions they ran:"
   first=${FILES[0]%%|*}
-  echo "- slm: $("$SLM" version 2>/dev/null | head -1); kernels: $("$SLM" bench -m "$first" -t 1 -p 0 -n 1 -r 1 2>/dev/null | sed -n 's/.*kernels: //p')"
+  echo "- slm: $("$SLM" version 2>/dev/null | head -1); kernels: $("$SLM" bench -m "$first" -t 1 -p 0 -n 1 -r 1 ${SLM_ISA:+--isa "$SLM_ISA"} 2>/dev/null | sed -n 's/.*kernels: //p')"
   [ -n "$LLAMA_BENCH" ] && echo "- llama.cpp: $LLAMA_BENCH ($(cat "$OUT.version-llama.cpp" 2>/dev/null)); $(peer_isa "$LLAMA_BENCH")"
   [ -n "$IK_BENCH" ] && echo "- ik_llama.cpp: $IK_BENCH -rtr 1 ($(cat "$OUT.version-ik_llama.cpp" 2>/dev/null)); $(peer_isa "$IK_BENCH")"
   [ "$NODE" = 1 ] && echo "- node-llama-cpp 3.21.1: its prebuilt CPU library (RSS includes the Node runtime)"
