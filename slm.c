@@ -2934,7 +2934,9 @@ static uint8_t *packed_alloc(const slm_model *m, size_t bytes) {
    inside it): once repacked elsewhere, the originals are not read again. */
 static void unmap_pages(const slm_model *m, const uint8_t *p, size_t n) {
 #if defined(SLM_HUGE_PAGES)
-    const uintptr_t pg = 4096, b = ((uintptr_t)p + pg - 1) & ~(pg - 1), e = ((uintptr_t)p + n) & ~(pg - 1);
+    const long ps = sysconf(_SC_PAGESIZE); /* 4 KiB, 16 KiB (Raspberry Pi 5), 64 KiB */
+    const uintptr_t pg = ps > 0 ? (uintptr_t)ps : 4096;
+    const uintptr_t b = ((uintptr_t)p + pg - 1) & ~(pg - 1), e = ((uintptr_t)p + n) & ~(pg - 1);
     if (m->source == SRC_MMAP && e > b) (void)madvise((void *)b, (size_t)(e - b), SLM_MADV_DONTNEED);
 #else
     (void)m, (void)p, (void)n;
