@@ -16602,6 +16602,318 @@ static void gemm16_q6_k_avx2(int n, const void *w, size_t wb, const void *a, siz
     gemm16_k_avx2(kslab_q6_k, 210, n, w, wb, a, a_rb, nt, y, ldy);
 }
 
+
+/* x8 groups against every token (gemm16_x8; section 7, matmul_gemm): two
+   groups (rows 0-7 at w, rows 8-15 at w + wb) per call. Per block the
+   groups are unpacked once into a small buffer of levels (one ymm per
+   group and activation dword), then tiles of 2 groups x 4 tokens (Q5_0,
+   the K-quants: 2) sum them with vpmaddubsw in the x8 kernels' 16-bit
+   bounds (Q8_0 and IQ4_NL as gemm_q8_0x8_avx2_t: |w| against a * sign(w)).
+   The integer sums are exact, and per block and token the float steps are
+   the x8 kernels' (one FMA, or Q4_K/Q5_K's two, into the running value),
+   so every result has the x8 kernels' bits. Accumulators live in a
+   [token][16] block of 64 tokens (as the AVX-512 GEMM), copied to y at
+   the end. Below 16 tokens the unpacking does not pay (bench_gemm, 8
+   tokens: 0.83-1.0x of the x8 kernels), and the x8 kernels run instead. */
+static void gemm16_by_x8_avx2(gemm_x8_fn k, int n, const uint8_t *w, size_t wb, const uint8_t *a, size_t a_rb, int nt,
+                              float *y, int64_t ldy) {
+    for (int g = 0; g < 2; g++)
+        for (int t = 0; t < nt; t += 4) k(n, w + g * wb, a + (size_t)t * a_rb, a_rb, SLM_MIN(4, nt - t), y + t * ldy + 8 * g, ldy);
+}
+
+/* step k (activation dword k) of nt2 tokens into the sums s */
+SLM_INLINE void gemm16_x8_step_avx2(int sg, const uint8_t *q, int k, const uint8_t *at, size_t a_rb, int nt2, __m256i s[4][2]) {
+    const __m256i q0 = _mm256_loadu_si256((const __m256i *)(q + 64 * k)), q1 = _mm256_loadu_si256((const __m256i *)(q + 64 * k + 32));
+    if (sg) { /* as gemm_q8_0x8_avx2_t: |w| against a * sign(w), widened at once */
+        const __m256i ones = _mm256_set1_epi16(1), v0 = _mm256_loadu_si256((const __m256i *)(q + 512 + 64 * k)),
+                      v1 = _mm256_loadu_si256((const __m256i *)(q + 512 + 64 * k + 32));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt2; t++) {
+            const __m256i ab = _mm256_set1_epi32((int)ld_u32(at + (size_t)t * a_rb + 4 * k));
+            s[t][0] = _mm256_add_epi32(s[t][0], _mm256_madd_epi16(_mm256_maddubs_epi16(q0, _mm256_sign_epi8(ab, v0)), ones));
+            s[t][1] = _mm256_add_epi32(s[t][1], _mm256_madd_epi16(_mm256_maddubs_epi16(q1, _mm256_sign_epi8(ab, v1)), ones));
+        }
+        return;
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) {
+        const __m256i ab = _mm256_set1_epi32((int)ld_u32(at + (size_t)t * a_rb + 4 * k));
+        s[t][0] = _mm256_add_epi16(s[t][0], _mm256_maddubs_epi16(q0, ab));
+        s[t][1] = _mm256_add_epi16(s[t][1], _mm256_maddubs_epi16(q1, ab));
+    }
+}
+
+/* nt2 (a constant) tokens of one block: q is [plane][step k][group] 32-byte
+   levels against activation dword k; y: [token][16] running values */
+SLM_INLINE void gemm16_x8_tok_avx2(int type, const uint8_t *q, const __m256 dw[2], const uint8_t *at, size_t a_rb, int nt2,
+                                   float *y, int b) {
+    const int q5 = type == SLM_TYPE_Q5_0, sg = type == SLM_TYPE_Q8_0 || type == SLM_TYPE_IQ4_NL;
+    const int off = sg ? 0 : q5 ? 16 : 8;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s[4][2], h[4][2]; /* 16-bit sums (signed levels: 32-bit); h: Q5_0's first four steps widened */
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) s[t][0] = s[t][1] = h[t][0] = h[t][1] = _mm256_setzero_si256();
+    /* The steps are unrolled by 2 (Q5_0: 4) at most: unrolled fully, GCC
+       reassociates the sums into a tree and keeps every product alive
+       (spills). Q5_0: 4 steps of pairs up to 2 * 31 * 127 (31496), then
+       widened. */
+    if (q5) {
+        for (int j = 0; j < 2; j++) {
+            SLM_UNROLL(4)
+            for (int i = 0; i < 4; i++) gemm16_x8_step_avx2(0, q, 4 * j + i, at, a_rb, nt2, s);
+            if (j == 0) {
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt2; t++)
+                    h[t][0] = _mm256_madd_epi16(s[t][0], ones), h[t][1] = _mm256_madd_epi16(s[t][1], ones),
+                    s[t][0] = s[t][1] = _mm256_setzero_si256();
+            }
+        }
+    } else {
+        SLM_UNROLL(2)
+        for (int k = 0; k < 8; k++) gemm16_x8_step_avx2(sg, q, k, at, a_rb, nt2, s);
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) {
+        const uint8_t *a = at + (size_t)t * a_rb;
+        const __m256i bs = _mm256_set1_epi32(off * (int32_t)ld_u32(a + 36));
+        const __m256 da = _mm256_set1_ps(ld_f32(a + 32));
+        SLM_UNROLL(2)
+        for (int g = 0; g < 2; g++) {
+            __m256i isum = sg ? s[t][g] : _mm256_madd_epi16(s[t][g], ones);
+            if (q5) isum = _mm256_add_epi32(isum, h[t][g]);
+            if (!sg) isum = _mm256_sub_epi32(isum, bs);
+            float *yt = y + 16 * t + 8 * g;
+            const __m256 prev = b ? _mm256_loadu_ps(yt) : _mm256_setzero_ps();
+            _mm256_storeu_ps(yt, _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw[g], da), prev));
+        }
+    }
+}
+
+SLM_INLINE void gemm16_x8_avx2_t(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a, size_t a_rb, int nt,
+                                 float *y, int64_t ldy) {
+    const int q5 = type == SLM_TYPE_Q5_0, q8 = type == SLM_TYPE_Q8_0, nl = type == SLM_TYPE_IQ4_NL;
+    const int bb = x8_block_bytes(type);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+    uint8_t q[2 * 8 * 2 * 32]; /* [plane][step][group][32]: a block's levels (Q8_0, IQ4_NL: |w|, then w) */
+    float acc[64 * 16];                       /* [token][row] of a chunk of 64 tokens */
+    for (int t0 = 0; t0 < nt; t0 += 64) {
+        const int t1 = SLM_MIN(nt, t0 + 64);
+        for (int b = 0; b < n / 32; b++) {
+            __m256 dw[2];
+            for (int g = 0; g < 2; g++) {
+                const uint8_t *wg = w + (size_t)b * (size_t)bb + g * wb;
+                dw[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)wg));
+                if (q8) {
+                    for (int k = 0; k < 8; k++) {
+                        const __m256i v = _mm256_loadu_si256((const __m256i *)(wg + 16 + 32 * k));
+                        _mm256_storeu_si256((__m256i *)(q + 64 * k + 32 * g), _mm256_sign_epi8(v, v));
+                        _mm256_storeu_si256((__m256i *)(q + 512 + 64 * k + 32 * g), v);
+                    }
+                    continue;
+                }
+                const __m256i hb = q5 ? _mm256_loadu_si256((const __m256i *)(wg + 16)) : _mm256_setzero_si256();
+                for (int c = 0; c < 4; c++) {
+                    __m256i lo, hi;
+                    if (q5) q5_0x8_chunk_avx2(wg, hb, c, &lo, &hi);
+                    else {
+                        const __m256i v = _mm256_loadu_si256((const __m256i *)(wg + 16 + 32 * c));
+                        lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    }
+                    if (nl) {
+                        const __m256i vl = _mm256_shuffle_epi8(lut, lo), vh = _mm256_shuffle_epi8(lut, hi);
+                        _mm256_storeu_si256((__m256i *)(q + 512 + 128 * c + 32 * g), vl);
+                        _mm256_storeu_si256((__m256i *)(q + 512 + 128 * c + 64 + 32 * g), vh);
+                        lo = _mm256_sign_epi8(vl, vl), hi = _mm256_sign_epi8(vh, vh);
+                    }
+                    _mm256_storeu_si256((__m256i *)(q + 128 * c + 32 * g), lo);
+                    _mm256_storeu_si256((__m256i *)(q + 128 * c + 64 + 32 * g), hi);
+                }
+            }
+            const uint8_t *ab = a + (size_t)b * 40;
+            int t = t0;
+            if (type != SLM_TYPE_Q5_0)
+                for (; t + 4 <= t1; t += 4) gemm16_x8_tok_avx2(type, q, dw, ab + (size_t)t * a_rb, a_rb, 4, acc + 16 * (t - t0), b);
+            for (; t + 2 <= t1; t += 2) gemm16_x8_tok_avx2(type, q, dw, ab + (size_t)t * a_rb, a_rb, 2, acc + 16 * (t - t0), b);
+            for (; t < t1; t++) gemm16_x8_tok_avx2(type, q, dw, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), b);
+        }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
+    }
+}
+
+static void gemm16_q4_0x8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt < 16) gemm16_by_x8_avx2(gemm_q4_0x8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+    else gemm16_x8_avx2_t(SLM_TYPE_Q4_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+static void gemm16_q5_0x8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt < 16) gemm16_by_x8_avx2(gemm_q5_0x8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+    else gemm16_x8_avx2_t(SLM_TYPE_Q5_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+static void gemm16_q8_0x8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt < 16) gemm16_by_x8_avx2(gemm_q8_0x8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+    else gemm16_x8_avx2_t(SLM_TYPE_Q8_0, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+static void gemm16_iq4_nlx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt < 16) gemm16_by_x8_avx2(gemm_iq4_nlx8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+    else gemm16_x8_avx2_t(SLM_TYPE_IQ4_NL, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* K-quant x8 groups: per super-block the two groups become a kx8 slab of
+   levels (64 steps of 4 columns), each sub-block's scale as int16 in both
+   halves of a row's lane, and the int16 pairs that take the mins (Q4_K,
+   Q5_K: against the activations' 32-column sums) or the +32 offset of
+   Q6_K's levels (32 x scale, against the 16-column sums) off the sum. */
+typedef struct kx8slab_avx2 {
+    uint8_t q[64][2][32];  /* step s (activation dword s of the super-block): group g's 8 rows x 4 levels */
+    uint8_t sc[16][2][32]; /* sub-block j: the scale of each row, twice as int16 */
+    uint8_t mn[8][2][32];  /* pair j: int16 pairs against the activation dword j of sums */
+    __m256 d[2], dmin[2];
+} kx8slab_avx2;
+
+static void kx8slab_q45_k_avx2(int q5, const uint8_t *g0, size_t wb, kx8slab_avx2 *k) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int g = 0; g < 2; g++) {
+        const uint8_t *w = g0 + g * wb;
+        __m256i sc[2], mn[2];
+        q4_kx8_scmin_avx2(w, sc, mn);
+        k->d[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        k->dmin[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 16)));
+        for (int j = 0; j < 4; j++)
+            _mm256_storeu_si256((__m256i *)k->mn[j][g], _mm256_shuffle_epi8(mn[j / 2], kx8_mask_avx2(2 * (j % 2), 2 * (j % 2) + 1)));
+        for (int s = 0; s < 8; s++) {
+            _mm256_storeu_si256((__m256i *)k->sc[s][g], _mm256_shuffle_epi8(sc[s / 4], kx8_mask_avx2(s % 4, s % 4)));
+            const uint8_t *ws = w + 128 + (q5 ? 160 : 128) * s;
+            const __m256i h5 = q5 ? _mm256_loadu_si256((const __m256i *)ws) : _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i lo, hi;
+                if (q5) q5_0x8_chunk_avx2(ws - 16, h5, c, &lo, &hi);
+                else {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                    lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+                _mm256_storeu_si256((__m256i *)k->q[8 * s + 2 * c][g], lo);
+                _mm256_storeu_si256((__m256i *)k->q[8 * s + 2 * c + 1][g], hi);
+            }
+        }
+    }
+}
+
+static void kx8slab_q6_k_avx2(const uint8_t *g0, size_t wb, kx8slab_avx2 *k) {
+    const __m256i pick0 = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c, 0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c);
+    const __m256i pick1 = _mm256_add_epi8(pick0, _mm256_set1_epi8(2));
+    for (int g = 0; g < 2; g++) {
+        const uint8_t *w = g0 + g * wb;
+        k->d[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        k->dmin[g] = _mm256_setzero_ps();
+        for (int p = 0; p < 8; p++) {
+            const __m256i scp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 + 16 * p)));
+            _mm256_storeu_si256((__m256i *)k->mn[p][g], _mm256_slli_epi16(scp, 5));
+            _mm256_storeu_si256((__m256i *)k->sc[2 * p][g], _mm256_shuffle_epi8(scp, pick0));
+            _mm256_storeu_si256((__m256i *)k->sc[2 * p + 1][g], _mm256_shuffle_epi8(scp, pick1));
+            for (int kk = 0; kk < 2; kk++) {
+                __m256i q[4];
+                q6_kx8_quants_avx2(w + 144 + 192 * p, kk, q);
+                for (int i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)k->q[8 * p + 4 * kk + i][g], q[i]);
+            }
+        }
+    }
+}
+
+/* nt2 (a constant) tokens of one super-block against the slab; type picks
+   the steps per scale (Q4_K, Q5_K: 8; Q6_K: 4), the steps summed in 16 bits
+   before vpmaddwd by the scale (the x8 kernels' bounds: 8, 4, 2) and the
+   float steps. y: [token][16] running values. */
+SLM_INLINE void gemm16_kx8_tok_avx2(int type, const kx8slab_avx2 *k, const uint8_t *at, size_t a_rb, int nt2, float *y,
+                                    int first) {
+    const int q6 = type == SLM_TYPE_Q6_K, sps = q6 ? 4 : 8, mi = q6 ? 2 : type == SLM_TYPE_Q5_K ? 4 : 8;
+    __m256i isum[4][2], s[4][2];
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) isum[t][0] = isum[t][1] = s[t][0] = s[t][1] = _mm256_setzero_si256();
+    for (int j = 0; j < 64 / mi; j++) {
+        SLM_UNROLL(2) /* (not fully: see gemm16_x8_tok_avx2) */
+        for (int i = 0; i < mi; i++) {
+            const int st = mi * j + i;
+            const __m256i q0 = _mm256_loadu_si256((const __m256i *)k->q[st][0]), q1 = _mm256_loadu_si256((const __m256i *)k->q[st][1]);
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt2; t++) {
+                const __m256i ab = _mm256_set1_epi32((int)ld_u32(at + (size_t)t * a_rb + 4 + 4 * st));
+                s[t][0] = _mm256_add_epi16(s[t][0], _mm256_maddubs_epi16(q0, ab));
+                s[t][1] = _mm256_add_epi16(s[t][1], _mm256_maddubs_epi16(q1, ab));
+            }
+        }
+        const __m256i c0 = _mm256_loadu_si256((const __m256i *)k->sc[mi * j / sps][0]),
+                      c1 = _mm256_loadu_si256((const __m256i *)k->sc[mi * j / sps][1]);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt2; t++) {
+            isum[t][0] = _mm256_add_epi32(isum[t][0], _mm256_madd_epi16(s[t][0], c0));
+            isum[t][1] = _mm256_add_epi32(isum[t][1], _mm256_madd_epi16(s[t][1], c1));
+            s[t][0] = s[t][1] = _mm256_setzero_si256();
+        }
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) {
+        const uint8_t *a = at + (size_t)t * a_rb;
+        /* Q6_K: dword j of the 16-column sums; Q4_K/Q5_K: dword j of their pair sums (32 columns) */
+        __m256i bj[8];
+        if (q6) {
+            SLM_UNROLL(8)
+            for (int j = 0; j < 8; j++) bj[j] = _mm256_set1_epi32((int)ld_u32(a + 260 + 4 * j));
+        } else {
+            const __m256i bs = _mm256_broadcastsi128_si256(
+                _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(a + 260)), _mm_loadu_si128((const __m128i *)(a + 276))));
+            bj[0] = _mm256_shuffle_epi32(bs, 0x00), bj[1] = _mm256_shuffle_epi32(bs, 0x55);
+            bj[2] = _mm256_shuffle_epi32(bs, 0xaa), bj[3] = _mm256_shuffle_epi32(bs, 0xff);
+        }
+        const __m256 da = _mm256_set1_ps(ld_f32(a));
+        SLM_UNROLL(2)
+        for (int g = 0; g < 2; g++) {
+            __m256i ms = _mm256_setzero_si256();
+            for (int j = 0; j < (q6 ? 8 : 4); j++)
+                ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)k->mn[j][g]), bj[j]));
+            float *yt = y + 16 * t + 8 * g;
+            __m256 r = first ? _mm256_setzero_ps() : _mm256_loadu_ps(yt);
+            if (q6) r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t][g], ms)), _mm256_mul_ps(k->d[g], da), r);
+            else {
+                r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t][g]), _mm256_mul_ps(k->d[g], da), r);
+                r = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(k->dmin[g], da), r);
+            }
+            _mm256_storeu_ps(yt, r);
+        }
+    }
+}
+
+SLM_INLINE void gemm16_kx8_avx2_t(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a, size_t a_rb, int nt,
+                                  float *y, int64_t ldy) {
+    const int bytes = x8_block_bytes(type);
+    kx8slab_avx2 k;
+    float acc[64 * 16]; /* [token][row] of a chunk of 64 tokens */
+    for (int t0 = 0; t0 < nt; t0 += 64) {
+        const int t1 = SLM_MIN(nt, t0 + 64);
+        for (int b = 0; b < n / QK_K; b++) {
+            const uint8_t *g0 = w + (size_t)b * (size_t)bytes;
+            if (type == SLM_TYPE_Q6_K) kx8slab_q6_k_avx2(g0, wb, &k);
+            else kx8slab_q45_k_avx2(type == SLM_TYPE_Q5_K, g0, wb, &k);
+            const uint8_t *ab = a + (size_t)b * 292;
+            int t = t0;
+            for (; t + 2 <= t1; t += 2) gemm16_kx8_tok_avx2(type, &k, ab + (size_t)t * a_rb, a_rb, 2, acc + 16 * (t - t0), b == 0);
+            for (; t < t1; t++) gemm16_kx8_tok_avx2(type, &k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), b == 0);
+        }
+        for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
+    }
+}
+
+static void gemm16_q4_kx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt < 16) gemm16_by_x8_avx2(gemm_q4_kx8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+    else gemm16_kx8_avx2_t(SLM_TYPE_Q4_K, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+static void gemm16_q5_kx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt < 16) gemm16_by_x8_avx2(gemm_q5_kx8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+    else gemm16_kx8_avx2_t(SLM_TYPE_Q5_K, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+static void gemm16_q6_kx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt < 16) gemm16_by_x8_avx2(gemm_q6_kx8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+    else gemm16_kx8_avx2_t(SLM_TYPE_Q6_K, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
 SLM_TARGET_END
 #endif /* SLM_AVX2 */
 
@@ -17800,9 +18112,10 @@ static void gemm16_iq4_xs_avx512(int n, const void *w, size_t wb, const void *a,
    (gemm_kx8_ref: FMAs), so a repacked matrix gives the same bits in prefill
    and decode, and the GEMM can start at SLM_GEMM_X8_MIN_TOKENS (bench_gemm,
    576 x 1536 Q4_K/Q6_K against the 4-token x8 kernels: 1.25x/1.16x at 8
-   tokens, 1.68x/1.57x at 128). AVX2 has none: the same slab with its
-   per-step vpmaddwd ran at 0.66x (8 tokens) to 0.85x (128) of the AVX2 x8
-   kernels, which sum a sub-block in 16 bits before one vpmaddwd. */
+   tokens, 1.68x/1.57x at 128). AVX2 does not use this slab: with its
+   per-step vpmaddwd it ran at 0.66x (8 tokens) to 0.85x (128) of the AVX2
+   x8 kernels, which sum a sub-block in 16 bits before one vpmaddwd; its
+   own slab (kx8slab_avx2) keeps those 16-bit sums. */
 
 /* pshufb mask: in every 128-bit quarter, lane r gets byte 4 s + r (zero-extended) */
 static inline __m512i kx8slab_mask_avx512(int s) {
@@ -20214,6 +20527,10 @@ static const kernel_table KERNELS_AVX2 = {
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2, [SLM_TYPE_IQ4_NL] = gemm_iq4_nlx8_avx2,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2,
                 [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2},
+    .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx2,
+                  [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_avx2, [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx2,
+                  [SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx2,
+                  [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx2},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx2,
                     [SLM_TYPE_Q6_K] = gemm16_q6_k_avx2},
     .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},

@@ -3,7 +3,10 @@
    several lengths and scale classes (tiny, normal, huge), 1-40 tokens:
    - gemm16_x8: two x8 groups (an odd gap between them) give, for every row
      and token, the bits of the type's 4-token x8 kernel, and the reference
-     dot within the bound of the x8 test;
+     dot within the bound of the x8 test; 1-67 tokens (past the kernels'
+     64-token chunks), and a fourth pass on saturated rows (levels at their
+     ends, Q8_0's -128) against activations of +-127, the 16-bit sums' worst
+     case (bits only: the float sum may overflow);
    - gemm16_rows: 16 K-quant rows (an odd stride) against Q8_K tokens give
      the scalar reference dot (kblock_dot) within the same bound; the bits
      are the reference's where neither side fuses multiply and add;
@@ -12,12 +15,27 @@
 
 static float gemm_ref_dot(int type, int n, const uint8_t *w, const uint8_t *a) { return TRAITS[type].vec_dot(n, w, a); }
 
+/* Saturated blocks for the x8 types: every quant byte 0x00, 0xff, 0x80 or
+   0x7f (nibbles 0/15, Q5_0's fifth bits, Q8_0's -128 and 127), and Q8_0
+   activations all +127 or all -127 per row. */
+static void gemm_saturate(int type, int n, uint8_t *w, size_t rb, uint8_t *a, size_t arb, int nt, uint64_t *s) {
+    static const uint8_t pick[4] = {0x00, 0xff, 0x80, 0x7f};
+    const int bytes = type_size_of(type)->bytes;
+    for (int r = 0; r < 16; r++)
+        for (int b = 0; b < n / 32; b++)
+            for (int i = 2; i < bytes; i++) w[r * rb + (size_t)b * bytes + i] = pick[t_rand(s) % 4];
+    for (int t = 0; t < nt; t++) {
+        const int v = (t_rand(s) & 1) ? 127 : -127;
+        for (int b = 0; b < n / 32; b++) memset(a + t * arb + (size_t)b * 34 + 2, (uint8_t)(int8_t)v, 32);
+    }
+}
+
 static void check_gemm16(const kernel_table *kt) {
     static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q8_0, SLM_TYPE_Q5_0, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K,
                                 SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS, SLM_TYPE_IQ4_NL};
     static const int lens32[] = {1, 3, 7, 18, 33}, lens256[] = {1, 2, 3, 7};
     uint64_t s = 77;
-    enum { NT = 40, LDY = 16 + 3 };
+    enum { NT = 67, LDY = 16 + 3 };
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const int type = types[ti], dt = TRAITS[type].dot_type;
         const int x8 = kt->gemm16_x8[type] != NULL && !is_kx8(type), /* K-quant x8: test_kernels_kgemm.c */ rows = kt->gemm16_rows[type] != NULL;
@@ -36,9 +54,11 @@ static void check_gemm16(const kernel_table *kt) {
             uint8_t *ax = (uint8_t *)malloc(NT * axrb);
             float *y = (float *)malloc(sizeof(float) * NT * LDY), *y4 = (float *)malloc(sizeof(float) * NT * LDY);
             float *wf = (float *)malloc((size_t)n * sizeof(float)), *af = (float *)malloc((size_t)n * sizeof(float));
-            for (int rep = 0; rep < 3; rep++) {
+            for (int rep = 0; rep < 3 + x8; rep++) {
+                const int ext = rep == 3;
                 for (int r = 0; r < 16; r++) rand_row(type, n, (r + rep) % 3, 0, &s, w + r * rb);
                 for (int t = 0; t < NT; t++) rand_row(dt, n, (t + rep) % 3, 1, &s, a + t * arb);
+                if (ext) gemm_saturate(type, n, w, rb, a, arb, NT, &s);
                 const uint8_t *kw = g, *ka = a;
                 size_t karb = arb;
                 if (x8) {
@@ -49,7 +69,7 @@ static void check_gemm16(const kernel_table *kt) {
                 } else {
                     for (int r = 0; r < 16; r++) memcpy(g + r * wb, w + r * rb, rb);
                 }
-                for (int nt = 1; nt <= NT; nt += (nt < 9 ? 1 : nt < 33 ? 7 : 1)) {
+                for (int nt = 1; nt <= NT; nt += (nt < 9 ? 1 : nt < 33 ? 7 : nt < 40 ? 1 : nt < 65 ? 25 : 2)) {
                     for (int i = 0; i < NT * LDY; i++) y[i] = -1234.5f;
                     (x8 ? kt->gemm16_x8[type] : kt->gemm16_rows[type])(n, kw, wb, ka, karb, nt, y, LDY);
                     if (x8)
@@ -62,9 +82,11 @@ static void check_gemm16(const kernel_table *kt) {
                             const float ref = gemm_ref_dot(type, n, w + r * rb, a + t * arb);
                             const double mag = dot_mag(type, w + r * rb, a + t * arb, n, wf, af);
                             const double e = fabs((double)got - ref) / (mag + 1e-300);
-                            worst = e > worst ? e : worst;
-                            bad += !(e <= (n / 32 + 8) * 1.2e-7);
-                            exact += memcmp(&got, &ref, sizeof got) == 0;
+                            if (!ext) {
+                                worst = e > worst ? e : worst;
+                                bad += !(e <= (n / 32 + 8) * 1.2e-7);
+                                exact += memcmp(&got, &ref, sizeof got) == 0;
+                            }
                             if (x8) not_same += memcmp(&got, &y4[t * LDY + r], sizeof got) != 0;
                             runs++;
                         }

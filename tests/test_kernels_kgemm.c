@@ -2,7 +2,7 @@
    slm.c section 6, kx8slab_*), included by test_kernels.c after
    test_kernels_kx8.c (kx8_row). On random rows of 1, 2, 3 and 7
    super-blocks in every scale class, and on saturated rows and activations
-   (kx8_row's extreme case), 1-40 Q8_K tokens:
+   (kx8_row's extreme case), 1-67 Q8_K tokens (past the 64-token chunks):
    - two x8 groups (an odd gap between them) give, for every row and token,
      the bits of the scalar x8 reference (gemm_kx8_ref) and so of the table's
      4-token x8 kernel, and the one-row reference dot within the x8 bound;
@@ -14,7 +14,7 @@
 static void check_kgemm16(const kernel_table *kt) {
     static const int types[] = {SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
     static const int blocks[] = {1, 2, 3, 7};
-    enum { NT = 40, LDY = 16 + 3 };
+    enum { NT = 67, LDY = 16 + 3 };
     uint64_t s = 91;
     for (size_t ti = 0; ti < 3; ti++) {
         const int type = types[ti], dt = SLM_TYPE_Q8_K;
@@ -36,7 +36,7 @@ static void check_kgemm16(const kernel_table *kt) {
                 for (int t = 0; t < NT; t++) kx8_row(dt, n, (t + rep) % 3, 1, ext, &s, a + t * arb);
                 x8_pack(type, w, rb, nb, g);
                 x8_pack(type, w + 8 * rb, rb, nb, g + wb);
-                for (int nt = 1; nt <= NT; nt += (nt < 9 ? 1 : nt < 33 ? 7 : 1)) {
+                for (int nt = 1; nt <= NT; nt += (nt < 9 ? 1 : nt < 33 ? 7 : nt < 40 ? 1 : nt < 65 ? 25 : 2)) {
                     for (int i = 0; i < NT * LDY; i++) y[i] = -1234.5f;
                     k(n, g, wb, a, arb, nt, y, LDY);
                     for (int h = 0; h < 2; h++)
