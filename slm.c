@@ -2038,7 +2038,12 @@ static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *ds
 
 /* Activation formats: the dot partners of TRAITS, plus Q8_0X. */
 static size_t act_row_bytes(int dt, int64_t n) {
-    return dt == ACT_Q8_0X ? (size_t)(n / 32) * 40 : row_bytes(dt, n);
+    if (dt != ACT_Q8_0X) return row_bytes(dt, n);
+    /* rows an odd number of cache lines apart: the GEMM reads one block of
+       every token's row in turn, and at 2048 or 8192 inputs rows of
+       n / 32 * 40 bytes (40, 160 lines) would all map to a few L1 sets */
+    const size_t lines = ((size_t)(n / 32) * 40 + 63) / 64;
+    return 64 * (lines | 1);
 }
 
 /* The GGUF bytes of row `lane` (0-7) of an x8 group, as x8_pack's inverse. */
