@@ -19849,8 +19849,10 @@ static SLM_ALWAYS_INLINE SLM_TARGET_I8MM void gemm16_x8_i8mm(int type, int n, co
                     int32x4_t s[4]; /* row pair j: r2j.t, r2j.t+1, r2j+1.t, r2j+1.t+1 */
                     s[0] = s[1] = s[2] = s[3] = vdupq_n_s32(0);
                     SLM_UNROLL(4)
-                    for (int c = 0; c < 4; c++)
+                    for (int c = 0; c < 4; c++) {
+                        SLM_UNROLL(4)
                         for (int j = 0; j < 4; j++) s[j] = smmla_neon(s[j], rp[c][j], tp[c]);
+                    }
                     g16_finish_neon(acc + 8 * (t - t0), vuzp1q_s32(s[0], s[1]), vuzp1q_s32(s[2], s[3]), off, dw0, dw1, p0,
                                     b == 0);
                     if (t + 1 < t1)
