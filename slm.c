@@ -19736,6 +19736,103 @@ X8_NEON_ENTRY(gemm_q8_0x8_dotprod, SLM_TYPE_Q8_0)
 X8_NEON_ENTRY(gemm_iq4_nlx8_dotprod, SLM_TYPE_IQ4_NL)
 #undef X8_NEON_ENTRY
 
+/* --- prefill GEMM on x8 groups (section 7, matmul_gemm) with SDOT ----------
+   The x8 kernels above unpack a block for at most 4 tokens. Here a block
+   of one group (8 rows, 32 columns: 16 registers of int8 once unpacked) is
+   unpacked once and applied to every token of a chunk of 64, whose
+   running sums stay in a local 2 KB block ([token][row]); SDOT's by-element
+   form takes a token's 4 activation bytes from a lane of one 16-byte load.
+   Per block and token the integer sums are the x8 kernel's (exact) and the
+   float step is x8_finish_neon's (one FMA into the running value, starting
+   from zero), so the results are gemm_x8's bits. */
+#if defined(__ARM_FEATURE_DOTPROD)
+#define SDOT_LANE_NEON(acc, a, b, l) ((acc) = vdotq_laneq_s32((acc), (a), (b), l))
+#else /* an instruction, as sdot_neon */
+#define SDOT_LANE_NEON(acc, a, b, l) __asm__("sdot %0.4s, %1.16b, %2.4b[" #l "]" : "+w"(acc) : "w"(a), "w"(b))
+#endif
+
+/* x8_finish_neon on a running value in acc (8 floats; first: from zero),
+   the group's row scales dw0 (rows 0-3) and dw1 (4-7) already converted */
+static SLM_ALWAYS_INLINE void g16_finish_neon(float *acc, int32x4_t s0, int32x4_t s1, int32_t off, float32x4_t dw0,
+                                              float32x4_t dw1, const uint8_t *at, int first) {
+    const float32x4_t r0 = first ? vdupq_n_f32(0) : vld1q_f32(acc), r1 = first ? vdupq_n_f32(0) : vld1q_f32(acc + 4);
+    const int32x4_t corr = vdupq_n_s32(off * (int32_t)ld_u32(at + 36));
+    const float32x4_t da = vdupq_n_f32(ld_f32(at + 32));
+    vst1q_f32(acc, vfmaq_f32(r0, vcvtq_f32_s32(vsubq_s32(s0, corr)), vmulq_f32(dw0, da)));
+    vst1q_f32(acc + 4, vfmaq_f32(r1, vcvtq_f32_s32(vsubq_s32(s1, corr)), vmulq_f32(dw1, da)));
+}
+
+/* nt2 (a constant) tokens of one block: q[2k + x] holds the rows 4x..4x+3
+   of columns 4k..4k+3; at points to the first token's block (40 bytes) */
+SLM_INLINE void gemm16_x8_tok_neon(const int8x16_t *q, float32x4_t dw0, float32x4_t dw1, int32_t off,
+                                    const uint8_t *at, size_t a_rb, int nt2, float *acc, int first) {
+    int32x4_t s[4][2];
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) {
+        int32x4_t u0 = vdupq_n_s32(0), u1 = vdupq_n_s32(0);
+        const int8x16_t a0 = vld1q_s8((const int8_t *)at + (size_t)t * a_rb);
+        const int8x16_t a1 = vld1q_s8((const int8_t *)at + (size_t)t * a_rb + 16);
+        SDOT_LANE_NEON(u0, q[0], a0, 0); SDOT_LANE_NEON(u1, q[1], a0, 0);
+        SDOT_LANE_NEON(u0, q[2], a0, 1); SDOT_LANE_NEON(u1, q[3], a0, 1);
+        SDOT_LANE_NEON(u0, q[4], a0, 2); SDOT_LANE_NEON(u1, q[5], a0, 2);
+        SDOT_LANE_NEON(u0, q[6], a0, 3); SDOT_LANE_NEON(u1, q[7], a0, 3);
+        SDOT_LANE_NEON(u0, q[8], a1, 0); SDOT_LANE_NEON(u1, q[9], a1, 0);
+        SDOT_LANE_NEON(u0, q[10], a1, 1); SDOT_LANE_NEON(u1, q[11], a1, 1);
+        SDOT_LANE_NEON(u0, q[12], a1, 2); SDOT_LANE_NEON(u1, q[13], a1, 2);
+        SDOT_LANE_NEON(u0, q[14], a1, 3); SDOT_LANE_NEON(u1, q[15], a1, 3);
+        s[t][0] = u0, s[t][1] = u1;
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt2; t++) g16_finish_neon(acc + 8 * t, s[t][0], s[t][1], off, dw0, dw1, at + (size_t)t * a_rb, first);
+}
+
+static SLM_ALWAYS_INLINE void gemm16_x8_neon(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a,
+                                             size_t a_rb, int nt, float *y, int64_t ldy) {
+    const int bb = x8_block_bytes(type);
+    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
+    float acc[64 * 8]; /* [token][row] of one group */
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *g = w + (size_t)h * wb;
+        for (int t0 = 0; t0 < nt; t0 += 64) {
+            const int t1 = SLM_MIN(nt, t0 + 64);
+            for (int b = 0; b < n / 32; b++) {
+                const uint8_t *wbk = g + (size_t)b * (size_t)bb;
+                int8x16_t q[16]; /* q[2k + x]: rows 4x..4x+3, columns 4k..4k+3 */
+                if (type == SLM_TYPE_Q8_0) {
+                    SLM_UNROLL(16)
+                    for (int k = 0; k < 16; k++) q[k] = vld1q_s8((const int8_t *)wbk + 16 + 16 * k);
+                } else {
+                    SLM_UNROLL(4)
+                    for (int c = 0; c < 4; c++) {
+                        uint8x16_t lo0, lo1, hi0, hi1;
+                        x8_chunk_neon(type, wbk, c, &lo0, &lo1, &hi0, &hi1);
+                        q[4 * c] = vreinterpretq_s8_u8(lo0), q[4 * c + 1] = vreinterpretq_s8_u8(lo1);
+                        q[4 * c + 2] = vreinterpretq_s8_u8(hi0), q[4 * c + 3] = vreinterpretq_s8_u8(hi1);
+                    }
+                }
+                const float32x4_t dw0 = ld_f16_neon(wbk), dw1 = ld_f16_neon(wbk + 8);
+                const uint8_t *ab = a + (size_t)b * 40;
+                int t = t0;
+                for (; t + 2 <= t1; t += 2)
+                    gemm16_x8_tok_neon(q, dw0, dw1, off, ab + (size_t)t * a_rb, a_rb, 2, acc + 8 * (t - t0), b == 0);
+                if (t < t1) gemm16_x8_tok_neon(q, dw0, dw1, off, ab + (size_t)t * a_rb, a_rb, 1, acc + 8 * (t - t0), b == 0);
+            }
+            for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy + 8 * h, acc + 8 * (t - t0), 8 * sizeof(float));
+        }
+    }
+}
+
+#define G16_X8_NEON_ENTRY(name, type)                                                                                \
+    static SLM_TARGET_DOTPROD void name(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, \
+                                        int64_t ldy) {                                                              \
+        gemm16_x8_neon(type, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);                      \
+    }
+G16_X8_NEON_ENTRY(gemm16_q4_0x8_dotprod, SLM_TYPE_Q4_0)
+G16_X8_NEON_ENTRY(gemm16_q5_0x8_dotprod, SLM_TYPE_Q5_0)
+G16_X8_NEON_ENTRY(gemm16_q8_0x8_dotprod, SLM_TYPE_Q8_0)
+G16_X8_NEON_ENTRY(gemm16_iq4_nlx8_dotprod, SLM_TYPE_IQ4_NL)
+#undef G16_X8_NEON_ENTRY
+
 /* K-quant x8 (layouts in section 5) with SDOT, gemm_kx8_ref's bits: lanes
    are rows (x = 0: rows 0-3, x = 1: rows 4-7). Q4_K (Q5_K): the nibbles (5-bit values) go in as
    non-negative int8, each sub-block's sum is multiplied by its scale (one
@@ -19874,6 +19971,153 @@ KX8_NEON_ENTRY(gemm_q4_kx8_dotprod, SLM_TYPE_Q4_K)
 KX8_NEON_ENTRY(gemm_q5_kx8_dotprod, SLM_TYPE_Q5_K)
 KX8_NEON_ENTRY(gemm_q6_kx8_dotprod, SLM_TYPE_Q6_K)
 #undef KX8_NEON_ENTRY
+
+/* The prefill GEMM on K-quant x8 groups with SDOT, gemm_kx8_neon's bits.
+   A unit of a super-block (Q4_K/Q5_K: sub-block u, 32 columns; Q6_K: the
+   sub-blocks 2u and 2u + 1) of one group is 16 registers once unpacked,
+   in the order of gemm16_x8_neon; it goes against every token of the
+   chunk, whose integer sums (is, the scaled sub-block sums) stay in a local
+   block between units. After the 8 units each token takes the mins (from
+   Q8_K's 16-sums) and the float steps of gemm_kx8_neon. The integer sums
+   are exact, the same values as the x8 kernel's. */
+SLM_INLINE void gemm16_kx8_tok_neon(const int8x16_t *q, const int32x4_t *sc, int q6, const uint8_t *at, size_t a_rb,
+                                     int nt2, int32_t *is, int first) {
+    SLM_UNROLL(2)
+    for (int t = 0; t < nt2; t++) {
+        const int8x16_t a0 = vld1q_s8((const int8_t *)at + (size_t)t * a_rb);
+        const int8x16_t a1 = vld1q_s8((const int8_t *)at + (size_t)t * a_rb + 16);
+        int32x4_t i0 = first ? vdupq_n_s32(0) : vld1q_s32(is + 8 * t), i1 = first ? vdupq_n_s32(0) : vld1q_s32(is + 8 * t + 4);
+        int32x4_t u0 = vdupq_n_s32(0), u1 = vdupq_n_s32(0);
+        SDOT_LANE_NEON(u0, q[0], a0, 0); SDOT_LANE_NEON(u1, q[1], a0, 0);
+        SDOT_LANE_NEON(u0, q[2], a0, 1); SDOT_LANE_NEON(u1, q[3], a0, 1);
+        SDOT_LANE_NEON(u0, q[4], a0, 2); SDOT_LANE_NEON(u1, q[5], a0, 2);
+        SDOT_LANE_NEON(u0, q[6], a0, 3); SDOT_LANE_NEON(u1, q[7], a0, 3);
+        if (q6) { /* the first sub-block's scale */
+            i0 = vmlaq_s32(i0, u0, sc[0]), i1 = vmlaq_s32(i1, u1, sc[1]);
+            u0 = u1 = vdupq_n_s32(0);
+        }
+        SDOT_LANE_NEON(u0, q[8], a1, 0); SDOT_LANE_NEON(u1, q[9], a1, 0);
+        SDOT_LANE_NEON(u0, q[10], a1, 1); SDOT_LANE_NEON(u1, q[11], a1, 1);
+        SDOT_LANE_NEON(u0, q[12], a1, 2); SDOT_LANE_NEON(u1, q[13], a1, 2);
+        SDOT_LANE_NEON(u0, q[14], a1, 3); SDOT_LANE_NEON(u1, q[15], a1, 3);
+        vst1q_s32(is + 8 * t, vmlaq_s32(i0, u0, sc[q6 ? 2 : 0]));
+        vst1q_s32(is + 8 * t + 4, vmlaq_s32(i1, u1, sc[q6 ? 3 : 1]));
+    }
+}
+
+static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a,
+                                              size_t a_rb, int nt, float *y, int64_t ldy) {
+    const int q6 = type == SLM_TYPE_Q6_K, q5 = type == SLM_TYPE_Q5_K;
+    const int bb = q6 ? 1680 : q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
+    const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30), b4 = vdupq_n_u8(16), b32 = vdupq_n_u8(32);
+    float acc[64 * 8]; /* [token][row] of one group */
+    int32_t is[64 * 8]; /* [token][row]: the super-block's scaled sums */
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *g = w + (size_t)h * wb;
+        for (int t0 = 0; t0 < nt; t0 += 64) {
+            const int t1 = SLM_MIN(nt, t0 + 64);
+            for (int b = 0; b < n / QK_K; b++) {
+                const uint8_t *wk = g + (size_t)b * (size_t)bb, *ak = a + (size_t)b * 292;
+                uint8x16_t sc[2][2], mn[2][2]; /* Q4_K/Q5_K: [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7], as gemm_kx8_neon */
+                if (!q6)
+                    for (int x = 0; x < 2; x++) {
+                        const uint8x16_t l0 = vld1q_u8(wk + 32 + 16 * x), l1 = vld1q_u8(wk + 64 + 16 * x);
+                        const uint8x16_t hb = vld1q_u8(wk + 96 + 16 * x);
+                        sc[0][x] = vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(hb, 4), m30));
+                        sc[1][x] = vorrq_u8(vandq_u8(l1, m4), vandq_u8(hb, m30));
+                        mn[0][x] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(vshlq_n_u8(hb, 2), m30));
+                        mn[1][x] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(hb, 2), m30));
+                    }
+                for (int u = 0; u < 8; u++) {
+                    int8x16_t q[16];   /* q[2k + x]: rows 4x..4x+3, the unit's columns 4k..4k+3 */
+                    int32x4_t s32[4]; /* row lanes of the scales: Q4_K/Q5_K [x], Q6_K [2k + x] for sub-block 2u + k */
+                    if (!q6) {
+                        /* lane r: byte 4 (u % 4) + r, zero-extended (gemm_kx8_neon's pick) */
+                        const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(
+                            vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (u % 4))),
+                            vcombine_u32(vcreate_u32(0x100000000ull), vcreate_u32(0x300000002ull))));
+                        for (int x = 0; x < 2; x++) s32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(sc[u / 4][x], pick));
+                        const uint8_t *ws = wk + 128 + sbb * u, *wn = ws + (q5 ? 32 : 0);
+                        const uint8x16_t h0 = q5 ? vld1q_u8(ws) : vdupq_n_u8(0), h1 = q5 ? vld1q_u8(ws + 16) : vdupq_n_u8(0);
+                        SLM_UNROLL(4)
+                        for (int c = 0; c < 4; c++) {
+                            const uint8x16_t v0 = vld1q_u8(wn + 32 * c), v1 = vld1q_u8(wn + 16 + 32 * c);
+                            uint8x16_t l0 = vandq_u8(v0, m4), u0 = vshrq_n_u8(v0, 4), l1 = vandq_u8(v1, m4), u1 = vshrq_n_u8(v1, 4);
+                            if (q5) { /* bit c (low nibbles) or 4 + c (high) to bit 4 */
+                                const int8x16_t up = vdupq_n_s8((int8_t)(4 - c)), down = vdupq_n_s8((int8_t)-c);
+                                l0 = vorrq_u8(l0, vandq_u8(vshlq_u8(h0, up), b4)), l1 = vorrq_u8(l1, vandq_u8(vshlq_u8(h1, up), b4));
+                                u0 = vorrq_u8(u0, vandq_u8(vshlq_u8(h0, down), b4)), u1 = vorrq_u8(u1, vandq_u8(vshlq_u8(h1, down), b4));
+                            }
+                            q[4 * c] = vreinterpretq_s8_u8(l0), q[4 * c + 1] = vreinterpretq_s8_u8(l1);
+                            q[4 * c + 2] = vreinterpretq_s8_u8(u0), q[4 * c + 3] = vreinterpretq_s8_u8(u1);
+                        }
+                    } else {
+                        const uint8_t *wp = wk + 144 + 192 * u;
+                        for (int x = 0; x < 2; x++) {
+                            const int32x4_t pr = vreinterpretq_s32_s16(vmovl_s8(vld1_s8((const int8_t *)wk + 16 + 16 * u + 8 * x)));
+                            s32[x] = vshrq_n_s32(vshlq_n_s32(pr, 16), 16), s32[2 + x] = vshrq_n_s32(pr, 16);
+                        }
+                        for (int k = 0; k < 2; k++)
+                            for (int x = 0; x < 2; x++) { /* gemm_kx8_neon's q[x][j] is step 4k + j */
+                                const uint8x16_t hb = vld1q_u8(wp + 128 + 32 * k + 16 * x);
+                                const uint8x16_t v0 = vld1q_u8(wp + 64 * k + 16 * x), v1 = vld1q_u8(wp + 64 * k + 32 + 16 * x);
+                                int8x16_t *o = q + 8 * k + x;
+                                o[0] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v0, m4), vandq_u8(vshlq_n_u8(hb, 4), m30)), b32));
+                                o[2] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v0, 4), vandq_u8(vshlq_n_u8(hb, 2), m30)), b32));
+                                o[4] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vandq_u8(v1, m4), vandq_u8(hb, m30)), b32));
+                                o[6] = vreinterpretq_s8_u8(vsubq_u8(vorrq_u8(vshrq_n_u8(v1, 4), vandq_u8(vshrq_n_u8(hb, 2), m30)), b32));
+                            }
+                    }
+                    const uint8_t *at = ak + 4 + 32 * u;
+                    int t = t0;
+                    for (; t + 2 <= t1; t += 2)
+                        gemm16_kx8_tok_neon(q, s32, q6, at + (size_t)t * a_rb, a_rb, 2, is + 8 * (t - t0), u == 0);
+                    if (t < t1) gemm16_kx8_tok_neon(q, s32, q6, at + (size_t)t * a_rb, a_rb, 1, is + 8 * (t - t0), u == 0);
+                }
+                int32x4_t mn32[8][2]; /* Q4_K/Q5_K: the mins of sub-block s, row lanes */
+                if (!q6)
+                    for (int s = 0; s < 8; s++) {
+                        const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(
+                            vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (s % 4))),
+                            vcombine_u32(vcreate_u32(0x100000000ull), vcreate_u32(0x300000002ull))));
+                        for (int x = 0; x < 2; x++) mn32[s][x] = vreinterpretq_s32_u8(vqtbl1q_u8(mn[s / 4][x], pick));
+                    }
+                const float32x4_t d0 = ld_f16_neon(wk), d1 = ld_f16_neon(wk + 8);
+                const float32x4_t m0 = q6 ? d0 : ld_f16_neon(wk + 16), m1 = q6 ? d1 : ld_f16_neon(wk + 24);
+                for (int t = t0; t < t1; t++) {
+                    const uint8_t *att = ak + (size_t)t * a_rb;
+                    float *r = acc + 8 * (t - t0);
+                    const float32x4_t da = vdupq_n_f32(ld_f32(att));
+                    float32x4_t r0 = b == 0 ? vdupq_n_f32(0) : vld1q_f32(r), r1 = b == 0 ? vdupq_n_f32(0) : vld1q_f32(r + 4);
+                    r0 = vfmaq_f32(r0, vcvtq_f32_s32(vld1q_s32(is + 8 * (t - t0))), vmulq_f32(d0, da));
+                    r1 = vfmaq_f32(r1, vcvtq_f32_s32(vld1q_s32(is + 8 * (t - t0) + 4)), vmulq_f32(d1, da));
+                    if (!q6) {
+                        int32x4_t ms0 = vdupq_n_s32(0), ms1 = vdupq_n_s32(0);
+                        SLM_UNROLL(8)
+                        for (int s = 0; s < 8; s++) {
+                            const int32_t bs = (int16_t)ld_u16(att + 260 + 4 * s) + (int16_t)ld_u16(att + 262 + 4 * s);
+                            ms0 = vmlaq_n_s32(ms0, mn32[s][0], bs), ms1 = vmlaq_n_s32(ms1, mn32[s][1], bs);
+                        }
+                        r0 = vfmsq_f32(r0, vcvtq_f32_s32(ms0), vmulq_f32(m0, da));
+                        r1 = vfmsq_f32(r1, vcvtq_f32_s32(ms1), vmulq_f32(m1, da));
+                    }
+                    vst1q_f32(r, r0), vst1q_f32(r + 4, r1);
+                }
+            }
+            for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy + 8 * h, acc + 8 * (t - t0), 8 * sizeof(float));
+        }
+    }
+}
+
+#define G16_KX8_NEON_ENTRY(name, type)                                                                               \
+    static SLM_TARGET_DOTPROD void name(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, \
+                                        int64_t ldy) {                                                              \
+        gemm16_kx8_neon(type, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);                     \
+    }
+G16_KX8_NEON_ENTRY(gemm16_q4_kx8_dotprod, SLM_TYPE_Q4_K)
+G16_KX8_NEON_ENTRY(gemm16_q5_kx8_dotprod, SLM_TYPE_Q5_K)
+G16_KX8_NEON_ENTRY(gemm16_q6_kx8_dotprod, SLM_TYPE_Q6_K)
+#undef G16_KX8_NEON_ENTRY
 #endif /* SLM_NEON_DOTPROD */
 
 #ifdef SLM_NEON_I8MM
@@ -19951,6 +20195,82 @@ X8_I8MM_ENTRY(gemm_q4_0x8_i8mm, SLM_TYPE_Q4_0, gemm_q4_0x8_dotprod)
 X8_I8MM_ENTRY(gemm_q5_0x8_i8mm, SLM_TYPE_Q5_0, gemm_q5_0x8_dotprod)
 X8_I8MM_ENTRY(gemm_q8_0x8_i8mm, SLM_TYPE_Q8_0, gemm_q8_0x8_dotprod)
 #undef X8_I8MM_ENTRY
+
+/* The prefill GEMM on x8 groups with SMMLA (gemm16_x8_neon's loop): per
+   block of a group, the row pairs of each 8 columns are zipped once (16
+   registers) and go against every token pair of the chunk, 16 SMMLA a
+   pair where SDOT takes 32. The integer sums and the float steps are
+   gemm_x8_i8mm's, so the bits are its (and the SDOT kernels'). An odd last
+   token is paired with itself (computed, not stored). */
+static SLM_ALWAYS_INLINE SLM_TARGET_I8MM void gemm16_x8_i8mm(int type, int n, const uint8_t *w, size_t wb,
+                                                             const uint8_t *a, size_t a_rb, int nt, float *y,
+                                                             int64_t ldy) {
+    const int bb = x8_block_bytes(type);
+    const int32_t off = type == SLM_TYPE_Q4_0 ? 8 : type == SLM_TYPE_Q5_0 ? 16 : 0;
+    float acc[64 * 8]; /* [token][row] of one group */
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *g = w + (size_t)h * wb;
+        for (int t0 = 0; t0 < nt; t0 += 64) {
+            const int t1 = SLM_MIN(nt, t0 + 64);
+            for (int b = 0; b < n / 32; b++) {
+                const uint8_t *wbk = g + (size_t)b * (size_t)bb;
+                int8x16_t rp[4][4]; /* [c][j]: rows 2j and 2j + 1, columns 8c..8c+7 */
+                SLM_UNROLL(4)
+                for (int c = 0; c < 4; c++) {
+                    int8x16_t x0, x1, x2, x3; /* as in gemm_x8_i8mm */
+                    if (type == SLM_TYPE_Q8_0) {
+                        x0 = vld1q_s8((const int8_t *)wbk + 16 + 64 * c), x2 = vld1q_s8((const int8_t *)wbk + 32 + 64 * c);
+                        x1 = vld1q_s8((const int8_t *)wbk + 48 + 64 * c), x3 = vld1q_s8((const int8_t *)wbk + 64 + 64 * c);
+                    } else {
+                        uint8x16_t lo0, lo1, hi0, hi1;
+                        x8_chunk_neon(type, wbk, c, &lo0, &lo1, &hi0, &hi1);
+                        x0 = vreinterpretq_s8_u8(lo0), x1 = vreinterpretq_s8_u8(hi0);
+                        x2 = vreinterpretq_s8_u8(lo1), x3 = vreinterpretq_s8_u8(hi1);
+                    }
+                    const int32x4_t i0 = vreinterpretq_s32_s8(x0), i1 = vreinterpretq_s32_s8(x1);
+                    const int32x4_t i2 = vreinterpretq_s32_s8(x2), i3 = vreinterpretq_s32_s8(x3);
+                    rp[c][0] = vreinterpretq_s8_s32(vzip1q_s32(i0, i1)), rp[c][1] = vreinterpretq_s8_s32(vzip2q_s32(i0, i1));
+                    rp[c][2] = vreinterpretq_s8_s32(vzip1q_s32(i2, i3)), rp[c][3] = vreinterpretq_s8_s32(vzip2q_s32(i2, i3));
+                }
+                const float32x4_t dw0 = ld_f16_neon(wbk), dw1 = ld_f16_neon(wbk + 8);
+                const uint8_t *ab = a + (size_t)b * 40;
+                for (int t = t0; t < t1; t += 2) {
+                    const uint8_t *p0 = ab + (size_t)t * a_rb, *p1 = ab + (size_t)SLM_MIN(t + 1, t1 - 1) * a_rb;
+                    const int64x2_t a0 = vld1q_s64((const int64_t *)(const void *)p0);
+                    const int64x2_t a1 = vld1q_s64((const int64_t *)(const void *)(p0 + 16));
+                    const int64x2_t b0 = vld1q_s64((const int64_t *)(const void *)p1);
+                    const int64x2_t b1 = vld1q_s64((const int64_t *)(const void *)(p1 + 16));
+                    int8x16_t tp[4]; /* tp[c]: columns 8c..8c+7 of the two tokens */
+                    tp[0] = vreinterpretq_s8_s64(vzip1q_s64(a0, b0)), tp[1] = vreinterpretq_s8_s64(vzip2q_s64(a0, b0));
+                    tp[2] = vreinterpretq_s8_s64(vzip1q_s64(a1, b1)), tp[3] = vreinterpretq_s8_s64(vzip2q_s64(a1, b1));
+                    int32x4_t s[4]; /* row pair j: r2j.t, r2j.t+1, r2j+1.t, r2j+1.t+1 */
+                    s[0] = s[1] = s[2] = s[3] = vdupq_n_s32(0);
+                    SLM_UNROLL(4)
+                    for (int c = 0; c < 4; c++) {
+                        SLM_UNROLL(4)
+                        for (int j = 0; j < 4; j++) s[j] = smmla_neon(s[j], rp[c][j], tp[c]);
+                    }
+                    g16_finish_neon(acc + 8 * (t - t0), vuzp1q_s32(s[0], s[1]), vuzp1q_s32(s[2], s[3]), off, dw0, dw1, p0,
+                                    b == 0);
+                    if (t + 1 < t1)
+                        g16_finish_neon(acc + 8 * (t + 1 - t0), vuzp2q_s32(s[0], s[1]), vuzp2q_s32(s[2], s[3]), off, dw0,
+                                        dw1, p1, b == 0);
+                }
+            }
+            for (int t = t0; t < t1; t++) memcpy(y + (int64_t)t * ldy + 8 * h, acc + 8 * (t - t0), 8 * sizeof(float));
+        }
+    }
+}
+
+#define G16_X8_I8MM_ENTRY(name, type)                                                                                \
+    static SLM_TARGET_I8MM void name(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y,    \
+                                     int64_t ldy) {                                                                 \
+        gemm16_x8_i8mm(type, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);                      \
+    }
+G16_X8_I8MM_ENTRY(gemm16_q4_0x8_i8mm, SLM_TYPE_Q4_0)
+G16_X8_I8MM_ENTRY(gemm16_q5_0x8_i8mm, SLM_TYPE_Q5_0)
+G16_X8_I8MM_ENTRY(gemm16_q8_0x8_i8mm, SLM_TYPE_Q8_0)
+#undef G16_X8_I8MM_ENTRY
 #endif /* SLM_NEON_I8MM */
 
 #endif /* SLM_NEON */
@@ -20636,6 +20956,10 @@ static const kernel_table KERNELS_DOTPROD = {
                 [SLM_TYPE_IQ4_NL] = gemm_iq4_nlx8_dotprod,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod, [SLM_TYPE_Q4_K] = gemm_q4_kx8_dotprod,
                 [SLM_TYPE_Q5_K] = gemm_q5_kx8_dotprod, [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
+    .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_dotprod,
+                  [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_dotprod, [SLM_TYPE_Q5_0] = gemm16_q5_0x8_dotprod,
+                  [SLM_TYPE_Q4_K] = gemm16_q4_kx8_dotprod, [SLM_TYPE_Q5_K] = gemm16_q5_kx8_dotprod,
+                  [SLM_TYPE_Q6_K] = gemm16_q6_kx8_dotprod},
 };
 #endif
 
@@ -20645,6 +20969,8 @@ static const kernel_table KERNELS_I8MM = {
     "i8mm", SLM_ISA_NEON_I8MM, &KERNELS_DOTPROD,
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_i8mm, [SLM_TYPE_Q8_0] = gemm_q8_0x8_i8mm,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_i8mm},
+    .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_i8mm, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_i8mm,
+                  [SLM_TYPE_Q5_0] = gemm16_q5_0x8_i8mm},
 };
 #endif
 

@@ -960,6 +960,7 @@ void test_kernels(void) {
         check_gemm16(&kt);
         check_kx8(&kt);
         check_kgemm16(&kt);
+        check_gemm16_long(&kt);
         check_dot_rows(&kt);
         check_exp_sum(&kt);
         check_swiglu_sumsq(&kt);

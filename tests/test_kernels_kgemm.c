@@ -98,3 +98,55 @@ static void check_kgemm16(const kernel_table *kt) {
               kt->name, bad_mm);
     }
 }
+
+/* Batches longer than the GEMM kernels' token chunk (64): 63, 64, 65 and
+   131 tokens through gemm16_x8 of every x8 type (rows and activations in
+   every scale class, K-quants with saturated ones too) give for every row
+   and token the bits of the table's 4-token x8 kernel. */
+static void check_gemm16_long(const kernel_table *kt) {
+    static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q5_0, SLM_TYPE_Q8_0, SLM_TYPE_IQ4_NL,
+                                SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
+    static const int nts[] = {63, 64, 65, 131};
+    enum { NT = 131, LDY = 16 + 5 };
+    uint64_t s = 123;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const int type = types[ti], kq = is_kx8(type);
+        if (!kt->gemm16_x8[type] || !kt->gemm_x8[type]) continue;
+        const int n = kq ? 2 * QK_K : 7 * 32, nb = n / type_size_of(type)->blck;
+        const int dt = kq ? SLM_TYPE_Q8_K : TRAITS[type].dot_type;
+        const size_t rb = row_bytes(type, n), arb = row_bytes(dt, n) + 6, wb = 8 * rb + 40;
+        const size_t axrb = kq ? arb : act_row_bytes(ACT_Q8_0X, n) + 8;
+        uint8_t *w = (uint8_t *)malloc(16 * rb), *g = (uint8_t *)calloc(1, 2 * wb), *a = (uint8_t *)malloc(NT * arb);
+        uint8_t *ax = (uint8_t *)malloc(NT * axrb);
+        float *y = (float *)malloc(sizeof(float) * NT * LDY), *y4 = (float *)malloc(sizeof(float) * NT * LDY);
+        int differ = 0, runs = 0, outside = 0;
+        for (int rep = 0; rep < 2; rep++) {
+            const int ext = kq && rep == 1;
+            for (int r = 0; r < 16; r++) kx8_row(type, n, (r + rep) % 3, 0, ext, &s, w + r * rb);
+            for (int t = 0; t < NT; t++) kx8_row(dt, n, (t + rep) % 3, 1, ext, &s, a + t * arb);
+            x8_pack(type, w, rb, nb, g);
+            x8_pack(type, w + 8 * rb, rb, nb, g + wb);
+            if (kq) memcpy(ax, a, NT * arb);
+            else q8_0x_rows(a, arb, NT, nb, ax, axrb);
+            for (size_t ni = 0; ni < sizeof nts / sizeof nts[0]; ni++) {
+                const int nt = nts[ni];
+                for (int i = 0; i < NT * LDY; i++) y[i] = -1234.5f;
+                kt->gemm16_x8[type](n, g, wb, ax, axrb, nt, y, LDY);
+                for (int h = 0; h < 2; h++)
+                    for (int t = 0; t < nt; t += 4)
+                        kt->gemm_x8[type](n, g + h * wb, ax + t * axrb, axrb, SLM_MIN(4, nt - t), y4 + t * LDY + 8 * h, LDY);
+                for (int t = 0; t < NT; t++)
+                    for (int r = 0; r < LDY; r++) {
+                        if (t < nt && r < 16) differ += memcmp(&y[t * LDY + r], &y4[t * LDY + r], sizeof(float)) != 0, runs++;
+                        else outside += y[t * LDY + r] != -1234.5f;
+                    }
+            }
+        }
+        const char *tn = slm_type_name(type);
+        printf("  gemm16 %-6s %s, 63-131 tokens: %d results, %d differ from the x8 kernel\n", tn ? tn : "?", kt->name, runs,
+               differ);
+        CHECK(differ == 0 && outside == 0, "gemm16 %s %s, 63-131 tokens: %d results differ from the x8 kernel, %d written outside",
+              tn ? tn : "?", kt->name, differ, outside);
+        free(w), free(g), free(a), free(ax), free(y), free(y4);
+    }
+}
