@@ -2936,16 +2936,22 @@ static uint8_t *packed_alloc(const slm_model *m, size_t bytes) {
 }
 
 /* Give back the pages of the file mapping under [p, p + n) (the whole pages
-   inside it): once repacked elsewhere, the originals are not read again. */
-static void unmap_pages(const slm_model *m, const uint8_t *p, size_t n) {
+   inside it): once moved to m->packed (which only a mapped file has), the
+   originals are not read again. */
+static void unmap_pages(const uint8_t *p, size_t n) {
 #if defined(SLM_HUGE_PAGES)
     const long ps = sysconf(_SC_PAGESIZE); /* 4 KiB, 16 KiB (Raspberry Pi 5), 64 KiB */
     const uintptr_t pg = ps > 0 ? (uintptr_t)ps : 4096;
     const uintptr_t b = ((uintptr_t)p + pg - 1) & ~(pg - 1), e = ((uintptr_t)p + n) & ~(pg - 1);
-    if (m->source == SRC_MMAP && e > b) (void)madvise((void *)b, (size_t)(e - b), SLM_MADV_DONTNEED);
+    if (e > b) (void)madvise((void *)b, (size_t)(e - b), SLM_MADV_DONTNEED);
 #else
-    (void)m, (void)p, (void)n;
+    (void)p, (void)n;
 #endif
+}
+
+/* A matrix's bytes in m->packed: its rows, the next one SLM_ALIGN-aligned. */
+static size_t packed_bytes(const weight *w) {
+    return ((size_t)w->n_out * w->rb + SLM_ALIGN - 1) & ~(size_t)(SLM_ALIGN - 1);
 }
 
 /* Whether matrix ws[i] goes to m->packed: the first of those sharing its
@@ -2989,7 +2995,7 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
        untied token embedding without one, which is only read a row at a time */
     size_t total = 0;
     for (int i = 0; i < n; i++)
-        if (packs(m, ws, i)) total += ((size_t)ws[i]->n_out * ws[i]->rb + 63) & ~(size_t)63;
+        if (packs(m, ws, i)) total += packed_bytes(ws[i]);
     m->packed = packed_alloc(m, total);
     size_t used = 0;
     for (int i = 0; i < n; i++) {
@@ -2998,7 +3004,6 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
         gemm_x8_fn k = w->data && !w->x8 && w->n_out % 8 == 0 ? m->kern.gemm_x8[w->type] : NULL;
         if (!k && !mv) continue;
         const uint8_t *src = w->data;
-        const size_t bytes = (size_t)w->n_out * w->rb;
         uint8_t *d = mv ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
         const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
         for (int64_t g = 0; k && g < w->n_out / 8; g++) {
@@ -3007,9 +3012,9 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
             x8_pack(w->type, from, w->rb, nb, d + (size_t)g * 8 * w->rb);
         }
         if (mv) {
-            if (!k) memcpy(d, src, bytes);
-            used += (bytes + 63) & ~(size_t)63;
-            unmap_pages(m, src, bytes);
+            if (!k) memcpy(d, src, (size_t)w->n_out * w->rb);
+            unmap_pages(src, (size_t)w->n_out * w->rb);
+            used += packed_bytes(w);
         }
         for (int j = 0; j < n; j++)
             if (ws[j]->data == src) ws[j]->data = d, ws[j]->x8 = k;
