@@ -51,7 +51,7 @@ TEST_INCLUDED = tests/test_kernels_avx512.c tests/test_kernels_gemm.c tests/test
                 tests/test_kernels_kgemm.c tests/test_attention.c tests/test_scan.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab \
-        bench-gemm test-cross bench clean help \
+        bench-gemm test-cross print-test-src bench clean help \
         pretok-check pretok-vectors unicode-tables test-python test-node check-exports install uninstall test-install windows test-windows \
         test-cmake test-serve test-serve-sanitize test-hello docs-check \
         bench-bandwidth bench-attention bench-scan
@@ -353,6 +353,10 @@ test-embedded: embedded
 # Cross builds run under qemu-user (tools/install-cross.sh installs them).
 test-cross:
 	TEST_SRC="$(TEST_SRC)" OUT=$(BUILD)/cross tools/test-cross.sh
+
+# the test sources, for tools/test-cross.sh run by hand
+print-test-src:
+	@echo $(TEST_SRC)
 
 # ---- shared library, install, pkg-config --------------------------------------
 

@@ -2983,13 +2983,6 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
                           &L->w_down, &L->r_in, &L->r_gate, &L->r_beta, &L->r_alpha, &L->r_out};
         for (int k = 0; k < 13; k++) ws[n++] = lw[k];
     }
-    size_t tmp_size = 0;
-    for (int i = 0; i < n; i++) tmp_size = SLM_MAX(tmp_size, 8 * ws[i]->rb);
-    uint8_t *tmp = (uint8_t *)xalloc(&m->a, tmp_size ? tmp_size : 1);
-    if (!tmp) {
-        xfree(&m->a, ws, cap * sizeof(weight *));
-        return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
-    }
     /* m->packed (Linux) takes every matrix once (tied ones share data),
        repacked where it has an x8 kernel, copied as it is otherwise; not an
        untied token embedding without one, which is only read a row at a time */
@@ -2997,12 +2990,21 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
     for (int i = 0; i < n; i++)
         if (packs(m, ws, i)) total += packed_bytes(ws[i]);
     m->packed = packed_alloc(m, total);
+    /* in place, a group's 8 rows are copied aside before they are overwritten */
+    size_t tmp_size = 0;
+    for (int i = 0; !m->packed && i < n; i++) tmp_size = SLM_MAX(tmp_size, 8 * ws[i]->rb);
+    uint8_t *tmp = tmp_size ? (uint8_t *)xalloc(&m->a, tmp_size) : NULL; /* [8][rb] */
+    if (tmp_size && !tmp) {
+        xfree(&m->a, ws, cap * sizeof(weight *));
+        return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
+    }
     size_t used = 0;
     for (int i = 0; i < n; i++) {
         weight *w = ws[i];
         const int mv = m->packed && packs(m, ws, i);
         gemm_x8_fn k = w->data && !w->x8 && w->n_out % 8 == 0 ? m->kern.gemm_x8[w->type] : NULL;
         if (!k && !mv) continue;
+        if (!mv && !tmp) continue; /* (not reached: with m->packed, every matrix with a kernel moves) */
         const uint8_t *src = w->data;
         uint8_t *d = mv ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
         const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
@@ -3019,7 +3021,7 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
         for (int j = 0; j < n; j++)
             if (ws[j]->data == src) ws[j]->data = d, ws[j]->x8 = k;
     }
-    xfree(&m->a, tmp, tmp_size ? tmp_size : 1);
+    if (tmp) xfree(&m->a, tmp, tmp_size);
     xfree(&m->a, ws, cap * sizeof(weight *));
     return SLM_OK;
 }

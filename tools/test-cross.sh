@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 OUT=${OUT:-build/cross}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-TEST_SRC=${TEST_SRC:-tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c tests/test_kernels.c}
+# (run directly, the list comes from the Makefile, so it cannot go stale)
+TEST_SRC=${TEST_SRC:-$(make -s --no-print-directory print-test-src)}
 CFLAGS_COMMON="-std=c99 -O2 -Wall -Wextra -Wshadow -Wstrict-prototypes"
 mkdir -p "$OUT"
 
