@@ -1690,6 +1690,9 @@ typedef double (*exp_sum_fn)(float *x, int n, float mx);
 typedef void (*swiglu_fn)(float *g, const float *u, int n);
 /* sum of x[i]^2 in double (RMSNorm) */
 typedef double (*sumsq_fn)(const float *x, int n);
+/* x[i] *= scale, and the largest of the products (-inf if n = 0): flash
+   attention's block of scores. The maximum is exact, so any order gives it. */
+typedef float (*scale_max_fn)(float *x, int n, float scale);
 /* prefill GEMM (section 7, matmul_gemm): 16 weight rows against all nt
    activation rows a_rb bytes apart, y[t * ldy + r] for r < 16, t < nt.
    The rows are two x8 groups wb bytes apart (gemm16_x8) or 16 GGUF rows
@@ -1714,6 +1717,7 @@ typedef struct kernel_table {
     exp_sum_fn exp_sum;                    /* softmax's exponentials */
     swiglu_fn swiglu;                      /* the gated FFN's activation */
     sumsq_fn sumsq;                        /* RMSNorm's sum of squares */
+    scale_max_fn scale_max;                /* flash attention's scaled scores and their maximum */
 } kernel_table;
 
 typedef struct type_traits {
@@ -1727,6 +1731,7 @@ typedef struct type_traits {
 static double exp_sum_ref(float *x, int n, float mx);
 static void swiglu_ref(float *g, const float *u, int n);
 static double sumsq_ref(const float *x, int n);
+static float scale_max_ref(float *x, int n, float scale);
 static void f32_to_float(const void *src, float *dst, int64_t n);
 static void f32_from_float(const float *src, void *dst, int64_t n);
 static float dot_f32_ref(int n, const void *w, const void *a);
@@ -4156,12 +4161,14 @@ static void fa_chunk(const slm_session *s, int il, fa_ctx *c, int c0, dot_rows_f
                 const int j = t * nrep + r;
                 float *sj = c->S + (size_t)j * FA_BK, *pj = c->part + (size_t)j * pw;
                 float bm = -INFINITY;
-                for (int k = lo; k < hi; k++) {
-                    float v = sj[k] * scale;
-                    if (cap > 0) v = cap * tanhf(v / cap);
-                    sj[k] = v;
-                    bm = v > bm ? v : bm;
-                }
+                if (cap > 0)
+                    for (int k = lo; k < hi; k++) {
+                        const float v = cap * tanhf(sj[k] * scale / cap);
+                        sj[k] = v;
+                        bm = v > bm ? v : bm;
+                    }
+                else
+                    bm = kt->scale_max(sj + lo, hi - lo, scale);
                 const float mx = SLM_MAX(pj[hd], bm);
                 c->corr[j] = expf(pj[hd] - mx); /* 0 at the first block */
                 pj[hd] = mx;
@@ -14471,6 +14478,18 @@ static SLM_UNUSED double exp_sum_ref(float *x, int n, float mx) {
     return sum;
 }
 
+/* x[i] *= scale and their maximum (v > m ? v : m: a NaN is passed over, as
+   the SIMD max instructions do with the running maximum second). */
+static SLM_UNUSED float scale_max_ref(float *x, int n, float scale) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        const float v = x[i] * scale;
+        x[i] = v;
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
 /* silu(g) * u with the C library's expf (silu, section 7). */
 static SLM_UNUSED void swiglu_ref(float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) g[i] = silu(g[i]) * u[i];
@@ -15270,6 +15289,27 @@ static inline __m256 exp_avx2(__m256 x) {
     return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
 }
 
+/* scale_max_ref on 8 lanes (maxps(v, m) is v > m ? v : m) */
+static float scale_max_avx2(float *x, int n, float scale) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
+        _mm256_storeu_ps(x + i, v);
+        m8 = _mm256_max_ps(v, m8);
+    }
+    float l[8], m = -INFINITY;
+    _mm256_storeu_ps(l, m8);
+    for (int k = 0; k < 8; k++) m = l[k] > m ? l[k] : m;
+    for (; i < n; i++) {
+        const float v = x[i] * scale;
+        x[i] = v;
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
 /* softmax's exponentials and their sum (in double) */
 static double exp_sum_avx2(float *x, int n, float mx) {
     const __m256 vmx = _mm256_set1_ps(mx);
@@ -15428,11 +15468,24 @@ static SLM_ALWAYS_INLINE void qk_rows4_avx2(int n, const uint8_t *x, size_t stri
         for (int r = 0; r < nr; r++) out[(size_t)j * out_stride + r] = s[j][r];
 }
 
+/* A decoded token's cache rows come from memory: a few lines each (K, n =
+   head_dim) or runs of 2 n bytes, 2 n_ctx bytes apart (V), which the
+   hardware prefetchers pick up late. qk_rows_f16 asks for rows [p0, p1)
+   a few rows ahead of their use (at 2048 positions the attention of a
+   decoded token took 40% of its time, half of that waiting). */
+#define QK_PREFETCH(rows, stride, n, p0, p1)                                                                           \
+    for (int p_ = (p0); p_ < (p1); p_++)                                                                              \
+        for (int l_ = 0; l_ < 2 * (n); l_ += 64)                                                                      \
+            _mm_prefetch((const char *)(rows) + (size_t)p_ * (stride) + l_, _MM_HINT_T0)
+
 static void qk_rows_f16_avx2(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride, int na,
                              float *out, size_t out_stride) {
     const uint8_t *x = (const uint8_t *)rows;
+    const int pd = n >= 256 ? 4 : 16; /* rows ahead: about 4 KB of V (long rows) or K */
+    QK_PREFETCH(rows, stride, n, 0, SLM_MIN(nrows, pd));
     for (int r = 0; r < nrows; r += 4, x += 4 * stride) {
         const int nr = SLM_MIN(4, nrows - r);
+        QK_PREFETCH(rows, stride, n, r + pd, SLM_MIN(nrows, r + pd + 4));
         for (int j = 0; j < na; j += 3)
             qk_rows4_avx2(n, x, stride, nr, a + (size_t)j * a_stride, a_stride, SLM_MIN(3, na - j),
                           out + (size_t)j * out_stride + r, out_stride);
@@ -17748,6 +17801,19 @@ static double exp_sum_avx512(float *x, int n, float mx) {
     return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
 }
 
+/* scale_max_ref on 16 lanes, the tail masked (-inf in the lanes past it) */
+static float scale_max_avx512(float *x, int n, float scale) {
+    const __m512 vs = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    __m512 m16 = ninf;
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
+        _mm512_mask_storeu_ps(x + i, m, v);
+        m16 = _mm512_mask_max_ps(m16, m, v, m16);
+    }
+    return _mm512_reduce_max_ps(m16);
+}
+
 /* swiglu_avx2 on 16 lanes (exp_avx512, a true division); the tail masked */
 static void swiglu_avx512(float *g, const float *u, int n) {
     const __m512 one = _mm512_set1_ps(1.0f);
@@ -17756,6 +17822,89 @@ static void swiglu_avx512(float *g, const float *u, int n) {
         const __m512 x = _mm512_maskz_loadu_ps(m, g + i);
         const __m512 d = _mm512_add_ps(one, exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), x), m));
         _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(_mm512_div_ps(x, d), _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+/* --- flash attention's scores and V sums (qk_rows_f16) ------------------------
+   4 F16 rows (EVEX vcvtph2ps) against nj <= 6 queries, a compile-time count
+   (24 accumulators, 4 rows and a query in 32 zmm), 16 lanes per pair, the
+   last 1-15 columns one more step on masked (zero) loads. Then each group
+   of 4 queries' 16 accumulators is reduced at once, transposing: a pair's
+   lanes l0..l15 meet as ((l0+l8)+(l4+l12)) + ((l2+l10)+(l6+l14)) and the
+   same from l1, l3, l5..., the two sums added last; every pair goes through
+   the same steps on its own lanes, so its bits do not depend on the rows and
+   queries that share the call. */
+
+/* 4 accumulators -> 128-bit lane k holds accumulator k's 4 partials */
+static inline __m512 qk_fold4_avx512(__m512 c0, __m512 c1, __m512 c2, __m512 c3) {
+    const __m512 s01 = _mm512_add_ps(_mm512_shuffle_f32x4(c0, c1, 0x44), _mm512_shuffle_f32x4(c0, c1, 0xee));
+    const __m512 s23 = _mm512_add_ps(_mm512_shuffle_f32x4(c2, c3, 0x44), _mm512_shuffle_f32x4(c2, c3, 0xee));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, 0x88), _mm512_shuffle_f32x4(s01, s23, 0xdd));
+}
+
+/* the folds of rows 0..3 (each over 4 queries) -> lane 4 j + r: row r . query j */
+static inline __m512 qk_fold16_avx512(__m512 t0, __m512 t1, __m512 t2, __m512 t3) {
+    const __m512 u01 = _mm512_add_ps(_mm512_unpacklo_ps(t0, t1), _mm512_unpackhi_ps(t0, t1));
+    const __m512 u23 = _mm512_add_ps(_mm512_unpacklo_ps(t2, t3), _mm512_unpackhi_ps(t2, t3));
+    return _mm512_add_ps(_mm512_shuffle_ps(u01, u23, 0x44), _mm512_shuffle_ps(u01, u23, 0xee));
+}
+
+static SLM_ALWAYS_INLINE void qk_tile_avx512(int n, const uint8_t *x, size_t stride, int nr, const float *a,
+                                             size_t a_stride, const int nj, float *out, size_t out_stride) {
+    const uint8_t *xr[4] = {x, nr > 1 ? x + stride : x, nr > 2 ? x + 2 * stride : x, nr > 3 ? x + 3 * stride : x};
+    __m512 c[6][4];
+    SLM_UNROLL(6)
+    for (int j = 0; j < 6; j++) {
+        SLM_UNROLL(4)
+        for (int r = 0; r < 4; r++) c[j][r] = _mm512_setzero_ps();
+    }
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 k[4];
+        SLM_UNROLL(4)
+        for (int r = 0; r < 4; r++) k[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, xr[r] + 2 * i));
+        SLM_UNROLL(6)
+        for (int j = 0; j < nj; j++) {
+            const __m512 q = _mm512_maskz_loadu_ps(m, a + (size_t)j * a_stride + i);
+            SLM_UNROLL(4)
+            for (int r = 0; r < 4; r++) c[j][r] = _mm512_fmadd_ps(k[r], q, c[j][r]);
+        }
+    }
+    const __mmask8 mr = (__mmask8)((1u << nr) - 1);
+    SLM_UNROLL(2)
+    for (int j0 = 0; j0 < nj; j0 += 4) {
+        const int j1 = j0 + 1 < nj ? j0 + 1 : j0, j2 = j0 + 2 < nj ? j0 + 2 : j0, j3 = j0 + 3 < nj ? j0 + 3 : j0;
+        __m512 t[4];
+        SLM_UNROLL(4)
+        for (int r = 0; r < 4; r++) t[r] = qk_fold4_avx512(c[j0][r], c[j1][r], c[j2][r], c[j3][r]);
+        const __m512 w = qk_fold16_avx512(t[0], t[1], t[2], t[3]);
+        _mm_mask_storeu_ps(out + (size_t)j0 * out_stride, mr, _mm512_castps512_ps128(w));
+        if (j0 + 1 < nj) _mm_mask_storeu_ps(out + (size_t)(j0 + 1) * out_stride, mr, _mm512_extractf32x4_ps(w, 1));
+        if (j0 + 2 < nj) _mm_mask_storeu_ps(out + (size_t)(j0 + 2) * out_stride, mr, _mm512_extractf32x4_ps(w, 2));
+        if (j0 + 3 < nj) _mm_mask_storeu_ps(out + (size_t)(j0 + 3) * out_stride, mr, _mm512_extractf32x4_ps(w, 3));
+    }
+}
+
+static void qk_rows_f16_avx512(int n, const void *rows, size_t stride, int nrows, const float *a, size_t a_stride,
+                               int na, float *out, size_t out_stride) {
+    const uint8_t *x = (const uint8_t *)rows;
+    const int pd = n >= 256 ? 4 : 16; /* rows ahead: about 4 KB of V (long rows) or K */
+    QK_PREFETCH(rows, stride, n, 0, SLM_MIN(nrows, pd));
+    for (int r = 0; r < nrows; r += 4, x += 4 * stride) {
+        const int nr = SLM_MIN(4, nrows - r);
+        QK_PREFETCH(rows, stride, n, r + pd, SLM_MIN(nrows, r + pd + 4));
+        for (int j = 0; j < na; j += 6) {
+            const float *aj = a + (size_t)j * a_stride;
+            float *o = out + (size_t)j * out_stride + r;
+            switch (SLM_MIN(6, na - j)) {
+            case 1: qk_tile_avx512(n, x, stride, nr, aj, a_stride, 1, o, out_stride); break;
+            case 2: qk_tile_avx512(n, x, stride, nr, aj, a_stride, 2, o, out_stride); break;
+            case 3: qk_tile_avx512(n, x, stride, nr, aj, a_stride, 3, o, out_stride); break;
+            case 4: qk_tile_avx512(n, x, stride, nr, aj, a_stride, 4, o, out_stride); break;
+            case 5: qk_tile_avx512(n, x, stride, nr, aj, a_stride, 5, o, out_stride); break;
+            default: qk_tile_avx512(n, x, stride, nr, aj, a_stride, 6, o, out_stride); break;
+            }
+        }
     }
 }
 
@@ -20826,6 +20975,7 @@ static const kernel_table KERNELS_SCALAR = {
                    [SLM_TYPE_BF16] = bf16_from_float_ref, [SLM_TYPE_Q8_0] = q8_0_from_float_ref,
                    [SLM_TYPE_Q8_1] = q8_1_from_float_ref, [SLM_TYPE_Q8_K] = q8_k_from_float_ref},
     .exp_sum = exp_sum_ref,
+    .scale_max = scale_max_ref,
     .swiglu = swiglu_ref,
     .sumsq = sumsq_ref,
 };
@@ -20881,13 +21031,15 @@ static const kernel_table KERNELS_AVX2 = {
     .dot_rows_f16 = dot_rows_f16_avx2,
     .qk_rows_f16 = qk_rows_f16_avx2,
     .exp_sum = exp_sum_avx2,
+    .scale_max = scale_max_avx2,
     .swiglu = swiglu_avx2,
     .sumsq = sumsq_avx2,
 };
 #endif
 
 #ifdef SLM_AVX512
-/* AVX-512 with VNNI (E2); the conversions, quantizers, F16 kernels and the
+/* AVX-512 with VNNI (E2); flash attention's qk_rows_f16 is its own; the
+   conversions, quantizers, the other F16 kernels and the
    one-row Q8_0 dot (its even/odd sums moved the embedding fixtures past
    their bound) are AVX2's (a 512-bit dot_rows_f16 with dot_f16_avx2's bits was slower on
    Zen 4: 0.7-0.9x) */
@@ -20913,7 +21065,9 @@ static const kernel_table KERNELS_AVX512 = {
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx512, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx512,
                     [SLM_TYPE_Q6_K] = gemm16_q6_k_avx512, [SLM_TYPE_Q2_K] = gemm16_q2_k_avx512,
                     [SLM_TYPE_Q3_K] = gemm16_q3_k_avx512, [SLM_TYPE_IQ4_XS] = gemm16_iq4_xs_avx512},
+    .qk_rows_f16 = qk_rows_f16_avx512,
     .exp_sum = exp_sum_avx512,
+    .scale_max = scale_max_avx512,
     .swiglu = swiglu_avx512,
 };
 #endif
@@ -21163,6 +21317,7 @@ static void kernels_resolve(const kernel_table *t, kernel_table *out) {
     if (t->exp_sum) out->exp_sum = t->exp_sum;
     if (t->swiglu) out->swiglu = t->swiglu;
     if (t->sumsq) out->sumsq = t->sumsq;
+    if (t->scale_max) out->scale_max = t->scale_max;
     out->name = t->name;
     out->isa = t->isa;
     out->base = t->base;

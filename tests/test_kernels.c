@@ -833,6 +833,28 @@ static void check_exp_sum(const kernel_table *kt) {
     CHECK(bad == 0, "exp_sum %s: %d values or sums off", kt->name, bad);
 }
 
+/* scale_max (flash attention's scores): the products and their maximum
+   the reference's bits, every length 0..70 (tails) and a long row, values
+   of either sign, -0 and a NaN among them. */
+static void check_scale_max(const kernel_table *kt) {
+    if (kt->scale_max == scale_max_ref) return;
+    enum { N = 517 };
+    static float x[N], y[N];
+    uint64_t s = 9;
+    int bad = 0;
+    for (int n = 0; n <= N; n += n < 70 ? 1 : N - 70) {
+        for (int rep = 0; rep < 3; rep++) {
+            const float scale = rep == 2 ? 0.125f : t_randf(&s) * 3.0f;
+            for (int i = 0; i < n; i++) x[i] = y[i] = t_randf(&s) * (rep ? 40.0f : 1e30f);
+            if (n > 5) x[n / 3] = y[n / 3] = -0.0f, x[n / 2] = y[n / 2] = rep == 1 ? NAN : x[n / 2];
+            const float a = kt->scale_max(x, n, scale), b = scale_max_ref(y, n, scale);
+            bad += memcmp(&a, &b, sizeof a) != 0 && !(a == 0 && b == 0);
+            bad += memcmp(x, y, (size_t)n * sizeof(float)) != 0;
+        }
+    }
+    CHECK(bad == 0, "scale_max %s: %d maxima or products differ from the reference", kt->name, bad);
+}
+
 /* SwiGLU: the SIMD silu(g) * u within 4 ulp of the reference's over the
    range where it matters, exact 0/x at the ends, NaN kept; and the sum of
    squares of RMSNorm within double rounding. Odd lengths for the tails. */
@@ -963,6 +985,7 @@ void test_kernels(void) {
         check_gemm16_long(&kt);
         check_dot_rows(&kt);
         check_exp_sum(&kt);
+        check_scale_max(&kt);
         check_swiglu_sumsq(&kt);
         check_attention(&kt);
     }
