@@ -1847,9 +1847,13 @@ static size_t row_bytes(int type, int64_t n) {
 #define ACT_Q8_0X (-2)
 static int x8_block_bytes(int type) {
     return type == SLM_TYPE_Q4_0 || type == SLM_TYPE_IQ4_NL ? 144 : type == SLM_TYPE_Q8_0 ? 272 : type == SLM_TYPE_Q5_0 ? 176
-         : type == SLM_TYPE_Q4_K ? 1152 : type == SLM_TYPE_Q5_K ? 1408 : type == SLM_TYPE_Q6_K ? 1680 : 0;
+         : type == SLM_TYPE_Q4_K ? 1152 : type == SLM_TYPE_Q5_K ? 1408 : type == SLM_TYPE_Q6_K ? 1680
+         : type == SLM_TYPE_IQ4_XS ? 1088 : 0;
 }
-static int is_kx8(int type) { return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K; }
+/* the x8 types of 256-column super-blocks, against Q8_K (layouts below) */
+static int is_kx8(int type) {
+    return type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K || type == SLM_TYPE_IQ4_XS;
+}
 static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
 
 /* --- K-quant x8 layouts ------------------------------------------------------
@@ -1877,6 +1881,13 @@ static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
  *     quants (q + 32, 0..63) as 4 chunks laid out as Q4_0x8's, then 2 x 32
  *     bytes of high 2 bits: byte i of half e has those of chunk 2e + k's low
  *     nibble at bits 4k + 0-1, of its high nibble at bits 4k + 2-3.
+ *   IQ4_XSx8 (1088 bytes): f16 d[8]; then the 6-bit scales u = sc + 32
+ *     of (sub-block s, row r) at Q4_Kx8's positions p = KX8_POS(s, r):
+ *     bytes 16-47 hold u & 15 (byte 16 + p, the low nibble for s < 4, the
+ *     high one for s >= 4), bytes 48-63 the high bits (byte 48 + p % 16,
+ *     bits 4 (s / 4) + 2 (p / 16) + 0-1: u >> 4; 16 bytes, not 32, to keep
+ *     the GGUF size); then 8 sub-blocks of 128 bytes, each 4 chunks of 32
+ *     laid out as IQ4_NLx8's (nibbles indexing IQ4_VALUES).
  * K-quant x8 matrices take Q8_K activations, as their one-row kernels do:
  * the per-16 sums (bsums) give the Q4_K mins and the Q6_K offset of -32.
  */
@@ -1884,7 +1895,57 @@ static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
 /* position of (sub-block s % 4, row r) in a Q4_Kx8 scale half */
 #define KX8_POS(s, r) (16 * ((r) / 4) + 4 * ((s) % 4) + (r) % 4)
 
+/* IQ4_XSx8: the scale bytes of (sub-block s, row r) and the nibble chunks */
+static void iq4_xsx8_pack(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
+    for (int b = 0; b < nb; b++) {
+        uint8_t *o = dst + (size_t)b * 1088;
+        memset(o + 16, 0, 48); /* the scale bytes are or-ed */
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *q = src + (size_t)r * rb + (size_t)b * 136, *qs = q + 8;
+            memcpy(o + 2 * r, q, 2);
+            for (int s = 0; s < 8; s++) {
+                const int u = ((q[4 + s / 2] >> (4 * (s % 2))) & 15) | ((ld_u16(q + 2) >> (2 * s)) & 3) << 4, p = KX8_POS(s, r);
+                o[16 + p] |= (uint8_t)((u & 15) << (4 * (s / 4)));
+                o[48 + p % 16] |= (uint8_t)((u >> 4) << (4 * (s / 4) + 2 * (p / 16)));
+                uint8_t nib[32];
+                for (int k = 0; k < 16; k++) nib[k] = qs[16 * s + k] & 15, nib[k + 16] = qs[16 * s + k] >> 4;
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < 4; j++)
+                        o[64 + 128 * s + 32 * c + 4 * r + j] = (uint8_t)(nib[8 * c + j] | nib[8 * c + 4 + j] << 4);
+            }
+        }
+    }
+}
+
+static void iq4_xsx8_unpack_row(const uint8_t *grp, int r, int nb, uint8_t *row) {
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *o = grp + (size_t)b * 1088;
+        uint8_t *q = row + (size_t)b * 136, *qs = q + 8;
+        unsigned sh = 0;
+        memcpy(q, o + 2 * r, 2);
+        memset(q + 4, 0, 4);
+        for (int s = 0; s < 8; s++) {
+            const int p = KX8_POS(s, r);
+            const int u = ((o[16 + p] >> (4 * (s / 4))) & 15) | ((o[48 + p % 16] >> (4 * (s / 4) + 2 * (p / 16))) & 3) << 4;
+            q[4 + s / 2] |= (uint8_t)((u & 15) << (4 * (s % 2)));
+            sh |= (unsigned)(u >> 4) << (2 * s);
+            uint8_t nib[32];
+            for (int c = 0; c < 4; c++)
+                for (int j = 0; j < 4; j++) {
+                    const int v = o[64 + 128 * s + 32 * c + 4 * r + j];
+                    nib[8 * c + j] = (uint8_t)(v & 15), nib[8 * c + 4 + j] = (uint8_t)(v >> 4);
+                }
+            for (int k = 0; k < 16; k++) qs[16 * s + k] = (uint8_t)(nib[k] | nib[k + 16] << 4);
+        }
+        st_u16(q + 2, (uint16_t)sh);
+    }
+}
+
 static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
+    if (type == SLM_TYPE_IQ4_XS) {
+        iq4_xsx8_pack(src, rb, nb, dst);
+        return;
+    }
     const int bb = x8_block_bytes(type), sb = bb / 8, q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
     for (int b = 0; b < nb; b++) {
         uint8_t *o = dst + (size_t)b * (size_t)bb;
@@ -1943,6 +2004,10 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
 }
 
 static void kx8_unpack_row(int type, const uint8_t *grp, int lane, int nb, uint8_t *row) {
+    if (type == SLM_TYPE_IQ4_XS) {
+        iq4_xsx8_unpack_row(grp, lane, nb, row);
+        return;
+    }
     const int bb = x8_block_bytes(type), sb = bb / 8, r = lane, q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
     for (int b = 0; b < nb; b++) {
         const uint8_t *o = grp + (size_t)b * (size_t)bb;
@@ -15102,7 +15167,9 @@ static SLM_UNUSED void q8_k_from_float_ref(const float *src, void *dst, int64_t 
    the integer sums are exact; the float steps are Q4_K: y += (d_w d_a) isum
    then y -= (dmin_w d_a) msum (two FMAs), Q5_K likewise; Q6_K: y += (d_w d_a) (isum - 32
    osum) (one FMA), isum the scaled sum of the unsigned 6-bit quants times
-   the activations, osum the scales times the activations' 16-sums. */
+   the activations, osum the scales times the activations' 16-sums; IQ4_XS:
+   y += (d_w d_a) isum (one FMA), isum the sum over sub-blocks of the signed
+   scale times the dot of the levels with the activations. */
 /* a * b + c rounded once, as the kernels' FMA instructions: the product of
    two floats is exact in a double, so only the sum rounds (twice, to double
    then float: a different result needs a sum within 2^-29 of a float
@@ -15120,7 +15187,21 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
             const float da = ld_f32(at);
             for (int r = 0; r < 8; r++) {
                 int32_t isum = 0, msum = 0;
-                if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K */
+                if (type == SLM_TYPE_IQ4_XS) {
+                    for (int s = 0; s < 8; s++) {
+                        const int p = KX8_POS(s, r);
+                        const int u = ((w[16 + p] >> (4 * (s / 4))) & 15) | ((w[48 + p % 16] >> (4 * (s / 4) + 2 * (p / 16))) & 3) << 4;
+                        const uint8_t *os = w + 64 + 128 * s;
+                        int32_t dot = 0;
+                        for (int c = 0; c < 4; c++)
+                            for (int j = 0; j < 4; j++) {
+                                const int v = os[32 * c + 4 * r + j];
+                                dot += IQ4_VALUES[v & 15] * aq[32 * s + 8 * c + j] + IQ4_VALUES[v >> 4] * aq[32 * s + 8 * c + 4 + j];
+                            }
+                        isum += (u - 32) * dot;
+                    }
+                    acc[t][r] = fma_ref(ld_f16(w + 2 * r) * da, (float)isum, acc[t][r]);
+                } else if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K */
                     const int q5 = type == SLM_TYPE_Q5_K;
                     for (int s = 0; s < 8; s++) {
                         const int lo = w[32 + 32 * (s / 4) + KX8_POS(s, r)], hi = w[96 + KX8_POS(s, r)] >> (4 * (s / 4));
@@ -15172,6 +15253,10 @@ static SLM_UNUSED void gemm_q5_kx8_ref(int n, const void *w, const void *a, size
 
 static SLM_UNUSED void gemm_q6_kx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
     gemm_kx8_ref(SLM_TYPE_Q6_K, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+static SLM_UNUSED void gemm_iq4_xsx8_ref(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm_kx8_ref(SLM_TYPE_IQ4_XS, n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* -------------------------------------------------------------------------- */
@@ -16435,6 +16520,68 @@ static void gemm_q6_kx8_avx2(int n, const void *w, const void *a, size_t a_rb, i
     else gemm_q6_kx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
+/* The 6-bit scales u = sc + 32 of an IQ4_XSx8 block: 4 sub-blocks x 8 rows
+   per vector, at the byte positions kx8_mask_avx2 reads. The 16 high-bit
+   bytes serve both halves: the upper half's bits sit 2 higher. */
+static inline void iq4_xsx8_sc_avx2(const uint8_t *w, __m256i u[2]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    const __m256i l = _mm256_loadu_si256((const __m256i *)(w + 16));
+    const __m256i h = _mm256_srlv_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + 48))),
+                                        _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2));
+    u[0] = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    u[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 4), m4), _mm256_and_si256(h, m30));
+}
+
+/* IQ4_XSx8: levels looked up as IQ4_NLx8's and, as there, maddubs on |v|
+   against a * sign(v) (pairs up to 2 * 127 * 127 < 2^15); each pair sum
+   then goes through one madd by the signed sub-block scale (16 bits in both
+   halves of the row's lane: u - 32), exact in int32 (8 x 2 x 32258 x 32 per
+   sub-block). One FMA per super-block, as gemm_kx8_ref. */
+SLM_INLINE void gemm_iq4_xsx8_avx2_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                      int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), c32 = _mm256_set1_epi16(32);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1088, a += 292) {
+        _mm_prefetch((const char *)w + SLM_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256i u[2];
+        iq4_xsx8_sc_avx2(w, u);
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 64 + 128 * s;
+            _mm_prefetch((const char *)ws + SLM_PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + SLM_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            const __m256i scv = _mm256_sub_epi16(_mm256_shuffle_epi8(u[s / 4], kx8_mask_avx2(s % 4, s % 4)), c32);
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4));
+                const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                const __m256i alo = _mm256_sign_epi8(lo, lo), ahi = _mm256_sign_epi8(hi, hi);
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    const __m256i pl = _mm256_maddubs_epi16(alo, _mm256_sign_epi8(_mm256_set1_epi32((int)ld_u32(at)), lo));
+                    const __m256i ph = _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(_mm256_set1_epi32((int)ld_u32(at + 4)), hi));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(pl, scv), _mm256_madd_epi16(ph, scv)));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_iq4_xsx8_avx2(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_iq4_xsx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_iq4_xsx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_iq4_xsx8_avx2_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
 
 /* --- prefill GEMM (section 7, matmul_gemm) ------------------------------------
    16 weight rows against every token of a batch in one call (the AVX-512
@@ -17291,6 +17438,64 @@ static void gemm_q6_kx8_avx512(int n, const void *w, const void *a, size_t a_rb,
     if (nt == 1) gemm_q6_kx8_avx512_1(n, (const uint8_t *)w, (const uint8_t *)a, y);
     else if (nt == 4) gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
     else gemm_q6_kx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
+}
+
+/* IQ4_XSx8: the levels + 128 (IQ4_UVALUES, unsigned) go into vpdpbusd, two
+   chains per token from -128 times the sub-block's activation sum (its two
+   Q8_K 16-sums); the exact sub-block dot then times the signed scale
+   (vpmulld). Same integer sums and FMA as gemm_kx8_ref, so the same bits. */
+SLM_INLINE void gemm_iq4_xsx8_avx512_t(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                        int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(15), c32 = _mm256_set1_epi32(32);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_UVALUES));
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK_K; b++, w += 1088, a += 292) {
+        _mm_prefetch((const char *)w + SLM_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256i u[2];
+        iq4_xsx8_sc_avx2(w, u);
+        __m256i isum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        SLM_UNROLL(2)
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *ws = w + 64 + 128 * s;
+            _mm_prefetch((const char *)ws + SLM_PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)ws + SLM_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            const __m256i sc32 = _mm256_sub_epi32(_mm256_shuffle_epi8(u[s / 4], kx8_mask32_avx512(s % 4)), c32);
+            __m256i s32[4][2];
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++) {
+                const uint8_t *bs = a + (size_t)t * a_rb + 260 + 4 * s;
+                s32[t][0] = _mm256_set1_epi32(-128 * ((int16_t)ld_u16(bs) + (int16_t)ld_u16(bs + 2)));
+                s32[t][1] = _mm256_setzero_si256();
+            }
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(ws + 32 * c));
+                const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4));
+                const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    s32[t][0] = _mm256_dpbusd_epi32(s32[t][0], lo, _mm256_set1_epi32((int)ld_u32(at)));
+                    s32[t][1] = _mm256_dpbusd_epi32(s32[t][1], hi, _mm256_set1_epi32((int)ld_u32(at + 4)));
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(_mm256_add_epi32(s32[t][0], s32[t][1]), sc32));
+        }
+        const __m256 dw = x8_scales_avx512(w);
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ld_f32(a + (size_t)t * a_rb))), acc[t]);
+    }
+    SLM_UNROLL(4)
+    for (int t = 0; t < nt; t++) x8_store_avx2(acc[t], y + t * ldy);
+}
+
+static void gemm_iq4_xsx8_avx512(int n, const void *w, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt == 1) gemm_iq4_xsx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_iq4_xsx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, 4, y, ldy);
+    else gemm_iq4_xsx8_avx512_t(n, (const uint8_t *)w, (const uint8_t *)a, a_rb, nt, y, ldy);
 }
 
 /* --- K-quants (Q8_K activations) ----------------------------------------------
@@ -20865,7 +21070,7 @@ static const kernel_table KERNELS_AVX2 = {
              [SLM_TYPE_Q5_K] = dot4_q5_k_avx2, [SLM_TYPE_Q6_K] = dot4_q6_k_avx2, [SLM_TYPE_IQ4_XS] = dot4_iq4_xs_avx2},
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx2, [SLM_TYPE_IQ4_NL] = gemm_iq4_nlx8_avx2,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx2, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx2, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx2,
-                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2},
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx2, [SLM_TYPE_IQ4_XS] = gemm_iq4_xsx8_avx2},
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx2,
                   [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_avx2, [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx2,
                   [SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx2,
@@ -20903,7 +21108,8 @@ static const kernel_table KERNELS_AVX512 = {
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm_q8_0x8_avx512,
                 [SLM_TYPE_IQ4_NL] = gemm_iq4_nlx8_avx512,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm_q4_kx8_avx512,
-                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512},
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm_q6_kx8_avx512,
+                [SLM_TYPE_IQ4_XS] = gemm_iq4_xsx8_avx512},
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx512,
                   [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_avx512,
                   [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx512,
