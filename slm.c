@@ -18425,6 +18425,36 @@ static void kx8slab_q6_k_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) 
     k->sub = 16, k->off = 1;
 }
 
+/* IQ4_XSx8: levels + 128 (IQ4_UVALUES), signed scales, mins 128 x scale
+   (as kslab16_iq4_xs_avx512); the scale bytes as iq4_xsx8_sc_avx2 reads them */
+static void kx8slab_iq4_xs_avx512(const uint8_t *g0, const uint8_t *g1, kslab *k) {
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), c32 = _mm512_set1_epi32(32),
+                  lo16 = _mm512_set1_epi32(0xffff);
+    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)IQ4_UVALUES));
+    _mm512_storeu_ps(k->d, kx8slab_f16x2(g0, g1));
+    _mm512_storeu_ps(k->dmin, _mm512_setzero_ps());
+    const __m512i l = gemm16_load2(g0 + 16, g1 + 16);
+    const __m512i h = _mm512_srlv_epi32(
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(g0 + 48)))),
+                           _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(g1 + 48))), 1),
+        _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2));
+    const __m512i u[2] = {_mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_slli_epi16(h, 4), m30)),
+                          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(h, m30))};
+    for (int s = 0; s < 8; s++) {
+        const __m512i sc = _mm512_sub_epi32(_mm512_shuffle_epi8(u[s / 4], kx8slab_mask_avx512(s % 4)), c32);
+        const __m512i m = _mm512_and_si512(_mm512_slli_epi32(sc, 7), lo16);
+        _mm512_storeu_si512((void *)k->sc[s], sc);
+        _mm512_storeu_si512((void *)k->mn[s], _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
+        for (int c = 0; c < 4; c++) { /* columns 32s + 8c.. (low nibbles), 32s + 8c + 4.. (high) */
+            const __m512i v = gemm16_load2(g0 + 64 + 128 * s + 32 * c, g1 + 64 + 128 * s + 32 * c);
+            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c], _mm512_shuffle_epi8(tab, _mm512_and_si512(v, m4)));
+            _mm512_storeu_si512((void *)k->q[8 * s + 2 * c + 1],
+                                _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)));
+        }
+    }
+    k->sub = 32, k->off = 1;
+}
+
 typedef void (*kx8slab16_fn)(const uint8_t *g0, const uint8_t *g1, kslab *k);
 
 static void gemm16_kx8_avx512(kx8slab16_fn conv, int bytes, int n, const void *w, size_t wb, const void *a, size_t a_rb,
@@ -18450,6 +18480,9 @@ static void gemm16_q5_kx8_avx512(int n, const void *w, size_t wb, const void *a,
 }
 static void gemm16_q6_kx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
     gemm16_kx8_avx512(kx8slab_q6_k_avx512, 1680, n, w, wb, a, a_rb, nt, y, ldy);
+}
+static void gemm16_iq4_xsx8_avx512(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    gemm16_kx8_avx512(kx8slab_iq4_xs_avx512, 1088, n, w, wb, a, a_rb, nt, y, ldy);
 }
 
 SLM_TARGET_END
@@ -21113,7 +21146,8 @@ static const kernel_table KERNELS_AVX512 = {
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx512, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx512,
                   [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_avx512,
                   [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx512, [SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx512,
-                  [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx512},
+                  [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx512, [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx512,
+                  [SLM_TYPE_IQ4_XS] = gemm16_iq4_xsx8_avx512},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx512, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx512,
                     [SLM_TYPE_Q6_K] = gemm16_q6_k_avx512, [SLM_TYPE_Q2_K] = gemm16_q2_k_avx512,
                     [SLM_TYPE_Q3_K] = gemm16_q3_k_avx512, [SLM_TYPE_IQ4_XS] = gemm16_iq4_xs_avx512},
