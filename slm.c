@@ -20224,6 +20224,72 @@ KX8_NEON_ENTRY(gemm_q5_kx8_dotprod, SLM_TYPE_Q5_K)
 KX8_NEON_ENTRY(gemm_q6_kx8_dotprod, SLM_TYPE_Q6_K)
 #undef KX8_NEON_ENTRY
 
+/* IQ4_XSx8: the table's signed levels go straight into SDOT (no offset),
+   each sub-block's dot times its signed scale (u - 32, decoded as Q4_Kx8's
+   scales; the upper rows' high bits sit 2 higher), one FMA per super-block:
+   gemm_kx8_ref's integer sums and float steps. */
+static SLM_ALWAYS_INLINE void gemm_iq4_xsx8_neon(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
+                                                 int64_t ldy) {
+    const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30);
+    const int8x16_t lut = vld1q_s8(IQ4_VALUES);
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int b = 0; b < n / QK_K; b++, w += 1088, a += 292) {
+        int32x4_t is[4][2];
+        for (int t = 0; t < 4; t++) is[t][0] = is[t][1] = vdupq_n_s32(0);
+        uint8x16_t sc[2][2]; /* [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7] */
+        const uint8x16_t hb = vld1q_u8(w + 48);
+        for (int x = 0; x < 2; x++) {
+            const uint8x16_t l = vld1q_u8(w + 16 + 16 * x), h = x ? vshrq_n_u8(hb, 2) : hb;
+            sc[0][x] = vorrq_u8(vandq_u8(l, m4), vandq_u8(vshlq_n_u8(h, 4), m30));
+            sc[1][x] = vorrq_u8(vshrq_n_u8(l, 4), vandq_u8(h, m30));
+        }
+        SLM_UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            /* lane r: byte 4 (s % 4) + r, zero-extended (out-of-range indices give 0) */
+            const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (s % 4))),
+                                                                   vcombine_u32(vcreate_u32(0x100000000ull), vcreate_u32(0x300000002ull))));
+            int32x4_t sc32[2];
+            for (int x = 0; x < 2; x++) sc32[x] = vsubq_s32(vreinterpretq_s32_u8(vqtbl1q_u8(sc[s / 4][x], pick)), vdupq_n_s32(32));
+            int32x4_t d[4][2];
+            for (int t = 0; t < 4; t++) d[t][0] = d[t][1] = vdupq_n_s32(0);
+            const uint8_t *ws = w + 64 + 128 * s;
+            SLM_UNROLL(4)
+            for (int c = 0; c < 4; c++) {
+                const uint8x16_t v0 = vld1q_u8(ws + 32 * c), v1 = vld1q_u8(ws + 16 + 32 * c);
+                const int8x16_t lo0 = vqtbl1q_s8(lut, vandq_u8(v0, m4)), hi0 = vqtbl1q_s8(lut, vshrq_n_u8(v0, 4));
+                const int8x16_t lo1 = vqtbl1q_s8(lut, vandq_u8(v1, m4)), hi1 = vqtbl1q_s8(lut, vshrq_n_u8(v1, 4));
+                SLM_UNROLL(4)
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *at = a + (size_t)t * a_rb + 4 + 32 * s + 8 * c;
+                    const int8x16_t al = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at)));
+                    const int8x16_t ah = vreinterpretq_s8_s32(vdupq_n_s32((int32_t)ld_u32(at + 4)));
+                    d[t][0] = SDOT_NEON(SDOT_NEON(d[t][0], lo0, al), hi0, ah);
+                    d[t][1] = SDOT_NEON(SDOT_NEON(d[t][1], lo1, al), hi1, ah);
+                }
+            }
+            SLM_UNROLL(4)
+            for (int t = 0; t < nt; t++)
+                for (int x = 0; x < 2; x++) is[t][x] = vmlaq_s32(is[t][x], d[t][x], sc32[x]);
+        }
+        SLM_UNROLL(4)
+        for (int t = 0; t < nt; t++) {
+            const float32x4_t da = vdupq_n_f32(ld_f32(a + (size_t)t * a_rb));
+            for (int x = 0; x < 2; x++)
+                acc[t][x] = vfmaq_f32(acc[t][x], vcvtq_f32_s32(is[t][x]), vmulq_f32(ld_f16_neon(w + 8 * x), da));
+        }
+    }
+    for (int t = 0; t < nt; t++) vst1q_f32(y + t * ldy, acc[t][0]), vst1q_f32(y + t * ldy + 4, acc[t][1]);
+}
+
+static SLM_TARGET_DOTPROD void gemm_iq4_xsx8_dotprod(int n, const void *w, const void *a, size_t a_rb, int nt, float *y,
+                                                     int64_t ldy) {
+    const uint8_t *pw = (const uint8_t *)w, *pa = (const uint8_t *)a;
+    if (nt == 1) gemm_iq4_xsx8_neon(n, pw, pa, a_rb, 1, y, ldy);
+    else if (nt == 4) gemm_iq4_xsx8_neon(n, pw, pa, a_rb, 4, y, ldy);
+    else gemm_iq4_xsx8_neon(n, pw, pa, a_rb, nt, y, ldy);
+}
+
 /* The prefill GEMM on K-quant x8 groups with SDOT, gemm_kx8_neon's bits.
    A unit of a super-block (Q4_K/Q5_K: sub-block u, 32 columns; Q6_K: the
    sub-blocks 2u and 2u + 1) of one group is 16 registers once unpacked,
@@ -21209,7 +21275,8 @@ static const kernel_table KERNELS_DOTPROD = {
     .gemm_x8 = {[SLM_TYPE_Q4_0] = gemm_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm_q8_0x8_dotprod,
                 [SLM_TYPE_IQ4_NL] = gemm_iq4_nlx8_dotprod,
                 [SLM_TYPE_Q5_0] = gemm_q5_0x8_dotprod, [SLM_TYPE_Q4_K] = gemm_q4_kx8_dotprod,
-                [SLM_TYPE_Q5_K] = gemm_q5_kx8_dotprod, [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod},
+                [SLM_TYPE_Q5_K] = gemm_q5_kx8_dotprod, [SLM_TYPE_Q6_K] = gemm_q6_kx8_dotprod,
+                [SLM_TYPE_IQ4_XS] = gemm_iq4_xsx8_dotprod},
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_dotprod,
                   [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_dotprod, [SLM_TYPE_Q5_0] = gemm16_q5_0x8_dotprod,
                   [SLM_TYPE_Q4_K] = gemm16_q4_kx8_dotprod, [SLM_TYPE_Q5_K] = gemm16_q5_kx8_dotprod,
