@@ -17068,6 +17068,92 @@ SLM_INLINE void gemm16_kx8_avx2_t(int type, int n, const uint8_t *w, size_t wb, 
     }
 }
 
+/* IQ4_XSx8: the slab holds the two groups' signed levels and their
+   magnitudes (maddubs on |v| against a * sign(v), as gemm_iq4_xsx8_avx2_t)
+   and the scales as int16 pairs; one vpmaddwd per step (the pair sums of
+   two steps can pass 2^15). One FMA per super-block: the x8 kernel's bits.
+   Llama-3.2-1B IQ4_XS pp64, 1 thread: 64 t/s with the x8 kernels, 79 with this. */
+typedef struct iq4xslab_avx2 {
+    uint8_t v[64][2][32], m[64][2][32]; /* step s, group g: levels, |levels| */
+    uint8_t sc[8][2][32];               /* sub-block j: each row's scale, twice as int16 */
+    __m256 d[2];
+} iq4xslab_avx2;
+
+static void iq4xslab_avx2_fill(const uint8_t *g0, size_t wb, iq4xslab_avx2 *k) {
+    const __m256i m4 = _mm256_set1_epi8(15), c32 = _mm256_set1_epi16(32);
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)IQ4_VALUES));
+    for (int g = 0; g < 2; g++) {
+        const uint8_t *w = g0 + g * wb;
+        __m256i u[2];
+        iq4_xsx8_sc_avx2(w, u);
+        k->d[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+        for (int s = 0; s < 8; s++) {
+            _mm256_storeu_si256((__m256i *)k->sc[s][g], _mm256_sub_epi16(_mm256_shuffle_epi8(u[s / 4], kx8_mask_avx2(s % 4, s % 4)), c32));
+            for (int c = 0; c < 4; c++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(w + 64 + 128 * s + 32 * c));
+                const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(x, m4));
+                const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), m4));
+                _mm256_storeu_si256((__m256i *)k->v[8 * s + 2 * c][g], lo);
+                _mm256_storeu_si256((__m256i *)k->m[8 * s + 2 * c][g], _mm256_sign_epi8(lo, lo));
+                _mm256_storeu_si256((__m256i *)k->v[8 * s + 2 * c + 1][g], hi);
+                _mm256_storeu_si256((__m256i *)k->m[8 * s + 2 * c + 1][g], _mm256_sign_epi8(hi, hi));
+            }
+        }
+    }
+}
+
+/* nt2 (a constant) tokens of one super-block against the slab; y: [token][16] */
+SLM_INLINE void gemm16_iq4xs_tok_avx2(const iq4xslab_avx2 *k, const uint8_t *at, size_t a_rb, int nt2, float *y, int first) {
+    __m256i isum[2][2];
+    SLM_UNROLL(2)
+    for (int t = 0; t < nt2; t++) isum[t][0] = isum[t][1] = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j++) {
+        const __m256i c0 = _mm256_loadu_si256((const __m256i *)k->sc[j][0]), c1 = _mm256_loadu_si256((const __m256i *)k->sc[j][1]);
+        SLM_UNROLL(2)
+        for (int i = 0; i < 8; i++) {
+            const int st = 8 * j + i;
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)k->v[st][0]), v1 = _mm256_loadu_si256((const __m256i *)k->v[st][1]);
+            const __m256i m0 = _mm256_loadu_si256((const __m256i *)k->m[st][0]), m1 = _mm256_loadu_si256((const __m256i *)k->m[st][1]);
+            SLM_UNROLL(2)
+            for (int t = 0; t < nt2; t++) {
+                const __m256i ab = _mm256_set1_epi32((int)ld_u32(at + (size_t)t * a_rb + 4 + 4 * st));
+                isum[t][0] = _mm256_add_epi32(isum[t][0], _mm256_madd_epi16(_mm256_maddubs_epi16(m0, _mm256_sign_epi8(ab, v0)), c0));
+                isum[t][1] = _mm256_add_epi32(isum[t][1], _mm256_madd_epi16(_mm256_maddubs_epi16(m1, _mm256_sign_epi8(ab, v1)), c1));
+            }
+        }
+    }
+    SLM_UNROLL(2)
+    for (int t = 0; t < nt2; t++) {
+        const __m256 da = _mm256_set1_ps(ld_f32(at + (size_t)t * a_rb));
+        SLM_UNROLL(2)
+        for (int g = 0; g < 2; g++) {
+            float *yt = y + 16 * t + 8 * g;
+            const __m256 r = first ? _mm256_setzero_ps() : _mm256_loadu_ps(yt);
+            _mm256_storeu_ps(yt, _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t][g]), _mm256_mul_ps(k->d[g], da), r));
+        }
+    }
+}
+
+static void gemm16_iq4_xsx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
+    if (nt < 16) {
+        gemm16_by_x8_avx2(gemm_iq4_xsx8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
+        return;
+    }
+    iq4xslab_avx2 k;
+    float acc[64 * 16]; /* [token][row] of a chunk of 64 tokens */
+    for (int t0 = 0; t0 < nt; t0 += 64) {
+        const int t1 = SLM_MIN(nt, t0 + 64);
+        for (int b = 0; b < n / QK_K; b++) {
+            iq4xslab_avx2_fill((const uint8_t *)w + (size_t)b * 1088, wb, &k);
+            const uint8_t *ab = (const uint8_t *)a + (size_t)b * 292;
+            int t = t0;
+            for (; t + 2 <= t1; t += 2) gemm16_iq4xs_tok_avx2(&k, ab + (size_t)t * a_rb, a_rb, 2, acc + 16 * (t - t0), b == 0);
+            for (; t < t1; t++) gemm16_iq4xs_tok_avx2(&k, ab + (size_t)t * a_rb, a_rb, 1, acc + 16 * (t - t0), b == 0);
+        }
+        for (int t = t0; t < t1; t++) memcpy((float *)y + (int64_t)t * ldy, acc + 16 * (t - t0), 16 * sizeof(float));
+    }
+}
+
 static void gemm16_q4_kx8_avx2(int n, const void *w, size_t wb, const void *a, size_t a_rb, int nt, float *y, int64_t ldy) {
     if (nt < 16) gemm16_by_x8_avx2(gemm_q4_kx8_avx2, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
     else gemm16_kx8_avx2_t(SLM_TYPE_Q4_K, n, (const uint8_t *)w, wb, (const uint8_t *)a, a_rb, nt, y, ldy);
@@ -21173,7 +21259,7 @@ static const kernel_table KERNELS_AVX2 = {
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_avx2, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_avx2,
                   [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_avx2, [SLM_TYPE_Q5_0] = gemm16_q5_0x8_avx2,
                   [SLM_TYPE_Q4_K] = gemm16_q4_kx8_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_kx8_avx2,
-                  [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx2},
+                  [SLM_TYPE_Q6_K] = gemm16_q6_kx8_avx2, [SLM_TYPE_IQ4_XS] = gemm16_iq4_xsx8_avx2},
     .gemm16_rows = {[SLM_TYPE_Q4_K] = gemm16_q4_k_avx2, [SLM_TYPE_Q5_K] = gemm16_q5_k_avx2,
                     [SLM_TYPE_Q6_K] = gemm16_q6_k_avx2},
     .to_float = {[SLM_TYPE_F16] = f16_to_float_avx2, [SLM_TYPE_BF16] = bf16_to_float_avx2},
