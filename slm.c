@@ -20376,7 +20376,9 @@ static SLM_TARGET_DOTPROD void gemm_iq4_xsx8_dotprod(int n, const void *w, const
     else gemm_iq4_xsx8_neon(n, pw, pa, a_rb, nt, y, ldy);
 }
 
-/* The prefill GEMM on K-quant x8 groups with SDOT, gemm_kx8_neon's bits.
+/* The prefill GEMM on K-quant x8 groups with SDOT, gemm_kx8_neon's (and
+   gemm_iq4_xsx8_neon's) bits. IQ4_XS takes the Q4_K path with the table's
+   signed levels, signed scales and no mins.
    A unit of a super-block (Q4_K/Q5_K: sub-block u, 32 columns; Q6_K: the
    sub-blocks 2u and 2u + 1) of one group is 16 registers once unpacked,
    in the order of gemm16_x8_neon; it goes against every token of the
@@ -20411,9 +20413,10 @@ SLM_INLINE void gemm16_kx8_tok_neon(const int8x16_t *q, const int32x4_t *sc, int
 
 static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w, size_t wb, const uint8_t *a,
                                               size_t a_rb, int nt, float *y, int64_t ldy) {
-    const int q6 = type == SLM_TYPE_Q6_K, q5 = type == SLM_TYPE_Q5_K;
-    const int bb = q6 ? 1680 : q5 ? 1408 : 1152, sbb = q5 ? 160 : 128;
+    const int q6 = type == SLM_TYPE_Q6_K, q5 = type == SLM_TYPE_Q5_K, iq = type == SLM_TYPE_IQ4_XS;
+    const int bb = x8_block_bytes(type), sbb = q5 ? 160 : 128;
     const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30), b4 = vdupq_n_u8(16), b32 = vdupq_n_u8(32);
+    const int8x16_t lut = vld1q_s8(IQ4_VALUES);
     float acc[64 * 8]; /* [token][row] of one group */
     int32_t is[64 * 8]; /* [token][row]: the super-block's scaled sums */
     for (int h = 0; h < 2; h++) {
@@ -20423,7 +20426,14 @@ static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w,
             for (int b = 0; b < n / QK_K; b++) {
                 const uint8_t *wk = g + (size_t)b * (size_t)bb, *ak = a + (size_t)b * 292;
                 uint8x16_t sc[2][2], mn[2][2]; /* Q4_K/Q5_K: [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7], as gemm_kx8_neon */
-                if (!q6)
+                if (iq) /* IQ4_XS: u = sc + 32, as gemm_iq4_xsx8_neon */
+                    for (int x = 0; x < 2; x++) {
+                        const uint8x16_t l = vld1q_u8(wk + 16 + 16 * x), hb = vld1q_u8(wk + 48);
+                        const uint8x16_t hx = x ? vshrq_n_u8(hb, 2) : hb;
+                        sc[0][x] = vorrq_u8(vandq_u8(l, m4), vandq_u8(vshlq_n_u8(hx, 4), m30));
+                        sc[1][x] = vorrq_u8(vshrq_n_u8(l, 4), vandq_u8(hx, m30));
+                    }
+                else if (!q6)
                     for (int x = 0; x < 2; x++) {
                         const uint8x16_t l0 = vld1q_u8(wk + 32 + 16 * x), l1 = vld1q_u8(wk + 64 + 16 * x);
                         const uint8x16_t hb = vld1q_u8(wk + 96 + 16 * x);
@@ -20440,8 +20450,11 @@ static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w,
                         const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(
                             vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (u % 4))),
                             vcombine_u32(vcreate_u32(0x100000000ull), vcreate_u32(0x300000002ull))));
-                        for (int x = 0; x < 2; x++) s32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(sc[u / 4][x], pick));
-                        const uint8_t *ws = wk + 128 + sbb * u, *wn = ws + (q5 ? 32 : 0);
+                        for (int x = 0; x < 2; x++) {
+                            s32[x] = vreinterpretq_s32_u8(vqtbl1q_u8(sc[u / 4][x], pick));
+                            if (iq) s32[x] = vsubq_s32(s32[x], vdupq_n_s32(32));
+                        }
+                        const uint8_t *ws = iq ? wk + 64 + 128 * u : wk + 128 + sbb * u, *wn = ws + (q5 ? 32 : 0);
                         const uint8x16_t h0 = q5 ? vld1q_u8(ws) : vdupq_n_u8(0), h1 = q5 ? vld1q_u8(ws + 16) : vdupq_n_u8(0);
                         SLM_UNROLL(4)
                         for (int c = 0; c < 4; c++) {
@@ -20454,6 +20467,8 @@ static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w,
                             }
                             q[4 * c] = vreinterpretq_s8_u8(l0), q[4 * c + 1] = vreinterpretq_s8_u8(l1);
                             q[4 * c + 2] = vreinterpretq_s8_u8(u0), q[4 * c + 3] = vreinterpretq_s8_u8(u1);
+                            if (iq) /* the table's signed levels */
+                                for (int i = 0; i < 4; i++) q[4 * c + i] = vqtbl1q_s8(lut, vreinterpretq_u8_s8(q[4 * c + i]));
                         }
                     } else {
                         const uint8_t *wp = wk + 144 + 192 * u;
@@ -20479,7 +20494,7 @@ static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w,
                     if (t < t1) gemm16_kx8_tok_neon(q, s32, q6, at + (size_t)t * a_rb, a_rb, 1, is + 8 * (t - t0), u == 0);
                 }
                 int32x4_t mn32[8][2]; /* Q4_K/Q5_K: the mins of sub-block s, row lanes */
-                if (!q6)
+                if (!q6 && !iq)
                     for (int s = 0; s < 8; s++) {
                         const uint8x16_t pick = vreinterpretq_u8_u32(vaddq_u32(
                             vdupq_n_u32(0xffffff00u | (uint32_t)(4 * (s % 4))),
@@ -20487,7 +20502,7 @@ static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w,
                         for (int x = 0; x < 2; x++) mn32[s][x] = vreinterpretq_s32_u8(vqtbl1q_u8(mn[s / 4][x], pick));
                     }
                 const float32x4_t d0 = ld_f16_neon(wk), d1 = ld_f16_neon(wk + 8);
-                const float32x4_t m0 = q6 ? d0 : ld_f16_neon(wk + 16), m1 = q6 ? d1 : ld_f16_neon(wk + 24);
+                const float32x4_t m0 = q6 || iq ? d0 : ld_f16_neon(wk + 16), m1 = q6 || iq ? d1 : ld_f16_neon(wk + 24);
                 for (int t = t0; t < t1; t++) {
                     const uint8_t *att = ak + (size_t)t * a_rb;
                     float *r = acc + 8 * (t - t0);
@@ -20495,7 +20510,7 @@ static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w,
                     float32x4_t r0 = b == 0 ? vdupq_n_f32(0) : vld1q_f32(r), r1 = b == 0 ? vdupq_n_f32(0) : vld1q_f32(r + 4);
                     r0 = vfmaq_f32(r0, vcvtq_f32_s32(vld1q_s32(is + 8 * (t - t0))), vmulq_f32(d0, da));
                     r1 = vfmaq_f32(r1, vcvtq_f32_s32(vld1q_s32(is + 8 * (t - t0) + 4)), vmulq_f32(d1, da));
-                    if (!q6) {
+                    if (!q6 && !iq) {
                         int32x4_t ms0 = vdupq_n_s32(0), ms1 = vdupq_n_s32(0);
                         SLM_UNROLL(8)
                         for (int s = 0; s < 8; s++) {
@@ -20521,6 +20536,7 @@ static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w,
 G16_KX8_NEON_ENTRY(gemm16_q4_kx8_dotprod, SLM_TYPE_Q4_K)
 G16_KX8_NEON_ENTRY(gemm16_q5_kx8_dotprod, SLM_TYPE_Q5_K)
 G16_KX8_NEON_ENTRY(gemm16_q6_kx8_dotprod, SLM_TYPE_Q6_K)
+G16_KX8_NEON_ENTRY(gemm16_iq4_xsx8_dotprod, SLM_TYPE_IQ4_XS)
 #undef G16_KX8_NEON_ENTRY
 #endif /* SLM_NEON_DOTPROD */
 
@@ -21366,7 +21382,7 @@ static const kernel_table KERNELS_DOTPROD = {
     .gemm16_x8 = {[SLM_TYPE_Q4_0] = gemm16_q4_0x8_dotprod, [SLM_TYPE_Q8_0] = gemm16_q8_0x8_dotprod,
                   [SLM_TYPE_IQ4_NL] = gemm16_iq4_nlx8_dotprod, [SLM_TYPE_Q5_0] = gemm16_q5_0x8_dotprod,
                   [SLM_TYPE_Q4_K] = gemm16_q4_kx8_dotprod, [SLM_TYPE_Q5_K] = gemm16_q5_kx8_dotprod,
-                  [SLM_TYPE_Q6_K] = gemm16_q6_kx8_dotprod},
+                  [SLM_TYPE_Q6_K] = gemm16_q6_kx8_dotprod, [SLM_TYPE_IQ4_XS] = gemm16_iq4_xsx8_dotprod},
 };
 #endif
 
