@@ -1,4 +1,4 @@
-/* The prefill GEMM on K-quant x8 groups (gemm16_x8 for Q4_K, Q5_K, Q6_K;
+/* The prefill GEMM on K-quant x8 groups (gemm16_x8 for Q4_K, Q5_K, Q6_K, IQ4_XS;
    slm.c section 6, kx8slab_*), included by test_kernels.c after
    test_kernels_kx8.c (kx8_row). On random rows of 1, 2, 3 and 7
    super-blocks in every scale class, and on saturated rows and activations
@@ -12,14 +12,13 @@
      SLM_GEMM_X8_MIN_TOKENS tokens on. */
 
 static void check_kgemm16(const kernel_table *kt) {
-    static const int types[] = {SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
     static const int blocks[] = {1, 2, 3, 7};
     enum { NT = 67, LDY = 16 + 3 };
     uint64_t s = 91;
-    for (size_t ti = 0; ti < 3; ti++) {
-        const int type = types[ti], dt = SLM_TYPE_Q8_K;
+    for (size_t ti = 0; ti < N_KX8_TYPES; ti++) {
+        const int type = KX8_TYPES[ti], dt = SLM_TYPE_Q8_K;
         gemm16_fn k = kt->gemm16_x8[type];
-        gemm_x8_fn ref = type == SLM_TYPE_Q4_K ? gemm_q4_kx8_ref : type == SLM_TYPE_Q5_K ? gemm_q5_kx8_ref : gemm_q6_kx8_ref;
+        gemm_x8_fn ref = kx8_ref(type);
         if (!k) continue;
         int bad = 0, differ = 0, differ4 = 0, bad_mm = 0, runs = 0;
         double worst = 0;
@@ -105,7 +104,7 @@ static void check_kgemm16(const kernel_table *kt) {
    and token the bits of the table's 4-token x8 kernel. */
 static void check_gemm16_long(const kernel_table *kt) {
     static const int types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q5_0, SLM_TYPE_Q8_0, SLM_TYPE_IQ4_NL,
-                                SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
+                                SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
     static const int nts[] = {63, 64, 65, 131};
     enum { NT = 131, LDY = 16 + 5 };
     uint64_t s = 123;

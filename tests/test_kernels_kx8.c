@@ -1,4 +1,4 @@
-/* K-quant x8 layouts (slm.c section 5: Q4_Kx8, Q5_Kx8, Q6_Kx8) and their kernels.
+/* K-quant x8 layouts (slm.c section 5: Q4_Kx8, Q5_Kx8, Q6_Kx8, IQ4_XSx8) and their kernels.
    Included by test_kernels.c (one translation unit includes slm.c), whose
    helpers (rand_row, dot_mag, ...) it uses.
    - pack + unpack give back every byte of 8 random rows (all bit patterns);
@@ -6,8 +6,18 @@
      dot of each row ((super-blocks + 8) * 1.2e-7 M, M the summed magnitudes);
    - every SIMD x8 kernel of a table gives the reference's bits, for 1-4
      tokens, on random rows and on saturated ones (weight bytes 0x00, 0xff,
-     0x80, 0x7f: 6-bit scales and mins of 63, Q6_K scales of -128; every
-     activation +-127), the worst case of the integer sums. */
+     0x80, 0x7f: 6-bit scales and mins of 63, Q6_K scales of -128, IQ4_XS
+     scales of -32 or 31 and levels of -127 or 113; every activation +-127),
+     the worst case of the integer sums. */
+
+#define N_KX8_TYPES 4
+static const int KX8_TYPES[N_KX8_TYPES] = {SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_XS};
+
+/* the scalar x8 reference of a K-quant x8 type */
+static gemm_x8_fn kx8_ref(int type) {
+    return type == SLM_TYPE_Q4_K ? gemm_q4_kx8_ref : type == SLM_TYPE_Q5_K ? gemm_q5_kx8_ref
+         : type == SLM_TYPE_Q6_K ? gemm_q6_kx8_ref : gemm_iq4_xsx8_ref;
+}
 
 /* rand_row, or with `extreme` the saturated row described above */
 static void kx8_row(int type, int n, int cls, int act, int extreme, uint64_t *s, uint8_t *row) {
@@ -20,6 +30,8 @@ static void kx8_row(int type, int n, int cls, int act, int extreme, uint64_t *s,
         if (act) {
             memset(blk + 4, (uint8_t)(int8_t)v, QK_K);
             for (int k = 0; k < 16; k++) st_u16(blk + 260 + 2 * k, (uint16_t)(int16_t)(16 * v));
+        } else if (type == SLM_TYPE_IQ4_XS) { /* the f16 d at 0 */
+            for (int i = 2; i < bytes; i++) blk[i] = pick[t_rand(s) % 4];
         } else if (type != SLM_TYPE_Q6_K) { /* Q4_K, Q5_K: the f16 d, dmin at 0, 2 */
             for (int i = 4; i < bytes; i++) blk[i] = pick[t_rand(s) % 4];
         } else { /* Q6_K: the f16 d is at 208 */
@@ -29,11 +41,10 @@ static void kx8_row(int type, int n, int cls, int act, int extreme, uint64_t *s,
 }
 
 static void check_kx8_layout(void) {
-    static const int types[] = {SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
     static const int blocks[] = {1, 2, 3, 5};
     uint64_t s = 21;
-    for (size_t ti = 0; ti < 3; ti++) {
-        const int type = types[ti], dt = SLM_TYPE_Q8_K;
+    for (size_t ti = 0; ti < N_KX8_TYPES; ti++) {
+        const int type = KX8_TYPES[ti], dt = SLM_TYPE_Q8_K;
         int bad_pack = 0, bad = 0, runs = 0;
         double worst = 0;
         for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
@@ -55,7 +66,7 @@ static void check_kx8_layout(void) {
                 for (int t = 0; t < 4; t++) kx8_row(dt, n, rep % 3, 1, ext, &s, a + t * arb);
                 x8_pack(type, w, rb, nb, g);
                 float y[4 * 9];
-                (type == SLM_TYPE_Q4_K ? gemm_q4_kx8_ref : type == SLM_TYPE_Q5_K ? gemm_q5_kx8_ref : gemm_q6_kx8_ref)(n, g, a, arb, 4, y, 9);
+                kx8_ref(type)(n, g, a, arb, 4, y, 9);
                 for (int t = 0; t < 4; t++)
                     for (int r = 0; r < 8; r++) {
                         const float ref = TRAITS[type].vec_dot(n, w + r * rb, a + t * arb);
@@ -77,12 +88,11 @@ static void check_kx8_layout(void) {
 
 /* a table's K-quant x8 kernels against the scalar x8 reference: same bits */
 static void check_kx8(const kernel_table *kt) {
-    static const int types[] = {SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
     static const int blocks[] = {1, 2, 3, 7, 11};
     uint64_t s = 23;
-    for (size_t ti = 0; ti < 3; ti++) {
-        const int type = types[ti], dt = SLM_TYPE_Q8_K;
-        gemm_x8_fn k = kt->gemm_x8[type], ref = type == SLM_TYPE_Q4_K ? gemm_q4_kx8_ref : type == SLM_TYPE_Q5_K ? gemm_q5_kx8_ref : gemm_q6_kx8_ref;
+    for (size_t ti = 0; ti < N_KX8_TYPES; ti++) {
+        const int type = KX8_TYPES[ti], dt = SLM_TYPE_Q8_K;
+        gemm_x8_fn k = kt->gemm_x8[type], ref = kx8_ref(type);
         if (!k) continue;
         int differ = 0, runs = 0;
         for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
