@@ -1900,6 +1900,12 @@ static void k4_scale_min(const uint8_t *sc, int s, int *d, int *m);
 /* position of (sub-block s % 4, row r) in a Q4_Kx8 scale half */
 #define KX8_POS(s, r) (16 * ((r) / 4) + 4 * ((s) % 4) + (r) % 4)
 
+/* IQ4_XSx8: the 6-bit scale u = sc + 32 of (sub-block s, row r) of a block */
+static int iq4_xsx8_scale(const uint8_t *o, int s, int r) {
+    const int p = KX8_POS(s, r);
+    return ((o[16 + p] >> (4 * (s / 4))) & 15) | ((o[48 + p % 16] >> (4 * (s / 4) + 2 * (p / 16))) & 3) << 4;
+}
+
 /* IQ4_XSx8: the scale bytes of (sub-block s, row r) and the nibble chunks */
 static void iq4_xsx8_pack(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
     for (int b = 0; b < nb; b++) {
@@ -1930,8 +1936,7 @@ static void iq4_xsx8_unpack_row(const uint8_t *grp, int r, int nb, uint8_t *row)
         memcpy(q, o + 2 * r, 2);
         memset(q + 4, 0, 4);
         for (int s = 0; s < 8; s++) {
-            const int p = KX8_POS(s, r);
-            const int u = ((o[16 + p] >> (4 * (s / 4))) & 15) | ((o[48 + p % 16] >> (4 * (s / 4) + 2 * (p / 16))) & 3) << 4;
+            const int u = iq4_xsx8_scale(o, s, r);
             q[4 + s / 2] |= (uint8_t)((u & 15) << (4 * (s % 2)));
             sh |= (unsigned)(u >> 4) << (2 * s);
             uint8_t nib[32];
@@ -15210,8 +15215,7 @@ static void gemm_kx8_ref(int type, int n, const uint8_t *w, const uint8_t *a, si
                 int32_t isum = 0, msum = 0;
                 if (type == SLM_TYPE_IQ4_XS) {
                     for (int s = 0; s < 8; s++) {
-                        const int p = KX8_POS(s, r);
-                        const int u = ((w[16 + p] >> (4 * (s / 4))) & 15) | ((w[48 + p % 16] >> (4 * (s / 4) + 2 * (p / 16))) & 3) << 4;
+                        const int u = iq4_xsx8_scale(w, s, r);
                         const uint8_t *os = w + 64 + 128 * s;
                         int32_t dot = 0;
                         for (int c = 0; c < 4; c++)
@@ -20461,13 +20465,25 @@ KX8_NEON_ENTRY(gemm_q5_kx8_dotprod, SLM_TYPE_Q5_K)
 KX8_NEON_ENTRY(gemm_q6_kx8_dotprod, SLM_TYPE_Q6_K)
 #undef KX8_NEON_ENTRY
 
+/* The 6-bit scales u = sc + 32 of an IQ4_XSx8 block as bytes at Q4_Kx8's
+   scale positions: sc[sub-blocks 0-3 | 4-7][rows 0-3 | 4-7] (the upper
+   rows' high bits sit 2 higher) */
+static SLM_ALWAYS_INLINE void iq4_xsx8_sc_neon(const uint8_t *w, uint8x16_t sc[2][2]) {
+    const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30), hb = vld1q_u8(w + 48);
+    for (int x = 0; x < 2; x++) {
+        const uint8x16_t l = vld1q_u8(w + 16 + 16 * x), h = x ? vshrq_n_u8(hb, 2) : hb;
+        sc[0][x] = vorrq_u8(vandq_u8(l, m4), vandq_u8(vshlq_n_u8(h, 4), m30));
+        sc[1][x] = vorrq_u8(vshrq_n_u8(l, 4), vandq_u8(h, m30));
+    }
+}
+
 /* IQ4_XSx8: the table's signed levels go straight into SDOT (no offset),
    each sub-block's dot times its signed scale (u - 32, decoded as Q4_Kx8's
    scales; the upper rows' high bits sit 2 higher), one FMA per super-block:
    gemm_kx8_ref's integer sums and float steps. */
 static SLM_ALWAYS_INLINE void gemm_iq4_xsx8_neon(int n, const uint8_t *w, const uint8_t *a, size_t a_rb, int nt, float *y,
                                                  int64_t ldy) {
-    const uint8x16_t m4 = vdupq_n_u8(15), m30 = vdupq_n_u8(0x30);
+    const uint8x16_t m4 = vdupq_n_u8(15);
     const int8x16_t lut = vld1q_s8(IQ4_VALUES);
     float32x4_t acc[4][2];
     for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
@@ -20475,12 +20491,7 @@ static SLM_ALWAYS_INLINE void gemm_iq4_xsx8_neon(int n, const uint8_t *w, const 
         int32x4_t is[4][2];
         for (int t = 0; t < 4; t++) is[t][0] = is[t][1] = vdupq_n_s32(0);
         uint8x16_t sc[2][2]; /* [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7] */
-        const uint8x16_t hb = vld1q_u8(w + 48);
-        for (int x = 0; x < 2; x++) {
-            const uint8x16_t l = vld1q_u8(w + 16 + 16 * x), h = x ? vshrq_n_u8(hb, 2) : hb;
-            sc[0][x] = vorrq_u8(vandq_u8(l, m4), vandq_u8(vshlq_n_u8(h, 4), m30));
-            sc[1][x] = vorrq_u8(vshrq_n_u8(l, 4), vandq_u8(h, m30));
-        }
+        iq4_xsx8_sc_neon(w, sc);
         SLM_UNROLL(8)
         for (int s = 0; s < 8; s++) {
             /* lane r: byte 4 (s % 4) + r, zero-extended (out-of-range indices give 0) */
@@ -20577,13 +20588,7 @@ static SLM_ALWAYS_INLINE void gemm16_kx8_neon(int type, int n, const uint8_t *w,
             for (int b = 0; b < n / QK_K; b++) {
                 const uint8_t *wk = g + (size_t)b * (size_t)bb, *ak = a + (size_t)b * 292;
                 uint8x16_t sc[2][2], mn[2][2]; /* Q4_K/Q5_K: [sub-blocks 0-3 | 4-7][rows 0-3 | 4-7], as gemm_kx8_neon */
-                if (iq) /* IQ4_XS: u = sc + 32, as gemm_iq4_xsx8_neon */
-                    for (int x = 0; x < 2; x++) {
-                        const uint8x16_t l = vld1q_u8(wk + 16 + 16 * x), hb = vld1q_u8(wk + 48);
-                        const uint8x16_t hx = x ? vshrq_n_u8(hb, 2) : hb;
-                        sc[0][x] = vorrq_u8(vandq_u8(l, m4), vandq_u8(vshlq_n_u8(hx, 4), m30));
-                        sc[1][x] = vorrq_u8(vshrq_n_u8(l, 4), vandq_u8(hx, m30));
-                    }
+                if (iq) iq4_xsx8_sc_neon(wk, sc); /* IQ4_XS: u = sc + 32 */
                 else if (!q6)
                     for (int x = 0; x < 2; x++) {
                         const uint8x16_t l0 = vld1q_u8(wk + 32 + 16 * x), l1 = vld1q_u8(wk + 64 + 16 * x);
