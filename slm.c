@@ -3870,6 +3870,19 @@ static void matmul(const weight *w, const uint8_t *xq, size_t xq_rb, int n_tok, 
 /* Dot-partner slots: activations are converted once per (buffer, type). */
 #define N_ACT_SLOTS 2
 
+/* The choice of a single-token pass's width, 1 or n_threads (forward_width).
+   Slot 0 is 1 thread, slot 1 n_threads. */
+typedef struct width_state {
+    double ms[2];  /* a pass's time at each width, ms (moving average; 0: not measured) */
+    int best;      /* the width decode runs at */
+    int prev;      /* the width of the last pass (-1: none yet) */
+    int since;     /* passes since the last trial */
+    int left;      /* passes left in the current trial run (at slot 1 - best), 0: none */
+    int got;       /* samples taken in this run */
+    double sum;    /* and their sum, ms */
+    double cost;   /* what the last trial cost beyond running at `best`, ms */
+} width_state;
+
 struct slm_session {
     const slm_model *m;
     allocator a;
@@ -3925,8 +3938,7 @@ struct slm_session {
     size_t dw_stride;    /* floats: delta_work_floats(ssm_state, head's dv, n_batch) */
     op_slot *ops;        /* work-unit counters: n_ops operators of a forward pass */
     size_t n_ops;
-    double width_ms[2];  /* single-token forward pass, ms (moving average): 1 thread, n_threads */
-    int width_calls;     /* single-token passes since the last trial of the other width */
+    width_state width;   /* decode at 1 or n_threads (forward_width) */
 };
 
 /* --- the forward pass --------------------------------------------------------- */
@@ -5140,31 +5152,59 @@ static void forward_team(slm_session *s, const int32_t *tok, int n, int pos0, in
    of the team that has no core stalls the others at the end of each
    operator, and 2 threads can be slower than 1; this keeps decode at the
    better of the two. Results are the same at any width.
-   A trial of the slower width costs its extra time once, so trials are
-   spaced by that cost: every (slower/faster - 1) / 1% passes (16 to 512),
-   which keeps them under about 1% of decode time. A trial's time replaces
-   that width's average, so one good trial is enough to switch back when
-   the machine becomes quiet again. */
-static int forward_width(slm_session *s, int n, int *slot, int *trial) {
+   On a busy machine a pass at n_threads varies by whole scheduler ticks
+   (4 ms at HZ=250) and the first pass at 1 thread after one at n_threads
+   is slow too (the OpenMP workers spin for a while after their region,
+   taking the core from the one thread that works), so:
+   - a trial is a run of WIDTH_RUN passes at the other width whose first
+     pass (the switch) is not counted; one lucky pass does not switch;
+   - a run stops early when its first counted pass is 1.5x the best;
+   - the first pass back at the best width after a trial is not counted in
+     its average either, and its extra time is charged to the trial;
+   - trials are spaced by what the last one cost: 1% of decode time
+     (16 to 512 passes apart).
+   A trial's mean replaces that width's average, so one good trial is
+   enough to switch back when the machine becomes quiet again. */
+#define WIDTH_RUN 4
+
+static int forward_width(slm_session *s, int n, int *slot) {
     *slot = -1;
-    *trial = 0;
     if (n != 1 || s->n_threads <= 1) return s->n_threads;
-    const double *w = s->width_ms;
-    int best;
-    if (w[0] <= 0 || w[1] <= 0) {
-        best = w[1] > 0 ? 0 : 1; /* measure both first: n_threads, then 1 */
-    } else {
-        best = w[1] <= w[0];
-        const double slow = w[!best] / w[best] - 1.0;
-        const int every = (int)SLM_MAX(16.0, SLM_MIN(512.0, slow * 100.0));
-        if (++s->width_calls >= every) {
-            s->width_calls = 0;
-            best = !best;
-            *trial = 1;
+    width_state *w = &s->width;
+    if (!w->left) {
+        if (w->ms[1] <= 0 || w->ms[0] <= 0) { /* measure n_threads, then 1 thread */
+            w->best = w->ms[1] > 0; /* the run is at 1 - best */
+            w->left = WIDTH_RUN;
+        } else {
+            w->best = w->ms[1] <= w->ms[0];
+            const double every = w->cost / (0.01 * w->ms[w->best]);
+            if (++w->since >= (int)SLM_MAX(16.0, SLM_MIN(512.0, every))) w->left = WIDTH_RUN;
         }
+        if (w->left) w->since = 0, w->got = 0, w->sum = 0, w->cost = 0;
     }
-    *slot = best;
-    return best ? s->n_threads : 1;
+    *slot = w->left ? 1 - w->best : w->best;
+    return *slot ? s->n_threads : 1;
+}
+
+/* Account a single-token pass of `ms` at width `slot` (see forward_width). */
+static void width_done(width_state *w, int slot, double ms) {
+    const int moved = w->prev >= 0 && w->prev != slot;
+    w->prev = slot;
+    const double best = w->ms[w->best];
+    if (w->left) { /* a trial run, or a first measurement */
+        if (best > 0) w->cost += SLM_MAX(0.0, ms - best);
+        if (!moved && w->left < WIDTH_RUN) w->sum += ms, w->got++;
+        if (--w->left == 0 || (w->got == 1 && best > 0 && ms > 1.5 * best)) {
+            w->left = 0;
+            w->ms[1 - w->best] = w->got ? SLM_MAX(w->sum / w->got, 1e-6) : SLM_MAX(ms, 1e-6);
+        }
+        return;
+    }
+    if (moved) { /* back from a trial (or switched): not this width's speed yet */
+        if (best > 0) w->cost += SLM_MAX(0.0, ms - best);
+        return;
+    }
+    w->ms[slot] = w->ms[slot] > 0 ? 0.75 * w->ms[slot] + 0.25 * ms : SLM_MAX(ms, 1e-6);
 }
 #endif
 
@@ -5177,8 +5217,8 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
     tm.bar = &s->bar;
     tm.nth = 1;
 #if SLM_OPENMP
-    int slot, trial;
-    const int width = forward_width(s, n, &slot, &trial);
+    int slot;
+    const int width = forward_width(s, n, &slot);
     const double t0 = slot >= 0 ? now_ms() : 0;
     if (width > 1) {
         memset(s->ops, 0, (size_t)n_ops * sizeof *s->ops);
@@ -5192,11 +5232,8 @@ static void run_forward(slm_session *s, const int32_t *tok, int n, int pos0, int
     } else {
         forward_team(s, tok, n, pos0, out_first, logits, &tm);
     }
-    if (slot >= 0) {
-        const double ms = now_ms() - t0;
-        double *w = &s->width_ms[slot];
-        *w = *w > 0 && !trial ? 0.75 * *w + 0.25 * ms : SLM_MAX(ms, 1e-6);
-    }
+    if (slot >= 0) width_done(&s->width, slot, now_ms() - t0);
+    else s->width.prev = width > 1; /* a batch: its workers spin a while after it too */
     return;
 #endif
     (void)n_ops;
@@ -5479,6 +5516,7 @@ slm_status slm_session_create(const slm_model *m, const slm_session_params *p, s
     s->n_batch = pl.n_batch;
     s->n_threads = pl.n_threads;
     s->n_thr_alloc = pl.n_threads;
+    s->width.prev = -1;
     s->kv_type = pl.kv_type;
     s->logits_all = pl.logits_all;
     s->kv_row = pl.kv_row;
@@ -5567,8 +5605,8 @@ void slm_session_set_threads(slm_session *s, int32_t n) {
     if (n <= 0) n = default_threads();
     /* the per-thread attention scratch was sized at creation */
     s->n_threads = SLM_MAX(1, SLM_MIN(n, s->n_thr_alloc));
-    s->width_ms[0] = s->width_ms[1] = 0;
-    s->width_calls = 0;
+    memset(&s->width, 0, sizeof s->width);
+    s->width.prev = -1;
 }
 
 slm_status slm_decode(slm_session *s, const int32_t *tokens, int32_t n, slm_error *err) {

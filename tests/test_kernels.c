@@ -943,6 +943,59 @@ static void check_default_threads(void) {
     printf("  default threads: %d\n", d);
 }
 
+#if SLM_OPENMP
+/* Decode's choice of width (forward_width / width_done) on simulated pass
+   times: phase 0 a busy machine (n threads: 22-36 ms by scheduler ticks,
+   1 thread 24 ms, 34 ms right after a pass at n threads), phase 1 a quiet
+   one (n threads 14 ms, 1 thread 24 ms). */
+static double width_sim_ms(int phase, int slot, int prev, unsigned *r) {
+    *r = *r * 1103515245u + 12345u;
+    if (phase == 1) return slot ? 14.0 : 24.0;
+    if (slot) return 22.0 + 4.0 * (double)((*r >> 16) % 4); /* 22, 26, 30, 34: mean 28 */
+    return prev == 1 ? 34.0 : 24.0;
+}
+
+static void check_width_choice(void) {
+    static slm_session s; /* only n_threads and width are read */
+    for (int start = 0; start < 2; start++) {
+        memset(&s, 0, sizeof s);
+        s.n_threads = 2;
+        s.width.prev = -1;
+        unsigned r = 7u + (unsigned)start;
+        double t[2] = {0, 0};
+        int at_n[2] = {0, 0}, switched = -1;
+        const int N = 3000;
+        for (int i = 0; i < 2 * N; i++) {
+            const int phase = (i >= N) ^ start, slot_prev = s.width.prev;
+            int slot;
+            const int width = forward_width(&s, 1, &slot);
+            CHECK(slot == (width > 1), "width %d at slot %d", width, slot);
+            const double ms = width_sim_ms(phase, slot, slot_prev, &r);
+            width_done(&s.width, slot, ms);
+            t[i >= N] += ms;
+            at_n[i >= N] += slot;
+            if (!start && phase == 1 && slot && switched < 0) switched = i - N;
+        }
+        for (int h = 0; h < 2; h++) {
+            const int phase = h ^ start;
+            /* the better width every pass: 24 ms busy, 14 ms quiet */
+            const double ideal = N * (phase ? 14.0 : 24.0);
+            CHECK(t[h] <= ideal * (h == 0 ? 1.03 : 1.04) + (h && phase ? 600 * 10.0 : 0),
+                  "%s machine (%s): %.0f ms against %.0f at the better width, %d of %d passes at n threads",
+                  phase ? "quiet" : "busy", h ? "second" : "first", t[h], ideal, at_n[h], N);
+        }
+        printf("  decode width, %s: %.3f and %.3f of the better width's time, %d and %d of %d passes at n threads\n",
+               start ? "quiet then busy" : "busy then quiet", t[0] / (N * (start ? 14.0 : 24.0)),
+               t[1] / (N * (start ? 24.0 : 14.0)), at_n[0], at_n[1], N);
+        if (start) continue;
+        printf("  decode width: n threads again %d passes after the machine became quiet\n", switched);
+        CHECK(switched >= 0 && switched <= 600, "went back to n threads %d passes after the machine became quiet",
+              switched);
+    }
+    CHECK(forward_width(&s, 5, &(int){0}) == 2, "a batch runs at n threads");
+}
+#endif
+
 #include "test_kernels_avx512.c"
 #include "test_kernels_gemm.c"
 #include "test_kernels_kx8.c"
@@ -961,6 +1014,9 @@ void test_kernels(void) {
     check_writer_fallbacks();
     check_kx8_layout();
     check_default_threads();
+#if SLM_OPENMP
+    check_width_choice();
+#endif
     /* every kernel table this build has and this CPU runs, against the
        references; the ones it cannot run are named and skipped */
     for (int isa = SLM_ISA_SCALAR + 1; isa < SLM_ISA_COUNT; isa++) {
