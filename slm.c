@@ -1906,6 +1906,18 @@ static int iq4_xsx8_scale(const uint8_t *o, int s, int r) {
     return ((o[16 + p] >> (4 * (s / 4))) & 15) | ((o[48 + p % 16] >> (4 * (s / 4) + 2 * (p / 16))) & 3) << 4;
 }
 
+/* nc chunk words of one row in an x8 group (row r's 4 bytes at o + 32c):
+   byte j of chunk c holds the 4-bit quants of columns 8c + j (low nibble)
+   and 8c + 4 + j (high), taken from nibble sh / 4 of bytes p[8c + j] and
+   p[8c + 4 + j]. Whole words at a time: the masks keep each byte lane to
+   itself, so the bytes are those of a byte-at-a-time loop on any CPU. */
+static inline void x8_nib_words(const uint8_t *p, int sh, int nc, uint8_t *o) {
+    for (int c = 0; c < nc; c++) {
+        const uint32_t lo = (ld_u32(p + 8 * c) >> sh) & 0x0F0F0F0Fu, hi = (ld_u32(p + 8 * c + 4) >> sh) & 0x0F0F0F0Fu;
+        st_u32(o + 32 * c, lo | hi << 4);
+    }
+}
+
 /* IQ4_XSx8: the scale bytes of (sub-block s, row r) and the nibble chunks */
 static void iq4_xsx8_pack(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
     for (int b = 0; b < nb; b++) {
@@ -1918,11 +1930,9 @@ static void iq4_xsx8_pack(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
                 const int u = ((q[4 + s / 2] >> (4 * (s % 2))) & 15) | ((ld_u16(q + 2) >> (2 * s)) & 3) << 4, p = KX8_POS(s, r);
                 o[16 + p] |= (uint8_t)((u & 15) << (4 * (s / 4)));
                 o[48 + p % 16] |= (uint8_t)((u >> 4) << (4 * (s / 4) + 2 * (p / 16)));
-                uint8_t nib[32];
-                for (int k = 0; k < 16; k++) nib[k] = qs[16 * s + k] & 15, nib[k + 16] = qs[16 * s + k] >> 4;
-                for (int c = 0; c < 4; c++)
-                    for (int j = 0; j < 4; j++)
-                        o[64 + 128 * s + 32 * c + 4 * r + j] = (uint8_t)(nib[8 * c + j] | nib[8 * c + 4 + j] << 4);
+                /* columns 0-15 in the low nibbles of qs[16s ..], 16-31 in the high ones */
+                x8_nib_words(qs + 16 * s, 0, 2, o + 64 + 128 * s + 4 * r);
+                x8_nib_words(qs + 16 * s, 4, 2, o + 64 + 128 * s + 64 + 4 * r);
             }
         }
     }
@@ -1974,12 +1984,7 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
                 const uint8_t *qs = q + (q5 ? 48 : 16), *qh = q + 16;
                 for (int s = 0; s < 8; s++) { /* sub-block s: nibble s % 2 of qs[32 (s / 2) + l], bit s of qh[l] */
                     uint8_t *os = o + 128 + sbb * s;
-                    for (int c = 0; c < 4; c++)
-                        for (int j = 0; j < 4; j++) {
-                            const int lo = (qs[32 * (s / 2) + 8 * c + j] >> (4 * (s % 2))) & 15;
-                            const int hi = (qs[32 * (s / 2) + 8 * c + 4 + j] >> (4 * (s % 2))) & 15;
-                            os[(q5 ? 32 : 0) + 32 * c + 4 * r + j] = (uint8_t)(lo | hi << 4);
-                        }
+                    x8_nib_words(qs + 32 * (s / 2), 4 * (s % 2), 4, os + (q5 ? 32 : 0) + 4 * r);
                     if (q5)
                         for (int j = 0; j < 4; j++) {
                             uint8_t h = 0;
@@ -1995,18 +2000,15 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
                 for (int p = 0; p < 8; p++) { /* columns 32p + l: i = 128h + 32k + l with p = 4h + k */
                     const int h = p / 4, k = p % 4;
                     uint8_t *op = o + 144 + 192 * p;
-                    uint8_t v[32];
-                    for (int l = 0; l < 32; l++)
-                        v[l] = (uint8_t)(((ql[64 * h + 32 * (k & 1) + l] >> (4 * (k / 2))) & 15) |
-                                         ((qh[32 * h + l] >> (2 * k)) & 3) << 4);
-                    for (int c = 0; c < 4; c++)
-                        for (int j = 0; j < 4; j++) {
-                            const int lo = v[8 * c + j], hi = v[8 * c + 4 + j];
-                            op[32 * c + 4 * r + j] = (uint8_t)((lo & 15) | (hi & 15) << 4);
-                            uint8_t *hb = op + 128 + 32 * (c / 2) + 4 * r + j;
-                            if (c % 2 == 0) *hb = 0;
-                            *hb |= (uint8_t)(((lo >> 4) | (hi >> 4) << 2) << (4 * (c % 2)));
-                        }
+                    /* the low 4 bits: nibble k / 2 of ql[64h + 32 (k & 1) + l] */
+                    x8_nib_words(ql + 64 * h + 32 * (k & 1), 4 * (k / 2), 4, op + 4 * r);
+                    /* the high 2: bits 2k of qh[32h + l]; chunks 2e, 2e + 1 share half e */
+                    for (int e = 0; e < 2; e++) {
+                        const uint8_t *hq = qh + 32 * h + 16 * e;
+                        uint32_t v = 0;
+                        for (int t = 0; t < 4; t++) v |= ((ld_u32(hq + 4 * t) >> (2 * k)) & 0x03030303u) << (2 * t);
+                        st_u32(op + 128 + 32 * e + 4 * r, v);
+                    }
                 }
             }
         }
@@ -2094,10 +2096,9 @@ static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *ds
                 for (int st = 0; st < 8; st++) memcpy(o + 16 + 32 * st + 4 * r, q + 2 + 4 * st, 4);
                 continue;
             }
-            uint8_t nib[32];
-            for (int k = 0; k < 16; k++) nib[k] = q[qs_at + k] & 15, nib[k + 16] = q[qs_at + k] >> 4;
-            for (int c = 0; c < 4; c++) /* columns 8c + j and 8c + 4 + j */
-                for (int j = 0; j < 4; j++) o[nib_at + 32 * c + 4 * r + j] = (uint8_t)(nib[8 * c + j] | (nib[8 * c + 4 + j] << 4));
+            /* columns 0-15 in the low nibbles of q[qs_at ..], 16-31 in the high ones */
+            x8_nib_words(q + qs_at, 0, 2, o + nib_at + 4 * r);
+            x8_nib_words(q + qs_at, 4, 2, o + nib_at + 64 + 4 * r);
             if (q5) {
                 const uint32_t qh = ld_u32(q + 2);
                 for (int j = 0; j < 4; j++) {

@@ -949,6 +949,7 @@ static void check_default_threads(void) {
 #include "test_kernels_kgemm.c"
 #include "test_attention.c"
 #include "test_scan.c"
+#include "test_repack.c"
 
 void test_kernels(void) {
     printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
@@ -960,6 +961,7 @@ void test_kernels(void) {
     check_onehot();
     check_writer_fallbacks();
     check_kx8_layout();
+    check_x8_pack_bytes();
     check_default_threads();
     /* every kernel table this build has and this CPU runs, against the
        references; the ones it cannot run are named and skipped */
