@@ -3041,16 +3041,66 @@ static int packs(const slm_model *m, weight *const *ws, int i) {
     return x8 || w != &m->tok_embd || m->output.data == w->data;
 }
 
+/* Defined in section 8: */
+static int default_threads(void);
+
+/* One matrix's share of the repack: its rows at src go to d, as x8 groups
+   (x8 set) or as they are. The work is cut into runs (ids c0 .. c0 + runs
+   - 1 among all the matrices'): of cg groups, or of 256 KiB when copied. */
+typedef struct repack_job {
+    weight *w;
+    const uint8_t *src;
+    uint8_t *d;
+    gemm_x8_fn k;
+    int64_t c0, runs, cg; /* first run, runs, groups per run */
+    int64_t left;         /* runs not yet done */
+    int mv;               /* 1: d is in m->packed (the file's pages go back when done) */
+} repack_job;
+
+#define REPACK_SPAN ((int64_t)1 << 18) /* bytes of a run */
+
+/* Run c of job j. In place (d == src), a group is first copied aside into
+   tmp (8 rows, the thread's own). */
+static void repack_run(const repack_job *j, int64_t c, uint8_t *tmp) {
+    const weight *w = j->w;
+    if (!j->k) {
+        const int64_t bytes = w->n_out * (int64_t)w->rb, at = c * REPACK_SPAN;
+        memcpy(j->d + (size_t)at, j->src + (size_t)at, (size_t)SLM_MIN(REPACK_SPAN, bytes - at));
+        return;
+    }
+    const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
+    const size_t gb = 8 * w->rb; /* bytes of a group */
+    const int64_t g1 = SLM_MIN(w->n_out / 8, (c + 1) * j->cg);
+    for (int64_t g = c * j->cg; g < g1; g++) {
+        const uint8_t *from = j->src + (size_t)g * gb;
+        if (!j->mv) memcpy(tmp, from, gb), from = tmp;
+        x8_pack(w->type, from, w->rb, nb, j->d + (size_t)g * gb);
+    }
+}
+
 /* Rearrange every matrix that has an x8 kernel into x8 groups: on Linux into
    memory of their own in huge pages (m->packed; the other matrices are
    copied there, and the file's pages under them given back), else in place
    (the model's own buffer or its private mapping). Tied matrices share data
-   and are rearranged once. */
-static slm_status repack_weights(slm_model *m, slm_error *err) {
+   and are rearranged once. nth threads take runs of groups in order, each
+   the next one free, in one parallel region: a thread that another process
+   holds up only delays the runs it has, and none waits for the others
+   before the end. Runs are taken in order, so the file's pages of a matrix
+   are given back about when they would be one thread at a time (the memory
+   peak stays that of one thread, plus a matrix per thread at most). The
+   bytes are the same at any thread count: each group is x8_pack's of its
+   own 8 rows. */
+static slm_status repack_weights(slm_model *m, int nth, slm_error *err) {
     const size_t cap = 2 + 13 * (size_t)m->n_layer;
     weight **ws = (weight **)xalloc(&m->a, cap * sizeof(weight *));
-    int n = 0;
-    if (!ws) return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
+    repack_job *jobs = (repack_job *)xalloc(&m->a, cap * sizeof(repack_job));
+    int n = 0, nj = 0;
+    if (!ws || !jobs) {
+        if (ws) xfree(&m->a, ws, cap * sizeof(weight *));
+        if (jobs) xfree(&m->a, jobs, cap * sizeof(repack_job));
+        return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
+    }
+    nth = SLM_MAX(1, nth);
     ws[n++] = &m->tok_embd;
     ws[n++] = &m->output;
     for (int il = 0; il < m->n_layer; il++) {
@@ -3067,38 +3117,76 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
         if (packs(m, ws, i)) total += packed_bytes(ws[i]);
     m->packed = packed_alloc(m, total);
     /* in place, a group's 8 rows are copied aside before they are overwritten */
-    size_t tmp_size = 0;
-    for (int i = 0; !m->packed && i < n; i++) tmp_size = SLM_MAX(tmp_size, 8 * ws[i]->rb);
-    uint8_t *tmp = tmp_size ? (uint8_t *)xalloc(&m->a, tmp_size) : NULL; /* [8][rb] */
+    size_t tmp_rows = 0; /* bytes of 8 rows of the widest matrix */
+    for (int i = 0; !m->packed && i < n; i++) tmp_rows = SLM_MAX(tmp_rows, 8 * ws[i]->rb);
+    const size_t tmp_size = (size_t)nth * tmp_rows;
+    uint8_t *tmp = tmp_size ? (uint8_t *)xalloc(&m->a, tmp_size) : NULL; /* [nth][tmp_rows] */
     if (tmp_size && !tmp) {
         xfree(&m->a, ws, cap * sizeof(weight *));
+        xfree(&m->a, jobs, cap * sizeof(repack_job));
         return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
     }
+    /* the jobs, before any data pointer moves (tied matrices: the first) */
     size_t used = 0;
+    int64_t runs = 0;
     for (int i = 0; i < n; i++) {
         weight *w = ws[i];
+        int tied = 0;
+        for (int j = 0; j < i && w->data; j++) tied |= ws[j]->data == w->data;
+        if (!w->data || tied) continue;
         const int mv = m->packed && packs(m, ws, i);
-        gemm_x8_fn k = w->data && !w->x8 && w->n_out % 8 == 0 ? m->kern.gemm_x8[w->type] : NULL;
+        gemm_x8_fn k = !w->x8 && w->n_out % 8 == 0 ? m->kern.gemm_x8[w->type] : NULL;
         if (!k && !mv) continue;
         if (!mv && !tmp) continue; /* (not reached: with m->packed, every matrix with a kernel moves) */
-        const uint8_t *src = w->data;
-        uint8_t *d = mv ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
-        const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
-        for (int64_t g = 0; k && g < w->n_out / 8; g++) {
-            const uint8_t *from = src + (size_t)g * 8 * w->rb;
-            if (!mv) memcpy(tmp, from, 8 * w->rb), from = tmp;
-            x8_pack(w->type, from, w->rb, nb, d + (size_t)g * 8 * w->rb);
+        repack_job *jb = &jobs[nj++];
+        jb->w = w;
+        jb->src = w->data;
+        jb->d = mv ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
+        jb->k = k;
+        jb->mv = mv;
+        if (k) { /* runs of at most 256 KiB, at least 4 per thread when there are enough groups */
+            const int64_t ng = w->n_out / 8;
+            jb->cg = SLM_MAX(1, SLM_MIN(REPACK_SPAN / (8 * (int64_t)w->rb), ng / (4 * nth)));
+            jb->runs = (ng + jb->cg - 1) / jb->cg;
+        } else {
+            jb->cg = 0;
+            jb->runs = (w->n_out * (int64_t)w->rb + REPACK_SPAN - 1) / REPACK_SPAN;
         }
-        if (mv) {
-            if (!k) memcpy(d, src, (size_t)w->n_out * w->rb);
-            unmap_pages(src, (size_t)w->n_out * w->rb);
-            used += packed_bytes(w);
-        }
-        for (int j = 0; j < n; j++)
-            if (ws[j]->data == src) ws[j]->data = d, ws[j]->x8 = k;
+        jb->c0 = runs;
+        jb->left = jb->runs;
+        runs += jb->runs;
+        if (mv) used += packed_bytes(w);
     }
+#if SLM_OPENMP
+#pragma omp parallel for num_threads(nth) schedule(dynamic, 1) if (nth > 1 && runs > 1)
+#endif
+    for (int64_t c = 0; c < runs; c++) {
+        int lo = 0, hi = nj - 1; /* the job of run c: the last with c0 <= c */
+        while (lo < hi) {
+            const int mid = (lo + hi + 1) / 2;
+            if (jobs[mid].c0 <= c) lo = mid;
+            else hi = mid - 1;
+        }
+        repack_job *jb = &jobs[lo];
+#if SLM_OPENMP
+        uint8_t *t = tmp ? tmp + (size_t)omp_get_thread_num() * tmp_rows : NULL;
+#else
+        uint8_t *t = tmp;
+#endif
+        repack_run(jb, c - jb->c0, t);
+        int64_t left;
+#if SLM_OPENMP
+#pragma omp critical
+#endif
+        left = --jb->left;
+        if (left == 0 && jb->mv) unmap_pages(jb->src, (size_t)jb->w->n_out * jb->w->rb);
+    }
+    for (int i = 0; i < nj; i++)
+        for (int j = 0; j < n; j++)
+            if (ws[j]->data == jobs[i].src) ws[j]->data = jobs[i].d, ws[j]->x8 = jobs[i].k;
     if (tmp) xfree(&m->a, tmp, tmp_size);
     xfree(&m->a, ws, cap * sizeof(weight *));
+    xfree(&m->a, jobs, cap * sizeof(repack_job));
     return SLM_OK;
 }
 
@@ -3151,7 +3239,8 @@ static slm_status model_init(slm_model *m, slm_error *err) {
     if ((st = load_hparams(m, err)) != SLM_OK) return st;
     if ((st = load_embedding_hparams(m, err)) != SLM_OK) return st;
     if ((st = bind_tensors(m, err)) != SLM_OK) return st;
-    if (m->repack && m->source != SRC_CALLER && (st = repack_weights(m, err)) != SLM_OK) return st;
+    if (m->repack && m->source != SRC_CALLER && (st = repack_weights(m, default_threads(), err)) != SLM_OK)
+        return st;
     if (m->arch->act == ACT_GELU) {
         /* ggml evaluates GELU through an fp16 table: do the same (per model,
            no global state) so that gemma logits match llama.cpp's */

@@ -963,6 +963,7 @@ void test_kernels(void) {
     check_kx8_layout();
     check_x8_pack_bytes();
     check_default_threads();
+    check_repack_threads();
     /* every kernel table this build has and this CPU runs, against the
        references; the ones it cannot run are named and skipped */
     for (int isa = SLM_ISA_SCALAR + 1; isa < SLM_ISA_COUNT; isa++) {

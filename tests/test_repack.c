@@ -2,7 +2,9 @@
    Included by test_kernels.c (one translation unit includes slm.c).
    - x8_pack gives the bytes of the byte-at-a-time pack it replaced (kept
      here as the reference, x8_pack_bytewise) for every x8 type, on random
-     bytes (every bit pattern), 1-7 blocks, rows at a stride wider than a row. */
+     bytes (every bit pattern), 1-7 blocks, rows at a stride wider than a row;
+   - a model file loaded with the repack split over threads holds, matrix
+     by matrix, the bytes of a single-threaded x8_pack of the file's rows. */
 
 /* --- the byte-at-a-time pack of slm.c before its word-at-a-time one ---- */
 static void iq4_xsx8_pack_bytewise(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
@@ -149,4 +151,96 @@ static void check_x8_pack_bytes(void) {
     }
     printf("  x8_pack: %d groups of 8 types, %d differ from the byte-at-a-time pack\n", runs, bad);
     CHECK(bad == 0, "x8_pack: %d of %d groups differ from the byte-at-a-time pack", bad, runs);
+}
+
+/* A loaded model's matrices against the file's: each the file's rows as
+   they are, or (x8 set) x8_pack_bytewise's groups of them. */
+static int repack_differs(const slm_model *m, const slm_model *ref) {
+    const weight *a[2 + 13 * 64], *r[2 + 13 * 64];
+    int n = 0, bad = 0;
+    if (m->n_layer > 64) return -1;
+    a[n] = &m->tok_embd, r[n++] = &ref->tok_embd;
+    a[n] = &m->output, r[n++] = &ref->output;
+    for (int il = 0; il < m->n_layer; il++) {
+        const layer *L = &m->layers[il], *R = &ref->layers[il];
+        const weight *la[13] = {&L->wq, &L->wk, &L->wv, &L->wqkv, &L->wo, &L->w_gate, &L->w_up,
+                                &L->w_down, &L->r_in, &L->r_gate, &L->r_beta, &L->r_alpha, &L->r_out};
+        const weight *lr[13] = {&R->wq, &R->wk, &R->wv, &R->wqkv, &R->wo, &R->w_gate, &R->w_up,
+                                &R->w_down, &R->r_in, &R->r_gate, &R->r_beta, &R->r_alpha, &R->r_out};
+        for (int k = 0; k < 13; k++) a[n] = la[k], r[n++] = lr[k];
+    }
+    for (int i = 0; i < n; i++) {
+        const weight *w = a[i], *w0 = r[i];
+        if (!w->data != !w0->data) {
+            bad++;
+            continue;
+        }
+        if (!w->data) continue;
+        const size_t rb = w->rb, gb = 8 * rb;
+        if (!w->x8) {
+            bad += memcmp(w->data, w0->data, (size_t)w->n_out * rb) != 0;
+            continue;
+        }
+        const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
+        uint8_t *g = (uint8_t *)malloc(gb); /* [8][rb] */
+        int differ = 0;
+        for (int64_t gi = 0; gi < w->n_out / 8; gi++) {
+            x8_pack_bytewise(w->type, w0->data + (size_t)gi * gb, rb, nb, g);
+            differ |= memcmp(g, w->data + (size_t)gi * gb, gb) != 0;
+        }
+        bad += differ;
+        free(g);
+    }
+    return bad;
+}
+
+/* Models loaded with the repack on 1 and on 3 threads (OMP_NUM_THREADS),
+   mapped (on Linux into m->packed) and read (in place): the same bytes as
+   a single-threaded pack of the file's rows, matrix by matrix. */
+static void check_repack_threads(void) {
+    static const char *files[] = {"tiny-llama-Q4_0.gguf", "tiny-llama-Q4_K.gguf",  "tiny-llama-Q5_K.gguf",
+                                  "tiny-llama-Q6_K.gguf", "tiny-llama-IQ4_XS.gguf", "tiny-llama-Q8_0.gguf",
+                                  "tiny-llama-F16.gguf",  "tiny-gemma3-Q5_0.gguf",  "tiny-qwen35-Q4_K.gguf",
+                                  "tiny-lfm2-Q6_K.gguf"};
+    const char *old = getenv("OMP_NUM_THREADS");
+    char keep[64] = "", rel[128];
+    if (old) snprintf(keep, sizeof keep, "%s", old);
+    int loads = 0, x8 = 0;
+    for (size_t fi = 0; fi < sizeof files / sizeof files[0]; fi++) {
+        snprintf(rel, sizeof rel, "models/%s", files[fi]);
+        size_t size = 0;
+        unsigned char *bytes = read_all(data_path(rel), &size);
+        slm_model_params mp;
+        slm_model_params_init(&mp);
+        mp.repack = 0;
+        slm_model *ref = NULL, *m = NULL;
+        slm_error err;
+        CHECK(bytes && slm_model_load_memory(bytes, size, &mp, &ref, &err) == SLM_OK, "%s: reference load", files[fi]);
+        if (!ref) {
+            free(bytes);
+            continue;
+        }
+        for (int nth = 1; nth <= 3; nth += 2) {
+            set_env("OMP_NUM_THREADS", nth == 1 ? "1" : "3");
+            for (int use_mmap = 1; use_mmap >= 0; use_mmap--) {
+                slm_model_params_init(&mp);
+                mp.use_mmap = use_mmap;
+                if (slm_model_load_file(data_path(rel), &mp, &m, &err) != SLM_OK) {
+                    CHECK(0, "%s: load (mmap %d, %d threads): %s", files[fi], use_mmap, nth, err.message);
+                    continue;
+                }
+                const int bad = repack_differs(m, ref);
+                CHECK(bad == 0, "%s (mmap %d, %d threads): %d matrices differ from a 1-thread pack of the file",
+                      files[fi], use_mmap, nth, bad);
+                x8 += m->layers[0].w_down.x8 != NULL;
+                loads++;
+                slm_model_free(m);
+            }
+        }
+        slm_model_free(ref);
+        free(bytes);
+    }
+    set_env("OMP_NUM_THREADS", old ? keep : NULL);
+    printf("  repack at load: %d loads (1 and 3 threads, mapped and read) match a 1-thread pack, %d with x8 ffn_down\n",
+           loads, x8);
 }
