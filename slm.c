@@ -1906,16 +1906,27 @@ static int iq4_xsx8_scale(const uint8_t *o, int s, int r) {
     return ((o[16 + p] >> (4 * (s / 4))) & 15) | ((o[48 + p % 16] >> (4 * (s / 4) + 2 * (p / 16))) & 3) << 4;
 }
 
-/* nc chunk words of one row in an x8 group (row r's 4 bytes at o + 32c):
-   byte j of chunk c holds the 4-bit quants of columns 8c + j (low nibble)
-   and 8c + 4 + j (high), taken from nibble sh / 4 of bytes p[8c + j] and
-   p[8c + 4 + j]. Whole words at a time: the masks keep each byte lane to
-   itself, so the bytes are those of a byte-at-a-time loop on any CPU. */
-static inline void x8_nib_words(const uint8_t *p, int sh, int nc, uint8_t *o) {
-    for (int c = 0; c < nc; c++) {
-        const uint32_t lo = (ld_u32(p + 8 * c) >> sh) & 0x0F0F0F0Fu, hi = (ld_u32(p + 8 * c + 4) >> sh) & 0x0F0F0F0Fu;
-        st_u32(o + 32 * c, lo | hi << 4);
-    }
+/* 2 chunk words of one row in an x8 group (the row's 4 bytes at o + 32c),
+   twice: byte j of chunk c holds the 4-bit quants of columns 8c + j (low
+   nibble) and 8c + 4 + j (high), taken from the low nibbles of bytes p[8c
+   + j] and p[8c + 4 + j] for o0, from their high nibbles for o1. A whole
+   8-byte word at a time: in x = p[8c .. 8c + 7] masked to nibbles, x | x
+   >> 28 puts byte 4 + j's nibble above byte j's (the bits between are 0);
+   the masks keep each byte lane to itself, so the bytes are those of a
+   byte-at-a-time loop on any CPU (ld_u64 and st_u32 are little-endian). */
+static inline void x8_nib_pair(const uint8_t *p, uint8_t *o0, uint8_t *o1) {
+    const uint64_t m = 0x0F0F0F0F0F0F0F0Full, v0 = ld_u64(p), v1 = ld_u64(p + 8);
+    const uint64_t l0 = v0 & m, h0 = (v0 >> 4) & m, l1 = v1 & m, h1 = (v1 >> 4) & m;
+    st_u32(o0, (uint32_t)(l0 | l0 >> 28));
+    st_u32(o1, (uint32_t)(h0 | h0 >> 28));
+    st_u32(o0 + 32, (uint32_t)(l1 | l1 >> 28));
+    st_u32(o1 + 32, (uint32_t)(h1 | h1 >> 28));
+}
+
+/* x8_nib_pair of 32 bytes: 4 chunk words each (K-quants: a pair of sub-blocks) */
+static inline void x8_nib_pair4(const uint8_t *p, uint8_t *o0, uint8_t *o1) {
+    x8_nib_pair(p, o0, o1);
+    x8_nib_pair(p + 16, o0 + 64, o1 + 64);
 }
 
 /* IQ4_XSx8: the scale bytes of (sub-block s, row r) and the nibble chunks */
@@ -1931,8 +1942,7 @@ static void iq4_xsx8_pack(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
                 o[16 + p] |= (uint8_t)((u & 15) << (4 * (s / 4)));
                 o[48 + p % 16] |= (uint8_t)((u >> 4) << (4 * (s / 4) + 2 * (p / 16)));
                 /* columns 0-15 in the low nibbles of qs[16s ..], 16-31 in the high ones */
-                x8_nib_words(qs + 16 * s, 0, 2, o + 64 + 128 * s + 4 * r);
-                x8_nib_words(qs + 16 * s, 4, 2, o + 64 + 128 * s + 64 + 4 * r);
+                x8_nib_pair(qs + 16 * s, o + 64 + 128 * s + 4 * r, o + 64 + 128 * s + 64 + 4 * r);
             }
         }
     }
@@ -1969,45 +1979,57 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
     const int bb = x8_block_bytes(type), sb = bb / 8, q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
     for (int b = 0; b < nb; b++) {
         uint8_t *o = dst + (size_t)b * (size_t)bb;
-        if (type != SLM_TYPE_Q6_K) memset(o + 96, 0, 32); /* the high-bit bytes are or-ed */
         for (int r = 0; r < 8; r++) {
             const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb;
             if (type != SLM_TYPE_Q6_K) {
                 memcpy(o + 2 * r, q, 2);
                 memcpy(o + 16 + 2 * r, q + 2, 2);
-                for (int s = 0; s < 8; s++) {
-                    int sc, m;
-                    k4_scale_min(q + 4, s, &sc, &m);
-                    o[32 + 32 * (s / 4) + KX8_POS(s, r)] = (uint8_t)((sc & 15) | (m & 15) << 4);
-                    o[96 + KX8_POS(s, r)] |= (uint8_t)(((sc >> 4) | (m >> 4) << 2) << (4 * (s / 4)));
+                const uint8_t *t12 = q + 4; /* the 12-byte table, as k4_scale_min reads it */
+                for (int t = 0; t < 4; t++) { /* sub-blocks t and t + 4 share position p */
+                    const int sc = t12[t] & 63, m = t12[t + 4] & 63, p = KX8_POS(t, r);
+                    const int sc4 = (t12[t + 8] & 15) | (t12[t] >> 6) << 4, m4 = (t12[t + 8] >> 4) | (t12[t + 4] >> 6) << 4;
+                    o[32 + p] = (uint8_t)((sc & 15) | (m & 15) << 4);
+                    o[64 + p] = (uint8_t)((sc4 & 15) | (m4 & 15) << 4);
+                    o[96 + p] = (uint8_t)((sc >> 4) | (m >> 4) << 2 | ((sc4 >> 4) | (m4 >> 4) << 2) << 4);
                 }
                 const uint8_t *qs = q + (q5 ? 48 : 16), *qh = q + 16;
-                for (int s = 0; s < 8; s++) { /* sub-block s: nibble s % 2 of qs[32 (s / 2) + l], bit s of qh[l] */
+                for (int t = 0; t < 4; t++) /* sub-blocks 2t, 2t + 1: the low, high nibbles of qs[32t + l] */
+                    x8_nib_pair4(qs + 32 * t, o + 128 + sbb * (2 * t) + (q5 ? 32 : 0) + 4 * r,
+                                o + 128 + sbb * (2 * t + 1) + (q5 ? 32 : 0) + 4 * r);
+                for (int s = 0; q5 && s < 8; s++) { /* sub-block s: bit s of qh[l] */
                     uint8_t *os = o + 128 + sbb * s;
-                    x8_nib_words(qs + 32 * (s / 2), 4 * (s % 2), 4, os + (q5 ? 32 : 0) + 4 * r);
-                    if (q5)
-                        for (int j = 0; j < 4; j++) {
-                            uint8_t h = 0;
-                            for (int c = 0; c < 4; c++)
-                                h |= (uint8_t)(((qh[8 * c + j] >> s) & 1) << c | ((qh[8 * c + 4 + j] >> s) & 1) << (4 + c));
-                            os[4 * r + j] = h;
-                        }
+                    for (int j = 0; j < 4; j++) {
+                        uint8_t h = 0;
+                        for (int c = 0; c < 4; c++)
+                            h |= (uint8_t)(((qh[8 * c + j] >> s) & 1) << c | ((qh[8 * c + 4 + j] >> s) & 1) << (4 + c));
+                        os[4 * r + j] = h;
+                    }
                 }
             } else { /* Q6_K */
                 const uint8_t *ql = q, *qh = q + 128;
                 memcpy(o + 2 * r, q + 208, 2);
                 for (int s = 0; s < 16; s++) o[16 + 16 * (s / 2) + 2 * r + s % 2] = q[192 + s];
-                for (int p = 0; p < 8; p++) { /* columns 32p + l: i = 128h + 32k + l with p = 4h + k */
-                    const int h = p / 4, k = p % 4;
-                    uint8_t *op = o + 144 + 192 * p;
-                    /* the low 4 bits: nibble k / 2 of ql[64h + 32 (k & 1) + l] */
-                    x8_nib_words(ql + 64 * h + 32 * (k & 1), 4 * (k / 2), 4, op + 4 * r);
+                /* part p = 4h + k holds columns 32p + l = 128h + 32k + l */
+                for (int h = 0; h < 2; h++) {
+                    uint8_t *op = o + 144 + 192 * 4 * h + 4 * r; /* part 4h, row r */
+                    /* the low 4 bits: nibble k / 2 of ql[64h + 32 (k & 1) + l] (parts k, k + 2 share bytes) */
+                    x8_nib_pair4(ql + 64 * h, op, op + 2 * 192);
+                    x8_nib_pair4(ql + 64 * h + 32, op + 192, op + 3 * 192);
                     /* the high 2: bits 2k of qh[32h + l]; chunks 2e, 2e + 1 share half e */
                     for (int e = 0; e < 2; e++) {
-                        const uint8_t *hq = qh + 32 * h + 16 * e;
-                        uint32_t v = 0;
-                        for (int t = 0; t < 4; t++) v |= ((ld_u32(hq + 4 * t) >> (2 * k)) & 0x03030303u) << (2 * t);
-                        st_u32(op + 128 + 32 * e + 4 * r, v);
+                        /* per byte lane, a 4 x 4 transpose of 2-bit fields: field k of
+                           word t (bits 2k of qh[32h + 16e + 4t + j]) to field t of word k */
+                        uint32_t a[4], x;
+                        for (int t = 0; t < 4; t++) a[t] = ld_u32(qh + 32 * h + 16 * e + 4 * t);
+                        for (int t = 0; t < 4; t += 2) { /* fields 1, 3 of word t <-> fields 0, 2 of word t + 1 */
+                            x = ((a[t] >> 2) ^ a[t + 1]) & 0x33333333u;
+                            a[t] ^= x << 2, a[t + 1] ^= x;
+                        }
+                        for (int t = 0; t < 2; t++) { /* fields 2-3 of word t <-> fields 0-1 of word t + 2 */
+                            x = ((a[t] >> 4) ^ a[t + 2]) & 0x0F0F0F0Fu;
+                            a[t] ^= x << 4, a[t + 2] ^= x;
+                        }
+                        for (int k = 0; k < 4; k++) st_u32(op + 192 * k + 128 + 32 * e, a[k]);
                     }
                 }
             }
@@ -2097,8 +2119,7 @@ static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *ds
                 continue;
             }
             /* columns 0-15 in the low nibbles of q[qs_at ..], 16-31 in the high ones */
-            x8_nib_words(q + qs_at, 0, 2, o + nib_at + 4 * r);
-            x8_nib_words(q + qs_at, 4, 2, o + nib_at + 64 + 4 * r);
+            x8_nib_pair(q + qs_at, o + nib_at + 4 * r, o + nib_at + 64 + 4 * r);
             if (q5) {
                 const uint32_t qh = ld_u32(q + 2);
                 for (int j = 0; j < 4; j++) {
