@@ -1929,6 +1929,18 @@ static inline void x8_nib_pair4(const uint8_t *p, uint8_t *o0, uint8_t *o1) {
     x8_nib_pair(p + 16, o0 + 64, o1 + 64);
 }
 
+/* The 8 x 8 bit matrix with bit 8i + j = element (i, j), transposed (bit 8j
+   + i): three masked swaps, of the off-diagonal 4 x 4, 2 x 2 and 1 x 1
+   blocks. (Q5_K's fifth bits: row i a byte of qh, column j a sub-block.) */
+static inline uint64_t bits8x8_transpose(uint64_t x) {
+    uint64_t t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ull;
+    x ^= t ^ (t << 28);
+    t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCull;
+    x ^= t ^ (t << 14);
+    t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAull;
+    return x ^ t ^ (t << 7);
+}
+
 /* IQ4_XSx8: the scale bytes of (sub-block s, row r) and the nibble chunks */
 static void iq4_xsx8_pack(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
     for (int b = 0; b < nb; b++) {
@@ -1996,14 +2008,13 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
                 for (int t = 0; t < 4; t++) /* sub-blocks 2t, 2t + 1: the low, high nibbles of qs[32t + l] */
                     x8_nib_pair4(qs + 32 * t, o + 128 + sbb * (2 * t) + (q5 ? 32 : 0) + 4 * r,
                                 o + 128 + sbb * (2 * t + 1) + (q5 ? 32 : 0) + 4 * r);
-                for (int s = 0; q5 && s < 8; s++) { /* sub-block s: bit s of qh[l] */
-                    uint8_t *os = o + 128 + sbb * s;
-                    for (int j = 0; j < 4; j++) {
-                        uint8_t h = 0;
-                        for (int c = 0; c < 4; c++)
-                            h |= (uint8_t)(((qh[8 * c + j] >> s) & 1) << c | ((qh[8 * c + 4 + j] >> s) & 1) << (4 + c));
-                        os[4 * r + j] = h;
-                    }
+                /* sub-block s's byte j: bit c is bit s of qh[8c + j], bit 4 + c bit s
+                   of qh[8c + 4 + j]; for each j, those 8 bytes (rows) transposed */
+                for (int j = 0; q5 && j < 4; j++) {
+                    uint64_t x = 0;
+                    for (int c = 0; c < 4; c++) x |= (uint64_t)qh[8 * c + j] << 8 * c | (uint64_t)qh[8 * c + 4 + j] << 8 * (4 + c);
+                    x = bits8x8_transpose(x);
+                    for (int s = 0; s < 8; s++) o[128 + sbb * s + 4 * r + j] = (uint8_t)(x >> 8 * s);
                 }
             } else { /* Q6_K */
                 const uint8_t *ql = q, *qh = q + 128;
@@ -2120,14 +2131,12 @@ static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *ds
             }
             /* columns 0-15 in the low nibbles of q[qs_at ..], 16-31 in the high ones */
             x8_nib_pair(q + qs_at, o + nib_at + 4 * r, o + nib_at + 64 + 4 * r);
-            if (q5) {
-                const uint32_t qh = ld_u32(q + 2);
-                for (int j = 0; j < 4; j++) {
-                    uint8_t h = 0;
-                    for (int c = 0; c < 4; c++)
-                        h |= (uint8_t)(((qh >> (8 * c + j)) & 1) << c | ((qh >> (8 * c + 4 + j)) & 1) << (4 + c));
-                    o[16 + 4 * r + j] = h;
-                }
+            if (q5) { /* byte j: bit c is qh's bit 8c + j, bit 4 + c its bit 8c + 4 + j: per
+                         nibble, a 4 x 4 transpose of bytes and bits (2 x 2 blocks, then 1 x 1) */
+                uint32_t qh = ld_u32(q + 2), t = (qh ^ (qh >> 14)) & 0x0000CCCCu;
+                qh ^= t ^ (t << 14);
+                t = (qh ^ (qh >> 7)) & 0x00AA00AAu;
+                st_u32(o + 16 + 4 * r, qh ^ t ^ (t << 7));
             }
         }
     }
@@ -3143,8 +3152,8 @@ static slm_status repack_weights(slm_model *m, int nth, slm_error *err) {
     const size_t tmp_size = (size_t)nth * tmp_rows;
     uint8_t *tmp = tmp_size ? (uint8_t *)xalloc(&m->a, tmp_size) : NULL; /* [nth][tmp_rows] */
     if (tmp_size && !tmp) {
-        xfree(&m->a, ws, cap * sizeof(weight *));
         xfree(&m->a, jobs, cap * sizeof(repack_job));
+        xfree(&m->a, ws, cap * sizeof(weight *));
         return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
     }
     /* the jobs, before any data pointer moves (tied matrices: the first) */
@@ -3206,8 +3215,8 @@ static slm_status repack_weights(slm_model *m, int nth, slm_error *err) {
         for (int j = 0; j < n; j++)
             if (ws[j]->data == jobs[i].src) ws[j]->data = jobs[i].d, ws[j]->x8 = jobs[i].k;
     if (tmp) xfree(&m->a, tmp, tmp_size);
-    xfree(&m->a, ws, cap * sizeof(weight *));
     xfree(&m->a, jobs, cap * sizeof(repack_job));
+    xfree(&m->a, ws, cap * sizeof(weight *));
     return SLM_OK;
 }
 
