@@ -48,7 +48,7 @@ TEST_SRC = tests/test_main.c tests/util.c tests/test_gguf.c tests/test_models.c 
            tests/test_chat_think.c tests/test_gemm_models.c tests/test_book.c
 # included by test_kernels.c (they reach slm.c's statics): dependencies only
 TEST_INCLUDED = tests/test_kernels_avx512.c tests/test_kernels_gemm.c tests/test_kernels_kx8.c \
-                tests/test_kernels_kgemm.c tests/test_attention.c tests/test_scan.c
+                tests/test_kernels_kgemm.c tests/test_attention.c tests/test_scan.c tests/test_repack.c
 
 .PHONY: all lib cli test run embedded test-embedded test-sanitize test-tsan fuzz fuzz-seeds test-fuzz bench-models bench-compare bench-dispatch bench-grammar bench-vocab \
         bench-gemm test-cross print-test-src bench clean help \

@@ -1906,6 +1906,41 @@ static int iq4_xsx8_scale(const uint8_t *o, int s, int r) {
     return ((o[16 + p] >> (4 * (s / 4))) & 15) | ((o[48 + p % 16] >> (4 * (s / 4) + 2 * (p / 16))) & 3) << 4;
 }
 
+/* 2 chunk words of one row in an x8 group (the row's 4 bytes at o + 32c),
+   twice: byte j of chunk c holds the 4-bit quants of columns 8c + j (low
+   nibble) and 8c + 4 + j (high), taken from the low nibbles of bytes p[8c
+   + j] and p[8c + 4 + j] for o0, from their high nibbles for o1. A whole
+   8-byte word at a time: in x = p[8c .. 8c + 7] masked to nibbles, x | x
+   >> 28 puts byte 4 + j's nibble above byte j's (the bits between are 0);
+   the masks keep each byte lane to itself, so the bytes are those of a
+   byte-at-a-time loop on any CPU (ld_u64 and st_u32 are little-endian). */
+static inline void x8_nib_pair(const uint8_t *p, uint8_t *o0, uint8_t *o1) {
+    const uint64_t m = 0x0F0F0F0F0F0F0F0Full, v0 = ld_u64(p), v1 = ld_u64(p + 8);
+    const uint64_t l0 = v0 & m, h0 = (v0 >> 4) & m, l1 = v1 & m, h1 = (v1 >> 4) & m;
+    st_u32(o0, (uint32_t)(l0 | l0 >> 28));
+    st_u32(o1, (uint32_t)(h0 | h0 >> 28));
+    st_u32(o0 + 32, (uint32_t)(l1 | l1 >> 28));
+    st_u32(o1 + 32, (uint32_t)(h1 | h1 >> 28));
+}
+
+/* x8_nib_pair of 32 bytes: 4 chunk words each (K-quants: a pair of sub-blocks) */
+static inline void x8_nib_pair4(const uint8_t *p, uint8_t *o0, uint8_t *o1) {
+    x8_nib_pair(p, o0, o1);
+    x8_nib_pair(p + 16, o0 + 64, o1 + 64);
+}
+
+/* The 8 x 8 bit matrix with bit 8i + j = element (i, j), transposed (bit 8j
+   + i): three masked swaps, of the off-diagonal 4 x 4, 2 x 2 and 1 x 1
+   blocks. (Q5_K's fifth bits: row i a byte of qh, column j a sub-block.) */
+static inline uint64_t bits8x8_transpose(uint64_t x) {
+    uint64_t t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ull;
+    x ^= t ^ (t << 28);
+    t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCull;
+    x ^= t ^ (t << 14);
+    t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAull;
+    return x ^ t ^ (t << 7);
+}
+
 /* IQ4_XSx8: the scale bytes of (sub-block s, row r) and the nibble chunks */
 static void iq4_xsx8_pack(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
     for (int b = 0; b < nb; b++) {
@@ -1918,11 +1953,8 @@ static void iq4_xsx8_pack(const uint8_t *src, size_t rb, int nb, uint8_t *dst) {
                 const int u = ((q[4 + s / 2] >> (4 * (s % 2))) & 15) | ((ld_u16(q + 2) >> (2 * s)) & 3) << 4, p = KX8_POS(s, r);
                 o[16 + p] |= (uint8_t)((u & 15) << (4 * (s / 4)));
                 o[48 + p % 16] |= (uint8_t)((u >> 4) << (4 * (s / 4) + 2 * (p / 16)));
-                uint8_t nib[32];
-                for (int k = 0; k < 16; k++) nib[k] = qs[16 * s + k] & 15, nib[k + 16] = qs[16 * s + k] >> 4;
-                for (int c = 0; c < 4; c++)
-                    for (int j = 0; j < 4; j++)
-                        o[64 + 128 * s + 32 * c + 4 * r + j] = (uint8_t)(nib[8 * c + j] | nib[8 * c + 4 + j] << 4);
+                /* columns 0-15 in the low nibbles of qs[16s ..], 16-31 in the high ones */
+                x8_nib_pair(qs + 16 * s, o + 64 + 128 * s + 4 * r, o + 64 + 128 * s + 64 + 4 * r);
             }
         }
     }
@@ -1959,54 +1991,57 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
     const int bb = x8_block_bytes(type), sb = bb / 8, q5 = type == SLM_TYPE_Q5_K, sbb = q5 ? 160 : 128;
     for (int b = 0; b < nb; b++) {
         uint8_t *o = dst + (size_t)b * (size_t)bb;
-        if (type != SLM_TYPE_Q6_K) memset(o + 96, 0, 32); /* the high-bit bytes are or-ed */
         for (int r = 0; r < 8; r++) {
             const uint8_t *q = src + (size_t)r * rb + (size_t)b * (size_t)sb;
             if (type != SLM_TYPE_Q6_K) {
                 memcpy(o + 2 * r, q, 2);
                 memcpy(o + 16 + 2 * r, q + 2, 2);
-                for (int s = 0; s < 8; s++) {
-                    int sc, m;
-                    k4_scale_min(q + 4, s, &sc, &m);
-                    o[32 + 32 * (s / 4) + KX8_POS(s, r)] = (uint8_t)((sc & 15) | (m & 15) << 4);
-                    o[96 + KX8_POS(s, r)] |= (uint8_t)(((sc >> 4) | (m >> 4) << 2) << (4 * (s / 4)));
+                const uint8_t *t12 = q + 4; /* the 12-byte table, as k4_scale_min reads it */
+                for (int t = 0; t < 4; t++) { /* sub-blocks t and t + 4 share position p */
+                    const int sc = t12[t] & 63, m = t12[t + 4] & 63, p = KX8_POS(t, r);
+                    const int sc4 = (t12[t + 8] & 15) | (t12[t] >> 6) << 4, m4 = (t12[t + 8] >> 4) | (t12[t + 4] >> 6) << 4;
+                    o[32 + p] = (uint8_t)((sc & 15) | (m & 15) << 4);
+                    o[64 + p] = (uint8_t)((sc4 & 15) | (m4 & 15) << 4);
+                    o[96 + p] = (uint8_t)((sc >> 4) | (m >> 4) << 2 | ((sc4 >> 4) | (m4 >> 4) << 2) << 4);
                 }
                 const uint8_t *qs = q + (q5 ? 48 : 16), *qh = q + 16;
-                for (int s = 0; s < 8; s++) { /* sub-block s: nibble s % 2 of qs[32 (s / 2) + l], bit s of qh[l] */
-                    uint8_t *os = o + 128 + sbb * s;
-                    for (int c = 0; c < 4; c++)
-                        for (int j = 0; j < 4; j++) {
-                            const int lo = (qs[32 * (s / 2) + 8 * c + j] >> (4 * (s % 2))) & 15;
-                            const int hi = (qs[32 * (s / 2) + 8 * c + 4 + j] >> (4 * (s % 2))) & 15;
-                            os[(q5 ? 32 : 0) + 32 * c + 4 * r + j] = (uint8_t)(lo | hi << 4);
-                        }
-                    if (q5)
-                        for (int j = 0; j < 4; j++) {
-                            uint8_t h = 0;
-                            for (int c = 0; c < 4; c++)
-                                h |= (uint8_t)(((qh[8 * c + j] >> s) & 1) << c | ((qh[8 * c + 4 + j] >> s) & 1) << (4 + c));
-                            os[4 * r + j] = h;
-                        }
+                for (int t = 0; t < 4; t++) /* sub-blocks 2t, 2t + 1: the low, high nibbles of qs[32t + l] */
+                    x8_nib_pair4(qs + 32 * t, o + 128 + sbb * (2 * t) + (q5 ? 32 : 0) + 4 * r,
+                                o + 128 + sbb * (2 * t + 1) + (q5 ? 32 : 0) + 4 * r);
+                /* sub-block s's byte j: bit c is bit s of qh[8c + j], bit 4 + c bit s
+                   of qh[8c + 4 + j]; for each j, those 8 bytes (rows) transposed */
+                for (int j = 0; q5 && j < 4; j++) {
+                    uint64_t x = 0;
+                    for (int c = 0; c < 4; c++) x |= (uint64_t)qh[8 * c + j] << 8 * c | (uint64_t)qh[8 * c + 4 + j] << 8 * (4 + c);
+                    x = bits8x8_transpose(x);
+                    for (int s = 0; s < 8; s++) o[128 + sbb * s + 4 * r + j] = (uint8_t)(x >> 8 * s);
                 }
             } else { /* Q6_K */
                 const uint8_t *ql = q, *qh = q + 128;
                 memcpy(o + 2 * r, q + 208, 2);
                 for (int s = 0; s < 16; s++) o[16 + 16 * (s / 2) + 2 * r + s % 2] = q[192 + s];
-                for (int p = 0; p < 8; p++) { /* columns 32p + l: i = 128h + 32k + l with p = 4h + k */
-                    const int h = p / 4, k = p % 4;
-                    uint8_t *op = o + 144 + 192 * p;
-                    uint8_t v[32];
-                    for (int l = 0; l < 32; l++)
-                        v[l] = (uint8_t)(((ql[64 * h + 32 * (k & 1) + l] >> (4 * (k / 2))) & 15) |
-                                         ((qh[32 * h + l] >> (2 * k)) & 3) << 4);
-                    for (int c = 0; c < 4; c++)
-                        for (int j = 0; j < 4; j++) {
-                            const int lo = v[8 * c + j], hi = v[8 * c + 4 + j];
-                            op[32 * c + 4 * r + j] = (uint8_t)((lo & 15) | (hi & 15) << 4);
-                            uint8_t *hb = op + 128 + 32 * (c / 2) + 4 * r + j;
-                            if (c % 2 == 0) *hb = 0;
-                            *hb |= (uint8_t)(((lo >> 4) | (hi >> 4) << 2) << (4 * (c % 2)));
+                /* part p = 4h + k holds columns 32p + l = 128h + 32k + l */
+                for (int h = 0; h < 2; h++) {
+                    uint8_t *op = o + 144 + 192 * 4 * h + 4 * r; /* part 4h, row r */
+                    /* the low 4 bits: nibble k / 2 of ql[64h + 32 (k & 1) + l] (parts k, k + 2 share bytes) */
+                    x8_nib_pair4(ql + 64 * h, op, op + 2 * 192);
+                    x8_nib_pair4(ql + 64 * h + 32, op + 192, op + 3 * 192);
+                    /* the high 2: bits 2k of qh[32h + l]; chunks 2e, 2e + 1 share half e */
+                    for (int e = 0; e < 2; e++) {
+                        /* per byte lane, a 4 x 4 transpose of 2-bit fields: field k of
+                           word t (bits 2k of qh[32h + 16e + 4t + j]) to field t of word k */
+                        uint32_t a[4], x;
+                        for (int t = 0; t < 4; t++) a[t] = ld_u32(qh + 32 * h + 16 * e + 4 * t);
+                        for (int t = 0; t < 4; t += 2) { /* fields 1, 3 of word t <-> fields 0, 2 of word t + 1 */
+                            x = ((a[t] >> 2) ^ a[t + 1]) & 0x33333333u;
+                            a[t] ^= x << 2, a[t + 1] ^= x;
                         }
+                        for (int t = 0; t < 2; t++) { /* fields 2-3 of word t <-> fields 0-1 of word t + 2 */
+                            x = ((a[t] >> 4) ^ a[t + 2]) & 0x0F0F0F0Fu;
+                            a[t] ^= x << 4, a[t + 2] ^= x;
+                        }
+                        for (int k = 0; k < 4; k++) st_u32(op + 192 * k + 128 + 32 * e, a[k]);
+                    }
                 }
             }
         }
@@ -2094,18 +2129,14 @@ static void x8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *ds
                 for (int st = 0; st < 8; st++) memcpy(o + 16 + 32 * st + 4 * r, q + 2 + 4 * st, 4);
                 continue;
             }
-            uint8_t nib[32];
-            for (int k = 0; k < 16; k++) nib[k] = q[qs_at + k] & 15, nib[k + 16] = q[qs_at + k] >> 4;
-            for (int c = 0; c < 4; c++) /* columns 8c + j and 8c + 4 + j */
-                for (int j = 0; j < 4; j++) o[nib_at + 32 * c + 4 * r + j] = (uint8_t)(nib[8 * c + j] | (nib[8 * c + 4 + j] << 4));
-            if (q5) {
-                const uint32_t qh = ld_u32(q + 2);
-                for (int j = 0; j < 4; j++) {
-                    uint8_t h = 0;
-                    for (int c = 0; c < 4; c++)
-                        h |= (uint8_t)(((qh >> (8 * c + j)) & 1) << c | ((qh >> (8 * c + 4 + j)) & 1) << (4 + c));
-                    o[16 + 4 * r + j] = h;
-                }
+            /* columns 0-15 in the low nibbles of q[qs_at ..], 16-31 in the high ones */
+            x8_nib_pair(q + qs_at, o + nib_at + 4 * r, o + nib_at + 64 + 4 * r);
+            if (q5) { /* byte j: bit c is qh's bit 8c + j, bit 4 + c its bit 8c + 4 + j: per
+                         nibble, a 4 x 4 transpose of bytes and bits (2 x 2 blocks, then 1 x 1) */
+                uint32_t qh = ld_u32(q + 2), t = (qh ^ (qh >> 14)) & 0x0000CCCCu;
+                qh ^= t ^ (t << 14);
+                t = (qh ^ (qh >> 7)) & 0x00AA00AAu;
+                st_u32(o + 16 + 4 * r, qh ^ t ^ (t << 7));
             }
         }
     }
@@ -3040,16 +3071,66 @@ static int packs(const slm_model *m, weight *const *ws, int i) {
     return x8 || w != &m->tok_embd || m->output.data == w->data;
 }
 
+/* Defined in section 8: */
+static int default_threads(void);
+
+/* One matrix's share of the repack: its rows at src go to d, as x8 groups
+   (x8 set) or as they are. The work is cut into runs (ids c0 .. c0 + runs
+   - 1 among all the matrices'): of cg groups, or of 256 KiB when copied. */
+typedef struct repack_job {
+    weight *w;
+    const uint8_t *src;
+    uint8_t *d;
+    gemm_x8_fn k;
+    int64_t c0, runs, cg; /* first run, runs, groups per run */
+    int64_t left;         /* runs not yet done */
+    int mv;               /* 1: d is in m->packed (the file's pages go back when done) */
+} repack_job;
+
+#define REPACK_SPAN ((int64_t)1 << 18) /* bytes of a run */
+
+/* Run c of job j. In place (d == src), a group is first copied aside into
+   tmp (8 rows, the thread's own). */
+static void repack_run(const repack_job *j, int64_t c, uint8_t *tmp) {
+    const weight *w = j->w;
+    if (!j->k) {
+        const int64_t bytes = w->n_out * (int64_t)w->rb, at = c * REPACK_SPAN;
+        memcpy(j->d + (size_t)at, j->src + (size_t)at, (size_t)SLM_MIN(REPACK_SPAN, bytes - at));
+        return;
+    }
+    const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
+    const size_t gb = 8 * w->rb; /* bytes of a group */
+    const int64_t g1 = SLM_MIN(w->n_out / 8, (c + 1) * j->cg);
+    for (int64_t g = c * j->cg; g < g1; g++) {
+        const uint8_t *from = j->src + (size_t)g * gb;
+        if (!j->mv) memcpy(tmp, from, gb), from = tmp;
+        x8_pack(w->type, from, w->rb, nb, j->d + (size_t)g * gb);
+    }
+}
+
 /* Rearrange every matrix that has an x8 kernel into x8 groups: on Linux into
    memory of their own in huge pages (m->packed; the other matrices are
    copied there, and the file's pages under them given back), else in place
    (the model's own buffer or its private mapping). Tied matrices share data
-   and are rearranged once. */
-static slm_status repack_weights(slm_model *m, slm_error *err) {
+   and are rearranged once. nth threads take runs of groups in order, each
+   the next one free, in one parallel region: a thread that another process
+   holds up only delays the runs it has, and none waits for the others
+   before the end. Runs are taken in order, so the file's pages of a matrix
+   are given back about when they would be one thread at a time (the memory
+   peak stays that of one thread, plus a matrix per thread at most). The
+   bytes are the same at any thread count: each group is x8_pack's of its
+   own 8 rows. */
+static slm_status repack_weights(slm_model *m, int nth, slm_error *err) {
     const size_t cap = 2 + 13 * (size_t)m->n_layer;
     weight **ws = (weight **)xalloc(&m->a, cap * sizeof(weight *));
-    int n = 0;
-    if (!ws) return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
+    repack_job *jobs = (repack_job *)xalloc(&m->a, cap * sizeof(repack_job));
+    int n = 0, nj = 0;
+    if (!ws || !jobs) {
+        if (ws) xfree(&m->a, ws, cap * sizeof(weight *));
+        if (jobs) xfree(&m->a, jobs, cap * sizeof(repack_job));
+        return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
+    }
+    nth = SLM_MAX(1, nth);
     ws[n++] = &m->tok_embd;
     ws[n++] = &m->output;
     for (int il = 0; il < m->n_layer; il++) {
@@ -3066,37 +3147,75 @@ static slm_status repack_weights(slm_model *m, slm_error *err) {
         if (packs(m, ws, i)) total += packed_bytes(ws[i]);
     m->packed = packed_alloc(m, total);
     /* in place, a group's 8 rows are copied aside before they are overwritten */
-    size_t tmp_size = 0;
-    for (int i = 0; !m->packed && i < n; i++) tmp_size = SLM_MAX(tmp_size, 8 * ws[i]->rb);
-    uint8_t *tmp = tmp_size ? (uint8_t *)xalloc(&m->a, tmp_size) : NULL; /* [8][rb] */
+    size_t tmp_rows = 0; /* bytes of 8 rows of the widest matrix */
+    for (int i = 0; !m->packed && i < n; i++) tmp_rows = SLM_MAX(tmp_rows, 8 * ws[i]->rb);
+    const size_t tmp_size = (size_t)nth * tmp_rows;
+    uint8_t *tmp = tmp_size ? (uint8_t *)xalloc(&m->a, tmp_size) : NULL; /* [nth][tmp_rows] */
     if (tmp_size && !tmp) {
+        xfree(&m->a, jobs, cap * sizeof(repack_job));
         xfree(&m->a, ws, cap * sizeof(weight *));
         return seterr(err, SLM_ERR_NOMEM, "out of memory repacking the weights");
     }
+    /* the jobs, before any data pointer moves (tied matrices: the first) */
     size_t used = 0;
+    int64_t runs = 0;
     for (int i = 0; i < n; i++) {
         weight *w = ws[i];
+        int tied = 0;
+        for (int j = 0; j < i && w->data; j++) tied |= ws[j]->data == w->data;
+        if (!w->data || tied) continue;
         const int mv = m->packed && packs(m, ws, i);
-        gemm_x8_fn k = w->data && !w->x8 && w->n_out % 8 == 0 ? m->kern.gemm_x8[w->type] : NULL;
+        gemm_x8_fn k = !w->x8 && w->n_out % 8 == 0 ? m->kern.gemm_x8[w->type] : NULL;
         if (!k && !mv) continue;
         if (!mv && !tmp) continue; /* (not reached: with m->packed, every matrix with a kernel moves) */
-        const uint8_t *src = w->data;
-        uint8_t *d = mv ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
-        const int nb = (int)(w->n_in / type_size_of(w->type)->blck);
-        for (int64_t g = 0; k && g < w->n_out / 8; g++) {
-            const uint8_t *from = src + (size_t)g * 8 * w->rb;
-            if (!mv) memcpy(tmp, from, 8 * w->rb), from = tmp;
-            x8_pack(w->type, from, w->rb, nb, d + (size_t)g * 8 * w->rb);
+        repack_job *jb = &jobs[nj++];
+        jb->w = w;
+        jb->src = w->data;
+        jb->d = mv ? m->packed + used : (uint8_t *)(uintptr_t)w->data;
+        jb->k = k;
+        jb->mv = mv;
+        if (k) { /* runs of at most 256 KiB, at least 4 per thread when there are enough groups */
+            const int64_t ng = w->n_out / 8;
+            jb->cg = SLM_MAX(1, SLM_MIN(REPACK_SPAN / (8 * (int64_t)w->rb), ng / (4 * nth)));
+            jb->runs = (ng + jb->cg - 1) / jb->cg;
+        } else {
+            jb->cg = 0;
+            jb->runs = (w->n_out * (int64_t)w->rb + REPACK_SPAN - 1) / REPACK_SPAN;
         }
-        if (mv) {
-            if (!k) memcpy(d, src, (size_t)w->n_out * w->rb);
-            unmap_pages(src, (size_t)w->n_out * w->rb);
-            used += packed_bytes(w);
-        }
-        for (int j = 0; j < n; j++)
-            if (ws[j]->data == src) ws[j]->data = d, ws[j]->x8 = k;
+        jb->c0 = runs;
+        jb->left = jb->runs;
+        runs += jb->runs;
+        if (mv) used += packed_bytes(w);
     }
+#if SLM_OPENMP
+#pragma omp parallel for num_threads(nth) schedule(dynamic, 1) if (nth > 1 && runs > 1)
+#endif
+    for (int64_t c = 0; c < runs; c++) {
+        int lo = 0, hi = nj - 1; /* the job of run c: the last with c0 <= c */
+        while (lo < hi) {
+            const int mid = (lo + hi + 1) / 2;
+            if (jobs[mid].c0 <= c) lo = mid;
+            else hi = mid - 1;
+        }
+        repack_job *jb = &jobs[lo];
+#if SLM_OPENMP
+        uint8_t *t = tmp ? tmp + (size_t)omp_get_thread_num() * tmp_rows : NULL;
+#else
+        uint8_t *t = tmp;
+#endif
+        repack_run(jb, c - jb->c0, t);
+        int64_t left;
+#if SLM_OPENMP
+#pragma omp critical
+#endif
+        left = --jb->left;
+        if (left == 0 && jb->mv) unmap_pages(jb->src, (size_t)jb->w->n_out * jb->w->rb);
+    }
+    for (int i = 0; i < nj; i++)
+        for (int j = 0; j < n; j++)
+            if (ws[j]->data == jobs[i].src) ws[j]->data = jobs[i].d, ws[j]->x8 = jobs[i].k;
     if (tmp) xfree(&m->a, tmp, tmp_size);
+    xfree(&m->a, jobs, cap * sizeof(repack_job));
     xfree(&m->a, ws, cap * sizeof(weight *));
     return SLM_OK;
 }
@@ -3150,7 +3269,8 @@ static slm_status model_init(slm_model *m, slm_error *err) {
     if ((st = load_hparams(m, err)) != SLM_OK) return st;
     if ((st = load_embedding_hparams(m, err)) != SLM_OK) return st;
     if ((st = bind_tensors(m, err)) != SLM_OK) return st;
-    if (m->repack && m->source != SRC_CALLER && (st = repack_weights(m, err)) != SLM_OK) return st;
+    if (m->repack && m->source != SRC_CALLER && (st = repack_weights(m, default_threads(), err)) != SLM_OK)
+        return st;
     if (m->arch->act == ACT_GELU) {
         /* ggml evaluates GELU through an fp16 table: do the same (per model,
            no global state) so that gemma logits match llama.cpp's */

@@ -1003,6 +1003,7 @@ static void check_width_choice(void) {
 #include "test_kernels_kgemm.c"
 #include "test_attention.c"
 #include "test_scan.c"
+#include "test_repack.c"
 
 void test_kernels(void) {
     printf("  simd path: %s\n", kernels_find(SLM_ISA_BEST)->name);
@@ -1014,10 +1015,12 @@ void test_kernels(void) {
     check_onehot();
     check_writer_fallbacks();
     check_kx8_layout();
+    check_x8_pack_bytes();
     check_default_threads();
 #if SLM_OPENMP
     check_width_choice();
 #endif
+    check_repack_threads();
     /* every kernel table this build has and this CPU runs, against the
        references; the ones it cannot run are named and skipped */
     for (int isa = SLM_ISA_SCALAR + 1; isa < SLM_ISA_COUNT; isa++) {
