@@ -3083,7 +3083,7 @@ typedef struct repack_job {
     uint8_t *d;
     gemm_x8_fn k;
     int64_t c0, runs, cg; /* first run, runs, groups per run */
-    int64_t left;         /* runs not yet done */
+    int left;             /* runs not yet done */
     int mv;               /* 1: d is in m->packed (the file's pages go back when done) */
 } repack_job;
 
@@ -3183,7 +3183,7 @@ static slm_status repack_weights(slm_model *m, int nth, slm_error *err) {
             jb->runs = (w->n_out * (int64_t)w->rb + REPACK_SPAN - 1) / REPACK_SPAN;
         }
         jb->c0 = runs;
-        jb->left = jb->runs;
+        jb->left = (int)jb->runs;
         runs += jb->runs;
         if (mv) used += packed_bytes(w);
     }
@@ -3204,11 +3204,17 @@ static slm_status repack_weights(slm_model *m, int nth, slm_error *err) {
         uint8_t *t = tmp;
 #endif
         repack_run(jb, c - jb->c0, t);
-        int64_t left;
+        int left;
+#if SLM_OPENMP && (defined(__GNUC__) || defined(__clang__))
+        /* (not `omp critical`: a load from inside a caller's own unnamed
+           critical section would wait for itself) */
+        left = __atomic_sub_fetch(&jb->left, 1, __ATOMIC_ACQ_REL);
+#else
 #if SLM_OPENMP
 #pragma omp critical
 #endif
         left = --jb->left;
+#endif
         if (left == 0 && jb->mv) unmap_pages(jb->src, (size_t)jb->w->n_out * jb->w->rb);
     }
     for (int i = 0; i < nj; i++)

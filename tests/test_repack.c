@@ -240,6 +240,18 @@ static void check_repack_threads(void) {
         slm_model_free(ref);
         free(bytes);
     }
+#if SLM_OPENMP
+    { /* a load inside the caller's own (unnamed) critical section */
+        set_env("OMP_NUM_THREADS", "3");
+        slm_model *m = NULL;
+        slm_error err;
+        slm_status st;
+#pragma omp critical
+        st = slm_model_load_file(data_path("models/tiny-llama-Q4_K.gguf"), NULL, &m, &err);
+        CHECK(st == SLM_OK, "load inside an omp critical section: %s", st == SLM_OK ? "" : err.message);
+        slm_model_free(m);
+    }
+#endif
     set_env("OMP_NUM_THREADS", old ? keep : NULL);
     printf("  repack at load: %d loads (1 and 3 threads, mapped and read) match a 1-thread pack, %d with x8 ffn_down\n",
            loads, x8);
