@@ -1996,10 +1996,12 @@ static void kx8_pack(int type, const uint8_t *src, size_t rb, int nb, uint8_t *d
             if (type != SLM_TYPE_Q6_K) {
                 memcpy(o + 2 * r, q, 2);
                 memcpy(o + 16 + 2 * r, q + 2, 2);
-                const uint8_t *t12 = q + 4; /* the 12-byte table, as k4_scale_min reads it */
+                const uint8_t *t12 = q + 4; /* the 12-byte scale table */
                 for (int t = 0; t < 4; t++) { /* sub-blocks t and t + 4 share position p */
-                    const int sc = t12[t] & 63, m = t12[t + 4] & 63, p = KX8_POS(t, r);
-                    const int sc4 = (t12[t + 8] & 15) | (t12[t] >> 6) << 4, m4 = (t12[t + 8] >> 4) | (t12[t + 4] >> 6) << 4;
+                    const int p = KX8_POS(t, r);
+                    int sc, m, sc4, m4;
+                    k4_scale_min(t12, t, &sc, &m);
+                    k4_scale_min(t12, t + 4, &sc4, &m4);
                     o[32 + p] = (uint8_t)((sc & 15) | (m & 15) << 4);
                     o[64 + p] = (uint8_t)((sc4 & 15) | (m4 & 15) << 4);
                     o[96 + p] = (uint8_t)((sc >> 4) | (m >> 4) << 2 | ((sc4 >> 4) | (m4 >> 4) << 2) << 4);
