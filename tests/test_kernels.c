@@ -1020,7 +1020,9 @@ void test_kernels(void) {
 #if SLM_OPENMP
     check_width_choice();
 #endif
+#if !defined(SLM_NO_THREADS) /* (bare metal: no model files to load) */
     check_repack_threads();
+#endif
     /* every kernel table this build has and this CPU runs, against the
        references; the ones it cannot run are named and skipped */
     for (int isa = SLM_ISA_SCALAR + 1; isa < SLM_ISA_COUNT; isa++) {

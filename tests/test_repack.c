@@ -153,6 +153,7 @@ static void check_x8_pack_bytes(void) {
     CHECK(bad == 0, "x8_pack: %d of %d groups differ from the byte-at-a-time pack", bad, runs);
 }
 
+#if !defined(SLM_NO_THREADS) /* (bare metal: no model files to load) */
 /* A loaded model's matrices against the file's: each the file's rows as
    they are, or (x8 set) x8_pack_bytewise's groups of them. */
 static int repack_differs(const slm_model *m, const slm_model *ref) {
@@ -256,3 +257,4 @@ static void check_repack_threads(void) {
     printf("  repack at load: %d loads (1 and 3 threads, mapped and read) match a 1-thread pack, %d with x8 ffn_down\n",
            loads, x8);
 }
+#endif
